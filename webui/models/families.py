@@ -1,0 +1,38 @@
+"""Typed model families and what is known about each without reading weights."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Family(str, enum.Enum):
+    SD1 = "sd1"
+    SD2 = "sd2"
+    SDXL = "sdxl"
+
+
+# Native (training) resolution per family; a checkpoint may override it in its `easel.config` metadata.
+NATIVE_SIZE = {Family.SD1: 512, Family.SD2: 768, Family.SDXL: 1024}
+# Family template folders under webui/models/configs/ (copies of the published diffusers configs).
+TEMPLATE = {Family.SD1: "sd15", Family.SD2: "sd21v", Family.SDXL: "sdxl"}
+DEFAULT_VAE_SCALE = {Family.SD1: 0.18215, Family.SD2: 0.18215, Family.SDXL: 0.13025}
+
+
+@dataclass
+class ProbeResult:
+    """What a checkpoint is, and the diffusers configs that build it."""
+
+    family: Family
+    inpainting: bool
+    prediction_type: str
+    native_size: int
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # component → config dict
+
+    @property
+    def label(self) -> str:
+        name = {Family.SD1: "SD 1.x", Family.SD2: "SD 2.x", Family.SDXL: "SDXL"}[self.family]
+        if self.family == Family.SD2 and self.prediction_type == "v_prediction":
+            name += " (v)"
+        return name + (" inpainting" if self.inpainting else "")

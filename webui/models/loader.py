@@ -1,0 +1,159 @@
+"""Read checkpoint files safely and build diffusers pipelines from them, offline.
+
+Single files go through diffusers' own single-file converters (component `from_single_file` with a local `config=`
+folder built by the probe); diffusers folders go through `from_pretrained(local_files_only=True)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from webui.errors import ModelLoadError, UnsafeCheckpoint
+from webui.fsutil import atomic_write_json
+from webui.models.families import Family, ProbeResult
+from webui.models.probe import CONFIGS_DIR, probe
+from webui.models.tokenizer import write_tokenizer_folder
+
+CHECKPOINT_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth")
+
+
+@dataclass
+class LoadedCheckpoint:
+    pipeline: Any  # a diffusers StableDiffusion(XL)Pipeline on the CPU
+    probe: ProbeResult
+    scheduler_config: dict[str, Any]
+
+
+def read_header(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """Tensor shapes and metadata of a safetensors file, without reading the tensors."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}, dict(f.metadata() or {})
+    except Exception as e:  # safetensors raises several types for a damaged header
+        raise ModelLoadError(f"{path.name}: not a readable safetensors file ({e})") from e
+
+
+def read_state_dict(path: Path, reader: Callable[[Path], dict] | None = None) -> dict[str, torch.Tensor]:
+    """All tensors of a checkpoint. `.ckpt`/`.pt` use torch's weights-only unpickler: a pickle that would run code is
+    refused before anything in it executes."""
+    if reader is not None:
+        return reader(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as e:
+            raise ModelLoadError(f"{path.name}: cannot read tensors ({e})") from e
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UnsafeCheckpoint(f"{path.name}: refused: the pickle holds objects other than tensors, "
+                               f"and loading it could run code. Convert it to .safetensors from a trusted source.",
+                               detail=str(e).splitlines()[0]) from e
+    except Exception as e:
+        raise ModelLoadError(f"{path.name}: cannot read checkpoint ({type(e).__name__}: {e})") from e
+    while isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ModelLoadError(f"{path.name}: not a state dict of tensors")
+    return obj
+
+
+def probe_file(path: Path, state: dict[str, torch.Tensor] | None = None) -> ProbeResult:
+    if state is None and path.suffix == ".safetensors":
+        shapes, meta = read_header(path)
+    else:
+        state = state if state is not None else read_state_dict(path)
+        shapes, meta = {k: tuple(v.shape) for k, v in state.items()}, {}
+    sidecar = path.with_suffix(".easel.json")  # optional hand-written hyperparameters next to a .ckpt
+    if "easel.config" not in meta and sidecar.exists():
+        meta["easel.config"] = sidecar.read_text()
+    return probe(shapes, meta, name=path.name)
+
+
+def write_config_folder(result: ProbeResult, cache_root: Path) -> Path:
+    """A diffusers-layout folder of JSON configs (no weights) for `from_single_file(config=...)`.
+    Content-addressed, so the same architecture reuses one folder."""
+    blob = json.dumps(result.configs, sort_keys=True)
+    folder = cache_root / hashlib.sha256(blob.encode()).hexdigest()[:16]
+    if (folder / "done").exists():
+        return folder
+    template = {Family.SD1: "sd15", Family.SD2: "sd21v", Family.SDXL: "sdxl"}[result.family]
+    for component, cfg in result.configs.items():
+        name = "scheduler_config.json" if component == "scheduler" else "config.json"
+        atomic_write_json(folder / component / name, cfg)
+    atomic_write_json(folder / "model_index.json", json.loads((CONFIGS_DIR / template / "model_index.json").read_text()))
+    write_tokenizer_folder(folder / "tokenizer", CONFIGS_DIR / template / "tokenizer")
+    if result.family == Family.SDXL:
+        write_tokenizer_folder(folder / "tokenizer_2", CONFIGS_DIR / template / "tokenizer_2")
+    (folder / "done").write_text("ok")
+    return folder
+
+
+def build_from_single_file(path: Path, cache_root: Path, *, dtype: torch.dtype = torch.float32,
+                           reader: Callable[[Path], dict] | None = None) -> LoadedCheckpoint:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    state = read_state_dict(path, reader)
+    result = probe_file(path, state if path.suffix != ".safetensors" else None)
+    folder = str(write_config_folder(result, cache_root))
+    common = dict(config=folder, local_files_only=True, torch_dtype=dtype)
+    try:
+        unet = UNet2DConditionModel.from_single_file(state, subfolder="unet", **common)
+        vae = AutoencoderKL.from_single_file(state, subfolder="vae", **common)
+        if result.family != Family.SD1:
+            raise ModelLoadError(f"{path.name}: {result.label} checkpoints are recognised but loading them is not "
+                                 f"supported yet")
+        text_encoder = create_diffusers_clip_model_from_ldm(CLIPTextModel, state, subfolder="text_encoder", **common)
+    except ModelLoadError:
+        raise
+    except Exception as e:
+        raise ModelLoadError(f"{path.name}: the weights do not fit the {result.label} layout ({e})") from e
+    tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer", model_max_length=77, local_files_only=True)
+    pipe = assemble_pipeline(result, unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer)
+    return LoadedCheckpoint(pipeline=pipe, probe=result, scheduler_config=result.configs["scheduler"])
+
+
+def assemble_pipeline(result: ProbeResult, **components):
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+
+    scheduler = EulerDiscreteScheduler.from_config(result.configs["scheduler"])
+    pipe = StableDiffusionPipeline(scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False, **components)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def build_from_diffusers_folder(folder: Path, *, dtype: torch.dtype = torch.float32) -> LoadedCheckpoint:
+    from diffusers import StableDiffusionPipeline
+
+    index = json.loads((folder / "model_index.json").read_text())
+    if index.get("_class_name") not in ("StableDiffusionPipeline", "StableDiffusionInpaintPipeline"):
+        raise ModelLoadError(f"{folder.name}: {index.get('_class_name')} folders are not supported yet")
+    try:
+        pipe = StableDiffusionPipeline.from_pretrained(str(folder), local_files_only=True, torch_dtype=dtype,
+                                                       safety_checker=None, feature_extractor=None,
+                                                       requires_safety_checker=False)
+    except Exception as e:
+        raise ModelLoadError(f"{folder.name}: cannot load diffusers folder ({e})") from e
+    pipe.set_progress_bar_config(disable=True)
+    unet, vae = dict(pipe.unet.config), dict(pipe.vae.config)
+    scale = 2 ** (len(vae["block_out_channels"]) - 1)
+    sched = dict(pipe.scheduler.config)
+    result = ProbeResult(family=Family.SD1, inpainting=unet["in_channels"] == 9,
+                         prediction_type=sched.get("prediction_type", "epsilon"),
+                         native_size=int(unet["sample_size"]) * scale,
+                         configs={"unet": unet, "vae": vae, "scheduler": sched})
+    return LoadedCheckpoint(pipeline=pipe, probe=result, scheduler_config=sched)
