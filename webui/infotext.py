@@ -52,9 +52,10 @@ def format_value(value: object) -> str:
 
 def quote(value: object) -> str:
     """JSON-quote (like A1111's ``quote``) a value that would break the "Key: value, ..." line: one that
-    contains `,` `:` `"` or a newline, or has leading/trailing whitespace the parser would lose."""
+    contains `,` `:` `"` or a newline, has leading/trailing whitespace the parser would lose, or is empty
+    (written `""`, which A1111's parser reads back as an empty string)."""
     text = format_value(value)
-    if any(c in text for c in ',:"\n\r') or text != text.strip():
+    if not text or any(c in text for c in ',:"\n\r') or text != text.strip():
         return json.dumps(text, ensure_ascii=False)
     return text
 

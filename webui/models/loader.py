@@ -157,3 +157,27 @@ def build_from_diffusers_folder(folder: Path, *, dtype: torch.dtype = torch.floa
                          native_size=int(unet["sample_size"]) * scale,
                          configs={"unet": unet, "vae": vae, "scheduler": sched})
     return LoadedCheckpoint(pipeline=pipe, probe=result, scheduler_config=sched)
+
+
+def build_vae(path: Path, cache_root: Path, base: ProbeResult, *, dtype: torch.dtype = torch.float32):
+    """A standalone VAE file (A1111's models/VAE), shaped by its own tensors, scaled like the checkpoint's VAE."""
+    from diffusers import AutoencoderKL
+
+    from webui.models.probe import vae_config
+
+    state = read_state_dict(path)
+    prefixed = state if any(k.startswith("first_stage_model.") for k in state) else {
+        "first_stage_model." + k: v for k, v in state.items()}
+    shapes = {k: tuple(v.shape) for k, v in prefixed.items()}
+    try:
+        cfg = vae_config(shapes, base.family, {"scaling_factor": base.configs["vae"].get("scaling_factor", 0.18215)})
+    except (KeyError, ModelLoadError) as e:
+        raise ModelLoadError(f"{path.name}: not a VAE ({e})") from e
+    cfg["sample_size"] = base.native_size
+    folder = cache_root / ("vae-" + hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16])
+    atomic_write_json(folder / "vae" / "config.json", cfg)
+    try:
+        return AutoencoderKL.from_single_file(prefixed, config=str(folder), subfolder="vae", local_files_only=True,
+                                              torch_dtype=dtype)
+    except Exception as e:
+        raise ModelLoadError(f"{path.name}: VAE weights do not fit ({e})") from e

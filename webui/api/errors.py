@@ -1,0 +1,44 @@
+"""Map typed errors to A1111's JSON error body: {error, detail, body, errors} with a 4xx/5xx status."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from webui.errors import EaselError
+
+log = logging.getLogger("easel.api")
+
+
+def error_body(error: str, detail: str, *, body: object = None, errors: object = None) -> dict:
+    return {"error": error, "detail": detail, "body": body, "errors": errors}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(EaselError)
+    async def _easel(request: Request, exc: EaselError):
+        return JSONResponse(error_body(type(exc).__name__, exc.message, errors=exc.detail if exc.detail != exc.message
+                                       else None), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        errs = json.loads(json.dumps(exc.errors(), default=str))
+        fields = ", ".join(".".join(str(p) for p in e.get("loc", [])[1:]) or "body" for e in errs)
+        first = errs[0].get("msg", "invalid") if errs else "invalid"
+        return JSONResponse(error_body("RequestValidationError", f"invalid field(s) {fields}: {first}", errors=errs),
+                            status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        return JSONResponse(error_body("HTTPException", str(exc.detail)), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        log.exception("unhandled error on %s", request.url.path)
+        return JSONResponse(error_body(type(exc).__name__, str(exc) or "internal error"), status_code=500)

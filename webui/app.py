@@ -1,0 +1,161 @@
+"""The Application: one object that owns every service, and the FastAPI server the UI and the API hang off."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from webui import VERSION
+from webui.errors import EaselError
+from webui.flags import Paths, parse_args, resolve_paths
+from webui.generation.requests import GenerationResult, Txt2ImgRequest
+from webui.generation.txt2img import GenerationServices, run_txt2img
+from webui.history import JobHistory
+from webui.jobs import Job, JobQueue
+from webui.models.catalog import CheckpointCatalog
+from webui.models.device import choose_policy
+from webui.models.hashing import HashCache
+from webui.models.manager import LoadedModel, ModelManager
+from webui.outputs import OutputWriter
+from webui.settings import Options
+
+log = logging.getLogger("easel")
+
+
+class Application:
+    """Owns the options, model manager, job queue, history and outputs. Nothing here is module-level state:
+    tests build as many Applications as they like, each on its own data dir."""
+
+    def __init__(self, ns: argparse.Namespace | None = None, *, paths: Paths | None = None):
+        self.ns = ns if ns is not None else parse_args([])
+        self.paths = paths or resolve_paths(self.ns)
+        self.paths.data_dir.mkdir(parents=True, exist_ok=True)
+        self.options = Options(self.paths.config_file)
+        self.hashes = HashCache(self.paths.cache_file)
+        self.catalog = CheckpointCatalog(self.paths.ckpt_dir, self.hashes, demo_dir=self.paths.demo_dir)
+        self.policy = choose_policy(use_cpu=self.ns.use_cpu, device_id=self.ns.device_id, no_half=self.ns.no_half,
+                                    no_half_vae=self.ns.no_half_vae, medvram=self.ns.medvram, lowvram=self.ns.lowvram)
+        self.models = ModelManager(catalog=self.catalog, vae_dir=self.paths.vae_dir,
+                                   cache_root=self.paths.data_dir / "cache" / "configs", policy=self.policy,
+                                   get_option=self.options.get)
+        self.outputs = OutputWriter(self.paths.data_dir, self.options.get)
+        self.history = JobHistory(self.paths.db_file)
+        self.jobs = JobQueue(self.history, summarize=_summarize)
+        self.generation = GenerationServices(manager=self.models, outputs=self.outputs)
+        self.share_url: str | None = None
+        self.started = False
+
+    # --- lifecycle -----------------------------------------------------------------------------------------------
+    def start(self, *, wait_for_model: bool = False) -> None:
+        self.models.refresh()
+        self.jobs.start()
+        self.started = True
+        job = self.jobs.submit("load-checkpoint", {}, lambda j: self._load_initial(), record=False)
+        if wait_for_model:
+            self.jobs.wait(job)
+
+    def stop(self) -> None:
+        self.jobs.stop()
+        self.history.close()
+
+    def _load_initial(self) -> LoadedModel | None:
+        for query in (self.ns.ckpt, self.options.get("sd_model_checkpoint"), None):
+            if query is None and self.models.active is not None:
+                break
+            try:
+                model = self.models.load(query or None)
+            except EaselError as e:
+                log.warning("could not load %s: %s", query or "the default checkpoint", e.message)
+                continue
+            self.options.set({"sd_model_checkpoint": model.info.title})
+            return model
+        return self.models.active
+
+    # --- services the UI and the API share -----------------------------------------------------------------------
+    def switch_checkpoint(self, query: str) -> LoadedModel:
+        """Switch through the queue, so a switch never happens under a running generation."""
+        def work(job: Job) -> LoadedModel:
+            model = self.models.load(query)
+            self.options.set({"sd_model_checkpoint": model.info.title})
+            return model
+        return self.jobs.run("load-checkpoint", {"checkpoint": query}, work, record=False)
+
+    def set_options(self, changes: dict[str, Any]) -> None:
+        changes = dict(changes)
+        clean = self.options.validate(changes)  # type errors first, before anything changes
+        title = clean.pop("sd_model_checkpoint", None)
+        if title:
+            self.switch_checkpoint(title)
+        if "sd_vae" in clean:
+            vae = clean["sd_vae"]
+            if vae not in ("Automatic", "None", ""):
+                self.models.find_vae(vae)
+            self.options.set({"sd_vae": vae})
+            self.jobs.run("apply-vae", {}, lambda j: self.models.active and self.models.apply_vae(self.models.active),
+                          record=False)
+            clean.pop("sd_vae")
+        if clean:
+            self.options.set(clean)
+
+    def submit_txt2img(self, req: Txt2ImgRequest, *, from_api: bool) -> Job:
+        """Queue a txt2img job. The API saves only with save_images (A1111's default); the UI always saves."""
+        save = (req.save_images if from_api else True) and not req.do_not_save_samples
+        save_grid = (req.save_images if from_api else True) and not req.do_not_save_grid
+        view = self.options.view(req.override_settings)  # validated here, at submit time
+
+        def work(job: Job) -> GenerationResult:
+            opts = view
+            result = run_txt2img(req, self.generation, opts, job.control,
+                                 save=save and bool(opts.get("samples_save")), save_grid=save_grid)
+            if req.override_settings and not req.override_settings_restore_afterwards:
+                self.options.set(req.override_settings)
+            return result
+        return self.jobs.submit("txt2img", req.model_dump(mode="json"), work)
+
+
+def _summarize(job: Job) -> dict[str, Any] | None:
+    value = job.value
+    if isinstance(value, GenerationResult):
+        return {"images": value.paths, "infotexts": value.infotexts, "info": value.info}
+    return None
+
+
+def create_server(application: Application):
+    """The FastAPI app with the API routers and (unless --nowebui) the Gradio UI mounted at /."""
+    from webui.api.server import build_fastapi
+
+    return build_fastapi(application)
+
+
+def main(ns: argparse.Namespace | None = None) -> None:
+    import uvicorn
+
+    from webui.flags import bind_host
+
+    ns = ns if ns is not None else parse_args(sys.argv[1:])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _quiet_libraries()
+    application = Application(ns)
+    application.start()
+    server = create_server(application)
+    host = bind_host(ns)
+    print(f"Easel {VERSION}: http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{ns.port}", flush=True)
+    uvicorn.run(server, host=host, port=ns.port, log_level="warning",
+                ssl_keyfile=ns.tls_keyfile, ssl_certfile=ns.tls_certfile)
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    try:
+        from diffusers.utils import logging as dlog
+        from transformers.utils import logging as tlog
+
+        dlog.set_verbosity_error()
+        tlog.set_verbosity_error()
+    except ImportError:
+        pass

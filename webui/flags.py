@@ -1,0 +1,303 @@
+"""A1111's command-line flags, the folders they resolve to, and the network-safety rules.
+
+Standard library only: launch.py imports this before the venv (and torch, gradio, ...) exists, so that a typo or an
+unsafe combination of flags fails in a second instead of after a long install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+LOOPBACK_HOST = "127.0.0.1"
+SECRET_FLAGS = ("gradio_auth", "api_auth")  # values replaced in public_cmd_flags (A1111's cmd-flags leaks them)
+
+
+class _Refused(argparse.Action):
+    """A flag A1111 users may type that Easel deliberately does not offer: fail with the reason, not 'unrecognized'."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, reason: str = "", **kw: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kw)
+        self.reason = reason
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        parser.error(f"{self.option_strings[0]} is not supported: {self.reason}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="launch.py", description="Easel, a Stable Diffusion web UI (A1111 flags).")
+    a = p.add_argument
+    # Setup
+    a("--exit", action="store_true", help="set up the environment, then exit")
+    a("--skip-install", action="store_true", help="skip the requirements check and install")
+    # Network
+    a("--port", type=int, default=7860, help="port to serve on (default 7860)")
+    a("--listen", action="store_true", help="bind 0.0.0.0 (reachable from the network; needs auth)")
+    a("--server-name", type=str, default=None, help="host/address to bind (overrides --listen)")
+    a("--share", action="store_true", help="open a public Gradio share tunnel (needs auth)")
+    a("--api", action="store_true", help="serve the /sdapi/v1 API next to the UI")
+    a("--nowebui", action="store_true", help="serve the API only, without the UI")
+    a("--gradio-auth", type=str, default=None, metavar="USER:PASS[,...]", help="UI credentials")
+    a("--gradio-auth-path", type=str, default=None, metavar="FILE", help="file of UI credentials (lines of u:p,...)")
+    a("--api-auth", type=str, default=None, metavar="USER:PASS[,...]", help="API credentials (HTTP Basic)")
+    a("--insecure-no-auth", action="store_true", help="allow --listen/--share/--server-name without any auth")
+    a("--cors-allow-origins", type=str, default=None, metavar="ORIGINS", help="comma-separated allowed origins")
+    a("--tls-keyfile", type=str, default=None, help="TLS private key file (with --tls-certfile)")
+    a("--tls-certfile", type=str, default=None, help="TLS certificate file (with --tls-keyfile)")
+    a("--max-body-size", type=int, default=64, metavar="MB", help="largest accepted request body in MB (default 64)")
+    a("--autolaunch", action="store_true", help="open the UI in the system browser on start")
+    a("--theme", type=str, default=None, choices=("light", "dark"), help="force the light or dark theme")
+    # Folders
+    a("--data-dir", type=str, default=str(REPO_DIR), help="root of user data (default: the repo folder)")
+    a("--models-dir", type=str, default=None, help="model tree (default: <data-dir>/models)")
+    a("--ckpt", type=str, default=None, help="checkpoint to load first: a path or a title")
+    a("--ckpt-dir", type=str, default=None, help="checkpoints (default: <models-dir>/Stable-diffusion)")
+    a("--vae-dir", type=str, default=None, help="VAEs (default: <models-dir>/VAE)")
+    a("--lora-dir", type=str, default=None, help="LoRAs (default: <models-dir>/Lora)")
+    a("--embeddings-dir", type=str, default=None, help="textual inversion embeddings (default: <data-dir>/embeddings)")
+    a("--extensions-dir", type=str, default=None, help="extensions (default: <data-dir>/extensions)")
+    a("--styles-file", type=str, action="append", default=[], help="styles CSV; repeat for more")
+    # Device
+    a("--use-cpu", type=str, nargs="+", default=[], metavar="MODULE", help="run these modules on the CPU ('all')")
+    a("--device-id", type=int, default=None, help="CUDA device index")
+    a("--no-half", action="store_true", help="run models in fp32")
+    a("--no-half-vae", action="store_true", help="run the VAE in fp32")
+    a("--medvram", action="store_true", help="offload whole models between uses (less VRAM)")
+    a("--lowvram", action="store_true", help="offload layer by layer (least VRAM, slow)")
+    # Extensions
+    a("--enable-insecure-extension-access", action="store_true", help="allow installing extensions when exposed")
+    a("--disable-all-extensions", action="store_true", help="load no extensions")
+    a("--disable-extra-extensions", action="store_true", help="load only the built-in extensions")
+    a("--disable-safe-unpickle", action=_Refused, reason="Easel only loads .ckpt files with weights_only=True")
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse `argv` (default: sys.argv[1:]). Unknown flags are an error, as in A1111."""
+    return build_parser().parse_args(argv)
+
+
+def with_env_args(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> list[str]:
+    """argv plus A1111's COMMANDLINE_ARGS environment variable (what webui-user.sh users set)."""
+    return [*argv, *shlex.split(environ.get("COMMANDLINE_ARGS", ""))]
+
+
+# ---------------------------------------------------------------- folders
+
+@dataclass(frozen=True)
+class Paths:
+    repo_dir: Path
+    data_dir: Path
+    models_dir: Path
+    ckpt_dir: Path
+    vae_dir: Path
+    lora_dir: Path
+    lycoris_dir: Path
+    controlnet_dir: Path
+    esrgan_dir: Path
+    embeddings_dir: Path
+    extensions_dir: Path
+    outputs_dir: Path
+    config_file: Path
+    cache_file: Path
+    db_file: Path
+    demo_dir: Path
+    styles_files: tuple[Path, ...]
+
+
+def _path(value: str | os.PathLike[str]) -> Path:
+    # Relative flags resolve against the working directory, as in A1111.
+    return Path(value).expanduser().resolve()
+
+
+def resolve_paths(ns: argparse.Namespace) -> Paths:
+    data = _path(ns.data_dir)
+    models = _path(ns.models_dir) if ns.models_dir else data / "models"
+
+    def opt(value: str | None, default: Path) -> Path:
+        return _path(value) if value else default
+
+    return Paths(
+        repo_dir=REPO_DIR,
+        data_dir=data,
+        models_dir=models,
+        ckpt_dir=opt(ns.ckpt_dir, models / "Stable-diffusion"),
+        vae_dir=opt(ns.vae_dir, models / "VAE"),
+        lora_dir=opt(ns.lora_dir, models / "Lora"),
+        lycoris_dir=models / "LyCORIS",
+        controlnet_dir=models / "ControlNet",
+        esrgan_dir=models / "ESRGAN",
+        embeddings_dir=opt(ns.embeddings_dir, data / "embeddings"),
+        extensions_dir=opt(ns.extensions_dir, data / "extensions"),
+        outputs_dir=data / "outputs",
+        config_file=data / "config.json",
+        cache_file=data / "cache.json",
+        db_file=data / "easel.db",
+        demo_dir=REPO_DIR / "models" / "Demo",
+        styles_files=tuple(_path(s) for s in ns.styles_file) or (data / "styles.csv",),
+    )
+
+
+# ---------------------------------------------------------------- auth
+
+def parse_auth(s: str) -> list[tuple[str, str]]:
+    """"u:p,u2:p2" → [("u", "p"), ("u2", "p2")]. A password may contain ':' (only the first one splits).
+
+    Errors name the entry by position, never by content, so a typo'd password is not echoed to the console.
+    """
+    creds: list[tuple[str, str]] = []
+    entries = [e.strip() for e in s.strip().strip('"').replace("\n", ",").split(",")]
+    for i, entry in enumerate(entries, 1):
+        if not entry:
+            continue  # tolerate a trailing comma or blank line
+        user, sep, password = entry.partition(":")
+        if not sep:
+            raise ValueError(f"credential #{i} has no ':'; expected user:password[,user2:password2]")
+        if not user.strip():
+            raise ValueError(f"credential #{i} has an empty user name; expected user:password")
+        if not password:
+            raise ValueError(f"credential #{i} has an empty password; expected user:password")
+        if any(u == user.strip() for u, _ in creds):
+            raise ValueError(f"credential #{i}: user '{user.strip()}' is listed twice")
+        creds.append((user.strip(), password))
+    if not creds:
+        raise ValueError("no credentials given; expected user:password[,user2:password2]")
+    return creds
+
+
+def read_auth_file(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
+    """A1111's --gradio-auth-path format: every line holds u:p[,u2:p2]."""
+    text = Path(path).expanduser().read_text(encoding="utf-8")
+    return parse_auth(",".join(line.strip() for line in text.splitlines()))
+
+
+def gradio_credentials(ns: argparse.Namespace) -> list[tuple[str, str]]:
+    """Every UI credential from --gradio-auth and --gradio-auth-path (empty list: the UI has no auth)."""
+    creds = parse_auth(ns.gradio_auth) if ns.gradio_auth else []
+    if ns.gradio_auth_path:
+        creds += read_auth_file(ns.gradio_auth_path)
+    return creds
+
+
+def api_credentials(ns: argparse.Namespace) -> list[tuple[str, str]]:
+    return parse_auth(ns.api_auth) if ns.api_auth else []
+
+
+# ---------------------------------------------------------------- network
+
+def _is_loopback(host: str) -> bool:
+    host = host.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # any other host name may resolve to a public address
+
+
+def bind_host(ns: argparse.Namespace) -> str:
+    """The address to bind: --server-name, else 0.0.0.0 with --listen, else loopback."""
+    return ns.server_name or ("0.0.0.0" if ns.listen else LOOPBACK_HOST)
+
+
+def _exposures(ns: argparse.Namespace) -> list[str]:
+    reasons = []
+    if ns.listen and not ns.server_name:
+        reasons.append("--listen")
+    if ns.server_name and not _is_loopback(ns.server_name):
+        reasons.append(f"--server-name {ns.server_name}")
+    if ns.share:
+        reasons.append("--share")
+    return reasons
+
+
+def is_network_exposed(ns: argparse.Namespace) -> bool:
+    return bool(_exposures(ns))
+
+
+def _uncovered(ns: argparse.Namespace) -> list[str]:
+    """The surfaces reachable from the network without credentials (UI and/or API)."""
+    missing = []
+    if not ns.nowebui and not (ns.gradio_auth or ns.gradio_auth_path):
+        missing.append("the web UI is open: add --gradio-auth user:password (or --gradio-auth-path FILE)")
+    if (ns.api or ns.nowebui) and not ns.api_auth:
+        missing.append("the API is open: add --api-auth user:password")
+    return missing
+
+
+def check_network_security(ns: argparse.Namespace) -> str | None:
+    """An error message when the server would be reachable from the network without auth, else None."""
+    exposed = _exposures(ns)
+    missing = _uncovered(ns)
+    if not exposed or not missing or ns.insecure_no_auth:
+        return None
+    lines = [f"Refusing to start: {' and '.join(exposed)} makes Easel reachable from the network without a password."]
+    lines += [f"  - {m}" for m in missing]
+    lines.append("Pass --insecure-no-auth instead only if you really want anyone on the network to use it.")
+    return "\n".join(lines)
+
+
+def insecurity_warning(ns: argparse.Namespace) -> str | None:
+    """A loud warning for risky-but-allowed setups (--insecure-no-auth in use, extension installs when exposed)."""
+    exposed = _exposures(ns)
+    if not exposed:
+        return None
+    warnings = []
+    if ns.insecure_no_auth and _uncovered(ns):
+        warnings.append(f"{' and '.join(exposed)} with --insecure-no-auth: ANYONE who can reach this machine "
+                        "can use Easel without a password.")
+    if ns.enable_insecure_extension_access:
+        warnings.append("--enable-insecure-extension-access while exposed: remote users can install and run code.")
+    if not warnings:
+        return None
+    bar = "!" * 78
+    return "\n".join([bar, *("WARNING: " + w for w in warnings), bar])
+
+
+def validate_args(ns: argparse.Namespace) -> list[str]:
+    """Every problem that must stop the launch (malformed auth, TLS half-configured, unsafe exposure, ...)."""
+    errors = []
+    for flag, value in (("--gradio-auth", ns.gradio_auth), ("--api-auth", ns.api_auth)):
+        if value is not None:
+            try:
+                parse_auth(value)
+            except ValueError as e:
+                errors.append(f"{flag}: {e}")
+    if ns.gradio_auth_path:
+        try:
+            read_auth_file(ns.gradio_auth_path)
+        except (OSError, ValueError) as e:
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else e
+            errors.append(f"--gradio-auth-path {ns.gradio_auth_path}: {reason}")
+    if bool(ns.tls_keyfile) != bool(ns.tls_certfile):
+        errors.append("--tls-keyfile and --tls-certfile must be given together")
+    for flag, value in (("--tls-keyfile", ns.tls_keyfile), ("--tls-certfile", ns.tls_certfile)):
+        if value and not Path(value).expanduser().is_file():
+            errors.append(f"{flag}: no such file: {value}")
+    if not 0 <= ns.port <= 65535:
+        errors.append(f"--port {ns.port}: must be between 0 and 65535")
+    if ns.max_body_size <= 0:
+        errors.append("--max-body-size must be a positive number of MB")
+    security = check_network_security(ns)
+    if security:
+        errors.append(security)
+    return errors
+
+
+def cors_origins(ns: argparse.Namespace) -> list[str]:
+    return [o.strip() for o in (ns.cors_allow_origins or "").split(",") if o.strip()]
+
+
+def public_cmd_flags(ns: argparse.Namespace) -> dict[str, Any]:
+    """vars(ns) safe to show (GET /sdapi/v1/cmd-flags, logs): secrets become "***" (or stay None when unset)."""
+    flags = {k: (list(v) if isinstance(v, list) else v) for k, v in vars(ns).items()}
+    for key in SECRET_FLAGS:
+        if flags.get(key) is not None:
+            flags[key] = "***"
+    return flags

@@ -1,0 +1,1 @@
+"""Generation: typed requests → diffusers pipelines → images with A1111 infotext."""

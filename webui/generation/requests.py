@@ -1,0 +1,91 @@
+"""Typed requests with A1111's field names and defaults, validated once at the edge (API or UI)."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Txt2ImgRequest(BaseModel):
+    """A1111's `StableDiffusionTxt2ImgProcessingAPI` fields. Unknown fields are ignored, as A1111 clients send many."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    styles: list[str] = Field(default_factory=list)
+    seed: int = -1
+    subseed: int = -1
+    subseed_strength: float = Field(0.0, ge=0.0, le=1.0)
+    seed_resize_from_h: int = -1
+    seed_resize_from_w: int = -1
+    sampler_name: Optional[str] = None
+    sampler_index: Optional[str] = None  # deprecated alias of sampler_name
+    scheduler: Optional[str] = None
+    batch_size: int = Field(1, ge=1, le=64)
+    n_iter: int = Field(1, ge=1, le=1000)
+    steps: int = Field(50, ge=1, le=1000)
+    cfg_scale: float = Field(7.0, ge=0.0, le=100.0)
+    width: Optional[int] = Field(None, ge=8, le=16384)  # None: the checkpoint's native size
+    height: Optional[int] = Field(None, ge=8, le=16384)
+    restore_faces: Optional[bool] = None
+    tiling: Optional[bool] = None
+    do_not_save_samples: bool = False
+    do_not_save_grid: bool = False
+    eta: Optional[float] = None
+    denoising_strength: Optional[float] = Field(None, ge=0.0, le=1.0)
+    s_min_uncond: Optional[float] = None
+    s_churn: Optional[float] = None
+    s_tmax: Optional[float] = None
+    s_tmin: Optional[float] = None
+    s_noise: Optional[float] = None
+    override_settings: dict[str, Any] = Field(default_factory=dict)
+    override_settings_restore_afterwards: bool = True
+    refiner_checkpoint: Optional[str] = None
+    refiner_switch_at: Optional[float] = None
+    disable_extra_networks: bool = False
+    firstpass_image: Optional[str] = None
+    comments: Optional[dict[str, Any]] = None
+    enable_hr: bool = False
+    firstphase_width: int = 0
+    firstphase_height: int = 0
+    hr_scale: float = 2.0
+    hr_upscaler: Optional[str] = None
+    hr_second_pass_steps: int = 0
+    hr_resize_x: int = 0
+    hr_resize_y: int = 0
+    hr_checkpoint_name: Optional[str] = None
+    hr_sampler_name: Optional[str] = None
+    hr_scheduler: Optional[str] = None
+    hr_prompt: str = ""
+    hr_negative_prompt: str = ""
+    force_task_id: Optional[str] = None
+    script_name: Optional[str] = None
+    script_args: list[Any] = Field(default_factory=list)
+    send_images: bool = True
+    save_images: bool = False
+    alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
+    infotext: Optional[str] = None
+
+    @field_validator("width", "height")
+    @classmethod
+    def _multiple_of_8(cls, v: Optional[int]) -> Optional[int]:
+        return None if v is None else max(8, v - v % 8)  # A1111 floors the size to the latent grid
+
+    @property
+    def sampler(self) -> Optional[str]:
+        return self.sampler_name or self.sampler_index
+
+
+class GenerationResult(BaseModel):
+    """What one job produced. `images` are PIL images (not serialised); `info` is A1111's info dict."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    images: list[Any] = Field(default_factory=list)
+    infotexts: list[str] = Field(default_factory=list)
+    paths: list[str] = Field(default_factory=list)
+    info: dict[str, Any] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
+    interrupted: bool = False

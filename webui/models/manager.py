@@ -1,0 +1,178 @@
+"""The model manager: the one place that decides what is loaded and on which device.
+
+It keeps an LRU RAM cache of loaded checkpoints (option `sd_checkpoints_limit`), so switching back to a recent one
+reads no file. A failed load raises a typed error and leaves the active model as it was.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from webui.errors import ModelLoadError, ModelNotFound
+from webui.models import loader
+from webui.models.catalog import CheckpointCatalog, CheckpointInfo, VaeInfo, scan_vaes
+from webui.models.device import DevicePolicy
+from webui.models.families import ProbeResult
+
+
+@dataclass
+class LoadedModel:
+    info: CheckpointInfo
+    pipeline: Any
+    probe: ProbeResult
+    scheduler_config: dict[str, Any]
+    own_vae: Any
+    load_seconds: float
+    vae: VaeInfo | None = None  # the override in use, if any
+    extra: dict[str, Any] = field(default_factory=dict)  # per-checkpoint state owned by other services (LoRA, …)
+
+    @property
+    def native_size(self) -> int:
+        return self.probe.native_size
+
+
+class ModelManager:
+    def __init__(self, *, catalog: CheckpointCatalog, vae_dir: Path, cache_root: Path, policy: DevicePolicy,
+                 get_option: Callable[[str], Any], on_loaded: Callable[[LoadedModel], None] | None = None):
+        self.catalog, self.vae_dir, self.cache_root, self.policy = catalog, vae_dir, cache_root, policy
+        self.get_option = get_option
+        self.on_loaded = on_loaded
+        self.lock = threading.RLock()
+        self._cache: OrderedDict[str, LoadedModel] = OrderedDict()  # title → model, most recent last
+        self._active: LoadedModel | None = None
+        self._vae_cache: dict[Path, Any] = {}
+        self.vaes: list[VaeInfo] = []
+        self.file_loads = 0  # checkpoint files read from disk (tests and benchmarks read it)
+
+    # --- catalog -------------------------------------------------------------------------------------------------
+    def refresh(self) -> list[CheckpointInfo]:
+        self.vaes = scan_vaes(self.vae_dir)
+        return self.catalog.refresh()
+
+    @property
+    def active(self) -> LoadedModel | None:
+        return self._active
+
+    def cached_titles(self) -> list[str]:
+        return list(self._cache)
+
+    # --- loading -------------------------------------------------------------------------------------------------
+    def load(self, query: str | None = None) -> LoadedModel:
+        """Make a checkpoint active (by title, name, hash or path); None means the current or default one."""
+        with self.lock:
+            if query is None or query == "":
+                if self._active is not None:
+                    return self._active
+                info = self.catalog.default()
+                if info is None:
+                    raise ModelNotFound("no checkpoint found: put one in models/Stable-diffusion/")
+            else:
+                info = self.catalog.find(query)
+            model = self._cache.get(info.title)
+            if model is None:
+                model = self._load_from_disk(info)
+                self._cache[info.title] = model
+            self._cache.move_to_end(info.title)
+            self._activate(model)
+            self._evict()
+            return model
+
+    def _load_from_disk(self, info: CheckpointInfo) -> LoadedModel:
+        t0 = time.perf_counter()
+        self.file_loads += 1
+        self.cache_root.mkdir(parents=True, exist_ok=True)
+        if info.is_folder:
+            lc = loader.build_from_diffusers_folder(info.path, dtype=self.policy.dtype)
+        else:
+            lc = loader.build_from_single_file(info.path, self.cache_root, dtype=self.policy.dtype)
+        pipe = lc.pipeline
+        return LoadedModel(info=info, pipeline=pipe, probe=lc.probe, scheduler_config=lc.scheduler_config,
+                           own_vae=pipe.vae, load_seconds=time.perf_counter() - t0)
+
+    def _activate(self, model: LoadedModel) -> None:
+        previous = self._active
+        if previous is model:
+            self.apply_vae(model)
+            return
+        if previous is not None and self.policy.device.type != "cpu":
+            previous.pipeline.to("cpu")  # the RAM cache lives in RAM; only the active model is on the device
+        self._place(model)
+        self._active = model
+        self.apply_vae(model)
+        if self.on_loaded:
+            self.on_loaded(model)
+
+    def _place(self, model: LoadedModel) -> None:
+        pipe = model.pipeline
+        if self.policy.offload == "sequential":
+            pipe.enable_sequential_cpu_offload(device=self.policy.device)
+        elif self.policy.offload == "model":
+            pipe.enable_model_cpu_offload(device=self.policy.device)
+        elif self.policy.device.type != "cpu":
+            pipe.to(self.policy.device)
+
+    def _evict(self) -> None:
+        limit = max(1, int(self.get_option("sd_checkpoints_limit")))
+        while len(self._cache) > limit:
+            title, model = next(iter(self._cache.items()))
+            if model is self._active:
+                self._cache.move_to_end(title)
+                continue
+            del self._cache[title]
+
+    def unload(self) -> None:
+        with self.lock:
+            self._cache.clear()
+            self._active = None
+            self._vae_cache.clear()
+
+    def reload(self) -> LoadedModel:
+        with self.lock:
+            title = self._active.info.title if self._active else None
+            if title:
+                self._cache.pop(title, None)
+                self._active = None
+            return self.load(title)
+
+    # --- VAE -----------------------------------------------------------------------------------------------------
+    def find_vae(self, name: str) -> VaeInfo:
+        for v in self.vaes or scan_vaes(self.vae_dir):
+            if name in (v.name, v.model_name, v.path.stem):
+                return v
+        raise ModelNotFound(f"VAE not found: {name!r}")
+
+    def apply_vae(self, model: LoadedModel, choice: str | None = None) -> None:
+        """Option `sd_vae`: Automatic (a VAE named like the checkpoint, else its own), None (its own), or a file."""
+        choice = choice if choice is not None else str(self.get_option("sd_vae") or "Automatic")
+        target: VaeInfo | None = None
+        if choice not in ("Automatic", "None", ""):
+            target = self.find_vae(choice)
+        elif choice == "Automatic" and not model.info.is_folder:
+            for suffix in (".vae.safetensors", ".vae.pt", ".vae.ckpt"):
+                p = model.info.path.with_name(model.info.path.stem + suffix)
+                if p.exists():
+                    target = VaeInfo(path=p, name=p.name)
+        if target is None:
+            vae = model.own_vae
+        else:
+            vae = self._vae_cache.get(target.path)
+            if vae is None:
+                vae = loader.build_vae(target.path, self.cache_root, model.probe, dtype=self.policy.vae_dtype)
+                vae.to(self.policy.device if self.policy.offload == "none" else "cpu")
+                self._vae_cache[target.path] = vae
+        model.pipeline.vae = vae
+        model.vae = target
+
+    def memory(self) -> dict[str, Any]:
+        return {"cached": self.cached_titles(), "device": str(self.policy.device), "policy": self.policy.label}
+
+
+def cpu_threads_default() -> int:
+    return torch.get_num_threads()
