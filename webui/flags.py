@@ -186,7 +186,7 @@ def gradio_credentials(ns: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def api_credentials(ns: argparse.Namespace) -> list[tuple[str, str]]:
-    return parse_auth(ns.api_auth) if ns.api_auth else []
+    return parse_auth(ns.api_auth) if ns.api_auth else []  # empty list: the API has no auth
 
 
 # ---------------------------------------------------------------- network
@@ -254,10 +254,8 @@ def insecurity_warning(ns: argparse.Namespace) -> str | None:
                         "can use Easel without a password.")
     if ns.enable_insecure_extension_access:
         warnings.append("--enable-insecure-extension-access while exposed: remote users can install and run code.")
-    if not warnings:
-        return None
     bar = "!" * 78
-    return "\n".join([bar, *("WARNING: " + w for w in warnings), bar])
+    return "\n".join([bar, *("WARNING: " + w for w in warnings), bar]) if warnings else None
 
 
 def validate_args(ns: argparse.Namespace) -> list[str]:
@@ -284,10 +282,7 @@ def validate_args(ns: argparse.Namespace) -> list[str]:
         errors.append(f"--port {ns.port}: must be between 0 and 65535")
     if ns.max_body_size <= 0:
         errors.append("--max-body-size must be a positive number of MB")
-    security = check_network_security(ns)
-    if security:
-        errors.append(security)
-    return errors
+    return errors + [m for m in [check_network_security(ns)] if m]
 
 
 def cors_origins(ns: argparse.Namespace) -> list[str]:

@@ -21,6 +21,7 @@ from webui.generation.seeds import batch_noise, fix_seed
 from webui.infotext import build_infotext
 from webui.models import samplers
 from webui.models.manager import LoadedModel, ModelManager
+from webui.prompts.encoder import encode_texts
 from webui.settings import OptionsView
 
 
@@ -153,11 +154,12 @@ def _denoise(pipe, req: Txt2ImgRequest, plan: Plan, latents, generators, control
     extra: dict[str, Any] = {}
     if plan.eta is not None:
         extra["eta"] = plan.eta
+    cond = encode_texts(pipe, [req.prompt, req.negative_prompt], plan.clip_skip)
     out = pipe(
-        prompt=[req.prompt] * n, negative_prompt=[req.negative_prompt] * n, num_inference_steps=req.steps,
-        guidance_scale=req.cfg_scale, height=plan.height, width=plan.width,
+        prompt_embeds=cond[:1].expand(n, -1, -1), negative_prompt_embeds=cond[1:].expand(n, -1, -1),
+        num_inference_steps=req.steps, guidance_scale=req.cfg_scale, height=plan.height, width=plan.width,
         latents=latents.to(pipe.unet.device, pipe.unet.dtype), generator=generators,
-        clip_skip=(plan.clip_skip - 1) or None, callback_on_step_end=on_step_end, **extra,
+        callback_on_step_end=on_step_end, **extra,
     )
     return out.images
 

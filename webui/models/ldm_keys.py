@@ -115,7 +115,8 @@ def to_ldm_state_dict(unet, vae, text_encoder, dtype: torch.dtype | None = None)
     out: dict[str, torch.Tensor] = {}
 
     def put(name: str, tensor: torch.Tensor) -> None:
-        t = tensor.detach().to("cpu")
+        t = tensor.detach()
+        t = t if t.device.type == "meta" else t.to("cpu")  # meta: shapes only (used to probe full-size layouts)
         out[name] = (t.to(dtype) if dtype is not None and t.is_floating_point() else t).contiguous()
 
     for k, v in unet.state_dict().items():

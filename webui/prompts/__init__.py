@@ -1,0 +1,1 @@
+"""Prompts → conditioning (A1111 semantics)."""

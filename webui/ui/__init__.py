@@ -1,0 +1,47 @@
+"""The Gradio UI: a top bar with the checkpoint, one module per tab, and a footer. It calls services and holds no
+generation logic; `webui.api.server` mounts the Blocks built here at "/"."""
+
+from __future__ import annotations
+
+import html
+
+import gradio as gr
+
+from webui import VERSION
+from webui.ui.common import CSS
+from webui.ui.history_tab import HistoryTab
+from webui.ui.pnginfo_tab import PngInfoTab
+from webui.ui.quicksettings import Quicksettings
+from webui.ui.settings_tab import SettingsTab
+from webui.ui.txt2img_tab import Txt2ImgTab
+
+
+def footer_html(application) -> str:
+    parts = [f"Easel {VERSION}", f"device: {application.policy.label}", '<a href="/docs">API</a>']
+    if getattr(application, "share_url", None):
+        url = html.escape(application.share_url)
+        parts.append(f'share: <a href="{url}">{url}</a>')
+    return " · ".join(p if p.startswith("<a") or p.startswith("share") else html.escape(p) for p in parts)
+
+
+def build_ui(application) -> gr.Blocks:
+    with gr.Blocks(title="Easel", analytics_enabled=False) as demo:
+        gr.HTML(CSS, elem_id="easel_css", container=False, padding=False)
+        quick = Quicksettings(application)
+        with gr.Tabs(elem_id="tabs") as tabs:
+            with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
+                txt2img = Txt2ImgTab(application)
+            with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
+                PngInfoTab(application, txt2img, tabs)
+            with gr.Tab("History", id="history", elem_id="tab_history") as history:
+                HistoryTab(application, txt2img, tabs, history)
+            with gr.Tab("Settings", id="settings", elem_id="tab_settings") as settings:
+                SettingsTab(application, settings)
+        footer = gr.HTML(footer_html(application), elem_id="easel_footer")
+        quick.wire(txt2img)
+        demo.load(lambda: (*quick.on_load(), footer_html(application)), inputs=None,
+                  outputs=[quick.checkpoint, quick.note, txt2img.width, txt2img.height, footer], queue=False)
+    return demo
+
+
+__all__ = ["build_ui"]

@@ -1,0 +1,133 @@
+"""The History tab: recent jobs from the SQLite history, with thumbnails, a prompt search and "Send to txt2img"."""
+
+from __future__ import annotations
+
+import html
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from PIL import Image
+
+from webui.ui.common import infotext_html
+
+COLUMNS = ["Created", "Status", "Prompt", "Steps", "Sampler", "Size", "Seed", "Images"]
+LIMIT = 50
+THUMB = 192
+
+
+def _info(job: dict[str, Any]) -> dict[str, Any]:
+    return ((job.get("result") or {}).get("info")) or {}
+
+
+def _images(job: dict[str, Any]) -> list[str]:
+    return [p for p in ((job.get("result") or {}).get("images") or []) if isinstance(p, str)]
+
+
+def job_row(job: dict[str, Any]) -> list[Any]:
+    p, info = job.get("params") or {}, _info(job)
+    width, height = info.get("width") or p.get("width"), info.get("height") or p.get("height")
+    return [
+        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.get("created_at") or 0)),
+        job.get("status", ""),
+        (job.get("prompt") or "")[:200],
+        p.get("steps", ""),
+        info.get("sampler_name") or p.get("sampler_name") or "",
+        f"{width}x{height}" if width and height else "native",
+        info.get("seed", p.get("seed", "")),
+        len(_images(job)),
+    ]
+
+
+def thumbnail(path: str) -> Image.Image | None:
+    """A small RGB copy of an output image, or None when the file is gone or unreadable."""
+    try:
+        with Image.open(Path(path)) as im:
+            im.thumbnail((THUMB, THUMB))
+            return im.convert("RGB")
+    except (OSError, ValueError):
+        return None
+
+
+def job_fields(job: dict[str, Any]) -> dict[str, Any]:
+    """A1111 txt2img fields that reproduce the job: its request, with the seed and size it really used."""
+    p, info = job.get("params") or {}, _info(job)
+    fields = {k: p.get(k) for k in ("prompt", "negative_prompt", "steps", "cfg_scale", "n_iter", "batch_size")}
+    fields["sampler_name"] = info.get("sampler_name") or p.get("sampler_name") or p.get("sampler_index")
+    fields["scheduler"] = p.get("scheduler") or "Automatic"
+    fields["seed"] = info.get("seed", p.get("seed"))
+    fields["width"] = info.get("width") or p.get("width")
+    fields["height"] = info.get("height") or p.get("height")
+    return fields
+
+
+def job_details(job: dict[str, Any] | None) -> str:
+    if not job:
+        return ""
+    texts = (job.get("result") or {}).get("infotexts") or []
+    head = f"<p><b>{html.escape(job.get('kind', ''))}</b> · {html.escape(job.get('status', ''))}"
+    if job.get("error"):
+        head += f' · <span class="easel-error">{html.escape(str(job["error"]))}</span>'
+    head += "</p>"
+    body = infotext_html(texts[0]) if texts else infotext_html(job.get("prompt") or "")
+    files = "".join(f"<li>{html.escape(p)}</li>" for p in _images(job))
+    return head + body + (f"<ul>{files}</ul>" if files else "")
+
+
+class HistoryTab:
+    def __init__(self, application, txt2img, tabs: gr.Tabs, tab: gr.Tab):
+        self.app = application
+        with gr.Row():
+            self.search = gr.Textbox(label="Search prompts", placeholder="Search prompts, then press Enter",
+                                     elem_id="history_search", scale=6)
+            self.refresh = gr.Button("🔄 Refresh", elem_id="history_refresh", scale=0, min_width=120)
+        self.gallery = gr.Gallery(label="Recent images", columns=8, height=240, allow_preview=False,
+                                  interactive=False, elem_id="history_gallery")
+        self.table = gr.Dataframe(headers=COLUMNS, value=[], interactive=False, wrap=True, elem_id="history_table",
+                                  label="Recent jobs")
+        with gr.Row():
+            self.details = gr.HTML("", elem_id="history_details")
+            self.send = gr.Button("Send to txt2img", elem_id="history_send_to_txt2img", scale=0, min_width=160)
+        self.ids = gr.State([])  # job id per table row
+        self.gallery_ids = gr.State([])  # job id per gallery item
+        self.selected = gr.State(None)
+
+        listing = [self.gallery, self.table, self.ids, self.gallery_ids, self.selected, self.details]
+        for event in (self.refresh.click, self.search.submit, tab.select):
+            event(self.load, inputs=[self.search], outputs=listing)
+        self.table.select(self.on_table_select, inputs=[self.ids], outputs=[self.selected, self.details])
+        self.gallery.select(self.on_gallery_select, inputs=[self.gallery_ids], outputs=[self.selected, self.details])
+        self.send.click(lambda job_id: self.send_to(txt2img, job_id), inputs=[self.selected],
+                        outputs=[*txt2img.field_components, tabs])
+
+    def load(self, search: str | None):
+        jobs = self.app.history.list(search=(search or "").strip() or None, limit=LIMIT)
+        thumbs, gallery_ids = [], []
+        for job in jobs:
+            for path in _images(job)[:1]:
+                im = thumbnail(path)
+                if im is not None:
+                    thumbs.append((im, (job.get("prompt") or "")[:60]))
+                    gallery_ids.append(job["id"])
+        rows = [job_row(j) for j in jobs]
+        return thumbs, rows, [j["id"] for j in jobs], gallery_ids, None, ""
+
+    def _select(self, job_id: str | None):
+        job = self.app.history.get(job_id) if job_id else None
+        return (job_id if job else None), job_details(job)
+
+    def on_table_select(self, ids: list[str], evt: gr.SelectData):
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        return self._select(ids[row] if isinstance(row, int) and 0 <= row < len(ids) else None)
+
+    def on_gallery_select(self, ids: list[str], evt: gr.SelectData):
+        i = evt.index
+        return self._select(ids[i] if isinstance(i, int) and 0 <= i < len(ids) else None)
+
+    def send_to(self, txt2img, job_id: str | None):
+        job = self.app.history.get(job_id) if job_id else None
+        if job is None:
+            gr.Warning("Select a job in the list first.")
+            return [*(gr.update() for _ in txt2img.field_components), gr.update()]
+        return [*txt2img.fill(job_fields(job)), gr.Tabs(selected="txt2img")]

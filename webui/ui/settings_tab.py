@@ -1,0 +1,99 @@
+"""The Settings tab: every option, grouped by section, with a typed component each; "Apply settings" validates
+and persists through the Application (config.json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from webui.models import samplers
+from webui.settings import OptionDef
+from webui.ui.common import error_html, error_message, ok_html
+
+QUICKSETTINGS = ("sd_model_checkpoint",)  # shown in the top bar instead
+
+
+def option_choices(application, d: OptionDef) -> list[str] | None:
+    if d.key == "sd_vae":
+        return ["Automatic", "None", *[v.name for v in application.models.vaes]]
+    if d.key == "txt2img_default_sampler":
+        return samplers.sampler_names()
+    if callable(d.choices):
+        return list(d.choices())
+    return list(d.choices) if d.choices else None
+
+
+def option_component(application, d: OptionDef, value: Any) -> gr.components.Component:
+    """The component for one option: checkbox, dropdown, slider (bounded number), number or textbox."""
+    common = {"label": d.label, "elem_id": f"setting_{d.key}"}
+    if d.kind is bool:
+        return gr.Checkbox(value=bool(value), **common)
+    choices = option_choices(application, d)
+    if choices is not None:
+        return gr.Dropdown(choices, value=value, allow_custom_value=value not in choices, **common)
+    if d.kind in (int, float):
+        if d.minimum is not None and d.maximum is not None:
+            step = d.step or (1 if d.kind is int else 0.01)
+            return gr.Slider(d.minimum, d.maximum, value=value, step=step, **common)
+        bounds = [f"min {d.minimum:g}" if d.minimum is not None else "",
+                  f"max {d.maximum:g}" if d.maximum is not None else ""]
+        info = ", ".join(b for b in bounds if b) or None
+        return gr.Number(value=value, precision=0 if d.kind is int else None, info=info, **common)
+    return gr.Textbox(value="" if value is None else str(value), **common)
+
+
+def normalize(d: OptionDef, value: Any) -> Any:
+    """Gradio hands numbers back as floats; give an int option an int when the value is integral."""
+    if d.kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+class SettingsTab:
+    def __init__(self, application, tab: gr.Tab):
+        self.app = application
+        opts = application.options
+        self.defs = [d for d in opts.defs.values() if d.key not in QUICKSETTINGS]
+        with gr.Row():
+            self.apply = gr.Button("Apply settings", variant="primary", elem_id="settings_submit", scale=0,
+                                   min_width=200)
+            self.reload = gr.Button("Reload settings", elem_id="settings_reload", scale=0, min_width=160)
+        self.result = gr.HTML("", elem_id="settings_result")
+        self.components: list[gr.components.Component] = []
+        sections: dict[str, list[OptionDef]] = {}
+        for d in self.defs:
+            sections.setdefault(d.section, []).append(d)
+        for section, defs in sections.items():
+            with gr.Group(elem_id=f"settings_section_{section.lower().replace(' ', '_')}"):
+                gr.Markdown(f"### {section}")
+                for d in defs:
+                    self.components.append(option_component(application, d, opts.get(d.key)))
+        self.apply.click(self.on_apply, inputs=self.components, outputs=[self.result, *self.components])
+        self.reload.click(self.values, inputs=None, outputs=self.components)
+        tab.select(self.values, inputs=None, outputs=self.components)
+
+    def values(self) -> list[Any]:
+        return [self.app.options.get(d.key) for d in self.defs]
+
+    def changes(self, values: tuple[Any, ...]) -> dict[str, Any]:
+        current = self.app.options.all()
+        out = {}
+        for d, value in zip(self.defs, values):
+            value = normalize(d, value)
+            if value != current.get(d.key):
+                out[d.key] = value
+        return out
+
+    def on_apply(self, *values):
+        keep = [gr.update() for _ in self.components]
+        changes = self.changes(values)
+        if not changes:
+            return ok_html("Nothing changed."), *keep
+        try:
+            self.app.set_options(changes)
+        except Exception as e:  # a validation error: nothing is applied, and the message is shown
+            msg = error_message(e)
+            gr.Warning(msg)
+            return error_html(msg), *keep
+        return ok_html(f"{len(changes)} setting(s) changed: {', '.join(changes)}."), *self.values()
