@@ -17,8 +17,12 @@ class JobControl:
     sampling_step: int = 0
     sampling_steps: int = 0
     textinfo: str | None = None
-    current_image: Any = None  # PIL image of the latest live preview
     preview_step: int = -1
+    # Live previews are made lazily: the worker only keeps the latest latent (a cheap copy), and whoever asks for
+    # the picture (a progress poll) pays for decoding it, so an unwatched job runs at full speed.
+    _preview_latent: Any = None
+    _preview_fn: Any = None
+    _preview_cache: Any = None
     started_at: float = field(default_factory=time.time)
     _interrupted: threading.Event = field(default_factory=threading.Event)
     _skipped: threading.Event = field(default_factory=threading.Event)
@@ -44,6 +48,23 @@ class JobControl:
     def start_batch(self, index: int, steps: int) -> None:
         with self._lock:
             self.job_no, self.sampling_step, self.sampling_steps = index, 0, steps
+
+    def offer_preview(self, step: int, latent: Any, make: Any) -> None:
+        with self._lock:
+            self.preview_step, self._preview_latent, self._preview_fn, self._preview_cache = step, latent, make, None
+
+    @property
+    def current_image(self) -> Any:
+        """A PIL image of the latest offered latent, decoded on first request."""
+        with self._lock:
+            latent, make, cached = self._preview_latent, self._preview_fn, self._preview_cache
+        if cached is not None or latent is None:
+            return cached
+        image = make(latent)
+        with self._lock:
+            if self._preview_latent is latent:
+                self._preview_cache = image
+        return image
 
     def step(self, n: int) -> None:
         with self._lock:

@@ -146,8 +146,9 @@ def _denoise(pipe, req: Txt2ImgRequest, plan: Plan, latents, generators, control
         if control.skipped:
             raise Skipped()
         if preview_every > 0 and (i + 1) % preview_every == 0 and i + 1 < req.steps:
-            control.current_image = make_preview(opts.get("show_progress_type"), _pipe.vae, kwargs["latents"][0])
-            control.preview_step = i + 1
+            method, vae = opts.get("show_progress_type"), _pipe.vae
+            control.offer_preview(i + 1, kwargs["latents"][0].detach().clone(),
+                                  lambda latent: make_preview(method, vae, latent))
         return kwargs
 
     n = len(generators)

@@ -8,9 +8,11 @@ class does not accept: asking Euler a for Karras sigmas would otherwise just giv
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib.util
 import inspect
+import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -140,28 +142,34 @@ def _supports(spec: SamplerSpec, schedule: ScheduleType) -> bool:
         return True
     if schedule.needs_scipy and not is_scipy_available():
         return False
-    return all(k in _params(spec) for k in schedule.kwargs) and \
-        _takes_effect(spec.class_name, tuple(sorted(spec.kwargs.items())), schedule.label)
+    return all(k in _params(spec) for k in schedule.kwargs) and _takes_effect(spec, schedule)
+
+
+def _takes_effect(spec: SamplerSpec, schedule: ScheduleType) -> bool:
+    """Whether the option really changes the schedule: LCMScheduler accepts timestep_spacing and never reads it."""
+    flags_off = {f: False for f in _SIGMA_FLAGS if f in _params(spec)}
+
+    def probe(**extra: Any) -> tuple[float, ...] | None:
+        return _probe(spec.class_name, tuple(sorted({**spec.kwargs, **flags_off, **extra}.items())))
+
+    changed = probe(**schedule.kwargs)
+    spacings = ("leading", "linspace") if "timestep_spacing" in schedule.kwargs else (None,)
+    baselines = [probe(timestep_spacing=sp) if sp else probe() for sp in spacings]
+    return changed is not None and any(b is not None and b != changed for b in baselines)
 
 
 @functools.cache
-def _takes_effect(class_name: str, fixed: tuple[tuple[str, Any], ...], label: str) -> bool:
-    """Whether the option really changes the schedule: LCMScheduler accepts timestep_spacing and never reads it."""
-    cls, option = getattr(diffusers, class_name), dict(_SCHEDULE_BY_LABEL[label].kwargs)
-    flags_off = {f: False for f in _SIGMA_FLAGS if f in _init_params(cls)}
-
-    def schedule(**extra: Any) -> list[float]:
-        built = cls(**{**dict(fixed), **flags_off, **extra})
-        built.set_timesteps(10)
-        sigmas = getattr(built, "sigmas", None)
-        return torch.as_tensor(built.timesteps).tolist() + ([] if sigmas is None else torch.as_tensor(sigmas).tolist())
-
+def _probe(class_name: str, settings: tuple[tuple[str, Any], ...]) -> tuple[float, ...] | None:
+    """Timesteps and sigmas of a small scheduler, or None when diffusers refuses the settings. It uses 100
+    training steps because KDPM2's constructor loops in Python over every training step (about 1 s for 1000)."""
     try:
-        spacings = ("leading", "linspace") if "timestep_spacing" in option else (None,)
-        baselines = [schedule(timestep_spacing=sp) if sp else schedule() for sp in spacings]
-        return any(schedule(**option) != b for b in baselines)
-    except Exception:  # a combination diffusers refuses to build is not supported either
-        return False
+        built = getattr(diffusers, class_name)(num_train_timesteps=100, **dict(settings))
+        built.set_timesteps(10)
+    except Exception:
+        return None
+    sigmas = getattr(built, "sigmas", None)
+    values = torch.as_tensor(built.timesteps).tolist() + ([] if sigmas is None else torch.as_tensor(sigmas).tolist())
+    return tuple(values)
 
 
 def _default_label(spec: SamplerSpec) -> str:
@@ -269,15 +277,21 @@ def scheduler_kwargs(sampler: SamplerSpec, schedule: str) -> dict[str, Any]:
 
 def build_scheduler(base_config: Mapping[str, Any], sampler: SamplerSpec,
                     schedule: str = "Automatic") -> SchedulerMixin:
-    """`sampler`'s scheduler built from the model's own scheduler config (betas, prediction type, spacing…)."""
+    """A fresh `sampler` scheduler built from the model's own scheduler config (betas, prediction type, spacing…)."""
     kwargs = scheduler_kwargs(sampler, schedule)
-    params = _params(sampler)
-    config = {k: v for k, v in dict(base_config).items() if k in params}
-    built = sampler.scheduler_class.from_config({**config, **kwargs})
-    ignored = sorted(k for k, v in kwargs.items() if built.config.get(k) != v)
-    if ignored:
-        raise InvalidRequest(f"diffusers' {sampler.class_name} ignored {', '.join(ignored)}; "
-                             f"{sampler.name} with schedule type {schedule!r} is not possible.")
+    config = {k: v for k, v in dict(base_config).items() if k in _params(sampler)}
+    key = json.dumps({**config, **kwargs}, sort_keys=True, default=lambda v: v.tolist() if hasattr(v, "tolist") else v)
+    return copy.deepcopy(_prototype(sampler.class_name, key))  # set_timesteps mutates, so never share one
+
+
+@functools.lru_cache(maxsize=64)
+def _prototype(class_name: str, config_json: str) -> SchedulerMixin:
+    """Built once per (class, config): some constructors are slow (KDPM2 takes about a second)."""
+    config = json.loads(config_json)
+    built: SchedulerMixin = getattr(diffusers, class_name).from_config(config)
+    ignored = sorted(k for k in _init_params(type(built)) & set(config) if built.config.get(k) != config[k])
+    if ignored:  # from_config drops what a class does not take; scheduler_kwargs should have caught it already
+        raise InvalidRequest(f"diffusers' {class_name} ignored {', '.join(ignored)}.")
     return built
 
 
