@@ -129,3 +129,14 @@ def live_server(make_app):
     yield factory
     for s in servers:
         s.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def tiny_inpaint_file(tmp_path_factory) -> Path:
+    """A tiny 9-channel inpainting checkpoint (SD 1.x inpainting layout)."""
+    from tests.factories import TINY_EASEL_CONFIG, tiny_components
+    from webui.models.ldm_keys import save_a1111_checkpoint
+
+    unet, vae, te = tiny_components(seed=5, in_channels=9)
+    return save_a1111_checkpoint(tmp_path_factory.mktemp("inpaint") / "tiny-inpainting.safetensors", unet, vae, te,
+                                 easel_config=TINY_EASEL_CONFIG)

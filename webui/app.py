@@ -12,8 +12,10 @@ from typing import Any
 from webui import VERSION
 from webui.errors import EaselError
 from webui.flags import Paths, parse_args, resolve_paths
-from webui.generation.requests import GenerationResult, Txt2ImgRequest
-from webui.generation.txt2img import GenerationServices, run_txt2img
+from webui.generation.img2img import run_img2img
+from webui.generation.processing import GenerationServices
+from webui.generation.requests import GenerationResult, Img2ImgRequest, Txt2ImgRequest
+from webui.generation.txt2img import run_txt2img
 from webui.history import JobHistory
 from webui.jobs import Job, JobQueue
 from webui.models.catalog import CheckpointCatalog
@@ -115,6 +117,41 @@ class Application:
                 self.options.set(req.override_settings)
             return result
         return self.jobs.submit("txt2img", req.model_dump(mode="json"), work)
+
+    def decode_image(self, data: str, field: str):
+        """An image field of a request (base64 or data: URL) → PIL, within the pixel limit; errors name the field."""
+        from webui.errors import InvalidRequest
+        from webui.outputs import decode_base64_image
+
+        try:
+            return decode_base64_image(data, max_pixels=int(self.options.get("max_image_pixels")))
+        except InvalidRequest as e:
+            raise InvalidRequest(f"{field}: {e.message}") from None
+
+    def submit_img2img(self, req: Img2ImgRequest, *, from_api: bool, images: list | None = None,
+                       mask=None) -> Job:
+        """Queue an img2img/inpaint job. Images are decoded here, before queueing, so bad input is a 4xx at once."""
+        if images is None:
+            images = [self.decode_image(s, f"init_images[{i}]") for i, s in enumerate(req.init_images)]
+            mask = self.decode_image(req.mask, "mask") if req.mask else None
+        if not images:
+            from webui.errors import InvalidRequest
+            raise InvalidRequest("init_images is empty: img2img needs an input image")
+        save = (req.save_images if from_api else True) and not req.do_not_save_samples
+        save_grid = (req.save_images if from_api else True) and not req.do_not_save_grid
+        view = self.options.view(req.override_settings)
+
+        def work(job: Job) -> GenerationResult:
+            result = run_img2img(req, images, mask, self.generation, view, job.control,
+                                 save=save and bool(view.get("samples_save")), save_grid=save_grid)
+            if req.include_init_images:
+                result.images = result.images + [im.convert("RGB") for im in images]
+                result.infotexts = result.infotexts + [""] * len(images)
+            if req.override_settings and not req.override_settings_restore_afterwards:
+                self.options.set(req.override_settings)
+            return result
+        params = req.model_dump(mode="json", exclude={"init_images", "mask"})
+        return self.jobs.submit("img2img", params, work)
 
 
 def _summarize(job: Job) -> dict[str, Any] | None:

@@ -15,6 +15,16 @@ from webui.errors import EaselError
 log = logging.getLogger("easel.api")
 
 
+class NotImplementedYet(EaselError):
+    """A feature Easel does not have yet: 501, with A1111's error body, never a fake answer."""
+
+    status = 501
+
+
+_HTTP_NAMES = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
+               413: "PayloadTooLarge", 422: "InvalidRequest"}
+
+
 def error_body(error: str, detail: str, *, body: object = None, errors: object = None) -> dict:
     return {"error": error, "detail": detail, "body": body, "errors": errors}
 
@@ -35,7 +45,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
-        return JSONResponse(error_body("HTTPException", str(exc.detail)), status_code=exc.status_code,
+        name = _HTTP_NAMES.get(exc.status_code, "HTTPException")
+        return JSONResponse(error_body(name, str(exc.detail)), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)

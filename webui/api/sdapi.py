@@ -1,62 +1,57 @@
-"""A1111-compatible routes under /sdapi/v1 (names, fields and shapes as A1111 v1.10)."""
+"""A1111-compatible routes under /sdapi/v1 (names, fields and shapes as A1111 v1.10).
+
+This module holds the generation routes (txt2img, img2img, extras, png-info, progress, interrupt, skip); the model
+and option routes live in sdapi_models.py, the read-only lists in sdapi_info.py. All of them are thin: they
+validate at the edge and call the Application's services.
+"""
 
 from __future__ import annotations
 
-import io
 import json
 from typing import Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter
 from pydantic import BaseModel
 
+from webui.api.errors import NotImplementedYet
+from webui.api.params import prepare_request
+from webui.api.schemas import (ExtrasBatchImagesRequest, ExtrasBatchImagesResponse, ExtrasSingleImageRequest,
+                               ExtrasSingleImageResponse, ImageResponse, PngInfoRequest, PngInfoResponse,
+                               ProgressResponse, ProgressState)
+from webui.api.sdapi_info import add_info_routes
+from webui.api.sdapi_models import add_model_routes
 from webui.errors import InvalidRequest
-from webui.generation.requests import GenerationResult, Txt2ImgRequest
+from webui.generation.requests import GenerationResult, Img2ImgRequest, Txt2ImgRequest
 from webui.infotext import parse_infotext, read_image_infotext
-from webui.models import samplers
-from webui.outputs import decode_base64_image, encode_png_base64
+from webui.outputs import encode_png_base64
+from webui.security import load_image_field
+
+__all__ = ["ImageResponse", "PngInfoRequest", "PngInfoResponse", "ProgressResponse", "ProgressState",
+           "build_sdapi_router", "image_response"]
 
 
-class ImageResponse(BaseModel):
-    images: list[str] | None
-    parameters: dict[str, Any]
-    info: str
-
-
-class PngInfoRequest(BaseModel):
-    image: str = ""
-
-
-class PngInfoResponse(BaseModel):
-    info: str
-    items: dict[str, Any]
-    parameters: dict[str, Any]
-
-
-class ProgressState(BaseModel):
-    skipped: bool
-    interrupted: bool
-    job: str
-    job_count: int
-    job_timestamp: str
-    job_no: int
-    sampling_step: int
-    sampling_steps: int
-
-
-class ProgressResponse(BaseModel):
-    progress: float
-    eta_relative: float
-    state: ProgressState
-    current_image: str | None
-    textinfo: str | None
-
-
-def image_response(req: BaseModel, result: GenerationResult, send_images: bool) -> ImageResponse:
+def image_response(req: BaseModel, result: GenerationResult | None, send_images: bool,
+                   parameters: dict[str, Any] | None = None) -> ImageResponse:
+    """A1111's {images, parameters, info}. An interrupted job answers with whatever it finished (maybe nothing)."""
+    if parameters is None:
+        parameters = req.model_dump(mode="json")
+    if result is None:
+        info = {"interrupted": True, "images": 0}
+        return ImageResponse(images=[], parameters=parameters, info=json.dumps(info))
     images = [encode_png_base64(img, text) for img, text in zip(result.images, result.infotexts)] if send_images else []
     info = dict(result.info)
     if result.warnings:
         info["warnings"] = result.warnings
-    return ImageResponse(images=images, parameters=req.model_dump(mode="json"), info=json.dumps(info))
+    return ImageResponse(images=images, parameters=parameters, info=json.dumps(info, default=str))
+
+
+def _img2img_parameters(req: Img2ImgRequest) -> dict[str, Any]:
+    """A1111 leaves the (large) input images out of the echoed parameters unless include_init_images is set."""
+    exclude = None if req.include_init_images else {"init_images", "mask"}
+    data = req.model_dump(mode="json", exclude=exclude)
+    if exclude:
+        data.update({"init_images": None, "mask": None})
+    return data
 
 
 def build_sdapi_router(app) -> APIRouter:
@@ -64,14 +59,56 @@ def build_sdapi_router(app) -> APIRouter:
 
     @r.post("/txt2img", response_model=ImageResponse)
     def txt2img(req: Txt2ImgRequest) -> ImageResponse:
+        req = prepare_request(req, app, is_img2img=False)
         job = app.submit_txt2img(req, from_api=True)
         result = app.jobs.wait(job)
         return image_response(req, result, req.send_images)
 
+    @r.post("/img2img", response_model=ImageResponse)
+    def img2img(req: Img2ImgRequest) -> ImageResponse:
+        submit = getattr(app, "submit_img2img", None)
+        if submit is None:
+            raise NotImplementedYet("img2img is not implemented yet")
+        if not req.init_images:
+            raise InvalidRequest("init_images is empty: img2img needs at least one input image")
+        req = prepare_request(req, app, is_img2img=True)
+        result = app.jobs.wait(submit(req, from_api=True))
+        return image_response(req, result, req.send_images, _img2img_parameters(req))
+
+    @r.post("/extra-single-image", response_model=ExtrasSingleImageResponse)
+    def extra_single_image(req: ExtrasSingleImageRequest) -> ExtrasSingleImageResponse:
+        submit = getattr(app, "submit_extras", None)
+        if submit is None:
+            raise NotImplementedYet("extras (upscaling) is not implemented yet")
+        image = load_image_field(req.image, app, field="image")
+        result: GenerationResult = app.jobs.wait(submit([image], req, from_api=True))
+        text = str(result.info.get("html_info", "")) if result.info else ""
+        return ExtrasSingleImageResponse(html_info=text, image=encode_png_base64(result.images[0])
+                                         if result.images else None)
+
+    @r.post("/extra-batch-images", response_model=ExtrasBatchImagesResponse)
+    def extra_batch_images(req: ExtrasBatchImagesRequest) -> ExtrasBatchImagesResponse:
+        submit = getattr(app, "submit_extras", None)
+        if submit is None:
+            raise NotImplementedYet("extras (upscaling) is not implemented yet")
+        images = [load_image_field(f.data, app, field=f"imageList[{i}].data") for i, f in enumerate(req.imageList)]
+        result: GenerationResult = app.jobs.wait(submit(images, req, from_api=True))
+        text = str(result.info.get("html_info", "")) if result.info else ""
+        return ExtrasBatchImagesResponse(html_info=text, images=[encode_png_base64(i) for i in result.images])
+
+    @r.post("/png-info", response_model=PngInfoResponse)
+    def png_info(req: PngInfoRequest) -> PngInfoResponse:
+        if not req.image:
+            raise InvalidRequest("image is empty")
+        image = load_image_field(req.image, app, field="image")
+        text = read_image_infotext(image) or ""
+        items = {k: v for k, v in image.info.items() if k != "parameters" and isinstance(v, (str, int, float))}
+        return PngInfoResponse(info=text, items=items, parameters=parse_infotext(text) if text else {})
+
     @r.get("/progress", response_model=ProgressResponse)
     def progress(skip_current_image: bool = False) -> ProgressResponse:
         job = app.jobs.current
-        queued = len(app.jobs.queued())
+        queued = len([j for j in app.jobs.queued() if j.kind in ("txt2img", "img2img", "extras")])
         if job is None or job.kind not in ("txt2img", "img2img"):
             state = ProgressState(skipped=False, interrupted=False, job="", job_count=queued, job_timestamp="0",
                                   job_no=0, sampling_step=0, sampling_steps=0)
@@ -86,54 +123,16 @@ def build_sdapi_router(app) -> APIRouter:
         return ProgressResponse(progress=c.progress, eta_relative=c.eta(), state=state, current_image=image,
                                 textinfo=c.textinfo)
 
-    @r.post("/interrupt")
-    def interrupt() -> None:
+    @r.post("/interrupt", response_model=dict[str, Any])
+    def interrupt() -> dict[str, Any]:
         app.jobs.interrupt()
+        return {}
 
-    @r.post("/skip")
-    def skip() -> None:
+    @r.post("/skip", response_model=dict[str, Any])
+    def skip() -> dict[str, Any]:
         app.jobs.skip()
+        return {}
 
-    @r.get("/options")
-    def get_options() -> dict[str, Any]:
-        return app.options.all()
-
-    @r.post("/options")
-    def set_options(changes: dict[str, Any] = Body(...)) -> None:
-        app.set_options(changes)
-
-    @r.get("/sd-models")
-    def sd_models() -> list[dict[str, Any]]:
-        return [{"title": i.title, "model_name": i.model_name, "hash": i.shorthash, "sha256": i.sha256,
-                 "filename": str(i.path), "config": None} for i in app.catalog.list()]
-
-    @r.post("/refresh-checkpoints")
-    def refresh_checkpoints() -> None:
-        app.models.refresh()
-
-    @r.get("/sd-vae")
-    def sd_vae() -> list[dict[str, Any]]:
-        return [{"model_name": v.model_name, "filename": str(v.path)} for v in app.models.vaes]
-
-    @r.post("/refresh-vae")
-    def refresh_vae() -> None:
-        app.models.refresh()
-
-    @r.get("/samplers")
-    def get_samplers() -> list[dict[str, Any]]:
-        return samplers.api_samplers()
-
-    @r.get("/schedulers")
-    def get_schedulers() -> list[dict[str, Any]]:
-        return samplers.api_schedulers()
-
-    @r.post("/png-info", response_model=PngInfoResponse)
-    def png_info(req: PngInfoRequest) -> PngInfoResponse:
-        if not req.image:
-            raise InvalidRequest("image is empty")
-        image = decode_base64_image(req.image, max_pixels=int(app.options.get("max_image_pixels")))
-        text = read_image_infotext(image) or ""
-        items = {k: v for k, v in image.info.items() if k != "parameters" and isinstance(v, (str, int, float))}
-        return PngInfoResponse(info=text, items=items, parameters=parse_infotext(text) if text else {})
-
+    add_model_routes(r, app)
+    add_info_routes(r, app)
     return r

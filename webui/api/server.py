@@ -1,23 +1,114 @@
-"""Build the one FastAPI server: API routers, error mapping, and the Gradio UI mounted at /."""
+"""Build the one FastAPI server: API routers, error mapping, the Gradio UI mounted at /, and the network guards
+(protective headers, Host check, CORS, HTTP Basic on API routes, body limit)."""
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any, Callable
+
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Mount
+from starlette.types import Scope
 
 from webui import VERSION
+from webui.api.easel_jobs import build_easel_jobs_router
 from webui.api.errors import install_error_handlers
+from webui.api.middleware import (BasicAuthMiddleware, BodyLimitMiddleware, HostCheckMiddleware,
+                                  SecurityHeadersMiddleware)
 from webui.api.sdapi import build_sdapi_router
+from webui.flags import api_credentials, bind_host, cors_origins, gradio_credentials
+from webui.security import is_loopback_bind, start_share_when_ready
+
+# Every API surface --api-auth protects (the Gradio UI page itself is --gradio-auth's job)
+API_PREFIXES = ("/sdapi/", "/easel/", "/ext/", "/docs", "/openapi.json", "/redoc", "/gradio_api/")
 
 
-def build_fastapi(application) -> FastAPI:
-    api = FastAPI(title="Easel", version=VERSION, description="A1111-compatible Stable Diffusion API")
-    install_error_handlers(api)
-    api.include_router(build_sdapi_router(application))
-    if not application.ns.nowebui:
-        import gradio as gr
+def _gradio_session_check(api: FastAPI) -> Callable[[Scope], bool]:
+    """True when a request carries a valid Gradio login cookie (only meaningful with --gradio-auth): the UI's own
+    calls to /gradio_api then pass --api-auth without a second password prompt."""
+    def check(scope: Scope) -> bool:
+        if not scope.get("path", "").startswith("/gradio_api/"):
+            return False
+        gradio_app = next((m.app for m in api.routes if isinstance(m, Mount) and hasattr(m.app, "tokens")), None)
+        if gradio_app is None or not getattr(gradio_app, "auth", None):
+            return False
+        cookies = {}
+        for key, value in scope.get("headers") or ():
+            if key == b"cookie":
+                for part in value.decode("latin-1").split(";"):
+                    name, _, val = part.strip().partition("=")
+                    cookies[name] = val
+        cid = gradio_app.cookie_id
+        token = cookies.get(f"access-token-{cid}") or cookies.get(f"access-token-unsecure-{cid}")
+        return bool(token) and token in gradio_app.tokens
+    return check
 
+
+def mount_ui(api: FastAPI, application, blocks: Any | None = None) -> Any:
+    """Mount the Gradio Blocks at / with --gradio-auth credentials; return the Blocks."""
+    import gradio as gr
+
+    if blocks is None:
         from webui.ui import build_ui
 
         blocks = build_ui(application)
-        api = gr.mount_gradio_app(api, blocks, path="/")
+    creds = gradio_credentials(application.ns)
+    gr.mount_gradio_app(api, blocks, path="/", auth=creds or None,
+                        auth_message="Easel: log in with a --gradio-auth user" if creds else None)
+    return blocks
+
+
+def install_security(api: FastAPI, application) -> None:
+    """Add the guards. Starlette runs the last added outermost: headers → Host → CORS → auth → body limit."""
+    ns = application.ns
+    api.add_middleware(BodyLimitMiddleware, max_bytes=int(ns.max_body_size) * 1024 * 1024)
+    creds = api_credentials(ns)
+    if creds:
+        api.add_middleware(BasicAuthMiddleware, credentials=creds, prefixes=API_PREFIXES,
+                           session_ok=_gradio_session_check(api) if not ns.nowebui else None)
+    origins = cors_origins(ns)
+    if origins:
+        api.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=True, allow_methods=["*"],
+                           allow_headers=["*"])
+    if is_loopback_bind(bind_host(ns)):  # bound to loopback: only loopback Host names (plus the share host)
+        api.add_middleware(HostCheckMiddleware, extra_hosts=lambda: _share_hosts(application))
+    api.add_middleware(SecurityHeadersMiddleware)
+
+
+def _share_hosts(application) -> tuple[str, ...]:
+    url = getattr(application, "share_url", None)
+    if not url:
+        return ()
+    return (url.split("://", 1)[-1].split("/", 1)[0],)
+
+
+def _open_share_on_startup(api: FastAPI, application, blocks) -> None:
+    """--share: open Gradio's tunnel once the server listens (mount_gradio_app never does it by itself)."""
+    ns = application.ns
+    previous = api.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        async with previous(app) as state:
+            start_share_when_ready(application, blocks, host=bind_host(ns), port=ns.port)
+            yield state
+
+    api.router.lifespan_context = lifespan
+
+
+def build_fastapi(application, *, blocks: Any | None = None) -> FastAPI:
+    """The server. `blocks` replaces the UI (tests mount a small Blocks); it is ignored with --nowebui."""
+    api = FastAPI(title="Easel", version=VERSION, description="A1111-compatible Stable Diffusion API, plus Easel's "
+                  "async jobs API. With --api-auth every route here needs HTTP Basic credentials.")
+    install_error_handlers(api)
+    api.include_router(build_sdapi_router(application))
+    api.include_router(build_easel_jobs_router(application))
+    api.state.application = application
+    api.state.blocks = None
+    if not application.ns.nowebui:
+        api.state.blocks = mount_ui(api, application, blocks)
+        if application.ns.share:
+            _open_share_on_startup(api, application, api.state.blocks)
+    install_security(api, application)
     return api

@@ -89,3 +89,28 @@ class GenerationResult(BaseModel):
     info: dict[str, Any] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
     interrupted: bool = False
+
+
+class Img2ImgRequest(Txt2ImgRequest):
+    """A1111's `StableDiffusionImg2ImgProcessingAPI`: txt2img's fields plus the init image and inpainting ones."""
+
+    init_images: list[str] = Field(default_factory=list)  # base64 (or data: URLs) at the API edge
+    resize_mode: int = Field(0, ge=0, le=3)
+    image_cfg_scale: Optional[float] = None
+    mask: Optional[str] = None
+    mask_blur_x: int = Field(4, ge=0, le=256)
+    mask_blur_y: int = Field(4, ge=0, le=256)
+    mask_blur: Optional[int] = Field(None, ge=0, le=256)
+    mask_round: bool = True
+    inpainting_fill: int = Field(0, ge=0, le=3)
+    inpaint_full_res: bool = False
+    inpaint_full_res_padding: int = Field(32, ge=0, le=1024)
+    inpainting_mask_invert: int = Field(0, ge=0, le=1)
+    initial_noise_multiplier: Optional[float] = None
+    latent_mask: Optional[str] = None
+    include_init_images: bool = False
+    denoising_strength: float = Field(0.75, ge=0.0, le=1.0)
+
+    @property
+    def blur(self) -> int:
+        return self.mask_blur if self.mask_blur is not None else max(self.mask_blur_x, self.mask_blur_y)

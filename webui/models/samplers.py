@@ -118,6 +118,7 @@ def _params(spec: SamplerSpec) -> frozenset[str]:
 
 for _spec in SAMPLERS:  # read the installed diffusers' signatures once, at import
     _params(_spec)
+del _spec
 
 _SAMPLER_BY_KEY: dict[str, SamplerSpec] = {_key(n): s for s in SAMPLERS for n in (s.name, *s.aliases)}
 _SCHEDULE_BY_KEY: dict[str, ScheduleType] = {
@@ -243,8 +244,8 @@ def _check(spec: SamplerSpec, schedule: ScheduleType) -> str:
                              "which are not installed.")
     label = _default_label(spec) if schedule.label == "Automatic" else schedule.label
     if not _supports(spec, _SCHEDULE_BY_LABEL[label]):
-        why = " (it needs scipy, which is not installed)" if schedule.needs_scipy and not is_scipy_available() \
-            else f" (diffusers' {spec.class_name} has no such option)"
+        needs_scipy = _SCHEDULE_BY_LABEL[label].needs_scipy and not is_scipy_available()
+        why = " (it needs scipy, which is not installed)" if needs_scipy else f" ({spec.class_name} cannot do it)"
         raise InvalidRequest(f"Sampler {spec.name!r} cannot use schedule type {label!r}{why}. "
                              f"Valid schedule types for {spec.name}: {', '.join(schedule_types_for(spec))}.")
     return label
@@ -261,7 +262,7 @@ def resolve(sampler_name: str | None, scheduler: str | None,
     return spec, _check(spec, schedule)
 
 
-def scheduler_kwargs(sampler: SamplerSpec, schedule: str) -> dict[str, Any]:
+def scheduler_kwargs(sampler: SamplerSpec, schedule: str | None) -> dict[str, Any]:
     """The kwargs `build_scheduler` passes on top of the model's config. Validates the combination."""
     label = _check(sampler, _parse_schedule(schedule))
     params = _params(sampler)
@@ -276,20 +277,30 @@ def scheduler_kwargs(sampler: SamplerSpec, schedule: str) -> dict[str, Any]:
 
 
 def build_scheduler(base_config: Mapping[str, Any], sampler: SamplerSpec,
-                    schedule: str = "Automatic") -> SchedulerMixin:
-    """A fresh `sampler` scheduler built from the model's own scheduler config (betas, prediction type, spacing…)."""
+                    schedule: str | None = "Automatic") -> SchedulerMixin:
+    """A fresh `sampler` scheduler built from the model's own scheduler config (betas, prediction type, spacing…).
+
+    `base_config` may be the raw scheduler_config.json or a live `scheduler.config`. Keys diffusers filled in from
+    the old class's defaults (`_use_default_values`, e.g. PNDM's "leading" spacing) are not the model's, so the new
+    class's own defaults apply to them."""
     kwargs = scheduler_kwargs(sampler, schedule)
-    config = {k: v for k, v in dict(base_config).items() if k in _params(sampler)}
-    key = json.dumps({**config, **kwargs}, sort_keys=True, default=lambda v: v.tolist() if hasattr(v, "tolist") else v)
-    return copy.deepcopy(_prototype(sampler.class_name, key))  # set_timesteps mutates, so never share one
+    filled = set(base_config.get("_use_default_values") or ())
+    config = {k: v for k, v in dict(base_config).items() if k in _params(sampler) and k not in filled}
+    key = json.dumps({**config, **kwargs}, sort_keys=True, default=_jsonable)
+    # set_timesteps mutates a scheduler, so every caller gets its own copy of the cached one
+    return copy.deepcopy(_prototype(sampler.class_name, key, tuple(sorted(kwargs))))
+
+
+def _jsonable(value: Any) -> Any:
+    return value.tolist() if hasattr(value, "tolist") else str(value)  # numpy/torch trained_betas
 
 
 @functools.lru_cache(maxsize=64)
-def _prototype(class_name: str, config_json: str) -> SchedulerMixin:
-    """Built once per (class, config): some constructors are slow (KDPM2 takes about a second)."""
+def _prototype(class_name: str, config_json: str, checked: tuple[str, ...]) -> SchedulerMixin:
+    """Built once per (class, config): some constructors are slow (KDPM2's takes about a second)."""
     config = json.loads(config_json)
     built: SchedulerMixin = getattr(diffusers, class_name).from_config(config)
-    ignored = sorted(k for k in _init_params(type(built)) & set(config) if built.config.get(k) != config[k])
+    ignored = [k for k in checked if built.config.get(k) != config[k]]
     if ignored:  # from_config drops what a class does not take; scheduler_kwargs should have caught it already
         raise InvalidRequest(f"diffusers' {class_name} ignored {', '.join(ignored)}.")
     return built

@@ -82,7 +82,7 @@ class HistoryTab:
             self.search = gr.Textbox(label="Search prompts", placeholder="Search prompts, then press Enter",
                                      elem_id="history_search", scale=6)
             self.refresh = gr.Button("🔄 Refresh", elem_id="history_refresh", scale=0, min_width=120)
-        self.gallery = gr.Gallery(label="Recent images", columns=8, height=240, allow_preview=False,
+        self.gallery = gr.Gallery(label="Recent images", columns=8, height=240, allow_preview=False, fit_columns=False,
                                   interactive=False, elem_id="history_gallery")
         self.table = gr.Dataframe(headers=COLUMNS, value=[], interactive=False, wrap=True, elem_id="history_table",
                                   label="Recent jobs")

@@ -23,7 +23,7 @@ def read_infotext(path: str | None) -> tuple[str, list[list[str]], str]:
             text = read_image_infotext(im) or ""
             others = {k: v for k, v in (im.info or {}).items()
                       if k != "parameters" and isinstance(v, str) and v.strip()}
-    except (UnidentifiedImageError, OSError) as e:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
         return "", [], error_html(f"Cannot read this file as an image: {e}")
     if not text:
         extra = "".join(f"<p><b>{html.escape(k)}</b>: {html.escape(v[:2000])}</p>" for k, v in others.items())

@@ -29,7 +29,7 @@ def demo_note(application) -> str:
     model = application.models.active
     if model is None or not getattr(model.info, "is_demo", False):
         return ""
-    return f'<div class="easel-note">{html.escape(DEMO_NOTE)}</div>'
+    return f'<div class="easel-note">{html.escape(DEMO_NOTE, quote=False)}</div>'
 
 
 class Quicksettings:
@@ -46,7 +46,8 @@ class Quicksettings:
     def wire(self, txt2img) -> None:
         """Events that reach into the txt2img tab: a new checkpoint sets width and height to its native size."""
         self.size_outputs = [txt2img.width, txt2img.height]
-        self.checkpoint.input(self.on_switch, inputs=[self.checkpoint],
+        # .select, not .input: Gradio 6.31's dropdown fires "input" twice for one choice (two loads of a broken file)
+        self.checkpoint.select(self.on_switch, inputs=[self.checkpoint],
                               outputs=[self.checkpoint, self.message, self.note, *self.size_outputs],
                               show_progress_on=[self.checkpoint])
         self.refresh.click(self.on_refresh, inputs=None, outputs=[self.checkpoint, self.message])

@@ -158,14 +158,16 @@ class Txt2ImgTab:
         out: dict[Any, Any] = {self.job_id: None, self.preview: gr.update(value=None, visible=False),
                                self.progress: ""}
         result = job.value if isinstance(job.value, GenerationResult) else None
-        if result is None:
+        if result is None or not result.images:  # nothing to show: keep the previous images in the gallery
             if job.status == "cancelled":
                 msg = "Cancelled before it started."
             elif job.status == "interrupted":
                 msg = "Interrupted before any image was finished."
-            else:
-                msg = error_message(job.error) if job.error is not None else f"The job ended as {job.status}."
+            elif job.error is not None:
+                msg = error_message(job.error)
                 gr.Warning(msg)
+            else:
+                msg = "No image was produced (every batch was skipped)."
             out[self.info] = error_html(msg)
             return out
         images = [with_infotext(img, text) for img, text in zip(result.images, result.infotexts)]

@@ -1,0 +1,149 @@
+"""Easel's own async jobs API (/easel/v1/jobs): submit and return at once, then poll, list or cancel.
+
+Jobs go through the same queue as the UI and /sdapi, and every one is in the SQLite history, so a job id stays
+valid after it finishes and after a restart. Over this API images are always saved: the result lists file paths.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from fastapi import APIRouter, Query
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError
+
+from webui.api.errors import NotImplementedYet
+from webui.api.params import prepare_request
+from webui.errors import NotFound
+from webui.generation.requests import GenerationResult, Img2ImgRequest, Txt2ImgRequest
+
+JobKind = Literal["txt2img", "img2img"]
+JobStatus = Literal["queued", "running", "done", "failed", "cancelled", "interrupted"]
+REQUEST_MODELS: dict[str, type[BaseModel]] = {"txt2img": Txt2ImgRequest, "img2img": Img2ImgRequest}
+
+
+class JobSubmit(BaseModel):
+    kind: JobKind
+    params: dict[str, Any] = Field(default_factory=dict, description="the A1111 txt2img/img2img request body")
+
+
+class JobCreated(BaseModel):
+    id: str
+    status: JobStatus
+    position: Optional[int] = Field(None, description="0 running, 1.. waiting, null finished")
+
+
+class JobResult(BaseModel):
+    images: list[str] = Field(default_factory=list, description="paths of the saved images")
+    infotexts: list[str] = Field(default_factory=list)
+
+
+class JobView(BaseModel):
+    id: str
+    kind: str
+    status: JobStatus
+    progress: float
+    params: dict[str, Any]
+    result: Optional[JobResult]
+    error: Optional[str]
+    created_at: float
+    started_at: Optional[float]
+    finished_at: Optional[float]
+    position: Optional[int]
+
+
+class JobList(BaseModel):
+    jobs: list[JobView]
+
+
+def _error_text(error: BaseException | None) -> str | None:
+    if error is None:
+        return None
+    return getattr(error, "message", None) or str(error) or type(error).__name__
+
+
+def _result(value: Any) -> JobResult | None:
+    if isinstance(value, GenerationResult):
+        return JobResult(images=list(value.paths), infotexts=list(value.infotexts))
+    if isinstance(value, dict):
+        return JobResult(images=list(value.get("images") or []), infotexts=list(value.get("infotexts") or []))
+    return None
+
+
+def live_view(app, job) -> JobView:
+    status = job.status
+    progress = 1.0 if status == "done" else job.control.progress if status in ("running", "interrupted") else 0.0
+    return JobView(id=job.id, kind=job.kind, status=status, progress=progress, params=job.params,
+                   result=_result(job.value if job.value is not None else job.summary),
+                   error=_error_text(job.error), created_at=job.created_at, started_at=job.started_at,
+                   finished_at=job.finished_at, position=app.jobs.position(job.id))
+
+
+def history_view(app, row: dict[str, Any]) -> JobView:
+    live = app.jobs.get(row["id"])
+    if live is not None and live.record:
+        return live_view(app, live)
+    status = row["status"]
+    return JobView(id=row["id"], kind=row["kind"], status=status, progress=1.0 if status == "done" else 0.0,
+                   params=row.get("params") or {}, result=_result(row.get("result")), error=row.get("error"),
+                   created_at=row["created_at"], started_at=row.get("started_at"),
+                   finished_at=row.get("finished_at"), position=None)
+
+
+def find_job(app, job_id: str) -> JobView:
+    live = app.jobs.get(job_id)
+    if live is not None and live.record:
+        return live_view(app, live)
+    row = app.history.get(job_id)
+    if row is None:
+        raise NotFound(f"job {job_id} not found")
+    return history_view(app, row)
+
+
+def _validate(kind: str, params: dict[str, Any]) -> BaseModel:
+    try:
+        return REQUEST_MODELS[kind].model_validate(params)
+    except ValidationError as e:
+        errors = [{**err, "loc": ("body", "params", *err.get("loc", ()))} for err in e.errors()]
+        raise RequestValidationError(errors) from None
+
+
+def submit_job(app, kind: str, params: dict[str, Any]):
+    """Validate, prepare and queue one job with save-the-images semantics; return the queue's Job."""
+    req = _validate(kind, params)
+    if kind == "img2img" and getattr(app, "submit_img2img", None) is None:
+        raise NotImplementedYet("img2img is not implemented yet")
+    req = prepare_request(req, app, is_img2img=kind == "img2img")
+    req = req.model_copy(update={"save_images": True, "send_images": False})
+    if kind == "img2img":
+        return app.submit_img2img(req, from_api=True)
+    return app.submit_txt2img(req, from_api=True)
+
+
+def build_easel_jobs_router(app) -> APIRouter:
+    r = APIRouter(prefix="/easel/v1", tags=["easel"])
+
+    @r.post("/jobs", response_model=JobCreated, status_code=202)
+    def create_job(body: JobSubmit) -> JobCreated:
+        job = submit_job(app, body.kind, body.params)
+        return JobCreated(id=job.id, status=job.status, position=app.jobs.position(job.id))
+
+    @r.get("/jobs", response_model=JobList)
+    def list_jobs(status: Optional[JobStatus] = None, limit: int = Query(50, ge=1, le=1000),
+                  search: Optional[str] = Query(None, max_length=500)) -> JobList:
+        rows = app.history.list(status=status, search=search, limit=limit)
+        return JobList(jobs=[history_view(app, row) for row in rows])
+
+    @r.get("/jobs/{job_id}", response_model=JobView)
+    def get_job(job_id: str) -> JobView:
+        return find_job(app, job_id)
+
+    @r.post("/jobs/{job_id}/cancel", response_model=JobView)
+    def cancel_job(job_id: str) -> JobView:
+        """A queued job is removed (status cancelled); a running one is interrupted; a finished one is unchanged."""
+        live = app.jobs.get(job_id)
+        if live is not None and live.record and not live.done.is_set():
+            app.jobs.cancel(job_id)
+        return find_job(app, job_id)
+
+    return r

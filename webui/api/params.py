@@ -1,0 +1,82 @@
+"""Request preparation shared by the A1111 routes and the async jobs API: `infotext` filling unset fields,
+`script_name`/`alwayson_scripts` checks, and remote image fields."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from webui.errors import InvalidRequest
+from webui.infotext import infotext_to_request_fields, parse_infotext
+from webui.security import inline_image_field
+
+R = TypeVar("R", bound=BaseModel)
+
+
+def apply_infotext(req: R) -> R:
+    """A1111's `infotext` field: every value the infotext holds fills a field the request did not set explicitly
+    (pydantic's model_fields_set); the request's own override_settings win over the infotext's."""
+    text = getattr(req, "infotext", None)
+    if not text:
+        return req
+    fields = infotext_to_request_fields(parse_infotext(text))
+    explicit = set(req.model_fields_set)
+    if "sampler_index" in explicit:
+        explicit.add("sampler_name")  # the deprecated alias counts as the sampler being set
+    known = type(req).model_fields
+    update: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key == "override_settings":
+            update[key] = {**value, **(getattr(req, "override_settings", None) or {})}
+        elif key in known and key not in explicit:
+            update[key] = value
+    if not update:
+        return req
+    data = req.model_dump()
+    data.update(update)
+    try:
+        new = type(req).model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise InvalidRequest(f"infotext gives an invalid value for {where}: {first.get('msg')}") from None
+    object.__setattr__(new, "__pydantic_fields_set__", set(req.model_fields_set) | set(update))
+    return new
+
+
+def _script_names(application, is_img2img: bool) -> tuple[set[str], set[str]]:
+    """(selectable script names, always-on script names), lower case, from the extension host when present."""
+    host = getattr(application, "scripts", None)
+    if host is None:
+        return set(), set()
+    selectable, alwayson = set(), set()
+    for s in host.list(is_img2img):
+        name = str(getattr(s, "name", "") or "").lower()
+        (alwayson if getattr(s, "is_alwayson", False) else selectable).add(name)
+    return selectable, alwayson
+
+
+def check_scripts(req: BaseModel, application, *, is_img2img: bool) -> None:
+    """An unknown `script_name` or `alwayson_scripts` key is a 422 (A1111: "Script 'x' not found")."""
+    selectable, alwayson = _script_names(application, is_img2img)
+    name = getattr(req, "script_name", None)
+    if name and name.lower() not in selectable:
+        raise InvalidRequest(f"Script '{name}' not found",
+                             detail=f"script_name: no script named {name!r}; GET /sdapi/v1/scripts lists them")
+    for key in (getattr(req, "alwayson_scripts", None) or {}):
+        if str(key).lower() not in alwayson:
+            raise InvalidRequest(f"always on script {key} not found",
+                                 detail=f"alwayson_scripts: no always-on script named {key!r}")
+
+
+def prepare_request(req: R, application, *, is_img2img: bool) -> R:
+    """Everything done to a generation request at the edge, before it is queued."""
+    check_scripts(req, application, is_img2img=is_img2img)
+    req = apply_infotext(req)
+    if is_img2img:
+        images = [inline_image_field(v, application, field=f"init_images[{i}]")
+                  for i, v in enumerate(getattr(req, "init_images", None) or [])]
+        mask = inline_image_field(getattr(req, "mask", None), application, field="mask")
+        req = req.model_copy(update={"init_images": images, "mask": mask})
+    return req

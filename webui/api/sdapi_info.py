@@ -1,0 +1,172 @@
+"""Read-only /sdapi/v1 lists: cmd-flags, samplers, schedulers, upscalers, latent-upscale-modes, prompt-styles,
+memory, scripts, script-info, extensions, face-restorers, realesrgan-models. Features Easel does not have answer
+with honest empty lists, never fake entries."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter
+
+from webui.api.schemas import (ExtensionItem, FaceRestorerItem, LatentUpscalerModeItem, MemoryResponse,
+                               PromptStyleItem, RealesrganItem, SamplerItem, SchedulerItem, ScriptArg, ScriptInfo,
+                               ScriptsList, UpscalerItem)
+from webui.flags import public_cmd_flags
+from webui.models import samplers
+
+# A1111's shared.latent_upscale_modes, in its order
+LATENT_UPSCALE_MODES = ("Latent", "Latent (antialiased)", "Latent (bicubic)", "Latent (bicubic antialiased)",
+                        "Latent (nearest)", "Latent (nearest-exact)")
+# What a plain PIL resize gives; model upscalers come from the extras service once it exists
+BUILTIN_UPSCALERS = ("None", "Lanczos", "Nearest")
+
+
+def _field(item: Any, key: str, default: Any = None) -> Any:
+    return item.get(key, default) if isinstance(item, dict) else getattr(item, key, default)
+
+
+def read_styles_csv(files: tuple[Path, ...] | list[Path]) -> list[PromptStyleItem]:
+    """A1111's styles.csv (columns name, prompt, negative_prompt); missing or unreadable files give nothing."""
+    out, seen = [], set()
+    for file in files:
+        try:
+            with open(file, newline="", encoding="utf-8-sig") as f:
+                rows = list(csv.DictReader(f, skipinitialspace=True))
+        except (OSError, csv.Error, UnicodeDecodeError):
+            continue
+        for row in rows:
+            name = (row.get("name") or "").strip()
+            if name and name not in seen:
+                seen.add(name)
+                out.append(PromptStyleItem(name=name, prompt=row.get("prompt") or "",
+                                           negative_prompt=row.get("negative_prompt") or ""))
+    return out
+
+
+def _proc_meminfo() -> dict[str, int]:
+    values = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            values[key] = int(rest.split()[0]) * 1024
+    return values
+
+
+def ram_usage() -> dict[str, Any]:
+    """A1111's shape: used = this process's RSS, total = physical RAM, free = total - used."""
+    try:
+        import psutil
+
+        rss = psutil.Process(os.getpid()).memory_info().rss
+        total = psutil.virtual_memory().total
+    except ImportError:
+        try:
+            total = _proc_meminfo()["MemTotal"]
+            with open("/proc/self/statm") as f:
+                rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, KeyError, ValueError) as e:
+            return {"error": str(e)}
+    return {"free": total - rss, "used": rss, "total": total}
+
+
+def cuda_usage(device: Any) -> dict[str, Any]:
+    try:
+        import torch
+
+        if not torch.cuda.is_available() or getattr(device, "type", "cpu") != "cuda":
+            return {"error": "unavailable"}
+        free, total = torch.cuda.mem_get_info(device)
+        s = dict(torch.cuda.memory_stats(device))
+
+        def pair(name: str) -> dict[str, int]:
+            return {"current": s.get(f"{name}.all.current", 0), "peak": s.get(f"{name}.all.peak", 0)}
+
+        return {"system": {"free": free, "used": total - free, "total": total}, "active": pair("active_bytes"),
+                "allocated": pair("allocated_bytes"), "reserved": pair("reserved_bytes"),
+                "inactive": pair("inactive_split_bytes"),
+                "events": {"retries": s.get("num_alloc_retries", 0), "oom": s.get("num_ooms", 0)}}
+    except Exception as e:  # memory stats are informational
+        return {"error": str(e)}
+
+
+def _scripts(app, is_img2img: bool) -> list[Any]:
+    host = getattr(app, "scripts", None)
+    return list(host.list(is_img2img)) if host is not None else []
+
+
+def add_info_routes(r: APIRouter, app) -> None:
+    @r.get("/cmd-flags", response_model=dict[str, Any])
+    def cmd_flags() -> dict[str, Any]:
+        return public_cmd_flags(app.ns)
+
+    @r.get("/samplers", response_model=list[SamplerItem])
+    def get_samplers() -> list[dict[str, Any]]:
+        return samplers.api_samplers()
+
+    @r.get("/schedulers", response_model=list[SchedulerItem])
+    def get_schedulers() -> list[dict[str, Any]]:
+        return samplers.api_schedulers()
+
+    @r.get("/upscalers", response_model=list[UpscalerItem])
+    def upscalers() -> list[UpscalerItem]:
+        service = getattr(app, "upscalers", None)
+        if service is not None:
+            return [UpscalerItem(name=str(_field(u, "name")), model_name=_field(u, "model_name"),
+                                 model_path=_field(u, "model_path"), model_url=_field(u, "model_url"),
+                                 scale=_field(u, "scale")) for u in (service.list() if hasattr(service, "list")
+                                                                      else service)]
+        return [UpscalerItem(name=n, scale=4) for n in BUILTIN_UPSCALERS]
+
+    @r.get("/latent-upscale-modes", response_model=list[LatentUpscalerModeItem])
+    def latent_upscale_modes() -> list[LatentUpscalerModeItem]:
+        return [LatentUpscalerModeItem(name=n) for n in LATENT_UPSCALE_MODES]
+
+    @r.get("/prompt-styles", response_model=list[PromptStyleItem])
+    def prompt_styles() -> list[PromptStyleItem]:
+        service = getattr(app, "styles", None)
+        if service is not None:
+            return [PromptStyleItem(name=str(_field(s, "name")), prompt=_field(s, "prompt", ""),
+                                    negative_prompt=_field(s, "negative_prompt", "")) for s in service.list()]
+        return read_styles_csv(app.paths.styles_files)
+
+    @r.get("/memory", response_model=MemoryResponse)
+    def memory() -> MemoryResponse:
+        return MemoryResponse(ram=ram_usage(), cuda=cuda_usage(app.policy.device))
+
+    @r.get("/scripts", response_model=ScriptsList)
+    def scripts() -> ScriptsList:
+        names = {kind: [str(_field(s, "name")) for s in _scripts(app, kind == "img2img") if _field(s, "name")]
+                 for kind in ("txt2img", "img2img")}
+        return ScriptsList(**names)
+
+    @r.get("/script-info", response_model=list[ScriptInfo])
+    def script_info() -> list[ScriptInfo]:
+        out = []
+        for is_img2img in (False, True):
+            for s in _scripts(app, is_img2img):
+                args = [ScriptArg(**a) if isinstance(a, dict) else ScriptArg.model_validate(a, from_attributes=True)
+                        for a in (_field(s, "args") or [])]
+                out.append(ScriptInfo(name=_field(s, "name"), is_alwayson=bool(_field(s, "is_alwayson")),
+                                      is_img2img=is_img2img, args=args))
+        return out
+
+    @r.get("/extensions", response_model=list[ExtensionItem])
+    def extensions() -> list[ExtensionItem]:
+        service = getattr(app, "extensions", None)
+        if service is None:
+            return []
+        return [ExtensionItem(name=str(_field(e, "name")), remote=_field(e, "remote"), branch=_field(e, "branch"),
+                              commit_hash=_field(e, "commit_hash"), version=_field(e, "version"),
+                              commit_date=_field(e, "commit_date"), enabled=bool(_field(e, "enabled", True)))
+                for e in service.list()]
+
+    @r.get("/face-restorers", response_model=list[FaceRestorerItem])
+    def face_restorers() -> list[FaceRestorerItem]:
+        return []
+
+    @r.get("/realesrgan-models", response_model=list[RealesrganItem])
+    def realesrgan_models() -> list[RealesrganItem]:
+        return []

@@ -1,0 +1,118 @@
+"""/sdapi/v1 routes about models and options: sd-models, sd-vae, loras, embeddings, hypernetworks, options, and the
+refresh/unload/reload actions. Loading and unloading go through the job queue, never under a running generation."""
+
+from typing import Any, Optional
+
+from fastapi import APIRouter, Body
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from webui.api.schemas import EmbeddingItem, EmbeddingsResponse, HypernetworkItem, LoraItem, SDModelItem, SDVaeItem
+
+
+def options_model(defs: dict[str, Any], *, name: str, with_defaults: bool) -> type[BaseModel]:
+    """A pydantic model of every known option (for the OpenAPI schema and type checks); other keys pass through."""
+    fields: dict[str, Any] = {}
+    for key, d in defs.items():
+        kind = d.kind if d.kind in (str, int, float, bool) else Any
+        default = d.default if with_defaults else None
+        fields[key] = (Optional[kind], Field(default, description=d.label))
+    return create_model(name, __config__=ConfigDict(extra="allow"), **fields)
+
+
+def _field(item: Any, key: str, default: Any = None) -> Any:
+    return item.get(key, default) if isinstance(item, dict) else getattr(item, key, default)
+
+
+def lora_items(application) -> list[LoraItem]:
+    """LoRAs from the LoRA service when it exists (its list() of objects or dicts), else none."""
+    service = getattr(application, "loras", None)
+    if service is None:
+        return []
+    out = []
+    for item in service.list():
+        name = str(_field(item, "name", ""))
+        out.append(LoraItem(name=name, alias=str(_field(item, "alias", None) or name),
+                            path=str(_field(item, "path", "")), metadata=dict(_field(item, "metadata", None) or {})))
+    return out
+
+
+def _embedding_map(items: Any) -> dict[str, EmbeddingItem]:
+    out = {}
+    for name, e in dict(items or {}).items():
+        out[str(name)] = EmbeddingItem(step=_field(e, "step"), sd_checkpoint=_field(e, "sd_checkpoint"),
+                                       sd_checkpoint_name=_field(e, "sd_checkpoint_name"),
+                                       shape=int(_field(e, "shape", 0) or 0), vectors=int(_field(e, "vectors", 0) or 0))
+    return out
+
+
+def add_model_routes(r: APIRouter, app) -> None:
+    GetOptions = options_model(app.options.defs, name="Options", with_defaults=True)
+    SetOptions = options_model(app.options.defs, name="OptionsUpdate", with_defaults=False)
+
+    @r.get("/options", response_model=GetOptions)
+    def get_options() -> dict[str, Any]:
+        return app.options.all()
+
+    @r.post("/options", response_model=None)
+    def set_options(changes: SetOptions = Body(...)) -> None:  # type: ignore[valid-type]
+        app.set_options(changes.model_dump(exclude_unset=True))
+
+    @r.get("/sd-models", response_model=list[SDModelItem])
+    def sd_models() -> list[SDModelItem]:
+        return [SDModelItem(title=i.title, model_name=i.model_name, hash=i.shorthash, sha256=i.sha256,
+                            filename=str(i.path), config=None) for i in app.catalog.list()]
+
+    @r.post("/refresh-checkpoints", response_model=None)
+    def refresh_checkpoints() -> None:
+        app.models.refresh()
+
+    @r.get("/sd-vae", response_model=list[SDVaeItem])
+    def sd_vae() -> list[SDVaeItem]:
+        return [SDVaeItem(model_name=v.model_name, filename=str(v.path)) for v in app.models.vaes]
+
+    @r.post("/refresh-vae", response_model=None)
+    def refresh_vae() -> None:
+        app.models.refresh()
+
+    @r.get("/loras", response_model=list[LoraItem])
+    def loras() -> list[LoraItem]:
+        return lora_items(app)
+
+    @r.post("/refresh-loras", response_model=None)
+    def refresh_loras() -> None:
+        service = getattr(app, "loras", None)
+        if service is not None and hasattr(service, "refresh"):
+            service.refresh()
+
+    @r.get("/embeddings", response_model=EmbeddingsResponse)
+    def embeddings() -> EmbeddingsResponse:
+        service = getattr(app, "embeddings", None)
+        if service is None:
+            return EmbeddingsResponse(loaded={}, skipped={})
+        return EmbeddingsResponse(loaded=_embedding_map(_field(service, "loaded")),
+                                  skipped=_embedding_map(_field(service, "skipped")))
+
+    @r.post("/refresh-embeddings", response_model=None)
+    def refresh_embeddings() -> None:
+        service = getattr(app, "embeddings", None)
+        if service is not None and hasattr(service, "refresh"):
+            service.refresh()
+
+    @r.get("/hypernetworks", response_model=list[HypernetworkItem])
+    def hypernetworks() -> list[HypernetworkItem]:
+        return []  # Easel has no hypernetworks (an honest empty list)
+
+    @r.post("/unload-checkpoint", response_model=dict[str, Any])
+    def unload_checkpoint() -> dict[str, Any]:
+        app.jobs.run("unload-checkpoint", {}, lambda job: app.models.unload(), record=False)
+        return {}
+
+    @r.post("/reload-checkpoint", response_model=dict[str, Any])
+    def reload_checkpoint() -> dict[str, Any]:
+        def work(job) -> Any:
+            if app.models.active is not None:
+                return app.models.reload()
+            return app.models.load(app.options.get("sd_model_checkpoint") or None)
+
+        app.jobs.run("reload-checkpoint", {}, work, record=False)
+        return {}

@@ -1,0 +1,153 @@
+"""img2img and inpainting on diffusers' Img2Img/Inpaint pipelines (sharing the loaded components via from_pipe),
+with A1111's extras around them: resize modes, masked-content modes, "only masked" crops, at least one denoising
+step at any strength, and a final composite so pixels outside the mask are exactly the input's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from webui.errors import InvalidRequest
+from webui.generation.control import JobControl
+from webui.generation.images import (composite, crop_region, expand_to_ratio, fill_masked, prepare_mask,
+                                     resize_image)
+from webui.generation.processing import GenerationServices, make_plan, run_batches, step_callback
+from webui.generation.requests import GenerationResult, Img2ImgRequest
+from webui.models import samplers
+from webui.models.manager import LoadedModel
+from webui.prompts.encoder import encode_texts
+from webui.settings import OptionsView
+
+MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
+_SHARED = ("vae", "text_encoder", "tokenizer", "unet", "scheduler")
+
+
+def _derived(model: LoadedModel, kind: str):
+    """The Img2Img/Inpaint pipeline over the checkpoint's own modules (made once, kept in sync with VAE swaps)."""
+    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
+
+    cls = {"img2img": StableDiffusionImg2ImgPipeline, "inpaint": StableDiffusionInpaintPipeline}[kind]
+    pipes = model.extra.setdefault("pipelines", {})
+    pipe = pipes.get(kind)
+    if pipe is None:
+        pipe = pipes[kind] = cls.from_pipe(model.pipeline)
+        pipe.set_progress_bar_config(disable=True)  # from_pipe doesn't carry it over
+    for name in _SHARED:
+        if getattr(pipe, name) is not getattr(model.pipeline, name):
+            setattr(pipe, name, getattr(model.pipeline, name))
+    return pipe
+
+
+def inpaint_pipeline(model: LoadedModel):
+    return _derived(model, "inpaint")
+
+
+def effective_strength(strength: float, steps: int) -> float:
+    """A1111 runs about steps × strength steps, and always at least one (diffusers would run zero and fail)."""
+    return min(1.0, max(strength, 1.0001 / steps))
+
+
+def run_img2img(req: Img2ImgRequest, init_images: list[Image.Image], mask: Image.Image | None,
+                services: GenerationServices, opts: OptionsView, control: JobControl, *, save: bool,
+                save_grid: bool) -> GenerationResult:
+    if not init_images:
+        raise InvalidRequest("init_images is empty: img2img needs an input image")
+    first = init_images[0]
+    plan = make_plan(req, services, opts)
+    model, w, h = plan.model, plan.width, plan.height
+    strength = effective_strength(req.denoising_strength, req.steps)
+    plan.extra_params["Denoising strength"] = req.denoising_strength
+    full_res = mask is not None and req.inpaint_full_res
+    base = first.convert("RGB") if full_res else resize_image(req.resize_mode, first, w, h)
+    hard = blurred = None
+    warnings: list[str] = []
+    if mask is not None:
+        hard, blurred = prepare_mask(mask, base.size, invert=bool(req.inpainting_mask_invert), blur=req.blur)
+        plan.extra_params.update({"Mask blur": req.blur, "Masked content": MASKED_CONTENT[req.inpainting_fill]})
+        if req.inpainting_mask_invert:
+            plan.extra_params["Mask mode"] = "Inpaint not masked"
+        if full_res:
+            plan.extra_params.update({"Inpaint area": "Only masked",
+                                      "Masked area padding": req.inpaint_full_res_padding})
+        if hard.getextrema()[1] == 0:
+            return _nothing_to_inpaint(req, plan, base, services, opts, control, save, save_grid)
+    kind = "inpaint" if (mask is not None or model.probe.inpainting) else "img2img"
+    pipe = _derived(model, kind)
+    pipe.scheduler = samplers.build_scheduler(model.scheduler_config, plan.sampler, plan.schedule)
+    cond = encode_texts(pipe, [req.prompt, req.negative_prompt], plan.clip_skip)
+    callback = step_callback(control, max(1, int(req.steps * strength)), opts)
+
+    box = None
+    work_image, work_mask = base, hard
+    if full_res:
+        region = crop_region(blurred, req.inpaint_full_res_padding)
+        box = expand_to_ratio(region, w / h, base.size)
+        work_image = base.crop(box).resize((w, h), Image.LANCZOS)
+        work_mask = hard.crop(box).resize((w, h), Image.LANCZOS)
+    if mask is not None and req.inpainting_fill == 0:
+        work_image = fill_masked(work_image, work_mask)
+
+    def denoise(lo: int, hi: int) -> list[Image.Image]:
+        seeds = plan.seeds[lo:hi]
+        n = len(seeds)
+        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+        kwargs: dict[str, Any] = dict(
+            prompt_embeds=cond[:1].expand(n, -1, -1), negative_prompt_embeds=cond[1:].expand(n, -1, -1),
+            num_inference_steps=req.steps, guidance_scale=req.cfg_scale, strength=strength, generator=generators,
+            callback_on_step_end=callback)
+        if plan.eta is not None:
+            kwargs["eta"] = plan.eta
+        image_in: Any = work_image
+        if mask is not None and req.inpainting_fill in (2, 3):
+            image_in = _latent_fill(pipe, work_image, work_mask, req.inpainting_fill, seeds)
+            kwargs["masked_image_latents"] = image_in  # latents in, so the pipeline must not mask pixels itself
+        if kind == "inpaint":
+            m = work_mask if work_mask is not None else Image.new("L", work_image.size, 255)
+            out = pipe(image=image_in, mask_image=m, height=work_image.height, width=work_image.width, **kwargs)
+        else:
+            out = pipe(image=image_in, **kwargs)
+        return [_paste_back(img, base, blurred, box) for img in out.images]
+
+    result = run_batches("img2img", req, plan, services, opts, control, denoise, save=save, save_grid=save_grid,
+                         steps_per_batch=max(1, int(req.steps * strength)))
+    result.warnings.extend(warnings)
+    return result
+
+
+def _latent_fill(pipe, image: Image.Image, mask: Image.Image, mode: int, seeds: list[int]) -> torch.Tensor:
+    """A1111's "latent noise" (2) and "latent nothing" (3): the masked part of the encoded image is replaced by
+    seeded noise or zeros before noising. diffusers' inpaint pipeline accepts image latents in place of an image."""
+    x = pipe.image_processor.preprocess(image).to(pipe.vae.device, pipe.vae.dtype)
+    with torch.no_grad():
+        latent = pipe.vae.encode(x).latent_dist.mean * pipe.vae.config.scaling_factor
+    lh, lw = latent.shape[-2:]
+    m = torch.from_numpy(np.asarray(mask.resize((lw, lh), Image.BILINEAR), dtype=np.float32) / 255.0)
+    m = (m > 0.5).to(latent.dtype)[None, None]
+    fills = []
+    for s in seeds:
+        fill = torch.zeros_like(latent[0]) if mode == 3 else torch.randn(
+            latent.shape[1:], generator=torch.Generator("cpu").manual_seed(s + 1), dtype=torch.float32).to(latent)
+        fills.append(latent[0] * (1 - m[0]) + fill * m[0])
+    return torch.stack(fills)
+
+
+def _paste_back(generated: Image.Image, base: Image.Image, blurred: Image.Image | None,
+                box: tuple[int, int, int, int] | None) -> Image.Image:
+    if blurred is None:
+        return generated
+    if box is not None:  # only masked: the crop was generated at full resolution; scale it back into place
+        canvas = base.copy()
+        canvas.paste(generated.resize((box[2] - box[0], box[3] - box[1]), Image.LANCZOS), box[:2])
+        generated = canvas
+    return composite(base, generated, blurred)
+
+
+def _nothing_to_inpaint(req, plan, base, services, opts, control, save, save_grid) -> GenerationResult:
+    """An all-black mask leaves nothing to repaint: return the input (per requested image) and say so."""
+    result = run_batches("img2img", req, plan, services, opts, control,
+                         lambda lo, hi: [base.copy() for _ in range(hi - lo)], save=save, save_grid=save_grid)
+    result.warnings.append("the mask is empty (all black): nothing to inpaint, the input image was returned")
+    return result

@@ -1,0 +1,171 @@
+"""What txt2img and img2img share: resolving a request into a Plan, the batch loop (seeds, skip, interrupt,
+infotext, saving), the per-step callback, and A1111's info dict."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from webui import VERSION_TAG
+from webui.errors import Interrupted, InvalidRequest, Skipped
+from webui.generation.control import JobControl
+from webui.generation.preview import make_preview
+from webui.generation.requests import GenerationResult, Txt2ImgRequest
+from webui.generation.seeds import fix_seed
+from webui.infotext import build_infotext
+from webui.models import samplers
+from webui.models.manager import LoadedModel, ModelManager
+from webui.settings import OptionsView
+
+
+@dataclass
+class GenerationServices:
+    """The services one generation needs, passed explicitly (no globals)."""
+
+    manager: ModelManager
+    outputs: Any  # webui.outputs.OutputWriter
+    hooks: Any = None  # extension hook dispatcher, when present
+
+
+@dataclass
+class Plan:
+    """Everything resolved from a request before any compute: the same for every batch."""
+
+    model: LoadedModel
+    sampler: samplers.SamplerSpec
+    schedule: str
+    width: int
+    height: int
+    seeds: list[int]
+    subseeds: list[int]
+    clip_skip: int
+    eta: float | None
+    ensd: int
+    extra_params: dict[str, Any] = field(default_factory=dict)  # kind-specific infotext fields
+
+
+def make_plan(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsView,
+              size: tuple[int, int] | None = None) -> Plan:
+    model = services.manager.load(opts.get("sd_model_checkpoint") or None)
+    sampler, schedule = samplers.resolve(req.sampler, req.scheduler, default_sampler=opts.get("txt2img_default_sampler"))
+    native = model.native_size
+    width, height = size or (req.width or native, req.height or native)
+    if width * height > int(opts.get("max_generation_pixels")):
+        raise InvalidRequest(f"size {width}x{height} is over the limit of {opts.get('max_generation_pixels')} pixels "
+                             f"(setting max_generation_pixels)")
+    total = req.batch_size * req.n_iter
+    seed, subseed = fix_seed(req.seed), fix_seed(req.subseed)
+    return Plan(model=model, sampler=sampler, schedule=schedule, width=width, height=height,
+                seeds=[seed + (i if req.subseed_strength == 0 else 0) for i in range(total)],
+                subseeds=[subseed + i for i in range(total)], clip_skip=int(opts.get("CLIP_stop_at_last_layers")),
+                eta=req.eta, ensd=int(opts.get("eta_noise_seed_delta")))
+
+
+def infotext_params(req: Txt2ImgRequest, plan: Plan, index: int) -> dict[str, Any]:
+    """The A1111 parameter line for image `index` of the job (build_infotext applies A1111's field order)."""
+    m = plan.model
+    params: dict[str, Any] = {
+        "Steps": req.steps, "Sampler": plan.sampler.name, "Schedule type": plan.schedule, "CFG scale": req.cfg_scale,
+        "Seed": plan.seeds[index], "Size": f"{plan.width}x{plan.height}", "Model hash": m.info.shorthash,
+        "Model": m.info.infotext_name,
+    }
+    if m.vae is not None:
+        params["VAE"] = m.vae.model_name
+    if req.subseed_strength > 0:
+        params["Variation seed"] = plan.subseeds[index]
+        params["Variation seed strength"] = req.subseed_strength
+    if req.seed_resize_from_w > 0 and req.seed_resize_from_h > 0:
+        params["Seed resize from"] = f"{req.seed_resize_from_w}x{req.seed_resize_from_h}"
+    if plan.clip_skip > 1:
+        params["Clip skip"] = plan.clip_skip
+    if plan.ensd and samplers.is_stochastic(plan.sampler):
+        params["ENSD"] = plan.ensd
+    params.update(plan.extra_params)
+    params["Version"] = VERSION_TAG
+    return params
+
+
+def step_callback(control: JobControl, steps: int, opts: OptionsView) -> Callable:
+    """diffusers' callback_on_step_end: progress, lazily decoded previews, interrupt (raises) and skip (raises)."""
+    every = int(opts.get("show_progress_every_n_steps")) if opts.get("live_previews_enable") else -1
+    method = opts.get("show_progress_type")
+
+    def on_step_end(pipe, i, t, kwargs):
+        # second-order samplers (Heun, DPM2) and PLMS run more timesteps than steps: count what the loop runs
+        control.sampling_steps = getattr(pipe, "_num_timesteps", None) or control.sampling_steps
+        control.step(i + 1)
+        if control.interrupted:
+            raise Interrupted("interrupted")
+        if control.skipped:
+            raise Skipped()
+        if every > 0 and (i + 1) % every == 0 and i + 1 < control.sampling_steps:
+            vae = pipe.vae
+            control.offer_preview(i + 1, kwargs["latents"][0].detach().clone(), lambda lat: make_preview(method, vae, lat))
+        return kwargs
+
+    return on_step_end
+
+
+def run_batches(kind: str, req: Txt2ImgRequest, plan: Plan, services: GenerationServices, opts: OptionsView,
+                control: JobControl, denoise: Callable[[int, int], list], *, save: bool, save_grid: bool,
+                steps_per_batch: int | None = None) -> GenerationResult:
+    """n_iter batches of batch_size: `denoise(lo, hi)` makes images lo..hi-1; infotext, saving and skip/interrupt
+    handling are the same for every kind."""
+    result = GenerationResult()
+    control.job_count = req.n_iter
+    images, infotexts = [], []
+    for it in range(req.n_iter):
+        if control.interrupted:
+            break
+        control.start_batch(it, steps_per_batch or req.steps)
+        lo, hi = it * req.batch_size, (it + 1) * req.batch_size
+        try:
+            batch = denoise(lo, hi)
+        except Skipped:
+            control.clear_skip()
+            continue
+        except Interrupted:
+            break
+        for j, image in enumerate(batch):
+            idx = lo + j
+            text = build_infotext(req.prompt, req.negative_prompt, infotext_params(req, plan, idx))
+            images.append(image)
+            infotexts.append(text)
+            if save:
+                path = services.outputs.save_image(image, kind=kind, seed=plan.seeds[idx], prompt=req.prompt,
+                                                   infotext=text, model_name=plan.model.info.infotext_name)
+                result.paths.append(str(path))
+    result.interrupted = control.interrupted
+    finish(kind, result, req, plan, images, infotexts, services, opts, save_grid)
+    return result
+
+
+def finish(kind: str, result: GenerationResult, req: Txt2ImgRequest, plan: Plan, images, infotexts, services,
+           opts: OptionsView, save_grid: bool) -> None:
+    from webui.outputs import make_grid
+
+    index_of_first = 0
+    if len(images) > 1 and save_grid and opts.get("grid_save"):
+        grid = make_grid(images)
+        services.outputs.save_image(grid, kind=kind, seed=plan.seeds[0], prompt=req.prompt, infotext=infotexts[0],
+                                    grid=True, model_name=plan.model.info.infotext_name)
+        if opts.get("return_grid"):
+            images, infotexts = [grid] + images, [infotexts[0]] + infotexts
+            index_of_first = 1
+    result.images, result.infotexts = images, infotexts
+    m, n = plan.model, len(plan.seeds)
+    result.info = {
+        "prompt": req.prompt, "all_prompts": [req.prompt] * n, "negative_prompt": req.negative_prompt,
+        "all_negative_prompts": [req.negative_prompt] * n, "seed": plan.seeds[0], "all_seeds": plan.seeds,
+        "subseed": plan.subseeds[0], "all_subseeds": plan.subseeds, "subseed_strength": req.subseed_strength,
+        "width": plan.width, "height": plan.height, "sampler_name": plan.sampler.name, "scheduler": plan.schedule,
+        "cfg_scale": req.cfg_scale, "steps": req.steps, "batch_size": req.batch_size, "restore_faces": False,
+        "face_restoration_model": None, "sd_model_name": m.info.model_name, "sd_model_hash": m.info.shorthash,
+        "sd_vae_name": m.vae.model_name if m.vae else None, "sd_vae_hash": None,
+        "seed_resize_from_w": req.seed_resize_from_w, "seed_resize_from_h": req.seed_resize_from_h,
+        "denoising_strength": req.denoising_strength, "extra_generation_params": dict(plan.extra_params),
+        "index_of_first_image": index_of_first, "infotexts": infotexts, "styles": req.styles,
+        "job_timestamp": time.strftime("%Y%m%d%H%M%S"), "clip_skip": plan.clip_skip,
+        "is_using_inpainting_conditioning": bool(m.probe.inpainting), "version": VERSION_TAG,
+    }

@@ -1,0 +1,259 @@
+"""Network safety that is not tied to FastAPI: credential checks, allowed Host names, remote-image fetching that
+refuses internal addresses (SSRF), image fields of API requests, and the Gradio share tunnel.
+
+Nothing here is module-level state; every function takes what it needs (the Application, the options, the flags).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import http.client
+import ipaddress
+import logging
+import secrets
+import socket
+import ssl
+import threading
+import time
+from typing import Any, Callable, Iterable
+from urllib.parse import urlsplit
+
+from webui.errors import EaselError, Forbidden, InvalidRequest, PayloadTooLarge
+from webui.outputs import decode_base64_image
+
+log = logging.getLogger("easel.security")
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+REMOTE_TIMEOUT = 15.0  # seconds for one remote image download
+MAX_REDIRECTS = 3
+
+
+# ---------------------------------------------------------------- credentials
+
+def check_basic_auth(header: str | None, credentials: Iterable[tuple[str, str]]) -> str | None:
+    """The user name when `header` ("Basic base64(user:password)") matches one of `credentials`, else None.
+
+    Every credential is compared, user and password, with secrets.compare_digest, so the time taken does not
+    depend on which part (or which entry) differed.
+    """
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "basic" or not token:
+        return None
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    user, sep, password = decoded.partition(":")
+    if not sep:
+        return None
+    given_user, given_password = user.encode(), password.encode()
+    found = None
+    for u, p in credentials:
+        ok_user = secrets.compare_digest(given_user, u.encode())
+        ok_password = secrets.compare_digest(given_password, p.encode())
+        if ok_user & ok_password and found is None:
+            found = u
+    return found
+
+
+# ---------------------------------------------------------------- Host header (DNS rebinding)
+
+def host_name(host_header: str) -> str:
+    """"example.com:7860" → "example.com"; "[::1]:7860" → "::1" (lower case)."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    if host.count(":") == 1:
+        host = host.partition(":")[0]
+    return host.rstrip(".")
+
+
+def is_loopback_bind(host: str) -> bool:
+    """True when the server binds a loopback address (or "localhost"), i.e. only this machine can connect."""
+    name = host_name(host)
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def is_allowed_host(host_header: str | None, extra: Iterable[str] = ()) -> bool:
+    """A loopback-bound server answers only to loopback names (any port), plus `extra` names (e.g. the share host)."""
+    if not host_header:
+        return False
+    name = host_name(host_header)
+    return name in LOOPBACK_NAMES or name in {host_name(e) for e in extra if e}
+
+
+# ---------------------------------------------------------------- remote images (SSRF)
+
+def is_public_address(address: str) -> bool:
+    """True only for globally routable unicast addresses (no loopback/private/link-local/reserved/multicast)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_loopback or ip.is_link_local
+                                 or ip.is_private or ip.is_unspecified)
+
+
+def _resolve_public(host: str, port: int) -> list[tuple]:
+    """getaddrinfo for `host`, refusing the whole host if any of its addresses is internal."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise InvalidRequest(f"cannot resolve image host {host!r}: {e.strerror or e}") from None
+    if not infos:
+        raise InvalidRequest(f"cannot resolve image host {host!r}")
+    for info in infos:
+        if not is_public_address(info[4][0]):
+            raise Forbidden(f"image URL host {host!r} resolves to a non-public address ({info[4][0]}); refused")
+    return infos
+
+
+class _PinnedConnection(http.client.HTTPConnection):
+    """Connects only to an address checked at connect time, so DNS cannot change between check and use."""
+
+    def connect(self) -> None:
+        err: OSError | None = None
+        for family, kind, proto, _, addr in _resolve_public(self.host, self.port):
+            sock = socket.socket(family, kind, proto)
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(addr)
+            except OSError as e:
+                sock.close()
+                err = e
+                continue
+            self.sock = sock
+            return
+        raise err or OSError(f"cannot connect to {self.host}")
+
+
+class _PinnedHTTPSConnection(_PinnedConnection):
+    default_port = 443
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = ssl.create_default_context().wrap_socket(self.sock, server_hostname=self.host)
+
+
+def fetch_remote_image(url: str, *, max_bytes: int, timeout: float = REMOTE_TIMEOUT) -> bytes:
+    """GET an http(s) URL that must resolve to public addresses only; redirects are re-checked; size is capped."""
+    for _ in range(MAX_REDIRECTS + 1):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InvalidRequest("image URL must be http:// or https:// with a host")
+        cls = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedConnection
+        conn = cls(parts.hostname, parts.port, timeout=timeout)
+        try:
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            conn.request("GET", path, headers={"User-Agent": "Easel", "Accept": "image/*"})
+            resp = conn.getresponse()
+            if resp.status in (301, 302, 303, 307, 308) and resp.getheader("Location"):
+                from urllib.parse import urljoin
+
+                url = urljoin(url, resp.getheader("Location"))
+                continue
+            if resp.status != 200:
+                raise InvalidRequest(f"image URL answered HTTP {resp.status}")
+            data = resp.read(max_bytes + 1)
+        except (OSError, http.client.HTTPException) as e:
+            raise InvalidRequest(f"cannot download image: {e}") from None
+        finally:
+            conn.close()
+        if len(data) > max_bytes:
+            raise PayloadTooLarge(f"remote image is larger than {max_bytes} bytes")
+        return data
+    raise InvalidRequest(f"image URL redirected more than {MAX_REDIRECTS} times")
+
+
+def _option(application, key: str, default: Any) -> Any:
+    try:
+        return application.options.get(key)
+    except KeyError:
+        return default
+
+
+def load_image_field(value: str, application, *, field: str = "image"):
+    """Decode one API image field: base64 or a data: URL, or (with the option `api_enable_requests`) an http(s)
+    URL on a public address. Pixel limit: option `max_image_pixels` (413). Returns a loaded PIL image."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidRequest(f"{field} is empty")
+    max_pixels = int(_option(application, "max_image_pixels", 4096 * 4096))
+    text = value.strip()
+    if text[:8].lower().startswith(("http://", "https://")):
+        if not _option(application, "api_enable_requests", False):
+            raise Forbidden(f"{field}: image URLs are disabled; enable the setting api_enable_requests to allow them")
+        max_bytes = int(getattr(application.ns, "max_body_size", 64)) * 1024 * 1024
+        data = fetch_remote_image(text, max_bytes=max_bytes)
+        text = base64.b64encode(data).decode("ascii")
+    try:
+        return decode_base64_image(text, max_pixels=max_pixels)
+    except EaselError as e:
+        e.message = f"{field}: {e.message}"
+        raise
+
+
+def inline_image_field(value: str | None, application, *, field: str) -> str | None:
+    """An image field as base64 for services that decode base64 themselves: URLs are fetched (with the SSRF rules)
+    and inlined; base64 values pass through unchanged."""
+    if value is None or not isinstance(value, str) or not value.strip()[:8].lower().startswith(("http://", "https://")):
+        return value
+    from webui.outputs import encode_png_base64
+
+    return encode_png_base64(load_image_field(value, application, field=field))
+
+
+# ---------------------------------------------------------------- --share
+
+def open_share(application, blocks, *, host: str, port: int,
+               setup: Callable[..., str] | None = None) -> str | None:
+    """Open Gradio's share tunnel to the local server (gr.mount_gradio_app never does). Offline or on any failure,
+    print a clear message and return None: the server keeps serving locally. Sets application.share_url."""
+    try:
+        if setup is None:
+            from gradio import networking
+
+            setup = networking.setup_tunnel
+        local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        url = setup(local_host=local, local_port=port, share_token=blocks.share_token,
+                    share_server_address=getattr(blocks, "share_server_address", None),
+                    share_server_tls_certificate=getattr(blocks, "share_server_tls_certificate", None))
+        if not url:
+            raise RuntimeError("the tunnel returned no URL")
+        url = "https://" + urlsplit(url).netloc if "://" in url else f"https://{url}"
+    except Exception as e:  # the tunnel is optional: never take the local server down with it
+        print(f"Could not open the --share tunnel ({type(e).__name__}: {e}). "
+              f"Easel keeps serving locally on port {port} only.", flush=True)
+        application.share_url = None
+        return None
+    blocks.share_url = url
+    application.share_url = url
+    print(f"Public share URL: {url}", flush=True)
+    return url
+
+
+def start_share_when_ready(application, blocks, *, host: str, port: int, timeout: float = 60.0) -> threading.Thread:
+    """Open the share tunnel from a thread once the local server accepts connections."""
+    def run() -> None:
+        local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                socket.create_connection((local, port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        open_share(application, blocks, host=host, port=port)
+
+    thread = threading.Thread(target=run, name="easel-share", daemon=True)
+    thread.start()
+    return thread
