@@ -16,7 +16,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("DISABLE_TELEMETRY", "1")
 
+import torch  # noqa: E402
+
 from tests.factories import write_tiny_checkpoint  # noqa: E402
+
+# Tiny models gain nothing from a second thread, and on a 2-core machine spinning OpenMP threads from several
+# processes (a test run beside a training run) slow everything down many times over.
+torch.set_num_threads(int(os.environ.get("EASEL_TEST_THREADS", "1")))
 
 
 @pytest.fixture(scope="session")

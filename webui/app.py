@@ -47,7 +47,7 @@ class Application:
         self.outputs = OutputWriter(self.paths.data_dir, self.options.get)
         self.history = JobHistory(self.paths.db_file)
         self.jobs = JobQueue(self.history, summarize=_summarize)
-        self.generation = GenerationServices(manager=self.models, outputs=self.outputs)
+        self.generation = GenerationServices(manager=self.models, outputs=self.outputs, models_dir=self.paths.models_dir)
         self.share_url: str | None = None
         self.started = False
 

@@ -152,8 +152,10 @@ def fetch_remote_image(url: str, *, max_bytes: int, timeout: float = REMOTE_TIME
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidRequest("image URL must be http:// or https:// with a host")
         cls = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedConnection
-        conn = cls(parts.hostname, parts.port, timeout=timeout)
+        conn = None
         try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            conn = cls(parts.hostname, port, timeout=timeout)
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
             conn.request("GET", path, headers={"User-Agent": "Easel", "Accept": "image/*"})
             resp = conn.getresponse()
@@ -165,10 +167,11 @@ def fetch_remote_image(url: str, *, max_bytes: int, timeout: float = REMOTE_TIME
             if resp.status != 200:
                 raise InvalidRequest(f"image URL answered HTTP {resp.status}")
             data = resp.read(max_bytes + 1)
-        except (OSError, http.client.HTTPException) as e:
+        except (OSError, ValueError, http.client.HTTPException) as e:
             raise InvalidRequest(f"cannot download image: {e}") from None
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
         if len(data) > max_bytes:
             raise PayloadTooLarge(f"remote image is larger than {max_bytes} bytes")
         return data

@@ -135,3 +135,20 @@ def test_unknown_sampler_and_oversize_are_4xx_and_server_keeps_going(client):
     r = client.post("/sdapi/v1/txt2img", json={"prompt": "x", "width": 8192, "height": 8192})
     assert r.status_code == 422 and "max_generation_pixels" in r.json()["detail"]
     assert client.post("/sdapi/v1/txt2img", json={"prompt": "x", "steps": 2}).status_code == 200
+
+
+@pytest.mark.parametrize("upscaler", ["Latent", "Latent (nearest-exact)", "Lanczos"])
+def test_hires_fix_doubles_the_size_and_says_so(app, upscaler):
+    r = _run(app, enable_hr=True, hr_scale=2, hr_upscaler=upscaler, hr_second_pass_steps=2, denoising_strength=0.5)
+    assert r.images[0].size == (128, 128)
+    text = r.infotexts[0]
+    assert "Size: 64x64" in text and "Hires upscale: 2" in text and f"Hires upscaler: {upscaler}" in text
+    assert "Hires steps: 2" in text and "Denoising strength: 0.5" in text
+
+
+def test_hires_resize_to_and_unknown_upscaler(app):
+    r = _run(app, enable_hr=True, hr_resize_x=96, hr_resize_y=0, hr_upscaler="Nearest", hr_second_pass_steps=1)
+    assert r.images[0].size == (96, 96) and "Hires resize: 96x96" in r.infotexts[0]
+    from webui.errors import InvalidRequest
+    with pytest.raises(InvalidRequest, match="unknown upscaler"):
+        _run(app, enable_hr=True, hr_upscaler="Magic 9000")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from webui import VERSION_TAG
@@ -25,6 +26,7 @@ class GenerationServices:
 
     manager: ModelManager
     outputs: Any  # webui.outputs.OutputWriter
+    models_dir: Path = Path("models")  # where upscaler model folders live
     hooks: Any = None  # extension hook dispatcher, when present
 
 

@@ -42,16 +42,25 @@ def run_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: Options
         extra.update(image=Image.new("RGB", (plan.width, plan.height), (127, 127, 127)),
                      mask_image=Image.new("L", (plan.width, plan.height), 255), strength=1.0)
 
+    hires = None
+    if req.enable_hr:
+        from webui.generation.hires import plan_hires, second_pass
+
+        hires = plan_hires(req, plan, services.models_dir, int(opts.get("max_generation_pixels")))
+
     def denoise(lo: int, hi: int) -> list:
         seeds = plan.seeds[lo:hi]
         n = len(seeds)
         latents = batch_noise(seeds, plan.subseeds[lo:hi], req.subseed_strength, shape, resize_from)
         generators = [torch.Generator("cpu").manual_seed(s + plan.ensd) for s in seeds]
-        return pipe(
+        out = pipe(
             prompt_embeds=cond[:1].expand(n, -1, -1), negative_prompt_embeds=cond[1:].expand(n, -1, -1),
             num_inference_steps=req.steps, guidance_scale=req.cfg_scale, height=plan.height, width=plan.width,
             latents=latents.to(pipe.unet.device, pipe.unet.dtype), generator=generators,
-            callback_on_step_end=callback, **extra,
+            callback_on_step_end=callback, output_type="latent" if hires else "pil", **extra,
         ).images
+        if hires is None:
+            return out
+        return second_pass(pipe, out, seeds, hires, plan, req, services, callback, services.models_dir)
 
     return run_batches("txt2img", req, plan, services, opts, control, denoise, save=save, save_grid=save_grid)

@@ -1,0 +1,106 @@
+"""Hires fix: a txt2img first pass at the base size, an upscale (latent or pixel), then an img2img pass at the
+target size, as A1111 does. The second pass reuses the same seeds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from webui.errors import InvalidRequest
+from webui.generation.processing import GenerationServices, Plan
+from webui.generation.requests import Txt2ImgRequest
+from webui.generation.upscalers import LATENT_MODES, find_upscaler, upscale_image, upscale_latents
+from webui.models import samplers
+from webui.prompts.encoder import encode_texts
+
+
+@dataclass
+class HiresPlan:
+    width: int
+    height: int
+    steps: int
+    strength: float
+    upscaler: str
+    sampler: samplers.SamplerSpec
+    schedule: str
+    prompt: str
+    negative: str
+    checkpoint: str | None
+
+
+def plan_hires(req: Txt2ImgRequest, plan: Plan, models_dir: Path, max_pixels: int) -> HiresPlan:
+    if req.hr_resize_x > 0 or req.hr_resize_y > 0:
+        x, y = req.hr_resize_x, req.hr_resize_y
+        w = x if x > 0 else round(y * plan.width / plan.height)
+        h = y if y > 0 else round(x * plan.height / plan.width)
+    else:
+        if req.hr_scale <= 0:
+            raise InvalidRequest("hr_scale must be positive")
+        w, h = int(plan.width * req.hr_scale), int(plan.height * req.hr_scale)
+    w, h = max(8, w - w % 8), max(8, h - h % 8)
+    if w * h > max_pixels:
+        raise InvalidRequest(f"hires size {w}x{h} is over the limit of {max_pixels} pixels")
+    name = req.hr_upscaler or "Latent"
+    if name not in LATENT_MODES:
+        find_upscaler(name, models_dir)  # validates, with a clear error for unknown or unusable ones
+    if req.hr_sampler_name and req.hr_sampler_name != "Use same sampler":
+        sampler, schedule = samplers.resolve(req.hr_sampler_name, req.hr_scheduler)
+    else:
+        sampler, schedule = plan.sampler, plan.schedule
+    strength = 0.7 if req.denoising_strength is None else req.denoising_strength
+    checkpoint = req.hr_checkpoint_name if req.hr_checkpoint_name not in (None, "", "Use same checkpoint") else None
+    hp = HiresPlan(width=w, height=h, steps=req.hr_second_pass_steps or req.steps, strength=strength, upscaler=name,
+                   sampler=sampler, schedule=schedule, prompt=req.hr_prompt or req.prompt,
+                   negative=req.hr_negative_prompt or req.negative_prompt, checkpoint=checkpoint)
+    p = plan.extra_params
+    p["Denoising strength"] = strength
+    if req.hr_resize_x > 0 or req.hr_resize_y > 0:
+        p["Hires resize"] = f"{w}x{h}"
+    else:
+        p["Hires upscale"] = req.hr_scale
+    if req.hr_second_pass_steps:
+        p["Hires steps"] = req.hr_second_pass_steps
+    p["Hires upscaler"] = name
+    if sampler.name != plan.sampler.name:
+        p["Hires sampler"] = sampler.name
+    if hp.schedule != plan.schedule:
+        p["Hires schedule type"] = hp.schedule
+    if req.hr_prompt and req.hr_prompt != req.prompt:
+        p["Hires prompt"] = req.hr_prompt
+    if req.hr_negative_prompt and req.hr_negative_prompt != req.negative_prompt:
+        p["Hires negative prompt"] = req.hr_negative_prompt
+    if checkpoint:
+        p["Hires checkpoint"] = checkpoint
+    return hp
+
+
+def second_pass(first_pipe, latents: torch.Tensor, seeds: list[int], hp: HiresPlan, plan: Plan, req: Txt2ImgRequest,
+                services: GenerationServices, callback: Callable, models_dir: Path) -> list:
+    """`latents` are the first pass's scaled latents; returns PIL images at the hires size."""
+    from webui.generation.img2img import _derived, effective_strength
+
+    model = services.manager.load(hp.checkpoint) if hp.checkpoint else plan.model
+    if model.probe.inpainting:
+        raise InvalidRequest("hires fix on a 9-channel inpainting checkpoint is not supported")
+    pipe = _derived(model, "img2img")
+    pipe.scheduler = samplers.build_scheduler(model.scheduler_config, hp.sampler, hp.schedule)
+    scale = pipe.vae_scale_factor
+    if hp.upscaler in LATENT_MODES:
+        image: Any = upscale_latents(latents, hp.upscaler, hp.height // scale, hp.width // scale)
+    else:
+        with torch.no_grad():
+            decoded = first_pipe.vae.decode(latents / first_pipe.vae.config.scaling_factor).sample
+        pil = first_pipe.image_processor.postprocess(decoded, output_type="pil")
+        up = find_upscaler(hp.upscaler, models_dir)
+        image = [upscale_image(im, up, hp.width, hp.height) for im in pil]
+    n = len(seeds)
+    cond = encode_texts(pipe, [hp.prompt, hp.negative], plan.clip_skip)
+    kwargs: dict[str, Any] = {"eta": plan.eta} if plan.eta is not None else {}
+    return pipe(
+        image=image, prompt_embeds=cond[:1].expand(n, -1, -1), negative_prompt_embeds=cond[1:].expand(n, -1, -1),
+        num_inference_steps=hp.steps, strength=effective_strength(hp.strength, hp.steps), guidance_scale=req.cfg_scale,
+        generator=[torch.Generator("cpu").manual_seed(s) for s in seeds], callback_on_step_end=callback, **kwargs,
+    ).images

@@ -1,0 +1,92 @@
+"""Upscalers: the built-in pixel ones, A1111's latent modes, and model files in models/ESRGAN & co.
+
+Upscaler model files are listed even when they can't be used, with the reason (spandrel missing, a load error):
+never faked, never hidden.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from webui.errors import InvalidRequest
+
+# A1111's latent upscale modes → (torch interpolate mode, antialias)
+LATENT_MODES: dict[str, tuple[str, bool]] = {
+    "Latent": ("bilinear", False),
+    "Latent (antialiased)": ("bilinear", True),
+    "Latent (bicubic)": ("bicubic", False),
+    "Latent (bicubic antialiased)": ("bicubic", True),
+    "Latent (nearest)": ("nearest", False),
+    "Latent (nearest-exact)": ("nearest-exact", False),
+}
+PIXEL = {"None": None, "Lanczos": Image.LANCZOS, "Nearest": Image.NEAREST}
+MODEL_DIRS = ("ESRGAN", "RealESRGAN", "SwinIR", "DAT", "ScuNET", "HAT")
+MODEL_EXTENSIONS = (".pth", ".pt", ".safetensors")
+
+
+@dataclass(frozen=True)
+class UpscalerInfo:
+    name: str
+    path: Path | None = None
+    scale: float = 4.0
+    error: str | None = None  # why a model file can't be used
+
+    def api(self) -> dict:
+        return {"name": self.name, "model_name": self.path.stem if self.path else None,
+                "model_path": str(self.path) if self.path else None, "model_url": None, "scale": self.scale,
+                "error": self.error}
+
+
+def list_upscalers(models_dir: Path) -> list[UpscalerInfo]:
+    out = [UpscalerInfo(name, scale=1.0 if name == "None" else 4.0) for name in PIXEL]
+    reason = None if importlib.util.find_spec("spandrel") else "spandrel is not installed"
+    for sub in MODEL_DIRS:
+        folder = models_dir / sub
+        if folder.is_dir():
+            for p in sorted(folder.rglob("*")):
+                if p.suffix.lower() in MODEL_EXTENSIONS:
+                    out.append(UpscalerInfo(p.stem, path=p, error=reason))
+    return out
+
+
+def find_upscaler(name: str | None, models_dir: Path) -> UpscalerInfo:
+    if name is None or name == "":
+        return UpscalerInfo("None")
+    for u in list_upscalers(models_dir):
+        if u.name.lower() == name.lower():
+            if u.error:
+                raise InvalidRequest(f"upscaler {name!r} can't be used: {u.error}")
+            return u
+    valid = [u.name for u in list_upscalers(models_dir)] + list(LATENT_MODES)
+    raise InvalidRequest(f"unknown upscaler {name!r}; valid: {', '.join(valid)}")
+
+
+def upscale_image(image: Image.Image, upscaler: UpscalerInfo, width: int, height: int) -> Image.Image:
+    """Resize to exactly width×height with a pixel upscaler ("None" also resizes, with Lanczos, as A1111 does)."""
+    if upscaler.path is not None:
+        image = _run_model(upscaler, image)
+    mode = PIXEL.get(upscaler.name) or Image.LANCZOS
+    return image.convert("RGB").resize((width, height), mode) if image.size != (width, height) else image
+
+
+def upscale_latents(latents: torch.Tensor, mode: str, height: int, width: int) -> torch.Tensor:
+    interp, antialias = LATENT_MODES[mode]
+    kwargs = {"antialias": antialias} if interp in ("bilinear", "bicubic") else {}
+    return F.interpolate(latents, size=(height, width), mode=interp, **kwargs)
+
+
+def _run_model(upscaler: UpscalerInfo, image: Image.Image) -> Image.Image:  # pragma: no cover - needs spandrel
+    import numpy as np
+    from spandrel import ModelLoader
+
+    model = ModelLoader().load_from_file(str(upscaler.path)).eval()
+    x = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        y = model(x)[0].clamp(0, 1)
+    return Image.fromarray((y.permute(1, 2, 0).numpy() * 255).round().astype("uint8"))
