@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -10,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from webui import VERSION
-from webui.errors import EaselError
+from webui.errors import EaselError, InvalidRequest
+from webui.extensions.hooks import job_hooks, named_args
+from webui.extensions.host import ExtensionHost
 from webui.flags import Paths, parse_args, resolve_paths
 from webui.generation.img2img import run_img2img
 from webui.generation.processing import GenerationServices
@@ -48,14 +51,34 @@ class Application:
         self.history = JobHistory(self.paths.db_file)
         self.jobs = JobQueue(self.history, summarize=_summarize)
         self.generation = GenerationServices(manager=self.models, outputs=self.outputs, models_dir=self.paths.models_dir)
+        self.extensions = self._extension_host()
+        self.models.on_loaded = self._on_model_loaded
         self.share_url: str | None = None
         self.started = False
+
+    def _extension_host(self) -> ExtensionHost:
+        dirs = [(self.paths.repo_dir / "extensions", True)]
+        if self.paths.extensions_dir.resolve() != dirs[0][0].resolve():
+            dirs.append((self.paths.extensions_dir, False))
+        host = ExtensionHost(dirs=dirs, options=self.options, disable_all=self.ns.disable_all_extensions,
+                             disable_extra=self.ns.disable_extra_extensions)
+        host.discover()
+        host.load_all()
+        return host
+
+    def _on_model_loaded(self, model: LoadedModel) -> None:
+        from webui.extensions.api import ModelInfo
+
+        self.extensions.emit("model_loaded", ModelInfo(title=model.info.title, name=model.info.model_name,
+                                                       hash=model.info.shorthash, family=model.probe.family.value,
+                                                       native_size=model.native_size))
 
     # --- lifecycle -----------------------------------------------------------------------------------------------
     def start(self, *, wait_for_model: bool = False) -> None:
         self.models.refresh()
         self.jobs.start()
         self.started = True
+        self.extensions.emit("app_started", self)
         job = self.jobs.submit("load-checkpoint", {}, lambda j: self._load_initial(), record=False)
         if wait_for_model:
             self.jobs.wait(job)
@@ -105,22 +128,50 @@ class Application:
 
     def submit_txt2img(self, req: Txt2ImgRequest, *, from_api: bool) -> Job:
         """Queue a txt2img job. The API saves only with save_images (A1111's default); the UI always saves."""
+        def run(r, services, view, control, save, save_grid):
+            return run_txt2img(r, services, view, control, save=save, save_grid=save_grid)
+        return self._submit_generation("txt2img", req, run, from_api=from_api)
+
+    def _submit_generation(self, kind: str, req: Txt2ImgRequest, run, *, from_api: bool,
+                           params: dict | None = None, after=None) -> Job:
+        """The one path for every generation: validate what can be validated now (so bad input is a 4xx before
+        queueing), then run in the worker with the request's options overlay and the extensions' hooks."""
         save = (req.save_images if from_api else True) and not req.do_not_save_samples
         save_grid = (req.save_images if from_api else True) and not req.do_not_save_grid
-        view = self.options.view(req.override_settings)  # validated here, at submit time
+        view = self.options.view(req.override_settings)
+        hooks = job_hooks(self.extensions, kind, req.alwayson_scripts)
+        script = self._dropdown_script(kind, req)
 
         def work(job: Job) -> GenerationResult:
-            opts = view
-            result = run_txt2img(req, self.generation, opts, job.control,
-                                 save=save and bool(opts.get("samples_save")), save_grid=save_grid)
+            services = dataclasses.replace(self.generation, hooks=hooks)
+            r = hooks.before_generate(req) if hooks else req
+            do_save = save and bool(view.get("samples_save"))
+            runner = ScriptRunner(lambda rq: run(rq, services, view, job.control, do_save, save_grid))
+            result = None
+            if script is not None:
+                rec, s, args = script
+                result = self.extensions.call(rec, f"{s.title}.run", s.run, runner, r, **args)
+                if result is None:
+                    raise InvalidRequest(f"script {s.title!r} failed: {rec.error}")
+            else:
+                result = runner.generate(r)
+            if after:
+                after(result)
             if req.override_settings and not req.override_settings_restore_afterwards:
                 self.options.set(req.override_settings)
             return result
-        return self.jobs.submit("txt2img", req.model_dump(mode="json"), work)
+        return self.jobs.submit(kind, params if params is not None else req.model_dump(mode="json"), work)
+
+    def _dropdown_script(self, kind: str, req: Txt2ImgRequest):
+        if not req.script_name:
+            return None
+        found = self.extensions.find_script(req.script_name, kind) if self.extensions else None
+        if found is None or found[1].always_on:
+            raise InvalidRequest(f"unknown script {req.script_name!r} for {kind}")
+        return found[0], found[1], named_args(found[1], req.script_args)
 
     def decode_image(self, data: str, field: str):
         """An image field of a request (base64 or data: URL) → PIL, within the pixel limit; errors name the field."""
-        from webui.errors import InvalidRequest
         from webui.outputs import decode_base64_image
 
         try:
@@ -135,23 +186,23 @@ class Application:
             images = [self.decode_image(s, f"init_images[{i}]") for i, s in enumerate(req.init_images)]
             mask = self.decode_image(req.mask, "mask") if req.mask else None
         if not images:
-            from webui.errors import InvalidRequest
             raise InvalidRequest("init_images is empty: img2img needs an input image")
-        save = (req.save_images if from_api else True) and not req.do_not_save_samples
-        save_grid = (req.save_images if from_api else True) and not req.do_not_save_grid
-        view = self.options.view(req.override_settings)
+        def run(r, services, view, control, save, save_grid):
+            return run_img2img(r, images, mask, services, view, control, save=save, save_grid=save_grid)
 
-        def work(job: Job) -> GenerationResult:
-            result = run_img2img(req, images, mask, self.generation, view, job.control,
-                                 save=save and bool(view.get("samples_save")), save_grid=save_grid)
+        def include_inputs(result: GenerationResult) -> None:
             if req.include_init_images:
                 result.images = result.images + [im.convert("RGB") for im in images]
                 result.infotexts = result.infotexts + [""] * len(images)
-            if req.override_settings and not req.override_settings_restore_afterwards:
-                self.options.set(req.override_settings)
-            return result
         params = req.model_dump(mode="json", exclude={"init_images", "mask"})
-        return self.jobs.submit("img2img", params, work)
+        return self._submit_generation("img2img", req, run, from_api=from_api, params=params, after=include_inputs)
+
+
+class ScriptRunner:
+    """What a dropdown script's run() receives: `generate(request)` runs one ordinary generation in this job."""
+
+    def __init__(self, generate):
+        self.generate = generate
 
 
 def _summarize(job: Job) -> dict[str, Any] | None:

@@ -78,6 +78,10 @@ def coerce(d: OptionDef, value: Any) -> Any:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise TypeError
             value = int(value)
+        elif d.kind is list:
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                raise TypeError
+            value = list(value)
         elif d.kind is float:
             if isinstance(value, bool):
                 raise TypeError

@@ -78,7 +78,7 @@ def run_img2img(req: Img2ImgRequest, init_images: list[Image.Image], mask: Image
     pipe = _derived(model, kind)
     pipe.scheduler = samplers.build_scheduler(model.scheduler_config, plan.sampler, plan.schedule)
     cond = encode_texts(pipe, [req.prompt, req.negative_prompt], plan.clip_skip)
-    callback = step_callback(control, max(1, int(req.steps * strength)), opts)
+    callback = step_callback(control, max(1, int(req.steps * strength)), opts, services.hooks, "img2img")
 
     box = None
     work_image, work_mask = base, hard

@@ -88,10 +88,13 @@ def infotext_params(req: Txt2ImgRequest, plan: Plan, index: int) -> dict[str, An
     return params
 
 
-def step_callback(control: JobControl, steps: int, opts: OptionsView) -> Callable:
-    """diffusers' callback_on_step_end: progress, lazily decoded previews, interrupt (raises) and skip (raises)."""
+def step_callback(control: JobControl, steps: int, opts: OptionsView, hooks: Any = None, kind: str = "txt2img"
+                  ) -> Callable:
+    """diffusers' callback_on_step_end: progress, lazily decoded previews, interrupt (raises), skip (raises), and
+    extensions' step_end hooks (which may replace the latents)."""
     every = int(opts.get("show_progress_every_n_steps")) if opts.get("live_previews_enable") else -1
     method = opts.get("show_progress_type")
+    step_hooks = hooks if hooks is not None and hooks.wants_steps else None
 
     def on_step_end(pipe, i, t, kwargs):
         # second-order samplers (Heun, DPM2) and PLMS run more timesteps than steps: count what the loop runs
@@ -101,6 +104,13 @@ def step_callback(control: JobControl, steps: int, opts: OptionsView) -> Callabl
             raise Interrupted("interrupted")
         if control.skipped:
             raise Skipped()
+        if step_hooks is not None:
+            from webui.extensions.api import StepInfo
+
+            new = step_hooks.step_end(StepInfo(step=i + 1, total=control.sampling_steps, timestep=t,
+                                               latents=kwargs["latents"], kind=kind))
+            if new is not None:
+                kwargs["latents"] = new
         if every > 0 and (i + 1) % every == 0 and i + 1 < control.sampling_steps:
             vae = pipe.vae
             control.offer_preview(i + 1, kwargs["latents"][0].detach().clone(), lambda lat: make_preview(method, vae, lat))
@@ -132,12 +142,22 @@ def run_batches(kind: str, req: Txt2ImgRequest, plan: Plan, services: Generation
         for j, image in enumerate(batch):
             idx = lo + j
             text = build_infotext(req.prompt, req.negative_prompt, infotext_params(req, plan, idx))
+            ctx = None
+            if services.hooks is not None:
+                from webui.extensions.api import ImageContext
+
+                ctx = ImageContext(index=idx, seed=plan.seeds[idx], prompt=req.prompt,
+                                   negative_prompt=req.negative_prompt, infotext=text, kind=kind,
+                                   params=infotext_params(req, plan, idx))
+                image = services.hooks.after_image(image, ctx)
             images.append(image)
             infotexts.append(text)
             if save:
                 path = services.outputs.save_image(image, kind=kind, seed=plan.seeds[idx], prompt=req.prompt,
                                                    infotext=text, model_name=plan.model.info.infotext_name)
                 result.paths.append(str(path))
+                if ctx is not None:
+                    services.hooks.image_saved(str(path), ctx)
     result.interrupted = control.interrupted
     finish(kind, result, req, plan, images, infotexts, services, opts, save_grid)
     return result

@@ -34,7 +34,7 @@ def run_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: Options
     if req.seed_resize_from_w > 0 and req.seed_resize_from_h > 0:
         resize_from = (req.seed_resize_from_h // scale, req.seed_resize_from_w // scale)
     cond = encode_texts(pipe, [req.prompt, req.negative_prompt], plan.clip_skip)
-    callback = step_callback(control, req.steps, opts)
+    callback = step_callback(control, req.steps, opts, services.hooks, "txt2img")
     extra: dict[str, Any] = {"eta": plan.eta} if plan.eta is not None else {}
     if model.probe.inpainting:
         from PIL import Image

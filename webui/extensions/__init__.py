@@ -1,0 +1,1 @@
+"""Extensions: discovery, the versioned public contract (api.py), hook dispatch, install/update."""

@@ -1,0 +1,130 @@
+"""Easel's extension contract, version 1. Extensions import only this module.
+
+An extension is a folder with `extension.toml` (name, version, api = 1, optional description, requires, min_easel)
+and Python modules in `scripts/`. Each module may define `setup(ext)`; `ext` is an `ExtensionHandle`. Everything
+an extension can do goes through the handle, by keyword. See docs/extensions.md for a worked example.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+API_VERSION = 1
+EVENTS = ("app_started", "model_loaded", "before_generate", "step_end", "after_image", "image_saved")
+
+
+@dataclass
+class StepInfo:
+    """Passed to `step_end` hooks after each denoising step. Return a tensor to replace `latents`, or None."""
+
+    step: int  # 1-based
+    total: int
+    timestep: Any
+    latents: Any  # torch.Tensor [batch, C, h, w]
+    kind: str = "txt2img"
+
+
+@dataclass
+class ImageContext:
+    """Describes one finished image for `after_image` / `image_saved` hooks and scripts."""
+
+    index: int
+    seed: int
+    prompt: str
+    negative_prompt: str
+    infotext: str
+    kind: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelInfo:
+    title: str
+    name: str
+    hash: str
+    family: str
+    native_size: int
+
+
+class Script:
+    """A UI-bearing script for txt2img and/or img2img (A1111's Script, by name instead of by position).
+
+    Set `title`, `visibility` ("txt2img", "img2img" or "both") and `always_on`. `args` declares the argument names
+    in order (so API clients that send a list still work); `ui(is_img2img)` returns {name: gradio component}.
+    Always-on scripts get `process(request, **args)` (may return a changed request) and
+    `postprocess_image(image, ctx, **args)` (may return a new image). A dropdown script (always_on = False)
+    implements `run(runner, request, **args)`, which replaces the normal generation: `runner.generate(request)`
+    runs one ordinary generation and returns its result (images, infotexts, info).
+    """
+
+    title: str = "script"
+    visibility: str = "both"
+    always_on: bool = False
+    args: tuple[str, ...] = ()
+
+    def ui(self, is_img2img: bool) -> dict[str, Any]:
+        return {}
+
+    def process(self, request: Any, **args: Any) -> Any:
+        return request
+
+    def postprocess_image(self, image: Any, ctx: ImageContext, **args: Any) -> Any:
+        return None
+
+    def run(self, runner: Any, request: Any, **args: Any) -> Any:
+        raise NotImplementedError(f"{self.title} is not a dropdown script")
+
+    def shows_in(self, kind: str) -> bool:
+        return self.visibility in ("both", kind)
+
+
+class ExtensionHandle:
+    """What `setup(ext)` receives. The host fills in the registries; an extension only calls these methods."""
+
+    def __init__(self, *, name: str, path: Path, settings: "ExtensionSettings", log: logging.Logger):
+        self.name, self.path, self.settings, self.log = name, path, settings, log
+        self.routes: list[tuple[str, Callable, tuple[str, ...]]] = []
+        self.tabs: list[tuple[str, Callable[[], Any]]] = []
+        self.hooks: dict[str, list[Callable]] = {e: [] for e in EVENTS}
+        self.scripts: list[Script] = []
+
+    def add_api_route(self, path: str, endpoint: Callable, *, methods: tuple[str, ...] | list[str] = ("GET",)) -> None:
+        """Served at /ext/<name><path>, behind the same auth as the API."""
+        if not path.startswith("/"):
+            raise ValueError("path must start with '/'")
+        self.routes.append((path, endpoint, tuple(m.upper() for m in methods)))
+
+    def add_tab(self, *, title: str, build: Callable[[], Any]) -> None:
+        """`build()` creates Gradio components inside a new top-level tab."""
+        self.tabs.append((title, build))
+
+    def add_setting(self, *, key: str, default: Any, label: str, section: str | None = None,
+                    choices: tuple | None = None) -> None:
+        """Shown in Settings (section defaults to the extension's name) and persisted to config.json."""
+        self.settings.define(key=key, default=default, label=label, section=section or self.name, choices=choices)
+
+    def on(self, event: str, fn: Callable) -> None:
+        if event not in EVENTS:
+            raise ValueError(f"unknown event {event!r}; events: {', '.join(EVENTS)}")
+        self.hooks[event].append(fn)
+
+    def add_script(self, script: Script) -> None:
+        if not isinstance(script, Script):
+            raise TypeError("add_script expects a webui.extensions.api.Script instance")
+        self.scripts.append(script)
+
+
+class ExtensionSettings:
+    """An extension's view of the options: `get(key)` and `define(...)` (used by add_setting)."""
+
+    def __init__(self, get: Callable[[str], Any], define: Callable[..., None]):
+        self._get, self._define = get, define
+
+    def get(self, key: str) -> Any:
+        return self._get(key)
+
+    def define(self, **kw: Any) -> None:
+        self._define(**kw)

@@ -1,0 +1,153 @@
+"""The extension host: discovers extension folders, checks their manifest and contract version, runs their
+`setup(ext)`, and dispatches events. A failing extension is reported and disabled for the session; the app and the
+generation that called it keep going."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import sys
+import tomllib
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from webui import VERSION
+from webui.extensions.api import API_VERSION, EVENTS, ExtensionHandle, ExtensionSettings, Script
+from webui.settings import OptionDef
+
+log = logging.getLogger("easel.extensions")
+
+
+@dataclass
+class ExtensionRecord:
+    name: str
+    path: Path
+    builtin: bool
+    manifest: dict[str, Any] = field(default_factory=dict)
+    enabled: bool = True
+    error: str | None = None  # why it isn't running (manifest, setup or a hook raised)
+    handle: ExtensionHandle | None = None
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest.get("version", ""))
+
+    @property
+    def active(self) -> bool:
+        return self.enabled and self.error is None and self.handle is not None
+
+
+def _version_tuple(v: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in v.split(".") if p.isdigit())
+
+
+class ExtensionHost:
+    def __init__(self, *, dirs: list[tuple[Path, bool]], options, disable_all: bool = False,
+                 disable_extra: bool = False):
+        self.dirs, self.options = dirs, options
+        self.disable_all, self.disable_extra = disable_all, disable_extra
+        self.records: dict[str, ExtensionRecord] = {}
+        self.options.add_definition(OptionDef("disabled_extensions", [], "Disabled extensions", "Extensions", list))
+
+    # --- discovery and loading -----------------------------------------------------------------------------------
+    def discover(self) -> list[ExtensionRecord]:
+        disabled = set(self.options.get("disabled_extensions") or [])
+        for folder, builtin in self.dirs:
+            if not folder.is_dir():
+                continue
+            for path in sorted(p for p in folder.iterdir() if p.is_dir() and (p / "extension.toml").exists()):
+                rec = ExtensionRecord(name=path.name, path=path, builtin=builtin)
+                try:
+                    rec.manifest = tomllib.loads((path / "extension.toml").read_text())
+                    rec.name = str(rec.manifest.get("name") or path.name)
+                except (OSError, tomllib.TOMLDecodeError) as e:
+                    rec.error = f"extension.toml is unreadable: {e}"
+                if rec.name in self.records:
+                    continue  # the first folder wins (built-ins are listed first)
+                rec.enabled = rec.name not in disabled and not self.disable_all and not (self.disable_extra and not builtin)
+                self.records[rec.name] = rec
+        return list(self.records.values())
+
+    def load_all(self) -> None:
+        for rec in self.records.values():
+            if rec.enabled and rec.error is None:
+                self._load(rec)
+
+    def _load(self, rec: ExtensionRecord) -> None:
+        api = rec.manifest.get("api")
+        if api != API_VERSION:
+            rec.error = (f"targets extension API {api!r}, but this Easel provides API {API_VERSION}: "
+                         f"update the extension or Easel")
+            return
+        need = str(rec.manifest.get("min_easel") or "")
+        if need and _version_tuple(need) > _version_tuple(VERSION):
+            rec.error = f"needs Easel {need} or newer (this is {VERSION})"
+            return
+        settings = ExtensionSettings(self.options.get, self._define_setting)
+        handle = ExtensionHandle(name=rec.name, path=rec.path, settings=settings,
+                                 log=logging.getLogger(f"easel.ext.{rec.name}"))
+        for script in sorted((rec.path / "scripts").glob("*.py")):
+            module_name = f"easel_ext_{rec.name.replace('-', '_')}_{script.stem}"
+            try:
+                spec = importlib.util.spec_from_file_location(module_name, script)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[module_name] = module
+                spec.loader.exec_module(module)
+                if hasattr(module, "setup"):
+                    module.setup(handle)
+            except Exception:
+                self._fail(rec, f"scripts/{script.name}: setup failed")
+                return
+        rec.handle = handle
+
+    def _define_setting(self, *, key: str, default: Any, label: str, section: str, choices=None) -> None:
+        kind = type(default) if isinstance(default, (bool, int, float, str)) else str
+        self.options.add_definition(OptionDef(key, default, label, section, kind, choices=choices))
+
+    def _fail(self, rec: ExtensionRecord, what: str) -> None:
+        tb = traceback.format_exc()
+        log.error("extension %s: %s\n%s", rec.name, what, tb)
+        rec.error = f"{what}: {tb.strip().splitlines()[-1]}"
+
+    # --- what extensions registered ------------------------------------------------------------------------------
+    def active(self) -> list[ExtensionRecord]:
+        return [r for r in self.records.values() if r.active]
+
+    def routes(self) -> list[tuple[str, str, Callable, tuple[str, ...]]]:
+        return [(r.name, path, fn, methods) for r in self.active() for path, fn, methods in r.handle.routes]
+
+    def tabs(self) -> list[tuple[str, str, Callable]]:
+        return [(r.name, title, build) for r in self.active() for title, build in r.handle.tabs]
+
+    def scripts(self, kind: str | None = None) -> list[tuple[ExtensionRecord, Script]]:
+        return [(r, s) for r in self.active() for s in r.handle.scripts if kind is None or s.shows_in(kind)]
+
+    def find_script(self, title: str, kind: str) -> tuple[ExtensionRecord, Script] | None:
+        for rec, s in self.scripts(kind):
+            if s.title.lower() == title.lower():
+                return rec, s
+        return None
+
+    # --- dispatch ------------------------------------------------------------------------------------------------
+    def call(self, rec: ExtensionRecord, what: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        """Run one extension callable; if it raises, report it, disable the extension, and return None."""
+        if not rec.active:
+            return None
+        try:
+            return fn(*args, **kwargs)
+        except Exception:
+            self._fail(rec, f"{what} raised")
+            return None
+
+    def emit(self, event: str, *args: Any) -> list[Any]:
+        assert event in EVENTS
+        out = []
+        for rec in self.active():
+            for fn in list(rec.handle.hooks[event]):
+                out.append(self.call(rec, f"hook {event}", fn, *args))
+        return out
+
+    def has_hooks(self, event: str) -> bool:
+        return any(rec.handle.hooks[event] for rec in self.active())
