@@ -75,6 +75,8 @@ class Application:
 
     # --- lifecycle -----------------------------------------------------------------------------------------------
     def start(self, *, wait_for_model: bool = False) -> None:
+        if self.ns.ckpt and Path(self.ns.ckpt).expanduser().exists():
+            self.catalog.add_file(Path(self.ns.ckpt))
         self.models.refresh()
         self.jobs.start()
         self.started = True

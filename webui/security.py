@@ -205,16 +205,6 @@ def load_image_field(value: str, application, *, field: str = "image"):
         raise
 
 
-def inline_image_field(value: str | None, application, *, field: str) -> str | None:
-    """An image field as base64 for services that decode base64 themselves: URLs are fetched (with the SSRF rules)
-    and inlined; base64 values pass through unchanged."""
-    if value is None or not isinstance(value, str) or not value.strip()[:8].lower().startswith(("http://", "https://")):
-        return value
-    from webui.outputs import encode_png_base64
-
-    return encode_png_base64(load_image_field(value, application, field=field))
-
-
 # ---------------------------------------------------------------- --share
 
 def open_share(application, blocks, *, host: str, port: int,

@@ -180,3 +180,14 @@ def test_missing_checkpoint_dir_is_not_an_error(make_app, data_dir):
     assert app.models.refresh() == []
     with pytest.raises(ModelNotFound):
         app.models.load(None)
+
+
+def test_ckpt_flag_accepts_a_title_or_a_path_anywhere(make_app, data_dir, tiny_models, tmp_path):
+    outside = tmp_path / "elsewhere" / "mine.safetensors"
+    outside.parent.mkdir()
+    shutil.copy(tiny_models / "Stable-diffusion" / "tiny-a.safetensors", outside)
+    app = make_app("--nowebui", "--ckpt", str(outside))
+    assert app.models.active.info.path == outside.resolve()
+    assert app.options.get("sd_model_checkpoint").startswith("mine.safetensors [")
+    app2 = make_app("--nowebui", "--ckpt", "sub/tiny-b")
+    assert app2.models.active.info.name == "sub/tiny-b.safetensors"

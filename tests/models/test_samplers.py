@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import inspect
 import json
+import warnings
 from pathlib import Path
 
+import diffusers
+import numpy as np
 import pytest
 import torch
 from diffusers.utils import is_scipy_available
@@ -14,6 +17,9 @@ from webui.errors import InvalidRequest
 from webui.models import samplers as S
 
 CONFIGS = Path("/work/shared/model-configs")
+# diffusers' schedulers trip numpy-2 deprecation warnings by the thousand (KDPM2 alone: two per training step).
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:diffusers.schedulers"),
+              pytest.mark.filterwarnings("ignore:__array_wrap__ must accept context:DeprecationWarning")]
 
 
 def _config(family: str) -> dict:
@@ -22,7 +28,9 @@ def _config(family: str) -> dict:
 
 SD15, SD21V, SDXL = _config("sd15"), _config("sd21v"), _config("sdxl")
 USABLE = [s for s in S.SAMPLERS if s.name in S.sampler_names()]
-COMBOS = [(s, label) for s in USABLE for label in S.schedule_types_for(s)]
+with warnings.catch_warnings():  # the capability probes run here, at collection, outside pytestmark
+    warnings.simplefilter("ignore", DeprecationWarning)
+    COMBOS = [(s, label) for s in USABLE for label in S.schedule_types_for(s)]
 
 
 def _spec(name: str) -> S.SamplerSpec:
@@ -116,6 +124,28 @@ def test_model_timestep_spacing_kept_and_model_sigma_choice_overridden():
     assert S.build_scheduler(SDXL, euler, "SGM Uniform").config.timestep_spacing == "trailing"
     karras_model = {**SDXL, "use_karras_sigmas": True}
     assert S.build_scheduler(karras_model, euler, "Uniform").config.use_karras_sigmas is False
+
+
+def test_builds_are_fresh_copies():
+    a, b = (S.build_scheduler(SD15, _spec("DPM2"), "Karras") for _ in range(2))
+    assert a is not b
+    a.set_timesteps(4)
+    b.set_timesteps(9)
+    assert len(a.timesteps) != len(b.timesteps)
+
+
+def test_live_config_equals_raw_config():
+    live = diffusers.PNDMScheduler.from_config(SD15).config  # what a loaded pipeline's scheduler carries
+    assert live["timestep_spacing"] == "leading"  # filled in from PNDM's defaults, not the model's choice
+    for name in ("Euler", "Euler a", "DPM++ 2M", "DDIM"):
+        from_live = S.build_scheduler(live, _spec(name), "Automatic")
+        assert _schedule(from_live) == _schedule(S.build_scheduler(SD15, _spec(name), "Automatic")), name
+
+
+def test_numpy_trained_betas():
+    betas = np.linspace(0.0001, 0.02, 1000)
+    scheduler = S.build_scheduler({**SD15, "trained_betas": betas}, _spec("Euler"), "Karras")
+    assert torch.allclose(scheduler.betas, torch.tensor(betas, dtype=scheduler.betas.dtype))
 
 
 # --- what a scheduler cannot do ------------------------------------------------------------------------------------

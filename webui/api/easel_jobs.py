@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 
 from webui.api.errors import NotImplementedYet
-from webui.api.params import prepare_request
+from webui.api.params import decode_img2img_inputs, prepare_request
 from webui.errors import NotFound
 from webui.generation.requests import GenerationResult, Img2ImgRequest, Txt2ImgRequest
 
@@ -116,7 +116,8 @@ def submit_job(app, kind: str, params: dict[str, Any]):
     req = prepare_request(req, app, is_img2img=kind == "img2img")
     req = req.model_copy(update={"save_images": True, "send_images": False})
     if kind == "img2img":
-        return app.submit_img2img(req, from_api=True)
+        images, mask = decode_img2img_inputs(req, app)
+        return app.submit_img2img(req, from_api=True, images=images, mask=mask)
     return app.submit_txt2img(req, from_api=True)
 
 

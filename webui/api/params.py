@@ -9,7 +9,7 @@ from pydantic import BaseModel, ValidationError
 
 from webui.errors import InvalidRequest
 from webui.infotext import infotext_to_request_fields, parse_infotext
-from webui.security import inline_image_field
+from webui.security import load_image_field
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -45,38 +45,43 @@ def apply_infotext(req: R) -> R:
     return new
 
 
-def _script_names(application, is_img2img: bool) -> tuple[set[str], set[str]]:
-    """(selectable script names, always-on script names), lower case, from the extension host when present."""
-    host = getattr(application, "scripts", None)
-    if host is None:
-        return set(), set()
-    selectable, alwayson = set(), set()
-    for s in host.list(is_img2img):
-        name = str(getattr(s, "name", "") or "").lower()
-        (alwayson if getattr(s, "is_alwayson", False) else selectable).add(name)
-    return selectable, alwayson
+def _find_script(application, name: str, kind: str):
+    host = getattr(application, "extensions", None)
+    if host is None or not hasattr(host, "find_script"):
+        return None
+    found = host.find_script(name, kind)
+    return found[1] if found else None
 
 
 def check_scripts(req: BaseModel, application, *, is_img2img: bool) -> None:
-    """An unknown `script_name` or `alwayson_scripts` key is a 422 (A1111: "Script 'x' not found")."""
-    selectable, alwayson = _script_names(application, is_img2img)
+    """An unknown `script_name` or `alwayson_scripts` key is a 422 (A1111: "Script 'x' not found"), before queueing.
+    Known ones are passed on untouched: the extension host runs them in the job."""
+    kind = "img2img" if is_img2img else "txt2img"
     name = getattr(req, "script_name", None)
-    if name and name.lower() not in selectable:
-        raise InvalidRequest(f"Script '{name}' not found",
-                             detail=f"script_name: no script named {name!r}; GET /sdapi/v1/scripts lists them")
+    if name:
+        script = _find_script(application, name, kind)
+        if script is None or getattr(script, "always_on", False):
+            raise InvalidRequest(f"Script '{name}' not found",
+                                 detail=f"script_name: no {kind} script named {name!r}; GET /sdapi/v1/scripts lists them")
     for key in (getattr(req, "alwayson_scripts", None) or {}):
-        if str(key).lower() not in alwayson:
+        script = _find_script(application, str(key), kind)
+        if script is None or not getattr(script, "always_on", False):
             raise InvalidRequest(f"always on script {key} not found",
-                                 detail=f"alwayson_scripts: no always-on script named {key!r}")
+                                 detail=f"alwayson_scripts: no always-on {kind} script named {key!r}")
 
 
 def prepare_request(req: R, application, *, is_img2img: bool) -> R:
     """Everything done to a generation request at the edge, before it is queued."""
     check_scripts(req, application, is_img2img=is_img2img)
-    req = apply_infotext(req)
-    if is_img2img:
-        images = [inline_image_field(v, application, field=f"init_images[{i}]")
-                  for i, v in enumerate(getattr(req, "init_images", None) or [])]
-        mask = inline_image_field(getattr(req, "mask", None), application, field="mask")
-        req = req.model_copy(update={"init_images": images, "mask": mask})
-    return req
+    return apply_infotext(req)
+
+
+def decode_img2img_inputs(req: BaseModel, application) -> tuple[list[Any], Any]:
+    """init_images and mask as PIL images: base64/data URLs, or http(s) URLs under the SSRF rules; 413 over the
+    pixel limit; errors name the field."""
+    images = [load_image_field(v, application, field=f"init_images[{i}]")
+              for i, v in enumerate(getattr(req, "init_images", None) or [])]
+    if not images:
+        raise InvalidRequest("init_images is empty: img2img needs at least one input image")
+    mask = getattr(req, "mask", None)
+    return images, (load_image_field(mask, application, field="mask") if mask else None)

@@ -77,6 +77,7 @@ class UpscalerItem(BaseModel):
     model_path: Optional[str] = None
     model_url: Optional[str] = None
     scale: Optional[float] = None
+    error: Optional[str] = Field(None, description="Easel: why a listed model file can't be used (never hidden)")
 
 
 class LatentUpscalerModeItem(BaseModel):
@@ -161,38 +162,9 @@ class HypernetworkItem(BaseModel):
     path: Optional[str] = None
 
 
-class ExtrasBaseRequest(BaseModel):
-    resize_mode: int = Field(0, ge=0, le=1, description="0: scale by upscaling_resize, 1: to upscaling_resize_w/h")
-    show_extras_results: bool = True
-    gfpgan_visibility: float = Field(0, ge=0, le=1)
-    codeformer_visibility: float = Field(0, ge=0, le=1)
-    codeformer_weight: float = Field(0, ge=0, le=1)
-    upscaling_resize: float = Field(2, ge=1, le=8)
-    upscaling_resize_w: int = Field(512, ge=1)
-    upscaling_resize_h: int = Field(512, ge=1)
-    upscaling_crop: bool = True
-    upscaler_1: str = "None"
-    upscaler_2: str = "None"
-    extras_upscaler_2_visibility: float = Field(0, ge=0, le=1)
-    upscale_first: bool = False
-
-
-class ExtrasSingleImageRequest(ExtrasBaseRequest):
-    image: str = Field("", description="base64 image")
-
-
 class ExtrasSingleImageResponse(BaseModel):
     html_info: str
     image: Optional[str] = None
-
-
-class FileData(BaseModel):
-    data: str = Field(..., description="base64 image")
-    name: str
-
-
-class ExtrasBatchImagesRequest(ExtrasBaseRequest):
-    imageList: list[FileData] = Field(default_factory=list)
 
 
 class ExtrasBatchImagesResponse(BaseModel):

@@ -14,10 +14,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from webui.api.errors import NotImplementedYet
-from webui.api.params import prepare_request
-from webui.api.schemas import (ExtrasBatchImagesRequest, ExtrasBatchImagesResponse, ExtrasSingleImageRequest,
-                               ExtrasSingleImageResponse, ImageResponse, PngInfoRequest, PngInfoResponse,
-                               ProgressResponse, ProgressState)
+from webui.api.params import decode_img2img_inputs, prepare_request
+from webui.api.schemas import ImageResponse, PngInfoRequest, PngInfoResponse, ProgressResponse, ProgressState
+from webui.api.sdapi_extras import add_extras_routes
 from webui.api.sdapi_info import add_info_routes
 from webui.api.sdapi_models import add_model_routes
 from webui.errors import InvalidRequest
@@ -69,32 +68,10 @@ def build_sdapi_router(app) -> APIRouter:
         submit = getattr(app, "submit_img2img", None)
         if submit is None:
             raise NotImplementedYet("img2img is not implemented yet")
-        if not req.init_images:
-            raise InvalidRequest("init_images is empty: img2img needs at least one input image")
         req = prepare_request(req, app, is_img2img=True)
-        result = app.jobs.wait(submit(req, from_api=True))
+        images, mask = decode_img2img_inputs(req, app)
+        result = app.jobs.wait(submit(req, from_api=True, images=images, mask=mask))
         return image_response(req, result, req.send_images, _img2img_parameters(req))
-
-    @r.post("/extra-single-image", response_model=ExtrasSingleImageResponse)
-    def extra_single_image(req: ExtrasSingleImageRequest) -> ExtrasSingleImageResponse:
-        submit = getattr(app, "submit_extras", None)
-        if submit is None:
-            raise NotImplementedYet("extras (upscaling) is not implemented yet")
-        image = load_image_field(req.image, app, field="image")
-        result: GenerationResult = app.jobs.wait(submit([image], req, from_api=True))
-        text = str(result.info.get("html_info", "")) if result.info else ""
-        return ExtrasSingleImageResponse(html_info=text, image=encode_png_base64(result.images[0])
-                                         if result.images else None)
-
-    @r.post("/extra-batch-images", response_model=ExtrasBatchImagesResponse)
-    def extra_batch_images(req: ExtrasBatchImagesRequest) -> ExtrasBatchImagesResponse:
-        submit = getattr(app, "submit_extras", None)
-        if submit is None:
-            raise NotImplementedYet("extras (upscaling) is not implemented yet")
-        images = [load_image_field(f.data, app, field=f"imageList[{i}].data") for i, f in enumerate(req.imageList)]
-        result: GenerationResult = app.jobs.wait(submit(images, req, from_api=True))
-        text = str(result.info.get("html_info", "")) if result.info else ""
-        return ExtrasBatchImagesResponse(html_info=text, images=[encode_png_base64(i) for i in result.images])
 
     @r.post("/png-info", response_model=PngInfoResponse)
     def png_info(req: PngInfoRequest) -> PngInfoResponse:
@@ -133,6 +110,7 @@ def build_sdapi_router(app) -> APIRouter:
         app.jobs.skip()
         return {}
 
+    add_extras_routes(r, app)
     add_model_routes(r, app)
     add_info_routes(r, app)
     return r

@@ -72,6 +72,13 @@ class CheckpointCatalog:
         self.ckpt_dir, self.demo_dir, self.hashes = ckpt_dir, demo_dir, hashes
         self._lock = threading.Lock()
         self._items: list[CheckpointInfo] = []
+        self.extra_files: list[Path] = []  # e.g. --ckpt given as a path outside the checkpoint folder
+
+    def add_file(self, path: Path) -> None:
+        """List one more checkpoint (A1111 accepts --ckpt anywhere); its name is its file name."""
+        path = path.expanduser().resolve()
+        if path not in self.extra_files:
+            self.extra_files.append(path)
 
     def refresh(self) -> list[CheckpointInfo]:
         items: list[CheckpointInfo] = []
@@ -84,6 +91,12 @@ class CheckpointCatalog:
                 seen.add(path.resolve())
                 digest = self.hashes.get("hashes", f"checkpoint/{rel}", path, folder_hash if is_folder else sha256_file)
                 items.append(CheckpointInfo(path=path, name=rel, sha256=digest, is_folder=is_folder, is_demo=is_demo))
+        for path in self.extra_files:
+            if path.resolve() not in seen and path.exists():
+                seen.add(path.resolve())
+                is_folder = path.is_dir()
+                digest = self.hashes.get("hashes", f"checkpoint/{path}", path, folder_hash if is_folder else sha256_file)
+                items.append(CheckpointInfo(path=path, name=path.name, sha256=digest, is_folder=is_folder))
         with self._lock:
             self._items = items
         return items

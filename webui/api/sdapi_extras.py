@@ -1,0 +1,50 @@
+"""/sdapi/v1/extra-single-image and extra-batch-images: the Extras upscaling service, run through the job queue
+(so it never shares the device with a generation) and, like A1111's API, not saved to disk."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from webui.api.schemas import ExtrasBatchImagesResponse, ExtrasSingleImageResponse
+from webui.generation.extras import ExtrasBatchRequest, ExtrasRequest, ExtrasSingleRequest, run_extras
+from webui.generation.requests import GenerationResult
+from webui.outputs import encode_png_base64
+from webui.security import load_image_field
+
+
+def run_extras_job(app, images: list[tuple[Any, str]], req: ExtrasRequest) -> GenerationResult:
+    """Queue one extras job and wait for it. `application.submit_extras(images, req, from_api=True)` is used when
+    the Application offers it; otherwise the service function runs in a queued job of kind "extras"."""
+    submit = getattr(app, "submit_extras", None)
+    if submit is not None:
+        return app.jobs.wait(submit(images, req, from_api=True))
+
+    def work(job) -> GenerationResult:
+        out, texts, paths = run_extras(images, req, models_dir=app.paths.models_dir, outputs=app.outputs, save=False,
+                                       max_pixels=int(app.options.get("max_generation_pixels")))
+        return GenerationResult(images=out, infotexts=texts, paths=paths, info={"html_info": "<br>".join(texts)})
+
+    return app.jobs.run("extras", req.model_dump(mode="json", exclude={"image", "imageList"}), work)
+
+
+def _html(result: GenerationResult) -> str:
+    return str(result.info.get("html_info", "")) if result.info else ""
+
+
+def add_extras_routes(r: APIRouter, app) -> None:
+    @r.post("/extra-single-image", response_model=ExtrasSingleImageResponse)
+    def extra_single_image(req: ExtrasSingleRequest) -> ExtrasSingleImageResponse:
+        image = load_image_field(req.image, app, field="image")
+        result = run_extras_job(app, [(image, "")], req)
+        return ExtrasSingleImageResponse(html_info=_html(result),
+                                         image=encode_png_base64(result.images[0]) if result.images else None)
+
+    @r.post("/extra-batch-images", response_model=ExtrasBatchImagesResponse)
+    def extra_batch_images(req: ExtrasBatchRequest) -> ExtrasBatchImagesResponse:
+        images = [(load_image_field(f.data, app, field=f"imageList[{i}].data"), f.name)
+                  for i, f in enumerate(req.imageList)]
+        result = run_extras_job(app, images, req)
+        return ExtrasBatchImagesResponse(html_info=_html(result),
+                                         images=[encode_png_base64(i) for i in result.images])
