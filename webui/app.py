@@ -172,6 +172,29 @@ class Application:
             raise InvalidRequest(f"unknown script {req.script_name!r} for {kind}")
         return found[0], found[1], named_args(found[1], req.script_args)
 
+    def submit_img2img_batch(self, req: Img2ImgRequest, *, input_dir: str, output_dir: str,
+                             mask_dir: str | None = None) -> Job:
+        """img2img over a folder (the UI's Batch tab). Folders are checked before queueing."""
+        from webui.generation.batch import check_batch_dirs, run_batch
+
+        src, dst, masks = check_batch_dirs(input_dir, output_dir, mask_dir)
+
+        def run(r, services, view, control, save, save_grid):
+            return run_batch(r, src, dst, masks, services, view, control)
+        params = req.model_dump(mode="json", exclude={"init_images", "mask"})
+        params.update(input_dir=str(src), output_dir=str(dst), mask_dir=str(masks) if masks else None)
+        return self._submit_generation("img2img", req, run, from_api=False, params=params)
+
+    def extras(self, req, images: list) -> tuple[list, list[str], list[str]]:
+        """Extras upscaling of (PIL image, name) pairs; saved to outputs/extras-images when the option says so."""
+        from webui.generation.extras import run_extras
+
+        def work(job: Job):
+            return run_extras(images, req, models_dir=self.paths.models_dir, outputs=self.outputs,
+                              save=bool(self.options.get("samples_save")),
+                              max_pixels=int(self.options.get("max_generation_pixels")))
+        return self.jobs.run("extras", {"upscaler_1": req.upscaler_1, "count": len(images)}, work)
+
     def decode_image(self, data: str, field: str):
         """An image field of a request (base64 or data: URL) → PIL, within the pixel limit; errors name the field."""
         from webui.outputs import decode_base64_image

@@ -117,3 +117,27 @@ def test_missing_or_undecodable_init_image_is_a_clear_error(app):
         app.submit_img2img(Img2ImgRequest(prompt="x"), from_api=True)
     with pytest.raises(InvalidRequest, match=r"init_images\[0\]"):
         app.submit_img2img(Img2ImgRequest(prompt="x", init_images=["not-base64!!"]), from_api=True)
+
+
+def test_batch_folder_with_masks(app, tmp_path):
+    from webui.errors import InvalidRequest
+
+    src, masks, dst = tmp_path / "in", tmp_path / "masks", tmp_path / "out"
+    src.mkdir(), masks.mkdir()
+    _init().save(src / "a.png")
+    _init((48, 48)).save(src / "b.jpg")
+    (src / "notes.txt").write_text("not an image")
+    _mask().save(masks / "a.png")
+    job = app.submit_img2img_batch(Img2ImgRequest(prompt="x", steps=3, seed=1, width=64, height=64),
+                                   input_dir=str(src), output_dir=str(dst), mask_dir=str(masks))
+    r = app.jobs.wait(job)
+    assert sorted(p.name for p in dst.iterdir()) == ["a.png", "b.png"]
+    a = Image.open(dst / "a.png")
+    assert "Mask blur" in a.info["parameters"] and "Mask blur" not in Image.open(dst / "b.png").info["parameters"]
+    keep = np.asarray(_mask()) == 0
+    from webui.generation.images import prepare_mask
+    _, blurred = prepare_mask(_mask(), (64, 64), invert=False, blur=4)
+    untouched = np.asarray(blurred) == 0
+    assert np.abs(_a(a) - _a(_init()))[untouched].max() <= 2 and keep.any()
+    with pytest.raises(InvalidRequest, match="input folder"):
+        app.submit_img2img_batch(Img2ImgRequest(prompt="x"), input_dir=str(tmp_path / "nope"), output_dir=str(dst))

@@ -15,13 +15,8 @@ from webui.api.schemas import (ExtensionItem, FaceRestorerItem, LatentUpscalerMo
                                PromptStyleItem, RealesrganItem, SamplerItem, SchedulerItem, ScriptArg, ScriptInfo,
                                ScriptsList, UpscalerItem)
 from webui.flags import public_cmd_flags
+from webui.generation.upscalers import LATENT_MODES, list_upscalers
 from webui.models import samplers
-
-# A1111's shared.latent_upscale_modes, in its order
-LATENT_UPSCALE_MODES = ("Latent", "Latent (antialiased)", "Latent (bicubic)", "Latent (bicubic antialiased)",
-                        "Latent (nearest)", "Latent (nearest-exact)")
-# What a plain PIL resize gives; model upscalers come from the extras service once it exists
-BUILTIN_UPSCALERS = ("None", "Lanczos", "Nearest")
 
 
 def _field(item: Any, key: str, default: Any = None) -> Any:
@@ -92,9 +87,18 @@ def cuda_usage(device: Any) -> dict[str, Any]:
         return {"error": str(e)}
 
 
-def _scripts(app, is_img2img: bool) -> list[Any]:
-    host = getattr(app, "scripts", None)
-    return list(host.list(is_img2img)) if host is not None else []
+def _scripts(app, kind: str) -> list[Any]:
+    """The extension host's scripts for txt2img/img2img (A1111 names them by their lower-cased title)."""
+    host = getattr(app, "extensions", None)
+    if host is None or not hasattr(host, "scripts"):
+        return []
+    return [script for _, script in host.scripts(kind)]
+
+
+def _script_info(script: Any, kind: str) -> ScriptInfo:
+    args = [ScriptArg(label=str(a)) for a in (getattr(script, "args", None) or ())]
+    return ScriptInfo(name=str(script.title).lower(), is_alwayson=bool(getattr(script, "always_on", False)),
+                      is_img2img=kind == "img2img", args=args)
 
 
 def add_info_routes(r: APIRouter, app) -> None:
@@ -112,17 +116,11 @@ def add_info_routes(r: APIRouter, app) -> None:
 
     @r.get("/upscalers", response_model=list[UpscalerItem])
     def upscalers() -> list[UpscalerItem]:
-        service = getattr(app, "upscalers", None)
-        if service is not None:
-            return [UpscalerItem(name=str(_field(u, "name")), model_name=_field(u, "model_name"),
-                                 model_path=_field(u, "model_path"), model_url=_field(u, "model_url"),
-                                 scale=_field(u, "scale")) for u in (service.list() if hasattr(service, "list")
-                                                                      else service)]
-        return [UpscalerItem(name=n, scale=4) for n in BUILTIN_UPSCALERS]
+        return [UpscalerItem(**u.api()) for u in list_upscalers(app.paths.models_dir)]
 
     @r.get("/latent-upscale-modes", response_model=list[LatentUpscalerModeItem])
     def latent_upscale_modes() -> list[LatentUpscalerModeItem]:
-        return [LatentUpscalerModeItem(name=n) for n in LATENT_UPSCALE_MODES]
+        return [LatentUpscalerModeItem(name=n) for n in LATENT_MODES]
 
     @r.get("/prompt-styles", response_model=list[PromptStyleItem])
     def prompt_styles() -> list[PromptStyleItem]:
@@ -138,30 +136,20 @@ def add_info_routes(r: APIRouter, app) -> None:
 
     @r.get("/scripts", response_model=ScriptsList)
     def scripts() -> ScriptsList:
-        names = {kind: [str(_field(s, "name")) for s in _scripts(app, kind == "img2img") if _field(s, "name")]
-                 for kind in ("txt2img", "img2img")}
-        return ScriptsList(**names)
+        return ScriptsList(**{kind: [str(s.title).lower() for s in _scripts(app, kind)]
+                              for kind in ("txt2img", "img2img")})
 
     @r.get("/script-info", response_model=list[ScriptInfo])
     def script_info() -> list[ScriptInfo]:
-        out = []
-        for is_img2img in (False, True):
-            for s in _scripts(app, is_img2img):
-                args = [ScriptArg(**a) if isinstance(a, dict) else ScriptArg.model_validate(a, from_attributes=True)
-                        for a in (_field(s, "args") or [])]
-                out.append(ScriptInfo(name=_field(s, "name"), is_alwayson=bool(_field(s, "is_alwayson")),
-                                      is_img2img=is_img2img, args=args))
-        return out
+        return [_script_info(s, kind) for kind in ("txt2img", "img2img") for s in _scripts(app, kind)]
 
     @r.get("/extensions", response_model=list[ExtensionItem])
     def extensions() -> list[ExtensionItem]:
-        service = getattr(app, "extensions", None)
-        if service is None:
-            return []
-        return [ExtensionItem(name=str(_field(e, "name")), remote=_field(e, "remote"), branch=_field(e, "branch"),
-                              commit_hash=_field(e, "commit_hash"), version=_field(e, "version"),
-                              commit_date=_field(e, "commit_date"), enabled=bool(_field(e, "enabled", True)))
-                for e in service.list()]
+        host = getattr(app, "extensions", None)
+        records = getattr(host, "records", None) or {}
+        return [ExtensionItem(name=rec.name, remote=rec.manifest.get("url") or rec.manifest.get("remote"),
+                              version=rec.version or None, enabled=bool(rec.enabled and rec.error is None))
+                for rec in records.values()]
 
     @r.get("/face-restorers", response_model=list[FaceRestorerItem])
     def face_restorers() -> list[FaceRestorerItem]:

@@ -97,6 +97,15 @@ def _open_share_on_startup(api: FastAPI, application, blocks) -> None:
     api.router.lifespan_context = lifespan
 
 
+def add_extension_routes(api: FastAPI, application) -> None:
+    """Routes extensions registered with ext.add_api_route: served at /ext/<name><path>, behind --api-auth."""
+    host = getattr(application, "extensions", None)
+    if host is None or not hasattr(host, "routes"):
+        return
+    for name, path, endpoint, methods in host.routes():
+        api.add_api_route(f"/ext/{name}/{path.lstrip('/')}", endpoint, methods=list(methods), tags=[f"ext:{name}"])
+
+
 def build_fastapi(application, *, blocks: Any | None = None) -> FastAPI:
     """The server. `blocks` replaces the UI (tests mount a small Blocks); it is ignored with --nowebui."""
     api = FastAPI(title="Easel", version=VERSION, description="A1111-compatible Stable Diffusion API, plus Easel's "
@@ -104,6 +113,7 @@ def build_fastapi(application, *, blocks: Any | None = None) -> FastAPI:
     install_error_handlers(api)
     api.include_router(build_sdapi_router(application))
     api.include_router(build_easel_jobs_router(application))
+    add_extension_routes(api, application)
     api.state.application = application
     api.state.blocks = None
     if not application.ns.nowebui:
