@@ -57,6 +57,8 @@ def _opts() -> list[OptionDef]:
         o("live_previews_enable", True, "Show live previews of the created image", "Live previews", bool),
         o("show_progress_every_n_steps", 5, "Live preview display period (steps)", "Live previews", int, minimum=-1, maximum=32, step=1),
         o("show_progress_type", "Approx cheap", "Live preview method", "Live previews", choices=("Approx cheap", "Full")),
+        o("cpu_precision", "Automatic", "CPU precision of the UNet (Automatic: bf16 where the CPU has it natively and the "
+          "model is large enough to gain)", "Optimizations", choices=("Automatic", "bf16", "fp32")),
         o("max_generation_pixels", 2048 * 2048, "Largest width × height a request may ask for", "Limits", int, minimum=64 * 64),
         o("max_image_pixels", 4096 * 4096, "Largest decoded input image (pixels)", "Limits", int, minimum=64 * 64),
         o("api_enable_requests", False, "Allow http(s) image URLs in API requests", "API", bool),

@@ -1,5 +1,5 @@
 """/sdapi/v1/extra-single-image and extra-batch-images: the Extras upscaling service, run through the job queue
-(so it never shares the device with a generation) and, like A1111's API, not saved to disk."""
+(so it never shares the device with a generation)."""
 
 from __future__ import annotations
 
@@ -15,18 +15,18 @@ from webui.security import load_image_field
 
 
 def run_extras_job(app, images: list[tuple[Any, str]], req: ExtrasRequest) -> GenerationResult:
-    """Queue one extras job and wait for it. `application.submit_extras(images, req, from_api=True)` is used when
-    the Application offers it; otherwise the service function runs in a queued job of kind "extras"."""
-    submit = getattr(app, "submit_extras", None)
-    if submit is not None:
-        return app.jobs.wait(submit(images, req, from_api=True))
+    """Run the Extras service on the queue: `application.extras(req, images)` when the Application offers it,
+    otherwise the service function in a queued job of kind "extras"."""
+    service = getattr(app, "extras", None)
+    if callable(service):
+        out, texts, paths = service(req, images)
+    else:
+        def work(job):
+            return run_extras(images, req, models_dir=app.paths.models_dir, outputs=app.outputs, save=False,
+                              max_pixels=int(app.options.get("max_generation_pixels")))
 
-    def work(job) -> GenerationResult:
-        out, texts, paths = run_extras(images, req, models_dir=app.paths.models_dir, outputs=app.outputs, save=False,
-                                       max_pixels=int(app.options.get("max_generation_pixels")))
-        return GenerationResult(images=out, infotexts=texts, paths=paths, info={"html_info": "<br>".join(texts)})
-
-    return app.jobs.run("extras", req.model_dump(mode="json", exclude={"image", "imageList"}), work)
+        out, texts, paths = app.jobs.run("extras", {"upscaler_1": req.upscaler_1, "count": len(images)}, work)
+    return GenerationResult(images=out, infotexts=texts, paths=paths, info={"html_info": "<br>".join(texts)})
 
 
 def _html(result: GenerationResult) -> str:

@@ -50,6 +50,8 @@ class ExtensionHost:
         self.disable_all, self.disable_extra = disable_all, disable_extra
         self.records: dict[str, ExtensionRecord] = {}
         self.options.add_definition(OptionDef("disabled_extensions", [], "Disabled extensions", "Extensions", list))
+        self.options.add_definition(OptionDef("extensions_index_url", "", "Extension index (a URL or a local JSON "
+                                              "file) for the Available tab", "Extensions"))
 
     # --- discovery and loading -----------------------------------------------------------------------------------
     def discover(self) -> list[ExtensionRecord]:
@@ -57,16 +59,20 @@ class ExtensionHost:
         for folder, builtin in self.dirs:
             if not folder.is_dir():
                 continue
-            for path in sorted(p for p in folder.iterdir() if p.is_dir() and (p / "extension.toml").exists()):
-                rec = ExtensionRecord(name=path.name, path=path, builtin=builtin)
+            for path in sorted(p for p in folder.iterdir() if p.is_dir() and (p / "extension.toml").exists()
+                               and not p.name.startswith(".")):  # dot folders: installs in progress, trash
+                rec = ExtensionRecord(name=path.name, path=path, builtin=False)
                 try:
                     rec.manifest = tomllib.loads((path / "extension.toml").read_text())
                     rec.name = str(rec.manifest.get("name") or path.name)
                 except (OSError, tomllib.TOMLDecodeError) as e:
                     rec.error = f"extension.toml is unreadable: {e}"
+                # built-in: shipped in the repo's extensions/ folder, flagged `builtin = true`, not its own checkout
+                rec.builtin = builtin and rec.manifest.get("builtin") is True and not (path / ".git").exists()
                 if rec.name in self.records:
                     continue  # the first folder wins (built-ins are listed first)
-                rec.enabled = rec.name not in disabled and not self.disable_all and not (self.disable_extra and not builtin)
+                rec.enabled = rec.name not in disabled and not self.disable_all and not (self.disable_extra
+                                                                                      and not rec.builtin)
                 self.records[rec.name] = rec
         return list(self.records.values())
 
@@ -105,6 +111,10 @@ class ExtensionHost:
     def _define_setting(self, *, key: str, default: Any, label: str, section: str, choices=None) -> None:
         kind = type(default) if isinstance(default, (bool, int, float, str)) else str
         self.options.add_definition(OptionDef(key, default, label, section, kind, choices=choices))
+
+    def report(self, rec: ExtensionRecord, what: str) -> None:
+        """Call from an `except` block: log the traceback, and report and disable the extension for the session."""
+        self._fail(rec, what)
 
     def _fail(self, rec: ExtensionRecord, what: str) -> None:
         tb = traceback.format_exc()

@@ -85,6 +85,9 @@ def second_pass(first_pipe, latents: torch.Tensor, seeds: list[int], hp: HiresPl
     model = services.manager.load(hp.checkpoint) if hp.checkpoint else plan.model
     if model.probe.inpainting:
         raise InvalidRequest("hires fix on a 9-channel inpainting checkpoint is not supported")
+    from webui.models.precision import install_unet_autocast
+
+    install_unet_autocast(model.pipeline.unet).enabled = plan.precision == "bf16"
     pipe = _derived(model, "img2img")
     pipe.scheduler = samplers.build_scheduler(model.scheduler_config, hp.sampler, hp.schedule)
     scale = pipe.vae_scale_factor

@@ -17,6 +17,7 @@ from webui.generation.seeds import fix_seed
 from webui.infotext import build_infotext
 from webui.models import samplers
 from webui.models.manager import LoadedModel, ModelManager
+from webui.models.precision import choose_precision, install_unet_autocast
 from webui.settings import OptionsView
 
 
@@ -44,6 +45,7 @@ class Plan:
     clip_skip: int
     eta: float | None
     ensd: int
+    precision: str = "fp32"
     extra_params: dict[str, Any] = field(default_factory=dict)  # kind-specific infotext fields
 
 
@@ -58,7 +60,9 @@ def make_plan(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsVi
                              f"(setting max_generation_pixels)")
     total = req.batch_size * req.n_iter
     seed, subseed = fix_seed(req.seed), fix_seed(req.subseed)
-    return Plan(model=model, sampler=sampler, schedule=schedule, width=width, height=height,
+    precision = choose_precision(str(opts.get("cpu_precision")), services.manager.policy, model.pipeline.unet)
+    install_unet_autocast(model.pipeline.unet).enabled = precision == "bf16" and model.pipeline.unet.device.type == "cpu"
+    return Plan(precision=precision, model=model, sampler=sampler, schedule=schedule, width=width, height=height,
                 seeds=[seed + (i if req.subseed_strength == 0 else 0) for i in range(total)],
                 subseeds=[subseed + i for i in range(total)], clip_skip=int(opts.get("CLIP_stop_at_last_layers")),
                 eta=req.eta, ensd=int(opts.get("eta_noise_seed_delta")))
@@ -84,6 +88,7 @@ def infotext_params(req: Txt2ImgRequest, plan: Plan, index: int) -> dict[str, An
     if plan.ensd and samplers.is_stochastic(plan.sampler):
         params["ENSD"] = plan.ensd
     params.update(plan.extra_params)
+    params["Precision"] = plan.precision  # honest metadata: the fast path changes pixels slightly
     params["Version"] = VERSION_TAG
     return params
 

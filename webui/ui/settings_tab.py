@@ -3,6 +3,7 @@ and persists through the Application (config.json)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import gradio as gr
@@ -30,6 +31,10 @@ def option_component(application, d: OptionDef, value: Any) -> gr.components.Com
     if d.kind is bool:
         return gr.Checkbox(value=bool(value), **common)
     choices = option_choices(application, d)
+    if d.kind is list:
+        if choices is not None:
+            return gr.Dropdown(choices, value=list(value or []), multiselect=True, allow_custom_value=True, **common)
+        return gr.Textbox(value=", ".join(map(str, value or [])), info="comma-separated", **common)
     if choices is not None:
         return gr.Dropdown(choices, value=value, allow_custom_value=value not in choices, **common)
     if d.kind in (int, float):
@@ -40,13 +45,23 @@ def option_component(application, d: OptionDef, value: Any) -> gr.components.Com
                   f"max {d.maximum:g}" if d.maximum is not None else ""]
         info = ", ".join(b for b in bounds if b) or None
         return gr.Number(value=value, precision=0 if d.kind is int else None, info=info, **common)
+    if d.kind is not str:  # a structured option (an extension's): edited as JSON
+        return gr.Textbox(value=json.dumps(value), info="JSON", **common)
     return gr.Textbox(value="" if value is None else str(value), **common)
 
 
 def normalize(d: OptionDef, value: Any) -> Any:
-    """Gradio hands numbers back as floats; give an int option an int when the value is integral."""
+    """The option's own type from the component's value: Gradio hands numbers back as floats, and list or
+    structured options are edited as text."""
     if d.kind is int and isinstance(value, float) and value.is_integer():
         return int(value)
+    if d.kind is list and isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if d.kind not in (str, int, float, bool, list) and isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value  # the service names the option and the expected type
     return value
 
 
