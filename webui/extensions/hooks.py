@@ -85,3 +85,57 @@ def job_hooks(host: ExtensionHost | None, kind: str, alwayson: dict[str, Any]) -
             raise InvalidRequest(f"unknown always-on script {title!r} for {kind}")
         chosen.append((found[0], found[1], named_args(found[1], value)))
     return JobHooks(host=host, kind=kind, scripts=chosen)
+
+
+@dataclass
+class ScriptEntry:
+    """One script as the API lists it (`GET /sdapi/v1/scripts`, `/script-info`, the request checks)."""
+
+    name: str
+    is_alwayson: bool
+    args: list[dict[str, Any]]
+
+
+class ScriptCatalog:
+    """The active extensions' scripts, with their arguments described from `args` and `ui()` (built once)."""
+
+    def __init__(self, host: ExtensionHost):
+        self.host = host
+        self._described: dict[tuple[int, bool], list[dict[str, Any]]] = {}
+
+    def list(self, is_img2img: bool) -> list[ScriptEntry]:
+        kind = "img2img" if is_img2img else "txt2img"
+        return [ScriptEntry(name=s.title, is_alwayson=s.always_on, args=self.describe(rec, s, is_img2img))
+                for rec, s in self.host.scripts(kind)]
+
+    def describe(self, rec: ExtensionRecord, script: Script, is_img2img: bool) -> list[dict[str, Any]]:
+        key = (id(script), is_img2img)
+        if key not in self._described:
+            components = self.host.call(rec, f"{script.title}.ui", script.ui, is_img2img) or {}
+            self._described[key] = describe_args(script, components)
+        return self._described[key]
+
+
+def describe_args(script: Script, components: dict[str, Any]) -> list[dict[str, Any]]:
+    """A1111's script-info args ({label, value, minimum, maximum, step, choices}) plus Easel's `name`, in the
+    declared order; details come from the ui() component of the same name, else from the signature's default."""
+    import inspect
+
+    fn = script.process if script.always_on else script.run
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = {}
+    out = []
+    for name in script.args or tuple(components):
+        comp = components.get(name)
+        default = params[name].default if name in params else None
+        value = getattr(comp, "value", default) if comp is not None else default
+        choices = getattr(comp, "choices", None)
+        if choices is not None:
+            choices = [c[1] if isinstance(c, (tuple, list)) else c for c in choices]
+        out.append({"name": name, "label": getattr(comp, "label", None) or name,
+                    "value": None if value is inspect.Parameter.empty or callable(value) else value,
+                    "minimum": getattr(comp, "minimum", None), "maximum": getattr(comp, "maximum", None),
+                    "step": getattr(comp, "step", None), "choices": choices})
+    return out

@@ -200,4 +200,4 @@ class LoraCatalog:
             fn, section = sha256_file, "hashes"
         if self.hashes is None:
             return fn(entry.path)[:12]
-        return self.hashes.get(section, f"lora/{entry.name}", entry.path, fn)[:12]
+        return self.hashes.get(section, f"lora/{entry.rel}", entry.path, fn)[:12]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 
 from webui.prompts.chunks import CHUNK, Chunk, EmbeddingWords, build_chunks
-from webui.prompts.editing import prompt_schedule
+from webui.prompts.editing import entry_for_step, prompt_schedule
 from webui.prompts.parser import extract_extra_networks, split_and
 
 EMPHASIS_MODES = ("Original", "No norm", "None")
@@ -192,13 +192,8 @@ class Track:
     pooled: list[torch.Tensor | None]
 
     def index(self, step: int) -> int:
-        """A1111's reconstruct_cond_batch: the first entry with step <= end (its sampler counts steps from 0, so
-        `[a:b:5]` keeps `a` through step index 5). Past the last end, the last entry (A1111 falls back to the
-        first; it never gets there)."""
-        for i, end in enumerate(self.ends):
-            if step <= end:
-                return i
-        return len(self.ends) - 1
+        """The entry a 0-based sampler step uses (see editing.entry_for_step)."""
+        return entry_for_step(self.ends, step)
 
 
 @dataclass

@@ -207,3 +207,21 @@ def prompt_schedule(prompt: str, steps: int, hires_steps: int | None = None,
         _text_at(nodes, end, out)
         schedule.append((end, "".join(out)))
     return schedule
+
+
+def entry_for_step(ends: list[int], step: int) -> int:
+    """Which schedule entry a 0-based sampler step uses: A1111's reconstruct_cond_batch picks the first entry with
+    step <= end_step. Its sampler counts from 0 while the ends count from 1, so `[a:b:5]` keeps `a` through step
+    index 5 (six steps) — Easel keeps that, so pasted prompts give A1111's images. Past the last end: the last
+    entry (A1111 would fall back to the first; its samplers never get there)."""
+    for i, end in enumerate(ends):
+        if step <= end:
+            return i
+    return len(ends) - 1
+
+
+def texts_per_step(prompt: str, steps: int, **kw) -> list[str]:
+    """The text each 0-based sampler step conditions on."""
+    schedule = prompt_schedule(prompt, steps, **kw)
+    ends = [e for e, _ in schedule]
+    return [schedule[entry_for_step(ends, s)][1] for s in range(steps)]

@@ -17,10 +17,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from webui.prompts.editing import parse_editing, prompt_schedule
+from webui.prompts.editing import parse_editing, prompt_schedule, texts_per_step
 
-__all__ = ["ExtraNetworkTag", "extract_extra_networks", "parse_attention", "parse_editing", "prompt_schedule",
-           "split_and", "BREAK"]
+__all__ = ["BREAK", "ExtraNetworkTag", "extract_extra_networks", "parse_attention", "parse_editing",
+           "prompt_schedule", "split_and", "texts_per_step"]
 
 BREAK = ("BREAK", -1.0)
 

@@ -34,7 +34,7 @@ def option_component(application, d: OptionDef, value: Any) -> gr.components.Com
     if d.kind is list:
         if choices is not None:
             return gr.Dropdown(choices, value=list(value or []), multiselect=True, allow_custom_value=True, **common)
-        return gr.Textbox(value=", ".join(map(str, value or [])), info="comma-separated", **common)
+        return gr.Textbox(value=shown(d, value, choices), info="comma-separated", **common)
     if choices is not None:
         return gr.Dropdown(choices, value=value, allow_custom_value=value not in choices, **common)
     if d.kind in (int, float):
@@ -46,8 +46,19 @@ def option_component(application, d: OptionDef, value: Any) -> gr.components.Com
         info = ", ".join(b for b in bounds if b) or None
         return gr.Number(value=value, precision=0 if d.kind is int else None, info=info, **common)
     if d.kind is not str:  # a structured option (an extension's): edited as JSON
-        return gr.Textbox(value=json.dumps(value), info="JSON", **common)
-    return gr.Textbox(value="" if value is None else str(value), **common)
+        return gr.Textbox(value=shown(d, value, choices), info="JSON", **common)
+    return gr.Textbox(value=shown(d, value, choices), **common)
+
+
+def shown(d: OptionDef, value: Any, choices: list[str] | None) -> Any:
+    """The value as its component holds it: text for list options without choices and for structured ones."""
+    if d.kind is list and choices is None:
+        return ", ".join(map(str, value or []))
+    if d.kind not in (str, int, float, bool, list):
+        return json.dumps(value)
+    if d.kind is str and value is None:
+        return ""
+    return value
 
 
 def normalize(d: OptionDef, value: Any) -> Any:
@@ -89,7 +100,7 @@ class SettingsTab:
         tab.select(self.values, inputs=None, outputs=self.components)
 
     def values(self) -> list[Any]:
-        return [self.app.options.get(d.key) for d in self.defs]
+        return [shown(d, self.app.options.get(d.key), option_choices(self.app, d)) for d in self.defs]
 
     def changes(self, values: tuple[Any, ...]) -> dict[str, Any]:
         current = self.app.options.all()
