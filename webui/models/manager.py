@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
 
-from webui.errors import ModelLoadError, ModelNotFound
+from webui.errors import ModelNotFound
 from webui.models import loader
 from webui.models.catalog import CheckpointCatalog, CheckpointInfo, VaeInfo, scan_vaes
 from webui.models.device import DevicePolicy
@@ -172,7 +171,3 @@ class ModelManager:
 
     def memory(self) -> dict[str, Any]:
         return {"cached": self.cached_titles(), "device": str(self.policy.device), "policy": self.policy.label}
-
-
-def cpu_threads_default() -> int:
-    return torch.get_num_threads()
