@@ -90,13 +90,20 @@ class Application:
         self.history.close()
 
     def _load_initial(self) -> LoadedModel | None:
-        for query in (self.ns.ckpt, self.options.get("sd_model_checkpoint"), None):
-            if query is None and self.models.active is not None:
-                break
+        """--ckpt, else the last used checkpoint, else the first one that loads (user checkpoints before the demo).
+        A corrupt file is skipped with a warning rather than leaving the app without a model."""
+        infos = self.catalog.list()
+        candidates = [q for q in (self.ns.ckpt, self.options.get("sd_model_checkpoint")) if q]
+        candidates += [i.title for i in infos if not i.is_demo] + [i.title for i in infos if i.is_demo]
+        tried: set[str] = set()
+        for query in candidates:
+            if query in tried:
+                continue
+            tried.add(query)
             try:
-                model = self.models.load(query or None)
+                model = self.models.load(query)
             except EaselError as e:
-                log.warning("could not load %s: %s", query or "the default checkpoint", e.message)
+                log.warning("could not load %s: %s", query, e.message)
                 continue
             self.options.set({"sd_model_checkpoint": model.info.title})
             return model

@@ -92,8 +92,10 @@ def coerce(d: OptionDef, value: Any) -> Any:
             raise TypeError
     except (TypeError, ValueError):
         raise InvalidRequest(f"option {d.key}: expected {d.kind.__name__}, got {value!r}") from None
-    if d.minimum is not None and value < d.minimum or d.maximum is not None and value > d.maximum:
-        raise InvalidRequest(f"option {d.key}: {value} is outside {d.minimum}..{d.maximum}")
+    if d.minimum is not None and value < d.minimum:
+        raise InvalidRequest(f"option {d.key}: {value} is too small (minimum {d.minimum})")
+    if d.maximum is not None and value > d.maximum:
+        raise InvalidRequest(f"option {d.key}: {value} is too large (maximum {d.maximum})")
     if isinstance(d.choices, tuple) and value not in d.choices:
         raise InvalidRequest(f"option {d.key}: {value!r} is not one of {list(d.choices)}")
     return value

@@ -191,3 +191,9 @@ def test_ckpt_flag_accepts_a_title_or_a_path_anywhere(make_app, data_dir, tiny_m
     assert app.options.get("sd_model_checkpoint").startswith("mine.safetensors [")
     app2 = make_app("--nowebui", "--ckpt", "sub/tiny-b")
     assert app2.models.active.info.name == "sub/tiny-b.safetensors"
+
+
+def test_startup_skips_a_corrupt_first_checkpoint(make_app, data_dir):
+    (data_dir / "models" / "Stable-diffusion" / "aaa-broken.safetensors").write_bytes(b"junk")
+    app = make_app("--nowebui")
+    assert app.models.active is not None and app.models.active.info.name != "aaa-broken.safetensors"

@@ -10,10 +10,29 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
 API_VERSION = 1
 EVENTS = ("app_started", "model_loaded", "before_generate", "step_end", "after_image", "image_saved")
+
+
+class ScriptError(Exception):
+    """Raise it from a script or hook to reject its input (bad values, nothing to do): the job fails with this
+    message (a 422 from the API, a visible message in the UI), and the extension stays enabled. Any other exception
+    is a bug: the extension is reported and disabled for the session."""
+
+
+class Runner(Protocol):
+    """What a dropdown script's `run(runner, request, **args)` receives."""
+
+    def generate(self, request: Any) -> Any:
+        """Run one ordinary generation of `request` in this job (hooks, saving and infotext as usual) and return
+        its result: `images`, `infotexts`, `paths`, `info` (A1111's info dict), `interrupted`. Make variants with
+        `request.model_copy(update={...})`; `override_settings` (checkpoint, VAE, clip skip, ...) apply per call."""
+
+    def save_grid(self, image: Any, *, request: Any, infotext: str) -> str | None:
+        """Optional (check with getattr): save a grid image the script made to the grids folder; returns its path,
+        or None when grids are not saved for this job."""
 
 
 @dataclass

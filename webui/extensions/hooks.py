@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, ContextManager
 
 from webui.errors import InvalidRequest
 from webui.extensions.api import ImageContext, Script, StepInfo
@@ -97,10 +97,12 @@ class ScriptEntry:
 
 
 class ScriptCatalog:
-    """The active extensions' scripts, with their arguments described from `args` and `ui()` (built once)."""
+    """The active extensions' scripts, with their arguments described from `args` and `ui()` (built once, inside
+    `ui_context()`: the UI layer passes gradio's Blocks, as layouts can't be built outside one)."""
 
-    def __init__(self, host: ExtensionHost):
+    def __init__(self, host: ExtensionHost, ui_context: Callable[[], ContextManager] | None = None):
         self.host = host
+        self.ui_context = ui_context
         self._described: dict[tuple[int, bool], list[dict[str, Any]]] = {}
 
     def list(self, is_img2img: bool) -> list[ScriptEntry]:
@@ -111,7 +113,10 @@ class ScriptCatalog:
     def describe(self, rec: ExtensionRecord, script: Script, is_img2img: bool) -> list[dict[str, Any]]:
         key = (id(script), is_img2img)
         if key not in self._described:
-            components = self.host.call(rec, f"{script.title}.ui", script.ui, is_img2img) or {}
+            components: dict[str, Any] = {}
+            if self.ui_context is not None:
+                with self.ui_context():
+                    components = self.host.call(rec, f"{script.title}.ui", script.ui, is_img2img) or {}
             self._described[key] = describe_args(script, components)
         return self._described[key]
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from webui import VERSION
-from webui.extensions.api import API_VERSION, EVENTS, ExtensionHandle, ExtensionSettings, Script
+from webui.errors import EaselError, InvalidRequest
+from webui.extensions.api import API_VERSION, EVENTS, ExtensionHandle, ExtensionSettings, Script, ScriptError
 from webui.settings import OptionDef
 
 log = logging.getLogger("easel.extensions")
@@ -142,11 +143,16 @@ class ExtensionHost:
 
     # --- dispatch ------------------------------------------------------------------------------------------------
     def call(self, rec: ExtensionRecord, what: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
-        """Run one extension callable; if it raises, report it, disable the extension, and return None."""
+        """Run one extension callable; if it raises, report it, disable the extension, and return None. A
+        ScriptError (the extension rejects its input) becomes an InvalidRequest; Easel's own errors pass through."""
         if not rec.active:
             return None
         try:
             return fn(*args, **kwargs)
+        except EaselError:
+            raise  # raised by Easel itself (e.g. runner.generate → InvalidRequest, Interrupted): not the extension's
+        except ScriptError as e:
+            raise InvalidRequest(f"{rec.name}: {e}") from None  # it rejected its input; it stays enabled
         except Exception:
             self._fail(rec, f"{what} raised")
             return None

@@ -1,11 +1,9 @@
-"""Install, update, enable/disable and uninstall extensions with git, and list the available ones from an index.
+"""Install, update, enable/disable and uninstall extensions with git; the available ones from an index JSON.
 
-Installs clone into a temp folder beside the extensions dir, install the manifest's `requires` with this
-interpreter's pip, and only then rename the folder into place, so a failed clone or install leaves nothing behind.
-Everything that changes what code runs is refused (403) when the server is reachable from the network, unless
---enable-insecure-extension-access is given. Changes take effect at the next start ("Apply and restart"); disabling
-stops an extension's hooks, scripts and routes at once.
-"""
+An install clones into a temp folder inside the extensions dir, installs the manifest's `requires` with this
+interpreter's pip, and only then renames the folder into place: a failed clone or install leaves nothing behind.
+What changes the code that runs is refused (403) when the server is reachable from the network, unless
+--enable-insecure-extension-access. New code loads at the next start; disabling stops hooks and routes at once."""
 
 from __future__ import annotations
 
@@ -21,7 +19,7 @@ import time
 import tomllib
 import urllib.parse
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +34,7 @@ PIP_TIMEOUT = 1800
 
 
 class ExtensionInstallError(EaselError):
-    """A clone, update or requirements install failed (the message says which and why)."""
-
-    status = 400
+    status = 400  # a clone, update or requirements install failed; the message says which and why
 
 
 class AlreadyInstalled(EaselError):
@@ -46,9 +42,7 @@ class AlreadyInstalled(EaselError):
 
 
 class IndexUnavailable(EaselError):
-    """The extension index can't be read: not set, unreachable, or not JSON."""
-
-    status = 502
+    status = 502  # the extension index is not set, unreachable, or not JSON
 
 
 @dataclass
@@ -67,39 +61,38 @@ class ExtensionInfo:
     description: str
     path: str
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+
+def _run(cmd: list[str], what: str, timeout: int, **kw: Any) -> str:
+    """Run a command; a failure raises ExtensionInstallError with the tool's own last message."""
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+    except FileNotFoundError:
+        raise ExtensionInstallError(f"{cmd[0]} is not installed: it is needed to manage extensions") from None
+    except subprocess.TimeoutExpired:
+        raise ExtensionInstallError(f"{what} timed out after {timeout} s") from None
+    if proc.returncode:
+        lines = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if ln.strip()]
+        raise ExtensionInstallError(f"{what} failed: {lines[-1] if lines else f'exit {proc.returncode}'}")
+    return proc.stdout.strip()
 
 
 def git(*args: str, cwd: Path | None = None, timeout: int = GIT_TIMEOUT) -> str:
-    """Run git without prompts (no terminal, no askpass); a failure raises with git's own last message."""
+    """git without prompts (no terminal, no askpass) and without the ext:: transport."""
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "echo", "LC_ALL": "C"}
-    cmd = ["git", "-c", "protocol.ext.allow=never", *args]
-    try:
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
-    except FileNotFoundError:
-        raise ExtensionInstallError("git is not installed: install git to manage extensions") from None
-    except subprocess.TimeoutExpired:
-        raise ExtensionInstallError(f"git {args[0]} timed out after {timeout} s") from None
-    if proc.returncode:
-        lines = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if ln.strip()]
-        raise ExtensionInstallError(f"git {args[0]} failed: {lines[-1] if lines else f'exit {proc.returncode}'}")
-    return proc.stdout.strip()
+    return _run(["git", "-c", "protocol.ext.allow=never", *args], f"git {args[0]}", timeout, cwd=cwd, env=env)
 
 
 def _try_git(*args: str, cwd: Path) -> str | None:
     try:
         return git(*args, cwd=cwd, timeout=30) or None
     except ExtensionInstallError:
-        return None
+        return None  # not a checkout, no remote, ...
 
 
 def public_url(url: str | None) -> str | None:
     """A remote without credentials (https://user:token@host/... → https://host/...)."""
-    if not url or "://" not in url:
-        return url
-    parts = urllib.parse.urlsplit(url)
-    if "@" not in parts.netloc:
+    parts = urllib.parse.urlsplit(url) if url and "://" in url else None
+    if parts is None or "@" not in parts.netloc:
         return url
     return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
@@ -121,17 +114,15 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 def requirements(manifest: dict[str, Any]) -> list[str]:
     reqs = manifest.get("requires") or []
     reqs = [reqs] if isinstance(reqs, str) else reqs
-    if not isinstance(reqs, list) or not all(isinstance(r, str) and r.strip() for r in reqs):
-        raise ExtensionInstallError("extension.toml: `requires` must be a list of pip requirement strings")
-    bad = [r for r in reqs if r.strip().startswith("-")]
-    if bad:
-        raise ExtensionInstallError(f"extension.toml: `requires` may hold requirements only, not pip options: {bad}")
+    if not isinstance(reqs, list) or not all(isinstance(r, str) and r.strip() and not r.strip().startswith("-")
+                                             for r in reqs):
+        raise ExtensionInstallError("extension.toml: `requires` must be a list of pip requirements (no pip options)")
     return [r.strip() for r in reqs]
 
 
 def folder_name_for(url: str) -> str:
-    tail = url.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
-    return tail[:-4] if tail.endswith(".git") else tail
+    tail = url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+    return tail.removesuffix(".git")
 
 
 class ExtensionManager:
@@ -156,48 +147,35 @@ class ExtensionManager:
         return None
 
     def _guard(self) -> None:
-        reason = self.locked_reason
-        if reason:
-            raise Forbidden(reason)
+        if self.locked_reason:
+            raise Forbidden(self.locked_reason)
 
     # --- listing -------------------------------------------------------------------------------------------------
     def record(self, name: str) -> ExtensionRecord:
-        rec = self.host.records.get(name)
-        if rec is None:
+        if name not in self.host.records:
             raise NotFound(f"no extension named {name!r}; installed: {sorted(self.host.records)}")
-        return rec
+        return self.host.records[name]
 
     def _disabled(self) -> list[str]:
         return list(self.app.options.get("disabled_extensions") or [])
 
     def _flag_off(self, rec: ExtensionRecord) -> str | None:
-        if self.host.disable_all:
-            return "--disable-all-extensions"
-        if self.host.disable_extra and not rec.builtin:
-            return "--disable-extra-extensions"
-        return None
+        return ("--disable-all-extensions" if self.host.disable_all else
+                "--disable-extra-extensions" if self.host.disable_extra and not rec.builtin else None)
 
     def info(self, rec: ExtensionRecord) -> ExtensionInfo:
-        wanted = rec.name not in self._disabled()
         flag = self._flag_off(rec)
-        if rec.error:
-            status = "error"
-        elif flag:
-            status = f"off: {flag}"
-        elif not rec.enabled:
-            status = "disabled"
-        elif rec.handle is None:
-            status = "restart to load"
-        else:
-            status = "ok"
-        is_git = (rec.path / ".git").exists()
-        commit = _try_git("log", "-1", "--format=%H %ct", cwd=rec.path) if is_git else None
-        sha, _, date = (commit or "").partition(" ")
-        branch = _try_git("rev-parse", "--abbrev-ref", "HEAD", cwd=rec.path) if is_git else None
-        remote = _try_git("config", "--get", "remote.origin.url", cwd=rec.path) if is_git else None
-        return ExtensionInfo(name=rec.name, version=rec.version, enabled=wanted, builtin=rec.builtin,
+        status = ("error" if rec.error else f"off: {flag}" if flag else "disabled" if not rec.enabled
+                  else "restart to load" if rec.handle is None else "ok")
+        sha = date = branch = remote = None
+        if (rec.path / ".git").exists():
+            sha, _, date = (_try_git("log", "-1", "--format=%H %ct", cwd=rec.path) or "").partition(" ")
+            branch = _try_git("rev-parse", "--abbrev-ref", "HEAD", cwd=rec.path)
+            remote = _try_git("config", "--get", "remote.origin.url", cwd=rec.path)
+        return ExtensionInfo(name=rec.name, version=rec.version, enabled=rec.name not in self._disabled(),
+                             builtin=rec.builtin,
                              remote=public_url(remote), branch=None if branch == "HEAD" else branch,
-                             commit_hash=sha or None, commit_date=int(date) if date.isdigit() else None,
+                             commit_hash=sha or None, commit_date=int(date) if date and date.isdigit() else None,
                              status=status, error=rec.error, update=self.updates.get(rec.name),
                              description=str(rec.manifest.get("description", "")), path=str(rec.path))
 
@@ -205,41 +183,26 @@ class ExtensionManager:
         return [self.info(rec) for rec in list(self.host.records.values())]
 
     # --- install -------------------------------------------------------------------------------------------------
-    def _source(self, url: str) -> str:
-        url = (url or "").strip()
-        if not url:
-            raise InvalidRequest("url is empty: give a git URL, a local path or a file:// URL")
-        if url.startswith("-") or "::" in url:
-            raise InvalidRequest(f"not a git URL or path: {url!r}")
-        if "://" not in url and not re.match(r"^[\w.-]+@[\w.-]+:", url):  # not a URL nor scp-like: a local path
-            path = Path(url).expanduser()
-            if not path.is_dir():
-                raise InvalidRequest(f"no such folder: {url}")
-            return str(path.resolve())
-        return url
-
     def _pip(self, reqs: list[str]) -> None:
-        if not reqs:
-            return
-        cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", *self.pip_args, *reqs]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            raise ExtensionInstallError(f"installing requirements {reqs} timed out") from None
-        if proc.returncode:
-            lines = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if ln.strip()]
-            raise ExtensionInstallError(f"installing requirements {reqs} failed: "
-                                        f"{lines[-1] if lines else f'pip exit {proc.returncode}'}")
+        """Install requirements into this interpreter's environment (the venv Easel runs in)."""
+        if reqs:
+            _run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", *self.pip_args, *reqs],
+                 f"installing requirements {reqs}", PIP_TIMEOUT)
 
     def install(self, url: str, *, branch: str | None = None, name: str | None = None) -> ExtensionInfo:
-        """Clone `url` (optionally `branch`) into the extensions dir as `name`, then install its requirements. It
-        loads at the next start."""
+        """Clone `url` (a git URL, a local path or a file:// URL; optionally `branch`) into the extensions dir as
+        `name`, then install its requirements. It loads at the next start."""
         self._guard()
-        source = self._source(url)
+        source, branch = (url or "").strip(), (branch or "").strip() or None
+        if not source or source.startswith("-") or "::" in source:
+            raise InvalidRequest(f"not a git URL or path: {source!r}")
+        if "://" not in source and not re.match(r"^[\w.-]+@[\w.-]+:", source):  # neither a URL nor user@host:path
+            if not Path(source).expanduser().is_dir():
+                raise InvalidRequest(f"no such folder: {source}")
+            source = str(Path(source).expanduser().resolve())
         folder = (name or "").strip() or folder_name_for(source)
         if not NAME_RE.match(folder):
             raise InvalidRequest(f"bad folder name {folder!r}: use letters, digits, '.', '_' and '-'")
-        branch = (branch or "").strip() or None
         if branch and (branch.startswith("-") or not re.match(r"^[\w./-]+$", branch)):
             raise InvalidRequest(f"bad branch name {branch!r}")
         with self._lock:
@@ -249,45 +212,31 @@ class ExtensionManager:
                 raise AlreadyInstalled(f"{target} already exists: uninstall it first, or pick another folder name")
             tmp = Path(tempfile.mkdtemp(prefix=f".installing-{folder}-", dir=self.dir))
             try:
-                checkout = tmp / folder
-                git("clone", *(["--branch", branch] if branch else []), "--", source, str(checkout))
-                manifest = read_manifest(checkout)
-                ext_name = str(manifest.get("name") or folder)
-                if ext_name in self.host.records:
-                    raise AlreadyInstalled(f"an extension named {ext_name!r} is already installed "
-                                           f"({self.host.records[ext_name].path})")
+                git("clone", *(["--branch", branch] if branch else []), "--", source, str(tmp / folder))
+                manifest = read_manifest(tmp / folder)
+                if str(manifest.get("name") or folder) in self.host.records:
+                    raise AlreadyInstalled(f"an extension named {manifest.get('name') or folder!r} is installed")
                 self._pip(requirements(manifest))
-                if target.exists():
-                    raise AlreadyInstalled(f"{target} appeared while installing")
-                os.rename(checkout, target)
+                os.rename(tmp / folder, target)  # (fails if `target` appeared meanwhile and is not empty)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             self.host.discover()  # listed now ("restart to load"); it runs from the next start
-            rec = next((r for r in self.host.records.values() if r.path == target), None)
-            return self.info(rec) if rec else self.info(self.record(ext_name))
+            return self.info(next(r for r in self.host.records.values() if r.path == target))
 
     # --- updates -------------------------------------------------------------------------------------------------
     def _git_extension(self, name: str) -> ExtensionRecord:
-        rec = self.record(name)
-        if not (rec.path / ".git").exists():
-            raise InvalidRequest(f"{name} is not a git checkout" + (" (it is built in)" if rec.builtin else ""))
-        return rec
+        if not (self.record(name).path / ".git").exists():
+            raise InvalidRequest(f"{name} is not a git checkout" + (" (built in)" if self.record(name).builtin else ""))
+        return self.record(name)
 
     def check_update(self, name: str) -> str:
         rec = self._git_extension(name)
         try:
             git("fetch", "--quiet", cwd=rec.path)
-            if _try_git("rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{u}", cwd=rec.path) is None:
-                status = "no upstream branch to compare with"
-            else:
-                behind = int(git("rev-list", "--count", "HEAD..@{u}", cwd=rec.path))
-                ahead = int(git("rev-list", "--count", "@{u}..HEAD", cwd=rec.path))
-                if behind and ahead:
-                    status = f"diverged ({ahead} local, {behind} new commits): can't fast-forward"
-                elif behind:
-                    status = f"update available ({behind} new commit{'s' if behind > 1 else ''})"
-                else:
-                    status = "up to date"
+            behind, _, ahead = git("rev-list", "--left-right", "--count", "@{u}...HEAD", cwd=rec.path).partition("\t")
+            behind, ahead = int(behind), int(ahead)
+            status = (f"diverged ({ahead} local, {behind} new commits): can't fast-forward" if behind and ahead
+                      else f"update available ({behind} new commits)" if behind else "up to date")
         except ExtensionInstallError as e:
             status = f"check failed: {e.message}"
         self.updates[name] = status
@@ -308,11 +257,9 @@ class ExtensionManager:
             try:
                 git("merge", "--ff-only", "@{u}", cwd=rec.path)
             except ExtensionInstallError as e:
-                raise ExtensionInstallError(f"{name} can't be fast-forwarded (local changes or commits?): "
-                                            f"{e.message}") from None
+                raise ExtensionInstallError(f"{name} can't be fast-forwarded (local changes?): {e.message}") from None
             try:
-                manifest = read_manifest(rec.path)
-                self._pip(requirements(manifest))
+                self._pip(requirements(read_manifest(rec.path)))
             except ExtensionInstallError:
                 git("reset", "--keep", old, cwd=rec.path)  # back to what was running
                 raise
@@ -335,9 +282,8 @@ class ExtensionManager:
             rec.enabled = False  # its hooks and routes stop now
             del self.host.records[name]
             self.updates.pop(name, None)
-            disabled = self._disabled()
-            if name in disabled:
-                self.app.options.set({"disabled_extensions": [n for n in disabled if n != name]})
+            if name in self._disabled():
+                self.app.options.set({"disabled_extensions": [n for n in self._disabled() if n != name]})
 
     def set_enabled(self, name: str, enabled: bool) -> ExtensionInfo:
         self._guard()
@@ -351,9 +297,8 @@ class ExtensionManager:
         """Persist exactly `names` as the enabled extensions ("Apply and restart")."""
         self._guard()
         names = set(names)
-        unknown = names - set(self.host.records)
-        if unknown:
-            raise NotFound(f"no extension named {sorted(unknown)}")
+        if names - set(self.host.records):
+            raise NotFound(f"no extension named {sorted(names - set(self.host.records))}")
         others = [n for n in self._disabled() if n not in self.host.records]  # keep choices for absent ones
         self.app.options.set({"disabled_extensions": others + [n for n in self.host.records if n not in names]})
         for rec in self.host.records.values():
@@ -365,42 +310,39 @@ class ExtensionManager:
         """Entries of the index JSON (A1111's {"extensions": [...]} or a plain list): name, url, description,
         tags, installed."""
         source = (source if source is not None else self.app.options.get("extensions_index_url") or "").strip()
-        if not source:
-            raise IndexUnavailable("No extension index is set: put a URL or a JSON file in Settings → Extensions → "
-                                   "Extension index")
-        try:
-            if re.match(r"^https?://", source):
-                with urllib.request.urlopen(source, timeout=15) as resp:
-                    text = resp.read(16 * 1024 * 1024).decode("utf-8")
-            else:
-                path = urllib.request.url2pathname(source[7:]) if source.startswith("file://") else source
-                text = Path(path).expanduser().read_text(encoding="utf-8")
-            data = json.loads(text)
-        except (OSError, ValueError) as e:
-            raise IndexUnavailable(f"The extension index at {source} can't be reached or read: {e}") from None
-        entries = data.get("extensions") if isinstance(data, dict) else data
-        if not isinstance(entries, list):
-            raise IndexUnavailable(f"The extension index at {source} has no list of extensions")
+        entries = read_index(source)
         installed = {_norm(i.remote) for i in self.list() if i.remote} | set(self.host.records)
-        out = []
-        for e in entries:
-            if isinstance(e, dict) and e.get("url"):
-                name = str(e.get("name") or folder_name_for(str(e["url"])))
-                out.append({"name": name, "url": str(e["url"]), "description": str(e.get("description", "")),
-                            "tags": list(e.get("tags") or []),
-                            "installed": _norm(str(e["url"])) in installed or name in installed})
-        return out
+        return [{**e, "installed": _norm(e["url"]) in installed or e["name"] in installed} for e in entries]
+
+
+def read_index(source: str) -> list[dict[str, Any]]:
+    if not source:
+        raise IndexUnavailable("No extension index is set: put a URL or a JSON file in Settings → Extensions → "
+                               "Extension index")
+    try:
+        if re.match(r"^https?://", source):
+            with urllib.request.urlopen(source, timeout=15) as resp:
+                text = resp.read(16 * 1024 * 1024).decode("utf-8")
+        else:
+            path = urllib.request.url2pathname(source[7:]) if source.startswith("file://") else source
+            text = Path(path).expanduser().read_text(encoding="utf-8")
+        data = json.loads(text)
+    except (OSError, ValueError) as e:
+        raise IndexUnavailable(f"The extension index at {source} can't be reached or read: {e}") from None
+    entries = data.get("extensions") if isinstance(data, dict) else data
+    if not isinstance(entries, list):
+        raise IndexUnavailable(f"The extension index at {source} holds no list of extensions")
+    return [{"name": str(e.get("name") or folder_name_for(str(e["url"]))), "url": str(e["url"]),
+             "description": str(e.get("description", "")), "tags": list(e.get("tags") or [])}
+            for e in entries if isinstance(e, dict) and e.get("url")]
 
 
 def _norm(url: str | None) -> str:
-    url = (public_url(url) or "").strip().rstrip("/")
-    return (url[:-4] if url.endswith(".git") else url).lower()
+    return (public_url(url) or "").strip().rstrip("/").removesuffix(".git").lower()
 
 
 def manager_for(application) -> ExtensionManager:
     """The Application's ExtensionManager (made on first use, so the tab and the API share update results)."""
-    manager = getattr(application, "extension_manager", None)
-    if manager is None:
-        manager = ExtensionManager(application)
-        application.extension_manager = manager
-    return manager
+    if getattr(application, "extension_manager", None) is None:
+        application.extension_manager = ExtensionManager(application)
+    return application.extension_manager

@@ -45,12 +45,15 @@ class TextEncoderSpec:
 
 
 def text_encoders(pipe, clip_skip: int = 1) -> list[TextEncoderSpec]:
-    """SD 1.x/2.x: hidden_states[-clip_skip] + final layer norm (A1111's CLIP_stop_at_last_layers).
-    SDXL: both encoders' hidden_states[-2] without the final norm, pooled from text_encoder_2; clip skip is ignored,
-    as in A1111 (its `sdxl_clip_l_skip` is off by default)."""
+    """SD 1.x: hidden_states[-clip_skip] + final layer norm (A1111's CLIP_stop_at_last_layers).
+    SD 2.x (OpenCLIP, recognised by its tokenizer padding with "!" rather than EOS): the encoder's output; A1111
+    ignores clip skip there. SDXL: both encoders' hidden_states[-2] without the final norm, pooled from
+    text_encoder_2; clip skip ignored too (A1111's `sdxl_clip_l_skip` is off by default)."""
     te2 = getattr(pipe, "text_encoder_2", None)
     if te2 is None:
-        layer = -clip_skip if clip_skip > 1 else None
+        tok = pipe.tokenizer
+        open_clip = tok.pad_token_id is not None and tok.pad_token_id != tok.eos_token_id
+        layer = -clip_skip if clip_skip > 1 and not open_clip else None
         return [TextEncoderSpec(pipe.tokenizer, pipe.text_encoder, layer, final_norm=True)]
     specs = []
     if getattr(pipe, "text_encoder", None) is not None:
@@ -67,7 +70,7 @@ def _vectors_for(embeddings: dict | None, specs: list[TextEncoderSpec]) -> list[
     per: list[dict[str, torch.Tensor]] = [{} for _ in specs]
     for word, value in (embeddings or {}).items():
         for i, spec in enumerate(specs):
-            v = value.get(keys[i], value.get(keys[-1])) if isinstance(value, dict) else value
+            v = value.get(keys[i]) if isinstance(value, dict) else value
             if v is None:
                 continue
             v = v.reshape(-1, v.shape[-1])
@@ -173,7 +176,8 @@ class Conditioner:
             else:
                 original = sum(z[key].mean() * counts[key] for key in distinct) / n
                 factor = original / (sum(zw[key].mean() * counts[key] for key in distinct) / n)
-            zw = {key: v * factor for key, v in zw.items()}
+            if torch.isfinite(factor) and factor != 0:  # a mean of exactly 0 would make A1111 return NaNs
+                zw = {key: v * factor for key, v in zw.items()}
         return [zw[c.key()] for c in col]
 
     def empty(self) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -56,6 +56,13 @@ class GuidedConditioning:
         neg = self._rows(self.negative, self.negative.pooled_at(step))
         return None if pos is None else (pos, neg)
 
+    @property
+    def pad_conds(self) -> bool:
+        """Whether the positive and negative differ in length, so `embeds` pads one of them (the lengths are the
+        same at every step). A1111 pads only with its "Pad prompt/negative prompt" option, and then writes
+        "Pad conds: True" into the infotext; by default it runs the two halves as separate UNet passes instead."""
+        return self.positive.at(0).shape[1] != self.negative.at(0).shape[1]
+
     def key(self, step: int) -> tuple:
         return self.positive.key(step), self.negative.key(step)
 

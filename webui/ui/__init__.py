@@ -35,8 +35,8 @@ def build_ui(application) -> gr.Blocks:
                 PngInfoTab(application, txt2img, tabs)
             with gr.Tab("History", id="history", elem_id="tab_history") as history:
                 HistoryTab(application, txt2img, tabs, history)
-            with gr.Tab("Settings", id="settings", elem_id="tab_settings") as settings:
-                SettingsTab(application, settings)
+            with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
+                SettingsTab(application)
         footer = gr.HTML(footer_html(application), elem_id="easel_footer")
         quick.wire(txt2img)
         demo.load(lambda: (*quick.on_load(), footer_html(application)), inputs=None,

@@ -77,7 +77,7 @@ def normalize(d: OptionDef, value: Any) -> Any:
 
 
 class SettingsTab:
-    def __init__(self, application, tab: gr.Tab):
+    def __init__(self, application):
         self.app = application
         opts = application.options
         self.defs = [d for d in opts.defs.values() if d.key not in QUICKSETTINGS]
@@ -96,8 +96,8 @@ class SettingsTab:
                 for d in defs:
                     self.components.append(option_component(application, d, opts.get(d.key)))
         self.apply.click(self.on_apply, inputs=self.components, outputs=[self.result, *self.components])
+        # No reload on tab select: a late answer would overwrite what the user has just typed.
         self.reload.click(self.values, inputs=None, outputs=self.components)
-        tab.select(self.values, inputs=None, outputs=self.components)
 
     def values(self) -> list[Any]:
         return [shown(d, self.app.options.get(d.key), option_choices(self.app, d)) for d in self.defs]

@@ -175,7 +175,7 @@ class Txt2ImgTab:
         texts = list(result.infotexts)
         out[self.gallery] = gr.update(value=images, selected_index=None)
         out[self.results] = {"infotexts": texts, "selected": first}
-        notes = [f"Interrupted: {len(result.infotexts)} image(s) finished."] if result.interrupted else []
+        notes = [f"Interrupted: {len(texts) - first} image(s) finished."] if result.interrupted else []
         notes += list(result.warnings)
         shown = infotext_html(texts[first]) if texts else ""
         out[self.info] = "".join(error_html(n) for n in notes) + shown

@@ -1,0 +1,178 @@
+"""The UI in a real browser: Debian's Chromium driven by Playwright against a live server on the tiny models."""
+
+from __future__ import annotations
+
+import io
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip("the browser tests need Debian's /usr/bin/chromium (apt-get install chromium); "
+                "Playwright's own browser download is never used", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need the playwright package")
+
+from PIL import Image  # noqa: E402
+
+from webui.generation.requests import Txt2ImgRequest  # noqa: E402
+
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+SLOW = 90_000  # ms; generation on a busy 2-core CPU
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    pg = context.new_page()
+    pg.set_default_timeout(30_000)
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    yield pg
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def set_slider(page, elem_id: str, value: int) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def choose(page, elem_id: str, text: str) -> None:
+    page.click(f"#{elem_id} input")
+    page.locator("ul[role=listbox] li", has_text=text).first.click()
+
+
+def wait_text(page, selector: str, text: str, timeout: int = 30_000) -> None:
+    try:
+        page.wait_for_function("([sel, text]) => { const e = document.querySelector(sel);"
+                               " return !!e && (e.value ?? e.innerText).includes(text); }",
+                               arg=[selector, text], timeout=timeout)
+    except sync_api.TimeoutError:
+        shown = page.evaluate("(sel) => { const e = document.querySelector(sel); return e && (e.value ?? e.innerText); }",
+                              selector)
+        raise AssertionError(f"{selector} never showed {text!r}; it shows {shown!r}") from None
+
+
+def generate_via_service(app, **fields):
+    job = app.submit_txt2img(Txt2ImgRequest(**fields), from_api=False)
+    return app.jobs.wait(job, timeout=120)
+
+
+def test_generate_shows_png_with_infotext(live_server, page):
+    srv = live_server()
+    page.goto(srv.url)
+    prompt = "a red circle on a blue background"
+    page.fill("#txt2img_prompt textarea", prompt)
+    set_slider(page, "txt2img_steps", 4)
+    page.click("#txt2img_generate")
+    img = page.wait_for_selector("#txt2img_gallery img", timeout=SLOW)
+    src = img.get_attribute("src")
+    assert src and src.startswith(srv.url)
+    with urllib.request.urlopen(src, timeout=10) as r:
+        png = Image.open(io.BytesIO(r.read()))
+    assert png.format == "PNG"
+    params = png.info.get("parameters", "")
+    assert prompt in params and "Steps: 4" in params
+    info = page.inner_text("#html_info_txt2img")
+    assert prompt in info and "Steps: 4" in info
+    # ♻️ takes the seed of the image shown
+    seed = params.split("Seed: ")[1].split(",")[0]
+    page.click("#txt2img_reuse_seed")
+    wait_text(page, "#txt2img_seed input", seed)
+    page.click("#txt2img_random_seed")
+    wait_text(page, "#txt2img_seed input", "-1")
+
+
+def test_errors_are_visible_and_the_page_keeps_working(data_dir, live_server, page):
+    broken = data_dir / "models" / "Stable-diffusion" / "zz-broken.safetensors"
+    broken.write_bytes(b"this is not a safetensors file" * 4)
+    srv = live_server()
+    before = srv.app.models.active.info.title
+    page.goto(srv.url)
+    wait_text(page, "#setting_sd_model_checkpoint input", before)
+
+    choose(page, "setting_sd_model_checkpoint", "zz-broken")
+    wait_text(page, "#quicksettings_message", "zz-broken")
+    assert page.locator("#quicksettings_message .easel-error").is_visible()
+    wait_text(page, "#setting_sd_model_checkpoint input", before)
+    assert srv.app.models.active.info.title == before
+
+    page.click("#tab_settings-button")
+    page.fill("#setting_max_generation_pixels input", "10")
+    page.click("#settings_submit")
+    wait_text(page, "#settings_result", "max_generation_pixels")
+    assert page.locator("#settings_result .easel-error").is_visible()
+    assert srv.app.options.get("max_generation_pixels") == 2048 * 2048
+
+    # the page still works: a valid setting applies and persists, a valid checkpoint loads
+    page.fill("#setting_max_generation_pixels input", str(2048 * 2048))
+    set_slider(page, "setting_txt2img_default_steps", 9)
+    page.click("#settings_submit")
+    wait_text(page, "#settings_result", "1 setting(s) changed")
+    assert srv.app.options.get("txt2img_default_steps") == 9
+    assert '"txt2img_default_steps": 9' in (data_dir / "config.json").read_text()
+
+    other = next(i.title for i in srv.app.catalog.list() if i.title != before and not i.name.startswith("zz"))
+    choose(page, "setting_sd_model_checkpoint", other.split(" [")[0])
+    page.wait_for_function("() => document.querySelector('#quicksettings_message').innerText.trim() === ''",
+                           timeout=SLOW)  # cleared when the new model has loaded
+    wait_text(page, "#setting_sd_model_checkpoint input", other)
+    assert srv.app.models.active.info.title == other
+
+
+def test_pnginfo_reads_a_png_made_by_the_app_and_sends_it_to_txt2img(live_server, page):
+    srv = live_server()
+    result = generate_via_service(srv.app, prompt="a green triangle, (sharp:1.2)", negative_prompt="blurry",
+                                  steps=2, seed=1234, sampler_name="DPM++ 2M", cfg_scale=5.5)
+    path = result.paths[0]
+    page.goto(srv.url)
+    page.click("#tab_pnginfo-button")
+    page.set_input_files("#pnginfo_image input[type=file]", path)
+    wait_text(page, "#pnginfo_generation_info textarea", "Steps: 2")
+    raw = page.input_value("#pnginfo_generation_info textarea")
+    assert raw.startswith("a green triangle, (sharp:1.2)\nNegative prompt: blurry\n")
+    table = page.inner_text("#pnginfo_table")
+    assert "Sampler" in table and "DPM++ 2M" in table and "1234" in table
+
+    page.click("#pnginfo_send_to_txt2img")
+    page.wait_for_selector("#tab_txt2img", state="visible")
+    wait_text(page, "#txt2img_prompt textarea", "a green triangle, (sharp:1.2)")
+    assert page.input_value("#txt2img_neg_prompt textarea") == "blurry"
+    wait_text(page, "#txt2img_seed input", "1234")
+    assert page.input_value("#txt2img_steps input[type=number]") == "2"
+    assert page.input_value("#txt2img_cfg_scale input[type=number]") == "5.5"
+    assert page.input_value("#txt2img_sampling input") == "DPM++ 2M"
+
+
+def test_history_lists_jobs_searches_and_sends_to_txt2img(live_server, page):
+    srv = live_server()
+    generate_via_service(srv.app, prompt="a yellow square", steps=2, seed=77)
+    generate_via_service(srv.app, prompt="a white circle", steps=3, seed=88)
+    page.goto(srv.url)
+    page.click("#tab_history-button")
+    wait_text(page, "#history_table", "a yellow square")
+    assert "a white circle" in page.inner_text("#history_table")
+    assert page.locator("#history_gallery img").count() >= 2
+
+    page.fill("#history_search textarea, #history_search input", "yellow")
+    page.press("#history_search textarea, #history_search input", "Enter")
+    page.wait_for_function("() => !document.querySelector('#history_table').innerText.includes('a white circle')")
+    page.locator("#history_table [role=gridcell]", has_text="a yellow square").first.click()
+    wait_text(page, "#history_details", "Seed: 77")
+    page.click("#history_send_to_txt2img")
+    page.wait_for_selector("#tab_txt2img", state="visible")
+    wait_text(page, "#txt2img_prompt textarea", "a yellow square")
+    wait_text(page, "#txt2img_seed input", "77")
+    assert page.input_value("#txt2img_steps input[type=number]") == "2"

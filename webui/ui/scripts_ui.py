@@ -1,0 +1,91 @@
+"""The scripts block of the txt2img/img2img tabs: one accordion per always-on script, then A1111's "Script"
+dropdown with the selected script's arguments. `request_fields(*values)` turns the components' values into the
+request's script_name / script_args / alwayson_scripts, every argument by name."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+
+log = logging.getLogger("easel.ui")
+NONE = "None"
+
+
+@dataclass
+class _Slot:
+    title: str
+    always_on: bool
+    names: list[str] = field(default_factory=list)  # argument names, in the order of their components
+
+
+def _elem(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")
+
+
+class ScriptsUI:
+    """Build inside the tab's settings column. Wire `[*tab_inputs, *scripts.components]` as the Generate inputs
+    and give the trailing values to `request_fields`."""
+
+    def __init__(self, application, kind: str):
+        self.app, self.kind = application, kind
+        self.is_img2img = kind == "img2img"
+        host = application.extensions
+        self.slots: list[_Slot] = []
+        self.inputs: list[gr.components.Component] = []
+        self.groups: list[gr.Group] = []
+        chosen = host.scripts(kind) if host is not None else []
+        for rec, script in [(r, s) for r, s in chosen if s.always_on]:
+            with gr.Accordion(script.title, open=False, elem_id=f"{kind}_script_{_elem(script.title)}"):
+                self._add(rec, script)
+        dropdown = [(r, s) for r, s in chosen if not s.always_on]
+        self.titles = [s.title for _, s in dropdown]
+        self.script = gr.Dropdown([NONE, *self.titles], value=NONE, label="Script", elem_id=f"{kind}_script")
+        for rec, script in dropdown:
+            with gr.Group(visible=False, elem_id=f"{kind}_script_{_elem(script.title)}") as group:
+                self._add(rec, script)
+            self.groups.append(group)
+        self.script.change(self.on_select, inputs=[self.script], outputs=self.groups, queue=False)
+
+    def _add(self, rec, script) -> None:
+        components = self.app.extensions.call(rec, f"{script.title}.ui", script.ui, self.is_img2img) or {}
+        slot = _Slot(title=script.title, always_on=script.always_on)
+        for name, component in components.items():
+            if script.args and name not in script.args:
+                log.warning("script %s: ui() component %r is not in its args; it is not sent", script.title, name)
+                continue
+            slot.names.append(name)
+            self.inputs.append(component)
+        self.slots.append(slot)
+
+    @property
+    def components(self) -> list[gr.components.Component]:
+        """What to append to the Generate button's inputs: the dropdown, then every script argument."""
+        return [self.script, *self.inputs]
+
+    def on_select(self, title: str | None):
+        return [gr.update(visible=title == t) for t in self.titles]
+
+    def request_fields(self, title: str | None, *values: Any) -> tuple[str | None, dict[str, Any], dict[str, Any]]:
+        """(script_name, script_args, alwayson_scripts) from the values of `components`, every argument by name.
+        Always-on scripts are always sent (as in A1111's UI); the dropdown script only when one is chosen."""
+        if len(values) != len(self.inputs):
+            raise ValueError(f"expected {len(self.inputs)} script values, got {len(values)}")
+        it = iter(values)
+        chosen = title if title and title != NONE else None
+        script_args: dict[str, Any] = {}
+        alwayson: dict[str, Any] = {}
+        for slot in self.slots:
+            args = {name: next(it) for name in slot.names}
+            if slot.always_on:
+                alwayson[slot.title] = {"args": args}
+            elif slot.title == chosen:
+                script_args = args
+        return chosen, script_args, alwayson
+
+
+def build_scripts_ui(application, kind: str) -> ScriptsUI:
+    """The scripts block for `kind` ("txt2img" or "img2img"), built in the current Blocks context."""
+    return ScriptsUI(application, kind)
