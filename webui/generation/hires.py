@@ -14,7 +14,7 @@ from webui.generation.processing import GenerationServices, Plan
 from webui.generation.requests import Txt2ImgRequest
 from webui.generation.upscalers import LATENT_MODES, find_upscaler, upscale_image, upscale_latents
 from webui.models import samplers
-from webui.prompts.encoder import encode_texts
+from webui.generation.conditioning import prepare
 
 
 @dataclass
@@ -78,7 +78,7 @@ def plan_hires(req: Txt2ImgRequest, plan: Plan, models_dir: Path, max_pixels: in
 
 
 def second_pass(first_pipe, latents: torch.Tensor, seeds: list[int], hp: HiresPlan, plan: Plan, req: Txt2ImgRequest,
-                services: GenerationServices, callback: Callable, models_dir: Path) -> list:
+                services: GenerationServices, callback: Callable, opts, first_cond) -> list:
     """`latents` are the first pass's scaled latents; returns PIL images at the hires size."""
     from webui.generation.img2img import _derived, effective_strength
 
@@ -97,13 +97,17 @@ def second_pass(first_pipe, latents: torch.Tensor, seeds: list[int], hp: HiresPl
         with torch.no_grad():
             decoded = first_pipe.vae.decode(latents / first_pipe.vae.config.scaling_factor).sample
         pil = first_pipe.image_processor.postprocess(decoded, output_type="pil")
-        up = find_upscaler(hp.upscaler, models_dir)
+        up = find_upscaler(hp.upscaler, services.models_dir)
         image = [upscale_image(im, up, hp.width, hp.height) for im in pil]
     n = len(seeds)
-    cond = encode_texts(pipe, [hp.prompt, hp.negative], plan.clip_skip)
+    # The same conditioner (and its cache) when the text encoder is the same; prompt editing follows the hires
+    # pass's own step count, as in A1111.
+    shared = first_cond.conditioner if model is plan.model else None
+    cond = prepare(pipe, hp.prompt, hp.negative, req.steps, plan.clip_skip, opts, hires_steps=hp.steps,
+                   conditioner=shared)
     kwargs: dict[str, Any] = {"eta": plan.eta} if plan.eta is not None else {}
-    return pipe(
-        image=image, prompt_embeds=cond[:1].expand(n, -1, -1), negative_prompt_embeds=cond[1:].expand(n, -1, -1),
-        num_inference_steps=hp.steps, strength=effective_strength(hp.strength, hp.steps), guidance_scale=req.cfg_scale,
-        generator=[torch.Generator("cpu").manual_seed(s) for s in seeds], callback_on_step_end=callback, **kwargs,
+    return cond.run(
+        pipe, n, callback, image=image, num_inference_steps=hp.steps,
+        strength=effective_strength(hp.strength, hp.steps), guidance_scale=req.cfg_scale,
+        generator=[torch.Generator("cpu").manual_seed(s) for s in seeds], **kwargs,
     ).images

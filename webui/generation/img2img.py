@@ -18,7 +18,7 @@ from webui.generation.processing import GenerationServices, make_plan, run_batch
 from webui.generation.requests import GenerationResult, Img2ImgRequest
 from webui.models import samplers
 from webui.models.manager import LoadedModel
-from webui.prompts.encoder import encode_texts
+from webui.generation.conditioning import prepare
 from webui.settings import OptionsView
 
 MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
@@ -77,7 +77,7 @@ def run_img2img(req: Img2ImgRequest, init_images: list[Image.Image], mask: Image
     kind = "inpaint" if (mask is not None or model.probe.inpainting) else "img2img"
     pipe = _derived(model, kind)
     pipe.scheduler = samplers.build_scheduler(model.scheduler_config, plan.sampler, plan.schedule)
-    cond = encode_texts(pipe, [req.prompt, req.negative_prompt], plan.clip_skip)
+    cond = prepare(pipe, req.prompt, req.negative_prompt, req.steps, plan.clip_skip, opts)
     callback = step_callback(control, max(1, int(req.steps * strength)), opts, services.hooks, "img2img")
 
     box = None
@@ -94,10 +94,8 @@ def run_img2img(req: Img2ImgRequest, init_images: list[Image.Image], mask: Image
         seeds = plan.seeds[lo:hi]
         n = len(seeds)
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
-        kwargs: dict[str, Any] = dict(
-            prompt_embeds=cond[:1].expand(n, -1, -1), negative_prompt_embeds=cond[1:].expand(n, -1, -1),
-            num_inference_steps=req.steps, guidance_scale=req.cfg_scale, strength=strength, generator=generators,
-            callback_on_step_end=callback)
+        kwargs: dict[str, Any] = dict(num_inference_steps=req.steps, guidance_scale=req.cfg_scale, strength=strength,
+                                      generator=generators)
         if plan.eta is not None:
             kwargs["eta"] = plan.eta
         image_in: Any = work_image
@@ -106,9 +104,10 @@ def run_img2img(req: Img2ImgRequest, init_images: list[Image.Image], mask: Image
             kwargs["masked_image_latents"] = image_in  # latents in, so the pipeline must not mask pixels itself
         if kind == "inpaint":
             m = work_mask if work_mask is not None else Image.new("L", work_image.size, 255)
-            out = pipe(image=image_in, mask_image=m, height=work_image.height, width=work_image.width, **kwargs)
+            out = cond.run(pipe, n, callback, image=image_in, mask_image=m, height=work_image.height,
+                           width=work_image.width, **kwargs)
         else:
-            out = pipe(image=image_in, **kwargs)
+            out = cond.run(pipe, n, callback, image=image_in, **kwargs)
         return [_paste_back(img, base, blurred, box) for img in out.images]
 
     result = run_batches("img2img", req, plan, services, opts, control, denoise, save=save, save_grid=save_grid,

@@ -12,7 +12,7 @@ from webui.generation.processing import GenerationServices, make_plan, run_batch
 from webui.generation.requests import GenerationResult, Txt2ImgRequest
 from webui.generation.seeds import batch_noise
 from webui.models import samplers
-from webui.prompts.encoder import encode_texts
+from webui.generation.conditioning import prepare
 from webui.settings import OptionsView
 
 
@@ -33,7 +33,8 @@ def run_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: Options
     resize_from = None
     if req.seed_resize_from_w > 0 and req.seed_resize_from_h > 0:
         resize_from = (req.seed_resize_from_h // scale, req.seed_resize_from_w // scale)
-    cond = encode_texts(pipe, [req.prompt, req.negative_prompt], plan.clip_skip)
+    cond = prepare(pipe, req.prompt, req.negative_prompt, req.steps, plan.clip_skip, opts,
+                   hires_steps=req.hr_second_pass_steps or req.steps if req.enable_hr else None)
     callback = step_callback(control, req.steps, opts, services.hooks, "txt2img")
     extra: dict[str, Any] = {"eta": plan.eta} if plan.eta is not None else {}
     if model.probe.inpainting:
@@ -53,14 +54,13 @@ def run_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: Options
         n = len(seeds)
         latents = batch_noise(seeds, plan.subseeds[lo:hi], req.subseed_strength, shape, resize_from)
         generators = [torch.Generator("cpu").manual_seed(s + plan.ensd) for s in seeds]
-        out = pipe(
-            prompt_embeds=cond[:1].expand(n, -1, -1), negative_prompt_embeds=cond[1:].expand(n, -1, -1),
-            num_inference_steps=req.steps, guidance_scale=req.cfg_scale, height=plan.height, width=plan.width,
-            latents=latents.to(pipe.unet.device, pipe.unet.dtype), generator=generators,
-            callback_on_step_end=callback, output_type="latent" if hires else "pil", **extra,
+        out = cond.run(
+            pipe, n, callback, num_inference_steps=req.steps, guidance_scale=req.cfg_scale, height=plan.height,
+            width=plan.width, latents=latents.to(pipe.unet.device, pipe.unet.dtype), generator=generators,
+            output_type="latent" if hires else "pil", **extra,
         ).images
         if hires is None:
             return out
-        return second_pass(pipe, out, seeds, hires, plan, req, services, callback, services.models_dir)
+        return second_pass(pipe, out, seeds, hires, plan, req, services, callback, opts, cond)
 
     return run_batches("txt2img", req, plan, services, opts, control, denoise, save=save, save_grid=save_grid)

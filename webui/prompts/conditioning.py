@@ -96,7 +96,7 @@ class Conditioner:
         self.backtrack = comma_padding_backtrack
         self.vectors = _vectors_for(embeddings, self.specs)
         self.words = EmbeddingWords(self.tokenizer, {w: v.shape[0] for w, v in self.vectors[0].items()})
-        self.used_embeddings: set[str] = set()  # for the infotext's "TI hashes"
+        self.used_embeddings: set[str] = set()  # words met so far, for the infotext's "TI hashes"
         self._chunks: dict[str, tuple[list[Chunk], int]] = {}
         self._raw: list[dict[tuple, tuple[torch.Tensor, torch.Tensor | None]]] = [{} for _ in self.specs]
 
@@ -105,7 +105,9 @@ class Conditioner:
             self._chunks[text] = build_chunks(self.tokenizer, text, words=self.words,
                                               comma_padding_backtrack=self.backtrack,
                                               emphasis=self.emphasis != "None")
-        return self._chunks[text][0]
+        chunks = self._chunks[text][0]
+        self.used_embeddings.update(w for c in chunks for _, w, _ in c.fixes)
+        return chunks
 
     @torch.no_grad()
     def _encode_missing(self, chunks: list[Chunk]) -> None:
@@ -120,7 +122,6 @@ class Conditioner:
                 for row, c in enumerate(todo):
                     ids[row, c.tokens.index(eos) + 1:] = pad
             fixes = [(row, off, vectors[w][:n]) for row, c in enumerate(todo) for off, w, n in c.fixes if w in vectors]
-            self.used_embeddings.update(w for c in todo for _, w, _ in c.fixes)
             handle = None
             if fixes:
                 def splice(_module, _inputs, out):

@@ -1,0 +1,47 @@
+"""Prompts → per-step conditioning for one pipeline call (A1111 syntax, see webui/prompts/), and the call itself.
+
+The schedule reaches diffusers' own denoise loop through `callback_on_step_end`, which hands the loop the next
+step's joined [negative, positive] embeddings when prompt editing or alternation changes them; AND (composable
+diffusion) widens each UNet call with forward hooks (webui/prompts/guidance.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from webui.prompts.conditioning import Conditioner, Schedule, build_schedule
+from webui.prompts.guidance import GuidedConditioning, schedule_steps
+from webui.settings import OptionsView
+
+
+@dataclass
+class PromptConditioning:
+    positive: Schedule
+    negative: Schedule
+    conditioner: Conditioner
+
+    @property
+    def extra_networks(self) -> list:
+        """The `<kind:…>` tags found in the prompt (e.g. LoRAs), already removed from the encoded text."""
+        return [tag for tags in self.positive.extra_networks for tag in tags]
+
+    def run(self, pipe, n: int, callback: Callable, **kwargs: Any):
+        guided = GuidedConditioning(self.positive, self.negative, batch_size=n)
+        with guided.composable(pipe.unet):
+            return pipe(**guided.pipeline_kwargs(), callback_on_step_end=guided.callback(callback), **kwargs)
+
+
+def prepare(pipe, prompt: str, negative: str, steps: int, clip_skip: int, opts: OptionsView, *,
+            embeddings: dict | None = None, hires_steps: int | None = None,
+            conditioner: Conditioner | None = None) -> PromptConditioning:
+    """Encode once per job: each distinct text of the schedule is encoded a single time (the conditioner caches)."""
+    cond = conditioner or Conditioner(pipe, clip_skip, embeddings, emphasis=str(opts.get("emphasis")),
+                                      comma_padding_backtrack=int(opts.get("comma_padding_backtrack")))
+    n_steps = schedule_steps(pipe.scheduler, steps)
+    hires = schedule_steps(pipe.scheduler, hires_steps) if hires_steps else None
+    old = bool(opts.get("use_old_scheduling"))
+    positive = build_schedule(pipe, [prompt], n_steps, conditioner=cond, hires_steps=hires, use_old_scheduling=old)
+    negative_s = build_schedule(pipe, [negative], n_steps, negative=True, conditioner=cond, hires_steps=hires,
+                                use_old_scheduling=old)
+    return PromptConditioning(positive, negative_s, cond)
