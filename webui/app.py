@@ -56,6 +56,12 @@ class Application:
         self.share_url: str | None = None
         self.started = False
 
+    @property
+    def extensions_locked(self) -> bool:
+        from webui.flags import is_network_exposed
+
+        return is_network_exposed(self.ns) and not self.ns.enable_insecure_extension_access
+
     def _extension_host(self) -> ExtensionHost:
         dirs = [(self.paths.repo_dir / "extensions", True)]
         if self.paths.extensions_dir.resolve() != dirs[0][0].resolve():
@@ -120,6 +126,11 @@ class Application:
 
     def set_options(self, changes: dict[str, Any]) -> None:
         changes = dict(changes)
+        if "disabled_extensions" in changes and self.extensions_locked:
+            from webui.errors import Forbidden
+
+            raise Forbidden("enabling or disabling extensions is locked while the server is reachable from the "
+                            "network (--enable-insecure-extension-access unlocks it)")
         clean = self.options.validate(changes)  # type errors first, before anything changes
         title = clean.pop("sd_model_checkpoint", None)
         if title:
@@ -155,7 +166,20 @@ class Application:
             services = dataclasses.replace(self.generation, hooks=hooks)
             r = hooks.before_generate(req) if hooks else req
             do_save = save and bool(view.get("samples_save"))
-            runner = ScriptRunner(lambda rq: run(rq, services, view, job.control, do_save, save_grid))
+            def generate(rq):
+                # a script's cell may bring its own overrides (checkpoint, VAE, clip skip …) on top of the request's
+                v = view if rq.override_settings == req.override_settings else \
+                    self.options.view({**req.override_settings, **rq.override_settings})
+                return run(rq, services, v, job.control, do_save, save_grid)
+
+            def save_script_grid(image, *, request, infotext):
+                if not (save_grid and view.get("grid_save")):
+                    return None
+                model = self.models.active
+                return str(self.outputs.save_image(image, kind=kind, seed=request.seed, prompt=request.prompt,
+                                                   infotext=infotext, grid=True,
+                                                   model_name=model.info.infotext_name if model else ""))
+            runner = ScriptRunner(generate, save_grid=save_script_grid)
             result = None
             if script is not None:
                 rec, s, args = script
@@ -231,10 +255,13 @@ class Application:
 
 
 class ScriptRunner:
-    """What a dropdown script's run() receives: `generate(request)` runs one ordinary generation in this job."""
+    """What a dropdown script's run() receives: `generate(request)` runs one ordinary generation in this job, and
+    `save_grid(image, request=, infotext=)` saves a grid the script made (when grids are saved)."""
 
-    def __init__(self, generate):
+    def __init__(self, generate, save_grid=None):
         self.generate = generate
+        if save_grid is not None:
+            self.save_grid = save_grid
 
 
 def _summarize(job: Job) -> dict[str, Any] | None:

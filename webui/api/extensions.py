@@ -138,13 +138,13 @@ def build_extensions_router(application) -> APIRouter:
     @r.get("/sdapi/v1/scripts", response_model=ScriptsResponse)
     def scripts() -> ScriptsResponse:
         catalog = script_catalog(application)
-        return ScriptsResponse(**{kind: [s.name for s in catalog.list(kind == "img2img")]
-                                  for kind in ("txt2img", "img2img")})
+        return ScriptsResponse(**{kind: [s.name.lower() for s in catalog.list(kind == "img2img")]
+                                  for kind in ("txt2img", "img2img")})  # A1111 lists lower-cased titles
 
     @r.get("/sdapi/v1/script-info", response_model=list[ScriptInfoItem])
     def script_info() -> list[ScriptInfoItem]:
         catalog = script_catalog(application)
-        return [ScriptInfoItem(name=s.name, is_alwayson=s.is_alwayson, is_img2img=is_img2img,
+        return [ScriptInfoItem(name=s.name.lower(), is_alwayson=s.is_alwayson, is_img2img=is_img2img,
                                args=[ScriptArgItem(**a) for a in s.args])
                 for is_img2img in (False, True) for s in catalog.list(is_img2img)]
 
@@ -158,7 +158,6 @@ def _route_class(host, rec) -> type[APIRoute]:
     class ExtensionRoute(APIRoute):
         def get_route_handler(self):
             handler = super().get_route_handler()
-            path = self.path
 
             async def guarded(request: Request):
                 if not rec.active:
@@ -169,7 +168,7 @@ def _route_class(host, rec) -> type[APIRoute]:
                 except (StarletteHTTPException, RequestValidationError, EaselError):
                     raise  # the extension's deliberate answers, and bad input: the usual error bodies
                 except Exception as e:
-                    host.report(rec, f"route {path} raised")
+                    host.report(rec, f"route {request.url.path} raised")
                     return JSONResponse(error_body(type(e).__name__, f"extension {rec.name}: {e}"), status_code=500)
             return guarded
 

@@ -76,7 +76,8 @@ class Script:
     Always-on scripts get `process(request, **args)` (may return a changed request) and
     `postprocess_image(image, ctx, **args)` (may return a new image). A dropdown script (always_on = False)
     implements `run(runner, request, **args)`, which replaces the normal generation: `runner.generate(request)`
-    runs one ordinary generation and returns its result (images, infotexts, info).
+    runs one ordinary generation and returns its result (images, infotexts, info); see `Runner`. Give every argument
+    a default (clients may send only some), and raise `ScriptError` to reject bad input.
     """
 
     title: str = "script"

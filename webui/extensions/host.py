@@ -124,7 +124,7 @@ class ExtensionHost:
 
     # --- what extensions registered ------------------------------------------------------------------------------
     def active(self) -> list[ExtensionRecord]:
-        return [r for r in self.records.values() if r.active]
+        return [r for r in list(self.records.values()) if r.active]  # a copy: installs/uninstalls may run meanwhile
 
     def routes(self) -> list[tuple[str, str, Callable, tuple[str, ...]]]:
         return [(r.name, path, fn, methods) for r in self.active() for path, fn, methods in r.handle.routes]

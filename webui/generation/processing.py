@@ -52,6 +52,7 @@ class Plan:
 def make_plan(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsView,
               size: tuple[int, int] | None = None) -> Plan:
     model = services.manager.load(opts.get("sd_model_checkpoint") or None)
+    services.manager.apply_vae(model, str(opts.get("sd_vae") or "Automatic"))  # a request may override sd_vae
     sampler, schedule = samplers.resolve(req.sampler, req.scheduler, default_sampler=opts.get("txt2img_default_sampler"))
     native = model.native_size
     width, height = size or (req.width or native, req.height or native)

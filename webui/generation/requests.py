@@ -62,7 +62,7 @@ class Txt2ImgRequest(BaseModel):
     hr_negative_prompt: str = ""
     force_task_id: Optional[str] = None
     script_name: Optional[str] = None
-    script_args: list[Any] = Field(default_factory=list)
+    script_args: list[Any] | dict[str, Any] = Field(default_factory=list)  # a dict: arguments by name
     send_images: bool = True
     save_images: bool = False
     alwayson_scripts: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,311 @@
+"""X/Y/Z plot (A1111's script, on Easel's public extension API only).
+
+Up to three axes, each a parameter and its values: a comma list (`5, 10, 20`; quote values that hold commas) or
+ranges `1-5`, `1-10 (+2)`, `10-1 (-3)`, `0.5-1.5 [5]` (five values, evenly spaced). One ordinary generation runs per
+cell; the result is a labelled grid, then every cell image with its own infotext.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from webui.extensions.api import Script, ScriptError
+
+NUM = r"[+-]?\s*\d+(?:\.\d*)?"
+RANGE = re.compile(rf"^\s*({NUM})\s*-\s*({NUM})\s*(?:\(\s*({NUM})\s*\)|\[\s*(\d+)\s*\])?\s*$")
+LORA = re.compile(r"<lora:([^:>]+)((?::[^>]*)?)>")
+
+
+def split_values(text: Any) -> list[str]:
+    rows = csv.reader(io.StringIO(str(text or "")), skipinitialspace=True)
+    return [v.strip() for row in rows for v in row if v.strip()]
+
+
+def expand_numbers(items: list[str], kind: type) -> list[Any]:
+    """Numbers and ranges → the list of values (`1-10 [5]` truncates to ints for int axes, as A1111)."""
+    out: list[Any] = []
+    for item in items:
+        m = RANGE.match(item)
+        try:
+            if not m:
+                out.append(kind(item))
+                continue
+            start, end = float(m[1].replace(" ", "")), float(m[2].replace(" ", ""))
+            if m[4]:
+                n = int(m[4])
+                values = [start + (end - start) * i / (n - 1) for i in range(n)] if n > 1 else [start]
+            else:
+                step = float(m[3].replace(" ", "")) if m[3] else (1.0 if end >= start else -1.0)
+                if step == 0 or (end - start) * step < 0:
+                    raise ScriptError(f"range {item!r}: the step {step:g} never reaches {end:g}")
+                values = [start + step * i for i in range(int((end - start) / step + 1e-9) + 1)]
+        except ValueError:
+            raise ScriptError(f"{item!r} is not a {kind.__name__} or a range") from None
+        out += [int(v) if kind is int else round(v, 8) for v in values]
+    return out
+
+
+def _size(item: str) -> tuple[int, int]:
+    w, _, h = item.lower().partition("x")
+    try:
+        return int(w), int(h or w)
+    except ValueError:
+        raise ScriptError(f"size {item!r}: write WIDTHxHEIGHT, e.g. 512x768") from None
+
+
+def _field(name: str) -> Callable:
+    return lambda req, v, values: {name: v}
+
+
+def _option(key: str) -> Callable:
+    return lambda req, v, values: {"override_settings": {**req.override_settings, key: v}}
+
+
+def _prompt_sr(req: Any, v: str, values: list) -> dict:
+    return {"prompt": req.prompt.replace(values[0], v), "negative_prompt": req.negative_prompt.replace(values[0], v)}
+
+
+def _lora_weight(req: Any, v: str, values: list) -> dict:
+    """`0.5` sets the weight of every <lora:…> tag in the prompt; `name:0.5` only that LoRA's."""
+    name, _, weight = v.rpartition(":")
+    try:
+        float(weight)
+    except ValueError:
+        raise ScriptError(f"LoRA weight {v!r}: write a number, or name:number") from None
+    hits = []
+
+    def sub(m: re.Match) -> str:
+        if name and m[1] != name:
+            return m[0]
+        hits.append(m[1])
+        return f"<lora:{m[1]}:{weight}>"
+
+    prompt = LORA.sub(sub, req.prompt)
+    if not hits:
+        raise ScriptError(f"LoRA weight {v!r}: the prompt has no <lora:{name or 'name'}:…> tag to change")
+    return {"prompt": prompt}
+
+
+@dataclass(frozen=True)
+class Axis:
+    label: str
+    kind: Any  # int, float, str, "size", "lora"
+    apply: Callable[[Any, Any, list], dict] | None  # (request, value, all values) → changed request fields
+    named: bool = True  # cells labelled "Label: value" (else the value alone)
+
+
+AXES = (
+    Axis("Nothing", str, None), Axis("Seed", int, _field("seed")), Axis("Steps", int, _field("steps")),
+    Axis("CFG Scale", float, _field("cfg_scale")), Axis("Sampler", str, _field("sampler_name")),
+    Axis("Schedule type", str, _field("scheduler")),
+    Axis("Checkpoint name", str, _option("sd_model_checkpoint"), named=False),
+    Axis("Prompt S/R", str, _prompt_sr, named=False), Axis("LoRA weight", "lora", _lora_weight),
+    Axis("Denoising", float, _field("denoising_strength")), Axis("Size", "size", lambda r, v, vs: {
+        "width": v[0], "height": v[1]}), Axis("Clip skip", int, _option("CLIP_stop_at_last_layers")),
+    Axis("VAE", str, _option("sd_vae"), named=False),
+)
+
+
+def find_axis(value: Any) -> Axis:
+    if value in (None, "", "None"):
+        return AXES[0]
+    if isinstance(value, (int, float)):  # A1111 clients send an index into A1111's own list: refuse, don't guess
+        raise ScriptError(f"axis types go by name, not by number ({value!r}): one of "
+                          f"{', '.join(a.label for a in AXES)}")
+    for axis in AXES:
+        if axis.label.lower() == str(value).strip().lower():
+            return axis
+    raise ScriptError(f"unknown axis type {value!r}; types: {', '.join(a.label for a in AXES)}")
+
+
+def axis_values(axis: Axis, text: Any, request: Any, keep_random_seeds: bool) -> list[Any]:
+    if axis.apply is None:
+        return [None]
+    items = split_values(text)
+    if not items:
+        raise ScriptError(f"{axis.label}: no values given")
+    if axis.kind in (int, float):
+        values = expand_numbers(items, axis.kind)
+    elif axis.kind == "size":
+        values = [_size(i) for i in items]
+    elif axis.kind == "lora" and not any(":" in i for i in items):
+        values = [f"{v:g}" for v in expand_numbers(items, float)]
+    else:
+        values = items
+    if axis.label == "Seed" and not keep_random_seeds:
+        values = [random.randrange(4294967294) if v == -1 else v for v in values]
+    if axis.label == "Prompt S/R" and values[0] not in request.prompt and values[0] not in request.negative_prompt:
+        raise ScriptError(f"Prompt S/R: {values[0]!r} is not in the prompt or the negative prompt")
+    return values
+
+
+def cell_label(axis: Axis, value: Any) -> str:
+    if axis.apply is None:
+        return ""
+    text = (f"{value[0]}x{value[1]}" if axis.kind == "size" else f"{value:g}" if isinstance(value, float)
+            else str(value))
+    return f"{axis.label}: {text}" if axis.named else text
+
+
+def variant(request: Any, fields: dict[str, Any], where: str) -> Any:
+    """A validated copy of the request with `fields` changed; a bad value is a ScriptError naming it."""
+    try:
+        return type(request).model_validate({**request.model_dump(), **fields})
+    except ValueError as e:  # pydantic's ValidationError is a ValueError
+        errors = e.errors() if hasattr(e, "errors") else [{"loc": (), "msg": str(e)}]
+        raise ScriptError(f"{where}: " + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}"
+                                                   for x in errors)) from None
+
+
+# --- the grid image --------------------------------------------------------------------------------------------
+
+def _font(size: int) -> Any:
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _wrap(draw: Any, text: str, font: Any, width: int) -> list[str]:
+    lines, line = [], ""
+    for word in text.split(" "):
+        trial = f"{line} {word}".strip()
+        if line and draw.textlength(trial, font=font) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = trial
+    return [*lines, line] if text else []
+
+
+def draw_grid(cells: list[list[list[Any]]], labels: tuple[list[str], list[str], list[str]], legend: bool,
+              margin: int) -> tuple[Any, list[Any], dict[str, int]]:
+    """cells[z][y][x] (None: not generated) → (the grid, one grid per z, layout {left, top, width, height})."""
+    from PIL import Image, ImageDraw
+
+    xs, ys, zs = (lbls if legend else [""] * len(lbls) for lbls in labels)
+    present = [im for plane in cells for row in plane for im in row if im is not None]
+    w, h = max(im.width for im in present), max(im.height for im in present)
+    font = _font(max(10, min(w, h) // 8))
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    line_h = probe.textbbox((0, 0), "Ag", font=font)[3] + 2
+    pad = max(2, line_h // 3)
+    col_lines = [_wrap(probe, t, font, max(w - 2 * pad, 16)) for t in xs]
+    row_lines = [_wrap(probe, t, font, max(w, 128)) for t in ys]
+    z_lines = [_wrap(probe, t, font, len(xs) * w) for t in zs]
+    top = max(map(len, col_lines)) * line_h + 2 * pad if any(xs) else 0
+    left = max((probe.textlength(ln, font=font) for lines in row_lines for ln in lines), default=0)
+    left = int(left) + 2 * pad if any(ys) else 0
+    z_top = max(map(len, z_lines)) * line_h + 2 * pad if any(zs) else 0
+    sub_size = (left + len(xs) * (w + margin) - margin, z_top + top + len(ys) * (h + margin) - margin)
+
+    def text_block(draw: Any, lines: list[str], x: int, y: int, width: int, height: int) -> None:
+        y0 = y + (height - len(lines) * line_h) // 2
+        for i, line in enumerate(lines):
+            draw.text((x + (width - draw.textlength(line, font=font)) / 2, y0 + i * line_h), line, fill="black",
+                      font=font)
+
+    subs = []
+    for zi, plane in enumerate(cells):
+        sub = Image.new("RGB", sub_size, "white")
+        draw = ImageDraw.Draw(sub)
+        text_block(draw, z_lines[zi], 0, 0, sub_size[0], z_top)
+        for xi in range(len(xs)):
+            text_block(draw, col_lines[xi], left + xi * (w + margin), z_top, w, top)
+        for yi, row in enumerate(plane):
+            y = z_top + top + yi * (h + margin)
+            text_block(draw, row_lines[yi], 0, y, left, h)
+            for xi, im in enumerate(row):
+                if im is not None:
+                    sub.paste(im.convert("RGB"), (left + xi * (w + margin), y))
+        subs.append(sub)
+    gap = max(margin, 2 * pad) if len(subs) > 1 else 0
+    grid = Image.new("RGB", (len(subs) * (sub_size[0] + gap) - gap, sub_size[1]), "white")
+    for i, sub in enumerate(subs):
+        grid.paste(sub, (i * (sub_size[0] + gap), 0))
+    return grid, subs, {"left": left, "top": z_top + top, "width": w, "height": h, "z_gap": gap}
+
+
+# --- the script ------------------------------------------------------------------------------------------------
+
+class XYZPlot(Script):
+    title = "X/Y/Z plot"
+    visibility = "both"
+    always_on = False
+    args = ("x_type", "x_values", "y_type", "y_values", "z_type", "z_values", "draw_legend", "keep_random_seeds",
+            "include_sub_grids", "margin_size")
+
+    def ui(self, is_img2img: bool) -> dict[str, Any]:
+        import gradio as gr
+
+        names = [a.label for a in AXES]
+        out: dict[str, Any] = {}
+        for axis, default in (("x", "Seed"), ("y", "Nothing"), ("z", "Nothing")):
+            with gr.Row():
+                out[f"{axis}_type"] = gr.Dropdown(names, value=default, label=f"{axis.upper()} type", scale=1)
+                out[f"{axis}_values"] = gr.Textbox(label=f"{axis.upper()} values", lines=1, scale=3,
+                                                   placeholder="e.g. 1-5, or 5, 10, 20, or 0.5-1.5 [5]")
+        with gr.Row():
+            out["draw_legend"] = gr.Checkbox(True, label="Draw legend")
+            out["keep_random_seeds"] = gr.Checkbox(False, label="Keep -1 for seeds")
+            out["include_sub_grids"] = gr.Checkbox(False, label="Include Sub Grids")
+        out["margin_size"] = gr.Slider(0, 500, value=0, step=2, label="Grid margins (px)")
+        return out
+
+    def run(self, runner: Any, request: Any, *, x_type: Any = "Seed", x_values: Any = "", y_type: Any = "Nothing",
+            y_values: Any = "", z_type: Any = "Nothing", z_values: Any = "", draw_legend: bool = True,
+            keep_random_seeds: bool = False, include_sub_grids: bool = False, margin_size: Any = 0, **_: Any) -> Any:
+        fixed = {} if keep_random_seeds else {
+            "seed": request.seed if request.seed != -1 else random.randrange(4294967294),
+            "subseed": request.subseed if request.subseed != -1 else random.randrange(4294967294)}
+        base = variant(request, {**fixed, "script_name": None, "script_args": []}, "X/Y/Z plot")
+        axes = [find_axis(t) for t in (x_type, y_type, z_type)]
+        values = [axis_values(a, v, base, keep_random_seeds) for a, v in zip(axes, (x_values, y_values, z_values))]
+        xv, yv, zv = values
+        cells = [[[None] * len(xv) for _ in yv] for _ in zv]
+        results, stopped = [], False
+        for zi, z in enumerate(zv):
+            for yi, y in enumerate(yv):
+                for xi, x in enumerate(xv):
+                    if stopped:
+                        continue
+                    req = base
+                    for axis, value, vals in zip(axes, (x, y, z), values):
+                        if axis.apply is not None:
+                            req = variant(req, axis.apply(req, value, vals), f"{axis.label} {value}")
+                    res = runner.generate(req)
+                    first = int(res.info.get("index_of_first_image", 0) or 0) if len(res.images) > 1 else 0
+                    if res.images[first:]:
+                        cells[zi][yi][xi] = res.images[first]
+                        results.append((res, first))
+                    stopped = bool(res.interrupted) or not res.images[first:]
+        if not results:
+            raise ScriptError("X/Y/Z plot: no cell was generated (interrupted?)")
+        labels = tuple([cell_label(a, v) for v in vals] for a, vals in zip(axes, values))
+        grid, subs, layout = draw_grid(cells, labels, bool(draw_legend), int(float(margin_size or 0)))
+        subs = subs if include_sub_grids and len(subs) > 1 else []
+        images = [im for res, first in results for im in res.images[first:]]
+        texts = [t for res, first in results for t in res.infotexts[first:]]
+        paths = [p for res, _ in results for p in res.paths]
+        save = getattr(runner, "save_grid", None)
+        saved = save(grid, request=base, infotext=texts[0]) if callable(save) else None
+        info = {**results[0][0].info, "index_of_first_image": 1 + len(subs), "infotexts": [texts[0]] * (1 + len(subs))
+                + texts, "all_seeds": [s for res, _ in results for s in res.info.get("all_seeds", [])],
+                "all_prompts": [p for res, _ in results for p in res.info.get("all_prompts", [])],
+                "xyz_plot": {"x_type": axes[0].label, "y_type": axes[1].label, "z_type": axes[2].label,
+                             "x_labels": labels[0], "y_labels": labels[1], "z_labels": labels[2], **layout}}
+        return results[0][0].model_copy(update={
+            "images": [grid, *subs, *images], "infotexts": [texts[0]] * (1 + len(subs)) + texts, "info": info,
+            "paths": ([saved] if saved else []) + paths, "interrupted": stopped,
+            "warnings": [w for res, _ in results for w in res.warnings]})
+
+
+def setup(ext: Any) -> None:
+    ext.add_script(XYZPlot())
