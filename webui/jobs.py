@@ -67,9 +67,10 @@ class JobQueue:
     # --- submitting ----------------------------------------------------------------------------------------------
     def submit(self, kind: str, params: dict[str, Any], fn: Callable[[Job], Any], *, record: bool = True) -> Job:
         job = Job(kind=kind, params=params, fn=fn, record=record)
-        if record and self.history:
-            self.history.queued(job.id, kind, params, job.created_at)
-        with self._cv:
+        with self._cv:  # created_at, the history row and the queue position agree (lock order: queue → history)
+            job.created_at = time.time()
+            if record and self.history:
+                self.history.queued(job.id, kind, params, job.created_at)
             self._jobs[job.id] = job
             self._queue.append(job)
             self._cv.notify_all()

@@ -50,6 +50,7 @@ class JobView(BaseModel):
     started_at: Optional[float]
     finished_at: Optional[float]
     position: Optional[int]
+    training: Optional[dict[str, Any]] = Field(None, description="train-lora jobs: step, total_steps, losses, ...")
 
 
 class JobList(BaseModel):
@@ -71,12 +72,14 @@ def _result(value: Any) -> JobResult | None:
 
 
 def live_view(app, job) -> JobView:
+    training = getattr(job, "training", None)  # a train-lora job's live TrainingStatus
     status = job.status
     progress = 1.0 if status == "done" else job.control.progress if status in ("running", "interrupted") else 0.0
     return JobView(id=job.id, kind=job.kind, status=status, progress=progress, params=job.params,
                    result=_result(job.value if job.value is not None else job.summary),
                    error=_error_text(job.error), created_at=job.created_at, started_at=job.started_at,
-                   finished_at=job.finished_at, position=app.jobs.position(job.id))
+                   finished_at=job.finished_at, position=app.jobs.position(job.id),
+                   training=training.to_dict() if training is not None and hasattr(training, "to_dict") else None)
 
 
 def history_view(app, row: dict[str, Any]) -> JobView:
@@ -87,7 +90,8 @@ def history_view(app, row: dict[str, Any]) -> JobView:
     return JobView(id=row["id"], kind=row["kind"], status=status, progress=1.0 if status == "done" else 0.0,
                    params=row.get("params") or {}, result=_result(row.get("result")), error=row.get("error"),
                    created_at=row["created_at"], started_at=row.get("started_at"),
-                   finished_at=row.get("finished_at"), position=None)
+                   finished_at=row.get("finished_at"), position=None,
+                   training=row.get("result") if row["kind"] == "train-lora" else None)
 
 
 def find_job(app, job_id: str) -> JobView:

@@ -61,8 +61,8 @@ def check_scripts(req: BaseModel, application, *, is_img2img: bool) -> None:
     if name:
         script = _find_script(application, name, kind)
         if script is None or getattr(script, "always_on", False):
-            raise InvalidRequest(f"Script '{name}' not found",
-                                 detail=f"script_name: no {kind} script named {name!r}; GET /sdapi/v1/scripts lists them")
+            raise InvalidRequest(f"Script '{name}' not found", detail=f"script_name: no {kind} script named "
+                                 f"{name!r}; GET /sdapi/v1/scripts lists them")
     for key in (getattr(req, "alwayson_scripts", None) or {}):
         script = _find_script(application, str(key), kind)
         if script is None or not getattr(script, "always_on", False):

@@ -115,37 +115,6 @@ class MemoryResponse(BaseModel):
     cuda: dict[str, Any] = Field(..., description="system/active/allocated/reserved/inactive/events, or {error}")
 
 
-class ScriptsList(BaseModel):
-    txt2img: list[str]
-    img2img: list[str]
-
-
-class ScriptArg(BaseModel):
-    label: Optional[str] = None
-    value: Optional[Any] = None
-    minimum: Optional[Any] = None
-    maximum: Optional[Any] = None
-    step: Optional[Any] = None
-    choices: Optional[list[str]] = None
-
-
-class ScriptInfo(BaseModel):
-    name: Optional[str] = None
-    is_alwayson: Optional[bool] = None
-    is_img2img: Optional[bool] = None
-    args: list[ScriptArg] = Field(default_factory=list)
-
-
-class ExtensionItem(BaseModel):
-    name: str
-    remote: Optional[str] = None
-    branch: Optional[str] = None
-    commit_hash: Optional[str] = None
-    version: Optional[str] = None
-    commit_date: Optional[int] = None
-    enabled: bool = True
-
-
 class FaceRestorerItem(BaseModel):
     name: str
     cmd_dir: Optional[str] = None

@@ -1,6 +1,6 @@
 """Read-only /sdapi/v1 lists: cmd-flags, samplers, schedulers, upscalers, latent-upscale-modes, prompt-styles,
-memory, scripts, script-info, extensions, face-restorers, realesrgan-models. Features Easel does not have answer
-with honest empty lists, never fake entries."""
+memory, face-restorers, realesrgan-models. Features Easel does not have answer with honest empty lists, never fake
+entries. (scripts, script-info and extensions are in webui/api/extensions.py.)"""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from webui.api.schemas import (ExtensionItem, FaceRestorerItem, LatentUpscalerModeItem, MemoryResponse,
-                               PromptStyleItem, RealesrganItem, SamplerItem, SchedulerItem, ScriptArg, ScriptInfo,
-                               ScriptsList, UpscalerItem)
+from webui.api.schemas import (FaceRestorerItem, LatentUpscalerModeItem, MemoryResponse, PromptStyleItem,
+                               RealesrganItem, SamplerItem, SchedulerItem, UpscalerItem)
 from webui.flags import public_cmd_flags
 from webui.generation.upscalers import LATENT_MODES, list_upscalers
 from webui.models import samplers
@@ -87,20 +86,6 @@ def cuda_usage(device: Any) -> dict[str, Any]:
         return {"error": str(e)}
 
 
-def _scripts(app, kind: str) -> list[Any]:
-    """The extension host's scripts for txt2img/img2img (A1111 names them by their lower-cased title)."""
-    host = getattr(app, "extensions", None)
-    if host is None or not hasattr(host, "scripts"):
-        return []
-    return [script for _, script in host.scripts(kind)]
-
-
-def _script_info(script: Any, kind: str) -> ScriptInfo:
-    args = [ScriptArg(label=str(a)) for a in (getattr(script, "args", None) or ())]
-    return ScriptInfo(name=str(script.title).lower(), is_alwayson=bool(getattr(script, "always_on", False)),
-                      is_img2img=kind == "img2img", args=args)
-
-
 def add_info_routes(r: APIRouter, app) -> None:
     @r.get("/cmd-flags", response_model=dict[str, Any])
     def cmd_flags() -> dict[str, Any]:
@@ -133,23 +118,6 @@ def add_info_routes(r: APIRouter, app) -> None:
     @r.get("/memory", response_model=MemoryResponse)
     def memory() -> MemoryResponse:
         return MemoryResponse(ram=ram_usage(), cuda=cuda_usage(app.policy.device))
-
-    @r.get("/scripts", response_model=ScriptsList)
-    def scripts() -> ScriptsList:
-        return ScriptsList(**{kind: [str(s.title).lower() for s in _scripts(app, kind)]
-                              for kind in ("txt2img", "img2img")})
-
-    @r.get("/script-info", response_model=list[ScriptInfo])
-    def script_info() -> list[ScriptInfo]:
-        return [_script_info(s, kind) for kind in ("txt2img", "img2img") for s in _scripts(app, kind)]
-
-    @r.get("/extensions", response_model=list[ExtensionItem])
-    def extensions() -> list[ExtensionItem]:
-        host = getattr(app, "extensions", None)
-        records = getattr(host, "records", None) or {}
-        return [ExtensionItem(name=rec.name, remote=rec.manifest.get("url") or rec.manifest.get("remote"),
-                              version=rec.version or None, enabled=bool(rec.enabled and rec.error is None))
-                for rec in records.values()]
 
     @r.get("/face-restorers", response_model=list[FaceRestorerItem])
     def face_restorers() -> list[FaceRestorerItem]:

@@ -4,6 +4,8 @@ refresh/unload/reload actions. Loading and unloading go through the job queue, n
 from typing import Any, Optional
 
 from fastapi import APIRouter, Body
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from webui.api.schemas import EmbeddingItem, EmbeddingsResponse, HypernetworkItem, LoraItem, SDModelItem, SDVaeItem
@@ -50,8 +52,9 @@ def add_model_routes(r: APIRouter, app) -> None:
     SetOptions = options_model(app.options.defs, name="OptionsUpdate", with_defaults=False)
 
     @r.get("/options", response_model=GetOptions)
-    def get_options() -> dict[str, Any]:
-        return app.options.all()
+    def get_options() -> JSONResponse:
+        # the schema documents the options; the values go out as stored (a hand-edited config.json is no 500)
+        return JSONResponse(jsonable_encoder(app.options.all()))
 
     @r.post("/options", response_model=None)
     def set_options(changes: SetOptions = Body(...)) -> None:  # type: ignore[valid-type]

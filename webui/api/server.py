@@ -14,9 +14,12 @@ from starlette.types import Scope
 from webui import VERSION
 from webui.api.easel_jobs import build_easel_jobs_router
 from webui.api.errors import install_error_handlers
+from webui.api.extensions import build_extensions_router, mount_extension_routes
 from webui.api.middleware import (BasicAuthMiddleware, BodyLimitMiddleware, HostCheckMiddleware,
                                   SecurityHeadersMiddleware)
+from webui.api.prompts import build_prompts_router
 from webui.api.sdapi import build_sdapi_router
+from webui.api.training import build_training_router
 from webui.flags import api_credentials, bind_host, cors_origins, gradio_credentials
 from webui.security import is_loopback_bind, start_share_when_ready
 
@@ -97,23 +100,19 @@ def _open_share_on_startup(api: FastAPI, application, blocks) -> None:
     api.router.lifespan_context = lifespan
 
 
-def add_extension_routes(api: FastAPI, application) -> None:
-    """Routes extensions registered with ext.add_api_route: served at /ext/<name><path>, behind --api-auth."""
-    host = getattr(application, "extensions", None)
-    if host is None or not hasattr(host, "routes"):
-        return
-    for name, path, endpoint, methods in host.routes():
-        api.add_api_route(f"/ext/{name}/{path.lstrip('/')}", endpoint, methods=list(methods), tags=[f"ext:{name}"])
-
-
 def build_fastapi(application, *, blocks: Any | None = None) -> FastAPI:
     """The server. `blocks` replaces the UI (tests mount a small Blocks); it is ignored with --nowebui."""
     api = FastAPI(title="Easel", version=VERSION, description="A1111-compatible Stable Diffusion API, plus Easel's "
                   "async jobs API. With --api-auth every route here needs HTTP Basic credentials.")
     install_error_handlers(api)
+    # first-registered routes answer: the specialised routers come before build_sdapi_router's fallbacks
+    api.include_router(build_extensions_router(application))  # /sdapi/v1/extensions, scripts, script-info
+    if getattr(application, "embeddings", None) is not None and getattr(application, "styles", None) is not None:
+        api.include_router(build_prompts_router(application))  # /sdapi/v1/embeddings, prompt-styles
     api.include_router(build_sdapi_router(application))
     api.include_router(build_easel_jobs_router(application))
-    add_extension_routes(api, application)
+    api.include_router(build_training_router(application))  # /easel/v1/train/lora
+    mount_extension_routes(api, application)  # /ext/<name>/..., before the UI's catch-all mount at "/"
     api.state.application = application
     api.state.blocks = None
     if not application.ns.nowebui:

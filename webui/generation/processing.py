@@ -140,6 +140,11 @@ def run_batches(kind: str, req: Txt2ImgRequest, plan: Plan, services: Generation
         lo, hi = it * req.batch_size, (it + 1) * req.batch_size
         try:
             batch = denoise(lo, hi)
+        except ValueError as e:
+            if "Expected more than 1 value per channel" in str(e):  # GroupNorm on a 1×1 feature map
+                raise InvalidRequest(f"{plan.width}x{plan.height} is too small for this checkpoint; use a larger "
+                                     f"size") from None
+            raise
         except Skipped:
             control.clear_skip()
             continue
@@ -189,7 +194,7 @@ def finish(kind: str, result: GenerationResult, req: Txt2ImgRequest, plan: Plan,
         "subseed": plan.subseeds[0], "all_subseeds": plan.subseeds, "subseed_strength": req.subseed_strength,
         "width": plan.width, "height": plan.height, "sampler_name": plan.sampler.name, "scheduler": plan.schedule,
         "cfg_scale": req.cfg_scale, "steps": req.steps, "batch_size": req.batch_size, "restore_faces": False,
-        "face_restoration_model": None, "sd_model_name": m.info.model_name, "sd_model_hash": m.info.shorthash,
+        "face_restoration_model": None, "sd_model_name": m.info.infotext_name, "sd_model_hash": m.info.shorthash,
         "sd_vae_name": m.vae.model_name if m.vae else None, "sd_vae_hash": None,
         "seed_resize_from_w": req.seed_resize_from_w, "seed_resize_from_h": req.seed_resize_from_h,
         "denoising_strength": req.denoising_strength, "extra_generation_params": dict(plan.extra_params),

@@ -1,0 +1,94 @@
+"""A bounded schemathesis fuzz of the whole OpenAPI document: no 5xx and no hang, whatever the input.
+
+Generation requests are interrupted as soon as they start (a watchdog), so fuzzed sizes and step counts test the
+API layer and the queue, not the CPU. Left out, as they change the installation (each has its own tests): POST
+/options (fuzzed output folders would write anywhere), the extension install/enable/update/uninstall actions and
+LoRA training (writes LoRA files)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+schemathesis = pytest.importorskip("schemathesis")
+from hypothesis import HealthCheck, Phase, settings  # noqa: E402
+
+from tests.api.conftest import start_shared_server, stop_shared_server  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def fuzz_server(tmp_path_factory, tiny_models):
+    server = start_shared_server(tmp_path_factory, tiny_models, "api-fuzz", "--api", "--nowebui")
+    server.app.options.set({"max_generation_pixels": 128 * 128})  # fuzzed sizes: a 422, not minutes of CPU
+    stop = threading.Event()
+
+    def watchdog():
+        jobs = server.app.jobs
+        while not stop.wait(0.02):
+            current = jobs.current
+            if current is not None and current.kind not in ("load-checkpoint", "unload-checkpoint",
+                                                            "reload-checkpoint"):
+                jobs.interrupt()
+            for job in jobs.queued():
+                if job.record:
+                    try:
+                        jobs.cancel(job.id)
+                    except Exception:  # it may have started meanwhile
+                        pass
+
+    thread = threading.Thread(target=watchdog, daemon=True)
+    thread.start()
+    yield server
+    stop.set()
+    thread.join(5)
+    stop_shared_server(server)
+
+
+@pytest.fixture(scope="module")
+def fuzz_schema(fuzz_server):
+    return schemathesis.openapi.from_url(f"{fuzz_server.url}/openapi.json")
+
+
+UPSTREAM = {"/easel/v1/extensions/available"}
+schema = (schemathesis.pytest.from_fixture("fuzz_schema")
+          .exclude(method="POST", path="/sdapi/v1/options")
+          .exclude(method=["POST", "DELETE"], path_regex=r"^/easel/v1/extensions/")
+          .exclude(method="POST", path_regex=r"^/easel/v1/train/"))
+
+
+@schema.parametrize()
+@settings(max_examples=6, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
+          suppress_health_check=list(HealthCheck))
+def test_no_5xx_and_no_hang(case, fuzz_server):
+    _avoid_known_tiny_size_bug(case)
+    response = case.call(base_url=fuzz_server.url, timeout=30)
+    if case.formatted_path in UPSTREAM and response.status_code == 502:
+        return  # an upstream (the extension index) that can't be read: a gateway error is the honest answer
+    assert response.status_code < 500, f"{case.method} {case.formatted_path} {_short(case.body)}: {response.text[:300]}"
+    if response.status_code >= 400:
+        assert {"error", "detail"} <= set(response.json()), response.text[:300]
+
+
+def _avoid_known_tiny_size_bug(case) -> None:
+    """Below 32 px the tiny test model's bottom latent is 1x1, a known 500 (test_a_latent_of_one_pixel_is_a_4xx);
+    keep the fuzz on everything else."""
+    body = case.body if isinstance(case.body, dict) else None
+    params = body.get("params") if body and isinstance(body.get("params"), dict) else body
+    for key in ("width", "height"):
+        if params and isinstance(params.get(key), int) and not isinstance(params[key], bool) and params[key] < 32:
+            params[key] = 32
+
+
+def test_a_latent_of_one_pixel_is_a_4xx(client):
+    # (not on fuzz_server: its watchdog interrupts every job, which would end this one before the error surfaces)
+    body = {"steps": 1, "width": 16, "height": 16, "cfg_scale": 1}
+    r = client.post("/sdapi/v1/txt2img", json=body)
+    assert r.status_code == 422 and "too small" in r.json()["detail"], r.text[:300]
+    assert client.post("/sdapi/v1/txt2img", json={"steps": 1}).status_code == 200
+
+
+def _short(body) -> str:
+    if isinstance(body, dict):
+        body = {k: v for k, v in body.items() if v not in (None, "", [], {}, 0, False, -1)}
+    return repr(body)[:600]
