@@ -23,6 +23,11 @@ INFOTEXT = ('a cat, "quoted"\nNegative prompt: blurry\nSteps: 7, Sampler: DPM++ 
             'Seed: 42, Size: 64x96, Model hash: 0123456789, Model: tiny, Version: easel-0.1.0')
 
 
+def tab_values(tab, **fields):
+    """The values a tab's Generate sends: its components' defaults, with `fields` (request names) set."""
+    return [fields.get(key, comp.value) for (key, _), comp in zip(tab.FIELDS, tab.field_components)]
+
+
 def run_all(gen):
     """Drain a generator handler; return the list of what it yielded."""
     with warnings.catch_warnings():
@@ -123,20 +128,31 @@ def app(make_app):
 def test_build_ui_has_a1111_elem_ids(app):
     demo = build_ui(app)
     ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
-    for elem_id in ("setting_sd_model_checkpoint", "tab_txt2img", "tab_pnginfo", "tab_history", "tab_settings",
+    for elem_id in ("setting_sd_model_checkpoint", "tab_txt2img", "tab_img2img", "tab_extras", "tab_pnginfo",
+                    "tab_history", "tab_settings", "txt2img_paste", "img2img_paste", "txt2img_hr", "txt2img_enable_hr",
                     "txt2img_prompt", "txt2img_neg_prompt", "txt2img_generate", "txt2img_interrupt", "txt2img_skip",
                     "txt2img_sampling", "txt2img_scheduler", "txt2img_steps", "txt2img_width", "txt2img_height",
                     "txt2img_cfg_scale", "txt2img_seed", "txt2img_batch_count", "txt2img_batch_size",
-                    "txt2img_gallery", "html_info_txt2img", "txt2img_random_seed", "txt2img_reuse_seed"):
+                    "txt2img_gallery", "html_info_txt2img", "txt2img_random_seed", "txt2img_reuse_seed",
+                    "img2img_prompt", "img2img_neg_prompt", "img2img_generate", "img2img_interrupt", "img2img_skip",
+                    "img2img_sampling", "img2img_scheduler", "img2img_steps", "img2img_cfg_scale", "img2img_seed",
+                    "img2img_width", "img2img_height", "img2img_batch_count", "img2img_batch_size",
+                    "img2img_denoising_strength", "img2img_gallery", "html_info_img2img", "img2img_image",
+                    "img2maskimg", "img_inpaint_base", "img_inpaint_mask", "img2img_batch_input_dir",
+                    "extras_image", "extras_upscaler_1", "extras_upscaler_2", "extras_upscaler_2_visibility",
+                    "extras_gallery", "pnginfo_send_to_img2img", "pnginfo_send_to_inpaint",
+                    "pnginfo_send_to_extras", "txt2img_send_to_img2img", "img2img_send_to_inpaint"):
         assert elem_id in ids, elem_id
-    gallery = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "txt2img_gallery")
-    assert gallery.format == "png"
+    for elem_id in ("txt2img_gallery", "img2img_gallery", "extras_gallery", "img2img_image", "img2maskimg"):
+        component = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == elem_id)
+        assert component.format == "png", elem_id
 
 
 def test_txt2img_run_yields_progress_then_pngs_with_infotext(app):
     with gr.Blocks():
         tab = Txt2ImgTab(app)
-    values = ["a blue square", "", "Euler", "Automatic", 2, 64, 64, 7.0, 5, 1, 2]
+    values = tab_values(tab, prompt="a blue square", sampler_name="Euler", scheduler="Automatic", steps=2, width=64,
+                        height=64, seed=5, batch_size=2)
     outputs = run_all(tab.run(*values))
     assert any(tab.job_id in o and o[tab.job_id] for o in outputs)  # the job id is known while it runs
     final = outputs[-1]
@@ -151,10 +167,11 @@ def test_txt2img_run_yields_progress_then_pngs_with_infotext(app):
 def test_txt2img_errors_are_shown(app):
     with gr.Blocks():
         tab = Txt2ImgTab(app)
-    bad_steps = run_all(tab.run("x", "", "Euler", "Automatic", 0, 64, 64, 7.0, -1, 1, 1))
+    small = dict(prompt="x", sampler_name="Euler", width=64, height=64)
+    bad_steps = run_all(tab.run(*tab_values(tab, steps=0, **small)))
     assert "steps" in bad_steps[-1][tab.info] and "easel-error" in bad_steps[-1][tab.info]
     app.set_options({"max_generation_pixels": 64 * 64})
-    too_big = run_all(tab.run("x", "", "Euler", "Automatic", 1, 128, 128, 7.0, -1, 1, 1))
+    too_big = run_all(tab.run(*tab_values(tab, steps=1, **{**small, "width": 128, "height": 128})))
     assert "over the limit" in too_big[-1][tab.info]
     assert tab.gallery not in too_big[-1]  # the previous images stay
 

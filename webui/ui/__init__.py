@@ -9,9 +9,13 @@ import gradio as gr
 
 from webui import VERSION
 from webui.ui.common import CSS
+from webui.ui.extensions_tab import build_extensions_tab
+from webui.ui.extras_tab import ExtrasTab
 from webui.ui.history_tab import HistoryTab
+from webui.ui.img2img_tab import Img2ImgTab
 from webui.ui.pnginfo_tab import PngInfoTab
 from webui.ui.quicksettings import Quicksettings
+from webui.ui.sendto import SendTo
 from webui.ui.settings_tab import SettingsTab
 from webui.ui.txt2img_tab import Txt2ImgTab
 
@@ -31,16 +35,28 @@ def build_ui(application) -> gr.Blocks:
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
                 txt2img = Txt2ImgTab(application)
+            with gr.Tab("img2img", id="img2img", elem_id="tab_img2img"):
+                img2img = Img2ImgTab(application)
+            with gr.Tab("Extras", id="extras", elem_id="tab_extras"):
+                extras = ExtrasTab(application)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
-                PngInfoTab(application, txt2img, tabs)
+                pnginfo = PngInfoTab(application)
             with gr.Tab("History", id="history", elem_id="tab_history") as history:
                 HistoryTab(application, txt2img, tabs, history)
+            with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
+                build_extensions_tab(application)
+            for name, title, build in application.extensions.tabs():  # tabs added by extensions (ext.add_tab)
+                with gr.Tab(title, elem_id=f"tab_ext_{name}"):
+                    application.extensions.call(application.extensions.records[name], f"tab {title!r}", build)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 SettingsTab(application)
         footer = gr.HTML(footer_html(application), elem_id="easel_footer")
         quick.wire(txt2img)
+        SendTo(application, tabs, quick, txt2img, img2img, extras, pnginfo).wire()
         demo.load(lambda: (*quick.on_load(), footer_html(application)), inputs=None,
                   outputs=[quick.checkpoint, quick.note, txt2img.width, txt2img.height, footer], queue=False)
+        demo.load(lambda: [img2img.native_size()] * 2, inputs=None, outputs=[img2img.width, img2img.height],
+                  queue=False)  # the model may have finished loading after the UI was built
     return demo
 
 

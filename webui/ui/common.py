@@ -1,13 +1,22 @@
-"""Small helpers shared by the tabs: turning errors into visible messages, and infotext into HTML."""
+"""What the tabs share: errors and infotext as HTML, and `GenerationTab`, the layout and handlers of txt2img and
+img2img (prompt row with ↙️, sampling, seed with its extras, override settings, the results column with progress,
+live preview, gallery and Send-to buttons). A subclass lists its request fields in FIELDS and builds the rest."""
 
 from __future__ import annotations
 
 import html
-from typing import Any
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
+import gradio as gr
 from pydantic import ValidationError
 
-from webui.errors import EaselError
+from webui.errors import EaselError, InvalidRequest, NotFound
+from webui.generation.requests import GenerationResult
+from webui.infotext import parse_infotext
+from webui.models import samplers
+from webui.ui.progress import follow
 
 CSS = """
 <style>
@@ -18,9 +27,20 @@ CSS = """
 .easel-infotext { font-size: 0.9em; white-space: pre-wrap; word-break: break-word; }
 .easel-progress { font-family: monospace; min-height: 1.4em; }
 #easel_footer { text-align: center; opacity: 0.7; font-size: 0.85em; }
-#txt2img_seed_row button, #quicksettings button { max-width: 3em; min-width: 2.5em; }
+#txt2img_seed_row button, #img2img_seed_row button, #quicksettings button, #txt2img_tools button,
+#img2img_tools button { max-width: 3em; min-width: 2.5em; }
 </style>
 """
+SEND_TARGETS = ("img2img", "inpaint", "extras")
+
+# request field -> component attribute, for what txt2img and img2img both have; "_" keys are UI-only values
+COMMON_FIELDS: tuple[tuple[str, str], ...] = (
+    ("prompt", "prompt"), ("negative_prompt", "negative"), ("sampler_name", "sampler"), ("scheduler", "scheduler"),
+    ("steps", "steps"), ("width", "width"), ("height", "height"), ("cfg_scale", "cfg_scale"), ("seed", "seed"),
+    ("n_iter", "batch_count"), ("batch_size", "batch_size"), ("_seed_extras", "seed_extras"), ("subseed", "subseed"),
+    ("subseed_strength", "subseed_strength"), ("seed_resize_from_w", "seed_resize_w"),
+    ("seed_resize_from_h", "seed_resize_h"), ("_overrides", "override"),
+)
 
 
 def error_message(exc: BaseException) -> str:
@@ -56,3 +76,272 @@ def as_int(value: Any, default: int) -> int:
         return int(value)
     except (TypeError, ValueError):
         return default
+
+
+def canonical_sampler(name: str | None) -> str | None:
+    """The dropdown name for a sampler name, alias or legacy combined name; None when Easel has no such sampler."""
+    if not name:
+        return None
+    try:
+        spec, _ = samplers.resolve(name, None)
+    except InvalidRequest:
+        return None
+    return spec.name if spec.name in samplers.sampler_names() else None
+
+
+def schedule_choices(sampler: str | None) -> list[str]:
+    try:
+        return samplers.schedule_types_for(sampler) or ["Automatic"]
+    except (InvalidRequest, TypeError):
+        return ["Automatic"]
+
+
+def with_infotext(image, text: str):
+    """A copy of the image carrying its infotext, so the gallery's PNG keeps the `parameters` chunk."""
+    out = image.copy()
+    out.info = {**getattr(image, "info", {}), "parameters": text}
+    return out
+
+
+def seed_of(infotext: str | None) -> int | None:
+    seed = parse_infotext(infotext).get("Seed") if infotext else None
+    return as_int(seed, -1) if seed is not None else None
+
+
+def split_overrides(selected: list[str] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The "Override settings" dropdown's values (JSON {"option"|"field": name, "value": v}) → (options, fields)."""
+    options, fields = {}, {}
+    for raw in selected or []:
+        try:
+            entry = json.loads(raw)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(entry, dict) and "value" in entry:
+            if entry.get("option"):
+                options[entry["option"]] = entry["value"]
+            elif entry.get("field"):
+                fields[entry["field"]] = entry["value"]
+    return options, fields
+
+
+class GenerationTab:
+    tabname = ""
+    FIELDS: tuple[tuple[str, str], ...] = COMMON_FIELDS
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {}  # radio fields: the request's index <-> the label shown
+
+    def __init__(self, application):
+        self.app = application
+
+    def native_size(self) -> int:
+        return int(self.app.models.active.native_size) if self.app.models.active is not None else 512
+
+    # --- layout pieces -------------------------------------------------------------------------------------------
+    def build_toprow(self) -> None:
+        t = self.tabname
+        with gr.Row(elem_id=f"{t}_toprow"):
+            with gr.Column(scale=8):
+                self.prompt = gr.Textbox(label="Prompt", show_label=False, lines=3, elem_id=f"{t}_prompt",
+                                         placeholder="Prompt (or paste generation parameters, then press ↙️)")
+                self.negative = gr.Textbox(label="Negative prompt", show_label=False, lines=2,
+                                           elem_id=f"{t}_neg_prompt", placeholder="Negative prompt")
+            with gr.Column(scale=2, min_width=180):
+                self.generate = gr.Button("Generate", variant="primary", elem_id=f"{t}_generate", size="lg")
+                with gr.Row():
+                    self.interrupt = gr.Button("Interrupt", elem_id=f"{t}_interrupt", size="sm")
+                    self.skip = gr.Button("Skip", elem_id=f"{t}_skip", size="sm")
+                with gr.Row(elem_id=f"{t}_tools"):
+                    self.paste = gr.Button("↙️", elem_id=f"{t}_paste", size="sm", scale=0, min_width=40)
+
+    def build_sampling(self) -> None:
+        t, names = self.tabname, samplers.sampler_names()
+        sampler = canonical_sampler(self.app.options.get("txt2img_default_sampler")) or (names[0] if names else None)
+        with gr.Row():
+            self.sampler = gr.Dropdown(names, value=sampler, label="Sampling method", elem_id=f"{t}_sampling")
+            self.scheduler = gr.Dropdown(schedule_choices(sampler), value="Automatic", label="Schedule type",
+                                         elem_id=f"{t}_scheduler")
+        self.steps = gr.Slider(1, 150, value=int(self.app.options.get("txt2img_default_steps")), step=1,
+                               label="Sampling steps", elem_id=f"{t}_steps")
+
+    def build_size(self) -> None:
+        size, t = self.native_size(), self.tabname
+        self.width = gr.Slider(64, 2048, value=size, step=8, label="Width", elem_id=f"{t}_width")
+        self.height = gr.Slider(64, 2048, value=size, step=8, label="Height", elem_id=f"{t}_height")
+
+    def build_batch(self) -> None:
+        t = self.tabname
+        self.batch_count = gr.Slider(1, 100, value=1, step=1, label="Batch count", elem_id=f"{t}_batch_count")
+        self.batch_size = gr.Slider(1, 8, value=1, step=1, label="Batch size", elem_id=f"{t}_batch_size")
+
+    def build_cfg(self) -> None:
+        self.cfg_scale = gr.Slider(1, 30, value=7.0, step=0.5, label="CFG Scale", elem_id=f"{self.tabname}_cfg_scale")
+
+    def build_seed(self) -> None:
+        t = self.tabname
+        with gr.Row(elem_id=f"{t}_seed_row"):
+            self.seed = gr.Number(-1, label="Seed", precision=0, elem_id=f"{t}_seed", scale=6)
+            self.random_seed = gr.Button("🎲", elem_id=f"{t}_random_seed", scale=0, min_width=40)
+            self.reuse_seed = gr.Button("♻️", elem_id=f"{t}_reuse_seed", scale=0, min_width=40)
+            self.seed_extras = gr.Checkbox(False, label="Extra", elem_id=f"{t}_subseed_show", scale=0, min_width=80)
+        with gr.Row(visible=False, elem_id=f"{t}_seed_extras") as self.seed_extras_row:
+            self.subseed = gr.Number(-1, label="Variation seed", precision=0, elem_id=f"{t}_subseed")
+            self.subseed_strength = gr.Slider(0, 1, value=0, step=0.01, label="Variation strength",
+                                              elem_id=f"{t}_subseed_strength")
+            self.seed_resize_w = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from width",
+                                           elem_id=f"{t}_seed_resize_from_w")
+            self.seed_resize_h = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from height",
+                                           elem_id=f"{t}_seed_resize_from_h")
+        self.override = gr.Dropdown([], value=[], multiselect=True, allow_custom_value=True, visible=False,
+                                    label="Override settings", elem_id=f"{self.tabname}_override_settings")
+
+    def build_results(self) -> None:
+        t = self.tabname
+        self.progress = gr.HTML("", elem_id=f"{t}_progress")
+        self.preview = gr.Image(label="Live preview", visible=False, interactive=False, elem_id=f"{t}_preview",
+                                height=256)
+        self.gallery = gr.Gallery(label="Output", format="png", columns=4, object_fit="contain", interactive=False,
+                                  elem_id=f"{t}_gallery", height=512)
+        with gr.Row(elem_id=f"{t}_send_buttons"):
+            self.send = {target: gr.Button(f"Send to {target}", size="sm", elem_id=f"{t}_send_to_{target}")
+                         for target in SEND_TARGETS}
+        self.info = gr.HTML("", elem_id=f"html_info_{t}")
+        self.results = gr.State({"infotexts": [], "selected": 0})
+        self.job_id = gr.State(None)
+
+    @property
+    def field_components(self) -> list[gr.components.Component]:
+        return [getattr(self, attr) for _, attr in self.FIELDS]
+
+    # --- events --------------------------------------------------------------------------------------------------
+    def wire_common(self, inputs: list) -> None:
+        outputs = [self.gallery, self.info, self.progress, self.preview, self.results, self.job_id]
+        self.generate.click(self.run, inputs=inputs, outputs=outputs, show_progress="hidden",
+                            concurrency_limit=None)  # the job queue orders the work, not Gradio
+        self.interrupt.click(self.on_interrupt, inputs=[self.job_id], outputs=None, queue=False)
+        self.skip.click(self.on_skip, inputs=[self.job_id], outputs=None, queue=False)
+        self.random_seed.click(lambda: -1, inputs=None, outputs=[self.seed], queue=False)
+        self.reuse_seed.click(self.on_reuse_seed, inputs=[self.results], outputs=[self.seed], queue=False)
+        self.sampler.change(self.on_sampler, inputs=[self.sampler, self.scheduler], outputs=[self.scheduler],
+                            queue=False)
+        self.seed_extras.change(lambda on: gr.update(visible=bool(on)), inputs=[self.seed_extras],
+                                outputs=[self.seed_extras_row], queue=False)
+        self.gallery.select(self.on_select, inputs=[self.results], outputs=[self.info, self.results], queue=False)
+
+    def request_fields(self, values) -> dict[str, Any]:
+        """FIELDS' component values → request keyword arguments (UI-only values applied and dropped)."""
+        raw = {key: value for (key, _), value in zip(self.FIELDS, values)}
+        for key, labels in self.CHOICES.items():
+            if key in raw:
+                raw[key] = labels.index(raw[key]) if raw[key] in labels else 0
+        options, extra = split_overrides(raw.pop("_overrides", None))
+        if not raw.pop("_seed_extras", True):
+            raw.update(subseed_strength=0, seed_resize_from_w=-1, seed_resize_from_h=-1)
+        for key in ("seed", "subseed"):
+            if key in raw:
+                raw[key] = as_int(raw[key], -1)
+        for key in ("seed_resize_from_w", "seed_resize_from_h"):
+            if key in raw and not as_int(raw[key], 0) > 0:
+                raw[key] = -1
+        raw.update({k: raw[k] or None for k in ("sampler_name", "scheduler") if k in raw})
+        raw["prompt"], raw["negative_prompt"] = raw.get("prompt") or "", raw.get("negative_prompt") or ""
+        return {**raw, **extra, "override_settings": options}
+
+    def follow_job(self, submit: Callable[[], Any]):
+        """Generator: queue the job, show its place in the queue, then progress and preview, then the images."""
+        try:
+            job = submit()
+        except Exception as e:  # validation and option errors: visible, and the UI keeps working
+            msg = error_message(e)
+            gr.Warning(msg)
+            yield {self.info: error_html(msg), self.progress: ""}
+            return
+        yield {self.job_id: job.id, self.preview: gr.update(value=None, visible=False)}
+        for snap in follow(self.app.jobs, job):
+            out: dict[Any, Any] = {self.progress: snap.html}
+            if snap.preview is not None:
+                out[self.preview] = gr.update(value=snap.preview, visible=True)
+            yield out
+        yield self.finished(job)
+
+    def finished(self, job) -> dict[Any, Any]:
+        out: dict[Any, Any] = {self.job_id: None, self.preview: gr.update(value=None, visible=False),
+                               self.progress: ""}
+        result = job.value if isinstance(job.value, GenerationResult) else None
+        if result is None or not result.images:  # nothing to show: keep the previous images in the gallery
+            if job.status == "cancelled":
+                msg = "Cancelled before it started."
+            elif job.status == "interrupted":
+                msg = "Interrupted before any image was finished."
+            elif job.error is not None:
+                msg = error_message(job.error)
+                gr.Warning(msg)
+            else:
+                msg = "No image was produced (every batch was skipped)."
+            out[self.info] = error_html(msg)
+            return out
+        images = [with_infotext(img, text) for img, text in zip(result.images, result.infotexts)]
+        first = int(result.info.get("index_of_first_image", 0) or 0) if len(images) > 1 else 0
+        texts = list(result.infotexts)
+        out[self.gallery] = gr.update(value=images, selected_index=None)
+        out[self.results] = {"infotexts": texts, "selected": first}
+        notes = [f"Interrupted: {len(texts) - first} image(s) finished."] if result.interrupted else []
+        notes += list(result.warnings)
+        shown = infotext_html(texts[first]) if texts else ""
+        out[self.info] = "".join(error_html(n) for n in notes) + shown
+        return out
+
+    def on_interrupt(self, job_id: str | None) -> None:
+        if job_id:
+            try:
+                self.app.jobs.cancel(job_id)  # queued: removed; running: interrupted
+                return
+            except NotFound:
+                pass
+        self.app.jobs.interrupt()
+
+    def on_skip(self, job_id: str | None) -> None:
+        current = self.app.jobs.current
+        if current is not None and (not job_id or current.id == job_id):
+            self.app.jobs.skip()
+
+    def on_reuse_seed(self, results: Mapping[str, Any]):
+        texts = (results or {}).get("infotexts") or []
+        i = (results or {}).get("selected", 0)
+        seed = seed_of(texts[i] if 0 <= i < len(texts) else None)
+        return gr.update() if seed is None else seed
+
+    def on_select(self, results: Mapping[str, Any], evt: gr.SelectData):
+        texts = (results or {}).get("infotexts") or []
+        i = evt.index if isinstance(evt.index, int) else 0
+        if not 0 <= i < len(texts):
+            return gr.update(), results
+        return infotext_html(texts[i]), {"infotexts": texts, "selected": i}
+
+    @staticmethod
+    def on_sampler(sampler: str | None, scheduler: str | None):
+        choices = schedule_choices(sampler)
+        return gr.update(choices=choices, value=scheduler if scheduler in choices else "Automatic")
+
+    # --- filling the fields ("Send to", ↙️, History) --------------------------------------------------------------
+    def fill(self, fields: Mapping[str, Any]) -> list[Any]:
+        """One update per `field_components` entry from A1111 request fields; fields not given stay as they are."""
+        fields = dict(fields)
+        sampler = canonical_sampler(fields.get("sampler_name"))
+        fields["sampler_name"] = sampler
+        if "scheduler" in fields:
+            fields["scheduler"] = fields["scheduler"] if fields["scheduler"] in schedule_choices(sampler) else None
+        return [gr.update() if fields.get(key) is None else self.fill_update(key, fields[key], sampler)
+                for key, _ in self.FIELDS]
+
+    def fill_update(self, key: str, value: Any, sampler: str | None) -> Any:
+        if key == "sampler_name":
+            return gr.update(value=value, choices=samplers.sampler_names())
+        if key == "scheduler":
+            return gr.update(value=value, choices=schedule_choices(sampler))
+        if key == "_overrides":  # [(label, json value)]
+            entries = [tuple(e) for e in value]
+            return gr.update(choices=entries, value=[v for _, v in entries], visible=bool(entries))
+        if key in self.CHOICES:
+            labels = self.CHOICES[key]
+            index = int(value) if not isinstance(value, str) else (labels.index(value) if value in labels else 0)
+            return labels[index] if 0 <= index < len(labels) else gr.update()
+        return value

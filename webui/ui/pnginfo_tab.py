@@ -1,4 +1,4 @@
-"""The PNG Info tab: read the generation parameters stored in an image and send them to txt2img."""
+"""The PNG Info tab: read the generation parameters stored in an image (or pasted) and send them to other tabs."""
 
 from __future__ import annotations
 
@@ -28,10 +28,16 @@ def read_infotext(path: str | None) -> tuple[str, list[list[str]], str]:
     if not text:
         extra = "".join(f"<p><b>{html.escape(k)}</b>: {html.escape(v[:2000])}</p>" for k, v in others.items())
         return "", [], error_html("No generation parameters found in this image.") + extra
+    return text, table_rows(text), ""
+
+
+def table_rows(text: str | None) -> list[list[str]]:
+    """[[field, value], …] for an infotext: the prompts first, then each parameter as written."""
+    if not text or not text.strip():
+        return []
     parsed = parse_infotext(text)
     rows = [[k, str(parsed.get(k, ""))] for k in HIDDEN_KEYS]
-    rows += [[k, str(v)] for k, v in parsed.items() if k not in HIDDEN_KEYS and not _derived(k, parsed)]
-    return text, rows, ""
+    return rows + [[k, str(v)] for k, v in parsed.items() if k not in HIDDEN_KEYS and not _derived(k, parsed)]
 
 
 def _derived(key: str, parsed: dict) -> bool:
@@ -51,7 +57,10 @@ def request_fields(text: str | None) -> dict:
 
 
 class PngInfoTab:
-    def __init__(self, application, txt2img, tabs: gr.Tabs):
+    """Drop an image (PNG `parameters`, JPEG/WEBP EXIF UserComment) or paste an infotext into Parameters. The Send-to
+    buttons are wired by `webui.ui.sendto.SendTo` once every tab exists."""
+
+    def __init__(self, application):
         self.app = application
         with gr.Row(equal_height=False):
             with gr.Column():
@@ -59,14 +68,15 @@ class PngInfoTab:
                                       elem_id="pnginfo_image", height=420)
             with gr.Column():
                 self.message = gr.HTML("", elem_id="pnginfo_message")
-                self.raw = gr.Textbox(label="Parameters", lines=6, interactive=False,
-                                      elem_id="pnginfo_generation_info")
+                self.raw = gr.Textbox(label="Parameters", lines=6, interactive=True, elem_id="pnginfo_generation_info",
+                                      placeholder="Drop an image, or paste generation parameters here")
+                with gr.Row(elem_id="pnginfo_send_buttons"):
+                    self.send = {target: gr.Button(f"Send to {target}", elem_id=f"pnginfo_send_to_{target}")
+                                 for target in ("txt2img", "img2img", "inpaint", "extras")}
                 self.table = gr.Dataframe(headers=["Field", "Value"], value=[], interactive=False, wrap=True,
                                           elem_id="pnginfo_table", label="Parsed fields")
-                self.send = gr.Button("Send to txt2img", elem_id="pnginfo_send_to_txt2img")
         self.image.change(self.on_image, inputs=[self.image], outputs=[self.raw, self.table, self.message])
-        self.send.click(lambda text: [*txt2img.fill(request_fields(text)), gr.Tabs(selected="txt2img")],
-                        inputs=[self.raw], outputs=[*txt2img.field_components, tabs])
+        self.raw.input(table_rows, inputs=[self.raw], outputs=[self.table], queue=False)
 
     @staticmethod
     def on_image(path: str | None):

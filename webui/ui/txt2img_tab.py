@@ -1,236 +1,143 @@
-"""The txt2img tab: A1111's layout and elem_ids. Submits to the job queue and follows the job until it ends."""
+"""The txt2img tab: A1111's layout and elem_ids, with the "Hires. fix" accordion. Submits to the job queue and
+follows the job until it ends (the shared machinery is `GenerationTab` in common.py)."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
 import gradio as gr
 
-from webui.errors import InvalidRequest, NotFound
-from webui.generation.requests import GenerationResult, Txt2ImgRequest
-from webui.infotext import parse_infotext
+from webui.errors import EaselError
+from webui.generation.requests import Txt2ImgRequest
+from webui.generation.upscalers import LATENT_MODES, list_upscalers
 from webui.models import samplers
-from webui.ui.common import as_int, error_html, error_message, infotext_html
-from webui.ui.progress import follow
+from webui.ui.scripts_ui import build_scripts_ui
+from webui.ui.common import COMMON_FIELDS, GenerationTab, as_int, canonical_sampler
 
-# request field -> the component attribute that shows it; the order of `fill()`'s updates
-FIELDS: tuple[tuple[str, str], ...] = (
-    ("prompt", "prompt"), ("negative_prompt", "negative"), ("sampler_name", "sampler"), ("scheduler", "scheduler"),
-    ("steps", "steps"), ("width", "width"), ("height", "height"), ("cfg_scale", "cfg_scale"), ("seed", "seed"),
-    ("n_iter", "batch_count"), ("batch_size", "batch_size"),
+SAME_SAMPLER, SAME_SCHEDULER, SAME_CHECKPOINT = "Use same sampler", "Use same scheduler", "Use same checkpoint"
+HIRES_FIELDS: tuple[tuple[str, str], ...] = (
+    ("enable_hr", "enable_hr"), ("hr_upscaler", "hr_upscaler"), ("hr_second_pass_steps", "hr_steps"),
+    ("denoising_strength", "hr_denoising"), ("hr_scale", "hr_scale"), ("hr_resize_x", "hr_resize_x"),
+    ("hr_resize_y", "hr_resize_y"), ("hr_checkpoint_name", "hr_checkpoint"), ("hr_sampler_name", "hr_sampler"),
+    ("hr_scheduler", "hr_scheduler"), ("hr_prompt", "hr_prompt"), ("hr_negative_prompt", "hr_negative"),
 )
+FIELDS = COMMON_FIELDS + HIRES_FIELDS
 
 
-def canonical_sampler(name: str | None) -> str | None:
-    """The dropdown name for a sampler name, alias or legacy combined name; None when Easel has no such sampler."""
-    if not name:
-        return None
-    try:
-        spec, _ = samplers.resolve(name, None)
-    except InvalidRequest:
-        return None
-    return spec.name if spec.name in samplers.sampler_names() else None
-
-
-def schedule_choices(sampler: str | None) -> list[str]:
-    try:
-        return samplers.schedule_types_for(sampler) or ["Automatic"]
-    except (InvalidRequest, TypeError):
-        return ["Automatic"]
-
-
-def with_infotext(image, text: str):
-    """A copy of the image carrying its infotext, so the gallery's PNG keeps the `parameters` chunk."""
-    out = image.copy()
-    out.info = {**getattr(image, "info", {}), "parameters": text}
+def upscaler_choices(models_dir) -> list[tuple[str, str]]:
+    """(label, value) for the hires upscaler: the latent modes, then the pixel upscalers and model files. A model
+    file that can't be used is listed with its reason; choosing it gives that reason as the error."""
+    out = [(name, name) for name in LATENT_MODES]
+    for u in list_upscalers(models_dir):
+        out.append((f"{u.name} (unavailable: {u.error})" if u.error else u.name, u.name))
     return out
 
 
-def seed_of(infotext: str | None) -> int | None:
-    if not infotext:
-        return None
-    seed = parse_infotext(infotext).get("Seed")
-    return as_int(seed, -1) if seed is not None else None
+def all_schedule_labels() -> list[str]:
+    return [s["label"] for s in samplers.api_schedulers()]
 
 
-class Txt2ImgTab:
+class Txt2ImgTab(GenerationTab):
+    tabname = "txt2img"
+    FIELDS = FIELDS
+
     def __init__(self, application):
-        self.app = application
+        super().__init__(application)
         self._build()
         self._wire()
 
-    # --- layout --------------------------------------------------------------------------------------------------
-    def native_size(self) -> int:
-        active = self.app.models.active
-        return int(active.native_size) if active is not None else 512
-
     def _build(self) -> None:
-        opts = self.app.options
-        names = samplers.sampler_names()
-        sampler = canonical_sampler(opts.get("txt2img_default_sampler")) or (names[0] if names else None)
-        size = self.native_size()
-        with gr.Row(elem_id="txt2img_toprow"):
-            with gr.Column(scale=8):
-                self.prompt = gr.Textbox(label="Prompt", show_label=False, lines=3, elem_id="txt2img_prompt",
-                                         placeholder="Prompt")
-                self.negative = gr.Textbox(label="Negative prompt", show_label=False, lines=2,
-                                           elem_id="txt2img_neg_prompt", placeholder="Negative prompt")
-            with gr.Column(scale=2, min_width=180):
-                self.generate = gr.Button("Generate", variant="primary", elem_id="txt2img_generate", size="lg")
-                with gr.Row():
-                    self.interrupt = gr.Button("Interrupt", elem_id="txt2img_interrupt", size="sm")
-                    self.skip = gr.Button("Skip", elem_id="txt2img_skip", size="sm")
+        self.build_toprow()
         with gr.Row(equal_height=False):
             with gr.Column(elem_id="txt2img_settings"):
-                with gr.Row():
-                    self.sampler = gr.Dropdown(names, value=sampler, label="Sampling method",
-                                               elem_id="txt2img_sampling")
-                    self.scheduler = gr.Dropdown(schedule_choices(sampler), value="Automatic", label="Schedule type",
-                                                 elem_id="txt2img_scheduler")
-                self.steps = gr.Slider(1, 150, value=int(opts.get("txt2img_default_steps")), step=1,
-                                       label="Sampling steps", elem_id="txt2img_steps")
+                self.build_sampling()
                 with gr.Row():
                     with gr.Column(scale=3):
-                        self.width = gr.Slider(64, 2048, value=size, step=8, label="Width", elem_id="txt2img_width")
-                        self.height = gr.Slider(64, 2048, value=size, step=8, label="Height",
-                                                elem_id="txt2img_height")
+                        self.build_size()
                     with gr.Column(scale=2):
-                        self.batch_count = gr.Slider(1, 100, value=1, step=1, label="Batch count",
-                                                     elem_id="txt2img_batch_count")
-                        self.batch_size = gr.Slider(1, 8, value=1, step=1, label="Batch size",
-                                                    elem_id="txt2img_batch_size")
-                self.cfg_scale = gr.Slider(1, 30, value=7.0, step=0.5, label="CFG Scale", elem_id="txt2img_cfg_scale")
-                with gr.Row(elem_id="txt2img_seed_row"):
-                    self.seed = gr.Number(-1, label="Seed", precision=0, elem_id="txt2img_seed", scale=6)
-                    self.random_seed = gr.Button("🎲", elem_id="txt2img_random_seed", scale=0, min_width=40)
-                    self.reuse_seed = gr.Button("♻️", elem_id="txt2img_reuse_seed", scale=0, min_width=40)
+                        self.build_batch()
+                self.build_cfg()
+                self.build_seed()
+                self.build_hires()
+                self.scripts = build_scripts_ui(self.app, "txt2img")
             with gr.Column(elem_id="txt2img_results"):
-                self.progress = gr.HTML("", elem_id="txt2img_progress")
-                self.preview = gr.Image(label="Live preview", visible=False, interactive=False,
-                                        elem_id="txt2img_preview", height=256)
-                self.gallery = gr.Gallery(label="Output", format="png", columns=4, object_fit="contain",
-                                          interactive=False, elem_id="txt2img_gallery", height=512)
-                self.info = gr.HTML("", elem_id="html_info_txt2img")
-        self.results = gr.State({"infotexts": [], "selected": 0})
-        self.job_id = gr.State(None)
+                self.build_results()
 
-    @property
-    def field_components(self) -> list[gr.components.Component]:
-        return [getattr(self, attr) for _, attr in FIELDS]
+    def build_hires(self) -> None:
+        from webui.ui.quicksettings import checkpoint_titles
 
-    # --- events --------------------------------------------------------------------------------------------------
+        with gr.Accordion("Hires. fix", open=False, elem_id="txt2img_hr") as self.hr_accordion:
+            self.enable_hr = gr.Checkbox(False, label="Enable", elem_id="txt2img_enable_hr")
+            with gr.Row():
+                self.hr_upscaler = gr.Dropdown(upscaler_choices(self.app.paths.models_dir), value="Latent",
+                                               label="Upscaler", elem_id="txt2img_hr_upscaler",
+                                               allow_custom_value=True)  # an unknown name gets the service's error
+                self.hr_steps = gr.Slider(0, 150, value=0, step=1, label="Hires steps",
+                                          elem_id="txt2img_hires_steps")
+                self.hr_denoising = gr.Slider(0, 1, value=0.7, step=0.01, label="Denoising strength",
+                                              elem_id="txt2img_denoising_strength")
+            with gr.Row():
+                self.hr_scale = gr.Slider(1, 4, value=2.0, step=0.05, label="Upscale by", elem_id="txt2img_hr_scale")
+                self.hr_resize_x = gr.Slider(0, 2048, value=0, step=8, label="Resize width to",
+                                             elem_id="txt2img_hr_resize_x")
+                self.hr_resize_y = gr.Slider(0, 2048, value=0, step=8, label="Resize height to",
+                                             elem_id="txt2img_hr_resize_y")
+            with gr.Row():
+                self.hr_checkpoint = gr.Dropdown([SAME_CHECKPOINT, *checkpoint_titles(self.app)], value=SAME_CHECKPOINT,
+                                                 label="Hires checkpoint", elem_id="hr_checkpoint")
+                self.hr_sampler = gr.Dropdown([SAME_SAMPLER, *samplers.sampler_names()], value=SAME_SAMPLER,
+                                              label="Hires sampling method", elem_id="hr_sampler")
+                self.hr_scheduler = gr.Dropdown([SAME_SCHEDULER, *all_schedule_labels()], value=SAME_SCHEDULER,
+                                                label="Hires schedule type", elem_id="hr_scheduler")
+            with gr.Row():
+                self.hr_prompt = gr.Textbox(label="Hires prompt", lines=2, elem_id="hires_prompt",
+                                            placeholder="Prompt for hires fix pass (empty: the same prompt)")
+                self.hr_negative = gr.Textbox(label="Hires negative prompt", lines=2, elem_id="hires_neg_prompt",
+                                              placeholder="Negative prompt for hires fix pass (empty: the same)")
+
     def _wire(self) -> None:
-        outputs = [self.gallery, self.info, self.progress, self.preview, self.results, self.job_id]
-        self.generate.click(self.run, inputs=self.field_components, outputs=outputs, show_progress="hidden",
-                            concurrency_limit=None)  # the job queue orders the work, not Gradio
-        self.interrupt.click(self.on_interrupt, inputs=[self.job_id], outputs=None, queue=False)
-        self.skip.click(self.on_skip, inputs=[self.job_id], outputs=None, queue=False)
-        self.random_seed.click(lambda: -1, inputs=None, outputs=[self.seed], queue=False)
-        self.reuse_seed.click(self.on_reuse_seed, inputs=[self.results], outputs=[self.seed], queue=False)
-        self.sampler.change(self.on_sampler, inputs=[self.sampler, self.scheduler], outputs=[self.scheduler],
-                            queue=False)
-        self.gallery.select(self.on_select, inputs=[self.results], outputs=[self.info, self.results], queue=False)
+        self.wire_common([*self.field_components, *self.scripts.components])
+        # "Send to txt2img" with hires fields enables it: open the accordion so the user sees why
+        self.enable_hr.change(lambda on: gr.update(open=True) if on else gr.update(), inputs=[self.enable_hr],
+                              outputs=[self.hr_accordion], queue=False)
 
-    def request(self, prompt, negative, sampler, scheduler, steps, width, height, cfg_scale, seed, n_iter,
-                batch_size) -> Txt2ImgRequest:
-        return Txt2ImgRequest(prompt=prompt or "", negative_prompt=negative or "", sampler_name=sampler or None,
-                              scheduler=scheduler or None, steps=steps, width=width, height=height,
-                              cfg_scale=cfg_scale, seed=as_int(seed, -1), n_iter=n_iter, batch_size=batch_size)
+    def request(self, *values) -> Txt2ImgRequest:
+        n = len(self.FIELDS)
+        fields = self.request_fields(values[:n])
+        if len(values) > n:  # the Script dropdown and always-on scripts, by name
+            fields["script_name"], fields["script_args"], fields["alwayson_scripts"] = \
+                self.scripts.request_fields(*values[n:])
+        for key, same in (("hr_sampler_name", SAME_SAMPLER), ("hr_scheduler", SAME_SCHEDULER),
+                          ("hr_checkpoint_name", SAME_CHECKPOINT)):
+            if fields.get(key) in (same, "", None):
+                fields[key] = None
+        for key in ("hr_second_pass_steps", "hr_resize_x", "hr_resize_y"):
+            if key in fields:
+                fields[key] = as_int(fields[key], 0)
+        fields["hr_upscaler"] = fields.get("hr_upscaler") or None
+        fields["hr_prompt"], fields["hr_negative_prompt"] = fields.get("hr_prompt") or "", \
+            fields.get("hr_negative_prompt") or ""
+        if not fields.get("enable_hr"):
+            fields["denoising_strength"] = None  # only the hires pass uses it; keep it out of a plain infotext
+        return Txt2ImgRequest(**fields)
 
     def run(self, *values):
-        """Generator: queue the job, show its place in the queue, then progress and preview, then the images."""
+        """Generator (Generate's handler): queue the job, then follow it until the images are shown."""
+        yield from self.follow_job(lambda: self.app.submit_txt2img(self.request(*values), from_api=False))
+
+    def fill_update(self, key: str, value: Any, sampler: str | None) -> Any:
+        if key == "hr_sampler_name":
+            return canonical_sampler(value) or SAME_SAMPLER
+        if key == "hr_scheduler":
+            return value if value in all_schedule_labels() else SAME_SCHEDULER
+        if key == "hr_checkpoint_name":
+            return self.checkpoint_title(value) or SAME_CHECKPOINT
+        return super().fill_update(key, value, sampler)
+
+    def checkpoint_title(self, query: str | None) -> str | None:
+        if not query or query == SAME_CHECKPOINT:
+            return None
         try:
-            job = self.app.submit_txt2img(self.request(*values), from_api=False)
-        except Exception as e:  # validation and option errors: visible, and the UI keeps working
-            msg = error_message(e)
-            gr.Warning(msg)
-            yield {self.info: error_html(msg), self.progress: ""}
-            return
-        yield {self.job_id: job.id, self.preview: gr.update(value=None, visible=False)}
-        for snap in follow(self.app.jobs, job):
-            out: dict[Any, Any] = {self.progress: snap.html}
-            if snap.preview is not None:
-                out[self.preview] = gr.update(value=snap.preview, visible=True)
-            yield out
-        yield self.finished(job)
-
-    def finished(self, job) -> dict[Any, Any]:
-        out: dict[Any, Any] = {self.job_id: None, self.preview: gr.update(value=None, visible=False),
-                               self.progress: ""}
-        result = job.value if isinstance(job.value, GenerationResult) else None
-        if result is None or not result.images:  # nothing to show: keep the previous images in the gallery
-            if job.status == "cancelled":
-                msg = "Cancelled before it started."
-            elif job.status == "interrupted":
-                msg = "Interrupted before any image was finished."
-            elif job.error is not None:
-                msg = error_message(job.error)
-                gr.Warning(msg)
-            else:
-                msg = "No image was produced (every batch was skipped)."
-            out[self.info] = error_html(msg)
-            return out
-        images = [with_infotext(img, text) for img, text in zip(result.images, result.infotexts)]
-        first = int(result.info.get("index_of_first_image", 0) or 0) if len(images) > 1 else 0
-        texts = list(result.infotexts)
-        out[self.gallery] = gr.update(value=images, selected_index=None)
-        out[self.results] = {"infotexts": texts, "selected": first}
-        notes = [f"Interrupted: {len(texts) - first} image(s) finished."] if result.interrupted else []
-        notes += list(result.warnings)
-        shown = infotext_html(texts[first]) if texts else ""
-        out[self.info] = "".join(error_html(n) for n in notes) + shown
-        return out
-
-    def on_interrupt(self, job_id: str | None) -> None:
-        if job_id:
-            try:
-                self.app.jobs.cancel(job_id)  # queued: removed; running: interrupted
-                return
-            except NotFound:
-                pass
-        self.app.jobs.interrupt()
-
-    def on_skip(self, job_id: str | None) -> None:
-        current = self.app.jobs.current
-        if current is not None and (not job_id or current.id == job_id):
-            self.app.jobs.skip()
-
-    def on_reuse_seed(self, results: Mapping[str, Any]):
-        texts = (results or {}).get("infotexts") or []
-        i = (results or {}).get("selected", 0)
-        seed = seed_of(texts[i] if 0 <= i < len(texts) else None)
-        return gr.update() if seed is None else seed
-
-    def on_select(self, results: Mapping[str, Any], evt: gr.SelectData):
-        texts = (results or {}).get("infotexts") or []
-        i = evt.index if isinstance(evt.index, int) else 0
-        if not 0 <= i < len(texts):
-            return gr.update(), results
-        return infotext_html(texts[i]), {"infotexts": texts, "selected": i}
-
-    @staticmethod
-    def on_sampler(sampler: str | None, scheduler: str | None):
-        choices = schedule_choices(sampler)
-        return gr.update(choices=choices, value=scheduler if scheduler in choices else "Automatic")
-
-    # --- "send to txt2img" ---------------------------------------------------------------------------------------
-    def fill(self, fields: Mapping[str, Any]) -> list[Any]:
-        """One update per `field_components` entry from A1111 request fields; fields not given stay as they are."""
-        fields = dict(fields)
-        sampler = canonical_sampler(fields.get("sampler_name"))
-        fields["sampler_name"] = sampler
-        if "scheduler" in fields:
-            fields["scheduler"] = fields["scheduler"] if fields["scheduler"] in schedule_choices(sampler) else None
-        updates = []
-        for key, attr in FIELDS:
-            value = fields.get(key)
-            if value is None:
-                updates.append(gr.update())
-            elif key == "sampler_name":
-                updates.append(gr.update(value=value, choices=samplers.sampler_names()))
-            elif key == "scheduler":
-                updates.append(gr.update(value=value, choices=schedule_choices(sampler)))
-            else:
-                updates.append(value)
-        return updates
-
+            return self.app.catalog.find(query).title
+        except EaselError:  # not a known checkpoint: the dropdown keeps "Use same checkpoint"
+            return None

@@ -1,0 +1,266 @@
+"""The img2img tab, with A1111's sub-tabs: img2img, Sketch, Inpaint, Inpaint sketch, Inpaint upload and Batch.
+
+Gradio 6's ImageEditor gives {"background", "layers", "composite"}. Sketch uses the composite as the init image.
+Inpaint uses the background as the init image and the alpha of layers[0] as the mask. Inpaint sketch uses the
+composite as the init image and the strokes (the alpha of every layer) as the mask. The work is the service's:
+`Application.submit_img2img` and `submit_img2img_batch`."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from webui.errors import InvalidRequest
+from webui.generation.images import RESIZE_MODES
+from webui.generation.img2img import MASKED_CONTENT
+from webui.generation.requests import Img2ImgRequest
+from webui.ui.scripts_ui import build_scripts_ui
+from webui.ui.common import COMMON_FIELDS, GenerationTab
+
+MASK_MODES = ("Inpaint masked", "Inpaint not masked")
+INPAINT_AREAS = ("Whole picture", "Only masked")
+MODES = ("img2img", "sketch", "inpaint", "inpaint_sketch", "inpaint_upload", "batch")
+INPAINT_MODES = ("inpaint", "inpaint_sketch", "inpaint_upload", "batch")
+TAB_LABELS = ("img2img", "Sketch", "Inpaint", "Inpaint sketch", "Inpaint upload", "Batch")
+TAB_IDS = ("img2img_img2img_tab", "img2img_img2img_sketch_tab", "img2img_inpaint_tab", "img2img_inpaint_sketch_tab",
+           "img2img_inpaint_upload_tab", "img2img_batch_tab")
+PALETTE = ["#000000", "#ffffff", "#cc3232", "#32cc70", "#3270cc", "#e6c832", "#ad32cc", "#8b5a2b"]
+FIELDS = COMMON_FIELDS + (
+    ("denoising_strength", "denoising"), ("resize_mode", "resize_mode"), ("mask_blur", "mask_blur"),
+    ("inpainting_mask_invert", "mask_mode"), ("inpainting_fill", "masked_content"),
+    ("inpaint_full_res", "inpaint_area"), ("inpaint_full_res_padding", "padding"),
+)
+
+
+# --- what the editors hold → init image and mask (pure functions: tested without a browser) ---------------------
+
+def flatten(image: Image.Image | None) -> Image.Image | None:
+    """RGB; transparent areas (an RGBA canvas' empty parts) become white, as on screen."""
+    if image is None:
+        return None
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def layer_alpha(layer: Image.Image | None, size: tuple[int, int]) -> np.ndarray:
+    """Where a layer is painted (alpha > 0), as a bool array of `size` (width, height)."""
+    if layer is None:
+        return np.zeros(size[::-1], dtype=bool)
+    if "A" not in layer.getbands():  # no alpha: an opaque layer paints everything
+        return np.ones(size[::-1], dtype=bool)
+    alpha = layer.getchannel("A")
+    if alpha.size != size:
+        alpha = alpha.resize(size, Image.NEAREST)
+    return np.asarray(alpha) > 0
+
+
+def mask_image(painted: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.where(painted, 255, 0).astype(np.uint8), mode="L")
+
+
+def editor_mask(value: dict | None, size: tuple[int, int], *, all_layers: bool = False) -> Image.Image:
+    """The inpaint mask: white where layers[0] (or, for Inpaint sketch, any layer) is painted, black elsewhere."""
+    layers = [x for x in ((value or {}).get("layers") or []) if x is not None]
+    if not all_layers:
+        layers = layers[:1]
+    painted = np.zeros(size[::-1], dtype=bool)
+    for layer in layers:
+        painted |= layer_alpha(layer, size)
+    return mask_image(painted)
+
+
+def editor_inputs(mode: str, value: dict | None) -> tuple[Image.Image, Image.Image | None]:
+    """(init image, mask or None) from an ImageEditor value for the Sketch, Inpaint and Inpaint sketch sub-tabs."""
+    value = value or {}
+    background, composite = value.get("background"), value.get("composite")
+    if mode == "inpaint":
+        init = flatten(background)
+        if init is None:
+            raise InvalidRequest("Inpaint needs an image: upload one, then paint over the area to repaint")
+        return init, editor_mask(value, init.size)
+    init = flatten(composite if composite is not None else background)
+    if init is None:
+        raise InvalidRequest(f"{TAB_LABELS[MODES.index(mode)]} needs an image: upload one or draw on the canvas")
+    if mode == "sketch":
+        return init, None
+    return init, editor_mask(value, init.size, all_layers=True)  # inpaint sketch: the strokes are the mask
+
+
+def init_and_mask(mode: str, image, sketch, inpaint, inpaint_sketch, base, mask) -> tuple[Image.Image, Any]:
+    """The init image and mask for the selected sub-tab (Batch reads its folders in the service)."""
+    if mode == "img2img":
+        if image is None:
+            raise InvalidRequest("img2img needs an input image: upload one in the img2img tab")
+        return flatten(image), None
+    if mode in ("sketch", "inpaint", "inpaint_sketch"):
+        return editor_inputs(mode, {"sketch": sketch, "inpaint": inpaint, "inpaint_sketch": inpaint_sketch}[mode])
+    if mode == "inpaint_upload":
+        if base is None or mask is None:
+            raise InvalidRequest("Inpaint upload needs both an image and a mask (white: the area to repaint)")
+        return flatten(base), mask
+    raise InvalidRequest(f"unknown img2img mode {mode!r}")
+
+
+def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """A1111's "Resize by": the input's size times the scale, floored to a multiple of 8."""
+    return tuple(max(8, int(v * float(scale)) // 8 * 8) for v in size)  # type: ignore[return-value]
+
+
+def first_image_size(folder: str | None) -> tuple[int, int] | None:
+    from webui.generation.batch import list_images
+
+    path = Path(folder or "").expanduser()
+    files = list_images(path) if folder and path.is_dir() else []
+    if not files:
+        return None
+    with Image.open(files[0]) as im:
+        return im.size
+
+
+class Img2ImgTab(GenerationTab):
+    tabname = "img2img"
+    FIELDS = FIELDS
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"resize_mode": RESIZE_MODES, "inpainting_mask_invert": MASK_MODES, "inpainting_fill": MASKED_CONTENT,
+               "inpaint_full_res": INPAINT_AREAS}
+
+    def __init__(self, application):
+        super().__init__(application)
+        self._build()
+        self._wire()
+
+    def _editor(self, label: str, elem_id: str, brush: gr.Brush, layers: Any = True) -> gr.ImageEditor:
+        return gr.ImageEditor(label=label, type="pil", format="png", image_mode="RGBA", elem_id=elem_id,
+                              sources=["upload", "clipboard"], brush=brush, eraser=gr.Eraser(), layers=layers,
+                              transforms=(), height=480)
+
+    def _build(self) -> None:
+        self.build_toprow()
+        with gr.Row(equal_height=False):
+            with gr.Column(elem_id="img2img_settings"):
+                self._build_inputs()
+                self.resize_mode = gr.Radio(list(RESIZE_MODES), value=RESIZE_MODES[0], label="Resize mode",
+                                            elem_id="resize_mode")
+                with gr.Group(visible=False, elem_id="img2img_inpaint_controls") as self.inpaint_controls:
+                    self.mask_blur = gr.Slider(0, 64, value=4, step=1, label="Mask blur", elem_id="img2img_mask_blur")
+                    self.mask_mode = gr.Radio(list(MASK_MODES), value=MASK_MODES[0], label="Mask mode",
+                                              elem_id="img2img_mask_mode")
+                    self.masked_content = gr.Radio(list(MASKED_CONTENT), value="original", label="Masked content",
+                                                   elem_id="img2img_inpainting_fill")
+                    with gr.Row():
+                        self.inpaint_area = gr.Radio(list(INPAINT_AREAS), value=INPAINT_AREAS[0],
+                                                     label="Inpaint area", elem_id="img2img_inpaint_full_res")
+                        self.padding = gr.Slider(0, 256, value=32, step=4, label="Only masked padding, pixels",
+                                                 elem_id="img2img_inpaint_full_res_padding")
+                self.build_sampling()
+                with gr.Row():
+                    with gr.Column(scale=3), gr.Tabs(elem_id="img2img_dimensions_row"):
+                        with gr.Tab("Resize to", id="to", elem_id="img2img_tab_resize_to") as self.to_tab:
+                            self.build_size()
+                        with gr.Tab("Resize by", id="by", elem_id="img2img_tab_resize_by") as self.by_tab:
+                            self.scale = gr.Slider(0.05, 4, value=1.0, step=0.05, label="Scale",
+                                                   elem_id="img2img_scale")
+                    with gr.Column(scale=2):
+                        self.build_batch()
+                self.build_cfg()
+                self.denoising = gr.Slider(0, 1, value=0.75, step=0.01, label="Denoising strength",
+                                           elem_id="img2img_denoising_strength")
+                self.build_seed()
+                self.scripts = build_scripts_ui(self.app, "img2img")
+            with gr.Column(elem_id="img2img_results"):
+                self.build_results()
+        self.mode = gr.State("img2img")
+        self.resize_by = gr.State(False)
+
+    def _build_inputs(self) -> None:
+        with gr.Tabs(elem_id="mode_img2img") as self.mode_tabs:
+            self.mode_tab_list = []
+            for mode, label, elem_id in zip(MODES, TAB_LABELS, TAB_IDS):
+                with gr.Tab(label, id=mode, elem_id=elem_id) as tab:
+                    self.mode_tab_list.append(tab)
+                    getattr(self, f"_build_{mode}")()
+
+    def _build_img2img(self) -> None:
+        self.init_image = gr.Image(label="Image for img2img", type="pil", format="png", image_mode="RGB",
+                                   sources=["upload", "clipboard"], elem_id="img2img_image", height=480)
+
+    def _build_sketch(self) -> None:
+        self.sketch = self._editor("Sketch", "img2img_sketch", gr.Brush(colors=PALETTE, color_mode="defaults"))
+
+    def _build_inpaint(self) -> None:
+        brush = gr.Brush(colors=["#ffffff", "#000000"], default_color="#ffffff", color_mode="defaults")
+        self.inpaint = self._editor("Image for inpainting with mask", "img2maskimg", brush,
+                                    gr.LayerOptions(allow_additional_layers=False, layers=["Mask"]))
+
+    def _build_inpaint_sketch(self) -> None:
+        self.inpaint_sketch = self._editor("Color sketch inpainting", "inpaint_sketch",
+                                           gr.Brush(colors=PALETTE, color_mode="defaults"))
+
+    def _build_inpaint_upload(self) -> None:
+        self.upload_base = gr.Image(label="Image", type="pil", format="png", image_mode="RGB",
+                                    sources=["upload", "clipboard"], elem_id="img_inpaint_base", height=320)
+        self.upload_mask = gr.Image(label="Mask (white: repaint)", type="pil", format="png", image_mode=None,
+                                    sources=["upload", "clipboard"], elem_id="img_inpaint_mask", height=320)
+
+    def _build_batch(self) -> None:
+        gr.Markdown("Process every image in a folder on the server. Results go to the output folder; with a mask "
+                    "folder, each image is inpainted with the mask of the same name.")
+        self.batch_input = gr.Textbox(label="Input directory", elem_id="img2img_batch_input_dir")
+        self.batch_output = gr.Textbox(label="Output directory", elem_id="img2img_batch_output_dir")
+        self.batch_masks = gr.Textbox(label="Inpaint batch mask directory (optional)",
+                                      elem_id="img2img_batch_inpaint_mask_dir")
+
+    @property
+    def inputs(self) -> list:
+        """Generate's inputs: the fields, then the sub-tab and what each sub-tab holds."""
+        return [*self.field_components, self.mode, self.init_image, self.sketch, self.inpaint, self.inpaint_sketch,
+                self.upload_base, self.upload_mask, self.batch_input, self.batch_output, self.batch_masks,
+                self.resize_by, self.scale, *self.scripts.components]
+
+    def _wire(self) -> None:
+        self.wire_common(self.inputs)
+        for mode, tab in zip(MODES, self.mode_tab_list):
+            tab.select(partial(self.on_mode, mode), inputs=None, outputs=[self.mode, self.inpaint_controls],
+                       queue=False)
+        self.to_tab.select(lambda: False, inputs=None, outputs=[self.resize_by], queue=False)
+        self.by_tab.select(lambda: True, inputs=None, outputs=[self.resize_by], queue=False)
+
+    @staticmethod
+    def on_mode(mode: str):
+        return mode, gr.update(visible=mode in INPAINT_MODES)
+
+    def select_mode(self, mode: str) -> dict:
+        """Updates that switch to a sub-tab (for "Send to img2img / inpaint")."""
+        return {self.mode: mode, self.mode_tabs: gr.Tabs(selected=mode),
+                self.inpaint_controls: gr.update(visible=mode in INPAINT_MODES)}
+
+    def run(self, *values):
+        """Generator (Generate's handler): queue the job, then follow it until the images are shown."""
+        n, k = len(self.FIELDS), len(self.scripts.components)
+        base = len(self.inputs) - k  # fields + the sub-tab inputs; the script components (if given) come last
+        fields = self.request_fields(values[:n])
+        if k and len(values) >= base + k:
+            fields["script_name"], fields["script_args"], fields["alwayson_scripts"] = \
+                self.scripts.request_fields(*values[base:base + k])
+            values = values[:base]
+        yield from self.follow_job(lambda: self.submit(fields, *values[n:]))
+
+    def submit(self, fields: dict, mode, image, sketch, inpaint, inpaint_sketch, base, mask, batch_input,
+               batch_output, batch_masks, resize_by=False, scale=1.0):
+        if mode == "batch":
+            size = first_image_size(batch_input) if resize_by else None
+            if size:
+                fields["width"], fields["height"] = scaled_size(size, scale)
+            return self.app.submit_img2img_batch(Img2ImgRequest(**fields), input_dir=(batch_input or "").strip(),
+                                                 output_dir=(batch_output or "").strip(),
+                                                 mask_dir=(batch_masks or "").strip() or None)
+        init, mask_im = init_and_mask(mode, image, sketch, inpaint, inpaint_sketch, base, mask)
+        if resize_by:
+            fields["width"], fields["height"] = scaled_size(init.size, scale)
+        return self.app.submit_img2img(Img2ImgRequest(**fields), from_api=False, images=[init], mask=mask_im)
