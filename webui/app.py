@@ -204,14 +204,14 @@ class Application:
         return found[0], found[1], named_args(found[1], req.script_args)
 
     def submit_img2img_batch(self, req: Img2ImgRequest, *, input_dir: str, output_dir: str,
-                             mask_dir: str | None = None) -> Job:
+                             mask_dir: str | None = None, scale: float | None = None) -> Job:
         """img2img over a folder (the UI's Batch tab). Folders are checked before queueing."""
         from webui.generation.batch import check_batch_dirs, run_batch
 
         src, dst, masks = check_batch_dirs(input_dir, output_dir, mask_dir)
 
         def run(r, services, view, control, save, save_grid):
-            return run_batch(r, src, dst, masks, services, view, control)
+            return run_batch(r, src, dst, masks, services, view, control, scale=scale)
         params = req.model_dump(mode="json", exclude={"init_images", "mask"})
         params.update(input_dir=str(src), output_dir=str(dst), mask_dir=str(masks) if masks else None)
         return self._submit_generation("img2img", req, run, from_api=False, params=params)

@@ -45,8 +45,9 @@ def _find_mask(masks: Path | None, name: str) -> Path | None:
     return None
 
 
-def run_batch(req: Img2ImgRequest, src: Path, dst: Path, masks: Path | None, services, opts, control: JobControl
-              ) -> GenerationResult:
+def run_batch(req: Img2ImgRequest, src: Path, dst: Path, masks: Path | None, services, opts, control: JobControl,
+              scale: float | None = None) -> GenerationResult:
+    """With `scale` ("Resize by"), each image is generated at its own size × scale (floored to multiples of 8)."""
     total = GenerationResult()
     dst.mkdir(parents=True, exist_ok=True)
     files = list_images(src)
@@ -62,7 +63,11 @@ def run_batch(req: Img2ImgRequest, src: Path, dst: Path, masks: Path | None, ser
             total.warnings.append(f"{path.name}: skipped, not a readable image ({e})")
             continue
         control.textinfo = f"{n + 1}/{len(files)}: {path.name}"
-        result = run_img2img(req, [image], mask, services, opts, control, save=False, save_grid=False)
+        this = req
+        if scale:
+            w, h = (max(8, int(v * scale) // 8 * 8) for v in image.size)
+            this = req.model_copy(update={"width": w, "height": h})
+        result = run_img2img(this, [image], mask, services, opts, control, save=False, save_grid=False)
         for i, (img, text) in enumerate(zip(result.images, result.infotexts)):
             name = path.stem + (f"-{i}" if len(result.images) > 1 else "") + ".png"
             with atomic_path(dst / name) as tmp:

@@ -82,7 +82,9 @@ def upscale_one(image: Image.Image, req: ExtrasRequest, models_dir: Path, max_pi
 
 
 def postprocessing_text(params: dict) -> str:
-    return ", ".join(f"{k}: {v}" for k, v in params.items())
+    from webui.infotext import format_value
+
+    return ", ".join(f"{k}: {format_value(v)}" for k, v in params.items())
 
 
 def run_extras(images: list[tuple[Image.Image, str]], req: ExtrasRequest, *, models_dir: Path, outputs, save: bool,

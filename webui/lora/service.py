@@ -44,6 +44,7 @@ class _Held:
 class _ModelLoras:
     held: OrderedDict[str, _Held] = field(default_factory=OrderedDict)  # by file path, most recent last
     signature: tuple | None = None  # the (adapter, weights) set last applied; () = all disabled
+    enabled: bool | None = None  # adapter layers on/off; None = unknown (after a load or unload)
     counter: int = 0
 
 
@@ -176,7 +177,7 @@ class LoraService:
         components = tuple(c for c, names in pipe.get_list_adapters().items() if adapter in names)
         held = _Held(adapter=adapter, mtime_ns=entry.mtime_ns, size=entry.size, components=components)
         state.held[key] = held
-        state.signature = None  # a new adapter changes which layers exist: apply the weights again
+        state.signature = state.enabled = None  # new layers exist: apply the weights and the on/off state again
         return held
 
     def _evict(self, pipe, state: _ModelLoras, keep: set[str]) -> None:
@@ -185,7 +186,7 @@ class LoraService:
                 break
             if key not in keep:
                 self._unload(pipe, state.held.pop(key))
-                state.signature = None
+                state.signature = state.enabled = None
 
     @staticmethod
     def _unload(pipe, held: _Held) -> None:
@@ -197,20 +198,21 @@ class LoraService:
                 delete_adapter_layers(module, held.adapter)
 
     @staticmethod
-    def _set_enabled(pipe, enabled: bool) -> None:
+    def _set_enabled(pipe, state: _ModelLoras, enabled: bool) -> None:
         # per layer, not pipe.enable_lora(): that raises for a component without adapters (e.g. a UNet-only LoRA)
+        if state.enabled is enabled:
+            return
         for name in pipe._lora_loadable_modules:
             module = getattr(pipe, name, None)
             if isinstance(module, torch.nn.Module):
                 for layer in _tuner_layers(module):
                     layer.enable_adapters(enabled)
+        state.enabled = enabled
 
     def _activate(self, pipe, state: _ModelLoras, active: list[tuple[LoraTag, _Held]]) -> None:
         if not active:
-            if state.signature != ():
-                if state.held or state.signature is None:
-                    self._set_enabled(pipe, False)
-                state.signature = ()
+            self._set_enabled(pipe, state, False)
+            state.signature = ()
             return
         names, weights = [], []
         for tag, held in active:
@@ -220,6 +222,6 @@ class LoraService:
         signature = tuple((n, tuple(sorted(w.items()))) for n, w in zip(names, weights))
         if signature == state.signature:
             return
-        self._set_enabled(pipe, True)
+        self._set_enabled(pipe, state, True)
         pipe.set_adapters(names, weights)
         state.signature = signature

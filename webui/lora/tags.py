@@ -1,15 +1,16 @@
-"""A1111's extra-network prompt tags: `<lora:name>`, `<lora:name:w>`, `<lora:name:te:unet>`, `<lora:name:te=a:unet=b>`.
+"""A1111's LoRA prompt tags: `<lora:name>`, `<lora:name:w>`, `<lora:name:te:unet>`, `<lora:name:te=a:unet=b>`.
 
-As in A1111 (`modules/extra_networks.py`), every `<type:args>` tag is removed from the text before encoding; the
-LoRA ones (`lora`, and `lyco`, its old LyCORIS alias) become LoraTags, and other types give a warning.
+The tags are found by the prompt parser (`webui.prompts.parser.extract_extra_networks`, which also removes them from
+the text that gets encoded, as A1111 does). The LoRA ones (`lora`, and `lyco`, its old LyCORIS alias) become
+LoraTags here; other kinds give a warning.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-EXTRA_NETWORK_RE = re.compile(r"<(\w+):([^>]+)>")
+from webui.prompts.parser import extract_extra_networks
+
 LORA_TYPES = ("lora", "lyco")
 
 
@@ -37,39 +38,30 @@ class ParsedPrompt:
     warnings: list[str]
 
 
-def _lora_tag(args: str) -> LoraTag:
-    parts = [p.strip() for p in args.split(":")]
-    name, positional, named = parts[0], [], {}
-    for p in parts[1:]:
-        key, eq, value = p.partition("=")
-        if eq:
-            named[key.strip()] = value.strip()
-        else:
-            positional.append(p)
-    if not name:
-        raise ValueError("the tag has no LoRA name")
-    te = float(named.get("te", positional[0] if positional else 1.0))
-    unet = float(named.get("unet", positional[1] if len(positional) > 1 else te))
-    return LoraTag(name=name, te_weight=te, unet_weight=unet)
+def from_extra_networks(tags) -> tuple[list[LoraTag], list[str]]:
+    """The parser's ExtraNetworkTags → (LoraTags, warnings for other kinds and unreadable weights)."""
+    loras: list[LoraTag] = []
+    warnings: list[str] = []
+    for tag in tags:
+        if tag.kind.lower() not in LORA_TYPES:
+            warnings.append(f"extra network type not supported: {tag.text or tag.kind}")
+            continue
+        try:
+            te, unet, _dyn = tag.lora_multipliers()
+        except ValueError as e:
+            warnings.append(f"bad LoRA tag {tag.text}: {e}")
+            continue
+        if not tag.name.strip():
+            warnings.append(f"bad LoRA tag {tag.text}: no name")
+            continue
+        loras.append(LoraTag(name=tag.name.strip(), te_weight=te, unet_weight=unet))
+    return loras, warnings
 
 
 def parse_prompt(prompt: str) -> ParsedPrompt:
-    """Strip the tags from `prompt`; return the clean text, the LoRA tags in order, and warnings for bad tags."""
-    loras: list[LoraTag] = []
-    warnings: list[str] = []
-
-    def found(m: re.Match) -> str:
-        kind, args = m.group(1), m.group(2)
-        if kind.lower() not in LORA_TYPES:
-            warnings.append(f"extra network type not supported: <{kind}:{args}>")
-            return ""
-        try:
-            loras.append(_lora_tag(args))
-        except ValueError as e:
-            warnings.append(f"bad LoRA tag <{kind}:{args}>: {e}")
-        return ""
-
-    text = EXTRA_NETWORK_RE.sub(found, prompt or "")
+    """Strip every `<kind:args>` tag from `prompt`; return the clean text, the LoRA tags in order, and warnings."""
+    text, tags = extract_extra_networks(prompt or "")
+    loras, warnings = from_extra_networks(tags)
     return ParsedPrompt(text=text, loras=loras, warnings=warnings)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -93,7 +93,11 @@ class LoraTrainer:
         self.step, self.losses, self.resumed_from = 0, [], 0
         self.generator = torch.Generator("cpu").manual_seed(config.seed)
         self._embeds: dict[str, torch.Tensor] = {}
-        self._setup()
+        try:
+            self._setup()
+        except BaseException:
+            self.teardown()  # never leave a half-added adapter on a serving model
+            raise
 
     # --- setup / teardown ----------------------------------------------------------------------------------------
     def _add_adapter(self, module, text_encoder: bool) -> list[torch.nn.Parameter]:
@@ -172,7 +176,11 @@ class LoraTrainer:
     def _load_state(self) -> None:
         from peft import set_peft_model_state_dict
 
-        state = torch.load(self.state_file, map_location="cpu", weights_only=False)  # our own file
+        try:
+            state = torch.load(self.state_file, map_location="cpu", weights_only=False)  # our own file
+        except Exception as e:  # a damaged state is only a lost resume point
+            log.warning("cannot read training state %s (%s): starting over", self.state_file, e)
+            return
         if state.get("version") != STATE_VERSION or state.get("compat") != {**self.cfg.compat_key(), **self.match}:
             log.info("training state %s is for other settings: starting over", self.state_file)
             return
@@ -212,10 +220,11 @@ class LoraTrainer:
         cfg, sched = self.cfg, self.noise_scheduler
         latents = torch.stack([s.latent for s in batch])
         b = latents.shape[0]
-        noise = torch.randn(latents.shape, generator=self.generator)
+        noise = torch.randn(latents.shape, generator=self.generator)  # the RNG stays on the CPU: reproducible
         if cfg.noise_offset:
             noise = noise + cfg.noise_offset * torch.randn((b, latents.shape[1], 1, 1), generator=self.generator)
         t = torch.randint(0, sched.config.num_train_timesteps, (b,), generator=self.generator)
+        latents, noise, t = latents.to(self.device), noise.to(self.device), t.to(self.device)
         noisy = sched.add_noise(latents, noise, t)
         target = sched.get_velocity(latents, noise, t) if sched.config.prediction_type == "v_prediction" else noise
         dtype = self.unet.dtype
@@ -223,49 +232,56 @@ class LoraTrainer:
         amp = self._autocast_dtype()
         ctx = torch.autocast("cuda", dtype=amp) if amp else contextlib.nullcontext()
         with ctx:
-            pred = self.unet(noisy.to(self.device, dtype), t.to(self.device), enc).sample
-        loss = F.mse_loss(pred.float(), target.to(self.device).float(), reduction="none").mean(dim=(1, 2, 3))
+            pred = self.unet(noisy.to(dtype), t, enc).sample
+        loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
         if cfg.min_snr_gamma > 0:
-            snr = compute_snr(sched.alphas_cumprod, t).to(self.device)
+            snr = compute_snr(sched.alphas_cumprod.to(self.device), t)
             weight = snr.clamp(max=cfg.min_snr_gamma)
             weight = weight / (snr + 1) if sched.config.prediction_type == "v_prediction" else weight / snr
             loss = loss * weight
         return loss.mean()
 
-    def _micro_batches(self):
+    def batches(self):
         """Batches from the step where training (re)starts, in the same order an uninterrupted run would see."""
         per_epoch = max(1, len(self.data.batches(self.cfg.batch_size, self.cfg.repeats, self.cfg.seed, 0)))
-        index = self.step * self.cfg.grad_accum
-        epoch, skip = divmod(index, per_epoch)
+        epoch, skip = divmod(self.step * self.cfg.grad_accum, per_epoch)
         while True:
-            for batch in self.data.batches(self.cfg.batch_size, self.cfg.repeats, self.cfg.seed, epoch)[skip:]:
-                yield batch
+            yield from self.data.batches(self.cfg.batch_size, self.cfg.repeats, self.cfg.seed, epoch)[skip:]
             epoch, skip = epoch + 1, 0
 
-    def run(self, hooks: TrainHooks | None = None) -> TrainOutcome:
-        hooks = hooks or TrainHooks()
+    def train_mode(self) -> None:
         self.unet.train()
         if self.te is not None:
             self.te.train()
-        batches = self._micro_batches()
+
+    def train_step(self, batches, should_stop: Callable[[], bool] | None = None) -> float | None:
+        """One optimizer step over `grad_accum` micro-batches; its loss, or None when stopped midway (a partial
+        accumulation is dropped, never applied)."""
+        total = 0.0
+        for _ in range(self.cfg.grad_accum):
+            if should_stop is not None and should_stop():
+                self.optimizer.zero_grad(set_to_none=True)
+                return None
+            loss = self._loss(next(batches)) / self.cfg.grad_accum
+            (self.scaler.scale(loss) if self.scaler else loss).backward()
+            total += float(loss.detach())
+        self._optimizer_step()
+        self.step += 1
+        self.losses.append(total)
+        return total
+
+    def run(self, hooks: TrainHooks | None = None) -> TrainOutcome:
+        hooks = hooks or TrainHooks()
+        self.train_mode()
+        batches = self.batches()
         stopped = False
         while self.step < self.cfg.steps:
-            total = 0.0
-            for _ in range(self.cfg.grad_accum):
-                if hooks.should_stop and hooks.should_stop():
-                    stopped = True
-                    break
-                loss = self._loss(next(batches)) / self.cfg.grad_accum
-                (self.scaler.scale(loss) if self.scaler else loss).backward()
-                total += float(loss.detach())
-            if stopped:
-                self.optimizer.zero_grad(set_to_none=True)  # a partial accumulation is dropped, not applied
+            loss = self.train_step(batches, hooks.should_stop)
+            if loss is None:
+                stopped = True
                 break
-            self._optimizer_step()
-            self.step += 1
-            self.losses.append(total)
             if hooks.progress:
-                hooks.progress(self.step, self.cfg.steps, total)
+                hooks.progress(self.step, self.cfg.steps, loss)
             if hooks.save_every and self.step % hooks.save_every == 0 and self.step < self.cfg.steps:
                 self.checkpoint(hooks)
             if hooks.sample and hooks.sample_every and self.step % hooks.sample_every == 0:

@@ -113,17 +113,6 @@ def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
     return tuple(max(8, int(v * float(scale)) // 8 * 8) for v in size)  # type: ignore[return-value]
 
 
-def first_image_size(folder: str | None) -> tuple[int, int] | None:
-    from webui.generation.batch import list_images
-
-    path = Path(folder or "").expanduser()
-    files = list_images(path) if folder and path.is_dir() else []
-    if not files:
-        return None
-    with Image.open(files[0]) as im:
-        return im.size
-
-
 class Img2ImgTab(GenerationTab):
     tabname = "img2img"
     FIELDS = FIELDS
@@ -254,12 +243,10 @@ class Img2ImgTab(GenerationTab):
     def submit(self, fields: dict, mode, image, sketch, inpaint, inpaint_sketch, base, mask, batch_input,
                batch_output, batch_masks, resize_by=False, scale=1.0):
         if mode == "batch":
-            size = first_image_size(batch_input) if resize_by else None
-            if size:
-                fields["width"], fields["height"] = scaled_size(size, scale)
             return self.app.submit_img2img_batch(Img2ImgRequest(**fields), input_dir=(batch_input or "").strip(),
                                                  output_dir=(batch_output or "").strip(),
-                                                 mask_dir=(batch_masks or "").strip() or None)
+                                                 mask_dir=(batch_masks or "").strip() or None,
+                                                 scale=float(scale) if resize_by else None)
         init, mask_im = init_and_mask(mode, image, sketch, inpaint, inpaint_sketch, base, mask)
         if resize_by:
             fields["width"], fields["height"] = scaled_size(init.size, scale)

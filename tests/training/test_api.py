@@ -1,0 +1,66 @@
+"""POST /easel/v1/train/lora and its status route; the existing /sdapi/v1/loras route over the LoRA service."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from tests.lora.factory import write_kohya
+
+
+@pytest.fixture
+def train_client(app):
+    from webui.api.errors import install_error_handlers
+    from webui.api.training import build_training_router
+
+    api = FastAPI()
+    install_error_handlers(api)
+    api.include_router(build_training_router(app))
+    with TestClient(api) as c:
+        yield c
+
+
+def test_train_over_http(app, train_client, dataset):
+    body = {"name": "web", "dataset_dir": str(dataset), "steps": 6, "batch_size": 2, "learning_rate": 1e-3,
+            "rank": 2, "alpha": 1, "resolution": 64, "seed": 3, "caption": "", "train_text_encoder": False,
+            "save_every": 0, "sample_every": 0, "sample_prompt": ""}
+    r = train_client.post("/easel/v1/train/lora", json=body)
+    assert r.status_code == 202, r.text
+    job_id = r.json()["job_id"]
+    deadline = time.time() + 120
+    while True:
+        view = train_client.get(f"/easel/v1/train/lora/{job_id}").json()
+        if view["status"] in ("done", "failed") or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    assert view["status"] == "done", view
+    assert view["step"] == view["total_steps"] == 6 and len(view["losses"]) == 6 and view["loss"] == view["losses"][-1]
+    assert view["result"] == {"name": "web", "path": str(app.paths.lora_dir / "web.safetensors")}
+
+
+def test_bad_requests_are_4xx_and_write_nothing(app, train_client, dataset):
+    ok = {"name": "x", "dataset_dir": str(dataset)}
+    for body, field in [({**ok, "rank": 0}, "rank"), ({**ok, "name": "../x"}, "name"), ({**ok, "lr": 1}, "lr"),
+                        ({"dataset_dir": str(dataset)}, "name"), ({**ok, "dataset_dir": "/nope"}, "not found"),
+                        ({**ok, "checkpoint": "missing"}, "missing")]:
+        r = train_client.post("/easel/v1/train/lora", json=body)
+        assert 400 <= r.status_code < 500 and field in r.text, (body, r.text)
+        assert set(r.json()) == {"error", "detail", "body", "errors"}
+    assert list(app.paths.lora_dir.iterdir()) == [] and app.jobs.queued() == []
+    assert train_client.get("/easel/v1/train/lora/nope").status_code == 404
+
+
+def test_sdapi_loras_lists_the_service(app, client):
+    from webui.lora.catalog import LoraCatalog
+    from webui.lora.service import LoraService
+
+    app.loras = LoraService(LoraCatalog([app.paths.lora_dir, app.paths.lycoris_dir], app.hashes))
+    path = write_kohya(app.paths.lora_dir / "one.safetensors", seed=1, metadata={"ss_output_name": "One"})
+    assert client.get("/sdapi/v1/loras").json() == []  # not scanned yet
+    assert client.post("/sdapi/v1/refresh-loras").status_code == 200
+    items = client.get("/sdapi/v1/loras").json()
+    assert [(i["name"], i["alias"], i["path"]) for i in items] == [("one", "One", str(path))]
+    assert items[0]["metadata"]["ss_output_name"] == "One"
