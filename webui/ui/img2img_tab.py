@@ -8,7 +8,6 @@ composite as the init image and the strokes (the alpha of every layer) as the ma
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 from typing import Any, ClassVar
 
 import gradio as gr
