@@ -13,8 +13,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-# A mid-size SD-shaped model: SD 1.x's block structure at reduced width (~54M UNet parameters).
-MID = dict(unet_channels=(80, 160, 320, 320), cross_dim=768, vae_channels=(64, 128, 256, 256))
+# A mid-size SD-shaped model: SD 1.x block structure at reduced width (~77M UNet parameters).
+MID = dict(unet_channels=(96, 192, 384, 384), cross_dim=768, vae_channels=(64, 128, 256, 256))
 
 
 def write_model(kind: str, folder: Path) -> Path:

@@ -21,11 +21,14 @@ from webui.generation.requests import GenerationResult, Img2ImgRequest, Txt2ImgR
 from webui.generation.txt2img import run_txt2img
 from webui.history import JobHistory
 from webui.jobs import Job, JobQueue
+from webui.lora import LoraCatalog, LoraService
 from webui.models.catalog import CheckpointCatalog
 from webui.models.device import choose_policy
 from webui.models.hashing import HashCache
 from webui.models.manager import LoadedModel, ModelManager
 from webui.outputs import OutputWriter
+from webui.prompts.embeddings import EmbeddingCatalog
+from webui.prompts.styles import StyleStore
 from webui.settings import Options
 
 log = logging.getLogger("easel")
@@ -50,7 +53,13 @@ class Application:
         self.outputs = OutputWriter(self.paths.data_dir, self.options.get)
         self.history = JobHistory(self.paths.db_file)
         self.jobs = JobQueue(self.history, summarize=_summarize)
-        self.generation = GenerationServices(manager=self.models, outputs=self.outputs, models_dir=self.paths.models_dir)
+        self.embeddings = EmbeddingCatalog(self.paths.embeddings_dir, self.hashes,
+                                           active_model=lambda: self.models.active)
+        self.styles = StyleStore(self.paths.styles_files)
+        self.lora_catalog = LoraCatalog([self.paths.lora_dir, self.paths.lycoris_dir], self.hashes)
+        self.loras = LoraService(self.lora_catalog)
+        self.generation = GenerationServices(manager=self.models, outputs=self.outputs, models_dir=self.paths.models_dir,
+                                             embeddings=self.embeddings, loras=self.loras)
         self.extensions = self._extension_host()
         self.models.on_loaded = self._on_model_loaded
         self.share_url: str | None = None
@@ -84,6 +93,7 @@ class Application:
         if self.ns.ckpt and Path(self.ns.ckpt).expanduser().exists():
             self.catalog.add_file(Path(self.ns.ckpt))
         self.models.refresh()
+        self.loras.refresh()
         self.jobs.start()
         self.started = True
         self.extensions.emit("app_started", self)
@@ -156,6 +166,7 @@ class Application:
                            params: dict | None = None, after=None) -> Job:
         """The one path for every generation: validate what can be validated now (so bad input is a 4xx before
         queueing), then run in the worker with the request's options overlay and the extensions' hooks."""
+        req = self.styles.apply_to_request(req)  # styles first, as A1111; an unknown one is a 422 before queueing
         save = (req.save_images if from_api else True) and not req.do_not_save_samples
         save_grid = (req.save_images if from_api else True) and not req.do_not_save_grid
         view = self.options.view(req.override_settings)
@@ -265,6 +276,10 @@ class ScriptRunner:
 
 
 def _summarize(job: Job) -> dict[str, Any] | None:
+    if job.kind == "train-lora":
+        from webui.training.jobs import training_summary
+
+        return training_summary(job)
     value = job.value
     if isinstance(value, GenerationResult):
         return {"images": value.paths, "infotexts": value.infotexts, "info": value.info}

@@ -64,3 +64,41 @@ def test_sdapi_loras_lists_the_service(app, client):
     items = client.get("/sdapi/v1/loras").json()
     assert [(i["name"], i["alias"], i["path"]) for i in items] == [("one", "One", str(path))]
     assert items[0]["metadata"]["ss_output_name"] == "One"
+
+
+def test_generic_jobs_route_carries_training_fields(app, client, dataset):
+    body = {"name": "viajobs", "dataset_dir": str(dataset), "steps": 4, "batch_size": 2, "rank": 2, "alpha": 1,
+            "resolution": 64, "seed": 1, "save_every": 0, "sample_every": 0}
+    job_id = client.post("/easel/v1/train/lora", json=body).json()["job_id"]
+    deadline = time.time() + 120
+    while (view := client.get(f"/easel/v1/jobs/{job_id}").json())["status"] not in ("done", "failed"):
+        assert time.time() < deadline
+        time.sleep(0.05)
+    assert view["status"] == "done" and view["kind"] == "train-lora"
+    assert view["step"] == view["total_steps"] == 4 and len(view["losses"]) == 4
+    assert view["loss"] == view["losses"][-1]
+    assert view["result"]["name"] == "viajobs" and view["result"]["path"].endswith("viajobs.safetensors")
+    # after the job leaves memory, history still answers the same
+    row = app.history.get(job_id)
+    assert row["result"]["name"] == "viajobs" and len(row["result"]["losses"]) == 4
+
+
+def test_lora_tag_in_a_generation_changes_pixels_and_is_written(app, client):
+    import base64
+    import io
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    write_kohya(app.paths.lora_dir / "tagged.safetensors", seed=3)
+    client.post("/sdapi/v1/refresh-loras")
+    assert "tagged" in [x["name"] for x in client.get("/sdapi/v1/loras").json()]
+    base = client.post("/sdapi/v1/txt2img", json={"prompt": "a cat", "steps": 3, "seed": 5}).json()
+    tagged = client.post("/sdapi/v1/txt2img", json={"prompt": "a cat <lora:tagged:1>", "steps": 3, "seed": 5}).json()
+    px = [np.asarray(Image.open(io.BytesIO(base64.b64decode(r["images"][0])))) for r in (base, tagged)]
+    assert not np.array_equal(px[0], px[1])
+    text = json.loads(tagged["info"])["infotexts"][0]
+    assert 'Lora hashes: "tagged: ' in text and "<lora:tagged:1>" in text
+    again = client.post("/sdapi/v1/txt2img", json={"prompt": "a cat", "steps": 3, "seed": 5}).json()
+    assert np.array_equal(px[0], np.asarray(Image.open(io.BytesIO(base64.b64decode(again["images"][0])))))

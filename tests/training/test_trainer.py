@@ -5,7 +5,12 @@ from __future__ import annotations
 import torch
 
 from tests.training.conftest import make_dataset
-from webui.training.dataset import assign_bucket, encode_latents, load_dataset, make_buckets
+from webui.training.dataset import (
+    assign_bucket,
+    encode_latents,
+    load_dataset,
+    make_buckets,
+)
 from webui.training.run import bucket_step
 from webui.training.trainer import LoraTrainer, TrainConfig, TrainHooks
 

@@ -36,6 +36,8 @@ class JobCreated(BaseModel):
 class JobResult(BaseModel):
     images: list[str] = Field(default_factory=list, description="paths of the saved images")
     infotexts: list[str] = Field(default_factory=list)
+    name: Optional[str] = Field(None, description="train-lora: the LoRA's name")
+    path: Optional[str] = Field(None, description="train-lora: the saved .safetensors")
 
 
 class JobView(BaseModel):
@@ -51,6 +53,10 @@ class JobView(BaseModel):
     finished_at: Optional[float]
     position: Optional[int]
     training: Optional[dict[str, Any]] = Field(None, description="train-lora jobs: step, total_steps, losses, ...")
+    step: Optional[int] = Field(None, description="train-lora: steps done")
+    total_steps: Optional[int] = None
+    loss: Optional[float] = Field(None, description="train-lora: the latest step's loss")
+    losses: Optional[list[float]] = Field(None, description="train-lora: every step's loss, in order")
 
 
 class JobList(BaseModel):
@@ -66,6 +72,8 @@ def _error_text(error: BaseException | None) -> str | None:
 def _result(value: Any) -> JobResult | None:
     if isinstance(value, GenerationResult):
         return JobResult(images=list(value.paths), infotexts=list(value.infotexts))
+    if isinstance(value, dict) and "name" in value and "path" in value:  # a trained LoRA
+        return JobResult(name=value["name"], path=value.get("path"))
     if isinstance(value, dict):
         return JobResult(images=list(value.get("images") or []), infotexts=list(value.get("infotexts") or []))
     return None
@@ -75,11 +83,20 @@ def live_view(app, job) -> JobView:
     training = getattr(job, "training", None)  # a train-lora job's live TrainingStatus
     status = job.status
     progress = 1.0 if status == "done" else job.control.progress if status in ("running", "interrupted") else 0.0
+    t = training.to_dict() if training is not None and hasattr(training, "to_dict") else None
     return JobView(id=job.id, kind=job.kind, status=status, progress=progress, params=job.params,
-                   result=_result(job.value if job.value is not None else job.summary),
+                   result=_result(job.value if job.value is not None else (t or {}).get("result") or job.summary),
                    error=_error_text(job.error), created_at=job.created_at, started_at=job.started_at,
-                   finished_at=job.finished_at, position=app.jobs.position(job.id),
-                   training=training.to_dict() if training is not None and hasattr(training, "to_dict") else None)
+                   finished_at=job.finished_at, position=app.jobs.position(job.id), training=t,
+                   **_training_fields(t))
+
+
+def _training_fields(t: dict[str, Any] | None) -> dict[str, Any]:
+    if not t:
+        return {}
+    losses = t.get("losses") or None
+    loss = t.get("loss") if t.get("loss") is not None else (losses[-1] if losses else None)
+    return {"step": t.get("step"), "total_steps": t.get("total_steps"), "loss": loss, "losses": losses}
 
 
 def history_view(app, row: dict[str, Any]) -> JobView:
@@ -91,7 +108,8 @@ def history_view(app, row: dict[str, Any]) -> JobView:
                    params=row.get("params") or {}, result=_result(row.get("result")), error=row.get("error"),
                    created_at=row["created_at"], started_at=row.get("started_at"),
                    finished_at=row.get("finished_at"), position=None,
-                   training=row.get("result") if row["kind"] == "train-lora" else None)
+                   training=row.get("result") if row["kind"] == "train-lora" else None,
+                   **_training_fields(row.get("result") if row["kind"] == "train-lora" else None))
 
 
 def find_job(app, job_id: str) -> JobView:

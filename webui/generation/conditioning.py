@@ -45,3 +45,17 @@ def prepare(pipe, prompt: str, negative: str, steps: int, clip_skip: int, opts: 
     negative_s = build_schedule(pipe, [negative], n_steps, negative=True, conditioner=cond, hires_steps=hires,
                                 use_old_scheduling=old)
     return PromptConditioning(positive, negative_s, cond)
+
+
+def embeddings_for(services, pipe) -> dict | None:
+    """The textual-inversion vectors that fit `pipe`'s text encoder(s) (the others are skipped: another family)."""
+    catalog = getattr(services, "embeddings", None)
+    return catalog.load_for(pipe)[0] if catalog is not None else None
+
+
+def record_ti_hashes(plan, services, *conds: PromptConditioning) -> None:
+    """The infotext's `TI hashes` ("name: <sha256[:12]>, …") for the embeddings the prompts used."""
+    catalog = getattr(services, "embeddings", None)
+    used = set().union(*(c.conditioner.used_embeddings for c in conds))
+    if catalog is not None and used:
+        plan.extra_params["TI hashes"] = catalog.ti_hashes(used)

@@ -14,7 +14,7 @@ from webui.generation.processing import GenerationServices, Plan
 from webui.generation.requests import Txt2ImgRequest
 from webui.generation.upscalers import LATENT_MODES, find_upscaler, upscale_image, upscale_latents
 from webui.models import samplers
-from webui.generation.conditioning import prepare
+from webui.generation.conditioning import embeddings_for, prepare, record_ti_hashes
 
 
 @dataclass
@@ -103,8 +103,14 @@ def second_pass(first_pipe, latents: torch.Tensor, seeds: list[int], hp: HiresPl
     # The same conditioner (and its cache) when the text encoder is the same; prompt editing follows the hires
     # pass's own step count, as in A1111.
     shared = first_cond.conditioner if model is plan.model else None
+    if services.loras is not None and (model is not plan.model or req.hr_prompt):
+        # the hires prompt (or checkpoint) may bring another LoRA set: apply it, and don't reuse the first pass's
+        # conditioner, whose cache is keyed by text only
+        services.loras.apply_prompt(model, req.hr_prompt or req.prompt)
+        shared = None
     cond = prepare(pipe, hp.prompt, hp.negative, req.steps, plan.clip_skip, opts, hires_steps=hp.steps,
-                   conditioner=shared)
+                   conditioner=shared, embeddings=embeddings_for(services, pipe) if shared is None else None)
+    record_ti_hashes(plan, services, first_cond, cond)
     kwargs: dict[str, Any] = {"eta": plan.eta} if plan.eta is not None else {}
     return cond.run(
         pipe, n, callback, image=image, num_inference_steps=hp.steps,

@@ -18,7 +18,7 @@ from webui.generation.processing import GenerationServices, make_plan, run_batch
 from webui.generation.requests import GenerationResult, Img2ImgRequest
 from webui.models import samplers
 from webui.models.manager import LoadedModel
-from webui.generation.conditioning import prepare
+from webui.generation.conditioning import embeddings_for, prepare, record_ti_hashes
 from webui.settings import OptionsView
 
 MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
@@ -77,7 +77,9 @@ def run_img2img(req: Img2ImgRequest, init_images: list[Image.Image], mask: Image
     kind = "inpaint" if (mask is not None or model.probe.inpainting) else "img2img"
     pipe = _derived(model, kind)
     pipe.scheduler = samplers.build_scheduler(model.scheduler_config, plan.sampler, plan.schedule)
-    cond = prepare(pipe, req.prompt, req.negative_prompt, req.steps, plan.clip_skip, opts)
+    cond = prepare(pipe, req.prompt, req.negative_prompt, req.steps, plan.clip_skip, opts,
+                   embeddings=embeddings_for(services, pipe))
+    record_ti_hashes(plan, services, cond)
     callback = step_callback(control, max(1, int(req.steps * strength)), opts, services.hooks, "img2img")
 
     box = None

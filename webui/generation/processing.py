@@ -29,6 +29,8 @@ class GenerationServices:
     outputs: Any  # webui.outputs.OutputWriter
     models_dir: Path = Path("models")  # where upscaler model folders live
     hooks: Any = None  # extension hook dispatcher, when present
+    loras: Any = None  # webui.lora.LoraService, when present
+    embeddings: Any = None  # webui.prompts.embeddings.EmbeddingCatalog, when present
 
 
 @dataclass
@@ -47,6 +49,8 @@ class Plan:
     ensd: int
     precision: str = "fp32"
     extra_params: dict[str, Any] = field(default_factory=dict)  # kind-specific infotext fields
+    lora_params: dict[str, Any] = field(default_factory=dict)  # "Lora hashes" (after the Hires fields, as A1111)
+    warnings: list[str] = field(default_factory=list)
 
 
 def make_plan(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsView,
@@ -63,10 +67,25 @@ def make_plan(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsVi
     seed, subseed = fix_seed(req.seed), fix_seed(req.subseed)
     precision = choose_precision(str(opts.get("cpu_precision")), services.manager.policy, model.pipeline.unet)
     install_unet_autocast(model.pipeline.unet).enabled = precision == "bf16" and model.pipeline.unet.device.type == "cpu"
-    return Plan(precision=precision, model=model, sampler=sampler, schedule=schedule, width=width, height=height,
+    plan = Plan(precision=precision, model=model, sampler=sampler, schedule=schedule, width=width, height=height,
                 seeds=[seed + (i if req.subseed_strength == 0 else 0) for i in range(total)],
                 subseeds=[subseed + i for i in range(total)], clip_skip=int(opts.get("CLIP_stop_at_last_layers")),
                 eta=req.eta, ensd=int(opts.get("eta_noise_seed_delta")))
+    apply_loras(req, plan, services)
+    return plan
+
+
+def apply_loras(req: Txt2ImgRequest, plan: Plan, services: GenerationServices) -> None:
+    """<lora:…> tags of the positive prompt → adapters on plan.model, before anything is encoded (the text
+    encoder's part changes the conditioning). No tags: every adapter off, so the output is the base model's."""
+    if services.loras is None:
+        return
+    if req.disable_extra_networks:
+        applied = services.loras.prepare(plan.model, [])
+    else:
+        _, applied = services.loras.apply_prompt(plan.model, req.prompt)
+    plan.lora_params.update(applied.infotext_params)
+    plan.warnings.extend(applied.warnings)
 
 
 def infotext_params(req: Txt2ImgRequest, plan: Plan, index: int) -> dict[str, Any]:
@@ -89,6 +108,7 @@ def infotext_params(req: Txt2ImgRequest, plan: Plan, index: int) -> dict[str, An
     if plan.ensd and samplers.is_stochastic(plan.sampler):
         params["ENSD"] = plan.ensd
     params.update(plan.extra_params)
+    params.update(plan.lora_params)
     params["Precision"] = plan.precision  # honest metadata: the fast path changes pixels slightly
     params["Version"] = VERSION_TAG
     return params
@@ -131,6 +151,7 @@ def run_batches(kind: str, req: Txt2ImgRequest, plan: Plan, services: Generation
     """n_iter batches of batch_size: `denoise(lo, hi)` makes images lo..hi-1; infotext, saving and skip/interrupt
     handling are the same for every kind."""
     result = GenerationResult()
+    result.warnings.extend(plan.warnings)
     control.job_count = req.n_iter
     images, infotexts = [], []
     for it in range(req.n_iter):
@@ -197,7 +218,7 @@ def finish(kind: str, result: GenerationResult, req: Txt2ImgRequest, plan: Plan,
         "face_restoration_model": None, "sd_model_name": m.info.infotext_name, "sd_model_hash": m.info.shorthash,
         "sd_vae_name": m.vae.model_name if m.vae else None, "sd_vae_hash": None,
         "seed_resize_from_w": req.seed_resize_from_w, "seed_resize_from_h": req.seed_resize_from_h,
-        "denoising_strength": req.denoising_strength, "extra_generation_params": dict(plan.extra_params),
+        "denoising_strength": req.denoising_strength, "extra_generation_params": {**plan.extra_params, **plan.lora_params},
         "index_of_first_image": index_of_first, "infotexts": infotexts, "styles": req.styles,
         "job_timestamp": time.strftime("%Y%m%d%H%M%S"), "clip_skip": plan.clip_skip,
         "is_using_inpainting_conditioning": bool(m.probe.inpainting), "version": VERSION_TAG,

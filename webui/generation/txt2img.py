@@ -12,7 +12,7 @@ from webui.generation.processing import GenerationServices, make_plan, run_batch
 from webui.generation.requests import GenerationResult, Txt2ImgRequest
 from webui.generation.seeds import batch_noise
 from webui.models import samplers
-from webui.generation.conditioning import prepare
+from webui.generation.conditioning import embeddings_for, prepare, record_ti_hashes
 from webui.settings import OptionsView
 
 
@@ -34,7 +34,9 @@ def run_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: Options
     if req.seed_resize_from_w > 0 and req.seed_resize_from_h > 0:
         resize_from = (req.seed_resize_from_h // scale, req.seed_resize_from_w // scale)
     cond = prepare(pipe, req.prompt, req.negative_prompt, req.steps, plan.clip_skip, opts,
+                   embeddings=embeddings_for(services, pipe),
                    hires_steps=req.hr_second_pass_steps or req.steps if req.enable_hr else None)
+    record_ti_hashes(plan, services, cond)
     callback = step_callback(control, req.steps, opts, services.hooks, "txt2img")
     extra: dict[str, Any] = {"eta": plan.eta} if plan.eta is not None else {}
     if model.probe.inpainting:

@@ -14,9 +14,11 @@ from webui.ui.extras_tab import ExtrasTab
 from webui.ui.history_tab import HistoryTab
 from webui.ui.img2img_tab import Img2ImgTab
 from webui.ui.pnginfo_tab import PngInfoTab
+from webui.ui.prompt_tools import prompt_tools_assets
 from webui.ui.quicksettings import Quicksettings
 from webui.ui.sendto import SendTo
 from webui.ui.settings_tab import SettingsTab
+from webui.ui.train_tab import build_train_tab
 from webui.ui.txt2img_tab import Txt2ImgTab
 
 
@@ -31,6 +33,7 @@ def footer_html(application) -> str:
 def build_ui(application) -> gr.Blocks:
     with gr.Blocks(title="Easel", analytics_enabled=False) as demo:
         gr.HTML(CSS, elem_id="easel_css", container=False, padding=False)
+        prompt_tools_assets()  # Ctrl+Up/Down in every prompt box, the token counters' CSS
         quick = Quicksettings(application)
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
@@ -39,6 +42,8 @@ def build_ui(application) -> gr.Blocks:
                 img2img = Img2ImgTab(application)
             with gr.Tab("Extras", id="extras", elem_id="tab_extras"):
                 extras = ExtrasTab(application)
+            with gr.Tab("Train", id="train", elem_id="tab_train"):
+                build_train_tab(application)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 pnginfo = PngInfoTab(application)
             with gr.Tab("History", id="history", elem_id="tab_history") as history:

@@ -17,6 +17,7 @@ from webui.generation.requests import GenerationResult
 from webui.infotext import parse_infotext
 from webui.models import samplers
 from webui.ui.progress import follow
+from webui.ui.prompt_tools import StylesRow, TokenCounter
 
 CSS = """
 <style>
@@ -39,7 +40,7 @@ COMMON_FIELDS: tuple[tuple[str, str], ...] = (
     ("steps", "steps"), ("width", "width"), ("height", "height"), ("cfg_scale", "cfg_scale"), ("seed", "seed"),
     ("n_iter", "batch_count"), ("batch_size", "batch_size"), ("_seed_extras", "seed_extras"), ("subseed", "subseed"),
     ("subseed_strength", "subseed_strength"), ("seed_resize_from_w", "seed_resize_w"),
-    ("seed_resize_from_h", "seed_resize_h"), ("_overrides", "override"),
+    ("seed_resize_from_h", "seed_resize_h"), ("_overrides", "override"), ("styles", "styles_dropdown"),
 )
 
 
@@ -142,8 +143,10 @@ class GenerationTab:
             with gr.Column(scale=8):
                 self.prompt = gr.Textbox(label="Prompt", show_label=False, lines=3, elem_id=f"{t}_prompt",
                                          placeholder="Prompt (or paste generation parameters, then press ↙️)")
+                self.prompt_counter = TokenCounter(self.app, t, self.prompt)
                 self.negative = gr.Textbox(label="Negative prompt", show_label=False, lines=2,
                                            elem_id=f"{t}_neg_prompt", placeholder="Negative prompt")
+                self.negative_counter = TokenCounter(self.app, t, self.negative, negative=True)
             with gr.Column(scale=2, min_width=180):
                 self.generate = gr.Button("Generate", variant="primary", elem_id=f"{t}_generate", size="lg")
                 with gr.Row():
@@ -151,6 +154,8 @@ class GenerationTab:
                     self.skip = gr.Button("Skip", elem_id=f"{t}_skip", size="sm")
                 with gr.Row(elem_id=f"{t}_tools"):
                     self.paste = gr.Button("↙️", elem_id=f"{t}_paste", size="sm", scale=0, min_width=40)
+                self.styles = StylesRow(self.app, t, self.prompt, self.negative)
+                self.styles_dropdown = self.styles.dropdown
 
     def build_sampling(self) -> None:
         t, names = self.tabname, samplers.sampler_names()
@@ -213,6 +218,8 @@ class GenerationTab:
 
     # --- events --------------------------------------------------------------------------------------------------
     def wire_common(self, inputs: list) -> None:
+        self.prompt_counter.wire(self.steps)
+        self.negative_counter.wire(self.steps)
         outputs = [self.gallery, self.info, self.progress, self.preview, self.results, self.job_id]
         self.generate.click(self.run, inputs=inputs, outputs=outputs, show_progress="hidden",
                             concurrency_limit=None)  # the job queue orders the work, not Gradio
@@ -243,6 +250,8 @@ class GenerationTab:
                 raw[key] = -1
         raw.update({k: raw[k] or None for k in ("sampler_name", "scheduler") if k in raw})
         raw["prompt"], raw["negative_prompt"] = raw.get("prompt") or "", raw.get("negative_prompt") or ""
+        if "styles" in raw:
+            raw["styles"] = list(raw["styles"] or [])
         return {**raw, **extra, "override_settings": options}
 
     def follow_job(self, submit: Callable[[], Any]):
@@ -337,6 +346,9 @@ class GenerationTab:
             return gr.update(value=value, choices=samplers.sampler_names())
         if key == "scheduler":
             return gr.update(value=value, choices=schedule_choices(sampler))
+        if key == "styles":  # only the styles that exist here
+            names = self.app.styles.names()
+            return gr.update(choices=names, value=[s for s in value if s in names])
         if key == "_overrides":  # [(label, json value)]
             entries = [tuple(e) for e in value]
             return gr.update(choices=entries, value=[v for _, v in entries], visible=bool(entries))
