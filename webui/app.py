@@ -319,5 +319,6 @@ def _quiet_libraries() -> None:
 
         dlog.set_verbosity_error()
         tlog.set_verbosity_error()
+        tlog.disable_progress_bar()  # LoRA loads print "Loading weights" bars otherwise
     except ImportError:
         pass
