@@ -93,17 +93,21 @@ def test_mask_of_another_size_is_resized(app):
     assert r.images[0].size == (64, 64)
 
 
-def test_nine_channel_inpainting_checkpoint(app, data_dir, tiny_inpaint_file):
+@pytest.mark.parametrize("full_res, invert", [(False, 0), (True, 0), (False, 1), (True, 1)])
+def test_nine_channel_inpainting_checkpoint(app, data_dir, tiny_inpaint_file, full_res, invert):
     shutil.copy(tiny_inpaint_file, data_dir / "models" / "Stable-diffusion")
     app.models.refresh()
     model = app.switch_checkpoint("tiny-inpainting")
     assert model.probe.inpainting
     init, mask = _init(), _mask()
-    r = _run(app, image=init, mask=mask, mask_blur=0, denoising_strength=1.0)
+    r = _run(app, image=init, mask=mask, mask_blur=0, denoising_strength=1.0, inpaint_full_res=full_res,
+             inpainting_mask_invert=invert, inpaint_full_res_padding=4)
     out, src = _a(r.images[0]), _a(init)
-    keep = np.asarray(mask) == 0
+    keep = (np.asarray(mask) == 0) ^ bool(invert)
     assert np.abs(out - src)[keep].max() <= 2 and np.abs(out - src)[~keep].mean() > 5
     assert r.info["is_using_inpainting_conditioning"]
+    if full_res or invert:
+        return
     # txt2img on an inpainting model works too (A1111 runs it as inpainting of a blank image)
     from webui.generation.requests import Txt2ImgRequest
     t = app.jobs.wait(app.submit_txt2img(Txt2ImgRequest(prompt="x", steps=3, seed=1), from_api=True))
