@@ -16,6 +16,7 @@ from webui.errors import EaselError, InvalidRequest, NotFound
 from webui.generation.requests import GenerationResult
 from webui.infotext import parse_infotext
 from webui.models import samplers
+from webui.ui.extra_networks import ExtraNetworksPanel
 from webui.ui.progress import follow
 from webui.ui.prompt_tools import StylesRow, TokenCounter
 
@@ -156,6 +157,7 @@ class GenerationTab:
                     self.paste = gr.Button("↙️", elem_id=f"{t}_paste", size="sm", scale=0, min_width=40)
                 self.styles = StylesRow(self.app, t, self.prompt, self.negative)
                 self.styles_dropdown = self.styles.dropdown
+        self.extra_networks = ExtraNetworksPanel(self.app, t, self.prompt)  # LoRA cards; a click edits the prompt
 
     def build_sampling(self) -> None:
         t, names = self.tabname, samplers.sampler_names()
