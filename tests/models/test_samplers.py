@@ -16,7 +16,7 @@ from diffusers.utils import is_scipy_available
 from webui.errors import InvalidRequest
 from webui.models import samplers as S
 
-CONFIGS = Path("/work/shared/model-configs")
+CONFIGS = Path(__file__).resolve().parents[2] / "webui" / "models" / "configs"  # the shipped templates
 # diffusers' schedulers trip numpy-2 deprecation warnings by the thousand (KDPM2 alone: two per training step).
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:diffusers.schedulers"),
               pytest.mark.filterwarnings("ignore:__array_wrap__ must accept context:DeprecationWarning")]
