@@ -298,3 +298,16 @@ def test_send_switches_to_the_checkpoint_with_that_hash(app):
         warnings.simplefilter("ignore")
         dropdown, message, _note = switch_model(app, text.replace(other.shorthash, "ffffffffff"))
     assert "not found" in message and "easel-error" in message and app.models.active.info.title == other.title
+
+
+def test_history_job_is_sent_to_img2img_with_its_image_and_fields(app, ui):
+    job = app.submit_txt2img(Txt2ImgRequest(prompt="history to img2img", steps=2, seed=77, width=64, height=48),
+                             from_api=False)
+    app.jobs.wait(job)
+    out = ui.history_to_img2img(job.id)
+    i = ui.img2img
+    assert out[i.init_image].size == (64, 48)
+    assert "history to img2img" in out[ui.text] and "Seed: 77" in out[ui.text]
+    fields = dict(zip([k for k, _ in i.FIELDS], [out.get(c) for c in i.field_components]))
+    assert any("history to img2img" in str(v) for v in fields.values())
+    assert ui.history_to_img2img("no-such-job") == {}

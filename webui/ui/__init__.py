@@ -47,7 +47,7 @@ def build_ui(application) -> gr.Blocks:
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 pnginfo = PngInfoTab(application)
             with gr.Tab("History", id="history", elem_id="tab_history") as history:
-                HistoryTab(application, txt2img, tabs, history)
+                history_tab = HistoryTab(application, txt2img, tabs, history)
             with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
                 build_extensions_tab(application)
             for name, title, build in application.extensions.tabs():  # tabs added by extensions (ext.add_tab)
@@ -57,7 +57,7 @@ def build_ui(application) -> gr.Blocks:
                 SettingsTab(application)
         footer = gr.HTML(footer_html(application), elem_id="easel_footer")
         quick.wire(txt2img)
-        SendTo(application, tabs, quick, txt2img, img2img, extras, pnginfo).wire()
+        SendTo(application, tabs, quick, txt2img, img2img, extras, pnginfo, history_tab).wire()
         demo.load(lambda: (*quick.on_load(), footer_html(application)), inputs=None,
                   outputs=[quick.checkpoint, quick.note, txt2img.width, txt2img.height, footer], queue=False)
         demo.load(lambda: [img2img.native_size()] * 2, inputs=None, outputs=[img2img.width, img2img.height],

@@ -40,6 +40,11 @@ def job_row(job: dict[str, Any]) -> list[Any]:
     ]
 
 
+def first_image_path(job: dict[str, Any] | None) -> str | None:
+    paths = _images(job) if job else []
+    return paths[0] if paths else None
+
+
 def thumbnail(path: str) -> Image.Image | None:
     """A small RGB copy of an output image, or None when the file is gone or unreadable."""
     try:
@@ -89,6 +94,8 @@ class HistoryTab:
         with gr.Row():
             self.details = gr.HTML("", elem_id="history_details")
             self.send = gr.Button("Send to txt2img", elem_id="history_send_to_txt2img", scale=0, min_width=160)
+            self.send_img2img = gr.Button("Send to img2img", elem_id="history_send_to_img2img", scale=0,
+                                          min_width=160)  # wired by SendTo, which knows the img2img tab
         self.ids = gr.State([])  # job id per table row
         self.gallery_ids = gr.State([])  # job id per gallery item
         self.selected = gr.State(None)

@@ -155,8 +155,8 @@ def last_infotext(application) -> str | None:
 class SendTo:
     """Wires every Send-to path once all tabs exist."""
 
-    def __init__(self, application, tabs, quick, txt2img, img2img, extras, pnginfo):
-        self.app, self.tabs, self.quick = application, tabs, quick
+    def __init__(self, application, tabs, quick, txt2img, img2img, extras, pnginfo, history=None):
+        self.app, self.tabs, self.quick, self.history = application, tabs, quick, history
         self.txt2img, self.img2img, self.extras, self.pnginfo = txt2img, img2img, extras, pnginfo
         self.text = gr.State("")  # the infotext just applied, for the checkpoint switch that follows
         self.model_outputs = [quick.checkpoint, quick.message, quick.note]
@@ -177,6 +177,9 @@ class SendTo:
                                           inputs=[source.gallery, source.results], outputs=self.img2img_outputs)
             source.send["extras"].click(lambda g, r: self.to_extras(selected_image(g, r)),
                                         inputs=[source.gallery, source.results], outputs=self.extras_outputs)
+        if self.history is not None:
+            self.history.send_img2img.click(self.history_to_img2img, inputs=[self.history.selected],
+                                            outputs=self.img2img_outputs).then(**switch)
         for tab in (t2i, i2i):
             tab.paste.click(partial_call(self.paste, tab), inputs=[tab.prompt],
                             outputs=[*tab.field_components, self.text]).then(**switch)
@@ -229,6 +232,19 @@ class SendTo:
             gr.Warning("There is no image in the gallery to send.")
             return {}
         return {**self.img2img_updates(image, gallery_fields(image, target), target), self.text: ""}
+
+    def history_to_img2img(self, job_id: str | None):
+        """History → img2img: the job's first saved image, with the fields its infotext names."""
+        from webui.ui.history_tab import first_image_path
+
+        image = open_with_infotext(first_image_path(self.app.history.get(job_id) if job_id else None))
+        if image is None:
+            gr.Warning("Select a job with a saved image first.")
+            return {}
+        text = image.info.get("parameters") or ""
+        fields = infotext_fields(self.app, text, "img2img") if has_parameters(text) else {}
+        fields["width"], fields["height"] = image.size
+        return {**self.img2img_updates(image, fields, "img2img"), self.text: text}
 
     def to_extras(self, image: Image.Image | None):
         if image is None:
