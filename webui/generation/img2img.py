@@ -22,21 +22,25 @@ from webui.generation.conditioning import embeddings_for, prepare, record_ti_has
 from webui.settings import OptionsView
 
 MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
-_SHARED = ("vae", "text_encoder", "tokenizer", "unet", "scheduler")
+_SHARED = ("vae", "text_encoder", "tokenizer", "unet", "scheduler", "text_encoder_2", "tokenizer_2")
 
 
 def _derived(model: LoadedModel, kind: str):
     """The Img2Img/Inpaint pipeline over the checkpoint's own modules (made once, kept in sync with VAE swaps)."""
-    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
+    from diffusers import (StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline,
+                           StableDiffusionXLImg2ImgPipeline, StableDiffusionXLInpaintPipeline)
 
-    cls = {"img2img": StableDiffusionImg2ImgPipeline, "inpaint": StableDiffusionInpaintPipeline}[kind]
+    if getattr(model.pipeline, "text_encoder_2", None) is not None:  # SDXL
+        cls = {"img2img": StableDiffusionXLImg2ImgPipeline, "inpaint": StableDiffusionXLInpaintPipeline}[kind]
+    else:
+        cls = {"img2img": StableDiffusionImg2ImgPipeline, "inpaint": StableDiffusionInpaintPipeline}[kind]
     pipes = model.extra.setdefault("pipelines", {})
     pipe = pipes.get(kind)
     if pipe is None:
         pipe = pipes[kind] = cls.from_pipe(model.pipeline)
         pipe.set_progress_bar_config(disable=True)  # from_pipe doesn't carry it over
     for name in _SHARED:
-        if getattr(pipe, name) is not getattr(model.pipeline, name):
+        if hasattr(pipe, name) and getattr(pipe, name) is not getattr(model.pipeline, name, None):
             setattr(pipe, name, getattr(model.pipeline, name))
     return pipe
 

@@ -3,6 +3,8 @@
 diffusers ships only the opposite direction (LDM → diffusers, in `loaders.single_file_utils`). Nothing in the
 installed libraries writes the LDM layout, so the mapping is written here by hand. It is checked in the tests by
 loading what it writes back through diffusers' own single-file loader and comparing every tensor.
+UNet and VAE names are shared by SD 1.x, 2.x and SDXL (SDXL adds `label_emb`); the text towers of each family
+(CLIP-L, OpenCLIP, both for SDXL) are written by ldm_openclip.py.
 """
 
 from __future__ import annotations
@@ -108,8 +110,17 @@ def clip_key_to_ldm(key: str) -> str:
     return CLIP_PREFIX + (key if key.startswith("text_model.") else "text_model." + key)
 
 
-def to_ldm_state_dict(unet, vae, text_encoder, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
-    """One A1111-layout state dict for an SD 1.x/2.x-style (CLIPTextModel) pipeline's three models."""
+def to_ldm_state_dict(unet, vae, text_encoder, dtype: torch.dtype | None = None, *, text_encoder_2=None,
+                      family: str | None = None) -> dict[str, torch.Tensor]:
+    """One A1111-layout state dict for a pipeline's models.
+
+    `family` is "sd1" (CLIP-L under `cond_stage_model.transformer.`), "sd2" (OpenCLIP under
+    `cond_stage_model.model.`) or "sdxl" (CLIP-L and OpenCLIP-bigG under `conditioner.embedders.{0,1}.`); by default
+    "sdxl" when `text_encoder_2` is given, else "sd1". The text towers are written by webui/models/ldm_openclip.py.
+    """
+    from webui.models.ldm_openclip import text_state_dict
+
+    family = str(getattr(family, "value", family) or ("sdxl" if text_encoder_2 is not None else "sd1"))
     cfg = unet.config
     attn_levels = {i for i, t in enumerate(cfg.up_block_types) if "CrossAttn" in t}
     out: dict[str, torch.Tensor] = {}
@@ -125,16 +136,15 @@ def to_ldm_state_dict(unet, vae, text_encoder, dtype: torch.dtype | None = None)
     for k, v in vae.state_dict().items():
         name, to_conv = vae_key_to_ldm(k, n_levels)
         put(VAE_PREFIX + name, v[:, :, None, None] if to_conv else v)
-    for k, v in text_encoder.state_dict().items():
-        if k.endswith("position_ids"):
-            continue
-        put(clip_key_to_ldm(k), v)
+    for k, v in text_state_dict(family, text_encoder, text_encoder_2).items():
+        put(k, v)
     return out
 
 
 def save_a1111_checkpoint(path: str | Path, unet, vae, text_encoder, *, easel_config: dict[str, Any] | None = None,
-                          dtype: torch.dtype | None = None) -> Path:
-    """Write an A1111 single-file `.safetensors` checkpoint atomically.
+                          dtype: torch.dtype | None = None, text_encoder_2=None, family: str | None = None) -> Path:
+    """Write an A1111 single-file `.safetensors` checkpoint atomically (SD 1.x, SD 2.x with `family="sd2"`, or SDXL
+    with `text_encoder_2`).
 
     `easel_config` goes in the header metadata under `easel.config` (JSON): hyperparameters that cannot be read from
     tensor shapes (attention heads, norm groups, the VAE scaling factor, scheduler settings, native size). The probe
@@ -147,7 +157,7 @@ def save_a1111_checkpoint(path: str | Path, unet, vae, text_encoder, *, easel_co
     metadata = {"format": "pt"}
     if easel_config:
         metadata["easel.config"] = json.dumps(easel_config, sort_keys=True)
-    sd = to_ldm_state_dict(unet, vae, text_encoder, dtype=dtype)
+    sd = to_ldm_state_dict(unet, vae, text_encoder, dtype=dtype, text_encoder_2=text_encoder_2, family=family)
     path = Path(path)
     with atomic_path(path) as tmp:
         save_file(sd, str(tmp), metadata=metadata)

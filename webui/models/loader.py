@@ -104,58 +104,78 @@ def build_from_single_file(path: Path, cache_root: Path, *, dtype: torch.dtype =
                            reader: Callable[[Path], dict] | None = None) -> LoadedCheckpoint:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
-    from transformers import CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     state = read_state_dict(path, reader)
     result = probe_file(path, state if path.suffix != ".safetensors" else None)
     folder = str(write_config_folder(result, cache_root))
     common = dict(config=folder, local_files_only=True, torch_dtype=dtype)
+    components: dict[str, Any] = {}
     try:
-        unet = UNet2DConditionModel.from_single_file(state, subfolder="unet", **common)
-        vae = AutoencoderKL.from_single_file(state, subfolder="vae", **common)
-        if result.family != Family.SD1:
-            raise ModelLoadError(f"{path.name}: {result.label} checkpoints are recognised but loading them is not "
-                                 f"supported yet")
-        text_encoder = create_diffusers_clip_model_from_ldm(CLIPTextModel, state, subfolder="text_encoder", **common)
+        components["unet"] = UNet2DConditionModel.from_single_file(state, subfolder="unet", **common)
+        components["vae"] = AutoencoderKL.from_single_file(state, subfolder="vae", **common)
+        # diffusers' converter picks the tower by key names: CLIP-L (SD1, SDXL's first), OpenCLIP (SD2 dropping its
+        # last block, SDXL's bigG with its projection).
+        components["text_encoder"] = create_diffusers_clip_model_from_ldm(CLIPTextModel, state,
+                                                                          subfolder="text_encoder", **common)
+        if result.family == Family.SDXL:
+            components["text_encoder_2"] = create_diffusers_clip_model_from_ldm(
+                CLIPTextModelWithProjection, state, subfolder="text_encoder_2", **common)
     except ModelLoadError:
         raise
     except Exception as e:
         raise ModelLoadError(f"{path.name}: the weights do not fit the {result.label} layout ({e})") from e
-    tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer", model_max_length=77, local_files_only=True)
-    pipe = assemble_pipeline(result, unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer)
+    for name in ("tokenizer", "tokenizer_2") if result.family == Family.SDXL else ("tokenizer",):
+        components[name] = CLIPTokenizer.from_pretrained(folder, subfolder=name, model_max_length=77,
+                                                         local_files_only=True)
+    pipe = assemble_pipeline(result, **components)
     return LoadedCheckpoint(pipeline=pipe, probe=result, scheduler_config=result.configs["scheduler"])
 
 
 def assemble_pipeline(result: ProbeResult, **components):
-    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+    """StableDiffusionPipeline for SD 1.x/2.x, StableDiffusionXLPipeline for SDXL (no watermarker: it needs the
+    invisible-watermark package, and A1111 doesn't watermark)."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
 
     scheduler = EulerDiscreteScheduler.from_config(result.configs["scheduler"])
-    pipe = StableDiffusionPipeline(scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False, **components)
+    if result.family == Family.SDXL:
+        pipe = StableDiffusionXLPipeline(scheduler=scheduler, force_zeros_for_empty_prompt=True,
+                                         add_watermarker=False, **components)
+    else:
+        pipe = StableDiffusionPipeline(scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                       requires_safety_checker=False, **components)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
 def build_from_diffusers_folder(folder: Path, *, dtype: torch.dtype = torch.float32) -> LoadedCheckpoint:
-    from diffusers import StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
     index = json.loads((folder / "model_index.json").read_text())
-    if index.get("_class_name") not in ("StableDiffusionPipeline", "StableDiffusionInpaintPipeline"):
-        raise ModelLoadError(f"{folder.name}: {index.get('_class_name')} folders are not supported yet")
+    cls_name = index.get("_class_name")
+    sdxl = cls_name in ("StableDiffusionXLPipeline", "StableDiffusionXLInpaintPipeline")
+    if cls_name not in ("StableDiffusionPipeline", "StableDiffusionInpaintPipeline") and not sdxl:
+        raise ModelLoadError(f"{folder.name}: {cls_name} folders are not supported yet")
     try:
-        pipe = StableDiffusionPipeline.from_pretrained(str(folder), local_files_only=True, torch_dtype=dtype,
-                                                       safety_checker=None, feature_extractor=None,
-                                                       requires_safety_checker=False)
+        if sdxl:
+            pipe = StableDiffusionXLPipeline.from_pretrained(str(folder), local_files_only=True, torch_dtype=dtype,
+                                                             add_watermarker=False)
+        else:
+            pipe = StableDiffusionPipeline.from_pretrained(str(folder), local_files_only=True, torch_dtype=dtype,
+                                                           safety_checker=None, feature_extractor=None,
+                                                           requires_safety_checker=False)
     except Exception as e:
         raise ModelLoadError(f"{folder.name}: cannot load diffusers folder ({e})") from e
     pipe.set_progress_bar_config(disable=True)
     unet, vae = dict(pipe.unet.config), dict(pipe.vae.config)
     scale = 2 ** (len(vae["block_out_channels"]) - 1)
     sched = dict(pipe.scheduler.config)
-    result = ProbeResult(family=Family.SD1, inpainting=unet["in_channels"] == 9,
+    # SD 2.x's OpenCLIP tokenizer pads with "!", SD 1.x's with <|endoftext|>.
+    family = Family.SDXL if sdxl else Family.SD2 if getattr(pipe.tokenizer, "pad_token", None) == "!" else Family.SD1
+    configs = {"unet": unet, "vae": vae, "scheduler": sched}
+    result = ProbeResult(family=family, inpainting=unet["in_channels"] == 9,
                          prediction_type=sched.get("prediction_type", "epsilon"),
-                         native_size=int(unet["sample_size"]) * scale,
-                         configs={"unet": unet, "vae": vae, "scheduler": sched})
+                         native_size=int(unet["sample_size"]) * scale, configs=configs)
     return LoadedCheckpoint(pipeline=pipe, probe=result, scheduler_config=sched)
 
 

@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 from webui.errors import ModelLoadError
 from webui.models.families import DEFAULT_VAE_SCALE, NATIVE_SIZE, TEMPLATE, Family, ProbeResult
 from webui.models.ldm_keys import CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX
+from webui.models.ldm_openclip import SD2_TEXT_PREFIX, SDXL_CLIP_G_PREFIX, SDXL_CLIP_L_PREFIX
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 Shapes = Mapping[str, Sequence[int]]
@@ -35,8 +36,11 @@ def _indices(shapes: Shapes, pattern: str) -> list[int]:
 def detect_family(shapes: Shapes) -> Family:
     if not any(k.startswith(UNET_PREFIX) for k in shapes):
         raise ModelLoadError("no UNet weights (model.diffusion_model.*): not a Stable Diffusion checkpoint")
-    if any(k.startswith("conditioner.embedders.1.") for k in shapes) or UNET_PREFIX + "label_emb.0.0.weight" in shapes:
+    if any(k.startswith("conditioner.embedders.1.") for k in shapes):
         return Family.SDXL
+    if UNET_PREFIX + "label_emb.0.0.weight" in shapes:
+        raise ModelLoadError("an SDXL-style UNet without SDXL base's two text encoders (an SDXL refiner?): "
+                             "not supported")
     if any(k.startswith("cond_stage_model.model.") for k in shapes):
         return Family.SD2
     if any(k.startswith(CLIP_PREFIX) for k in shapes):
@@ -101,9 +105,11 @@ def vae_config(shapes: Shapes, family: Family, overrides: dict[str, Any]) -> dic
     return cfg
 
 
-def clip_config(shapes: Shapes, family: Family, overrides: dict[str, Any]) -> dict[str, Any]:
-    cfg = load_template(TEMPLATE[family], "text_encoder")
-    p = CLIP_PREFIX + ("text_model." if any(k.startswith(CLIP_PREFIX + "text_model.") for k in shapes) else "")
+def clip_config(shapes: Shapes, family: Family, overrides: dict[str, Any], *, prefix: str = CLIP_PREFIX,
+                component: str = "text_encoder") -> dict[str, Any]:
+    """A CLIP-L tower in transformers names (SD 1.x's, SDXL's first encoder)."""
+    cfg = load_template(TEMPLATE[family], component)
+    p = prefix + ("text_model." if any(k.startswith(prefix + "text_model.") for k in shapes) else "")
     vocab, hidden = shapes[p + "embeddings.token_embedding.weight"]
     cfg.update(
         vocab_size=vocab, hidden_size=hidden, projection_dim=hidden,
@@ -115,6 +121,41 @@ def clip_config(shapes: Shapes, family: Family, overrides: dict[str, Any]) -> di
         cfg["num_attention_heads"] = max(1, hidden // 64)
     cfg.update(overrides)
     return cfg
+
+
+def openclip_config(shapes: Shapes, family: Family, overrides: dict[str, Any], *, prefix: str, component: str,
+                    penultimate: bool) -> dict[str, Any]:
+    """An OpenCLIP tower (SD 2.x's ViT-H text tower, SDXL's bigG) as a transformers CLIP config.
+
+    `penultimate`: SD 2.x uses the next-to-last layer, and diffusers' SD2 text encoder leaves the file's last block
+    out (num_hidden_layers 23 of 24 resblocks); SDXL's bigG keeps all of them and its `text_projection`."""
+    cfg = load_template(TEMPLATE[family], component)
+    vocab, hidden = shapes[prefix + "token_embedding.weight"]
+    blocks = len(_indices(shapes, re.escape(prefix + "transformer.resblocks.") + r"(\d+)\."))
+    cfg.update(
+        vocab_size=vocab, hidden_size=hidden, max_position_embeddings=shapes[prefix + "positional_embedding"][0],
+        num_hidden_layers=blocks - 1 if penultimate else blocks,
+        intermediate_size=shapes[prefix + "transformer.resblocks.0.mlp.c_fc.weight"][0],
+        num_attention_heads=max(1, hidden // 64),
+    )
+    if not penultimate and prefix + "text_projection" in shapes:
+        cfg["projection_dim"] = shapes[prefix + "text_projection"][1]
+    if cfg["num_hidden_layers"] < 1:
+        raise ModelLoadError(f"the text tower under {prefix} has {blocks} blocks: too few")
+    cfg.update(overrides)
+    return cfg
+
+
+def text_configs(shapes: Shapes, family: Family, extra: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    if family == Family.SD1:
+        return {"text_encoder": clip_config(shapes, family, extra.get("text_encoder", {}))}
+    if family == Family.SD2:
+        return {"text_encoder": openclip_config(shapes, family, extra.get("text_encoder", {}), prefix=SD2_TEXT_PREFIX,
+                                                component="text_encoder", penultimate=True)}
+    return {"text_encoder": clip_config(shapes, family, extra.get("text_encoder", {}), prefix=SDXL_CLIP_L_PREFIX),
+            "text_encoder_2": openclip_config(shapes, family, extra.get("text_encoder_2", {}),
+                                              prefix=SDXL_CLIP_G_PREFIX, component="text_encoder_2",
+                                              penultimate=False)}
 
 
 def probe(shapes: Shapes, metadata: Mapping[str, str] | None = None, *, name: str = "checkpoint") -> ProbeResult:
@@ -129,26 +170,32 @@ def probe(shapes: Shapes, metadata: Mapping[str, str] | None = None, *, name: st
     try:
         unet = unet_config(shapes, family, extra.get("unet", {}))
         vae = vae_config(shapes, family, extra.get("vae", {}))
-        configs: dict[str, dict[str, Any]] = {"unet": unet, "vae": vae}
-        if family == Family.SD1:
-            configs["text_encoder"] = clip_config(shapes, family, extra.get("text_encoder", {}))
-        else:  # OpenCLIP towers: taken from the template (full-size only)
-            configs["text_encoder"] = load_template(template, "text_encoder")
-            if family == Family.SDXL:
-                configs["text_encoder_2"] = load_template(template, "text_encoder_2")
+        configs: dict[str, dict[str, Any]] = {"unet": unet, "vae": vae, **text_configs(shapes, family, extra)}
+        if family == Family.SDXL:
+            # label_emb takes the pooled bigG projection plus 6 Fourier-embedded size/crop numbers (add_time_ids).
+            pooled = configs["text_encoder_2"]["projection_dim"]
+            time_dims, rest = divmod(unet["projection_class_embeddings_input_dim"] - pooled, 6)
+            if rest or time_dims < 1:
+                raise ModelLoadError(f"{name}: label_emb input {unet['projection_class_embeddings_input_dim']} does "
+                                     f"not fit a {pooled}-wide pooled embedding plus 6 time embeddings")
+            unet["addition_time_embed_dim"] = extra.get("unet", {}).get("addition_time_embed_dim", time_dims)
     except KeyError as e:
         raise ModelLoadError(f"{name}: missing tensor {e.args[0]}: the file is incomplete or of an unknown layout") from e
     scheduler = copy.deepcopy(load_template(template, "scheduler", "scheduler_config.json"))
     scheduler.update(extra.get("scheduler", {}))
+    inpainting = unet["in_channels"] == 9
     prediction = extra.get("prediction_type") or scheduler.get("prediction_type", "epsilon")
+    default_native = NATIVE_SIZE[family]
     if family == Family.SD2 and "prediction_type" not in extra:
-        # Weights don't reveal v-prediction. 768-native SD 2.x checkpoints are v; a sidecar/metadata can say otherwise.
-        prediction = "v_prediction"
+        # Weights don't reveal v-prediction. 768-native SD 2.x checkpoints are v; SD 2.x inpainting was trained on
+        # the 512 epsilon base (A1111's v2-inpainting-inference.yaml). Metadata or a sidecar can say otherwise.
+        prediction = "epsilon" if inpainting else "v_prediction"
+    if family == Family.SD2 and inpainting:
+        default_native = 512
     scheduler["prediction_type"] = prediction
     configs["scheduler"] = scheduler
-    inpainting = unet["in_channels"] == 9
     vae_scale = 2 ** (len(vae["block_out_channels"]) - 1)
-    native = int(extra.get("native_size") or NATIVE_SIZE[family])
+    native = int(extra.get("native_size") or default_native)
     unet["sample_size"] = native // vae_scale
     vae["sample_size"] = native
     return ProbeResult(family=family, inpainting=inpainting, prediction_type=prediction, native_size=native,
