@@ -66,7 +66,7 @@ def build_chunks(tokenizer, text: str, *, words: EmbeddingWords | None = None, c
     parsed = parse_attention(text) if emphasis else [(text, 1.0)]
     tokenized = tokenize_fragments(tokenizer, [t for t, _ in parsed])
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
-    comma = tokenizer.get_vocab().get(",</w>")
+    comma = _comma_id(tokenizer)
     chunks: list[Chunk] = []
     toks: list[int] = []
     mults: list[float] = []
@@ -133,3 +133,18 @@ def token_count(tokenizer, prompt: str, *, steps: int = 20, is_positive: bool = 
         best = max(best, build_chunks(tokenizer, text, words=words,
                                       comma_padding_backtrack=comma_padding_backtrack)[1])
     return best, math.ceil(max(best, 1) / CHUNK) * CHUNK
+
+
+def _comma_id(tokenizer) -> int | None:
+    """The id of "," (a word end). get_vocab() copies the whole 49k-entry vocabulary (~50 ms), so ask for one
+    token, and remember the answer on the tokenizer."""
+    cached = getattr(tokenizer, "_easel_comma_id", False)
+    if cached is not False:
+        return cached
+    ids = tokenizer.convert_tokens_to_ids([",</w>"])
+    comma = ids[0] if ids and ids[0] != tokenizer.unk_token_id else None
+    try:
+        tokenizer._easel_comma_id = comma
+    except AttributeError:
+        pass
+    return comma
