@@ -15,7 +15,7 @@ from _common import median, temp_data_dir, timed, write_model
 def bench(kind: str, steps: int, repeats: int) -> dict[str, tuple[float, float]]:
     import torch
     from diffusers import (EulerAncestralDiscreteScheduler, StableDiffusionImg2ImgPipeline,
-                           StableDiffusionInpaintPipeline)
+                           StableDiffusionInpaintPipeline, StableDiffusionPipeline)
     from PIL import Image, ImageDraw
 
     from webui.app import Application
@@ -36,13 +36,14 @@ def bench(kind: str, steps: int, repeats: int) -> dict[str, tuple[float, float]]
     folder = str(write_config_folder(probe_file(path), data / "cfg"))
     common = dict(config=folder, local_files_only=True, safety_checker=None, feature_extractor=None,
                   requires_safety_checker=False)
+    base = StableDiffusionPipeline.from_single_file(str(path), **common)  # plain diffusers' own single-file load
     out = {}
     for name, cls, m in (("img2img", StableDiffusionImg2ImgPipeline, None),
                          ("inpaint", StableDiffusionInpaintPipeline, mask)):
         req = Img2ImgRequest(prompt="a blue circle", steps=steps, seed=1, denoising_strength=0.6,
                              sampler_name="Euler a", width=size, height=size, mask_blur=0, inpainting_fill=1)
         easel = lambda: app.jobs.wait(app.submit_img2img(req, from_api=True, images=[image], mask=m))  # noqa: E731
-        pipe = cls.from_single_file(str(path), **common)
+        pipe = cls(**base.components)
         pipe.set_progress_bar_config(disable=True)
         pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config)
         extra = {"mask_image": m} if m is not None else {}
