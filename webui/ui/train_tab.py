@@ -107,6 +107,12 @@ class TrainTab:
         self._build()
         self._wire()
 
+    def _default_dataset(self) -> str | None:
+        """With the bundled demo model loaded, offer the example dataset (a "zebrastripe" style it can't draw yet)."""
+        active = self.app.models.active
+        example = self.app.paths.repo_dir / "examples" / "lora-dataset"
+        return str(example) if active is not None and active.info.is_demo and example.is_dir() else None
+
     def _checkpoints(self) -> tuple[list[str], str | None]:
         titles = [i.title for i in self.app.catalog.list()]
         current = self.app.options.get("sd_model_checkpoint")
@@ -123,6 +129,7 @@ class TrainTab:
                     i["checkpoint"] = gr.Dropdown(titles, value=current, label="Base checkpoint",
                                                   elem_id="train_checkpoint")
                 i["dataset_dir"] = gr.Textbox(label="Dataset folder on the server", elem_id="train_dataset_dir",
+                                              value=self._default_dataset(),
                                               placeholder="/path/to/images (with <image>.txt captions)")
                 self.uploads = gr.File(label="…or upload images (and .txt captions)", file_count="multiple",
                                        elem_id="train_upload")
