@@ -76,7 +76,7 @@ class Application:
         if self.paths.extensions_dir.resolve() != dirs[0][0].resolve():
             dirs.append((self.paths.extensions_dir, False))
         host = ExtensionHost(dirs=dirs, options=self.options, disable_all=self.ns.disable_all_extensions,
-                             disable_extra=self.ns.disable_extra_extensions)
+                             disable_extra=self.ns.disable_extra_extensions, models_dir=self.paths.models_dir)
         host.discover()
         host.load_all()
         return host
@@ -86,7 +86,8 @@ class Application:
 
         self.extensions.emit("model_loaded", ModelInfo(title=model.info.title, name=model.info.model_name,
                                                        hash=model.info.shorthash, family=model.probe.family.value,
-                                                       native_size=model.native_size))
+                                                       native_size=model.native_size,
+                                                       cross_attention_dim=model.pipeline.unet.config.cross_attention_dim))
 
     # --- lifecycle -----------------------------------------------------------------------------------------------
     def start(self, *, wait_for_model: bool = False) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
 API_VERSION = 1
-EVENTS = ("app_started", "model_loaded", "before_generate", "step_end", "after_image", "image_saved")
+EVENTS = ("app_started", "model_loaded", "before_generate", "step_end", "after_image", "image_saved", "pipeline_call")
 
 
 class ScriptError(Exception):
@@ -66,6 +66,21 @@ class ModelInfo:
     hash: str
     family: str
     native_size: int
+    cross_attention_dim: int | None = None  # the text-conditioning width (768 SD 1.x, 1024 SD 2.x, 2048 SDXL)
+
+
+@dataclass
+class PipelineCall:
+    """Passed to `pipeline_call` hooks just before each diffusers pipeline call of a job (the hires second pass
+    too). Return (pipeline, kwargs) to run another pipeline — e.g. `StableDiffusionControlNetPipeline.from_pipe(
+    call.pipeline, controlnet=...)` — with other arguments, or None to keep them. The prompt embeddings and the step
+    callback are added afterwards, so a replacement pipeline must accept `prompt_embeds` and
+    `callback_on_step_end`."""
+
+    kind: str  # "txt2img", "img2img" or "inpaint" (also txt2img on a 9-channel checkpoint)
+    pipeline: Any
+    kwargs: dict[str, Any]
+    hires: bool = False
 
 
 class Script:
@@ -104,12 +119,20 @@ class Script:
 class ExtensionHandle:
     """What `setup(ext)` receives. The host fills in the registries; an extension only calls these methods."""
 
-    def __init__(self, *, name: str, path: Path, settings: "ExtensionSettings", log: logging.Logger):
+    def __init__(self, *, name: str, path: Path, settings: "ExtensionSettings", log: logging.Logger,
+                 models_dir: Path | None = None):
         self.name, self.path, self.settings, self.log = name, path, settings, log
+        self._models_dir = models_dir
         self.routes: list[tuple[str, Callable, tuple[str, ...]]] = []
         self.tabs: list[tuple[str, Callable[[], Any]]] = []
         self.hooks: dict[str, list[Callable]] = {e: [] for e in EVENTS}
         self.scripts: list[Script] = []
+
+    def models_dir(self, kind: str) -> Path:
+        """<models dir>/<kind> (A1111's layout), e.g. ext.models_dir("ControlNet")."""
+        if self._models_dir is None:
+            raise RuntimeError("this host gives extensions no models folder")
+        return self._models_dir / kind
 
     def add_api_route(self, path: str, endpoint: Callable, *, methods: tuple[str, ...] | list[str] = ("GET",)) -> None:
         """Served at /ext/<name><path>, behind the same auth as the API."""

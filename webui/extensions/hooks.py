@@ -26,6 +26,15 @@ class JobHooks:
             request = changed if changed is not None else request
         return request
 
+    def pipeline_call(self, call):
+        """Let `pipeline_call` hooks swap the pipeline or its arguments (e.g. ControlNet)."""
+        for rec in self.host.active():
+            for fn in rec.handle.hooks["pipeline_call"]:
+                changed = self.host.call(rec, "hook pipeline_call", fn, call)
+                if changed is not None:
+                    call.pipeline, call.kwargs = changed
+        return call.pipeline, call.kwargs
+
     def step_end(self, info: StepInfo) -> Any:
         latents = None
         for value in self.host.emit("step_end", info):

@@ -26,7 +26,12 @@ class PromptConditioning:
         """The `<kind:…>` tags found in the prompt (e.g. LoRAs), already removed from the encoded text."""
         return [tag for tags in self.positive.extra_networks for tag in tags]
 
-    def run(self, pipe, n: int, callback: Callable, **kwargs: Any):
+    def run(self, pipe, n: int, callback: Callable, *, hooks: Any = None, kind: str = "txt2img", hires: bool = False,
+            **kwargs: Any):
+        if hooks is not None and hooks.host.has_hooks("pipeline_call"):
+            from webui.extensions.api import PipelineCall
+
+            pipe, kwargs = hooks.pipeline_call(PipelineCall(kind=kind, pipeline=pipe, kwargs=kwargs, hires=hires))
         guided = GuidedConditioning(self.positive, self.negative, batch_size=n)
         with guided.composable(pipe.unet):
             return pipe(**guided.pipeline_kwargs(), callback_on_step_end=guided.callback(callback), **kwargs)

@@ -113,7 +113,7 @@ def second_pass(first_pipe, latents: torch.Tensor, seeds: list[int], hp: HiresPl
     record_ti_hashes(plan, services, first_cond, cond)
     kwargs: dict[str, Any] = {"eta": plan.eta} if plan.eta is not None else {}
     return cond.run(
-        pipe, n, callback, image=image, num_inference_steps=hp.steps,
+        pipe, n, callback, hooks=services.hooks, kind="txt2img", hires=True, image=image, num_inference_steps=hp.steps,
         strength=effective_strength(hp.strength, hp.steps), guidance_scale=req.cfg_scale,
         generator=[torch.Generator("cpu").manual_seed(s) for s in seeds], **kwargs,
     ).images

@@ -57,7 +57,8 @@ def run_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: Options
         latents = batch_noise(seeds, plan.subseeds[lo:hi], req.subseed_strength, shape, resize_from)
         generators = [torch.Generator("cpu").manual_seed(s + plan.ensd) for s in seeds]
         out = cond.run(
-            pipe, n, callback, num_inference_steps=req.steps, guidance_scale=req.cfg_scale, height=plan.height,
+            pipe, n, callback, hooks=services.hooks, kind="inpaint" if model.probe.inpainting else "txt2img",
+            num_inference_steps=req.steps, guidance_scale=req.cfg_scale, height=plan.height,
             width=plan.width, latents=latents.to(pipe.unet.device, pipe.unet.dtype), generator=generators,
             output_type="latent" if hires else "pil", **extra,
         ).images

@@ -38,8 +38,10 @@ class ScriptsUI:
         self.groups: list[gr.Group] = []
         chosen = host.scripts(kind) if host is not None else []
         for rec, script in [(r, s) for r, s in chosen if s.always_on]:
-            with gr.Accordion(script.title, open=False, elem_id=f"{kind}_script_{_elem(script.title)}"):
+            with gr.Accordion(script.title, open=False, elem_id=f"{kind}_script_{_elem(script.title)}") as acc:
                 self._add(rec, script)
+            if not self.slots[-1].names:
+                acc.visible = False  # a script with no controls (API-only for now) gets no empty accordion
         dropdown = [(r, s) for r, s in chosen if not s.always_on]
         self.titles = [s.title for _, s in dropdown]
         self.script = gr.Dropdown([NONE, *self.titles], value=NONE, label="Script", elem_id=f"{kind}_script")
@@ -79,7 +81,7 @@ class ScriptsUI:
         alwayson: dict[str, Any] = {}
         for slot in self.slots:
             args = {name: next(it) for name in slot.names}
-            if slot.always_on:
+            if slot.always_on and slot.names:
                 alwayson[slot.title] = {"args": args}
             elif slot.title == chosen:
                 script_args = args

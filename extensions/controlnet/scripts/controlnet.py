@@ -1,0 +1,200 @@
+"""ControlNet for Easel, on the public extension contract: preprocessors, the models in models/ControlNet/, and
+sd-webui-controlnet's API (`/ext/controlnet/model_list`, `module_list`, `version`, `detect`). Units arrive through
+`alwayson_scripts: {"controlnet": {"args": [unit, ...]}}` once the contract can hand an always-on script the
+pipeline call (see README.md in this folder); until then the script is not registered."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import io
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+from pydantic import BaseModel, Field
+
+from webui.extensions import api as contract
+from webui.extensions.api import ExtensionHandle, Script, ScriptError
+
+LIB = Path(__file__).resolve().parent.parent / "lib"
+VERSION = 2  # sd-webui-controlnet's API version answer
+
+
+def lib(name: str):
+    """This extension's helper modules live in lib/ (scripts/ holds only entry points): loaded by file, once."""
+    key = f"easel_ext_controlnet_lib_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, LIB / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
+class DetectRequest(BaseModel):
+    controlnet_module: str = "none"
+    controlnet_input_images: list[str] = Field(default_factory=list)
+    controlnet_processor_res: int = 512
+    controlnet_threshold_a: Optional[float] = -1
+    controlnet_threshold_b: Optional[float] = -1
+
+
+class ControlNetState:
+    """Everything the extension keeps: the catalog, the loaded checkpoint's family, this job's units."""
+
+    def __init__(self, ext: ExtensionHandle):
+        self.ext = ext
+        self.family: str | None = None
+        self.cross_attention_dim: int | None = None
+        self.units: list = []
+        self._catalog = None
+
+    def models_root(self) -> Path | None:
+        configured = str(self.ext.settings.get("control_net_models_path") or "").strip()
+        if configured:
+            return Path(configured).expanduser()
+        provided = getattr(self.ext, "models_dir", None)  # proposed contract addition (README.md)
+        return Path(provided("ControlNet")) if callable(provided) else None
+
+    @property
+    def catalog(self):
+        root = self.models_root()
+        if self._catalog is None or self._catalog.root != root:
+            models = lib("models")
+            template = Path(contract.__file__).resolve().parent.parent / "models" / "configs" / "sd15" / "unet"
+            self._catalog = models.ControlNetCatalog(root, template_dir=template,
+                                                     cache_dir=Path(tempfile.gettempdir()) / "easel-controlnet")
+        return self._catalog
+
+    def max_res(self) -> int:
+        return int(self.ext.settings.get("control_net_max_resolution"))
+
+    def find_model(self, name: str):
+        models = lib("models")
+        entry = self.catalog.find(name)
+        try:
+            models.check_compatible(entry.title, self.catalog.config(entry), family=self.family,
+                                    cross_attention_dim=self.cross_attention_dim)
+        except models.ControlNetModelError as e:
+            raise ScriptError(str(e)) from None
+        return entry
+
+    def load_model(self, unit):
+        models = lib("models")
+        entry = self.find_model(unit.model)
+        try:
+            return self.catalog.load(entry)
+        except models.ControlNetModelError as e:
+            raise ScriptError(str(e)) from None
+
+    def on_pipeline_call(self, call):
+        """`pipeline_call` hook: (pipeline, kwargs) with this job's units applied, or None without units."""
+        if not self.units:
+            return None
+        pre = lib("preprocessors")
+        return lib("apply").controlled_call(call.pipeline, call.kwargs, call.kind, self.units,
+                                            load_model=self.load_model, modules=pre.registry(), run=pre.run)
+
+    def parse(self, raw_units: list, kind: str) -> list:
+        return lib("units").parse_units(raw_units, kind=kind, modules=lib("preprocessors").registry(),
+                                        find_model=self.find_model, max_res=self.max_res())
+
+
+class ControlNetScript(Script):
+    title = "ControlNet"
+    visibility = "both"
+    always_on = True
+
+    def __init__(self, state: ControlNetState, n_units: int):
+        self.state = state
+        self.args = tuple(f"unit_{i}" for i in range(n_units))
+
+    def process(self, request, **units: Any):
+        kind = "img2img" if hasattr(request, "init_images") else "txt2img"
+        raw = [units.get(name) for name in self.args]
+        if raw and isinstance(raw[0], list) and all(r is None for r in raw[1:]):
+            raw = raw[0]  # {"args": [[unit, ...]]}: some clients nest the list
+        self.state.units = self.state.parse(raw, kind)
+        return None
+
+
+def _b64_png(image) -> str:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def setup(ext: ExtensionHandle) -> None:
+    install(ext)
+
+
+def install(ext: ExtensionHandle) -> ControlNetState:
+    """Register everything on `ext`; returns the extension's state (tests inspect it)."""
+    ext.add_setting(key="control_net_unit_count", default=3, label="Multi-ControlNet: number of units")
+    ext.add_setting(key="control_net_models_path", default="",
+                    label="Extra path to scan for ControlNet models (used instead of models/ControlNet)")
+    ext.add_setting(key="control_net_max_resolution", default=2048, label="Largest preprocessor resolution")
+    state = ControlNetState(ext)
+
+    def on_model_loaded(info) -> None:
+        state.family = info.family
+        state.cross_attention_dim = getattr(info, "cross_attention_dim", None)  # proposed ModelInfo field
+
+    def on_before_generate(request) -> None:
+        state.units = []  # a job without the ControlNet script runs uncontrolled
+        return None
+
+    def model_list(update: bool = True) -> dict:
+        return {"model_list": state.catalog.titles()}
+
+    def module_list(alias_names: bool = False) -> dict:
+        mods = lib("preprocessors").registry()
+        detail = {m.name: {"model_free": m.model_free,
+                           "sliders": [{"name": s.name, "value": s.value, "min": s.min, "max": s.max,
+                                        "step": s.step} for s in m.sliders]}
+                  for m in mods.values() if m.available}
+        return {"module_list": list(detail), "module_detail": detail,
+                "unavailable": {m.name: m.reason for m in mods.values() if not m.available}}
+
+    def version() -> dict:
+        return {"version": VERSION}
+
+    def detect(body: DetectRequest) -> dict:
+        from fastapi import HTTPException
+
+        pre = lib("preprocessors")
+        mods = pre.registry()
+        name = body.controlnet_module.strip().lower()
+        if name not in mods:
+            raise HTTPException(422, f"unknown module {name!r}; known: {', '.join(mods)}")
+        if not mods[name].available:
+            raise HTTPException(422, f"module {name!r} is unavailable: {mods[name].reason}")
+        if not body.controlnet_input_images:
+            raise HTTPException(422, "controlnet_input_images is empty")
+        if not 64 <= body.controlnet_processor_res <= state.max_res():
+            raise HTTPException(422, f"controlnet_processor_res must be 64..{state.max_res()}")
+        out = []
+        for i, b64 in enumerate(body.controlnet_input_images):
+            try:
+                image = lib("units").decode_image(b64, f"controlnet_input_images[{i}]")
+            except ScriptError as e:
+                raise HTTPException(422, str(e)) from None
+            if image is None:
+                raise HTTPException(422, f"controlnet_input_images[{i}] is empty")
+            out.append(_b64_png(pre.run(mods[name], image, resolution=body.controlnet_processor_res,
+                                        threshold_a=body.controlnet_threshold_a,
+                                        threshold_b=body.controlnet_threshold_b)))
+        return {"images": out, "info": "Success"}
+
+    ext.on("model_loaded", on_model_loaded)
+    ext.on("before_generate", on_before_generate)
+    ext.add_api_route("/model_list", model_list, methods=["GET"])
+    ext.add_api_route("/module_list", module_list, methods=["GET"])
+    ext.add_api_route("/version", version, methods=["GET"])
+    ext.add_api_route("/detect", detect, methods=["POST"])
+    if "pipeline_call" in contract.EVENTS:  # the proposed contract addition (README.md): units can be applied
+        ext.add_script(ControlNetScript(state, int(ext.settings.get("control_net_unit_count"))))
+        ext.on("pipeline_call", state.on_pipeline_call)
+    return state
