@@ -70,7 +70,7 @@ def test_refresh_unload_reload(base, api_server):
 
 @pytest.mark.parametrize("body, status, text", [
     ({"script_name": "x/y plot"}, 422, "Script 'x/y plot' not found"),
-    ({"alwayson_scripts": {"ControlNet": {"args": []}}}, 422, "ControlNet"),
+    ({"alwayson_scripts": {"No Such Script": {"args": []}}}, 422, "No Such Script"),
     ({"steps": "many"}, 422, "steps"),
     ({"width": "wide"}, 422, "width"),
     ({"batch_size": 0}, 422, "batch_size"),
