@@ -74,7 +74,9 @@ def test_inpaint_masked_square_turns_yellow_and_the_rest_stays(demo_app):
 def test_short_lora_training_on_the_example_dataset_adds_stripes(demo_app):
     from webui.training.jobs import start_training
 
-    prompts = [f"a zebrastripe {s} on a white background" for s in ("circle", "square", "triangle")] * 2
+    prompts = [f"a zebrastripe {s} on a {b} background" for s, b in
+               (("circle", "red"), ("square", "green"), ("triangle", "blue"), ("circle", "black"), ("square", "red"),
+                ("triangle", "green"))]
 
     def stripes(prompt_suffix: str) -> float:
         imgs = []
@@ -86,10 +88,11 @@ def test_short_lora_training_on_the_example_dataset_adds_stripes(demo_app):
     before = stripes("")
     t0 = time.time()
     job = start_training(demo_app, {"name": "zebra-test", "dataset_dir": str(REPO / "examples" / "lora-dataset"),
-                                    "steps": 120, "batch_size": 4, "learning_rate": 1e-3, "rank": 8, "seed": 1,
+                                    "steps": 200, "batch_size": 4, "learning_rate": 1e-3, "rank": 8, "seed": 1,
+                                    "train_text_encoder": True,
                                     "save_every": 0, "sample_every": 0})
     demo_app.jobs.wait(job)
     demo_app.loras.refresh()
     after = stripes(" <lora:zebra-test:1>")
     print(f"stripe score {before:.3f} -> {after:.3f} (training {time.time() - t0:.0f}s)")
-    assert after > before
+    assert after > before + 0.1  # measured 0.066 → 0.296 (text encoder trained too: "zebrastripe" is a new word)
