@@ -27,7 +27,7 @@ def test_units_parse_with_string_and_integer_modes(installed):
     assert (b.resize_mode, b.control_mode, c.resize_mode, c.control_mode) == (0, 1, 2, 1)
     assert a.model.startswith("tiny-canny [") and a.image.size == (64, 64)
     text = load_script().lib("units").infotext(a)
-    assert text.startswith('"Module: canny, Model: tiny-canny [') and "Weight: 0.5" in text
+    assert text.startswith('Module: canny, Model: tiny-canny [') and "Weight: 0.5" in text
     assert "Resize Mode: Resize and Fill" in text and "Control Mode: ControlNet is more important" in text
 
 

@@ -8,6 +8,7 @@ before the sdapi router so these /sdapi/v1 routes are the ones that answer.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, Optional
 
 from fastapi import APIRouter, FastAPI, Request
@@ -175,10 +176,37 @@ def _route_class(host, rec) -> type[APIRoute]:
     return ExtensionRoute
 
 
+# Top-level names an extension's `route_alias` may not take: Easel's own API and the UI's routes.
+RESERVED_ALIASES = {"sdapi", "easel", "ext", "docs", "openapi.json", "redoc", "gradio_api", "file", "assets",
+                    "static", "config", "login", "logout", "queue", "upload", "theme.css", "info", "heartbeat"}
+
+
+def route_aliases(host) -> dict[str, str]:
+    """{extension name: "/alias"} from the manifests' `route_alias` (e.g. ControlNet's "/controlnet", which
+    sd-webui-controlnet clients call): one path segment, not reserved, first come first served. Other extensions'
+    claims are reported and ignored."""
+    out: dict[str, str] = {}
+    if host is None:
+        return out
+    for rec in host.active():
+        alias = rec.manifest.get("route_alias")
+        if not alias:
+            continue
+        name = str(alias).strip("/")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name) or name in RESERVED_ALIASES or f"/{name}" in out.values():
+            log.warning("extension %s: route_alias %r refused (one lower-case path segment, not reserved, not "
+                        "taken)", rec.name, alias)
+            continue
+        out[rec.name] = f"/{name}"
+    return out
+
+
 def mount_extension_routes(api: FastAPI, application) -> int:
-    """Serve every `ext.add_api_route` of the active extensions at /ext/<name><path>. Returns how many."""
+    """Serve every `ext.add_api_route` of the active extensions at /ext/<name><path> (and at the manifest's
+    `route_alias` too). Returns how many routes (aliases not counted)."""
     host = application.extensions
     count = 0
+    aliases = route_aliases(host)
     for rec in host.active():
         router = APIRouter(route_class=_route_class(host, rec))
         try:
@@ -188,5 +216,7 @@ def mount_extension_routes(api: FastAPI, application) -> int:
             host.report(rec, "add_api_route failed")
             continue
         api.include_router(router, prefix=f"/ext/{rec.name}", tags=[f"extension: {rec.name}"])
+        if rec.name in aliases:
+            api.include_router(router, prefix=aliases[rec.name], tags=[f"extension: {rec.name}"])
         count += len(router.routes)
     return count

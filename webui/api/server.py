@@ -14,7 +14,7 @@ from starlette.types import Scope
 from webui import VERSION
 from webui.api.easel_jobs import build_easel_jobs_router
 from webui.api.errors import install_error_handlers
-from webui.api.extensions import build_extensions_router, mount_extension_routes
+from webui.api.extensions import build_extensions_router, mount_extension_routes, route_aliases
 from webui.api.middleware import (BasicAuthMiddleware, BodyLimitMiddleware, HostCheckMiddleware,
                                   SecurityHeadersMiddleware)
 from webui.api.prompts import build_prompts_router
@@ -68,7 +68,9 @@ def install_security(api: FastAPI, application) -> None:
     api.add_middleware(BodyLimitMiddleware, max_bytes=int(ns.max_body_size) * 1024 * 1024)
     creds = api_credentials(ns)
     if creds:
-        api.add_middleware(BasicAuthMiddleware, credentials=creds, prefixes=API_PREFIXES,
+        # extensions' route aliases (e.g. /controlnet/) are API routes too: behind the same auth
+        aliases = tuple(f"{a}/" for a in route_aliases(application.extensions).values())
+        api.add_middleware(BasicAuthMiddleware, credentials=creds, prefixes=API_PREFIXES + aliases,
                            session_ok=_gradio_session_check(api) if not ns.nowebui else None)
     origins = cors_origins(ns)
     if origins:

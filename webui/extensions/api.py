@@ -83,6 +83,17 @@ class PipelineCall:
     hires: bool = False
 
 
+@dataclass
+class ArgGroup:
+    """A `ui()` value that makes one argument out of several components (e.g. a ControlNet unit from a dozen
+    controls): the UI passes their values, in order, to `combine(*values)` and sends the result as the argument.
+    `describe` (optional) is the argument's value in `/sdapi/v1/script-info`."""
+
+    components: list[Any]
+    combine: Callable[..., Any]
+    describe: Any = None
+
+
 class Script:
     """A UI-bearing script for txt2img and/or img2img (A1111's Script, by name instead of by position).
 
@@ -93,6 +104,11 @@ class Script:
     implements `run(runner, request, **args)`, which replaces the normal generation: `runner.generate(request)`
     runs one ordinary generation and returns its result (images, infotexts, info); see `Runner`. Give every argument
     a default (clients may send only some), and raise `ScriptError` to reject bad input.
+
+    Infotext (API 1, additive): an always-on script's `infotext_params(request, **args)` returns parameters written
+    into every image's infotext (A1111's `extra_generation_params`), after `process`. `paste(params, is_img2img)`
+    gets a parsed infotext (PNG Info, Send-to, ↙️) and returns {argument name: value} to restore; for an `ArgGroup`
+    argument the value is a list with one value per component (None leaves that component as it is).
     """
 
     title: str = "script"
@@ -108,6 +124,12 @@ class Script:
 
     def postprocess_image(self, image: Any, ctx: ImageContext, **args: Any) -> Any:
         return None
+
+    def infotext_params(self, request: Any, **args: Any) -> Mapping[str, Any]:
+        return {}
+
+    def paste(self, params: Mapping[str, str], is_img2img: bool) -> dict[str, Any]:
+        return {}
 
     def run(self, runner: Any, request: Any, **args: Any) -> Any:
         raise NotImplementedError(f"{self.title} is not a dropdown script")

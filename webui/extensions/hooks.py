@@ -26,6 +26,14 @@ class JobHooks:
             request = changed if changed is not None else request
         return request
 
+    def infotext_params(self, request: Any) -> dict[str, Any]:
+        """The always-on scripts' infotext parameters for this job (after `process`)."""
+        out: dict[str, Any] = {}
+        for rec, script, args in self.scripts:
+            value = self.host.call(rec, f"{script.title}.infotext_params", script.infotext_params, request, **args)
+            out.update(value or {})
+        return out
+
     def pipeline_call(self, call):
         """Let `pipeline_call` hooks swap the pipeline or its arguments (e.g. ControlNet)."""
         for rec in self.host.active():

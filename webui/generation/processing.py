@@ -50,6 +50,7 @@ class Plan:
     precision: str = "fp32"
     extra_params: dict[str, Any] = field(default_factory=dict)  # kind-specific infotext fields
     lora_params: dict[str, Any] = field(default_factory=dict)  # "Lora hashes" (after the Hires fields, as A1111)
+    script_params: dict[str, Any] = field(default_factory=dict)  # always-on scripts' infotext_params
     warnings: list[str] = field(default_factory=list)
 
 
@@ -72,6 +73,8 @@ def make_plan(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsVi
                 subseeds=[subseed + i for i in range(total)], clip_skip=int(opts.get("CLIP_stop_at_last_layers")),
                 eta=req.eta, ensd=int(opts.get("eta_noise_seed_delta")))
     apply_loras(req, plan, services)
+    if services.hooks is not None:
+        plan.script_params.update(services.hooks.infotext_params(req))
     return plan
 
 
@@ -109,6 +112,7 @@ def infotext_params(req: Txt2ImgRequest, plan: Plan, index: int) -> dict[str, An
         params["ENSD"] = plan.ensd
     params.update(plan.extra_params)
     params.update(plan.lora_params)
+    params.update(plan.script_params)
     params["Precision"] = plan.precision  # honest metadata: the fast path changes pixels slightly
     params["Version"] = VERSION_TAG
     return params
@@ -218,7 +222,8 @@ def finish(kind: str, result: GenerationResult, req: Txt2ImgRequest, plan: Plan,
         "face_restoration_model": None, "sd_model_name": m.info.infotext_name, "sd_model_hash": m.info.shorthash,
         "sd_vae_name": m.vae.model_name if m.vae else None, "sd_vae_hash": None,
         "seed_resize_from_w": req.seed_resize_from_w, "seed_resize_from_h": req.seed_resize_from_h,
-        "denoising_strength": req.denoising_strength, "extra_generation_params": {**plan.extra_params, **plan.lora_params},
+        "denoising_strength": req.denoising_strength,
+        "extra_generation_params": {**plan.extra_params, **plan.lora_params, **plan.script_params},
         "index_of_first_image": index_of_first, "infotexts": infotexts, "styles": req.styles,
         "job_timestamp": time.strftime("%Y%m%d%H%M%S"), "clip_skip": plan.clip_skip,
         "is_using_inpainting_conditioning": bool(m.probe.inpainting), "version": VERSION_TAG,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -157,10 +158,54 @@ def parse_units(raw_units: list[Any], **kw: Any) -> list[ControlUnit]:
 
 
 def infotext(unit: ControlUnit) -> str:
-    """sd-webui-controlnet's infotext value for `ControlNet <i>`."""
+    """sd-webui-controlnet's infotext value for `ControlNet <i>` (unquoted: the infotext writer quotes it)."""
     fields = {"Module": unit.module, "Model": unit.model, "Weight": unit.weight,
               "Resize Mode": unit.resize_mode_name, "Processor Res": unit.processor_res,
               "Threshold A": unit.threshold_a, "Threshold B": unit.threshold_b,
               "Guidance Start": unit.guidance_start, "Guidance End": unit.guidance_end,
               "Pixel Perfect": unit.pixel_perfect, "Control Mode": unit.control_mode_name}
-    return '"' + ", ".join(f"{k}: {v}" for k, v in fields.items()) + '"'
+    return ", ".join(f"{k}: {v}" for k, v in fields.items())
+
+
+def parse_infotext(value: str) -> dict[str, Any]:
+    """The inverse of `infotext`: sd-webui-controlnet's quoted `Key: value, …` → an API unit dict (without the
+    image). Unknown keys are ignored; the model is kept as written (`name [hash]`), numbers as numbers."""
+    text = value.strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1]
+    keys = {"module": "module", "model": "model", "weight": "weight", "resize mode": "resize_mode",
+            "processor res": "processor_res", "threshold a": "threshold_a", "threshold b": "threshold_b",
+            "guidance start": "guidance_start", "guidance end": "guidance_end", "pixel perfect": "pixel_perfect",
+            "control mode": "control_mode"}
+    out: dict[str, Any] = {"enabled": True}
+    # split on ", <known key>: " boundaries only: a model name may itself hold ", "
+    pattern = re.compile(r"(?:^|, )(" + "|".join(re.escape(k) for k in keys) + r"): ", re.IGNORECASE)
+    marks = list(pattern.finditer(text))
+    for i, m in enumerate(marks):
+        raw = text[m.end(): marks[i + 1].start() if i + 1 < len(marks) else len(text)].strip()
+        field = keys[m.group(1).lower()]
+        if field in ("weight", "threshold_a", "threshold_b", "guidance_start", "guidance_end"):
+            try:
+                out[field] = float(raw)
+            except ValueError:
+                continue
+        elif field == "processor_res":
+            try:
+                out[field] = int(float(raw))
+            except ValueError:
+                continue
+        elif field == "pixel_perfect":
+            out[field] = raw.lower() == "true"
+        elif field == "resize_mode":
+            try:
+                out[field] = RESIZE_MODES[mode(raw, RESIZE_MODES, "resize mode", RESIZE_ALIASES)]
+            except ScriptError:
+                continue
+        elif field == "control_mode":
+            try:
+                out[field] = CONTROL_MODES[mode(raw, CONTROL_MODES, "control mode")]
+            except ScriptError:
+                continue
+        else:
+            out[field] = raw
+    return out

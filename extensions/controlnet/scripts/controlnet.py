@@ -119,6 +119,10 @@ class ControlNetScript(Script):
         self.state.units = self.state.parse(raw, kind)
         return None
 
+    def infotext_params(self, request, **units: Any) -> dict[str, str]:
+        """sd-webui-controlnet's `ControlNet <i>: "Module: …, Model: …, Weight: …"`, one per enabled unit."""
+        return {f"ControlNet {u.index}": lib("units").infotext(u) for u in self.state.units}
+
 
 def _b64_png(image) -> str:
     buf = io.BytesIO()
