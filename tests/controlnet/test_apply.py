@@ -1,6 +1,7 @@
 """Units applied to a real (tiny) diffusers pipeline through the `pipeline_call` hook function: control changes the
 output, weight 0 and an empty guidance window give exactly the uncontrolled output, two units differ from one,
-img2img uses its input image. The hook is called directly here: the core does not emit it yet (README.md)."""
+img2img uses its input image, control modes. The hook function is called directly here; tests/controlnet/
+test_combinations.py runs units through the application."""
 
 from __future__ import annotations
 
@@ -62,13 +63,41 @@ def test_img2img_uses_its_input_when_the_unit_has_no_image(installed, pipe):
     assert type(used).__name__ == "StableDiffusionControlNetImg2ImgPipeline" and out.shape == (64, 64, 3)
 
 
-def test_unsupported_control_mode_is_refused(installed, pipe):
-    from webui.extensions.api import ScriptError
-
+def test_control_modes(installed, pipe):
+    """My prompt is more important (soft injection) steers less than Balanced; ControlNet is more important is
+    diffusers' guess mode; mixed modes run each unit in its own mode."""
     state, _ = installed
-    state.units = state.parse([unit(control_mode="My prompt is more important")], "txt2img")
-    with pytest.raises(ScriptError, match="not supported yet"):
-        generate(state, pipe)
+    plain, _ = generate(state, pipe)
+    out = {}
+    for mode in ("Balanced", "My prompt is more important", "ControlNet is more important"):
+        state.units = state.parse([unit(processor_res=64, control_mode=mode)], "txt2img")
+        out[mode], used = generate(state, pipe)
+        assert np.abs(out[mode] - plain).max() > 1e-3
+    assert used.controlnet.__class__.__name__ == "ControlNetModel"  # all units in guess mode: diffusers' own
+    assert np.abs(out["My prompt is more important"] - plain).mean() < np.abs(out["Balanced"] - plain).mean()
+    state.units = state.parse([unit(processor_res=64, control_mode=2), unit(processor_res=64, model="tiny-other")],
+                              "txt2img")
+    mixed, used = generate(state, pipe)
+    assert [type(n).__name__ for n in used.controlnet.nets] == ["UnitControlNet", "ControlNetModel"]
+    assert np.abs(mixed - out["ControlNet is more important"]).max() > 1e-3
+
+
+def test_unit_view_matches_diffusers_guess_mode(installed):
+    """The per-unit "ControlNet is more important" view gives the unconditional half no control and the
+    conditional half exactly diffusers' guess-mode residuals."""
+    state, _ = installed
+    net = state.load_model(state.parse([unit()], "txt2img")[0])
+    view = load_script().lib("apply")._unit_net_class()(net, control_mode=2, cfg=True)
+    g = torch.Generator().manual_seed(0)
+    x, ctx = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 77, 32, generator=g)
+    cond = torch.rand(2, 3, 64, 64, generator=g)
+    with torch.no_grad():
+        down, mid = view(x, 500, encoder_hidden_states=ctx, controlnet_cond=cond, conditioning_scale=0.7)
+        ref_down, ref_mid = net(x[1:], 500, encoder_hidden_states=ctx[1:], controlnet_cond=cond[1:],
+                                conditioning_scale=0.7, guess_mode=True, return_dict=False)
+    for ours, ref in zip([*down, mid], [*ref_down, ref_mid]):
+        assert ours[:1].abs().max() == 0
+        torch.testing.assert_close(ours[1:], ref, rtol=1e-4, atol=1e-5)
 
 
 def test_resize_modes_and_pixel_perfect():

@@ -133,6 +133,8 @@ class GuidedConditioning:
             idx = torch.tensor(index, device=x.device)
 
             def pick(v):
+                if isinstance(v, (tuple, list)):  # e.g. ControlNet's down_block_additional_residuals
+                    return type(v)(pick(item) for item in v)
                 return v[idx.to(v.device)] if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == x.shape[0] else v
 
             args = tuple(pick(a) for a in args)

@@ -47,49 +47,108 @@ PIPELINES = {  # (kind, sdxl) → diffusers class name
     ("img2img", True): "StableDiffusionXLControlNetImg2ImgPipeline",
     ("inpaint", True): "StableDiffusionXLControlNetInpaintPipeline",
 }
+BALANCED, PROMPT, CONTROL = 0, 1, 2  # control modes, as units.CONTROL_MODES
+
+
+def soft_scales(n: int) -> list[float]:
+    """sd-webui-controlnet's soft injection: residual i of n (the mid block last) scaled by 0.825**(n-1-i), which
+    is diffusers' guess-mode `torch.logspace(-1, 0, n)` (10**(-1/12) = 0.8254) — so the deep layers keep the
+    control and the shallow ones give way to the prompt."""
+    return [10 ** (-1 + i / (n - 1)) for i in range(n)] if n > 1 else [1.0]
+
+
+def _unit_net_class():
+    """A per-unit view of a (shared, cached) ControlNetModel that applies the unit's control mode to its residuals.
+    diffusers has guess mode for the whole call only; sd-webui-controlnet sets the mode per unit, so mixed modes and
+    "My prompt is more important" need this. Made lazily so importing this module needs no torch."""
+    import torch
+    from diffusers.models.modeling_utils import ModelMixin
+
+    class UnitControlNet(ModelMixin):
+        def __init__(self, net, *, control_mode: int, cfg: bool):
+            super().__init__()
+            self.net, self.control_mode, self.cfg = net, control_mode, cfg
+
+        @property
+        def config(self):  # the pipeline reads e.g. global_pool_conditions from each net's config
+            return self.net.config
+
+        def forward(self, *args, **kwargs):
+            down, mid = self.net(*args, **{**kwargs, "return_dict": False})
+            residuals = [*down, mid]
+            scales = soft_scales(len(residuals))
+            residuals = [r * s for r, s in zip(residuals, scales)]
+            if self.control_mode == CONTROL and self.cfg:
+                # cfg injection: the unconditional half (first in diffusers' CFG batch) gets no control, so CFG
+                # amplifies it
+                half = residuals[0].shape[0] // 2
+                residuals = [torch.cat([torch.zeros_like(r[:half]), r[half:]]) for r in residuals]
+            return tuple(residuals[:-1]), residuals[-1]
+
+    return UnitControlNet
+
+
+def generation_size(pipe, kwargs: dict[str, Any], kind: str) -> tuple[int, int]:
+    """(width, height) in pixels of this call: the explicit size, else the init image's (a PIL image or, in the
+    hires pass with a latent upscaler, latents), else the model's native size."""
+    if kwargs.get("width") and kwargs.get("height"):
+        return int(kwargs["width"]), int(kwargs["height"])
+    init = kwargs.get("image") if kind != "txt2img" else None
+    init = init[0] if isinstance(init, (list, tuple)) and init else init
+    if isinstance(init, Image.Image):
+        return init.width, init.height
+    if init is not None and hasattr(init, "shape") and len(init.shape) >= 3:
+        return int(init.shape[-1]) * pipe.vae_scale_factor, int(init.shape[-2]) * pipe.vae_scale_factor
+    native = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    return native, native
 
 
 def controlled_call(pipe, kwargs: dict[str, Any], kind: str, units: list, *, load_model: Callable,
-                    modules: dict, run: Callable) -> tuple[Any, dict[str, Any]]:
+                    modules: dict, run: Callable, hires: bool = False) -> tuple[Any, dict[str, Any]]:
     """(pipeline, kwargs) for one pipeline call with `units` applied. `kind` is txt2img, img2img or inpaint;
-    `kwargs` are the call's arguments (height/width, and image/mask_image for img2img and inpaint);
+    `kwargs` are the call's arguments (height/width, and image/mask_image for img2img and inpaint); in the hires
+    pass (`hires`, an img2img call of a txt2img job) the control maps are remade at the hires size.
     `load_model(unit)` returns the unit's ControlNetModel (family-checked)."""
     import diffusers
 
+    if hires and kind == "txt2img":
+        kind = "img2img"
     # a unit at weight 0, or with an empty guidance window, contributes nothing: leave it out (diffusers refuses
     # start >= end), so such a generation is exactly the uncontrolled one
     units = [u for u in units if u.weight > 0 and u.guidance_end > u.guidance_start]
     if not units:
         return pipe, kwargs
-    if any(u.control_mode == 1 for u in units):
-        raise ScriptError("control mode 'My prompt is more important' is not supported yet; use Balanced or "
-                          "'ControlNet is more important'")
-    guess = {u.control_mode == 2 for u in units}
-    if len(guess) > 1:
-        raise ScriptError("'ControlNet is more important' applies to the whole generation: set it on every enabled "
-                          "unit or on none")
-    width = int(kwargs.get("width") or pipe.unet.config.sample_size * pipe.vae_scale_factor)
-    height = int(kwargs.get("height") or pipe.unet.config.sample_size * pipe.vae_scale_factor)
+    width, height = generation_size(pipe, kwargs, kind)
     init = kwargs.get("image") if kind != "txt2img" else None
     init = init[0] if isinstance(init, list) else init
     maps = []
     for u in units:
         source = u.image if u.image is not None else init
-        if source is None:
+        if not isinstance(source, Image.Image):
             raise ScriptError(f"ControlNet unit {u.index} is enabled without an image")
         maps.append(control_map(u, source, width, height, modules, run))
-    nets = [load_model(u) for u in units]
-    dtype, device = pipe.unet.dtype, pipe.unet.device
-    nets = [n.to(device=device, dtype=dtype) for n in nets]
-    controlnet = nets[0] if len(nets) == 1 else diffusers.MultiControlNetModel(nets)
+    nets = [load_model(u).to(device=pipe.unet.device, dtype=pipe.unet.dtype) for u in units]
+    modes = [u.control_mode for u in units]
+    guess = all(m == CONTROL for m in modes)  # diffusers' guess mode is exactly this, and skips the uncond half
+    if guess or all(m == BALANCED for m in modes):
+        controlnet = nets[0] if len(nets) == 1 else diffusers.MultiControlNetModel(nets)
+    else:
+        cfg = float(kwargs.get("guidance_scale", 7.5)) > 1
+        view = _unit_net_class()
+        controlnet = diffusers.MultiControlNetModel(
+            [n if m == BALANCED else view(n, control_mode=m, cfg=cfg) for n, m in zip(nets, modes)])
     sdxl = getattr(pipe, "text_encoder_2", None) is not None
     cls = getattr(diffusers, PIPELINES[(kind, sdxl)])
     controlled = cls.from_pipe(pipe, controlnet=controlnet)
     controlled.set_progress_bar_config(disable=True)
-    one = len(units) == 1
-    out = dict(kwargs, height=height, width=width, guess_mode=guess.pop(),
-               controlnet_conditioning_scale=units[0].weight if one else [u.weight for u in units],
-               control_guidance_start=units[0].guidance_start if one else [u.guidance_start for u in units],
-               control_guidance_end=units[0].guidance_end if one else [u.guidance_end for u in units])
-    out["image" if kind == "txt2img" else "control_image"] = maps[0] if one else maps
+    single = not isinstance(controlnet, diffusers.MultiControlNetModel)
+
+    def per_unit(values: list):
+        return values[0] if single else values
+
+    out = dict(kwargs, height=height, width=width, guess_mode=guess,
+               controlnet_conditioning_scale=per_unit([u.weight for u in units]),
+               control_guidance_start=per_unit([u.guidance_start for u in units]),
+               control_guidance_end=per_unit([u.guidance_end for u in units]))
+    out["image" if kind == "txt2img" else "control_image"] = per_unit(maps)
     return controlled, out

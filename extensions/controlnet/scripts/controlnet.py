@@ -95,7 +95,8 @@ class ControlNetState:
             return None
         pre = lib("preprocessors")
         return lib("apply").controlled_call(call.pipeline, call.kwargs, call.kind, self.units,
-                                            load_model=self.load_model, modules=pre.registry(), run=pre.run)
+                                            load_model=self.load_model, modules=pre.registry(), run=pre.run,
+                                            hires=bool(getattr(call, "hires", False)))
 
     def parse(self, raw_units: list, kind: str) -> list:
         return lib("units").parse_units(raw_units, kind=kind, modules=lib("preprocessors").registry(),
