@@ -88,6 +88,11 @@ def _unit_net_class():
     return UnitControlNet
 
 
+def _on(net, device, dtype):
+    """`net` on the UNet's device and dtype, moved only when it isn't already (a no-op `.to()` still logs)."""
+    return net if (net.device, net.dtype) == (device, dtype) else net.to(device=device, dtype=dtype)
+
+
 def generation_size(pipe, kwargs: dict[str, Any], kind: str) -> tuple[int, int]:
     """(width, height) in pixels of this call: the explicit size, else the init image's (a PIL image or, in the
     hires pass with a latent upscaler, latents), else the model's native size."""
@@ -127,7 +132,7 @@ def controlled_call(pipe, kwargs: dict[str, Any], kind: str, units: list, *, loa
         if not isinstance(source, Image.Image):
             raise ScriptError(f"ControlNet unit {u.index} is enabled without an image")
         maps.append(control_map(u, source, width, height, modules, run))
-    nets = [load_model(u).to(device=pipe.unet.device, dtype=pipe.unet.dtype) for u in units]
+    nets = [_on(load_model(u), pipe.unet.device, pipe.unet.dtype) for u in units]
     modes = [u.control_mode for u in units]
     guess = all(m == CONTROL for m in modes)  # diffusers' guess mode is exactly this, and skips the uncond half
     if guess or all(m == BALANCED for m in modes):
