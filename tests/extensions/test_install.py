@@ -165,7 +165,7 @@ def test_available_index_and_plain_errors(make_app, serve, tmp_path):
     app = make_app("--nowebui", start=False)
     client = serve(app)
     r = client.get("/easel/v1/extensions/available")
-    assert r.status_code == 502 and "No extension index is set" in r.json()["detail"]
+    assert r.status_code == 409 and "No extension index is set" in r.json()["detail"]
     app.options.set({"extensions_index_url": str(tmp_path / "missing.json")})
     r = client.get("/easel/v1/extensions/available")
     assert r.status_code == 502 and "can't be reached" in r.json()["detail"]

@@ -116,7 +116,8 @@ def build_extensions_router(application) -> APIRouter:
 
     @r.get("/easel/v1/extensions/available", response_model=AvailableResponse)
     def available() -> AvailableResponse:
-        """Entries of the index set in Settings (extensions_index_url); 502 with the reason if it can't be read."""
+        """Entries of the index set in Settings (extensions_index_url); 409 when none is set, 502 with the reason if it
+        can't be read."""
         return AvailableResponse(extensions=manager.available())
 
     @r.post("/easel/v1/extensions/{name}/enable", response_model=ExtensionItem)
@@ -138,8 +139,10 @@ def build_extensions_router(application) -> APIRouter:
 
     @r.get("/sdapi/v1/scripts", response_model=ScriptsResponse)
     def scripts() -> ScriptsResponse:
-        catalog = script_catalog(application)
-        return ScriptsResponse(**{kind: [s.name.lower() for s in catalog.list(kind == "img2img")]
+        # names only: describing the arguments would build every script's ui() (Gradio), and webuiapi calls this
+        # route each time a client is made
+        host = application.extensions
+        return ScriptsResponse(**{kind: [s.title.lower() for _, s in (host.scripts(kind) if host else [])]
                                   for kind in ("txt2img", "img2img")})  # A1111 lists lower-cased titles
 
     @r.get("/sdapi/v1/script-info", response_model=list[ScriptInfoItem])

@@ -42,7 +42,11 @@ class AlreadyInstalled(EaselError):
 
 
 class IndexUnavailable(EaselError):
-    status = 502  # the extension index is not set, unreachable, or not JSON
+    status = 502  # the extension index set in Settings is unreachable or not JSON
+
+
+class IndexNotSet(IndexUnavailable):
+    status = 409  # nothing to fetch: a setting is missing, not an upstream failure
 
 
 @dataclass
@@ -317,7 +321,7 @@ class ExtensionManager:
 
 def read_index(source: str) -> list[dict[str, Any]]:
     if not source:
-        raise IndexUnavailable("No extension index is set: put a URL or a JSON file in Settings → Extensions → "
+        raise IndexNotSet("No extension index is set: put a URL or a JSON file in Settings → Extensions → "
                                "Extension index")
     try:
         if re.match(r"^https?://", source):
