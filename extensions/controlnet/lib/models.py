@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,7 @@ class ControlNetCatalog:
         self.root, self.template_dir, self.cache_dir = root, template_dir, cache_dir
         self.entries: dict[str, ModelEntry] = {}
         self._hashes: dict = {}
-        self._loaded: dict[tuple, Any] = {}
+        self._loaded: OrderedDict[tuple, Any] = OrderedDict()  # least recently used first
         self._lock = threading.Lock()
 
     def refresh(self) -> list[ModelEntry]:
@@ -118,19 +119,29 @@ class ControlNetCatalog:
             return json.loads((entry.path / "config.json").read_text())
         return self.single_file_config(entry)[0]
 
-    def load(self, entry: ModelEntry, *, dtype=None):
-        """The ControlNetModel (cached per file version and dtype), loaded offline."""
+    def load(self, entry: ModelEntry, *, dtype=None, keep: int = 2):
+        """The ControlNetModel, loaded offline and kept in RAM like checkpoints: the `keep` most recently used
+        (per file version and dtype) stay loaded, so switching between them reads no file."""
         import torch
 
         dtype = dtype or torch.float32
         stat = entry.path.stat()
         key = (str(entry.path), stat.st_mtime_ns, str(dtype))
         with self._lock:
-            if key not in self._loaded:
-                for old in [k for k in self._loaded if k[0] == key[0]]:
-                    del self._loaded[old]  # a changed file replaces its old version
-                self._loaded[key] = self._load(entry, dtype)
-            return self._loaded[key]
+            if key in self._loaded:
+                self._loaded.move_to_end(key)
+                return self._loaded[key]
+            for old in [k for k in self._loaded if k[0] == key[0]]:
+                del self._loaded[old]  # a changed file replaces its old version
+            model = self._load(entry, dtype)
+            self._loaded[key] = model
+            while len(self._loaded) > max(1, keep):
+                self._loaded.popitem(last=False)
+            return model
+
+    def loaded(self) -> list[str]:
+        """Paths of the models in RAM, least recently used first."""
+        return [k[0] for k in self._loaded]
 
     def _load(self, entry: ModelEntry, dtype):
         from diffusers import ControlNetModel
