@@ -145,3 +145,20 @@ def test_routes_are_also_at_controlnet_and_behind_the_api_auth(make_app, control
             "controlnet_module": "canny", "controlnet_input_images": [b64(square())],
             "controlnet_processor_res": 64, "controlnet_threshold_a": 100, "controlnet_threshold_b": 200})
         assert r.status_code == 200 and len(r.json()["images"]) == 1
+
+
+def test_sdxl_checkpoint_with_an_sdxl_controlnet(cn_app, data_dir):
+    from tests.factories import write_tiny_sdxl_checkpoint
+
+    write_tiny_sdxl_checkpoint(data_dir / "models" / "Stable-diffusion" / "tiny-xl.safetensors", seed=0)
+    cn_app.models.refresh()
+    assert cn_app.switch_checkpoint("tiny-xl").probe.family == "sdxl"
+    plain = txt2img(cn_app)
+    controlled = txt2img(cn_app, [unit(model="tiny-xl")])
+    assert np.abs(pixels(controlled) - pixels(plain)).mean() > 0.5
+    assert "Model: tiny-xl [" in parse_infotext(controlled.infotexts[0])["ControlNet 0"]
+    # an SD 1.x ControlNet on the SDXL checkpoint is refused with the reason, and the checkpoint stays loaded
+    with pytest.raises(Exception, match="tiny-canny") as refused:
+        txt2img(cn_app, [unit()])
+    assert type(refused.value).__name__ == "InvalidRequest" and "checkpoint is sdxl" in str(refused.value)
+    assert cn_app.models.active.probe.family == "sdxl"
