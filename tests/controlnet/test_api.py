@@ -29,11 +29,11 @@ def test_model_module_lists_and_version(cn_client):
     models = cn_client.get("/ext/controlnet/model_list").json()["model_list"]
     assert sorted(m.split(" [")[0] for m in models) == ["tiny-canny", "tiny-other", "tiny-xl"]
     mods = cn_client.get("/ext/controlnet/module_list").json()
-    assert mods["module_list"] == ["none", "canny"]
+    assert mods["module_list"] == ["none", "canny", "shuffle", "lineart_standard"]
     assert [s["name"] for s in mods["module_detail"]["canny"]["sliders"]] == ["Canny Low Threshold",
                                                                               "Canny High Threshold"]
-    assert mods["unavailable"] == {"shuffle": "controlnet-aux not installed",
-                                   "lineart_standard": "controlnet-aux not installed"}
+    assert "ControlNetHED.pth not found" in mods["unavailable"]["softedge_hed"]  # listed with the reason, not hidden
+    assert "table5_pidinet.pth not found" in mods["unavailable"]["softedge_pidinet"]
     assert cn_client.get("/ext/controlnet/version").json() == {"version": 2}
 
 
@@ -53,7 +53,7 @@ def test_detect(cn_client):
 
 @pytest.mark.parametrize("body, message", [
     ({"controlnet_module": "depth", "controlnet_input_images": ["x"]}, "unknown module 'depth'"),
-    ({"controlnet_module": "shuffle", "controlnet_input_images": ["x"]}, "controlnet-aux not installed"),
+    ({"controlnet_module": "softedge_hed", "controlnet_input_images": ["x"]}, "ControlNetHED.pth not found"),
     ({"controlnet_module": "canny", "controlnet_input_images": ["bm90IGFuIGltYWdl"]}, "not a decodable image"),
     ({"controlnet_module": "canny", "controlnet_input_images": []}, "empty"),
     ({"controlnet_module": "canny", "controlnet_input_images": ["x"], "controlnet_processor_res": 9000},

@@ -1,6 +1,8 @@
-"""none and canny, and the controlnet-aux detectors listed with the reason they can't run."""
+"""none and canny, and the controlnet-aux detectors listed with the reason when they can't run."""
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 import pytest
@@ -52,11 +54,21 @@ def test_none_passes_the_image_through():
     assert out.size == (80, 40) and np.array_equal(np.asarray(out), np.asarray(image))
 
 
-def test_aux_detectors_are_listed_unavailable_with_the_reason():
+def test_aux_detectors_are_listed_unavailable_with_the_reason(tmp_path, monkeypatch):
+    """shuffle and lineart_standard need no weights and run (tests/controlnet/test_aux_detectors.py); a detector
+    whose annotator file is missing, or whose package is, is listed with that reason and refused."""
     p = pre()
-    mods = p.registry()
+    mods = p.registry(tmp_path)
     for name in ("shuffle", "lineart_standard"):
+        assert mods[name].available and mods[name].reason is None
+    reason = f"annotator weights ControlNetHED.pth not found in {tmp_path}"
+    assert not mods["softedge_hed"].available and mods["softedge_hed"].reason == reason
+    with pytest.raises(ValueError, match="ControlNetHED.pth not found"):
+        p.run(mods["softedge_hed"], square(), resolution=64)
+    monkeypatch.setitem(sys.modules, "controlnet_aux", None)  # as if controlnet-aux were not installed
+    mods = p.registry(tmp_path)
+    for name in ("shuffle", "lineart_standard", "softedge_hed"):
         assert not mods[name].available
-        assert mods[name].reason == "controlnet-aux not installed"
-        with pytest.raises(ValueError, match="controlnet-aux not installed"):
+        assert mods[name].reason == "controlnet-aux is not installed"
+        with pytest.raises(ValueError, match="controlnet-aux is not installed"):
             p.run(mods[name], square(), resolution=64)

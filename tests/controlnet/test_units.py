@@ -36,7 +36,7 @@ def test_units_parse_with_string_and_integer_modes(installed):
     (unit(model="None"), "enabled without a model"),
     (unit(model=""), "enabled without a model"),
     (unit(module="depth_midas"), "unknown module 'depth_midas'"),
-    (unit(module="shuffle"), "unavailable: controlnet-aux not installed"),
+    (unit(module="softedge_hed"), "unavailable: annotator weights ControlNetHED.pth not found"),
     (unit(model="nope [12345678]"), "unknown ControlNet model 'nope \\[12345678\\]'; available: tiny-canny"),
     (unit(image="not an image!"), "not a decodable image"),
     (unit(image="aGVsbG8="), "not a decodable image"),
@@ -142,3 +142,21 @@ def test_script_registers_with_the_pipeline_call_capability(installed, controlne
     [reset] = ext.hooks["before_generate"]
     reset(Txt2ImgRequest(prompt="x"))
     assert state.units == []
+
+
+def test_models_stay_in_ram_most_recently_used_first(installed, monkeypatch):
+    state, _ = installed
+    catalog = state.catalog
+    loads = []
+    real = catalog._load
+    monkeypatch.setattr(catalog, "_load", lambda entry, dtype: loads.append(entry.name) or real(entry, dtype))
+    canny, other, xl = (catalog.find(n) for n in ("tiny-canny", "tiny-other", "tiny-xl"))
+    first = catalog.load(canny, keep=2)
+    assert catalog.load(canny, keep=2) is first and loads == ["tiny-canny"]  # cached: no second read
+    catalog.load(other, keep=2)
+    catalog.load(canny, keep=2)  # touch: tiny-other is now the least recently used
+    catalog.load(xl, keep=2)
+    assert loads == ["tiny-canny", "tiny-other", "tiny-xl"]
+    assert [p.rsplit("/", 1)[-1] for p in catalog.loaded()] == ["tiny-canny", "tiny-xl"]
+    catalog.load(other, keep=2)
+    assert loads[-1] == "tiny-other"  # evicted, so read again

@@ -1,12 +1,16 @@
 """ControlNet preprocessors ("modules"): `none` and `canny` in numpy/scipy (OpenCV when importable), and the
-controlnet-aux detectors, listed with the reason when they can't run. Nothing here is faked: a detector that can't
-run is reported as unavailable and refused."""
+controlnet-aux detectors (lib/aux_detectors.py): available when controlnet-aux, their dependencies and their local
+annotator weights are present, otherwise listed with the reason. Nothing here is faked: a detector that can't run is
+reported as unavailable and refused."""
 
 from __future__ import annotations
 
 import importlib.util
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -52,7 +56,7 @@ def canny_edges(gray: np.ndarray, low: float, high: float) -> np.ndarray:
     """Canny edge detection on a uint8 HxW array → bool HxW: 5x5 Gaussian, Sobel gradients (L1 magnitude, like
     OpenCV's default), non-maximum suppression along the gradient direction, hysteresis between low and high."""
     try:
-        import cv2  # noqa: F401  (never installed by Easel; used when the user has it)
+        import cv2  # opencv-python-headless, in requirements.txt for controlnet-aux
 
         return cv2.Canny(gray, low, high) > 0
     except ImportError:
@@ -96,25 +100,43 @@ def _canny(image: Image.Image, *, threshold_a: float = 100, threshold_b: float =
     return Image.fromarray(np.stack([out] * 3, axis=-1), "RGB")
 
 
-# controlnet-aux detectors that need no weights: module name → controlnet_aux submodule. They are imported one by
-# one (never the package __init__, which pulls torchvision) once that support lands; until then they are listed.
-AUX_DETECTORS = {"shuffle": "shuffle", "lineart_standard": "lineart_standard"}
+ANNOTATORS = "annotators"  # models/ControlNet/annotators/: the detectors' weight files (not ControlNet models)
 
 
-def _aux_reason(submodule: str) -> str:
-    if importlib.util.find_spec("controlnet_aux") is None:
-        return "controlnet-aux not installed"
-    return f"controlnet-aux is installed, but Easel does not run controlnet_aux.{submodule} yet"
+def annotators_in(models_root: Path | str | None) -> Path | None:
+    """`<models>/ControlNet/annotators/` for the ControlNet models folder the caller uses (None: none is known)."""
+    return None if models_root is None else Path(models_root) / ANNOTATORS
 
 
-def registry() -> dict[str, Preprocessor]:
+def _aux():
+    """lib/aux_detectors.py, loaded by file under the same key the extension's `lib()` uses, so both share it."""
+    key = "easel_ext_controlnet_lib_aux_detectors"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, Path(__file__).resolve().with_name("aux_detectors.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
+def _aux_preprocessor(det, annotators: Path | None) -> Preprocessor:
+    aux = _aux()
+    reason = aux.unavailable_reason(det, annotators)
+    return Preprocessor(det.name, None if reason else aux.runner(det, annotators), reason=reason,
+                        sliders=[Slider(*s) for s in det.sliders], model_free=False)
+
+
+def registry(annotators_dir: Path | str | None = None) -> dict[str, Preprocessor]:
+    """Every preprocessor, available or not. `annotators_dir` is where weight-based detectors look for their files
+    (`annotators_in(models_root)` of the caller's ControlNet folder); without it they are listed unavailable."""
+    annotators = None if annotators_dir is None else Path(annotators_dir)
     mods = {
         "none": Preprocessor("none", _none),
         "canny": Preprocessor("canny", _canny, sliders=[Slider("Canny Low Threshold", 100, 1, 255),
                                                          Slider("Canny High Threshold", 200, 1, 255)]),
     }
-    for name, sub in AUX_DETECTORS.items():
-        mods[name] = Preprocessor(name, None, reason=_aux_reason(sub))
+    for det in _aux().DETECTORS:
+        mods[det.name] = _aux_preprocessor(det, annotators)
     return mods
 
 
