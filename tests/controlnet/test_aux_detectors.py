@@ -16,6 +16,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from tests.controlnet.conftest import REPO, b64, load_script, square, unb64
+from webui.extensions.api import ScriptError
 
 
 def pre():
@@ -178,7 +179,7 @@ def test_a_file_that_does_not_fit_is_refused_clearly(tmp_path):
     p = pre()
     torch.save({"not.a.pidinet.key": torch.zeros(3)}, tmp_path / "table5_pidinet.pth")
     mod = p.registry(tmp_path)["softedge_pidinet"]
-    with pytest.raises(ValueError, match="table5_pidinet.pth don't fit PiDiNet"):
+    with pytest.raises(ScriptError, match="table5_pidinet.pth don't fit PiDiNet"):  # the user's file, not a bug
         p.run(mod, halves(), resolution=64)
 
 
@@ -186,7 +187,7 @@ def test_a_pickled_object_is_not_executed(tmp_path):
     """weights_only=True: a .pth that would run code when unpickled is refused, not loaded."""
     p = pre()
     torch.save({"state_dict": functools.partial(print, "pwned")}, tmp_path / "table5_pidinet.pth")
-    with pytest.raises(ValueError, match="table5_pidinet.pth"):
+    with pytest.raises(ScriptError, match="table5_pidinet.pth"):
         p.run(p.registry(tmp_path)["softedge_pidinet"], halves(), resolution=64)
 
 
@@ -286,7 +287,7 @@ def test_module_list_lists_the_aux_detectors(aux_client):
 
 
 def test_detect_runs_lineart_standard_and_refuses_a_missing_weight(aux_client):
-    client, _ = aux_client
+    client, folder = aux_client
     r = client.post("/ext/controlnet/detect", json={
         "controlnet_module": "lineart_standard", "controlnet_input_images": [b64(outline())],
         "controlnet_processor_res": 64})
@@ -300,3 +301,8 @@ def test_detect_runs_lineart_standard_and_refuses_a_missing_weight(aux_client):
     assert r.status_code == 200, r.text
     r = client.post("/ext/controlnet/detect", json={"controlnet_module": "mlsd", "controlnet_input_images": ["x"]})
     assert r.status_code == 422 and "mlsd_large_512_fp32.pth not found" in r.text
+    torch.save({"not.a.pidinet.key": torch.zeros(3)}, folder / "table5_pidinet.pth")  # a file that doesn't fit
+    r = client.post("/ext/controlnet/detect", json={"controlnet_module": "softedge_pidinet",
+                                                    "controlnet_input_images": [b64(halves())],
+                                                    "controlnet_processor_res": 64})
+    assert r.status_code == 422 and "don't fit PiDiNet" in r.text

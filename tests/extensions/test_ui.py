@@ -74,14 +74,16 @@ def test_scripts_ui_sends_arguments_by_name(make_app, data_dir):
         scripts = build_scripts_ui(app, "txt2img")
     assert scripts.script.choices[0][0] == "None" and "Echo run" in scripts.titles and "X/Y/Z plot" in scripts.titles
     names = [(slot.title, name) for slot in scripts.slots for name in slot.names]
-    assert names[:2] == [("Echo args", "strength"), ("Echo args", "label")]
+    assert [n for n in names if n[0] == "Echo args"] == [("Echo args", "strength"), ("Echo args", "label")]
     values = {("Echo args", "strength"): 1.5, ("Echo args", "label"): "ui", ("Echo run", "repeat"): 2.0,
               ("Echo run", "mode"): "upper"}
-    ui_values = [values.get(key, comp.value) for key, comp in zip(names, scripts.inputs)]
+    # one value per component (a ControlNet unit is an ArgGroup of many components)
+    ui_values = [values.get((s.title, a.name), c.value) for s in scripts.slots for a in s.args for c in a.components]
     assert len(scripts.components) == len(ui_values) + 1
     name, args, alwayson = scripts.request_fields("Echo run", *ui_values)
     assert name == "Echo run" and args == {"repeat": 2.0, "mode": "upper"}
-    assert alwayson == {"Echo args": {"args": {"strength": 1.5, "label": "ui"}}}
+    assert alwayson["Echo args"] == {"args": {"strength": 1.5, "label": "ui"}}
+    assert not any(u["enabled"] for u in alwayson["ControlNet"]["args"].values())  # units start disabled
     assert scripts.request_fields("None", *ui_values)[:2] == (None, {})
     assert [u["visible"] for u in scripts.on_select("Echo run")] == [t == "Echo run" for t in scripts.titles]
 
@@ -96,4 +98,4 @@ def test_scripts_ui_sends_arguments_by_name(make_app, data_dir):
     with gr.Blocks():
         img2img = build_scripts_ui(app, "img2img")
     assert "Echo run" not in img2img.titles
-    assert [s.title for s in img2img.slots if s.always_on and s.names] == ["Echo args"]  # ControlNet: no controls yet
+    assert [s.title for s in img2img.slots if s.always_on and s.names] == ["ControlNet", "Echo args"]

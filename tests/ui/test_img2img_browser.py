@@ -5,37 +5,18 @@ from __future__ import annotations
 
 import io
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip("the browser tests need Debian's /usr/bin/chromium (apt-get install chromium); "
-                "Playwright's own browser download is never used", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need the playwright package")
-
-from PIL import Image  # noqa: E402
-
-from webui.generation.images import prepare_mask  # noqa: E402
-
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-SLOW = 90_000  # ms; generation on a busy 2-core CPU
+from tests.ui.browser import SLOW, browser, page  # noqa: F401  (pytest fixtures)
+from webui.generation.images import prepare_mask
 
 
 @pytest.fixture
-def page():
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        pg = browser.new_context(viewport={"width": 1280, "height": 1100}).new_page()
-        pg.set_default_timeout(30_000)
-        errors: list[str] = []
-        pg.on("pageerror", lambda e: errors.append(str(e)))
-        yield pg
-        browser.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+def viewport() -> dict[str, int]:
+    return {"width": 1280, "height": 1100}
 
 
 def test_inpaint_upload_generates_and_keeps_unmasked_pixels(live_server, page, tmp_path):

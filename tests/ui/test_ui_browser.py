@@ -4,65 +4,11 @@ from __future__ import annotations
 
 import io
 import urllib.request
-from pathlib import Path
 
-import pytest
+from PIL import Image
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip("the browser tests need Debian's /usr/bin/chromium (apt-get install chromium); "
-                "Playwright's own browser download is never used", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need the playwright package")
-
-from PIL import Image  # noqa: E402
-
-from webui.generation.requests import Txt2ImgRequest  # noqa: E402
-
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-SLOW = 90_000  # ms; generation on a busy 2-core CPU
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    pg = context.new_page()
-    pg.set_default_timeout(30_000)
-    errors: list[str] = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    yield pg
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
-
-
-def set_slider(page, elem_id: str, value: int) -> None:
-    box = page.locator(f"#{elem_id} input[type=number]")
-    box.fill(str(value))
-    box.press("Enter")
-
-
-def choose(page, elem_id: str, text: str) -> None:
-    page.click(f"#{elem_id} input")
-    page.locator("ul[role=listbox] li", has_text=text).first.click()
-
-
-def wait_text(page, selector: str, text: str, timeout: int = 30_000) -> None:
-    try:
-        page.wait_for_function("([sel, text]) => { const e = document.querySelector(sel);"
-                               " return !!e && (e.value ?? e.innerText).includes(text); }",
-                               arg=[selector, text], timeout=timeout)
-    except sync_api.TimeoutError:
-        shown = page.evaluate("(sel) => { const e = document.querySelector(sel); return e && (e.value ?? e.innerText); }",
-                              selector)
-        raise AssertionError(f"{selector} never showed {text!r}; it shows {shown!r}") from None
+from tests.ui.browser import SLOW, browser, choose, page, set_slider, viewport, wait_text  # noqa: F401
+from webui.generation.requests import Txt2ImgRequest
 
 
 def generate_via_service(app, **fields):

@@ -140,8 +140,11 @@ class ScriptCatalog:
 
 def describe_args(script: Script, components: dict[str, Any]) -> list[dict[str, Any]]:
     """A1111's script-info args ({label, value, minimum, maximum, step, choices}) plus Easel's `name`, in the
-    declared order; details come from the ui() component of the same name, else from the signature's default."""
+    declared order; details come from the ui() component of the same name, else from the signature's default. An
+    ArgGroup argument is described by its `describe` value."""
     import inspect
+
+    from webui.extensions.api import ArgGroup
 
     fn = script.process if script.always_on else script.run
     try:
@@ -151,6 +154,10 @@ def describe_args(script: Script, components: dict[str, Any]) -> list[dict[str, 
     out = []
     for name in script.args or tuple(components):
         comp = components.get(name)
+        if isinstance(comp, ArgGroup):  # several components make this argument: the script describes its value
+            out.append({"name": name, "label": name, "value": comp.describe, "minimum": None, "maximum": None,
+                        "step": None, "choices": None})
+            continue
         default = params[name].default if name in params else None
         value = getattr(comp, "value", default) if comp is not None else default
         choices = getattr(comp, "choices", None)

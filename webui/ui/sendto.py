@@ -3,7 +3,8 @@ buttons, and the ↙️ button that reads generation parameters pasted into the 
 
 From an infotext every field it names is filled (with A1111's defaults for the ones a plain infotext leaves out:
 no hires fix, "Use same sampler", Clip skip 1, …). Settings without a component of their own go to "Override
-settings". A `Model hash` that matches a known checkpoint switches to it; an unknown one is reported."""
+settings". A `Model hash` that matches a known checkpoint switches to it; an unknown one is reported. The always-on
+scripts' controls (ControlNet units, …) are restored by the scripts themselves (`ScriptsUI.paste_updates`)."""
 
 from __future__ import annotations
 
@@ -143,6 +144,24 @@ def gallery_fields(image: Image.Image, target: str) -> dict[str, Any]:
     return out
 
 
+def script_paste(tab, text: str | None) -> list[Any]:
+    """One update per `script_inputs(tab)`: what the tab's always-on scripts restore from the infotext `text`."""
+    scripts = getattr(tab, "scripts", None)
+    if scripts is None:
+        return []
+    return scripts.paste_updates(parse_infotext(text) if has_parameters(text) else {})
+
+
+def script_updates(tab, text: str | None) -> dict[Any, Any]:
+    """{script component: update}, for the handlers that answer with a dict."""
+    return dict(zip(script_inputs(tab), script_paste(tab, text)))
+
+
+def script_inputs(tab) -> list:
+    scripts = getattr(tab, "scripts", None)
+    return list(scripts.inputs) if scripts is not None else []
+
+
 def last_infotext(application) -> str | None:
     """The newest infotext in the history: what ↙️ reads when the prompt box is empty (A1111's params.txt)."""
     for job in application.history.list(limit=10):
@@ -182,17 +201,17 @@ class SendTo:
                                             outputs=self.img2img_outputs).then(**switch)
         for tab in (t2i, i2i):
             tab.paste.click(partial_call(self.paste, tab), inputs=[tab.prompt],
-                            outputs=[*tab.field_components, self.text]).then(**switch)
+                            outputs=[*tab.field_components, *script_inputs(tab), self.text]).then(**switch)
 
     @property
     def txt2img_outputs(self) -> list:
-        return [*self.txt2img.field_components, self.tabs, self.text]
+        return [*self.txt2img.field_components, *script_inputs(self.txt2img), self.tabs, self.text]
 
     @property
     def img2img_outputs(self) -> list:
         i = self.img2img
         return [*i.field_components, i.init_image, i.inpaint, i.mode, i.mode_tabs, i.inpaint_controls, self.tabs,
-                self.text]
+                self.text, *script_inputs(i)]
 
     @property
     def extras_outputs(self) -> list:
@@ -204,11 +223,12 @@ class SendTo:
             return {}
         fields = infotext_fields(self.app, text, "txt2img")
         return {**dict(zip(self.txt2img.field_components, self.txt2img.fill(fields))),
-                self.tabs: gr.Tabs(selected="txt2img"), self.text: text}
+                **script_updates(self.txt2img, text), self.tabs: gr.Tabs(selected="txt2img"), self.text: text}
 
-    def img2img_updates(self, image: Image.Image, fields: dict, target: str) -> dict:
+    def img2img_updates(self, image: Image.Image, fields: dict, target: str, text: str | None = None) -> dict:
+        """The img2img tab's updates; `text` (the full infotext, when there is one) restores the scripts' controls."""
         i = self.img2img
-        out = {**dict(zip(i.field_components, i.fill(fields))), **i.select_mode(target),
+        out = {**dict(zip(i.field_components, i.fill(fields))), **script_updates(i, text), **i.select_mode(target),
                self.tabs: gr.Tabs(selected="img2img")}
         if target == "inpaint":
             out[i.inpaint] = {"background": image, "layers": [], "composite": image}
@@ -224,14 +244,15 @@ class SendTo:
         fields = infotext_fields(self.app, text, "img2img") if has_parameters(text) else {}
         if target == "img2img":
             fields["width"], fields["height"] = image.size
-        return {**self.img2img_updates(image, fields, target), self.text: text or ""}
+        return {**self.img2img_updates(image, fields, target, text), self.text: text or ""}
 
     def gallery_to_img2img(self, target: str, gallery, results):
         image = selected_image(gallery, results)
         if image is None:
             gr.Warning("There is no image in the gallery to send.")
             return {}
-        return {**self.img2img_updates(image, gallery_fields(image, target), target), self.text: ""}
+        text = image.info.get("parameters") if isinstance(image.info.get("parameters"), str) else None
+        return {**self.img2img_updates(image, gallery_fields(image, target), target, text), self.text: ""}
 
     def history_to_img2img(self, job_id: str | None):
         """History → img2img: the job's first saved image, with the fields its infotext names."""
@@ -244,7 +265,7 @@ class SendTo:
         text = image.info.get("parameters") or ""
         fields = infotext_fields(self.app, text, "img2img") if has_parameters(text) else {}
         fields["width"], fields["height"] = image.size
-        return {**self.img2img_updates(image, fields, "img2img"), self.text: text}
+        return {**self.img2img_updates(image, fields, "img2img", text), self.text: text}
 
     def to_extras(self, image: Image.Image | None):
         if image is None:
@@ -258,8 +279,8 @@ class SendTo:
         text = prompt if (prompt or "").strip() else last_infotext(self.app)
         if not has_parameters(text):
             gr.Info("No generation parameters found in the prompt box.")
-            return [gr.update() for _ in tab.field_components] + [""]
-        return [*tab.fill(infotext_fields(self.app, text, tab.tabname)), text]
+            return [gr.update() for _ in [*tab.field_components, *script_inputs(tab)]] + [""]
+        return [*tab.fill(infotext_fields(self.app, text, tab.tabname)), *script_paste(tab, text), text]
 
 
 def partial_call(fn, first):

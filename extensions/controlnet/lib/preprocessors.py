@@ -149,4 +149,9 @@ def run(pre: Preprocessor, image: Image.Image, *, resolution: int, threshold_a: 
     for key, value, slider in zip(("threshold_a", "threshold_b"), (threshold_a, threshold_b), pre.sliders):
         kw[key] = slider.value if value is None or value < 0 else value  # A1111 clients send -1 for "default"
     source = image.convert("RGB") if pre.name == "none" else resize_for(image.convert("RGB"), resolution)
-    return pre.run(source, **kw)
+    try:
+        return pre.run(source, **kw)
+    except ValueError as e:  # e.g. an annotator weight file that doesn't fit: the user's input, not a bug
+        from webui.extensions.api import ScriptError
+
+        raise ScriptError(f"preprocessor {pre.name!r} failed: {e}") from None

@@ -64,12 +64,16 @@ def mode(value: Any, names: tuple[str, ...], what: str, aliases: dict[str, int] 
 
 
 def decode_image(value: Any, what: str) -> Image.Image | None:
-    """A base64 image (optionally a data: URL), or sd-webui-controlnet's {"image": b64, "mask": b64}; None when
-    absent."""
+    """A base64 image (optionally a data: URL), sd-webui-controlnet's {"image": b64, "mask": b64}, or a PIL image
+    (what the UI and in-process callers hold); None when absent."""
     if isinstance(value, dict):
         value = value.get("image")
     if value is None or value == "":
         return None
+    if isinstance(value, Image.Image):  # already decoded: only the size limit applies
+        if value.width * value.height > MAX_PIXELS:
+            raise ScriptError(f"{what}: {value.width}x{value.height} is over the limit of {MAX_PIXELS} pixels")
+        return value.convert("RGB")
     if not isinstance(value, str):
         raise ScriptError(f"{what}: expected a base64-encoded image")
     if value.startswith("data:"):

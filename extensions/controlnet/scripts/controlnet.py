@@ -1,7 +1,7 @@
-"""ControlNet for Easel, on the public extension contract: preprocessors, the models in models/ControlNet/, and
-sd-webui-controlnet's API (`/ext/controlnet/model_list`, `module_list`, `version`, `detect`). Units arrive through
-`alwayson_scripts: {"controlnet": {"args": [unit, ...]}}` once the contract can hand an always-on script the
-pipeline call (see README.md in this folder); until then the script is not registered."""
+"""ControlNet for Easel, on the public extension contract: preprocessors, the models in models/ControlNet/, the
+accordion (lib/ui.py), and sd-webui-controlnet's API (`/controlnet/model_list`, `module_list`, `version`, `detect`,
+also under /ext/controlnet/). Units arrive through `alwayson_scripts: {"controlnet": {"args": [unit, ...]}}` or the
+UI and are applied in the `pipeline_call` event (see README.md in this folder)."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ class ControlNetState:
         models = lib("models")
         entry = self.find_model(unit.model)
         try:
-            return self.catalog.load(entry)
+            return self.catalog.load(entry, keep=int(self.ext.settings.get("control_net_model_cache_size")))
         except models.ControlNetModelError as e:
             raise ScriptError(str(e)) from None
 
@@ -95,11 +95,14 @@ class ControlNetState:
             return None
         pre = lib("preprocessors")
         return lib("apply").controlled_call(call.pipeline, call.kwargs, call.kind, self.units,
-                                            load_model=self.load_model, modules=pre.registry(), run=pre.run,
+                                            load_model=self.load_model,
+                                            modules=pre.registry(pre.annotators_in(self.models_root())), run=pre.run,
                                             hires=bool(getattr(call, "hires", False)))
 
     def parse(self, raw_units: list, kind: str) -> list:
-        return lib("units").parse_units(raw_units, kind=kind, modules=lib("preprocessors").registry(),
+        pre = lib("preprocessors")
+        return lib("units").parse_units(raw_units, kind=kind,
+                                        modules=pre.registry(pre.annotators_in(self.models_root())),
                                         find_model=self.find_model, max_res=self.max_res())
 
 
@@ -124,6 +127,47 @@ class ControlNetScript(Script):
         """sd-webui-controlnet's `ControlNet <i>: "Module: …, Model: …, Weight: …"`, one per enabled unit."""
         return {f"ControlNet {u.index}": lib("units").infotext(u) for u in self.state.units}
 
+    def modules(self) -> dict:
+        """The preprocessors the UI offers: the same registry the units are parsed against (ControlNetState.parse)."""
+        pre = lib("preprocessors")
+        return pre.registry(pre.annotators_in(self.state.models_root()))
+
+    def ui_choices(self):
+        """What the accordion offers, read from the state when the UI is built (the models list rescans on 🔄)."""
+        units, pre = lib("units"), lib("preprocessors")
+        return lib("ui").UnitChoices(modules=self.modules(), model_titles=self.state.catalog.titles,
+                                     resize_modes=units.RESIZE_MODES, control_modes=units.CONTROL_MODES,
+                                     max_res=self.state.max_res(), run=pre.run)
+
+    def ui(self, is_img2img: bool) -> dict[str, Any]:
+        """The units as tabs in the accordion, each one ArgGroup giving the API's unit dict (lib/ui.py)."""
+        return lib("ui").build_units(self.ui_choices(), self.args, is_img2img)
+
+    def paste(self, params, is_img2img: bool) -> dict[str, Any]:
+        """The units an infotext names (`ControlNet <i>`), without their images; the others are disabled. An
+        infotext without ControlNet leaves the units as they are. The model is restored by title, else by name,
+        else left as it is."""
+        units, ui = lib("units"), lib("ui")
+        found = {name: units.parse_infotext(str(params[f"ControlNet {i}"])) for i, name in enumerate(self.args)
+                 if str(params.get(f"ControlNet {i}") or "").strip()}
+        if not found:
+            return {}
+        modules = [m.name for m in self.modules().values() if m.available]
+        titles = self.state.catalog.titles()
+        return {name: ui.paste_values(found.get(name), is_img2img, modules=modules,
+                                      model=self._model_update(found.get(name), titles, ui)) for name in self.args}
+
+    def _model_update(self, unit: dict | None, titles: list[str], ui) -> dict | None:
+        wanted = str((unit or {}).get("model") or "").strip()
+        if not wanted or wanted.lower() == "none":
+            return None
+        if wanted in titles:
+            return ui.model_update(wanted, titles)
+        try:
+            return ui.model_update(self.state.catalog.find(wanted).title, titles)  # same name, other hash
+        except KeyError:
+            return None
+
 
 def _b64_png(image) -> str:
     buf = io.BytesIO()
@@ -141,6 +185,8 @@ def install(ext: ExtensionHandle) -> ControlNetState:
     ext.add_setting(key="control_net_models_path", default="",
                     label="Extra path to scan for ControlNet models (used instead of models/ControlNet)")
     ext.add_setting(key="control_net_max_resolution", default=2048, label="Largest preprocessor resolution")
+    ext.add_setting(key="control_net_model_cache_size", default=2,
+                    label="ControlNet models kept in RAM (most recently used)")
     state = ControlNetState(ext)
 
     def on_model_loaded(info) -> None:
@@ -155,7 +201,8 @@ def install(ext: ExtensionHandle) -> ControlNetState:
         return {"model_list": state.catalog.titles()}
 
     def module_list(alias_names: bool = False) -> dict:
-        mods = lib("preprocessors").registry()
+        pre = lib("preprocessors")
+        mods = pre.registry(pre.annotators_in(state.models_root()))
         detail = {m.name: {"model_free": m.model_free,
                            "sliders": [{"name": s.name, "value": s.value, "min": s.min, "max": s.max,
                                         "step": s.step} for s in m.sliders]}
@@ -170,7 +217,7 @@ def install(ext: ExtensionHandle) -> ControlNetState:
         from fastapi import HTTPException
 
         pre = lib("preprocessors")
-        mods = pre.registry()
+        mods = pre.registry(pre.annotators_in(state.models_root()))
         name = body.controlnet_module.strip().lower()
         if name not in mods:
             raise HTTPException(422, f"unknown module {name!r}; known: {', '.join(mods)}")
@@ -188,9 +235,12 @@ def install(ext: ExtensionHandle) -> ControlNetState:
                 raise HTTPException(422, str(e)) from None
             if image is None:
                 raise HTTPException(422, f"controlnet_input_images[{i}] is empty")
-            out.append(_b64_png(pre.run(mods[name], image, resolution=body.controlnet_processor_res,
-                                        threshold_a=body.controlnet_threshold_a,
-                                        threshold_b=body.controlnet_threshold_b)))
+            try:
+                detected = pre.run(mods[name], image, resolution=body.controlnet_processor_res,
+                                   threshold_a=body.controlnet_threshold_a, threshold_b=body.controlnet_threshold_b)
+            except ScriptError as e:
+                raise HTTPException(422, str(e)) from None
+            out.append(_b64_png(detected))
         return {"images": out, "info": "Success"}
 
     ext.on("model_loaded", on_model_loaded)
