@@ -140,7 +140,7 @@ def test_clicking_a_card_in_chromium_edits_the_prompt(data_dir, live_server):
     if not Path("/usr/bin/chromium").exists():
         pytest.skip("needs Debian's /usr/bin/chromium")
     sync_api = pytest.importorskip("playwright.sync_api")
-    from tests.ui.test_ui_browser import ARGS
+    from tests.ui.browser import ARGS
 
     write_kohya(data_dir / "models" / "Lora" / "catstyle.safetensors", seed=1, metadata=META)
     srv = live_server()
