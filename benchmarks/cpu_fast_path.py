@@ -1,65 +1,230 @@
-"""CPU fast path: an SD1.5-size UNet (the shipped SD1.5 config, random weights), CFG batch 2, at 512² and 256².
-Plain diffusers fp32 against Easel's default CPU path (the UNet under bf16 autocast when the CPU has native bf16)
-and single levers (channels_last). Prints s/step, ratios and peak RSS. Target: ≥ 2.5× at 512².
+"""CPU fast path (issue 10): each lever alone and Easel's default against plain diffusers fp32.
 
-    python benchmarks/cpu_fast_path.py [--sizes 512,256] [--steps 3]
+Every row runs in its own subprocess, so its peak RSS is its own (a process's peak never goes down).
+
+1. UNet s/step, CFG batch 2, at each --sizes, on --unet (sd15: the shipped SD1.5 config with random weights;
+   mid: benchmarks/_common.MID): plain fp32 · Easel default (what Automatic picks: bf16 autocast where the CPU has
+   native bf16, conv_in kept fp32) · channels_last (fp32, and with bf16) · bf16-stored weights · torch.compile
+   (fp32 and bf16; the first call's compile time is printed) · 1 thread against the physical cores.
+2. End-to-end txt2img through the Application on the mid model (text encoder + VAE decode included), fp32 against
+   the Easel default, Euler a, --e2e-steps at --e2e-size.
+3. Live preview decode per preview on the mid model's VAE: Full, Approx cheap, TAESD (random-weight
+   AutoencoderTiny: the speed of the real one, not its pictures).
+
+    python benchmarks/cpu_fast_path.py [--sizes 512,256] [--steps 3] [--unet sd15] [--e2e-size 256]
+        [--e2e-steps 20] [--no-compile] [--only unet,e2e,preview]
+    python benchmarks/cpu_fast_path.py --sizes 64 --steps 1 --e2e-size 64 --e2e-steps 1 --unet mid   # smoke run
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
+import subprocess
+import sys
 import time
 
-from _common import median  # noqa: F401  (sets up sys.path and offline env)
+# importing _common also puts the repo on sys.path and sets the offline environment
+from _common import median, temp_data_dir, write_model
+
+UNET_VARIANTS = ("plain fp32", "Easel default", "channels_last fp32", "channels_last + bf16", "bf16-stored weights",
+                 "torch.compile fp32", "torch.compile + bf16", "plain fp32, 1 thread", "Easel default, 1 thread")
 
 
-def step_time(unet, size: int, steps: int) -> float:
-    import torch
-
-    x = torch.randn(2, 4, size // 8, size // 8)
-    ctx = torch.randn(2, 77, 768)
-    with torch.no_grad():
-        unet(x, 999, encoder_hidden_states=ctx)  # warm-up (oneDNN primitive creation)
-        t0 = time.perf_counter()
-        for i in range(steps):
-            unet(x, 999 - i * 50, encoder_hidden_states=ctx)
-    return (time.perf_counter() - t0) / steps
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def main() -> None:
+def build_unet(kind: str):
     import torch
     from diffusers import UNet2DConditionModel
 
-    from webui.models.device import choose_policy
-    from webui.models.precision import install_unet_autocast
-    from webui.models.probe import load_template
+    if kind == "sd15":
+        from webui.models.probe import load_template
 
+        torch.manual_seed(0)
+        return UNet2DConditionModel.from_config(load_template("sd15", "unet")).eval()
+    from _common import mid_components
+
+    return mid_components()[0]
+
+
+def unet_child(variant: str, kind: str, size: int, steps: int) -> dict:
+    """Time one variant: a warm-up call (oneDNN primitive creation; the compile for torch.compile rows), then
+    `steps` calls at distinct timesteps."""
+    import torch
+
+    from webui.models.compile import set_unet_compile
+    from webui.models.device import choose_policy, physical_cores
+    from webui.models.precision import choose_precision, install_unet_autocast
+
+    torch.set_num_threads(1 if "1 thread" in variant else physical_cores())
+    policy = choose_policy()
+    unet = build_unet(kind)
+    dtype = torch.float32
+    if variant.startswith("plain"):
+        pass
+    else:
+        switch = install_unet_autocast(unet)
+        if variant.startswith("Easel default"):
+            switch.enabled = choose_precision("Automatic", policy, unet) == "bf16"
+        elif variant in ("channels_last + bf16", "torch.compile + bf16"):
+            switch.enabled = True
+        if variant.startswith("channels_last"):
+            unet.to(memory_format=torch.channels_last)
+        if variant == "bf16-stored weights":
+            unet.to(torch.bfloat16)
+            dtype = torch.bfloat16
+        if variant.startswith("torch.compile"):
+            set_unet_compile(unet, True)
+    x = torch.randn(2, 4, size // 8, size // 8, dtype=dtype)
+    ctx = torch.randn(2, 77, unet.config.cross_attention_dim, dtype=dtype)
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        unet(x, torch.tensor(999), encoder_hidden_states=ctx)
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for i in range(steps):
+            unet(x, torch.tensor(999 - i * 50), encoder_hidden_states=ctx)
+        per_step = (time.perf_counter() - t0) / steps
+    out = {"s_per_step": per_step, "first_call_s": first, "threads": torch.get_num_threads()}
+    state = getattr(unet, "_easel_compile", None)
+    if state is not None and state.enabled:
+        out["compile"] = state.status + (f" ({state.error})" if state.error else "")
+    return out
+
+
+def e2e_child(variant: str, ckpt: str, size: int, steps: int) -> dict:
+    """One txt2img through the Application (queue, plan, text encoder, UNet, VAE decode), after a 1-step warm-up."""
+    import torch
+
+    from webui.app import Application
+    from webui.flags import parse_args
+    from webui.generation.requests import Txt2ImgRequest
+
+    data = temp_data_dir()
+    app = Application(parse_args(["--data-dir", str(data), "--nowebui", "--ckpt", ckpt]), owns_process=True)
+    app.catalog.demo_dir = None
+    app.start(wait_for_model=True)
+    overrides = {"cpu_precision": "fp32" if variant == "plain fp32" else "Automatic", "samples_save": False}
+    req = dict(prompt="a red circle on a blue background", seed=1, sampler_name="Euler a", width=size, height=size,
+               override_settings=overrides)
+    app.jobs.wait(app.submit_txt2img(Txt2ImgRequest(steps=1, **req), from_api=True))
+    t0 = time.perf_counter()
+    r = app.jobs.wait(app.submit_txt2img(Txt2ImgRequest(steps=steps, **req), from_api=True))
+    seconds = time.perf_counter() - t0
+    precision = next(p.split(": ")[1] for p in r.infotexts[0].split(", ") if p.startswith("Precision: "))
+    app.stop()
+    return {"seconds": seconds, "precision": precision, "threads": torch.get_num_threads()}
+
+
+def preview_child(size: int, repeats: int = 3) -> dict:
+    """Seconds per preview of one (4, size/8, size/8) latent on the mid model's VAE."""
+    import torch
+    from _common import mid_components
+    from diffusers import AutoencoderTiny
+
+    from webui.generation import preview
+    from webui.models.device import physical_cores
+
+    torch.set_num_threads(physical_cores())
+    vae = mid_components()[1]
+    src = preview.attach_preview_source(vae, None)
+    src.taesd = AutoencoderTiny().eval()
+    src.tried.add("taesd")
+    latent = torch.randn(4, size // 8, size // 8)
+    out = {}
+    for method in ("Full", "Approx cheap", "TAESD"):
+        preview.make_preview(method, vae, latent)  # warm-up
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            preview.make_preview(method, vae, latent)
+            times.append(time.perf_counter() - t0)
+        out[method] = median(times)
+    return out
+
+
+def run_child(*args: str) -> dict:
+    """Run this script as a child and return its JSON result plus its peak RSS."""
+    proc = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True,
+                          check=False)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
+    return json.loads(lines[-1])
+
+
+def child_main(a: argparse.Namespace) -> None:
+    if a.mode == "unet":
+        result = unet_child(a.variant, a.unet, a.size, a.steps)
+    elif a.mode == "e2e":
+        result = e2e_child(a.variant, a.ckpt, a.size, a.steps)
+    else:
+        result = preview_child(a.size)
+    result["rss_mb"] = peak_rss_mb()
+    print(json.dumps(result), flush=True)
+
+
+def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="512,256")
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--unet", default="sd15", choices=("sd15", "mid"))
+    ap.add_argument("--e2e-size", type=int, default=256)
+    ap.add_argument("--e2e-steps", type=int, default=20)
+    ap.add_argument("--preview-size", type=int, default=512)
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows (slow first calls)")
+    ap.add_argument("--only", default="unet,e2e,preview")
+    # child-process arguments
+    ap.add_argument("--child", dest="mode", default=None, choices=("unet", "e2e", "preview"))
+    ap.add_argument("--variant", default="")
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--ckpt", default="")
     a = ap.parse_args()
+    if a.mode:
+        child_main(a)
+        return
+
+    from webui.models.device import choose_policy, physical_cores
+
     policy = choose_policy()
-    print(f"policy: {policy.label} ({policy.note}); threads {torch.get_num_threads()}")
-    unet = UNet2DConditionModel.from_config(load_template("sd15", "unet")).eval()
-    switch = install_unet_autocast(unet)
-    for size in (int(s) for s in a.sizes.split(",")):
-        switch.enabled = False
-        fp32 = step_time(unet, size, a.steps)
-        rows = [("plain fp32", fp32)]
-        if policy.cpu_bf16:
-            switch.enabled = True
-            rows.append(("Easel default (bf16 autocast)", step_time(unet, size, a.steps)))
-            unet.to(memory_format=torch.channels_last)
-            rows.append(("bf16 + channels_last", step_time(unet, size, a.steps)))
-            unet.to(memory_format=torch.contiguous_format)
-            switch.enabled = False
-        unet.to(memory_format=torch.channels_last)
-        rows.append(("fp32 + channels_last", step_time(unet, size, a.steps)))
-        unet.to(memory_format=torch.contiguous_format)
-        for name, t in rows:
-            print(f"{size}x{size} {name:32s} {t:7.3f} s/step  speed-up {fp32 / t:5.2f}x")
-    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    print(f"policy: {policy.label} ({policy.note}); physical cores {physical_cores()}")
+    only = set(a.only.split(","))
+    if "unet" in only:
+        variants = [v for v in UNET_VARIANTS if not (a.no_compile and "compile" in v)]
+        for size in (int(s) for s in a.sizes.split(",")):
+            base = None
+            for v in variants:
+                r = run_child("unet", "--variant", v, "--unet", a.unet, "--size", str(size), "--steps", str(a.steps))
+                if "error" in r:
+                    print(f"{a.unet} {size}² {v:26s} failed: {r['error']}")
+                    continue
+                base = base or r["s_per_step"]
+                extra = f"  first call {r['first_call_s']:.1f} s" + (f"  {r['compile']}" if "compile" in r else "")
+                print(f"{a.unet} {size}² {v:26s} {r['s_per_step']:7.3f} s/step  ×{base / r['s_per_step']:4.2f}  "
+                      f"threads {r['threads']}  peak RSS {r['rss_mb']:6.0f} MB{extra}", flush=True)
+    if "e2e" in only:
+        ckpt = write_model("mid", temp_data_dir() / "models" / "Stable-diffusion")
+        base = None
+        for v in ("plain fp32", "Easel default"):
+            r = run_child("e2e", "--variant", v, "--ckpt", str(ckpt), "--size", str(a.e2e_size), "--steps",
+                          str(a.e2e_steps))
+            if "error" in r:
+                print(f"e2e mid {a.e2e_size}² {v} failed: {r['error']}")
+                continue
+            base = base or r["seconds"]
+            print(f"e2e txt2img mid {a.e2e_size}² {a.e2e_steps} steps {v:14s} {r['seconds']:7.2f} s/image  "
+                  f"×{base / r['seconds']:4.2f}  Precision: {r['precision']}  peak RSS {r['rss_mb']:6.0f} MB",
+                  flush=True)
+    if "preview" in only:
+        r = run_child("preview", "--size", str(a.preview_size))
+        if "error" in r:
+            print(f"preview failed: {r['error']}")
+        else:
+            print(f"live preview decode at {a.preview_size}², mid VAE: " +
+                  ", ".join(f"{m} {r[m] * 1000:.1f} ms" for m in ("Full", "Approx cheap", "TAESD")))
 
 
 if __name__ == "__main__":

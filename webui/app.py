@@ -38,8 +38,11 @@ class Application:
     """Owns the options, model manager, job queue, history and outputs. Nothing here is module-level state:
     tests build as many Applications as they like, each on its own data dir."""
 
-    def __init__(self, ns: argparse.Namespace | None = None, *, paths: Paths | None = None):
+    def __init__(self, ns: argparse.Namespace | None = None, *, paths: Paths | None = None,
+                 owns_process: bool = False):
         self.ns = ns if ns is not None else parse_args([])
+        self.owns_process = owns_process  # launched as the server: Easel may set process-wide things (threads)
+        self.threads_source = ""
         self.paths = paths or resolve_paths(self.ns)
         self.paths.data_dir.mkdir(parents=True, exist_ok=True)
         self.options = Options(self.paths.config_file)
@@ -93,6 +96,7 @@ class Application:
     def start(self, *, wait_for_model: bool = False) -> None:
         if self.ns.ckpt and Path(self.ns.ckpt).expanduser().exists():
             self.catalog.add_file(Path(self.ns.ckpt))
+        self._configure_threads()
         self.models.refresh()
         self.loras.refresh()
         self.jobs.start()
@@ -101,6 +105,14 @@ class Application:
         job = self.jobs.submit("load-checkpoint", {}, lambda j: self._load_initial(), record=False)
         if wait_for_model:
             self.jobs.wait(job)
+
+    def _configure_threads(self) -> None:
+        from webui.models.device import apply_threads, choose_threads
+
+        plan = choose_threads(getattr(self.ns, "threads", None), os.environ, owns_process=self.owns_process)
+        count = apply_threads(plan)
+        self.threads_source = plan.source
+        log.info("torch threads: %d (%s)", count, plan.source)
 
     def stop(self) -> None:
         self.jobs.stop()
@@ -302,7 +314,7 @@ def main(ns: argparse.Namespace | None = None) -> None:
     ns = ns if ns is not None else parse_args(sys.argv[1:])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _quiet_libraries()
-    application = Application(ns)
+    application = Application(ns, owns_process=True)
     application.start()
     server = create_server(application)
     host = bind_host(ns)

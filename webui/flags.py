@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--no-half-vae", action="store_true", help="run the VAE in fp32")
     a("--medvram", action="store_true", help="offload whole models between uses (less VRAM)")
     a("--lowvram", action="store_true", help="offload layer by layer (least VRAM, slow)")
+    a("--threads", type=int, default=None, metavar="N", help="CPU threads for torch (default: the physical cores, "
+      "unless OMP_NUM_THREADS is set)")
     # Extensions
     a("--enable-insecure-extension-access", action="store_true", help="allow installing extensions when exposed")
     a("--disable-all-extensions", action="store_true", help="load no extensions")

@@ -61,9 +61,15 @@ def _opts() -> list[OptionDef]:
         o("outdir_img2img_grids", "outputs/img2img-grids", "Output directory for img2img grids", "Paths"),
         o("live_previews_enable", True, "Show live previews of the created image", "Live previews", bool),
         o("show_progress_every_n_steps", 5, "Live preview display period (steps)", "Live previews", int, minimum=-1, maximum=32, step=1),
-        o("show_progress_type", "Approx cheap", "Live preview method", "Live previews", choices=("Approx cheap", "Full")),
+        o("show_progress_type", "Approx cheap", "Live preview method (Approx cheap: a linear map, ~free; TAESD: "
+          "models/VAE-approx/taesd*_decoder, else Approx cheap; Full: the VAE, slow on a CPU)", "Live previews",
+          choices=("Approx cheap", "TAESD", "Full")),
         o("cpu_precision", "Automatic", "CPU precision of the UNet (Automatic: bf16 where the CPU has it natively and the "
           "model is large enough to gain)", "Optimizations", choices=("Automatic", "bf16", "fp32")),
+        o("cpu_compile", False, "torch.compile the UNet on the CPU (slow first image per size; falls back to eager "
+          "on any error)", "Optimizations", bool),
+        o("vae_tiling_min_pixels", 1024 * 1024, "Decode with a tiled VAE above this many pixels (0: never)",
+          "Optimizations", int, minimum=0),
         o("max_generation_pixels", 2048 * 2048, "Largest width × height a request may ask for", "Limits", int, minimum=64 * 64),
         o("max_image_pixels", 4096 * 4096, "Largest decoded input image (pixels)", "Limits", int, minimum=64 * 64),
         o("api_enable_requests", False, "Allow http(s) image URLs in API requests", "API", bool),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -41,8 +43,11 @@ def test_unet_outputs_under_bf16_stay_within_one_percent(tiny_models, tmp_path):
             fast = unet(x, t, encoder_hidden_states=ctx).sample
             assert fast.dtype == torch.float32
             rel = ((fast - ref).norm() / ref.norm()).item()
-            # Measured 1.2–1.5% on this random tiny UNet: issue 10's 1% guard is NOT met yet (see the closing
-            # note); this bound catches a broken fast path (wrong dtype, no autocast exit) without pretending.
+            # Random weights: measured 1.2–1.5% at every size (this tiny UNet, the 81M mid model, an 860M
+            # SD1.5-size UNet), even with every activation kept fp32 — the error comes from rounding the matmul
+            # and conv inputs to bf16, and random weights have no structure to average it out. The trained demo
+            # model stays well under 1% (test below). This 2% bound catches a broken fast path (wrong dtype, no
+            # autocast exit) without pretending random weights meet the 1% guard.
             assert rel < 0.02, (t, rel)
     switch.enabled = False
 
@@ -79,3 +84,93 @@ def test_infotext_records_bf16_when_forced(app, monkeypatch):
     assert "Precision: bf16" in r.infotexts[0]
     r2 = app.jobs.wait(app.submit_txt2img(Txt2ImgRequest(prompt="x", steps=3, seed=1), from_api=True))
     assert "Precision: fp32" in r2.infotexts[0]
+
+
+DEMO = Path(__file__).resolve().parents[2] / "models" / "Demo" / "easel-demo.safetensors"
+needs_demo = pytest.mark.skipif(not DEMO.exists(), reason="the bundled demo model is missing")
+
+
+@pytest.fixture(scope="module")
+def demo_pipe(tmp_path_factory):
+    from diffusers import EulerAncestralDiscreteScheduler
+
+    from webui.models.loader import build_from_single_file
+
+    pipe = build_from_single_file(DEMO, tmp_path_factory.mktemp("demo-cache")).pipeline
+    pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    yield pipe
+    install_unet_autocast(pipe.unet).enabled = False
+
+
+def _demo_image(pipe, bf16: bool, seed: int = 7, prompt: str = "a red square on a blue background") -> np.ndarray:
+    install_unet_autocast(pipe.unet).enabled = bf16
+    try:
+        return pipe(prompt, negative_prompt="", num_inference_steps=20, guidance_scale=7.0, height=64, width=64,
+                    generator=torch.Generator().manual_seed(seed), output_type="np").images[0]
+    finally:
+        install_unet_autocast(pipe.unet).enabled = False
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Images in [0, 1]."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
+@needs_demo
+def test_demo_unet_per_step_outputs_under_bf16_stay_within_one_percent(demo_pipe):
+    """Issue 10's correctness guard, on trained weights: at every step of a real 20-step trajectory (inputs
+    recorded from an fp32 run), the bf16 UNet output is within 1% (relative L2) of the fp32 one. Measured ~0.4%."""
+    inputs = []
+
+    def record(module, args, kwargs):
+        inputs.append((args[0].clone(), args[1], kwargs["encoder_hidden_states"].clone()))
+    handle = demo_pipe.unet.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        _demo_image(demo_pipe, bf16=False)
+    finally:
+        handle.remove()
+    assert len(inputs) == 20
+    switch = install_unet_autocast(demo_pipe.unet)
+    worst = 0.0
+    with torch.no_grad():
+        for x, t, ctx in inputs:
+            switch.enabled = False
+            ref = demo_pipe.unet(x, t, encoder_hidden_states=ctx).sample
+            switch.enabled = True
+            fast = demo_pipe.unet(x, t, encoder_hidden_states=ctx).sample
+            switch.enabled = False
+            worst = max(worst, ((fast - ref).norm() / ref.norm()).item())
+    print(f"\ndemo UNet bf16 vs fp32: worst per-step relative error {worst:.4f}")
+    assert worst < 0.01
+
+
+@needs_demo
+def test_demo_txt2img_bf16_matches_fp32_above_25_db(demo_pipe):
+    """Whole 20-step Euler a generations (CFG 7, same seed) in bf16 against fp32, seeds 1–10: median PSNR ≥ 25 dB.
+    Measured: median 46 dB; 8 of 10 seeds ≥ 30 dB; seed 7 is 20.1 dB (seed 17: 23.9) — the same picture with the
+    square's hard red/blue edge one pixel off, which PSNR punishes hard (463 of 4096 pixels differ by > 0.1). The
+    per-image floor of 15 dB catches a different picture (a wrong colour or shape is < 10 dB)."""
+    values = [psnr(_demo_image(demo_pipe, False, seed), _demo_image(demo_pipe, True, seed)) for seed in range(1, 11)]
+    print(f"\ndemo txt2img bf16 vs fp32 PSNR (dB), seeds 1-10: {[round(float(v), 1) for v in values]}, "
+          f"median {np.median(values):.1f}")
+    assert np.median(values) >= 25, values
+    assert min(values) >= 15, values
+
+
+def test_cpu_without_bf16_falls_back_to_fp32_and_says_so(monkeypatch, make_app):
+    """No native bf16 (mocked): the policy says why, Automatic and even a forced "bf16" resolve to fp32, the
+    infotext records fp32, and /easel/v1/system reports the same."""
+    from webui.api.system import system_report
+
+    monkeypatch.setattr(device_mod, "cpu_has_native_bf16", lambda: False)
+    app = make_app("--nowebui")
+    assert not app.policy.cpu_bf16 and "no native bf16" in app.policy.note
+    r = app.jobs.wait(app.submit_txt2img(Txt2ImgRequest(prompt="x", steps=2, seed=1,
+                                                        override_settings={"cpu_precision": "bf16"}), from_api=True))
+    assert "Precision: fp32" in r.infotexts[0]
+    report = system_report(app)
+    assert report["policy"]["cpu_bf16"] is False and "no native bf16" in report["policy"]["note"]
+    app.options.set({"cpu_precision": "bf16"}, persist=False)
+    assert system_report(app)["cpu_precision"]["resolved"] == "fp32"

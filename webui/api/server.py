@@ -19,6 +19,7 @@ from webui.api.middleware import (BasicAuthMiddleware, BodyLimitMiddleware, Host
                                   SecurityHeadersMiddleware)
 from webui.api.prompts import build_prompts_router
 from webui.api.sdapi import build_sdapi_router
+from webui.api.system import build_system_router
 from webui.api.training import build_training_router
 from webui.flags import api_credentials, bind_host, cors_origins, gradio_credentials
 from webui.security import is_loopback_bind, start_share_when_ready
@@ -114,6 +115,7 @@ def build_fastapi(application, *, blocks: Any | None = None) -> FastAPI:
     api.include_router(build_sdapi_router(application))
     api.include_router(build_easel_jobs_router(application))
     api.include_router(build_training_router(application))  # /easel/v1/train/lora
+    api.include_router(build_system_router(application))  # /easel/v1/system
     mount_extension_routes(api, application)  # /ext/<name>/..., before the UI's catch-all mount at "/"
     api.state.application = application
     api.state.blocks = None

@@ -11,13 +11,15 @@ from typing import Any, Callable
 from webui import VERSION_TAG
 from webui.errors import Interrupted, InvalidRequest, Skipped
 from webui.generation.control import JobControl
-from webui.generation.preview import make_preview
+from webui.generation.preview import attach_preview_source, make_preview
 from webui.generation.requests import GenerationResult, Txt2ImgRequest
 from webui.generation.seeds import fix_seed
 from webui.infotext import build_infotext
 from webui.models import samplers
 from webui.models.manager import LoadedModel, ModelManager
 from webui.models.precision import choose_precision, install_unet_autocast
+from webui.models.compile import set_unet_compile
+from webui.models.vae_tiling import configure_vae_memory
 from webui.settings import OptionsView
 
 
@@ -68,10 +70,14 @@ def make_plan(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsVi
     seed, subseed = fix_seed(req.seed), fix_seed(req.subseed)
     precision = choose_precision(str(opts.get("cpu_precision")), services.manager.policy, model.pipeline.unet)
     install_unet_autocast(model.pipeline.unet).enabled = precision == "bf16" and model.pipeline.unet.device.type == "cpu"
+    set_unet_compile(model.pipeline.unet, bool(opts.get("cpu_compile")) and model.pipeline.unet.device.type == "cpu")
+    attach_preview_source(model.pipeline.vae, services.models_dir / "VAE-approx")
     plan = Plan(precision=precision, model=model, sampler=sampler, schedule=schedule, width=width, height=height,
                 seeds=[seed + (i if req.subseed_strength == 0 else 0) for i in range(total)],
                 subseeds=[subseed + i for i in range(total)], clip_skip=int(opts.get("CLIP_stop_at_last_layers")),
                 eta=req.eta, ensd=int(opts.get("eta_noise_seed_delta")))
+    plan.extra_params.update(configure_vae_memory(model.pipeline.vae, width, height, req.batch_size,
+                                                  int(opts.get("vae_tiling_min_pixels"))))
     apply_loras(req, plan, services)
     if services.hooks is not None:
         plan.script_params.update(services.hooks.infotext_params(req))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import Mapping
 
 import torch
 
@@ -59,8 +61,60 @@ def choose_policy(*, use_cpu: list[str] | None = None, device_id: int | None = N
         if no_half:
             note = "--no-half: fp32 everywhere"
         elif cpu_has_native_bf16():
-            cpu_bf16, note = True, "this CPU has native bf16: the UNet may run under bf16 autocast"
+            cpu_bf16, note = True, ("this CPU has native bf16: the UNet may run under bf16 autocast "
+                                   "(cpu_precision Automatic: for UNets of 20M parameters or more)")
         else:
-            note = "this CPU has no native bf16: fp32"
+            note = ("this CPU has no native bf16 (neither AVX-512 BF16 nor AMX, or oneDNN can't use them): fp32, "
+                    "since emulated bf16 is slower than fp32")
     return DevicePolicy(device=device, dtype=dtype, vae_dtype=vae_dtype, offload=offload, cpu_bf16=cpu_bf16,
                         note=note)
+
+
+def physical_cores() -> int:
+    """Physical cores this process may run on: distinct (package, core) pairs of the CPUs in its affinity mask.
+    Hyper-threads share a core's vector units, so oneDNN/OpenMP gain nothing from them and lose to contention."""
+    try:
+        allowed = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        allowed = set(range(os.cpu_count() or 1))
+    cores, cpu, package = set(), None, "0"
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return max(1, len(allowed))
+    for line in lines:
+        key, _, value = (part.strip() for part in line.partition(":"))
+        if key == "processor":
+            cpu, package = int(value), "0"
+        elif key == "physical id":
+            package = value
+        elif key == "core id" and cpu in allowed:
+            cores.add((package, value))
+    return max(1, len(cores) or len(allowed))
+
+
+@dataclass(frozen=True)
+class ThreadPlan:
+    count: int | None  # None: leave torch's setting alone
+    source: str  # why, for /easel/v1/system
+
+
+def choose_threads(requested: int | None, environ: Mapping[str, str], *, owns_process: bool) -> ThreadPlan:
+    """--threads wins; then OMP_NUM_THREADS (the user's or the embedding process's choice, which torch already
+    follows); then, only when Easel owns the process (launched as the server), one thread per physical core. An
+    embedding process (the test suite pins 1 thread, a notebook) keeps its own setting."""
+    if requested:
+        return ThreadPlan(requested, "--threads")
+    if environ.get("OMP_NUM_THREADS"):
+        return ThreadPlan(None, f"OMP_NUM_THREADS={environ['OMP_NUM_THREADS']}")
+    if not owns_process:
+        return ThreadPlan(None, "set by the embedding process")
+    return ThreadPlan(physical_cores(), "physical cores")
+
+
+def apply_threads(plan: ThreadPlan) -> int:
+    """Apply the plan; returns the thread count torch now uses."""
+    if plan.count:
+        torch.set_num_threads(plan.count)
+    return torch.get_num_threads()

@@ -23,7 +23,9 @@ from webui.ui.txt2img_tab import Txt2ImgTab
 
 
 def footer_html(application) -> str:
-    parts = [f"Easel {VERSION}", f"device: {application.policy.label}", '<a href="/docs">API</a>']
+    policy = application.policy
+    parts = [f"Easel {VERSION}", f"device: {policy.label}" + (f" ({policy.note})" if policy.note else ""),
+             '<a href="/docs">API</a>']
     if getattr(application, "share_url", None):
         url = html.escape(application.share_url)
         parts.append(f'share: <a href="{url}">{url}</a>')

@@ -1,0 +1,57 @@
+"""GET /easel/v1/system: what the server computes with, and why (issue 10)."""
+
+from __future__ import annotations
+
+import base64
+
+import diffusers
+import torch
+from fastapi.testclient import TestClient
+
+from webui.models import device as device_mod
+
+
+def test_system_reports_policy_threads_versions_compile_vae_and_preview(client, app):
+    r = client.get("/easel/v1/system")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["device"] == "cpu"
+    assert body["policy"]["label"] == app.policy.label and body["policy"]["note"] == app.policy.note
+    assert body["model"] == app.models.active.info.title
+    assert body["cpu_precision"]["setting"] == "Automatic"
+    assert body["cpu_precision"]["automatic_resolves_to"] == "fp32"  # the tiny UNet is far below the bf16 size
+    assert body["threads"]["torch"] == torch.get_num_threads() and body["threads"]["physical_cores"] >= 1
+    assert body["threads"]["source"] == "set by the embedding process"
+    assert body["versions"]["torch"] == torch.__version__ and body["versions"]["diffusers"] == diffusers.__version__
+    assert body["compile"]["setting"] is False and body["compile"]["status"] == "off"
+    assert body["vae"]["tiling_min_pixels"] == 1024 * 1024 and body["vae"]["tiling"] is False
+    assert body["preview"] == {"setting": "Approx cheap", "method": "Approx cheap", "reason": None,
+                               "approx_map": "published table"}  # the tiny VAE has SD's shape and scale
+
+
+def test_system_explains_a_taesd_fallback(client, app):
+    app.options.set({"show_progress_type": "TAESD"}, persist=False)
+    body = client.get("/easel/v1/system").json()["preview"]
+    assert body["setting"] == "TAESD" and body["method"] == "Approx cheap" and body["reason"]
+
+
+def test_system_says_when_the_cpu_has_no_bf16(monkeypatch, make_app):
+    monkeypatch.setattr(device_mod, "cpu_has_native_bf16", lambda: False)
+    app = make_app("--nowebui")
+    app.options.set({"cpu_precision": "bf16"}, persist=False)
+    from webui.api.server import build_fastapi
+
+    with TestClient(build_fastapi(app)) as c:
+        body = c.get("/easel/v1/system").json()
+    assert body["policy"]["cpu_bf16"] is False and "no native bf16" in body["policy"]["note"]
+    assert body["cpu_precision"] == {**body["cpu_precision"], "setting": "bf16", "resolved": "fp32"}
+
+
+def test_system_is_behind_api_auth(make_app):
+    from webui.api.server import build_fastapi
+
+    app = make_app("--nowebui", "--api-auth", "alice:secret")
+    with TestClient(build_fastapi(app)) as c:
+        assert c.get("/easel/v1/system").status_code == 401
+        token = base64.b64encode(b"alice:secret").decode()
+        assert c.get("/easel/v1/system", headers={"Authorization": f"Basic {token}"}).status_code == 200

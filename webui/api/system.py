@@ -1,0 +1,60 @@
+"""`GET /easel/v1/system`: how this server computes — device and precision policy (and why), threads, versions,
+torch.compile status, VAE tiling and the live preview method actually in use. Read-only; under /easel/ so
+--api-auth covers it like every other API route.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+
+def system_report(application) -> dict[str, Any]:
+    """The report, built from the Application's own objects (no globals): usable without FastAPI too."""
+    import diffusers
+    import torch
+
+    from webui import VERSION
+    from webui.generation.preview import preview_status
+    from webui.models.compile import compile_state
+    from webui.models.device import physical_cores
+    from webui.models.precision import choose_precision
+    from webui.models.vae_tiling import vae_memory_status
+
+    policy, opts = application.policy, application.options
+    model = application.models.active
+    unet = model.pipeline.unet if model is not None else None
+    vae = model.pipeline.vae if model is not None else None
+    setting = str(opts.get("cpu_precision"))
+    names = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+    return {
+        "device": str(policy.device),
+        "policy": {"label": policy.label, "note": policy.note, "cpu_bf16": policy.cpu_bf16,
+                   "dtype": names[policy.dtype], "vae_dtype": names[policy.vae_dtype], "offload": policy.offload},
+        "model": model.info.title if model is not None else None,
+        "cpu_precision": {
+            "setting": setting,
+            "resolved": choose_precision(setting, policy, unet) if unet is not None else None,
+            "automatic_resolves_to": choose_precision("Automatic", policy, unet) if unet is not None else None,
+            "unet_parameters": sum(p.numel() for p in unet.parameters()) if unet is not None else None,
+        },
+        "threads": {"torch": torch.get_num_threads(), "source": getattr(application, "threads_source", ""),
+                    "physical_cores": physical_cores()},
+        "versions": {"easel": VERSION, "torch": torch.__version__, "diffusers": diffusers.__version__},
+        "compile": {"setting": bool(opts.get("cpu_compile")),
+                    **(compile_state(unet).report() if unet is not None else {"status": "no model loaded"})},
+        "vae": {"tiling_min_pixels": int(opts.get("vae_tiling_min_pixels")), **vae_memory_status(vae)},
+        "preview": preview_status(str(opts.get("show_progress_type")), vae,
+                                  application.paths.models_dir / "VAE-approx"),
+    }
+
+
+def build_system_router(application) -> APIRouter:
+    router = APIRouter(tags=["easel"])
+
+    @router.get("/easel/v1/system", summary="Device, precision policy, threads, compile and preview status")
+    def system() -> dict[str, Any]:
+        return system_report(application)
+
+    return router
