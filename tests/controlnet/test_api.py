@@ -32,6 +32,8 @@ def test_model_module_lists_and_version(cn_client):
     assert mods["module_list"] == ["none", "canny", "shuffle", "lineart_standard"]
     assert [s["name"] for s in mods["module_detail"]["canny"]["sliders"]] == ["Canny Low Threshold",
                                                                               "Canny High Threshold"]
+    # sd-webui-controlnet's model_free: no ControlNet model needed (reference-only); canny and none need one
+    assert not mods["module_detail"]["canny"]["model_free"] and not mods["module_detail"]["none"]["model_free"]
     assert "ControlNetHED.pth not found" in mods["unavailable"]["softedge_hed"]  # listed with the reason, not hidden
     assert "table5_pidinet.pth not found" in mods["unavailable"]["softedge_pidinet"]
     assert cn_client.get("/ext/controlnet/version").json() == {"version": 2}

@@ -102,4 +102,8 @@ def test_xl_composable(xl):
                       guidance_scale=cfg, height=64, width=64, output_type="latent",
                       generator=torch.Generator().manual_seed(0)).images
 
-    assert torch.allclose(run("red cat AND red cat", 2.5), run("red cat", 5.0), atol=1e-4)
+    # The same guidance summed in a different order: equal up to fp32 rounding. The random tiny SDXL gives latents
+    # of |x| ~ 250, where rounding through 4 steps reaches ~1e-3 absolute, so the bound is relative to that scale
+    # (a wrong weighting differs by whole units).
+    a, b = run("red cat AND red cat", 2.5), run("red cat", 5.0)
+    assert (a - b).abs().max() <= 1e-5 * b.abs().max(), ((a - b).abs().max(), b.abs().max())

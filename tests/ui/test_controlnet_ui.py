@@ -326,3 +326,34 @@ def test_script_info_describes_each_unit_with_the_default_unit(app):
     cn = next(s for s in info if s["name"].lower() == "controlnet" and not s["is_img2img"])
     assert [a["name"] for a in cn["args"]] == ["unit_0", "unit_1", "unit_2"]
     assert cn["args"][0]["value"] == cn_lib("ui").default_unit() and cn["args"][0]["value"]["enabled"] is False
+
+
+def test_img2img_a_script_input_that_cannot_be_read_is_a_visible_error(app, ui, monkeypatch):
+    """The script components' values are read inside the job's error handling, as in txt2img: a combine() that
+    raises shows its message and starts nothing, instead of a generic Gradio error."""
+    tab = ui.img2img
+
+    def broken(*values):
+        raise ValueError("unit 1: weight is not a number")
+    monkeypatch.setattr(tab.scripts, "request_fields", broken)
+    before = len(app.history.list(limit=100))
+    fields, scripts = generate_values(tab, {"enabled": False}, prompt="a cat", steps=2, width=64, height=64)
+    sub = [c.value for c in tab.inputs[len(tab.field_components):len(tab.inputs) - len(tab.scripts.components)]]
+    sub[0], sub[1] = "img2img", square()
+    final = run_all(tab.run(*fields, *sub, *scripts))[-1]
+    assert tab.gallery not in final
+    assert "easel-error" in final[tab.info] and "weight is not a number" in final[tab.info]
+    assert len(app.history.list(limit=100)) == before
+
+
+def test_history_send_to_txt2img_restores_the_units_from_the_jobs_infotext(app, ui, generated):
+    final, title = generated
+    text = final[ui.txt2img.results]["infotexts"][0]
+    job = next(j for j in app.history.list(limit=100) if text in ((j.get("result") or {}).get("infotexts") or []))
+    t2i = ui.txt2img
+    sent = ui.history_to_txt2img(job["id"])
+    unit = {k: sent[c] for k, c in zip(cn_lib("ui").unit_keys(False), controlnet_arg(t2i).components)}
+    assert value_of(unit["enabled"]) is True and value_of(unit["model"]) == title
+    assert value_of(unit["weight"]) == 0.75 and value_of(sent[t2i.prompt]) == "a cat"
+    assert sent[ui.text] == text  # the checkpoint switch that follows reads the same infotext
+    assert ui.history_to_txt2img(None) == {}  # nothing selected: a warning, no change

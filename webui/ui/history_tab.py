@@ -95,7 +95,7 @@ class HistoryTab:
             self.details = gr.HTML("", elem_id="history_details")
             self.send = gr.Button("Send to txt2img", elem_id="history_send_to_txt2img", scale=0, min_width=160)
             self.send_img2img = gr.Button("Send to img2img", elem_id="history_send_to_img2img", scale=0,
-                                          min_width=160)  # wired by SendTo, which knows the img2img tab
+                                          min_width=160)  # both wired by SendTo, which knows the tabs' scripts
         self.ids = gr.State([])  # job id per table row
         self.gallery_ids = gr.State([])  # job id per gallery item
         self.selected = gr.State(None)
@@ -105,8 +105,7 @@ class HistoryTab:
             event(self.load, inputs=[self.search], outputs=listing)
         self.table.select(self.on_table_select, inputs=[self.ids], outputs=[self.selected, self.details])
         self.gallery.select(self.on_gallery_select, inputs=[self.gallery_ids], outputs=[self.selected, self.details])
-        self.send.click(lambda job_id: self.send_to(txt2img, job_id), inputs=[self.selected],
-                        outputs=[*txt2img.field_components, tabs])
+        # self.send (→ txt2img) is wired by SendTo too: from the job's infotext it restores the scripts' controls
 
     def load(self, search: str | None):
         jobs = self.app.history.list(search=(search or "").strip() or None, limit=LIMIT)
@@ -132,9 +131,3 @@ class HistoryTab:
         i = evt.index
         return self._select(ids[i] if isinstance(i, int) and 0 <= i < len(ids) else None)
 
-    def send_to(self, txt2img, job_id: str | None):
-        job = self.app.history.get(job_id) if job_id else None
-        if job is None:
-            gr.Warning("Select a job in the list first.")
-            return [*(gr.update() for _ in txt2img.field_components), gr.update()]
-        return [*txt2img.fill(job_fields(job)), gr.Tabs(selected="txt2img")]

@@ -230,6 +230,11 @@ class Img2ImgTab(GenerationTab):
 
     def run(self, *values):
         """Generator (Generate's handler): queue the job, then follow it until the images are shown."""
+        yield from self.follow_job(lambda: self.submit_values(*values))
+
+    def submit_values(self, *values):
+        """Build the request from the components' values and submit it; runs inside follow_job, so a bad field or
+        a script's combine() that raises is shown as that error, like any other refused request."""
         n, k = len(self.FIELDS), len(self.scripts.components)
         base = len(self.inputs) - k  # fields + the sub-tab inputs; the script components (if given) come last
         fields = self.request_fields(values[:n])
@@ -237,7 +242,7 @@ class Img2ImgTab(GenerationTab):
             fields["script_name"], fields["script_args"], fields["alwayson_scripts"] = \
                 self.scripts.request_fields(*values[base:base + k])
             values = values[:base]
-        yield from self.follow_job(lambda: self.submit(fields, *values[n:]))
+        return self.submit(fields, *values[n:])
 
     def submit(self, fields: dict, mode, image, sketch, inpaint, inpaint_sketch, base, mask, batch_input,
                batch_output, batch_masks, resize_by=False, scale=1.0):

@@ -197,6 +197,8 @@ class SendTo:
             source.send["extras"].click(lambda g, r: self.to_extras(selected_image(g, r)),
                                         inputs=[source.gallery, source.results], outputs=self.extras_outputs)
         if self.history is not None:
+            self.history.send.click(self.history_to_txt2img, inputs=[self.history.selected],
+                                    outputs=self.txt2img_outputs).then(**switch)
             self.history.send_img2img.click(self.history_to_img2img, inputs=[self.history.selected],
                                             outputs=self.img2img_outputs).then(**switch)
         for tab in (t2i, i2i):
@@ -253,6 +255,22 @@ class SendTo:
             return {}
         text = image.info.get("parameters") if isinstance(image.info.get("parameters"), str) else None
         return {**self.img2img_updates(image, gallery_fields(image, target), target, text), self.text: ""}
+
+    def history_to_txt2img(self, job_id: str | None):
+        """History → txt2img: everything the job's infotext names, the scripts' controls (ControlNet units …)
+        included; a job with no infotext (failed, cancelled) gives its request's fields with the seed it used."""
+        from webui.ui.history_tab import job_fields
+
+        job = self.app.history.get(job_id) if job_id else None
+        if job is None:
+            gr.Warning("Select a job in the list first.")
+            return {}
+        texts = (job.get("result") or {}).get("infotexts") or []
+        if texts and has_parameters(texts[0]):
+            return self.to_txt2img(texts[0])
+        t2i = self.txt2img
+        return {**dict(zip(t2i.field_components, t2i.fill(job_fields(job)))), self.tabs: gr.Tabs(selected="txt2img"),
+                self.text: ""}
 
     def history_to_img2img(self, job_id: str | None):
         """History → img2img: the job's first saved image, with the fields its infotext names."""

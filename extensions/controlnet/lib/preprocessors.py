@@ -31,7 +31,8 @@ class Preprocessor:
     run: Callable[..., Image.Image] | None
     reason: str | None = None  # why it can't run (None: available)
     sliders: list[Slider] = field(default_factory=list)  # threshold_a, threshold_b in order
-    model_free: bool = True
+    # sd-webui-controlnet's meaning: runs without a ControlNet *model* (its reference-only family). None of these do.
+    model_free: bool = False
 
     @property
     def available(self) -> bool:
