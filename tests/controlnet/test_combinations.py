@@ -162,3 +162,39 @@ def test_sdxl_checkpoint_with_an_sdxl_controlnet(cn_app, data_dir):
         txt2img(cn_app, [unit()])
     assert type(refused.value).__name__ == "InvalidRequest" and "checkpoint is sdxl" in str(refused.value)
     assert cn_app.models.active.probe.family == "sdxl"
+
+
+def test_controlnets_run_at_the_unets_precision_and_never_stay_bf16(cn_app, monkeypatch):
+    """CPU fast path: a bf16 request runs the ControlNet under the same bf16 autocast as the UNet (it is a third
+    of the denoising work); the next fp32 request — single unit or MultiControlNet — is exactly fp32 again."""
+    import diffusers
+    import torch
+
+    if not cn_app.policy.cpu_bf16:
+        pytest.skip("this CPU has no native bf16")
+    seen = []
+    original = diffusers.ControlNetModel.forward
+
+    def spy(self, *a, **kw):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return original(self, *a, **kw)
+    monkeypatch.setattr(diffusers.ControlNetModel, "forward", spy)
+
+    def run(units, precision):
+        seen.clear()
+        r = txt2img(cn_app, units, override_settings={"cpu_precision": precision})
+        assert f"Precision: {precision}" in r.infotexts[0]
+        return pixels(r), set(seen)
+
+    one, two = [unit()], [unit(), unit(weight=0.5)]
+    fp32_one, s1 = run(one, "fp32")
+    bf16_one, s2 = run(one, "bf16")
+    fp32_two, s3 = run(two, "fp32")
+    bf16_two, s4 = run(two, "bf16")
+    again_one, s5 = run(one, "fp32")
+    again_two, s6 = run(two, "fp32")
+    assert (s1, s2, s3, s4, s5, s6) == ({False}, {True}, {False}, {True}, {False}, {False})
+    assert np.array_equal(fp32_one, again_one) and np.array_equal(fp32_two, again_two)
+    for fast, ref in ((bf16_one, fp32_one), (bf16_two, fp32_two)):
+        diff = np.abs(fast - ref)
+        assert 0 < diff.mean() < 2, diff.mean()  # bf16 rounding (measured ~0.5), not a different picture

@@ -1,7 +1,8 @@
 """The CPU fast path: the UNet's forward under bf16 autocast, its output returned in fp32.
 
-Only the UNet is wrapped: the VAE decode stays fp32 (colour fidelity), the text encoder runs once per prompt and
-the scheduler math stays fp32. The wrapper reads a per-model switch at call time, so the setting can change
+Only the denoiser is wrapped: the UNet, and the models that run beside it at every step (a pipeline's
+`controlnet`/`adapter`, which follow the UNet's switch: `follow_unet_precision`). The VAE decode stays fp32 (colour
+fidelity), the text encoder runs once per prompt and the scheduler math stays fp32. The wrapper reads a per-model switch at call time, so the setting can change
 between requests without reloading anything. The UNet's conv_in stays fp32 even then (see `keep_fp32`).
 
 Levers measured and deliberately left off (AVX-512 BF16 EPYC, no AMX; benchmarks/cpu_fast_path.py):
@@ -32,12 +33,13 @@ class AutocastSwitch:
     inner: Callable | None = None  # what the wrapper calls: `eager`, or its torch.compile'd form (compile.py)
 
 
-def install_unet_autocast(unet) -> AutocastSwitch:
-    """Wrap `unet.forward` once; returns the switch that turns the fast path on and off."""
-    existing = getattr(unet, "_easel_autocast", None)
+def install_autocast(model) -> AutocastSwitch:
+    """Wrap `model.forward` once (a UNet, a ControlNet …); returns the switch that turns the fast path on and off.
+    Whatever the forward returns (a tensor, a diffusers output, tuples of residuals) comes back in fp32."""
+    existing = getattr(model, "_easel_autocast", None)
     if existing is not None:
         return existing
-    original = unet.forward
+    original = model.forward
     switch = AutocastSwitch(eager=original, inner=original)
 
     @functools.wraps(original)
@@ -46,16 +48,51 @@ def install_unet_autocast(unet) -> AutocastSwitch:
             return switch.inner(*args, **kwargs)
         with torch.autocast("cpu", dtype=switch.dtype):
             out = switch.inner(*args, **kwargs)
-        if isinstance(out, tuple):
-            return (out[0].float(),) + tuple(out[1:])
-        out.sample = out.sample.float()
-        return out
+        return to_fp32(out)
 
-    unet.forward = forward
-    unet._easel_autocast = switch
-    if isinstance(getattr(unet, "conv_in", None), torch.nn.Module):
-        keep_fp32(unet.conv_in)
+    model.forward = forward
+    model._easel_autocast = switch
+    if isinstance(getattr(model, "conv_in", None), torch.nn.Module):
+        keep_fp32(model.conv_in)  # UNet and ControlNet: conv_in reads the noisy latent
     return switch
+
+
+install_unet_autocast = install_autocast
+
+
+def to_fp32(out):
+    """Floating tensors in `out` as fp32: a tensor, a tuple/list of them, or a diffusers BaseOutput (whose item
+    assignment updates the attribute too)."""
+    if isinstance(out, torch.Tensor):
+        return out.float() if out.is_floating_point() else out
+    if isinstance(out, (tuple, list)):
+        return type(out)(to_fp32(x) for x in out)
+    if isinstance(out, dict):
+        for key in list(out.keys()):
+            out[key] = to_fp32(out[key])
+    return out
+
+
+def follow_unet_precision(pipe) -> None:
+    """The models a pipeline runs beside the UNet at every step (`controlnet`, `adapter`; added by extensions
+    through `pipeline_call`) get the UNet's precision for this call. Every wrapped module inside them is set too,
+    so a ControlNet cached from an earlier bf16 call can't stay bf16 inside a MultiControlNet of an fp32 one."""
+    unet_switch = getattr(getattr(pipe, "unet", None), "_easel_autocast", None)
+    enabled = bool(unet_switch and unet_switch.enabled)
+    for name in ("controlnet", "adapter"):
+        model = getattr(pipe, name, None)
+        if not isinstance(model, torch.nn.Module) or (not enabled and getattr(model, "_easel_autocast", None) is None
+                                                       and not _wrapped_inside(model)):
+            continue  # fp32 and never wrapped: leave the model exactly as diffusers has it
+        install_autocast(model).enabled = enabled
+        for sub in model.modules():
+            switch = getattr(sub, "_easel_autocast", None)
+            if switch is not None:
+                switch.enabled = enabled
+
+
+def _wrapped_inside(model: torch.nn.Module) -> bool:
+    return any(getattr(m, "_easel_autocast", None) is not None for m in model.modules())
 
 
 def keep_fp32(module: torch.nn.Module) -> None:
