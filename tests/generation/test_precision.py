@@ -27,7 +27,7 @@ def test_policy_picks_bf16_only_where_supported(monkeypatch, native):
     assert not no_half.cpu_bf16 and choose_precision("bf16", no_half, unet) == "fp32"
 
 
-def test_unet_outputs_under_bf16_stay_within_one_percent(tiny_models, tmp_path):
+def test_random_weight_unet_outputs_under_bf16_stay_within_two_percent(tiny_models, tmp_path):
     from webui.models.loader import build_from_single_file
 
     unet = build_from_single_file(tiny_models / "Stable-diffusion" / "tiny-a.safetensors", tmp_path).pipeline.unet
@@ -47,7 +47,10 @@ def test_unet_outputs_under_bf16_stay_within_one_percent(tiny_models, tmp_path):
             # SD1.5-size UNet), even with every activation kept fp32 — the error comes from rounding the matmul
             # and conv inputs to bf16, and random weights have no structure to average it out. The trained demo
             # model stays well under 1% (test below). This 2% bound catches a broken fast path (wrong dtype, no
-            # autocast exit) without pretending random weights meet the 1% guard.
+            # autocast exit) without pretending random weights meet the 1% guard. Where it comes from (5 timesteps,
+            # tiny / mid): as shipped 1.26% / 1.17%; conv_out, time embedding, SDPA or whole attention blocks in
+            # fp32 change nothing (1.09–1.27%); only the ResNet blocks in fp32 bring it to 0.59% / 0.54%, and their
+            # convolutions are most of what bf16 speeds up.
             assert rel < 0.02, (t, rel)
     switch.enabled = False
 
