@@ -4,7 +4,9 @@ Every row runs in its own subprocess, so its peak RSS is its own (a process's pe
 
 1. UNet s/step, CFG batch 2, at each --sizes, on --unet (sd15: the shipped SD1.5 config with random weights;
    mid: benchmarks/_common.MID): plain fp32 · Easel default (what Automatic picks: bf16 autocast where the CPU has
-   native bf16, conv_in kept fp32) · channels_last (fp32, and with bf16) · bf16-stored weights · torch.compile
+   native bf16, conv_in kept fp32, Conv/Linear weights held in bf16 for the call — the one-off conversion is
+   timed apart) · bf16 autocast alone · channels_last (fp32, with bf16, with the default) · bf16-stored weights
+   (the whole UNet .to(bf16)) · torch.compile
    (fp32 and bf16; the first call's compile time is printed) · 1 thread against the physical cores.
 2. End-to-end txt2img through the Application on the mid model (text encoder + VAE decode included), fp32 against
    the Easel default, Euler a, --e2e-steps at --e2e-size.
@@ -19,6 +21,8 @@ Every row runs in its own subprocess, so its peak RSS is its own (a process's pe
 from __future__ import annotations
 
 import argparse
+from contextlib import nullcontext
+from types import SimpleNamespace
 import json
 import resource
 import subprocess
@@ -28,8 +32,9 @@ import time
 # importing _common also puts the repo on sys.path and sets the offline environment
 from _common import median, temp_data_dir, write_model
 
-UNET_VARIANTS = ("plain fp32", "Easel default", "channels_last fp32", "channels_last + bf16", "bf16-stored weights",
-                 "torch.compile fp32", "torch.compile + bf16", "plain fp32, 1 thread", "Easel default, 1 thread")
+UNET_VARIANTS = ("plain fp32", "Easel default", "bf16 autocast alone", "channels_last fp32", "channels_last + bf16",
+                 "Easel default + channels_last", "bf16-stored weights", "torch.compile fp32", "torch.compile + bf16",
+                 "plain fp32, 1 thread", "Easel default, 1 thread")
 
 
 def peak_rss_mb() -> float:
@@ -57,7 +62,7 @@ def unet_child(variant: str, kind: str, size: int, steps: int) -> dict:
 
     from webui.models.compile import set_unet_compile
     from webui.models.device import choose_policy, physical_cores
-    from webui.models.precision import choose_precision, install_unet_autocast
+    from webui.models.precision import bf16_weights, choose_precision, install_unet_autocast
 
     torch.set_num_threads(1 if "1 thread" in variant else physical_cores())
     policy = choose_policy()
@@ -69,9 +74,9 @@ def unet_child(variant: str, kind: str, size: int, steps: int) -> dict:
         switch = install_unet_autocast(unet)
         if variant.startswith("Easel default"):
             switch.enabled = choose_precision("Automatic", policy, unet) == "bf16"
-        elif variant in ("channels_last + bf16", "torch.compile + bf16"):
+        elif variant in ("channels_last + bf16", "torch.compile + bf16", "bf16 autocast alone"):
             switch.enabled = True
-        if variant.startswith("channels_last"):
+        if "channels_last" in variant:
             unet.to(memory_format=torch.channels_last)
         if variant == "bf16-stored weights":
             unet.to(torch.bfloat16)
@@ -80,7 +85,12 @@ def unet_child(variant: str, kind: str, size: int, steps: int) -> dict:
             set_unet_compile(unet, True)
     x = torch.randn(2, 4, size // 8, size // 8, dtype=dtype)
     ctx = torch.randn(2, 77, unet.config.cross_attention_dim, dtype=dtype)
+    # what PromptConditioning.run wraps each pipeline call in (a no-op unless the switch is on)
+    weights = bf16_weights(SimpleNamespace(unet=unet)) if variant.startswith("Easel default") else nullcontext()
     with torch.no_grad():
+        t0 = time.perf_counter()
+        weights.__enter__()
+        convert = time.perf_counter() - t0
         t0 = time.perf_counter()
         unet(x, torch.tensor(999), encoder_hidden_states=ctx)
         first = time.perf_counter() - t0
@@ -88,7 +98,9 @@ def unet_child(variant: str, kind: str, size: int, steps: int) -> dict:
         for i in range(steps):
             unet(x, torch.tensor(999 - i * 50), encoder_hidden_states=ctx)
         per_step = (time.perf_counter() - t0) / steps
-    out = {"s_per_step": per_step, "first_call_s": first, "threads": torch.get_num_threads()}
+        weights.__exit__(None, None, None)
+    out = {"s_per_step": per_step, "first_call_s": first, "threads": torch.get_num_threads(),
+           "convert_s": convert}
     state = getattr(unet, "_easel_compile", None)
     if state is not None and state.enabled:
         out["compile"] = state.status + (f" ({state.error})" if state.error else "")
@@ -177,6 +189,7 @@ def main() -> None:
     ap.add_argument("--preview-size", type=int, default=512)
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows (slow first calls)")
     ap.add_argument("--only", default="unet,e2e,preview")
+    ap.add_argument("--variants", default="", help="comma-separated UNet rows to run (default: all)")
     # child-process arguments
     ap.add_argument("--child", dest="mode", default=None, choices=("unet", "e2e", "preview"))
     ap.add_argument("--variant", default="")
@@ -194,6 +207,8 @@ def main() -> None:
     only = set(a.only.split(","))
     if "unet" in only:
         variants = [v for v in UNET_VARIANTS if not (a.no_compile and "compile" in v)]
+        if a.variants:
+            variants = [v for v in a.variants.split(",") if v in UNET_VARIANTS]
         for size in (int(s) for s in a.sizes.split(",")):
             base = None
             for v in variants:
@@ -203,6 +218,8 @@ def main() -> None:
                     continue
                 base = base or r["s_per_step"]
                 extra = f"  first call {r['first_call_s']:.1f} s" + (f"  {r['compile']}" if "compile" in r else "")
+                if r.get("convert_s", 0) > 0.001:
+                    extra += f"  weights → bf16 once per call {r['convert_s']:.2f} s"
                 print(f"{a.unet} {size}² {v:26s} {r['s_per_step']:7.3f} s/step  ×{base / r['s_per_step']:4.2f}  "
                       f"threads {r['threads']}  peak RSS {r['rss_mb']:6.0f} MB{extra}", flush=True)
     if "e2e" in only:

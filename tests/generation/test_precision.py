@@ -177,3 +177,50 @@ def test_cpu_without_bf16_falls_back_to_fp32_and_says_so(monkeypatch, make_app):
     assert report["policy"]["cpu_bf16"] is False and "no native bf16" in report["policy"]["note"]
     app.options.set({"cpu_precision": "bf16"}, persist=False)
     assert system_report(app)["cpu_precision"]["resolved"] == "fp32"
+
+
+def test_bf16_weights_are_bit_identical_to_autocast_and_restored(tiny_models, tmp_path):
+    """The fast path holds the Conv/Linear weights in bf16 for a pipeline call instead of letting autocast round
+    them at every step: the same rounding, so the same output bit for bit; afterwards the fp32 masters are back
+    (the very same tensors), and nothing is converted when the switch is off."""
+    from types import SimpleNamespace
+
+    from webui.models.loader import build_from_single_file
+    from webui.models.precision import bf16_weights
+
+    unet = build_from_single_file(tiny_models / "Stable-diffusion" / "tiny-a.safetensors", tmp_path).pipeline.unet
+    switch = install_unet_autocast(unet)
+    g = torch.Generator().manual_seed(0)
+    x, ctx = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 77, 32, generator=g)
+    masters = {n: p.data_ptr() for n, p in unet.named_parameters()}
+    pipe = SimpleNamespace(unet=unet)
+    with torch.no_grad():
+        with bf16_weights(pipe) as n:
+            assert n == 0  # fp32 request: untouched
+        switch.enabled = True
+        ref = unet(x, 500, encoder_hidden_states=ctx).sample
+        with bf16_weights(pipe) as n:
+            dtypes = {name: p.dtype for name, p in unet.named_parameters()}
+            fast = unet(x, 500, encoder_hidden_states=ctx).sample
+        switch.enabled = False
+    assert n > 0 and dtypes["down_blocks.0.resnets.0.conv1.weight"] == torch.bfloat16
+    assert dtypes["conv_in.weight"] == torch.float32 and dtypes["conv_norm_out.weight"] == torch.float32
+    assert torch.equal(fast, ref)
+    assert all(p.dtype == torch.float32 and p.data_ptr() == masters[name] for name, p in unet.named_parameters())
+
+
+def test_bf16_weights_are_restored_when_the_call_fails(tiny_models, tmp_path):
+    from types import SimpleNamespace
+
+    from webui.models.loader import build_from_single_file
+    from webui.models.precision import bf16_weights
+
+    path = tiny_models / "Stable-diffusion" / "sub" / "tiny-b.safetensors"
+    unet = build_from_single_file(path, tmp_path).pipeline.unet
+    install_unet_autocast(unet).enabled = True
+    try:
+        with pytest.raises(RuntimeError, match="interrupted"), bf16_weights(SimpleNamespace(unet=unet)):
+            raise RuntimeError("interrupted")
+    finally:
+        install_unet_autocast(unet).enabled = False
+    assert all(p.dtype == torch.float32 for p in unet.parameters())

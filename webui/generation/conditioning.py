@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from webui.models.precision import follow_unet_precision
+from webui.models.precision import bf16_weights, follow_unet_precision
 from webui.prompts.conditioning import Conditioner, Schedule, build_schedule
 from webui.prompts.guidance import GuidedConditioning, schedule_steps
 from webui.settings import OptionsView
@@ -35,7 +35,7 @@ class PromptConditioning:
             pipe, kwargs = hooks.pipeline_call(PipelineCall(kind=kind, pipeline=pipe, kwargs=kwargs, hires=hires))
             follow_unet_precision(pipe)  # an added ControlNet runs at the UNet's precision (the CPU fast path)
         guided = GuidedConditioning(self.positive, self.negative, batch_size=n)
-        with guided.composable(pipe.unet):
+        with guided.composable(pipe.unet), bf16_weights(pipe):
             return pipe(**guided.pipeline_kwargs(), callback_on_step_end=guided.callback(callback), **kwargs)
 
 

@@ -1,12 +1,11 @@
 """Upscalers: the built-in pixel ones, A1111's latent modes, and model files in models/ESRGAN & co.
 
 Upscaler model files are listed even when they can't be used, with the reason (spandrel missing, a load error):
-never faked, never hidden.
+never faked, never hidden. They run through spandrel (webui/generation/upscaler_models.py).
 """
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from webui.errors import InvalidRequest
+from webui.generation.upscaler_models import load_model, missing_reason, run_model
 
 # A1111's latent upscale modes → (torch interpolate mode, antialias)
 LATENT_MODES: dict[str, tuple[str, bool]] = {
@@ -45,7 +45,7 @@ class UpscalerInfo:
 
 def list_upscalers(models_dir: Path) -> list[UpscalerInfo]:
     out = [UpscalerInfo(name, scale=1.0 if name == "None" else 4.0) for name in PIXEL]
-    reason = None if importlib.util.find_spec("spandrel") else "spandrel is not installed"
+    reason = missing_reason()
     for sub in MODEL_DIRS:
         folder = models_dir / sub
         if folder.is_dir():
@@ -81,12 +81,9 @@ def upscale_latents(latents: torch.Tensor, mode: str, height: int, width: int) -
     return F.interpolate(latents, size=(height, width), mode=interp, **kwargs)
 
 
-def _run_model(upscaler: UpscalerInfo, image: Image.Image) -> Image.Image:  # pragma: no cover - needs spandrel
-    import numpy as np
-    from spandrel import ModelLoader
-
-    model = ModelLoader().load_from_file(str(upscaler.path)).eval()
-    x = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
-    with torch.no_grad():
-        y = model(x)[0].clamp(0, 1)
-    return Image.fromarray((y.permute(1, 2, 0).numpy() * 255).round().astype("uint8"))
+def _run_model(upscaler: UpscalerInfo, image: Image.Image) -> Image.Image:
+    try:
+        model = load_model(upscaler.path)
+    except ValueError as e:  # not an upscaler, unreadable: the user's file, a clear 4xx
+        raise InvalidRequest(f"upscaler {upscaler.name!r} can't be used: {e}") from None
+    return run_model(model, image)

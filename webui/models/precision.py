@@ -2,19 +2,22 @@
 
 Only the denoiser is wrapped: the UNet, and the models that run beside it at every step (a pipeline's
 `controlnet`/`adapter`, which follow the UNet's switch: `follow_unet_precision`). The VAE decode stays fp32 (colour
-fidelity), the text encoder runs once per prompt and the scheduler math stays fp32. The wrapper reads a per-model switch at call time, so the setting can change
-between requests without reloading anything. The UNet's conv_in stays fp32 even then (see `keep_fp32`).
+fidelity), the text encoder runs once per prompt and the scheduler math stays fp32. The wrapper reads a per-model
+switch at call time, so the setting can change between requests without reloading anything. The UNet's conv_in
+stays fp32 even then (see `keep_fp32`).
 
-Levers measured and deliberately left off (AVX-512 BF16 EPYC, no AMX; benchmarks/cpu_fast_path.py):
-- channels_last: SD1.5-size UNet at 512², fp32 11.1 s/step either way; mid model at 256² (1 thread) fp32
-  0.57 → 0.61-0.63 s/step, bf16 0.43-0.45 → 0.45-0.46. No gain, so the UNet keeps the default memory format.
-- bf16-stored weights: SD1.5 at 512² 6.9 s/step vs 6.6-7.4 with fp32 weights under autocast (noise); mid at 256²
-  0.39-0.40 vs 0.43-0.45 (~10%). Not used: it throws away the fp32 master weights, so switching a request back to
-  fp32 would need a reload, and it rounds the parameters of the norm layers autocast keeps in fp32.
+Levers measured (benchmarks/cpu_fast_path.py; AVX-512 BF16 EPYC without AMX, 2 threads, quiet machine, SD1.5-size
+UNet, CFG batch 2; s/step at 512² / 256²): plain fp32 9.9 / 2.7; bf16 autocast alone 4.8 / 1.67 (2.06× / 1.62×);
+the whole UNet `.to(bf16)` 3.0 / 0.71 (3.3× / 3.8×). Autocast re-rounds every fp32 weight at every step, so the
+default holds the Conv/Linear weights in bf16 for the length of a pipeline call (`bf16_weights`): the same numbers
+bit for bit, without the per-step conversion. The whole-UNet cast is not used: it rounds the norm layers' parameters
+too (which autocast keeps fp32) and drops the fp32 masters a later fp32 request needs.
+- channels_last: fp32 11.7 / 2.3 s/step (no gain at 512²); see the benchmark for it with bf16.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 from typing import Callable
@@ -89,6 +92,38 @@ def follow_unet_precision(pipe) -> None:
             switch = getattr(sub, "_easel_autocast", None)
             if switch is not None:
                 switch.enabled = enabled
+
+
+@contextlib.contextmanager
+def bf16_weights(pipe):
+    """For one pipeline call on the fast path: the Conv/Linear weights of the UNet (and of a ControlNet/adapter
+    beside it) held in bf16, the fp32 masters put back afterwards (also on an error or an interrupt).
+
+    Autocast rounds those same fp32 weights to bf16 (round-to-nearest-even, as `.to()` does) inside every UNet
+    call, so results are bit-identical; what changes is that the conversion happens once per call of the pipeline
+    instead of once per step. Measured on an SD1.5-size UNet at 512² (2 threads, AVX-512 BF16 without AMX): 4.80
+    s/step with autocast alone, ~3.0 with bf16 weights. Norm layers, whose parameters autocast keeps in fp32,
+    and every `conv_in` (see `keep_fp32`) keep their fp32 parameters. Per call, not kept: a kept bf16 copy would go
+    stale when a LoRA is applied or weights change, and a later fp32 request needs the masters untouched."""
+    models = [m for m in (getattr(pipe, name, None) for name in ("unet", "controlnet", "adapter"))
+              if isinstance(m, torch.nn.Module) and getattr(getattr(m, "_easel_autocast", None), "enabled", False)]
+    swapped: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
+    seen: set[int] = set()
+    try:
+        with torch.no_grad():
+            for model in models:
+                for name, module in model.named_modules():
+                    if not isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)) or name.endswith("conv_in"):
+                        continue
+                    for param in module.parameters(recurse=False):
+                        if param.dtype == torch.float32 and id(param) not in seen and param.device.type == "cpu":
+                            seen.add(id(param))
+                            swapped.append((param, param.data))
+                            param.data = param.data.to(torch.bfloat16)
+        yield len(swapped)
+    finally:
+        for param, data in swapped:
+            param.data = data
 
 
 def _wrapped_inside(model: torch.nn.Module) -> bool:
