@@ -13,7 +13,7 @@ Every row runs in its own subprocess, so its peak RSS is its own (a process's pe
 3. Live preview decode per preview on the mid model's VAE: Full, Approx cheap, TAESD (random-weight
    AutoencoderTiny: the speed of the real one, not its pictures).
 
-    python benchmarks/cpu_fast_path.py [--sizes 512,256] [--steps 3] [--unet sd15] [--e2e-size 256]
+    python benchmarks/cpu_fast_path.py [--sizes 512,256] [--steps 3] [--rounds 1] [--unet sd15] [--e2e-size 256]
         [--e2e-steps 20] [--no-compile] [--only unet,e2e,preview]
     python benchmarks/cpu_fast_path.py --sizes 64 --steps 1 --e2e-size 64 --e2e-steps 1 --unet mid   # smoke run
 """
@@ -183,6 +183,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="512,256")
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=1, help="interleaved repeats of every UNet row (medians)")
     ap.add_argument("--unet", default="sd15", choices=("sd15", "mid"))
     ap.add_argument("--e2e-size", type=int, default=256)
     ap.add_argument("--e2e-steps", type=int, default=20)
@@ -210,18 +211,30 @@ def main() -> None:
         if a.variants:
             variants = [v for v in a.variants.split(",") if v in UNET_VARIANTS]
         for size in (int(s) for s in a.sizes.split(",")):
-            base = None
+            # Rounds interleave the variants, so a slow spell of a shared machine hits them alike; each row prints
+            # its median, and the speed-up is the median of the per-round ratios against plain fp32.
+            runs: dict[str, list[dict]] = {v: [] for v in variants}
+            for _ in range(a.rounds):
+                for v in variants:
+                    r = run_child("unet", "--variant", v, "--unet", a.unet, "--size", str(size), "--steps",
+                                  str(a.steps))
+                    if "error" in r:
+                        print(f"{a.unet} {size}² {v:26s} failed: {r['error']}", flush=True)
+                    else:
+                        runs[v].append(r)
+            base_runs = runs.get(variants[0]) or []
             for v in variants:
-                r = run_child("unet", "--variant", v, "--unet", a.unet, "--size", str(size), "--steps", str(a.steps))
-                if "error" in r:
-                    print(f"{a.unet} {size}² {v:26s} failed: {r['error']}")
+                if not runs[v]:
                     continue
-                base = base or r["s_per_step"]
+                r = min(runs[v], key=lambda x: abs(x["s_per_step"] - median([y["s_per_step"] for y in runs[v]])))
+                ratios = [b["s_per_step"] / x["s_per_step"] for b, x in zip(base_runs, runs[v])]
                 extra = f"  first call {r['first_call_s']:.1f} s" + (f"  {r['compile']}" if "compile" in r else "")
                 if r.get("convert_s", 0) > 0.001:
                     extra += f"  weights → bf16 once per call {r['convert_s']:.2f} s"
-                print(f"{a.unet} {size}² {v:26s} {r['s_per_step']:7.3f} s/step  ×{base / r['s_per_step']:4.2f}  "
-                      f"threads {r['threads']}  peak RSS {r['rss_mb']:6.0f} MB{extra}", flush=True)
+                spread = "/".join(f"{x['s_per_step']:.2f}" for x in runs[v])
+                print(f"{a.unet} {size}² {v:30s} {r['s_per_step']:7.3f} s/step (runs {spread})  "
+                      f"×{median(ratios) if ratios else float('nan'):4.2f}  threads {r['threads']}  "
+                      f"peak RSS {r['rss_mb']:6.0f} MB{extra}", flush=True)
     if "e2e" in only:
         ckpt = write_model("mid", temp_data_dir() / "models" / "Stable-diffusion")
         base = None
