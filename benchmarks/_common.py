@@ -13,8 +13,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-# A mid-size SD-shaped model: SD 1.x block structure at reduced width (~77M UNet parameters).
-MID = dict(unet_channels=(96, 192, 384, 384), cross_dim=768, vae_channels=(64, 128, 256, 256))
+# A mid-size SD-shaped model: SD 1.x block structure at reduced width (the UNet is tests/factories.mid_unet, ~81M
+# parameters), with this VAE and a 4-layer CLIP text encoder.
+MID = dict(cross_dim=768, vae_channels=(64, 128, 256, 256))
 
 
 def write_model(kind: str, folder: Path) -> Path:
@@ -32,16 +33,12 @@ def write_model(kind: str, folder: Path) -> Path:
 
 
 def mid_components():
-    import torch
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers import AutoencoderKL
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    torch.manual_seed(0)
-    ch = MID["unet_channels"]
-    unet = UNet2DConditionModel(
-        sample_size=32, block_out_channels=ch, layers_per_block=2, cross_attention_dim=768, attention_head_dim=8,
-        down_block_types=["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
-        up_block_types=["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3)
+    from tests.factories import mid_unet
+
+    unet = mid_unet(0)  # seeds torch with 0, as before
     vae = AutoencoderKL(block_out_channels=MID["vae_channels"], layers_per_block=2, latent_channels=4,
                         down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4)
     te = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=4,

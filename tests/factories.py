@@ -117,3 +117,18 @@ def write_tiny_sdxl_checkpoint(path: Path, seed: int = 0, **kw) -> Path:
 
     unet, vae, te, te2 = tiny_sdxl_components(seed, **kw)
     return save_a1111_checkpoint(path, unet, vae, te, text_encoder_2=te2, easel_config=TINY_SDXL_EASEL_CONFIG)
+
+
+MID_UNET = dict(block_out_channels=(96, 192, 384, 384), layers_per_block=2, cross_attention_dim=768,
+                attention_head_dim=8, down_block_types=["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
+                up_block_types=["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3)
+
+
+def mid_unet(seed: int = 0):
+    """The mid-size SD 1.x-layout UNet (~81M parameters, random weights) used by the precision guard and the
+    benchmarks: big enough that bf16 pays off, small enough to run in a test."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(sample_size=32, **MID_UNET).eval()

@@ -3,8 +3,8 @@
 Only the denoiser is wrapped: the UNet, and the models that run beside it at every step (a pipeline's
 `controlnet`/`adapter`, which follow the UNet's switch: `follow_unet_precision`). The VAE decode stays fp32 (colour
 fidelity), the text encoder runs once per prompt and the scheduler math stays fp32. The wrapper reads a per-model
-switch at call time, so the setting can change between requests without reloading anything. The UNet's conv_in
-stays fp32 even then (see `keep_fp32`).
+switch at call time, so the setting can change between requests without reloading anything. A few cheap modules
+stay fp32 even then (`FP32_MODULES`, see `keep_fp32`).
 
 Levers measured (benchmarks/cpu_fast_path.py; AVX-512 BF16 EPYC without AMX, 2 threads, quiet machine, SD1.5-size
 UNet, CFG batch 2; s/step at 512² / 256²): plain fp32 9.9 / 2.7; bf16 autocast alone 4.8 / 1.67 (2.06× / 1.62×);
@@ -12,7 +12,11 @@ the whole UNet `.to(bf16)` 3.0 / 0.71 (3.3× / 3.8×). Autocast re-rounds every 
 default holds the Conv/Linear weights in bf16 for the length of a pipeline call (`bf16_weights`): the same numbers
 bit for bit, without the per-step conversion. The whole-UNet cast is not used: it rounds the norm layers' parameters
 too (which autocast keeps fp32) and drops the fp32 masters a later fp32 request needs.
-- channels_last: fp32 11.7 / 2.3 s/step (no gain at 512²); see the benchmark for it with bf16.
+Those figures predate keeping `FP32_MODULES` in fp32, which the 1% correctness guard needs and which costs ~12%:
+with them, 3 interleaved rounds at 512² gave plain fp32 10.56 s/step, the default 4.50 (×2.43, pairs 2.35–2.48;
+×2.77 in the same kind of run without them). Timings here swing ±30% between runs: compare ratios from one
+`--rounds` run only.
+- channels_last: fp32 11.7 / 2.3 s/step (no gain at 512²); with the default, 2.92 vs 2.94 s/step (no gain).
 """
 
 from __future__ import annotations
@@ -55,9 +59,26 @@ def install_autocast(model) -> AutocastSwitch:
 
     model.forward = forward
     model._easel_autocast = switch
-    if isinstance(getattr(model, "conv_in", None), torch.nn.Module):
-        keep_fp32(model.conv_in)  # UNet and ControlNet: conv_in reads the noisy latent
+    for name, module in model.named_modules():
+        if stays_fp32(name) and isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+            keep_fp32(module)
     return switch
+
+
+# Modules the fast path keeps in fp32 (UNet and ControlNet alike), each cheap next to the 3×3 convolutions and the
+# attention that bf16 speeds up:
+# - conv_in reads the noisy latent (see keep_fp32);
+# - a ResNet block's conv_shortcut (1×1, where the channel count changes) carries the residual stream straight
+#   through, so rounding its input to bf16 lands in the output undiluted;
+# - time_emb_proj turns the timestep embedding into each block's bias.
+# Per-step relative error against fp32 over 5 timesteps, random-weight tiny / mid UNets: 1.26% / 1.16% with only
+# conv_in kept; 0.94% / 0.91% with all three. (Keeping the norms, the attention or SDPA in fp32 changed < 0.1%.)
+FP32_MODULES = ("conv_in", "conv_shortcut", "time_emb_proj")
+
+
+def stays_fp32(name: str) -> bool:
+    """True for a module path inside one of FP32_MODULES (peft's base_layer of a LoRA-wrapped one included)."""
+    return any(part in FP32_MODULES for part in name.split("."))
 
 
 install_unet_autocast = install_autocast
@@ -103,7 +124,7 @@ def bf16_weights(pipe):
     call, so results are bit-identical; what changes is that the conversion happens once per call of the pipeline
     instead of once per step. Measured on an SD1.5-size UNet at 512² (2 threads, AVX-512 BF16 without AMX): 4.80
     s/step with autocast alone, ~3.0 with bf16 weights. Norm layers, whose parameters autocast keeps in fp32,
-    and every `conv_in` (see `keep_fp32`) keep their fp32 parameters. Per call, not kept: a kept bf16 copy would go
+    and the FP32_MODULES (see `keep_fp32`) keep their fp32 parameters. Per call, not kept: a kept bf16 copy would go
     stale when a LoRA is applied or weights change, and a later fp32 request needs the masters untouched."""
     models = [m for m in (getattr(pipe, name, None) for name in ("unet", "controlnet", "adapter"))
               if isinstance(m, torch.nn.Module) and getattr(getattr(m, "_easel_autocast", None), "enabled", False)]
@@ -113,7 +134,7 @@ def bf16_weights(pipe):
         with torch.no_grad():
             for model in models:
                 for name, module in model.named_modules():
-                    if not isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)) or name.endswith("conv_in"):
+                    if not isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)) or stays_fp32(name):
                         continue
                     for param in module.parameters(recurse=False):
                         if param.dtype == torch.float32 and id(param) not in seen and param.device.type == "cpu":
