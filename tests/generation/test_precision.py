@@ -238,3 +238,19 @@ def test_bf16_weights_are_restored_when_the_call_fails(tiny_models, tmp_path):
     finally:
         install_unet_autocast(unet).enabled = False
     assert all(p.dtype == torch.float32 for p in unet.parameters())
+
+
+@pytest.mark.parametrize("bf16_supported", [True, False])
+def test_gpu_policy_is_bf16_where_supported_else_fp16_and_no_half_flags_win(monkeypatch, bf16_supported):
+    """No GPU here: CUDA and its bf16 support are mocked, as the CPU's bf16 capability is above."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16_supported)
+    half = torch.bfloat16 if bf16_supported else torch.float16
+    policy = device_mod.choose_policy()
+    assert policy.device.type == "cuda" and (policy.dtype, policy.vae_dtype) == (half, half)
+    assert not policy.cpu_bf16 and ("supports bf16" in policy.note) is bf16_supported
+    no_half_vae = device_mod.choose_policy(no_half_vae=True)
+    assert (no_half_vae.dtype, no_half_vae.vae_dtype) == (half, torch.float32)
+    no_half = device_mod.choose_policy(no_half=True)
+    assert (no_half.dtype, no_half.vae_dtype) == (torch.float32, torch.float32)
+    assert device_mod.choose_policy(use_cpu=["all"]).device.type == "cpu"
