@@ -13,8 +13,8 @@ default holds the Conv/Linear weights in bf16 for the length of a pipeline call 
 bit for bit, without the per-step conversion. The whole-UNet cast is not used: it rounds the norm layers' parameters
 too (which autocast keeps fp32) and drops the fp32 masters a later fp32 request needs.
 Those figures predate keeping `FP32_MODULES` in fp32, which the 1% correctness guard needs and which costs ~12%:
-with them, 3 interleaved rounds at 512² gave plain fp32 10.56 s/step, the default 4.50 (×2.43, pairs 2.35–2.48;
-×2.77 in the same kind of run without them). Timings here swing ±30% between runs: compare ratios from one
+with them, 5 interleaved rounds at 512² gave plain fp32 10.91 s/step, the default 4.45 (×2.53, pairs 2.02–2.78),
+and 3 rounds ×2.43 (×2.77 in the same kind of run without them; their own cost measures ~3%). Timings here swing ±30% between runs: compare ratios from one
 `--rounds` run only.
 - channels_last: fp32 11.7 / 2.3 s/step (no gain at 512²); with the default, 2.92 vs 2.94 s/step (no gain).
 """
