@@ -6,16 +6,16 @@ fidelity), the text encoder runs once per prompt and the scheduler math stays fp
 switch at call time, so the setting can change between requests without reloading anything. A few cheap modules
 stay fp32 even then (`FP32_MODULES`, see `keep_fp32`).
 
-Levers measured (benchmarks/cpu_fast_path.py; AVX-512 BF16 EPYC without AMX, 2 threads, quiet machine, SD1.5-size
+Levers measured (benchmarks/cpu_fast_path.py; AVX-512 BF16 EPYC without AMX, 2 threads, single runs, SD1.5-size
 UNet, CFG batch 2; s/step at 512² / 256²): plain fp32 9.9 / 2.7; bf16 autocast alone 4.8 / 1.67 (2.06× / 1.62×);
 the whole UNet `.to(bf16)` 3.0 / 0.71 (3.3× / 3.8×). Autocast re-rounds every fp32 weight at every step, so the
 default holds the Conv/Linear weights in bf16 for the length of a pipeline call (`bf16_weights`): the same numbers
 bit for bit, without the per-step conversion. The whole-UNet cast is not used: it rounds the norm layers' parameters
 too (which autocast keeps fp32) and drops the fp32 masters a later fp32 request needs.
-Those figures predate keeping `FP32_MODULES` in fp32, which the 1% correctness guard needs and which costs ~12%:
-with them, 5 interleaved rounds at 512² gave plain fp32 10.91 s/step, the default 4.45 (×2.53, pairs 2.02–2.78),
-and 3 rounds ×2.43 (×2.77 in the same kind of run without them; their own cost measures ~3%). Timings here swing ±30% between runs: compare ratios from one
-`--rounds` run only.
+Those figures predate keeping `FP32_MODULES` in fp32, which the 1% correctness guard needs; their own cost
+measures ~3% (all SD1.5 shortcut shapes at 512²: 0.20 s fp32 against 0.08 s bf16 per step). With them, 5
+interleaved rounds at 512² gave plain fp32 10.91 s/step and the default 4.45 (×2.53, pairs 2.02–2.78); another
+3-round run ×2.43. Timings on this VM swing ±30% between runs: compare ratios from one `--rounds` run only.
 - channels_last: fp32 11.7 / 2.3 s/step (no gain at 512²); with the default, 2.92 vs 2.94 s/step (no gain).
 """
 
@@ -72,7 +72,7 @@ def install_autocast(model) -> AutocastSwitch:
 #   through, so rounding its input to bf16 lands in the output undiluted;
 # - time_emb_proj turns the timestep embedding into each block's bias.
 # Per-step relative error against fp32 over 5 timesteps, random-weight tiny / mid UNets: 1.26% / 1.16% with only
-# conv_in kept; 0.94% / 0.91% with all three. (Keeping the norms, the attention or SDPA in fp32 changed < 0.1%.)
+# conv_in kept; 0.93% / 0.93% with all three. (Keeping the norms, the attention or SDPA in fp32 changed < 0.1%.)
 FP32_MODULES = ("conv_in", "conv_shortcut", "time_emb_proj")
 
 
