@@ -19,6 +19,7 @@ from webui.models import loader
 from webui.models.catalog import CheckpointCatalog, CheckpointInfo, VaeInfo, scan_vaes
 from webui.models.device import DevicePolicy
 from webui.models.families import ProbeResult
+from webui.models.vae_bridge import bridge_vae_dtype
 
 
 @dataclass
@@ -92,6 +93,8 @@ class ModelManager:
         else:
             lc = loader.build_from_single_file(info.path, self.cache_root, dtype=self.policy.dtype)
         pipe = lc.pipeline
+        if pipe.vae.dtype != self.policy.vae_dtype:  # --no-half-vae: the checkpoint's own VAE in fp32 too
+            pipe.vae.to(dtype=self.policy.vae_dtype)
         return LoadedModel(info=info, pipeline=pipe, probe=lc.probe, scheduler_config=lc.scheduler_config,
                            own_vae=pipe.vae, load_seconds=time.perf_counter() - t0)
 
@@ -166,6 +169,7 @@ class ModelManager:
                 vae = loader.build_vae(target.path, self.cache_root, model.probe, dtype=self.policy.vae_dtype)
                 vae.to(self.policy.device if self.policy.offload == "none" else "cpu")
                 self._vae_cache[target.path] = vae
+        bridge_vae_dtype(vae, model.pipeline.unet.dtype)  # an fp32 VAE beside a half UNet (--no-half-vae)
         model.pipeline.vae = vae
         model.vae = target
 
