@@ -35,136 +35,15 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from tools.demo_model.architecture import (  # noqa: E402
+    NATIVE, build_text_encoder, build_unet, build_vae, easel_config, scheduler_config)
 from tools.demo_model.dataset import make_batch  # noqa: E402
+from tools.demo_model.train_utils import (  # noqa: E402
+    ThreadTuner, atomic_torch_save, ema_update, log, n_params, to_tensor)
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "work"
 OUT = REPO / "models" / "Demo" / "easel-demo.safetensors"
-NATIVE = 64
-
-# ---- architecture ---------------------------------------------------------------------------------------------
-VAE_CHANNELS = (16, 32, 64)
-VAE_GROUPS = 16
-UNET_CHANNELS = (32, 64, 128)
-UNET_GROUPS = 16  # 32 groups would normalise single channels at the first level
-UNET_HEADS = 4  # diffusers' `attention_head_dim` on UNet2DConditionModel is the number of heads
-TE_HIDDEN, TE_LAYERS, TE_HEADS, TE_FFN = 128, 3, 4, 512
-SCHEDULER_OVERRIDES = {"timestep_spacing": "trailing", "steps_offset": 1, "clip_sample": False}
-
-
-def log(msg: str) -> None:
-    print(time.strftime("%H:%M:%S"), msg, flush=True)
-
-
-def n_params(m) -> int:
-    return sum(p.numel() for p in m.parameters())
-
-
-def template(component: str, filename: str = "config.json") -> dict:
-    from webui.models.probe import load_template
-
-    return load_template("sd15", component, filename)
-
-
-def build_vae():
-    from diffusers import AutoencoderKL
-
-    n = len(VAE_CHANNELS)
-    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=VAE_CHANNELS,
-                         layers_per_block=1, norm_num_groups=VAE_GROUPS, sample_size=NATIVE,
-                         down_block_types=["DownEncoderBlock2D"] * n, up_block_types=["UpDecoderBlock2D"] * n)
-
-
-def build_unet():
-    """The same config the loader's probe rebuilds from the file (sd15 template + shapes + easel.config)."""
-    from diffusers import UNet2DConditionModel
-
-    cfg = template("unet")
-    n = len(UNET_CHANNELS)
-    cfg.update(block_out_channels=list(UNET_CHANNELS), layers_per_block=1, cross_attention_dim=TE_HIDDEN,
-               attention_head_dim=UNET_HEADS, norm_num_groups=UNET_GROUPS, sample_size=NATIVE // 4,
-               down_block_types=["CrossAttnDownBlock2D"] * (n - 1) + ["DownBlock2D"],
-               up_block_types=["UpBlock2D"] + ["CrossAttnUpBlock2D"] * (n - 1))
-    return UNet2DConditionModel.from_config(cfg)
-
-
-def build_text_encoder():
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    cfg = template("text_encoder")
-    for k in ("architectures", "model_type"):
-        cfg.pop(k, None)
-    cfg.update(hidden_size=TE_HIDDEN, intermediate_size=TE_FFN, num_hidden_layers=TE_LAYERS,
-               num_attention_heads=TE_HEADS, projection_dim=TE_HIDDEN)
-    return CLIPTextModel(CLIPTextConfig(**cfg))
-
-
-def scheduler_config() -> dict:
-    cfg = template("scheduler", "scheduler_config.json")
-    cfg.update(SCHEDULER_OVERRIDES)
-    return cfg
-
-
-def easel_config(scaling_factor: float) -> dict:
-    return {"unet": {"attention_head_dim": UNET_HEADS, "norm_num_groups": UNET_GROUPS},
-            "vae": {"scaling_factor": round(scaling_factor, 5), "norm_num_groups": VAE_GROUPS},
-            "text_encoder": {"num_attention_heads": TE_HEADS},
-            "scheduler": SCHEDULER_OVERRIDES, "native_size": NATIVE,
-            "demo": {"name": "easel-demo", "grammar": "a {color} {shape} on a {background} background"}}
-
-
-def to_tensor(imgs: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(imgs).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-
-
-def atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def ema_update(ema, model, decay: float) -> None:
-    with torch.no_grad():
-        e = [p for p in ema.parameters()]
-        m = [p.detach() for p in model.parameters()]
-        torch._foreach_lerp_(e, m, 1.0 - decay)
-
-
-class ThreadTuner:
-    """Picks 1 or 2 intra-op threads by measurement. On this shared 2-core machine, 2 threads are ~1.8× faster when
-    it is idle but several times slower than 1 thread when other processes compete (OpenMP threads wait for each
-    other). Every `every` steps it times a few steps with each choice and keeps the faster one."""
-
-    def __init__(self, choices=(1, 2), every: int = 300, probe: int = 2, fixed: int | None = None):
-        self.choices, self.every, self.probe, self.fixed = choices, every, probe, fixed
-        self.current = fixed or choices[-1]
-        self.trial: list[int] = []  # remaining thread counts to try in this round
-        self.times: dict[int, list[float]] = {}
-        self.t0 = 0.0
-        self.measured = False
-        torch.set_num_threads(self.current)
-
-    def before(self, step: int) -> None:
-        if self.fixed:
-            return
-        if (step % self.every == 0 or not self.measured) and not self.trial:
-            self.measured = True
-            self.trial = [c for c in self.choices for _ in range(self.probe)]
-            self.times = {c: [] for c in self.choices}
-        if self.trial:
-            torch.set_num_threads(self.trial[0])
-        self.t0 = time.time()
-
-    def after(self) -> None:
-        if self.fixed or not self.trial:
-            return
-        n = self.trial.pop(0)
-        self.times[n].append(time.time() - self.t0)
-        if not self.trial:
-            med = {c: sorted(v)[len(v) // 2] for c, v in self.times.items()}
-            self.current = min(med, key=med.get)
-            torch.set_num_threads(self.current)
-            log(f"threads: {self.current} (median s/step {', '.join(f'{c}: {t:.2f}' for c, t in med.items())})")
 
 
 class Trainer:
