@@ -145,3 +145,16 @@ def test_hires_fix_with_an_esrgan_model(make_app, data_dir):
     lanczos = app.jobs.wait(app.submit_txt2img(Txt2ImgRequest(hr_upscaler="Lanczos", **hires), from_api=True))
     assert r.images[0].size == (128, 128) and "Hires upscaler: 4x-tiny" in r.infotexts[0]
     assert not np.array_equal(np.asarray(r.images[0]), np.asarray(lanczos.images[0]))
+
+
+def test_a_batch_reads_the_upscaler_model_once(tmp_path, monkeypatch):
+    from webui.generation import upscalers
+
+    tiny_esrgan(tmp_path / "ESRGAN" / "4x-tiny.pth")
+    reads = []
+    real = upscalers.load_model
+    monkeypatch.setattr(upscalers, "load_model", lambda path: reads.append(path) or real(path))
+    out, _, _ = run_extras([(_img(), "a"), (_img(), "b"), (_img(), "c")],
+                           ExtrasRequest(upscaler_1="4x-tiny", upscaling_resize=4), models_dir=tmp_path,
+                           outputs=None, save=False, max_pixels=10**7)
+    assert [o.size for o in out] == [(128, 96)] * 3 and len(reads) == 1

@@ -47,8 +47,10 @@ class ExtrasBatchRequest(ExtrasRequest):
     imageList: list[ImageData] = Field(default_factory=list)
 
 
-def upscale_one(image: Image.Image, req: ExtrasRequest, models_dir: Path, max_pixels: int) -> tuple[Image.Image, dict]:
-    """Returns the processed image and its postprocessing parameters (A1111's "Postprocess …" fields)."""
+def upscale_one(image: Image.Image, req: ExtrasRequest, models_dir: Path, max_pixels: int,
+                loaded: dict | None = None) -> tuple[Image.Image, dict]:
+    """Returns the processed image and its postprocessing parameters (A1111's "Postprocess …" fields). `loaded` is
+    the request's cache of upscaler models (see upscale_image)."""
     w, h = image.size
     if req.resize_mode == 0:
         tw, th = round(w * req.upscaling_resize), round(h * req.upscaling_resize)
@@ -63,16 +65,16 @@ def upscale_one(image: Image.Image, req: ExtrasRequest, models_dir: Path, max_pi
     if req.resize_mode == 1 and req.upscaling_crop:
         # cover then centre-crop, so "scale to" keeps the aspect ratio
         scale = max(tw / w, th / h)
-        big = upscale_image(image, up1, round(w * scale), round(h * scale))
+        big = upscale_image(image, up1, round(w * scale), round(h * scale), loaded)
         out = resize_image(1, big, tw, th)
     else:
-        out = upscale_image(image, up1, tw, th)
+        out = upscale_image(image, up1, tw, th, loaded)
     params["Postprocess upscale by" if req.resize_mode == 0 else "Postprocess upscale to"] = (
         req.upscaling_resize if req.resize_mode == 0 else f"{tw}x{th}")
     params["Postprocess upscaler"] = up1.name
     if req.upscaler_2 not in (None, "None") and req.extras_upscaler_2_visibility > 0:
         up2 = find_upscaler(req.upscaler_2, models_dir)
-        second = upscale_image(image, up2, tw, th)
+        second = upscale_image(image, up2, tw, th, loaded)
         if second.size != out.size:
             second = second.resize(out.size, Image.LANCZOS)
         out = Image.blend(out, second, req.extras_upscaler_2_visibility)
@@ -91,8 +93,9 @@ def run_extras(images: list[tuple[Image.Image, str]], req: ExtrasRequest, *, mod
                max_pixels: int) -> tuple[list[Image.Image], list[str], list[str]]:
     """Upscale each (image, name); keep the input's own infotext and add a `postprocessing` text chunk."""
     results, texts, paths = [], [], []
+    loaded: dict = {}  # upscaler models read once for the whole batch
     for image, name in images:
-        out, params = upscale_one(image, req, models_dir, max_pixels)
+        out, params = upscale_one(image, req, models_dir, max_pixels, loaded)
         original = read_image_infotext(image)
         info = postprocessing_text(params)
         if save:

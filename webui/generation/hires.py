@@ -104,7 +104,8 @@ def second_pass(first_pipe, latents: torch.Tensor, seeds: list[int], hp: HiresPl
             decoded = first_pipe.vae.decode(latents / first_pipe.vae.config.scaling_factor).sample
         pil = first_pipe.image_processor.postprocess(decoded, output_type="pil")
         up = find_upscaler(hp.upscaler, services.models_dir)
-        image = [upscale_image(im, up, hp.width, hp.height) for im in pil]
+        loaded: dict = {}  # a model upscaler is read once for the whole batch
+        image = [upscale_image(im, up, hp.width, hp.height, loaded) for im in pil]
     n = len(seeds)
     # The same conditioner (and its cache) when the text encoder is the same; prompt editing follows the hires
     # pass's own step count, as in A1111.

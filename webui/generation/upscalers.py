@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -67,10 +68,15 @@ def find_upscaler(name: str | None, models_dir: Path) -> UpscalerInfo:
     raise InvalidRequest(f"unknown upscaler {name!r}; valid: {', '.join(valid)}")
 
 
-def upscale_image(image: Image.Image, upscaler: UpscalerInfo, width: int, height: int) -> Image.Image:
-    """Resize to exactly width×height with a pixel upscaler ("None" also resizes, with Lanczos, as A1111 does)."""
+def upscale_image(image: Image.Image, upscaler: UpscalerInfo, width: int, height: int,
+                  loaded: dict[Path, Any] | None = None) -> Image.Image:
+    """Resize to exactly width×height with a pixel upscaler ("None" also resizes, with Lanczos, as A1111 does).
+    `loaded` (path → model) is the caller's per-request cache: a batch reads a model file once, not per image."""
     if upscaler.path is not None:
-        image = _run_model(upscaler, image)
+        loaded = {} if loaded is None else loaded
+        if upscaler.path not in loaded:
+            loaded[upscaler.path] = _load_model(upscaler)
+        image = run_model(loaded[upscaler.path], image)
     mode = PIXEL.get(upscaler.name) or Image.LANCZOS
     return image.convert("RGB").resize((width, height), mode) if image.size != (width, height) else image
 
@@ -81,9 +87,8 @@ def upscale_latents(latents: torch.Tensor, mode: str, height: int, width: int) -
     return F.interpolate(latents, size=(height, width), mode=interp, **kwargs)
 
 
-def _run_model(upscaler: UpscalerInfo, image: Image.Image) -> Image.Image:
+def _load_model(upscaler: UpscalerInfo):
     try:
-        model = load_model(upscaler.path)
+        return load_model(upscaler.path)
     except ValueError as e:  # not an upscaler, unreadable: the user's file, a clear 4xx
         raise InvalidRequest(f"upscaler {upscaler.name!r} can't be used: {e}") from None
-    return run_model(model, image)
