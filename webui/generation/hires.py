@@ -85,12 +85,10 @@ def second_pass(first_pipe, latents: torch.Tensor, seeds: list[int], hp: HiresPl
     model = services.manager.load(hp.checkpoint) if hp.checkpoint else plan.model
     if model.probe.inpainting:
         raise InvalidRequest("hires fix on a 9-channel inpainting checkpoint is not supported")
-    from webui.models.compile import set_unet_compile
-    from webui.models.precision import install_unet_autocast
+    from webui.models.compile import prepare_unet
     from webui.models.vae_tiling import configure_vae_memory
 
-    install_unet_autocast(model.pipeline.unet).enabled = plan.precision == "bf16"
-    set_unet_compile(model.pipeline.unet, bool(opts.get("cpu_compile")) and model.pipeline.unet.device.type == "cpu")
+    prepare_unet(model.pipeline.unet, plan.precision, bool(opts.get("cpu_compile")))
     # the hires decode (and the img2img encode) run at the hires size: tile for that size
     plan.extra_params.update(configure_vae_memory(model.pipeline.vae, hp.width, hp.height, len(seeds),
                                                   int(opts.get("vae_tiling_min_pixels"))))

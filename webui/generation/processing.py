@@ -17,8 +17,8 @@ from webui.generation.seeds import fix_seed
 from webui.infotext import build_infotext
 from webui.models import samplers
 from webui.models.manager import LoadedModel, ModelManager
-from webui.models.precision import choose_precision, install_unet_autocast
-from webui.models.compile import set_unet_compile
+from webui.models.compile import prepare_unet
+from webui.models.precision import choose_precision
 from webui.models.vae_tiling import configure_vae_memory
 from webui.settings import OptionsView
 
@@ -69,8 +69,7 @@ def make_plan(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsVi
     total = req.batch_size * req.n_iter
     seed, subseed = fix_seed(req.seed), fix_seed(req.subseed)
     precision = choose_precision(str(opts.get("cpu_precision")), services.manager.policy, model.pipeline.unet)
-    install_unet_autocast(model.pipeline.unet).enabled = precision == "bf16" and model.pipeline.unet.device.type == "cpu"
-    set_unet_compile(model.pipeline.unet, bool(opts.get("cpu_compile")) and model.pipeline.unet.device.type == "cpu")
+    prepare_unet(model.pipeline.unet, precision, bool(opts.get("cpu_compile")))
     attach_preview_source(model.pipeline.vae, services.models_dir / "VAE-approx")
     plan = Plan(precision=precision, model=model, sampler=sampler, schedule=schedule, width=width, height=height,
                 seeds=[seed + (i if req.subseed_strength == 0 else 0) for i in range(total)],

@@ -128,3 +128,11 @@ def _signature(args: tuple, kwargs: dict) -> str:
     sample = args[0] if args else kwargs.get("sample")
     shape = "x".join(str(s) for s in getattr(sample, "shape", ()))
     return f"{shape} {'bf16' if torch.is_autocast_enabled('cpu') else 'fp32'}"
+
+
+def prepare_unet(unet, precision: str, compile_setting: bool) -> None:
+    """Per request, before any pipeline call on this UNet (the first pass and the hires pass alike): bf16 autocast
+    on when the request's precision is bf16 on the CPU, and torch.compile as the `cpu_compile` setting says."""
+    on_cpu = unet.device.type == "cpu"
+    install_unet_autocast(unet).enabled = precision == "bf16" and on_cpu
+    set_unet_compile(unet, compile_setting and on_cpu)
