@@ -201,6 +201,8 @@ def test_validate_args(tmp_path: Path) -> None:
     assert any("together" in e for e in flags.validate_args(parse("--tls-keyfile", str(key))))
     assert flags.validate_args(parse("--tls-keyfile", str(key), "--tls-certfile", str(key))) == []
     assert any("--port" in e for e in flags.validate_args(parse("--port", "70000")))
+    assert any("--threads 0: must be 1 or more" in e for e in flags.validate_args(parse("--threads", "0")))
+    assert flags.validate_args(parse("--threads", "2")) == []
     assert any("Refusing" in e for e in flags.validate_args(parse("--listen")))
 
 

@@ -284,6 +284,8 @@ def validate_args(ns: argparse.Namespace) -> list[str]:
         errors.append(f"--port {ns.port}: must be between 0 and 65535")
     if ns.max_body_size <= 0:
         errors.append("--max-body-size must be a positive number of MB")
+    if getattr(ns, "threads", None) is not None and ns.threads < 1:
+        errors.append(f"--threads {ns.threads}: must be 1 or more")
     return errors + [m for m in [check_network_security(ns)] if m]
 
 
