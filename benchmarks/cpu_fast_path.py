@@ -4,10 +4,14 @@ Every row runs in its own subprocess, so its peak RSS is its own (a process's pe
 
 1. UNet s/step, CFG batch 2, at each --sizes, on --unet (sd15: the shipped SD1.5 config with random weights;
    mid: benchmarks/_common.MID): plain fp32 · Easel default (what Automatic picks: bf16 autocast where the CPU has
-   native bf16, conv_in kept fp32, Conv/Linear weights held in bf16 for the call — the one-off conversion is
-   timed apart) · bf16 autocast alone · channels_last (fp32, with bf16, with the default) · bf16-stored weights
+   native bf16, FP32_MODULES kept fp32, Conv/Linear weights held in bf16 for the call, the conv weights laid out
+   channels_last — the one-off conversion is timed apart) · the default with NCHW conv weights · bf16 autocast
+   alone · channels_last (fp32, with bf16) · bf16-stored weights
    (the whole UNet .to(bf16)) · torch.compile
    (fp32 and bf16; the first call's compile time is printed) · 1 thread against the physical cores.
+   --paired N: the headline ratio measured the steadiest way this shared VM allows. One process holds a plain
+   diffusers UNet and Easel's (same weights) and alternates one step of each, N times per size; every pair is a
+   ratio taken within seconds, so a slow spell of the machine hits both sides alike. Prints each pair and the median.
 2. End-to-end txt2img through the Application on the mid model (text encoder + VAE decode included), fp32 against
    the Easel default, Euler a, --e2e-steps at --e2e-size.
 3. Live preview decode per preview on the mid model's VAE: Full, Approx cheap, TAESD (random-weight
@@ -15,6 +19,7 @@ Every row runs in its own subprocess, so its peak RSS is its own (a process's pe
 
     python benchmarks/cpu_fast_path.py [--sizes 512,256] [--steps 3] [--rounds 1] [--unet sd15] [--e2e-size 256]
         [--e2e-steps 20] [--no-compile] [--only unet,e2e,preview]
+    python benchmarks/cpu_fast_path.py --only unet --sizes 512 --paired 8   # the headline ratio (~6 min)
     python benchmarks/cpu_fast_path.py --sizes 64 --steps 1 --e2e-size 64 --e2e-steps 1 --unet mid   # smoke run
 """
 
@@ -33,7 +38,7 @@ import time
 from _common import median, temp_data_dir, write_model
 
 UNET_VARIANTS = ("plain fp32", "Easel default", "bf16 autocast alone", "channels_last fp32", "channels_last + bf16",
-                 "Easel default + channels_last", "bf16-stored weights", "torch.compile fp32", "torch.compile + bf16",
+                 "Easel default (NCHW weights)", "bf16-stored weights", "torch.compile fp32", "torch.compile + bf16",
                  "plain fp32, 1 thread", "Easel default, 1 thread")
 
 
@@ -86,7 +91,8 @@ def unet_child(variant: str, kind: str, size: int, steps: int) -> dict:
     x = torch.randn(2, 4, size // 8, size // 8, dtype=dtype)
     ctx = torch.randn(2, 77, unet.config.cross_attention_dim, dtype=dtype)
     # what PromptConditioning.run wraps each pipeline call in (a no-op unless the switch is on)
-    weights = bf16_weights(SimpleNamespace(unet=unet)) if variant.startswith("Easel default") else nullcontext()
+    weights = (bf16_weights(SimpleNamespace(unet=unet), channels_last="NCHW" not in variant)
+               if variant.startswith("Easel default") else nullcontext())
     with torch.no_grad():
         t0 = time.perf_counter()
         weights.__enter__()
@@ -105,6 +111,41 @@ def unet_child(variant: str, kind: str, size: int, steps: int) -> dict:
     if state is not None and state.enabled:
         out["compile"] = state.status + (f" ({state.error})" if state.error else "")
     return out
+
+
+def paired_child(kind: str, size: int, pairs: int) -> dict:
+    """Plain diffusers fp32 and Easel's default on two copies of one UNet, stepped alternately (see --paired)."""
+    import copy
+
+    import torch
+
+    from webui.models.device import choose_policy, physical_cores
+    from webui.models.precision import bf16_weights, choose_precision, install_unet_autocast
+
+    torch.set_num_threads(physical_cores())
+    plain = build_unet(kind)
+    easel = copy.deepcopy(plain)
+    switch = install_unet_autocast(easel)
+    switch.enabled = choose_precision("Automatic", choose_policy(), easel) == "bf16"
+    x = torch.randn(2, 4, size // 8, size // 8)
+    ctx = torch.randn(2, 77, plain.config.cross_attention_dim)
+    times: dict[str, list[float]] = {"plain": [], "easel": []}
+
+    def step(unet, t: int) -> float:
+        t0 = time.perf_counter()
+        unet(x, torch.tensor(t), encoder_hidden_states=ctx)
+        return time.perf_counter() - t0
+
+    # The bf16 weights are converted once, as for a pipeline call (timed apart); the plain UNet never sees them.
+    with torch.no_grad(), bf16_weights(SimpleNamespace(unet=easel)):
+        step(plain, 999), step(easel, 999)  # warm-up: oneDNN primitive creation
+        for i in range(pairs):
+            first, second = (plain, easel) if i % 2 == 0 else (easel, plain)  # alternate who goes first
+            a, b = step(first, 900 - i * 40), step(second, 900 - i * 40)
+            times["plain"].append(a if first is plain else b)
+            times["easel"].append(b if first is plain else a)
+    return {"plain": times["plain"], "easel": times["easel"], "threads": torch.get_num_threads(),
+            "enabled": switch.enabled}
 
 
 def e2e_child(variant: str, ckpt: str, size: int, steps: int) -> dict:
@@ -171,6 +212,8 @@ def run_child(*args: str) -> dict:
 def child_main(a: argparse.Namespace) -> None:
     if a.mode == "unet":
         result = unet_child(a.variant, a.unet, a.size, a.steps)
+    elif a.mode == "paired":
+        result = paired_child(a.unet, a.size, a.steps)
     elif a.mode == "e2e":
         result = e2e_child(a.variant, a.ckpt, a.size, a.steps)
     else:
@@ -190,9 +233,11 @@ def main() -> None:
     ap.add_argument("--preview-size", type=int, default=512)
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows (slow first calls)")
     ap.add_argument("--only", default="unet,e2e,preview")
+    ap.add_argument("--paired", type=int, default=0,
+                    help="instead of the UNet rows: N alternating plain/Easel step pairs in one process per size")
     ap.add_argument("--variants", default="", help="comma-separated UNet rows to run (default: all)")
     # child-process arguments
-    ap.add_argument("--child", dest="mode", default=None, choices=("unet", "e2e", "preview"))
+    ap.add_argument("--child", dest="mode", default=None, choices=("unet", "paired", "e2e", "preview"))
     ap.add_argument("--variant", default="")
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--ckpt", default="")
@@ -206,7 +251,18 @@ def main() -> None:
     policy = choose_policy()
     print(f"policy: {policy.label} ({policy.note}); physical cores {physical_cores()}")
     only = set(a.only.split(","))
-    if "unet" in only:
+    if "unet" in only and a.paired:
+        for size in (int(s) for s in a.sizes.split(",")):
+            r = run_child("paired", "--unet", a.unet, "--size", str(size), "--steps", str(a.paired))
+            if "error" in r:
+                print(f"{a.unet} {size}² paired run failed: {r['error']}", flush=True)
+                continue
+            ratios = [p / e for p, e in zip(r["plain"], r["easel"])]
+            print(f"{a.unet} {size}² paired, {a.paired} pairs, threads {r['threads']}, bf16 {r['enabled']}: "
+                  f"plain fp32 {median(r['plain']):.3f} s/step, Easel default {median(r['easel']):.3f} s/step, "
+                  f"×{median(ratios):.2f} (median of pairs; pairs {' '.join(f'{q:.2f}' for q in ratios)}; "
+                  f"lowest ×{min(ratios):.2f})  peak RSS {r['rss_mb']:.0f} MB (both UNets)", flush=True)
+    elif "unet" in only:
         variants = [v for v in UNET_VARIANTS if not (a.no_compile and "compile" in v)]
         if a.variants:
             variants = [v for v in a.variants.split(",") if v in UNET_VARIANTS]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import torch
 
 from webui.generation.requests import Txt2ImgRequest
 from webui.models import device as device_mod
-from webui.models.precision import choose_precision, install_unet_autocast
+from webui.models.precision import bf16_weights, choose_precision, install_unet_autocast
 
 
 @pytest.mark.parametrize("native", [True, False])
@@ -40,7 +41,8 @@ def _relative_errors(unet, size: int) -> list[float]:
             switch.enabled = False
             ref = unet(x, t, encoder_hidden_states=ctx).sample
             switch.enabled = True
-            fast = unet(x, t, encoder_hidden_states=ctx).sample
+            with bf16_weights(SimpleNamespace(unet=unet)):  # what PromptConditioning.run wraps each call in
+                fast = unet(x, t, encoder_hidden_states=ctx).sample
             switch.enabled = False
             assert fast.dtype == torch.float32
             out.append(((fast - ref).norm() / ref.norm()).item())
@@ -119,8 +121,9 @@ def demo_pipe(tmp_path_factory):
 def _demo_image(pipe, bf16: bool, seed: int = 7, prompt: str = "a red square on a blue background") -> np.ndarray:
     install_unet_autocast(pipe.unet).enabled = bf16
     try:
-        return pipe(prompt, negative_prompt="", num_inference_steps=20, guidance_scale=7.0, height=64, width=64,
-                    generator=torch.Generator().manual_seed(seed), output_type="np").images[0]
+        with bf16_weights(pipe):
+            return pipe(prompt, negative_prompt="", num_inference_steps=20, guidance_scale=7.0, height=64, width=64,
+                        generator=torch.Generator().manual_seed(seed), output_type="np").images[0]
     finally:
         install_unet_autocast(pipe.unet).enabled = False
 
@@ -153,7 +156,8 @@ def test_demo_unet_per_step_outputs_under_bf16_stay_within_one_percent(demo_pipe
             switch.enabled = False
             ref = demo_pipe.unet(x, t, encoder_hidden_states=ctx).sample
             switch.enabled = True
-            fast = demo_pipe.unet(x, t, encoder_hidden_states=ctx).sample
+            with bf16_weights(demo_pipe):
+                fast = demo_pipe.unet(x, t, encoder_hidden_states=ctx).sample
             switch.enabled = False
             worst = max(worst, ((fast - ref).norm() / ref.norm()).item())
     print(f"\ndemo UNet bf16 vs fp32: worst per-step relative error {worst:.4f}")
@@ -195,39 +199,76 @@ def test_cpu_without_bf16_falls_back_to_fp32_and_says_so(monkeypatch, make_app):
 def test_bf16_weights_are_bit_identical_to_autocast_and_restored(tiny_models, tmp_path):
     """The fast path holds the Conv/Linear weights in bf16 for a pipeline call instead of letting autocast round
     them at every step: the same rounding, so the same output bit for bit; afterwards the fp32 masters are back
-    (the very same tensors), and nothing is converted when the switch is off."""
-    from types import SimpleNamespace
-
+    (the very same tensors), and nothing is converted when the switch is off. By default the 4-D conv weights are
+    also laid out channels_last, so the convolutions run NHWC (oneDNN's layout; the activations follow): another
+    kernel, so not bit for bit, but as close to fp32 (the guard)."""
     from webui.models.loader import build_from_single_file
-    from webui.models.precision import bf16_weights
 
     unet = build_from_single_file(tiny_models / "Stable-diffusion" / "tiny-a.safetensors", tmp_path).pipeline.unet
     switch = install_unet_autocast(unet)
     g = torch.Generator().manual_seed(0)
     x, ctx = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 77, 32, generator=g)
     masters = {n: p.data_ptr() for n, p in unet.named_parameters()}
+    patched_before = [n for n, m in unet.named_modules() if "forward" in vars(m)]  # the FP32_MODULES
     pipe = SimpleNamespace(unet=unet)
     with torch.no_grad():
+        exact = unet(x, 500, encoder_hidden_states=ctx).sample
         with bf16_weights(pipe) as n:
             assert n == 0  # fp32 request: untouched
         switch.enabled = True
         ref = unet(x, 500, encoder_hidden_states=ctx).sample
-        with bf16_weights(pipe) as n:
+        with bf16_weights(pipe, channels_last=False, prepack=False) as n:
             dtypes = {name: p.dtype for name, p in unet.named_parameters()}
             fast = unet(x, 500, encoder_hidden_states=ctx).sample
+        with bf16_weights(pipe, prepack=False):
+            conv1 = unet.down_blocks[0].resnets[0].conv1.weight
+            assert conv1.dtype == torch.bfloat16 and conv1.is_contiguous(memory_format=torch.channels_last)
+            nhwc = unet(x, 500, encoder_hidden_states=ctx).sample
+        with bf16_weights(pipe):  # the default: conv weights also prepacked for oneDNN, the same kernel
+            assert "forward" in vars(unet.down_blocks[0].resnets[0].conv1)
+            packed = unet(x, 500, encoder_hidden_states=ctx).sample
         switch.enabled = False
     assert n > 0 and dtypes["down_blocks.0.resnets.0.conv1.weight"] == torch.bfloat16
     assert dtypes["conv_in.weight"] == torch.float32 and dtypes["conv_norm_out.weight"] == torch.float32
     assert dtypes["down_blocks.0.resnets.0.time_emb_proj.weight"] == torch.float32  # FP32_MODULES stay fp32
     assert torch.equal(fast, ref)
+    assert ((nhwc - exact).norm() / exact.norm()).item() < 0.01  # issue 10's guard
+    assert torch.equal(packed, nhwc)
+    assert [n for n, m in unet.named_modules() if "forward" in vars(m)] == patched_before  # unpacked again
     assert all(p.dtype == torch.float32 and p.data_ptr() == masters[name] for name, p in unet.named_parameters())
 
 
-def test_bf16_weights_are_restored_when_the_call_fails(tiny_models, tmp_path):
-    from types import SimpleNamespace
-
+def test_a_failing_prepacked_convolution_falls_back_and_the_request_still_succeeds(tiny_models, tmp_path,
+                                                                                   monkeypatch, caplog):
+    """If oneDNN ever refused a packed weight, that convolution uses the ordinary kernel (same numbers) and says
+    so in the log; the call completes."""
+    from webui.models import conv_prepack
     from webui.models.loader import build_from_single_file
-    from webui.models.precision import bf16_weights
+
+    unet = build_from_single_file(tiny_models / "Stable-diffusion" / "tiny-a.safetensors", tmp_path).pipeline.unet
+    switch = install_unet_autocast(unet)
+    g = torch.Generator().manual_seed(0)
+    x, ctx = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 77, 32, generator=g)
+    pipe = SimpleNamespace(unet=unet)
+
+    def refuse(*args):
+        raise RuntimeError("unsupported weight")
+    switch.enabled = True
+    try:
+        with torch.no_grad():
+            with bf16_weights(pipe, prepack=False):
+                ref = unet(x, 500, encoder_hidden_states=ctx).sample
+            monkeypatch.setattr(conv_prepack, "_pack", refuse)
+            with bf16_weights(pipe):
+                out = unet(x, 500, encoder_hidden_states=ctx).sample
+    finally:
+        switch.enabled = False
+    assert torch.equal(out, ref)
+    assert "prepacking failed" in caplog.text
+
+
+def test_bf16_weights_are_restored_when_the_call_fails(tiny_models, tmp_path):
+    from webui.models.loader import build_from_single_file
 
     path = tiny_models / "Stable-diffusion" / "sub" / "tiny-b.safetensors"
     unet = build_from_single_file(path, tmp_path).pipeline.unet

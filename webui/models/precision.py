@@ -28,6 +28,8 @@ from typing import Callable
 
 import torch
 
+from webui.models import conv_prepack
+
 # UNets smaller than this stay fp32 under "Automatic": at that size bf16's conversions cost more than they save.
 AUTO_MIN_PARAMS = 20_000_000
 
@@ -116,7 +118,7 @@ def follow_unet_precision(pipe) -> None:
 
 
 @contextlib.contextmanager
-def bf16_weights(pipe):
+def bf16_weights(pipe, channels_last: bool = True, prepack: bool = True):
     """For one pipeline call on the fast path: the Conv/Linear weights of the UNet (and of a ControlNet/adapter
     beside it) held in bf16, the fp32 masters put back afterwards (also on an error or an interrupt).
 
@@ -125,10 +127,17 @@ def bf16_weights(pipe):
     instead of once per step. Measured on an SD1.5-size UNet at 512² (2 threads, AVX-512 BF16 without AMX): 4.80
     s/step with autocast alone, ~3.0 with bf16 weights. Norm layers, whose parameters autocast keeps in fp32,
     and the FP32_MODULES (see `keep_fp32`) keep their fp32 parameters. Per call, not kept: a kept bf16 copy would go
-    stale when a LoRA is applied or weights change, and a later fp32 request needs the masters untouched."""
+    stale when a LoRA is applied or weights change, and a later fp32 request needs the masters untouched.
+
+    `channels_last`: the 4-D conv weights are laid out NHWC, oneDNN's own layout for its AMX/AVX-512 bf16 kernels,
+    and the activations follow (PyTorch picks a convolution's output layout from its input and weight); the
+    NCHW layout costs a reorder of every activation in and out of every convolution. `prepack`: each bf16
+    convolution's weight is also reordered into oneDNN's blocked layout once per call (conv_prepack.py) instead of
+    at every step. Not for a torch.compile'd model: the compiler packs weights itself."""
     models = [m for m in (getattr(pipe, name, None) for name in ("unet", "controlnet", "adapter"))
               if isinstance(m, torch.nn.Module) and getattr(getattr(m, "_easel_autocast", None), "enabled", False)]
     swapped: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
+    packed: list[torch.nn.Module] = []
     seen: set[int] = set()
     try:
         with torch.no_grad():
@@ -140,11 +149,25 @@ def bf16_weights(pipe):
                         if param.dtype == torch.float32 and id(param) not in seen and param.device.type == "cpu":
                             seen.add(id(param))
                             swapped.append((param, param.data))
-                            param.data = param.data.to(torch.bfloat16)
+                            param.data = _bf16_copy(param.data, channels_last)
+                if prepack and conv_prepack.available() and not getattr(
+                        getattr(model, "_easel_compile", None), "enabled", False):
+                    packed += [m for m in model.modules() if conv_prepack.eligible(m)]
+            packed = list({id(m): m for m in packed}.values())  # a module shared by two models: once
+            for module in packed:
+                conv_prepack.install(module)
         yield len(swapped)
     finally:
+        for module in packed:
+            conv_prepack.remove(module)
         for param, data in swapped:
             param.data = data
+
+
+def _bf16_copy(weight: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    if channels_last and weight.dim() == 4:
+        return weight.to(torch.bfloat16, memory_format=torch.channels_last)
+    return weight.to(torch.bfloat16)
 
 
 def _wrapped_inside(model: torch.nn.Module) -> bool:
