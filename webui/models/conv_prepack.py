@@ -44,6 +44,9 @@ def install(module: torch.nn.Conv2d) -> None:
 
     @functools.wraps(original)
     def forward(x, *rest, **kwargs):
+        if x.dtype == torch.float32 and torch.is_autocast_enabled("cpu") and (
+                torch.get_autocast_dtype("cpu") == torch.bfloat16):
+            x = x.to(torch.bfloat16)  # what autocast does to a convolution's input (a norm's fp32 output)
         if state["failed"] or rest or kwargs or x.dim() != 4 or x.dtype != torch.bfloat16:
             return original(x, *rest, **kwargs)  # e.g. an fp32 input outside autocast: the ordinary path
         try:
