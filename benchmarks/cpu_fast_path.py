@@ -5,8 +5,8 @@ Every row runs in its own subprocess, so its peak RSS is its own (a process's pe
 1. UNet s/step, CFG batch 2, at each --sizes, on --unet (sd15: the shipped SD1.5 config with random weights;
    mid: benchmarks/_common.MID): plain fp32 · Easel default (what Automatic picks: bf16 autocast where the CPU has
    native bf16, FP32_MODULES kept fp32, Conv/Linear weights held in bf16 for the call, the conv weights laid out
-   channels_last — the one-off conversion is timed apart) · the default with NCHW conv weights · bf16 autocast
-   alone · channels_last (fp32, with bf16) · bf16-stored weights
+   channels_last and prepacked for oneDNN — the one-off conversion is timed apart) · the default without the
+   prepacking · the default with neither (NCHW weights, session 3's default) · bf16 autocast alone · channels_last (fp32, with bf16) · bf16-stored weights
    (the whole UNet .to(bf16)) · torch.compile
    (fp32 and bf16; the first call's compile time is printed) · 1 thread against the physical cores.
    --paired N: the headline ratio measured the steadiest way this shared VM allows. One process holds a plain
@@ -38,7 +38,7 @@ import time
 from _common import median, temp_data_dir, write_model
 
 UNET_VARIANTS = ("plain fp32", "Easel default", "bf16 autocast alone", "channels_last fp32", "channels_last + bf16",
-                 "Easel default (NCHW weights)", "bf16-stored weights", "torch.compile fp32", "torch.compile + bf16",
+                 "Easel default (no prepack)", "Easel default (NCHW unpacked)", "bf16-stored weights", "torch.compile fp32", "torch.compile + bf16",
                  "plain fp32, 1 thread", "Easel default, 1 thread")
 
 
@@ -91,7 +91,8 @@ def unet_child(variant: str, kind: str, size: int, steps: int) -> dict:
     x = torch.randn(2, 4, size // 8, size // 8, dtype=dtype)
     ctx = torch.randn(2, 77, unet.config.cross_attention_dim, dtype=dtype)
     # what PromptConditioning.run wraps each pipeline call in (a no-op unless the switch is on)
-    weights = (bf16_weights(SimpleNamespace(unet=unet), channels_last="NCHW" not in variant)
+    weights = (bf16_weights(SimpleNamespace(unet=unet), channels_last="NCHW" not in variant,
+                            prepack="unpacked" not in variant and "no prepack" not in variant)
                if variant.startswith("Easel default") else nullcontext())
     with torch.no_grad():
         t0 = time.perf_counter()

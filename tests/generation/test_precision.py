@@ -240,8 +240,8 @@ def test_bf16_weights_are_bit_identical_to_autocast_and_restored(tiny_models, tm
 
 def test_a_failing_prepacked_convolution_falls_back_and_the_request_still_succeeds(tiny_models, tmp_path,
                                                                                    monkeypatch, caplog):
-    """If oneDNN ever refused a packed weight, that convolution uses the ordinary kernel (same numbers) and says
-    so in the log; the call completes."""
+    """If oneDNN ever refused a packed weight, that convolution uses the ordinary kernel under autocast and says
+    so in the log; the call completes, as close to fp32 as ever."""
     from webui.models import conv_prepack
     from webui.models.loader import build_from_single_file
 
@@ -256,14 +256,15 @@ def test_a_failing_prepacked_convolution_falls_back_and_the_request_still_succee
     switch.enabled = True
     try:
         with torch.no_grad():
-            with bf16_weights(pipe, prepack=False):
-                ref = unet(x, 500, encoder_hidden_states=ctx).sample
+            switch.enabled = False
+            ref = unet(x, 500, encoder_hidden_states=ctx).sample
+            switch.enabled = True
             monkeypatch.setattr(conv_prepack, "_pack", refuse)
             with bf16_weights(pipe):
                 out = unet(x, 500, encoder_hidden_states=ctx).sample
     finally:
         switch.enabled = False
-    assert torch.equal(out, ref)
+    assert ((out - ref).norm() / ref.norm()).item() < 0.01
     assert "prepacking failed" in caplog.text
 
 

@@ -10,6 +10,9 @@ PyTorch has no public eager API for this. `torch.ops.mkldnn._reorder_convolution
 `_convolution_pointwise` are the ops its own compiler (inductor's CPU weight freezing) emits for exactly this, so
 they are used directly, behind a check that they exist and a per-module fallback to the ordinary convolution if
 one ever fails. Written here because no library does it for eager diffusers models (IPEX, which did, is retired).
+
+Linear layers were tried the same way (`_reorder_linear_weight`/`_linear_pointwise`, bias fused): 5–30% faster
+per layer in isolation, but no gain on the whole UNet (median of 6 alternating pairs 1.00), so they are left alone.
 """
 
 from __future__ import annotations
@@ -29,15 +32,15 @@ def available() -> bool:
 
 
 def eligible(module: torch.nn.Module) -> bool:
-    """A plain bf16 2-D convolution whose forward nobody else has replaced on the instance."""
+    """A plain fp32/bf16 2-D convolution whose forward nobody else has replaced on the instance."""
     return (type(module) is torch.nn.Conv2d and module.padding_mode == "zeros"
-            and not isinstance(module.padding, str) and module.weight.dtype == torch.bfloat16
+            and not isinstance(module.padding, str) and module.weight.dtype in (torch.float32, torch.bfloat16)
             and module.weight.device.type == "cpu" and "forward" not in module.__dict__)
 
 
 def install(module: torch.nn.Conv2d) -> None:
     """Route `module`'s calls through a weight packed on first use (repacked if the input shape changes, e.g. the
-    hires pass). Undone by `remove`."""
+    hires pass), in bf16 under bf16 autocast. Undone by `remove`."""
     original = module.forward
     args = (list(module.padding), list(module.stride), list(module.dilation), module.groups)
     state: dict = {"shape": None, "packed": None, "failed": False}
@@ -51,7 +54,8 @@ def install(module: torch.nn.Conv2d) -> None:
             return original(x, *rest, **kwargs)  # e.g. an fp32 input outside autocast: the ordinary path
         try:
             if state["shape"] != x.shape:
-                state["packed"] = _pack(module.weight, args, x.shape)
+                # rounded to bf16 as autocast rounds it (round-to-nearest-even), then packed; a bf16 weight as is
+                state["packed"] = _pack(module.weight.to(torch.bfloat16), args, x.shape)
                 state["shape"] = x.shape
             return _convolve(x, state["packed"], module.bias, args)
         except RuntimeError as exc:  # never seen; keep the request alive on the ordinary kernel

@@ -17,6 +17,12 @@ measures ~3% (all SD1.5 shortcut shapes at 512²: 0.20 s fp32 against 0.08 s bf1
 interleaved rounds at 512² gave plain fp32 10.91 s/step and the default 4.45 (×2.53, pairs 2.02–2.78); a 3-round
 run ×2.43 and another 5-round run ×2.31 (11.41 against 4.89); median of all 13 pairs ×2.47. Timings on this VM swing ±30% between runs: compare ratios from one `--rounds` run only.
 - channels_last: fp32 11.7 / 2.3 s/step (no gain at 512²); with the default, 2.92 vs 2.94 s/step (no gain).
+Session 4, on the Xeon with AMX that issue 10 names (the figures above are from an AMD EPYC without AMX): there
+oneDNN runs bf16 convolutions NHWC on AMX, and NCHW activations and weights cost a reorder in and out of every
+convolution at every step. So `bf16_weights` lays the conv weights out channels_last (the activations follow) and
+prepacks them once per call (conv_prepack.py, bit-identical). Paired runs (`--paired 8`, plain and Easel stepped
+alternately in one process), SD1.5 UNet at 512²: NCHW ×2.0–2.1, channels_last ×2.5–2.7, with prepacking ×2.80
+(pairs 2.42–3.53). Per-step error unchanged (mid worst 0.93%, demo 0.53%).
 """
 
 from __future__ import annotations
@@ -142,18 +148,24 @@ def bf16_weights(pipe, channels_last: bool = True, prepack: bool = True):
     try:
         with torch.no_grad():
             for model in models:
+                pack = prepack and conv_prepack.available() and not getattr(
+                    getattr(model, "_easel_compile", None), "enabled", False)
                 for name, module in model.named_modules():
                     if not isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)) or stays_fp32(name):
                         continue
-                    for param in module.parameters(recurse=False):
+                    # A prepacked conv's bf16 weight exists only in packed form (made from the fp32 master on its
+                    # first call): a second bf16 copy would add ~1 GB for SD1.5. Its bias goes bf16 as usual.
+                    packing = pack and id(module) not in seen and conv_prepack.eligible(module)
+                    if packing:
+                        seen.add(id(module))
+                        packed.append(module)
+                    for param_name, param in module.named_parameters(recurse=False):
+                        if packing and param_name == "weight":
+                            continue
                         if param.dtype == torch.float32 and id(param) not in seen and param.device.type == "cpu":
                             seen.add(id(param))
                             swapped.append((param, param.data))
                             param.data = _bf16_copy(param.data, channels_last)
-                if prepack and conv_prepack.available() and not getattr(
-                        getattr(model, "_easel_compile", None), "enabled", False):
-                    packed += [m for m in model.modules() if conv_prepack.eligible(m)]
-            packed = list({id(m): m for m in packed}.values())  # a module shared by two models: once
             for module in packed:
                 conv_prepack.install(module)
         yield len(swapped)
