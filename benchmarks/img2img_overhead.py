@@ -46,7 +46,9 @@ def bench(kind: str, steps: int, repeats: int) -> dict[str, tuple[float, float]]
         pipe = cls(**base.components)
         pipe.set_progress_bar_config(disable=True)
         pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config)
-        extra = {"mask_image": m} if m is not None else {}
+        # The inpaint pipeline sizes its output from height/width, defaulting to the UNet's sample_size × 8 (not
+        # the image's size, as img2img does): without them it ran the tiny model at 512² instead of its 64².
+        extra = {"mask_image": m, "height": size, "width": size} if m is not None else {}
 
         def plain():
             pipe(prompt="a blue circle", negative_prompt="", image=image, strength=0.6, num_inference_steps=steps,
