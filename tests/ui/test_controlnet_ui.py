@@ -168,6 +168,13 @@ def test_preview_shows_the_map_or_a_visible_error(script):
             assert "unavailable" in message and missing.reason in message
         _, message = ui.on_preview(choices, square(), "canny", 9000, 100, 200, False)
         assert "64..2048" in message
+        # a flat image has no edges: the black map comes with a notice saying why, not an error
+        black, message = ui.on_preview(choices, Image.new("RGB", (64, 64), (90, 90, 200)), "canny", 64, 100, 200,
+                                       False)
+        assert black.getextrema() == ((0, 0), (0, 0), (0, 0))
+        assert "found nothing to draw" in message and "easel-notice" in message and "easel-error" not in message
+        _, message = ui.on_preview(choices, square(), "none", 64, 100, 200, False)
+        assert message == ""
 
 
 # --- through the app: a real generation, then its infotext pasted back ---------------------------------------------

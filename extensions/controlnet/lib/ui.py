@@ -19,6 +19,8 @@ from webui.extensions.api import ArgGroup
 
 NONE_MODEL = "None"
 DEFAULT_RESIZE = "Crop and Resize"  # sd-webui-controlnet's default resize mode (parse_unit's default 1)
+NOTICE_STYLE = ("color: #92400e; background: #fffbeb; border: 1px solid #fcd34d; border-radius: 6px; "
+                "padding: 6px 10px; margin: 4px 0;")
 ERROR_STYLE = ("color: #b91c1c; background: #fef2f2; border: 1px solid #fca5a5; border-radius: 6px; "
                "padding: 6px 10px; margin: 4px 0;")
 
@@ -143,13 +145,29 @@ def error_html(message: str) -> str:
     return f'<div class="easel-error" style="{ERROR_STYLE}">{html.escape(message)}</div>'
 
 
+def notice_html(message: str) -> str:
+    return f'<div class="easel-notice" style="{NOTICE_STYLE}">{html.escape(message)}</div>'
+
+
+def empty_map_notice(image: Image.Image, module: str | None) -> str:
+    """Say why a map is all black (e.g. MLSD on a picture without straight lines, canny on a flat one): it is the
+    detector's honest answer, but it looks like a failure, and such a map steers generation by nothing."""
+    if str(module or "none") == "none" or image.convert("L").getextrema()[1] > 0:
+        return ""
+    return notice_html(f"{module} found nothing to draw in this image (the map is all black), so this unit would "
+                       f"not steer the picture. Lower Threshold A/B, raise the resolution or pick another "
+                       f"preprocessor.")
+
+
 def on_preview(choices: UnitChoices, *values: Any):
-    """Preview's handler: (map, message); an error is shown under the unit and as a toast."""
+    """Preview's handler: (map, message); an error is shown under the unit and as a toast, an empty map gets a
+    notice under the unit."""
     try:
-        return make_preview(choices, *values), ""
+        detected = make_preview(choices, *values)
     except PreviewError as e:
         gr.Warning(str(e))
         return None, error_html(str(e))
+    return detected, empty_map_notice(detected, values[1])
 
 
 # --- layout ----------------------------------------------------------------------------------------------------
