@@ -200,6 +200,24 @@ def preview_child(size: int, repeats: int = 3) -> dict:
     return out
 
 
+def pick_variants(text: str) -> list[str]:
+    """--variants is comma-separated, and some row names contain ", " ("plain fp32, 1 thread"): a piece that only
+    makes a known name together with the next piece is joined to it. Unknown names are reported, not dropped."""
+    pieces, out = [p.strip() for p in text.split(",") if p.strip()], []
+    i = 0
+    while i < len(pieces):
+        if i + 1 < len(pieces) and f"{pieces[i]}, {pieces[i + 1]}" in UNET_VARIANTS:
+            out.append(f"{pieces[i]}, {pieces[i + 1]}")
+            i += 2
+            continue
+        if pieces[i] in UNET_VARIANTS:
+            out.append(pieces[i])
+        else:
+            print(f"unknown variant {pieces[i]!r}; known: {', '.join(UNET_VARIANTS)}", flush=True)
+        i += 1
+    return out
+
+
 def run_child(*args: str) -> dict:
     """Run this script as a child and return its JSON result plus its peak RSS."""
     proc = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True,
@@ -266,7 +284,7 @@ def main() -> None:
     elif "unet" in only:
         variants = [v for v in UNET_VARIANTS if not (a.no_compile and "compile" in v)]
         if a.variants:
-            variants = [v for v in a.variants.split(",") if v in UNET_VARIANTS]
+            variants = pick_variants(a.variants)
         for size in (int(s) for s in a.sizes.split(",")):
             # Rounds interleave the variants, so a slow spell of a shared machine hits them alike; each row prints
             # its median, and the speed-up is the median of the per-round ratios against plain fp32.

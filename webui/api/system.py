@@ -17,6 +17,7 @@ def system_report(application) -> dict[str, Any]:
 
     from webui import VERSION
     from webui.generation.preview import preview_status
+    from webui.models import conv_prepack
     from webui.models.compile import compile_state
     from webui.models.device import physical_cores
     from webui.models.precision import choose_precision
@@ -38,6 +39,9 @@ def system_report(application) -> dict[str, Any]:
             "resolved": choose_precision(setting, policy, unet) if unet is not None else None,
             "automatic_resolves_to": choose_precision("Automatic", policy, unet) if unet is not None else None,
             "unet_parameters": sum(p.numel() for p in unet.parameters()) if unet is not None else None,
+            # how a bf16 call holds the conv weights (precision.bf16_weights); a compiled UNet packs its own
+            "conv_weights": "channels_last, prepacked for oneDNN" if conv_prepack.available()
+                            else "channels_last (oneDNN prepacking ops unavailable in this torch)",
         },
         "threads": {"torch": torch.get_num_threads(), "source": getattr(application, "threads_source", ""),
                     "physical_cores": physical_cores()},
