@@ -238,6 +238,29 @@ def test_bf16_weights_are_bit_identical_to_autocast_and_restored(tiny_models, tm
     assert all(p.dtype == torch.float32 and p.data_ptr() == masters[name] for name, p in unet.named_parameters())
 
 
+def test_prepacked_convolutions_repack_when_the_size_changes(tiny_models, tmp_path):
+    """A hires pass calls the same UNet at a second size inside one call: each conv packs its weight again for
+    the new shape, and both sizes give the unpacked path's numbers bit for bit."""
+    from webui.models.loader import build_from_single_file
+
+    unet = build_from_single_file(tiny_models / "Stable-diffusion" / "tiny-a.safetensors", tmp_path).pipeline.unet
+    switch = install_unet_autocast(unet)
+    g = torch.Generator().manual_seed(0)
+    small, large = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 4, 16, 12, generator=g)
+    ctx = torch.randn(2, 77, 32, generator=g)
+    pipe = SimpleNamespace(unet=unet)
+    switch.enabled = True
+    try:
+        with torch.no_grad():
+            with bf16_weights(pipe, prepack=False):
+                ref = [unet(x, 500, encoder_hidden_states=ctx).sample for x in (small, large, small)]
+            with bf16_weights(pipe):
+                out = [unet(x, 500, encoder_hidden_states=ctx).sample for x in (small, large, small)]
+    finally:
+        switch.enabled = False
+    assert all(torch.equal(a, b) for a, b in zip(out, ref))
+
+
 def test_a_failing_prepacked_convolution_falls_back_and_the_request_still_succeeds(tiny_models, tmp_path,
                                                                                    monkeypatch, caplog):
     """If oneDNN ever refused a packed weight, that convolution uses the ordinary kernel under autocast and says
