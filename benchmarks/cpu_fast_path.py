@@ -13,7 +13,7 @@ Every row runs in its own subprocess, so its peak RSS is its own (a process's pe
    diffusers UNet and Easel's (same weights) and alternates one step of each, N times per size; every pair is a
    ratio taken within seconds, so a slow spell of the machine hits both sides alike. Prints each pair and the median.
 2. End-to-end txt2img through the Application on the mid model (text encoder + VAE decode included), fp32 against
-   the Easel default, Euler a, --e2e-steps at --e2e-size.
+   the Easel default and the default with the opt-in bf16 VAE decode, Euler a, --e2e-steps at --e2e-size.
 3. Live preview decode per preview on the mid model's VAE: Full, Approx cheap, TAESD (random-weight
    AutoencoderTiny: the speed of the real one, not its pictures).
 
@@ -161,7 +161,8 @@ def e2e_child(variant: str, ckpt: str, size: int, steps: int) -> dict:
     app = Application(parse_args(["--data-dir", str(data), "--nowebui", "--ckpt", ckpt]), owns_process=True)
     app.catalog.demo_dir = None
     app.start(wait_for_model=True)
-    overrides = {"cpu_precision": "fp32" if variant == "plain fp32" else "Automatic", "samples_save": False}
+    overrides = {"cpu_precision": "fp32" if variant == "plain fp32" else "Automatic", "samples_save": False,
+                 "cpu_vae_precision": "bf16" if "bf16 VAE" in variant else "fp32"}
     req = dict(prompt="a red circle on a blue background", seed=1, sampler_name="Euler a", width=size, height=size,
                override_settings=overrides)
     app.jobs.wait(app.submit_txt2img(Txt2ImgRequest(steps=1, **req), from_api=True))
@@ -313,14 +314,14 @@ def main() -> None:
     if "e2e" in only:
         ckpt = write_model("mid", temp_data_dir() / "models" / "Stable-diffusion")
         base = None
-        for v in ("plain fp32", "Easel default"):
+        for v in ("plain fp32", "Easel default", "Easel default + bf16 VAE"):
             r = run_child("e2e", "--variant", v, "--ckpt", str(ckpt), "--size", str(a.e2e_size), "--steps",
                           str(a.e2e_steps))
             if "error" in r:
                 print(f"e2e mid {a.e2e_size}² {v} failed: {r['error']}")
                 continue
             base = base or r["seconds"]
-            print(f"e2e txt2img mid {a.e2e_size}² {a.e2e_steps} steps {v:14s} {r['seconds']:7.2f} s/image  "
+            print(f"e2e txt2img mid {a.e2e_size}² {a.e2e_steps} steps {v:24s} {r['seconds']:7.2f} s/image  "
                   f"×{base / r['seconds']:4.2f}  Precision: {r['precision']}  peak RSS {r['rss_mb']:6.0f} MB",
                   flush=True)
     if "preview" in only:

@@ -180,6 +180,7 @@ _OVERRIDE_FIELDS: dict[str, tuple[str, type]] = {
     "Clip skip": ("CLIP_stop_at_last_layers", int), "ENSD": ("eta_noise_seed_delta", int),
     "RNG": ("randn_source", str), "Token merging ratio": ("token_merging_ratio", float),
     "Conditional mask weight": ("inpainting_mask_weight", float),
+    "VAE precision": ("cpu_vae_precision", str),  # Easel's opt-in bf16 decode: pasting it back reproduces the image
 }
 
 

@@ -21,6 +21,7 @@ def system_report(application) -> dict[str, Any]:
     from webui.models.compile import compile_state
     from webui.models.device import physical_cores
     from webui.models.precision import choose_precision
+    from webui.models.vae_precision import choose_vae_precision
     from webui.models.vae_tiling import vae_memory_status
 
     policy, opts = application.policy, application.options
@@ -48,7 +49,9 @@ def system_report(application) -> dict[str, Any]:
         "versions": {"easel": VERSION, "torch": torch.__version__, "diffusers": diffusers.__version__},
         "compile": {"setting": bool(opts.get("cpu_compile")),
                     **(compile_state(unet).report() if unet is not None else {"status": "no model loaded"})},
-        "vae": {"tiling_min_pixels": int(opts.get("vae_tiling_min_pixels")), **vae_memory_status(vae)},
+        "vae": {"tiling_min_pixels": int(opts.get("vae_tiling_min_pixels")), **vae_memory_status(vae),
+                "precision_setting": str(opts.get("cpu_vae_precision")),
+                "precision": choose_vae_precision(str(opts.get("cpu_vae_precision")), policy, vae)},
         "preview": preview_status(str(opts.get("show_progress_type")), vae,
                                   application.paths.models_dir / "VAE-approx"),
     }

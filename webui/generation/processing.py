@@ -19,6 +19,7 @@ from webui.models import samplers
 from webui.models.manager import LoadedModel, ModelManager
 from webui.models.compile import prepare_unet
 from webui.models.precision import choose_precision
+from webui.models.vae_precision import choose_vae_precision, set_vae_precision
 from webui.models.vae_tiling import configure_vae_memory
 from webui.settings import OptionsView
 
@@ -70,11 +71,16 @@ def make_plan(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsVi
     seed, subseed = fix_seed(req.seed), fix_seed(req.subseed)
     precision = choose_precision(str(opts.get("cpu_precision")), services.manager.policy, model.pipeline.unet)
     prepare_unet(model.pipeline.unet, precision, bool(opts.get("cpu_compile")))
+    vae_precision = choose_vae_precision(str(opts.get("cpu_vae_precision")), services.manager.policy,
+                                         model.pipeline.vae)
+    set_vae_precision(model.pipeline.vae, vae_precision)
     attach_preview_source(model.pipeline.vae, services.models_dir / "VAE-approx")
     plan = Plan(precision=precision, model=model, sampler=sampler, schedule=schedule, width=width, height=height,
                 seeds=[seed + (i if req.subseed_strength == 0 else 0) for i in range(total)],
                 subseeds=[subseed + i for i in range(total)], clip_skip=int(opts.get("CLIP_stop_at_last_layers")),
                 eta=req.eta, ensd=int(opts.get("eta_noise_seed_delta")))
+    if vae_precision != "fp32":
+        plan.extra_params["VAE precision"] = vae_precision  # honest metadata, as "Precision" for the UNet
     plan.extra_params.update(configure_vae_memory(model.pipeline.vae, width, height, req.batch_size,
                                                   int(opts.get("vae_tiling_min_pixels"))))
     apply_loras(req, plan, services)

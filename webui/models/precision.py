@@ -145,6 +145,13 @@ def bf16_weights(pipe, channels_last: bool = True, prepack: bool = True):
     at every step. Not for a torch.compile'd model: the compiler packs weights itself."""
     models = [m for m in (getattr(pipe, name, None) for name in ("unet", "controlnet", "adapter"))
               if isinstance(m, torch.nn.Module) and getattr(getattr(m, "_easel_autocast", None), "enabled", False)]
+    with hold_bf16(models, channels_last, prepack) as n:
+        yield n
+
+
+@contextlib.contextmanager
+def hold_bf16(models: list, channels_last: bool = True, prepack: bool = True):
+    """The body of `bf16_weights` for any list of modules (also the VAE decoder: vae_precision.py)."""
     swapped: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
     packed: list[torch.nn.Module] = []
     seen: set[int] = set()
