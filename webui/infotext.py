@@ -218,6 +218,8 @@ def infotext_to_request_fields(parsed: Mapping[str, object]) -> dict[str, Any]:
         value = _convert(parsed, key, kind)
         if value is not None:
             overrides[option] = value
+    if parsed.get("Precision") in ("bf16", "fp32"):  # Easel's CPU UNet precision; a GPU's "fp16" is no setting
+        overrides["cpu_precision"] = parsed["Precision"]
     if overrides:
         fields["override_settings"] = overrides
     return fields

@@ -40,6 +40,17 @@ def test_parse_literal_a1111_string() -> None:
     assert p["Hires upscaler"] == "Latent" and p["Version"] == "v1.10.1"
 
 
+def test_easel_precision_fields_paste_back_as_overrides() -> None:
+    """The CPU precision of the UNet and the VAE decode change pixels, so a pasted infotext asks for them again;
+    a GPU's "fp16" is not a setting and is left alone."""
+    base = "cat\nSteps: 9, Sampler: Euler a, CFG scale: 4, Seed: 5, Size: 64x64"
+    f = infotext_to_request_fields(parse_infotext(base + ", Precision: bf16, VAE precision: bf16"))
+    assert f["override_settings"] == {"cpu_vae_precision": "bf16", "cpu_precision": "bf16"}
+    f = infotext_to_request_fields(parse_infotext(base + ", Precision: fp32"))
+    assert f["override_settings"] == {"cpu_precision": "fp32"}
+    assert "override_settings" not in infotext_to_request_fields(parse_infotext(base + ", Precision: fp16"))
+
+
 def test_request_fields_from_a1111_string() -> None:
     f = infotext_to_request_fields(parse_infotext(A1111_TEXT))
     assert f["prompt"] == "a cat, (masterpiece:1.2)" and f["negative_prompt"] == "blurry"
