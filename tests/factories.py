@@ -132,3 +132,11 @@ def mid_unet(seed: int = 0):
 
     torch.manual_seed(seed)
     return UNet2DConditionModel(sample_size=32, **MID_UNET).eval()
+
+
+def psnr(a, b, peak: float = 1.0) -> float:
+    """PSNR in dB of two arrays of the same scale (peak 1.0 for [0, 1] images, 255 for uint8)."""
+    import numpy as np
+
+    mse = float(np.mean((np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(peak ** 2 / mse)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.factories import psnr
 from webui.generation.requests import Txt2ImgRequest
 from webui.models import device as device_mod
 from webui.models.precision import bf16_weights, choose_precision, install_unet_autocast
@@ -134,12 +135,6 @@ def _demo_image(pipe, bf16: bool, seed: int = 7, prompt: str = "a red square on 
                         generator=torch.Generator().manual_seed(seed), output_type="np").images[0]
     finally:
         install_unet_autocast(pipe.unet).enabled = False
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """Images in [0, 1]."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
 
 
 @needs_demo

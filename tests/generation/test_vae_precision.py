@@ -8,16 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from tests.factories import psnr
 from webui.generation.requests import Txt2ImgRequest
 from webui.models import device as device_mod
 from webui.models.vae_precision import choose_vae_precision, install_vae_switch, set_vae_precision
 
 DEMO = Path(__file__).resolve().parents[2] / "models" / "Demo" / "easel-demo.safetensors"
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
 
 
 @pytest.mark.parametrize("native", [True, False])
@@ -56,7 +52,7 @@ def test_demo_vae_decodes_in_bf16_within_40_db_and_fp32_is_untouched_after(tmp_p
         assert fast.dtype == torch.float32 and torch.equal(again, ref)
         assert all(p.dtype == torch.float32 for p in vae.parameters())
         to_u8 = lambda x: ((x / 2 + 0.5).clamp(0, 1) * 255).numpy()  # noqa: E731
-        values.append(psnr(to_u8(ref), to_u8(fast)))
+        values.append(psnr(to_u8(ref), to_u8(fast), peak=255))
     print(f"\ndemo VAE bf16 vs fp32 decode PSNR (dB): {[round(v, 1) for v in values]}")
     assert min(values) >= 40, values
 
@@ -72,7 +68,8 @@ def test_the_setting_reaches_the_decode_and_the_infotext(make_app, monkeypatch):
     assert "VAE precision" not in plain.infotexts[0] and "VAE precision" not in again.infotexts[0]
     a, b, c = (np.asarray(r.images[0]) for r in (plain, fast, again))
     assert np.array_equal(a, c)  # fp32 again right after a bf16 request
-    assert not np.array_equal(a, b) and psnr(a, b) > 25  # the tiny VAE (random weights) in bf16: close, not equal
+    # the tiny VAE (random weights) in bf16: close, not equal
+    assert not np.array_equal(a, b) and psnr(a, b, peak=255) > 25
     switch = install_vae_switch(app.models.active.pipeline.vae)
     assert switch.enabled is False
     # pasted back (PNG Info → txt2img, or an API client replaying the infotext), the same decode runs again
