@@ -45,3 +45,33 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+
+
+def ensure_file(path: str | os.PathLike, data: bytes | None = None, *, source: str | os.PathLike | None = None) -> bool:
+    """Make `path` hold exactly `data` (or the bytes of the file `source`), trusting nothing already there: a file
+    that is missing, truncated or different is replaced atomically (a hard link to `source` when possible, else a
+    copy). Returns True when something was (re)written. Used for caches, so a disk that filled up during an earlier
+    write heals on the next use instead of keeping a broken file for good."""
+    path = Path(path)
+    if data is None:
+        if source is None:
+            raise TypeError("ensure_file needs data or source")
+        data = Path(source).read_bytes()
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return False
+    except OSError:  # missing or unreadable: write it
+        pass
+    with atomic_path(path) as tmp:
+        if source is not None:
+            tmp.unlink()
+            try:
+                os.link(source, tmp)  # same bytes, no extra disk space
+                return True
+            except OSError:
+                pass
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    return True

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 
 from webui.errors import ModelLoadError, UnsafeCheckpoint
-from webui.fsutil import atomic_write_json
+from webui.fsutil import ensure_file
 from webui.models.families import Family, ProbeResult
 from webui.models.probe import CONFIGS_DIR, probe
 from webui.models.tokenizer import write_tokenizer_folder
@@ -83,21 +83,28 @@ def probe_file(path: Path, state: dict[str, torch.Tensor] | None = None) -> Prob
 
 def write_config_folder(result: ProbeResult, cache_root: Path) -> Path:
     """A diffusers-layout folder of JSON configs (no weights) for `from_single_file(config=...)`.
-    Content-addressed, so the same architecture reuses one folder."""
+    Content-addressed, so the same architecture reuses one folder.
+
+    Nothing already in the folder is trusted: every file is compared with what it must hold and rewritten atomically
+    when missing, truncated or different (a disk that filled up during an earlier load heals on the next one). The
+    `done` marker is written last, for people looking at the folder; it is never trusted."""
     blob = json.dumps(result.configs, sort_keys=True)
     folder = cache_root / hashlib.sha256(blob.encode()).hexdigest()[:16]
-    if (folder / "done").exists():
-        return folder
     template = {Family.SD1: "sd15", Family.SD2: "sd21v", Family.SDXL: "sdxl"}[result.family]
-    for component, cfg in result.configs.items():
-        name = "scheduler_config.json" if component == "scheduler" else "config.json"
-        atomic_write_json(folder / component / name, cfg)
-    atomic_write_json(folder / "model_index.json", json.loads((CONFIGS_DIR / template / "model_index.json").read_text()))
+    files = {f"{component}/{'scheduler_config.json' if component == 'scheduler' else 'config.json'}": _json_bytes(cfg)
+             for component, cfg in result.configs.items()}
+    files["model_index.json"] = _json_bytes(json.loads((CONFIGS_DIR / template / "model_index.json").read_text()))
+    for rel, data in files.items():
+        ensure_file(folder / rel, data)
     write_tokenizer_folder(folder / "tokenizer", CONFIGS_DIR / template / "tokenizer")
     if result.family == Family.SDXL:
         write_tokenizer_folder(folder / "tokenizer_2", CONFIGS_DIR / template / "tokenizer_2")
-    (folder / "done").write_text("ok")
+    ensure_file(folder / "done", b"ok")
     return folder
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def build_from_single_file(path: Path, cache_root: Path, *, dtype: torch.dtype = torch.float32,
@@ -195,7 +202,7 @@ def build_vae(path: Path, cache_root: Path, base: ProbeResult, *, dtype: torch.d
         raise ModelLoadError(f"{path.name}: not a VAE ({e})") from e
     cfg["sample_size"] = base.native_size
     folder = cache_root / ("vae-" + hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16])
-    atomic_write_json(folder / "vae" / "config.json", cfg)
+    ensure_file(folder / "vae" / "config.json", _json_bytes(cfg))
     try:
         return AutoencoderKL.from_single_file(prefixed, config=str(folder), subfolder="vae", local_files_only=True,
                                               torch_dtype=dtype)

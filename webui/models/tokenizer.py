@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
+
+from webui.fsutil import ensure_file
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 BPE_DIR = CONFIGS_DIR / "clip-bpe"
@@ -11,18 +12,14 @@ BPE_DIR = CONFIGS_DIR / "clip-bpe"
 
 def write_tokenizer_folder(dest: Path, template: Path) -> Path:
     """Fill `dest` with a complete CLIPTokenizer folder: the family's tokenizer_config.json and
-    special_tokens_map.json (they differ in the pad token: SD1.x pads with EOS, SD2.x with "!"), plus the BPE files."""
+    special_tokens_map.json (they differ in the pad token: SD1.x pads with EOS, SD2.x with "!"), plus the BPE files.
+    Every file is checked against its source and rewritten atomically when missing, truncated or different."""
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("tokenizer_config.json", "special_tokens_map.json"):
         if (template / name).exists():
-            shutil.copyfile(template / name, dest / name)
+            ensure_file(dest / name, (template / name).read_bytes())
     for name in ("vocab.json", "merges.txt"):
-        target = dest / name
-        if not target.exists():
-            try:
-                target.hardlink_to(BPE_DIR / name)
-            except OSError:
-                shutil.copyfile(BPE_DIR / name, target)
+        ensure_file(dest / name, source=BPE_DIR / name)
     return dest
 
 
