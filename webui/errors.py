@@ -48,3 +48,26 @@ class Forbidden(EaselError):
 
 class PayloadTooLarge(EaselError):
     status = 413
+
+
+class DiskFull(EaselError):
+    """The data disk (or the output folder's) is full: the write was refused, nothing half-written was kept."""
+
+    status = 507  # WebDAV's "Insufficient Storage": a JSON body says where to free space
+
+
+class ShuttingDown(EaselError):
+    """The server is stopping (SIGTERM/SIGINT) and takes no new jobs; queued ones run at the next start."""
+
+    status = 503
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """An OSError ENOSPC/EDQUOT, or SQLite's "database or disk is full" (SQLITE_FULL)."""
+    import errno
+    import sqlite3
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(exc, sqlite3.Error) and ("full" in str(exc).lower()
+                                               or getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL")

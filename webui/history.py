@@ -1,5 +1,9 @@
 """Job history in SQLite (`<data-dir>/easel.db`): every job is written when queued, started and finished, in WAL
-mode and one transaction per change, so a crash or kill -9 loses nothing that had finished."""
+mode and one transaction per change, so a crash or kill -9 loses nothing that had finished.
+
+A queued job also keeps its complete request (`request`, images included) until it finishes, so the jobs that were
+waiting when the process died run at the next start. A full disk is a DiskFull error (the connection stays usable),
+never SQLite's "cannot rollback - no transaction is active"."""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
+
+from webui.errors import DiskFull, is_disk_full
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -20,7 +26,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     created_at REAL NOT NULL,
     started_at REAL,
-    finished_at REAL
+    finished_at REAL,
+    request TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
 """
@@ -29,41 +36,68 @@ CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
 class JobHistory:
     def __init__(self, file: Path):
         file.parent.mkdir(parents=True, exist_ok=True)
+        self.file = file
         self._db = sqlite3.connect(str(file), check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+            if "request" not in columns:  # a history written before queued jobs were kept across restarts
+                self._db.execute("ALTER TABLE jobs ADD COLUMN request TEXT")
 
-    def mark_unfinished_interrupted(self) -> int:
-        """After a restart, jobs that were queued or running can no longer finish."""
-        with self._lock, self._db:
-            cur = self._db.execute(
-                "UPDATE jobs SET status='interrupted', error=COALESCE(error, 'server stopped before the job finished')"
-                " WHERE status IN ('queued', 'running')")
-            return cur.rowcount
+    def mark_running_interrupted(self) -> int:
+        """After a restart, jobs that were running can no longer finish (queued ones are re-queued instead)."""
+        return self._write("UPDATE jobs SET status='interrupted', request=NULL, error=COALESCE(error, "
+                           "'server stopped before the job finished') WHERE status='running'", ())
 
-    def _write(self, sql: str, args: tuple) -> None:
+    def waiting(self) -> list[dict[str, Any]]:
+        """Jobs left queued by a previous run, oldest first, with their stored request (None when there is none)."""
         with self._lock:
-            self._db.execute("BEGIN")
+            cur = self._db.execute("SELECT * FROM jobs WHERE status='queued' ORDER BY created_at")
+            names = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        out = []
+        for r in rows:
+            d, raw = self._row(names, r), dict(zip(names, r)).get("request")
             try:
-                self._db.execute(sql, args)
+                d["request"] = json.loads(raw) if raw else None
+            except ValueError:
+                d["request"] = None
+            out.append(d)
+        return out
+
+    def _write(self, sql: str, args: tuple) -> int:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN")
+                cur = self._db.execute(sql, args)
                 self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
+                return cur.rowcount
+            except BaseException as e:
+                if self._db.in_transaction:  # SQLITE_FULL has already rolled back: a second ROLLBACK would raise
+                    self._db.execute("ROLLBACK")
+                if is_disk_full(e):
+                    raise DiskFull(f"disk full: free space in {self.file.parent}",
+                                   detail=f"the job history ({self.file}) could not be written: {e}") from None
                 raise
 
-    def queued(self, job_id: str, kind: str, params: dict[str, Any], created_at: float) -> None:
+    def queued(self, job_id: str, kind: str, params: dict[str, Any], created_at: float,
+               request: dict[str, Any] | None = None) -> None:
+        """A new job, or a re-queued one (same id) from a previous run."""
         prompt = str(params.get("prompt", "")) if isinstance(params, dict) else ""
-        self._write("INSERT INTO jobs(id, kind, status, prompt, params, created_at) VALUES (?, ?, 'queued', ?, ?, ?)",
-                    (job_id, kind, prompt, json.dumps(params, default=str), created_at))
+        self._write("INSERT INTO jobs(id, kind, status, prompt, params, created_at, request) "
+                    "VALUES (?, ?, 'queued', ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET status='queued', "
+                    "started_at=NULL, finished_at=NULL, result=NULL, error=NULL, request=excluded.request",
+                    (job_id, kind, prompt, json.dumps(params, default=str), created_at,
+                     json.dumps(request, default=str) if request is not None else None))
 
     def started(self, job_id: str, at: float) -> None:
         self._write("UPDATE jobs SET status='running', started_at=? WHERE id=?", (at, job_id))
 
     def finished(self, job_id: str, status: str, result: dict[str, Any] | None, error: str | None, at: float) -> None:
-        self._write("UPDATE jobs SET status=?, result=?, error=?, finished_at=? WHERE id=?",
+        self._write("UPDATE jobs SET status=?, result=?, error=?, finished_at=?, request=NULL WHERE id=?",
                     (status, json.dumps(result, default=str) if result is not None else None, error, at, job_id))
 
     def get(self, job_id: str) -> dict[str, Any] | None:
@@ -91,6 +125,7 @@ class JobHistory:
     @staticmethod
     def _row(names: list[str], row: tuple) -> dict[str, Any]:
         d = dict(zip(names, row))
+        d.pop("request", None)  # only waiting() hands out the stored request (it may hold whole images)
         d["params"] = json.loads(d["params"] or "{}")
         d["result"] = json.loads(d["result"]) if d["result"] else None
         return d

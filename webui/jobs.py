@@ -1,8 +1,12 @@
 """The job queue: one worker per device runs jobs in FIFO order. The UI and the API both submit here, so two jobs
-never run on the device at once, nothing is dropped, and no global lock is shared between the layers."""
+never run on the device at once, nothing is dropped, and no global lock is shared between the layers.
+
+Stopping (SIGTERM/SIGINT) refuses new jobs, interrupts the running one and leaves the waiting ones queued in the
+history, where the next start finds them again (Application re-queues them from their stored request)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import traceback
@@ -11,11 +15,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from webui.errors import EaselError, Interrupted, NotFound
+from webui.errors import DiskFull, EaselError, Interrupted, NotFound, ShuttingDown, is_disk_full
 from webui.generation.control import JobControl
 from webui.history import JobHistory
 
 TERMINAL = ("done", "failed", "cancelled", "interrupted")
+log = logging.getLogger("easel.jobs")
 
 
 @dataclass
@@ -24,6 +29,8 @@ class Job:
     params: dict[str, Any]
     fn: Callable[["Job"], Any]
     record: bool = True  # written to history (internal jobs such as a model switch are not)
+    request: dict[str, Any] | None = None  # the complete request, kept in history until the job ends (re-queue)
+    estimate_seconds: float | None = None  # how long it should take on this device, from measured steps
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     status: str = "queued"
     created_at: float = field(default_factory=time.time)
@@ -49,28 +56,47 @@ class JobQueue:
         self.completed = 0
 
     # --- lifecycle -----------------------------------------------------------------------------------------------
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
     def start(self) -> None:
         if self.history:
-            self.history.mark_unfinished_interrupted()
+            self.history.mark_running_interrupted()
         self._thread = threading.Thread(target=self._work, name="easel-worker", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Take no more jobs, interrupt the running one and wait (up to `timeout`) for it to end. Waiting jobs stay
+        "queued" in the history for the next start; whoever waits on them here is told the server is stopping."""
         with self._cv:
             self._stopping = True
             if self._current:
                 self._current.control.interrupt()
+            waiting = list(self._queue)
+            self._queue.clear()
             self._cv.notify_all()
-        if self._thread:
+        for job in waiting:
+            job.error = ShuttingDown("the server is stopping; the job stays queued and runs at the next start")
+            job.done.set()
+        if self._thread and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
     # --- submitting ----------------------------------------------------------------------------------------------
-    def submit(self, kind: str, params: dict[str, Any], fn: Callable[[Job], Any], *, record: bool = True) -> Job:
-        job = Job(kind=kind, params=params, fn=fn, record=record)
+    def submit(self, kind: str, params: dict[str, Any], fn: Callable[[Job], Any], *, record: bool = True,
+               request: dict[str, Any] | None = None, job_id: str | None = None,
+               estimate_seconds: float | None = None) -> Job:
+        """Queue a job. `request` is what a restart needs to run it again; `job_id` re-queues a job of a previous
+        run under its own id."""
+        job = Job(kind=kind, params=params, fn=fn, record=record, request=request, estimate_seconds=estimate_seconds)
+        if job_id:
+            job.id = job_id
         with self._cv:  # created_at, the history row and the queue position agree (lock order: queue → history)
+            if self._stopping:
+                raise ShuttingDown("the server is stopping and takes no new jobs")
             job.created_at = time.time()
             if record and self.history:
-                self.history.queued(job.id, kind, params, job.created_at)
+                self.history.queued(job.id, kind, params, job.created_at, request)
             self._jobs[job.id] = job
             self._queue.append(job)
             self._cv.notify_all()
@@ -80,7 +106,7 @@ class JobQueue:
         """Block until the job ends; return its value or raise its error."""
         if not job.done.wait(timeout):
             raise TimeoutError(f"job {job.id} did not finish in {timeout} s")
-        if job.error is not None and job.status not in ("interrupted",):
+        if job.error is not None and job.status != "interrupted":
             raise job.error
         if job.status == "cancelled":
             raise Interrupted("the job was cancelled before it started")
@@ -149,14 +175,16 @@ class JobQueue:
                 self._current = job
             job.status, job.started_at = "running", time.time()
             job.control.started_at = job.started_at
-            if job.record and self.history:
-                self.history.started(job.id, job.started_at)
             try:
+                if job.record and self.history:
+                    self.history.started(job.id, job.started_at)
                 job.value = job.fn(job)
                 status = "interrupted" if job.control.interrupted else "done"
             except Interrupted as e:
                 job.error, status = e, "interrupted"
             except BaseException as e:  # a job's failure must never stop the worker
+                if is_disk_full(e):
+                    e = DiskFull(f"disk full: {e}", detail=str(e))
                 job.error, status = e, "failed"
                 if not isinstance(e, EaselError):
                     traceback.print_exc()
@@ -173,7 +201,10 @@ class JobQueue:
             except Exception:  # a summary is for history only
                 job.summary = None
             msg = None if error is None else (getattr(error, "message", None) or str(error) or type(error).__name__)
-            self.history.finished(job.id, status, job.summary, msg, job.finished_at)
+            try:
+                self.history.finished(job.id, status, job.summary, msg, job.finished_at)
+            except EaselError as e:  # a full disk: the job's own outcome still reaches whoever waits for it
+                log.warning("job %s (%s) not recorded in the history: %s", job.id, status, e.message)
         job.done.set()
         # keep a bounded number of finished jobs in memory; history has the rest
         if len(self._jobs) > 500:

@@ -18,7 +18,7 @@ from typing import Callable, Literal, Mapping
 
 from PIL import Image, ImageColor, UnidentifiedImageError
 
-from webui.errors import InvalidRequest, PayloadTooLarge
+from webui.errors import DiskFull, InvalidRequest, PayloadTooLarge, is_disk_full
 from webui.fsutil import atomic_write_bytes
 from webui.infotext import exif_bytes_for, pnginfo_for
 
@@ -248,11 +248,16 @@ class OutputWriter:
             decoration = f"-{decoration}" if decoration else ""
         prefix, digits = ("grid-", 4) if grid else ("", 5)
 
-        path = self._reserve(folder, prefix, digits, decoration, ext)
         try:
-            atomic_write_bytes(path, data)
-        except BaseException:
-            path.unlink(missing_ok=True)
+            path = self._reserve(folder, prefix, digits, decoration, ext)
+            try:
+                atomic_write_bytes(path, data)
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+        except OSError as e:
+            if is_disk_full(e):
+                raise DiskFull(f"disk full: free space in {folder}", detail=f"could not save an image: {e}") from None
             raise
         return path
 
