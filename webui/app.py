@@ -26,6 +26,7 @@ from webui.models.catalog import CheckpointCatalog
 from webui.models.device import choose_policy
 from webui.models.hashing import HashCache
 from webui.models.manager import LoadedModel, ModelManager
+from webui.option_policy import OptionPolicy
 from webui.outputs import OutputWriter
 from webui.prompts.embeddings import EmbeddingCatalog
 from webui.prompts.styles import StyleStore
@@ -45,7 +46,7 @@ class Application:
         self.threads_source = ""
         self.paths = paths or resolve_paths(self.ns)
         self.paths.data_dir.mkdir(parents=True, exist_ok=True)
-        self.options = Options(self.paths.config_file)
+        self.options = Options(self.paths.config_file, policy=self._option_policy())
         self.hashes = HashCache(self.paths.cache_file)
         self.catalog = CheckpointCatalog(self.paths.ckpt_dir, self.hashes, demo_dir=self.paths.demo_dir)
         self.policy = choose_policy(use_cpu=self.ns.use_cpu, device_id=self.ns.device_id, no_half=self.ns.no_half,
@@ -73,6 +74,15 @@ class Application:
         from webui.flags import is_network_exposed
 
         return is_network_exposed(self.ns) and not self.ns.enable_insecure_extension_access
+
+    def _option_policy(self) -> OptionPolicy:
+        """What remote users may change (webui/option_policy.py): on loopback everything well-typed."""
+        from webui.flags import is_network_exposed
+
+        exposed = is_network_exposed(self.ns)
+        return OptionPolicy(exposed=exposed, extensions_locked=self.extensions_locked,
+                            allow_path_options=bool(getattr(self.ns, "allow_path_options", False)),
+                            roots=(self.paths.data_dir, self.paths.models_dir))
 
     def _extension_host(self) -> ExtensionHost:
         dirs = [(self.paths.repo_dir / "extensions", True)]
@@ -148,13 +158,7 @@ class Application:
         return self.jobs.run("load-checkpoint", {"checkpoint": query}, work, record=False)
 
     def set_options(self, changes: dict[str, Any]) -> None:
-        changes = dict(changes)
-        if "disabled_extensions" in changes and self.extensions_locked:
-            from webui.errors import Forbidden
-
-            raise Forbidden("enabling or disabling extensions is locked while the server is reachable from the "
-                            "network (--enable-insecure-extension-access unlocks it)")
-        clean = self.options.validate(changes)  # type errors first, before anything changes
+        clean = self.options.validate(dict(changes))  # the one check (422/403) for every key, before anything changes
         title = clean.pop("sd_model_checkpoint", None)
         if title:
             self.switch_checkpoint(title)
@@ -231,7 +235,12 @@ class Application:
                              mask_dir: str | None = None, scale: float | None = None) -> Job:
         """img2img over a folder (the UI's Batch tab). Folders are checked before queueing."""
         from webui.generation.batch import check_batch_dirs, run_batch
+        from webui.pathguard import user_path
 
+        if input_dir and output_dir:  # when exposed, only folders inside the data/models dir (pathguard)
+            input_dir, output_dir = (str(user_path(self, input_dir, what="input folder")),
+                                     str(user_path(self, output_dir, what="output folder")))
+            mask_dir = str(user_path(self, mask_dir, what="mask folder")) if mask_dir else None
         src, dst, masks = check_batch_dirs(input_dir, output_dir, mask_dir)
 
         def run(r, services, view, control, save, save_grid):

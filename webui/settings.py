@@ -7,13 +7,20 @@
 from __future__ import annotations
 
 import json
+import logging
+import math
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from webui.errors import InvalidRequest
-from webui.fsutil import atomic_write_json
+from webui.fsutil import atomic_write_bytes, atomic_write_text
+from webui.option_policy import JSON_SAFE_INT, MAX_LIST, MAX_TEXT, OptionPolicy, check_option, check_unknown
+
+log = logging.getLogger("easel.settings")
+MAX_UNKNOWN_KEYS = 2000  # undeclared keys kept in config.json (A1111 has about 500 options)
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,10 @@ class OptionDef:
     minimum: float | None = None
     maximum: float | None = None
     step: float | None = None
+    path: bool = False  # names a folder/file on the server: read-only when exposed (see option_policy)
+
+
+GUARD_MAX_PIXELS = 8192 * 8192  # the most any pixel limit may be raised to (a 67-megapixel image)
 
 
 def _opts() -> list[OptionDef]:
@@ -41,7 +52,8 @@ def _opts() -> list[OptionDef]:
         o("comma_padding_backtrack", 20, "Prompt word wrap length limit (tokens)", "Stable Diffusion", int,
           minimum=0, maximum=74, step=1),
         o("use_old_scheduling", False, "Use old prompt editing timelines", "Compatibility", bool),
-        o("eta_noise_seed_delta", 0, "Eta noise seed delta (ENSD)", "Sampler parameters", int, minimum=0),
+        o("eta_noise_seed_delta", 0, "Eta noise seed delta (ENSD)", "Sampler parameters", int, minimum=0,
+          maximum=2**32 - 1),
         o("eta_ancestral", 1.0, "Eta for ancestral samplers", "Sampler parameters", float, minimum=0, maximum=1, step=0.01),
         o("txt2img_default_sampler", "Euler a", "Default sampler", "Sampler parameters"),
         o("txt2img_default_steps", 20, "Default sampling steps", "Sampler parameters", int, minimum=1, maximum=150, step=1),
@@ -53,12 +65,27 @@ def _opts() -> list[OptionDef]:
         o("grid_format", "png", "File format for grids", "Saving images", choices=("png", "jpg", "webp")),
         o("return_grid", True, "Show grid in gallery", "Saving images", bool),
         o("enable_pnginfo", True, "Save text information about generation parameters as chunks to png files", "Saving images", bool),
-        o("outdir_samples", "", "Output directory for images; if empty, defaults to three directories below", "Paths"),
-        o("outdir_txt2img_samples", "outputs/txt2img-images", "Output directory for txt2img images", "Paths"),
-        o("outdir_img2img_samples", "outputs/img2img-images", "Output directory for img2img images", "Paths"),
-        o("outdir_extras_samples", "outputs/extras-images", "Output directory for images from extras tab", "Paths"),
-        o("outdir_txt2img_grids", "outputs/txt2img-grids", "Output directory for txt2img grids", "Paths"),
-        o("outdir_img2img_grids", "outputs/img2img-grids", "Output directory for img2img grids", "Paths"),
+        o("jpeg_quality", 80, "Quality for saved jpeg and webp images", "Saving images", int, minimum=1, maximum=100,
+          step=1),
+        o("webp_lossless", False, "Use lossless compression for webp images", "Saving images", bool),
+        o("grid_extended_filename", False, "Add extended info (seed, prompt) to filename when saving grid",
+          "Saving images", bool),
+        o("grid_save_to_dirs", True, "Save grids to a subdirectory", "Saving images", bool),
+        o("directories_filename_pattern", "[date]", "Directory name pattern", "Saving images"),
+        o("directories_max_prompt_words", 8, "Max prompt words for [prompt_words] pattern", "Saving images", int,
+          minimum=1, maximum=20, step=1),
+        o("outdir_samples", "", "Output directory for images; if empty, defaults to three directories below", "Paths",
+          path=True),
+        o("outdir_txt2img_samples", "outputs/txt2img-images", "Output directory for txt2img images", "Paths",
+          path=True),
+        o("outdir_img2img_samples", "outputs/img2img-images", "Output directory for img2img images", "Paths",
+          path=True),
+        o("outdir_extras_samples", "outputs/extras-images", "Output directory for images from extras tab", "Paths",
+          path=True),
+        o("outdir_grids", "", "Output directory for grids; if empty, defaults to two directories below", "Paths",
+          path=True),
+        o("outdir_txt2img_grids", "outputs/txt2img-grids", "Output directory for txt2img grids", "Paths", path=True),
+        o("outdir_img2img_grids", "outputs/img2img-grids", "Output directory for img2img grids", "Paths", path=True),
         o("live_previews_enable", True, "Show live previews of the created image", "Live previews", bool),
         o("show_progress_every_n_steps", 5, "Live preview display period (steps)", "Live previews", int, minimum=-1, maximum=32, step=1),
         o("show_progress_type", "Approx cheap", "Live preview method (Approx cheap: a linear map, ~free; TAESD: "
@@ -72,10 +99,16 @@ def _opts() -> list[OptionDef]:
         o("cpu_compile", False, "torch.compile the UNet on the CPU (slow first image per size; falls back to eager "
           "on any error)", "Optimizations", bool),
         o("vae_tiling_min_pixels", 1024 * 1024, "Decode with a tiled VAE above this many pixels (0: never)",
-          "Optimizations", int, minimum=0),
-        o("max_generation_pixels", 2048 * 2048, "Largest width × height a request may ask for", "Limits", int, minimum=64 * 64),
-        o("max_image_pixels", 4096 * 4096, "Largest decoded input image (pixels)", "Limits", int, minimum=64 * 64),
+          "Optimizations", int, minimum=0, maximum=GUARD_MAX_PIXELS),
+        # the guards are bounded themselves: a value of 1e30 must not switch them off
+        o("max_generation_pixels", 2048 * 2048, "Largest width × height a request may ask for", "Limits", int,
+          minimum=64 * 64, maximum=GUARD_MAX_PIXELS),
+        o("max_image_pixels", 4096 * 4096, "Largest decoded input image (pixels)", "Limits", int, minimum=64 * 64,
+          maximum=GUARD_MAX_PIXELS),
         o("api_enable_requests", False, "Allow http(s) image URLs in API requests", "API", bool),
+        o("save_incomplete_images", False, "Save the partial image of an interrupted job", "Saving images", bool),
+        o("warn_job_seconds", 180, "Warn before a job estimated to take longer than this (seconds; 0: never)",
+          "Limits", int, minimum=0, maximum=86400),
     ]
 
 
@@ -83,7 +116,8 @@ OPTION_DEFS: dict[str, OptionDef] = {d.key: d for d in _opts()}
 
 
 def coerce(d: OptionDef, value: Any) -> Any:
-    """Validate one option value; a wrong type or range is an InvalidRequest naming the option."""
+    """Validate one option value against its declared type; a wrong type, a non-finite number or a value out of range
+    is an InvalidRequest naming the option. Every int and text is bounded even when the option declares no range."""
     try:
         if d.kind is bool:
             if isinstance(value, str) and value.lower() in ("true", "false"):
@@ -91,47 +125,116 @@ def coerce(d: OptionDef, value: Any) -> Any:
             if not isinstance(value, bool):
                 raise TypeError
         elif d.kind is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            if isinstance(value, bool) or isinstance(value, (list, dict)) or value is None:
+                raise TypeError
+            if isinstance(value, str):
+                value = int(value) if value.strip().lstrip("+-").isdigit() else float(value)
+            if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
                 raise TypeError
             value = int(value)
         elif d.kind is list:
             if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
                 raise TypeError
+            if len(value) > MAX_LIST or any(len(v) > MAX_TEXT or "\x00" in v for v in value):
+                raise InvalidRequest(f"option {d.key}: at most {MAX_LIST} items of {MAX_TEXT} characters")
             value = list(value)
         elif d.kind is float:
-            if isinstance(value, bool):
+            if isinstance(value, bool) or isinstance(value, (list, dict)) or value is None:
                 raise TypeError
             value = float(value)
+            if not math.isfinite(value):
+                raise InvalidRequest(f"option {d.key}: {value!r} is not a finite number")
         elif not isinstance(value, str):
             raise TypeError
-    except (TypeError, ValueError):
-        raise InvalidRequest(f"option {d.key}: expected {d.kind.__name__}, got {value!r}") from None
+        elif len(value) > MAX_TEXT or "\x00" in value:
+            raise InvalidRequest(f"option {d.key}: text longer than {MAX_TEXT} characters or with a NUL character")
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidRequest(f"option {d.key}: expected {d.kind.__name__}, got {_short(value)}") from None
     if d.minimum is not None and value < d.minimum:
-        raise InvalidRequest(f"option {d.key}: {value} is too small (minimum {d.minimum})")
+        raise InvalidRequest(f"option {d.key}: {_short(value)} is too small (minimum {d.minimum})")
     if d.maximum is not None and value > d.maximum:
-        raise InvalidRequest(f"option {d.key}: {value} is too large (maximum {d.maximum})")
+        raise InvalidRequest(f"option {d.key}: {_short(value)} is too large (maximum {d.maximum})")
+    if d.kind is int and abs(value) > JSON_SAFE_INT:
+        raise InvalidRequest(f"option {d.key}: {_short(value)} is out of range")
     if isinstance(d.choices, tuple) and value not in d.choices:
         raise InvalidRequest(f"option {d.key}: {value!r} is not one of {list(d.choices)}")
     return value
 
 
-class Options:
-    """The persisted options. Unknown keys found in config.json (other tools', extensions') are kept as they are."""
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
-    def __init__(self, file: Path, defs: Mapping[str, OptionDef] | None = None):
+
+class Options:
+    """The persisted options, typed: every value read from config.json or sent by a user is checked against its
+    declaration (`coerce`), and every change goes through `option_policy.check_option` under `policy` (what this
+    server allows). Unknown keys (other tools', A1111's) are kept only as JSON-safe finite scalars.
+
+    A corrupt config.json (bad JSON, or values of the wrong type, NaN, out of range) never stops the server: the bad
+    keys start at their defaults, a warning says which, and the original file is kept as config.json.bad-<time>."""
+
+    def __init__(self, file: Path, defs: Mapping[str, OptionDef] | None = None, policy: OptionPolicy | None = None):
         self.file = file
         self.defs: dict[str, OptionDef] = dict(defs or OPTION_DEFS)
+        self.policy = policy or OptionPolicy()
         self._lock = threading.RLock()
-        self._values: dict[str, Any] = {}
-        if file.exists():
+        self._values: dict[str, Any] = self._load()
+
+    def _typed(self, key: str, value: Any) -> Any:
+        d = self.defs.get(key)
+        return coerce(d, value) if d is not None else check_unknown(key, value)
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            raw = json.loads(self.file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            self._quarantine(f"it can't be read ({e}); every option starts at its default", {})
+            return {}
+        if not isinstance(raw, dict):
+            self._quarantine("it is not a JSON object; every option starts at its default", {})
+            return {}
+        values, bad = {}, []
+        for key, value in raw.items():
             try:
-                self._values = json.loads(file.read_text())
-            except (OSError, json.JSONDecodeError):
-                self._values = {}
+                values[key] = self._typed(key, value)
+            except InvalidRequest as e:
+                bad.append(e.message)
+        if bad:
+            self._quarantine("these options start at their defaults: " + "; ".join(bad), values)
+        return values
+
+    def _quarantine(self, reason: str, clean: dict[str, Any]) -> None:
+        """Keep the file as it is under config.json.bad-<time>, write `clean` in its place, and say so."""
+        aside = self.file.with_name(f"{self.file.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
+        n = 1
+        while aside.exists():
+            n += 1
+            aside = aside.with_name(f"{self.file.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+        try:
+            atomic_write_bytes(aside, self.file.read_bytes())
+            self._values = clean
+            self._save()
+        except OSError as e:
+            log.warning("could not set %s aside: %s", self.file, e)
+        log.warning("%s is damaged: %s. The original is kept as %s.", self.file, reason, aside.name)
+
+    def _save(self) -> None:
+        # allow_nan=False: a NaN can't reach the file (it would make every later read of the options fail)
+        atomic_write_text(self.file, json.dumps(self._values, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
     def add_definition(self, d: OptionDef) -> None:
+        """Declare an option (extensions do at load). A stored value that doesn't fit the declaration is dropped."""
         with self._lock:
             self.defs[d.key] = d
+            if d.key in self._values:
+                try:
+                    self._values[d.key] = coerce(d, self._values[d.key])
+                except InvalidRequest as e:
+                    clean = {k: v for k, v in self._values.items() if k != d.key}
+                    self._quarantine(f"this option starts at its default: {e.message}", clean)
 
     def get(self, key: str) -> Any:
         with self._lock:
@@ -142,7 +245,7 @@ class Options:
         raise KeyError(key)
 
     def __getattr__(self, key: str) -> Any:  # opts.sd_vae, as A1111 users write it
-        if key.startswith("_") or key in ("file", "defs"):
+        if key.startswith("_") or key in ("file", "defs", "policy"):
             raise AttributeError(key)
         try:
             return self.get(key)
@@ -150,10 +253,17 @@ class Options:
             raise AttributeError(key) from None
 
     def validate(self, changes: Mapping[str, Any]) -> dict[str, Any]:
-        out = {}
-        for k, v in changes.items():
-            d = self.defs.get(k)
-            out[k] = coerce(d, v) if d else v
+        """Every key through the one check (type, range, finite; locked or confined when exposed). All keys are
+        checked before the caller changes anything, so a refused key leaves every option as it was."""
+        if not isinstance(changes, Mapping):
+            raise InvalidRequest("options must be a JSON object of option names and values")
+        with self._lock:
+            out = {k: check_option(self.defs, self.policy, k, v, self._values.get(k, getattr(self.defs.get(k),
+                                                                                           "default", None)))
+                   for k, v in changes.items()}
+            unknown = {k for k in [*self._values, *out] if k not in self.defs}
+        if len(unknown) > MAX_UNKNOWN_KEYS:
+            raise InvalidRequest(f"too many undeclared options (more than {MAX_UNKNOWN_KEYS})")
         return out
 
     def set(self, changes: Mapping[str, Any], *, persist: bool = True) -> None:
@@ -161,7 +271,7 @@ class Options:
         with self._lock:
             self._values.update(clean)
             if persist:
-                atomic_write_json(self.file, self._values)
+                self._save()
 
     def all(self) -> dict[str, Any]:
         with self._lock:

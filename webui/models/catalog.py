@@ -117,15 +117,14 @@ class CheckpointCatalog:
             hits = [i for i in items if match(i)]
             if hits:
                 return hits[0]
-        p = Path(q).expanduser()
-        if p.exists():
-            p = p.resolve()
-            for i in items:
-                if i.path.resolve() == p:
-                    return i
-            raise ModelNotFound(f"checkpoint {query!r} is outside the checkpoint folder {self.ckpt_dir}; "
-                                f"put it in models/Stable-diffusion/ or pass --ckpt-dir")
-        raise ModelNotFound(f"checkpoint not found: {query!r}")
+        # a path names a listed file only (symlinks resolved); anything else, existing or not, gets the same answer,
+        # so the error can't be used to probe the server's disk
+        real = os.path.realpath(os.path.expanduser(q)) if q and "\x00" not in q else None
+        for i in items:
+            if real is not None and os.path.realpath(i.path) == real:
+                return i
+        raise ModelNotFound(f"checkpoint not found: {query!r} (checkpoints are listed from models/Stable-diffusion/ "
+                            "or --ckpt-dir)")
 
     def default(self) -> CheckpointInfo | None:
         """The first user checkpoint, else the demo model."""

@@ -163,6 +163,20 @@ def _check_device(application, opt: TrainOptions) -> None:
             raise InvalidRequest("8-bit AdamW needs bitsandbytes and a CUDA GPU; use 'adamw'")
 
 
+def _dataset_folder(application, folder: str) -> str:
+    """As given on loopback; when exposed, only a folder inside the data dir (no listing or walking /etc or /)."""
+    from webui.pathguard import PathOutside, confine, exposed_roots
+
+    if exposed_roots(application) is None or not str(folder).strip():
+        return folder
+    data_dir = application.paths.data_dir
+    try:
+        return str(confine(folder, [data_dir], base=data_dir, what="dataset folder"))
+    except PathOutside:
+        raise InvalidRequest(f"dataset folder not found: {folder!r} (the server is reachable from the network: "
+                             "datasets must be inside the data dir, e.g. <data-dir>/training/datasets/)") from None
+
+
 def check_request(application, req: Any, options: Any = None) -> TrainingPlan:
     """Every check that can fail, before anything is written or queued. Raises InvalidRequest."""
     from webui.models.families import Family
@@ -188,7 +202,7 @@ def check_request(application, req: Any, options: Any = None) -> TrainingPlan:
         if probe.family == Family.SDXL or probe.inpainting:
             raise InvalidRequest(f"LoRA training supports SD 1.x/2.x checkpoints; {info.name} is {probe.label}")
         native = probe.native_size
-    dataset = load_dataset(req.dataset_dir, req.caption)
+    dataset = load_dataset(_dataset_folder(application, req.dataset_dir), req.caption)
     output = application.paths.lora_dir / f"{name}.safetensors"
     if output.exists() and not _ours(output, name):
         raise InvalidRequest(f"{output.name} already exists in the LoRA folder and was not trained here under this "

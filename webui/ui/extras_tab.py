@@ -148,6 +148,12 @@ class ExtrasTab:
     def run(self, mode, image, files, input_dir, output_dir, show_results, *settings):
         try:
             req = self.request(*settings)
+            if mode == "directory":  # when exposed, only folders inside the data/models dir (pathguard)
+                from webui.pathguard import user_path
+
+                input_dir = str(user_path(self.app, input_dir, what="input folder")) if input_dir else input_dir
+                output_dir = str(user_path(self.app, output_dir.strip(), what="output folder")) \
+                    if (output_dir or "").strip() else output_dir
             sources = collect_images(mode, image, files, input_dir)
             images, texts, paths = self.app.extras(req, sources)
             if mode == "directory" and (output_dir or "").strip():
