@@ -89,3 +89,29 @@ def test_txt2img_through_alwayson_scripts_end_to_end(cn_client):
     bad = cn_client.post("/sdapi/v1/txt2img", json={"prompt": "x", "alwayson_scripts": {
         "controlnet": {"args": [{**unit, "model": "missing"}]}}})
     assert bad.status_code == 422 and "missing" in bad.json()["detail"]
+
+
+def test_unit_and_detect_numbers_are_bounded(cn_client):
+    """Issue #16 item 2: every number of a unit (and of /detect) is range-checked before anything runs; a number too
+    large for a float (an int literal of 400 digits) or NaN/Infinity is a 422, and the extension stays enabled."""
+    import json
+
+    unit = {"enabled": True, "module": "canny", "model": "tiny-canny", "image": b64(square())}
+    bad = {"processor_res": [10**9, -5, 10**400, "1e309"], "weight": [-1, 10**9, "NaN"],
+           "threshold_a": [10**9, -2, "Infinity"], "threshold_b": [-10**9, "-Infinity"],
+           "guidance_start": [-0.1, 2, 10**400], "guidance_end": [1.5, "NaN"]}
+    for field, values in bad.items():
+        for value in values:
+            literal = value if isinstance(value, str) else json.dumps(value)
+            units = json.dumps([{**unit, field: "@"}]).replace('"@"', literal)
+            body = '{"prompt": "x", "steps": 1, "alwayson_scripts": {"controlnet": {"args": ' + units + "}}}"
+            r = cn_client.post("/sdapi/v1/txt2img", content=body, headers={"Content-Type": "application/json"})
+            assert r.status_code == 422, (field, literal, r.text[:300])
+            assert {"error", "detail"} <= set(r.json())
+    for field, value in (("controlnet_processor_res", 10**9), ("controlnet_threshold_a", 10**9),
+                         ("controlnet_threshold_b", -10**9), ("controlnet_input_images", [b64(square())] * 65)):
+        r = cn_client.post("/ext/controlnet/detect", json={"controlnet_module": "canny",
+                                                            "controlnet_input_images": [b64(square())], field: value})
+        assert r.status_code == 422, (field, r.text[:300])
+    items = {e["name"]: e for e in cn_client.get("/sdapi/v1/extensions").json()}
+    assert items["controlnet"]["status"] == "ok" and items["controlnet"]["enabled"], items["controlnet"]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,6 +25,22 @@ _HTTP_NAMES = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "N
                413: "PayloadTooLarge", 422: "InvalidRequest"}
 
 
+def json_safe(value: object, depth: int = 0) -> object:
+    """`value` as plain JSON: NaN and ±Infinity (which strict JSON can't hold) become strings, anything else that
+    isn't JSON becomes its str(). Validation errors echo the offending input, which may be such a number."""
+    if depth > 32:
+        return "..."
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # 'nan', 'inf', '-inf'
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v, depth + 1) for v in value]
+    return str(value)
+
+
 def error_body(error: str, detail: str, *, body: object = None, errors: object = None) -> dict:
     return {"error": error, "detail": detail, "body": body, "errors": errors}
 
@@ -37,7 +53,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
-        errs = json.loads(json.dumps(exc.errors(), default=str))
+        errs = json_safe(exc.errors())
         fields = ", ".join(".".join(str(p) for p in e.get("loc", [])[1:]) or "body" for e in errs)
         first = errs[0].get("msg", "invalid") if errs else "invalid"
         return JSONResponse(error_body("RequestValidationError", f"invalid field(s) {fields}: {first}", errors=errs),

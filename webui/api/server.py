@@ -19,6 +19,7 @@ from webui.api.middleware import (BasicAuthMiddleware, BodyLimitMiddleware, Host
                                   SecurityHeadersMiddleware)
 from webui.api.prompts import build_prompts_router
 from webui.api.sdapi import build_sdapi_router
+from webui.api.strict_json import StrictJSONMiddleware
 from webui.api.system import build_system_router
 from webui.api.training import build_training_router
 from webui.flags import api_credentials, bind_host, cors_origins, gradio_credentials
@@ -66,6 +67,7 @@ def mount_ui(api: FastAPI, application, blocks: Any | None = None) -> Any:
 def install_security(api: FastAPI, application) -> None:
     """Add the guards. Starlette runs the last added outermost: headers → Host → CORS → auth → body limit."""
     ns = application.ns
+    api.add_middleware(StrictJSONMiddleware)  # innermost: NaN/Infinity in a (size-checked, authenticated) body: 422
     api.add_middleware(BodyLimitMiddleware, max_bytes=int(ns.max_body_size) * 1024 * 1024)
     creds = api_credentials(ns)
     if creds:

@@ -17,7 +17,7 @@ from webui.infotext import read_image_infotext
 class ExtrasRequest(BaseModel):
     """A1111's ExtrasBaseRequest fields (face restoration is accepted and ignored: Easel has no restorer yet)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     resize_mode: int = Field(0, ge=0, le=1)  # 0 scale by, 1 scale to
     show_extras_results: bool = True

@@ -1,4 +1,7 @@
-"""Typed requests with A1111's field names and defaults, validated once at the edge (API or UI)."""
+"""Typed requests with A1111's field names and defaults, validated once at the edge (API or UI).
+
+Every number a remote user can send is bounded here (and NaN/±Infinity refused), so a request that would take the
+server down is a 422 before any work starts; the job's total cost is checked in webui/generation/cost.py."""
 
 from __future__ import annotations
 
@@ -6,55 +9,59 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+MAX_SEED = 2**63 - 1  # torch's generators take any 64-bit seed; seed + batch index + ENSD must stay below 2**64
+MAX_SIDE = 16384  # pixels, for every width/height-like field (the pixel count is held to max_generation_pixels)
+MAX_STEPS = 1000
+
 
 class Txt2ImgRequest(BaseModel):
     """A1111's `StableDiffusionTxt2ImgProcessingAPI` fields. Unknown fields are ignored, as A1111 clients send many."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     prompt: str = ""
     negative_prompt: str = ""
     styles: list[str] = Field(default_factory=list)
-    seed: int = -1
-    subseed: int = -1
+    seed: int = Field(-1, ge=-1, le=MAX_SEED)  # -1: random
+    subseed: int = Field(-1, ge=-1, le=MAX_SEED)
     subseed_strength: float = Field(0.0, ge=0.0, le=1.0)
-    seed_resize_from_h: int = -1
-    seed_resize_from_w: int = -1
+    seed_resize_from_h: int = Field(-1, ge=-1, le=MAX_SIDE)
+    seed_resize_from_w: int = Field(-1, ge=-1, le=MAX_SIDE)
     sampler_name: Optional[str] = None
     sampler_index: Optional[str] = None  # deprecated alias of sampler_name
     scheduler: Optional[str] = None
     batch_size: int = Field(1, ge=1, le=64)
     n_iter: int = Field(1, ge=1, le=1000)
-    steps: int = Field(50, ge=1, le=1000)
+    steps: int = Field(50, ge=1, le=MAX_STEPS)
     cfg_scale: float = Field(7.0, ge=0.0, le=100.0)
-    width: Optional[int] = Field(None, ge=8, le=16384)  # None: the checkpoint's native size
-    height: Optional[int] = Field(None, ge=8, le=16384)
+    width: Optional[int] = Field(None, ge=8, le=MAX_SIDE)  # None: the checkpoint's native size
+    height: Optional[int] = Field(None, ge=8, le=MAX_SIDE)
     restore_faces: Optional[bool] = None
     tiling: Optional[bool] = None
     do_not_save_samples: bool = False
     do_not_save_grid: bool = False
-    eta: Optional[float] = None
+    eta: Optional[float] = Field(None, ge=0.0, le=1.0)
     denoising_strength: Optional[float] = Field(None, ge=0.0, le=1.0)
-    s_min_uncond: Optional[float] = None
-    s_churn: Optional[float] = None
-    s_tmax: Optional[float] = None
-    s_tmin: Optional[float] = None
-    s_noise: Optional[float] = None
+    s_min_uncond: Optional[float] = Field(None, ge=0.0, le=100.0)  # A1111's sampler parameters (sliders 0..<100)
+    s_churn: Optional[float] = Field(None, ge=0.0, le=100.0)
+    s_tmax: Optional[float] = Field(None, ge=0.0, le=1000.0)
+    s_tmin: Optional[float] = Field(None, ge=0.0, le=1000.0)
+    s_noise: Optional[float] = Field(None, ge=0.0, le=10.0)
     override_settings: dict[str, Any] = Field(default_factory=dict)
     override_settings_restore_afterwards: bool = True
     refiner_checkpoint: Optional[str] = None
-    refiner_switch_at: Optional[float] = None
+    refiner_switch_at: Optional[float] = Field(None, ge=0.0, le=1.0)
     disable_extra_networks: bool = False
     firstpass_image: Optional[str] = None
     comments: Optional[dict[str, Any]] = None
     enable_hr: bool = False
-    firstphase_width: int = 0
-    firstphase_height: int = 0
-    hr_scale: float = 2.0
+    firstphase_width: int = Field(0, ge=0, le=MAX_SIDE)
+    firstphase_height: int = Field(0, ge=0, le=MAX_SIDE)
+    hr_scale: float = Field(2.0, gt=0.0, le=16.0)  # the target size is also held to max_generation_pixels
     hr_upscaler: Optional[str] = None
-    hr_second_pass_steps: int = 0
-    hr_resize_x: int = 0
-    hr_resize_y: int = 0
+    hr_second_pass_steps: int = Field(0, ge=0, le=MAX_STEPS)  # 0: the first pass's steps
+    hr_resize_x: int = Field(0, ge=0, le=MAX_SIDE)
+    hr_resize_y: int = Field(0, ge=0, le=MAX_SIDE)
     hr_checkpoint_name: Optional[str] = None
     hr_sampler_name: Optional[str] = None
     hr_scheduler: Optional[str] = None
@@ -96,7 +103,7 @@ class Img2ImgRequest(Txt2ImgRequest):
 
     init_images: list[str] = Field(default_factory=list)  # base64 (or data: URLs) at the API edge
     resize_mode: int = Field(0, ge=0, le=3)
-    image_cfg_scale: Optional[float] = None
+    image_cfg_scale: Optional[float] = Field(None, ge=0.0, le=100.0)
     mask: Optional[str] = None
     mask_blur_x: int = Field(4, ge=0, le=256)
     mask_blur_y: int = Field(4, ge=0, le=256)
@@ -106,7 +113,7 @@ class Img2ImgRequest(Txt2ImgRequest):
     inpaint_full_res: bool = False
     inpaint_full_res_padding: int = Field(32, ge=0, le=1024)
     inpainting_mask_invert: int = Field(0, ge=0, le=1)
-    initial_noise_multiplier: Optional[float] = None
+    initial_noise_multiplier: Optional[float] = Field(None, ge=0.0, le=2.0)
     latent_mask: Optional[str] = None
     include_init_images: bool = False
     denoising_strength: float = Field(0.75, ge=0.0, le=1.0)

@@ -18,17 +18,20 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from webui.errors import EaselError, InvalidRequest, ModelNotFound
+from webui.generation.requests import MAX_SEED
 from webui.training.dataset import Dataset, load_dataset
 from webui.training.trainer import TrainConfig
 
 JOB_KIND = "train-lora"
+MAX_TRAIN_STEPS = 1_000_000
+MAX_TRAIN_BATCH_PIXELS = 64 * 512 * 512  # batch_size × resolution²: what one step holds in memory
 _BAD_NAME = re.compile(r'[\\/:*?"<>|,\x00-\x1f]')
 
 
 class TrainLoraRequest(BaseModel):
-    """`POST /easel/v1/train/lora`: exactly these fields; unset ones take the defaults below."""
+    """`POST /easel/v1/train/lora`: exactly these fields; unset ones take the defaults below (ranges: _ranges)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str
     dataset_dir: str
@@ -50,7 +53,7 @@ class TrainLoraRequest(BaseModel):
 class TrainOptions(BaseModel):
     """The Train tab's advanced options (the API uses their defaults)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     repeats: int = 1
     epochs: int = 0  # > 0: train this many epochs instead of `steps`
@@ -136,7 +139,7 @@ def _ranges(req: TrainLoraRequest, opt: TrainOptions) -> None:
     checks = [
         (1 <= req.rank <= 1024, "rank must be between 1 and 1024"),
         (req.alpha is None or 0 < req.alpha <= 10000, "alpha must be above 0"),
-        (opt.epochs > 0 or 1 <= req.steps <= 1_000_000, "steps must be between 1 and 1000000"),
+        (opt.epochs > 0 or 1 <= req.steps <= MAX_TRAIN_STEPS, f"steps must be between 1 and {MAX_TRAIN_STEPS}"),
         (1 <= req.batch_size <= 64, "batch_size must be between 1 and 64"),
         (0 < req.learning_rate <= 1, "learning_rate must be above 0 and at most 1"),
         (req.resolution is None or 64 <= req.resolution <= 4096, "resolution must be between 64 and 4096"),
@@ -146,6 +149,13 @@ def _ranges(req: TrainLoraRequest, opt: TrainOptions) -> None:
         (opt.text_encoder_lr is None or 0 < opt.text_encoder_lr <= 1, "text_encoder_lr must be above 0"),
         (0 <= opt.noise_offset <= 1 and 0 <= opt.min_snr_gamma <= 100, "noise_offset 0..1, min_snr_gamma 0..100"),
         (1 <= opt.sample_steps <= 150, "sample_steps must be between 1 and 150"),
+        (-1 <= req.seed <= MAX_SEED, f"seed must be -1 (random) or 0..{MAX_SEED}"),
+        (req.save_every <= MAX_TRAIN_STEPS and req.sample_every <= MAX_TRAIN_STEPS and
+         opt.warmup_steps <= MAX_TRAIN_STEPS, f"save_every, sample_every and warmup_steps must be at most "
+                                              f"{MAX_TRAIN_STEPS}"),
+        ((req.resolution or 512) ** 2 * req.batch_size <= MAX_TRAIN_BATCH_PIXELS,
+         f"batch_size × resolution² must be at most {MAX_TRAIN_BATCH_PIXELS} pixels (e.g. 64 at 512, 16 at 1024, "
+         f"1 at 4096)"),
     ]
     for ok, message in checks:
         if not ok:
@@ -209,6 +219,9 @@ def check_request(application, req: Any, options: Any = None) -> TrainingPlan:
                              "name: pick another name")
     per_epoch = -(-len(dataset.items) * opt.repeats // req.batch_size)  # about: buckets may add a batch or two
     steps = max(1, opt.epochs * per_epoch // opt.grad_accum) if opt.epochs else req.steps
+    if steps > MAX_TRAIN_STEPS:
+        raise InvalidRequest(f"{opt.epochs} epochs of {len(dataset.items)} images × {opt.repeats} repeats are {steps} "
+                             f"steps, over the limit of {MAX_TRAIN_STEPS}: use fewer epochs or repeats")
     seed = req.seed if req.seed >= 0 else int(time.time() * 1000) % (2**31)
     config = TrainConfig(
         steps=steps, batch_size=req.batch_size, grad_accum=opt.grad_accum, learning_rate=req.learning_rate,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -94,10 +95,12 @@ def _number(unit: dict, key: str, default: float, what: str, lo: float, hi: floa
     if value is None:
         return kind(default)
     try:
-        number = kind(float(value)) if kind is int else float(value)
-    except (TypeError, ValueError):
+        number = float(value)
+        if math.isfinite(number) and kind is int:
+            number = int(number)
+    except (TypeError, ValueError, OverflowError):
         raise ScriptError(f"{what}: {key} must be a number, got {value!r}") from None
-    if not lo <= number <= hi:
+    if not lo <= number <= hi:  # NaN and ±Infinity fail here too
         raise ScriptError(f"{what}: {key} {number} is outside {lo}..{hi}")
     return number
 

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from webui.extensions import api as contract
 from webui.extensions.api import ExtensionHandle, Script, ScriptError
@@ -34,11 +34,15 @@ def lib(name: str):
 
 
 class DetectRequest(BaseModel):
+    """sd-webui-controlnet's /detect body; numbers bounded as a unit's are (lib/units.py)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
     controlnet_module: str = "none"
-    controlnet_input_images: list[str] = Field(default_factory=list)
-    controlnet_processor_res: int = 512
-    controlnet_threshold_a: Optional[float] = -1
-    controlnet_threshold_b: Optional[float] = -1
+    controlnet_input_images: list[str] = Field(default_factory=list, max_length=64)
+    controlnet_processor_res: int = Field(512, ge=-1, le=16384)  # and 64..control_net_max_resolution (below)
+    controlnet_threshold_a: Optional[float] = Field(-1, ge=-1, le=1e4)
+    controlnet_threshold_b: Optional[float] = Field(-1, ge=-1, le=1e4)
 
 
 class ControlNetState:
