@@ -193,3 +193,12 @@ class ExtensionSettings:
 
     def define(self, **kw: Any) -> None:
         self._define(**kw)
+
+
+def open_image(fp: Any) -> Any:
+    """Open a user's image bytes (a path or a binary file object) as Easel does for its own fields: only PNG, JPEG,
+    WEBP, BMP, GIF and TIFF are decoded; anything else raises PIL.UnidentifiedImageError (an OSError). Lazy like
+    PIL's Image.open: check the size, then call load(). (API 1, additive.)"""
+    from webui.outputs import open_user_image
+
+    return open_user_image(fp)

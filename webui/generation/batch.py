@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from webui.errors import InvalidRequest
 from webui.fsutil import atomic_path
@@ -13,6 +13,7 @@ from webui.generation.control import JobControl
 from webui.generation.img2img import run_img2img
 from webui.generation.requests import GenerationResult, Img2ImgRequest
 from webui.infotext import pnginfo_for
+from webui.outputs import open_user_image
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -55,10 +56,10 @@ def run_batch(req: Img2ImgRequest, src: Path, dst: Path, masks: Path | None, ser
         if control.interrupted:
             break
         try:
-            with Image.open(path) as im:
+            with open_user_image(path) as im:
                 image = im.convert("RGB")
             mpath = _find_mask(masks, path.name)
-            mask = Image.open(mpath).convert("L") if mpath else None
+            mask = open_user_image(mpath).convert("L") if mpath else None
         except (OSError, UnidentifiedImageError) as e:
             total.warnings.append(f"{path.name}: skipped, not a readable image ({e})")
             continue

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from webui.errors import InvalidRequest
+from webui.outputs import open_user_image
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 CAPTION_EXTENSIONS = (".txt", ".caption")
@@ -69,11 +70,9 @@ def make_caption(text: str | None, template: str, stem: str) -> str | None:
 
 
 def _check_image(path: Path) -> tuple[int, int]:
-    from PIL import Image
-
-    with Image.open(path) as im:
+    with open_user_image(path) as im:
         im.verify()  # structure (truncated chunks, bad CRCs)
-    with Image.open(path) as im:
+    with open_user_image(path) as im:
         im.load()  # and the pixels themselves
         return im.size
 
@@ -195,7 +194,7 @@ def encode_latents(vae, dataset: Dataset, resolution: int, step: int, *, batch: 
             chunk = items[i:i + batch]
             arrays = []
             for item in chunk:
-                with Image.open(item.path) as im:
+                with open_user_image(item.path) as im:
                     arrays.append(np.asarray(fit_to_bucket(im, size), dtype=np.float32) / 127.5 - 1.0)
             x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(device, dtype)
             latents = (vae.encode(x).latent_dist.mean - shift) * scale

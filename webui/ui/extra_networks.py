@@ -17,6 +17,8 @@ from typing import Any
 import gradio as gr
 from PIL import Image, ImageDraw
 
+from webui.outputs import open_user_image
+
 THUMB = 256  # previews are shown as thumbnails of at most this size
 TOP_TAGS = 8  # trigger tags shown per card
 LORA_TAG = re.compile(r"<lora:([^:>]+)(?::[^>]*)?>")
@@ -100,7 +102,7 @@ def placeholder(name: str, error: bool = False) -> Image.Image:
 def preview_image(info: dict[str, Any], preview: str | None) -> Image.Image:
     if preview and Path(preview).is_file():
         try:
-            with Image.open(preview) as im:
+            with open_user_image(preview) as im:
                 img = im.convert("RGB")
         except (OSError, ValueError, Image.DecompressionBombError):  # unreadable: the placeholder will do
             img = None

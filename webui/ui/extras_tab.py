@@ -14,6 +14,7 @@ from webui.errors import InvalidRequest
 from webui.generation.extras import ExtrasRequest
 from webui.generation.upscalers import list_upscalers
 from webui.infotext import pnginfo_for, read_image_infotext
+from webui.outputs import open_user_image
 from webui.ui.common import error_html, error_message, infotext_html
 
 MODES = ("single", "batch", "directory")
@@ -27,7 +28,7 @@ def upscaler_choices(models_dir) -> list[tuple[str, str]]:
 def open_image(path: str | Path) -> Image.Image:
     """An uploaded or folder image as RGB, keeping its text chunks (so its infotext travels with the result)."""
     try:
-        with Image.open(path) as im:
+        with open_user_image(path) as im:
             im.load()
             out = im.convert("RGB")
             out.info = dict(im.info)

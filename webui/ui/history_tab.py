@@ -10,6 +10,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
+from webui.outputs import open_user_image
 from webui.ui.common import infotext_html
 
 COLUMNS = ["Created", "Status", "Prompt", "Steps", "Sampler", "Size", "Seed", "Images"]
@@ -48,7 +49,7 @@ def first_image_path(job: dict[str, Any] | None) -> str | None:
 def thumbnail(path: str) -> Image.Image | None:
     """A small RGB copy of an output image, or None when the file is gone or unreadable."""
     try:
-        with Image.open(Path(path)) as im:
+        with open_user_image(Path(path)) as im:
             im.thumbnail((THUMB, THUMB))
             return im.convert("RGB")
     except (OSError, ValueError):

@@ -8,6 +8,7 @@ import gradio as gr
 from PIL import Image, UnidentifiedImageError
 
 from webui.infotext import infotext_to_request_fields, parse_infotext, read_image_infotext
+from webui.outputs import open_user_image
 from webui.ui.common import as_int, error_html
 
 HIDDEN_KEYS = ("Prompt", "Negative prompt")
@@ -19,7 +20,7 @@ def read_infotext(path: str | None) -> tuple[str, list[list[str]], str]:
     if not path:
         return "", [], ""
     try:
-        with Image.open(path) as im:
+        with open_user_image(path) as im:
             text = read_image_infotext(im) or ""
             others = {k: v for k, v in (im.info or {}).items()
                       if k != "parameters" and isinstance(v, str) and v.strip()}

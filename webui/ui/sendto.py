@@ -17,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from webui.generation.img2img import MASKED_CONTENT
 from webui.infotext import infotext_to_request_fields, parse_infotext
+from webui.outputs import open_user_image
 from webui.ui.common import as_int, error_html, error_message
 from webui.ui.quicksettings import active_title, checkpoint_titles, demo_note
 from webui.ui.txt2img_tab import SAME_CHECKPOINT, SAME_SAMPLER, SAME_SCHEDULER
@@ -114,7 +115,7 @@ def open_with_infotext(path: str | Path | None) -> Image.Image | None:
     if not path:
         return None
     try:
-        with Image.open(path) as im:
+        with open_user_image(path) as im:
             im.load()
             out = im.convert("RGB")
             out.info = dict(im.info)

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from PIL import Image, UnidentifiedImageError
 
-from webui.extensions.api import ScriptError
+from webui.extensions.api import ScriptError, open_image
 
 RESIZE_MODES = ("Just Resize", "Crop and Resize", "Resize and Fill")
 CONTROL_MODES = ("Balanced", "My prompt is more important", "ControlNet is more important")
@@ -81,7 +81,7 @@ def decode_image(value: Any, what: str) -> Image.Image | None:
         value = value.split(",", 1)[-1]
     try:
         raw = base64.b64decode(value, validate=True)
-        image = Image.open(io.BytesIO(raw))
+        image = open_image(io.BytesIO(raw))
         if image.width * image.height > MAX_PIXELS:
             raise ScriptError(f"{what}: {image.width}x{image.height} is over the limit of {MAX_PIXELS} pixels")
         image.load()
