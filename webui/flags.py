@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     a("--gradio-auth", type=str, default=None, metavar="USER:PASS[,...]", help="UI credentials")
     a("--gradio-auth-path", type=str, default=None, metavar="FILE", help="file of UI credentials (lines of u:p,...)")
     a("--api-auth", type=str, default=None, metavar="USER:PASS[,...]", help="API credentials (HTTP Basic)")
+    a("--api-auth-path", type=str, default=None, metavar="FILE",
+      help="file of API credentials (lines of u:p,...), so passwords need not appear in ps")
+    a("--allowed-hosts", type=str, default=None, metavar="HOSTS",
+      help="comma-separated Host names the server answers to (loopback names always); others get 400")
     a("--insecure-no-auth", action="store_true", help="allow --listen/--share/--server-name without any auth")
     a("--cors-allow-origins", type=str, default=None, metavar="ORIGINS", help="comma-separated allowed origins")
     a("--tls-keyfile", type=str, default=None, help="TLS private key file (with --tls-certfile)")
@@ -190,7 +194,16 @@ def gradio_credentials(ns: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def api_credentials(ns: argparse.Namespace) -> list[tuple[str, str]]:
-    return parse_auth(ns.api_auth) if ns.api_auth else []  # empty list: the API has no auth
+    """Every API credential from --api-auth and --api-auth-path (empty list: the API has no auth)."""
+    creds = parse_auth(ns.api_auth) if ns.api_auth else []
+    if getattr(ns, "api_auth_path", None):
+        creds += read_auth_file(ns.api_auth_path)
+    return creds
+
+
+def allowed_hosts(ns: argparse.Namespace) -> list[str]:
+    """--allowed-hosts as a list of lower-case names ("*.example.com" allows its subdomains)."""
+    return [h.strip().lower().rstrip(".") for h in (getattr(ns, "allowed_hosts", None) or "").split(",") if h.strip()]
 
 
 # ---------------------------------------------------------------- network
@@ -221,6 +234,11 @@ def _exposures(ns: argparse.Namespace) -> list[str]:
     return reasons
 
 
+def api_enabled(ns: argparse.Namespace) -> bool:
+    """The HTTP API is served only with --api or --nowebui (A1111's rule: a UI-only server mounts no API route)."""
+    return bool(ns.api or ns.nowebui)
+
+
 def is_network_exposed(ns: argparse.Namespace) -> bool:
     return bool(_exposures(ns))
 
@@ -230,7 +248,7 @@ def _uncovered(ns: argparse.Namespace) -> list[str]:
     missing = []
     if not ns.nowebui and not (ns.gradio_auth or ns.gradio_auth_path):
         missing.append("the web UI is open: add --gradio-auth user:password (or --gradio-auth-path FILE)")
-    if (ns.api or ns.nowebui) and not ns.api_auth:
+    if (ns.api or ns.nowebui) and not (ns.api_auth or getattr(ns, "api_auth_path", None)):
         missing.append("the API is open: add --api-auth user:password")
     return missing
 
@@ -271,12 +289,13 @@ def validate_args(ns: argparse.Namespace) -> list[str]:
                 parse_auth(value)
             except ValueError as e:
                 errors.append(f"{flag}: {e}")
-    if ns.gradio_auth_path:
-        try:
-            read_auth_file(ns.gradio_auth_path)
-        except (OSError, ValueError) as e:
-            reason = e.strerror if isinstance(e, OSError) and e.strerror else e
-            errors.append(f"--gradio-auth-path {ns.gradio_auth_path}: {reason}")
+    for flag, path in (("--gradio-auth-path", ns.gradio_auth_path), ("--api-auth-path", ns.api_auth_path)):
+        if path:
+            try:
+                read_auth_file(path)
+            except (OSError, ValueError) as e:
+                reason = e.strerror if isinstance(e, OSError) and e.strerror else e
+                errors.append(f"{flag} {path}: {reason}")
     if bool(ns.tls_keyfile) != bool(ns.tls_certfile):
         errors.append("--tls-keyfile and --tls-certfile must be given together")
     for flag, value in (("--tls-keyfile", ns.tls_keyfile), ("--tls-certfile", ns.tls_certfile)):

@@ -83,11 +83,20 @@ def is_loopback_bind(host: str) -> bool:
 
 
 def is_allowed_host(host_header: str | None, extra: Iterable[str] = ()) -> bool:
-    """A loopback-bound server answers only to loopback names (any port), plus `extra` names (e.g. the share host)."""
+    """Loopback names (any port) always; plus `extra` names (--allowed-hosts, the share host). "*.example.com" in
+    `extra` allows every subdomain of example.com (not example.com itself)."""
     if not host_header:
         return False
     name = host_name(host_header)
-    return name in LOOPBACK_NAMES or name in {host_name(e) for e in extra if e}
+    if name in LOOPBACK_NAMES:
+        return True
+    for allowed in extra:
+        allowed = host_name(allowed) if allowed else ""
+        if allowed.startswith("*.") and name.endswith(allowed[1:]) and len(name) > len(allowed) - 1:
+            return True
+        if allowed and name == allowed:
+            return True
+    return False
 
 
 # ---------------------------------------------------------------- remote images (SSRF)

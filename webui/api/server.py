@@ -15,14 +15,15 @@ from webui import VERSION
 from webui.api.easel_jobs import build_easel_jobs_router
 from webui.api.errors import install_error_handlers
 from webui.api.extensions import build_extensions_router, mount_extension_routes, route_aliases
-from webui.api.middleware import (BasicAuthMiddleware, BodyLimitMiddleware, HostCheckMiddleware,
-                                  SecurityHeadersMiddleware)
+from webui.api.middleware import (BasicAuthMiddleware, BodyLimitMiddleware, CrossSiteMiddleware, HostCheckMiddleware,
+                                  LoginThrottleMiddleware, SecurityHeadersMiddleware)
 from webui.api.prompts import build_prompts_router
 from webui.api.sdapi import build_sdapi_router
 from webui.api.strict_json import StrictJSONMiddleware
 from webui.api.system import build_system_router
+from webui.api.throttle import AuthThrottle
 from webui.api.training import build_training_router
-from webui.flags import api_credentials, bind_host, cors_origins, gradio_credentials
+from webui.flags import allowed_hosts, api_credentials, api_enabled, bind_host, cors_origins, gradio_credentials
 from webui.security import is_loopback_bind, start_share_when_ready
 
 # Every API surface --api-auth protects (the Gradio UI page itself is --gradio-auth's job)
@@ -59,28 +60,36 @@ def mount_ui(api: FastAPI, application, blocks: Any | None = None) -> Any:
 
         blocks = build_ui(application)
     creds = gradio_credentials(application.ns)
-    gr.mount_gradio_app(api, blocks, path="/", auth=creds or None,
+    # app_kwargs: Gradio's own FastAPI would publish an /openapi.json of its routes; Easel's API has its own
+    gr.mount_gradio_app(api, blocks, path="/", auth=creds or None, app_kwargs={"openapi_url": None},
                         auth_message="Easel: log in with a --gradio-auth user" if creds else None)
     return blocks
 
 
 def install_security(api: FastAPI, application) -> None:
-    """Add the guards. Starlette runs the last added outermost: headers → Host → CORS → auth → body limit."""
+    """Add the guards. Starlette runs the last added outermost:
+    headers → Host → cross-site → CORS → login back-off → API auth → body limit."""
     ns = application.ns
     api.add_middleware(StrictJSONMiddleware)  # innermost: NaN/Infinity in a (size-checked, authenticated) body: 422
     api.add_middleware(BodyLimitMiddleware, max_bytes=int(ns.max_body_size) * 1024 * 1024)
+    throttle = AuthThrottle()  # one per server: API Basic auth and the UI login count failures together
+    api.state.auth_throttle = throttle
     creds = api_credentials(ns)
     if creds:
         # extensions' route aliases (e.g. /controlnet/) are API routes too: behind the same auth
         aliases = tuple(f"{a}/" for a in route_aliases(application.extensions).values())
         api.add_middleware(BasicAuthMiddleware, credentials=creds, prefixes=API_PREFIXES + aliases,
-                           session_ok=_gradio_session_check(api) if not ns.nowebui else None)
+                           session_ok=_gradio_session_check(api) if not ns.nowebui else None, throttle=throttle)
+    if not ns.nowebui:
+        api.add_middleware(LoginThrottleMiddleware, throttle=throttle)
     origins = cors_origins(ns)
     if origins:
         api.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=True, allow_methods=["*"],
                            allow_headers=["*"])
-    if is_loopback_bind(bind_host(ns)):  # bound to loopback: only loopback Host names (plus the share host)
-        api.add_middleware(HostCheckMiddleware, extra_hosts=lambda: _share_hosts(application))
+    api.add_middleware(CrossSiteMiddleware, allowed_origins=origins)
+    hosts = allowed_hosts(ns)
+    if hosts or is_loopback_bind(bind_host(ns)):  # loopback names, --allowed-hosts and the share host only
+        api.add_middleware(HostCheckMiddleware, extra_hosts=lambda: (*hosts, *_share_hosts(application)))
     api.add_middleware(SecurityHeadersMiddleware)
 
 
@@ -106,10 +115,44 @@ def _open_share_on_startup(api: FastAPI, application, blocks) -> None:
 
 
 def build_fastapi(application, *, blocks: Any | None = None) -> FastAPI:
-    """The server. `blocks` replaces the UI (tests mount a small Blocks); it is ignored with --nowebui."""
+    """The server. `blocks` replaces the UI (tests mount a small Blocks); it is ignored with --nowebui.
+
+    As in A1111, the HTTP API (/sdapi, /easel, /ext, extension aliases, /docs, /openapi.json) exists only with --api
+    (or --nowebui): a UI-only server has no API route at all, so nothing but the Gradio login guards it."""
+    with_api = api_enabled(application.ns)
+    docs = {} if with_api else {"docs_url": None, "redoc_url": None, "openapi_url": None}
     api = FastAPI(title="Easel", version=VERSION, description="A1111-compatible Stable Diffusion API, plus Easel's "
-                  "async jobs API. With --api-auth every route here needs HTTP Basic credentials.")
+                  "async jobs API. With --api-auth every route here needs HTTP Basic credentials.", **docs)
     install_error_handlers(api)
+    if with_api:
+        include_api_routes(api, application)
+    else:
+        _answer_api_off(api)
+    api.state.application = application
+    api.state.blocks = None
+    if not application.ns.nowebui:
+        api.state.blocks = mount_ui(api, application, blocks)
+        if application.ns.share:
+            _open_share_on_startup(api, application, api.state.blocks)
+    install_security(api, application)
+    return api
+
+
+def _answer_api_off(api: FastAPI) -> None:
+    """Without --api, API paths get a plain JSON 404 that says how to turn the API on (not the UI's page)."""
+    from fastapi.responses import JSONResponse
+
+    from webui.api.errors import error_body
+
+    async def api_off() -> JSONResponse:
+        return JSONResponse(error_body("NotFound", "the HTTP API is off: start Easel with --api"), status_code=404)
+
+    for prefix in ("/sdapi", "/easel", "/ext"):
+        api.add_api_route(prefix + "/{rest:path}", api_off, methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                          include_in_schema=False)
+
+
+def include_api_routes(api: FastAPI, application) -> None:
     # first-registered routes answer: the specialised routers come before build_sdapi_router's fallbacks
     api.include_router(build_extensions_router(application))  # /sdapi/v1/extensions, scripts, script-info
     if getattr(application, "embeddings", None) is not None and getattr(application, "styles", None) is not None:
@@ -119,11 +162,3 @@ def build_fastapi(application, *, blocks: Any | None = None) -> FastAPI:
     api.include_router(build_training_router(application))  # /easel/v1/train/lora
     api.include_router(build_system_router(application))  # /easel/v1/system
     mount_extension_routes(api, application)  # /ext/<name>/..., before the UI's catch-all mount at "/"
-    api.state.application = application
-    api.state.blocks = None
-    if not application.ns.nowebui:
-        api.state.blocks = mount_ui(api, application, blocks)
-        if application.ns.share:
-            _open_share_on_startup(api, application, api.state.blocks)
-    install_security(api, application)
-    return api
