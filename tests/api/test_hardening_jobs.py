@@ -74,3 +74,129 @@ def test_a_full_disk_while_saving_an_image_is_a_clear_507(make_app, monkeypatch)
         assert r.status_code == 200, r.text
         failed = c.get("/easel/v1/jobs", params={"status": "failed"}).json()["jobs"]
         assert failed and "disk full" in failed[0]["error"]
+
+
+# ---------------------------------------------------------------- item 4: cancel means cancel
+
+class SlowBlocks:
+    """Test-only: every listed block sleeps before it runs, so one UNet step (or VAE decode) takes seconds."""
+
+    def __init__(self, blocks, seconds: float):
+        import threading
+
+        self.calls = 0
+        self.entered = threading.Event()
+
+        def slow(module, args):
+            self.calls += 1
+            self.entered.set()
+            time.sleep(seconds)
+        self.handles = [b.register_forward_pre_hook(slow) for b in blocks]
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+
+
+def _wait_status(c, job_id, statuses, timeout=60):
+    return wait_until(lambda: (lambda j: j if j["status"] in statuses else None)(_job(c, job_id)), timeout, 0.02)
+
+
+def test_interrupt_stops_a_job_in_the_middle_of_a_unet_step(make_app):
+    app = make_app(*FLAGS)
+    unet = app.models.active.pipeline.unet
+    slow = SlowBlocks([*unet.down_blocks, unet.mid_block, *unet.up_blocks], 1.0)  # ≥ 5 s per step
+    try:
+        with _client(app) as c:
+            r = c.post("/easel/v1/jobs", json={"kind": "txt2img", "params": {"prompt": "slow", "steps": 50}})
+            job_id = r.json()["id"]
+            assert slow.entered.wait(60)
+            time.sleep(1.2)  # inside the first step, a block or two in
+            assert app.jobs.get(job_id).control.sampling_step == 0
+            t0 = time.time()
+            assert c.post("/sdapi/v1/interrupt").status_code == 200
+            view = _wait_status(c, job_id, ("interrupted", "done", "failed"), 30)
+            took = time.time() - t0
+            assert view["status"] == "interrupted", view
+            assert took < 3.0, f"interrupt took {took:.1f} s"
+            assert slow.calls < 5  # it never got to the end of the step
+            # the hooks were for that job only: the next job runs unhooked by us and completes
+            slow.remove()
+            r = c.post("/sdapi/v1/txt2img", json={"prompt": "after", "steps": 2})
+            assert r.status_code == 200 and len(r.json()["images"]) == 1
+            assert not any(m._forward_pre_hooks for m in unet.modules())
+    finally:
+        slow.remove()
+
+
+def test_interrupt_stops_the_vae_decode_between_blocks(make_app):
+    app = make_app(*FLAGS)
+    vae = app.models.active.pipeline.vae
+    slow = SlowBlocks(list(vae.decoder.up_blocks), 1.0)
+    try:
+        with _client(app) as c:
+            r = c.post("/easel/v1/jobs", json={"kind": "txt2img", "params": {"prompt": "slow decode", "steps": 1}})
+            job_id = r.json()["id"]
+            assert slow.entered.wait(60)
+            t0 = time.time()
+            c.post("/sdapi/v1/interrupt")
+            view = _wait_status(c, job_id, ("interrupted", "done", "failed"), 30)
+            assert view["status"] == "interrupted" and time.time() - t0 < 2.5
+            assert slow.calls < len(vae.decoder.up_blocks)
+    finally:
+        slow.remove()
+
+
+# ---------------------------------------------------------------- item 15: what an interrupted job keeps
+
+def test_interrupt_returns_the_partial_image_as_a1111(make_app):
+    import base64
+    import io
+    import threading
+
+    from PIL import Image
+
+    app = make_app(*FLAGS)
+    unet = app.models.active.pipeline.unet
+    slow = SlowBlocks([unet.mid_block], 0.05)
+    out = {}
+    try:
+        with _client(app) as c:
+            t = threading.Thread(target=lambda: out.update(r=c.post("/sdapi/v1/txt2img", json={
+                "prompt": "partial", "steps": 150, "seed": 3})))
+            t.start()
+            wait_until(lambda: app.jobs.current and app.jobs.current.control.sampling_step >= 3, 60)
+            c.post("/sdapi/v1/interrupt")
+            t.join(30)
+        r = out["r"]
+        assert r.status_code == 200, r.text
+        images = r.json()["images"]
+        assert len(images) == 1  # the current latents, decoded
+        image = Image.open(io.BytesIO(base64.b64decode(images[0])))
+        assert image.size == (app.models.active.native_size,) * 2
+    finally:
+        slow.remove()
+
+
+def test_an_interrupted_job_keeps_the_images_it_finished(make_app):
+    app = make_app(*FLAGS)
+    unet = app.models.active.pipeline.unet
+    slow = SlowBlocks([unet.mid_block], 0.05)
+    try:
+        with _client(app) as c:
+            r = c.post("/easel/v1/jobs", json={"kind": "txt2img", "params": {"prompt": "two of three", "steps": 20,
+                                                                              "n_iter": 3, "seed": 5}})
+            job_id = r.json()["id"]
+            wait_until(lambda: (lambda j: j and j.control.job_no == 1 and j.control.sampling_step >= 2)(
+                app.jobs.current), 60, 0.01)
+            c.post(f"/easel/v1/jobs/{job_id}/cancel")
+            view = _wait_status(c, job_id, ("interrupted", "done", "failed"))
+            assert view["status"] == "interrupted"
+            saved = view["result"]["images"]
+            assert len(saved) == 1 and os.path.isfile(saved[0])  # batch 1 done; the partial one isn't saved
+    finally:
+        slow.remove()
+    app.stop()
+    again = make_app(*FLAGS)  # and after a restart, from the history
+    with _client(again) as c:
+        assert _job(c, job_id)["result"]["images"] == saved

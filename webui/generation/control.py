@@ -23,6 +23,10 @@ class JobControl:
     _preview_latent: Any = None
     _preview_fn: Any = None
     _preview_cache: Any = None
+    # the latest step's latents and the VAE that decodes them: what an interrupted batch returns, as A1111 does
+    last_latents: Any = None
+    last_vae: Any = None
+    estimate_seconds: float | None = None  # the job's expected duration on this device, before it started
     started_at: float = field(default_factory=time.time)
     _interrupted: threading.Event = field(default_factory=threading.Event)
     _skipped: threading.Event = field(default_factory=threading.Event)
@@ -48,6 +52,7 @@ class JobControl:
     def start_batch(self, index: int, steps: int) -> None:
         with self._lock:
             self.job_no, self.sampling_step, self.sampling_steps = index, 0, steps
+            self.last_latents = self.last_vae = None
 
     def offer_preview(self, step: int, latent: Any, make: Any) -> None:
         with self._lock:
@@ -79,7 +84,14 @@ class JobControl:
             per = (self.sampling_step / self.sampling_steps) if self.sampling_steps else 0.0
             return min(1.0, (self.job_no + per) / self.job_count)
 
+    def keep_latents(self, latents: Any, vae: Any) -> None:
+        """A reference, not a copy: the sampler makes a new tensor every step."""
+        self.last_latents, self.last_vae = latents, vae
+
     def eta(self) -> float:
+        """Seconds left: from the progress so far, or from the estimate while no step has finished yet."""
         p = self.progress
         elapsed = time.time() - self.started_at
-        return elapsed / p - elapsed if p > 0 else 0.0
+        if p > 0:
+            return elapsed / p - elapsed
+        return max(0.0, self.estimate_seconds - elapsed) if self.estimate_seconds else 0.0

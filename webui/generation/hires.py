@@ -83,6 +83,8 @@ def second_pass(first_pipe, latents: torch.Tensor, seeds: list[int], hp: HiresPl
     from webui.generation.img2img import _derived, effective_strength
 
     model = services.manager.load(hp.checkpoint) if hp.checkpoint else plan.model
+    if plan.checks is not None:  # a hires checkpoint of its own is interruptible mid-step too
+        plan.checks.attach(model.pipeline.unet, model.pipeline.vae)
     if model.probe.inpainting:
         raise InvalidRequest("hires fix on a 9-channel inpainting checkpoint is not supported")
     from webui.models.compile import prepare_unet

@@ -18,6 +18,7 @@ from webui.infotext import build_infotext
 from webui.models import samplers
 from webui.models.manager import LoadedModel, ModelManager
 from webui.models.compile import prepare_unet
+from webui.models.interrupt import InterruptChecks
 from webui.models.precision import choose_precision
 from webui.models.vae_precision import choose_vae_precision, set_vae_precision
 from webui.models.vae_tiling import configure_vae_memory
@@ -55,6 +56,7 @@ class Plan:
     lora_params: dict[str, Any] = field(default_factory=dict)  # "Lora hashes" (after the Hires fields, as A1111)
     script_params: dict[str, Any] = field(default_factory=dict)  # always-on scripts' infotext_params
     warnings: list[str] = field(default_factory=list)
+    checks: InterruptChecks | None = None  # interrupt checks inside the UNet/VAE for this job (a hires model joins)
 
 
 def make_plan(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsView,
@@ -141,6 +143,7 @@ def step_callback(control: JobControl, steps: int, opts: OptionsView, hooks: Any
         # second-order samplers (Heun, DPM2) and PLMS run more timesteps than steps: count what the loop runs
         control.sampling_steps = getattr(pipe, "_num_timesteps", None) or control.sampling_steps
         control.step(i + 1)
+        control.keep_latents(kwargs["latents"], pipe.vae)
         if control.interrupted:
             raise Interrupted("interrupted")
         if control.skipped:
@@ -169,45 +172,78 @@ def run_batches(kind: str, req: Txt2ImgRequest, plan: Plan, services: Generation
     result.warnings.extend(plan.warnings)
     control.job_count = req.n_iter
     images, infotexts = [], []
-    for it in range(req.n_iter):
-        if control.interrupted:
-            break
-        control.start_batch(it, steps_per_batch or req.steps)
-        lo, hi = it * req.batch_size, (it + 1) * req.batch_size
-        try:
-            batch = denoise(lo, hi)
-        except ValueError as e:
-            if "Expected more than 1 value per channel" in str(e):  # GroupNorm on a 1×1 feature map
-                raise InvalidRequest(f"{plan.width}x{plan.height} is too small for this checkpoint; use a larger "
-                                     f"size") from None
-            raise
-        except Skipped:
-            control.clear_skip()
-            continue
-        except Interrupted:
-            break
-        for j, image in enumerate(batch):
-            idx = lo + j
-            text = build_infotext(req.prompt, req.negative_prompt, infotext_params(req, plan, idx))
-            ctx = None
-            if services.hooks is not None:
-                from webui.extensions.api import ImageContext
-
-                ctx = ImageContext(index=idx, seed=plan.seeds[idx], prompt=req.prompt,
-                                   negative_prompt=req.negative_prompt, infotext=text, kind=kind,
-                                   params=infotext_params(req, plan, idx))
-                image = services.hooks.after_image(image, ctx)
-            images.append(image)
-            infotexts.append(text)
-            if save:
-                path = services.outputs.save_image(image, kind=kind, seed=plan.seeds[idx], prompt=req.prompt,
-                                                   infotext=text, model_name=plan.model.info.infotext_name)
-                result.paths.append(str(path))
-                if ctx is not None:
-                    services.hooks.image_saved(str(path), ctx)
+    cut = None  # (lo, hi, where) of a batch stopped by an interrupt
+    with InterruptChecks(control) as checks:
+        plan.checks = checks
+        checks.attach(plan.model.pipeline.unet, plan.model.pipeline.vae)
+        for it in range(req.n_iter):
+            if control.interrupted:
+                break
+            control.start_batch(it, steps_per_batch or req.steps)
+            lo, hi = it * req.batch_size, (it + 1) * req.batch_size
+            try:
+                batch = denoise(lo, hi)
+            except ValueError as e:
+                if "Expected more than 1 value per channel" in str(e):  # GroupNorm on a 1×1 feature map
+                    raise InvalidRequest(f"{plan.width}x{plan.height} is too small for this checkpoint; use a "
+                                         f"larger size") from None
+                raise
+            except Skipped:
+                control.clear_skip()
+                continue
+            except Interrupted:
+                cut = (lo, hi, checks.stopped_in)
+                break
+            _keep_batch(kind, req, plan, services, batch, lo, images, infotexts, result, save)
+        plan.checks = None
+    if control.interrupted and cut is not None:  # the hooks are off again: the partial batch can be decoded
+        lo, hi, stopped_in = cut
+        save_partial = save and bool(opts.get("save_incomplete_images"))
+        _keep_batch(kind, req, plan, services, partial_images(control, stopped_in), lo, images, infotexts, result,
+                    save_partial)
     result.interrupted = control.interrupted
     finish(kind, result, req, plan, images, infotexts, services, opts, save_grid)
     return result
+
+
+def partial_images(control: JobControl, stopped_in: str | None) -> list:
+    """What an interrupted batch returns (A1111 returns the current latents decoded): the VAE decodes them when
+    that is quick (≤ 512² pixels in all, and the interrupt didn't come in the middle of that very decode), else the
+    cheap linear preview does, so an Interrupt never waits on a long decode."""
+    latents, vae = control.last_latents, control.last_vae
+    if latents is None or vae is None:
+        return []
+    scale = 2 ** (len(vae.config.block_out_channels) - 1)
+    pixels = latents.shape[0] * latents.shape[-1] * latents.shape[-2] * scale * scale
+    method = "Full" if pixels <= 512 * 512 and stopped_in != "vae" else "Approx cheap"
+    try:
+        return [make_preview(method, vae, lat.detach()) for lat in latents]
+    except Exception:  # a partial image is a courtesy; the interrupt itself must not fail
+        return []
+
+
+def _keep_batch(kind: str, req: Txt2ImgRequest, plan: Plan, services: GenerationServices, batch: list, lo: int,
+                images: list, infotexts: list, result: GenerationResult, save: bool) -> None:
+    """Infotext, extensions' after_image, and saving for the images lo.. of one batch."""
+    for j, image in enumerate(batch):
+        idx = lo + j
+        text = build_infotext(req.prompt, req.negative_prompt, infotext_params(req, plan, idx))
+        ctx = None
+        if services.hooks is not None:
+            from webui.extensions.api import ImageContext
+
+            ctx = ImageContext(index=idx, seed=plan.seeds[idx], prompt=req.prompt,
+                               negative_prompt=req.negative_prompt, infotext=text, kind=kind,
+                               params=infotext_params(req, plan, idx))
+            image = services.hooks.after_image(image, ctx)
+        images.append(image)
+        infotexts.append(text)
+        if save:
+            path = services.outputs.save_image(image, kind=kind, seed=plan.seeds[idx], prompt=req.prompt,
+                                               infotext=text, model_name=plan.model.info.infotext_name)
+            result.paths.append(str(path))
+            if ctx is not None:
+                services.hooks.image_saved(str(path), ctx)
 
 
 def finish(kind: str, result: GenerationResult, req: Txt2ImgRequest, plan: Plan, images, infotexts, services,
