@@ -43,7 +43,7 @@ def test_every_option_runs_and_teardown_restores_the_model(app, tmp_path):
                       lr_scheduler="cosine", warmup_steps=1, rank=2, alpha=1, targets="attention+ff",
                       train_text_encoder=True, noise_offset=0.05, min_snr_gamma=5, repeats=2,
                       gradient_checkpointing=True, seed=7)
-    trainer = LoraTrainer(pipe, cfg, cache, state_file=tmp_path / "state.pt")
+    trainer = LoraTrainer(pipe, cfg, cache, state_file=tmp_path / "state.safetensors")
     seen, lrs = [], []
     try:
         out = trainer.run(TrainHooks(progress=lambda s, n, loss: (seen.append((s, n)),

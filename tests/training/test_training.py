@@ -43,7 +43,7 @@ def test_train_export_and_load_in_plain_diffusers(app, dataset):
     assert statistics.mean(losses[-q:]) < statistics.mean(losses[:q])
     assert [Path(p).name for p in status.samples] == ["step-000020.png", "step-000040.png"]
     assert all(Path(p).is_file() for p in status.samples)
-    assert not (app.paths.data_dir / "training" / "sq" / "state.pt").exists()  # a completed run keeps no state
+    assert not (app.paths.data_dir / "training" / "sq" / "state.safetensors").exists()  # a completed run keeps no state
 
     with safe_open(str(out), "pt") as f:
         keys, meta = list(f.keys()), f.metadata()
@@ -77,7 +77,7 @@ def test_cancel_then_resume_continues_the_run(app, dataset):
     app.jobs.wait(job, timeout=120)
     stopped = job.training.step
     assert job.status == "interrupted" and 6 <= stopped < 16
-    assert (app.paths.data_dir / "training" / "sq" / "state.pt").exists()
+    assert (app.paths.data_dir / "training" / "sq" / "state.safetensors").exists()
     assert job.value["path"] and Path(job.value["path"]).exists()  # the last complete save
 
     again = start_training(app, _req(dataset, steps=16, batch_size=1, save_every=4, seed=-1))

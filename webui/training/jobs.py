@@ -2,9 +2,9 @@
 starts, and the job itself: load the checkpoint through the model manager, cache latents, train, save, export.
 
 Nothing is written until the job runs, and an invalid request raises InvalidRequest at submit time. The resume
-state lives in `<data-dir>/training/<name>/state.pt`: a request with the same name and compatible settings
-continues from it (after a cancel, which saves, or a restart, from the last periodic save). It is removed when a
-run completes.
+state lives in `<data-dir>/training/<name>/state.safetensors` (tensors + JSON, never a pickle): a request with the
+same name and compatible settings continues from it (after a cancel, which saves, or a restart, from the last
+periodic save). It is removed when a run completes.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from webui.errors import EaselError, InvalidRequest, ModelNotFound
 from webui.generation.requests import MAX_SEED
 from webui.training.dataset import Dataset, load_dataset
-from webui.training.trainer import TrainConfig
+from webui.training.trainer import STATE_FILE, TrainConfig
 
 JOB_KIND = "train-lora"
 MAX_TRAIN_STEPS = 1_000_000
@@ -111,7 +111,7 @@ class TrainingPlan:
 
     @property
     def state_file(self) -> Path:
-        return self.work_dir / "state.pt"
+        return self.work_dir / STATE_FILE
 
 
 def _coerce(model: type[BaseModel], value: Any) -> BaseModel:

@@ -18,12 +18,14 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from webui.fsutil import atomic_path
 from webui.training.dataset import LatentCache
 from webui.training.export import target_modules
+from webui.training.state import StateError, load_state, save_state
 
 ADAPTER = "easel_train"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: safetensors + JSON (state.py); 1 was a torch pickle, never loaded again
+STATE_FILE = "state.safetensors"
+LEGACY_STATE = "state.pt"
 log = logging.getLogger("easel.training")
 
 
@@ -142,8 +144,13 @@ class LoraTrainer:
         self.lr_scheduler = get_scheduler(name, self.optimizer, num_warmup_steps=cfg.warmup_steps,
                                           num_training_steps=cfg.steps)
         self.scaler = torch.amp.GradScaler("cuda") if self._autocast_dtype() == torch.float16 else None
-        if self.state_file is not None and self.state_file.exists():
-            self._load_state()
+        if self.state_file is not None:
+            legacy = self.state_file.with_name(LEGACY_STATE)
+            if legacy != self.state_file and legacy.exists():
+                log.warning("ignoring %s: resume states from before this version were pickles, which Easel no longer "
+                            "loads (they could run code); the run starts over. Delete the file to hide this.", legacy)
+            if self.state_file.exists():
+                self._load_state()
 
     def teardown(self) -> None:
         """Remove the adapter: the pipeline is exactly the base model again."""
@@ -170,15 +177,14 @@ class LoraTrainer:
                  "compat": {**self.cfg.compat_key(), **self.match}, "adapter": self.adapter_state(),
                  "optimizer": self.optimizer.state_dict(), "lr_scheduler": self.lr_scheduler.state_dict(),
                  "generator": self.generator.get_state(), "extra": self.extra_state, "saved_at": time.time()}
-        with atomic_path(self.state_file) as tmp:
-            torch.save(state, tmp)
+        save_state(self.state_file, state)
 
     def _load_state(self) -> None:
         from peft import set_peft_model_state_dict
 
         try:
-            state = torch.load(self.state_file, map_location="cpu", weights_only=False)  # our own file
-        except Exception as e:  # a damaged state is only a lost resume point
+            state = load_state(self.state_file)  # safetensors + JSON: nothing is ever unpickled
+        except StateError as e:  # a damaged or foreign state is only a lost resume point
             log.warning("cannot read training state %s (%s): starting over", self.state_file, e)
             return
         if state.get("version") != STATE_VERSION or state.get("compat") != {**self.cfg.compat_key(), **self.match}:
