@@ -82,13 +82,33 @@ def is_loopback_bind(host: str) -> bool:
         return False
 
 
-def is_allowed_host(host_header: str | None, extra: Iterable[str] = ()) -> bool:
+def is_ip_literal(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name.split("%")[0])
+        return True
+    except ValueError:
+        return False
+
+
+def machine_host_names() -> tuple[str, ...]:
+    """This machine's own names (short, fully qualified, mDNS .local), lower case: what a LAN user types."""
+    names = set()
+    for name in (socket.gethostname(), socket.getfqdn()):
+        name = name.strip().lower().rstrip(".")
+        if name:
+            names.add(name)
+            names.add(name.split(".")[0] + ".local")
+    return tuple(sorted(names))
+
+
+def is_allowed_host(host_header: str | None, extra: Iterable[str] = (), *, ip_literals: bool = False) -> bool:
     """Loopback names (any port) always; plus `extra` names (--allowed-hosts, the share host). "*.example.com" in
-    `extra` allows every subdomain of example.com (not example.com itself)."""
+    `extra` allows every subdomain of example.com (not example.com itself). `ip_literals`: any IP address as Host
+    (a browser that typed an address has no DNS name to rebind)."""
     if not host_header:
         return False
     name = host_name(host_header)
-    if name in LOOPBACK_NAMES:
+    if name in LOOPBACK_NAMES or (ip_literals and is_ip_literal(name)):
         return True
     for allowed in extra:
         allowed = host_name(allowed) if allowed else ""

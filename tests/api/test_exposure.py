@@ -91,6 +91,19 @@ def test_exposed_ui_only_gradio_api_needs_the_login(server):
     assert "HI" in c.get(f"/gradio_api/call/echo/{r.json()['event_id']}").text
 
 
+def test_ui_login_page_is_distinguishable_from_an_open_ui(server):
+    c = server("--listen", "--gradio-auth", ":".join(UI_USER))
+    r = c.get("/?__theme=dark", follow_redirects=False)
+    assert r.status_code == 302 and r.headers["location"] == "/login?__theme=dark"
+    assert r.headers["x-frame-options"] == "SAMEORIGIN"
+    page = c.get("/login")
+    assert page.status_code == 200 and '"auth_required":true' in page.text.replace(" ", "")
+    assert c.post("/login", data={"username": UI_USER[0], "password": UI_USER[1]}).status_code == 200
+    assert c.get("/login", follow_redirects=False).headers["location"] == "/"
+    r = c.get("/", follow_redirects=False)
+    assert r.status_code == 200 and '"auth_required":true' not in r.text.replace(" ", "")
+
+
 def test_exposed_api_still_needs_api_auth(server):
     from webui.flags import parse_args, validate_args
 
@@ -175,9 +188,13 @@ def test_allowed_hosts_when_exposed(server):
         assert c.get("/sdapi/v1/samplers", headers={"Host": host, **_basic(API_USER)}).status_code == 200, host
 
 
-def test_without_allowed_hosts_an_exposed_server_answers_any_host(server):
+def test_without_allowed_hosts_an_exposed_server_answers_its_addresses_and_names(server):
+    from webui.security import machine_host_names
+
     c = server("--listen", "--nowebui", "--api-auth", ":".join(API_USER))
-    assert c.get("/sdapi/v1/samplers", headers={"Host": "anything.example"}).status_code == 401
+    assert c.get("/sdapi/v1/samplers", headers={"Host": "rebind.example.invalid"}).status_code == 400
+    for host in ("10.0.0.5:7860", "[fe80::1]:7860", "192.168.1.20", *machine_host_names()):
+        assert c.get("/sdapi/v1/samplers", headers={"Host": host}).status_code == 401, host
 
 
 # ---------------------------------------------------------------- brute force (item 12)

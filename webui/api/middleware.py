@@ -96,16 +96,17 @@ class HostCheckMiddleware:
     share host): a page on another site that rebinds its DNS name to this machine still sends its own name as Host,
     and is refused here with a 400 before any password is asked for."""
 
-    def __init__(self, app: ASGIApp, extra_hosts: Callable[[], Iterable[str]] = lambda: ()):
+    def __init__(self, app: ASGIApp, extra_hosts: Callable[[], Iterable[str]] = lambda: (), ip_literals: bool = False):
         self.app = app
         self.extra_hosts = extra_hosts
+        self.ip_literals = ip_literals
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket") and not _in_process(scope):
-            if not is_allowed_host(_header(scope, b"host"), self.extra_hosts()):
+            if not is_allowed_host(_header(scope, b"host"), self.extra_hosts(), ip_literals=self.ip_literals):
                 return await refuse(scope, send, 400, "InvalidHost",
-                                    "Host header not allowed: this server answers only to localhost/127.0.0.1/[::1]"
-                                    " and the names given with --allowed-hosts")
+                                    "Host header not allowed: this server answers only to localhost/127.0.0.1/[::1],"
+                                    " its own addresses and names, and the names given with --allowed-hosts")
         await self.app(scope, receive, send)
 
 
@@ -282,3 +283,33 @@ class LoginThrottleMiddleware:
             await send(message)
 
         await self.app(scope, receive, observing_send)
+
+
+class LoginPageMiddleware:
+    """With --gradio-auth, the page at / without a login answers 302 → /login, and /login shows Gradio's login
+    form (Gradio itself would show the form at / with a 200, which a client cannot tell from an open UI). With a
+    valid login cookie /login goes back to /, where Gradio reloads after a successful login."""
+
+    def __init__(self, app: ASGIApp, has_session: Callable[[Scope], bool]):
+        self.app = app
+        self.has_session = has_session
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("method") in ("GET", "HEAD") and scope.get("path") in ("/", "/login"):
+            logged_in = self.has_session(scope)
+            query = scope.get("query_string") or b""
+            tail = ("?" + query.decode("latin-1")) if query else ""  # ?__theme=dark survives the round trip
+            if scope["path"] == "/" and not logged_in:
+                return await _redirect(send, "/login" + tail)
+            if scope["path"] == "/login":
+                if logged_in:
+                    return await _redirect(send, "/" + tail)
+                scope = {**scope, "path": "/", "raw_path": b"/"}  # Gradio's page, in its logged-out form
+        await self.app(scope, receive, send)
+
+
+async def _redirect(send: Send, location: str) -> None:
+    await send({"type": "http.response.start", "status": 302,
+                "headers": [(b"location", location.encode()), (b"content-length", b"0"),
+                            (b"cache-control", b"no-store")]})
+    await send({"type": "http.response.body", "body": b""})

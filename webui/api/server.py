@@ -16,7 +16,8 @@ from webui.api.easel_jobs import build_easel_jobs_router
 from webui.api.errors import install_error_handlers
 from webui.api.extensions import build_extensions_router, mount_extension_routes, route_aliases
 from webui.api.middleware import (BasicAuthMiddleware, BodyLimitMiddleware, CrossSiteMiddleware, HostCheckMiddleware,
-                                  LoginThrottleMiddleware, SecurityHeadersMiddleware)
+                                  LoginPageMiddleware, LoginThrottleMiddleware,
+                                  SecurityHeadersMiddleware)
 from webui.api.prompts import build_prompts_router
 from webui.api.sdapi import build_sdapi_router
 from webui.api.strict_json import StrictJSONMiddleware
@@ -24,31 +25,31 @@ from webui.api.system import build_system_router
 from webui.api.throttle import AuthThrottle
 from webui.api.training import build_training_router
 from webui.flags import allowed_hosts, api_credentials, api_enabled, bind_host, cors_origins, gradio_credentials
-from webui.security import is_loopback_bind, start_share_when_ready
+from webui.security import is_loopback_bind, machine_host_names, start_share_when_ready
 
 # Every API surface --api-auth protects (the Gradio UI page itself is --gradio-auth's job)
 API_PREFIXES = ("/sdapi/", "/easel/", "/ext/", "/docs", "/openapi.json", "/redoc", "/gradio_api/")
 
 
+def _has_gradio_session(api: FastAPI, scope: Scope) -> bool:
+    """True when a request carries a valid Gradio login cookie (only meaningful with --gradio-auth)."""
+    gradio_app = next((m.app for m in api.routes if isinstance(m, Mount) and hasattr(m.app, "tokens")), None)
+    if gradio_app is None or not getattr(gradio_app, "auth", None):
+        return False
+    cookies = {}
+    for key, value in scope.get("headers") or ():
+        if key == b"cookie":
+            for part in value.decode("latin-1").split(";"):
+                name, _, val = part.strip().partition("=")
+                cookies[name] = val
+    cid = gradio_app.cookie_id
+    token = cookies.get(f"access-token-{cid}") or cookies.get(f"access-token-unsecure-{cid}")
+    return bool(token) and token in gradio_app.tokens
+
+
 def _gradio_session_check(api: FastAPI) -> Callable[[Scope], bool]:
-    """True when a request carries a valid Gradio login cookie (only meaningful with --gradio-auth): the UI's own
-    calls to /gradio_api then pass --api-auth without a second password prompt."""
-    def check(scope: Scope) -> bool:
-        if not scope.get("path", "").startswith("/gradio_api/"):
-            return False
-        gradio_app = next((m.app for m in api.routes if isinstance(m, Mount) and hasattr(m.app, "tokens")), None)
-        if gradio_app is None or not getattr(gradio_app, "auth", None):
-            return False
-        cookies = {}
-        for key, value in scope.get("headers") or ():
-            if key == b"cookie":
-                for part in value.decode("latin-1").split(";"):
-                    name, _, val = part.strip().partition("=")
-                    cookies[name] = val
-        cid = gradio_app.cookie_id
-        token = cookies.get(f"access-token-{cid}") or cookies.get(f"access-token-unsecure-{cid}")
-        return bool(token) and token in gradio_app.tokens
-    return check
+    """The UI's own calls to /gradio_api pass --api-auth with the Gradio login cookie (no second prompt)."""
+    return lambda scope: scope.get("path", "").startswith("/gradio_api/") and _has_gradio_session(api, scope)
 
 
 def mount_ui(api: FastAPI, application, blocks: Any | None = None) -> Any:
@@ -82,15 +83,28 @@ def install_security(api: FastAPI, application) -> None:
                            session_ok=_gradio_session_check(api) if not ns.nowebui else None, throttle=throttle)
     if not ns.nowebui:
         api.add_middleware(LoginThrottleMiddleware, throttle=throttle)
+        if gradio_credentials(ns):
+            api.add_middleware(LoginPageMiddleware, has_session=lambda scope: _has_gradio_session(api, scope))
     origins = cors_origins(ns)
     if origins:
         api.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=True, allow_methods=["*"],
                            allow_headers=["*"])
     api.add_middleware(CrossSiteMiddleware, allowed_origins=origins)
-    hosts = allowed_hosts(ns)
-    if hosts or is_loopback_bind(bind_host(ns)):  # loopback names, --allowed-hosts and the share host only
-        api.add_middleware(HostCheckMiddleware, extra_hosts=lambda: (*hosts, *_share_hosts(application)))
+    api.add_middleware(HostCheckMiddleware, **host_rule(application))
     api.add_middleware(SecurityHeadersMiddleware)
+
+
+def host_rule(application) -> dict:
+    """Which Host names the server answers to (DNS rebinding): loopback names always, the share host, and
+    - with --allowed-hosts: those names only;
+    - else, bound to loopback: nothing more;
+    - else (exposed): any IP address and this machine's own names. Another domain name gets 400 (add it to
+      --allowed-hosts), so a rebinding page's own name is refused before any password prompt."""
+    ns = application.ns
+    hosts = allowed_hosts(ns)
+    exposed = not hosts and not is_loopback_bind(bind_host(ns))
+    own = machine_host_names() if exposed else ()
+    return {"extra_hosts": lambda: (*hosts, *own, *_share_hosts(application)), "ip_literals": exposed}
 
 
 def _share_hosts(application) -> tuple[str, ...]:
