@@ -21,6 +21,7 @@ from webui.generation.requests import GenerationResult, Img2ImgRequest, Txt2ImgR
 from webui.generation.txt2img import run_txt2img
 from webui.history import JobHistory
 from webui.jobs import Job, JobQueue
+from webui.lifecycle import request_record, requeue_waiting, serve
 from webui.lora import LoraCatalog, LoraService
 from webui.models.catalog import CheckpointCatalog
 from webui.models.device import choose_policy
@@ -109,12 +110,34 @@ class Application:
         self._configure_threads()
         self.models.refresh()
         self.loras.refresh()
+        self._select_initial()
         self.jobs.start()
         self.started = True
         self.extensions.emit("app_started", self)
+        # the load is the queue's first job: whatever needs the model (re-queued jobs included) waits behind it
         job = self.jobs.submit("load-checkpoint", {}, lambda j: self._load_initial(), record=False)
+        requeue_waiting(self)
         if wait_for_model:
             self.jobs.wait(job)
+
+    def _initial_candidates(self) -> list[str]:
+        """--ckpt, else the last used checkpoint, else every one found (user checkpoints before the demo)."""
+        infos = self.catalog.list()
+        candidates = [q for q in (self.ns.ckpt, self.options.get("sd_model_checkpoint")) if q]
+        return candidates + [i.title for i in infos if not i.is_demo] + [i.title for i in infos if i.is_demo]
+
+    def _select_initial(self) -> None:
+        """Name the selected checkpoint before the server answers (the load itself runs as the first job), so
+        /sdapi/v1/options and a training job posted at once see --ckpt, not "" or the first file in the folder.
+        If that file then fails to load, _load_initial names the one that did."""
+        for query in self._initial_candidates():
+            try:
+                title = self.catalog.find(query).title
+            except EaselError:
+                continue
+            if self.options.get("sd_model_checkpoint") != title:
+                self.options.set({"sd_model_checkpoint": title})
+            return
 
     def _configure_threads(self) -> None:
         from webui.models.device import apply_threads, choose_threads
@@ -131,11 +154,8 @@ class Application:
     def _load_initial(self) -> LoadedModel | None:
         """--ckpt, else the last used checkpoint, else the first one that loads (user checkpoints before the demo).
         A corrupt file is skipped with a warning rather than leaving the app without a model."""
-        infos = self.catalog.list()
-        candidates = [q for q in (self.ns.ckpt, self.options.get("sd_model_checkpoint")) if q]
-        candidates += [i.title for i in infos if not i.is_demo] + [i.title for i in infos if i.is_demo]
         tried: set[str] = set()
-        for query in candidates:
+        for query in self._initial_candidates():
             if query in tried:
                 continue
             tried.add(query)
@@ -173,14 +193,16 @@ class Application:
         if clean:
             self.options.set(clean)
 
-    def submit_txt2img(self, req: Txt2ImgRequest, *, from_api: bool) -> Job:
+    def submit_txt2img(self, req: Txt2ImgRequest, *, from_api: bool, job_id: str | None = None) -> Job:
         """Queue a txt2img job. The API saves only with save_images (A1111's default); the UI always saves."""
         def run(r, services, view, control, save, save_grid):
             return run_txt2img(r, services, view, control, save=save, save_grid=save_grid)
-        return self._submit_generation("txt2img", req, run, from_api=from_api)
+        record = request_record("txt2img", req.model_dump(mode="json"), from_api=from_api)
+        return self._submit_generation("txt2img", req, run, from_api=from_api, request=record, job_id=job_id)
 
     def _submit_generation(self, kind: str, req: Txt2ImgRequest, run, *, from_api: bool,
-                           params: dict | None = None, after=None) -> Job:
+                           params: dict | None = None, after=None, request: dict | None = None,
+                           job_id: str | None = None) -> Job:
         """The one path for every generation: validate what can be validated now (so bad input is a 4xx before
         queueing), then run in the worker with the request's options overlay and the extensions' hooks."""
         req = self.styles.apply_to_request(req)  # styles first, as A1111; an unknown one is a 422 before queueing
@@ -221,7 +243,8 @@ class Application:
             if req.override_settings and not req.override_settings_restore_afterwards:
                 self.options.set(req.override_settings)
             return result
-        return self.jobs.submit(kind, params if params is not None else req.model_dump(mode="json"), work)
+        return self.jobs.submit(kind, params if params is not None else req.model_dump(mode="json"), work,
+                                request=request, job_id=job_id)
 
     def _dropdown_script(self, kind: str, req: Txt2ImgRequest):
         if not req.script_name:
@@ -232,7 +255,8 @@ class Application:
         return found[0], found[1], named_args(found[1], req.script_args)
 
     def submit_img2img_batch(self, req: Img2ImgRequest, *, input_dir: str, output_dir: str,
-                             mask_dir: str | None = None, scale: float | None = None) -> Job:
+                             mask_dir: str | None = None, scale: float | None = None,
+                             job_id: str | None = None) -> Job:
         """img2img over a folder (the UI's Batch tab). Folders are checked before queueing."""
         from webui.generation.batch import check_batch_dirs, run_batch
         from webui.pathguard import user_path
@@ -247,7 +271,11 @@ class Application:
             return run_batch(r, src, dst, masks, services, view, control, scale=scale)
         params = req.model_dump(mode="json", exclude={"init_images", "mask"})
         params.update(input_dir=str(src), output_dir=str(dst), mask_dir=str(masks) if masks else None)
-        return self._submit_generation("img2img", req, run, from_api=False, params=params)
+        record = request_record("img2img-batch", req.model_dump(mode="json", exclude={"init_images", "mask"}),
+                                from_api=False, input_dir=str(src), output_dir=str(dst),
+                                mask_dir=str(masks) if masks else None, scale=scale)
+        return self._submit_generation("img2img", req, run, from_api=False, params=params, request=record,
+                                       job_id=job_id)
 
     def extras(self, req, images: list) -> tuple[list, list[str], list[str]]:
         """Extras upscaling of (PIL image, name) pairs; saved to outputs/extras-images when the option says so."""
@@ -269,7 +297,7 @@ class Application:
             raise InvalidRequest(f"{field}: {e.message}") from None
 
     def submit_img2img(self, req: Img2ImgRequest, *, from_api: bool, images: list | None = None,
-                       mask=None) -> Job:
+                       mask=None, job_id: str | None = None) -> Job:
         """Queue an img2img/inpaint job. Images are decoded here, before queueing, so bad input is a 4xx at once."""
         if images is None:
             images = [self.decode_image(s, f"init_images[{i}]") for i, s in enumerate(req.init_images)]
@@ -284,7 +312,18 @@ class Application:
                 result.images = result.images + [im.convert("RGB") for im in images]
                 result.infotexts = result.infotexts + [""] * len(images)
         params = req.model_dump(mode="json", exclude={"init_images", "mask"})
-        return self._submit_generation("img2img", req, run, from_api=from_api, params=params, after=include_inputs)
+        return self._submit_generation("img2img", req, run, from_api=from_api, params=params, after=include_inputs,
+                                       request=self._img2img_record(req, images, mask, from_api), job_id=job_id)
+
+    @staticmethod
+    def _img2img_record(req: Img2ImgRequest, images: list, mask, from_api: bool) -> dict:
+        """The request with its decoded inputs as PNG (URLs and UI uploads alike), so a restart can run it."""
+        from webui.outputs import encode_png_base64
+
+        body = req.model_dump(mode="json")
+        body.update(init_images=[encode_png_base64(im) for im in images],
+                    mask=encode_png_base64(mask) if mask is not None else None)
+        return request_record("img2img", body, from_api=from_api)
 
 
 class ScriptRunner:
@@ -316,8 +355,6 @@ def create_server(application: Application):
 
 
 def main(ns: argparse.Namespace | None = None) -> None:
-    import uvicorn
-
     from webui.flags import bind_host
 
     ns = ns if ns is not None else parse_args(sys.argv[1:])
@@ -328,8 +365,8 @@ def main(ns: argparse.Namespace | None = None) -> None:
     server = create_server(application)
     host = bind_host(ns)
     print(f"Easel {VERSION}: http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{ns.port}", flush=True)
-    uvicorn.run(server, host=host, port=ns.port, log_level="warning",
-                ssl_keyfile=ns.tls_keyfile, ssl_certfile=ns.tls_certfile)
+    serve(application, server, host=host, port=ns.port, log_level="warning",
+          ssl_keyfile=ns.tls_keyfile, ssl_certfile=ns.tls_certfile)  # SIGTERM: interrupt, keep the queue, exit
 
 
 def _quiet_libraries() -> None:

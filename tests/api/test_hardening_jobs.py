@@ -200,3 +200,179 @@ def test_an_interrupted_job_keeps_the_images_it_finished(make_app):
     again = make_app(*FLAGS)  # and after a restart, from the history
     with _client(again) as c:
         assert _job(c, job_id)["result"]["images"] == saved
+
+
+# ---------------------------------------------------------------- item 14: the selected checkpoint from the first answer
+
+def test_the_selected_checkpoint_is_known_before_the_initial_load_ends(make_app, data_dir):
+    import threading
+
+    from tests.training.conftest import make_dataset
+
+    ckpt_dir = data_dir / "models" / "Stable-diffusion"
+    (ckpt_dir / "aaa-corrupt.safetensors").write_bytes(b"\0" * 64)  # the first file in the folder
+    app = make_app(*FLAGS, "--ckpt", str(ckpt_dir / "sub" / "tiny-b.safetensors"), start=False)
+    release = threading.Event()
+    real_load = app.models.load
+
+    def slow_load(query=None, *a, **k):
+        release.wait(60)
+        return real_load(query, *a, **k)
+    app.models.load = slow_load
+    try:
+        app.start()
+        with _client(app) as c:
+            opts = c.get("/sdapi/v1/options").json()
+            assert opts["sd_model_checkpoint"] == app.catalog.find("tiny-b").title
+            body = {"name": "early", "dataset_dir": str(make_dataset(data_dir / "ds")), "steps": 1, "batch_size": 1,
+                    "resolution": 64}
+            r = c.post("/easel/v1/train/lora", json=body)  # no checkpoint: the selected one, not aaa-corrupt
+            assert r.status_code == 202, r.text
+            job_id = r.json()["job_id"]
+            assert app.jobs.get(job_id).status == "queued"  # behind the initial load, in the queue
+            app.jobs.cancel(job_id)
+    finally:
+        release.set()
+    wait_until(lambda: app.models.active is not None, 60)
+    assert app.models.active.info.name.endswith("tiny-b.safetensors")
+
+
+# ---------------------------------------------------------------- item 15: queued jobs survive kill -9
+
+_CHILD_QUEUE = """
+import sys, time
+from webui.app import Application
+from webui.flags import parse_args
+from webui.generation.requests import Img2ImgRequest, Txt2ImgRequest
+from tests.api.conftest import png_base64
+
+app = Application(parse_args(["--data-dir", sys.argv[1], "--nowebui"]))
+app.catalog.demo_dir = None
+app.start(wait_for_model=True)
+unet = app.models.active.pipeline.unet
+unet.mid_block.register_forward_pre_hook(lambda m, a: time.sleep(0.2))  # a long first job
+running = app.submit_txt2img(Txt2ImgRequest(prompt="running at the kill", steps=150, seed=1), from_api=True)
+waiting = app.submit_txt2img(Txt2ImgRequest(prompt="waiting at the kill", steps=2, seed=2, styles=[]), from_api=True)
+img = app.submit_img2img(Img2ImgRequest(prompt="img2img waiting", steps=2, seed=3, denoising_strength=0.5,
+                                        init_images=[png_base64((64, 64))]), from_api=True)
+while running.control.sampling_step < 1:
+    time.sleep(0.02)
+print("IDS", running.id, waiting.id, img.id, flush=True)
+time.sleep(600)
+"""
+
+
+def _child_server(code: str, data_dir, *args: str):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo), "HF_HUB_OFFLINE": "1", "EASEL_VENV_OK": "1"}
+    log = open(data_dir / "child-stderr.txt", "w")
+    cmd = [sys.executable, "-c", code, str(data_dir)] if code else [sys.executable, str(repo / "launch.py"), *args]
+    return subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+
+
+def _read_line(child, prefix: str, data_dir, timeout: float = 180) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        line = child.stdout.readline()
+        if line.startswith(prefix):
+            return line
+        if not line and child.poll() is not None:
+            break
+    raise AssertionError(f"no {prefix!r} line: {(data_dir / 'child-stderr.txt').read_text()[-3000:]}")
+
+
+def test_jobs_queued_at_kill_9_run_at_the_next_start(make_app, data_dir):
+    import signal
+
+    from webui.history import JobHistory
+
+    child = _child_server(_CHILD_QUEUE, data_dir)
+    try:
+        running, waiting, img = _read_line(child, "IDS", data_dir).split()[1:]
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    raw = JobHistory(data_dir / "easel.db")
+    stored = {row["id"]: row for row in raw.waiting()}
+    raw.close()
+    assert set(stored) == {waiting, img}
+    assert stored[waiting]["request"]["body"]["prompt"] == "waiting at the kill"  # complete, re-runnable
+    assert stored[img]["request"]["body"]["init_images"][0]  # the input image too
+
+    app = make_app(*FLAGS)
+    with _client(app) as c:
+        assert _job(c, running)["status"] == "interrupted"
+        for job_id in (waiting, img):
+            view = _wait_status(c, job_id, ("done", "failed", "interrupted"), 120)
+            assert view["status"] == "done", view
+            assert view["result"]["images"] and all(os.path.isfile(p) for p in view["result"]["images"])
+        assert _job(c, waiting)["params"]["prompt"] == "waiting at the kill"
+
+
+# ---------------------------------------------------------------- item 19: SIGTERM while a job runs
+
+def test_sigterm_interrupts_the_running_job_keeps_the_queue_and_exits_fast(make_app, data_dir):
+    import signal
+    import threading
+
+    import requests
+
+    from tests.conftest import free_port
+    from webui.history import JobHistory
+
+    port = free_port()
+    child = _child_server("", data_dir, "--skip-install", "--nowebui", "--api", "--data-dir", str(data_dir),
+                          "--port", str(port))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _read_line(child, "Easel", data_dir)
+        wait_until(lambda: _get(url + "/sdapi/v1/options"), 120, 0.2)
+        wait_until(lambda: (_get(url + "/sdapi/v1/progress") or {}).get("state", {}).get("job_count") == 0, 120, 0.2)
+        out = {}
+        long = {"prompt": "long", "steps": 150, "width": 512, "height": 512, "seed": 1}
+        t = threading.Thread(target=lambda: out.update(r=_post(url + "/sdapi/v1/txt2img", long)), daemon=True)
+        t.start()
+        wait_until(lambda: (_get(url + "/sdapi/v1/progress") or {}).get("state", {}).get("sampling_step", 0) >= 1,
+                   120, 0.1)
+        queued = requests.post(url + "/easel/v1/jobs", json={"kind": "txt2img", "params": {"prompt": "next time",
+                                                                                           "steps": 2}}).json()["id"]
+        running = _get(url + "/sdapi/v1/progress")["state"]["job"]
+        t0 = time.time()
+        child.send_signal(signal.SIGTERM)
+        child.wait(15)
+        took = time.time() - t0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+    assert took < 10, f"the server took {took:.1f} s to stop"
+    raw = JobHistory(data_dir / "easel.db")
+    assert raw.get(running)["status"] == "interrupted"  # written by the server itself, before it exited
+    assert raw.get(queued)["status"] == "queued"
+    raw.close()
+    app = make_app(*FLAGS)
+    with _client(app) as c:
+        assert _wait_status(c, queued, ("done", "failed", "interrupted"), 120)["status"] == "done"
+
+
+def _get(url):
+    import requests
+
+    try:
+        r = requests.get(url, timeout=5)
+        return r.json() if r.status_code == 200 else None
+    except requests.RequestException:
+        return None
+
+
+def _post(url, body):
+    import requests
+
+    try:
+        return requests.post(url, json=body, timeout=60)
+    except requests.RequestException as e:
+        return e
