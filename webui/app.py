@@ -208,9 +208,10 @@ class Application:
         req = self.styles.apply_to_request(req)  # styles first, as A1111; an unknown one is a 422 before queueing
         save = (req.save_images if from_api else True) and not req.do_not_save_samples
         save_grid = (req.save_images if from_api else True) and not req.do_not_save_grid
-        view = self.options.view(req.override_settings)
+        view = self.options.view(req.override_settings)  # the one option check: 422/403 before anything runs
         hooks = job_hooks(self.extensions, kind, req.alwayson_scripts)
         script = self._dropdown_script(kind, req)
+        self._check_cost(req, script, view, grid=save_grid and bool(view.get("grid_save")))
 
         def work(job: Job) -> GenerationResult:
             services = dataclasses.replace(self.generation, hooks=hooks)
@@ -220,15 +221,17 @@ class Application:
                 # a script's cell may bring its own overrides (checkpoint, VAE, clip skip …) on top of the request's
                 v = view if rq.override_settings == req.override_settings else \
                     self.options.view({**req.override_settings, **rq.override_settings})
-                return run(rq, services, v, job.control, do_save, save_grid)
+                # saving follows the job's overrides too (samples_format, outdir_*, …: checked by options.view)
+                return run(rq, dataclasses.replace(services, outputs=self.outputs.with_options(v.get)), v,
+                           job.control, do_save, save_grid)
 
             def save_script_grid(image, *, request, infotext):
                 if not (save_grid and view.get("grid_save")):
                     return None
                 model = self.models.active
-                return str(self.outputs.save_image(image, kind=kind, seed=request.seed, prompt=request.prompt,
-                                                   infotext=infotext, grid=True,
-                                                   model_name=model.info.infotext_name if model else ""))
+                return str(self.outputs.with_options(view.get).save_image(
+                    image, kind=kind, seed=request.seed, prompt=request.prompt, infotext=infotext, grid=True,
+                    model_name=model.info.infotext_name if model else ""))
             runner = ScriptRunner(generate, save_grid=save_script_grid)
             result = None
             if script is not None:
@@ -245,6 +248,27 @@ class Application:
             return result
         return self.jobs.submit(kind, params if params is not None else req.model_dump(mode="json"), work,
                                 request=request, job_id=job_id)
+
+    def _check_cost(self, req: Txt2ImgRequest, script, view, *, grid: bool) -> None:
+        """The cost guard (webui/generation/cost.py) over the request, or the cells its dropdown script plans."""
+        from webui.generation.cost import UNKNOWN_NATIVE, check_job_cost
+
+        cells = None
+        if script is not None:
+            rec, s, args = script
+            cells = self.extensions.call(rec, f"{s.title}.planned_requests", s.planned_requests, req, **args)
+        active = self.models.active
+
+        def native_for(rq) -> int:
+            wanted = {**req.override_settings, **rq.override_settings}.get("sd_model_checkpoint")
+            if active is None:
+                return UNKNOWN_NATIVE
+            try:
+                same = not wanted or self.catalog.find(str(wanted)).path == active.info.path
+            except EaselError:
+                same = False
+            return active.native_size if same else UNKNOWN_NATIVE
+        check_job_cost(cells or [req], view.get, native_for, grid_for=lambda rq: grid)
 
     def _dropdown_script(self, kind: str, req: Txt2ImgRequest):
         if not req.script_name:

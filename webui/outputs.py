@@ -105,6 +105,12 @@ class OutputWriter:
         self._get = get_option
         self._lock = threading.Lock()
 
+    def with_options(self, get_option: Callable[[str], object] | Mapping[str, object]) -> "OutputWriter":
+        """The same writer (data dir, numbering lock) reading other options: one job's `override_settings`."""
+        writer = OutputWriter(self.data_dir, get_option)
+        writer._lock = self._lock
+        return writer
+
     def option(self, key: str) -> object:
         value = None
         try:

@@ -179,11 +179,12 @@ def test_cross_site_behind_a_tls_proxy(server):
 
 def test_allowed_hosts_when_exposed(server):
     c = server("--listen", "--nowebui", "--api-auth", ":".join(API_USER), "--allowed-hosts", "easel.lan,*.studio.example")
-    for host in ("evil.example", "easel.lan.evil.example", "studio.example", "10.0.0.5:7860"):
+    for host in ("evil.example", "easel.lan.evil.example", "studio.example", "mybox.local"):
         r = c.get("/sdapi/v1/samplers", headers={"Host": host, **_basic(API_USER)})
         assert r.status_code == 400 and r.json()["error"] == "InvalidHost", host
         assert c.get("/sdapi/v1/samplers", headers={"Host": host}).status_code == 400  # 400 before any 401
-    for host in ("easel.lan", "EASEL.LAN:7860", "gpu1.studio.example:7860", "localhost:7860", "127.0.0.1"):
+    for host in ("easel.lan", "EASEL.LAN:7860", "gpu1.studio.example:7860", "localhost:7860", "127.0.0.1",
+                 "10.0.0.5:7860", "[2001:db8::5]:7860"):
         assert c.get("/sdapi/v1/samplers", headers={"Host": host}).status_code == 401, host
         assert c.get("/sdapi/v1/samplers", headers={"Host": host, **_basic(API_USER)}).status_code == 200, host
 

@@ -96,14 +96,14 @@ def install_security(api: FastAPI, application) -> None:
 
 def host_rule(application) -> dict:
     """Which Host names the server answers to (DNS rebinding): loopback names always, the share host, and
-    - with --allowed-hosts: those names only;
-    - else, bound to loopback: nothing more;
-    - else (exposed): any IP address and this machine's own names. Another domain name gets 400 (add it to
-      --allowed-hosts), so a rebinding page's own name is refused before any password prompt."""
+    - bound to loopback: the --allowed-hosts names (a reverse proxy's name);
+    - exposed: any IP address (a browser that typed an address has no DNS name to rebind), and the --allowed-hosts
+      names, or without that flag this machine's own names.
+    Another domain name gets 400, so a rebinding page's own name is refused before any password prompt."""
     ns = application.ns
     hosts = allowed_hosts(ns)
-    exposed = not hosts and not is_loopback_bind(bind_host(ns))
-    own = machine_host_names() if exposed else ()
+    exposed = not is_loopback_bind(bind_host(ns))
+    own = machine_host_names() if exposed and not hosts else ()
     return {"extra_hosts": lambda: (*hosts, *own, *_share_hosts(application)), "ip_literals": exposed}
 
 

@@ -134,6 +134,13 @@ class Script:
     def run(self, runner: Any, request: Any, **args: Any) -> Any:
         raise NotImplementedError(f"{self.title} is not a dropdown script")
 
+    def planned_requests(self, request: Any, **args: Any) -> list[Any] | None:
+        """Optional for a dropdown script (API 1, additive): the requests `run` would pass to `runner.generate`,
+        computed without generating anything. Easel calls it before the job is queued and refuses (422) a job whose
+        requests together are over the cost limits (sizes, batch memory, grid size, total work). Count before you
+        build: raise ScriptError instead of making a huge list. None (the default): only `request` is checked."""
+        return None
+
     def shows_in(self, kind: str) -> bool:
         return self.visibility in ("both", kind)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import random
 import re
 from dataclasses import dataclass
@@ -26,8 +27,33 @@ def split_values(text: Any) -> list[str]:
     return [v.strip() for row in rows for v in row if v.strip()]
 
 
-def expand_numbers(items: list[str], kind: type) -> list[Any]:
-    """Numbers and ranges → the list of values (`1-10 [5]` truncates to ints for int axes, as A1111)."""
+def count_numbers(items: list[str]) -> float:
+    """How many values `expand_numbers` would make, without making them (inf for a range that never ends)."""
+    total = 0.0
+    for item in items:
+        m = RANGE.match(item)
+        if not m:
+            total += 1
+        elif m[4]:
+            total += int(m[4]) or 1
+        else:
+            try:
+                start, end = float(m[1].replace(" ", "")), float(m[2].replace(" ", ""))
+                step = float(m[3].replace(" ", "")) if m[3] else 1.0
+                n = abs((end - start) / step) + 1 if step else math.inf
+            except (ValueError, OverflowError, ZeroDivisionError):
+                n = math.inf
+            total += n if math.isfinite(n) else math.inf
+    return total
+
+
+def expand_numbers(items: list[str], kind: type, limit: float = math.inf) -> list[Any]:
+    """Numbers and ranges → the list of values (`1-10 [5]` truncates to ints for int axes, as A1111). More than
+    `limit` values is a ScriptError before any list is built."""
+    count = count_numbers(items)
+    if count > limit:
+        raise ScriptError(f"{', '.join(items)[:80]}: {'endless' if math.isinf(count) else int(count)} values, more "
+                          f"than the {int(limit)} cells a plot may have (setting xyz_max_cells)")
     out: list[Any] = []
     for item in items:
         m = RANGE.match(item)
@@ -123,18 +149,21 @@ def find_axis(value: Any) -> Axis:
     raise ScriptError(f"unknown axis type {value!r}; types: {', '.join(a.label for a in AXES)}")
 
 
-def axis_values(axis: Axis, text: Any, request: Any, keep_random_seeds: bool) -> list[Any]:
+def axis_values(axis: Axis, text: Any, request: Any, keep_random_seeds: bool, limit: float = math.inf) -> list[Any]:
     if axis.apply is None:
         return [None]
     items = split_values(text)
     if not items:
         raise ScriptError(f"{axis.label}: no values given")
+    if len(items) > limit:
+        raise ScriptError(f"{axis.label}: {len(items)} values, more than the {int(limit)} cells a plot may have "
+                          f"(setting xyz_max_cells)")
     if axis.kind in (int, float):
-        values = expand_numbers(items, axis.kind)
+        values = expand_numbers(items, axis.kind, limit)
     elif axis.kind == "size":
         values = [_size(i) for i in items]
     elif axis.kind == "lora" and not any(":" in i for i in items):
-        values = [f"{v:g}" for v in expand_numbers(items, float)]
+        values = [f"{v:g}" for v in expand_numbers(items, float, limit)]
     else:
         values = items
     if axis.label == "Seed" and not keep_random_seeds:
@@ -259,36 +288,81 @@ class XYZPlot(Script):
         out["margin_size"] = gr.Slider(0, 500, value=0, step=2, label="Grid margins (px)")
         return out
 
-    def run(self, runner: Any, request: Any, *, x_type: Any = "Seed", x_values: Any = "", y_type: Any = "Nothing",
-            y_values: Any = "", z_type: Any = "Nothing", z_values: Any = "", draw_legend: bool = True,
-            keep_random_seeds: bool = False, include_sub_grids: bool = False, margin_size: Any = 0, **_: Any) -> Any:
+    def __init__(self, settings: Any = None):
+        self.settings = settings  # the extension's view of the options: the limits below
+
+    def _limit(self, key: str, default: int) -> int:
+        try:
+            return int(self.settings.get(key)) if self.settings is not None else default
+        except (KeyError, TypeError, ValueError):
+            return default
+
+    def _axes(self, request: Any, types: tuple, texts: tuple, keep_random_seeds: bool) -> tuple[Any, list, list]:
+        """(base request, axes, values per axis), with the number of cells checked before any list is built."""
+        limit = self._limit("xyz_max_cells", 256)
         fixed = {} if keep_random_seeds else {
             "seed": request.seed if request.seed != -1 else random.randrange(4294967294),
             "subseed": request.subseed if request.subseed != -1 else random.randrange(4294967294)}
         base = variant(request, {**fixed, "script_name": None, "script_args": []}, "X/Y/Z plot")
-        axes = [find_axis(t) for t in (x_type, y_type, z_type)]
-        values = [axis_values(a, v, base, keep_random_seeds) for a, v in zip(axes, (x_values, y_values, z_values))]
+        axes = [find_axis(t) for t in types]
+        values = [axis_values(a, v, base, keep_random_seeds, limit) for a, v in zip(axes, texts)]
+        cells = math.prod(len(v) for v in values)
+        if cells > limit:
+            raise ScriptError(f"X/Y/Z plot: {' × '.join(str(len(v)) for v in values)} = {cells} cells, more than "
+                              f"{limit} (setting xyz_max_cells)")
+        return base, axes, values
+
+    def _cells(self, base: Any, axes: list, values: list):
+        """(z, y, x indices, request) of every cell, in the order they run."""
         xv, yv, zv = values
-        cells = [[[None] * len(xv) for _ in yv] for _ in zv]
-        results, stopped = [], False
         for zi, z in enumerate(zv):
             for yi, y in enumerate(yv):
                 for xi, x in enumerate(xv):
-                    if stopped:
-                        continue
                     req = base
                     for axis, value, vals in zip(axes, (x, y, z), values):
                         if axis.apply is not None:
                             req = variant(req, axis.apply(req, value, vals), f"{axis.label} {value}")
-                    res = runner.generate(req)
-                    first = int(res.info.get("index_of_first_image", 0) or 0) if len(res.images) > 1 else 0
-                    if res.images[first:]:
-                        cells[zi][yi][xi] = res.images[first]
-                        results.append((res, first))
-                    stopped = bool(res.interrupted) or not res.images[first:]
+                    yield zi, yi, xi, req
+
+    def _check_grid(self, sizes: list[tuple[int, int]]) -> None:
+        """A1111's check: the grid (every cell at the largest cell's size) within img_max_size_mp."""
+        limit = self._limit("img_max_size_mp", 200)
+        mp = len(sizes) * max(w for w, _ in sizes) * max(h for _, h in sizes) / 1e6
+        if mp > limit:
+            raise ScriptError(f"X/Y/Z plot: the resulting grid would be too large ({mp:.0f} megapixels; the limit is "
+                              f"{limit}, setting img_max_size_mp)")
+
+    def planned_requests(self, request: Any, *, x_type: Any = "Seed", x_values: Any = "", y_type: Any = "Nothing",
+                         y_values: Any = "", z_type: Any = "Nothing", z_values: Any = "",
+                         keep_random_seeds: bool = False, **_: Any) -> list[Any]:
+        """Every cell's request (Easel checks their cost before queueing), after the cell count and grid checks."""
+        base, axes, values = self._axes(request, (x_type, y_type, z_type), (x_values, y_values, z_values),
+                                        keep_random_seeds)
+        cells = [req for *_, req in self._cells(base, axes, values)]
+        self._check_grid([_final_size(req) for req in cells])
+        return cells
+
+    def run(self, runner: Any, request: Any, *, x_type: Any = "Seed", x_values: Any = "", y_type: Any = "Nothing",
+            y_values: Any = "", z_type: Any = "Nothing", z_values: Any = "", draw_legend: bool = True,
+            keep_random_seeds: bool = False, include_sub_grids: bool = False, margin_size: Any = 0, **_: Any) -> Any:
+        base, axes, values = self._axes(request, (x_type, y_type, z_type), (x_values, y_values, z_values),
+                                        keep_random_seeds)
+        xv, yv, zv = values
+        cells = [[[None] * len(xv) for _ in yv] for _ in zv]
+        results, stopped = [], False
+        for zi, yi, xi, req in self._cells(base, axes, values):
+            if stopped:
+                break
+            res = runner.generate(req)
+            first = int(res.info.get("index_of_first_image", 0) or 0) if len(res.images) > 1 else 0
+            if res.images[first:]:
+                cells[zi][yi][xi] = res.images[first]
+                results.append((res, first))
+            stopped = bool(res.interrupted) or not res.images[first:]
         if not results:
             raise ScriptError("X/Y/Z plot: no cell was generated (interrupted?)")
         labels = tuple([cell_label(a, v) for v in vals] for a, vals in zip(axes, values))
+        self._check_grid([im.size for plane in cells for row in plane for im in row if im is not None])
         grid, subs, layout = draw_grid(cells, labels, bool(draw_legend), int(float(margin_size or 0)))
         subs = subs if include_sub_grids and len(subs) > 1 else []
         images = [im for res, first in results for im in res.images[first:]]
@@ -307,5 +381,15 @@ class XYZPlot(Script):
             "warnings": [w for res, _ in results for w in res.warnings]})
 
 
+def _final_size(req: Any) -> tuple[int, int]:
+    """A cell image's size as far as the request tells (an empty size counts as 1024, the largest native size)."""
+    w, h = req.width or 1024, req.height or 1024
+    if getattr(req, "enable_hr", False) and not hasattr(req, "init_images"):
+        if req.hr_resize_x or req.hr_resize_y:
+            return req.hr_resize_x or round(req.hr_resize_y * w / h), req.hr_resize_y or round(req.hr_resize_x * h / w)
+        return int(w * req.hr_scale), int(h * req.hr_scale)
+    return w, h
+
+
 def setup(ext: Any) -> None:
-    ext.add_script(XYZPlot())
+    ext.add_script(XYZPlot(ext.settings))
