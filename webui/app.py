@@ -15,6 +15,7 @@ from webui.errors import EaselError, InvalidRequest
 from webui.extensions.hooks import job_hooks, named_args
 from webui.extensions.host import ExtensionHost
 from webui.flags import Paths, parse_args, resolve_paths
+from webui.generation.estimate import StepTimer, estimate_request
 from webui.generation.img2img import run_img2img
 from webui.generation.processing import GenerationServices
 from webui.generation.requests import GenerationResult, Img2ImgRequest, Txt2ImgRequest
@@ -63,8 +64,9 @@ class Application:
         self.styles = StyleStore(self.paths.styles_files)
         self.lora_catalog = LoraCatalog([self.paths.lora_dir, self.paths.lycoris_dir], self.hashes)
         self.loras = LoraService(self.lora_catalog)
+        self.step_timer = StepTimer()  # measured step times: "about N min on this device" before a job runs
         self.generation = GenerationServices(manager=self.models, outputs=self.outputs, models_dir=self.paths.models_dir,
-                                             embeddings=self.embeddings, loras=self.loras)
+                                             embeddings=self.embeddings, loras=self.loras, timer=self.step_timer)
         self.extensions = self._extension_host()
         self.models.on_loaded = self._on_model_loaded
         self.share_url: str | None = None
@@ -246,8 +248,9 @@ class Application:
             if req.override_settings and not req.override_settings_restore_afterwards:
                 self.options.set(req.override_settings)
             return result
+        seconds, notice = estimate_request(self.step_timer, req, view.get, self.models.active)
         return self.jobs.submit(kind, params if params is not None else req.model_dump(mode="json"), work,
-                                request=request, job_id=job_id)
+                                request=request, job_id=job_id, estimate_seconds=seconds, notice=notice)
 
     def _check_cost(self, req: Txt2ImgRequest, script, view, *, grid: bool) -> None:
         """The cost guard (webui/generation/cost.py) over the request, or the cells its dropdown script plans."""

@@ -31,6 +31,7 @@ class Job:
     record: bool = True  # written to history (internal jobs such as a model switch are not)
     request: dict[str, Any] | None = None  # the complete request, kept in history until the job ends (re-queue)
     estimate_seconds: float | None = None  # how long it should take on this device, from measured steps
+    notice: str | None = None  # that estimate in words, a warning when it is long
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     status: str = "queued"
     created_at: float = field(default_factory=time.time)
@@ -85,10 +86,12 @@ class JobQueue:
     # --- submitting ----------------------------------------------------------------------------------------------
     def submit(self, kind: str, params: dict[str, Any], fn: Callable[[Job], Any], *, record: bool = True,
                request: dict[str, Any] | None = None, job_id: str | None = None,
-               estimate_seconds: float | None = None) -> Job:
+               estimate_seconds: float | None = None, notice: str | None = None) -> Job:
         """Queue a job. `request` is what a restart needs to run it again; `job_id` re-queues a job of a previous
         run under its own id."""
-        job = Job(kind=kind, params=params, fn=fn, record=record, request=request, estimate_seconds=estimate_seconds)
+        job = Job(kind=kind, params=params, fn=fn, record=record, request=request, estimate_seconds=estimate_seconds,
+                  notice=notice)
+        job.control.estimate_seconds, job.control.textinfo = estimate_seconds, notice
         if job_id:
             job.id = job_id
         with self._cv:  # created_at, the history row and the queue position agree (lock order: queue → history)

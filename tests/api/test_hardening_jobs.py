@@ -376,3 +376,39 @@ def _post(url, body):
         return requests.post(url, json=body, timeout=60)
     except requests.RequestException as e:
         return e
+
+
+# ---------------------------------------------------------------- item 4: how long, before it starts
+
+def test_a_job_says_how_long_it_will_take_from_measured_steps(make_app):
+    from webui.ui.progress import progress_line
+
+    app = make_app(*FLAGS)
+    unet = app.models.active.pipeline.unet
+    slow = SlowBlocks([unet.mid_block], 0.25)  # ~0.25 s per step, whatever the machine
+    try:
+        with _client(app) as c:
+            first = c.post("/easel/v1/jobs", json={"kind": "txt2img", "params": {"prompt": "a", "steps": 6}}).json()
+            assert _job(c, first["id"])["estimate_seconds"] is None  # nothing measured yet: no guess
+            _wait_status(c, first["id"], ("done",))
+            job = c.post("/easel/v1/jobs", json={"kind": "txt2img", "params": {"prompt": "b", "steps": 20}}).json()
+            estimate = _job(c, job["id"])["estimate_seconds"]
+            assert 20 * 0.25 * 0.8 < estimate < 20 * 0.25 * 3, estimate
+            done = _wait_status(c, job["id"], ("done",))
+            took = done["finished_at"] - done["started_at"]
+            assert estimate * 0.5 < took < estimate * 2, (estimate, took)
+
+            # over warn_job_seconds the UI's progress line warns, while the job waits and before it runs
+            assert c.post("/sdapi/v1/options", json={"warn_job_seconds": 3}).status_code == 200
+            blocker = c.post("/easel/v1/jobs", json={"kind": "txt2img", "params": {"prompt": "c", "steps": 30}}).json()
+            long = c.post("/easel/v1/jobs", json={"kind": "txt2img", "params": {"prompt": "d", "steps": 40}}).json()
+            text, _, _ = progress_line(app.jobs, app.jobs.get(long["id"]))
+            assert text.startswith("Queued: position") and "Long job: about" in text and "on this device" in text
+            # /sdapi/v1/progress: a sane ETA from the first moment (the estimate, before any step has ended)
+            wait_until(lambda: app.jobs.current and app.jobs.current.id == blocker["id"], 30, 0.01)
+            p = c.get("/sdapi/v1/progress").json()
+            assert p["eta_relative"] > 0 and "on this device" in (p["textinfo"] or "")
+            c.post(f"/easel/v1/jobs/{long['id']}/cancel")
+            c.post(f"/easel/v1/jobs/{blocker['id']}/cancel")
+    finally:
+        slow.remove()

@@ -52,6 +52,8 @@ class JobView(BaseModel):
     started_at: Optional[float]
     finished_at: Optional[float]
     position: Optional[int]
+    estimate_seconds: Optional[float] = Field(None, description="expected duration on this device, from measured "
+                                              "step times (null: nothing measured yet for this model)")
     training: Optional[dict[str, Any]] = Field(None, description="train-lora jobs: step, total_steps, losses, ...")
     step: Optional[int] = Field(None, description="train-lora: steps done")
     total_steps: Optional[int] = None
@@ -88,6 +90,7 @@ def live_view(app, job) -> JobView:
                    result=_result(job.value if job.value is not None else (t or {}).get("result") or job.summary),
                    error=_error_text(job.error), created_at=job.created_at, started_at=job.started_at,
                    finished_at=job.finished_at, position=app.jobs.position(job.id), training=t,
+                   estimate_seconds=job.estimate_seconds,
                    **_training_fields(t))
 
 

@@ -27,6 +27,8 @@ class JobControl:
     last_latents: Any = None
     last_vae: Any = None
     estimate_seconds: float | None = None  # the job's expected duration on this device, before it started
+    step_samples: list = field(default_factory=list)  # (pixels, seconds) of single steps, for the step timer
+    _last_step: tuple[int, float] | None = None
     started_at: float = field(default_factory=time.time)
     _interrupted: threading.Event = field(default_factory=threading.Event)
     _skipped: threading.Event = field(default_factory=threading.Event)
@@ -53,6 +55,7 @@ class JobControl:
         with self._lock:
             self.job_no, self.sampling_step, self.sampling_steps = index, 0, steps
             self.last_latents = self.last_vae = None
+            self._last_step = None  # the first step of a batch also pays for its set-up: not a step time
 
     def offer_preview(self, step: int, latent: Any, make: Any) -> None:
         with self._lock:
@@ -83,6 +86,13 @@ class JobControl:
                 return 0.0
             per = (self.sampling_step / self.sampling_steps) if self.sampling_steps else 0.0
             return min(1.0, (self.job_no + per) / self.job_count)
+
+    def time_step(self, pixels: int, now: float) -> None:
+        """A step ended: the time since the previous step of the same size is one step's time."""
+        last = self._last_step
+        if last is not None and last[0] == pixels and pixels > 0:
+            self.step_samples.append((pixels, now - last[1]))
+        self._last_step = (pixels, now)
 
     def keep_latents(self, latents: Any, vae: Any) -> None:
         """A reference, not a copy: the sampler makes a new tensor every step."""

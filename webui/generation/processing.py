@@ -11,6 +11,7 @@ from typing import Any, Callable
 from webui import VERSION_TAG
 from webui.errors import Interrupted, InvalidRequest, Skipped
 from webui.generation.control import JobControl
+from webui.generation.estimate import step_sample
 from webui.generation.preview import attach_preview_source, make_preview
 from webui.generation.requests import GenerationResult, Txt2ImgRequest
 from webui.generation.seeds import fix_seed
@@ -35,6 +36,7 @@ class GenerationServices:
     hooks: Any = None  # extension hook dispatcher, when present
     loras: Any = None  # webui.lora.LoraService, when present
     embeddings: Any = None  # webui.prompts.embeddings.EmbeddingCatalog, when present
+    timer: Any = None  # webui.generation.estimate.StepTimer: measured step times, for estimates
 
 
 @dataclass
@@ -143,6 +145,7 @@ def step_callback(control: JobControl, steps: int, opts: OptionsView, hooks: Any
         # second-order samplers (Heun, DPM2) and PLMS run more timesteps than steps: count what the loop runs
         control.sampling_steps = getattr(pipe, "_num_timesteps", None) or control.sampling_steps
         control.step(i + 1)
+        control.time_step(step_sample(kwargs["latents"], pipe.vae_scale_factor), time.perf_counter())
         control.keep_latents(kwargs["latents"], pipe.vae)
         if control.interrupted:
             raise Interrupted("interrupted")
@@ -196,6 +199,9 @@ def run_batches(kind: str, req: Txt2ImgRequest, plan: Plan, services: Generation
                 break
             _keep_batch(kind, req, plan, services, batch, lo, images, infotexts, result, save)
         plan.checks = None
+    if services.timer is not None:
+        services.timer.record(plan.model.info.title, control.step_samples)
+        control.step_samples.clear()
     if control.interrupted and cut is not None:  # the hooks are off again: the partial batch can be decoded
         lo, hi, stopped_in = cut
         save_partial = save and bool(opts.get("save_incomplete_images"))

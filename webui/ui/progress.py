@@ -26,11 +26,12 @@ def progress_line(jobs, job) -> tuple[str, float | None, bool]:
     pos = jobs.position(job.id)
     if pos is None:
         return ("Finishing…" if not job.done.is_set() else "Done"), None, False
+    note = f" · {job.notice}" if getattr(job, "notice", None) else ""  # "about 2 min on this device"
     if pos >= 1:
-        return f"Queued: position {pos}", None, False
+        return f"Queued: position {pos}{note}", None, False
     c = job.control
     if not c.sampling_steps:
-        return "Starting… (loading the model if needed)", 0.0, True
+        return f"Starting… (loading the model if needed){note}", 0.0, True
     frac = c.progress
     parts = []
     if c.job_count > 1:
@@ -46,7 +47,8 @@ def progress_line(jobs, job) -> tuple[str, float | None, bool]:
 
 def progress_html(text: str, frac: float | None) -> str:
     bar = f'<progress value="{frac:.3f}" max="1" style="width:100%"></progress>' if frac is not None else ""
-    return f'<div class="easel-progress">{bar}<span>{html.escape(text)}</span></div>'
+    warn = ' style="color:#b45309;font-weight:600"' if "Long job:" in text else ""
+    return f'<div class="easel-progress">{bar}<span{warn}>{html.escape(text)}</span></div>'
 
 
 def follow(jobs, job, interval: float = POLL_SECONDS) -> Iterator[Snapshot]:
