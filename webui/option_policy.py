@@ -42,6 +42,10 @@ class OptionPolicy:
         if key == "disabled_extensions" and self.extensions_locked:
             return ("enabling or disabling extensions is locked while the server is reachable from the network "
                     "(--enable-insecure-extension-access unlocks it)")
+        if key == "extensions_index_url" and self.extensions_locked:
+            return ("the extension index URL is read-only while the server is reachable from the network: the "
+                    "server fetches it (--enable-insecure-extension-access unlocks it with the other extension "
+                    "controls; the fetch stays limited to public http(s) addresses)")
         if self.exposed and is_path_option(key, d) and not self.allow_path_options:
             return (f"option {key} names a server path: it is read-only while the server is reachable from the "
                     "network (the admin can pass --allow-path-options to allow paths inside the data dir)")

@@ -17,7 +17,7 @@ import ssl
 import threading
 import time
 from typing import Any, Callable, Iterable
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from webui.errors import EaselError, Forbidden, InvalidRequest, PayloadTooLarge
 from webui.outputs import decode_base64_image
@@ -133,26 +133,28 @@ def is_public_address(address: str) -> bool:
                                  or ip.is_private or ip.is_unspecified)
 
 
-def _resolve_public(host: str, port: int) -> list[tuple]:
+def _resolve_public(host: str, port: int, what: str = "image") -> list[tuple]:
     """getaddrinfo for `host`, refusing the whole host if any of its addresses is internal."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as e:
-        raise InvalidRequest(f"cannot resolve image host {host!r}: {e.strerror or e}") from None
+        raise InvalidRequest(f"cannot resolve {what} host {host!r}: {e.strerror or e}") from None
     if not infos:
-        raise InvalidRequest(f"cannot resolve image host {host!r}")
+        raise InvalidRequest(f"cannot resolve {what} host {host!r}")
     for info in infos:
         if not is_public_address(info[4][0]):
-            raise Forbidden(f"image URL host {host!r} resolves to a non-public address ({info[4][0]}); refused")
+            raise Forbidden(f"{what} URL host {host!r} resolves to a non-public address ({info[4][0]}); refused")
     return infos
 
 
 class _PinnedConnection(http.client.HTTPConnection):
     """Connects only to an address checked at connect time, so DNS cannot change between check and use."""
 
+    what = "image"  # named in error messages
+
     def connect(self) -> None:
         err: OSError | None = None
-        for family, kind, proto, _, addr in _resolve_public(self.host, self.port):
+        for family, kind, proto, _, addr in _resolve_public(self.host, self.port, self.what):
             sock = socket.socket(family, kind, proto)
             sock.settimeout(self.timeout)
             try:
@@ -174,37 +176,44 @@ class _PinnedHTTPSConnection(_PinnedConnection):
         self.sock = ssl.create_default_context().wrap_socket(self.sock, server_hostname=self.host)
 
 
-def fetch_remote_image(url: str, *, max_bytes: int, timeout: float = REMOTE_TIMEOUT) -> bytes:
-    """GET an http(s) URL that must resolve to public addresses only; redirects are re-checked; size is capped."""
+def fetch_public_url(url: str, *, max_bytes: int, accept: str = "*/*", what: str = "image",
+                     timeout: float = REMOTE_TIMEOUT) -> bytes:
+    """GET an http(s) URL that must resolve to public addresses only (checked at connect time, so DNS can't change
+    in between); every redirect is checked again; at most `max_bytes` are read. Errors are InvalidRequest (bad URL,
+    unreachable, HTTP error), Forbidden (internal address) and PayloadTooLarge, with `what` in their messages."""
     for _ in range(MAX_REDIRECTS + 1):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InvalidRequest("image URL must be http:// or https:// with a host")
+            raise InvalidRequest(f"{what} URL must be http:// or https:// with a host")
         cls = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedConnection
         conn = None
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
             conn = cls(parts.hostname, port, timeout=timeout)
+            conn.what = what
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            conn.request("GET", path, headers={"User-Agent": "Easel", "Accept": "image/*"})
+            conn.request("GET", path, headers={"User-Agent": "Easel", "Accept": accept})
             resp = conn.getresponse()
             if resp.status in (301, 302, 303, 307, 308) and resp.getheader("Location"):
-                from urllib.parse import urljoin
-
                 url = urljoin(url, resp.getheader("Location"))
                 continue
             if resp.status != 200:
-                raise InvalidRequest(f"image URL answered HTTP {resp.status}")
+                raise InvalidRequest(f"{what} URL answered HTTP {resp.status}")
             data = resp.read(max_bytes + 1)
         except (OSError, ValueError, http.client.HTTPException) as e:
-            raise InvalidRequest(f"cannot download image: {e}") from None
+            raise InvalidRequest(f"cannot download {what}: {e}") from None
         finally:
             if conn is not None:
                 conn.close()
         if len(data) > max_bytes:
-            raise PayloadTooLarge(f"remote image is larger than {max_bytes} bytes")
+            raise PayloadTooLarge(f"{what} at the URL is larger than {max_bytes} bytes")
         return data
-    raise InvalidRequest(f"image URL redirected more than {MAX_REDIRECTS} times")
+    raise InvalidRequest(f"{what} URL redirected more than {MAX_REDIRECTS} times")
+
+
+def fetch_remote_image(url: str, *, max_bytes: int, timeout: float = REMOTE_TIMEOUT) -> bytes:
+    """An image field's http(s) URL, on a public address only (fetch_public_url)."""
+    return fetch_public_url(url, max_bytes=max_bytes, accept="image/*", what="image", timeout=timeout)
 
 
 def _option(application, key: str, default: Any) -> Any:

@@ -51,8 +51,9 @@ class ExtensionHost:
         self.disable_all, self.disable_extra = disable_all, disable_extra
         self.records: dict[str, ExtensionRecord] = {}
         self.options.add_definition(OptionDef("disabled_extensions", [], "Disabled extensions", "Extensions", list))
-        self.options.add_definition(OptionDef("extensions_index_url", "", "Extension index (a URL or a local JSON "
-                                              "file) for the Available tab", "Extensions"))
+        self.options.add_definition(OptionDef("extensions_index_url", "", "Extension index for the Available tab "
+                                              "(an http(s) URL on a public address; on a server not reachable "
+                                              "from the network also a JSON file in the data dir)", "Extensions"))
 
     # --- discovery and loading -----------------------------------------------------------------------------------
     def discover(self) -> list[ExtensionRecord]:

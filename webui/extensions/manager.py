@@ -8,6 +8,7 @@ What changes the code that runs is refused (403) when the server is reachable fr
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -28,6 +29,7 @@ from webui.extensions.api import API_VERSION
 from webui.extensions.host import ExtensionRecord
 from webui.flags import is_network_exposed
 
+log = logging.getLogger("easel.extensions")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 GIT_TIMEOUT = 300
 PIP_TIMEOUT = 1800
@@ -312,33 +314,66 @@ class ExtensionManager:
     # --- available -----------------------------------------------------------------------------------------------
     def available(self, source: str | None = None) -> list[dict[str, Any]]:
         """Entries of the index JSON (A1111's {"extensions": [...]} or a plain list): name, url, description,
-        tags, installed."""
-        source = (source if source is not None else self.app.options.get("extensions_index_url") or "").strip()
-        entries = read_index(source)
+        tags, installed. `source` (the Extensions tab's box) must be the option's value while extensions are locked,
+        so a remote user can't make the server fetch something else."""
+        configured = (self.app.options.get("extensions_index_url") or "").strip()
+        source = configured if source is None else source.strip()
+        if source != configured and self.locked_reason:
+            raise Forbidden("the extension index is read-only while the server is reachable from the network; "
+                            "the one set in Settings is used")
+        exposed = is_network_exposed(self.app.ns)
+        entries = read_index(source, data_dir=None if exposed else self.app.paths.data_dir)
         installed = {_norm(i.remote) for i in self.list() if i.remote} | set(self.host.records)
         return [{**e, "installed": _norm(e["url"]) in installed or e["name"] in installed} for e in entries]
 
 
-def read_index(source: str) -> list[dict[str, Any]]:
+INDEX_MAX_BYTES = 16 * 1024 * 1024
+INDEX_UNAVAILABLE = ("The extension index can't be reached or read. It must be an http(s) URL on a public address "
+                     "that serves the index JSON (or, on a server not reachable from the network, a JSON file inside "
+                     "the data dir). The server log says why.")
+
+
+def read_index(source: str, *, data_dir: Path | None = None) -> list[dict[str, Any]]:
+    """The index at `source`: an http(s) URL on a public address only (the remote-image guard: no loopback, private
+    or link-local address, also after redirects), or with `data_dir` a JSON file inside it. Every failure (refused
+    address, closed port, DNS, HTTP status, a missing file, bad JSON) is the same IndexUnavailable, so the answer
+    can't be used to probe internal ports or local files; the reason goes to the log."""
     if not source:
         raise IndexNotSet("No extension index is set: put a URL or a JSON file in Settings → Extensions → "
                                "Extension index")
+    from webui.security import fetch_public_url
+
     try:
-        if re.match(r"^https?://", source):
-            with urllib.request.urlopen(source, timeout=15) as resp:
-                text = resp.read(16 * 1024 * 1024).decode("utf-8")
+        local = source.lower().startswith("file://") or not re.match(r"^[a-z][a-z0-9+.-]*://", source, re.I)
+        if re.match(r"^https?://", source, re.IGNORECASE):
+            raw = fetch_public_url(source, max_bytes=INDEX_MAX_BYTES, accept="application/json",
+                                   what="extension index")
+        elif local and data_dir is not None:
+            raw = _read_local_index(source, data_dir)
         else:
-            path = urllib.request.url2pathname(source[7:]) if source.startswith("file://") else source
-            text = Path(path).expanduser().read_text(encoding="utf-8")
-        data = json.loads(text)
-    except (OSError, ValueError) as e:
-        raise IndexUnavailable(f"The extension index at {source} can't be reached or read: {e}") from None
-    entries = data.get("extensions") if isinstance(data, dict) else data
-    if not isinstance(entries, list):
-        raise IndexUnavailable(f"The extension index at {source} holds no list of extensions")
-    return [{"name": str(e.get("name") or folder_name_for(str(e["url"]))), "url": str(e["url"]),
-             "description": str(e.get("description", "")), "tags": list(e.get("tags") or [])}
-            for e in entries if isinstance(e, dict) and e.get("url")]
+            raise InvalidRequest("the extension index must be an http(s) URL")
+        data = json.loads(raw.decode("utf-8"))
+        entries = data.get("extensions") if isinstance(data, dict) else data
+        if not isinstance(entries, list):
+            raise ValueError("the index holds no list of extensions")
+        return [{"name": str(e.get("name") or folder_name_for(str(e["url"]))), "url": str(e["url"]),
+                 "description": str(e.get("description", "")), "tags": list(e.get("tags") or [])}
+                for e in entries if isinstance(e, dict) and e.get("url")]
+    except (EaselError, OSError, ValueError, TypeError, AttributeError) as e:
+        log.warning("extension index %r: %s", source[:300], getattr(e, "message", None) or e)
+        raise IndexUnavailable(INDEX_UNAVAILABLE) from None
+
+
+def _read_local_index(source: str, data_dir: Path) -> bytes:
+    path = Path(urllib.request.url2pathname(source[7:]) if source.lower().startswith("file://") else source)
+    path = (path if path.is_absolute() else data_dir / path).resolve()
+    if not path.is_relative_to(data_dir.resolve()):
+        raise InvalidRequest(f"{path} is outside the data dir")
+    with open(path, "rb") as f:
+        raw = f.read(INDEX_MAX_BYTES + 1)
+    if len(raw) > INDEX_MAX_BYTES:
+        raise ValueError("the index file is too large")
+    return raw
 
 
 def _norm(url: str | None) -> str:

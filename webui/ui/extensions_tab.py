@@ -59,7 +59,8 @@ class ExtensionsTab:
             with gr.Tab("Available", elem_id="extensions_available_tab"):
                 with gr.Row():
                     self.index_url = gr.Textbox(str(application.options.get("extensions_index_url") or ""),
-                                                label="Extension index (URL or JSON file)", scale=4,
+                                                label="Extension index (http(s) URL, or a JSON file in the data "
+                                                      "dir)", scale=4, interactive=can,
                                                 elem_id="extensions_index_url")
                     self.load = gr.Button("Load from:", scale=1, elem_id="extensions_load_index")
                 self.available = gr.Dataframe([], headers=AVAILABLE_HEADERS, interactive=False, wrap=True,
