@@ -82,3 +82,16 @@ def test_disk_full_while_writing_leaves_no_partial_file_and_no_done(tiny_models,
     assert (folder / "tokenizer" / "merges.txt").read_bytes() == (BPE_DIR / "merges.txt").read_bytes()
     lc = loader.build_from_single_file(ckpt, cache)
     assert lc.pipeline.tokenizer("a red circle").input_ids[:2] == [49406, 320]
+
+
+def test_disk_full_during_a_load_is_a_disk_full_error(tiny_models, tmp_path, monkeypatch):
+    from webui.errors import DiskFull
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(DiskFull) as e:
+        loader.build_from_single_file(tiny_models / "Stable-diffusion" / "tiny-a.safetensors", tmp_path / "configs")
+    assert e.value.status == 507 and "disk full" in e.value.message
+    assert not [p for p in (tmp_path / "configs").rglob("*") if p.is_file()]  # nothing half-written kept

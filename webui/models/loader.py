@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import torch
 
-from webui.errors import ModelLoadError, UnsafeCheckpoint
+from webui.errors import DiskFull, ModelLoadError, UnsafeCheckpoint, is_disk_full
 from webui.fsutil import ensure_file
 from webui.models.families import Family, ProbeResult
 from webui.models.probe import CONFIGS_DIR, probe
@@ -115,7 +115,13 @@ def build_from_single_file(path: Path, cache_root: Path, *, dtype: torch.dtype =
 
     state = read_state_dict(path, reader)
     result = probe_file(path, state if path.suffix != ".safetensors" else None)
-    folder = str(write_config_folder(result, cache_root))
+    try:
+        folder = str(write_config_folder(result, cache_root))
+    except OSError as e:
+        if is_disk_full(e):
+            raise DiskFull(f"disk full: free space in {cache_root}",
+                           detail=f"could not write the model's config cache: {e}") from None
+        raise
     common = dict(config=folder, local_files_only=True, torch_dtype=dtype)
     components: dict[str, Any] = {}
     try:
