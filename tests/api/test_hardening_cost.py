@@ -209,3 +209,19 @@ def test_override_outdir_is_refused_when_exposed_and_the_format_still_applies(ma
         assert r.status_code == 200, r.text
     saved = [p for p in (app.paths.data_dir / "outputs").rglob("*") if p.is_file()]
     assert [p.suffix for p in saved] == [".webp"], saved
+
+
+def test_prompts_from_file_lines_count_in_the_job_cost(server):
+    """Each line is a generation: their sum is held to the work budget before the job is queued."""
+    app = server.app
+    before = _snapshot(app)
+    lines = "\n".join(f"--prompt \"line {i}\" --steps 1000 --width 512 --height 512" for i in range(100))
+    r = requests.post(f"{server.url}/sdapi/v1/txt2img", json={
+        "prompt": "x", "steps": 1, "script_name": "prompts from file or textbox",
+        "script_args": {"prompt_txt": lines}}, timeout=30)
+    _refused(r, "max_job_megapixel_steps", "100 cells")
+    r = requests.post(f"{server.url}/sdapi/v1/txt2img", json={
+        "prompt": "x", "steps": 1, "script_name": "prompts from file or textbox",
+        "script_args": {"prompt_txt": "a\n" * 20000}}, timeout=30)
+    _refused(r, "10000 lines")
+    assert _snapshot(app) == before

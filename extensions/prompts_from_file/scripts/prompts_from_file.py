@@ -13,6 +13,8 @@ from typing import Any
 
 from webui.extensions.api import Script, ScriptError
 
+MAX_LINES = 10_000  # lines of one job (each line is at least one generation; the cost guard checks the rest)
+
 
 def _bool(value: str) -> bool:
     if value.lower() not in ("true", "false"):
@@ -124,15 +126,29 @@ class PromptsFromFile(Script):
         return {"checkbox_iterate": iterate, "checkbox_iterate_batch": same, "prompt_position": position,
                 "prompt_txt": text}
 
-    def run(self, runner: Any, request: Any, *, checkbox_iterate: bool = False, checkbox_iterate_batch: bool = False,
-            prompt_position: str = "start", prompt_txt: str = "", **_: Any) -> Any:
+    def planned_requests(self, request: Any, **args: Any) -> list[Any]:
+        """One request per line (Easel checks the job's total cost before queueing it)."""
+        return list(self._variants(request, **args))
+
+    def run(self, runner: Any, request: Any, **args: Any) -> Any:
+        results = []
+        for variant in self._variants(request, **args):
+            result = runner.generate(variant)
+            results.append(result)
+            if getattr(result, "interrupted", False):
+                break
+        return combine(results)
+
+    def _variants(self, request: Any, *, checkbox_iterate: bool = False, checkbox_iterate_batch: bool = False,
+                  prompt_position: str = "start", prompt_txt: str = "", **_: Any):
+        if str(prompt_txt or "").count("\n") >= MAX_LINES:
+            raise ScriptError(f"more than {MAX_LINES} lines: split the list into several jobs")
         jobs = parse_lines(prompt_txt)
         if not jobs:
             raise ScriptError("no prompts: write one prompt (or one line of --options) per line")
         seed = int(request.seed)
         if (checkbox_iterate or checkbox_iterate_batch) and seed == -1:
             seed = random.randrange(4294967294)
-        results = []
         for number, fields in jobs:
             fields = dict(fields)
             fields.setdefault("seed", seed)
@@ -145,13 +161,9 @@ class PromptsFromFile(Script):
                 fields["negative_prompt"] = _join(fields["negative_prompt"], request.negative_prompt, prompt_position)
             fields.update(script_name=None, script_args=[])
             variant = _variant(request, fields, f"line {number}")
-            result = runner.generate(variant)
-            results.append(result)
+            yield variant
             if checkbox_iterate:
                 seed += variant.batch_size * variant.n_iter
-            if getattr(result, "interrupted", False):
-                break
-        return combine(results)
 
 
 def combine(results: list[Any]) -> Any:
