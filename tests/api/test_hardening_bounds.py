@@ -175,3 +175,9 @@ def test_training_numbers_are_bounded(server, tmp_path):
     assert_refused(r, "batch × resolution²")
     assert _snapshot(server.app) == before
     assert (set(server.app.paths.lora_dir.glob("*")) if server.app.paths.lora_dir.exists() else set()) == loras
+
+
+def test_nan_without_a_content_type_is_refused_too(server):
+    r = requests.post(f"{server.url}/sdapi/v1/txt2img", data=b'{"prompt": "x", "cfg_scale": NaN}', timeout=30)
+    assert r.status_code == 422, r.text[:300]
+    assert {"error", "detail"} <= set(r.json())

@@ -54,11 +54,12 @@ def non_finite_in(body: bytes) -> tuple[tuple, str] | None:
 
 
 def _is_json(scope: Scope) -> bool:
+    """A JSON media type, or none at all (FastAPI may parse a body without Content-Type as JSON)."""
     for key, value in scope.get("headers") or ():
         if key == b"content-type":
             media = value.split(b";", 1)[0].strip().lower()
-            return media == b"application/json" or media.endswith(b"+json")
-    return False
+            return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
+    return True
 
 
 class StrictJSONMiddleware:
