@@ -80,7 +80,10 @@ def serve(application, server_app, *, host: str, port: int, **config: Any) -> No
     import uvicorn
 
     cfg = uvicorn.Config(server_app, host=host, port=port, timeout_graceful_shutdown=GRACEFUL_SECONDS, **config)
-    EaselServer(cfg, application).run()
+    try:
+        EaselServer(cfg, application).run()
+    except KeyboardInterrupt:  # uvicorn re-raises the captured SIGINT once it has stopped: a clean exit
+        pass
 
 
 def _server_class():

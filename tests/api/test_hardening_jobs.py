@@ -315,7 +315,8 @@ def test_jobs_queued_at_kill_9_run_at_the_next_start(make_app, data_dir):
 
 # ---------------------------------------------------------------- item 19: SIGTERM while a job runs
 
-def test_sigterm_interrupts_the_running_job_keeps_the_queue_and_exits_fast(make_app, data_dir):
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_sigterm_interrupts_the_running_job_keeps_the_queue_and_exits_fast(make_app, data_dir, signame):
     import signal
     import threading
 
@@ -342,7 +343,7 @@ def test_sigterm_interrupts_the_running_job_keeps_the_queue_and_exits_fast(make_
                                                                                            "steps": 2}}).json()["id"]
         running = _get(url + "/sdapi/v1/progress")["state"]["job"]
         t0 = time.time()
-        child.send_signal(signal.SIGTERM)
+        child.send_signal(getattr(signal, signame))
         child.wait(15)
         took = time.time() - t0
     finally:
