@@ -22,7 +22,7 @@ from webui.generation.requests import GenerationResult, Img2ImgRequest, Txt2ImgR
 from webui.generation.txt2img import run_txt2img
 from webui.history import JobHistory
 from webui.jobs import Job, JobQueue
-from webui.lifecycle import request_record, requeue_waiting, serve
+from webui.lifecycle import img2img_record, request_record, requeue_waiting, serve
 from webui.lora import LoraCatalog, LoraService
 from webui.models.catalog import CheckpointCatalog
 from webui.models.device import choose_policy
@@ -340,17 +340,7 @@ class Application:
                 result.infotexts = result.infotexts + [""] * len(images)
         params = req.model_dump(mode="json", exclude={"init_images", "mask"})
         return self._submit_generation("img2img", req, run, from_api=from_api, params=params, after=include_inputs,
-                                       request=self._img2img_record(req, images, mask, from_api), job_id=job_id)
-
-    @staticmethod
-    def _img2img_record(req: Img2ImgRequest, images: list, mask, from_api: bool) -> dict:
-        """The request with its decoded inputs as PNG (URLs and UI uploads alike), so a restart can run it."""
-        from webui.outputs import encode_png_base64
-
-        body = req.model_dump(mode="json")
-        body.update(init_images=[encode_png_base64(im) for im in images],
-                    mask=encode_png_base64(mask) if mask is not None else None)
-        return request_record("img2img", body, from_api=from_api)
+                                       request=img2img_record(req, images, mask, from_api), job_id=job_id)
 
 
 class ScriptRunner:

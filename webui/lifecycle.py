@@ -34,6 +34,16 @@ def request_record(kind: str, body: dict[str, Any], *, from_api: bool, **extra: 
     return {"kind": kind, "from_api": from_api, "body": body, **extra}
 
 
+def img2img_record(req, images: list, mask, from_api: bool) -> dict[str, Any]:
+    """An img2img request with its decoded inputs as PNG (URLs and UI uploads alike), so a restart can run it."""
+    from webui.outputs import encode_png_base64
+
+    body = req.model_dump(mode="json")
+    body.update(init_images=[encode_png_base64(im) for im in images],
+                mask=encode_png_base64(mask) if mask is not None else None)
+    return request_record("img2img", body, from_api=from_api)
+
+
 def requeue_waiting(application) -> int:
     """Queue again the jobs a previous run left waiting; returns how many were re-queued."""
     count = 0
