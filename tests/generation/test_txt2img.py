@@ -34,7 +34,13 @@ def test_batch_seeds_are_seed_plus_i_and_match_single_runs(app):
     assert r.info["all_seeds"] == [7, 8, 9, 10]
     assert len(r.images) == 4  # no grid over the API without save_images
     single = _run(app, seed=9)
-    assert np.array_equal(_arr(r.images[2]), _arr(single.images[0]))
+    # fp32 GEMMs block differently for a batch of 2 than of 1 on some CPUs (AMD EPYC: one pixel level off in ~1e-4
+    # of the values), so "the same image" is: at most one level off, almost everywhere equal; the neighbouring seed
+    # in the same batch is nowhere near.
+    diff = np.abs(_arr(r.images[2]) - _arr(single.images[0]))
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01, (diff.max(), (diff > 0).mean())
+    other = np.abs(_arr(r.images[3]) - _arr(single.images[0]))
+    assert other.mean() > 5
     assert "Seed: 9," in r.infotexts[2]
 
 
