@@ -361,7 +361,7 @@ def _summarize(job: Job) -> dict[str, Any] | None:
     value = job.value
     if isinstance(value, GenerationResult):
         return {"images": value.paths, "infotexts": value.infotexts, "info": value.info}
-    return None
+    return value if job.kind == "merge" else None  # a merge's {name, path, title, sha256}
 
 
 def create_server(application: Application):

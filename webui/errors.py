@@ -50,6 +50,12 @@ class PayloadTooLarge(EaselError):
     status = 413
 
 
+class Conflict(EaselError):
+    """The request would replace something that exists (e.g. a merge's output name is taken)."""
+
+    status = 409
+
+
 class DiskFull(EaselError):
     """The data disk (or the output folder's) is full: the write was refused, nothing half-written was kept."""
 

@@ -36,8 +36,8 @@ class JobCreated(BaseModel):
 class JobResult(BaseModel):
     images: list[str] = Field(default_factory=list, description="paths of the saved images")
     infotexts: list[str] = Field(default_factory=list)
-    name: Optional[str] = Field(None, description="train-lora: the LoRA's name")
-    path: Optional[str] = Field(None, description="train-lora: the saved .safetensors")
+    name: Optional[str] = Field(None, description="train-lora: the LoRA's name; merge: the new checkpoint's name")
+    path: Optional[str] = Field(None, description="train-lora, merge: the saved .safetensors")
 
 
 class JobView(BaseModel):
