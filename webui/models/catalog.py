@@ -43,7 +43,7 @@ class CheckpointInfo:
 
 
 def _is_diffusers_folder(p: Path) -> bool:
-    return (p / "model_index.json").is_file() and (p / "unet").is_dir()
+    return (p / "model_index.json").is_file() and ((p / "unet").is_dir() or (p / "transformer").is_dir())
 
 
 def scan_checkpoints(root: Path) -> list[tuple[Path, str, bool]]:

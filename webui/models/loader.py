@@ -108,13 +108,18 @@ def _json_bytes(obj: Any) -> bytes:
 
 
 def build_from_single_file(path: Path, cache_root: Path, *, dtype: torch.dtype = torch.float32,
-                           reader: Callable[[Path], dict] | None = None) -> LoadedCheckpoint:
+                           reader: Callable[[Path], dict] | None = None,
+                           models_root: Path | None = None) -> LoadedCheckpoint:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     state = read_state_dict(path, reader)
     result = probe_file(path, state if path.suffix != ".safetensors" else None)
+    if result.family in (Family.SD3, Family.FLUX):  # transformer files: the parts come from models_root's folders
+        from webui.models.family_flow import build_single_file
+
+        return build_single_file(path, state, result, cache_root, models_root, dtype=dtype)
     try:
         folder = str(write_config_folder(result, cache_root))
     except OSError as e:
@@ -167,6 +172,10 @@ def build_from_diffusers_folder(folder: Path, *, dtype: torch.dtype = torch.floa
     index = json.loads((folder / "model_index.json").read_text())
     cls_name = index.get("_class_name")
     sdxl = cls_name in ("StableDiffusionXLPipeline", "StableDiffusionXLInpaintPipeline")
+    from webui.models.family_flow import PIPELINES, build_diffusers_folder as build_flow_folder
+
+    if cls_name in PIPELINES:
+        return build_flow_folder(folder, cls_name, dtype=dtype)
     if cls_name not in ("StableDiffusionPipeline", "StableDiffusionInpaintPipeline") and not sdxl:
         raise ModelLoadError(f"{folder.name}: {cls_name} folders are not supported yet")
     try:

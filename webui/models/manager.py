@@ -91,7 +91,8 @@ class ModelManager:
         if info.is_folder:
             lc = loader.build_from_diffusers_folder(info.path, dtype=self.policy.dtype)
         else:
-            lc = loader.build_from_single_file(info.path, self.cache_root, dtype=self.policy.dtype)
+            lc = loader.build_from_single_file(info.path, self.cache_root, dtype=self.policy.dtype,
+                                               models_root=self.vae_dir.parent)  # SD3/FLUX parts' folders
         pipe = lc.pipeline
         if pipe.vae.dtype != self.policy.vae_dtype:  # --no-half-vae: the checkpoint's own VAE in fp32 too
             pipe.vae.to(dtype=self.policy.vae_dtype)
@@ -169,7 +170,8 @@ class ModelManager:
                 vae = loader.build_vae(target.path, self.cache_root, model.probe, dtype=self.policy.vae_dtype)
                 vae.to(self.policy.device if self.policy.offload == "none" else "cpu")
                 self._vae_cache[target.path] = vae
-        bridge_vae_dtype(vae, model.pipeline.unet.dtype)  # an fp32 VAE beside a half UNet (--no-half-vae)
+        denoiser = getattr(model.pipeline, "unet", None) or model.pipeline.transformer  # SD3/FLUX: a transformer
+        bridge_vae_dtype(vae, denoiser.dtype)  # an fp32 VAE beside a half UNet (--no-half-vae)
         model.pipeline.vae = vae
         model.vae = target
 

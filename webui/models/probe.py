@@ -165,6 +165,10 @@ def probe(shapes: Shapes, metadata: Mapping[str, str] | None = None, *, name: st
         extra = json.loads(meta["easel.config"]) if "easel.config" in meta else {}
     except json.JSONDecodeError as e:
         raise ModelLoadError(f"{name}: unreadable easel.config metadata: {e}") from e
+    from webui.models.family_flow import probe_flow  # SD 3/3.5 and FLUX.1 transformers
+
+    if (flow := probe_flow(shapes, extra, name)) is not None:
+        return flow
     family = detect_family(shapes)
     template = TEMPLATE[family]
     try:

@@ -1,0 +1,193 @@
+"""Separate model parts for SD3/FLUX transformer-only checkpoints: text encoders in models/text_encoder/ (Forge's
+folder; models/clip/ as ComfyUI's is accepted too) and VAEs in models/VAE/, recognised from their tensor names and
+picked automatically when exactly one fits the transformer. Anything else is a ModelLoadError that says which file to
+put where."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from webui.errors import ModelLoadError
+
+T5_MARK = "encoder.block.0.layer.0.SelfAttention.q.weight"
+CLIP_MARK = "embeddings.token_embedding.weight"
+T5_TOKENIZER_DIR = "t5_tokenizer"
+PART_NAMES = {"clip_l": "CLIP-L (clip_l.safetensors)", "clip_g": "CLIP-G (clip_g.safetensors)",
+              "t5": "T5-XXL (t5xxl_fp16.safetensors)", "vae": "VAE (ae.safetensors for FLUX, the SD3 VAE for SD3)"}
+
+
+@dataclass(frozen=True)
+class Part:
+    path: Path
+    kind: str  # "clip", "t5" or "vae"
+    width: int  # hidden size (CLIP, T5) or latent channels (VAE)
+    projection: int = 0  # CLIP text_projection output, 0 without one
+    prefix: str = ""
+
+
+def classify(path: Path) -> Part | None:
+    from webui.models.loader import read_header
+
+    try:
+        shapes, _ = read_header(path)
+    except ModelLoadError:
+        return None
+    for k, shape in shapes.items():
+        if k.endswith(T5_MARK):
+            p = k[: -len(T5_MARK)]
+            emb = shapes.get(p + "shared.weight") or shapes.get(p + "encoder.embed_tokens.weight")
+            return Part(path, "t5", emb[1] if emb else shape[1], prefix=p)
+        if k.endswith(CLIP_MARK) and "vision" not in k:
+            p = k[: -len(CLIP_MARK)]
+            p = p[: -len("text_model.")] if p.endswith("text_model.") else p
+            proj = shapes.get(p + "text_projection.weight")
+            return Part(path, "clip", shape[1], proj[0] if proj else 0, prefix=p)
+    if "encoder.conv_out.weight" in shapes and "decoder.conv_in.weight" in shapes:
+        return Part(path, "vae", shapes["decoder.conv_in.weight"][1])
+    return None
+
+
+def scan(models_root: Path) -> list[Part]:
+    found = []
+    for folder in (models_root / "text_encoder", models_root / "clip", models_root / "VAE"):
+        if folder.is_dir():
+            found += [part for f in sorted(folder.rglob("*.safetensors")) if (part := classify(f)) is not None]
+    return found
+
+
+def _one(candidates: list[Part], role: str, label: str, models_root: Path, found: list[Part]) -> Part:
+    if len(candidates) == 1:
+        return candidates[0]
+    folder = "models/VAE/" if role == "vae" else "models/text_encoder/ (or models/clip/)"
+    if not candidates:
+        seen = ", ".join(f"{p.path.name} ({p.kind}, width {p.width})" for p in found if p.kind == role.split("_")[0])
+        raise ModelLoadError(f"{label} needs a {PART_NAMES[role]} that fits it: put one in {folder}"
+                             + (f"; found only others: {seen}" if seen else ""))
+    names = ", ".join(p.path.name for p in candidates)
+    raise ModelLoadError(f"{label}: more than one {PART_NAMES[role]} fits ({names}); keep one of them in {folder} "
+                         "(choosing between several is not supported yet)")
+
+
+def pick(needs: dict[str, Any], models_root: Path, label: str) -> dict[str, Part]:
+    """The parts a transformer needs (family_flux.needs / family_sd3.needs), one per role."""
+    found = scan(models_root)
+    clips = [p for p in found if p.kind == "clip"]
+    out = {"t5": _one([p for p in found if p.kind == "t5" and p.width == needs["t5"]], "t5", label, models_root, found),
+           "vae": _one([p for p in found if p.kind == "vae" and p.width == needs["vae"]], "vae", label, models_root,
+                       found)}
+    if "clip_l" in needs:
+        out["clip_l"] = _one([p for p in clips if p.width == needs["clip_l"]], "clip_l", label, models_root, found)
+    else:  # SD3: the L/G pair whose projections add up to the pooled width; the narrower tower is L
+        pairs = [(a, b) for a in clips for b in clips if a.width < b.width and a.projection and b.projection
+                 and a.projection + b.projection == needs["clip_pair"]]
+        if len(pairs) != 1:
+            role = "clip_l" if not any(p.width <= 768 for p in clips) else "clip_g"
+            _one([] if not pairs else [p for pair in pairs for p in pair], role, label, models_root, found)
+        out["clip_l"], out["clip_g"] = pairs[0]
+    return out
+
+
+def _read(part: Part) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(part.path), framework="pt") as f:
+        meta = dict(f.metadata() or {})
+    extra = json.loads(meta["easel.config"]) if "easel.config" in meta else {}
+    state = load_file(str(part.path))
+    return {k[len(part.prefix):]: v for k, v in state.items() if k.startswith(part.prefix)}, extra
+
+
+def load_clip(part: Part, template: dict[str, Any], *, projection: bool, dtype: torch.dtype):
+    """A CLIP text tower in transformers names (clip_l/clip_g files), shaped by its tensors."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    state, extra = _read(part)
+    state = {k[len("text_model."):] if k.startswith("text_model.") else k: v for k, v in state.items()}
+    vocab, hidden = state[CLIP_MARK].shape
+    layers = len({m.group(1) for k in state if (m := re.match(r"encoder\.layers\.(\d+)\.", k))})
+    cfg = dict(template, vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers,
+               max_position_embeddings=state["embeddings.position_embedding.weight"].shape[0],
+               intermediate_size=state["encoder.layers.0.mlp.fc1.weight"].shape[0],
+               projection_dim=part.projection or hidden, num_attention_heads=max(1, hidden // 64))
+    cfg.update(extra)
+    cls = CLIPTextModelWithProjection if projection else CLIPTextModel
+    model = cls(CLIPTextConfig.from_dict(cfg))
+    if projection and "text_projection.weight" not in state:  # an L file saved without it: identity, as ComfyUI
+        state["text_projection.weight"] = torch.eye(hidden)
+    if not projection:
+        state.pop("text_projection.weight", None)
+    if any(k.startswith("text_model.") for k in model.state_dict()):  # transformers 5 flattens CLIPTextModel only
+        state = {k if k.startswith("text_projection") else "text_model." + k: v for k, v in state.items()}
+    _load(model, state, part)
+    return model.to(dtype).eval()
+
+
+def load_t5(part: Part, template: dict[str, Any], *, dtype: torch.dtype):
+    from transformers import T5Config, T5EncoderModel
+
+    state, extra = _read(part)
+    if "shared.weight" not in state:
+        state["shared.weight"] = state["encoder.embed_tokens.weight"]
+    vocab, d_model = state["shared.weight"].shape
+    buckets, heads = state["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"].shape
+    cfg = dict(template, vocab_size=vocab, d_model=d_model, num_heads=heads, relative_attention_num_buckets=buckets,
+               d_kv=state[T5_MARK].shape[0] // heads, d_ff=state["encoder.block.0.layer.1.DenseReluDense.wo.weight"].shape[1],
+               num_layers=len({m.group(1) for k in state if (m := re.match(r"encoder\.block\.(\d+)\.", k))}))
+    cfg.update(extra)
+    model = T5EncoderModel(T5Config.from_dict(cfg))
+    state.setdefault("encoder.embed_tokens.weight", state["shared.weight"])
+    _load(model, state, part)
+    return model.to(dtype).eval()
+
+
+def _load(model, state: dict[str, torch.Tensor], part: Part) -> None:
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ModelLoadError(f"{part.path.name}: the weights do not fit a {part.kind.upper()} text encoder "
+                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+
+
+def load_vae(part: Part, cfg_template: dict[str, Any], cache_root: Path, *, dtype: torch.dtype):
+    """An LDM-layout VAE file (BFL's ae.safetensors, SD3's VAE) through diffusers' single-file converter."""
+    from diffusers import AutoencoderKL
+    from safetensors.torch import load_file
+
+    from webui.models.loader import _json_bytes
+    from webui.fsutil import ensure_file
+    import hashlib
+
+    state = load_file(str(part.path))
+    levels = sorted({int(m.group(1)) for k in state if (m := re.match(r"encoder\.down\.(\d+)\.", k))})
+    cfg = dict(cfg_template, latent_channels=part.width, in_channels=state["encoder.conv_in.weight"].shape[1],
+               out_channels=state["decoder.conv_out.weight"].shape[0],
+               block_out_channels=[state[f"encoder.down.{i}.block.0.conv2.weight"].shape[0] for i in levels],
+               layers_per_block=len({m.group(1) for k in state if (m := re.match(r"encoder\.down\.0\.block\.(\d+)\.", k))}),
+               down_block_types=["DownEncoderBlock2D"] * len(levels), up_block_types=["UpDecoderBlock2D"] * len(levels),
+               use_quant_conv="quant_conv.weight" in state, use_post_quant_conv="post_quant_conv.weight" in state)
+    folder = cache_root / ("vae-" + hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16])
+    ensure_file(folder / "vae" / "config.json", _json_bytes(cfg))
+    try:
+        return AutoencoderKL.from_single_file(state, config=str(folder), subfolder="vae", local_files_only=True,
+                                              torch_dtype=dtype)
+    except Exception as e:
+        raise ModelLoadError(f"{part.path.name}: VAE weights do not fit ({e})") from e
+
+
+def t5_tokenizer(models_root: Path, max_length: int, label: str):
+    """T5's SentencePiece tokenizer. The repo ships none (no package on PyPI carries T5's spiece.model under a licence
+    we could vendor), so it is read from models/text_encoder/t5_tokenizer/ (or models/clip/t5_tokenizer/)."""
+    from transformers import T5TokenizerFast
+
+    for folder in (models_root / "text_encoder" / T5_TOKENIZER_DIR, models_root / "clip" / T5_TOKENIZER_DIR):
+        if (folder / "tokenizer.json").is_file() or (folder / "spiece.model").is_file():
+            return T5TokenizerFast.from_pretrained(str(folder), model_max_length=max_length, local_files_only=True)
+    raise ModelLoadError(f"{label} needs T5's tokenizer: put its files (spiece.model or tokenizer.json, with "
+                         f"tokenizer_config.json, e.g. a FLUX.1 or SD 3.5 repo's tokenizer_2/ or tokenizer_3/ folder) "
+                         f"in models/text_encoder/{T5_TOKENIZER_DIR}/")
