@@ -29,6 +29,9 @@ from webui.models.families import Family
 SKIP_ON_MERGE = ("cond_stage_model.transformer.text_model.embeddings.position_ids",)
 METHODS = {"weighted_sum": "Weighted sum", "add_difference": "Add difference", "no_interpolation": "No interpolation"}
 FAMILY_LABEL = {Family.SD1: "SD 1.x", Family.SD2: "SD 2.x", Family.SDXL: "SDXL"}
+# A1111 merges only tensors whose name contains "model" (every weight of an LDM-layout SD 1.x/2.x/XL file; not the
+# noise-schedule buffers). Families A1111 never knew (their files need not use LDM names) merge every shared tensor.
+LDM_FAMILIES = (Family.SD1, Family.SD2, Family.SDXL)
 
 
 @dataclass(frozen=True)
@@ -76,8 +79,12 @@ def check_families(a: TensorSource, *others: TensorSource | None) -> Family:
         other = source_family(o)
         if other != family:
             raise InvalidRequest(f"cannot merge checkpoints of different families: {a.name} is "
-                                 f"{FAMILY_LABEL[family]}, {o.name} is {FAMILY_LABEL[other]}")
+                                 f"{_label(family)}, {o.name} is {_label(other)}")
     return family
+
+
+def _label(family: Family) -> str:
+    return FAMILY_LABEL.get(family, str(getattr(family, "value", family)).upper())
 
 
 def _half(dtype: torch.dtype, save_as_half: bool) -> torch.dtype:
@@ -112,6 +119,7 @@ def make_plan(method: str, a: TensorSource, b: TensorSource | None, c: TensorSou
     c = c if method == "add_difference" else None
     plan = MergePlan(steps=[], family=check_families(a, b, c))
     vae_hits = 0
+    ldm = plan.family in LDM_FAMILIES
     for key, shape in a.shapes.items():
         if discard is not None and discard(key):
             continue
@@ -123,7 +131,7 @@ def make_plan(method: str, a: TensorSource, b: TensorSource | None, c: TensorSou
             vae_hits += 1
             plan.steps.append(Step(TensorSpec(key, _half(vae.dtypes[key], save_as_half), shape), "vae"))
             continue
-        merged = b is not None and "model" in key and key in b and key not in SKIP_ON_MERGE
+        merged = b is not None and ("model" in key or not ldm) and key in b and key not in SKIP_ON_MERGE
         if merged and not (dtype.is_floating_point and b.dtypes[key].is_floating_point):
             merged = False  # integer buffers (position ids) stay as A has them
         if not merged:
