@@ -203,3 +203,26 @@ def test_image_without_infotext() -> None:
     buf = io.BytesIO()
     Image.new("RGB", (4, 4)).save(buf, format="PNG")
     assert read_image_infotext(Image.open(io.BytesIO(buf.getvalue()))) is None
+
+
+def test_param_pairs_is_a1111s_regex_in_linear_time():
+    """The parameter line is read with A1111's regex semantics, but a long line without pairs (a 1 MB prompt in an
+    `infotext` field) no longer ties a request thread up for hours (the regex is quadratic: 16 KB took 2.8 s)."""
+    import random
+    import time
+
+    from webui.infotext import PARAM_RE, param_pairs
+
+    rng = random.Random(0)
+    alphabet = 'ab1_ -/:,"\\\t\nx'
+    for _ in range(20000):
+        s = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 25)))
+        assert param_pairs(s) == PARAM_RE.findall(s), repr(s)
+    real = ('Steps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 1, Size: 512x768, '
+            'Lora hashes: "a: 1, b: 2", Version: v1.9')
+    assert param_pairs(real) == PARAM_RE.findall(real)
+    n = 1 << 20
+    for line in ("x" * n, "word " * (n // 5), "a-" * (n // 2), "a: " + "x" * n, "," * n):
+        start = time.perf_counter()
+        param_pairs(line)
+        assert time.perf_counter() - start < 5, line[:10]
