@@ -100,10 +100,11 @@ class Application:
     def _on_model_loaded(self, model: LoadedModel) -> None:
         from webui.extensions.api import ModelInfo
 
+        denoiser = getattr(model.pipeline, "unet", None) or model.pipeline.transformer  # SD3/FLUX: a transformer
+        text_dim = denoiser.config.get("cross_attention_dim") or denoiser.config.get("joint_attention_dim")
         self.extensions.emit("model_loaded", ModelInfo(title=model.info.title, name=model.info.model_name,
                                                        hash=model.info.shorthash, family=model.probe.family.value,
-                                                       native_size=model.native_size,
-                                                       cross_attention_dim=model.pipeline.unet.config.cross_attention_dim))
+                                                       native_size=model.native_size, cross_attention_dim=text_dim))
 
     # --- lifecycle -----------------------------------------------------------------------------------------------
     def start(self, *, wait_for_model: bool = False) -> None:

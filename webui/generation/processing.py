@@ -178,7 +178,8 @@ def run_batches(kind: str, req: Txt2ImgRequest, plan: Plan, services: Generation
     cut = None  # (lo, hi, where) of a batch stopped by an interrupt
     with InterruptChecks(control) as checks:
         plan.checks = checks
-        checks.attach(plan.model.pipeline.unet, plan.model.pipeline.vae)
+        pipe = plan.model.pipeline
+        checks.attach(getattr(pipe, "unet", None) or getattr(pipe, "transformer", None), pipe.vae)
         for it in range(req.n_iter):
             if control.interrupted:
                 break

@@ -34,6 +34,7 @@ class Txt2ImgRequest(BaseModel):
     n_iter: int = Field(1, ge=1, le=1000)
     steps: int = Field(50, ge=1, le=MAX_STEPS)
     cfg_scale: float = Field(7.0, ge=0.0, le=100.0)
+    distilled_cfg_scale: float = Field(3.5, ge=0.0, le=100.0)  # Forge's FLUX dev guidance ("Distilled CFG Scale")
     width: Optional[int] = Field(None, ge=8, le=MAX_SIDE)  # None: the checkpoint's native size
     height: Optional[int] = Field(None, ge=8, le=MAX_SIDE)
     restore_faces: Optional[bool] = None

@@ -18,6 +18,11 @@ from webui.settings import OptionsView
 
 def run_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsView, control: JobControl,
                 *, save: bool, save_grid: bool) -> GenerationResult:
+    from webui.generation.flow_txt2img import FLOW_FAMILIES, run_flow_txt2img
+
+    model = services.manager.load(opts.get("sd_model_checkpoint") or None)
+    if model.probe.family in FLOW_FAMILIES:  # SD 3/3.5, FLUX.1: transformer pipelines
+        return run_flow_txt2img(req, services, opts, control, model, save=save, save_grid=save_grid)
     plan = make_plan(req, services, opts)
     model = plan.model
     pipe = model.pipeline

@@ -1,0 +1,134 @@
+"""txt2img for the flow-matching families (SD 3/3.5, FLUX.1) on diffusers' own StableDiffusion3Pipeline /
+FluxPipeline: seeds → noise (packed 2×2 for FLUX) → the pipeline's denoise loop → decode. The batch loop, infotext
+and saving are the same as for SD 1.x (processing.run_batches).
+
+Sampling is Forge's "Euler" with the "Simple" schedule: diffusers' FlowMatchEulerDiscreteScheduler with the
+checkpoint's shift. FLUX dev takes "Distilled CFG Scale" (Forge's name; `distilled_cfg_scale` in the API body) as the
+guidance embedder's input; a CFG scale above 1 adds real classifier-free guidance with the negative prompt (FLUX:
+diffusers' true_cfg_scale), as Forge does. Prompts go to every encoder as plain text: A1111 emphasis and prompt
+editing are not applied to these families yet.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import torch
+
+from webui.errors import Interrupted, InvalidRequest, Skipped
+from webui.generation.control import JobControl
+from webui.generation.processing import GenerationServices, Plan, run_batches
+from webui.generation.requests import GenerationResult, Txt2ImgRequest
+from webui.generation.seeds import batch_noise, fix_seed
+from webui.models import samplers
+from webui.models.families import Family
+from webui.settings import OptionsView
+
+FLOW_FAMILIES = (Family.SD3, Family.FLUX)
+SAMPLERS = ("Euler",)  # Forge's name for flow-matching Euler
+SCHEDULES = ("Simple",)
+_PRECISION = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+def resolve_sampler(req: Txt2ImgRequest, label: str) -> tuple[samplers.SamplerSpec, str]:
+    name = (req.sampler or "Euler").strip()
+    if name not in SAMPLERS:
+        raise InvalidRequest(f"{label} samples with {', '.join(SAMPLERS)} (flow matching); {name!r} is not available "
+                             "for it yet")
+    schedule = req.scheduler or "Simple"
+    if schedule in ("Automatic", ""):
+        schedule = "Simple"
+    if schedule not in SCHEDULES:
+        raise InvalidRequest(f"{label} uses the {', '.join(SCHEDULES)} schedule type; {schedule!r} is not available "
+                             "for it yet")
+    spec, _ = samplers.resolve("Euler", None)
+    return spec, schedule
+
+
+def make_flow_plan(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsView, model) -> Plan:
+    pipe = model.pipeline
+    label = model.probe.label
+    sampler, schedule = resolve_sampler(req, label)
+    native = model.native_size
+    width, height = req.width or native, req.height or native
+    multiple = pipe.vae_scale_factor * 2  # FLUX packs 2×2 latents, SD3 patches 2×2
+    if width % multiple or height % multiple:
+        raise InvalidRequest(f"{label} needs a width and height that are multiples of {multiple}; got {width}x{height}")
+    if width * height > int(opts.get("max_generation_pixels")):
+        raise InvalidRequest(f"size {width}x{height} is over the limit of {opts.get('max_generation_pixels')} pixels "
+                             f"(setting max_generation_pixels)")
+    total = req.batch_size * req.n_iter
+    seed, subseed = fix_seed(req.seed), fix_seed(req.subseed)
+    plan = Plan(model=model, sampler=sampler, schedule=schedule, width=width, height=height,
+                seeds=[seed + (i if req.subseed_strength == 0 else 0) for i in range(total)],
+                subseeds=[subseed + i for i in range(total)], clip_skip=1, eta=None,
+                ensd=int(opts.get("eta_noise_seed_delta")), precision=_PRECISION.get(pipe.transformer.dtype, str(pipe.transformer.dtype)))
+    if model.probe.family == Family.FLUX and model.probe.configs["transformer"].get("guidance_embeds"):
+        plan.extra_params["Distilled CFG Scale"] = req.distilled_cfg_scale
+    for i, module in enumerate(model.probe.modules, 1):  # Forge's names for the separate parts in use
+        plan.extra_params[f"Module {i}"] = module
+    if "<lora:" in req.prompt:
+        plan.warnings.append(f"LoRAs are not applied to {label} yet: the <lora:…> tags were ignored")
+    return plan
+
+
+def flow_step_callback(control: JobControl) -> Any:
+    def on_step_end(pipe, i, t, kwargs):
+        control.sampling_steps = getattr(pipe, "_num_timesteps", None) or control.sampling_steps
+        control.step(i + 1)
+        control.time_step(0, time.perf_counter())
+        if control.interrupted:
+            raise Interrupted("interrupted")
+        if control.skipped:
+            raise Skipped()
+        return kwargs
+
+    return on_step_end
+
+
+def run_flow_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsView, control: JobControl, model,
+                     *, save: bool, save_grid: bool) -> GenerationResult:
+    if req.enable_hr:
+        raise InvalidRequest(f"hires fix is not available for {model.probe.label} yet")
+    plan = make_flow_plan(req, services, opts, model)
+    pipe = model.pipeline
+    flux = model.probe.family == Family.FLUX
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(model.scheduler_config)
+    scale = pipe.vae_scale_factor
+    channels = pipe.transformer.config.in_channels // (4 if flux else 1)
+    lat_h, lat_w = plan.height // scale, plan.width // scale
+    resize_from = None
+    if req.seed_resize_from_w > 0 and req.seed_resize_from_h > 0:
+        resize_from = (req.seed_resize_from_h // scale, req.seed_resize_from_w // scale)
+    dev = flux and model.probe.configs["transformer"].get("guidance_embeds")
+    t5_tok = pipe.tokenizer_2 if flux else pipe.tokenizer_3
+    extra: dict[str, Any] = {"max_sequence_length": min(int(t5_tok.model_max_length), 512)}
+    if flux:
+        extra["guidance_scale"] = req.distilled_cfg_scale if dev else 0.0
+        if req.cfg_scale > 1:
+            extra.update(true_cfg_scale=req.cfg_scale, negative_prompt=req.negative_prompt or " ")
+    else:
+        extra.update(guidance_scale=req.cfg_scale, negative_prompt=req.negative_prompt)
+    callback = flow_step_callback(control)
+    prompt = re.sub(r"<lora:[^>]*>", "", req.prompt)
+    device, dtype = pipe.transformer.device, pipe.transformer.dtype
+
+    def denoise(lo: int, hi: int) -> list:
+        seeds = plan.seeds[lo:hi]
+        n = len(seeds)
+        latents = batch_noise(seeds, plan.subseeds[lo:hi], req.subseed_strength, (channels, lat_h, lat_w), resize_from)
+        if flux:
+            latents = pipe._pack_latents(latents, n, channels, lat_h, lat_w)
+        generators = [torch.Generator("cpu").manual_seed(s + plan.ensd) for s in seeds]
+        batch = dict(extra)
+        if "negative_prompt" in batch:
+            batch["negative_prompt"] = [batch["negative_prompt"]] * n
+        return pipe(prompt=[prompt] * n, num_inference_steps=req.steps, height=plan.height, width=plan.width,
+                    latents=latents.to(device, dtype), generator=generators, output_type="pil",
+                    callback_on_step_end=callback, **batch).images
+
+    return run_batches("txt2img", req, plan, services, opts, control, denoise, save=save, save_grid=save_grid)
