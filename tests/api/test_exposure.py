@@ -251,3 +251,34 @@ def test_throttle_memory_is_bounded():
     for i in range(10_000):
         t.failed(f"10.0.{i // 256}.{i % 256}", "test")
     assert len(t._records) == 100
+
+
+# ---------------------------------------------------------------- UI uploads (item 17)
+
+def _image_bytes(fmt: str) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (10, 200, 30)).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["ICO", "PCX", "TGA", "PPM", "SGI"])
+def test_ui_uploads_in_other_image_formats_are_refused_and_deleted(server, fmt):
+    from pathlib import Path
+
+    from gradio.utils import get_upload_folder
+
+    c = server()
+    name = f"x-{fmt.lower()}-refused.{fmt.lower()}"
+    r = c.post("/gradio_api/upload", files=[("files", ("a.png", _image_bytes("PNG"), "image/png")),
+                                            ("files", (name, _image_bytes(fmt), "image/x-other"))])
+    assert r.status_code == 415 and fmt in r.json()["detail"], r.text
+    assert not list(Path(get_upload_folder()).rglob(name))  # deleted, not left for a component to decode
+    ok = c.post("/gradio_api/upload", files=[("files", ("a.png", _image_bytes("PNG"), "image/png")),
+                                             ("files", ("caption.txt", b"a red circle", "text/plain"))])
+    assert ok.status_code == 200, ok.text
+    saved = ok.json()
+    assert len(saved) == 2 and all(Path(p).exists() for p in saved)

@@ -313,3 +313,74 @@ async def _redirect(send: Send, location: str) -> None:
                 "headers": [(b"location", location.encode()), (b"content-length", b"0"),
                             (b"cache-control", b"no-store")]})
     await send({"type": "http.response.body", "body": b""})
+
+
+class UploadFormatMiddleware:
+    """Files uploaded to the Gradio UI (POST /gradio_api/upload) that Pillow recognises as an image in a format other
+    than PNG, JPEG, WEBP, BMP, GIF or TIFF are deleted and the upload answered 415: Gradio's image components would
+    otherwise decode them with every Pillow plugin (EPS runs Ghostscript where it is installed). Files that are not
+    images at all (captions, prompt lists) pass. The API's image fields have their own check (open_user_image)."""
+
+    def __init__(self, app: ASGIApp, paths: tuple[str, ...] = ("/gradio_api/upload", "/upload")):
+        self.app = app
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path") not in self.paths:
+            return await self.app(scope, receive, send)
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def holding_send(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    await self._finish(start, b"".join(chunks), send)
+
+        await self.app(scope, receive, holding_send)
+
+    async def _finish(self, start: Message | None, body: bytes, send: Send) -> None:
+        import asyncio
+
+        refused = None
+        if start is not None and start["status"] == 200:
+            try:
+                paths = json.loads(body)
+            except ValueError:
+                paths = []
+            refused = await asyncio.to_thread(_refuse_foreign_images, paths if isinstance(paths, list) else [])
+        if refused:
+            return await send_json(send, 415, error_body("UnsupportedMediaType", refused))
+        await send(start)
+        await send({"type": "http.response.body", "body": body})
+
+
+def _refuse_foreign_images(paths: list) -> str | None:
+    """Delete every upload if one of them is an image in a format Easel doesn't accept; say which."""
+    from pathlib import Path
+
+    from PIL import Image, UnidentifiedImageError
+
+    from webui.outputs import USER_IMAGE_FORMATS
+
+    bad = None
+    for p in paths:
+        if not isinstance(p, str):
+            continue
+        try:
+            with Image.open(p) as im:  # identifies only: no plugin decodes (or calls Ghostscript) before load()
+                fmt = im.format
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+            continue
+        if fmt not in USER_IMAGE_FORMATS:
+            bad = fmt
+            break
+    if bad is None:
+        return None
+    for p in paths:
+        if isinstance(p, str):
+            Path(p).unlink(missing_ok=True)
+    return f"images in {bad} format are not accepted; use PNG, JPEG, WEBP, BMP, GIF or TIFF"

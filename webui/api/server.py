@@ -18,7 +18,7 @@ from webui.api.extensions import build_extensions_router, mount_extension_routes
 from webui.api.merge import build_merge_router
 from webui.api.middleware import (BasicAuthMiddleware, BodyLimitMiddleware, CrossSiteMiddleware, HostCheckMiddleware,
                                   LoginPageMiddleware, LoginThrottleMiddleware,
-                                  SecurityHeadersMiddleware)
+                                  SecurityHeadersMiddleware, UploadFormatMiddleware)
 from webui.api.prompts import build_prompts_router
 from webui.api.sdapi import build_sdapi_router
 from webui.api.strict_json import StrictJSONMiddleware
@@ -83,6 +83,7 @@ def install_security(api: FastAPI, application) -> None:
         api.add_middleware(BasicAuthMiddleware, credentials=creds, prefixes=API_PREFIXES + aliases,
                            session_ok=_gradio_session_check(api) if not ns.nowebui else None, throttle=throttle)
     if not ns.nowebui:
+        api.add_middleware(UploadFormatMiddleware)
         api.add_middleware(LoginThrottleMiddleware, throttle=throttle)
         if gradio_credentials(ns):
             api.add_middleware(LoginPageMiddleware, has_session=lambda scope: _has_gradio_session(api, scope))
