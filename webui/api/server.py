@@ -17,14 +17,14 @@ from webui.api.errors import install_error_handlers
 from webui.api.extensions import build_extensions_router, mount_extension_routes, route_aliases
 from webui.api.merge import build_merge_router
 from webui.api.middleware import (BasicAuthMiddleware, BodyLimitMiddleware, CrossSiteMiddleware, HostCheckMiddleware,
-                                  LoginPageMiddleware, LoginThrottleMiddleware,
-                                  SecurityHeadersMiddleware, UploadFormatMiddleware)
+                                  SecurityHeadersMiddleware)
 from webui.api.prompts import build_prompts_router
 from webui.api.sdapi import build_sdapi_router
 from webui.api.strict_json import StrictJSONMiddleware
 from webui.api.system import build_system_router
 from webui.api.throttle import AuthThrottle
 from webui.api.training import build_training_router
+from webui.api.ui_guards import LoginPageMiddleware, LoginThrottleMiddleware, UploadFormatMiddleware
 from webui.flags import allowed_hosts, api_credentials, api_enabled, bind_host, cors_origins, gradio_credentials
 from webui.security import is_loopback_bind, machine_host_names, start_share_when_ready
 
