@@ -183,8 +183,12 @@ class Application:
     def set_options(self, changes: dict[str, Any]) -> None:
         clean = self.options.validate(dict(changes))  # the one check (422/403) for every key, before anything changes
         title = clean.pop("sd_model_checkpoint", None)
-        if title:
+        active = self.models.active
+        # as in A1111, an unchanged value triggers nothing (clients post every option back with one edit)
+        if title and not (active is not None and title == active.info.title):
             self.switch_checkpoint(title)
+        if clean.get("sd_vae", None) == self.options.get("sd_vae"):
+            clean.pop("sd_vae")
         if "sd_vae" in clean:
             vae = clean["sd_vae"]
             if vae not in ("Automatic", "None", ""):

@@ -222,15 +222,14 @@ class Options:
             aside = aside.with_name(f"{self.file.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
         try:
             atomic_write_bytes(aside, self.file.read_bytes())
-            self._values = clean
-            self._save()
+            self._save(clean)
         except OSError as e:
             log.warning("could not set %s aside: %s", self.file, e)
         log.warning("%s is damaged: %s. The original is kept as %s.", self.file, reason, aside.name)
 
-    def _save(self) -> None:
+    def _save(self, values: dict[str, Any]) -> None:
         # allow_nan=False: a NaN can't reach the file (it would make every later read of the options fail)
-        atomic_write_text(self.file, json.dumps(self._values, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+        atomic_write_text(self.file, json.dumps(values, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
     def add_definition(self, d: OptionDef) -> None:
         """Declare an option (extensions do at load). A stored value that doesn't fit the declaration is dropped."""
@@ -242,6 +241,7 @@ class Options:
                 except InvalidRequest as e:
                     clean = {k: v for k, v in self._values.items() if k != d.key}
                     self._quarantine(f"this option starts at its default: {e.message}", clean)
+                    self._values = clean
 
     def get(self, key: str) -> Any:
         with self._lock:
@@ -276,9 +276,9 @@ class Options:
     def set(self, changes: Mapping[str, Any], *, persist: bool = True) -> None:
         clean = self.validate(changes)
         with self._lock:
-            self._values.update(clean)
             if persist:
-                self._save()
+                self._save({**self._values, **clean})  # memory changes only once the file is safely written
+            self._values.update(clean)
 
     def all(self) -> dict[str, Any]:
         with self._lock:
