@@ -1,9 +1,10 @@
 """Carry out a MergePlan: read each output tensor in row blocks from its sources, merge in float32, cast, and append
 it to the output file (stream_writer), so memory holds a few blocks at a time, never a checkpoint.
 
-Memory bound: the inputs are read `BLOCK_BYTES` of float32 rows at a time (a tensor smaller than that, whole), and
-one block of A, B and C plus the arithmetic's temporaries is alive at once: about 6 × BLOCK_BYTES (≈ 200 MB) above
-the process's baseline, whatever the size of the checkpoints. `.ckpt` inputs are the exception: torch can only
+Memory bound: the inputs are read `BLOCK_BYTES` of float32 rows at a time (a tensor smaller than that, whole) into
+fresh memory, and the arithmetic runs in place, so one block of A, B (and C) is alive at once, plus the cast of the
+result when saving as float16: about 4 × BLOCK_BYTES (128 MiB) above the process's baseline whatever the size of
+the checkpoints (measured on two full-size SD 1.5 files: see benchmarks/merge_memory.py). `.ckpt` inputs are the exception: torch can only
 unpickle them whole, so they are in RAM for the whole merge (convert them to .safetensors to merge big ones).
 """
 
@@ -41,18 +42,19 @@ def merged_block(step: Step, method: str, multiplier: float, a: TensorSource, b:
     if step.kind == "copy":
         return a.rows(key, start, stop).to(dtype)
     m = multiplier
+    # in place, on fresh blocks (sources hand out their own copies): the working set is one block of A and B (and
+    # C until the difference is taken); the arithmetic is A1111's, in the same order: ((1 - m) * a) + (m * b) and
+    # a + (m * (b - c))
     ta = a.rows(key, start, stop).to(step.compute)
     tb = b.rows(key, start, stop).to(step.compute)
-    part = ta[:, :step.channels] if step.channels else ta
+    part = ta[:, :step.channels] if step.channels else ta  # A1111 merges the channels they share into A's tensor
     if method == "weighted_sum":
-        result = ((1 - m) * part) + (m * tb)
-    else:  # add_difference: a tensor C lacks adds no difference (A1111 uses zeros for it)
-        tc = c.rows(key, start, stop).to(step.compute) if c is not None and key in c else None
-        result = part + (m * (tb - tc)) if tc is not None else part
-    if step.channels:
-        ta[:, :step.channels] = result
-        result = ta
-    return result.to(dtype)
+        part.mul_(1 - m)
+        part.add_(tb.mul_(m))
+    elif c is not None and key in c:  # add_difference; a tensor C lacks adds no difference (A1111: zeros)
+        tb.sub_(c.rows(key, start, stop).to(step.compute))
+        part.add_(tb.mul_(m))
+    return ta.to(dtype)
 
 
 def write_all(writer: StreamWriter, plan: MergePlan, method: str, multiplier: float, a: TensorSource,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -41,21 +42,31 @@ class TensorSource:
 
 
 class SafetensorsSource(TensorSource):
+    """The library opens and checks the file and lists its tensors; the bytes are then read with plain `readinto`
+    into fresh tensors. Why not `safe_open(...).get_slice()`: its tensors are views of a memory map, and every page
+    a merge touches stays in the process's RSS until the file is closed (measured: 8.4 GB peak RSS merging two
+    SD 1.5 files). Read into fresh memory, RSS holds only the blocks in use; the OS page cache does the rest."""
+
     def __init__(self, path: Path):
         from safetensors import safe_open
 
         self.name, self.path = path.name, path
+        self._file = None
         try:
-            self._ctx = safe_open(str(path), framework="pt", device="cpu")
-            self._f = self._ctx.__enter__()
-            self.metadata = dict(self._f.metadata() or {})
-            self.shapes, self.dtypes = {}, {}
-            for key in self._f.keys():
-                sl = self._f.get_slice(key)
-                tag = sl.get_dtype()
-                if tag not in _DTYPES:
-                    raise ModelLoadError(f"{path.name}: tensor {key} has dtype {tag}, which a merge can't read")
-                self.shapes[key], self.dtypes[key] = tuple(sl.get_shape()), _DTYPES[tag]
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                self.metadata = dict(f.metadata() or {})
+                self.shapes, self.dtypes = {}, {}
+                for key in f.keys():
+                    sl = f.get_slice(key)
+                    tag = sl.get_dtype()
+                    if tag not in _DTYPES:
+                        raise ModelLoadError(f"{path.name}: tensor {key} has dtype {tag}, which a merge can't read")
+                    self.shapes[key], self.dtypes[key] = tuple(sl.get_shape()), _DTYPES[tag]
+            self._file = open(path, "rb", buffering=0)
+            n = int.from_bytes(self._file.read(8), "little")
+            header = json.loads(self._file.read(n))  # already validated by safe_open above
+            self._data = 8 + n
+            self._offsets = {k: int(header[k]["data_offsets"][0]) for k in self.shapes}
         except ModelLoadError:
             self.close()
             raise
@@ -64,17 +75,29 @@ class SafetensorsSource(TensorSource):
             raise ModelLoadError(f"{path.name}: not a readable safetensors file ({e})") from e
 
     def rows(self, key: str, start: int, stop: int) -> torch.Tensor:
-        if not self.shapes[key]:
-            return self._f.get_tensor(key)
-        if start == 0 and stop >= self.shapes[key][0]:
-            return self._f.get_tensor(key)
-        return self._f.get_slice(key)[start:stop]
+        shape, dtype = self.shapes[key], self.dtypes[key]
+        if shape:
+            start, stop = max(0, start), min(shape[0], stop)
+            shape = (max(0, stop - start), *shape[1:])
+        out = torch.empty(shape, dtype=dtype)
+        nbytes = out.numel() * out.element_size()
+        if not nbytes:
+            return out
+        row_bytes = nbytes // shape[0] if shape else nbytes
+        offset = self._data + self._offsets[key] + (start * row_bytes if self.shapes[key] else 0)
+        view = memoryview(out.reshape(-1).view(torch.uint8).numpy())
+        got = os.preadv(self._file.fileno(), [view], offset)
+        while got < nbytes:  # a short read (rare on regular files): continue where it stopped
+            more = os.preadv(self._file.fileno(), [view[got:]], offset + got)
+            if more <= 0:
+                raise ModelLoadError(f"{self.name}: the file ends inside tensor {key}")
+            got += more
+        return out
 
     def close(self) -> None:
-        ctx, self._ctx = getattr(self, "_ctx", None), None
-        if ctx is not None:
-            with contextlib.suppress(Exception):
-                ctx.__exit__(None, None, None)
+        f, self._file = getattr(self, "_file", None), None
+        if f is not None:
+            f.close()
 
 
 class DictSource(TensorSource):
@@ -86,7 +109,7 @@ class DictSource(TensorSource):
 
     def rows(self, key: str, start: int, stop: int) -> torch.Tensor:
         t = self._state[key]
-        return t if t.dim() == 0 else t[start:stop]
+        return (t if t.dim() == 0 else t[start:stop]).clone()  # a copy: the merge works in place on its blocks
 
     def close(self) -> None:
         self._state.clear()
