@@ -1,14 +1,14 @@
-"""Checkpoint merger: peak RSS and throughput on full-size random SD 1.5 checkpoints (issue #20's benchmark).
+"""Checkpoint merger: peak RSS and throughput on full-size random SD 1.5 (or SDXL) checkpoints (issue #20's benchmark).
 
 Writes two (three for add difference) random fp32 checkpoints with SD 1.5's exact tensor names and shapes (1.07 G
-parameters, 4.3 GB each, streamed to disk so writing them needs no RAM either), then merges them in a fresh process
+parameters, 4.3 GB each; SDXL with --family sdxl: 3.47 G, 13.9 GB each), streamed to disk so writing them needs no RAM either), then merges them in a fresh process
 through the merger's own streaming path and reports the process's peak RSS above its baseline and the throughput
 (GB of input read per second).
 
-    python benchmarks/merge_memory.py [--method weighted_sum|add_difference] [--half] [--keep DIR]
+    python benchmarks/merge_memory.py [--family sd15|sdxl] [--method weighted_sum|add_difference] [--half] [--keep DIR]
     python benchmarks/merge_memory.py --measure METHOD OUT A B [C]      (the child: prints one JSON line)
 
-Needs ~13 GB free disk (~17 GB for add difference) in the temp folder.
+Needs ~13 GB free disk for SD 1.5 (~17 GB for add difference), ~42 GB for SDXL, in the temp folder.
 """
 
 from __future__ import annotations
@@ -41,36 +41,42 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-def sd15_shapes() -> dict[str, tuple[int, ...]]:
-    """SD 1.5's single-file tensor names and shapes (meta-device models from the shipped configs: no weights)."""
+def full_size_shapes(family: str = "sd15") -> dict[str, tuple[int, ...]]:
+    """A full-size checkpoint's single-file tensor names and shapes, from the shipped configs on the meta device
+    (no weights): SD 1.5 (1.07 G parameters) or SDXL base (3.47 G)."""
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     from webui.models.ldm_keys import to_ldm_state_dict
     from webui.models.probe import load_template
 
     with torch.device("meta"):
-        unet = UNet2DConditionModel.from_config(load_template("sd15", "unet"))
-        vae = AutoencoderKL.from_config(load_template("sd15", "vae"))
-        te = CLIPTextModel(CLIPTextConfig.from_dict(load_template("sd15", "text_encoder")))
-    return {k: tuple(v.shape) for k, v in to_ldm_state_dict(unet, vae, te).items()}
+        unet = UNet2DConditionModel.from_config(load_template(family, "unet"))
+        vae = AutoencoderKL.from_config(load_template(family, "vae"))
+        te = CLIPTextModel(CLIPTextConfig.from_dict(load_template(family, "text_encoder")))
+        te2 = CLIPTextModelWithProjection(CLIPTextConfig.from_dict(load_template(family, "text_encoder_2"))) \
+            if family == "sdxl" else None
+    sd = to_ldm_state_dict(unet, vae, te, text_encoder_2=te2, family="sdxl" if te2 is not None else "sd1")
+    return {k: tuple(v.shape) for k, v in sd.items()}
 
 
-def write_random(path: Path, shapes: dict[str, tuple[int, ...]], seed: int) -> Path:
-    """A random fp32 checkpoint with these tensors, written block by block through the merger's stream writer."""
+def write_random(path: Path, shapes: dict[str, tuple[int, ...]], seed: int, dtype: str = "fp32") -> Path:
+    """A random checkpoint with these tensors, written block by block through the merger's stream writer."""
     import torch
+
+    torch_dtype = {"fp32": torch.float32, "fp16": torch.float16}[dtype]
 
     from webui.merge.run import _blocks
     from webui.merge.stream_writer import TensorSpec, stream_safetensors
 
     gen = torch.Generator().manual_seed(seed)
-    specs = [TensorSpec(k, torch.float32, s) for k, s in shapes.items()]
+    specs = [TensorSpec(k, torch_dtype, s) for k, s in shapes.items()]
     with stream_safetensors(path, specs, {"format": "pt"}) as w:
         for spec in w.specs:
             for start, stop in _blocks(spec.shape):
                 shape = (stop - start, *spec.shape[1:]) if spec.shape else ()
-                w.write(torch.randn(shape, generator=gen) * 0.02)
+                w.write((torch.randn(shape, generator=gen) * 0.02).to(torch_dtype))
     return path
 
 
@@ -111,6 +117,8 @@ def main() -> None:
     ap.add_argument("--measure", nargs="+", metavar="ARG", help=argparse.SUPPRESS)
     ap.add_argument("--method", default="weighted_sum", choices=["weighted_sum", "add_difference"])
     ap.add_argument("--half", action="store_true", help="save as float16")
+    ap.add_argument("--family", default="sd15", choices=["sd15", "sdxl"], help="full-size layout to write")
+    ap.add_argument("--dtype", default="fp32", choices=["fp32", "fp16"], help="of the random inputs")
     ap.add_argument("--keep", type=Path, help="folder for the random checkpoints (kept, reused when present)")
     args = ap.parse_args()
     if args.measure:
@@ -119,14 +127,14 @@ def main() -> None:
         return
     folder = args.keep or Path(tempfile.mkdtemp(prefix="easel-merge-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
-    shapes = sd15_shapes()
+    shapes = full_size_shapes(args.family)
     params = sum(math.prod(s) for s in shapes.values())
     inputs = []
     for i in range(3 if args.method == "add_difference" else 2):
-        p = folder / f"random-sd15-{i}.safetensors"
+        p = folder / f"random-{args.family}-{args.dtype}-{i}.safetensors"
         if not p.exists():
             t0 = time.perf_counter()
-            write_random(p, shapes, seed=i)
+            write_random(p, shapes, seed=i, dtype=args.dtype)
             print(f"wrote {p.name}: {p.stat().st_size / 1e9:.2f} GB in {time.perf_counter() - t0:.0f} s", flush=True)
         inputs.append(p)
     out = folder / "merged.safetensors"
@@ -137,7 +145,7 @@ def main() -> None:
                platform.processor())
     mib = 2 ** 20
     print(f"CPU: {cpu}; {os.cpu_count()} cores")
-    print(f"SD 1.5 random fp32: {params / 1e9:.3f} G parameters, {len(shapes)} tensors, "
+    print(f"{args.family} random {args.dtype}: {params / 1e9:.3f} G parameters, {len(shapes)} tensors, "
           f"{inputs[0].stat().st_size / 1e9:.2f} GB per file; {args.method}{' → fp16' if args.half else ''}")
     print(f"merge: {r['seconds']:.1f} s, {r['input_bytes'] / 1e9 / r['seconds']:.2f} GB/s read, "
           f"{r['output_bytes'] / 1e9 / r['seconds']:.2f} GB/s written")
