@@ -70,6 +70,9 @@ def coerce(value: Any) -> MergeRequest:
         raise InvalidRequest(f"{where}: {first.get('msg', 'invalid')}", detail=str(e)) from None
 
 
+METHODS_NEED = {"primary": "merging", "secondary": "merging", "tertiary": "Add difference"}
+
+
 def _checkpoint(application, query: str | None, role: str, needed: bool):
     if not needed:
         return None
@@ -85,8 +88,6 @@ def _checkpoint(application, query: str | None, role: str, needed: bool):
                              "(.safetensors, .ckpt)")
     return info
 
-
-METHODS_NEED = {"primary": "merging", "secondary": "merging", "tertiary": "Add difference"}
 
 
 def _vae(application, name: str | None):
