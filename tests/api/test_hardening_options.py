@@ -110,7 +110,8 @@ def test_loopback_override_settings_persist_only_what_passes_the_check(serve_app
     {"vae_tiling_min_pixels": 10**15}, {"eta_noise_seed_delta": 2**64}, {"samples_save": "maybe"},
     {"samples_format": "gif"}, {"directories_max_prompt_words": 10**6}, {"sd_vae": ["a", "list"]},
     {"control_net_max_resolution": "zzz"},  # an extension's option, by the type the extension declared
-    {"control_net_max_resolution": 1e30},
+    {"control_net_max_resolution": 1e30}, {"control_net_max_resolution": 10**6},  # the extension's own maximum
+    {"control_net_unit_count": 0},
     {"unknown_key": {"nested": "dict"}}, {"unknown_key": [1, 2]}, {"unknown_key": "x" * 5000}, {"": 1},
 ])
 def test_options_are_typed_and_finite(serve_app, change):

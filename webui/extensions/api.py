@@ -174,9 +174,13 @@ class ExtensionHandle:
         self.tabs.append((title, build))
 
     def add_setting(self, *, key: str, default: Any, label: str, section: str | None = None,
-                    choices: tuple | None = None) -> None:
-        """Shown in Settings (section defaults to the extension's name) and persisted to config.json."""
-        self.settings.define(key=key, default=default, label=label, section=section or self.name, choices=choices)
+                    choices: tuple | None = None, minimum: float | None = None, maximum: float | None = None,
+                    path: bool = False) -> None:
+        """Shown in Settings (section defaults to the extension's name) and persisted to config.json. Values are
+        checked against the default's type and `minimum`/`maximum`; `path=True` (or a key ending in _path/_dir)
+        marks a server path, read-only while the server is exposed."""
+        self.settings.define(key=key, default=default, label=label, section=section or self.name, choices=choices,
+                             minimum=minimum, maximum=maximum, path=path)
 
     def on(self, event: str, fn: Callable) -> None:
         if event not in EVENTS:

@@ -110,9 +110,11 @@ class ExtensionHost:
                 return
         rec.handle = handle
 
-    def _define_setting(self, *, key: str, default: Any, label: str, section: str, choices=None) -> None:
-        kind = type(default) if isinstance(default, (bool, int, float, str)) else str
-        self.options.add_definition(OptionDef(key, default, label, section, kind, choices=choices))
+    def _define_setting(self, *, key: str, default: Any, label: str, section: str, choices=None,
+                        minimum: float | None = None, maximum: float | None = None, path: bool = False) -> None:
+        kind = type(default) if isinstance(default, (bool, int, float, str, list)) else str
+        self.options.add_definition(OptionDef(key, default, label, section, kind, choices=choices, minimum=minimum,
+                                              maximum=maximum, path=path))
 
     def report(self, rec: ExtensionRecord, what: str) -> None:
         """Call from an `except` block: log the traceback, and report and disable the extension for the session."""

@@ -185,11 +185,14 @@ def setup(ext: ExtensionHandle) -> None:
 
 def install(ext: ExtensionHandle) -> ControlNetState:
     """Register everything on `ext`; returns the extension's state (tests inspect it)."""
-    ext.add_setting(key="control_net_unit_count", default=3, label="Multi-ControlNet: number of units")
-    ext.add_setting(key="control_net_models_path", default="",
+    ext.add_setting(key="control_net_unit_count", default=3, label="Multi-ControlNet: number of units",
+                    minimum=1, maximum=10)
+    ext.add_setting(key="control_net_models_path", default="", path=True,
                     label="Extra path to scan for ControlNet models (used instead of models/ControlNet)")
-    ext.add_setting(key="control_net_max_resolution", default=2048, label="Largest preprocessor resolution")
-    ext.add_setting(key="control_net_model_cache_size", default=2,
+    # a guard itself: bounded, so a setting can't switch it off
+    ext.add_setting(key="control_net_max_resolution", default=2048, label="Largest preprocessor resolution",
+                    minimum=64, maximum=8192)
+    ext.add_setting(key="control_net_model_cache_size", default=2, minimum=1, maximum=16,
                     label="ControlNet models kept in RAM (most recently used)")
     state = ControlNetState(ext)
 
