@@ -185,3 +185,29 @@ def test_config_write_is_atomic(serve_app, monkeypatch):
     monkeypatch.undo()
     assert config.read_bytes() == before  # the old file is whole, and no temp file is left behind
     assert [p.name for p in config.parent.iterdir() if p.name.startswith(".config.json")] == []
+
+
+def test_settings_tab_applies_the_same_check_when_exposed(make_app):
+    """Settings → Apply: the path and extension options are shown read-only (with the reason), and a change sent
+    anyway is refused by the same check as the API; other settings still apply."""
+    import gradio as gr
+
+    from webui.ui.settings_tab import SettingsTab
+
+    app = make_app(*EXPOSED, start=False)
+    with gr.Blocks() as demo:
+        settings = SettingsTab(app)
+    by_id = {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
+    assert by_id["setting_outdir_txt2img_samples"].interactive is False
+    assert "--allow-path-options" in by_id["setting_outdir_txt2img_samples"].info
+    assert by_id["setting_disabled_extensions"].interactive is False
+    assert by_id["setting_jpeg_quality"].interactive is not False
+    keys = [d.key for d in settings.defs]
+    values = settings.values()
+    values[keys.index("outdir_txt2img_samples")] = "/tmp/elsewhere"
+    message = settings.on_apply(*values)[0]
+    assert "easel-error" in message and "--allow-path-options" in message
+    assert app.options.get("outdir_txt2img_samples") == "outputs/txt2img-images"
+    values = settings.values()
+    values[keys.index("jpeg_quality")] = 70
+    assert "1 setting(s) changed" in settings.on_apply(*values)[0] and app.options.get("jpeg_quality") == 70

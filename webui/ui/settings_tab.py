@@ -28,25 +28,30 @@ def option_choices(application, d: OptionDef) -> list[str] | None:
 def option_component(application, d: OptionDef, value: Any) -> gr.components.Component:
     """The component for one option: checkbox, dropdown, slider (bounded number), number or textbox."""
     common = {"label": d.label, "elem_id": f"setting_{d.key}"}
+    options = getattr(application, "options", None)
+    policy = getattr(options, "policy", None)
+    locked = policy.lock_reason(d.key, d) if policy is not None else None
+    if locked:  # the same rule Apply enforces (webui/option_policy.py), shown before the user types
+        common.update(interactive=False, info=locked)
     if d.kind is bool:
         return gr.Checkbox(value=bool(value), **common)
     choices = option_choices(application, d)
     if d.kind is list:
         if choices is not None:
             return gr.Dropdown(choices, value=list(value or []), multiselect=True, allow_custom_value=True, **common)
-        return gr.Textbox(value=shown(d, value, choices), info="comma-separated", **common)
+        return gr.Textbox(value=shown(d, value, choices), **{"info": "comma-separated", **common})
     if choices is not None:
         return gr.Dropdown(choices, value=value, allow_custom_value=value not in choices, **common)
     if d.kind in (int, float):
-        if d.minimum is not None and d.maximum is not None:
-            step = d.step or (1 if d.kind is int else 0.01)
+        step = d.step or (1 if d.kind is int else 0.01)
+        if d.minimum is not None and d.maximum is not None and (d.maximum - d.minimum) / step <= 10000:
             return gr.Slider(d.minimum, d.maximum, value=value, step=step, **common)
         bounds = [f"min {d.minimum:g}" if d.minimum is not None else "",
                   f"max {d.maximum:g}" if d.maximum is not None else ""]
         info = ", ".join(b for b in bounds if b) or None
-        return gr.Number(value=value, precision=0 if d.kind is int else None, info=info, **common)
+        return gr.Number(value=value, precision=0 if d.kind is int else None, **{"info": info, **common})
     if d.kind is not str:  # a structured option (an extension's): edited as JSON
-        return gr.Textbox(value=shown(d, value, choices), info="JSON", **common)
+        return gr.Textbox(value=shown(d, value, choices), **{"info": "JSON", **common})
     return gr.Textbox(value=shown(d, value, choices), **common)
 
 
