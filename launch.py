@@ -53,12 +53,15 @@ def enter_venv(argv: Sequence[str], skip_install: bool) -> None:
     bootstrap.reexec(python, Path(__file__).resolve(), argv)
 
 
-def install(skip_install: bool) -> None:
-    """Inside the repo venv, bring the requirements up to date (a no-op when their hash is unchanged)."""
+def install(skip_install: bool, workers: str = "local") -> None:
+    """Inside the repo venv, bring the requirements up to date (a no-op when their hash is unchanged); Ray too
+    when the workers run on it (the default local worker needs nothing more)."""
     venv = bootstrap.venv_dir(REPO_DIR)
     if skip_install or not bootstrap.in_venv(venv):
         return  # EASEL_VENV_OK=1 outside the venv: the user manages that environment
     bootstrap.ensure_requirements(Path(sys.executable), venv, bootstrap.RUNTIME, REPO_DIR)
+    if workers != "local":
+        bootstrap.ensure_requirements(Path(sys.executable), venv, bootstrap.RAY, REPO_DIR)
 
 
 def start(ns: argparse.Namespace) -> int:
@@ -78,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         enter_venv(argv, ns.skip_install)  # returns only when we should run in this interpreter
         os.environ.pop(bootstrap.REEXEC_ENV, None)  # children (restarts, tests) start fresh
-        install(ns.skip_install)
+        install(ns.skip_install, "ray" if ns.ray_address else ns.workers)
     except bootstrap.BootstrapError as e:
         print(f"launch.py: setup failed: {e}", file=sys.stderr)
         return 1

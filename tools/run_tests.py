@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Set up and run the whole test suite: `python3 tools/run_tests.py [extra pytest args]`.
 
-Creates/updates the repo's .venv exactly as launch.py does, adds requirements-test.txt (hash-cached too), makes
+Creates/updates the repo's .venv exactly as launch.py does, adds requirements-test.txt and requirements-ray.txt (hash-cached too), makes
 sure Debian's chromium is there for the browser tests (never `playwright install`), then runs pytest in the venv
 and exits with its code. "No tests collected" (pytest's 5) counts as a failure.
 """
@@ -39,6 +39,7 @@ def prepare_python() -> Path:
     python = bootstrap.ensure_venv(venv)
     bootstrap.ensure_requirements(python, venv, bootstrap.RUNTIME, REPO_DIR)
     bootstrap.ensure_requirements(python, venv, bootstrap.TEST, REPO_DIR)
+    bootstrap.ensure_requirements(python, venv, bootstrap.RAY, REPO_DIR)  # the --workers ray tests
     return python
 
 

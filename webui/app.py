@@ -33,6 +33,8 @@ from webui.outputs import OutputWriter
 from webui.prompts.embeddings import EmbeddingCatalog
 from webui.prompts.styles import StyleStore
 from webui.settings import Options
+from webui.workers import attach_workers
+from webui.workers.remote import remote_work
 
 log = logging.getLogger("easel")
 
@@ -59,6 +61,7 @@ class Application:
         self.outputs = OutputWriter(self.paths.data_dir, self.options.get)
         self.history = JobHistory(self.paths.db_file)
         self.jobs = JobQueue(self.history, summarize=_summarize)
+        self.workers = attach_workers(self)  # --workers ray: a RayPool runs generations (webui/workers/)
         self.embeddings = EmbeddingCatalog(self.paths.embeddings_dir, self.hashes,
                                            active_model=lambda: self.models.active)
         self.styles = StyleStore(self.paths.styles_files)
@@ -209,7 +212,7 @@ class Application:
 
     def _submit_generation(self, kind: str, req: Txt2ImgRequest, run, *, from_api: bool,
                            params: dict | None = None, after=None, request: dict | None = None,
-                           job_id: str | None = None) -> Job:
+                           job_id: str | None = None, inputs: tuple | None = None) -> Job:
         """The one path for every generation: validate what can be validated now (so bad input is a 4xx before
         queueing), then run in the worker with the request's options overlay and the extensions' hooks."""
         req = self.styles.apply_to_request(req)  # styles first, as A1111; an unknown one is a 422 before queueing
@@ -254,8 +257,12 @@ class Application:
                 self.options.set(req.override_settings)
             return result
         seconds, notice = estimate_request(self.step_timer, req, view.get, self.models.active)
+        remote = None if self.workers is None or script else remote_work(
+            self, kind, req, view, hooks, save=save and bool(view.get("samples_save")), save_grid=save_grid,
+            inputs=inputs, after=after)  # the same job on a Ray worker (webui/workers/remote.py); the head saves
         return self.jobs.submit(kind, params if params is not None else req.model_dump(mode="json"), work,
-                                request=request, job_id=job_id, estimate_seconds=seconds, notice=notice)
+                                request=request, job_id=job_id, estimate_seconds=seconds, notice=notice,
+                                remote=remote)
 
     def _check_cost(self, req: Txt2ImgRequest, script, view, *, grid: bool) -> None:
         """The cost guard (webui/generation/cost.py) over the request, or the cells its dropdown script plans."""
@@ -345,7 +352,8 @@ class Application:
                 result.infotexts = result.infotexts + [""] * len(images)
         params = req.model_dump(mode="json", exclude={"init_images", "mask"})
         return self._submit_generation("img2img", req, run, from_api=from_api, params=params, after=include_inputs,
-                                       request=img2img_record(req, images, mask, from_api), job_id=job_id)
+                                       request=img2img_record(req, images, mask, from_api), job_id=job_id,
+                                       inputs=(images, mask))
 
 
 class ScriptRunner:

@@ -43,6 +43,8 @@ class RequirementSet:
 RUNTIME = RequirementSet(".easel-requirements.sha256",
                          (("requirements.txt", False), ("requirements-nodeps.txt", True)))
 TEST = RequirementSet(".easel-test-requirements.sha256", (("requirements-test.txt", False),))
+# Optional: Ray, for `--workers ray` (launch.py installs it only then; tools/run_tests.py always, so CI tests it)
+RAY = RequirementSet(".easel-ray-requirements.sha256", (("requirements-ray.txt", False),))
 
 
 # ---------------------------------------------------------------- where things are

@@ -68,6 +68,12 @@ class ShuttingDown(EaselError):
     status = 503
 
 
+class WorkerLost(EaselError):
+    """The job's worker (a Ray actor) died, and the job was already retried as many times as allowed."""
+
+    status = 503
+
+
 def is_disk_full(exc: BaseException) -> bool:
     """An OSError ENOSPC/EDQUOT, or SQLite's "database or disk is full" (SQLITE_FULL)."""
     import errno

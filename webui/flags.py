@@ -76,6 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     a("--lowvram", action="store_true", help="offload layer by layer (least VRAM, slow)")
     a("--threads", type=int, default=None, metavar="N", help="CPU threads for torch (default: the physical cores, "
       "unless OMP_NUM_THREADS is set)")
+    # Workers (docs/scaling.md)
+    a("--workers", type=str, default="local", metavar="local|ray|ray://HOST:PORT",
+      help="where jobs run: 'local' (default, one worker thread, no Ray), 'ray' (a local Ray runtime with one "
+      "worker per GPU, or --ray-num-workers on CPU) or ray://HOST:PORT (join a Ray cluster through Ray Client)")
+    a("--ray-address", type=str, default=None, metavar="ADDRESS",
+      help="join an existing Ray cluster ('auto': the one on this machine) instead of starting one; implies "
+      "--workers ray")
+    a("--ray-num-workers", type=int, default=None, metavar="N",
+      help="how many Ray workers to start (default: one per GPU, else 1 on the CPU)")
+    a("--ray-max-retries", type=int, default=2, metavar="N",
+      help="how many times a job whose worker died is re-queued before it fails (default 2)")
     # Extensions
     a("--enable-insecure-extension-access", action="store_true", help="allow installing extensions when exposed")
     a("--allow-path-options", action="store_true", help="let remote users change path options (outdir_*, "
@@ -305,6 +316,13 @@ def validate_args(ns: argparse.Namespace) -> list[str]:
         errors.append(f"--port {ns.port}: must be between 0 and 65535")
     if ns.max_body_size <= 0:
         errors.append("--max-body-size must be a positive number of MB")
+    workers = getattr(ns, "workers", "local")
+    if workers not in ("local", "ray") and not str(workers).startswith("ray://"):
+        errors.append(f"--workers {workers}: must be local, ray or ray://HOST:PORT")
+    if getattr(ns, "ray_num_workers", None) is not None and ns.ray_num_workers < 1:
+        errors.append(f"--ray-num-workers {ns.ray_num_workers}: must be 1 or more")
+    if getattr(ns, "ray_max_retries", 0) < 0:
+        errors.append("--ray-max-retries must be 0 or more")
     if getattr(ns, "threads", None) is not None and ns.threads < 1:
         errors.append(f"--threads {ns.threads}: must be 1 or more")
     return errors + [m for m in [check_network_security(ns)] if m]

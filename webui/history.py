@@ -27,7 +27,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at REAL NOT NULL,
     started_at REAL,
     finished_at REAL,
-    request TEXT
+    request TEXT,
+    worker TEXT,
+    retries INTEGER NOT NULL DEFAULT 0,
+    retry_log TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
 """
@@ -46,6 +49,10 @@ class JobHistory:
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
             if "request" not in columns:  # a history written before queued jobs were kept across restarts
                 self._db.execute("ALTER TABLE jobs ADD COLUMN request TEXT")
+            for column, decl in (("worker", "TEXT"), ("retries", "INTEGER NOT NULL DEFAULT 0"),
+                                 ("retry_log", "TEXT")):  # written before workers on Ray (#22)
+                if column not in columns:
+                    self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {decl}")
 
     def mark_running_interrupted(self) -> int:
         """After a restart, jobs that were running can no longer finish (queued ones are re-queued instead)."""
@@ -93,8 +100,13 @@ class JobHistory:
                     (job_id, kind, prompt, json.dumps(params, default=str), created_at,
                      json.dumps(request, default=str) if request is not None else None))
 
-    def started(self, job_id: str, at: float) -> None:
-        self._write("UPDATE jobs SET status='running', started_at=? WHERE id=?", (at, job_id))
+    def started(self, job_id: str, at: float, worker: str | None = None) -> None:
+        self._write("UPDATE jobs SET status='running', started_at=?, worker=? WHERE id=?", (at, worker, job_id))
+
+    def retried(self, job_id: str, retries: int, reason: str) -> None:
+        """The job's worker died: it is queued again (`retries` times so far); the reason joins its retry_log."""
+        self._write("UPDATE jobs SET status='queued', retries=?, worker=NULL, retry_log=json_insert("
+                    "COALESCE(retry_log, '[]'), '$[#]', ?) WHERE id=?", (retries, reason, job_id))
 
     def finished(self, job_id: str, status: str, result: dict[str, Any] | None, error: str | None, at: float) -> None:
         self._write("UPDATE jobs SET status=?, result=?, error=?, finished_at=?, request=NULL WHERE id=?",
@@ -128,6 +140,7 @@ class JobHistory:
         d.pop("request", None)  # only waiting() hands out the stored request (it may hold whole images)
         d["params"] = json.loads(d["params"] or "{}")
         d["result"] = json.loads(d["result"]) if d["result"] else None
+        d["retry_log"] = json.loads(d["retry_log"]) if d.get("retry_log") else []
         return d
 
     def close(self) -> None:

@@ -55,6 +55,9 @@ class JobView(BaseModel):
     estimate_seconds: Optional[float] = Field(None, description="expected duration on this device, from measured "
                                               "step times (null: nothing measured yet for this model)")
     training: Optional[dict[str, Any]] = Field(None, description="train-lora jobs: step, total_steps, losses, ...")
+    worker: Optional[str] = Field(None, description="--workers ray: the worker that runs (or ran) it")
+    retries: int = Field(0, description="times it was re-queued because its worker died")
+    retry_log: list[str] = Field(default_factory=list, description="why, one line per retry")
     step: Optional[int] = Field(None, description="train-lora: steps done")
     total_steps: Optional[int] = None
     loss: Optional[float] = Field(None, description="train-lora: the latest step's loss")
@@ -90,8 +93,15 @@ def live_view(app, job) -> JobView:
                    result=_result(job.value if job.value is not None else (t or {}).get("result") or job.summary),
                    error=_error_text(job.error), created_at=job.created_at, started_at=job.started_at,
                    finished_at=job.finished_at, position=app.jobs.position(job.id), training=t,
-                   estimate_seconds=job.estimate_seconds,
-                   **_training_fields(t))
+                   estimate_seconds=job.estimate_seconds, worker=job.worker, retries=job.retries,
+                   retry_log=_retry_log(app, job), **_training_fields(t))
+
+
+def _retry_log(app, job) -> list[str]:
+    if not job.retries:
+        return []
+    row = app.history.get(job.id) if job.record else None
+    return list((row or {}).get("retry_log") or [])
 
 
 def _training_fields(t: dict[str, Any] | None) -> dict[str, Any]:
@@ -110,7 +120,8 @@ def history_view(app, row: dict[str, Any]) -> JobView:
     return JobView(id=row["id"], kind=row["kind"], status=status, progress=1.0 if status == "done" else 0.0,
                    params=row.get("params") or {}, result=_result(row.get("result")), error=row.get("error"),
                    created_at=row["created_at"], started_at=row.get("started_at"),
-                   finished_at=row.get("finished_at"), position=None,
+                   finished_at=row.get("finished_at"), position=None, worker=row.get("worker"),
+                   retries=row.get("retries") or 0, retry_log=row.get("retry_log") or [],
                    training=row.get("result") if row["kind"] == "train-lora" else None,
                    **_training_fields(row.get("result") if row["kind"] == "train-lora" else None))
 

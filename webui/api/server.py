@@ -24,6 +24,7 @@ from webui.api.strict_json import StrictJSONMiddleware
 from webui.api.system import build_system_router
 from webui.api.throttle import AuthThrottle
 from webui.api.training import build_training_router
+from webui.api.workers import build_workers_router
 from webui.api.ui_guards import LoginPageMiddleware, LoginThrottleMiddleware, UploadFormatMiddleware
 from webui.flags import allowed_hosts, api_credentials, api_enabled, bind_host, cors_origins, gradio_credentials
 from webui.security import is_loopback_bind, machine_host_names, start_share_when_ready
@@ -178,4 +179,5 @@ def include_api_routes(api: FastAPI, application) -> None:
     api.include_router(build_training_router(application))  # /easel/v1/train/lora
     api.include_router(build_merge_router(application))  # /easel/v1/merge
     api.include_router(build_system_router(application))  # /easel/v1/system
+    api.include_router(build_workers_router(application))  # /easel/v1/workers (Ray workers, #22)
     mount_extension_routes(api, application)  # /ext/<name>/..., before the UI's catch-all mount at "/"

@@ -1,0 +1,36 @@
+"""Where jobs run. `--workers local` (the default) is the JobQueue's own worker thread and imports nothing from here
+but this file; `--workers ray`, `ray://HOST:PORT` or `--ray-address` attach a RayPool (pool.py, which imports Ray)
+to the queue. See docs/scaling.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def ray_address(ns: Any) -> tuple[bool, str | None]:
+    """(use Ray?, the cluster to join or None for a private local runtime) from the flags."""
+    workers = str(getattr(ns, "workers", "local") or "local")
+    address = getattr(ns, "ray_address", None)
+    if workers.startswith("ray://"):
+        return True, workers
+    if address:
+        return True, address
+    return workers == "ray", None
+
+
+def attach_workers(application) -> Any:
+    """The RayPool attached to the application's queue (started with it), or None for the local worker."""
+    use_ray, address = ray_address(application.ns)
+    if not use_ray:
+        return None
+    try:
+        from webui.workers.pool import RayPool
+    except ImportError as e:
+        from webui.errors import InvalidRequest
+
+        raise InvalidRequest(f"--workers ray needs Ray: pip install -r requirements-ray.txt ({e})") from None
+    ns = application.ns
+    pool = RayPool(application, address=address, num_workers=getattr(ns, "ray_num_workers", None),
+                   threads=getattr(ns, "threads", None), max_retries=int(getattr(ns, "ray_max_retries", 2)))
+    application.jobs.executor = pool
+    return pool

@@ -1,0 +1,127 @@
+"""One Easel worker: the body of a Ray actor (webui/workers/pool.py makes it one with `ray.remote`).
+
+It is an Application-lite: from the head's paths and flags it builds its own checkpoint catalog, model manager (with
+its RAM cache and device) and generation services, and runs the very code the local worker runs (run_txt2img,
+run_img2img). It saves nothing: the images and the saves it would have made go back to the head (remote.py).
+
+The actor runs with max_concurrency > 1, so progress(), interrupt() and skip() are answered by other threads while
+run() generates: the head polls progress and forwards an interrupt at once, and the JobControl checks inside the
+UNet and VAE stop the work as quickly as they do locally.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+from webui.workers.remote import RecordingOutputs, RemoteTask, SnapshotOptions
+
+
+class EaselWorker:
+    def __init__(self, worker_id: str, ns: Any, paths: Any, demo_dir: Any, threads: int | None):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        from webui.generation.estimate import StepTimer  # noqa: F401  (imported here: fail early if missing)
+        from webui.generation.processing import GenerationServices
+        from webui.lora import LoraCatalog, LoraService
+        from webui.models.catalog import CheckpointCatalog
+        from webui.models.device import choose_policy
+        from webui.models.hashing import HashCache
+        from webui.models.manager import ModelManager
+        from webui.prompts.embeddings import EmbeddingCatalog
+
+        self.id, self.started_at = worker_id, time.time()
+        self.options = SnapshotOptions({"sd_checkpoints_limit": 1})
+        hashes = HashCache(paths.cache_file)
+        catalog = CheckpointCatalog(paths.ckpt_dir, hashes, demo_dir=demo_dir)
+        self.policy = choose_policy(use_cpu=ns.use_cpu, device_id=ns.device_id, no_half=ns.no_half,
+                                    no_half_vae=ns.no_half_vae, medvram=ns.medvram, lowvram=ns.lowvram)
+        self.models = ModelManager(catalog=catalog, vae_dir=paths.vae_dir,
+                                   cache_root=paths.data_dir / "cache" / "configs", policy=self.policy,
+                                   get_option=lambda key: self.options.get(key))
+        self.models.refresh()
+        embeddings = EmbeddingCatalog(paths.embeddings_dir, hashes, active_model=lambda: self.models.active)
+        loras = LoraService(LoraCatalog([paths.lora_dir, paths.lycoris_dir], hashes))
+        loras.refresh()
+        self.services = GenerationServices(manager=self.models, outputs=RecordingOutputs(),
+                                           models_dir=paths.models_dir, embeddings=embeddings, loras=loras)
+        self._lock = threading.Lock()  # one generation at a time (the other threads only read and signal)
+        self.controls: dict[str, Any] = {}
+        self.job: str | None = None
+        self.jobs_done = 0
+
+    # --- run -----------------------------------------------------------------------------------------------------
+    def run(self, task: RemoteTask) -> dict[str, Any]:
+        from webui.generation.control import JobControl
+
+        control = JobControl()
+        with self._lock:
+            self.controls[task.job_id], self.job = control, task.job_id
+            try:
+                return self._generate(task, control)
+            finally:
+                self.controls.pop(task.job_id, None)
+                self.job = None
+                self.jobs_done += 1
+
+    def _generate(self, task: RemoteTask, control) -> dict[str, Any]:
+        from webui.generation.img2img import run_img2img
+        from webui.generation.txt2img import run_txt2img
+
+        self.options.values = dict(task.options)
+        view = SnapshotOptions(self.options.values)
+        outputs = RecordingOutputs()
+        services = dataclasses.replace(self.services, outputs=outputs)
+        if task.checkpoint and task.checkpoint not in self.models.cached_titles():
+            try:
+                self.models.catalog.find(task.checkpoint)
+            except Exception:  # a checkpoint added on the head since this worker scanned the folder
+                self.models.refresh()
+        if task.kind == "img2img":
+            result = run_img2img(task.request, task.images or [], task.mask, services, view, control,
+                                 save=task.save, save_grid=task.save_grid)
+        else:
+            result = run_txt2img(task.request, services, view, control, save=task.save, save_grid=task.save_grid)
+        active = self.models.active
+        return {"result": result, "saves": outputs.saves, "worker": self.id,
+                "step_samples": list(control.step_samples), "checkpoint": active.info.title if active else None,
+                "loaded_models": self.models.cached_titles(), "file_loads": self.models.file_loads}
+
+    # --- what the head asks while a job runs ---------------------------------------------------------------------
+    def progress(self, job_id: str) -> dict[str, Any] | None:
+        control = self.controls.get(job_id)
+        if control is None:
+            return None
+        return {"job_no": control.job_no, "job_count": control.job_count, "sampling_step": control.sampling_step,
+                "sampling_steps": control.sampling_steps}
+
+    def interrupt(self, job_id: str) -> bool:
+        control = self.controls.get(job_id)
+        if control is not None:
+            control.interrupt()
+        return control is not None
+
+    def skip(self, job_id: str) -> bool:
+        control = self.controls.get(job_id)
+        if control is not None:
+            control.skip()
+        return control is not None
+
+    def info(self) -> dict[str, Any]:
+        """What GET /easel/v1/workers shows (the head adds the id's state and heartbeat time)."""
+        try:
+            import ray
+
+            node = ray.get_runtime_context().get_node_id()
+        except Exception:
+            node = socket.gethostname()
+        return {"id": self.id, "node": node, "host": socket.gethostname(), "pid": os.getpid(),
+                "device": str(self.policy.device), "loaded_models": self.models.cached_titles(),
+                "job": self.job, "jobs_done": self.jobs_done, "file_loads": self.models.file_loads}
