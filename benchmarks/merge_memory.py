@@ -18,7 +18,6 @@ import json
 import math
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -30,15 +29,21 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def rss_bytes() -> int:
+def _status(field: str) -> int:
     for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) * 1024
     return 0
 
 
+def rss_bytes() -> int:
+    return _status("VmRSS")
+
+
 def peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    """This process's own high-water mark (VmHWM). Not getrusage's ru_maxrss: Linux carries that over from the
+    parent across fork and exec, so a child of a big process (pytest with models loaded) reports the parent's."""
+    return _status("VmHWM")
 
 
 def full_size_shapes(family: str = "sd15") -> dict[str, tuple[int, ...]]:
