@@ -63,16 +63,21 @@ def test_mixed_families_are_refused(client, app, ckpt, writer, label):
     assert not (folder / "mixed.safetensors").exists()
 
 
-def test_sdxl_merges_too(client, app, ckpt):
-    """Every family the model manager knows merges through the same code (SDXL here, SD 2.x above)."""
-    add_checkpoint(app, "xl-a.safetensors", write_tiny_sdxl_checkpoint, seed=1)
-    add_checkpoint(app, "xl-b.safetensors", write_tiny_sdxl_checkpoint, seed=2)
-    ta, tb = (read_all(app.paths.ckpt_dir / f"xl-{s}.safetensors")[0] for s in "ab")
-    view = merge(client, primary="xl-a", secondary="xl-b", multiplier=0.5, name="xl-mix")
+@pytest.mark.parametrize("writer,key", [
+    (write_tiny_sdxl_checkpoint, "conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight"),
+    (write_tiny_sd2_checkpoint, "cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight"),
+])
+def test_other_families_merge_too(client, app, ckpt, writer, key):
+    """Every family the model manager knows merges through the same code, text towers included."""
+    add_checkpoint(app, "f-a.safetensors", writer, seed=1)
+    add_checkpoint(app, "f-b.safetensors", writer, seed=2)
+    ta, tb = (read_all(app.paths.ckpt_dir / f"f-{s}.safetensors")[0] for s in "ab")
+    view = merge(client, primary="f-a", secondary="f-b", multiplier=0.5, name="f-mix")
     assert view["status"] == "done", view
-    out = read_all(app.paths.ckpt_dir / "xl-mix.safetensors")[0]
-    key = "conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight"
-    assert key in out and out[key].equal(0.5 * ta[key] + 0.5 * tb[key])
+    out = read_all(app.paths.ckpt_dir / "f-mix.safetensors")[0]
+    assert set(out) == set(ta) and key in out and out[key].equal(0.5 * ta[key] + 0.5 * tb[key])
+    unet = "model.diffusion_model.out.2.weight"
+    assert out[unet].equal(0.5 * ta[unet] + 0.5 * tb[unet])
 
 
 def test_mismatched_shapes_are_refused(client, app, ckpt):
