@@ -59,9 +59,9 @@ def merged_block(step: Step, method: str, multiplier: float, a: TensorSource, b:
 
 def write_all(writer: StreamWriter, plan: MergePlan, method: str, multiplier: float, a: TensorSource,
               b: TensorSource | None, c: TensorSource | None, vae: TensorSource | None,
-              progress: Callable[[int], None], stop: Callable[[], bool]) -> None:
-    """Every tensor, in the writer's order. `progress(n)` after each tensor; `stop()` true aborts (the caller's
-    exception leaves no file behind)."""
+              progress: Callable[[int], None], stop: Callable[[], None]) -> None:
+    """Every tensor, in the writer's order. `progress(n)` after each tensor; `stop()` is called before each block
+    and aborts the merge by raising (stream_safetensors then removes the temp file: nothing is left behind)."""
     steps = plan.by_name()
     for done, spec in enumerate(writer.specs, start=1):
         step = steps[spec.name]
