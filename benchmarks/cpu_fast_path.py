@@ -108,8 +108,10 @@ def unet_child(variant: str, kind: str, size: int, steps: int) -> dict:
         weights.__exit__(None, None, None)
     out = {"s_per_step": per_step, "first_call_s": first, "threads": torch.get_num_threads(),
            "convert_s": convert}
-    state = getattr(unet, "_easel_compile", None)
-    if state is not None and state.enabled:
+    from webui.models.compile import compile_state
+
+    state = compile_state(unet)
+    if state.enabled:
         out["compile"] = state.status + (f" ({state.error})" if state.error else "")
     return out
 

@@ -151,7 +151,7 @@ def test_cpu_compile_setting_reaches_the_unet_and_a_failure_still_answers(make_a
 
     def raising(*a, **k):
         raise RuntimeError("boom")
-    app.models.active.pipeline.unet._easel_compile.compiled = raising  # a later (re)compile that fails
+    compile_mod.compile_state(app.models.active.pipeline.unet).compiled = raising  # a later (re)compile that fails
     r = app.jobs.wait(app.submit_txt2img(req, from_api=True))
     assert r.images and system_report(app)["compile"]["status"] == "failed"
     r = app.jobs.wait(app.submit_txt2img(Txt2ImgRequest(prompt="x", steps=2, seed=1), from_api=True))

@@ -19,7 +19,7 @@ import torch
 
 from webui.errors import Interrupted, InvalidRequest, Skipped
 from webui.generation.control import JobControl
-from webui.generation.processing import GenerationServices, Plan, run_batches
+from webui.generation.processing import GenerationContext, GenerationServices, Plan, run_batches
 from webui.generation.requests import GenerationResult, Txt2ImgRequest
 from webui.generation.seeds import batch_noise, fix_seed
 from webui.models import samplers
@@ -131,4 +131,5 @@ def run_flow_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: Op
                     latents=latents.to(device, dtype), generator=generators, output_type="pil",
                     callback_on_step_end=callback, **batch).images
 
-    return run_batches("txt2img", req, plan, services, opts, control, denoise, save=save, save_grid=save_grid)
+    ctx = GenerationContext("txt2img", req, plan, services, opts, control, save, save_grid, callback=callback)
+    return run_batches(ctx, denoise)

@@ -3,14 +3,14 @@ target size, as A1111 does. The second pass reuses the same seeds."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from webui.errors import InvalidRequest
-from webui.generation.processing import GenerationServices, Plan
+from webui.generation.processing import GenerationContext, Plan, vae_tiling_params
 from webui.generation.requests import Txt2ImgRequest
 from webui.generation.upscalers import LATENT_MODES, find_upscaler, upscale_image, upscale_latents
 from webui.models import samplers
@@ -46,12 +46,12 @@ def plan_hires(req: Txt2ImgRequest, plan: Plan, models_dir: Path, max_pixels: in
     name = req.hr_upscaler or "Latent"
     if name not in LATENT_MODES:
         find_upscaler(name, models_dir)  # validates, with a clear error for unknown or unusable ones
-    if req.hr_sampler_name and req.hr_sampler_name != "Use same sampler":
-        sampler, schedule = samplers.resolve(req.hr_sampler_name, req.hr_scheduler)
+    if req.hires_sampler:
+        sampler, schedule = samplers.resolve(req.hires_sampler, req.hr_scheduler)
     else:
         sampler, schedule = plan.sampler, plan.schedule
     strength = 0.7 if req.denoising_strength is None else req.denoising_strength
-    checkpoint = req.hr_checkpoint_name if req.hr_checkpoint_name not in (None, "", "Use same checkpoint") else None
+    checkpoint = req.hires_checkpoint
     hp = HiresPlan(width=w, height=h, steps=req.hr_second_pass_steps or req.steps, strength=strength, upscaler=name,
                    sampler=sampler, schedule=schedule, prompt=req.hr_prompt or req.prompt,
                    negative=req.hr_negative_prompt or req.negative_prompt, checkpoint=checkpoint)
@@ -77,24 +77,25 @@ def plan_hires(req: Txt2ImgRequest, plan: Plan, models_dir: Path, max_pixels: in
     return hp
 
 
-def second_pass(first_pipe, latents: torch.Tensor, seeds: list[int], hp: HiresPlan, plan: Plan, req: Txt2ImgRequest,
-                services: GenerationServices, callback: Callable, opts, first_cond) -> list:
-    """`latents` are the first pass's scaled latents; returns PIL images at the hires size."""
-    from webui.generation.img2img import _derived, effective_strength
+def second_pass(ctx: GenerationContext, hp: HiresPlan, first_pipe, latents: torch.Tensor, seeds: list[int],
+                first_cond) -> list:
+    """`latents` are the first pass's scaled latents (of `seeds`); returns PIL images at the hires size."""
+    from webui.generation.img2img import derived_pipeline, effective_strength
 
+    plan, req, services, opts = ctx.plan, ctx.req, ctx.services, ctx.opts
     model = services.manager.load(hp.checkpoint) if hp.checkpoint else plan.model
-    if plan.checks is not None:  # a hires checkpoint of its own is interruptible mid-step too
-        plan.checks.attach(model.pipeline.unet, model.pipeline.vae)
     if model.probe.inpainting:
         raise InvalidRequest("hires fix on a 9-channel inpainting checkpoint is not supported")
-    from webui.models.compile import prepare_unet
-    from webui.models.vae_tiling import configure_vae_memory
-
-    prepare_unet(model.pipeline.unet, plan.precision, bool(opts.get("cpu_compile")))
-    # the hires decode (and the img2img encode) run at the hires size: tile for that size
-    plan.extra_params.update(configure_vae_memory(model.pipeline.vae, hp.width, hp.height, len(seeds),
-                                                  int(opts.get("vae_tiling_min_pixels"))))
-    pipe = _derived(model, "img2img")
+    # the hires model in the job's runtime (another checkpoint: its UNet's precision and interrupt checks too, its
+    # VAE's precision left as it is), with the VAE tiled for the hires size (the hires decode and the img2img encode
+    # run at it)
+    runtime = plan.runtime.at_size(hp.width, hp.height, len(seeds))
+    if model is not plan.model:
+        runtime = replace(runtime, vae_precision=None)
+    if ctx.session is not None:
+        ctx.session.add(model, runtime)
+    plan.extra_params.update(vae_tiling_params(model.pipeline.vae, runtime))
+    pipe = derived_pipeline(model, "img2img")
     pipe.scheduler = samplers.build_scheduler(model.scheduler_config, hp.sampler, hp.schedule)
     scale = pipe.vae_scale_factor
     if hp.upscaler in LATENT_MODES:
@@ -120,7 +121,7 @@ def second_pass(first_pipe, latents: torch.Tensor, seeds: list[int], hp: HiresPl
     record_ti_hashes(plan, services, first_cond, cond)
     kwargs: dict[str, Any] = {"eta": plan.eta} if plan.eta is not None else {}
     return cond.run(
-        pipe, n, callback, hooks=services.hooks, kind="txt2img", hires=True, image=image, num_inference_steps=hp.steps,
-        strength=effective_strength(hp.strength, hp.steps), guidance_scale=req.cfg_scale,
+        pipe, n, ctx.callback, hooks=services.hooks, kind="txt2img", hires=True, image=image,
+        num_inference_steps=hp.steps, strength=effective_strength(hp.strength, hp.steps), guidance_scale=req.cfg_scale,
         generator=[torch.Generator("cpu").manual_seed(s) for s in seeds], **kwargs,
     ).images

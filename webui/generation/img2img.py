@@ -14,7 +14,7 @@ from webui.errors import InvalidRequest
 from webui.generation.control import JobControl
 from webui.generation.images import (composite, crop_region, expand_to_ratio, fill_masked, prepare_mask,
                                      resize_image)
-from webui.generation.processing import GenerationServices, make_plan, run_batches, step_callback
+from webui.generation.processing import GenerationContext, GenerationServices, make_plan, run_batches, step_callback
 from webui.generation.requests import GenerationResult, Img2ImgRequest
 from webui.models import samplers
 from webui.models.manager import LoadedModel
@@ -25,7 +25,7 @@ MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
 _SHARED = ("vae", "text_encoder", "tokenizer", "unet", "scheduler", "text_encoder_2", "tokenizer_2")
 
 
-def _derived(model: LoadedModel, kind: str):
+def derived_pipeline(model: LoadedModel, kind: str):
     """The Img2Img/Inpaint pipeline over the checkpoint's own modules (made once, kept in sync with VAE swaps)."""
     from diffusers import (StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline,
                            StableDiffusionXLImg2ImgPipeline, StableDiffusionXLInpaintPipeline)
@@ -46,7 +46,7 @@ def _derived(model: LoadedModel, kind: str):
 
 
 def inpaint_pipeline(model: LoadedModel):
-    return _derived(model, "inpaint")
+    return derived_pipeline(model, "inpaint")
 
 
 def effective_strength(strength: float, steps: int) -> float:
@@ -67,7 +67,7 @@ def run_img2img(req: Img2ImgRequest, init_images: list[Image.Image], mask: Image
     full_res = mask is not None and req.inpaint_full_res
     base = first.convert("RGB") if full_res else resize_image(req.resize_mode, first, w, h)
     hard = blurred = None
-    warnings: list[str] = []
+    ctx = GenerationContext("img2img", req, plan, services, opts, control, save, save_grid)
     if mask is not None:
         hard, blurred = prepare_mask(mask, base.size, invert=bool(req.inpainting_mask_invert), blur=req.blur)
         plan.extra_params.update({"Mask blur": req.blur, "Masked content": MASKED_CONTENT[req.inpainting_fill]})
@@ -77,14 +77,15 @@ def run_img2img(req: Img2ImgRequest, init_images: list[Image.Image], mask: Image
             plan.extra_params.update({"Inpaint area": "Only masked",
                                       "Masked area padding": req.inpaint_full_res_padding})
         if hard.getextrema()[1] == 0:
-            return _nothing_to_inpaint(req, plan, base, services, opts, control, save, save_grid)
+            return _nothing_to_inpaint(ctx, base)
     kind = "inpaint" if (mask is not None or model.probe.inpainting) else "img2img"
-    pipe = _derived(model, kind)
+    pipe = derived_pipeline(model, kind)
     pipe.scheduler = samplers.build_scheduler(model.scheduler_config, plan.sampler, plan.schedule)
     cond = prepare(pipe, req.prompt, req.negative_prompt, req.steps, plan.clip_skip, opts,
                    embeddings=embeddings_for(services, pipe))
     record_ti_hashes(plan, services, cond)
-    callback = step_callback(control, max(1, int(req.steps * strength)), opts, services.hooks, "img2img")
+    callback = ctx.callback = step_callback(control, max(1, int(req.steps * strength)), opts, services.hooks,
+                                            "img2img")
 
     box = None
     work_image, work_mask = base, hard
@@ -116,10 +117,7 @@ def run_img2img(req: Img2ImgRequest, init_images: list[Image.Image], mask: Image
             out = cond.run(pipe, n, callback, hooks=services.hooks, kind="img2img", image=image_in, **kwargs)
         return [_paste_back(img, base, blurred, box) for img in out.images]
 
-    result = run_batches("img2img", req, plan, services, opts, control, denoise, save=save, save_grid=save_grid,
-                         steps_per_batch=max(1, int(req.steps * strength)))
-    result.warnings.extend(warnings)
-    return result
+    return run_batches(ctx, denoise, steps_per_batch=max(1, int(req.steps * strength)))
 
 
 def _latent_fill(pipe, image: Image.Image, mask: Image.Image, mode: int, seeds: list[int]) -> torch.Tensor:
@@ -150,9 +148,8 @@ def _paste_back(generated: Image.Image, base: Image.Image, blurred: Image.Image 
     return composite(base, generated, blurred)
 
 
-def _nothing_to_inpaint(req, plan, base, services, opts, control, save, save_grid) -> GenerationResult:
+def _nothing_to_inpaint(ctx: GenerationContext, base: Image.Image) -> GenerationResult:
     """An all-black mask leaves nothing to repaint: return the input (per requested image) and say so."""
-    result = run_batches("img2img", req, plan, services, opts, control,
-                         lambda lo, hi: [base.copy() for _ in range(hi - lo)], save=save, save_grid=save_grid)
+    result = run_batches(ctx, lambda lo, hi: [base.copy() for _ in range(hi - lo)])
     result.warnings.append("the mask is empty (all black): nothing to inpaint, the input image was returned")
     return result

@@ -1,4 +1,5 @@
-"""What txt2img and img2img share: resolving a request into a Plan, the batch loop (seeds, skip, interrupt,
+"""What txt2img and img2img share: resolving a request into a Plan (pure: it switches nothing on the model), the
+batch loop of one job (run inside the model runtime's context: webui/models/runtime.py; seeds, skip, interrupt,
 infotext, saving), the per-step callback, and A1111's info dict."""
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ from webui.generation.seeds import fix_seed
 from webui.infotext import build_infotext
 from webui.models import samplers
 from webui.models.manager import LoadedModel, ModelManager
-from webui.models.compile import prepare_unet
-from webui.models.interrupt import InterruptChecks
 from webui.models.precision import choose_precision
-from webui.models.vae_precision import choose_vae_precision, set_vae_precision
-from webui.models.vae_tiling import configure_vae_memory
+from webui.models.runtime import RuntimeConfig, RuntimeSession
+from webui.models.vae_precision import choose_vae_precision
+from webui.models.vae_tiling import tiling_wanted
 from webui.settings import OptionsView
 
 
@@ -58,39 +58,78 @@ class Plan:
     lora_params: dict[str, Any] = field(default_factory=dict)  # "Lora hashes" (after the Hires fields, as A1111)
     script_params: dict[str, Any] = field(default_factory=dict)  # always-on scripts' infotext_params
     warnings: list[str] = field(default_factory=list)
-    checks: InterruptChecks | None = None  # interrupt checks inside the UNet/VAE for this job (a hires model joins)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)  # what the job asks of the model's objects
 
 
-def make_plan(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsView,
-              size: tuple[int, int] | None = None) -> Plan:
+@dataclass
+class GenerationContext:
+    """One job's generation: what every stage after make_plan reads (the batch loop, the hires pass)."""
+
+    kind: str  # "txt2img" | "img2img": the outputs folder and the extensions' kind
+    req: Txt2ImgRequest
+    plan: Plan
+    services: GenerationServices
+    opts: OptionsView
+    control: JobControl
+    save: bool
+    save_grid: bool
+    callback: Callable | None = None  # the pipelines' callback_on_step_end (step_callback)
+    session: RuntimeSession | None = None  # the model runtime, open while the batches run
+
+
+def make_plan(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsView) -> Plan:
+    """Resolve a request (model, sampler, size, seeds, precision, LoRAs, scripts' infotext). Loads the checkpoint
+    and its VAE, and applies the prompt's LoRAs, but switches nothing else: the runtime applies `plan.runtime`."""
     model = services.manager.load(opts.get("sd_model_checkpoint") or None)
     services.manager.apply_vae(model, str(opts.get("sd_vae") or "Automatic"))  # a request may override sd_vae
     sampler, schedule = samplers.resolve(req.sampler, req.scheduler, default_sampler=opts.get("txt2img_default_sampler"))
     native = model.native_size
-    width, height = size or (req.width or native, req.height or native)
+    width, height = req.width or native, req.height or native
     if width * height > int(opts.get("max_generation_pixels")):
         raise InvalidRequest(f"size {width}x{height} is over the limit of {opts.get('max_generation_pixels')} pixels "
                              f"(setting max_generation_pixels)")
+    pipe = model.pipeline
+    if too_small(pipe.unet.config, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor,
+                 req.batch_size * (2 if req.cfg_scale > 1 else 1)):
+        raise InvalidRequest(f"{width}x{height} is too small for this checkpoint; use a larger size")
     total = req.batch_size * req.n_iter
     seed, subseed = fix_seed(req.seed), fix_seed(req.subseed)
-    precision = choose_precision(str(opts.get("cpu_precision")), services.manager.policy, model.pipeline.unet)
-    prepare_unet(model.pipeline.unet, precision, bool(opts.get("cpu_compile")))
-    vae_precision = choose_vae_precision(str(opts.get("cpu_vae_precision")), services.manager.policy,
-                                         model.pipeline.vae)
-    set_vae_precision(model.pipeline.vae, vae_precision)
-    attach_preview_source(model.pipeline.vae, services.models_dir / "VAE-approx")
+    precision = choose_precision(str(opts.get("cpu_precision")), services.manager.policy, pipe.unet)
+    vae_precision = choose_vae_precision(str(opts.get("cpu_vae_precision")), services.manager.policy, pipe.vae)
+    runtime = RuntimeConfig(precision=precision, compile=bool(opts.get("cpu_compile")), vae_precision=vae_precision,
+                            width=width, height=height, batch_size=req.batch_size,
+                            vae_tiling_min_pixels=int(opts.get("vae_tiling_min_pixels")))
     plan = Plan(precision=precision, model=model, sampler=sampler, schedule=schedule, width=width, height=height,
                 seeds=[seed + (i if req.subseed_strength == 0 else 0) for i in range(total)],
                 subseeds=[subseed + i for i in range(total)], clip_skip=int(opts.get("CLIP_stop_at_last_layers")),
-                eta=req.eta, ensd=int(opts.get("eta_noise_seed_delta")))
+                eta=req.eta, ensd=int(opts.get("eta_noise_seed_delta")), runtime=runtime)
     if vae_precision != "fp32":
         plan.extra_params["VAE precision"] = vae_precision  # honest metadata, as "Precision" for the UNet
-    plan.extra_params.update(configure_vae_memory(model.pipeline.vae, width, height, req.batch_size,
-                                                  int(opts.get("vae_tiling_min_pixels"))))
+    plan.extra_params.update(vae_tiling_params(pipe.vae, runtime))
     apply_loras(req, plan, services)
     if services.hooks is not None:
         plan.script_params.update(services.hooks.infotext_params(req))
     return plan
+
+
+def too_small(unet_config: Any, latent_h: int, latent_w: int, batch: int) -> bool:
+    """True when some GroupNorm of the UNet would see a single value per group (torch refuses that): the latent
+    halves at each of the UNet's levels (block_out_channels), the first block of a level still has the previous
+    level's channels, and a group holds batch × channels/groups × h × w."""
+    groups = int(getattr(unet_config, "norm_num_groups", None) or 32)
+    h, w = latent_h, latent_w
+    previous = None
+    for channels in unet_config.block_out_channels:
+        if batch * (min(channels, previous or channels) // groups) * h * w <= 1:
+            return True
+        h, w, previous = (h + 1) // 2, (w + 1) // 2, channels  # a stride-2 convolution with padding 1
+    return False
+
+
+def vae_tiling_params(vae: Any, runtime: RuntimeConfig) -> dict[str, Any]:
+    """The infotext field of the VAE tiling the runtime will switch on for this size (vae_tiling.py)."""
+    tiled = tiling_wanted(runtime.width, runtime.height, runtime.vae_tiling_min_pixels)
+    return {"VAE tiling": True} if tiled and hasattr(vae, "enable_tiling") else {}
 
 
 def apply_loras(req: Txt2ImgRequest, plan: Plan, services: GenerationServices) -> None:
@@ -166,20 +205,20 @@ def step_callback(control: JobControl, steps: int, opts: OptionsView, hooks: Any
     return on_step_end
 
 
-def run_batches(kind: str, req: Txt2ImgRequest, plan: Plan, services: GenerationServices, opts: OptionsView,
-                control: JobControl, denoise: Callable[[int, int], list], *, save: bool, save_grid: bool,
-                steps_per_batch: int | None = None) -> GenerationResult:
+def run_batches(ctx: GenerationContext, denoise: Callable[[int, int], list], steps_per_batch: int | None = None
+                ) -> GenerationResult:
     """n_iter batches of batch_size: `denoise(lo, hi)` makes images lo..hi-1; infotext, saving and skip/interrupt
-    handling are the same for every kind."""
+    handling are the same for every kind. The model runtime is configured for the whole job (runtime.py)."""
+    req, plan, control = ctx.req, ctx.plan, ctx.control
     result = GenerationResult()
     result.warnings.extend(plan.warnings)
     control.job_count = req.n_iter
-    images, infotexts = [], []
-    cut = None  # (lo, hi, where) of a batch stopped by an interrupt
-    with InterruptChecks(control) as checks:
-        plan.checks = checks
-        pipe = plan.model.pipeline
-        checks.attach(getattr(pipe, "unet", None) or getattr(pipe, "transformer", None), pipe.vae)
+    images: list = []
+    infotexts: list[str] = []
+    cut = None  # (lo, hi) of a batch stopped by an interrupt
+    attach_preview_source(plan.model.pipeline.vae, ctx.services.models_dir / "VAE-approx")
+    with plan.model.runtime.configure(plan.runtime, control) as session:
+        ctx.session = session
         for it in range(req.n_iter):
             if control.interrupted:
                 break
@@ -187,29 +226,24 @@ def run_batches(kind: str, req: Txt2ImgRequest, plan: Plan, services: Generation
             lo, hi = it * req.batch_size, (it + 1) * req.batch_size
             try:
                 batch = denoise(lo, hi)
-            except ValueError as e:
-                if "Expected more than 1 value per channel" in str(e):  # GroupNorm on a 1×1 feature map
-                    raise InvalidRequest(f"{plan.width}x{plan.height} is too small for this checkpoint; use a "
-                                         f"larger size") from None
-                raise
             except Skipped:
                 control.clear_skip()
                 continue
             except Interrupted:
-                cut = (lo, hi, checks.stopped_in)
+                cut = (lo, hi)
                 break
-            _keep_batch(kind, req, plan, services, batch, lo, images, infotexts, result, save)
-        plan.checks = None
-    if services.timer is not None:
-        services.timer.record(plan.model.info.title, control.step_samples)
-        control.step_samples.clear()
-    if control.interrupted and cut is not None:  # the hooks are off again: the partial batch can be decoded
-        lo, hi, stopped_in = cut
-        save_partial = save and bool(opts.get("save_incomplete_images"))
-        _keep_batch(kind, req, plan, services, partial_images(control, stopped_in), lo, images, infotexts, result,
-                    save_partial)
+            _keep_batch(ctx, batch, lo, images, infotexts, result, ctx.save)
+        session.stop_checks()  # the interrupt checks are off: the partial batch can be decoded
+        if ctx.services.timer is not None:
+            ctx.services.timer.record(plan.model.info.title, control.step_samples)
+            control.step_samples.clear()
+        if control.interrupted and cut is not None:
+            save_partial = ctx.save and bool(ctx.opts.get("save_incomplete_images"))
+            _keep_batch(ctx, partial_images(control, session.stopped_in), cut[0], images, infotexts, result,
+                        save_partial)
+        ctx.session = None
     result.interrupted = control.interrupted
-    finish(kind, result, req, plan, images, infotexts, services, opts, save_grid)
+    finish(ctx, result, images, infotexts)
     return result
 
 
@@ -229,36 +263,37 @@ def partial_images(control: JobControl, stopped_in: str | None) -> list:
         return []
 
 
-def _keep_batch(kind: str, req: Txt2ImgRequest, plan: Plan, services: GenerationServices, batch: list, lo: int,
-                images: list, infotexts: list, result: GenerationResult, save: bool) -> None:
+def _keep_batch(ctx: GenerationContext, batch: list, lo: int, images: list, infotexts: list,
+                result: GenerationResult, save: bool) -> None:
     """Infotext, extensions' after_image, and saving for the images lo.. of one batch."""
+    req, plan, services = ctx.req, ctx.plan, ctx.services
     for j, image in enumerate(batch):
         idx = lo + j
-        text = build_infotext(req.prompt, req.negative_prompt, infotext_params(req, plan, idx))
-        ctx = None
+        params = infotext_params(req, plan, idx)
+        text = build_infotext(req.prompt, req.negative_prompt, params)
+        image_ctx = None
         if services.hooks is not None:
             from webui.extensions.api import ImageContext
 
-            ctx = ImageContext(index=idx, seed=plan.seeds[idx], prompt=req.prompt,
-                               negative_prompt=req.negative_prompt, infotext=text, kind=kind,
-                               params=infotext_params(req, plan, idx))
-            image = services.hooks.after_image(image, ctx)
+            image_ctx = ImageContext(index=idx, seed=plan.seeds[idx], prompt=req.prompt,
+                                     negative_prompt=req.negative_prompt, infotext=text, kind=ctx.kind, params=params)
+            image = services.hooks.after_image(image, image_ctx)
         images.append(image)
         infotexts.append(text)
         if save:
-            path = services.outputs.save_image(image, kind=kind, seed=plan.seeds[idx], prompt=req.prompt,
+            path = services.outputs.save_image(image, kind=ctx.kind, seed=plan.seeds[idx], prompt=req.prompt,
                                                infotext=text, model_name=plan.model.info.infotext_name)
             result.paths.append(str(path))
-            if ctx is not None:
-                services.hooks.image_saved(str(path), ctx)
+            if image_ctx is not None:
+                services.hooks.image_saved(str(path), image_ctx)
 
 
-def finish(kind: str, result: GenerationResult, req: Txt2ImgRequest, plan: Plan, images, infotexts, services,
-           opts: OptionsView, save_grid: bool) -> None:
+def finish(ctx: GenerationContext, result: GenerationResult, images: list, infotexts: list[str]) -> None:
     from webui.outputs import make_grid
 
+    req, plan, services, opts, kind = ctx.req, ctx.plan, ctx.services, ctx.opts, ctx.kind
     index_of_first = 0
-    if len(images) > 1 and save_grid and opts.get("grid_save"):
+    if len(images) > 1 and ctx.save_grid and opts.get("grid_save"):
         grid = make_grid(images)
         services.outputs.save_image(grid, kind=kind, seed=plan.seeds[0], prompt=req.prompt, infotext=infotexts[0],
                                     grid=True, model_name=plan.model.info.infotext_name)

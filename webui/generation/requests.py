@@ -85,6 +85,16 @@ class Txt2ImgRequest(BaseModel):
     def sampler(self) -> Optional[str]:
         return self.sampler_name or self.sampler_index
 
+    @property
+    def hires_sampler(self) -> Optional[str]:
+        """The hires pass's own sampler, or None for the first pass's (A1111's "Use same sampler" label too)."""
+        return None if self.hr_sampler_name in (None, "", "Use same sampler") else self.hr_sampler_name
+
+    @property
+    def hires_checkpoint(self) -> Optional[str]:
+        """The hires pass's own checkpoint, or None for the first pass's (A1111's "Use same checkpoint" label too)."""
+        return None if self.hr_checkpoint_name in (None, "", "Use same checkpoint") else self.hr_checkpoint_name
+
 
 class GenerationResult(BaseModel):
     """What one job produced. `images` are PIL images (not serialised); `info` is A1111's info dict."""

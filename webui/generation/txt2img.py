@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from webui.generation.control import JobControl
-from webui.generation.processing import GenerationServices, make_plan, run_batches, step_callback
+from webui.generation.processing import GenerationContext, GenerationServices, make_plan, run_batches, step_callback
 from webui.generation.requests import GenerationResult, Txt2ImgRequest
 from webui.generation.seeds import batch_noise
 from webui.models import samplers
@@ -43,6 +43,7 @@ def run_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: Options
                    hires_steps=req.hr_second_pass_steps or req.steps if req.enable_hr else None)
     record_ti_hashes(plan, services, cond)
     callback = step_callback(control, req.steps, opts, services.hooks, "txt2img")
+    ctx = GenerationContext("txt2img", req, plan, services, opts, control, save, save_grid, callback=callback)
     extra: dict[str, Any] = {"eta": plan.eta} if plan.eta is not None else {}
     if model.probe.inpainting:
         from PIL import Image
@@ -69,6 +70,6 @@ def run_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: Options
         ).images
         if hires is None:
             return out
-        return second_pass(pipe, out, seeds, hires, plan, req, services, callback, opts, cond)
+        return second_pass(ctx, hires, pipe, out, seeds, cond)
 
-    return run_batches("txt2img", req, plan, services, opts, control, denoise, save=save, save_grid=save_grid)
+    return run_batches(ctx, denoise)

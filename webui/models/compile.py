@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import torch
 
-from webui.models.precision import install_unet_autocast
+from webui.models.precision import autocast_switch, install_unet_autocast
 
 log = logging.getLogger("easel.compile")
 
@@ -52,18 +52,18 @@ class CompileState:
 
 
 def compile_state(unet) -> CompileState:
-    """The state stored on the UNet (one per loaded model); a fresh 'off' state when compile was never asked."""
-    return getattr(unet, "_easel_compile", None) or CompileState()
+    """The state kept by the UNet's autocast hook (one per loaded model); a fresh 'off' state when compile was
+    never asked."""
+    return getattr(autocast_switch(unet), "compile", None) or CompileState()
 
 
 def set_unet_compile(unet, enabled: bool) -> CompileState:
     """Turn compile on or off for this UNet. Compiling happens once per model (on the first call per input
     signature); a model whose compile failed stays eager until it is reloaded."""
     switch = install_unet_autocast(unet)
-    state = getattr(unet, "_easel_compile", None)
+    state = switch.compile
     if state is None:
-        state = CompileState()
-        unet._easel_compile = state
+        state = switch.compile = CompileState()
     if not enabled:
         state.enabled = False
         if state.status != "failed":

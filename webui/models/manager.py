@@ -19,6 +19,7 @@ from webui.models import loader
 from webui.models.catalog import CheckpointCatalog, CheckpointInfo, VaeInfo, scan_vaes
 from webui.models.device import DevicePolicy
 from webui.models.families import ProbeResult
+from webui.models.runtime import ModelRuntime
 from webui.models.vae_bridge import bridge_vae_dtype
 
 
@@ -36,6 +37,11 @@ class LoadedModel:
     @property
     def native_size(self) -> int:
         return self.probe.native_size
+
+    @property
+    def runtime(self) -> ModelRuntime:
+        """Per-job behaviour on this model's objects (precision, compile, VAE, interrupt checks): runtime.py."""
+        return ModelRuntime(self)
 
 
 class ModelManager:

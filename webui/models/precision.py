@@ -31,11 +31,10 @@ copy).
 from __future__ import annotations
 
 import contextlib
-import functools
-from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
+from diffusers.hooks import HookRegistry, ModelHook
 
 from webui.models import conv_prepack
 
@@ -43,33 +42,45 @@ from webui.models import conv_prepack
 AUTO_MIN_PARAMS = 20_000_000
 
 
-@dataclass
-class AutocastSwitch:
-    enabled: bool = False
-    dtype: torch.dtype = torch.bfloat16
-    eager: Callable | None = None  # the UNet's own forward
-    inner: Callable | None = None  # what the wrapper calls: `eager`, or its torch.compile'd form (compile.py)
+AUTOCAST_HOOK, KEEP_FP32_HOOK = "easel.autocast", "easel.keep_fp32"
+
+
+class AutocastSwitch(ModelHook):
+    """The fast path's switch on one model (a diffusers hook on its forward, installed once per model): off, the
+    model runs `inner`; on, `inner` runs under CPU autocast in `dtype` and the output comes back in fp32. `eager` is
+    the model's own forward; `inner` is it or its torch.compile'd form (compile.py, whose state is `compile`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enabled = False
+        self.dtype = torch.bfloat16
+        self.eager: Callable | None = None
+        self.inner: Callable | None = None
+        self.compile: Any = None  # compile.CompileState once compile was asked for this model
+
+    def new_forward(self, module, *args, **kwargs):
+        if not self.enabled:
+            return self.inner(*args, **kwargs)
+        with torch.autocast("cpu", dtype=self.dtype):
+            out = self.inner(*args, **kwargs)
+        return to_fp32(out)
+
+
+def autocast_switch(model) -> AutocastSwitch | None:
+    """The switch installed on `model`, or None."""
+    registry = getattr(model, "_diffusers_hook", None)
+    return registry.get_hook(AUTOCAST_HOOK) if registry is not None else None
 
 
 def install_autocast(model) -> AutocastSwitch:
-    """Wrap `model.forward` once (a UNet, a ControlNet …); returns the switch that turns the fast path on and off.
+    """Hook `model.forward` once (a UNet, a ControlNet …); returns the switch that turns the fast path on and off.
     Whatever the forward returns (a tensor, a diffusers output, tuples of residuals) comes back in fp32."""
-    existing = getattr(model, "_easel_autocast", None)
+    existing = autocast_switch(model)
     if existing is not None:
         return existing
-    original = model.forward
-    switch = AutocastSwitch(eager=original, inner=original)
-
-    @functools.wraps(original)
-    def forward(*args, **kwargs):
-        if not switch.enabled:
-            return switch.inner(*args, **kwargs)
-        with torch.autocast("cpu", dtype=switch.dtype):
-            out = switch.inner(*args, **kwargs)
-        return to_fp32(out)
-
-    model.forward = forward
-    model._easel_autocast = switch
+    switch = AutocastSwitch()
+    switch.eager = switch.inner = model.forward
+    HookRegistry.check_if_exists_or_initialize(model).register_hook(switch, AUTOCAST_HOOK)
     for name, module in model.named_modules():
         if stays_fp32(name) and isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
             keep_fp32(module)
@@ -112,16 +123,16 @@ def follow_unet_precision(pipe) -> None:
     """The models a pipeline runs beside the UNet at every step (`controlnet`, `adapter`; added by extensions
     through `pipeline_call`) get the UNet's precision for this call. Every wrapped module inside them is set too,
     so a ControlNet cached from an earlier bf16 call can't stay bf16 inside a MultiControlNet of an fp32 one."""
-    unet_switch = getattr(getattr(pipe, "unet", None), "_easel_autocast", None)
+    unet = getattr(pipe, "unet", None)
+    unet_switch = autocast_switch(unet) if isinstance(unet, torch.nn.Module) else None
     enabled = bool(unet_switch and unet_switch.enabled)
     for name in ("controlnet", "adapter"):
         model = getattr(pipe, name, None)
-        if not isinstance(model, torch.nn.Module) or (not enabled and getattr(model, "_easel_autocast", None) is None
-                                                       and not _wrapped_inside(model)):
+        if not isinstance(model, torch.nn.Module) or (not enabled and not _wrapped_inside(model)):
             continue  # fp32 and never wrapped: leave the model exactly as diffusers has it
         install_autocast(model).enabled = enabled
         for sub in model.modules():
-            switch = getattr(sub, "_easel_autocast", None)
+            switch = autocast_switch(sub)
             if switch is not None:
                 switch.enabled = enabled
 
@@ -144,7 +155,7 @@ def bf16_weights(pipe, channels_last: bool = True, prepack: bool = True):
     convolution's weight is also reordered into oneDNN's blocked layout once per call (conv_prepack.py) instead of
     at every step. Not for a torch.compile'd model: the compiler packs weights itself."""
     models = [m for m in (getattr(pipe, name, None) for name in ("unet", "controlnet", "adapter"))
-              if isinstance(m, torch.nn.Module) and getattr(getattr(m, "_easel_autocast", None), "enabled", False)]
+              if isinstance(m, torch.nn.Module) and getattr(autocast_switch(m), "enabled", False)]
     with hold_bf16(models, channels_last, prepack) as n:
         yield n
 
@@ -159,7 +170,7 @@ def hold_bf16(models: list, channels_last: bool = True, prepack: bool = True):
         with torch.no_grad():
             for model in models:
                 pack = prepack and conv_prepack.available() and not getattr(
-                    getattr(model, "_easel_compile", None), "enabled", False)
+                    getattr(autocast_switch(model), "compile", None), "enabled", False)
                 for name, module in model.named_modules():
                     if not isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)) or stays_fp32(name):
                         continue
@@ -193,7 +204,19 @@ def _bf16_copy(weight: torch.Tensor, channels_last: bool) -> torch.Tensor:
 
 
 def _wrapped_inside(model: torch.nn.Module) -> bool:
-    return any(getattr(m, "_easel_autocast", None) is not None for m in model.modules())
+    return any(autocast_switch(m) is not None for m in model.modules())
+
+
+class KeepFp32(ModelHook):
+    """See keep_fp32."""
+
+    def new_forward(self, module, x, *args, **kwargs):
+        original = self.fn_ref.original_forward
+        weight = getattr(module, "weight", None)
+        if not torch.is_autocast_enabled("cpu") or (weight is not None and weight.dtype != torch.float32):
+            return original(x, *args, **kwargs)  # weights stored in bf16/fp16: nothing to keep
+        with torch.autocast("cpu", enabled=False):
+            return original(x.float(), *args, **kwargs)
 
 
 def keep_fp32(module: torch.nn.Module) -> None:
@@ -201,17 +224,9 @@ def keep_fp32(module: torch.nn.Module) -> None:
     low noise levels the noise to predict lives in that latent's low bits, which bf16 (8-bit mantissa) rounds
     away. Measured on the trained demo model, last step of 20: 1.28% → 0.78% relative error, at the cost of one
     4-channel-input conv in fp32 (negligible)."""
-    original = module.forward
-
-    @functools.wraps(original)
-    def forward(x, *args, **kwargs):
-        weight = getattr(module, "weight", None)
-        if not torch.is_autocast_enabled("cpu") or (weight is not None and weight.dtype != torch.float32):
-            return original(x, *args, **kwargs)  # weights stored in bf16/fp16: nothing to keep
-        with torch.autocast("cpu", enabled=False):
-            return original(x.float(), *args, **kwargs)
-
-    module.forward = forward
+    registry = HookRegistry.check_if_exists_or_initialize(module)
+    if registry.get_hook(KEEP_FP32_HOOK) is None:
+        registry.register_hook(KeepFp32(), KEEP_FP32_HOOK)
 
 
 def choose_precision(setting: str, policy, unet) -> str:

@@ -1,0 +1,147 @@
+"""The model runtime: every per-job behaviour Easel puts on a loaded model's library objects, in one place.
+
+A request is first resolved into a plan (generation/processing.py `make_plan`, which switches nothing); the plan's
+`RuntimeConfig` says what the job asks of the model's objects. `configure(model, config, control)` is the one
+context a job runs in: it applies the model family's runtime parts in the order below and undoes them in reverse on
+exit, on an error or an interrupt too. A hires pass adds its model (the same one at another size, or another
+checkpoint) to the open session with `session.add`.
+
+Order, for the UNet families (SD 1.x/2.x, SDXL):
+  1. `vae_memory`     VAE tiling above `vae_tiling_min_pixels`, slicing for batches > 1 (diffusers' own switches on
+                      the VAE; left as set, since /easel/v1/system reports them).
+  2. `unet_precision` the UNet's bf16 autocast switch and torch.compile (precision.py, compile.py: diffusers hooks on
+                      the UNet's forward, installed once per model); back to fp32 on exit, compile state kept.
+  3. `vae_precision`  the opt-in bf16 VAE decode (vae_precision.py); back to fp32 on exit.
+  4. interrupt checks forward pre-hooks on the denoiser's and the VAE's blocks (interrupt.py); removed on exit, and
+                      before that by `session.stop_checks()` so a partial batch can still be decoded.
+Per pipeline call, inside the job (generation/conditioning.py): `precision.follow_unet_precision` (a ControlNet or
+adapter an extension added runs at the UNet's precision) and `precision.bf16_weights` (bf16, channels_last,
+prepacked conv weights for that call only, conv_prepack.py).
+
+Other families plug in their own parts without touching these: `FAMILY_PARTS[family]` names the parts a family
+uses (the transformer families of family_flow.py use none yet: their pipelines run in the checkpoint's dtype, and get
+the interrupt checks only).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, replace
+from typing import Any, Callable, ContextManager, Iterator
+
+from webui.models.families import Family
+from webui.models.interrupt import InterruptChecks
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """What one job asks of a model's objects; computed by make_plan, applied by `configure`."""
+
+    precision: str = "fp32"  # the denoiser's: fp32 | bf16 (the CPU fast path) | fp16
+    compile: bool = False  # torch.compile of the UNet (setting cpu_compile)
+    vae_precision: str | None = "fp32"  # fp32 | bf16 (setting cpu_vae_precision) | None: left as it is
+    width: int = 0
+    height: int = 0
+    batch_size: int = 1
+    vae_tiling_min_pixels: int = 0
+
+    def at_size(self, width: int, height: int, batch_size: int) -> "RuntimeConfig":
+        return replace(self, width=width, height=height, batch_size=batch_size)
+
+
+def vae_memory(pipe: Any, config: RuntimeConfig) -> ContextManager:
+    from webui.models.vae_tiling import configure_vae_memory
+
+    configure_vae_memory(pipe.vae, config.width, config.height, config.batch_size, config.vae_tiling_min_pixels)
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def unet_precision(pipe: Any, config: RuntimeConfig) -> Iterator[None]:
+    from webui.models.compile import prepare_unet
+    from webui.models.precision import autocast_switch
+
+    prepare_unet(pipe.unet, config.precision, config.compile)
+    try:
+        yield
+    finally:
+        switch = autocast_switch(pipe.unet)
+        if switch is not None:
+            switch.enabled = False
+
+
+@contextlib.contextmanager
+def vae_precision(pipe: Any, config: RuntimeConfig) -> Iterator[None]:
+    from webui.models.vae_precision import set_vae_precision
+
+    if config.vae_precision is None:
+        yield
+        return
+    set_vae_precision(pipe.vae, config.vae_precision)
+    try:
+        yield
+    finally:
+        set_vae_precision(pipe.vae, "fp32")
+
+
+Part = Callable[[Any, RuntimeConfig], ContextManager]
+UNET_PARTS: tuple[Part, ...] = (vae_memory, unet_precision, vae_precision)
+# a family listed here runs these parts instead of UNET_PARTS (in this order)
+FAMILY_PARTS: dict[Family, tuple[Part, ...]] = {Family.SD3: (), Family.FLUX: ()}
+
+
+def parts_for(family: Any) -> tuple[Part, ...]:
+    return FAMILY_PARTS.get(family, UNET_PARTS)
+
+
+def denoiser(pipe: Any) -> Any:
+    """The model that runs at every step: the UNet, or a transformer (SD3/FLUX)."""
+    return getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+
+
+class RuntimeSession:
+    """One job's runtime: each added model's parts entered in order, all left in reverse on `close`."""
+
+    def __init__(self, control: Any):
+        self._stack = contextlib.ExitStack()
+        self.checks = InterruptChecks(control)
+
+    def add(self, model: Any, config: RuntimeConfig) -> None:
+        """Apply `model`'s family parts for `config`, then its interrupt checks."""
+        pipe = model.pipeline
+        for part in parts_for(model.probe.family):
+            self._stack.enter_context(part(pipe, config))
+        self.checks.attach(denoiser(pipe), pipe.vae)
+
+    @property
+    def stopped_in(self) -> str | None:
+        return self.checks.stopped_in
+
+    def stop_checks(self) -> None:
+        """Interrupt checks off (an interrupted batch's latents are decoded after this); the rest stays."""
+        self.checks.close()
+
+    def close(self) -> None:
+        self.checks.close()  # entered last: undone first
+        self._stack.close()
+
+
+@dataclass(frozen=True)
+class ModelRuntime:
+    """A loaded model's runtime (`LoadedModel.runtime`): `with model.runtime.configure(config, control) as s:`."""
+
+    model: Any
+
+    def configure(self, config: RuntimeConfig, control: Any) -> ContextManager[RuntimeSession]:
+        return configure(self.model, config, control)
+
+
+@contextlib.contextmanager
+def configure(model: Any, config: RuntimeConfig, control: Any) -> Iterator[RuntimeSession]:
+    """The one runtime context of a job on `model` (see the module docstring for the order)."""
+    session = RuntimeSession(control)
+    try:
+        session.add(model, config)
+        yield session
+    finally:
+        session.close()
