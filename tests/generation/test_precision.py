@@ -11,8 +11,8 @@ import torch
 
 from tests.factories import psnr
 from webui.generation.requests import Txt2ImgRequest
-from webui.models.conv_prepack import available
 from webui.models import device as device_mod
+from webui.models.conv_prepack import available
 from webui.models.precision import bf16_weights, choose_precision, install_unet_autocast
 
 
@@ -257,9 +257,6 @@ def test_prepacked_convolutions_repack_when_the_size_changes(tiny_models, tmp_pa
     if not available():
         pytest.skip("this CPU's oneDNN cannot pack bf16 convolution weights (no AVX-512 / AVX-NE-CONVERT)")
 
-    if not available():
-        pytest.skip("this CPU's oneDNN cannot pack bf16 convolution weights (no AVX-512 / AVX-NE-CONVERT)")
-
     unet = build_from_single_file(tiny_models / "Stable-diffusion" / "tiny-a.safetensors", tmp_path).pipeline.unet
     switch = install_unet_autocast(unet)
     g = torch.Generator().manual_seed(0)
@@ -299,7 +296,6 @@ def test_a_failing_prepacked_convolution_falls_back_and_the_request_still_succee
             switch.enabled = False
             ref = unet(x, 500, encoder_hidden_states=ctx).sample
             switch.enabled = True
-            monkeypatch.setattr(conv_prepack, "available", lambda: True)  # attempted even where the CPU can't
             monkeypatch.setattr(conv_prepack, "available", lambda: True)  # attempted even where the CPU can't
             monkeypatch.setattr(conv_prepack, "_pack", refuse)
             with bf16_weights(pipe):
