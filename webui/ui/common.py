@@ -19,6 +19,7 @@ from webui.models import samplers
 from webui.ui.extra_networks import ExtraNetworksPanel
 from webui.ui.progress import follow
 from webui.ui.prompt_tools import StylesRow, TokenCounter
+from webui.ui.page_value import PageValue
 
 CSS = """
 <style>
@@ -211,8 +212,8 @@ class GenerationTab:
             self.send = {target: gr.Button(f"Send to {target}", size="sm", elem_id=f"{t}_send_to_{target}")
                          for target in SEND_TARGETS}
         self.info = gr.HTML("", elem_id=f"html_info_{t}")
-        self.results = gr.State({"infotexts": [], "selected": 0})
-        self.job_id = gr.State(None)
+        self.results = PageValue({"infotexts": [], "selected": 0})
+        self.job_id = PageValue(None)
 
     @property
     def field_components(self) -> list[gr.components.Component]:

@@ -2,7 +2,7 @@
 most frequent training tags from `ss_tag_frequency`), a search box, and a Refresh button. Clicking a card adds
 `<lora:name:1>` to the tab's prompt (and, as in A1111, clicking it again takes the tag out); a LoRA that cannot be
 used shows its error instead. The cards are a `gr.Gallery` (previews, or a placeholder) with an HTML list of the
-same cards' details below it; the names shown, in order, are kept in a `gr.State` so a click's index finds its
+same cards' details below it; the names shown, in order, are kept in a `PageValue` so a click's index finds its
 entry even after a search or a refresh."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import gradio as gr
 from PIL import Image, ImageDraw
 
 from webui.outputs import open_user_image
+from webui.ui.page_value import PageValue
 
 THUMB = 256  # previews are shown as thumbnails of at most this size
 TOP_TAGS = 8  # trigger tags shown per card
@@ -149,7 +150,7 @@ class ExtraNetworksPanel:
                                       height=320, object_fit="cover", allow_preview=False, interactive=False,
                                       elem_id=f"{t}_lora_cards")
             self.details = gr.HTML(details, elem_id=f"{t}_lora_details")
-            self.names = gr.State(names)
+            self.names = PageValue(names)
         self.wire()
 
     def entries(self) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from webui.generation.upscalers import list_upscalers
 from webui.infotext import pnginfo_for, read_image_infotext
 from webui.outputs import open_user_image
 from webui.ui.common import error_html, error_message, infotext_html
+from webui.ui.page_value import PageValue
 
 MODES = ("single", "batch", "directory")
 
@@ -127,8 +128,8 @@ class ExtrasTab:
                 self.gallery = gr.Gallery(label="Output", format="png", columns=4, object_fit="contain",
                                           interactive=False, elem_id="extras_gallery", height=512)
                 self.info = gr.HTML("", elem_id="html_info_extras")
-        self.mode = gr.State("single")
-        self.scale_to = gr.State(False)
+        self.mode = PageValue("single")
+        self.scale_to = PageValue(False)
         for mode, tab in zip(MODES, (single, batch, d)):
             tab.select(lambda m=mode: m, inputs=None, outputs=[self.mode], queue=False)
         by.select(lambda: False, inputs=None, outputs=[self.scale_to], queue=False)

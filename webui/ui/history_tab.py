@@ -12,6 +12,7 @@ from PIL import Image
 
 from webui.outputs import open_user_image
 from webui.ui.common import infotext_html
+from webui.ui.page_value import PageValue
 
 COLUMNS = ["Created", "Status", "Prompt", "Steps", "Sampler", "Size", "Seed", "Images"]
 LIMIT = 50
@@ -97,9 +98,9 @@ class HistoryTab:
             self.send = gr.Button("Send to txt2img", elem_id="history_send_to_txt2img", scale=0, min_width=160)
             self.send_img2img = gr.Button("Send to img2img", elem_id="history_send_to_img2img", scale=0,
                                           min_width=160)  # both wired by SendTo, which knows the tabs' scripts
-        self.ids = gr.State([])  # job id per table row
-        self.gallery_ids = gr.State([])  # job id per gallery item
-        self.selected = gr.State(None)
+        self.ids = PageValue([])  # job id per table row
+        self.gallery_ids = PageValue([])  # job id per gallery item
+        self.selected = PageValue(None)
 
         listing = [self.gallery, self.table, self.ids, self.gallery_ids, self.selected, self.details]
         for event in (self.refresh.click, self.search.submit, tab.select):

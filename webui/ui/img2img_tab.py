@@ -20,6 +20,7 @@ from webui.generation.img2img import MASKED_CONTENT
 from webui.generation.requests import Img2ImgRequest
 from webui.ui.scripts_ui import build_scripts_ui
 from webui.ui.common import COMMON_FIELDS, GenerationTab
+from webui.ui.page_value import PageValue
 
 MASK_MODES = ("Inpaint masked", "Inpaint not masked")
 INPAINT_AREAS = ("Whole picture", "Only masked")
@@ -163,8 +164,8 @@ class Img2ImgTab(GenerationTab):
                 self.scripts = build_scripts_ui(self.app, "img2img")
             with gr.Column(elem_id="img2img_results"):
                 self.build_results()
-        self.mode = gr.State("img2img")
-        self.resize_by = gr.State(False)
+        self.mode = PageValue("img2img")
+        self.resize_by = PageValue(False)
 
     def _build_inputs(self) -> None:
         with gr.Tabs(elem_id="mode_img2img") as self.mode_tabs:

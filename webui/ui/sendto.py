@@ -21,6 +21,7 @@ from webui.outputs import open_user_image
 from webui.ui.common import as_int, error_html, error_message
 from webui.ui.quicksettings import active_title, checkpoint_titles, demo_note
 from webui.ui.txt2img_tab import SAME_CHECKPOINT, SAME_SAMPLER, SAME_SCHEDULER
+from webui.ui.page_value import PageValue
 
 HIRES_DEFAULTS = {"hr_sampler_name": SAME_SAMPLER, "hr_scheduler": SAME_SCHEDULER,
                   "hr_checkpoint_name": SAME_CHECKPOINT, "hr_prompt": "", "hr_negative_prompt": "", "hr_resize_x": 0,
@@ -178,7 +179,7 @@ class SendTo:
     def __init__(self, application, tabs, quick, txt2img, img2img, extras, pnginfo, history=None):
         self.app, self.tabs, self.quick, self.history = application, tabs, quick, history
         self.txt2img, self.img2img, self.extras, self.pnginfo = txt2img, img2img, extras, pnginfo
-        self.text = gr.State("")  # the infotext just applied, for the checkpoint switch that follows
+        self.text = PageValue("")  # the infotext just applied, for the checkpoint switch that follows
         self.model_outputs = [quick.checkpoint, quick.message, quick.note]
 
     def wire(self) -> None:

@@ -19,6 +19,7 @@ import gradio as gr
 from webui.errors import EaselError
 from webui.training.jobs import TrainLoraRequest, TrainOptions, start_training
 from webui.ui.common import error_html, error_message
+from webui.ui.page_value import PageValue
 
 POLL_SECONDS = 0.5
 
@@ -179,7 +180,7 @@ class TrainTab:
                 self.plot = gr.LinePlot(x="step", y="loss", title="Loss", elem_id="train_loss_plot", height=260)
                 self.samples = gr.Gallery(label="Samples", columns=3, format="png", elem_id="train_samples")
                 self.result = gr.Textbox(label="Saved LoRA", interactive=False, elem_id="train_result")
-        self.job_id = gr.State(None)
+        self.job_id = PageValue(None)
 
     def _wire(self) -> None:
         fields = list(self.inputs)
