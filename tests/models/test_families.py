@@ -126,7 +126,7 @@ def test_txt2img_through_the_application(make_app, data_dir, family_files, kind)
 def test_sdxl_img2img_uses_the_xl_pipeline(make_app, data_dir, family_files):
     from PIL import Image
 
-    from webui.generation.img2img import _derived
+    from webui.generation.img2img import derived_pipeline
     from webui.generation.requests import Img2ImgRequest
 
     shutil.copy(family_files["sdxl"], data_dir / "models" / "Stable-diffusion")
@@ -135,8 +135,8 @@ def test_sdxl_img2img_uses_the_xl_pipeline(make_app, data_dir, family_files):
     req = Img2ImgRequest(prompt="a yellow square", steps=2, seed=1, denoising_strength=0.6)
     r = app.jobs.wait(app.submit_img2img(req, from_api=True, images=[Image.new("RGB", (64, 64), (200, 30, 30))]))
     assert r.images[0].size == (64, 64)
-    assert type(_derived(model, "img2img")).__name__ == "StableDiffusionXLImg2ImgPipeline"
-    assert _derived(model, "img2img").text_encoder_2 is model.pipeline.text_encoder_2
+    assert type(derived_pipeline(model, "img2img")).__name__ == "StableDiffusionXLImg2ImgPipeline"
+    assert derived_pipeline(model, "img2img").text_encoder_2 is model.pipeline.text_encoder_2
 
 
 def test_sd2_nine_channel_unet_is_inpainting(tmp_path):
