@@ -95,6 +95,8 @@ class SettingsTab:
         sections: dict[str, list[OptionDef]] = {}
         for d in self.defs:
             sections.setdefault(d.section, []).append(d)
+        # components are made section by section, so the defs must be in that order too (Apply zips them)
+        self.defs = [d for defs in sections.values() for d in defs]
         for section, defs in sections.items():
             with gr.Group(elem_id=f"settings_section_{section.lower().replace(' ', '_')}"):
                 gr.Markdown(f"### {section}")
