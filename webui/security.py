@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import http.client
 import ipaddress
 import logging
@@ -16,7 +17,8 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urljoin, urlsplit
 
 from webui.errors import EaselError, Forbidden, InvalidRequest, PayloadTooLarge
@@ -133,16 +135,17 @@ def is_public_address(address: str) -> bool:
                                  or ip.is_private or ip.is_unspecified)
 
 
-def _resolve_public(host: str, port: int, what: str = "image") -> list[tuple]:
-    """getaddrinfo for `host`, refusing the whole host if any of its addresses is internal."""
+def _resolve_public(host: str, port: int, what: str = "image", allow_private: bool = False) -> list[tuple]:
+    """getaddrinfo for `host`, refusing the whole host if any of its addresses is internal (unless
+    `allow_private`: --allow-private-downloads, for tests and LAN mirrors)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as e:
-        raise InvalidRequest(f"cannot resolve {what} host {host!r}: {e.strerror or e}") from None
+    except (socket.gaierror, UnicodeError) as e:
+        raise InvalidRequest(f"cannot resolve {what} host {host!r}: {getattr(e, 'strerror', None) or e}") from None
     if not infos:
         raise InvalidRequest(f"cannot resolve {what} host {host!r}")
     for info in infos:
-        if not is_public_address(info[4][0]):
+        if not allow_private and not is_public_address(info[4][0]):
             raise Forbidden(f"{what} URL host {host!r} resolves to a non-public address ({info[4][0]}); refused")
     return infos
 
@@ -151,10 +154,11 @@ class _PinnedConnection(http.client.HTTPConnection):
     """Connects only to an address checked at connect time, so DNS cannot change between check and use."""
 
     what = "image"  # named in error messages
+    allow_private = False  # True only for --allow-private-downloads (model downloads from a LAN mirror or a test)
 
     def connect(self) -> None:
         err: OSError | None = None
-        for family, kind, proto, _, addr in _resolve_public(self.host, self.port, self.what):
+        for family, kind, proto, _, addr in _resolve_public(self.host, self.port, self.what, self.allow_private):
             sock = socket.socket(family, kind, proto)
             sock.settimeout(self.timeout)
             try:
@@ -176,11 +180,24 @@ class _PinnedHTTPSConnection(_PinnedConnection):
         self.sock = ssl.create_default_context().wrap_socket(self.sock, server_hostname=self.host)
 
 
-def fetch_public_url(url: str, *, max_bytes: int, accept: str = "*/*", what: str = "image",
-                     timeout: float = REMOTE_TIMEOUT) -> bytes:
+@dataclass
+class PublicResponse:
+    """An open response from `open_public_url`: `url` is where it came from after redirects; `redirects` holds the
+    headers of each redirect answer in order (a Hugging Face file URL names its file's SHA-256 in the first one)."""
+
+    response: http.client.HTTPResponse
+    url: str
+    redirects: list[http.client.HTTPMessage] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def open_public_url(url: str, *, what: str = "image", headers: dict[str, str] | None = None,
+                    timeout: float = REMOTE_TIMEOUT, allow_private: bool = False) -> Iterator[PublicResponse]:
     """GET an http(s) URL that must resolve to public addresses only (checked at connect time, so DNS can't change
-    in between); every redirect is checked again; at most `max_bytes` are read. Errors are InvalidRequest (bad URL,
-    unreachable, HTTP error), Forbidden (internal address) and PayloadTooLarge, with `what` in their messages."""
+    in between); every redirect is checked again. Yields the final response unread, whatever its status, for the
+    caller to stream; the connection is closed on exit. `allow_private` lifts the public-address rule (never the
+    scheme rule). Errors: InvalidRequest (bad URL, unreachable, too many redirects), Forbidden (internal address)."""
+    redirects: list[http.client.HTTPMessage] = []
     for _ in range(MAX_REDIRECTS + 1):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -190,25 +207,42 @@ def fetch_public_url(url: str, *, max_bytes: int, accept: str = "*/*", what: str
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
             conn = cls(parts.hostname, port, timeout=timeout)
-            conn.what = what
+            conn.what, conn.allow_private = what, allow_private
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            conn.request("GET", path, headers={"User-Agent": "Easel", "Accept": accept})
+            conn.request("GET", path, headers={"User-Agent": "Easel", "Accept": "*/*", **(headers or {})})
             resp = conn.getresponse()
+        except (OSError, ValueError, http.client.HTTPException) as e:
+            if conn is not None:
+                conn.close()
+            raise InvalidRequest(f"cannot download {what}: {e}") from None
+        try:
             if resp.status in (301, 302, 303, 307, 308) and resp.getheader("Location"):
+                redirects.append(resp.headers)
                 url = urljoin(url, resp.getheader("Location"))
                 continue
-            if resp.status != 200:
-                raise InvalidRequest(f"{what} URL answered HTTP {resp.status}")
+            yield PublicResponse(resp, url, redirects)
+            return
+        finally:
+            conn.close()
+    raise InvalidRequest(f"{what} URL redirected more than {MAX_REDIRECTS} times")
+
+
+def fetch_public_url(url: str, *, max_bytes: int, accept: str = "*/*", what: str = "image",
+                     timeout: float = REMOTE_TIMEOUT) -> bytes:
+    """GET an http(s) URL on public addresses only (open_public_url); at most `max_bytes` are read. Errors are
+    InvalidRequest (bad URL, unreachable, HTTP error), Forbidden (internal address) and PayloadTooLarge, with `what`
+    in their messages."""
+    with open_public_url(url, what=what, headers={"Accept": accept}, timeout=timeout) as opened:
+        resp = opened.response
+        if resp.status != 200:
+            raise InvalidRequest(f"{what} URL answered HTTP {resp.status}")
+        try:
             data = resp.read(max_bytes + 1)
         except (OSError, ValueError, http.client.HTTPException) as e:
             raise InvalidRequest(f"cannot download {what}: {e}") from None
-        finally:
-            if conn is not None:
-                conn.close()
-        if len(data) > max_bytes:
-            raise PayloadTooLarge(f"{what} at the URL is larger than {max_bytes} bytes")
-        return data
-    raise InvalidRequest(f"{what} URL redirected more than {MAX_REDIRECTS} times")
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"{what} at the URL is larger than {max_bytes} bytes")
+    return data
 
 
 def fetch_remote_image(url: str, *, max_bytes: int, timeout: float = REMOTE_TIMEOUT) -> bytes:
