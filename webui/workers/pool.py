@@ -119,8 +119,11 @@ class RayPool:
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
         threads = self.threads or max(1, (os.cpu_count() or 1) // max(1, self.num_workers or 1))
         app = self.app
-        actor = ray.remote(EaselWorker).options(name=f"easel-worker-{worker_id}", num_cpus=0 if gpus else 1,
-                                                num_gpus=gpus, max_concurrency=4, max_restarts=0)
+        # a GPU worker holds one GPU; CPU workers hold no logical CPU (their threads are --threads, and the count is
+        # --ray-num-workers, so a worker added later is never refused for want of Ray CPUs) and spread over nodes
+        actor = ray.remote(EaselWorker).options(name=f"easel-worker-{worker_id}", num_cpus=0, num_gpus=gpus,
+                                                scheduling_strategy="DEFAULT" if gpus else "SPREAD",
+                                                max_concurrency=4, max_restarts=0)
         handle = actor.remote(worker_id, app.ns, app.paths, app.catalog.demo_dir, threads)
         slot = WorkerSlot(id=worker_id, handle=handle)
         with self._lock:
@@ -131,8 +134,9 @@ class RayPool:
     def _await_ready(self, slot: WorkerSlot) -> None:
         try:
             self._update(slot, ray.get(slot.handle.info.remote(), timeout=300))
-        except Exception as e:
-            log.warning("worker %s did not start: %s", slot.id, e)
+        except BaseException as e:  # SystemExit when Ray shuts down meanwhile
+            if not self._stopping.is_set():
+                log.warning("worker %s did not start: %s", slot.id, e)
             self._drop(slot)
             return
         with self._lock:

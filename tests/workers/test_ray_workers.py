@@ -1,0 +1,190 @@
+"""Workers on Ray (#22), end to end over HTTP: one head (`--workers ray --ray-num-workers 2`) on a private local Ray
+runtime, shared by the tests of this module in order (Ray and two workers take about a minute to start on 2 cores).
+
+Each test can fail: the affinity test counts checkpoint file reads per worker, the pixel test compares with the
+local worker, the kill test SIGKILLs the process of the worker running the job."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+pytest.importorskip("ray", reason="pip install -r requirements-ray.txt")
+
+from tests.api.conftest import wait_until  # noqa: E402
+from tests.conftest import LiveServer, app_flags  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+CKPTS = ("tiny-a", "sub/tiny-b")
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory, tiny_models):
+    from webui.app import Application
+    from webui.flags import parse_args
+
+    data_dir = tmp_path_factory.mktemp("ray-head")
+    shutil.copytree(tiny_models, data_dir / "models")
+    application = Application(parse_args(app_flags(data_dir, "--api", "--nowebui", "--workers", "ray",
+                                                   "--ray-num-workers", "2", "--threads", "1",
+                                                   "--ray-max-retries", "1")))
+    application.catalog.demo_dir = None
+    application.start(wait_for_model=True)
+    server = LiveServer(application).__enter__()
+    try:
+        wait_until(lambda: len(_workers(server, "idle")) == 2, 240, 0.5)
+        yield server
+    finally:
+        server.__exit__(None, None, None)
+        application.stop()
+
+
+def _workers(server, state: str | None = None) -> list[dict]:
+    body = requests.get(f"{server.url}/easel/v1/workers", timeout=10).json()
+    assert body["mode"] == "ray"
+    return [w for w in body["workers"] if state is None or w["state"] == state]
+
+
+def _txt2img(url: str, seed: int, ckpt: str, steps: int = 3, **extra) -> dict:
+    body = {"prompt": f"a red circle {seed}", "seed": seed, "steps": steps, "width": 64, "height": 64,
+            "override_settings": {"sd_model_checkpoint": ckpt}, **extra}
+    r = requests.post(f"{url}/sdapi/v1/txt2img", json=body, timeout=300)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _pixels(b64: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))).convert("RGB"))
+
+
+def _job(server, job_id: str) -> dict:
+    return requests.get(f"{server.url}/easel/v1/jobs/{job_id}", timeout=10).json()
+
+
+def test_affinity_each_worker_reads_its_checkpoint_once(head):
+    """Two checkpoints alternating, a RAM cache of one: each checkpoint stays on the worker that loaded it."""
+    assert requests.post(f"{head.url}/sdapi/v1/options", json={"sd_checkpoints_limit": 1}, timeout=30).ok
+    for i in range(6):
+        _txt2img(head.url, 100 + i, CKPTS[i % 2], steps=2)
+    workers = _workers(head)
+    assert sorted(w["file_loads"] for w in workers) == [1, 1], workers
+    loaded = [w["loaded_models"] for w in workers]
+    assert all(len(m) == 1 for m in loaded) and loaded[0] != loaded[1], loaded  # one checkpoint each
+    assert sum(w["jobs_done"] for w in workers) == 6
+
+
+def test_concurrent_jobs_complete_with_the_local_workers_pixels(head, make_app):
+    jobs = [(200 + i, CKPTS[i % 2]) for i in range(9)]
+    answers: dict[int, dict] = {}
+
+    def client(mine):
+        for seed, ckpt in mine:
+            answers[seed] = _txt2img(head.url, seed, ckpt)
+    threads = [threading.Thread(target=client, args=(jobs[k::3],)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert sorted(answers) == [s for s, _ in jobs]
+    rows = head.app.history.list(limit=100)
+    ran = {r["params"]["seed"]: r for r in rows if r["kind"] == "txt2img" and r["params"]["seed"] >= 200}
+    assert all(r["status"] == "done" and r["worker"] for r in ran.values()) and len(ran) == 9
+    assert len({r["worker"] for r in ran.values()}) == 2  # both workers took jobs
+    # the same requests on the local worker (no Ray): same seed, same pixels
+    from fastapi.testclient import TestClient
+
+    from webui.api.server import build_fastapi
+
+    local = make_app("--api", "--nowebui", "--threads", "1")
+    assert local.workers is None
+    with TestClient(build_fastapi(local)) as c:
+        for seed, ckpt in jobs[:4]:
+            body = {"prompt": f"a red circle {seed}", "seed": seed, "steps": 3, "width": 64, "height": 64,
+                    "override_settings": {"sd_model_checkpoint": ckpt}}
+            mine = c.post("/sdapi/v1/txt2img", json=body).json()
+            assert np.array_equal(_pixels(mine["images"][0]), _pixels(answers[seed]["images"][0])), seed
+            assert json.loads(mine["info"])["infotexts"] == json.loads(answers[seed]["info"])["infotexts"]
+
+
+def test_progress_and_interrupt_of_a_job_on_a_worker(head):
+    r = requests.post(f"{head.url}/easel/v1/jobs", timeout=10, json={"kind": "txt2img", "params": {
+        "prompt": "long", "steps": 1000, "width": 64, "height": 64,
+        "override_settings": {"sd_model_checkpoint": CKPTS[0]}}})
+    job_id = r.json()["id"]
+    seen = wait_until(lambda: (lambda j: j if j["status"] == "running" and j["progress"] > 0.01 else None)(
+        _job(head, job_id)), 60)  # the worker's step count reaches the head
+    assert seen["worker"] in {w["id"] for w in _workers(head)}
+    t0 = time.time()
+    assert requests.post(f"{head.url}/sdapi/v1/interrupt", timeout=10).status_code == 200
+    ended = wait_until(lambda: (lambda j: j if j["status"] != "running" else None)(_job(head, job_id)), 30)
+    took = time.time() - t0
+    assert ended["status"] == "interrupted" and ended["progress"] < 1.0, ended
+    assert took < 3.0, f"interrupt took {took:.1f} s"  # the local worker's bound (tests/api/test_hardening_jobs)
+
+
+def test_a_killed_worker_s_job_completes_on_another_with_one_retry(head):
+    before = {w["id"]: w for w in _workers(head)}
+    answer: dict = {}
+    t = threading.Thread(target=lambda: answer.update(_txt2img(head.url, 4242, CKPTS[1], steps=400)))
+    t.start()
+    busy = wait_until(lambda: [w for w in _workers(head, "busy") if w["job"]], 60)[0]
+    time.sleep(0.5)  # in the middle of the job
+    os.kill(busy["pid"], signal.SIGKILL)
+    t.join(240)
+    assert answer and len(answer["images"]) == 1  # the client's request still got its image
+    row = head.app.history.get(busy["job"])
+    assert row["status"] == "done" and row["retries"] == 1 and len(row["retry_log"]) == 1, row
+    assert str(busy["pid"]) in row["retry_log"][0] and row["worker"] != busy["id"]
+    assert busy["id"] not in {w["id"] for w in _workers(head)} and len(before) == 2
+    view = _job(head, busy["job"])
+    assert view["retries"] == 1 and view["status"] == "done"
+
+
+def test_a_new_worker_takes_queued_work_and_a_drained_one_leaves(head):
+    old = _workers(head)[0]  # after the kill test, the one worker left
+    ids = [requests.post(f"{head.url}/easel/v1/jobs", timeout=10, json={"kind": "txt2img", "params": {
+        "prompt": f"queued {i}", "seed": i, "steps": 200, "width": 64, "height": 64}}).json()["id"]
+        for i in range(6)]  # ~10 s each here: some still queued when the new worker is ready
+    r = requests.post(f"{head.url}/easel/v1/workers", timeout=60)
+    assert r.status_code == 202
+    new = r.json()["id"]
+    wait_until(lambda: any(w["id"] == new and w["jobs_done"] >= 1 for w in _workers(head)), 180, 0.5)
+    busy_old = wait_until(lambda: [w for w in _workers(head) if w["id"] == old["id"] and w["job"]], 60)[0]
+    d = requests.post(f"{head.url}/easel/v1/workers/{old['id']}/drain", timeout=10)
+    assert d.status_code == 200 and d.json()["state"] == "draining"
+    wait_until(lambda: old["id"] not in {w["id"] for w in _workers(head)}, 60)
+    assert head.app.history.get(busy_old["job"])["status"] == "done"  # it finished its job, then left
+    wait_until(lambda: all(_job(head, i)["status"] == "done" for i in ids), 180, 0.5)
+    assert requests.post(f"{head.url}/easel/v1/workers/nope/drain", timeout=10).status_code == 404
+
+
+def test_workers_local_does_not_import_ray(tmp_path, tiny_models):
+    shutil.copytree(tiny_models, tmp_path / "models")
+    code = ("import sys\nfrom fastapi.testclient import TestClient\nfrom webui.app import Application\n"
+            "from webui.api.server import build_fastapi\nfrom webui.flags import parse_args\n"
+            f"app = Application(parse_args(['--data-dir', {str(tmp_path)!r}, '--api', '--nowebui', "
+            "'--workers', 'local']))\napp.catalog.demo_dir = None\napp.start(wait_for_model=True)\n"
+            "with TestClient(build_fastapi(app)) as c:\n"
+            "    assert c.get('/easel/v1/workers').json() == {'mode': 'local', 'workers': []}\n"
+            "    r = c.post('/sdapi/v1/txt2img', json={'prompt': 'x', 'steps': 2, 'width': 64, 'height': 64})\n"
+            "    assert r.status_code == 200, r.text\n"
+            "    assert c.post('/easel/v1/workers').status_code == 422\n"
+            "app.stop()\nprint('ray' in sys.modules, 'webui.workers.pool' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "False False"
