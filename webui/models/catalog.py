@@ -10,7 +10,7 @@ from pathlib import Path
 from webui.errors import ModelNotFound
 from webui.models.hashing import HashCache, folder_hash, sha256_file
 
-CHECKPOINT_EXTENSIONS = (".safetensors", ".ckpt")
+CHECKPOINT_EXTENSIONS = (".safetensors", ".ckpt", ".gguf")  # .gguf: SD3/FLUX transformers
 VAE_EXTENSIONS = (".safetensors", ".pt", ".ckpt")
 
 

@@ -33,6 +33,7 @@ class ProbeResult:
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # component → config dict
     variant: str = ""  # the family's config template for SD3/FLUX: "flux-dev", "sd35-large", …
     modules: list[str] = field(default_factory=list)  # separate parts loaded with it (Forge's infotext "Module N")
+    quantization: str = ""  # GGUF quant types of the transformer's weights ("Q4_0", "Q8_0+F16"); "" when unquantized
 
     @property
     def label(self) -> str:

@@ -63,6 +63,12 @@ def build_single_file(path: Path, state: dict[str, torch.Tensor], result: ProbeR
     mod = family_flux if result.family == Family.FLUX else family_sd3
     found = parts.pick(mod.needs(cfg), models_root, label)
     common = dict(config=str(folder), subfolder="transformer", local_files_only=True, torch_dtype=dtype)
+    from webui.models import gguf_files
+
+    quant = gguf_files.quantization_config(state, dtype)  # GGUF: weights stay quantized, computed in `dtype`
+    if quant is not None:
+        common["quantization_config"] = quant
+        result.quantization = gguf_files.quantization(state)
     try:
         if result.family == Family.FLUX:
             from webui.models.flux_keys import bfl_to_diffusers

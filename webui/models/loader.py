@@ -21,7 +21,7 @@ from webui.models.families import Family, ProbeResult
 from webui.models.probe import CONFIGS_DIR, probe
 from webui.models.tokenizer import write_tokenizer_folder
 
-CHECKPOINT_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth")
+CHECKPOINT_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".gguf")
 
 
 @dataclass
@@ -47,6 +47,10 @@ def read_state_dict(path: Path, reader: Callable[[Path], dict] | None = None) ->
     refused before anything in it executes."""
     if reader is not None:
         return reader(path)
+    if path.suffix == ".gguf":  # SD3/FLUX transformers, quantized (gguf_files.py)
+        from webui.models import gguf_files
+
+        return gguf_files.read_state_dict(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -72,6 +76,10 @@ def read_state_dict(path: Path, reader: Callable[[Path], dict] | None = None) ->
 def probe_file(path: Path, state: dict[str, torch.Tensor] | None = None) -> ProbeResult:
     if state is None and path.suffix == ".safetensors":
         shapes, meta = read_header(path)
+    elif path.suffix == ".gguf":  # the header only: quantized tensors' shapes are their logical ones
+        from webui.models import gguf_files
+
+        shapes, meta = gguf_files.read_header(path)
     else:
         state = state if state is not None else read_state_dict(path)
         shapes, meta = {k: tuple(v.shape) for k, v in state.items()}, {}
@@ -115,7 +123,7 @@ def build_from_single_file(path: Path, cache_root: Path, *, dtype: torch.dtype =
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     state = read_state_dict(path, reader)
-    result = probe_file(path, state if path.suffix != ".safetensors" else None)
+    result = probe_file(path, state if path.suffix not in (".safetensors", ".gguf") else None)
     if result.family in (Family.SD3, Family.FLUX):  # transformer files: the parts come from models_root's folders
         from webui.models.family_flow import build_single_file
 
