@@ -374,7 +374,7 @@ def _summarize(job: Job) -> dict[str, Any] | None:
     value = job.value
     if isinstance(value, GenerationResult):
         return {"images": value.paths, "infotexts": value.infotexts, "info": value.info}
-    return value if job.kind == "merge" else None  # a merge's {name, path, title, sha256}
+    return value if job.kind in ("merge", "install-model") else None  # {name, path, …} of the new file
 
 
 def create_server(application: Application):

@@ -56,6 +56,12 @@ class Conflict(EaselError):
     status = 409
 
 
+class DownloadFailed(EaselError):
+    """A model download's connection kept dropping: the partial file is kept, and the same install resumes it."""
+
+    status = 502
+
+
 class DiskFull(EaselError):
     """The data disk (or the output folder's) is full: the write was refused, nothing half-written was kept."""
 

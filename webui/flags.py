@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--enable-insecure-extension-access", action="store_true", help="allow installing extensions when exposed")
     a("--allow-path-options", action="store_true", help="let remote users change path options (outdir_*, "
       "control_net_models_path, ...) when exposed; even then only to folders inside the data or models dir")
+    a("--allow-private-downloads", action="store_true", help="let model installs by URL download from loopback "
+      "and private (LAN) addresses; refused by default (SSRF)")
     a("--disable-all-extensions", action="store_true", help="load no extensions")
     a("--disable-extra-extensions", action="store_true", help="load only the built-in extensions")
     a("--disable-safe-unpickle", action=_Refused, reason="Easel only loads .ckpt files with weights_only=True")

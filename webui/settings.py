@@ -106,6 +106,8 @@ def _opts() -> list[OptionDef]:
         o("max_image_pixels", 4096 * 4096, "Largest decoded input image (pixels)", "Limits", int, minimum=64 * 64,
           maximum=GUARD_MAX_PIXELS),
         o("api_enable_requests", False, "Allow http(s) image URLs in API requests", "API", bool),
+        o("model_download_max_mb", 40 * 1024, "Largest model a URL install may download (MB)", "Limits", int,
+          minimum=1, maximum=1024 * 1024),
         o("save_incomplete_images", False, "Save the partial image of an interrupted job", "Saving images", bool),
         o("warn_job_seconds", 180, "Warn before a job estimated to take longer than this (seconds; 0: never)",
           "Limits", int, minimum=0, maximum=86400),

@@ -38,6 +38,8 @@ class JobResult(BaseModel):
     infotexts: list[str] = Field(default_factory=list)
     name: Optional[str] = Field(None, description="train-lora: the LoRA's name; merge: the new checkpoint's name")
     path: Optional[str] = Field(None, description="train-lora, merge: the saved .safetensors")
+    model: Optional[dict[str, Any]] = Field(None, description="install-model: folder, kind, family, sha256, "
+                                            "verified, title, notes … of the installed file")
 
 
 class JobView(BaseModel):
@@ -62,6 +64,8 @@ class JobView(BaseModel):
     total_steps: Optional[int] = None
     loss: Optional[float] = Field(None, description="train-lora: the latest step's loss")
     losses: Optional[list[float]] = Field(None, description="train-lora: every step's loss, in order")
+    download: Optional[dict[str, Any]] = Field(None, description="install-model: bytes_done, bytes_total (null: "
+                                               "not announced), resumed_from, attempts, filename")
 
 
 class JobList(BaseModel):
@@ -78,7 +82,7 @@ def _result(value: Any) -> JobResult | None:
     if isinstance(value, GenerationResult):
         return JobResult(images=list(value.paths), infotexts=list(value.infotexts))
     if isinstance(value, dict) and "name" in value and "path" in value:  # a trained LoRA
-        return JobResult(name=value["name"], path=value.get("path"))
+        return JobResult(name=value["name"], path=value.get("path"), model=value.get("model"))
     if isinstance(value, dict):
         return JobResult(images=list(value.get("images") or []), infotexts=list(value.get("infotexts") or []))
     return None
@@ -94,7 +98,12 @@ def live_view(app, job) -> JobView:
                    error=_error_text(job.error), created_at=job.created_at, started_at=job.started_at,
                    finished_at=job.finished_at, position=app.jobs.position(job.id), training=t,
                    estimate_seconds=job.estimate_seconds, worker=job.worker, retries=job.retries,
-                   retry_log=_retry_log(app, job), **_training_fields(t))
+                   retry_log=_retry_log(app, job), download=_download(job), **_training_fields(t))
+
+
+def _download(job) -> dict[str, Any] | None:
+    status = getattr(job, "download", None)  # an install-model job's live DownloadStatus
+    return status.to_dict() if status is not None else None
 
 
 def _retry_log(app, job) -> list[str]:

@@ -16,6 +16,7 @@ from webui.api.easel_jobs import build_easel_jobs_router
 from webui.api.errors import install_error_handlers
 from webui.api.extensions import build_extensions_router, mount_extension_routes, route_aliases
 from webui.api.merge import build_merge_router
+from webui.api.models_install import build_models_install_router
 from webui.api.middleware import (BasicAuthMiddleware, BodyLimitMiddleware, CrossSiteMiddleware, HostCheckMiddleware,
                                   SecurityHeadersMiddleware)
 from webui.api.prompts import build_prompts_router
@@ -178,6 +179,7 @@ def include_api_routes(api: FastAPI, application) -> None:
     api.include_router(build_easel_jobs_router(application))
     api.include_router(build_training_router(application))  # /easel/v1/train/lora
     api.include_router(build_merge_router(application))  # /easel/v1/merge
+    api.include_router(build_models_install_router(application))  # /easel/v1/models/install
     api.include_router(build_system_router(application))  # /easel/v1/system
     api.include_router(build_workers_router(application))  # /easel/v1/workers (Ray workers, #22)
     mount_extension_routes(api, application)  # /ext/<name>/..., before the UI's catch-all mount at "/"
