@@ -22,6 +22,8 @@ class PngInfoResponse(BaseModel):
     info: str
     items: dict[str, Any]
     parameters: dict[str, Any]
+    missing_models: list[dict[str, Any]] = Field(default_factory=list, description="Easel: models the infotext names "
+                                                 "(Model hash, Lora hashes) that aren't installed: {type, name, hash}")
 
 
 class ProgressState(BaseModel):

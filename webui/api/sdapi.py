@@ -19,6 +19,7 @@ from webui.api.schemas import ImageResponse, PngInfoRequest, PngInfoResponse, Pr
 from webui.api.sdapi_extras import add_extras_routes
 from webui.api.sdapi_info import add_info_routes
 from webui.api.sdapi_models import add_model_routes
+from webui.downloads.missing import missing_models
 from webui.errors import InvalidRequest
 from webui.generation.requests import GenerationResult, Img2ImgRequest, Txt2ImgRequest
 from webui.infotext import parse_infotext, read_image_infotext
@@ -80,7 +81,9 @@ def build_sdapi_router(app) -> APIRouter:
         image = load_image_field(req.image, app, field="image")
         text = read_image_infotext(image) or ""
         items = {k: v for k, v in image.info.items() if k != "parameters" and isinstance(v, (str, int, float))}
-        return PngInfoResponse(info=text, items=items, parameters=parse_infotext(text) if text else {})
+        parameters = parse_infotext(text) if text else {}
+        return PngInfoResponse(info=text, items=items, parameters=parameters,
+                               missing_models=missing_models(app, parameters))
 
     @r.get("/progress", response_model=ProgressResponse)
     def progress(skip_current_image: bool = False) -> ProgressResponse:

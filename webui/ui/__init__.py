@@ -14,6 +14,7 @@ from webui.ui.extras_tab import ExtrasTab
 from webui.ui.history_tab import HistoryTab
 from webui.ui.img2img_tab import Img2ImgTab
 from webui.ui.merger_tab import MergerTab
+from webui.ui.models_tab import build_models_tab
 from webui.ui.pnginfo_tab import PngInfoTab
 from webui.ui.prompt_tools import prompt_tools_assets
 from webui.ui.quicksettings import Quicksettings
@@ -51,6 +52,8 @@ def build_ui(application) -> gr.Blocks:
                 pnginfo = PngInfoTab(application)
             with gr.Tab("Checkpoint Merger", id="modelmerger", elem_id="tab_modelmerger"):
                 MergerTab(application)
+            with gr.Tab("Models", id="models", elem_id="tab_models"):
+                build_models_tab(application)
             with gr.Tab("History", id="history", elem_id="tab_history") as history:
                 history_tab = HistoryTab(application, txt2img, tabs, history)
             with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):

@@ -10,6 +10,7 @@ from PIL import Image, UnidentifiedImageError
 from webui.infotext import infotext_to_request_fields, parse_infotext, read_image_infotext
 from webui.outputs import open_user_image
 from webui.ui.common import as_int, error_html
+from webui.ui.models_tab import attach_missing_models
 
 HIDDEN_KEYS = ("Prompt", "Negative prompt")
 
@@ -76,6 +77,7 @@ class PngInfoTab:
                                  for target in ("txt2img", "img2img", "inpaint", "extras")}
                 self.table = gr.Dataframe(headers=["Field", "Value"], value=[], interactive=False, wrap=True,
                                           elem_id="pnginfo_table", label="Parsed fields")
+                self.install = attach_missing_models(application, self.raw)  # models it names that aren't here
         self.image.change(self.on_image, inputs=[self.image], outputs=[self.raw, self.table, self.message])
         self.raw.input(table_rows, inputs=[self.raw], outputs=[self.table], queue=False)
 
