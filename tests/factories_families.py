@@ -232,3 +232,36 @@ def write_sd3_split(models: Path, seed: int = 0, *, variant: str = "sd35-medium"
 def write_diffusers_folder(pipe, folder: Path) -> Path:
     pipe.save_pretrained(str(folder), safe_serialization=True)
     return folder
+
+
+def write_flux_aio(models: Path, seed: int = 0, *, name: str = "flux1-dev-tiny-aio") -> Path:
+    """An all-in-one FLUX.1 dev checkpoint as ComfyUI saves it: `model.diffusion_model.` (BFL names),
+    `text_encoders.clip_l.transformer.`, `text_encoders.t5xxl.transformer.` and `vae.` (LDM names), in one file.
+    Same weights as write_flux_split at the same seed."""
+    from webui.models.flux_keys import diffusers_to_bfl
+
+    pipe = tiny_flux_pipeline(seed, dev=True)
+    t5 = {k: v for k, v in pipe.text_encoder_2.state_dict().items() if k != "encoder.embed_tokens.weight"}
+    state = {**diffusers_to_bfl(pipe.transformer.state_dict(), "model.diffusion_model."),
+             **{"text_encoders.clip_l.transformer." + k: v for k, v in clip_to_comfy(pipe.text_encoder).items()},
+             **{"text_encoders.t5xxl.transformer." + k: v for k, v in t5.items()},
+             **{"vae." + k: v for k, v in vae_to_ldm(pipe.vae).items()}}
+    meta = dict(FLUX_TINY_EASEL, parts={"text_encoders.clip_l.transformer.": {"num_attention_heads": 4}})
+    return _save(models / "Stable-diffusion" / f"{name}.safetensors", state, {"easel.config": json.dumps(meta)})
+
+
+def write_sd3_aio(models: Path, seed: int = 0, *, variant: str = "sd35-medium",
+                  name: str = "sd3.5_medium_tiny_incl_clips_t5xxl") -> Path:
+    """An all-in-one SD 3.5 checkpoint as Stability ships `sd3.5_medium_incl_clips_t5xxlfp8.safetensors`:
+    `model.diffusion_model.`, `text_encoders.clip_l/clip_g/t5xxl.transformer.`, `first_stage_model.`."""
+    pipe = tiny_sd3_pipeline(seed, variant=variant)
+    t5 = {k: v for k, v in pipe.text_encoder_3.state_dict().items() if k != "encoder.embed_tokens.weight"}
+    state = {**sd3_to_original(pipe.transformer.state_dict()),
+             **{"text_encoders.clip_l.transformer." + k: v for k, v in clip_to_comfy(pipe.text_encoder).items()},
+             **{"text_encoders.clip_g.transformer." + k: v for k, v in clip_to_comfy(pipe.text_encoder_2).items()},
+             **{"text_encoders.t5xxl.transformer." + k: v for k, v in t5.items()},
+             **{"first_stage_model." + k: v for k, v in vae_to_ldm(pipe.vae).items()}}
+    heads = {"num_attention_heads": 4}
+    meta = dict(SD3_TINY_EASEL, parts={"text_encoders.clip_l.transformer.": heads,
+                                       "text_encoders.clip_g.transformer.": heads})
+    return _save(models / "Stable-diffusion" / f"{name}.safetensors", state, {"easel.config": json.dumps(meta)})

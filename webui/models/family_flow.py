@@ -61,7 +61,12 @@ def build_single_file(path: Path, state: dict[str, torch.Tensor], result: ProbeR
     ensure_file(folder / "transformer" / "config.json", _json_bytes(cfg))
     label = _label(result, path.name)
     mod = family_flux if result.family == Family.FLUX else family_sd3
-    found = parts.pick(mod.needs(cfg), models_root, label)
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    prefix = mod.prefix_of(shapes) or ""
+    inside = parts.find_parts(path, shapes) if prefix and path.suffix == ".safetensors" else []
+    if inside:  # an all-in-one checkpoint: the transformer is what sits under its prefix
+        state = {k: v for k, v in state.items() if k.startswith(prefix)}
+    found = parts.pick(mod.needs(cfg), models_root, label, inside)
     common = dict(config=str(folder), subfolder="transformer", local_files_only=True, torch_dtype=dtype)
     from webui.models import gguf_files
 
@@ -104,7 +109,8 @@ def build_single_file(path: Path, state: dict[str, torch.Tensor], result: ProbeR
                                            dtype=dtype),
             tokenizer_2=_clip_tokenizer(var, "tokenizer_2", cache_root), text_encoder_3=t5,
             tokenizer_3=parts.t5_tokenizer(models_root, _t5_length(var, "tokenizer_3"), label))
-    result.modules = [found[k].path.stem for k in ("vae", "clip_l", "clip_g", "t5") if k in found]
+    result.modules = [found[k].path.stem for k in ("vae", "clip_l", "clip_g", "t5") if k in found
+                      and found[k].path != path]  # Forge lists the separate files only
     pipe = assemble(result, **components)
     return LoadedCheckpoint(pipeline=pipe, probe=result, scheduler_config=result.configs["scheduler"])
 

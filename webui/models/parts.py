@@ -31,6 +31,29 @@ class Part:
     prefix: str = ""
 
 
+VAE_PREFIXES = ("", "first_stage_model.", "vae.")  # a separate file; Stability's all-in-one; ComfyUI's FLUX saves
+
+
+def find_parts(path: Path, shapes: dict[str, tuple[int, ...]]) -> list[Part]:
+    """Every text encoder and VAE in a file, each with its key prefix: one in a separate part file, several in an
+    all-in-one checkpoint (`text_encoders.clip_l.transformer.`, `text_encoders.t5xxl.transformer.`, `vae.`, …)."""
+    found = []
+    for k, shape in shapes.items():
+        if k.endswith(T5_MARK):
+            p = k[: -len(T5_MARK)]
+            emb = shapes.get(p + "shared.weight") or shapes.get(p + "encoder.embed_tokens.weight")
+            found.append(Part(path, "t5", emb[1] if emb else shape[1], prefix=p))
+        elif k.endswith(CLIP_MARK) and "vision" not in k:
+            p = k[: -len(CLIP_MARK)]
+            p = p[: -len("text_model.")] if p.endswith("text_model.") else p
+            proj = shapes.get(p + "text_projection.weight")
+            found.append(Part(path, "clip", shape[1], proj[0] if proj else 0, prefix=p))
+    for p in VAE_PREFIXES:
+        if p + "encoder.conv_out.weight" in shapes and p + "decoder.conv_in.weight" in shapes:
+            found.append(Part(path, "vae", shapes[p + "decoder.conv_in.weight"][1], prefix=p))
+    return found
+
+
 def classify(path: Path) -> Part | None:
     from webui.models.loader import read_header
 
@@ -38,19 +61,8 @@ def classify(path: Path) -> Part | None:
         shapes, _ = read_header(path)
     except ModelLoadError:
         return None
-    for k, shape in shapes.items():
-        if k.endswith(T5_MARK):
-            p = k[: -len(T5_MARK)]
-            emb = shapes.get(p + "shared.weight") or shapes.get(p + "encoder.embed_tokens.weight")
-            return Part(path, "t5", emb[1] if emb else shape[1], prefix=p)
-        if k.endswith(CLIP_MARK) and "vision" not in k:
-            p = k[: -len(CLIP_MARK)]
-            p = p[: -len("text_model.")] if p.endswith("text_model.") else p
-            proj = shapes.get(p + "text_projection.weight")
-            return Part(path, "clip", shape[1], proj[0] if proj else 0, prefix=p)
-    if "encoder.conv_out.weight" in shapes and "decoder.conv_in.weight" in shapes:
-        return Part(path, "vae", shapes["decoder.conv_in.weight"][1])
-    return None
+    found = find_parts(path, shapes)
+    return found[0] if len(found) == 1 else None
 
 
 def scan(models_root: Path) -> list[Part]:
@@ -74,18 +86,25 @@ def _one(candidates: list[Part], role: str, label: str, models_root: Path, found
                          "(choosing between several is not supported yet)")
 
 
-def pick(needs: dict[str, Any], models_root: Path, label: str) -> dict[str, Part]:
-    """The parts a transformer needs (family_flux.needs / family_sd3.needs), one per role."""
+def pick(needs: dict[str, Any], models_root: Path, label: str, inside: list[Part] | None = None) -> dict[str, Part]:
+    """The parts a transformer needs (family_flux.needs / family_sd3.needs), one per role. Parts `inside` an
+    all-in-one checkpoint come first; the folders are searched only for the roles it lacks."""
+    fits = pick_inside(needs, inside or [])
+    rest = {r: w for r, w in needs.items() if r not in fits and not (r == "clip_pair" and "clip_g" in fits)}
+    if not rest:
+        return fits
     found = scan(models_root)
     clips = [p for p in found if p.kind == "clip"]
-    out = {"t5": _one([p for p in found if p.kind == "t5" and p.width == needs["t5"]], "t5", label, models_root, found),
-           "vae": _one([p for p in found if p.kind == "vae" and p.width == needs["vae"]], "vae", label, models_root,
-                       found)}
-    if "clip_l" in needs:
-        out["clip_l"] = _one([p for p in clips if p.width == needs["clip_l"]], "clip_l", label, models_root, found)
-    else:  # SD3: the L/G pair whose projections add up to the pooled width; the narrower tower is L
+    out = dict(fits)
+    for role in ("t5", "vae"):
+        if role in rest:
+            out[role] = _one([p for p in found if p.kind == role and p.width == rest[role]], role, label, models_root,
+                             found)
+    if "clip_l" in rest:
+        out["clip_l"] = _one([p for p in clips if p.width == rest["clip_l"]], "clip_l", label, models_root, found)
+    elif "clip_pair" in rest:  # SD3: the L/G pair whose projections add up to the pooled width; the narrower tower is L
         pairs = [(a, b) for a in clips for b in clips if a.width < b.width and a.projection and b.projection
-                 and a.projection + b.projection == needs["clip_pair"]]
+                 and a.projection + b.projection == rest["clip_pair"]]
         if len(pairs) != 1:
             role = "clip_l" if not any(p.width <= 768 for p in clips) else "clip_g"
             _one([] if not pairs else [p for pair in pairs for p in pair], role, label, models_root, found)
@@ -93,15 +112,35 @@ def pick(needs: dict[str, Any], models_root: Path, label: str) -> dict[str, Part
     return out
 
 
+def pick_inside(needs: dict[str, Any], inside: list[Part]) -> dict[str, Part]:
+    """The roles an all-in-one checkpoint's own parts fill (those that fit; none may be ambiguous)."""
+    out: dict[str, Part] = {}
+    for role, kind in (("t5", "t5"), ("vae", "vae"), ("clip_l", "clip")):
+        if role in needs:
+            fit = [p for p in inside if p.kind == kind and p.width == needs[role]]
+            if len(fit) == 1:
+                out[role] = fit[0]
+    if "clip_pair" in needs:
+        clips = [p for p in inside if p.kind == "clip"]
+        pairs = [(a, b) for a in clips for b in clips if a.width < b.width and a.projection and b.projection
+                 and a.projection + b.projection == needs["clip_pair"]]
+        if len(pairs) == 1:
+            out["clip_l"], out["clip_g"] = pairs[0]
+    return out
+
+
 def _read(part: Part) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The part's tensors without their prefix (only those: an all-in-one file is not read whole per part), and its
+    `easel.config` (in an all-in-one file, the entry under `parts` for the part's prefix)."""
     from safetensors import safe_open
-    from safetensors.torch import load_file
 
     with safe_open(str(part.path), framework="pt") as f:
         meta = dict(f.metadata() or {})
+        state = {k[len(part.prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(part.prefix)}
     extra = json.loads(meta["easel.config"]) if "easel.config" in meta else {}
-    state = load_file(str(part.path))
-    return {k[len(part.prefix):]: v for k, v in state.items() if k.startswith(part.prefix)}, extra
+    if "parts" in extra or "transformer" in extra:
+        extra = extra.get("parts", {}).get(part.prefix, {})
+    return state, extra
 
 
 def load_clip(part: Part, template: dict[str, Any], *, projection: bool, dtype: torch.dtype):
@@ -157,13 +196,12 @@ def _load(model, state: dict[str, torch.Tensor], part: Part) -> None:
 def load_vae(part: Part, cfg_template: dict[str, Any], cache_root: Path, *, dtype: torch.dtype):
     """An LDM-layout VAE file (BFL's ae.safetensors, SD3's VAE) through diffusers' single-file converter."""
     from diffusers import AutoencoderKL
-    from safetensors.torch import load_file
 
     from webui.models.loader import _json_bytes
     from webui.fsutil import ensure_file
     import hashlib
 
-    state = load_file(str(part.path))
+    state, _ = _read(part)
     levels = sorted({int(m.group(1)) for k in state if (m := re.match(r"encoder\.down\.(\d+)\.", k))})
     cfg = dict(cfg_template, latent_channels=part.width, in_channels=state["encoder.conv_in.weight"].shape[1],
                out_channels=state["decoder.conv_out.weight"].shape[0],
