@@ -137,7 +137,7 @@ def test_img2img_and_extras(base, api_server):
 
 def test_png_info_of_a_plain_png(base):
     r = requests.post(f"{base}/png-info", json={"image": "data:image/png;base64," + png_base64()}, timeout=10)
-    assert r.status_code == 200 and r.json() == {"info": "", "items": {}, "parameters": {}}
+    assert r.status_code == 200 and r.json() == {"info": "", "items": {}, "parameters": {}, "missing_models": []}
     assert requests.post(f"{base}/png-info", json={"image": ""}, timeout=10).status_code == 422
 
 
