@@ -88,6 +88,23 @@ def flow_step_callback(control: JobControl) -> Any:
     return on_step_end
 
 
+def guidance_kwargs(req: Txt2ImgRequest, model) -> dict[str, Any]:
+    """The pipeline call's guidance arguments: FLUX dev's distilled guidance (schnell: none) plus real CFG with the
+    negative prompt above CFG scale 1 (true_cfg_scale); SD3's CFG with the negative prompt; T5's length."""
+    pipe = model.pipeline
+    flux = model.probe.family == Family.FLUX
+    dev = flux and model.probe.configs["transformer"].get("guidance_embeds")
+    t5_tok = pipe.tokenizer_2 if flux else pipe.tokenizer_3
+    extra: dict[str, Any] = {"max_sequence_length": min(int(t5_tok.model_max_length), 512)}
+    if flux:
+        extra["guidance_scale"] = req.distilled_cfg_scale if dev else 0.0
+        if req.cfg_scale > 1:
+            extra.update(true_cfg_scale=req.cfg_scale, negative_prompt=req.negative_prompt or " ")
+    else:
+        extra.update(guidance_scale=req.cfg_scale, negative_prompt=req.negative_prompt)
+    return extra
+
+
 def run_flow_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsView, control: JobControl, model,
                      *, save: bool, save_grid: bool) -> GenerationResult:
     if req.enable_hr:
@@ -104,15 +121,7 @@ def run_flow_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: Op
     resize_from = None
     if req.seed_resize_from_w > 0 and req.seed_resize_from_h > 0:
         resize_from = (req.seed_resize_from_h // scale, req.seed_resize_from_w // scale)
-    dev = flux and model.probe.configs["transformer"].get("guidance_embeds")
-    t5_tok = pipe.tokenizer_2 if flux else pipe.tokenizer_3
-    extra: dict[str, Any] = {"max_sequence_length": min(int(t5_tok.model_max_length), 512)}
-    if flux:
-        extra["guidance_scale"] = req.distilled_cfg_scale if dev else 0.0
-        if req.cfg_scale > 1:
-            extra.update(true_cfg_scale=req.cfg_scale, negative_prompt=req.negative_prompt or " ")
-    else:
-        extra.update(guidance_scale=req.cfg_scale, negative_prompt=req.negative_prompt)
+    extra = guidance_kwargs(req, model)
     callback = flow_step_callback(control)
     prompt = re.sub(r"<lora:[^>]*>", "", req.prompt)
     device, dtype = pipe.transformer.device, pipe.transformer.dtype

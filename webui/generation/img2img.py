@@ -59,6 +59,14 @@ def run_img2img(req: Img2ImgRequest, init_images: list[Image.Image], mask: Image
                 save_grid: bool) -> GenerationResult:
     if not init_images:
         raise InvalidRequest("init_images is empty: img2img needs an input image")
+    from webui.generation.flow_txt2img import FLOW_FAMILIES
+
+    model = services.manager.load(opts.get("sd_model_checkpoint") or None)
+    if model.probe.family in FLOW_FAMILIES:  # SD 3/3.5, FLUX.1: transformer pipelines
+        from webui.generation.flow_img2img import run_flow_img2img
+
+        return run_flow_img2img(req, init_images, mask, services, opts, control, model, save=save,
+                                save_grid=save_grid)
     first = init_images[0]
     plan = make_plan(req, services, opts)
     model, w, h = plan.model, plan.width, plan.height
