@@ -161,3 +161,23 @@ def test_folder_omitted_checkpoint_goes_to_stable_diffusion(dl_client, dl_app, m
     assert view["status"] == "done", view
     assert view["result"]["path"] == str(dl_app.paths.ckpt_dir / "chosen-name.safetensors")
     assert view["result"]["model"]["verified"] is False  # no hash to check against: said so
+
+
+def test_cancel_mid_download_keeps_nothing_and_hides_tokens(dl_client, dl_app, models_server, tmp_path):
+    body = _ckpt_bytes(tmp_path)
+    gate = threading.Event()
+    url = models_server.add("/m/cancelled.safetensors", body=body, gate=gate) + "?token=s3cret&v=2"
+    before = files_in(dl_app.paths.models_dir)
+    r = dl_client.post("/easel/v1/models/install", json={"url": url})
+    job_id = r.json()["id"]
+    deadline = time.time() + 60
+    while time.time() < deadline and (dl_client.get(f"/easel/v1/jobs/{job_id}").json().get("download")
+                                      or {}).get("bytes_done", 0) == 0:
+        time.sleep(0.02)
+    view = dl_client.post(f"/easel/v1/jobs/{job_id}/cancel").json()
+    gate.set()
+    view = wait_job(dl_client, job_id)
+    assert view["status"] in ("interrupted", "failed") and "interrupted" in (view["error"] or ""), view
+    assert files_in(dl_app.paths.models_dir) == before
+    assert "s3cret" not in str(view) and "token=%2A%2A%2A" in view["params"]["url"] and "v=2" in view["params"]["url"]
+    assert models_server.seen[0].path.endswith("?token=s3cret&v=2")  # the real URL was used

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -116,11 +117,26 @@ def check_request(application, body: Any) -> InstallSpec:
                        allow_private=allow_private)
 
 
+_SECRET_PARAM = re.compile(r"token|key|auth|sig|secret|password|credential", re.IGNORECASE)
+
+
+def redacted(url: str) -> str:
+    """The URL as the job's params and the history show it: a password and query values that look like credentials
+    (Civitai's `?token=`, signed CDN URLs) replaced by `***`."""
+    parts = urlsplit(url)
+    query = urlencode([(k, "***" if _SECRET_PARAM.search(k) else v) for k, v in parse_qsl(parts.query,
+                                                                                          keep_blank_values=True)])
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username}:***@" + netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
 def submit_install(application, body: Any):
     """Check, then queue an "install-model" job; its value is {name, path, model: {...}} of the installed file."""
     spec = check_request(application, body)
-    return application.jobs.submit(JOB_KIND, spec.req.model_dump(mode="json"),
-                                   lambda job: run_install(application, spec, job))
+    params = {**spec.req.model_dump(mode="json"), "url": redacted(spec.url)}
+    return application.jobs.submit(JOB_KIND, params, lambda job: run_install(application, spec, job))
 
 
 def _check_space(folder: Path, nbytes: int) -> None:
