@@ -46,6 +46,8 @@ def _opts() -> list[OptionDef]:
         o("sd_model_checkpoint", "", "Stable Diffusion checkpoint", "Stable Diffusion"),
         o("sd_checkpoints_limit", 2, "Checkpoints to keep in RAM", "Stable Diffusion", int, minimum=1, maximum=10, step=1),
         o("sd_vae", "Automatic", "SD VAE", "Stable Diffusion"),
+        # Forge's top-bar "VAE / Text Encoder" choice for SD3/FLUX transformer files (file names; empty: automatic)
+        o("forge_additional_modules", [], "VAE / Text Encoder (SD3, FLUX)", "Stable Diffusion", list),
         o("CLIP_stop_at_last_layers", 1, "Clip skip", "Stable Diffusion", int, minimum=1, maximum=12, step=1),
         o("emphasis", "Original", "Emphasis mode for (word:1.1)", "Stable Diffusion",
           choices=("Original", "No norm", "None")),

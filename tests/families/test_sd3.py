@@ -98,3 +98,26 @@ def test_missing_t5_tokenizer_says_where(make_app, data_dir):
         r = client.post("/sdapi/v1/txt2img", json={"steps": 1, "width": 64, "height": 64,
                                                    "override_settings": {"sd_model_checkpoint": "sd35_medium_tiny"}})
         assert r.status_code >= 400 and "models/text_encoder/t5_tokenizer/" in r.text
+
+
+def test_forge_additional_modules_choose_between_fitting_parts(make_app, data_dir):
+    from fastapi.testclient import TestClient
+
+    from webui.api.server import build_fastapi
+
+    te = data_dir / "models" / "text_encoder"
+    shutil.copy(str(te / "t5xxl_fp16.safetensors"), str(te / "t5xxl_fp8_e4m3fn.safetensors"))
+    body = {"prompt": "a blue square", "steps": 1, "width": 64, "height": 64, "seed": 1}
+    with TestClient(build_fastapi(make_app("--nowebui"))) as client:
+        r = client.post("/sdapi/v1/txt2img", json={**body, "override_settings": {
+            "sd_model_checkpoint": "sd35_medium_tiny"}})
+        assert r.status_code == 400 and "more than one" in r.text
+        for chosen in ("t5xxl_fp8_e4m3fn.safetensors", "/some/forge/path/t5xxl_fp16.safetensors"):
+            r = client.post("/sdapi/v1/txt2img", json={**body, "override_settings": {
+                "sd_model_checkpoint": "sd35_medium_tiny", "forge_additional_modules": [chosen]}})
+            assert r.status_code == 200, r.text
+            assert f"Module 4: {chosen.rsplit('/', 1)[-1][:-len('.safetensors')]}" in json.loads(
+                r.json()["info"])["infotexts"][0]
+        r = client.post("/sdapi/v1/txt2img", json={**body, "override_settings": {
+            "sd_model_checkpoint": "sd35_medium_tiny", "forge_additional_modules": ["nope.safetensors"]}})
+        assert r.status_code == 400 and "nope.safetensors" in r.text

@@ -61,7 +61,8 @@ def run_img2img(req: Img2ImgRequest, init_images: list[Image.Image], mask: Image
         raise InvalidRequest("init_images is empty: img2img needs an input image")
     from webui.generation.flow_txt2img import FLOW_FAMILIES
 
-    model = services.manager.load(opts.get("sd_model_checkpoint") or None)
+    model = services.manager.load(opts.get("sd_model_checkpoint") or None,
+                                  tuple(opts.get("forge_additional_modules") or ()))
     if model.probe.family in FLOW_FAMILIES:  # SD 3/3.5, FLUX.1: transformer pipelines
         from webui.generation.flow_img2img import run_flow_img2img
 

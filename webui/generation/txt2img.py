@@ -20,7 +20,8 @@ def run_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: Options
                 *, save: bool, save_grid: bool) -> GenerationResult:
     from webui.generation.flow_txt2img import FLOW_FAMILIES, run_flow_txt2img
 
-    model = services.manager.load(opts.get("sd_model_checkpoint") or None)
+    model = services.manager.load(opts.get("sd_model_checkpoint") or None,
+                                  tuple(opts.get("forge_additional_modules") or ()))
     if model.probe.family in FLOW_FAMILIES:  # SD 3/3.5, FLUX.1: transformer pipelines
         return run_flow_txt2img(req, services, opts, control, model, save=save, save_grid=save_grid)
     plan = make_plan(req, services, opts)

@@ -46,7 +46,7 @@ def _label(result: ProbeResult, name: str) -> str:
 
 
 def build_single_file(path: Path, state: dict[str, torch.Tensor], result: ProbeResult, cache_root: Path,
-                      models_root: Path | None, *, dtype: torch.dtype):
+                      models_root: Path | None, *, dtype: torch.dtype, modules: tuple[str, ...] = ()):
     """A transformer-only file plus the parts that fit it."""
     from diffusers import FluxTransformer2DModel, SD3Transformer2DModel
 
@@ -66,7 +66,7 @@ def build_single_file(path: Path, state: dict[str, torch.Tensor], result: ProbeR
     inside = parts.find_parts(path, shapes) if prefix and path.suffix == ".safetensors" else []
     if inside:  # an all-in-one checkpoint: the transformer is what sits under its prefix
         state = {k: v for k, v in state.items() if k.startswith(prefix)}
-    found = parts.pick(mod.needs(cfg), models_root, label, inside)
+    found = parts.pick(mod.needs(cfg), models_root, label, inside, modules)
     common = dict(config=str(folder), subfolder="transformer", local_files_only=True, torch_dtype=dtype)
     from webui.models import gguf_files
 

@@ -117,7 +117,7 @@ def _json_bytes(obj: Any) -> bytes:
 
 def build_from_single_file(path: Path, cache_root: Path, *, dtype: torch.dtype = torch.float32,
                            reader: Callable[[Path], dict] | None = None,
-                           models_root: Path | None = None) -> LoadedCheckpoint:
+                           models_root: Path | None = None, modules: tuple[str, ...] = ()) -> LoadedCheckpoint:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
@@ -127,7 +127,7 @@ def build_from_single_file(path: Path, cache_root: Path, *, dtype: torch.dtype =
     if result.family in (Family.SD3, Family.FLUX):  # transformer files: the parts come from models_root's folders
         from webui.models.family_flow import build_single_file
 
-        return build_single_file(path, state, result, cache_root, models_root, dtype=dtype)
+        return build_single_file(path, state, result, cache_root, models_root, dtype=dtype, modules=modules)
     try:
         folder = str(write_config_folder(result, cache_root))
     except OSError as e:

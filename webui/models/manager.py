@@ -70,8 +70,10 @@ class ModelManager:
         return list(self._cache)
 
     # --- loading -------------------------------------------------------------------------------------------------
-    def load(self, query: str | None = None) -> LoadedModel:
-        """Make a checkpoint active (by title, name, hash or path); None means the current or default one."""
+    def load(self, query: str | None = None, modules: tuple[str, ...] = ()) -> LoadedModel:
+        """Make a checkpoint active (by title, name, hash or path); None means the current or default one.
+        `modules`: Forge's forge_additional_modules, the text encoder / VAE files an SD3/FLUX transformer uses (one
+        cache entry per choice)."""
         with self.lock:
             if query is None or query == "":
                 if self._active is not None:
@@ -81,16 +83,18 @@ class ModelManager:
                     raise ModelNotFound("no checkpoint found: put one in models/Stable-diffusion/")
             else:
                 info = self.catalog.find(query)
-            model = self._cache.get(info.title)
+            modules = tuple(sorted(str(m) for m in modules or ()))
+            key = info.title + (" + " + ", ".join(modules) if modules else "")
+            model = self._cache.get(key)
             if model is None:
-                model = self._load_from_disk(info)
-                self._cache[info.title] = model
-            self._cache.move_to_end(info.title)
+                model = self._load_from_disk(info, modules)
+                self._cache[key] = model
+            self._cache.move_to_end(key)
             self._activate(model)
             self._evict()
             return model
 
-    def _load_from_disk(self, info: CheckpointInfo) -> LoadedModel:
+    def _load_from_disk(self, info: CheckpointInfo, modules: tuple[str, ...] = ()) -> LoadedModel:
         t0 = time.perf_counter()
         self.file_loads += 1
         self.cache_root.mkdir(parents=True, exist_ok=True)
@@ -98,7 +102,8 @@ class ModelManager:
             lc = loader.build_from_diffusers_folder(info.path, dtype=self.policy.dtype)
         else:
             lc = loader.build_from_single_file(info.path, self.cache_root, dtype=self.policy.dtype,
-                                               models_root=self.vae_dir.parent)  # SD3/FLUX parts' folders
+                                               models_root=self.vae_dir.parent,  # SD3/FLUX parts' folders
+                                               modules=modules)
         pipe = lc.pipeline
         if pipe.vae.dtype != self.policy.vae_dtype:  # --no-half-vae: the checkpoint's own VAE in fp32 too
             pipe.vae.to(dtype=self.policy.vae_dtype)

@@ -86,9 +86,24 @@ def _one(candidates: list[Part], role: str, label: str, models_root: Path, found
                          "(choosing between several is not supported yet)")
 
 
-def pick(needs: dict[str, Any], models_root: Path, label: str, inside: list[Part] | None = None) -> dict[str, Part]:
-    """The parts a transformer needs (family_flux.needs / family_sd3.needs), one per role. Parts `inside` an
-    all-in-one checkpoint come first; the folders are searched only for the roles it lacks."""
+def chosen(found: list[Part], modules: tuple[str, ...] | list[str]) -> list[Part]:
+    """The parts named by Forge's `forge_additional_modules` (file names, with or without a folder or extension)."""
+    names = {Path(str(m)).name for m in modules} | {Path(str(m)).stem for m in modules}
+    return [p for p in found if p.path.name in names or p.path.stem in names]
+
+
+def pick(needs: dict[str, Any], models_root: Path, label: str, inside: list[Part] | None = None,
+         modules: tuple[str, ...] | list[str] = ()) -> dict[str, Part]:
+    """The parts a transformer needs (family_flux.needs / family_sd3.needs), one per role. Files chosen by name
+    (`modules`, Forge's top-bar "VAE / Text Encoder" choice) come first, then parts `inside` an all-in-one
+    checkpoint; the folders are searched only for the roles still open, and must then hold exactly one that fits."""
+    if modules:
+        picked = chosen(scan(models_root), modules)
+        unknown = [m for m in modules if not chosen(picked, [m])]
+        if unknown:
+            raise ModelLoadError(f"{label}: module(s) not found in models/text_encoder/, models/clip/ or models/VAE/: "
+                                 + ", ".join(map(str, unknown)))
+        return pick(needs, models_root, label, picked + list(inside or []))
     fits = pick_inside(needs, inside or [])
     rest = {r: w for r, w in needs.items() if r not in fits and not (r == "clip_pair" and "clip_g" in fits)}
     if not rest:
@@ -118,13 +133,13 @@ def pick_inside(needs: dict[str, Any], inside: list[Part]) -> dict[str, Part]:
     for role, kind in (("t5", "t5"), ("vae", "vae"), ("clip_l", "clip")):
         if role in needs:
             fit = [p for p in inside if p.kind == kind and p.width == needs[role]]
-            if len(fit) == 1:
+            if fit:  # chosen modules are listed before the checkpoint's own parts
                 out[role] = fit[0]
     if "clip_pair" in needs:
         clips = [p for p in inside if p.kind == "clip"]
         pairs = [(a, b) for a in clips for b in clips if a.width < b.width and a.projection and b.projection
                  and a.projection + b.projection == needs["clip_pair"]]
-        if len(pairs) == 1:
+        if pairs:
             out["clip_l"], out["clip_g"] = pairs[0]
     return out
 
