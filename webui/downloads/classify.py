@@ -18,8 +18,8 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from webui.errors import EaselError, ModelLoadError, UnsafeCheckpoint
 from webui.downloads.names import PICKLE_EXTENSIONS
+from webui.errors import EaselError, ModelLoadError, UnsafeCheckpoint
 
 _WRAPPERS = ("state_dict", "params_ema", "params", "model", "module")
 
@@ -75,7 +75,7 @@ def _embedding(obj: Any, path: Path) -> bool:
     try:
         parse_embedding(obj, path.stem, path)
         return True
-    except (NotAnEmbedding, Exception):
+    except (NotAnEmbedding, TypeError, ValueError, RuntimeError):
         return False
 
 

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from webui.downloads import classify, names
+from webui.downloads import names
 from webui.downloads.transfer import DownloadStatus, Start, download
 from webui.errors import DiskFull, DownloadFailed, EaselError, Forbidden, Interrupted, InvalidRequest
 
@@ -212,4 +212,4 @@ def describe(job) -> str:
     return job.status
 
 
-__all__ = ["EaselError", "InstallRequest", "JOB_KIND", "check_request", "describe", "submit_install"]
+__all__ = ["JOB_KIND", "EaselError", "InstallRequest", "check_request", "describe", "submit_install"]

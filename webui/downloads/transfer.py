@@ -83,8 +83,7 @@ def published_sha256(url: str, opened: PublicResponse) -> str | None:
         names.append(("ETag", answers[0]))
     for name, headers in names:
         value = (headers.get(name) or "").strip()
-        value = value[2:] if value.startswith("W/") else value
-        value = value.strip('"').lower()
+        value = value.removeprefix("W/").strip('"').lower()
         if _SHA256.fullmatch(value):
             return value
     return None
