@@ -25,7 +25,8 @@ from typing import Any
 
 log = logging.getLogger("easel.lifecycle")
 
-STOP_DEADLINE = 9.0  # seconds from the signal to a forced exit
+STOP_DEADLINE = 7.0  # seconds from the signal to a forced exit (service managers kill at 10 s; a loaded
+# machine needs the margin)
 GRACEFUL_SECONDS = 3.0  # how long uvicorn waits for open connections once the running job was interrupted
 
 

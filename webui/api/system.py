@@ -42,7 +42,7 @@ def system_report(application) -> dict[str, Any]:
             "unet_parameters": sum(p.numel() for p in unet.parameters()) if unet is not None else None,
             # how a bf16 call holds the conv weights (precision.bf16_weights); a compiled UNet packs its own
             "conv_weights": "channels_last, prepacked for oneDNN" if conv_prepack.available()
-                            else "channels_last (oneDNN prepacking ops unavailable in this torch)",
+                            else "channels_last (not prepacked: this torch or CPU can't pack bf16 weights)",
         },
         "threads": {"torch": torch.get_num_threads(), "source": getattr(application, "threads_source", ""),
                     "physical_cores": physical_cores()},
@@ -54,6 +54,9 @@ def system_report(application) -> dict[str, Any]:
                 "precision": choose_vae_precision(str(opts.get("cpu_vae_precision")), policy, vae)},
         "preview": preview_status(str(opts.get("show_progress_type")), vae,
                                   application.paths.models_dir / "VAE-approx"),
+        # where jobs run (#22): the local worker thread, or Ray workers as GET /easel/v1/workers lists them
+        "workers": {"mode": "local", "workers": []} if getattr(application.jobs, "executor", None) is None
+                   else {"mode": "ray", "workers": application.jobs.executor.list()},
     }
 
 
