@@ -33,8 +33,7 @@ from webui.outputs import OutputWriter
 from webui.prompts.embeddings import EmbeddingCatalog
 from webui.prompts.styles import StyleStore
 from webui.settings import Options
-from webui.workers import attach_workers
-from webui.workers.remote import remote_work
+from webui.workers import attach_workers, remote_work
 
 log = logging.getLogger("easel")
 

@@ -220,6 +220,14 @@ class JobQueue:
         with self._cv:
             self._cv.notify_all()
 
+    def detach_executor(self) -> None:
+        """The executor could not start: every job, queued or to come, runs on the local worker."""
+        with self._cv:
+            self.executor = None
+            for job in self._queue:
+                job.remote = None
+            self._cv.notify_all()
+
     def next_remote(self, choose: Callable[[Job], Any], timeout: float = 0.5) -> tuple[Job, Any] | None:
         """The oldest queued remote job and the worker `choose(job)` gives it (None while none is idle); waits up to
         `timeout` for one. The job is taken off the queue and counted as running."""

@@ -85,6 +85,8 @@ def test_affinity_each_worker_reads_its_checkpoint_once(head):
     loaded = [w["loaded_models"] for w in workers]
     assert all(len(m) == 1 for m in loaded) and loaded[0] != loaded[1], loaded  # one checkpoint each
     assert sum(w["jobs_done"] for w in workers) == 6
+    system = requests.get(f"{head.url}/easel/v1/system", timeout=30).json()["workers"]
+    assert system["mode"] == "ray" and {w["id"] for w in system["workers"]} == {w["id"] for w in workers}
 
 
 def test_concurrent_jobs_complete_with_the_local_workers_pixels(head, make_app):
@@ -180,6 +182,7 @@ def test_workers_local_does_not_import_ray(tmp_path, tiny_models):
             "'--workers', 'local']))\napp.catalog.demo_dir = None\napp.start(wait_for_model=True)\n"
             "with TestClient(build_fastapi(app)) as c:\n"
             "    assert c.get('/easel/v1/workers').json() == {'mode': 'local', 'workers': []}\n"
+            "    assert c.get('/easel/v1/system').json()['workers'] == {'mode': 'local', 'workers': []}\n"
             "    r = c.post('/sdapi/v1/txt2img', json={'prompt': 'x', 'steps': 2, 'width': 64, 'height': 64})\n"
             "    assert r.status_code == 200, r.text\n"
             "    assert c.post('/easel/v1/workers').status_code == 422\n"

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from webui.workers.remote import remote_work  # noqa: F401  (the Application's one import from here)
+
 
 def ray_address(ns: Any) -> tuple[bool, str | None]:
     """(use Ray?, the cluster to join or None for a private local runtime) from the flags."""

@@ -68,6 +68,7 @@ class RayPool:
         self._stopping = threading.Event()
         self._owns_ray = False
         self.ready = threading.Event()  # Ray is up and the first workers were asked for
+        self.work_seconds: dict[str, float] = {}  # job id → seconds the worker spent on it (benchmarks/workers.py)
 
     # --- lifecycle -----------------------------------------------------------------------------------------------
     def start(self, queue: JobQueue) -> None:
@@ -81,7 +82,8 @@ class RayPool:
             for _ in range(count):
                 self.add_worker()
         except Exception:
-            log.exception("Ray workers could not start")
+            log.exception("Ray workers could not start: jobs run on the local worker")
+            self.queue.detach_executor()
             return
         finally:
             self.ready.set()
@@ -90,12 +92,15 @@ class RayPool:
         # started them, so it stays alive as the dispatcher
         self._dispatch()
 
+    def _worker_env(self) -> dict[str, str]:
+        """Set on each worker: offline, and Easel importable (the same checkout path on every node)."""
+        path = [str(self.app.paths.repo_dir)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        return {"HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": os.pathsep.join(path)}
+
     def _init_ray(self) -> None:
         if ray.is_initialized():  # a runtime this process already joined (tests, an embedding program)
             return
-        env = {"HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-               "PYTHONPATH": os.pathsep.join([str(self.app.paths.repo_dir), os.environ.get("PYTHONPATH", "")])}
-        common = dict(log_to_driver=False, namespace="easel", runtime_env={"env_vars": env})
+        common = dict(log_to_driver=False, namespace="easel", runtime_env={"env_vars": self._worker_env()})
         if self.address:
             ray.init(address=self.address, **common)
         else:  # a private local runtime: no dashboard, loopback only
@@ -104,7 +109,15 @@ class RayPool:
         self._owns_ray = True
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Take no more jobs; give the running ones (the queue has interrupted them) up to `timeout` to bring back
+        what they made, then end the workers (and the Ray runtime this head started). With timeout 0 (the first
+        SIGTERM) the workers are left running for the stop that follows."""
         self._stopping.set()
+        if timeout <= 0:
+            return
+        deadline = time.time() + timeout
+        while any(s.state == "busy" for s in list(self.slots.values())) and time.time() < deadline:
+            time.sleep(0.05)
         with self._lock:
             slots = list(self.slots.values())
         for slot in slots:
@@ -123,7 +136,8 @@ class RayPool:
         # --ray-num-workers, so a worker added later is never refused for want of Ray CPUs) and spread over nodes
         actor = ray.remote(EaselWorker).options(name=f"easel-worker-{worker_id}", num_cpus=0, num_gpus=gpus,
                                                 scheduling_strategy="DEFAULT" if gpus else "SPREAD",
-                                                max_concurrency=4, max_restarts=0)
+                                                max_concurrency=4, max_restarts=0,
+                                                runtime_env={"env_vars": self._worker_env()})
         handle = actor.remote(worker_id, app.ns, app.paths, app.catalog.demo_dir, threads)
         slot = WorkerSlot(id=worker_id, handle=handle)
         with self._lock:
@@ -228,8 +242,13 @@ class RayPool:
             if got is None:
                 continue
             job, slot = got
-            threading.Thread(target=self.queue.run_remote, args=(job, lambda j, s=slot: self._call(s, j)),
-                             name=f"easel-ray-job-{job.id[:8]}", daemon=True).start()
+            threading.Thread(target=self._run, args=(job, slot), name=f"easel-ray-job-{job.id[:8]}",
+                             daemon=True).start()
+
+    def _run(self, job: Job, slot: WorkerSlot) -> None:
+        self.queue.run_remote(job, lambda j: self._call(slot, j))
+        if slot.state == "draining":  # its job is over and recorded: the drained worker leaves
+            self._kill(slot)
 
     def _call(self, slot: WorkerSlot, job: Job) -> Any:
         attempt = job.retries
@@ -240,6 +259,9 @@ class RayPool:
                 slot.jobs_done += 1
                 slot.loaded = list(answer.get("loaded_models") or slot.loaded)
                 slot.info["file_loads"] = answer.get("file_loads", slot.info.get("file_loads", 0))
+                if len(self.work_seconds) > 1000:
+                    self.work_seconds.clear()
+                self.work_seconds[job.id] = float(answer.get("seconds") or 0.0)
         except RayActorError as e:
             self._drop(slot)
             reason = f"worker {slot.id} (pid {slot.info.get('pid')}) died during the job: {type(e).__name__}"
@@ -288,7 +310,4 @@ class RayPool:
             slot.job = None
             if slot.state == "busy":
                 slot.state = "idle"
-            leaving = slot.state == "draining"
-        if leaving:
-            self._kill(slot)
         self.queue.wake()
