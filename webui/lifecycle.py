@@ -72,7 +72,7 @@ def _resubmit(application, row: dict[str, Any]) -> None:
         raise InvalidRequest(f"no stored request for this {row['kind']} job")
     kind, body = record["kind"], dict(record.get("body") or {})
     from_api = bool(record.get("from_api"))
-    if from_api:
+    if from_api and kind != "train-lora":
         body["save_images"] = True
     if kind == "txt2img":
         application.submit_txt2img(Txt2ImgRequest.model_validate(body), from_api=from_api, job_id=row["id"])
@@ -82,6 +82,10 @@ def _resubmit(application, row: dict[str, Any]) -> None:
         application.submit_img2img_batch(Img2ImgRequest.model_validate(body), input_dir=record["input_dir"],
                                          output_dir=record["output_dir"], mask_dir=record.get("mask_dir"),
                                          scale=record.get("scale"), job_id=row["id"])
+    elif kind == "train-lora":
+        from webui.training.jobs import start_training
+
+        start_training(application, body, record.get("options"), job_id=row["id"])
     else:
         raise InvalidRequest(f"{kind} jobs are not re-queued after a restart")
 

@@ -247,14 +247,20 @@ def _ours(path: Path, name: str) -> bool:
     return meta.get("easel_trainer") is not None and meta.get("ss_output_name") == name
 
 
-def start_training(application, params: Any, options: Any = None):
-    """Validate, then queue a "train-lora" job. `job.training` is its live TrainingStatus; its value {name, path}."""
+def start_training(application, params: Any, options: Any = None, *, job_id: str | None = None):
+    """Validate, then queue a "train-lora" job. `job.training` is its live TrainingStatus; its value {name, path}.
+    The history keeps the request (with the checkpoint it resolved to), so a job still waiting when the server
+    stopped is queued again at the next start (`job_id`: under its own id; webui/lifecycle.py)."""
+    from webui.lifecycle import request_record
     from webui.training.run import run_training
 
     plan = check_request(application, params, options)
     status = TrainingStatus(total_steps=plan.config.steps)
+    body = plan.req.model_dump(mode="json")
+    body["checkpoint"] = body.get("checkpoint") or plan.checkpoint.title
+    record = request_record(JOB_KIND, body, from_api=True, options=plan.options.model_dump(mode="json"))
     job = application.jobs.submit(JOB_KIND, plan.req.model_dump(mode="json"),
-                                  lambda j: run_training(application, plan, j, status))
+                                  lambda j: run_training(application, plan, j, status), request=record, job_id=job_id)
     job.training = status
     return job
 
