@@ -6,8 +6,8 @@ Every row runs in its own subprocess, so its peak RSS is its own (a process's pe
    mid: benchmarks/_common.MID): plain fp32 · Easel default (what Automatic picks: bf16 autocast where the CPU has
    native bf16, FP32_MODULES kept fp32, Conv/Linear weights held in bf16 for the call, the conv weights laid out
    channels_last and prepacked for oneDNN — the one-off conversion is timed apart) · the default without the
-   prepacking · the default with neither (NCHW weights, session 3's default) · bf16 autocast alone · channels_last (fp32, with bf16) · bf16-stored weights
-   (the whole UNet .to(bf16)) · torch.compile
+   prepacking · the default with neither (NCHW weights, session 3's default) · bf16 autocast alone · channels_last
+   (fp32, with bf16) · bf16-stored weights (the whole UNet .to(bf16)) · torch.compile
    (fp32 and bf16; the first call's compile time is printed) · 1 thread against the physical cores.
    --paired N: the headline ratio measured the steadiest way this shared VM allows. One process holds a plain
    diffusers UNet and Easel's (same weights) and alternates one step of each, N times per size; every pair is a
@@ -38,8 +38,8 @@ import time
 from _common import median, temp_data_dir, write_model
 
 UNET_VARIANTS = ("plain fp32", "Easel default", "bf16 autocast alone", "channels_last fp32", "channels_last + bf16",
-                 "Easel default (no prepack)", "Easel default (NCHW unpacked)", "bf16-stored weights", "torch.compile fp32", "torch.compile + bf16",
-                 "plain fp32, 1 thread", "Easel default, 1 thread")
+                 "Easel default (no prepack)", "Easel default (NCHW unpacked)", "bf16-stored weights",
+                 "torch.compile fp32", "torch.compile + bf16", "plain fp32, 1 thread", "Easel default, 1 thread")
 
 
 def peak_rss_mb() -> float:

@@ -1,9 +1,9 @@
 """Checkpoint merger: peak RSS and throughput on full-size random SD 1.5 (or SDXL) checkpoints (issue #20's benchmark).
 
 Writes two (three for add difference) random fp32 checkpoints with SD 1.5's exact tensor names and shapes (1.07 G
-parameters, 4.3 GB each; SDXL with --family sdxl: 3.47 G, 13.9 GB each), streamed to disk so writing them needs no RAM either), then merges them in a fresh process
-through the merger's own streaming path and reports the process's peak RSS above its baseline and the throughput
-(GB of input read per second).
+parameters, 4.3 GB each; SDXL with --family sdxl: 3.47 G, 13.9 GB each), streamed to disk so writing them needs no
+RAM either), then merges them in a fresh process through the merger's own streaming path and reports the process's
+peak RSS above its baseline and the throughput (GB of input read per second).
 
     python benchmarks/merge_memory.py [--family sd15|sdxl] [--method weighted_sum|add_difference] [--half] [--keep DIR]
     python benchmarks/merge_memory.py --measure METHOD OUT A B [C]      (the child: prints one JSON line)

@@ -53,8 +53,8 @@ def build_pipe():
     te = CLIPTextModel(CLIPTextConfig.from_pretrained(str(folder), local_files_only=True)).eval()
     unet, vae, _ = tiny_components(0, cross_dim=768)  # never run: encode_prompt only needs them to exist
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=load_clip_tokenizer(), unet=unet,
-                                   scheduler=EulerDiscreteScheduler(steps_offset=1), safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+                                   scheduler=EulerDiscreteScheduler(steps_offset=1), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

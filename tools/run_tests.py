@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Set up and run the whole test suite: `python3 tools/run_tests.py [extra pytest args]`.
 
-Creates/updates the repo's .venv exactly as launch.py does, adds requirements-test.txt and requirements-ray.txt (hash-cached too), makes
-sure Debian's chromium is there for the browser tests (never `playwright install`), then runs pytest in the venv
-and exits with its code. "No tests collected" (pytest's 5) counts as a failure.
+Creates/updates the repo's .venv exactly as launch.py does, adds requirements-test.txt and requirements-ray.txt
+(hash-cached too), makes sure Debian's chromium is there for the browser tests (never `playwright install`), then runs
+pytest in the venv and exits with its code. "No tests collected" (pytest's 5) counts as a failure.
 """
 
 from __future__ import annotations

@@ -44,7 +44,8 @@ def _opts() -> list[OptionDef]:
     o = OptionDef
     return [
         o("sd_model_checkpoint", "", "Stable Diffusion checkpoint", "Stable Diffusion"),
-        o("sd_checkpoints_limit", 2, "Checkpoints to keep in RAM", "Stable Diffusion", int, minimum=1, maximum=10, step=1),
+        o("sd_checkpoints_limit", 2, "Checkpoints to keep in RAM", "Stable Diffusion", int, minimum=1, maximum=10,
+          step=1),
         o("sd_vae", "Automatic", "SD VAE", "Stable Diffusion"),
         # Forge's top-bar "VAE / Text Encoder" choice for SD3/FLUX transformer files (file names; empty: automatic)
         o("forge_additional_modules", [], "VAE / Text Encoder (SD3, FLUX)", "Stable Diffusion", list),
@@ -56,9 +57,11 @@ def _opts() -> list[OptionDef]:
         o("use_old_scheduling", False, "Use old prompt editing timelines", "Compatibility", bool),
         o("eta_noise_seed_delta", 0, "Eta noise seed delta (ENSD)", "Sampler parameters", int, minimum=0,
           maximum=2**32 - 1),
-        o("eta_ancestral", 1.0, "Eta for ancestral samplers", "Sampler parameters", float, minimum=0, maximum=1, step=0.01),
+        o("eta_ancestral", 1.0, "Eta for ancestral samplers", "Sampler parameters", float, minimum=0, maximum=1,
+          step=0.01),
         o("txt2img_default_sampler", "Euler a", "Default sampler", "Sampler parameters"),
-        o("txt2img_default_steps", 20, "Default sampling steps", "Sampler parameters", int, minimum=1, maximum=150, step=1),
+        o("txt2img_default_steps", 20, "Default sampling steps", "Sampler parameters", int, minimum=1, maximum=150,
+          step=1),
         o("samples_save", True, "Always save all generated images", "Saving images", bool),
         o("samples_format", "png", "File format for images", "Saving images", choices=("png", "jpg", "webp")),
         o("samples_filename_pattern", "", "Images filename pattern ([seed] when empty)", "Saving images"),
@@ -66,7 +69,8 @@ def _opts() -> list[OptionDef]:
         o("grid_save", True, "Always save all generated image grids", "Saving images", bool),
         o("grid_format", "png", "File format for grids", "Saving images", choices=("png", "jpg", "webp")),
         o("return_grid", True, "Show grid in gallery", "Saving images", bool),
-        o("enable_pnginfo", True, "Save text information about generation parameters as chunks to png files", "Saving images", bool),
+        o("enable_pnginfo", True, "Save text information about generation parameters as chunks to png files",
+          "Saving images", bool),
         o("jpeg_quality", 80, "Quality for saved jpeg and webp images", "Saving images", int, minimum=1, maximum=100,
           step=1),
         o("webp_lossless", False, "Use lossless compression for webp images", "Saving images", bool),
@@ -89,12 +93,13 @@ def _opts() -> list[OptionDef]:
         o("outdir_txt2img_grids", "outputs/txt2img-grids", "Output directory for txt2img grids", "Paths", path=True),
         o("outdir_img2img_grids", "outputs/img2img-grids", "Output directory for img2img grids", "Paths", path=True),
         o("live_previews_enable", True, "Show live previews of the created image", "Live previews", bool),
-        o("show_progress_every_n_steps", 5, "Live preview display period (steps)", "Live previews", int, minimum=-1, maximum=32, step=1),
+        o("show_progress_every_n_steps", 5, "Live preview display period (steps)", "Live previews", int, minimum=-1,
+          maximum=32, step=1),
         o("show_progress_type", "Approx cheap", "Live preview method (Approx cheap: a linear map, ~free; TAESD: "
           "models/VAE-approx/taesd*_decoder, else Approx cheap; Full: the VAE, slow on a CPU)", "Live previews",
           choices=("Approx cheap", "TAESD", "Full")),
-        o("cpu_precision", "Automatic", "CPU precision of the UNet (Automatic: bf16 where the CPU has it natively and the "
-          "model is large enough to gain)", "Optimizations", choices=("Automatic", "bf16", "fp32")),
+        o("cpu_precision", "Automatic", "CPU precision of the UNet (Automatic: bf16 where the CPU has it natively "
+          "and the model is large enough to gain)", "Optimizations", choices=("Automatic", "bf16", "fp32")),
         o("cpu_vae_precision", "fp32", "CPU precision of the VAE decode (bf16: ~3× faster at 512² where the CPU has "
           "native bf16; matched fp32 at > 50 dB PSNR on the demo VAE; recorded as \"VAE precision\")",
           "Optimizations", choices=("fp32", "bf16")),

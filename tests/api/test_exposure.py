@@ -178,7 +178,8 @@ def test_cross_site_behind_a_tls_proxy(server):
 # ---------------------------------------------------------------- --allowed-hosts (item 11)
 
 def test_allowed_hosts_when_exposed(server):
-    c = server("--listen", "--nowebui", "--api-auth", ":".join(API_USER), "--allowed-hosts", "easel.lan,*.studio.example")
+    c = server("--listen", "--nowebui", "--api-auth", ":".join(API_USER),
+               "--allowed-hosts", "easel.lan,*.studio.example")
     for host in ("evil.example", "easel.lan.evil.example", "studio.example", "mybox.local"):
         r = c.get("/sdapi/v1/samplers", headers={"Host": host, **_basic(API_USER)})
         assert r.status_code == 400 and r.json()["error"] == "InvalidHost", host

@@ -42,7 +42,8 @@ def test_a_full_history_database_is_a_clear_507_and_the_history_recovers(make_ap
                 break
         assert r.status_code == 507, r.text
         body = r.json()
-        assert body["error"] == "DiskFull" and "disk full" in body["detail"] and str(app.paths.data_dir) in body["detail"]
+        assert body["error"] == "DiskFull" and "disk full" in body["detail"]
+        assert str(app.paths.data_dir) in body["detail"]
         assert "rollback" not in r.text
         db.execute("PRAGMA max_page_count=1073741823")  # space again: the same connection keeps working
         wait_until(lambda: app.jobs.current is None and not app.jobs.queued(), 60)
@@ -202,7 +203,7 @@ def test_an_interrupted_job_keeps_the_images_it_finished(make_app):
         assert _job(c, job_id)["result"]["images"] == saved
 
 
-# ---------------------------------------------------------------- item 14: the selected checkpoint from the first answer
+# ---------------------------------------------------------------- item 14: selected checkpoint from the first answer
 
 def test_the_selected_checkpoint_is_known_before_the_initial_load_ends(make_app, data_dir):
     import threading

@@ -41,7 +41,8 @@ def test_demo_file_is_small_and_native_64(demo):
 
 def test_prompt_adherence_on_fresh_prompts(demo):
     seed = int.from_bytes(os.urandom(4), "little")
-    print(f"\ndemo adherence: seed={seed} (reproduce: python tools/demo_model/evaluate.py --seed {seed} --n {N_PROMPTS})")
+    print(f"\ndemo adherence: seed={seed} "
+          f"(reproduce: python tools/demo_model/evaluate.py --seed {seed} --n {N_PROMPTS})")
     details: list = []
     t0 = time.time()
     res = evaluate(demo.pipeline, N_PROMPTS, seed, details=details, size=demo.probe.native_size)

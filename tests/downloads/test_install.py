@@ -137,8 +137,8 @@ def test_file_name_from_content_disposition_and_folder_from_the_file(dl_client, 
     from tests.lora.factory import write_kohya
 
     lora = write_kohya(tmp_path / "l.safetensors", seed=3).read_bytes()
-    url = models_server.add("/api/download/models/12345", body=lora,
-                            headers={"Content-Disposition": 'attachment; filename="../../evil/pixel-style.safetensors"'})
+    disposition = 'attachment; filename="../../evil/pixel-style.safetensors"'
+    url = models_server.add("/api/download/models/12345", body=lora, headers={"Content-Disposition": disposition})
     view = install(dl_client, url=url, folder="Stable-diffusion")  # the wrong folder: a LoRA goes to Lora
     assert view["status"] == "done", view
     assert view["result"]["path"] == str(dl_app.paths.lora_dir / "pixel-style.safetensors")

@@ -15,7 +15,8 @@ from webui.ui.models_tab import AUTO, InstallBox, missing_note, request_body
 
 def _infotext(model_hash: str, model: str, loras: str = "") -> str:
     extra = f', Lora hashes: "{loras}"' if loras else ""
-    return f"a red square\nNegative prompt: blur\nSteps: 2, Sampler: Euler a, Model hash: {model_hash}, Model: {model}{extra}"
+    return (f"a red square\nNegative prompt: blur\nSteps: 2, Sampler: Euler a, Model hash: {model_hash}, "
+            f"Model: {model}{extra}")
 
 
 def test_png_info_lists_missing_models(dl_client, dl_app):

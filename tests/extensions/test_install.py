@@ -87,7 +87,8 @@ def test_failed_installs_leave_nothing_behind(make_app, serve, tmp_path):
     assert r.status_code == 400 and "API 2" in r.json()["detail"]
     assert client.post("/easel/v1/extensions/install", json={"url": "--upload-pack=touch /tmp/x"}).status_code == 422
     assert leftovers() == []
-    assert {e["name"] for e in client.get("/sdapi/v1/extensions").json()} == {"xyz_grid", "prompts_from_file", "controlnet"}
+    assert ({e["name"] for e in client.get("/sdapi/v1/extensions").json()}
+            == {"xyz_grid", "prompts_from_file", "controlnet"})
 
 
 def test_requires_installed_with_pip_then_branch_and_folder_name(make_app, serve, tmp_path):

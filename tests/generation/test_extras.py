@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -10,6 +11,9 @@ from PIL import Image
 
 from webui.errors import InvalidRequest
 from webui.generation.extras import ExtrasRequest, run_extras
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _img():
@@ -47,7 +51,7 @@ def test_unknown_upscaler_and_oversize_are_clear_errors(tmp_path):
                    outputs=None, save=False, max_pixels=1000)
 
 
-def tiny_esrgan(path: Path, scale: int = 4) -> "torch.nn.Module":
+def tiny_esrgan(path: Path, scale: int = 4) -> torch.nn.Module:
     """A real ESRGAN (RRDBNet, the old-arch key layout A1111's ESRGAN files use) with 8 filters and one block,
     random weights, written to `path` (.pth as a plain state dict, or .safetensors)."""
     import torch

@@ -134,7 +134,7 @@ def test_batch_folder_with_masks(app, tmp_path):
     _mask().save(masks / "a.png")
     job = app.submit_img2img_batch(Img2ImgRequest(prompt="x", steps=3, seed=1, width=64, height=64),
                                    input_dir=str(src), output_dir=str(dst), mask_dir=str(masks))
-    r = app.jobs.wait(job)
+    app.jobs.wait(job)
     assert sorted(p.name for p in dst.iterdir()) == ["a.png", "b.png"]
     a = Image.open(dst / "a.png")
     assert "Mask blur" in a.info["parameters"] and "Mask blur" not in Image.open(dst / "b.png").info["parameters"]

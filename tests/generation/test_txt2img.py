@@ -97,7 +97,6 @@ def test_every_listed_sampler_runs(app, name):
 
 
 def test_interrupt_returns_finished_images(app):
-    import threading
     import time
 
     job = app.submit_txt2img(Txt2ImgRequest(prompt="x", steps=40, n_iter=50, seed=1), from_api=True)

@@ -31,7 +31,8 @@ def random_adapter(seed: int, *, rank: int = 4, text_encoder: bool = True, scale
                      adapter_name="mk")
     mods = [unet]
     if text_encoder:
-        te.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=target_modules("attention", text_encoder=True),
+        te.add_adapter(LoraConfig(r=rank, lora_alpha=rank,
+                                  target_modules=target_modules("attention", text_encoder=True),
                                   init_lora_weights="gaussian"), adapter_name="mk")
         mods.append(te)
     with torch.no_grad():

@@ -110,7 +110,8 @@ def make_batch(seed: int, start: int, count: int, *, size_words: bool = True) ->
 
 
 def random_prompts(n: int, seed: int) -> list[tuple[str, str, str]]:
-    """`n` (colour, shape, background) triples from the plain grammar, as evenly spread over the shapes as `n` allows."""
+    """`n` (colour, shape, background) triples from the plain grammar, as evenly spread over the shapes as `n`
+    allows."""
     rng = random.Random(seed)
     out = []
     for i in range(n):

@@ -233,8 +233,9 @@ class Trainer:
         empty = tok([""], padding="max_length", max_length=77, return_tensors="pt").input_ids[0]
         atomic_torch_save({"latents": latents.half(), "ids": torch.cat(ids).int(), "empty": empty.int(),
                            "captions": caps, "mean": latents.mean().item(), "std": std}, self.pool_path)
-        m = {"phase": "pool", "size": a.pool, "latent_std": round(std, 4), "latent_mean": round(latents.mean().item(), 4),
-             "scaling_factor": round(self.scaling, 5), "seconds": round(time.time() - t0, 1)}
+        m = {"phase": "pool", "size": a.pool, "latent_std": round(std, 4),
+             "latent_mean": round(latents.mean().item(), 4), "scaling_factor": round(self.scaling, 5),
+             "seconds": round(time.time() - t0, 1)}
         self.metrics.append(m)
         log(f"pool done: {m}")
         self._tick()
@@ -326,9 +327,10 @@ class Trainer:
         from webui.models.tokenizer import load_clip_tokenizer
 
         self.vae.register_to_config(scaling_factor=self.scaling)
-        pipe = StableDiffusionPipeline(vae=self.vae, text_encoder=self.ema_te, tokenizer=load_clip_tokenizer(
-            cache_dir=self.work / "tokenizer"), unet=self.ema_unet, scheduler=EulerAncestralDiscreteScheduler.from_config(
-            scheduler_config()), safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        pipe = StableDiffusionPipeline(vae=self.vae, text_encoder=self.ema_te, unet=self.ema_unet,
+                                       tokenizer=load_clip_tokenizer(cache_dir=self.work / "tokenizer"),
+                                       scheduler=EulerAncestralDiscreteScheduler.from_config(scheduler_config()),
+                                       safety_checker=None, feature_extractor=None, requires_safety_checker=False)
         pipe.set_progress_bar_config(disable=True)
         return pipe
 

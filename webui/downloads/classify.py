@@ -69,7 +69,8 @@ def flat_tensors(obj: Any) -> dict[str, torch.Tensor]:
 def _embedding(obj: Any, path: Path) -> bool:
     from webui.prompts.embeddings import NotAnEmbedding, parse_embedding
 
-    if not isinstance(obj, dict) or not ({"string_to_param", "emb_params"} & set(obj) or {"clip_l", "clip_g"} <= set(obj)
+    if not isinstance(obj, dict) or not ({"string_to_param", "emb_params"} & set(obj)
+                                         or {"clip_l", "clip_g"} <= set(obj)
                                          or (len(obj) == 1 and isinstance(next(iter(obj.values())), torch.Tensor))):
         return False
     try:

@@ -52,7 +52,8 @@ def finish(application, spec, part: Path, name: str, fetched, *, verified: bool,
     try:
         found = classify.inspect_file(part, Path(name).suffix)
     except EaselError as e:
-        e.message = f"{name}: {e.message}; the file was deleted" if "deleted" not in e.message else f"{name}: {e.message}"
+        e.message = (f"{name}: {e.message}; the file was deleted" if "deleted" not in e.message
+                     else f"{name}: {e.message}")
         raise
     folder = found.kind or spec.folder
     if folder is None:

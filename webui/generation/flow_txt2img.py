@@ -64,7 +64,8 @@ def make_flow_plan(req: Txt2ImgRequest, services: GenerationServices, opts: Opti
     plan = Plan(model=model, sampler=sampler, schedule=schedule, width=width, height=height,
                 seeds=[seed + (i if req.subseed_strength == 0 else 0) for i in range(total)],
                 subseeds=[subseed + i for i in range(total)], clip_skip=1, eta=None,
-                ensd=int(opts.get("eta_noise_seed_delta")), precision=_PRECISION.get(pipe.transformer.dtype, str(pipe.transformer.dtype)))
+                ensd=int(opts.get("eta_noise_seed_delta")),
+                precision=_PRECISION.get(pipe.transformer.dtype, str(pipe.transformer.dtype)))
     if model.probe.family == Family.FLUX and model.probe.configs["transformer"].get("guidance_embeds"):
         plan.extra_params["Distilled CFG Scale"] = req.distilled_cfg_scale
     for i, module in enumerate(model.probe.modules, 1):  # Forge's names for the separate parts in use

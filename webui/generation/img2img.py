@@ -120,8 +120,8 @@ def run_img2img(req: Img2ImgRequest, init_images: list[Image.Image], mask: Image
             kwargs["masked_image_latents"] = image_in  # latents in, so the pipeline must not mask pixels itself
         if kind == "inpaint":
             m = work_mask if work_mask is not None else Image.new("L", work_image.size, 255)
-            out = cond.run(pipe, n, callback, hooks=services.hooks, kind="inpaint", image=image_in, mask_image=m, height=work_image.height,
-                           width=work_image.width, **kwargs)
+            out = cond.run(pipe, n, callback, hooks=services.hooks, kind="inpaint", image=image_in, mask_image=m,
+                           height=work_image.height, width=work_image.width, **kwargs)
         else:
             out = cond.run(pipe, n, callback, hooks=services.hooks, kind="img2img", image=image_in, **kwargs)
         return [_paste_back(img, base, blurred, box) for img in out.images]

@@ -82,7 +82,8 @@ def make_plan(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsVi
     and its VAE, and applies the prompt's LoRAs, but switches nothing else: the runtime applies `plan.runtime`."""
     model = services.manager.load(opts.get("sd_model_checkpoint") or None)
     services.manager.apply_vae(model, str(opts.get("sd_vae") or "Automatic"))  # a request may override sd_vae
-    sampler, schedule = samplers.resolve(req.sampler, req.scheduler, default_sampler=opts.get("txt2img_default_sampler"))
+    sampler, schedule = samplers.resolve(req.sampler, req.scheduler,
+                                         default_sampler=opts.get("txt2img_default_sampler"))
     native = model.native_size
     width, height = req.width or native, req.height or native
     if width * height > int(opts.get("max_generation_pixels")):
@@ -199,7 +200,8 @@ def step_callback(control: JobControl, steps: int, opts: OptionsView, hooks: Any
                 kwargs["latents"] = new
         if every > 0 and (i + 1) % every == 0 and i + 1 < control.sampling_steps:
             vae = pipe.vae
-            control.offer_preview(i + 1, kwargs["latents"][0].detach().clone(), lambda lat: make_preview(method, vae, lat))
+            control.offer_preview(i + 1, kwargs["latents"][0].detach().clone(),
+                                  lambda lat: make_preview(method, vae, lat))
         return kwargs
 
     return on_step_end

@@ -4,8 +4,9 @@ it to the output file (stream_writer), so memory holds a few blocks at a time, n
 Memory bound: the inputs are read `BLOCK_BYTES` of float32 rows at a time (a tensor smaller than that, whole) into
 fresh memory, and the arithmetic runs in place, so one block of A, B (and C) is alive at once, plus the cast of the
 result when saving as float16: about 4 × BLOCK_BYTES (128 MiB) above the process's baseline whatever the size of
-the checkpoints (measured on two full-size SD 1.5 files: see benchmarks/merge_memory.py). `.ckpt` inputs are the exception: torch can only
-unpickle them whole, so they are in RAM for the whole merge (convert them to .safetensors to merge big ones).
+the checkpoints (measured on two full-size SD 1.5 files: see benchmarks/merge_memory.py). `.ckpt` inputs are the
+exception: torch can only unpickle them whole, so they are in RAM for the whole merge (convert them to .safetensors
+to merge big ones).
 """
 
 from __future__ import annotations

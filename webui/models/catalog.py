@@ -95,7 +95,8 @@ class CheckpointCatalog:
             if path.resolve() not in seen and path.exists():
                 seen.add(path.resolve())
                 is_folder = path.is_dir()
-                digest = self.hashes.get("hashes", f"checkpoint/{path}", path, folder_hash if is_folder else sha256_file)
+                digest = self.hashes.get("hashes", f"checkpoint/{path}", path,
+                                         folder_hash if is_folder else sha256_file)
                 items.append(CheckpointInfo(path=path, name=path.name, sha256=digest, is_folder=is_folder))
         with self._lock:
             self._items = items
@@ -106,7 +107,8 @@ class CheckpointCatalog:
             return list(self._items)
 
     def find(self, query: str) -> CheckpointInfo:
-        """By title, name, name without extension, model_name, short hash or full hash, or a path (A1111 accepts all)."""
+        """By title, name, name without extension, model_name, short hash or full hash, or a path (A1111 accepts
+        all)."""
         q = query.strip()
         items = self.list()
         for match in (

@@ -192,7 +192,8 @@ def load_t5(part: Part, template: dict[str, Any], *, dtype: torch.dtype):
     vocab, d_model = state["shared.weight"].shape
     buckets, heads = state["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"].shape
     cfg = dict(template, vocab_size=vocab, d_model=d_model, num_heads=heads, relative_attention_num_buckets=buckets,
-               d_kv=state[T5_MARK].shape[0] // heads, d_ff=state["encoder.block.0.layer.1.DenseReluDense.wo.weight"].shape[1],
+               d_kv=state[T5_MARK].shape[0] // heads,
+               d_ff=state["encoder.block.0.layer.1.DenseReluDense.wo.weight"].shape[1],
                num_layers=len({m.group(1) for k in state if (m := re.match(r"encoder\.block\.(\d+)\.", k))}))
     cfg.update(extra)
     model = T5EncoderModel(T5Config.from_dict(cfg))
@@ -221,7 +222,8 @@ def load_vae(part: Part, cfg_template: dict[str, Any], cache_root: Path, *, dtyp
     cfg = dict(cfg_template, latent_channels=part.width, in_channels=state["encoder.conv_in.weight"].shape[1],
                out_channels=state["decoder.conv_out.weight"].shape[0],
                block_out_channels=[state[f"encoder.down.{i}.block.0.conv2.weight"].shape[0] for i in levels],
-               layers_per_block=len({m.group(1) for k in state if (m := re.match(r"encoder\.down\.0\.block\.(\d+)\.", k))}),
+               layers_per_block=len({m.group(1) for k in state
+                                     if (m := re.match(r"encoder\.down\.0\.block\.(\d+)\.", k))}),
                down_block_types=["DownEncoderBlock2D"] * len(levels), up_block_types=["UpDecoderBlock2D"] * len(levels),
                use_quant_conv="quant_conv.weight" in state, use_post_quant_conv="post_quant_conv.weight" in state)
     folder = cache_root / ("vae-" + hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16])

@@ -15,7 +15,8 @@ too (which autocast keeps fp32) and drops the fp32 masters a later fp32 request 
 Those figures predate keeping `FP32_MODULES` in fp32, which the 1% correctness guard needs; their own cost
 measures ~3% (all SD1.5 shortcut shapes at 512²: 0.20 s fp32 against 0.08 s bf16 per step). With them, 5
 interleaved rounds at 512² gave plain fp32 10.91 s/step and the default 4.45 (×2.53, pairs 2.02–2.78); a 3-round
-run ×2.43 and another 5-round run ×2.31 (11.41 against 4.89); median of all 13 pairs ×2.47. Timings on this VM swing ±30% between runs: compare ratios from one `--rounds` run only.
+run ×2.43 and another 5-round run ×2.31 (11.41 against 4.89); median of all 13 pairs ×2.47. Timings on this VM
+swing ±30% between runs: compare ratios from one `--rounds` run only.
 - channels_last: fp32 11.7 / 2.3 s/step (no gain at 512²); with the default, 2.92 vs 2.94 s/step (no gain).
 Session 4, on the Xeon with AMX that issue 10 names (the figures above are from an AMD EPYC without AMX): there
 oneDNN runs bf16 convolutions NHWC on AMX, and NCHW activations and weights cost a reorder in and out of every

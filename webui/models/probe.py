@@ -184,7 +184,8 @@ def probe(shapes: Shapes, metadata: Mapping[str, str] | None = None, *, name: st
                                      f"not fit a {pooled}-wide pooled embedding plus 6 time embeddings")
             unet["addition_time_embed_dim"] = extra.get("unet", {}).get("addition_time_embed_dim", time_dims)
     except KeyError as e:
-        raise ModelLoadError(f"{name}: missing tensor {e.args[0]}: the file is incomplete or of an unknown layout") from e
+        raise ModelLoadError(f"{name}: missing tensor {e.args[0]}: "
+                             f"the file is incomplete or of an unknown layout") from e
     scheduler = copy.deepcopy(load_template(template, "scheduler", "scheduler_config.json"))
     scheduler.update(extra.get("scheduler", {}))
     inpainting = unet["in_channels"] == 9

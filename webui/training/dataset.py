@@ -179,7 +179,6 @@ class LatentCache:
 def encode_latents(vae, dataset: Dataset, resolution: int, step: int, *, batch: int = 4) -> LatentCache:
     """Encode every image once at its bucket size (the posterior mean, scaled): training then never runs the VAE."""
     import numpy as np
-    from PIL import Image
 
     buckets = make_buckets(resolution, step)
     grouped: dict[tuple[int, int], list[DatasetItem]] = {}
