@@ -37,6 +37,7 @@ log = logging.getLogger("easel.workers")
 
 POLL_SECONDS = 0.05  # how often a running job's interrupt/skip is forwarded and its progress asked for
 HEARTBEAT_SECONDS = 2.0
+LOCAL_NODE_IP = "127.0.0.2"  # the private runtime's node address (see _init_ray)
 
 
 @dataclass
@@ -103,8 +104,11 @@ class RayPool:
         common = dict(log_to_driver=False, namespace="easel", runtime_env={"env_vars": self._worker_env()})
         if self.address:
             ray.init(address=self.address, **common)
-        else:  # a private local runtime: no dashboard, loopback only
-            ray.init(num_cpus=self.num_workers or 1, include_dashboard=False, _node_ip_address="127.0.0.1",
+        else:  # a private local runtime: no dashboard, node address on loopback
+            # Ray turns "127.0.0.1"/"localhost" into the machine's network address (resolve_ip_for_localhost), so its
+            # processes would talk over the LAN address; any other loopback address is kept as given (Linux routes
+            # all of 127/8 to lo). Its ports still listen on every interface, behind Ray's token auth.
+            ray.init(num_cpus=self.num_workers or 1, include_dashboard=False, _node_ip_address=LOCAL_NODE_IP,
                      **common)
         self._owns_ray = True
 
