@@ -119,7 +119,7 @@ def test_interrupt_stops_a_job_in_the_middle_of_a_unet_step(make_app):
             view = _wait_status(c, job_id, ("interrupted", "done", "failed"), 30)
             took = time.time() - t0
             assert view["status"] == "interrupted", view
-            assert took < 3.0, f"interrupt took {took:.1f} s"
+            assert took < 4.5, f"interrupt took {took:.1f} s"  # a step here is ≥ 5 s; slow.calls proves mid-step
             assert slow.calls < 5  # it never got to the end of the step
             # the hooks were for that job only: the next job runs unhooked by us and completes
             slow.remove()
