@@ -165,7 +165,10 @@ def test_a_new_worker_takes_queued_work_and_a_drained_one_leaves(head):
     assert r.status_code == 202
     new = r.json()["id"]
     wait_until(lambda: any(w["id"] == new and w["jobs_done"] >= 1 for w in _workers(head)), 180, 0.5)
-    busy_old = wait_until(lambda: [w for w in _workers(head) if w["id"] == old["id"] and w["job"]], 60)[0]
+    # two more jobs, so the old worker has one to be busy with at the drain however fast this machine ran the rest
+    ids += [requests.post(f"{head.url}/easel/v1/jobs", timeout=10, json={"kind": "txt2img", "params": {
+        "prompt": f"late {i}", "seed": i, "steps": 200, "width": 64, "height": 64}}).json()["id"] for i in (6, 7)]
+    busy_old = wait_until(lambda: [w for w in _workers(head) if w["id"] == old["id"] and w["job"]], 120, 0.1)[0]
     d = requests.post(f"{head.url}/easel/v1/workers/{old['id']}/drain", timeout=10)
     assert d.status_code == 200 and d.json()["state"] == "draining"
     wait_until(lambda: old["id"] not in {w["id"] for w in _workers(head)}, 60)
