@@ -67,7 +67,8 @@ class Application:
         self.lora_catalog = LoraCatalog([self.paths.lora_dir, self.paths.lycoris_dir], self.hashes)
         self.loras = LoraService(self.lora_catalog)
         self.step_timer = StepTimer()  # measured step times: "about N min on this device" before a job runs
-        self.generation = GenerationServices(manager=self.models, outputs=self.outputs, models_dir=self.paths.models_dir,
+        self.generation = GenerationServices(manager=self.models, outputs=self.outputs,
+                                             models_dir=self.paths.models_dir,
                                              embeddings=self.embeddings, loras=self.loras, timer=self.step_timer)
         self.extensions = self._extension_host()
         self.models.on_loaded = self._on_model_loaded

@@ -69,6 +69,7 @@ def wait_text(page, selector: str, text: str, timeout: int = 30_000) -> None:
                                " return !!e && (e.value ?? e.innerText).includes(text); }",
                                arg=[selector, text], timeout=timeout)
     except sync_api.TimeoutError:
-        shown = page.evaluate("(sel) => { const e = document.querySelector(sel); return e && (e.value ?? e.innerText); }",
+        shown = page.evaluate("(sel) => { const e = document.querySelector(sel); "
+                              "return e && (e.value ?? e.innerText); }",
                               selector)
         raise AssertionError(f"{selector} never showed {text!r}; it shows {shown!r}") from None

@@ -79,7 +79,8 @@ class MergerTab:
             self.refresh = gr.Button("🔄", elem_id="modelmerger_refresh", scale=0, min_width=48)
         self.name = gr.Textbox(label="Custom Name (Optional)", elem_id="modelmerger_custom_name", max_length=MAX_NAME)
         self.multiplier = gr.Slider(0.0, 1.0, value=d["multiplier"].default, step=0.05,
-                                    label="Multiplier (M) - set to 0 to get model A", elem_id="modelmerger_interp_amount")
+                                    label="Multiplier (M) - set to 0 to get model A",
+                                    elem_id="modelmerger_interp_amount")
         self.method = gr.Radio(list(METHOD_LABELS), value="Weighted sum", label="Interpolation Method",
                                elem_id="modelmerger_interp_method")
         with gr.Row():

@@ -66,7 +66,8 @@ def stage_uploads(application, files: list[Any] | None) -> Path | None:
     """Copy uploaded images/captions into a fresh folder under <data-dir>/training/uploads (None: no uploads)."""
     if not files:
         return None
-    folder = application.paths.data_dir / "training" / "uploads" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    folder = application.paths.data_dir / "training" / "uploads" / stamp
     folder.mkdir(parents=True)
     for f in files:
         src = Path(getattr(f, "name", None) or str(f))
