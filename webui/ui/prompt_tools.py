@@ -2,8 +2,8 @@
 
 - `TokenCounter(application, tab, textbox)` + `.wire(steps)`: an "n/75" counter (growing in chunks of 75:
   "80/150") updated when the text changes, counted by webui.prompts.chunks.token_count with the active
-  checkpoint's tokenizer (and its embeddings, which count as their vector count). elem_ids as A1111: `<tab>_token_counter`,
-  `<tab>_negative_token_counter`.
+  checkpoint's tokenizer (and its embeddings, which count as their vector count). elem_ids as A1111:
+  `<tab>_token_counter`, `<tab>_negative_token_counter`.
 - `StylesRow(application, tab, prompt, negative)`: a multiselect styles dropdown (`<tab>_styles`, its value goes to
   the request's `styles`), Apply (writes the selected styles into the prompt boxes and clears the selection, so
   they are not applied twice), and, under "Edit styles", a name box with Save (the current prompt/negative under
