@@ -89,10 +89,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     env.pop(bootstrap.REEXEC_ENV, None)
     if chromium:
         env["EASEL_CHROMIUM"] = str(chromium)  # the browser tests launch this, never a downloaded one
+    lint_rc = lint(python) if not any(not a.startswith("-") for a in extra) else 0
     cmd = pytest_command(python, extra)
     print("$ " + " ".join(cmd), flush=True)
     rc = subprocess.call(cmd, cwd=REPO_DIR, env=env)
-    return 1 if rc == 5 else rc  # 5: no tests collected, which must not pass CI
+    rc = 1 if rc == 5 else rc  # 5: no tests collected, which must not pass CI
+    if lint_rc:
+        print("ruff check failed (see above): the run fails even though the tests ran.", flush=True)
+    return rc or lint_rc
+
+
+def lint(python: Path) -> int:
+    """`ruff check` over the repo (rules in ruff.toml), on every full run; the tests still run when it fails."""
+    cmd = [str(python), "-m", "ruff", "check", "."]
+    print("$ " + " ".join(cmd), flush=True)
+    return subprocess.call(cmd, cwd=REPO_DIR)
 
 
 if __name__ == "__main__":

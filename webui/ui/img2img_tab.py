@@ -117,8 +117,9 @@ class Img2ImgTab(GenerationTab):
     tabname = "img2img"
     job_kinds = ("img2img", "img2img-batch")
     FIELDS = FIELDS
-    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"resize_mode": RESIZE_MODES, "inpainting_mask_invert": MASK_MODES, "inpainting_fill": MASKED_CONTENT,
-               "inpaint_full_res": INPAINT_AREAS}
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "resize_mode": RESIZE_MODES, "inpainting_mask_invert": MASK_MODES, "inpainting_fill": MASKED_CONTENT,
+        "inpaint_full_res": INPAINT_AREAS}
 
     def __init__(self, application):
         super().__init__(application)
