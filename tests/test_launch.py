@@ -226,6 +226,17 @@ def test_run_tests_exit_codes(pytest_rc: int, expected: int, monkeypatch: pytest
     assert seen["env"]["EASEL_CHROMIUM"] == "/usr/bin/chromium"
 
 
+def test_a_lint_failure_fails_the_run_after_the_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    cmds: list = []
+    monkeypatch.setattr(run_tests, "prepare_python", lambda: Path("/v/bin/python"))
+    monkeypatch.setattr(run_tests, "ensure_chromium", lambda: None)
+    monkeypatch.setattr(run_tests.subprocess, "call",
+                        lambda cmd, cwd, env: cmds.append(cmd[2]) or (1 if cmd[2] == "ruff" else 0))
+    assert run_tests.main([]) == 1 and cmds == ["ruff", "pytest"]  # the tests ran all the same
+    cmds.clear()
+    assert run_tests.main(["tests/test_flags.py"]) == 0 and cmds == ["pytest"]  # named tests: no lint
+
+
 def test_chromium_missing_without_root_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(run_tests, "find_chromium", lambda: None)
     monkeypatch.setattr(run_tests.shutil, "which", lambda name: "/usr/bin/apt-get")

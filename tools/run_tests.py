@@ -71,10 +71,14 @@ def ensure_chromium() -> Path | None:
     return find_chromium()
 
 
+def names_paths(extra: Sequence[str]) -> bool:
+    """Whether the extra args name test paths (tests/x.py, tests/x.py::test_y) rather than the whole suite."""
+    return any(not a.startswith("-") and (REPO_DIR / a.split("::")[0]).exists() for a in extra)
+
+
 def pytest_command(python: Path, extra: Sequence[str]) -> list[str]:
-    # Run all of tests/ unless the extra args already name test paths (tests/x.py, tests/x.py::test_y).
-    names_paths = any(not a.startswith("-") and (REPO_DIR / a.split("::")[0]).exists() for a in extra)
-    return [str(python), "-m", "pytest", "-q", *([] if names_paths else ["tests"]), *extra]
+    # Run all of tests/ unless the extra args already name test paths.
+    return [str(python), "-m", "pytest", "-q", *([] if names_paths(extra) else ["tests"]), *extra]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -89,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     env.pop(bootstrap.REEXEC_ENV, None)
     if chromium:
         env["EASEL_CHROMIUM"] = str(chromium)  # the browser tests launch this, never a downloaded one
-    lint_rc = lint(python) if not any(not a.startswith("-") for a in extra) else 0
+    lint_rc = 0 if names_paths(extra) else lint(python, env)
     cmd = pytest_command(python, extra)
     print("$ " + " ".join(cmd), flush=True)
     rc = subprocess.call(cmd, cwd=REPO_DIR, env=env)
@@ -99,11 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return rc or lint_rc
 
 
-def lint(python: Path) -> int:
+def lint(python: Path, env: dict) -> int:
     """`ruff check` over the repo (rules in ruff.toml), on every full run; the tests still run when it fails."""
     cmd = [str(python), "-m", "ruff", "check", "."]
     print("$ " + " ".join(cmd), flush=True)
-    return subprocess.call(cmd, cwd=REPO_DIR)
+    return subprocess.call(cmd, cwd=REPO_DIR, env=env)
 
 
 if __name__ == "__main__":
