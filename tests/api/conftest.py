@@ -4,8 +4,10 @@ budget), plus small helpers. Tests that need their own flags use the `live_serve
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import shutil
+import threading
 import time
 
 import pytest
@@ -71,3 +73,32 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05):
 
 def wait_idle(application, timeout: float = 60.0) -> None:
     wait_until(lambda: application.jobs.current is None and not application.jobs.queued(), timeout)
+
+
+@contextlib.contextmanager
+def interrupting_watchdog(server: LiveServer):
+    """For fuzzing: every generation job is interrupted as soon as it starts and every queued one cancelled, so
+    fuzzed sizes and step counts exercise the API layer and the queue, not the CPU (model loads run)."""
+    stop = threading.Event()
+
+    def watch():
+        jobs = server.app.jobs
+        while not stop.wait(0.02):
+            current = jobs.current
+            if current is not None and current.kind not in ("load-checkpoint", "unload-checkpoint",
+                                                            "reload-checkpoint"):
+                jobs.interrupt()
+            for job in jobs.queued():
+                if job.record:
+                    try:
+                        jobs.cancel(job.id)
+                    except Exception:  # it may have started meanwhile
+                        pass
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)

@@ -7,41 +7,20 @@ LoRA training (writes LoRA files) and model installs by URL (tests/downloads/ ha
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, Phase, settings  # noqa: E402
 
-from tests.api.conftest import start_shared_server, stop_shared_server  # noqa: E402
+from tests.api.conftest import interrupting_watchdog, start_shared_server, stop_shared_server  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def fuzz_server(tmp_path_factory, tiny_models):
     server = start_shared_server(tmp_path_factory, tiny_models, "api-fuzz", "--api", "--nowebui")
     server.app.options.set({"max_generation_pixels": 128 * 128})  # fuzzed sizes: a 422, not minutes of CPU
-    stop = threading.Event()
-
-    def watchdog():
-        jobs = server.app.jobs
-        while not stop.wait(0.02):
-            current = jobs.current
-            if current is not None and current.kind not in ("load-checkpoint", "unload-checkpoint",
-                                                            "reload-checkpoint"):
-                jobs.interrupt()
-            for job in jobs.queued():
-                if job.record:
-                    try:
-                        jobs.cancel(job.id)
-                    except Exception:  # it may have started meanwhile
-                        pass
-
-    thread = threading.Thread(target=watchdog, daemon=True)
-    thread.start()
-    yield server
-    stop.set()
-    thread.join(5)
+    with interrupting_watchdog(server):
+        yield server
     stop_shared_server(server)
 
 

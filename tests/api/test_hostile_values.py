@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 
 import pytest
 import requests
 
-from tests.api.conftest import start_shared_server, stop_shared_server
+from tests.api.conftest import interrupting_watchdog, start_shared_server, stop_shared_server
 
 AUTH = ("fuzz", "fuzz-pass-1")
 RSS_BOUND = 1024 * 1024 * 1024  # growth allowed over the whole run (measured: 159 MB for 1,414 requests)
@@ -41,26 +40,8 @@ def hostile_server(tmp_path_factory, tiny_models):
     server = start_shared_server(tmp_path_factory, tiny_models, "api-hostile", "--listen", "--api", "--nowebui",
                                  "--api-auth", ":".join(AUTH))
     server.app.options.set({"max_generation_pixels": 128 * 128})
-    stop = threading.Event()
-
-    def watchdog():
-        jobs = server.app.jobs
-        while not stop.wait(0.02):
-            current = jobs.current
-            if current is not None and current.kind not in ("load-checkpoint", "unload-checkpoint",
-                                                            "reload-checkpoint"):
-                jobs.interrupt()
-            for job in jobs.queued():
-                try:
-                    jobs.cancel(job.id)
-                except Exception:  # it may have started meanwhile
-                    pass
-
-    thread = threading.Thread(target=watchdog, daemon=True)
-    thread.start()
-    yield server
-    stop.set()
-    thread.join(5)
+    with interrupting_watchdog(server):
+        yield server
     stop_shared_server(server)
 
 
