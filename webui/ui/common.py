@@ -17,7 +17,6 @@ from webui.generation.requests import GenerationResult
 from webui.infotext import parse_infotext
 from webui.models import samplers
 from webui.ui.extra_networks import ExtraNetworksPanel
-from webui.ui.live_jobs import LiveJobs
 from webui.ui.progress import follow
 from webui.ui.prompt_tools import StylesRow, TokenCounter
 from webui.ui.page_value import PageValue
@@ -128,7 +127,7 @@ def split_overrides(selected: list[str] | None) -> tuple[dict[str, Any], dict[st
     return options, fields
 
 
-class GenerationTab(LiveJobs):
+class GenerationTab:
     tabname = ""
     FIELDS: tuple[tuple[str, str], ...] = COMMON_FIELDS
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {}  # radio fields: the request's index <-> the label shown
@@ -152,7 +151,9 @@ class GenerationTab(LiveJobs):
                 self.negative_counter = TokenCounter(self.app, t, self.negative, negative=True)
             with gr.Column(scale=2, min_width=180):
                 self.generate = gr.Button("Generate", variant="primary", elem_id=f"{t}_generate", size="lg")
-                self.build_job_controls()  # Interrupt/Skip while a job runs, the queue line, Generate forever
+                with gr.Row():
+                    self.interrupt = gr.Button("Interrupt", elem_id=f"{t}_interrupt", size="sm")
+                    self.skip = gr.Button("Skip", elem_id=f"{t}_skip", size="sm")
                 with gr.Row(elem_id=f"{t}_tools"):
                     self.paste = gr.Button("↙️", elem_id=f"{t}_paste", size="sm", scale=0, min_width=40)
                 self.styles = StylesRow(self.app, t, self.prompt, self.negative)
@@ -222,7 +223,9 @@ class GenerationTab(LiveJobs):
     def wire_common(self, inputs: list) -> None:
         self.prompt_counter.wire(self.steps)
         self.negative_counter.wire(self.steps)
-        self.generate_inputs = inputs  # Generate itself is wired by live_jobs.wire_live_jobs (it needs the page's id)
+        outputs = [self.gallery, self.info, self.progress, self.preview, self.results, self.job_id]
+        self.generate.click(self.run, inputs=inputs, outputs=outputs, show_progress="hidden",
+                            concurrency_limit=None)  # the job queue orders the work, not Gradio
         self.interrupt.click(self.on_interrupt, inputs=[self.job_id], outputs=None, queue=False)
         self.skip.click(self.on_skip, inputs=[self.job_id], outputs=None, queue=False)
         self.random_seed.click(lambda: -1, inputs=None, outputs=[self.seed], queue=False)

@@ -39,7 +39,6 @@ def all_schedule_labels() -> list[str]:
 
 class Txt2ImgTab(GenerationTab):
     tabname = "txt2img"
-    job_kinds = ("txt2img",)
     FIELDS = FIELDS
 
     def __init__(self, application):
@@ -123,11 +122,8 @@ class Txt2ImgTab(GenerationTab):
         return Txt2ImgRequest(**fields)
 
     def run(self, *values):
-        """Generator: queue the job, then follow it until the images are shown."""
-        yield from self.follow_job(lambda: self.submit_values(*values))
-
-    def submit_values(self, *values):
-        return self.app.submit_txt2img(self.request(*values), from_api=False)
+        """Generator (Generate's handler): queue the job, then follow it until the images are shown."""
+        yield from self.follow_job(lambda: self.app.submit_txt2img(self.request(*values), from_api=False))
 
     def fill_update(self, key: str, value: Any, sampler: str | None) -> Any:
         if key == "hr_sampler_name":
