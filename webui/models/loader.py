@@ -211,7 +211,6 @@ def build_from_diffusers_folder(folder: Path, *, dtype: torch.dtype = torch.floa
 
 def build_vae(path: Path, cache_root: Path, base: ProbeResult, *, dtype: torch.dtype = torch.float32):
     """A standalone VAE file (A1111's models/VAE), shaped by its own tensors, scaled like the checkpoint's VAE."""
-    from diffusers import AutoencoderKL
 
     from webui.models.probe import vae_config
 
@@ -224,10 +223,18 @@ def build_vae(path: Path, cache_root: Path, base: ProbeResult, *, dtype: torch.d
     except (KeyError, ModelLoadError) as e:
         raise ModelLoadError(f"{path.name}: not a VAE ({e})") from e
     cfg["sample_size"] = base.native_size
+    return vae_from_single_file(prefixed, cfg, cache_root, dtype=dtype, name=path.name)
+
+
+def vae_from_single_file(state: dict, cfg: dict, cache_root: Path, *, dtype: torch.dtype, name: str):
+    """AutoencoderKL from LDM-layout `state` through diffusers' single-file converter, its config written to a
+    cache folder named by the config's hash (every family's standalone VAE files load this way)."""
+    from diffusers import AutoencoderKL
+
     folder = cache_root / ("vae-" + hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16])
     ensure_file(folder / "vae" / "config.json", _json_bytes(cfg))
     try:
-        return AutoencoderKL.from_single_file(prefixed, config=str(folder), subfolder="vae", local_files_only=True,
+        return AutoencoderKL.from_single_file(state, config=str(folder), subfolder="vae", local_files_only=True,
                                               torch_dtype=dtype)
     except Exception as e:
-        raise ModelLoadError(f"{path.name}: VAE weights do not fit ({e})") from e
+        raise ModelLoadError(f"{name}: VAE weights do not fit ({e})") from e

@@ -211,11 +211,7 @@ def _load(model, state: dict[str, torch.Tensor], part: Part) -> None:
 
 def load_vae(part: Part, cfg_template: dict[str, Any], cache_root: Path, *, dtype: torch.dtype):
     """An LDM-layout VAE file (BFL's ae.safetensors, SD3's VAE) through diffusers' single-file converter."""
-    from diffusers import AutoencoderKL
-
-    from webui.models.loader import _json_bytes
-    from webui.fsutil import ensure_file
-    import hashlib
+    from webui.models.loader import vae_from_single_file
 
     state, _ = _read(part)
     levels = sorted({int(m.group(1)) for k in state if (m := re.match(r"encoder\.down\.(\d+)\.", k))})
@@ -226,13 +222,7 @@ def load_vae(part: Part, cfg_template: dict[str, Any], cache_root: Path, *, dtyp
                                      if (m := re.match(r"encoder\.down\.0\.block\.(\d+)\.", k))}),
                down_block_types=["DownEncoderBlock2D"] * len(levels), up_block_types=["UpDecoderBlock2D"] * len(levels),
                use_quant_conv="quant_conv.weight" in state, use_post_quant_conv="post_quant_conv.weight" in state)
-    folder = cache_root / ("vae-" + hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16])
-    ensure_file(folder / "vae" / "config.json", _json_bytes(cfg))
-    try:
-        return AutoencoderKL.from_single_file(state, config=str(folder), subfolder="vae", local_files_only=True,
-                                              torch_dtype=dtype)
-    except Exception as e:
-        raise ModelLoadError(f"{part.path.name}: VAE weights do not fit ({e})") from e
+    return vae_from_single_file(state, cfg, cache_root, dtype=dtype, name=part.path.name)
 
 
 def t5_tokenizer(models_root: Path, max_length: int, label: str):
