@@ -23,7 +23,8 @@ from webui import VERSION_TAG
 FIELD_ORDER: list[str] = [
     "Steps", "Sampler", "Schedule type", "CFG scale", "Distilled CFG Scale", "Image CFG scale", "Seed",
     "Face restoration", "Size",
-    "Model hash", "Model", "VAE hash", "VAE", "Variation seed", "Variation seed strength", "Seed resize from",
+    "Model hash", "Model", "Batch size", "Batch pos",  # A1111 wrote these two after Model (batches of 2+)
+    "VAE hash", "VAE", "Variation seed", "Variation seed strength", "Seed resize from",
     "Denoising strength", "Conditional mask weight", "Clip skip", "ENSD", "Token merging ratio",
     "Init image hash", "RNG", "Tiling",
 ]

@@ -133,7 +133,7 @@ def test_field_order_extras_and_version_last() -> None:
     assert keys == ["Steps", "Sampler", "CFG scale", "Seed", "Clip skip", "Hires upscale", "Lora hashes", "Version"]
     assert "CFG scale: 7," in last and last.endswith("Version: custom")
     assert FIELD_ORDER[:3] == ["Steps", "Sampler", "Schedule type"] and FIELD_ORDER[-1] == "Tiling"
-    assert len(FIELD_ORDER) == 24 and "Distilled CFG Scale" in FIELD_ORDER  # Forge's FLUX field
+    assert len(FIELD_ORDER) == 26 and "Distilled CFG Scale" in FIELD_ORDER  # Forge's FLUX field
 
 
 def test_none_version_is_left_out() -> None:

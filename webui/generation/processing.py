@@ -154,6 +154,8 @@ def infotext_params(req: Txt2ImgRequest, plan: Plan, index: int) -> dict[str, An
         "Seed": plan.seeds[index], "Size": f"{plan.width}x{plan.height}", "Model hash": m.info.shorthash,
         "Model": m.info.infotext_name,
     }
+    if req.batch_size > 1:  # A1111 writes both only for batches of 2 or more; the position counts from 0
+        params["Batch size"], params["Batch pos"] = req.batch_size, index % req.batch_size
     if m.vae is not None:
         params["VAE"] = m.vae.model_name
     if req.subseed_strength > 0:
