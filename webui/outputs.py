@@ -20,6 +20,7 @@ from PIL import Image, ImageColor, UnidentifiedImageError
 
 from webui.errors import DiskFull, InvalidRequest, PayloadTooLarge, is_disk_full
 from webui.fsutil import atomic_write_bytes
+from webui.generation.cost import area_text
 from webui.infotext import exif_bytes_for, pnginfo_for
 
 Kind = Literal["txt2img", "img2img", "extras"]
@@ -346,7 +347,8 @@ def decode_base64_image(data: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> I
         raise InvalidRequest(f"base64 data is not a readable image: {e}") from None
     width, height = image.size
     if width * height > max_pixels:
-        raise PayloadTooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+        raise PayloadTooLarge(f"image is {width}×{height} pixels, over the limit of {area_text(max_pixels)} "
+                              f"(setting max_image_pixels)")
     try:
         image.load()
     except Image.DecompressionBombError as e:

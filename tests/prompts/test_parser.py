@@ -148,3 +148,21 @@ def test_lora_multipliers(tag, expected):
 @pytest.mark.parametrize("prompt", ["<lora:>", "<not a tag>", "a < b > c", "<:x>"])
 def test_text_that_is_not_a_tag_stays(prompt):
     assert extract_extra_networks(prompt) == (prompt, [])
+
+
+@pytest.mark.parametrize("tag,part", [
+    ("<lora:x:abc>", "the weight 'abc' is not a number"),
+    ("<lora:x:0.5:zz>", "the UNet weight 'zz' is not a number"),
+    ("<lora:x:te=q>", "the text-encoder weight 'q' is not a number"),
+    ("<lora:x:nan>", "the weight 'nan' is not a number"),
+    ("<lora:x:inf:1>", "the text-encoder weight 'inf' is not a number"),
+    ("<lora:x:1:1:k>", "the dyn value 'k' is not a whole number"),
+])
+def test_bad_lora_tag_says_which_part_is_wrong(tag, part):
+    """#19 item 17: the warning names the part in plain words, never Python's float() error."""
+    from webui.lora.tags import parse_prompt
+
+    parsed = parse_prompt(f"a cat {tag}")
+    assert parsed.loras == [] and len(parsed.warnings) == 1
+    assert part in parsed.warnings[0] and tag in parsed.warnings[0]
+    assert "could not convert" not in parsed.warnings[0]

@@ -24,6 +24,16 @@ from webui.errors import InvalidRequest
 UNKNOWN_NATIVE = 1024  # the largest native size of the supported families: never underestimates
 
 
+
+def area_text(pixels: int) -> str:
+    """A pixel limit as people think of it: "2048×2048" for a square number of pixels (every default limit is one),
+    otherwise "4.2 megapixels"; never "4194304 pixels"."""
+    side = math.isqrt(int(pixels))
+    if side * side == int(pixels):
+        return f"{side}×{side}"
+    return f"{pixels / 1e6:.3g} megapixels" if pixels >= 100_000 else f"{int(pixels):,} pixels"
+
+
 @dataclass
 class PassCost:
     width: int
@@ -96,12 +106,13 @@ def check_job_cost(requests: Iterable[Any], get_option: Callable[[str], Any], na
         for i, p in enumerate(cost.passes):
             if p.pixels > max_pixels:
                 what = "the hires size" if i else "size"
-                raise InvalidRequest(f"{what} {p.width}x{p.height} is over the limit of {max_pixels} pixels (setting "
-                                     f"max_generation_pixels)")
+                raise InvalidRequest(f"{what} {p.width}×{p.height} is over the limit of {area_text(max_pixels)} "
+                                     f"(setting max_generation_pixels)")
         if cost.batch_pixels > max_batch:
-            raise InvalidRequest(f"a batch of {req.batch_size} at {max(p.pixels for p in cost.passes)} pixels is "
-                                 f"{cost.batch_pixels} pixels in memory at once, over the limit of {max_batch} "
-                                 f"(setting max_batch_pixels): use a smaller batch_size and a larger n_iter")
+            big = max(cost.passes, key=lambda p: p.pixels)
+            raise InvalidRequest(f"a batch of {req.batch_size} images of {big.width}×{big.height} is more than one "
+                                 f"batch may hold in memory ({area_text(max_batch)} in all; setting "
+                                 f"max_batch_pixels): use a smaller batch size and a larger batch count")
         total += cost.megapixel_steps
         grids = max(grids, cost.grid_pixels)
     if total > budget:

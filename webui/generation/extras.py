@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from webui.errors import InvalidRequest
+from webui.generation.cost import area_text
 from webui.generation.images import resize_image
 from webui.generation.upscalers import find_upscaler, upscale_image
 from webui.infotext import read_image_infotext
 
 
 class ExtrasRequest(BaseModel):
-    """A1111's ExtrasBaseRequest fields (face restoration is accepted and ignored: Easel has no restorer yet)."""
+    """A1111's ExtrasBaseRequest fields (face restoration: webui/faces/restore.py)."""
 
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
@@ -57,7 +58,7 @@ def upscale_one(image: Image.Image, req: ExtrasRequest, models_dir: Path, max_pi
     else:
         tw, th = req.upscaling_resize_w, req.upscaling_resize_h
     if tw * th > max_pixels:
-        raise InvalidRequest(f"the upscaled size {tw}x{th} is over the limit of {max_pixels} pixels")
+        raise InvalidRequest(f"the upscaled size {tw}×{th} is over the limit of {area_text(max_pixels)}")
     up1 = find_upscaler(req.upscaler_1, models_dir)
     params: dict[str, Any] = {}
     if up1.name == "None" and (req.upscaler_2 in (None, "None") or req.extras_upscaler_2_visibility == 0):
@@ -89,13 +90,42 @@ def postprocessing_text(params: dict) -> str:
     return ", ".join(f"{k}: {format_value(v)}" for k, v in params.items())
 
 
+def face_steps(req: ExtrasRequest, faces, detector: str, confidence: float) -> list[tuple[Callable, dict]]:
+    """A1111's GFPGAN then CodeFormer postprocessing steps with their "… visibility" parameters (none at 0)."""
+    steps = []
+    if req.gfpgan_visibility > 0:
+        steps.append((faces.for_job("GFPGAN", visibility=req.gfpgan_visibility, detector=detector,
+                                    confidence=confidence), {"GFPGAN visibility": req.gfpgan_visibility}))
+    if req.codeformer_visibility > 0:
+        steps.append((faces.for_job("CodeFormer", visibility=req.codeformer_visibility, weight=req.codeformer_weight,
+                                    detector=detector, confidence=confidence),
+                      {"CodeFormer visibility": req.codeformer_visibility,
+                       "CodeFormer weight": req.codeformer_weight}))
+    return steps
+
+
 def run_extras(images: list[tuple[Image.Image, str]], req: ExtrasRequest, *, models_dir: Path, outputs, save: bool,
-               max_pixels: int) -> tuple[list[Image.Image], list[str], list[str]]:
-    """Upscale each (image, name); keep the input's own infotext and add a `postprocessing` text chunk."""
+               max_pixels: int, faces=None, face_detector: str = "", face_confidence: float = 0.3
+               ) -> tuple[list[Image.Image], list[str], list[str]]:
+    """Upscale each (image, name), restoring faces before (or, with upscale_first, after) when asked; keep the
+    input's own infotext and add a `postprocessing` text chunk."""
     results, texts, paths = [], [], []
     loaded: dict = {}  # upscaler models read once for the whole batch
+    restorers = []
+    if req.gfpgan_visibility > 0 or req.codeformer_visibility > 0:
+        from webui.faces.restore import FaceRestorers
+
+        restorers = face_steps(req, faces or FaceRestorers(models_dir), face_detector, face_confidence)
     for image, name in images:
-        out, params = upscale_one(image, req, models_dir, max_pixels, loaded)
+        work, face_params = image, {}
+        for restore, p in ([] if req.upscale_first else restorers):
+            work = restore(work)
+            face_params.update(p)
+        out, params = upscale_one(work, req, models_dir, max_pixels, loaded)
+        for restore, p in (restorers if req.upscale_first else []):
+            out = restore(out)
+            face_params.update(p)
+        params.update(face_params)
         original = read_image_infotext(image)
         info = postprocessing_text(params)
         if save:

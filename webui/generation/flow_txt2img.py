@@ -19,6 +19,7 @@ import torch
 
 from webui.errors import Interrupted, InvalidRequest, Skipped
 from webui.generation.control import JobControl
+from webui.generation.cost import area_text
 from webui.generation.processing import GenerationContext, GenerationServices, Plan, run_batches
 from webui.generation.requests import GenerationResult, Txt2ImgRequest
 from webui.generation.seeds import batch_noise, fix_seed
@@ -57,8 +58,8 @@ def make_flow_plan(req: Txt2ImgRequest, services: GenerationServices, opts: Opti
     if width % multiple or height % multiple:
         raise InvalidRequest(f"{label} needs a width and height that are multiples of {multiple}; got {width}x{height}")
     if width * height > int(opts.get("max_generation_pixels")):
-        raise InvalidRequest(f"size {width}x{height} is over the limit of {opts.get('max_generation_pixels')} pixels "
-                             f"(setting max_generation_pixels)")
+        raise InvalidRequest(f"size {width}×{height} is over the limit of "
+                             f"{area_text(int(opts.get('max_generation_pixels')))} (setting max_generation_pixels)")
     total = req.batch_size * req.n_iter
     seed, subseed = fix_seed(req.seed), fix_seed(req.subseed)
     plan = Plan(model=model, sampler=sampler, schedule=schedule, width=width, height=height,

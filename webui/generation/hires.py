@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from webui.errors import InvalidRequest
+from webui.generation.cost import area_text
 from webui.generation.processing import GenerationContext, Plan, vae_tiling_params
 from webui.generation.requests import Txt2ImgRequest
 from webui.generation.upscalers import LATENT_MODES, find_upscaler, upscale_image, upscale_latents
@@ -42,7 +43,8 @@ def plan_hires(req: Txt2ImgRequest, plan: Plan, models_dir: Path, max_pixels: in
         w, h = int(plan.width * req.hr_scale), int(plan.height * req.hr_scale)
     w, h = max(8, w - w % 8), max(8, h - h % 8)
     if w * h > max_pixels:
-        raise InvalidRequest(f"hires size {w}x{h} is over the limit of {max_pixels} pixels")
+        raise InvalidRequest(f"hires size {w}×{h} is over the limit of {area_text(max_pixels)} "
+                             f"(setting max_generation_pixels)")
     name = req.hr_upscaler or "Latent"
     if name not in LATENT_MODES:
         find_upscaler(name, models_dir)  # validates, with a clear error for unknown or unusable ones

@@ -14,6 +14,7 @@ The order A1111 applies them in, and the one Easel follows:
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -137,12 +138,28 @@ class ExtraNetworkTag:
 
     def lora_multipliers(self) -> tuple[float, float, int | None]:
         """(text-encoder multiplier, UNet multiplier, dyn dim) as A1111's Lora network reads its tag:
-        `<lora:n>` → 1, 1; `<lora:n:w>` → w, w; `<lora:n:te:unet>`; named `te=`, `unet=`, `dyn=` win."""
+        `<lora:n>` → 1, 1; `<lora:n:w>` → w, w; `<lora:n:te:unet>`; named `te=`, `unet=`, `dyn=` win. A
+        `ValueError` in plain words names the part that is wrong (not Python's "could not convert string to float").
+        """
         pos, named = self.positional, self.named
-        te = float(named.get("te", pos[0] if pos else 1.0))
-        unet = float(named.get("unet", pos[1] if len(pos) > 1 else te))
+        one = "te" not in named and "unet" not in named and len(pos) < 2  # one weight for both
+        te = _multiplier(named.get("te", pos[0] if pos else 1.0), "weight" if one else "text-encoder weight", self)
+        unet = _multiplier(named.get("unet", pos[1] if len(pos) > 1 else te), "UNet weight", self)
         dyn_raw = named.get("dyn", pos[2] if len(pos) > 2 else None)
+        if dyn_raw is not None and not str(dyn_raw).strip().isdigit():
+            raise ValueError(f"the dyn value {str(dyn_raw)!r} is not a whole number")
         return te, unet, int(dyn_raw) if dyn_raw is not None else None
+
+
+def _multiplier(raw: str | float, what: str, tag: ExtraNetworkTag) -> float:
+    """One LoRA weight: a finite number, or a ValueError that says which part of the tag it is and how to write it."""
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or not math.isfinite(value):
+        raise ValueError(f"the {what} {str(raw).strip()!r} is not a number (write it like <{tag.kind}:{tag.name}:0.8>)")
+    return value
 
 
 def extract_extra_networks(prompt: str) -> tuple[str, list[ExtraNetworkTag]]:
