@@ -175,8 +175,9 @@ def demo_latent(tmp_path_factory):
 @needs_demo
 def test_cheap_preview_has_the_output_size_and_tracks_the_full_decode(demo_latent):
     pipe, latent = demo_latent
-    full = np.asarray(preview.make_preview("Full", pipe.vae, latent)).astype(float)
-    cheap = np.asarray(preview.make_preview("Approx cheap", pipe.vae, latent)).astype(float)
+    src = preview.PreviewSource()
+    full = np.asarray(preview.make_preview("Full", pipe.vae, latent, src)).astype(float)
+    cheap = np.asarray(preview.make_preview("Approx cheap", pipe.vae, latent, src)).astype(float)
     assert cheap.shape == full.shape == (64, 64, 3)
     r, g, b = cheap.reshape(-1, 3).mean(0)
     assert b > r > g  # a red square on a blue background: blue-dominant, red second, little green
@@ -185,16 +186,17 @@ def test_cheap_preview_has_the_output_size_and_tracks_the_full_decode(demo_laten
     corr = np.corrcoef(cheap.ravel(), full.ravel())[0, 1]
     print(f"\ncheap vs full preview correlation {corr:.3f}")
     assert corr > 0.8
+    assert src.linear is not None  # the fitted map is kept for the next preview
     assert preview.preview_status("Approx cheap", pipe.vae)["approx_map"] == "fitted to this VAE"
 
 
 @needs_demo
 def test_taesd_does_not_apply_to_the_demo_latent_space(demo_latent, tmp_path):
     pipe, latent = demo_latent
-    preview.attach_preview_source(pipe.vae, tmp_path)
-    image = preview.make_preview("TAESD", pipe.vae, latent)
+    src = preview.PreviewSources().attach(pipe.vae, tmp_path)
+    image = preview.make_preview("TAESD", pipe.vae, latent, src)
     assert image.size == (64, 64)
-    status = preview.preview_status("TAESD", pipe.vae, tmp_path)
+    status = preview.preview_status("TAESD", pipe.vae, tmp_path, src)
     assert status["method"] == "Approx cheap" and "latent space" in status["reason"]
 
 
@@ -206,12 +208,12 @@ def _sd_space_vae():
 
 def test_taesd_missing_falls_back_to_cheap_and_says_why(tmp_path):
     vae = _sd_space_vae()
-    preview.attach_preview_source(vae, tmp_path / "VAE-approx")
+    src = preview.PreviewSource(approx_dir=tmp_path / "VAE-approx")
     latent = torch.randn(4, 8, 8)
-    image = preview.make_preview("TAESD", vae, latent)
+    image = preview.make_preview("TAESD", vae, latent, src)
     assert image.size == (64, 64)
     assert np.array_equal(np.asarray(image), np.asarray(preview.approx_cheap(latent, scale=8)))
-    status = preview.preview_status("TAESD", vae, tmp_path / "VAE-approx")
+    status = preview.preview_status("TAESD", vae, tmp_path / "VAE-approx", src)
     assert status["method"] == "Approx cheap" and "taesd_decoder" in status["reason"]
     assert status["approx_map"] == "published table"
 
@@ -236,14 +238,15 @@ def test_taesd_loads_a1111_decoder_files(tmp_path, suffix):
 
         save_file(original, str(path))
     vae = _sd_space_vae()
-    preview.attach_preview_source(vae, approx)
+    src = preview.PreviewSource(approx_dir=approx)
     latent = torch.randn(4, 8, 8)
-    image = preview.make_preview("TAESD", vae, latent)
+    image = preview.make_preview("TAESD", vae, latent, src)
     assert image.size == (64, 64)
     with torch.no_grad():
         expected = preview._to_pil(ref.decode(latent[None]).sample[0])
     assert np.array_equal(np.asarray(image), np.asarray(expected))
-    assert preview.preview_status("TAESD", vae, approx) == {"setting": "TAESD", "method": "TAESD", "reason": None}
+    assert preview.preview_status("TAESD", vae, approx, src) == {"setting": "TAESD", "method": "TAESD",
+                                                                  "reason": None}
 
 
 def test_previews_follow_the_setting_during_a_job(make_app):
@@ -256,6 +259,8 @@ def test_previews_follow_the_setting_during_a_job(make_app):
         app.jobs.wait(job)
         image = job.control.current_image
         assert image is not None and image.size == (64, 64), method
+    src = app.generation.previews.get(app.models.active.pipeline.vae)  # kept by the services, not on the VAE
+    assert src is not None and "taesd" in src.tried and src.approx_dir == app.paths.models_dir / "VAE-approx"
 
 
 # --- VAE tiling and slicing ------------------------------------------------------------------------------------------

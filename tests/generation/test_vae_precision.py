@@ -11,7 +11,8 @@ import torch
 from tests.factories import psnr
 from webui.generation.requests import Txt2ImgRequest
 from webui.models import device as device_mod
-from webui.models.vae_precision import choose_vae_precision, install_vae_switch, set_vae_precision
+from webui.models import runtime, vae_precision
+from webui.models.vae_precision import choose_vae_precision
 
 DEMO = Path(__file__).resolve().parents[2] / "models" / "Demo" / "easel-demo.safetensors"
 
@@ -45,9 +46,8 @@ def test_demo_vae_decodes_in_bf16_within_40_db_and_fp32_is_untouched_after(tmp_p
         z = latents / vae.config.scaling_factor
         with torch.no_grad():
             ref = vae.decode(z).sample
-            set_vae_precision(vae, "bf16")
-            fast = vae.decode(z).sample
-            set_vae_precision(vae, "fp32")
+            with runtime.vae_precision(pipe, runtime.RuntimeConfig(vae_precision="bf16")):
+                fast = vae.decode(z).sample
             again = vae.decode(z).sample
         assert fast.dtype == torch.float32 and torch.equal(again, ref)
         assert all(p.dtype == torch.float32 for p in vae.parameters())
@@ -70,8 +70,7 @@ def test_the_setting_reaches_the_decode_and_the_infotext(make_app, monkeypatch):
     assert np.array_equal(a, c)  # fp32 again right after a bf16 request
     # the tiny VAE (random weights) in bf16: close, not equal
     assert not np.array_equal(a, b) and psnr(a, b, peak=255) > 25
-    switch = install_vae_switch(app.models.active.pipeline.vae)
-    assert switch.enabled is False
+    assert not runtime.overridden(app.models.active.pipeline.vae, "decode", vae_precision.KEY)  # off after the job
     # pasted back (PNG Info → txt2img, or an API client replaying the infotext), the same decode runs again
     from webui.infotext import infotext_to_request_fields, parse_infotext
 

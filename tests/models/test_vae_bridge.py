@@ -41,13 +41,14 @@ def test_without_the_bridge_the_pipeline_fails_on_the_dtype(half_app):
     """The bridge is what makes it work: the same VAE without it is refused by diffusers' SD pipeline."""
     pipe = half_app.models.active.pipeline
     vae = pipe.vae
-    del vae.encode, vae.decode  # the instance wrappers; the class methods remain
+    from webui.models.runtime import bridge_vae_dtype, overridden
+    from webui.models.vae_bridge import KEY
+
+    assert overridden(vae, "decode", KEY) and overridden(vae, "encode", KEY)
+    del vae.encode, vae.decode  # the runtime's overrides; the class methods remain
     try:
         with pytest.raises(RuntimeError, match="[Tt]ype|dtype"):
             pipe(prompt="a cat", num_inference_steps=1, height=64, width=64, output_type="np",
                  generator=torch.Generator().manual_seed(0))
     finally:
-        from webui.models.vae_bridge import bridge_vae_dtype
-
-        vae._easel_dtype_bridge = False
-        bridge_vae_dtype(vae, torch.float16)
+        assert bridge_vae_dtype(vae, torch.float16)

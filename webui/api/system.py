@@ -52,8 +52,8 @@ def system_report(application) -> dict[str, Any]:
         "vae": {"tiling_min_pixels": int(opts.get("vae_tiling_min_pixels")), **vae_memory_status(vae),
                 "precision_setting": str(opts.get("cpu_vae_precision")),
                 "precision": choose_vae_precision(str(opts.get("cpu_vae_precision")), policy, vae)},
-        "preview": preview_status(str(opts.get("show_progress_type")), vae,
-                                  application.paths.models_dir / "VAE-approx"),
+        "preview": preview_status(str(opts.get("show_progress_type")), vae, application.paths.models_dir / "VAE-approx",
+                                  application.generation.previews.get(vae)),
         # where jobs run (#22): the local worker thread, or Ray workers as GET /easel/v1/workers lists them
         "workers": {"mode": "local", "workers": []} if getattr(application.jobs, "executor", None) is None
                    else {"mode": "ray", "workers": application.jobs.executor.list()},

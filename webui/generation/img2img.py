@@ -94,7 +94,7 @@ def run_img2img(req: Img2ImgRequest, init_images: list[Image.Image], mask: Image
                    embeddings=embeddings_for(services, pipe))
     record_ti_hashes(plan, services, cond)
     callback = ctx.callback = step_callback(control, max(1, int(req.steps * strength)), opts, services.hooks,
-                                            "img2img")
+                                            "img2img", services.previews)
 
     box = None
     work_image, work_mask = base, hard

@@ -8,13 +8,14 @@
   missing or doesn't fit the model, previews fall back to "Approx cheap" and `preview_status` says why.
 - "Full": the model's own VAE decode (slow on a CPU: a full decode per preview).
 
-What is loaded or fitted is cached on the VAE object (like the UNet's autocast switch), so it lives and dies with
-the loaded model and nothing here is module-level state.
+What is loaded or fitted for a VAE is kept in its `PreviewSource`; the generation services own one `PreviewSources`
+(keyed weakly by the VAE object, so it lives and dies with the loaded model) and nothing here is module-level state.
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,16 +45,24 @@ class PreviewSource:
     tried: set = field(default_factory=set)
 
 
-def attach_preview_source(vae, approx_dir: Path | None) -> PreviewSource:
-    """Tell this VAE's previews where `VAE-approx` is (make_plan calls this once per request)."""
-    src = getattr(vae, "_easel_preview", None)
-    if src is None:
-        src = PreviewSource()
-        vae._easel_preview = src
-    if src.approx_dir != approx_dir:
-        src.approx_dir, src.taesd, src.taesd_reason = approx_dir, None, ""
-        src.tried.clear()
-    return src
+class PreviewSources:
+    """Each VAE's PreviewSource (`GenerationServices.previews`), held weakly by the VAE object."""
+
+    def __init__(self) -> None:
+        self._by_vae: weakref.WeakKeyDictionary[Any, PreviewSource] = weakref.WeakKeyDictionary()
+
+    def get(self, vae) -> PreviewSource | None:
+        return self._by_vae.get(vae) if vae is not None else None
+
+    def attach(self, vae, approx_dir: Path | None) -> PreviewSource:
+        """Tell this VAE's previews where `VAE-approx` is (run_batches calls this once per job)."""
+        src = self._by_vae.get(vae)
+        if src is None:
+            src = self._by_vae[vae] = PreviewSource()
+        if src.approx_dir != approx_dir:
+            src.approx_dir, src.taesd, src.taesd_reason = approx_dir, None, ""
+            src.tried.clear()
+        return src
 
 
 def latent_space(vae) -> str:
@@ -71,13 +80,12 @@ def _scale_factor(vae) -> int:
 
 # --- Approx cheap ---------------------------------------------------------------------------------------------------
 
-def linear_map(vae) -> tuple[torch.Tensor, torch.Tensor]:
-    """(weight, bias) of the cheap map for this VAE: a published table, else a least-squares fit cached on it."""
+def linear_map(vae, src: PreviewSource) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight, bias) of the cheap map for this VAE: a published table, else a least-squares fit kept in `src`."""
     space = latent_space(vae)
     if space != "other":
         table = SD_FACTORS if space == "sd" else SDXL_FACTORS
         return torch.tensor(table), torch.zeros(3)
-    src = getattr(vae, "_easel_preview", None) or attach_preview_source(vae, None)
     if src.linear is None:
         src.linear = fit_linear_map(vae)
     return src.linear
@@ -164,9 +172,8 @@ def decoder_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def taesd_for(vae) -> Any:
-    """The loaded TAESD for this VAE, or None (the reason is kept on its PreviewSource)."""
-    src = getattr(vae, "_easel_preview", None) or attach_preview_source(vae, None)
+def taesd_for(vae, src: PreviewSource) -> Any:
+    """The loaded TAESD for this VAE, or None (the reason is kept in its PreviewSource `src`)."""
     if src.taesd is not None or "taesd" in src.tried:
         return src.taesd
     src.tried.add("taesd")
@@ -202,26 +209,29 @@ def _to_pil(x: torch.Tensor) -> Image.Image:
     return Image.fromarray(arr)
 
 
-def make_preview(method: str, vae, latent: torch.Tensor) -> Image.Image:
-    """The preview image of one latent (C, h, w) by `method` (show_progress_type), at the output size."""
+def make_preview(method: str, vae, latent: torch.Tensor, src: PreviewSource | None = None) -> Image.Image:
+    """The preview image of one latent (C, h, w) by `method` (show_progress_type), at the output size. `src`: the
+    VAE's PreviewSource (what was loaded or fitted for it; without one, nothing is kept)."""
+    src = src if src is not None else PreviewSource()
     if method == "Full":
         return full_decode(vae, latent)
     if method == "TAESD":
-        taesd = taesd_for(vae)
+        taesd = taesd_for(vae, src)
         if taesd is not None:
             return taesd_decode(taesd, latent)
-    weight, bias = linear_map(vae)
+    weight, bias = linear_map(vae, src)
     return approx_cheap(latent, weight, bias, scale=_scale_factor(vae))
 
 
-def preview_status(setting: str, vae=None, approx_dir: Path | None = None) -> dict[str, Any]:
-    """What /easel/v1/system reports: the setting, the method actually used for the loaded model, and why."""
+def preview_status(setting: str, vae=None, approx_dir: Path | None = None, src: PreviewSource | None = None
+                   ) -> dict[str, Any]:
+    """What /easel/v1/system reports: the setting, the method actually used for the loaded model (`src`: its VAE's
+    PreviewSource, when previews were made), and why."""
     status: dict[str, Any] = {"setting": setting, "method": setting, "reason": None}
     if setting == "TAESD":
         if vae is None:
             path, reason = None, "no model loaded"
         else:
-            src = getattr(vae, "_easel_preview", None)
             if src is not None and src.taesd is not None:
                 return status
             if src is not None and src.taesd_reason:

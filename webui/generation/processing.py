@@ -13,7 +13,7 @@ from webui import VERSION_TAG
 from webui.errors import Interrupted, InvalidRequest, Skipped
 from webui.generation.control import JobControl
 from webui.generation.estimate import step_sample
-from webui.generation.preview import attach_preview_source, make_preview
+from webui.generation.preview import PreviewSources, make_preview
 from webui.generation.requests import GenerationResult, Txt2ImgRequest
 from webui.generation.seeds import fix_seed
 from webui.infotext import build_infotext
@@ -37,6 +37,7 @@ class GenerationServices:
     loras: Any = None  # webui.lora.LoraService, when present
     embeddings: Any = None  # webui.prompts.embeddings.EmbeddingCatalog, when present
     timer: Any = None  # webui.generation.estimate.StepTimer: measured step times, for estimates
+    previews: PreviewSources = field(default_factory=PreviewSources)  # what live previews loaded/fitted per VAE
 
 
 @dataclass
@@ -175,7 +176,8 @@ def infotext_params(req: Txt2ImgRequest, plan: Plan, index: int) -> dict[str, An
     return params
 
 
-def step_callback(control: JobControl, steps: int, opts: OptionsView, hooks: Any = None, kind: str = "txt2img"
+def step_callback(control: JobControl, steps: int, opts: OptionsView, hooks: Any = None, kind: str = "txt2img",
+                  previews: PreviewSources | None = None
                   ) -> Callable:
     """diffusers' callback_on_step_end: progress, lazily decoded previews, interrupt (raises), skip (raises), and
     extensions' step_end hooks (which may replace the latents)."""
@@ -203,7 +205,7 @@ def step_callback(control: JobControl, steps: int, opts: OptionsView, hooks: Any
         if every > 0 and (i + 1) % every == 0 and i + 1 < control.sampling_steps:
             vae = pipe.vae
             control.offer_preview(i + 1, kwargs["latents"][0].detach().clone(),
-                                  lambda lat: make_preview(method, vae, lat))
+                                  lambda lat: make_preview(method, vae, lat, previews.get(vae) if previews else None))
         return kwargs
 
     return on_step_end
@@ -220,7 +222,7 @@ def run_batches(ctx: GenerationContext, denoise: Callable[[int, int], list], ste
     images: list = []
     infotexts: list[str] = []
     cut = None  # (lo, hi) of a batch stopped by an interrupt
-    attach_preview_source(plan.model.pipeline.vae, ctx.services.models_dir / "VAE-approx")
+    ctx.services.previews.attach(plan.model.pipeline.vae, ctx.services.models_dir / "VAE-approx")
     with plan.model.runtime.configure(plan.runtime, control) as session:
         ctx.session = session
         for it in range(req.n_iter):
@@ -243,15 +245,15 @@ def run_batches(ctx: GenerationContext, denoise: Callable[[int, int], list], ste
             control.step_samples.clear()
         if control.interrupted and cut is not None:
             save_partial = ctx.save and bool(ctx.opts.get("save_incomplete_images"))
-            _keep_batch(ctx, partial_images(control, session.stopped_in), cut[0], images, infotexts, result,
-                        save_partial)
+            partial = partial_images(control, session.stopped_in, ctx.services.previews)
+            _keep_batch(ctx, partial, cut[0], images, infotexts, result, save_partial)
         ctx.session = None
     result.interrupted = control.interrupted
     finish(ctx, result, images, infotexts)
     return result
 
 
-def partial_images(control: JobControl, stopped_in: str | None) -> list:
+def partial_images(control: JobControl, stopped_in: str | None, previews: PreviewSources | None = None) -> list:
     """What an interrupted batch returns (A1111 returns the current latents decoded): the VAE decodes them when
     that is quick (≤ 512² pixels in all, and the interrupt didn't come in the middle of that very decode), else the
     cheap linear preview does, so an Interrupt never waits on a long decode."""
@@ -262,7 +264,8 @@ def partial_images(control: JobControl, stopped_in: str | None) -> list:
     pixels = latents.shape[0] * latents.shape[-1] * latents.shape[-2] * scale * scale
     method = "Full" if pixels <= 512 * 512 and stopped_in != "vae" else "Approx cheap"
     try:
-        return [make_preview(method, vae, lat.detach()) for lat in latents]
+        src = previews.get(vae) if previews is not None else None
+        return [make_preview(method, vae, lat.detach(), src) for lat in latents]
     except Exception:  # a partial image is a courtesy; the interrupt itself must not fail
         return []
 

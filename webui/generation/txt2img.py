@@ -43,7 +43,8 @@ def run_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: Options
                    embeddings=embeddings_for(services, pipe),
                    hires_steps=req.hr_second_pass_steps or req.steps if req.enable_hr else None)
     record_ti_hashes(plan, services, cond)
-    callback = step_callback(control, req.steps, opts, services.hooks, "txt2img")
+    callback = step_callback(control, req.steps, opts, services.hooks, "txt2img",
+                             services.previews)
     ctx = GenerationContext("txt2img", req, plan, services, opts, control, save, save_grid, callback=callback)
     extra: dict[str, Any] = {"eta": plan.eta} if plan.eta is not None else {}
     if model.probe.inpainting:

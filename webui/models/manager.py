@@ -19,8 +19,7 @@ from webui.models import loader
 from webui.models.catalog import CheckpointCatalog, CheckpointInfo, VaeInfo, scan_vaes
 from webui.models.device import DevicePolicy
 from webui.models.families import ProbeResult
-from webui.models.runtime import ModelRuntime
-from webui.models.vae_bridge import bridge_vae_dtype
+from webui.models.runtime import ModelRuntime, bridge_vae_dtype
 
 
 @dataclass

@@ -21,11 +21,18 @@ prepacked conv weights for that call only, conv_prepack.py).
 Other families plug in their own parts without touching these: `FAMILY_PARTS[family]` names the parts a family
 uses (the transformer families of family_flow.py use none yet: their pipelines run in the checkpoint's dtype, and get
 the interrupt checks only).
+
+A method Easel puts on a library object is set here only, by `override` (an `Override` that remembers what it
+replaced, so it is put on once per key and undone exactly): the bf16 decode for one job (`vae_precision`), and, once
+per VAE when the manager picks it, the `--no-half-vae` dtype bridge (`bridge_vae_dtype`, vae_bridge.py), which also
+serves pipelines run outside a job (training's sample images). tests/models/test_runtime_owns_patches.py checks that
+nothing else in webui/ or extensions/ assigns a method or an `_easel_*` attribute to another object.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass, replace
 from typing import Any, Callable, ContextManager, Iterator
 
@@ -70,18 +77,79 @@ def unet_precision(pipe: Any, config: RuntimeConfig) -> Iterator[None]:
             switch.enabled = False
 
 
-@contextlib.contextmanager
-def vae_precision(pipe: Any, config: RuntimeConfig) -> Iterator[None]:
-    from webui.models.vae_precision import set_vae_precision
+class Override:
+    """A method of one library object replaced by Easel (see `override`): calls `fn`; `inner` is what it replaced
+    (the class's method, or an earlier Override)."""
 
-    if config.vae_precision is None:
-        yield
-        return
-    set_vae_precision(pipe.vae, config.vae_precision)
+    def __init__(self, key: str, inner: Callable, fn: Callable):
+        functools.update_wrapper(self, inner)  # the replaced method's name, doc and signature (__wrapped__)
+        self.key, self.inner, self.fn = key, inner, fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+
+def overridden(obj: Any, name: str, key: str) -> bool:
+    """True when `obj.<name>` already goes through the Override `key`."""
+    current = vars(obj).get(name)
+    while isinstance(current, Override):
+        if current.key == key:
+            return True
+        current = current.inner
+    return False
+
+
+def override(obj: Any, name: str, key: str, make: Callable[[Callable], Callable]) -> Callable[[], None] | None:
+    """`obj.<name>` becomes `make(current method)` (once per key: None when `key` is already on it); returns the
+    undo, which puts back exactly what was there (undo in reverse order of overriding)."""
+    if overridden(obj, name, key):
+        return None
+    had, previous, current = name in vars(obj), vars(obj).get(name), getattr(obj, name)
+    setattr(obj, name, Override(key, current, make(current)))
+
+    def undo() -> None:
+        if had:
+            setattr(obj, name, previous)
+        else:
+            delattr(obj, name)  # the class's own method again
+
+    return undo
+
+
+@contextlib.contextmanager
+def overriding(obj: Any, name: str, key: str, make: Callable[[Callable], Callable]) -> Iterator[None]:
+    """`override` for the length of the block (also on an error or an interrupt)."""
+    undo = override(obj, name, key, make)
     try:
         yield
     finally:
-        set_vae_precision(pipe.vae, "fp32")
+        if undo is not None:
+            undo()
+
+
+def bridge_vae_dtype(vae: Any, model_dtype: Any) -> bool:
+    """`--no-half-vae`: make `vae` usable beside a denoiser in `model_dtype` (vae_bridge.py); once per VAE, kept
+    (the manager calls it when it picks the VAE). True when a bridge is (or already was) on it."""
+    from webui.models import vae_bridge
+
+    if overridden(vae, "decode", vae_bridge.KEY):
+        return True
+    if not vae_bridge.needed(vae, model_dtype):
+        return False
+    override(vae, "decode", vae_bridge.KEY, lambda decode: vae_bridge.decode_any(vae, decode))
+    override(vae, "encode", vae_bridge.KEY, lambda encode: vae_bridge.encode_back(vae, encode))
+    return True
+
+
+def vae_precision(pipe: Any, config: RuntimeConfig) -> ContextManager:
+    """The opt-in bf16 VAE decode (vae_precision.py) for this job; None (a hires pass on another checkpoint) and
+    fp32 leave the decode as it is."""
+    from webui.models.vae_precision import KEY, bf16_decode
+
+    vae = getattr(pipe, "vae", None)
+    if config.vae_precision != "bf16" or vae is None or not hasattr(vae, "decode"):
+        return contextlib.nullcontext()
+    return overriding(vae, "decode", KEY, lambda decode: bf16_decode(vae, decode))
 
 
 Part = Callable[[Any, RuntimeConfig], ContextManager]

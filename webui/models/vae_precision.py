@@ -5,23 +5,22 @@ decodes 20-step latents in bf16 at 51.7–53.8 dB PSNR against fp32 (seeds 1–8
 weights are not on this machine, so bf16 stays opt-in. Speed, SD1.5 VAE config at 512², 2 threads: fp32 20.2 s per
 decode, bf16 6.7 s — on a 20-step 512² txt2img the decode is otherwise a fifth of the time.
 
-The switch lives on the VAE (installed once, read at call time like the UNet's), and each decode converts the
-decoder's weights for that call only (`precision.hold_bf16`: bf16, channels_last, prepacked), so an fp32 request
-right after is exactly fp32 again. Decoding runs under bf16 autocast (norms stay fp32) and the image comes back fp32.
+For a job that asks for it, the model runtime (runtime.py `vae_precision`) routes the VAE's decode through
+`bf16_decode` and puts it back at the end of the job. Each decode converts the decoder's weights for that call only
+(`precision.hold_bf16`: bf16, channels_last, prepacked), so an fp32 request right after is exactly fp32 again.
+Decoding runs under bf16 autocast (norms stay fp32) and the image comes back fp32.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 
 from webui.models.precision import hold_bf16, to_fp32
 
-@dataclass
-class VaeSwitch:
-    enabled: bool = False
+KEY = "easel.vae_bf16"  # the runtime's override key for this decode
 
 
 def choose_vae_precision(setting: str, policy, vae) -> str:
@@ -32,33 +31,15 @@ def choose_vae_precision(setting: str, policy, vae) -> str:
     return "fp32"
 
 
-def install_vae_switch(vae) -> VaeSwitch:
-    """Wrap `vae.decode` once (on top of whatever the instance already has, e.g. the --no-half-vae bridge)."""
-    existing = getattr(vae, "_easel_vae_switch", None)
-    if existing is not None:
-        return existing
-    switch = VaeSwitch()
-    original = vae.decode
+def bf16_decode(vae: Any, decode: Callable) -> Callable:
+    """`decode` (the VAE's current one, e.g. with the --no-half-vae bridge) run in bf16, the image back in fp32."""
 
-    @functools.wraps(original)
-    def decode(z, *args, **kwargs):
-        if not switch.enabled:
-            return original(z, *args, **kwargs)
+    @functools.wraps(decode)
+    def run(z, *args, **kwargs):
         modules = [m for m in (getattr(vae, "decoder", None), getattr(vae, "post_quant_conv", None))
                    if isinstance(m, torch.nn.Module)]
         with torch.no_grad(), hold_bf16(modules), torch.autocast("cpu", dtype=torch.bfloat16):
-            out = original(z, *args, **kwargs)
+            out = decode(z, *args, **kwargs)
         return to_fp32(out)
 
-    vae.decode = decode
-    vae._easel_vae_switch = switch
-    return switch
-
-
-def set_vae_precision(vae, precision: str) -> None:
-    if vae is None or not hasattr(vae, "decode"):
-        return
-    if precision == "bf16":
-        install_vae_switch(vae).enabled = True
-    elif getattr(vae, "_easel_vae_switch", None) is not None:
-        vae._easel_vae_switch.enabled = False
+    return run
