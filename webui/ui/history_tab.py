@@ -14,7 +14,10 @@ from webui.outputs import open_user_image
 from webui.ui.common import infotext_html
 from webui.ui.page_value import PageValue
 
-COLUMNS = ["Created", "Status", "Prompt", "Steps", "Sampler", "Size", "Seed", "Images"]
+COLUMNS = ["Created", "Type", "Status", "Prompt / result", "Steps", "Sampler", "Size", "Seed", "Images"]
+# job kinds (webui/jobs.py) as the Type column names them; any other kind (an extension's) is shown as it is
+JOB_TYPES = {"txt2img": "txt2img", "img2img": "img2img", "img2img-batch": "img2img batch", "extras": "extras",
+             "train-lora": "train", "merge": "merge", "install-model": "install"}
 LIMIT = 50
 THUMB = 192
 
@@ -27,16 +30,48 @@ def _images(job: dict[str, Any]) -> list[str]:
     return [p for p in ((job.get("result") or {}).get("images") or []) if isinstance(p, str)]
 
 
+def job_type(job: dict[str, Any]) -> str:
+    kind = str(job.get("kind") or "")
+    return JOB_TYPES.get(kind, kind)
+
+
+def final_loss(job: dict[str, Any]) -> float | None:
+    losses = (job.get("result") or {}).get("losses") or []
+    last = losses[-1] if losses else None
+    return float(last) if isinstance(last, (int, float)) and not isinstance(last, bool) else None
+
+
+def job_summary(job: dict[str, Any]) -> str:
+    """The "Prompt / result" cell: the prompt of a generation; for a training job its LoRA name and final loss
+    (A1111 users look for both after a run), for a merge or an install the file it made."""
+    p, result = job.get("params") or {}, job.get("result") or {}
+    kind = job.get("kind")
+    if kind == "train-lora":
+        text = f"LoRA {result.get('name') or p.get('name') or '?'}"
+        loss = final_loss(job)
+        if loss is not None:
+            text += f" · final loss {loss:.4f}"
+        if result.get("total_steps"):
+            text += f" · step {result.get('step', 0)}/{result['total_steps']}"
+        return text
+    if kind in ("merge", "install-model"):
+        name = result.get("name") or p.get("name") or p.get("url") or ""
+        return f"{JOB_TYPES[kind]}: {name}" if name else JOB_TYPES[kind]
+    return (job.get("prompt") or "")[:200]
+
+
 def job_row(job: dict[str, Any]) -> list[Any]:
     p, info = job.get("params") or {}, _info(job)
     width, height = info.get("width") or p.get("width"), info.get("height") or p.get("height")
+    generation = job.get("kind") in ("txt2img", "img2img", "img2img-batch")
     return [
         time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.get("created_at") or 0)),
+        job_type(job),
         job.get("status", ""),
-        (job.get("prompt") or "")[:200],
+        job_summary(job),
         p.get("steps", ""),
         info.get("sampler_name") or p.get("sampler_name") or "",
-        f"{width}x{height}" if width and height else "native",
+        f"{width}x{height}" if width and height else ("native" if generation else ""),
         info.get("seed", p.get("seed", "")),
         len(_images(job)),
     ]
@@ -73,7 +108,9 @@ def job_details(job: dict[str, Any] | None) -> str:
     if not job:
         return ""
     texts = (job.get("result") or {}).get("infotexts") or []
-    head = f"<p><b>{html.escape(job.get('kind', ''))}</b> · {html.escape(job.get('status', ''))}"
+    head = f"<p><b>{html.escape(job_type(job))}</b> · {html.escape(job.get('status', ''))}"
+    if job.get("kind") not in ("txt2img", "img2img", "img2img-batch"):
+        head += f" · {html.escape(job_summary(job))}"
     if job.get("error"):
         head += f' · <span class="easel-error">{html.escape(str(job["error"]))}</span>'
     head += "</p>"
