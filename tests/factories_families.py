@@ -21,33 +21,20 @@ SD3_TINY = dict(sample_size=8, patch_size=2, in_channels=16, num_layers=2, atten
 FLUX_TINY_EASEL = {"transformer": {"axes_dims_rope": [2, 2, 4]}, "native_size": 64}
 SD3_TINY_EASEL = {"transformer": {"attention_head_dim": 8}, "native_size": 64}
 CLIP_TINY_META = {"easel.config": json.dumps({"num_attention_heads": 4})}  # 4 heads of 8/12 (the rule says 64)
-T5_SENTENCES = ["a photo of a cat", "a red circle on a blue square", "a painting of a mountain lake at dawn",
-                "the quick brown fox jumps over the lazy dog", "green triangle, white background"]
 
 
-def tiny_t5_tokenizer():
-    """A T5TokenizerFast built offline (a Unigram model trained on a few sentences): the real T5 vocabulary does not
-    ship with the repo (see webui/models/parts.py)."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import T5TokenizerFast
+def tiny_t5_tokenizer(max_length: int = 512):
+    """The real T5 tokenizer Easel ships (webui/models/configs/t5-tokenizer/)."""
+    from webui.models.parts import t5_tokenizer
 
-    tok = Tokenizer(models.Unigram())
-    tok.normalizer = normalizers.NFKC()
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    tok.decoder = decoders.Metaspace()
-    tok.train_from_iterator(T5_SENTENCES * 4, trainers.UnigramTrainer(
-        vocab_size=120, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>"))
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
-                                                       special_tokens=[("</s>", 1)])
-    return T5TokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
-                           extra_ids=0, model_max_length=512)
+    return t5_tokenizer(max_length)
 
 
 def tiny_t5(d_model: int, seed: int):
     from transformers import T5Config, T5EncoderModel
 
     torch.manual_seed(seed)
-    return T5EncoderModel(T5Config(vocab_size=128, d_model=d_model, d_kv=8, d_ff=2 * d_model, num_layers=2,
+    return T5EncoderModel(T5Config(vocab_size=32128, d_model=d_model, d_kv=8, d_ff=2 * d_model, num_layers=2,
                                    num_heads=4, feed_forward_proj="gated-gelu", relative_attention_num_buckets=8,
                                    relative_attention_max_distance=16, is_encoder_decoder=False)).eval()
 
@@ -190,7 +177,7 @@ def _save(path: Path, state: dict, meta: dict | None = None) -> Path:
 
 def write_flux_split(models: Path, seed: int = 0, *, dev: bool = True, name: str | None = None) -> dict[str, Path]:
     """models/Stable-diffusion/<name>.safetensors (BFL layout), models/text_encoder/clip_l + t5xxl, models/VAE/ae,
-    and the tiny T5 tokenizer in models/text_encoder/t5_tokenizer/."""
+    (the T5 tokenizer ships with Easel)."""
     from webui.models.flux_keys import diffusers_to_bfl
 
     pipe = tiny_flux_pipeline(seed, dev=dev)
@@ -205,7 +192,6 @@ def write_flux_split(models: Path, seed: int = 0, *, dev: bool = True, name: str
         "t5xxl": _save(models / "text_encoder" / "t5xxl_fp16.safetensors", t5),
         "vae": _save(models / "VAE" / "ae.safetensors", vae_to_ldm(pipe.vae)),
     }
-    pipe.tokenizer_2.save_pretrained(str(models / "text_encoder" / "t5_tokenizer"))
     return files
 
 
@@ -225,7 +211,6 @@ def write_sd3_split(models: Path, seed: int = 0, *, variant: str = "sd35-medium"
         "t5xxl": _save(models / "text_encoder" / "t5xxl_fp16.safetensors", t5),
         "vae": _save(models / "VAE" / "sd3_vae.safetensors", vae_to_ldm(pipe.vae)),
     }
-    pipe.tokenizer_3.save_pretrained(str(models / "text_encoder" / "t5_tokenizer"))
     return files
 
 

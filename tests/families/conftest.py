@@ -13,7 +13,7 @@ from tests.factories_families import (tiny_flux_pipeline, tiny_sd3_pipeline, wri
 
 @pytest.fixture(scope="session")
 def flux_models(tmp_path_factory) -> Path:
-    """models/: FLUX.1 dev and schnell transformer files (BFL layout), clip_l + t5xxl + t5_tokenizer in
+    """models/: FLUX.1 dev and schnell transformer files (BFL layout), clip_l + t5xxl in
     text_encoder/, ae in VAE/, and a FLUX dev diffusers folder."""
     root = tmp_path_factory.mktemp("flux-models")
     write_flux_split(root, seed=0, dev=True)

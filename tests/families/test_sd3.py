@@ -88,18 +88,6 @@ def test_sd3_parts_missing_or_ambiguous_are_named(make_app, data_dir):
         assert r.status_code >= 400 and "more than one" in r.text and "t5xxl_fp8_e4m3fn.safetensors" in r.text
 
 
-def test_missing_t5_tokenizer_says_where(make_app, data_dir):
-    from fastapi.testclient import TestClient
-
-    from webui.api.server import build_fastapi
-
-    shutil.rmtree(data_dir / "models" / "text_encoder" / "t5_tokenizer")
-    with TestClient(build_fastapi(make_app("--nowebui"))) as client:
-        r = client.post("/sdapi/v1/txt2img", json={"steps": 1, "width": 64, "height": 64,
-                                                   "override_settings": {"sd_model_checkpoint": "sd35_medium_tiny"}})
-        assert r.status_code >= 400 and "models/text_encoder/t5_tokenizer/" in r.text
-
-
 def test_forge_additional_modules_choose_between_fitting_parts(make_app, data_dir):
     from fastapi.testclient import TestClient
 

@@ -100,7 +100,7 @@ def build_single_file(path: Path, state: dict[str, torch.Tensor], result: ProbeR
         components.update(
             text_encoder=parts.load_clip(found["clip_l"], load_template(var, "text_encoder"), projection=False,
                                          dtype=dtype),
-            text_encoder_2=t5, tokenizer_2=parts.t5_tokenizer(models_root, _t5_length(var, "tokenizer_2"), label))
+            text_encoder_2=t5, tokenizer_2=parts.t5_tokenizer(_t5_length(var, "tokenizer_2")))
     else:
         components.update(
             text_encoder=parts.load_clip(found["clip_l"], load_template(var, "text_encoder"), projection=True,
@@ -108,7 +108,7 @@ def build_single_file(path: Path, state: dict[str, torch.Tensor], result: ProbeR
             text_encoder_2=parts.load_clip(found["clip_g"], load_template(var, "text_encoder_2"), projection=True,
                                            dtype=dtype),
             tokenizer_2=_clip_tokenizer(var, "tokenizer_2", cache_root), text_encoder_3=t5,
-            tokenizer_3=parts.t5_tokenizer(models_root, _t5_length(var, "tokenizer_3"), label))
+            tokenizer_3=parts.t5_tokenizer(_t5_length(var, "tokenizer_3")))
     result.modules = [found[k].path.stem for k in ("vae", "clip_l", "clip_g", "t5") if k in found
                       and found[k].path != path]  # Forge lists the separate files only
     pipe = assemble(result, **components)

@@ -17,7 +17,7 @@ from webui.errors import ModelLoadError
 
 T5_MARK = "encoder.block.0.layer.0.SelfAttention.q.weight"
 CLIP_MARK = "embeddings.token_embedding.weight"
-T5_TOKENIZER_DIR = "t5_tokenizer"
+T5_TOKENIZER_DIR = Path(__file__).resolve().parent / "configs" / "t5-tokenizer"
 PART_NAMES = {"clip_l": "CLIP-L (clip_l.safetensors)", "clip_g": "CLIP-G (clip_g.safetensors)",
               "t5": "T5-XXL (t5xxl_fp16.safetensors)", "vae": "VAE (ae.safetensors for FLUX, the SD3 VAE for SD3)"}
 
@@ -225,14 +225,9 @@ def load_vae(part: Part, cfg_template: dict[str, Any], cache_root: Path, *, dtyp
     return vae_from_single_file(state, cfg, cache_root, dtype=dtype, name=part.path.name)
 
 
-def t5_tokenizer(models_root: Path, max_length: int, label: str):
-    """T5's SentencePiece tokenizer. The repo ships none (no package on PyPI carries T5's spiece.model under a licence
-    we could vendor), so it is read from models/text_encoder/t5_tokenizer/ (or models/clip/t5_tokenizer/)."""
+def t5_tokenizer(max_length: int):
+    """T5's SentencePiece tokenizer from the data vendored in configs/t5-tokenizer/ (Google's T5 vocabulary,
+    Apache-2.0: see its NOTICE), as FLUX.1 and SD 3/3.5 use it; `max_length` is the T5 sequence length."""
     from transformers import T5TokenizerFast
 
-    for folder in (models_root / "text_encoder" / T5_TOKENIZER_DIR, models_root / "clip" / T5_TOKENIZER_DIR):
-        if (folder / "tokenizer.json").is_file() or (folder / "spiece.model").is_file():
-            return T5TokenizerFast.from_pretrained(str(folder), model_max_length=max_length, local_files_only=True)
-    raise ModelLoadError(f"{label} needs T5's tokenizer: put its files (spiece.model or tokenizer.json, with "
-                         f"tokenizer_config.json, e.g. a FLUX.1 or SD 3.5 repo's tokenizer_2/ or tokenizer_3/ folder) "
-                         f"in models/text_encoder/{T5_TOKENIZER_DIR}/")
+    return T5TokenizerFast.from_pretrained(str(T5_TOKENIZER_DIR), model_max_length=max_length, local_files_only=True)
