@@ -14,6 +14,7 @@ from webui import VERSION
 from webui.errors import EaselError, InvalidRequest
 from webui.extensions.hooks import job_hooks, named_args
 from webui.extensions.host import ExtensionHost
+from webui.faces.restore import FaceRestorers
 from webui.flags import Paths, parse_args, resolve_paths
 from webui.generation.estimate import StepTimer, estimate_request
 from webui.generation.img2img import run_img2img
@@ -69,7 +70,8 @@ class Application:
         self.step_timer = StepTimer()  # measured step times: "about N min on this device" before a job runs
         self.generation = GenerationServices(manager=self.models, outputs=self.outputs,
                                              models_dir=self.paths.models_dir,
-                                             embeddings=self.embeddings, loras=self.loras, timer=self.step_timer)
+                                             embeddings=self.embeddings, loras=self.loras, timer=self.step_timer,
+                                             faces=FaceRestorers(self.paths.models_dir))
         self.extensions = self._extension_host()
         self.models.on_loaded = self._on_model_loaded
         self.share_url: str | None = None
@@ -323,7 +325,9 @@ class Application:
         def work(job: Job):
             return run_extras(images, req, models_dir=self.paths.models_dir, outputs=self.outputs,
                               save=bool(self.options.get("samples_save")),
-                              max_pixels=int(self.options.get("max_generation_pixels")))
+                              max_pixels=int(self.options.get("max_generation_pixels")), faces=self.generation.faces,
+                              face_detector=str(self.options.get("face_restoration_detector") or ""),
+                              face_confidence=float(self.options.get("face_restoration_confidence")))
         return self.jobs.run("extras", {"upscaler_1": req.upscaler_1, "count": len(images)}, work)
 
     def decode_image(self, data: str, field: str):

@@ -37,6 +37,7 @@ class GenerationServices:
     loras: Any = None  # webui.lora.LoraService, when present
     embeddings: Any = None  # webui.prompts.embeddings.EmbeddingCatalog, when present
     timer: Any = None  # webui.generation.estimate.StepTimer: measured step times, for estimates
+    faces: Any = None  # webui.faces.restore.FaceRestorers (one per app; made per job when absent)
     previews: PreviewSources = field(default_factory=PreviewSources)  # what live previews loaded/fitted per VAE
 
 
@@ -60,6 +61,7 @@ class Plan:
     script_params: dict[str, Any] = field(default_factory=dict)  # always-on scripts' infotext_params
     warnings: list[str] = field(default_factory=list)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)  # what the job asks of the model's objects
+    restore_faces: Callable | None = None  # image → image (A1111's Restore faces), when asked for
 
 
 @dataclass
@@ -109,9 +111,27 @@ def make_plan(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsVi
         plan.extra_params["VAE precision"] = vae_precision  # honest metadata, as "Precision" for the UNet
     plan.extra_params.update(vae_tiling_params(pipe.vae, runtime))
     apply_loras(req, plan, services)
+    plan_face_restoration(req, plan, services, opts)
     if services.hooks is not None:
         plan.script_params.update(services.hooks.infotext_params(req))
     return plan
+
+
+def plan_face_restoration(req: Txt2ImgRequest, plan: Plan, services: GenerationServices, opts: OptionsView
+                          ) -> None:
+    """`restore_faces` (or the `face_restoration` option when the request doesn't say): the model and the face
+    detector are loaded now, so a missing file fails the request before anything is generated."""
+    wanted = req.restore_faces if req.restore_faces is not None else bool(opts.get("face_restoration"))
+    if not wanted:
+        return
+    from webui.faces.restore import FaceRestorers
+
+    faces = services.faces or FaceRestorers(services.models_dir)
+    kind = str(opts.get("face_restoration_model"))
+    plan.restore_faces = faces.for_job(kind, weight=float(opts.get("code_former_weight")),
+                                       detector=str(opts.get("face_restoration_detector") or ""),
+                                       confidence=float(opts.get("face_restoration_confidence")))
+    plan.extra_params["Face restoration"] = kind
 
 
 def too_small(unet_config: Any, latent_h: int, latent_w: int, batch: int) -> bool:
@@ -276,6 +296,8 @@ def _keep_batch(ctx: GenerationContext, batch: list, lo: int, images: list, info
     req, plan, services = ctx.req, ctx.plan, ctx.services
     for j, image in enumerate(batch):
         idx = lo + j
+        if plan.restore_faces is not None:
+            image = plan.restore_faces(image)
         params = infotext_params(req, plan, idx)
         text = build_infotext(req.prompt, req.negative_prompt, params)
         image_ctx = None
@@ -314,8 +336,10 @@ def finish(ctx: GenerationContext, result: GenerationResult, images: list, infot
         "all_negative_prompts": [req.negative_prompt] * n, "seed": plan.seeds[0], "all_seeds": plan.seeds,
         "subseed": plan.subseeds[0], "all_subseeds": plan.subseeds, "subseed_strength": req.subseed_strength,
         "width": plan.width, "height": plan.height, "sampler_name": plan.sampler.name, "scheduler": plan.schedule,
-        "cfg_scale": req.cfg_scale, "steps": req.steps, "batch_size": req.batch_size, "restore_faces": False,
-        "face_restoration_model": None, "sd_model_name": m.info.infotext_name, "sd_model_hash": m.info.shorthash,
+        "cfg_scale": req.cfg_scale, "steps": req.steps, "batch_size": req.batch_size,
+        "restore_faces": plan.restore_faces is not None,
+        "face_restoration_model": plan.extra_params.get("Face restoration"), "sd_model_name": m.info.infotext_name,
+        "sd_model_hash": m.info.shorthash,
         "sd_vae_name": m.vae.model_name if m.vae else None, "sd_vae_hash": None,
         "seed_resize_from_w": req.seed_resize_from_w, "seed_resize_from_h": req.seed_resize_from_h,
         "denoising_strength": req.denoising_strength,

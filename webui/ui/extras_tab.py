@@ -124,6 +124,16 @@ class ExtrasTab:
                                                   elem_id="extras_upscaler_2")
                 self.visibility = gr.Slider(0, 1, value=0, step=0.001, label="Upscaler 2 visibility",
                                             elem_id="extras_upscaler_2_visibility")
+                with gr.Accordion("Restore faces (faces found by the face detector in models/adetailer)",
+                                  open=False, elem_id="extras_face_restoration"):
+                    self.gfpgan = gr.Slider(0, 1, value=0, step=0.001, label="GFPGAN visibility",
+                                            elem_id="extras_gfpgan_visibility")
+                    with gr.Row():
+                        self.codeformer = gr.Slider(0, 1, value=0, step=0.001, label="CodeFormer visibility",
+                                                    elem_id="extras_codeformer_visibility")
+                        self.codeformer_weight = gr.Slider(0, 1, value=0, step=0.001,
+                                                           label="CodeFormer weight (0 = maximum effect, 1 = minimum "
+                                                           "effect)", elem_id="extras_codeformer_weight")
             with gr.Column(elem_id="extras_results"):
                 self.gallery = gr.Gallery(label="Output", format="png", columns=4, object_fit="contain",
                                           interactive=False, elem_id="extras_gallery", height=512)
@@ -140,12 +150,16 @@ class ExtrasTab:
     @property
     def inputs(self) -> list:
         return [self.mode, self.image, self.files, self.input_dir, self.output_dir, self.show_results, self.scale_to,
-                self.scale, self.width, self.height, self.crop, self.upscaler_1, self.upscaler_2, self.visibility]
+                self.scale, self.width, self.height, self.crop, self.upscaler_1, self.upscaler_2, self.visibility,
+                self.gfpgan, self.codeformer, self.codeformer_weight]
 
-    def request(self, scale_to, scale, width, height, crop, upscaler_1, upscaler_2, visibility) -> ExtrasRequest:
+    def request(self, scale_to, scale, width, height, crop, upscaler_1, upscaler_2, visibility, gfpgan=0,
+                codeformer=0, codeformer_weight=0) -> ExtrasRequest:
         return ExtrasRequest(resize_mode=1 if scale_to else 0, upscaling_resize=scale, upscaling_resize_w=int(width),
                              upscaling_resize_h=int(height), upscaling_crop=bool(crop), upscaler_1=upscaler_1 or "None",
-                             upscaler_2=upscaler_2 or "None", extras_upscaler_2_visibility=visibility)
+                             upscaler_2=upscaler_2 or "None", extras_upscaler_2_visibility=visibility,
+                             gfpgan_visibility=gfpgan or 0, codeformer_visibility=codeformer or 0,
+                             codeformer_weight=codeformer_weight or 0)
 
     def run(self, mode, image, files, input_dir, output_dir, show_results, *settings):
         try:

@@ -1,0 +1,2 @@
+"""Face restoration (GFPGAN through spandrel) and region detectors (YOLOv8 ONNX through OpenCV) for Restore
+faces and the detailer."""
