@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
       help="how many Ray workers to start (default: one per GPU, else 1 on the CPU)")
     a("--ray-max-retries", type=int, default=2, metavar="N",
       help="how many times a job whose worker died is re-queued before it fails (default 2)")
+    a("--ray-worker-data-dir", type=str, default=None, metavar="DIR",
+      help="each worker's own data folder, on its machine (default: the head's folders, shared): the models a job "
+      "needs are sent from the head by sha256 and kept there")
     # Extensions
     a("--enable-insecure-extension-access", action="store_true", help="allow installing extensions when exposed")
     a("--allow-path-options", action="store_true", help="let remote users change path options (outdir_*, "

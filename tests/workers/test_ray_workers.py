@@ -39,9 +39,11 @@ def head(tmp_path_factory, tiny_models):
 
     data_dir = tmp_path_factory.mktemp("ray-head")
     shutil.copytree(tiny_models, data_dir / "models")
+    # the workers keep their own models (empty at start): each checkpoint reaches them from the head by sha256
+    own = tmp_path_factory.mktemp("ray-worker-data")
     application = Application(parse_args(app_flags(data_dir, "--api", "--nowebui", "--workers", "ray",
                                                    "--ray-num-workers", "2", "--threads", "1",
-                                                   "--ray-max-retries", "1")))
+                                                   "--ray-max-retries", "1", "--ray-worker-data-dir", str(own))))
     application.catalog.demo_dir = None
     application.start(wait_for_model=True)
     server = LiveServer(application).__enter__()
@@ -87,6 +89,18 @@ def test_affinity_each_worker_reads_its_checkpoint_once(head):
     assert sum(w["jobs_done"] for w in workers) == 6
     system = requests.get(f"{head.url}/easel/v1/system", timeout=30).json()["workers"]
     assert system["mode"] == "ray" and {w["id"] for w in system["workers"]} == {w["id"] for w in workers}
+
+
+def test_checkpoints_reached_the_workers_own_folder_once_by_sha256(head):
+    """After the affinity test: each worker received exactly the checkpoint it ran, once, byte for byte."""
+    own = Path(head.app.ns.ray_worker_data_dir) / "models" / "Stable-diffusion"
+    received = sorted(tuple(w["files_received"]) for w in _workers(head))
+    assert received == sorted([("Stable-diffusion/tiny-a.safetensors",),
+                               ("Stable-diffusion/sub/tiny-b.safetensors",)]), received
+    for rel in ("tiny-a.safetensors", "sub/tiny-b.safetensors"):
+        head_copy = head.app.paths.ckpt_dir / rel
+        assert (own / rel).read_bytes() == head_copy.read_bytes()
+    assert not list(own.rglob("*.part"))
 
 
 def test_concurrent_jobs_complete_with_the_local_workers_pixels(head, make_app):

@@ -21,6 +21,8 @@ class WorkerView(BaseModel):
     job: Optional[str] = Field(None, description="the running job's id")
     jobs_done: int = 0
     file_loads: int = Field(0, description="checkpoint files it read from disk")
+    files_received: list[str] = Field(default_factory=list, description="model files the head sent it by sha256 "
+                                      "(--ray-worker-data-dir), as 'folder/path'")
     last_heartbeat: Optional[float] = None
 
 

@@ -10,13 +10,13 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import gradio as gr
-from pydantic import ValidationError
 
-from webui.errors import EaselError, InvalidRequest, NotFound
+from webui.errors import InvalidRequest, NotFound
 from webui.generation.requests import GenerationResult
 from webui.infotext import parse_infotext
 from webui.models import samplers
 from webui.ui.extra_networks import ExtraNetworksPanel
+from webui.ui.messages import error_html, error_message, ok_html  # noqa: F401 (ok_html: the tabs import it here)
 from webui.ui.progress import follow
 from webui.ui.prompt_tools import StylesRow, TokenCounter
 from webui.ui.page_value import PageValue
@@ -44,27 +44,6 @@ COMMON_FIELDS: tuple[tuple[str, str], ...] = (
     ("subseed_strength", "subseed_strength"), ("seed_resize_from_w", "seed_resize_w"),
     ("seed_resize_from_h", "seed_resize_h"), ("_overrides", "override"), ("styles", "styles_dropdown"),
 )
-
-
-def error_message(exc: BaseException) -> str:
-    """A one-paragraph message for the user: typed errors say what they mean, validation names the field."""
-    if isinstance(exc, ValidationError):
-        parts = []
-        for err in exc.errors():
-            where = ".".join(str(x) for x in err.get("loc", ())) or "request"
-            parts.append(f"{where}: {err.get('msg', 'invalid value')}")
-        return "Invalid request: " + "; ".join(parts)
-    if isinstance(exc, EaselError):
-        return exc.message
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-def error_html(message: str) -> str:
-    return f'<div class="easel-error">{html.escape(message)}</div>'
-
-
-def ok_html(message: str) -> str:
-    return f'<div class="easel-ok">{html.escape(message)}</div>'
 
 
 def infotext_html(text: str | None) -> str:

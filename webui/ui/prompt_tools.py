@@ -25,20 +25,7 @@ import gradio as gr
 
 from webui.errors import EaselError
 from webui.prompts.chunks import token_count
-
-# (common.py imports this module for GenerationTab, so the few helpers needed from there are local)
-
-
-def error_html(message: str) -> str:
-    return f'<div class="easel-error">{html.escape(message)}</div>'
-
-
-def ok_html(message: str) -> str:
-    return f'<div class="easel-ok">{html.escape(message)}</div>'
-
-
-def error_message(exc: BaseException) -> str:
-    return getattr(exc, "message", None) or str(exc) or type(exc).__name__
+from webui.ui.messages import error_html, error_message, ok_html
 
 
 # --- token counters --------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ class EaselWorker:
         from webui.models.hashing import HashCache
         from webui.models.manager import ModelManager
         from webui.prompts.embeddings import EmbeddingCatalog
+        from webui.workers.model_files import ModelFileReceiver
 
         self.id, self.started_at = worker_id, time.time()
         self.options = SnapshotOptions({"sd_checkpoints_limit": 1})
@@ -52,6 +53,7 @@ class EaselWorker:
         loras.refresh()
         self.services = GenerationServices(manager=self.models, outputs=RecordingOutputs(),
                                            models_dir=paths.models_dir, embeddings=embeddings, loras=loras)
+        self.files = ModelFileReceiver(paths, hashes, on_change=self._files_changed)
         self._lock = threading.Lock()  # one generation at a time (the other threads only read and signal)
         self.controls: dict[str, Any] = {}
         self.job: str | None = None
@@ -95,7 +97,30 @@ class EaselWorker:
         active = self.models.active
         return {"result": result, "saves": outputs.saves, "worker": self.id,
                 "step_samples": list(control.step_samples), "checkpoint": active.info.title if active else None,
-                "loaded_models": self.models.cached_titles(), "file_loads": self.models.file_loads}
+                "loaded_models": self.models.cached_titles(), "file_loads": self.models.file_loads,
+                "files_received": list(self.files.received)}
+
+    # --- model files the head sends (when this worker does not share the head's models folder) --------------------
+    def missing_files(self, files: list) -> list:
+        return self.files.missing(files)
+
+    def begin_file(self, file) -> None:
+        self.files.begin(file)
+
+    def write_file(self, sha256: str, offset: int, data: bytes) -> int:
+        return self.files.write(sha256, offset, data)
+
+    def commit_file(self, sha256: str) -> str:
+        return self.files.commit(sha256)
+
+    def abort_file(self, sha256: str) -> None:
+        self.files.abort(sha256)
+
+    def _files_changed(self, folders: set[str]) -> None:
+        if folders & {"Stable-diffusion", "VAE"}:
+            self.models.refresh()
+        if folders & {"Lora", "LyCORIS"}:
+            self.services.loras.refresh()
 
     # --- what the head asks while a job runs ---------------------------------------------------------------------
     def progress(self, job_id: str) -> dict[str, Any] | None:
@@ -127,4 +152,5 @@ class EaselWorker:
             node = socket.gethostname()
         return {"id": self.id, "node": node, "host": socket.gethostname(), "pid": os.getpid(),
                 "device": str(self.policy.device), "loaded_models": self.models.cached_titles(),
-                "job": self.job, "jobs_done": self.jobs_done, "file_loads": self.models.file_loads}
+                "job": self.job, "jobs_done": self.jobs_done, "file_loads": self.models.file_loads,
+                "files_received": list(self.files.received)}

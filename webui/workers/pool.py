@@ -17,6 +17,8 @@ once: the head saves images only from the answer of the attempt it is waiting fo
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import logging
 import os
 import threading
@@ -31,6 +33,7 @@ from ray.exceptions import RayActorError, RayTaskError
 from webui.errors import EaselError, WorkerLost
 from webui.jobs import Job, JobQueue, Requeue
 from webui.workers.actor import EaselWorker
+from webui.workers.model_files import NeededFile, needed_files, read_chunks
 from webui.workers.remote import with_job_id
 
 log = logging.getLogger("easel.workers")
@@ -38,6 +41,19 @@ log = logging.getLogger("easel.workers")
 POLL_SECONDS = 0.05  # how often a running job's interrupt/skip is forwarded and its progress asked for
 HEARTBEAT_SECONDS = 2.0
 LOCAL_NODE_IP = "127.0.0.2"  # the private runtime's node address (see _init_ray)
+
+
+def worker_paths(ns: Any) -> Any:
+    """The folders of a worker with its own data dir (--ray-worker-data-dir), laid out as a head's; else None."""
+    data_dir = getattr(ns, "ray_worker_data_dir", None)
+    if not data_dir:
+        return None
+    from webui.flags import resolve_paths
+
+    own = argparse.Namespace(**{**vars(ns), "data_dir": data_dir, "models_dir": None, "ckpt_dir": None,
+                                "vae_dir": None, "lora_dir": None, "embeddings_dir": None, "extensions_dir": None,
+                                "styles_file": []})
+    return resolve_paths(own)
 
 
 @dataclass
@@ -55,7 +71,8 @@ class WorkerSlot:
         return {"id": self.id, "node": self.info.get("node"), "host": self.info.get("host"),
                 "pid": self.info.get("pid"), "device": self.info.get("device"), "state": self.state,
                 "loaded_models": list(self.loaded), "job": self.job, "jobs_done": self.jobs_done,
-                "file_loads": self.info.get("file_loads", 0), "last_heartbeat": self.last_heartbeat}
+                "file_loads": self.info.get("file_loads", 0),
+                "files_received": list(self.info.get("files_received") or []), "last_heartbeat": self.last_heartbeat}
 
 
 class RayPool:
@@ -70,6 +87,7 @@ class RayPool:
         self._owns_ray = False
         self.ready = threading.Event()  # Ray is up and the first workers were asked for
         self.work_seconds: dict[str, float] = {}  # job id → seconds the worker spent on it (benchmarks/workers.py)
+        self.worker_paths = worker_paths(application.ns)  # None: the workers share the head's folders
 
     # --- lifecycle -----------------------------------------------------------------------------------------------
     def start(self, queue: JobQueue) -> None:
@@ -142,7 +160,7 @@ class RayPool:
                                                 scheduling_strategy="DEFAULT" if gpus else "SPREAD",
                                                 max_concurrency=4, max_restarts=0,
                                                 runtime_env={"env_vars": self._worker_env()})
-        handle = actor.remote(worker_id, app.ns, app.paths, app.catalog.demo_dir, threads)
+        handle = actor.remote(worker_id, app.ns, self.worker_paths or app.paths, app.catalog.demo_dir, threads)
         slot = WorkerSlot(id=worker_id, handle=handle)
         with self._lock:
             self.slots[worker_id] = slot
@@ -258,11 +276,15 @@ class RayPool:
         attempt = job.retries
         task = with_job_id(job.remote.task, job.id)
         try:
+            if self.worker_paths is not None:  # workers keep their own models: send what this job needs and they lack
+                task = dataclasses.replace(task, files=needed_files(self.app, task))
+                self._send_files(slot, task.files)
             answer = self._follow(slot, job, slot.handle.run.remote(task))
             with self._lock:  # before the worker is idle again, so the next choice sees its cache
                 slot.jobs_done += 1
                 slot.loaded = list(answer.get("loaded_models") or slot.loaded)
                 slot.info["file_loads"] = answer.get("file_loads", slot.info.get("file_loads", 0))
+                slot.info["files_received"] = answer.get("files_received", slot.info.get("files_received", []))
                 if len(self.work_seconds) > 1000:
                     self.work_seconds.clear()
                 self.work_seconds[job.id] = float(answer.get("seconds") or 0.0)
@@ -280,6 +302,20 @@ class RayPool:
         if job.retries != attempt or job.done.is_set():  # a late answer of an attempt already given up
             raise Requeue("duplicate answer discarded")
         return job.remote.finish(answer)
+
+    def _send_files(self, slot: WorkerSlot, files: list[NeededFile]) -> None:
+        """Stream each file the worker lacks, one chunk in flight (a threaded actor does not keep call order); the
+        worker verifies size and sha256 before the file takes its name (model_files.py)."""
+        for f in ray.get(slot.handle.missing_files.remote(files)):
+            log.info("sending %s (%d MB) to worker %s", f.key, f.size >> 20, slot.id)
+            ray.get(slot.handle.begin_file.remote(f))
+            try:
+                for offset, data in read_chunks(f):
+                    ray.get(slot.handle.write_file.remote(f.sha256, offset, data))
+                ray.get(slot.handle.commit_file.remote(f.sha256))
+            except RayTaskError:
+                slot.handle.abort_file.remote(f.sha256)
+                raise
 
     def _follow(self, slot: WorkerSlot, job: Job, ref) -> Any:
         """Wait for the answer, forwarding interrupt/skip at once and copying the worker's progress."""

@@ -30,6 +30,7 @@ class RemoteTask:
     save_grid: bool
     images: list | None = None  # img2img: decoded input images (PIL)
     mask: Any = None
+    files: list = field(default_factory=list)  # NeededFile: what the worker must hold (model_files.py)
 
     @property
     def checkpoint(self) -> str:

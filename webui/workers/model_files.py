@@ -1,0 +1,206 @@
+"""Model files for workers that do not share the head's models folder (`--ray-worker-data-dir`), found by sha256.
+
+Before a job runs on a worker, the head lists the files the job needs (`needed_files`: the checkpoint, a chosen or
+"Automatic" VAE, the LoRAs its prompts name), each with its folder, its path in that folder and its sha256. The
+worker answers which of them it lacks (`ModelFileReceiver.missing`: same path, same size, same sha256 — the sha256
+cached by mtime in the worker's cache.json, so a file is hashed once); the head then streams each missing file to
+it in chunks (webui/workers/pool.py), and the worker writes them to a temp file beside the target, hashing as it
+goes, and renames it into place only when size and sha256 match (`commit`). A worker on a shared folder (the
+default: the head's paths) finds every file present and receives nothing.
+
+The head pushes rather than the worker pulling: the head may be a Ray Client driver on a machine that is not a Ray
+node, so no actor could read its disk, while the driver can always call its workers. No Ray in this module.
+
+Diffusers folders (a checkpoint that is a folder) and textual-inversion embeddings are not sent: give workers those
+through a shared models folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Iterable
+
+from webui.errors import InvalidRequest
+from webui.models.hashing import sha256_file
+
+CHUNK_BYTES = 8 << 20  # per call from the head: bounded memory on both sides, few enough round trips
+FOLDERS = ("Stable-diffusion", "VAE", "Lora", "LyCORIS")  # A1111's names for the folders files are sent into
+
+
+@dataclass(frozen=True)
+class NeededFile:
+    folder: str  # one of FOLDERS
+    rel: str  # path inside that folder, "/"-separated ("sub/tiny-b.safetensors")
+    sha256: str
+    size: int
+    source: str = ""  # the head's path (never used on the worker)
+
+    @property
+    def key(self) -> str:
+        return f"{self.folder}/{self.rel}"
+
+
+def folder_roots(paths: Any) -> dict[str, Path]:
+    return {"Stable-diffusion": Path(paths.ckpt_dir), "VAE": Path(paths.vae_dir), "Lora": Path(paths.lora_dir),
+            "LyCORIS": Path(paths.lycoris_dir)}
+
+
+def _hash_key(folder: str, rel: str) -> str:
+    # the keys the head's catalogs use in cache.json, so a worker on the same folder finds the head's hashes
+    return f"checkpoint/{rel}" if folder == "Stable-diffusion" else f"{folder.lower()}/{rel}"
+
+
+def safe_target(roots: dict[str, Path], folder: str, rel: str) -> Path:
+    """Where a sent file goes: inside its folder, never above it (a relative path without '..', no drive, no NUL)."""
+    root = roots.get(folder)
+    parts = PurePosixPath(rel).parts if isinstance(rel, str) else ()
+    if root is None or not rel or "\x00" in rel or "\\" in rel or rel.startswith("/") or ".." in parts or \
+            any(p in ("", ".") for p in rel.split("/")):
+        raise InvalidRequest(f"refused model file path {folder!r}/{rel!r}")
+    target = (root / rel).resolve()
+    if not target.is_relative_to(root.resolve()):
+        raise InvalidRequest(f"refused model file path {folder!r}/{rel!r}")
+    return target
+
+
+# --- head side ---------------------------------------------------------------------------------------------------
+
+def needed_files(application: Any, task: Any) -> list[NeededFile]:
+    """The single files a job on a worker needs, from the head's catalogs (hashes cached in the head's cache.json)."""
+    from webui.lora.tags import parse_prompt
+
+    roots = folder_roots(application.paths)
+    found: dict[str, NeededFile] = {}
+
+    def add(folder: str, path: Path) -> None:
+        try:
+            rel = path.resolve().relative_to(roots[folder].resolve()).as_posix()
+        except ValueError:
+            return  # outside the folder (--ckpt given as a path): only a shared folder can give it to a worker
+        digest = application.hashes.get("hashes", _hash_key(folder, rel), path, sha256_file)
+        found.setdefault(f"{folder}/{rel}", NeededFile(folder, rel, digest, path.stat().st_size, str(path)))
+
+    ckpt = None
+    if task.checkpoint:
+        try:
+            ckpt = application.catalog.find(task.checkpoint)
+        except Exception:
+            ckpt = None  # the worker answers "not found" in its own words
+    if ckpt is not None and not ckpt.is_folder and not ckpt.is_demo:
+        add("Stable-diffusion", ckpt.path)
+        vae = str(task.options.get("sd_vae") or "Automatic")
+        if vae == "Automatic":
+            for suffix in (".vae.safetensors", ".vae.pt", ".vae.ckpt"):
+                beside = ckpt.path.with_name(ckpt.path.stem + suffix)
+                if beside.is_file():
+                    add("Stable-diffusion", beside)
+    vae = str(task.options.get("sd_vae") or "Automatic")
+    if vae not in ("Automatic", "None", ""):
+        try:
+            add("VAE", application.models.find_vae(vae).path)
+        except Exception:
+            pass
+    request = task.request
+    for text in (getattr(request, "prompt", ""), getattr(request, "hr_prompt", "")):
+        for tag in parse_prompt(str(text or "")).loras:
+            entry = application.lora_catalog.find(tag.name)
+            if entry is not None:
+                for folder in ("Lora", "LyCORIS"):
+                    if entry.path.resolve().is_relative_to(roots[folder].resolve()):
+                        add(folder, entry.path)
+                        break
+    return list(found.values())
+
+
+def read_chunks(file: NeededFile, chunk: int = CHUNK_BYTES) -> Iterable[tuple[int, bytes]]:
+    """(offset, bytes) of a head-side file, in order."""
+    with open(file.source, "rb") as f:
+        offset = 0
+        while True:
+            data = f.read(chunk)
+            if not data:
+                return
+            yield offset, data
+            offset += len(data)
+
+
+# --- worker side -------------------------------------------------------------------------------------------------
+
+@dataclass
+class _Incoming:
+    file: NeededFile
+    target: Path
+    temp: Path
+    handle: Any
+    digest: Any = field(default_factory=hashlib.sha256)
+    written: int = 0
+
+
+class ModelFileReceiver:
+    """A worker's end: which files it lacks, and writing what the head sends (temp file, verified, then rename)."""
+
+    def __init__(self, paths: Any, hashes: Any, on_change: Callable[[set[str]], None] | None = None):
+        self.roots = folder_roots(paths)
+        self.hashes = hashes
+        self.on_change = on_change
+        self._incoming: dict[str, _Incoming] = {}
+        self.received: list[str] = []  # keys of files written here, in order (GET /easel/v1/workers shows the count)
+
+    def missing(self, files: list[NeededFile]) -> list[NeededFile]:
+        lacking = []
+        for f in files:
+            target = safe_target(self.roots, f.folder, f.rel)
+            if not (target.is_file() and target.stat().st_size == f.size and
+                    self.hashes.get("hashes", _hash_key(f.folder, f.rel), target, sha256_file) == f.sha256):
+                lacking.append(f)
+        return lacking
+
+    def begin(self, file: NeededFile) -> None:
+        self.abort(file.sha256)
+        target = safe_target(self.roots, file.folder, file.rel)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f".{target.name}.{file.sha256[:12]}.part")
+        self._incoming[file.sha256] = _Incoming(file, target, temp, open(temp, "wb"))
+
+    def write(self, sha256: str, offset: int, data: bytes) -> int:
+        inc = self._incoming.get(sha256)
+        if inc is None:
+            raise InvalidRequest(f"no transfer under way for {sha256[:12]}")
+        if offset != inc.written or inc.written + len(data) > inc.file.size:
+            self.abort(sha256)
+            raise InvalidRequest(f"{inc.file.key}: chunk at {offset} does not follow {inc.written} bytes "
+                                 f"of {inc.file.size}")
+        inc.handle.write(data)
+        inc.digest.update(data)
+        inc.written += len(data)
+        return inc.written
+
+    def commit(self, sha256: str) -> str:
+        inc = self._incoming.pop(sha256, None)
+        if inc is None:
+            raise InvalidRequest(f"no transfer under way for {sha256[:12]}")
+        try:
+            inc.handle.flush()
+            os.fsync(inc.handle.fileno())
+            inc.handle.close()
+            if inc.written != inc.file.size or inc.digest.hexdigest() != inc.file.sha256:
+                raise InvalidRequest(f"{inc.file.key}: received {inc.written} bytes with sha256 "
+                                     f"{inc.digest.hexdigest()[:12]}, expected {inc.file.size} bytes, "
+                                     f"{inc.file.sha256[:12]}: not kept")
+            os.replace(inc.temp, inc.target)
+        except BaseException:
+            inc.temp.unlink(missing_ok=True)
+            raise
+        self.received.append(inc.file.key)
+        if self.on_change is not None:
+            self.on_change({inc.file.folder})
+        return str(inc.target)
+
+    def abort(self, sha256: str) -> None:
+        inc = self._incoming.pop(sha256, None)
+        if inc is not None:
+            inc.handle.close()
+            inc.temp.unlink(missing_ok=True)
