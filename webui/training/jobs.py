@@ -17,7 +17,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from webui.errors import EaselError, InvalidRequest, ModelNotFound
+from webui.errors import Conflict, EaselError, InvalidRequest, ModelNotFound
 from webui.generation.requests import MAX_SEED
 from webui.training.dataset import Dataset, load_dataset
 from webui.training.trainer import STATE_FILE, TrainConfig
@@ -48,6 +48,7 @@ class TrainLoraRequest(BaseModel):
     save_every: int = 100
     sample_every: int = 0
     sample_prompt: str = ""
+    overwrite: bool = False  # replace a LoRA this trainer made earlier under this name (else 409: asked first)
 
 
 class TrainOptions(BaseModel):
@@ -108,10 +109,18 @@ class TrainingPlan:
     output: Path
     work_dir: Path
     native_size: int
+    # True when a finished LoRA of this name is kept until this run completes: saves before the end (save_every,
+    # a cancel) go to `partial_output`, and only the completed run replaces `output`
+    replaces: bool = False
 
     @property
     def state_file(self) -> Path:
         return self.work_dir / STATE_FILE
+
+    @property
+    def partial_output(self) -> Path:
+        """Where a run that replaces an earlier LoRA keeps its weights until it completes (kohya-like naming)."""
+        return self.output.with_name(f"{self.output.stem}-partial.safetensors")
 
 
 def _coerce(model: type[BaseModel], value: Any) -> BaseModel:
@@ -214,9 +223,16 @@ def check_request(application, req: Any, options: Any = None) -> TrainingPlan:
         native = probe.native_size
     dataset = load_dataset(_dataset_folder(application, req.dataset_dir), req.caption)
     output = application.paths.lora_dir / f"{name}.safetensors"
+    work_dir = application.paths.data_dir / "training" / name
     if output.exists() and not _ours(output, name):
         raise InvalidRequest(f"{output.name} already exists in the LoRA folder and was not trained here under this "
                              "name: pick another name")
+    partial = output.with_name(f"{output.stem}-partial.safetensors")
+    resuming = (work_dir / STATE_FILE).exists()  # a stopped run of this name continues (its own saves)
+    replaces = output.exists() and (not resuming or partial.exists())
+    if replaces and not req.overwrite:
+        raise Conflict(f"a LoRA named {name!r} already exists ({output.name}, {_trained(output)}): tick "
+                       f"\"Overwrite existing LoRA\" to replace it when the new run completes, or pick another name")
     per_epoch = -(-len(dataset.items) * opt.repeats // req.batch_size)  # about: buckets may add a batch or two
     steps = max(1, opt.epochs * per_epoch // opt.grad_accum) if opt.epochs else req.steps
     if steps > MAX_TRAIN_STEPS:
@@ -232,8 +248,7 @@ def check_request(application, req: Any, options: Any = None) -> TrainingPlan:
         gradient_checkpointing=opt.gradient_checkpointing, mixed_precision=opt.mixed_precision,
         optimizer=opt.optimizer)
     return TrainingPlan(req=req.model_copy(update={"name": name}), options=opt, checkpoint=info, dataset=dataset,
-                        config=config, output=output, work_dir=application.paths.data_dir / "training" / name,
-                        native_size=native)
+                        config=config, output=output, work_dir=work_dir, native_size=native, replaces=replaces)
 
 
 def _ours(path: Path, name: str) -> bool:
@@ -245,6 +260,34 @@ def _ours(path: Path, name: str) -> bool:
     except EaselError:
         return False
     return meta.get("easel_trainer") is not None and meta.get("ss_output_name") == name
+
+
+def _trained(path: Path) -> str:
+    """"trained 500 steps, 2026-12-07 06:40" from a LoRA's kohya metadata (what the overwrite question shows)."""
+    from webui.models.loader import read_header
+
+    try:
+        _, meta = read_header(path)
+    except EaselError:
+        meta = {}
+    steps = meta.get("ss_steps")
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
+    return f"{steps} steps, saved {when}" if steps else f"saved {when}"
+
+
+def existing_lora_note(application, name: str) -> str | None:
+    """A plain sentence when training `name` would replace a file (the Train tab shows it as the name is typed)."""
+    try:
+        name = _check_name(name)
+    except InvalidRequest:
+        return None
+    output = application.paths.lora_dir / f"{name}.safetensors"
+    if not output.exists():
+        return None
+    if not _ours(output, name):
+        return f"{output.name} already exists and was not trained here: pick another name."
+    return (f"{output.name} already exists ({_trained(output)}). Training under this name replaces it only when "
+            "\"Overwrite existing LoRA\" is ticked, and only once the new run completes.")
 
 
 def start_training(application, params: Any, options: Any = None, *, job_id: str | None = None):

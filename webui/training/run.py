@@ -84,13 +84,15 @@ def run_training(application, plan: TrainingPlan, job, status: TrainingStatus) -
         started_at = trainer.extra_state["started_at"]
         saved = {"step": -1}
 
-        def save(step: int) -> None:
+        def save(step: int, *, final: bool = False) -> None:
             status.phase = "saving"
             meta = lora_metadata(plan, model, trainer, resolution=resolution, started_at=started_at,
                                  batches_per_epoch=per_epoch)
-            export_adapter(plan.output, pipe.unet, trainer.te, ADAPTER, alpha=cfg.alpha, metadata=meta,
+            # a run that replaces an earlier LoRA leaves it alone until it completes (#19 item 15)
+            target = plan.partial_output if plan.replaces and not final else plan.output
+            export_adapter(target, pipe.unet, trainer.te, ADAPTER, alpha=cfg.alpha, metadata=meta,
                            dtype=plan.options.save_precision)
-            saved["step"] = step
+            saved["step"], saved["path"] = step, target
             status.phase = "training"
 
         def progress(step: int, total: int, loss: float) -> None:
@@ -109,17 +111,22 @@ def run_training(application, plan: TrainingPlan, job, status: TrainingStatus) -
                            save_every=req.save_every, sample=sample, sample_every=req.sample_every)
         status.phase, status._t0 = "training", time.time()
         outcome = trainer.run(hooks)
-        if outcome.step > 0 and saved["step"] != outcome.step:
-            if outcome.stopped:
-                trainer.checkpoint(hooks)  # resume state and export, at the last complete step
-            else:
-                save(outcome.step)
+        if outcome.step > 0 and outcome.stopped and saved["step"] != outcome.step:
+            trainer.checkpoint(hooks)  # resume state and export, at the last complete step
+        elif outcome.step > 0 and not outcome.stopped and (saved["step"] != outcome.step or plan.replaces):
+            save(outcome.step, final=True)
         if not outcome.stopped:
             plan.state_file.unlink(missing_ok=True)
     finally:
         trainer.teardown()
+            if plan.replaces:
+                plan.partial_output.unlink(missing_ok=True)
         if loras is not None:
             loras.refresh()  # the new file is in the LoRA list at once
     status.phase = "cancelled" if control.interrupted else "done"
     status.result = {"name": req.name, "path": str(plan.output) if plan.output.exists() else None}
     return status.result
+    if control.interrupted:  # say what a cancel left where (the partial weights, and whether a file was kept)
+        partial = saved.get("path")
+        status.result.update(partial=str(partial) if partial else None, partial_step=saved["step"],
+                             kept_existing=plan.replaces)

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import gradio as gr
 
 from webui.errors import EaselError
-from webui.training.jobs import TrainLoraRequest, TrainOptions, start_training
+from webui.training.jobs import TrainLoraRequest, TrainOptions, existing_lora_note, start_training
 from webui.ui.common import error_html, error_message
 from webui.ui.page_value import PageValue
 
@@ -25,7 +25,8 @@ POLL_SECONDS = 0.5
 
 # (request or options field, label, component factory) in the order of the Start button's inputs
 REQUEST_FIELDS = ("name", "dataset_dir", "checkpoint", "caption", "steps", "batch_size", "learning_rate", "rank",
-                  "alpha", "resolution", "seed", "train_text_encoder", "save_every", "sample_every", "sample_prompt")
+                  "alpha", "resolution", "seed", "train_text_encoder", "save_every", "sample_every", "sample_prompt",
+                  "overwrite")
 OPTION_FIELDS = ("repeats", "epochs", "grad_accum", "lr_scheduler", "warmup_steps", "targets", "text_encoder_lr",
                  "noise_offset", "min_snr_gamma", "gradient_checkpointing", "mixed_precision", "optimizer",
                  "save_precision", "sample_steps")
@@ -75,6 +76,19 @@ def stage_uploads(application, files: list[Any] | None) -> Path | None:
     return folder
 
 
+def cancelled_text(st) -> str:
+    """What a cancel left where, in plain words: never a silent replacement of an earlier LoRA (#19 item 15)."""
+    r = st.result or {}
+    head = f"Cancelled at step {st.step}/{st.total_steps}"
+    partial, step = r.get("partial"), r.get("partial_step", -1)
+    if not partial or step is None or step < 1:
+        return head + ": nothing was saved." + (" The earlier LoRA is unchanged." if r.get("kept_existing") else "")
+    if r.get("kept_existing"):
+        return (f"{head}. The earlier {r.get('name')}.safetensors is unchanged; the partial weights (step {step}) "
+                f"are in {Path(partial).name}.")
+    return f"{head}: the partial LoRA (step {step} of {st.total_steps}) was saved as {Path(partial).name}."
+
+
 def status_view(job) -> tuple[str, Any, list[str], str]:
     """(progress HTML, loss plot data, sample image paths, result text) of a training job."""
     import pandas as pd
@@ -82,7 +96,9 @@ def status_view(job) -> tuple[str, Any, list[str], str]:
     st = job.training
     frac = st.step / st.total_steps if st.total_steps else 0.0
     if job.done.is_set():
-        text = {"done": "Done", "interrupted": "Cancelled (saved)", "failed": "Failed"}.get(job.status, job.status)
+        text = {"done": "Done", "failed": "Failed"}.get(job.status, job.status)
+        if job.status == "interrupted":
+            text = cancelled_text(st)
         if job.error is not None:
             text += ": " + error_message(job.error)
     elif st.phase in ("training", "saving"):
@@ -97,7 +113,10 @@ def status_view(job) -> tuple[str, Any, list[str], str]:
     losses = list(st.losses)
     plot = pd.DataFrame({"step": list(range(1, len(losses) + 1)), "loss": losses})
     result = ""
-    if st.result and st.result.get("path"):
+    if st.result and st.result.get("kept_existing") and st.result.get("partial"):
+        partial = Path(st.result["partial"])
+        result = f"{partial}  →  use it as <lora:{partial.stem}:1> (partial)"
+    elif st.result and st.result.get("path"):
         result = f"{st.result['path']}  →  use it as <lora:{st.result['name']}:1>"
     return progress, plot, list(st.samples), result
 
@@ -130,6 +149,10 @@ class TrainTab:
                     i["name"] = gr.Textbox(label="LoRA name", placeholder="my-style", elem_id="train_name")
                     i["checkpoint"] = gr.Dropdown(titles, value=current, label="Base checkpoint",
                                                   elem_id="train_checkpoint")
+                # asked before a LoRA of the same name is replaced (#19 item 15): a note as the name is typed, and
+                # the service refuses (409) until this is ticked
+                i["overwrite"] = gr.Checkbox(False, label="Overwrite existing LoRA", elem_id="train_overwrite")
+                self.name_note = gr.HTML("", elem_id="train_name_note")
                 i["dataset_dir"] = gr.Textbox(label="Dataset folder on the server", elem_id="train_dataset_dir",
                                               value=self._default_dataset(),
                                               placeholder="/path/to/images (with <image>.txt captions)")
@@ -192,6 +215,8 @@ class TrainTab:
             yield from self.run_training(values, args[-1])
 
         self.start.click(run, inputs=[self.inputs[k] for k in fields] + [self.uploads], outputs=outputs)
+        self.inputs["name"].change(self.name_check, inputs=[self.inputs["name"]], outputs=[self.name_note],
+                                   queue=False)
         self.cancel.click(self.cancel_job, inputs=[self.job_id], outputs=[self.progress])
 
     # --- handlers (plain functions of values; tests call them directly) -----------------------------------------
@@ -213,6 +238,10 @@ class TrainTab:
             yield (*status_view(job), job.id)
             if finished:
                 return
+
+    def name_check(self, name: str | None) -> str:
+        note = existing_lora_note(self.app, (name or "").strip()) if name and name.strip() else None
+        return f'<div class="easel-note">{html.escape(note)}</div>' if note else ""
 
     def cancel_job(self, job_id: str | None) -> str:
         if not job_id:
