@@ -12,6 +12,7 @@ from typing import Any, Callable
 from webui import VERSION_TAG
 from webui.errors import Interrupted, InvalidRequest, Skipped
 from webui.generation.control import JobControl
+from webui.generation.cost import area_text
 from webui.generation.estimate import step_sample
 from webui.generation.preview import PreviewSources, make_preview
 from webui.generation.requests import GenerationResult, Txt2ImgRequest
@@ -90,8 +91,8 @@ def make_plan(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsVi
     native = model.native_size
     width, height = req.width or native, req.height or native
     if width * height > int(opts.get("max_generation_pixels")):
-        raise InvalidRequest(f"size {width}x{height} is over the limit of {opts.get('max_generation_pixels')} pixels "
-                             f"(setting max_generation_pixels)")
+        raise InvalidRequest(f"size {width}×{height} is over the limit of "
+                             f"{area_text(int(opts.get('max_generation_pixels')))} (setting max_generation_pixels)")
     pipe = model.pipeline
     if too_small(pipe.unet.config, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor,
                  req.batch_size * (2 if req.cfg_scale > 1 else 1)):
