@@ -49,6 +49,8 @@ def _opts() -> list[OptionDef]:
         o("sd_vae", "Automatic", "SD VAE", "Stable Diffusion"),
         # Forge's top-bar "VAE / Text Encoder" choice for SD3/FLUX transformer files (file names; empty: automatic)
         o("forge_additional_modules", [], "VAE / Text Encoder (SD3, FLUX)", "Stable Diffusion", list),
+        o("t5_max_length", 0, "T5 max length in tokens (SD3, FLUX; 0: the model's own: FLUX dev 512, schnell 256, "
+          "SD 3 256)", "Stable Diffusion", int, choices=(0, 256, 512)),
         o("CLIP_stop_at_last_layers", 1, "Clip skip", "Stable Diffusion", int, minimum=1, maximum=12, step=1),
         o("emphasis", "Original", "Emphasis mode for (word:1.1)", "Stable Diffusion",
           choices=("Original", "No norm", "None")),

@@ -23,6 +23,7 @@ from webui.api.prompts import build_prompts_router
 from webui.api.sdapi import build_sdapi_router
 from webui.api.strict_json import StrictJSONMiddleware
 from webui.api.system import build_system_router
+from webui.api.token_count import build_token_count_router
 from webui.api.throttle import AuthThrottle
 from webui.api.training import build_training_router
 from webui.api.workers import build_workers_router
@@ -175,6 +176,7 @@ def include_api_routes(api: FastAPI, application) -> None:
     api.include_router(build_extensions_router(application))  # /sdapi/v1/extensions, scripts, script-info
     if getattr(application, "embeddings", None) is not None and getattr(application, "styles", None) is not None:
         api.include_router(build_prompts_router(application))  # /sdapi/v1/embeddings, prompt-styles
+    api.include_router(build_token_count_router(application))  # /easel/v1/prompt/token-count (CLIP and T5)
     api.include_router(build_sdapi_router(application))
     api.include_router(build_easel_jobs_router(application))
     api.include_router(build_training_router(application))  # /easel/v1/train/lora

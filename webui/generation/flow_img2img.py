@@ -7,7 +7,6 @@ nothing", variation seeds (the pipelines draw the noise from the per-image seede
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import torch
@@ -20,6 +19,7 @@ from webui.generation.images import fill_masked, prepare_mask, resize_image
 from webui.generation.processing import GenerationContext, GenerationServices, run_batches
 from webui.generation.requests import GenerationResult, Img2ImgRequest
 from webui.models.families import Family
+from webui.prompts.plain import plain_text
 from webui.settings import OptionsView
 
 _SHARED = ("vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "text_encoder_3", "tokenizer_3",
@@ -76,12 +76,12 @@ def run_flow_img2img(req: Img2ImgRequest, init_images: list[Image.Image], mask: 
     kind = "inpaint" if mask is not None else "img2img"
     pipe = flow_pipeline(model, kind)
     pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(model.scheduler_config)
-    extra = guidance_kwargs(req, model)
+    extra = guidance_kwargs(req, model, opts)
     work_image = fill_masked(base, hard) if mask is not None and req.inpainting_fill == 0 else base
     if mask is not None:
         extra["mask_image"] = hard
     callback = ctx.callback = flow_step_callback(control)
-    prompt = re.sub(r"<lora:[^>]*>", "", req.prompt)
+    prompt = plain_text(req.prompt, req.steps)
 
     def denoise(lo: int, hi: int) -> list[Image.Image]:
         seeds = plan.seeds[lo:hi]

@@ -5,13 +5,13 @@ and saving are the same as for SD 1.x (processing.run_batches).
 Sampling is Forge's "Euler" with the "Simple" schedule: diffusers' FlowMatchEulerDiscreteScheduler with the
 checkpoint's shift. FLUX dev takes "Distilled CFG Scale" (Forge's name; `distilled_cfg_scale` in the API body) as the
 guidance embedder's input; a CFG scale above 1 adds real classifier-free guidance with the negative prompt (FLUX:
-diffusers' true_cfg_scale), as Forge does. Prompts go to every encoder as plain text: A1111 emphasis and prompt
-editing are not applied to these families yet.
+diffusers' true_cfg_scale), as Forge does. Prompts go to every encoder as plain text (webui/prompts/plain.py: tags,
+weights and brackets removed, prompt editing resolved to one text): A1111 emphasis is not applied to the CLIP branches
+of these families yet.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
@@ -25,6 +25,8 @@ from webui.generation.requests import GenerationResult, Txt2ImgRequest
 from webui.generation.seeds import batch_noise, fix_seed
 from webui.models import samplers
 from webui.models.families import Family
+from webui.models.family_flow import t5_max_length
+from webui.prompts.plain import plain_text
 from webui.settings import OptionsView
 
 FLOW_FAMILIES = (Family.SD3, Family.FLUX)
@@ -90,20 +92,20 @@ def flow_step_callback(control: JobControl) -> Any:
     return on_step_end
 
 
-def guidance_kwargs(req: Txt2ImgRequest, model) -> dict[str, Any]:
+def guidance_kwargs(req: Txt2ImgRequest, model, opts: OptionsView) -> dict[str, Any]:
     """The pipeline call's guidance arguments: FLUX dev's distilled guidance (schnell: none) plus real CFG with the
-    negative prompt above CFG scale 1 (true_cfg_scale); SD3's CFG with the negative prompt; T5's length."""
-    pipe = model.pipeline
+    negative prompt above CFG scale 1 (true_cfg_scale); SD3's CFG with the negative prompt; T5's length. Prompts go
+    to the encoders as plain text (webui/prompts/plain.py)."""
     flux = model.probe.family == Family.FLUX
     dev = flux and model.probe.configs["transformer"].get("guidance_embeds")
-    t5_tok = pipe.tokenizer_2 if flux else pipe.tokenizer_3
-    extra: dict[str, Any] = {"max_sequence_length": min(int(t5_tok.model_max_length), 512)}
+    extra: dict[str, Any] = {"max_sequence_length": t5_max_length(model, int(opts.get("t5_max_length") or 0))}
+    negative = plain_text(req.negative_prompt, req.steps)
     if flux:
         extra["guidance_scale"] = req.distilled_cfg_scale if dev else 0.0
         if req.cfg_scale > 1:
-            extra.update(true_cfg_scale=req.cfg_scale, negative_prompt=req.negative_prompt or " ")
+            extra.update(true_cfg_scale=req.cfg_scale, negative_prompt=negative or " ")
     else:
-        extra.update(guidance_scale=req.cfg_scale, negative_prompt=req.negative_prompt)
+        extra.update(guidance_scale=req.cfg_scale, negative_prompt=negative)
     return extra
 
 
@@ -123,9 +125,9 @@ def run_flow_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: Op
     resize_from = None
     if req.seed_resize_from_w > 0 and req.seed_resize_from_h > 0:
         resize_from = (req.seed_resize_from_h // scale, req.seed_resize_from_w // scale)
-    extra = guidance_kwargs(req, model)
+    extra = guidance_kwargs(req, model, opts)
     callback = flow_step_callback(control)
-    prompt = re.sub(r"<lora:[^>]*>", "", req.prompt)
+    prompt = plain_text(req.prompt, req.steps)
     device, dtype = pipe.transformer.device, pipe.transformer.dtype
 
     def denoise(lo: int, hi: int) -> list:

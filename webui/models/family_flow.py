@@ -115,6 +115,16 @@ def build_single_file(path: Path, state: dict[str, torch.Tensor], result: ProbeR
     return LoadedCheckpoint(pipeline=pipe, probe=result, scheduler_config=result.configs["scheduler"])
 
 
+def t5_max_length(model, chosen: int = 0) -> int:
+    """T5's sequence length for a loaded SD3/FLUX model: `chosen` (the t5_max_length setting) or, for 0, the model's
+    own (FLUX dev 512, schnell 256, SD 3 256, a diffusers folder its tokenizer's), at most 512."""
+    if chosen:
+        return int(chosen)
+    pipe = model.pipeline
+    tok = pipe.tokenizer_2 if model.probe.family == Family.FLUX else pipe.tokenizer_3
+    return min(int(tok.model_max_length), 512)
+
+
 def _t5_length(variant: str, component: str) -> int:
     return int(load_template(variant, component, "tokenizer_config.json")["model_max_length"])
 
