@@ -57,6 +57,23 @@ class ImageContext:
     infotext: str
     kind: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    # (API 1, additive) `inpaint(image, mask, **fields) → image`: one inpaint of this image in this job, on its
+    # checkpoint, "only masked" by default; fields override the job's (prompt, negative_prompt, denoising_strength,
+    # mask_blur, inpaint_full_res, inpaint_full_res_padding, width, height, steps, cfg_scale, sampler_name,
+    # scheduler, seed, inpainting_fill). No script runs on it and nothing is saved. None outside generation.
+    inpaint: Callable[..., Any] | None = None
+
+
+@dataclass(frozen=True)
+class AppInfo:
+    """Passed to `app_started` hooks, once the server has started: what an extension may know about this Easel
+    (not the application object: its internals are not part of the contract)."""
+
+    version: str  # Easel's version, e.g. "0.2.0"
+    api_version: int  # the contract version this Easel provides (API_VERSION)
+    device: str  # where generations run: "cpu", "cuda:0", …
+    models_dir: Path  # A1111's models layout (`ext.models_dir(kind)` gives one kind's folder)
+    data_dir: Path  # Easel's data dir (outputs, config.json)
 
 
 @dataclass
@@ -213,3 +230,32 @@ def open_image(fp: Any) -> Any:
     from webui.outputs import open_user_image
 
     return open_user_image(fp)
+
+
+@dataclass(frozen=True)
+class RegionDetector:
+    """A detector file of models/adetailer (API 1, additive): usable when `error` is None."""
+
+    name: str
+    error: str | None = None
+
+
+def region_detectors(models_dir: Path) -> list[RegionDetector]:
+    """The detectors in <models_dir>/adetailer: YOLOv8 ONNX exports (run by OpenCV, nothing unpickled); a `.pt`
+    is listed with the `.onnx` file it needs. (API 1, additive.)"""
+    from webui.faces.detect import list_detectors
+
+    return [RegionDetector(d.name, d.error) for d in list_detectors(models_dir)]
+
+
+def detect_regions(models_dir: Path, name: str, image: Any, confidence: float) -> list[tuple[int, int, int, int,
+                                                                                            float]]:
+    """Boxes (x0, y0, x1, y1, score) the detector `name` of <models_dir>/adetailer finds in a PIL image, best first;
+    ScriptError naming the file when it is missing or unusable. (API 1, additive.)"""
+    from webui.faces.detect import Detector, DetectorError, find_detector
+
+    try:
+        found = Detector(find_detector(name, models_dir)).detect(image, confidence)
+    except DetectorError as e:
+        raise ScriptError(e.message) from None
+    return [(b.x0, b.y0, b.x1, b.y1, b.score) for b in found]

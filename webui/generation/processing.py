@@ -305,8 +305,11 @@ def _keep_batch(ctx: GenerationContext, batch: list, lo: int, images: list, info
         if services.hooks is not None:
             from webui.extensions.api import ImageContext
 
+            from webui.generation.detail import inpaint_in_job
+
             image_ctx = ImageContext(index=idx, seed=plan.seeds[idx], prompt=req.prompt,
-                                     negative_prompt=req.negative_prompt, infotext=text, kind=ctx.kind, params=params)
+                                     negative_prompt=req.negative_prompt, infotext=text, kind=ctx.kind, params=params,
+                                     inpaint=inpaint_in_job(ctx, idx))
             image = services.hooks.after_image(image, image_ctx)
         images.append(image)
         infotexts.append(text)
