@@ -21,6 +21,15 @@ NATIVE_SIZE = {Family.SD1: 512, Family.SD2: 768, Family.SDXL: 1024, Family.SD3: 
 TEMPLATE = {Family.SD1: "sd15", Family.SD2: "sd21v", Family.SDXL: "sdxl"}
 DEFAULT_VAE_SCALE = {Family.SD1: 0.18215, Family.SD2: 0.18215, Family.SDXL: 0.13025}
 
+# Where each part's weights sit in an A1111/LDM single file: the probe reads them, ldm_keys.py/ldm_openclip.py write
+# them (here, below both, so neither imports the other for a name).
+UNET_PREFIX = "model.diffusion_model."
+VAE_PREFIX = "first_stage_model."
+CLIP_PREFIX = "cond_stage_model.transformer."  # SD 1.x's CLIP-L
+SD2_TEXT_PREFIX = "cond_stage_model.model."  # SD 2.x's OpenCLIP-H
+SDXL_CLIP_L_PREFIX = "conditioner.embedders.0.transformer."
+SDXL_CLIP_G_PREFIX = "conditioner.embedders.1.model."
+
 
 @dataclass
 class ProbeResult:

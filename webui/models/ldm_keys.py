@@ -15,9 +15,8 @@ from typing import Any
 
 import torch
 
-UNET_PREFIX = "model.diffusion_model."
-VAE_PREFIX = "first_stage_model."
-CLIP_PREFIX = "cond_stage_model.transformer."
+from webui.models.families import CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX
+from webui.models.ldm_openclip import text_state_dict
 
 _UNET_RESNET = [("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("time_emb_proj", "emb_layers.1"),
                 ("norm2", "out_layers.0"), ("conv2", "out_layers.3"), ("conv_shortcut", "skip_connection")]
@@ -118,7 +117,6 @@ def to_ldm_state_dict(unet, vae, text_encoder, dtype: torch.dtype | None = None,
     `cond_stage_model.model.`) or "sdxl" (CLIP-L and OpenCLIP-bigG under `conditioner.embedders.{0,1}.`); by default
     "sdxl" when `text_encoder_2` is given, else "sd1". The text towers are written by webui/models/ldm_openclip.py.
     """
-    from webui.models.ldm_openclip import text_state_dict
 
     family = str(getattr(family, "value", family) or ("sdxl" if text_encoder_2 is not None else "sd1"))
     cfg = unet.config

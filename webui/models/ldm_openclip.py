@@ -12,9 +12,7 @@ from collections.abc import Callable
 
 import torch
 
-SD2_TEXT_PREFIX = "cond_stage_model.model."
-SDXL_CLIP_L_PREFIX = "conditioner.embedders.0.transformer."
-SDXL_CLIP_G_PREFIX = "conditioner.embedders.1.model."
+from webui.models.families import CLIP_PREFIX, SD2_TEXT_PREFIX, SDXL_CLIP_G_PREFIX, SDXL_CLIP_L_PREFIX
 
 _FIXED = {"embeddings.token_embedding.weight": "token_embedding.weight",
           "embeddings.position_embedding.weight": "positional_embedding",
@@ -90,8 +88,6 @@ def clip_l_state_dict(text_encoder, prefix: str) -> dict[str, torch.Tensor]:
 
 def text_state_dict(family: str, text_encoder, text_encoder_2=None) -> dict[str, torch.Tensor]:
     """The text part of an A1111 file for a family ("sd1", "sd2", "sdxl")."""
-    from webui.models.ldm_keys import CLIP_PREFIX
-
     build: dict[str, Callable[[], dict]] = {
         "sd1": lambda: clip_l_state_dict(text_encoder, CLIP_PREFIX),
         "sd2": lambda: openclip_state_dict(text_encoder, SD2_TEXT_PREFIX, extra_layers=1),

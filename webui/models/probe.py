@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from webui.errors import ModelLoadError
-from webui.models.families import DEFAULT_VAE_SCALE, NATIVE_SIZE, TEMPLATE, Family, ProbeResult
-from webui.models.ldm_keys import CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX
-from webui.models.ldm_openclip import SD2_TEXT_PREFIX, SDXL_CLIP_G_PREFIX, SDXL_CLIP_L_PREFIX
+from webui.models.families import (CLIP_PREFIX, DEFAULT_VAE_SCALE, NATIVE_SIZE, SD2_TEXT_PREFIX, SDXL_CLIP_G_PREFIX,
+                                   SDXL_CLIP_L_PREFIX, TEMPLATE, UNET_PREFIX, VAE_PREFIX, Family, ProbeResult)
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 Shapes = Mapping[str, Sequence[int]]
