@@ -5,7 +5,8 @@ The inpaint is an ordinary img2img of this job's checkpoint ("only masked" by de
 out, inpainted at the job's size, scaled back and composited, so pixels outside the blurred mask are the input's),
 with the job's request fields (prompt, sampler, steps, CFG, seed of this image) overridden by the caller's. No
 extension script runs on it (no recursion, no ControlNet units), nothing is saved and faces are not restored twice.
-Afterwards the job's LoRAs are put back, since the inner prompt may name others."""
+Afterwards the job's LoRAs are put back (the inner prompt may name others) and the job's runtime parts are applied
+again to its open session (the inner run's session switched them back to fp32 when it closed)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,8 @@ def inpaint_in_job(ctx: Any, index: int) -> Callable[..., Image.Image]:
             result = run_img2img(sub, [image], mask, services, ctx.opts, ctx.control, save=False, save_grid=False)
         finally:
             _restore_loras(ctx)
+            if ctx.session is not None:  # the inner job's runtime left its parts (bf16 switch, VAE memory) on
+                ctx.session.add(ctx.plan.model, ctx.plan.runtime)  # exit: the outer job's again, undone at its end
         if not result.images:  # interrupted before anything was made: keep the image as it was
             return image
         return result.images[0]
