@@ -132,3 +132,31 @@ def test_worker_paths_follow_the_flag(tmp_path):
                                    "--ray-worker-data-dir", str(tmp_path / "w")]))
     assert own.ckpt_dir == tmp_path / "w" / "models" / "Stable-diffusion"
     assert own.lora_dir == tmp_path / "w" / "models" / "Lora" and own.cache_file == tmp_path / "w" / "cache.json"
+
+
+def test_affinity_prefers_the_worker_holding_the_job_s_loras():
+    """Among idle workers with the checkpoint loaded, the one that holds more of the prompt's LoRAs; then fewest
+    jobs. A worker holding the LoRAs on another (not active) checkpoint gets no credit for them."""
+    pytest.importorskip("ray", reason="pip install -r requirements-ray.txt")
+    from webui.workers.pool import RayPool, WorkerSlot
+
+    app = SimpleNamespace(ns=SimpleNamespace(), catalog=SimpleNamespace(find=lambda q: SimpleNamespace(title=q)))
+    pool = RayPool(app, address=None, num_workers=3, threads=1, max_retries=1)
+
+    def job(prompt, ckpt="A"):
+        task = SimpleNamespace(checkpoint=ckpt, options={"sd_checkpoints_limit": 2},
+                               request=SimpleNamespace(prompt=prompt, hr_prompt=""))
+        return SimpleNamespace(id=prompt, remote=SimpleNamespace(task=task), worker=None)
+
+    def reset():
+        pool.slots = {"w1": WorkerSlot("w1", None, "idle", loaded=["A"], loras=["ink"], jobs_done=5),
+                      "w2": WorkerSlot("w2", None, "idle", loaded=["A"], loras=["oil", "pen"], jobs_done=9),
+                      "w3": WorkerSlot("w3", None, "idle", loaded=["A", "B"], loras=["oil", "pen"], jobs_done=0)}
+    reset()
+    assert pool.choose(job("x <lora:oil:1> <lora:pen:0.5>")).id == "w2"  # w3 holds them on B, its active model
+    reset()
+    assert pool.choose(job("x <lora:ink:1>")).id == "w1"
+    reset()
+    assert pool.choose(job("plain")).id == "w3"  # no LoRAs: fewest jobs among those with A
+    reset()
+    assert pool.choose(job("x <lora:oil:1>", ckpt="B")).id == "w3"  # the checkpoint comes first

@@ -144,6 +144,11 @@ def test_progress_and_interrupt_of_a_job_on_a_worker(head):
     seen = wait_until(lambda: (lambda j: j if j["status"] == "running" and j["progress"] > 0.01 else None)(
         _job(head, job_id)), 60)  # the worker's step count reaches the head
     assert seen["worker"] in {w["id"] for w in _workers(head)}
+    # the live preview is decoded on the worker when a client asks, as locally
+    progress = wait_until(lambda: (lambda p: p if p["current_image"] else None)(
+        requests.get(f"{head.url}/sdapi/v1/progress", timeout=30).json()), 60, 0.5)
+    preview = Image.open(io.BytesIO(base64.b64decode(progress["current_image"])))
+    assert preview.size == (64, 64) and progress["state"]["sampling_step"] >= 5
     t0 = time.time()
     assert requests.post(f"{head.url}/sdapi/v1/interrupt", timeout=10).status_code == 200
     ended = wait_until(lambda: (lambda j: j if j["status"] != "running" else None)(_job(head, job_id)), 30)

@@ -20,6 +20,7 @@ class WorkerView(BaseModel):
     loaded_models: list[str] = Field(default_factory=list, description="checkpoint titles in its RAM cache")
     job: Optional[str] = Field(None, description="the running job's id")
     jobs_done: int = 0
+    loaded_loras: list[str] = Field(default_factory=list, description="LoRA files held on its active checkpoint")
     file_loads: int = Field(0, description="checkpoint files it read from disk")
     files_received: list[str] = Field(default_factory=list, description="model files the head sent it by sha256 "
                                       "(--ray-worker-data-dir), as 'folder/path'")

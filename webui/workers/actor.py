@@ -98,6 +98,7 @@ class EaselWorker:
         return {"result": result, "saves": outputs.saves, "worker": self.id,
                 "step_samples": list(control.step_samples), "checkpoint": active.info.title if active else None,
                 "loaded_models": self.models.cached_titles(), "file_loads": self.models.file_loads,
+                "loaded_loras": self._loras(), "lora_file_reads": self.services.loras.file_reads,
                 "files_received": list(self.files.received)}
 
     # --- model files the head sends (when this worker does not share the head's models folder) --------------------
@@ -122,13 +123,22 @@ class EaselWorker:
         if folders & {"Lora", "LyCORIS"}:
             self.services.loras.refresh()
 
+    def _loras(self) -> list[str]:
+        active = self.models.active
+        return self.services.loras.held_names(active) if active is not None else []
+
     # --- what the head asks while a job runs ---------------------------------------------------------------------
     def progress(self, job_id: str) -> dict[str, Any] | None:
         control = self.controls.get(job_id)
         if control is None:
             return None
         return {"job_no": control.job_no, "job_count": control.job_count, "sampling_step": control.sampling_step,
-                "sampling_steps": control.sampling_steps}
+                "sampling_steps": control.sampling_steps, "preview_step": control.preview_step}
+
+    def preview(self, job_id: str) -> Any:
+        """The live preview of the latest offered step, decoded here (the head asks only when a client wants it)."""
+        control = self.controls.get(job_id)
+        return control.current_image if control is not None else None
 
     def interrupt(self, job_id: str) -> bool:
         control = self.controls.get(job_id)
@@ -152,5 +162,6 @@ class EaselWorker:
             node = socket.gethostname()
         return {"id": self.id, "node": node, "host": socket.gethostname(), "pid": os.getpid(),
                 "device": str(self.policy.device), "loaded_models": self.models.cached_titles(),
+                "loaded_loras": self._loras(), "lora_file_reads": self.services.loras.file_reads,
                 "job": self.job, "jobs_done": self.jobs_done, "file_loads": self.models.file_loads,
                 "files_received": list(self.files.received)}

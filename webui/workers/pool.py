@@ -8,7 +8,8 @@ model id and evicts with its own LRU, but Easel's unit of work is a queued job t
 queue and history, be re-queued when its worker dies, be interrupted mid-step and report per-step progress; Serve
 would add its HTTP proxy/controller and a second queue we can't see into. On Core the head sees each worker's RAM
 cache (`loaded_models`) and chooses: an idle worker with the checkpoint loaded; else one whose cache has room (no
-eviction); else the one that has done the fewest jobs.
+eviction); else the one that has done the fewest jobs. Among equals, the one already holding more of the job's LoRAs
+on that checkpoint.
 
 Failover: a worker whose process dies mid-job (ActorDiedError and kin) is dropped, and the job goes back to the head
 of the queue (retry counted in the history) up to --ray-max-retries times, then fails with WorkerLost. A job ends
@@ -40,7 +41,17 @@ log = logging.getLogger("easel.workers")
 
 POLL_SECONDS = 0.05  # how often a running job's interrupt/skip is forwarded and its progress asked for
 HEARTBEAT_SECONDS = 2.0
+PREVIEW_TIMEOUT = 10.0  # a full-VAE preview of a large image on a slow worker
 LOCAL_NODE_IP = "127.0.0.2"  # the private runtime's node address (see _init_ray)
+
+
+def _lora_names(task: Any) -> set[str]:
+    """The LoRAs a job's prompts name (what a worker that already holds them need not read again)."""
+    from webui.lora.tags import parse_prompt
+
+    request = task.request
+    texts = (getattr(request, "prompt", ""), getattr(request, "hr_prompt", ""))
+    return {t.name for text in texts for t in parse_prompt(str(text or "")).loras}
 
 
 def worker_paths(ns: Any) -> Any:
@@ -66,11 +77,13 @@ class WorkerSlot:
     jobs_done: int = 0
     last_heartbeat: float | None = None
     loaded: list[str] = field(default_factory=list)
+    loras: list[str] = field(default_factory=list)  # LoRA files (stems) held on its active checkpoint
 
     def view(self) -> dict[str, Any]:
         return {"id": self.id, "node": self.info.get("node"), "host": self.info.get("host"),
                 "pid": self.info.get("pid"), "device": self.info.get("device"), "state": self.state,
-                "loaded_models": list(self.loaded), "job": self.job, "jobs_done": self.jobs_done,
+                "loaded_models": list(self.loaded), "loaded_loras": list(self.loras), "job": self.job,
+                "jobs_done": self.jobs_done,
                 "file_loads": self.info.get("file_loads", 0),
                 "files_received": list(self.info.get("files_received") or []), "last_heartbeat": self.last_heartbeat}
 
@@ -205,6 +218,7 @@ class RayPool:
             slot.info, slot.last_heartbeat = info, time.time()
             if slot.state != "busy" and info.get("job") is None:  # mid-job its cache is changing: the answer says
                 slot.loaded = list(info.get("loaded_models") or [])
+                slot.loras = list(info.get("loaded_loras") or [])
 
     def _drop(self, slot: WorkerSlot) -> None:
         with self._lock:
@@ -249,8 +263,11 @@ class RayPool:
             if not idle:
                 return None
             limit = max(1, int(job.remote.task.options.get("sd_checkpoints_limit") or 1))
+            loras = _lora_names(job.remote.task)
+
             def cost(s: WorkerSlot) -> tuple:
-                return (0 if title in s.loaded else 1 if len(s.loaded) < limit else 2, s.jobs_done)
+                held = len(loras & set(s.loras)) if s.loaded and s.loaded[-1] == title else 0
+                return (0 if title in s.loaded else 1 if len(s.loaded) < limit else 2, -held, s.jobs_done)
             best = min(idle, key=cost)
             best.state, best.job = "busy", job.id
             if title and title not in best.loaded:  # what it will hold once the job ran (heartbeats correct it)
@@ -283,6 +300,8 @@ class RayPool:
             with self._lock:  # before the worker is idle again, so the next choice sees its cache
                 slot.jobs_done += 1
                 slot.loaded = list(answer.get("loaded_models") or slot.loaded)
+                slot.loras = list(answer.get("loaded_loras") or [])
+                slot.info["lora_file_reads"] = answer.get("lora_file_reads", 0)
                 slot.info["file_loads"] = answer.get("file_loads", slot.info.get("file_loads", 0))
                 slot.info["files_received"] = answer.get("files_received", slot.info.get("files_received", []))
                 if len(self.work_seconds) > 1000:
@@ -319,7 +338,7 @@ class RayPool:
 
     def _follow(self, slot: WorkerSlot, job: Job, ref) -> Any:
         """Wait for the answer, forwarding interrupt/skip at once and copying the worker's progress."""
-        control, sent_interrupt, progress_ref = job.control, False, None
+        control, sent_interrupt, progress_ref, preview_step = job.control, False, None, -1
         while True:
             ready, _ = ray.wait([ref], timeout=POLL_SECONDS)
             if ready:
@@ -344,6 +363,18 @@ class RayPool:
                         else None
                     control.sampling_steps = p["sampling_steps"]
                     control.step(p["sampling_step"])
+                    if p.get("preview_step", -1) > preview_step:  # lazily, as locally: decoded when a client asks
+                        preview_step = p["preview_step"]
+                        control.offer_preview(preview_step, (job.id, preview_step), self._remote_preview(slot, job.id))
+
+    @staticmethod
+    def _remote_preview(slot: WorkerSlot, job_id: str):
+        def make(_token: Any) -> Any:
+            try:
+                return ray.get(slot.handle.preview.remote(job_id), timeout=PREVIEW_TIMEOUT)
+            except Exception:  # the job ended or the worker is busy: no preview this time
+                return None
+        return make
 
     def _released(self, slot: WorkerSlot) -> None:
         with self._lock:
