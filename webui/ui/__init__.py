@@ -8,7 +8,6 @@ import html
 import gradio as gr
 
 from webui import VERSION
-from webui.ui.common import CSS
 from webui.ui.extensions_tab import build_extensions_tab
 from webui.ui.extras_tab import ExtrasTab
 from webui.ui.history_tab import HistoryTab
@@ -36,8 +35,7 @@ def footer_html(application) -> str:
 
 def build_ui(application) -> gr.Blocks:
     with gr.Blocks(title="Easel", analytics_enabled=False) as demo:
-        gr.HTML(CSS, elem_id="easel_css", container=False, padding=False)
-        prompt_tools_assets()  # Ctrl+Up/Down in every prompt box, the token counters' CSS
+        prompt_tools_assets()  # Ctrl+Up/Down in every prompt box (the page's CSS: page_css, given at mount)
         quick = Quicksettings(application)
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):

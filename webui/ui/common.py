@@ -21,19 +21,6 @@ from webui.ui.progress import follow
 from webui.ui.prompt_tools import StylesRow, TokenCounter
 from webui.ui.page_value import PageValue
 
-CSS = """
-<style>
-.easel-error { color: #b91c1c; background: #fef2f2; border: 1px solid #fca5a5; border-radius: 6px;
-               padding: 6px 10px; margin: 4px 0; white-space: pre-wrap; }
-.easel-ok { color: #166534; padding: 4px 0; }
-.easel-note { background: #fffbeb; border: 1px solid #fcd34d; border-radius: 6px; padding: 6px 10px; }
-.easel-infotext { font-size: 0.9em; white-space: pre-wrap; word-break: break-word; }
-.easel-progress { font-family: monospace; min-height: 1.4em; }
-#easel_footer { text-align: center; opacity: 0.7; font-size: 0.85em; }
-#txt2img_seed_row button, #img2img_seed_row button, #quicksettings button, #txt2img_tools button,
-#img2img_tools button { max-width: 3em; min-width: 2.5em; }
-</style>
-"""
 SEND_TARGETS = ("img2img", "inpaint", "extras")
 
 # request field -> component attribute, for what txt2img and img2img both have; "_" keys are UI-only values

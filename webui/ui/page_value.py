@@ -20,8 +20,13 @@ class PageValue(gr.JSON):
     is_template = True  # the frontend shows it with Gradio's own "json" component (never, since it is invisible)
 
     def __init__(self, value: Any = None, **kwargs: Any):
-        kwargs.setdefault("visible", False)
+        kwargs.setdefault("visible", "hidden")  # in the page (so its value goes with events) but not shown
         super().__init__(value=value, **kwargs)
+
+    def get_config(self, cls=None):
+        # Gradio builds a component's config from the parameters of its class's __init__: with PageValue's own
+        # (value, **kwargs) the page got no `visible` (nor elem_id) and showed every PageValue as a JSON block
+        return super().get_config(cls or gr.JSON)
 
     def preprocess(self, payload: Any) -> Any:
         data = getattr(payload, "root", payload)

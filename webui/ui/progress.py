@@ -46,8 +46,8 @@ def progress_line(jobs, job) -> tuple[str, float | None, bool]:
 
 
 def progress_html(text: str, frac: float | None) -> str:
-    bar = f'<progress value="{frac:.3f}" max="1" style="width:100%"></progress>' if frac is not None else ""
-    warn = ' style="color:#b45309;font-weight:600"' if "Long job:" in text else ""
+    bar = f'<progress value="{frac:.3f}" max="1"></progress>' if frac is not None else ""
+    warn = ' class="easel-warn"' if "Long job:" in text else ""
     return f'<div class="easel-progress">{bar}<span{warn}>{html.escape(text)}</span></div>'
 
 

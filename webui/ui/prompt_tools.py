@@ -233,12 +233,6 @@ PROMPT_JS = r"""
 """
 
 
-PROMPT_CSS = """
-.easel-token-counter-box { text-align: right; padding-right: 1.1em; pointer-events: none; position: relative;
-                           z-index: 2; height: 1.9em; margin-top: calc(-1 * var(--layout-gap, 16px) - 1.9em);
-                           margin-bottom: calc(-1 * var(--layout-gap, 16px)); }
-.easel-token-counter { font-size: 0.8em; opacity: 0.6; font-family: monospace; }
-"""
 
 
 def prompt_head() -> str:
@@ -248,6 +242,6 @@ def prompt_head() -> str:
 
 def prompt_tools_assets() -> gr.HTML:
     """Call once inside the Blocks: an empty component whose js_on_load (Gradio 6) installs Ctrl+Up/Down for every
-    prompt box on the page, with the counters' CSS. Nothing to pass to mount_gradio_app."""
-    return gr.HTML(f"<style>{PROMPT_CSS}</style>", js_on_load=f"({PROMPT_JS.strip()})();", container=False,
+    prompt box on the page (the counters' CSS is in page_css). Nothing to pass to mount_gradio_app."""
+    return gr.HTML("", js_on_load=f"({PROMPT_JS.strip()})();", container=False,
                    padding=False, elem_id="easel_prompt_tools")

@@ -19,10 +19,7 @@ from webui.extensions.api import ArgGroup
 
 NONE_MODEL = "None"
 DEFAULT_RESIZE = "Crop and Resize"  # sd-webui-controlnet's default resize mode (parse_unit's default 1)
-NOTICE_STYLE = ("color: #92400e; background: #fffbeb; border: 1px solid #fcd34d; border-radius: 6px; "
-                "padding: 6px 10px; margin: 4px 0;")
-ERROR_STYLE = ("color: #b91c1c; background: #fef2f2; border: 1px solid #fca5a5; border-radius: 6px; "
-               "padding: 6px 10px; margin: 4px 0;")
+# the look of .easel-error / .easel-notice is the page's (webui/ui/page_css.py): theme colours, light and dark
 
 
 @dataclass(frozen=True)
@@ -142,11 +139,11 @@ def make_preview(choices: UnitChoices, image: Image.Image | None, module: str | 
 
 
 def error_html(message: str) -> str:
-    return f'<div class="easel-error" style="{ERROR_STYLE}">{html.escape(message)}</div>'
+    return f'<div class="easel-error">{html.escape(message)}</div>'
 
 
 def notice_html(message: str) -> str:
-    return f'<div class="easel-notice" style="{NOTICE_STYLE}">{html.escape(message)}</div>'
+    return f'<div class="easel-notice">{html.escape(message)}</div>'
 
 
 def empty_map_notice(image: Image.Image, module: str | None) -> str:

@@ -1,0 +1,75 @@
+"""All of the page's CSS, in one place. Gradio 6 takes it as `mount_gradio_app(css=…)` (the `css` of
+`gr.Blocks(…)` moved to launch()/mount_gradio_app in 6.0, and mount_gradio_app overwrites `blocks.css` with its own
+argument, so CSS given to the Blocks would be lost): `webui.api.server.mount_ui` passes `PAGE_CSS`.
+
+Colours come from Gradio's theme variables, which have dark variants (`.dark` on the page with `?__theme=dark` or
+the browser's dark preference); the few colours the theme has no variable for (a green "done" line, an amber
+warning) are Easel variables set for both modes below. Nothing is a fixed light colour."""
+
+from __future__ import annotations
+
+THEME_VARS = """
+:root { --easel-ok-text: #166534; --easel-warn-text: #92400e; --easel-progress: var(--color-accent); }
+:root .dark, .dark { --easel-ok-text: #86efac; --easel-warn-text: #fcd34d; }
+"""
+
+MESSAGES = """
+.easel-error { color: var(--error-text-color); background: var(--error-background-fill);
+               border: 1px solid var(--error-border-color); border-radius: var(--radius-md);
+               padding: 6px 10px; margin: 4px 0; white-space: pre-wrap; }
+.easel-note, .easel-notice { color: var(--body-text-color); background: var(--background-fill-secondary);
+              border: 1px solid var(--border-color-primary); border-left: 4px solid var(--color-accent);
+              border-radius: var(--radius-md); padding: 6px 10px; margin: 2px 0; }
+.easel-ok { color: var(--easel-ok-text); padding: 4px 0; }
+.easel-warn { color: var(--easel-warn-text); font-weight: 600; }
+.easel-infotext { font-size: 0.9em; white-space: pre-wrap; word-break: break-word; }
+.easel-progress { font-family: monospace; min-height: 1.4em; }
+.easel-progress progress, progress { accent-color: var(--easel-progress); width: 100%; }
+#easel_footer { text-align: center; color: var(--body-text-color); opacity: 0.75; font-size: 0.85em; }
+"""
+
+# A1111's compact top row: small square tool buttons, the token counters inside the prompt boxes' corner, no empty
+# blocks for the page's helper components, the live preview over the gallery instead of above it.
+LAYOUT = """
+#easel_prompt_tools { display: none; }
+.gradio-container > .main > .wrap > .contain > .column > .html-container:empty { display: none; }
+#quicksettings { gap: 8px; align-items: end; }
+#quicksettings button, .easel-tool, #txt2img_seed_row button, #img2img_seed_row button {
+  max-width: 2.6em; min-width: 2.2em !important; padding: 4px; font-size: 1.05em; }
+#txt2img_tools, #img2img_tools { gap: 4px; flex-wrap: nowrap; align-items: center; }
+.easel-prompt-wrap { position: relative; }
+.easel-prompt-wrap .easel-token-counter-box { position: absolute; top: 6px; right: 10px; z-index: 5; margin: 0;
+  height: auto; padding: 0 4px; pointer-events: none; background: var(--input-background-fill);
+  border-radius: var(--radius-sm); }
+.easel-token-counter-box { text-align: right; padding-right: 1.1em; pointer-events: none; position: relative;
+  z-index: 2; height: 1.9em; margin-top: calc(-1 * var(--layout-gap, 16px) - 1.9em);
+  margin-bottom: calc(-1 * var(--layout-gap, 16px)); }
+.easel-token-counter { font-size: 0.8em; color: var(--body-text-color); opacity: 0.7; font-family: monospace; }
+.easel-results { position: relative; }
+.easel-results .easel-live-preview { position: absolute; top: 40px; left: 8px; right: 8px; z-index: 4;
+  pointer-events: none; }
+"""
+
+# Extra networks: fixed-size cards, the name over the bottom of the preview (A1111's look)
+CARDS = """
+.easel-cards { display: flex; flex-wrap: wrap; gap: 8px; max-height: 440px; overflow-y: auto; padding: 2px; }
+.easel-card { position: relative; width: 148px; height: 196px; border-radius: var(--radius-md); overflow: hidden;
+  border: 1px solid var(--border-color-primary); background: var(--background-fill-secondary); cursor: pointer;
+  flex: 0 0 auto; }
+.easel-card:hover { border-color: var(--color-accent); }
+.easel-card img { width: 100%; height: 100%; object-fit: cover; display: block; }
+.easel-card .easel-card-empty { width: 100%; height: 100%; display: flex; align-items: center;
+  justify-content: center; color: var(--body-text-color); opacity: 0.6; font-size: 0.8em; }
+.easel-card .easel-card-name { position: absolute; left: 0; right: 0; bottom: 0; padding: 4px 6px;
+  background: rgba(0, 0, 0, 0.62); color: #fff; font-size: 0.85em; font-weight: 600; word-break: break-word; }
+.easel-card .easel-card-name small { display: block; font-weight: 400; opacity: 0.85; }
+.easel-card.easel-card-error { border-color: var(--error-border-color); }
+.easel-card .easel-card-meta { position: absolute; top: 4px; right: 4px; z-index: 2; border: none;
+  border-radius: var(--radius-sm); background: rgba(0, 0, 0, 0.55); color: #fff; cursor: pointer;
+  padding: 1px 5px; font-size: 0.9em; }
+.easel-metadata table { border-collapse: collapse; font-size: 0.85em; }
+.easel-metadata td { border: 1px solid var(--border-color-primary); padding: 2px 6px; vertical-align: top;
+  word-break: break-word; color: var(--body-text-color); }
+"""
+
+PAGE_CSS = THEME_VARS + MESSAGES + LAYOUT + CARDS
