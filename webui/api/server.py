@@ -64,13 +64,13 @@ def mount_ui(api: FastAPI, application, blocks: Any | None = None) -> Any:
         from webui.ui import build_ui
 
         blocks = build_ui(application)
-    creds = gradio_credentials(application.ns)
-    # app_kwargs: Gradio's own FastAPI would publish an /openapi.json of its routes; Easel's API has its own
-    gr.mount_gradio_app(api, blocks, path="/", auth=creds or None, app_kwargs={"openapi_url": None},
     from webui.ui.page_css import PAGE_CSS
 
-                        css=PAGE_CSS, auth_message="Easel: log in with a --gradio-auth user" if creds else None)
+    creds = gradio_credentials(application.ns)
     # css: Gradio 6 takes the page's CSS here (Blocks(css=…) is deprecated, and mount_gradio_app replaces it)
+    # app_kwargs: Gradio's own FastAPI would publish an /openapi.json of its routes; Easel's API has its own
+    gr.mount_gradio_app(api, blocks, path="/", auth=creds or None, app_kwargs={"openapi_url": None},
+                        css=PAGE_CSS, auth_message="Easel: log in with a --gradio-auth user" if creds else None)
     return blocks
 
 
