@@ -22,6 +22,7 @@ from webui.generation.processing import GenerationServices
 from webui.generation.requests import GenerationResult, Img2ImgRequest, Txt2ImgRequest
 from webui.generation.txt2img import run_txt2img
 from webui.history import JobHistory
+from webui.interrogate.service import Interrogator
 from webui.jobs import Job, JobQueue
 from webui.lifecycle import img2img_record, request_record, requeue_waiting, serve
 from webui.lora import LoraCatalog, LoraService
@@ -72,6 +73,7 @@ class Application:
                                              models_dir=self.paths.models_dir,
                                              embeddings=self.embeddings, loras=self.loras, timer=self.step_timer,
                                              faces=FaceRestorers(self.paths.models_dir))
+        self.interrogator = Interrogator(self.paths.models_dir, self.options.get)
         self.extensions = self._extension_host()
         self.models.on_loaded = self._on_model_loaded
         self.share_url: str | None = None
@@ -329,6 +331,11 @@ class Application:
                               face_detector=str(self.options.get("face_restoration_detector") or ""),
                               face_confidence=float(self.options.get("face_restoration_confidence")))
         return self.jobs.run("extras", {"upscaler_1": req.upscaler_1, "count": len(images)}, work)
+
+    def interrogate(self, image, model: str = "clip") -> str:
+        """A prompt for `image` (A1111's Interrogate), run on the job queue."""
+        return self.jobs.run("interrogate", {"model": str(model)[:64]},
+                             lambda job: self.interrogator.interrogate(image, model), record=False)
 
     def decode_image(self, data: str, field: str):
         """An image field of a request (base64 or data: URL) → PIL, within the pixel limit; errors name the field."""

@@ -137,6 +137,12 @@ def _opts() -> list[OptionDef]:
           "face_*.onnx)", "Face restoration"),
         o("face_restoration_confidence", 0.3, "Face detector confidence", "Face restoration", float, minimum=0.01,
           maximum=1, step=0.01),
+        o("interrogate_clip_model", "", "CLIP model for Interrogate CLIP (a transformers CLIPModel folder in "
+          "models/interrogate; empty: the first)", "Interrogate"),
+        o("interrogate_keep_models_in_memory", False, "Keep the interrogate model in memory", "Interrogate", bool),
+        o("interrogate_return_ranks", False, "Include ranks of model tags matches in results", "Interrogate", bool),
+        o("interrogate_clip_dict_limit", 1500, "CLIP: maximum number of lines in a word list", "Interrogate", int,
+          minimum=1, maximum=100000, step=1),
     ]
 
 

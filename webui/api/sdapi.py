@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from webui.api.errors import NotImplementedYet
 from webui.api.params import decode_img2img_inputs, prepare_request
 from webui.api.schemas import ImageResponse, PngInfoRequest, PngInfoResponse, ProgressResponse, ProgressState
+from webui.api.interrogate import add_interrogate_routes
 from webui.api.sdapi_extras import add_extras_routes
 from webui.api.sdapi_info import add_info_routes
 from webui.api.sdapi_models import add_model_routes
@@ -114,6 +115,7 @@ def build_sdapi_router(app) -> APIRouter:
         return {}
 
     add_extras_routes(r, app)
+    add_interrogate_routes(r, app)
     add_model_routes(r, app)
     add_info_routes(r, app)
     return r

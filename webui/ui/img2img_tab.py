@@ -179,6 +179,8 @@ class Img2ImgTab(GenerationTab):
     def _build_img2img(self) -> None:
         self.init_image = gr.Image(label="Image for img2img", type="pil", format="png", image_mode="RGB",
                                    sources=["upload", "clipboard"], elem_id="img2img_image", height=480)
+        with gr.Row():
+            self.interrogate_clip = gr.Button("Interrogate CLIP", elem_id="interrogate", size="sm")
 
     def _build_sketch(self) -> None:
         self.sketch = self._editor("Sketch", "img2img_sketch", gr.Brush(colors=PALETTE, color_mode="defaults"))
@@ -219,7 +221,22 @@ class Img2ImgTab(GenerationTab):
             tab.select(partial(self.on_mode, mode), inputs=None, outputs=[self.mode, self.inpaint_controls],
                        queue=False)
         self.to_tab.select(lambda: False, inputs=None, outputs=[self.resize_by], queue=False)
+        self.interrogate_clip.click(self.on_interrogate, inputs=[self.init_image, self.prompt], outputs=[self.prompt],
+                                    concurrency_limit=None)  # the job queue orders the work
         self.by_tab.select(lambda: True, inputs=None, outputs=[self.resize_by], queue=False)
+
+    def on_interrogate(self, image: Image.Image | None, prompt: str) -> str:
+        """A1111's "Interrogate CLIP": the prompt becomes the interrogator's caption of the img2img image; on an
+        error (no image, no CLIP model in models/interrogate) the prompt is kept and the message shown."""
+        from webui.ui.messages import error_message
+
+        try:
+            if image is None:
+                raise InvalidRequest("put an image in img2img first")
+            return self.app.interrogate(image, "clip")
+        except Exception as e:  # shown, and the page keeps working
+            gr.Warning(error_message(e))
+            return prompt
 
     @staticmethod
     def on_mode(mode: str):
