@@ -8,11 +8,12 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from webui import VERSION
 from webui.errors import EaselError, InvalidRequest
-from webui.extensions.hooks import job_hooks, named_args
+from webui.extensions.api import API_VERSION, AppInfo
+from webui.extensions.hooks import ScriptCatalog, job_hooks, named_args
 from webui.extensions.host import ExtensionHost
 from webui.faces.restore import FaceRestorers
 from webui.flags import Paths, parse_args, resolve_paths
@@ -37,12 +38,18 @@ from webui.prompts.styles import StyleStore
 from webui.settings import Options
 from webui.workers import attach_workers, remote_work
 
+if TYPE_CHECKING:
+    from webui.extensions.manager import ExtensionManager
+
 log = logging.getLogger("easel")
 
 
 class Application:
     """Owns the options, model manager, job queue, history and outputs. Nothing here is module-level state:
     tests build as many Applications as they like, each on its own data dir."""
+
+    scripts: ScriptCatalog | None = None  # made on first use (webui/api/extensions.py script_catalog)
+    extension_manager: ExtensionManager | None = None  # made on first use (webui/extensions/manager.py manager_for)
 
     def __init__(self, ns: argparse.Namespace | None = None, *, paths: Paths | None = None,
                  owns_process: bool = False):
@@ -123,7 +130,9 @@ class Application:
         self._select_initial()
         self.jobs.start()
         self.started = True
-        self.extensions.emit("app_started", self)
+        self.extensions.emit("app_started", AppInfo(version=VERSION, api_version=API_VERSION,
+                                                    device=str(self.policy.device), models_dir=self.paths.models_dir,
+                                                    data_dir=self.paths.data_dir))
         # the load is the queue's first job: whatever needs the model (re-queued jobs included) waits behind it
         job = self.jobs.submit("load-checkpoint", {}, lambda j: self._load_initial(), record=False)
         requeue_waiting(self)
@@ -225,13 +234,17 @@ class Application:
         view = self.options.view(req.override_settings)  # the one option check: 422/403 before anything runs
         hooks = job_hooks(self.extensions, kind, req.alwayson_scripts)
         script = self._dropdown_script(kind, req)
-        self._check_cost(req, script, view, grid=save_grid and bool(view.get("grid_save")))
+        planned = self._check_cost(req, script, view, grid=save_grid and bool(view.get("grid_save")))
+        cells = [0] if planned > 1 else []  # a plot's cells run so far: its progress counts cells (X/Y/Z)
 
         def work(job: Job) -> GenerationResult:
             services = dataclasses.replace(self.generation, hooks=hooks)
             r = hooks.before_generate(req) if hooks else req
             do_save = save and bool(view.get("samples_save"))
             def generate(rq):
+                if cells:
+                    job.control.start_cell(cells[0], max(planned, cells[0] + 1))
+                    cells[0] += 1
                 # a script's cell may bring its own overrides (checkpoint, VAE, clip skip …) on top of the request's
                 v = view if rq.override_settings == req.override_settings else \
                     self.options.view({**req.override_settings, **rq.override_settings})
@@ -268,8 +281,9 @@ class Application:
                                 request=request, job_id=job_id, estimate_seconds=seconds, notice=notice,
                                 remote=remote)
 
-    def _check_cost(self, req: Txt2ImgRequest, script, view, *, grid: bool) -> None:
-        """The cost guard (webui/generation/cost.py) over the request, or the cells its dropdown script plans."""
+    def _check_cost(self, req: Txt2ImgRequest, script, view, *, grid: bool) -> int:
+        """The cost guard (webui/generation/cost.py) over the request, or the cells its dropdown script plans;
+        returns the number of cells planned (0 without a script that plans them)."""
         from webui.generation.cost import UNKNOWN_NATIVE, check_job_cost
 
         cells = None
@@ -288,6 +302,7 @@ class Application:
                 same = False
             return active.native_size if same else UNKNOWN_NATIVE
         check_job_cost(cells or [req], view.get, native_for, grid_for=lambda rq: grid)
+        return len(cells or [])
 
     def _dropdown_script(self, kind: str, req: Txt2ImgRequest):
         if not req.script_name:

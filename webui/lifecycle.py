@@ -21,7 +21,10 @@ import logging
 import os
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 log = logging.getLogger("easel.lifecycle")
 
@@ -45,7 +48,7 @@ def img2img_record(req, images: list, mask, from_api: bool) -> dict[str, Any]:
     return request_record("img2img", body, from_api=from_api)
 
 
-def requeue_waiting(application) -> int:
+def requeue_waiting(application: Application) -> int:
     """Queue again the jobs a previous run left waiting; returns how many were re-queued."""
     count = 0
     for row in application.history.waiting():
@@ -63,7 +66,7 @@ def requeue_waiting(application) -> int:
     return count
 
 
-def _resubmit(application, row: dict[str, Any]) -> None:
+def _resubmit(application: Application, row: dict[str, Any]) -> None:
     from webui.errors import InvalidRequest
     from webui.generation.requests import Img2ImgRequest, Txt2ImgRequest
 
@@ -90,7 +93,7 @@ def _resubmit(application, row: dict[str, Any]) -> None:
         raise InvalidRequest(f"{kind} jobs are not re-queued after a restart")
 
 
-def serve(application, server_app, *, host: str, port: int, **config: Any) -> None:
+def serve(application: Application, server_app, *, host: str, port: int, **config: Any) -> None:
     """uvicorn.run, with Easel's stop on SIGTERM/SIGINT (see the module's docstring)."""
     import uvicorn
 
@@ -105,7 +108,7 @@ def _server_class():
     import uvicorn
 
     class _EaselServer(uvicorn.Server):
-        def __init__(self, config, application):
+        def __init__(self, config, application: Application):
             super().__init__(config)
             self.application = application
             self._signalled = False
@@ -132,5 +135,5 @@ def _force_exit() -> None:
     os._exit(1)
 
 
-def EaselServer(config, application):  # noqa: N802 (a factory: uvicorn is imported only when serving)
+def EaselServer(config, application: Application):  # noqa: N802 (a factory: uvicorn is imported only when serving)
     return _server_class()(config, application)

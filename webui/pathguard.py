@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from webui.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 
 class PathOutside(InvalidRequest):
@@ -48,17 +51,16 @@ def confine(path: str | os.PathLike, roots: Iterable[str | os.PathLike], *, base
     return _real(candidate)
 
 
-def exposed_roots(application) -> tuple[Path, ...] | None:
+def exposed_roots(application: Application) -> tuple[Path, ...] | None:
     """The folders remote users may name when the server is exposed, or None on loopback (no confinement)."""
     from webui.flags import is_network_exposed
 
-    ns = getattr(application, "ns", None)
-    if ns is None or not is_network_exposed(ns):
+    if not is_network_exposed(application.ns):
         return None
     return (application.paths.data_dir, application.paths.models_dir)
 
 
-def user_path(application, value: str, *, what: str) -> Path:
+def user_path(application: Application, value: str, *, what: str) -> Path:
     """A folder or file a user typed or sent: confined to the data/models dirs when exposed, as given otherwise."""
     roots = exposed_roots(application)
     if roots is None:

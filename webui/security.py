@@ -18,11 +18,14 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 from urllib.parse import urljoin, urlsplit
 
 from webui.errors import EaselError, Forbidden, InvalidRequest, PayloadTooLarge
 from webui.outputs import decode_base64_image
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 log = logging.getLogger("easel.security")
 
@@ -250,14 +253,14 @@ def fetch_remote_image(url: str, *, max_bytes: int, timeout: float = REMOTE_TIME
     return fetch_public_url(url, max_bytes=max_bytes, accept="image/*", what="image", timeout=timeout)
 
 
-def _option(application, key: str, default: Any) -> Any:
+def _option(application: Application, key: str, default: Any) -> Any:
     try:
         return application.options.get(key)
     except KeyError:
         return default
 
 
-def load_image_field(value: str, application, *, field: str = "image"):
+def load_image_field(value: str, application: Application, *, field: str = "image"):
     """Decode one API image field: base64 or a data: URL, or (with the option `api_enable_requests`) an http(s)
     URL on a public address. Pixel limit: option `max_image_pixels` (413). Returns a loaded PIL image."""
     if not isinstance(value, str) or not value.strip():
@@ -279,7 +282,7 @@ def load_image_field(value: str, application, *, field: str = "image"):
 
 # ---------------------------------------------------------------- --share
 
-def open_share(application, blocks, *, host: str, port: int,
+def open_share(application: Application, blocks, *, host: str, port: int,
                setup: Callable[..., str] | None = None) -> str | None:
     """Open Gradio's share tunnel to the local server (gr.mount_gradio_app never does). Offline or on any failure,
     print a clear message and return None: the server keeps serving locally. Sets application.share_url."""
@@ -306,7 +309,8 @@ def open_share(application, blocks, *, host: str, port: int,
     return url
 
 
-def start_share_when_ready(application, blocks, *, host: str, port: int, timeout: float = 60.0) -> threading.Thread:
+def start_share_when_ready(application: Application, blocks, *, host: str, port: int,
+                           timeout: float = 60.0) -> threading.Thread:
     """Open the share tunnel from a thread once the local server accepts connections."""
     def run() -> None:
         local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host

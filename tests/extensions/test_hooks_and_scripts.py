@@ -157,3 +157,25 @@ def test_script_args_arrive_by_name_from_the_api(make_app, serve, ext_dir):
     assert info["echo run"]["args"][1]["choices"] == ["plain", "upper"]
     xyz = info["x/y/z plot"]["args"]
     assert xyz[0]["name"] == "x_type" and "Seed" in xyz[0]["choices"] and xyz[0]["value"] == "Seed"
+
+
+def test_app_started_gets_the_documented_app_info_not_the_application(make_app, serve, ext_dir):
+    write_extension(ext_dir, "starter", """
+        SEEN = []
+
+        def setup(ext):
+            def started(info):
+                SEEN.append({"type": type(info).__name__, "version": info.version, "api": info.api_version,
+                             "device": info.device, "models": str(info.models_dir), "data": str(info.data_dir),
+                             "has_models_manager": hasattr(info, "models")})
+            ext.on("app_started", started)
+            ext.add_api_route("/seen", lambda: SEEN)
+    """)
+    from webui import VERSION
+    from webui.extensions.api import API_VERSION
+
+    app = make_app("--nowebui")
+    seen = serve(app).get("/ext/starter/seen").json()
+    assert seen == [{"type": "AppInfo", "version": VERSION, "api": API_VERSION, "device": "cpu",
+                     "models": str(app.paths.models_dir), "data": str(app.paths.data_dir),
+                     "has_models_manager": False}]

@@ -6,16 +6,18 @@ valid after it finishes and after a restart. Over this API images are always sav
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
 from fastapi import APIRouter, Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 
-from webui.api.errors import NotImplementedYet
 from webui.api.params import decode_img2img_inputs, prepare_request
 from webui.errors import NotFound
 from webui.generation.requests import GenerationResult, Img2ImgRequest, Txt2ImgRequest
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 JobKind = Literal["txt2img", "img2img"]
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled", "interrupted"]
@@ -88,7 +90,7 @@ def _result(value: Any) -> JobResult | None:
     return None
 
 
-def live_view(app, job) -> JobView:
+def live_view(app: Application, job) -> JobView:
     training = getattr(job, "training", None)  # a train-lora job's live TrainingStatus
     status = job.status
     progress = 1.0 if status == "done" else job.control.progress if status in ("running", "interrupted") else 0.0
@@ -106,7 +108,7 @@ def _download(job) -> dict[str, Any] | None:
     return status.to_dict() if status is not None else None
 
 
-def _retry_log(app, job) -> list[str]:
+def _retry_log(app: Application, job) -> list[str]:
     if not job.retries:
         return []
     row = app.history.get(job.id) if job.record else None
@@ -121,7 +123,7 @@ def _training_fields(t: dict[str, Any] | None) -> dict[str, Any]:
     return {"step": t.get("step"), "total_steps": t.get("total_steps"), "loss": loss, "losses": losses}
 
 
-def history_view(app, row: dict[str, Any]) -> JobView:
+def history_view(app: Application, row: dict[str, Any]) -> JobView:
     live = app.jobs.get(row["id"])
     if live is not None and live.record:
         return live_view(app, live)
@@ -135,7 +137,7 @@ def history_view(app, row: dict[str, Any]) -> JobView:
                    **_training_fields(row.get("result") if row["kind"] == "train-lora" else None))
 
 
-def find_job(app, job_id: str) -> JobView:
+def find_job(app: Application, job_id: str) -> JobView:
     live = app.jobs.get(job_id)
     if live is not None and live.record:
         return live_view(app, live)
@@ -153,11 +155,9 @@ def _validate(kind: str, params: dict[str, Any]) -> BaseModel:
         raise RequestValidationError(errors) from None
 
 
-def submit_job(app, kind: str, params: dict[str, Any]):
+def submit_job(app: Application, kind: str, params: dict[str, Any]):
     """Validate, prepare and queue one job with save-the-images semantics; return the queue's Job."""
     req = _validate(kind, params)
-    if kind == "img2img" and getattr(app, "submit_img2img", None) is None:
-        raise NotImplementedYet("img2img is not implemented yet")
     req = prepare_request(req, app, is_img2img=kind == "img2img")
     req = req.model_copy(update={"save_images": True, "send_images": False})
     if kind == "img2img":
@@ -166,7 +166,7 @@ def submit_job(app, kind: str, params: dict[str, Any]):
     return app.submit_txt2img(req, from_api=True)
 
 
-def build_easel_jobs_router(app) -> APIRouter:
+def build_easel_jobs_router(app: Application) -> APIRouter:
     r = APIRouter(prefix="/easel/v1", tags=["easel"])
 
     @r.post("/jobs", response_model=JobCreated, status_code=202)

@@ -15,12 +15,6 @@ from webui.errors import EaselError
 log = logging.getLogger("easel.api")
 
 
-class NotImplementedYet(EaselError):
-    """A feature Easel does not have yet: 501, with A1111's error body, never a fake answer."""
-
-    status = 501
-
-
 _HTTP_NAMES = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
                413: "PayloadTooLarge", 422: "InvalidRequest"}
 

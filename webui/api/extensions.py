@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,6 +22,9 @@ from webui.api.errors import error_body
 from webui.errors import EaselError
 from webui.extensions.hooks import ScriptCatalog
 from webui.extensions.manager import ExtensionInfo, manager_for
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 log = logging.getLogger("easel.api")
 
@@ -82,9 +85,9 @@ def _item(info: ExtensionInfo) -> ExtensionItem:
                          builtin=info.builtin, status=info.status, error=info.error, update=info.update)
 
 
-def script_catalog(application) -> ScriptCatalog:
+def script_catalog(application: Application) -> ScriptCatalog:
     """The Application's script catalog (`application.scripts`), made on first use when the app has none."""
-    if getattr(application, "scripts", None) is None:
+    if application.scripts is None:
         application.scripts = ScriptCatalog(application.extensions, ui_context=_throwaway_blocks)
     return application.scripts
 
@@ -96,7 +99,7 @@ def _throwaway_blocks():
     return gr.Blocks(analytics_enabled=False)
 
 
-def build_extensions_router(application) -> APIRouter:
+def build_extensions_router(application: Application) -> APIRouter:
     r = APIRouter(tags=["extensions"])
     manager = manager_for(application)
     script_catalog(application)  # request checks (webui.api.params) read application.scripts
@@ -204,7 +207,7 @@ def route_aliases(host) -> dict[str, str]:
     return out
 
 
-def mount_extension_routes(api: FastAPI, application) -> int:
+def mount_extension_routes(api: FastAPI, application: Application) -> int:
     """Serve every `ext.add_api_route` of the active extensions at /ext/<name><path> (and at the manifest's
     `route_alias` too). Returns how many routes (aliases not counted)."""
     host = application.extensions

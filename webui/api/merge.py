@@ -8,13 +8,18 @@ when done, `result.name`/`result.path` of the new checkpoint, which /sdapi/v1/sd
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fastapi import APIRouter
 
 from webui.api.easel_jobs import JobCreated
 from webui.merge import MergeRequest, submit_merge
 
+if TYPE_CHECKING:
+    from webui.app import Application
 
-def build_merge_router(application) -> APIRouter:
+
+def build_merge_router(application: Application) -> APIRouter:
     r = APIRouter(prefix="/easel/v1", tags=["merge"])
 
     @r.post("/merge", response_model=JobCreated, status_code=202)

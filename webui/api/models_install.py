@@ -9,13 +9,18 @@ then listed (/sdapi/v1/sd-models, /sdapi/v1/loras) without a restart.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fastapi import APIRouter
 
 from webui.api.easel_jobs import JobCreated
 from webui.downloads import InstallRequest, submit_install
 
+if TYPE_CHECKING:
+    from webui.app import Application
 
-def build_models_install_router(application) -> APIRouter:
+
+def build_models_install_router(application: Application) -> APIRouter:
     r = APIRouter(prefix="/easel/v1", tags=["models"])
 
     @r.post("/models/install", response_model=JobCreated, status_code=202)

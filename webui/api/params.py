@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from webui.errors import InvalidRequest
 from webui.infotext import infotext_to_request_fields, parse_infotext
 from webui.security import load_image_field
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -45,15 +48,12 @@ def apply_infotext(req: R) -> R:
     return new
 
 
-def _find_script(application, name: str, kind: str):
-    host = getattr(application, "extensions", None)
-    if host is None or not hasattr(host, "find_script"):
-        return None
-    found = host.find_script(name, kind)
+def _find_script(application: Application, name: str, kind: str):
+    found = application.extensions.find_script(name, kind)
     return found[1] if found else None
 
 
-def check_scripts(req: BaseModel, application, *, is_img2img: bool) -> None:
+def check_scripts(req: BaseModel, application: Application, *, is_img2img: bool) -> None:
     """An unknown `script_name` or `alwayson_scripts` key is a 422 (A1111: "Script 'x' not found"), before queueing.
     Known ones are passed on untouched: the extension host runs them in the job."""
     kind = "img2img" if is_img2img else "txt2img"
@@ -70,13 +70,13 @@ def check_scripts(req: BaseModel, application, *, is_img2img: bool) -> None:
                                  detail=f"alwayson_scripts: no always-on {kind} script named {key!r}")
 
 
-def prepare_request(req: R, application, *, is_img2img: bool) -> R:
+def prepare_request(req: R, application: Application, *, is_img2img: bool) -> R:
     """Everything done to a generation request at the edge, before it is queued."""
     check_scripts(req, application, is_img2img=is_img2img)
     return apply_infotext(req)
 
 
-def decode_img2img_inputs(req: BaseModel, application) -> tuple[list[Any], Any]:
+def decode_img2img_inputs(req: BaseModel, application: Application) -> tuple[list[Any], Any]:
     """init_images and mask as PIL images: base64/data URLs, or http(s) URLs under the SSRF rules; 413 over the
     pixel limit; errors name the field."""
     images = [load_image_field(v, application, field=f"init_images[{i}]")

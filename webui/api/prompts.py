@@ -5,13 +5,18 @@ GET  /sdapi/v1/embeddings          {loaded: {name: {step, sd_checkpoint, sd_chec
 POST /sdapi/v1/refresh-embeddings  rescan the embeddings folder (A1111 answers null)
 GET  /sdapi/v1/prompt-styles       [{name, prompt, negative_prompt}]
 
-Include this router before build_sdapi_router's, so these answer (FastAPI serves the first route that matches).
+These are the only routes at these paths (build_sdapi_router has none).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 
 class EmbeddingInfo(BaseModel):
@@ -37,28 +42,19 @@ class PromptStyleInfo(BaseModel):
     negative_prompt: str | None = None
 
 
-def build_prompts_router(application) -> APIRouter:
+def build_prompts_router(application: Application) -> APIRouter:
     r = APIRouter(prefix="/sdapi/v1", tags=["sdapi"])
-
-    def service(name: str):
-        return getattr(application, name, None)  # an Application built without it answers empty lists
 
     @r.get("/embeddings", response_model=EmbeddingsAnswer)
     def embeddings() -> EmbeddingsAnswer:
-        catalog = service("embeddings")
-        if catalog is None:
-            return EmbeddingsAnswer(loaded={}, skipped={})
-        models = service("models")
-        return EmbeddingsAnswer(**catalog.api(models.active if models is not None else None))
+        return EmbeddingsAnswer(**application.embeddings.api(application.models.active))
 
     @r.post("/refresh-embeddings", response_model=None)
     def refresh_embeddings() -> None:
-        if service("embeddings") is not None:
-            service("embeddings").refresh()
+        application.embeddings.refresh()
 
     @r.get("/prompt-styles", response_model=list[PromptStyleInfo])
     def prompt_styles() -> list[PromptStyleInfo]:
-        styles = service("styles")
-        return [PromptStyleInfo(**s) for s in styles.api()] if styles is not None else []
+        return [PromptStyleInfo(**s) for s in application.styles.api()]
 
     return r

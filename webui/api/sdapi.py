@@ -8,12 +8,11 @@ validate at the edge and call the Application's services.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from webui.api.errors import NotImplementedYet
 from webui.api.params import decode_img2img_inputs, prepare_request
 from webui.api.schemas import ImageResponse, PngInfoRequest, PngInfoResponse, ProgressResponse, ProgressState
 from webui.api.interrogate import add_interrogate_routes
@@ -26,6 +25,9 @@ from webui.generation.requests import GenerationResult, Img2ImgRequest, Txt2ImgR
 from webui.infotext import parse_infotext, read_image_infotext
 from webui.outputs import encode_png_base64
 from webui.security import load_image_field
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 __all__ = ["ImageResponse", "PngInfoRequest", "PngInfoResponse", "ProgressResponse", "ProgressState",
            "build_sdapi_router", "image_response"]
@@ -55,7 +57,7 @@ def _img2img_parameters(req: Img2ImgRequest) -> dict[str, Any]:
     return data
 
 
-def build_sdapi_router(app) -> APIRouter:
+def build_sdapi_router(app: Application) -> APIRouter:
     r = APIRouter(prefix="/sdapi/v1", tags=["sdapi"])
 
     @r.post("/txt2img", response_model=ImageResponse)
@@ -67,12 +69,9 @@ def build_sdapi_router(app) -> APIRouter:
 
     @r.post("/img2img", response_model=ImageResponse)
     def img2img(req: Img2ImgRequest) -> ImageResponse:
-        submit = getattr(app, "submit_img2img", None)
-        if submit is None:
-            raise NotImplementedYet("img2img is not implemented yet")
         req = prepare_request(req, app, is_img2img=True)
         images, mask = decode_img2img_inputs(req, app)
-        result = app.jobs.wait(submit(req, from_api=True, images=images, mask=mask))
+        result = app.jobs.wait(app.submit_img2img(req, from_api=True, images=images, mask=mask))
         return image_response(req, result, req.send_images, _img2img_parameters(req))
 
     @r.post("/png-info", response_model=PngInfoResponse)
@@ -95,8 +94,10 @@ def build_sdapi_router(app) -> APIRouter:
                                   job_no=0, sampling_step=0, sampling_steps=0)
             return ProgressResponse(progress=0.0, eta_relative=0.0, state=state, current_image=None, textinfo=None)
         c = job.control
-        state = ProgressState(skipped=c.skipped, interrupted=c.interrupted, job=job.id, job_count=queued + 1,
-                              job_timestamp=str(int(job.started_at or job.created_at)), job_no=c.job_no,
+        # job_count/job_no count batches as A1111 does (an X/Y/Z plot's cells × batches), plus the jobs waiting
+        state = ProgressState(skipped=c.skipped, interrupted=c.interrupted, job=job.id,
+                              job_count=queued + max(1, c.batch_count),
+                              job_timestamp=str(int(job.started_at or job.created_at)), job_no=c.batch_no,
                               sampling_step=c.sampling_step, sampling_steps=c.sampling_steps)
         image = None
         if not skip_current_image and c.current_image is not None:

@@ -3,29 +3,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 
 from webui.api.schemas import ExtrasBatchImagesResponse, ExtrasSingleImageResponse
-from webui.generation.extras import ExtrasBatchRequest, ExtrasRequest, ExtrasSingleRequest, run_extras
+from webui.generation.extras import ExtrasBatchRequest, ExtrasRequest, ExtrasSingleRequest
 from webui.generation.requests import GenerationResult
 from webui.outputs import encode_png_base64
 from webui.security import load_image_field
 
+if TYPE_CHECKING:
+    from webui.app import Application
 
-def run_extras_job(app, images: list[tuple[Any, str]], req: ExtrasRequest) -> GenerationResult:
-    """Run the Extras service on the queue: `application.extras(req, images)` when the Application offers it,
-    otherwise the service function in a queued job of kind "extras"."""
-    service = getattr(app, "extras", None)
-    if callable(service):
-        out, texts, paths = service(req, images)
-    else:
-        def work(job):
-            return run_extras(images, req, models_dir=app.paths.models_dir, outputs=app.outputs, save=False,
-                              max_pixels=int(app.options.get("max_generation_pixels")))
 
-        out, texts, paths = app.jobs.run("extras", {"upscaler_1": req.upscaler_1, "count": len(images)}, work)
+def run_extras_job(app: Application, images: list[tuple[Any, str]], req: ExtrasRequest) -> GenerationResult:
+    """Run the Extras service on the queue (`Application.extras`)."""
+    out, texts, paths = app.extras(req, images)
     return GenerationResult(images=out, infotexts=texts, paths=paths, info={"html_info": "<br>".join(texts)})
 
 
@@ -33,7 +27,7 @@ def _html(result: GenerationResult) -> str:
     return str(result.info.get("html_info", "")) if result.info else ""
 
 
-def add_extras_routes(r: APIRouter, app) -> None:
+def add_extras_routes(r: APIRouter, app: Application) -> None:
     @r.post("/extra-single-image", response_model=ExtrasSingleImageResponse)
     def extra_single_image(req: ExtrasSingleRequest) -> ExtrasSingleImageResponse:
         image = load_image_field(req.image, app, field="image")

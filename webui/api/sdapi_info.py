@@ -1,43 +1,22 @@
-"""Read-only /sdapi/v1 lists: cmd-flags, samplers, schedulers, upscalers, latent-upscale-modes, prompt-styles,
+"""Read-only /sdapi/v1 lists: cmd-flags, samplers, schedulers, upscalers, latent-upscale-modes,
 memory, face-restorers, realesrgan-models. Features Easel does not have answer with honest empty lists, never fake
 entries. (scripts, script-info and extensions are in webui/api/extensions.py.)"""
 
 from __future__ import annotations
 
-import csv
 import os
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 
-from webui.api.schemas import (FaceRestorerItem, LatentUpscalerModeItem, MemoryResponse, PromptStyleItem,
-                               RealesrganItem, SamplerItem, SchedulerItem, UpscalerItem)
+from webui.api.schemas import (FaceRestorerItem, LatentUpscalerModeItem, MemoryResponse, RealesrganItem, SamplerItem,
+                               SchedulerItem, UpscalerItem)
 from webui.flags import public_cmd_flags
 from webui.generation.upscalers import LATENT_MODES, list_upscalers
 from webui.models import samplers
 
-
-def _field(item: Any, key: str, default: Any = None) -> Any:
-    return item.get(key, default) if isinstance(item, dict) else getattr(item, key, default)
-
-
-def read_styles_csv(files: tuple[Path, ...] | list[Path]) -> list[PromptStyleItem]:
-    """A1111's styles.csv (columns name, prompt, negative_prompt); missing or unreadable files give nothing."""
-    out, seen = [], set()
-    for file in files:
-        try:
-            with open(file, newline="", encoding="utf-8-sig") as f:
-                rows = list(csv.DictReader(f, skipinitialspace=True))
-        except (OSError, csv.Error, UnicodeDecodeError):
-            continue
-        for row in rows:
-            name = (row.get("name") or "").strip()
-            if name and name not in seen:
-                seen.add(name)
-                out.append(PromptStyleItem(name=name, prompt=row.get("prompt") or "",
-                                           negative_prompt=row.get("negative_prompt") or ""))
-    return out
+if TYPE_CHECKING:
+    from webui.app import Application
 
 
 def _proc_meminfo() -> dict[str, int]:
@@ -86,7 +65,7 @@ def cuda_usage(device: Any) -> dict[str, Any]:
         return {"error": str(e)}
 
 
-def add_info_routes(r: APIRouter, app) -> None:
+def add_info_routes(r: APIRouter, app: Application) -> None:
     @r.get("/cmd-flags", response_model=dict[str, Any])
     def cmd_flags() -> dict[str, Any]:
         return public_cmd_flags(app.ns)
@@ -106,14 +85,6 @@ def add_info_routes(r: APIRouter, app) -> None:
     @r.get("/latent-upscale-modes", response_model=list[LatentUpscalerModeItem])
     def latent_upscale_modes() -> list[LatentUpscalerModeItem]:
         return [LatentUpscalerModeItem(name=n) for n in LATENT_MODES]
-
-    @r.get("/prompt-styles", response_model=list[PromptStyleItem])
-    def prompt_styles() -> list[PromptStyleItem]:
-        service = getattr(app, "styles", None)
-        if service is not None:
-            return [PromptStyleItem(name=str(_field(s, "name")), prompt=_field(s, "prompt", ""),
-                                    negative_prompt=_field(s, "negative_prompt", "")) for s in service.list()]
-        return read_styles_csv(app.paths.styles_files)
 
     @r.get("/memory", response_model=MemoryResponse)
     def memory() -> MemoryResponse:

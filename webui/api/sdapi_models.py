@@ -1,14 +1,17 @@
 """/sdapi/v1 routes about models and options: sd-models, sd-vae, loras, embeddings, hypernetworks, options, and the
 refresh/unload/reload actions. Loading and unloading go through the job queue, never under a running generation."""
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from fastapi import APIRouter, Body
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from webui.api.schemas import EmbeddingItem, EmbeddingsResponse, HypernetworkItem, LoraItem, SDModelItem, SDVaeItem
+from webui.api.schemas import HypernetworkItem, LoraItem, SDModelItem, SDVaeItem
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 
 def options_model(defs: dict[str, Any], *, name: str, with_defaults: bool) -> type[BaseModel]:
@@ -25,29 +28,17 @@ def _field(item: Any, key: str, default: Any = None) -> Any:
     return item.get(key, default) if isinstance(item, dict) else getattr(item, key, default)
 
 
-def lora_items(application) -> list[LoraItem]:
-    """LoRAs from the LoRA service when it exists (its list() of objects or dicts), else none."""
-    service = getattr(application, "loras", None)
-    if service is None:
-        return []
+def lora_items(application: "Application") -> list[LoraItem]:
+    """The LoRA service's list (dicts) as A1111's items."""
     out = []
-    for item in service.list():
+    for item in application.loras.list():
         name = str(_field(item, "name", ""))
         out.append(LoraItem(name=name, alias=str(_field(item, "alias", None) or name),
                             path=str(_field(item, "path", "")), metadata=dict(_field(item, "metadata", None) or {})))
     return out
 
 
-def _embedding_map(items: Any) -> dict[str, EmbeddingItem]:
-    out = {}
-    for name, e in dict(items or {}).items():
-        out[str(name)] = EmbeddingItem(step=_field(e, "step"), sd_checkpoint=_field(e, "sd_checkpoint"),
-                                       sd_checkpoint_name=_field(e, "sd_checkpoint_name"),
-                                       shape=int(_field(e, "shape", 0) or 0), vectors=int(_field(e, "vectors", 0) or 0))
-    return out
-
-
-def add_model_routes(r: APIRouter, app) -> None:
+def add_model_routes(r: APIRouter, app: "Application") -> None:
     GetOptions = options_model(app.options.defs, name="Options", with_defaults=True)
     SetOptions = options_model(app.options.defs, name="OptionsUpdate", with_defaults=False)
 
@@ -83,23 +74,7 @@ def add_model_routes(r: APIRouter, app) -> None:
 
     @r.post("/refresh-loras", response_model=None)
     def refresh_loras() -> None:
-        service = getattr(app, "loras", None)
-        if service is not None and hasattr(service, "refresh"):
-            service.refresh()
-
-    @r.get("/embeddings", response_model=EmbeddingsResponse)
-    def embeddings() -> EmbeddingsResponse:
-        service = getattr(app, "embeddings", None)
-        if service is None:
-            return EmbeddingsResponse(loaded={}, skipped={})
-        return EmbeddingsResponse(loaded=_embedding_map(_field(service, "loaded")),
-                                  skipped=_embedding_map(_field(service, "skipped")))
-
-    @r.post("/refresh-embeddings", response_model=None)
-    def refresh_embeddings() -> None:
-        service = getattr(app, "embeddings", None)
-        if service is not None and hasattr(service, "refresh"):
-            service.refresh()
+        app.loras.refresh()
 
     @r.get("/hypernetworks", response_model=list[HypernetworkItem])
     def hypernetworks() -> list[HypernetworkItem]:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -31,6 +31,9 @@ from webui.api.ui_guards import LoginPageMiddleware, LoginThrottleMiddleware, Up
 from webui.flags import allowed_hosts, api_credentials, api_enabled, bind_host, cors_origins, gradio_credentials
 from webui.security import is_loopback_bind, machine_host_names, start_share_when_ready
 
+if TYPE_CHECKING:
+    from webui.app import Application
+
 # Every API surface --api-auth protects (the Gradio UI page itself is --gradio-auth's job)
 API_PREFIXES = ("/sdapi/", "/easel/", "/ext/", "/docs", "/openapi.json", "/redoc", "/gradio_api/")
 
@@ -56,7 +59,7 @@ def _gradio_session_check(api: FastAPI) -> Callable[[Scope], bool]:
     return lambda scope: scope.get("path", "").startswith("/gradio_api/") and _has_gradio_session(api, scope)
 
 
-def mount_ui(api: FastAPI, application, blocks: Any | None = None) -> Any:
+def mount_ui(api: FastAPI, application: Application, blocks: Any | None = None) -> Any:
     """Mount the Gradio Blocks at / with --gradio-auth credentials; return the Blocks."""
     import gradio as gr
 
@@ -74,7 +77,7 @@ def mount_ui(api: FastAPI, application, blocks: Any | None = None) -> Any:
     return blocks
 
 
-def install_security(api: FastAPI, application) -> None:
+def install_security(api: FastAPI, application: Application) -> None:
     """Add the guards. Starlette runs the last added outermost:
     headers → Host → cross-site → CORS → login back-off → API auth → body limit."""
     ns = application.ns
@@ -102,7 +105,7 @@ def install_security(api: FastAPI, application) -> None:
     api.add_middleware(SecurityHeadersMiddleware)
 
 
-def host_rule(application) -> dict:
+def host_rule(application: Application) -> dict:
     """Which Host names the server answers to (DNS rebinding): loopback names always, the share host, and
     - bound to loopback: the --allowed-hosts names (a reverse proxy's name);
     - exposed: any IP address (a browser that typed an address has no DNS name to rebind), and the --allowed-hosts
@@ -115,14 +118,14 @@ def host_rule(application) -> dict:
     return {"extra_hosts": lambda: (*hosts, *own, *_share_hosts(application)), "ip_literals": exposed}
 
 
-def _share_hosts(application) -> tuple[str, ...]:
-    url = getattr(application, "share_url", None)
+def _share_hosts(application: Application) -> tuple[str, ...]:
+    url = application.share_url
     if not url:
         return ()
     return (url.split("://", 1)[-1].split("/", 1)[0],)
 
 
-def _open_share_on_startup(api: FastAPI, application, blocks) -> None:
+def _open_share_on_startup(api: FastAPI, application: Application, blocks) -> None:
     """--share: open Gradio's tunnel once the server listens (mount_gradio_app never does it by itself)."""
     ns = application.ns
     previous = api.router.lifespan_context
@@ -136,7 +139,7 @@ def _open_share_on_startup(api: FastAPI, application, blocks) -> None:
     api.router.lifespan_context = lifespan
 
 
-def build_fastapi(application, *, blocks: Any | None = None) -> FastAPI:
+def build_fastapi(application: Application, *, blocks: Any | None = None) -> FastAPI:
     """The server. `blocks` replaces the UI (tests mount a small Blocks); it is ignored with --nowebui.
 
     As in A1111, the HTTP API (/sdapi, /easel, /ext, extension aliases, /docs, /openapi.json) exists only with --api
@@ -174,11 +177,10 @@ def _answer_api_off(api: FastAPI) -> None:
                           include_in_schema=False)
 
 
-def include_api_routes(api: FastAPI, application) -> None:
+def include_api_routes(api: FastAPI, application: Application) -> None:
     # first-registered routes answer: the specialised routers come before build_sdapi_router's fallbacks
     api.include_router(build_extensions_router(application))  # /sdapi/v1/extensions, scripts, script-info
-    if getattr(application, "embeddings", None) is not None and getattr(application, "styles", None) is not None:
-        api.include_router(build_prompts_router(application))  # /sdapi/v1/embeddings, prompt-styles
+    api.include_router(build_prompts_router(application))  # /sdapi/v1/embeddings, prompt-styles
     api.include_router(build_token_count_router(application))  # /easel/v1/prompt/token-count (CLIP and T5)
     api.include_router(build_sdapi_router(application))
     api.include_router(build_easel_jobs_router(application))

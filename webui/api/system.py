@@ -5,12 +5,15 @@ torch.compile status, VAE tiling and the live preview method actually in use. Re
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 
+if TYPE_CHECKING:
+    from webui.app import Application
 
-def system_report(application) -> dict[str, Any]:
+
+def system_report(application: Application) -> dict[str, Any]:
     """The report, built from the Application's own objects (no globals): usable without FastAPI too."""
     import diffusers
     import torch
@@ -44,14 +47,18 @@ def system_report(application) -> dict[str, Any]:
             "conv_weights": "channels_last, prepacked for oneDNN" if conv_prepack.available()
                             else "channels_last (not prepacked: this torch or CPU can't pack bf16 weights)",
         },
-        "threads": {"torch": torch.get_num_threads(), "source": getattr(application, "threads_source", ""),
+        "threads": {"torch": torch.get_num_threads(), "source": application.threads_source,
                     "physical_cores": physical_cores()},
         "versions": {"easel": VERSION, "torch": torch.__version__, "diffusers": diffusers.__version__},
         "compile": {"setting": bool(opts.get("cpu_compile")),
                     **(compile_state(unet).report() if unet is not None else {"status": "no model loaded"})},
         "vae": {"tiling_min_pixels": int(opts.get("vae_tiling_min_pixels")), **vae_memory_status(vae),
                 "precision_setting": str(opts.get("cpu_vae_precision")),
-                "precision": choose_vae_precision(str(opts.get("cpu_vae_precision")), policy, vae)},
+                # Automatic reads the guard's verdict only: measuring here would race a running job's decode
+                "precision": choose_vae_precision(str(opts.get("cpu_vae_precision")), policy, vae,
+                                                  application.models.vae_bf16_guard, measure=False),
+                "bf16_guard_psnr_db": (application.models.vae_bf16_guard.psnr(vae, measure=False)
+                                       if vae is not None else None)},
         "preview": preview_status(str(opts.get("show_progress_type")), vae, application.paths.models_dir / "VAE-approx",
                                   application.generation.previews.get(vae)),
         # where jobs run (#22): the local worker thread, or Ray workers as GET /easel/v1/workers lists them
@@ -60,7 +67,7 @@ def system_report(application) -> dict[str, Any]:
     }
 
 
-def build_system_router(application) -> APIRouter:
+def build_system_router(application: Application) -> APIRouter:
     router = APIRouter(tags=["easel"])
 
     @router.get("/easel/v1/system", summary="Device, precision policy, threads, compile and preview status")

@@ -6,13 +6,16 @@ Validation (fields, dataset, checkpoint, name) happens before anything is queued
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from webui.errors import NotFound
 from webui.training.jobs import JOB_KIND, TrainLoraRequest, start_training
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 
 class TrainJobCreated(BaseModel):
@@ -54,7 +57,7 @@ def _error(job) -> str | None:
     return None if e is None else (getattr(e, "message", None) or str(e) or type(e).__name__)
 
 
-def build_training_router(application) -> APIRouter:
+def build_training_router(application: Application) -> APIRouter:
     r = APIRouter(prefix="/easel/v1", tags=["training"])
 
     @r.post("/train/lora", response_model=TrainJobCreated, status_code=202)
@@ -67,7 +70,7 @@ def build_training_router(application) -> APIRouter:
         job = application.jobs.get(job_id)
         if job is not None and job.kind == JOB_KIND:
             return TrainJobView(job_id=job.id, status=job.status, error=_error(job), **training_fields(job))
-        row = application.history.get(job_id) if getattr(application, "history", None) else None
+        row = application.history.get(job_id)
         if row is None or row.get("kind") != JOB_KIND:
             raise NotFound(f"training job {job_id} not found")
         summary = row.get("result") or {}

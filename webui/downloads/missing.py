@@ -5,13 +5,16 @@ are missing and offers the install box."""
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 MAX_LORAS = 64  # an infotext names a few; a hostile one can't make the server hash every file many times over
 _HEX = re.compile(r"[0-9a-fA-F]{8,64}")
 
 
-def _checkpoint_known(application, model_hash: str, name: str) -> bool:
+def _checkpoint_known(application: Application, model_hash: str, name: str) -> bool:
     from webui.models.hashing import legacy_model_hash
 
     items = application.catalog.list()
@@ -43,7 +46,7 @@ def lora_hashes(value: str) -> list[tuple[str, str]]:
     return out[:MAX_LORAS]
 
 
-def _lora_known(application, name: str, digest: str) -> bool:
+def _lora_known(application: Application, name: str, digest: str) -> bool:
     catalog = application.lora_catalog
     entries = catalog.list()
     named = [e for e in entries if name in (e.name, e.alias, e.rel)]
@@ -56,7 +59,7 @@ def _lora_known(application, name: str, digest: str) -> bool:
     return False
 
 
-def missing_models(application, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
+def missing_models(application: Application, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
     """[{"type": "checkpoint"|"lora", "name", "hash"}] for each model the parsed infotext names and no catalog has.
     A checkpoint is found by the hash's prefix of a file's SHA-256 (A1111's 10-digit `Model hash`), else by name;
     a LoRA by its 12-digit hash, trying the file of the same name first."""

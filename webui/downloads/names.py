@@ -14,9 +14,13 @@ import tempfile
 import unicodedata
 from email.message import Message
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from webui.errors import Conflict, InvalidRequest
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 # the API's folder names (A1111's models/ sub-folders) → the Paths attribute that holds each
 FOLDERS = {"Stable-diffusion": "ckpt_dir", "Lora": "lora_dir", "LyCORIS": "lycoris_dir", "VAE": "vae_dir",
@@ -32,7 +36,7 @@ _BAD = re.compile(r'[\\/:*?"<>|\x00-\x1f\x7f]')
 _RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
 
 
-def folder_path(application, folder: str) -> Path:
+def folder_path(application: Application, folder: str) -> Path:
     if folder not in FOLDERS:
         raise InvalidRequest(f"folder {folder!r} is not one of {sorted(FOLDERS)}")
     return Path(getattr(application.paths, FOLDERS[folder]))

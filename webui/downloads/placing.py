@@ -7,13 +7,16 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from webui.downloads import classify, names
 from webui.errors import EaselError, InvalidRequest
 
+if TYPE_CHECKING:
+    from webui.app import Application
 
-def _list(application, folder: str, dest: Path, sha256: str | None) -> dict[str, Any]:
+
+def _list(application: Application, folder: str, dest: Path, sha256: str | None) -> dict[str, Any]:
     """Refresh the catalog that lists `folder` and return what it says about the new file."""
     if folder == "Stable-diffusion":
         ckpt_dir = Path(application.paths.ckpt_dir)
@@ -46,7 +49,8 @@ def _convert(found: classify.Inspected, dest: Path, folder: str) -> None:
             os.unlink(tmp)
 
 
-def finish(application, spec, part: Path, name: str, fetched, *, verified: bool, control) -> dict[str, Any]:
+def finish(application: Application, spec, part: Path, name: str, fetched, *, verified: bool,
+           control) -> dict[str, Any]:
     """Inspect `part` (downloaded as `name`), place it, list it; the job's value. The caller removes `part`."""
     control.textinfo = f"Checking {name}"
     try:

@@ -16,7 +16,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import TYPE_CHECKING, Any, Literal, Optional
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -24,6 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from webui.downloads import names
 from webui.downloads.transfer import DownloadStatus, Start, download
 from webui.errors import DiskFull, DownloadFailed, EaselError, Forbidden, Interrupted, InvalidRequest
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 JOB_KIND = "install-model"
 MAX_URL = 2048
@@ -67,7 +70,7 @@ def coerce(value: Any) -> InstallRequest:
         raise InvalidRequest(f"{where}: {first.get('msg', 'invalid')}", detail=str(e)) from None
 
 
-def locked_reason(application) -> str | None:
+def locked_reason(application: Application) -> str | None:
     if application.extensions_locked:
         return ("Installing models by URL is turned off because this server is reachable from the network (--listen, "
                 "--share or --server-name): a download writes files on this machine and fetches what a remote user "
@@ -100,7 +103,7 @@ def check_url(url: str, *, allow_private: bool) -> str:
     return url
 
 
-def check_request(application, body: Any) -> InstallSpec:
+def check_request(application: Application, body: Any) -> InstallSpec:
     """Every check that needs no network: the lock, fields, URL, folder and name (409 when taken). Raises typed."""
     reason = locked_reason(application)
     if reason:
@@ -132,7 +135,7 @@ def redacted(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def submit_install(application, body: Any):
+def submit_install(application: Application, body: Any):
     """Check, then queue an "install-model" job; its value is {name, path, model: {...}} of the installed file."""
     spec = check_request(application, body)
     params = {**spec.req.model_dump(mode="json"), "url": redacted(spec.url)}
@@ -146,7 +149,7 @@ def _check_space(folder: Path, nbytes: int) -> None:
                        detail=f"the model needs {nbytes / 2**30:.2f} GiB, {free / 2**30:.2f} GiB free")
 
 
-def run_install(application, spec: InstallSpec, job) -> dict[str, Any]:
+def run_install(application: Application, spec: InstallSpec, job) -> dict[str, Any]:
     from webui.downloads.placing import finish
 
     control = job.control

@@ -22,12 +22,15 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from webui.errors import EaselError, Forbidden, InvalidRequest, NotFound
 from webui.extensions.api import API_VERSION
 from webui.extensions.host import ExtensionRecord
 from webui.flags import is_network_exposed
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 log = logging.getLogger("easel.extensions")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -134,7 +137,7 @@ def folder_name_for(url: str) -> str:
 class ExtensionManager:
     """The extension operations the Extensions tab and the API share. One per Application (`manager_for`)."""
 
-    def __init__(self, application):
+    def __init__(self, application: Application):
         self.app = application
         self.host = application.extensions
         self.dir: Path = application.paths.extensions_dir
@@ -380,8 +383,8 @@ def _norm(url: str | None) -> str:
     return (public_url(url) or "").strip().rstrip("/").removesuffix(".git").lower()
 
 
-def manager_for(application) -> ExtensionManager:
+def manager_for(application: Application) -> ExtensionManager:
     """The Application's ExtensionManager (made on first use, so the tab and the API share update results)."""
-    if getattr(application, "extension_manager", None) is None:
+    if application.extension_manager is None:
         application.extension_manager = ExtensionManager(application)
     return application.extension_manager

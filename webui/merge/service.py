@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -20,6 +20,9 @@ from webui.merge.names import discard_matcher, output_path
 from webui.merge.plan import MergePlan, make_plan
 from webui.merge.sources import TensorSource, VaeSource, opened
 from webui.merge.stream_writer import build_header, layout, stream_safetensors
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 JOB_KIND = "merge"
 CONFIG_SOURCES = ("A, B or C", "B", "C", "Don't")  # A1111's "Copy config from" radio, by index
@@ -73,7 +76,7 @@ def coerce(value: Any) -> MergeRequest:
 METHODS_NEED = {"primary": "merging", "secondary": "merging", "tertiary": "Add difference"}
 
 
-def _checkpoint(application, query: str | None, role: str, needed: bool):
+def _checkpoint(application: Application, query: str | None, role: str, needed: bool):
     if not needed:
         return None
     if not query or not query.strip() or query.strip() == "None":
@@ -90,7 +93,7 @@ def _checkpoint(application, query: str | None, role: str, needed: bool):
 
 
 
-def _vae(application, name: str | None):
+def _vae(application: Application, name: str | None):
     from webui.models.catalog import scan_vaes
 
     if name is None or name.strip() in ("", "None"):
@@ -101,7 +104,7 @@ def _vae(application, name: str | None):
     raise ModelNotFound(f"VAE not found: {name!r} (VAEs are listed from models/VAE, as /sdapi/v1/sd-vae shows)")
 
 
-def check_request(application, body: Any) -> MergeSpec:
+def check_request(application: Application, body: Any) -> MergeSpec:
     """Every check that needs no tensor data. Raises InvalidRequest / ModelNotFound / Conflict."""
     req = coerce(body)
     discard_matcher(req.discard_weights)  # a pattern that doesn't compile is refused before any file is opened
@@ -140,7 +143,7 @@ def preflight(spec: MergeSpec) -> None:
                 vae.close()
 
 
-def submit_merge(application, body: Any):
+def submit_merge(application: Application, body: Any):
     """Check, then queue a "merge" job; its value is {name, path, title, sha256} of the new checkpoint."""
     spec = check_request(application, body)
     preflight(spec)
@@ -178,7 +181,7 @@ def copy_config(spec: MergeSpec, output: Path) -> Path | None:
     return None
 
 
-def run_merge(application, spec: MergeSpec, job) -> dict[str, Any]:
+def run_merge(application: Application, spec: MergeSpec, job) -> dict[str, Any]:
     from webui.merge.run import merge_metadata, write_all
     from webui.models.hashing import legacy_model_hash
 
@@ -218,7 +221,7 @@ def run_merge(application, spec: MergeSpec, job) -> dict[str, Any]:
             "title": info.title if info else None, "sha256": info.sha256 if info else None}
 
 
-def _listed(application, output: Path):
+def _listed(application: Application, output: Path):
     for info in application.catalog.list():
         if info.path.resolve() == output.resolve():
             return info

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from webui import VERSION_TAG
 from webui.training.dataset import encode_latents
@@ -13,6 +13,9 @@ from webui.training.export import export_adapter
 from webui.training.jobs import TrainingPlan, TrainingStatus
 from webui.training.sampling import sample_image, save_png
 from webui.training.trainer import ADAPTER, LoraTrainer, TrainHooks
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 log = logging.getLogger("easel.training")
 BASE_MODEL_VERSION = {"sd1": "sd_v1", "sd2": "sd_v2"}
@@ -59,14 +62,13 @@ def lora_metadata(plan: TrainingPlan, model, trainer: LoraTrainer, *, resolution
     }
 
 
-def run_training(application, plan: TrainingPlan, job, status: TrainingStatus) -> dict[str, Any]:
+def run_training(application: Application, plan: TrainingPlan, job, status: TrainingStatus) -> dict[str, Any]:
     control, cfg, req = job.control, plan.config, plan.req
     control.job_count, control.sampling_steps = 1, cfg.steps
     status.phase = "loading checkpoint"
     model = application.models.load(plan.checkpoint.title)
-    loras = getattr(application, "loras", None)
-    if loras is not None:
-        loras.release(model)  # the service's adapters come off; its next request loads what it needs again
+    loras = application.loras
+    loras.release(model)  # the service's adapters come off; its next request loads what it needs again
     pipe = model.pipeline
     step_px = bucket_step(pipe)
     resolution = max(step_px, cfg.resolution // step_px * step_px)
@@ -117,16 +119,15 @@ def run_training(application, plan: TrainingPlan, job, status: TrainingStatus) -
             save(outcome.step, final=True)
         if not outcome.stopped:
             plan.state_file.unlink(missing_ok=True)
-    finally:
-        trainer.teardown()
             if plan.replaces:
                 plan.partial_output.unlink(missing_ok=True)
-        if loras is not None:
-            loras.refresh()  # the new file is in the LoRA list at once
+    finally:
+        trainer.teardown()
+        loras.refresh()  # the new file is in the LoRA list at once
     status.phase = "cancelled" if control.interrupted else "done"
     status.result = {"name": req.name, "path": str(plan.output) if plan.output.exists() else None}
-    return status.result
     if control.interrupted:  # say what a cancel left where (the partial weights, and whether a file was kept)
         partial = saved.get("path")
         status.result.update(partial=str(partial) if partial else None, partial_step=saved["step"],
                              kept_existing=plan.replaces)
+    return status.result

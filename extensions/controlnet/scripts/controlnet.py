@@ -55,12 +55,11 @@ class ControlNetState:
         self.units: list = []
         self._catalog = None
 
-    def models_root(self) -> Path | None:
+    def models_root(self) -> Path:
         configured = str(self.ext.settings.get("control_net_models_path") or "").strip()
         if configured:
             return Path(configured).expanduser()
-        provided = getattr(self.ext, "models_dir", None)  # proposed contract addition (README.md)
-        return Path(provided("ControlNet")) if callable(provided) else None
+        return Path(self.ext.models_dir("ControlNet"))
 
     @property
     def catalog(self):
@@ -198,7 +197,7 @@ def install(ext: ExtensionHandle) -> ControlNetState:
 
     def on_model_loaded(info) -> None:
         state.family = info.family
-        state.cross_attention_dim = getattr(info, "cross_attention_dim", None)  # proposed ModelInfo field
+        state.cross_attention_dim = info.cross_attention_dim
 
     def on_before_generate(request) -> None:
         state.units = []  # a job without the ControlNet script runs uncontrolled
@@ -256,7 +255,6 @@ def install(ext: ExtensionHandle) -> ControlNetState:
     ext.add_api_route("/module_list", module_list, methods=["GET"])
     ext.add_api_route("/version", version, methods=["GET"])
     ext.add_api_route("/detect", detect, methods=["POST"])
-    if "pipeline_call" in contract.EVENTS:  # the proposed contract addition (README.md): units can be applied
-        ext.add_script(ControlNetScript(state, int(ext.settings.get("control_net_unit_count"))))
-        ext.on("pipeline_call", state.on_pipeline_call)
+    ext.add_script(ControlNetScript(state, int(ext.settings.get("control_net_unit_count"))))
+    ext.on("pipeline_call", state.on_pipeline_call)
     return state
