@@ -6,27 +6,12 @@ fidelity), the text encoder runs once per prompt and the scheduler math stays fp
 switch at call time, so the setting can change between requests without reloading anything. A few cheap modules
 stay fp32 even then (`FP32_MODULES`, see `keep_fp32`).
 
-Levers measured (benchmarks/cpu_fast_path.py; AVX-512 BF16 EPYC without AMX, 2 threads, single runs, SD1.5-size
-UNet, CFG batch 2; s/step at 512² / 256²): plain fp32 9.9 / 2.7; bf16 autocast alone 4.8 / 1.67 (2.06× / 1.62×);
-the whole UNet `.to(bf16)` 3.0 / 0.71 (3.3× / 3.8×). Autocast re-rounds every fp32 weight at every step, so the
-default holds the Conv/Linear weights in bf16 for the length of a pipeline call (`bf16_weights`): the same numbers
-bit for bit, without the per-step conversion. The whole-UNet cast is not used: it rounds the norm layers' parameters
-too (which autocast keeps fp32) and drops the fp32 masters a later fp32 request needs.
-Those figures predate keeping `FP32_MODULES` in fp32, which the 1% correctness guard needs; their own cost
-measures ~3% (all SD1.5 shortcut shapes at 512²: 0.20 s fp32 against 0.08 s bf16 per step). With them, 5
-interleaved rounds at 512² gave plain fp32 10.91 s/step and the default 4.45 (×2.53, pairs 2.02–2.78); a 3-round
-run ×2.43 and another 5-round run ×2.31 (11.41 against 4.89); median of all 13 pairs ×2.47. Timings on this VM
-swing ±30% between runs: compare ratios from one `--rounds` run only.
-- channels_last: fp32 11.7 / 2.3 s/step (no gain at 512²); with the default, 2.92 vs 2.94 s/step (no gain).
-Session 4, on the Xeon with AMX that issue 10 names (the figures above are from an AMD EPYC without AMX): there
-oneDNN runs bf16 convolutions NHWC on AMX, and NCHW activations and weights cost a reorder in and out of every
-convolution at every step. So `bf16_weights` lays the conv weights out channels_last (the activations follow) and
-prepacks them once per call (conv_prepack.py, bit-identical). Paired runs (`--paired 8`, plain and Easel stepped
-alternately in one process), SD1.5 UNet at 512²: NCHW ×2.0–2.1, channels_last ×2.5–2.7, with prepacking ×2.80
-(pairs 2.42–3.53) and ×2.70 (10 pairs, 2.40–3.43); 256² ×2.96. Separate processes, 2 rounds: the default ×2.71,
-without prepacking ×2.68, NCHW ×2.15, autocast alone ×1.91. Per-step error unchanged (mid worst 0.93%, demo
-0.53%). Peak RSS 5.9 GB against 4.2 GB in fp32 (the packed weights are made from the fp32 masters, no extra bf16
-copy).
+Autocast alone re-rounds every fp32 weight at every step, so the default holds the Conv/Linear weights in bf16 for
+the length of a pipeline call (`bf16_weights`): the same numbers bit for bit, without the per-step conversion. The
+whole-UNet cast is not used: it rounds the norm layers' parameters too (which autocast keeps fp32) and drops the fp32
+masters a later fp32 request needs. On CPUs whose oneDNN runs bf16 convolutions NHWC (AMX), the conv weights are laid
+out channels_last and prepacked once per call (conv_prepack.py). Measurements, and the commands that reproduce them:
+docs/performance.md.
 """
 
 from __future__ import annotations
