@@ -230,3 +230,16 @@ def test_demo_note_and_footer(app):
     assert "Easel's small demo model (64×64 shapes)" in demo_note(fake) and "models/Stable-diffusion/" in DEMO_NOTE
     footer = footer_html(app)
     assert f"Easel {VERSION}" in footer and app.policy.label in footer
+
+
+def test_hires_line_says_from_and_to():
+    """#19 item 12: the Hires. fix panel says "from 512×512 to 1024×1024", by the service's own size rule."""
+    from webui.ui.txt2img_tab import hires_text
+
+    assert "from 512×512 to 1024×1024" in hires_text(512, 512, 2.0, 0, 0)
+    assert "from 512×768 to 768×1152" in hires_text(512, 768, 1.5, 0, 0)
+    assert "to 1024×1536" in hires_text(512, 768, 2.0, 1024, 0)  # width given: the height keeps the ratio
+    assert "to 640×360" in hires_text(512, 512, 2.0, 640, 360)
+    for bad in ((512, 512, float("nan"), 0, 0), (512, 512, 0, 0, 0), (None, 512, 2, 0, 0), (512, 0, 2, 64, 0),
+                (512, 512, -1, 0, 0)):
+        assert hires_text(*bad) == ""

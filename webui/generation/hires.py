@@ -32,16 +32,21 @@ class HiresPlan:
     checkpoint: str | None
 
 
-def plan_hires(req: Txt2ImgRequest, plan: Plan, models_dir: Path, max_pixels: int) -> HiresPlan:
-    if req.hr_resize_x > 0 or req.hr_resize_y > 0:
-        x, y = req.hr_resize_x, req.hr_resize_y
-        w = x if x > 0 else round(y * plan.width / plan.height)
-        h = y if y > 0 else round(x * plan.height / plan.width)
+def hires_size(width: int, height: int, scale: float, resize_x: int = 0, resize_y: int = 0) -> tuple[int, int]:
+    """The second pass' size: "Resize width/height to" when given (the other side keeps the aspect ratio), else
+    the base size times `scale`; floored to multiples of 8. The txt2img tab shows it ("from 512×512 to …")."""
+    if resize_x > 0 or resize_y > 0:
+        w = resize_x if resize_x > 0 else round(resize_y * width / height)
+        h = resize_y if resize_y > 0 else round(resize_x * height / width)
     else:
-        if req.hr_scale <= 0:
+        if scale <= 0:
             raise InvalidRequest("hr_scale must be positive")
-        w, h = int(plan.width * req.hr_scale), int(plan.height * req.hr_scale)
-    w, h = max(8, w - w % 8), max(8, h - h % 8)
+        w, h = int(width * scale), int(height * scale)
+    return max(8, w - w % 8), max(8, h - h % 8)
+
+
+def plan_hires(req: Txt2ImgRequest, plan: Plan, models_dir: Path, max_pixels: int) -> HiresPlan:
+    w, h = hires_size(plan.width, plan.height, req.hr_scale, req.hr_resize_x, req.hr_resize_y)
     if w * h > max_pixels:
         raise InvalidRequest(f"hires size {w}×{h} is over the limit of {area_text(max_pixels)} "
                              f"(setting max_generation_pixels)")

@@ -45,6 +45,10 @@ LAYOUT = """
   z-index: 2; height: 1.9em; margin-top: calc(-1 * var(--layout-gap, 16px) - 1.9em);
   margin-bottom: calc(-1 * var(--layout-gap, 16px)); }
 .easel-token-counter { font-size: 0.8em; color: var(--body-text-color); opacity: 0.7; font-family: monospace; }
+.easel-toggle-wrap { position: relative; gap: 0 !important; }
+.easel-toggle-wrap > .easel-header-toggle { position: absolute; top: 6px; right: 40px; z-index: 10;
+  width: auto !important; min-width: 0 !important; flex: none !important; background: transparent; padding: 0; }
+.easel-hr-size { color: var(--body-text-color); opacity: 0.8; font-size: 0.9em; }
 .easel-results { position: relative; }
 .easel-results .easel-live-preview { position: absolute; top: 40px; left: 8px; right: 8px; z-index: 4;
   pointer-events: none; }

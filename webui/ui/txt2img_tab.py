@@ -8,6 +8,7 @@ from typing import Any
 import gradio as gr
 
 from webui.errors import EaselError
+from webui.generation.hires import hires_size
 from webui.generation.requests import Txt2ImgRequest
 from webui.generation.upscalers import LATENT_MODES, list_upscalers
 from webui.models import samplers
@@ -35,6 +36,18 @@ def upscaler_choices(models_dir) -> list[tuple[str, str]]:
 
 def all_schedule_labels() -> list[str]:
     return [s["label"] for s in samplers.api_schedulers()]
+
+
+def hires_text(width, height, scale, resize_x, resize_y) -> str:
+    """A1111's line in the Hires. fix panel: "from 512×512 to 1024×1024" (the service's own size rule)."""
+    try:
+        w, h = int(width), int(height)
+        if w <= 0 or h <= 0:
+            return ""
+        tw, th = hires_size(w, h, float(scale), int(resize_x or 0), int(resize_y or 0))
+    except (TypeError, ValueError, ZeroDivisionError, EaselError):
+        return ""
+    return f'<span class="easel-hr-size">from {w}×{h} to {tw}×{th}</span>'
 
 
 class Txt2ImgTab(GenerationTab):
@@ -66,40 +79,53 @@ class Txt2ImgTab(GenerationTab):
     def build_hires(self) -> None:
         from webui.ui.quicksettings import checkpoint_titles
 
-        with gr.Accordion("Hires. fix", open=False, elem_id="txt2img_hr") as self.hr_accordion:
-            self.enable_hr = gr.Checkbox(False, label="Enable", elem_id="txt2img_enable_hr")
-            with gr.Row():
-                self.hr_upscaler = gr.Dropdown(upscaler_choices(self.app.paths.models_dir), value="Latent",
-                                               label="Upscaler", elem_id="txt2img_hr_upscaler",
-                                               allow_custom_value=True)  # an unknown name gets the service's error
-                self.hr_steps = gr.Slider(0, 150, value=0, step=1, label="Hires steps",
-                                          elem_id="txt2img_hires_steps")
-                self.hr_denoising = gr.Slider(0, 1, value=0.7, step=0.01, label="Denoising strength",
-                                              elem_id="txt2img_denoising_strength")
-            with gr.Row():
-                self.hr_scale = gr.Slider(1, 4, value=2.0, step=0.05, label="Upscale by", elem_id="txt2img_hr_scale")
-                self.hr_resize_x = gr.Slider(0, 2048, value=0, step=8, label="Resize width to",
-                                             elem_id="txt2img_hr_resize_x")
-                self.hr_resize_y = gr.Slider(0, 2048, value=0, step=8, label="Resize height to",
-                                             elem_id="txt2img_hr_resize_y")
-            with gr.Row():
-                self.hr_checkpoint = gr.Dropdown([SAME_CHECKPOINT, *checkpoint_titles(self.app)], value=SAME_CHECKPOINT,
-                                                 label="Hires checkpoint", elem_id="hr_checkpoint")
-                self.hr_sampler = gr.Dropdown([SAME_SAMPLER, *samplers.sampler_names()], value=SAME_SAMPLER,
-                                              label="Hires sampling method", elem_id="hr_sampler")
-                self.hr_scheduler = gr.Dropdown([SAME_SCHEDULER, *all_schedule_labels()], value=SAME_SCHEDULER,
-                                                label="Hires schedule type", elem_id="hr_scheduler")
-            with gr.Row():
-                self.hr_prompt = gr.Textbox(label="Hires prompt", lines=2, elem_id="hires_prompt",
-                                            placeholder="Prompt for hires fix pass (empty: the same prompt)")
-                self.hr_negative = gr.Textbox(label="Hires negative prompt", lines=2, elem_id="hires_neg_prompt",
-                                              placeholder="Negative prompt for hires fix pass (empty: the same)")
+        # Gradio 6's Accordion takes no component in its header: the Enable checkbox is placed over the header's
+        # right end by CSS (.easel-header-toggle), as A1111's InputAccordion shows it, and works without opening it
+        with gr.Column(elem_id="txt2img_hr_wrap", elem_classes=["easel-toggle-wrap"]):
+            self.enable_hr = gr.Checkbox(False, label="Enable", elem_id="txt2img_enable_hr", container=False,
+                                         elem_classes=["easel-header-toggle"])
+            with gr.Accordion("Hires. fix", open=False, elem_id="txt2img_hr") as self.hr_accordion:
+                self.hr_size = gr.HTML(hires_text(self.width.value, self.height.value, 2.0, 0, 0),
+                                       elem_id="txtimg_hr_finalres")
+                self.build_hires_fields(checkpoint_titles)
+
+    def build_hires_fields(self, checkpoint_titles) -> None:
+        with gr.Row():
+            self.hr_upscaler = gr.Dropdown(upscaler_choices(self.app.paths.models_dir), value="Latent",
+                                           label="Upscaler", elem_id="txt2img_hr_upscaler",
+                                           allow_custom_value=True)  # an unknown name gets the service's error
+            self.hr_steps = gr.Slider(0, 150, value=0, step=1, label="Hires steps",
+                                      elem_id="txt2img_hires_steps")
+            self.hr_denoising = gr.Slider(0, 1, value=0.7, step=0.01, label="Denoising strength",
+                                          elem_id="txt2img_denoising_strength")
+        with gr.Row():
+            self.hr_scale = gr.Slider(1, 4, value=2.0, step=0.05, label="Upscale by", elem_id="txt2img_hr_scale")
+            self.hr_resize_x = gr.Slider(0, 2048, value=0, step=8, label="Resize width to",
+                                         elem_id="txt2img_hr_resize_x")
+            self.hr_resize_y = gr.Slider(0, 2048, value=0, step=8, label="Resize height to",
+                                         elem_id="txt2img_hr_resize_y")
+        with gr.Row():
+            self.hr_checkpoint = gr.Dropdown([SAME_CHECKPOINT, *checkpoint_titles(self.app)], value=SAME_CHECKPOINT,
+                                             label="Hires checkpoint", elem_id="hr_checkpoint")
+            self.hr_sampler = gr.Dropdown([SAME_SAMPLER, *samplers.sampler_names()], value=SAME_SAMPLER,
+                                          label="Hires sampling method", elem_id="hr_sampler")
+            self.hr_scheduler = gr.Dropdown([SAME_SCHEDULER, *all_schedule_labels()], value=SAME_SCHEDULER,
+                                            label="Hires schedule type", elem_id="hr_scheduler")
+        with gr.Row():
+            self.hr_prompt = gr.Textbox(label="Hires prompt", lines=2, elem_id="hires_prompt",
+                                        placeholder="Prompt for hires fix pass (empty: the same prompt)")
+            self.hr_negative = gr.Textbox(label="Hires negative prompt", lines=2, elem_id="hires_neg_prompt",
+                                          placeholder="Negative prompt for hires fix pass (empty: the same)")
 
     def _wire(self) -> None:
         self.wire_common([*self.field_components, *self.scripts.components])
         # "Send to txt2img" with hires fields enables it: open the accordion so the user sees why
         self.enable_hr.change(lambda on: gr.update(open=True) if on else gr.update(), inputs=[self.enable_hr],
                               outputs=[self.hr_accordion], queue=False)
+        sizes = [self.width, self.height, self.hr_scale, self.hr_resize_x, self.hr_resize_y]
+        for component in sizes:
+            component.change(hires_text, inputs=sizes, outputs=[self.hr_size], queue=False, show_progress="hidden",
+                             api_visibility="private")
 
     def request(self, *values) -> Txt2ImgRequest:
         n = len(self.FIELDS)
