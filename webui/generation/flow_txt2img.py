@@ -111,14 +111,15 @@ def guidance_kwargs(req: Txt2ImgRequest, model, opts: OptionsView) -> dict[str, 
 
 def run_flow_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsView, control: JobControl, model,
                      *, save: bool, save_grid: bool) -> GenerationResult:
-    if req.enable_hr:
-        raise InvalidRequest(f"hires fix is not available for {model.probe.label} yet")
     plan = make_flow_plan(req, services, opts, model)
     pipe = model.pipeline
     flux = model.probe.family == Family.FLUX
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(model.scheduler_config)
+    def new_scheduler():
+        return FlowMatchEulerDiscreteScheduler.from_config(model.scheduler_config)
+
+    pipe.scheduler = new_scheduler()
     scale = pipe.vae_scale_factor
     channels = pipe.transformer.config.in_channels // (4 if flux else 1)
     lat_h, lat_w = plan.height // scale, plan.width // scale
@@ -129,6 +130,12 @@ def run_flow_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: Op
     callback = flow_step_callback(control)
     prompt = plain_text(req.prompt, req.steps)
     device, dtype = pipe.transformer.device, pipe.transformer.dtype
+    hires = None
+    if req.enable_hr:
+        from webui.generation.flow_hires import flow_second_pass, plan_flow_hires
+
+        hires = plan_flow_hires(req, plan, services.models_dir, int(opts.get("max_generation_pixels")),
+                                model.probe.label, SAMPLERS)
 
     def denoise(lo: int, hi: int) -> list:
         seeds = plan.seeds[lo:hi]
@@ -140,9 +147,17 @@ def run_flow_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: Op
         batch = dict(extra)
         if "negative_prompt" in batch:
             batch["negative_prompt"] = [batch["negative_prompt"]] * n
-        return pipe(prompt=[prompt] * n, num_inference_steps=req.steps, height=plan.height, width=plan.width,
-                    latents=latents.to(device, dtype), generator=generators, output_type="pil",
-                    callback_on_step_end=callback, **batch).images
+        out = pipe(prompt=[prompt] * n, num_inference_steps=req.steps, height=plan.height, width=plan.width,
+                   latents=latents.to(device, dtype), generator=generators,
+                   output_type="latent" if hires else "pil", callback_on_step_end=callback, **batch).images
+        if hires is None:
+            return out
+        negative = plain_text(hires.negative, hires.steps) if "negative_prompt" in extra else None
+        if negative is not None and not negative and flux:
+            negative = " "
+        return flow_second_pass(ctx, hires, model, pipe, out, seeds, {k: v for k, v in extra.items()
+                                                                      if k != "negative_prompt"},
+                                plain_text(hires.prompt, hires.steps), negative, new_scheduler)
 
     ctx = GenerationContext("txt2img", req, plan, services, opts, control, save, save_grid, callback=callback)
     return run_batches(ctx, denoise)

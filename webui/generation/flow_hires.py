@@ -1,0 +1,76 @@
+"""Hires fix for the flow-matching families (SD 3/3.5, FLUX.1), as for SD 1.x (hires.py): the txt2img pass at the
+base size keeps its latents, they are upscaled (a "Latent" mode on the unpacked 16-channel latents, or decoded and
+upscaled in pixels), and the family's own Img2Img pipeline (flow_img2img.flow_pipeline) runs the second pass at the
+target size with the same seeds. The infotext fields are A1111's/Forge's (hires.plan_hires writes them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from webui.errors import InvalidRequest
+from webui.generation.hires import HiresPlan, plan_hires
+from webui.generation.processing import GenerationContext, Plan
+from webui.generation.requests import Txt2ImgRequest
+from webui.generation.upscalers import LATENT_MODES, find_upscaler, upscale_image, upscale_latents
+from webui.models.families import Family
+
+
+def plan_flow_hires(req: Txt2ImgRequest, plan: Plan, ctx_models_dir, max_pixels: int, label: str,
+                    samplers: tuple[str, ...]) -> HiresPlan:
+    """hires.plan_hires with what these families allow: the same checkpoint, flow-matching Euler, sizes in
+    multiples of 16 (FLUX packs 2×2 latents, SD 3 patches 2×2)."""
+    if req.hires_checkpoint:
+        raise InvalidRequest(f"a separate hires checkpoint is not available for {label}; use the same checkpoint")
+    if req.hires_sampler and req.hires_sampler not in samplers:
+        raise InvalidRequest(f"{label} samples with {', '.join(samplers)}; hires sampler {req.hires_sampler!r} is "
+                             "not available for it")
+    hp = plan_hires(req.model_copy(update={"hr_sampler_name": None}), plan, ctx_models_dir, max_pixels)
+    hp.width, hp.height = max(16, hp.width - hp.width % 16), max(16, hp.height - hp.height % 16)
+    if req.hr_scheduler not in (None, "", "Use same scheduler", plan.schedule):
+        raise InvalidRequest(f"hires schedule type {req.hr_scheduler!r}: the hires pass uses the first pass's "
+                             f"({plan.schedule}) for {label}")
+    return hp
+
+
+def _unpacked(pipe, latents: torch.Tensor, height: int, width: int, flux: bool) -> torch.Tensor:
+    """The first pass's latents as (batch, 16, h, w) in the transformer's space (FLUX's are packed 2×2)."""
+    return pipe._unpack_latents(latents, height, width, pipe.vae_scale_factor) if flux else latents
+
+
+def _decode(pipe, latents: torch.Tensor) -> list:
+    vae = pipe.vae
+    with torch.no_grad():
+        scaled = latents.to(vae.dtype) / vae.config.scaling_factor + (vae.config.shift_factor or 0.0)
+        pixels = vae.decode(scaled).sample
+    return pipe.image_processor.postprocess(pixels, output_type="pil")
+
+
+def flow_second_pass(ctx: GenerationContext, hp: HiresPlan, model, first_pipe, latents: torch.Tensor,
+                     seeds: list[int], extra: dict[str, Any], prompt: str, negative: str | None,
+                     scheduler_factory) -> list:
+    """The second pass for one batch: PIL images at the hires size."""
+    from webui.generation.flow_img2img import flow_pipeline
+    from webui.generation.img2img import effective_strength
+
+    plan = ctx.plan
+    flux = model.probe.family == Family.FLUX
+    lat = _unpacked(first_pipe, latents, plan.height, plan.width, flux)
+    scale = first_pipe.vae_scale_factor
+    if hp.upscaler in LATENT_MODES:
+        image: Any = upscale_latents(lat.float(), hp.upscaler, hp.height // scale, hp.width // scale).to(lat.dtype)
+    else:
+        up = find_upscaler(hp.upscaler, ctx.services.models_dir)
+        loaded: dict = {}
+        image = [upscale_image(im, up, hp.width, hp.height, loaded) for im in _decode(first_pipe, lat)]
+    pipe = flow_pipeline(model, "img2img")
+    pipe.scheduler = scheduler_factory()
+    n = len(seeds)
+    batch = dict(extra)
+    if negative is not None:
+        batch["negative_prompt"] = [negative] * n
+    generators = [torch.Generator("cpu").manual_seed(s + plan.ensd) for s in seeds]
+    return pipe(prompt=[prompt] * n, image=image, height=hp.height, width=hp.width,
+                strength=effective_strength(hp.strength, hp.steps), num_inference_steps=hp.steps,
+                generator=generators, output_type="pil", callback_on_step_end=ctx.callback, **batch).images
