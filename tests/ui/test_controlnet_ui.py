@@ -364,3 +364,22 @@ def test_history_send_to_txt2img_restores_the_units_from_the_jobs_infotext(app, 
     assert value_of(unit["weight"]) == 0.75 and value_of(sent[t2i.prompt]) == "a cat"
     assert sent[ui.text] == text  # the checkpoint switch that follows reads the same infotext
     assert ui.history_to_txt2img(None) == {}  # nothing selected: a warning, no change
+
+
+def test_unavailable_preprocessors_behind_a_disclosure_and_the_model_a_unit_needs():
+    """#19 item 13: the unavailable list is a closed <details>; a unit says which model file it needs and whether
+    this install has one."""
+    ui = cn_lib("ui")
+    pre = cn_lib("preprocessors")
+    note = ui.unavailable_note(pre.registry(None))  # no annotator folder: the weight-based detectors can't run
+    assert note.startswith('<details class="easel-disclosure">') and " open" not in note.split(">")[0]
+    assert "softedge_hed" in note and "<summary>" in note
+    assert ui.unavailable_note({"canny": pre.registry(None)["canny"]}) == ""
+    titles = ["control_v11p_sd15_canny [0123abcd]", "tiny-depth [89abcdef]"]
+    html = ui.needed_model_html("canny", "None", titles)
+    assert "control_v11p_sd15_canny.safetensors" in html and "here: <code>control_v11p_sd15_canny" in html
+    assert "none here yet" in ui.needed_model_html("openpose_full", "None", titles)
+    assert "here: <code>tiny-depth" in ui.needed_model_html("depth_midas", None, titles)
+    assert "doesn't say canny" in ui.needed_model_html("canny", "tiny-depth [89abcdef]", titles)
+    hostile = ui.needed_model_html("<script>", "<img src=x onerror=alert(1)>", ["<b>"])
+    assert "<script>" not in hostile and "<img" not in hostile

@@ -48,6 +48,9 @@ LAYOUT = """
 .easel-toggle-wrap { position: relative; gap: 0 !important; }
 .easel-toggle-wrap > .easel-header-toggle { position: absolute; top: 6px; right: 40px; z-index: 10;
   width: auto !important; min-width: 0 !important; flex: none !important; background: transparent; padding: 0; }
+.easel-disclosure summary { cursor: pointer; color: var(--body-text-color); opacity: 0.8; font-size: 0.9em; }
+.easel-disclosure ul { margin: 4px 0 0 1.2em; font-size: 0.85em; color: var(--body-text-color); }
+.easel-unit-needs { font-size: 0.9em; color: var(--body-text-color); opacity: 0.85; }
 .easel-hr-size { color: var(--body-text-color); opacity: 0.8; font-size: 0.9em; }
 .easel-results { position: relative; }
 .easel-results .easel-live-preview { position: absolute; top: 40px; left: 8px; right: 8px; z-index: 4;

@@ -186,8 +186,51 @@ def slider_updates(modules: dict[str, Any], module: str | None, *, with_values: 
 
 
 def unavailable_note(modules: dict[str, Any]) -> str:
-    missing = [f"`{m.name}` ({m.reason})" for m in modules.values() if not m.available]
-    return "Unavailable preprocessors: " + ", ".join(missing) if missing else ""
+    """The preprocessors that can't run, with why, behind a disclosure (closed: it is a long list)."""
+    missing = [m for m in modules.values() if not m.available]
+    if not missing:
+        return ""
+    items = "".join(f"<li><code>{html.escape(m.name)}</code>: {html.escape(str(m.reason))}</li>" for m in missing)
+    return (f'<details class="easel-disclosure"><summary>{len(missing)} preprocessor(s) unavailable</summary>'
+            f"<ul>{items}</ul></details>")
+
+
+# preprocessor name prefix → (the word ControlNet model files of that kind carry, sd-webui-controlnet's usual
+# ControlNet 1.1 file for SD 1.5): the kind of model a unit needs, said under its Model dropdown
+MODEL_KINDS: tuple[tuple[str, str, str], ...] = (
+    ("canny", "canny", "control_v11p_sd15_canny"), ("depth", "depth", "control_v11f1p_sd15_depth"),
+    ("openpose", "openpose", "control_v11p_sd15_openpose"),
+    ("lineart_anime", "lineart_anime", "control_v11p_sd15s2_lineart_anime"),
+    ("lineart", "lineart", "control_v11p_sd15_lineart"), ("softedge", "softedge", "control_v11p_sd15_softedge"),
+    ("mlsd", "mlsd", "control_v11p_sd15_mlsd"), ("normal", "normal", "control_v11p_sd15_normalbae"),
+    ("seg", "seg", "control_v11p_sd15_seg"), ("scribble", "scribble", "control_v11p_sd15_scribble"),
+    ("shuffle", "shuffle", "control_v11e_sd15_shuffle"), ("tile", "tile", "control_v11f1e_sd15_tile"),
+    ("inpaint", "inpaint", "control_v11p_sd15_inpaint"),
+)
+
+
+def needed_model_html(module: str | None, model: str | None, titles: list[str]) -> str:
+    """Which ControlNet model file the unit's preprocessor goes with, and whether this install has one."""
+    name = str(module or "none")
+    kind = next(((word, example) for prefix, word, example in MODEL_KINDS if name.startswith(prefix)), None)
+    e = html.escape
+    if kind is None:
+        needs = "a ControlNet model of the kind the control image is (e.g. a canny edge map: a canny model)"
+        found: list[str] = []
+    else:
+        word, example = kind
+        needs = f"a <b>{e(word)}</b> ControlNet model, e.g. <code>{e(example)}.safetensors</code>"
+        found = [t for t in titles if word in t.lower()]
+    where = "in <code>models/ControlNet/</code>"
+    if model and model != NONE_MODEL:
+        chosen = f" · chosen: <code>{e(model)}</code>"
+        if kind is not None and kind[0] not in model.lower():
+            chosen += f" (its name doesn't say {e(kind[0])})"
+    elif found:
+        chosen = " · here: " + ", ".join(f"<code>{e(t)}</code>" for t in found[:3])
+    else:
+        chosen = " · none here yet"
+    return f'<div class="easel-unit-needs">Needs {needs} {where}{chosen}</div>'
 
 
 def build_units(choices: UnitChoices, names: tuple[str, ...], is_img2img: bool) -> dict[str, ArgGroup]:
@@ -222,9 +265,10 @@ def build_unit(choices: UnitChoices, prefix: str, is_img2img: bool) -> dict[str,
         c["model"] = gr.Dropdown([NONE_MODEL, *choices.model_titles()], value=NONE_MODEL, label="Model",
                                  elem_id=f"{prefix}_model")
         refresh = gr.Button("🔄", elem_id=f"{prefix}_refresh_models", scale=0, min_width=40)
+    needs = gr.HTML(needed_model_html("none", NONE_MODEL, choices.model_titles()), elem_id=f"{prefix}_needs")
     note = unavailable_note(choices.modules)
     if note:
-        gr.Markdown(note, elem_id=f"{prefix}_unavailable")
+        gr.HTML(note, elem_id=f"{prefix}_unavailable")
     with gr.Row():
         c["weight"] = gr.Slider(0, 2, value=1.0, step=0.05, label="Control Weight", elem_id=f"{prefix}_weight")
         c["guidance_start"] = gr.Slider(0, 1, value=0.0, step=0.01, label="Starting Control Step",
@@ -247,6 +291,9 @@ def build_unit(choices: UnitChoices, prefix: str, is_img2img: bool) -> dict[str,
     preview_button = gr.Button("Preview", elem_id=f"{prefix}_preview_button", size="sm")
     message = gr.HTML("", elem_id=f"{prefix}_message")
     wire_unit(choices, c, refresh, preview_button, preview, message)
+    for trigger in (c["module"], c["model"]):
+        trigger.change(lambda module, model: needed_model_html(module, model, choices.model_titles()),
+                       inputs=[c["module"], c["model"]], outputs=[needs], queue=False, show_progress="hidden")
     return c
 
 
