@@ -41,23 +41,12 @@ schema = (schemathesis.pytest.from_fixture("fuzz_schema")
 @settings(max_examples=6, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
           suppress_health_check=list(HealthCheck))
 def test_no_5xx_and_no_hang(case, fuzz_server):
-    _avoid_known_tiny_size_bug(case)
     response = case.call(base_url=fuzz_server.url, timeout=30)
     if case.formatted_path in UPSTREAM and response.status_code == 502:
         return  # an upstream (the extension index) that can't be read: a gateway error is the honest answer
     assert response.status_code < 500, f"{case.method} {case.formatted_path} {_short(case.body)}: {response.text[:300]}"
     if response.status_code >= 400:
         assert {"error", "detail"} <= set(response.json()), response.text[:300]
-
-
-def _avoid_known_tiny_size_bug(case) -> None:
-    """Below 32 px the tiny test model's bottom latent is 1x1, a known 500 (test_a_latent_of_one_pixel_is_a_4xx);
-    keep the fuzz on everything else."""
-    body = case.body if isinstance(case.body, dict) else None
-    params = body.get("params") if body and isinstance(body.get("params"), dict) else body
-    for key in ("width", "height"):
-        if params and isinstance(params.get(key), int) and not isinstance(params[key], bool) and params[key] < 32:
-            params[key] = 32
 
 
 def test_a_latent_of_one_pixel_is_a_4xx(client):
