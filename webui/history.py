@@ -7,6 +7,7 @@ never SQLite's "cannot rollback - no transaction is active"."""
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 import threading
@@ -135,7 +136,7 @@ class JobHistory:
         return [self._row(names, r) for r in rows]
 
     @staticmethod
-    def _row(names: list[str], row: tuple) -> dict[str, Any]:
+    def _row(names: builtins.list[str], row: tuple) -> dict[str, Any]:
         d = dict(zip(names, row))
         d.pop("request", None)  # only waiting() hands out the stored request (it may hold whole images)
         d["params"] = json.loads(d["params"] or "{}")

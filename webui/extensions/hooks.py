@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 from typing import Any, Callable, ContextManager
 
@@ -127,7 +128,7 @@ class ScriptCatalog:
         return [ScriptEntry(name=s.title, is_alwayson=s.always_on, args=self.describe(rec, s, is_img2img))
                 for rec, s in self.host.scripts(kind)]
 
-    def describe(self, rec: ExtensionRecord, script: Script, is_img2img: bool) -> list[dict[str, Any]]:
+    def describe(self, rec: ExtensionRecord, script: Script, is_img2img: bool) -> builtins.list[dict[str, Any]]:
         key = (id(script), is_img2img)
         if key not in self._described:
             components: dict[str, Any] = {}

@@ -7,6 +7,7 @@ What changes the code that runs is refused (403) when the server is reachable fr
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import os
@@ -192,7 +193,7 @@ class ExtensionManager:
         return [self.info(rec) for rec in list(self.host.records.values())]
 
     # --- install -------------------------------------------------------------------------------------------------
-    def _pip(self, reqs: list[str]) -> None:
+    def _pip(self, reqs: builtins.list[str]) -> None:
         """Install requirements into this interpreter's environment (the venv Easel runs in)."""
         if reqs:
             _run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", *self.pip_args, *reqs],
@@ -302,7 +303,7 @@ class ExtensionManager:
         rec.enabled = enabled and self._flag_off(rec) is None
         return self.info(rec)
 
-    def apply_enabled(self, names: list[str] | set[str]) -> list[ExtensionInfo]:
+    def apply_enabled(self, names: builtins.list[str] | set[str]) -> builtins.list[ExtensionInfo]:
         """Persist exactly `names` as the enabled extensions ("Apply and restart")."""
         self._guard()
         names = set(names)
@@ -315,7 +316,7 @@ class ExtensionManager:
         return self.list()
 
     # --- available -----------------------------------------------------------------------------------------------
-    def available(self, source: str | None = None) -> list[dict[str, Any]]:
+    def available(self, source: str | None = None) -> builtins.list[dict[str, Any]]:
         """Entries of the index JSON (A1111's {"extensions": [...]} or a plain list): name, url, description,
         tags, installed. `source` (the Extensions tab's box) must be the option's value while extensions are locked,
         so a remote user can't make the server fetch something else."""

@@ -9,6 +9,7 @@ base model's. Unknown or broken LoRAs give warnings (as in A1111), never a faile
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import struct
 import threading
@@ -84,7 +85,7 @@ class LoraService:
     def list(self) -> list[dict[str, Any]]:
         return [e.to_api() for e in self.catalog.list()]
 
-    def refresh(self) -> list[LoraEntry]:
+    def refresh(self) -> builtins.list[LoraEntry]:
         return self.catalog.refresh()
 
     # --- applying ------------------------------------------------------------------------------------------------
@@ -95,7 +96,7 @@ class LoraService:
         applied.warnings = parsed.warnings + applied.warnings
         return parsed.text, applied
 
-    def prepare(self, model, tags: list[LoraTag]) -> LoraApplied:
+    def prepare(self, model, tags: builtins.list[LoraTag]) -> LoraApplied:
         """Make exactly `tags` active on `model`'s pipeline (all adapters off when empty)."""
         with self._lock:
             out = LoraApplied()
@@ -125,12 +126,13 @@ class LoraService:
             for held in state.held.values():
                 self._unload(model.pipeline, held)
 
-    def held_names(self, model) -> list[str]:
+    def held_names(self, model) -> builtins.list[str]:
         state = model.extra.get(EXTRA_KEY)
         return [Path(p).stem for p in state.held] if state else []
 
     # --- internals -----------------------------------------------------------------------------------------------
-    def _resolve(self, tags: list[LoraTag], warnings: list[str]) -> list[tuple[LoraTag, LoraEntry]]:
+    def _resolve(self, tags: builtins.list[LoraTag], warnings: builtins.list[str]
+                 ) -> builtins.list[tuple[LoraTag, LoraEntry]]:
         found, missing = [], []
         for tag in tags:
             entry = self.catalog.find(tag.name)
@@ -209,7 +211,7 @@ class LoraService:
                     layer.enable_adapters(enabled)
         state.enabled = enabled
 
-    def _activate(self, pipe, state: _ModelLoras, active: list[tuple[LoraTag, _Held]]) -> None:
+    def _activate(self, pipe, state: _ModelLoras, active: builtins.list[tuple[LoraTag, _Held]]) -> None:
         if not active:
             self._set_enabled(pipe, state, False)
             state.signature = ()

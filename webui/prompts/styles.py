@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import builtins
 import csv
 import io
 import threading
@@ -112,10 +113,10 @@ class StyleStore:
         with self._lock:
             return list(self._current().values())
 
-    def names(self) -> list[str]:
+    def names(self) -> builtins.list[str]:
         return [s.name for s in self.list()]
 
-    def api(self) -> list[dict[str, str]]:
+    def api(self) -> builtins.list[dict[str, str]]:
         """GET /sdapi/v1/prompt-styles: [{name, prompt, negative_prompt}]."""
         return [s.api() for s in self.list()]
 

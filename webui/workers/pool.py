@@ -18,6 +18,7 @@ once: the head saves images only from the answer of the attempt it is waiting fo
 
 from __future__ import annotations
 
+import builtins
 import argparse
 import dataclasses
 import logging
@@ -322,7 +323,7 @@ class RayPool:
             raise Requeue("duplicate answer discarded")
         return job.remote.finish(answer)
 
-    def _send_files(self, slot: WorkerSlot, files: list[NeededFile]) -> None:
+    def _send_files(self, slot: WorkerSlot, files: builtins.list[NeededFile]) -> None:
         """Stream each file the worker lacks, one chunk in flight (a threaded actor does not keep call order); the
         worker verifies size and sha256 before the file takes its name (model_files.py)."""
         for f in ray.get(slot.handle.missing_files.remote(files)):
