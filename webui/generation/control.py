@@ -13,7 +13,9 @@ class JobControl:
     """Written by the worker, read by progress endpoints; `interrupt()`/`skip()` may be called from any thread."""
 
     job_no: int = 0
-    job_count: int = 1  # batches (n_iter) in this job
+    job_count: int = 1  # batches (n_iter) in this job (in this cell, for a plot)
+    cell_no: int = 0
+    cell_count: int = 0  # cells of a dropdown script's plot (X/Y/Z), each a generation of job_count batches; 0: none
     sampling_step: int = 0
     sampling_steps: int = 0
     textinfo: str | None = None
@@ -57,6 +59,22 @@ class JobControl:
             self.last_latents = self.last_vae = None
             self._last_step = None  # the first step of a batch also pays for its set-up: not a step time
 
+    def start_cell(self, index: int, count: int) -> None:
+        """A script's cell `index` of `count` begins (its generation then counts its own batches and steps; until
+        it starts, the cell counts as not begun, so the progress never goes back)."""
+        with self._lock:
+            self.cell_no, self.cell_count, self.job_no, self.sampling_step = index, count, 0, 0
+
+    @property
+    def batch_no(self) -> int:
+        """The batch running, counted over the whole job (every cell of a plot): A1111's state.job_no."""
+        return self.cell_no * self.job_count + self.job_no if self.cell_count else self.job_no
+
+    @property
+    def batch_count(self) -> int:
+        """Batches of the whole job (cells × batches per cell for a plot): A1111's state.job_count."""
+        return self.cell_count * self.job_count if self.cell_count else self.job_count
+
     def offer_preview(self, step: int, latent: Any, make: Any) -> None:
         with self._lock:
             self.preview_step, self._preview_latent, self._preview_fn, self._preview_cache = step, latent, make, None
@@ -80,12 +98,13 @@ class JobControl:
 
     @property
     def progress(self) -> float:
-        """Fraction of the whole job done, over every batch."""
+        """Fraction of the whole job done, over every batch (and every cell of a plot: the ETA covers the plot)."""
         with self._lock:
             if not self.job_count:
                 return 0.0
             per = (self.sampling_step / self.sampling_steps) if self.sampling_steps else 0.0
-            return min(1.0, (self.job_no + per) / self.job_count)
+            done = min(1.0, (self.job_no + per) / self.job_count)
+            return min(1.0, (self.cell_no + done) / self.cell_count) if self.cell_count else done
 
     def time_step(self, pixels: int, now: float) -> None:
         """A step ended: the time since the previous step of the same size is one step's time."""

@@ -34,6 +34,8 @@ def progress_line(jobs, job) -> tuple[str, float | None, bool]:
         return f"Starting… (loading the model if needed){note}", 0.0, True
     frac = c.progress
     parts = []
+    if c.cell_count > 1:  # a plot (X/Y/Z): its cells, and the fraction and ETA cover the whole plot
+        parts.append(f"Cell {c.cell_no + 1}/{c.cell_count}")
     if c.job_count > 1:
         parts.append(f"Batch {c.job_no + 1}/{c.job_count}")
     parts.append(f"Step {c.sampling_step}/{c.sampling_steps}")
