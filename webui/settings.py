@@ -102,9 +102,10 @@ def _opts() -> list[OptionDef]:
           choices=("Approx cheap", "TAESD", "Full")),
         o("cpu_precision", "Automatic", "CPU precision of the UNet (Automatic: bf16 where the CPU has it natively "
           "and the model is large enough to gain)", "Optimizations", choices=("Automatic", "bf16", "fp32")),
-        o("cpu_vae_precision", "fp32", "CPU precision of the VAE decode (bf16: ~3× faster at 512² where the CPU has "
-          "native bf16; matched fp32 at > 50 dB PSNR on the demo VAE; recorded as \"VAE precision\")",
-          "Optimizations", choices=("fp32", "bf16")),
+        o("cpu_vae_precision", "Automatic", "CPU precision of the VAE decode (bf16: ~3× faster at 512² where the CPU "
+          "has native bf16; Automatic: bf16 for a VAE whose bf16 decode of a test image is ≥ 40 dB PSNR against fp32, "
+          "checked once per VAE; recorded as \"VAE precision\")", "Optimizations",
+          choices=("Automatic", "fp32", "bf16")),
         o("cpu_compile", False, "torch.compile the UNet on the CPU (slow first image per size; falls back to eager "
           "on any error)", "Optimizations", bool),
         o("vae_tiling_min_pixels", 1024 * 1024, "Decode with a tiled VAE above this many pixels (0: never)",

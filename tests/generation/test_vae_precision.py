@@ -78,3 +78,66 @@ def test_the_setting_reaches_the_decode_and_the_infotext(make_app, monkeypatch):
     assert fields["override_settings"]["cpu_vae_precision"] == "bf16"
     replay = app.jobs.wait(app.submit_txt2img(req(cpu_vae_precision="bf16"), from_api=True))
     assert np.array_equal(np.asarray(replay.images[0]), b)
+
+
+# --- Automatic (issue 21): bf16 for a VAE the guard passes, large enough to gain -----------------------------------
+
+BIG_VAE = (32, 64, 128, 256)  # a 6.8M-parameter decoder: over AUTO_MIN_DECODER_PARAMS, its guard measured 41.7 dB
+
+
+def test_automatic_needs_a_large_decoder_and_the_guard(monkeypatch):
+    from tests.factories import tiny_components
+
+    monkeypatch.setattr(device_mod, "cpu_has_native_bf16", lambda: True)
+    policy = device_mod.choose_policy(use_cpu=["all"])
+    guard = vae_precision.Bf16VaeGuard()
+    small = tiny_components(0)[1]
+    assert choose_vae_precision("Automatic", policy, small, guard) == "fp32"
+    assert guard.psnr(small, measure=False) is None  # a small decoder is never measured
+    big = tiny_components(0, vae_channels=BIG_VAE)[1]
+    assert choose_vae_precision("Automatic", policy, big, None) == "fp32"  # no guard: verdict unknown
+    assert choose_vae_precision("Automatic", policy, big, guard, measure=False) == "fp32"  # not measured yet
+    assert choose_vae_precision("Automatic", policy, big, guard) == "bf16"
+    measured = guard.psnr(big, measure=False)
+    assert vae_precision.MIN_PSNR <= measured < 100
+    assert choose_vae_precision("fp32", policy, big, guard) == "fp32"
+    # a bar no bf16 decode can reach: the same VAE stays fp32 (the measurement itself is cached per VAE)
+    monkeypatch.setattr(vae_precision, "MIN_PSNR", 101.0)
+    assert choose_vae_precision("Automatic", policy, big, guard) == "fp32"
+    assert guard.psnr(big, measure=False) == measured
+    assert choose_vae_precision("bf16", policy, big, guard) == "bf16"  # asked for: forced
+    assert all(p.dtype == torch.float32 for p in big.parameters())  # measuring left the weights fp32
+
+
+@pytest.mark.skipif(not DEMO.exists(), reason="the bundled demo model is missing")
+def test_the_guard_passes_the_demo_vae(tmp_path):
+    from webui.models.loader import build_from_single_file
+
+    vae = build_from_single_file(DEMO, tmp_path).pipeline.vae
+    value = vae_precision.measure_bf16_psnr(vae)
+    print(f"\ndemo VAE guard: {value:.1f} dB")  # measured 51.7, as its 20-step latents (51.7–53.8)
+    assert value >= vae_precision.MIN_PSNR
+
+
+def test_automatic_decodes_in_bf16_records_it_and_an_explicit_fp32_is_named(make_app, data_dir, monkeypatch):
+    from tests.factories import write_tiny_checkpoint
+    from webui.infotext import infotext_to_request_fields, parse_infotext
+
+    monkeypatch.setattr(device_mod, "cpu_has_native_bf16", lambda: True)
+    write_tiny_checkpoint(data_dir / "models" / "Stable-diffusion" / "big-vae.safetensors", vae_channels=BIG_VAE)
+    app = make_app("--nowebui", "--ckpt", str(data_dir / "models" / "Stable-diffusion" / "big-vae.safetensors"))
+    req = lambda **o: Txt2ImgRequest(prompt="a red circle", steps=2, seed=5, override_settings=o)  # noqa: E731
+    auto = app.jobs.wait(app.submit_txt2img(req(), from_api=True))
+    assert "VAE precision: bf16" in auto.infotexts[0]
+    vae = app.models.active.pipeline.vae
+    assert app.models.vae_bf16_guard.psnr(vae, measure=False) >= vae_precision.MIN_PSNR
+    forced = app.jobs.wait(app.submit_txt2img(req(cpu_vae_precision="bf16"), from_api=True))
+    assert np.array_equal(np.asarray(auto.images[0]), np.asarray(forced.images[0]))
+    plain = app.jobs.wait(app.submit_txt2img(req(cpu_vae_precision="fp32"), from_api=True))
+    assert "VAE precision: fp32" in plain.infotexts[0]  # Automatic would pick bf16: pasted back, fp32 again
+    assert infotext_to_request_fields(parse_infotext(plain.infotexts[0]))["override_settings"][
+        "cpu_vae_precision"] == "fp32"
+    a, b = np.asarray(auto.images[0]), np.asarray(plain.images[0])
+    assert not np.array_equal(a, b) and psnr(a, b, peak=255) > 30
+    again = app.jobs.wait(app.submit_txt2img(req(), from_api=True))
+    assert np.array_equal(np.asarray(again.images[0]), a)  # same seed, same pixels

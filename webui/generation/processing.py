@@ -100,7 +100,9 @@ def make_plan(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsVi
     total = req.batch_size * req.n_iter
     seed, subseed = fix_seed(req.seed), fix_seed(req.subseed)
     precision = choose_precision(str(opts.get("cpu_precision")), services.manager.policy, pipe.unet)
-    vae_precision = choose_vae_precision(str(opts.get("cpu_vae_precision")), services.manager.policy, pipe.vae)
+    vae_setting = str(opts.get("cpu_vae_precision"))
+    guard = services.manager.vae_bf16_guard
+    vae_precision = choose_vae_precision(vae_setting, services.manager.policy, pipe.vae, guard)
     runtime = RuntimeConfig(precision=precision, compile=bool(opts.get("cpu_compile")), vae_precision=vae_precision,
                             width=width, height=height, batch_size=req.batch_size,
                             vae_tiling_min_pixels=int(opts.get("vae_tiling_min_pixels")))
@@ -108,8 +110,11 @@ def make_plan(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsVi
                 seeds=[seed + (i if req.subseed_strength == 0 else 0) for i in range(total)],
                 subseeds=[subseed + i for i in range(total)], clip_skip=int(opts.get("CLIP_stop_at_last_layers")),
                 eta=req.eta, ensd=int(opts.get("eta_noise_seed_delta")), runtime=runtime)
-    if vae_precision != "fp32":
-        plan.extra_params["VAE precision"] = vae_precision  # honest metadata, as "Precision" for the UNet
+    if vae_precision != "fp32" or (vae_setting == "fp32" and choose_vae_precision(
+            "Automatic", services.manager.policy, pipe.vae, guard) == "bf16"):
+        # honest metadata, as "Precision" for the UNet; an fp32 decode is named where Automatic would pick bf16,
+        # so pasting the infotext back decodes in fp32 again
+        plan.extra_params["VAE precision"] = vae_precision
     plan.extra_params.update(vae_tiling_params(pipe.vae, runtime))
     apply_loras(req, plan, services)
     plan_face_restoration(req, plan, services, opts)

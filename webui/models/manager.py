@@ -20,6 +20,7 @@ from webui.models.catalog import CheckpointCatalog, CheckpointInfo, VaeInfo, sca
 from webui.models.device import DevicePolicy
 from webui.models.families import ProbeResult
 from webui.models.runtime import ModelRuntime, bridge_vae_dtype
+from webui.models.vae_precision import Bf16VaeGuard
 
 
 @dataclass
@@ -53,6 +54,7 @@ class ModelManager:
         self._cache: OrderedDict[str, LoadedModel] = OrderedDict()  # title → model, most recent last
         self._active: LoadedModel | None = None
         self._vae_cache: dict[Path, Any] = {}
+        self.vae_bf16_guard = Bf16VaeGuard()  # cpu_vae_precision Automatic: which VAEs decode well in bf16
         self.vaes: list[VaeInfo] = []
         self.file_loads = 0  # checkpoint files read from disk (tests and benchmarks read it)
 
