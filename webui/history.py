@@ -120,7 +120,8 @@ class JobHistory:
         return self._row(names, row) if row else None
 
     def list(self, *, status: str | None = None, search: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        sql, args = "SELECT * FROM jobs WHERE 1=1", []
+        sql = "SELECT * FROM jobs WHERE 1=1"
+        args: builtins.list[Any] = []
         if status:
             sql += " AND status=?"
             args.append(status)

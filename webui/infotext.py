@@ -55,6 +55,7 @@ def param_pairs(line: str) -> list[tuple[str, str]]:
             pos = run.end() + (run.end() == run.start())
             continue
         value = _VALUE_RE.match(line, run.end() + 1)
+        assert value is not None  # it matches the empty string too
         pairs.append((line[word.start():run.end()], value.group(1)))
         pos = value.end() if value.end() > pos else pos + 1
     return pairs

@@ -50,6 +50,7 @@ class Job:
     done: threading.Event = field(default_factory=threading.Event)
     retries: int = 0  # times it was re-queued because its worker died
     worker: str | None = None  # the Ray worker running it (None: the local worker)
+    owner: str | None = None  # who submitted it from the UI ("browser:<id>" or "user:<name>"): reconnect finds it
 
 
 class Requeue(Exception):
@@ -157,6 +158,21 @@ class JobQueue:
         with self._cv:
             return list(self._queue)
 
+    def active(self, owner: str) -> list[Job]:
+        """`owner`'s running and waiting jobs, in the order they run (a reloaded page finds its jobs here)."""
+        with self._cv:
+            jobs = ([self._current] if self._current else []) + sorted(self._running.values(),
+                                                                       key=lambda j: j.started_at or 0)
+            jobs += list(self._queue)
+        return [j for j in jobs if j.owner == owner]
+
+    def owned(self, owner: str, since: float) -> list[Job]:
+        """`owner`'s jobs not yet ended, and those created at or after `since` that have ended, oldest first."""
+        with self._cv:
+            jobs = [j for j in self._jobs.values()
+                    if j.owner == owner and (not j.done.is_set() or j.created_at >= since)]
+        return sorted(jobs, key=lambda j: j.created_at)
+
     def position(self, job_id: str) -> int | None:
         """0 while running, 1.. while waiting, None when finished or unknown."""
         with self._cv:
@@ -210,6 +226,7 @@ class JobQueue:
                 if self._stopping:
                     return
                 job = self._next_local()
+                assert job is not None  # the wait above ends only with one, or on stopping
                 self._queue.remove(job)
                 self._current = job
             self._execute(job, job.fn)

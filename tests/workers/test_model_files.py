@@ -18,7 +18,7 @@ from webui.workers.model_files import ModelFileReceiver, NeededFile, needed_file
 def _worker_paths(root):
     m = root / "models"
     return SimpleNamespace(ckpt_dir=m / "Stable-diffusion", vae_dir=m / "VAE", lora_dir=m / "Lora",
-                           lycoris_dir=m / "LyCORIS")
+                           lycoris_dir=m / "LyCORIS", data_dir=root)
 
 
 def _needed(path, folder="Stable-diffusion", rel="sub/x.safetensors"):
@@ -81,7 +81,8 @@ def test_out_of_order_or_oversized_chunks_are_refused(tmp_path, tiny_models):
 @pytest.mark.parametrize("folder,rel", [("Stable-diffusion", "../x.safetensors"), ("Lora", "/etc/passwd"),
                                         ("VAE", "a/../../b.pt"), ("Lora", ""), ("Lora", "a\x00b"),
                                         ("Lora", "a\\..\\b"), ("extensions", "x.py"), ("Lora", "./x"),
-                                        ("Lora", "a//b")])
+                                        ("Lora", "a//b"), ("training", "../config.json"),
+                                        ("training", "x/../../easel.db")])
 def test_paths_outside_the_folders_are_refused(tmp_path, folder, rel):
     rx = ModelFileReceiver(_worker_paths(tmp_path), HashCache(tmp_path / "cache.json"))
     f = NeededFile(folder, rel, "0" * 64, 1)
@@ -89,7 +90,7 @@ def test_paths_outside_the_folders_are_refused(tmp_path, folder, rel):
         rx.missing([f])
     with pytest.raises(InvalidRequest, match="refused"):
         rx.begin(f)
-    assert not (tmp_path / "models").exists()
+    assert not (tmp_path / "models").exists() and not (tmp_path / "training").exists()
 
 
 def test_the_head_lists_checkpoint_vae_and_loras_with_their_hashes(make_app, data_dir):
@@ -102,7 +103,7 @@ def test_the_head_lists_checkpoint_vae_and_loras_with_their_hashes(make_app, dat
     app.catalog.refresh()
     app.models.refresh()
     app.lora_catalog.refresh()
-    task = SimpleNamespace(checkpoint="sub/tiny-b.safetensors", options={"sd_vae": "my.vae.safetensors"},
+    task = SimpleNamespace(kind="txt2img", checkpoint="sub/tiny-b.safetensors", options={"sd_vae": "my.vae.safetensors"},
                            request=SimpleNamespace(prompt="a cat <lora:ink:0.8> <lora:nope:1>", hr_prompt=""))
     files = {f.key: f for f in needed_files(app, task)}
     assert set(files) == {"Stable-diffusion/sub/tiny-b.safetensors", "VAE/my.vae.safetensors",
@@ -114,11 +115,11 @@ def test_the_head_lists_checkpoint_vae_and_loras_with_their_hashes(make_app, dat
         assert f.sha256 == hashlib.sha256(data).hexdigest() and f.size == len(data)
     # Automatic VAE beside the checkpoint travels with it; a diffusers folder or the demo model never does
     shutil.copy(models / "VAE" / "my.vae.safetensors", models / "Stable-diffusion" / "tiny-a.vae.safetensors")
-    task = SimpleNamespace(checkpoint="tiny-a", options={"sd_vae": "Automatic"},
+    task = SimpleNamespace(kind="txt2img", checkpoint="tiny-a", options={"sd_vae": "Automatic"},
                            request=SimpleNamespace(prompt="x", hr_prompt=None))
     assert {f.key for f in needed_files(app, task)} == {"Stable-diffusion/tiny-a.safetensors",
                                                         "Stable-diffusion/tiny-a.vae.safetensors"}
-    assert needed_files(app, SimpleNamespace(checkpoint="", options={}, request=SimpleNamespace(prompt="x"))) == []
+    assert needed_files(app, SimpleNamespace(kind="txt2img", checkpoint="", options={}, request=SimpleNamespace(prompt="x"))) == []
 
 
 def test_worker_paths_follow_the_flag(tmp_path):
@@ -144,7 +145,7 @@ def test_affinity_prefers_the_worker_holding_the_job_s_loras():
     pool = RayPool(app, address=None, num_workers=3, threads=1, max_retries=1)
 
     def job(prompt, ckpt="A"):
-        task = SimpleNamespace(checkpoint=ckpt, options={"sd_checkpoints_limit": 2},
+        task = SimpleNamespace(kind="txt2img", checkpoint=ckpt, options={"sd_checkpoints_limit": 2},
                                request=SimpleNamespace(prompt=prompt, hr_prompt=""))
         return SimpleNamespace(id=prompt, remote=SimpleNamespace(task=task), worker=None)
 

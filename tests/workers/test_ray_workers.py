@@ -196,6 +196,39 @@ def test_a_new_worker_takes_queued_work_and_a_drained_one_leaves(head):
     assert requests.post(f"{head.url}/easel/v1/workers/nope/drain", timeout=10).status_code == 404
 
 
+def test_a_training_run_on_a_worker_resumes_from_its_last_save_on_another(head):
+    """A train-lora job runs on a worker with its own folders; its saves reach the head as they are made; the worker
+    is killed after a save; the next worker gets the head's resume state and continues from it."""
+    from tests.training.conftest import make_dataset
+
+    dataset = make_dataset(head.app.paths.data_dir / "training" / "datasets" / "squares")
+    if len(_workers(head)) < 2:  # after the drain test one is left: one more to take over
+        assert requests.post(f"{head.url}/easel/v1/workers", timeout=60).status_code == 202
+    wait_until(lambda: len(_workers(head, "idle")) == 2, 180, 0.5)
+    body = {"name": "remote squares", "dataset_dir": str(dataset), "checkpoint": CKPTS[0], "steps": 60,
+            "save_every": 4, "rank": 4, "resolution": 64, "seed": 7}
+    r = requests.post(f"{head.url}/easel/v1/train/lora", json=body, timeout=30)
+    assert r.status_code == 202, r.text
+    job_id = r.json()["job_id"]
+    state = head.app.paths.data_dir / "training" / "remote squares" / "state.safetensors"
+    wait_until(lambda: state.is_file(), 180, 0.1)  # the worker's first save, on the head's storage
+    runner = _job(head, job_id)["worker"]
+    pid = next(w["pid"] for w in _workers(head) if w["id"] == runner)
+    os.kill(pid, signal.SIGKILL)
+    view = wait_until(lambda: (lambda v: v if v["status"] in ("done", "failed") else None)(
+        requests.get(f"{head.url}/easel/v1/train/lora/{job_id}", timeout=10).json()), 240, 0.5)
+    assert view["status"] == "done" and view["step"] == 60 and len(view["losses"]) == 60, view
+    output = head.app.paths.lora_dir / "remote squares.safetensors"
+    assert view["result"]["path"] == str(output) and output.is_file()
+    assert not state.exists()  # a completed run's resume state is removed, on the head too
+    job = head.app.jobs.get(job_id)
+    assert job.training.resumed_from >= 4, job.training.to_dict()  # continued from a save, not from step 0
+    row = head.app.history.get(job_id)
+    assert row["retries"] == 1 and row["worker"] != runner, row
+    names = [x["name"] for x in requests.get(f"{head.url}/sdapi/v1/loras", timeout=10).json()]
+    assert "remote squares" in names
+
+
 def test_workers_local_does_not_import_ray(tmp_path, tiny_models):
     shutil.copytree(tiny_models, tmp_path / "models")
     code = ("import sys\nfrom fastapi.testclient import TestClient\nfrom webui.app import Application\n"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -104,7 +105,7 @@ class Detector:
         h, w = rgb.shape[:2]
         scale = INPUT_SIZE / max(w, h)
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-        canvas = np.full((INPUT_SIZE, INPUT_SIZE, 3), 114 / 255.0, dtype=np.float32)
+        canvas: Any = np.full((INPUT_SIZE, INPUT_SIZE, 3), 114 / 255.0, dtype=np.float32)
         px, py = (INPUT_SIZE - nw) // 2, (INPUT_SIZE - nh) // 2
         canvas[py:py + nh, px:px + nw] = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_LINEAR)
         self.net.setInput(np.ascontiguousarray(canvas.transpose(2, 0, 1)[None]))

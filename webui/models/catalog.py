@@ -132,7 +132,7 @@ class CheckpointCatalog:
         """The first user checkpoint, else the demo model."""
         items = self.list()
         user = [i for i in items if not i.is_demo]
-        return (user or items or [None])[0]
+        return (user or items)[0] if items else None
 
 
 @dataclass(frozen=True)

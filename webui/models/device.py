@@ -45,7 +45,7 @@ class DevicePolicy:
 def choose_policy(*, use_cpu: list[str] | None = None, device_id: int | None = None, no_half: bool = False,
                   no_half_vae: bool = False, medvram: bool = False, lowvram: bool = False) -> DevicePolicy:
     """CUDA, then MPS, then the CPU; fp16 on a GPU unless --no-half, fp32 on the CPU (A1111's defaults)."""
-    force_cpu = bool(use_cpu) and any(x in ("all", "sd") for x in use_cpu)
+    force_cpu = any(x in ("all", "sd") for x in use_cpu or ())
     if not force_cpu and torch.cuda.is_available():
         device = torch.device(f"cuda:{device_id or 0}")
     elif not force_cpu and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():

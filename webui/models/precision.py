@@ -41,7 +41,7 @@ class AutocastSwitch(ModelHook):
         self.enabled = False
         self.dtype = torch.bfloat16
         self.eager: Callable | None = None
-        self.inner: Callable | None = None
+        self.inner: Callable = _not_installed
         self.compile: Any = None  # compile.CompileState once compile was asked for this model
 
     def new_forward(self, module, *args, **kwargs):
@@ -50,6 +50,10 @@ class AutocastSwitch(ModelHook):
         with torch.autocast("cpu", dtype=self.dtype):
             out = self.inner(*args, **kwargs)
         return to_fp32(out)
+
+
+def _not_installed(*args, **kwargs):
+    raise RuntimeError("AutocastSwitch used before install_autocast set its forward")
 
 
 def autocast_switch(model) -> AutocastSwitch | None:

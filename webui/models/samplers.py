@@ -109,11 +109,11 @@ def _key(text: str) -> str:
 @functools.cache
 def _init_params(cls: type) -> frozenset[str]:
     """Constructor parameter names; diffusers' placeholder for a missing backend takes only *args/**kwargs."""
-    return frozenset(inspect.signature(cls.__init__).parameters)
+    return frozenset(inspect.signature(cls.__init__).parameters)  # type: ignore[misc]
 
 
 def _params(spec: SamplerSpec) -> frozenset[str]:
-    return _init_params(spec.scheduler_class)
+    return _init_params(spec.scheduler_class)  # type: ignore[arg-type]  (classes are hashable)
 
 
 for _spec in SAMPLERS:  # read the installed diffusers' signatures once, at import

@@ -14,6 +14,7 @@ step. SDXL pipelines (text_encoder_2) get both encoders' penultimate layers side
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -26,7 +27,7 @@ EMPHASIS_MODES = ("Original", "No norm", "None")
 
 @dataclass
 class TextEncoderSpec:
-    tokenizer: object
+    tokenizer: Any
     model: torch.nn.Module
     layer: int | None  # hidden_states index, or None for the model's last (final-normed) output
     final_norm: bool  # apply the final layer norm to hidden_states[layer]

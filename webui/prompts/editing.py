@@ -69,6 +69,7 @@ def _read_prompt(s: str, i: int) -> tuple[list, int]:
             break
         else:
             m = _PLAIN.match(s, i)
+            assert m is not None  # the branches above took every character _PLAIN does not match
             nodes.append(m.group(0))
             i = m.end()
     return nodes, i
@@ -133,6 +134,7 @@ def parse_editing(prompt: str) -> list | None:
                 i += 2
             else:
                 m = _PLAIN.match(prompt, i)
+                assert m is not None  # the branches above took every character _PLAIN does not match
                 nodes.append(m.group(0))
                 i = m.end()
     except (_Unreadable, RecursionError):

@@ -19,7 +19,7 @@ import pickle
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import torch
 
@@ -29,7 +29,7 @@ log = logging.getLogger("easel.embeddings")
 
 EMBEDDING_EXTENSIONS = (".pt", ".bin", ".safetensors")
 FAMILY_BY_WIDTH = {768: "SD 1.x", 1024: "SD 2.x", 2048: "SDXL"}
-Vectors = torch.Tensor | dict[str, torch.Tensor]  # [n, D], or {"clip_l": [n, Dl], "clip_g": [n, Dg]}
+Vectors: TypeAlias = "torch.Tensor | dict[str, torch.Tensor]"  # [n, D], or {"clip_l": [n, Dl], "clip_g": [n, Dg]}
 
 
 class NotAnEmbedding(ValueError):

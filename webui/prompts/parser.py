@@ -107,6 +107,7 @@ def split_and(prompt: str) -> list[tuple[str, float]]:
     parts = []
     for sub in _AND.split(prompt):
         m = _TRAILING_WEIGHT.match(sub)
+        assert m is not None  # ^(.*?)…$ under re.S matches any text
         parts.append((m.group(1), float(m.group(2)) if m.group(2) is not None else 1.0))
     return parts
 

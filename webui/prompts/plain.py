@@ -41,6 +41,7 @@ def token_counts(model, prompt: str, steps: int = 20, *, negative: bool = False,
     if family in ("flux", "sd3"):
         from webui.models.family_flow import t5_max_length as length
 
+        assert pipe is not None  # a family is known only with a model
         t5_tok = pipe.tokenizer_2 if family == "flux" else pipe.tokenizer_3
         n5, max5 = t5_token_count(t5_tok, prompt or "", length(model, t5_max_length), steps)
         out["t5"] = {"tokens": n5, "max": max5}

@@ -82,7 +82,7 @@ class StyleStore:
         self._styles: dict[str, PromptStyle] = {}
 
     def _mtimes(self) -> tuple:
-        out = []
+        out: builtins.list[tuple[int, int] | None] = []
         for f in self.files:
             try:
                 st = f.stat()

@@ -82,7 +82,8 @@ def load_dataset(folder: str | os.PathLike, caption_template: str = "") -> Datas
     root = Path(folder).expanduser()
     if not str(folder).strip() or not root.is_dir():
         raise InvalidRequest(f"dataset folder not found: {folder!r}")
-    images, others = [], []
+    images: list[Path] = []
+    others: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for f in sorted(filenames):

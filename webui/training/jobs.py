@@ -302,8 +302,14 @@ def start_training(application, params: Any, options: Any = None, *, job_id: str
     body = plan.req.model_dump(mode="json")
     body["checkpoint"] = body.get("checkpoint") or plan.checkpoint.title
     record = request_record(JOB_KIND, body, from_api=True, options=plan.options.model_dump(mode="json"))
+    remote = None
+    if getattr(application, "workers", None) is not None:  # --workers ray: the run goes to a worker
+        from webui.workers.remote_training import training_work
+
+        remote = training_work(application, plan, status)
     job = application.jobs.submit(JOB_KIND, plan.req.model_dump(mode="json"),
-                                  lambda j: run_training(application, plan, j, status), request=record, job_id=job_id)
+                                  lambda j: run_training(application, plan, j, status), request=record, job_id=job_id,
+                                  remote=remote)
     job.training = status
     return job
 

@@ -92,7 +92,8 @@ class LoraTrainer:
         self.noise_scheduler = DDPMScheduler.from_config(scheduler_config or pipe.scheduler.config)
         self.state_file, self.match, self.extra_state = state_file, dict(match or {}), dict(extra_state or {})
         self.device = self.unet.device
-        self.step, self.losses, self.resumed_from = 0, [], 0
+        self.step, self.resumed_from = 0, 0
+        self.losses: list[float] = []
         self.generator = torch.Generator("cpu").manual_seed(config.seed)
         self._embeds: dict[str, torch.Tensor] = {}
         try:

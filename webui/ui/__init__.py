@@ -12,6 +12,7 @@ from webui.ui.extensions_tab import build_extensions_tab
 from webui.ui.extras_tab import ExtrasTab
 from webui.ui.history_tab import HistoryTab
 from webui.ui.img2img_tab import Img2ImgTab
+from webui.ui.live_jobs import wire_live_jobs
 from webui.ui.merger_tab import MergerTab
 from webui.ui.models_tab import build_models_tab
 from webui.ui.pnginfo_tab import PngInfoTab
@@ -63,6 +64,7 @@ def build_ui(application) -> gr.Blocks:
                 SettingsTab(application)
         footer = gr.HTML(footer_html(application), elem_id="easel_footer")
         quick.wire(txt2img)
+        wire_live_jobs(demo, [txt2img, img2img])  # queue, reconnect after reload, Ctrl+Enter/Alt+Enter/Esc
         SendTo(application, tabs, quick, txt2img, img2img, extras, pnginfo, history_tab).wire()
         demo.load(lambda: (*quick.on_load(), footer_html(application)), inputs=None,
                   outputs=[quick.checkpoint, quick.note, txt2img.width, txt2img.height, footer], queue=False)

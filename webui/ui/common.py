@@ -17,6 +17,7 @@ from webui.infotext import parse_infotext
 from webui.models import samplers
 from webui.ui.extra_networks import ExtraNetworksPanel
 from webui.ui.messages import error_html, error_message, ok_html  # noqa: F401 (ok_html: the tabs import it here)
+from webui.ui.live_jobs import LiveJobs
 from webui.ui.progress import follow
 from webui.ui.prompt_tools import StylesRow, TokenCounter
 from webui.ui.page_value import PageValue
@@ -93,7 +94,7 @@ def split_overrides(selected: list[str] | None) -> tuple[dict[str, Any], dict[st
     return options, fields
 
 
-class GenerationTab:
+class GenerationTab(LiveJobs):
     tabname = ""
     FIELDS: tuple[tuple[str, str], ...] = COMMON_FIELDS
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {}  # radio fields: the request's index <-> the label shown
@@ -117,9 +118,7 @@ class GenerationTab:
                 self.negative_counter = TokenCounter(self.app, t, self.negative, negative=True)
             with gr.Column(scale=2, min_width=180):
                 self.generate = gr.Button("Generate", variant="primary", elem_id=f"{t}_generate", size="lg")
-                with gr.Row():
-                    self.interrupt = gr.Button("Interrupt", elem_id=f"{t}_interrupt", size="sm")
-                    self.skip = gr.Button("Skip", elem_id=f"{t}_skip", size="sm")
+                self.build_job_controls()  # Interrupt/Skip while a job runs, the queue line, Generate forever
                 with gr.Row(elem_id=f"{t}_tools"):
                     self.paste = gr.Button("↙️", elem_id=f"{t}_paste", size="sm", scale=0, min_width=40)
                 self.styles = StylesRow(self.app, t, self.prompt, self.negative)
@@ -189,9 +188,7 @@ class GenerationTab:
     def wire_common(self, inputs: list) -> None:
         self.prompt_counter.wire(self.steps)
         self.negative_counter.wire(self.steps)
-        outputs = [self.gallery, self.info, self.progress, self.preview, self.results, self.job_id]
-        self.generate.click(self.run, inputs=inputs, outputs=outputs, show_progress="hidden",
-                            concurrency_limit=None)  # the job queue orders the work, not Gradio
+        self.generate_inputs = inputs  # Generate itself is wired by live_jobs.wire_live_jobs (it needs the page's id)
         self.interrupt.click(self.on_interrupt, inputs=[self.job_id], outputs=None, queue=False)
         self.skip.click(self.on_skip, inputs=[self.job_id], outputs=None, queue=False)
         self.random_seed.click(lambda: -1, inputs=None, outputs=[self.seed], queue=False)

@@ -115,6 +115,7 @@ def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
 
 class Img2ImgTab(GenerationTab):
     tabname = "img2img"
+    job_kinds = ("img2img", "img2img-batch")
     FIELDS = FIELDS
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
         "resize_mode": RESIZE_MODES, "inpainting_mask_invert": MASK_MODES, "inpainting_fill": MASKED_CONTENT,

@@ -52,6 +52,7 @@ def hires_text(width, height, scale, resize_x, resize_y) -> str:
 
 class Txt2ImgTab(GenerationTab):
     tabname = "txt2img"
+    job_kinds = ("txt2img",)
     FIELDS = FIELDS
 
     def __init__(self, application):
@@ -148,8 +149,11 @@ class Txt2ImgTab(GenerationTab):
         return Txt2ImgRequest(**fields)
 
     def run(self, *values):
-        """Generator (Generate's handler): queue the job, then follow it until the images are shown."""
-        yield from self.follow_job(lambda: self.app.submit_txt2img(self.request(*values), from_api=False))
+        """Generator: queue the job, then follow it until the images are shown."""
+        yield from self.follow_job(lambda: self.submit_values(*values))
+
+    def submit_values(self, *values):
+        return self.app.submit_txt2img(self.request(*values), from_api=False)
 
     def fill_update(self, key: str, value: Any, sampler: str | None) -> Any:
         if key == "hr_sampler_name":

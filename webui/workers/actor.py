@@ -38,7 +38,7 @@ class EaselWorker:
         from webui.prompts.embeddings import EmbeddingCatalog
         from webui.workers.model_files import ModelFileReceiver
 
-        self.id, self.started_at = worker_id, time.time()
+        self.id, self.started_at, self.paths = worker_id, time.time(), paths
         self.options = SnapshotOptions({"sd_checkpoints_limit": 1})
         hashes = HashCache(paths.cache_file)
         catalog = CheckpointCatalog(paths.ckpt_dir, hashes, demo_dir=demo_dir)
@@ -56,6 +56,8 @@ class EaselWorker:
         self.files = ModelFileReceiver(paths, hashes, on_change=self._files_changed)
         self._lock = threading.Lock()  # one generation at a time (the other threads only read and signal)
         self.controls: dict[str, Any] = {}
+        self.training: dict[str, Any] = {}  # job id → TrainingStatus of a training run here
+        self.outboxes: dict[str, Any] = {}  # job id → TrainingOutbox: what the run wrote, for the head to keep
         self.job: str | None = None
         self.jobs_done = 0
 
@@ -68,13 +70,30 @@ class EaselWorker:
             self.controls[task.job_id], self.job = control, task.job_id
             try:
                 t0 = time.perf_counter()
-                answer = self._generate(task, control)
+                answer = self._train(task, control) if task.kind == "train-lora" else self._generate(task, control)
                 answer["seconds"] = time.perf_counter() - t0  # the work itself, for the queue overhead's benchmark
                 return answer
             finally:
                 self.controls.pop(task.job_id, None)
+                self.outboxes.pop(task.job_id, None)
                 self.job = None
                 self.jobs_done += 1
+
+    def _train(self, task: RemoteTask, control) -> dict[str, Any]:
+        from webui.workers.remote_training import run_on_worker
+
+        self.options.values = dict(task.options)
+        answer = run_on_worker(self, task, control, lambda box: self.outboxes.__setitem__(task.job_id, box))
+        active = self.models.active
+        return {**answer, "worker": self.id, "checkpoint": active.info.title if active else None,
+                "loaded_models": self.models.cached_titles(), "file_loads": self.models.file_loads,
+                "loaded_loras": self._loras(), "lora_file_reads": self.services.loras.file_reads,
+                "files_received": list(self.files.received)}
+
+    def take_outputs(self, job_id: str) -> list:
+        """What a training run here wrote since the last ask (the head keeps the saves on its storage)."""
+        box = self.outboxes.get(job_id)
+        return box.take() if box is not None else []
 
     def _generate(self, task: RemoteTask, control) -> dict[str, Any]:
         from webui.generation.img2img import run_img2img
@@ -132,8 +151,10 @@ class EaselWorker:
         control = self.controls.get(job_id)
         if control is None:
             return None
+        training = self.training.get(job_id)
         return {"job_no": control.job_no, "job_count": control.job_count, "sampling_step": control.sampling_step,
-                "sampling_steps": control.sampling_steps, "preview_step": control.preview_step}
+                "sampling_steps": control.sampling_steps, "preview_step": control.preview_step,
+                "textinfo": control.textinfo, "training": training.to_dict() if training is not None else None}
 
     def preview(self, job_id: str) -> Any:
         """The live preview of the latest offered step, decoded here (the head asks only when a client wants it)."""

@@ -27,7 +27,9 @@ from webui.errors import InvalidRequest
 from webui.models.hashing import sha256_file
 
 CHUNK_BYTES = 8 << 20  # per call from the head: bounded memory on both sides, few enough round trips
-FOLDERS = ("Stable-diffusion", "VAE", "Lora", "LyCORIS")  # A1111's names for the folders files are sent into
+# A1111's names for the folders files are sent into, and Easel's training runs (<data-dir>/training: a run's dataset
+# and resume state go to the worker, its saves come back; remote_training.py)
+FOLDERS = ("Stable-diffusion", "VAE", "Lora", "LyCORIS", "training")
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ class NeededFile:
 
 def folder_roots(paths: Any) -> dict[str, Path]:
     return {"Stable-diffusion": Path(paths.ckpt_dir), "VAE": Path(paths.vae_dir), "Lora": Path(paths.lora_dir),
-            "LyCORIS": Path(paths.lycoris_dir)}
+            "LyCORIS": Path(paths.lycoris_dir), "training": Path(paths.data_dir) / "training"}
 
 
 def _hash_key(folder: str, rel: str) -> str:
@@ -103,6 +105,8 @@ def needed_files(application: Any, task: Any) -> list[NeededFile]:
             add("VAE", application.models.find_vae(vae).path)
         except Exception:
             pass
+    if task.kind == "train-lora":
+        return list(found.values()) + training_files(task)
     request = task.request
     for text in (getattr(request, "prompt", ""), getattr(request, "hr_prompt", "")):
         for tag in parse_prompt(str(text or "")).loras:
@@ -113,6 +117,29 @@ def needed_files(application: Any, task: Any) -> list[NeededFile]:
                         add(folder, entry.path)
                         break
     return list(found.values())
+
+
+def training_files(task: Any) -> list[NeededFile]:
+    """A training run's dataset (images and captions, under a folder named for the job) and, when the head has one,
+    its resume state: what a worker lost mid-run left on the head, so the next worker continues from there."""
+    from webui.training.dataset import CAPTION_EXTENSIONS
+
+    plan, out = task.request, []
+
+    def add(path: Path, rel: str) -> None:
+        data = path.read_bytes()  # small files (images, a LoRA-sized state): hashed here, not cached in cache.json
+        out.append(NeededFile("training", rel, hashlib.sha256(data).hexdigest(), len(data), str(path)))
+
+    folder = Path(plan.dataset.folder)
+    sent = f"{plan.req.name}/dataset-{task.job_id[:12]}"
+    for item in plan.dataset.items:
+        add(item.path, f"{sent}/{item.path.relative_to(folder).as_posix()}")
+        for candidate in [item.path.with_suffix(e) for e in CAPTION_EXTENSIONS] + [Path(str(item.path) + ".txt")]:
+            if candidate.is_file():
+                add(candidate, f"{sent}/{candidate.relative_to(folder).as_posix()}")
+    if plan.state_file.is_file():
+        add(plan.state_file, f"{plan.req.name}/{plan.state_file.name}")
+    return out
 
 
 def read_chunks(file: NeededFile, chunk: int = CHUNK_BYTES) -> Iterable[tuple[int, bytes]]:

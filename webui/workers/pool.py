@@ -37,11 +37,13 @@ from webui.jobs import Job, JobQueue, Requeue
 from webui.workers.actor import EaselWorker
 from webui.workers.model_files import NeededFile, needed_files, read_chunks
 from webui.workers.remote import with_job_id
+from webui.workers.remote_training import copy_status, write_outputs
 
 log = logging.getLogger("easel.workers")
 
 POLL_SECONDS = 0.05  # how often a running job's interrupt/skip is forwarded and its progress asked for
 HEARTBEAT_SECONDS = 2.0
+SAVES_SECONDS = 1.0  # how often a training run's new saves are fetched from its worker
 PREVIEW_TIMEOUT = 10.0  # a full-VAE preview of a large image on a slow worker
 LOCAL_NODE_IP = "127.0.0.2"  # the private runtime's node address (see _init_ray)
 
@@ -340,6 +342,9 @@ class RayPool:
     def _follow(self, slot: WorkerSlot, job: Job, ref) -> Any:
         """Wait for the answer, forwarding interrupt/skip at once and copying the worker's progress."""
         control, sent_interrupt, progress_ref, preview_step = job.control, False, None, -1
+        # a training run on a worker with its own folders: its saves come to the head's storage as they are made
+        keep_saves = job.remote.task.kind == "train-lora" and self.worker_paths is not None
+        saves_ref, asked_saves = None, time.time()
         while True:
             ready, _ = ray.wait([ref], timeout=POLL_SECONDS)
             if ready:
@@ -350,6 +355,14 @@ class RayPool:
             if control.skipped:
                 control.clear_skip()
                 slot.handle.skip.remote(job.id)
+            if saves_ref is not None and ray.wait([saves_ref], timeout=0)[0]:
+                try:
+                    write_outputs(self.app, job.training, ray.get(saves_ref))
+                except Exception as e:  # this ask's files are lost; the final answer or a later save brings them
+                    log.warning("saves of job %s not kept: %s", job.id, e)
+                saves_ref = None
+            if keep_saves and saves_ref is None and time.time() - asked_saves >= SAVES_SECONDS:
+                saves_ref, asked_saves = slot.handle.take_outputs.remote(job.id), time.time()
             if progress_ref is None:
                 progress_ref = slot.handle.progress.remote(job.id)
             elif ray.wait([progress_ref], timeout=0)[0]:
@@ -364,6 +377,9 @@ class RayPool:
                         else None
                     control.sampling_steps = p["sampling_steps"]
                     control.step(p["sampling_step"])
+                    control.textinfo = p.get("textinfo") or control.textinfo
+                    if p.get("training") and getattr(job, "training", None) is not None:
+                        copy_status(job.training, p["training"])
                     if p.get("preview_step", -1) > preview_step:  # lazily, as locally: decoded when a client asks
                         preview_step = p["preview_step"]
                         control.offer_preview(preview_step, (job.id, preview_step), self._remote_preview(slot, job.id))
