@@ -88,7 +88,7 @@ def test_failed_installs_leave_nothing_behind(make_app, serve, tmp_path):
     assert client.post("/easel/v1/extensions/install", json={"url": "--upload-pack=touch /tmp/x"}).status_code == 422
     assert leftovers() == []
     assert ({e["name"] for e in client.get("/sdapi/v1/extensions").json()}
-            == {"xyz_grid", "prompts_from_file", "controlnet", "adetailer"})
+            == {"xyz_grid", "prompts_from_file", "controlnet", "adetailer", "ip_adapter"})
 
 
 def test_requires_installed_with_pip_then_branch_and_folder_name(make_app, serve, tmp_path):

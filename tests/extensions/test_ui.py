@@ -22,7 +22,8 @@ def test_extensions_tab_install_apply_uninstall_and_index(make_app, tmp_path):
         tab = build_extensions_tab(app)
     assert not tab.lock_note.visible and tab.install.interactive is not False
     assert {r[0] for r in tab.rows()} == {"xyz_grid (built-in)", "prompts_from_file (built-in)",
-                                          "controlnet (built-in)", "adetailer (built-in)"}
+                                          "controlnet (built-in)", "adetailer (built-in)",
+                                          "ip_adapter (built-in)"}
 
     message, table, enabled, selected = tab.on_install(url, "", "")
     assert "Installed example-frame 1.0.0" in message and "Restart" in message
@@ -34,7 +35,7 @@ def test_extensions_tab_install_apply_uninstall_and_index(make_app, tmp_path):
 
     message, table, enabled, _ = tab.on_apply(["example-frame", "prompts_from_file"])
     assert "2 extension(s) enabled" in message and "Restart" in message
-    assert app.options.get("disabled_extensions") == ["adetailer", "controlnet", "xyz_grid"]
+    assert app.options.get("disabled_extensions") == ["adetailer", "controlnet", "ip_adapter", "xyz_grid"]
     assert set(value(enabled)) == {"example-frame", "prompts_from_file"}
     restarted = make_app("--nowebui", start=False)
     assert {r.name for r in restarted.extensions.active()} == {"example-frame", "prompts_from_file"}
@@ -98,4 +99,5 @@ def test_scripts_ui_sends_arguments_by_name(make_app, data_dir):
     with gr.Blocks():
         img2img = build_scripts_ui(app, "img2img")
     assert "Echo run" not in img2img.titles
-    assert [s.title for s in img2img.slots if s.always_on and s.names] == ["ADetailer", "ControlNet", "Echo args"]
+    assert [s.title for s in img2img.slots if s.always_on and s.names] == ["ADetailer", "ControlNet", "IP-Adapter",
+                                                                               "Echo args"]

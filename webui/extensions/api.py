@@ -98,6 +98,13 @@ class PipelineCall:
     pipeline: Any
     kwargs: dict[str, Any]
     hires: bool = False
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
+
+    def after(self, fn: Callable[[], None]) -> None:
+        """(API 1, additive) Run `fn()` once this pipeline call has finished, also on an error or an interrupt
+        (last registered, first run): undo what the hook switched on the pipeline's models for this call only
+        (e.g. diffusers' `unload_ip_adapter` after `load_ip_adapter`)."""
+        self.cleanups.append(fn)
 
 
 @dataclass

@@ -29,14 +29,20 @@ class PromptConditioning:
 
     def run(self, pipe, n: int, callback: Callable, *, hooks: Any = None, kind: str = "txt2img", hires: bool = False,
             **kwargs: Any):
-        if hooks is not None and hooks.host.has_hooks("pipeline_call"):
-            from webui.extensions.api import PipelineCall
+        cleanups: list = []  # what pipeline_call hooks undo after this call (PipelineCall.after)
+        try:
+            if hooks is not None and hooks.host.has_hooks("pipeline_call"):
+                from webui.extensions.api import PipelineCall
 
-            pipe, kwargs = hooks.pipeline_call(PipelineCall(kind=kind, pipeline=pipe, kwargs=kwargs, hires=hires))
-            follow_unet_precision(pipe)  # an added ControlNet runs at the UNet's precision (the CPU fast path)
-        guided = GuidedConditioning(self.positive, self.negative, batch_size=n)
-        with guided.composable(pipe.unet), bf16_weights(pipe):
-            return pipe(**guided.pipeline_kwargs(), callback_on_step_end=guided.callback(callback), **kwargs)
+                call = PipelineCall(kind=kind, pipeline=pipe, kwargs=kwargs, hires=hires, cleanups=cleanups)
+                pipe, kwargs = hooks.pipeline_call(call)
+                follow_unet_precision(pipe)  # an added ControlNet runs at the UNet's precision (the CPU fast path)
+            guided = GuidedConditioning(self.positive, self.negative, batch_size=n)
+            with guided.composable(pipe.unet), bf16_weights(pipe):
+                return pipe(**guided.pipeline_kwargs(), callback_on_step_end=guided.callback(callback), **kwargs)
+        finally:
+            for undo in reversed(cleanups):
+                undo()
 
 
 def prepare(pipe, prompt: str, negative: str, steps: int, clip_skip: int, opts: OptionsView, *,

@@ -1,0 +1,165 @@
+"""IP-Adapter files and image encoders, and one pipeline call with adapters applied through diffusers' own
+`load_ip_adapter` / `unload_ip_adapter` (undone after the call: `PipelineCall.after`).
+
+Files: models/ipadapter/*.safetensors in the layout IP-Adapter releases use (`image_proj.*` and `ip_adapter.<n>.
+to_k_ip/to_v_ip.weight`, the layout diffusers reads); image encoders: transformers CLIPVisionModelWithProjection
+folders (config.json + model.safetensors) in models/clip_vision. The image embeddings are computed here and passed as
+`ip_adapter_image_embeds`, so the pipeline needs no image encoder of its own. Pickled `.bin`/`.pth` adapters are
+not read."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from webui.extensions.api import ScriptError
+
+ADAPTER_DIR, ENCODER_DIR = "ipadapter", "clip_vision"
+
+
+def adapter_files(models_dir: Path) -> list[Path]:
+    folder = models_dir / ADAPTER_DIR
+    return sorted(p for p in folder.glob("*.safetensors") if p.is_file()) if folder.is_dir() else []
+
+
+def find_adapter(models_dir: Path, name: str) -> Path:
+    """By file name or stem; an sd-webui-controlnet title "name [hash]" too. Only files listed in the folder."""
+    wanted = str(name or "").split(" [")[0].strip()
+    for p in adapter_files(models_dir):
+        if wanted in (p.name, p.stem):
+            return p
+    raise ScriptError(f"IP-Adapter model {str(name)[:80]!r} is missing: put it (a .safetensors IP-Adapter, e.g. "
+                      f"ip-adapter_sd15.safetensors) in models/{ADAPTER_DIR}")
+
+
+def encoder_folders(models_dir: Path) -> list[Path]:
+    root = models_dir / ENCODER_DIR
+    out = []
+    for d in sorted(root.iterdir()) if root.is_dir() else []:
+        try:
+            if (d / "config.json").is_file() and "vision" in json.loads((d / "config.json").read_text())\
+                    .get("model_type", "").lower():
+                out.append(d)
+        except (OSError, ValueError, AttributeError):
+            continue
+    return out
+
+
+def find_encoder(models_dir: Path, name: str) -> Path:
+    folders = encoder_folders(models_dir)
+    wanted = str(name or "").strip()
+    for d in folders:
+        if not wanted or d.name == wanted:
+            return d
+    raise ScriptError(f"IP-Adapter needs a CLIP image encoder: put a transformers CLIPVisionModelWithProjection "
+                      f"folder (config.json, model.safetensors) in models/{ENCODER_DIR}"
+                      + (f" named {wanted!r}" if wanted else ""))
+
+
+def read_adapter(path: Path) -> dict[str, dict[str, torch.Tensor]]:
+    from safetensors import safe_open
+
+    out: dict[str, dict[str, torch.Tensor]] = {"image_proj": {}, "ip_adapter": {}}
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            for key in f.keys():
+                head, _, rest = key.partition(".")
+                if head in out:
+                    out[head][rest] = f.get_tensor(key)
+    except Exception as e:
+        raise ScriptError(f"{path.name} is not a readable safetensors file ({type(e).__name__})") from None
+    if not out["image_proj"] or not out["ip_adapter"]:
+        raise ScriptError(f"{path.name} is not an IP-Adapter (no image_proj.* / ip_adapter.* weights)")
+    return out
+
+
+def check_fits(name: str, state: dict, unet: Any, embed_dim: int) -> None:
+    """The adapter's shapes against this checkpoint's UNet and the image encoder (diffusers would fail deep inside
+    with a size mismatch otherwise)."""
+    cross = int(unet.config.cross_attention_dim)
+    slots = [n for n in unet.attn_processors if not n.endswith("attn1.processor")]
+    keys = sorted(k for k in state["ip_adapter"] if k.endswith(".to_k_ip.weight"))
+    if len(keys) != len(slots):
+        raise ScriptError(f"IP-Adapter {name} has {len(keys)} attention layers; this checkpoint has {len(slots)} "
+                          f"(another model family)")
+    k = state["ip_adapter"][keys[0]]
+    if k.shape[-1] != cross:
+        raise ScriptError(f"IP-Adapter {name} is for {k.shape[-1]}-wide conditioning; this checkpoint's is {cross}")
+    proj = state["image_proj"].get("proj.weight")
+    if proj is None:
+        raise ScriptError(f"IP-Adapter {name}: only the base IP-Adapter layout (image_proj.proj) is supported")
+    if proj.shape[-1] != embed_dim:
+        raise ScriptError(f"IP-Adapter {name} expects {proj.shape[-1]}-dim image embeddings; the image encoder "
+                          f"gives {embed_dim}")
+
+
+@dataclass
+class Encoder:
+    path: Path
+    model: Any
+    processor: Any
+
+    @classmethod
+    def load(cls, path: Path) -> "Encoder":
+        from transformers import CLIPImageProcessorPil, CLIPVisionModelWithProjection
+
+        try:
+            model = CLIPVisionModelWithProjection.from_pretrained(str(path), local_files_only=True,
+                                                                  use_safetensors=True).eval()
+        except Exception as e:
+            raise ScriptError(f"can't load the image encoder models/{ENCODER_DIR}/{path.name}: "
+                              f"{type(e).__name__}") from None
+        size = int(model.config.image_size)
+        return cls(path, model, CLIPImageProcessorPil(size={"shortest_edge": size},
+                                                      crop_size={"height": size, "width": size}))
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.projection_dim)
+
+    @torch.no_grad()
+    def embed(self, image: Image.Image) -> torch.Tensor:
+        pixels = self.processor(images=[image.convert("RGB")], return_tensors="pt").pixel_values
+        return self.model(pixel_values=pixels).image_embeds.float()  # [1, dim]
+
+
+def apply(call: Any, units: list, adapters: list[dict], embeds: list[torch.Tensor]) -> tuple[Any, dict]:
+    """Load the adapters into the call's pipeline for this call only, with per-unit scale, embeddings and masks."""
+    pipe, kwargs = call.pipeline, dict(call.kwargs)
+    if not hasattr(pipe, "load_ip_adapter"):
+        raise ScriptError("IP-Adapter: this pipeline has no IP-Adapter support in diffusers")
+    try:
+        pipe.load_ip_adapter(list(adapters), subfolder="", weight_name=[""] * len(adapters),
+                             image_encoder_folder=None, low_cpu_mem_usage=False)
+    except (ValueError, KeyError, RuntimeError) as e:
+        pipe.unload_ip_adapter()
+        raise ScriptError(f"IP-Adapter doesn't fit this checkpoint: {str(e)[:200]}") from None
+    call.after(pipe.unload_ip_adapter)
+    pipe.set_ip_adapter_scale([u.weight for u in units] if len(units) > 1 else units[0].weight)
+    generators = kwargs.get("generator")
+    n = len(generators) if isinstance(generators, list) else 1
+    cfg = float(kwargs.get("guidance_scale", 7.5)) > 1
+    dtype = pipe.unet.dtype
+    out = []
+    for e in embeds:
+        pos = e.repeat(n, 1)[:, None, :]
+        out.append((torch.cat([torch.zeros_like(pos), pos]) if cfg else pos).to(pipe.unet.device, dtype))
+    kwargs["ip_adapter_image_embeds"] = out
+    if any(u.mask is not None for u in units):
+        from diffusers.image_processor import IPAdapterMaskProcessor
+
+        init = kwargs.get("image")
+        init = init[0] if isinstance(init, list) else init
+        w, h = init.size if isinstance(init, Image.Image) else (kwargs.get("width"), kwargs.get("height"))
+        size = (int(kwargs.get("height") or h or 512), int(kwargs.get("width") or w or 512))
+        full = [u.mask if u.mask is not None else Image.new("L", (size[1], size[0]), 255) for u in units]
+        masks = IPAdapterMaskProcessor().preprocess(full, height=size[0], width=size[1])
+        kwargs["cross_attention_kwargs"] = {**(kwargs.get("cross_attention_kwargs") or {}),
+                                            "ip_adapter_masks": [m[None, None] if m.ndim == 2 else m[None]
+                                                                 for m in masks[:, 0]]}
+    return pipe, kwargs

@@ -1,0 +1,44 @@
+"""The IP-Adapter accordion: one tab per unit, each one ArgGroup giving the API's unit dict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from webui.extensions.api import ArgGroup
+
+KEYS = ("enabled", "image", "model", "weight", "mask")
+
+
+def combine(*values: Any) -> dict[str, Any]:
+    unit = dict(zip(KEYS, values))
+    if unit.get("model") in (None, "None"):
+        unit["enabled"] = False
+    return unit
+
+
+def build(names: tuple[str, ...], models: list[str], is_img2img: bool) -> dict[str, ArgGroup]:
+    kind = "img2img" if is_img2img else "txt2img"
+    out: dict[str, ArgGroup] = {}
+    if not models:
+        gr.Markdown("No IP-Adapter models: put .safetensors adapters in models/ipadapter and a CLIP image encoder "
+                    "folder in models/clip_vision.", elem_id=f"{kind}_ip_adapter_none")
+    with gr.Tabs(elem_id=f"{kind}_ip_adapter_units"):
+        for i, name in enumerate(names):
+            prefix = f"{kind}_ip_adapter_unit_{i}"
+            with gr.Tab(f"IP-Adapter {i}", elem_id=f"{prefix}_tab"):
+                enabled = gr.Checkbox(False, label="Enable", elem_id=f"{prefix}_enabled")
+                with gr.Row():
+                    image = gr.Image(label="Image prompt", type="pil", format="png", image_mode="RGB",
+                                     sources=["upload", "clipboard"], elem_id=f"{prefix}_image", height=224)
+                    mask = gr.Image(label="Mask (white: where it applies; empty: everywhere)", type="pil",
+                                    format="png", image_mode="L", sources=["upload", "clipboard"],
+                                    elem_id=f"{prefix}_mask", height=224)
+                with gr.Row():
+                    model = gr.Dropdown(["None", *models], value="None", label="Model", elem_id=f"{prefix}_model")
+                    weight = gr.Slider(0, 2, value=1.0, step=0.05, label="Weight", elem_id=f"{prefix}_weight")
+            out[name] = ArgGroup(components=[enabled, image, model, weight, mask], combine=combine,
+                                 describe={"enabled": False, "image": None, "model": "None", "weight": 1.0,
+                                           "mask": None})
+    return out

@@ -1,0 +1,178 @@
+"""IP-Adapter (image prompts) on the public extension contract: `alwayson_scripts: {"IP-Adapter": {"args": [unit,
+...]}}` with units `{"enabled", "image" (base64), "model" (a file of models/ipadapter), "weight" (0..2), "mask"
+(base64, optional: white = where the image prompt applies)}`; the image encoder is a CLIPVisionModelWithProjection
+folder of models/clip_vision (setting ip_adapter_image_encoder). Applied in `pipeline_call` through diffusers'
+load_ip_adapter, undone after each call (`PipelineCall.after`). A unit at weight 0 is left out, so the image is the
+one without it, bit for bit. Infotext: `IP-Adapter <i>: "model: …, weight: …"`."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import io
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from webui.extensions import api as contract
+from webui.extensions.api import ExtensionHandle, Script, ScriptError
+
+LIB = Path(__file__).resolve().parent.parent / "lib"
+MAX_PIXELS = 4096 * 4096
+
+
+def lib(name: str):
+    key = f"easel_ext_ip_adapter_lib_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, LIB / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
+@dataclass
+class Unit:
+    index: int
+    image: Any
+    model: str
+    weight: float
+    mask: Any = None
+
+
+def decode(value: Any, what: str):
+    """A PIL image from the UI, or base64 / a data: URL from the API; None when empty."""
+    from PIL import Image
+
+    if value is None or value == "":
+        return None
+    if isinstance(value, Image.Image):
+        return value
+    if not isinstance(value, str):
+        raise ScriptError(f"IP-Adapter {what} must be a base64 image")
+    text = value.split(",", 1)[1] if value.startswith("data:") else value
+    try:
+        image = contract.open_image(io.BytesIO(base64.b64decode(text, validate=True)))
+        if image.width * image.height > MAX_PIXELS:
+            raise ScriptError(f"IP-Adapter {what} is larger than {MAX_PIXELS} pixels")
+        image.load()
+    except ScriptError:
+        raise
+    except Exception:
+        raise ScriptError(f"IP-Adapter {what} is not a PNG/JPEG/WEBP image in base64") from None
+    return image
+
+
+def parse_unit(i: int, raw: Any, models_dir: Path) -> Unit | None:
+    import math
+
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ScriptError(f"IP-Adapter unit {i} must be an object")
+    if not raw.get("enabled", True):
+        return None
+    weight = raw.get("weight", 1.0)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) \
+            or not 0 <= weight <= 2:
+        raise ScriptError(f"IP-Adapter unit {i}: weight must be a number from 0 to 2")
+    if weight == 0:
+        return None
+    model = raw.get("model")
+    if not isinstance(model, str) or not model.strip() or model.strip().lower() == "none":
+        raise ScriptError(f"IP-Adapter unit {i} is enabled without a model")
+    lib("adapter").find_adapter(models_dir, model)  # missing → ScriptError naming the folder
+    image = decode(raw.get("image"), f"unit {i} image")
+    if image is None:
+        raise ScriptError(f"IP-Adapter unit {i} is enabled without an image")
+    mask = decode(raw.get("mask"), f"unit {i} mask")
+    return Unit(i, image, model.strip(), float(weight), mask.convert("L") if mask is not None else None)
+
+
+class IPAdapterState:
+    def __init__(self, ext: ExtensionHandle):
+        self.ext = ext
+        self.units: list[Unit] = []
+        self._encoder = None
+        self._adapters: dict[tuple[Path, float], dict] = {}
+
+    @property
+    def models_dir(self) -> Path:
+        return self.ext.models_dir("ipadapter").parent
+
+    def encoder(self):
+        adapter = lib("adapter")
+        path = adapter.find_encoder(self.models_dir, str(self.ext.settings.get("ip_adapter_image_encoder") or ""))
+        if self._encoder is None or self._encoder.path != path:
+            self._encoder = adapter.Encoder.load(path)
+        return self._encoder
+
+    def adapter_state(self, name: str) -> dict:
+        adapter = lib("adapter")
+        path = adapter.find_adapter(self.models_dir, name)
+        key = (path, path.stat().st_mtime)
+        if key not in self._adapters:
+            self._adapters = {key: adapter.read_adapter(path)} | dict(list(self._adapters.items())[:1])
+        return self._adapters[key]
+
+    def on_pipeline_call(self, call):
+        if not self.units:
+            return None
+        adapter, encoder = lib("adapter"), self.encoder()
+        states = [self.adapter_state(u.model) for u in self.units]
+        for u, state in zip(self.units, states):
+            adapter.check_fits(u.model, state, call.pipeline.unet, encoder.dim)
+        embeds = [encoder.embed(u.image) for u in self.units]
+        return adapter.apply(call, self.units, states, embeds)
+
+
+class IPAdapterScript(Script):
+    title = "IP-Adapter"
+    visibility = "both"
+    always_on = True
+
+    def __init__(self, state: IPAdapterState, n_units: int):
+        self.state = state
+        self.args = tuple(f"unit_{i}" for i in range(n_units))
+
+    def process(self, request, **units: Any):
+        raw = [units.get(n) for n in self.args]
+        if raw and isinstance(raw[0], list) and all(r is None for r in raw[1:]):
+            raw = raw[0]
+        parsed = [parse_unit(i, r, self.state.models_dir) for i, r in enumerate(raw)]
+        self.state.units = [u for u in parsed if u is not None]
+        return None
+
+    def infotext_params(self, request, **units: Any) -> dict[str, str]:
+        return {f"IP-Adapter {u.index}": f"model: {u.model}, weight: {u.weight:g}, mask: {u.mask is not None}"
+                for u in self.state.units}
+
+    def ui(self, is_img2img: bool) -> dict[str, Any]:
+        names = [p.name for p in lib("adapter").adapter_files(self.state.models_dir)]
+        return lib("ui").build(self.args, names, is_img2img)
+
+
+def setup(ext: ExtensionHandle) -> None:
+    install(ext)
+
+
+def install(ext: ExtensionHandle) -> IPAdapterState:
+    ext.add_setting(key="ip_adapter_unit_count", default=2, label="IP-Adapter units", minimum=1, maximum=8)
+    ext.add_setting(key="ip_adapter_image_encoder", default="", label="IP-Adapter image encoder (a folder of "
+                    "models/clip_vision; empty: the first)")
+    state = IPAdapterState(ext)
+
+    def on_before_generate(request) -> None:
+        state.units = []
+
+    def models() -> dict:
+        adapter = lib("adapter")
+        return {"models": [p.name for p in adapter.adapter_files(state.models_dir)],
+                "image_encoders": [d.name for d in adapter.encoder_folders(state.models_dir)]}
+
+    ext.on("before_generate", on_before_generate)
+    ext.on("pipeline_call", state.on_pipeline_call)
+    ext.add_api_route("/models", models, methods=["GET"])
+    ext.add_script(IPAdapterScript(state, int(ext.settings.get("ip_adapter_unit_count"))))
+    return state
