@@ -210,8 +210,10 @@ class Application:
             if vae not in ("Automatic", "None", ""):
                 self.models.find_vae(vae)
             self.options.set({"sd_vae": vae})
-            self.jobs.run("apply-vae", {}, lambda j: self.models.active and self.models.apply_vae(self.models.active),
-                          record=False)
+            def apply_vae(job: Job) -> None:
+                if self.models.active is not None:
+                    self.models.apply_vae(self.models.active)
+            self.jobs.run("apply-vae", {}, apply_vae, record=False)
             clean.pop("sd_vae")
         if clean:
             self.options.set(clean)

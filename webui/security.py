@@ -148,7 +148,7 @@ def _resolve_public(host: str, port: int, what: str = "image", allow_private: bo
     if not infos:
         raise InvalidRequest(f"cannot resolve {what} host {host!r}")
     for info in infos:
-        if not allow_private and not is_public_address(info[4][0]):
+        if not allow_private and not is_public_address(str(info[4][0])):
             raise Forbidden(f"{what} URL host {host!r} resolves to a non-public address ({info[4][0]}); refused")
     return infos
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -47,7 +48,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
-        errs = json_safe(exc.errors())
+        errs: Any = json_safe(exc.errors())
         fields = ", ".join(".".join(str(p) for p in e.get("loc", [])[1:]) or "body" for e in errs)
         first = errs[0].get("msg", "invalid") if errs else "invalid"
         return JSONResponse(error_body("RequestValidationError", f"invalid field(s) {fields}: {first}", errors=errs),

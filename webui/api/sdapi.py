@@ -39,8 +39,8 @@ def image_response(req: BaseModel, result: GenerationResult | None, send_images:
     if parameters is None:
         parameters = req.model_dump(mode="json")
     if result is None:
-        info = {"interrupted": True, "images": 0}
-        return ImageResponse(images=[], parameters=parameters, info=json.dumps(info))
+        stopped: dict[str, Any] = {"interrupted": True, "images": 0}
+        return ImageResponse(images=[], parameters=parameters, info=json.dumps(stopped))
     images = [encode_png_base64(img, text) for img, text in zip(result.images, result.infotexts)] if send_images else []
     info = dict(result.info)
     if result.warnings:

@@ -49,7 +49,7 @@ def add_model_routes(r: APIRouter, app: "Application") -> None:
 
     @r.post("/options", response_model=None)
     def set_options(changes: SetOptions = Body(...)) -> None:  # type: ignore[valid-type]
-        app.set_options(changes.model_dump(exclude_unset=True))
+        app.set_options(changes.model_dump(exclude_unset=True))  # type: ignore[attr-defined]  # a made model
 
     @r.get("/sd-models", response_model=list[SDModelItem])
     def sd_models() -> list[SDModelItem]:

@@ -114,6 +114,7 @@ class UploadFormatMiddleware:
             refused = await asyncio.to_thread(_refuse_foreign_images, paths if isinstance(paths, list) else [])
         if refused:
             return await send_json(send, 415, error_body("UnsupportedMediaType", refused))
+        assert start is not None  # a response body comes after its start
         await send(start)
         await send({"type": "http.response.body", "body": body})
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager
+from typing import Any, Callable, ContextManager, Mapping
 
 from webui.errors import InvalidRequest
 from webui.extensions.api import ImageContext, Script, StepInfo
@@ -148,6 +148,7 @@ def describe_args(script: Script, components: dict[str, Any]) -> list[dict[str, 
     from webui.extensions.api import ArgGroup
 
     fn = script.process if script.always_on else script.run
+    params: Mapping[str, inspect.Parameter]
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):

@@ -100,6 +100,7 @@ class ExtensionHost:
             module_name = f"easel_ext_{rec.name.replace('-', '_')}_{script.stem}"
             try:
                 spec = importlib.util.spec_from_file_location(module_name, script)
+                assert spec is not None and spec.loader is not None  # a .py file always has both
                 module = importlib.util.module_from_spec(spec)
                 sys.modules[module_name] = module
                 spec.loader.exec_module(module)

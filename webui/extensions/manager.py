@@ -243,8 +243,8 @@ class ExtensionManager:
         rec = self._git_extension(name)
         try:
             git("fetch", "--quiet", cwd=rec.path)
-            behind, _, ahead = git("rev-list", "--left-right", "--count", "@{u}...HEAD", cwd=rec.path).partition("\t")
-            behind, ahead = int(behind), int(ahead)
+            counts = git("rev-list", "--left-right", "--count", "@{u}...HEAD", cwd=rec.path).partition("\t")
+            behind, ahead = int(counts[0]), int(counts[2])
             status = (f"diverged ({ahead} local, {behind} new commits): can't fast-forward" if behind and ahead
                       else f"update available ({behind} new commits)" if behind else "up to date")
         except ExtensionInstallError as e:

@@ -127,6 +127,7 @@ def second_pass(ctx: GenerationContext, hp: HiresPlan, first_pipe, latents: torc
                    conditioner=shared, embeddings=embeddings_for(services, pipe) if shared is None else None)
     record_ti_hashes(plan, services, first_cond, cond)
     kwargs: dict[str, Any] = {"eta": plan.eta} if plan.eta is not None else {}
+    assert ctx.callback is not None  # set by the first pass before its hires pass
     return cond.run(
         pipe, n, ctx.callback, hooks=services.hooks, kind="txt2img", hires=True, image=image,
         num_inference_steps=hp.steps, strength=effective_strength(hp.strength, hp.steps), guidance_scale=req.cfg_scale,

@@ -99,7 +99,9 @@ def run_img2img(req: Img2ImgRequest, init_images: list[Image.Image], mask: Image
     box = None
     work_image, work_mask = base, hard
     if full_res:
+        assert blurred is not None and hard is not None  # "Only masked" needs a mask (checked before)
         region = crop_region(blurred, req.inpaint_full_res_padding)
+        assert region is not None  # an all-black mask returned above
         box = expand_to_ratio(region, w / h, base.size)
         work_image = base.crop(box).resize((w, h), Image.LANCZOS)
         work_mask = hard.crop(box).resize((w, h), Image.LANCZOS)

@@ -88,6 +88,7 @@ def upscale_latents(latents: torch.Tensor, mode: str, height: int, width: int) -
 
 
 def _load_model(upscaler: UpscalerInfo):
+    assert upscaler.path is not None  # a model upscaler has its file
     try:
         return load_model(upscaler.path)
     except ValueError as e:  # not an upscaler, unreadable: the user's file, a clear 4xx

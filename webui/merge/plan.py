@@ -132,11 +132,12 @@ def make_plan(method: str, a: TensorSource, b: TensorSource | None, c: TensorSou
             plan.steps.append(Step(TensorSpec(key, _half(vae.dtypes[key], save_as_half), shape), "vae"))
             continue
         merged = b is not None and ("model" in key or not ldm) and key in b and key not in SKIP_ON_MERGE
-        if merged and not (dtype.is_floating_point and b.dtypes[key].is_floating_point):
+        if merged and b is not None and not (dtype.is_floating_point and b.dtypes[key].is_floating_point):
             merged = False  # integer buffers (position ids) stay as A has them
         if not merged:
             plan.steps.append(Step(TensorSpec(key, _half(dtype, save_as_half), shape), "copy"))
             continue
+        assert b is not None  # merged implies it
         channels = None
         if b.shapes[key] != shape:
             channels = _channels(key, shape, b.shapes[key], a.name, b.name)

@@ -39,6 +39,7 @@ def merged_block(step: Step, method: str, multiplier: float, a: TensorSource, b:
     """Rows start:stop of one output tensor, in its output dtype."""
     key, dtype = step.spec.name, step.spec.dtype
     if step.kind == "vae":
+        assert vae is not None  # the plan has "vae" steps only with a VAE
         return vae.rows(key, start, stop).to(dtype)
     if step.kind == "copy":
         return a.rows(key, start, stop).to(dtype)
@@ -46,6 +47,7 @@ def merged_block(step: Step, method: str, multiplier: float, a: TensorSource, b:
     # in place, on fresh blocks (sources hand out their own copies): the working set is one block of A and B (and
     # C until the difference is taken); the arithmetic is A1111's, in the same order: ((1 - m) * a) + (m * b) and
     # a + (m * (b - c))
+    assert b is not None  # the plan has "merge" steps only with a B
     ta = a.rows(key, start, stop).to(step.compute)
     tb = b.rows(key, start, stop).to(step.compute)
     part = ta[:, :step.channels] if step.channels else ta  # A1111 merges the channels they share into A's tensor

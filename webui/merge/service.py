@@ -122,7 +122,7 @@ def _open_vae(spec: MergeSpec) -> TensorSource | None:
 
 
 def plan_for(spec: MergeSpec, sources: list[TensorSource | None], vae: TensorSource | None) -> MergePlan:
-    a, b, c = (sources + [None, None, None])[:3]
+    a, (b, c) = _primary(sources), (sources[1:] + [None, None])[:2]
     # a fresh matcher per plan: its time limit covers one pass over the tensor names
     return make_plan(spec.req.method, a, b, c, vae=vae, save_as_half=spec.req.save_as_half,
                      discard=discard_matcher(spec.req.discard_weights))
@@ -156,6 +156,17 @@ def _check_space(folder: Path, nbytes: int) -> None:
     if free < nbytes + (64 << 20):
         raise DiskFull(f"disk full: free space in {folder}",
                        detail=f"the merged checkpoint needs {nbytes / 2**30:.2f} GiB, {free / 2**30:.2f} GiB free")
+
+
+def _given(sources: list[TensorSource | None]) -> list[TensorSource]:
+    """The sources of spec.inputs, every one opened (opened() keeps a None only for a path not given)."""
+    assert all(s is not None for s in sources)
+    return [s for s in sources if s is not None]
+
+
+def _primary(sources: list[TensorSource | None]) -> TensorSource:
+    """Model A's source (check_request refuses a merge without it)."""
+    return _given(sources[:1])[0]
 
 
 def _easel_config(primary, source: TensorSource) -> str | None:
@@ -201,13 +212,13 @@ def run_merge(application: Application, spec: MergeSpec, job) -> dict[str, Any]:
             metadata = merge_metadata(
                 plan, method=req.method, multiplier=req.multiplier, save_as_half=req.save_as_half,
                 custom_name=req.name, config_source=req.config_source, bake_in_vae=req.bake_in_vae or "None",
-                discard_weights=req.discard_weights, inputs=list(zip(spec.inputs, sources)),
-                legacy_hash=legacy_model_hash, easel_config=_easel_config(spec.primary, sources[0]))
+                discard_weights=req.discard_weights, inputs=list(zip(spec.inputs, _given(sources))),
+                legacy_hash=legacy_model_hash, easel_config=_easel_config(spec.primary, _primary(sources)))
             spec.ckpt_dir.mkdir(parents=True, exist_ok=True)
             _check_space(spec.ckpt_dir, plan.total_bytes + len(build_header(specs, metadata)))
             control.start_batch(0, len(specs))
             control.textinfo = f"Merging into {output.name}"
-            a, b, c = (sources + [None, None])[:3]
+            a, (b, c) = _primary(sources), (sources[1:] + [None, None])[:2]
             with stream_safetensors(output, specs, metadata) as writer:
                 write_all(writer, plan, req.method, req.multiplier, a, b, c, vae, control.step, stop)
         finally:

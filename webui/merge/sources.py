@@ -86,6 +86,7 @@ class SafetensorsSource(TensorSource):
         row_bytes = nbytes // shape[0] if shape else nbytes
         offset = self._data + self._offsets[key] + (start * row_bytes if self.shapes[key] else 0)
         view = memoryview(out.reshape(-1).view(torch.uint8).numpy())
+        assert self._file is not None  # opened in __init__ (rows of a closed source are never asked for)
         got = os.preadv(self._file.fileno(), [view], offset)
         while got < nbytes:  # a short read (rare on regular files): continue where it stopped
             more = os.preadv(self._file.fileno(), [view[got:]], offset + got)

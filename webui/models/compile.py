@@ -94,8 +94,10 @@ def _guarded(state: CompileState, switch) -> Callable:
         key = _signature(args, kwargs)
         first = key not in state.first_call_seconds
         t0 = time.perf_counter()
+        compiled = state.compiled
+        assert compiled is not None  # _guarded is installed once compiled exists
         try:
-            out = state.compiled(*args, **kwargs)
+            out = compiled(*args, **kwargs)
         except Exception as e:  # the call is re-run eagerly below
             _fail(state, switch, e)
             return switch.eager(*args, **kwargs)

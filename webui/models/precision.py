@@ -40,7 +40,7 @@ class AutocastSwitch(ModelHook):
         super().__init__()
         self.enabled = False
         self.dtype = torch.bfloat16
-        self.eager: Callable | None = None
+        self.eager: Callable = _not_installed
         self.inner: Callable = _not_installed
         self.compile: Any = None  # compile.CompileState once compile was asked for this model
 

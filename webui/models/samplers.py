@@ -113,7 +113,7 @@ def _init_params(cls: type) -> frozenset[str]:
 
 
 def _params(spec: SamplerSpec) -> frozenset[str]:
-    return _init_params(spec.scheduler_class)  # type: ignore[arg-type]  (classes are hashable)
+    return _init_params(spec.scheduler_class)  # type: ignore[arg-type]  # classes are hashable
 
 
 for _spec in SAMPLERS:  # read the installed diffusers' signatures once, at import

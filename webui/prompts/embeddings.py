@@ -168,7 +168,7 @@ class EmbeddingCatalog:
 
     # --- scanning ------------------------------------------------------------------------------------------------
     def _scan(self) -> list[tuple[Path, tuple[int, int]]]:
-        found = []
+        found: list[tuple[Path, tuple[int, int]]] = []
         if not self.dir.is_dir():
             return found
         for dirpath, dirnames, filenames in os.walk(self.dir, followlinks=True):

@@ -129,7 +129,7 @@ class LoraTrainer:
         cfg = self.cfg
         self.pipe.text_encoder.requires_grad_(False)
         self.pipe.vae.requires_grad_(False)
-        groups = [{"params": self._add_adapter(self.unet, False), "lr": cfg.learning_rate}]
+        groups: list[dict[str, Any]] = [{"params": self._add_adapter(self.unet, False), "lr": cfg.learning_rate}]
         if self.te is not None:
             groups.append({"params": self._add_adapter(self.te, True), "lr": cfg.text_encoder_lr or cfg.learning_rate})
         if cfg.gradient_checkpointing:
@@ -178,11 +178,13 @@ class LoraTrainer:
                  "compat": {**self.cfg.compat_key(), **self.match}, "adapter": self.adapter_state(),
                  "optimizer": self.optimizer.state_dict(), "lr_scheduler": self.lr_scheduler.state_dict(),
                  "generator": self.generator.get_state(), "extra": self.extra_state, "saved_at": time.time()}
+        assert self.state_file is not None  # callers check state_file first
         save_state(self.state_file, state)
 
     def _load_state(self) -> None:
         from peft import set_peft_model_state_dict
 
+        assert self.state_file is not None  # callers check state_file first
         try:
             state = load_state(self.state_file)  # safetensors + JSON: nothing is ever unpickled
         except StateError as e:  # a damaged or foreign state is only a lost resume point
