@@ -1,16 +1,21 @@
-"""The "Extra networks" panel's handlers called directly (no browser), on LoRA files written into the app's LoRA
-folder: cards with preview and ss_* metadata, search, click → `<lora:name:1>` in the prompt, refresh, errors."""
+"""The "Extra networks" panel (#19 item 10): tabs of fixed-size cards for Textual Inversion, Checkpoints and LoRA,
+built from files written into the app's folders; the handlers called directly, then one click path in Chromium.
+Cards show the preview and the name; clicking a LoRA toggles `<lora:name:w>` (w and activation text from A1111's
+user metadata `<name>.json`), an embedding toggles its word, a checkpoint loads; ⚙ shows the ss_* metadata."""
 
 from __future__ import annotations
 
 import json
+import math
 
 import gradio as gr
 import pytest
+import torch
 from PIL import Image
 
 from tests.lora.factory import write_kohya, write_loha
-from webui.ui.extra_networks import ExtraNetworksPanel, toggle_tag, trigger_tags
+from webui.models.user_metadata import read_user_metadata
+from webui.ui.extra_networks import ExtraNetworksPanel, toggle_tag, toggle_word, trigger_tags
 
 META = {"ss_network_dim": 8, "ss_network_alpha": 4, "ss_base_model_version": "sd_v1",
         "ss_sd_model_name": "tiny-a.safetensors",
@@ -25,8 +30,14 @@ def loras(app):
     write_kohya(d / "catstyle.safetensors", seed=1, metadata=META)
     Image.new("RGB", (64, 48), (0, 200, 0)).save(d / "catstyle.preview.png")
     write_kohya(d / "plain.safetensors", seed=2)
+    (d / "plain.json").write_text(json.dumps({"preferred weight": 0.6, "activation text": "plainstyle",
+                                              "description": "a plain one", "sd version": "SD1"}))
     write_loha(d / "broken.safetensors")
     app.loras.refresh()
+    e = app.paths.embeddings_dir
+    e.mkdir(parents=True, exist_ok=True)
+    torch.save({"string_to_param": {"*": torch.randn(2, 32)}, "step": 5}, e / "zorbo.pt")
+    app.embeddings.refresh()
     return d
 
 
@@ -36,78 +47,99 @@ def panel_for(app, prompt_value=""):
         return ExtraNetworksPanel(app, "txt2img", prompt)
 
 
-def captions(gallery_value):
-    return [c for _, c in gallery_value]
+def names_in(cards_html: str) -> list[str]:
+    return [part.split('"')[0] for part in cards_html.split('data-name="')[1:]]
 
 
-def test_cards_show_preview_and_metadata(app, loras):
+def test_tabs_of_cards_with_preview_name_and_counts(app, loras):
     panel = panel_for(app)
-    gallery, names, details, status = panel.render("")
-    assert names == ["broken", "catstyle", "plain"]
-    assert "3 LoRAs" in status
-    cat_img, cat_caption = gallery[names.index("catstyle")]
-    assert cat_img.getpixel((5, 5)) == (0, 200, 0)  # the preview file, not the placeholder
-    assert gallery[names.index("plain")][0].getpixel((1, 1)) == (70, 70, 80)  # placeholder
-    assert "sd_v1" in cat_caption and "dim 8/alpha 4" in cat_caption
-    assert "Base model: sd_v1 · tiny-a.safetensors" in details and "Dim/alpha: 8/4" in details
-    tags_line = details.split("Trigger tags: ")[1]
-    assert tags_line.index("easelcat") < tags_line.index("red hat") < tags_line.index("blue sky")
+    htmls, status = panel.render("")
+    assert names_in(htmls["lora"]) == ["broken", "catstyle", "plain"]
+    assert names_in(htmls["textual_inversion"]) == ["zorbo"]
+    assert len(names_in(htmls["checkpoints"])) == len(app.catalog.list()) == 2
+    assert "3 LoRAs" in status and "1 embedding" in status and "2 checkpoints" in status
+    cat = htmls["lora"].split('data-name="catstyle"')[1].split('data-name=')[0]
+    assert 'src="data:image/jpeg;base64,' in cat and "sd_v1" in cat and "dim 8/alpha 4" in cat
+    assert '<div class="easel-card-name">catstyle' in cat and 'data-action="meta"' in cat
+    plain = htmls["lora"].split('data-name="plain"')[1].split('data-name=')[0]
+    assert "no preview" in plain
     assert trigger_tags(app.lora_catalog.find("catstyle").metadata, limit=2) == ["easelcat", "red hat"]
-    # the component built with the same cards
-    assert len(panel.gallery.value) == 3 and panel.names.preprocess(panel.names.value) == names
 
 
-def test_search_filters_by_name_and_tags(app, loras):
-    panel = panel_for(app)
-    upd, names, _, status = panel.on_search("CAT")
-    assert names == ["catstyle"] and "1 of 3 LoRAs" in status and len(upd["value"]) == 1
-    assert panel.on_search("blue sky")[1] == ["catstyle"]  # a trigger tag matches too
-    assert panel.on_search("nothing-like-this")[1] == []
-    assert panel.on_search("")[1] == ["broken", "catstyle", "plain"]
-
-
-def test_click_inserts_the_tag_into_the_prompt(app, loras):
-    panel = panel_for(app)
-    names = panel.on_search("")[1]
-    prompt, status = panel.click(names, "a photo of a cat", names.index("catstyle"))
-    assert prompt == "a photo of a cat <lora:catstyle:1>" and "Added" in status
-    prompt, _ = panel.click(names, prompt, names.index("plain"))
-    assert prompt == "a photo of a cat <lora:catstyle:1> <lora:plain:1>"
-    assert panel.click(names, "", names.index("plain"))[0] == "<lora:plain:1>"
-    # after a search, the index refers to the filtered cards
-    filtered = panel.on_search("plain")[1]
-    assert panel.click(filtered, "x,", 0)[0] == "x, <lora:plain:1>"
-    # as in A1111, clicking a card whose tag is in the prompt takes it out
-    assert panel.click(names, "a, <lora:plain:0.5>, b", names.index("plain"))[0] == "a, b"
-
-
-def test_select_event_uses_the_index(app, loras):
-    panel = panel_for(app)
-    names = panel.on_search("")[1]
-    evt = gr.SelectData(None, {"index": names.index("catstyle"), "value": None, "selected": True})
-    assert panel.on_select(names, "cat", evt)[0] == "cat <lora:catstyle:1>"
-
-
-def test_erroring_entry_shows_its_error_and_does_not_insert(app, loras):
-    panel = panel_for(app)
-    gallery, names, details, _ = panel.render("")
-    broken = names.index("broken")
-    assert "error" in gallery[broken][1] and "LoHa" in details
-    prompt, status = panel.click(names, "a cat", broken)
-    assert prompt == gr.update()  # the prompt is left as it is
-    assert "easel-error" in status and "broken cannot be used" in status and "LoHa" in status
-
-
-def test_refresh_picks_up_a_new_file(app, loras):
-    panel = panel_for(app)
-    assert "fresh" not in panel.on_search("")[1]
-    write_kohya(loras / "fresh.safetensors", seed=3, metadata={"ss_network_dim": 2, "ss_network_alpha": 1})
-    _, names, details, status = panel.on_refresh("")
-    assert "fresh" in names and "4 LoRAs" in status and "Dim/alpha: 2/1" in details
-    assert panel.click(names, "", names.index("fresh"))[0] == "<lora:fresh:1>"
-    (loras / "fresh.safetensors").unlink()  # a card whose file went away since the last refresh
+def test_one_lora_is_singular(app):
+    d = app.paths.lora_dir
+    d.mkdir(parents=True, exist_ok=True)
+    write_kohya(d / "only.safetensors", seed=1)
     app.loras.refresh()
-    assert "gone" in panel.click(names, "", names.index("fresh"))[1]
+    status = panel_for(app).render("")[1]
+    assert "1 LoRA<" in status and "1 LoRAs" not in status
+
+
+def test_search_filters_every_tab(app, loras):
+    panel = panel_for(app)
+    *htmls, status = panel.on_search("CAT")
+    assert names_in(htmls[2]) == ["catstyle"] and "1 of 3 LoRAs" in status and "0 of 1 embedding" in status
+    assert names_in(panel.on_search("blue sky")[2]) == ["catstyle"]  # a trigger tag matches too
+    assert "Nothing matches" in panel.on_search("nothing-like-this")[2]
+
+
+def test_lora_click_uses_the_preferred_weight_and_activation_text(app, loras):
+    panel = panel_for(app)
+    prompt, status, _, _ = panel.click("lora", "catstyle", "a photo of a cat")
+    assert prompt == "a photo of a cat <lora:catstyle:1>" and "Added" in status
+    prompt, status, _, _ = panel.click("lora", "plain", prompt)
+    assert prompt == "a photo of a cat <lora:catstyle:1> <lora:plain:0.6> plainstyle"
+    assert "&lt;lora:plain:0.6&gt;" in status
+    # as in A1111, clicking a card whose tag is in the prompt takes the tag out
+    assert panel.click("lora", "plain", "a, <lora:plain:0.5>, b")[0] == "a, b"
+
+
+def test_embedding_click_toggles_its_word(app, loras):
+    panel = panel_for(app)
+    assert panel.click("textual_inversion", "zorbo", "a cat")[0] == "a cat, zorbo"
+    assert panel.click("textual_inversion", "zorbo", "a cat, zorbo")[0] == "a cat"
+    assert toggle_word("zorbos, x", "zorbo") == ("zorbos, x, zorbo", True)  # whole words only
+
+
+def test_checkpoint_click_switches_the_model(app, loras):
+    panel = panel_for(app)
+    other = next(i.title for i in app.catalog.list() if i.title != app.models.active.info.title)
+    prompt, status, _, dropdown = panel.click("checkpoints", other, "kept")
+    assert app.models.active.info.title == other and "Loaded" in status
+    assert dropdown["value"] == other and prompt == gr.update()
+
+
+def test_metadata_view_shows_ss_fields_and_user_metadata(app, loras):
+    panel = panel_for(app)
+    _, _, details, _ = panel.click("lora", "catstyle", "", "meta")
+    assert "ss_network_dim" in details and "ss_base_model_version" in details and "sd_v1" in details
+    assert details.index("ss_base_model_version") < details.index("ss_tag_frequency")
+    _, _, details, _ = panel.click("lora", "plain", "", "meta")
+    assert "a plain one" in details and "Preferred weight" in details
+    ckpt = app.catalog.list()[0].title
+    assert "Checkpoints" in panel.click("checkpoints", ckpt, "", "meta")[2]
+
+
+def test_broken_or_gone_cards_say_why_and_change_nothing(app, loras):
+    panel = panel_for(app)
+    prompt, status, _, _ = panel.click("lora", "broken", "a cat")
+    assert prompt == gr.update() and "easel-error" in status and "LoHa" in status
+    for kind, name in (("lora", "no-such"), ("nonsense", "x"), ("checkpoints", "../../etc/passwd"),
+                       ("textual_inversion", "<script>")):
+        prompt, status, _, dropdown = panel.click(kind, name, "a cat")
+        assert prompt == gr.update() and "gone" in status and dropdown == gr.update() and "<script>" not in status
+
+
+def test_user_metadata_is_read_safely(tmp_path):
+    f = tmp_path / "x.safetensors"
+    for raw, weight in (('{"preferred weight": 0.7}', 0.7), ('{"preferred weight": "NaN"}', None),
+                        ('{"preferred weight": 1e9}', None), ('{"preferred weight": -2}', -2.0),
+                        ('{"preferred weight": true}', None), ('[1, 2]', None), ("not json", None)):
+        (tmp_path / "x.json").write_text(raw)
+        assert read_user_metadata(f).get("preferred weight") == weight, raw
+    (tmp_path / "x.json").write_text(json.dumps({"activation text": "a" * 300_000}))
+    assert read_user_metadata(f) == {}  # oversized
+    assert not math.isnan(read_user_metadata(tmp_path / "missing.pt").get("preferred weight", 0))
 
 
 def test_both_tabs_have_the_panel_on_their_own_prompt(app, loras):
@@ -118,11 +150,11 @@ def test_both_tabs_have_the_panel_on_their_own_prompt(app, loras):
         t2i, i2i = Txt2ImgTab(app), Img2ImgTab(app)
     for tab in (t2i, i2i):
         panel = tab.extra_networks
-        assert panel.prompt is tab.prompt and panel.gallery.elem_id == f"{tab.tabname}_lora_cards"
+        assert panel.prompt is tab.prompt and panel.cards["lora"].elem_id == f"{tab.tabname}_lora_cards"
     ids = {c.get("props", {}).get("elem_id") for c in demo.config["components"]}
-    assert {"txt2img_extra_networks", "img2img_extra_networks"} <= ids
+    assert {"txt2img_extra_networks", "img2img_extra_networks", "txt2img_textual_inversion_cards"} <= ids
     targets = [d for d in demo.config["dependencies"]
-               if any(t[0] == t2i.extra_networks.gallery._id and t[1] == "select" for t in d["targets"])]
+               if any(t[0] == t2i.extra_networks.cards["lora"]._id and t[1] == "click" for t in d["targets"])]
     assert targets and t2i.prompt._id in targets[0]["outputs"]
 
 
@@ -134,7 +166,7 @@ def test_toggle_tag_separators():
     assert toggle_tag("x <lora:ab:1>", "a") == ("x <lora:ab:1> <lora:a:1>", True)
 
 
-def test_clicking_a_card_in_chromium_edits_the_prompt(data_dir, live_server):
+def test_clicking_cards_in_chromium(data_dir, live_server):
     from pathlib import Path
 
     if not Path("/usr/bin/chromium").exists():
@@ -155,11 +187,18 @@ def test_clicking_a_card_in_chromium_edits_the_prompt(data_dir, live_server):
             prompt = page.locator("#txt2img_prompt textarea")
             prompt.fill("a cat")
             page.locator("#txt2img_extra_networks").get_by_text("Extra networks").first.click()
-            page.locator("#txt2img_lora_cards img").first.click()
+            card = page.locator("#txt2img_lora_cards .easel-card").first
+            box = card.bounding_box()
+            assert box and 140 <= box["width"] <= 160 and 180 <= box["height"] <= 210  # fixed card size
+            card.locator(".easel-card-name").click()
             page.wait_for_function(
                 "() => document.querySelector('#txt2img_prompt textarea').value.includes('<lora:catstyle:1>')")
             assert prompt.input_value() == "a cat <lora:catstyle:1>"
             assert "Added" in page.locator("#txt2img_extra_networks_status").inner_text()
+            card.locator(".easel-card-meta").click()  # ⚙: the metadata, and the prompt unchanged
+            page.wait_for_function("() => document.querySelector('#txt2img_extra_details').innerText"
+                                   ".includes('ss_network_dim')")
+            assert prompt.input_value() == "a cat <lora:catstyle:1>"
             assert not errors, errors
         finally:
             browser.close()

@@ -1,9 +1,10 @@
-"""The "Extra networks" panel of txt2img and img2img: a card per LoRA (preview, name, base model, dim/alpha, the
-most frequent training tags from `ss_tag_frequency`), a search box, and a Refresh button. Clicking a card adds
-`<lora:name:1>` to the tab's prompt (and, as in A1111, clicking it again takes the tag out); a LoRA that cannot be
-used shows its error instead. The cards are a `gr.Gallery` (previews, or a placeholder) with an HTML list of the
-same cards' details below it; the names shown, in order, are kept in a `PageValue` so a click's index finds its
-entry even after a search or a refresh."""
+"""The "Extra networks" panel of txt2img and img2img, as A1111's: tabs for Textual Inversion, Checkpoints and LoRA
+(Easel has no hypernetworks, so no tab for them), each a grid of fixed-size cards with the name over the preview
+(network_cards.py), a search box and a Refresh button. Clicking a card: a LoRA adds `<lora:name:weight>` (the
+weight and activation text from A1111's user metadata `<name>.json` when it has them; clicking again takes the tag
+out), an embedding adds its word (or takes it out), a checkpoint becomes the active one (and the top bar says so).
+⚙ on a card shows its metadata: the kohya `ss_*` fields of the safetensors header and the user metadata. A card
+that can't be used shows why instead."""
 
 from __future__ import annotations
 
@@ -11,21 +12,20 @@ import html
 import json
 import re
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
-from PIL import Image, ImageDraw
 
-from webui.outputs import open_user_image
-from webui.ui.page_value import PageValue
+from webui.models.user_metadata import read_user_metadata
+from webui.ui.network_cards import CARDS_JS, KIND_LABELS, Card, cards_html, find_preview, matches, metadata_html, plural
 
-THUMB = 256  # previews are shown as thumbnails of at most this size
-TOP_TAGS = 8  # trigger tags shown per card
+TOP_TAGS = 8  # trigger tags a LoRA card can be found by
 LORA_TAG = re.compile(r"<lora:([^:>]+)(?::[^>]*)?>")
+KINDS = ("textual_inversion", "checkpoints", "lora")
+CHECKPOINT_ELEM = "setting_sd_model_checkpoint"  # the top bar's dropdown (quicksettings.py)
 
 
-# --- entries → what a card shows --------------------------------------------------------------------------------
+# --- entries → cards --------------------------------------------------------------------------------------------
 
 def trigger_tags(metadata: dict[str, Any], limit: int = TOP_TAGS) -> list[str]:
     """The most frequent tags of `ss_tag_frequency` ({dataset: {tag: count}}), summed over datasets."""
@@ -49,68 +49,32 @@ def trigger_tags(metadata: dict[str, Any], limit: int = TOP_TAGS) -> list[str]:
     return [t for t, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]]
 
 
-def card_info(entry: dict[str, Any]) -> dict[str, Any]:
-    """The facts a card shows, from a `LoraEntry.to_api()` dict."""
+def lora_card(entry: dict[str, Any]) -> Card:
+    """A card from a `LoraEntry.to_api()` dict."""
+    from pathlib import Path
+
     meta = entry.get("metadata") or {}
-    base = meta.get("ss_base_model_version") or ""
-    model = meta.get("ss_sd_model_name") or ""
-    return {"name": entry["name"], "alias": entry.get("alias") or entry["name"], "error": entry.get("error"),
-            "base": " · ".join(str(x) for x in (base, model) if x),
-            "dim": meta.get("ss_network_dim"), "alpha": meta.get("ss_network_alpha"),
-            "tags": trigger_tags(meta), "path": entry.get("path") or ""}
+    path = Path(entry["path"]) if entry.get("path") else None
+    base = " · ".join(str(x) for x in (meta.get("ss_base_model_version"), meta.get("ss_sd_model_name")) if x)
+    dim, alpha = meta.get("ss_network_dim"), meta.get("ss_network_alpha")
+    sub = " · ".join(x for x in (base, f"dim {dim}/alpha {alpha}" if dim is not None or alpha is not None else "")
+                     if x)
+    alias = entry.get("alias") or entry["name"]
+    return Card("lora", entry["name"], entry["name"], path=path,
+                preview=Path(entry["preview"]) if entry.get("preview") else None, sub=sub, error=entry.get("error"),
+                search=" ".join([alias, str(path or ""), *trigger_tags(meta)]), metadata=dict(meta),
+                user=read_user_metadata(path) if path else {})
 
 
-def caption(info: dict[str, Any]) -> str:
-    parts = [info["name"]]
-    if info["error"]:
-        parts.append("⚠ error")
-    if info["base"]:
-        parts.append(info["base"])
-    if info["dim"] is not None or info["alpha"] is not None:
-        parts.append(f"dim {info['dim'] if info['dim'] is not None else '?'}"
-                     f"/alpha {info['alpha'] if info['alpha'] is not None else '?'}")
-    return " · ".join(parts)
-
-
-def card_html(info: dict[str, Any]) -> str:
-    e = html.escape
-    rows = [f"<b>{e(info['name'])}</b>" + (f" ({e(info['alias'])})" if info["alias"] != info["name"] else "")]
-    if info["error"]:
-        rows.append(f'<span class="easel-error">{e(info["error"])}</span>')
-    if info["base"]:
-        rows.append(f"Base model: {e(info['base'])}")
-    if info["dim"] is not None or info["alpha"] is not None:
-        rows.append(f"Dim/alpha: {e(str(info['dim']))}/{e(str(info['alpha']))}")
-    if info["tags"]:
-        rows.append("Trigger tags: " + ", ".join(f"<code>{e(t)}</code>" for t in info["tags"]))
-    return f'<div class="easel-lora-card" data-name="{e(info["name"])}">' + "<br>".join(rows) + "</div>"
-
-
-def matches(info: dict[str, Any], query: str) -> bool:
-    """Every word of the query occurs (case-insensitive) in the name, alias, path, base model or trigger tags."""
-    hay = " ".join([info["name"], info["alias"], str(info["path"]), info["base"], *info["tags"]]).lower()
-    return all(word in hay for word in (query or "").lower().split())
-
-
-def placeholder(name: str, error: bool = False) -> Image.Image:
-    img = Image.new("RGB", (THUMB, THUMB), (120, 40, 40) if error else (70, 70, 80))
-    draw = ImageDraw.Draw(img)
-    draw.text((12, THUMB // 2 - 20), "error" if error else "no preview", fill=(230, 230, 230))
-    draw.text((12, THUMB // 2), name[:36], fill=(255, 255, 255))
-    return img
-
-
-def preview_image(info: dict[str, Any], preview: str | None) -> Image.Image:
-    if preview and Path(preview).is_file():
-        try:
-            with open_user_image(preview) as im:
-                img = im.convert("RGB")
-        except (OSError, ValueError, Image.DecompressionBombError):  # unreadable: the placeholder will do
-            img = None
-        if img is not None:
-            img.thumbnail((THUMB, THUMB))
-            return img
-    return placeholder(info["name"], error=bool(info["error"]))
+def toggle_word(prompt: str | None, word: str) -> tuple[str, bool]:
+    """(new prompt, added): an embedding's word appended after ", ", or taken out when the prompt has it."""
+    prompt = prompt or ""
+    pattern = re.compile(rf"(^|[\s,(\[]){re.escape(word)}(?=$|[\s,)\]:])")
+    if pattern.search(prompt):
+        out = pattern.sub(lambda m: m.group(1), prompt)
+        return re.sub(r"\s*,\s*(,\s*)+", ", ", out).strip(" ,"), False
+    stripped = prompt.rstrip(" ,")
+    return (f"{stripped}, {word}" if stripped else word), True
 
 
 def toggle_tag(prompt: str | None, name: str, weight: float = 1) -> tuple[str, bool]:
@@ -130,79 +94,159 @@ def toggle_tag(prompt: str | None, name: str, weight: float = 1) -> tuple[str, b
     return (f"{stripped} {tag}" if stripped else tag), True
 
 
+def header_metadata(path) -> dict[str, Any]:
+    """The `__metadata__` of a safetensors file's header (read without loading tensors); {} for other files."""
+    from safetensors import safe_open
+
+    if path is None or str(path).lower().rsplit(".", 1)[-1] != "safetensors":
+        return {}
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return dict(f.metadata() or {})
+    except Exception:  # noqa: BLE001 - an unreadable header: no metadata to show, the card still works
+        return {}
+
+
 # --- the panel --------------------------------------------------------------------------------------------------
 
 class ExtraNetworksPanel:
-    """An accordion with the LoRA cards for the tab `tabname`; clicks write into the `prompt` textbox."""
+    """An accordion with the cards for the tab `tabname`; clicks write into the `prompt` textbox."""
 
     def __init__(self, application, tabname: str, prompt: gr.Textbox):
         self.app, self.tabname, self.prompt = application, tabname, prompt
+        self.thumbs: dict = {}  # (preview path, mtime) → data URI: previews are read once per page server
         t = tabname
-        gallery, names, details, count = self.render("")
+        htmls, status = self.render("")
         with gr.Accordion("Extra networks", open=False, elem_id=f"{t}_extra_networks") as self.accordion:
             with gr.Row():
-                self.search = gr.Textbox(label="Search", show_label=False, placeholder="Search LoRAs…", scale=6,
+                self.search = gr.Textbox(label="Search", show_label=False, placeholder="Search…", scale=6,
                                          elem_id=f"{t}_extra_networks_search")
                 self.refresh = gr.Button("Refresh", size="sm", scale=0, min_width=90,
                                          elem_id=f"{t}_extra_networks_refresh")
-            self.status = gr.HTML(count, elem_id=f"{t}_extra_networks_status")
-            self.gallery = gr.Gallery(gallery, label="LoRA", show_label=False, format="png", columns=6,
-                                      height=320, object_fit="cover", allow_preview=False, interactive=False,
-                                      elem_id=f"{t}_lora_cards")
-            self.details = gr.HTML(details, elem_id=f"{t}_lora_details")
-            self.names = PageValue(names)
+            self.status = gr.HTML(status, elem_id=f"{t}_extra_networks_status")
+            self.cards: dict[str, gr.HTML] = {}
+            with gr.Tabs(elem_id=f"{t}_extra_tabs", selected="lora"):
+                for kind in KINDS:
+                    with gr.Tab(KIND_LABELS[kind], id=kind, elem_id=f"{t}_{kind}_tab"):
+                        self.cards[kind] = gr.HTML(htmls[kind], js_on_load=CARDS_JS, elem_id=f"{t}_{kind}_cards")
+            self.details = gr.HTML("", elem_id=f"{t}_extra_details")
+        self.checkpoint = self.top_bar_checkpoint()
         self.wire()
 
-    def entries(self) -> list[dict[str, Any]]:
-        return list(self.app.loras.list())
+    @staticmethod
+    def top_bar_checkpoint():
+        """The top bar's checkpoint dropdown when it is on this page (built before the tabs), so a checkpoint card
+        can show its switch there; None when the panel is built alone."""
+        from gradio.context import get_blocks_context
 
-    def render(self, query: str | None):
-        """(gallery value, names shown, details HTML, status HTML) for the entries matching `query`."""
-        shown = []
-        for entry in self.entries():
-            info = card_info(entry)
-            if matches(info, query or ""):
-                shown.append((entry, info))
-        gallery = [(preview_image(info, entry.get("preview")), caption(info)) for entry, info in shown]
-        details = "".join(card_html(info) for _, info in shown)
-        total = len(self.entries())
-        status = (f"{len(shown)} of {total} LoRAs" if query and query.strip() else f"{total} LoRAs") \
-            if total else f"No LoRAs in {html.escape(str(self.app.paths.lora_dir))}"
-        return gallery, [entry["name"] for entry, _ in shown], details, f'<div class="easel-note">{status}</div>'
+        ctx = get_blocks_context()
+        blocks = ctx.blocks.values() if ctx is not None else ()
+        return next((b for b in blocks if getattr(b, "elem_id", None) == CHECKPOINT_ELEM), None)
 
+    # --- cards ----------------------------------------------------------------------------------------------------
+    def cards_of(self, kind: str) -> list[Card]:
+        if kind == "lora":
+            return [lora_card(e) for e in self.app.loras.list()]
+        if kind == "checkpoints":
+            out = []
+            for info in self.app.catalog.list():
+                out.append(Card("checkpoints", info.title, info.name.rsplit(".", 1)[0], path=info.path,
+                                preview=find_preview(info.path), sub=info.shorthash,
+                                user=read_user_metadata(info.path)))
+            return out
+        catalog = getattr(self.app, "embeddings", None)
+        if catalog is None:
+            return []
+        api = catalog.api(self.app.models.active)
+        embeddings = catalog.all()
+        out = []
+        for name in sorted({*api["loaded"], *api["skipped"]}, key=str.lower):
+            e = embeddings.get(name)
+            info = api["loaded"].get(name) or api["skipped"].get(name) or {}
+            path = e.path if e is not None else None
+            out.append(Card("textual_inversion", name, name, path=path, preview=find_preview(path),
+                            sub=f"{info.get('vectors', 0)} vector(s)", error=api["skipped"].get(name, {}).get("reason"),
+                            user=read_user_metadata(path) if path else {}))
+        return out
+
+    def render(self, query: str | None) -> tuple[dict[str, str], str]:
+        """({kind: cards HTML}, status HTML) for the items matching `query`."""
+        htmls, counts = {}, []
+        for kind in KINDS:
+            cards = self.cards_of(kind)
+            shown = [c for c in cards if matches(c, query)]
+            empty = (f"Nothing matches {query!r}" if cards else
+                     {"lora": f"No LoRAs in {self.app.paths.lora_dir}",
+                      "textual_inversion": f"No embeddings in {self.app.paths.embeddings_dir}",
+                      "checkpoints": "No checkpoints"}[kind])
+            htmls[kind] = cards_html(shown, self.thumbs, empty)
+            counts.append(f"{len(shown)} of {plural(len(cards), kind)}" if query and query.strip()
+                          else plural(len(cards), kind))
+        return htmls, f'<div class="easel-note">{html.escape(" · ".join(counts))}</div>'
+
+    def find(self, kind: str, name: str) -> Card | None:
+        return next((c for c in self.cards_of(kind) if c.name == name), None) if kind in KINDS else None
+
+    # --- events ---------------------------------------------------------------------------------------------------
     def wire(self) -> None:
-        outputs = [self.gallery, self.names, self.details, self.status]
-        # opening the panel shows the current list (LoRAs trained or refreshed through the API since the page loaded)
+        outputs = [*self.cards.values(), self.status]
+        # opening the panel shows the current lists (files trained or refreshed through the API since the page loaded)
         self.accordion.expand(self.on_search, inputs=[self.search], outputs=outputs, queue=False)
         self.search.change(self.on_search, inputs=[self.search], outputs=outputs, queue=False)
         self.refresh.click(self.on_refresh, inputs=[self.search], outputs=outputs, queue=False)
-        self.gallery.select(self.on_select, inputs=[self.names, self.prompt], outputs=[self.prompt, self.status],
-                            queue=False)
+        click_outputs = [self.prompt, self.status, self.details] + ([self.checkpoint] if self.checkpoint else [])
+        for cards in self.cards.values():
+            cards.click(self.on_card, inputs=[self.prompt], outputs=click_outputs, api_visibility="private")
 
-    # --- handlers -------------------------------------------------------------------------------------------------
     def on_search(self, query: str | None):
-        gallery, names, details, status = self.render(query)
-        return gr.update(value=gallery, selected_index=None), names, details, status
+        htmls, status = self.render(query)
+        return (*(htmls[k] for k in KINDS), status)
 
     def on_refresh(self, query: str | None):
         self.app.loras.refresh()
+        if getattr(self.app, "embeddings", None) is not None:
+            self.app.embeddings.refresh()
         return self.on_search(query)
 
-    def click(self, names: list[str] | None, prompt: str | None, index: Any):
-        """(new prompt or gr.update(), status HTML) for a click on card `index` of the cards `names`."""
-        names = list(names or [])
-        i = index if isinstance(index, int) else (index[0] if isinstance(index, (list, tuple)) and index else -1)
-        if not isinstance(i, int) or not 0 <= i < len(names):
-            return gr.update(), ""
-        entry = next((e for e in self.entries() if e["name"] == names[i]), None)
-        if entry is None:
-            return gr.update(), f'<div class="easel-error">LoRA {html.escape(names[i])} is gone: press Refresh</div>'
-        if entry.get("error"):
-            msg = f"LoRA {entry['name']} cannot be used: {entry['error']}"
-            return gr.update(), f'<div class="easel-error">{html.escape(msg)}</div>'
-        new, added = toggle_tag(prompt, entry["name"])
-        verb = "Added" if added else "Removed"
-        return new, f'<div class="easel-ok">{verb} &lt;lora:{html.escape(entry["name"])}:1&gt;</div>'
+    def on_card(self, prompt: str | None, evt: gr.EventData):
+        data = getattr(evt, "_data", None) or {}
+        out = self.click(str(data.get("kind", "")), str(data.get("name", "")), prompt, str(data.get("action", "")))
+        return out if self.checkpoint else out[:3]
 
-    def on_select(self, names: list[str] | None, prompt: str | None, evt: gr.SelectData):
-        return self.click(names, prompt, evt.index)
+    def click(self, kind: str, name: str, prompt: str | None, action: str = "use"):
+        """(prompt update, status HTML, details HTML, checkpoint dropdown update) for a click on a card."""
+        keep = gr.update()
+        card = self.find(kind, name)
+        if card is None:
+            return keep, error(f"{name or 'That item'} is gone: press Refresh"), keep, keep
+        if action == "meta":
+            if not card.metadata and card.path is not None:
+                card.metadata = header_metadata(card.path)
+            return keep, keep, metadata_html(card), keep
+        if card.error:
+            return keep, error(f"{KIND_LABELS[kind]} {name} cannot be used: {card.error}"), keep, keep
+        if kind == "checkpoints":
+            try:
+                model = self.app.switch_checkpoint(name)
+            except Exception as e:  # noqa: BLE001 - a load error is shown; the previous model stays active
+                from webui.ui.prompt_tools import error_message
+
+                return keep, error(error_message(e)), keep, keep
+            return keep, ok(f"Loaded {model.info.title}"), keep, gr.update(value=model.info.title)
+        if kind == "textual_inversion":
+            new, added = toggle_word(prompt, name)
+            return new, ok(f"{'Added' if added else 'Removed'} {name}"), keep, keep
+        weight = card.user.get("preferred weight") or 1
+        new, added = toggle_tag(prompt, name, weight)
+        activation = card.user.get("activation text")
+        if added and activation and activation not in new:
+            new = f"{new} {activation}"
+        return new, ok(f"{'Added' if added else 'Removed'} <lora:{name}:{weight:g}>"), keep, keep
+
+
+def error(message: str) -> str:
+    return f'<div class="easel-error">{html.escape(message)}</div>'
+
+
+def ok(message: str) -> str:
+    return f'<div class="easel-ok">{html.escape(message)}</div>'
