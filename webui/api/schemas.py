@@ -91,6 +91,8 @@ class LoraItem(BaseModel):
     alias: str
     path: str
     metadata: dict[str, Any] = Field(default_factory=dict)
+    family: Optional[str] = Field(None, description="Easel: the base the LoRA was made for, from its keys: flux, "
+                                                    "sd3, sd (SD 1.x/2.x/SDXL UNet), or null when they don't tell")
 
 
 class PromptStyleItem(BaseModel):

@@ -34,7 +34,8 @@ def lora_items(application: "Application") -> list[LoraItem]:
     for item in application.loras.list():
         name = str(_field(item, "name", ""))
         out.append(LoraItem(name=name, alias=str(_field(item, "alias", None) or name),
-                            path=str(_field(item, "path", "")), metadata=dict(_field(item, "metadata", None) or {})))
+                            path=str(_field(item, "path", "")), metadata=dict(_field(item, "metadata", None) or {}),
+                            family=_field(item, "family", None)))
     return out
 
 

@@ -20,7 +20,7 @@ import torch
 from webui.errors import Interrupted, InvalidRequest, Skipped
 from webui.generation.control import JobControl
 from webui.generation.cost import area_text
-from webui.generation.processing import GenerationContext, GenerationServices, Plan, run_batches
+from webui.generation.processing import GenerationContext, GenerationServices, Plan, apply_loras, run_batches
 from webui.generation.requests import GenerationResult, Txt2ImgRequest
 from webui.generation.seeds import batch_noise, fix_seed
 from webui.models import samplers
@@ -73,8 +73,7 @@ def make_flow_plan(req: Txt2ImgRequest, services: GenerationServices, opts: Opti
         plan.extra_params["Distilled CFG Scale"] = req.distilled_cfg_scale
     for i, module in enumerate(model.probe.modules, 1):  # Forge's names for the separate parts in use
         plan.extra_params[f"Module {i}"] = module
-    if "<lora:" in req.prompt:
-        plan.warnings.append(f"LoRAs are not applied to {label} yet: the <lora:…> tags were ignored")
+    apply_loras(req, plan, services)  # <lora:…> tags → diffusers' FLUX/SD3 LoRA loaders, hot-swapped as for SD 1.x
     return plan
 
 

@@ -29,7 +29,8 @@ class LoraEntry:
     path: Path
     rel: str  # path relative to its root folder, without extension ("sub/x")
     metadata: dict[str, Any] = field(default_factory=dict)
-    format: str = "unknown"  # kohya, kohya-sgm, locon, peft, diffusers, loha, lokr, unknown
+    format: str = "unknown"  # kohya, kohya-sgm, locon, peft, diffusers, xlabs, loha, lokr, unknown
+    family: str | None = None  # the base it was trained on, from its keys: "flux", "sd3", "sd" (a UNet), None
     error: str | None = None
     preview: Path | None = None
     mtime_ns: int = 0
@@ -46,7 +47,7 @@ class LoraEntry:
     def to_api(self) -> dict[str, Any]:
         """A1111's `GET /sdapi/v1/loras` item, plus Easel's `error` and `preview`."""
         return {"name": self.name, "alias": self.alias, "path": str(self.path), "metadata": self.metadata,
-                "error": self.error, "preview": str(self.preview) if self.preview else None}
+                "error": self.error, "preview": str(self.preview) if self.preview else None, "family": self.family}
 
 
 def parse_metadata(raw: dict[str, str]) -> dict[str, Any]:
@@ -81,10 +82,31 @@ def detect_format(keys: Iterable[str]) -> tuple[str, str | None]:
         return "kohya", None
     if ".lora_A." in joined or ".lora_B." in joined:
         return "peft", None
+    if ".processor.proj_lora" in joined or ".processor.qkv_lora" in joined:
+        return "xlabs", None  # XLabs' FLUX LoRAs (diffusers' Flux loader converts them)
     if ".lora.down." in joined or "lora_linear_layer" in joined or "_lora.down." in joined:
         return "diffusers", None
     sample = ", ".join(keys[:3]) or "no tensors"
     return "unknown", f"no LoRA weights recognised (keys: {sample})"
+
+
+FAMILY_NAMES = {"flux": "FLUX.1", "sd3": "SD 3/3.5", "sd": "SD 1.x/2.x/SDXL"}
+
+
+def detect_family(keys: Iterable[str]) -> str | None:
+    """Which base a LoRA was made for, from its key names (the `names` FAMILY_NAMES gives): FLUX.1 (BFL's
+    double/single blocks, diffusers' single_transformer_blocks), SD 3/3.5 (MMDiT joint_blocks; diffusers'
+    transformer.transformer_blocks without any FLUX single block: a FLUX LoRA that trains only the double blocks
+    reads as SD 3 here), SD's UNet (down/up/input/output blocks); None when the keys don't tell."""
+    joined = "\n".join(keys)
+    if any(m in joined for m in ("double_blocks", "single_blocks", "single_transformer_blocks")):
+        return "flux"
+    if "joint_blocks" in joined or "transformer.transformer_blocks." in joined:
+        return "sd3"
+    if any(m in joined for m in ("down_blocks", "up_blocks", "mid_block", "input_blocks", "output_blocks",
+                                 "middle_block")):
+        return "sd"
+    return None
 
 
 def _read_keys(path: Path) -> tuple[list[str], dict[str, str]]:
@@ -173,6 +195,7 @@ class LoraCatalog:
         alias = raw.get("ss_output_name")
         entry.alias = alias.strip() if isinstance(alias, str) and alias.strip() else name
         entry.format, entry.error = detect_format(keys)
+        entry.family = detect_family(keys)
         return entry
 
     def list(self) -> list[LoraEntry]:

@@ -101,7 +101,7 @@ class LoraService:
         with self._lock:
             out = LoraApplied()
             state: _ModelLoras = model.extra.setdefault(EXTRA_KEY, _ModelLoras())
-            wanted = self._resolve(merge_tags(tags), out.warnings)
+            wanted = self._fitting(model, self._resolve(merge_tags(tags), out.warnings), out.warnings)
             pipe = model.pipeline
             active: list[tuple[LoraTag, LoraEntry, _Held]] = []
             for tag, entry in wanted:
@@ -149,6 +149,24 @@ class LoraService:
             warnings.append("Networks not found: " + ", ".join(missing))  # A1111's wording
         return found
 
+    @staticmethod
+    def _fitting(model, found: builtins.list[tuple[LoraTag, LoraEntry]], warnings: builtins.list[str]
+                 ) -> builtins.list[tuple[LoraTag, LoraEntry]]:
+        """The LoRAs made for the loaded checkpoint's family; the others are refused with a warning naming both."""
+        from webui.lora.catalog import FAMILY_NAMES
+
+        family = getattr(getattr(model, "probe", None), "family", None)
+        mine = {"flux": "flux", "sd3": "sd3"}.get(getattr(family, "value", None), "sd")
+        label = getattr(getattr(model, "probe", None), "label", None) or FAMILY_NAMES[mine]
+        out = []
+        for tag, entry in found:
+            if entry.family is not None and entry.family != mine:
+                warnings.append(f"LoRA {tag.name} is a {FAMILY_NAMES[entry.family]} LoRA: it does not fit {label} "
+                                "and was not applied")
+            else:
+                out.append((tag, entry))
+        return out
+
     def _ensure_loaded(self, pipe, state: _ModelLoras, entry: LoraEntry) -> _Held:
         key = str(entry.path)
         held = state.held.get(key)
@@ -164,11 +182,13 @@ class LoraService:
             raise LoraLoadFailed(getattr(e, "message", None) or str(e)) from e
         if digest and self.catalog.hashes is not None:  # seed the hash cache from the bytes just read
             self.catalog.hashes.get("hashes-addnet", f"lora/{entry.rel}", entry.path, lambda p: digest)
-        dtype = pipe.unet.dtype
+        denoiser = getattr(pipe, "unet", None) or pipe.transformer  # SD 3/FLUX: diffusers' own loaders convert
+        dtype = denoiser.dtype  # kohya/XLabs/ComfyUI FLUX keys and kohya SD 3 keys
         sd = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in sd.items()}
         adapter = f"easel_lora_{state.counter}"
         state.counter += 1
-        kwargs = {"unet_config": pipe.unet.config} if entry.format.startswith(("kohya", "locon")) else {}
+        unet = getattr(pipe, "unet", None) is not None
+        kwargs = {"unet_config": pipe.unet.config} if unet and entry.format.startswith(("kohya", "locon")) else {}
         try:
             pipe.load_lora_weights(sd, adapter_name=adapter, **kwargs)
         except Exception as e:

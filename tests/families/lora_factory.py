@@ -1,0 +1,59 @@
+"""Tiny FLUX.1 / SD 3.5 LoRA files for the tiny transformers of tests/factories_families.py: diffusers (peft) names
+and kohya's FLUX names, lora_B random so an adapter visibly changes the output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+def _pair(gen: torch.Generator, rank: int, d_in: int, d_out: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    down = torch.randn(rank, d_in, generator=gen) * 0.5
+    up = torch.randn(d_out, rank, generator=gen) * scale
+    return down, up
+
+
+def _save(path: Path, sd: dict[str, torch.Tensor]) -> Path:
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
+    return path
+
+
+def write_flux_diffusers(path: Path, seed: int = 0, rank: int = 4, scale: float = 1.0) -> Path:
+    """transformer.{transformer_blocks,single_transformer_blocks}.0.attn.to_{q,k,v} (inner width 16)."""
+    gen = torch.Generator().manual_seed(seed)
+    sd = {}
+    for block in ("transformer_blocks.0", "single_transformer_blocks.0"):
+        for proj in ("to_q", "to_k", "to_v"):
+            down, up = _pair(gen, rank, 16, 16, scale)
+            sd[f"transformer.{block}.attn.{proj}.lora_A.weight"] = down
+            sd[f"transformer.{block}.attn.{proj}.lora_B.weight"] = up
+    return _save(path, sd)
+
+
+def write_flux_kohya(path: Path, seed: int = 1, rank: int = 4, scale: float = 1.0) -> Path:
+    """kohya's FLUX names (lora_unet_double_blocks_0_img_attn_qkv …, BFL's fused qkv) with alpha."""
+    gen = torch.Generator().manual_seed(seed)
+    sd = {}
+    for name, d_out in (("double_blocks_0_img_attn_qkv", 48), ("double_blocks_0_txt_attn_qkv", 48),
+                        ("double_blocks_0_img_attn_proj", 16)):
+        down, up = _pair(gen, rank, 16, d_out, scale)
+        sd[f"lora_unet_{name}.lora_down.weight"] = down
+        sd[f"lora_unet_{name}.lora_up.weight"] = up
+        sd[f"lora_unet_{name}.alpha"] = torch.tensor(float(rank))
+    return _save(path, sd)
+
+
+def write_sd3_diffusers(path: Path, seed: int = 2, rank: int = 4, scale: float = 1.0) -> Path:
+    """transformer.transformer_blocks.{0,1}.attn.to_{q,k,v} (inner width 32)."""
+    gen = torch.Generator().manual_seed(seed)
+    sd = {}
+    for i in (0, 1):
+        for proj in ("to_q", "to_k", "to_v"):
+            down, up = _pair(gen, rank, 32, 32, scale)
+            sd[f"transformer.transformer_blocks.{i}.attn.{proj}.lora_A.weight"] = down
+            sd[f"transformer.transformer_blocks.{i}.attn.{proj}.lora_B.weight"] = up
+    return _save(path, sd)
