@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 JobKind = Literal["txt2img", "img2img"]
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled", "interrupted"]
-REQUEST_MODELS: dict[str, type[BaseModel]] = {"txt2img": Txt2ImgRequest, "img2img": Img2ImgRequest}
+REQUEST_MODELS: dict[str, type[Txt2ImgRequest]] = {"txt2img": Txt2ImgRequest, "img2img": Img2ImgRequest}
 
 
 class JobSubmit(BaseModel):
@@ -147,7 +147,7 @@ def find_job(app: Application, job_id: str) -> JobView:
     return history_view(app, row)
 
 
-def _validate(kind: str, params: dict[str, Any]) -> BaseModel:
+def _validate(kind: str, params: dict[str, Any]) -> Txt2ImgRequest:
     try:
         return REQUEST_MODELS[kind].model_validate(params)
     except ValidationError as e:
@@ -160,7 +160,7 @@ def submit_job(app: Application, kind: str, params: dict[str, Any]):
     req = _validate(kind, params)
     req = prepare_request(req, app, is_img2img=kind == "img2img")
     req = req.model_copy(update={"save_images": True, "send_images": False})
-    if kind == "img2img":
+    if isinstance(req, Img2ImgRequest):  # kind "img2img"
         images, mask = decode_img2img_inputs(req, app)
         return app.submit_img2img(req, from_api=True, images=images, mask=mask)
     return app.submit_txt2img(req, from_api=True)

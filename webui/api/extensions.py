@@ -216,7 +216,7 @@ def mount_extension_routes(api: FastAPI, application: Application) -> int:
     for rec in host.active():
         router = APIRouter(route_class=_route_class(host, rec))
         try:
-            for path, endpoint, methods in rec.handle.routes:
+            for path, endpoint, methods in rec.running.routes:
                 router.add_api_route(path, endpoint, methods=list(methods), name=f"ext:{rec.name}:{path}")
         except Exception:  # a signature FastAPI can't serve
             host.report(rec, "add_api_route failed")

@@ -40,7 +40,7 @@ API_PREFIXES = ("/sdapi/", "/easel/", "/ext/", "/docs", "/openapi.json", "/redoc
 
 def _has_gradio_session(api: FastAPI, scope: Scope) -> bool:
     """True when a request carries a valid Gradio login cookie (only meaningful with --gradio-auth)."""
-    gradio_app = next((m.app for m in api.routes if isinstance(m, Mount) and hasattr(m.app, "tokens")), None)
+    gradio_app: Any = next((m.app for m in api.routes if isinstance(m, Mount) and hasattr(m.app, "tokens")), None)
     if gradio_app is None or not getattr(gradio_app, "auth", None):
         return False
     cookies = {}
@@ -145,7 +145,7 @@ def build_fastapi(application: Application, *, blocks: Any | None = None) -> Fas
     As in A1111, the HTTP API (/sdapi, /easel, /ext, extension aliases, /docs, /openapi.json) exists only with --api
     (or --nowebui): a UI-only server has no API route at all, so nothing but the Gradio login guards it."""
     with_api = api_enabled(application.ns)
-    docs = {} if with_api else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    docs: dict[str, Any] = {} if with_api else {"docs_url": None, "redoc_url": None, "openapi_url": None}
     api = FastAPI(title="Easel", version=VERSION, description="A1111-compatible Stable Diffusion API, plus Easel's "
                   "async jobs API. With --api-auth every route here needs HTTP Basic credentials.", **docs)
     install_error_handlers(api)

@@ -19,7 +19,7 @@ class JobHooks:
 
     def before_generate(self, request: Any) -> Any:
         for rec in self.host.active():
-            for fn in rec.handle.hooks["before_generate"]:
+            for fn in rec.running.hooks["before_generate"]:
                 changed = self.host.call(rec, "hook before_generate", fn, request)
                 request = changed if changed is not None else request
         for rec, script, args in self.scripts:
@@ -38,7 +38,7 @@ class JobHooks:
     def pipeline_call(self, call):
         """Let `pipeline_call` hooks swap the pipeline or its arguments (e.g. ControlNet)."""
         for rec in self.host.active():
-            for fn in rec.handle.hooks["pipeline_call"]:
+            for fn in rec.running.hooks["pipeline_call"]:
                 changed = self.host.call(rec, "hook pipeline_call", fn, call)
                 if changed is not None:
                     call.pipeline, call.kwargs = changed

@@ -39,6 +39,12 @@ class ExtensionRecord:
     def active(self) -> bool:
         return self.enabled and self.error is None and self.handle is not None
 
+    @property
+    def running(self) -> ExtensionHandle:
+        """The handle of an active record (ExtensionHost.active() lists only those)."""
+        assert self.handle is not None
+        return self.handle
+
 
 def _version_tuple(v: str) -> tuple[int, ...]:
     return tuple(int(p) for p in v.split(".") if p.isdigit())
@@ -131,13 +137,13 @@ class ExtensionHost:
         return [r for r in list(self.records.values()) if r.active]  # a copy: installs/uninstalls may run meanwhile
 
     def routes(self) -> list[tuple[str, str, Callable, tuple[str, ...]]]:
-        return [(r.name, path, fn, methods) for r in self.active() for path, fn, methods in r.handle.routes]
+        return [(r.name, path, fn, methods) for r in self.active() for path, fn, methods in r.running.routes]
 
     def tabs(self) -> list[tuple[str, str, Callable]]:
-        return [(r.name, title, build) for r in self.active() for title, build in r.handle.tabs]
+        return [(r.name, title, build) for r in self.active() for title, build in r.running.tabs]
 
     def scripts(self, kind: str | None = None) -> list[tuple[ExtensionRecord, Script]]:
-        return [(r, s) for r in self.active() for s in r.handle.scripts if kind is None or s.shows_in(kind)]
+        return [(r, s) for r in self.active() for s in r.running.scripts if kind is None or s.shows_in(kind)]
 
     def find_script(self, title: str, kind: str) -> tuple[ExtensionRecord, Script] | None:
         for rec, s in self.scripts(kind):
@@ -165,9 +171,9 @@ class ExtensionHost:
         assert event in EVENTS
         out = []
         for rec in self.active():
-            for fn in list(rec.handle.hooks[event]):
+            for fn in list(rec.running.hooks[event]):
                 out.append(self.call(rec, f"hook {event}", fn, *args))
         return out
 
     def has_hooks(self, event: str) -> bool:
-        return any(rec.handle.hooks[event] for rec in self.active())
+        return any(rec.running.hooks[event] for rec in self.active())
