@@ -54,8 +54,9 @@ def enter_venv(argv: Sequence[str], skip_install: bool) -> None:
 
 
 def install(skip_install: bool, workers: str = "local") -> None:
-    """Inside the repo venv, bring the requirements up to date (a no-op when their hash is unchanged); Ray too
-    when the workers run on it (the default local worker needs nothing more)."""
+    """Inside the repo venv, bring the requirements up to date (a no-op when their hash is unchanged); the scale-out
+    extras too (requirements-ray.txt: Ray, psycopg) when the workers run on Ray or the history is in PostgreSQL (the
+    default local worker and SQLite need nothing more)."""
     venv = bootstrap.venv_dir(REPO_DIR)
     if skip_install or not bootstrap.in_venv(venv):
         return  # EASEL_VENV_OK=1 outside the venv: the user manages that environment
@@ -81,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         enter_venv(argv, ns.skip_install)  # returns only when we should run in this interpreter
         os.environ.pop(bootstrap.REEXEC_ENV, None)  # children (restarts, tests) start fresh
-        install(ns.skip_install, "ray" if ns.ray_address else ns.workers)
+        postgres = str(ns.database_url or "").startswith(("postgresql://", "postgres://"))
+        install(ns.skip_install, "ray" if ns.ray_address or postgres else ns.workers)
     except bootstrap.BootstrapError as e:
         print(f"launch.py: setup failed: {e}", file=sys.stderr)
         return 1

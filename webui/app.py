@@ -22,7 +22,7 @@ from webui.generation.img2img import run_img2img
 from webui.generation.processing import GenerationServices
 from webui.generation.requests import GenerationResult, Img2ImgRequest, Txt2ImgRequest
 from webui.generation.txt2img import run_txt2img
-from webui.history import JobHistory
+from webui.history import open_history
 from webui.interrogate.service import Interrogator
 from webui.jobs import Job, JobQueue
 from webui.lifecycle import img2img_record, request_record, requeue_waiting, serve
@@ -67,7 +67,7 @@ class Application:
                                    cache_root=self.paths.data_dir / "cache" / "configs", policy=self.policy,
                                    get_option=self.options.get)
         self.outputs = OutputWriter(self.paths.data_dir, self.options.get)
-        self.history = JobHistory(self.paths.db_file)
+        self.history = open_history(getattr(ns, "database_url", None), self.paths.db_file)
         self.jobs = JobQueue(self.history, summarize=_summarize)
         self.workers = attach_workers(self)  # --workers ray: a RayPool runs generations (webui/workers/)
         self.embeddings = EmbeddingCatalog(self.paths.embeddings_dir, self.hashes,

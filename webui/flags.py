@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
       help="how many Ray workers to start (default: one per GPU, else 1 on the CPU)")
     a("--ray-max-retries", type=int, default=2, metavar="N",
       help="how many times a job whose worker died is re-queued before it fails (default 2)")
+    a("--database-url", type=str, default=None, metavar="URL",
+      help="the job history: sqlite:///FILE (default: <data-dir>/easel.db) or postgresql://USER@HOST[:PORT]/DB "
+      "(a head that must survive its machine; password from ~/.pgpass or PGPASSWORD)")
     a("--ray-worker-data-dir", type=str, default=None, metavar="DIR",
       help="each worker's own data folder, on its machine (default: the head's folders, shared): the models a job "
       "needs are sent from the head by sha256 and kept there")
@@ -326,6 +329,9 @@ def validate_args(ns: argparse.Namespace) -> list[str]:
         errors.append(f"--workers {workers}: must be local, ray or ray://HOST:PORT")
     if getattr(ns, "ray_num_workers", None) is not None and ns.ray_num_workers < 1:
         errors.append(f"--ray-num-workers {ns.ray_num_workers}: must be 1 or more")
+    url = getattr(ns, "database_url", None)
+    if url is not None and not str(url).startswith(("sqlite:///", "postgresql://", "postgres://")):
+        errors.append("--database-url must be sqlite:///FILE or postgresql://USER@HOST[:PORT]/DB")
     if getattr(ns, "ray_max_retries", 0) < 0:
         errors.append("--ray-max-retries must be 0 or more")
     if getattr(ns, "threads", None) is not None and ns.threads < 1:
