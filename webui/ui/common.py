@@ -167,15 +167,18 @@ class GenerationTab(LiveJobs):
                                     label="Override settings", elem_id=f"{self.tabname}_override_settings")
 
     def build_results(self) -> None:
+        from webui.ui.gallery_buttons import GalleryButtons
+
         t = self.tabname
+        # the live preview lies over the gallery (A1111), not in a box of its own that pushes the gallery down
+        with gr.Column(elem_classes=["easel-results"], elem_id=f"{t}_gallery_container"):
+            self.gallery = gr.Gallery(label="Output", format="png", columns=4, object_fit="contain",
+                                      interactive=False, elem_id=f"{t}_gallery", height=512)
+            self.preview = gr.Image(label="Live preview", visible=False, interactive=False, elem_id=f"{t}_preview",
+                                    height=496, elem_classes=["easel-live-preview"])
         self.progress = gr.HTML("", elem_id=f"{t}_progress")
-        self.preview = gr.Image(label="Live preview", visible=False, interactive=False, elem_id=f"{t}_preview",
-                                height=256)
-        self.gallery = gr.Gallery(label="Output", format="png", columns=4, object_fit="contain", interactive=False,
-                                  elem_id=f"{t}_gallery", height=512)
-        with gr.Row(elem_id=f"{t}_send_buttons"):
-            self.send = {target: gr.Button(f"Send to {target}", size="sm", elem_id=f"{t}_send_to_{target}")
-                         for target in SEND_TARGETS}
+        self.buttons = GalleryButtons(self.app, t, t, SEND_TARGETS)  # Save, Zip, 📂, Send to …
+        self.send = self.buttons.send
         self.info = gr.HTML("", elem_id=f"html_info_{t}")
         self.results = PageValue({"infotexts": [], "selected": 0})
         self.job_id = PageValue(None)
@@ -198,6 +201,7 @@ class GenerationTab(LiveJobs):
         self.seed_extras.change(lambda on: gr.update(visible=bool(on)), inputs=[self.seed_extras],
                                 outputs=[self.seed_extras_row], queue=False)
         self.gallery.select(self.on_select, inputs=[self.results], outputs=[self.info, self.results], queue=False)
+        self.buttons.wire(self.gallery, self.results)
 
     def request_fields(self, values) -> dict[str, Any]:
         """FIELDS' component values → request keyword arguments (UI-only values applied and dropped)."""

@@ -16,6 +16,7 @@ from webui.generation.upscalers import list_upscalers
 from webui.infotext import pnginfo_for, read_image_infotext
 from webui.outputs import open_user_image
 from webui.ui.common import error_html, error_message, infotext_html
+from webui.ui.gallery_buttons import GalleryButtons
 from webui.ui.page_value import PageValue
 
 MODES = ("single", "batch", "directory")
@@ -58,6 +59,10 @@ def collect_images(mode: str, image, files, input_dir: str | None) -> list[tuple
     if not files_in:
         raise InvalidRequest(f"no images in the input folder {input_dir}")
     return [(open_image(p), p.stem) for p in files_in]
+
+
+def selected_of(evt: gr.SelectData) -> dict:
+    return {"selected": evt.index if isinstance(evt.index, int) else 0}
 
 
 def tagged(out: Image.Image, source: Image.Image, text: str) -> Image.Image:
@@ -137,7 +142,14 @@ class ExtrasTab:
             with gr.Column(elem_id="extras_results"):
                 self.gallery = gr.Gallery(label="Output", format="png", columns=4, object_fit="contain",
                                           interactive=False, elem_id="extras_gallery", height=512)
+                # Save, Zip, 📂 and Send to img2img / inpaint, as under the generation tabs' galleries
+                self.buttons = GalleryButtons(self.app, "extras", "extras", ("img2img", "inpaint"))
+                self.send = self.buttons.send
                 self.info = gr.HTML("", elem_id="html_info_extras")
+        self.results = PageValue({"selected": 0})  # the gallery's selected image, for Save and Send to
+        self.gallery.select(selected_of, inputs=None, outputs=[self.results], queue=False)
+        self.gallery.change(lambda: {"selected": 0}, inputs=None, outputs=[self.results], queue=False)
+        self.buttons.wire(self.gallery, self.results)
         self.mode = PageValue("single")
         self.scale_to = PageValue(False)
         for mode, tab in zip(MODES, (single, batch, d)):

@@ -53,8 +53,10 @@ LAYOUT = """
 .easel-unit-needs { font-size: 0.9em; color: var(--body-text-color); opacity: 0.85; }
 .easel-hr-size { color: var(--body-text-color); opacity: 0.8; font-size: 0.9em; }
 .easel-results { position: relative; }
-.easel-results .easel-live-preview { position: absolute; top: 40px; left: 8px; right: 8px; z-index: 4;
+.easel-results .easel-live-preview { position: absolute; top: 0; left: 0; right: 0; z-index: 4;
   pointer-events: none; }
+.easel-image-buttons { gap: 4px; flex-wrap: wrap; }
+.easel-image-buttons button { flex: 1 1 auto; }
 """
 
 # Extra networks: fixed-size cards, the name over the bottom of the preview (A1111's look)

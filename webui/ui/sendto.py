@@ -192,10 +192,11 @@ class SendTo:
                                  outputs=self.img2img_outputs).then(**switch)
         p.send["extras"].click(lambda path: self.to_extras(open_with_infotext(path)), inputs=[p.image],
                                outputs=self.extras_outputs)
-        for source in (t2i, i2i):
+        for source in (t2i, i2i, self.extras):  # Extras' results go to img2img / inpaint too (A1111)
             for target in ("img2img", "inpaint"):
                 source.send[target].click(partial_call(self.gallery_to_img2img, target),
                                           inputs=[source.gallery, source.results], outputs=self.img2img_outputs)
+        for source in (t2i, i2i):
             source.send["extras"].click(lambda g, r: self.to_extras(selected_image(g, r)),
                                         inputs=[source.gallery, source.results], outputs=self.extras_outputs)
         if self.history is not None:
