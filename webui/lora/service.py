@@ -156,7 +156,7 @@ class LoraService:
         from webui.lora.catalog import FAMILY_NAMES
 
         family = getattr(getattr(model, "probe", None), "family", None)
-        mine = {"flux": "flux", "sd3": "sd3"}.get(getattr(family, "value", None), "sd")
+        mine = {"flux": "flux", "sd3": "sd3"}.get(str(getattr(family, "value", "")), "sd")
         label = getattr(getattr(model, "probe", None), "label", None) or FAMILY_NAMES[mine]
         out = []
         for tag, entry in found:

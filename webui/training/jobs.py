@@ -13,7 +13,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -123,7 +123,10 @@ class TrainingPlan:
         return self.output.with_name(f"{self.output.stem}-partial.safetensors")
 
 
-def _coerce(model: type[BaseModel], value: Any) -> BaseModel:
+M = TypeVar("M", bound=BaseModel)
+
+
+def _coerce(model: type[M], value: Any) -> M:
     if isinstance(value, model):
         return value
     try:

@@ -84,7 +84,7 @@ def run_training(application: Application, plan: TrainingPlan, job, status: Trai
         status.losses = list(trainer.losses)
         control.step(trainer.step)
         started_at = trainer.extra_state["started_at"]
-        saved = {"step": -1}
+        saved: dict[str, Any] = {"step": -1}
 
         def save(step: int, *, final: bool = False) -> None:
             status.phase = "saving"

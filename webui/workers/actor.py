@@ -16,9 +16,12 @@ import os
 import socket
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from webui.workers.remote import RecordingOutputs, RemoteTask, SnapshotOptions
+
+if TYPE_CHECKING:
+    from webui.settings import OptionsView
 
 
 class EaselWorker:
@@ -108,11 +111,12 @@ class EaselWorker:
                 self.models.catalog.find(task.checkpoint)
             except Exception:  # a checkpoint added on the head since this worker scanned the folder
                 self.models.refresh()
+        opts = cast("OptionsView", view)  # a snapshot with OptionsView's get()
         if task.kind == "img2img":
-            result = run_img2img(task.request, task.images or [], task.mask, services, view, control,
+            result = run_img2img(task.request, task.images or [], task.mask, services, opts, control,
                                  save=task.save, save_grid=task.save_grid)
         else:
-            result = run_txt2img(task.request, services, view, control, save=task.save, save_grid=task.save_grid)
+            result = run_txt2img(task.request, services, opts, control, save=task.save, save_grid=task.save_grid)
         active = self.models.active
         return {"result": result, "saves": outputs.saves, "worker": self.id,
                 "step_samples": list(control.step_samples), "checkpoint": active.info.title if active else None,

@@ -106,6 +106,10 @@ class RayPool:
         self.worker_paths = worker_paths(application.ns)  # None: the workers share the head's folders
 
     # --- lifecycle -----------------------------------------------------------------------------------------------
+    def _queue(self) -> JobQueue:
+        assert self.queue is not None  # set by start(), before any worker or dispatch thread runs
+        return self.queue
+
     def start(self, queue: JobQueue) -> None:
         self.queue = queue
         threading.Thread(target=self._boot, name="easel-ray-dispatch", daemon=True).start()
@@ -118,7 +122,7 @@ class RayPool:
                 self.add_worker()
         except Exception:
             log.exception("Ray workers could not start: jobs run on the local worker")
-            self.queue.detach_executor()
+            self._queue().detach_executor()
             return
         finally:
             self.ready.set()
@@ -195,7 +199,7 @@ class RayPool:
             if slot.state == "starting":
                 slot.state = "idle"
         log.info("worker %s ready (pid %s, %s)", slot.id, slot.info.get("pid"), slot.info.get("device"))
-        self.queue.wake()
+        self._queue().wake()
 
     def drain(self, worker_id: str) -> dict[str, Any]:
         """Take no more jobs on this worker; it leaves when its running job ends (at once when idle)."""
@@ -280,7 +284,7 @@ class RayPool:
 
     def _dispatch(self) -> None:
         while not self._stopping.is_set():
-            got = self.queue.next_remote(self.choose)
+            got = self._queue().next_remote(self.choose)
             if got is None:
                 continue
             job, slot = got
@@ -288,7 +292,7 @@ class RayPool:
                              daemon=True).start()
 
     def _run(self, job: Job, slot: WorkerSlot) -> None:
-        self.queue.run_remote(job, lambda j: self._call(slot, j))
+        self._queue().run_remote(job, lambda j: self._call(slot, j))
         if slot.state == "draining":  # its job is over and recorded: the drained worker leaves
             self._kill(slot)
 
@@ -398,4 +402,4 @@ class RayPool:
             slot.job = None
             if slot.state == "busy":
                 slot.state = "idle"
-        self.queue.wake()
+        self._queue().wake()

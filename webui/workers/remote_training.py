@@ -16,10 +16,13 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 from webui.workers.model_files import folder_roots, safe_target
 from webui.workers.remote import RemoteTask, RemoteWork
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 KIND = "train-lora"
 DATASET_DIR = "dataset"  # under <data-dir>/training/<name>/ on a worker with its own folders
@@ -140,7 +143,8 @@ def run_on_worker(worker: Any, task: RemoteTask, control: Any, outbox_ready: Cal
     outbox_ready(outbox)
     try:
         app = SimpleNamespace(models=worker.models, loras=worker.services.loras)
-        run_training(app, plan, SimpleNamespace(control=control), status)
+        # a stand-in with the two services run_training uses on a worker
+        run_training(cast("Application", app), plan, SimpleNamespace(control=control), status)
     finally:
         worker.training.pop(task.job_id, None)
     return {"status": status.to_dict(), "outputs": outbox.take()}
