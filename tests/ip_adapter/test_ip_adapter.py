@@ -175,3 +175,23 @@ def test_hostile_units_are_4xx_json(ip_client, unit):
     r = ip_client.post("/sdapi/v1/txt2img", content=body, headers={"Content-Type": "application/json"})
     assert 400 <= r.status_code < 500
     assert ip_client.get("/ext/ip_adapter/models").status_code == 200
+
+
+def test_accordion_units_combine_to_the_api_dict_and_generate(ip_client):
+    import gradio as gr
+
+    from webui.ui.scripts_ui import build_scripts_ui
+
+    app = ip_client.easel_app
+    with gr.Blocks():
+        scripts = build_scripts_ui(app, "txt2img")
+    slot = next(s for s in scripts.slots if s.title == "IP-Adapter")
+    group = slot.args[0].components
+    assert [c.elem_id for c in group] == [f"txt2img_ip_adapter_unit_0_{k}" for k in
+                                          ("enabled", "image", "model", "weight", "mask")]
+    unit = slot.args[0].combine(True, _prompt_image(), "ip-adapter_tiny.safetensors", 1.0, None)
+    json.dumps(unit)  # stored in the history as JSON
+    assert unit["enabled"] and unit["image"] and unit["mask"] is None
+    via_ui, _ = _gen(ip_client, u=unit)
+    via_api, _ = _gen(ip_client, u=_unit(model="ip-adapter_tiny.safetensors"))
+    assert np.array_equal(via_ui, via_api)

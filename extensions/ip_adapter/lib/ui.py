@@ -11,11 +11,28 @@ from webui.extensions.api import ArgGroup
 KEYS = ("enabled", "image", "model", "weight", "mask")
 
 
+def png_b64(image: Any) -> str | None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    if not isinstance(image, Image.Image):
+        return None
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
 def combine(*values: Any) -> dict[str, Any]:
+    """The unit dict the API takes; images as base64 PNG (the request is JSON-serialised for the history), sent only
+    for an enabled unit."""
     unit = dict(zip(KEYS, values))
-    if unit.get("model") in (None, "None"):
-        unit["enabled"] = False
-    return unit
+    enabled = bool(unit.get("enabled")) and unit.get("model") not in (None, "None")
+    return {"enabled": enabled, "model": unit.get("model") or "None",
+            "weight": float(unit["weight"]) if unit.get("weight") is not None else 1.0,
+            "image": png_b64(unit.get("image")) if enabled else None,
+            "mask": png_b64(unit.get("mask")) if enabled else None}
 
 
 def build(names: tuple[str, ...], models: list[str], is_img2img: bool) -> dict[str, ArgGroup]:
