@@ -209,9 +209,9 @@ def test_reexec_passes_argv_and_refuses_to_loop(monkeypatch: pytest.MonkeyPatch)
 
 def test_pytest_command() -> None:
     py = Path("/v/bin/python")
-    assert run_tests.pytest_command(py, []) == [str(py), "-m", "pytest", "-q", "tests"]
+    assert run_tests.pytest_command(py, []) == [str(py), "-m", "pytest", "-q", "-rs", "tests"]
     assert run_tests.pytest_command(py, ["-k", "flags"])[-3:] == ["tests", "-k", "flags"]
-    assert run_tests.pytest_command(py, ["tests/test_flags.py::test_parse_auth", "-x"])[4:] == [
+    assert run_tests.pytest_command(py, ["tests/test_flags.py::test_parse_auth", "-x"])[5:] == [
         "tests/test_flags.py::test_parse_auth", "-x"]
 
 
@@ -232,9 +232,84 @@ def test_a_lint_failure_fails_the_run_after_the_tests(monkeypatch: pytest.Monkey
     monkeypatch.setattr(run_tests, "ensure_chromium", lambda: None)
     monkeypatch.setattr(run_tests.subprocess, "call",
                         lambda cmd, cwd, env: cmds.append(cmd[2]) or (1 if cmd[2] == "ruff" else 0))
-    assert run_tests.main([]) == 1 and cmds == ["ruff", "pytest"]  # the tests ran all the same
+    assert run_tests.main([]) == 1 and cmds == ["ruff", "mypy", "pytest"]  # the tests ran all the same
     cmds.clear()
     assert run_tests.main(["tests/test_flags.py"]) == 0 and cmds == ["pytest"]  # named tests: no lint
+
+
+def test_a_type_error_fails_the_run_after_the_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    cmds: list = []
+    monkeypatch.setattr(run_tests, "prepare_python", lambda: Path("/v/bin/python"))
+    monkeypatch.setattr(run_tests, "ensure_chromium", lambda: None)
+    monkeypatch.setattr(run_tests.subprocess, "call",
+                        lambda cmd, cwd, env: cmds.append(cmd[2]) or (1 if cmd[2] == "mypy" else 0))
+    assert run_tests.main([]) == 1 and cmds == ["ruff", "mypy", "pytest"]
+
+
+def _junit_of(tmp_path: Path, test_source: str) -> Path:
+    """A real pytest junit-xml report of a small test file (the format skip_reasons reads)."""
+    (tmp_path / "test_some.py").write_text(test_source)
+    report = tmp_path / "junit.xml"
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "test_some.py"),
+                    f"--junitxml={report}"], cwd=tmp_path, capture_output=True, timeout=120)
+    return report
+
+
+def test_skip_reasons_are_read_from_pytest_report(tmp_path: Path) -> None:
+    report = _junit_of(tmp_path, """
+import pytest
+
+def test_runs():
+    pass
+
+@pytest.mark.skipif(True, reason="node is not installed")
+def test_marked():
+    pass
+
+def test_inside():
+    pytest.skip("needs Debian's /usr/bin/chromium")
+
+@pytest.mark.xfail(reason="known")
+def test_xfail():
+    assert False
+""")
+    found = dict((test.rsplit("::", 1)[-1].rsplit(".", 1)[-1], reason)
+                 for test, reason in run_tests.skip_reasons(report))
+    assert found == {"test_marked": "node is not installed", "test_inside": "needs Debian's /usr/bin/chromium"}
+    assert run_tests.skip_reasons(tmp_path / "missing.xml") == []
+
+
+def test_a_skip_this_machine_could_run_is_unexpected() -> None:
+    here = {"chromium": True, "playwright": True, "bf16": False, "prepack": False, "demo": True, "node": False,
+            "scipy": True, "ray": True, "psycopg": True, "schemathesis": True, "ligsp": True, "postgres": True}
+    skipped = [("a", "needs Debian's /usr/bin/chromium"), ("b", "this CPU has no native bf16"),
+               ("c", "node is not installed"), ("d", "scipy is installed"), ("e", "scipy is not installed"),
+               ("f", "the bundled demo model is missing"), ("g", "pip install -r requirements-ray.txt"),
+               ("h", "could not import 'schemathesis': No module named 'schemathesis'"), ("i", "flaky on Tuesdays")]
+    assert [t for t, _ in run_tests.unexpected_skips(skipped, here)] == ["a", "e", "f", "g", "h", "i"]
+    elsewhere = {**here, "chromium": False, "demo": False, "ray": False, "schemathesis": False, "scipy": False}
+    assert [t for t, _ in run_tests.unexpected_skips(skipped, elsewhere)] == ["d", "i"]
+    assert [t for t, _ in run_tests.unexpected_skips(skipped[:1], {})] == ["a"]  # unknown facts: not explained
+
+
+def test_an_unexpected_skip_fails_the_run_and_is_listed(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    def fake_call(cmd, cwd, env):
+        report = next((a.split("=", 1)[1] for a in cmd if a.startswith("--junitxml=")), None)
+        if report:
+            Path(report).write_text('<testsuites><testsuite><testcase classname="tests.ui.test_x" name="test_page">'
+                                    '<skipped type="pytest.skip" message="needs Debian\'s /usr/bin/chromium"/>'
+                                    '</testcase></testsuite></testsuites>')
+        return 0
+
+    monkeypatch.setattr(run_tests, "prepare_python", lambda: Path("/v/bin/python"))
+    monkeypatch.setattr(run_tests.subprocess, "call", fake_call)
+    monkeypatch.setattr(run_tests, "machine_facts", lambda python, env, chromium: {"chromium": chromium is not None})
+    monkeypatch.setattr(run_tests, "ensure_chromium", lambda: Path("/usr/bin/chromium"))
+    assert run_tests.main(["tests/ui/test_x.py"]) == 1
+    assert "tests.ui.test_x::test_page: needs Debian's /usr/bin/chromium" in capsys.readouterr().out
+    monkeypatch.setattr(run_tests, "ensure_chromium", lambda: None)  # no chromium here: the skip is honest
+    assert run_tests.main(["tests/ui/test_x.py"]) == 0
 
 
 def test_chromium_missing_without_root_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,16 +4,25 @@
 Creates/updates the repo's .venv exactly as launch.py does, adds requirements-test.txt and requirements-ray.txt
 (hash-cached too), makes sure Debian's chromium is there for the browser tests (never `playwright install`), then runs
 pytest in the venv and exits with its code. "No tests collected" (pytest's 5) counts as a failure.
+
+A full run (no test paths named) also runs `ruff check` and `mypy` (mypy.ini) and fails when either does, after the
+tests ran. Every run prints the skipped tests (`-rs`) and fails when one was skipped for a reason that is not in
+`SKIP_REASONS`, or for one that is but does not hold on this machine (a browser test skipped for want of chromium
+while /usr/bin/chromium exists): CI must not go green while silently skipping what this machine can run.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
+import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Mapping, Sequence
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 if str(REPO_DIR) not in sys.path:
@@ -29,6 +38,38 @@ TEST_ENV = {
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1",
 }
+
+
+DEMO_MODEL = REPO_DIR / "models" / "Demo" / "easel-demo.safetensors"
+# What the venv has and this CPU can do, as the skip reasons below need it (asked of the venv's python).
+PROBE = r"""
+import importlib.util, json
+facts = {m: importlib.util.find_spec(m) is not None
+         for m in ("playwright", "schemathesis", "ligsp", "ray", "psycopg", "scipy")}
+try:
+    from webui.models.device import cpu_has_native_bf16
+    from webui.models import conv_prepack
+    facts.update(bf16=bool(cpu_has_native_bf16()), prepack=bool(conv_prepack.available()))
+except Exception:
+    facts.update(bf16=False, prepack=False)
+print(json.dumps(facts))
+"""
+# The skip reasons that truly depend on the machine: (a regex searched in the reason, whether the thing it says is
+# missing really is missing here). A skip whose reason matches none of them, or whose condition is False, fails the run.
+SKIP_REASONS: tuple[tuple[str, Callable[[Mapping], bool]], ...] = (
+    (r"chromium", lambda f: not f["chromium"]),
+    (r"playwright", lambda f: not f["playwright"]),
+    (r"no native bf16", lambda f: not f["bf16"]),
+    (r"cannot pack bf16 convolution weights", lambda f: not f["prepack"]),
+    (r"demo model", lambda f: not f["demo"]),
+    (r"node is not installed", lambda f: not f["node"]),
+    (r"scipy is not installed", lambda f: not f["scipy"]),
+    (r"scipy is installed", lambda f: f["scipy"]),  # its pair runs instead: one of the two always skips
+    (r"requirements-ray|could not import 'ray'", lambda f: not (f["ray"] and f["psycopg"])),  # both are in it
+    (r"PostgreSQL server binaries not found", lambda f: not f["postgres"]),
+    (r"could not import 'schemathesis'", lambda f: not f["schemathesis"]),
+    (r"could not import 'ligsp'", lambda f: not f["ligsp"]),
+)
 
 
 def prepare_python() -> Path:
@@ -78,7 +119,7 @@ def names_paths(extra: Sequence[str]) -> bool:
 
 def pytest_command(python: Path, extra: Sequence[str]) -> list[str]:
     # Run all of tests/ unless the extra args already name test paths.
-    return [str(python), "-m", "pytest", "-q", *([] if names_paths(extra) else ["tests"]), *extra]
+    return [str(python), "-m", "pytest", "-q", "-rs", *([] if names_paths(extra) else ["tests"]), *extra]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,13 +135,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if chromium:
         env["EASEL_CHROMIUM"] = str(chromium)  # the browser tests launch this, never a downloaded one
     lint_rc = 0 if names_paths(extra) else lint(python, env)
-    cmd = pytest_command(python, extra)
-    print("$ " + " ".join(cmd), flush=True)
-    rc = subprocess.call(cmd, cwd=REPO_DIR, env=env)
+    type_rc = 0 if names_paths(extra) else typecheck(python, env)
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "junit.xml"
+        cmd = pytest_command(python, extra)
+        print("$ " + " ".join(cmd), flush=True)
+        rc = subprocess.call([*cmd, f"--junitxml={report}"], cwd=REPO_DIR, env=env)
+        skipped = skip_reasons(report)
     rc = 1 if rc == 5 else rc  # 5: no tests collected, which must not pass CI
+    bad = unexpected_skips(skipped, machine_facts(python, env, chromium) if skipped else {})
     if lint_rc:
         print("ruff check failed (see above): the run fails even though the tests ran.", flush=True)
-    return rc or lint_rc
+    if type_rc:
+        print("mypy failed (see above): the run fails even though the tests ran.", flush=True)
+    if bad:
+        print(f"{len(bad)} test(s) skipped that this machine can run (or for a reason not known to depend on the "
+              "machine: tools/run_tests.py SKIP_REASONS):", flush=True)
+        for test, reason in bad:
+            print(f"  {test}: {reason}", flush=True)
+    return rc or lint_rc or type_rc or (1 if bad else 0)
 
 
 def lint(python: Path, env: dict) -> int:
@@ -108,6 +161,54 @@ def lint(python: Path, env: dict) -> int:
     cmd = [str(python), "-m", "ruff", "check", "."]
     print("$ " + " ".join(cmd), flush=True)
     return subprocess.call(cmd, cwd=REPO_DIR, env=env)
+
+
+def typecheck(python: Path, env: dict) -> int:
+    """`mypy` over webui/ (settings in mypy.ini: stricter on the services than on the UI glue)."""
+    cmd = [str(python), "-m", "mypy"]
+    print("$ " + " ".join(cmd), flush=True)
+    return subprocess.call(cmd, cwd=REPO_DIR, env=env)
+
+
+def skip_reasons(report: Path) -> list[tuple[str, str]]:
+    """(test id, reason) of every skipped test in a pytest junit-xml report (none when there is no report)."""
+    if not report.is_file():
+        return []
+    out = []
+    for case in ET.parse(report).getroot().iter("testcase"):
+        skip = case.find("skipped")
+        if skip is not None and skip.get("type") != "pytest.xfail":
+            test = "::".join(p for p in (case.get("classname", ""), case.get("name", "")) if p)
+            out.append((test, skip.get("message", "")))
+    return out
+
+
+def machine_facts(python: Path, env: dict, chromium: Path | None) -> dict:
+    """What SKIP_REASONS asks about this machine and the venv."""
+    facts: dict = {"chromium": chromium is not None, "demo": DEMO_MODEL.is_file(),
+                   "node": shutil.which("node") is not None,
+                   "postgres": bool(shutil.which("initdb") or list(Path("/usr/lib/postgresql").glob("*/bin/initdb")))}
+    try:
+        out = subprocess.run([str(python), "-c", PROBE], cwd=REPO_DIR, env=env, capture_output=True, text=True,
+                             timeout=300, check=True).stdout
+        facts.update(json.loads(out.strip().splitlines()[-1]))
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as e:
+        print(f"run_tests.py: could not ask the venv what it has ({e}); every skip counts as unexpected", flush=True)
+    return facts
+
+
+def unexpected_skips(skipped: list[tuple[str, str]], facts: Mapping) -> list[tuple[str, str]]:
+    """The skips not explained by SKIP_REASONS on this machine (a fact the probe could not tell counts as present)."""
+    bad = []
+    for test, reason in skipped:
+        rule = next((holds for pattern, holds in SKIP_REASONS if re.search(pattern, reason, re.IGNORECASE)), None)
+        try:
+            explained = rule is not None and bool(rule(facts))
+        except KeyError:
+            explained = False
+        if not explained:
+            bad.append((test, reason))
+    return bad
 
 
 if __name__ == "__main__":

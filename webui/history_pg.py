@@ -43,12 +43,13 @@ class PostgresHistory(History):
         self._db: Any = None
         with self._lock:
             self._connect()
-            with self._db.transaction():
+            db: Any = self._db  # set by _connect (mypy keeps self._db narrowed to the None above)
+            with db.transaction():
                 for statement in SCHEMA.replace(" REAL", " DOUBLE PRECISION").split(";"):
                     if statement.strip():
-                        self._db.execute(statement)
+                        db.execute(statement)
                 for column, decl in MIGRATIONS:
-                    self._db.execute(f"ALTER TABLE jobs ADD COLUMN IF NOT EXISTS {column} {decl}")
+                    db.execute(f"ALTER TABLE jobs ADD COLUMN IF NOT EXISTS {column} {decl}")
 
     def _connect(self) -> None:
         try:

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from webui.errors import DiskFull, EaselError, Interrupted, NotFound, ShuttingDown, is_disk_full
 from webui.generation.control import JobControl
-from webui.history import JobHistory
+from webui.history import History
 
 TERMINAL = ("done", "failed", "cancelled", "interrupted")
 log = logging.getLogger("easel.jobs")
@@ -63,7 +63,7 @@ class Requeue(Exception):
 
 
 class JobQueue:
-    def __init__(self, history: JobHistory | None = None, summarize: Callable[[Job], dict | None] | None = None):
+    def __init__(self, history: History | None = None, summarize: Callable[[Job], dict | None] | None = None):
         self.history = history
         self.summarize = summarize or (lambda job: None)
         self._queue: deque[Job] = deque()
