@@ -50,3 +50,5 @@ def test_error_and_note_contrast(data_dir, live_server, page, theme):  # noqa: F
     # the values kept in the page (PageValue) are not shown as JSON blocks
     assert page.locator("#easel_css").count() == 0
     assert page.locator("[data-testid=json]:visible").count() == 0
+    # the page load's follower (live_jobs) found no job and left the buttons as they were
+    assert page.inner_text("#txt2img_generate").strip() == "Generate"

@@ -176,6 +176,9 @@ class LiveJobs:
             return jobs
 
         jobs = pending()
+        if not jobs:  # a generator that yields nothing makes Gradio 6 set every output to None (Generate lost its
+            yield {self.generate: gr.update()}  # label at each page load): one message that changes nothing
+            return
         while jobs:
             job = jobs[0]
             seen.add(job.id)
