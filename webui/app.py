@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from webui import VERSION
 from webui.errors import EaselError, InvalidRequest
@@ -19,6 +19,7 @@ from webui.faces.restore import FaceRestorers
 from webui.flags import Paths, parse_args, resolve_paths
 from webui.generation.estimate import StepTimer, estimate_request
 from webui.generation.img2img import run_img2img
+from webui.generation.prepare import prepare_request
 from webui.generation.processing import GenerationServices
 from webui.generation.requests import GenerationResult, Img2ImgRequest, Txt2ImgRequest
 from webui.generation.txt2img import run_txt2img
@@ -41,6 +42,7 @@ from webui.workers import attach_workers, remote_work
 if TYPE_CHECKING:
     from webui.extensions.manager import ExtensionManager
 
+R = TypeVar("R", bound=Txt2ImgRequest)
 log = logging.getLogger("easel")
 
 
@@ -225,11 +227,17 @@ class Application:
         record = request_record("txt2img", req.model_dump(mode="json"), from_api=from_api)
         return self._submit_generation("txt2img", req, run, from_api=from_api, request=record, job_id=job_id)
 
+    def prepare(self, req: R, kind: str) -> R:
+        """The one request preparation of the UI, /sdapi/v1 and /easel/v1/jobs (webui/generation/prepare.py):
+        infotext fill, then the script checks (a 422 before queueing). `kind`: "txt2img" or "img2img"."""
+        return prepare_request(req, self.extensions, kind)
+
     def _submit_generation(self, kind: str, req: Txt2ImgRequest, run, *, from_api: bool,
                            params: dict | None = None, after=None, request: dict | None = None,
                            job_id: str | None = None, inputs: tuple | None = None) -> Job:
         """The one path for every generation: validate what can be validated now (so bad input is a 4xx before
         queueing), then run in the worker with the request's options overlay and the extensions' hooks."""
+        req = self.prepare(req, kind)
         req = self.styles.apply_to_request(req)  # styles first, as A1111; an unknown one is a 422 before queueing
         save = (req.save_images if from_api else True) and not req.do_not_save_samples
         save_grid = (req.save_images if from_api else True) and not req.do_not_save_grid
@@ -309,9 +317,8 @@ class Application:
     def _dropdown_script(self, kind: str, req: Txt2ImgRequest):
         if not req.script_name:
             return None
-        found = self.extensions.find_script(req.script_name, kind) if self.extensions else None
-        if found is None or found[1].always_on:
-            raise InvalidRequest(f"unknown script {req.script_name!r} for {kind}")
+        found = self.extensions.find_script(req.script_name, kind)
+        assert found is not None and not found[1].always_on  # prepare() refused anything else
         return found[0], found[1], named_args(found[1], req.script_args)
 
     def submit_img2img_batch(self, req: Img2ImgRequest, *, input_dir: str, output_dir: str,

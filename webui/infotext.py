@@ -211,6 +211,7 @@ _OVERRIDE_FIELDS: dict[str, tuple[str, type]] = {
     "RNG": ("randn_source", str), "Token merging ratio": ("token_merging_ratio", float),
     "Conditional mask weight": ("inpainting_mask_weight", float),
     "VAE precision": ("cpu_vae_precision", str),  # Easel's opt-in bf16 decode: pasting it back reproduces the image
+    "Shift": ("flow_shift", float),  # SD 3/FLUX flow-matching shift (the setting, when not the model's own)
 }
 
 

@@ -57,6 +57,8 @@ def _opts() -> list[OptionDef]:
         o("comma_padding_backtrack", 20, "Prompt word wrap length limit (tokens)", "Stable Diffusion", int,
           minimum=0, maximum=74, step=1),
         o("use_old_scheduling", False, "Use old prompt editing timelines", "Compatibility", bool),
+        o("flow_shift", 0.0, "Shift for SD3/FLUX sampling (0: the model's own; FLUX dev's follows the image size)",
+          "Sampler parameters", float, minimum=0, maximum=100, step=0.05),
         o("eta_noise_seed_delta", 0, "Eta noise seed delta (ENSD)", "Sampler parameters", int, minimum=0,
           maximum=2**32 - 1),
         o("eta_ancestral", 1.0, "Eta for ancestral samplers", "Sampler parameters", float, minimum=0, maximum=1,

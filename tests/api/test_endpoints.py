@@ -178,7 +178,7 @@ def test_options_as_stored_even_when_hand_edited(base, api_server):
 
 
 def test_apply_infotext_unit():
-    from webui.api.params import apply_infotext
+    from webui.generation.prepare import apply_infotext
     from webui.generation.requests import Txt2ImgRequest
 
     text = "cat\nNegative prompt: dog\nSteps: 9, Sampler: Euler a, CFG scale: 4, Seed: 5, Size: 96x64, Clip skip: 2"

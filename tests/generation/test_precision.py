@@ -102,7 +102,7 @@ def test_infotext_records_bf16_when_forced(app, monkeypatch):
     r2 = app.jobs.wait(app.submit_txt2img(Txt2ImgRequest(prompt="x", steps=3, seed=1), from_api=True))
     assert "Precision: fp32" in r2.infotexts[0]
     # the API's `infotext` field replays a job: the recorded precision comes back with it, so do the pixels
-    from webui.api.params import apply_infotext
+    from webui.generation.prepare import apply_infotext
 
     replay = app.jobs.wait(app.submit_txt2img(apply_infotext(Txt2ImgRequest(infotext=r.infotexts[0])),
                                               from_api=True))

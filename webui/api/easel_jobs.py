@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 
-from webui.api.params import decode_img2img_inputs, prepare_request
+from webui.api.params import decode_img2img_inputs
 from webui.errors import NotFound
 from webui.generation.requests import GenerationResult, Img2ImgRequest, Txt2ImgRequest
 
@@ -158,7 +158,7 @@ def _validate(kind: str, params: dict[str, Any]) -> Txt2ImgRequest:
 def submit_job(app: Application, kind: str, params: dict[str, Any]):
     """Validate, prepare and queue one job with save-the-images semantics; return the queue's Job."""
     req = _validate(kind, params)
-    req = prepare_request(req, app, is_img2img=kind == "img2img")
+    req = app.prepare(req, kind)
     req = req.model_copy(update={"save_images": True, "send_images": False})
     if isinstance(req, Img2ImgRequest):  # kind "img2img"
         images, mask = decode_img2img_inputs(req, app)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from webui.api.params import decode_img2img_inputs, prepare_request
+from webui.api.params import decode_img2img_inputs
 from webui.api.schemas import ImageResponse, PngInfoRequest, PngInfoResponse, ProgressResponse, ProgressState
 from webui.api.interrogate import add_interrogate_routes
 from webui.api.sdapi_extras import add_extras_routes
@@ -62,14 +62,14 @@ def build_sdapi_router(app: Application) -> APIRouter:
 
     @r.post("/txt2img", response_model=ImageResponse)
     def txt2img(req: Txt2ImgRequest) -> ImageResponse:
-        req = prepare_request(req, app, is_img2img=False)
+        req = app.prepare(req, "txt2img")
         job = app.submit_txt2img(req, from_api=True)
         result = app.jobs.wait(job)
         return image_response(req, result, req.send_images)
 
     @r.post("/img2img", response_model=ImageResponse)
     def img2img(req: Img2ImgRequest) -> ImageResponse:
-        req = prepare_request(req, app, is_img2img=True)
+        req = app.prepare(req, "img2img")
         images, mask = decode_img2img_inputs(req, app)
         result = app.jobs.wait(app.submit_img2img(req, from_api=True, images=images, mask=mask))
         return image_response(req, result, req.send_images, _img2img_parameters(req))

@@ -92,15 +92,14 @@ def named_args(script: Script, value: Any) -> dict[str, Any]:
 
 
 def job_hooks(host: ExtensionHost | None, kind: str, alwayson: dict[str, Any]) -> JobHooks | None:
+    """The job's hooks and always-on scripts (their names were checked by Application.prepare)."""
     if host is None:
-        if alwayson:
-            raise InvalidRequest(f"unknown always-on script(s): {sorted(alwayson)}")
+        assert not alwayson  # prepare() refuses always-on scripts without an extension host
         return None
     chosen = []
     for title, value in (alwayson or {}).items():
         found = host.find_script(title, kind)
-        if found is None or not found[1].always_on:
-            raise InvalidRequest(f"unknown always-on script {title!r} for {kind}")
+        assert found is not None and found[1].always_on  # prepare() refused anything else
         chosen.append((found[0], found[1], named_args(found[1], value)))
     return JobHooks(host=host, kind=kind, scripts=chosen)
 

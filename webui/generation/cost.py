@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from webui.errors import InvalidRequest
+from webui.generation.requests import hires_size as target_size
 
 UNKNOWN_NATIVE = 1024  # the largest native size of the supported families: never underestimates
 
@@ -57,19 +58,9 @@ class RequestCost:
         return self.images * sum(p.pixels * p.steps for p in self.passes) / 1e6
 
 
-def _floor8(v: int) -> int:
-    return max(8, v - v % 8)
-
-
 def hires_size(req: Any, width: int, height: int) -> tuple[int, int]:
-    """The hires target, as webui/generation/hires.py computes it."""
-    x, y = int(req.hr_resize_x or 0), int(req.hr_resize_y or 0)
-    if x > 0 or y > 0:
-        w = x if x > 0 else round(y * width / height)
-        h = y if y > 0 else round(x * height / width)
-    else:
-        w, h = int(width * req.hr_scale), int(height * req.hr_scale)
-    return _floor8(w), _floor8(h)
+    """The hires target of `req` (requests.hires_size: as the hires pass computes it)."""
+    return target_size(width, height, float(req.hr_scale), int(req.hr_resize_x or 0), int(req.hr_resize_y or 0))
 
 
 def request_cost(req: Any, native: int, *, grid: bool) -> RequestCost:

@@ -65,9 +65,9 @@ def flow_second_pass(ctx: GenerationContext, hp: HiresPlan, model, first_pipe, l
         loaded: dict = {}
         image = [upscale_image(im, up, hp.width, hp.height, loaded) for im in _decode(first_pipe, lat)]
     pipe = flow_pipeline(model, "img2img")
-    pipe.scheduler = scheduler_factory()
+    pipe.scheduler, sched_kwargs = scheduler_factory(hp.steps)
     n = len(seeds)
-    batch = dict(extra)
+    batch = dict(extra, **sched_kwargs)
     if negative is not None:
         batch["negative_prompt"] = [negative] * n
     generators = [torch.Generator("cpu").manual_seed(s + plan.ensd) for s in seeds]

@@ -14,6 +14,7 @@ from PIL import Image
 
 from webui.errors import InvalidRequest
 from webui.generation.control import JobControl
+from webui.generation.flow_sampling import make_scheduler
 from webui.generation.flow_txt2img import flow_step_callback, guidance_kwargs, make_flow_plan
 from webui.generation.images import fill_masked, prepare_mask, resize_image
 from webui.generation.processing import GenerationContext, GenerationServices, run_batches
@@ -47,8 +48,6 @@ def flow_pipeline(model, kind: str):
 def run_flow_img2img(req: Img2ImgRequest, init_images: list[Image.Image], mask: Image.Image | None,
                      services: GenerationServices, opts: OptionsView, control: JobControl, model, *, save: bool,
                      save_grid: bool) -> GenerationResult:
-    from diffusers import FlowMatchEulerDiscreteScheduler
-
     from webui.generation.img2img import MASKED_CONTENT, _nothing_to_inpaint, _paste_back, effective_strength
 
     label = model.probe.label
@@ -75,8 +74,9 @@ def run_flow_img2img(req: Img2ImgRequest, init_images: list[Image.Image], mask: 
             return _nothing_to_inpaint(ctx, base)
     kind = "inpaint" if mask is not None else "img2img"
     pipe = flow_pipeline(model, kind)
-    pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(model.scheduler_config)
-    extra = guidance_kwargs(req, model, opts)
+    pipe.scheduler, sched_kwargs = make_scheduler(model.scheduler_config, plan.schedule,
+                                                  float(opts.get("flow_shift") or 0.0), req.steps)
+    extra = dict(guidance_kwargs(req, model, opts), **sched_kwargs)
     work_image = fill_masked(base, hard) if mask is not None and req.inpainting_fill == 0 else base
     if mask is not None:
         extra["mask_image"] = hard

@@ -2,12 +2,12 @@
 FluxPipeline: seeds → noise (packed 2×2 for FLUX) → the pipeline's denoise loop → decode. The batch loop, infotext
 and saving are the same as for SD 1.x (processing.run_batches).
 
-Sampling is Forge's "Euler" with the "Simple" schedule: diffusers' FlowMatchEulerDiscreteScheduler with the
-checkpoint's shift. FLUX dev takes "Distilled CFG Scale" (Forge's name; `distilled_cfg_scale` in the API body) as the
-guidance embedder's input; a CFG scale above 1 adds real classifier-free guidance with the negative prompt (FLUX:
-diffusers' true_cfg_scale), as Forge does. Prompts go to every encoder as plain text (webui/prompts/plain.py: tags,
-weights and brackets removed, prompt editing resolved to one text): A1111 emphasis is not applied to the CLIP branches
-of these families yet.
+Sampling is Forge's "Euler" with the "Simple", "Normal" or "Beta" schedule type and the checkpoint's shift or the
+flow_shift setting (flow_sampling.py). FLUX dev takes "Distilled CFG Scale" (Forge's name; `distilled_cfg_scale` in
+the API body) as the guidance embedder's input; a CFG scale above 1 adds real classifier-free guidance with the
+negative prompt (FLUX: diffusers' true_cfg_scale), as Forge does. Prompts go to every encoder as plain text
+(webui/prompts/plain.py: tags, weights and brackets removed, prompt editing resolved to one text): A1111 emphasis is
+not applied to the CLIP branches of these families yet.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import torch
 
 from webui.errors import Interrupted, InvalidRequest, Skipped
 from webui.generation.control import JobControl
+from webui.generation.flow_sampling import SAMPLERS, SCHEDULES, make_scheduler
 from webui.generation.cost import area_text
 from webui.generation.processing import GenerationContext, GenerationServices, Plan, apply_loras, run_batches
 from webui.generation.requests import GenerationResult, Txt2ImgRequest
@@ -30,8 +31,6 @@ from webui.prompts.plain import plain_text
 from webui.settings import OptionsView
 
 FLOW_FAMILIES = (Family.SD3, Family.FLUX)
-SAMPLERS = ("Euler",)  # Forge's name for flow-matching Euler
-SCHEDULES = ("Simple",)
 _PRECISION = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
@@ -71,6 +70,9 @@ def make_flow_plan(req: Txt2ImgRequest, services: GenerationServices, opts: Opti
                 precision=_PRECISION.get(pipe.transformer.dtype, str(pipe.transformer.dtype)))
     if model.probe.family == Family.FLUX and model.probe.configs["transformer"].get("guidance_embeds"):
         plan.extra_params["Distilled CFG Scale"] = req.distilled_cfg_scale
+    shift = float(opts.get("flow_shift") or 0.0)
+    if shift > 0:
+        plan.extra_params["Shift"] = shift
     for i, module in enumerate(model.probe.modules, 1):  # Forge's names for the separate parts in use
         plan.extra_params[f"Module {i}"] = module
     apply_loras(req, plan, services)  # <lora:…> tags → diffusers' FLUX/SD3 LoRA loaders, hot-swapped as for SD 1.x
@@ -113,12 +115,10 @@ def run_flow_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: Op
     plan = make_flow_plan(req, services, opts, model)
     pipe = model.pipeline
     flux = model.probe.family == Family.FLUX
-    from diffusers import FlowMatchEulerDiscreteScheduler
+    def new_scheduler(steps: int):
+        return make_scheduler(model.scheduler_config, plan.schedule, float(opts.get("flow_shift") or 0.0), steps)
 
-    def new_scheduler():
-        return FlowMatchEulerDiscreteScheduler.from_config(model.scheduler_config)
-
-    pipe.scheduler = new_scheduler()
+    pipe.scheduler, sched_kwargs = new_scheduler(req.steps)
     scale = pipe.vae_scale_factor
     channels = pipe.transformer.config.in_channels // (4 if flux else 1)
     lat_h, lat_w = plan.height // scale, plan.width // scale
@@ -143,7 +143,7 @@ def run_flow_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: Op
         if flux:
             latents = pipe._pack_latents(latents, n, channels, lat_h, lat_w)
         generators = [torch.Generator("cpu").manual_seed(s + plan.ensd) for s in seeds]
-        batch = dict(extra)
+        batch = dict(extra, **sched_kwargs)
         if "negative_prompt" in batch:
             batch["negative_prompt"] = [batch["negative_prompt"]] * n
         out = pipe(prompt=[prompt] * n, num_inference_steps=req.steps, height=plan.height, width=plan.width,

@@ -12,7 +12,7 @@ import torch
 from webui.errors import InvalidRequest
 from webui.generation.cost import area_text
 from webui.generation.processing import GenerationContext, Plan, vae_tiling_params
-from webui.generation.requests import Txt2ImgRequest
+from webui.generation.requests import Txt2ImgRequest, hires_size
 from webui.generation.upscalers import LATENT_MODES, find_upscaler, upscale_image, upscale_latents
 from webui.models import samplers
 from webui.generation.conditioning import embeddings_for, prepare, record_ti_hashes
@@ -30,19 +30,6 @@ class HiresPlan:
     prompt: str
     negative: str
     checkpoint: str | None
-
-
-def hires_size(width: int, height: int, scale: float, resize_x: int = 0, resize_y: int = 0) -> tuple[int, int]:
-    """The second pass' size: "Resize width/height to" when given (the other side keeps the aspect ratio), else
-    the base size times `scale`; floored to multiples of 8. The txt2img tab shows it ("from 512×512 to …")."""
-    if resize_x > 0 or resize_y > 0:
-        w = resize_x if resize_x > 0 else round(resize_y * width / height)
-        h = resize_y if resize_y > 0 else round(resize_x * height / width)
-    else:
-        if scale <= 0:
-            raise InvalidRequest("hr_scale must be positive")
-        w, h = int(width * scale), int(height * scale)
-    return max(8, w - w % 8), max(8, h - h % 8)
 
 
 def plan_hires(req: Txt2ImgRequest, plan: Plan, models_dir: Path, max_pixels: int) -> HiresPlan:

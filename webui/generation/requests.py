@@ -9,9 +9,29 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from webui.errors import InvalidRequest
+
 MAX_SEED = 2**63 - 1  # torch's generators take any 64-bit seed; seed + batch index + ENSD must stay below 2**64
 MAX_SIDE = 16384  # pixels, for every width/height-like field (the pixel count is held to max_generation_pixels)
 MAX_STEPS = 1000
+
+
+def latent_floor(size: int) -> int:
+    """A1111 floors an image side to the latent grid: the multiple of 8 at or below it, at least 8."""
+    return max(8, size - size % 8)
+
+
+def hires_size(width: int, height: int, scale: float, resize_x: int = 0, resize_y: int = 0) -> tuple[int, int]:
+    """The second pass' size: "Resize width/height to" when given (the other side keeps the aspect ratio), else
+    the base size times `scale`; floored to multiples of 8. The txt2img tab shows it ("from 512×512 to …")."""
+    if resize_x > 0 or resize_y > 0:
+        w = resize_x if resize_x > 0 else round(resize_y * width / height)
+        h = resize_y if resize_y > 0 else round(resize_x * height / width)
+    else:
+        if scale <= 0:
+            raise InvalidRequest("hr_scale must be positive")
+        w, h = int(width * scale), int(height * scale)
+    return latent_floor(w), latent_floor(h)
 
 
 class Txt2ImgRequest(BaseModel):
@@ -79,7 +99,7 @@ class Txt2ImgRequest(BaseModel):
     @field_validator("width", "height")
     @classmethod
     def _multiple_of_8(cls, v: Optional[int]) -> Optional[int]:
-        return None if v is None else max(8, v - v % 8)  # A1111 floors the size to the latent grid
+        return None if v is None else latent_floor(v)
 
     @property
     def sampler(self) -> Optional[str]:
