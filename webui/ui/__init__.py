@@ -63,7 +63,7 @@ def build_ui(application) -> gr.Blocks:
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 SettingsTab(application)
         footer = gr.HTML(footer_html(application), elem_id="easel_footer")
-        quick.wire(txt2img)
+        quick.wire(txt2img, img2img)
         wire_live_jobs(demo, [txt2img, img2img])  # queue, reconnect after reload, Ctrl+Enter/Alt+Enter/Esc
         SendTo(application, tabs, quick, txt2img, img2img, extras, pnginfo, history_tab).wire()
         demo.load(lambda: (*quick.on_load(), footer_html(application)), inputs=None,

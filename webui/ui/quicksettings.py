@@ -43,28 +43,33 @@ class Quicksettings:
             self.message = gr.HTML("", elem_id="quicksettings_message")
         self.note = gr.HTML(demo_note(application), elem_id="easel_demo_note")
 
-    def wire(self, txt2img) -> None:
-        """Events that reach into the txt2img tab: a new checkpoint sets width and height to its native size."""
-        self.size_outputs = [txt2img.width, txt2img.height]
+    def wire(self, txt2img, img2img=None) -> None:
+        """Events that reach into the generation tabs: a new checkpoint sets width and height to its native size in
+        every tab that shows them (txt2img, and img2img when given)."""
+        self.size_outputs = [txt2img.width, txt2img.height, *([img2img.width, img2img.height] if img2img else [])]
         # .select, not .input: Gradio 6.31's dropdown fires "input" twice for one choice (two loads of a broken file)
         self.checkpoint.select(self.on_switch, inputs=[self.checkpoint],
                               outputs=[self.checkpoint, self.message, self.note, *self.size_outputs],
                               show_progress_on=[self.checkpoint])
         self.refresh.click(self.on_refresh, inputs=None, outputs=[self.checkpoint, self.message])
 
+    def sizes(self, value: object) -> list:
+        """`value` for every width/height the switch sets (size_outputs)."""
+        return [value] * len(self.size_outputs)
+
     def on_switch(self, title: str | None):
         previous = active_title(self.app)
         if not title or title == previous:
-            return gr.update(value=previous), "", demo_note(self.app), gr.update(), gr.update()
+            return gr.update(value=previous), "", demo_note(self.app), *self.sizes(gr.update())
         try:
             model = self.app.switch_checkpoint(title)
         except Exception as e:  # a typed load error: the previous model stays active, and the user sees why
             msg = error_message(e)
             gr.Warning(msg)
-            return gr.update(value=active_title(self.app)), error_html(msg), demo_note(self.app), gr.update(), \
-                gr.update()
+            return gr.update(value=active_title(self.app)), error_html(msg), demo_note(self.app), \
+                *self.sizes(gr.update())
         size = int(model.native_size)
-        return gr.update(value=model.info.title), "", demo_note(self.app), size, size
+        return gr.update(value=model.info.title), "", demo_note(self.app), *self.sizes(size)
 
     def on_refresh(self):
         try:
