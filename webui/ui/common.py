@@ -109,21 +109,31 @@ class GenerationTab(LiveJobs):
     def build_toprow(self) -> None:
         t = self.tabname
         with gr.Row(elem_id=f"{t}_toprow"):
-            with gr.Column(scale=8):
-                self.prompt = gr.Textbox(label="Prompt", show_label=False, lines=3, elem_id=f"{t}_prompt",
-                                         placeholder="Prompt (or paste generation parameters, then press ↙️)")
-                self.prompt_counter = TokenCounter(self.app, t, self.prompt)
-                self.negative = gr.Textbox(label="Negative prompt", show_label=False, lines=2,
-                                           elem_id=f"{t}_neg_prompt", placeholder="Negative prompt")
-                self.negative_counter = TokenCounter(self.app, t, self.negative, negative=True)
+            with gr.Column(scale=8):  # each counter lies in its box's top right corner (.easel-prompt-wrap)
+                with gr.Column(elem_classes=["easel-prompt-wrap"]):
+                    self.prompt = gr.Textbox(label="Prompt", show_label=False, lines=3, elem_id=f"{t}_prompt",
+                                             placeholder="Prompt (or paste generation parameters, then press ↙️)")
+                    self.prompt_counter = TokenCounter(self.app, t, self.prompt)
+                with gr.Column(elem_classes=["easel-prompt-wrap"]):
+                    self.negative = gr.Textbox(label="Negative prompt", show_label=False, lines=2,
+                                               elem_id=f"{t}_neg_prompt", placeholder="Negative prompt")
+                    self.negative_counter = TokenCounter(self.app, t, self.negative, negative=True)
             with gr.Column(scale=2, min_width=180):
                 self.generate = gr.Button("Generate", variant="primary", elem_id=f"{t}_generate", size="lg")
                 self.build_job_controls()  # Interrupt/Skip while a job runs, the queue line, Generate forever
-                with gr.Row(elem_id=f"{t}_tools"):
-                    self.paste = gr.Button("↙️", elem_id=f"{t}_paste", size="sm", scale=0, min_width=40)
-                self.styles = StylesRow(self.app, t, self.prompt, self.negative)
+                # ↙️, 🗑️ and the styles (dropdown, 🔄, Apply) in one row, as A1111's tool buttons
+                self.styles = StylesRow(self.app, t, self.prompt, self.negative, before=self.build_tool_buttons)
                 self.styles_dropdown = self.styles.dropdown
         self.extra_networks = ExtraNetworksPanel(self.app, t, self.prompt)  # LoRA cards; a click edits the prompt
+
+    def build_tool_buttons(self) -> None:
+        t = self.tabname
+        self.paste = gr.Button("↙️", elem_id=f"{t}_paste", size="sm", scale=0, min_width=32,
+                               elem_classes=["easel-tool"])
+        self.clear_prompt = gr.Button("🗑️", elem_id=f"{t}_clear_prompt", size="sm", scale=0, min_width=32,
+                                      elem_classes=["easel-tool"])
+        self.clear_prompt.click(lambda: ("", ""), inputs=None, outputs=[self.prompt, self.negative], queue=False,
+                                api_visibility="private")
 
     def build_sampling(self) -> None:
         t, names = self.tabname, samplers.sampler_names()

@@ -32,18 +32,18 @@ MESSAGES = """
 # blocks for the page's helper components, the live preview over the gallery instead of above it.
 LAYOUT = """
 #easel_prompt_tools { display: none; }
-.gradio-container > .main > .wrap > .contain > .column > .html-container:empty { display: none; }
-#quicksettings { gap: 8px; align-items: end; }
+/* an empty gr.HTML (a status line with nothing to say, the demo note for a real model) takes no place */
+.block.hide-container:has(> .html-container > .prose:empty) { display: none !important; }
+#quicksettings { gap: 8px; align-items: end; margin-top: -8px; }
 #quicksettings button, .easel-tool, #txt2img_seed_row button, #img2img_seed_row button {
-  max-width: 2.6em; min-width: 2.2em !important; padding: 4px; font-size: 1.05em; }
-#txt2img_tools, #img2img_tools { gap: 4px; flex-wrap: nowrap; align-items: center; }
-.easel-prompt-wrap { position: relative; }
-.easel-prompt-wrap .easel-token-counter-box { position: absolute; top: 6px; right: 10px; z-index: 5; margin: 0;
-  height: auto; padding: 0 4px; pointer-events: none; background: var(--input-background-fill);
-  border-radius: var(--radius-sm); }
-.easel-token-counter-box { text-align: right; padding-right: 1.1em; pointer-events: none; position: relative;
-  z-index: 2; height: 1.9em; margin-top: calc(-1 * var(--layout-gap, 16px) - 1.9em);
-  margin-bottom: calc(-1 * var(--layout-gap, 16px)); }
+  max-width: 2.4em; min-width: 2em !important; padding: 4px; font-size: 1.05em; }
+@media (max-width: 640px) { #setting_sd_model_checkpoint { min-width: 0 !important; flex: 1 1 auto !important; } }
+.easel-tools { gap: 4px !important; flex-wrap: nowrap !important; align-items: center; }
+.easel-tools .easel-tool { flex: none !important; }
+.easel-prompt-wrap { position: relative; gap: 0 !important; }
+.easel-prompt-wrap .easel-token-counter-box { position: absolute; top: 4px; right: 8px; z-index: 5; margin: 0;
+  padding: 0 4px; pointer-events: none; background: var(--input-background-fill); border-radius: var(--radius-sm);
+  width: auto !important; min-width: 0 !important; }
 .easel-token-counter { font-size: 0.8em; color: var(--body-text-color); opacity: 0.7; font-family: monospace; }
 .easel-toggle-wrap { position: relative; gap: 0 !important; }
 .easel-toggle-wrap > .easel-header-toggle { position: absolute; top: 6px; right: 40px; z-index: 10;

@@ -86,14 +86,20 @@ class TokenCounter:
 
 # --- styles ----------------------------------------------------------------------------------------------------
 class StylesRow:
-    def __init__(self, application, tab: str, prompt: gr.Textbox, negative: gr.Textbox):
+    def __init__(self, application, tab: str, prompt: gr.Textbox, negative: gr.Textbox, *, before=None):
+        """`before`: builds the tab's own tool buttons (↙️, 🗑️) at the start of the same row."""
         self.app, self.tab = application, tab
         self.prompt, self.negative = prompt, negative
-        with gr.Row(elem_id=f"{tab}_styles_row", equal_height=True):
+        with gr.Row(elem_id=f"{tab}_styles_row", equal_height=True, elem_classes=["easel-tools"]):
+            if before is not None:
+                before()
             self.dropdown = gr.Dropdown(self._names(), value=[], multiselect=True, label="Styles",
-                                        elem_id=f"{tab}_styles", scale=4)
-            self.refresh = gr.Button("🔄", elem_id=f"{tab}_styles_refresh", scale=0, min_width=48)
-            self.apply = gr.Button("Apply", elem_id=f"{tab}_style_apply", scale=0, min_width=70)
+                                        show_label=False, elem_id=f"{tab}_styles", scale=4, min_width=100,
+                                        container=False)
+            self.refresh = gr.Button("🔄", elem_id=f"{tab}_styles_refresh", scale=0, min_width=32, size="sm",
+                                     elem_classes=["easel-tool"])
+            self.apply = gr.Button("✅", elem_id=f"{tab}_style_apply", scale=0, min_width=32, size="sm",
+                                   elem_classes=["easel-tool"])
         with gr.Accordion("Edit styles", open=False, elem_id=f"{tab}_styles_edit"), gr.Row(equal_height=True):
             self.name = gr.Textbox(label="Style name", elem_id=f"{tab}_style_name", scale=4,
                                    placeholder="Save: the current prompt and negative prompt under this name")
