@@ -141,6 +141,19 @@ def test_a_mask_confines_the_image_prompt(ip_client):
     assert "mask: True" in info
 
 
+def test_guidance_start_end_window(ip_client):
+    """3 steps at fractions 0, 1/3, 2/3: a [0.9, 1) window covers none (the plain image, bit for bit), [0, 0.5) the
+    first two (neither plain nor the full-time image)."""
+    plain, _ = _gen(ip_client)
+    full, _ = _gen(ip_client, u=_unit())
+    assert np.array_equal(_gen(ip_client, u=_unit(guidance_start=0.9, guidance_end=1.0))[0], plain)
+    early, info = _gen(ip_client, u=_unit(guidance_start=0.0, guidance_end=0.5))
+    assert not np.array_equal(early, plain) and not np.array_equal(early, full)
+    assert "start: 0, end: 0.5" in info
+    again, _ = _gen(ip_client, u=_unit())  # the scale is set again at the start of every call
+    assert np.array_equal(again, full)
+
+
 def test_missing_files_name_their_folders(client, ip_client):
     r = ip_client.post("/sdapi/v1/txt2img", json={**BASE, "alwayson_scripts": {"IP-Adapter": {"args": [
         _unit(model="ip-adapter_sd15")]}}})
@@ -166,7 +179,9 @@ def test_missing_files_name_their_folders(client, ip_client):
 @pytest.mark.parametrize("unit", [
     {"weight": 1e9}, {"weight": -1}, {"weight": "1"}, {"image": "not base64"}, {"image": ""},
     {"model": "../../etc/passwd"}, {"model": "/etc/passwd"}, {"mask": "AAAA"}, {"model": None},
-], ids=["huge", "negative", "str", "junk-image", "no-image", "dotdot", "abs", "bad-mask", "no-model"])
+    {"guidance_start": 0.6, "guidance_end": 0.5}, {"guidance_end": 1e9}, {"guidance_start": -0.1},
+], ids=["huge", "negative", "str", "junk-image", "no-image", "dotdot", "abs", "bad-mask", "no-model", "window",
+        "end-huge", "start-negative"])
 def test_hostile_units_are_4xx_json(ip_client, unit):
     r = ip_client.post("/sdapi/v1/txt2img", json={**BASE, "steps": 1, "alwayson_scripts": {"IP-Adapter": {
         "args": [_unit(**unit)]}}})
@@ -188,8 +203,9 @@ def test_accordion_units_combine_to_the_api_dict_and_generate(ip_client):
     slot = next(s for s in scripts.slots if s.title == "IP-Adapter")
     group = slot.args[0].components
     assert [c.elem_id for c in group] == [f"txt2img_ip_adapter_unit_0_{k}" for k in
-                                          ("enabled", "image", "model", "weight", "mask")]
-    unit = slot.args[0].combine(True, _prompt_image(), "ip-adapter_tiny.safetensors", 1.0, None)
+                                          ("enabled", "image", "model", "weight", "mask", "guidance_start",
+                                           "guidance_end")]
+    unit = slot.args[0].combine(True, _prompt_image(), "ip-adapter_tiny.safetensors", 1.0, None, 0.0, 1.0)
     json.dumps(unit)  # stored in the history as JSON
     assert unit["enabled"] and unit["image"] and unit["mask"] is None
     via_ui, _ = _gen(ip_client, u=unit)

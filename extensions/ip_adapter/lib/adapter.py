@@ -140,7 +140,7 @@ def apply(call: Any, units: list, adapters: list[dict], embeds: list[torch.Tenso
         pipe.unload_ip_adapter()
         raise ScriptError(f"IP-Adapter doesn't fit this checkpoint: {str(e)[:200]}") from None
     call.after(pipe.unload_ip_adapter)
-    pipe.set_ip_adapter_scale([u.weight for u in units] if len(units) > 1 else units[0].weight)
+    set_scales(pipe, units, 0.0)
     generators = kwargs.get("generator")
     n = len(generators) if isinstance(generators, list) else 1
     cfg = float(kwargs.get("guidance_scale", 7.5)) > 1
@@ -163,3 +163,10 @@ def apply(call: Any, units: list, adapters: list[dict], embeds: list[torch.Tenso
                                             "ip_adapter_masks": [m[None, None] if m.ndim == 2 else m[None]
                                                                  for m in masks[:, 0]]}
     return pipe, kwargs
+
+
+def set_scales(pipe: Any, units: list, fraction: float) -> None:
+    """Each adapter's scale at this point of the sampling: its weight inside its [start, end) window, else 0 (an
+    IP attention output times 0 adds exactly nothing)."""
+    scales = [u.scale_at(fraction) for u in units]
+    pipe.set_ip_adapter_scale(scales if len(scales) > 1 else scales[0])

@@ -8,7 +8,7 @@ import gradio as gr
 
 from webui.extensions.api import ArgGroup
 
-KEYS = ("enabled", "image", "model", "weight", "mask")
+KEYS = ("enabled", "image", "model", "weight", "mask", "guidance_start", "guidance_end")
 
 
 def png_b64(image: Any) -> str | None:
@@ -32,7 +32,9 @@ def combine(*values: Any) -> dict[str, Any]:
     return {"enabled": enabled, "model": unit.get("model") or "None",
             "weight": float(unit["weight"]) if unit.get("weight") is not None else 1.0,
             "image": png_b64(unit.get("image")) if enabled else None,
-            "mask": png_b64(unit.get("mask")) if enabled else None}
+            "mask": png_b64(unit.get("mask")) if enabled else None,
+            "guidance_start": float(unit.get("guidance_start") or 0.0),
+            "guidance_end": float(unit["guidance_end"]) if unit.get("guidance_end") is not None else 1.0}
 
 
 def build(names: tuple[str, ...], models: list[str], is_img2img: bool) -> dict[str, ArgGroup]:
@@ -55,7 +57,12 @@ def build(names: tuple[str, ...], models: list[str], is_img2img: bool) -> dict[s
                 with gr.Row():
                     model = gr.Dropdown(["None", *models], value="None", label="Model", elem_id=f"{prefix}_model")
                     weight = gr.Slider(0, 2, value=1.0, step=0.05, label="Weight", elem_id=f"{prefix}_weight")
-            out[name] = ArgGroup(components=[enabled, image, model, weight, mask], combine=combine,
+                with gr.Row():
+                    start = gr.Slider(0, 1, value=0.0, step=0.01, label="Starting Control Step",
+                                      elem_id=f"{prefix}_guidance_start")
+                    end = gr.Slider(0, 1, value=1.0, step=0.01, label="Ending Control Step",
+                                    elem_id=f"{prefix}_guidance_end")
+            out[name] = ArgGroup(components=[enabled, image, model, weight, mask, start, end], combine=combine,
                                  describe={"enabled": False, "image": None, "model": "None", "weight": 1.0,
-                                           "mask": None})
+                                           "mask": None, "guidance_start": 0.0, "guidance_end": 1.0})
     return out

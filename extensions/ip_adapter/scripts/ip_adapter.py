@@ -1,6 +1,7 @@
 """IP-Adapter (image prompts) on the public extension contract: `alwayson_scripts: {"IP-Adapter": {"args": [unit,
 ...]}}` with units `{"enabled", "image" (base64), "model" (a file of models/ipadapter), "weight" (0..2), "mask"
-(base64, optional: white = where the image prompt applies)}`; the image encoder is a CLIPVisionModelWithProjection
+(base64, optional: white = where the image prompt applies), "guidance_start"/"guidance_end" (0..1: the fraction of
+the steps it acts in)}`; the image encoder is a CLIPVisionModelWithProjection
 folder of models/clip_vision (setting ip_adapter_image_encoder). Applied in `pipeline_call` through diffusers'
 load_ip_adapter, undone after each call (`PipelineCall.after`). A unit at weight 0 is left out, so the image is the
 one without it, bit for bit. Infotext: `IP-Adapter <i>: "model: …, weight: …"`."""
@@ -39,6 +40,12 @@ class Unit:
     model: str
     weight: float
     mask: Any = None
+    guidance_start: float = 0.0  # sd-webui-controlnet's names: the fraction of the steps the unit acts in
+    guidance_end: float = 1.0
+
+    def scale_at(self, fraction: float) -> float:
+        """The unit's weight at this point of the sampling (0 outside [guidance_start, guidance_end))."""
+        return self.weight if self.guidance_start <= fraction < self.guidance_end else 0.0
 
 
 def decode(value: Any, what: str):
@@ -77,6 +84,15 @@ def parse_unit(i: int, raw: Any, models_dir: Path) -> Unit | None:
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) \
             or not 0 <= weight <= 2:
         raise ScriptError(f"IP-Adapter unit {i}: weight must be a number from 0 to 2")
+    window = []
+    for key, default in (("guidance_start", 0.0), ("guidance_end", 1.0)):
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or not 0 <= value <= 1:
+            raise ScriptError(f"IP-Adapter unit {i}: {key} must be a number from 0 to 1")
+        window.append(float(value))
+    if window[0] >= window[1]:
+        raise ScriptError(f"IP-Adapter unit {i}: guidance_start must be below guidance_end")
     if weight == 0:
         return None
     model = raw.get("model")
@@ -87,13 +103,15 @@ def parse_unit(i: int, raw: Any, models_dir: Path) -> Unit | None:
     if image is None:
         raise ScriptError(f"IP-Adapter unit {i} is enabled without an image")
     mask = decode(raw.get("mask"), f"unit {i} mask")
-    return Unit(i, image, model.strip(), float(weight), mask.convert("L") if mask is not None else None)
+    return Unit(i, image, model.strip(), float(weight), mask.convert("L") if mask is not None else None,
+                window[0], window[1])
 
 
 class IPAdapterState:
     def __init__(self, ext: ExtensionHandle):
         self.ext = ext
         self.units: list[Unit] = []
+        self.pipe = None  # the pipeline of the call in progress (its adapters' scales follow the steps)
         self._encoder = None
         self._adapters: dict[tuple[Path, float], dict] = {}
 
@@ -124,7 +142,21 @@ class IPAdapterState:
         for u, state in zip(self.units, states):
             adapter.check_fits(u.model, state, call.pipeline.unet, encoder.dim)
         embeds = [encoder.embed(u.image) for u in self.units]
-        return adapter.apply(call, self.units, states, embeds)
+        pipe, kwargs = adapter.apply(call, self.units, states, embeds)
+        self.pipe = pipe
+        call.after(self._call_ended)
+        return pipe, kwargs
+
+    def _call_ended(self) -> None:
+        self.pipe = None
+
+    def on_step_end(self, info) -> None:
+        """After step `info.step` of `info.total`: the scales for the next step (guidance start/end)."""
+        if self.pipe is None or not self.units:
+            return None
+        if any(u.guidance_start > 0 or u.guidance_end < 1 for u in self.units):
+            lib("adapter").set_scales(self.pipe, self.units, info.step / max(1, info.total))
+        return None
 
 
 class IPAdapterScript(Script):
@@ -146,6 +178,8 @@ class IPAdapterScript(Script):
 
     def infotext_params(self, request, **units: Any) -> dict[str, str]:
         return {f"IP-Adapter {u.index}": f"model: {u.model}, weight: {u.weight:g}, mask: {u.mask is not None}"
+                + (f", start: {u.guidance_start:g}, end: {u.guidance_end:g}"
+                   if u.guidance_start > 0 or u.guidance_end < 1 else "")
                 for u in self.state.units}
 
     def ui(self, is_img2img: bool) -> dict[str, Any]:
@@ -173,6 +207,7 @@ def install(ext: ExtensionHandle) -> IPAdapterState:
 
     ext.on("before_generate", on_before_generate)
     ext.on("pipeline_call", state.on_pipeline_call)
+    ext.on("step_end", state.on_step_end)
     ext.add_api_route("/models", models, methods=["GET"])
     ext.add_script(IPAdapterScript(state, int(ext.settings.get("ip_adapter_unit_count"))))
     return state
