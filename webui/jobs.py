@@ -51,7 +51,7 @@ class Job:
     retries: int = 0  # times it was re-queued because its worker died
     worker: str | None = None  # the Ray worker running it (None: the local worker)
     owner: str | None = None  # who submitted it from the UI ("browser:<id>" or "user:<name>"): reconnect finds it
-    training: Any = None  # train-lora jobs: their webui.training.jobs.TrainingStatus
+    training: Any = None  # train-lora jobs: their webui.training.plan.TrainingStatus
 
 
 class Requeue(Exception):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, TypeVar
 
@@ -19,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from webui.errors import Conflict, EaselError, InvalidRequest, ModelNotFound
 from webui.generation.requests import MAX_SEED
-from webui.training.dataset import Dataset, load_dataset
+from webui.training.dataset import load_dataset
+from webui.training.plan import TrainingPlan, TrainingStatus
 from webui.training.trainer import STATE_FILE, TrainConfig
 
 JOB_KIND = "train-lora"
@@ -70,57 +70,6 @@ class TrainOptions(BaseModel):
     optimizer: Literal["adamw", "adamw8bit"] = "adamw"
     save_precision: Literal["fp16", "bf16", "fp32"] = "fp16"
     sample_steps: int = 20
-
-
-@dataclass
-class TrainingStatus:
-    """Live state of one training job (read by the jobs API and the Train tab)."""
-
-    total_steps: int
-    step: int = 0
-    loss: float | None = None
-    losses: list[float] = field(default_factory=list)
-    phase: str = "queued"
-    resumed_from: int = 0
-    samples: list[str] = field(default_factory=list)
-    result: dict[str, Any] | None = None
-    _t0: float | None = None
-    _s0: int = 0
-
-    def eta(self) -> float | None:
-        if self._t0 is None or self.step <= self._s0:
-            return None
-        rate = (time.time() - self._t0) / (self.step - self._s0)
-        return rate * (self.total_steps - self.step)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "total_steps": self.total_steps, "loss": self.loss, "losses": list(self.losses),
-                "phase": self.phase, "resumed_from": self.resumed_from, "eta": self.eta(),
-                "samples": list(self.samples), "result": self.result}
-
-
-@dataclass
-class TrainingPlan:
-    req: TrainLoraRequest
-    options: TrainOptions
-    checkpoint: Any  # CheckpointInfo
-    dataset: Dataset
-    config: TrainConfig
-    output: Path
-    work_dir: Path
-    native_size: int
-    # True when a finished LoRA of this name is kept until this run completes: saves before the end (save_every,
-    # a cancel) go to `partial_output`, and only the completed run replaces `output`
-    replaces: bool = False
-
-    @property
-    def state_file(self) -> Path:
-        return self.work_dir / STATE_FILE
-
-    @property
-    def partial_output(self) -> Path:
-        """Where a run that replaces an earlier LoRA keeps its weights until it completes (kohya-like naming)."""
-        return self.output.with_name(f"{self.output.stem}-partial.safetensors")
 
 
 M = TypeVar("M", bound=BaseModel)

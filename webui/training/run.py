@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from webui import VERSION_TAG
 from webui.training.dataset import encode_latents
 from webui.training.export import export_adapter
-from webui.training.jobs import TrainingPlan, TrainingStatus
+from webui.training.plan import TrainingPlan, TrainingStatus
 from webui.training.sampling import sample_image, save_png
 from webui.training.trainer import ADAPTER, LoraTrainer, TrainHooks
 
