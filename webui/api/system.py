@@ -62,7 +62,7 @@ def system_report(application: Application) -> dict[str, Any]:
         "preview": preview_status(str(opts.get("show_progress_type")), vae, application.paths.models_dir / "VAE-approx",
                                   application.generation.previews.get(vae)),
         # where jobs run (#22): the local worker thread, or Ray workers as GET /easel/v1/workers lists them
-        "workers": {"mode": "local", "workers": []} if getattr(application.jobs, "executor", None) is None
+        "workers": {"mode": "local", "workers": []} if application.jobs.executor is None
                    else {"mode": "ray", "workers": application.jobs.executor.list()},
     }
 

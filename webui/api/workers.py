@@ -33,7 +33,7 @@ class WorkerList(BaseModel):
 
 
 def _pool(app) -> Any:
-    pool = getattr(app.jobs, "executor", None)
+    pool = app.jobs.executor
     if pool is None:
         raise InvalidRequest("this server runs jobs on its local worker (start it with --workers ray)")
     return pool
@@ -44,7 +44,7 @@ def build_workers_router(app) -> APIRouter:
 
     @r.get("/workers", response_model=WorkerList)
     def list_workers() -> WorkerList:
-        pool = getattr(app.jobs, "executor", None)
+        pool = app.jobs.executor
         if pool is None:
             return WorkerList(mode="local", workers=[])
         return WorkerList(mode="ray", workers=[WorkerView(**w) for w in pool.list()])

@@ -255,7 +255,7 @@ def start_training(application, params: Any, options: Any = None, *, job_id: str
     body["checkpoint"] = body.get("checkpoint") or plan.checkpoint.title
     record = request_record(JOB_KIND, body, from_api=True, options=plan.options.model_dump(mode="json"))
     remote = None
-    if getattr(application, "workers", None) is not None:  # --workers ray: the run goes to a worker
+    if application.workers is not None:  # --workers ray: the run goes to a worker
         from webui.workers.remote_training import training_work
 
         remote = training_work(application, plan, status)
