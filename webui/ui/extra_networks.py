@@ -154,9 +154,7 @@ class ExtraNetworksPanel:
                                 preview=find_preview(info.path), sub=info.shorthash,
                                 user=read_user_metadata(info.path)))
             return out
-        catalog = getattr(self.app, "embeddings", None)
-        if catalog is None:
-            return []
+        catalog = self.app.embeddings
         api = catalog.api(self.app.models.active)
         embeddings = catalog.all()
         out = []
@@ -204,8 +202,7 @@ class ExtraNetworksPanel:
 
     def on_refresh(self, query: str | None):
         self.app.loras.refresh()
-        if getattr(self.app, "embeddings", None) is not None:
-            self.app.embeddings.refresh()
+        self.app.embeddings.refresh()
         return self.on_search(query)
 
     def on_card(self, prompt: str | None, evt: gr.EventData):

@@ -47,8 +47,7 @@ def _tokenizer(application):
 def counter_text(application, text: str | None, steps: Any = 20, *, negative: bool = False) -> str:
     """"n/75" for the prompt box, as A1111 shows it (the longest text the prompt reads as at any step)."""
     tokenizer, model = _tokenizer(application)
-    catalog = getattr(application, "embeddings", None)
-    counts = catalog.vector_counts(model) if catalog is not None and model is not None else None
+    counts = application.embeddings.vector_counts(model) if model is not None else None
     try:
         n_steps = max(1, int(steps or 20))
     except (TypeError, ValueError):
