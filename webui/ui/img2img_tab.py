@@ -30,6 +30,15 @@ TAB_LABELS = ("img2img", "Sketch", "Inpaint", "Inpaint sketch", "Inpaint upload"
 TAB_IDS = ("img2img_img2img_tab", "img2img_img2img_sketch_tab", "img2img_inpaint_tab", "img2img_inpaint_sketch_tab",
            "img2img_inpaint_upload_tab", "img2img_batch_tab")
 PALETTE = ["#000000", "#ffffff", "#cc3232", "#32cc70", "#3270cc", "#e6c832", "#ad32cc", "#8b5a2b"]
+EDITOR_IDS = {"sketch": "img2img_sketch", "inpaint_sketch": "inpaint_sketch"}
+# Gradio's editor shows "Upload an image or select the draw tool to start" until a tool is picked: on an empty
+# Sketch canvas pick the brush, so the user can draw at once (A1111's sketch canvas); an image keeps its tool
+PICK_BRUSH_JS = """() => { setTimeout(() => {
+  const root = document.getElementById('%s');
+  if (!root) return;
+  const brush = root.querySelector('button[aria-label="Brush"]');
+  if (brush && !root.dataset.easelBrushPicked) { root.dataset.easelBrushPicked = '1'; brush.click(); }
+}, 150); }"""
 FIELDS = COMMON_FIELDS + (
     ("denoising_strength", "denoising"), ("resize_mode", "resize_mode"), ("mask_blur", "mask_blur"),
     ("inpainting_mask_invert", "mask_mode"), ("inpainting_fill", "masked_content"),
@@ -127,9 +136,11 @@ class Img2ImgTab(GenerationTab):
         self._wire()
 
     def _editor(self, label: str, elem_id: str, brush: gr.Brush, layers: Any = True) -> gr.ImageEditor:
+        # brush and eraser sizes "auto": Gradio sizes them from the image (about 1/50 of its short side), so a big
+        # photo gets a big brush; a blank sketch canvas is 512×512
         return gr.ImageEditor(label=label, type="pil", format="png", image_mode="RGBA", elem_id=elem_id,
-                              sources=["upload", "clipboard"], brush=brush, eraser=gr.Eraser(), layers=layers,
-                              transforms=(), height=480)
+                              sources=["upload", "clipboard"], brush=brush, eraser=gr.Eraser(default_size="auto"),
+                              layers=layers, transforms=(), height=480, canvas_size=(512, 512))
 
     def _build(self) -> None:
         self.build_toprow()
@@ -184,16 +195,19 @@ class Img2ImgTab(GenerationTab):
             self.interrogate_clip = gr.Button("Interrogate CLIP", elem_id="interrogate", size="sm")
 
     def _build_sketch(self) -> None:
-        self.sketch = self._editor("Sketch", "img2img_sketch", gr.Brush(colors=PALETTE, color_mode="defaults"))
+        self.sketch = self._editor("Sketch", "img2img_sketch",
+                                   gr.Brush(default_size="auto", colors=PALETTE, color_mode="defaults"))
 
     def _build_inpaint(self) -> None:
-        brush = gr.Brush(colors=["#ffffff", "#000000"], default_color="#ffffff", color_mode="defaults")
+        # the mask is painted half-transparent, so the picture shows through (any alpha > 0 is masked: editor_mask)
+        brush = gr.Brush(default_size="auto", colors=[("#ffffff", 0.5), ("#000000", 0.5)],
+                         default_color=("#ffffff", 0.5), color_mode="defaults")
         self.inpaint = self._editor("Image for inpainting with mask", "img2maskimg", brush,
                                     gr.LayerOptions(allow_additional_layers=False, layers=["Mask"]))
 
     def _build_inpaint_sketch(self) -> None:
         self.inpaint_sketch = self._editor("Color sketch inpainting", "inpaint_sketch",
-                                           gr.Brush(colors=PALETTE, color_mode="defaults"))
+                                           gr.Brush(default_size="auto", colors=PALETTE, color_mode="defaults"))
 
     def _build_inpaint_upload(self) -> None:
         self.upload_base = gr.Image(label="Image", type="pil", format="png", image_mode="RGB",
@@ -221,6 +235,8 @@ class Img2ImgTab(GenerationTab):
         for mode, tab in zip(MODES, self.mode_tab_list):
             tab.select(partial(self.on_mode, mode), inputs=None, outputs=[self.mode, self.inpaint_controls],
                        queue=False)
+            if mode in ("sketch", "inpaint_sketch"):  # a blank canvas is ready to draw on: the brush is picked
+                tab.select(None, js=PICK_BRUSH_JS % EDITOR_IDS[mode])
         self.to_tab.select(lambda: False, inputs=None, outputs=[self.resize_by], queue=False)
         self.interrogate_clip.click(self.on_interrogate, inputs=[self.init_image, self.prompt], outputs=[self.prompt],
                                     concurrency_limit=None)  # the job queue orders the work
