@@ -103,7 +103,8 @@ def test_the_head_lists_checkpoint_vae_and_loras_with_their_hashes(make_app, dat
     app.catalog.refresh()
     app.models.refresh()
     app.lora_catalog.refresh()
-    task = SimpleNamespace(kind="txt2img", checkpoint="sub/tiny-b.safetensors", options={"sd_vae": "my.vae.safetensors"},
+    task = SimpleNamespace(kind="txt2img", checkpoint="sub/tiny-b.safetensors",
+                           options={"sd_vae": "my.vae.safetensors"},
                            request=SimpleNamespace(prompt="a cat <lora:ink:0.8> <lora:nope:1>", hr_prompt=""))
     files = {f.key: f for f in needed_files(app, task)}
     assert set(files) == {"Stable-diffusion/sub/tiny-b.safetensors", "VAE/my.vae.safetensors",
@@ -119,7 +120,8 @@ def test_the_head_lists_checkpoint_vae_and_loras_with_their_hashes(make_app, dat
                            request=SimpleNamespace(prompt="x", hr_prompt=None))
     assert {f.key for f in needed_files(app, task)} == {"Stable-diffusion/tiny-a.safetensors",
                                                         "Stable-diffusion/tiny-a.vae.safetensors"}
-    assert needed_files(app, SimpleNamespace(kind="txt2img", checkpoint="", options={}, request=SimpleNamespace(prompt="x"))) == []
+    bare = SimpleNamespace(kind="txt2img", checkpoint="", options={}, request=SimpleNamespace(prompt="x"))
+    assert needed_files(app, bare) == []
 
 
 def test_worker_paths_follow_the_flag(tmp_path):
