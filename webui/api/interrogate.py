@@ -3,10 +3,15 @@ the job queue so it never shares the device with a generation (webui/interrogate
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from webui.security import load_image_field
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 
 class InterrogateRequest(BaseModel):
@@ -20,7 +25,7 @@ class InterrogateResponse(BaseModel):
     caption: str
 
 
-def add_interrogate_routes(r: APIRouter, app) -> None:
+def add_interrogate_routes(r: APIRouter, app: Application) -> None:
     @r.post("/interrogate", response_model=InterrogateResponse)
     def interrogate(req: InterrogateRequest) -> InterrogateResponse:
         image = load_image_field(req.image, app, field="image")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from webui.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 
 class WorkerView(BaseModel):
@@ -32,14 +35,14 @@ class WorkerList(BaseModel):
     workers: list[WorkerView]
 
 
-def _pool(app) -> Any:
+def _pool(app: Application) -> Any:
     pool = app.jobs.executor
     if pool is None:
         raise InvalidRequest("this server runs jobs on its local worker (start it with --workers ray)")
     return pool
 
 
-def build_workers_router(app) -> APIRouter:
+def build_workers_router(app: Application) -> APIRouter:
     r = APIRouter(prefix="/easel/v1", tags=["easel"])
 
     @r.get("/workers", response_model=WorkerList)

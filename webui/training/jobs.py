@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Any, Literal, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Optional, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -21,6 +21,9 @@ from webui.generation.requests import MAX_SEED
 from webui.training.dataset import load_dataset
 from webui.training.plan import TrainingPlan, TrainingStatus
 from webui.training.trainer import STATE_FILE, TrainConfig
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 JOB_KIND = "train-lora"
 MAX_TRAIN_STEPS = 1_000_000
@@ -123,7 +126,7 @@ def _ranges(req: TrainLoraRequest, opt: TrainOptions) -> None:
             raise InvalidRequest(message)
 
 
-def _check_device(application, opt: TrainOptions) -> None:
+def _check_device(application: Application, opt: TrainOptions) -> None:
     on_gpu = getattr(application.policy.device, "type", "cpu") == "cuda"
     if opt.mixed_precision != "no" and not on_gpu:
         raise InvalidRequest(f"{opt.mixed_precision} training needs a CUDA GPU; use mixed_precision 'no' on the CPU")
@@ -134,7 +137,7 @@ def _check_device(application, opt: TrainOptions) -> None:
             raise InvalidRequest("8-bit AdamW needs bitsandbytes and a CUDA GPU; use 'adamw'")
 
 
-def _dataset_folder(application, folder: str) -> str:
+def _dataset_folder(application: Application, folder: str) -> str:
     """As given on loopback; when exposed, only a folder inside the data dir (no listing or walking /etc or /)."""
     from webui.pathguard import PathOutside, confine, exposed_roots
 
@@ -148,7 +151,7 @@ def _dataset_folder(application, folder: str) -> str:
                              "datasets must be inside the data dir, e.g. <data-dir>/training/datasets/)") from None
 
 
-def check_request(application, req: Any, options: Any = None) -> TrainingPlan:
+def check_request(application: Application, req: Any, options: Any = None) -> TrainingPlan:
     """Every check that can fail, before anything is written or queued. Raises InvalidRequest."""
     from webui.models.families import Family
     from webui.models.loader import probe_file
@@ -227,7 +230,7 @@ def _trained(path: Path) -> str:
     return f"{steps} steps, saved {when}" if steps else f"saved {when}"
 
 
-def existing_lora_note(application, name: str) -> str | None:
+def existing_lora_note(application: Application, name: str) -> str | None:
     """A plain sentence when training `name` would replace a file (the Train tab shows it as the name is typed)."""
     try:
         name = _check_name(name)
@@ -242,7 +245,7 @@ def existing_lora_note(application, name: str) -> str | None:
             "\"Overwrite existing LoRA\" is ticked, and only once the new run completes.")
 
 
-def start_training(application, params: Any, options: Any = None, *, job_id: str | None = None):
+def start_training(application: Application, params: Any, options: Any = None, *, job_id: str | None = None):
     """Validate, then queue a "train-lora" job. `job.training` is its live TrainingStatus; its value {name, path}.
     The history keeps the request (with the checkpoint it resolved to), so a job still waiting when the server
     stopped is queued again at the next start (`job_id`: under its own id; webui/lifecycle.py)."""

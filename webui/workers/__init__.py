@@ -4,9 +4,12 @@ to the queue. See docs/scaling.md."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from webui.workers.remote import remote_work  # noqa: F401  (the Application's one import from here)
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 
 def ray_address(ns: Any) -> tuple[bool, str | None]:
@@ -20,7 +23,7 @@ def ray_address(ns: Any) -> tuple[bool, str | None]:
     return workers == "ray", None
 
 
-def attach_workers(application) -> Any:
+def attach_workers(application: Application) -> Any:
     """The RayPool attached to the application's queue (started with it), or None for the local worker."""
     use_ray, address = ray_address(application.ns)
     if not use_ray:

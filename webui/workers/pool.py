@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 from ray.exceptions import RayActorError, RayTaskError
@@ -38,6 +38,9 @@ from webui.workers.actor import EaselWorker
 from webui.workers.model_files import NeededFile, needed_files, read_chunks
 from webui.workers.remote import with_job_id
 from webui.workers.remote_training import copy_status, write_outputs
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 log = logging.getLogger("easel.workers")
 
@@ -92,7 +95,7 @@ class WorkerSlot:
 
 
 class RayPool:
-    def __init__(self, application, *, address: str | None, num_workers: int | None, threads: int | None,
+    def __init__(self, application: Application, *, address: str | None, num_workers: int | None, threads: int | None,
                  max_retries: int):
         self.app, self.address, self.max_retries = application, address, max_retries
         self.num_workers, self.threads = num_workers, threads

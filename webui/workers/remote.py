@@ -13,7 +13,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 PLACEHOLDER = "easel-remote://"  # prefix of the paths a worker hands out before the head has saved anything
 
@@ -81,8 +84,8 @@ class RecordingOutputs:
 LOCAL_ONLY_EVENTS = ("after_image", "step_end", "image_saved")
 
 
-def remote_work(application, kind: str, req, view, hooks, *, save: bool, save_grid: bool, inputs: tuple | None,
-                after: Callable | None) -> RemoteWork | None:
+def remote_work(application: Application, kind: str, req, view, hooks, *, save: bool, save_grid: bool,
+                inputs: tuple | None, after: Callable | None) -> RemoteWork | None:
     """The remote part of a generation job, or None when it must run here: a batch over folders, img2img with no
     decoded inputs, always-on scripts, extensions listening to images or steps. `save` is already the job's
     do-save (request and samples_save)."""
@@ -100,7 +103,7 @@ def remote_work(application, kind: str, req, view, hooks, *, save: bool, save_gr
     return RemoteWork(task=task, finish=finish)
 
 
-def finish_on_head(application, view, req, answer: dict[str, Any], after: Callable | None) -> Any:
+def finish_on_head(application: Application, view, req, answer: dict[str, Any], after: Callable | None) -> Any:
     """Replay the worker's saves through the head's OutputWriter, then what the local job does after generating."""
     result = answer["result"]
     writer = application.outputs.with_options(view.get)
