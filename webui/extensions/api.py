@@ -99,12 +99,20 @@ class PipelineCall:
     kwargs: dict[str, Any]
     hires: bool = False
     cleanups: list[Callable[[], None]] = field(default_factory=list)
+    step_listeners: list[Callable[[Any], None]] = field(default_factory=list)
 
     def after(self, fn: Callable[[], None]) -> None:
         """(API 1, additive) Run `fn()` once this pipeline call has finished, also on an error or an interrupt
         (last registered, first run): undo what the hook switched on the pipeline's models for this call only
         (e.g. diffusers' `unload_ip_adapter` after `load_ip_adapter`)."""
         self.cleanups.append(fn)
+
+    def on_step(self, fn: Callable[["StepInfo"], None]) -> None:
+        """(API 1, additive) Call `fn(StepInfo)` after each denoising step of this pipeline call only (e.g. a
+        per-step weight schedule). Prefer it to a global `step_end` hook for work that belongs to the calls a
+        `pipeline_call` hook changed: a `step_end` listener keeps every job on the head's local worker when jobs
+        run on workers (docs/scaling.md), this does not."""
+        self.step_listeners.append(fn)
 
 
 @dataclass

@@ -37,12 +37,27 @@ class PromptConditioning:
                 call = PipelineCall(kind=kind, pipeline=pipe, kwargs=kwargs, hires=hires, cleanups=cleanups)
                 pipe, kwargs = hooks.pipeline_call(call)
                 follow_unet_precision(pipe)  # an added ControlNet runs at the UNet's precision (the CPU fast path)
+                if call.step_listeners:
+                    callback = _with_step_listeners(callback, call.step_listeners, kind)
             guided = GuidedConditioning(self.positive, self.negative, batch_size=n)
             with guided.composable(pipe.unet), bf16_weights(pipe):
                 return pipe(**guided.pipeline_kwargs(), callback_on_step_end=guided.callback(callback), **kwargs)
         finally:
             for undo in reversed(cleanups):
                 undo()
+
+
+def _with_step_listeners(callback: Callable, listeners: list, kind: str) -> Callable:
+    """The step callback, then this call's own listeners (PipelineCall.on_step) with the step's StepInfo."""
+    from webui.extensions.api import StepInfo
+
+    def on_step_end(pipe, i, t, kwargs):
+        kwargs = callback(pipe, i, t, kwargs)
+        total = int(getattr(pipe, "_num_timesteps", 0) or 0)
+        for fn in listeners:
+            fn(StepInfo(step=i + 1, total=total, timestep=t, latents=kwargs["latents"], kind=kind))
+        return kwargs
+    return on_step_end
 
 
 def prepare(pipe, prompt: str, negative: str, steps: int, clip_skip: int, opts: OptionsView, *,
