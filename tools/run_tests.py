@@ -93,23 +93,40 @@ def find_chromium() -> Path | None:
 
 def ensure_chromium() -> Path | None:
     """Install Debian's chromium when it is missing and we can (root + apt-get); otherwise say why and go on."""
-    found = find_chromium()
-    if found:
-        return found
+    return find_chromium() or ensure_debian_package("chromium", find_chromium, "browser tests")
+
+
+def find_postgres() -> Path | None:
+    found = shutil.which("initdb") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))), None)
+    return Path(found) if found else None
+
+
+def ensure_postgres() -> Path | None:
+    """Debian's PostgreSQL server programs for tests/test_history_postgres.py (which starts its own private cluster
+    on loopback; nothing is started here)."""
+    return find_postgres() or ensure_debian_package("postgresql", find_postgres, "PostgreSQL history tests",
+                                                  recommends=False)
+
+
+def ensure_debian_package(package: str, find: Callable[[], Path | None], purpose: str,
+                          recommends: bool = True) -> Path | None:
+    """apt-get install `package` when we can (root + apt-get); otherwise say why and go on (the tests that need it
+    skip, and the skip list fails the run when the machine could have run them)."""
     if not shutil.which("apt-get"):
-        print("chromium not found and apt-get is unavailable: browser tests will be skipped.", flush=True)
+        print(f"{package} not found and apt-get is unavailable: {purpose} will be skipped.", flush=True)
         return None
     if hasattr(os, "geteuid") and os.geteuid() != 0:
-        print("chromium not found; install it with `sudo apt-get install -y chromium`. "
-              "Browser tests will be skipped.", flush=True)
+        print(f"{package} not found; install it with `sudo apt-get install -y {package}`. {purpose} will be "
+              "skipped.", flush=True)
         return None
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
+    install = ["apt-get", "install", "-y", *([] if recommends else ["--no-install-recommends"]), package]
+    for cmd in (["apt-get", "update"], install):
         print("$ " + " ".join(cmd), flush=True)
         if subprocess.call(cmd, env=env) != 0:
-            print(f"`{' '.join(cmd)}` failed: browser tests will be skipped.", flush=True)
+            print(f"`{' '.join(cmd)}` failed: {purpose} will be skipped.", flush=True)
             return None
-    return find_chromium()
+    return find()
 
 
 def names_paths(extra: Sequence[str]) -> bool:
@@ -130,6 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"run_tests.py: setup failed: {e}", file=sys.stderr)
         return 1
     chromium = ensure_chromium()
+    ensure_postgres()
     env = {**os.environ, **TEST_ENV}
     env.pop(bootstrap.REEXEC_ENV, None)
     if chromium:
@@ -187,7 +205,7 @@ def machine_facts(python: Path, env: dict, chromium: Path | None) -> dict:
     """What SKIP_REASONS asks about this machine and the venv."""
     facts: dict = {"chromium": chromium is not None, "demo": DEMO_MODEL.is_file(),
                    "node": shutil.which("node") is not None,
-                   "postgres": bool(shutil.which("initdb") or list(Path("/usr/lib/postgresql").glob("*/bin/initdb")))}
+                   "postgres": find_postgres() is not None}
     try:
         out = subprocess.run([str(python), "-c", PROBE], cwd=REPO_DIR, env=env, capture_output=True, text=True,
                              timeout=300, check=True).stdout
