@@ -52,6 +52,7 @@ class Application:
 
     scripts: ScriptCatalog | None = None  # made on first use (webui/api/extensions.py script_catalog)
     extension_manager: ExtensionManager | None = None  # made on first use (webui/extensions/manager.py manager_for)
+    ui_reloader: Any = None  # Settings → "Reload UI": set by the server that mounts the UI (webui/api/server.py)
 
     def __init__(self, ns: argparse.Namespace | None = None, *, paths: Paths | None = None,
                  owns_process: bool = False):
