@@ -53,13 +53,14 @@ SHORTCUTS_JS = r"""
 """
 
 # after the follower ends: Generate forever clicks Generate again (A1111 does it from the page too); it stops when
-# the box is unticked or the last job ended in an error
+# the box is unticked or the last job made no image (failed, cancelled, interrupted early: no infotext shown; a
+# warning shown with the images does not stop it)
 FOREVER_JS = """
 (forever) => {
   const tab = "%s";
   if (!forever) return [];
   const info = document.getElementById(`html_info_${tab}`);
-  if (info && info.querySelector(".easel-error")) return [];
+  if (info && !info.querySelector(".easel-infotext")) return [];
   setTimeout(() => document.getElementById(`${tab}_generate`)?.click(), 200);
   return [];
 }
