@@ -22,7 +22,7 @@ LABELS = {"txt2img": "txt2img", "img2img": "img2img", "extras": "Extras", "train
           "modelmerger": "Checkpoint Merger", "models": "Models", "history": "History", "extensions": "Extensions",
           "settings": "Settings"}
 TABS = tuple(LABELS)
-OPEN_ACCORDIONS = ("txt2img_extra_networks", "txt2img_hr")  # opened in the txt2img shot so their content shows
+OPEN_ACCORDIONS = ("txt2img_extra_networks", "txt2img_hr", "txt2img_script_controlnet")  # their content shows
 
 
 def tab_ids(page) -> list[str]:

@@ -39,6 +39,15 @@ PICK_BRUSH_JS = """() => { setTimeout(() => {
   const brush = root.querySelector('button[aria-label="Brush"]');
   if (brush && !root.dataset.easelBrushPicked) { root.dataset.easelBrushPicked = '1'; brush.click(); }
 }, 150); }"""
+EDITOR_IDS = {"sketch": "img2img_sketch", "inpaint_sketch": "inpaint_sketch"}
+# Gradio's editor shows "Upload an image or select the draw tool to start" until a tool is picked: on an empty
+# Sketch canvas pick the brush (once per page), so the user can draw at once, as on A1111's sketch canvas
+PICK_BRUSH_JS = """() => { setTimeout(() => {
+  const root = document.getElementById('%s');
+  if (!root) return;
+  const brush = root.querySelector('button[aria-label="Brush"]');
+  if (brush && !root.dataset.easelBrushPicked) { root.dataset.easelBrushPicked = '1'; brush.click(); }
+}, 150); }"""
 FIELDS = COMMON_FIELDS + (
     ("denoising_strength", "denoising"), ("resize_mode", "resize_mode"), ("mask_blur", "mask_blur"),
     ("inpainting_mask_invert", "mask_mode"), ("inpainting_fill", "masked_content"),

@@ -37,7 +37,8 @@ LAYOUT = """
 #quicksettings { gap: 8px; align-items: end; margin-top: -8px; }
 #quicksettings button, .easel-tool, #txt2img_seed_row button, #img2img_seed_row button {
   max-width: 2.4em; min-width: 2em !important; padding: 4px; font-size: 1.05em; }
-@media (max-width: 640px) { #setting_sd_model_checkpoint { min-width: 0 !important; flex: 1 1 auto !important; } }
+@media (max-width: 640px) { #quicksettings { flex-wrap: nowrap !important; }
+  #setting_sd_model_checkpoint { min-width: 0 !important; flex: 1 1 auto !important; } }
 .easel-tools { gap: 4px !important; flex-wrap: nowrap !important; align-items: center; }
 .easel-tools .easel-tool { flex: none !important; }
 .easel-prompt-wrap { position: relative; gap: 0 !important; }
@@ -71,7 +72,7 @@ CARDS = """
   justify-content: center; color: var(--body-text-color); opacity: 0.6; font-size: 0.8em; }
 .easel-card .easel-card-name { position: absolute; left: 0; right: 0; bottom: 0; padding: 4px 6px;
   background: rgba(0, 0, 0, 0.62); color: #fff; font-size: 0.85em; font-weight: 600; word-break: break-word; }
-.easel-card .easel-card-name small { display: block; font-weight: 400; opacity: 0.85; }
+.easel-card .easel-card-name small { display: block; font-weight: 400; color: #e5e5e5; font-size: 0.85em; }
 .easel-card.easel-card-error { border-color: var(--error-border-color); }
 .easel-card .easel-card-meta { position: absolute; top: 4px; right: 4px; z-index: 2; border: none;
   border-radius: var(--radius-sm); background: rgba(0, 0, 0, 0.55); color: #fff; cursor: pointer;
