@@ -32,15 +32,6 @@ TAB_IDS = ("img2img_img2img_tab", "img2img_img2img_sketch_tab", "img2img_inpaint
 PALETTE = ["#000000", "#ffffff", "#cc3232", "#32cc70", "#3270cc", "#e6c832", "#ad32cc", "#8b5a2b"]
 EDITOR_IDS = {"sketch": "img2img_sketch", "inpaint_sketch": "inpaint_sketch"}
 # Gradio's editor shows "Upload an image or select the draw tool to start" until a tool is picked: on an empty
-# Sketch canvas pick the brush, so the user can draw at once (A1111's sketch canvas); an image keeps its tool
-PICK_BRUSH_JS = """() => { setTimeout(() => {
-  const root = document.getElementById('%s');
-  if (!root) return;
-  const brush = root.querySelector('button[aria-label="Brush"]');
-  if (brush && !root.dataset.easelBrushPicked) { root.dataset.easelBrushPicked = '1'; brush.click(); }
-}, 150); }"""
-EDITOR_IDS = {"sketch": "img2img_sketch", "inpaint_sketch": "inpaint_sketch"}
-# Gradio's editor shows "Upload an image or select the draw tool to start" until a tool is picked: on an empty
 # Sketch canvas pick the brush (once per page), so the user can draw at once, as on A1111's sketch canvas
 PICK_BRUSH_JS = """() => { setTimeout(() => {
   const root = document.getElementById('%s');
