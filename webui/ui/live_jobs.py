@@ -186,11 +186,15 @@ class LiveJobs:
             yield {self.job_id: job.id, self.preview: gr.update(value=None, visible=False),
                    self.generate: gr.update(value=QUEUE_MORE), self.interrupt: gr.update(visible=True),
                    self.skip: gr.update(visible=True)}
+            line = None
             for snap in follow(self.app.jobs, job):
+                # only what changed: each visibility update re-renders the button in the page (a click on it then
+                # waited for the page in a loaded Chromium)
+                out: dict[Any, Any] = {self.progress: snap.html}
                 waiting = self._waiting_positions(owner, skip_id=job.id)
-                out: dict[Any, Any] = {self.progress: snap.html, self.queue_status: queue_html(waiting),
-                                       self.cancel_queued: gr.update(visible=bool(waiting)), self.job_id: job.id,
-                                       self.interrupt: gr.update(visible=True), self.skip: gr.update(visible=True)}
+                if queue_html(waiting) != line:
+                    line = queue_html(waiting)
+                    out.update({self.queue_status: line, self.cancel_queued: gr.update(visible=bool(waiting))})
                 if snap.preview is not None:
                     out[self.preview] = gr.update(value=snap.preview, visible=True)
                 yield out
