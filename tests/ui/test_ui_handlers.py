@@ -78,7 +78,7 @@ def test_history_row_and_fields_use_what_the_job_really_used():
            "result": {"images": ["/nowhere/a.png"], "infotexts": ["p\nSteps: 5"],
                       "info": {"seed": 1234, "width": 64, "height": 64, "sampler_name": "Euler a"}}}
     row = job_row(job)
-    assert row[1:] == ["txt2img", "done", "p", 5, "Euler a", "64x64", 1234, 1]
+    assert row[1:] == ["txt2img", "done", "p", 5, "Euler a", "64x64", 1234, 1, ""]  # "": the local worker
     fields = job_fields(job)
     assert fields["seed"] == 1234 and fields["sampler_name"] == "Euler a" and fields["scheduler"] == "Automatic"
     assert (fields["width"], fields["height"], fields["n_iter"]) == (64, 64, 2)

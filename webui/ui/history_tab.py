@@ -14,7 +14,9 @@ from webui.outputs import open_user_image
 from webui.ui.common import infotext_html
 from webui.ui.page_value import PageValue
 
-COLUMNS = ["Created", "Type", "Status", "Prompt / result", "Steps", "Sampler", "Size", "Seed", "Images"]
+COLUMNS = ["Created", "Type", "Status", "Prompt / result", "Steps", "Sampler", "Size", "Seed", "Images", "Worker"]
+# the Workers table (--workers ray): what GET /easel/v1/workers lists
+WORKER_COLUMNS = ["Worker", "State", "Host", "PID", "Device", "Loaded models", "Job", "Jobs done", "Heartbeat"]
 # job kinds (webui/jobs.py) as the Type column names them; any other kind (an extension's) is shown as it is
 JOB_TYPES = {"txt2img": "txt2img", "img2img": "img2img", "img2img-batch": "img2img batch", "extras": "extras",
              "train-lora": "train", "merge": "merge", "install-model": "install"}
@@ -74,6 +76,7 @@ def job_row(job: dict[str, Any]) -> list[Any]:
         f"{width}x{height}" if width and height else ("native" if generation else ""),
         info.get("seed", p.get("seed", "")),
         len(_images(job)),
+        (job.get("worker") or "") + (f" (retried {job['retries']}×)" if job.get("retries") else ""),
     ]
 
 
@@ -90,6 +93,18 @@ def thumbnail(path: str) -> Image.Image | None:
             return im.convert("RGB")
     except (OSError, ValueError):
         return None
+
+
+def worker_rows(workers: list[dict[str, Any]], now: float | None = None) -> list[list[Any]]:
+    """One row per Ray worker (GET /easel/v1/workers): the heartbeat as seconds ago."""
+    now = time.time() if now is None else now
+    rows = []
+    for w in workers:
+        beat = w.get("last_heartbeat")
+        rows.append([w.get("id"), w.get("state"), w.get("host") or w.get("node") or "", w.get("pid") or "",
+                     w.get("device") or "", ", ".join(w.get("loaded_models") or []), w.get("job") or "",
+                     w.get("jobs_done", 0), f"{max(0.0, now - beat):.0f} s ago" if beat else ""])
+    return rows
 
 
 def job_fields(job: dict[str, Any]) -> dict[str, Any]:
@@ -113,7 +128,12 @@ def job_details(job: dict[str, Any] | None) -> str:
         head += f" · {html.escape(job_summary(job))}"
     if job.get("error"):
         head += f' · <span class="easel-error">{html.escape(str(job["error"]))}</span>'
+    if job.get("worker"):
+        head += f" · worker {html.escape(str(job['worker']))}"
     head += "</p>"
+    if job.get("retry_log"):  # its worker died: re-queued, and why
+        items = "".join(f"<li>{html.escape(str(r))}</li>" for r in job["retry_log"])
+        head += f"<p>Retried {len(job['retry_log'])}×:</p><ul>{items}</ul>"
     body = infotext_html(texts[0]) if texts else infotext_html(job.get("prompt") or "")
     files = "".join(f"<li>{html.escape(p)}</li>" for p in _images(job))
     return head + body + (f"<ul>{files}</ul>" if files else "")
@@ -130,6 +150,10 @@ class HistoryTab:
                                   interactive=False, elem_id="history_gallery")
         self.table = gr.Dataframe(headers=COLUMNS, value=[], interactive=False, wrap=True, elem_id="history_table",
                                   label="Recent jobs")
+        pool = application.workers  # --workers ray: the workers, next to the jobs they ran
+        with gr.Accordion("Workers", open=True, visible=pool is not None, elem_id="history_workers_box"):
+            self.workers = gr.Dataframe(headers=WORKER_COLUMNS, value=[], interactive=False, wrap=True,
+                                        elem_id="history_workers")
         with gr.Row():
             self.details = gr.HTML("", elem_id="history_details")
             self.send = gr.Button("Send to txt2img", elem_id="history_send_to_txt2img", scale=0, min_width=160)
@@ -139,7 +163,7 @@ class HistoryTab:
         self.gallery_ids = PageValue([])  # job id per gallery item
         self.selected = PageValue(None)
 
-        listing = [self.gallery, self.table, self.ids, self.gallery_ids, self.selected, self.details]
+        listing = [self.gallery, self.table, self.ids, self.gallery_ids, self.selected, self.details, self.workers]
         for event in (self.refresh.click, self.search.submit, tab.select):
             event(self.load, inputs=[self.search], outputs=listing)
         self.table.select(self.on_table_select, inputs=[self.ids], outputs=[self.selected, self.details])
@@ -156,7 +180,9 @@ class HistoryTab:
                     thumbs.append((im, (job.get("prompt") or "")[:60]))
                     gallery_ids.append(job["id"])
         rows = [job_row(j) for j in jobs]
-        return thumbs, rows, [j["id"] for j in jobs], gallery_ids, None, ""
+        pool = self.app.workers
+        workers = worker_rows(pool.list()) if pool is not None else []
+        return thumbs, rows, [j["id"] for j in jobs], gallery_ids, None, "", workers
 
     def _select(self, job_id: str | None):
         job = self.app.history.get(job_id) if job_id else None
