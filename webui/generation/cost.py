@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable
 
 from webui.errors import InvalidRequest
 from webui.generation.requests import hires_size as target_size
+from webui.generation.requests import size_or_native
 
 UNKNOWN_NATIVE = 1024  # the largest native size of the supported families: never underestimates
 
@@ -65,7 +66,7 @@ def hires_size(req: Any, width: int, height: int) -> tuple[int, int]:
 
 def request_cost(req: Any, native: int, *, grid: bool) -> RequestCost:
     """The cost of one txt2img/img2img request. `grid`: the job saves or returns a grid of its images."""
-    width, height = req.width or native, req.height or native
+    width, height = size_or_native(req, native)
     steps = int(req.steps)
     passes = [PassCost(width, height, steps)]
     if getattr(req, "enable_hr", False) and not hasattr(req, "init_images"):

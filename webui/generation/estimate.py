@@ -13,7 +13,7 @@ import math
 import threading
 from typing import Any, Iterable
 
-from webui.generation.requests import Img2ImgRequest, Txt2ImgRequest
+from webui.generation.requests import Img2ImgRequest, Txt2ImgRequest, size_or_native
 
 SMOOTHING = 0.5  # weight of a new measurement against what was known (steps of one job vary little)
 
@@ -61,7 +61,7 @@ class StepTimer:
 
 def job_passes(req: Txt2ImgRequest, native: int) -> list[tuple[int, float]]:
     """(pixels of one batch, steps) for every denoising pass of a request, batches included."""
-    width, height = req.width or native, req.height or native
+    width, height = size_or_native(req, native)
     steps = float(req.steps)
     if isinstance(req, Img2ImgRequest):
         steps = max(1.0, req.steps * float(req.denoising_strength))

@@ -22,7 +22,7 @@ from webui.generation.control import JobControl
 from webui.generation.flow_sampling import SAMPLERS, SCHEDULES, make_scheduler
 from webui.generation.cost import area_text
 from webui.generation.processing import GenerationContext, GenerationServices, Plan, apply_loras, run_batches
-from webui.generation.requests import GenerationResult, Txt2ImgRequest
+from webui.generation.requests import GenerationResult, Txt2ImgRequest, size_or_native
 from webui.generation.seeds import batch_noise, fix_seed
 from webui.models import samplers
 from webui.models.families import Family
@@ -53,8 +53,7 @@ def make_flow_plan(req: Txt2ImgRequest, services: GenerationServices, opts: Opti
     pipe = model.pipeline
     label = model.probe.label
     sampler, schedule = resolve_sampler(req, label)
-    native = model.native_size
-    width, height = req.width or native, req.height or native
+    width, height = size_or_native(req, model.native_size)
     multiple = pipe.vae_scale_factor * 2  # FLUX packs 2×2 latents, SD3 patches 2×2
     if width % multiple or height % multiple:
         raise InvalidRequest(f"{label} needs a width and height that are multiples of {multiple}; got {width}x{height}")

@@ -15,7 +15,7 @@ from webui.generation.control import JobControl
 from webui.generation.cost import area_text
 from webui.generation.estimate import step_sample
 from webui.generation.preview import PreviewSources, make_preview
-from webui.generation.requests import GenerationResult, Txt2ImgRequest
+from webui.generation.requests import GenerationResult, Txt2ImgRequest, size_or_native
 from webui.generation.seeds import fix_seed
 from webui.infotext import build_infotext
 from webui.models import samplers
@@ -88,8 +88,7 @@ def make_plan(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsVi
     services.manager.apply_vae(model, str(opts.get("sd_vae") or "Automatic"))  # a request may override sd_vae
     sampler, schedule = samplers.resolve(req.sampler, req.scheduler,
                                          default_sampler=opts.get("txt2img_default_sampler"))
-    native = model.native_size
-    width, height = req.width or native, req.height or native
+    width, height = size_or_native(req, model.native_size)
     if width * height > int(opts.get("max_generation_pixels")):
         raise InvalidRequest(f"size {width}×{height} is over the limit of "
                              f"{area_text(int(opts.get('max_generation_pixels')))} (setting max_generation_pixels)")

@@ -16,6 +16,11 @@ MAX_SIDE = 16384  # pixels, for every width/height-like field (the pixel count i
 MAX_STEPS = 1000
 
 
+def size_or_native(req: Any, native: int) -> tuple[int, int]:
+    """(width, height) of a request, the model's native size for a side left unset (0/None: A1111's default)."""
+    return req.width or native, req.height or native
+
+
 def latent_floor(size: int) -> int:
     """A1111 floors an image side to the latent grid: the multiple of 8 at or below it, at least 8."""
     return max(8, size - size % 8)
