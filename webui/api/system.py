@@ -29,7 +29,7 @@ def system_report(application: Application) -> dict[str, Any]:
 
     policy, opts = application.policy, application.options
     model = application.models.active
-    unet = model.pipeline.unet if model is not None else None
+    unet = getattr(model.pipeline, "unet", None) if model is not None else None  # SD3/FLUX: a transformer
     vae = model.pipeline.vae if model is not None else None
     setting = str(opts.get("cpu_precision"))
     names = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
@@ -38,6 +38,8 @@ def system_report(application: Application) -> dict[str, Any]:
         "policy": {"label": policy.label, "note": policy.note, "cpu_bf16": policy.cpu_bf16,
                    "dtype": names[policy.dtype], "vae_dtype": names[policy.vae_dtype], "offload": policy.offload},
         "model": model.info.title if model is not None else None,
+        # every model in the RAM cache: family, variant, dtypes, quantization, offload mode, bytes in RAM/on device
+        "models": application.models.loaded_report(),
         "cpu_precision": {
             "setting": setting,
             "resolved": choose_precision(setting, policy, unet) if unet is not None else None,

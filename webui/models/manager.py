@@ -187,5 +187,14 @@ class ModelManager:
         model.pipeline.vae = vae
         model.vae = target
 
+    def loaded_report(self) -> list[dict[str, Any]]:
+        """Per model in the RAM cache (most recent last): family, variant, dtypes, quantization, offload, bytes."""
+        from webui.models.memory_report import model_report
+
+        with self.lock:
+            models = list(self._cache.values())
+            active = self._active
+        return [model_report(m, offload=self.policy.offload, active=m is active) for m in models]
+
     def memory(self) -> dict[str, Any]:
         return {"cached": self.cached_titles(), "device": str(self.policy.device), "policy": self.policy.label}

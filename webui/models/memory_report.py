@@ -1,0 +1,44 @@
+"""What each model in the RAM cache holds, for /easel/v1/system: family, variant, the dtypes of its parts,
+quantization (GGUF), the offload mode, and bytes in RAM and on the device (parameters and buffers, each tensor
+counted once per model even when parts share it; a GGUF weight counts its packed bytes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+COMPONENTS = ("unet", "transformer", "text_encoder", "text_encoder_2", "text_encoder_3", "vae")
+_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16", torch.uint8: "uint8"}
+
+
+def _tensors(module: torch.nn.Module):
+    yield from module.parameters()
+    yield from module.buffers()
+
+
+def model_report(model, *, offload: str, active: bool) -> dict[str, Any]:
+    pipe = model.pipeline
+    seen: set[int] = set()
+    ram = device = 0
+    dtypes: dict[str, str] = {}
+    for name in COMPONENTS:
+        module = getattr(pipe, name, None)
+        if not isinstance(module, torch.nn.Module):
+            continue
+        dtype = getattr(module, "dtype", None)
+        dtypes[name] = _NAMES.get(dtype, str(dtype).replace("torch.", ""))
+        for t in _tensors(module):
+            key = t.data_ptr() if t.numel() else id(t)
+            if key in seen:
+                continue
+            seen.add(key)
+            size = t.numel() * t.element_size()
+            if t.device.type == "cpu":
+                ram += size
+            else:
+                device += size
+    probe = model.probe
+    return {"title": model.info.title, "active": active, "family": probe.family.value, "variant": probe.variant or None,
+            "label": probe.label, "dtypes": dtypes, "quantization": probe.quantization or None, "offload": offload,
+            "modules": list(probe.modules), "bytes_ram": ram, "bytes_device": device}
