@@ -154,6 +154,27 @@ def test_guidance_start_end_window(ip_client):
     assert np.array_equal(again, full)
 
 
+def test_sd_webui_controlnet_unit_route(ip_client):
+    """sd-webui-controlnet clients send IP-Adapter as a ControlNet unit: the same pixels as the IP-Adapter script;
+    a ControlNet unit of another module beside it is still ControlNet's (here: disabled, so no effect)."""
+    full, _ = _gen(ip_client, u=_unit())
+    cn_unit = {"enabled": True, "module": "ip-adapter_clip_sd15", "model": "ip-adapter_tiny [0123abcd]",
+               "weight": 1.0, "image": _b64(_prompt_image())}
+    body = {**BASE, "alwayson_scripts": {"controlnet": {"args": [{"enabled": False, "module": "none"}, cn_unit]}}}
+    r = ip_client.post("/sdapi/v1/txt2img", json=body)
+    assert r.status_code == 200, r.text
+    got = np.asarray(Image.open(io.BytesIO(base64.b64decode(r.json()["images"][0]))).convert("RGB"), dtype=np.int16)
+    assert np.array_equal(got, full)
+    bad = {**body, "alwayson_scripts": {"controlnet": {"args": [{**cn_unit, "model": "ip-adapter_sd15"}]}}}
+    r = ip_client.post("/sdapi/v1/txt2img", json=bad)
+    assert r.status_code == 422 and "models/ipadapter" in r.text
+    plain, _ = _gen(ip_client)  # the next job without units runs without the adapter
+    off = {**body, "alwayson_scripts": {"controlnet": {"args": [{**cn_unit, "enabled": False}]}}}
+    r = ip_client.post("/sdapi/v1/txt2img", json=off)
+    got = np.asarray(Image.open(io.BytesIO(base64.b64decode(r.json()["images"][0]))).convert("RGB"), dtype=np.int16)
+    assert np.array_equal(got, plain)
+
+
 def test_missing_files_name_their_folders(client, ip_client):
     r = ip_client.post("/sdapi/v1/txt2img", json={**BASE, "alwayson_scripts": {"IP-Adapter": {"args": [
         _unit(model="ip-adapter_sd15")]}}})

@@ -159,8 +159,17 @@ def parse_unit(raw: Any, index: int, *, kind: str, modules: dict, find_model: Ca
     )
 
 
+IP_ADAPTER_MODULE = "ip-adapter"  # sd-webui-controlnet's IP-Adapter modules (ip-adapter_clip_sd15, …)
+
+
+def is_ip_adapter(raw: Any) -> bool:
+    """A unit with an IP-Adapter module: the built-in ip_adapter extension runs it (extensions/ip_adapter), not
+    a ControlNet model."""
+    return isinstance(raw, dict) and str(raw.get("module") or "").strip().lower().startswith(IP_ADAPTER_MODULE)
+
+
 def parse_units(raw_units: list[Any], **kw: Any) -> list[ControlUnit]:
-    units = [parse_unit(raw, i, **kw) for i, raw in enumerate(raw_units)]
+    units = [parse_unit(raw, i, **kw) for i, raw in enumerate(raw_units) if not is_ip_adapter(raw)]
     return [u for u in units if u is not None]
 
 

@@ -1,11 +1,11 @@
 """IP-Adapter files and image encoders, and one pipeline call with adapters applied through diffusers' own
 `load_ip_adapter` / `unload_ip_adapter` (undone after the call: `PipelineCall.after`).
 
-Files: models/ipadapter/*.safetensors in the layout IP-Adapter releases use (`image_proj.*` and `ip_adapter.<n>.
-to_k_ip/to_v_ip.weight`, the layout diffusers reads); image encoders: transformers CLIPVisionModelWithProjection
-folders (config.json + model.safetensors) in models/clip_vision. The image embeddings are computed here and passed as
-`ip_adapter_image_embeds`, so the pipeline needs no image encoder of its own. Pickled `.bin`/`.pth` adapters are
-not read."""
+Files: models/ipadapter/*.safetensors (or models/ControlNet/ip-adapter*.safetensors) in the layout IP-Adapter
+releases use (`image_proj.*` and `ip_adapter.<n>.to_k_ip/to_v_ip.weight`, the layout diffusers reads); image
+encoders: transformers CLIPVisionModelWithProjection folders (config.json + model.safetensors) in models/clip_vision.
+The image embeddings are computed here and passed as `ip_adapter_image_embeds`, so the pipeline needs no image
+encoder of its own. Pickled `.bin`/`.pth` adapters are not read."""
 
 from __future__ import annotations
 
@@ -23,8 +23,13 @@ ADAPTER_DIR, ENCODER_DIR = "ipadapter", "clip_vision"
 
 
 def adapter_files(models_dir: Path) -> list[Path]:
-    folder = models_dir / ADAPTER_DIR
-    return sorted(p for p in folder.glob("*.safetensors") if p.is_file()) if folder.is_dir() else []
+    """models/ipadapter/*.safetensors, then models/ControlNet/ip-adapter*.safetensors (sd-webui-controlnet keeps
+    them there)."""
+    out = []
+    for folder, pattern in ((models_dir / ADAPTER_DIR, "*.safetensors"),
+                            (models_dir / "ControlNet", "ip-adapter*.safetensors")):
+        out += sorted(p for p in folder.glob(pattern) if p.is_file()) if folder.is_dir() else []
+    return out
 
 
 def find_adapter(models_dir: Path, name: str) -> Path:
@@ -170,3 +175,29 @@ def set_scales(pipe: Any, units: list, fraction: float) -> None:
     IP attention output times 0 adds exactly nothing)."""
     scales = [u.scale_at(fraction) for u in units]
     pipe.set_ip_adapter_scale(scales if len(scales) > 1 else scales[0])
+
+
+def from_controlnet_units(alwayson: Any) -> list[dict]:
+    """sd-webui-controlnet's IP-Adapter units (`module: ip-adapter_*`) of a request's `alwayson_scripts.controlnet`
+    as this extension's unit dicts, with their position among the ControlNet units. The image may be base64 or
+    {"image", "mask"}; the mask also comes as `mask`/`mask_image`/`effective_region_mask`."""
+    if not isinstance(alwayson, dict):
+        return []
+    value = next((v for k, v in alwayson.items() if str(k).lower() == "controlnet"), None)
+    args = value.get("args", value) if isinstance(value, dict) else value
+    if isinstance(args, dict):
+        args = list(args.values())
+    if isinstance(args, list) and len(args) == 1 and isinstance(args[0], list):
+        args = args[0]
+    out = []
+    for i, raw in enumerate(args if isinstance(args, list) else []):
+        if not (isinstance(raw, dict) and str(raw.get("module") or "").strip().lower().startswith("ip-adapter")):
+            continue
+        image = raw.get("image", raw.get("input_image"))
+        mask = raw.get("mask") or raw.get("mask_image") or raw.get("effective_region_mask")
+        if isinstance(image, dict):
+            image, mask = image.get("image"), mask or image.get("mask")
+        out.append({"index": i, "enabled": bool(raw.get("enabled", True)), "image": image, "mask": mask,
+                    "model": raw.get("model"), "weight": raw.get("weight", 1.0),
+                    "guidance_start": raw.get("guidance_start", 0.0), "guidance_end": raw.get("guidance_end", 1.0)})
+    return out

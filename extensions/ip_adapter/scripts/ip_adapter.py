@@ -111,6 +111,7 @@ class IPAdapterState:
     def __init__(self, ext: ExtensionHandle):
         self.ext = ext
         self.units: list[Unit] = []
+        self.controlnet_units: list[Unit] = []  # IP-Adapter units sent as ControlNet units (module ip-adapter_*)
         self.pipe = None  # the pipeline of the call in progress (its adapters' scales follow the steps)
         self._encoder = None
         self._adapters: dict[tuple[Path, float], dict] = {}
@@ -145,7 +146,8 @@ class IPAdapterState:
         pipe, kwargs = adapter.apply(call, self.units, states, embeds)
         self.pipe = pipe
         call.after(self._call_ended)
-        return pipe, kwargs
+        call.on_step(self.on_step_end)  # this call's steps only: no global step_end hook (it would keep every job
+        return pipe, kwargs             # off the Ray workers, docs/scaling.md)
 
     def _call_ended(self) -> None:
         self.pipe = None
@@ -173,7 +175,7 @@ class IPAdapterScript(Script):
         if raw and isinstance(raw[0], list) and all(r is None for r in raw[1:]):
             raw = raw[0]
         parsed = [parse_unit(i, r, self.state.models_dir) for i, r in enumerate(raw)]
-        self.state.units = [u for u in parsed if u is not None]
+        self.state.units = self.state.controlnet_units + [u for u in parsed if u is not None]
         return None
 
     def infotext_params(self, request, **units: Any) -> dict[str, str]:
@@ -198,7 +200,14 @@ def install(ext: ExtensionHandle) -> IPAdapterState:
     state = IPAdapterState(ext)
 
     def on_before_generate(request) -> None:
-        state.units = []
+        """sd-webui-controlnet clients send IP-Adapter as a ControlNet unit (`module: ip-adapter_clip_sd15`,
+        `model: ip-adapter_sd15 [hash]`); the ControlNet extension leaves those units to this one."""
+        found = []
+        for raw in lib("adapter").from_controlnet_units(getattr(request, "alwayson_scripts", None)):
+            unit = parse_unit(raw.pop("index"), raw, state.models_dir)
+            if unit is not None:
+                found.append(unit)
+        state.units = state.controlnet_units = found
 
     def models() -> dict:
         adapter = lib("adapter")
@@ -207,7 +216,6 @@ def install(ext: ExtensionHandle) -> IPAdapterState:
 
     ext.on("before_generate", on_before_generate)
     ext.on("pipeline_call", state.on_pipeline_call)
-    ext.on("step_end", state.on_step_end)
     ext.add_api_route("/models", models, methods=["GET"])
     ext.add_script(IPAdapterScript(state, int(ext.settings.get("ip_adapter_unit_count"))))
     return state
