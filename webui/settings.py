@@ -35,6 +35,7 @@ class OptionDef:
     maximum: float | None = None
     step: float | None = None
     path: bool = False  # names a folder/file on the server: read-only when exposed (see option_policy)
+    reload_ui: bool = False  # shown in the page's layout: takes effect after Settings → "Reload UI"
 
 
 GUARD_MAX_PIXELS = 8192 * 8192  # the most any pixel limit may be raised to (a 67-megapixel image)
@@ -44,6 +45,9 @@ def _opts() -> list[OptionDef]:
     o = OptionDef
     return [
         o("sd_model_checkpoint", "", "Stable Diffusion checkpoint", "Stable Diffusion"),
+        # A1111's option: the settings shown in the top bar (any option's name; unknown names are left out)
+        o("quicksettings_list", ["sd_model_checkpoint"], "Quicksettings list (settings pinned to the top bar)",
+          "User interface", list, reload_ui=True),
         o("sd_checkpoints_limit", 2, "Checkpoints to keep in RAM", "Stable Diffusion", int, minimum=1, maximum=10,
           step=1),
         o("sd_vae", "Automatic", "SD VAE", "Stable Diffusion"),

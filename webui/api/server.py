@@ -157,6 +157,10 @@ def build_fastapi(application: Application, *, blocks: Any | None = None) -> Fas
     api.state.blocks = None
     if not application.ns.nowebui:
         api.state.blocks = mount_ui(api, application, blocks)
+        if blocks is None:  # Settings → "Reload UI" rebuilds this page (webui/api/ui_reload.py)
+            from webui.api.ui_reload import UiReloader
+
+            application.ui_reloader = UiReloader(api, application)
         if application.ns.share:
             _open_share_on_startup(api, application, api.state.blocks)
     install_security(api, application)

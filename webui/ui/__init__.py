@@ -4,6 +4,7 @@ generation logic; `webui.api.server` mounts the Blocks built here at "/"."""
 from __future__ import annotations
 
 import html
+from typing import Any
 
 import gradio as gr
 
@@ -34,6 +35,27 @@ def footer_html(application) -> str:
     return " · ".join(p if p.startswith("<a") or p.startswith("share") else html.escape(p) for p in parts)
 
 
+def page_defaults(application) -> list[Any]:
+    """Steps and sampler of txt2img and img2img at page load, from the settings in force."""
+    from webui.ui.common import canonical_sampler
+
+    steps = int(application.options.get("txt2img_default_steps"))
+    sampler = canonical_sampler(application.options.get("txt2img_default_sampler"))
+    return [steps, sampler if sampler else gr.update()] * 2
+
+
+def register_model_lists(application, lists, txt2img, train, merger) -> None:
+    """Every checkpoint dropdown outside the top bar, for the one 🔄 (#19 item 7)."""
+    from webui.ui.merger_tab import checkpoint_titles as file_titles
+    from webui.ui.quicksettings import checkpoint_titles
+    from webui.ui.txt2img_tab import SAME_CHECKPOINT
+
+    lists.add(txt2img.hr_checkpoint, lambda: [SAME_CHECKPOINT, *checkpoint_titles(application)])
+    lists.add(train.inputs["checkpoint"], lambda: [i.title for i in application.catalog.list()])
+    for dropdown in (merger.primary, merger.secondary, merger.tertiary):
+        lists.add(dropdown, lambda: file_titles(application))
+
+
 def build_ui(application) -> gr.Blocks:
     with gr.Blocks(title="Easel", analytics_enabled=False) as demo:
         prompt_tools_assets()  # Ctrl+Up/Down in every prompt box (the page's CSS: page_css, given at mount)
@@ -46,11 +68,11 @@ def build_ui(application) -> gr.Blocks:
             with gr.Tab("Extras", id="extras", elem_id="tab_extras"):
                 extras = ExtrasTab(application)
             with gr.Tab("Train", id="train", elem_id="tab_train"):
-                build_train_tab(application)
+                train = build_train_tab(application)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 pnginfo = PngInfoTab(application)
             with gr.Tab("Checkpoint Merger", id="modelmerger", elem_id="tab_modelmerger"):
-                MergerTab(application)
+                merger = MergerTab(application)
             with gr.Tab("Models", id="models", elem_id="tab_models"):
                 build_models_tab(application)
             with gr.Tab("History", id="history", elem_id="tab_history") as history:
@@ -61,15 +83,22 @@ def build_ui(application) -> gr.Blocks:
                 with gr.Tab(title, elem_id=f"tab_ext_{name}"):
                     application.extensions.call(application.extensions.records[name], f"tab {title!r}", build)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
-                SettingsTab(application)
+                settings = SettingsTab(application, pinned=quick.keys)
         footer = gr.HTML(footer_html(application), elem_id="easel_footer")
+        register_model_lists(application, quick.lists, txt2img, train, merger)
         quick.wire(txt2img, img2img)
+        quick.adopt_refresh_buttons(demo)  # extensions' list refresh buttons (ControlNet models) run with 🔄 too
         wire_live_jobs(demo, [txt2img, img2img])  # queue, reconnect after reload, Ctrl+Enter/Alt+Enter/Esc
         SendTo(application, tabs, quick, txt2img, img2img, extras, pnginfo, history_tab).wire()
         demo.load(lambda: (*quick.on_load(), footer_html(application)), inputs=None,
                   outputs=[quick.checkpoint, quick.note, txt2img.width, txt2img.height, footer], queue=False)
         demo.load(lambda: [img2img.native_size()] * 2, inputs=None, outputs=[img2img.width, img2img.height],
                   queue=False)  # the model may have finished loading after the UI was built
+        # settings apply live (#19 item 5): each page load reads the defaults, the top bar, the model lists and the
+        # Settings tab from the settings in force, so an Apply (or the API) shows on the next load without a restart
+        defaults = [c for tab in (txt2img, img2img) for c in (tab.steps, tab.sampler)]
+        demo.load(lambda: [*page_defaults(application), *quick.load_values(), *settings.values()], inputs=None,
+                  outputs=[*defaults, *quick.load_outputs, *settings.components], queue=False)
     return demo
 
 

@@ -1,15 +1,24 @@
-"""The top bar (A1111's quicksettings): the checkpoint dropdown with its refresh button, and the demo-model note."""
+"""The top bar (A1111's quicksettings): the checkpoint dropdown with its refresh button, the settings pinned by the
+`quicksettings_list` option (VAE, Clip skip, any option), and the demo-model note.
+
+🔄 is the one refresh for every model list on the page (#19 item 7): it rescans the model folders and updates the
+top bar and every list registered with `lists.add` (Train's base checkpoint, the Hires and Merger checkpoints), and it
+also runs every other list-refresh button on the page (an extension's, e.g. ControlNet's model list: see
+`adopt_refresh_buttons`)."""
 
 from __future__ import annotations
 
 import html
+from typing import Any, Callable
 
 import gradio as gr
 
-from webui.ui.common import error_html, error_message
+from webui.ui.common import error_html, error_message, ok_html
 
 DEMO_NOTE = ("This is Easel's small demo model (64×64 shapes). "
              "Put real checkpoints in models/Stable-diffusion/.")
+CHECKPOINT = "sd_model_checkpoint"  # always first in the bar, with its own dropdown and 🔄
+REFRESH_SUFFIXES = ("_refresh_models",)  # elem_id endings of other list-refresh buttons the top 🔄 also runs
 
 
 def checkpoint_titles(application) -> list[str]:
@@ -32,14 +41,51 @@ def demo_note(application) -> str:
     return f'<div class="easel-note">{html.escape(DEMO_NOTE, quote=False)}</div>'
 
 
+def pinned_keys(application) -> list[str]:
+    """The options `quicksettings_list` pins besides the checkpoint, in its order; unknown names are left out."""
+    keys = application.options.get("quicksettings_list") or []
+    out: list[str] = []
+    for key in keys:
+        if key != CHECKPOINT and key in application.options.defs and key not in out:
+            out.append(key)
+    return out
+
+
+class ModelLists:
+    """Dropdowns that list model files: each with the function that gives its choices now."""
+
+    def __init__(self):
+        self.entries: list[tuple[gr.Dropdown, Callable[[], list]]] = []
+
+    def add(self, component: gr.Dropdown, choices: Callable[[], list]) -> None:
+        self.entries.append((component, choices))
+
+    @property
+    def components(self) -> list[gr.Dropdown]:
+        return [c for c, _ in self.entries]
+
+    def updates(self) -> list[Any]:
+        """Fresh choices for each; the selected value stays (Gradio keeps it if still listed)."""
+        return [gr.update(choices=choices()) for _, choices in self.entries]
+
+
 class Quicksettings:
     def __init__(self, application):
+        from webui.ui.settings_tab import option_component
+
         self.app = application
+        self.lists = ModelLists()
+        self.keys = pinned_keys(application)
+        self.pinned: dict[str, gr.components.Component] = {}
         with gr.Row(elem_id="quicksettings", equal_height=True):
             self.checkpoint = gr.Dropdown(checkpoint_titles(application), value=active_title(application),
                                           label="Stable Diffusion checkpoint", elem_id="setting_sd_model_checkpoint",
                                           scale=0, min_width=420, allow_custom_value=False)
             self.refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", scale=0, min_width=48)
+            for key in self.keys:
+                d = application.options.defs[key]
+                self.pinned[key] = option_component(application, d, application.options.get(key), scale=0,
+                                                    min_width=240)
             self.message = gr.HTML("", elem_id="quicksettings_message")
         self.note = gr.HTML(demo_note(application), elem_id="easel_demo_note")
 
@@ -51,7 +97,26 @@ class Quicksettings:
         self.checkpoint.select(self.on_switch, inputs=[self.checkpoint],
                               outputs=[self.checkpoint, self.message, self.note, *self.size_outputs],
                               show_progress_on=[self.checkpoint])
-        self.refresh.click(self.on_refresh, inputs=None, outputs=[self.checkpoint, self.message])
+        self.refresh_event = self.refresh.click(self.on_refresh, inputs=None,
+                                                outputs=[self.checkpoint, self.message, *self.pinned_lists(),
+                                                         *self.lists.components])
+        for key, component in self.pinned.items():
+            component.input(lambda value, key=key: self.on_pinned(key, value), inputs=[component],
+                            outputs=[self.message, component])
+
+    def pinned_lists(self) -> list[gr.components.Component]:
+        return [c for key, c in self.pinned.items() if key == "sd_vae"]
+
+    def adopt_refresh_buttons(self, demo: gr.Blocks) -> None:
+        """After every tab is built: the top 🔄 also runs the click handlers of the page's other list-refresh buttons
+        (elem_id ending in REFRESH_SUFFIXES, e.g. each ControlNet unit's model list), with their own inputs and
+        outputs. Gradio keeps a Blocks' events in `demo.fns` (BlockFunction: fn, inputs, outputs, targets); read
+        here once, at build time."""
+        ids = {block._id for block in demo.blocks.values()
+               if isinstance(block, gr.Button) and (block.elem_id or "").endswith(REFRESH_SUFFIXES)}
+        for dep in list(demo.fns.values()):
+            if dep.fn is not None and any(t[0] in ids and t[1] == "click" for t in dep.targets):
+                self.refresh_event.then(dep.fn, inputs=dep.inputs, outputs=dep.outputs, queue=False)
 
     def sizes(self, value: object) -> list:
         """`value` for every width/height the switch sets (size_outputs)."""
@@ -72,11 +137,40 @@ class Quicksettings:
         return gr.update(value=model.info.title), "", demo_note(self.app), *self.sizes(size)
 
     def on_refresh(self):
+        keep = [gr.update() for _ in range(len(self.pinned_lists()) + len(self.lists.entries))]
         try:
             self.app.models.refresh()
+            loras = getattr(self.app, "loras", None)
+            if loras is not None:
+                loras.refresh()
         except Exception as e:
-            return gr.update(), error_html(error_message(e))
-        return gr.update(choices=checkpoint_titles(self.app), value=active_title(self.app)), ""
+            return gr.update(), error_html(error_message(e)), *keep
+        vaes = [gr.update(choices=self.choices("sd_vae"))] if "sd_vae" in self.pinned else []
+        return (gr.update(choices=checkpoint_titles(self.app), value=active_title(self.app)), "", *vaes,
+                *self.lists.updates())
+
+    def choices(self, key: str) -> list[str] | None:
+        from webui.ui.settings_tab import option_choices
+
+        return option_choices(self.app, self.app.options.defs[key])
+
+    def on_pinned(self, key: str, value: Any):
+        """A pinned setting changed in the top bar: applied at once, through the same check as Settings → Apply."""
+        from webui.ui.settings_tab import normalize, shown
+
+        d = self.app.options.defs[key]
+        try:
+            self.app.set_options({key: normalize(d, value)})
+        except Exception as e:  # refused (type, range, locked): the bar shows the value in force again
+            msg = error_message(e)
+            gr.Warning(msg)
+            return error_html(msg), shown(d, self.app.options.get(key), self.choices(key))
+        return ok_html(f"{d.label}: {value}"), gr.update()
+
+    @property
+    def load_outputs(self) -> list[gr.components.Component]:
+        """What a page load refreshes here (after the checkpoint and the note): the pinned settings, the lists."""
+        return [*self.pinned.values(), *self.lists.components]
 
     def on_load(self):
         """Page load: the model may have finished loading after the UI was built."""
@@ -84,3 +178,16 @@ class Quicksettings:
         size = int(model.native_size) if model is not None else gr.update()
         return (gr.update(choices=checkpoint_titles(self.app), value=active_title(self.app)), demo_note(self.app),
                 size, size)
+
+    def load_values(self) -> list[Any]:
+        """Page load: the pinned settings' values in force now (Apply, the API or another tab may have changed
+        them since the UI was built), and the model lists as they are now."""
+        from webui.ui.settings_tab import shown
+
+        values = []
+        for key in self.pinned:
+            d = self.app.options.defs[key]
+            choices = self.choices(key)
+            value = shown(d, self.app.options.get(key), choices)
+            values.append(gr.update(value=value, choices=choices) if choices is not None else value)
+        return [*values, *self.lists.updates()]

@@ -1,9 +1,13 @@
 """The Settings tab: every option, grouped by section, with a typed component each; "Apply settings" validates
-and persists through the Application (config.json)."""
+and persists through the Application (config.json). A sidebar picks a section and a search box finds a setting by
+its label or name (both in the page, no server call); options marked `reload_ui` say "(requires Reload UI)", and
+"Reload UI" rebuilds the page from the settings in force (webui/api/ui_reload.py). Every other setting is read when
+it is used, and the page's defaults (steps, sampler, the top bar) are read again at each page load."""
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import gradio as gr
@@ -12,7 +16,27 @@ from webui.models import samplers
 from webui.settings import OptionDef
 from webui.ui.common import error_html, error_message, ok_html
 
-QUICKSETTINGS = ("sd_model_checkpoint",)  # shown in the top bar instead
+QUICKSETTINGS = ("sd_model_checkpoint",)  # shown in the top bar instead (and whatever quicksettings_list pins)
+RELOAD_NOTE = " (requires Reload UI)"
+# In the page, no server call: the sidebar shows one section (or all), the search box the settings whose label or
+# name contains the text (over all sections), hiding sections left empty.
+SECTION_JS = """(section) => {
+  document.querySelectorAll('[id^=settings_section_]').forEach(g => {
+    const id = 'settings_section_' + (section || '').toLowerCase().replaceAll(' ', '_');
+    g.style.display = (section === 'All' || g.id === id) ? '' : 'none'; });
+  const q = document.querySelector('#settings_search textarea, #settings_search input'); if (q) q.value = '';
+  document.querySelectorAll('[id^=settings_section_] [id^=setting_]').forEach(e => e.style.display = '');
+  return section; }"""
+SEARCH_JS = """(query) => {
+  const q = (query || '').trim().toLowerCase();
+  document.querySelectorAll('[id^=settings_section_]').forEach(g => {
+    let shown = 0;
+    g.querySelectorAll('[id^=setting_]').forEach(e => {
+      const hit = !q || e.id.slice(8).toLowerCase().includes(q) || e.innerText.toLowerCase().includes(q);
+      e.style.display = hit ? '' : 'none'; shown += hit ? 1 : 0; });
+    g.style.display = shown ? '' : 'none'; });
+  return query; }"""
+RELOAD_JS = "() => { setTimeout(() => window.location.reload(), 300); }"
 
 
 def option_choices(application, d: OptionDef) -> list[str] | None:
@@ -20,14 +44,17 @@ def option_choices(application, d: OptionDef) -> list[str] | None:
         return ["Automatic", "None", *[v.name for v in application.models.vaes]]
     if d.key == "txt2img_default_sampler":
         return samplers.sampler_names()
+    if d.key == "quicksettings_list":
+        return sorted(application.options.defs)
     if callable(d.choices):
         return list(d.choices())
     return list(d.choices) if d.choices else None
 
 
-def option_component(application, d: OptionDef, value: Any) -> gr.components.Component:
+def option_component(application, d: OptionDef, value: Any, **layout: Any) -> gr.components.Component:
     """The component for one option: checkbox, dropdown, slider (bounded number), number or textbox."""
-    common = {"label": d.label, "elem_id": f"setting_{d.key}"}
+    label = d.label + (RELOAD_NOTE if getattr(d, "reload_ui", False) else "")
+    common = {"label": label, "elem_id": f"setting_{d.key}", **layout}
     options = getattr(application, "options", None)
     policy = getattr(options, "policy", None)
     locked = policy.lock_reason(d.key, d) if policy is not None else None
@@ -82,14 +109,16 @@ def normalize(d: OptionDef, value: Any) -> Any:
 
 
 class SettingsTab:
-    def __init__(self, application):
+    def __init__(self, application, pinned: tuple[str, ...] | list[str] = ()):
         self.app = application
         opts = application.options
-        self.defs = [d for d in opts.defs.values() if d.key not in QUICKSETTINGS]
+        # the top bar's settings are not repeated here (A1111 does the same: one component, one elem_id each)
+        self.defs = [d for d in opts.defs.values() if d.key not in QUICKSETTINGS and d.key not in pinned]
         with gr.Row():
             self.apply = gr.Button("Apply settings", variant="primary", elem_id="settings_submit", scale=0,
                                    min_width=200)
             self.reload = gr.Button("Reload settings", elem_id="settings_reload", scale=0, min_width=160)
+            self.reload_ui = gr.Button("Reload UI", elem_id="settings_restart_gradio", scale=0, min_width=140)
         self.result = gr.HTML("", elem_id="settings_result")
         self.components: list[gr.components.Component] = []
         sections: dict[str, list[OptionDef]] = {}
@@ -97,14 +126,37 @@ class SettingsTab:
             sections.setdefault(d.section, []).append(d)
         # components are made section by section, so the defs must be in that order too (Apply zips them)
         self.defs = [d for defs in sections.values() for d in defs]
-        for section, defs in sections.items():
-            with gr.Group(elem_id=f"settings_section_{section.lower().replace(' ', '_')}"):
-                gr.Markdown(f"### {section}")
-                for d in defs:
-                    self.components.append(option_component(application, d, opts.get(d.key)))
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=200, elem_id="settings_sidebar"):
+                self.search = gr.Textbox(label="Search settings", placeholder="label or name",
+                                         elem_id="settings_search")
+                self.section = gr.Radio(["All", *sections], value="All", label="Sections", elem_id="settings_sections")
+            with gr.Column(scale=5):
+                for section, defs in sections.items():
+                    with gr.Group(elem_id=f"settings_section_{section.lower().replace(' ', '_')}",
+                                  elem_classes=["easel-settings-section"]):
+                        gr.Markdown(f"### {section}")
+                        for d in defs:
+                            self.components.append(option_component(application, d, opts.get(d.key)))
+        self.sections = list(sections)
         self.apply.click(self.on_apply, inputs=self.components, outputs=[self.result, *self.components])
         # No reload on tab select: a late answer would overwrite what the user has just typed.
         self.reload.click(self.values, inputs=None, outputs=self.components)
+        self.reload_ui.click(self.on_reload_ui, inputs=None, outputs=[self.result]).then(
+            fn=None, js=RELOAD_JS)
+        self.section.change(fn=None, inputs=[self.section], outputs=None, js=SECTION_JS)
+        self.search.change(fn=None, inputs=[self.search], outputs=None, js=SEARCH_JS)
+
+    async def on_reload_ui(self) -> str:
+        reloader = getattr(self.app, "ui_reloader", None)
+        if reloader is None:
+            return error_html("Reload UI works when Easel serves the page (not in this embedding).")
+        try:
+            await reloader.request()
+        except Exception as e:
+            logging.getLogger("easel.ui").exception("Reload UI failed")
+            return error_html(f"Reload UI failed: {error_message(e)}")
+        return ok_html("Reloading the UI with the settings in force…")
 
     def values(self) -> list[Any]:
         return [shown(d, self.app.options.get(d.key), option_choices(self.app, d)) for d in self.defs]
