@@ -78,3 +78,13 @@ def test_token_counter_refuses_hostile_bodies(client, body):
     r = client.post("/easel/v1/prompt/token-count", json=body)
     assert r.status_code == 422 and r.headers["content-type"].startswith("application/json")
     assert client.post("/easel/v1/prompt/token-count", json={"prompt": "ok"}).status_code == 200
+
+
+def test_ui_counter_shows_clip_and_t5(app):
+    from webui.ui.prompt_tools import counter_text
+
+    app.models.load("tiny-a")
+    assert counter_text(app, "a photo of a cat") == "5/75"
+    app.options.set({"sd_model_checkpoint": "flux1-dev-tiny"})
+    app.models.load("flux1-dev-tiny")
+    assert counter_text(app, "a (photo:1.2) of a cat") == "5/75 · T5 7/512"

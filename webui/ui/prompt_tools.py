@@ -2,7 +2,8 @@
 
 - `TokenCounter(application, tab, textbox)` + `.wire(steps)`: an "n/75" counter (growing in chunks of 75:
   "80/150") updated when the text changes, counted by webui.prompts.chunks.token_count with the active
-  checkpoint's tokenizer (and its embeddings, which count as their vector count). elem_ids as A1111:
+  checkpoint's tokenizer (and its embeddings, which count as their vector count); for FLUX/SD 3 it adds T5's count
+  ("12/75 · T5 14/512"). elem_ids as A1111:
   `<tab>_token_counter`, `<tab>_negative_token_counter`.
 - `StylesRow(application, tab, prompt, negative)`: a multiselect styles dropdown (`<tab>_styles`, its value goes to
   the request's `styles`), Apply (writes the selected styles into the prompt boxes and clears the selection, so
@@ -53,6 +54,13 @@ def counter_text(application, text: str | None, steps: Any = 20, *, negative: bo
     except (TypeError, ValueError):
         n_steps = 20
     tokens, limit = token_count(tokenizer, text or "", steps=n_steps, is_positive=not negative, embeddings=counts)
+    family = getattr(getattr(getattr(model, "probe", None), "family", None), "value", None)
+    if family in ("flux", "sd3"):  # the T5 branch reads the plain text, up to its own length (webui/prompts/plain.py)
+        from webui.prompts.plain import token_counts
+
+        t5 = token_counts(model, text or "", n_steps, negative=negative,
+                          t5_max_length=int(application.options.get("t5_max_length") or 0))["t5"]
+        return f"{tokens}/{limit} · T5 {t5['tokens']}/{t5['max']}"
     return f"{tokens}/{limit}"
 
 
