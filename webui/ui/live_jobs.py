@@ -124,7 +124,8 @@ class LiveJobs:
                                          outputs=self.follow_outputs(), show_progress="hidden",
                                          trigger_mode="always_last", concurrency_limit=None)
         followed.then(None, inputs=[self.forever], outputs=None, js=FOREVER_JS % self.tabname)
-        self.cancel_queued.click(self.on_cancel_queued, inputs=[client], outputs=[self.queue_status], queue=False)
+        self.cancel_queued.click(self.on_cancel_queued, inputs=[client, self.job_id], outputs=[self.queue_status],
+                                 queue=False)
 
     def on_generate(self, request: gr.Request, client, *values):
         """Submit one job for this page (no waiting): "Queued: position N" at once when something runs."""
@@ -140,14 +141,15 @@ class LiveJobs:
         pos = self.app.jobs.position(job.id)
         return gr.update(), queue_html([pos] if pos else []), job.id
 
-    def on_cancel_queued(self, request: gr.Request, client):
-        """Take back the last job this page queued (one that has not started)."""
+    def on_cancel_queued(self, request: gr.Request, client, followed: str | None = None):
+        """Take back the last job this page queued that has not started (not the one shown: Interrupt is for it);
+        the queue line as the follower shows it (without the job it follows)."""
         owner = owner_of(request, client)
-        waiting = [j for j in self.app.jobs.active(owner) if j.kind in self.job_kinds
+        waiting = [j for j in self.app.jobs.active(owner) if j.kind in self.job_kinds and j.id != followed
                    and (self.app.jobs.position(j.id) or 0) > 0] if owner else []
         if waiting:
             self.app.jobs.cancel(waiting[-1].id)
-        return queue_html(self._waiting_positions(owner))
+        return queue_html(self._waiting_positions(owner, skip_id=followed))
 
     def _waiting_positions(self, owner: str | None, skip_id: str | None = None) -> list[int]:
         if not owner:
@@ -186,15 +188,16 @@ class LiveJobs:
             yield {self.job_id: job.id, self.preview: gr.update(value=None, visible=False),
                    self.generate: gr.update(value=QUEUE_MORE), self.interrupt: gr.update(visible=True),
                    self.skip: gr.update(visible=True)}
-            line = None
+            can_cancel = None
             for snap in follow(self.app.jobs, job):
-                # only what changed: each visibility update re-renders the button in the page (a click on it then
-                # waited for the page in a loaded Chromium)
-                out: dict[Any, Any] = {self.progress: snap.html}
+                # the queue line every time (Generate and Cancel queued write it too: the follower's next message
+                # sets it right), visibility only when it changes (each update re-renders the button in the page: a
+                # click on it then waited for the page in a loaded Chromium)
                 waiting = self._waiting_positions(owner, skip_id=job.id)
-                if queue_html(waiting) != line:
-                    line = queue_html(waiting)
-                    out.update({self.queue_status: line, self.cancel_queued: gr.update(visible=bool(waiting))})
+                out: dict[Any, Any] = {self.progress: snap.html, self.queue_status: queue_html(waiting)}
+                if bool(waiting) != can_cancel:
+                    can_cancel = bool(waiting)
+                    out[self.cancel_queued] = gr.update(visible=can_cancel)
                 if snap.preview is not None:
                     out[self.preview] = gr.update(value=snap.preview, visible=True)
                 yield out
