@@ -12,14 +12,18 @@ Every row runs in its own subprocess, so its peak RSS is its own (a process's pe
    --paired N: the headline ratio measured the steadiest way this shared VM allows. One process holds a plain
    diffusers UNet and Easel's (same weights) and alternates one step of each, N times per size; every pair is a
    ratio taken within seconds, so a slow spell of the machine hits both sides alike. Prints each pair and the median.
+   --openvino DIR adds OpenVINO f32 and bf16 sides on the same weights (_openvino.py; EASEL_BENCH_OV_PRECISIONS=bf16
+   for one side, less RAM); --threads 1 keeps OpenMP barriers out of a run on a busy machine.
 2. End-to-end txt2img through the Application on the mid model (text encoder + VAE decode included), fp32 against
-   the Easel default and the default with the opt-in bf16 VAE decode, Euler a, --e2e-steps at --e2e-size.
+   the Easel default (VAE decode Automatic: bf16 where its guard passes) and the default with the fp32 decode it had
+   before issue 21, Euler a, --e2e-steps at --e2e-size.
 3. Live preview decode per preview on the mid model's VAE: Full, Approx cheap, TAESD (random-weight
    AutoencoderTiny: the speed of the real one, not its pictures).
 
     python benchmarks/cpu_fast_path.py [--sizes 512,256] [--steps 3] [--rounds 1] [--unet sd15] [--e2e-size 256]
         [--e2e-steps 20] [--no-compile] [--only unet,e2e,preview]
     python benchmarks/cpu_fast_path.py --only unet --sizes 512 --paired 8   # the headline ratio (~6 min)
+    python benchmarks/cpu_fast_path.py --only unet --sizes 512,256 --paired 6 --openvino /tmp/ov-pkgs   # + OpenVINO
     python benchmarks/cpu_fast_path.py --sizes 64 --steps 1 --e2e-size 64 --e2e-steps 1 --unet mid   # smoke run
 """
 
@@ -29,6 +33,7 @@ import argparse
 from contextlib import nullcontext
 from types import SimpleNamespace
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -116,8 +121,9 @@ def unet_child(variant: str, kind: str, size: int, steps: int) -> dict:
     return out
 
 
-def paired_child(kind: str, size: int, pairs: int) -> dict:
-    """Plain diffusers fp32 and Easel's default on two copies of one UNet, stepped alternately (see --paired)."""
+def paired_child(kind: str, size: int, pairs: int, openvino: str = "", threads: int = 0) -> dict:
+    """Plain diffusers fp32 and Easel's default on two copies of one UNet, stepped alternately (see --paired); with
+    --openvino, OpenVINO fp32 and bf16 inference precision on the same weights join the rotation (_openvino.py)."""
     import copy
 
     import torch
@@ -125,30 +131,42 @@ def paired_child(kind: str, size: int, pairs: int) -> dict:
     from webui.models.device import choose_policy, physical_cores
     from webui.models.precision import bf16_weights, choose_precision, install_unet_autocast
 
-    torch.set_num_threads(physical_cores())
+    torch.set_num_threads(threads or physical_cores())
     plain = build_unet(kind)
+    x = torch.randn(2, 4, size // 8, size // 8)
+    ctx = torch.randn(2, 77, plain.config.cross_attention_dim)
+    sides: dict = {"plain": lambda t: plain(x, torch.tensor(t), encoder_hidden_states=ctx).sample}
+    out: dict = {"threads": torch.get_num_threads()}
+    if openvino:
+        from _openvino import compile_unet, import_openvino
+
+        ov, why = import_openvino(openvino)
+        if ov is None:
+            out["openvino"] = why
+        else:
+            precisions = os.environ.get("EASEL_BENCH_OV_PRECISIONS", "f32,bf16").split(",")  # bf16 alone: less RAM
+            runs, seconds = compile_unet(ov, plain, x, ctx, precisions, torch.get_num_threads())
+            sides.update(runs)
+            out["openvino"] = f"OpenVINO {ov.__version__}: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
     easel = copy.deepcopy(plain)
     switch = install_unet_autocast(easel)
     switch.enabled = choose_precision("Automatic", choose_policy(), easel) == "bf16"
-    x = torch.randn(2, 4, size // 8, size // 8)
-    ctx = torch.randn(2, 77, plain.config.cross_attention_dim)
-    times: dict[str, list[float]] = {"plain": [], "easel": []}
-
-    def step(unet, t: int) -> float:
-        t0 = time.perf_counter()
-        unet(x, torch.tensor(t), encoder_hidden_states=ctx)
-        return time.perf_counter() - t0
-
+    sides["easel"] = lambda t: easel(x, torch.tensor(t), encoder_hidden_states=ctx).sample
+    times: dict[str, list[float]] = {k: [] for k in sides}
+    names = list(sides)
     # The bf16 weights are converted once, as for a pipeline call (timed apart); the plain UNet never sees them.
     with torch.no_grad(), bf16_weights(SimpleNamespace(unet=easel)):
-        step(plain, 999), step(easel, 999)  # warm-up: oneDNN primitive creation
+        ref = sides["plain"](500)
+        # warm-up (oneDNN primitive creation) and each side's relative error against fp32 at one timestep
+        out["rel_error"] = {k: float((f(500).float() - ref).norm() / ref.norm()) for k, f in sides.items()}
         for i in range(pairs):
-            first, second = (plain, easel) if i % 2 == 0 else (easel, plain)  # alternate who goes first
-            a, b = step(first, 900 - i * 40), step(second, 900 - i * 40)
-            times["plain"].append(a if first is plain else b)
-            times["easel"].append(b if first is plain else a)
-    return {"plain": times["plain"], "easel": times["easel"], "threads": torch.get_num_threads(),
-            "enabled": switch.enabled}
+            order = names[i % len(names):] + names[:i % len(names)]  # rotate who goes first
+            for name in order:
+                t0 = time.perf_counter()
+                sides[name](900 - i * 40)
+                times[name].append(time.perf_counter() - t0)
+    out.update(times=times, plain=times["plain"], easel=times["easel"], enabled=switch.enabled)
+    return out
 
 
 def e2e_child(variant: str, ckpt: str, size: int, steps: int) -> dict:
@@ -164,14 +182,15 @@ def e2e_child(variant: str, ckpt: str, size: int, steps: int) -> dict:
     app.catalog.demo_dir = None
     app.start(wait_for_model=True)
     overrides = {"cpu_precision": "fp32" if variant == "plain fp32" else "Automatic", "samples_save": False,
-                 "cpu_vae_precision": "bf16" if "bf16 VAE" in variant else "fp32"}
+                 "cpu_vae_precision": "fp32" if "fp32" in variant else "Automatic"}
     req = dict(prompt="a red circle on a blue background", seed=1, sampler_name="Euler a", width=size, height=size,
                override_settings=overrides)
     app.jobs.wait(app.submit_txt2img(Txt2ImgRequest(steps=1, **req), from_api=True))
     t0 = time.perf_counter()
     r = app.jobs.wait(app.submit_txt2img(Txt2ImgRequest(steps=steps, **req), from_api=True))
     seconds = time.perf_counter() - t0
-    precision = next(p.split(": ")[1] for p in r.infotexts[0].split(", ") if p.startswith("Precision: "))
+    precision = ", VAE ".join(p.split(": ")[1] for p in r.infotexts[0].split(", ")
+                              if p.startswith(("Precision: ", "VAE precision: ")))
     app.stop()
     return {"seconds": seconds, "precision": precision, "threads": torch.get_num_threads()}
 
@@ -235,7 +254,7 @@ def child_main(a: argparse.Namespace) -> None:
     if a.mode == "unet":
         result = unet_child(a.variant, a.unet, a.size, a.steps)
     elif a.mode == "paired":
-        result = paired_child(a.unet, a.size, a.steps)
+        result = paired_child(a.unet, a.size, a.steps, a.openvino, a.threads)
     elif a.mode == "e2e":
         result = e2e_child(a.variant, a.ckpt, a.size, a.steps)
     else:
@@ -257,6 +276,10 @@ def main() -> None:
     ap.add_argument("--only", default="unet,e2e,preview")
     ap.add_argument("--paired", type=int, default=0,
                     help="instead of the UNet rows: N alternating plain/Easel step pairs in one process per size")
+    ap.add_argument("--threads", type=int, default=0, help="with --paired: torch and OpenVINO threads (0: the "
+                    "physical cores; 1 keeps OpenMP barriers out of a comparison on a machine busy with other work)")
+    ap.add_argument("--openvino", default="", help="with --paired: add OpenVINO fp32/bf16 sides; 'auto' or a folder "
+                    "holding the openvino package (benchmarks/_openvino.py), skipped with a message when absent")
     ap.add_argument("--variants", default="", help="comma-separated UNet rows to run (default: all)")
     # child-process arguments
     ap.add_argument("--child", dest="mode", default=None, choices=("unet", "paired", "e2e", "preview"))
@@ -275,7 +298,8 @@ def main() -> None:
     only = set(a.only.split(","))
     if "unet" in only and a.paired:
         for size in (int(s) for s in a.sizes.split(",")):
-            r = run_child("paired", "--unet", a.unet, "--size", str(size), "--steps", str(a.paired))
+            r = run_child("paired", "--unet", a.unet, "--size", str(size), "--steps", str(a.paired),
+                          "--openvino", a.openvino, "--threads", str(a.threads))
             if "error" in r:
                 print(f"{a.unet} {size}² paired run failed: {r['error']}", flush=True)
                 continue
@@ -283,7 +307,19 @@ def main() -> None:
             print(f"{a.unet} {size}² paired, {a.paired} pairs, threads {r['threads']}, bf16 {r['enabled']}: "
                   f"plain fp32 {median(r['plain']):.3f} s/step, Easel default {median(r['easel']):.3f} s/step, "
                   f"×{median(ratios):.2f} (median of pairs; pairs {' '.join(f'{q:.2f}' for q in ratios)}; "
-                  f"lowest ×{min(ratios):.2f})  peak RSS {r['rss_mb']:.0f} MB (both UNets)", flush=True)
+                  f"lowest ×{min(ratios):.2f})  peak RSS {r['rss_mb']:.0f} MB (all sides)", flush=True)
+            if "openvino" in r:
+                print(f"  {r['openvino']}", flush=True)
+            for name, times in r["times"].items():
+                if name in ("plain", "easel"):
+                    continue
+                vs_plain = [p / t for p, t in zip(r["plain"], times)]
+                vs_easel = [e / t for e, t in zip(r["easel"], times)]
+                print(f"  {name}: {median(times):.3f} s/step, ×{median(vs_plain):.2f} vs plain fp32 (pairs "
+                      f"{min(vs_plain):.2f}–{max(vs_plain):.2f}), ×{median(vs_easel):.2f} vs Easel default (pairs "
+                      f"{min(vs_easel):.2f}–{max(vs_easel):.2f})", flush=True)
+            print("  relative error against fp32 at t=500: " +
+                  ", ".join(f"{k} {v * 100:.2f}%" for k, v in r["rel_error"].items() if k != "plain"), flush=True)
     elif "unet" in only:
         variants = [v for v in UNET_VARIANTS if not (a.no_compile and "compile" in v)]
         if a.variants:
@@ -316,7 +352,7 @@ def main() -> None:
     if "e2e" in only:
         ckpt = write_model("mid", temp_data_dir() / "models" / "Stable-diffusion")
         base = None
-        for v in ("plain fp32", "Easel default", "Easel default + bf16 VAE"):
+        for v in ("plain fp32", "Easel default", "Easel default, fp32 VAE"):
             r = run_child("e2e", "--variant", v, "--ckpt", str(ckpt), "--size", str(a.e2e_size), "--steps",
                           str(a.e2e_steps))
             if "error" in r:
