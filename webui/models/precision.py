@@ -1,8 +1,9 @@
 """The CPU fast path: the UNet's forward under bf16 autocast, its output returned in fp32.
 
 Only the denoiser is wrapped: the UNet, and the models that run beside it at every step (a pipeline's
-`controlnet`/`adapter`, which follow the UNet's switch: `follow_unet_precision`). The VAE decode stays fp32 (colour
-fidelity), the text encoder runs once per prompt and the scheduler math stays fp32. The wrapper reads a per-model
+`controlnet`/`adapter`, which follow the UNet's switch: `follow_unet_precision`). The VAE decode has its own
+switch (vae_precision.py: bf16 only where its PSNR guard passes), the text encoder runs once per prompt (under 1% of
+a 512² image: docs/performance.md) and the scheduler math stays fp32. The wrapper reads a per-model
 switch at call time, so the setting can change between requests without reloading anything. A few cheap modules
 stay fp32 even then (`FP32_MODULES`, see `keep_fp32`).
 

@@ -11,7 +11,8 @@ Order, for the UNet families (SD 1.x/2.x, SDXL):
                       the VAE; left as set, since /easel/v1/system reports them).
   2. `unet_precision` the UNet's bf16 autocast switch and torch.compile (precision.py, compile.py: diffusers hooks on
                       the UNet's forward, installed once per model); back to fp32 on exit, compile state kept.
-  3. `vae_precision`  the opt-in bf16 VAE decode (vae_precision.py); back to fp32 on exit.
+  3. `vae_precision`  the bf16 VAE decode (vae_precision.py: Automatic where its guard passes, or asked for); back
+                      to fp32 on exit.
   4. interrupt checks forward pre-hooks on the denoiser's and the VAE's blocks (interrupt.py); removed on exit, and
                       before that by `session.stop_checks()` so a partial batch can still be decoded.
 Per pipeline call, inside the job (generation/conditioning.py): `precision.follow_unet_precision` (a ControlNet or
@@ -142,7 +143,7 @@ def bridge_vae_dtype(vae: Any, model_dtype: Any) -> bool:
 
 
 def vae_precision(pipe: Any, config: RuntimeConfig) -> ContextManager:
-    """The opt-in bf16 VAE decode (vae_precision.py) for this job; None (a hires pass on another checkpoint) and
+    """The bf16 VAE decode (vae_precision.py) for this job; None (a hires pass on another checkpoint) and
     fp32 leave the decode as it is."""
     from webui.models.vae_precision import KEY, bf16_decode
 
