@@ -9,6 +9,7 @@ from typing import Any
 import gradio as gr
 
 from webui import VERSION
+from webui.ui.clamp_notes import clamp_notes_assets
 from webui.ui.extensions_tab import build_extensions_tab
 from webui.ui.extras_tab import ExtrasTab
 from webui.ui.history_tab import HistoryTab
@@ -59,6 +60,7 @@ def register_model_lists(application, lists, txt2img, train, merger) -> None:
 def build_ui(application) -> gr.Blocks:
     with gr.Blocks(title="Easel", analytics_enabled=False) as demo:
         prompt_tools_assets()  # Ctrl+Up/Down in every prompt box (the page's CSS: page_css, given at mount)
+        clamp_notes_assets()  # "Width 4096 was clamped to 2048" next to a size typed beyond its slider
         quick = Quicksettings(application)
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):

@@ -16,7 +16,7 @@ from webui.generation.requests import GenerationResult
 from webui.infotext import parse_infotext
 from webui.models import samplers
 from webui.ui.extra_networks import ExtraNetworksPanel
-from webui.ui.messages import error_html, error_message, ok_html  # noqa: F401 (ok_html: the tabs import it here)
+from webui.ui.messages import error_html, error_message, notice_html, ok_html  # noqa: F401 (ok_html: for the tabs)
 from webui.ui.live_jobs import LiveJobs
 from webui.ui.progress import follow
 from webui.ui.prompt_tools import StylesRow, TokenCounter
@@ -256,26 +256,26 @@ class GenerationTab(LiveJobs):
                                self.progress: ""}
         result = job.value if isinstance(job.value, GenerationResult) else None
         if result is None or not result.images:  # nothing to show: keep the previous images in the gallery
+            shown_as = notice_html  # the user's own Interrupt, Cancel or Skip is a notice, not an error
             if job.status == "cancelled":
                 msg = "Cancelled before it started."
             elif job.status == "interrupted":
                 msg = "Interrupted before any image was finished."
             elif job.error is not None:
-                msg = error_message(job.error)
+                msg, shown_as = error_message(job.error), error_html
                 gr.Warning(msg)
             else:
                 msg = "No image was produced (every batch was skipped)."
-            out[self.info] = error_html(msg)
+            out[self.info] = shown_as(msg)
             return out
         images = [with_infotext(img, text) for img, text in zip(result.images, result.infotexts)]
         first = int(result.info.get("index_of_first_image", 0) or 0) if len(images) > 1 else 0
         texts = list(result.infotexts)
         out[self.gallery] = gr.update(value=images, selected_index=None)
         out[self.results] = {"infotexts": texts, "selected": first}
-        notes = [f"Interrupted: {len(texts) - first} image(s) finished."] if result.interrupted else []
-        notes += list(result.warnings)
+        notice = notice_html(f"Interrupted: {len(texts) - first} image(s) finished.") if result.interrupted else ""
         shown = infotext_html(texts[first]) if texts else ""
-        out[self.info] = "".join(error_html(n) for n in notes) + shown
+        out[self.info] = notice + "".join(error_html(n) for n in result.warnings) + shown
         return out
 
     def on_interrupt(self, job_id: str | None) -> None:

@@ -27,5 +27,10 @@ def error_html(message: str) -> str:
     return f'<div class="easel-error">{html.escape(message)}</div>'
 
 
+def notice_html(message: str) -> str:
+    """A plain notice (what the user asked for happened, e.g. "Interrupted"): not styled as an error."""
+    return f'<div class="easel-notice">{html.escape(message)}</div>'
+
+
 def ok_html(message: str) -> str:
     return f'<div class="easel-ok">{html.escape(message)}</div>'
