@@ -163,3 +163,13 @@ def test_affinity_prefers_the_worker_holding_the_job_s_loras():
     assert pool.choose(job("plain")).id == "w3"  # no LoRAs: fewest jobs among those with A
     reset()
     assert pool.choose(job("x <lora:oil:1>", ckpt="B")).id == "w3"  # the checkpoint comes first
+
+
+def test_the_built_in_extensions_keep_no_plain_job_off_the_workers(make_app):
+    """A global after_image/step_end/image_saved listener keeps every job on the head (extensions live there only):
+    no built-in extension may have one (IP-Adapter's schedule is a per-call PipelineCall.on_step listener)."""
+    from webui.workers.remote import LOCAL_ONLY_EVENTS
+
+    app = make_app("--nowebui")
+    assert {"ip_adapter", "adetailer", "controlnet"} <= {r.name for r in app.extensions.active()}
+    assert [e for e in LOCAL_ONLY_EVENTS if app.extensions.has_hooks(e)] == []
