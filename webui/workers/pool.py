@@ -144,7 +144,7 @@ class RayPool:
             return
         common = dict(log_to_driver=False, namespace="easel", runtime_env={"env_vars": self._worker_env()})
         if self.address:
-            ray.init(address=self.address, **common)
+            ray.init(address=self.address, **common)  # token auth: see workers/__init__.py (before Ray's import)
         else:  # a private local runtime: no dashboard, node address on loopback
             # Ray turns "127.0.0.1"/"localhost" into the machine's network address (resolve_ip_for_localhost), so its
             # processes would talk over the LAN address; any other loopback address is kept as given (Linux routes
