@@ -190,17 +190,26 @@ def test_a_killed_worker_s_job_completes_on_another_with_one_retry(head):
 
 
 def test_a_new_worker_takes_queued_work_and_a_drained_one_leaves(head):
-    old = _workers(head)[0]  # after the kill test, the one worker left
-    ids = [requests.post(f"{head.url}/easel/v1/jobs", timeout=10, json={"kind": "txt2img", "params": {
-        "prompt": f"queued {i}", "seed": i, "steps": 200, "width": 64, "height": 64}}).json()["id"]
-        for i in range(6)]  # ~10 s each here: some still queued when the new worker is ready
+    old = _workers(head)[0]
+
+    def submit(i: int, what: str = "queued") -> str:
+        return requests.post(f"{head.url}/easel/v1/jobs", timeout=10, json={"kind": "txt2img", "params": {
+            "prompt": f"{what} {i}", "seed": i, "steps": 200, "width": 64, "height": 64}}).json()["id"]
+    ids = [submit(i) for i in range(4)]
     r = requests.post(f"{head.url}/easel/v1/workers", timeout=60)
     assert r.status_code == 202
     new = r.json()["id"]
-    wait_until(lambda: any(w["id"] == new and w["jobs_done"] >= 1 for w in _workers(head)), 180, 0.5)
+
+    def took_one() -> bool:  # keeps two jobs waiting until the new worker is up, however fast this machine runs them
+        if any(w["id"] == new and w["jobs_done"] >= 1 for w in _workers(head)):
+            return True
+        if sum(_job(head, i)["status"] == "queued" for i in ids) < 2:
+            ids.append(submit(len(ids)))
+        return False
+    wait_until(took_one, 180, 0.5)
     # one more job than there are workers, so the old worker has one to be busy with at the drain however fast this
     # machine ran the rest
-    late = range(6, 7 + len(_workers(head)))
+    late = range(len(ids), len(ids) + 1 + len(_workers(head)))
     ids += [requests.post(f"{head.url}/easel/v1/jobs", timeout=10, json={"kind": "txt2img", "params": {
         "prompt": f"late {i}", "seed": i, "steps": 200, "width": 64, "height": 64}}).json()["id"] for i in late]
     busy_old = wait_until(lambda: [w for w in _workers(head) if w["id"] == old["id"] and w["job"]], 120, 0.1)[0]
