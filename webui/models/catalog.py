@@ -135,6 +135,19 @@ class CheckpointCatalog:
         return (user or items)[0] if items else None
 
 
+VAE_BESIDE_SUFFIXES = (".vae.safetensors", ".vae.pt", ".vae.ckpt")
+
+
+def vae_beside(checkpoint: Path) -> Path | None:
+    """The VAE file named like a checkpoint next to it (what sd_vae "Automatic" uses); the last suffix found wins."""
+    found = None
+    for suffix in VAE_BESIDE_SUFFIXES:
+        p = checkpoint.with_name(checkpoint.stem + suffix)
+        if p.exists():
+            found = p
+    return found
+
+
 @dataclass(frozen=True)
 class VaeInfo:
     path: Path

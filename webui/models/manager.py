@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from webui.errors import ModelNotFound
 from webui.models import loader
-from webui.models.catalog import CheckpointCatalog, CheckpointInfo, VaeInfo, scan_vaes
+from webui.models.catalog import CheckpointCatalog, CheckpointInfo, VaeInfo, scan_vaes, vae_beside
 from webui.models.device import DevicePolicy
 from webui.models.families import ProbeResult
 from webui.models.runtime import ModelRuntime, bridge_vae_dtype
@@ -170,10 +170,9 @@ class ModelManager:
         if choice not in ("Automatic", "None", ""):
             target = self.find_vae(choice)
         elif choice == "Automatic" and not model.info.is_folder:
-            for suffix in (".vae.safetensors", ".vae.pt", ".vae.ckpt"):
-                p = model.info.path.with_name(model.info.path.stem + suffix)
-                if p.exists():
-                    target = VaeInfo(path=p, name=p.name)
+            beside = vae_beside(model.info.path)
+            if beside is not None:
+                target = VaeInfo(path=beside, name=beside.name)
         if target is None:
             vae = model.own_vae
         else:

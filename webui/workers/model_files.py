@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable
 
 from webui.errors import InvalidRequest
+from webui.models.catalog import vae_beside
 from webui.models.hashing import sha256_file
 
 CHUNK_BYTES = 8 << 20  # per call from the head: bounded memory on both sides, few enough round trips
@@ -91,15 +92,12 @@ def needed_files(application: Any, task: Any) -> list[NeededFile]:
             ckpt = application.catalog.find(task.checkpoint)
         except Exception:
             ckpt = None  # the worker answers "not found" in its own words
+    vae = str(task.options.get("sd_vae") or "Automatic")
     if ckpt is not None and not ckpt.is_folder and not ckpt.is_demo:
         add("Stable-diffusion", ckpt.path)
-        vae = str(task.options.get("sd_vae") or "Automatic")
-        if vae == "Automatic":
-            for suffix in (".vae.safetensors", ".vae.pt", ".vae.ckpt"):
-                beside = ckpt.path.with_name(ckpt.path.stem + suffix)
-                if beside.is_file():
-                    add("Stable-diffusion", beside)
-    vae = str(task.options.get("sd_vae") or "Automatic")
+        beside = vae_beside(ckpt.path) if vae == "Automatic" else None
+        if beside is not None:  # the one the worker's manager will pick, as the head's would
+            add("Stable-diffusion", beside)
     if vae not in ("Automatic", "None", ""):
         try:
             add("VAE", application.models.find_vae(vae).path)
