@@ -209,9 +209,10 @@ def test_reexec_passes_argv_and_refuses_to_loop(monkeypatch: pytest.MonkeyPatch)
 
 def test_pytest_command() -> None:
     py = Path("/v/bin/python")
-    assert run_tests.pytest_command(py, []) == [str(py), "-m", "pytest", "-q", "-rs", "tests"]
+    assert run_tests.pytest_command(py, []) == [str(py), "-m", "pytest", "-q", "-rs", "--durations=40",
+                                                  "tests"]
     assert run_tests.pytest_command(py, ["-k", "flags"])[-3:] == ["tests", "-k", "flags"]
-    assert run_tests.pytest_command(py, ["tests/test_flags.py::test_parse_auth", "-x"])[5:] == [
+    assert run_tests.pytest_command(py, ["tests/test_flags.py::test_parse_auth", "-x"])[6:] == [
         "tests/test_flags.py::test_parse_auth", "-x"]
 
 

@@ -136,7 +136,9 @@ def names_paths(extra: Sequence[str]) -> bool:
 
 def pytest_command(python: Path, extra: Sequence[str]) -> list[str]:
     # Run all of tests/ unless the extra args already name test paths.
-    return [str(python), "-m", "pytest", "-q", "-rs", *([] if names_paths(extra) else ["tests"]), *extra]
+    # --durations: the slowest tests in every CI log, to keep the suite under its 15-minute budget
+    return [str(python), "-m", "pytest", "-q", "-rs", "--durations=40", *([] if names_paths(extra) else ["tests"]),
+            *extra]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

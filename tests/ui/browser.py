@@ -43,6 +43,7 @@ def page(browser, viewport):
     context = browser.new_context(viewport=viewport)
     pg = context.new_page()
     pg.set_default_timeout(30_000)
+    pg.set_default_navigation_timeout(60_000)  # the first page load of a cold run (Gradio's JS read from disk)
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
     yield pg
@@ -51,9 +52,23 @@ def page(browser, viewport):
 
 
 def set_slider(page, elem_id: str, value) -> None:
+    """Type `value` into a slider's number box and commit it (Enter, then leaving the box); typed again when the
+    slider did not take it (a box typed into while its accordion was still opening kept its old value: the hires
+    size line of test_layout then never changed)."""
     box = page.locator(f"#{elem_id} input[type=number]")
-    box.fill(str(value))
-    box.press("Enter")
+    slider = page.locator(f"#{elem_id} input[type=range]")
+    for _ in range(3):
+        box.fill(str(value))
+        box.press("Enter")
+        box.blur()
+        try:
+            page.wait_for_function("([sel, v]) => { const e = document.querySelector(sel);"
+                                   " return !!e && Number(e.value) === Number(v); }",
+                                   arg=[f"#{elem_id} input[type=range]", value], timeout=3_000)
+            return
+        except sync_api.TimeoutError:
+            continue
+    raise AssertionError(f"slider {elem_id} never took {value!r}; it shows {slider.input_value()!r}")
 
 
 def choose(page, elem_id: str, text: str) -> None:

@@ -64,3 +64,36 @@ def test_owner_and_queue_line():
     assert owner_of(None, None) is None and owner_of(None, 42) is None
     assert queue_html([]) == ""
     assert "Queued: position 2 (+1 more)" in queue_html([2, 3])
+
+
+def test_a_job_submitted_before_the_browser_id_loaded_is_found_after_a_reload(app):
+    """Generate clicked before the page's browser id arrived: the follower claims the job for the page once the id
+    is known, so a reloaded page finds it first (it once found only the page's later job, at position 2)."""
+    with gr.Blocks():
+        tab = Txt2ImgTab(app)
+    client = "c" * 32
+    release = hold(app)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _, _, early = tab.on_generate(None, None, *values(tab, prompt="early", steps=1, width=64, height=64))
+            _, _, late = tab.on_generate(None, client, *values(tab, prompt="late", steps=1, width=64, height=64))
+            assert app.jobs.get(early).owner not in (None, owner_of(None, client))
+            api_job = app.jobs.submit("txt2img", {}, lambda job: None, record=False)  # no owner: never claimable
+            next(tab.follow_owned(None, client, api_job.id))
+            assert api_job.owner is None
+            first = next(tab.follow_owned(None, client, early))  # the page's follower, id loaded meanwhile
+            assert first[tab.job_id] == early
+            reloaded = next(tab.follow_owned(None, client, "reconnect:1"))
+            assert reloaded[tab.job_id] == early  # the reload follows the early job first, then the late one
+            assert [j.id for j in app.jobs.active(owner_of(None, client))] == [early, late]
+    finally:
+        release.set()
+
+
+def hold(app):
+    import threading
+
+    release = threading.Event()
+    app.jobs.submit("test-hold", {}, lambda job: release.wait(60), record=False)
+    return release

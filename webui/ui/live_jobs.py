@@ -33,6 +33,7 @@ from webui.ui.page_value import PageValue
 from webui.ui.progress import follow
 
 GENERATE, QUEUE_MORE = "Generate", "Generate (queue)"
+UNCLAIMED = "unclaimed:"  # Job.owner of a job submitted before the page knew its browser id
 
 SHORTCUTS_JS = r"""
 () => {
@@ -137,7 +138,11 @@ class LiveJobs:
             msg = error_message(e)
             gr.Warning(msg)
             return error_html(msg), gr.update(), gr.update()
-        job.owner = owner_of(request, client)
+        # a click before the page's browser id has loaded (a fresh browser, a slow load) has no owner yet: the
+        # follower this return starts claims the job for the page once it knows the id, else a reloaded page
+        # would not find it (#19: the reconnect test that saw only the page's later job). Marked so that no other
+        # job (an API job has no owner) can be claimed by a page sending its id.
+        job.owner = owner_of(request, client) or f"{UNCLAIMED}{job.id}"
         pos = self.app.jobs.position(job.id)
         return gr.update(), queue_html([pos] if pos else []), job.id
 
@@ -168,6 +173,8 @@ class LiveJobs:
         this page queued after this started are shown too, ended or not."""
         owner = owner_of(request, client)
         first = self.app.jobs.get(submitted) if isinstance(submitted, str) and submitted else None
+        if first is not None and owner and first.owner == f"{UNCLAIMED}{first.id}":
+            first.owner = owner  # submitted by this page before its id had loaded: see on_generate
         since = min(first.created_at, time.time()) if first is not None else time.time()
         seen: set[str] = set()
 
