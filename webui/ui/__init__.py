@@ -4,7 +4,7 @@ generation logic; `webui.api.server` mounts the Blocks built here at "/"."""
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
@@ -25,18 +25,21 @@ from webui.ui.settings_tab import SettingsTab
 from webui.ui.train_tab import build_train_tab
 from webui.ui.txt2img_tab import Txt2ImgTab
 
+if TYPE_CHECKING:
+    from webui.app import Application
 
-def footer_html(application) -> str:
+
+def footer_html(application: Application) -> str:
     policy = application.policy
     parts = [f"Easel {VERSION}", f"device: {policy.label}" + (f" ({policy.note})" if policy.note else ""),
              '<a href="/docs">API</a>']
-    if getattr(application, "share_url", None):
+    if application.share_url:
         url = html.escape(application.share_url)
         parts.append(f'share: <a href="{url}">{url}</a>')
     return " · ".join(p if p.startswith("<a") or p.startswith("share") else html.escape(p) for p in parts)
 
 
-def page_defaults(application) -> list[Any]:
+def page_defaults(application: Application) -> list[Any]:
     """Steps and sampler of txt2img and img2img at page load, from the settings in force."""
     from webui.ui.common import canonical_sampler
 
@@ -57,7 +60,7 @@ def register_model_lists(application, lists, txt2img, train, merger) -> None:
         lists.add(dropdown, lambda: file_titles(application))
 
 
-def build_ui(application) -> gr.Blocks:
+def build_ui(application: Application) -> gr.Blocks:
     with gr.Blocks(title="Easel", analytics_enabled=False) as demo:
         prompt_tools_assets()  # Ctrl+Up/Down in every prompt box (the page's CSS: page_css, given at mount)
         clamp_notes_assets()  # "Width 4096 was clamped to 2048" next to a size typed beyond its slider

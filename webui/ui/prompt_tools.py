@@ -54,7 +54,7 @@ def counter_text(application, text: str | None, steps: Any = 20, *, negative: bo
     except (TypeError, ValueError):
         n_steps = 20
     tokens, limit = token_count(tokenizer, text or "", steps=n_steps, is_positive=not negative, embeddings=counts)
-    family = getattr(getattr(getattr(model, "probe", None), "family", None), "value", None)
+    family = model.probe.family.value if model is not None else None
     if family in ("flux", "sd3"):  # the T5 branch reads the plain text, up to its own length (webui/prompts/plain.py)
         from webui.prompts.plain import token_counts
 

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
 from webui.models import samplers
 from webui.settings import OptionDef
 from webui.ui.common import error_html, error_message, ok_html
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 QUICKSETTINGS = ("sd_model_checkpoint",)  # shown in the top bar instead (and whatever quicksettings_list pins)
 RELOAD_NOTE = " (requires Reload UI)"
@@ -39,9 +42,13 @@ SEARCH_JS = """(query) => {
 RELOAD_JS = "() => { setTimeout(() => window.location.reload(), 300); }"
 
 
-def option_choices(application, d: OptionDef) -> list[str] | None:
+def option_choices(application: Application, d: OptionDef) -> list[str] | None:
     if d.key == "sd_vae":
         return ["Automatic", "None", *[v.name for v in application.models.vaes]]
+    if d.key == "forge_additional_modules":  # Forge's "VAE / Text Encoder": files in models/VAE, text_encoder, clip
+        from webui.models.parts import module_files
+
+        return module_files(application.models.vae_dir.parent)
     if d.key == "txt2img_default_sampler":
         return samplers.sampler_names()
     if d.key == "quicksettings_list":
@@ -51,13 +58,11 @@ def option_choices(application, d: OptionDef) -> list[str] | None:
     return list(d.choices) if d.choices else None
 
 
-def option_component(application, d: OptionDef, value: Any, **layout: Any) -> gr.components.Component:
+def option_component(application: Application, d: OptionDef, value: Any, **layout: Any) -> gr.components.Component:
     """The component for one option: checkbox, dropdown, slider (bounded number), number or textbox."""
-    label = d.label + (RELOAD_NOTE if getattr(d, "reload_ui", False) else "")
+    label = d.label + (RELOAD_NOTE if d.reload_ui else "")
     common = {"label": label, "elem_id": f"setting_{d.key}", **layout}
-    options = getattr(application, "options", None)
-    policy = getattr(options, "policy", None)
-    locked = policy.lock_reason(d.key, d) if policy is not None else None
+    locked = application.options.policy.lock_reason(d.key, d)
     if locked:  # the same rule Apply enforces (webui/option_policy.py), shown before the user types
         common.update(interactive=False, info=locked)
     if d.kind is bool:
@@ -148,7 +153,7 @@ class SettingsTab:
         self.search.change(fn=None, inputs=[self.search], outputs=None, js=SEARCH_JS)
 
     async def on_reload_ui(self) -> str:
-        reloader = getattr(self.app, "ui_reloader", None)
+        reloader = self.app.ui_reloader
         if reloader is None:
             return error_html("Reload UI works when Easel serves the page (not in this embedding).")
         try:
