@@ -30,9 +30,7 @@ from webui.lifecycle import img2img_record, request_record, requeue_waiting, ser
 from webui.lora import LoraCatalog, LoraService
 from webui.models.catalog import CheckpointCatalog
 from webui.models.device import choose_policy
-from webui.models.folder_watch import FolderWatch
 from webui.models.hashing import HashCache
-from webui.models.lists import model_folders, named_choices
 from webui.models.manager import LoadedModel, ModelManager
 from webui.option_policy import OptionPolicy
 from webui.outputs import OutputWriter
@@ -89,9 +87,6 @@ class Application:
         self.interrogator = Interrogator(self.paths.models_dir, self.options.get)
         self.extensions = self._extension_host()
         self.models.on_loaded = self._on_model_loaded
-        # a file added to a model folder shows in every list without 🔄: pages poll the token (#19 item 7)
-        self.model_watch = FolderWatch(self._watched_folders, self.rescan_models)
-        self.model_watch.token()  # the listing before start()'s scan: a file added after it is a change
         self.share_url: str | None = None
         self.started = False
 
@@ -115,22 +110,10 @@ class Application:
         if self.paths.extensions_dir.resolve() != dirs[0][0].resolve():
             dirs.append((self.paths.extensions_dir, False))
         host = ExtensionHost(dirs=dirs, options=self.options, disable_all=self.ns.disable_all_extensions,
-                             disable_extra=self.ns.disable_extra_extensions, models_dir=self.paths.models_dir,
-                             lists=lambda kind: named_choices(self.models, kind))
+                             disable_extra=self.ns.disable_extra_extensions, models_dir=self.paths.models_dir)
         host.discover()
         host.load_all()
         return host
-
-    def _watched_folders(self) -> list[Path]:
-        configured = str(self.options.get("control_net_models_path") or "").strip() \
-            if "control_net_models_path" in self.options.defs else ""
-        return [*model_folders(self.paths), *([Path(configured).expanduser()] if configured else [])]
-
-    def rescan_models(self) -> None:
-        """What 🔄 rescans, for a change `model_watch` saw: checkpoints and VAEs, LoRAs, embeddings."""
-        self.models.refresh()
-        self.loras.refresh()
-        self.embeddings.refresh(force=False)
 
     def _on_model_loaded(self, model: LoadedModel) -> None:
         from webui.extensions.api import ModelInfo
@@ -200,7 +183,7 @@ class Application:
                 continue
             tried.add(query)
             try:
-                model = self.models.load(query, self.additional_modules())
+                model = self.models.load(query)
             except EaselError as e:
                 log.warning("could not load %s: %s", query, e.message)
                 continue
@@ -209,17 +192,10 @@ class Application:
         return self.models.active
 
     # --- services the UI and the API share -----------------------------------------------------------------------
-    def additional_modules(self) -> tuple[str, ...]:
-        """Forge's top-bar "VAE / Text Encoder" choice (forge_additional_modules): the files an SD3/FLUX transformer
-        uses; empty means each part is picked automatically."""
-        return tuple(self.options.get("forge_additional_modules") or ())
-
-    def switch_checkpoint(self, query: str, modules: tuple[str, ...] | None = None) -> LoadedModel:
-        """Switch through the queue, so a switch never happens under a running generation. `modules`: the
-        VAE / Text Encoder files to load an SD3/FLUX transformer with (None: the option in force)."""
-        chosen = self.additional_modules() if modules is None else modules
+    def switch_checkpoint(self, query: str) -> LoadedModel:
+        """Switch through the queue, so a switch never happens under a running generation."""
         def work(job: Job) -> LoadedModel:
-            model = self.models.load(query, chosen)
+            model = self.models.load(query)
             self.options.set({"sd_model_checkpoint": model.info.title})
             return model
         return self.jobs.run("load-checkpoint", {"checkpoint": query}, work, record=False)
@@ -230,8 +206,7 @@ class Application:
         active = self.models.active
         # as in A1111, an unchanged value triggers nothing (clients post every option back with one edit)
         if title and not (active is not None and title == active.info.title):
-            # a checkpoint and its VAE / Text Encoder files posted together load together
-            self.switch_checkpoint(title, tuple(clean.get("forge_additional_modules", self.additional_modules())))
+            self.switch_checkpoint(title)
         if clean.get("sd_vae", None) == self.options.get("sd_vae"):
             clean.pop("sd_vae")
         if "sd_vae" in clean:
