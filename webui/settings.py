@@ -148,6 +148,13 @@ def _opts() -> list[OptionDef]:
           "models/interrogate; empty: the first)", "Interrogate"),
         o("interrogate_keep_models_in_memory", False, "Keep the interrogate model in memory", "Interrogate", bool),
         o("interrogate_return_ranks", False, "Include ranks of model tags matches in results", "Interrogate", bool),
+        o("interrogate_blip_model", "", "BLIP caption model for Interrogate CLIP (a transformers BLIP captioning "
+          "folder in models/BLIP; empty: the first)", "Interrogate"),
+        o("interrogate_clip_num_beams", 1, "BLIP: num_beams", "Interrogate", int, minimum=1, maximum=16, step=1),
+        o("interrogate_clip_min_length", 24, "BLIP: minimum description length (tokens)", "Interrogate", int,
+          minimum=1, maximum=128, step=1),
+        o("interrogate_clip_max_length", 48, "BLIP: maximum description length (tokens)", "Interrogate", int,
+          minimum=1, maximum=256, step=1),
         o("interrogate_clip_dict_limit", 1500, "CLIP: maximum number of lines in a word list", "Interrogate", int,
           minimum=1, maximum=100000, step=1),
     ]

@@ -1,13 +1,13 @@
-"""A1111's "Interrogate CLIP" without BLIP: a CLIP model ranks Easel's own word lists (wordlists/: subjects,
-mediums, art movements, flavours) against the image, and the best of each make the prompt, in A1111's shape
-"<medium> of <subject>, <movement>, <flavour>, <flavour>, …".
+"""The CLIP half of A1111's "Interrogate CLIP": a CLIP model ranks Easel's own word lists (wordlists/: subjects,
+mediums, art movements, flavours) against the image, and the best of each extend the caption (see caption()).
 
-Why a separate CLIP and no caption model: ranking an image against text needs CLIP's *vision* tower and both
+Why a separate CLIP: ranking an image against text needs CLIP's *vision* tower and both
 projections; a Stable Diffusion checkpoint holds only the text tower (SD 1.x without its projection), so the loaded
 checkpoint can't do it. A full CLIP (transformers' CLIPModel folder: config.json + weights, e.g. openai/
 clip-vit-large-patch14 saved with save_pretrained) in models/interrogate/ is used, through transformers; its own
-tokenizer files when the folder has them, else the CLIP BPE vocabulary Easel ships (webui/models/tokenizer.py). A
-BLIP/Florence captioner would pull large generation code and models for a sentence the subject list approximates.
+tokenizer files when the folder has them, else the CLIP BPE vocabulary Easel ships (webui/models/tokenizer.py). The
+caption in front comes from a BLIP model in models/BLIP (blip.py) when one is installed; without it the subject
+list stands in for the caption.
 """
 
 from __future__ import annotations
@@ -138,11 +138,17 @@ def _tensor(out: Any) -> torch.Tensor:
     return value if value is not None else out[0]
 
 
-def caption(ranks: dict[str, list[tuple[str, float]]], *, flavors: int = 3, with_ranks: bool = False) -> str:
-    """A1111's prompt shape: "<medium> of <subject>, <movement>, <flavours>"; with_ranks writes "(word:0.123)"."""
+def caption(ranks: dict[str, list[tuple[str, float]]], *, flavors: int = 3, with_ranks: bool = False,
+            subject: str | None = None) -> str:
+    """A1111's prompt shape: with a BLIP caption as `subject`, "<caption>, <medium>, <movement>, <flavours>"; without
+    one, "<medium> of <subject>, <movement>, <flavours>" from the subject list; with_ranks writes "(word:0.123)"."""
     def show(item: tuple[str, float]) -> str:
         return f"({item[0]}:{item[1]:.3f})" if with_ranks else item[0]
 
-    parts = [f"{show(ranks['mediums'][0])} of {show(ranks['subjects'][0])}", show(ranks["movements"][0])]
+    if subject:
+        parts = [subject, show(ranks["mediums"][0])]
+    else:
+        parts = [f"{show(ranks['mediums'][0])} of {show(ranks['subjects'][0])}"]
+    parts.append(show(ranks["movements"][0]))
     parts += [show(f) for f in ranks["flavors"][:flavors]]
     return ", ".join(parts)
