@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import os
 import sys
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from webui import VERSION
@@ -183,7 +183,7 @@ class Application:
                 continue
             tried.add(query)
             try:
-                model = self.models.load(query)
+                model = self.models.load(query, self.additional_modules())
             except EaselError as e:
                 log.warning("could not load %s: %s", query, e.message)
                 continue
@@ -192,21 +192,40 @@ class Application:
         return self.models.active
 
     # --- services the UI and the API share -----------------------------------------------------------------------
-    def switch_checkpoint(self, query: str) -> LoadedModel:
-        """Switch through the queue, so a switch never happens under a running generation."""
+    def additional_modules(self) -> tuple[str, ...]:
+        """Forge's top-bar "VAE / Text Encoder" choice (forge_additional_modules): the files an SD3/FLUX transformer
+        uses; empty means each part is picked automatically."""
+        return tuple(self.options.get("forge_additional_modules") or ())
+
+    def switch_checkpoint(self, query: str, modules: tuple[str, ...] | None = None) -> LoadedModel:
+        """Switch through the queue, so a switch never happens under a running generation. `modules`: the
+        VAE / Text Encoder files to load an SD3/FLUX transformer with (None: the option in force)."""
+        chosen = self.additional_modules() if modules is None else modules
         def work(job: Job) -> LoadedModel:
-            model = self.models.load(query)
+            model = self.models.load(query, chosen)
             self.options.set({"sd_model_checkpoint": model.info.title})
             return model
         return self.jobs.run("load-checkpoint", {"checkpoint": query}, work, record=False)
 
     def set_options(self, changes: dict[str, Any]) -> None:
         clean = self.options.validate(dict(changes))  # the one check (422/403) for every key, before anything changes
+        if clean.get("forge_additional_modules"):  # only files that are there: a name is kept, never a path
+            from webui.models.parts import module_files
+
+            files = module_files(self.models.vae_dir.parent)
+            names = [PureWindowsPath(m).name for m in clean["forge_additional_modules"]]
+            unknown = [m for m, n in zip(clean["forge_additional_modules"], names)
+                       if n not in files and n + ".safetensors" not in files]
+            if unknown:
+                raise InvalidRequest("option forge_additional_modules: no such file in models/VAE/, "
+                                     f"models/text_encoder/ or models/clip/: {', '.join(unknown)[:300]}")
+            clean["forge_additional_modules"] = [n if n in files else n + ".safetensors" for n in names]
         title = clean.pop("sd_model_checkpoint", None)
         active = self.models.active
         # as in A1111, an unchanged value triggers nothing (clients post every option back with one edit)
         if title and not (active is not None and title == active.info.title):
-            self.switch_checkpoint(title)
+            # a checkpoint and its VAE / Text Encoder files posted together load together
+            self.switch_checkpoint(title, tuple(clean.get("forge_additional_modules", self.additional_modules())))
         if clean.get("sd_vae", None) == self.options.get("sd_vae"):
             clean.pop("sd_vae")
         if "sd_vae" in clean:

@@ -18,9 +18,13 @@ from webui.errors import ModelNotFound
 from webui.models import loader
 from webui.models.catalog import CheckpointCatalog, CheckpointInfo, VaeInfo, scan_vaes, vae_beside
 from webui.models.device import DevicePolicy
-from webui.models.families import ProbeResult
+from webui.models.families import Family, ProbeResult
 from webui.models.runtime import ModelRuntime, bridge_vae_dtype
 from webui.models.vae_precision import Bf16VaeGuard
+
+
+# families whose checkpoints may take their text encoders / VAE from separate files (forge_additional_modules)
+SEPARATE_PARTS = (Family.SD3, Family.FLUX)
 
 
 @dataclass
@@ -85,10 +89,15 @@ class ModelManager:
             else:
                 info = self.catalog.find(query)
             modules = tuple(sorted(str(m) for m in modules or ()))
-            key = info.title + (" + " + ", ".join(modules) if modules else "")
+            key = info.title
             model = self._cache.get(key)
+            if modules and (model is None or model.probe.family in SEPARATE_PARTS):
+                key = info.title + " + " + ", ".join(modules)
+                model = self._cache.get(key)
             if model is None:
                 model = self._load_from_disk(info, modules)
+                if model.probe.family not in SEPARATE_PARTS:  # modules mean nothing to it: one entry, one load
+                    key = info.title
                 self._cache[key] = model
             self._cache.move_to_end(key)
             self._activate(model)

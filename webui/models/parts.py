@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 import torch
@@ -65,12 +65,23 @@ def classify(path: Path) -> Part | None:
     return found[0] if len(found) == 1 else None
 
 
+PART_FOLDERS = ("text_encoder", "clip", "VAE")
+
+
 def scan(models_root: Path) -> list[Part]:
     found = []
-    for folder in (models_root / "text_encoder", models_root / "clip", models_root / "VAE"):
+    for folder in (models_root / name for name in PART_FOLDERS):
         if folder.is_dir():
             found += [part for f in sorted(folder.rglob("*.safetensors")) if (part := classify(f)) is not None]
     return found
+
+
+def module_files(models_root: Path) -> list[str]:
+    """The file names Forge's "VAE / Text Encoder" selector offers: every .safetensors in models/VAE/,
+    models/text_encoder/ and models/clip/ (by name, as `chosen` matches them), sorted, without repeats."""
+    names = {f.name for folder in PART_FOLDERS if (models_root / folder).is_dir()
+             for f in (models_root / folder).rglob("*.safetensors") if f.is_file()}
+    return sorted(names, key=str.lower)
 
 
 def _one(candidates: list[Part], role: str, label: str, models_root: Path, found: list[Part]) -> Part:
@@ -88,7 +99,8 @@ def _one(candidates: list[Part], role: str, label: str, models_root: Path, found
 
 def chosen(found: list[Part], modules: tuple[str, ...] | list[str]) -> list[Part]:
     """The parts named by Forge's `forge_additional_modules` (file names, with or without a folder or extension)."""
-    names = {Path(str(m)).name for m in modules} | {Path(str(m)).stem for m in modules}
+    # PureWindowsPath splits on both separators: Forge on Windows sends C:\...\clip_l.safetensors
+    names = {PureWindowsPath(str(m)).name for m in modules} | {PureWindowsPath(str(m)).stem for m in modules}
     return [p for p in found if p.path.name in names or p.path.stem in names]
 
 

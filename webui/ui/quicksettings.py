@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 DEMO_NOTE = ("This is Easel's small demo model (64×64 shapes). "
              "Put real checkpoints in models/Stable-diffusion/.")
 CHECKPOINT = "sd_model_checkpoint"  # always first in the bar, with its own dropdown and 🔄
+MODULES = "forge_additional_modules"  # Forge's top-bar "VAE / Text Encoder" selector
 REFRESH_SUFFIXES = ("_refresh_models",)  # elem_id endings of other list-refresh buttons the top 🔄 also runs
 
 
@@ -42,6 +43,14 @@ def demo_note(application: Application) -> str:
     if model is None or not model.info.is_demo:
         return ""
     return f'<div class="easel-note">{html.escape(DEMO_NOTE, quote=False)}</div>'
+
+
+def modules_wanted(application: Application) -> bool:
+    """Whether the active checkpoint takes separate VAE / text encoder files (SD 3/3.5, FLUX.1)."""
+    from webui.models.manager import SEPARATE_PARTS
+
+    model = application.models.active
+    return model is not None and model.probe.family in SEPARATE_PARTS
 
 
 def pinned_keys(application: Application) -> list[str]:
@@ -89,6 +98,9 @@ class Quicksettings:
                 d = application.options.defs[key]
                 self.pinned[key] = option_component(application, d, application.options.get(key), scale=0,
                                                     min_width=240)
+            self.modules = self.pinned.get(MODULES) or option_component(
+                application, application.options.defs[MODULES], application.options.get(MODULES), scale=0,
+                min_width=240, visible=modules_wanted(application))
             self.message = gr.HTML("", elem_id="quicksettings_message")
         self.note = gr.HTML(demo_note(application), elem_id="easel_demo_note")
 
@@ -97,15 +109,20 @@ class Quicksettings:
         every tab that shows them (txt2img, and img2img when given)."""
         self.size_outputs = [txt2img.width, txt2img.height, *([img2img.width, img2img.height] if img2img else [])]
         # .select, not .input: Gradio 6.31's dropdown fires "input" twice for one choice (two loads of a broken file)
-        self.checkpoint.select(self.on_switch, inputs=[self.checkpoint],
+        self.switch_event = self.checkpoint.select(self.on_switch, inputs=[self.checkpoint],
                               outputs=[self.checkpoint, self.message, self.note, *self.size_outputs],
                               show_progress_on=[self.checkpoint])
         self.refresh_event = self.refresh.click(self.on_refresh, inputs=None,
                                                 outputs=[self.checkpoint, self.message, *self.pinned_lists(),
                                                          *self.lists.components])
         for key, component in self.pinned.items():
-            component.input(lambda value, key=key: self.on_pinned(key, value), inputs=[component],
-                            outputs=[self.message, component])
+            if key != MODULES:
+                component.input(lambda value, key=key: self.on_pinned(key, value), inputs=[component],
+                                outputs=[self.message, component])
+        self.modules.input(self.on_modules, inputs=[self.modules], outputs=[self.message, self.modules])
+        # after a switch or a rescan: shown for an SD3/FLUX checkpoint, with the files there are now
+        self.switch_event.then(self.modules_update, inputs=None, outputs=[self.modules], queue=False)
+        self.refresh_event.then(self.modules_update, inputs=None, outputs=[self.modules], queue=False)
 
     def pinned_lists(self) -> list[gr.components.Component]:
         return [c for key, c in self.pinned.items() if key == "sd_vae"]
@@ -168,10 +185,35 @@ class Quicksettings:
             return error_html(msg), shown(d, self.app.options.get(key), self.choices(key))
         return ok_html(f"{d.label}: {value}"), gr.update()
 
+    def modules_update(self) -> dict[str, Any]:
+        """The "VAE / Text Encoder" selector as it should be now: its files, the choice in force, and shown while
+        an SD3/FLUX checkpoint is active (or when pinned by quicksettings_list)."""
+        return gr.update(choices=self.choices(MODULES), value=list(self.app.options.get(MODULES) or []),
+                         visible=MODULES in self.pinned or modules_wanted(self.app))
+
+    def on_modules(self, value: Any):
+        """A "VAE / Text Encoder" choice: kept as forge_additional_modules and, as in Forge, the active SD3/FLUX
+        checkpoint is loaded again with those files at once, so a file that does not fit is reported here."""
+        from webui.ui.settings_tab import normalize
+
+        d = self.app.options.defs[MODULES]
+        try:
+            self.app.set_options({MODULES: normalize(d, value)})
+            if modules_wanted(self.app):
+                model = self.app.models.active
+                assert model is not None
+                self.app.switch_checkpoint(model.info.title)
+        except Exception as e:  # refused or does not fit: the previous model stays active and the user sees why
+            msg = error_message(e)
+            gr.Warning(msg)
+            return error_html(msg), self.modules_update()
+        names = ", ".join(map(str, value or [])) or "Automatic"
+        return ok_html(f"{d.label}: {names}"), gr.update()
+
     @property
     def load_outputs(self) -> list[gr.components.Component]:
         """What a page load refreshes here (after the checkpoint and the note): the pinned settings, the lists."""
-        return [*self.pinned.values(), *self.lists.components]
+        return [*self.pinned.values(), *self.lists.components, *([] if MODULES in self.pinned else [self.modules])]
 
     def on_load(self):
         """Page load: the model may have finished loading after the UI was built."""
@@ -191,4 +233,4 @@ class Quicksettings:
             choices = self.choices(key)
             value = shown(d, self.app.options.get(key), choices)
             values.append(gr.update(value=value, choices=choices) if choices is not None else value)
-        return [*values, *self.lists.updates()]
+        return [*values, *self.lists.updates(), *([] if MODULES in self.pinned else [self.modules_update()])]

@@ -45,6 +45,10 @@ RELOAD_JS = "() => { setTimeout(() => window.location.reload(), 300); }"
 def option_choices(application: Application, d: OptionDef) -> list[str] | None:
     if d.key == "sd_vae":
         return ["Automatic", "None", *[v.name for v in application.models.vaes]]
+    if d.key == "forge_additional_modules":  # Forge's "VAE / Text Encoder": files in models/VAE, text_encoder, clip
+        from webui.models.parts import module_files
+
+        return module_files(application.models.vae_dir.parent)
     if d.key == "txt2img_default_sampler":
         return samplers.sampler_names()
     if d.key == "quicksettings_list":
