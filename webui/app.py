@@ -304,7 +304,7 @@ class Application:
             if req.override_settings and not req.override_settings_restore_afterwards:
                 self.options.set(req.override_settings)
             return result
-        seconds, notice = estimate_request(self.step_timer, req, view.get, self.models.active)
+        seconds, notice = estimate_request(self.step_timer, req, view.get, self.models.active, self.catalog.find)
         remote = None if self.workers is None or script else remote_work(
             self, kind, req, view, hooks, save=save and bool(view.get("samples_save")), save_grid=save_grid,
             inputs=inputs, after=after)  # the same job on a Ray worker (webui/workers/remote.py); the head saves
@@ -315,7 +315,8 @@ class Application:
     def _check_cost(self, req: Txt2ImgRequest, script, view, *, grid: bool) -> int:
         """The cost guard (webui/generation/cost.py) over the request, or the cells its dropdown script plans;
         returns the number of cells planned (0 without a script that plans them)."""
-        from webui.generation.cost import UNKNOWN_NATIVE, check_job_cost
+        from webui.generation.cost import check_job_cost
+        from webui.generation.native import UNKNOWN_NATIVE, model_for_job, native_size
 
         cells = None
         if script is not None:
@@ -323,15 +324,10 @@ class Application:
             cells = self.extensions.call(rec, f"{s.title}.planned_requests", s.planned_requests, req, **args)
         active = self.models.active
 
-        def native_for(rq) -> int:
+        def native_for(rq) -> int:  # the checkpoint the cell runs on, as the worker loads it
             wanted = {**req.override_settings, **rq.override_settings}.get("sd_model_checkpoint")
-            if active is None:
-                return UNKNOWN_NATIVE
-            try:
-                same = not wanted or self.catalog.find(str(wanted)).path == active.info.path
-            except EaselError:
-                same = False
-            return active.native_size if same else UNKNOWN_NATIVE
+            model = model_for_job(active, str(wanted or view.get("sd_model_checkpoint") or ""), self.catalog.find)
+            return native_size(model, unknown=UNKNOWN_NATIVE)
         check_job_cost(cells or [req], view.get, native_for, grid_for=lambda rq: grid)
         return len(cells or [])
 

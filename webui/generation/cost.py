@@ -9,8 +9,8 @@ the job would assemble. The limits are options, bounded themselves (webui/settin
 - `img_max_size_mp`: the grid of a multi-image job, in megapixels (A1111's option of the same name);
 - `max_job_megapixel_steps`: the work, megapixels × steps summed over every image, pass and cell.
 
-Sizes left empty are estimated at the active checkpoint's native size (1024 when unknown or when the request picks
-another checkpoint). The generation code keeps its own checks at run time.
+Sizes left empty are estimated at the active checkpoint's native size (native.UNKNOWN_NATIVE, 1024, when unknown or
+when the request picks another checkpoint). The generation code keeps its own checks at run time.
 """
 
 from __future__ import annotations
@@ -22,9 +22,6 @@ from typing import Any, Callable, Iterable
 from webui.errors import InvalidRequest
 from webui.generation.requests import hires_size as target_size
 from webui.generation.requests import size_or_native
-
-UNKNOWN_NATIVE = 1024  # the largest native size of the supported families: never underestimates
-
 
 
 def area_text(pixels: int) -> str:

@@ -13,6 +13,7 @@ import math
 import threading
 from typing import Any, Iterable
 
+from webui.generation.native import model_for_job, native_size
 from webui.generation.requests import Img2ImgRequest, Txt2ImgRequest, size_or_native
 
 SMOOTHING = 0.5  # weight of a new measurement against what was known (steps of one job vary little)
@@ -107,10 +108,10 @@ def step_sample(latents: Any, vae_scale: int) -> int:
     return int(shape[0] * shape[-1] * shape[-2] * vae_scale * vae_scale)
 
 
-def estimate_request(timer: StepTimer, req: Txt2ImgRequest, get_option, active) -> tuple[float | None, str | None]:
-    """(seconds, notice) for a request about to be queued, on the checkpoint it will use."""
-    title = str(get_option("sd_model_checkpoint") or (active.info.title if active is not None else ""))
-    same = active is not None and title in (active.info.title, "")
-    seconds = timer.estimate(title if not same else active.info.title,
-                             job_passes(req, active.native_size if same else 512))
+def estimate_request(timer: StepTimer, req: Txt2ImgRequest, get_option, active,
+                     find) -> tuple[float | None, str | None]:
+    """(seconds, notice) for a request about to be queued, on the checkpoint it will use (`find`: the catalog's)."""
+    wanted = str(get_option("sd_model_checkpoint") or "")
+    model = model_for_job(active, wanted, find)
+    seconds = timer.estimate(model.info.title if model is not None else wanted, job_passes(req, native_size(model)))
     return seconds, notice(seconds, int(get_option("warn_job_seconds") or 0))

@@ -21,6 +21,7 @@ from webui.errors import Interrupted, InvalidRequest, Skipped
 from webui.generation.control import JobControl
 from webui.generation.flow_sampling import SAMPLERS, SCHEDULES, make_scheduler
 from webui.generation.cost import area_text
+from webui.generation.native import native_size
 from webui.generation.processing import GenerationContext, GenerationServices, Plan, apply_loras, run_batches
 from webui.generation.requests import GenerationResult, Txt2ImgRequest, size_or_native
 from webui.generation.seeds import batch_noise, fix_seed
@@ -53,7 +54,7 @@ def make_flow_plan(req: Txt2ImgRequest, services: GenerationServices, opts: Opti
     pipe = model.pipeline
     label = model.probe.label
     sampler, schedule = resolve_sampler(req, label)
-    width, height = size_or_native(req, model.native_size)
+    width, height = size_or_native(req, native_size(model))
     multiple = pipe.vae_scale_factor * 2  # FLUX packs 2×2 latents, SD3 patches 2×2
     if width % multiple or height % multiple:
         raise InvalidRequest(f"{label} needs a width and height that are multiples of {multiple}; got {width}x{height}")

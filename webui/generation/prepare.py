@@ -1,7 +1,7 @@
 """The one preparation of a generation request, for the UI, `/sdapi/v1` and `/easel/v1/jobs` alike
 (`Application.prepare`, called by `Application._submit_generation`): A1111's `infotext` fills the fields the request
 did not set, and the scripts it names must exist. Size rules live with the request (`requests.latent_floor`) and the
-native-size default with the plan (`processing.make_plan`), each in one place."""
+native-size default in `native.py` (used by the plan, the cost guard, the estimate and the UI), each in one place."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from webui.errors import Interrupted, InvalidRequest, Skipped
 from webui.generation.control import JobControl
 from webui.generation.cost import area_text
 from webui.generation.estimate import step_sample
+from webui.generation.native import native_size
 from webui.generation.preview import PreviewSources, make_preview
 from webui.generation.requests import GenerationResult, Txt2ImgRequest, size_or_native
 from webui.generation.seeds import fix_seed
@@ -88,7 +89,7 @@ def make_plan(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsVi
     services.manager.apply_vae(model, str(opts.get("sd_vae") or "Automatic"))  # a request may override sd_vae
     sampler, schedule = samplers.resolve(req.sampler, req.scheduler,
                                          default_sampler=opts.get("txt2img_default_sampler"))
-    width, height = size_or_native(req, model.native_size)
+    width, height = size_or_native(req, native_size(model))
     if width * height > int(opts.get("max_generation_pixels")):
         raise InvalidRequest(f"size {width}×{height} is over the limit of "
                              f"{area_text(int(opts.get('max_generation_pixels')))} (setting max_generation_pixels)")

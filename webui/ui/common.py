@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import gradio as gr
 
 from webui.errors import InvalidRequest, NotFound
+from webui.generation.native import native_size
 from webui.generation.requests import GenerationResult
 from webui.infotext import parse_infotext
 from webui.models import samplers
@@ -103,7 +104,7 @@ class GenerationTab(LiveJobs):
         self.app = application
 
     def native_size(self) -> int:
-        return int(self.app.models.active.native_size) if self.app.models.active is not None else 512
+        return native_size(self.app.models.active)
 
     # --- layout pieces -------------------------------------------------------------------------------------------
     def build_toprow(self) -> None:

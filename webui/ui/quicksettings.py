@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import gradio as gr
 
+from webui.generation.native import native_size
 from webui.ui.common import error_html, error_message, ok_html
 
 if TYPE_CHECKING:
@@ -153,7 +154,7 @@ class Quicksettings:
             gr.Warning(msg)
             return gr.update(value=active_title(self.app)), error_html(msg), demo_note(self.app), \
                 *self.sizes(gr.update())
-        size = int(model.native_size)
+        size = native_size(model)
         return gr.update(value=model.info.title), "", demo_note(self.app), *self.sizes(size)
 
     def on_refresh(self):
@@ -218,7 +219,7 @@ class Quicksettings:
     def on_load(self):
         """Page load: the model may have finished loading after the UI was built."""
         model = self.app.models.active
-        size = int(model.native_size) if model is not None else gr.update()
+        size = native_size(model) if model is not None else gr.update()
         return (gr.update(choices=checkpoint_titles(self.app), value=active_title(self.app)), demo_note(self.app),
                 size, size)
 
