@@ -73,6 +73,9 @@ def make_flow_plan(req: Txt2ImgRequest, services: GenerationServices, opts: Opti
     shift = float(opts.get("flow_shift") or 0.0)
     if shift > 0:
         plan.extra_params["Shift"] = shift
+    t5_length = t5_max_length(model, int(opts.get("t5_max_length") or 0))
+    if t5_length != t5_max_length(model):  # only when not the model's own (FLUX dev 512, schnell and SD 3 256)
+        plan.extra_params["T5 max length"] = t5_length
     for i, module in enumerate(model.probe.modules, 1):  # Forge's names for the separate parts in use
         plan.extra_params[f"Module {i}"] = module
     apply_loras(req, plan, services)  # <lora:…> tags → diffusers' FLUX/SD3 LoRA loaders, hot-swapped as for SD 1.x
