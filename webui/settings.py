@@ -135,7 +135,7 @@ def _opts() -> list[OptionDef]:
         o("img_max_size_mp", 200, "Largest grid (megapixels)", "Limits", int, minimum=1, maximum=2000),
         o("xyz_max_cells", 256, "Most cells an X/Y/Z plot may have", "Limits", int, minimum=1, maximum=10000),
         # A1111's face restoration options; faces are found by a YOLOv8 ONNX detector from models/adetailer
-        o("face_restoration", False, "Restore faces (for requests that don't say)", "Face restoration", bool),
+        o("face_restoration", False, "Restore faces", "Face restoration", bool),  # A1111's label
         o("face_restoration_model", "GFPGAN", "Face restoration model (models/GFPGAN, models/Codeformer)",
           "Face restoration", choices=("GFPGAN", "CodeFormer")),
         o("code_former_weight", 0.5, "CodeFormer weight (0 = maximum effect, 1 = minimum effect)",
