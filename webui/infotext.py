@@ -26,6 +26,7 @@ FIELD_ORDER: list[str] = [
     "Model hash", "Model", "Batch size", "Batch pos",  # A1111 wrote these two after Model (batches of 2+)
     "VAE hash", "VAE", "Variation seed", "Variation seed strength", "Seed resize from",
     "Denoising strength", "Conditional mask weight", "Clip skip", "ENSD", "Token merging ratio",
+    "Token merging ratio hr",
     "Init image hash", "RNG", "Tiling",
 ]
 
@@ -209,6 +210,7 @@ _REQUEST_FIELDS: dict[str, tuple[str, type]] = {
 _OVERRIDE_FIELDS: dict[str, tuple[str, type]] = {
     "Clip skip": ("CLIP_stop_at_last_layers", int), "ENSD": ("eta_noise_seed_delta", int),
     "RNG": ("randn_source", str), "Token merging ratio": ("token_merging_ratio", float),
+    "Token merging ratio hr": ("token_merging_ratio_hr", float), "Step cache": ("step_cache_interval", int),
     "Conditional mask weight": ("inpainting_mask_weight", float),
     "VAE precision": ("cpu_vae_precision", str),  # Easel's opt-in bf16 decode: pasting it back reproduces the image
     "Shift": ("flow_shift", float),  # SD 3/FLUX flow-matching shift (the setting, when not the model's own)

@@ -114,6 +114,14 @@ def _opts() -> list[OptionDef]:
           choices=("Automatic", "fp32", "bf16")),
         o("cpu_compile", False, "torch.compile the UNet on the CPU (slow first image per size; falls back to eager "
           "on any error)", "Optimizations", bool),
+        # speed presets (#21): what they cost in time and quality on the demo model is in docs/performance.md
+        o("step_cache_interval", 0, "Step cache: every N-th UNet step in full, the others reuse its deep features "
+          "(DeepCache; 0 or 1: off; recorded as \"Step cache\")", "Optimizations", int, minimum=0, maximum=10,
+          step=1),
+        o("token_merging_ratio", 0.0, "Token merging ratio (ToMe: merges similar tokens of the full-resolution "
+          "self-attention; 0: off)", "Optimizations", float, minimum=0.0, maximum=0.9, step=0.1),
+        o("token_merging_ratio_hr", 0.0, "Token merging ratio for the hires pass (0: the ratio above)",
+          "Optimizations", float, minimum=0.0, maximum=0.9, step=0.1),
         o("vae_tiling_min_pixels", 1024 * 1024, "Decode with a tiled VAE above this many pixels (0: never)",
           "Optimizations", int, minimum=0, maximum=GUARD_MAX_PIXELS),
         # the guards are bounded themselves: a value of 1e30 must not switch them off

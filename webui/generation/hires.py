@@ -83,7 +83,7 @@ def second_pass(ctx: GenerationContext, hp: HiresPlan, first_pipe, latents: torc
     # the hires model in the job's runtime (another checkpoint: its UNet's precision and interrupt checks too, its
     # VAE's precision left as it is), with the VAE tiled for the hires size (the hires decode and the img2img encode
     # run at it)
-    runtime = plan.runtime.at_size(hp.width, hp.height, len(seeds))
+    runtime = plan.runtime.at_size(hp.width, hp.height, len(seeds)).for_hires()
     if model is not plan.model:
         runtime = replace(runtime, vae_precision=None)
     if ctx.session is not None:

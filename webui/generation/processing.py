@@ -105,7 +105,8 @@ def make_plan(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsVi
     vae_precision = choose_vae_precision(vae_setting, services.manager.policy, pipe.vae, guard)
     runtime = RuntimeConfig(precision=precision, compile=bool(opts.get("cpu_compile")), vae_precision=vae_precision,
                             width=width, height=height, batch_size=req.batch_size,
-                            vae_tiling_min_pixels=int(opts.get("vae_tiling_min_pixels")))
+                            vae_tiling_min_pixels=int(opts.get("vae_tiling_min_pixels")),
+                            **speed_presets(req, model, opts))
     plan = Plan(precision=precision, model=model, sampler=sampler, schedule=schedule, width=width, height=height,
                 seeds=[seed + (i if req.subseed_strength == 0 else 0) for i in range(total)],
                 subseeds=[subseed + i for i in range(total)], clip_skip=int(opts.get("CLIP_stop_at_last_layers")),
@@ -116,11 +117,42 @@ def make_plan(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsVi
         # so pasting the infotext back decodes in fp32 again
         plan.extra_params["VAE precision"] = vae_precision
     plan.extra_params.update(vae_tiling_params(pipe.vae, runtime))
+    plan.extra_params.update(speed_preset_params(req, runtime))
     apply_loras(req, plan, services)
     plan_face_restoration(req, plan, services, opts)
     if services.hooks is not None:
         plan.script_params.update(services.hooks.infotext_params(req))
     return plan
+
+
+def speed_presets(req: Txt2ImgRequest, model: Any, opts: OptionsView) -> dict[str, Any]:
+    """The speed presets a job asks for (settings step_cache_interval, token_merging_ratio[_hr]) as RuntimeConfig
+    fields; none for a model family whose runtime doesn't run them (SD 3, FLUX)."""
+    from webui.models import runtime as rt
+    from webui.models.token_merge import available
+
+    parts = rt.parts_for(model.probe.family)
+    interval = int(opts.get("step_cache_interval"))
+    ratio, ratio_hr = float(opts.get("token_merging_ratio")), float(opts.get("token_merging_ratio_hr"))
+    if (ratio > 0 or (ratio_hr > 0 and req.enable_hr)) and rt.token_merging in parts and not available():
+        raise InvalidRequest("token merging needs the tomesd package (pip install --no-deps -r "
+                             "requirements-nodeps.txt)")
+    return {"step_cache": interval if interval >= 2 and rt.step_cache in parts else 0,
+            "token_merging": ratio if rt.token_merging in parts else 0.0,
+            "token_merging_hr": ratio_hr if rt.token_merging in parts and req.enable_hr else 0.0}
+
+
+def speed_preset_params(req: Txt2ImgRequest, runtime: RuntimeConfig) -> dict[str, Any]:
+    """Infotext of the speed presets: A1111's "Token merging ratio" (and "… hr" for a hires pass), Easel's
+    "Step cache" (the interval)."""
+    params: dict[str, Any] = {}
+    if runtime.token_merging > 0:
+        params["Token merging ratio"] = runtime.token_merging
+    if runtime.token_merging_hr > 0:
+        params["Token merging ratio hr"] = runtime.token_merging_hr
+    if runtime.step_cache >= 2:
+        params["Step cache"] = runtime.step_cache
+    return params
 
 
 def plan_face_restoration(req: Txt2ImgRequest, plan: Plan, services: GenerationServices, opts: OptionsView

@@ -13,7 +13,11 @@ Order, for the UNet families (SD 1.x/2.x, SDXL):
                       the UNet's forward, installed once per model); back to fp32 on exit, compile state kept.
   3. `vae_precision`  the bf16 VAE decode (vae_precision.py: Automatic where its guard passes, or asked for); back
                       to fp32 on exit.
-  4. interrupt checks forward pre-hooks on the denoiser's and the VAE's blocks (interrupt.py); removed on exit, and
+  4. `step_cache`     UNet step caching (step_cache.py: diffusers hooks on the UNet and its deep blocks), removed
+                      on exit.
+  5. `token_merging`  ToMe on the full-resolution self-attention (token_merge.py: diffusers hooks on the UNet, its
+                      transformer blocks and their attn1), removed on exit.
+  6. interrupt checks forward pre-hooks on the denoiser's and the VAE's blocks (interrupt.py); removed on exit, and
                       before that by `session.stop_checks()` so a partial batch can still be decoded.
 Per pipeline call, inside the job (generation/conditioning.py): `precision.follow_unet_precision` (a ControlNet or
 adapter an extension added runs at the UNet's precision) and `precision.bf16_weights` (bf16, channels_last,
@@ -52,9 +56,16 @@ class RuntimeConfig:
     height: int = 0
     batch_size: int = 1
     vae_tiling_min_pixels: int = 0
+    step_cache: int = 0  # UNet step caching: every N-th call full, the rest reuse its deep features (0, 1: off)
+    token_merging: float = 0.0  # ToMe ratio on the full-resolution self-attention (0: off)
+    token_merging_hr: float = 0.0  # the hires pass's ratio (0: `token_merging`)
 
     def at_size(self, width: int, height: int, batch_size: int) -> "RuntimeConfig":
         return replace(self, width=width, height=height, batch_size=batch_size)
+
+    def for_hires(self) -> "RuntimeConfig":
+        """The hires pass's config: its own token merging ratio when one is set (A1111's token_merging_ratio_hr)."""
+        return replace(self, token_merging=self.token_merging_hr or self.token_merging)
 
 
 def vae_memory(pipe: Any, config: RuntimeConfig) -> ContextManager:
@@ -153,8 +164,54 @@ def vae_precision(pipe: Any, config: RuntimeConfig) -> ContextManager:
     return overriding(vae, "decode", KEY, lambda decode: bf16_decode(vae, decode))
 
 
+@contextlib.contextmanager
+def _unet_hooks(unet: Any, value: Any, state_of: Callable[[Any], Any], field: str,
+                install: Callable[[Any, Any], Any], remove: Callable[[Any], None]) -> Iterator[None]:
+    """A speed preset's hooks on `unet` for the block: installed when off before (removed on exit), or, when a
+    session already has them on (a hires pass, a detailer's inner job), their `field` set to `value` and put back."""
+    hook = state_of(unet)
+    if hook is not None:
+        previous = getattr(hook.state, field)
+        setattr(hook.state, field, value)
+        try:
+            yield
+        finally:
+            setattr(hook.state, field, previous)
+        return
+    if not value:
+        yield
+        return
+    install(unet, value)
+    try:
+        yield
+    finally:
+        remove(unet)
+
+
+def step_cache(pipe: Any, config: RuntimeConfig) -> ContextManager:
+    """UNet step caching (step_cache.py) for this job, every `config.step_cache`-th call full; off below 2."""
+    from webui.models import step_cache as sc
+
+    unet = getattr(pipe, "unet", None)
+    if unet is None or not sc.supports(unet):
+        return contextlib.nullcontext()
+    interval = config.step_cache if config.step_cache >= 2 else 0
+    return _unet_hooks(unet, interval, sc.clock, "interval", sc.install, sc.remove)
+
+
+def token_merging(pipe: Any, config: RuntimeConfig) -> ContextManager:
+    """Token merging (token_merge.py) at `config.token_merging` for this job."""
+    from webui.models import token_merge as tm
+
+    unet = getattr(pipe, "unet", None)
+    if unet is None:
+        return contextlib.nullcontext()
+    return _unet_hooks(unet, config.token_merging, tm.size_hook, "ratio", tm.install, tm.remove)
+
+
 Part = Callable[[Any, RuntimeConfig], ContextManager]
-UNET_PARTS: tuple[Part, ...] = (vae_memory, unet_precision, vae_precision)
+# step_cache before token_merging: a reused call then skips the merge computation of the deep blocks as well
+UNET_PARTS: tuple[Part, ...] = (vae_memory, unet_precision, vae_precision, step_cache, token_merging)
 # a family listed here runs these parts instead of UNET_PARTS (in this order)
 FAMILY_PARTS: dict[Family, tuple[Part, ...]] = {Family.SD3: (), Family.FLUX: ()}
 
