@@ -164,3 +164,15 @@ def test_settings_take_the_presets_through_the_options_api(client, app):
     # the Settings tab builds one component per option, grouped by section: these sit under Optimizations (A1111's)
     assert all(app.options.defs[k].section == "Optimizations" for k in
                ("step_cache_interval", "token_merging_ratio", "token_merging_ratio_hr"))
+
+
+def test_one_step_runs_in_a_loop_keep_a_bounded_number_of_slots(app):
+    """1-step runs all share their timestep, so they look like calls of one step: at most MAX_CALLS_PER_STEP
+    slots of deep features are kept, and each run is full (nothing is reused across runs)."""
+    pipe = app.models.active.pipeline
+    with runtime.step_cache(pipe, runtime.RuntimeConfig(step_cache=2)):
+        state = step_cache.clock(pipe.unet).state
+        for _ in range(step_cache.MAX_CALLS_PER_STEP + 3):
+            pipe("a red circle", num_inference_steps=1, height=64, width=64, output_type="latent")
+        assert len({call for _, call in state.outputs}) == step_cache.MAX_CALLS_PER_STEP
+        assert state.reused_calls == 0

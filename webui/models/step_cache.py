@@ -29,6 +29,9 @@ import torch
 from diffusers.hooks import HookRegistry, ModelHook
 
 CLOCK_HOOK, SKIP_HOOK = "easel.step_cache.clock", "easel.step_cache.skip"
+# calls at one timestep kept apart at most (CFG runs as one batched call; 1-step runs of a batch loop all share
+# their timestep, so without a bound each would keep a slot of deep features)
+MAX_CALLS_PER_STEP = 4
 
 
 class StepCacheState:
@@ -97,7 +100,7 @@ class _Skip(ModelHook):
         if self.state.reuse and key in self.state.outputs:
             return self.state.outputs[key]
         out = self.fn_ref.original_forward(*args, **kwargs)
-        if self.state.interval >= 2:
+        if self.state.interval >= 2 and self.state.call < MAX_CALLS_PER_STEP:
             self.state.outputs[key] = out
         return out
 
