@@ -1,5 +1,5 @@
-"""Prompts for FLUX.1 / SD 3.5: the encoders get the plain text (no A1111 syntax), T5's length is the t5_max_length
-setting, and the token counter reports CLIP and T5 counts."""
+"""Prompts for FLUX.1 / SD 3.5: T5 gets the plain text (no A1111 syntax), T5's length is the t5_max_length setting,
+and the token counter reports CLIP and T5 counts."""
 
 from __future__ import annotations
 
@@ -45,7 +45,10 @@ def _image(client, prompt: str, **settings):
 
 def test_encoders_get_plain_text_and_t5_length_setting(client):
     plain = _image(client, "a red circle, blue square")
-    assert np.array_equal(plain, _image(client, "a (red:1.3) circle, [[blue]] square"))
+    # the syntax never reaches T5 as text; weights of 1 leave the CLIP branch as the pipeline's own encoding
+    assert np.array_equal(plain, _image(client, "a (red:1) circle, blue square"))
+    # A1111 weights reach CLIP-L's pooled vector (tests/families/test_flow_prompt_weights.py)
+    assert not np.array_equal(plain, _image(client, "a (red:1.3) circle, [[blue]] square"))
     assert not np.array_equal(plain, _image(client, "a green circle, blue square"))  # the prompt does reach them
     assert np.array_equal(plain, _image(client, "a red circle, blue square", t5_max_length=512))  # dev's own
     assert not np.array_equal(plain, _image(client, "a red circle, blue square", t5_max_length=256))

@@ -15,12 +15,11 @@ from PIL import Image
 from webui.errors import InvalidRequest
 from webui.generation.control import JobControl
 from webui.generation.flow_sampling import make_scheduler
-from webui.generation.flow_txt2img import flow_step_callback, guidance_kwargs, make_flow_plan
+from webui.generation.flow_txt2img import flow_step_callback, guidance_kwargs, make_flow_plan, prompt_kwargs
 from webui.generation.images import fill_masked, prepare_mask, resize_image
 from webui.generation.processing import GenerationContext, GenerationServices, run_batches
 from webui.generation.requests import GenerationResult, Img2ImgRequest
 from webui.models.families import Family
-from webui.prompts.plain import plain_text
 from webui.settings import OptionsView
 
 _SHARED = ("vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "text_encoder_3", "tokenizer_3",
@@ -81,16 +80,15 @@ def run_flow_img2img(req: Img2ImgRequest, init_images: list[Image.Image], mask: 
     if mask is not None:
         extra["mask_image"] = hard
     callback = ctx.callback = flow_step_callback(control)
-    prompt = plain_text(req.prompt, req.steps)
 
     def denoise(lo: int, hi: int) -> list[Image.Image]:
         seeds = plan.seeds[lo:hi]
         n = len(seeds)
         batch: dict[str, Any] = dict(extra)
-        if "negative_prompt" in batch:
-            batch["negative_prompt"] = [batch["negative_prompt"]] * n
+        negative = req.negative_prompt if batch.pop("negative_prompt", None) is not None else None
+        batch.update(prompt_kwargs(pipe, model, opts, req.prompt, negative, req.steps, n))
         generators = [torch.Generator("cpu").manual_seed(s + plan.ensd) for s in seeds]
-        out = pipe(prompt=[prompt] * n, image=work_image, height=h, width=w, strength=strength,
+        out = pipe(image=work_image, height=h, width=w, strength=strength,
                    num_inference_steps=req.steps, generator=generators, output_type="pil",
                    callback_on_step_end=callback, **batch).images
         return [_paste_back(img, base, blurred, None) for img in out]

@@ -28,6 +28,7 @@ from webui.generation.seeds import batch_noise, fix_seed
 from webui.models import samplers
 from webui.models.families import Family
 from webui.models.family_flow import t5_max_length
+from webui.prompts.flow_prompts import flow_prompt_kwargs
 from webui.prompts.plain import plain_text
 from webui.settings import OptionsView
 
@@ -113,6 +114,16 @@ def guidance_kwargs(req: Txt2ImgRequest, model, opts: OptionsView) -> dict[str, 
     return extra
 
 
+def prompt_kwargs(pipe, model, opts: OptionsView, prompt: str, negative: str | None, steps: int,
+                  n: int) -> dict[str, Any]:
+    """The pipeline call's prompt_embeds/pooled_prompt_embeds (and negatives, when CFG uses `negative`) for `n`
+    images: A1111 weights on the CLIP branches, plain text for T5 (webui/prompts/flow_prompts.py)."""
+    return flow_prompt_kwargs(pipe, flux=model.probe.family == Family.FLUX, prompt=prompt, negative=negative,
+                              steps=steps, max_length=t5_max_length(model, int(opts.get("t5_max_length") or 0)),
+                              batch=n, emphasis=str(opts.get("emphasis") or "Original"),
+                              comma_padding_backtrack=int(opts.get("comma_padding_backtrack") or 0))
+
+
 def run_flow_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsView, control: JobControl, model,
                      *, save: bool, save_grid: bool) -> GenerationResult:
     plan = make_flow_plan(req, services, opts, model)
@@ -130,7 +141,6 @@ def run_flow_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: Op
         resize_from = (req.seed_resize_from_h // scale, req.seed_resize_from_w // scale)
     extra = guidance_kwargs(req, model, opts)
     callback = flow_step_callback(control)
-    prompt = plain_text(req.prompt, req.steps)
     device, dtype = pipe.transformer.device, pipe.transformer.dtype
     hires = None
     if req.enable_hr:
@@ -147,19 +157,17 @@ def run_flow_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: Op
             latents = pipe._pack_latents(latents, n, channels, lat_h, lat_w)
         generators = [torch.Generator("cpu").manual_seed(s + plan.ensd) for s in seeds]
         batch = dict(extra, **sched_kwargs)
-        if "negative_prompt" in batch:
-            batch["negative_prompt"] = [batch["negative_prompt"]] * n
-        out = pipe(prompt=[prompt] * n, num_inference_steps=req.steps, height=plan.height, width=plan.width,
+        negative = req.negative_prompt if batch.pop("negative_prompt", None) is not None else None
+        batch.update(prompt_kwargs(pipe, model, opts, req.prompt, negative, req.steps, n))
+        out = pipe(num_inference_steps=req.steps, height=plan.height, width=plan.width,
                    latents=latents.to(device, dtype), generator=generators,
                    output_type="latent" if hires else "pil", callback_on_step_end=callback, **batch).images
         if hires is None:
             return out
-        negative = plain_text(hires.negative, hires.steps) if "negative_prompt" in extra else None
-        if negative is not None and not negative and flux:
-            negative = " "
         return flow_second_pass(ctx, hires, model, pipe, out, seeds, {k: v for k, v in extra.items()
                                                                       if k != "negative_prompt"},
-                                plain_text(hires.prompt, hires.steps), negative, new_scheduler)
+                                hires.prompt, hires.negative if "negative_prompt" in extra else None,
+                                new_scheduler)
 
     ctx = GenerationContext("txt2img", req, plan, services, opts, control, save, save_grid, callback=callback)
     return run_batches(ctx, denoise)

@@ -85,10 +85,10 @@ class Conditioner:
     prompt editing, alternation and a hires pass re-encode nothing they already have."""
 
     def __init__(self, pipe, clip_skip: int = 1, embeddings: dict | None = None, *, emphasis: str = "Original",
-                 comma_padding_backtrack: int = 20):
+                 comma_padding_backtrack: int = 20, specs: list[TextEncoderSpec] | None = None):
         if emphasis not in EMPHASIS_MODES:
             raise ValueError(f"emphasis must be one of {EMPHASIS_MODES}, not {emphasis!r}")
-        self.specs = text_encoders(pipe, clip_skip)
+        self.specs = specs or text_encoders(pipe, clip_skip)  # `specs`: another family's CLIP branches (SD 3)
         self.is_sdxl = getattr(pipe, "text_encoder_2", None) is not None
         self.tokenizer = self.specs[0].tokenizer
         unet = getattr(pipe, "unet", None)
@@ -156,7 +156,9 @@ class Conditioner:
             parts = [self._weighted(col, cache) for cache in self._raw]
             for j in range(len(texts)):
                 outs[j].append(torch.cat([p[j] for p in parts], dim=-1))
-        pooled = [self._raw[-1][c[0].key()][1] for c in per_text]
+        # the pooled output of every encoder that gives one, side by side (SDXL: G only; SD 3: L then G)
+        pooling = [cache for spec, cache in zip(self.specs, self._raw) if spec.pooled]
+        pooled = [torch.cat([cache[c[0].key()][1] for cache in pooling]) if pooling else None for c in per_text]
         return [(torch.cat(o).to(self.dtype), None if p is None else p.to(self.dtype)) for o, p in zip(outs, pooled)]
 
     def _weighted(self, col: list[Chunk], cache) -> list[torch.Tensor]:

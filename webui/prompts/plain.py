@@ -1,6 +1,6 @@
-"""A prompt as plain words, for text encoders that take no A1111 syntax: T5 in FLUX.1 and SD 3/3.5 (and, until
-their CLIP branches get A1111 weighting, the CLIP encoders of those pipelines too). Forge and ComfyUI hand T5 the
-text; A1111's brackets, weights, `BREAK`, `AND` and `<lora:…>` tags would otherwise reach it as literal tokens."""
+"""A prompt as plain words, for text encoders that take no A1111 syntax: T5 in FLUX.1 and SD 3/3.5 (their CLIP
+branches get A1111's weights: flow_prompts.py). Forge and ComfyUI hand T5 the text; A1111's brackets, weights,
+`BREAK`, `AND` and `<lora:…>` tags would otherwise reach it as literal tokens."""
 
 from __future__ import annotations
 

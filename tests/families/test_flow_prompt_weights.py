@@ -1,0 +1,82 @@
+"""A1111 weights on the CLIP branches of FLUX.1 (CLIP-L's pooled vector) and SD 3.5 (CLIP-L/G hidden states), T5
+getting the plain text: on tiny models loaded through the production path, against the pipelines' own encoding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.families.conftest import merge_models
+from webui.prompts.flow_prompts import flow_prompt_kwargs, weighted_text
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.fixture
+def data_dir(tmp_path, request, tiny_models, flux_models, sd3_models):
+    # one family per test: the tiny FLUX and SD 3 sets both name their T5 file t5xxl_fp16.safetensors
+    merge_models(tmp_path / "models", tiny_models, flux_models if "flux" in request.node.name else sd3_models)
+    return tmp_path
+
+
+def _t5_ids(pipe, t5, **kwargs) -> tuple[dict, list]:
+    """flow_prompt_kwargs(...) and the input ids T5 received."""
+    seen: list = []
+    handle = t5.register_forward_pre_hook(lambda _m, args, kw: seen.append(
+        (args[0] if args else kw["input_ids"]).tolist()), with_kwargs=True)
+    try:
+        return flow_prompt_kwargs(pipe, **kwargs), seen
+    finally:
+        handle.remove()
+
+
+def test_flux_weights_reach_clip_l_pooled_and_t5_gets_plain_text(app):
+    pipe = app.models.load("flux1-dev-tiny").pipeline
+    common = dict(flux=True, negative=None, steps=20, max_length=64, batch=1)
+    plain, ids_plain = _t5_ids(pipe, pipe.text_encoder_2, prompt="a red circle", **common)
+    ref_embeds, ref_pooled, _ = pipe.encode_prompt(prompt="a red circle", prompt_2=None, max_sequence_length=64)
+    assert torch.equal(plain["prompt_embeds"], ref_embeds) and torch.equal(plain["pooled_prompt_embeds"], ref_pooled)
+    weighted, ids_weighted = _t5_ids(pipe, pipe.text_encoder_2, prompt="a (red:1.5) circle <lora:x:1>", **common)
+    assert ids_weighted == ids_plain  # T5: the same input ids, the syntax gone
+    assert torch.equal(weighted["prompt_embeds"], plain["prompt_embeds"])
+    assert not torch.allclose(weighted["pooled_prompt_embeds"], plain["pooled_prompt_embeds"])  # CLIP-L: emphasis
+    lower, _ = _t5_ids(pipe, pipe.text_encoder_2, prompt="a [red] circle", **common)
+    assert not torch.allclose(lower["pooled_prompt_embeds"], weighted["pooled_prompt_embeds"])
+    one, _ = _t5_ids(pipe, pipe.text_encoder_2, prompt="a (red:1) circle", **common)
+    assert torch.equal(one["pooled_prompt_embeds"], plain["pooled_prompt_embeds"])
+
+
+def test_sd3_weights_on_clip_l_and_g_hidden_states_t5_plain(app):
+    pipe = app.models.load("sd35_medium_tiny").pipeline
+    common = dict(flux=False, steps=20, max_length=32, batch=2)
+    plain, ids_plain = _t5_ids(pipe, pipe.text_encoder_3, prompt="a blue square", negative="blurry", **common)
+    ref = pipe.encode_prompt(prompt="a blue square", prompt_2=None, prompt_3=None, negative_prompt="blurry",
+                             max_sequence_length=32, num_images_per_prompt=2)
+    for key, want in zip(("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds",
+                          "negative_pooled_prompt_embeds"), ref):
+        assert torch.equal(plain[key], want), key  # weights of 1: exactly the pipeline's own encoding
+    weighted, ids_weighted = _t5_ids(pipe, pipe.text_encoder_3, prompt="a (blue:1.5) square", negative="blurry",
+                                     **common)
+    assert ids_weighted == ids_plain
+    clip_width = pipe.text_encoder.config.hidden_size + pipe.text_encoder_2.config.hidden_size
+    clip, t5 = weighted["prompt_embeds"][:, :77], weighted["prompt_embeds"][:, 77:]
+    assert torch.equal(t5, plain["prompt_embeds"][:, 77:])  # T5's tokens untouched
+    for part in (slice(0, pipe.text_encoder.config.hidden_size), slice(pipe.text_encoder.config.hidden_size,
+                                                                          clip_width)):  # L and G both weighted
+        assert not torch.allclose(clip[..., part], plain["prompt_embeds"][:, :77, part])
+    assert torch.equal(weighted["pooled_prompt_embeds"], plain["pooled_prompt_embeds"])  # pooled as A1111's SDXL
+    assert torch.equal(weighted["negative_prompt_embeds"], plain["negative_prompt_embeds"])
+
+
+def test_sd3_long_prompt_chunks_and_break(app):
+    pipe = app.models.load("sd35_medium_tiny").pipeline
+    out = flow_prompt_kwargs(pipe, flux=False, prompt="red BREAK blue", negative="", steps=20, max_length=32,
+                             batch=1)
+    assert out["prompt_embeds"].shape[1] == 2 * 77 + 32  # two CLIP chunks, then T5
+    assert out["negative_prompt_embeds"].shape == out["prompt_embeds"].shape  # the negative padded to match
+
+
+@pytest.mark.parametrize("prompt,text", [("a (red:1.5) cat <lora:x:1>", "a (red:1.5) cat"),
+                                         ("[cat:dog:0.8] AND a box", "cat a box")])
+def test_weighted_text_keeps_weights_drops_tags(prompt, text):
+    assert " ".join(weighted_text(prompt, 10).split()) == text
