@@ -5,7 +5,8 @@ pipeline `prompt_embeds` / `pooled_prompt_embeds` (and their negatives):
 
 - T5 gets the plain text (plain.py) through the pipeline's own `_get_t5_prompt_embeds`, at the T5 length in use.
 - SD 3/3.5: CLIP-L and CLIP-G are encoded as A1111 encodes SDXL's pair (conditioning.Conditioner: 75-token chunks,
-  penultimate layers side by side, weights with the 'Original' mean restored, `BREAK`, textual inversion); the pooled
+  penultimate layers side by side, weights with the 'Original' mean restored, `BREAK`; textual-inversion
+  embeddings are not passed yet); the pooled
   vector is L's and G's projections side by side, from the first chunk without weights, as A1111 pools SDXL. The CLIP
   part is padded to T5's width and put before T5's tokens, as the pipeline does (several chunks make it longer: the
   joint attention takes any length, as Forge's chunked SD 3 prompts).
