@@ -8,8 +8,12 @@ image) is resized to the model's 512², restored, resized back and blended in wi
 the crops are never touched.
 
 Licences: spandrel's GFPGAN architecture is Apache-2.0 and ships in spandrel itself. CodeFormer's architecture is
-under the S-Lab License 1.0 (non-commercial), so spandrel keeps it out of its main package (spandrel_extra_arches,
-which Easel does not install): a CodeFormer file is refused with that reason instead of being run by other code.
+under the S-Lab License 1.0 (non-commercial), so spandrel keeps it out of its main package: Easel runs it only when
+the user has installed spandrel_extra_arches themselves, and otherwise refuses a CodeFormer file with that reason
+(codeformer.py).
+
+Both models take and give images in [-1, 1] (their own inference code normalises with mean 0.5, std 0.5);
+spandrel's descriptor passes its [0, 1] input straight to them, so the model is called here with that scaling.
 """
 
 from __future__ import annotations
@@ -63,13 +67,22 @@ def load_face_model(kind: str, path: Path) -> FaceModel:
     except Exception as e:
         raise FaceRestoreError(f"can't read {path.name} as a state dict (safetensors, or a weights-only .pth): "
                                f"{type(e).__name__}") from None
+    if kind == "CodeFormer":
+        from webui.faces.codeformer import load_codeformer
+
+        try:
+            descriptor = load_codeformer(sp.canonicalize(state))
+        except ImportError as e:
+            raise FaceRestoreError(f"{path.name} in models/{FOLDERS[kind]} can't be used: {e}") from None
+        except Exception as e:
+            raise FaceRestoreError(f"{path.name} in models/{FOLDERS[kind]} is not a CodeFormer model "
+                                   f"({type(e).__name__})") from None
+        return FaceModel(kind, path, descriptor.eval())
     try:
         descriptor = sp.registry.load(sp.canonicalize(state))
     except Exception as e:
-        why = (" (CodeFormer's architecture is under the non-commercial S-Lab License; spandrel ships it only in "
-               "spandrel_extra_arches, which Easel does not install)") if kind == "CodeFormer" else ""
         raise FaceRestoreError(f"{path.name} in models/{FOLDERS[kind]} is not a face model spandrel knows "
-                               f"({type(e).__name__}){why}") from None
+                               f"({type(e).__name__})") from None
     if descriptor.purpose != "FaceSR" or descriptor.architecture.name.lower() != kind.lower():
         raise FaceRestoreError(f"{path.name} in models/{FOLDERS[kind]} is a {descriptor.architecture.name} "
                                f"{descriptor.purpose} model, not {kind}")
@@ -103,9 +116,13 @@ def run_face_model(model: FaceModel, crop: Image.Image, weight: float) -> Image.
     d = model.descriptor
     x = torch.from_numpy(np.asarray(crop.convert("RGB").resize((FACE_SIZE, FACE_SIZE), Image.LANCZOS),
                                     dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
-    with torch.no_grad():  # `weight` (CodeFormer's fidelity) has no meaning for GFPGAN, the one model loadable
-        y = d(x.to(d.device, d.dtype))
-    y = y[0].float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    x = (x * 2 - 1).to(d.device, d.dtype)  # the models' own range, [-1, 1]
+    with torch.no_grad():
+        if model.kind == "CodeFormer":  # weight: CodeFormer's fidelity (0 = most restoration, 1 = most faithful)
+            y = d.model(x, weight=float(weight))[0]
+        else:  # GFPGAN has no such weight
+            y = d.model(x, return_rgb=False)[0]
+    y = ((y[0].float() + 1) / 2).clamp(0, 1).permute(1, 2, 0).cpu().numpy()
     return Image.fromarray((y * 255).round().astype("uint8")).resize(crop.size, Image.LANCZOS)
 
 
