@@ -21,14 +21,14 @@ def plan_flow_hires(req: Txt2ImgRequest, plan: Plan, ctx_models_dir, max_pixels:
                     samplers: tuple[str, ...]) -> HiresPlan:
     """hires.plan_hires with what these families allow: the same checkpoint, flow-matching Euler, sizes in
     multiples of 16 (FLUX packs 2×2 latents, SD 3 patches 2×2)."""
-    if req.hires_checkpoint:
+    if req.hr_checkpoint_name:
         raise InvalidRequest(f"a separate hires checkpoint is not available for {label}; use the same checkpoint")
-    if req.hires_sampler and req.hires_sampler not in samplers:
-        raise InvalidRequest(f"{label} samples with {', '.join(samplers)}; hires sampler {req.hires_sampler!r} is "
+    if req.hr_sampler_name and req.hr_sampler_name not in samplers:
+        raise InvalidRequest(f"{label} samples with {', '.join(samplers)}; hires sampler {req.hr_sampler_name!r} is "
                              "not available for it")
     hp = plan_hires(req.model_copy(update={"hr_sampler_name": None}), plan, ctx_models_dir, max_pixels)
     hp.width, hp.height = max(16, hp.width - hp.width % 16), max(16, hp.height - hp.height % 16)
-    if req.hr_scheduler not in (None, "", "Use same scheduler", plan.schedule):
+    if req.hr_scheduler not in (None, plan.schedule):
         raise InvalidRequest(f"hires schedule type {req.hr_scheduler!r}: the hires pass uses the first pass's "
                              f"({plan.schedule}) for {label}")
     return hp

@@ -19,6 +19,16 @@ from webui.generation.conditioning import embeddings_for, prepare, record_ti_has
 
 
 @dataclass
+class FirstPass:
+    """One batch's first pass, as the hires pass takes it over."""
+
+    pipe: Any  # the first pass's pipeline: its VAE decodes the latents for a pixel upscaler
+    latents: torch.Tensor  # its output latents (output_type="latent")
+    seeds: list[int]  # the batch's seeds, used again by the second pass
+    cond: Any = None  # SD: its conditioning (the conditioner and its cache are reused for the same text encoder)
+
+
+@dataclass
 class HiresPlan:
     width: int
     height: int
@@ -40,12 +50,12 @@ def plan_hires(req: Txt2ImgRequest, plan: Plan, models_dir: Path, max_pixels: in
     name = req.hr_upscaler or "Latent"
     if name not in LATENT_MODES:
         find_upscaler(name, models_dir)  # validates, with a clear error for unknown or unusable ones
-    if req.hires_sampler:
-        sampler, schedule = samplers.resolve(req.hires_sampler, req.hr_scheduler)
+    if req.hr_sampler_name:
+        sampler, schedule = samplers.resolve(req.hr_sampler_name, req.hr_scheduler)
     else:
         sampler, schedule = plan.sampler, plan.schedule
     strength = 0.7 if req.denoising_strength is None else req.denoising_strength
-    checkpoint = req.hires_checkpoint
+    checkpoint = req.hr_checkpoint_name
     hp = HiresPlan(width=w, height=h, steps=req.hr_second_pass_steps or req.steps, strength=strength, upscaler=name,
                    sampler=sampler, schedule=schedule, prompt=req.hr_prompt or req.prompt,
                    negative=req.hr_negative_prompt or req.negative_prompt, checkpoint=checkpoint)
@@ -71,12 +81,13 @@ def plan_hires(req: Txt2ImgRequest, plan: Plan, models_dir: Path, max_pixels: in
     return hp
 
 
-def second_pass(ctx: GenerationContext, hp: HiresPlan, first_pipe, latents: torch.Tensor, seeds: list[int],
-                first_cond) -> list:
-    """`latents` are the first pass's scaled latents (of `seeds`); returns PIL images at the hires size."""
+def second_pass(ctx: GenerationContext, first: FirstPass) -> list:
+    """The hires pass (`ctx.hires`) of one batch: PIL images at the hires size."""
     from webui.generation.img2img import derived_pipeline, effective_strength
 
-    plan, req, services, opts = ctx.plan, ctx.req, ctx.services, ctx.opts
+    plan, req, services, opts, hp = ctx.plan, ctx.req, ctx.services, ctx.opts, ctx.hires
+    assert hp is not None  # a job without Hires. fix has no second pass
+    seeds, latents, first_pipe, first_cond = first.seeds, first.latents, first.pipe, first.cond
     model = services.manager.load(hp.checkpoint) if hp.checkpoint else plan.model
     if model.probe.inpainting:
         raise InvalidRequest("hires fix on a 9-channel inpainting checkpoint is not supported")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from webui import VERSION_TAG
 from webui.errors import Interrupted, InvalidRequest, Skipped
@@ -26,6 +26,9 @@ from webui.models.runtime import RuntimeConfig, RuntimeSession
 from webui.models.vae_precision import choose_vae_precision
 from webui.models.vae_tiling import tiling_wanted
 from webui.settings import OptionsView
+
+if TYPE_CHECKING:
+    from webui.generation.hires import HiresPlan
 
 
 @dataclass
@@ -79,6 +82,7 @@ class GenerationContext:
     save: bool
     save_grid: bool
     callback: Callable | None = None  # the pipelines' callback_on_step_end (step_callback)
+    hires: HiresPlan | None = None  # SD txt2img's Hires. fix: each batch's second pass (hires.second_pass)
     session: RuntimeSession | None = None  # the model runtime, open while the batches run
 
 

@@ -14,6 +14,8 @@ from webui.errors import InvalidRequest
 MAX_SEED = 2**63 - 1  # torch's generators take any 64-bit seed; seed + batch index + ENSD must stay below 2**64
 MAX_SIDE = 16384  # pixels, for every width/height-like field (the pixel count is held to max_generation_pixels)
 MAX_STEPS = 1000
+# A1111's hires dropdown labels for "as the first pass" (its API takes them too): None once the request is validated
+SAME_SAMPLER, SAME_SCHEDULER, SAME_CHECKPOINT = "Use same sampler", "Use same scheduler", "Use same checkpoint"
 
 
 def size_or_native(req: Any, native: int) -> tuple[int, int]:
@@ -106,19 +108,16 @@ class Txt2ImgRequest(BaseModel):
     def _multiple_of_8(cls, v: Optional[int]) -> Optional[int]:
         return None if v is None else latent_floor(v)
 
+    @field_validator("hr_sampler_name", "hr_scheduler", "hr_checkpoint_name")
+    @classmethod
+    def _same_as_first_pass(cls, v: Optional[str]) -> Optional[str]:
+        """The hires pass's own sampler / schedule type / checkpoint; None (empty or A1111's "Use same …" label):
+        the first pass's. The hires code reads None only."""
+        return None if v is None or not v.strip() or v in (SAME_SAMPLER, SAME_SCHEDULER, SAME_CHECKPOINT) else v
+
     @property
     def sampler(self) -> Optional[str]:
         return self.sampler_name or self.sampler_index
-
-    @property
-    def hires_sampler(self) -> Optional[str]:
-        """The hires pass's own sampler, or None for the first pass's (A1111's "Use same sampler" label too)."""
-        return None if self.hr_sampler_name in (None, "", "Use same sampler") else self.hr_sampler_name
-
-    @property
-    def hires_checkpoint(self) -> Optional[str]:
-        """The hires pass's own checkpoint, or None for the first pass's (A1111's "Use same checkpoint" label too)."""
-        return None if self.hr_checkpoint_name in (None, "", "Use same checkpoint") else self.hr_checkpoint_name
 
 
 class GenerationResult(BaseModel):

@@ -45,7 +45,6 @@ def run_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: Options
     record_ti_hashes(plan, services, cond)
     callback = step_callback(control, req.steps, opts, services.hooks, "txt2img",
                              services.previews)
-    ctx = GenerationContext("txt2img", req, plan, services, opts, control, save, save_grid, callback=callback)
     extra: dict[str, Any] = {"eta": plan.eta} if plan.eta is not None else {}
     if model.probe.inpainting:
         from PIL import Image
@@ -55,9 +54,11 @@ def run_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: Options
 
     hires = None
     if req.enable_hr:
-        from webui.generation.hires import plan_hires, second_pass
+        from webui.generation.hires import FirstPass, plan_hires, second_pass
 
         hires = plan_hires(req, plan, services.models_dir, int(opts.get("max_generation_pixels")))
+    ctx = GenerationContext("txt2img", req, plan, services, opts, control, save, save_grid, callback=callback,
+                            hires=hires)
 
     def denoise(lo: int, hi: int) -> list:
         seeds = plan.seeds[lo:hi]
@@ -72,6 +73,6 @@ def run_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: Options
         ).images
         if hires is None:
             return out
-        return second_pass(ctx, hires, pipe, out, seeds, cond)
+        return second_pass(ctx, FirstPass(pipe, out, seeds, cond))
 
     return run_batches(ctx, denoise)

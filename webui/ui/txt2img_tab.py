@@ -9,13 +9,12 @@ import gradio as gr
 
 from webui.errors import EaselError
 from webui.generation.hires import hires_size
-from webui.generation.requests import Txt2ImgRequest
+from webui.generation.requests import SAME_CHECKPOINT, SAME_SAMPLER, SAME_SCHEDULER, Txt2ImgRequest
 from webui.generation.upscalers import LATENT_MODES, list_upscalers
 from webui.models import samplers
 from webui.ui.scripts_ui import build_scripts_ui
 from webui.ui.common import COMMON_FIELDS, GenerationTab, as_int, canonical_sampler
 
-SAME_SAMPLER, SAME_SCHEDULER, SAME_CHECKPOINT = "Use same sampler", "Use same scheduler", "Use same checkpoint"
 HIRES_FIELDS: tuple[tuple[str, str], ...] = (
     ("enable_hr", "enable_hr"), ("hr_upscaler", "hr_upscaler"), ("hr_second_pass_steps", "hr_steps"),
     ("denoising_strength", "hr_denoising"), ("hr_scale", "hr_scale"), ("hr_resize_x", "hr_resize_x"),
@@ -134,10 +133,6 @@ class Txt2ImgTab(GenerationTab):
         if len(values) > n:  # the Script dropdown and always-on scripts, by name
             fields["script_name"], fields["script_args"], fields["alwayson_scripts"] = \
                 self.scripts.request_fields(*values[n:])
-        for key, same in (("hr_sampler_name", SAME_SAMPLER), ("hr_scheduler", SAME_SCHEDULER),
-                          ("hr_checkpoint_name", SAME_CHECKPOINT)):
-            if fields.get(key) in (same, "", None):
-                fields[key] = None
         for key in ("hr_second_pass_steps", "hr_resize_x", "hr_resize_y"):
             if key in fields:
                 fields[key] = as_int(fields[key], 0)
