@@ -59,7 +59,7 @@ def test_tabs_of_cards_with_preview_name_and_counts(app, loras):
     assert len(names_in(htmls["checkpoints"])) == len(app.catalog.list()) == 2
     assert "3 LoRAs" in status and "1 embedding" in status and "2 checkpoints" in status
     cat = htmls["lora"].split('data-name="catstyle"')[1].split('data-name=')[0]
-    assert 'src="data:image/jpeg;base64,' in cat and "sd_v1" in cat and "dim 8/alpha 4" in cat
+    assert 'src="data:image/jpeg;base64,' in cat and "SD 1.x" in cat and "dim 8/alpha 4" in cat
     assert '<div class="easel-card-name">catstyle' in cat and 'data-action="meta"' in cat
     plain = htmls["lora"].split('data-name="plain"')[1].split('data-name=')[0]
     assert "no preview" in plain

@@ -49,21 +49,26 @@ def trigger_tags(metadata: dict[str, Any], limit: int = TOP_TAGS) -> list[str]:
     return [t for t, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]]
 
 
-def lora_card(entry: dict[str, Any]) -> Card:
-    """A card from a `LoraEntry.to_api()` dict."""
+def lora_card(entry: dict[str, Any], active: tuple[str, str] | None = None) -> Card:
+    """A card from a `LoraEntry.to_api()` dict; `active`: the loaded checkpoint's (family value, label), against
+    which a LoRA made for another base is greyed out with the reason as its title."""
     from pathlib import Path
+
+    from webui.lora.base_family import LABELS, lora_base, unfit_reason
 
     meta = entry.get("metadata") or {}
     path = Path(entry["path"]) if entry.get("path") else None
-    base = " · ".join(str(x) for x in (meta.get("ss_base_model_version"), meta.get("ss_sd_model_name")) if x)
+    user = read_user_metadata(path) if path else {}
+    family = lora_base(entry.get("family"), meta, user)
+    base = " · ".join(str(x) for x in (LABELS.get(family or ""), meta.get("ss_sd_model_name")) if x)
     dim, alpha = meta.get("ss_network_dim"), meta.get("ss_network_alpha")
     sub = " · ".join(x for x in (base, f"dim {dim}/alpha {alpha}" if dim is not None or alpha is not None else "")
                      if x)
     alias = entry.get("alias") or entry["name"]
     return Card("lora", entry["name"], entry["name"], path=path,
                 preview=Path(entry["preview"]) if entry.get("preview") else None, sub=sub, error=entry.get("error"),
-                search=" ".join([alias, str(path or ""), *trigger_tags(meta)]), metadata=dict(meta),
-                user=read_user_metadata(path) if path else {})
+                search=" ".join([alias, str(path or ""), *trigger_tags(meta), LABELS.get(family or "", "")]),
+                metadata=dict(meta), user=user, unfit=unfit_reason(family, *(active or (None, ""))))
 
 
 def toggle_word(prompt: str | None, word: str) -> tuple[str, bool]:
@@ -146,7 +151,9 @@ class ExtraNetworksPanel:
     # --- cards ----------------------------------------------------------------------------------------------------
     def cards_of(self, kind: str) -> list[Card]:
         if kind == "lora":
-            return [lora_card(e) for e in self.app.loras.list()]
+            model = self.app.models.active
+            active = (model.probe.family.value, model.probe.label) if model is not None else None
+            return [lora_card(e, active) for e in self.app.loras.list()]
         if kind == "checkpoints":
             out = []
             for info in self.app.catalog.list():

@@ -35,6 +35,7 @@ class Card:
     search: str = ""  # extra text the search box matches (trigger tags, alias, folder)
     metadata: dict[str, Any] = field(default_factory=dict)  # ss_* and other header fields
     user: dict[str, Any] = field(default_factory=dict)  # A1111's <name>.json
+    unfit: str | None = None  # why it does not fit the loaded checkpoint (a LoRA of another base): greyed out
 
 
 def plural(n: int, kind: str) -> str:
@@ -81,8 +82,8 @@ def card_html(card: Card, cache: dict) -> str:
     uri = thumbnail_uri(card.preview, cache)
     image = f'<img src="{uri}" alt="" loading="lazy">' if uri else '<div class="easel-card-empty">no preview</div>'
     sub = e(f"⚠ {card.error}" if card.error else card.sub)
-    cls = "easel-card easel-card-error" if card.error else "easel-card"
-    tip = e(card.error or card.user.get("description") or card.name)
+    cls = "easel-card" + (" easel-card-error" if card.error else "") + (" easel-card-unfit" if card.unfit else "")
+    tip = e(card.error or card.unfit or card.user.get("description") or card.name)
     return (f'<div class="{cls}" data-kind="{e(card.kind)}" data-name="{e(card.name)}" title="{tip}">{image}'
             f'<button class="easel-card-meta" title="Metadata" data-action="meta">⚙</button>'
             f'<div class="easel-card-name">{e(card.label)}{f"<small>{sub}</small>" if sub else ""}</div></div>')

@@ -74,6 +74,7 @@ CARDS = """
   background: rgba(0, 0, 0, 0.62); color: #fff; font-size: 0.85em; font-weight: 600; word-break: break-word; }
 .easel-card .easel-card-name small { display: block; font-weight: 400; color: #e5e5e5; font-size: 0.85em; }
 .easel-card.easel-card-error { border-color: var(--error-border-color); }
+.easel-card.easel-card-unfit { opacity: 0.45; filter: grayscale(1); }  /* a LoRA made for another base model */
 .easel-card .easel-card-meta { position: absolute; top: 4px; right: 4px; z-index: 2; border: none;
   border-radius: var(--radius-sm); background: rgba(0, 0, 0, 0.55); color: #fff; cursor: pointer;
   padding: 1px 5px; font-size: 0.9em; }
