@@ -49,6 +49,48 @@ def write_tiny_detector(path: Path, *, mode: str = "red", cell: int = 0) -> Path
     return path
 
 
+PROTO = 160  # YOLOv8-seg's prototype masks: 32 of them at a quarter of the input size
+N_PROTOS = 32
+
+
+class _GridSegmenter(_GridDetector):
+    """YOLOv8-seg's two outputs: [1, 4 + 1 class + 32 mask coefficients, anchors] and the prototypes [1, 32, 160,
+    160]. Prototype 0 is a disk (radius `radius` input pixels) centred in the firing cell, the others are zero; the
+    firing anchor's coefficients are (1, 0, …), so its mask is that disk, not its box."""
+
+    def __init__(self, mode: str, cell: int, radius: float):
+        super().__init__(mode, cell)
+        n = INPUT // CELL
+        coef = torch.zeros(1, N_PROTOS, n * n)
+        coef[0, 0, cell] = 1.0
+        self.register_buffer("coef", coef)
+        row, col = divmod(cell, n)
+        ys, xs = torch.meshgrid(torch.arange(PROTO) + 0.5, torch.arange(PROTO) + 0.5, indexing="ij")
+        scale = INPUT / PROTO
+        inside = (xs * scale - (col + 0.5) * CELL) ** 2 + (ys * scale - (row + 0.5) * CELL) ** 2 <= radius ** 2
+        protos = torch.zeros(1, N_PROTOS, PROTO, PROTO)
+        protos[0, 0] = torch.where(inside, 12.0, -12.0)
+        self.register_buffer("protos", protos)
+
+    def forward(self, x):
+        boxes = super().forward(x)
+        return torch.cat([boxes, self.coef + 0 * boxes[:, :1]], dim=1), self.protos + 0 * x.mean()
+
+
+def write_tiny_seg_detector(path: Path, *, mode: str = "fixed", cell: int = 0, radius: float = 28.0) -> Path:
+    """A YOLOv8-seg-shaped ONNX detector whose one region's mask is a disk inside its cell (see _GridSegmenter)."""
+    import warnings
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_GridSegmenter(mode, cell, radius), torch.zeros(1, 3, INPUT, INPUT), buf, dynamo=False,
+                          opset_version=12, input_names=["images"], output_names=["output0", "output1"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buf.getvalue())
+    return path
+
+
 def cell_box(cell: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
     """The image-pixel box of a grid cell for an image of `size` letterboxed (centred) into the input."""
     w, h = size

@@ -274,3 +274,17 @@ def detect_regions(models_dir: Path, name: str, image: Any, confidence: float) -
     except DetectorError as e:
         raise ScriptError(e.message) from None
     return [(b.x0, b.y0, b.x1, b.y1, b.score) for b in found]
+
+
+def detect_region_masks(models_dir: Path, name: str, image: Any, confidence: float,
+                        grow: int = 0) -> list[tuple[tuple[int, int, int, int, float], Any]]:
+    """Like `detect_regions`, each region with its inpaint mask (a PIL "L" image of the image's size): the region's
+    segment for a YOLOv8 segmentation model (`*-seg`), else its box; grown (`grow` > 0) or shrunk (< 0) by that many
+    pixels on every side. (API 1, additive.)"""
+    from webui.faces.detect import Detector, DetectorError, find_detector, region_mask
+
+    try:
+        found = Detector(find_detector(name, models_dir)).detect(image, confidence)
+    except DetectorError as e:
+        raise ScriptError(e.message) from None
+    return [((b.x0, b.y0, b.x1, b.y1, b.score), region_mask(image.size, b, int(grow))) for b in found]

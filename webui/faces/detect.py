@@ -8,13 +8,16 @@ so no new runtime package is needed and nothing is unpickled. A `.pt` file found
 ONNX file it needs.
 
 YOLOv8's detection output is [1, 4 + classes, anchors]: (cx, cy, w, h) in input pixels, then one score per class.
-The image is letterboxed into the square input (grey 114 padding, centred) as Ultralytics does; a segmentation
-model's extra outputs are ignored (its boxes are used).
+The image is letterboxed into the square input (grey 114 padding, centred) as Ultralytics does. A segmentation
+model (`*-seg`) has a second output, the mask prototypes [1, 32, 160, 160], and 32 mask coefficients after the
+class scores in each anchor's row: a region's mask is sigmoid(coefficients · prototypes), scaled up to the input,
+cut back to the image (the letterbox undone), kept inside the region's box and thresholded at 0.5, as Ultralytics'
+own post-processing does. Each Box of such a model carries that mask; the detailer inpaints it instead of the box.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,7 @@ class Box:
     y1: int
     score: float
     label: int = 0
+    mask: Any = field(default=None, compare=False, repr=False)  # a segmentation model's: bool [h, w] of the image
 
     @property
     def area(self) -> int:
@@ -110,16 +114,20 @@ class Detector:
         canvas[py:py + nh, px:px + nw] = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_LINEAR)
         self.net.setInput(np.ascontiguousarray(canvas.transpose(2, 0, 1)[None]))
         try:
-            out = self.net.forward()
+            outs = [np.asarray(o, dtype=np.float32) for o in self.net.forward(self.net.getUnconnectedOutLayersNames())]
         except cv2.error as e:
             raise DetectorError(f"{self.name} failed on a {INPUT_SIZE}x{INPUT_SIZE} input (a YOLOv8 ONNX export at "
                                 f"imgsz {INPUT_SIZE} is expected): {str(e).splitlines()[-1][:200]}") from None
-        pred = np.asarray(out, dtype=np.float32)
-        if pred.ndim != 3 or pred.shape[0] != 1 or min(pred.shape[1:]) < 5:
-            raise DetectorError(f"{self.name}: output {list(pred.shape)} is not YOLOv8's [1, 4+classes, anchors]")
-        pred = pred[0] if pred.shape[1] < pred.shape[2] else pred[0].T  # → [4+classes, anchors]
-        scores = pred[4:].max(axis=0)
-        labels = pred[4:].argmax(axis=0)
+        pred = next((o for o in outs if o.ndim == 3), outs[0])
+        protos = next((o for o in outs if o.ndim == 4 and o.shape[0] == 1), None)  # a segmentation model's
+        n_coef = int(protos.shape[1]) if protos is not None else 0
+        if pred.ndim != 3 or pred.shape[0] != 1 or min(pred.shape[1:]) < 5 + n_coef:
+            raise DetectorError(f"{self.name}: output {list(pred.shape)} is not YOLOv8's [1, 4+classes, anchors] "
+                                f"(or [1, 4+classes+{n_coef}, anchors] with mask prototypes)")
+        pred = pred[0] if pred.shape[1] < pred.shape[2] else pred[0].T  # → [4+classes(+coefficients), anchors]
+        classes = pred[4:pred.shape[0] - n_coef]
+        scores = classes.max(axis=0)
+        labels = classes.argmax(axis=0)
         keep = np.flatnonzero(np.isfinite(scores) & (scores >= confidence))
         if keep.size == 0:
             return []
@@ -130,11 +138,53 @@ class Detector:
         boxes = []
         for i in np.asarray(chosen).reshape(-1)[:max_boxes]:
             rx, ry, rw, rh = rects[int(i)]
-            box = Box(max(0, round(rx)), max(0, round(ry)), min(w, round(rx + rw)), min(h, round(ry + rh)),
-                      float(scores[keep][int(i)]), int(labels[keep][int(i)]))
-            if box.area > 0:
+            x0b, y0b, x1b, y1b = max(0, round(rx)), max(0, round(ry)), min(w, round(rx + rw)), min(h, round(ry + rh))
+            mask = None
+            if protos is not None:
+                coef = pred[pred.shape[0] - n_coef:, keep[int(i)]]
+                mask = segment_mask(coef, protos[0], (px, py, nw, nh), (w, h), (x0b, y0b, x1b, y1b))
+            box = Box(x0b, y0b, x1b, y1b, float(scores[keep][int(i)]), int(labels[keep][int(i)]), mask)
+            if box.area > 0 and (mask is None or mask.any()):
                 boxes.append(box)
         return sorted(boxes, key=lambda b: -b.score)
+
+
+def segment_mask(coef: np.ndarray, protos: np.ndarray, letterbox: tuple[int, int, int, int], size: tuple[int, int],
+                 box: tuple[int, int, int, int]) -> np.ndarray:
+    """One region's mask in image pixels (bool [h, w]): sigmoid(coef · prototypes) at the prototypes' resolution,
+    resized to the input, the letterbox cut away, resized to the image, > 0.5 and inside the box."""
+    import cv2
+
+    n, mh, mw = protos.shape
+    logits = (coef.astype(np.float32) @ protos.reshape(n, -1)).reshape(mh, mw)
+    prob = 1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))
+    px, py, nw, nh = letterbox
+    full = cv2.resize(prob, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR)[py:py + nh, px:px + nw]
+    mask = cv2.resize(full, size, interpolation=cv2.INTER_LINEAR) > 0.5
+    inside = np.zeros_like(mask)
+    x0, y0, x1, y1 = box
+    inside[y0:y1, x0:x1] = True
+    return mask & inside
+
+
+def region_mask(size: tuple[int, int], box: Box, grow: int) -> Image.Image:
+    """One region's "L" mask: its segment (a segmentation model's) or its box, grown (dilated) or shrunk (eroded) by
+    `grow` pixels on every side, as ADetailer's dilate/erode."""
+    import cv2
+    from PIL import ImageDraw
+
+    if box.mask is None:
+        out = Image.new("L", size, 0)
+        x0, y0, x1, y1 = box.x0 - grow, box.y0 - grow, box.x1 + grow, box.y1 + grow
+        if x1 > x0 and y1 > y0:  # eroded away entirely: nothing to inpaint
+            ImageDraw.Draw(out).rectangle([max(0, x0), max(0, y0), min(size[0], x1) - 1, min(size[1], y1) - 1],
+                                          fill=255)
+        return out
+    mask = box.mask.astype(np.uint8) * 255
+    if grow:
+        kernel: Any = np.ones((2 * abs(grow) + 1, 2 * abs(grow) + 1), np.uint8)
+        mask = cv2.dilate(mask, kernel) if grow > 0 else cv2.erode(mask, kernel)
+    return Image.fromarray(mask, "L")
 
 
 def box_mask(size: tuple[int, int], boxes: list[Box], *, dilate: int = 0) -> Image.Image:

@@ -33,19 +33,6 @@ def lib(name: str):
     return sys.modules[key]
 
 
-def region_mask(size: tuple[int, int], box: tuple[int, int, int, int], grow: int):
-    """A white rectangle over the box, grown (dilated) or shrunk (eroded) by `grow` pixels."""
-    from PIL import Image, ImageDraw
-
-    x0, y0, x1, y1 = box
-    x0, y0, x1, y1 = x0 - grow, y0 - grow, x1 + grow, y1 + grow
-    mask = Image.new("L", size, 0)
-    if x1 > x0 and y1 > y0:
-        ImageDraw.Draw(mask).rectangle([max(0, x0), max(0, y0), min(size[0], x1) - 1, min(size[1], y1) - 1],
-                                       fill=255)
-    return mask
-
-
 def choose(boxes: list, unit, size: tuple[int, int]) -> list:
     """ADetailer's mask filters: area ratio within [min, max] of the image, then the k largest (0: all)."""
     area = size[0] * size[1]
@@ -94,9 +81,10 @@ class ADetailerScript(Script):
         if not self.units or ctx.inpaint is None:
             return None
         for unit in self.units:
-            boxes = choose(contract.detect_regions(self.models_dir(), unit.ad_model, image, unit.ad_confidence),
-                           unit, image.size)
-            for i, box in enumerate(boxes):
+            found = contract.detect_region_masks(self.models_dir(), unit.ad_model, image, unit.ad_confidence,
+                                                 unit.ad_dilate_erode)  # a -seg model's segments, else boxes
+            masks = {box: mask for box, mask in found}
+            for i, box in enumerate(choose([box for box, _ in found], unit, image.size)):
                 fields: dict[str, Any] = {
                     "prompt": unit.prompt_for(i, ctx.prompt), "negative_prompt": unit.prompt_for(
                         i, ctx.negative_prompt, negative=True),
@@ -110,7 +98,7 @@ class ADetailerScript(Script):
                     fields["steps"] = unit.ad_steps
                 if unit.ad_use_cfg_scale:
                     fields["cfg_scale"] = unit.ad_cfg_scale
-                image = ctx.inpaint(image, region_mask(image.size, box[:4], unit.ad_dilate_erode), **fields)
+                image = ctx.inpaint(image, masks[box], **fields)
         return image
 
     def ui(self, is_img2img: bool) -> dict[str, Any]:
