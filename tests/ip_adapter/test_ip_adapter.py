@@ -232,3 +232,27 @@ def test_accordion_units_combine_to_the_api_dict_and_generate(ip_client):
     via_ui, _ = _gen(ip_client, u=unit)
     via_api, _ = _gen(ip_client, u=_unit(model="ip-adapter_tiny.safetensors"))
     assert np.array_equal(via_ui, via_api)
+
+
+def test_a_mask_confines_the_adapter_to_its_region_of_the_latent(ip_client):
+    """Locality where it can be seen: the first cross-attention of the first step gets the same input with and
+    without the adapter (nothing before it differs), so its output's difference is the adapter's part alone. With a
+    left-half mask that part is exactly zero on the right half of the 8×8 latent and not on the left half."""
+    unet = ip_client.easel_app.models.active.pipeline.unet
+    attn = unet.down_blocks[0].attentions[0].transformer_blocks[0].attn2
+    seen: list[torch.Tensor] = []
+    handle = attn.register_forward_hook(lambda module, args, out: seen.append(out.detach().clone()))
+    left = Image.new("L", (64, 64), 0)
+    left.paste(255, (0, 0, 32, 64))
+    try:
+        _gen(ip_client)
+        plain = seen[0]
+        seen.clear()
+        _gen(ip_client, u=_unit(mask=_b64(left)))
+        masked = seen[0]
+    finally:
+        handle.remove()
+    side = int(plain.shape[1] ** 0.5)  # tokens of the latent at this block, row by row
+    diff = (masked - plain).abs().reshape(plain.shape[0], side, side, -1)
+    assert side == 8 and diff[:, :, side // 2:].max() == 0  # right half: untouched, bit for bit
+    assert diff[:, :, :side // 2].mean() > 1e-3  # left half: the image prompt acts
