@@ -176,3 +176,13 @@ def test_one_step_runs_in_a_loop_keep_a_bounded_number_of_slots(app):
             pipe("a red circle", num_inference_steps=1, height=64, width=64, output_type="latent")
         assert len({call for _, call in state.outputs}) == step_cache.MAX_CALLS_PER_STEP
         assert state.reused_calls == 0
+
+
+def test_png_info_send_to_txt2img_carries_the_presets_as_override_settings(app):
+    """The UI's paste (PNG Info → txt2img, the ↙️ button) lists them in the tab's Override settings, as A1111 does."""
+    from webui.ui.sendto import infotext_fields
+
+    text = "a cat\nSteps: 20, Seed: 1, Size: 64x64, Token merging ratio: 0.5, Step cache: 3"
+    entries = [json.loads(value) for _, value in infotext_fields(app, text, "txt2img")["_overrides"]]
+    assert {"option": "step_cache_interval", "value": 3} in entries
+    assert {"option": "token_merging_ratio", "value": 0.5} in entries
