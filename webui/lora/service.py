@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import torch
 
+from webui.lora import sd3_kohya
 from webui.lora.catalog import LoraCatalog, LoraEntry
 from webui.lora.tags import LoraTag, merge_tags, parse_prompt
 
@@ -182,8 +183,15 @@ class LoraService:
             raise LoraLoadFailed(getattr(e, "message", None) or str(e)) from e
         if digest and self.catalog.hashes is not None:  # seed the hash cache from the bytes just read
             self.catalog.hashes.get("hashes-addnet", f"lora/{entry.rel}", entry.path, lambda p: digest)
-        denoiser = getattr(pipe, "unet", None) or pipe.transformer  # SD 3/FLUX: diffusers' own loaders convert
-        dtype = denoiser.dtype  # kohya/XLabs/ComfyUI FLUX keys and kohya SD 3 keys
+        denoiser = getattr(pipe, "unet", None) or pipe.transformer  # FLUX: diffusers' own loaders convert kohya,
+        dtype = denoiser.dtype  # XLabs and ComfyUI keys; SD 3: kohya keys through sd3_kohya (diffusers has none)
+        if getattr(pipe, "unet", None) is None and sd3_kohya.is_kohya_sd3(sd):
+            sd, skipped = sd3_kohya.convert(sd, int(denoiser.config.num_layers))
+            if skipped:  # text-encoder parts or modules with no diffusers counterpart: the file is refused
+                message = (f"{len(skipped)} kohya SD 3 module(s) can't be converted (e.g. {skipped[0]}): only the "
+                           "transformer's attention, MLP and modulation layers are")
+                self.catalog.mark_error(entry, message)
+                raise LoraLoadFailed(message)
         sd = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in sd.items()}
         adapter = f"easel_lora_{state.counter}"
         state.counter += 1
