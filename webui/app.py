@@ -30,7 +30,9 @@ from webui.lifecycle import img2img_record, request_record, requeue_waiting, ser
 from webui.lora import LoraCatalog, LoraService
 from webui.models.catalog import CheckpointCatalog
 from webui.models.device import choose_policy
+from webui.models.folder_watch import FolderWatch
 from webui.models.hashing import HashCache
+from webui.models.lists import model_folders, named_choices
 from webui.models.manager import LoadedModel, ModelManager
 from webui.option_policy import OptionPolicy
 from webui.outputs import OutputWriter
@@ -87,6 +89,9 @@ class Application:
         self.interrogator = Interrogator(self.paths.models_dir, self.options.get)
         self.extensions = self._extension_host()
         self.models.on_loaded = self._on_model_loaded
+        # a file added to a model folder shows in every list without 🔄: pages poll the token (#19 item 7)
+        self.model_watch = FolderWatch(self._watched_folders, self.rescan_models)
+        self.model_watch.token()  # the listing before start()'s scan: a file added after it is a change
         self.share_url: str | None = None
         self.started = False
 
@@ -110,10 +115,22 @@ class Application:
         if self.paths.extensions_dir.resolve() != dirs[0][0].resolve():
             dirs.append((self.paths.extensions_dir, False))
         host = ExtensionHost(dirs=dirs, options=self.options, disable_all=self.ns.disable_all_extensions,
-                             disable_extra=self.ns.disable_extra_extensions, models_dir=self.paths.models_dir)
+                             disable_extra=self.ns.disable_extra_extensions, models_dir=self.paths.models_dir,
+                             lists=lambda kind: named_choices(self.models, kind))
         host.discover()
         host.load_all()
         return host
+
+    def _watched_folders(self) -> list[Path]:
+        configured = str(self.options.get("control_net_models_path") or "").strip() \
+            if "control_net_models_path" in self.options.defs else ""
+        return [*model_folders(self.paths), *([Path(configured).expanduser()] if configured else [])]
+
+    def rescan_models(self) -> None:
+        """What 🔄 rescans, for a change `model_watch` saw: checkpoints and VAEs, LoRAs, embeddings."""
+        self.models.refresh()
+        self.loras.refresh()
+        self.embeddings.refresh(force=False)
 
     def _on_model_loaded(self, model: LoadedModel) -> None:
         from webui.extensions.api import ModelInfo

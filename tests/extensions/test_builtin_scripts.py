@@ -146,3 +146,50 @@ def test_prompts_from_file_line_parser():
     for bad in ("--outpath_samples /etc", "--steps", "--steps four", "prompt --steps 2"):
         with pytest.raises(ValueError):
             pff.parse_line(bad)
+
+
+def test_xyz_values_dropdown_from_live_lists_and_hostile_values(make_app, serve, data_dir):
+    """#19 item 1: an axis with a known set of values takes A1111's `x_values_dropdown` (a list of names from the
+    host's live lists, `ext.choices`); csv_mode and numeric axes keep the text; anything but a list of names is a
+    422 before a job is queued."""
+    import shutil
+
+    app = make_app("--nowebui")
+    client = serve(app)
+    handle = app.extensions.records["xyz_grid"].running
+    titles = [m["title"] for m in client.get("/sdapi/v1/sd-models").json()]
+    assert handle.choices("checkpoints") == titles
+    assert handle.choices("samplers")[:2] and "Karras" in handle.choices("schedulers")
+    assert handle.choices("vae")[:2] == ["Automatic", "None"]
+    with pytest.raises(ValueError, match="unknown list"):
+        handle.choices("../etc")
+    plot = next(s for s in handle.scripts if s.title == "X/Y/Z plot")
+    assert plot.axis_choices("Checkpoint name") == titles and plot.axis_choices("Steps") is None
+
+    # a checkpoint dropped into the folder is in the list once the folder watch has looked (no 🔄)
+    ckpts = data_dir / "models" / "Stable-diffusion"
+    shutil.copyfile(ckpts / "tiny-a.safetensors", ckpts / "dropped-in.safetensors")
+    app.model_watch.min_interval = 0
+    app.model_watch.token()
+    assert any(t.startswith("dropped-in.safetensors [") for t in plot.axis_choices("Checkpoint name"))
+
+    base = ["Sampler", "ignored, text", "Steps", "1", "Nothing", "", False, False, False, 0]
+    images, info = txt2img(client, script_name="X/Y/Z plot", script_args=[*base, ["Euler", "DDIM"], None, None])
+    assert info["xyz_plot"]["x_labels"] == ["Sampler: Euler", "Sampler: DDIM"] and len(images) == 1 + 2
+    assert info["xyz_plot"]["y_labels"] == ["Steps: 1"]  # a numeric axis: its text
+    texts = ["Sampler", "Euler", *base[2:]]
+    _, info = txt2img(client, script_name="X/Y/Z plot", script_args=[*texts, ["DDIM"], None, None, True])
+    assert info["xyz_plot"]["x_labels"] == ["Sampler: Euler"]  # csv_mode: the text wins over the dropdown
+
+    for bad in (1e9, -1, "../../etc/passwd", {"a": 1}, [1.5], ["x" * 5000], ["Euler"] * 100_000, [None]):
+        r = client.post("/sdapi/v1/txt2img", json={"prompt": "a", "steps": 1, "script_name": "X/Y/Z plot",
+                                                   "script_args": [*base, bad]})
+        assert r.status_code == 422, (str(bad)[:40], r.status_code, r.text[:200])
+        assert "X/Y/Z" in r.text or "Sampler" in r.text, r.text[:200]
+    r = client.post("/sdapi/v1/txt2img", content=b'{"prompt": "a", "script_name": "X/Y/Z plot", "script_args": '
+                    + b'["Sampler", "", "Nothing", "", "Nothing", "", false, false, false, 0, NaN]}',
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text[:200]
+    r = client.post("/sdapi/v1/txt2img", json={"prompt": "a", "steps": 1, "script_name": "X/Y/Z plot",
+                                               "script_args": [*base, ["no such sampler"]]})
+    assert r.status_code == 422 and "no such sampler" in r.text, r.text[:300]

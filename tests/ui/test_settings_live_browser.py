@@ -5,18 +5,20 @@ quicksettings appear after "Reload UI" and apply from the top bar; the sidebar a
 from __future__ import annotations
 
 import shutil
+import time
 
 from tests.training.conftest import make_dataset
-from tests.ui.browser import browser, page, set_slider, viewport, wait_text  # noqa: F401
+from tests.ui.browser import browser, choose, page, set_slider, viewport, wait_text  # noqa: F401
 
 
 def listed(page, elem_id: str, text: str) -> bool:
     """Whether a dropdown's list shows `text` (opened, read, closed again)."""
     page.click(f"#{elem_id} input")
-    items = page.locator("ul[role=listbox] li")
+    items = page.locator(f"#{elem_id} ul[role=listbox] li")
     items.first.wait_for()
     found = any(text in t for t in items.all_inner_texts())
     page.keyboard.press("Escape")
+    page.evaluate("() => document.activeElement?.blur()")  # a multiselect keeps its list open until it loses focus
     return found
 
 
@@ -62,6 +64,7 @@ def test_settings_apply_live_and_quicksettings_reload_ui(live_server, page):
 
 def test_one_refresh_updates_every_checkpoint_list(data_dir, live_server, page):
     srv = live_server()
+    srv.app.model_watch.min_interval = float("inf")  # the folder watch holds still: here 🔄 alone refreshes
     page.goto(srv.url)
     page.wait_for_selector("#setting_sd_model_checkpoint input")
     models = data_dir / "models"
@@ -82,6 +85,30 @@ def test_one_refresh_updates_every_checkpoint_list(data_dir, live_server, page):
     assert listed(page, "train_checkpoint", "fresh-model")
     page.click("#tab_modelmerger-button")
     assert listed(page, "modelmerger_primary_model_name", "fresh-model")
+
+    # X/Y/Z: a checkpoint axis picks from the live list (A1111's values dropdown), free text for numbers
+    page.click("#tab_txt2img-button")
+    choose(page, "txt2img_script", "X/Y/Z plot")
+    assert page.locator("#script_txt2img_xyz_plot_x_values").is_visible()  # Seed: free text
+    choose(page, "script_txt2img_xyz_plot_x_type", "Checkpoint name")
+    page.wait_for_selector("#script_txt2img_xyz_plot_x_values_dropdown", state="visible")
+    assert not page.locator("#script_txt2img_xyz_plot_x_values").is_visible()
+    assert listed(page, "script_txt2img_xyz_plot_x_values_dropdown", "fresh-model")
+
+    # "or a new file appears": no 🔄, the page's poll of the folder watch updates every list
+    srv.app.model_watch.min_interval = 0
+    shutil.copyfile(models / "Stable-diffusion" / "tiny-a.safetensors",
+                    models / "Stable-diffusion" / "dropped-in.safetensors")
+    (models / "ControlNet" / "dropped-cn.safetensors").write_bytes(b"y" * 64)
+    token = "() => document.querySelector('#easel_models_token textarea').value"
+    page.wait_for_function(f"(seen) => ({token})() !== seen", arg=page.evaluate(token), timeout=20_000)
+    deadline = time.monotonic() + 10
+    while not listed(page, "setting_sd_model_checkpoint", "dropped-in"):
+        assert time.monotonic() < deadline, "the top bar never listed a checkpoint dropped into the folder"
+        page.wait_for_timeout(500)
+    assert listed(page, "script_txt2img_xyz_plot_x_values_dropdown", "dropped-in")
+    assert listed(page, "hr_checkpoint", "dropped-in")
+    assert listed(page, "txt2img_controlnet_unit_0_model", "dropped-cn")
 
 
 def test_train_asks_before_overwriting(live_server, page):

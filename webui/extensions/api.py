@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping, Protocol
 
 API_VERSION = 1
 EVENTS = ("app_started", "model_loaded", "before_generate", "step_end", "after_image", "image_saved", "pipeline_call")
+LISTS = ("checkpoints", "vae", "samplers", "schedulers")  # what `ExtensionHandle.choices(kind)` names
 
 
 class ScriptError(Exception):
@@ -181,9 +182,9 @@ class ExtensionHandle:
     """What `setup(ext)` receives. The host fills in the registries; an extension only calls these methods."""
 
     def __init__(self, *, name: str, path: Path, settings: "ExtensionSettings", log: logging.Logger,
-                 models_dir: Path | None = None):
+                 models_dir: Path | None = None, lists: Callable[[str], list[str]] | None = None):
         self.name, self.path, self.settings, self.log = name, path, settings, log
-        self._models_dir = models_dir
+        self._models_dir, self._lists = models_dir, lists
         self.routes: list[tuple[str, Callable, tuple[str, ...]]] = []
         self.tabs: list[tuple[str, Callable[[], Any]]] = []
         self.hooks: dict[str, list[Callable]] = {e: [] for e in EVENTS}
@@ -194,6 +195,14 @@ class ExtensionHandle:
         if self._models_dir is None:
             raise RuntimeError("this host gives extensions no models folder")
         return self._models_dir / kind
+
+    def choices(self, kind: str) -> list[str]:
+        """(API 1, additive) The names the UI's lists offer now: "checkpoints" (titles, as `sd_model_checkpoint`
+        takes them), "vae" (`sd_vae` values: Automatic, None, each file), "samplers", "schedulers" (schedule type
+        labels). Ask each time: files come and go. Empty when the host keeps no lists."""
+        if kind not in LISTS:
+            raise ValueError(f"unknown list {kind!r}; lists: {', '.join(LISTS)}")
+        return list(self._lists(kind)) if self._lists is not None else []
 
     def add_api_route(self, path: str, endpoint: Callable, *, methods: tuple[str, ...] | list[str] = ("GET",)) -> None:
         """Served at /ext/<name><path>, behind the same auth as the API."""

@@ -52,8 +52,9 @@ def _version_tuple(v: str) -> tuple[int, ...]:
 
 class ExtensionHost:
     def __init__(self, *, dirs: list[tuple[Path, bool]], options, disable_all: bool = False,
-                 disable_extra: bool = False, models_dir: Path | None = None):
-        self.dirs, self.options, self.models_dir = dirs, options, models_dir
+                 disable_extra: bool = False, models_dir: Path | None = None,
+                 lists: Callable[[str], list[str]] | None = None):
+        self.dirs, self.options, self.models_dir, self.lists = dirs, options, models_dir, lists
         self.disable_all, self.disable_extra = disable_all, disable_extra
         self.records: dict[str, ExtensionRecord] = {}
         self.options.add_definition(OptionDef("disabled_extensions", [], "Disabled extensions", "Extensions", list))
@@ -101,7 +102,7 @@ class ExtensionHost:
             return
         settings = ExtensionSettings(self.options.get, self._define_setting)
         handle = ExtensionHandle(name=rec.name, path=rec.path, settings=settings, models_dir=self.models_dir,
-                                 log=logging.getLogger(f"easel.ext.{rec.name}"))
+                                 lists=self.lists, log=logging.getLogger(f"easel.ext.{rec.name}"))
         for script in sorted((rec.path / "scripts").glob("*.py")):
             module_name = f"easel_ext_{rec.name.replace('-', '_')}_{script.stem}"
             try:

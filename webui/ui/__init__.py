@@ -16,6 +16,7 @@ from webui.ui.history_tab import HistoryTab
 from webui.ui.img2img_tab import Img2ImgTab
 from webui.ui.live_jobs import wire_live_jobs
 from webui.ui.merger_tab import MergerTab
+from webui.ui.model_watch import ModelWatch
 from webui.ui.models_tab import build_models_tab
 from webui.ui.pnginfo_tab import PngInfoTab
 from webui.ui.prompt_tools import prompt_tools_assets
@@ -92,7 +93,8 @@ def build_ui(application: Application) -> gr.Blocks:
         footer = gr.HTML(footer_html(application), elem_id="easel_footer")
         register_model_lists(application, quick.lists, txt2img, train, merger)
         quick.wire(txt2img, img2img)
-        quick.adopt_refresh_buttons(demo)  # extensions' list refresh buttons (ControlNet models) run with 🔄 too
+        ModelWatch(application, quick).wire(demo)  # a new model file shows in the lists without 🔄; and 🔄 runs
+        # the extensions' list refresh buttons (ControlNet models, X/Y/Z values) and Extra networks' Refresh too
         wire_live_jobs(demo, [txt2img, img2img])  # queue, reconnect after reload, Ctrl+Enter/Alt+Enter/Esc
         SendTo(application, tabs, quick, txt2img, img2img, extras, pnginfo, history_tab).wire()
         demo.load(lambda: (*quick.on_load(), footer_html(application)), inputs=None,

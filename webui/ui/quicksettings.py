@@ -23,7 +23,8 @@ DEMO_NOTE = ("This is Easel's small demo model (64×64 shapes). "
              "Put real checkpoints in models/Stable-diffusion/.")
 CHECKPOINT = "sd_model_checkpoint"  # always first in the bar, with its own dropdown and 🔄
 MODULES = "forge_additional_modules"  # Forge's top-bar "VAE / Text Encoder" selector
-REFRESH_SUFFIXES = ("_refresh_models",)  # elem_id endings of other list-refresh buttons the top 🔄 also runs
+# elem_id endings of other list-refresh buttons the top 🔄 also runs (extensions' lists, the Extra networks cards)
+REFRESH_SUFFIXES = ("_refresh_models", "_extra_networks_refresh")
 
 
 def checkpoint_titles(application: Application) -> list[str]:
@@ -128,16 +129,17 @@ class Quicksettings:
     def pinned_lists(self) -> list[gr.components.Component]:
         return [c for key, c in self.pinned.items() if key == "sd_vae"]
 
-    def adopt_refresh_buttons(self, demo: gr.Blocks) -> None:
-        """After every tab is built: the top 🔄 also runs the click handlers of the page's other list-refresh buttons
-        (elem_id ending in REFRESH_SUFFIXES, e.g. each ControlNet unit's model list), with their own inputs and
-        outputs. Gradio keeps a Blocks' events in `demo.fns` (BlockFunction: fn, inputs, outputs, targets); read
-        here once, at build time."""
+    def adopt_refresh_buttons(self, demo: gr.Blocks, *events: Any) -> None:
+        """After every tab is built: the top 🔄 (and each of `events`, e.g. the model folders' watch) also runs the
+        click handlers of the page's other list-refresh buttons (elem_id ending in REFRESH_SUFFIXES, e.g. each
+        ControlNet unit's model list), with their own inputs and outputs. Gradio keeps a Blocks' events in
+        `demo.fns` (BlockFunction: fn, inputs, outputs, targets); read here once, at build time."""
         ids = {block._id for block in demo.blocks.values()
                if isinstance(block, gr.Button) and (block.elem_id or "").endswith(REFRESH_SUFFIXES)}
         for dep in list(demo.fns.values()):
             if dep.fn is not None and any(t[0] in ids and t[1] == "click" for t in dep.targets):
-                self.refresh_event.then(dep.fn, inputs=dep.inputs, outputs=dep.outputs, queue=False)
+                for event in (self.refresh_event, *events):
+                    event.then(dep.fn, inputs=dep.inputs, outputs=dep.outputs, queue=False)
 
     def sizes(self, value: object) -> list:
         """`value` for every width/height the switch sets (size_outputs)."""

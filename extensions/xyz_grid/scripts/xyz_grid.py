@@ -1,25 +1,45 @@
 """X/Y/Z plot (A1111's script, on Easel's public extension API only).
 
 Up to three axes, each a parameter and its values: a comma list (`5, 10, 20`; quote values that hold commas) or
-ranges `1-5`, `1-10 (+2)`, `10-1 (-3)`, `0.5-1.5 [5]` (five values, evenly spaced). One ordinary generation runs per
-cell; the result is a labelled grid, then every cell image with its own infotext.
+ranges `1-5`, `1-10 (+2)`, `10-1 (-3)`, `0.5-1.5 [5]` (five values, evenly spaced). An axis with a known set of
+values (checkpoints, samplers, schedule types, VAEs: the host's live lists, `ext.choices`) is picked from a
+multiselect dropdown instead (`x_values_dropdown`, as A1111), unless `csv_mode` ("Use text inputs instead of
+dropdowns"). One ordinary generation runs per cell; the result is a labelled grid, then every cell image with its own
+infotext.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import math
 import random
 import re
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from webui.extensions.api import Script, ScriptError
 
+LIB = Path(__file__).resolve().parent.parent / "lib"
+
 NUM = r"[+-]?\s*\d+(?:\.\d*)?"
 RANGE = re.compile(rf"^\s*({NUM})\s*-\s*({NUM})\s*(?:\(\s*({NUM})\s*\)|\[\s*(\d+)\s*\])?\s*$")
 LORA = re.compile(r"<lora:([^:>]+)((?::[^>]*)?)>")
+
+
+def _lib(name: str) -> Any:
+    """This extension's helper modules live in lib/ (scripts/ holds only entry points): loaded by file, once."""
+    key = f"easel_ext_xyz_grid_lib_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, LIB / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
 
 
 def split_values(text: Any) -> list[str]:
@@ -123,18 +143,20 @@ class Axis:
     kind: Any  # int, float, str, "size", "lora"
     apply: Callable[[Any, Any, list], dict] | None  # (request, value, all values) → changed request fields
     named: bool = True  # cells labelled "Label: value" (else the value alone)
+    choices: str | None = None  # the host list (`ext.choices` kind) its values come from: a dropdown in the UI
 
 
 AXES = (
     Axis("Nothing", str, None), Axis("Seed", int, _field("seed")), Axis("Steps", int, _field("steps")),
-    Axis("CFG Scale", float, _field("cfg_scale")), Axis("Sampler", str, _field("sampler_name")),
-    Axis("Schedule type", str, _field("scheduler")),
-    Axis("Checkpoint name", str, _option("sd_model_checkpoint"), named=False),
+    Axis("CFG Scale", float, _field("cfg_scale")), Axis("Sampler", str, _field("sampler_name"), choices="samplers"),
+    Axis("Schedule type", str, _field("scheduler"), choices="schedulers"),
+    Axis("Checkpoint name", str, _option("sd_model_checkpoint"), named=False, choices="checkpoints"),
     Axis("Prompt S/R", str, _prompt_sr, named=False), Axis("LoRA weight", "lora", _lora_weight),
     Axis("Denoising", float, _field("denoising_strength")), Axis("Size", "size", lambda r, v, vs: {
         "width": v[0], "height": v[1]}), Axis("Clip skip", int, _option("CLIP_stop_at_last_layers")),
-    Axis("VAE", str, _option("sd_vae"), named=False),
+    Axis("VAE", str, _option("sd_vae"), named=False, choices="vae"),
 )
+MAX_VALUE_LEN = 1000  # one dropdown value (a checkpoint title, say); longer is not a name any list holds
 
 
 def find_axis(value: Any) -> Axis:
@@ -149,9 +171,29 @@ def find_axis(value: Any) -> Axis:
     raise ScriptError(f"unknown axis type {value!r}; types: {', '.join(a.label for a in AXES)}")
 
 
-def axis_values(axis: Axis, text: Any, request: Any, keep_random_seeds: bool, limit: float = math.inf) -> list[Any]:
+def picked_values(axis: Axis, picked: Any, limit: float) -> list[str] | None:
+    """The values chosen in the axis' dropdown (a list of names), or None when none were (the text is used)."""
+    if picked is None or picked == "" or picked == []:
+        return None
+    if not isinstance(picked, (list, tuple)) or not all(isinstance(v, str) for v in picked):
+        raise ScriptError(f"{axis.label}: the dropdown values must be a list of names, not {type(picked).__name__}")
+    if len(picked) > limit:
+        raise ScriptError(f"{axis.label}: {len(picked)} values, more than the {int(limit)} cells a plot may have "
+                          f"(setting xyz_max_cells)")
+    values = [v.strip() for v in picked if v.strip()]
+    if any(len(v) > MAX_VALUE_LEN for v in values):
+        raise ScriptError(f"{axis.label}: a value longer than {MAX_VALUE_LEN} characters")
+    return values or None
+
+
+def axis_values(axis: Axis, text: Any, request: Any, keep_random_seeds: bool, limit: float = math.inf,
+                picked: Any = None) -> list[Any]:
+    """The axis' values: those picked in its dropdown when it has one and they are given, else the text's."""
     if axis.apply is None:
         return [None]
+    chosen = picked_values(axis, picked, limit) if axis.choices else None
+    if chosen is not None:
+        return chosen
     items = split_values(text)
     if not items:
         raise ScriptError(f"{axis.label}: no values given")
@@ -269,27 +311,22 @@ class XYZPlot(Script):
     visibility = "both"
     always_on = False
     args = ("x_type", "x_values", "y_type", "y_values", "z_type", "z_values", "draw_legend", "keep_random_seeds",
-            "include_sub_grids", "margin_size")
+            "include_sub_grids", "margin_size", "x_values_dropdown", "y_values_dropdown", "z_values_dropdown",
+            "csv_mode")
+
+    def __init__(self, settings: Any = None, lists: Callable[[str], list[str]] | None = None):
+        self.settings = settings  # the extension's view of the options: the limits below
+        self.lists = lists  # ext.choices: the live checkpoint, VAE, sampler and schedule type lists
+
+    def axis_choices(self, label: Any) -> list[str] | None:
+        """The names the axis' dropdown offers now; None for an axis without a list (free text)."""
+        axis = next((a for a in AXES if a.label == label), None)
+        if axis is None or axis.choices is None:
+            return None
+        return list(self.lists(axis.choices)) if self.lists is not None else []
 
     def ui(self, is_img2img: bool) -> dict[str, Any]:
-        import gradio as gr
-
-        names = [a.label for a in AXES]
-        out: dict[str, Any] = {}
-        for axis, default in (("x", "Seed"), ("y", "Nothing"), ("z", "Nothing")):
-            with gr.Row():
-                out[f"{axis}_type"] = gr.Dropdown(names, value=default, label=f"{axis.upper()} type", scale=1)
-                out[f"{axis}_values"] = gr.Textbox(label=f"{axis.upper()} values", lines=1, scale=3,
-                                                   placeholder="e.g. 1-5, or 5, 10, 20, or 0.5-1.5 [5]")
-        with gr.Row():
-            out["draw_legend"] = gr.Checkbox(True, label="Draw legend")
-            out["keep_random_seeds"] = gr.Checkbox(False, label="Keep -1 for seeds")
-            out["include_sub_grids"] = gr.Checkbox(False, label="Include Sub Grids")
-        out["margin_size"] = gr.Slider(0, 500, value=0, step=2, label="Grid margins (px)")
-        return out
-
-    def __init__(self, settings: Any = None):
-        self.settings = settings  # the extension's view of the options: the limits below
+        return _lib("ui").build_ui(self, "img2img" if is_img2img else "txt2img", [a.label for a in AXES])
 
     def _limit(self, key: str, default: int) -> int:
         try:
@@ -297,7 +334,8 @@ class XYZPlot(Script):
         except (KeyError, TypeError, ValueError):
             return default
 
-    def _axes(self, request: Any, types: tuple, texts: tuple, keep_random_seeds: bool) -> tuple[Any, list, list]:
+    def _axes(self, request: Any, types: tuple, texts: tuple, keep_random_seeds: bool,
+              picked: tuple = (None, None, None)) -> tuple[Any, list, list]:
         """(base request, axes, values per axis), with the number of cells checked before any list is built."""
         limit = self._limit("xyz_max_cells", 256)
         fixed = {} if keep_random_seeds else {
@@ -305,7 +343,7 @@ class XYZPlot(Script):
             "subseed": request.subseed if request.subseed != -1 else random.randrange(4294967294)}
         base = variant(request, {**fixed, "script_name": None, "script_args": []}, "X/Y/Z plot")
         axes = [find_axis(t) for t in types]
-        values = [axis_values(a, v, base, keep_random_seeds, limit) for a, v in zip(axes, texts)]
+        values = [axis_values(a, v, base, keep_random_seeds, limit, p) for a, v, p in zip(axes, texts, picked)]
         cells = math.prod(len(v) for v in values)
         if cells > limit:
             raise ScriptError(f"X/Y/Z plot: {' × '.join(str(len(v)) for v in values)} = {cells} cells, more than "
@@ -334,21 +372,27 @@ class XYZPlot(Script):
 
     def planned_requests(self, request: Any, *, x_type: Any = "Seed", x_values: Any = "", y_type: Any = "Nothing",
                          y_values: Any = "", z_type: Any = "Nothing", z_values: Any = "",
-                         keep_random_seeds: bool = False, **_: Any) -> list[Any]:
+                         keep_random_seeds: bool = False, x_values_dropdown: Any = None,
+                         y_values_dropdown: Any = None, z_values_dropdown: Any = None, csv_mode: bool = False,
+                         **_: Any) -> list[Any]:
         """Every cell's request (Easel checks their cost before queueing), after the cell count and grid checks."""
+        picked = (None, None, None) if csv_mode else (x_values_dropdown, y_values_dropdown, z_values_dropdown)
         base, axes, values = self._axes(request, (x_type, y_type, z_type), (x_values, y_values, z_values),
-                                        keep_random_seeds)
+                                        keep_random_seeds, picked)
         cells = [req for *_, req in self._cells(base, axes, values)]
         self._check_grid([_final_size(req) for req in cells])
         return cells
 
     def run(self, runner: Any, request: Any, *, x_type: Any = "Seed", x_values: Any = "", y_type: Any = "Nothing",
             y_values: Any = "", z_type: Any = "Nothing", z_values: Any = "", draw_legend: bool = True,
-            keep_random_seeds: bool = False, include_sub_grids: bool = False, margin_size: Any = 0, **_: Any) -> Any:
+            keep_random_seeds: bool = False, include_sub_grids: bool = False, margin_size: Any = 0,
+            x_values_dropdown: Any = None, y_values_dropdown: Any = None, z_values_dropdown: Any = None,
+            csv_mode: bool = False, **_: Any) -> Any:
+        picked = (None, None, None) if csv_mode else (x_values_dropdown, y_values_dropdown, z_values_dropdown)
         base, axes, values = self._axes(request, (x_type, y_type, z_type), (x_values, y_values, z_values),
-                                        keep_random_seeds)
+                                        keep_random_seeds, picked)
         xv, yv, zv = values
-        cells = [[[None] * len(xv) for _ in yv] for _ in zv]
+        cells: list[list[list[Any]]] = [[[None] * len(xv) for _ in yv] for _ in zv]
         results, stopped = [], False
         for zi, yi, xi, req in self._cells(base, axes, values):
             if stopped:
@@ -361,7 +405,8 @@ class XYZPlot(Script):
             stopped = bool(res.interrupted) or not res.images[first:]
         if not results:
             raise ScriptError("X/Y/Z plot: no cell was generated (interrupted?)")
-        labels = tuple([cell_label(a, v) for v in vals] for a, vals in zip(axes, values))
+        x_labels, y_labels, z_labels = ([cell_label(a, v) for v in vals] for a, vals in zip(axes, values))
+        labels = (x_labels, y_labels, z_labels)
         self._check_grid([im.size for plane in cells for row in plane for im in row if im is not None])
         grid, subs, layout = draw_grid(cells, labels, bool(draw_legend), int(float(margin_size or 0)))
         subs = subs if include_sub_grids and len(subs) > 1 else []
@@ -392,4 +437,4 @@ def _final_size(req: Any) -> tuple[int, int]:
 
 
 def setup(ext: Any) -> None:
-    ext.add_script(XYZPlot(ext.settings))
+    ext.add_script(XYZPlot(ext.settings, lists=ext.choices))
