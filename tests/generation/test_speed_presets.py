@@ -118,8 +118,10 @@ def test_token_merging_merges_the_full_resolution_self_attention_only(app):
     def record(name):  # what the self-attention's query projection gets: the tokens after merging
         return lambda m, args: seen.__setitem__(name, args[0].shape[1])
 
+    from diffusers.models.attention import BasicTransformerBlock
+
     handles = [b.attn1.to_q.register_forward_pre_hook(record(n))
-               for n, b in pipe.unet.named_modules() if b in token_merge.blocks(pipe.unet)]
+               for n, b in pipe.unet.named_modules() if isinstance(b, BasicTransformerBlock)]
     try:
         with runtime.token_merging(pipe, runtime.RuntimeConfig(token_merging=0.5)):
             out = pipe("a red circle", num_inference_steps=1, height=64, width=64, output_type="latent").images
@@ -186,3 +188,24 @@ def test_png_info_send_to_txt2img_carries_the_presets_as_override_settings(app):
     entries = [json.loads(value) for _, value in infotext_fields(app, text, "txt2img")["_overrides"]]
     assert {"option": "step_cache_interval", "value": 3} in entries
     assert {"option": "token_merging_ratio", "value": 0.5} in entries
+
+
+def test_sdxl_runs_both_presets_same_seed_same_pixels(make_app, data_dir):
+    """SDXL's UNet ends in an UpBlock2D (no attention) and starts with a DownBlock2D: both presets still apply."""
+    from tests.factories import write_tiny_sdxl_checkpoint
+
+    write_tiny_sdxl_checkpoint(data_dir / "models" / "Stable-diffusion" / "tiny-xl.safetensors", seed=0)
+    app = make_app("--nowebui")
+    assert app.switch_checkpoint("tiny-xl").probe.family == "sdxl"
+    both = {"step_cache_interval": 2, "token_merging_ratio": 0.5}
+    plain, _ = _images(app)
+    # SDXL has no attention at the full resolution: ToMe merges at the next level (else 0.5 would change nothing)
+    unet = app.models.active.pipeline.unet
+    assert token_merge.blocks(unet) and all(not name.startswith(("down_blocks.0.", "up_blocks.1."))
+                                            for name, m in unet.named_modules() if m in token_merge.blocks(unet))
+    assert not np.array_equal(_images(app, token_merging_ratio=0.5)[0], plain)
+    fast, info = _images(app, **both)
+    again, _ = _images(app, **both)
+    assert "Step cache: 2" in info and "Token merging ratio: 0.5" in info
+    assert np.array_equal(fast, again) and not np.array_equal(plain, fast)
+    assert np.array_equal(_images(app)[0], plain)

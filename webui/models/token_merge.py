@@ -1,11 +1,13 @@
 """Token merging (ToMe for SD, Bolya & Hoffman 2023) on the UNet's self-attention (settings `token_merging_ratio`,
 `token_merging_ratio_hr`; infotext `Token merging ratio`, `Token merging ratio hr`, as A1111; off by default).
 
-In each transformer block at the full latent resolution, the most similar tokens are merged before the
-self-attention and copied back after it, so the attention (quadratic in the token count) runs on
+In each transformer block of the highest-resolution level that has attention, the most similar tokens are merged
+before the self-attention and copied back after it, so the attention (quadratic in the token count) runs on
 `1 - ratio` of the tokens. The matching itself is the `tomesd` package's (`bipartite_soft_matching_random2d`, with
-A1111's arguments: 2×2 strides, no random destination choice, so the same seed gives the same pixels, and only the
-blocks at the full resolution, `max_downsample` 1).
+A1111's arguments: 2×2 strides, no random destination choice, so the same seed gives the same pixels). The level is
+the full latent resolution on SD 1.x/2.x (A1111's `max_downsample` 1); SDXL has no attention there, so its merged
+level is the next one (with `max_downsample` 1 the ratio would change nothing on SDXL, yet be written in the
+infotext).
 
 Why not `tomesd.apply_patch`: it swaps each `BasicTransformerBlock`'s class for one whose forward is a copy of
 diffusers 0.14's (losing what 0.42's forward does since: GLIGEN kwargs, feed-forward chunking, newer norm types).
@@ -24,7 +26,6 @@ from diffusers.hooks import HookRegistry, ModelHook
 SIZE_HOOK, BLOCK_HOOK, ATTN_HOOK = "easel.tome.size", "easel.tome.block", "easel.tome.attn1"
 MAX_RATIO = 0.75  # with 2×2 strides at most 3 of every 4 tokens can merge (tomesd's own bound)
 STRIDE = 2
-MAX_DOWNSAMPLE = 1
 
 
 class TokenMergeState:
@@ -77,21 +78,26 @@ class _Block(ModelHook):
         self.attn.merge = self.attn.unmerge = _identity
         h, w = self.state.size
         tokens = x.shape[1] if x.dim() == 3 else 0
-        if self.state.ratio > 0 and tokens and h * w:
+        if self.state.ratio > 0 and tokens and h * w >= tokens:
             downsample = int(math.ceil(math.sqrt(h * w // tokens)))
-            if downsample <= MAX_DOWNSAMPLE:
-                r = int(tokens * min(self.state.ratio, MAX_RATIO))
-                merge, unmerge = self.state.match(
-                    x, math.ceil(w / downsample), math.ceil(h / downsample), STRIDE, STRIDE, r, no_rand=True)
-                self.attn.merge, self.attn.unmerge = merge, unmerge
+            r = int(tokens * min(self.state.ratio, MAX_RATIO))
+            merge, unmerge = self.state.match(
+                x, math.ceil(w / downsample), math.ceil(h / downsample), STRIDE, STRIDE, r, no_rand=True)
+            self.attn.merge, self.attn.unmerge = merge, unmerge
         return args, kwargs
 
 
 def blocks(unet: torch.nn.Module) -> list[torch.nn.Module]:
-    """The UNet's transformer blocks that have a self-attention (diffusers' BasicTransformerBlock)."""
+    """The transformer blocks (diffusers' BasicTransformerBlock) ToMe merges in: those of the highest-resolution
+    level with attention, down and up (SD 1.x/2.x: the first level; SDXL: the second)."""
     from diffusers.models.attention import BasicTransformerBlock
 
-    return [m for m in unet.modules() if isinstance(m, BasicTransformerBlock) and getattr(m, "attn1", None)]
+    downs, ups = list(getattr(unet, "down_blocks", ())), list(getattr(unet, "up_blocks", ()))
+    level = next((i for i, b in enumerate(downs) if getattr(b, "attentions", None)), None)
+    if level is None or len(ups) != len(downs):
+        return []
+    return [m for part in (downs[level], ups[len(ups) - 1 - level]) for m in part.modules()
+            if isinstance(m, BasicTransformerBlock) and getattr(m, "attn1", None) is not None]
 
 
 def size_hook(unet: torch.nn.Module) -> _Size | None:
