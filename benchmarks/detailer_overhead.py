@@ -10,6 +10,11 @@ txt2img 1638 ms, with ADetailer 2445 ms → detailer 808 ms vs one plain only-ma
 region (1.05×; detection ~15-30 ms of it). mid (256², 81 M UNet), 3 repeats: detailer 9.6 s vs plain inpaint 20.8 s
 — the load on the machine swung single runs by ±10 s, so that pair says only that the detailer costs about one
 8-step inpaint, not that it is cheaper.
+Re-run 2026-12-07 10:23 UTC on the same EPYC under a load average of 7.5 (2 cores, other helpers' test runs): tiny,
+20 steps, 5 and 9 repeats: detailer 736 / 675 ms vs one plain only-masked inpaint 170 / 168 ms (+566 / +507 ms per
+region). Detection alone is ~31 ms (OpenCV, 64² image), and a profile of one nested inpaint put its pipeline call
+at 194 ms against 344 ms for a plain inpaint's in the same process: at this load the per-job figures are not
+stable enough to say where the rest goes. Not settled; re-measure on a quiet machine.
 """
 
 from __future__ import annotations
