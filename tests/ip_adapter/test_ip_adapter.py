@@ -256,3 +256,63 @@ def test_a_mask_confines_the_adapter_to_its_region_of_the_latent(ip_client):
     diff = (masked - plain).abs().reshape(plain.shape[0], side, side, -1)
     assert side == 8 and diff[:, :, side // 2:].max() == 0  # right half: untouched, bit for bit
     assert diff[:, :, :side // 2].mean() > 1e-3  # left half: the image prompt acts
+
+
+def test_a_single_file_image_encoder_as_comfyui_keeps_it(make_app, data_dir, ip_files, tmp_path):
+    """models/clip_vision/<name>.safetensors in transformers' key layout (ComfyUI's and Forge's files): its config is
+    read from the shapes and it gives the same embeddings as the same weights loaded as a folder; the same pixels
+    as with the folder; a file of another layout is refused with the reason."""
+    import shutil
+
+    from fastapi.testclient import TestClient
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(1)  # 128 wide: heads of 64 (2) and gelu, what the shapes imply for an unknown width
+    model = CLIPVisionModelWithProjection(CLIPVisionConfig(
+        image_size=32, patch_size=8, hidden_size=128, intermediate_size=96, num_hidden_layers=2,
+        num_attention_heads=2, projection_dim=ENC_DIM, hidden_act="gelu")).eval()
+    folder = tmp_path / "folder-encoder"
+    model.save_pretrained(str(folder))
+    vision = data_dir / "models" / "clip_vision"
+    vision.mkdir(parents=True)
+    shutil.copy(folder / "model.safetensors", vision / "CLIP-tiny.safetensors")
+    save_file({"visual.proj": torch.zeros(2, 2)}, str(vision / "open_clip_layout.safetensors"))
+    adapter = _adapter_lib()
+    assert [p.name for p in adapter.encoder_paths(data_dir / "models")] == ["CLIP-tiny.safetensors",
+                                                                            "open_clip_layout.safetensors"]
+    single = adapter.Encoder.load(vision / "CLIP-tiny.safetensors")
+    assert single.model.config.num_hidden_layers == 2 and single.model.config.image_size == 32
+    image = _prompt_image()
+    assert torch.equal(single.embed(image), adapter.Encoder.load(folder).embed(image))
+    from webui.extensions.api import ScriptError
+
+    with pytest.raises(ScriptError, match="not a CLIP vision encoder in transformers' layout"):
+        adapter.Encoder.load(vision / "open_clip_layout.safetensors")
+    # through a generation, picked by the setting
+    shutil.copytree(ip_files / "ipadapter", data_dir / "models" / "ipadapter")
+    from webui.api.server import build_fastapi
+
+    app = make_app("--nowebui")
+    with TestClient(build_fastapi(app)) as c:
+        r = c.post("/sdapi/v1/options", json={"ip_adapter_image_encoder": "CLIP-tiny.safetensors"})
+        assert r.status_code == 200, r.text
+        plain, _ = _gen(c)
+        one, info = _gen(c, u=_unit())
+        assert np.abs(one - plain).mean() > 2 and "ip-adapter_tiny" in info
+
+
+def _adapter_lib():
+    """The extension's lib/adapter.py, loaded by file as the extension loads it."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "extensions" / "ip_adapter" / "lib" / "adapter.py"
+    name = "ip_adapter_lib_adapter_test"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # its dataclasses look their module up while being defined
+        spec.loader.exec_module(module)
+    return sys.modules[name]

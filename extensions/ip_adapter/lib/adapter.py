@@ -3,7 +3,10 @@
 
 Files: models/ipadapter/*.safetensors (or models/ControlNet/ip-adapter*.safetensors) in the layout IP-Adapter
 releases use (`image_proj.*` and `ip_adapter.<n>.to_k_ip/to_v_ip.weight`, the layout diffusers reads); image
-encoders: transformers CLIPVisionModelWithProjection folders (config.json + model.safetensors) in models/clip_vision.
+encoders: transformers CLIPVisionModelWithProjection folders (config.json + model.safetensors) in models/clip_vision,
+or single .safetensors files there in the same key layout (what ComfyUI and Forge keep in models/clip_vision, e.g.
+CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors: h94/IP-Adapter's image_encoder weights renamed), their config read
+from the tensor shapes (encoder_config).
 The image embeddings are computed here and passed as `ip_adapter_image_embeds`, so the pipeline needs no image
 encoder of its own. Pickled `.bin`/`.pth` adapters are not read."""
 
@@ -42,12 +45,15 @@ def find_adapter(models_dir: Path, name: str) -> Path:
                       f"ip-adapter_sd15.safetensors) in models/{ADAPTER_DIR}")
 
 
-def encoder_folders(models_dir: Path) -> list[Path]:
+def encoder_paths(models_dir: Path) -> list[Path]:
+    """The image encoders of models/clip_vision: transformers folders (a vision config.json) and .safetensors files."""
     root = models_dir / ENCODER_DIR
     out = []
     for d in sorted(root.iterdir()) if root.is_dir() else []:
         try:
-            if (d / "config.json").is_file() and "vision" in json.loads((d / "config.json").read_text())\
+            if d.is_file() and d.suffix.lower() == ".safetensors":
+                out.append(d)
+            elif (d / "config.json").is_file() and "vision" in json.loads((d / "config.json").read_text())\
                     .get("model_type", "").lower():
                 out.append(d)
         except (OSError, ValueError, AttributeError):
@@ -56,14 +62,48 @@ def encoder_folders(models_dir: Path) -> list[Path]:
 
 
 def find_encoder(models_dir: Path, name: str) -> Path:
-    folders = encoder_folders(models_dir)
+    found = encoder_paths(models_dir)
     wanted = str(name or "").strip()
-    for d in folders:
+    for d in found:
         if not wanted or d.name == wanted:
             return d
     raise ScriptError(f"IP-Adapter needs a CLIP image encoder: put a transformers CLIPVisionModelWithProjection "
-                      f"folder (config.json, model.safetensors) in models/{ENCODER_DIR}"
+                      f"folder (config.json, model.safetensors) or its single .safetensors file (e.g. "
+                      f"CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors) in models/{ENCODER_DIR}"
                       + (f" named {wanted!r}" if wanted else ""))
+
+
+# Facts of the released CLIP vision towers that shapes can't tell: heads and activation by width (OpenAI's ViT-B/16
+# and ViT-L/14 use quick_gelu; LAION's OpenCLIP ViT-H/14 and ViT-bigG/14, IP-Adapter's encoders, use gelu)
+KNOWN_WIDTHS = {768: (12, "quick_gelu"), 1024: (16, "quick_gelu"), 1280: (16, "gelu"), 1664: (16, "gelu")}
+PREFIX = "vision_model."
+
+
+def encoder_config(path: Path) -> Any:
+    """A CLIPVisionConfig for a single-file encoder in transformers' key layout, from its tensor shapes (width,
+    patch, image size, layers, MLP width, projection); heads and activation from KNOWN_WIDTHS (else 64-wide heads
+    and gelu). ScriptError when the file is not such an encoder."""
+    import math
+
+    from safetensors import safe_open
+    from transformers import CLIPVisionConfig
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            keys = set(f.keys())
+            shape = {k: list(f.get_slice(k).get_shape()) for k in (
+                f"{PREFIX}embeddings.patch_embedding.weight", f"{PREFIX}embeddings.position_embedding.weight",
+                f"{PREFIX}encoder.layers.0.mlp.fc1.weight", "visual_projection.weight")}
+    except Exception as e:  # not safetensors, or a key missing: not a transformers CLIP vision file
+        raise ScriptError(f"{path.name} in models/{ENCODER_DIR} is not a CLIP vision encoder in transformers' layout "
+                          f"(vision_model.*, visual_projection): {type(e).__name__}") from None
+    hidden, _, patch, _ = shape[f"{PREFIX}embeddings.patch_embedding.weight"]
+    side = math.isqrt(shape[f"{PREFIX}embeddings.position_embedding.weight"][0] - 1)
+    layers = len({k.split(".")[3] for k in keys if k.startswith(f"{PREFIX}encoder.layers.")})
+    heads, act = KNOWN_WIDTHS.get(hidden, (max(1, hidden // 64), "gelu"))
+    return CLIPVisionConfig(hidden_size=hidden, intermediate_size=shape[f"{PREFIX}encoder.layers.0.mlp.fc1.weight"][0],
+                            num_hidden_layers=layers, num_attention_heads=heads, image_size=side * patch,
+                            patch_size=patch, projection_dim=shape["visual_projection.weight"][0], hidden_act=act)
 
 
 def read_adapter(path: Path) -> dict[str, dict[str, torch.Tensor]]:
@@ -114,8 +154,23 @@ class Encoder:
         from transformers import CLIPImageProcessorPil, CLIPVisionModelWithProjection
 
         try:
-            model = CLIPVisionModelWithProjection.from_pretrained(str(path), local_files_only=True,
-                                                                  use_safetensors=True).eval()
+            if path.is_file():
+                from safetensors.torch import load_file
+
+                config = encoder_config(path)
+                state = load_file(str(path))
+                with torch.device("meta"):  # the names the model has, without allocating it
+                    expected = set(CLIPVisionModelWithProjection(config).state_dict())
+                if set(state) != expected:
+                    raise ScriptError(f"{path.name} in models/{ENCODER_DIR} doesn't match a CLIP vision encoder of "
+                                      f"its shapes ({len(expected - set(state))} weights missing, "
+                                      f"{len(set(state) - expected)} unexpected)")
+                model = CLIPVisionModelWithProjection.from_pretrained(None, config=config, state_dict=state).eval()
+            else:
+                model = CLIPVisionModelWithProjection.from_pretrained(str(path), local_files_only=True,
+                                                                      use_safetensors=True).eval()
+        except ScriptError:
+            raise
         except Exception as e:
             raise ScriptError(f"can't load the image encoder models/{ENCODER_DIR}/{path.name}: "
                               f"{type(e).__name__}") from None

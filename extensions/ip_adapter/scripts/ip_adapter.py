@@ -195,8 +195,8 @@ def setup(ext: ExtensionHandle) -> None:
 
 def install(ext: ExtensionHandle) -> IPAdapterState:
     ext.add_setting(key="ip_adapter_unit_count", default=2, label="IP-Adapter units", minimum=1, maximum=8)
-    ext.add_setting(key="ip_adapter_image_encoder", default="", label="IP-Adapter image encoder (a folder of "
-                    "models/clip_vision; empty: the first)")
+    ext.add_setting(key="ip_adapter_image_encoder", default="", label="IP-Adapter image encoder (a folder or "
+                    ".safetensors file of models/clip_vision; empty: the first)")
     state = IPAdapterState(ext)
 
     def on_before_generate(request) -> None:
@@ -212,7 +212,7 @@ def install(ext: ExtensionHandle) -> IPAdapterState:
     def models() -> dict:
         adapter = lib("adapter")
         return {"models": [p.name for p in adapter.adapter_files(state.models_dir)],
-                "image_encoders": [d.name for d in adapter.encoder_folders(state.models_dir)]}
+                "image_encoders": [d.name for d in adapter.encoder_paths(state.models_dir)]}
 
     ext.on("before_generate", on_before_generate)
     ext.on("pipeline_call", state.on_pipeline_call)
