@@ -1,11 +1,11 @@
 """ControlNet test helpers: tiny ControlNets made with `ControlNetModel.from_unet` from the tiny UNets (their zero
 convolutions given small random weights, so control visibly changes the output), and the extension's modules
-loaded by file as Easel's host loads them."""
+loaded as Easel's host loads them."""
 
 from __future__ import annotations
 
 import base64
-import importlib.util
+import importlib
 import io
 import logging
 import sys
@@ -20,12 +20,13 @@ EXT = REPO / "extensions" / "controlnet"
 
 
 def load_script():
-    name = "test_easel_ext_controlnet"
+    """The extension's script module as Easel's host imports it (the folder as a package, webui/extensions/host.py):
+    the one an Application loaded last, else loaded here."""
+    from webui.extensions.host import extension_package
+
+    name = "easel_ext_controlnet.scripts.controlnet"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, EXT / "scripts" / "controlnet.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
+        importlib.import_module(f"{extension_package('controlnet', EXT)}.scripts.controlnet")
     return sys.modules[name]
 
 

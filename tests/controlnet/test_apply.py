@@ -5,14 +5,13 @@ test_combinations.py runs units through the application."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch
 
 from tests.controlnet.conftest import b64, load_script, square
 from tests.controlnet.test_units import unit
+from webui.extensions.api import PipelineCall
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +25,7 @@ def pipe(tiny_models, tmp_path_factory):
 def generate(state, pipe, kind="txt2img", **extra):
     kwargs = dict(prompt="a square", num_inference_steps=2, guidance_scale=5.0, height=64, width=64,
                   output_type="np", generator=torch.Generator().manual_seed(3), **extra)
-    changed = state.on_pipeline_call(SimpleNamespace(kind=kind, pipeline=pipe, kwargs=kwargs))
+    changed = state.on_pipeline_call(PipelineCall(kind=kind, pipeline=pipe, kwargs=kwargs))
     run_pipe, run_kwargs = changed if changed is not None else (pipe, kwargs)
     return run_pipe(**run_kwargs).images[0], run_pipe
 

@@ -205,7 +205,8 @@ def test_controlnet_aux_init_and_torchvision_are_never_imported(tmp_path):
     execution of controlnet_aux/__init__.py and any attempt to import torchvision or timm."""
     write_pidinet(tmp_path / "annotators")
     code = textwrap.dedent(f"""
-        import importlib.machinery, importlib.util, json, sys
+        import importlib, importlib.machinery, json, pathlib, sys
+        from webui.extensions.host import extension_package  # (before the hook: only the detectors are watched)
         attempts = []
 
         class Recording:
@@ -230,11 +231,8 @@ def test_controlnet_aux_init_and_torchvision_are_never_imported(tmp_path):
                 return spec
 
         sys.meta_path.insert(0, Watch())
-        path = {str(REPO / "extensions" / "controlnet" / "lib" / "preprocessors.py")!r}
-        spec = importlib.util.spec_from_file_location("easel_ext_controlnet_lib_preprocessors", path)
-        p = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = p
-        spec.loader.exec_module(p)
+        package = extension_package("controlnet", pathlib.Path({str(REPO / "extensions" / "controlnet")!r}))
+        p = importlib.import_module(package + ".lib.preprocessors")  # as the extension's lib() imports it
         from PIL import Image
         mods = p.registry({str(tmp_path / "annotators")!r})
         ran = []

@@ -1,11 +1,16 @@
 """The extension host: discovers extension folders, checks their manifest and contract version, runs their
 `setup(ext)`, and dispatches events. A failing extension is reported and disabled for the session; the app and the
-generation that called it keep going."""
+generation that called it keep going.
+
+Each extension folder is imported as a package (`extension_package`): `scripts/x.py` is `<package>.scripts.x`, so a
+script imports its helpers relatively (`from ..lib import units`) and the import system loads each module once."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import logging
+import re
 import sys
 import tomllib
 import traceback
@@ -48,6 +53,30 @@ class ExtensionRecord:
 
 def _version_tuple(v: str) -> tuple[int, ...]:
     return tuple(int(p) for p in v.split(".") if p.isdigit())
+
+
+def extension_package(name: str, folder: Path) -> str:
+    """Make `folder` importable as the package `easel_ext_<name>` and return that name. Its subfolders are
+    namespace packages (no __init__.py needed). Loading again, the scripts run anew (a new Application runs each
+    script's `setup` on fresh modules, as before) while helper modules stay loaded once per process; a package of
+    that name from another folder is replaced with everything under it.
+
+    Hand-written rather than `spec_from_file_location` per file: that API imports one file, not a folder, and
+    the extensions' own helper loaders built on it are what loaded ControlNet's lib/ twice."""
+    package = "easel_ext_" + re.sub(r"\W", "_", name)
+    path = str(folder.resolve())
+    current = sys.modules.get(package)
+    same = current is not None and list(getattr(current, "__path__", ())) == [path]
+    stale = f"{package}.scripts" if same else package
+    for key in [k for k in sys.modules if k == stale or k.startswith(stale + ".")]:
+        del sys.modules[key]
+    if not same:
+        spec = importlib.util.spec_from_loader(package, None, is_package=True)
+        assert spec is not None
+        spec.submodule_search_locations = [path]
+        sys.modules[package] = importlib.util.module_from_spec(spec)
+    importlib.invalidate_caches()  # a folder installed since the last import is seen
+    return package
 
 
 class ExtensionHost:
@@ -103,20 +132,27 @@ class ExtensionHost:
         settings = ExtensionSettings(self.options.get, self._define_setting)
         handle = ExtensionHandle(name=rec.name, path=rec.path, settings=settings, models_dir=self.models_dir,
                                  lists=self.lists, log=logging.getLogger(f"easel.ext.{rec.name}"))
+        package = extension_package(self._package_name(rec), rec.path)
         for script in sorted((rec.path / "scripts").glob("*.py")):
-            module_name = f"easel_ext_{rec.name.replace('-', '_')}_{script.stem}"
+            if script.stem == "__init__":
+                continue
             try:
-                spec = importlib.util.spec_from_file_location(module_name, script)
-                assert spec is not None and spec.loader is not None  # a .py file always has both
-                module = importlib.util.module_from_spec(spec)
-                sys.modules[module_name] = module
-                spec.loader.exec_module(module)
+                module = importlib.import_module(f"{package}.scripts.{script.stem}")
                 if hasattr(module, "setup"):
                     module.setup(handle)
             except Exception:
                 self._fail(rec, f"scripts/{script.name}: setup failed")
                 return
         rec.handle = handle
+
+    def _package_name(self, rec: ExtensionRecord) -> str:
+        """The extension's name as a package name, unique among this host's extensions ("a-b" and "a_b" differ)."""
+        base = re.sub(r"\W", "_", rec.name)
+        taken = {re.sub(r"\W", "_", r.name) for r in self.records.values() if r is not rec and r.handle is not None}
+        name, i = base, 2
+        while name in taken:
+            name, i = f"{base}_{i}", i + 1
+        return name
 
     def _define_setting(self, *, key: str, default: Any, label: str, section: str, choices=None,
                         minimum: float | None = None, maximum: float | None = None, path: bool = False) -> None:

@@ -9,28 +9,21 @@ field names; `.pt` names resolve to the `.onnx` export beside them), `GET /adeta
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+import importlib
 from pathlib import Path
 from typing import Any
 
 from webui.extensions import api as contract
 from webui.extensions.api import ExtensionHandle, ImageContext, Script, ScriptError
 
-LIB = Path(__file__).resolve().parent.parent / "lib"
 VERSION = "1.0.0"  # this extension's version: written as "ADetailer version"
 MAX_SEED = 2**63 - 1
 
 
 def lib(name: str):
-    """This extension's helper modules live in lib/: loaded by file, once."""
-    key = f"easel_ext_adetailer_lib_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, LIB / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
+    """This extension's helper modules in lib/ (scripts/ holds only entry points), imported on first use: the host
+    loads the extension as a package, so `..lib.<name>` is this extension's own, loaded once."""
+    return importlib.import_module(f"..lib.{name}", __package__)
 
 
 def choose(boxes: list, unit, size: tuple[int, int]) -> list:

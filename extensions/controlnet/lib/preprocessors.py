@@ -5,8 +5,7 @@ reported as unavailable and refused."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,14 +109,8 @@ def annotators_in(models_root: Path | str | None) -> Path | None:
 
 
 def _aux():
-    """lib/aux_detectors.py, loaded by file under the same key the extension's `lib()` uses, so both share it."""
-    key = "easel_ext_controlnet_lib_aux_detectors"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, Path(__file__).resolve().with_name("aux_detectors.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
+    """lib/aux_detectors.py, imported on first use (the module the extension's `lib("aux_detectors")` gives)."""
+    return importlib.import_module(".aux_detectors", __package__)
 
 
 def _aux_preprocessor(det, annotators: Path | None) -> Preprocessor:

@@ -6,9 +6,8 @@ UI and are applied in the `pipeline_call` event (see README.md in this folder)."
 from __future__ import annotations
 
 import base64
-import importlib.util
+import importlib
 import io
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Optional
@@ -18,19 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from webui.extensions import api as contract
 from webui.extensions.api import ExtensionHandle, Script, ScriptError
 
-LIB = Path(__file__).resolve().parent.parent / "lib"
 VERSION = 2  # sd-webui-controlnet's API version answer
 
 
 def lib(name: str):
-    """This extension's helper modules live in lib/ (scripts/ holds only entry points): loaded by file, once."""
-    key = f"easel_ext_controlnet_lib_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, LIB / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
+    """This extension's helper modules in lib/ (scripts/ holds only entry points), imported on first use: the host
+    loads the extension as a package, so `..lib.<name>` is this extension's own, loaded once."""
+    return importlib.import_module(f"..lib.{name}", __package__)
 
 
 class DetectRequest(BaseModel):
@@ -100,7 +93,7 @@ class ControlNetState:
         return lib("apply").controlled_call(call.pipeline, call.kwargs, call.kind, self.units,
                                             load_model=self.load_model,
                                             modules=pre.registry(pre.annotators_in(self.models_root())), run=pre.run,
-                                            hires=bool(getattr(call, "hires", False)))
+                                            hires=call.hires)
 
     def parse(self, raw_units: list, kind: str) -> list:
         pre = lib("preprocessors")

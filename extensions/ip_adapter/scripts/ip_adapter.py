@@ -9,9 +9,8 @@ one without it, bit for bit. Infotext: `IP-Adapter <i>: "model: …, weight: …
 from __future__ import annotations
 
 import base64
-import importlib.util
+import importlib
 import io
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,18 +18,13 @@ from typing import Any
 from webui.extensions import api as contract
 from webui.extensions.api import ExtensionHandle, Script, ScriptError
 
-LIB = Path(__file__).resolve().parent.parent / "lib"
 MAX_PIXELS = 4096 * 4096
 
 
 def lib(name: str):
-    key = f"easel_ext_ip_adapter_lib_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, LIB / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
+    """This extension's helper modules in lib/ (scripts/ holds only entry points), imported on first use: the host
+    loads the extension as a package, so `..lib.<name>` is this extension's own, loaded once."""
+    return importlib.import_module(f"..lib.{name}", __package__)
 
 
 @dataclass
