@@ -233,7 +233,7 @@ def test_a_lint_failure_fails_the_run_after_the_tests(monkeypatch: pytest.Monkey
     monkeypatch.setattr(run_tests, "ensure_chromium", lambda: None)
     monkeypatch.setattr(run_tests.subprocess, "call",
                         lambda cmd, cwd, env: cmds.append(cmd[2]) or (1 if cmd[2] == "ruff" else 0))
-    assert run_tests.main([]) == 1 and cmds == ["ruff", "mypy", "pytest"]  # the tests ran all the same
+    assert run_tests.main([]) == 1 and cmds == ["ruff", "ruff", "mypy", "pytest"]  # the tests ran all the same
     cmds.clear()
     assert run_tests.main(["tests/test_flags.py"]) == 0 and cmds == ["pytest"]  # named tests: no lint
 
@@ -244,7 +244,30 @@ def test_a_type_error_fails_the_run_after_the_tests(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(run_tests, "ensure_chromium", lambda: None)
     monkeypatch.setattr(run_tests.subprocess, "call",
                         lambda cmd, cwd, env: cmds.append(cmd[2]) or (1 if cmd[2] == "mypy" else 0))
-    assert run_tests.main([]) == 1 and cmds == ["ruff", "mypy", "pytest"]
+    assert run_tests.main([]) == 1 and cmds == ["ruff", "ruff", "mypy", "pytest"]
+
+
+def test_a_format_failure_fails_the_run_and_the_list_holds(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`ruff format --check` runs on tools/format_checked.txt's files (all of them exist); an unformatted one fails
+    the run after the tests, as a lint error does."""
+    files = run_tests.format_checked_files()
+    assert files and all((run_tests.REPO_DIR / f).is_file() for f in files)
+    listing = tmp_path / "list.txt"
+    listing.write_text("# comment\nwebui/fsutil.py  # trailing\n\n")
+    assert run_tests.format_checked_files(listing) == ["webui/fsutil.py"]
+    assert run_tests.format_checked_files(tmp_path / "none.txt") == []
+    calls: list = []
+    monkeypatch.setattr(run_tests, "prepare_python", lambda: Path("/v/bin/python"))
+    monkeypatch.setattr(run_tests, "ensure_chromium", lambda: None)
+    monkeypatch.setattr(run_tests.subprocess, "call",
+                        lambda cmd, cwd, env: calls.append(cmd[2:4]) or (1 if cmd[2:4] == ["ruff", "format"] else 0))
+    assert run_tests.main([]) == 1
+    assert calls[:2] == [["ruff", "check"], ["ruff", "format"]] and calls[-1][0] == "pytest"
+    unformatted = tmp_path / "bad.py"
+    unformatted.write_text("x = {  'a':1 }\n")
+    ruff = [sys.executable, "-m", "ruff", "format", "--check", "--config", str(run_tests.REPO_DIR / "ruff.toml")]
+    assert subprocess.run([*ruff, str(unformatted)], capture_output=True).returncode == 1
+    assert subprocess.run([*ruff, *files], cwd=run_tests.REPO_DIR, capture_output=True).returncode == 0
 
 
 def _junit_of(tmp_path: Path, test_source: str) -> Path:

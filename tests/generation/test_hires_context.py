@@ -8,13 +8,22 @@ import pytest
 
 from webui.generation.requests import SAME_CHECKPOINT, SAME_SAMPLER, SAME_SCHEDULER, Txt2ImgRequest
 
-HIRES = dict(prompt="a red circle", steps=2, seed=7, enable_hr=True, hr_scale=1.5, hr_upscaler="Latent",
-             hr_second_pass_steps=1, denoising_strength=0.5)
+HIRES = dict(
+    prompt="a red circle",
+    steps=2,
+    seed=7,
+    enable_hr=True,
+    hr_scale=1.5,
+    hr_upscaler="Latent",
+    hr_second_pass_steps=1,
+    denoising_strength=0.5,
+)
 
 
 def test_use_same_labels_and_empty_names_mean_the_first_pass() -> None:
-    req = Txt2ImgRequest(prompt="x", hr_sampler_name=SAME_SAMPLER, hr_scheduler=SAME_SCHEDULER,
-                         hr_checkpoint_name=SAME_CHECKPOINT)
+    req = Txt2ImgRequest(
+        prompt="x", hr_sampler_name=SAME_SAMPLER, hr_scheduler=SAME_SCHEDULER, hr_checkpoint_name=SAME_CHECKPOINT
+    )
     assert (req.hr_sampler_name, req.hr_scheduler, req.hr_checkpoint_name) == (None, None, None)
     blank = Txt2ImgRequest(prompt="x", hr_sampler_name=" ", hr_scheduler="", hr_checkpoint_name="")
     assert (blank.hr_sampler_name, blank.hr_scheduler, blank.hr_checkpoint_name) == (None, None, None)

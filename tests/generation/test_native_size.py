@@ -41,8 +41,10 @@ def test_estimate_and_cost_guard_use_the_same_checkpoint_rule(app) -> None:
     # counts as its native 64² and passes the guard
     app.set_options({"max_generation_pixels": 64 * 64})
     with pytest.raises(InvalidRequest, match="over the limit"):
-        app.submit_txt2img(Txt2ImgRequest(prompt="x", steps=1, override_settings={"sd_model_checkpoint": other.title}),
-                           from_api=True)
-    job = app.submit_txt2img(Txt2ImgRequest(prompt="x", steps=1,
-                                            override_settings={"sd_model_checkpoint": active.info.name}), from_api=True)
+        app.submit_txt2img(
+            Txt2ImgRequest(prompt="x", steps=1, override_settings={"sd_model_checkpoint": other.title}), from_api=True
+        )
+    job = app.submit_txt2img(
+        Txt2ImgRequest(prompt="x", steps=1, override_settings={"sd_model_checkpoint": active.info.name}), from_api=True
+    )
     assert app.jobs.wait(job, timeout=60).images[0].size == (64, 64)

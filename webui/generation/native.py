@@ -20,8 +20,9 @@ def native_size(model: LoadedModel | None, unknown: int = NO_MODEL) -> int:
     return int(model.native_size) if model is not None else unknown
 
 
-def model_for_job(active: LoadedModel | None, wanted: str | None,
-                  find: Callable[[str], CheckpointInfo]) -> LoadedModel | None:
+def model_for_job(
+    active: LoadedModel | None, wanted: str | None, find: Callable[[str], CheckpointInfo]
+) -> LoadedModel | None:
     """The loaded model a job will run on when that is the active one: `wanted` (the job's sd_model_checkpoint, as
     the worker loads it) empty or naming the active checkpoint by any name the catalog knows; None when the job
     loads another checkpoint (its size is known only after loading) or nothing is loaded."""
