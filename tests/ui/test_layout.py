@@ -4,7 +4,11 @@ the gallery; 🗑️ clears both prompts. Hires fix: Enable over the accordion h
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.ui.browser import browser, page, set_slider, viewport, wait_text  # noqa: F401
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 
 
 def box(page, selector: str) -> dict:
@@ -16,6 +20,22 @@ def box(page, selector: str) -> dict:
 def inside(inner: dict, outer: dict) -> bool:
     return (outer["x"] <= inner["x"] and inner["x"] + inner["width"] <= outer["x"] + outer["width"] + 1
             and outer["y"] <= inner["y"] and inner["y"] + inner["height"] <= outer["y"] + outer["height"] + 1)
+
+
+def accordion_open(page) -> bool:
+    return page.evaluate("() => !!document.querySelector('#txtimg_hr_finalres')?.checkVisibility()")
+
+
+def hires_header(page) -> None:
+    """Enable sits in the header row, centred on its text, right of the title, inside the header, readable."""
+    enable, header = box(page, "#txt2img_enable_hr label"), box(page, "#txt2img_hr > button")
+    title = box(page, "#txt2img_hr > button > span")
+    assert abs((enable["y"] + enable["height"] / 2) - (header["y"] + header["height"] / 2)) < 5, (enable, header)
+    assert title["x"] + title["width"] < enable["x"] and enable["x"] + enable["width"] < header["x"] + header["width"]
+    colours = page.evaluate("""() => { const label = document.querySelector('#txt2img_enable_hr label span');
+        const block = document.querySelector('#txt2img_hr');
+        return [getComputedStyle(label).color, getComputedStyle(block).backgroundColor]; }""")
+    assert colours[0] != colours[1], colours
 
 
 def test_compact_top_row_and_hires_header(live_server, page):  # noqa: F811
@@ -46,9 +66,33 @@ def test_compact_top_row_and_hires_header(live_server, page):  # noqa: F811
     wait_text(page, "#txt2img_prompt textarea", "")
     page.wait_for_function("() => document.querySelector('#txt2img_neg_prompt textarea').value === ''")
     # Hires fix: Enable in the header row, works without opening the accordion; the size line follows the sliders
-    enable, header = box(page, "#txt2img_enable_hr"), box(page, "#txt2img_hr > button")
-    assert abs((enable["y"] + enable["height"] / 2) - (header["y"] + header["height"] / 2)) < 12
+    hires_header(page)
     page.click("#txt2img_enable_hr input")
+    assert page.is_checked("#txt2img_enable_hr input") and not accordion_open(page)  # the click didn't toggle it
+    page.focus("#txt2img_hr > button")
+    page.keyboard.press("Shift+Tab")  # keyboard: Enable is the stop before the header, and Space sets it
+    assert page.evaluate("() => document.activeElement.closest('#txt2img_enable_hr') !== null")
+    page.keyboard.press("Space")
+    page.wait_for_function("() => !document.querySelector('#txt2img_enable_hr input').checked")
+    page.keyboard.press("Space")
+    page.wait_for_function("() => document.querySelector('#txt2img_enable_hr input').checked")
+    assert not accordion_open(page)
+    page.click("#txt2img_hr > button")
+    page.wait_for_function("() => !!document.querySelector('#txtimg_hr_finalres')?.checkVisibility()")
+    assert page.is_checked("#txt2img_enable_hr input")  # opening the accordion left Enable as it was
     wait_text(page, "#txtimg_hr_finalres", "from 64×64 to 128×128")
     set_slider(page, "txt2img_hr_scale", 3)
     wait_text(page, "#txtimg_hr_finalres", "to 192×192")
+
+    # 400 px wide and dark: the top bar's 🔄 stays on the page, Enable still sits in the header, readable
+    page.set_viewport_size({"width": 400, "height": 900})
+    page.goto(srv.url + "?__theme=dark")
+    page.wait_for_selector("#txt2img_generate")
+    refresh = box(page, "#refresh_sd_model_checkpoint")
+    assert refresh["x"] + refresh["width"] <= 400, refresh
+    page.locator("#txt2img_hr").scroll_into_view_if_needed()
+    hires_header(page)
+    assert page.evaluate("() => document.body.classList.contains('dark') || !!document.querySelector('.dark')")
+    page.click("#txt2img_enable_hr input")
+    assert page.is_checked("#txt2img_enable_hr input") and not accordion_open(page)
+    page.locator("#txt2img_hr_wrap").screenshot(path=str(ARTIFACTS / "hires-header-narrow-dark.png"))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 import urllib.request
+from pathlib import Path
 
 from PIL import Image
 
 from tests.ui.browser import SLOW, browser, choose, page, set_slider, viewport, wait_text  # noqa: F401
 from webui.generation.requests import Txt2ImgRequest
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 
 
 def generate_via_service(app, **fields):
@@ -122,3 +125,25 @@ def test_history_lists_jobs_searches_and_sends_to_txt2img(live_server, page):
     wait_text(page, "#txt2img_prompt textarea", "a yellow square")
     wait_text(page, "#txt2img_seed input", "77")
     assert page.input_value("#txt2img_steps input[type=number]") == "2"
+
+    # 400 px wide, light and dark: the rows are cards (no sideways scrolling), the prompt has a line of its own and
+    # the numbers carry their column names; screenshots kept for a person to look at
+    page.set_viewport_size({"width": 400, "height": 900})
+    for theme in ("light", "dark"):
+        page.goto(srv.url + ("?__theme=dark" if theme == "dark" else ""))
+        page.click("#tabs .overflow-menu > button")
+        page.locator("#tabs .overflow-dropdown button", has_text="History").first.click()
+        wait_text(page, "#history_table", "a white circle")
+        card = page.evaluate("""() => {
+            const viewport = document.querySelector('#history_table .virtual-table-viewport');
+            const row = document.querySelector('#history_table .virtual-row');
+            const cell = (c) => row.querySelector(`[data-col="${c}"]`).getBoundingClientRect();
+            return {overflow: viewport.scrollWidth - viewport.clientWidth, row: row.getBoundingClientRect().width,
+                    prompt: cell(3).width, promptTop: cell(3).top, typeTop: cell(1).top, seedTop: cell(7).top,
+                    header: document.querySelector('#history_table thead').getBoundingClientRect().height,
+                    seed: getComputedStyle(row.querySelector('[data-col="7"]'), '::before').content,
+                    dark: document.body.classList.contains('dark') || !!document.querySelector('.dark')}; }""")
+        assert card["overflow"] <= 1 and card["header"] == 0, card
+        assert card["prompt"] > 0.8 * card["row"] and card["typeTop"] < card["promptTop"] < card["seedTop"], card
+        assert card["seed"] == '"Seed"' and card["dark"] == (theme == "dark"), card
+        page.screenshot(path=str(ARTIFACTS / f"history-cards-{theme}.png"), full_page=True)

@@ -8,6 +8,10 @@ warning) are Easel variables set for both modes below. Nothing is a fixed light 
 
 from __future__ import annotations
 
+from webui.ui.history_tab import COLUMNS
+
+PROMPT_COLUMN = COLUMNS.index("Prompt / result")
+
 THEME_VARS = """
 :root { --easel-ok-text: #166534; --easel-warn-text: #92400e; --easel-progress: var(--color-accent); }
 :root .dark, .dark { --easel-ok-text: #86efac; --easel-warn-text: #fcd34d; }
@@ -38,6 +42,8 @@ LAYOUT = """
 #quicksettings button, .easel-tool, #txt2img_seed_row button, #img2img_seed_row button {
   max-width: 2.4em; min-width: 2em !important; padding: 4px; font-size: 1.05em; }
 @media (max-width: 640px) { #quicksettings { flex-wrap: nowrap !important; }
+  /* the dropdowns' form wrappers carry min-width: min(420px, 100%): at 400 px the 🔄 fell off the right edge */
+  #quicksettings > .form { min-width: 0 !important; flex: 1 1 0% !important; }
   #setting_sd_model_checkpoint { min-width: 0 !important; flex: 1 1 auto !important; } }
 .easel-tools { gap: 4px !important; flex-wrap: nowrap !important; align-items: center; }
 .easel-tools .easel-tool { flex: none !important; }
@@ -47,8 +53,14 @@ LAYOUT = """
   width: auto !important; min-width: 0 !important; }
 .easel-token-counter { font-size: 0.8em; color: var(--body-text-color); opacity: 0.7; font-family: monospace; }
 .easel-toggle-wrap { position: relative; gap: 0 !important; }
-.easel-toggle-wrap > .easel-header-toggle { position: absolute; top: 6px; right: 40px; z-index: 10;
-  width: auto !important; min-width: 0 !important; flex: none !important; background: transparent; padding: 0; }
+/* Hires fix's Enable over its accordion's header row (Gradio 6 has no header slot): a sibling of the header button,
+   so a click on it never toggles the accordion; aligned with the header's text (the accordion's 1 px border and
+   10 px padding: tests/ui/test_layout.py measures it), no box of its own */
+.easel-toggle-wrap > .easel-header-toggle { position: absolute; top: 11px; right: 40px; z-index: 10;
+  width: auto !important; min-width: 0 !important; flex: none !important; background: transparent !important;
+  padding: 0 !important; border: none !important; box-shadow: none !important; overflow: visible !important; }
+.easel-header-toggle label { padding: 0 !important; gap: 6px; align-items: center; color: var(--body-text-color); }
+.easel-header-toggle input:focus-visible { outline: 2px solid var(--color-accent); outline-offset: 2px; }
 .easel-disclosure summary { cursor: pointer; color: var(--body-text-color); opacity: 0.8; font-size: 0.9em; }
 .easel-disclosure ul { margin: 4px 0 0 1.2em; font-size: 0.85em; color: var(--body-text-color); }
 .easel-unit-needs { font-size: 0.9em; color: var(--body-text-color); opacity: 0.85; }
@@ -83,4 +95,28 @@ CARDS = """
   word-break: break-word; color: var(--body-text-color); }
 """
 
-PAGE_CSS = THEME_VARS + MESSAGES + LAYOUT + CARDS
+# History at phone width (#19): the jobs table's rows become cards (when, type, status; the prompt on its own line;
+# then the numbers, each labelled), no sideways scrolling. Gradio 6's Dataframe draws its body as absolutely placed
+# div rows (.virtual-row, cells .body-cell[data-col]) in a 500 px viewport: here they flow, all 50 rows shown.
+HISTORY_LABELS = "".join(
+    f'  #history_table .body-cell[data-col="{i}"]::before {{ content: "{name}"; opacity: 0.7; margin-right: 4px; }}\n'
+    for i, name in enumerate(COLUMNS) if i > PROMPT_COLUMN and name != "Worker")
+HISTORY = f"""
+@media (max-width: 640px) {{
+  #history_table .header-table thead {{ display: none; }}
+  #history_table .header-table {{ width: 100% !important; }}
+  #history_table .virtual-table-viewport {{ max-height: none !important; overflow-x: hidden !important; }}
+  #history_table .virtual-body {{ height: auto !important; width: 100% !important; }}
+  #history_table .virtual-row {{ position: static !important; transform: none !important; display: flex !important;
+    flex-wrap: wrap; gap: 2px 10px; padding: 6px 8px; border-bottom: 1px solid var(--border-color-primary); }}
+  #history_table .body-cell {{ width: auto !important; flex: 0 1 auto !important; min-width: 0 !important;
+    box-shadow: none !important; background: transparent !important; }}
+  #history_table .body-cell, #history_table .body-cell .cell-wrap {{ display: flex !important;
+    flex-direction: row !important; align-items: baseline !important; padding: 0 !important; min-height: 0 !important;
+    height: auto !important; border: none !important; }}
+  #history_table .body-cell[data-col="{PROMPT_COLUMN}"] {{ flex: 1 0 100% !important; order: 1; }}
+  #history_table .body-cell:nth-child(n+{PROMPT_COLUMN + 2}) {{ order: 2; font-size: 0.85em; }}
+{HISTORY_LABELS}}}
+"""
+
+PAGE_CSS = THEME_VARS + MESSAGES + LAYOUT + CARDS + HISTORY

@@ -80,7 +80,8 @@ class Txt2ImgTab(GenerationTab):
         from webui.ui.quicksettings import checkpoint_titles
 
         # Gradio 6's Accordion takes no component in its header: the Enable checkbox is placed over the header's
-        # right end by CSS (.easel-header-toggle), as A1111's InputAccordion shows it, and works without opening it
+        # right end by CSS (.easel-header-toggle), as A1111's InputAccordion shows it, and works without opening it;
+        # a click on it (or Space on it) only sets it, the accordion stays as it is (A1111 stops that click too)
         with gr.Column(elem_id="txt2img_hr_wrap", elem_classes=["easel-toggle-wrap"]):
             self.enable_hr = gr.Checkbox(False, label="Enable", elem_id="txt2img_enable_hr", container=False,
                                          elem_classes=["easel-header-toggle"])
@@ -119,9 +120,6 @@ class Txt2ImgTab(GenerationTab):
 
     def _wire(self) -> None:
         self.wire_common([*self.field_components, *self.scripts.components])
-        # "Send to txt2img" with hires fields enables it: open the accordion so the user sees why
-        self.enable_hr.change(lambda on: gr.update(open=True) if on else gr.update(), inputs=[self.enable_hr],
-                              outputs=[self.hr_accordion], queue=False)
         sizes = [self.width, self.height, self.hr_scale, self.hr_resize_x, self.hr_resize_y]
         for component in sizes:
             component.change(hires_text, inputs=sizes, outputs=[self.hr_size], queue=False, show_progress="hidden",
