@@ -68,7 +68,8 @@ class Application:
         self.hashes = HashCache(self.paths.cache_file)
         self.catalog = CheckpointCatalog(self.paths.ckpt_dir, self.hashes, demo_dir=self.paths.demo_dir)
         self.policy = choose_policy(use_cpu=self.ns.use_cpu, device_id=self.ns.device_id, no_half=self.ns.no_half,
-                                    no_half_vae=self.ns.no_half_vae, medvram=self.ns.medvram, lowvram=self.ns.lowvram)
+                                    no_half_vae=self.ns.no_half_vae, medvram=self.ns.medvram, lowvram=self.ns.lowvram,
+                                    lowram=self.ns.lowram)
         self.models = ModelManager(catalog=self.catalog, vae_dir=self.paths.vae_dir,
                                    cache_root=self.paths.data_dir / "cache" / "configs", policy=self.policy,
                                    get_option=self.options.get)

@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--no-half-vae", action="store_true", help="run the VAE in fp32")
     a("--medvram", action="store_true", help="offload whole models between uses (less VRAM)")
     a("--lowvram", action="store_true", help="offload layer by layer (least VRAM, slow)")
+    a("--lowram", action="store_true", help="CPU: keep SD3/FLUX text encoders out of RAM between prompts (read from "
+      "their files for each encoding)")
     a("--threads", type=int, default=None, metavar="N", help="CPU threads for torch (default: the physical cores, "
       "unless OMP_NUM_THREADS is set)")
     # Workers (docs/scaling.md)

@@ -5,13 +5,13 @@ and saving are the same as for SD 1.x (processing.run_batches).
 Sampling is Forge's "Euler" with the "Simple", "Normal" or "Beta" schedule type and the checkpoint's shift or the
 flow_shift setting (flow_sampling.py). FLUX dev takes "Distilled CFG Scale" (Forge's name; `distilled_cfg_scale` in
 the API body) as the guidance embedder's input; a CFG scale above 1 adds real classifier-free guidance with the
-negative prompt (FLUX: diffusers' true_cfg_scale), as Forge does. Prompts go to every encoder as plain text
-(webui/prompts/plain.py: tags, weights and brackets removed, prompt editing resolved to one text): A1111 emphasis is
-not applied to the CLIP branches of these families yet.
+negative prompt (FLUX: diffusers' true_cfg_scale), as Forge does. Prompts are encoded by Easel (prompt_kwargs):
+A1111 weights on the CLIP branches, the plain text for T5 (webui/prompts/flow_prompts.py, plain.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -117,11 +117,14 @@ def guidance_kwargs(req: Txt2ImgRequest, model, opts: OptionsView) -> dict[str, 
 def prompt_kwargs(pipe, model, opts: OptionsView, prompt: str, negative: str | None, steps: int,
                   n: int) -> dict[str, Any]:
     """The pipeline call's prompt_embeds/pooled_prompt_embeds (and negatives, when CFG uses `negative`) for `n`
-    images: A1111 weights on the CLIP branches, plain text for T5 (webui/prompts/flow_prompts.py)."""
-    return flow_prompt_kwargs(pipe, flux=model.probe.family == Family.FLUX, prompt=prompt, negative=negative,
-                              steps=steps, max_length=t5_max_length(model, int(opts.get("t5_max_length") or 0)),
-                              batch=n, emphasis=str(opts.get("emphasis") or "Original"),
-                              comma_padding_backtrack=int(opts.get("comma_padding_backtrack") or 0))
+    images: A1111 weights on the CLIP branches, plain text for T5 (webui/prompts/flow_prompts.py). With --lowram the
+    encoders' weights are read from their files for this encoding only (webui/models/lowram.py)."""
+    lowram = model.extra.get("lowram")
+    with lowram.loaded() if lowram is not None else contextlib.nullcontext():
+        return flow_prompt_kwargs(pipe, flux=model.probe.family == Family.FLUX, prompt=prompt, negative=negative,
+                                  steps=steps, max_length=t5_max_length(model, int(opts.get("t5_max_length") or 0)),
+                                  batch=n, emphasis=str(opts.get("emphasis") or "Original"),
+                                  comma_padding_backtrack=int(opts.get("comma_padding_backtrack") or 0))
 
 
 def run_flow_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsView, control: JobControl, model,

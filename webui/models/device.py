@@ -31,6 +31,7 @@ class DevicePolicy:
     vae_dtype: torch.dtype
     offload: str = "none"  # none | model (--medvram) | sequential (--lowvram)
     cpu_bf16: bool = False  # the CPU can run the UNet under bf16 autocast (the CPU fast path)
+    lowram: bool = False  # --lowram on the CPU: SD3/FLUX text encoders released between encodings (lowram.py)
     note: str = ""  # why the policy is what it is, for the UI footer and /easel/v1/system
 
     @property
@@ -39,11 +40,13 @@ class DevicePolicy:
         label = f"{self.device.type} {names[self.dtype]} (VAE {names[self.vae_dtype]})"
         if self.cpu_bf16:
             label += ", UNet bf16 autocast available"
-        return label + (f", offload {self.offload}" if self.offload != "none" else "")
+        return label + (f", offload {self.offload}" if self.offload != "none" else "") + (
+            ", text encoders loaded per prompt (--lowram)" if self.lowram else "")
 
 
 def choose_policy(*, use_cpu: list[str] | None = None, device_id: int | None = None, no_half: bool = False,
-                  no_half_vae: bool = False, medvram: bool = False, lowvram: bool = False) -> DevicePolicy:
+                  no_half_vae: bool = False, medvram: bool = False, lowvram: bool = False,
+                  lowram: bool = False) -> DevicePolicy:
     """CUDA, then MPS, then the CPU; fp16 on a GPU unless --no-half, fp32 on the CPU (A1111's defaults)."""
     force_cpu = any(x in ("all", "sd") for x in use_cpu or ())
     if not force_cpu and torch.cuda.is_available():
@@ -70,7 +73,7 @@ def choose_policy(*, use_cpu: list[str] | None = None, device_id: int | None = N
             note = ("this CPU has no native bf16 (neither AVX-512 BF16 nor AMX, or oneDNN can't use them): fp32, "
                     "since emulated bf16 is slower than fp32")
     return DevicePolicy(device=device, dtype=dtype, vae_dtype=vae_dtype, offload=offload, cpu_bf16=cpu_bf16,
-                        note=note)
+                        note=note, lowram=lowram and not gpu)
 
 
 def gpu_half_dtype(device: torch.device) -> torch.dtype:

@@ -94,25 +94,34 @@ def build_single_file(path: Path, state: dict[str, torch.Tensor], result: ProbeR
         "transformer": transformer, "vae": parts.load_vae(found["vae"], vae_cfg, cache_root, dtype=dtype),
         "tokenizer": _clip_tokenizer(var, "tokenizer", cache_root),
     }
-    t5_cfg = load_template(var, "text_encoder_2" if result.family == Family.FLUX else "text_encoder_3")
-    t5 = parts.load_t5(found["t5"], t5_cfg, dtype=dtype)
+    def encoders() -> dict[str, Any]:  # also what --lowram reads again for each encoding (webui/models/lowram.py)
+        return text_encoders(result.family, var, found, dtype)
+
+    components.update(encoders())
     if result.family == Family.FLUX:
-        components.update(
-            text_encoder=parts.load_clip(found["clip_l"], load_template(var, "text_encoder"), projection=False,
-                                         dtype=dtype),
-            text_encoder_2=t5, tokenizer_2=parts.t5_tokenizer(_t5_length(var, "tokenizer_2")))
+        components.update(tokenizer_2=parts.t5_tokenizer(_t5_length(var, "tokenizer_2")))
     else:
-        components.update(
-            text_encoder=parts.load_clip(found["clip_l"], load_template(var, "text_encoder"), projection=True,
-                                         dtype=dtype),
-            text_encoder_2=parts.load_clip(found["clip_g"], load_template(var, "text_encoder_2"), projection=True,
-                                           dtype=dtype),
-            tokenizer_2=_clip_tokenizer(var, "tokenizer_2", cache_root), text_encoder_3=t5,
-            tokenizer_3=parts.t5_tokenizer(_t5_length(var, "tokenizer_3")))
+        components.update(tokenizer_2=_clip_tokenizer(var, "tokenizer_2", cache_root),
+                          tokenizer_3=parts.t5_tokenizer(_t5_length(var, "tokenizer_3")))
     result.modules = [found[k].path.stem for k in ("vae", "clip_l", "clip_g", "t5") if k in found
                       and found[k].path != path]  # Forge lists the separate files only
     pipe = assemble(result, **components)
-    return LoadedCheckpoint(pipeline=pipe, probe=result, scheduler_config=result.configs["scheduler"])
+    return LoadedCheckpoint(pipeline=pipe, probe=result, scheduler_config=result.configs["scheduler"],
+                            encoders=encoders)
+
+
+def text_encoders(family: Family, var: str, found: dict[str, parts.Part], dtype: torch.dtype) -> dict[str, Any]:
+    """The pipeline's text encoders from their part files: FLUX CLIP-L + T5, SD 3 CLIP-L + CLIP-G + T5."""
+    t5_cfg = load_template(var, "text_encoder_2" if family == Family.FLUX else "text_encoder_3")
+    t5 = parts.load_t5(found["t5"], t5_cfg, dtype=dtype)
+    if family == Family.FLUX:
+        return {"text_encoder": parts.load_clip(found["clip_l"], load_template(var, "text_encoder"),
+                                                projection=False, dtype=dtype), "text_encoder_2": t5}
+    return {"text_encoder": parts.load_clip(found["clip_l"], load_template(var, "text_encoder"), projection=True,
+                                            dtype=dtype),
+            "text_encoder_2": parts.load_clip(found["clip_g"], load_template(var, "text_encoder_2"),
+                                              projection=True, dtype=dtype),
+            "text_encoder_3": t5}
 
 
 def t5_max_length(model, chosen: int = 0) -> int:

@@ -29,6 +29,7 @@ class LoadedCheckpoint:
     pipeline: Any  # a diffusers StableDiffusion(XL)Pipeline on the CPU
     probe: ProbeResult
     scheduler_config: dict[str, Any]
+    encoders: Callable[[], dict[str, Any]] | None = None  # SD3/FLUX from part files: the text encoders built again
 
 
 def read_header(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:

@@ -117,8 +117,14 @@ class ModelManager:
         pipe = lc.pipeline
         if pipe.vae.dtype != self.policy.vae_dtype:  # --no-half-vae: the checkpoint's own VAE in fp32 too
             pipe.vae.to(dtype=self.policy.vae_dtype)
-        return LoadedModel(info=info, pipeline=pipe, probe=lc.probe, scheduler_config=lc.scheduler_config,
-                           own_vae=pipe.vae, load_seconds=time.perf_counter() - t0)
+        model = LoadedModel(info=info, pipeline=pipe, probe=lc.probe, scheduler_config=lc.scheduler_config,
+                            own_vae=pipe.vae, load_seconds=time.perf_counter() - t0)
+        if self.policy.lowram and lc.encoders is not None:  # --lowram: the text encoders wait on the disk
+            from webui.models.lowram import EncoderWeights
+
+            model.extra["lowram"] = EncoderWeights(pipe, lc.encoders)
+            model.extra["lowram"].release()
+        return model
 
     def _activate(self, model: LoadedModel) -> None:
         previous = self._active

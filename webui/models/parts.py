@@ -173,6 +173,7 @@ def _read(part: Part) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 def load_clip(part: Part, template: dict[str, Any], *, projection: bool, dtype: torch.dtype):
     """A CLIP text tower in transformers names (clip_l/clip_g files), shaped by its tensors."""
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    from transformers.initialization import no_init_weights
 
     state, extra = _read(part)
     state = {k[len("text_model."):] if k.startswith("text_model.") else k: v for k, v in state.items()}
@@ -184,7 +185,8 @@ def load_clip(part: Part, template: dict[str, Any], *, projection: bool, dtype: 
                projection_dim=part.projection or hidden, num_attention_heads=max(1, hidden // 64))
     cfg.update(extra)
     cls = CLIPTextModelWithProjection if projection else CLIPTextModel
-    model = cls(CLIPTextConfig.from_dict(cfg))
+    with no_init_weights():  # every weight comes from the file (_load refuses missing ones): no random init
+        model = cls(CLIPTextConfig.from_dict(cfg))
     if projection and "text_projection.weight" not in state:  # an L file saved without it: identity, as ComfyUI
         state["text_projection.weight"] = torch.eye(hidden)
     if not projection:
@@ -197,6 +199,7 @@ def load_clip(part: Part, template: dict[str, Any], *, projection: bool, dtype: 
 
 def load_t5(part: Part, template: dict[str, Any], *, dtype: torch.dtype):
     from transformers import T5Config, T5EncoderModel
+    from transformers.initialization import no_init_weights
 
     state, extra = _read(part)
     if "shared.weight" not in state:
@@ -208,7 +211,8 @@ def load_t5(part: Part, template: dict[str, Any], *, dtype: torch.dtype):
                d_ff=state["encoder.block.0.layer.1.DenseReluDense.wo.weight"].shape[1],
                num_layers=len({m.group(1) for k in state if (m := re.match(r"encoder\.block\.(\d+)\.", k))}))
     cfg.update(extra)
-    model = T5EncoderModel(T5Config.from_dict(cfg))
+    with no_init_weights():
+        model = T5EncoderModel(T5Config.from_dict(cfg))
     state.setdefault("encoder.embed_tokens.weight", state["shared.weight"])
     _load(model, state, part)
     return model.to(dtype).eval()

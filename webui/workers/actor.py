@@ -46,7 +46,8 @@ class EaselWorker:
         hashes = HashCache(paths.cache_file)
         catalog = CheckpointCatalog(paths.ckpt_dir, hashes, demo_dir=demo_dir)
         self.policy = choose_policy(use_cpu=ns.use_cpu, device_id=ns.device_id, no_half=ns.no_half,
-                                    no_half_vae=ns.no_half_vae, medvram=ns.medvram, lowvram=ns.lowvram)
+                                    no_half_vae=ns.no_half_vae, medvram=ns.medvram, lowvram=ns.lowvram,
+                                    lowram=getattr(ns, "lowram", False))
         self.models = ModelManager(catalog=catalog, vae_dir=paths.vae_dir,
                                    cache_root=paths.data_dir / "cache" / "configs", policy=self.policy,
                                    get_option=lambda key: self.options.get(key))
