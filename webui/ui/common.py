@@ -28,11 +28,18 @@ SEND_TARGETS = ("img2img", "inpaint", "extras")
 # request field -> component attribute, for what txt2img and img2img both have; "_" keys are UI-only values
 COMMON_FIELDS: tuple[tuple[str, str], ...] = (
     ("prompt", "prompt"), ("negative_prompt", "negative"), ("sampler_name", "sampler"), ("scheduler", "scheduler"),
-    ("steps", "steps"), ("width", "width"), ("height", "height"), ("cfg_scale", "cfg_scale"), ("seed", "seed"),
+    ("steps", "steps"), ("width", "width"), ("height", "height"), ("cfg_scale", "cfg_scale"),
+    ("distilled_cfg_scale", "distilled_cfg_scale"), ("seed", "seed"),
     ("n_iter", "batch_count"), ("batch_size", "batch_size"), ("_seed_extras", "seed_extras"), ("subseed", "subseed"),
     ("subseed_strength", "subseed_strength"), ("seed_resize_from_w", "seed_resize_w"),
     ("seed_resize_from_h", "seed_resize_h"), ("_overrides", "override"), ("styles", "styles_dropdown"),
 )
+
+
+def distilled_cfg_shown(application) -> bool:
+    """Whether the active checkpoint is FLUX.1, the family that takes "Distilled CFG Scale" (as Forge shows it)."""
+    model = application.models.active
+    return model is not None and model.probe.family.value == "flux"
 
 
 def infotext_html(text: str | None) -> str:
@@ -158,6 +165,10 @@ class GenerationTab(LiveJobs):
 
     def build_cfg(self) -> None:
         self.cfg_scale = gr.Slider(1, 30, value=7.0, step=0.5, label="CFG Scale", elem_id=f"{self.tabname}_cfg_scale")
+        # Forge's FLUX guidance (the guidance embedder's input), shown only while a FLUX checkpoint is active
+        self.distilled_cfg_scale = gr.Slider(0, 30, value=3.5, step=0.1, label="Distilled CFG Scale",
+                                             elem_id=f"{self.tabname}_distilled_cfg_scale",
+                                             visible=distilled_cfg_shown(self.app))
 
     def build_seed(self) -> None:
         t = self.tabname

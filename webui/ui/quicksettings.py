@@ -110,6 +110,7 @@ class Quicksettings:
         """Events that reach into the generation tabs: a new checkpoint sets width and height to its native size in
         every tab that shows them (txt2img, and img2img when given)."""
         self.size_outputs = [txt2img.width, txt2img.height, *([img2img.width, img2img.height] if img2img else [])]
+        self.distilled = [tab.distilled_cfg_scale for tab in (txt2img, img2img) if tab is not None]
         # .select, not .input: Gradio 6.31's dropdown fires "input" twice for one choice (two loads of a broken file)
         self.switch_event = self.checkpoint.select(self.on_switch, inputs=[self.checkpoint],
                               outputs=[self.checkpoint, self.message, self.note, *self.size_outputs],
@@ -124,6 +125,7 @@ class Quicksettings:
         self.modules.input(self.on_modules, inputs=[self.modules], outputs=[self.message, self.modules])
         # after a switch or a rescan: shown for an SD3/FLUX checkpoint, with the files there are now
         self.switch_event.then(self.modules_update, inputs=None, outputs=[self.modules], queue=False)
+        self.switch_event.then(self.distilled_updates, inputs=None, outputs=self.distilled, queue=False)
         self.refresh_event.then(self.modules_update, inputs=None, outputs=[self.modules], queue=False)
 
     def pinned_lists(self) -> list[gr.components.Component]:
@@ -194,6 +196,12 @@ class Quicksettings:
         return gr.update(choices=self.choices(MODULES), value=list(self.app.options.get(MODULES) or []),
                          visible=MODULES in self.pinned or modules_wanted(self.app))
 
+    def distilled_updates(self) -> list[dict[str, Any]]:
+        """"Distilled CFG Scale" in each generation tab: shown only while a FLUX checkpoint is active."""
+        from webui.ui.common import distilled_cfg_shown
+
+        return [gr.update(visible=distilled_cfg_shown(self.app)) for _ in getattr(self, "distilled", [])]
+
     def on_modules(self, value: Any):
         """A "VAE / Text Encoder" choice: kept as forge_additional_modules and, as in Forge, the active SD3/FLUX
         checkpoint is loaded again with those files at once, so a file that does not fit is reported here."""
@@ -216,7 +224,8 @@ class Quicksettings:
     @property
     def load_outputs(self) -> list[gr.components.Component]:
         """What a page load refreshes here (after the checkpoint and the note): the pinned settings, the lists."""
-        return [*self.pinned.values(), *self.lists.components, *([] if MODULES in self.pinned else [self.modules])]
+        return [*self.pinned.values(), *self.lists.components, *([] if MODULES in self.pinned else [self.modules]),
+                *getattr(self, "distilled", [])]
 
     def on_load(self):
         """Page load: the model may have finished loading after the UI was built."""
@@ -236,4 +245,5 @@ class Quicksettings:
             choices = self.choices(key)
             value = shown(d, self.app.options.get(key), choices)
             values.append(gr.update(value=value, choices=choices) if choices is not None else value)
-        return [*values, *self.lists.updates(), *([] if MODULES in self.pinned else [self.modules_update()])]
+        return [*values, *self.lists.updates(), *([] if MODULES in self.pinned else [self.modules_update()]),
+                *self.distilled_updates()]
