@@ -68,14 +68,21 @@ def _png(b64: str) -> np.ndarray:
 
 
 BASE = {"prompt": "a portrait", "steps": 3, "seed": 11, "width": 128, "height": 128, "sampler_name": "Euler"}
-UNIT = {"ad_model": "face_seg.pt", "ad_prompt": "a detailed face", "ad_denoising_strength": 1.0,
-        "ad_mask_blur": 0, "ad_dilate_erode": 0, "ad_confidence": 0.5}
+UNIT = {
+    "ad_model": "face_seg.pt",
+    "ad_prompt": "a detailed face",
+    "ad_denoising_strength": 1.0,
+    "ad_mask_blur": 0,
+    "ad_dilate_erode": 0,
+    "ad_confidence": 0.5,
+}
 
 
 def test_the_detailer_inpaints_the_segment_not_the_box(seg_client):
     plain = _png(seg_client.post("/sdapi/v1/txt2img", json=BASE).json()["images"][0])
-    r = seg_client.post("/sdapi/v1/txt2img", json={**BASE, "alwayson_scripts": {"ADetailer": {"args": [
-        True, False, UNIT]}}})
+    r = seg_client.post(
+        "/sdapi/v1/txt2img", json={**BASE, "alwayson_scripts": {"ADetailer": {"args": [True, False, UNIT]}}}
+    )
     assert r.status_code == 200, r.text
     detailed = _png(r.json()["images"][0])
     disk = _disk((128, 128))

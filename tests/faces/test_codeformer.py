@@ -42,8 +42,22 @@ def _no_extra_arches_before_or_after():
 def extra_arches(tmp_path_factory) -> Path:
     """spandrel_extra_arches installed with --no-deps into a temp folder (it declares torchvision)."""
     target = tmp_path_factory.mktemp("extra-arches")
-    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile", "--target",
-                        str(target), f"spandrel_extra_arches=={VERSION}"], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-compile",
+            "--target",
+            str(target),
+            f"spandrel_extra_arches=={VERSION}",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0 and (target / "spandrel_extra_arches").is_dir(), r.stderr[-2000:]
     return target
 
@@ -58,8 +72,15 @@ def codeformer_pth(extra_arches, tmp_path_factory) -> Path:
 
         arch_module = sys.modules[type(codeformer_arch()).__module__]
         torch.manual_seed(0)
-        net = arch_module.CodeFormer(dim_embd=64, n_head=8, n_layers=1, codebook_size=32, latent_size=256,
-                                     connect_list=["32", "64"], fix_modules=["quantize", "generator"])
+        net = arch_module.CodeFormer(
+            dim_embd=64,
+            n_head=8,
+            n_layers=1,
+            codebook_size=32,
+            latent_size=256,
+            connect_list=["32", "64"],
+            fix_modules=["quantize", "generator"],
+        )
         path = tmp_path_factory.mktemp("codeformer") / "codeformer-v0.1.0.pth"
         torch.save({"params_ema": net.state_dict()}, str(path))
         return path
@@ -78,8 +99,9 @@ def _arr(img):
     return np.asarray(img.convert("RGB"), dtype=np.int16)
 
 
-def test_codeformer_restores_the_face_with_its_weight(monkeypatch, make_app, data_dir, extra_arches, codeformer_pth,
-                                                      detectors):
+def test_codeformer_restores_the_face_with_its_weight(
+    monkeypatch, make_app, data_dir, extra_arches, codeformer_pth, detectors
+):
     monkeypatch.syspath_prepend(str(extra_arches))
     link_into(codeformer_pth, data_dir / "models" / "Codeformer")
     link_into(detectors / "face_fixed.onnx", data_dir / "models" / "adetailer")

@@ -16,30 +16,49 @@ from PIL import Image
 from webui.interrogate.blip import BlipCaptioner, CaptionError, find_blip
 from webui.interrogate.clip_rank import word_list
 
-WORDS = ("a the cat dog red blue green square circle on of in picture photo painting with and sitting table "
-         "small large man woman tree house sky").split()
+WORDS = (
+    "a the cat dog red blue green square circle on of in picture photo painting with and sitting table "
+    "small large man woman tree house sky"
+).split()
 
 
 @pytest.fixture(scope="module")
 def tiny_blip(tmp_path_factory):
-    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessorPil, \
-        BlipProcessor
+    from transformers import (
+        BertTokenizer,
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessorPil,
+        BlipProcessor,
+    )
 
     vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS])}
     tok = BertTokenizer(vocab=vocab, do_lower_case=True)
     tok.add_special_tokens({"bos_token": "[DEC]"})  # BLIP's decoder start token, as in Salesforce's tokenizer
-    text = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                num_attention_heads=2, max_position_embeddings=64, bos_token_id=tok.bos_token_id,
-                sep_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id, eos_token_id=tok.sep_token_id)
-    vision = dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                  num_attention_heads=2)
+    text = dict(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=64,
+        bos_token_id=tok.bos_token_id,
+        sep_token_id=tok.sep_token_id,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.sep_token_id,
+    )
+    vision = dict(
+        image_size=32, patch_size=8, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2
+    )
     torch.manual_seed(0)
-    model = BlipForConditionalGeneration(BlipConfig(text_config=text, vision_config=vision, projection_dim=16,
-                                                    image_text_hidden_size=32))
+    model = BlipForConditionalGeneration(
+        BlipConfig(text_config=text, vision_config=vision, projection_dim=16, image_text_hidden_size=32)
+    )
     folder = tmp_path_factory.mktemp("blip") / "tiny-blip"
     model.save_pretrained(str(folder), safe_serialization=True)
-    BlipProcessor(image_processor=BlipImageProcessorPil(size={"height": 32, "width": 32}),
-                  tokenizer=tok).save_pretrained(str(folder))
+    BlipProcessor(
+        image_processor=BlipImageProcessorPil(size={"height": 32, "width": 32}), tokenizer=tok
+    ).save_pretrained(str(folder))
     return folder
 
 
@@ -113,17 +132,32 @@ def test_blip_caption_leads_the_clip_ranks(blip_app, tiny_blip, data_dir):
     from transformers import CLIPConfig, CLIPModel
 
     torch.manual_seed(0)
-    config = CLIPConfig(text_config=dict(vocab_size=49408, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                                         num_attention_heads=2, max_position_embeddings=77),
-                        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=37,
-                                           num_hidden_layers=2, num_attention_heads=2), projection_dim=16)
+    config = CLIPConfig(
+        text_config=dict(
+            vocab_size=49408,
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=77,
+        ),
+        vision_config=dict(
+            image_size=32,
+            patch_size=8,
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+        ),
+        projection_dim=16,
+    )
     CLIPModel(config).save_pretrained(str(data_dir / "models" / "interrogate" / "tiny-clip"), safe_serialization=True)
     with _client(blip_app) as c:
         c.post("/sdapi/v1/options", json={"interrogate_clip_min_length": 4, "interrogate_clip_max_length": 8})
         text = c.post("/sdapi/v1/interrogate", json={"image": _b64(_image()), "model": "clip"}).json()["caption"]
         blip_caption = _greedy(BlipCaptioner.load(tiny_blip), _image(), 4, 8)
         assert text.startswith(blip_caption + ", ")
-        medium, movement, *flavors = text[len(blip_caption) + 2:].split(", ")
+        medium, movement, *flavors = text[len(blip_caption) + 2 :].split(", ")
         assert medium in word_list("mediums", 9999) and movement in word_list("movements", 9999)
         assert len(flavors) == 3 and all(f in word_list("flavors", 9999) for f in flavors)
         c.post("/sdapi/v1/options", json={"interrogate_return_ranks": True})
@@ -148,13 +182,17 @@ def test_messages_name_the_folders(client, make_app, data_dir, tmp_path):
     assert find_blip(tmp_path, "") is None
 
 
-@pytest.mark.parametrize("key", ["interrogate_clip_num_beams", "interrogate_clip_min_length",
-                                 "interrogate_clip_max_length"])
+@pytest.mark.parametrize(
+    "key", ["interrogate_clip_num_beams", "interrogate_clip_min_length", "interrogate_clip_max_length"]
+)
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), 1e9, -1, 0, "../x", None])
 def test_blip_options_refuse_hostile_values(client, key, value):
     before = client.get("/sdapi/v1/options").json()[key]
-    body = '{"%s": %s}' % (key, {float("nan"): "NaN", float("inf"): "Infinity"}.get(value, None) or
-                           ('"../x"' if value == "../x" else "null" if value is None else repr(value)))
+    body = '{"%s": %s}' % (
+        key,
+        {float("nan"): "NaN", float("inf"): "Infinity"}.get(value, None)
+        or ('"../x"' if value == "../x" else "null" if value is None else repr(value)),
+    )
     r = client.post("/sdapi/v1/options", content=body, headers={"content-type": "application/json"})
     assert 400 <= r.status_code < 500 and r.headers["content-type"].startswith("application/json"), r.text
     assert client.get("/sdapi/v1/options").json()[key] == before

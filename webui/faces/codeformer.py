@@ -23,8 +23,10 @@ from typing import Any
 
 PACKAGE = "spandrel_extra_arches"
 PIP = "pip install --no-deps spandrel_extra_arches==0.2.0"
-LICENCE_NOTE = ("CodeFormer's architecture is under the non-commercial S-Lab License 1.0, so Easel doesn't install "
-                f"it; if that licence allows your use, install it yourself ({PIP}) and restart")
+LICENCE_NOTE = (
+    "CodeFormer's architecture is under the non-commercial S-Lab License 1.0, so Easel doesn't install "
+    f"it; if that licence allows your use, install it yourself ({PIP}) and restart"
+)
 # what spandrel's __init__ exports from __helpers.model_descriptor and the CodeFormer architecture imports
 DESCRIPTOR_NAMES = ("Architecture", "ImageModelDescriptor", "SizeRequirements", "StateDict")
 
@@ -64,8 +66,10 @@ def codeformer_arch() -> Any:
         module = importlib.import_module(f"{PACKAGE}.architectures.CodeFormer")
         return module.CodeFormerArch()
     except Exception as e:  # another version's layout, a missing dependency (einops): say so
-        raise ImportError(f"{PACKAGE} is installed but its CodeFormer architecture doesn't import here "
-                          f"({type(e).__name__}: {e}); {PIP} is the version Easel is tested with") from None
+        raise ImportError(
+            f"{PACKAGE} is installed but its CodeFormer architecture doesn't import here "
+            f"({type(e).__name__}: {e}); {PIP} is the version Easel is tested with"
+        ) from None
 
 
 def load_codeformer(state: dict) -> Any:

@@ -36,8 +36,12 @@ def blip_folders(models_dir: Path) -> list[Path]:
     for d in sorted(root.iterdir()) if root.is_dir() else []:
         cfg = d / "config.json"
         try:
-            if d.is_dir() and cfg.is_file() and cfg.stat().st_size < MAX_CONFIG_BYTES \
-                    and json.loads(cfg.read_text(encoding="utf-8")).get("model_type") == "blip":
+            if (
+                d.is_dir()
+                and cfg.is_file()
+                and cfg.stat().st_size < MAX_CONFIG_BYTES
+                and json.loads(cfg.read_text(encoding="utf-8")).get("model_type") == "blip"
+            ):
                 out.append(d)
         except (OSError, ValueError, AttributeError):
             continue
@@ -52,8 +56,9 @@ def find_blip(models_dir: Path, name: str) -> Path | None:
         for d in folders:
             if d.name == wanted:
                 return d
-        raise CaptionError(f"no BLIP model {wanted!r} in models/{FOLDER} (found: "
-                           f"{', '.join(d.name for d in folders) or 'none'})")
+        raise CaptionError(
+            f"no BLIP model {wanted!r} in models/{FOLDER} (found: {', '.join(d.name for d in folders) or 'none'})"
+        )
     return folders[0] if folders else None
 
 
@@ -69,14 +74,17 @@ class BlipCaptioner:
         from transformers import AutoTokenizer, BlipForConditionalGeneration, BlipImageProcessorPil
 
         try:
-            model = BlipForConditionalGeneration.from_pretrained(str(path), local_files_only=True,
-                                                                 use_safetensors=True).eval()
+            model = BlipForConditionalGeneration.from_pretrained(
+                str(path), local_files_only=True, use_safetensors=True
+            ).eval()
             tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
             image_processor = BlipImageProcessorPil.from_pretrained(str(path), local_files_only=True)
         except Exception as e:  # no safetensors weights, no tokenizer files, a broken config: say which folder
-            raise CaptionError(f"can't load the BLIP model in models/{FOLDER}/{path.name} (transformers "
-                               f"BlipForConditionalGeneration with safetensors weights, its tokenizer and "
-                               f"preprocessor files): {type(e).__name__}") from None
+            raise CaptionError(
+                f"can't load the BLIP model in models/{FOLDER}/{path.name} (transformers "
+                f"BlipForConditionalGeneration with safetensors weights, its tokenizer and "
+                f"preprocessor files): {type(e).__name__}"
+            ) from None
         return cls(path, model, tokenizer, image_processor)
 
     @torch.no_grad()
@@ -84,6 +92,10 @@ class BlipCaptioner:
         """A1111's BLIP call: beam search with min/max lengths in tokens (options interrogate_clip_*)."""
         pixels = self.image_processor(images=[image.convert("RGB")], return_tensors="pt").pixel_values
         max_length = max(1, max_length)
-        ids = self.model.generate(pixel_values=pixels.to(self.model.dtype), num_beams=max(1, num_beams),
-                                  min_length=min(max(0, min_length), max_length), max_length=max_length)
+        ids = self.model.generate(
+            pixel_values=pixels.to(self.model.dtype),
+            num_beams=max(1, num_beams),
+            min_length=min(max(0, min_length), max_length),
+            max_length=max_length,
+        )
         return str(self.tokenizer.decode(ids[0], skip_special_tokens=True)).strip()
