@@ -118,3 +118,6 @@ def test_top_bar_selector_shown_for_flux_and_applies_the_choice(app):
     message, update = quick.on_modules(["nope.safetensors"])
     assert "easel-error" in message and "nope.safetensors" in message
     assert app.models.active.probe.modules == ["ae", "clip_l", "t5xxl_fp16"]  # the working model stays
+    app.set_options({"forge_additional_modules": []})
+    app.switch_checkpoint(next(i.title for i in app.catalog.list() if i.name == "flux-dev-diffusers"))
+    assert quick.modules_update()["visible"] is False  # a diffusers folder brings its own encoders

@@ -48,11 +48,12 @@ def demo_note(application: Application) -> str:
 
 
 def modules_wanted(application: Application) -> bool:
-    """Whether the active checkpoint takes separate VAE / text encoder files (SD 3/3.5, FLUX.1)."""
+    """Whether the active checkpoint takes separate VAE / text encoder files: an SD 3/3.5 or FLUX.1 single file
+    (transformer-only, or all-in-one whose parts a chosen file replaces); a diffusers folder brings its own."""
     from webui.models.manager import SEPARATE_PARTS
 
     model = application.models.active
-    return model is not None and model.probe.family in SEPARATE_PARTS
+    return model is not None and model.probe.family in SEPARATE_PARTS and not model.info.is_folder
 
 
 def pinned_keys(application: Application) -> list[str]:
