@@ -133,7 +133,9 @@ def test_field_order_extras_and_version_last() -> None:
     assert keys == ["Steps", "Sampler", "CFG scale", "Seed", "Clip skip", "Hires upscale", "Lora hashes", "Version"]
     assert "CFG scale: 7," in last and last.endswith("Version: custom")
     assert FIELD_ORDER[:3] == ["Steps", "Sampler", "Schedule type"] and FIELD_ORDER[-1] == "Tiling"
-    assert len(FIELD_ORDER) == 26 and "Distilled CFG Scale" in FIELD_ORDER  # Forge's FLUX field
+    assert len(FIELD_ORDER) == 27 and "Distilled CFG Scale" in FIELD_ORDER  # Forge's FLUX field
+    # A1111 writes the hires pass's token merging ratio right after the first pass's
+    assert FIELD_ORDER.index("Token merging ratio hr") == FIELD_ORDER.index("Token merging ratio") + 1
 
 
 def test_none_version_is_left_out() -> None:
