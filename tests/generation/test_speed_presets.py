@@ -209,3 +209,31 @@ def test_sdxl_runs_both_presets_same_seed_same_pixels(make_app, data_dir):
     assert "Step cache: 2" in info and "Token merging ratio: 0.5" in info
     assert np.array_equal(fast, again) and not np.array_equal(plain, fast)
     assert np.array_equal(_images(app)[0], plain)
+
+
+def test_inpainting_with_both_presets_repeats_and_keeps_unmasked_pixels(make_app):
+    """img2img goes through the same plan: both presets apply (and are recorded), the same seed gives the same
+    pixels, and inpainting still leaves the unmasked pixels exactly as they were."""
+    from PIL import Image, ImageDraw
+
+    from webui.generation.requests import Img2ImgRequest
+
+    app = make_app("--nowebui")
+    init = Image.new("RGB", (64, 64), (30, 60, 200))
+    ImageDraw.Draw(init).ellipse((12, 12, 52, 52), fill=(220, 40, 40))
+    mask = Image.new("L", (64, 64), 0)
+    ImageDraw.Draw(mask).rectangle((20, 20, 44, 44), fill=255)
+
+    def run(**overrides):
+        req = Img2ImgRequest(prompt="a yellow square", steps=8, seed=3, denoising_strength=0.75, mask_blur=0,
+                             override_settings=overrides)
+        res = app.jobs.wait(app.submit_img2img(req, from_api=True, images=[init], mask=mask))
+        return np.asarray(res.images[0].convert("RGB")), res.infotexts[0]
+
+    both = {"step_cache_interval": 2, "token_merging_ratio": 0.5}
+    plain, _ = run()
+    fast, info = run(**both)
+    assert "Step cache: 2" in info and "Token merging ratio: 0.5" in info
+    assert np.array_equal(fast, run(**both)[0]) and not np.array_equal(fast, plain)
+    outside = np.asarray(mask) == 0
+    assert np.array_equal(fast[outside], np.asarray(init)[outside])
