@@ -80,3 +80,53 @@ def test_sd3_long_prompt_chunks_and_break(app):
                                          ("[cat:dog:0.8] AND a box", "cat a box")])
 def test_weighted_text_keeps_weights_drops_tags(prompt, text):
     assert " ".join(weighted_text(prompt, 10).split()) == text
+
+
+
+def test_flux_prompt_editing_switches_clip_pooled_per_step(app):
+    import torch
+
+    from webui.prompts.flow_prompts import flow_prompt, flux_pooled, weighted_texts
+
+    pipe = app.models.load("flux1-dev-tiny").pipeline
+    fp = flow_prompt(pipe, flux=True, prompt="a [red:blue:0.5] circle", negative="x", steps=4, max_length=64,
+                     batch=2)
+    texts = weighted_texts("a [red:blue:0.5] circle", 4)
+    # A1111's schedule: [from:to:0.5] over 4 steps ends "from" at step 2, used through the 0-based step 2
+    assert [" ".join(t.split()) for t in texts] == ["a red circle"] * 3 + ["a blue circle"]
+    assert not fp.static and len(fp.per_step) == 4
+    red, blue = flux_pooled(pipe, texts[0]), flux_pooled(pipe, texts[3])
+    assert torch.equal(fp.kwargs["pooled_prompt_embeds"][1], red)  # the call starts with step 0's text
+    seen = []
+    for t in (1.0, 1.0, 0.75, 0.75, 0.5, 0.5, 0.25, 0.25):  # FLUX's true CFG: cond then uncond per timestep
+        for key in ("pooled_prompt_embeds", "negative_pooled_prompt_embeds"):
+            if (t, key) in seen:
+                continue
+            seen.append((t, key))
+            out = fp.replace({"timestep": torch.tensor([t, t]), "pooled_projections": fp.kwargs[key]})
+            if key == "pooled_prompt_embeds":
+                assert torch.equal(out["pooled_projections"][0], red if t > 0.3 else blue), t
+            else:  # the negative has one text: unchanged
+                assert torch.equal(out["pooled_projections"], fp.kwargs[key])
+
+
+@pytest.mark.parametrize("model", ["flux1-dev-tiny", "sd35_medium_tiny"])
+def test_prompt_editing_reaches_the_image(client, model):
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    def image(prompt: str):
+        r = client.post("/sdapi/v1/txt2img", json={
+            "prompt": prompt, "negative_prompt": "blurry", "steps": 4, "width": 32, "height": 32, "seed": 2,
+            "cfg_scale": 3, "override_settings": {"sd_model_checkpoint": model}})
+        assert r.status_code == 200, r.text
+        return np.asarray(Image.open(io.BytesIO(base64.b64decode(r.json()["images"][0]))))
+
+    edited, red, blue = image("a [red:blue:0.5] circle"), image("a red circle"), image("a blue circle")
+    assert not np.array_equal(edited, red) and not np.array_equal(edited, blue)
+    assert np.array_equal(image("a [red:blue:0.5] circle"), edited)  # deterministic; the hook was removed after
+    transformer = client.app.state.application.models.active.pipeline.transformer
+    assert not transformer._forward_pre_hooks

@@ -52,7 +52,7 @@ def flow_second_pass(ctx: GenerationContext, hp: HiresPlan, model, first_pipe, l
                      scheduler_factory) -> list:
     """The second pass for one batch: PIL images at the hires size."""
     from webui.generation.flow_img2img import flow_pipeline
-    from webui.generation.flow_txt2img import prompt_kwargs
+    from webui.generation.flow_txt2img import prompt_kwargs, prompt_steps
     from webui.generation.img2img import effective_strength
 
     plan = ctx.plan
@@ -69,8 +69,10 @@ def flow_second_pass(ctx: GenerationContext, hp: HiresPlan, model, first_pipe, l
     pipe.scheduler, sched_kwargs = scheduler_factory(hp.steps)
     n = len(seeds)
     batch = dict(extra, **sched_kwargs)
-    batch.update(prompt_kwargs(pipe, model, ctx.opts, prompt, negative, hp.steps, n))
+    encoded = prompt_kwargs(pipe, model, ctx.opts, prompt, negative, hp.steps, n)
     generators = [torch.Generator("cpu").manual_seed(s + plan.ensd) for s in seeds]
-    return pipe(image=image, height=hp.height, width=hp.width,
-                strength=effective_strength(hp.strength, hp.steps), num_inference_steps=hp.steps,
-                generator=generators, output_type="pil", callback_on_step_end=ctx.callback, **batch).images
+    with prompt_steps(pipe, encoded):
+        return pipe(image=image, height=hp.height, width=hp.width,
+                    strength=effective_strength(hp.strength, hp.steps), num_inference_steps=hp.steps,
+                    generator=generators, output_type="pil", callback_on_step_end=ctx.callback,
+                    **batch, **encoded.kwargs).images

@@ -15,7 +15,8 @@ from PIL import Image
 from webui.errors import InvalidRequest
 from webui.generation.control import JobControl
 from webui.generation.flow_sampling import make_scheduler
-from webui.generation.flow_txt2img import flow_step_callback, guidance_kwargs, make_flow_plan, prompt_kwargs
+from webui.generation.flow_txt2img import (flow_step_callback, guidance_kwargs, make_flow_plan, prompt_kwargs,
+                                           prompt_steps)
 from webui.generation.images import fill_masked, prepare_mask, resize_image
 from webui.generation.processing import GenerationContext, GenerationServices, run_batches
 from webui.generation.requests import GenerationResult, Img2ImgRequest
@@ -86,11 +87,12 @@ def run_flow_img2img(req: Img2ImgRequest, init_images: list[Image.Image], mask: 
         n = len(seeds)
         batch: dict[str, Any] = dict(extra)
         negative = req.negative_prompt if batch.pop("negative_prompt", None) is not None else None
-        batch.update(prompt_kwargs(pipe, model, opts, req.prompt, negative, req.steps, n))
+        encoded = prompt_kwargs(pipe, model, opts, req.prompt, negative, req.steps, n)
         generators = [torch.Generator("cpu").manual_seed(s + plan.ensd) for s in seeds]
-        out = pipe(image=work_image, height=h, width=w, strength=strength,
-                   num_inference_steps=req.steps, generator=generators, output_type="pil",
-                   callback_on_step_end=callback, **batch).images
+        with prompt_steps(pipe, encoded):
+            out = pipe(image=work_image, height=h, width=w, strength=strength,
+                       num_inference_steps=req.steps, generator=generators, output_type="pil",
+                       callback_on_step_end=callback, **batch, **encoded.kwargs).images
         return [_paste_back(img, base, blurred, None) for img in out]
 
     return run_batches(ctx, denoise, steps_per_batch=max(1, int(req.steps * strength)))

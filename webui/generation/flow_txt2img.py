@@ -28,7 +28,7 @@ from webui.generation.seeds import batch_noise, fix_seed
 from webui.models import samplers
 from webui.models.families import Family
 from webui.models.family_flow import t5_max_length
-from webui.prompts.flow_prompts import flow_prompt_kwargs
+from webui.prompts.flow_prompts import FlowPrompt, flow_prompt
 from webui.prompts.plain import plain_text
 from webui.settings import OptionsView
 
@@ -115,16 +115,24 @@ def guidance_kwargs(req: Txt2ImgRequest, model, opts: OptionsView) -> dict[str, 
 
 
 def prompt_kwargs(pipe, model, opts: OptionsView, prompt: str, negative: str | None, steps: int,
-                  n: int) -> dict[str, Any]:
+                  n: int) -> FlowPrompt:
     """The pipeline call's prompt_embeds/pooled_prompt_embeds (and negatives, when CFG uses `negative`) for `n`
-    images: A1111 weights on the CLIP branches, plain text for T5 (webui/prompts/flow_prompts.py). With --lowram the
-    encoders' weights are read from their files for this encoding only (webui/models/lowram.py)."""
+    images: A1111 weights and editing on the CLIP branches, plain text for T5 (webui/prompts/flow_prompts.py). With
+    --lowram the encoders' weights are read from their files for this encoding only (webui/models/lowram.py). Run
+    the pipeline inside `prompt_steps(pipe, result)` so an edited prompt's text changes at its steps."""
     lowram = model.extra.get("lowram")
     with lowram.loaded() if lowram is not None else contextlib.nullcontext():
-        return flow_prompt_kwargs(pipe, flux=model.probe.family == Family.FLUX, prompt=prompt, negative=negative,
-                                  steps=steps, max_length=t5_max_length(model, int(opts.get("t5_max_length") or 0)),
-                                  batch=n, emphasis=str(opts.get("emphasis") or "Original"),
-                                  comma_padding_backtrack=int(opts.get("comma_padding_backtrack") or 0))
+        return flow_prompt(pipe, flux=model.probe.family == Family.FLUX, prompt=prompt, negative=negative,
+                           steps=steps, max_length=t5_max_length(model, int(opts.get("t5_max_length") or 0)),
+                           batch=n, emphasis=str(opts.get("emphasis") or "Original"),
+                           comma_padding_backtrack=int(opts.get("comma_padding_backtrack") or 0))
+
+
+def prompt_steps(pipe, prompt: FlowPrompt) -> Any:
+    """The context a pipeline call runs in: the per-step text inputs of an edited prompt (nothing for one text)."""
+    from webui.models.runtime import replaced_inputs
+
+    return contextlib.nullcontext() if prompt.static else replaced_inputs(pipe.transformer, prompt.replace)
 
 
 def run_flow_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsView, control: JobControl, model,
@@ -161,10 +169,12 @@ def run_flow_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: Op
         generators = [torch.Generator("cpu").manual_seed(s + plan.ensd) for s in seeds]
         batch = dict(extra, **sched_kwargs)
         negative = req.negative_prompt if batch.pop("negative_prompt", None) is not None else None
-        batch.update(prompt_kwargs(pipe, model, opts, req.prompt, negative, req.steps, n))
-        out = pipe(num_inference_steps=req.steps, height=plan.height, width=plan.width,
-                   latents=latents.to(device, dtype), generator=generators,
-                   output_type="latent" if hires else "pil", callback_on_step_end=callback, **batch).images
+        encoded = prompt_kwargs(pipe, model, opts, req.prompt, negative, req.steps, n)
+        with prompt_steps(pipe, encoded):
+            out = pipe(num_inference_steps=req.steps, height=plan.height, width=plan.width,
+                       latents=latents.to(device, dtype), generator=generators,
+                       output_type="latent" if hires else "pil", callback_on_step_end=callback,
+                       **batch, **encoded.kwargs).images
         if hires is None:
             return out
         return flow_second_pass(ctx, hires, model, pipe, out, seeds, {k: v for k, v in extra.items()

@@ -15,13 +15,14 @@ Order, for the UNet families (SD 1.x/2.x, SDXL):
                       to fp32 on exit.
   4. `step_cache`     UNet step caching (step_cache.py: diffusers hooks on the UNet and its deep blocks), removed
                       on exit.
-  5. `token_merging`  ToMe on the full-resolution self-attention (token_merge.py: diffusers hooks on the UNet, its
-                      transformer blocks and their attn1), removed on exit.
+  5. `token_merging`  ToMe on the self-attention of the highest-resolution level with attention (token_merge.py:
+                      diffusers hooks on the UNet, those transformer blocks and their attn1), removed on exit.
   6. interrupt checks forward pre-hooks on the denoiser's and the VAE's blocks (interrupt.py); removed on exit, and
                       before that by `session.stop_checks()` so a partial batch can still be decoded.
 Per pipeline call, inside the job (generation/conditioning.py): `precision.follow_unet_precision` (a ControlNet or
 adapter an extension added runs at the UNet's precision) and `precision.bf16_weights` (bf16, channels_last,
-prepacked conv weights for that call only, conv_prepack.py).
+prepacked conv weights for that call only, conv_prepack.py). For SD 3/FLUX, `replaced_inputs` around a pipeline call
+swaps an edited prompt's text inputs at each step (a forward pre-hook on the transformer, removed after the call).
 
 Other families plug in their own parts without touching these: `FAMILY_PARTS[family]` names the parts a family
 uses (the transformer families of family_flow.py use none yet: their pipelines run in the checkpoint's dtype, and get
@@ -57,7 +58,7 @@ class RuntimeConfig:
     batch_size: int = 1
     vae_tiling_min_pixels: int = 0
     step_cache: int = 0  # UNet step caching: every N-th call full, the rest reuse its deep features (0, 1: off)
-    token_merging: float = 0.0  # ToMe ratio on the full-resolution self-attention (0: off)
+    token_merging: float = 0.0  # ToMe ratio on the top attention level's self-attention (0: off)
     token_merging_hr: float = 0.0  # the hires pass's ratio (0: `token_merging`)
 
     def at_size(self, width: int, height: int, batch_size: int) -> "RuntimeConfig":
@@ -214,6 +215,18 @@ Part = Callable[[Any, RuntimeConfig], ContextManager]
 UNET_PARTS: tuple[Part, ...] = (vae_memory, unet_precision, vae_precision, step_cache, token_merging)
 # a family listed here runs these parts instead of UNET_PARTS (in this order)
 FAMILY_PARTS: dict[Family, tuple[Part, ...]] = {Family.SD3: (), Family.FLUX: ()}
+
+
+@contextlib.contextmanager
+def replaced_inputs(module: Any, replace: Callable[[dict[str, Any]], dict[str, Any]]) -> Iterator[None]:
+    """`module`'s keyword arguments rewritten by `replace` on every call in the `with` body (a forward pre-hook,
+    removed on exit): SD 3/FLUX prompt editing swaps the transformer's text inputs per step this way, since the
+    pipelines take one set of prompt embeddings per call (webui/prompts/flow_prompts.py FlowPrompt.replace)."""
+    handle = module.register_forward_pre_hook(lambda _m, args, kwargs: (args, replace(kwargs)), with_kwargs=True)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def parts_for(family: Any) -> tuple[Part, ...]:
