@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+import importlib
 
 import numpy as np
 import pytest
@@ -13,11 +12,11 @@ from webui.extensions.api import ScriptError
 
 
 def load_module(path):
-    spec = importlib.util.spec_from_file_location(f"test_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # as the host does (dataclasses look their module up)
-    spec.loader.exec_module(module)
-    return module
+    """A built-in extension's script as the host imports it: its folder as a package (webui/extensions/host.py)."""
+    from webui.extensions.host import extension_package
+
+    folder = path.parent.parent
+    return importlib.import_module(f"{extension_package(folder.name, folder)}.scripts.{path.stem}")
 
 
 xyz = load_module(REPO / "extensions" / "xyz_grid" / "scripts" / "xyz_grid.py")

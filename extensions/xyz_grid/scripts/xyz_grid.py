@@ -11,19 +11,16 @@ infotext.
 from __future__ import annotations
 
 import csv
-import importlib.util
+import importlib
 import io
 import math
 import random
 import re
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 from webui.extensions.api import Script, ScriptError
 
-LIB = Path(__file__).resolve().parent.parent / "lib"
 
 NUM = r"[+-]?\s*\d+(?:\.\d*)?"
 RANGE = re.compile(rf"^\s*({NUM})\s*-\s*({NUM})\s*(?:\(\s*({NUM})\s*\)|\[\s*(\d+)\s*\])?\s*$")
@@ -31,15 +28,9 @@ LORA = re.compile(r"<lora:([^:>]+)((?::[^>]*)?)>")
 
 
 def _lib(name: str) -> Any:
-    """This extension's helper modules live in lib/ (scripts/ holds only entry points): loaded by file, once."""
-    key = f"easel_ext_xyz_grid_lib_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, LIB / f"{name}.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
+    """This extension's helper modules in lib/ (scripts/ holds only entry points), imported on first use: the host
+    loads the extension as a package, so `..lib.<name>` is this extension's own, loaded once."""
+    return importlib.import_module(f"..lib.{name}", __package__)
 
 
 def split_values(text: Any) -> list[str]:
