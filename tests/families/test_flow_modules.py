@@ -112,6 +112,9 @@ def test_top_bar_selector_shown_for_flux_and_applies_the_choice(app):
     assert message == "" and app.models.active.info.title == flux
     update = quick.modules_update()
     assert update["visible"] is True and update["value"] == ["clip_l_alt.safetensors"]
+    sampler, schedule = quick.flow_sampling("Euler a", "Karras")  # FLUX can't run Euler a: Forge's Euler instead
+    assert sampler["value"] == "Euler" and schedule["value"] == "Automatic"
+    assert quick.flow_sampling("Euler", "Beta") == [gr.update(), gr.update()]
     message, _ = quick.on_modules(["clip_l.safetensors"])  # a new choice reloads the active FLUX model with it
     assert "easel-error" not in message
     assert app.models.active.probe.modules == ["ae", "clip_l", "t5xxl_fp16"]

@@ -112,6 +112,7 @@ class Quicksettings:
         every tab that shows them (txt2img, and img2img when given)."""
         self.size_outputs = [txt2img.width, txt2img.height, *([img2img.width, img2img.height] if img2img else [])]
         self.distilled = [tab.distilled_cfg_scale for tab in (txt2img, img2img) if tab is not None]
+        self.sampling = [c for tab in (txt2img, img2img) if tab is not None for c in (tab.sampler, tab.scheduler)]
         # .select, not .input: Gradio 6.31's dropdown fires "input" twice for one choice (two loads of a broken file)
         self.switch_event = self.checkpoint.select(self.on_switch, inputs=[self.checkpoint],
                               outputs=[self.checkpoint, self.message, self.note, *self.size_outputs],
@@ -127,6 +128,7 @@ class Quicksettings:
         # after a switch or a rescan: shown for an SD3/FLUX checkpoint, with the files there are now
         self.switch_event.then(self.modules_update, inputs=None, outputs=[self.modules], queue=False)
         self.switch_event.then(self.distilled_updates, inputs=None, outputs=self.distilled, queue=False)
+        self.switch_event.then(self.flow_sampling, inputs=self.sampling, outputs=self.sampling, queue=False)
         self.refresh_event.then(self.modules_update, inputs=None, outputs=[self.modules], queue=False)
 
     def pinned_lists(self) -> list[gr.components.Component]:
@@ -202,6 +204,23 @@ class Quicksettings:
         from webui.ui.common import distilled_cfg_shown
 
         return [gr.update(visible=distilled_cfg_shown(self.app)) for _ in getattr(self, "distilled", [])]
+
+    def flow_sampling(self, *values: Any) -> list[Any]:
+        """After a switch to an SD 3/FLUX checkpoint: each tab's (sampler, schedule type) pair becomes "Euler" /
+        "Automatic" (Simple for these families) when the sampler is one they can't run (the page's default "Euler a"
+        would fail the next Generate), as Forge's presets do; anything else is left as it is."""
+        from webui.generation.flow_sampling import SAMPLERS
+        from webui.models.manager import SEPARATE_PARTS
+
+        model = self.app.models.active
+        flow = model is not None and model.probe.family in SEPARATE_PARTS
+        out: list[Any] = []
+        for sampler, _schedule in zip(values[::2], values[1::2]):
+            if flow and sampler not in SAMPLERS:
+                out += [gr.update(value=SAMPLERS[0]), gr.update(value="Automatic", choices=["Automatic"])]
+            else:
+                out += [gr.update(), gr.update()]
+        return out
 
     def on_modules(self, value: Any):
         """A "VAE / Text Encoder" choice: kept as forge_additional_modules and, as in Forge, the active SD3/FLUX
