@@ -243,7 +243,8 @@ def test_gallery_send_and_paste(app, ui, tmp_path):
         "prompt": "a dog", "negative_prompt": "cat", "steps": 6, "seed": 77, "width": 48, "height": 32}
     out = ui.gallery_to_img2img("inpaint", [(str(path), None)], {"selected": 0})
     i2i = ui.img2img
-    assert out[i2i.mode] == "inpaint" and out[i2i.inpaint]["background"].size == (48, 32)
+    assert out[i2i.mode] == "inpaint" and out[i2i.inpaint]["value"]["background"].size == (48, 32)
+    assert out[i2i.inpaint]["brush"].default_size == 2  # sized for the picture, as an upload is (#19 item 16)
     assert out[i2i.prompt] == "a dog" and not isinstance(out[i2i.width], int)  # inpaint keeps the size
     extras = ui.to_extras(image)
     assert extras[ui.extras.image] is image and extras[ui.extras.mode] == "single"

@@ -1,13 +1,18 @@
 """img2img's editors (#19 item 16): Sketch works on a blank canvas without picking the brush first (a stroke drawn
 right after opening the tab is the init image of a generation); the inpaint mask brush paints half-transparent and
-brush sizes follow the image ("auto")."""
+brush sizes follow the image (sized on upload: Gradio's "auto" is a fixed 25 px)."""
 
 from __future__ import annotations
+
+import io
+import time
+
+from PIL import Image
 
 from tests.ui.browser import SLOW, browser, page, set_slider, viewport  # noqa: F401  (pytest fixtures)
 
 
-def test_sketch_on_a_blank_canvas_generates(live_server, page):  # noqa: F811
+def test_sketch_on_a_blank_canvas_generates_and_mask_brush_follows_the_image(live_server, page, tmp_path):  # noqa: F811
     srv = live_server()
     page.goto(srv.url)
     page.click("#tab_img2img-button")
@@ -31,14 +36,50 @@ def test_sketch_on_a_blank_canvas_generates(live_server, page):  # noqa: F811
     page.wait_for_selector("#img2img_gallery img", timeout=SLOW)
     assert "a sketch" in page.inner_text("#html_info_img2img")
 
+    # inpaint: Gradio 6.31 draws a brush of default_size "auto" 25 px for any picture; Easel sizes brush and eraser
+    # on upload (about 1/25 of the short side), and the mask stroke is half-transparent: grey over black, not white
+    for name, side in (("small", 64), ("big", 1024)):
+        Image.new("RGB", (side, side), (0, 0, 0)).save(tmp_path / f"{name}.png")
+        if name == "big":
+            page.reload()  # a fresh editor (a second file into a filled editor fires no upload event)
+        page.click("#tab_img2img-button")
+        page.click("#img2img_inpaint_tab-button")
+        page.set_input_files("#img2maskimg input[type=file]", str(tmp_path / f"{name}.png"))
+        page.locator('#img2maskimg button[aria-label="Brush"]').first.click()
+        expected, shown, deadline = str(round(side / 25)), None, time.monotonic() + 60  # 3 and 41
+        while shown != expected and time.monotonic() < deadline:  # the upload event's answer may still be on its way
+            page.locator('#img2maskimg button[aria-label="Brush Size"]').first.click()  # the size popup opens
+            shown = page.locator("#img2maskimg input[type=range]").first.input_value()
+            page.locator('#img2maskimg button[aria-label="Brush Size"]').first.click()  # and closes
+            page.wait_for_timeout(500)
+        assert shown == expected, (name, shown)
+    canvas = page.locator("#img2maskimg canvas").first
+    b = canvas.bounding_box()
+    cx, cy = b["x"] + b["width"] / 2, b["y"] + b["height"] / 2
+    page.mouse.move(cx - 40, cy)
+    page.mouse.down()
+    for i in range(9):
+        page.mouse.move(cx - 40 + i * 10, cy)
+    page.mouse.up()
+    page.wait_for_timeout(300)
+    shot = Image.open(io.BytesIO(page.screenshot(clip={"x": cx - 2, "y": cy - 2, "width": 4, "height": 4})))
+    grey = shot.convert("L").getpixel((2, 2))
+    assert 60 < grey < 200, grey  # painted (not black), and not opaque white
 
-def test_mask_brush_is_half_transparent_and_sized_by_the_image(app):
+
+def test_mask_brush_is_half_transparent_and_sized_on_upload(app):
     import gradio as gr
 
+    from webui.ui.editor_brush import brush_size, sized_update
     from webui.ui.img2img_tab import Img2ImgTab
 
     with gr.Blocks():
         tab = Img2ImgTab(app)
-    brush = tab.inpaint.brush
-    assert brush.default_size == "auto" and all(isinstance(c, tuple) and c[1] == 0.5 for c in brush.colors)
-    assert tab.sketch.brush.default_size == "auto" and tab.inpaint.eraser.default_size == "auto"
+    assert all(isinstance(c, tuple) and c[1] == 0.5 for c in tab.inpaint.brush.colors)
+    sizes = (brush_size(64, 64), brush_size(512, 768), brush_size(1024, 4096), brush_size(8000, 8000))
+    assert sizes == (3, 20, 41, 100)
+    assert brush_size(1, 1) == 2
+    update = sized_update("mask", {"background": Image.new("RGB", (1024, 1024)), "layers": []})
+    assert update["brush"].default_size == 41 and update["eraser"].default_size == 41
+    assert update["brush"].colors == tab.inpaint.brush.colors
+    assert sized_update("paint", {"background": None}) == {"__type__": "update"}  # an empty editor: nothing

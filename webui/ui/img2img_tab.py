@@ -20,6 +20,7 @@ from webui.generation.img2img import MASKED_CONTENT
 from webui.generation.requests import Img2ImgRequest
 from webui.ui.scripts_ui import build_scripts_ui
 from webui.ui.common import COMMON_FIELDS, GenerationTab
+from webui.ui.editor_brush import BLANK_SIZE, make_brush, sized_update
 from webui.ui.page_value import PageValue
 
 MASK_MODES = ("Inpaint masked", "Inpaint not masked")
@@ -29,8 +30,8 @@ INPAINT_MODES = ("inpaint", "inpaint_sketch", "inpaint_upload", "batch")
 TAB_LABELS = ("img2img", "Sketch", "Inpaint", "Inpaint sketch", "Inpaint upload", "Batch")
 TAB_IDS = ("img2img_img2img_tab", "img2img_img2img_sketch_tab", "img2img_inpaint_tab", "img2img_inpaint_sketch_tab",
            "img2img_inpaint_upload_tab", "img2img_batch_tab")
-PALETTE = ["#000000", "#ffffff", "#cc3232", "#32cc70", "#3270cc", "#e6c832", "#ad32cc", "#8b5a2b"]
 EDITOR_IDS = {"sketch": "img2img_sketch", "inpaint_sketch": "inpaint_sketch"}
+BRUSH_KINDS = {"sketch": "paint", "inpaint": "mask", "inpaint_sketch": "paint"}  # editor attribute → its brush
 # Gradio's editor shows "Upload an image or select the draw tool to start" until a tool is picked: on an empty
 # Sketch canvas pick the brush (once per page), so the user can draw at once, as on A1111's sketch canvas
 PICK_BRUSH_JS = """() => { setTimeout(() => {
@@ -136,10 +137,9 @@ class Img2ImgTab(GenerationTab):
         self._wire()
 
     def _editor(self, label: str, elem_id: str, brush: gr.Brush, layers: Any = True) -> gr.ImageEditor:
-        # brush and eraser sizes "auto": Gradio sizes them from the image (about 1/50 of its short side), so a big
-        # photo gets a big brush; a blank sketch canvas is 512×512
+        # a blank sketch canvas is 512×512; an uploaded picture gets a brush sized from it (editor_brush, _wire)
         return gr.ImageEditor(label=label, type="pil", format="png", image_mode="RGBA", elem_id=elem_id,
-                              sources=["upload", "clipboard"], brush=brush, eraser=gr.Eraser(default_size="auto"),
+                              sources=["upload", "clipboard"], brush=brush, eraser=gr.Eraser(default_size=BLANK_SIZE),
                               layers=layers, transforms=(), height=480, canvas_size=(512, 512))
 
     def _build(self) -> None:
@@ -195,19 +195,15 @@ class Img2ImgTab(GenerationTab):
             self.interrogate_clip = gr.Button("Interrogate CLIP", elem_id="interrogate", size="sm")
 
     def _build_sketch(self) -> None:
-        self.sketch = self._editor("Sketch", "img2img_sketch",
-                                   gr.Brush(default_size="auto", colors=PALETTE, color_mode="defaults"))
+        self.sketch = self._editor("Sketch", "img2img_sketch", make_brush("paint"))
 
     def _build_inpaint(self) -> None:
         # the mask is painted half-transparent, so the picture shows through (any alpha > 0 is masked: editor_mask)
-        brush = gr.Brush(default_size="auto", colors=[("#ffffff", 0.5), ("#000000", 0.5)],
-                         default_color=("#ffffff", 0.5), color_mode="defaults")
-        self.inpaint = self._editor("Image for inpainting with mask", "img2maskimg", brush,
+        self.inpaint = self._editor("Image for inpainting with mask", "img2maskimg", make_brush("mask"),
                                     gr.LayerOptions(allow_additional_layers=False, layers=["Mask"]))
 
     def _build_inpaint_sketch(self) -> None:
-        self.inpaint_sketch = self._editor("Color sketch inpainting", "inpaint_sketch",
-                                           gr.Brush(default_size="auto", colors=PALETTE, color_mode="defaults"))
+        self.inpaint_sketch = self._editor("Color sketch inpainting", "inpaint_sketch", make_brush("paint"))
 
     def _build_inpaint_upload(self) -> None:
         self.upload_base = gr.Image(label="Image", type="pil", format="png", image_mode="RGB",
@@ -237,6 +233,10 @@ class Img2ImgTab(GenerationTab):
                        queue=False)
             if mode in ("sketch", "inpaint_sketch"):  # a blank canvas is ready to draw on: the brush is picked
                 tab.select(None, js=PICK_BRUSH_JS % EDITOR_IDS[mode])
+        for attr, kind in BRUSH_KINDS.items():  # a picture dropped in: brush and eraser sized from it
+            editor = getattr(self, attr)
+            editor.upload(partial(sized_update, kind), inputs=[editor], outputs=[editor], queue=False,
+                          show_progress="hidden", api_visibility="private")
         self.to_tab.select(lambda: False, inputs=None, outputs=[self.resize_by], queue=False)
         self.interrogate_clip.click(self.on_interrogate, inputs=[self.init_image, self.prompt], outputs=[self.prompt],
                                     concurrency_limit=None)  # the job queue orders the work

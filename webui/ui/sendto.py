@@ -19,6 +19,7 @@ from webui.generation.img2img import MASKED_CONTENT
 from webui.infotext import infotext_to_request_fields, parse_infotext
 from webui.outputs import open_user_image
 from webui.ui.common import as_int, error_html, error_message
+from webui.ui.editor_brush import sized_update
 from webui.ui.quicksettings import active_title, checkpoint_titles, demo_note
 from webui.ui.txt2img_tab import SAME_CHECKPOINT, SAME_SAMPLER, SAME_SCHEDULER
 from webui.ui.page_value import PageValue
@@ -236,7 +237,8 @@ class SendTo:
         out = {**dict(zip(i.field_components, i.fill(fields))), **script_updates(i, text), **i.select_mode(target),
                self.tabs: gr.Tabs(selected="img2img")}
         if target == "inpaint":
-            out[i.inpaint] = {"background": image, "layers": [], "composite": image}
+            out[i.inpaint] = sized_update("mask", {"background": image}, value={"background": image, "layers": [],
+                                                                               "composite": image})
         else:
             out[i.init_image] = image
         return out
