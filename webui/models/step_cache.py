@@ -6,10 +6,11 @@ produced; the N-1 calls in between run only the shallowest path (`conv_in`, the 
 `conv_out`) and take the rest from that full call. The skip connection from `conv_in` into the last up layer is
 the only fresh input those calls need, so a cached call costs a small part of a full one.
 
-Why hand-written: diffusers 0.42's caches (`diffusers.hooks`: FirstBlockCache, FasterCache, PyramidAttentionBroadcast,
-TaylorSeer, MagCache, …) look for transformer block lists (`blocks`, `transformer_blocks`, …) directly under the
-model; on a `UNet2DConditionModel` they find none (`apply_first_block_cache` fails with "pop from empty list") or
-reach only attention layers, which is not this kind of reuse. What is reused here is the diffusers hook machinery
+Why hand-written: diffusers 0.42's caches (`diffusers.hooks`) are built for transformer models. Tried on the demo
+UNet: FirstBlockCache fails ("pop from empty list": no `blocks`/`transformer_blocks` list under the model),
+FasterCache fails in a permute (it expects a transformer's shapes), MagCache needs per-model calibrated
+`mag_ratios`, TaylorSeer runs but hooks nothing, and PyramidAttentionBroadcast runs but only reuses the outputs of
+the self-attention layers, not the deep features. What is reused here is the diffusers hook machinery
 (`ModelHook`/`HookRegistry`): the UNet's and its blocks' own forwards stay as diffusers wrote them.
 
 Which call is full: a new denoising run (the timestep did not decrease, or the latent shape changed) starts with a
