@@ -73,7 +73,8 @@ def write_flux_xlabs(path: Path, seed: int = 5, rank: int = 4, scale: float = 1.
     return _save(path, sd)
 
 
-def write_sd3_kohya(path: Path, seed: int = 6, rank: int = 4, scale: float = 1.0, *, with_te: bool = False) -> Path:
+def write_sd3_kohya(path: Path, seed: int = 6, rank: int = 4, scale: float = 1.0, *, with_te: bool = False,
+                    with_t5: bool = False) -> Path:
     """sd-scripts' SD 3 names (lora_unet_joint_blocks_<i>_{x,context}_block_{attn_qkv,attn_proj,mlp_fc1,mlp_fc2,
     adaLN_modulation_1}, x_block_attn2_qkv) with alpha; Stability's fused qkv (inner width 32, MLP 128, modulation
     6×32 from 32). The last block's context side is pre-only (qkv and modulation only)."""
@@ -85,8 +86,12 @@ def write_sd3_kohya(path: Path, seed: int = 6, rank: int = 4, scale: float = 1.0
                ("joint_blocks_0_context_block_adaLN_modulation_1", 32, 192),
                ("joint_blocks_0_x_block_attn2_qkv", 32, 96),  # SD 3.5 Medium's second attention (block 0)
                ("joint_blocks_1_x_block_attn_qkv", 32, 96), ("joint_blocks_1_context_block_attn_qkv", 32, 96)]
-    if with_te:
-        modules.append(("te1_text_model_encoder_layers_0_self_attn_q_proj", 32, 32))
+    if with_te:  # CLIP-L (32 wide) and CLIP-G (48 wide)
+        modules += [("te1_text_model_encoder_layers_0_self_attn_q_proj", 32, 32),
+                    ("te1_text_model_encoder_layers_1_mlp_fc1", 32, 64),
+                    ("te2_text_model_encoder_layers_0_self_attn_out_proj", 48, 48)]
+    if with_t5:
+        modules.append(("te3_encoder_block_0_layer_0_SelfAttention_q", 96, 32))
     for name, d_in, d_out in modules:
         down, up = _pair(gen, rank, d_in, d_out, scale)
         key = f"lora_{name}" if name.startswith("te") else f"lora_unet_{name}"

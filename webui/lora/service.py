@@ -187,9 +187,9 @@ class LoraService:
         dtype = denoiser.dtype  # XLabs and ComfyUI keys; SD 3: kohya keys through sd3_kohya (diffusers has none)
         if getattr(pipe, "unet", None) is None and sd3_kohya.is_kohya_sd3(sd):
             sd, skipped = sd3_kohya.convert(sd, int(denoiser.config.num_layers))
-            if skipped:  # text-encoder parts or modules with no diffusers counterpart: the file is refused
+            if skipped:  # T5 parts or modules with no diffusers counterpart: the file is refused
                 message = (f"{len(skipped)} kohya SD 3 module(s) can't be converted (e.g. {skipped[0]}): only the "
-                           "transformer's attention, MLP and modulation layers are")
+                           "transformer's attention, MLP and modulation layers and CLIP-L/G's are")
                 self.catalog.mark_error(entry, message)
                 raise LoraLoadFailed(message)
         sd = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in sd.items()}
