@@ -94,7 +94,8 @@ def adherence(pipe, rows, n: int, seed: int, size: int, steps: int) -> dict[str,
         with contextlib.ExitStack() as stack:
             stack.enter_context(runtime.step_cache(pipe, config))
             stack.enter_context(runtime.token_merging(pipe, config))
-            out[label] = evaluate(pipe, n, seed, size=size, steps=steps)
+            # batches of 30 at 64²; fewer at larger sizes, where a batch's attention would not fit in RAM
+            out[label] = evaluate(pipe, n, seed, size=size, steps=steps, batch=max(1, 30 * 64 * 64 // size ** 2))
         print(f"  {label:28s} colour {out[label]['colour']:.1%}  shape {out[label]['shape']:.1%}  "
               f"({out[label]['seconds']:.0f} s)", flush=True)
     return out
