@@ -130,3 +130,32 @@ def test_prompt_editing_reaches_the_image(client, model):
     assert np.array_equal(image("a [red:blue:0.5] circle"), edited)  # deterministic; the hook was removed after
     transformer = client.app.state.application.models.active.pipeline.transformer
     assert not transformer._forward_pre_hooks
+
+
+def test_sd3_textual_inversion_on_clip_branches(client, data_dir):
+    import base64
+    import io
+    import json
+
+    import numpy as np
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    def run():
+        r = client.post("/sdapi/v1/txt2img", json={
+            "prompt": "a zorbo square", "steps": 2, "width": 32, "height": 32, "seed": 2, "cfg_scale": 3,
+            "override_settings": {"sd_model_checkpoint": "sd35_medium_tiny"}})
+        assert r.status_code == 200, r.text
+        return (np.asarray(Image.open(io.BytesIO(base64.b64decode(r.json()["images"][0])))),
+                json.loads(r.json()["info"])["infotexts"][0])
+
+    plain, text = run()
+    assert "TI hashes" not in text
+    emb = data_dir / "embeddings"
+    emb.mkdir(exist_ok=True)
+    gen = torch.Generator().manual_seed(0)
+    save_file({"clip_l": torch.randn(2, 32, generator=gen), "clip_g": torch.randn(2, 48, generator=gen)},
+              str(emb / "zorbo.safetensors"))  # SDXL's embedding layout: one vector set per CLIP tower
+    with_ti, text = run()
+    assert 'TI hashes: "zorbo: ' in text or "TI hashes: zorbo: " in text, text
+    assert not np.array_equal(with_ti, plain)

@@ -69,7 +69,7 @@ def flow_second_pass(ctx: GenerationContext, hp: HiresPlan, model, first_pipe, l
     pipe.scheduler, sched_kwargs = scheduler_factory(hp.steps)
     n = len(seeds)
     batch = dict(extra, **sched_kwargs)
-    encoded = prompt_kwargs(pipe, model, ctx.opts, prompt, negative, hp.steps, n)
+    encoded = prompt_kwargs(pipe, model, ctx.opts, prompt, negative, hp.steps, n, ctx.services)
     generators = [torch.Generator("cpu").manual_seed(s + plan.ensd) for s in seeds]
     with prompt_steps(pipe, encoded):
         return pipe(image=image, height=hp.height, width=hp.width,

@@ -87,7 +87,7 @@ def run_flow_img2img(req: Img2ImgRequest, init_images: list[Image.Image], mask: 
         n = len(seeds)
         batch: dict[str, Any] = dict(extra)
         negative = req.negative_prompt if batch.pop("negative_prompt", None) is not None else None
-        encoded = prompt_kwargs(pipe, model, opts, req.prompt, negative, req.steps, n)
+        encoded = prompt_kwargs(pipe, model, opts, req.prompt, negative, req.steps, n, services, plan)
         generators = [torch.Generator("cpu").manual_seed(s + plan.ensd) for s in seeds]
         with prompt_steps(pipe, encoded):
             out = pipe(image=work_image, height=h, width=w, strength=strength,

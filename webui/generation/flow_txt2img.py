@@ -115,17 +115,25 @@ def guidance_kwargs(req: Txt2ImgRequest, model, opts: OptionsView) -> dict[str, 
 
 
 def prompt_kwargs(pipe, model, opts: OptionsView, prompt: str, negative: str | None, steps: int,
-                  n: int) -> FlowPrompt:
+                  n: int, services: Any = None, plan: Plan | None = None) -> FlowPrompt:
     """The pipeline call's prompt_embeds/pooled_prompt_embeds (and negatives, when CFG uses `negative`) for `n`
     images: A1111 weights and editing on the CLIP branches, plain text for T5 (webui/prompts/flow_prompts.py). With
     --lowram the encoders' weights are read from their files for this encoding only (webui/models/lowram.py). Run
-    the pipeline inside `prompt_steps(pipe, result)` so an edited prompt's text changes at its steps."""
+    the pipeline inside `prompt_steps(pipe, result)` so an edited prompt's text changes at its steps. With
+    `services`, SD 3's CLIP branches take textual-inversion embeddings and `plan` gets their "TI hashes"."""
+    from webui.generation.conditioning import embeddings_for
+
+    flux = model.probe.family == Family.FLUX
+    embeddings = embeddings_for(services, pipe) if services is not None and not flux else None
     lowram = model.extra.get("lowram")
     with lowram.loaded() if lowram is not None else contextlib.nullcontext():
-        return flow_prompt(pipe, flux=model.probe.family == Family.FLUX, prompt=prompt, negative=negative,
-                           steps=steps, max_length=t5_max_length(model, int(opts.get("t5_max_length") or 0)),
-                           batch=n, emphasis=str(opts.get("emphasis") or "Original"),
-                           comma_padding_backtrack=int(opts.get("comma_padding_backtrack") or 0))
+        out = flow_prompt(pipe, flux=flux, prompt=prompt, negative=negative,
+                          steps=steps, max_length=t5_max_length(model, int(opts.get("t5_max_length") or 0)),
+                          batch=n, emphasis=str(opts.get("emphasis") or "Original"),
+                          comma_padding_backtrack=int(opts.get("comma_padding_backtrack") or 0), embeddings=embeddings)
+    if out.used_embeddings and plan is not None:
+        plan.extra_params["TI hashes"] = services.embeddings.ti_hashes(out.used_embeddings)
+    return out
 
 
 def prompt_steps(pipe, prompt: FlowPrompt) -> Any:
@@ -169,7 +177,7 @@ def run_flow_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: Op
         generators = [torch.Generator("cpu").manual_seed(s + plan.ensd) for s in seeds]
         batch = dict(extra, **sched_kwargs)
         negative = req.negative_prompt if batch.pop("negative_prompt", None) is not None else None
-        encoded = prompt_kwargs(pipe, model, opts, req.prompt, negative, req.steps, n)
+        encoded = prompt_kwargs(pipe, model, opts, req.prompt, negative, req.steps, n, services, plan)
         with prompt_steps(pipe, encoded):
             out = pipe(num_inference_steps=req.steps, height=plan.height, width=plan.width,
                        latents=latents.to(device, dtype), generator=generators,

@@ -5,8 +5,8 @@ pipeline `prompt_embeds` / `pooled_prompt_embeds` (and their negatives):
 
 - T5 gets the plain text (plain.py) through the pipeline's own `_get_t5_prompt_embeds`, at the T5 length in use.
 - SD 3/3.5: CLIP-L and CLIP-G are encoded as A1111 encodes SDXL's pair (conditioning.Conditioner: 75-token chunks,
-  penultimate layers side by side, weights with the 'Original' mean restored, `BREAK`; textual-inversion
-  embeddings are not passed yet); the pooled
+  penultimate layers side by side, weights with the 'Original' mean restored, `BREAK`, textual inversion with
+  SDXL-style {clip_l, clip_g} embeddings); the pooled
   vector is L's and G's projections side by side, from the first chunk without weights, as A1111 pools SDXL. The CLIP
   part is padded to T5's width and put before T5's tokens, as the pipeline does (several chunks make it longer: the
   joint attention takes any length, as Forge's chunked SD 3 prompts).
@@ -68,12 +68,14 @@ def flux_pooled(pipe, text: str, emphasis: str = "Original") -> torch.Tensor:
             handle.remove()
 
 
-def sd3_conditioner(pipe, emphasis: str = "Original", comma_padding_backtrack: int = 20) -> Conditioner:
+def sd3_conditioner(pipe, emphasis: str = "Original", comma_padding_backtrack: int = 20,
+                    embeddings: dict | None = None) -> Conditioner:
     """A Conditioner over SD 3's CLIP-L and CLIP-G (hidden_states[-2], no final norm, both pooled), the layers the
-    SD 3 pipeline reads."""
+    SD 3 pipeline reads; `embeddings`: textual inversion as for SDXL ({"clip_l", "clip_g"} vectors)."""
     specs = [TextEncoderSpec(pipe.tokenizer, pipe.text_encoder, -2, final_norm=False, pooled=True),
              TextEncoderSpec(pipe.tokenizer_2, pipe.text_encoder_2, -2, final_norm=False, pooled=True)]
-    return Conditioner(pipe, emphasis=emphasis, comma_padding_backtrack=comma_padding_backtrack, specs=specs)
+    return Conditioner(pipe, embeddings=embeddings, emphasis=emphasis, comma_padding_backtrack=comma_padding_backtrack,
+                       specs=specs)
 
 
 def weighted_texts(prompt: str, steps: int) -> list[str]:
@@ -106,6 +108,7 @@ class FlowPrompt:
     flux: bool
     batch: int
     per_step: list[StepInputs] = field(default_factory=list)  # empty: one text for the whole run
+    used_embeddings: set[str] = field(default_factory=set)  # textual-inversion words met (SD 3), for "TI hashes"
     _last: float | None = None
     _step: int = -1
 
@@ -144,7 +147,8 @@ def flow_prompt_kwargs(pipe, **kw: Any) -> dict[str, Any]:
 
 
 def flow_prompt(pipe, *, flux: bool, prompt: str, negative: str | None, steps: int, max_length: int, batch: int,
-                emphasis: str = "Original", comma_padding_backtrack: int = 20) -> FlowPrompt:
+                emphasis: str = "Original", comma_padding_backtrack: int = 20,
+                embeddings: dict | None = None) -> FlowPrompt:
     """The pipeline call's prompt arguments for `batch` images: prompt_embeds and pooled_prompt_embeds, and their
     negatives when `negative` is not None (FLUX's true CFG, SD 3's CFG); per-step tensors when editing changes the
     CLIP branches' text. T5 reads the plain text the prompt has for the most steps."""
@@ -165,8 +169,9 @@ def flow_prompt(pipe, *, flux: bool, prompt: str, negative: str | None, steps: i
             for t in set(schedules[side]):
                 embeds_of[side, t] = t5[side]
     else:
-        cond = sd3_conditioner(pipe, emphasis, comma_padding_backtrack)
+        cond = sd3_conditioner(pipe, emphasis, comma_padding_backtrack, embeddings)
         encoded = {t: cond.encode_group([t])[0] for t in texts}
+        used = set(cond.used_embeddings)
         empty = cond.empty()[0]
         longest = max(c.shape[0] for c, _ in encoded.values())  # cond and uncond, every step: one CLIP length
         width = t5.shape[-1]
@@ -193,7 +198,7 @@ def flow_prompt(pipe, *, flux: bool, prompt: str, negative: str | None, steps: i
     kwargs: dict[str, Any] = {"prompt_embeds": first.embeds, "pooled_prompt_embeds": first.pooled}
     if negative is not None:
         kwargs.update(negative_prompt_embeds=first.neg_embeds, negative_pooled_prompt_embeds=first.neg_pooled)
-    out = FlowPrompt(kwargs, flux, batch)
+    out = FlowPrompt(kwargs, flux, batch, used_embeddings=set() if flux else used)
     if any(len(set(sched)) > 1 for sched in schedules):
         out.per_step = [first] + [step_inputs(k) for k in range(1, len(schedules[0]))]
     return out
