@@ -52,6 +52,8 @@ def plan_hires(req: Txt2ImgRequest, plan: Plan, models_dir: Path, max_pixels: in
         find_upscaler(name, models_dir)  # validates, with a clear error for unknown or unusable ones
     if req.hr_sampler_name:
         sampler, schedule = samplers.resolve(req.hr_sampler_name, req.hr_scheduler)
+    elif req.hr_scheduler:  # A1111 applies a hires schedule type on its own, with the first pass's sampler
+        sampler, schedule = samplers.resolve(plan.sampler.name, req.hr_scheduler)
     else:
         sampler, schedule = plan.sampler, plan.schedule
     strength = 0.7 if req.denoising_strength is None else req.denoising_strength
