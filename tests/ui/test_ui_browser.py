@@ -140,7 +140,7 @@ def test_history_lists_jobs_searches_and_sends_to_txt2img(live_server, page):
             const cell = (c) => row.querySelector(`[data-col="${c}"]`).getBoundingClientRect();
             return {overflow: viewport.scrollWidth - viewport.clientWidth, row: row.getBoundingClientRect().width,
                     prompt: cell(3).width, promptTop: cell(3).top, typeTop: cell(1).top, seedTop: cell(7).top,
-                    header: document.querySelector('#history_table thead').getBoundingClientRect().height,
+                    header: document.querySelector('#history_table .header-table').getBoundingClientRect().height,
                     seed: getComputedStyle(row.querySelector('[data-col="7"]'), '::before').content,
                     dark: document.body.classList.contains('dark') || !!document.querySelector('.dark')}; }""")
         assert card["overflow"] <= 1 and card["header"] == 0, card

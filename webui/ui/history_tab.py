@@ -15,6 +15,9 @@ from webui.ui.common import infotext_html
 from webui.ui.page_value import PageValue
 
 COLUMNS = ["Created", "Type", "Status", "Prompt / result", "Steps", "Sampler", "Size", "Seed", "Images", "Worker"]
+# widths so that no header breaks mid-word ("Statu/s") and every column fits a 1280 px page (the prompt wraps)
+# (under 640 px the rows are cards instead: page_css.HISTORY)
+COLUMN_WIDTHS = ["190px", "85px", "70px", "285px", "60px", "90px", "65px", "105px", "70px", "85px"]
 # the Workers table (--workers ray): what GET /easel/v1/workers lists
 WORKER_COLUMNS = ["Worker", "State", "Host", "PID", "Device", "Loaded models", "Job", "Jobs done", "Heartbeat"]
 # job kinds (webui/jobs.py) as the Type column names them; any other kind (an extension's) is shown as it is
@@ -149,7 +152,7 @@ class HistoryTab:
         self.gallery = gr.Gallery(label="Recent images", columns=8, height=240, allow_preview=False, fit_columns=False,
                                   interactive=False, elem_id="history_gallery")
         self.table = gr.Dataframe(headers=COLUMNS, value=[], interactive=False, wrap=True, elem_id="history_table",
-                                  label="Recent jobs")
+                                  label="Recent jobs", column_widths=COLUMN_WIDTHS)
         pool = application.workers  # --workers ray: the workers, next to the jobs they ran
         with gr.Accordion("Workers", open=True, visible=pool is not None, elem_id="history_workers_box"):
             self.workers = gr.Dataframe(headers=WORKER_COLUMNS, value=[], interactive=False, wrap=True,

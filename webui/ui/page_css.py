@@ -103,8 +103,8 @@ HISTORY_LABELS = "".join(
     for i, name in enumerate(COLUMNS) if i > PROMPT_COLUMN and name != "Worker")
 HISTORY = f"""
 @media (max-width: 640px) {{
-  #history_table .header-table thead {{ display: none; }}
-  #history_table .header-table {{ width: 100% !important; }}
+  /* the header row and Gradio's hidden sizing rows: still laid out (the table measures them), but take no room */
+  #history_table .header-table {{ display: block; width: 100% !important; height: 0; overflow: hidden; }}
   #history_table .virtual-table-viewport {{ max-height: none !important; overflow-x: hidden !important; }}
   #history_table .virtual-body {{ height: auto !important; width: 100% !important; }}
   #history_table .virtual-row {{ position: static !important; transform: none !important; display: flex !important;
