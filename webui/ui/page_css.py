@@ -68,6 +68,8 @@ LAYOUT = """
 .easel-results { position: relative; }
 .easel-results .easel-live-preview { position: absolute; top: 0; left: 0; right: 0; z-index: 4;
   pointer-events: none; }
+/* tables: a column header breaks between words, never inside one ("Versio/n" at 400 px) */
+.table-wrap th .header-content span { word-break: normal !important; overflow-wrap: normal !important; }
 .easel-image-buttons { gap: 4px; flex-wrap: wrap; }
 .easel-image-buttons button { flex: 1 1 auto; }
 """
