@@ -66,3 +66,23 @@ def test_lowram_is_ignored_for_sd1(make_app, family):
     app = make_app("--nowebui", "--lowram")
     model = app.models.load("tiny-a")
     assert "lowram" not in model.extra and model.pipeline.text_encoder.get_input_embeddings().weight.numel() > 0
+
+
+@pytest.mark.parametrize("family", ["sd3"])
+def test_lowram_with_a_text_encoder_lora(make_app, data_dir, family):
+    """A LoRA with CLIP-L/G parts loads into encoders that hold no weights, and acts on them when they are read."""
+    from fastapi.testclient import TestClient
+
+    from tests.families.lora_factory import write_sd3_kohya
+    from webui.api.server import build_fastapi
+
+    write_sd3_kohya(data_dir / "models" / "Lora" / "sd3_kohya_te.safetensors", with_te=True)
+    prompt = "a red circle <lora:sd3_kohya_te:1>"
+    with TestClient(build_fastapi(make_app("--nowebui"))) as plain:
+        want, base = _image(plain, MODELS[family], prompt=prompt), _image(plain, MODELS[family])
+    app = make_app("--nowebui", "--lowram")
+    with TestClient(build_fastapi(app)) as low:
+        got = _image(low, MODELS[family], prompt=prompt)
+        assert np.array_equal(got, want) and not np.array_equal(got, base)
+        assert app.models.active.extra["lowram"].released
+        assert np.array_equal(_image(low, MODELS[family]), base)  # off again, bit for bit
