@@ -26,10 +26,11 @@ class ModelWatch:
 
     def wire(self, demo: gr.Blocks) -> None:
         quick = self.quick
-        self.timer.tick(self.on_tick, inputs=[self.token], outputs=[self.token], queue=False, show_progress="hidden")
+        self.timer.tick(self.on_tick, inputs=[self.token], outputs=[self.token], queue=False, show_progress="hidden",
+                        api_visibility="private")  # page plumbing, not an API endpoint
         changed = self.token.change(self.lists_now, inputs=None,
                                     outputs=[quick.checkpoint, *quick.pinned_lists(), *quick.lists.components],
-                                    queue=False, show_progress="hidden")
+                                    queue=False, show_progress="hidden", api_visibility="private")
         quick.adopt_refresh_buttons(demo, changed)  # the extensions' lists (ControlNet models, X/Y/Z values) too
 
     def on_tick(self, seen: str | None) -> Any:
