@@ -44,7 +44,9 @@ LAYOUT = """
 @media (max-width: 640px) { #quicksettings { flex-wrap: nowrap !important; }
   /* the dropdowns' form wrappers carry min-width: min(420px, 100%): at 400 px the 🔄 fell off the right edge */
   #quicksettings > .form { min-width: 0 !important; flex: 1 1 0% !important; }
-  #setting_sd_model_checkpoint { min-width: 0 !important; flex: 1 1 auto !important; } }
+  #setting_sd_model_checkpoint { min-width: 0 !important; flex: 1 1 auto !important; }
+  /* two dropdowns side by side at 400 px cut their value under the caret ("sub/tiny-b.safeten▾"): own line */
+  #train_checkpoint, #models_install_folder { min-width: 100% !important; } }
 .easel-tools { gap: 4px !important; flex-wrap: nowrap !important; align-items: center; }
 .easel-tools .easel-tool { flex: none !important; }
 .easel-prompt-wrap { position: relative; gap: 0 !important; }
