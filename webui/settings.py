@@ -120,6 +120,8 @@ def _opts() -> list[OptionDef]:
           step=1),
         o("token_merging_ratio", 0.0, "Token merging ratio (ToMe: merges similar tokens of the full-resolution "
           "self-attention; 0: off)", "Optimizations", float, minimum=0.0, maximum=0.9, step=0.1),
+        o("token_merging_ratio_img2img", 0.0, "Token merging ratio for img2img and inpaint (0: the ratio above)",
+          "Optimizations", float, minimum=0.0, maximum=0.9, step=0.1),
         o("token_merging_ratio_hr", 0.0, "Token merging ratio for the hires pass (0: the ratio above)",
           "Optimizations", float, minimum=0.0, maximum=0.9, step=0.1),
         o("vae_tiling_min_pixels", 1024 * 1024, "Decode with a tiled VAE above this many pixels (0: never)",

@@ -237,3 +237,9 @@ def test_inpainting_with_both_presets_repeats_and_keeps_unmasked_pixels(make_app
     assert np.array_equal(fast, run(**both)[0]) and not np.array_equal(fast, plain)
     outside = np.asarray(mask) == 0
     assert np.array_equal(fast[outside], np.asarray(init)[outside])
+    # A1111's token_merging_ratio_img2img: img2img's own ratio wins when set (txt2img keeps token_merging_ratio)
+    own = {"token_merging_ratio": 0.5, "token_merging_ratio_img2img": 0.3}
+    _, own_info = run(**own)
+    assert "Token merging ratio: 0.3" in own_info
+    _, txt_info = _images(app, **own)
+    assert "Token merging ratio: 0.5" in txt_info

@@ -16,7 +16,7 @@ from webui.generation.cost import area_text
 from webui.generation.estimate import step_sample
 from webui.generation.native import native_size
 from webui.generation.preview import PreviewSources, make_preview
-from webui.generation.requests import GenerationResult, Txt2ImgRequest, size_or_native
+from webui.generation.requests import GenerationResult, Img2ImgRequest, Txt2ImgRequest, size_or_native
 from webui.generation.seeds import fix_seed
 from webui.infotext import build_infotext
 from webui.models import samplers
@@ -130,14 +130,16 @@ def make_plan(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsVi
 
 
 def speed_presets(req: Txt2ImgRequest, model: Any, opts: OptionsView) -> dict[str, Any]:
-    """The speed presets a job asks for (settings step_cache_interval, token_merging_ratio[_hr]) as RuntimeConfig
-    fields; none for a model family whose runtime doesn't run them (SD 3, FLUX)."""
+    """The speed presets a job asks for (settings step_cache_interval, token_merging_ratio[_hr|_img2img]) as
+    RuntimeConfig fields; none for a model family whose runtime doesn't run them (SD 3, FLUX)."""
     from webui.models import runtime as rt
     from webui.models.token_merge import available
 
     parts = rt.parts_for(model.probe.family)
     interval = int(opts.get("step_cache_interval"))
     ratio, ratio_hr = float(opts.get("token_merging_ratio")), float(opts.get("token_merging_ratio_hr"))
+    if isinstance(req, Img2ImgRequest) and float(opts.get("token_merging_ratio_img2img")) > 0:
+        ratio = float(opts.get("token_merging_ratio_img2img"))  # A1111: img2img's own ratio, when set, wins
     if (ratio > 0 or (ratio_hr > 0 and req.enable_hr)) and rt.token_merging in parts and not available():
         raise InvalidRequest("token merging needs the tomesd package (pip install --no-deps -r "
                              "requirements-nodeps.txt)")
