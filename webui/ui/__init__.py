@@ -49,7 +49,7 @@ def page_defaults(application: Application) -> list[Any]:
     return [steps, sampler if sampler else gr.update()] * 2
 
 
-def register_model_lists(application, lists, txt2img, train, merger) -> None:
+def register_model_lists(application: Application, lists, txt2img, train, merger) -> None:
     """Every checkpoint dropdown outside the top bar, for the one 🔄 (#19 item 7)."""
     from webui.ui.merger_tab import checkpoint_titles as file_titles
     from webui.ui.quicksettings import checkpoint_titles

@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import gradio as gr
 
@@ -17,11 +17,14 @@ from webui.generation.requests import GenerationResult
 from webui.infotext import parse_infotext
 from webui.models import samplers
 from webui.ui.extra_networks import ExtraNetworksPanel
-from webui.ui.messages import error_html, error_message, notice_html, ok_html  # noqa: F401 (ok_html: for the tabs)
 from webui.ui.live_jobs import LiveJobs
+from webui.ui.messages import error_html, error_message, notice_html, ok_html  # noqa: F401 (ok_html: for the tabs)
+from webui.ui.page_value import PageValue
 from webui.ui.progress import follow
 from webui.ui.prompt_tools import StylesRow, TokenCounter
-from webui.ui.page_value import PageValue
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 SEND_TARGETS = ("img2img", "inpaint", "extras")
 
@@ -36,7 +39,7 @@ COMMON_FIELDS: tuple[tuple[str, str], ...] = (
 )
 
 
-def distilled_cfg_shown(application) -> bool:
+def distilled_cfg_shown(application: Application) -> bool:
     """Whether the active checkpoint is FLUX.1, the family that takes "Distilled CFG Scale" (as Forge shows it)."""
     model = application.models.active
     return model is not None and model.probe.family.value == "flux"
@@ -107,7 +110,7 @@ class GenerationTab(LiveJobs):
     FIELDS: tuple[tuple[str, str], ...] = COMMON_FIELDS
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {}  # radio fields: the request's index <-> the label shown
 
-    def __init__(self, application):
+    def __init__(self, application: Application):
         self.app = application
 
     def native_size(self) -> int:

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import html
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
 from webui.errors import InvalidRequest
 from webui.extensions.manager import ExtensionInfo, manager_for
 from webui.ui.common import error_html, error_message, ok_html
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 HEADERS = ["Extension", "Version", "Enabled", "Remote", "Branch", "Commit", "Date", "Status", "Update"]
 AVAILABLE_HEADERS = ["Extension", "Description", "URL", "Tags", "Installed"]
@@ -31,7 +34,7 @@ def note_html(text: str) -> str:
 
 
 class ExtensionsTab:
-    def __init__(self, application):
+    def __init__(self, application: Application):
         self.app = application
         self.manager = manager_for(application)
         locked = self.manager.locked_reason
@@ -176,6 +179,6 @@ class ExtensionsTab:
         return message, gr.update(value=rows), gr.update(choices=choices, value=None)
 
 
-def build_extensions_tab(application) -> ExtensionsTab:
+def build_extensions_tab(application: Application) -> ExtensionsTab:
     """Build the tab's content in the current Blocks context (inside `gr.Tab("Extensions", elem_id=...)`)."""
     return ExtensionsTab(application)

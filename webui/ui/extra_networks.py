@@ -12,12 +12,15 @@ import html
 import json
 import re
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
 from webui.models.user_metadata import read_user_metadata
 from webui.ui.network_cards import CARDS_JS, KIND_LABELS, Card, cards_html, find_preview, matches, metadata_html, plural
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 TOP_TAGS = 8  # trigger tags a LoRA card can be found by
 LORA_TAG = re.compile(r"<lora:([^:>]+)(?::[^>]*)?>")
@@ -117,7 +120,7 @@ def header_metadata(path) -> dict[str, Any]:
 class ExtraNetworksPanel:
     """An accordion with the cards for the tab `tabname`; clicks write into the `prompt` textbox."""
 
-    def __init__(self, application, tabname: str, prompt: gr.Textbox):
+    def __init__(self, application: Application, tabname: str, prompt: gr.Textbox):
         self.app, self.tabname, self.prompt = application, tabname, prompt
         self.thumbs: dict = {}  # (preview path, mtime) → data URI: previews are read once per page server
         t = tabname
@@ -167,10 +170,11 @@ class ExtraNetworksPanel:
         out = []
         for name in sorted({*api["loaded"], *api["skipped"]}, key=str.lower):
             e = embeddings.get(name)
-            info = api["loaded"].get(name) or api["skipped"].get(name) or {}
+            found = api["loaded"].get(name) or api["skipped"].get(name) or {}
             path = e.path if e is not None else None
             out.append(Card("textual_inversion", name, name, path=path, preview=find_preview(path),
-                            sub=f"{info.get('vectors', 0)} vector(s)", error=api["skipped"].get(name, {}).get("reason"),
+                            sub=f"{found.get('vectors', 0)} vector(s)",
+                            error=api["skipped"].get(name, {}).get("reason"),
                             user=read_user_metadata(path) if path else {}))
         return out
 

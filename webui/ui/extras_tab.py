@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gradio as gr
 from PIL import Image, UnidentifiedImageError
@@ -18,6 +19,9 @@ from webui.outputs import open_user_image
 from webui.ui.common import error_html, error_message, infotext_html
 from webui.ui.gallery_buttons import GalleryButtons
 from webui.ui.page_value import PageValue
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 MODES = ("single", "batch", "directory")
 
@@ -90,7 +94,7 @@ def save_to_folder(images: list[Image.Image], sources: list[tuple[Image.Image, s
 
 
 class ExtrasTab:
-    def __init__(self, application):
+    def __init__(self, application: Application):
         self.app = application
         models_dir = application.paths.models_dir
         with gr.Row(equal_height=False):

@@ -9,13 +9,16 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
 from webui.errors import EaselError
 from webui.flags import is_network_exposed
 from webui.saved_images import save_images, zip_images
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 SEND_LABELS = {"img2img": "🖼️ img2img", "inpaint": "🎨️ inpaint", "extras": "📐 extras"}
 
@@ -36,7 +39,7 @@ def selected_index(results: Any, n: int) -> int:
 
 
 class GalleryButtons:
-    def __init__(self, application, tabname: str, kind: str, targets: tuple[str, ...]):
+    def __init__(self, application: Application, tabname: str, kind: str, targets: tuple[str, ...]):
         """`kind`: the output folder 📂 opens (txt2img, img2img, extras); `targets`: the Send-to buttons."""
         self.app, self.kind = application, kind
         t = tabname

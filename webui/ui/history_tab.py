@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 from PIL import Image
@@ -13,6 +13,9 @@ from PIL import Image
 from webui.outputs import open_user_image
 from webui.ui.common import infotext_html
 from webui.ui.page_value import PageValue
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 COLUMNS = ["Created", "Type", "Status", "Prompt / result", "Steps", "Sampler", "Size", "Seed", "Images", "Worker"]
 # widths so that no header breaks mid-word ("Statu/s") and every column fits a 1280 px page (the prompt wraps)
@@ -143,7 +146,7 @@ def job_details(job: dict[str, Any] | None) -> str:
 
 
 class HistoryTab:
-    def __init__(self, application, txt2img, tabs: gr.Tabs, tab: gr.Tab):
+    def __init__(self, application: Application, txt2img, tabs: gr.Tabs, tab: gr.Tab):
         self.app = application
         with gr.Row():
             self.search = gr.Textbox(label="Search prompts", placeholder="Search prompts, then press Enter",

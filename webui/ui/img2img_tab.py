@@ -8,7 +8,7 @@ composite as the init image and the strokes (the alpha of every layer) as the ma
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import gradio as gr
 import numpy as np
@@ -18,10 +18,13 @@ from webui.errors import InvalidRequest
 from webui.generation.images import RESIZE_MODES
 from webui.generation.img2img import MASKED_CONTENT
 from webui.generation.requests import Img2ImgRequest
-from webui.ui.scripts_ui import build_scripts_ui
 from webui.ui.common import COMMON_FIELDS, GenerationTab
 from webui.ui.editor_brush import BLANK_SIZE, make_brush, sized_update
 from webui.ui.page_value import PageValue
+from webui.ui.scripts_ui import build_scripts_ui
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 MASK_MODES = ("Inpaint masked", "Inpaint not masked")
 INPAINT_AREAS = ("Whole picture", "Only masked")
@@ -131,7 +134,7 @@ class Img2ImgTab(GenerationTab):
         "resize_mode": RESIZE_MODES, "inpainting_mask_invert": MASK_MODES, "inpainting_fill": MASKED_CONTENT,
         "inpaint_full_res": INPAINT_AREAS}
 
-    def __init__(self, application):
+    def __init__(self, application: Application):
         super().__init__(application)
         self._build()
         self._wire()

@@ -6,7 +6,7 @@ Build it inside the top-level `gr.Tab("Checkpoint Merger", elem_id="tab_modelmer
 from __future__ import annotations
 
 import html
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import gradio as gr
 
@@ -15,17 +15,20 @@ from webui.merge import CONFIG_SOURCES, MergeRequest, submit_merge
 from webui.merge.names import MAX_NAME
 from webui.ui.common import error_html, error_message, ok_html
 
+if TYPE_CHECKING:
+    from webui.app import Application
+
 POLL_SECONDS = 0.5
 METHOD_LABELS = {"No interpolation": "no_interpolation", "Weighted sum": "weighted_sum",
                  "Add difference": "add_difference"}
 NO_VAE = "None"
 
 
-def checkpoint_titles(application) -> list[str]:
+def checkpoint_titles(application: Application) -> list[str]:
     return [i.title for i in application.catalog.list() if not i.is_folder]
 
 
-def vae_choices(application) -> list[str]:
+def vae_choices(application: Application) -> list[str]:
     from webui.models.catalog import scan_vaes
 
     return [NO_VAE] + [v.name for v in scan_vaes(application.paths.vae_dir)]
@@ -58,7 +61,7 @@ def status_html(job) -> str:
 
 
 class MergerTab:
-    def __init__(self, application):
+    def __init__(self, application: Application):
         self.app = application
         self._build()
         self._wire()

@@ -6,11 +6,14 @@ reaches network idle."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
 from webui.ui.quicksettings import Quicksettings, active_title, checkpoint_titles
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 POLL_SECONDS = 5.0
 
@@ -18,7 +21,7 @@ POLL_SECONDS = 5.0
 class ModelWatch:
     """Build inside the Blocks after the top bar; `wire(demo)` once every tab (and its lists) exists."""
 
-    def __init__(self, application, quick: Quicksettings):
+    def __init__(self, application: Application, quick: Quicksettings):
         self.app, self.quick = application, quick
         self.token = gr.Textbox(application.model_watch.token(), visible="hidden", elem_id="easel_models_token",
                                 interactive=False)

@@ -5,7 +5,7 @@ box. No install logic lives here: it builds the request, calls `submit_install` 
 from __future__ import annotations
 
 import html
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import gradio as gr
 
@@ -16,6 +16,9 @@ from webui.downloads.service import MAX_URL
 from webui.errors import EaselError
 from webui.infotext import parse_infotext
 from webui.ui.common import error_html, error_message, ok_html
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 POLL_SECONDS = 0.5
 AUTO = "Automatic (from the file)"
@@ -62,7 +65,7 @@ def status_html(job) -> str:
 class InstallBox:
     """URL, folder, file name, SHA-256, "convert to safetensors", Install, and the job's progress."""
 
-    def __init__(self, application, *, prefix: str = "models_install"):
+    def __init__(self, application: Application, *, prefix: str = "models_install"):
         self.app = application
         reason = locked_reason(application)
         if reason:
@@ -96,7 +99,7 @@ class InstallBox:
         yield status_html(job)
 
 
-def build_models_tab(application) -> InstallBox:
+def build_models_tab(application: Application) -> InstallBox:
     """Inside the top-level `gr.Tab("Models")`."""
     gr.HTML("<p>Paste a model's URL. The file is downloaded (resumable), checked against its SHA-256 when one is "
             "known, recognised and placed in its folder, and listed at once. Pickled files (.ckpt, .pt, .bin) are "
@@ -104,7 +107,7 @@ def build_models_tab(application) -> InstallBox:
     return InstallBox(application)
 
 
-def missing_note(application, text: str | None) -> tuple[str, Any]:
+def missing_note(application: Application, text: str | None) -> tuple[str, Any]:
     """(note html, accordion update) for an infotext: which models it names that aren't installed."""
     if not text or not text.strip():
         return "", gr.update(visible=False)
@@ -115,7 +118,7 @@ def missing_note(application, text: str | None) -> tuple[str, Any]:
             gr.update(visible=True, open=True))
 
 
-def attach_missing_models(application, infotext: gr.Textbox) -> InstallBox:
+def attach_missing_models(application: Application, infotext: gr.Textbox) -> InstallBox:
     """PNG Info: a note under the parameters naming the missing models, and the install box; both follow
     `infotext` (a dropped image or pasted text)."""
     note = gr.HTML("", elem_id="pnginfo_missing_models")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from typing import TYPE_CHECKING
 
 import gradio as gr
 from PIL import Image, UnidentifiedImageError
@@ -11,6 +12,9 @@ from webui.infotext import infotext_to_request_fields, parse_infotext, read_imag
 from webui.outputs import open_user_image
 from webui.ui.common import as_int, error_html
 from webui.ui.models_tab import attach_missing_models
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 HIDDEN_KEYS = ("Prompt", "Negative prompt")
 
@@ -62,7 +66,7 @@ class PngInfoTab:
     """Drop an image (PNG `parameters`, JPEG/WEBP EXIF UserComment) or paste an infotext into Parameters. The Send-to
     buttons are wired by `webui.ui.sendto.SendTo` once every tab exists."""
 
-    def __init__(self, application):
+    def __init__(self, application: Application):
         self.app = application
         with gr.Row(equal_height=False):
             with gr.Column():

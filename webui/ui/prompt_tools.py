@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import functools
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
 from webui.errors import EaselError
 from webui.prompts.chunks import token_count
 from webui.ui.messages import error_html, error_message, ok_html
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 
 # --- token counters --------------------------------------------------------------------------------------------
@@ -38,14 +41,14 @@ def _default_tokenizer():
     return load_clip_tokenizer()
 
 
-def _tokenizer(application):
+def _tokenizer(application: Application):
     model = application.models.active
     if model is not None:
         return model.pipeline.tokenizer, model
     return _default_tokenizer(), None
 
 
-def counter_text(application, text: str | None, steps: Any = 20, *, negative: bool = False) -> str:
+def counter_text(application: Application, text: str | None, steps: Any = 20, *, negative: bool = False) -> str:
     """"n/75" for the prompt box, as A1111 shows it (the longest text the prompt reads as at any step)."""
     tokenizer, model = _tokenizer(application)
     counts = application.embeddings.vector_counts(model) if model is not None else None
@@ -72,7 +75,7 @@ class TokenCounter:
     """The "n/75" counter of one prompt box. Create it where it should show (under the box), then call `wire()`
     once the steps slider exists (prompt editing makes the count depend on the steps, as in A1111)."""
 
-    def __init__(self, application, tab: str, textbox: gr.Textbox, *, negative: bool = False):
+    def __init__(self, application: Application, tab: str, textbox: gr.Textbox, *, negative: bool = False):
         self.app, self.textbox, self.negative = application, textbox, negative
         elem = f"{tab}_negative_token_counter" if negative else f"{tab}_token_counter"
         self.html = gr.HTML(counter_html("0/75"), elem_id=elem, elem_classes=["easel-token-counter-box"],
@@ -93,7 +96,7 @@ class TokenCounter:
 
 # --- styles ----------------------------------------------------------------------------------------------------
 class StylesRow:
-    def __init__(self, application, tab: str, prompt: gr.Textbox, negative: gr.Textbox, *, before=None):
+    def __init__(self, application: Application, tab: str, prompt: gr.Textbox, negative: gr.Textbox, *, before=None):
         """`before`: builds the tab's own tool buttons (↙️, 🗑️) at the start of the same row."""
         self.app, self.tab = application, tab
         self.prompt, self.negative = prompt, negative

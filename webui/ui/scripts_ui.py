@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
 from webui.extensions.api import ArgGroup
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 log = logging.getLogger("easel.ui")
 NONE = "None"
@@ -48,7 +51,7 @@ class ScriptsUI:
     """Build inside the tab's settings column. Wire `[*tab_inputs, *scripts.components]` as the Generate inputs
     and give the trailing values to `request_fields`."""
 
-    def __init__(self, application, kind: str):
+    def __init__(self, application: Application, kind: str):
         self.app, self.kind = application, kind
         self.is_img2img = kind == "img2img"
         host = application.extensions
@@ -151,6 +154,6 @@ def _update(value: Any) -> Any:
     return gr.update(value=value)
 
 
-def build_scripts_ui(application, kind: str) -> ScriptsUI:
+def build_scripts_ui(application: Application, kind: str) -> ScriptsUI:
     """The scripts block for `kind` ("txt2img" or "img2img"), built in the current Blocks context."""
     return ScriptsUI(application, kind)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 from PIL import Image, UnidentifiedImageError
@@ -20,9 +20,12 @@ from webui.infotext import infotext_to_request_fields, parse_infotext
 from webui.outputs import open_user_image
 from webui.ui.common import as_int, error_html, error_message
 from webui.ui.editor_brush import sized_update
+from webui.ui.page_value import PageValue
 from webui.ui.quicksettings import active_title, checkpoint_titles, demo_note
 from webui.ui.txt2img_tab import SAME_CHECKPOINT, SAME_SAMPLER, SAME_SCHEDULER
-from webui.ui.page_value import PageValue
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 HIRES_DEFAULTS = {"hr_sampler_name": SAME_SAMPLER, "hr_scheduler": SAME_SCHEDULER,
                   "hr_checkpoint_name": SAME_CHECKPOINT, "hr_prompt": "", "hr_negative_prompt": "", "hr_resize_x": 0,
@@ -36,7 +39,7 @@ def has_parameters(text: str | None) -> bool:
     return bool(text) and len(parse_infotext(text)) > 2
 
 
-def infotext_fields(application, text: str, target: str) -> dict[str, Any]:
+def infotext_fields(application: Application, text: str, target: str) -> dict[str, Any]:
     """Request fields (plus the UI-only "_seed_extras" / "_overrides") for the txt2img or img2img tab."""
     parsed = parse_infotext(text)
     f = infotext_to_request_fields(parsed)
@@ -83,7 +86,7 @@ def inpaint_fields(parsed: dict) -> dict[str, Any]:
     return out
 
 
-def model_for(application, text: str | None) -> tuple[str | None, str | None]:
+def model_for(application: Application, text: str | None) -> tuple[str | None, str | None]:
     """(checkpoint title whose short hash is the infotext's `Model hash`, or None; a "not found" message or None)."""
     parsed = parse_infotext(text) if text else {}
     wanted = str(parsed.get("Model hash") or "").strip().lower()
@@ -95,7 +98,7 @@ def model_for(application, text: str | None) -> tuple[str | None, str | None]:
     return None, f"model {parsed.get('Model') or '?'} [{wanted}] not found"
 
 
-def switch_model(application, text: str | None):
+def switch_model(application: Application, text: str | None):
     """Handler (after the fields are filled): (checkpoint dropdown, quicksettings message, demo note)."""
     title, missing = model_for(application, text)
     if missing:
@@ -165,7 +168,7 @@ def script_inputs(tab) -> list:
     return list(scripts.inputs) if scripts is not None else []
 
 
-def last_infotext(application) -> str | None:
+def last_infotext(application: Application) -> str | None:
     """The newest infotext in the history: what ↙️ reads when the prompt box is empty (A1111's params.txt)."""
     for job in application.history.list(limit=10):
         for text in ((job.get("result") or {}).get("infotexts") or []):
@@ -177,7 +180,7 @@ def last_infotext(application) -> str | None:
 class SendTo:
     """Wires every Send-to path once all tabs exist."""
 
-    def __init__(self, application, tabs, quick, txt2img, img2img, extras, pnginfo, history=None):
+    def __init__(self, application: Application, tabs, quick, txt2img, img2img, extras, pnginfo, history=None):
         self.app, self.tabs, self.quick, self.history = application, tabs, quick, history
         self.txt2img, self.img2img, self.extras, self.pnginfo = txt2img, img2img, extras, pnginfo
         self.text = PageValue("")  # the infotext just applied, for the checkpoint switch that follows

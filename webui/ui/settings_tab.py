@@ -114,7 +114,7 @@ def normalize(d: OptionDef, value: Any) -> Any:
 
 
 class SettingsTab:
-    def __init__(self, application, pinned: tuple[str, ...] | list[str] = ()):
+    def __init__(self, application: Application, pinned: tuple[str, ...] | list[str] = ()):
         self.app = application
         opts = application.options
         # the top bar's settings are not repeated here (A1111 does the same: one component, one elem_id each)

@@ -12,7 +12,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import gradio as gr
 
@@ -20,6 +20,9 @@ from webui.errors import EaselError
 from webui.training.jobs import TrainLoraRequest, TrainOptions, existing_lora_note, start_training
 from webui.ui.common import error_html, error_message
 from webui.ui.page_value import PageValue
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 POLL_SECONDS = 0.5
 
@@ -63,7 +66,7 @@ def split_values(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
     return req, opts
 
 
-def stage_uploads(application, files: list[Any] | None) -> Path | None:
+def stage_uploads(application: Application, files: list[Any] | None) -> Path | None:
     """Copy uploaded images/captions into a fresh folder under <data-dir>/training/uploads (None: no uploads)."""
     if not files:
         return None
@@ -122,7 +125,7 @@ def status_view(job) -> tuple[str, Any, list[str], str]:
 
 
 class TrainTab:
-    def __init__(self, application):
+    def __init__(self, application: Application):
         self.app = application
         self.inputs: dict[str, Any] = {}
         self._build()
@@ -253,5 +256,5 @@ class TrainTab:
         return '<div class="easel-progress">Cancelling… (the last step is saved)</div>'
 
 
-def build_train_tab(application) -> TrainTab:
+def build_train_tab(application: Application) -> TrainTab:
     return TrainTab(application)

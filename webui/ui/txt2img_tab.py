@@ -3,7 +3,7 @@ follows the job until it ends (the shared machinery is `GenerationTab` in common
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
@@ -12,8 +12,11 @@ from webui.generation.hires import hires_size
 from webui.generation.requests import SAME_CHECKPOINT, SAME_SAMPLER, SAME_SCHEDULER, Txt2ImgRequest
 from webui.generation.upscalers import LATENT_MODES, list_upscalers
 from webui.models import samplers
-from webui.ui.scripts_ui import build_scripts_ui
 from webui.ui.common import COMMON_FIELDS, GenerationTab, as_int, canonical_sampler
+from webui.ui.scripts_ui import build_scripts_ui
+
+if TYPE_CHECKING:
+    from webui.app import Application
 
 HIRES_FIELDS: tuple[tuple[str, str], ...] = (
     ("enable_hr", "enable_hr"), ("hr_upscaler", "hr_upscaler"), ("hr_second_pass_steps", "hr_steps"),
@@ -54,7 +57,7 @@ class Txt2ImgTab(GenerationTab):
     job_kinds = ("txt2img",)
     FIELDS = FIELDS
 
-    def __init__(self, application):
+    def __init__(self, application: Application):
         super().__init__(application)
         self._build()
         self._wire()
