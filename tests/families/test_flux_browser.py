@@ -50,3 +50,10 @@ def test_flux_from_the_top_bar_with_distilled_cfg(live_server, page):
     assert "the loaded checkpoint is FLUX.1 dev" in (card.get_attribute("title") or "")
     choose(page, "setting_sd_model_checkpoint", "tiny-a")
     distilled.wait_for(state="hidden", timeout=SLOW)
+    # the FLUX image's infotext pasted (↙️) while SD 1.x is active: the paste switches to FLUX, and the switch
+    # shows Distilled CFG Scale again as the top bar's does
+    page.fill("#txt2img_prompt textarea", info)
+    page.click("#txt2img_paste")
+    distilled.wait_for(state="visible", timeout=SLOW)
+    assert srv.app.models.active.info.name == "flux1-dev-tiny.safetensors"
+    wait_text(page, "#txt2img_distilled_cfg_scale input[type=number]", "2.5")

@@ -126,10 +126,15 @@ class Quicksettings:
                                 outputs=[self.message, component])
         self.modules.input(self.on_modules, inputs=[self.modules], outputs=[self.message, self.modules])
         # after a switch or a rescan: shown for an SD3/FLUX checkpoint, with the files there are now
-        self.switch_event.then(self.modules_update, inputs=None, outputs=[self.modules], queue=False)
-        self.switch_event.then(self.distilled_updates, inputs=None, outputs=self.distilled, queue=False)
-        self.switch_event.then(self.flow_sampling, inputs=self.sampling, outputs=self.sampling, queue=False)
+        self.after_switch(self.switch_event)
         self.refresh_event.then(self.modules_update, inputs=None, outputs=[self.modules], queue=False)
+
+    def after_switch(self, event: Any) -> None:
+        """What follows any checkpoint switch (the top bar's, and Send-to/paste's from an infotext): the "VAE / Text
+        Encoder" selector, each tab's "Distilled CFG Scale" and, for SD 3/FLUX, a sampler these families run."""
+        event.then(self.modules_update, inputs=None, outputs=[self.modules], queue=False)
+        event.then(self.distilled_updates, inputs=None, outputs=self.distilled, queue=False)
+        event.then(self.flow_sampling, inputs=self.sampling, outputs=self.sampling, queue=False)
 
     def pinned_lists(self) -> list[gr.components.Component]:
         return [c for key, c in self.pinned.items() if key == "sd_vae"]

@@ -188,12 +188,16 @@ class SendTo:
 
     def wire(self) -> None:
         p, t2i, i2i = self.pnginfo, self.txt2img, self.img2img
-        switch = {"fn": lambda text: switch_model(self.app, text), "inputs": [self.text],
-                  "outputs": self.model_outputs}
-        p.send["txt2img"].click(self.to_txt2img, inputs=[p.raw], outputs=self.txt2img_outputs).then(**switch)
+        switch_args = {"fn": lambda text: switch_model(self.app, text), "inputs": [self.text],
+                       "outputs": self.model_outputs}
+
+        def switch(event: Any) -> None:  # the infotext's checkpoint, then what the top bar's switch updates too
+            self.quick.after_switch(event.then(**switch_args))
+
+        switch(p.send["txt2img"].click(self.to_txt2img, inputs=[p.raw], outputs=self.txt2img_outputs))
         for target in ("img2img", "inpaint"):
-            p.send[target].click(partial_call(self.png_to_img2img, target), inputs=[p.image, p.raw],
-                                 outputs=self.img2img_outputs).then(**switch)
+            switch(p.send[target].click(partial_call(self.png_to_img2img, target), inputs=[p.image, p.raw],
+                                        outputs=self.img2img_outputs))
         p.send["extras"].click(lambda path: self.to_extras(open_with_infotext(path)), inputs=[p.image],
                                outputs=self.extras_outputs)
         for source in (t2i, i2i, self.extras):  # Extras' results go to img2img / inpaint too (A1111)
@@ -204,13 +208,13 @@ class SendTo:
             source.send["extras"].click(lambda g, r: self.to_extras(selected_image(g, r)),
                                         inputs=[source.gallery, source.results], outputs=self.extras_outputs)
         if self.history is not None:
-            self.history.send.click(self.history_to_txt2img, inputs=[self.history.selected],
-                                    outputs=self.txt2img_outputs).then(**switch)
-            self.history.send_img2img.click(self.history_to_img2img, inputs=[self.history.selected],
-                                            outputs=self.img2img_outputs).then(**switch)
+            switch(self.history.send.click(self.history_to_txt2img, inputs=[self.history.selected],
+                                           outputs=self.txt2img_outputs))
+            switch(self.history.send_img2img.click(self.history_to_img2img, inputs=[self.history.selected],
+                                                   outputs=self.img2img_outputs))
         for tab in (t2i, i2i):
-            tab.paste.click(partial_call(self.paste, tab), inputs=[tab.prompt],
-                            outputs=[*tab.field_components, *script_inputs(tab), self.text]).then(**switch)
+            switch(tab.paste.click(partial_call(self.paste, tab), inputs=[tab.prompt],
+                                   outputs=[*tab.field_components, *script_inputs(tab), self.text]))
 
     @property
     def txt2img_outputs(self) -> list:
