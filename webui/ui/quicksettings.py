@@ -89,6 +89,9 @@ class Quicksettings:
         from webui.ui.settings_tab import option_component
 
         self.app = application
+        # the generation tabs' components a switch updates (set by wire(); none before it, e.g. in handler tests)
+        self.distilled: list[gr.Slider] = []
+        self.sampling: list[gr.Dropdown] = []
         self.lists = ModelLists()
         self.keys = pinned_keys(application)
         self.pinned: dict[str, gr.components.Component] = {}
@@ -208,7 +211,7 @@ class Quicksettings:
         """"Distilled CFG Scale" in each generation tab: shown only while a FLUX checkpoint is active."""
         from webui.ui.common import distilled_cfg_shown
 
-        return [gr.update(visible=distilled_cfg_shown(self.app)) for _ in getattr(self, "distilled", [])]
+        return [gr.update(visible=distilled_cfg_shown(self.app)) for _ in self.distilled]
 
     def flow_sampling(self, *values: Any) -> list[Any]:
         """After a switch to an SD 3/FLUX checkpoint: each tab's (sampler, schedule type) pair becomes "Euler" /
