@@ -5,12 +5,12 @@ target size with the same seeds. The infotext fields are A1111's/Forge's (hires.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from webui.errors import InvalidRequest
-from webui.generation.hires import HiresPlan, plan_hires
+from webui.generation.hires import FirstPass, HiresPlan, plan_hires
 from webui.generation.processing import GenerationContext, Plan
 from webui.generation.requests import Txt2ImgRequest
 from webui.generation.upscalers import LATENT_MODES, find_upscaler, upscale_image, upscale_latents
@@ -47,15 +47,19 @@ def _decode(pipe, latents: torch.Tensor) -> list:
     return pipe.image_processor.postprocess(pixels, output_type="pil")
 
 
-def flow_second_pass(ctx: GenerationContext, hp: HiresPlan, model, first_pipe, latents: torch.Tensor,
-                     seeds: list[int], extra: dict[str, Any], prompt: str, negative: str | None,
-                     scheduler_factory) -> list:
-    """The second pass for one batch: PIL images at the hires size."""
+def flow_second_pass(ctx: GenerationContext, first: FirstPass, guidance: dict[str, Any],
+                     scheduler_factory: Callable[[int], tuple[Any, dict[str, Any]]]) -> list:
+    """The hires pass (`ctx.hires`) of one batch (`first`): PIL images at the hires size. `guidance` is the first
+    pass's guidance kwargs (a negative prompt in it means the hires pass takes the hires negative prompt too)."""
     from webui.generation.flow_img2img import flow_pipeline
     from webui.generation.flow_txt2img import prompt_kwargs, prompt_steps
     from webui.generation.img2img import effective_strength
 
-    plan = ctx.plan
+    plan, hp = ctx.plan, ctx.hires
+    assert hp is not None  # a job without Hires. fix has no second pass
+    model, first_pipe, latents, seeds = plan.model, first.pipe, first.latents, first.seeds
+    prompt, negative = hp.prompt, (hp.negative if "negative_prompt" in guidance else None)
+    extra = {k: v for k, v in guidance.items() if k != "negative_prompt"}
     flux = model.probe.family == Family.FLUX
     lat = _unpacked(first_pipe, latents, plan.height, plan.width, flux)
     scale = first_pipe.vae_scale_factor

@@ -164,6 +164,7 @@ def run_flow_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: Op
     hires = None
     if req.enable_hr:
         from webui.generation.flow_hires import flow_second_pass, plan_flow_hires
+        from webui.generation.hires import FirstPass
 
         hires = plan_flow_hires(req, plan, services.models_dir, int(opts.get("max_generation_pixels")),
                                 model.probe.label, SAMPLERS)
@@ -185,10 +186,8 @@ def run_flow_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: Op
                        **batch, **encoded.kwargs).images
         if hires is None:
             return out
-        return flow_second_pass(ctx, hires, model, pipe, out, seeds, {k: v for k, v in extra.items()
-                                                                      if k != "negative_prompt"},
-                                hires.prompt, hires.negative if "negative_prompt" in extra else None,
-                                new_scheduler)
+        return flow_second_pass(ctx, FirstPass(pipe, out, seeds), extra, new_scheduler)
 
-    ctx = GenerationContext("txt2img", req, plan, services, opts, control, save, save_grid, callback=callback)
+    ctx = GenerationContext("txt2img", req, plan, services, opts, control, save, save_grid, callback=callback,
+                            hires=hires)
     return run_batches(ctx, denoise)
