@@ -50,6 +50,9 @@ def _opts() -> list[OptionDef]:
           "User interface", list, reload_ui=True),
         o("sd_checkpoints_limit", 2, "Checkpoints to keep in RAM", "Stable Diffusion", int, minimum=1, maximum=10,
           step=1),
+        # a byte budget on top of A1111's count (#18): an SD 3.5 Large or FLUX model is many SD 1.x ones in size
+        o("sd_checkpoints_ram_mb", 0, "RAM for cached checkpoints, in MB (0: only the count above; the active model "
+          "always stays)", "Stable Diffusion", int, minimum=0, maximum=4 * 2**20, step=256),
         o("sd_vae", "Automatic", "SD VAE", "Stable Diffusion"),
         # Forge's top-bar "VAE / Text Encoder" choice for SD3/FLUX transformer files (file names; empty: automatic)
         o("forge_additional_modules", [], "VAE / Text Encoder (SD3, FLUX)", "Stable Diffusion", list),

@@ -18,6 +18,7 @@ from webui.errors import ModelNotFound
 from webui.models import loader
 from webui.models.catalog import CheckpointCatalog, CheckpointInfo, VaeInfo, scan_vaes, vae_beside
 from webui.models.device import DevicePolicy
+from webui.models.memory_report import model_bytes
 from webui.models.families import Family, ProbeResult
 from webui.models.runtime import ModelRuntime, bridge_vae_dtype
 from webui.models.vae_precision import Bf16VaeGuard
@@ -149,6 +150,9 @@ class ModelManager:
             pipe.to(self.policy.device)
 
     def _evict(self) -> None:
+        """Least recently used first, never the active model: down to `sd_checkpoints_limit` checkpoints (A1111's
+        count), then, with a byte budget (`sd_checkpoints_ram_mb`, 0: none), down to that many bytes: one FLUX-sized
+        model weighs as much as a dozen SD 1.x ones, so a count alone says little about the RAM."""
         limit = max(1, int(self.get_option("sd_checkpoints_limit")))
         while len(self._cache) > limit:
             title, model = next(iter(self._cache.items()))
@@ -156,6 +160,21 @@ class ModelManager:
                 self._cache.move_to_end(title)
                 continue
             del self._cache[title]
+        budget = int(self.get_option("sd_checkpoints_ram_mb") or 0) * 2**20
+        if budget <= 0:
+            return
+        sizes = {title: model_bytes(model) for title, model in self._cache.items()}
+        for title, model in list(self._cache.items()):  # oldest first
+            if sum(sizes.values()) <= budget:
+                break
+            if model is not self._active:
+                del self._cache[title]
+                del sizes[title]
+
+    def cached_bytes(self) -> int:
+        """Bytes the RAM cache's models hold (parameters and buffers, in RAM and on the device)."""
+        with self.lock:
+            return sum(model_bytes(m) for m in self._cache.values())
 
     def unload(self) -> None:
         with self.lock:

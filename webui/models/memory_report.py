@@ -17,8 +17,8 @@ def _tensors(module: torch.nn.Module):
     yield from module.buffers()
 
 
-def model_report(model, *, offload: str, active: bool) -> dict[str, Any]:
-    pipe = model.pipeline
+def _sizes(pipe) -> tuple[int, int, dict[str, str]]:
+    """(bytes in RAM, bytes on the device, dtype per component) of a pipeline's parts."""
     seen: set[int] = set()
     ram = device = 0
     dtypes: dict[str, str] = {}
@@ -38,6 +38,17 @@ def model_report(model, *, offload: str, active: bool) -> dict[str, Any]:
                 ram += size
             else:
                 device += size
+    return ram, device, dtypes
+
+
+def model_bytes(model) -> int:
+    """What a loaded model weighs, in RAM and on the device (the RAM cache's byte budget counts this)."""
+    ram, device, _ = _sizes(model.pipeline)
+    return ram + device
+
+
+def model_report(model, *, offload: str, active: bool) -> dict[str, Any]:
+    ram, device, dtypes = _sizes(model.pipeline)
     probe = model.probe
     return {"title": model.info.title, "active": active, "family": probe.family.value, "variant": probe.variant or None,
             "label": probe.label, "dtypes": dtypes, "quantization": probe.quantization or None, "offload": offload,
