@@ -147,3 +147,17 @@ def test_history_lists_jobs_searches_and_sends_to_txt2img(live_server, page):
         assert card["prompt"] > 0.8 * card["row"] and card["typeTop"] < card["promptTop"] < card["seedTop"], card
         assert card["seed"] == '"Seed"' and card["dark"] == (theme == "dark"), card
         page.screenshot(path=str(ARTIFACTS / f"history-cards-{theme}.png"), full_page=True)
+    # the Extensions table is cards at 400 px too: the name on its line, the filled columns labelled, the empty
+    # ones (Remote, Branch… of a built-in) not shown as bare labels
+    page.click("#tabs .overflow-menu > button")
+    page.locator("#tabs .overflow-dropdown button", has_text="Extensions").first.click()
+    page.wait_for_selector("#extensions_table .virtual-row")
+    ext = page.evaluate("""() => {
+        const viewport = document.querySelector('#extensions_table .virtual-table-viewport');
+        const row = document.querySelector('#extensions_table .virtual-row');
+        const cell = (c) => row.querySelector(`[data-col="${c}"]`);
+        return {overflow: viewport.scrollWidth - viewport.clientWidth, row: row.getBoundingClientRect().width,
+                name: cell(0).getBoundingClientRect().width, version: getComputedStyle(cell(1), '::before').content,
+                remote: getComputedStyle(cell(3)).display}; }""")
+    assert ext["overflow"] <= 1 and ext["name"] > 0.8 * ext["row"], ext
+    assert ext["version"] == '"Version"' and ext["remote"] == "none", ext

@@ -8,6 +8,7 @@ warning) are Easel variables set for both modes below. Nothing is a fixed light 
 
 from __future__ import annotations
 
+from webui.ui.extensions_tab import HEADERS as EXTENSION_COLUMNS
 from webui.ui.history_tab import COLUMNS
 
 PROMPT_COLUMN = COLUMNS.index("Prompt / result")
@@ -99,28 +100,38 @@ CARDS = """
   word-break: break-word; color: var(--body-text-color); }
 """
 
-# History at phone width (#19): the jobs table's rows become cards (when, type, status; the prompt on its own line;
-# then the numbers, each labelled), no sideways scrolling. Gradio 6's Dataframe draws its body as absolutely placed
-# div rows (.virtual-row, cells .body-cell[data-col]) in a 500 px viewport: here they flow, all 50 rows shown.
-HISTORY_LABELS = "".join(
-    f'  #history_table .body-cell[data-col="{i}"]::before {{ content: "{name}"; opacity: 0.7; margin-right: 4px; }}\n'
-    for i, name in enumerate(COLUMNS) if i > PROMPT_COLUMN and name != "Worker")
-HISTORY = f"""
+# Tables at phone width (#19): each row becomes a card (the leading columns on one line, the main column on its own
+# line, then the rest, each labelled), no sideways scrolling. Gradio 6's Dataframe draws its body as absolutely
+# placed div rows (.virtual-row, cells .body-cell[data-col]) in a 500 px viewport: here they flow, all rows shown.
+def table_cards(elem_id: str, columns: list[str], main: int, unlabelled: tuple[str, ...] = ()) -> str:
+    """CSS turning the Dataframe `elem_id` into cards under 640 px: columns up to `main` on the first line, column
+    `main` on a line of its own, the later ones after it, labelled with their header (except `unlabelled`)."""
+    t = f"#{elem_id}"
+    labels = "".join(
+        f'  {t} .body-cell[data-col="{i}"]::before {{ content: "{name}"; opacity: 0.7; margin-right: 4px; }}\n'
+        for i, name in enumerate(columns) if i > main and name not in unlabelled)
+    return f"""
 @media (max-width: 640px) {{
   /* the header row and Gradio's hidden sizing rows: still laid out (the table measures them), but take no room */
-  #history_table .header-table {{ display: block; width: 100% !important; height: 0; overflow: hidden; }}
-  #history_table .virtual-table-viewport {{ max-height: none !important; overflow-x: hidden !important; }}
-  #history_table .virtual-body {{ height: auto !important; width: 100% !important; }}
-  #history_table .virtual-row {{ position: static !important; transform: none !important; display: flex !important;
+  {t} .header-table {{ display: block; width: 100% !important; height: 0; overflow: hidden; }}
+  {t} .virtual-table-viewport {{ max-height: none !important; overflow-x: hidden !important; }}
+  {t} .virtual-body {{ height: auto !important; width: 100% !important; }}
+  {t} .virtual-row {{ position: static !important; transform: none !important; display: flex !important;
     flex-wrap: wrap; gap: 2px 10px; padding: 6px 8px; border-bottom: 1px solid var(--border-color-primary); }}
-  #history_table .body-cell {{ width: auto !important; flex: 0 1 auto !important; min-width: 0 !important;
+  {t} .body-cell {{ width: auto !important; flex: 0 1 auto !important; min-width: 0 !important;
     box-shadow: none !important; background: transparent !important; }}
-  #history_table .body-cell, #history_table .body-cell .cell-wrap {{ display: flex !important;
+  {t} .body-cell, {t} .body-cell .cell-wrap {{ display: flex !important;
     flex-direction: row !important; align-items: baseline !important; padding: 0 !important; min-height: 0 !important;
     height: auto !important; border: none !important; }}
-  #history_table .body-cell[data-col="{PROMPT_COLUMN}"] {{ flex: 1 0 100% !important; order: 1; }}
-  #history_table .body-cell:nth-child(n+{PROMPT_COLUMN + 2}) {{ order: 2; font-size: 0.85em; }}
-{HISTORY_LABELS}}}
+  {t} .body-cell:has(.cell-wrap > span.text:empty) {{ display: none !important; }}  /* no bare labels */
+  {t} .body-cell[data-col="{main}"] {{ flex: 1 0 100% !important; order: 1; }}
+  {t} .body-cell:nth-child(n+{main + 2}) {{ order: 2; font-size: 0.85em; }}
+{labels}}}
 """
 
-PAGE_CSS = THEME_VARS + MESSAGES + LAYOUT + CARDS + HISTORY
+
+HISTORY = table_cards("history_table", COLUMNS, PROMPT_COLUMN, unlabelled=("Worker",))
+# the extension's name alone on the first line, then Version, Enabled, Remote… labelled
+EXTENSIONS = table_cards("extensions_table", EXTENSION_COLUMNS, 0)
+
+PAGE_CSS = THEME_VARS + MESSAGES + LAYOUT + CARDS + HISTORY + EXTENSIONS
