@@ -44,8 +44,9 @@ def test_sketch_on_a_blank_canvas_generates_and_mask_brush_follows_the_image(liv
         Image.new("RGB", (side, side), (0, 0, 0)).save(tmp_path / f"{name}.png")
         page.click("#tab_img2img-button")
         page.click("#img2img_inpaint_tab-button")
-        with page.expect_response(lambda r: "/run/predict" in r.url and "background" in (r.request.post_data or ""),
-                                  timeout=60_000):  # the editor's upload event: the sized brush comes back
+        with page.expect_response(
+            lambda r: "/run/predict" in r.url and "background" in (r.request.post_data or ""), timeout=60_000
+        ):  # the editor's upload event: the sized brush comes back
             page.set_input_files("#img2maskimg input[type=file]", str(tmp_path / f"{name}.png"))
         page.locator('#img2maskimg button[aria-label="Brush"]').first.click()
         expected, shown, deadline = str(round(side / 25)), None, time.monotonic() + 60  # 3 (not 25)
