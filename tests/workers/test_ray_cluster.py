@@ -47,7 +47,10 @@ def _kill_processes_mentioning(text: str) -> None:
 def cluster(tmp_path_factory):
     ray = Path(sys.executable).with_name("ray")
     port, client_port = _free_port(), _free_port()
+    # the client proxier gives each Ray Client driver's own server 30 s to come up by default: on a busy 2-core CI
+    # machine it once took longer ("Starting Ray client server failed", an empty log); 120 s here
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "120",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     temp = tmp_path_factory.mktemp("ray-cluster")
     cmd = [str(ray), "start", "--head", f"--port={port}", f"--ray-client-server-port={client_port}",
