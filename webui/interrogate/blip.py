@@ -11,7 +11,6 @@ transformers' PIL one (its default BLIP processor needs torchvision, which Easel
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,9 @@ import torch
 from PIL import Image
 
 from webui.errors import InvalidRequest
+from webui.interrogate.clip_rank import model_folders
 
 FOLDER = "BLIP"  # A1111's models/BLIP
-MAX_CONFIG_BYTES = 1 << 20
 
 
 class CaptionError(InvalidRequest):
@@ -31,21 +30,7 @@ class CaptionError(InvalidRequest):
 
 def blip_folders(models_dir: Path) -> list[Path]:
     """Folders of models/BLIP whose config.json is a transformers BLIP config (model_type "blip")."""
-    root = models_dir / FOLDER
-    out = []
-    for d in sorted(root.iterdir()) if root.is_dir() else []:
-        cfg = d / "config.json"
-        try:
-            if (
-                d.is_dir()
-                and cfg.is_file()
-                and cfg.stat().st_size < MAX_CONFIG_BYTES
-                and json.loads(cfg.read_text(encoding="utf-8")).get("model_type") == "blip"
-            ):
-                out.append(d)
-        except (OSError, ValueError, AttributeError):
-            continue
-    return out
+    return model_folders(models_dir / FOLDER, "blip")
 
 
 def find_blip(models_dir: Path, name: str) -> Path | None:

@@ -38,19 +38,23 @@ def word_list(name: str, limit: int) -> list[str]:
     return [w.strip() for w in lines if w.strip()][:limit]
 
 
-def clip_folders(models_dir: Path) -> list[Path]:
-    """Folders of models/interrogate holding a transformers CLIP config (model_type "clip")."""
-    root = models_dir / FOLDER
+def model_folders(root: Path, model_type: str) -> list[Path]:
+    """Folders under `root` whose config.json is a transformers config of `model_type` (read only when small)."""
     out = []
     for d in sorted(root.iterdir()) if root.is_dir() else []:
         cfg = d / "config.json"
         try:
             if d.is_dir() and cfg.is_file() and cfg.stat().st_size < MAX_CONFIG_BYTES \
-                    and json.loads(cfg.read_text(encoding="utf-8")).get("model_type") == "clip":
+                    and json.loads(cfg.read_text(encoding="utf-8")).get("model_type") == model_type:
                 out.append(d)
         except (OSError, ValueError, AttributeError):
             continue
     return out
+
+
+def clip_folders(models_dir: Path) -> list[Path]:
+    """Folders of models/interrogate holding a transformers CLIP config (model_type "clip")."""
+    return model_folders(models_dir / FOLDER, "clip")
 
 
 def find_clip(models_dir: Path, name: str) -> Path:
