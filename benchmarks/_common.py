@@ -39,10 +39,23 @@ def mid_components():
     from tests.factories import mid_unet
 
     unet = mid_unet(0)  # seeds torch with 0, as before
-    vae = AutoencoderKL(block_out_channels=MID["vae_channels"], layers_per_block=2, latent_channels=4,
-                        down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4)
-    te = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=4,
-                                      num_attention_heads=12, hidden_act="quick_gelu", projection_dim=768))
+    vae = AutoencoderKL(
+        block_out_channels=MID["vae_channels"],
+        layers_per_block=2,
+        latent_channels=4,
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+    )
+    te = CLIPTextModel(
+        CLIPTextConfig(
+            hidden_size=768,
+            intermediate_size=3072,
+            num_hidden_layers=4,
+            num_attention_heads=12,
+            hidden_act="quick_gelu",
+            projection_dim=768,
+        )
+    )
     return unet.eval(), vae.eval(), te.eval()
 
 

@@ -48,8 +48,11 @@ def compile_unet(ov, unet, x, ctx, precisions: list[str], threads: int) -> tuple
     core, out = ov.Core(), {}
     for precision in precisions:
         t0 = time.perf_counter()
-        compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": precision,
-                                                     "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
+        compiled = core.compile_model(
+            model,
+            "CPU",
+            {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"},
+        )
         seconds[f"compile {precision}"] = time.perf_counter() - t0
         request = compiled.create_infer_request()
         inputs = (x.numpy(), ctx.numpy())

@@ -33,8 +33,14 @@ def bench(kind: str, steps: int, repeats: int) -> tuple[float, float, float]:
     path = write_model(kind, data / "models" / "Stable-diffusion")
     folder = str(write_config_folder(probe_file(path), data / "cfg"))
     base = StableDiffusionControlNetPipeline.from_single_file(
-        str(path), config=folder, local_files_only=True, safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False, controlnet=None)
+        str(path),
+        config=folder,
+        local_files_only=True,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+        controlnet=None,
+    )
     torch.manual_seed(1)
     cn = ControlNetModel.from_unet(base.unet, conditioning_embedding_out_channels=(16, 32, 96, 256)).eval()
     cn.save_pretrained(data / "models" / "ControlNet" / "bench-cn")
@@ -47,10 +53,23 @@ def bench(kind: str, steps: int, repeats: int) -> tuple[float, float, float]:
     ImageDraw.Draw(edges).rectangle((size // 4, size // 4, 3 * size // 4, 3 * size // 4), outline=(255, 255, 255))
     buf = io.BytesIO()
     edges.save(buf, format="PNG")
-    unit = {"enabled": True, "module": "none", "model": "bench-cn", "weight": 1.0, "processor_res": size,
-            "image": base64.b64encode(buf.getvalue()).decode()}
-    req = Txt2ImgRequest(prompt="a square", steps=steps, seed=1, sampler_name="Euler a", width=size, height=size,
-                         alwayson_scripts={"controlnet": {"args": [unit]}})
+    unit = {
+        "enabled": True,
+        "module": "none",
+        "model": "bench-cn",
+        "weight": 1.0,
+        "processor_res": size,
+        "image": base64.b64encode(buf.getvalue()).decode(),
+    }
+    req = Txt2ImgRequest(
+        prompt="a square",
+        steps=steps,
+        seed=1,
+        sampler_name="Euler a",
+        width=size,
+        height=size,
+        alwayson_scripts={"controlnet": {"args": [unit]}},
+    )
     easel = lambda: app.jobs.wait(app.submit_txt2img(req, from_api=True))  # noqa: E731
 
     pipe = StableDiffusionControlNetPipeline(**{**base.components, "controlnet": cn})
@@ -58,8 +77,16 @@ def bench(kind: str, steps: int, repeats: int) -> tuple[float, float, float]:
     pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(app.models.active.scheduler_config)
 
     def plain():
-        pipe(prompt="a square", negative_prompt="", image=edges, num_inference_steps=steps, guidance_scale=7.0,
-             height=size, width=size, generator=torch.Generator().manual_seed(1))
+        pipe(
+            prompt="a square",
+            negative_prompt="",
+            image=edges,
+            num_inference_steps=steps,
+            guidance_scale=7.0,
+            height=size,
+            width=size,
+            generator=torch.Generator().manual_seed(1),
+        )
 
     app.options.set({"cpu_precision": "fp32"}, persist=False)
     easel(), plain()
@@ -89,9 +116,12 @@ def main() -> None:
     a = ap.parse_args()
     for kind in a.models.split(","):
         e, d, canny, default = bench(kind, a.steps, a.repeats)
-        print(f"{kind} controlnet txt2img, fp32 both: easel {e * 1000:.1f} ms, diffusers {d * 1000:.1f} ms, "
-              f"ratio {e / d:.3f} (target <= 1.05); Easel's default precision {default * 1000:.1f} ms, ratio "
-              f"{default / d:.3f}; canny preprocessing {canny * 1000:.1f} ms per image", flush=True)
+        print(
+            f"{kind} controlnet txt2img, fp32 both: easel {e * 1000:.1f} ms, diffusers {d * 1000:.1f} ms, "
+            f"ratio {e / d:.3f} (target <= 1.05); Easel's default precision {default * 1000:.1f} ms, ratio "
+            f"{default / d:.3f}; canny preprocessing {canny * 1000:.1f} ms per image",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -42,9 +42,20 @@ import time
 # importing _common also puts the repo on sys.path and sets the offline environment
 from _common import median, temp_data_dir, write_model
 
-UNET_VARIANTS = ("plain fp32", "Easel default", "bf16 autocast alone", "channels_last fp32", "channels_last + bf16",
-                 "Easel default (no prepack)", "Easel default (NCHW unpacked)", "bf16-stored weights",
-                 "torch.compile fp32", "torch.compile + bf16", "plain fp32, 1 thread", "Easel default, 1 thread")
+UNET_VARIANTS = (
+    "plain fp32",
+    "Easel default",
+    "bf16 autocast alone",
+    "channels_last fp32",
+    "channels_last + bf16",
+    "Easel default (no prepack)",
+    "Easel default (NCHW unpacked)",
+    "bf16-stored weights",
+    "torch.compile fp32",
+    "torch.compile + bf16",
+    "plain fp32, 1 thread",
+    "Easel default, 1 thread",
+)
 
 
 def peak_rss_mb() -> float:
@@ -96,9 +107,15 @@ def unet_child(variant: str, kind: str, size: int, steps: int) -> dict:
     x = torch.randn(2, 4, size // 8, size // 8, dtype=dtype)
     ctx = torch.randn(2, 77, unet.config.cross_attention_dim, dtype=dtype)
     # what PromptConditioning.run wraps each pipeline call in (a no-op unless the switch is on)
-    weights = (bf16_weights(SimpleNamespace(unet=unet), channels_last="NCHW" not in variant,
-                            prepack="unpacked" not in variant and "no prepack" not in variant)
-               if variant.startswith("Easel default") else nullcontext())
+    weights = (
+        bf16_weights(
+            SimpleNamespace(unet=unet),
+            channels_last="NCHW" not in variant,
+            prepack="unpacked" not in variant and "no prepack" not in variant,
+        )
+        if variant.startswith("Easel default")
+        else nullcontext()
+    )
     with torch.no_grad():
         t0 = time.perf_counter()
         weights.__enter__()
@@ -111,8 +128,7 @@ def unet_child(variant: str, kind: str, size: int, steps: int) -> dict:
             unet(x, torch.tensor(999 - i * 50), encoder_hidden_states=ctx)
         per_step = (time.perf_counter() - t0) / steps
         weights.__exit__(None, None, None)
-    out = {"s_per_step": per_step, "first_call_s": first, "threads": torch.get_num_threads(),
-           "convert_s": convert}
+    out = {"s_per_step": per_step, "first_call_s": first, "threads": torch.get_num_threads(), "convert_s": convert}
     from webui.models.compile import compile_state
 
     state = compile_state(unet)
@@ -160,7 +176,7 @@ def paired_child(kind: str, size: int, pairs: int, openvino: str = "", threads: 
         # warm-up (oneDNN primitive creation) and each side's relative error against fp32 at one timestep
         out["rel_error"] = {k: float((f(500).float() - ref).norm() / ref.norm()) for k, f in sides.items()}
         for i in range(pairs):
-            order = names[i % len(names):] + names[:i % len(names)]  # rotate who goes first
+            order = names[i % len(names) :] + names[: i % len(names)]  # rotate who goes first
             for name in order:
                 t0 = time.perf_counter()
                 sides[name](900 - i * 40)
@@ -181,16 +197,26 @@ def e2e_child(variant: str, ckpt: str, size: int, steps: int) -> dict:
     app = Application(parse_args(["--data-dir", str(data), "--nowebui", "--ckpt", ckpt]), owns_process=True)
     app.catalog.demo_dir = None
     app.start(wait_for_model=True)
-    overrides = {"cpu_precision": "fp32" if variant == "plain fp32" else "Automatic", "samples_save": False,
-                 "cpu_vae_precision": "fp32" if "fp32" in variant else "Automatic"}
-    req = dict(prompt="a red circle on a blue background", seed=1, sampler_name="Euler a", width=size, height=size,
-               override_settings=overrides)
+    overrides = {
+        "cpu_precision": "fp32" if variant == "plain fp32" else "Automatic",
+        "samples_save": False,
+        "cpu_vae_precision": "fp32" if "fp32" in variant else "Automatic",
+    }
+    req = dict(
+        prompt="a red circle on a blue background",
+        seed=1,
+        sampler_name="Euler a",
+        width=size,
+        height=size,
+        override_settings=overrides,
+    )
     app.jobs.wait(app.submit_txt2img(Txt2ImgRequest(steps=1, **req), from_api=True))
     t0 = time.perf_counter()
     r = app.jobs.wait(app.submit_txt2img(Txt2ImgRequest(steps=steps, **req), from_api=True))
     seconds = time.perf_counter() - t0
-    precision = ", VAE ".join(p.split(": ")[1] for p in r.infotexts[0].split(", ")
-                              if p.startswith(("Precision: ", "VAE precision: ")))
+    precision = ", VAE ".join(
+        p.split(": ")[1] for p in r.infotexts[0].split(", ") if p.startswith(("Precision: ", "VAE precision: "))
+    )
     app.stop()
     return {"seconds": seconds, "precision": precision, "threads": torch.get_num_threads()}
 
@@ -242,8 +268,7 @@ def pick_variants(text: str) -> list[str]:
 
 def run_child(*args: str) -> dict:
     """Run this script as a child and return its JSON result plus its peak RSS."""
-    proc = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True,
-                          check=False)
+    proc = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=False)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
@@ -274,12 +299,25 @@ def main() -> None:
     ap.add_argument("--preview-size", type=int, default=512)
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows (slow first calls)")
     ap.add_argument("--only", default="unet,e2e,preview")
-    ap.add_argument("--paired", type=int, default=0,
-                    help="instead of the UNet rows: N alternating plain/Easel step pairs in one process per size")
-    ap.add_argument("--threads", type=int, default=0, help="with --paired: torch and OpenVINO threads (0: the "
-                    "physical cores; 1 keeps OpenMP barriers out of a comparison on a machine busy with other work)")
-    ap.add_argument("--openvino", default="", help="with --paired: add OpenVINO fp32/bf16 sides; 'auto' or a folder "
-                    "holding the openvino package (benchmarks/_openvino.py), skipped with a message when absent")
+    ap.add_argument(
+        "--paired",
+        type=int,
+        default=0,
+        help="instead of the UNet rows: N alternating plain/Easel step pairs in one process per size",
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="with --paired: torch and OpenVINO threads (0: the "
+        "physical cores; 1 keeps OpenMP barriers out of a comparison on a machine busy with other work)",
+    )
+    ap.add_argument(
+        "--openvino",
+        default="",
+        help="with --paired: add OpenVINO fp32/bf16 sides; 'auto' or a folder "
+        "holding the openvino package (benchmarks/_openvino.py), skipped with a message when absent",
+    )
     ap.add_argument("--variants", default="", help="comma-separated UNet rows to run (default: all)")
     # child-process arguments
     ap.add_argument("--child", dest="mode", default=None, choices=("unet", "paired", "e2e", "preview"))
@@ -298,16 +336,30 @@ def main() -> None:
     only = set(a.only.split(","))
     if "unet" in only and a.paired:
         for size in (int(s) for s in a.sizes.split(",")):
-            r = run_child("paired", "--unet", a.unet, "--size", str(size), "--steps", str(a.paired),
-                          "--openvino", a.openvino, "--threads", str(a.threads))
+            r = run_child(
+                "paired",
+                "--unet",
+                a.unet,
+                "--size",
+                str(size),
+                "--steps",
+                str(a.paired),
+                "--openvino",
+                a.openvino,
+                "--threads",
+                str(a.threads),
+            )
             if "error" in r:
                 print(f"{a.unet} {size}² paired run failed: {r['error']}", flush=True)
                 continue
             ratios = [p / e for p, e in zip(r["plain"], r["easel"])]
-            print(f"{a.unet} {size}² paired, {a.paired} pairs, threads {r['threads']}, bf16 {r['enabled']}: "
-                  f"plain fp32 {median(r['plain']):.3f} s/step, Easel default {median(r['easel']):.3f} s/step, "
-                  f"×{median(ratios):.2f} (median of pairs; pairs {' '.join(f'{q:.2f}' for q in ratios)}; "
-                  f"lowest ×{min(ratios):.2f})  peak RSS {r['rss_mb']:.0f} MB (all sides)", flush=True)
+            print(
+                f"{a.unet} {size}² paired, {a.paired} pairs, threads {r['threads']}, bf16 {r['enabled']}: "
+                f"plain fp32 {median(r['plain']):.3f} s/step, Easel default {median(r['easel']):.3f} s/step, "
+                f"×{median(ratios):.2f} (median of pairs; pairs {' '.join(f'{q:.2f}' for q in ratios)}; "
+                f"lowest ×{min(ratios):.2f})  peak RSS {r['rss_mb']:.0f} MB (all sides)",
+                flush=True,
+            )
             if "openvino" in r:
                 print(f"  {r['openvino']}", flush=True)
             for name, times in r["times"].items():
@@ -315,11 +367,17 @@ def main() -> None:
                     continue
                 vs_plain = [p / t for p, t in zip(r["plain"], times)]
                 vs_easel = [e / t for e, t in zip(r["easel"], times)]
-                print(f"  {name}: {median(times):.3f} s/step, ×{median(vs_plain):.2f} vs plain fp32 (pairs "
-                      f"{min(vs_plain):.2f}–{max(vs_plain):.2f}), ×{median(vs_easel):.2f} vs Easel default (pairs "
-                      f"{min(vs_easel):.2f}–{max(vs_easel):.2f})", flush=True)
-            print("  relative error against fp32 at t=500: " +
-                  ", ".join(f"{k} {v * 100:.2f}%" for k, v in r["rel_error"].items() if k != "plain"), flush=True)
+                print(
+                    f"  {name}: {median(times):.3f} s/step, ×{median(vs_plain):.2f} vs plain fp32 (pairs "
+                    f"{min(vs_plain):.2f}–{max(vs_plain):.2f}), ×{median(vs_easel):.2f} vs Easel default (pairs "
+                    f"{min(vs_easel):.2f}–{max(vs_easel):.2f})",
+                    flush=True,
+                )
+            print(
+                "  relative error against fp32 at t=500: "
+                + ", ".join(f"{k} {v * 100:.2f}%" for k, v in r["rel_error"].items() if k != "plain"),
+                flush=True,
+            )
     elif "unet" in only:
         variants = [v for v in UNET_VARIANTS if not (a.no_compile and "compile" in v)]
         if a.variants:
@@ -330,8 +388,9 @@ def main() -> None:
             runs: dict[str, list[dict]] = {v: [] for v in variants}
             for _ in range(a.rounds):
                 for v in variants:
-                    r = run_child("unet", "--variant", v, "--unet", a.unet, "--size", str(size), "--steps",
-                                  str(a.steps))
+                    r = run_child(
+                        "unet", "--variant", v, "--unet", a.unet, "--size", str(size), "--steps", str(a.steps)
+                    )
                     if "error" in r:
                         print(f"{a.unet} {size}² {v:26s} failed: {r['error']}", flush=True)
                     else:
@@ -346,29 +405,37 @@ def main() -> None:
                 if r.get("convert_s", 0) > 0.001:
                     extra += f"  weights → bf16 once per call {r['convert_s']:.2f} s"
                 spread = "/".join(f"{x['s_per_step']:.2f}" for x in runs[v])
-                print(f"{a.unet} {size}² {v:30s} {r['s_per_step']:7.3f} s/step (runs {spread})  "
-                      f"×{median(ratios) if ratios else float('nan'):4.2f}  threads {r['threads']}  "
-                      f"peak RSS {r['rss_mb']:6.0f} MB{extra}", flush=True)
+                print(
+                    f"{a.unet} {size}² {v:30s} {r['s_per_step']:7.3f} s/step (runs {spread})  "
+                    f"×{median(ratios) if ratios else float('nan'):4.2f}  threads {r['threads']}  "
+                    f"peak RSS {r['rss_mb']:6.0f} MB{extra}",
+                    flush=True,
+                )
     if "e2e" in only:
         ckpt = write_model("mid", temp_data_dir() / "models" / "Stable-diffusion")
         base = None
         for v in ("plain fp32", "Easel default", "Easel default, fp32 VAE"):
-            r = run_child("e2e", "--variant", v, "--ckpt", str(ckpt), "--size", str(a.e2e_size), "--steps",
-                          str(a.e2e_steps))
+            r = run_child(
+                "e2e", "--variant", v, "--ckpt", str(ckpt), "--size", str(a.e2e_size), "--steps", str(a.e2e_steps)
+            )
             if "error" in r:
                 print(f"e2e mid {a.e2e_size}² {v} failed: {r['error']}")
                 continue
             base = base or r["seconds"]
-            print(f"e2e txt2img mid {a.e2e_size}² {a.e2e_steps} steps {v:24s} {r['seconds']:7.2f} s/image  "
-                  f"×{base / r['seconds']:4.2f}  Precision: {r['precision']}  peak RSS {r['rss_mb']:6.0f} MB",
-                  flush=True)
+            print(
+                f"e2e txt2img mid {a.e2e_size}² {a.e2e_steps} steps {v:24s} {r['seconds']:7.2f} s/image  "
+                f"×{base / r['seconds']:4.2f}  Precision: {r['precision']}  peak RSS {r['rss_mb']:6.0f} MB",
+                flush=True,
+            )
     if "preview" in only:
         r = run_child("preview", "--size", str(a.preview_size))
         if "error" in r:
             print(f"preview failed: {r['error']}")
         else:
-            print(f"live preview decode at {a.preview_size}², mid VAE: " +
-                  ", ".join(f"{m} {r[m] * 1000:.1f} ms" for m in ("Full", "Approx cheap", "TAESD")))
+            print(
+                f"live preview decode at {a.preview_size}², mid VAE: "
+                + ", ".join(f"{m} {r[m] * 1000:.1f} ms" for m in ("Full", "Approx cheap", "TAESD"))
+            )
 
 
 if __name__ == "__main__":

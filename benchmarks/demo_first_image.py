@@ -30,9 +30,22 @@ def main() -> None:
     data = tempfile.mkdtemp(prefix="easel-first-")
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, str(REPO / "launch.py"), "--skip-install", "--api", "--nowebui",
-                             "--port", str(port), "--data-dir", data], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "launch.py"),
+            "--skip-install",
+            "--api",
+            "--nowebui",
+            "--port",
+            str(port),
+            "--data-dir",
+            data,
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}/sdapi/v1"
     try:
         while True:
@@ -54,8 +67,10 @@ def main() -> None:
             t1 = time.perf_counter()
             requests.post(f"{url}/txt2img", json={**body, "seed": 2 + i}, timeout=300).raise_for_status()
             times.append(time.perf_counter() - t1)
-        print(f"serving after {serving:.1f} s (target <= 15 s); first image after {first:.1f} s; "
-              f"a 20-step 64x64 image takes {sorted(times)[1]:.2f} s warm (target <= 2 s)")
+        print(
+            f"serving after {serving:.1f} s (target <= 15 s); first image after {first:.1f} s; "
+            f"a 20-step 64x64 image takes {sorted(times)[1]:.2f} s warm (target <= 2 s)"
+        )
     finally:
         proc.terminate()
         proc.wait(10)

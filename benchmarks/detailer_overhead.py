@@ -47,8 +47,9 @@ def bench(kind: str, steps: int, repeats: int) -> tuple[float, float, float]:
     x0, y0, x1, y1 = cell_box(19, (size, size))
     mask = Image.new("L", (size, size), 0)
     ImageDraw.Draw(mask).rectangle((x0 - 4, y0 - 4, x1 + 3, y1 + 3), fill=255)
-    inpaint_req = Img2ImgRequest(**base, denoising_strength=0.4, mask_blur=4, inpaint_full_res=True,
-                                 inpaint_full_res_padding=32)
+    inpaint_req = Img2ImgRequest(
+        **base, denoising_strength=0.4, mask_blur=4, inpaint_full_res=True, inpaint_full_res_padding=32
+    )
 
     def plain():
         app.jobs.wait(app.submit_txt2img(plain_req, from_api=True))
@@ -79,9 +80,11 @@ def main() -> None:
     for kind in a.models.split(","):
         p, d, i = bench(kind, a.steps, a.repeats)
         extra = d - p
-        print(f"{kind}: txt2img {p * 1000:.1f} ms, with ADetailer (1 region) {d * 1000:.1f} ms → detailer "
-              f"{extra * 1000:.1f} ms; one plain only-masked inpaint {i * 1000:.1f} ms; overhead per region "
-              f"{(extra - i) * 1000:.1f} ms ({extra / i:.3f}× the inpaint)")
+        print(
+            f"{kind}: txt2img {p * 1000:.1f} ms, with ADetailer (1 region) {d * 1000:.1f} ms → detailer "
+            f"{extra * 1000:.1f} ms; one plain only-masked inpaint {i * 1000:.1f} ms; overhead per region "
+            f"{(extra - i) * 1000:.1f} ms ({extra / i:.3f}× the inpaint)"
+        )
 
 
 if __name__ == "__main__":

@@ -91,11 +91,18 @@ def main() -> None:
     timer.watch(pipe.text_encoder, "text encoder forwards")
     timer.watch(pipe.vae.decoder, "VAE decode")
     overrides = {"samples_save": True, **parse_sets(a.set)}
-    req = dict(prompt="a red circle on a blue background", seed=1, sampler_name="Euler a", width=a.size,
-               height=a.size, override_settings=overrides)
+    req = dict(
+        prompt="a red circle on a blue background",
+        seed=1,
+        sampler_name="Euler a",
+        width=a.size,
+        height=a.size,
+        override_settings=overrides,
+    )
     print(f"{torch.get_num_threads()} threads, {a.size}², {a.steps} steps, settings {overrides}")
-    for label, steps in [("warm-up (first image of the process)", 1)] + [(f"round {i + 1}", a.steps)
-                                                                          for i in range(a.rounds)]:
+    for label, steps in [("warm-up (first image of the process)", 1)] + [
+        (f"round {i + 1}", a.steps) for i in range(a.rounds)
+    ]:
         timer.reset()
         t0 = time.perf_counter()
         result = app.jobs.wait(app.submit_txt2img(Txt2ImgRequest(steps=steps, **req), from_api=True))
@@ -104,8 +111,10 @@ def main() -> None:
         for name, seconds in sorted(timer.seconds.items(), key=lambda kv: -kv[1]):
             print(f"  {name:30s} {seconds:8.2f} s  {100 * seconds / total:5.1f}%  ({timer.calls[name]} calls)")
         rest = total - sum(timer.seconds.values())
-        print(f"  {'everything else':30s} {rest:8.2f} s  {100 * rest / total:5.1f}%  (plan, weights to bf16 for "
-              f"the call, scheduler, callbacks, infotext, PNG, queue)")
+        print(
+            f"  {'everything else':30s} {rest:8.2f} s  {100 * rest / total:5.1f}%  (plan, weights to bf16 for "
+            f"the call, scheduler, callbacks, infotext, PNG, queue)"
+        )
     fields = [f for f in result.infotexts[0].split(", ") if "recision" in f]
     print("infotext:", ", ".join(fields) or "(fp32)")
     app.stop()

@@ -39,13 +39,17 @@ def bench(family: str, steps: int, repeats: int, size: int) -> dict[str, float]:
     if family == "flux":
         write_flux_split(models, seed=0, dev=True)
         title, pipe = "flux1-dev-tiny", tiny_flux_pipeline(0, dev=True)
-        req_extra, plain_extra = dict(cfg_scale=1.0, distilled_cfg_scale=3.5), dict(guidance_scale=3.5,
-                                                                                      max_sequence_length=512)
+        req_extra, plain_extra = (
+            dict(cfg_scale=1.0, distilled_cfg_scale=3.5),
+            dict(guidance_scale=3.5, max_sequence_length=512),
+        )
     else:
         write_sd3_split(models, seed=0, variant="sd35-medium")
         title, pipe = "sd35_medium_tiny", tiny_sd3_pipeline(0, variant="sd35-medium")
-        req_extra, plain_extra = dict(cfg_scale=5.0), dict(guidance_scale=5.0, negative_prompt="",
-                                                           max_sequence_length=256)
+        req_extra, plain_extra = (
+            dict(cfg_scale=5.0),
+            dict(guidance_scale=5.0, negative_prompt="", max_sequence_length=256),
+        )
     pipe.set_progress_bar_config(disable=True)
     app = Application(parse_args(["--data-dir", str(data), "--nowebui"]))
     app.catalog.demo_dir = None
@@ -59,13 +63,18 @@ def bench(family: str, steps: int, repeats: int, size: int) -> dict[str, float]:
     app.models.load(title)
     switch = time.perf_counter() - t0
     app.options.set({"sd_model_checkpoint": title})
-    req = Txt2ImgRequest(prompt=PROMPT, steps=steps, seed=1, sampler_name="Euler", width=size, height=size,
-                         **req_extra)
+    req = Txt2ImgRequest(prompt=PROMPT, steps=steps, seed=1, sampler_name="Euler", width=size, height=size, **req_extra)
     easel = lambda: app.jobs.wait(app.submit_txt2img(req, from_api=True))  # noqa: E731
 
     def plain():
-        pipe(prompt=PROMPT, num_inference_steps=steps, height=size, width=size,
-             generator=torch.Generator().manual_seed(1), **plain_extra)
+        pipe(
+            prompt=PROMPT,
+            num_inference_steps=steps,
+            height=size,
+            width=size,
+            generator=torch.Generator().manual_seed(1),
+            **plain_extra,
+        )
 
     easel(), plain()  # warm-up
     te, td = [], []
@@ -86,9 +95,11 @@ def main() -> None:
     print(f"CPU: {cpu_name()}; {a.steps} steps at {a.size}x{a.size}, median of {a.repeats}")
     for family in a.families.split(","):
         r = bench(family, a.steps, a.repeats, a.size)
-        print(f"{family}: easel {r['easel'] * 1000:.1f} ms, diffusers {r['diffusers'] * 1000:.1f} ms, "
-              f"ratio {r['easel'] / r['diffusers']:.3f} (target <= 1.03); cold load {r['cold']:.2f} s, "
-              f"cached switch {r['switch'] * 1000:.1f} ms")
+        print(
+            f"{family}: easel {r['easel'] * 1000:.1f} ms, diffusers {r['diffusers'] * 1000:.1f} ms, "
+            f"ratio {r['easel'] / r['diffusers']:.3f} (target <= 1.03); cold load {r['cold']:.2f} s, "
+            f"cached switch {r['switch'] * 1000:.1f} ms"
+        )
 
 
 if __name__ == "__main__":

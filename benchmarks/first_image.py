@@ -44,8 +44,15 @@ def main() -> None:
     app.start(wait_for_model=True)
 
     def one(size: int) -> float:
-        req = Txt2ImgRequest(prompt="a red circle on a blue background", seed=1, sampler_name="Euler a",
-                             steps=a.steps, width=size, height=size, override_settings={"samples_save": True})
+        req = Txt2ImgRequest(
+            prompt="a red circle on a blue background",
+            seed=1,
+            sampler_name="Euler a",
+            steps=a.steps,
+            width=size,
+            height=size,
+            override_settings={"samples_save": True},
+        )
         t0 = time.perf_counter()
         app.jobs.wait(app.submit_txt2img(req, from_api=True))
         return time.perf_counter() - t0
@@ -53,8 +60,13 @@ def main() -> None:
     size_a, size_b = a.sizes
     print(f"{torch.get_num_threads()} threads, {a.steps} steps, sizes {size_a}² then {size_b}²", flush=True)
     runs: dict[str, list[float]] = {"first A": [], "warm A": [], "first B": [], "warm B": []}
-    for label, size in (("first A", size_a), ("warm A", size_a), ("first B", size_b), ("warm B", size_b),
-                        ("warm A", size_a)):
+    for label, size in (
+        ("first A", size_a),
+        ("warm A", size_a),
+        ("first B", size_b),
+        ("warm B", size_b),
+        ("warm A", size_a),
+    ):
         runs[label].append(one(size))
         print(f"  {label} ({size}²): {runs[label][-1]:.1f} s", flush=True)
     warm_a, warm_b = statistics.median(runs["warm A"]), statistics.median(runs["warm B"])

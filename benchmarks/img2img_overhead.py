@@ -14,8 +14,12 @@ from _common import median, temp_data_dir, timed, write_model
 
 def bench(kind: str, steps: int, repeats: int) -> dict[str, tuple[float, float]]:
     import torch
-    from diffusers import (EulerAncestralDiscreteScheduler, StableDiffusionImg2ImgPipeline,
-                           StableDiffusionInpaintPipeline, StableDiffusionPipeline)
+    from diffusers import (
+        EulerAncestralDiscreteScheduler,
+        StableDiffusionImg2ImgPipeline,
+        StableDiffusionInpaintPipeline,
+        StableDiffusionPipeline,
+    )
     from PIL import Image, ImageDraw
 
     from webui.app import Application
@@ -34,14 +38,26 @@ def bench(kind: str, steps: int, repeats: int) -> dict[str, tuple[float, float]]
     mask = Image.new("L", (size, size), 0)
     ImageDraw.Draw(mask).rectangle((size // 3, size // 3, 2 * size // 3, 2 * size // 3), fill=255)
     folder = str(write_config_folder(probe_file(path), data / "cfg"))
-    common = dict(config=folder, local_files_only=True, safety_checker=None, feature_extractor=None,
-                  requires_safety_checker=False)
+    common = dict(
+        config=folder, local_files_only=True, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+    )
     base = StableDiffusionPipeline.from_single_file(str(path), **common)  # plain diffusers' own single-file load
     out = {}
-    for name, cls, m in (("img2img", StableDiffusionImg2ImgPipeline, None),
-                         ("inpaint", StableDiffusionInpaintPipeline, mask)):
-        req = Img2ImgRequest(prompt="a blue circle", steps=steps, seed=1, denoising_strength=0.6,
-                             sampler_name="Euler a", width=size, height=size, mask_blur=0, inpainting_fill=1)
+    for name, cls, m in (
+        ("img2img", StableDiffusionImg2ImgPipeline, None),
+        ("inpaint", StableDiffusionInpaintPipeline, mask),
+    ):
+        req = Img2ImgRequest(
+            prompt="a blue circle",
+            steps=steps,
+            seed=1,
+            denoising_strength=0.6,
+            sampler_name="Euler a",
+            width=size,
+            height=size,
+            mask_blur=0,
+            inpainting_fill=1,
+        )
         easel = lambda: app.jobs.wait(app.submit_img2img(req, from_api=True, images=[image], mask=m))  # noqa: E731
         pipe = cls(**base.components)
         pipe.set_progress_bar_config(disable=True)
@@ -51,8 +67,16 @@ def bench(kind: str, steps: int, repeats: int) -> dict[str, tuple[float, float]]
         extra = {"mask_image": m, "height": size, "width": size} if m is not None else {}
 
         def plain():
-            pipe(prompt="a blue circle", negative_prompt="", image=image, strength=0.6, num_inference_steps=steps,
-                 guidance_scale=7.0, generator=torch.Generator().manual_seed(1), **extra)
+            pipe(
+                prompt="a blue circle",
+                negative_prompt="",
+                image=image,
+                strength=0.6,
+                num_inference_steps=steps,
+                guidance_scale=7.0,
+                generator=torch.Generator().manual_seed(1),
+                **extra,
+            )
 
         easel(), plain()
         te, td = [], []
@@ -72,8 +96,10 @@ def main() -> None:
     a = ap.parse_args()
     for kind in a.models.split(","):
         for name, (e, d) in bench(kind, a.steps, a.repeats).items():
-            print(f"{kind} {name}: easel {e * 1000:.1f} ms, diffusers {d * 1000:.1f} ms, ratio {e / d:.3f} "
-                  f"(target <= 1.05)")
+            print(
+                f"{kind} {name}: easel {e * 1000:.1f} ms, diffusers {d * 1000:.1f} ms, ratio {e / d:.3f} "
+                f"(target <= 1.05)"
+            )
 
 
 if __name__ == "__main__":

@@ -21,12 +21,27 @@ def write_loras(lora_dir, unet, te, names, rank=8):
 
     for i, name in enumerate(names):
         torch.manual_seed(i)
-        unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
-                                    target_modules=target_modules("attention", text_encoder=False)), adapter_name="b")
-        te.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
-                                  target_modules=target_modules("attention", text_encoder=True)), adapter_name="b")
-        sd = peft_to_kohya(get_peft_model_state_dict(unet, adapter_name="b"),
-                           get_peft_model_state_dict(te, adapter_name="b"), rank)
+        unet.add_adapter(
+            LoraConfig(
+                r=rank,
+                lora_alpha=rank,
+                init_lora_weights="gaussian",
+                target_modules=target_modules("attention", text_encoder=False),
+            ),
+            adapter_name="b",
+        )
+        te.add_adapter(
+            LoraConfig(
+                r=rank,
+                lora_alpha=rank,
+                init_lora_weights="gaussian",
+                target_modules=target_modules("attention", text_encoder=True),
+            ),
+            adapter_name="b",
+        )
+        sd = peft_to_kohya(
+            get_peft_model_state_dict(unet, adapter_name="b"), get_peft_model_state_dict(te, adapter_name="b"), rank
+        )
         save_lora(lora_dir / f"{name}.safetensors", sd, {"ss_network_dim": rank})
         delete_adapter_layers(unet, "b")
         delete_adapter_layers(te, "b")
@@ -75,8 +90,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     for kind in args.models.split(","):
         r = bench(kind, args.repeats)
-        print(f"{kind}: switch between two LoRA sets {r['swap'] * 1000:.2f} ms (target <= 50 ms), "
-              f"none <-> set {r['off_on'] * 1000:.2f} ms, file reads during swaps: {r['reads']}")
+        print(
+            f"{kind}: switch between two LoRA sets {r['swap'] * 1000:.2f} ms (target <= 50 ms), "
+            f"none <-> set {r['off_on'] * 1000:.2f} ms, file reads during swaps: {r['reads']}"
+        )
 
 
 if __name__ == "__main__":

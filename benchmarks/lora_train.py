@@ -41,8 +41,12 @@ def _setup(kind: str, res: int):
 def easel_stepper(pipe, sched_cfg, cache, batch, rank):
     from webui.training.trainer import LoraTrainer, TrainConfig
 
-    trainer = LoraTrainer(pipe, TrainConfig(steps=10**9, batch_size=batch, rank=rank, alpha=rank,
-                                            learning_rate=1e-4, seed=0), cache, scheduler_config=sched_cfg)
+    trainer = LoraTrainer(
+        pipe,
+        TrainConfig(steps=10**9, batch_size=batch, rank=rank, alpha=rank, learning_rate=1e-4, seed=0),
+        cache,
+        scheduler_config=sched_cfg,
+    )
     trainer.train_mode()
     batches = trainer.batches()
     return lambda i: trainer.train_step(batches)
@@ -57,8 +61,11 @@ def plain_stepper(pipe, sched_cfg, cache, batch, rank):
     unet, te, tok = pipe.unet, pipe.text_encoder, pipe.tokenizer
     unet.requires_grad_(False)
     te.requires_grad_(False)
-    unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
-                                target_modules=["to_k", "to_q", "to_v", "to_out.0"]))
+    unet.add_adapter(
+        LoraConfig(
+            r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=["to_k", "to_q", "to_v", "to_out.0"]
+        )
+    )
     params = [p for p in unet.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=1e-2)
     sched = DDPMScheduler.from_config(sched_cfg)
@@ -71,8 +78,13 @@ def plain_stepper(pipe, sched_cfg, cache, batch, rank):
         noise = torch.randn_like(latents)
         t = torch.randint(0, sched.config.num_train_timesteps, (batch,))
         noisy = sched.add_noise(latents, noise, t)
-        ids = tok([s.caption for s in chosen], padding="max_length", max_length=tok.model_max_length,
-                  truncation=True, return_tensors="pt").input_ids
+        ids = tok(
+            [s.caption for s in chosen],
+            padding="max_length",
+            max_length=tok.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
         with torch.no_grad():
             enc = te(ids)[0]
         loss = F.mse_loss(unet(noisy, t, enc).sample.float(), noise.float())
@@ -90,11 +102,13 @@ def timing(args) -> dict[str, float]:
 
     ckpt, data, pipe, sched_cfg, cache = _setup(args.kind, args.res)
     other = build_from_single_file(ckpt, data / "cfg").pipeline
-    steppers = {"easel": easel_stepper(pipe, sched_cfg, cache, args.batch, args.rank),
-                "plain": plain_stepper(other, sched_cfg, cache, args.batch, args.rank)}
+    steppers = {
+        "easel": easel_stepper(pipe, sched_cfg, cache, args.batch, args.rank),
+        "plain": plain_stepper(other, sched_cfg, cache, args.batch, args.rank),
+    }
     times: dict[str, list[float]] = {k: [] for k in steppers}
     for i in range(3 + args.steps):
-        for name in (("easel", "plain") if i % 2 else ("plain", "easel")):
+        for name in ("easel", "plain") if i % 2 else ("plain", "easel"):
             t0 = time.perf_counter()
             steppers[name](i)
             if i >= 3:  # after a warm-up
@@ -139,16 +153,32 @@ def main() -> None:
         t = timing(args)
         mem = {}
         for mode in ("easel", "plain"):
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--mode", mode, "--kind", kind, "--batch",
-                   str(args.batch), "--rank", str(args.rank), "--res", str(args.res), "--threads", str(args.threads)]
+            cmd = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--mode",
+                mode,
+                "--kind",
+                kind,
+                "--batch",
+                str(args.batch),
+                "--rank",
+                str(args.rank),
+                "--res",
+                str(args.res),
+                "--threads",
+                str(args.threads),
+            ]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             mem[mode] = json.loads(out.strip().splitlines()[-1])
         e, p = mem["easel"], mem["plain"]
         cuda = f"; CUDA peak {e['cuda_mb']:.0f} vs {p['cuda_mb']:.0f} MB" if e["cuda_mb"] is not None else ""
-        print(f"{kind} (batch {args.batch}, rank {args.rank}, {args.res}px): easel {t['easel'] * 1000:.1f} ms/step, "
-              f"plain diffusers+peft {t['plain'] * 1000:.1f} ms/step, ratio {t['easel'] / t['plain']:.3f} "
-              f"(target <= 1.05); peak RSS easel {e['peak_mb']:.0f} MB vs plain {p['peak_mb']:.0f} MB "
-              f"(training added {e['train_mb']:.0f} vs {p['train_mb']:.0f} MB){cuda}")
+        print(
+            f"{kind} (batch {args.batch}, rank {args.rank}, {args.res}px): easel {t['easel'] * 1000:.1f} ms/step, "
+            f"plain diffusers+peft {t['plain'] * 1000:.1f} ms/step, ratio {t['easel'] / t['plain']:.3f} "
+            f"(target <= 1.05); peak RSS easel {e['peak_mb']:.0f} MB vs plain {p['peak_mb']:.0f} MB "
+            f"(training added {e['train_mb']:.0f} vs {p['train_mb']:.0f} MB){cuda}"
+        )
 
 
 if __name__ == "__main__":

@@ -34,25 +34,49 @@ def write_models(models: Path) -> None:
     import torch
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
-    from tests.factories_families import (FLUX_TINY, FLUX_TINY_EASEL, _save, clip_to_comfy, tiny_flow_vae,
-                                          vae_to_ldm)
+    from tests.factories_families import FLUX_TINY, FLUX_TINY_EASEL, _save, clip_to_comfy, tiny_flow_vae, vae_to_ldm
     from webui.models.flux_keys import diffusers_to_bfl
 
     from diffusers import FluxTransformer2DModel
 
     torch.manual_seed(0)
-    transformer = FluxTransformer2DModel(guidance_embeds=True, **dict(FLUX_TINY, joint_attention_dim=768,
-                                                                      pooled_projection_dim=768))
-    clip = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                                        num_attention_heads=12, vocab_size=49408, max_position_embeddings=77,
-                                        hidden_act="quick_gelu", projection_dim=768))
-    t5 = T5EncoderModel(T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=2048, num_layers=12, num_heads=12,
-                                 feed_forward_proj="gated-gelu", is_encoder_decoder=False))
-    _save(models / "Stable-diffusion" / "flux1-dev-midte.safetensors", diffusers_to_bfl(transformer.state_dict()),
-          {"easel.config": json.dumps(FLUX_TINY_EASEL)})
+    transformer = FluxTransformer2DModel(
+        guidance_embeds=True, **dict(FLUX_TINY, joint_attention_dim=768, pooled_projection_dim=768)
+    )
+    clip = CLIPTextModel(
+        CLIPTextConfig(
+            hidden_size=768,
+            intermediate_size=3072,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            vocab_size=49408,
+            max_position_embeddings=77,
+            hidden_act="quick_gelu",
+            projection_dim=768,
+        )
+    )
+    t5 = T5EncoderModel(
+        T5Config(
+            vocab_size=32128,
+            d_model=768,
+            d_kv=64,
+            d_ff=2048,
+            num_layers=12,
+            num_heads=12,
+            feed_forward_proj="gated-gelu",
+            is_encoder_decoder=False,
+        )
+    )
+    _save(
+        models / "Stable-diffusion" / "flux1-dev-midte.safetensors",
+        diffusers_to_bfl(transformer.state_dict()),
+        {"easel.config": json.dumps(FLUX_TINY_EASEL)},
+    )
     _save(models / "text_encoder" / "clip_l.safetensors", {k: v.half() for k, v in clip_to_comfy(clip).items()})
-    _save(models / "text_encoder" / "t5xxl_fp16.safetensors",
-          {k: v.half() for k, v in t5.state_dict().items() if k != "encoder.embed_tokens.weight"})
+    _save(
+        models / "text_encoder" / "t5xxl_fp16.safetensors",
+        {k: v.half() for k, v in t5.state_dict().items() if k != "encoder.embed_tokens.weight"},
+    )
     _save(models / "VAE" / "ae.safetensors", vae_to_ldm(tiny_flow_vae(0, 0.3611, 0.1159)))
 
 
@@ -77,8 +101,13 @@ def run_mode(data: str, lowram: bool) -> dict:
     t0 = time.perf_counter()
     app.jobs.wait(app.submit_txt2img(req, from_api=True))
     seconds = time.perf_counter() - t0
-    return {"lowram": lowram, "rss_loaded": loaded, "rss_after": status("VmRSS"), "peak": status("VmHWM"),
-            "seconds": seconds}
+    return {
+        "lowram": lowram,
+        "rss_loaded": loaded,
+        "rss_after": status("VmRSS"),
+        "peak": status("VmHWM"),
+        "seconds": seconds,
+    }
 
 
 def main() -> None:
@@ -95,9 +124,11 @@ def main() -> None:
             raise SystemExit(out.stderr[-3000:])
         line = out.stdout.strip().splitlines()[-1]
         r = json.loads(line)
-        mb = 1 / 2 ** 20
-        print(f"--lowram {'on ' if r['lowram'] else 'off'}: RSS after load {r['rss_loaded'] * mb:.0f} MB, after a "
-              f"txt2img {r['rss_after'] * mb:.0f} MB, peak {r['peak'] * mb:.0f} MB, txt2img {r['seconds']:.2f} s")
+        mb = 1 / 2**20
+        print(
+            f"--lowram {'on ' if r['lowram'] else 'off'}: RSS after load {r['rss_loaded'] * mb:.0f} MB, after a "
+            f"txt2img {r['rss_after'] * mb:.0f} MB, peak {r['peak'] * mb:.0f} MB, txt2img {r['seconds']:.2f} s"
+        )
 
 
 if __name__ == "__main__":

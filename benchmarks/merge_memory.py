@@ -60,8 +60,11 @@ def full_size_shapes(family: str = "sd15") -> dict[str, tuple[int, ...]]:
         unet = UNet2DConditionModel.from_config(load_template(family, "unet"))
         vae = AutoencoderKL.from_config(load_template(family, "vae"))
         te = CLIPTextModel(CLIPTextConfig.from_dict(load_template(family, "text_encoder")))
-        te2 = CLIPTextModelWithProjection(CLIPTextConfig.from_dict(load_template(family, "text_encoder_2"))) \
-            if family == "sdxl" else None
+        te2 = (
+            CLIPTextModelWithProjection(CLIPTextConfig.from_dict(load_template(family, "text_encoder_2")))
+            if family == "sdxl"
+            else None
+        )
     sd = to_ldm_state_dict(unet, vae, te, text_encoder_2=te2, family="sdxl" if te2 is not None else "sd1")
     return {k: tuple(v.shape) for k, v in sd.items()}
 
@@ -104,9 +107,15 @@ def measure(method: str, out: Path, inputs: list[Path], half: bool = False) -> d
             write_all(w, plan, method, 0.5, a, b, c, None, lambda n: None, lambda: None)
         seconds = time.perf_counter() - t0
     read = sum(p.stat().st_size for p in inputs)
-    return {"baseline_rss": baseline, "peak_rss": peak_rss_bytes(), "seconds": seconds, "input_bytes": read,
-            "output_bytes": out.stat().st_size, "largest_tensor_bytes": max(s.spec.nbytes for s in plan.steps),
-            "tensors": len(plan.steps)}
+    return {
+        "baseline_rss": baseline,
+        "peak_rss": peak_rss_bytes(),
+        "seconds": seconds,
+        "input_bytes": read,
+        "output_bytes": out.stat().st_size,
+        "largest_tensor_bytes": max(s.spec.nbytes for s in plan.steps),
+        "tensors": len(plan.steps),
+    }
 
 
 def run_child(method: str, out: Path, inputs: list[Path], half: bool = False) -> dict:
@@ -146,17 +155,25 @@ def main() -> None:
     out.unlink(missing_ok=True)
     r = run_child(args.method, out, inputs, args.half)
     out.unlink(missing_ok=True)
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
-               platform.processor())
-    mib = 2 ** 20
+    cpu = next(
+        (ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
+        platform.processor(),
+    )
+    mib = 2**20
     print(f"CPU: {cpu}; {os.cpu_count()} cores")
-    print(f"{args.family} random {args.dtype}: {params / 1e9:.3f} G parameters, {len(shapes)} tensors, "
-          f"{inputs[0].stat().st_size / 1e9:.2f} GB per file; {args.method}{' → fp16' if args.half else ''}")
-    print(f"merge: {r['seconds']:.1f} s, {r['input_bytes'] / 1e9 / r['seconds']:.2f} GB/s read, "
-          f"{r['output_bytes'] / 1e9 / r['seconds']:.2f} GB/s written")
-    print(f"RSS: baseline {r['baseline_rss'] / mib:.0f} MiB, peak {r['peak_rss'] / mib:.0f} MiB, "
-          f"above baseline {(r['peak_rss'] - r['baseline_rss']) / mib:.0f} MiB "
-          f"(largest tensor {r['largest_tensor_bytes'] / mib:.0f} MiB, inputs {r['input_bytes'] / mib:.0f} MiB)")
+    print(
+        f"{args.family} random {args.dtype}: {params / 1e9:.3f} G parameters, {len(shapes)} tensors, "
+        f"{inputs[0].stat().st_size / 1e9:.2f} GB per file; {args.method}{' → fp16' if args.half else ''}"
+    )
+    print(
+        f"merge: {r['seconds']:.1f} s, {r['input_bytes'] / 1e9 / r['seconds']:.2f} GB/s read, "
+        f"{r['output_bytes'] / 1e9 / r['seconds']:.2f} GB/s written"
+    )
+    print(
+        f"RSS: baseline {r['baseline_rss'] / mib:.0f} MiB, peak {r['peak_rss'] / mib:.0f} MiB, "
+        f"above baseline {(r['peak_rss'] - r['baseline_rss']) / mib:.0f} MiB "
+        f"(largest tensor {r['largest_tensor_bytes'] / mib:.0f} MiB, inputs {r['input_bytes'] / mib:.0f} MiB)"
+    )
     if not args.keep:
         shutil.rmtree(folder, ignore_errors=True)
 

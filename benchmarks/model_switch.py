@@ -35,9 +35,14 @@ def bench(kind: str, repeats: int) -> dict[str, float]:
         app.models.load(title_a)
 
     def plain():
-        StableDiffusionPipeline.from_single_file(str(a), config=str(folder), local_files_only=True,
-                                                 safety_checker=None, feature_extractor=None,
-                                                 requires_safety_checker=False)
+        StableDiffusionPipeline.from_single_file(
+            str(a),
+            config=str(folder),
+            local_files_only=True,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
 
     cold(), plain()  # warm the OS page cache and imports for both
     tc, td = [], []
@@ -56,9 +61,11 @@ def main() -> None:
     args = ap.parse_args()
     for kind in args.models.split(","):
         r = bench(kind, args.repeats)
-        print(f"{kind}: cold {r['cold']:.3f} s vs diffusers {r['diffusers']:.3f} s = {r['cold'] / r['diffusers']:.2f}x "
-              f"(target <= 1.2); cached switch {r['switch'] * 1000:.2f} ms = {100 * r['switch'] / r['cold']:.2f}% "
-              f"of cold (target <= 5%)")
+        print(
+            f"{kind}: cold {r['cold']:.3f} s vs diffusers {r['diffusers']:.3f} s = {r['cold'] / r['diffusers']:.2f}x "
+            f"(target <= 1.2); cached switch {r['switch'] * 1000:.2f} ms = {100 * r['switch'] / r['cold']:.2f}% "
+            f"of cold (target <= 5%)"
+        )
 
 
 if __name__ == "__main__":

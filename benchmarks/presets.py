@@ -55,15 +55,22 @@ def psnr(a, b) -> float:
     import numpy as np
 
     mse = float(np.mean((np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * float(np.log10(255 ** 2 / mse))
+    return float("inf") if mse == 0 else 10 * float(np.log10(255**2 / mse))
 
 
 def time_rows(app, rows, size: int, steps: int, rounds: int) -> tuple[dict, dict, dict]:
     from webui.generation.requests import Txt2ImgRequest
 
     def job(overrides: dict, n_steps: int):
-        req = Txt2ImgRequest(prompt="a red circle on a blue background", seed=1, sampler_name="Euler a",
-                             width=size, height=size, steps=n_steps, override_settings=overrides)
+        req = Txt2ImgRequest(
+            prompt="a red circle on a blue background",
+            seed=1,
+            sampler_name="Euler a",
+            width=size,
+            height=size,
+            steps=n_steps,
+            override_settings=overrides,
+        )
         t0, c0 = time.perf_counter(), time.process_time()
         result = app.jobs.wait(app.submit_txt2img(req, from_api=True))
         return time.perf_counter() - t0, time.process_time() - c0, result
@@ -74,7 +81,7 @@ def time_rows(app, rows, size: int, steps: int, rounds: int) -> tuple[dict, dict
     cpu: dict[str, list[float]] = {label: [] for label, _ in rows}
     images: dict[str, object] = {}
     for r in range(rounds):
-        order = rows[r % len(rows):] + rows[:r % len(rows)]
+        order = rows[r % len(rows) :] + rows[: r % len(rows)]
         for label, overrides in order:
             s, c, result = job(overrides, steps)
             seconds[label].append(s)
@@ -89,15 +96,20 @@ def adherence(pipe, rows, n: int, seed: int, size: int, steps: int) -> dict[str,
 
     out = {}
     for label, overrides in rows:
-        config = runtime.RuntimeConfig(step_cache=int(overrides.get("step_cache_interval", 0)),
-                                       token_merging=float(overrides.get("token_merging_ratio", 0.0)))
+        config = runtime.RuntimeConfig(
+            step_cache=int(overrides.get("step_cache_interval", 0)),
+            token_merging=float(overrides.get("token_merging_ratio", 0.0)),
+        )
         with contextlib.ExitStack() as stack:
             stack.enter_context(runtime.step_cache(pipe, config))
             stack.enter_context(runtime.token_merging(pipe, config))
             # batches of 30 at 64²; fewer at larger sizes, where a batch's attention would not fit in RAM
-            out[label] = evaluate(pipe, n, seed, size=size, steps=steps, batch=max(1, 30 * 64 * 64 // size ** 2))
-        print(f"  {label:28s} colour {out[label]['colour']:.1%}  shape {out[label]['shape']:.1%}  "
-              f"({out[label]['seconds']:.0f} s)", flush=True)
+            out[label] = evaluate(pipe, n, seed, size=size, steps=steps, batch=max(1, 30 * 64 * 64 // size**2))
+        print(
+            f"  {label:28s} colour {out[label]['colour']:.1%}  shape {out[label]['shape']:.1%}  "
+            f"({out[label]['seconds']:.0f} s)",
+            flush=True,
+        )
     return out
 
 
@@ -118,23 +130,32 @@ def main() -> None:
     from webui.flags import parse_args
 
     rows = ROWS if not a.rows else [ROWS[0]] + [ROWS[int(i)] for i in a.rows.split(",") if int(i) != 0]
-    app = Application(parse_args(["--data-dir", str(temp_data_dir()), "--nowebui", "--threads", str(a.threads),
-                                  "--ckpt", str(DEMO)]), owns_process=True)
+    app = Application(
+        parse_args(["--data-dir", str(temp_data_dir()), "--nowebui", "--threads", str(a.threads), "--ckpt", str(DEMO)]),
+        owns_process=True,
+    )
     app.start(wait_for_model=True)
-    print(f"CPU: {cpu_name()}; {torch.get_num_threads()} threads; demo model {DEMO.name}; {a.size}², {a.steps} steps, "
-          f"Euler a, {a.rounds} rounds; load average {load()}", flush=True)
+    print(
+        f"CPU: {cpu_name()}; {torch.get_num_threads()} threads; demo model {DEMO.name}; {a.size}², {a.steps} steps, "
+        f"Euler a, {a.rounds} rounds; load average {load()}",
+        flush=True,
+    )
     seconds, cpu, images = time_rows(app, rows, a.size, a.steps, a.rounds)
     print(f"load average after the timings: {load()}")
-    print("\n| preset | e2e wall s (median) | ×off wall (median of paired ratios, range) | e2e CPU s (median) "
-          "| ×off CPU (median, range) | PSNR vs off (dB) |")
+    print(
+        "\n| preset | e2e wall s (median) | ×off wall (median of paired ratios, range) | e2e CPU s (median) "
+        "| ×off CPU (median, range) | PSNR vs off (dB) |"
+    )
     print("|---|---|---|---|---|---|")
     for label, _ in rows:
         wall = [o / s for o, s in zip(seconds["off"], seconds[label])]
         used = [o / s for o, s in zip(cpu["off"], cpu[label])]
-        print(f"| {label} | {statistics.median(seconds[label]):.3f} | ×{statistics.median(wall):.2f} "
-              f"({min(wall):.2f}–{max(wall):.2f}) | {statistics.median(cpu[label]):.3f} | "
-              f"×{statistics.median(used):.2f} ({min(used):.2f}–{max(used):.2f}) | "
-              f"{psnr(images['off'], images[label]):.1f} |")
+        print(
+            f"| {label} | {statistics.median(seconds[label]):.3f} | ×{statistics.median(wall):.2f} "
+            f"({min(wall):.2f}–{max(wall):.2f}) | {statistics.median(cpu[label]):.3f} | "
+            f"×{statistics.median(used):.2f} ({min(used):.2f}–{max(used):.2f}) | "
+            f"{psnr(images['off'], images[label]):.1f} |"
+        )
     if a.adherence:
         seed = a.seed if a.seed is not None else int.from_bytes(os.urandom(4), "little")
         print(f"\nadherence over {a.adherence} prompts, prompt seed {seed} (same prompts and noise for every row):")
@@ -147,8 +168,10 @@ def main() -> None:
         print("|---|---|---|---|---|")
         for label, _ in rows:
             r = res[label]
-            print(f"| {label} | {r['colour']:.1%} | {r['shape']:.1%} | {100 * (r['colour'] - base['colour']):+.1f} "
-                  f"| {100 * (r['shape'] - base['shape']):+.1f} |")
+            print(
+                f"| {label} | {r['colour']:.1%} | {r['shape']:.1%} | {100 * (r['colour'] - base['colour']):+.1f} "
+                f"| {100 * (r['shape'] - base['shape']):+.1f} |"
+            )
     print(f"load average at the end: {load()}")
     app.stop()
 

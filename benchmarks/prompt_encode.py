@@ -22,10 +22,24 @@ from types import SimpleNamespace
 
 from _common import median, timed
 
-WEIGHTED = ["(masterpiece:1.2)", "best quality", "((ultra detailed))", "[blurry]", "a (red:1.3) fox",
-            "sitting in a (misty:0.9) forest", "[[oil painting]]", "golden hour light",
-            "(volumetric lighting:0.8)", "soft shadows", "intricate fur texture", "(bokeh:1.1)",
-            "depth of field", "85mm lens", "award winning photograph", "trending on artstation"]
+WEIGHTED = [
+    "(masterpiece:1.2)",
+    "best quality",
+    "((ultra detailed))",
+    "[blurry]",
+    "a (red:1.3) fox",
+    "sitting in a (misty:0.9) forest",
+    "[[oil painting]]",
+    "golden hour light",
+    "(volumetric lighting:0.8)",
+    "soft shadows",
+    "intricate fur texture",
+    "(bokeh:1.1)",
+    "depth of field",
+    "85mm lens",
+    "award winning photograph",
+    "trending on artstation",
+]
 
 
 def make_prompt(tokenizer, target: int = 200) -> str:
@@ -52,9 +66,16 @@ def build_pipe():
     torch.manual_seed(0)
     te = CLIPTextModel(CLIPTextConfig.from_pretrained(str(folder), local_files_only=True)).eval()
     unet, vae, _ = tiny_components(0, cross_dim=768)  # never run: encode_prompt only needs them to exist
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=load_clip_tokenizer(), unet=unet,
-                                   scheduler=EulerDiscreteScheduler(steps_offset=1), safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=te,
+        tokenizer=load_clip_tokenizer(),
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(steps_offset=1),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -80,14 +101,13 @@ def main() -> None:
     tok = pipe.tokenizer
     prompt = make_prompt(tok)
     n_tokens = token_count(tok, prompt)[0]
-    opts = SimpleNamespace(get={"emphasis": "Original", "comma_padding_backtrack": 20,
-                                "use_old_scheduling": False}.get)
+    opts = SimpleNamespace(get={"emphasis": "Original", "comma_padding_backtrack": 20, "use_old_scheduling": False}.get)
     cond = prepare(pipe, prompt, "", 20, 1, opts)
     chunks = cond.positive.max_chunks
     # the same text without weights/editing syntax, cut into the same number of 75-token pieces
     plain_ids = tok(" ".join(t for t, w in parse_attention(prompt) if w != -1), add_special_tokens=False)["input_ids"]
     step = -(-len(plain_ids) // chunks)
-    pieces = [tok.decode(plain_ids[i:i + step]) for i in range(0, len(plain_ids), step)]
+    pieces = [tok.decode(plain_ids[i : i + step]) for i in range(0, len(plain_ids), step)]
 
     def easel():
         prepare(pipe, prompt, "", 20, 1, opts)  # a new Conditioner each time: nothing cached
@@ -106,8 +126,10 @@ def main() -> None:
     t_easel = median(timed(easel, args.repeats))
     t_raw = median(timed(diffusers_raw, args.repeats))
     t_same = median(timed(diffusers_same_work, args.repeats))
-    print(f"prompt: {len(prompt)} chars, {n_tokens} tokens → Easel {chunks} chunks "
-          f"(+1 negative); diffusers reads the first 77 tokens only")
+    print(
+        f"prompt: {len(prompt)} chars, {n_tokens} tokens → Easel {chunks} chunks "
+        f"(+1 negative); diffusers reads the first 77 tokens only"
+    )
     print(f"Easel prepare()                      {t_easel * 1000:8.1f} ms  ({chunks + 1} sequences of 77)")
     print(f"diffusers encode_prompt (truncated)  {t_raw * 1000:8.1f} ms  (2 sequences)")
     print(f"diffusers, same {len(pieces)} pieces + negative  {t_same * 1000:8.1f} ms  ({len(pieces) + 1} sequences)")

@@ -50,17 +50,22 @@ def main() -> None:
     latencies, lost = [], []
     lock = threading.Lock()
     with LiveServer(app) as srv:
+
         def client(i: int) -> None:
             for j in range(a.requests):
                 t0 = time.perf_counter()
                 try:
-                    r = requests.post(f"{srv.url}/sdapi/v1/txt2img", json={"prompt": f"c{i}-{j}", "steps": a.steps,
-                                                                           "seed": i}, timeout=600)
+                    r = requests.post(
+                        f"{srv.url}/sdapi/v1/txt2img",
+                        json={"prompt": f"c{i}-{j}", "steps": a.steps, "seed": i},
+                        timeout=600,
+                    )
                     ok = r.status_code == 200 and len(r.json()["images"]) == 1
                 except requests.RequestException:
                     ok = False
                 with lock:
                     (latencies if ok else lost).append(time.perf_counter() - t0)
+
         threads = [threading.Thread(target=client, args=(i,)) for i in range(a.clients)]
         t0 = time.perf_counter()
         for t in threads:
@@ -71,11 +76,15 @@ def main() -> None:
     app.stop()
     total = a.clients * a.requests
     q = statistics.quantiles(latencies, n=20)
-    print(f"{a.clients} clients x {a.requests} requests: {len(latencies)}/{total} answered, {len(lost)} lost, "
-          f"throughput {len(latencies) / wall:.2f} req/s, latency p50 {statistics.median(latencies):.2f} s, "
-          f"p95 {q[18]:.2f} s")
-    print(f"bare generation {statistics.median(bare) * 1000:.1f} ms, through the queue "
-          f"{statistics.median(queued) * 1000:.1f} ms: overhead {overhead * 1000:.2f} ms per job (target <= 10 ms)")
+    print(
+        f"{a.clients} clients x {a.requests} requests: {len(latencies)}/{total} answered, {len(lost)} lost, "
+        f"throughput {len(latencies) / wall:.2f} req/s, latency p50 {statistics.median(latencies):.2f} s, "
+        f"p95 {q[18]:.2f} s"
+    )
+    print(
+        f"bare generation {statistics.median(bare) * 1000:.1f} ms, through the queue "
+        f"{statistics.median(queued) * 1000:.1f} ms: overhead {overhead * 1000:.2f} ms per job (target <= 10 ms)"
+    )
 
 
 if __name__ == "__main__":

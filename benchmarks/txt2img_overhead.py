@@ -26,20 +26,32 @@ def bench(kind: str, steps: int, repeats: int) -> tuple[float, float]:
     app.catalog.demo_dir = None
     app.start(wait_for_model=True)
     size = app.models.active.native_size
-    req = Txt2ImgRequest(prompt="a red circle on a blue background", steps=steps, seed=1, sampler_name="Euler a",
-                         width=size, height=size)
+    req = Txt2ImgRequest(
+        prompt="a red circle on a blue background", steps=steps, seed=1, sampler_name="Euler a", width=size, height=size
+    )
     easel = lambda: app.jobs.wait(app.submit_txt2img(req, from_api=True))  # noqa: E731
 
     folder = write_config_folder(probe_file(path), data / "cfg")
-    pipe = StableDiffusionPipeline.from_single_file(str(path), config=str(folder), local_files_only=True,
-                                                    safety_checker=None, feature_extractor=None,
-                                                    requires_safety_checker=False)
+    pipe = StableDiffusionPipeline.from_single_file(
+        str(path),
+        config=str(folder),
+        local_files_only=True,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.set_progress_bar_config(disable=True)
     pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config)
 
     def plain():
-        pipe(prompt="a red circle on a blue background", negative_prompt="", num_inference_steps=steps,
-             height=size, width=size, generator=torch.Generator().manual_seed(1))
+        pipe(
+            prompt="a red circle on a blue background",
+            negative_prompt="",
+            num_inference_steps=steps,
+            height=size,
+            width=size,
+            generator=torch.Generator().manual_seed(1),
+        )
 
     easel(), plain()  # warm-up
     te, td = [], []

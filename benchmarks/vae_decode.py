@@ -37,17 +37,19 @@ def main() -> None:
     with torch.no_grad():
         ref, fast = (sides[k](z).sample for k in ("fp32", "bf16"))  # also the warm-up
         u8 = lambda x: ((x / 2 + 0.5).clamp(0, 1) * 255).round().numpy().astype(np.float64)  # noqa: E731
-        psnr = 10 * np.log10(255 ** 2 / np.mean((u8(ref) - u8(fast)) ** 2))
+        psnr = 10 * np.log10(255**2 / np.mean((u8(ref) - u8(fast)) ** 2))
         for i in range(a.pairs):
-            for name in (("fp32", "bf16") if i % 2 == 0 else ("bf16", "fp32")):
+            for name in ("fp32", "bf16") if i % 2 == 0 else ("bf16", "fp32"):
                 t0 = time.perf_counter()
                 sides[name](z)
                 times[name].append(time.perf_counter() - t0)
             print(f"pair {i}: fp32 {times['fp32'][-1]:.2f} s, bf16 {times['bf16'][-1]:.2f} s", flush=True)
     ratios = [f / b for f, b in zip(times["fp32"], times["bf16"])]
-    print(f"SD1.5 VAE decode {a.size}², {torch.get_num_threads()} threads: fp32 {median(times['fp32']):.2f} s, bf16 "
-          f"{median(times['bf16']):.2f} s, ×{median(ratios):.2f} (pairs {min(ratios):.2f}–{max(ratios):.2f}); "
-          f"PSNR of the decodes {psnr:.1f} dB; the guard's value for this VAE {measure_bf16_psnr(vae):.1f} dB")
+    print(
+        f"SD1.5 VAE decode {a.size}², {torch.get_num_threads()} threads: fp32 {median(times['fp32']):.2f} s, bf16 "
+        f"{median(times['bf16']):.2f} s, ×{median(ratios):.2f} (pairs {min(ratios):.2f}–{max(ratios):.2f}); "
+        f"PSNR of the decodes {psnr:.1f} dB; the guard's value for this VAE {measure_bf16_psnr(vae):.1f} dB"
+    )
 
 
 if __name__ == "__main__":

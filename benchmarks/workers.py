@@ -107,14 +107,25 @@ def main() -> None:
 
     data_dir = temp_data_dir()
     write_model(args.model, data_dir / "models" / "Stable-diffusion")
-    rows = {"cpu": cpu_name(), "cores": os.cpu_count(), "model": args.model, "size": args.size,
-            "steps": args.steps, "jobs": args.jobs}
+    rows = {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "model": args.model,
+        "size": args.size,
+        "steps": args.steps,
+        "jobs": args.jobs,
+    }
     local = make_head(data_dir)
     rows["local_images_per_s"] = round(throughput(local, args.jobs, args.steps, args.size), 3)
     rows["local_overhead_ms"] = round(overhead_ms(local, 10, args.size), 2)
     local.stop()
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, namespace="easel-bench",
-             runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}})
+    ray.init(
+        num_cpus=os.cpu_count(),
+        include_dashboard=False,
+        log_to_driver=False,
+        namespace="easel-bench",
+        runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}},
+    )
     try:
         for n in (1, 2, 3):
             head = make_head(data_dir, "--workers", "ray", "--ray-num-workers", str(n))

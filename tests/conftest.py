@@ -144,5 +144,10 @@ def tiny_inpaint_file(tmp_path_factory) -> Path:
     from webui.models.ldm_keys import save_a1111_checkpoint
 
     unet, vae, te = tiny_components(seed=5, in_channels=9)
-    return save_a1111_checkpoint(tmp_path_factory.mktemp("inpaint") / "tiny-inpainting.safetensors", unet, vae, te,
-                                 easel_config=TINY_EASEL_CONFIG)
+    return save_a1111_checkpoint(
+        tmp_path_factory.mktemp("inpaint") / "tiny-inpainting.safetensors",
+        unet,
+        vae,
+        te,
+        easel_config=TINY_EASEL_CONFIG,
+    )

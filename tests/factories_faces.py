@@ -42,8 +42,15 @@ def write_tiny_detector(path: Path, *, mode: str = "red", cell: int = 0) -> Path
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(_GridDetector(mode, cell), torch.zeros(1, 3, INPUT, INPUT), buf, dynamo=False,
-                          opset_version=12, input_names=["images"], output_names=["output0"])
+        torch.onnx.export(
+            _GridDetector(mode, cell),
+            torch.zeros(1, 3, INPUT, INPUT),
+            buf,
+            dynamo=False,
+            opset_version=12,
+            input_names=["images"],
+            output_names=["output0"],
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(buf.getvalue())
     return path
@@ -67,7 +74,7 @@ class _GridSegmenter(_GridDetector):
         row, col = divmod(cell, n)
         ys, xs = torch.meshgrid(torch.arange(PROTO) + 0.5, torch.arange(PROTO) + 0.5, indexing="ij")
         scale = INPUT / PROTO
-        inside = (xs * scale - (col + 0.5) * CELL) ** 2 + (ys * scale - (row + 0.5) * CELL) ** 2 <= radius ** 2
+        inside = (xs * scale - (col + 0.5) * CELL) ** 2 + (ys * scale - (row + 0.5) * CELL) ** 2 <= radius**2
         protos = torch.zeros(1, N_PROTOS, PROTO, PROTO)
         protos[0, 0] = torch.where(inside, 12.0, -12.0)
         self.register_buffer("protos", protos)
@@ -84,8 +91,15 @@ def write_tiny_seg_detector(path: Path, *, mode: str = "fixed", cell: int = 0, r
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(_GridSegmenter(mode, cell, radius), torch.zeros(1, 3, INPUT, INPUT), buf, dynamo=False,
-                          opset_version=12, input_names=["images"], output_names=["output0", "output1"])
+        torch.onnx.export(
+            _GridSegmenter(mode, cell, radius),
+            torch.zeros(1, 3, INPUT, INPUT),
+            buf,
+            dynamo=False,
+            opset_version=12,
+            input_names=["images"],
+            output_names=["output0", "output1"],
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(buf.getvalue())
     return path
@@ -97,8 +111,12 @@ def cell_box(cell: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
     scale = INPUT / max(w, h)
     px, py = (INPUT - round(w * scale)) // 2, (INPUT - round(h * scale)) // 2
     row, col = divmod(cell, INPUT // CELL)
-    return (round((col * CELL - px) / scale), round((row * CELL - py) / scale),
-            round(((col + 1) * CELL - px) / scale), round(((row + 1) * CELL - py) / scale))
+    return (
+        round((col * CELL - px) / scale),
+        round((row * CELL - py) / scale),
+        round(((col + 1) * CELL - px) / scale),
+        round(((row + 1) * CELL - py) / scale),
+    )
 
 
 def write_random_gfpgan(path: Path, seed: int = 0) -> Path:
@@ -113,8 +131,18 @@ def write_random_gfpgan(path: Path, seed: int = 0) -> Path:
 
     arch = importlib.import_module("spandrel.architectures.GFPGAN")
     torch.manual_seed(seed)
-    net = arch.GFPGAN(out_size=512, num_style_feat=512, channel_multiplier=2, decoder_load_path=None,
-                      fix_decoder=False, num_mlp=8, input_is_latent=True, different_w=True, narrow=1, sft_half=True)
+    net = arch.GFPGAN(
+        out_size=512,
+        num_style_feat=512,
+        channel_multiplier=2,
+        decoder_load_path=None,
+        fix_decoder=False,
+        num_mlp=8,
+        input_is_latent=True,
+        different_w=True,
+        narrow=1,
+        sft_half=True,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().to(torch.float16).contiguous() for k, v in net.state_dict().items()}, str(path))
     return path

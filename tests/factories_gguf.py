@@ -13,8 +13,17 @@ import torch
 # FLUX with 2 heads × 16 (width 32): the attention, MLP and modulation matrices are then 32/64/128 wide, so they
 # quantize (GGML blocks are 32 values), the fused qkv and linear1 tensors included; the text widths stay the tiny
 # ones (32), so the same clip_l / t5xxl / ae files fit it.
-FLUX_GGUF_TINY = dict(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16,
-                      num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=(4, 4, 8))
+FLUX_GGUF_TINY = dict(
+    patch_size=1,
+    in_channels=64,
+    num_layers=1,
+    num_single_layers=1,
+    attention_head_dim=16,
+    num_attention_heads=2,
+    joint_attention_dim=32,
+    pooled_projection_dim=32,
+    axes_dims_rope=(4, 4, 8),
+)
 FLUX_GGUF_EASEL = {"transformer": {"axes_dims_rope": [4, 4, 8]}, "native_size": 64}
 
 
@@ -37,6 +46,7 @@ def tiny_flux_transformer(seed: int = 0, *, dev: bool = True, config: dict | Non
 # sub-block (llama.cpp searches for better scales; the layout, not the fit, is what a reader depends on). The test
 # checks them against the package's own dequantizers.
 
+
 def quantize_q4_k(a: np.ndarray) -> np.ndarray:
     """[rows, cols] float (cols % 256 == 0) → Q4_K blocks as uint8 [rows, cols // 256 * 144]: per 256 values f16 d,
     f16 dmin, 12 bytes of 6-bit scales/mins for 8 sub-blocks of 32, 128 bytes of 4-bit quants; x ≈ d·sc·q − dmin·m."""
@@ -52,8 +62,14 @@ def quantize_q4_k(a: np.ndarray) -> np.ndarray:
     step = (df * sc)[..., None]
     q = np.clip(np.rint(np.divide(x + (dmf * m)[..., None], step, out=np.zeros_like(x), where=step > 0)), 0, 15)
     q = q.astype(np.uint8)
-    packed = np.concatenate([(sc[:, :4] & 63) | ((sc[:, 4:] >> 4) << 6), (m[:, :4] & 63) | ((m[:, 4:] >> 4) << 6),
-                             (sc[:, 4:] & 15) | ((m[:, 4:] & 15) << 4)], axis=-1)
+    packed = np.concatenate(
+        [
+            (sc[:, :4] & 63) | ((sc[:, 4:] >> 4) << 6),
+            (m[:, :4] & 63) | ((m[:, 4:] >> 4) << 6),
+            (sc[:, 4:] & 15) | ((m[:, 4:] & 15) << 4),
+        ],
+        axis=-1,
+    )
     pairs = q.reshape(-1, 4, 2, 32)
     qs = (pairs[:, :, 0] | (pairs[:, :, 1] << 4)).reshape(-1, 128)
     blocks = np.concatenate([d.view(np.uint8).reshape(-1, 2), dmin.view(np.uint8).reshape(-1, 2), packed, qs], -1)
@@ -86,8 +102,9 @@ def q4_k_m_type(name: str) -> str:
     return "Q6_K" if name.endswith(("img_mlp.2.weight", "txt_mlp.2.weight", "linear2.weight")) else "Q4_K"
 
 
-def write_gguf(path: Path, state: dict[str, torch.Tensor], qtype: str, *, arch: str,
-               meta: dict | None = None) -> dict[str, str]:
+def write_gguf(
+    path: Path, state: dict[str, torch.Tensor], qtype: str, *, arch: str, meta: dict | None = None
+) -> dict[str, str]:
     """`state` (original names) as a GGUF file; returns each tensor's stored type."""
     import gguf
 
@@ -124,8 +141,11 @@ def write_flux_gguf(models: Path, qtype: str = "Q4_0", seed: int = 0, *, twin: b
     out = models / "Stable-diffusion" / f"flux1-dev-tiny-{qtype}.gguf"
     write_gguf(out, state, qtype, arch="flux", meta=FLUX_GGUF_EASEL)
     if twin:
-        _save(models / "Stable-diffusion" / "flux1-dev-tiny-w32.safetensors", state,
-              {"easel.config": json.dumps(FLUX_GGUF_EASEL)})
+        _save(
+            models / "Stable-diffusion" / "flux1-dev-tiny-w32.safetensors",
+            state,
+            {"easel.config": json.dumps(FLUX_GGUF_EASEL)},
+        )
     return out
 
 
@@ -149,6 +169,9 @@ def write_flux_gguf_k(models: Path, seed: int = 0) -> Path:
     state = diffusers_to_bfl(tiny_flux_transformer(seed, config=FLUX_K_TINY).state_dict())
     out = models / "Stable-diffusion" / "flux1-dev-tiny-Q4_K_M.gguf"
     write_gguf(out, state, "Q4_K_M", arch="flux", meta=FLUX_K_EASEL)
-    _save(models / "Stable-diffusion" / "flux1-dev-tiny-k32.safetensors", state,
-          {"easel.config": json.dumps(FLUX_K_EASEL)})
+    _save(
+        models / "Stable-diffusion" / "flux1-dev-tiny-k32.safetensors",
+        state,
+        {"easel.config": json.dumps(FLUX_K_EASEL)},
+    )
     return out

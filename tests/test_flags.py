@@ -21,20 +21,66 @@ def test_defaults_match_a1111() -> None:
     assert ns.port == 7860 and ns.server_name is None and ns.max_body_size == 64
     assert Path(ns.data_dir) == REPO
     assert ns.use_cpu == [] and ns.styles_file == []
-    for name in ("exit", "skip_install", "listen", "share", "api", "nowebui", "no_half", "no_half_vae", "medvram",
-                 "lowvram", "insecure_no_auth", "autolaunch", "enable_insecure_extension_access",
-                 "disable_all_extensions", "disable_extra_extensions"):
+    for name in (
+        "exit",
+        "skip_install",
+        "listen",
+        "share",
+        "api",
+        "nowebui",
+        "no_half",
+        "no_half_vae",
+        "medvram",
+        "lowvram",
+        "insecure_no_auth",
+        "autolaunch",
+        "enable_insecure_extension_access",
+        "disable_all_extensions",
+        "disable_extra_extensions",
+    ):
         assert getattr(ns, name) is False, name
-    for name in ("gradio_auth", "gradio_auth_path", "api_auth", "ckpt", "ckpt_dir", "vae_dir", "lora_dir",
-                 "embeddings_dir", "models_dir", "extensions_dir", "device_id", "cors_allow_origins", "theme",
-                 "tls_keyfile", "tls_certfile"):
+    for name in (
+        "gradio_auth",
+        "gradio_auth_path",
+        "api_auth",
+        "ckpt",
+        "ckpt_dir",
+        "vae_dir",
+        "lora_dir",
+        "embeddings_dir",
+        "models_dir",
+        "extensions_dir",
+        "device_id",
+        "cors_allow_origins",
+        "theme",
+        "tls_keyfile",
+        "tls_certfile",
+    ):
         assert getattr(ns, name) is None, name
 
 
 def test_values_are_parsed() -> None:
-    ns = parse("--port", "8000", "--use-cpu", "all", "sd", "--device-id", "1", "--styles-file", "a.csv",
-               "--styles-file", "b.csv", "--ckpt", "sub/model.safetensors [abc123]", "--theme", "dark",
-               "--max-body-size", "10", "--cors-allow-origins", "http://a.example, http://b.example")
+    ns = parse(
+        "--port",
+        "8000",
+        "--use-cpu",
+        "all",
+        "sd",
+        "--device-id",
+        "1",
+        "--styles-file",
+        "a.csv",
+        "--styles-file",
+        "b.csv",
+        "--ckpt",
+        "sub/model.safetensors [abc123]",
+        "--theme",
+        "dark",
+        "--max-body-size",
+        "10",
+        "--cors-allow-origins",
+        "http://a.example, http://b.example",
+    )
     assert (ns.port, ns.use_cpu, ns.device_id, ns.styles_file) == (8000, ["all", "sd"], 1, ["a.csv", "b.csv"])
     assert ns.ckpt == "sub/model.safetensors [abc123]" and ns.theme == "dark" and ns.max_body_size == 10
     assert flags.cors_origins(ns) == ["http://a.example", "http://b.example"]
@@ -63,6 +109,7 @@ def test_commandline_args_env_is_appended() -> None:
 
 # ---------------------------------------------------------------- folders
 
+
 def test_default_paths_follow_a1111_layout(tmp_path: Path) -> None:
     p = flags.resolve_paths(parse("--data-dir", str(tmp_path)))
     assert p.data_dir == tmp_path.resolve() and p.models_dir == p.data_dir / "models"
@@ -71,8 +118,11 @@ def test_default_paths_follow_a1111_layout(tmp_path: Path) -> None:
     assert p.controlnet_dir == p.models_dir / "ControlNet" and p.esrgan_dir == p.models_dir / "ESRGAN"
     assert p.embeddings_dir == p.data_dir / "embeddings" and p.outputs_dir == p.data_dir / "outputs"
     assert p.extensions_dir == p.data_dir / "extensions"
-    assert (p.config_file, p.cache_file, p.db_file) == (p.data_dir / "config.json", p.data_dir / "cache.json",
-                                                        p.data_dir / "easel.db")
+    assert (p.config_file, p.cache_file, p.db_file) == (
+        p.data_dir / "config.json",
+        p.data_dir / "cache.json",
+        p.data_dir / "easel.db",
+    )
     assert p.repo_dir == REPO and p.demo_dir == REPO / "models" / "Demo"
     assert p.styles_files == (p.data_dir / "styles.csv",)
 
@@ -83,9 +133,22 @@ def test_default_data_dir_is_the_repo() -> None:
 
 
 def test_models_dir_and_specific_dirs_override(tmp_path: Path) -> None:
-    ns = parse("--data-dir", str(tmp_path / "d"), "--models-dir", str(tmp_path / "m"), "--ckpt-dir",
-               str(tmp_path / "c"), "--vae-dir", str(tmp_path / "v"), "--lora-dir", str(tmp_path / "l"),
-               "--embeddings-dir", str(tmp_path / "e"), "--extensions-dir", str(tmp_path / "x"))
+    ns = parse(
+        "--data-dir",
+        str(tmp_path / "d"),
+        "--models-dir",
+        str(tmp_path / "m"),
+        "--ckpt-dir",
+        str(tmp_path / "c"),
+        "--vae-dir",
+        str(tmp_path / "v"),
+        "--lora-dir",
+        str(tmp_path / "l"),
+        "--embeddings-dir",
+        str(tmp_path / "e"),
+        "--extensions-dir",
+        str(tmp_path / "x"),
+    )
     p = flags.resolve_paths(ns)
     assert p.models_dir == tmp_path / "m" and p.ckpt_dir == tmp_path / "c" and p.vae_dir == tmp_path / "v"
     assert p.lora_dir == tmp_path / "l" and p.lycoris_dir == tmp_path / "m" / "LyCORIS"
@@ -102,22 +165,34 @@ def test_relative_dirs_resolve_against_cwd(tmp_path: Path, monkeypatch: pytest.M
 
 # ---------------------------------------------------------------- credentials
 
-@pytest.mark.parametrize("text,expected", [
-    ("u:p", [("u", "p")]),
-    ("u:p,u2:p2", [("u", "p"), ("u2", "p2")]),
-    ("admin:pa:ss:word", [("admin", "pa:ss:word")]),
-    (" u : p , u2:p2, ", [("u", " p"), ("u2", "p2")]),
-    ('"u:p"', [("u", "p")]),
-    ("u:p\nv:q", [("u", "p"), ("v", "q")]),
-])
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("u:p", [("u", "p")]),
+        ("u:p,u2:p2", [("u", "p"), ("u2", "p2")]),
+        ("admin:pa:ss:word", [("admin", "pa:ss:word")]),
+        (" u : p , u2:p2, ", [("u", " p"), ("u2", "p2")]),
+        ('"u:p"', [("u", "p")]),
+        ("u:p\nv:q", [("u", "p"), ("v", "q")]),
+    ],
+)
 def test_parse_auth(text: str, expected: list[tuple[str, str]]) -> None:
     assert flags.parse_auth(text) == expected
 
 
-@pytest.mark.parametrize("text,words", [
-    ("", "no credentials"), (" , ", "no credentials"), ("justapassword", "no ':'"), (":secret", "empty user"),
-    ("user:", "empty password"), ("u:p,u:q", "listed twice"), ("u:p,bad", "#2"),
-])
+@pytest.mark.parametrize(
+    "text,words",
+    [
+        ("", "no credentials"),
+        (" , ", "no credentials"),
+        ("justapassword", "no ':'"),
+        (":secret", "empty user"),
+        ("user:", "empty password"),
+        ("u:p,u:q", "listed twice"),
+        ("u:p,bad", "#2"),
+    ],
+)
 def test_parse_auth_rejects_malformed(text: str, words: str) -> None:
     with pytest.raises(ValueError) as e:
         flags.parse_auth(text)
@@ -141,31 +216,35 @@ def test_auth_file_and_combined_credentials(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- network safety
 
-@pytest.mark.parametrize("argv,refused,hint", [
-    ([], False, None),
-    (["--api"], False, None),
-    (["--server-name", "127.0.0.1"], False, None),
-    (["--server-name", "localhost"], False, None),
-    (["--server-name", "::1"], False, None),
-    (["--listen", "--server-name", "127.0.0.2"], False, None),  # --server-name wins over --listen
-    (["--listen"], True, "--gradio-auth"),
-    (["--share"], True, "--gradio-auth"),
-    (["--server-name", "0.0.0.0"], True, "--gradio-auth"),
-    (["--server-name", "192.168.1.5"], True, "--gradio-auth"),
-    (["--server-name", "myhost.lan"], True, "--gradio-auth"),
-    (["--listen", "--gradio-auth", "u:p"], False, None),
-    (["--listen", "--gradio-auth-path", "auth.txt"], False, None),
-    (["--share", "--gradio-auth", "u:p"], False, None),
-    (["--listen", "--api"], True, "--api-auth"),
-    (["--listen", "--api", "--gradio-auth", "u:p"], True, "--api-auth"),
-    (["--listen", "--api", "--api-auth", "a:b"], True, "--gradio-auth"),
-    (["--listen", "--api", "--gradio-auth", "u:p", "--api-auth", "a:b"], False, None),
-    (["--listen", "--nowebui"], True, "--api-auth"),
-    (["--listen", "--nowebui", "--gradio-auth", "u:p"], True, "--api-auth"),
-    (["--listen", "--nowebui", "--api-auth", "a:b"], False, None),
-    (["--listen", "--insecure-no-auth"], False, None),
-    (["--share", "--api", "--insecure-no-auth"], False, None),
-])
+
+@pytest.mark.parametrize(
+    "argv,refused,hint",
+    [
+        ([], False, None),
+        (["--api"], False, None),
+        (["--server-name", "127.0.0.1"], False, None),
+        (["--server-name", "localhost"], False, None),
+        (["--server-name", "::1"], False, None),
+        (["--listen", "--server-name", "127.0.0.2"], False, None),  # --server-name wins over --listen
+        (["--listen"], True, "--gradio-auth"),
+        (["--share"], True, "--gradio-auth"),
+        (["--server-name", "0.0.0.0"], True, "--gradio-auth"),
+        (["--server-name", "192.168.1.5"], True, "--gradio-auth"),
+        (["--server-name", "myhost.lan"], True, "--gradio-auth"),
+        (["--listen", "--gradio-auth", "u:p"], False, None),
+        (["--listen", "--gradio-auth-path", "auth.txt"], False, None),
+        (["--share", "--gradio-auth", "u:p"], False, None),
+        (["--listen", "--api"], True, "--api-auth"),
+        (["--listen", "--api", "--gradio-auth", "u:p"], True, "--api-auth"),
+        (["--listen", "--api", "--api-auth", "a:b"], True, "--gradio-auth"),
+        (["--listen", "--api", "--gradio-auth", "u:p", "--api-auth", "a:b"], False, None),
+        (["--listen", "--nowebui"], True, "--api-auth"),
+        (["--listen", "--nowebui", "--gradio-auth", "u:p"], True, "--api-auth"),
+        (["--listen", "--nowebui", "--api-auth", "a:b"], False, None),
+        (["--listen", "--insecure-no-auth"], False, None),
+        (["--share", "--api", "--insecure-no-auth"], False, None),
+    ],
+)
 def test_security_matrix(argv: list[str], refused: bool, hint: str | None) -> None:
     msg = flags.check_network_security(parse(*argv))
     assert (msg is not None) == refused
@@ -194,8 +273,9 @@ def test_validate_args(tmp_path: Path) -> None:
     assert flags.validate_args(parse()) == []
     assert any("--gradio-auth" in e for e in flags.validate_args(parse("--gradio-auth", "nocolon")))
     assert any("--api-auth" in e for e in flags.validate_args(parse("--api-auth", "a:")))
-    assert any("--gradio-auth-path" in e for e in flags.validate_args(parse("--gradio-auth-path",
-                                                                            str(tmp_path / "missing"))))
+    assert any(
+        "--gradio-auth-path" in e for e in flags.validate_args(parse("--gradio-auth-path", str(tmp_path / "missing")))
+    )
     key = tmp_path / "key.pem"
     key.write_text("k")
     assert any("together" in e for e in flags.validate_args(parse("--tls-keyfile", str(key))))

@@ -52,15 +52,29 @@ def postgres():
             os.chown(p, pw.pw_uid, pw.pw_gid)
         prefix = ["runuser", "-u", "postgres", "--"]
     run = dict(check=True, capture_output=True, text=True, timeout=120)
-    subprocess.run(prefix + [str(bindir / "initdb"), "-D", str(data), "-U", "easel", "--auth=trust", "-E", "UTF8",
-                             "--no-instructions"], **run)
+    subprocess.run(
+        prefix
+        + [str(bindir / "initdb"), "-D", str(data), "-U", "easel", "--auth=trust", "-E", "UTF8", "--no-instructions"],
+        **run,
+    )
     ctl = prefix + [str(bindir / "pg_ctl"), "-D", str(data)]
-    subprocess.run(ctl + ["-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {sock} -c fsync=off",
-                          "-l", str(root / "log"), "-w", "start"], **run)
+    subprocess.run(
+        ctl
+        + [
+            "-o",
+            f"-c listen_addresses=127.0.0.1 -p {port} -k {sock} -c fsync=off",
+            "-l",
+            str(root / "log"),
+            "-w",
+            "start",
+        ],
+        **run,
+    )
     url = f"postgresql://easel@127.0.0.1:{port}/postgres"
 
     def restart() -> None:  # a failover, a maintenance restart (-l: the server must not hold our pipe)
         subprocess.run(ctl + ["-l", str(root / "log"), "-m", "fast", "-w", "restart"], **run)
+
     try:
         yield SimpleNamespace(url=url, restart=restart)
     finally:
@@ -90,12 +104,12 @@ def test_a_job_s_life_reads_back_the_same_on_both_databases(history):
     assert history.waiting()[0]["request"] == {"body": {"x": 1}}
     history.started("j1", t0 + 2, worker="w1")
     history.retried("j1", 1, "worker w1 died")
-    history.retried("j1", 2, "worker w2 died: it's \"gone\"")
+    history.retried("j1", 2, 'worker w2 died: it\'s "gone"')
     history.started("j1", t0 + 3, worker="w3")
     history.finished("j1", "done", {"paths": ["a.png"]}, None, t0 + 4)
     row = history.get("j1")
     assert row["status"] == "done" and row["retries"] == 2 and row["worker"] == "w3"
-    assert row["retry_log"] == ["worker w1 died", "worker w2 died: it's \"gone\""]
+    assert row["retry_log"] == ["worker w1 died", 'worker w2 died: it\'s "gone"']
     assert row["created_at"] == t0 and row["finished_at"] == t0 + 4 and row["result"] == {"paths": ["a.png"]}
     assert "request" not in row and row["params"] == {"prompt": "a cat 50%_off", "seed": 1}
     assert [r["id"] for r in history.list(search="50%_")] == ["j1"]  # LIKE wildcards in a search are literal
@@ -150,8 +164,20 @@ def test_a_new_head_on_another_machine_runs_the_waiting_job(postgres, tmp_path, 
     heads = []
     for name in ("a", "b"):
         shutil.copytree(tiny_models, tmp_path / name / "models")
-        heads.append(parse_args(["--data-dir", str(tmp_path / name), "--api", "--nowebui", "--threads", "1",
-                                 "--database-url", postgres.url]))
+        heads.append(
+            parse_args(
+                [
+                    "--data-dir",
+                    str(tmp_path / name),
+                    "--api",
+                    "--nowebui",
+                    "--threads",
+                    "1",
+                    "--database-url",
+                    postgres.url,
+                ]
+            )
+        )
     first = Application(heads[0])
     first.catalog.demo_dir = None
     first.history._write("DELETE FROM jobs", ())  # one server for the module: what other tests left goes
@@ -159,8 +185,13 @@ def test_a_new_head_on_another_machine_runs_the_waiting_job(postgres, tmp_path, 
     gate = threading.Event()
     first.jobs.submit("hold", {}, lambda j: gate.wait(30), record=False)
     with TestClient(build_fastapi(first)) as c:
-        r = c.post("/easel/v1/jobs", json={"kind": "txt2img", "params": {
-            "prompt": "moved heads", "seed": 5, "steps": 2, "width": 64, "height": 64}})
+        r = c.post(
+            "/easel/v1/jobs",
+            json={
+                "kind": "txt2img",
+                "params": {"prompt": "moved heads", "seed": 5, "steps": 2, "width": 64, "height": 64},
+            },
+        )
         assert r.status_code in (200, 202), r.text
         job_id = r.json()["id"]
     first.jobs.stop(timeout=0)

@@ -31,11 +31,18 @@ run_tests = load("tools/run_tests.py", "easel_run_tests")
 
 def run_launch(*argv: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if k not in ("COMMANDLINE_ARGS", bootstrap.REEXEC_ENV)}
-    return subprocess.run([sys.executable, str(REPO / "launch.py"), *argv], capture_output=True, text=True,
-                          timeout=60, env={**clean, **env}, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, str(REPO / "launch.py"), *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**clean, **env},
+        cwd=REPO,
+    )
 
 
 # ---------------------------------------------------------------- launch.py as a user runs it
+
 
 def test_listen_without_auth_refuses_to_start() -> None:
     r = run_launch("--skip-install", "--exit", "--listen")
@@ -65,6 +72,7 @@ def test_bad_flags_exit_2_before_any_setup() -> None:
 
 # ---------------------------------------------------------------- launch.main in-process
 
+
 @pytest.fixture
 def fake_app(monkeypatch: pytest.MonkeyPatch) -> list:
     calls: list = []
@@ -72,6 +80,7 @@ def fake_app(monkeypatch: pytest.MonkeyPatch) -> list:
     module.main = lambda ns: calls.append((ns, {k: os.environ.get(k) for k in launch.OFFLINE_ENV}))  # type: ignore
     monkeypatch.setitem(sys.modules, "webui.app", module)
     import webui
+
     monkeypatch.setattr(webui, "app", module, raising=False)
     for key in launch.OFFLINE_ENV:
         monkeypatch.delenv(key, raising=False)  # restored after the test
@@ -82,7 +91,7 @@ def fake_app(monkeypatch: pytest.MonkeyPatch) -> list:
 
 def test_main_sets_offline_env_and_calls_app_main(fake_app: list) -> None:
     assert launch.main(["--skip-install", "--port", "7999", "--api"]) == 0
-    (ns, env), = fake_app
+    ((ns, env),) = fake_app
     assert ns.port == 7999 and ns.api is True
     assert env == launch.OFFLINE_ENV
 
@@ -99,6 +108,7 @@ def test_main_installs_inside_the_venv(fake_app: list, monkeypatch: pytest.Monke
 def test_main_reports_setup_failure(fake_app: list, monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(*_a, **_k):
         raise bootstrap.BootstrapError("pip exploded")
+
     monkeypatch.setattr(bootstrap, "in_venv", lambda venv: True)
     monkeypatch.setattr(bootstrap, "ensure_requirements", fail)
     assert launch.main(["--exit"]) == 1
@@ -113,6 +123,7 @@ def test_outside_the_venv_it_creates_it_and_reexecs(fake_app: list, monkeypatch:
     def fake_reexec(python, script, argv):
         seen.append((python, script, list(argv)))
         raise Reexec
+
     monkeypatch.delenv(bootstrap.VENV_OK_ENV)
     monkeypatch.setattr(bootstrap, "in_venv", lambda venv: False)
     monkeypatch.setattr(bootstrap, "ensure_venv", lambda venv: Path("/v/bin/python"))
@@ -123,6 +134,7 @@ def test_outside_the_venv_it_creates_it_and_reexecs(fake_app: list, monkeypatch:
 
 
 # ---------------------------------------------------------------- bootstrap: hashes and installs
+
 
 def write_reqs(repo: Path) -> None:
     (repo / "requirements.txt").write_text("torch==2.13.0\n")
@@ -148,8 +160,10 @@ def test_ensure_requirements_installs_once_per_change(tmp_path: Path) -> None:
     run = lambda cmd: cmds.append(list(cmd)) or 0  # noqa: E731
     py = venv / "bin" / "python"
     assert bootstrap.ensure_requirements(py, venv, bootstrap.RUNTIME, repo, run=run) is True
-    assert cmds == [[str(py), "-m", "pip", "install", "-r", str(repo / "requirements.txt")],
-                    [str(py), "-m", "pip", "install", "--no-deps", "-r", str(repo / "requirements-nodeps.txt")]]
+    assert cmds == [
+        [str(py), "-m", "pip", "install", "-r", str(repo / "requirements.txt")],
+        [str(py), "-m", "pip", "install", "--no-deps", "-r", str(repo / "requirements-nodeps.txt")],
+    ]
     stamp = venv / ".easel-requirements.sha256"
     assert bootstrap.read_stamp(stamp) == bootstrap.requirements_hash(bootstrap.RUNTIME.paths(repo))
     assert bootstrap.ensure_requirements(py, venv, bootstrap.RUNTIME, repo, run=run) is False and len(cmds) == 2
@@ -157,8 +171,7 @@ def test_ensure_requirements_installs_once_per_change(tmp_path: Path) -> None:
     assert bootstrap.ensure_requirements(py, venv, bootstrap.RUNTIME, repo, run=run) is True and len(cmds) == 4
     (repo / "requirements-test.txt").write_text("pytest\n")  # the test set has its own stamp
     assert bootstrap.ensure_requirements(py, venv, bootstrap.TEST, repo, run=run) is True
-    assert (venv / ".easel-test-requirements.sha256").exists() and bootstrap.is_installed(
-        venv, bootstrap.RUNTIME, repo)
+    assert (venv / ".easel-test-requirements.sha256").exists() and bootstrap.is_installed(venv, bootstrap.RUNTIME, repo)
 
 
 def test_failed_install_writes_no_stamp(tmp_path: Path) -> None:
@@ -187,6 +200,7 @@ def test_ensure_venv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             (bootstrap._bin(venv) / exe).parent.mkdir(parents=True, exist_ok=True)
             (bootstrap._bin(venv) / exe).touch()
         return 0
+
     assert bootstrap.ensure_venv(venv, run=fake_venv) == bootstrap.venv_python(venv)
     assert bootstrap.ensure_venv(venv, run=lambda cmd: pytest.fail("recreated")) == bootstrap.venv_python(venv)
     # Debian without python3-venv: a clear apt hint instead of a traceback.
@@ -207,13 +221,15 @@ def test_reexec_passes_argv_and_refuses_to_loop(monkeypatch: pytest.MonkeyPatch)
 
 # ---------------------------------------------------------------- tools/run_tests.py
 
+
 def test_pytest_command() -> None:
     py = Path("/v/bin/python")
-    assert run_tests.pytest_command(py, []) == [str(py), "-m", "pytest", "-q", "-rs", "--durations=40",
-                                                  "tests"]
+    assert run_tests.pytest_command(py, []) == [str(py), "-m", "pytest", "-q", "-rs", "--durations=40", "tests"]
     assert run_tests.pytest_command(py, ["-k", "flags"])[-3:] == ["tests", "-k", "flags"]
     assert run_tests.pytest_command(py, ["tests/test_flags.py::test_parse_auth", "-x"])[6:] == [
-        "tests/test_flags.py::test_parse_auth", "-x"]
+        "tests/test_flags.py::test_parse_auth",
+        "-x",
+    ]
 
 
 @pytest.mark.parametrize("pytest_rc,expected", [(0, 0), (1, 1), (2, 2), (5, 1)])
@@ -231,8 +247,9 @@ def test_a_lint_failure_fails_the_run_after_the_tests(monkeypatch: pytest.Monkey
     cmds: list = []
     monkeypatch.setattr(run_tests, "prepare_python", lambda: Path("/v/bin/python"))
     monkeypatch.setattr(run_tests, "ensure_chromium", lambda: None)
-    monkeypatch.setattr(run_tests.subprocess, "call",
-                        lambda cmd, cwd, env: cmds.append(cmd[2]) or (1 if cmd[2] == "ruff" else 0))
+    monkeypatch.setattr(
+        run_tests.subprocess, "call", lambda cmd, cwd, env: cmds.append(cmd[2]) or (1 if cmd[2] == "ruff" else 0)
+    )
     assert run_tests.main([]) == 1 and cmds == ["ruff", "ruff", "mypy", "pytest"]  # the tests ran all the same
     cmds.clear()
     assert run_tests.main(["tests/test_flags.py"]) == 0 and cmds == ["pytest"]  # named tests: no lint
@@ -242,45 +259,60 @@ def test_a_type_error_fails_the_run_after_the_tests(monkeypatch: pytest.MonkeyPa
     cmds: list = []
     monkeypatch.setattr(run_tests, "prepare_python", lambda: Path("/v/bin/python"))
     monkeypatch.setattr(run_tests, "ensure_chromium", lambda: None)
-    monkeypatch.setattr(run_tests.subprocess, "call",
-                        lambda cmd, cwd, env: cmds.append(cmd[2]) or (1 if cmd[2] == "mypy" else 0))
+    monkeypatch.setattr(
+        run_tests.subprocess, "call", lambda cmd, cwd, env: cmds.append(cmd[2]) or (1 if cmd[2] == "mypy" else 0)
+    )
     assert run_tests.main([]) == 1 and cmds == ["ruff", "ruff", "mypy", "pytest"]
 
 
-def test_a_format_failure_fails_the_run_and_the_list_holds(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """`ruff format --check` runs on tools/format_checked.txt's files (all of them exist); an unformatted one fails
-    the run after the tests, as a lint error does."""
-    files = run_tests.format_checked_files()
-    assert files and all((run_tests.REPO_DIR / f).is_file() for f in files)
-    listing = tmp_path / "list.txt"
-    listing.write_text("# comment\nwebui/fsutil.py  # trailing\n\n")
-    assert run_tests.format_checked_files(listing) == ["webui/fsutil.py"]
-    assert run_tests.format_checked_files(tmp_path / "none.txt") == []
+def test_a_format_failure_fails_the_run_and_the_repo_is_formatted(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`ruff format --check .` runs over the whole repo; an unformatted file fails the run after the tests, as a lint
+    error does, and the repo as committed passes it."""
     calls: list = []
     monkeypatch.setattr(run_tests, "prepare_python", lambda: Path("/v/bin/python"))
     monkeypatch.setattr(run_tests, "ensure_chromium", lambda: None)
-    monkeypatch.setattr(run_tests.subprocess, "call",
-                        lambda cmd, cwd, env: calls.append(cmd[2:4]) or (1 if cmd[2:4] == ["ruff", "format"] else 0))
+    monkeypatch.setattr(
+        run_tests.subprocess,
+        "call",
+        lambda cmd, cwd, env: calls.append(cmd[2:]) or (1 if cmd[2:4] == ["ruff", "format"] else 0),
+    )
     assert run_tests.main([]) == 1
-    assert calls[:2] == [["ruff", "check"], ["ruff", "format"]] and calls[-1][0] == "pytest"
+    assert calls[:2] == [["ruff", "check", "."], ["ruff", "format", "--check", "."]] and calls[-1][0] == "pytest"
     unformatted = tmp_path / "bad.py"
     unformatted.write_text("x = {  'a':1 }\n")
     ruff = [sys.executable, "-m", "ruff", "format", "--check", "--config", str(run_tests.REPO_DIR / "ruff.toml")]
     assert subprocess.run([*ruff, str(unformatted)], capture_output=True).returncode == 1
-    assert subprocess.run([*ruff, *files], cwd=run_tests.REPO_DIR, capture_output=True).returncode == 0
+    assert subprocess.run([*ruff, "."], cwd=run_tests.REPO_DIR, capture_output=True).returncode == 0
 
 
 def _junit_of(tmp_path: Path, test_source: str) -> Path:
     """A real pytest junit-xml report of a small test file (the format skip_reasons reads)."""
     (tmp_path / "test_some.py").write_text(test_source)
     report = tmp_path / "junit.xml"
-    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "test_some.py"),
-                    f"--junitxml={report}"], cwd=tmp_path, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(tmp_path / "test_some.py"),
+            f"--junitxml={report}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=120,
+    )
     return report
 
 
 def test_skip_reasons_are_read_from_pytest_report(tmp_path: Path) -> None:
-    report = _junit_of(tmp_path, """
+    report = _junit_of(
+        tmp_path,
+        """
 import pytest
 
 def test_runs():
@@ -296,34 +328,58 @@ def test_inside():
 @pytest.mark.xfail(reason="known")
 def test_xfail():
     assert False
-""")
-    found = dict((test.rsplit("::", 1)[-1].rsplit(".", 1)[-1], reason)
-                 for test, reason in run_tests.skip_reasons(report))
+""",
+    )
+    found = dict(
+        (test.rsplit("::", 1)[-1].rsplit(".", 1)[-1], reason) for test, reason in run_tests.skip_reasons(report)
+    )
     assert found == {"test_marked": "node is not installed", "test_inside": "needs Debian's /usr/bin/chromium"}
     assert run_tests.skip_reasons(tmp_path / "missing.xml") == []
 
 
 def test_a_skip_this_machine_could_run_is_unexpected() -> None:
-    here = {"chromium": True, "playwright": True, "bf16": False, "prepack": False, "demo": True, "node": False,
-            "scipy": True, "ray": True, "psycopg": True, "schemathesis": True, "ligsp": True, "postgres": True}
-    skipped = [("a", "needs Debian's /usr/bin/chromium"), ("b", "this CPU has no native bf16"),
-               ("c", "node is not installed"), ("d", "scipy is installed"), ("e", "scipy is not installed"),
-               ("f", "the bundled demo model is missing"), ("g", "pip install -r requirements-ray.txt"),
-               ("h", "could not import 'schemathesis': No module named 'schemathesis'"), ("i", "flaky on Tuesdays")]
+    here = {
+        "chromium": True,
+        "playwright": True,
+        "bf16": False,
+        "prepack": False,
+        "demo": True,
+        "node": False,
+        "scipy": True,
+        "ray": True,
+        "psycopg": True,
+        "schemathesis": True,
+        "ligsp": True,
+        "postgres": True,
+    }
+    skipped = [
+        ("a", "needs Debian's /usr/bin/chromium"),
+        ("b", "this CPU has no native bf16"),
+        ("c", "node is not installed"),
+        ("d", "scipy is installed"),
+        ("e", "scipy is not installed"),
+        ("f", "the bundled demo model is missing"),
+        ("g", "pip install -r requirements-ray.txt"),
+        ("h", "could not import 'schemathesis': No module named 'schemathesis'"),
+        ("i", "flaky on Tuesdays"),
+    ]
     assert [t for t, _ in run_tests.unexpected_skips(skipped, here)] == ["a", "e", "f", "g", "h", "i"]
     elsewhere = {**here, "chromium": False, "demo": False, "ray": False, "schemathesis": False, "scipy": False}
     assert [t for t, _ in run_tests.unexpected_skips(skipped, elsewhere)] == ["d", "i"]
     assert [t for t, _ in run_tests.unexpected_skips(skipped[:1], {})] == ["a"]  # unknown facts: not explained
 
 
-def test_an_unexpected_skip_fails_the_run_and_is_listed(monkeypatch: pytest.MonkeyPatch,
-                                                        capsys: pytest.CaptureFixture) -> None:
+def test_an_unexpected_skip_fails_the_run_and_is_listed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     def fake_call(cmd, cwd, env):
         report = next((a.split("=", 1)[1] for a in cmd if a.startswith("--junitxml=")), None)
         if report:
-            Path(report).write_text('<testsuites><testsuite><testcase classname="tests.ui.test_x" name="test_page">'
-                                    '<skipped type="pytest.skip" message="needs Debian\'s /usr/bin/chromium"/>'
-                                    '</testcase></testsuite></testsuites>')
+            Path(report).write_text(
+                '<testsuites><testsuite><testcase classname="tests.ui.test_x" name="test_page">'
+                '<skipped type="pytest.skip" message="needs Debian\'s /usr/bin/chromium"/>'
+                "</testcase></testsuite></testsuites>"
+            )
         return 0
 
     monkeypatch.setattr(run_tests, "prepare_python", lambda: Path("/v/bin/python"))

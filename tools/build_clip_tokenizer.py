@@ -21,8 +21,9 @@ N_MERGES = 49152 - 256 - 2  # OpenAI CLIP keeps this many merges of the list
 
 def _byte_symbols() -> list[str]:
     """The reversible byte → printable-unicode table used by GPT-2 and CLIP BPE."""
-    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-                 + list(range(ord("®"), ord("ÿ") + 1)))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     codes = printable[:]
     extra = 0
     for b in range(256):
@@ -46,13 +47,16 @@ def build(out_dir: Path, bpe_path: Path | None = None) -> None:
     lines = gzip.open(bpe_path).read().decode("utf-8").split("\n")
     merges = [tuple(line.split()) for line in lines[1 : N_MERGES + 1]]
     symbols = _byte_symbols()
-    vocab = (symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges]
-             + ["<|startoftext|>", "<|endoftext|>"])
+    vocab = (
+        symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(vocab)}, ensure_ascii=False),
-                                        encoding="utf-8")
-    (out_dir / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n",
-                                        encoding="utf-8")
+    (out_dir / "vocab.json").write_text(
+        json.dumps({tok: i for i, tok in enumerate(vocab)}, ensure_ascii=False), encoding="utf-8"
+    )
+    (out_dir / "merges.txt").write_text(
+        "#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n", encoding="utf-8"
+    )
 
 
 if __name__ == "__main__":

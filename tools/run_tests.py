@@ -5,8 +5,8 @@ Creates/updates the repo's .venv exactly as launch.py does, adds requirements-te
 (hash-cached too), makes sure Debian's chromium is there for the browser tests (never `playwright install`), then runs
 pytest in the venv and exits with its code. "No tests collected" (pytest's 5) counts as a failure.
 
-A full run (no test paths named) also runs `ruff check`, `ruff format --check` on the files listed in
-tools/format_checked.txt, and `mypy` (mypy.ini), and fails when any does, after the tests ran. Every run prints the
+A full run (no test paths named) also runs `ruff check`, `ruff format --check` over the whole repo, and `mypy`
+(mypy.ini), and fails when any does, after the tests ran. Every run prints the
 skipped tests (`-rs`) and fails when one was skipped for a reason that is not in `SKIP_REASONS`, or for one that is
 but does not hold on this machine (a browser test skipped for want of chromium while /usr/bin/chromium exists): CI
 must not go green while silently skipping what this machine can run.
@@ -105,20 +105,24 @@ def find_postgres() -> Path | None:
 def ensure_postgres() -> Path | None:
     """Debian's PostgreSQL server programs for tests/test_history_postgres.py (which starts its own private cluster
     on loopback; nothing is started here)."""
-    return find_postgres() or ensure_debian_package("postgresql", find_postgres, "PostgreSQL history tests",
-                                                  recommends=False)
+    return find_postgres() or ensure_debian_package(
+        "postgresql", find_postgres, "PostgreSQL history tests", recommends=False
+    )
 
 
-def ensure_debian_package(package: str, find: Callable[[], Path | None], purpose: str,
-                          recommends: bool = True) -> Path | None:
+def ensure_debian_package(
+    package: str, find: Callable[[], Path | None], purpose: str, recommends: bool = True
+) -> Path | None:
     """apt-get install `package` when we can (root + apt-get); otherwise say why and go on (the tests that need it
     skip, and the skip list fails the run when the machine could have run them)."""
     if not shutil.which("apt-get"):
         print(f"{package} not found and apt-get is unavailable: {purpose} will be skipped.", flush=True)
         return None
     if hasattr(os, "geteuid") and os.geteuid() != 0:
-        print(f"{package} not found; install it with `sudo apt-get install -y {package}`. {purpose} will be "
-              "skipped.", flush=True)
+        print(
+            f"{package} not found; install it with `sudo apt-get install -y {package}`. {purpose} will be skipped.",
+            flush=True,
+        )
         return None
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", *([] if recommends else ["--no-install-recommends"]), package]
@@ -138,8 +142,16 @@ def names_paths(extra: Sequence[str]) -> bool:
 def pytest_command(python: Path, extra: Sequence[str]) -> list[str]:
     # Run all of tests/ unless the extra args already name test paths.
     # --durations: the slowest tests in every CI log, to keep the suite under its 15-minute budget
-    return [str(python), "-m", "pytest", "-q", "-rs", "--durations=40", *([] if names_paths(extra) else ["tests"]),
-            *extra]
+    return [
+        str(python),
+        "-m",
+        "pytest",
+        "-q",
+        "-rs",
+        "--durations=40",
+        *([] if names_paths(extra) else ["tests"]),
+        *extra,
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -170,32 +182,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if type_rc:
         print("mypy failed (see above): the run fails even though the tests ran.", flush=True)
     if bad:
-        print(f"{len(bad)} test(s) skipped that this machine can run (or for a reason not known to depend on the "
-              "machine: tools/run_tests.py SKIP_REASONS):", flush=True)
+        print(
+            f"{len(bad)} test(s) skipped that this machine can run (or for a reason not known to depend on the "
+            "machine: tools/run_tests.py SKIP_REASONS):",
+            flush=True,
+        )
         for test, reason in bad:
             print(f"  {test}: {reason}", flush=True)
     return rc or lint_rc or type_rc or (1 if bad else 0)
 
 
-FORMAT_LIST = REPO_DIR / "tools" / "format_checked.txt"
-
-
-def format_checked_files(listing: Path = FORMAT_LIST) -> list[str]:
-    """The files `ruff format --check` holds to (one path a line, `#` comments): the ones already in ruff's format.
-    The rest of the code predates the check and is not mass-reformatted while others edit it; a file joins the
-    list once it is formatted (new files should be)."""
-    lines = (line.split("#", 1)[0].strip() for line in listing.read_text().splitlines()) if listing.is_file() else ()
-    return [line for line in lines if line]
-
-
 def lint(python: Path, env: dict) -> int:
-    """`ruff check` over the repo (rules in ruff.toml), then `ruff format --check` on format_checked_files(), on
-    every full run; the tests still run when either fails."""
+    """`ruff check` then `ruff format --check` over the whole repo (rules and format in ruff.toml), on every full run;
+    the tests still run when either fails."""
     rc = 0
-    files = format_checked_files()
-    for cmd in ([str(python), "-m", "ruff", "check", "."],
-                *([[str(python), "-m", "ruff", "format", "--check", *files]] if files else [])):
-        print("$ " + " ".join(cmd[:6]) + (" …" if len(cmd) > 6 else ""), flush=True)
+    for cmd in ([str(python), "-m", "ruff", "check", "."], [str(python), "-m", "ruff", "format", "--check", "."]):
+        print("$ " + " ".join(cmd), flush=True)
         rc = subprocess.call(cmd, cwd=REPO_DIR, env=env) or rc
     return rc
 
@@ -222,12 +224,16 @@ def skip_reasons(report: Path) -> list[tuple[str, str]]:
 
 def machine_facts(python: Path, env: dict, chromium: Path | None) -> dict:
     """What SKIP_REASONS asks about this machine and the venv."""
-    facts: dict = {"chromium": chromium is not None, "demo": DEMO_MODEL.is_file(),
-                   "node": shutil.which("node") is not None,
-                   "postgres": find_postgres() is not None}
+    facts: dict = {
+        "chromium": chromium is not None,
+        "demo": DEMO_MODEL.is_file(),
+        "node": shutil.which("node") is not None,
+        "postgres": find_postgres() is not None,
+    }
     try:
-        out = subprocess.run([str(python), "-c", PROBE], cwd=REPO_DIR, env=env, capture_output=True, text=True,
-                             timeout=300, check=True).stdout
+        out = subprocess.run(
+            [str(python), "-c", PROBE], cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=300, check=True
+        ).stdout
         facts.update(json.loads(out.strip().splitlines()[-1]))
     except (OSError, subprocess.SubprocessError, ValueError, IndexError) as e:
         print(f"run_tests.py: could not ask the venv what it has ({e}); every skip counts as unexpected", flush=True)

@@ -13,21 +13,38 @@ import sys
 from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 # name → (viewport width, query string)
 MODES = {"light": (1280, ""), "dark": (1280, "?__theme=dark"), "narrow": (400, "")}
 # the tabs' elem_ids → their labels (extension tabs, tab_ext_*, are found on the page)
-LABELS = {"txt2img": "txt2img", "img2img": "img2img", "extras": "Extras", "train": "Train", "pnginfo": "PNG Info",
-          "modelmerger": "Checkpoint Merger", "models": "Models", "history": "History", "extensions": "Extensions",
-          "settings": "Settings"}
+LABELS = {
+    "txt2img": "txt2img",
+    "img2img": "img2img",
+    "extras": "Extras",
+    "train": "Train",
+    "pnginfo": "PNG Info",
+    "modelmerger": "Checkpoint Merger",
+    "models": "Models",
+    "history": "History",
+    "extensions": "Extensions",
+    "settings": "Settings",
+}
 TABS = tuple(LABELS)
 OPEN_ACCORDIONS = ("txt2img_extra_networks", "txt2img_hr", "txt2img_script_controlnet")  # their content shows
 
 
 def tab_ids(page) -> list[str]:
-    found = page.evaluate("() => [...document.querySelectorAll('[id^=tab_ext_]')].map(e => e.id)"
-                          ".filter(id => !id.endsWith('-button')).map(id => id.slice(4))")
+    found = page.evaluate(
+        "() => [...document.querySelectorAll('[id^=tab_ext_]')].map(e => e.id)"
+        ".filter(id => !id.endsWith('-button')).map(id => id.slice(4))"
+    )
     return [*TABS, *found]
 
 

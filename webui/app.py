@@ -57,8 +57,7 @@ class Application:
     extension_manager: ExtensionManager | None = None  # made on first use (webui/extensions/manager.py manager_for)
     ui_reloader: UiReloader | None = None  # Settings → "Reload UI": set by the server mounting the UI (api/server.py)
 
-    def __init__(self, ns: argparse.Namespace | None = None, *, paths: Paths | None = None,
-                 owns_process: bool = False):
+    def __init__(self, ns: argparse.Namespace | None = None, *, paths: Paths | None = None, owns_process: bool = False):
         self.ns = ns if ns is not None else parse_args([])
         self.owns_process = owns_process  # launched as the server: Easel may set process-wide things (threads)
         self.threads_source = ""
@@ -67,26 +66,42 @@ class Application:
         self.options = Options(self.paths.config_file, policy=self._option_policy())
         self.hashes = HashCache(self.paths.cache_file)
         self.catalog = CheckpointCatalog(self.paths.ckpt_dir, self.hashes, demo_dir=self.paths.demo_dir)
-        self.policy = choose_policy(use_cpu=self.ns.use_cpu, device_id=self.ns.device_id, no_half=self.ns.no_half,
-                                    no_half_vae=self.ns.no_half_vae, medvram=self.ns.medvram, lowvram=self.ns.lowvram,
-                                    lowram=self.ns.lowram)
-        self.models = ModelManager(catalog=self.catalog, vae_dir=self.paths.vae_dir,
-                                   cache_root=self.paths.data_dir / "cache" / "configs", policy=self.policy,
-                                   get_option=self.options.get)
+        self.policy = choose_policy(
+            use_cpu=self.ns.use_cpu,
+            device_id=self.ns.device_id,
+            no_half=self.ns.no_half,
+            no_half_vae=self.ns.no_half_vae,
+            medvram=self.ns.medvram,
+            lowvram=self.ns.lowvram,
+            lowram=self.ns.lowram,
+        )
+        self.models = ModelManager(
+            catalog=self.catalog,
+            vae_dir=self.paths.vae_dir,
+            cache_root=self.paths.data_dir / "cache" / "configs",
+            policy=self.policy,
+            get_option=self.options.get,
+        )
         self.outputs = OutputWriter(self.paths.data_dir, self.options.get)
         self.history = open_history(getattr(ns, "database_url", None), self.paths.db_file)
         self.jobs = JobQueue(self.history, summarize=_summarize)
         self.workers = attach_workers(self)  # --workers ray: a RayPool runs generations (webui/workers/)
-        self.embeddings = EmbeddingCatalog(self.paths.embeddings_dir, self.hashes,
-                                           active_model=lambda: self.models.active)
+        self.embeddings = EmbeddingCatalog(
+            self.paths.embeddings_dir, self.hashes, active_model=lambda: self.models.active
+        )
         self.styles = StyleStore(self.paths.styles_files)
         self.lora_catalog = LoraCatalog([self.paths.lora_dir, self.paths.lycoris_dir], self.hashes)
         self.loras = LoraService(self.lora_catalog)
         self.step_timer = StepTimer()  # measured step times: "about N min on this device" before a job runs
-        self.generation = GenerationServices(manager=self.models, outputs=self.outputs,
-                                             models_dir=self.paths.models_dir,
-                                             embeddings=self.embeddings, loras=self.loras, timer=self.step_timer,
-                                             faces=FaceRestorers(self.paths.models_dir))
+        self.generation = GenerationServices(
+            manager=self.models,
+            outputs=self.outputs,
+            models_dir=self.paths.models_dir,
+            embeddings=self.embeddings,
+            loras=self.loras,
+            timer=self.step_timer,
+            faces=FaceRestorers(self.paths.models_dir),
+        )
         self.interrogator = Interrogator(self.paths.models_dir, self.options.get)
         self.extensions = self._extension_host()
         self.models.on_loaded = self._on_model_loaded
@@ -107,24 +122,35 @@ class Application:
         from webui.flags import is_network_exposed
 
         exposed = is_network_exposed(self.ns)
-        return OptionPolicy(exposed=exposed, extensions_locked=self.extensions_locked,
-                            allow_path_options=bool(getattr(self.ns, "allow_path_options", False)),
-                            roots=(self.paths.data_dir, self.paths.models_dir))
+        return OptionPolicy(
+            exposed=exposed,
+            extensions_locked=self.extensions_locked,
+            allow_path_options=bool(getattr(self.ns, "allow_path_options", False)),
+            roots=(self.paths.data_dir, self.paths.models_dir),
+        )
 
     def _extension_host(self) -> ExtensionHost:
         dirs = [(self.paths.repo_dir / "extensions", True)]
         if self.paths.extensions_dir.resolve() != dirs[0][0].resolve():
             dirs.append((self.paths.extensions_dir, False))
-        host = ExtensionHost(dirs=dirs, options=self.options, disable_all=self.ns.disable_all_extensions,
-                             disable_extra=self.ns.disable_extra_extensions, models_dir=self.paths.models_dir,
-                             lists=lambda kind: named_choices(self.models, kind))
+        host = ExtensionHost(
+            dirs=dirs,
+            options=self.options,
+            disable_all=self.ns.disable_all_extensions,
+            disable_extra=self.ns.disable_extra_extensions,
+            models_dir=self.paths.models_dir,
+            lists=lambda kind: named_choices(self.models, kind),
+        )
         host.discover()
         host.load_all()
         return host
 
     def _watched_folders(self) -> list[Path]:
-        configured = str(self.options.get("control_net_models_path") or "").strip() \
-            if "control_net_models_path" in self.options.defs else ""
+        configured = (
+            str(self.options.get("control_net_models_path") or "").strip()
+            if "control_net_models_path" in self.options.defs
+            else ""
+        )
         return [*model_folders(self.paths), *([Path(configured).expanduser()] if configured else [])]
 
     def rescan_models(self) -> None:
@@ -138,9 +164,17 @@ class Application:
 
         denoiser = getattr(model.pipeline, "unet", None) or model.pipeline.transformer  # SD3/FLUX: a transformer
         text_dim = denoiser.config.get("cross_attention_dim") or denoiser.config.get("joint_attention_dim")
-        self.extensions.emit("model_loaded", ModelInfo(title=model.info.title, name=model.info.model_name,
-                                                       hash=model.info.shorthash, family=model.probe.family.value,
-                                                       native_size=model.native_size, cross_attention_dim=text_dim))
+        self.extensions.emit(
+            "model_loaded",
+            ModelInfo(
+                title=model.info.title,
+                name=model.info.model_name,
+                hash=model.info.shorthash,
+                family=model.probe.family.value,
+                native_size=model.native_size,
+                cross_attention_dim=text_dim,
+            ),
+        )
 
     # --- lifecycle -----------------------------------------------------------------------------------------------
     def start(self, *, wait_for_model: bool = False) -> None:
@@ -152,9 +186,16 @@ class Application:
         self._select_initial()
         self.jobs.start()
         self.started = True
-        self.extensions.emit("app_started", AppInfo(version=VERSION, api_version=API_VERSION,
-                                                    device=str(self.policy.device), models_dir=self.paths.models_dir,
-                                                    data_dir=self.paths.data_dir))
+        self.extensions.emit(
+            "app_started",
+            AppInfo(
+                version=VERSION,
+                api_version=API_VERSION,
+                device=str(self.policy.device),
+                models_dir=self.paths.models_dir,
+                data_dir=self.paths.data_dir,
+            ),
+        )
         # the load is the queue's first job: whatever needs the model (re-queued jobs included) waits behind it
         job = self.jobs.submit("load-checkpoint", {}, lambda j: self._load_initial(), record=False)
         requeue_waiting(self)
@@ -219,10 +260,12 @@ class Application:
         """Switch through the queue, so a switch never happens under a running generation. `modules`: the
         VAE / Text Encoder files to load an SD3/FLUX transformer with (None: the option in force)."""
         chosen = self.additional_modules() if modules is None else modules
+
         def work(job: Job) -> LoadedModel:
             model = self.models.load(query, chosen)
             self.options.set({"sd_model_checkpoint": model.info.title})
             return model
+
         return self.jobs.run("load-checkpoint", {"checkpoint": query}, work, record=False)
 
     def set_options(self, changes: dict[str, Any]) -> None:
@@ -232,11 +275,16 @@ class Application:
 
             files = module_files(self.models.vae_dir.parent)
             names = [PureWindowsPath(m).name for m in clean["forge_additional_modules"]]
-            unknown = [m for m, n in zip(clean["forge_additional_modules"], names)
-                       if n not in files and n + ".safetensors" not in files]
+            unknown = [
+                m
+                for m, n in zip(clean["forge_additional_modules"], names)
+                if n not in files and n + ".safetensors" not in files
+            ]
             if unknown:
-                raise InvalidRequest("option forge_additional_modules: no such file in models/VAE/, "
-                                     f"models/text_encoder/ or models/clip/: {', '.join(unknown)[:300]}")
+                raise InvalidRequest(
+                    "option forge_additional_modules: no such file in models/VAE/, "
+                    f"models/text_encoder/ or models/clip/: {', '.join(unknown)[:300]}"
+                )
             clean["forge_additional_modules"] = [n if n in files else n + ".safetensors" for n in names]
         title = clean.pop("sd_model_checkpoint", None)
         active = self.models.active
@@ -251,9 +299,11 @@ class Application:
             if vae not in ("Automatic", "None", ""):
                 self.models.find_vae(vae)
             self.options.set({"sd_vae": vae})
+
             def apply_vae(job: Job) -> None:
                 if self.models.active is not None:
                     self.models.apply_vae(self.models.active)
+
             self.jobs.run("apply-vae", {}, apply_vae, record=False)
             clean.pop("sd_vae")
         if clean:
@@ -261,8 +311,10 @@ class Application:
 
     def submit_txt2img(self, req: Txt2ImgRequest, *, from_api: bool, job_id: str | None = None) -> Job:
         """Queue a txt2img job. The API saves only with save_images (A1111's default); the UI always saves."""
+
         def run(r, services, view, control, save, save_grid):
             return run_txt2img(r, services, view, control, save=save, save_grid=save_grid)
+
         record = request_record("txt2img", req.model_dump(mode="json"), from_api=from_api)
         return self._submit_generation("txt2img", req, run, from_api=from_api, request=record, job_id=job_id)
 
@@ -271,9 +323,19 @@ class Application:
         infotext fill, then the script checks (a 422 before queueing). `kind`: "txt2img" or "img2img"."""
         return prepare_request(req, self.extensions, kind)
 
-    def _submit_generation(self, kind: str, req: Txt2ImgRequest, run, *, from_api: bool,
-                           params: dict | None = None, after=None, request: dict | None = None,
-                           job_id: str | None = None, inputs: tuple | None = None) -> Job:
+    def _submit_generation(
+        self,
+        kind: str,
+        req: Txt2ImgRequest,
+        run,
+        *,
+        from_api: bool,
+        params: dict | None = None,
+        after=None,
+        request: dict | None = None,
+        job_id: str | None = None,
+        inputs: tuple | None = None,
+    ) -> Job:
         """The one path for every generation: validate what can be validated now (so bad input is a 4xx before
         queueing), then run in the worker with the request's options overlay and the extensions' hooks."""
         req = self.prepare(req, kind)
@@ -290,24 +352,43 @@ class Application:
             services = dataclasses.replace(self.generation, hooks=hooks)
             r = hooks.before_generate(req) if hooks else req
             do_save = save and bool(view.get("samples_save"))
+
             def generate(rq):
                 if cells:
                     job.control.start_cell(cells[0], max(planned, cells[0] + 1))
                     cells[0] += 1
                 # a script's cell may bring its own overrides (checkpoint, VAE, clip skip …) on top of the request's
-                v = view if rq.override_settings == req.override_settings else \
-                    self.options.view({**req.override_settings, **rq.override_settings})
+                v = (
+                    view
+                    if rq.override_settings == req.override_settings
+                    else self.options.view({**req.override_settings, **rq.override_settings})
+                )
                 # saving follows the job's overrides too (samples_format, outdir_*, …: checked by options.view)
-                return run(rq, dataclasses.replace(services, outputs=self.outputs.with_options(v.get)), v,
-                           job.control, do_save, save_grid)
+                return run(
+                    rq,
+                    dataclasses.replace(services, outputs=self.outputs.with_options(v.get)),
+                    v,
+                    job.control,
+                    do_save,
+                    save_grid,
+                )
 
             def save_script_grid(image, *, request, infotext):
                 if not (save_grid and view.get("grid_save")):
                     return None
                 model = self.models.active
-                return str(self.outputs.with_options(view.get).save_image(
-                    image, kind=kind, seed=request.seed, prompt=request.prompt, infotext=infotext, grid=True,
-                    model_name=model.info.infotext_name if model else ""))
+                return str(
+                    self.outputs.with_options(view.get).save_image(
+                        image,
+                        kind=kind,
+                        seed=request.seed,
+                        prompt=request.prompt,
+                        infotext=infotext,
+                        grid=True,
+                        model_name=model.info.infotext_name if model else "",
+                    )
+                )
+
             runner = ScriptRunner(generate, save_grid=save_script_grid)
             result = None
             if script is not None:
@@ -322,13 +403,33 @@ class Application:
             if req.override_settings and not req.override_settings_restore_afterwards:
                 self.options.set(req.override_settings)
             return result
+
         seconds, notice = estimate_request(self.step_timer, req, view.get, self.models.active, self.catalog.find)
-        remote = None if self.workers is None or script else remote_work(
-            self, kind, req, view, hooks, save=save and bool(view.get("samples_save")), save_grid=save_grid,
-            inputs=inputs, after=after)  # the same job on a Ray worker (webui/workers/remote.py); the head saves
-        return self.jobs.submit(kind, params if params is not None else req.model_dump(mode="json"), work,
-                                request=request, job_id=job_id, estimate_seconds=seconds, notice=notice,
-                                remote=remote)
+        remote = (
+            None
+            if self.workers is None or script
+            else remote_work(
+                self,
+                kind,
+                req,
+                view,
+                hooks,
+                save=save and bool(view.get("samples_save")),
+                save_grid=save_grid,
+                inputs=inputs,
+                after=after,
+            )
+        )  # the same job on a Ray worker (webui/workers/remote.py); the head saves
+        return self.jobs.submit(
+            kind,
+            params if params is not None else req.model_dump(mode="json"),
+            work,
+            request=request,
+            job_id=job_id,
+            estimate_seconds=seconds,
+            notice=notice,
+            remote=remote,
+        )
 
     def _check_cost(self, req: Txt2ImgRequest, script, view, *, grid: bool) -> int:
         """The cost guard (webui/generation/cost.py) over the request, or the cells its dropdown script plans;
@@ -346,6 +447,7 @@ class Application:
             wanted = {**req.override_settings, **rq.override_settings}.get("sd_model_checkpoint")
             model = model_for_job(active, str(wanted or view.get("sd_model_checkpoint") or ""), self.catalog.find)
             return native_size(model, unknown=UNKNOWN_NATIVE)
+
         check_job_cost(cells or [req], view.get, native_for, grid_for=lambda rq: grid)
         return len(cells or [])
 
@@ -356,45 +458,73 @@ class Application:
         assert found is not None and not found[1].always_on  # prepare() refused anything else
         return found[0], found[1], named_args(found[1], req.script_args)
 
-    def submit_img2img_batch(self, req: Img2ImgRequest, *, input_dir: str, output_dir: str,
-                             mask_dir: str | None = None, scale: float | None = None,
-                             job_id: str | None = None) -> Job:
+    def submit_img2img_batch(
+        self,
+        req: Img2ImgRequest,
+        *,
+        input_dir: str,
+        output_dir: str,
+        mask_dir: str | None = None,
+        scale: float | None = None,
+        job_id: str | None = None,
+    ) -> Job:
         """img2img over a folder (the UI's Batch tab). Folders are checked before queueing."""
         from webui.generation.batch import check_batch_dirs, run_batch
         from webui.pathguard import user_path
 
         if input_dir and output_dir:  # when exposed, only folders inside the data/models dir (pathguard)
-            input_dir, output_dir = (str(user_path(self, input_dir, what="input folder")),
-                                     str(user_path(self, output_dir, what="output folder")))
+            input_dir, output_dir = (
+                str(user_path(self, input_dir, what="input folder")),
+                str(user_path(self, output_dir, what="output folder")),
+            )
             mask_dir = str(user_path(self, mask_dir, what="mask folder")) if mask_dir else None
         src, dst, masks = check_batch_dirs(input_dir, output_dir, mask_dir)
 
         def run(r, services, view, control, save, save_grid):
             return run_batch(r, src, dst, masks, services, view, control, scale=scale)
+
         params = req.model_dump(mode="json", exclude={"init_images", "mask"})
         params.update(input_dir=str(src), output_dir=str(dst), mask_dir=str(masks) if masks else None)
-        record = request_record("img2img-batch", req.model_dump(mode="json", exclude={"init_images", "mask"}),
-                                from_api=False, input_dir=str(src), output_dir=str(dst),
-                                mask_dir=str(masks) if masks else None, scale=scale)
-        return self._submit_generation("img2img", req, run, from_api=False, params=params, request=record,
-                                       job_id=job_id)
+        record = request_record(
+            "img2img-batch",
+            req.model_dump(mode="json", exclude={"init_images", "mask"}),
+            from_api=False,
+            input_dir=str(src),
+            output_dir=str(dst),
+            mask_dir=str(masks) if masks else None,
+            scale=scale,
+        )
+        return self._submit_generation(
+            "img2img", req, run, from_api=False, params=params, request=record, job_id=job_id
+        )
 
     def extras(self, req, images: list) -> tuple[list, list[str], list[str]]:
         """Extras upscaling of (PIL image, name) pairs; saved to outputs/extras-images when the option says so."""
         from webui.generation.extras import run_extras
 
         def work(job: Job):
-            return run_extras(images, req, models_dir=self.paths.models_dir, outputs=self.outputs,
-                              save=bool(self.options.get("samples_save")),
-                              max_pixels=int(self.options.get("max_generation_pixels")), faces=self.generation.faces,
-                              face_detector=str(self.options.get("face_restoration_detector") or ""),
-                              face_confidence=float(self.options.get("face_restoration_confidence")))
+            return run_extras(
+                images,
+                req,
+                models_dir=self.paths.models_dir,
+                outputs=self.outputs,
+                save=bool(self.options.get("samples_save")),
+                max_pixels=int(self.options.get("max_generation_pixels")),
+                faces=self.generation.faces,
+                face_detector=str(self.options.get("face_restoration_detector") or ""),
+                face_confidence=float(self.options.get("face_restoration_confidence")),
+            )
+
         return self.jobs.run("extras", {"upscaler_1": req.upscaler_1, "count": len(images)}, work)
 
     def interrogate(self, image, model: str = "clip") -> str:
         """A prompt for `image` (A1111's Interrogate), run on the job queue."""
-        return self.jobs.run("interrogate", {"model": str(model)[:64]},
-                             lambda job: self.interrogator.interrogate(image, model), record=False)
+        return self.jobs.run(
+            "interrogate",
+            {"model": str(model)[:64]},
+            lambda job: self.interrogator.interrogate(image, model),
+            record=False,
+        )
 
     def decode_image(self, data: str, field: str):
         """An image field of a request (base64 or data: URL) → PIL, within the pixel limit; errors name the field."""
@@ -405,14 +535,16 @@ class Application:
         except InvalidRequest as e:
             raise InvalidRequest(f"{field}: {e.message}") from None
 
-    def submit_img2img(self, req: Img2ImgRequest, *, from_api: bool, images: list | None = None,
-                       mask=None, job_id: str | None = None) -> Job:
+    def submit_img2img(
+        self, req: Img2ImgRequest, *, from_api: bool, images: list | None = None, mask=None, job_id: str | None = None
+    ) -> Job:
         """Queue an img2img/inpaint job. Images are decoded here, before queueing, so bad input is a 4xx at once."""
         if images is None:
             images = [self.decode_image(s, f"init_images[{i}]") for i, s in enumerate(req.init_images)]
             mask = self.decode_image(req.mask, "mask") if req.mask else None
         if not images:
             raise InvalidRequest("init_images is empty: img2img needs an input image")
+
         def run(r, services, view, control, save, save_grid):
             return run_img2img(r, images, mask, services, view, control, save=save, save_grid=save_grid)
 
@@ -420,10 +552,19 @@ class Application:
             if req.include_init_images:
                 result.images = result.images + [im.convert("RGB") for im in images]
                 result.infotexts = result.infotexts + [""] * len(images)
+
         params = req.model_dump(mode="json", exclude={"init_images", "mask"})
-        return self._submit_generation("img2img", req, run, from_api=from_api, params=params, after=include_inputs,
-                                       request=img2img_record(req, images, mask, from_api), job_id=job_id,
-                                       inputs=(images, mask))
+        return self._submit_generation(
+            "img2img",
+            req,
+            run,
+            from_api=from_api,
+            params=params,
+            after=include_inputs,
+            request=img2img_record(req, images, mask, from_api),
+            job_id=job_id,
+            inputs=(images, mask),
+        )
 
 
 class ScriptRunner:
@@ -465,8 +606,15 @@ def main(ns: argparse.Namespace | None = None) -> None:
     server = create_server(application)
     host = bind_host(ns)
     print(f"Easel {VERSION}: http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{ns.port}", flush=True)
-    serve(application, server, host=host, port=ns.port, log_level="warning",
-          ssl_keyfile=ns.tls_keyfile, ssl_certfile=ns.tls_certfile)  # SIGTERM: interrupt, keep the queue, exit
+    serve(
+        application,
+        server,
+        host=host,
+        port=ns.port,
+        log_level="warning",
+        ssl_keyfile=ns.tls_keyfile,
+        ssl_certfile=ns.tls_certfile,
+    )  # SIGTERM: interrupt, keep the queue, exit
 
 
 def _quiet_libraries() -> None:

@@ -40,14 +40,14 @@ class RequirementSet:
         return [(["--no-deps"] if no_deps else []) + ["-r", str(repo / name)] for name, no_deps in self.files]
 
 
-RUNTIME = RequirementSet(".easel-requirements.sha256",
-                         (("requirements.txt", False), ("requirements-nodeps.txt", True)))
+RUNTIME = RequirementSet(".easel-requirements.sha256", (("requirements.txt", False), ("requirements-nodeps.txt", True)))
 TEST = RequirementSet(".easel-test-requirements.sha256", (("requirements-test.txt", False),))
 # Optional: Ray, for `--workers ray` (launch.py installs it only then; tools/run_tests.py always, so CI tests it)
 RAY = RequirementSet(".easel-ray-requirements.sha256", (("requirements-ray.txt", False),))
 
 
 # ---------------------------------------------------------------- where things are
+
 
 def venv_dir(repo: Path = REPO_DIR) -> Path:
     return repo / ".venv"
@@ -77,6 +77,7 @@ def venv_ready(venv: Path) -> bool:
 
 
 # ---------------------------------------------------------------- requirement hashes
+
 
 def requirements_hash(files: Sequence[Path]) -> str:
     """SHA-256 over each file's name and bytes; a missing file hashes differently from an empty one."""
@@ -110,8 +111,9 @@ def _run(cmd: Sequence[str]) -> int:
     return subprocess.call(list(cmd))
 
 
-def ensure_requirements(python: Path, venv: Path, reqs: RequirementSet, repo: Path = REPO_DIR,
-                        run: Runner = _run) -> bool:
+def ensure_requirements(
+    python: Path, venv: Path, reqs: RequirementSet, repo: Path = REPO_DIR, run: Runner = _run
+) -> bool:
     """Install `reqs` with `python -m pip` unless the stamp matches. Returns True when it installed."""
     if is_installed(venv, reqs, repo):
         return False
@@ -130,13 +132,16 @@ def ensure_requirements(python: Path, venv: Path, reqs: RequirementSet, repo: Pa
 
 # ---------------------------------------------------------------- creating the venv
 
+
 def venv_support_hint() -> str | None:
     """What to install when this python cannot create venvs (Debian/Ubuntu split venv and ensurepip out)."""
     if importlib.util.find_spec("venv") and importlib.util.find_spec("ensurepip"):
         return None
     pkg = f"python3.{sys.version_info.minor}-venv"
-    return (f"{sys.executable} cannot create a virtual environment (the 'venv'/'ensurepip' modules are missing).\n"
-            f"On Debian/Ubuntu run:  sudo apt-get install -y {pkg}   (or python3-venv), then run this again.")
+    return (
+        f"{sys.executable} cannot create a virtual environment (the 'venv'/'ensurepip' modules are missing).\n"
+        f"On Debian/Ubuntu run:  sudo apt-get install -y {pkg}   (or python3-venv), then run this again."
+    )
 
 
 def ensure_venv(venv: Path, run: Runner = _run) -> Path:
@@ -149,16 +154,20 @@ def ensure_venv(venv: Path, run: Runner = _run) -> Path:
     print(f"Creating the virtual environment {venv} ...", flush=True)
     rc = run([sys.executable, "-m", "venv", str(venv)])
     if rc != 0 or not venv_ready(venv):
-        raise BootstrapError(f"'{sys.executable} -m venv {venv}' failed (exit code {rc}). On Debian/Ubuntu, "
-                             f"install python3.{sys.version_info.minor}-venv and run this again.")
+        raise BootstrapError(
+            f"'{sys.executable} -m venv {venv}' failed (exit code {rc}). On Debian/Ubuntu, "
+            f"install python3.{sys.version_info.minor}-venv and run this again."
+        )
     return venv_python(venv)
 
 
 def reexec(python: Path, script: Path, argv: Sequence[str]) -> NoReturn:
     """Replace this process with `python script argv...` (same pid, same console)."""
     if os.environ.get(REEXEC_ENV) == "1":
-        raise BootstrapError(f"re-executed with {python} but still not inside the venv (sys.prefix={sys.prefix}); "
-                             f"delete {python.parent.parent} and run again, or set {VENV_OK_ENV}=1")
+        raise BootstrapError(
+            f"re-executed with {python} but still not inside the venv (sys.prefix={sys.prefix}); "
+            f"delete {python.parent.parent} and run again, or set {VENV_OK_ENV}=1"
+        )
     os.environ[REEXEC_ENV] = "1"
     sys.stdout.flush()
     sys.stderr.flush()

@@ -87,5 +87,6 @@ def is_disk_full(exc: BaseException) -> bool:
 
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
-    return isinstance(exc, sqlite3.Error) and ("full" in str(exc).lower()
-                                               or getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL")
+    return isinstance(exc, sqlite3.Error) and (
+        "full" in str(exc).lower() or getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL"
+    )

@@ -46,10 +46,20 @@ def build_parser() -> argparse.ArgumentParser:
     a("--gradio-auth", type=str, default=None, metavar="USER:PASS[,...]", help="UI credentials")
     a("--gradio-auth-path", type=str, default=None, metavar="FILE", help="file of UI credentials (lines of u:p,...)")
     a("--api-auth", type=str, default=None, metavar="USER:PASS[,...]", help="API credentials (HTTP Basic)")
-    a("--api-auth-path", type=str, default=None, metavar="FILE",
-      help="file of API credentials (lines of u:p,...), so passwords need not appear in ps")
-    a("--allowed-hosts", type=str, default=None, metavar="HOSTS",
-      help="comma-separated Host names the server answers to (loopback names always); others get 400")
+    a(
+        "--api-auth-path",
+        type=str,
+        default=None,
+        metavar="FILE",
+        help="file of API credentials (lines of u:p,...), so passwords need not appear in ps",
+    )
+    a(
+        "--allowed-hosts",
+        type=str,
+        default=None,
+        metavar="HOSTS",
+        help="comma-separated Host names the server answers to (loopback names always); others get 400",
+    )
     a("--insecure-no-auth", action="store_true", help="allow --listen/--share/--server-name without any auth")
     a("--cors-allow-origins", type=str, default=None, metavar="ORIGINS", help="comma-separated allowed origins")
     a("--tls-keyfile", type=str, default=None, help="TLS private key file (with --tls-certfile)")
@@ -74,33 +84,78 @@ def build_parser() -> argparse.ArgumentParser:
     a("--no-half-vae", action="store_true", help="run the VAE in fp32")
     a("--medvram", action="store_true", help="offload whole models between uses (less VRAM)")
     a("--lowvram", action="store_true", help="offload layer by layer (least VRAM, slow)")
-    a("--lowram", action="store_true", help="CPU: keep SD3/FLUX text encoders out of RAM between prompts (read from "
-      "their files for each encoding)")
-    a("--threads", type=int, default=None, metavar="N", help="CPU threads for torch (default: the physical cores, "
-      "unless OMP_NUM_THREADS is set)")
+    a(
+        "--lowram",
+        action="store_true",
+        help="CPU: keep SD3/FLUX text encoders out of RAM between prompts (read from their files for each encoding)",
+    )
+    a(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPU threads for torch (default: the physical cores, unless OMP_NUM_THREADS is set)",
+    )
     # Workers (docs/scaling.md)
-    a("--workers", type=str, default="local", metavar="local|ray|ray://HOST:PORT",
-      help="where jobs run: 'local' (default, one worker thread, no Ray), 'ray' (a local Ray runtime with one "
-      "worker per GPU, or --ray-num-workers on CPU) or ray://HOST:PORT (join a Ray cluster through Ray Client)")
-    a("--ray-address", type=str, default=None, metavar="ADDRESS",
-      help="join an existing Ray cluster ('auto': the one on this machine) instead of starting one; implies "
-      "--workers ray")
-    a("--ray-num-workers", type=int, default=None, metavar="N",
-      help="how many Ray workers to start (default: one per GPU, else 1 on the CPU)")
-    a("--ray-max-retries", type=int, default=2, metavar="N",
-      help="how many times a job whose worker died is re-queued before it fails (default 2)")
-    a("--database-url", type=str, default=None, metavar="URL",
-      help="the job history: sqlite:///FILE (default: <data-dir>/easel.db) or postgresql://USER@HOST[:PORT]/DB "
-      "(a head that must survive its machine; password from ~/.pgpass or PGPASSWORD)")
-    a("--ray-worker-data-dir", type=str, default=None, metavar="DIR",
-      help="each worker's own data folder, on its machine (default: the head's folders, shared): the models a job "
-      "needs are sent from the head by sha256 and kept there")
+    a(
+        "--workers",
+        type=str,
+        default="local",
+        metavar="local|ray|ray://HOST:PORT",
+        help="where jobs run: 'local' (default, one worker thread, no Ray), 'ray' (a local Ray runtime with one "
+        "worker per GPU, or --ray-num-workers on CPU) or ray://HOST:PORT (join a Ray cluster through Ray Client)",
+    )
+    a(
+        "--ray-address",
+        type=str,
+        default=None,
+        metavar="ADDRESS",
+        help="join an existing Ray cluster ('auto': the one on this machine) instead of starting one; implies "
+        "--workers ray",
+    )
+    a(
+        "--ray-num-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="how many Ray workers to start (default: one per GPU, else 1 on the CPU)",
+    )
+    a(
+        "--ray-max-retries",
+        type=int,
+        default=2,
+        metavar="N",
+        help="how many times a job whose worker died is re-queued before it fails (default 2)",
+    )
+    a(
+        "--database-url",
+        type=str,
+        default=None,
+        metavar="URL",
+        help="the job history: sqlite:///FILE (default: <data-dir>/easel.db) or postgresql://USER@HOST[:PORT]/DB "
+        "(a head that must survive its machine; password from ~/.pgpass or PGPASSWORD)",
+    )
+    a(
+        "--ray-worker-data-dir",
+        type=str,
+        default=None,
+        metavar="DIR",
+        help="each worker's own data folder, on its machine (default: the head's folders, shared): the models a job "
+        "needs are sent from the head by sha256 and kept there",
+    )
     # Extensions
     a("--enable-insecure-extension-access", action="store_true", help="allow installing extensions when exposed")
-    a("--allow-path-options", action="store_true", help="let remote users change path options (outdir_*, "
-      "control_net_models_path, ...) when exposed; even then only to folders inside the data or models dir")
-    a("--allow-private-downloads", action="store_true", help="let model installs by URL download from loopback "
-      "and private (LAN) addresses; refused by default (SSRF)")
+    a(
+        "--allow-path-options",
+        action="store_true",
+        help="let remote users change path options (outdir_*, "
+        "control_net_models_path, ...) when exposed; even then only to folders inside the data or models dir",
+    )
+    a(
+        "--allow-private-downloads",
+        action="store_true",
+        help="let model installs by URL download from loopback and private (LAN) addresses; refused by default (SSRF)",
+    )
     a("--disable-all-extensions", action="store_true", help="load no extensions")
     a("--disable-extra-extensions", action="store_true", help="load only the built-in extensions")
     a("--disable-safe-unpickle", action=_Refused, reason="Easel only loads .ckpt files with weights_only=True")
@@ -118,6 +173,7 @@ def with_env_args(argv: Sequence[str], environ: Mapping[str, str] = os.environ) 
 
 
 # ---------------------------------------------------------------- folders
+
 
 @dataclass(frozen=True)
 class Paths:
@@ -175,8 +231,9 @@ def resolve_paths(ns: argparse.Namespace) -> Paths:
 
 # ---------------------------------------------------------------- auth
 
+
 def parse_auth(s: str) -> list[tuple[str, str]]:
-    """"u:p,u2:p2" → [("u", "p"), ("u2", "p2")]. A password may contain ':' (only the first one splits).
+    """ "u:p,u2:p2" → [("u", "p"), ("u2", "p2")]. A password may contain ':' (only the first one splits).
 
     Errors name the entry by position, never by content, so a typo'd password is not echoed to the console.
     """
@@ -228,6 +285,7 @@ def allowed_hosts(ns: argparse.Namespace) -> list[str]:
 
 
 # ---------------------------------------------------------------- network
+
 
 def _is_loopback(host: str) -> bool:
     host = host.strip().strip("[]").lower()
@@ -293,8 +351,10 @@ def insecurity_warning(ns: argparse.Namespace) -> str | None:
         return None
     warnings = []
     if ns.insecure_no_auth and _uncovered(ns):
-        warnings.append(f"{' and '.join(exposed)} with --insecure-no-auth: ANYONE who can reach this machine "
-                        "can use Easel without a password.")
+        warnings.append(
+            f"{' and '.join(exposed)} with --insecure-no-auth: ANYONE who can reach this machine "
+            "can use Easel without a password."
+        )
     if ns.enable_insecure_extension_access:
         warnings.append("--enable-insecure-extension-access while exposed: remote users can install and run code.")
     bar = "!" * 78

@@ -56,8 +56,11 @@ class History:
 
     def mark_running_interrupted(self) -> int:
         """After a restart, jobs that were running can no longer finish (queued ones are re-queued instead)."""
-        return self._write("UPDATE jobs SET status='interrupted', request=NULL, error=COALESCE(error, "
-                           "'server stopped before the job finished') WHERE status='running'", ())
+        return self._write(
+            "UPDATE jobs SET status='interrupted', request=NULL, error=COALESCE(error, "
+            "'server stopped before the job finished') WHERE status='running'",
+            (),
+        )
 
     def waiting(self) -> list[dict[str, Any]]:
         """Jobs left queued by a previous run, oldest first, with their stored request (None when there is none)."""
@@ -72,15 +75,24 @@ class History:
             out.append(d)
         return out
 
-    def queued(self, job_id: str, kind: str, params: dict[str, Any], created_at: float,
-               request: dict[str, Any] | None = None) -> None:
+    def queued(
+        self, job_id: str, kind: str, params: dict[str, Any], created_at: float, request: dict[str, Any] | None = None
+    ) -> None:
         """A new job, or a re-queued one (same id) from a previous run."""
         prompt = str(params.get("prompt", "")) if isinstance(params, dict) else ""
-        self._write("INSERT INTO jobs(id, kind, status, prompt, params, created_at, request) "
-                    "VALUES (?, ?, 'queued', ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET status='queued', "
-                    "started_at=NULL, finished_at=NULL, result=NULL, error=NULL, request=excluded.request",
-                    (job_id, kind, prompt, json.dumps(params, default=str), created_at,
-                     json.dumps(request, default=str) if request is not None else None))
+        self._write(
+            "INSERT INTO jobs(id, kind, status, prompt, params, created_at, request) "
+            "VALUES (?, ?, 'queued', ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET status='queued', "
+            "started_at=NULL, finished_at=NULL, result=NULL, error=NULL, request=excluded.request",
+            (
+                job_id,
+                kind,
+                prompt,
+                json.dumps(params, default=str),
+                created_at,
+                json.dumps(request, default=str) if request is not None else None,
+            ),
+        )
 
     def started(self, job_id: str, at: float, worker: str | None = None) -> None:
         self._write("UPDATE jobs SET status='running', started_at=?, worker=? WHERE id=?", (at, worker, job_id))
@@ -90,8 +102,10 @@ class History:
         self._write(self.RETRY_SQL, (retries, reason, job_id))
 
     def finished(self, job_id: str, status: str, result: dict[str, Any] | None, error: str | None, at: float) -> None:
-        self._write("UPDATE jobs SET status=?, result=?, error=?, finished_at=?, request=NULL WHERE id=?",
-                    (status, json.dumps(result, default=str) if result is not None else None, error, at, job_id))
+        self._write(
+            "UPDATE jobs SET status=?, result=?, error=?, finished_at=?, request=NULL WHERE id=?",
+            (status, json.dumps(result, default=str) if result is not None else None, error, at, job_id),
+        )
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         names, rows = self._query("SELECT * FROM jobs WHERE id=?", (job_id,))
@@ -127,8 +141,10 @@ class History:
 class JobHistory(History):
     """SQLite (`<data-dir>/easel.db`, the default)."""
 
-    RETRY_SQL = ("UPDATE jobs SET status='queued', retries=?, worker=NULL, "
-                 "retry_log=json_insert(COALESCE(retry_log, '[]'), '$[#]', ?) WHERE id=?")
+    RETRY_SQL = (
+        "UPDATE jobs SET status='queued', retries=?, worker=NULL, "
+        "retry_log=json_insert(COALESCE(retry_log, '[]'), '$[#]', ?) WHERE id=?"
+    )
 
     def __init__(self, file: Path):
         file.parent.mkdir(parents=True, exist_ok=True)
@@ -155,8 +171,10 @@ class JobHistory(History):
                 if self._db.in_transaction:  # SQLITE_FULL has already rolled back: a second ROLLBACK would raise
                     self._db.execute("ROLLBACK")
                 if is_disk_full(e):
-                    raise DiskFull(f"disk full: free space in {self.file.parent}",
-                                   detail=f"the job history ({self.file}) could not be written: {e}") from None
+                    raise DiskFull(
+                        f"disk full: free space in {self.file.parent}",
+                        detail=f"the job history ({self.file}) could not be written: {e}",
+                    ) from None
                 raise
 
     def _query(self, sql: str, args: tuple | list = ()) -> tuple[builtins.list[str], builtins.list[tuple]]:
@@ -174,7 +192,7 @@ def open_history(url: str | None, default_file: Path) -> History:
     if not url:
         return JobHistory(default_file)
     if url.startswith("sqlite:///"):
-        return JobHistory(Path(url[len("sqlite:///"):]).expanduser())
+        return JobHistory(Path(url[len("sqlite:///") :]).expanduser())
     if url.startswith(("postgresql://", "postgres://")):
         from webui.history_pg import PostgresHistory
 

@@ -25,20 +25,25 @@ class DatabaseUnavailable(EaselError):
 
 
 class PostgresHistory(History):
-    RETRY_SQL = ("UPDATE jobs SET status='queued', retries=?, worker=NULL, retry_log=(COALESCE(retry_log, '[]')"
-                 "::jsonb || jsonb_build_array(?::text))::text WHERE id=?")
+    RETRY_SQL = (
+        "UPDATE jobs SET status='queued', retries=?, worker=NULL, retry_log=(COALESCE(retry_log, '[]')"
+        "::jsonb || jsonb_build_array(?::text))::text WHERE id=?"
+    )
 
     def __init__(self, url: str):
         try:
             import psycopg
             import psycopg.conninfo
         except ImportError as e:
-            raise EaselError(f"--database-url postgresql:// needs psycopg: pip install -r requirements-ray.txt "
-                             f"({e})") from None
+            raise EaselError(
+                f"--database-url postgresql:// needs psycopg: pip install -r requirements-ray.txt ({e})"
+            ) from None
         self._psycopg, self._url = psycopg, url
         info = psycopg.conninfo.conninfo_to_dict(url)
-        self.where = f"PostgreSQL database {info.get('dbname') or info.get('user') or ''!s} on " \
-                     f"{info.get('host') or 'localhost'}:{info.get('port') or 5432}"
+        self.where = (
+            f"PostgreSQL database {info.get('dbname') or info.get('user') or ''!s} on "
+            f"{info.get('host') or 'localhost'}:{info.get('port') or 5432}"
+        )
         self._lock = threading.Lock()
         self._db: Any = None
         with self._lock:
@@ -55,8 +60,9 @@ class PostgresHistory(History):
         try:
             self._db = self._psycopg.connect(self._url, autocommit=True, connect_timeout=10)
         except self._psycopg.OperationalError as e:
-            raise DatabaseUnavailable(f"the job history ({self.where}) is unreachable",
-                                      detail=_without_password(str(e), self._url)) from None
+            raise DatabaseUnavailable(
+                f"the job history ({self.where}) is unreachable", detail=_without_password(str(e), self._url)
+            ) from None
 
     def _run(self, fn):
         """fn(connection) under the lock; a connection found closed or broken is opened again and fn run once more."""
@@ -69,19 +75,23 @@ class PostgresHistory(History):
                 except self._psycopg.OperationalError as e:
                     self._db = None
                     if attempt:
-                        raise DatabaseUnavailable(f"the job history ({self.where}) could not be written",
-                                                  detail=_without_password(str(e), self._url)) from None
+                        raise DatabaseUnavailable(
+                            f"the job history ({self.where}) could not be written",
+                            detail=_without_password(str(e), self._url),
+                        ) from None
 
     def _write(self, sql: str, args: tuple) -> int:
         def write(db) -> int:
             with db.transaction():
                 return db.execute(_pg(sql), args).rowcount
+
         return self._run(write)
 
     def _query(self, sql: str, args: tuple | list = ()) -> tuple[builtins.list[str], builtins.list[tuple]]:
         def query(db):
             cur = db.execute(_pg(sql), args)
             return [d.name for d in cur.description], cur.fetchall()
+
         return self._run(query)
 
     def close(self) -> None:

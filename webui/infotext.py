@@ -21,13 +21,33 @@ from PIL.PngImagePlugin import PngInfo
 from webui import VERSION_TAG
 
 FIELD_ORDER: list[str] = [
-    "Steps", "Sampler", "Schedule type", "CFG scale", "Distilled CFG Scale", "Image CFG scale", "Seed",
-    "Face restoration", "Size",
-    "Model hash", "Model", "Batch size", "Batch pos",  # A1111 wrote these two after Model (batches of 2+)
-    "VAE hash", "VAE", "Variation seed", "Variation seed strength", "Seed resize from",
-    "Denoising strength", "Conditional mask weight", "Clip skip", "ENSD", "Token merging ratio",
+    "Steps",
+    "Sampler",
+    "Schedule type",
+    "CFG scale",
+    "Distilled CFG Scale",
+    "Image CFG scale",
+    "Seed",
+    "Face restoration",
+    "Size",
+    "Model hash",
+    "Model",
+    "Batch size",
+    "Batch pos",  # A1111 wrote these two after Model (batches of 2+)
+    "VAE hash",
+    "VAE",
+    "Variation seed",
+    "Variation seed strength",
+    "Seed resize from",
+    "Denoising strength",
+    "Conditional mask weight",
+    "Clip skip",
+    "ENSD",
+    "Token merging ratio",
     "Token merging ratio hr",
-    "Init image hash", "RNG", "Tiling",
+    "Init image hash",
+    "RNG",
+    "Tiling",
 ]
 
 SCHEDULE_SUFFIXES: tuple[str, ...] = ("SGM Uniform", "Karras", "Exponential", "Uniform", "Beta", "Automatic")
@@ -57,9 +77,11 @@ def param_pairs(line: str) -> list[tuple[str, str]]:
             continue
         value = _VALUE_RE.match(line, run.end() + 1)
         assert value is not None  # it matches the empty string too
-        pairs.append((line[word.start():run.end()], value.group(1)))
+        pairs.append((line[word.start() : run.end()], value.group(1)))
         pos = value.end() if value.end() > pos else pos + 1
     return pairs
+
+
 _SIZE_RE = re.compile(r"^(\d+)x(\d+)$")
 _NEGATIVE = "Negative prompt:"
 _EXIF_IFD = 0x8769
@@ -67,6 +89,7 @@ _USER_COMMENT = 0x9286
 
 
 # ---------------------------------------------------------------- writing
+
 
 def format_value(value: object) -> str:
     """Text for one value. Floats with an integral value print without ".0" (7.0 -> "7"); other floats
@@ -119,6 +142,7 @@ def build_infotext(prompt: str, negative_prompt: str, params: Mapping[str, objec
 
 # ---------------------------------------------------------------- parsing
 
+
 def _unquote(value: str) -> str:
     if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
         try:
@@ -145,7 +169,7 @@ def parse_infotext(text: str) -> dict[str, object]:
     negative_lines: list[str] = []
     for line in lines:
         if not negative_lines and line.lstrip().startswith(_NEGATIVE):
-            rest = line.lstrip()[len(_NEGATIVE):]
+            rest = line.lstrip()[len(_NEGATIVE) :]
             negative_lines.append(rest[1:] if rest.startswith(" ") else rest)
         elif negative_lines:
             negative_lines.append(line)
@@ -165,7 +189,7 @@ def parse_infotext(text: str) -> dict[str, object]:
 
 
 def split_legacy_sampler(name: str) -> tuple[str, str | None]:
-    """"DPM++ 2M Karras" -> ("DPM++ 2M", "Karras"); a name without a schedule suffix -> (name, None)."""
+    """ "DPM++ 2M Karras" -> ("DPM++ 2M", "Karras"); a name without a schedule suffix -> (name, None)."""
     for suffix in SCHEDULE_SUFFIXES:
         if name.endswith(" " + suffix) and len(name) > len(suffix) + 1:
             return name[: -len(suffix) - 1].rstrip(), suffix
@@ -192,25 +216,42 @@ def _convert(parsed: Mapping[str, object], key: str, kind: type) -> Any:
 
 # infotext key -> (request field, type); applied when the key is present and readable
 _REQUEST_FIELDS: dict[str, tuple[str, type]] = {
-    "Steps": ("steps", int), "CFG scale": ("cfg_scale", float), "Image CFG scale": ("image_cfg_scale", float),
-    "Seed": ("seed", int), "Size-1": ("width", int), "Size-2": ("height", int),
-    "Variation seed": ("subseed", int), "Variation seed strength": ("subseed_strength", float),
-    "Seed resize from-1": ("seed_resize_from_w", int), "Seed resize from-2": ("seed_resize_from_h", int),
-    "Denoising strength": ("denoising_strength", float), "Tiling": ("tiling", bool),
-    "Model hash": ("sd_model_hash", str), "Model": ("sd_model_name", str),
-    "Hires upscale": ("hr_scale", float), "Hires steps": ("hr_second_pass_steps", int),
-    "Hires upscaler": ("hr_upscaler", str), "Hires resize-1": ("hr_resize_x", int),
-    "Hires resize-2": ("hr_resize_y", int), "Hires sampler": ("hr_sampler_name", str),
-    "Hires schedule type": ("hr_scheduler", str), "Hires prompt": ("hr_prompt", str),
-    "Hires negative prompt": ("hr_negative_prompt", str), "Hires checkpoint": ("hr_checkpoint_name", str),
-    "Mask blur": ("mask_blur", int), "Eta": ("eta", float),
+    "Steps": ("steps", int),
+    "CFG scale": ("cfg_scale", float),
+    "Image CFG scale": ("image_cfg_scale", float),
+    "Seed": ("seed", int),
+    "Size-1": ("width", int),
+    "Size-2": ("height", int),
+    "Variation seed": ("subseed", int),
+    "Variation seed strength": ("subseed_strength", float),
+    "Seed resize from-1": ("seed_resize_from_w", int),
+    "Seed resize from-2": ("seed_resize_from_h", int),
+    "Denoising strength": ("denoising_strength", float),
+    "Tiling": ("tiling", bool),
+    "Model hash": ("sd_model_hash", str),
+    "Model": ("sd_model_name", str),
+    "Hires upscale": ("hr_scale", float),
+    "Hires steps": ("hr_second_pass_steps", int),
+    "Hires upscaler": ("hr_upscaler", str),
+    "Hires resize-1": ("hr_resize_x", int),
+    "Hires resize-2": ("hr_resize_y", int),
+    "Hires sampler": ("hr_sampler_name", str),
+    "Hires schedule type": ("hr_scheduler", str),
+    "Hires prompt": ("hr_prompt", str),
+    "Hires negative prompt": ("hr_negative_prompt", str),
+    "Hires checkpoint": ("hr_checkpoint_name", str),
+    "Mask blur": ("mask_blur", int),
+    "Eta": ("eta", float),
     "Distilled CFG Scale": ("distilled_cfg_scale", float),  # Forge's FLUX dev guidance
 }
 # infotext key -> (option name in override_settings, type)
 _OVERRIDE_FIELDS: dict[str, tuple[str, type]] = {
-    "Clip skip": ("CLIP_stop_at_last_layers", int), "ENSD": ("eta_noise_seed_delta", int),
-    "RNG": ("randn_source", str), "Token merging ratio": ("token_merging_ratio", float),
-    "Token merging ratio hr": ("token_merging_ratio_hr", float), "Step cache": ("step_cache_interval", int),
+    "Clip skip": ("CLIP_stop_at_last_layers", int),
+    "ENSD": ("eta_noise_seed_delta", int),
+    "RNG": ("randn_source", str),
+    "Token merging ratio": ("token_merging_ratio", float),
+    "Token merging ratio hr": ("token_merging_ratio_hr", float),
+    "Step cache": ("step_cache_interval", int),
     "Conditional mask weight": ("inpainting_mask_weight", float),
     "VAE precision": ("cpu_vae_precision", str),  # Easel's opt-in bf16 decode: pasting it back reproduces the image
     "Shift": ("flow_shift", float),  # SD 3/FLUX flow-matching shift (the setting, when not the model's own)
@@ -260,6 +301,7 @@ def infotext_to_request_fields(parsed: Mapping[str, object]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- images
+
 
 def _decode_user_comment(data: bytes | str) -> str | None:
     """Decode an EXIF UserComment: 8-byte charset prefix, then the text."""

@@ -109,13 +109,31 @@ class JobQueue:
             self.executor.stop(timeout)
 
     # --- submitting ----------------------------------------------------------------------------------------------
-    def submit(self, kind: str, params: dict[str, Any], fn: Callable[[Job], Any], *, record: bool = True,
-               request: dict[str, Any] | None = None, job_id: str | None = None,
-               estimate_seconds: float | None = None, notice: str | None = None, remote: Any = None) -> Job:
+    def submit(
+        self,
+        kind: str,
+        params: dict[str, Any],
+        fn: Callable[[Job], Any],
+        *,
+        record: bool = True,
+        request: dict[str, Any] | None = None,
+        job_id: str | None = None,
+        estimate_seconds: float | None = None,
+        notice: str | None = None,
+        remote: Any = None,
+    ) -> Job:
         """Queue a job. `request` is what a restart needs to run it again; `job_id` re-queues a job of a previous
         run under its own id."""
-        job = Job(kind=kind, params=params, fn=fn, record=record, request=request, estimate_seconds=estimate_seconds,
-                  notice=notice, remote=remote if self.executor is not None else None)
+        job = Job(
+            kind=kind,
+            params=params,
+            fn=fn,
+            record=record,
+            request=request,
+            estimate_seconds=estimate_seconds,
+            notice=notice,
+            remote=remote if self.executor is not None else None,
+        )
         job.control.estimate_seconds, job.control.textinfo = estimate_seconds, notice
         if job_id:
             job.id = job_id
@@ -162,16 +180,18 @@ class JobQueue:
     def active(self, owner: str) -> list[Job]:
         """`owner`'s running and waiting jobs, in the order they run (a reloaded page finds its jobs here)."""
         with self._cv:
-            jobs = ([self._current] if self._current else []) + sorted(self._running.values(),
-                                                                       key=lambda j: j.started_at or 0)
+            jobs = ([self._current] if self._current else []) + sorted(
+                self._running.values(), key=lambda j: j.started_at or 0
+            )
             jobs += list(self._queue)
         return [j for j in jobs if j.owner == owner]
 
     def owned(self, owner: str, since: float) -> list[Job]:
         """`owner`'s jobs not yet ended, and those created at or after `since` that have ended, oldest first."""
         with self._cv:
-            jobs = [j for j in self._jobs.values()
-                    if j.owner == owner and (not j.done.is_set() or j.created_at >= since)]
+            jobs = [
+                j for j in self._jobs.values() if j.owner == owner and (not j.done.is_set() or j.created_at >= since)
+            ]
         return sorted(jobs, key=lambda j: j.created_at)
 
     def position(self, job_id: str) -> int | None:

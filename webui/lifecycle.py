@@ -43,8 +43,9 @@ def img2img_record(req, images: list, mask, from_api: bool) -> dict[str, Any]:
     from webui.outputs import encode_png_base64
 
     body = req.model_dump(mode="json")
-    body.update(init_images=[encode_png_base64(im) for im in images],
-                mask=encode_png_base64(mask) if mask is not None else None)
+    body.update(
+        init_images=[encode_png_base64(im) for im in images], mask=encode_png_base64(mask) if mask is not None else None
+    )
     return request_record("img2img", body, from_api=from_api)
 
 
@@ -58,9 +59,13 @@ def requeue_waiting(application: Application) -> int:
         except Exception as e:  # one bad row must not keep the server from starting
             reason = getattr(e, "message", None) or str(e) or type(e).__name__
             log.warning("job %s could not be re-queued: %s", row["id"], reason)
-            application.history.finished(row["id"], "interrupted", None,
-                                         f"server stopped before the job ran, and it could not be re-queued: {reason}",
-                                         time.time())
+            application.history.finished(
+                row["id"],
+                "interrupted",
+                None,
+                f"server stopped before the job ran, and it could not be re-queued: {reason}",
+                time.time(),
+            )
     if count:
         log.info("re-queued %d job(s) left waiting by the previous run", count)
     return count
@@ -82,9 +87,14 @@ def _resubmit(application: Application, row: dict[str, Any]) -> None:
     elif kind == "img2img":
         application.submit_img2img(Img2ImgRequest.model_validate(body), from_api=from_api, job_id=row["id"])
     elif kind == "img2img-batch":
-        application.submit_img2img_batch(Img2ImgRequest.model_validate(body), input_dir=record["input_dir"],
-                                         output_dir=record["output_dir"], mask_dir=record.get("mask_dir"),
-                                         scale=record.get("scale"), job_id=row["id"])
+        application.submit_img2img_batch(
+            Img2ImgRequest.model_validate(body),
+            input_dir=record["input_dir"],
+            output_dir=record["output_dir"],
+            mask_dir=record.get("mask_dir"),
+            scale=record.get("scale"),
+            job_id=row["id"],
+        )
     elif kind == "train-lora":
         from webui.training.jobs import start_training
 

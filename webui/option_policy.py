@@ -40,15 +40,21 @@ class OptionPolicy:
 
     def lock_reason(self, key: str, d: Any) -> str | None:
         if key == "disabled_extensions" and self.extensions_locked:
-            return ("enabling or disabling extensions is locked while the server is reachable from the network "
-                    "(--enable-insecure-extension-access unlocks it)")
+            return (
+                "enabling or disabling extensions is locked while the server is reachable from the network "
+                "(--enable-insecure-extension-access unlocks it)"
+            )
         if key == "extensions_index_url" and self.extensions_locked:
-            return ("the extension index URL is read-only while the server is reachable from the network: the "
-                    "server fetches it (--enable-insecure-extension-access unlocks it with the other extension "
-                    "controls; the fetch stays limited to public http(s) addresses)")
+            return (
+                "the extension index URL is read-only while the server is reachable from the network: the "
+                "server fetches it (--enable-insecure-extension-access unlocks it with the other extension "
+                "controls; the fetch stays limited to public http(s) addresses)"
+            )
         if self.exposed and is_path_option(key, d) and not self.allow_path_options:
-            return (f"option {key} names a server path: it is read-only while the server is reachable from the "
-                    "network (the admin can pass --allow-path-options to allow paths inside the data dir)")
+            return (
+                f"option {key} names a server path: it is read-only while the server is reachable from the "
+                "network (the admin can pass --allow-path-options to allow paths inside the data dir)"
+            )
         return None
 
 
@@ -71,8 +77,9 @@ def check_unknown(key: str, value: Any) -> Any:
         return _text(key, value)
     if isinstance(value, (list, tuple)) and len(value) <= MAX_LIST and all(isinstance(v, str) for v in value):
         return [_text(key, v) for v in value]
-    raise InvalidRequest(f"option {key}: unknown options take a number, text, true/false or a list of text, "
-                         f"not {type(value).__name__}")
+    raise InvalidRequest(
+        f"option {key}: unknown options take a number, text, true/false or a list of text, not {type(value).__name__}"
+    )
 
 
 def _text(key: str, value: str) -> str:
@@ -101,7 +108,7 @@ def check_option(defs: dict[str, Any], policy: OptionPolicy, key: str, value: An
     if reason and clean != current:
         raise Forbidden(reason)
     if policy.exposed and is_path_option(key, d) and clean != current:
-        for text in (clean if isinstance(clean, list) else [clean]):
+        for text in clean if isinstance(clean, list) else [clean]:
             if isinstance(text, str) and text.strip():
                 try:
                     confine(text, policy.roots, what=f"option {key}")

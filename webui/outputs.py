@@ -75,6 +75,7 @@ def _truncate_bytes(text: str, limit: int) -> str:
 def render_pattern(pattern: str, values: Mapping[str, object]) -> str:
     """Replace `[key]` (and `[key<fmt>]` for date/datetime) with values; unknown keys stay literal, as in A1111.
     A callable value is called with the `<fmt>` argument (or None)."""
+
     def repl(match: re.Match[str]) -> str:
         key, arg = match.group(1).lower(), match.group(2)
         if key not in values:
@@ -100,8 +101,9 @@ class OutputWriter:
     threads of one writer (a lock) and never overwrites a file (names are reserved with O_EXCL).
     """
 
-    def __init__(self, data_dir: Path | str,
-                 get_option: Callable[[str], object] | Mapping[str, object] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path | str, get_option: Callable[[str], object] | Mapping[str, object] | None = None
+    ) -> None:
         self.data_dir = Path(data_dir)
         self._get = get_option
         self._lock = threading.Lock()
@@ -145,8 +147,16 @@ class OutputWriter:
                     folder = folder / part
         return folder
 
-    def pattern_values(self, *, seed: int | None, prompt: str, model_name: str, image: Image.Image,
-                       when: dt.datetime, fields: Mapping[str, object] | None = None) -> dict[str, object]:
+    def pattern_values(
+        self,
+        *,
+        seed: int | None,
+        prompt: str,
+        model_name: str,
+        image: Image.Image,
+        when: dt.datetime,
+        fields: Mapping[str, object] | None = None,
+    ) -> dict[str, object]:
         """Values for the filename pattern. `fields` adds or overrides keys ([steps], [cfg], [sampler]...)."""
         words = int(str(self.option("directories_max_prompt_words")))
         values: dict[str, object] = {
@@ -176,7 +186,7 @@ class OutputWriter:
         for name in names:
             if name.startswith(".") or not name.startswith(prefix):
                 continue
-            match = _NUMBER_RE.match(os.path.splitext(name[len(prefix):])[0])
+            match = _NUMBER_RE.match(os.path.splitext(name[len(prefix) :])[0])
             if match:
                 highest = max(highest, int(match.group(1)))
         return highest + 1
@@ -198,8 +208,9 @@ class OutputWriter:
 
     # ------------------------------------------------------------ saving
 
-    def encode(self, image: Image.Image, extension: str, infotext: str | None,
-               extra_text: Mapping[str, str] | None = None) -> bytes:
+    def encode(
+        self, image: Image.Image, extension: str, infotext: str | None, extra_text: Mapping[str, str] | None = None
+    ) -> bytes:
         """Encode to png/jpg/webp bytes with the infotext embedded (PNG chunk or EXIF UserComment)."""
         fmt = FORMATS.get(extension.lower())
         if fmt is None:
@@ -221,11 +232,21 @@ class OutputWriter:
         image.save(buf, format=fmt, **kwargs)
         return buf.getvalue()
 
-    def save_image(self, image: Image.Image, *, kind: Kind, seed: int | None, prompt: str,
-                   infotext: str | None, model_name: str = "", extension: str | None = None,
-                   grid: bool = False, date: dt.datetime | dt.date | None = None,
-                   fields: Mapping[str, object] | None = None,
-                   extra_text: Mapping[str, str] | None = None) -> Path:
+    def save_image(
+        self,
+        image: Image.Image,
+        *,
+        kind: Kind,
+        seed: int | None,
+        prompt: str,
+        infotext: str | None,
+        model_name: str = "",
+        extension: str | None = None,
+        grid: bool = False,
+        date: dt.datetime | dt.date | None = None,
+        fields: Mapping[str, object] | None = None,
+        extra_text: Mapping[str, str] | None = None,
+    ) -> Path:
         """Save one image (or grid) atomically and return its path.
 
         Samples: `<outdir>/<YYYY-MM-DD>/NNNNN-<samples_filename_pattern>.<ext>`; extras (or seed=None) use
@@ -241,8 +262,9 @@ class OutputWriter:
         ext = (extension or str(self.option("grid_format" if grid else "samples_format"))).lower().lstrip(".")
         data = self.encode(image, ext, infotext, extra_text)
 
-        values = self.pattern_values(seed=seed, prompt=prompt, model_name=model_name, image=image,
-                                     when=when, fields=fields)
+        values = self.pattern_values(
+            seed=seed, prompt=prompt, model_name=model_name, image=image, when=when, fields=fields
+        )
         folder = self.folder_for(kind, grid=grid, values=values)
         short = (grid and not self.option("grid_extended_filename")) or (not grid and kind == "extras")
         decoration = ""
@@ -270,6 +292,7 @@ class OutputWriter:
 
 
 # ---------------------------------------------------------------- grids and base64
+
 
 def grid_rows(count: int) -> int:
     """A1111's default: rows = round(sqrt(n)), at least 1 and at most n."""
@@ -341,14 +364,16 @@ def decode_base64_image(data: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> I
     except Image.DecompressionBombError as e:
         raise PayloadTooLarge(f"image is too large: {e}") from None
     except UnidentifiedImageError:
-        raise InvalidRequest(f"base64 data is not a readable image (accepted formats: "
-                             f"{', '.join(USER_IMAGE_FORMATS)})") from None
+        raise InvalidRequest(
+            f"base64 data is not a readable image (accepted formats: {', '.join(USER_IMAGE_FORMATS)})"
+        ) from None
     except (OSError, ValueError) as e:
         raise InvalidRequest(f"base64 data is not a readable image: {e}") from None
     width, height = image.size
     if width * height > max_pixels:
-        raise PayloadTooLarge(f"image is {width}×{height} pixels, over the limit of {area_text(max_pixels)} "
-                              f"(setting max_image_pixels)")
+        raise PayloadTooLarge(
+            f"image is {width}×{height} pixels, over the limit of {area_text(max_pixels)} (setting max_image_pixels)"
+        )
     try:
         image.load()
     except Image.DecompressionBombError as e:

@@ -32,8 +32,13 @@ def is_inside(path: str | os.PathLike, roots: Iterable[str | os.PathLike]) -> bo
     return any(real == r or r in real.parents for r in (_real(root) for root in roots))
 
 
-def confine(path: str | os.PathLike, roots: Iterable[str | os.PathLike], *, base: str | os.PathLike | None = None,
-            what: str = "path") -> Path:
+def confine(
+    path: str | os.PathLike,
+    roots: Iterable[str | os.PathLike],
+    *,
+    base: str | os.PathLike | None = None,
+    what: str = "path",
+) -> Path:
     """`path` resolved (relative ones against `base`, else the first root), if it stays inside one of `roots`.
 
     Raises PathOutside otherwise, with a message that names `what` but not the resolved target, and reads the same
@@ -46,8 +51,10 @@ def confine(path: str | os.PathLike, roots: Iterable[str | os.PathLike], *, base
     if not candidate.is_absolute():
         candidate = Path(base if base is not None else roots[0]) / candidate
     if not is_inside(candidate, roots):
-        raise PathOutside(f"{what} {text!r} is not inside the data or models folder (the server is reachable "
-                          "from the network, so only paths there are allowed)")
+        raise PathOutside(
+            f"{what} {text!r} is not inside the data or models folder (the server is reachable "
+            "from the network, so only paths there are allowed)"
+        )
     return _real(candidate)
 
 

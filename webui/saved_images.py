@@ -28,7 +28,7 @@ def _name(src: Path) -> str:
 
 def _checked(paths: Iterable[str | os.PathLike]) -> list[Path]:
     out = []
-    for raw in list(paths)[:MAX_FILES + 1]:
+    for raw in list(paths)[: MAX_FILES + 1]:
         path = Path(raw)
         try:
             with open_user_image(path) as im:

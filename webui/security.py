@@ -36,6 +36,7 @@ MAX_REDIRECTS = 3
 
 # ---------------------------------------------------------------- credentials
 
+
 def check_basic_auth(header: str | None, credentials: Iterable[tuple[str, str]]) -> str | None:
     """The user name when `header` ("Basic base64(user:password)") matches one of `credentials`, else None.
 
@@ -66,8 +67,9 @@ def check_basic_auth(header: str | None, credentials: Iterable[tuple[str, str]])
 
 # ---------------------------------------------------------------- Host header (DNS rebinding)
 
+
 def host_name(host_header: str) -> str:
-    """"example.com:7860" → "example.com"; "[::1]:7860" → "::1" (lower case)."""
+    """ "example.com:7860" → "example.com"; "[::1]:7860" → "::1" (lower case)."""
     host = host_header.strip().lower()
     if host.startswith("["):
         return host[1:].partition("]")[0]
@@ -126,6 +128,7 @@ def is_allowed_host(host_header: str | None, extra: Iterable[str] = (), *, ip_li
 
 # ---------------------------------------------------------------- remote images (SSRF)
 
+
 def is_public_address(address: str) -> bool:
     """True only for globally routable unicast addresses (no loopback/private/link-local/reserved/multicast)."""
     try:
@@ -134,8 +137,9 @@ def is_public_address(address: str) -> bool:
         return False
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_loopback or ip.is_link_local
-                                 or ip.is_private or ip.is_unspecified)
+    return ip.is_global and not (
+        ip.is_multicast or ip.is_reserved or ip.is_loopback or ip.is_link_local or ip.is_private or ip.is_unspecified
+    )
 
 
 def _resolve_public(host: str, port: int, what: str = "image", allow_private: bool = False) -> list[tuple]:
@@ -194,8 +198,14 @@ class PublicResponse:
 
 
 @contextlib.contextmanager
-def open_public_url(url: str, *, what: str = "image", headers: dict[str, str] | None = None,
-                    timeout: float = REMOTE_TIMEOUT, allow_private: bool = False) -> Iterator[PublicResponse]:
+def open_public_url(
+    url: str,
+    *,
+    what: str = "image",
+    headers: dict[str, str] | None = None,
+    timeout: float = REMOTE_TIMEOUT,
+    allow_private: bool = False,
+) -> Iterator[PublicResponse]:
     """GET an http(s) URL that must resolve to public addresses only (checked at connect time, so DNS can't change
     in between); every redirect is checked again. Yields the final response unread, whatever its status, for the
     caller to stream; the connection is closed on exit. `allow_private` lifts the public-address rule (never the
@@ -230,8 +240,9 @@ def open_public_url(url: str, *, what: str = "image", headers: dict[str, str] | 
     raise InvalidRequest(f"{what} URL redirected more than {MAX_REDIRECTS} times")
 
 
-def fetch_public_url(url: str, *, max_bytes: int, accept: str = "*/*", what: str = "image",
-                     timeout: float = REMOTE_TIMEOUT) -> bytes:
+def fetch_public_url(
+    url: str, *, max_bytes: int, accept: str = "*/*", what: str = "image", timeout: float = REMOTE_TIMEOUT
+) -> bytes:
     """GET an http(s) URL on public addresses only (open_public_url); at most `max_bytes` are read. Errors are
     InvalidRequest (bad URL, unreachable, HTTP error), Forbidden (internal address) and PayloadTooLarge, with `what`
     in their messages."""
@@ -282,8 +293,10 @@ def load_image_field(value: str, application: Application, *, field: str = "imag
 
 # ---------------------------------------------------------------- --share
 
-def open_share(application: Application, blocks, *, host: str, port: int,
-               setup: Callable[..., str] | None = None) -> str | None:
+
+def open_share(
+    application: Application, blocks, *, host: str, port: int, setup: Callable[..., str] | None = None
+) -> str | None:
     """Open Gradio's share tunnel to the local server (gr.mount_gradio_app never does). Offline or on any failure,
     print a clear message and return None: the server keeps serving locally. Sets application.share_url."""
     try:
@@ -292,15 +305,22 @@ def open_share(application: Application, blocks, *, host: str, port: int,
 
             setup = networking.setup_tunnel
         local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-        url = setup(local_host=local, local_port=port, share_token=blocks.share_token,
-                    share_server_address=getattr(blocks, "share_server_address", None),
-                    share_server_tls_certificate=getattr(blocks, "share_server_tls_certificate", None))
+        url = setup(
+            local_host=local,
+            local_port=port,
+            share_token=blocks.share_token,
+            share_server_address=getattr(blocks, "share_server_address", None),
+            share_server_tls_certificate=getattr(blocks, "share_server_tls_certificate", None),
+        )
         if not url:
             raise RuntimeError("the tunnel returned no URL")
         url = "https://" + urlsplit(url).netloc if "://" in url else f"https://{url}"
     except Exception as e:  # the tunnel is optional: never take the local server down with it
-        print(f"Could not open the --share tunnel ({type(e).__name__}: {e}). "
-              f"Easel keeps serving locally on port {port} only.", flush=True)
+        print(
+            f"Could not open the --share tunnel ({type(e).__name__}: {e}). "
+            f"Easel keeps serving locally on port {port} only.",
+            flush=True,
+        )
         application.share_url = None
         return None
     blocks.share_url = url
@@ -309,9 +329,11 @@ def open_share(application: Application, blocks, *, host: str, port: int,
     return url
 
 
-def start_share_when_ready(application: Application, blocks, *, host: str, port: int,
-                           timeout: float = 60.0) -> threading.Thread:
+def start_share_when_ready(
+    application: Application, blocks, *, host: str, port: int, timeout: float = 60.0
+) -> threading.Thread:
     """Open the share tunnel from a thread once the local server accepts connections."""
+
     def run() -> None:
         local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         deadline = time.time() + timeout

@@ -54,14 +54,21 @@ def _png(b64: str) -> np.ndarray:
 
 
 BASE = {"prompt": "a portrait", "steps": 3, "seed": 11, "width": 128, "height": 128, "sampler_name": "Euler"}
-UNIT = {"ad_model": "face_fixed.pt", "ad_prompt": "a detailed face", "ad_denoising_strength": 0.9,
-        "ad_mask_blur": 2, "ad_dilate_erode": 0, "ad_confidence": 0.5}
+UNIT = {
+    "ad_model": "face_fixed.pt",
+    "ad_prompt": "a detailed face",
+    "ad_denoising_strength": 0.9,
+    "ad_mask_blur": 2,
+    "ad_dilate_erode": 0,
+    "ad_confidence": 0.5,
+}
 
 
 def test_only_the_detected_region_is_inpainted_and_infotext_round_trips(ad_client):
     plain = ad_client.post("/sdapi/v1/txt2img", json=BASE).json()
-    r = ad_client.post("/sdapi/v1/txt2img", json={**BASE, "alwayson_scripts": {"ADetailer": {"args": [True, False,
-                                                                                                       UNIT]}}})
+    r = ad_client.post(
+        "/sdapi/v1/txt2img", json={**BASE, "alwayson_scripts": {"ADetailer": {"args": [True, False, UNIT]}}}
+    )
     assert r.status_code == 200, r.text
     detailed = r.json()
     a, b = _png(plain["images"][0]), _png(detailed["images"][0])
@@ -69,24 +76,32 @@ def test_only_the_detected_region_is_inpainted_and_infotext_round_trips(ad_clien
     x0, y0, x1, y1 = cell_box(CELL, (128, 128))
     margin = 2 * 2 + 2  # the mask blur's reach (PIL's Gaussian: about 2 × radius) and rounding
     outside = np.ones((128, 128), bool)
-    outside[max(0, y0 - margin):y1 + margin, max(0, x0 - margin):x1 + margin] = False
+    outside[max(0, y0 - margin) : y1 + margin, max(0, x0 - margin) : x1 + margin] = False
     assert np.array_equal(a[outside], b[outside])
     assert np.abs(a[y0:y1, x0:x1] - b[y0:y1, x0:x1]).mean() > 3
     info = json.loads(detailed["info"])["infotexts"][0]
-    for field in ("ADetailer model: face_fixed.pt", "ADetailer confidence: 0.5", "ADetailer denoising strength: 0.9",
-                  "ADetailer mask blur: 2", "ADetailer prompt: a detailed face", "ADetailer version: 1.0.0"):
+    for field in (
+        "ADetailer model: face_fixed.pt",
+        "ADetailer confidence: 0.5",
+        "ADetailer denoising strength: 0.9",
+        "ADetailer mask blur: 2",
+        "ADetailer prompt: a detailed face",
+        "ADetailer version: 1.0.0",
+    ):
         assert field in info, (field, info)
     assert "ADetailer" not in json.loads(plain["info"])["infotexts"][0]
     # the same request again gives the same pixels (the inner inpaint is seeded from the image's seed)
-    again = ad_client.post("/sdapi/v1/txt2img", json={**BASE, "alwayson_scripts": {"ADetailer": {"args": [
-        True, False, UNIT]}}}).json()
+    again = ad_client.post(
+        "/sdapi/v1/txt2img", json={**BASE, "alwayson_scripts": {"ADetailer": {"args": [True, False, UNIT]}}}
+    ).json()
     assert np.array_equal(_png(again["images"][0]), b)
 
 
 def test_disabled_or_no_detection_leaves_the_image(ad_client):
     plain = _png(ad_client.post("/sdapi/v1/txt2img", json=BASE).json()["images"][0])
-    off = ad_client.post("/sdapi/v1/txt2img", json={**BASE, "alwayson_scripts": {"ADetailer": {"args": [False, False,
-                                                                                                         UNIT]}}})
+    off = ad_client.post(
+        "/sdapi/v1/txt2img", json={**BASE, "alwayson_scripts": {"ADetailer": {"args": [False, False, UNIT]}}}
+    )
     assert np.array_equal(_png(off.json()["images"][0]), plain)
     unsure = {**UNIT, "ad_confidence": 0.99}  # the detector scores its cell 0.95
     r = ad_client.post("/sdapi/v1/txt2img", json={**BASE, "alwayson_scripts": {"ADetailer": {"args": [unsure]}}})
@@ -99,25 +114,32 @@ def test_detectors_are_listed_with_what_they_need(ad_client):
     assert "hand_yolov8n.onnx" in listed["unavailable"]["hand_yolov8n.pt"]
     assert ad_client.get("/adetailer/v1/version").json() == {"version": "1.0.0"}
     for name, needs in (("hand_yolov8n.pt", "hand_yolov8n.onnx"), ("person_yolov8s-seg.pt", "person_yolov8s-seg.onnx")):
-        r = ad_client.post("/sdapi/v1/txt2img", json={**BASE, "alwayson_scripts": {"ADetailer": {"args": [
-            True, False, {"ad_model": name}]}}})
+        r = ad_client.post(
+            "/sdapi/v1/txt2img",
+            json={**BASE, "alwayson_scripts": {"ADetailer": {"args": [True, False, {"ad_model": name}]}}},
+        )
         assert r.status_code == 422 and needs in r.text and "models/adetailer" in r.text
 
 
-@pytest.mark.parametrize("args", [
-    [True, False, {**UNIT, "ad_confidence": 1e9}],
-    [True, False, {**UNIT, "ad_denoising_strength": -1}],
-    [True, False, {**UNIT, "ad_mask_blur": 10**9}],
-    [True, False, {**UNIT, "ad_model": "../../etc/passwd"}],
-    [True, False, {**UNIT, "ad_model": "/etc/passwd"}],
-    [True, False, {**UNIT, "ad_prompt": "x" * 20000}],
-    [True, False, "face_fixed.pt"],
-    ["yes", False, UNIT],
-    [True, False, UNIT, UNIT, UNIT],
-], ids=["conf", "denoise", "blur", "dotdot", "abs", "huge", "str-unit", "str-flag", "too-many"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        [True, False, {**UNIT, "ad_confidence": 1e9}],
+        [True, False, {**UNIT, "ad_denoising_strength": -1}],
+        [True, False, {**UNIT, "ad_mask_blur": 10**9}],
+        [True, False, {**UNIT, "ad_model": "../../etc/passwd"}],
+        [True, False, {**UNIT, "ad_model": "/etc/passwd"}],
+        [True, False, {**UNIT, "ad_prompt": "x" * 20000}],
+        [True, False, "face_fixed.pt"],
+        ["yes", False, UNIT],
+        [True, False, UNIT, UNIT, UNIT],
+    ],
+    ids=["conf", "denoise", "blur", "dotdot", "abs", "huge", "str-unit", "str-flag", "too-many"],
+)
 def test_hostile_args_are_4xx_json_and_the_server_survives(ad_client, args):
-    r = ad_client.post("/sdapi/v1/txt2img", json={**BASE, "steps": 1,
-                                                  "alwayson_scripts": {"ADetailer": {"args": args}}})
+    r = ad_client.post(
+        "/sdapi/v1/txt2img", json={**BASE, "steps": 1, "alwayson_scripts": {"ADetailer": {"args": args}}}
+    )
     assert 400 <= r.status_code < 500 and r.headers["content-type"].startswith("application/json"), r.text
     body = '{"prompt": "x", "alwayson_scripts": {"ADetailer": {"args": [true, false, {"ad_confidence": NaN}]}}}'
     r = ad_client.post("/sdapi/v1/txt2img", content=body, headers={"Content-Type": "application/json"})
@@ -152,13 +174,27 @@ def test_accordion_builds_and_an_infotext_pastes_back(ad_client):
     app = ad_client.easel_app
     demo = build_ui(app)
     ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
-    for elem_id in ("txt2img_ad_enable", "txt2img_ad_unit_0_model", "txt2img_ad_unit_1_prompt",
-                    "img2img_ad_skip_img2img", "txt2img_ad_unavailable"):
+    for elem_id in (
+        "txt2img_ad_enable",
+        "txt2img_ad_unit_0_model",
+        "txt2img_ad_unit_1_prompt",
+        "img2img_ad_skip_img2img",
+        "txt2img_ad_unavailable",
+    ):
         assert elem_id in ids, elem_id
     found = app.extensions.find_script("ADetailer", "txt2img")
     script = found[1]
-    text = build_infotext("p", "", {"Steps": 3, "ADetailer model": "face_fixed.onnx", "ADetailer prompt": "a, face",
-                                    "ADetailer denoising strength": 0.3, "ADetailer version": "1.0.0"})
+    text = build_infotext(
+        "p",
+        "",
+        {
+            "Steps": 3,
+            "ADetailer model": "face_fixed.onnx",
+            "ADetailer prompt": "a, face",
+            "ADetailer denoising strength": 0.3,
+            "ADetailer version": "1.0.0",
+        },
+    )
     pasted = script.paste(parse_infotext(text), False)
     assert pasted["ad_enable"] is True
     assert pasted["unit_0"][:3] == ["face_fixed.onnx", "a, face", None] and pasted["unit_0"][6] == 0.3

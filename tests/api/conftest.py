@@ -85,8 +85,11 @@ def interrupting_watchdog(server: LiveServer):
         jobs = server.app.jobs
         while not stop.wait(0.02):
             current = jobs.current
-            if current is not None and current.kind not in ("load-checkpoint", "unload-checkpoint",
-                                                            "reload-checkpoint"):
+            if current is not None and current.kind not in (
+                "load-checkpoint",
+                "unload-checkpoint",
+                "reload-checkpoint",
+            ):
                 jobs.interrupt()
             for job in jobs.queued():
                 if job.record:

@@ -29,8 +29,13 @@ def test_honest_lists(base):
     assert [u["name"] for u in ups] == ["None", "Lanczos", "Nearest"]
     assert all(set(u) == {"name", "model_name", "model_path", "model_url", "scale", "error"} for u in ups)
     assert [m["name"] for m in get(base, "latent-upscale-modes")] == [
-        "Latent", "Latent (antialiased)", "Latent (bicubic)", "Latent (bicubic antialiased)", "Latent (nearest)",
-        "Latent (nearest-exact)"]
+        "Latent",
+        "Latent (antialiased)",
+        "Latent (bicubic)",
+        "Latent (bicubic antialiased)",
+        "Latent (nearest)",
+        "Latent (nearest-exact)",
+    ]
     for path in ("loras", "face-restorers", "realesrgan-models", "hypernetworks", "sd-vae"):
         assert get(base, path) == [], path
     assert get(base, "embeddings") == {"loaded": {}, "skipped": {}}
@@ -52,7 +57,8 @@ def test_prompt_styles_from_styles_csv(base, api_server):
     try:
         assert get(base, "prompt-styles") == [
             {"name": "Cinematic", "prompt": "{prompt}, film grain", "negative_prompt": "cartoon"},
-            {"name": "Empty", "prompt": "", "negative_prompt": ""}]
+            {"name": "Empty", "prompt": "", "negative_prompt": ""},
+        ]
     finally:
         styles.unlink()
     assert get(base, "prompt-styles") == []
@@ -68,18 +74,22 @@ def test_refresh_unload_reload(base, api_server):
     assert api_server.app.models.active.info.title == title
 
 
-@pytest.mark.parametrize("body, status, text", [
-    ({"script_name": "x/y plot"}, 422, "Script 'x/y plot' not found"),
-    ({"alwayson_scripts": {"No Such Script": {"args": []}}}, 422, "No Such Script"),
-    ({"steps": "many"}, 422, "steps"),
-    ({"width": "wide"}, 422, "width"),
-    ({"batch_size": 0}, 422, "batch_size"),
-    ({"sampler_name": "No Such Sampler"}, 422, "No Such Sampler"),
-    ({"infotext": "p\nSteps: 0, Sampler: Euler, Seed: 1"}, 422, "steps"),
-])
+@pytest.mark.parametrize(
+    "body, status, text",
+    [
+        ({"script_name": "x/y plot"}, 422, "Script 'x/y plot' not found"),
+        ({"alwayson_scripts": {"No Such Script": {"args": []}}}, 422, "No Such Script"),
+        ({"steps": "many"}, 422, "steps"),
+        ({"width": "wide"}, 422, "width"),
+        ({"batch_size": 0}, 422, "batch_size"),
+        ({"sampler_name": "No Such Sampler"}, 422, "No Such Sampler"),
+        ({"infotext": "p\nSteps: 0, Sampler: Euler, Seed: 1"}, 422, "steps"),
+    ],
+)
 def test_bad_txt2img_requests_are_4xx(base, body, status, text):
-    r = requests.post(f"{base}/txt2img", json={"prompt": "x", **({} if "infotext" in body else {"steps": 1}), **body},
-                      timeout=60)
+    r = requests.post(
+        f"{base}/txt2img", json={"prompt": "x", **({} if "infotext" in body else {"steps": 1}), **body}, timeout=60
+    )
     assert r.status_code == status, r.text[:300]
     err = r.json()
     assert set(err) == {"error", "detail", "body", "errors"} and text in err["detail"] + json.dumps(err["errors"])
@@ -92,16 +102,19 @@ def test_options_validation_names_the_field(base):
 
 
 def test_infotext_fills_only_unset_fields_and_sampler_index_alias(base):
-    infotext = ("a blue square\nNegative prompt: red things\n"
-                "Steps: 3, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 5, Seed: 99, Size: 64x64")
+    infotext = (
+        "a blue square\nNegative prompt: red things\n"
+        "Steps: 3, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 5, Seed: 99, Size: 64x64"
+    )
     r = requests.post(f"{base}/txt2img", json={"infotext": infotext, "steps": 2}, timeout=60)
     assert r.status_code == 200, r.text
     info = json.loads(r.json()["info"])
     assert info["prompt"] == "a blue square" and info["negative_prompt"] == "red things"
     assert info["seed"] == 99 and info["cfg_scale"] == 5 and info["steps"] == 2  # steps was set explicitly
     assert info["sampler_name"] == "DPM++ 2M" and "Schedule type: Karras" in info["infotexts"][0]
-    r = requests.post(f"{base}/txt2img", timeout=60, json={"prompt": "alias", "steps": 1, "seed": 4,
-                                                            "sampler_index": "Euler"})
+    r = requests.post(
+        f"{base}/txt2img", timeout=60, json={"prompt": "alias", "steps": 1, "seed": 4, "sampler_index": "Euler"}
+    )
     assert r.status_code == 200 and json.loads(r.json()["info"])["sampler_name"] == "Euler"
 
 
@@ -117,19 +130,31 @@ def png_size(b64: str) -> tuple[int, int]:
 def test_img2img_and_extras(base, api_server):
     app = api_server.app
     image = png_base64((64, 64))
-    r = requests.post(f"{base}/img2img", timeout=60, json={"init_images": [image], "steps": 2, "denoising_strength":
-                                                           0.5, "prompt": "i2i"})
+    r = requests.post(
+        f"{base}/img2img",
+        timeout=60,
+        json={"init_images": [image], "steps": 2, "denoising_strength": 0.5, "prompt": "i2i"},
+    )
     if hasattr(app, "submit_img2img"):
         assert r.status_code == 200 and len(r.json()["images"]) == 1 and r.json()["parameters"]["init_images"] is None
     else:
         assert r.status_code == 501 and r.json()["detail"] == "img2img is not implemented yet"
-    r = requests.post(f"{base}/extra-single-image", timeout=60,
-                      json={"image": image, "upscaler_1": "Lanczos", "upscaling_resize": 2})
+    r = requests.post(
+        f"{base}/extra-single-image", timeout=60, json={"image": image, "upscaler_1": "Lanczos", "upscaling_resize": 2}
+    )
     assert r.status_code == 200, r.text[:300]
     assert png_size(r.json()["image"]) == (128, 128) and "Lanczos" in r.json()["html_info"]
-    r = requests.post(f"{base}/extra-batch-images", timeout=60, json={
-        "imageList": [{"data": image, "name": "a.png"}, {"data": png_base64((10, 20)), "name": "b.png"}],
-        "upscaler_1": "Nearest", "resize_mode": 1, "upscaling_resize_w": 32, "upscaling_resize_h": 32})
+    r = requests.post(
+        f"{base}/extra-batch-images",
+        timeout=60,
+        json={
+            "imageList": [{"data": image, "name": "a.png"}, {"data": png_base64((10, 20)), "name": "b.png"}],
+            "upscaler_1": "Nearest",
+            "resize_mode": 1,
+            "upscaling_resize_w": 32,
+            "upscaling_resize_h": 32,
+        },
+    )
     assert r.status_code == 200 and [png_size(i) for i in r.json()["images"]] == [(32, 32), (32, 32)], r.text[:300]
     r = requests.post(f"{base}/extra-single-image", json={"image": image, "upscaler_1": "NoSuch"}, timeout=60)
     assert r.status_code == 422 and "NoSuch" in r.json()["detail"]
@@ -144,8 +169,16 @@ def test_png_info_of_a_plain_png(base):
 def test_openapi_has_real_schemas(api_server):
     spec = requests.get(f"{api_server.url}/openapi.json", timeout=10).json()
     schemas = spec["components"]["schemas"]
-    assert {"Txt2ImgRequest", "Img2ImgRequest", "ImageResponse", "ProgressResponse", "JobView", "SDModelItem",
-            "Options", "MemoryResponse"} <= set(schemas)
+    assert {
+        "Txt2ImgRequest",
+        "Img2ImgRequest",
+        "ImageResponse",
+        "ProgressResponse",
+        "JobView",
+        "SDModelItem",
+        "Options",
+        "MemoryResponse",
+    } <= set(schemas)
     assert "sampler_index" in schemas["Txt2ImgRequest"]["properties"]
     assert "sd_model_checkpoint" in schemas["Options"]["properties"]
     for path, ops in spec["paths"].items():

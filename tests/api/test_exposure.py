@@ -52,22 +52,31 @@ def server(make_app):
 
 
 API_PROBES = [
-    ("GET", "/sdapi/v1/cmd-flags", None), ("GET", "/sdapi/v1/options", None),
+    ("GET", "/sdapi/v1/cmd-flags", None),
+    ("GET", "/sdapi/v1/options", None),
     ("POST", "/sdapi/v1/options", {"outdir_txt2img_samples": "/tmp/x"}),
     ("POST", "/sdapi/v1/txt2img", {"prompt": "x", "steps": 1}),
     ("POST", "/easel/v1/train/lora", {"dataset_dir": "/root"}),
-    ("GET", "/easel/v1/system", None), ("GET", "/easel/v1/jobs", None), ("POST", "/sdapi/v1/interrupt", None),
-    ("GET", "/ext/controlnet/model_list", None), ("GET", "/controlnet/model_list", None),
-    ("GET", "/docs", None), ("GET", "/openapi.json", None), ("GET", "/redoc", None),
+    ("GET", "/easel/v1/system", None),
+    ("GET", "/easel/v1/jobs", None),
+    ("POST", "/sdapi/v1/interrupt", None),
+    ("GET", "/ext/controlnet/model_list", None),
+    ("GET", "/controlnet/model_list", None),
+    ("GET", "/docs", None),
+    ("GET", "/openapi.json", None),
+    ("GET", "/redoc", None),
 ]
 
 
-@pytest.mark.parametrize("flags", [
-    ("--listen", "--gradio-auth", "u:p"),
-    ("--server-name", "192.0.2.10", "--gradio-auth", "u:p"),
-    ("--share", "--gradio-auth", "u:p"),
-    (),  # loopback without --api: A1111 mounts no API either
-])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ("--listen", "--gradio-auth", "u:p"),
+        ("--server-name", "192.0.2.10", "--gradio-auth", "u:p"),
+        ("--share", "--gradio-auth", "u:p"),
+        (),  # loopback without --api: A1111 mounts no API either
+    ],
+)
 def test_no_api_route_without_api_flag(server, flags):
     c = server(*flags)
     config = c.application.paths.config_file
@@ -135,15 +144,27 @@ def test_api_auth_path_keeps_the_password_off_the_command_line(server, tmp_path)
 
 # ---------------------------------------------------------------- cross-site requests (item 10)
 
-BODYLESS_POSTS = ["/sdapi/v1/interrupt", "/sdapi/v1/skip", "/sdapi/v1/unload-checkpoint",
-                  "/easel/v1/extensions/xyz_grid/disable", "/easel/v1/extensions/check-updates"]
+BODYLESS_POSTS = [
+    "/sdapi/v1/interrupt",
+    "/sdapi/v1/skip",
+    "/sdapi/v1/unload-checkpoint",
+    "/easel/v1/extensions/xyz_grid/disable",
+    "/easel/v1/extensions/check-updates",
+]
 
 
-@pytest.mark.parametrize("headers", [
-    {"Origin": "http://evil.example"}, {"Origin": "null"}, {"Origin": "http://127.0.0.1:9999"},
-    {"Origin": "http://localhost:7860.evil.example"}, {"Sec-Fetch-Site": "cross-site"},
-    {"Sec-Fetch-Site": "same-site"}, {"Origin": "https://127.0.0.1.evil.example:7860"},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},
+        {"Origin": "http://127.0.0.1:9999"},
+        {"Origin": "http://localhost:7860.evil.example"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Origin": "https://127.0.0.1.evil.example:7860"},
+    ],
+)
 def test_cross_site_state_changes_are_refused(server, headers):
     c = server("--nowebui", client=("127.0.0.1", 50000))
     config = c.application.paths.config_file
@@ -157,18 +178,26 @@ def test_cross_site_state_changes_are_refused(server, headers):
     assert c.get("/sdapi/v1/samplers", headers=headers).status_code == 200  # reads are CORS's business
 
 
-@pytest.mark.parametrize("headers", [
-    {}, {"Origin": "http://127.0.0.1:7860"}, {"Origin": "http://127.0.0.1:7860/"}, {"Sec-Fetch-Site": "same-origin"},
-    {"Sec-Fetch-Site": "none"}, {"Origin": "http://allowed.example"},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Origin": "http://127.0.0.1:7860"},
+        {"Origin": "http://127.0.0.1:7860/"},
+        {"Sec-Fetch-Site": "same-origin"},
+        {"Sec-Fetch-Site": "none"},
+        {"Origin": "http://allowed.example"},
+    ],
+)
 def test_same_site_and_allowed_origins_pass(server, headers):
     c = server("--nowebui", "--cors-allow-origins", "http://allowed.example", client=("127.0.0.1", 50000))
     assert c.post("/sdapi/v1/interrupt", headers=headers).status_code == 200
 
 
 def test_cross_site_behind_a_tls_proxy(server):
-    c = server("--nowebui", "--allowed-hosts", "easel.example.org", host="easel.example.org",
-               client=("127.0.0.1", 50000))
+    c = server(
+        "--nowebui", "--allowed-hosts", "easel.example.org", host="easel.example.org", client=("127.0.0.1", 50000)
+    )
     ok = c.post("/sdapi/v1/interrupt", headers={"Host": "easel.example.org", "Origin": "https://easel.example.org"})
     assert ok.status_code == 200  # Host without a port: the origin's default port matches
     bad = c.post("/sdapi/v1/interrupt", headers={"Host": "easel.example.org", "Origin": "https://evil.example.org"})
@@ -177,15 +206,24 @@ def test_cross_site_behind_a_tls_proxy(server):
 
 # ---------------------------------------------------------------- --allowed-hosts (item 11)
 
+
 def test_allowed_hosts_when_exposed(server):
-    c = server("--listen", "--nowebui", "--api-auth", ":".join(API_USER),
-               "--allowed-hosts", "easel.lan,*.studio.example")
+    c = server(
+        "--listen", "--nowebui", "--api-auth", ":".join(API_USER), "--allowed-hosts", "easel.lan,*.studio.example"
+    )
     for host in ("evil.example", "easel.lan.evil.example", "studio.example", "mybox.local"):
         r = c.get("/sdapi/v1/samplers", headers={"Host": host, **_basic(API_USER)})
         assert r.status_code == 400 and r.json()["error"] == "InvalidHost", host
         assert c.get("/sdapi/v1/samplers", headers={"Host": host}).status_code == 400  # 400 before any 401
-    for host in ("easel.lan", "EASEL.LAN:7860", "gpu1.studio.example:7860", "localhost:7860", "127.0.0.1",
-                 "10.0.0.5:7860", "[2001:db8::5]:7860"):
+    for host in (
+        "easel.lan",
+        "EASEL.LAN:7860",
+        "gpu1.studio.example:7860",
+        "localhost:7860",
+        "127.0.0.1",
+        "10.0.0.5:7860",
+        "[2001:db8::5]:7860",
+    ):
         assert c.get("/sdapi/v1/samplers", headers={"Host": host}).status_code == 401, host
         assert c.get("/sdapi/v1/samplers", headers={"Host": host, **_basic(API_USER)}).status_code == 200, host
 
@@ -200,6 +238,7 @@ def test_without_allowed_hosts_an_exposed_server_answers_its_addresses_and_names
 
 
 # ---------------------------------------------------------------- brute force (item 12)
+
 
 class FakeClock:
     def __init__(self):
@@ -256,6 +295,7 @@ def test_throttle_memory_is_bounded():
 
 # ---------------------------------------------------------------- UI uploads (item 17)
 
+
 def _image_bytes(fmt: str) -> bytes:
     import io
 
@@ -274,12 +314,22 @@ def test_ui_uploads_in_other_image_formats_are_refused_and_deleted(server, fmt):
 
     c = server()
     name = f"x-{fmt.lower()}-refused.{fmt.lower()}"
-    r = c.post("/gradio_api/upload", files=[("files", ("a.png", _image_bytes("PNG"), "image/png")),
-                                            ("files", (name, _image_bytes(fmt), "image/x-other"))])
+    r = c.post(
+        "/gradio_api/upload",
+        files=[
+            ("files", ("a.png", _image_bytes("PNG"), "image/png")),
+            ("files", (name, _image_bytes(fmt), "image/x-other")),
+        ],
+    )
     assert r.status_code == 415 and fmt in r.json()["detail"], r.text
     assert not list(Path(get_upload_folder()).rglob(name))  # deleted, not left for a component to decode
-    ok = c.post("/gradio_api/upload", files=[("files", ("a.png", _image_bytes("PNG"), "image/png")),
-                                             ("files", ("caption.txt", b"a red circle", "text/plain"))])
+    ok = c.post(
+        "/gradio_api/upload",
+        files=[
+            ("files", ("a.png", _image_bytes("PNG"), "image/png")),
+            ("files", ("caption.txt", b"a red circle", "text/plain")),
+        ],
+    )
     assert ok.status_code == 200, ok.text
     saved = ok.json()
     assert len(saved) == 2 and all(Path(p).exists() for p in saved)

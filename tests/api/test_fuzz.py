@@ -30,16 +30,23 @@ def fuzz_schema(fuzz_server):
 
 
 UPSTREAM = {"/easel/v1/extensions/available"}
-schema = (schemathesis.pytest.from_fixture("fuzz_schema")
-          .exclude(method="POST", path="/sdapi/v1/options")
-          .exclude(method=["POST", "DELETE"], path_regex=r"^/easel/v1/extensions/")
-          .exclude(method="POST", path_regex=r"^/easel/v1/train/")
-          .exclude(method="POST", path="/easel/v1/models/install"))
+schema = (
+    schemathesis.pytest.from_fixture("fuzz_schema")
+    .exclude(method="POST", path="/sdapi/v1/options")
+    .exclude(method=["POST", "DELETE"], path_regex=r"^/easel/v1/extensions/")
+    .exclude(method="POST", path_regex=r"^/easel/v1/train/")
+    .exclude(method="POST", path="/easel/v1/models/install")
+)
 
 
 @schema.parametrize()
-@settings(max_examples=6, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=6,
+    deadline=None,
+    derandomize=True,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
 def test_no_5xx_and_no_hang(case, fuzz_server):
     response = case.call(base_url=fuzz_server.url, timeout=30)
     if case.formatted_path in UPSTREAM and response.status_code == 502:

@@ -41,17 +41,40 @@ def _snapshot(app) -> tuple[int, set[str]]:
 
 # field → values that must be refused (besides the non-finite literals, refused for every field)
 TXT2IMG_BAD: dict[str, list] = {
-    "steps": [0, 10**9, -5, 2**64], "cfg_scale": [-1, 10**9], "width": [10**9, -64, 2**64],
-    "height": [10**9, 0], "batch_size": [0, 10**9], "n_iter": [0, 10**9], "seed": [2**64, -2, -10**30, 10**40],
-    "subseed": [2**64, -(2**70)], "subseed_strength": [-0.1, 1.5, 10**9], "seed_resize_from_w": [10**9, -7],
-    "seed_resize_from_h": [10**9, -7], "denoising_strength": [-0.5, 10**9], "hr_scale": [0, -2, 10**9],
-    "hr_second_pass_steps": [10**9, -1, 2**64], "hr_resize_x": [10**9, -8], "hr_resize_y": [10**9, -8],
-    "firstphase_width": [10**9], "firstphase_height": [-1], "eta": [-1, 10**9], "s_churn": [-1, 10**9],
-    "s_noise": [10**9], "s_tmin": [-3], "s_tmax": [10**9], "s_min_uncond": [-1], "refiner_switch_at": [2],
+    "steps": [0, 10**9, -5, 2**64],
+    "cfg_scale": [-1, 10**9],
+    "width": [10**9, -64, 2**64],
+    "height": [10**9, 0],
+    "batch_size": [0, 10**9],
+    "n_iter": [0, 10**9],
+    "seed": [2**64, -2, -(10**30), 10**40],
+    "subseed": [2**64, -(2**70)],
+    "subseed_strength": [-0.1, 1.5, 10**9],
+    "seed_resize_from_w": [10**9, -7],
+    "seed_resize_from_h": [10**9, -7],
+    "denoising_strength": [-0.5, 10**9],
+    "hr_scale": [0, -2, 10**9],
+    "hr_second_pass_steps": [10**9, -1, 2**64],
+    "hr_resize_x": [10**9, -8],
+    "hr_resize_y": [10**9, -8],
+    "firstphase_width": [10**9],
+    "firstphase_height": [-1],
+    "eta": [-1, 10**9],
+    "s_churn": [-1, 10**9],
+    "s_noise": [10**9],
+    "s_tmin": [-3],
+    "s_tmax": [10**9],
+    "s_min_uncond": [-1],
+    "refiner_switch_at": [2],
 }
 IMG2IMG_BAD: dict[str, list] = {
-    "denoising_strength": [1.0001, -0.1], "image_cfg_scale": [-1, 10**9], "initial_noise_multiplier": [-1, 10**9],
-    "mask_blur": [-1, 10**9], "mask_blur_x": [10**9], "inpaint_full_res_padding": [10**9], "resize_mode": [9],
+    "denoising_strength": [1.0001, -0.1],
+    "image_cfg_scale": [-1, 10**9],
+    "initial_noise_multiplier": [-1, 10**9],
+    "mask_blur": [-1, 10**9],
+    "mask_blur_x": [10**9],
+    "inpaint_full_res_padding": [10**9],
+    "resize_mode": [9],
 }
 
 
@@ -92,10 +115,12 @@ def test_nan_is_refused_anywhere_in_the_body(server):
     """Untyped places (override_settings, script_args, alwayson_scripts, nested lists) are checked too, and the
     error names the place."""
     before = _snapshot(server.app)
-    for body in ('{"prompt": "x", "override_settings": {"eta_ancestral": NaN}}',
-                 '{"prompt": "x", "script_args": [1, [2, -Infinity]]}',
-                 '{"prompt": "x", "alwayson_scripts": {"controlnet": {"args": [{"weight": 1e309}]}}}',
-                 '{"prompt": "x", "comments": {"a": Infinity}}'):
+    for body in (
+        '{"prompt": "x", "override_settings": {"eta_ancestral": NaN}}',
+        '{"prompt": "x", "script_args": [1, [2, -Infinity]]}',
+        '{"prompt": "x", "alwayson_scripts": {"controlnet": {"args": [{"weight": 1e309}]}}}',
+        '{"prompt": "x", "comments": {"a": Infinity}}',
+    ):
         r = post_raw(f"{server.url}/sdapi/v1/txt2img", body)
         assert_refused(r, body)
         assert r.json()["errors"][0]["loc"][0] == "body"
@@ -124,9 +149,11 @@ def test_hires_with_a_billion_steps_is_refused_at_once(server):
     """The OOM of the issue: enable_hr with hr_second_pass_steps 1e9 grew the process to 16 GB."""
     before = _snapshot(server.app)
     t0 = time.monotonic()
-    r = requests.post(f"{server.url}/sdapi/v1/txt2img", json={
-        "prompt": "x", "steps": 1, "width": 32, "height": 32, "enable_hr": True, "hr_second_pass_steps": 10**9},
-        timeout=30)
+    r = requests.post(
+        f"{server.url}/sdapi/v1/txt2img",
+        json={"prompt": "x", "steps": 1, "width": 32, "height": 32, "enable_hr": True, "hr_second_pass_steps": 10**9},
+        timeout=30,
+    )
     assert_refused(r, "hr_second_pass_steps")
     assert "hr_second_pass_steps" in r.json()["detail"]
     assert time.monotonic() - t0 < 5
@@ -138,9 +165,20 @@ def test_the_largest_seed_generates(server):
     2**63) makes images."""
     from webui.generation.requests import MAX_SEED
 
-    r = requests.post(f"{server.url}/sdapi/v1/txt2img", json={
-        "prompt": "x", "steps": 1, "width": 32, "height": 32, "seed": MAX_SEED, "subseed": MAX_SEED,
-        "subseed_strength": 0, "batch_size": 2}, timeout=120)
+    r = requests.post(
+        f"{server.url}/sdapi/v1/txt2img",
+        json={
+            "prompt": "x",
+            "steps": 1,
+            "width": 32,
+            "height": 32,
+            "seed": MAX_SEED,
+            "subseed": MAX_SEED,
+            "subseed_strength": 0,
+            "batch_size": 2,
+        },
+        timeout=120,
+    )
     assert r.status_code == 200, r.text
     info = json.loads(r.json()["info"])
     assert info["seed"] == MAX_SEED and len(r.json()["images"]) >= 2
@@ -148,9 +186,15 @@ def test_the_largest_seed_generates(server):
 
 def test_extras_numbers_are_bounded(server):
     image = png_base64((16, 16))
-    for field, literal in (("upscaling_resize", "NaN"), ("upscaling_resize", "1e309"), ("upscaling_resize", "1e9"),
-                           ("upscaling_resize", "0"), ("upscaling_resize_w", "1000000000"),
-                           ("upscaling_resize_h", "-4"), ("extras_upscaler_2_visibility", "Infinity")):
+    for field, literal in (
+        ("upscaling_resize", "NaN"),
+        ("upscaling_resize", "1e309"),
+        ("upscaling_resize", "1e9"),
+        ("upscaling_resize", "0"),
+        ("upscaling_resize_w", "1000000000"),
+        ("upscaling_resize_h", "-4"),
+        ("extras_upscaler_2_visibility", "Infinity"),
+    ):
         body = json.dumps({"image": image, "resize_mode": 1})[:-1] + f', "{field}": {literal}}}'
         assert_refused(post_raw(f"{server.url}/sdapi/v1/extra-single-image", body), f"{field}={literal}")
 
@@ -161,9 +205,17 @@ def test_training_numbers_are_bounded(server, tmp_path):
     before = _snapshot(server.app)
     loras = set(server.app.paths.lora_dir.glob("*")) if server.app.paths.lora_dir.exists() else set()
     base = {"name": "bounds", "dataset_dir": str(tmp_path)}
-    cases = {"steps": [0, 10**9, "NaN"], "batch_size": [0, 10**6], "resolution": [8, 10**6, "1e309"],
-             "rank": [0, 10**6], "learning_rate": [0, -1, 10**9, "NaN", "Infinity"], "alpha": [-1, "NaN"],
-             "seed": [2**64, -2], "save_every": [10**12, -1], "sample_every": [-1]}
+    cases = {
+        "steps": [0, 10**9, "NaN"],
+        "batch_size": [0, 10**6],
+        "resolution": [8, 10**6, "1e309"],
+        "rank": [0, 10**6],
+        "learning_rate": [0, -1, 10**9, "NaN", "Infinity"],
+        "alpha": [-1, "NaN"],
+        "seed": [2**64, -2],
+        "save_every": [10**12, -1],
+        "sample_every": [-1],
+    }
     for field, values in cases.items():
         for value in values:
             literal = value if isinstance(value, str) else json.dumps(value)

@@ -17,6 +17,7 @@ INDEX = {"extensions": [{"name": "Frame", "url": "https://example.com/a/frame.gi
 @pytest.fixture
 def index_server():
     """A loopback HTTP server: /index.json (the index), /broken (not JSON), /error (HTTP 500), /hop (redirect)."""
+
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802
             if self.path == "/hop":
@@ -25,7 +26,8 @@ def index_server():
                 self.end_headers()
                 return
             status, body = {"/index.json": (200, json.dumps(INDEX).encode()), "/broken": (200, b"<html>no")}.get(
-                self.path, (500, b"boom"))
+                self.path, (500, b"boom")
+            )
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
@@ -63,10 +65,20 @@ def test_internal_urls_and_local_files_all_get_one_answer(live_server, index_ser
         index_server + "/index.json",  # a loopback port that is open and serves a valid index
         f"http://127.0.0.1:{closed_port()}/index.json",  # a closed port
         f"{base}/sdapi/v1/samplers",  # Easel itself
-        "http://localhost:22/", "http://[::1]:80/", "http://169.254.169.254/latest/meta-data/",
-        "http://10.0.0.1/index.json", "http://0x7f000001:80/", "http://nonexistent-host.invalid/index.json",
-        "file:///etc/passwd", "/etc/passwd", "/etc/no-such-file", "file:///etc/hostname",
-        str(outside), f"../{outside.parent.name}/index.json", "ftp://example.com/index.json", "gopher://127.0.0.1:70/",
+        "http://localhost:22/",
+        "http://[::1]:80/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.1/index.json",
+        "http://0x7f000001:80/",
+        "http://nonexistent-host.invalid/index.json",
+        "file:///etc/passwd",
+        "/etc/passwd",
+        "/etc/no-such-file",
+        "file:///etc/hostname",
+        str(outside),
+        f"../{outside.parent.name}/index.json",
+        "ftp://example.com/index.json",
+        "gopher://127.0.0.1:70/",
     ]
     answers = {}
     for probe in probes:
@@ -88,14 +100,17 @@ def test_http_errors_and_bad_json_look_the_same_as_refusals(make_app, index_serv
     app = make_app("--api", "--nowebui", start=False)
     monkeypatch.setattr(security, "is_public_address", lambda a: a == "127.0.0.1")
     with TestClient(build_fastapi(app), base_url="http://127.0.0.1") as client:
+
         def get(url):
             app.options.set({"extensions_index_url": url})
             return client.get("/easel/v1/extensions/available")
 
         ok = get(index_server + "/hop")
         assert ok.status_code == 200 and [e["name"] for e in ok.json()["extensions"]] == ["Frame"]
-        bad = [get(index_server + p) for p in ("/error", "/broken")] + [get(f"http://[::1]:{closed_port()}/"),
-                                                                        get(f"http://127.0.0.1:{closed_port()}/")]
+        bad = [get(index_server + p) for p in ("/error", "/broken")] + [
+            get(f"http://[::1]:{closed_port()}/"),
+            get(f"http://127.0.0.1:{closed_port()}/"),
+        ]
         assert {(r.status_code, r.json()["detail"]) for r in bad} == {(502, bad[0].json()["detail"])}
 
 
@@ -118,21 +133,42 @@ def test_the_option_is_read_only_when_exposed(live_server):
 
     server = live_server("--listen", "--api", "--api-auth", "u:p", "--gradio-auth", "u:p", "--nowebui")
     for value in ("http://127.0.0.1:1/", "https://example.com/index.json", "/etc/passwd"):
-        r = requests.post(f"{server.url}/sdapi/v1/options", json={"extensions_index_url": value}, auth=("u", "p"),
-                          timeout=10)
+        r = requests.post(
+            f"{server.url}/sdapi/v1/options", json={"extensions_index_url": value}, auth=("u", "p"), timeout=10
+        )
         assert r.status_code == 403 and "read-only" in r.json()["detail"], r.text
-        r = requests.post(f"{server.url}/sdapi/v1/txt2img", auth=("u", "p"), timeout=30, json={
-            "prompt": "x", "steps": 1, "override_settings": {"extensions_index_url": value},
-            "override_settings_restore_afterwards": False})
+        r = requests.post(
+            f"{server.url}/sdapi/v1/txt2img",
+            auth=("u", "p"),
+            timeout=30,
+            json={
+                "prompt": "x",
+                "steps": 1,
+                "override_settings": {"extensions_index_url": value},
+                "override_settings_restore_afterwards": False,
+            },
+        )
         assert r.status_code == 403, r.text
     assert server.app.options.get("extensions_index_url") == ""
     with pytest.raises(Forbidden):  # the Extensions tab's box can't name another index either
         manager_for(server.app).available("http://127.0.0.1:1/")
 
-    unlocked = live_server("--listen", "--api", "--api-auth", "u:p", "--gradio-auth", "u:p", "--nowebui",
-                           "--enable-insecure-extension-access")
-    r = requests.post(f"{unlocked.url}/sdapi/v1/options", json={"extensions_index_url": "http://127.0.0.1:1/"},
-                      auth=("u", "p"), timeout=10)
+    unlocked = live_server(
+        "--listen",
+        "--api",
+        "--api-auth",
+        "u:p",
+        "--gradio-auth",
+        "u:p",
+        "--nowebui",
+        "--enable-insecure-extension-access",
+    )
+    r = requests.post(
+        f"{unlocked.url}/sdapi/v1/options",
+        json={"extensions_index_url": "http://127.0.0.1:1/"},
+        auth=("u", "p"),
+        timeout=10,
+    )
     assert r.status_code == 200  # the admin allowed extension management; the fetch guard still applies
     r = requests.get(f"{unlocked.url}/easel/v1/extensions/available", auth=("u", "p"), timeout=30)
     assert r.status_code == 502

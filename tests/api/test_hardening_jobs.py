@@ -27,6 +27,7 @@ def _job(c: TestClient, job_id: str) -> dict:
 
 # ---------------------------------------------------------------- item 18: a full disk says so
 
+
 def test_a_full_history_database_is_a_clear_507_and_the_history_recovers(make_app):
     app = make_app(*FLAGS)
     db = app.history._db
@@ -36,8 +37,9 @@ def test_a_full_history_database_is_a_clear_507_and_the_history_recovers(make_ap
         db.execute(f"PRAGMA max_page_count={pages}")
         r = None
         for i in range(50):  # each job row takes some room; the first refused one is what we check
-            r = c.post("/easel/v1/jobs", json={"kind": "txt2img", "params": {"prompt": "x" * 2000 + str(i),
-                                                                          "steps": 1}})
+            r = c.post(
+                "/easel/v1/jobs", json={"kind": "txt2img", "params": {"prompt": "x" * 2000 + str(i), "steps": 1}}
+            )
             if r.status_code != 202:
                 break
         assert r.status_code == 507, r.text
@@ -49,8 +51,9 @@ def test_a_full_history_database_is_a_clear_507_and_the_history_recovers(make_ap
         wait_until(lambda: app.jobs.current is None and not app.jobs.queued(), 60)
         r = c.post("/easel/v1/jobs", json={"kind": "txt2img", "params": {"prompt": "after", "steps": 1}})
         assert r.status_code == 202, r.text
-        done = wait_until(lambda: (lambda j: j if j["status"] in ("done", "failed") else None)(_job(c, r.json()["id"])),
-                          60)
+        done = wait_until(
+            lambda: (lambda j: j if j["status"] in ("done", "failed") else None)(_job(c, r.json()["id"])), 60
+        )
         assert done["status"] == "done"
 
 
@@ -79,6 +82,7 @@ def test_a_full_disk_while_saving_an_image_is_a_clear_507(make_app, monkeypatch)
 
 # ---------------------------------------------------------------- item 4: cancel means cancel
 
+
 class SlowBlocks:
     """Test-only: every listed block sleeps before it runs, so one UNet step (or VAE decode) takes seconds."""
 
@@ -92,6 +96,7 @@ class SlowBlocks:
             self.calls += 1
             self.entered.set()
             time.sleep(seconds)
+
         self.handles = [b.register_forward_pre_hook(slow) for b in blocks]
 
     def remove(self):
@@ -150,6 +155,7 @@ def test_interrupt_stops_the_vae_decode_between_blocks(make_app):
 
 # ---------------------------------------------------------------- item 15: what an interrupted job keeps
 
+
 def test_interrupt_returns_the_partial_image_as_a1111(make_app):
     import base64
     import io
@@ -163,8 +169,11 @@ def test_interrupt_returns_the_partial_image_as_a1111(make_app):
     out = {}
     try:
         with _client(app) as c:
-            t = threading.Thread(target=lambda: out.update(r=c.post("/sdapi/v1/txt2img", json={
-                "prompt": "partial", "steps": 150, "seed": 3})))
+            t = threading.Thread(
+                target=lambda: out.update(
+                    r=c.post("/sdapi/v1/txt2img", json={"prompt": "partial", "steps": 150, "seed": 3})
+                )
+            )
             t.start()
             wait_until(lambda: app.jobs.current and app.jobs.current.control.sampling_step >= 3, 60)
             c.post("/sdapi/v1/interrupt")
@@ -185,11 +194,16 @@ def test_an_interrupted_job_keeps_the_images_it_finished(make_app):
     slow = SlowBlocks([unet.mid_block], 0.05)
     try:
         with _client(app) as c:
-            r = c.post("/easel/v1/jobs", json={"kind": "txt2img", "params": {"prompt": "two of three", "steps": 20,
-                                                                              "n_iter": 3, "seed": 5}})
+            r = c.post(
+                "/easel/v1/jobs",
+                json={"kind": "txt2img", "params": {"prompt": "two of three", "steps": 20, "n_iter": 3, "seed": 5}},
+            )
             job_id = r.json()["id"]
-            wait_until(lambda: (lambda j: j and j.control.job_no == 1 and j.control.sampling_step >= 2)(
-                app.jobs.current), 60, 0.01)
+            wait_until(
+                lambda: (lambda j: j and j.control.job_no == 1 and j.control.sampling_step >= 2)(app.jobs.current),
+                60,
+                0.01,
+            )
             c.post(f"/easel/v1/jobs/{job_id}/cancel")
             view = _wait_status(c, job_id, ("interrupted", "done", "failed"))
             assert view["status"] == "interrupted"
@@ -205,6 +219,7 @@ def test_an_interrupted_job_keeps_the_images_it_finished(make_app):
 
 # ---------------------------------------------------------------- item 14: selected checkpoint from the first answer
 
+
 def test_the_selected_checkpoint_is_known_before_the_initial_load_ends(make_app, data_dir):
     import threading
 
@@ -219,14 +234,20 @@ def test_the_selected_checkpoint_is_known_before_the_initial_load_ends(make_app,
     def slow_load(query=None, *a, **k):
         release.wait(60)
         return real_load(query, *a, **k)
+
     app.models.load = slow_load
     try:
         app.start()
         with _client(app) as c:
             opts = c.get("/sdapi/v1/options").json()
             assert opts["sd_model_checkpoint"] == app.catalog.find("tiny-b").title
-            body = {"name": "early", "dataset_dir": str(make_dataset(data_dir / "ds")), "steps": 1, "batch_size": 1,
-                    "resolution": 64}
+            body = {
+                "name": "early",
+                "dataset_dir": str(make_dataset(data_dir / "ds")),
+                "steps": 1,
+                "batch_size": 1,
+                "resolution": 64,
+            }
             r = c.post("/easel/v1/train/lora", json=body)  # no checkpoint: the selected one, not aaa-corrupt
             assert r.status_code == 202, r.text
             job_id = r.json()["job_id"]
@@ -316,6 +337,7 @@ def test_jobs_queued_at_kill_9_run_at_the_next_start(make_app, data_dir):
 
 # ---------------------------------------------------------------- item 19: SIGTERM while a job runs
 
+
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
 def test_sigterm_interrupts_the_running_job_keeps_the_queue_and_exits_fast(make_app, data_dir, signame):
     import signal
@@ -327,8 +349,9 @@ def test_sigterm_interrupts_the_running_job_keeps_the_queue_and_exits_fast(make_
     from webui.history import JobHistory
 
     port = free_port()
-    child = _child_server("", data_dir, "--skip-install", "--nowebui", "--api", "--data-dir", str(data_dir),
-                          "--port", str(port))
+    child = _child_server(
+        "", data_dir, "--skip-install", "--nowebui", "--api", "--data-dir", str(data_dir), "--port", str(port)
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         _read_line(child, "Easel", data_dir)
@@ -338,10 +361,12 @@ def test_sigterm_interrupts_the_running_job_keeps_the_queue_and_exits_fast(make_
         long = {"prompt": "long", "steps": 150, "width": 512, "height": 512, "seed": 1}
         t = threading.Thread(target=lambda: out.update(r=_post(url + "/sdapi/v1/txt2img", long)), daemon=True)
         t.start()
-        wait_until(lambda: (_get(url + "/sdapi/v1/progress") or {}).get("state", {}).get("sampling_step", 0) >= 1,
-                   120, 0.1)
-        queued = requests.post(url + "/easel/v1/jobs", json={"kind": "txt2img", "params": {"prompt": "next time",
-                                                                                           "steps": 2}}).json()["id"]
+        wait_until(
+            lambda: (_get(url + "/sdapi/v1/progress") or {}).get("state", {}).get("sampling_step", 0) >= 1, 120, 0.1
+        )
+        queued = requests.post(
+            url + "/easel/v1/jobs", json={"kind": "txt2img", "params": {"prompt": "next time", "steps": 2}}
+        ).json()["id"]
         running = _get(url + "/sdapi/v1/progress")["state"]["job"]
         t0 = time.time()
         child.send_signal(getattr(signal, signame))
@@ -381,6 +406,7 @@ def _post(url, body):
 
 
 # ---------------------------------------------------------------- item 4: how long, before it starts
+
 
 def test_a_job_says_how_long_it_will_take_from_measured_steps(make_app):
     from webui.ui.progress import progress_line

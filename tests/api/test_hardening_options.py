@@ -30,8 +30,12 @@ def serve_app(make_app):
 
     def factory(*flags: str, start: bool = False) -> TestClient:
         app = make_app(*flags, start=start)
-        c = TestClient(build_fastapi(app), base_url="http://127.0.0.1:7860", client=("203.0.113.7", 40000),
-                       headers=AUTH if "--api-auth" in flags else {})
+        c = TestClient(
+            build_fastapi(app),
+            base_url="http://127.0.0.1:7860",
+            client=("203.0.113.7", 40000),
+            headers=AUTH if "--api-auth" in flags else {},
+        )
         c.__enter__()
         c.application = app
         clients.append(c)
@@ -52,8 +56,14 @@ def test_disabled_extensions_is_locked_on_every_route_when_exposed(serve_app):
     app = c.application
     before = _config(app)
     lock = {"disabled_extensions": ["xyz_grid"]}
-    gen = {"prompt": "x", "steps": 1, "width": 64, "height": 64, "override_settings": lock,
-           "override_settings_restore_afterwards": False}
+    gen = {
+        "prompt": "x",
+        "steps": 1,
+        "width": 64,
+        "height": 64,
+        "override_settings": lock,
+        "override_settings_restore_afterwards": False,
+    }
     refused = [
         c.post("/sdapi/v1/options", json=lock),
         c.post("/sdapi/v1/txt2img", json=gen),
@@ -88,8 +98,13 @@ def test_loopback_override_settings_persist_only_what_passes_the_check(serve_app
     r = c.post("/sdapi/v1/txt2img", json={**body, "override_settings": {"eta_noise_seed_delta": 7}})
     assert r.status_code == 200, r.text[:300]
     assert _config(app)["eta_noise_seed_delta"] == 7  # the legitimate path still works
-    for bad in ({"jpeg_quality": "zzz"}, {"eta_ancestral": "NaN"}, {"max_generation_pixels": 1e30},
-                {"CLIP_stop_at_last_layers": 99}, {"some_unknown_option": {"nested": 1}}):
+    for bad in (
+        {"jpeg_quality": "zzz"},
+        {"eta_ancestral": "NaN"},
+        {"max_generation_pixels": 1e30},
+        {"CLIP_stop_at_last_layers": 99},
+        {"some_unknown_option": {"nested": 1}},
+    ):
         r = c.post("/sdapi/v1/txt2img", json={**body, "override_settings": bad})
         assert r.status_code == 422, (bad, r.text[:300])
         assert next(iter(bad)) in r.json()["detail"]
@@ -103,17 +118,35 @@ def test_loopback_override_settings_persist_only_what_passes_the_check(serve_app
     assert c.get("/sdapi/v1/options").status_code == 200
 
 
-@pytest.mark.parametrize("change", [
-    {"eta_ancestral": "NaN"}, {"eta_ancestral": "Infinity"}, {"eta_ancestral": 2},
-    {"jpeg_quality": "zzz"}, {"jpeg_quality": 0}, {"jpeg_quality": 101}, {"jpeg_quality": 80.5},
-    {"max_generation_pixels": 1e30}, {"max_generation_pixels": 10**12}, {"max_image_pixels": 1e30},
-    {"vae_tiling_min_pixels": 10**15}, {"eta_noise_seed_delta": 2**64}, {"samples_save": "maybe"},
-    {"samples_format": "gif"}, {"directories_max_prompt_words": 10**6}, {"sd_vae": ["a", "list"]},
-    {"control_net_max_resolution": "zzz"},  # an extension's option, by the type the extension declared
-    {"control_net_max_resolution": 1e30}, {"control_net_max_resolution": 10**6},  # the extension's own maximum
-    {"control_net_unit_count": 0},
-    {"unknown_key": {"nested": "dict"}}, {"unknown_key": [1, 2]}, {"unknown_key": "x" * 5000}, {"": 1},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"eta_ancestral": "NaN"},
+        {"eta_ancestral": "Infinity"},
+        {"eta_ancestral": 2},
+        {"jpeg_quality": "zzz"},
+        {"jpeg_quality": 0},
+        {"jpeg_quality": 101},
+        {"jpeg_quality": 80.5},
+        {"max_generation_pixels": 1e30},
+        {"max_generation_pixels": 10**12},
+        {"max_image_pixels": 1e30},
+        {"vae_tiling_min_pixels": 10**15},
+        {"eta_noise_seed_delta": 2**64},
+        {"samples_save": "maybe"},
+        {"samples_format": "gif"},
+        {"directories_max_prompt_words": 10**6},
+        {"sd_vae": ["a", "list"]},
+        {"control_net_max_resolution": "zzz"},  # an extension's option, by the type the extension declared
+        {"control_net_max_resolution": 1e30},
+        {"control_net_max_resolution": 10**6},  # the extension's own maximum
+        {"control_net_unit_count": 0},
+        {"unknown_key": {"nested": "dict"}},
+        {"unknown_key": [1, 2]},
+        {"unknown_key": "x" * 5000},
+        {"": 1},
+    ],
+)
 def test_options_are_typed_and_finite(serve_app, change):
     c = serve_app("--api", "--nowebui")
     app = c.application
@@ -132,8 +165,13 @@ def test_options_with_a_raw_nan_body_and_a_restart(serve_app, make_app):
     for body in ('{"eta_ancestral": NaN}', '{"eta_ancestral": -Infinity}', '{"something_else": NaN}'):
         r = c.post("/sdapi/v1/options", content=body, headers={"Content-Type": "application/json"})
         assert 400 <= r.status_code < 500, (body, r.status_code, r.text[:200])
-    good = {"jpeg_quality": "90", "eta_ancestral": 0.5, "max_generation_pixels": 1024 * 1024,
-            "an_a1111_option_easel_lacks": "kept", "a1111_list_option": ["a", "b"]}
+    good = {
+        "jpeg_quality": "90",
+        "eta_ancestral": 0.5,
+        "max_generation_pixels": 1024 * 1024,
+        "an_a1111_option_easel_lacks": "kept",
+        "a1111_list_option": ["a", "b"],
+    }
     assert c.post("/sdapi/v1/options", json=good).status_code == 200
     opts = c.get("/sdapi/v1/options").json()
     assert opts["jpeg_quality"] == 90 and opts["an_a1111_option_easel_lacks"] == "kept"
@@ -143,13 +181,16 @@ def test_options_with_a_raw_nan_body_and_a_restart(serve_app, make_app):
     assert again.get("/sdapi/v1/options").json()["jpeg_quality"] == 90
 
 
-@pytest.mark.parametrize("content", [
-    '{"eta_ancestral": NaN, "jpeg_quality": "zzz", "max_generation_pixels": 1e30, "bad_unknown": {"x": [1]},'
-    ' "CLIP_stop_at_last_layers": 2, "kept_unknown": "yes"}',
-    '{"eta_ancestral": 0.5, "CLIP_stop_at_last_lay',  # truncated
-    '["not", "an", "object"]',
-    '\xff\xfe garbage',
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"eta_ancestral": NaN, "jpeg_quality": "zzz", "max_generation_pixels": 1e30, "bad_unknown": {"x": [1]},'
+        ' "CLIP_stop_at_last_layers": 2, "kept_unknown": "yes"}',
+        '{"eta_ancestral": 0.5, "CLIP_stop_at_last_lay',  # truncated
+        '["not", "an", "object"]',
+        "\xff\xfe garbage",
+    ],
+)
 def test_damaged_config_starts_with_defaults_and_is_kept_aside(serve_app, data_dir, caplog, content):
     config = data_dir / "config.json"
     config.write_bytes(content.encode("latin-1"))
@@ -179,6 +220,7 @@ def test_config_write_is_atomic(serve_app, monkeypatch):
 
     def fail(*a, **k):
         raise OSError(28, "No space left on device")
+
     monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(OSError):
         c.application.options.set({"jpeg_quality": 60})

@@ -22,8 +22,19 @@ def test_confine_catches_dotdot_absolute_and_symlink_escapes(tmp_path):
     assert confine("inner/a", [root]) == (root / "outputs" / "a").resolve()
     assert confine("not/yet/made", [root]) == (root / "not" / "yet" / "made").resolve()  # may not exist yet
     assert confine("x", [root, outside], base=outside) == outside.resolve() / "x"
-    for bad in ("../elsewhere", "outputs/../../elsewhere", str(outside), "/etc", "/", "escape", "escape/x",
-                "~", "", "a\x00b", str(root) + "/../elsewhere"):
+    for bad in (
+        "../elsewhere",
+        "outputs/../../elsewhere",
+        str(outside),
+        "/etc",
+        "/",
+        "escape",
+        "escape/x",
+        "~",
+        "",
+        "a\x00b",
+        str(root) + "/../elsewhere",
+    ):
         with pytest.raises(PathOutside):
             confine(bad, [root])
     messages = set()
@@ -34,8 +45,13 @@ def test_confine_catches_dotdot_absolute_and_symlink_escapes(tmp_path):
     assert len(messages) == 1
 
 
-PATH_KEYS = ("outdir_txt2img_samples", "outdir_samples", "outdir_grids", "outdir_extras_samples",
-             "control_net_models_path")
+PATH_KEYS = (
+    "outdir_txt2img_samples",
+    "outdir_samples",
+    "outdir_grids",
+    "outdir_extras_samples",
+    "control_net_models_path",
+)
 
 
 def test_path_options_are_read_only_when_exposed(serve_app, tmp_path):
@@ -47,16 +63,22 @@ def test_path_options_are_read_only_when_exposed(serve_app, tmp_path):
         for value in (str(tmp_path / "x"), "../x", "outputs/inside"):
             r = c.post("/sdapi/v1/options", json={key: value})
             assert r.status_code == 403 and "--allow-path-options" in r.json()["detail"], (key, value, r.text)
-    gen = {"prompt": "x", "steps": 1, "width": 64, "height": 64,
-           "override_settings": {"outdir_txt2img_samples": str(tmp_path / "x")},
-           "override_settings_restore_afterwards": False}
+    gen = {
+        "prompt": "x",
+        "steps": 1,
+        "width": 64,
+        "height": 64,
+        "override_settings": {"outdir_txt2img_samples": str(tmp_path / "x")},
+        "override_settings_restore_afterwards": False,
+    }
     assert c.post("/sdapi/v1/txt2img", json=gen).status_code == 403
     assert c.post("/easel/v1/jobs", json={"kind": "txt2img", "params": gen}).status_code == 403
     assert (config.read_bytes() if config.exists() else None) == before
     assert not (tmp_path / "x").exists()
     # an A1111 client that reads every option and posts them all back is not refused for the unchanged paths
-    assert c.post("/sdapi/v1/options", json={**c.get("/sdapi/v1/options").json(), "jpeg_quality": 70}).status_code \
-        == 200
+    assert (
+        c.post("/sdapi/v1/options", json={**c.get("/sdapi/v1/options").json(), "jpeg_quality": 70}).status_code == 200
+    )
 
 
 def test_allow_path_options_confines_them_to_the_data_and_models_dirs(serve_app, data_dir, tmp_path_factory):
@@ -68,8 +90,11 @@ def test_allow_path_options_confines_them_to_the_data_and_models_dirs(serve_app,
             r = c.post("/sdapi/v1/options", json={key: value})
             assert r.status_code == 403, (key, value, r.text)
             assert "inside the data or models folder" in r.json()["detail"]
-    ok = {"outdir_txt2img_samples": "outputs/mine", "outdir_grids": str(data_dir / "grids"),
-          "control_net_models_path": str(data_dir / "models" / "ControlNet")}
+    ok = {
+        "outdir_txt2img_samples": "outputs/mine",
+        "outdir_grids": str(data_dir / "grids"),
+        "control_net_models_path": str(data_dir / "models" / "ControlNet"),
+    }
     assert c.post("/sdapi/v1/options", json=ok).status_code == 200
     assert c.get("/sdapi/v1/options").json()["outdir_txt2img_samples"] == "outputs/mine"
 
@@ -77,8 +102,9 @@ def test_allow_path_options_confines_them_to_the_data_and_models_dirs(serve_app,
 def test_loopback_keeps_a1111s_freedom(serve_app, tmp_path_factory):
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     c = serve_app("--api", "--nowebui")
-    r = c.post("/sdapi/v1/options", json={"outdir_txt2img_samples": str(elsewhere), "control_net_models_path":
-                                           str(elsewhere)})
+    r = c.post(
+        "/sdapi/v1/options", json={"outdir_txt2img_samples": str(elsewhere), "control_net_models_path": str(elsewhere)}
+    )
     assert r.status_code == 200, r.text
 
 
@@ -99,8 +125,7 @@ def test_training_dataset_is_confined_to_the_data_dir_when_exposed(serve_app, da
 
     c = serve_app(*EXPOSED)
     details = []
-    for folder in (outside, "/etc", "/", "../", str(data_dir / ".." / outside.name), "sneaky", "~",
-                   "/no/such/folder"):
+    for folder in (outside, "/etc", "/", "../", str(data_dir / ".." / outside.name), "sneaky", "~", "/no/such/folder"):
         r = _train(c, folder)
         assert r.status_code == 422, (folder, r.text)
         detail = r.json()["detail"]

@@ -31,8 +31,9 @@ def test_history_survives_a_restart(make_app):
     with _client(first) as c:
         r = c.post("/easel/v1/jobs", json={"kind": "txt2img", "params": {"prompt": "kept", "steps": 1, "seed": 8}})
         job_id = r.json()["id"]
-        done = wait_until(lambda: (lambda j: j if j["status"] == "done" else None)(
-            c.get(f"/easel/v1/jobs/{job_id}").json()), 60)
+        done = wait_until(
+            lambda: (lambda j: j if j["status"] == "done" else None)(c.get(f"/easel/v1/jobs/{job_id}").json()), 60
+        )
     sync = first.submit_txt2img(Txt2ImgRequest(prompt="kept too", steps=1, seed=9), from_api=True)
     first.jobs.wait(sync)
     first.stop()
@@ -68,8 +69,14 @@ def test_a_job_running_at_kill_9_shows_interrupted(make_app, data_dir, tmp_path_
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
     log = tmp_path_factory.mktemp("child") / "stderr.txt"
     with open(log, "w") as err:
-        child = subprocess.Popen([sys.executable, "-c", _CHILD, str(data_dir)], cwd=REPO, env=env,
-                                 stdout=subprocess.PIPE, stderr=err, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, str(data_dir)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
     try:
         deadline = time.time() + 120
         line = ""

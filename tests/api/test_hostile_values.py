@@ -37,8 +37,9 @@ def _rss() -> int:
 @pytest.fixture(scope="module")
 def hostile_server(tmp_path_factory, tiny_models):
     # exposed (--listen; served on loopback all the same): path options are locked, as for a remote user
-    server = start_shared_server(tmp_path_factory, tiny_models, "api-hostile", "--listen", "--api", "--nowebui",
-                                 "--api-auth", ":".join(AUTH))
+    server = start_shared_server(
+        tmp_path_factory, tiny_models, "api-hostile", "--listen", "--api", "--nowebui", "--api-auth", ":".join(AUTH)
+    )
     server.app.options.set({"max_generation_pixels": 128 * 128})
     with interrupting_watchdog(server):
         yield server
@@ -105,8 +106,9 @@ def test_hostile_values_never_5xx_and_memory_stays_bounded(hostile_server):
         for path, fields in targets:
             for field, values in fields:
                 for raw in values:
-                    r = s.post(base + path, data=_body(field, raw), headers={"Content-Type": "application/json"},
-                               timeout=60)
+                    r = s.post(
+                        base + path, data=_body(field, raw), headers={"Content-Type": "application/json"}, timeout=60
+                    )
                     sent += 1
                     if r.status_code >= 500:
                         failures.append((path, field, raw[:30], r.status_code, r.text[:200]))

@@ -41,12 +41,16 @@ def fields(data: str) -> dict[str, tuple[str, dict]]:
     return {
         "png-info": ("/sdapi/v1/png-info", {"image": data}),
         "extras": ("/sdapi/v1/extra-single-image", {"image": data, "upscaler_1": "Lanczos", "upscaling_resize": 1}),
-        "extras batch": ("/sdapi/v1/extra-batch-images", {"imageList": [{"data": data, "name": "a"}],
-                                                          "upscaler_1": "Lanczos", "upscaling_resize": 1}),
+        "extras batch": (
+            "/sdapi/v1/extra-batch-images",
+            {"imageList": [{"data": data, "name": "a"}], "upscaler_1": "Lanczos", "upscaling_resize": 1},
+        ),
         "img2img": ("/sdapi/v1/img2img", {"init_images": [data], "steps": 1, "prompt": "x"}),
         "inpaint mask": ("/sdapi/v1/img2img", {"init_images": [image_b64("PNG")], "mask": data, "steps": 1}),
-        "controlnet": ("/ext/controlnet/detect", {"controlnet_module": "canny", "controlnet_input_images": [data],
-                                                 "controlnet_processor_res": 64}),
+        "controlnet": (
+            "/ext/controlnet/detect",
+            {"controlnet_module": "canny", "controlnet_input_images": [data], "controlnet_processor_res": 64},
+        ),
     }
 
 
@@ -71,9 +75,15 @@ def test_the_six_formats_decode(base, fmt):
     data = image_b64(fmt)
     r = requests.post(base + "/sdapi/v1/png-info", json={"image": data}, timeout=30)
     assert r.status_code == 200, (fmt, r.text[:300])
-    r = requests.post(base + "/sdapi/v1/extra-single-image", timeout=60,
-                      json={"image": "data:image/x;base64," + data, "upscaler_1": "Lanczos", "upscaling_resize": 1})
+    r = requests.post(
+        base + "/sdapi/v1/extra-single-image",
+        timeout=60,
+        json={"image": "data:image/x;base64," + data, "upscaler_1": "Lanczos", "upscaling_resize": 1},
+    )
     assert r.status_code == 200, (fmt, r.text[:300])
-    r = requests.post(base + "/ext/controlnet/detect", timeout=60, json={
-        "controlnet_module": "canny", "controlnet_input_images": [data], "controlnet_processor_res": 64})
+    r = requests.post(
+        base + "/ext/controlnet/detect",
+        timeout=60,
+        json={"controlnet_module": "canny", "controlnet_input_images": [data], "controlnet_processor_res": 64},
+    )
     assert r.status_code == 200, (fmt, r.text[:300])

@@ -32,8 +32,9 @@ class BoundServer:
         from webui.app import create_server
 
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(create_server(application), host=host, port=self.port,
-                                                    log_level="warning"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(create_server(application), host=host, port=self.port, log_level="warning")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self):
@@ -59,12 +60,27 @@ def run_ligsp(monkeypatch, capsys, url: str, models: str) -> dict:
     return report
 
 
-@pytest.mark.parametrize("name, bind, flags", [
-    ("loopback", "127.0.0.1", ("--api",)),
-    ("exposed-api", "0.0.0.0", ("--listen", "--api", "--api-auth", "api:api-pass-1", "--gradio-auth", "ui:ui-pass-1",
-                                "--allowed-hosts", "easel.lan")),
-    ("exposed-ui-only", "0.0.0.0", ("--listen", "--gradio-auth", "ui:ui-pass-1")),
-])
+@pytest.mark.parametrize(
+    "name, bind, flags",
+    [
+        ("loopback", "127.0.0.1", ("--api",)),
+        (
+            "exposed-api",
+            "0.0.0.0",
+            (
+                "--listen",
+                "--api",
+                "--api-auth",
+                "api:api-pass-1",
+                "--gradio-auth",
+                "ui:ui-pass-1",
+                "--allowed-hosts",
+                "easel.lan",
+            ),
+        ),
+        ("exposed-ui-only", "0.0.0.0", ("--listen", "--gradio-auth", "ui:ui-pass-1")),
+    ],
+)
 def test_ligsp_passes(make_app, monkeypatch, capsys, name, bind, flags):
     import gradio as gr
 
@@ -73,8 +89,11 @@ def test_ligsp_passes(make_app, monkeypatch, capsys, name, bind, flags):
         report = run_ligsp(monkeypatch, capsys, f"http://127.0.0.1:{srv.port}", str(app.paths.models_dir))
     results = [r for t in report["targets"] for r in t["results"]]
     seen = {r["id"]: r["status"] for r in results}
-    bad = [r for r in results if r["status"] == "fail" or (r["status"] in ("warn", "unknown")
-                                                           and r["id"] not in ALLOWED_WARN)]
+    bad = [
+        r
+        for r in results
+        if r["status"] == "fail" or (r["status"] in ("warn", "unknown") and r["id"] not in ALLOWED_WARN)
+    ]
     assert not bad, json.dumps(bad, indent=1)
     assert report["exit_code"] == 0
     for rule in ("NET-2", "WEB-1", "WEB-2", "WEB-3", "MOD-1"):

@@ -46,8 +46,11 @@ def test_concurrent_clients_are_all_answered_in_fifo_order(server):
     def client(i: int) -> None:
         try:
             barrier.wait(10)
-            answers[i] = requests.post(f"{server.url}/sdapi/v1/txt2img", timeout=300, json={
-                "prompt": f"fifo client {i}", "steps": 1, "seed": 1000 + i, "width": 64, "height": 64})
+            answers[i] = requests.post(
+                f"{server.url}/sdapi/v1/txt2img",
+                timeout=300,
+                json={"prompt": f"fifo client {i}", "steps": 1, "seed": 1000 + i, "width": 64, "height": 64},
+            )
         except BaseException as e:  # reported below
             errors.append(e)
 
@@ -78,8 +81,17 @@ def test_concurrent_clients_are_all_answered_in_fifo_order(server):
 
 
 def test_sequential_submissions_start_in_created_order(server):
-    ids = [requests.post(f"{server.url}/easel/v1/jobs", timeout=10, json={"kind": "txt2img", "params": {
-        "prompt": f"order {i}", "steps": 1, "seed": i, "width": 64, "height": 64}}).json()["id"] for i in range(6)]
+    ids = [
+        requests.post(
+            f"{server.url}/easel/v1/jobs",
+            timeout=10,
+            json={
+                "kind": "txt2img",
+                "params": {"prompt": f"order {i}", "steps": 1, "seed": i, "width": 64, "height": 64},
+            },
+        ).json()["id"]
+        for i in range(6)
+    ]
     wait_idle(server.app)
     rows = [server.app.history.get(i) for i in ids]
     assert [r["status"] for r in rows] == ["done"] * 6
@@ -95,8 +107,11 @@ def _job(server, job_id: str) -> dict:
 
 
 def test_async_job_lifecycle(server):
-    r = requests.post(f"{server.url}/easel/v1/jobs", timeout=10, json={
-        "kind": "txt2img", "params": {"prompt": "async job", "steps": 2, "seed": 42, "width": 64, "height": 64}})
+    r = requests.post(
+        f"{server.url}/easel/v1/jobs",
+        timeout=10,
+        json={"kind": "txt2img", "params": {"prompt": "async job", "steps": 2, "seed": 42, "width": 64, "height": 64}},
+    )
     assert r.status_code == 202, r.text
     job_id = r.json()["id"]
     assert r.json()["status"] in ("queued", "running")
@@ -117,8 +132,13 @@ def test_async_job_lifecycle(server):
 
 
 def test_cancel_a_queued_job_and_interrupt_a_running_one(server):
-    post = lambda params: requests.post(f"{server.url}/easel/v1/jobs", timeout=10,  # noqa: E731
-                                        json={"kind": "txt2img", "params": {"width": 64, "height": 64, **params}})
+    def post(params):
+        return requests.post(
+            f"{server.url}/easel/v1/jobs",
+            timeout=10,
+            json={"kind": "txt2img", "params": {"width": 64, "height": 64, **params}},
+        )
+
     long_id = post({"prompt": "long async", "steps": 1000}).json()["id"]
     queued = post({"prompt": "queued async", "steps": 2}).json()
     assert queued["status"] == "queued" and queued["position"] >= 1
@@ -137,11 +157,14 @@ def test_cancel_a_queued_job_and_interrupt_a_running_one(server):
     assert requests.post(f"{server.url}/easel/v1/jobs/nope/cancel", timeout=10).status_code == 404
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"kind": "txt2img", "params": {"steps": "many"}}, "params.steps"),
-    ({"kind": "txt2img", "params": {"cfg_scale": -3}}, "params.cfg_scale"),
-    ({"kind": "paint", "params": {}}, "kind"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"kind": "txt2img", "params": {"steps": "many"}}, "params.steps"),
+        ({"kind": "txt2img", "params": {"cfg_scale": -3}}, "params.cfg_scale"),
+        ({"kind": "paint", "params": {}}, "kind"),
+    ],
+)
 def test_async_validation_names_the_field(server, body, field):
     r = requests.post(f"{server.url}/easel/v1/jobs", json=body, timeout=10)
     assert r.status_code == 422 and field in r.json()["detail"], r.text
@@ -150,12 +173,19 @@ def test_async_validation_names_the_field(server, body, field):
 def test_async_img2img_or_honest_501(server):
     from tests.api.conftest import png_base64
 
-    r = requests.post(f"{server.url}/easel/v1/jobs", timeout=10, json={
-        "kind": "img2img", "params": {"init_images": [png_base64((64, 64))], "steps": 2, "denoising_strength": 0.5}})
+    r = requests.post(
+        f"{server.url}/easel/v1/jobs",
+        timeout=10,
+        json={
+            "kind": "img2img",
+            "params": {"init_images": [png_base64((64, 64))], "steps": 2, "denoising_strength": 0.5},
+        },
+    )
     if not hasattr(server.app, "submit_img2img"):
         assert r.status_code == 501 and "img2img is not implemented yet" in r.json()["detail"]
         return
     assert r.status_code == 202, r.text
-    job = wait_until(lambda: (lambda j: j if j["status"] not in ("queued", "running") else None)(
-        _job(server, r.json()["id"])), 60)
+    job = wait_until(
+        lambda: (lambda j: j if j["status"] not in ("queued", "running") else None)(_job(server, r.json()["id"])), 60
+    )
     assert job["status"] == "done" and Path(job["result"]["images"][0]).is_file()

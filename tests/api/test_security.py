@@ -31,8 +31,12 @@ def test_api_auth_on_every_route(live_server):
     srv.server.config.app.state.auth_throttle.free_failures = 10**6  # the back-off has its own test (test_exposure)
     base = srv.url
     spec = requests.get(f"{base}/openapi.json", auth=("bob", "hunter22"), timeout=10).json()
-    ops = list(_requests_for(spec)) + [("GET", "/docs", False), ("GET", "/redoc", False),
-                                        ("GET", "/openapi.json", False), ("GET", "/docs/oauth2-redirect", False)]
+    ops = list(_requests_for(spec)) + [
+        ("GET", "/docs", False),
+        ("GET", "/redoc", False),
+        ("GET", "/openapi.json", False),
+        ("GET", "/docs/oauth2-redirect", False),
+    ]
     assert len(ops) >= 38
     wrong = [None, ("alice", "wrong"), ("mallory", "s3cret:with:colons"), ("bob", "hunter22 "), ("ALICE", "s3cret")]
     for method, path, _ in ops:
@@ -62,14 +66,24 @@ def test_api_auth_on_every_route(live_server):
     assert "access-control-allow-origin" not in r.headers
 
 
-@pytest.mark.parametrize("host, ok", [
-    ("evil.example", False), ("evil.example:{port}", False), ("127.0.0.1.nip.io:{port}", False),
-    ("localhost.evil.example", False), ("", False),
-    ("127.0.0.1:{port}", True), ("localhost:{port}", True), ("[::1]:{port}", True), ("LOCALHOST", True),
-])
+@pytest.mark.parametrize(
+    "host, ok",
+    [
+        ("evil.example", False),
+        ("evil.example:{port}", False),
+        ("127.0.0.1.nip.io:{port}", False),
+        ("localhost.evil.example", False),
+        ("", False),
+        ("127.0.0.1:{port}", True),
+        ("localhost:{port}", True),
+        ("[::1]:{port}", True),
+        ("LOCALHOST", True),
+    ],
+)
 def test_foreign_host_header_is_refused(api_server, host, ok):
-    r = requests.get(f"{api_server.url}/sdapi/v1/samplers", headers={"Host": host.format(port=api_server.port)},
-                     timeout=10)
+    r = requests.get(
+        f"{api_server.url}/sdapi/v1/samplers", headers={"Host": host.format(port=api_server.port)}, timeout=10
+    )
     if ok:
         assert r.status_code == 200, r.text
     else:
@@ -109,6 +123,7 @@ def test_body_limit_is_413(api_server):
         for _ in range(40):
             yield b"y" * 32_768
         yield b'"}'
+
     r = requests.post(url, data=chunks(), headers={"Content-Type": "application/json"}, timeout=30)
     assert r.status_code == 413 and r.json()["error"] == "PayloadTooLarge"
     assert requests.get(f"{api_server.url}/sdapi/v1/samplers", timeout=10).status_code == 200
@@ -120,18 +135,29 @@ def test_pixel_limit_and_decompression_bomb_are_413(api_server):
     buf = io.BytesIO()
     Image.new("L", (5000, 5000)).save(buf, format="PNG", optimize=True)  # 25 Mpx, a few kB
     assert len(buf.getvalue()) < 200_000
-    r = requests.post(f"{api_server.url}/sdapi/v1/png-info", timeout=30,
-                      json={"image": base64.b64encode(buf.getvalue()).decode()})
+    r = requests.post(
+        f"{api_server.url}/sdapi/v1/png-info", timeout=30, json={"image": base64.b64encode(buf.getvalue()).decode()}
+    )
     assert r.status_code == 413 and "pixels" in r.json()["detail"]
     r = requests.post(f"{api_server.url}/sdapi/v1/png-info", json={"image": "bm90IGFuIGltYWdl"}, timeout=10)
     assert r.status_code == 422
 
 
-@pytest.mark.parametrize("url", [
-    "http://127.0.0.1/", "http://169.254.169.254/latest/meta-data/", "http://localhost:{port}/sdapi/v1/samplers",
-    "http://[::1]/", "http://10.0.0.1/a.png", "http://192.168.1.1/a.png", "http://0x7f000001/",
-    "http://[::ffff:127.0.0.1]/", "https://127.0.0.1:{port}/", "http://0.0.0.0:{port}/",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://localhost:{port}/sdapi/v1/samplers",
+        "http://[::1]/",
+        "http://10.0.0.1/a.png",
+        "http://192.168.1.1/a.png",
+        "http://0x7f000001/",
+        "http://[::ffff:127.0.0.1]/",
+        "https://127.0.0.1:{port}/",
+        "http://0.0.0.0:{port}/",
+    ],
+)
 def test_remote_images_refuse_internal_addresses(api_server, url):
     app = api_server.app
     url = url.format(port=api_server.port)
@@ -195,6 +221,14 @@ def test_basic_auth_parser_edge_cases():
     creds = [("u", "p:q")]
     good = "Basic " + base64.b64encode(b"u:p:q").decode()
     assert check_basic_auth(good, creds) == "u"
-    for header in (None, "", "Basic", "Bearer abc", "Basic !!!", "Basic " + base64.b64encode(b"nocolon").decode(),
-                   "Basic " + base64.b64encode(b"u:p").decode(), "Basic " + base64.b64encode(b"\xff:\xfe").decode()):
+    for header in (
+        None,
+        "",
+        "Basic",
+        "Bearer abc",
+        "Basic !!!",
+        "Basic " + base64.b64encode(b"nocolon").decode(),
+        "Basic " + base64.b64encode(b"u:p").decode(),
+        "Basic " + base64.b64encode(b"\xff:\xfe").decode(),
+    ):
         assert check_basic_auth(header, creds) is None, header

@@ -23,9 +23,11 @@ def test_system_reports_policy_threads_versions_compile_vae_and_preview(client, 
     from webui.models.conv_prepack import available
 
     # prepacked where this CPU's oneDNN packs bf16 weights (AVX-512 / AVX-NE-CONVERT; not an EPYC without AVX-512)
-    assert body["cpu_precision"]["conv_weights"] == ("channels_last, prepacked for oneDNN" if available() else
-                                                     "channels_last (not prepacked: this torch or CPU can't pack "
-                                                     "bf16 weights)")
+    assert body["cpu_precision"]["conv_weights"] == (
+        "channels_last, prepacked for oneDNN"
+        if available()
+        else "channels_last (not prepacked: this torch or CPU can't pack bf16 weights)"
+    )
     assert body["threads"]["torch"] == torch.get_num_threads() and body["threads"]["physical_cores"] >= 1
     assert body["threads"]["source"] == "set by the embedding process"
     assert body["versions"]["torch"] == torch.__version__ and body["versions"]["diffusers"] == diffusers.__version__
@@ -34,8 +36,12 @@ def test_system_reports_policy_threads_versions_compile_vae_and_preview(client, 
     # Automatic: the tiny decoder is far below the bf16 size, so fp32, and the guard never measured it
     assert body["vae"]["precision_setting"] == "Automatic" and body["vae"]["precision"] == "fp32"
     assert body["vae"]["bf16_guard_psnr_db"] is None
-    assert body["preview"] == {"setting": "Approx cheap", "method": "Approx cheap", "reason": None,
-                               "approx_map": "published table"}  # the tiny VAE has SD's shape and scale
+    assert body["preview"] == {
+        "setting": "Approx cheap",
+        "method": "Approx cheap",
+        "reason": None,
+        "approx_map": "published table",
+    }  # the tiny VAE has SD's shape and scale
 
 
 def test_system_explains_a_taesd_fallback(client, app):

@@ -47,8 +47,15 @@ def test_models_samplers_and_checkpoint_switch(api, api_server):
 
 
 def test_txt2img_infotext_reads_back_with_sd_parsers(api, api_server, tmp_path):
-    r = api.txt2img(prompt="a red circle, (masterpiece:1.2)", negative_prompt="blurry", steps=4, seed=1234,
-                    width=64, height=64, save_images=True)
+    r = api.txt2img(
+        prompt="a red circle, (masterpiece:1.2)",
+        negative_prompt="blurry",
+        steps=4,
+        seed=1234,
+        width=64,
+        height=64,
+        save_images=True,
+    )
     assert len(r.images) == 1 and r.images[0].size == (64, 64)
     assert r.info["all_seeds"] == [1234] and r.info["prompt"] == "a red circle, (masterpiece:1.2)"
     assert r.parameters["steps"] == 4 and r.parameters["sampler_name"] == "Euler a"
@@ -90,8 +97,9 @@ def test_progress_and_interrupt_of_a_long_job(api, api_server):
 
     thread = threading.Thread(target=long_job)
     thread.start()
-    progress = wait_until(lambda: (lambda p: p if p["state"]["sampling_step"] >= 2 else None)(api.get_progress()),
-                          timeout=60)
+    progress = wait_until(
+        lambda: (lambda p: p if p["state"]["sampling_step"] >= 2 else None)(api.get_progress()), timeout=60
+    )
     assert progress["state"]["sampling_steps"] == 1000 and 0 < progress["progress"] < 1
     assert progress["state"]["job_count"] == 1 and progress["eta_relative"] > 0
     assert progress["state"]["job"]  # the job id

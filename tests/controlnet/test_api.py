@@ -30,8 +30,10 @@ def test_model_module_lists_and_version(cn_client):
     assert sorted(m.split(" [")[0] for m in models) == ["tiny-canny", "tiny-other", "tiny-xl"]
     mods = cn_client.get("/ext/controlnet/module_list").json()
     assert mods["module_list"] == ["none", "canny", "shuffle", "lineart_standard"]
-    assert [s["name"] for s in mods["module_detail"]["canny"]["sliders"]] == ["Canny Low Threshold",
-                                                                              "Canny High Threshold"]
+    assert [s["name"] for s in mods["module_detail"]["canny"]["sliders"]] == [
+        "Canny Low Threshold",
+        "Canny High Threshold",
+    ]
     # sd-webui-controlnet's model_free: no ControlNet model needed (reference-only); canny and none need one
     assert not mods["module_detail"]["canny"]["model_free"] and not mods["module_detail"]["none"]["model_free"]
     assert "ControlNetHED.pth not found" in mods["unavailable"]["softedge_hed"]  # listed with the reason, not hidden
@@ -40,10 +42,16 @@ def test_model_module_lists_and_version(cn_client):
 
 
 def test_detect(cn_client):
-    r = cn_client.post("/ext/controlnet/detect", json={
-        "controlnet_module": "canny", "controlnet_input_images": [b64(square()), b64(square(size=(64, 32),
-                                                                                          box=(8, 8, 24, 24)))],
-        "controlnet_processor_res": 64, "controlnet_threshold_a": 100, "controlnet_threshold_b": 200})
+    r = cn_client.post(
+        "/ext/controlnet/detect",
+        json={
+            "controlnet_module": "canny",
+            "controlnet_input_images": [b64(square()), b64(square(size=(64, 32), box=(8, 8, 24, 24)))],
+            "controlnet_processor_res": 64,
+            "controlnet_threshold_a": 100,
+            "controlnet_threshold_b": 200,
+        },
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["info"] == "Success"
@@ -53,14 +61,19 @@ def test_detect(cn_client):
     assert set(np.unique(a)) == {0, 255} and not a[22:42, 22:42].any()
 
 
-@pytest.mark.parametrize("body, message", [
-    ({"controlnet_module": "depth", "controlnet_input_images": ["x"]}, "unknown module 'depth'"),
-    ({"controlnet_module": "softedge_hed", "controlnet_input_images": ["x"]}, "ControlNetHED.pth not found"),
-    ({"controlnet_module": "canny", "controlnet_input_images": ["bm90IGFuIGltYWdl"]}, "not a decodable image"),
-    ({"controlnet_module": "canny", "controlnet_input_images": []}, "empty"),
-    ({"controlnet_module": "canny", "controlnet_input_images": ["x"], "controlnet_processor_res": 9000},
-     "64..2048"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"controlnet_module": "depth", "controlnet_input_images": ["x"]}, "unknown module 'depth'"),
+        ({"controlnet_module": "softedge_hed", "controlnet_input_images": ["x"]}, "ControlNetHED.pth not found"),
+        ({"controlnet_module": "canny", "controlnet_input_images": ["bm90IGFuIGltYWdl"]}, "not a decodable image"),
+        ({"controlnet_module": "canny", "controlnet_input_images": []}, "empty"),
+        (
+            {"controlnet_module": "canny", "controlnet_input_images": ["x"], "controlnet_processor_res": 9000},
+            "64..2048",
+        ),
+    ],
+)
 def test_detect_refuses_bad_input(cn_client, body, message):
     r = cn_client.post("/ext/controlnet/detect", json=body)
     assert r.status_code == 422, r.text
@@ -86,8 +99,10 @@ def test_txt2img_through_alwayson_scripts_end_to_end(cn_client):
     assert not np.array_equal(plain, controlled)
     assert np.array_equal(plain, run([{**unit, "weight": 0.0}]))
     assert np.array_equal(plain, run())  # the next request without units is plain again
-    bad = cn_client.post("/sdapi/v1/txt2img", json={"prompt": "x", "alwayson_scripts": {
-        "controlnet": {"args": [{**unit, "model": "missing"}]}}})
+    bad = cn_client.post(
+        "/sdapi/v1/txt2img",
+        json={"prompt": "x", "alwayson_scripts": {"controlnet": {"args": [{**unit, "model": "missing"}]}}},
+    )
     assert bad.status_code == 422 and "missing" in bad.json()["detail"]
 
 
@@ -97,9 +112,14 @@ def test_unit_and_detect_numbers_are_bounded(cn_client):
     import json
 
     unit = {"enabled": True, "module": "canny", "model": "tiny-canny", "image": b64(square())}
-    bad = {"processor_res": [10**9, -5, 10**400, "1e309"], "weight": [-1, 10**9, "NaN"],
-           "threshold_a": [10**9, -2, "Infinity"], "threshold_b": [-10**9, "-Infinity"],
-           "guidance_start": [-0.1, 2, 10**400], "guidance_end": [1.5, "NaN"]}
+    bad = {
+        "processor_res": [10**9, -5, 10**400, "1e309"],
+        "weight": [-1, 10**9, "NaN"],
+        "threshold_a": [10**9, -2, "Infinity"],
+        "threshold_b": [-(10**9), "-Infinity"],
+        "guidance_start": [-0.1, 2, 10**400],
+        "guidance_end": [1.5, "NaN"],
+    }
     for field, values in bad.items():
         for value in values:
             literal = value if isinstance(value, str) else json.dumps(value)
@@ -108,10 +128,16 @@ def test_unit_and_detect_numbers_are_bounded(cn_client):
             r = cn_client.post("/sdapi/v1/txt2img", content=body, headers={"Content-Type": "application/json"})
             assert r.status_code == 422, (field, literal, r.text[:300])
             assert {"error", "detail"} <= set(r.json())
-    for field, value in (("controlnet_processor_res", 10**9), ("controlnet_threshold_a", 10**9),
-                         ("controlnet_threshold_b", -10**9), ("controlnet_input_images", [b64(square())] * 65)):
-        r = cn_client.post("/ext/controlnet/detect", json={"controlnet_module": "canny",
-                                                            "controlnet_input_images": [b64(square())], field: value})
+    for field, value in (
+        ("controlnet_processor_res", 10**9),
+        ("controlnet_threshold_a", 10**9),
+        ("controlnet_threshold_b", -(10**9)),
+        ("controlnet_input_images", [b64(square())] * 65),
+    ):
+        r = cn_client.post(
+            "/ext/controlnet/detect",
+            json={"controlnet_module": "canny", "controlnet_input_images": [b64(square())], field: value},
+        )
         assert r.status_code == 422, (field, r.text[:300])
     items = {e["name"]: e for e in cn_client.get("/sdapi/v1/extensions").json()}
     assert items["controlnet"]["status"] == "ok" and items["controlnet"]["enabled"], items["controlnet"]

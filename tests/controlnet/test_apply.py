@@ -18,13 +18,22 @@ from webui.extensions.api import PipelineCall
 def pipe(tiny_models, tmp_path_factory):
     from webui.models.loader import build_from_single_file
 
-    return build_from_single_file(tiny_models / "Stable-diffusion" / "tiny-a.safetensors",
-                                  tmp_path_factory.mktemp("cache")).pipeline
+    return build_from_single_file(
+        tiny_models / "Stable-diffusion" / "tiny-a.safetensors", tmp_path_factory.mktemp("cache")
+    ).pipeline
 
 
 def generate(state, pipe, kind="txt2img", **extra):
-    kwargs = dict(prompt="a square", num_inference_steps=2, guidance_scale=5.0, height=64, width=64,
-                  output_type="np", generator=torch.Generator().manual_seed(3), **extra)
+    kwargs = dict(
+        prompt="a square",
+        num_inference_steps=2,
+        guidance_scale=5.0,
+        height=64,
+        width=64,
+        output_type="np",
+        generator=torch.Generator().manual_seed(3),
+        **extra,
+    )
     changed = state.on_pipeline_call(PipelineCall(kind=kind, pipeline=pipe, kwargs=kwargs))
     run_pipe, run_kwargs = changed if changed is not None else (pipe, kwargs)
     return run_pipe(**run_kwargs).images[0], run_pipe
@@ -48,8 +57,10 @@ def test_two_units_differ_from_one(installed, pipe):
     state, _ = installed
     state.units = state.parse([unit(processor_res=64)], "txt2img")
     one, _ = generate(state, pipe)
-    state.units = state.parse([unit(processor_res=64), unit(model="tiny-other", module="none",
-                                                            image=b64(square(box=(0, 0, 20, 63))))], "txt2img")
+    state.units = state.parse(
+        [unit(processor_res=64), unit(model="tiny-other", module="none", image=b64(square(box=(0, 0, 20, 63))))],
+        "txt2img",
+    )
     two, used = generate(state, pipe)
     assert type(used.controlnet).__name__ == "MultiControlNetModel" and len(used.controlnet.nets) == 2
     assert np.abs(two - one).max() > 1e-3
@@ -74,8 +85,9 @@ def test_control_modes(installed, pipe):
         assert np.abs(out[mode] - plain).max() > 1e-3
     assert used.controlnet.__class__.__name__ == "ControlNetModel"  # all units in guess mode: diffusers' own
     assert np.abs(out["My prompt is more important"] - plain).mean() < np.abs(out["Balanced"] - plain).mean()
-    state.units = state.parse([unit(processor_res=64, control_mode=2), unit(processor_res=64, model="tiny-other")],
-                              "txt2img")
+    state.units = state.parse(
+        [unit(processor_res=64, control_mode=2), unit(processor_res=64, model="tiny-other")], "txt2img"
+    )
     mixed, used = generate(state, pipe)
     assert [type(n).__name__ for n in used.controlnet.nets] == ["UnitControlNet", "ControlNetModel"]
     assert np.abs(mixed - out["ControlNet is more important"]).max() > 1e-3
@@ -92,8 +104,15 @@ def test_unit_view_matches_diffusers_guess_mode(installed):
     cond = torch.rand(2, 3, 64, 64, generator=g)
     with torch.no_grad():
         down, mid = view(x, 500, encoder_hidden_states=ctx, controlnet_cond=cond, conditioning_scale=0.7)
-        ref_down, ref_mid = net(x[1:], 500, encoder_hidden_states=ctx[1:], controlnet_cond=cond[1:],
-                                conditioning_scale=0.7, guess_mode=True, return_dict=False)
+        ref_down, ref_mid = net(
+            x[1:],
+            500,
+            encoder_hidden_states=ctx[1:],
+            controlnet_cond=cond[1:],
+            conditioning_scale=0.7,
+            guess_mode=True,
+            return_dict=False,
+        )
     for ours, ref in zip([*down, mid], [*ref_down, ref_mid]):
         assert ours[:1].abs().max() == 0
         torch.testing.assert_close(ours[1:], ref, rtol=1e-4, atol=1e-5)

@@ -38,7 +38,7 @@ def halves(size=(64, 64)) -> Image.Image:
     """Red left half, blue right half."""
     a = np.zeros((size[1], size[0], 3), dtype=np.uint8)
     a[:, : size[0] // 2, 0] = 255
-    a[:, size[0] // 2:, 2] = 255
+    a[:, size[0] // 2 :, 2] = 255
     return Image.fromarray(a, "RGB")
 
 
@@ -93,10 +93,16 @@ def test_weight_based_detectors_list_the_missing_file(tmp_path):
     folder = tmp_path / "annotators"
     folder.mkdir()
     mods = p.registry(folder)
-    expected = {"softedge_hed": "ControlNetHED.pth", "softedge_hedsafe": "ControlNetHED.pth",
-                "softedge_pidinet": "table5_pidinet.pth", "softedge_pidisafe": "table5_pidinet.pth",
-                "lineart_realistic": "sk_model.pth", "lineart_coarse": "sk_model2.pth", "lineart_anime": "netG.pth",
-                "mlsd": "mlsd_large_512_fp32.pth"}
+    expected = {
+        "softedge_hed": "ControlNetHED.pth",
+        "softedge_hedsafe": "ControlNetHED.pth",
+        "softedge_pidinet": "table5_pidinet.pth",
+        "softedge_pidisafe": "table5_pidinet.pth",
+        "lineart_realistic": "sk_model.pth",
+        "lineart_coarse": "sk_model2.pth",
+        "lineart_anime": "netG.pth",
+        "mlsd": "mlsd_large_512_fp32.pth",
+    }
     for name, file in expected.items():
         assert not mods[name].available
         assert mods[name].reason == f"annotator weights {file} not found in {folder}"
@@ -129,8 +135,7 @@ def write_weights(folder, name: str):
     elif name == "lineart_realistic":
         torch.save(a.import_submodule("lineart").Generator(3, 1, 3).state_dict(), folder / "sk_model.pth")
     elif name == "mlsd":
-        torch.save(a.import_submodule("mlsd").MobileV2_MLSD_Large().state_dict(),
-                   folder / "mlsd_large_512_fp32.pth")
+        torch.save(a.import_submodule("mlsd").MobileV2_MLSD_Large().state_dict(), folder / "mlsd_large_512_fp32.pth")
     else:
         write_pidinet(folder)
 
@@ -172,7 +177,9 @@ def test_safetensors_weights_of_the_same_stem_are_used(tmp_path):
 def test_mlsd_has_its_threshold_sliders(tmp_path):
     mod = pre().registry(tmp_path)["mlsd"]
     assert [(s.name, s.value, s.min, s.max, s.step) for s in mod.sliders] == [
-        ("MLSD Value Threshold", 0.1, 0.01, 2.0, 0.01), ("MLSD Distance Threshold", 0.1, 0.01, 20.0, 0.01)]
+        ("MLSD Value Threshold", 0.1, 0.01, 2.0, 0.01),
+        ("MLSD Distance Threshold", 0.1, 0.01, 20.0, 0.01),
+    ]
 
 
 def test_a_file_that_does_not_fit_is_refused_clearly(tmp_path):
@@ -243,17 +250,23 @@ def test_controlnet_aux_init_and_torchvision_are_never_imported(tmp_path):
                           "loaded": sorted(k for k in sys.modules if "controlnet_aux" in k),
                           "torchvision": "torchvision" in sys.modules, "timm": "timm" in sys.modules}}))
     """)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300,
-                            check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300, check=False
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["ran"] == [["shuffle", [64, 64]], ["lineart_standard", [64, 64]], ["softedge_pidinet", [64, 64]]]
     assert report["attempts"] == []  # the package __init__ never ran; torchvision and timm were never looked up
     assert not report["torchvision"] and not report["timm"]
     assert "controlnet_aux" not in report["loaded"]
-    assert set(report["loaded"]) <= {"_easel_controlnet_aux", "_easel_controlnet_aux.util",
-                                     "_easel_controlnet_aux.shuffle", "_easel_controlnet_aux.lineart_standard",
-                                     "_easel_controlnet_aux.pidi", "_easel_controlnet_aux.pidi.model"}
+    assert set(report["loaded"]) <= {
+        "_easel_controlnet_aux",
+        "_easel_controlnet_aux.util",
+        "_easel_controlnet_aux.shuffle",
+        "_easel_controlnet_aux.lineart_standard",
+        "_easel_controlnet_aux.pidi",
+        "_easel_controlnet_aux.pidi.model",
+    }
 
 
 # --- through the routes ----------------------------------------------------------------------------------------
@@ -286,21 +299,36 @@ def test_module_list_lists_the_aux_detectors(aux_client):
 
 def test_detect_runs_lineart_standard_and_refuses_a_missing_weight(aux_client):
     client, folder = aux_client
-    r = client.post("/ext/controlnet/detect", json={
-        "controlnet_module": "lineart_standard", "controlnet_input_images": [b64(outline())],
-        "controlnet_processor_res": 64})
+    r = client.post(
+        "/ext/controlnet/detect",
+        json={
+            "controlnet_module": "lineart_standard",
+            "controlnet_input_images": [b64(outline())],
+            "controlnet_processor_res": 64,
+        },
+    )
     assert r.status_code == 200, r.text
     (image,) = (unb64(x) for x in r.json()["images"])
     a = np.asarray(image)
     assert image.size == (64, 64) and a[:10].max() == 0 and a[16:49, 16].mean() > 100
-    r = client.post("/ext/controlnet/detect", json={"controlnet_module": "softedge_pidinet",
-                                                    "controlnet_input_images": [b64(halves())],
-                                                    "controlnet_processor_res": 64})
+    r = client.post(
+        "/ext/controlnet/detect",
+        json={
+            "controlnet_module": "softedge_pidinet",
+            "controlnet_input_images": [b64(halves())],
+            "controlnet_processor_res": 64,
+        },
+    )
     assert r.status_code == 200, r.text
     r = client.post("/ext/controlnet/detect", json={"controlnet_module": "mlsd", "controlnet_input_images": ["x"]})
     assert r.status_code == 422 and "mlsd_large_512_fp32.pth not found" in r.text
     torch.save({"not.a.pidinet.key": torch.zeros(3)}, folder / "table5_pidinet.pth")  # a file that doesn't fit
-    r = client.post("/ext/controlnet/detect", json={"controlnet_module": "softedge_pidinet",
-                                                    "controlnet_input_images": [b64(halves())],
-                                                    "controlnet_processor_res": 64})
+    r = client.post(
+        "/ext/controlnet/detect",
+        json={
+            "controlnet_module": "softedge_pidinet",
+            "controlnet_input_images": [b64(halves())],
+            "controlnet_processor_res": 64,
+        },
+    )
     assert r.status_code == 422 and "don't fit PiDiNet" in r.text

@@ -23,8 +23,15 @@ def cn_app(make_app, controlnet_dir):
 
 
 def unit(**kw):
-    return {"enabled": True, "module": "canny", "model": "tiny-canny", "image": b64(square()), "weight": 1.0,
-            "processor_res": 64, **kw}
+    return {
+        "enabled": True,
+        "module": "canny",
+        "model": "tiny-canny",
+        "image": b64(square()),
+        "weight": 1.0,
+        "processor_res": 64,
+        **kw,
+    }
 
 
 def txt2img(app, units=None, **kw):
@@ -40,8 +47,18 @@ def pixels(result, i=0):
 
 def test_infotext_round_trip_regenerates_the_same_pixels(cn_app):
     units_lib = load_script().lib("units")
-    first = txt2img(cn_app, [unit(weight=0.8, guidance_start=0.1, threshold_a=50, threshold_b=150,
-                                  control_mode="My prompt is more important")])
+    first = txt2img(
+        cn_app,
+        [
+            unit(
+                weight=0.8,
+                guidance_start=0.1,
+                threshold_a=50,
+                threshold_b=150,
+                control_mode="My prompt is more important",
+            )
+        ],
+    )
     text = first.infotexts[0]
     params = parse_infotext(text)
     value = params["ControlNet 0"]
@@ -121,8 +138,9 @@ def test_and_prompts_with_control(cn_app):
     composed = txt2img(cn_app, [unit()], prompt="a square AND a circle :0.5")
     plain_and = txt2img(cn_app, prompt="a square AND a circle :0.5")
     assert np.abs(pixels(composed) - pixels(plain_and)).mean() > 0.5
-    guess = txt2img(cn_app, [unit(control_mode="ControlNet is more important")],
-                    prompt="a square AND a circle :0.5")  # guess mode: zero residuals for the uncond half
+    guess = txt2img(
+        cn_app, [unit(control_mode="ControlNet is more important")], prompt="a square AND a circle :0.5"
+    )  # guess mode: zero residuals for the uncond half
     assert guess.images[0].size == (64, 64)
 
 
@@ -141,9 +159,17 @@ def test_routes_are_also_at_controlnet_and_behind_the_api_auth(make_app, control
         assert c.get("/ext/controlnet/model_list", auth=("u", "p")).json() == models.json()
         assert c.get("/controlnet/version", auth=("u", "p")).json() == {"version": 2}
         assert "canny" in c.get("/controlnet/module_list", auth=("u", "p")).json()["module_list"]
-        r = c.post("/controlnet/detect", auth=("u", "p"), json={
-            "controlnet_module": "canny", "controlnet_input_images": [b64(square())],
-            "controlnet_processor_res": 64, "controlnet_threshold_a": 100, "controlnet_threshold_b": 200})
+        r = c.post(
+            "/controlnet/detect",
+            auth=("u", "p"),
+            json={
+                "controlnet_module": "canny",
+                "controlnet_input_images": [b64(square())],
+                "controlnet_processor_res": 64,
+                "controlnet_threshold_a": 100,
+                "controlnet_threshold_b": 200,
+            },
+        )
         assert r.status_code == 200 and len(r.json()["images"]) == 1
 
 
@@ -178,6 +204,7 @@ def test_controlnets_run_at_the_unets_precision_and_never_stay_bf16(cn_app, monk
     def spy(self, *a, **kw):
         seen.append(torch.is_autocast_enabled("cpu"))
         return original(self, *a, **kw)
+
     monkeypatch.setattr(diffusers.ControlNetModel, "forward", spy)
 
     def run(units, precision):

@@ -43,8 +43,7 @@ def test_canny_scales_to_processor_res_and_thresholds_matter():
     faint = Image.new("RGB", (64, 64))
     ImageDraw.Draw(faint).rectangle((16, 16, 48, 48), fill=(20, 20, 20))
     assert np.asarray(p.run(p.registry()["canny"], faint, resolution=64, threshold_a=10, threshold_b=20)).any()
-    assert not np.asarray(p.run(p.registry()["canny"], faint, resolution=64, threshold_a=200,
-                                threshold_b=250)).any()
+    assert not np.asarray(p.run(p.registry()["canny"], faint, resolution=64, threshold_a=200, threshold_b=250)).any()
 
 
 def test_none_passes_the_image_through():

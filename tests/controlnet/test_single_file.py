@@ -37,9 +37,14 @@ def to_ldm(net) -> dict[str, torch.Tensor]:
     return out
 
 
-TINY = {"block_out_channels": [32, 64], "layers_per_block": 1, "attention_head_dim": 8,
-        "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"], "norm_num_groups": 32,
-        "conditioning_embedding_out_channels": [16, 32, 32, 32]}
+TINY = {
+    "block_out_channels": [32, 64],
+    "layers_per_block": 1,
+    "attention_head_dim": 8,
+    "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+    "norm_num_groups": 32,
+    "conditioning_embedding_out_channels": [16, 32, 32, 32],
+}
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,24 @@ def unit(**kw):
 
 def test_units_parse_with_string_and_integer_modes(installed):
     state, _ = installed
-    units = state.parse([unit(resize_mode="Resize and Fill", control_mode=2, weight=0.5, guidance_start=0.1,
-                              guidance_end=0.8, processor_res=-1, threshold_a=50),
-                         unit(resize_mode=0, control_mode="my prompt is more important"),
-                         unit(resize_mode="Envelope (Outer Fit)", control_mode="1"),
-                         {"enabled": False}, None], "txt2img")
+    units = state.parse(
+        [
+            unit(
+                resize_mode="Resize and Fill",
+                control_mode=2,
+                weight=0.5,
+                guidance_start=0.1,
+                guidance_end=0.8,
+                processor_res=-1,
+                threshold_a=50,
+            ),
+            unit(resize_mode=0, control_mode="my prompt is more important"),
+            unit(resize_mode="Envelope (Outer Fit)", control_mode="1"),
+            {"enabled": False},
+            None,
+        ],
+        "txt2img",
+    )
     assert [u.index for u in units] == [0, 1, 2]
     a, b, c = units
     assert (a.resize_mode, a.control_mode, a.weight, a.guidance_start, a.guidance_end) == (2, 2, 0.5, 0.1, 0.8)
@@ -27,27 +40,30 @@ def test_units_parse_with_string_and_integer_modes(installed):
     assert (b.resize_mode, b.control_mode, c.resize_mode, c.control_mode) == (0, 1, 2, 1)
     assert a.model.startswith("tiny-canny [") and a.image.size == (64, 64)
     text = load_script().lib("units").infotext(a)
-    assert text.startswith('Module: canny, Model: tiny-canny [') and "Weight: 0.5" in text
+    assert text.startswith("Module: canny, Model: tiny-canny [") and "Weight: 0.5" in text
     assert "Resize Mode: Resize and Fill" in text and "Control Mode: ControlNet is more important" in text
 
 
-@pytest.mark.parametrize("bad, message", [
-    (unit(image=None), "enabled without an image"),
-    (unit(model="None"), "enabled without a model"),
-    (unit(model=""), "enabled without a model"),
-    (unit(module="depth_midas"), "unknown module 'depth_midas'"),
-    (unit(module="softedge_hed"), "unavailable: annotator weights ControlNetHED.pth not found"),
-    (unit(model="nope [12345678]"), "unknown ControlNet model 'nope \\[12345678\\]'; available: tiny-canny"),
-    (unit(image="not an image!"), "not a decodable image"),
-    (unit(image="aGVsbG8="), "not a decodable image"),
-    (unit(resize_mode="Stretch"), "resize_mode: expected one of"),
-    (unit(control_mode=7), "control_mode: expected one of"),
-    (unit(weight="heavy"), "weight must be a number"),
-    (unit(weight=3), "weight 3.0 is outside"),
-    (unit(guidance_start=0.8, guidance_end=0.2), "guidance_start 0.8 is after guidance_end 0.2"),
-    (unit(processor_res=4096), "processor_res 4096 is outside 64..2048"),
-    ("canny", "expected an object"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (unit(image=None), "enabled without an image"),
+        (unit(model="None"), "enabled without a model"),
+        (unit(model=""), "enabled without a model"),
+        (unit(module="depth_midas"), "unknown module 'depth_midas'"),
+        (unit(module="softedge_hed"), "unavailable: annotator weights ControlNetHED.pth not found"),
+        (unit(model="nope [12345678]"), "unknown ControlNet model 'nope \\[12345678\\]'; available: tiny-canny"),
+        (unit(image="not an image!"), "not a decodable image"),
+        (unit(image="aGVsbG8="), "not a decodable image"),
+        (unit(resize_mode="Stretch"), "resize_mode: expected one of"),
+        (unit(control_mode=7), "control_mode: expected one of"),
+        (unit(weight="heavy"), "weight must be a number"),
+        (unit(weight=3), "weight 3.0 is outside"),
+        (unit(guidance_start=0.8, guidance_end=0.2), "guidance_start 0.8 is after guidance_end 0.2"),
+        (unit(processor_res=4096), "processor_res 4096 is outside 64..2048"),
+        ("canny", "expected an object"),
+    ],
+)
 def test_bad_units_are_refused(installed, bad, message):
     state, _ = installed
     with pytest.raises(ScriptError, match=message):
@@ -126,8 +142,12 @@ def test_script_registers_with_the_pipeline_call_capability(installed, controlne
     from tests.controlnet.conftest import EXT, FakeSettings
 
     assert "pipeline_call" in api.EVENTS  # the contract carries it (API 1, additive)
-    ext = ExtensionHandle(name="controlnet", path=EXT, log=logging.getLogger("t"),
-                          settings=FakeSettings(control_net_models_path=str(controlnet_dir)))
+    ext = ExtensionHandle(
+        name="controlnet",
+        path=EXT,
+        log=logging.getLogger("t"),
+        settings=FakeSettings(control_net_models_path=str(controlnet_dir)),
+    )
     state = load_script().install(ext)
     [script] = ext.scripts
     assert script.always_on and script.args == ("unit_0", "unit_1", "unit_2")

@@ -18,8 +18,9 @@ from tools.demo_model.evaluate import DEFAULT_CFG, DEFAULT_SAMPLER, DEFAULT_STEP
 DEMO = Path(__file__).resolve().parents[2] / "models" / "Demo" / "easel-demo.safetensors"
 N_PROMPTS = 24
 
-pytestmark = pytest.mark.skipif(not DEMO.exists(), reason=f"demo model not built yet: {DEMO} is missing "
-                                                          f"(run tools/demo_model/train.py)")
+pytestmark = pytest.mark.skipif(
+    not DEMO.exists(), reason=f"demo model not built yet: {DEMO} is missing (run tools/demo_model/train.py)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +42,16 @@ def test_demo_file_is_small_and_native_64(demo):
 
 def test_prompt_adherence_on_fresh_prompts(demo):
     seed = int.from_bytes(os.urandom(4), "little")
-    print(f"\ndemo adherence: seed={seed} "
-          f"(reproduce: python tools/demo_model/evaluate.py --seed {seed} --n {N_PROMPTS})")
+    print(
+        f"\ndemo adherence: seed={seed} (reproduce: python tools/demo_model/evaluate.py --seed {seed} --n {N_PROMPTS})"
+    )
     details: list = []
     t0 = time.time()
     res = evaluate(demo.pipeline, N_PROMPTS, seed, details=details, size=demo.probe.native_size)
-    print(f"colour {res['colour']:.1%}  shape {res['shape']:.1%}  ({DEFAULT_SAMPLER}, {DEFAULT_STEPS} steps, "
-          f"CFG {DEFAULT_CFG}, {time.time() - t0:.1f}s)")
+    print(
+        f"colour {res['colour']:.1%}  shape {res['shape']:.1%}  ({DEFAULT_SAMPLER}, {DEFAULT_STEPS} steps, "
+        f"CFG {DEFAULT_CFG}, {time.time() - t0:.1f}s)"
+    )
     for row in details:
         if not (row["colour_ok"] and row["shape_ok"]):
             a = row["analysis"]

@@ -39,8 +39,11 @@ def test_fresh_launch_lists_and_loads_the_demo_at_its_native_size(demo_app):
     infos = demo_app.catalog.list()
     assert [i.is_demo for i in infos] == [True]
     assert demo_app.models.active.info.is_demo and demo_app.models.active.native_size == 64
-    r = demo_app.jobs.wait(demo_app.submit_txt2img(Txt2ImgRequest(prompt="a red circle on a blue background",
-                                                                  steps=20, seed=1), from_api=True))
+    r = demo_app.jobs.wait(
+        demo_app.submit_txt2img(
+            Txt2ImgRequest(prompt="a red circle on a blue background", steps=20, seed=1), from_api=True
+        )
+    )
     assert r.images[0].size == (64, 64)
 
 
@@ -62,8 +65,14 @@ def test_inpaint_masked_square_turns_yellow_and_the_rest_stays(demo_app):
     ImageDraw.Draw(init).rectangle((20, 20, 44, 44), fill=(255, 0, 0))
     mask = Image.new("L", (64, 64), 0)
     ImageDraw.Draw(mask).rectangle((20, 20, 44, 44), fill=255)
-    req = Img2ImgRequest(prompt="a yellow square on a blue background", denoising_strength=1.0, steps=20, seed=5,
-                         mask_blur=0, inpainting_fill=1)
+    req = Img2ImgRequest(
+        prompt="a yellow square on a blue background",
+        denoising_strength=1.0,
+        steps=20,
+        seed=5,
+        mask_blur=0,
+        inpainting_fill=1,
+    )
     out = demo_app.jobs.wait(demo_app.submit_img2img(req, from_api=True, images=[init], mask=mask)).images[0]
     region = out.crop((20, 20, 45, 45))
     assert _share(region, "yellow") > 0.5
@@ -74,9 +83,17 @@ def test_inpaint_masked_square_turns_yellow_and_the_rest_stays(demo_app):
 def test_short_lora_training_on_the_example_dataset_adds_stripes(demo_app):
     from webui.training.jobs import start_training
 
-    prompts = [f"a zebrastripe {s} on a {b} background" for s, b in
-               (("circle", "red"), ("square", "green"), ("triangle", "blue"), ("circle", "black"), ("square", "red"),
-                ("triangle", "green"))]
+    prompts = [
+        f"a zebrastripe {s} on a {b} background"
+        for s, b in (
+            ("circle", "red"),
+            ("square", "green"),
+            ("triangle", "blue"),
+            ("circle", "black"),
+            ("square", "red"),
+            ("triangle", "green"),
+        )
+    ]
 
     def stripes(prompt_suffix: str) -> float:
         imgs = []
@@ -87,10 +104,21 @@ def test_short_lora_training_on_the_example_dataset_adds_stripes(demo_app):
 
     before = stripes("")
     t0 = time.time()
-    job = start_training(demo_app, {"name": "zebra-test", "dataset_dir": str(REPO / "examples" / "lora-dataset"),
-                                    "steps": 200, "batch_size": 4, "learning_rate": 1e-3, "rank": 8, "seed": 1,
-                                    "train_text_encoder": True,
-                                    "save_every": 0, "sample_every": 0})
+    job = start_training(
+        demo_app,
+        {
+            "name": "zebra-test",
+            "dataset_dir": str(REPO / "examples" / "lora-dataset"),
+            "steps": 200,
+            "batch_size": 4,
+            "learning_rate": 1e-3,
+            "rank": 8,
+            "seed": 1,
+            "train_text_encoder": True,
+            "save_every": 0,
+            "sample_every": 0,
+        },
+    )
     demo_app.jobs.wait(job)
     demo_app.loras.refresh()
     after = stripes(" <lora:zebra-test:1>")

@@ -91,9 +91,9 @@ class ModelServer:
 
             def _send(self, data: bytes) -> None:
                 for i in range(0, len(data), 256 << 10):
-                    self.wfile.write(data[i:i + (256 << 10)])
+                    self.wfile.write(data[i : i + (256 << 10)])
                     self.wfile.flush()
-                    server.sent += len(data[i:i + (256 << 10)])
+                    server.sent += len(data[i : i + (256 << 10)])
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

@@ -49,8 +49,16 @@ def test_download_with_progress_is_listed_and_generates(dl_client, dl_app, model
     new = [m for m in dl_client.get("/sdapi/v1/sd-models").json() if m["title"] not in before]
     assert [m["model_name"] for m in new] == ["fresh-model"] and model["title"] == new[0]["title"]
     assert new[0]["sha256"] == model["sha256"]
-    r = dl_client.post("/sdapi/v1/txt2img", json={"prompt": "a red square", "steps": 2, "width": 64, "height": 64,
-                                                  "override_settings": {"sd_model_checkpoint": new[0]["title"]}})
+    r = dl_client.post(
+        "/sdapi/v1/txt2img",
+        json={
+            "prompt": "a red square",
+            "steps": 2,
+            "width": 64,
+            "height": 64,
+            "override_settings": {"sd_model_checkpoint": new[0]["title"]},
+        },
+    )
     assert r.status_code == 200, r.text
     assert "Model: fresh-model" in r.json()["info"]
     row = dl_app.history.get(job_id)  # the history keeps the result after the job leaves memory
@@ -113,22 +121,29 @@ def test_hugging_face_published_hash_is_verified(dl_client, dl_app, models_serve
     body = _ckpt_bytes(tmp_path)
     digest = hashlib.sha256(body).hexdigest()
     models_server.add("/cdn/blob-1", body=body)
-    url = models_server.add("/org/repo/resolve/main/hub-model.safetensors", redirect="/cdn/blob-1",
-                            headers={"X-Linked-ETag": f'"{digest}"', "X-Linked-Size": str(len(body))})
+    url = models_server.add(
+        "/org/repo/resolve/main/hub-model.safetensors",
+        redirect="/cdn/blob-1",
+        headers={"X-Linked-ETag": f'"{digest}"', "X-Linked-Size": str(len(body))},
+    )
     view = install(dl_client, url=url)
     assert view["status"] == "done", view
     assert view["result"]["name"] == "hub-model.safetensors"  # the URL's name, not the CDN path's
     assert view["result"]["model"]["verified"] is True
     models_server.add("/cdn/blob-2", body=body)
-    url = models_server.add("/org/repo/resolve/main/hub-bad.safetensors", redirect="/cdn/blob-2",
-                            headers={"X-Linked-ETag": '"' + "ab" * 32 + '"'})
+    url = models_server.add(
+        "/org/repo/resolve/main/hub-bad.safetensors",
+        redirect="/cdn/blob-2",
+        headers={"X-Linked-ETag": '"' + "ab" * 32 + '"'},
+    )
     before = files_in(dl_app.paths.models_dir)
     view = install(dl_client, url=url)
     assert view["status"] == "failed" and "SHA-256 mismatch" in view["error"] and "published" in view["error"]
     assert files_in(dl_app.paths.models_dir) == before
     # a hash given by the user that contradicts the published one: refused before any body byte is stored
-    url = models_server.add("/org/repo/resolve/main/hub-2.safetensors", redirect="/cdn/blob-1",
-                            headers={"X-Linked-ETag": f'"{digest}"'})
+    url = models_server.add(
+        "/org/repo/resolve/main/hub-2.safetensors", redirect="/cdn/blob-1", headers={"X-Linked-ETag": f'"{digest}"'}
+    )
     view = install(dl_client, url=url, sha256="cd" * 32)
     assert view["status"] == "failed" and "nothing was downloaded" in view["error"]
 
@@ -147,8 +162,11 @@ def test_file_name_from_content_disposition_and_folder_from_the_file(dl_client, 
     assert "pixel-style" in {x["name"] for x in dl_client.get("/sdapi/v1/loras").json()}  # listed at once
     assert not (dl_app.paths.models_dir.parent / "evil").exists()
     # RFC 5987 names, and a taken name found only once the server names the file: 409-like failure, nothing replaced
-    url = models_server.add("/api/download/models/2", body=lora,
-                            headers={"Content-Disposition": "attachment; filename*=UTF-8''pixel-style.safetensors"})
+    url = models_server.add(
+        "/api/download/models/2",
+        body=lora,
+        headers={"Content-Disposition": "attachment; filename*=UTF-8''pixel-style.safetensors"},
+    )
     view = install(dl_client, url=url, folder="Lora")
     assert view["status"] == "failed" and "already exists" in view["error"]
     assert (dl_app.paths.lora_dir / "pixel-style.safetensors").read_bytes() == lora
@@ -171,8 +189,10 @@ def test_cancel_mid_download_keeps_nothing_and_hides_tokens(dl_client, dl_app, m
     r = dl_client.post("/easel/v1/models/install", json={"url": url})
     job_id = r.json()["id"]
     deadline = time.time() + 60
-    while time.time() < deadline and (dl_client.get(f"/easel/v1/jobs/{job_id}").json().get("download")
-                                      or {}).get("bytes_done", 0) == 0:
+    while (
+        time.time() < deadline
+        and (dl_client.get(f"/easel/v1/jobs/{job_id}").json().get("download") or {}).get("bytes_done", 0) == 0
+    ):
         time.sleep(0.02)
     view = dl_client.post(f"/easel/v1/jobs/{job_id}/cancel").json()
     gate.set()

@@ -109,9 +109,20 @@ def test_exposed_server_refuses_installs(make_app, models_server):
     from webui.api.server import build_fastapi
 
     url = models_server.url("/m/x.safetensors")
-    for flags, status in ((("--listen", "--gradio-auth", "u:p", "--nowebui"), 403),
-                          (("--listen", "--gradio-auth", "u:p", "--nowebui", "--enable-insecure-extension-access",
-                            "--allow-private-downloads"), 202)):
+    for flags, status in (
+        (("--listen", "--gradio-auth", "u:p", "--nowebui"), 403),
+        (
+            (
+                "--listen",
+                "--gradio-auth",
+                "u:p",
+                "--nowebui",
+                "--enable-insecure-extension-access",
+                "--allow-private-downloads",
+            ),
+            202,
+        ),
+    ):
         app = make_app(*flags, start=False)
         with TestClient(build_fastapi(app)) as client:
             r = client.post("/easel/v1/models/install", json={"url": url, "folder": "Lora"})
@@ -165,8 +176,11 @@ def test_hostile_fields_are_4xx_json(dl_client, dl_app, body):
 
 
 def test_nan_and_huge_bodies_are_4xx(dl_client):
-    r = dl_client.post("/easel/v1/models/install", content=b'{"url": "https://example.com/x.safetensors", '
-                       b'"sha256": NaN}', headers={"Content-Type": "application/json"})
+    r = dl_client.post(
+        "/easel/v1/models/install",
+        content=b'{"url": "https://example.com/x.safetensors", "sha256": NaN}',
+        headers={"Content-Type": "application/json"},
+    )
     assert r.status_code == 422, r.text
     r = dl_client.post("/easel/v1/models/install", json={"url": "https://example.com/" + "x" * 2_000_000})
     assert 400 <= r.status_code < 500
@@ -174,8 +188,9 @@ def test_nan_and_huge_bodies_are_4xx(dl_client):
 
 def test_an_existing_name_is_409(dl_client, dl_app, models_server):
     url = models_server.add("/m/tiny-a.safetensors", body=b"never sent")
-    r = dl_client.post("/easel/v1/models/install", json={"url": url, "folder": "Stable-diffusion",
-                                                           "filename": "tiny-a.safetensors"})
+    r = dl_client.post(
+        "/easel/v1/models/install", json={"url": url, "folder": "Stable-diffusion", "filename": "tiny-a.safetensors"}
+    )
     assert r.status_code == 409 and "already exists" in r.json()["detail"]
     # the same name taken from the URL is refused when the job learns it, before any byte is stored
     original = (dl_app.paths.ckpt_dir / "tiny-a.safetensors").read_bytes()

@@ -15,8 +15,10 @@ from webui.ui.models_tab import AUTO, InstallBox, missing_note, request_body
 
 def _infotext(model_hash: str, model: str, loras: str = "") -> str:
     extra = f', Lora hashes: "{loras}"' if loras else ""
-    return (f"a red square\nNegative prompt: blur\nSteps: 2, Sampler: Euler a, Model hash: {model_hash}, "
-            f"Model: {model}{extra}")
+    return (
+        f"a red square\nNegative prompt: blur\nSteps: 2, Sampler: Euler a, Model hash: {model_hash}, "
+        f"Model: {model}{extra}"
+    )
 
 
 def test_png_info_lists_missing_models(dl_client, dl_app):
@@ -35,8 +37,10 @@ def test_png_info_lists_missing_models(dl_client, dl_app):
     # a renamed LoRA is still found by its hash
     assert ask(_infotext(tiny.shorthash, "tiny-a", f"renamed: {lora_hash}")) == []
     missing = ask(_infotext("0badc0ffee", "not-here", f"have-this: {lora_hash}, gone-lora: 0123456789ab"))
-    assert missing == [{"type": "checkpoint", "name": "not-here", "hash": "0badc0ffee"},
-                       {"type": "lora", "name": "gone-lora", "hash": "0123456789ab"}]
+    assert missing == [
+        {"type": "checkpoint", "name": "not-here", "hash": "0badc0ffee"},
+        {"type": "lora", "name": "gone-lora", "hash": "0123456789ab"},
+    ]
     # the same name with another hash is another model
     assert ask(_infotext("0badc0ffee", "tiny-a"))[0]["type"] == "checkpoint"
     r = dl_client.post("/sdapi/v1/png-info", json={"image": png_base64()})
@@ -73,10 +77,16 @@ def test_models_page_shows_the_lock_when_exposed(make_app):
 
 def test_request_body_maps_the_form():
     assert request_body(" https://x/y.safetensors ", AUTO, " ", "", 1) == {
-        "url": "https://x/y.safetensors", "convert_to_safetensors": True}
+        "url": "https://x/y.safetensors",
+        "convert_to_safetensors": True,
+    }
     assert request_body("u", "Lora", "a.safetensors", "ab" * 32, False) == {
-        "url": "u", "folder": "Lora", "filename": "a.safetensors", "sha256": "ab" * 32,
-        "convert_to_safetensors": False}
+        "url": "u",
+        "folder": "Lora",
+        "filename": "a.safetensors",
+        "sha256": "ab" * 32,
+        "convert_to_safetensors": False,
+    }
 
 
 def test_png_info_note_and_the_ui_pages(dl_app):
@@ -89,5 +99,10 @@ def test_png_info_note_and_the_ui_pages(dl_app):
 
     demo = build_ui(dl_app)
     ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
-    assert {"tab_models", "models_install_url", "models_install_button", "pnginfo_missing_models",
-            "pnginfo_install_url"} <= ids
+    assert {
+        "tab_models",
+        "models_install_url",
+        "models_install_button",
+        "pnginfo_missing_models",
+        "pnginfo_install_url",
+    } <= ids

@@ -20,8 +20,16 @@ EXAMPLE = REPO / "docs" / "example-extension"
 
 
 def git(*args: str, cwd: Path) -> str:
-    env_args = ["-c", "user.name=Test", "-c", "user.email=test@example.com", "-c", "init.defaultBranch=main",
-                "-c", "commit.gpgsign=false"]
+    env_args = [
+        "-c",
+        "user.name=Test",
+        "-c",
+        "user.email=test@example.com",
+        "-c",
+        "init.defaultBranch=main",
+        "-c",
+        "commit.gpgsign=false",
+    ]
     return subprocess.run(["git", *env_args, *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 

@@ -50,8 +50,10 @@ def test_lora_weight_and_prompt_sr_axes():
     assert xyz._lora_weight(Req, "bar:0.7", [])["prompt"] == "a cat <lora:foo:1> <lora:bar:0.7>"
     with pytest.raises(ScriptError):
         xyz._lora_weight(Req, "baz:0.7", [])
-    assert xyz._prompt_sr(Req, "dog", ["cat", "dog"]) == {"prompt": "a dog <lora:foo:1> <lora:bar:0.3>",
-                                                          "negative_prompt": "ugly dog"}
+    assert xyz._prompt_sr(Req, "dog", ["cat", "dog"]) == {
+        "prompt": "a dog <lora:foo:1> <lora:bar:0.3>",
+        "negative_prompt": "ugly dog",
+    }
 
 
 def test_xyz_2x3_grid_size_labels_and_cells_match_plain_generations(make_app, serve):
@@ -70,7 +72,7 @@ def test_xyz_2x3_grid_size_labels_and_cells_match_plain_generations(make_app, se
         assert f"Steps: {steps}," in info["infotexts"][1 + i] and f"Seed: {seed}," in info["infotexts"][1 + i]
         plain, _ = txt2img(client, seed=seed, steps=steps)
         row, col = steps - 1, seed - 11
-        crop = g[top + row * h: top + (row + 1) * h, left + col * w: left + (col + 1) * w]
+        crop = g[top + row * h : top + (row + 1) * h, left + col * w : left + (col + 1) * w]
         assert np.array_equal(crop, pixels(plain[0])), (steps, seed)
         assert np.array_equal(pixels(cells[i]), pixels(plain[0]))
 
@@ -105,8 +107,9 @@ def test_xyz_checkpoint_axis_uses_override_settings(make_app, serve):
     client = serve(app)
     titles = [m["title"] for m in client.get("/sdapi/v1/sd-models").json()]
     assert len(titles) == 2
-    images, info = txt2img(client, seed=3, script_name="X/Y/Z plot",
-                           script_args=["Checkpoint name", ",".join(f'"{t}"' for t in titles)])
+    images, info = txt2img(
+        client, seed=3, script_name="X/Y/Z plot", script_args=["Checkpoint name", ",".join(f'"{t}"' for t in titles)]
+    )
     assert not np.array_equal(pixels(images[1]), pixels(images[2]))
     for title, cell in zip(titles, images[1:]):
         plain, _ = txt2img(client, seed=3, override_settings={"sd_model_checkpoint": title})
@@ -116,8 +119,14 @@ def test_xyz_checkpoint_axis_uses_override_settings(make_app, serve):
 def test_prompts_from_file_lines_give_images_with_their_seeds_and_prompts(make_app, serve):
     client = serve(make_app("--nowebui"))
     text = 'a cat\n--prompt "a dog" --negative_prompt blurry --seed 5 --steps 2\n\n  a bird  \n'
-    images, info = txt2img(client, prompt="", seed=100, steps=1, script_name="Prompts from file or textbox",
-                           script_args=[True, False, "start", text])
+    images, info = txt2img(
+        client,
+        prompt="",
+        seed=100,
+        steps=1,
+        script_name="Prompts from file or textbox",
+        script_args=[True, False, "start", text],
+    )
     assert len(images) == 3 and info["all_seeds"] == [100, 5, 102]
     assert info["all_prompts"] == ["a cat", "a dog", "a bird"]
     assert info["all_negative_prompts"] == ["", "blurry", ""]
@@ -129,19 +138,38 @@ def test_prompts_from_file_lines_give_images_with_their_seeds_and_prompts(make_a
     plain, _ = txt2img(client, prompt="a dog", negative_prompt="blurry", seed=5, steps=2)
     assert np.array_equal(pixels(images[1]), pixels(plain[0]))
 
-    same, info = txt2img(client, prompt="style", seed=-1, steps=1, script_name="Prompts from file or textbox",
-                         script_args=[False, True, "end", "one\ntwo"])
+    same, info = txt2img(
+        client,
+        prompt="style",
+        seed=-1,
+        steps=1,
+        script_name="Prompts from file or textbox",
+        script_args=[False, True, "end", "one\ntwo"],
+    )
     assert info["all_prompts"] == ["style one", "style two"] and len(set(info["all_seeds"])) == 1
-    bad = client.post("/sdapi/v1/txt2img", json={"prompt": "", "steps": 1, "script_name":
-                      "Prompts from file or textbox", "script_args": [False, False, "start", "ok\n--steps lots"]})
+    bad = client.post(
+        "/sdapi/v1/txt2img",
+        json={
+            "prompt": "",
+            "steps": 1,
+            "script_name": "Prompts from file or textbox",
+            "script_args": [False, False, "start", "ok\n--steps lots"],
+        },
+    )
     assert bad.status_code == 422 and "line 2" in bad.json()["detail"]
 
 
 def test_prompts_from_file_line_parser():
-    assert pff.parse_line('--prompt a cat "in a hat" --steps 4 --cfg_scale 6.5 --sampler_name "Euler a" '
-                          '--tiling true --sd_model tiny') == {
-        "prompt": "a cat in a hat", "steps": 4, "cfg_scale": 6.5, "sampler_name": "Euler a", "tiling": True,
-        "sd_model": "tiny"}
+    assert pff.parse_line(
+        '--prompt a cat "in a hat" --steps 4 --cfg_scale 6.5 --sampler_name "Euler a" --tiling true --sd_model tiny'
+    ) == {
+        "prompt": "a cat in a hat",
+        "steps": 4,
+        "cfg_scale": 6.5,
+        "sampler_name": "Euler a",
+        "tiling": True,
+        "sd_model": "tiny",
+    }
     for bad in ("--outpath_samples /etc", "--steps", "--steps four", "prompt --steps 2"):
         with pytest.raises(ValueError):
             pff.parse_line(bad)
@@ -181,14 +209,21 @@ def test_xyz_values_dropdown_from_live_lists_and_hostile_values(make_app, serve,
     assert info["xyz_plot"]["x_labels"] == ["Sampler: Euler"]  # csv_mode: the text wins over the dropdown
 
     for bad in (1e9, -1, "../../etc/passwd", {"a": 1}, [1.5], ["x" * 5000], ["Euler"] * 100_000, [None]):
-        r = client.post("/sdapi/v1/txt2img", json={"prompt": "a", "steps": 1, "script_name": "X/Y/Z plot",
-                                                   "script_args": [*base, bad]})
+        r = client.post(
+            "/sdapi/v1/txt2img",
+            json={"prompt": "a", "steps": 1, "script_name": "X/Y/Z plot", "script_args": [*base, bad]},
+        )
         assert r.status_code == 422, (str(bad)[:40], r.status_code, r.text[:200])
         assert "X/Y/Z" in r.text or "Sampler" in r.text, r.text[:200]
-    r = client.post("/sdapi/v1/txt2img", content=b'{"prompt": "a", "script_name": "X/Y/Z plot", "script_args": '
-                    + b'["Sampler", "", "Nothing", "", "Nothing", "", false, false, false, 0, NaN]}',
-                    headers={"content-type": "application/json"})
+    r = client.post(
+        "/sdapi/v1/txt2img",
+        content=b'{"prompt": "a", "script_name": "X/Y/Z plot", "script_args": '
+        + b'["Sampler", "", "Nothing", "", "Nothing", "", false, false, false, 0, NaN]}',
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 422, r.text[:200]
-    r = client.post("/sdapi/v1/txt2img", json={"prompt": "a", "steps": 1, "script_name": "X/Y/Z plot",
-                                               "script_args": [*base, ["no such sampler"]]})
+    r = client.post(
+        "/sdapi/v1/txt2img",
+        json={"prompt": "a", "steps": 1, "script_name": "X/Y/Z plot", "script_args": [*base, ["no such sampler"]]},
+    )
     assert r.status_code == 422 and "no such sampler" in r.text, r.text[:300]

@@ -15,7 +15,10 @@ def ext_dir(data_dir):
 
 
 def test_a_call_listener_sees_only_its_own_call(make_app, serve, ext_dir):
-    write_extension(ext_dir, "percall", """
+    write_extension(
+        ext_dir,
+        "percall",
+        """
         SEEN = []
 
         def setup(ext):
@@ -25,7 +28,8 @@ def test_a_call_listener_sees_only_its_own_call(make_app, serve, ext_dir):
                 return None
             ext.on("pipeline_call", on_call)
             ext.add_api_route("/seen", lambda: SEEN)
-    """)
+    """,
+    )
     client = serve(make_app("--nowebui"))
     txt2img(client, steps=4)
     assert client.get("/ext/percall/seen").json() == []  # no hires pass: the listener was never added

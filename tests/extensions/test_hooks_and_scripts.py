@@ -107,13 +107,17 @@ def test_raising_hook_and_route_are_reported_image_still_made(make_app, serve, e
 
 
 def test_step_end_sees_every_step(make_app, serve, ext_dir):
-    write_extension(ext_dir, "steps", """
+    write_extension(
+        ext_dir,
+        "steps",
+        """
         SEEN = []
 
         def setup(ext):
             ext.on("step_end", lambda info: SEEN.append((info.step, info.total, tuple(info.latents.shape))))
             ext.add_api_route("/seen", lambda: SEEN)
-    """)
+    """,
+    )
     client = serve(make_app("--nowebui"))
     txt2img(client, steps=5, batch_size=2)
     seen = client.get("/ext/steps/seen").json()
@@ -134,15 +138,19 @@ def test_script_args_arrive_by_name_from_the_api(make_app, serve, ext_dir):
     txt2img(client, alwayson_scripts={"echo args": {"args": [0.25, "list"]}})
     txt2img(client, script_name="Echo run", script_args=[2, "upper"])
     calls = client.get("/ext/echo/calls").json()
-    assert calls == [{"script": "Echo args", "strength": 0.5, "label": "dict"},
-                     {"script": "Echo args", "strength": 0.25, "label": "list"},
-                     {"script": "Echo run", "repeat": 2, "mode": "upper"}]
+    assert calls == [
+        {"script": "Echo args", "strength": 0.5, "label": "dict"},
+        {"script": "Echo args", "strength": 0.25, "label": "list"},
+        {"script": "Echo run", "repeat": 2, "mode": "upper"},
+    ]
 
-    bad = client.post("/sdapi/v1/txt2img", json={"prompt": "x", "steps": 1,
-                                                 "alwayson_scripts": {"Echo args": {"args": {"nope": 1}}}})
+    bad = client.post(
+        "/sdapi/v1/txt2img", json={"prompt": "x", "steps": 1, "alwayson_scripts": {"Echo args": {"args": {"nope": 1}}}}
+    )
     assert bad.status_code == 422 and "nope" in bad.json()["detail"]
-    rejected = client.post("/sdapi/v1/txt2img", json={"prompt": "x", "steps": 1, "script_name": "Echo run",
-                                                      "script_args": [0]})
+    rejected = client.post(
+        "/sdapi/v1/txt2img", json={"prompt": "x", "steps": 1, "script_name": "Echo run", "script_args": [0]}
+    )
     assert rejected.status_code == 422 and "repeat must be at least 1" in rejected.json()["detail"]
     assert extension_item(client, "echo")["status"] == "ok"  # a rejected input does not disable it
     unknown = client.post("/sdapi/v1/txt2img", json={"prompt": "x", "script_name": "No such script"})
@@ -152,15 +160,25 @@ def test_script_args_arrive_by_name_from_the_api(make_app, serve, ext_dir):
     args = info["echo args"]["args"]
     assert info["echo args"]["is_alwayson"] is True and info["echo run"]["is_alwayson"] is False
     assert [a["name"] for a in args] == ["strength", "label"]
-    assert args[0] == {"name": "strength", "label": "Strength", "value": 1.0, "minimum": 0, "maximum": 2,
-                       "step": 0.25, "choices": None}
+    assert args[0] == {
+        "name": "strength",
+        "label": "Strength",
+        "value": 1.0,
+        "minimum": 0,
+        "maximum": 2,
+        "step": 0.25,
+        "choices": None,
+    }
     assert info["echo run"]["args"][1]["choices"] == ["plain", "upper"]
     xyz = info["x/y/z plot"]["args"]
     assert xyz[0]["name"] == "x_type" and "Seed" in xyz[0]["choices"] and xyz[0]["value"] == "Seed"
 
 
 def test_app_started_gets_the_documented_app_info_not_the_application(make_app, serve, ext_dir):
-    write_extension(ext_dir, "starter", """
+    write_extension(
+        ext_dir,
+        "starter",
+        """
         SEEN = []
 
         def setup(ext):
@@ -170,12 +188,21 @@ def test_app_started_gets_the_documented_app_info_not_the_application(make_app, 
                              "has_models_manager": hasattr(info, "models")})
             ext.on("app_started", started)
             ext.add_api_route("/seen", lambda: SEEN)
-    """)
+    """,
+    )
     from webui import VERSION
     from webui.extensions.api import API_VERSION
 
     app = make_app("--nowebui")
     seen = serve(app).get("/ext/starter/seen").json()
-    assert seen == [{"type": "AppInfo", "version": VERSION, "api": API_VERSION, "device": "cpu",
-                     "models": str(app.paths.models_dir), "data": str(app.paths.data_dir),
-                     "has_models_manager": False}]
+    assert seen == [
+        {
+            "type": "AppInfo",
+            "version": VERSION,
+            "api": API_VERSION,
+            "device": "cpu",
+            "models": str(app.paths.models_dir),
+            "data": str(app.paths.data_dir),
+            "has_models_manager": False,
+        }
+    ]

@@ -5,8 +5,16 @@ from __future__ import annotations
 
 import json
 
-from tests.extensions.conftest import (EXAMPLE, commit_all, extension_item, git, git_repo, pixels, txt2img,
-                                       write_extension)
+from tests.extensions.conftest import (
+    EXAMPLE,
+    commit_all,
+    extension_item,
+    git,
+    git_repo,
+    pixels,
+    txt2img,
+    write_extension,
+)
 
 MAGENTA = (255, 0, 255)
 
@@ -76,8 +84,12 @@ def test_failed_installs_leave_nothing_behind(make_app, serve, tmp_path):
     (not_ext / "README.md").write_text("hello")
     r = client.post("/easel/v1/extensions/install", json={"url": git_repo(not_ext, tmp_path / "src" / "plain")})
     assert r.status_code == 400 and "no extension.toml" in r.json()["detail"]
-    bad_req = write_extension(tmp_path / "w", "needs-missing", "def setup(ext):\n    pass\n",
-                              manifest='requires = ["easel-no-such-package-xyz==9.9.9"]\n')
+    bad_req = write_extension(
+        tmp_path / "w",
+        "needs-missing",
+        "def setup(ext):\n    pass\n",
+        manifest='requires = ["easel-no-such-package-xyz==9.9.9"]\n',
+    )
     app.extension_manager.pip_args = ["--no-index", "--quiet"]  # fail fast, offline
     r = client.post("/easel/v1/extensions/install", json={"url": git_repo(bad_req, tmp_path / "src" / "needs")})
     assert r.status_code == 400 and "installing requirements" in r.json()["detail"]
@@ -87,18 +99,25 @@ def test_failed_installs_leave_nothing_behind(make_app, serve, tmp_path):
     assert r.status_code == 400 and "API 2" in r.json()["detail"]
     assert client.post("/easel/v1/extensions/install", json={"url": "--upload-pack=touch /tmp/x"}).status_code == 422
     assert leftovers() == []
-    assert ({e["name"] for e in client.get("/sdapi/v1/extensions").json()}
-            == {"xyz_grid", "prompts_from_file", "controlnet", "adetailer", "ip_adapter"})
+    assert {e["name"] for e in client.get("/sdapi/v1/extensions").json()} == {
+        "xyz_grid",
+        "prompts_from_file",
+        "controlnet",
+        "adetailer",
+        "ip_adapter",
+    }
 
 
 def test_requires_installed_with_pip_then_branch_and_folder_name(make_app, serve, tmp_path):
-    src = write_extension(tmp_path / "w", "with-reqs", "def setup(ext):\n    pass\n",
-                          manifest='requires = ["pillow"]\n')
+    src = write_extension(
+        tmp_path / "w", "with-reqs", "def setup(ext):\n    pass\n", manifest='requires = ["pillow"]\n'
+    )
     repo = tmp_path / "src" / "with-reqs"
     git_repo(src, repo)
     git("checkout", "-q", "-b", "dev", cwd=repo)
     (repo / "extension.toml").write_text(
-        (repo / "extension.toml").read_text().replace('version = "0.1.0"', 'version = "0.2.0-dev"'))
+        (repo / "extension.toml").read_text().replace('version = "0.1.0"', 'version = "0.2.0-dev"')
+    )
     commit_all(repo, "dev version")
     git("checkout", "-q", "main", cwd=repo)
     app = make_app("--nowebui", start=False)
@@ -148,15 +167,19 @@ def test_extension_changes_refused_with_403_when_exposed(make_app, serve, tmp_pa
     client = serve(app)
     r = client.post("/easel/v1/extensions/install", json={"url": url})
     assert r.status_code == 403 and "--enable-insecure-extension-access" in r.json()["detail"]
-    for method, path in (("post", "/easel/v1/extensions/xyz_grid/disable"), ("post", "/easel/v1/extensions/"
-                         "xyz_grid/enable"), ("post", "/easel/v1/extensions/xyz_grid/update"),
-                         ("delete", "/easel/v1/extensions/xyz_grid")):
+    for method, path in (
+        ("post", "/easel/v1/extensions/xyz_grid/disable"),
+        ("post", "/easel/v1/extensions/xyz_grid/enable"),
+        ("post", "/easel/v1/extensions/xyz_grid/update"),
+        ("delete", "/easel/v1/extensions/xyz_grid"),
+    ):
         assert getattr(client, method)(path).status_code == 403, path
     assert not app.paths.extensions_dir.exists() or list(app.paths.extensions_dir.iterdir()) == []
     assert client.get("/sdapi/v1/extensions").status_code == 200  # listing stays open
 
-    allowed = make_app("--listen", "--gradio-auth", "u:p", "--enable-insecure-extension-access", "--nowebui",
-                       start=False)
+    allowed = make_app(
+        "--listen", "--gradio-auth", "u:p", "--enable-insecure-extension-access", "--nowebui", start=False
+    )
     from webui.extensions.manager import manager_for
 
     assert manager_for(allowed).locked_reason is None and manager_for(app).locked_reason
@@ -171,9 +194,17 @@ def test_available_index_and_plain_errors(make_app, serve, tmp_path):
     r = client.get("/easel/v1/extensions/available")
     assert r.status_code == 502 and "can't be reached" in r.json()["detail"]
     index = tmp_path / "index.json"
-    index.write_text(json.dumps({"extensions": [
-        {"name": "Frame", "url": "https://example.com/a/frame.git", "description": "frames", "tags": ["x"]},
-        {"url": "https://example.com/b/other"}, {"name": "no url"}]}))
+    index.write_text(
+        json.dumps(
+            {
+                "extensions": [
+                    {"name": "Frame", "url": "https://example.com/a/frame.git", "description": "frames", "tags": ["x"]},
+                    {"url": "https://example.com/b/other"},
+                    {"name": "no url"},
+                ]
+            }
+        )
+    )
     app.options.set({"extensions_index_url": index.as_uri()})
     entries = client.get("/easel/v1/extensions/available").json()["extensions"]
     assert [(e["name"], e["installed"]) for e in entries] == [("Frame", False), ("other", False)]

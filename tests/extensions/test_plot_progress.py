@@ -23,8 +23,14 @@ def test_xyz_progress_counts_cells_and_spans_the_plot(make_app, serve, data_dir)
     idle = client.get("/sdapi/v1/progress").json()
     assert idle["state"]["job_count"] == 0 and idle["progress"] == 0
 
-    body = {"prompt": "a red circle", "steps": 5, "seed": 7, "n_iter": 1, "script_name": "X/Y/Z plot",
-            "script_args": ["Seed", "1, 2", "CFG Scale", "5, 7", "Nothing", "", False, False, False, 0]}
+    body = {
+        "prompt": "a red circle",
+        "steps": 5,
+        "seed": 7,
+        "n_iter": 1,
+        "script_name": "X/Y/Z plot",
+        "script_args": ["Seed", "1, 2", "CFG Scale", "5, 7", "Nothing", "", False, False, False, 0],
+    }
     done: dict = {}
     thread = threading.Thread(target=lambda: done.update(r=client.post("/sdapi/v1/txt2img", json=body)))
     thread.start()
@@ -32,8 +38,15 @@ def test_xyz_progress_counts_cells_and_spans_the_plot(make_app, serve, data_dir)
     while thread.is_alive():
         p = client.get("/sdapi/v1/progress").json()
         if p["state"]["job"] and p["state"]["sampling_steps"]:
-            seen.append((p["state"]["job_no"], p["state"]["job_count"], p["progress"], p["eta_relative"],
-                         p["state"]["sampling_step"]))
+            seen.append(
+                (
+                    p["state"]["job_no"],
+                    p["state"]["job_count"],
+                    p["progress"],
+                    p["eta_relative"],
+                    p["state"]["sampling_step"],
+                )
+            )
         time.sleep(0.02)
     thread.join()
     assert done["r"].status_code == 200, done["r"].text
@@ -52,8 +65,11 @@ def test_xyz_progress_counts_cells_and_spans_the_plot(make_app, serve, data_dir)
     assert progresses == sorted(progresses)  # it never goes back at a new cell
 
     # a plain job (no plot) is counted as before: its batches
-    thread = threading.Thread(target=lambda: done.update(r=client.post("/sdapi/v1/txt2img", json={
-        "prompt": "x", "steps": 4, "seed": 1, "n_iter": 2})))
+    thread = threading.Thread(
+        target=lambda: done.update(
+            r=client.post("/sdapi/v1/txt2img", json={"prompt": "x", "steps": 4, "seed": 1, "n_iter": 2})
+        )
+    )
     thread.start()
     plain = []
     while thread.is_alive():

@@ -14,7 +14,13 @@ def host_with(*manifests):
 
 
 def test_aliases_are_checked():
-    host = host_with({"route_alias": "/controlnet"}, {"route_alias": "/sdapi"}, {"route_alias": "/controlnet"},
-                     {"route_alias": "/Two/Parts"}, {}, {"route_alias": "tagger"})
+    host = host_with(
+        {"route_alias": "/controlnet"},
+        {"route_alias": "/sdapi"},
+        {"route_alias": "/controlnet"},
+        {"route_alias": "/Two/Parts"},
+        {},
+        {"route_alias": "tagger"},
+    )
     assert route_aliases(host) == {"ext0": "/controlnet", "ext5": "/tagger"}
     assert route_aliases(None) == {}

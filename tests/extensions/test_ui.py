@@ -21,9 +21,13 @@ def test_extensions_tab_install_apply_uninstall_and_index(make_app, tmp_path):
     with gr.Blocks():
         tab = build_extensions_tab(app)
     assert not tab.lock_note.visible and tab.install.interactive is not False
-    assert {r[0] for r in tab.rows()} == {"xyz_grid (built-in)", "prompts_from_file (built-in)",
-                                          "controlnet (built-in)", "adetailer (built-in)",
-                                          "ip_adapter (built-in)"}
+    assert {r[0] for r in tab.rows()} == {
+        "xyz_grid (built-in)",
+        "prompts_from_file (built-in)",
+        "controlnet (built-in)",
+        "adetailer (built-in)",
+        "ip_adapter (built-in)",
+    }
 
     message, table, enabled, selected = tab.on_install(url, "", "")
     assert "Installed example-frame 1.0.0" in message and "Restart" in message
@@ -76,8 +80,12 @@ def test_scripts_ui_sends_arguments_by_name(make_app, data_dir):
     assert scripts.script.choices[0][0] == "None" and "Echo run" in scripts.titles and "X/Y/Z plot" in scripts.titles
     names = [(slot.title, name) for slot in scripts.slots for name in slot.names]
     assert [n for n in names if n[0] == "Echo args"] == [("Echo args", "strength"), ("Echo args", "label")]
-    values = {("Echo args", "strength"): 1.5, ("Echo args", "label"): "ui", ("Echo run", "repeat"): 2.0,
-              ("Echo run", "mode"): "upper"}
+    values = {
+        ("Echo args", "strength"): 1.5,
+        ("Echo args", "label"): "ui",
+        ("Echo run", "repeat"): 2.0,
+        ("Echo run", "mode"): "upper",
+    }
     # one value per component (a ControlNet unit is an ArgGroup of many components)
     ui_values = [values.get((s.title, a.name), c.value) for s in scripts.slots for a in s.args for c in a.components]
     assert len(scripts.components) == len(ui_values) + 1
@@ -93,11 +101,17 @@ def test_scripts_ui_sends_arguments_by_name(make_app, data_dir):
     result = app.jobs.wait(app.submit_txt2img(req, from_api=False))
     assert len(result.images) == 2
     calls = app.extensions.records["echo"].handle.routes[0][1]()
-    assert calls == [{"script": "Echo args", "strength": 1.5, "label": "ui"},
-                     {"script": "Echo run", "repeat": 2.0, "mode": "upper"}]
+    assert calls == [
+        {"script": "Echo args", "strength": 1.5, "label": "ui"},
+        {"script": "Echo run", "repeat": 2.0, "mode": "upper"},
+    ]
 
     with gr.Blocks():
         img2img = build_scripts_ui(app, "img2img")
     assert "Echo run" not in img2img.titles
-    assert [s.title for s in img2img.slots if s.always_on and s.names] == ["ADetailer", "ControlNet", "IP-Adapter",
-                                                                               "Echo args"]
+    assert [s.title for s in img2img.slots if s.always_on and s.names] == [
+        "ADetailer",
+        "ControlNet",
+        "IP-Adapter",
+        "Echo args",
+    ]

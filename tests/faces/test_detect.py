@@ -12,7 +12,7 @@ from webui.faces.detect import Detector, DetectorError, box_mask, find_detector,
 
 def _red_at(size, box):
     img = np.zeros((size[1], size[0], 3), np.uint8)
-    img[box[1]:box[3], box[0]:box[2]] = (255, 0, 0)
+    img[box[1] : box[3], box[0] : box[2]] = (255, 0, 0)
     return Image.fromarray(img)
 
 
@@ -39,7 +39,7 @@ def test_box_mask_covers_only_the_boxes(detectors):
     box = cell_box(0, size)
     found = Detector(detectors / "face_red.onnx").detect(_red_at(size, box), 0.5)
     mask = np.asarray(box_mask(size, found))
-    assert mask[box[1]:box[3], box[0]:box[2]].min() == 255 and mask.sum() == 255 * 20 * 20
+    assert mask[box[1] : box[3], box[0] : box[2]].min() == 255 and mask.sum() == 255 * 20 * 20
 
 
 @pytest.mark.parametrize("name", ["../face", "/etc/passwd", "a/b.onnx", "..", "", "  "])

@@ -59,8 +59,7 @@ def _arr(img):
     return np.asarray(img.convert("RGB"), dtype=np.int16)
 
 
-def test_txt2img_restore_faces_changes_only_the_face_and_writes_infotext(make_app, data_dir, gfpgan_file,
-                                                                        detectors):
+def test_txt2img_restore_faces_changes_only_the_face_and_writes_infotext(make_app, data_dir, gfpgan_file, detectors):
     link_into(gfpgan_file, data_dir / "models" / "GFPGAN")
     link_into(detectors / "face_fixed.onnx", data_dir / "models" / "adetailer")
     app = make_app("--nowebui")
@@ -96,9 +95,16 @@ def test_restore_faces_without_models_is_a_422_naming_the_folder(client):
     assert r.status_code in (400, 422)
 
 
-@pytest.mark.parametrize("field,value", [("gfpgan_visibility", float("nan")), ("gfpgan_visibility", 2),
-                                         ("codeformer_visibility", -1), ("codeformer_weight", 1e9),
-                                         ("codeformer_weight", "Infinity")])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("gfpgan_visibility", float("nan")),
+        ("gfpgan_visibility", 2),
+        ("codeformer_visibility", -1),
+        ("codeformer_weight", 1e9),
+        ("codeformer_weight", "Infinity"),
+    ],
+)
 def test_extras_face_fields_are_bounded(client, field, value):
     import json
 
@@ -107,13 +113,15 @@ def test_extras_face_fields_are_bounded(client, field, value):
     assert r.status_code == 422 and r.headers["content-type"].startswith("application/json")
 
 
-@pytest.mark.parametrize("value", ["../../etc/passwd", "/etc/passwd", "x" * 5000, 5],
-                         ids=["dotdot", "abs", "huge", "int"])
+@pytest.mark.parametrize(
+    "value", ["../../etc/passwd", "/etc/passwd", "x" * 5000, 5], ids=["dotdot", "abs", "huge", "int"]
+)
 def test_hostile_detector_setting_is_refused(client, value):
     r = client.post("/sdapi/v1/options", json={"face_restoration_detector": value})
     if r.status_code == 200:  # a plain text option may be stored; it is refused when used
-        r = client.post("/sdapi/v1/txt2img", json={"prompt": "x", "steps": 1, "width": 64, "height": 64,
-                                                   "restore_faces": True})
+        r = client.post(
+            "/sdapi/v1/txt2img", json={"prompt": "x", "steps": 1, "width": 64, "height": 64, "restore_faces": True}
+        )
     assert 400 <= r.status_code < 500 and r.headers["content-type"].startswith("application/json")
     assert client.get("/sdapi/v1/options").status_code == 200
 
@@ -126,8 +134,11 @@ def test_extras_tab_has_the_face_sliders_and_shows_the_missing_model(make_app):
     app = make_app("--nowebui")
     with gr.Blocks():
         tab = ExtrasTab(app)
-    assert [c.elem_id for c in tab.inputs[-3:]] == ["extras_gfpgan_visibility", "extras_codeformer_visibility",
-                                                    "extras_codeformer_weight"]
+    assert [c.elem_id for c in tab.inputs[-3:]] == [
+        "extras_gfpgan_visibility",
+        "extras_codeformer_visibility",
+        "extras_codeformer_weight",
+    ]
     image = Image.new("RGB", (32, 32), (10, 20, 30))
     _, html = tab.run("single", image, None, "", "", True, False, 2, 64, 64, True, "None", "None", 0, 0.5, 0, 0)
     assert "models/GFPGAN" in html

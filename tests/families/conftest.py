@@ -7,8 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories_families import (tiny_flux_pipeline, tiny_sd3_pipeline, write_diffusers_folder,
-                                      write_flux_split, write_sd3_split)
+from tests.factories_families import (
+    tiny_flux_pipeline,
+    tiny_sd3_pipeline,
+    write_diffusers_folder,
+    write_flux_split,
+    write_sd3_split,
+)
 
 
 @pytest.fixture(scope="session")
@@ -26,8 +31,9 @@ def flux_models(tmp_path_factory) -> Path:
 def sd3_models(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("sd3-models")
     write_sd3_split(root, seed=0, variant="sd35-medium")
-    write_diffusers_folder(tiny_sd3_pipeline(seed=3, variant="sd35-large"),
-                           root / "Stable-diffusion" / "sd35-diffusers")
+    write_diffusers_folder(
+        tiny_sd3_pipeline(seed=3, variant="sd35-large"), root / "Stable-diffusion" / "sd35-diffusers"
+    )
     return root
 
 

@@ -38,8 +38,11 @@ def write_flux_kohya(path: Path, seed: int = 1, rank: int = 4, scale: float = 1.
     """kohya's FLUX names (lora_unet_double_blocks_0_img_attn_qkv …, BFL's fused qkv) with alpha."""
     gen = torch.Generator().manual_seed(seed)
     sd = {}
-    for name, d_out in (("double_blocks_0_img_attn_qkv", 48), ("double_blocks_0_txt_attn_qkv", 48),
-                        ("double_blocks_0_img_attn_proj", 16)):
+    for name, d_out in (
+        ("double_blocks_0_img_attn_qkv", 48),
+        ("double_blocks_0_txt_attn_qkv", 48),
+        ("double_blocks_0_img_attn_proj", 16),
+    ):
         down, up = _pair(gen, rank, 16, d_out, scale)
         sd[f"lora_unet_{name}.lora_down.weight"] = down
         sd[f"lora_unet_{name}.lora_up.weight"] = up
@@ -64,32 +67,45 @@ def write_flux_xlabs(path: Path, seed: int = 5, rank: int = 4, scale: float = 1.
     text; single_blocks.0.processor.qkv_lora), BFL's fused qkv, no alpha."""
     gen = torch.Generator().manual_seed(seed)
     sd = {}
-    for name, d_out in (("double_blocks.0.processor.qkv_lora1", 48), ("double_blocks.0.processor.qkv_lora2", 48),
-                        ("double_blocks.0.processor.proj_lora1", 16), ("double_blocks.0.processor.proj_lora2", 16),
-                        ("single_blocks.0.processor.qkv_lora", 48)):
+    for name, d_out in (
+        ("double_blocks.0.processor.qkv_lora1", 48),
+        ("double_blocks.0.processor.qkv_lora2", 48),
+        ("double_blocks.0.processor.proj_lora1", 16),
+        ("double_blocks.0.processor.proj_lora2", 16),
+        ("single_blocks.0.processor.qkv_lora", 48),
+    ):
         down, up = _pair(gen, rank, 16, d_out, scale)
         sd[f"{name}.down.weight"] = down
         sd[f"{name}.up.weight"] = up
     return _save(path, sd)
 
 
-def write_sd3_kohya(path: Path, seed: int = 6, rank: int = 4, scale: float = 1.0, *, with_te: bool = False,
-                    with_t5: bool = False) -> Path:
+def write_sd3_kohya(
+    path: Path, seed: int = 6, rank: int = 4, scale: float = 1.0, *, with_te: bool = False, with_t5: bool = False
+) -> Path:
     """sd-scripts' SD 3 names (lora_unet_joint_blocks_<i>_{x,context}_block_{attn_qkv,attn_proj,mlp_fc1,mlp_fc2,
     adaLN_modulation_1}, x_block_attn2_qkv) with alpha; Stability's fused qkv (inner width 32, MLP 128, modulation
     6×32 from 32). The last block's context side is pre-only (qkv and modulation only)."""
     gen = torch.Generator().manual_seed(seed)
     sd = {}
-    modules = [("joint_blocks_0_x_block_attn_qkv", 32, 96), ("joint_blocks_0_x_block_attn_proj", 32, 32),
-               ("joint_blocks_0_x_block_mlp_fc1", 32, 128), ("joint_blocks_0_x_block_mlp_fc2", 128, 32),
-               ("joint_blocks_0_context_block_attn_qkv", 32, 96), ("joint_blocks_0_context_block_attn_proj", 32, 32),
-               ("joint_blocks_0_context_block_adaLN_modulation_1", 32, 192),
-               ("joint_blocks_0_x_block_attn2_qkv", 32, 96),  # SD 3.5 Medium's second attention (block 0)
-               ("joint_blocks_1_x_block_attn_qkv", 32, 96), ("joint_blocks_1_context_block_attn_qkv", 32, 96)]
+    modules = [
+        ("joint_blocks_0_x_block_attn_qkv", 32, 96),
+        ("joint_blocks_0_x_block_attn_proj", 32, 32),
+        ("joint_blocks_0_x_block_mlp_fc1", 32, 128),
+        ("joint_blocks_0_x_block_mlp_fc2", 128, 32),
+        ("joint_blocks_0_context_block_attn_qkv", 32, 96),
+        ("joint_blocks_0_context_block_attn_proj", 32, 32),
+        ("joint_blocks_0_context_block_adaLN_modulation_1", 32, 192),
+        ("joint_blocks_0_x_block_attn2_qkv", 32, 96),  # SD 3.5 Medium's second attention (block 0)
+        ("joint_blocks_1_x_block_attn_qkv", 32, 96),
+        ("joint_blocks_1_context_block_attn_qkv", 32, 96),
+    ]
     if with_te:  # CLIP-L (32 wide) and CLIP-G (48 wide)
-        modules += [("te1_text_model_encoder_layers_0_self_attn_q_proj", 32, 32),
-                    ("te1_text_model_encoder_layers_1_mlp_fc1", 32, 64),
-                    ("te2_text_model_encoder_layers_0_self_attn_out_proj", 48, 48)]
+        modules += [
+            ("te1_text_model_encoder_layers_0_self_attn_q_proj", 32, 32),
+            ("te1_text_model_encoder_layers_1_mlp_fc1", 32, 64),
+            ("te2_text_model_encoder_layers_0_self_attn_out_proj", 48, 48),
+        ]
     if with_t5:
         modules.append(("te3_encoder_block_0_layer_0_SelfAttention_q", 96, 32))
     for name, d_in, d_out in modules:

@@ -16,9 +16,10 @@ from PIL import Image
 from tests.families.conftest import merge_models
 
 pytestmark = pytest.mark.filterwarnings("ignore")
-CASES = {"flux": ("flux1-dev-tiny-aio", "flux1-dev-tiny", ("clip_l", "t5xxl_fp16"), "ae"),
-         "sd3": ("sd3.5_medium_tiny_incl_clips_t5xxl", "sd35_medium_tiny", ("clip_l", "clip_g", "t5xxl_fp16"),
-                 "sd3_vae")}
+CASES = {
+    "flux": ("flux1-dev-tiny-aio", "flux1-dev-tiny", ("clip_l", "t5xxl_fp16"), "ae"),
+    "sd3": ("sd3.5_medium_tiny_incl_clips_t5xxl", "sd35_medium_tiny", ("clip_l", "clip_g", "t5xxl_fp16"), "sd3_vae"),
+}
 
 
 @pytest.fixture(params=["flux", "sd3"])
@@ -36,12 +37,24 @@ def data_dir(tmp_path, family, flux_models, sd3_models):
 
 
 def _txt2img(client, model: str):
-    r = client.post("/sdapi/v1/txt2img", json={"prompt": "a red circle", "negative_prompt": "blurry", "steps": 2,
-                                               "width": 64, "height": 48, "seed": 5, "cfg_scale": 3,
-                                               "override_settings": {"sd_model_checkpoint": model}})
+    r = client.post(
+        "/sdapi/v1/txt2img",
+        json={
+            "prompt": "a red circle",
+            "negative_prompt": "blurry",
+            "steps": 2,
+            "width": 64,
+            "height": 48,
+            "seed": 5,
+            "cfg_scale": 3,
+            "override_settings": {"sd_model_checkpoint": model},
+        },
+    )
     assert r.status_code == 200, r.text
-    return (np.asarray(Image.open(io.BytesIO(base64.b64decode(r.json()["images"][0])))),
-            json.loads(r.json()["info"])["infotexts"][0])
+    return (
+        np.asarray(Image.open(io.BytesIO(base64.b64decode(r.json()["images"][0])))),
+        json.loads(r.json()["info"])["infotexts"][0],
+    )
 
 
 def test_all_in_one_probed_and_same_pixels_as_split(make_app, data_dir, family):

@@ -28,8 +28,17 @@ def data_dir(tmp_path, tiny_models, flux_models, sd3_models, family):
 
 
 def _run(client, model: str, **body):
-    payload = {"prompt": "a red circle", "negative_prompt": "blurry", "steps": 2, "width": 32, "height": 32,
-               "seed": 11, "cfg_scale": 2, "override_settings": {"sd_model_checkpoint": model}, **body}
+    payload = {
+        "prompt": "a red circle",
+        "negative_prompt": "blurry",
+        "steps": 2,
+        "width": 32,
+        "height": 32,
+        "seed": 11,
+        "cfg_scale": 2,
+        "override_settings": {"sd_model_checkpoint": model},
+        **body,
+    }
     r = client.post("/sdapi/v1/txt2img", json=payload)
     assert r.status_code == 200, r.text
     data = r.json()
@@ -40,8 +49,13 @@ def test_hires_size_seed_infotext_and_paste_back(client, family):
     model = MODELS[family]
     # 4 hires steps at 0.5: diffusers' img2img starts at step int(4 - 4 × 0.5) = 2 (with 2 steps at 0.6 it would
     # start at 0, from pure noise, and the first pass would not show)
-    hr = {"enable_hr": True, "hr_scale": 2, "hr_upscaler": "Latent", "denoising_strength": 0.5,
-          "hr_second_pass_steps": 4}
+    hr = {
+        "enable_hr": True,
+        "hr_scale": 2,
+        "hr_upscaler": "Latent",
+        "denoising_strength": 0.5,
+        "hr_second_pass_steps": 4,
+    }
     a, info = _run(client, model, **hr)
     assert a[0].shape == (64, 64, 3)
     b, _ = _run(client, model, **hr)
@@ -53,20 +67,43 @@ def test_hires_size_seed_infotext_and_paste_back(client, family):
     assert "Hires upscale: 2" in text and "Hires upscaler: Latent" in text
     pasted, info2 = _run(client, model, infotext=text)  # the infotext alone asks for the same hires run
     assert np.array_equal(pasted[0], a[0]) and info2["infotexts"][0] == text
-    pixel, info3 = _run(client, model, enable_hr=True, hr_resize_x=48, hr_resize_y=64, hr_upscaler="Lanczos",
-                        hr_second_pass_steps=1, hr_prompt="a blue circle")
+    pixel, info3 = _run(
+        client,
+        model,
+        enable_hr=True,
+        hr_resize_x=48,
+        hr_resize_y=64,
+        hr_upscaler="Lanczos",
+        hr_second_pass_steps=1,
+        hr_prompt="a blue circle",
+    )
     assert pixel[0].shape == (64, 48, 3)
     assert "Hires resize: 48x64" in info3["infotexts"][0] and "Hires prompt: a blue circle" in info3["infotexts"][0]
 
 
-HOSTILE = [("hr_sampler_name", "DPM++ 2M"), ("hr_checkpoint_name", "tiny-a"), ("hr_scale", "NaN"),
-           ("hr_scale", 1e9), ("hr_scale", -2), ("hr_upscaler", "../../etc/passwd"), ("hr_scheduler", "Karras")]
+HOSTILE = [
+    ("hr_sampler_name", "DPM++ 2M"),
+    ("hr_checkpoint_name", "tiny-a"),
+    ("hr_scale", "NaN"),
+    ("hr_scale", 1e9),
+    ("hr_scale", -2),
+    ("hr_upscaler", "../../etc/passwd"),
+    ("hr_scheduler", "Karras"),
+]
 
 
 def test_hires_refuses_what_it_cannot_do(client, family):
     for field, value in HOSTILE:
-        body = json.dumps({"prompt": "x", "steps": 1, "width": 32, "height": 32, "enable_hr": True,
-                           "override_settings": {"sd_model_checkpoint": MODELS[family]}})
+        body = json.dumps(
+            {
+                "prompt": "x",
+                "steps": 1,
+                "width": 32,
+                "height": 32,
+                "enable_hr": True,
+                "override_settings": {"sd_model_checkpoint": MODELS[family]},
+            }
+        )
         raw = body[:-1] + f', "{field}": {value if value == "NaN" else json.dumps(value)}}}'
         r = client.post("/sdapi/v1/txt2img", content=raw, headers={"content-type": "application/json"})
         assert 400 <= r.status_code < 500 and r.headers["content-type"].startswith("application/json"), (field, r.text)

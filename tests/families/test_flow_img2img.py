@@ -47,13 +47,25 @@ def _mask(size=(64, 48), box=(16, 12, 40, 36)):
 
 
 def _img2img(client, family, **body):
-    payload = {"prompt": "a red circle", "negative_prompt": "blurry", "steps": 4, "width": 64, "height": 48,
-               "seed": 3, "cfg_scale": 2, "denoising_strength": 0.6, "init_images": [_b64(_init())],
-               "override_settings": {"sd_model_checkpoint": MODELS[family]}, **body}
+    payload = {
+        "prompt": "a red circle",
+        "negative_prompt": "blurry",
+        "steps": 4,
+        "width": 64,
+        "height": 48,
+        "seed": 3,
+        "cfg_scale": 2,
+        "denoising_strength": 0.6,
+        "init_images": [_b64(_init())],
+        "override_settings": {"sd_model_checkpoint": MODELS[family]},
+        **body,
+    }
     r = client.post("/sdapi/v1/img2img", json=payload)
     assert r.status_code == 200, r.text
-    return (np.asarray(Image.open(io.BytesIO(base64.b64decode(r.json()["images"][0])))).astype(int),
-            json.loads(r.json()["info"])["infotexts"][0])
+    return (
+        np.asarray(Image.open(io.BytesIO(base64.b64decode(r.json()["images"][0])))).astype(int),
+        json.loads(r.json()["info"])["infotexts"][0],
+    )
 
 
 def test_flow_img2img_size_seed_strength(client, family):
@@ -73,22 +85,43 @@ def test_flow_img2img_size_seed_strength(client, family):
 def test_flow_inpaint_keeps_unmasked_pixels(client, family, invert):
     from webui.generation.images import prepare_mask
 
-    out, info = _img2img(client, family, mask=_b64(_mask()), mask_blur=4, denoising_strength=1.0,
-                         inpainting_mask_invert=invert, inpainting_fill=1)
+    out, info = _img2img(
+        client,
+        family,
+        mask=_b64(_mask()),
+        mask_blur=4,
+        denoising_strength=1.0,
+        inpainting_mask_invert=invert,
+        inpainting_fill=1,
+    )
     src = np.asarray(_init().resize((64, 48), Image.LANCZOS)).astype(int)
     _, blurred = prepare_mask(_mask(), (64, 48), invert=bool(invert), blur=4)
     untouched = np.asarray(blurred) == 0
     assert untouched.any() and np.abs(out - src)[untouched].max() <= 2
     assert np.abs(out - src)[np.asarray(blurred) == 255].mean() > 5
-    again, _ = _img2img(client, family, mask=_b64(_mask()), mask_blur=4, denoising_strength=1.0,
-                        inpainting_mask_invert=invert, inpainting_fill=1)
+    again, _ = _img2img(
+        client,
+        family,
+        mask=_b64(_mask()),
+        mask_blur=4,
+        denoising_strength=1.0,
+        inpainting_mask_invert=invert,
+        inpainting_fill=1,
+    )
     assert np.array_equal(out, again)
     assert "Mask blur: 4" in info and "Masked content: original" in info
 
 
 def test_flow_inpaint_refuses_what_it_cannot_do(client, family):
-    body = {"prompt": "x", "steps": 2, "width": 64, "height": 48, "init_images": [_b64(_init())],
-            "mask": _b64(_mask()), "override_settings": {"sd_model_checkpoint": MODELS[family]}}
+    body = {
+        "prompt": "x",
+        "steps": 2,
+        "width": 64,
+        "height": 48,
+        "init_images": [_b64(_init())],
+        "mask": _b64(_mask()),
+        "override_settings": {"sd_model_checkpoint": MODELS[family]},
+    }
     r = client.post("/sdapi/v1/img2img", json={**body, "inpaint_full_res": True})
     assert r.status_code == 422 and "Only masked" in r.text
     r = client.post("/sdapi/v1/img2img", json={**body, "inpainting_fill": 2})

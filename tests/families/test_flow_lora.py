@@ -37,8 +37,18 @@ def data_dir(tmp_path, tiny_models, flux_models, sd3_models, family):
 
 
 def _run(client, model: str, prompt: str):
-    r = client.post("/sdapi/v1/txt2img", json={"prompt": prompt, "steps": 2, "width": 32, "height": 32, "seed": 4,
-                                               "cfg_scale": 1, "override_settings": {"sd_model_checkpoint": model}})
+    r = client.post(
+        "/sdapi/v1/txt2img",
+        json={
+            "prompt": prompt,
+            "steps": 2,
+            "width": 32,
+            "height": 32,
+            "seed": 4,
+            "cfg_scale": 1,
+            "override_settings": {"sd_model_checkpoint": model},
+        },
+    )
     assert r.status_code == 200, r.text
     info = json.loads(r.json()["info"])
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(r.json()["images"][0])))), info

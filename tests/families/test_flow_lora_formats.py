@@ -38,8 +38,18 @@ def data_dir(tmp_path, tiny_models, flux_models, sd3_models, family):
 
 
 def _run(client, model: str, prompt: str):
-    r = client.post("/sdapi/v1/txt2img", json={"prompt": prompt, "steps": 2, "width": 32, "height": 32, "seed": 4,
-                                               "cfg_scale": 1, "override_settings": {"sd_model_checkpoint": model}})
+    r = client.post(
+        "/sdapi/v1/txt2img",
+        json={
+            "prompt": prompt,
+            "steps": 2,
+            "width": 32,
+            "height": 32,
+            "seed": 4,
+            "cfg_scale": 1,
+            "override_settings": {"sd_model_checkpoint": model},
+        },
+    )
     assert r.status_code == 200, r.text
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(r.json()["images"][0])))), json.loads(r.json()["info"])
 
@@ -73,8 +83,11 @@ def test_sd3_kohya_conversion_is_exact():
     assert skipped == []
     k = "lora_unet_joint_blocks_0_x_block_attn_qkv"
     fused = sd[k + ".lora_up.weight"] @ sd[k + ".lora_down.weight"] * (float(sd[k + ".alpha"]) / 4)
-    parts = [out[f"transformer.transformer_blocks.0.attn.to_{p}.lora_B.weight"]
-             @ out[f"transformer.transformer_blocks.0.attn.to_{p}.lora_A.weight"] for p in "qkv"]
+    parts = [
+        out[f"transformer.transformer_blocks.0.attn.to_{p}.lora_B.weight"]
+        @ out[f"transformer.transformer_blocks.0.attn.to_{p}.lora_A.weight"]
+        for p in "qkv"
+    ]
     assert torch.allclose(torch.cat(parts), fused, atol=1e-6)
     assert "transformer.transformer_blocks.0.attn.to_add_out.lora_A.weight" in out
     assert "transformer.transformer_blocks.0.attn2.to_q.lora_B.weight" in out

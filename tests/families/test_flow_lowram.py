@@ -28,9 +28,20 @@ def data_dir(tmp_path, tiny_models, flux_models, sd3_models, family):
 
 
 def _image(client, model: str, **body):
-    r = client.post("/sdapi/v1/txt2img", json={"prompt": "a (red:1.2) circle", "negative_prompt": "blurry",
-                                               "steps": 2, "width": 32, "height": 32, "seed": 5, "cfg_scale": 2,
-                                               "override_settings": {"sd_model_checkpoint": model}, **body})
+    r = client.post(
+        "/sdapi/v1/txt2img",
+        json={
+            "prompt": "a (red:1.2) circle",
+            "negative_prompt": "blurry",
+            "steps": 2,
+            "width": 32,
+            "height": 32,
+            "seed": 5,
+            "cfg_scale": 2,
+            "override_settings": {"sd_model_checkpoint": model},
+            **body,
+        },
+    )
     assert r.status_code == 200, r.text
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(r.json()["images"][0]))))
 
@@ -49,13 +60,17 @@ def test_lowram_same_pixels_encoders_released(make_app, family):
     assert app.policy.lowram and "--lowram" in app.policy.label
     with TestClient(build_fastapi(app)) as low:
         assert np.array_equal(_image(low, model), want)
-        assert np.array_equal(_image(low, model, enable_hr=True, hr_scale=2, hr_second_pass_steps=1,
-                                     denoising_strength=0.5), want_hires)  # the second pass encodes again
+        assert np.array_equal(
+            _image(low, model, enable_hr=True, hr_scale=2, hr_second_pass_steps=1, denoising_strength=0.5), want_hires
+        )  # the second pass encodes again
         weights = app.models.active.extra["lowram"]
         assert weights.released and weights.held_bytes() == 0 and weights.loads == 3
         report = next(m for m in low.get("/easel/v1/system").json()["models"] if m["active"])
-    encoders = sum(p.numel() * p.element_size() for p in app.models.active.extra["lowram"].reload().values()
-                   for p in p.parameters())
+    encoders = sum(
+        p.numel() * p.element_size()
+        for p in app.models.active.extra["lowram"].reload().values()
+        for p in p.parameters()
+    )
     assert report["text_encoders_on_disk"] and not full["text_encoders_on_disk"]
     # the RAM held drops by the encoders' weights (each tensor counted once; buffers such as position ids stay)
     assert abs((full["bytes_ram"] - report["bytes_ram"]) - encoders) <= 0.01 * encoders

@@ -26,14 +26,16 @@ def data_dir(tmp_path, tiny_models, flux_models):
 
     merge_models(tmp_path / "models", tiny_models, flux_models)
     # a second CLIP-L of the same width (another fine-tune, ComfyUI's folder): both fit the transformer
-    _save(tmp_path / "models" / "clip" / "clip_l_alt.safetensors",
-          clip_to_comfy(tiny_clip(32, seed=9, projection=False)), CLIP_TINY_META)
+    _save(
+        tmp_path / "models" / "clip" / "clip_l_alt.safetensors",
+        clip_to_comfy(tiny_clip(32, seed=9, projection=False)),
+        CLIP_TINY_META,
+    )
     return tmp_path
 
 
 def _gen(client, **settings):
-    r = client.post("/sdapi/v1/txt2img", json={**BODY, "override_settings": {"sd_model_checkpoint": FLUX,
-                                                                             **settings}})
+    r = client.post("/sdapi/v1/txt2img", json={**BODY, "override_settings": {"sd_model_checkpoint": FLUX, **settings}})
     if r.status_code != 200:
         return r, None, None
     info = json.loads(r.json()["info"])
@@ -55,8 +57,9 @@ def test_two_fitting_text_encoders_need_a_choice_then_each_is_used(client):
 
 
 def test_options_route_sets_the_choice_with_the_checkpoint(client):
-    r = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": FLUX,
-                                                "forge_additional_modules": ["clip_l_alt.safetensors"]})
+    r = client.post(
+        "/sdapi/v1/options", json={"sd_model_checkpoint": FLUX, "forge_additional_modules": ["clip_l_alt.safetensors"]}
+    )
     assert r.status_code == 200, r.text  # loaded together: without the choice this switch would fail
     assert client.get("/sdapi/v1/options").json()["forge_additional_modules"] == ["clip_l_alt.safetensors"]
     r = client.post("/sdapi/v1/txt2img", json=BODY)
@@ -67,9 +70,19 @@ def test_options_route_sets_the_choice_with_the_checkpoint(client):
     assert r.status_code == 400 and "more than one" in r.text
 
 
-@pytest.mark.parametrize("value,status", [
-    (["../../etc/passwd"], 400), (["/etc/clip_l_missing.safetensors"], 400), ("clip_l.safetensors", 422),
-    ([1e9], 422), ([float("nan")], 422), (["x" * 5000], 422), (["a"] * 10000, 422), (None, 422)])
+@pytest.mark.parametrize(
+    "value,status",
+    [
+        (["../../etc/passwd"], 400),
+        (["/etc/clip_l_missing.safetensors"], 400),
+        ("clip_l.safetensors", 422),
+        ([1e9], 422),
+        ([float("nan")], 422),
+        (["x" * 5000], 422),
+        (["a"] * 10000, 422),
+        (None, 422),
+    ],
+)
 def test_hostile_module_values_are_refused(client, data_dir, value, status):
     body = json.dumps({"forge_additional_modules": value})  # NaN goes out as the bare token NaN
     r = client.post("/sdapi/v1/options", content=body, headers={"content-type": "application/json"})
@@ -84,8 +97,11 @@ def test_hostile_module_values_are_refused(client, data_dir, value, status):
 
 
 def test_cross_site_options_post_is_refused(client):
-    r = client.post("/sdapi/v1/options", json={"forge_additional_modules": ["clip_l.safetensors"]},
-                    headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"})
+    r = client.post(
+        "/sdapi/v1/options",
+        json={"forge_additional_modules": ["clip_l.safetensors"]},
+        headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+    )
     assert r.status_code == 403 and client.get("/sdapi/v1/options").json()["forge_additional_modules"] == []
 
 
@@ -101,7 +117,8 @@ def test_top_bar_selector_shown_for_flux_and_applies_the_choice(app):
     assert quick.modules.elem_id == "setting_forge_additional_modules"
     assert quick.modules.visible is False  # an SD 1.x checkpoint is active: nothing to choose
     assert {"clip_l.safetensors", "clip_l_alt.safetensors", "t5xxl_fp16.safetensors", "ae.safetensors"} <= set(
-        quick.modules.choices and [c[0] for c in quick.modules.choices])
+        quick.modules.choices and [c[0] for c in quick.modules.choices]
+    )
     flux = next(i.title for i in app.catalog.list() if i.name.startswith(FLUX))
     _dropdown, message, *_ = quick.on_switch(flux)
     assert "easel-error" in message and "more than one" in message  # two CLIP-L fit: the user must choose

@@ -22,23 +22,35 @@ def data_dir(tmp_path, tiny_models, flux_models):
     return tmp_path
 
 
-@pytest.mark.parametrize("prompt,plain", [
-    ("a (red:1.3) circle <lora:foo:0.8>, [blue] square BREAK night", "a red circle, blue square night"),
-    ("[cat:dog:0.8] in a box", "cat in a box"),  # the text used for most of the steps
-    ("[cat:dog:0.2] in a box", "dog in a box"),
-    ("a cat AND a dog:0.5", "a cat a dog"),
-    (r"a \(literal\) paren", "a (literal) paren"),
-    ("((masterpiece)), best quality", "masterpiece, best quality"),
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    "prompt,plain",
+    [
+        ("a (red:1.3) circle <lora:foo:0.8>, [blue] square BREAK night", "a red circle, blue square night"),
+        ("[cat:dog:0.8] in a box", "cat in a box"),  # the text used for most of the steps
+        ("[cat:dog:0.2] in a box", "dog in a box"),
+        ("a cat AND a dog:0.5", "a cat a dog"),
+        (r"a \(literal\) paren", "a (literal) paren"),
+        ("((masterpiece)), best quality", "masterpiece, best quality"),
+        ("", ""),
+    ],
+)
 def test_plain_text(prompt, plain):
     assert plain_text(prompt, 10) == plain
 
 
 def _image(client, prompt: str, **settings):
-    r = client.post("/sdapi/v1/txt2img", json={
-        "prompt": prompt, "steps": 2, "width": 64, "height": 64, "seed": 3, "cfg_scale": 1,
-        "override_settings": {"sd_model_checkpoint": "flux1-dev-tiny", **settings}})
+    r = client.post(
+        "/sdapi/v1/txt2img",
+        json={
+            "prompt": prompt,
+            "steps": 2,
+            "width": 64,
+            "height": 64,
+            "seed": 3,
+            "cfg_scale": 1,
+            "override_settings": {"sd_model_checkpoint": "flux1-dev-tiny", **settings},
+        },
+    )
     assert r.status_code == 200, r.text
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(r.json()["images"][0]))))
 
@@ -74,9 +86,17 @@ def test_token_counter_clip_and_t5(client):
     assert client.post("/easel/v1/prompt/token-count", json=body).json()["t5"]["max"] == 256
 
 
-@pytest.mark.parametrize("body", [{"prompt": "x", "steps": "NaN"}, {"prompt": "x", "steps": -1},
-                                  {"prompt": "x", "steps": 1e9}, {"prompt": "x" * 200_001}, {"prompt": 5},
-                                  {"prompt": "x", "evil": "../../etc/passwd"}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"prompt": "x", "steps": "NaN"},
+        {"prompt": "x", "steps": -1},
+        {"prompt": "x", "steps": 1e9},
+        {"prompt": "x" * 200_001},
+        {"prompt": 5},
+        {"prompt": "x", "evil": "../../etc/passwd"},
+    ],
+)
 def test_token_counter_refuses_hostile_bodies(client, body):
     r = client.post("/easel/v1/prompt/token-count", json=body)
     assert r.status_code == 422 and r.headers["content-type"].startswith("application/json")

@@ -25,8 +25,9 @@ def data_dir(tmp_path, tiny_models, flux_models):
 
 
 def _sigmas(schedule: str, shift: float = 0.0, steps: int = 6) -> list[float]:
-    sched, kw = make_scheduler(load_template("sd3-medium", "scheduler", "scheduler_config.json"), schedule, shift,
-                               steps)
+    sched, kw = make_scheduler(
+        load_template("sd3-medium", "scheduler", "scheduler_config.json"), schedule, shift, steps
+    )
     import numpy as np_
 
     sched.set_timesteps(steps, sigmas=kw.get("sigmas", np_.linspace(1.0, 1 / steps, steps).tolist()))
@@ -44,8 +45,16 @@ def test_schedule_types_and_shift_give_their_own_sigmas():
 
 
 def _run(client, body: dict, **settings):
-    payload = {"prompt": "a red circle", "steps": 3, "width": 32, "height": 32, "seed": 9, "cfg_scale": 1,
-               **body, "override_settings": {"sd_model_checkpoint": "flux1-dev-tiny", **settings}}
+    payload = {
+        "prompt": "a red circle",
+        "steps": 3,
+        "width": 32,
+        "height": 32,
+        "seed": 9,
+        "cfg_scale": 1,
+        **body,
+        "override_settings": {"sd_model_checkpoint": "flux1-dev-tiny", **settings},
+    }
     r = client.post("/sdapi/v1/txt2img", json=payload)
     assert r.status_code == 200, r.text
     data = r.json()
@@ -73,19 +82,33 @@ def test_schedule_types_shift_infotext_and_paste_back(client):
 
 def test_hostile_values_for_the_new_fields(client):
     for value in ("NaN", "Infinity", "-1", "1e9", '"abc"', "null", "[3]"):
-        r = client.post("/sdapi/v1/options", content='{"flow_shift": %s}' % value,
-                        headers={"content-type": "application/json"})
+        r = client.post(
+            "/sdapi/v1/options", content='{"flow_shift": %s}' % value, headers={"content-type": "application/json"}
+        )
         assert 400 <= r.status_code < 500 and r.headers["content-type"].startswith("application/json"), value
     assert client.get("/sdapi/v1/options").json()["flow_shift"] == 0.0
-    base = {"prompt": "x", "steps": 1, "width": 32, "height": 32,
-            "override_settings": {"sd_model_checkpoint": "flux1-dev-tiny"}}
-    for field, value in (("distilled_cfg_scale", "NaN"), ("distilled_cfg_scale", "Infinity"),
-                         ("distilled_cfg_scale", "1e9"), ("distilled_cfg_scale", "-1"), ("scheduler", '"Karras"'),
-                         ("sampler_name", '"../../etc/passwd"'), ("scheduler", '"Beta\\u0000"')):
+    base = {
+        "prompt": "x",
+        "steps": 1,
+        "width": 32,
+        "height": 32,
+        "override_settings": {"sd_model_checkpoint": "flux1-dev-tiny"},
+    }
+    for field, value in (
+        ("distilled_cfg_scale", "NaN"),
+        ("distilled_cfg_scale", "Infinity"),
+        ("distilled_cfg_scale", "1e9"),
+        ("distilled_cfg_scale", "-1"),
+        ("scheduler", '"Karras"'),
+        ("sampler_name", '"../../etc/passwd"'),
+        ("scheduler", '"Beta\\u0000"'),
+    ):
         raw = json.dumps(base)[:-1] + f', "{field}": {value}}}'
         r = client.post("/sdapi/v1/txt2img", content=raw, headers={"content-type": "application/json"})
         assert 400 <= r.status_code < 500 and r.headers["content-type"].startswith("application/json"), (field, r.text)
-    r = client.post("/sdapi/v1/txt2img", json={**base, "override_settings": {**base["override_settings"],
-                                                                             "flow_shift": float("1e9")}})
+    r = client.post(
+        "/sdapi/v1/txt2img",
+        json={**base, "override_settings": {**base["override_settings"], "flow_shift": float("1e9")}},
+    )
     assert 400 <= r.status_code < 500
     assert client.get("/sdapi/v1/options").status_code == 200

@@ -22,13 +22,23 @@ def data_dir(tmp_path, tiny_models, flux_models):
 
 
 def _run(client, body: dict, **settings):
-    payload = {"prompt": "a red circle", "steps": 2, "width": 32, "height": 32, "seed": 9, "cfg_scale": 1,
-               **body, "override_settings": {"sd_model_checkpoint": "flux1-dev-tiny", **settings}}
+    payload = {
+        "prompt": "a red circle",
+        "steps": 2,
+        "width": 32,
+        "height": 32,
+        "seed": 9,
+        "cfg_scale": 1,
+        **body,
+        "override_settings": {"sd_model_checkpoint": "flux1-dev-tiny", **settings},
+    }
     r = client.post("/sdapi/v1/txt2img", json=payload)
     assert r.status_code == 200, r.text
     data = r.json()
-    return (np.asarray(Image.open(io.BytesIO(base64.b64decode(data["images"][0])))),
-            json.loads(data["info"])["infotexts"][0])
+    return (
+        np.asarray(Image.open(io.BytesIO(base64.b64decode(data["images"][0])))),
+        json.loads(data["info"])["infotexts"][0],
+    )
 
 
 def test_t5_max_length_in_infotext_when_not_default_and_pasted_back(client):
@@ -48,9 +58,14 @@ def test_t5_max_length_in_infotext_when_not_default_and_pasted_back(client):
 
 def test_hostile_t5_max_length_is_refused(client):
     for value in ("NaN", "Infinity", "-1", "1e9", "300", '"abc"', "null", "[256]"):
-        r = client.post("/sdapi/v1/txt2img", content='{"steps": 1, "override_settings": {"t5_max_length": %s}}'
-                        % value, headers={"content-type": "application/json"})
+        r = client.post(
+            "/sdapi/v1/txt2img",
+            content='{"steps": 1, "override_settings": {"t5_max_length": %s}}' % value,
+            headers={"content-type": "application/json"},
+        )
         assert 400 <= r.status_code < 500 and r.headers["content-type"].startswith("application/json"), value
-    r = client.post("/sdapi/v1/txt2img", json={"steps": 1, "width": 32, "height": 32, "infotext":
-                                               "x\nSteps: 1, Seed: 1, T5 max length: 99999"})
+    r = client.post(
+        "/sdapi/v1/txt2img",
+        json={"steps": 1, "width": 32, "height": 32, "infotext": "x\nSteps: 1, Seed: 1, T5 max length: 99999"},
+    )
     assert 400 <= r.status_code < 500 and r.headers["content-type"].startswith("application/json")

@@ -21,8 +21,15 @@ def data_dir(tmp_path, tiny_models, flux_models):
 
 
 def _txt2img(client, model: str, **body):
-    payload = {"prompt": "a red circle", "steps": 2, "width": 64, "height": 64, "seed": 7,
-               "override_settings": {"sd_model_checkpoint": model}, **body}
+    payload = {
+        "prompt": "a red circle",
+        "steps": 2,
+        "width": 64,
+        "height": 64,
+        "seed": 7,
+        "override_settings": {"sd_model_checkpoint": model},
+        **body,
+    }
     r = client.post("/sdapi/v1/txt2img", json=payload)
     assert r.status_code == 200, r.text
     data = r.json()
@@ -61,10 +68,20 @@ def test_flux_dev_txt2img_size_seed_infotext(client):
 
 
 def test_distilled_cfg_pastes_back(client):
-    forge = ("a cat\nSteps: 20, Sampler: Euler, Schedule type: Simple, CFG scale: 1, Distilled CFG Scale: 3.5, "
-             "Seed: 1, Module 1: ae, Version: f2.0.1")
-    r = client.post("/sdapi/v1/txt2img", json={"infotext": forge, "steps": 2, "width": 64, "height": 64,
-                                               "override_settings": {"sd_model_checkpoint": "flux1-dev-tiny"}})
+    forge = (
+        "a cat\nSteps: 20, Sampler: Euler, Schedule type: Simple, CFG scale: 1, Distilled CFG Scale: 3.5, "
+        "Seed: 1, Module 1: ae, Version: f2.0.1"
+    )
+    r = client.post(
+        "/sdapi/v1/txt2img",
+        json={
+            "infotext": forge,
+            "steps": 2,
+            "width": 64,
+            "height": 64,
+            "override_settings": {"sd_model_checkpoint": "flux1-dev-tiny"},
+        },
+    )
     assert r.status_code == 200, r.text
     assert "Distilled CFG Scale: 3.5" in r.json()["info"]
 
@@ -83,9 +100,25 @@ def test_flux_diffusers_folder_generates(client):
 
 
 def test_flux_refuses_other_samplers_and_sizes(client):
-    r = client.post("/sdapi/v1/txt2img", json={"steps": 2, "width": 64, "height": 56, "sampler_name": "Euler",
-                                               "override_settings": {"sd_model_checkpoint": "flux1-dev-tiny"}})
+    r = client.post(
+        "/sdapi/v1/txt2img",
+        json={
+            "steps": 2,
+            "width": 64,
+            "height": 56,
+            "sampler_name": "Euler",
+            "override_settings": {"sd_model_checkpoint": "flux1-dev-tiny"},
+        },
+    )
     assert r.status_code == 422 and "multiples of 16" in r.text
-    r = client.post("/sdapi/v1/txt2img", json={"steps": 2, "width": 64, "height": 64, "sampler_name": "DPM++ 2M",
-                                               "override_settings": {"sd_model_checkpoint": "flux1-dev-tiny"}})
+    r = client.post(
+        "/sdapi/v1/txt2img",
+        json={
+            "steps": 2,
+            "width": 64,
+            "height": 64,
+            "sampler_name": "DPM++ 2M",
+            "override_settings": {"sd_model_checkpoint": "flux1-dev-tiny"},
+        },
+    )
     assert r.status_code == 422 and "Euler" in r.text

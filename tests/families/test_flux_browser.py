@@ -17,8 +17,9 @@ def data_dir(tmp_path, tiny_models, flux_models):
     from tests.lora.factory import write_kohya
 
     merge_models(tmp_path / "models", tiny_models, flux_models)
-    write_kohya(tmp_path / "models" / "Lora" / "sd1_style.safetensors", seed=1,
-                metadata={"ss_base_model_version": "sd_v1"})
+    write_kohya(
+        tmp_path / "models" / "Lora" / "sd1_style.safetensors", seed=1, metadata={"ss_base_model_version": "sd_v1"}
+    )
     return tmp_path
 
 

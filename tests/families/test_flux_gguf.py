@@ -35,13 +35,24 @@ def data_dir(tmp_path, flux_gguf_models):
 
 
 def _txt2img(client, model: str, **body):
-    payload = {"prompt": "a red circle", "steps": 2, "width": 64, "height": 48, "seed": 7, "cfg_scale": 1,
-               "distilled_cfg_scale": 3.5, "override_settings": {"sd_model_checkpoint": model}, **body}
+    payload = {
+        "prompt": "a red circle",
+        "steps": 2,
+        "width": 64,
+        "height": 48,
+        "seed": 7,
+        "cfg_scale": 1,
+        "distilled_cfg_scale": 3.5,
+        "override_settings": {"sd_model_checkpoint": model},
+        **body,
+    }
     r = client.post("/sdapi/v1/txt2img", json=payload)
     assert r.status_code == 200, r.text
     data = r.json()
-    return ([np.asarray(Image.open(io.BytesIO(base64.b64decode(b)))).astype(int) for b in data["images"]],
-            json.loads(data["info"]))
+    return (
+        [np.asarray(Image.open(io.BytesIO(base64.b64decode(b)))).astype(int) for b in data["images"]],
+        json.loads(data["info"]),
+    )
 
 
 def test_gguf_probed_from_its_header(data_dir):

@@ -65,9 +65,18 @@ def test_q4_k_m_probed_loaded_reported(client, data_dir):
 
 
 def _image(client, model: str, seed: int = 7):
-    r = client.post("/sdapi/v1/txt2img", json={
-        "prompt": "a red circle", "steps": 2, "width": 64, "height": 48, "seed": seed, "cfg_scale": 1,
-        "override_settings": {"sd_model_checkpoint": model}})
+    r = client.post(
+        "/sdapi/v1/txt2img",
+        json={
+            "prompt": "a red circle",
+            "steps": 2,
+            "width": 64,
+            "height": 48,
+            "seed": seed,
+            "cfg_scale": 1,
+            "override_settings": {"sd_model_checkpoint": model},
+        },
+    )
     assert r.status_code == 200, r.text
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(r.json()["images"][0])))).astype(int)
 

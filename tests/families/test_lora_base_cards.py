@@ -34,8 +34,10 @@ def _cards(app) -> dict[str, tuple[str, str, str]]:
     with gr.Blocks():
         panel = ExtraNetworksPanel(app, "txt2img", gr.Textbox())
     out = {}
-    for m in re.finditer(r'<div class="([^"]*)" data-kind="lora" data-name="([^"]*)" title="([^"]*)">(.*?)</div></div>',
-                         panel.render("")[0]["lora"]):
+    for m in re.finditer(
+        r'<div class="([^"]*)" data-kind="lora" data-name="([^"]*)" title="([^"]*)">(.*?)</div></div>',
+        panel.render("")[0]["lora"],
+    ):
         out[m.group(2)] = (m.group(1), html.unescape(m.group(3)), m.group(4))
     return out
 
@@ -54,11 +56,17 @@ def test_cards_show_base_and_grey_out_what_does_not_fit(app):
         assert "easel-card-unfit" in cards[name][0] and cards[name][1].endswith("the loaded checkpoint is FLUX.1 dev")
 
 
-@pytest.mark.parametrize("keys,meta,user,base", [
-    ("flux", {}, {}, "flux"), ("sd", {"ss_base_model_version": "sd_v2_768_v"}, {}, "sd2"),
-    ("sd", {"ss_base_model_version": "sdxl_base_v1-0"}, {"sd version": "SD1"}, "sd1"),  # the user's word wins
-    ("sd3", {"ss_base_model_version": "sd3"}, {}, "sd3"), (None, {"ss_base_model_version": "flux1"}, {}, "flux"),
-    (None, {"ss_base_model_version": "<script>"}, {"sd version": "Unknown"}, None)])
+@pytest.mark.parametrize(
+    "keys,meta,user,base",
+    [
+        ("flux", {}, {}, "flux"),
+        ("sd", {"ss_base_model_version": "sd_v2_768_v"}, {}, "sd2"),
+        ("sd", {"ss_base_model_version": "sdxl_base_v1-0"}, {"sd version": "SD1"}, "sd1"),  # the user's word wins
+        ("sd3", {"ss_base_model_version": "sd3"}, {}, "sd3"),
+        (None, {"ss_base_model_version": "flux1"}, {}, "flux"),
+        (None, {"ss_base_model_version": "<script>"}, {"sd version": "Unknown"}, None),
+    ],
+)
 def test_lora_base_sources(keys, meta, user, base):
     assert lora_base(keys, meta, user) == base
 

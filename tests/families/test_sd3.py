@@ -24,16 +24,28 @@ def data_dir(tmp_path, tiny_models, sd3_models):
 
 
 def _txt2img(client, model: str, **body):
-    payload = {"prompt": "a blue square", "negative_prompt": "blurry", "steps": 2, "width": 64, "height": 64,
-               "seed": 11, "cfg_scale": 4, "override_settings": {"sd_model_checkpoint": model}, **body}
+    payload = {
+        "prompt": "a blue square",
+        "negative_prompt": "blurry",
+        "steps": 2,
+        "width": 64,
+        "height": 64,
+        "seed": 11,
+        "cfg_scale": 4,
+        "override_settings": {"sd_model_checkpoint": model},
+        **body,
+    }
     r = client.post("/sdapi/v1/txt2img", json=payload)
     assert r.status_code == 200, r.text
-    return ([np.asarray(Image.open(io.BytesIO(base64.b64decode(b)))) for b in r.json()["images"]],
-            json.loads(r.json()["info"]))
+    return (
+        [np.asarray(Image.open(io.BytesIO(base64.b64decode(b)))) for b in r.json()["images"]],
+        json.loads(r.json()["info"]),
+    )
 
 
-@pytest.mark.parametrize("variant,label", [("sd3-medium", "SD 3 Medium"), ("sd35-medium", "SD 3.5 Medium"),
-                                           ("sd35-large", "SD 3.5 Large")])
+@pytest.mark.parametrize(
+    "variant,label", [("sd3-medium", "SD 3 Medium"), ("sd35-medium", "SD 3.5 Medium"), ("sd35-large", "SD 3.5 Large")]
+)
 def test_probe_tells_sd3_variants(tmp_path, variant, label):
     from tests.factories_families import write_sd3_split
     from webui.models.loader import probe_file
@@ -76,15 +88,29 @@ def test_sd3_parts_missing_or_ambiguous_are_named(make_app, data_dir):
     te = data_dir / "models" / "text_encoder"
     shutil.move(str(te / "t5xxl_fp16.safetensors"), str(data_dir / "t5.bak"))
     with TestClient(build_fastapi(make_app("--nowebui"))) as client:
-        r = client.post("/sdapi/v1/txt2img", json={"steps": 1, "width": 64, "height": 64,
-                                                   "override_settings": {"sd_model_checkpoint": "sd35_medium_tiny"}})
+        r = client.post(
+            "/sdapi/v1/txt2img",
+            json={
+                "steps": 1,
+                "width": 64,
+                "height": 64,
+                "override_settings": {"sd_model_checkpoint": "sd35_medium_tiny"},
+            },
+        )
         assert r.status_code >= 400
         assert "T5-XXL (t5xxl_fp16.safetensors)" in r.text and "models/text_encoder/" in r.text
         shutil.copy(str(data_dir / "t5.bak"), str(te / "t5xxl_fp16.safetensors"))
         (data_dir / "models" / "clip").mkdir()  # ComfyUI's folder counts too: now two T5 files fit
         shutil.copy(str(data_dir / "t5.bak"), str(data_dir / "models" / "clip" / "t5xxl_fp8_e4m3fn.safetensors"))
-        r = client.post("/sdapi/v1/txt2img", json={"steps": 1, "width": 64, "height": 64,
-                                                   "override_settings": {"sd_model_checkpoint": "sd35_medium_tiny"}})
+        r = client.post(
+            "/sdapi/v1/txt2img",
+            json={
+                "steps": 1,
+                "width": 64,
+                "height": 64,
+                "override_settings": {"sd_model_checkpoint": "sd35_medium_tiny"},
+            },
+        )
         assert r.status_code >= 400 and "more than one" in r.text and "t5xxl_fp8_e4m3fn.safetensors" in r.text
 
 
@@ -97,15 +123,34 @@ def test_forge_additional_modules_choose_between_fitting_parts(make_app, data_di
     shutil.copy(str(te / "t5xxl_fp16.safetensors"), str(te / "t5xxl_fp8_e4m3fn.safetensors"))
     body = {"prompt": "a blue square", "steps": 1, "width": 64, "height": 64, "seed": 1}
     with TestClient(build_fastapi(make_app("--nowebui"))) as client:
-        r = client.post("/sdapi/v1/txt2img", json={**body, "override_settings": {
-            "sd_model_checkpoint": "sd35_medium_tiny"}})
+        r = client.post(
+            "/sdapi/v1/txt2img", json={**body, "override_settings": {"sd_model_checkpoint": "sd35_medium_tiny"}}
+        )
         assert r.status_code == 400 and "more than one" in r.text
         for chosen in ("t5xxl_fp8_e4m3fn.safetensors", "/some/forge/path/t5xxl_fp16.safetensors"):
-            r = client.post("/sdapi/v1/txt2img", json={**body, "override_settings": {
-                "sd_model_checkpoint": "sd35_medium_tiny", "forge_additional_modules": [chosen]}})
+            r = client.post(
+                "/sdapi/v1/txt2img",
+                json={
+                    **body,
+                    "override_settings": {
+                        "sd_model_checkpoint": "sd35_medium_tiny",
+                        "forge_additional_modules": [chosen],
+                    },
+                },
+            )
             assert r.status_code == 200, r.text
-            assert f"Module 4: {chosen.rsplit('/', 1)[-1][:-len('.safetensors')]}" in json.loads(
-                r.json()["info"])["infotexts"][0]
-        r = client.post("/sdapi/v1/txt2img", json={**body, "override_settings": {
-            "sd_model_checkpoint": "sd35_medium_tiny", "forge_additional_modules": ["nope.safetensors"]}})
+            assert (
+                f"Module 4: {chosen.rsplit('/', 1)[-1][: -len('.safetensors')]}"
+                in json.loads(r.json()["info"])["infotexts"][0]
+            )
+        r = client.post(
+            "/sdapi/v1/txt2img",
+            json={
+                **body,
+                "override_settings": {
+                    "sd_model_checkpoint": "sd35_medium_tiny",
+                    "forge_additional_modules": ["nope.safetensors"],
+                },
+            },
+        )
         assert r.status_code == 400 and "nope.safetensors" in r.text

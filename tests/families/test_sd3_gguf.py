@@ -32,12 +32,23 @@ def data_dir(tmp_path, sd3_gguf_models):
 
 
 def _txt2img(client, model: str, **body):
-    payload = {"prompt": "a blue square", "negative_prompt": "blurry", "steps": 2, "width": 64, "height": 48,
-               "seed": 11, "cfg_scale": 4, "override_settings": {"sd_model_checkpoint": model}, **body}
+    payload = {
+        "prompt": "a blue square",
+        "negative_prompt": "blurry",
+        "steps": 2,
+        "width": 64,
+        "height": 48,
+        "seed": 11,
+        "cfg_scale": 4,
+        "override_settings": {"sd_model_checkpoint": model},
+        **body,
+    }
     r = client.post("/sdapi/v1/txt2img", json=payload)
     assert r.status_code == 200, r.text
-    return ([np.asarray(Image.open(io.BytesIO(base64.b64decode(b)))).astype(int) for b in r.json()["images"]],
-            json.loads(r.json()["info"]))
+    return (
+        [np.asarray(Image.open(io.BytesIO(base64.b64decode(b)))).astype(int) for b in r.json()["images"]],
+        json.loads(r.json()["info"]),
+    )
 
 
 def test_sd35_gguf_probe_list_generate(client, data_dir):
@@ -61,6 +72,8 @@ def test_sd35_gguf_probe_list_generate(client, data_dir):
 def test_damaged_gguf_is_a_clear_error(client, data_dir):
     (data_dir / "models" / "Stable-diffusion" / "broken-Q4_0.gguf").write_bytes(b"GGUF\x03\x00\x00\x00garbage")
     client.post("/sdapi/v1/refresh-checkpoints")
-    r = client.post("/sdapi/v1/txt2img", json={"steps": 1, "width": 64, "height": 64,
-                                               "override_settings": {"sd_model_checkpoint": "broken-Q4_0"}})
+    r = client.post(
+        "/sdapi/v1/txt2img",
+        json={"steps": 1, "width": 64, "height": 64, "override_settings": {"sd_model_checkpoint": "broken-Q4_0"}},
+    )
     assert r.status_code == 400 and "broken-Q4_0.gguf: not a readable GGUF file" in r.text, r.text

@@ -19,10 +19,18 @@ def _keys(text: str) -> list[str]:
 
 
 def test_batch_fields_in_saved_pngs_in_a1111_order(app):
-    req = Txt2ImgRequest(prompt="a red circle", steps=2, seed=7, batch_size=2, n_iter=2, save_images=True,
-                         subseed=3, subseed_strength=0.1)
+    req = Txt2ImgRequest(
+        prompt="a red circle",
+        steps=2,
+        seed=7,
+        batch_size=2,
+        n_iter=2,
+        save_images=True,
+        subseed=3,
+        subseed_strength=0.1,
+    )
     r = app.jobs.wait(app.submit_txt2img(req, from_api=True))
-    texts = r.infotexts[r.info["index_of_first_image"]:]  # after the grid, when it is returned
+    texts = r.infotexts[r.info["index_of_first_image"] :]  # after the grid, when it is returned
     assert [parse_infotext(t)["Batch pos"] for t in texts] == ["0", "1", "0", "1"]
     assert all(parse_infotext(t)["Batch size"] == "2" for t in texts)
     keys = _keys(texts[1])

@@ -45,6 +45,7 @@ def _unet_inputs(unet):
 
 # --- threads ---------------------------------------------------------------------------------------------------------
 
+
 def test_thread_choice_respects_flag_env_and_embedding_process():
     assert choose_threads(3, {}, owns_process=True) == ThreadPlan(3, "--threads")
     assert choose_threads(3, {"OMP_NUM_THREADS": "1"}, owns_process=False).count == 3  # the flag wins
@@ -67,9 +68,11 @@ def test_an_embedded_application_leaves_the_test_suites_thread_count_alone(make_
 
 # --- torch.compile -------------------------------------------------------------------------------------------------
 
+
 def test_compile_raising_falls_back_to_eager(tiny_unet, monkeypatch, caplog):
     def broken(*a, **k):
         raise RuntimeError("no inductor here")
+
     monkeypatch.setattr(torch, "compile", broken)
     x, ctx = _unet_inputs(tiny_unet)
     with torch.no_grad():
@@ -90,7 +93,9 @@ def test_compiled_function_raising_at_first_call_falls_back_and_stays_eager(tiny
         def compiled(*a, **k):
             calls.append(1)
             raise RuntimeError("C++ compile failed")
+
         return compiled
+
     monkeypatch.setattr(torch, "compile", fake_compile)
     x, ctx = _unet_inputs(tiny_unet)
     with torch.no_grad():
@@ -112,7 +117,9 @@ def test_compiled_forward_sits_under_autocast_and_gets_tensor_timesteps(tiny_une
         def compiled(*a, **k):
             seen.append((type(a[1]), torch.is_autocast_enabled("cpu")))
             return fn(*a, **k)
+
         return compiled
+
     monkeypatch.setattr(torch, "compile", fake_compile)
     x, ctx = _unet_inputs(tiny_unet)
     state = compile_mod.set_unet_compile(tiny_unet, True)
@@ -140,7 +147,9 @@ def test_cpu_compile_setting_reaches_the_unet_and_a_failure_still_answers(make_a
         def compiled(*a, **k):
             compiled_calls.append(1)
             return fn(*a, **k)
+
         return compiled
+
     monkeypatch.setattr(torch, "compile", fake_compile)
     app = make_app("--nowebui")
     req = Txt2ImgRequest(prompt="x", steps=2, seed=1, override_settings={"cpu_compile": True})
@@ -151,6 +160,7 @@ def test_cpu_compile_setting_reaches_the_unet_and_a_failure_still_answers(make_a
 
     def raising(*a, **k):
         raise RuntimeError("boom")
+
     compile_mod.compile_state(app.models.active.pipeline.unet).compiled = raising  # a later (re)compile that fails
     r = app.jobs.wait(app.submit_txt2img(req, from_api=True))
     assert r.images and system_report(app)["compile"]["status"] == "failed"
@@ -160,6 +170,7 @@ def test_cpu_compile_setting_reaches_the_unet_and_a_failure_still_answers(make_a
 
 # --- live previews ---------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def demo_latent(tmp_path_factory):
     """The demo model, and the final latent of "a red square on a blue background" (20 steps)."""
@@ -167,8 +178,15 @@ def demo_latent(tmp_path_factory):
 
     pipe = build_from_single_file(DEMO, tmp_path_factory.mktemp("demo-cache")).pipeline
     pipe.set_progress_bar_config(disable=True)
-    latent = pipe("a red square on a blue background", negative_prompt="", num_inference_steps=20, height=64,
-                  width=64, generator=torch.Generator().manual_seed(3), output_type="latent").images[0]
+    latent = pipe(
+        "a red square on a blue background",
+        negative_prompt="",
+        num_inference_steps=20,
+        height=64,
+        width=64,
+        generator=torch.Generator().manual_seed(3),
+        output_type="latent",
+    ).images[0]
     return pipe, latent
 
 
@@ -202,8 +220,9 @@ def test_taesd_does_not_apply_to_the_demo_latent_space(demo_latent, tmp_path):
 
 def _sd_space_vae():
     """Stands in for an SD 1.x VAE: only its config decides the latent space and the TAESD file."""
-    return SimpleNamespace(config=SimpleNamespace(latent_channels=4, block_out_channels=(1, 2, 3, 4),
-                                                  scaling_factor=0.18215))
+    return SimpleNamespace(
+        config=SimpleNamespace(latent_channels=4, block_out_channels=(1, 2, 3, 4), scaling_factor=0.18215)
+    )
 
 
 def test_taesd_missing_falls_back_to_cheap_and_says_why(tmp_path):
@@ -226,8 +245,9 @@ def test_taesd_loads_a1111_decoder_files(tmp_path, suffix):
 
     torch.manual_seed(0)
     ref = AutoencoderTiny().eval()
-    original = {f"{int(k.split('.')[1]) + 1}.{k.split('.', 2)[2]}": v for k, v in
-                ref.decoder.state_dict().items()}  # back to madebyollin's numbering
+    original = {
+        f"{int(k.split('.')[1]) + 1}.{k.split('.', 2)[2]}": v for k, v in ref.decoder.state_dict().items()
+    }  # back to madebyollin's numbering
     approx = tmp_path / "VAE-approx"
     approx.mkdir()
     path = approx / f"taesd_decoder{suffix}"
@@ -245,16 +265,23 @@ def test_taesd_loads_a1111_decoder_files(tmp_path, suffix):
     with torch.no_grad():
         expected = preview._to_pil(ref.decode(latent[None]).sample[0])
     assert np.array_equal(np.asarray(image), np.asarray(expected))
-    assert preview.preview_status("TAESD", vae, approx, src) == {"setting": "TAESD", "method": "TAESD",
-                                                                  "reason": None}
+    assert preview.preview_status("TAESD", vae, approx, src) == {"setting": "TAESD", "method": "TAESD", "reason": None}
 
 
 def test_previews_follow_the_setting_during_a_job(make_app):
     """Every method makes a preview image of the output size through the real step callback."""
     app = make_app("--nowebui")
     for method in preview.METHODS:
-        req = Txt2ImgRequest(prompt="x", steps=4, seed=1, override_settings={
-            "show_progress_type": method, "show_progress_every_n_steps": 1, "live_previews_enable": True})
+        req = Txt2ImgRequest(
+            prompt="x",
+            steps=4,
+            seed=1,
+            override_settings={
+                "show_progress_type": method,
+                "show_progress_every_n_steps": 1,
+                "live_previews_enable": True,
+            },
+        )
         job = app.submit_txt2img(req, from_api=True)
         app.jobs.wait(job)
         image = job.control.current_image
@@ -264,6 +291,7 @@ def test_previews_follow_the_setting_during_a_job(make_app):
 
 
 # --- VAE tiling and slicing ------------------------------------------------------------------------------------------
+
 
 def test_tiling_threshold():
     assert not tiling_wanted(1024, 1024, 1024 * 1024) and tiling_wanted(1032, 1024, 1024 * 1024)
@@ -296,6 +324,7 @@ def test_tiled_decode_is_as_faithful_as_the_untiled_one(demo_latent):
 
     def psnr(a):
         return 10 * np.log10(1 / ((a.clamp(-1, 1) - x) / 2).pow(2).mean().item())
+
     assert tiled.shape == plain.shape == (1, 3, 256, 256)
     print(f"\ndemo VAE at 256², PSNR against the source: untiled {psnr(plain):.1f} dB, tiled {psnr(tiled):.1f} dB")
     assert psnr(tiled) > 20 and psnr(tiled) >= psnr(plain) - 1
@@ -304,8 +333,7 @@ def test_tiled_decode_is_as_faithful_as_the_untiled_one(demo_latent):
 def test_tiling_follows_the_size_and_is_recorded_only_when_on(make_app):
     app = make_app("--nowebui")
     vae = app.models.active.pipeline.vae
-    small = app.jobs.wait(app.submit_txt2img(Txt2ImgRequest(prompt="x", steps=2, seed=1, batch_size=2),
-                                             from_api=True))
+    small = app.jobs.wait(app.submit_txt2img(Txt2ImgRequest(prompt="x", steps=2, seed=1, batch_size=2), from_api=True))
     assert "VAE tiling" not in small.infotexts[0] and not vae.use_tiling and vae.use_slicing
     req = Txt2ImgRequest(prompt="x", steps=2, seed=1, override_settings={"vae_tiling_min_pixels": 32 * 32})
     big = app.jobs.wait(app.submit_txt2img(req, from_api=True))
@@ -316,7 +344,15 @@ def test_tiling_follows_the_size_and_is_recorded_only_when_on(make_app):
 def test_hires_tiles_for_the_hires_size(make_app):
     """The first pass (64², at the threshold) is untiled; the hires decode at 128² is over it, so it tiles."""
     app = make_app("--nowebui")
-    req = Txt2ImgRequest(prompt="x", steps=2, seed=1, enable_hr=True, hr_scale=2, hr_upscaler="Latent",
-                         denoising_strength=0.5, override_settings={"vae_tiling_min_pixels": 64 * 64})
+    req = Txt2ImgRequest(
+        prompt="x",
+        steps=2,
+        seed=1,
+        enable_hr=True,
+        hr_scale=2,
+        hr_upscaler="Latent",
+        denoising_strength=0.5,
+        override_settings={"vae_tiling_min_pixels": 64 * 64},
+    )
     r = app.jobs.wait(app.submit_txt2img(req, from_api=True))
     assert r.images[0].size == (128, 128) and "VAE tiling: True" in r.infotexts[0]

@@ -25,8 +25,14 @@ def test_lanczos_by_two_matches_pil_and_is_saved(tmp_path):
     from webui.outputs import OutputWriter
 
     img = _img()
-    out, texts, paths = run_extras([(img, "a")], ExtrasRequest(upscaler_1="Lanczos", upscaling_resize=2),
-                                   models_dir=tmp_path, outputs=OutputWriter(tmp_path), save=True, max_pixels=10**7)
+    out, texts, paths = run_extras(
+        [(img, "a")],
+        ExtrasRequest(upscaler_1="Lanczos", upscaling_resize=2),
+        models_dir=tmp_path,
+        outputs=OutputWriter(tmp_path),
+        save=True,
+        max_pixels=10**7,
+    )
     assert out[0].size == (64, 48)
     assert np.array_equal(np.asarray(out[0]), np.asarray(img.resize((64, 48), Image.LANCZOS)))
     assert "Postprocess upscale by: 2" in texts[0] and "Postprocess upscaler: Lanczos" in texts[0]
@@ -36,19 +42,37 @@ def test_lanczos_by_two_matches_pil_and_is_saved(tmp_path):
 
 
 def test_scale_to_with_crop_and_second_upscaler(tmp_path):
-    req = ExtrasRequest(resize_mode=1, upscaling_resize_w=40, upscaling_resize_h=40, upscaler_1="Nearest",
-                        upscaler_2="Lanczos", extras_upscaler_2_visibility=0.5)
+    req = ExtrasRequest(
+        resize_mode=1,
+        upscaling_resize_w=40,
+        upscaling_resize_h=40,
+        upscaler_1="Nearest",
+        upscaler_2="Lanczos",
+        extras_upscaler_2_visibility=0.5,
+    )
     out, texts, _ = run_extras([(_img(), "a")], req, models_dir=tmp_path, outputs=None, save=False, max_pixels=10**7)
     assert out[0].size == (40, 40) and "Postprocess upscaler 2: Lanczos" in texts[0]
 
 
 def test_unknown_upscaler_and_oversize_are_clear_errors(tmp_path):
     with pytest.raises(InvalidRequest, match="unknown upscaler"):
-        run_extras([(_img(), "a")], ExtrasRequest(upscaler_1="Magic"), models_dir=tmp_path, outputs=None,
-                   save=False, max_pixels=10**7)
+        run_extras(
+            [(_img(), "a")],
+            ExtrasRequest(upscaler_1="Magic"),
+            models_dir=tmp_path,
+            outputs=None,
+            save=False,
+            max_pixels=10**7,
+        )
     with pytest.raises(InvalidRequest, match="over the limit"):
-        run_extras([(_img(), "a")], ExtrasRequest(upscaler_1="Lanczos", upscaling_resize=8), models_dir=tmp_path,
-                   outputs=None, save=False, max_pixels=1000)
+        run_extras(
+            [(_img(), "a")],
+            ExtrasRequest(upscaler_1="Lanczos", upscaling_resize=8),
+            models_dir=tmp_path,
+            outputs=None,
+            save=False,
+            max_pixels=1000,
+        )
 
 
 def tiny_esrgan(path: Path, scale: int = 4) -> torch.nn.Module:
@@ -83,8 +107,14 @@ def test_esrgan_file_upscales_through_extras_exactly_as_the_network(tmp_path, su
     net = tiny_esrgan(tmp_path / "ESRGAN" / f"4x-tiny{suffix}")
     assert {u.name: u.error for u in list_upscalers(tmp_path)}["4x-tiny"] is None
     img = _img()
-    out, texts, _ = run_extras([(img, "a")], ExtrasRequest(upscaler_1="4x-tiny", upscaling_resize=4),
-                               models_dir=tmp_path, outputs=None, save=False, max_pixels=10**7)
+    out, texts, _ = run_extras(
+        [(img, "a")],
+        ExtrasRequest(upscaler_1="4x-tiny", upscaling_resize=4),
+        models_dir=tmp_path,
+        outputs=None,
+        save=False,
+        max_pixels=10**7,
+    )
     assert out[0].size == (128, 96) and "Postprocess upscaler: 4x-tiny" in texts[0]
     x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1)[None]
     with torch.no_grad():
@@ -98,8 +128,14 @@ def test_esrgan_file_upscales_through_extras_exactly_as_the_network(tmp_path, su
 
 def test_esrgan_at_scale_two_is_resized_to_the_asked_size(tmp_path):
     tiny_esrgan(tmp_path / "ESRGAN" / "2x-tiny.pth", scale=2)
-    out, _, _ = run_extras([(_img(), "a")], ExtrasRequest(upscaler_1="2x-tiny", upscaling_resize=3),
-                           models_dir=tmp_path, outputs=None, save=False, max_pixels=10**7)
+    out, _, _ = run_extras(
+        [(_img(), "a")],
+        ExtrasRequest(upscaler_1="2x-tiny", upscaling_resize=3),
+        models_dir=tmp_path,
+        outputs=None,
+        save=False,
+        max_pixels=10**7,
+    )
     assert out[0].size == (96, 72)
 
 
@@ -109,11 +145,19 @@ def test_bad_model_files_are_clear_errors(tmp_path):
     (tmp_path / "ESRGAN").mkdir()
     (tmp_path / "ESRGAN" / "4x-junk.pth").write_bytes(b"not a model")
     torch.save({"encoder.weight": torch.zeros(3, 3)}, str(tmp_path / "ESRGAN" / "4x-other.pth"))
-    for name, message in (("4x-junk", "can't be used: can't read 4x-junk.pth as a state dict"),
-                          ("4x-other", "is not a model architecture spandrel knows")):
+    for name, message in (
+        ("4x-junk", "can't be used: can't read 4x-junk.pth as a state dict"),
+        ("4x-other", "is not a model architecture spandrel knows"),
+    ):
         with pytest.raises(InvalidRequest, match=message):
-            run_extras([(_img(), "a")], ExtrasRequest(upscaler_1=name), models_dir=tmp_path, outputs=None,
-                       save=False, max_pixels=10**7)
+            run_extras(
+                [(_img(), "a")],
+                ExtrasRequest(upscaler_1=name),
+                models_dir=tmp_path,
+                outputs=None,
+                save=False,
+                max_pixels=10**7,
+            )
 
 
 def test_torchvision_architectures_are_left_out_with_the_reason():
@@ -134,8 +178,15 @@ def test_without_spandrel_files_are_listed_with_the_reason(tmp_path, monkeypatch
     (tmp_path / "ESRGAN" / "4x-test.pth").write_bytes(b"x")
     assert {u.name: u.error for u in upscalers.list_upscalers(tmp_path)}["4x-test"] == "spandrel is not installed"
     with pytest.raises(InvalidRequest, match="can't be used: spandrel is not installed"):
-        run_extras([(_img(), "a")], ExtrasRequest(upscaler_1="4x-test"), models_dir=tmp_path, outputs=None,
-                   save=False, max_pixels=10**7)
+        run_extras(
+            [(_img(), "a")],
+            ExtrasRequest(upscaler_1="4x-test"),
+            models_dir=tmp_path,
+            outputs=None,
+            save=False,
+            max_pixels=10**7,
+        )
+
 
 def test_hires_fix_with_an_esrgan_model(make_app, data_dir):
     """Hires fix's image upscaler can be a model file: the first pass goes through the network, then img2img."""
@@ -143,8 +194,17 @@ def test_hires_fix_with_an_esrgan_model(make_app, data_dir):
 
     tiny_esrgan(data_dir / "models" / "ESRGAN" / "4x-tiny.safetensors")
     app = make_app("--nowebui")
-    hires = dict(prompt="a square", steps=2, seed=3, width=64, height=64, enable_hr=True, hr_scale=2,
-                 hr_second_pass_steps=1, denoising_strength=0.5)
+    hires = dict(
+        prompt="a square",
+        steps=2,
+        seed=3,
+        width=64,
+        height=64,
+        enable_hr=True,
+        hr_scale=2,
+        hr_second_pass_steps=1,
+        denoising_strength=0.5,
+    )
     r = app.jobs.wait(app.submit_txt2img(Txt2ImgRequest(hr_upscaler="4x-tiny", **hires), from_api=True))
     lanczos = app.jobs.wait(app.submit_txt2img(Txt2ImgRequest(hr_upscaler="Lanczos", **hires), from_api=True))
     assert r.images[0].size == (128, 128) and "Hires upscaler: 4x-tiny" in r.infotexts[0]
@@ -158,7 +218,12 @@ def test_a_batch_reads_the_upscaler_model_once(tmp_path, monkeypatch):
     reads = []
     real = upscalers.load_model
     monkeypatch.setattr(upscalers, "load_model", lambda path: reads.append(path) or real(path))
-    out, _, _ = run_extras([(_img(), "a"), (_img(), "b"), (_img(), "c")],
-                           ExtrasRequest(upscaler_1="4x-tiny", upscaling_resize=4), models_dir=tmp_path,
-                           outputs=None, save=False, max_pixels=10**7)
+    out, _, _ = run_extras(
+        [(_img(), "a"), (_img(), "b"), (_img(), "c")],
+        ExtrasRequest(upscaler_1="4x-tiny", upscaling_resize=4),
+        models_dir=tmp_path,
+        outputs=None,
+        save=False,
+        max_pixels=10**7,
+    )
     assert [o.size for o in out] == [(128, 96)] * 3 and len(reads) == 1

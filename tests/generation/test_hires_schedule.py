@@ -6,8 +6,18 @@ from __future__ import annotations
 from webui.generation import hires
 from webui.generation.requests import Txt2ImgRequest
 
-HIRES = dict(prompt="a red circle", steps=3, seed=7, sampler_name="Euler", scheduler="Automatic", enable_hr=True,
-             hr_scale=1.5, hr_upscaler="Latent", hr_second_pass_steps=3, denoising_strength=0.6)
+HIRES = dict(
+    prompt="a red circle",
+    steps=3,
+    seed=7,
+    sampler_name="Euler",
+    scheduler="Automatic",
+    enable_hr=True,
+    hr_scale=1.5,
+    hr_upscaler="Latent",
+    hr_second_pass_steps=3,
+    denoising_strength=0.6,
+)
 
 
 def _run(app, **kw):

@@ -61,11 +61,20 @@ def test_each_resize_mode_gives_the_requested_size(app, mode):
 @pytest.mark.parametrize("invert", [0, 1])
 def test_unmasked_pixels_unchanged_and_masked_area_changes(app, full_res, invert):
     init, mask = _init(), _mask()
-    r = _run(app, image=init, mask=mask, inpaint_full_res=full_res, inpainting_mask_invert=invert, mask_blur=4,
-             denoising_strength=1.0, inpaint_full_res_padding=4)
+    r = _run(
+        app,
+        image=init,
+        mask=mask,
+        inpaint_full_res=full_res,
+        inpainting_mask_invert=invert,
+        mask_blur=4,
+        denoising_strength=1.0,
+        inpaint_full_res_padding=4,
+    )
     out, src = _a(r.images[0]), _a(init)
     # where the blurred mask is exactly 0 the output must equal the input
     from webui.generation.images import prepare_mask
+
     _, blurred = prepare_mask(mask, init.size, invert=bool(invert), blur=4)
     untouched = np.asarray(blurred) == 0
     assert untouched.any()
@@ -100,8 +109,16 @@ def test_nine_channel_inpainting_checkpoint(app, data_dir, tiny_inpaint_file, fu
     model = app.switch_checkpoint("tiny-inpainting")
     assert model.probe.inpainting
     init, mask = _init(), _mask()
-    r = _run(app, image=init, mask=mask, mask_blur=0, denoising_strength=1.0, inpaint_full_res=full_res,
-             inpainting_mask_invert=invert, inpaint_full_res_padding=4)
+    r = _run(
+        app,
+        image=init,
+        mask=mask,
+        mask_blur=0,
+        denoising_strength=1.0,
+        inpaint_full_res=full_res,
+        inpainting_mask_invert=invert,
+        inpaint_full_res_padding=4,
+    )
     out, src = _a(r.images[0]), _a(init)
     keep = (np.asarray(mask) == 0) ^ bool(invert)
     assert np.abs(out - src)[keep].max() <= 2 and np.abs(out - src)[~keep].mean() > 5
@@ -110,6 +127,7 @@ def test_nine_channel_inpainting_checkpoint(app, data_dir, tiny_inpaint_file, fu
         return
     # txt2img on an inpainting model works too (A1111 runs it as inpainting of a blank image)
     from webui.generation.requests import Txt2ImgRequest
+
     t = app.jobs.wait(app.submit_txt2img(Txt2ImgRequest(prompt="x", steps=3, seed=1), from_api=True))
     assert t.images[0].size == (64, 64)
 
@@ -132,14 +150,19 @@ def test_batch_folder_with_masks(app, tmp_path):
     _init((48, 48)).save(src / "b.jpg")
     (src / "notes.txt").write_text("not an image")
     _mask().save(masks / "a.png")
-    job = app.submit_img2img_batch(Img2ImgRequest(prompt="x", steps=3, seed=1, width=64, height=64),
-                                   input_dir=str(src), output_dir=str(dst), mask_dir=str(masks))
+    job = app.submit_img2img_batch(
+        Img2ImgRequest(prompt="x", steps=3, seed=1, width=64, height=64),
+        input_dir=str(src),
+        output_dir=str(dst),
+        mask_dir=str(masks),
+    )
     app.jobs.wait(job)
     assert sorted(p.name for p in dst.iterdir()) == ["a.png", "b.png"]
     a = Image.open(dst / "a.png")
     assert "Mask blur" in a.info["parameters"] and "Mask blur" not in Image.open(dst / "b.png").info["parameters"]
     keep = np.asarray(_mask()) == 0
     from webui.generation.images import prepare_mask
+
     _, blurred = prepare_mask(_mask(), (64, 64), invert=False, blur=4)
     untouched = np.asarray(blurred) == 0
     assert np.abs(_a(a) - _a(_init()))[untouched].max() <= 2 and keep.any()

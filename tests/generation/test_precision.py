@@ -76,36 +76,51 @@ def test_fp32_path_is_bit_identical_to_plain_diffusers(make_app, data_dir, tmp_p
     from webui.models.loader import probe_file, write_config_folder
 
     app = make_app("--nowebui", "--no-half")
-    req = Txt2ImgRequest(prompt="a red circle", negative_prompt="", steps=5, seed=42, sampler_name="Euler a",
-                         scheduler="Uniform")
+    req = Txt2ImgRequest(
+        prompt="a red circle", negative_prompt="", steps=5, seed=42, sampler_name="Euler a", scheduler="Uniform"
+    )
     ours = app.jobs.wait(app.submit_txt2img(req, from_api=True))
     assert "Precision: fp32" in ours.infotexts[0]
     path = app.models.active.info.path
     folder = write_config_folder(probe_file(path), tmp_path)
-    pipe = StableDiffusionPipeline.from_single_file(str(path), config=str(folder), local_files_only=True,
-                                                    safety_checker=None, feature_extractor=None,
-                                                    requires_safety_checker=False)
+    pipe = StableDiffusionPipeline.from_single_file(
+        str(path),
+        config=str(folder),
+        local_files_only=True,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(app.models.active.scheduler_config)
     latents = image_noise(42, (4, 8, 8))[None]
-    plain = pipe(prompt="a red circle", negative_prompt="", num_inference_steps=5, latents=latents,
-                 generator=[torch.Generator().manual_seed(42)], height=64, width=64,
-                 guidance_scale=7.0).images[0]
+    plain = pipe(
+        prompt="a red circle",
+        negative_prompt="",
+        num_inference_steps=5,
+        latents=latents,
+        generator=[torch.Generator().manual_seed(42)],
+        height=64,
+        width=64,
+        guidance_scale=7.0,
+    ).images[0]
     assert np.array_equal(np.asarray(plain), np.asarray(ours.images[0]))
 
 
 def test_infotext_records_bf16_when_forced(app, monkeypatch):
     if not app.policy.cpu_bf16:
         pytest.skip("this CPU has no native bf16")
-    r = app.jobs.wait(app.submit_txt2img(Txt2ImgRequest(prompt="x", steps=3, seed=1,
-                                                        override_settings={"cpu_precision": "bf16"}), from_api=True))
+    r = app.jobs.wait(
+        app.submit_txt2img(
+            Txt2ImgRequest(prompt="x", steps=3, seed=1, override_settings={"cpu_precision": "bf16"}), from_api=True
+        )
+    )
     assert "Precision: bf16" in r.infotexts[0]
     r2 = app.jobs.wait(app.submit_txt2img(Txt2ImgRequest(prompt="x", steps=3, seed=1), from_api=True))
     assert "Precision: fp32" in r2.infotexts[0]
     # the API's `infotext` field replays a job: the recorded precision comes back with it, so do the pixels
     from webui.generation.prepare import apply_infotext
 
-    replay = app.jobs.wait(app.submit_txt2img(apply_infotext(Txt2ImgRequest(infotext=r.infotexts[0])),
-                                              from_api=True))
+    replay = app.jobs.wait(app.submit_txt2img(apply_infotext(Txt2ImgRequest(infotext=r.infotexts[0])), from_api=True))
     assert "Precision: bf16" in replay.infotexts[0]
     assert np.array_equal(np.asarray(replay.images[0]), np.asarray(r.images[0]))
     assert not np.array_equal(np.asarray(r2.images[0]), np.asarray(r.images[0]))
@@ -132,8 +147,16 @@ def _demo_image(pipe, bf16: bool, seed: int = 7, prompt: str = "a red square on 
     install_unet_autocast(pipe.unet).enabled = bf16
     try:
         with bf16_weights(pipe):
-            return pipe(prompt, negative_prompt="", num_inference_steps=20, guidance_scale=7.0, height=64, width=64,
-                        generator=torch.Generator().manual_seed(seed), output_type="np").images[0]
+            return pipe(
+                prompt,
+                negative_prompt="",
+                num_inference_steps=20,
+                guidance_scale=7.0,
+                height=64,
+                width=64,
+                generator=torch.Generator().manual_seed(seed),
+                output_type="np",
+            ).images[0]
     finally:
         install_unet_autocast(pipe.unet).enabled = False
 
@@ -147,6 +170,7 @@ def test_demo_unet_per_step_outputs_under_bf16_stay_within_one_percent(demo_pipe
 
     def record(module, args, kwargs):
         inputs.append((args[0].clone(), args[1], kwargs["encoder_hidden_states"].clone()))
+
     handle = demo_pipe.unet.register_forward_pre_hook(record, with_kwargs=True)
     try:
         _demo_image(demo_pipe, bf16=False)
@@ -177,8 +201,10 @@ def test_demo_txt2img_bf16_matches_fp32_above_25_db(demo_pipe):
     with the thread count), which PSNR punishes hard; so the per-image floor is 15 dB, which still catches a
     different picture (a wrong colour or shape is < 10 dB)."""
     values = [psnr(_demo_image(demo_pipe, False, seed), _demo_image(demo_pipe, True, seed)) for seed in range(1, 11)]
-    print(f"\ndemo txt2img bf16 vs fp32 PSNR (dB), seeds 1-10: {[round(float(v), 1) for v in values]}, "
-          f"median {np.median(values):.1f}")
+    print(
+        f"\ndemo txt2img bf16 vs fp32 PSNR (dB), seeds 1-10: {[round(float(v), 1) for v in values]}, "
+        f"median {np.median(values):.1f}"
+    )
     assert np.median(values) >= 25, values
     assert min(values) >= 15, values
 
@@ -191,8 +217,11 @@ def test_cpu_without_bf16_falls_back_to_fp32_and_says_so(monkeypatch, make_app):
     monkeypatch.setattr(device_mod, "cpu_has_native_bf16", lambda: False)
     app = make_app("--nowebui")
     assert not app.policy.cpu_bf16 and "no native bf16" in app.policy.note
-    r = app.jobs.wait(app.submit_txt2img(Txt2ImgRequest(prompt="x", steps=2, seed=1,
-                                                        override_settings={"cpu_precision": "bf16"}), from_api=True))
+    r = app.jobs.wait(
+        app.submit_txt2img(
+            Txt2ImgRequest(prompt="x", steps=2, seed=1, override_settings={"cpu_precision": "bf16"}), from_api=True
+        )
+    )
     assert "Precision: fp32" in r.infotexts[0]
     report = system_report(app)
     assert report["policy"]["cpu_bf16"] is False and "no native bf16" in report["policy"]["note"]
@@ -275,8 +304,9 @@ def test_prepacked_convolutions_repack_when_the_size_changes(tiny_models, tmp_pa
     assert all(torch.equal(a, b) for a, b in zip(out, ref))
 
 
-def test_a_failing_prepacked_convolution_falls_back_and_the_request_still_succeeds(tiny_models, tmp_path,
-                                                                                   monkeypatch, caplog):
+def test_a_failing_prepacked_convolution_falls_back_and_the_request_still_succeeds(
+    tiny_models, tmp_path, monkeypatch, caplog
+):
     """If oneDNN ever refused a packed weight, that convolution uses the ordinary kernel under autocast and says
     so in the log; the call completes, as close to fp32 as ever."""
     from webui.models import conv_prepack
@@ -290,6 +320,7 @@ def test_a_failing_prepacked_convolution_falls_back_and_the_request_still_succee
 
     def refuse(*args):
         raise RuntimeError("unsupported weight")
+
     switch.enabled = True
     try:
         with torch.no_grad():

@@ -14,8 +14,17 @@ TEXT = "a cat\nNegative prompt: a dog\nSteps: 3, Sampler: Euler, CFG scale: 5, S
 def test_infotext_fills_what_was_not_set_and_fields_set_says_so() -> None:
     req = apply_infotext(Txt2ImgRequest(infotext=TEXT, steps=2))
     assert (req.prompt, req.negative_prompt, req.steps, req.seed, req.cfg_scale) == ("a cat", "a dog", 2, 7, 5.0)
-    assert req.model_fields_set == {"infotext", "steps", "prompt", "negative_prompt", "sampler_name", "cfg_scale",
-                                    "seed", "width", "height"}
+    assert req.model_fields_set == {
+        "infotext",
+        "steps",
+        "prompt",
+        "negative_prompt",
+        "sampler_name",
+        "cfg_scale",
+        "seed",
+        "width",
+        "height",
+    }
     same = apply_infotext(req)  # a prepared request prepares to the same request
     assert same.model_dump() == req.model_dump() and same.model_fields_set == req.model_fields_set
     with pytest.raises(InvalidRequest, match="infotext gives an invalid value for steps"):

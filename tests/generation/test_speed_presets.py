@@ -25,8 +25,10 @@ def _images(app, **overrides):
     return np.asarray(res.images[0]), res.infotexts[0]
 
 
-@pytest.mark.parametrize("preset, field", [({"step_cache_interval": 3}, "Step cache: 3"),
-                                           ({"token_merging_ratio": 0.5}, "Token merging ratio: 0.5")])
+@pytest.mark.parametrize(
+    "preset, field",
+    [({"step_cache_interval": 3}, "Step cache: 3"), ({"token_merging_ratio": 0.5}, "Token merging ratio: 0.5")],
+)
 def test_a_preset_repeats_its_pixels_and_off_is_bit_exact_with_before(make_app, preset, field):
     app = make_app("--nowebui")
     plain, plain_info = _images(app)
@@ -47,8 +49,10 @@ def test_a_preset_repeats_its_pixels_and_off_is_bit_exact_with_before(make_app, 
 
 
 def test_infotext_fields_round_trip_and_read_with_a1111s_regex():
-    text = ("a cat\nSteps: 20, Sampler: Euler a, Seed: 1, Size: 64x64, Token merging ratio: 0.3, "
-            "Token merging ratio hr: 0.5, Step cache: 4, Version: easel")
+    text = (
+        "a cat\nSteps: 20, Sampler: Euler a, Seed: 1, Size: 64x64, Token merging ratio: 0.3, "
+        "Token merging ratio hr: 0.5, Step cache: 4, Version: easel"
+    )
     pairs = dict(PARAM_RE.findall(text.splitlines()[-1]))
     assert pairs["Step cache"] == "4" and pairs["Token merging ratio hr"] == "0.5"
     overrides = infotext_to_request_fields(parse_infotext(text))["override_settings"]
@@ -57,10 +61,15 @@ def test_infotext_fields_round_trip_and_read_with_a1111s_regex():
 
 def test_hires_pass_gets_its_own_ratio_and_the_infotext_names_it(make_app):
     app = make_app("--nowebui")
-    req = Txt2ImgRequest(prompt="a red circle", steps=3, seed=2, enable_hr=True, hr_scale=1.5,
-                         hr_second_pass_steps=2, override_settings={"token_merging_ratio": 0.3,
-                                                                    "token_merging_ratio_hr": 0.6,
-                                                                    "step_cache_interval": 2})
+    req = Txt2ImgRequest(
+        prompt="a red circle",
+        steps=3,
+        seed=2,
+        enable_hr=True,
+        hr_scale=1.5,
+        hr_second_pass_steps=2,
+        override_settings={"token_merging_ratio": 0.3, "token_merging_ratio_hr": 0.6, "step_cache_interval": 2},
+    )
     info = app.jobs.wait(app.submit_txt2img(req, from_api=True)).infotexts[0]
     assert "Token merging ratio: 0.3, Token merging ratio hr: 0.6" in info and "Step cache: 2" in info
     config = runtime.RuntimeConfig(token_merging=0.3, token_merging_hr=0.6)
@@ -75,8 +84,14 @@ def _deep_calls(pipe, interval: int, steps: int = 10) -> tuple[int, int, int]:
     h2 = pipe.unet.mid_block.register_forward_hook(lambda m, a, o: calls.__setitem__("mid", calls["mid"] + 1))
     try:
         with runtime.step_cache(pipe, runtime.RuntimeConfig(step_cache=interval)):
-            pipe("a red circle", num_inference_steps=steps, height=64, width=64, output_type="latent",
-                 generator=torch.Generator().manual_seed(1))
+            pipe(
+                "a red circle",
+                num_inference_steps=steps,
+                height=64,
+                width=64,
+                output_type="latent",
+                generator=torch.Generator().manual_seed(1),
+            )
             hook = step_cache.clock(pipe.unet)
             reused = hook.state.reused_calls if hook is not None else 0
     finally:
@@ -120,8 +135,11 @@ def test_token_merging_merges_the_full_resolution_self_attention_only(app):
 
     from diffusers.models.attention import BasicTransformerBlock
 
-    handles = [b.attn1.to_q.register_forward_pre_hook(record(n))
-               for n, b in pipe.unet.named_modules() if isinstance(b, BasicTransformerBlock)]
+    handles = [
+        b.attn1.to_q.register_forward_pre_hook(record(n))
+        for n, b in pipe.unet.named_modules()
+        if isinstance(b, BasicTransformerBlock)
+    ]
     try:
         with runtime.token_merging(pipe, runtime.RuntimeConfig(token_merging=0.5)):
             out = pipe("a red circle", num_inference_steps=1, height=64, width=64, output_type="latent").images
@@ -134,21 +152,39 @@ def test_token_merging_merges_the_full_resolution_self_attention_only(app):
     assert out.shape[-2:] == (8, 8) and torch.isfinite(out).all()  # unmerged back to every token
 
 
-@pytest.mark.parametrize("bad", [
-    {"step_cache_interval": 11}, {"step_cache_interval": -1}, {"step_cache_interval": 1e9},
-    {"step_cache_interval": "NaN"}, {"step_cache_interval": 2.5}, {"step_cache_interval": "../3"},
-    {"token_merging_ratio": 0.95}, {"token_merging_ratio": -0.1}, {"token_merging_ratio": "NaN"},
-    {"token_merging_ratio": "Infinity"}, {"token_merging_ratio": 1e9}, {"token_merging_ratio_hr": 2},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"step_cache_interval": 11},
+        {"step_cache_interval": -1},
+        {"step_cache_interval": 1e9},
+        {"step_cache_interval": "NaN"},
+        {"step_cache_interval": 2.5},
+        {"step_cache_interval": "../3"},
+        {"token_merging_ratio": 0.95},
+        {"token_merging_ratio": -0.1},
+        {"token_merging_ratio": "NaN"},
+        {"token_merging_ratio": "Infinity"},
+        {"token_merging_ratio": 1e9},
+        {"token_merging_ratio_hr": 2},
+    ],
+)
 def test_out_of_range_is_422_on_every_route_and_nothing_is_saved(client, app, bad):
-    body = {"prompt": "x", "steps": 1, "width": 64, "height": 64, "override_settings": bad,
-            "override_settings_restore_afterwards": False}
+    body = {
+        "prompt": "x",
+        "steps": 1,
+        "width": 64,
+        "height": 64,
+        "override_settings": bad,
+        "override_settings_restore_afterwards": False,
+    }
     r = client.post("/sdapi/v1/txt2img", json=body)
     assert r.status_code == 422 and next(iter(bad)) in r.json()["detail"], r.text[:300]
     r = client.post("/sdapi/v1/options", json=bad)
     assert r.status_code == 422, r.text[:300]
-    r = client.post("/sdapi/v1/options", json=bad, headers={"Origin": "https://evil.example",
-                                                             "Sec-Fetch-Site": "cross-site"})
+    r = client.post(
+        "/sdapi/v1/options", json=bad, headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
+    )
     assert r.status_code == 403
     f = app.paths.config_file
     saved = json.loads(f.read_text()) if f.exists() else {}
@@ -164,8 +200,10 @@ def test_settings_take_the_presets_through_the_options_api(client, app):
     options = client.get("/sdapi/v1/options").json()
     assert options["step_cache_interval"] == 4 and options["token_merging_ratio"] == 0.3
     # the Settings tab builds one component per option, grouped by section: these sit under Optimizations (A1111's)
-    assert all(app.options.defs[k].section == "Optimizations" for k in
-               ("step_cache_interval", "token_merging_ratio", "token_merging_ratio_hr"))
+    assert all(
+        app.options.defs[k].section == "Optimizations"
+        for k in ("step_cache_interval", "token_merging_ratio", "token_merging_ratio_hr")
+    )
 
 
 def test_one_step_runs_in_a_loop_keep_a_bounded_number_of_slots(app):
@@ -201,8 +239,11 @@ def test_sdxl_runs_both_presets_same_seed_same_pixels(make_app, data_dir):
     plain, _ = _images(app)
     # SDXL has no attention at the full resolution: ToMe merges at the next level (else 0.5 would change nothing)
     unet = app.models.active.pipeline.unet
-    assert token_merge.blocks(unet) and all(not name.startswith(("down_blocks.0.", "up_blocks.1."))
-                                            for name, m in unet.named_modules() if m in token_merge.blocks(unet))
+    assert token_merge.blocks(unet) and all(
+        not name.startswith(("down_blocks.0.", "up_blocks.1."))
+        for name, m in unet.named_modules()
+        if m in token_merge.blocks(unet)
+    )
     assert not np.array_equal(_images(app, token_merging_ratio=0.5)[0], plain)
     fast, info = _images(app, **both)
     again, _ = _images(app, **both)
@@ -225,8 +266,9 @@ def test_inpainting_with_both_presets_repeats_and_keeps_unmasked_pixels(make_app
     ImageDraw.Draw(mask).rectangle((20, 20, 44, 44), fill=255)
 
     def run(**overrides):
-        req = Img2ImgRequest(prompt="a yellow square", steps=8, seed=3, denoising_strength=0.75, mask_blur=0,
-                             override_settings=overrides)
+        req = Img2ImgRequest(
+            prompt="a yellow square", steps=8, seed=3, denoising_strength=0.75, mask_blur=0, override_settings=overrides
+        )
         res = app.jobs.wait(app.submit_img2img(req, from_api=True, images=[init], mask=mask))
         return np.asarray(res.images[0].convert("RGB")), res.infotexts[0]
 

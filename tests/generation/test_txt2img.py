@@ -111,24 +111,58 @@ def test_interrupt_returns_finished_images(app):
 
 
 def test_api_png_carries_infotext(client):
-    r = client.post("/sdapi/v1/txt2img", json={"prompt": "a, \"quoted\" prompt", "steps": 2, "seed": 3})
+    r = client.post("/sdapi/v1/txt2img", json={"prompt": 'a, "quoted" prompt', "steps": 2, "seed": 3})
     body = r.json()
     png = Image.open(io.BytesIO(base64.b64decode(body["images"][0])))
     info = json.loads(body["info"])
     assert png.info["parameters"] == info["infotexts"][0]
-    for key in ("prompt", "all_prompts", "negative_prompt", "all_negative_prompts", "seed", "all_seeds", "subseed",
-                "all_subseeds", "subseed_strength", "width", "height", "sampler_name", "cfg_scale", "steps",
-                "batch_size", "restore_faces", "sd_model_name", "sd_model_hash", "sd_vae_name", "sd_vae_hash",
-                "seed_resize_from_w", "seed_resize_from_h", "denoising_strength", "extra_generation_params",
-                "index_of_first_image", "infotexts", "styles", "job_timestamp", "clip_skip",
-                "is_using_inpainting_conditioning", "version"):
+    for key in (
+        "prompt",
+        "all_prompts",
+        "negative_prompt",
+        "all_negative_prompts",
+        "seed",
+        "all_seeds",
+        "subseed",
+        "all_subseeds",
+        "subseed_strength",
+        "width",
+        "height",
+        "sampler_name",
+        "cfg_scale",
+        "steps",
+        "batch_size",
+        "restore_faces",
+        "sd_model_name",
+        "sd_model_hash",
+        "sd_vae_name",
+        "sd_vae_hash",
+        "seed_resize_from_w",
+        "seed_resize_from_h",
+        "denoising_strength",
+        "extra_generation_params",
+        "index_of_first_image",
+        "infotexts",
+        "styles",
+        "job_timestamp",
+        "clip_skip",
+        "is_using_inpainting_conditioning",
+        "version",
+    ):
         assert key in info, key
 
 
-@pytest.mark.parametrize("payload, field", [
-    ({"steps": 0}, "steps"), ({"batch_size": -1}, "batch_size"), ({"n_iter": 0}, "n_iter"),
-    ({"width": "wide"}, "width"), ({"cfg_scale": "x"}, "cfg_scale"), ({"seed": [1]}, "seed"),
-])
+@pytest.mark.parametrize(
+    "payload, field",
+    [
+        ({"steps": 0}, "steps"),
+        ({"batch_size": -1}, "batch_size"),
+        ({"n_iter": 0}, "n_iter"),
+        ({"width": "wide"}, "width"),
+        ({"cfg_scale": "x"}, "cfg_scale"),
+        ({"seed": [1]}, "seed"),
+    ],
+)
 def test_bad_fields_are_422_naming_the_field(client, payload, field):
     r = client.post("/sdapi/v1/txt2img", json={"prompt": "x", **payload})
     assert r.status_code == 422 and field in r.json()["detail"]
@@ -155,5 +189,6 @@ def test_hires_resize_to_and_unknown_upscaler(app):
     r = _run(app, enable_hr=True, hr_resize_x=96, hr_resize_y=0, hr_upscaler="Nearest", hr_second_pass_steps=1)
     assert r.images[0].size == (96, 96) and "Hires resize: 96x96" in r.infotexts[0]
     from webui.errors import InvalidRequest
+
     with pytest.raises(InvalidRequest, match="unknown upscaler"):
         _run(app, enable_hr=True, hr_upscaler="Magic 9000")

@@ -41,8 +41,14 @@ def test_demo_vae_decodes_in_bf16_within_40_db_and_fp32_is_untouched_after(tmp_p
     vae = pipe.vae
     values = []
     for seed in (1, 2, 3):
-        latents = pipe("a red circle on a blue background", num_inference_steps=20, height=64, width=64,
-                       generator=torch.Generator().manual_seed(seed), output_type="latent").images
+        latents = pipe(
+            "a red circle on a blue background",
+            num_inference_steps=20,
+            height=64,
+            width=64,
+            generator=torch.Generator().manual_seed(seed),
+            output_type="latent",
+        ).images
         z = latents / vae.config.scaling_factor
         with torch.no_grad():
             ref = vae.decode(z).sample
@@ -135,8 +141,10 @@ def test_automatic_decodes_in_bf16_records_it_and_an_explicit_fp32_is_named(make
     assert np.array_equal(np.asarray(auto.images[0]), np.asarray(forced.images[0]))
     plain = app.jobs.wait(app.submit_txt2img(req(cpu_vae_precision="fp32"), from_api=True))
     assert "VAE precision: fp32" in plain.infotexts[0]  # Automatic would pick bf16: pasted back, fp32 again
-    assert infotext_to_request_fields(parse_infotext(plain.infotexts[0]))["override_settings"][
-        "cpu_vae_precision"] == "fp32"
+    assert (
+        infotext_to_request_fields(parse_infotext(plain.infotexts[0]))["override_settings"]["cpu_vae_precision"]
+        == "fp32"
+    )
     a, b = np.asarray(auto.images[0]), np.asarray(plain.images[0])
     assert not np.array_equal(a, b) and psnr(a, b, peak=255) > 30
     again = app.jobs.wait(app.submit_txt2img(req(), from_api=True))

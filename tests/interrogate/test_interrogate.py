@@ -18,11 +18,25 @@ def tiny_clip(tmp_path_factory):
     from transformers import CLIPConfig, CLIPModel
 
     torch.manual_seed(0)
-    config = CLIPConfig(text_config=dict(vocab_size=49408, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                                         num_attention_heads=2, max_position_embeddings=77),
-                        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=37,
-                                           num_hidden_layers=2, num_attention_heads=2),
-                        projection_dim=16)
+    config = CLIPConfig(
+        text_config=dict(
+            vocab_size=49408,
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=77,
+        ),
+        vision_config=dict(
+            image_size=32,
+            patch_size=8,
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+        ),
+        projection_dim=16,
+    )
     folder = tmp_path_factory.mktemp("interrogate") / "tiny-clip"
     CLIPModel(config).save_pretrained(str(folder), safe_serialization=True)
     return folder
@@ -100,11 +114,21 @@ def test_without_a_model_the_message_names_the_folder(client):
     assert r.status_code == 422 and "deepdanbooru" in r.json()["detail"]
 
 
-@pytest.mark.parametrize("body", [
-    {"image": ""}, {"image": "not base64!!"}, {"image": base64.b64encode(b"\x89PNG garbage").decode()},
-    {"image": "AAAA", "model": "../../etc/passwd"}, {"image": "AAAA", "model": "x" * 1000}, {"model": "clip"},
-    {"image": 5}, {"image": ["a"]}, {"image": "/etc/passwd"},
-], ids=["empty", "junk", "bad-png", "dotdot-model", "huge-model", "no-image", "int", "list", "abs-path"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"image": ""},
+        {"image": "not base64!!"},
+        {"image": base64.b64encode(b"\x89PNG garbage").decode()},
+        {"image": "AAAA", "model": "../../etc/passwd"},
+        {"image": "AAAA", "model": "x" * 1000},
+        {"model": "clip"},
+        {"image": 5},
+        {"image": ["a"]},
+        {"image": "/etc/passwd"},
+    ],
+    ids=["empty", "junk", "bad-png", "dotdot-model", "huge-model", "no-image", "int", "list", "abs-path"],
+)
 def test_hostile_bodies_are_4xx_json(clip_client, body):
     r = clip_client.post("/sdapi/v1/interrogate", json=body)
     assert 400 <= r.status_code < 500 and r.headers["content-type"].startswith("application/json"), r.text
@@ -117,8 +141,9 @@ def test_unknown_model_name_and_cross_site_origin(clip_client):
     clip_client.post("/sdapi/v1/options", json={"interrogate_clip_model": "../../etc"})
     r = clip_client.post("/sdapi/v1/interrogate", json={"image": _b64(_image())})
     assert r.status_code == 422 and "models/interrogate" in r.json()["detail"]
-    r = clip_client.post("/sdapi/v1/interrogate", json={"image": _b64(_image())},
-                         headers={"Origin": "https://evil.example"})
+    r = clip_client.post(
+        "/sdapi/v1/interrogate", json={"image": _b64(_image())}, headers={"Origin": "https://evil.example"}
+    )
     assert 400 <= r.status_code < 500
 
 

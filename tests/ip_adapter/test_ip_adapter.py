@@ -26,9 +26,12 @@ def write_tiny_adapter(path, seed: int = 0):
     unet = tiny_components(0)[0]
     cross, blocks = unet.config.cross_attention_dim, list(unet.config.block_out_channels)
     g = torch.Generator().manual_seed(seed)
-    state = {"image_proj.proj.weight": torch.randn(cross * 4, ENC_DIM, generator=g),
-             "image_proj.proj.bias": torch.zeros(cross * 4),
-             "image_proj.norm.weight": torch.ones(cross), "image_proj.norm.bias": torch.zeros(cross)}
+    state = {
+        "image_proj.proj.weight": torch.randn(cross * 4, ENC_DIM, generator=g),
+        "image_proj.proj.bias": torch.zeros(cross * 4),
+        "image_proj.norm.weight": torch.ones(cross),
+        "image_proj.norm.bias": torch.zeros(cross),
+    }
     key = 1
     for name in unet.attn_processors:
         if name.endswith("attn1.processor"):
@@ -51,9 +54,17 @@ def write_tiny_encoder(folder):
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     torch.manual_seed(0)
-    CLIPVisionModelWithProjection(CLIPVisionConfig(image_size=32, patch_size=8, hidden_size=32, intermediate_size=37,
-                                                   num_hidden_layers=1, num_attention_heads=2,
-                                                   projection_dim=ENC_DIM)).save_pretrained(str(folder))
+    CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            image_size=32,
+            patch_size=8,
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            projection_dim=ENC_DIM,
+        )
+    ).save_pretrained(str(folder))
     return folder
 
 
@@ -102,8 +113,9 @@ def _gen(client, **units) -> np.ndarray:
     r = client.post("/sdapi/v1/txt2img", json=body)
     assert r.status_code == 200, r.text
     data = r.json()
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data["images"][0]))).convert("RGB"), dtype=np.int16), \
-        json.loads(data["info"])["infotexts"][0]
+    return np.asarray(
+        Image.open(io.BytesIO(base64.b64decode(data["images"][0]))).convert("RGB"), dtype=np.int16
+    ), json.loads(data["info"])["infotexts"][0]
 
 
 def _unit(**kw):
@@ -158,8 +170,13 @@ def test_sd_webui_controlnet_unit_route(ip_client):
     """sd-webui-controlnet clients send IP-Adapter as a ControlNet unit: the same pixels as the IP-Adapter script;
     a ControlNet unit of another module beside it is still ControlNet's (here: disabled, so no effect)."""
     full, _ = _gen(ip_client, u=_unit())
-    cn_unit = {"enabled": True, "module": "ip-adapter_clip_sd15", "model": "ip-adapter_tiny [0123abcd]",
-               "weight": 1.0, "image": _b64(_prompt_image())}
+    cn_unit = {
+        "enabled": True,
+        "module": "ip-adapter_clip_sd15",
+        "model": "ip-adapter_tiny [0123abcd]",
+        "weight": 1.0,
+        "image": _b64(_prompt_image()),
+    }
     body = {**BASE, "alwayson_scripts": {"controlnet": {"args": [{"enabled": False, "module": "none"}, cn_unit]}}}
     r = ip_client.post("/sdapi/v1/txt2img", json=body)
     assert r.status_code == 200, r.text
@@ -176,36 +193,69 @@ def test_sd_webui_controlnet_unit_route(ip_client):
 
 
 def test_missing_files_name_their_folders(client, ip_client):
-    r = ip_client.post("/sdapi/v1/txt2img", json={**BASE, "alwayson_scripts": {"IP-Adapter": {"args": [
-        _unit(model="ip-adapter_sd15")]}}})
+    r = ip_client.post(
+        "/sdapi/v1/txt2img",
+        json={**BASE, "alwayson_scripts": {"IP-Adapter": {"args": [_unit(model="ip-adapter_sd15")]}}},
+    )
     assert r.status_code == 422 and "models/ipadapter" in r.text
     ip_client.post("/sdapi/v1/options", json={"ip_adapter_image_encoder": "nope"})
     r = ip_client.post("/sdapi/v1/txt2img", json={**BASE, "alwayson_scripts": {"IP-Adapter": {"args": [_unit()]}}})
     assert r.status_code == 422 and "models/clip_vision" in r.text
-    assert ip_client.get("/ext/ip_adapter/models").json() == {"models": ["ip-adapter_tiny.safetensors"],
-                                                               "image_encoders": ["tiny-vision"]}
+    assert ip_client.get("/ext/ip_adapter/models").json() == {
+        "models": ["ip-adapter_tiny.safetensors"],
+        "image_encoders": ["tiny-vision"],
+    }
     ip_client.post("/sdapi/v1/options", json={"ip_adapter_image_encoder": ""})
     from safetensors.torch import save_file
 
     folder = ip_client.easel_app.paths.models_dir / "ipadapter"
-    save_file({"image_proj.proj.weight": torch.zeros(128, ENC_DIM), "ip_adapter.1.to_k_ip.weight": torch.zeros(32, 32)},
-              str(folder / "other-family.safetensors"))
+    save_file(
+        {"image_proj.proj.weight": torch.zeros(128, ENC_DIM), "ip_adapter.1.to_k_ip.weight": torch.zeros(32, 32)},
+        str(folder / "other-family.safetensors"),
+    )
     (folder / "junk.safetensors").write_bytes(b"not safetensors")
     for name, why in (("other-family", "attention layers"), ("junk", "not a readable safetensors")):
-        r = ip_client.post("/sdapi/v1/txt2img", json={**BASE, "alwayson_scripts": {"IP-Adapter": {"args": [
-            _unit(model=name)]}}})
+        r = ip_client.post(
+            "/sdapi/v1/txt2img", json={**BASE, "alwayson_scripts": {"IP-Adapter": {"args": [_unit(model=name)]}}}
+        )
         assert r.status_code == 422 and why in r.text, r.text
 
 
-@pytest.mark.parametrize("unit", [
-    {"weight": 1e9}, {"weight": -1}, {"weight": "1"}, {"image": "not base64"}, {"image": ""},
-    {"model": "../../etc/passwd"}, {"model": "/etc/passwd"}, {"mask": "AAAA"}, {"model": None},
-    {"guidance_start": 0.6, "guidance_end": 0.5}, {"guidance_end": 1e9}, {"guidance_start": -0.1},
-], ids=["huge", "negative", "str", "junk-image", "no-image", "dotdot", "abs", "bad-mask", "no-model", "window",
-        "end-huge", "start-negative"])
+@pytest.mark.parametrize(
+    "unit",
+    [
+        {"weight": 1e9},
+        {"weight": -1},
+        {"weight": "1"},
+        {"image": "not base64"},
+        {"image": ""},
+        {"model": "../../etc/passwd"},
+        {"model": "/etc/passwd"},
+        {"mask": "AAAA"},
+        {"model": None},
+        {"guidance_start": 0.6, "guidance_end": 0.5},
+        {"guidance_end": 1e9},
+        {"guidance_start": -0.1},
+    ],
+    ids=[
+        "huge",
+        "negative",
+        "str",
+        "junk-image",
+        "no-image",
+        "dotdot",
+        "abs",
+        "bad-mask",
+        "no-model",
+        "window",
+        "end-huge",
+        "start-negative",
+    ],
+)
 def test_hostile_units_are_4xx_json(ip_client, unit):
-    r = ip_client.post("/sdapi/v1/txt2img", json={**BASE, "steps": 1, "alwayson_scripts": {"IP-Adapter": {
-        "args": [_unit(**unit)]}}})
+    r = ip_client.post(
+        "/sdapi/v1/txt2img", json={**BASE, "steps": 1, "alwayson_scripts": {"IP-Adapter": {"args": [_unit(**unit)]}}}
+    )
     assert 400 <= r.status_code < 500 and r.headers["content-type"].startswith("application/json"), r.text
     body = '{"prompt": "x", "alwayson_scripts": {"IP-Adapter": {"args": [{"enabled": true, "weight": NaN}]}}}'
     r = ip_client.post("/sdapi/v1/txt2img", content=body, headers={"Content-Type": "application/json"})
@@ -223,9 +273,10 @@ def test_accordion_units_combine_to_the_api_dict_and_generate(ip_client):
         scripts = build_scripts_ui(app, "txt2img")
     slot = next(s for s in scripts.slots if s.title == "IP-Adapter")
     group = slot.args[0].components
-    assert [c.elem_id for c in group] == [f"txt2img_ip_adapter_unit_0_{k}" for k in
-                                          ("enabled", "image", "model", "weight", "mask", "guidance_start",
-                                           "guidance_end")]
+    assert [c.elem_id for c in group] == [
+        f"txt2img_ip_adapter_unit_0_{k}"
+        for k in ("enabled", "image", "model", "weight", "mask", "guidance_start", "guidance_end")
+    ]
     unit = slot.args[0].combine(True, _prompt_image(), "ip-adapter_tiny.safetensors", 1.0, None, 0.0, 1.0)
     json.dumps(unit)  # stored in the history as JSON
     assert unit["enabled"] and unit["image"] and unit["mask"] is None
@@ -254,8 +305,8 @@ def test_a_mask_confines_the_adapter_to_its_region_of_the_latent(ip_client):
         handle.remove()
     side = int(plain.shape[1] ** 0.5)  # tokens of the latent at this block, row by row
     diff = (masked - plain).abs().reshape(plain.shape[0], side, side, -1)
-    assert side == 8 and diff[:, :, side // 2:].max() == 0  # right half: untouched, bit for bit
-    assert diff[:, :, :side // 2].mean() > 1e-3  # left half: the image prompt acts
+    assert side == 8 and diff[:, :, side // 2 :].max() == 0  # right half: untouched, bit for bit
+    assert diff[:, :, : side // 2].mean() > 1e-3  # left half: the image prompt acts
 
 
 def test_a_single_file_image_encoder_as_comfyui_keeps_it(make_app, data_dir, ip_files, tmp_path):
@@ -269,9 +320,18 @@ def test_a_single_file_image_encoder_as_comfyui_keeps_it(make_app, data_dir, ip_
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     torch.manual_seed(1)  # 128 wide: heads of 64 (2) and gelu, what the shapes imply for an unknown width
-    model = CLIPVisionModelWithProjection(CLIPVisionConfig(
-        image_size=32, patch_size=8, hidden_size=128, intermediate_size=96, num_hidden_layers=2,
-        num_attention_heads=2, projection_dim=ENC_DIM, hidden_act="gelu")).eval()
+    model = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            image_size=32,
+            patch_size=8,
+            hidden_size=128,
+            intermediate_size=96,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            projection_dim=ENC_DIM,
+            hidden_act="gelu",
+        )
+    ).eval()
     folder = tmp_path / "folder-encoder"
     model.save_pretrained(str(folder))
     vision = data_dir / "models" / "clip_vision"
@@ -279,8 +339,10 @@ def test_a_single_file_image_encoder_as_comfyui_keeps_it(make_app, data_dir, ip_
     shutil.copy(folder / "model.safetensors", vision / "CLIP-tiny.safetensors")
     save_file({"visual.proj": torch.zeros(2, 2)}, str(vision / "open_clip_layout.safetensors"))
     adapter = _adapter_lib()
-    assert [p.name for p in adapter.encoder_paths(data_dir / "models")] == ["CLIP-tiny.safetensors",
-                                                                            "open_clip_layout.safetensors"]
+    assert [p.name for p in adapter.encoder_paths(data_dir / "models")] == [
+        "CLIP-tiny.safetensors",
+        "open_clip_layout.safetensors",
+    ]
     single = adapter.Encoder.load(vision / "CLIP-tiny.safetensors")
     assert single.model.config.num_hidden_layers == 2 and single.model.config.image_size == 32
     image = _prompt_image()

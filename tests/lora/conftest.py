@@ -11,8 +11,16 @@ def render(pipe, prompt: str, *, seed: int = 3, steps: int = 3) -> np.ndarray:
 
     cond = encode_texts(pipe, [prompt, ""])
     g = torch.Generator("cpu").manual_seed(seed)
-    out = pipe(prompt_embeds=cond[:1], negative_prompt_embeds=cond[1:], num_inference_steps=steps, guidance_scale=5,
-               height=64, width=64, generator=g, output_type="np").images[0]
+    out = pipe(
+        prompt_embeds=cond[:1],
+        negative_prompt_embeds=cond[1:],
+        num_inference_steps=steps,
+        guidance_scale=5,
+        height=64,
+        width=64,
+        generator=g,
+        output_type="np",
+    ).images[0]
     return (out * 255).round().astype(np.int16)
 
 

@@ -70,6 +70,7 @@ def test_second_use_reads_no_file(app, lora_service, monkeypatch):
 
     def no_reads(*a, **k):
         raise AssertionError("a LoRA file was read again")
+
     monkeypatch.setattr(lora_service, "reader", no_reads)
     monkeypatch.setattr(catalog_mod, "addnet_hash", no_reads)
     monkeypatch.setattr(catalog_mod, "_read_keys", no_reads)
@@ -115,6 +116,7 @@ def test_formats_load(app, lora_service, fmt):
     if fmt == "sgm":
         p = write_kohya(lora / "other.safetensors", seed=4, naming="sgm")
         from safetensors import safe_open
+
         with safe_open(str(p), "pt") as f:
             assert any(k.startswith("lora_unet_input_blocks_") for k in f.keys())
     elif fmt == "locon":
@@ -145,6 +147,7 @@ def test_lru_eviction_and_changed_file(app):
         service.prepare(model, [LoraTag(tag)])
     assert service.file_reads == 3 and service.held_names(model) == ["alpha"]
     import os
+
     path = write_kohya(app.paths.lora_dir / "alpha.safetensors", seed=5)
     os.utime(path, ns=(1, 1))  # a retrained file: new mtime
     service.refresh()
@@ -156,5 +159,9 @@ def test_parse_prompt_syntax():
     p = parse_prompt("a <lora:x> b <lora:y:0.5> <lora:z:0.2:0.8> <lyco:w:te=0.1:unet=0.3> <lora:q:bad>")
     assert p.text.split() == ["a", "b"]
     assert [(t.name, t.te_weight, t.unet_weight) for t in p.loras] == [
-        ("x", 1.0, 1.0), ("y", 0.5, 0.5), ("z", 0.2, 0.8), ("w", 0.1, 0.3)]
+        ("x", 1.0, 1.0),
+        ("y", 0.5, 0.5),
+        ("z", 0.2, 0.8),
+        ("w", 0.1, 0.3),
+    ]
     assert len(p.warnings) == 1 and "q" in p.warnings[0]

@@ -16,8 +16,17 @@ from tests.merge.conftest import A, B, add_checkpoint, merge, read_all
 def test_job_flow_lists_the_new_checkpoint_and_it_generates(client, app, ckpt):
     folder, _, _ = ckpt
     before = {m["title"] for m in client.get("/sdapi/v1/sd-models").json()}
-    r = client.post("/easel/v1/merge", json={"primary": A, "secondary": B, "method": "weighted_sum",
-                                              "multiplier": 0.5, "name": "blend", "save_as_half": True})
+    r = client.post(
+        "/easel/v1/merge",
+        json={
+            "primary": A,
+            "secondary": B,
+            "method": "weighted_sum",
+            "multiplier": 0.5,
+            "name": "blend",
+            "save_as_half": True,
+        },
+    )
     assert r.status_code == 202 and r.json()["status"] in ("queued", "running")
     job_id = r.json()["id"]
     from tests.merge.conftest import wait_job
@@ -34,8 +43,16 @@ def test_job_flow_lists_the_new_checkpoint_and_it_generates(client, app, ckpt):
     assert [m["model_name"] for m in new] == ["blend"]  # listed without a restart or a refresh call
     assert not [p for p in os.listdir(folder) if p.endswith(".tmp")]  # no temp file left behind
     # the merged file loads through the production loader and generates
-    r = client.post("/sdapi/v1/txt2img", json={"prompt": "a red square", "steps": 2, "width": 64, "height": 64,
-                                               "override_settings": {"sd_model_checkpoint": new[0]["title"]}})
+    r = client.post(
+        "/sdapi/v1/txt2img",
+        json={
+            "prompt": "a red square",
+            "steps": 2,
+            "width": 64,
+            "height": 64,
+            "override_settings": {"sd_model_checkpoint": new[0]["title"]},
+        },
+    )
     assert r.status_code == 200, r.text
     from PIL import Image
 
@@ -54,8 +71,10 @@ def test_history_keeps_the_result(client, app, ckpt):
 def test_mixed_families_are_refused(client, app, ckpt, writer, label):
     folder, _, _ = ckpt
     add_checkpoint(app, "other.safetensors", writer, seed=3)
-    for body in ({"primary": A, "secondary": "other"},
-                 {"primary": A, "secondary": B, "tertiary": "other", "method": "add_difference"}):
+    for body in (
+        {"primary": A, "secondary": "other"},
+        {"primary": A, "secondary": B, "tertiary": "other", "method": "add_difference"},
+    ):
         r = client.post("/easel/v1/merge", json={**body, "name": "mixed"})
         assert r.status_code == 422, r.text
         detail = r.json()["detail"]
@@ -63,10 +82,13 @@ def test_mixed_families_are_refused(client, app, ckpt, writer, label):
     assert not (folder / "mixed.safetensors").exists()
 
 
-@pytest.mark.parametrize("writer,key", [
-    (write_tiny_sdxl_checkpoint, "conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight"),
-    (write_tiny_sd2_checkpoint, "cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight"),
-])
+@pytest.mark.parametrize(
+    "writer,key",
+    [
+        (write_tiny_sdxl_checkpoint, "conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight"),
+        (write_tiny_sd2_checkpoint, "cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight"),
+    ],
+)
 def test_other_families_merge_too(client, app, ckpt, writer, key):
     """Every family the model manager knows merges through the same code, text towers included."""
     add_checkpoint(app, "f-a.safetensors", writer, seed=1)
@@ -106,8 +128,19 @@ def test_unnamed_merge_gets_a1111s_name(client, app, ckpt):
     assert view["result"]["name"] == "0.7(tiny-a) + 0.3(sub_tiny-b).safetensors"
 
 
-HOSTILE_NAMES = ["../evil", "..", "/tmp/evil", "sub/evil", "a\\b", ".hidden", "x" * 101, "nul\x00byte", "CON",
-                 "a..b", "tab\there"]
+HOSTILE_NAMES = [
+    "../evil",
+    "..",
+    "/tmp/evil",
+    "sub/evil",
+    "a\\b",
+    ".hidden",
+    "x" * 101,
+    "nul\x00byte",
+    "CON",
+    "a..b",
+    "tab\there",
+]
 
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES)
@@ -119,23 +152,26 @@ def test_hostile_output_names_are_refused(client, app, ckpt, name):
     assert sorted(p.name for p in folder.iterdir()) == ["sub", "tiny-a.safetensors"]
 
 
-@pytest.mark.parametrize("body,status", [
-    ({"primary": "../../../etc/passwd", "secondary": B}, 404),
-    ({"primary": "/etc/passwd", "secondary": B}, 404),
-    ({"primary": A, "secondary": "/proc/self/environ"}, 404),
-    ({"primary": A, "secondary": B, "bake_in_vae": "../../models/Stable-diffusion/tiny-a.safetensors"}, 404),
-    ({"primary": A}, 422),  # weighted sum needs B
-    ({"primary": A, "secondary": B, "method": "add_difference"}, 422),  # needs C
-    ({"primary": A, "secondary": B, "method": "Weighted sum"}, 422),
-    ({"primary": A, "secondary": B, "multiplier": 1.5}, 422),
-    ({"primary": A, "secondary": B, "multiplier": -0.1}, 422),
-    ({"primary": A, "secondary": B, "multiplier": "1e309"}, 422),
-    ({"primary": A, "secondary": B, "config_source": 7}, 422),
-    ({"primary": A, "secondary": B, "unknown": 1}, 422),
-    ({"primary": "", "secondary": B}, 422),
-    ({"primary": "x" * 501, "secondary": B}, 422),
-    ({"primary": ["a"], "secondary": B}, 422),
-])
+@pytest.mark.parametrize(
+    "body,status",
+    [
+        ({"primary": "../../../etc/passwd", "secondary": B}, 404),
+        ({"primary": "/etc/passwd", "secondary": B}, 404),
+        ({"primary": A, "secondary": "/proc/self/environ"}, 404),
+        ({"primary": A, "secondary": B, "bake_in_vae": "../../models/Stable-diffusion/tiny-a.safetensors"}, 404),
+        ({"primary": A}, 422),  # weighted sum needs B
+        ({"primary": A, "secondary": B, "method": "add_difference"}, 422),  # needs C
+        ({"primary": A, "secondary": B, "method": "Weighted sum"}, 422),
+        ({"primary": A, "secondary": B, "multiplier": 1.5}, 422),
+        ({"primary": A, "secondary": B, "multiplier": -0.1}, 422),
+        ({"primary": A, "secondary": B, "multiplier": "1e309"}, 422),
+        ({"primary": A, "secondary": B, "config_source": 7}, 422),
+        ({"primary": A, "secondary": B, "unknown": 1}, 422),
+        ({"primary": "", "secondary": B}, 422),
+        ({"primary": "x" * 501, "secondary": B}, 422),
+        ({"primary": ["a"], "secondary": B}, 422),
+    ],
+)
 def test_hostile_requests_are_4xx_json(client, app, body, status):
     r = client.post("/easel/v1/merge", json={"name": "hostile", **body})
     assert r.status_code == status, r.text
@@ -144,7 +180,9 @@ def test_hostile_requests_are_4xx_json(client, app, body, status):
 
 
 def test_nan_multiplier_is_refused(client):
-    for raw in (b'{"primary": "tiny-a", "secondary": "tiny-b", "multiplier": NaN}',
-                b'{"primary": "tiny-a", "secondary": "tiny-b", "multiplier": Infinity}'):
+    for raw in (
+        b'{"primary": "tiny-a", "secondary": "tiny-b", "multiplier": NaN}',
+        b'{"primary": "tiny-a", "secondary": "tiny-b", "multiplier": Infinity}',
+    ):
         r = client.post("/easel/v1/merge", content=raw, headers={"content-type": "application/json"})
         assert r.status_code == 422, r.text

@@ -39,8 +39,9 @@ def test_add_difference_is_exact(client, app, ckpt):
     add_checkpoint(app, "tiny-c.safetensors", write_tiny_checkpoint, seed=2)
     tc = read_all(app.paths.ckpt_dir / "tiny-c.safetensors")[0]
     m = 0.75
-    out, _, _ = merged(client, app, primary=A, secondary=B, tertiary="tiny-c", method="add_difference",
-                       multiplier=m, name="ad")
+    out, _, _ = merged(
+        client, app, primary=A, secondary=B, tertiary="tiny-c", method="add_difference", multiplier=m, name="ad"
+    )
     for key, a in ta.items():
         expected = (a.float() + m * (tb[key].float() - tc[key].float())).to(a.dtype) if _merged_key(key, a) else a
         assert torch.equal(out[key], expected), key

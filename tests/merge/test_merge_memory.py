@@ -18,7 +18,7 @@ from webui.merge.run import BLOCK_BYTES, _blocks
 from webui.merge.stream_writer import TensorSpec, stream_safetensors
 
 REPO = Path(__file__).resolve().parents[2]
-MIB = 2 ** 20
+MIB = 2**20
 SHAPES = {
     "model.diffusion_model.input_blocks.0.0.weight": (320, 4, 3, 3),
     "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight": (49408, 768),  # 145 MiB
@@ -39,9 +39,22 @@ def _write(path: Path, seed: int) -> Path:
 def test_peak_rss_stays_within_a_few_blocks(tmp_path):
     a, b = _write(tmp_path / "a.safetensors", 0), _write(tmp_path / "b.safetensors", 1)
     out = tmp_path / "out.safetensors"
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "merge_memory.py"), "--measure",
-                           "weighted_sum", str(out), str(a), str(b)], capture_output=True, text=True, cwd=str(REPO),
-                          timeout=600, env={"EASEL_MERGE_THREADS": "1", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "merge_memory.py"),
+            "--measure",
+            "weighted_sum",
+            str(out),
+            str(a),
+            str(b),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=str(REPO),
+        timeout=600,
+        env={"EASEL_MERGE_THREADS": "1", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     r = json.loads(done.stdout.strip().splitlines()[-1])
     above = r["peak_rss"] - r["baseline_rss"]
@@ -53,5 +66,6 @@ def test_peak_rss_stays_within_a_few_blocks(tmp_path):
 
     with safe_open(str(out), "pt") as f, safe_open(str(a), "pt") as fa, safe_open(str(b), "pt") as fb:
         key = "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"
-        assert torch.equal(f.get_slice(key)[1000:1010], 0.5 * fa.get_slice(key)[1000:1010]
-                           + 0.5 * fb.get_slice(key)[1000:1010])
+        assert torch.equal(
+            f.get_slice(key)[1000:1010], 0.5 * fa.get_slice(key)[1000:1010] + 0.5 * fb.get_slice(key)[1000:1010]
+        )

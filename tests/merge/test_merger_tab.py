@@ -39,9 +39,18 @@ def test_tab_shows_refusals(app):
 
 def test_request_body_maps_the_form_to_the_api():
     body = request_body("A [1]", "", None, "Add difference", 0.25, " n ", 1, "Don't", "None", "^x")
-    assert body == {"primary": "A [1]", "secondary": None, "tertiary": None, "method": "add_difference",
-                    "multiplier": 0.25, "name": "n", "save_as_half": True, "config_source": 3, "bake_in_vae": None,
-                    "discard_weights": "^x"}
+    assert body == {
+        "primary": "A [1]",
+        "secondary": None,
+        "tertiary": None,
+        "method": "add_difference",
+        "multiplier": 0.25,
+        "name": "n",
+        "save_as_half": True,
+        "config_source": 3,
+        "bake_in_vae": None,
+        "discard_weights": "^x",
+    }
 
 
 def test_the_ui_has_the_tab(app):
@@ -49,5 +58,12 @@ def test_the_ui_has_the_tab(app):
 
     demo = build_ui(app)
     ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
-    assert {"tab_modelmerger", "modelmerger_primary_model_name", "modelmerger_merge", "modelmerger_bake_in_vae",
-            "modelmerger_discard_weights", "modelmerger_save_as_half", "modelmerger_interp_method"} <= ids
+    assert {
+        "tab_modelmerger",
+        "modelmerger_primary_model_name",
+        "modelmerger_merge",
+        "modelmerger_bake_in_vae",
+        "modelmerger_discard_weights",
+        "modelmerger_save_as_half",
+        "modelmerger_interp_method",
+    } <= ids

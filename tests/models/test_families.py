@@ -10,8 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from tests.factories import (tiny_sd2_components, tiny_sdxl_components, write_tiny_sd2_checkpoint,
-                             write_tiny_sdxl_checkpoint)
+from tests.factories import (
+    tiny_sd2_components,
+    tiny_sdxl_components,
+    write_tiny_sd2_checkpoint,
+    write_tiny_sdxl_checkpoint,
+)
 from webui.models import loader
 from webui.models.families import Family
 from webui.models.ldm_keys import save_a1111_checkpoint, to_ldm_state_dict
@@ -30,11 +34,14 @@ def family_files(tmp_path_factory):
     }
 
 
-@pytest.mark.parametrize("kind, family, prediction, label", [
-    ("sd2-v", Family.SD2, "v_prediction", "SD 2.x (v)"),
-    ("sd2-eps", Family.SD2, "epsilon", "SD 2.x"),
-    ("sdxl", Family.SDXL, "epsilon", "SDXL"),
-])
+@pytest.mark.parametrize(
+    "kind, family, prediction, label",
+    [
+        ("sd2-v", Family.SD2, "v_prediction", "SD 2.x (v)"),
+        ("sd2-eps", Family.SD2, "epsilon", "SD 2.x"),
+        ("sdxl", Family.SDXL, "epsilon", "SDXL"),
+    ],
+)
 def test_probe_recognises_family_prediction_and_native_size(family_files, kind, family, prediction, label):
     result = loader.probe_file(family_files[kind])
     assert (result.family, result.prediction_type, result.label) == (family, prediction, label)
@@ -56,8 +63,13 @@ def test_sd2_file_has_the_openclip_layout(family_files):
     with safe_open(str(family_files["sd2-v"]), framework="pt") as f:
         keys = set(f.keys())
     p = "cond_stage_model.model."
-    assert {p + "token_embedding.weight", p + "positional_embedding", p + "ln_final.weight", p + "text_projection",
-            p + "transformer.resblocks.2.attn.in_proj_weight"} <= keys  # 2 used blocks + the dropped last one
+    assert {
+        p + "token_embedding.weight",
+        p + "positional_embedding",
+        p + "ln_final.weight",
+        p + "text_projection",
+        p + "transformer.resblocks.2.attn.in_proj_weight",
+    } <= keys  # 2 used blocks + the dropped last one
     assert not any(k.startswith("cond_stage_model.transformer.") for k in keys)
 
 
@@ -83,8 +95,10 @@ def test_round_trip_through_diffusers_converters_is_exact(family_files, tmp_path
     # the same hyperparameters too (heads, activations, depth): the same outputs
     with torch.no_grad():
         for name, ours in zip(names[2:], built[2:]):
-            x, y = ours(_tokens(), output_hidden_states=True), getattr(lc.pipeline, name)(_tokens(),
-                                                                                          output_hidden_states=True)
+            x, y = (
+                ours(_tokens(), output_hidden_states=True),
+                getattr(lc.pipeline, name)(_tokens(), output_hidden_states=True),
+            )
             torch.testing.assert_close(x.hidden_states[-2], y.hidden_states[-2], atol=1e-5, rtol=1e-5)
         cond = torch.randn(1, 77, built[0].config.cross_attention_dim)
         extra = {}
@@ -92,8 +106,12 @@ def test_round_trip_through_diffusers_converters_is_exact(family_files, tmp_path
             extra = {"added_cond_kwargs": {"text_embeds": torch.randn(1, 48), "time_ids": torch.ones(1, 6) * 64}}
         sample = torch.randn(1, 4, 8, 8)
         # bit-equal weights; summation order may differ with the loaded tensors' memory layout (~1e-6)
-        torch.testing.assert_close(built[0](sample, 10, cond, **extra).sample,
-                                   lc.pipeline.unet(sample, 10, cond, **extra).sample, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            built[0](sample, 10, cond, **extra).sample,
+            lc.pipeline.unet(sample, 10, cond, **extra).sample,
+            atol=1e-5,
+            rtol=1e-5,
+        )
 
 
 @pytest.mark.parametrize("kind", ["sd2-v", "sdxl", "sdxl-inpaint"])
@@ -107,8 +125,7 @@ def test_txt2img_through_the_application(make_app, data_dir, family_files, kind)
     assert model.probe.inpainting == kind.endswith("inpaint")  # 9 channels: run as inpainting of a blank image
 
     def run(seed):
-        r = app.jobs.wait(app.submit_txt2img(Txt2ImgRequest(prompt="a red circle", steps=2, seed=seed),
-                                             from_api=True))
+        r = app.jobs.wait(app.submit_txt2img(Txt2ImgRequest(prompt="a red circle", steps=2, seed=seed), from_api=True))
         return r.images[0]
 
     a, b, c = run(1), run(1), run(2)
@@ -141,8 +158,14 @@ def test_sdxl_img2img_uses_the_xl_pipeline(make_app, data_dir, family_files):
 
 def test_sd2_nine_channel_unet_is_inpainting(tmp_path):
     unet, vae, te = tiny_sd2_components(seed=1, in_channels=9)
-    path = save_a1111_checkpoint(tmp_path / "sd2-inp.safetensors", unet, vae, te, family="sd2",
-                                 easel_config={"text_encoder": {"num_attention_heads": 4}})
+    path = save_a1111_checkpoint(
+        tmp_path / "sd2-inp.safetensors",
+        unet,
+        vae,
+        te,
+        family="sd2",
+        easel_config={"text_encoder": {"num_attention_heads": 4}},
+    )
     result = loader.probe_file(path)
     assert result.family == Family.SD2 and result.inpainting
     assert result.prediction_type == "epsilon" and result.native_size == 512  # SD 2.x inpainting: the 512 eps base
@@ -159,8 +182,11 @@ def _meta_models(template: str, sdxl: bool):
         unet = UNet2DConditionModel.from_config(load_template(template, "unet"))
         vae = AutoencoderKL.from_config(load_template(template, "vae"))
         te = CLIPTextModel(CLIPTextConfig.from_dict(load_template(template, "text_encoder")))
-        te2 = CLIPTextModelWithProjection(CLIPTextConfig.from_dict(load_template(template, "text_encoder_2"))) \
-            if sdxl else None
+        te2 = (
+            CLIPTextModelWithProjection(CLIPTextConfig.from_dict(load_template(template, "text_encoder_2")))
+            if sdxl
+            else None
+        )
     return unet, vae, te, te2
 
 

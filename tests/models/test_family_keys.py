@@ -29,24 +29,42 @@ def test_flux_converter_matches_diffusers_at_flux1_width():
     from webui.models.flux_keys import bfl_to_diffusers
 
     d, mlp = 3072, 4 * 3072
-    rows = {"img_attn.qkv": 3 * d, "txt_attn.qkv": 3 * d, "img_mod.lin": 6 * d, "txt_mod.lin": 6 * d,
-            "img_mlp.0": mlp, "img_mlp.2": d, "txt_mlp.0": mlp, "txt_mlp.2": d, "img_attn.proj": d, "txt_attn.proj": d}
+    rows = {
+        "img_attn.qkv": 3 * d,
+        "txt_attn.qkv": 3 * d,
+        "img_mod.lin": 6 * d,
+        "txt_mod.lin": 6 * d,
+        "img_mlp.0": mlp,
+        "img_mlp.2": d,
+        "txt_mlp.0": mlp,
+        "txt_mlp.2": d,
+        "img_attn.proj": d,
+        "txt_attn.proj": d,
+    }
     g = torch.Generator().manual_seed(0)
     bfl = {}
     for name, n in rows.items():
         bfl[f"double_blocks.0.{name}.weight"] = torch.randn(n, 1, generator=g)
         bfl[f"double_blocks.0.{name}.bias"] = torch.randn(n, generator=g)
-    for name in ("img_attn.norm.query_norm", "img_attn.norm.key_norm", "txt_attn.norm.query_norm",
-                 "txt_attn.norm.key_norm"):
+    for name in (
+        "img_attn.norm.query_norm",
+        "img_attn.norm.key_norm",
+        "txt_attn.norm.query_norm",
+        "txt_attn.norm.key_norm",
+    ):
         bfl[f"double_blocks.0.{name}.scale"] = torch.randn(128, generator=g)
-    bfl.update({"single_blocks.0.linear1.weight": torch.randn(3 * d + mlp, 1, generator=g),
-                "single_blocks.0.linear1.bias": torch.randn(3 * d + mlp, generator=g),
-                "single_blocks.0.linear2.weight": torch.randn(d, d + mlp, dtype=torch.float16),
-                "single_blocks.0.linear2.bias": torch.randn(d, generator=g),
-                "single_blocks.0.modulation.lin.weight": torch.randn(3 * d, 1, generator=g),
-                "single_blocks.0.modulation.lin.bias": torch.randn(3 * d, generator=g),
-                "single_blocks.0.norm.query_norm.scale": torch.randn(128, generator=g),
-                "single_blocks.0.norm.key_norm.scale": torch.randn(128, generator=g)})
+    bfl.update(
+        {
+            "single_blocks.0.linear1.weight": torch.randn(3 * d + mlp, 1, generator=g),
+            "single_blocks.0.linear1.bias": torch.randn(3 * d + mlp, generator=g),
+            "single_blocks.0.linear2.weight": torch.randn(d, d + mlp, dtype=torch.float16),
+            "single_blocks.0.linear2.bias": torch.randn(d, generator=g),
+            "single_blocks.0.modulation.lin.weight": torch.randn(3 * d, 1, generator=g),
+            "single_blocks.0.modulation.lin.bias": torch.randn(3 * d, generator=g),
+            "single_blocks.0.norm.query_norm.scale": torch.randn(128, generator=g),
+            "single_blocks.0.norm.key_norm.scale": torch.randn(128, generator=g),
+        }
+    )
     for name in ("time_in", "vector_in", "guidance_in"):
         for layer in ("in_layer", "out_layer"):
             bfl[f"{name}.{layer}.weight"] = torch.randn(4, 2, generator=g)

@@ -118,6 +118,7 @@ def test_hash_cache_is_used_until_mtime_changes(app, data_dir, monkeypatch):
     assert calls == []  # cached by mtime
     p = data_dir / "models" / "Stable-diffusion" / "tiny-a.safetensors"
     import os
+
     os.utime(p, (p.stat().st_atime, p.stat().st_mtime + 10))
     app.catalog.refresh()
     assert calls == [p]

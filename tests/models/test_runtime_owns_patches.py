@@ -38,14 +38,23 @@ def patches_in(source: str) -> list[str]:
             lhs = [node.target]
         elif isinstance(node, ast.Delete):
             lhs = [t for target in node.targets for t in targets(target)]
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("setattr", "delattr")
-              and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant)
-              and isinstance(node.args[1].value, str) and _patched_name(node.args[1].value)
-              and not (isinstance(node.args[0], ast.Name) and node.args[0].id == "self")):
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("setattr", "delattr")
+            and len(node.args) >= 2
+            and isinstance(node.args[1], ast.Constant)
+            and isinstance(node.args[1].value, str)
+            and _patched_name(node.args[1].value)
+            and not (isinstance(node.args[0], ast.Name) and node.args[0].id == "self")
+        ):
             found.append(f"line {node.lineno}: {node.func.id}(…, {node.args[1].value!r})")
         for t in lhs:
-            if (isinstance(t, ast.Attribute) and _patched_name(t.attr)
-                    and not (isinstance(t.value, ast.Name) and t.value.id == "self")):
+            if (
+                isinstance(t, ast.Attribute)
+                and _patched_name(t.attr)
+                and not (isinstance(t.value, ast.Name) and t.value.id == "self")
+            ):
                 found.append(f"line {t.lineno}: {ast.unparse(t)}")
     return found
 

@@ -18,8 +18,10 @@ from webui.models import samplers as S
 
 CONFIGS = Path(__file__).resolve().parents[2] / "webui" / "models" / "configs"  # the shipped templates
 # diffusers' schedulers trip numpy-2 deprecation warnings by the thousand (KDPM2 alone: two per training step).
-pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:diffusers.schedulers"),
-              pytest.mark.filterwarnings("ignore:__array_wrap__ must accept context:DeprecationWarning")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:diffusers.schedulers"),
+    pytest.mark.filterwarnings("ignore:__array_wrap__ must accept context:DeprecationWarning"),
+]
 
 
 def _config(family: str) -> dict:
@@ -58,6 +60,7 @@ def _schedule(scheduler) -> list[float]:
 
 
 # --- building and running ------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(("spec", "label"), COMBOS, ids=[f"{s.name}-{lab}" for s, lab in COMBOS])
 def test_every_sampler_and_schedule_builds_and_denoises(spec, label):
@@ -150,6 +153,7 @@ def test_numpy_trained_betas():
 
 # --- what a scheduler cannot do ------------------------------------------------------------------------------------
 
+
 def test_unsupported_combinations_raise():
     assert S.schedule_types_for(_spec("Euler a")) == ["Automatic", "Uniform", "SGM Uniform"]
     with pytest.raises(InvalidRequest, match="Euler a.*Karras"):
@@ -186,6 +190,7 @@ def test_with_scipy_lms_and_beta_are_offered():
 
 # --- names ---------------------------------------------------------------------------------------------------------
 
+
 def test_canonical_names_and_aliases_resolve():
     for spec in USABLE:
         for name in (spec.name, *spec.aliases, spec.name.upper(), f"  {spec.name.lower()} "):
@@ -197,24 +202,38 @@ def test_canonical_names_and_aliases_resolve():
 def test_defaults():
     assert S.resolve(None, None) == (_spec("Euler a"), "Uniform")
     assert S.resolve("", "Automatic", default_sampler="DPM++ 2M") == (_spec("DPM++ 2M"), "Karras")
-    expected = {"DPM++ 2M": "Karras", "DPM++ SDE": "Karras", "DPM++ 2M SDE": "Exponential", "DPM2": "Karras",
-                "DPM2 a": "Karras", "Euler": "Uniform", "Euler a": "Uniform", "Heun": "Uniform", "LCM": "Uniform",
-                "DDIM": "Uniform", "PLMS": "Uniform", "UniPC": "Uniform"}
+    expected = {
+        "DPM++ 2M": "Karras",
+        "DPM++ SDE": "Karras",
+        "DPM++ 2M SDE": "Exponential",
+        "DPM2": "Karras",
+        "DPM2 a": "Karras",
+        "Euler": "Uniform",
+        "Euler a": "Uniform",
+        "Heun": "Uniform",
+        "LCM": "Uniform",
+        "DDIM": "Uniform",
+        "PLMS": "Uniform",
+        "UniPC": "Uniform",
+    }
     for name, label in expected.items():
         assert S.resolve(name, None)[1] == label, name
 
 
-@pytest.mark.parametrize(("name", "sampler", "label"), [
-    ("DPM++ 2M Karras", "DPM++ 2M", "Karras"),
-    ("DPM++ SDE Karras", "DPM++ SDE", "Karras"),
-    ("DPM++ 2M SDE Exponential", "DPM++ 2M SDE", "Exponential"),
-    ("DPM++ 2M SDE Karras", "DPM++ 2M SDE", "Karras"),
-    ("dpm2 a karras", "DPM2 a", "Karras"),
-    ("Euler Karras", "Euler", "Karras"),
-    ("Euler a SGM Uniform", "Euler a", "SGM Uniform"),
-    ("DDIM Uniform", "DDIM", "Uniform"),
-    ("k_dpmpp_2m_ka", "DPM++ 2M", "Karras"),
-])
+@pytest.mark.parametrize(
+    ("name", "sampler", "label"),
+    [
+        ("DPM++ 2M Karras", "DPM++ 2M", "Karras"),
+        ("DPM++ SDE Karras", "DPM++ SDE", "Karras"),
+        ("DPM++ 2M SDE Exponential", "DPM++ 2M SDE", "Exponential"),
+        ("DPM++ 2M SDE Karras", "DPM++ 2M SDE", "Karras"),
+        ("dpm2 a karras", "DPM2 a", "Karras"),
+        ("Euler Karras", "Euler", "Karras"),
+        ("Euler a SGM Uniform", "Euler a", "SGM Uniform"),
+        ("DDIM Uniform", "DDIM", "Uniform"),
+        ("k_dpmpp_2m_ka", "DPM++ 2M", "Karras"),
+    ],
+)
 def test_legacy_combined_names(name, sampler, label):
     assert S.resolve(name, None) == (_spec(sampler), label)
     assert S.resolve(name, "Automatic") == (_spec(sampler), label)
@@ -264,6 +283,7 @@ def test_unknown_schedule_types(value, text):
 
 
 # --- API shapes ----------------------------------------------------------------------------------------------------
+
 
 def test_api_samplers_shape():
     items = S.api_samplers()

@@ -10,8 +10,17 @@ import pytest
 from PIL import Image
 
 from webui import VERSION_TAG
-from webui.infotext import (FIELD_ORDER, build_infotext, exif_bytes_for, format_value, infotext_to_request_fields,
-                            parse_infotext, pnginfo_for, read_image_infotext, split_legacy_sampler)
+from webui.infotext import (
+    FIELD_ORDER,
+    build_infotext,
+    exif_bytes_for,
+    format_value,
+    infotext_to_request_fields,
+    parse_infotext,
+    pnginfo_for,
+    read_image_infotext,
+    split_legacy_sampler,
+)
 
 A1111_TEXT = (
     "a cat, (masterpiece:1.2)\nNegative prompt: blurry\n"
@@ -65,23 +74,29 @@ def test_request_fields_from_a1111_string() -> None:
 
 
 def test_request_fields_variation_and_seed_resize() -> None:
-    text = build_infotext("p", "", {"Steps": 5, "Seed": 1, "Variation seed": 99, "Variation seed strength": 0.25,
-                                    "Seed resize from": "640x384"})
+    text = build_infotext(
+        "p",
+        "",
+        {"Steps": 5, "Seed": 1, "Variation seed": 99, "Variation seed strength": 0.25, "Seed resize from": "640x384"},
+    )
     f = infotext_to_request_fields(parse_infotext(text))
     assert (f["subseed"], f["subseed_strength"]) == (99, 0.25)
     assert (f["seed_resize_from_w"], f["seed_resize_from_h"]) == (640, 384)
     assert "override_settings" not in f and "scheduler" not in f
 
 
-@pytest.mark.parametrize("legacy,sampler,scheduler", [
-    ("DPM++ 2M Karras", "DPM++ 2M", "Karras"),
-    ("DPM++ 2M SDE Exponential", "DPM++ 2M SDE", "Exponential"),
-    ("Euler a SGM Uniform", "Euler a", "SGM Uniform"),
-    ("DDIM Uniform", "DDIM", "Uniform"),
-    ("Euler a", "Euler a", None),
-    ("UniPC", "UniPC", None),
-    ("Karras", "Karras", None),
-])
+@pytest.mark.parametrize(
+    "legacy,sampler,scheduler",
+    [
+        ("DPM++ 2M Karras", "DPM++ 2M", "Karras"),
+        ("DPM++ 2M SDE Exponential", "DPM++ 2M SDE", "Exponential"),
+        ("Euler a SGM Uniform", "Euler a", "SGM Uniform"),
+        ("DDIM Uniform", "DDIM", "Uniform"),
+        ("Euler a", "Euler a", None),
+        ("UniPC", "UniPC", None),
+        ("Karras", "Karras", None),
+    ],
+)
 def test_legacy_sampler_split(legacy: str, sampler: str, scheduler: str | None) -> None:
     assert split_legacy_sampler(legacy) == (sampler, scheduler)
     f = infotext_to_request_fields(parse_infotext(f"x\nSteps: 1, Sampler: {legacy}, Seed: 2"))
@@ -94,19 +109,30 @@ def test_schedule_type_wins_over_legacy_split() -> None:
 
 
 AWKWARD = {
-    "Steps": 20, "Sampler": "Euler a", "CFG scale": 7.5, "Seed": 42, "Size": "512x768",
-    "Model": "my, model: v2", "Lora hashes": 'a: 0123, b: "quoted"', "Note": "ünïcødé 🐱 日本語",
-    "Line": "one\ntwo", "Padded": " spaced ", "Empty": "",
+    "Steps": 20,
+    "Sampler": "Euler a",
+    "CFG scale": 7.5,
+    "Seed": 42,
+    "Size": "512x768",
+    "Model": "my, model: v2",
+    "Lora hashes": 'a: 0123, b: "quoted"',
+    "Note": "ünïcødé 🐱 日本語",
+    "Line": "one\ntwo",
+    "Padded": " spaced ",
+    "Empty": "",
 }
 
 
-@pytest.mark.parametrize("prompt,negative", [
-    ("a cat, (masterpiece:1.2)", "blurry, lowres"),
-    ("line one\nline two: with colon\n  indented line", "neg one\nneg two"),
-    ("ünïcødé prompt 🐱, \"quotes\"", ""),
-    ("", "only negative"),
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    "prompt,negative",
+    [
+        ("a cat, (masterpiece:1.2)", "blurry, lowres"),
+        ("line one\nline two: with colon\n  indented line", "neg one\nneg two"),
+        ('ünïcødé prompt 🐱, "quotes"', ""),
+        ("", "only negative"),
+        ("", ""),
+    ],
+)
 def test_round_trip(prompt: str, negative: str) -> None:
     text = build_infotext(prompt, negative, AWKWARD)
     p = parse_infotext(text)
@@ -116,7 +142,8 @@ def test_round_trip(prompt: str, negative: str) -> None:
     assert p["Size-1"] == "512" and p["Size-2"] == "768" and p["Version"] == VERSION_TAG
     # A1111's regex reads the same pairs from the last line.
     assert a1111_pairs(text.split("\n")[-1]) == {k: format_value(v) for k, v in AWKWARD.items()} | {
-        "Version": VERSION_TAG}
+        "Version": VERSION_TAG
+    }
 
 
 def test_negative_prompt_line_omitted_when_empty() -> None:
@@ -126,8 +153,17 @@ def test_negative_prompt_line_omitted_when_empty() -> None:
 
 
 def test_field_order_extras_and_version_last() -> None:
-    params = {"Hires upscale": 2, "Version": "custom", "Seed": 1, "Lora hashes": "x", "Steps": 20,
-              "Clip skip": 2, "CFG scale": 7.0, "Sampler": "Euler", "Tiling": None}
+    params = {
+        "Hires upscale": 2,
+        "Version": "custom",
+        "Seed": 1,
+        "Lora hashes": "x",
+        "Steps": 20,
+        "Clip skip": 2,
+        "CFG scale": 7.0,
+        "Sampler": "Euler",
+        "Tiling": None,
+    }
     last = build_infotext("p", "n", params).split("\n")[-1]
     keys = [k for k, _ in A1111_RE.findall(last)]
     assert keys == ["Steps", "Sampler", "CFG scale", "Seed", "Clip skip", "Hires upscale", "Lora hashes", "Version"]
@@ -161,7 +197,7 @@ def test_crlf_is_tolerated() -> None:
     assert (p["Prompt"], p["Negative prompt"], p["Size-2"]) == ("a", "b", "64")
 
 
-TEXT = build_infotext("a cat, 日本語\nline 2", "neg: \"x\"", {"Steps": 3, "Seed": 4, "Size": "8x8"})
+TEXT = build_infotext("a cat, 日本語\nline 2", 'neg: "x"', {"Steps": 3, "Seed": 4, "Size": "8x8"})
 
 
 def test_png_chunk_round_trip() -> None:
@@ -188,11 +224,14 @@ def _jpeg_with_comment(comment: bytes) -> Image.Image:
     return Image.open(io.BytesIO(buf.getvalue()))
 
 
-@pytest.mark.parametrize("comment", [
-    b"UNICODE\0" + TEXT.encode("utf-16-le"),
-    b"UNICODE\0" + TEXT.encode("utf-16"),  # with a BOM
-    b"UNICODE\0" + TEXT.encode("utf-16-be"),
-])
+@pytest.mark.parametrize(
+    "comment",
+    [
+        b"UNICODE\0" + TEXT.encode("utf-16-le"),
+        b"UNICODE\0" + TEXT.encode("utf-16"),  # with a BOM
+        b"UNICODE\0" + TEXT.encode("utf-16-be"),
+    ],
+)
 def test_exif_unicode_either_byte_order(comment: bytes) -> None:
     assert read_image_infotext(_jpeg_with_comment(comment)) == TEXT
 
@@ -220,8 +259,10 @@ def test_param_pairs_is_a1111s_regex_in_linear_time():
     for _ in range(20000):
         s = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 25)))
         assert param_pairs(s) == PARAM_RE.findall(s), repr(s)
-    real = ('Steps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 1, Size: 512x768, '
-            'Lora hashes: "a: 1, b: 2", Version: v1.9')
+    real = (
+        "Steps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 1, Size: 512x768, "
+        'Lora hashes: "a: 1, b: 2", Version: v1.9'
+    )
     assert param_pairs(real) == PARAM_RE.findall(real)
     n = 1 << 20
     for line in ("x" * n, "word " * (n // 5), "a-" * (n // 2), "a: " + "x" * n, "," * n):

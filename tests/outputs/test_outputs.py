@@ -13,8 +13,14 @@ from PIL import Image
 
 from webui.errors import InvalidRequest, PayloadTooLarge
 from webui.infotext import read_image_infotext
-from webui.outputs import (OutputWriter, decode_base64_image, encode_png_base64, make_grid, render_pattern,
-                           sanitize_filename_part)
+from webui.outputs import (
+    OutputWriter,
+    decode_base64_image,
+    encode_png_base64,
+    make_grid,
+    render_pattern,
+    sanitize_filename_part,
+)
 
 DAY = dt.datetime(2024, 5, 6, 7, 8, 9)
 INFO = "a cat, 日本語\nNegative prompt: blurry\nSteps: 20, Seed: 1234, Size: 16x16, Version: easel-0.1.0"
@@ -103,8 +109,7 @@ def test_kinds_grids_and_options(tmp_path: Path) -> None:
 
 def test_outdir_options_and_no_date_dirs(tmp_path: Path) -> None:
     absolute = tmp_path / "elsewhere"
-    w = writer(tmp_path / "data", save_to_dirs=False, outdir_txt2img_samples=str(absolute),
-               samples_filename_pattern="")
+    w = writer(tmp_path / "data", save_to_dirs=False, outdir_txt2img_samples=str(absolute), samples_filename_pattern="")
     assert save(w).parent == absolute
     assert save(w, prompt="a red cat").name == "00001-1234-a red cat.png"  # A1111's fallback pattern
     assert save(w, kind="img2img").parent == tmp_path / "data/outputs/img2img-images"
@@ -169,9 +174,19 @@ def test_failed_write_removes_placeholder(tmp_path: Path, monkeypatch: pytest.Mo
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
 
 
-@pytest.mark.parametrize("n,rows,size", [(1, None, (16, 16)), (2, None, (32, 16)), (3, None, (32, 32)),
-                                         (4, None, (32, 32)), (5, None, (48, 32)), (9, None, (48, 48)),
-                                         (4, 1, (64, 16)), (3, 5, (16, 48))])
+@pytest.mark.parametrize(
+    "n,rows,size",
+    [
+        (1, None, (16, 16)),
+        (2, None, (32, 16)),
+        (3, None, (32, 32)),
+        (4, None, (32, 32)),
+        (5, None, (48, 32)),
+        (9, None, (48, 48)),
+        (4, 1, (64, 16)),
+        (3, 5, (16, 48)),
+    ],
+)
 def test_make_grid_shape(n: int, rows: int | None, size: tuple[int, int]) -> None:
     assert make_grid([img() for _ in range(n)], rows).size == size
 
@@ -199,10 +214,16 @@ def test_base64_url_safe_and_unpadded() -> None:
     assert decode_base64_image(text).size == (16, 16)
 
 
-@pytest.mark.parametrize("bad,message", [
-    ("", "empty"), ("not base64!!", "base64"), (base64.b64encode(b"hello world").decode(), "not a readable image"),
-    ("data:image/png,abcd", "data URL"), (None, "expected a base64 string"),
-])
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        ("", "empty"),
+        ("not base64!!", "base64"),
+        (base64.b64encode(b"hello world").decode(), "not a readable image"),
+        ("data:image/png,abcd", "data URL"),
+        (None, "expected a base64 string"),
+    ],
+)
 def test_base64_errors(bad: object, message: str) -> None:
     with pytest.raises(InvalidRequest) as info:
         decode_base64_image(bad)  # type: ignore[arg-type]

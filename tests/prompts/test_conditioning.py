@@ -22,9 +22,16 @@ def pipe():
     unet, vae, te = tiny_components(seed=3)
     with torch.no_grad():  # a trained CLIP's final norm has a bias: without one, every token's mean is ~0 and the
         te.final_layer_norm.bias.normal_(0.5, 0.1)  # mean-restoring factor of the tiny model would be 0/0
-    p = StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=load_clip_tokenizer(), unet=unet,
-                                scheduler=EulerDiscreteScheduler(), safety_checker=None, feature_extractor=None,
-                                requires_safety_checker=False)
+    p = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=te,
+        tokenizer=load_clip_tokenizer(),
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     p.set_progress_bar_config(disable=True)
     return p
 
@@ -170,13 +177,24 @@ def _run(pipe, prompt, negative="", steps=10, cfg=7.0, record=None, **kw):
     g = GuidedConditioning(pos, neg, batch_size=1)
     hooks = []
     if record is not None:
-        hooks.append(pipe.unet.register_forward_pre_hook(
-            lambda m, a, k: record.append(k["encoder_hidden_states"].clone()), with_kwargs=True))
+        hooks.append(
+            pipe.unet.register_forward_pre_hook(
+                lambda m, a, k: record.append(k["encoder_hidden_states"].clone()), with_kwargs=True
+            )
+        )
     try:
         with g.composable(pipe.unet):
-            return pipe(**g.pipeline_kwargs(), callback_on_step_end=g.callback(), num_inference_steps=steps,
-                        guidance_scale=cfg, height=64, width=64, output_type="latent",
-                        generator=torch.Generator().manual_seed(1), **kw).images
+            return pipe(
+                **g.pipeline_kwargs(),
+                callback_on_step_end=g.callback(),
+                num_inference_steps=steps,
+                guidance_scale=cfg,
+                height=64,
+                width=64,
+                output_type="latent",
+                generator=torch.Generator().manual_seed(1),
+                **kw,
+            ).images
     finally:
         for h in hooks:
             h.remove()

@@ -20,21 +20,53 @@ def xl():
     torch.manual_seed(0)
 
     def config(width):
-        return CLIPTextConfig(hidden_size=width, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
-                              vocab_size=49408, max_position_embeddings=77, projection_dim=16, hidden_act="gelu")
+        return CLIPTextConfig(
+            hidden_size=width,
+            intermediate_size=64,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            vocab_size=49408,
+            max_position_embeddings=77,
+            projection_dim=16,
+            hidden_act="gelu",
+        )
 
     te, te2 = CLIPTextModel(config(32)).eval(), CLIPTextModelWithProjection(config(48)).eval()
     unet = UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
-        addition_time_embed_dim=8, transformer_layers_per_block=(1, 1), projection_class_embeddings_input_dim=64,
-        cross_attention_dim=80, norm_num_groups=1).eval()
-    vae = AutoencoderKL(block_out_channels=(32,), latent_channels=4, norm_num_groups=8, sample_size=64,
-                        down_block_types=("DownEncoderBlock2D",), up_block_types=("UpDecoderBlock2D",)).eval()
-    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=te, text_encoder_2=te2, tokenizer=load_clip_tokenizer(),
-                                     tokenizer_2=load_clip_tokenizer("sdxl/tokenizer_2"), unet=unet,
-                                     scheduler=EulerDiscreteScheduler(), force_zeros_for_empty_prompt=True)
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 1),
+        projection_class_embeddings_input_dim=64,
+        cross_attention_dim=80,
+        norm_num_groups=1,
+    ).eval()
+    vae = AutoencoderKL(
+        block_out_channels=(32,),
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=64,
+        down_block_types=("DownEncoderBlock2D",),
+        up_block_types=("UpDecoderBlock2D",),
+    ).eval()
+    pipe = StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=te,
+        text_encoder_2=te2,
+        tokenizer=load_clip_tokenizer(),
+        tokenizer_2=load_clip_tokenizer("sdxl/tokenizer_2"),
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(),
+        force_zeros_for_empty_prompt=True,
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -47,7 +79,7 @@ def test_both_encoders_penultimate_layer_and_pooled(xl):
     eos = xl.tokenizer.eos_token_id
     l_ids = torch.tensor([[xl.tokenizer.bos_token_id, *ids, *[eos] * (76 - len(ids))]])
     g_ids = l_ids.clone()
-    g_ids[0, len(ids) + 2:] = xl.tokenizer_2.pad_token_id  # OpenCLIP pads with "!" after the first EOS
+    g_ids[0, len(ids) + 2 :] = xl.tokenizer_2.pad_token_id  # OpenCLIP pads with "!" after the first EOS
     assert xl.tokenizer_2.pad_token_id == 0
     with torch.no_grad():
         ref_l = xl.text_encoder(l_ids, output_hidden_states=True).hidden_states[-2][0]
@@ -73,18 +105,28 @@ def test_embedding_per_encoder(xl):
 
 def test_xl_loop_gets_edited_prompt_and_pooled(xl):
     steps = 6
-    g = GuidedConditioning(build_schedule(xl, ["[red|blue] cat"], steps),
-                           build_schedule(xl, ["ugly"], steps, negative=True), batch_size=1)
+    g = GuidedConditioning(
+        build_schedule(xl, ["[red|blue] cat"], steps), build_schedule(xl, ["ugly"], steps, negative=True), batch_size=1
+    )
     red = build_schedule(xl, ["red cat"], steps)
     blue = build_schedule(xl, ["blue cat"], steps)
     seen = []
+
     def record(module, args, kwargs):
         seen.append((kwargs["encoder_hidden_states"].clone(), kwargs["added_cond_kwargs"]["text_embeds"].clone()))
 
     h = xl.unet.register_forward_pre_hook(record, with_kwargs=True)
     try:
-        xl(**g.pipeline_kwargs(), callback_on_step_end=g.callback(), num_inference_steps=steps, guidance_scale=5.0,
-           height=64, width=64, output_type="latent", generator=torch.Generator().manual_seed(0))
+        xl(
+            **g.pipeline_kwargs(),
+            callback_on_step_end=g.callback(),
+            num_inference_steps=steps,
+            guidance_scale=5.0,
+            height=64,
+            width=64,
+            output_type="latent",
+            generator=torch.Generator().manual_seed(0),
+        )
     finally:
         h.remove()
     assert len(seen) == steps
@@ -98,9 +140,16 @@ def test_xl_composable(xl):
     def run(prompt, cfg):
         g = GuidedConditioning(build_schedule(xl, [prompt], 4), build_schedule(xl, [""], 4, negative=True), 1)
         with g.composable(xl.unet):
-            return xl(**g.pipeline_kwargs(), callback_on_step_end=g.callback(), num_inference_steps=4,
-                      guidance_scale=cfg, height=64, width=64, output_type="latent",
-                      generator=torch.Generator().manual_seed(0)).images
+            return xl(
+                **g.pipeline_kwargs(),
+                callback_on_step_end=g.callback(),
+                num_inference_steps=4,
+                guidance_scale=cfg,
+                height=64,
+                width=64,
+                output_type="latent",
+                generator=torch.Generator().manual_seed(0),
+            ).images
 
     # The same guidance summed in a different order: equal up to fp32 rounding. The random tiny SDXL gives latents
     # of |x| ~ 250, where rounding through 4 steps reaches ~1e-3 absolute, so the bound is relative to that scale

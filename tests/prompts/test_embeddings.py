@@ -26,9 +26,16 @@ def pipe():
     unet, vae, te = tiny_components(seed=3)
     with torch.no_grad():  # a trained CLIP's final norm has a bias (see test_conditioning.py)
         te.final_layer_norm.bias.normal_(0.5, 0.1)
-    p = StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=load_clip_tokenizer(), unet=unet,
-                                scheduler=EulerDiscreteScheduler(), safety_checker=None, feature_extractor=None,
-                                requires_safety_checker=False)
+    p = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=te,
+        tokenizer=load_clip_tokenizer(),
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     p.set_progress_bar_config(disable=True)
     return p
 
@@ -50,8 +57,16 @@ def emb_dir(tmp_path):
     g = torch.Generator().manual_seed(0)
     d = tmp_path / "embeddings"
     (d / "sub" / "cat-toy").mkdir(parents=True)
-    torch.save({"string_to_param": {"*": torch.randn(1, WIDTH, generator=g) * 3}, "name": "other", "step": 7,
-                "sd_checkpoint": "0123abcd", "sd_checkpoint_name": "tiny"}, d / "zorbo.pt")
+    torch.save(
+        {
+            "string_to_param": {"*": torch.randn(1, WIDTH, generator=g) * 3},
+            "name": "other",
+            "step": 7,
+            "sd_checkpoint": "0123abcd",
+            "sd_checkpoint_name": "tiny",
+        },
+        d / "zorbo.pt",
+    )
     save_file({"emb_params": torch.randn(3, WIDTH, generator=g) * 3}, str(d / "sub" / "triple.safetensors"))
     torch.save({"<cat-toy>": torch.randn(WIDTH, generator=g)}, d / "sub" / "cat-toy" / "learned_embeds.bin")
     old = torch.nn.ParameterDict({"*": torch.nn.Parameter(torch.randn(2, WIDTH, generator=g))})
@@ -70,8 +85,12 @@ def encode(pipe, prompt, embeddings=None, steps=4):
 def test_every_format_is_found_recursively_and_named_by_its_file(pipe, emb_dir):
     loaded, skipped = EmbeddingCatalog(emb_dir).load_for(pipe)
     assert set(loaded) == {"zorbo", "triple", "<cat-toy>", "oldstyle"}
-    assert {n: v.shape for n, v in loaded.items()} == {"zorbo": (1, WIDTH), "triple": (3, WIDTH),
-                                                        "<cat-toy>": (1, WIDTH), "oldstyle": (2, WIDTH)}
+    assert {n: v.shape for n, v in loaded.items()} == {
+        "zorbo": (1, WIDTH),
+        "triple": (3, WIDTH),
+        "<cat-toy>": (1, WIDTH),
+        "oldstyle": (2, WIDTH),
+    }
     assert set(skipped) == {"wide", "xl", "evil"}
 
 
@@ -108,15 +127,23 @@ def test_multi_vector_takes_as_many_positions(pipe, emb_dir):
 def test_the_word_changes_the_generated_output(pipe, emb_dir):
     from webui.generation.conditioning import prepare
 
-    opts = SimpleNamespace(get={"emphasis": "Original", "comma_padding_backtrack": 20,
-                                "use_old_scheduling": False}.get)
+    opts = SimpleNamespace(get={"emphasis": "Original", "comma_padding_backtrack": 20, "use_old_scheduling": False}.get)
     loaded, _ = EmbeddingCatalog(emb_dir).load_for(pipe)
 
     def run(prompt, embeddings):
         cond = prepare(pipe, prompt, "", 2, 1, opts, embeddings=embeddings)
         latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))
-        out = cond.run(pipe, 1, lambda p, i, t, kw: kw, num_inference_steps=2, guidance_scale=7.0, height=64,
-                       width=64, latents=latents, output_type="latent").images
+        out = cond.run(
+            pipe,
+            1,
+            lambda p, i, t, kw: kw,
+            num_inference_steps=2,
+            guidance_scale=7.0,
+            height=64,
+            width=64,
+            latents=latents,
+            output_type="latent",
+        ).images
         return out, cond.conditioner.used_embeddings
 
     plain, used_none = run("a zorbo", None)
@@ -133,8 +160,13 @@ def test_wrong_width_is_skipped_with_the_reason(pipe, emb_dir):
     assert "768" in skipped["wide"] and "SD 1.x" in skipped["wide"] and "another model family" in skipped["wide"]
     assert "2048" in skipped["xl"] and "SDXL" in skipped["xl"]
     api = catalog.api(pipe)
-    assert api["loaded"]["zorbo"] == {"step": 7, "sd_checkpoint": "0123abcd", "sd_checkpoint_name": "tiny",
-                                      "shape": WIDTH, "vectors": 1}
+    assert api["loaded"]["zorbo"] == {
+        "step": 7,
+        "sd_checkpoint": "0123abcd",
+        "sd_checkpoint_name": "tiny",
+        "shape": WIDTH,
+        "vectors": 1,
+    }
     assert api["loaded"]["triple"]["vectors"] == 3
     assert api["skipped"]["wide"]["shape"] == 768 and api["skipped"]["wide"]["reason"] == skipped["wide"]
     assert api["skipped"]["xl"]["shape"] == 2048 and api["skipped"]["xl"]["vectors"] == 2
@@ -199,15 +231,17 @@ def test_api_routes(pipe, emb_dir, tmp_path):
     from webui.api.prompts import build_prompts_router
     from webui.prompts.styles import StyleStore
 
-    app = SimpleNamespace(embeddings=EmbeddingCatalog(emb_dir), styles=StyleStore([tmp_path / "styles.csv"]),
-                          models=SimpleNamespace(active=SimpleNamespace(pipeline=pipe)))
+    app = SimpleNamespace(
+        embeddings=EmbeddingCatalog(emb_dir),
+        styles=StyleStore([tmp_path / "styles.csv"]),
+        models=SimpleNamespace(active=SimpleNamespace(pipeline=pipe)),
+    )
     api = FastAPI()
     api.include_router(build_prompts_router(app))
     client = TestClient(api)
     body = client.get("/sdapi/v1/embeddings").json()
     assert set(body) == {"loaded", "skipped"} and body["loaded"]["triple"]["shape"] == WIDTH
-    assert set(body["skipped"]["wide"]) == {"step", "sd_checkpoint", "sd_checkpoint_name", "shape", "vectors",
-                                            "reason"}
+    assert set(body["skipped"]["wide"]) == {"step", "sd_checkpoint", "sd_checkpoint_name", "shape", "vectors", "reason"}
     torch.save({"string_to_param": {"*": torch.randn(2, WIDTH)}}, emb_dir / "fresh.pt")
     r = client.post("/sdapi/v1/refresh-embeddings")
     assert r.status_code == 200 and r.json() is None
@@ -215,4 +249,3 @@ def test_api_routes(pipe, emb_dir, tmp_path):
     app.models.active = None  # no checkpoint: every readable embedding is listed as loaded (A1111)
     body = client.get("/sdapi/v1/embeddings").json()
     assert "wide" in body["loaded"] and set(body["skipped"]) == {"evil"}
-

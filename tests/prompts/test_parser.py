@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from webui.prompts.parser import (ExtraNetworkTag, extract_extra_networks, parse_attention, prompt_schedule,
-                                  split_and, texts_per_step)
+from webui.prompts.parser import (
+    ExtraNetworkTag,
+    extract_extra_networks,
+    parse_attention,
+    prompt_schedule,
+    split_and,
+    texts_per_step,
+)
 
 ATTENTION = [
     ("normal text", [("normal text", 1.0)]),
@@ -20,9 +26,20 @@ ATTENTION = [
     ("((a:2):1.5)", [("a", 3.0)]),
     ("([a]:1.5)", [("a", 1 / 1.1 * 1.5)]),
     ("(unnecessary)(parens)", [("unnecessaryparens", 1.1)]),
-    ("a (((house:1.3)) [on] a (hill:0.5), sun, (((sky))).",
-     [("a ", 1.0), ("house", 1.1 * 1.1 * 1.3), (" ", 1.1), ("on", 1.0), (" a ", 1.1), ("hill", 0.55),
-      (", sun, ", 1.1), ("sky", 1.1 ** 4), (".", 1.1)]),
+    (
+        "a (((house:1.3)) [on] a (hill:0.5), sun, (((sky))).",
+        [
+            ("a ", 1.0),
+            ("house", 1.1 * 1.1 * 1.3),
+            (" ", 1.1),
+            ("on", 1.0),
+            (" a ", 1.1),
+            ("hill", 0.55),
+            (", sun, ", 1.1),
+            ("sky", 1.1**4),
+            (".", 1.1),
+        ],
+    ),
     # escapes
     ("\\(literal\\]", [("(literal]", 1.0)]),
     ("\\[x\\) \\\\ y", [("[x) \\ y", 1.0)]),
@@ -128,19 +145,25 @@ def test_split_and(prompt, expected):
 def test_extra_network_tags_are_taken_out():
     clean, tags = extract_extra_networks("a <lora:foo:0.5> b, <hypernet:h:1:unet=0.2><lora:bar>")
     assert clean == "a  b, "
-    assert tags == [ExtraNetworkTag("lora", "foo", ("0.5",)), ExtraNetworkTag("hypernet", "h", ("1", "unet=0.2")),
-                    ExtraNetworkTag("lora", "bar")]
+    assert tags == [
+        ExtraNetworkTag("lora", "foo", ("0.5",)),
+        ExtraNetworkTag("hypernet", "h", ("1", "unet=0.2")),
+        ExtraNetworkTag("lora", "bar"),
+    ]
     assert tags[0].text == "<lora:foo:0.5>" and tags[1].named == {"unet": "0.2"} and tags[1].positional == ["1"]
 
 
-@pytest.mark.parametrize("tag,expected", [
-    ("<lora:x>", (1.0, 1.0, None)),
-    ("<lora:x:0.6>", (0.6, 0.6, None)),
-    ("<lora:x:0.3:0.7>", (0.3, 0.7, None)),
-    ("<lora:x:1:0.5:8>", (1.0, 0.5, 8)),
-    ("<lora:x:te=0.2:unet=1>", (0.2, 1.0, None)),
-    ("<lora:x:0.4:unet=0>", (0.4, 0.0, None)),
-])
+@pytest.mark.parametrize(
+    "tag,expected",
+    [
+        ("<lora:x>", (1.0, 1.0, None)),
+        ("<lora:x:0.6>", (0.6, 0.6, None)),
+        ("<lora:x:0.3:0.7>", (0.3, 0.7, None)),
+        ("<lora:x:1:0.5:8>", (1.0, 0.5, 8)),
+        ("<lora:x:te=0.2:unet=1>", (0.2, 1.0, None)),
+        ("<lora:x:0.4:unet=0>", (0.4, 0.0, None)),
+    ],
+)
 def test_lora_multipliers(tag, expected):
     assert extract_extra_networks(tag)[1][0].lora_multipliers() == expected
 
@@ -150,14 +173,17 @@ def test_text_that_is_not_a_tag_stays(prompt):
     assert extract_extra_networks(prompt) == (prompt, [])
 
 
-@pytest.mark.parametrize("tag,part", [
-    ("<lora:x:abc>", "the weight 'abc' is not a number"),
-    ("<lora:x:0.5:zz>", "the UNet weight 'zz' is not a number"),
-    ("<lora:x:te=q>", "the text-encoder weight 'q' is not a number"),
-    ("<lora:x:nan>", "the weight 'nan' is not a number"),
-    ("<lora:x:inf:1>", "the text-encoder weight 'inf' is not a number"),
-    ("<lora:x:1:1:k>", "the dyn value 'k' is not a whole number"),
-])
+@pytest.mark.parametrize(
+    "tag,part",
+    [
+        ("<lora:x:abc>", "the weight 'abc' is not a number"),
+        ("<lora:x:0.5:zz>", "the UNet weight 'zz' is not a number"),
+        ("<lora:x:te=q>", "the text-encoder weight 'q' is not a number"),
+        ("<lora:x:nan>", "the weight 'nan' is not a number"),
+        ("<lora:x:inf:1>", "the text-encoder weight 'inf' is not a number"),
+        ("<lora:x:1:1:k>", "the dyn value 'k' is not a whole number"),
+    ],
+)
 def test_bad_lora_tag_says_which_part_is_wrong(tag, part):
     """#19 item 17: the warning names the part in plain words, never Python's float() error."""
     from webui.lora.tags import parse_prompt

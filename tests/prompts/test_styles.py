@@ -15,11 +15,13 @@ from webui.errors import InvalidRequest, NotFound
 from webui.generation.requests import Txt2ImgRequest
 from webui.prompts.styles import StyleStore, merge_prompts
 
-A1111_CSV = ('\ufeffname,prompt,negative_prompt\n'
-             '"#  Portraits",,\n'
-             'cinematic,"{prompt}, cinematic still, (film grain:1.2)","cartoon, drawing"\n'
-             'sharp, "highly detailed, sharp focus", blurry\n'
-             'only_neg,,"lowres, bad anatomy"\n')
+A1111_CSV = (
+    "\ufeffname,prompt,negative_prompt\n"
+    '"#  Portraits",,\n'
+    'cinematic,"{prompt}, cinematic still, (film grain:1.2)","cartoon, drawing"\n'
+    'sharp, "highly detailed, sharp focus", blurry\n'
+    'only_neg,,"lowres, bad anatomy"\n'
+)
 
 
 @pytest.fixture
@@ -34,12 +36,13 @@ def test_reads_a1111_csv(store):
 
 
 def test_prompt_placeholder_and_appending(store):
-    assert store.apply("a cat", "", ["cinematic"]) == ("a cat, cinematic still, (film grain:1.2)",
-                                                       "cartoon, drawing")
+    assert store.apply("a cat", "", ["cinematic"]) == ("a cat, cinematic still, (film grain:1.2)", "cartoon, drawing")
     assert store.apply("a cat ", "ugly", ["sharp"]) == ("a cat, highly detailed, sharp focus", "ugly, blurry")
     # in order: each style wraps what the previous ones made
-    assert store.apply("a cat", "", ["sharp", "cinematic"])[0] == \
-        "a cat, highly detailed, sharp focus, cinematic still, (film grain:1.2)"
+    assert (
+        store.apply("a cat", "", ["sharp", "cinematic"])[0]
+        == "a cat, highly detailed, sharp focus, cinematic still, (film grain:1.2)"
+    )
     assert store.apply("", "", ["sharp", "only_neg"]) == ("highly detailed, sharp focus", "blurry, lowres, bad anatomy")
     assert store.apply("a cat", "x", []) == ("a cat", "x")
     assert merge_prompts("{prompt} and {prompt}", "a") == "a and a"
@@ -131,8 +134,11 @@ def test_prompt_styles_route(store):
     api.include_router(build_prompts_router(SimpleNamespace(styles=store)))
     body = TestClient(api).get("/sdapi/v1/prompt-styles").json()
     assert [s["name"] for s in body] == ["cinematic", "sharp", "only_neg"]
-    assert body[0] == {"name": "cinematic", "prompt": "{prompt}, cinematic still, (film grain:1.2)",
-                       "negative_prompt": "cartoon, drawing"}
+    assert body[0] == {
+        "name": "cinematic",
+        "prompt": "{prompt}, cinematic still, (film grain:1.2)",
+        "negative_prompt": "cartoon, drawing",
+    }
 
 
 # --- UI tools ----------------------------------------------------------------------------------------------------
@@ -192,13 +198,15 @@ def test_ctrl_up_down_script():
     from webui.ui.prompt_tools import PROMPT_JS, prompt_head
 
     assert prompt_head().startswith("<script>(") and prompt_head().endswith(")();</script>")
-    script = ("globalThis.window = globalThis; globalThis.document = {addEventListener() {}};\n"
-              f"({PROMPT_JS})();\n"
-              f"const cases = {json.dumps([c[:4] for c in JS_CASES])};\n"
-              "console.log(JSON.stringify(cases.map(([t, s, e, up]) => {\n"
-              "  const r = window.easelEditAttention(t, s, e, up);\n"
-              "  return r && [r.text, r.text.slice(r.start, r.end)];\n"
-              "})));\n")
+    script = (
+        "globalThis.window = globalThis; globalThis.document = {addEventListener() {}};\n"
+        f"({PROMPT_JS})();\n"
+        f"const cases = {json.dumps([c[:4] for c in JS_CASES])};\n"
+        "console.log(JSON.stringify(cases.map(([t, s, e, up]) => {\n"
+        "  const r = window.easelEditAttention(t, s, e, up);\n"
+        "  return r && [r.text, r.text.slice(r.start, r.end)];\n"
+        "})));\n"
+    )
     out = subprocess.run(["node", "-e", script], capture_output=True, text=True, timeout=30, check=True).stdout
     got = json.loads(out)
     expected = [None if c[4] is None else [c[4], c[5]] for c in JS_CASES]

@@ -24,9 +24,22 @@ def train_client(app):
 
 
 def test_train_over_http(app, train_client, dataset):
-    body = {"name": "web", "dataset_dir": str(dataset), "steps": 6, "batch_size": 2, "learning_rate": 1e-3,
-            "rank": 2, "alpha": 1, "resolution": 64, "seed": 3, "caption": "", "train_text_encoder": False,
-            "save_every": 0, "sample_every": 0, "sample_prompt": ""}
+    body = {
+        "name": "web",
+        "dataset_dir": str(dataset),
+        "steps": 6,
+        "batch_size": 2,
+        "learning_rate": 1e-3,
+        "rank": 2,
+        "alpha": 1,
+        "resolution": 64,
+        "seed": 3,
+        "caption": "",
+        "train_text_encoder": False,
+        "save_every": 0,
+        "sample_every": 0,
+        "sample_prompt": "",
+    }
     r = train_client.post("/easel/v1/train/lora", json=body)
     assert r.status_code == 202, r.text
     job_id = r.json()["job_id"]
@@ -43,9 +56,14 @@ def test_train_over_http(app, train_client, dataset):
 
 def test_bad_requests_are_4xx_and_write_nothing(app, train_client, dataset):
     ok = {"name": "x", "dataset_dir": str(dataset)}
-    for body, field in [({**ok, "rank": 0}, "rank"), ({**ok, "name": "../x"}, "name"), ({**ok, "lr": 1}, "lr"),
-                        ({"dataset_dir": str(dataset)}, "name"), ({**ok, "dataset_dir": "/nope"}, "not found"),
-                        ({**ok, "checkpoint": "missing"}, "missing")]:
+    for body, field in [
+        ({**ok, "rank": 0}, "rank"),
+        ({**ok, "name": "../x"}, "name"),
+        ({**ok, "lr": 1}, "lr"),
+        ({"dataset_dir": str(dataset)}, "name"),
+        ({**ok, "dataset_dir": "/nope"}, "not found"),
+        ({**ok, "checkpoint": "missing"}, "missing"),
+    ]:
         r = train_client.post("/easel/v1/train/lora", json=body)
         assert 400 <= r.status_code < 500 and field in r.text, (body, r.text)
         assert set(r.json()) == {"error", "detail", "body", "errors"}
@@ -67,8 +85,18 @@ def test_sdapi_loras_lists_the_service(app, client):
 
 
 def test_generic_jobs_route_carries_training_fields(app, client, dataset):
-    body = {"name": "viajobs", "dataset_dir": str(dataset), "steps": 4, "batch_size": 2, "rank": 2, "alpha": 1,
-            "resolution": 64, "seed": 1, "save_every": 0, "sample_every": 0}
+    body = {
+        "name": "viajobs",
+        "dataset_dir": str(dataset),
+        "steps": 4,
+        "batch_size": 2,
+        "rank": 2,
+        "alpha": 1,
+        "resolution": 64,
+        "seed": 1,
+        "save_every": 0,
+        "sample_every": 0,
+    }
     job_id = client.post("/easel/v1/train/lora", json=body).json()["job_id"]
     deadline = time.time() + 120
     while (view := client.get(f"/easel/v1/jobs/{job_id}").json())["status"] not in ("done", "failed"):

@@ -16,8 +16,19 @@ def test_history_rows_name_the_job_type_and_training_result(app, dataset):
 
     gen = app.jobs.wait(app.submit_txt2img(Txt2ImgRequest(prompt="a red circle", steps=1, seed=1), from_api=True))
     assert gen.images
-    job = start_training(app, {"name": "histlora", "dataset_dir": str(dataset), "steps": 2, "resolution": 64,
-                               "batch_size": 1, "rank": 2, "save_every": 0, "sample_every": 0})
+    job = start_training(
+        app,
+        {
+            "name": "histlora",
+            "dataset_dir": str(dataset),
+            "steps": 2,
+            "resolution": 64,
+            "batch_size": 1,
+            "rank": 2,
+            "save_every": 0,
+            "sample_every": 0,
+        },
+    )
     app.jobs.wait(job)
     assert job.status == "done", job.error
     rows = {r["kind"]: r for r in app.history.list(limit=10)}
@@ -36,8 +47,10 @@ def test_history_rows_name_the_job_type_and_training_result(app, dataset):
 def test_other_kinds_are_named():
     base = {"status": "done", "created_at": 0, "params": {}}
     assert _row({**base, "kind": "extras"})["Type"] == "extras"
-    assert _row({**base, "kind": "merge", "result": {"name": "m.safetensors"}})["Prompt / result"] == \
-        "merge: m.safetensors"
+    assert (
+        _row({**base, "kind": "merge", "result": {"name": "m.safetensors"}})["Prompt / result"]
+        == "merge: m.safetensors"
+    )
     assert _row({**base, "kind": "install-model"})["Type"] == "install"
     assert _row({**base, "kind": "img2img", "prompt": "p"})["Type"] == "img2img"
     assert _row({**base, "kind": "ext-thing"})["Type"] == "ext-thing"

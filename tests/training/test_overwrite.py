@@ -15,8 +15,18 @@ from webui.ui.train_tab import status_view
 
 
 def _req(dataset, **kw) -> TrainLoraRequest:
-    base = dict(name="ow", dataset_dir=str(dataset), steps=3, batch_size=1, learning_rate=1e-2, rank=2, seed=1,
-                save_every=0, sample_every=0, resolution=64)
+    base = dict(
+        name="ow",
+        dataset_dir=str(dataset),
+        steps=3,
+        batch_size=1,
+        learning_rate=1e-2,
+        rank=2,
+        seed=1,
+        save_every=0,
+        sample_every=0,
+        resolution=64,
+    )
     return TrainLoraRequest(**{**base, **kw})
 
 

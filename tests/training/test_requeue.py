@@ -13,9 +13,21 @@ def test_a_waiting_training_job_runs_at_the_next_start(make_app, dataset):
     first = make_app("--nowebui")
     gate = threading.Event()
     blocker = first.jobs.submit("hold", {}, lambda j: gate.wait(30), record=False)
-    body = {"name": "requeued", "dataset_dir": str(dataset), "steps": 3, "batch_size": 1, "rank": 2, "alpha": 1,
-            "resolution": 64, "seed": 3, "caption": "", "train_text_encoder": False, "save_every": 0,
-            "sample_every": 0, "sample_prompt": ""}
+    body = {
+        "name": "requeued",
+        "dataset_dir": str(dataset),
+        "steps": 3,
+        "batch_size": 1,
+        "rank": 2,
+        "alpha": 1,
+        "resolution": 64,
+        "seed": 3,
+        "caption": "",
+        "train_text_encoder": False,
+        "save_every": 0,
+        "sample_every": 0,
+        "sample_prompt": "",
+    }
     job = start_training(first, body)
     checkpoint = first.options.get("sd_model_checkpoint")
     first.jobs.stop(timeout=0)  # stop while the training job waits behind the blocker

@@ -26,8 +26,18 @@ class Hostile:
 
 
 def _trainer(pipe, cache, state_file=None, steps=6):
-    cfg = TrainConfig(steps=steps, batch_size=1, learning_rate=1e-2, rank=2, alpha=2, seed=5, lr_scheduler="cosine",
-                      warmup_steps=2, train_text_encoder=True, resolution=64)
+    cfg = TrainConfig(
+        steps=steps,
+        batch_size=1,
+        learning_rate=1e-2,
+        rank=2,
+        alpha=2,
+        seed=5,
+        lr_scheduler="cosine",
+        warmup_steps=2,
+        train_text_encoder=True,
+        resolution=64,
+    )
     return LoraTrainer(pipe, cfg, cache, state_file=state_file)
 
 
@@ -55,8 +65,9 @@ def test_resume_from_safetensors_continues_the_loss_curve(app, dataset, tmp_path
         keys, meta = set(f.keys()), f.metadata()
         assert f.get_tensor("s.generator").dtype == torch.uint8
     assert meta["format"] == "easel-train-state"
-    assert any(k.startswith("s.adapter.unet.") for k in keys) and any(k.startswith("s.adapter.text_encoder.")
-                                                                      for k in keys)
+    assert any(k.startswith("s.adapter.unet.") for k in keys) and any(
+        k.startswith("s.adapter.text_encoder.") for k in keys
+    )
     assert any(k.startswith("s.optimizer.state.") and k.endswith(".exp_avg_sq") for k in keys)
 
     second = _trainer(pipe, cache, state)
@@ -79,14 +90,24 @@ def test_a_pickle_in_the_run_folder_is_never_loaded(app, client, dataset, caplog
     torch.save({"step": 2, "payload": Hostile(markers[0])}, run_dir / "state.pt")  # what older versions read
     torch.save({"step": 2, "payload": Hostile(markers[1])}, run_dir / "state.safetensors")  # under the new name
 
-    body = {"name": "evil", "dataset_dir": str(dataset), "steps": 3, "batch_size": 1, "rank": 2, "resolution": 64,
-            "save_every": 0, "sample_every": 0}
+    body = {
+        "name": "evil",
+        "dataset_dir": str(dataset),
+        "steps": 3,
+        "batch_size": 1,
+        "rank": 2,
+        "resolution": 64,
+        "save_every": 0,
+        "sample_every": 0,
+    }
     with caplog.at_level(logging.WARNING, logger="easel.training"):
         r = client.post("/easel/v1/train/lora", json=body)
         assert r.status_code == 202, r.text
         deadline = time.time() + 180
         while (view := client.get(f"/easel/v1/train/lora/{r.json()['job_id']}").json())["status"] not in (
-                "done", "failed") and time.time() < deadline:
+            "done",
+            "failed",
+        ) and time.time() < deadline:
             time.sleep(0.05)
     assert view["status"] == "done", view
     assert view["step"] == 3 and len(view["losses"]) == 3  # started over: no resume from either file

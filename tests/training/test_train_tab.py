@@ -12,8 +12,9 @@ def test_train_tab_runs_a_job_and_reports(app, dataset):
         with gr.Tab("Train", elem_id="tab_train"):
             tab = build_train_tab(app)
     values = {k: getattr(c, "value", None) for k, c in tab.inputs.items()}
-    values.update(name="ui", dataset_dir=str(dataset), steps=4, batch_size=2, rank=2, seed=1, sample_every=4,
-                  sample_steps=2)
+    values.update(
+        name="ui", dataset_dir=str(dataset), steps=4, batch_size=2, rank=2, seed=1, sample_every=4, sample_steps=2
+    )
     req, opts = split_values(values)
     assert req["steps"] == 4 and req["alpha"] is None and req["resolution"] is None and opts["targets"] == "attention"
     updates = list(tab.run_training(values))

@@ -39,15 +39,32 @@ def test_every_option_runs_and_teardown_restores_the_model(app, tmp_path):
     enc = torch.randn(1, 77, pipe.unet.config.cross_attention_dim)
     with torch.no_grad():
         before = pipe.unet(x, t, enc).sample
-    cfg = TrainConfig(steps=4, batch_size=2, grad_accum=2, learning_rate=1e-3, text_encoder_lr=5e-4,
-                      lr_scheduler="cosine", warmup_steps=1, rank=2, alpha=1, targets="attention+ff",
-                      train_text_encoder=True, noise_offset=0.05, min_snr_gamma=5, repeats=2,
-                      gradient_checkpointing=True, seed=7)
+    cfg = TrainConfig(
+        steps=4,
+        batch_size=2,
+        grad_accum=2,
+        learning_rate=1e-3,
+        text_encoder_lr=5e-4,
+        lr_scheduler="cosine",
+        warmup_steps=1,
+        rank=2,
+        alpha=1,
+        targets="attention+ff",
+        train_text_encoder=True,
+        noise_offset=0.05,
+        min_snr_gamma=5,
+        repeats=2,
+        gradient_checkpointing=True,
+        seed=7,
+    )
     trainer = LoraTrainer(pipe, cfg, cache, state_file=tmp_path / "state.safetensors")
     seen, lrs = [], []
     try:
-        out = trainer.run(TrainHooks(progress=lambda s, n, loss: (seen.append((s, n)),
-                                                                  lrs.append(trainer.lr_scheduler.get_last_lr()))))
+        out = trainer.run(
+            TrainHooks(
+                progress=lambda s, n, loss: (seen.append((s, n)), lrs.append(trainer.lr_scheduler.get_last_lr()))
+            )
+        )
         assert any(".ff_net_" in k or "ff.net" in k for k in trainer.adapter_state()["unet"])
         assert trainer.adapter_state()["text_encoder"]
     finally:

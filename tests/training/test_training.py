@@ -18,8 +18,17 @@ from webui.training import TrainLoraRequest, start_training
 
 
 def _req(dataset: Path, **kw) -> TrainLoraRequest:
-    base = dict(name="sq", dataset_dir=str(dataset), steps=40, batch_size=2, learning_rate=1e-2, rank=4, seed=1,
-                save_every=0, sample_every=0)
+    base = dict(
+        name="sq",
+        dataset_dir=str(dataset),
+        steps=40,
+        batch_size=2,
+        learning_rate=1e-2,
+        rank=4,
+        seed=1,
+        save_every=0,
+        sample_every=0,
+    )
     return TrainLoraRequest(**{**base, **kw})
 
 
@@ -54,8 +63,9 @@ def test_train_export_and_load_in_plain_diffusers(app, dataset):
     assert len(meta["ss_sd_model_hash"]) == 8 and meta["ss_new_sd_model_hash"] == app.models.active.info.sha256
     assert meta["ss_num_train_images"] == "4" and meta["ss_steps"] == "40"
     assert float(meta["ss_training_started_at"]) <= time.time()
-    assert json.loads(meta["ss_tag_frequency"]) == {"1_dataset": {"sks square": 4, "color 0": 1, "color 1": 1,
-                                                                  "color 2": 1, "color 3": 1}}
+    assert json.loads(meta["ss_tag_frequency"]) == {
+        "1_dataset": {"sks square": 4, "color 0": 1, "color 1": 1, "color 2": 1, "color 3": 1}
+    }
 
     assert np.array_equal(render(pipe, "sks square"), base)  # the serving model is exactly the base again
 

@@ -14,12 +14,21 @@ import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
-    pytest.skip("the browser tests need Debian's /usr/bin/chromium (apt-get install chromium); "
-                "Playwright's own browser download is never used", allow_module_level=True)
+    pytest.skip(
+        "the browser tests need Debian's /usr/bin/chromium (apt-get install chromium); "
+        "Playwright's own browser download is never used",
+        allow_module_level=True,
+    )
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need the playwright package")
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SLOW = 90_000  # ms; generation on a busy 2-core CPU
 
 
@@ -62,9 +71,11 @@ def set_slider(page, elem_id: str, value) -> None:
         box.press("Enter")
         box.blur()
         try:
-            page.wait_for_function("([sel, v]) => { const e = document.querySelector(sel);"
-                                   " return !!e && Number(e.value) === Number(v); }",
-                                   arg=[f"#{elem_id} input[type=range]", value], timeout=3_000)
+            page.wait_for_function(
+                "([sel, v]) => { const e = document.querySelector(sel); return !!e && Number(e.value) === Number(v); }",
+                arg=[f"#{elem_id} input[type=range]", value],
+                timeout=3_000,
+            )
             return
         except sync_api.TimeoutError:
             continue
@@ -80,11 +91,14 @@ def choose(page, elem_id: str, text: str) -> None:
 def wait_text(page, selector: str, text: str, timeout: int = 30_000) -> None:
     """Wait until the element's value (inputs) or text shows `text`; on timeout say what it shows instead."""
     try:
-        page.wait_for_function("([sel, text]) => { const e = document.querySelector(sel);"
-                               " return !!e && (e.value ?? e.innerText).includes(text); }",
-                               arg=[selector, text], timeout=timeout)
+        page.wait_for_function(
+            "([sel, text]) => { const e = document.querySelector(sel);"
+            " return !!e && (e.value ?? e.innerText).includes(text); }",
+            arg=[selector, text],
+            timeout=timeout,
+        )
     except sync_api.TimeoutError:
-        shown = page.evaluate("(sel) => { const e = document.querySelector(sel); "
-                              "return e && (e.value ?? e.innerText); }",
-                              selector)
+        shown = page.evaluate(
+            "(sel) => { const e = document.querySelector(sel); return e && (e.value ?? e.innerText); }", selector
+        )
         raise AssertionError(f"{selector} never showed {text!r}; it shows {shown!r}") from None

@@ -39,6 +39,7 @@ def value_of(update):
 
 # --- ScriptsUI with an ArgGroup (a toy script through a stub host) -----------------------------------------------
 
+
 class Toy(Script):
     title = "Toy"
     always_on = True
@@ -46,8 +47,10 @@ class Toy(Script):
 
     def ui(self, is_img2img):
         a, b = gr.Number(1, label="a"), gr.Textbox("x", label="b")
-        return {"pair": ArgGroup([a, b], combine=lambda n, s: {"n": n, "s": s}, describe={"n": 1, "s": "x"}),
-                "plain": gr.Checkbox(False, label="plain")}
+        return {
+            "pair": ArgGroup([a, b], combine=lambda n, s: {"n": n, "s": s}, describe={"n": 1, "s": "x"}),
+            "plain": gr.Checkbox(False, label="plain"),
+        }
 
     def paste(self, params, is_img2img):
         return {"pair": [params.get("Toy n"), None]} if "Toy n" in params else {}
@@ -87,12 +90,20 @@ def test_scripts_ui_sends_an_arg_group_as_one_argument_and_pastes_per_component(
 
     with gr.Blocks():
         described = describe_args(Toy(), Toy().ui(False))
-    assert described[0] == {"name": "pair", "label": "pair", "value": {"n": 1, "s": "x"}, "minimum": None,
-                            "maximum": None, "step": None, "choices": None}
+    assert described[0] == {
+        "name": "pair",
+        "label": "pair",
+        "value": {"n": 1, "s": "x"},
+        "minimum": None,
+        "maximum": None,
+        "step": None,
+        "choices": None,
+    }
     assert described[1]["label"] == "plain"
 
 
 # --- the ControlNet script on a bare handle -----------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def cn_models(tmp_path_factory):
@@ -124,8 +135,20 @@ def test_combine_gives_the_unit_dict_parse_unit_accepts(script):
     assert list(groups) == ["unit_0", "unit_1", "unit_2"]
     title = script.state.catalog.titles()[0]
     group = groups["unit_0"]
-    unit = group.combine(*unit_values(group, False, enabled=True, image=square(), module="canny", model=title,
-                                      weight=0.8, threshold_a=50, threshold_b=150, resize_mode="Just Resize"))
+    unit = group.combine(
+        *unit_values(
+            group,
+            False,
+            enabled=True,
+            image=square(),
+            module="canny",
+            model=title,
+            weight=0.8,
+            threshold_a=50,
+            threshold_b=150,
+            resize_mode="Just Resize",
+        )
+    )
     assert unit["enabled"] is True and unit["module"] == "canny" and unit["model"] == title
     assert isinstance(unit["image"], str)  # base64 PNG: the request stays JSON (the history stores it)
     assert (unit["threshold_a"], unit["threshold_b"], unit["weight"]) == (50.0, 150.0, 0.8)
@@ -140,8 +163,9 @@ def test_combine_gives_the_unit_dict_parse_unit_accepts(script):
 
     with gr.Blocks():
         img2img = script.ui(True)["unit_0"]
-    unit = img2img.combine(*unit_values(img2img, True, enabled=True, image=square(), use_input=True,
-                                        module="canny", model=title))
+    unit = img2img.combine(
+        *unit_values(img2img, True, enabled=True, image=square(), use_input=True, module="canny", model=title)
+    )
     assert unit["image"] is None and script.state.parse([unit], "img2img")[0].image is None
     with pytest.raises(Exception, match="enabled without an image"):
         script.state.parse([unit], "txt2img")
@@ -169,8 +193,7 @@ def test_preview_shows_the_map_or_a_visible_error(script):
         _, message = ui.on_preview(choices, square(), "canny", 9000, 100, 200, False)
         assert "64..2048" in message
         # a flat image has no edges: the black map comes with a notice saying why, not an error
-        black, message = ui.on_preview(choices, Image.new("RGB", (64, 64), (90, 90, 200)), "canny", 64, 100, 200,
-                                       False)
+        black, message = ui.on_preview(choices, Image.new("RGB", (64, 64), (90, 90, 200)), "canny", 64, 100, 200, False)
         assert black.getextrema() == ((0, 0), (0, 0), (0, 0))
         assert "found nothing to draw" in message and "easel-notice" in message and "easel-error" not in message
         _, message = ui.on_preview(choices, square(), "none", 64, 100, 200, False)
@@ -178,6 +201,7 @@ def test_preview_shows_the_map_or_a_visible_error(script):
 
 
 # --- through the app: a real generation, then its infotext pasted back ---------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, tiny_models, cn_models):
@@ -247,10 +271,25 @@ def generated(app, ui):
     """A txt2img generation from the UI handler with unit 0 on canny + tiny-canny: (final yield, title)."""
     tab = ui.txt2img
     title = app.extensions.find_script("ControlNet", "txt2img")[1].state.catalog.titles()[0]
-    fields, scripts = generate_values(tab, {"enabled": True, "image": square(), "module": "canny", "model": title,
-                                            "weight": 0.75, "threshold_a": 60, "threshold_b": 160,
-                                            "guidance_end": 0.8, "resize_mode": "Just Resize"},
-                                      prompt="a cat", steps=2, seed=3, width=64, height=64)
+    fields, scripts = generate_values(
+        tab,
+        {
+            "enabled": True,
+            "image": square(),
+            "module": "canny",
+            "model": title,
+            "weight": 0.75,
+            "threshold_a": 60,
+            "threshold_b": 160,
+            "guidance_end": 0.8,
+            "resize_mode": "Just Resize",
+        },
+        prompt="a cat",
+        steps=2,
+        seed=3,
+        width=64,
+        height=64,
+    )
     final = run_all(tab.run(*fields, *scripts))[-1]
     return final, title
 
@@ -272,13 +311,13 @@ def test_paste_and_send_to_restore_the_units_but_not_the_image(app, ui, generate
 
     pasted = ui.paste(t2i, text)  # ↙️
     assert len(pasted) == len(t2i.field_components) + len(t2i.scripts.inputs) + 1
-    unit = unit_updates(t2i, pasted[len(t2i.field_components):-1])
+    unit = unit_updates(t2i, pasted[len(t2i.field_components) : -1])
     assert value_of(unit["enabled"]) is True and value_of(unit["module"]) == "canny"
     assert value_of(unit["model"]) == title and title in unit["model"]["choices"]
     assert value_of(unit["weight"]) == 0.75 and value_of(unit["guidance_end"]) == 0.8
     assert value_of(unit["threshold_a"]) == 60.0 and value_of(unit["resize_mode"]) == "Just Resize"
     assert is_unchanged(unit["image"])  # the control image is not in the infotext
-    assert value_of(unit_updates(t2i, pasted[len(t2i.field_components):-1], "unit_1")["enabled"]) is False
+    assert value_of(unit_updates(t2i, pasted[len(t2i.field_components) : -1], "unit_1")["enabled"]) is False
 
     sent = ui.to_txt2img(text)  # PNG Info → txt2img
     unit = {k: sent[c] for k, c in zip(cn_lib("ui").unit_keys(False), controlnet_arg(t2i).components)}
@@ -290,7 +329,7 @@ def test_paste_and_send_to_restore_the_units_but_not_the_image(app, ui, generate
 
     # an infotext without ControlNet leaves the units as they are
     plain = ui.paste(t2i, "a dog\nSteps: 2, Sampler: Euler, Seed: 1, Size: 64x64")
-    assert all(is_unchanged(u) for u in plain[len(t2i.field_components):-1])
+    assert all(is_unchanged(u) for u in plain[len(t2i.field_components) : -1])
     assert parse_infotext(text)["ControlNet 0"].startswith("Module: canny")
 
 
@@ -298,13 +337,15 @@ def test_a_unit_without_an_image_is_a_visible_error_and_nothing_is_generated(app
     tab = ui.txt2img
     title = app.extensions.find_script("ControlNet", "txt2img")[1].state.catalog.titles()[0]
     before = len(app.history.list(limit=100))
-    fields, scripts = generate_values(tab, {"enabled": True, "module": "canny", "model": title},
-                                      prompt="a cat", steps=2, seed=3, width=64, height=64)
+    fields, scripts = generate_values(
+        tab, {"enabled": True, "module": "canny", "model": title}, prompt="a cat", steps=2, seed=3, width=64, height=64
+    )
     final = run_all(tab.run(*fields, *scripts))[-1]
     assert tab.gallery not in final
     assert "easel-error" in final[tab.info] and "ControlNet unit 0 is enabled without an image" in final[tab.info]
-    fields, scripts = generate_values(tab, {"enabled": True, "image": square(), "module": "canny"},
-                                      prompt="a cat", steps=2)
+    fields, scripts = generate_values(
+        tab, {"enabled": True, "image": square(), "module": "canny"}, prompt="a cat", steps=2
+    )
     final = run_all(tab.run(*fields, *scripts))[-1]
     assert "enabled without a model" in final[tab.info]
     jobs = app.history.list(limit=100)[: len(app.history.list(limit=100)) - before]
@@ -314,9 +355,16 @@ def test_a_unit_without_an_image_is_a_visible_error_and_nothing_is_generated(app
 def test_img2img_handler_uses_the_img2img_input_as_the_control_image(app, ui):
     tab = ui.img2img
     title = app.extensions.find_script("ControlNet", "img2img")[1].state.catalog.titles()[0]
-    fields, scripts = generate_values(tab, {"enabled": True, "use_input": True, "module": "canny", "model": title},
-                                      prompt="a cat", steps=2, seed=3, width=64, height=64)
-    sub = [c.value for c in tab.inputs[len(tab.field_components):len(tab.inputs) - len(tab.scripts.components)]]
+    fields, scripts = generate_values(
+        tab,
+        {"enabled": True, "use_input": True, "module": "canny", "model": title},
+        prompt="a cat",
+        steps=2,
+        seed=3,
+        width=64,
+        height=64,
+    )
+    sub = [c.value for c in tab.inputs[len(tab.field_components) : len(tab.inputs) - len(tab.scripts.components)]]
     sub[0], sub[1] = "img2img", square()  # mode, init image
     final = run_all(tab.run(*fields, *sub, *scripts))[-1]
     assert tab.gallery in final, final.get(tab.info)
@@ -342,10 +390,11 @@ def test_img2img_a_script_input_that_cannot_be_read_is_a_visible_error(app, ui, 
 
     def broken(*values):
         raise ValueError("unit 1: weight is not a number")
+
     monkeypatch.setattr(tab.scripts, "request_fields", broken)
     before = len(app.history.list(limit=100))
     fields, scripts = generate_values(tab, {"enabled": False}, prompt="a cat", steps=2, width=64, height=64)
-    sub = [c.value for c in tab.inputs[len(tab.field_components):len(tab.inputs) - len(tab.scripts.components)]]
+    sub = [c.value for c in tab.inputs[len(tab.field_components) : len(tab.inputs) - len(tab.scripts.components)]]
     sub[0], sub[1] = "img2img", square()
     final = run_all(tab.run(*fields, *sub, *scripts))[-1]
     assert tab.gallery not in final

@@ -17,10 +17,15 @@ from tests.lora.factory import write_kohya, write_loha
 from webui.models.user_metadata import read_user_metadata
 from webui.ui.extra_networks import ExtraNetworksPanel, toggle_tag, toggle_word, trigger_tags
 
-META = {"ss_network_dim": 8, "ss_network_alpha": 4, "ss_base_model_version": "sd_v1",
-        "ss_sd_model_name": "tiny-a.safetensors",
-        "ss_tag_frequency": json.dumps({"1_ds": {"easelcat": 12, " red hat": 5, "smile": 1},
-                                        "2_more": {"red hat": 4, "blue sky": 3}})}
+META = {
+    "ss_network_dim": 8,
+    "ss_network_alpha": 4,
+    "ss_base_model_version": "sd_v1",
+    "ss_sd_model_name": "tiny-a.safetensors",
+    "ss_tag_frequency": json.dumps(
+        {"1_ds": {"easelcat": 12, " red hat": 5, "smile": 1}, "2_more": {"red hat": 4, "blue sky": 3}}
+    ),
+}
 
 
 @pytest.fixture
@@ -30,8 +35,16 @@ def loras(app):
     write_kohya(d / "catstyle.safetensors", seed=1, metadata=META)
     Image.new("RGB", (64, 48), (0, 200, 0)).save(d / "catstyle.preview.png")
     write_kohya(d / "plain.safetensors", seed=2)
-    (d / "plain.json").write_text(json.dumps({"preferred weight": 0.6, "activation text": "plainstyle",
-                                              "description": "a plain one", "sd version": "SD1"}))
+    (d / "plain.json").write_text(
+        json.dumps(
+            {
+                "preferred weight": 0.6,
+                "activation text": "plainstyle",
+                "description": "a plain one",
+                "sd version": "SD1",
+            }
+        )
+    )
     write_loha(d / "broken.safetensors")
     app.loras.refresh()
     e = app.paths.embeddings_dir
@@ -58,10 +71,10 @@ def test_tabs_of_cards_with_preview_name_and_counts(app, loras):
     assert names_in(htmls["textual_inversion"]) == ["zorbo"]
     assert len(names_in(htmls["checkpoints"])) == len(app.catalog.list()) == 2
     assert "3 LoRAs" in status and "1 embedding" in status and "2 checkpoints" in status
-    cat = htmls["lora"].split('data-name="catstyle"')[1].split('data-name=')[0]
+    cat = htmls["lora"].split('data-name="catstyle"')[1].split("data-name=")[0]
     assert 'src="data:image/jpeg;base64,' in cat and "SD 1.x" in cat and "dim 8/alpha 4" in cat
     assert '<div class="easel-card-name">catstyle' in cat and 'data-action="meta"' in cat
-    plain = htmls["lora"].split('data-name="plain"')[1].split('data-name=')[0]
+    plain = htmls["lora"].split('data-name="plain"')[1].split("data-name=")[0]
     assert "no preview" in plain
     assert trigger_tags(app.lora_catalog.find("catstyle").metadata, limit=2) == ["easelcat", "red hat"]
 
@@ -124,17 +137,27 @@ def test_broken_or_gone_cards_say_why_and_change_nothing(app, loras):
     panel = panel_for(app)
     prompt, status, _, _ = panel.click("lora", "broken", "a cat")
     assert prompt == gr.update() and "easel-error" in status and "LoHa" in status
-    for kind, name in (("lora", "no-such"), ("nonsense", "x"), ("checkpoints", "../../etc/passwd"),
-                       ("textual_inversion", "<script>")):
+    for kind, name in (
+        ("lora", "no-such"),
+        ("nonsense", "x"),
+        ("checkpoints", "../../etc/passwd"),
+        ("textual_inversion", "<script>"),
+    ):
         prompt, status, _, dropdown = panel.click(kind, name, "a cat")
         assert prompt == gr.update() and "gone" in status and dropdown == gr.update() and "<script>" not in status
 
 
 def test_user_metadata_is_read_safely(tmp_path):
     f = tmp_path / "x.safetensors"
-    for raw, weight in (('{"preferred weight": 0.7}', 0.7), ('{"preferred weight": "NaN"}', None),
-                        ('{"preferred weight": 1e9}', None), ('{"preferred weight": -2}', -2.0),
-                        ('{"preferred weight": true}', None), ('[1, 2]', None), ("not json", None)):
+    for raw, weight in (
+        ('{"preferred weight": 0.7}', 0.7),
+        ('{"preferred weight": "NaN"}', None),
+        ('{"preferred weight": 1e9}', None),
+        ('{"preferred weight": -2}', -2.0),
+        ('{"preferred weight": true}', None),
+        ("[1, 2]", None),
+        ("not json", None),
+    ):
         (tmp_path / "x.json").write_text(raw)
         assert read_user_metadata(f).get("preferred weight") == weight, raw
     (tmp_path / "x.json").write_text(json.dumps({"activation text": "a" * 300_000}))
@@ -153,8 +176,11 @@ def test_both_tabs_have_the_panel_on_their_own_prompt(app, loras):
         assert panel.prompt is tab.prompt and panel.cards["lora"].elem_id == f"{tab.tabname}_lora_cards"
     ids = {c.get("props", {}).get("elem_id") for c in demo.config["components"]}
     assert {"txt2img_extra_networks", "img2img_extra_networks", "txt2img_textual_inversion_cards"} <= ids
-    targets = [d for d in demo.config["dependencies"]
-               if any(t[0] == t2i.extra_networks.cards["lora"]._id and t[1] == "click" for t in d["targets"])]
+    targets = [
+        d
+        for d in demo.config["dependencies"]
+        if any(t[0] == t2i.extra_networks.cards["lora"]._id and t[1] == "click" for t in d["targets"])
+    ]
     assert targets and t2i.prompt._id in targets[0]["outputs"]
 
 
@@ -192,12 +218,14 @@ def test_clicking_cards_in_chromium(data_dir, live_server):
             assert box and 140 <= box["width"] <= 160 and 180 <= box["height"] <= 210  # fixed card size
             card.locator(".easel-card-name").click()
             page.wait_for_function(
-                "() => document.querySelector('#txt2img_prompt textarea').value.includes('<lora:catstyle:1>')")
+                "() => document.querySelector('#txt2img_prompt textarea').value.includes('<lora:catstyle:1>')"
+            )
             assert prompt.input_value() == "a cat <lora:catstyle:1>"
             assert "Added" in page.locator("#txt2img_extra_networks_status").inner_text()
             card.locator(".easel-card-meta").click()  # ⚙: the metadata, and the prompt unchanged
-            page.wait_for_function("() => document.querySelector('#txt2img_extra_details').innerText"
-                                   ".includes('ss_network_dim')")
+            page.wait_for_function(
+                "() => document.querySelector('#txt2img_extra_details').innerText.includes('ss_network_dim')"
+            )
             assert prompt.input_value() == "a cat <lora:catstyle:1>"
             assert not errors, errors
         finally:

@@ -69,8 +69,11 @@ def test_hostile_inputs_are_refused(tmp_path, shown):
 
 def app_stub(tmp_path, *flags):
     ns = parse_args(["--data-dir", str(tmp_path), *flags])
-    return SimpleNamespace(ns=ns, paths=SimpleNamespace(outputs_dir=tmp_path / "outputs"),
-                           outputs=SimpleNamespace(base_folder=lambda kind: tmp_path / "outputs" / f"{kind}-images"))
+    return SimpleNamespace(
+        ns=ns,
+        paths=SimpleNamespace(outputs_dir=tmp_path / "outputs"),
+        outputs=SimpleNamespace(base_folder=lambda kind: tmp_path / "outputs" / f"{kind}-images"),
+    )
 
 
 def test_open_folder_only_on_loopback(tmp_path, shown):
@@ -96,5 +99,10 @@ def test_every_gallery_has_the_buttons_and_extras_sends_to_img2img(app):
     demo = build_ui(app)
     ids = {c.get("props", {}).get("elem_id") for c in demo.config["components"]}
     for t in ("txt2img", "img2img", "extras"):
-        assert {f"save_{t}", f"save_zip_{t}", f"{t}_open_folder", f"{t}_send_to_img2img",
-                f"{t}_send_to_inpaint"} <= ids, t
+        assert {
+            f"save_{t}",
+            f"save_zip_{t}",
+            f"{t}_open_folder",
+            f"{t}_send_to_img2img",
+            f"{t}_send_to_inpaint",
+        } <= ids, t

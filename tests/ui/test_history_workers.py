@@ -7,8 +7,16 @@ from webui.ui.history_tab import COLUMNS, WORKER_COLUMNS, job_details, job_row, 
 
 
 def _job(**extra):
-    return {"id": "j", "kind": "txt2img", "status": "done", "prompt": "a cat", "params": {"steps": 3},
-            "created_at": 0, "result": None, **extra}
+    return {
+        "id": "j",
+        "kind": "txt2img",
+        "status": "done",
+        "prompt": "a cat",
+        "params": {"steps": 3},
+        "created_at": 0,
+        "result": None,
+        **extra,
+    }
 
 
 def test_the_worker_column_and_the_retry_log():
@@ -20,13 +28,51 @@ def test_the_worker_column_and_the_retry_log():
 
 
 def test_the_workers_table():
-    rows = worker_rows([{"id": "w1", "state": "busy", "host": "gpu-box", "pid": 4242, "device": "cuda:0",
-                         "loaded_models": ["a.safetensors [1234]", "b [5678]"], "job": "j9", "jobs_done": 3,
-                         "last_heartbeat": 100.0},
-                        {"id": "w2", "state": "starting", "node": "n2", "loaded_models": [], "jobs_done": 0,
-                         "last_heartbeat": None}], now=112.4)
+    rows = worker_rows(
+        [
+            {
+                "id": "w1",
+                "state": "busy",
+                "host": "gpu-box",
+                "pid": 4242,
+                "device": "cuda:0",
+                "loaded_models": ["a.safetensors [1234]", "b [5678]"],
+                "job": "j9",
+                "jobs_done": 3,
+                "last_heartbeat": 100.0,
+            },
+            {
+                "id": "w2",
+                "state": "starting",
+                "node": "n2",
+                "loaded_models": [],
+                "jobs_done": 0,
+                "last_heartbeat": None,
+            },
+        ],
+        now=112.4,
+    )
     assert [dict(zip(WORKER_COLUMNS, r)) for r in rows] == [
-        {"Worker": "w1", "State": "busy", "Host": "gpu-box", "PID": 4242, "Device": "cuda:0",
-         "Loaded models": "a.safetensors [1234], b [5678]", "Job": "j9", "Jobs done": 3, "Heartbeat": "12 s ago"},
-        {"Worker": "w2", "State": "starting", "Host": "n2", "PID": "", "Device": "", "Loaded models": "",
-         "Job": "", "Jobs done": 0, "Heartbeat": ""}]
+        {
+            "Worker": "w1",
+            "State": "busy",
+            "Host": "gpu-box",
+            "PID": 4242,
+            "Device": "cuda:0",
+            "Loaded models": "a.safetensors [1234], b [5678]",
+            "Job": "j9",
+            "Jobs done": 3,
+            "Heartbeat": "12 s ago",
+        },
+        {
+            "Worker": "w2",
+            "State": "starting",
+            "Host": "n2",
+            "PID": "",
+            "Device": "",
+            "Loaded models": "",
+            "Job": "",
+            "Jobs done": 0,
+            "Heartbeat": "",
+        },
+    ]

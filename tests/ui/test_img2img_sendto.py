@@ -98,6 +98,7 @@ def stroke_layer(size, box, color=(255, 255, 255, 255)) -> Image.Image:
 
 # --- editor values → init image and mask --------------------------------------------------------------------------
 
+
 def test_inpaint_mask_is_the_alpha_of_layers0():
     bg = noise()
     first, second = stroke_layer((64, 64), (10, 10, 30, 20)), stroke_layer((64, 64), (40, 40, 50, 50))
@@ -143,19 +144,40 @@ def test_sketch_and_inpaint_sketch_use_the_composite():
 
 # --- img2img through its handler ----------------------------------------------------------------------------------
 
+
 def test_inpaint_editor_generate_keeps_unmasked_pixels(app, ui):
     tab = ui.img2img
     bg = noise(seed=3)
     layer = stroke_layer((64, 64), (16, 16, 40, 40))
-    fields = {"prompt": "a red circle", "steps": 4, "seed": 11, "width": 64, "height": 64, "sampler_name": "Euler",
-              "inpainting_fill": "original"}
+    fields = {
+        "prompt": "a red circle",
+        "steps": 4,
+        "seed": 11,
+        "width": 64,
+        "height": 64,
+        "sampler_name": "Euler",
+        "inpainting_fill": "original",
+    }
     values = values_of(tab, **fields)
-    extra = ["inpaint", None, None, {"background": bg.convert("RGBA"), "layers": [layer], "composite": None}, None,
-             None, None, "", "", "", False, 1.0]
+    extra = [
+        "inpaint",
+        None,
+        None,
+        {"background": bg.convert("RGBA"), "layers": [layer], "composite": None},
+        None,
+        None,
+        None,
+        "",
+        "",
+        "",
+        False,
+        1.0,
+    ]
     final = run_all(tab.run(*values, *extra))[-1]
     out = np.asarray(final[tab.gallery]["value"][0], dtype=int)
-    _, blurred = prepare_mask(Image.fromarray((np.asarray(layer)[..., 3] > 0).astype(np.uint8) * 255), (64, 64),
-                              invert=False, blur=4)
+    _, blurred = prepare_mask(
+        Image.fromarray((np.asarray(layer)[..., 3] > 0).astype(np.uint8) * 255), (64, 64), invert=False, blur=4
+    )
     outside = np.asarray(blurred) == 0
     assert np.abs(out - np.asarray(bg, dtype=int))[outside].max() <= 2
     assert np.abs(out - np.asarray(bg, dtype=int))[16:40, 16:40].mean() > 5  # the masked area was repainted
@@ -164,19 +186,39 @@ def test_inpaint_editor_generate_keeps_unmasked_pixels(app, ui):
 
 # --- hires controls → request ---------------------------------------------------------------------------------------
 
+
 def test_hires_controls_make_the_request(app, ui):
     tab = ui.txt2img
     labels = {v: label for label, v in upscaler_choices(app.paths.models_dir)}
     assert "Latent (nearest-exact)" in labels and "Lanczos" in labels
     assert labels["4x-broken"] == "4x-broken"  # listed; what's wrong with it shows when it is used
     title = app.catalog.list()[-1].title
-    req = tab.request(*values_of(tab, enable_hr=True, hr_upscaler="Lanczos", hr_second_pass_steps=3.0,
-                                 denoising_strength=0.4, hr_scale=1.5, hr_checkpoint_name=title,
-                                 hr_sampler_name="Euler", hr_scheduler="Karras", hr_prompt="hp"))
-    assert (req.enable_hr, req.hr_upscaler, req.hr_second_pass_steps, req.denoising_strength) == (True, "Lanczos", 3,
-                                                                                                  0.4)
-    assert (req.hr_scale, req.hr_checkpoint_name, req.hr_sampler_name, req.hr_scheduler) == (1.5, title, "Euler",
-                                                                                             "Karras")
+    req = tab.request(
+        *values_of(
+            tab,
+            enable_hr=True,
+            hr_upscaler="Lanczos",
+            hr_second_pass_steps=3.0,
+            denoising_strength=0.4,
+            hr_scale=1.5,
+            hr_checkpoint_name=title,
+            hr_sampler_name="Euler",
+            hr_scheduler="Karras",
+            hr_prompt="hp",
+        )
+    )
+    assert (req.enable_hr, req.hr_upscaler, req.hr_second_pass_steps, req.denoising_strength) == (
+        True,
+        "Lanczos",
+        3,
+        0.4,
+    )
+    assert (req.hr_scale, req.hr_checkpoint_name, req.hr_sampler_name, req.hr_scheduler) == (
+        1.5,
+        title,
+        "Euler",
+        "Karras",
+    )
     assert (req.hr_prompt, req.hr_resize_x, req.hr_resize_y) == ("hp", 0, 0)
     plain = tab.request(*values_of(tab))
     assert not plain.enable_hr and plain.hr_sampler_name is None and plain.hr_checkpoint_name is None
@@ -187,19 +229,51 @@ def test_hires_controls_make_the_request(app, ui):
 
 # --- Send to txt2img: the same fields give the same pixels ----------------------------------------------------------
 
+
 @pytest.mark.parametrize("hires", [False, True])
 def test_png_to_txt2img_fields_regenerate_the_same_image(app, ui, hires):
-    extra = {"enable_hr": True, "hr_scale": 2.0, "hr_upscaler": "Latent", "hr_second_pass_steps": 2,
-             "denoising_strength": 0.6, "hr_sampler_name": "Euler"} if hires else {}
-    job = app.submit_txt2img(Txt2ImgRequest(prompt="a (green:1.2) square", negative_prompt="blurry", steps=3,
-                                            seed=4321, sampler_name="DPM++ 2M", cfg_scale=5.5, width=64, height=64,
-                                            **extra), from_api=False)
+    extra = (
+        {
+            "enable_hr": True,
+            "hr_scale": 2.0,
+            "hr_upscaler": "Latent",
+            "hr_second_pass_steps": 2,
+            "denoising_strength": 0.6,
+            "hr_sampler_name": "Euler",
+        }
+        if hires
+        else {}
+    )
+    job = app.submit_txt2img(
+        Txt2ImgRequest(
+            prompt="a (green:1.2) square",
+            negative_prompt="blurry",
+            steps=3,
+            seed=4321,
+            sampler_name="DPM++ 2M",
+            cfg_scale=5.5,
+            width=64,
+            height=64,
+            **extra,
+        ),
+        from_api=False,
+    )
     original = app.jobs.wait(job, timeout=120)
     png = png_roundtrip(original.images[0], original.infotexts[0])
     tab = ui.txt2img
     # what the user had in the tab before: every field the image depends on must be replaced
-    before = values_of(tab, enable_hr=not hires, hr_prompt="stale", hr_sampler_name="LMS", steps=20, seed=-1,
-                       scheduler="Karras", _seed_extras=True, subseed_strength=0.5, hr_second_pass_steps=7)
+    before = values_of(
+        tab,
+        enable_hr=not hires,
+        hr_prompt="stale",
+        hr_sampler_name="LMS",
+        steps=20,
+        seed=-1,
+        scheduler="Karras",
+        _seed_extras=True,
+        subseed_strength=0.5,
+        hr_second_pass_steps=7,
+    )
     updates = ui.to_txt2img(read_image_infotext(png))
     values = applied(before, [updates[c] for c in tab.field_components])
     assert values[0] == "a (green:1.2) square"
@@ -211,10 +285,12 @@ def test_png_to_txt2img_fields_regenerate_the_same_image(app, ui, hires):
 
 
 def test_infotext_fields_defaults_overrides_and_model_hash(app, ui):
-    text = ("a cat\nNegative prompt: dog\nSteps: 5, Sampler: Euler a, CFG scale: 7, Seed: 9, Size: 64x64, "
-            "Model hash: 0123456789, Model: gone, Clip skip: 2, Eta: 0.5, Variation seed: 3, "
-            "Variation seed strength: 0.25, Mask blur: 6, Masked content: latent noise, Inpaint area: Only masked, "
-            "Masked area padding: 16, Mask mode: Inpaint not masked, Version: v1")
+    text = (
+        "a cat\nNegative prompt: dog\nSteps: 5, Sampler: Euler a, CFG scale: 7, Seed: 9, Size: 64x64, "
+        "Model hash: 0123456789, Model: gone, Clip skip: 2, Eta: 0.5, Variation seed: 3, "
+        "Variation seed strength: 0.25, Mask blur: 6, Masked content: latent noise, Inpaint area: Only masked, "
+        "Masked area padding: 16, Mask mode: Inpaint not masked, Version: v1"
+    )
     t2i = infotext_fields(app, text, "txt2img")
     assert t2i["enable_hr"] is False and t2i["hr_sampler_name"] == "Use same sampler"
     assert t2i["scheduler"] == "Automatic"
@@ -223,8 +299,13 @@ def test_infotext_fields_defaults_overrides_and_model_hash(app, ui):
     options, fields = split_overrides([v for _, v in t2i["_overrides"]])
     assert options == {"CLIP_stop_at_last_layers": 2} and fields == {"eta": 0.5}
     i2i = infotext_fields(app, text, "img2img")
-    assert (i2i["mask_blur"], i2i["inpainting_fill"], i2i["inpaint_full_res"], i2i["inpaint_full_res_padding"],
-            i2i["inpainting_mask_invert"]) == (6, 2, True, 16, 1)
+    assert (
+        i2i["mask_blur"],
+        i2i["inpainting_fill"],
+        i2i["inpaint_full_res"],
+        i2i["inpaint_full_res_padding"],
+        i2i["inpainting_mask_invert"],
+    ) == (6, 2, True, 16, 1)
     assert not any(k.startswith("hr_") for k in i2i)
     assert model_for(app, text) == (None, "model gone [0123456789] not found")
     known = app.catalog.list()[-1]
@@ -240,7 +321,13 @@ def test_gallery_send_and_paste(app, ui, tmp_path):
     noise((48, 32)).save(path, pnginfo=pnginfo_for(text))
     image = selected_image([(str(path), None)], {"selected": 0})
     assert image.size == (48, 32) and gallery_fields(image, "img2img") == {
-        "prompt": "a dog", "negative_prompt": "cat", "steps": 6, "seed": 77, "width": 48, "height": 32}
+        "prompt": "a dog",
+        "negative_prompt": "cat",
+        "steps": 6,
+        "seed": 77,
+        "width": 48,
+        "height": 32,
+    }
     out = ui.gallery_to_img2img("inpaint", [(str(path), None)], {"selected": 0})
     i2i = ui.img2img
     assert out[i2i.mode] == "inpaint" and out[i2i.inpaint]["value"]["background"].size == (48, 32)
@@ -263,8 +350,22 @@ def test_extras_scale_and_errors(app, ui, tmp_path):
     assert "Postprocess upscale by: 2" in info and "extras-images" in info
     (tmp_path / "in").mkdir()
     src.save(tmp_path / "in" / "a.png")
-    gallery, info = tab.run("directory", None, None, str(tmp_path / "in"), str(tmp_path / "out"), False,
-                            True, 2, 40, 40, True, "Lanczos", "None", 0)
+    gallery, info = tab.run(
+        "directory",
+        None,
+        None,
+        str(tmp_path / "in"),
+        str(tmp_path / "out"),
+        False,
+        True,
+        2,
+        40,
+        40,
+        True,
+        "Lanczos",
+        "None",
+        0,
+    )
     assert gallery == [] and Image.open(tmp_path / "out" / "a.png").size == (40, 40)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -279,8 +380,20 @@ def test_batch_tab_and_resize_by(app, ui, tmp_path):
     noise((32, 32), seed=1).save(tmp_path / "in" / "a.png")
     Image.new("L", (32, 32), 255).save(tmp_path / "masks" / "a.png")
     values = values_of(tab, prompt="x", steps=1, seed=3, sampler_name="Euler", denoising_strength=0.5)
-    extra = ["batch", None, None, None, None, None, None, str(tmp_path / "in"), str(tmp_path / "out"),
-             str(tmp_path / "masks"), True, 2.0]
+    extra = [
+        "batch",
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        str(tmp_path / "in"),
+        str(tmp_path / "out"),
+        str(tmp_path / "masks"),
+        True,
+        2.0,
+    ]
     final = run_all(tab.run(*values, *extra))[-1]
     written = Image.open(tmp_path / "out" / "a.png")
     assert written.size == (64, 64) and "Mask blur" in written.info["parameters"]  # resized by 2, inpainted
@@ -303,8 +416,9 @@ def test_send_switches_to_the_checkpoint_with_that_hash(app):
 
 
 def test_history_job_is_sent_to_img2img_with_its_image_and_fields(app, ui):
-    job = app.submit_txt2img(Txt2ImgRequest(prompt="history to img2img", steps=2, seed=77, width=64, height=48),
-                             from_api=False)
+    job = app.submit_txt2img(
+        Txt2ImgRequest(prompt="history to img2img", steps=2, seed=77, width=64, height=48), from_api=False
+    )
     app.jobs.wait(job)
     out = ui.history_to_img2img(job.id)
     i = ui.img2img

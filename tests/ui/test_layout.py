@@ -18,8 +18,12 @@ def box(page, selector: str) -> dict:
 
 
 def inside(inner: dict, outer: dict) -> bool:
-    return (outer["x"] <= inner["x"] and inner["x"] + inner["width"] <= outer["x"] + outer["width"] + 1
-            and outer["y"] <= inner["y"] and inner["y"] + inner["height"] <= outer["y"] + outer["height"] + 1)
+    return (
+        outer["x"] <= inner["x"]
+        and inner["x"] + inner["width"] <= outer["x"] + outer["width"] + 1
+        and outer["y"] <= inner["y"]
+        and inner["y"] + inner["height"] <= outer["y"] + outer["height"] + 1
+    )
 
 
 def accordion_open(page) -> bool:
@@ -42,11 +46,15 @@ def test_compact_top_row_and_hires_header(live_server, page):  # noqa: F811
     srv = live_server()
     page.goto(srv.url)
     page.wait_for_selector("#txt2img_generate")
-    for counter, field in (("#txt2img_token_counter", "#txt2img_prompt"),
-                           ("#txt2img_negative_token_counter", "#txt2img_neg_prompt")):
+    for counter, field in (
+        ("#txt2img_token_counter", "#txt2img_prompt"),
+        ("#txt2img_negative_token_counter", "#txt2img_neg_prompt"),
+    ):
         assert inside(box(page, counter), box(page, field)), counter
-    ys = [box(page, s)["y"] + box(page, s)["height"] / 2 for s in
-          ("#txt2img_paste", "#txt2img_clear_prompt", "#txt2img_styles", "#txt2img_styles_refresh")]
+    ys = [
+        box(page, s)["y"] + box(page, s)["height"] / 2
+        for s in ("#txt2img_paste", "#txt2img_clear_prompt", "#txt2img_styles", "#txt2img_styles_refresh")
+    ]
     assert max(ys) - min(ys) < 8, ys  # one row
     tools_right = box(page, "#txt2img_style_apply")
     generate = box(page, "#txt2img_generate")
@@ -55,9 +63,11 @@ def test_compact_top_row_and_hires_header(live_server, page):  # noqa: F811
     assert gap < 30, gap
     # the preview's place is the gallery's (it is shown over it while a job runs; hidden, it isn't in the page)
     assert page.locator("#txt2img_gallery_container.easel-results #txt2img_gallery").count() == 1
-    rules = page.evaluate("() => [...document.styleSheets].flatMap(s => { try { return [...s.cssRules]; }"
-                          " catch (e) { return []; } }).map(r => r.cssText)"
-                          ".filter(t => t.includes('easel-live-preview'))")
+    rules = page.evaluate(
+        "() => [...document.styleSheets].flatMap(s => { try { return [...s.cssRules]; }"
+        " catch (e) { return []; } }).map(r => r.cssText)"
+        ".filter(t => t.includes('easel-live-preview'))"
+    )
     assert any("position: absolute" in r for r in rules), rules
     # 🗑️
     page.fill("#txt2img_prompt textarea", "a cat")

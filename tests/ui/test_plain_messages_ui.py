@@ -31,6 +31,7 @@ def test_interrupted_is_a_notice_and_a_failure_an_error(app):
 
     class Failed:
         status, value, error = "failed", None, RuntimeError("boom")
+
     assert "easel-error" in tab.finished(Failed())["info"]
 
 

@@ -26,9 +26,16 @@ def brightness(path: Path) -> float:
 
 def test_screenshots_of_every_tab(data_dir, live_server, browser):  # noqa: F811
     lora_dir = data_dir / "models" / "Lora"
-    write_kohya(lora_dir / "catstyle.safetensors", seed=1, metadata={
-        "ss_network_dim": 4, "ss_network_alpha": 4, "ss_base_model_version": "sd_v1",
-        "ss_tag_frequency": json.dumps({"1_cat": {"easelcat": 12, "red hat": 5}})})
+    write_kohya(
+        lora_dir / "catstyle.safetensors",
+        seed=1,
+        metadata={
+            "ss_network_dim": 4,
+            "ss_network_alpha": 4,
+            "ss_base_model_version": "sd_v1",
+            "ss_tag_frequency": json.dumps({"1_cat": {"easelcat": 12, "red hat": 5}}),
+        },
+    )
     Image.new("RGB", (96, 128), (40, 160, 90)).save(lora_dir / "catstyle.preview.png")
     (data_dir / "embeddings").mkdir(exist_ok=True)
     torch.save({"string_to_param": {"*": torch.randn(2, 32)}, "step": 5}, data_dir / "embeddings" / "zorbo.pt")

@@ -39,8 +39,9 @@ def test_settings_apply_live_and_quicksettings_reload_ui(live_server, page):
     # the sidebar shows one section; the search finds settings by label or name over all sections
     page.click("#tab_settings-button")
     page.locator("#settings_sections label", has_text="Limits").click()
-    page.wait_for_function("() => getComputedStyle(document.querySelector('#settings_section_paths')).display"
-                           " === 'none'")
+    page.wait_for_function(
+        "() => getComputedStyle(document.querySelector('#settings_section_paths')).display === 'none'"
+    )
     assert page.locator("#settings_section_limits").first.is_visible()  # Gradio gives a Group its id twice
     page.locator("#settings_sections label", has_text="All").click()
     page.locator("#settings_search textarea").press_sequentially("jpeg")
@@ -68,8 +69,9 @@ def test_one_refresh_updates_every_checkpoint_list(data_dir, live_server, page):
     page.goto(srv.url)
     page.wait_for_selector("#setting_sd_model_checkpoint input")
     models = data_dir / "models"
-    shutil.copyfile(models / "Stable-diffusion" / "tiny-a.safetensors",
-                    models / "Stable-diffusion" / "fresh-model.safetensors")
+    shutil.copyfile(
+        models / "Stable-diffusion" / "tiny-a.safetensors", models / "Stable-diffusion" / "fresh-model.safetensors"
+    )
     (models / "ControlNet").mkdir(exist_ok=True)
     (models / "ControlNet" / "fresh-cn.safetensors").write_bytes(b"x" * 64)
     assert not listed(page, "setting_sd_model_checkpoint", "fresh-model")
@@ -97,8 +99,9 @@ def test_one_refresh_updates_every_checkpoint_list(data_dir, live_server, page):
 
     # "or a new file appears": no 🔄, the page's poll of the folder watch updates every list
     srv.app.model_watch.min_interval = 0
-    shutil.copyfile(models / "Stable-diffusion" / "tiny-a.safetensors",
-                    models / "Stable-diffusion" / "dropped-in.safetensors")
+    shutil.copyfile(
+        models / "Stable-diffusion" / "tiny-a.safetensors", models / "Stable-diffusion" / "dropped-in.safetensors"
+    )
     (models / "ControlNet" / "dropped-cn.safetensors").write_bytes(b"y" * 64)
     token = "() => document.querySelector('#easel_models_token textarea').value"
     page.wait_for_function(f"(seen) => ({token})() !== seen", arg=page.evaluate(token), timeout=20_000)
@@ -117,8 +120,11 @@ def test_train_asks_before_overwriting(live_server, page):
 
     srv = live_server()
     lora = srv.app.paths.lora_dir / "mine.safetensors"
-    save_file({"x": torch.zeros(1)}, str(lora), metadata={"easel_trainer": "test", "ss_output_name": "mine",
-                                                          "ss_steps": "500"})
+    save_file(
+        {"x": torch.zeros(1)},
+        str(lora),
+        metadata={"easel_trainer": "test", "ss_output_name": "mine", "ss_steps": "500"},
+    )
     before = lora.read_bytes()
     page.goto(srv.url)
     page.click("#tab_train-button")

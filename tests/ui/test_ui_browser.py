@@ -75,16 +75,24 @@ def test_errors_are_visible_and_the_page_keeps_working(data_dir, live_server, pa
 
     other = next(i.title for i in srv.app.catalog.list() if i.title != before and not i.name.startswith("zz"))
     choose(page, "setting_sd_model_checkpoint", other.split(" [")[0])
-    page.wait_for_function("() => document.querySelector('#quicksettings_message').innerText.trim() === ''",
-                           timeout=SLOW)  # cleared when the new model has loaded
+    page.wait_for_function(
+        "() => document.querySelector('#quicksettings_message').innerText.trim() === ''", timeout=SLOW
+    )  # cleared when the new model has loaded
     wait_text(page, "#setting_sd_model_checkpoint input", other)
     assert srv.app.models.active.info.title == other
 
 
 def test_pnginfo_reads_a_png_made_by_the_app_and_sends_it_to_txt2img(live_server, page):
     srv = live_server()
-    result = generate_via_service(srv.app, prompt="a green triangle, (sharp:1.2)", negative_prompt="blurry",
-                                  steps=2, seed=1234, sampler_name="DPM++ 2M", cfg_scale=5.5)
+    result = generate_via_service(
+        srv.app,
+        prompt="a green triangle, (sharp:1.2)",
+        negative_prompt="blurry",
+        steps=2,
+        seed=1234,
+        sampler_name="DPM++ 2M",
+        cfg_scale=5.5,
+    )
     path = result.paths[0]
     page.goto(srv.url)
     page.click("#tab_pnginfo-button")

@@ -19,8 +19,10 @@ from webui.ui.quicksettings import Quicksettings
 from webui.ui.settings_tab import SettingsTab
 from webui.ui.txt2img_tab import Txt2ImgTab, canonical_sampler
 
-INFOTEXT = ('a cat, "quoted"\nNegative prompt: blurry\nSteps: 7, Sampler: DPM++ 2M Karras, CFG scale: 6.5, '
-            'Seed: 42, Size: 64x96, Model hash: 0123456789, Model: tiny, Version: easel-0.1.0')
+INFOTEXT = (
+    'a cat, "quoted"\nNegative prompt: blurry\nSteps: 7, Sampler: DPM++ 2M Karras, CFG scale: 6.5, '
+    "Seed: 42, Size: 64x96, Model hash: 0123456789, Model: tiny, Version: easel-0.1.0"
+)
 
 
 def tab_values(tab, **fields):
@@ -36,6 +38,7 @@ def run_all(gen):
 
 
 # --- PNG Info ---------------------------------------------------------------------------------------------------
+
 
 def test_read_infotext_png_jpeg_and_none(tmp_path):
     png = tmp_path / "a.png"
@@ -71,12 +74,33 @@ def test_request_fields_split_legacy_sampler():
 
 # --- History ----------------------------------------------------------------------------------------------------
 
+
 def test_history_row_and_fields_use_what_the_job_really_used():
-    job = {"id": "x", "kind": "txt2img", "status": "done", "prompt": "p", "created_at": 0,
-           "params": {"prompt": "p", "negative_prompt": "n", "seed": -1, "steps": 5, "sampler_name": None,
-                      "scheduler": None, "width": None, "height": None, "cfg_scale": 7, "n_iter": 2, "batch_size": 1},
-           "result": {"images": ["/nowhere/a.png"], "infotexts": ["p\nSteps: 5"],
-                      "info": {"seed": 1234, "width": 64, "height": 64, "sampler_name": "Euler a"}}}
+    job = {
+        "id": "x",
+        "kind": "txt2img",
+        "status": "done",
+        "prompt": "p",
+        "created_at": 0,
+        "params": {
+            "prompt": "p",
+            "negative_prompt": "n",
+            "seed": -1,
+            "steps": 5,
+            "sampler_name": None,
+            "scheduler": None,
+            "width": None,
+            "height": None,
+            "cfg_scale": 7,
+            "n_iter": 2,
+            "batch_size": 1,
+        },
+        "result": {
+            "images": ["/nowhere/a.png"],
+            "infotexts": ["p\nSteps: 5"],
+            "info": {"seed": 1234, "width": 64, "height": 64, "sampler_name": "Euler a"},
+        },
+    }
     row = job_row(job)
     assert row[1:] == ["txt2img", "done", "p", 5, "Euler a", "64x64", 1234, 1, ""]  # "": the local worker
     fields = job_fields(job)
@@ -85,6 +109,7 @@ def test_history_row_and_fields_use_what_the_job_really_used():
 
 
 # --- progress ---------------------------------------------------------------------------------------------------
+
 
 class FakeJobs:
     def __init__(self, pos):
@@ -120,6 +145,7 @@ def test_progress_line_queue_then_steps():
 
 # --- handlers on a real Application -----------------------------------------------------------------------------
 
+
 @pytest.fixture
 def app(make_app):
     return make_app("--nowebui")
@@ -128,20 +154,69 @@ def app(make_app):
 def test_build_ui_has_a1111_elem_ids(app):
     demo = build_ui(app)
     ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
-    for elem_id in ("setting_sd_model_checkpoint", "tab_txt2img", "tab_img2img", "tab_extras", "tab_pnginfo",
-                    "tab_history", "tab_settings", "txt2img_paste", "img2img_paste", "txt2img_hr", "txt2img_enable_hr",
-                    "txt2img_prompt", "txt2img_neg_prompt", "txt2img_generate", "txt2img_interrupt", "txt2img_skip",
-                    "txt2img_sampling", "txt2img_scheduler", "txt2img_steps", "txt2img_width", "txt2img_height",
-                    "txt2img_cfg_scale", "txt2img_seed", "txt2img_batch_count", "txt2img_batch_size",
-                    "txt2img_gallery", "html_info_txt2img", "txt2img_random_seed", "txt2img_reuse_seed",
-                    "img2img_prompt", "img2img_neg_prompt", "img2img_generate", "img2img_interrupt", "img2img_skip",
-                    "img2img_sampling", "img2img_scheduler", "img2img_steps", "img2img_cfg_scale", "img2img_seed",
-                    "img2img_width", "img2img_height", "img2img_batch_count", "img2img_batch_size",
-                    "img2img_denoising_strength", "img2img_gallery", "html_info_img2img", "img2img_image",
-                    "img2maskimg", "img_inpaint_base", "img_inpaint_mask", "img2img_batch_input_dir",
-                    "extras_image", "extras_upscaler_1", "extras_upscaler_2", "extras_upscaler_2_visibility",
-                    "extras_gallery", "pnginfo_send_to_img2img", "pnginfo_send_to_inpaint",
-                    "pnginfo_send_to_extras", "txt2img_send_to_img2img", "img2img_send_to_inpaint"):
+    for elem_id in (
+        "setting_sd_model_checkpoint",
+        "tab_txt2img",
+        "tab_img2img",
+        "tab_extras",
+        "tab_pnginfo",
+        "tab_history",
+        "tab_settings",
+        "txt2img_paste",
+        "img2img_paste",
+        "txt2img_hr",
+        "txt2img_enable_hr",
+        "txt2img_prompt",
+        "txt2img_neg_prompt",
+        "txt2img_generate",
+        "txt2img_interrupt",
+        "txt2img_skip",
+        "txt2img_sampling",
+        "txt2img_scheduler",
+        "txt2img_steps",
+        "txt2img_width",
+        "txt2img_height",
+        "txt2img_cfg_scale",
+        "txt2img_seed",
+        "txt2img_batch_count",
+        "txt2img_batch_size",
+        "txt2img_gallery",
+        "html_info_txt2img",
+        "txt2img_random_seed",
+        "txt2img_reuse_seed",
+        "img2img_prompt",
+        "img2img_neg_prompt",
+        "img2img_generate",
+        "img2img_interrupt",
+        "img2img_skip",
+        "img2img_sampling",
+        "img2img_scheduler",
+        "img2img_steps",
+        "img2img_cfg_scale",
+        "img2img_seed",
+        "img2img_width",
+        "img2img_height",
+        "img2img_batch_count",
+        "img2img_batch_size",
+        "img2img_denoising_strength",
+        "img2img_gallery",
+        "html_info_img2img",
+        "img2img_image",
+        "img2maskimg",
+        "img_inpaint_base",
+        "img_inpaint_mask",
+        "img2img_batch_input_dir",
+        "extras_image",
+        "extras_upscaler_1",
+        "extras_upscaler_2",
+        "extras_upscaler_2_visibility",
+        "extras_gallery",
+        "pnginfo_send_to_img2img",
+        "pnginfo_send_to_inpaint",
+        "pnginfo_send_to_extras",
+        "txt2img_send_to_img2img",
+        "img2img_send_to_inpaint",
+    ):
         assert elem_id in ids, elem_id
     for elem_id in ("txt2img_gallery", "img2img_gallery", "extras_gallery", "img2img_image", "img2maskimg"):
         component = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == elem_id)
@@ -151,8 +226,17 @@ def test_build_ui_has_a1111_elem_ids(app):
 def test_txt2img_run_yields_progress_then_pngs_with_infotext(app):
     with gr.Blocks():
         tab = Txt2ImgTab(app)
-    values = tab_values(tab, prompt="a blue square", sampler_name="Euler", scheduler="Automatic", steps=2, width=64,
-                        height=64, seed=5, batch_size=2)
+    values = tab_values(
+        tab,
+        prompt="a blue square",
+        sampler_name="Euler",
+        scheduler="Automatic",
+        steps=2,
+        width=64,
+        height=64,
+        seed=5,
+        batch_size=2,
+    )
     outputs = run_all(tab.run(*values))
     assert any(tab.job_id in o and o[tab.job_id] for o in outputs)  # the job id is known while it runs
     final = outputs[-1]
@@ -240,6 +324,11 @@ def test_hires_line_says_from_and_to():
     assert "from 512×768 to 768×1152" in hires_text(512, 768, 1.5, 0, 0)
     assert "to 1024×1536" in hires_text(512, 768, 2.0, 1024, 0)  # width given: the height keeps the ratio
     assert "to 640×360" in hires_text(512, 512, 2.0, 640, 360)
-    for bad in ((512, 512, float("nan"), 0, 0), (512, 512, 0, 0, 0), (None, 512, 2, 0, 0), (512, 0, 2, 64, 0),
-                (512, 512, -1, 0, 0)):
+    for bad in (
+        (512, 512, float("nan"), 0, 0),
+        (512, 512, 0, 0, 0),
+        (None, 512, 2, 0, 0),
+        (512, 0, 2, 64, 0),
+        (512, 512, -1, 0, 0),
+    ):
         assert hires_text(*bad) == ""

@@ -23,8 +23,9 @@ def hold_worker(app) -> threading.Event:
 
 
 def button_says(page, elem_id: str, text: str) -> None:
-    page.wait_for_function("([id, text]) => document.getElementById(id).innerText.includes(text)",
-                           arg=[elem_id, text], timeout=SLOW)
+    page.wait_for_function(
+        "([id, text]) => document.getElementById(id).innerText.includes(text)", arg=[elem_id, text], timeout=SLOW
+    )
 
 
 def owned(app, kind="txt2img"):
@@ -88,8 +89,10 @@ def test_keyboard_shortcuts_and_generate_forever(live_server, page):
     page.focus("#txt2img_prompt textarea")
     page.keyboard.press("Control+Enter")  # generate
     wait_text(page, "#txt2img_progress", "Queued: position 1")
-    page.evaluate("() => { window.skips = 0; document.querySelector('#txt2img_skip')"
-                  ".addEventListener('click', () => window.skips++); }")
+    page.evaluate(
+        "() => { window.skips = 0; document.querySelector('#txt2img_skip')"
+        ".addEventListener('click', () => window.skips++); }"
+    )
     page.keyboard.press("Alt+Enter")  # skip
     page.wait_for_function("() => window.skips === 1")
     page.keyboard.press("Escape")  # interrupt: the waiting job is taken back
@@ -170,7 +173,8 @@ def test_xyz_progress_shows_cells(live_server, page, data_dir):
     choose(page, "txt2img_script", "X/Y/Z plot")
     page.locator("#txt2img_script_x_y_z_plot").get_by_label("X values").fill("1, 2, 3")
     page.click("#txt2img_generate")
-    page.wait_for_function("() => /Cell [23]\\/3 · Step \\d\\/6/.test(document.querySelector('#txt2img_progress')"
-                           ".innerText)", timeout=SLOW)
+    page.wait_for_function(
+        "() => /Cell [23]\\/3 · Step \\d\\/6/.test(document.querySelector('#txt2img_progress').innerText)", timeout=SLOW
+    )
     page.wait_for_selector("#txt2img_gallery img", timeout=SLOW)
     wait_text(page, "#html_info_txt2img", "a red circle")

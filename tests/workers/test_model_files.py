@@ -17,8 +17,13 @@ from webui.workers.model_files import ModelFileReceiver, NeededFile, needed_file
 
 def _worker_paths(root):
     m = root / "models"
-    return SimpleNamespace(ckpt_dir=m / "Stable-diffusion", vae_dir=m / "VAE", lora_dir=m / "Lora",
-                           lycoris_dir=m / "LyCORIS", data_dir=root)
+    return SimpleNamespace(
+        ckpt_dir=m / "Stable-diffusion",
+        vae_dir=m / "VAE",
+        lora_dir=m / "Lora",
+        lycoris_dir=m / "LyCORIS",
+        data_dir=root,
+    )
 
 
 def _needed(path, folder="Stable-diffusion", rel="sub/x.safetensors"):
@@ -78,11 +83,22 @@ def test_out_of_order_or_oversized_chunks_are_refused(tmp_path, tiny_models):
         rx.commit(f.sha256)
 
 
-@pytest.mark.parametrize("folder,rel", [("Stable-diffusion", "../x.safetensors"), ("Lora", "/etc/passwd"),
-                                        ("VAE", "a/../../b.pt"), ("Lora", ""), ("Lora", "a\x00b"),
-                                        ("Lora", "a\\..\\b"), ("extensions", "x.py"), ("Lora", "./x"),
-                                        ("Lora", "a//b"), ("training", "../config.json"),
-                                        ("training", "x/../../easel.db")])
+@pytest.mark.parametrize(
+    "folder,rel",
+    [
+        ("Stable-diffusion", "../x.safetensors"),
+        ("Lora", "/etc/passwd"),
+        ("VAE", "a/../../b.pt"),
+        ("Lora", ""),
+        ("Lora", "a\x00b"),
+        ("Lora", "a\\..\\b"),
+        ("extensions", "x.py"),
+        ("Lora", "./x"),
+        ("Lora", "a//b"),
+        ("training", "../config.json"),
+        ("training", "x/../../easel.db"),
+    ],
+)
 def test_paths_outside_the_folders_are_refused(tmp_path, folder, rel):
     rx = ModelFileReceiver(_worker_paths(tmp_path), HashCache(tmp_path / "cache.json"))
     f = NeededFile(folder, rel, "0" * 64, 1)
@@ -103,12 +119,18 @@ def test_the_head_lists_checkpoint_vae_and_loras_with_their_hashes(make_app, dat
     app.catalog.refresh()
     app.models.refresh()
     app.lora_catalog.refresh()
-    task = SimpleNamespace(kind="txt2img", checkpoint="sub/tiny-b.safetensors",
-                           options={"sd_vae": "my.vae.safetensors"},
-                           request=SimpleNamespace(prompt="a cat <lora:ink:0.8> <lora:nope:1>", hr_prompt=""))
+    task = SimpleNamespace(
+        kind="txt2img",
+        checkpoint="sub/tiny-b.safetensors",
+        options={"sd_vae": "my.vae.safetensors"},
+        request=SimpleNamespace(prompt="a cat <lora:ink:0.8> <lora:nope:1>", hr_prompt=""),
+    )
     files = {f.key: f for f in needed_files(app, task)}
-    assert set(files) == {"Stable-diffusion/sub/tiny-b.safetensors", "VAE/my.vae.safetensors",
-                          "Lora/style/ink.safetensors"}
+    assert set(files) == {
+        "Stable-diffusion/sub/tiny-b.safetensors",
+        "VAE/my.vae.safetensors",
+        "Lora/style/ink.safetensors",
+    }
     for f in files.values():
         from pathlib import Path
 
@@ -116,10 +138,16 @@ def test_the_head_lists_checkpoint_vae_and_loras_with_their_hashes(make_app, dat
         assert f.sha256 == hashlib.sha256(data).hexdigest() and f.size == len(data)
     # Automatic VAE beside the checkpoint travels with it; a diffusers folder or the demo model never does
     shutil.copy(models / "VAE" / "my.vae.safetensors", models / "Stable-diffusion" / "tiny-a.vae.safetensors")
-    task = SimpleNamespace(kind="txt2img", checkpoint="tiny-a", options={"sd_vae": "Automatic"},
-                           request=SimpleNamespace(prompt="x", hr_prompt=None))
-    assert {f.key for f in needed_files(app, task)} == {"Stable-diffusion/tiny-a.safetensors",
-                                                        "Stable-diffusion/tiny-a.vae.safetensors"}
+    task = SimpleNamespace(
+        kind="txt2img",
+        checkpoint="tiny-a",
+        options={"sd_vae": "Automatic"},
+        request=SimpleNamespace(prompt="x", hr_prompt=None),
+    )
+    assert {f.key for f in needed_files(app, task)} == {
+        "Stable-diffusion/tiny-a.safetensors",
+        "Stable-diffusion/tiny-a.vae.safetensors",
+    }
     bare = SimpleNamespace(kind="txt2img", checkpoint="", options={}, request=SimpleNamespace(prompt="x"))
     assert needed_files(app, bare) == []
 
@@ -131,8 +159,18 @@ def test_worker_paths_follow_the_flag(tmp_path):
     from webui.workers.pool import worker_paths
 
     assert worker_paths(parse_args(["--data-dir", str(tmp_path / "head")])) is None
-    own = worker_paths(parse_args(["--data-dir", str(tmp_path / "head"), "--lora-dir", str(tmp_path / "L"),
-                                   "--ray-worker-data-dir", str(tmp_path / "w")]))
+    own = worker_paths(
+        parse_args(
+            [
+                "--data-dir",
+                str(tmp_path / "head"),
+                "--lora-dir",
+                str(tmp_path / "L"),
+                "--ray-worker-data-dir",
+                str(tmp_path / "w"),
+            ]
+        )
+    )
     assert own.ckpt_dir == tmp_path / "w" / "models" / "Stable-diffusion"
     assert own.lora_dir == tmp_path / "w" / "models" / "Lora" and own.cache_file == tmp_path / "w" / "cache.json"
 
@@ -147,14 +185,21 @@ def test_affinity_prefers_the_worker_holding_the_job_s_loras():
     pool = RayPool(app, address=None, num_workers=3, threads=1, max_retries=1)
 
     def job(prompt, ckpt="A"):
-        task = SimpleNamespace(kind="txt2img", checkpoint=ckpt, options={"sd_checkpoints_limit": 2},
-                               request=SimpleNamespace(prompt=prompt, hr_prompt=""))
+        task = SimpleNamespace(
+            kind="txt2img",
+            checkpoint=ckpt,
+            options={"sd_checkpoints_limit": 2},
+            request=SimpleNamespace(prompt=prompt, hr_prompt=""),
+        )
         return SimpleNamespace(id=prompt, remote=SimpleNamespace(task=task), worker=None)
 
     def reset():
-        pool.slots = {"w1": WorkerSlot("w1", None, "idle", loaded=["A"], loras=["ink"], jobs_done=5),
-                      "w2": WorkerSlot("w2", None, "idle", loaded=["A"], loras=["oil", "pen"], jobs_done=9),
-                      "w3": WorkerSlot("w3", None, "idle", loaded=["A", "B"], loras=["oil", "pen"], jobs_done=0)}
+        pool.slots = {
+            "w1": WorkerSlot("w1", None, "idle", loaded=["A"], loras=["ink"], jobs_done=5),
+            "w2": WorkerSlot("w2", None, "idle", loaded=["A"], loras=["oil", "pen"], jobs_done=9),
+            "w3": WorkerSlot("w3", None, "idle", loaded=["A", "B"], loras=["oil", "pen"], jobs_done=0),
+        }
+
     reset()
     assert pool.choose(job("x <lora:oil:1> <lora:pen:0.5>")).id == "w2"  # w3 holds them on B, its active model
     reset()

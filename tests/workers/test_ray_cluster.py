@@ -49,13 +49,26 @@ def cluster(tmp_path_factory):
     port, client_port = _free_port(), _free_port()
     # the client proxier gives each Ray Client driver's own server 30 s to come up by default: on a busy 2-core CI
     # machine it once took longer ("Starting Ray client server failed", an empty log); 120 s here
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0",
-           "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "120",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "120",
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
     temp = tmp_path_factory.mktemp("ray-cluster")
-    cmd = [str(ray), "start", "--head", f"--port={port}", f"--ray-client-server-port={client_port}",
-           f"--node-ip-address={NODE_IP}", "--num-cpus=2", "--include-dashboard=false",
-           "--disable-usage-stats", f"--temp-dir={temp}"]
+    cmd = [
+        str(ray),
+        "start",
+        "--head",
+        f"--port={port}",
+        f"--ray-client-server-port={client_port}",
+        f"--node-ip-address={NODE_IP}",
+        "--num-cpus=2",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+        f"--temp-dir={temp}",
+    ]
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=240, env=env)
     try:
         yield {"client": f"ray://{NODE_IP}:{client_port}", "gcs": f"{NODE_IP}:{port}", "env": env}
@@ -93,9 +106,27 @@ def test_a_head_joins_a_running_cluster(cluster, how, tmp_path, tiny_models):
     env = dict(cluster["env"])
     if how == "auto":  # `ray start` recorded the cluster on this machine; auto finds it (or RAY_ADDRESS)
         env["RAY_ADDRESS"] = cluster["gcs"]
-    out = subprocess.run([sys.executable, "-c", HEAD, "--data-dir", str(tmp_path), "--api", "--nowebui",
-                          "--ray-num-workers", "1", "--threads", "1", *flags],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            HEAD,
+            "--data-dir",
+            str(tmp_path),
+            "--api",
+            "--nowebui",
+            "--ray-num-workers",
+            "1",
+            "--threads",
+            "1",
+            *flags,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-4000:]
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     assert seen["mode"] == "ray" and len(seen["workers"]) == 1

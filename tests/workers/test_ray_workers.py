@@ -41,9 +41,25 @@ def head(tmp_path_factory, tiny_models):
     shutil.copytree(tiny_models, data_dir / "models")
     # the workers keep their own models (empty at start): each checkpoint reaches them from the head by sha256
     own = tmp_path_factory.mktemp("ray-worker-data")
-    application = Application(parse_args(app_flags(data_dir, "--api", "--nowebui", "--workers", "ray",
-                                                   "--ray-num-workers", "3", "--threads", "1",
-                                                   "--ray-max-retries", "1", "--ray-worker-data-dir", str(own))))
+    application = Application(
+        parse_args(
+            app_flags(
+                data_dir,
+                "--api",
+                "--nowebui",
+                "--workers",
+                "ray",
+                "--ray-num-workers",
+                "3",
+                "--threads",
+                "1",
+                "--ray-max-retries",
+                "1",
+                "--ray-worker-data-dir",
+                str(own),
+            )
+        )
+    )
     application.catalog.demo_dir = None
     application.start(wait_for_model=True)
     server = LiveServer(application).__enter__()
@@ -62,8 +78,15 @@ def _workers(server, state: str | None = None) -> list[dict]:
 
 
 def _txt2img(url: str, seed: int, ckpt: str, steps: int = 3, **extra) -> dict:
-    body = {"prompt": f"a red circle {seed}", "seed": seed, "steps": steps, "width": 64, "height": 64,
-            "override_settings": {"sd_model_checkpoint": ckpt}, **extra}
+    body = {
+        "prompt": f"a red circle {seed}",
+        "seed": seed,
+        "steps": steps,
+        "width": 64,
+        "height": 64,
+        "override_settings": {"sd_model_checkpoint": ckpt},
+        **extra,
+    }
     r = requests.post(f"{url}/sdapi/v1/txt2img", json=body, timeout=300)
     assert r.status_code == 200, r.text
     return r.json()
@@ -95,8 +118,9 @@ def test_checkpoints_reached_the_workers_own_folder_once_by_sha256(head):
     """After the affinity test: each worker received exactly the checkpoint it ran, once, byte for byte."""
     own = Path(head.app.ns.ray_worker_data_dir) / "models" / "Stable-diffusion"
     received = sorted(tuple(w["files_received"]) for w in _workers(head))
-    assert received == sorted([(), ("Stable-diffusion/tiny-a.safetensors",),
-                               ("Stable-diffusion/sub/tiny-b.safetensors",)]), received
+    assert received == sorted(
+        [(), ("Stable-diffusion/tiny-a.safetensors",), ("Stable-diffusion/sub/tiny-b.safetensors",)]
+    ), received
     for rel in ("tiny-a.safetensors", "sub/tiny-b.safetensors"):
         head_copy = head.app.paths.ckpt_dir / rel
         assert (own / rel).read_bytes() == head_copy.read_bytes()
@@ -111,6 +135,7 @@ def test_concurrent_jobs_complete_with_the_local_workers_pixels(head, make_app):
     def client(mine):
         for seed, ckpt in mine:
             answers[seed] = _txt2img(head.url, seed, ckpt)
+
     threads = [threading.Thread(target=client, args=(jobs[k::10],)) for k in range(10)]
     for t in threads:
         t.start()
@@ -130,31 +155,56 @@ def test_concurrent_jobs_complete_with_the_local_workers_pixels(head, make_app):
     assert local.workers is None
     with TestClient(build_fastapi(local)) as c:
         for seed, ckpt in jobs[:4]:
-            body = {"prompt": f"a red circle {seed}", "seed": seed, "steps": 3, "width": 64, "height": 64,
-                    "override_settings": {"sd_model_checkpoint": ckpt}}
+            body = {
+                "prompt": f"a red circle {seed}",
+                "seed": seed,
+                "steps": 3,
+                "width": 64,
+                "height": 64,
+                "override_settings": {"sd_model_checkpoint": ckpt},
+            }
             mine = c.post("/sdapi/v1/txt2img", json=body).json()
             assert np.array_equal(_pixels(mine["images"][0]), _pixels(answers[seed]["images"][0])), seed
             assert json.loads(mine["info"])["infotexts"] == json.loads(answers[seed]["info"])["infotexts"]
 
 
 def test_progress_and_interrupt_of_a_job_on_a_worker(head):
-    r = requests.post(f"{head.url}/easel/v1/jobs", timeout=10, json={"kind": "txt2img", "params": {
-        "prompt": "long", "steps": 1000, "width": 64, "height": 64, "n_iter": 2,
-        "override_settings": {"sd_model_checkpoint": CKPTS[0]}}})
+    r = requests.post(
+        f"{head.url}/easel/v1/jobs",
+        timeout=10,
+        json={
+            "kind": "txt2img",
+            "params": {
+                "prompt": "long",
+                "steps": 1000,
+                "width": 64,
+                "height": 64,
+                "n_iter": 2,
+                "override_settings": {"sd_model_checkpoint": CKPTS[0]},
+            },
+        },
+    )
     job_id = r.json()["id"]
-    seen = wait_until(lambda: (lambda j: j if j["status"] == "running" and j["progress"] > 0.01 else None)(
-        _job(head, job_id)), 60)  # the worker's step count reaches the head
+    seen = wait_until(
+        lambda: (lambda j: j if j["status"] == "running" and j["progress"] > 0.01 else None)(_job(head, job_id)), 60
+    )  # the worker's step count reaches the head
     assert seen["worker"] in {w["id"] for w in _workers(head)}
     # the live preview is decoded on the worker when a client asks, as locally
-    progress = wait_until(lambda: (lambda p: p if p["current_image"] else None)(
-        requests.get(f"{head.url}/sdapi/v1/progress", timeout=30).json()), 60, 0.5)
+    progress = wait_until(
+        lambda: (lambda p: p if p["current_image"] else None)(
+            requests.get(f"{head.url}/sdapi/v1/progress", timeout=30).json()
+        ),
+        60,
+        0.5,
+    )
     preview = Image.open(io.BytesIO(base64.b64decode(progress["current_image"])))
     assert preview.size == (64, 64) and progress["state"]["sampling_step"] >= 5
     # Skip ends the first batch on the worker; the job goes on with the second
     assert progress["state"]["job_no"] == 0
     assert requests.post(f"{head.url}/sdapi/v1/skip", timeout=10).status_code == 200
-    wait_until(lambda: requests.get(f"{head.url}/sdapi/v1/progress", timeout=30).json()["state"]["job_no"] == 1,
-               3, 0.05)  # the local skip's bound; the rest of a 1000-step batch takes far longer
+    wait_until(
+        lambda: requests.get(f"{head.url}/sdapi/v1/progress", timeout=30).json()["state"]["job_no"] == 1, 3, 0.05
+    )  # the local skip's bound; the rest of a 1000-step batch takes far longer
     t0 = time.time()
     assert requests.post(f"{head.url}/sdapi/v1/interrupt", timeout=10).status_code == 200
     ended = wait_until(lambda: (lambda j: j if j["status"] != "running" else None)(_job(head, job_id)), 30)
@@ -193,8 +243,15 @@ def test_a_new_worker_takes_queued_work_and_a_drained_one_leaves(head):
     old = _workers(head)[0]
 
     def submit(i: int, what: str = "queued") -> str:
-        return requests.post(f"{head.url}/easel/v1/jobs", timeout=10, json={"kind": "txt2img", "params": {
-            "prompt": f"{what} {i}", "seed": i, "steps": 200, "width": 64, "height": 64}}).json()["id"]
+        return requests.post(
+            f"{head.url}/easel/v1/jobs",
+            timeout=10,
+            json={
+                "kind": "txt2img",
+                "params": {"prompt": f"{what} {i}", "seed": i, "steps": 200, "width": 64, "height": 64},
+            },
+        ).json()["id"]
+
     ids = [submit(i) for i in range(4)]
     r = requests.post(f"{head.url}/easel/v1/workers", timeout=60)
     assert r.status_code == 202
@@ -206,12 +263,22 @@ def test_a_new_worker_takes_queued_work_and_a_drained_one_leaves(head):
         if sum(_job(head, i)["status"] == "queued" for i in ids) < 2:
             ids.append(submit(len(ids)))
         return False
+
     wait_until(took_one, 180, 0.5)
     # one more job than there are workers, so the old worker has one to be busy with at the drain however fast this
     # machine ran the rest
     late = range(len(ids), len(ids) + 1 + len(_workers(head)))
-    ids += [requests.post(f"{head.url}/easel/v1/jobs", timeout=10, json={"kind": "txt2img", "params": {
-        "prompt": f"late {i}", "seed": i, "steps": 200, "width": 64, "height": 64}}).json()["id"] for i in late]
+    ids += [
+        requests.post(
+            f"{head.url}/easel/v1/jobs",
+            timeout=10,
+            json={
+                "kind": "txt2img",
+                "params": {"prompt": f"late {i}", "seed": i, "steps": 200, "width": 64, "height": 64},
+            },
+        ).json()["id"]
+        for i in late
+    ]
     busy_old = wait_until(lambda: [w for w in _workers(head) if w["id"] == old["id"] and w["job"]], 120, 0.1)[0]
     d = requests.post(f"{head.url}/easel/v1/workers/{old['id']}/drain", timeout=10)
     assert d.status_code == 200 and d.json()["state"] == "draining"
@@ -230,8 +297,16 @@ def test_a_training_run_on_a_worker_resumes_from_its_last_save_on_another(head):
     if len(_workers(head)) < 2:  # after the drain test one is left: one more to take over
         assert requests.post(f"{head.url}/easel/v1/workers", timeout=60).status_code == 202
     wait_until(lambda: len(_workers(head, "idle")) == 2, 180, 0.5)
-    body = {"name": "remote squares", "dataset_dir": str(dataset), "checkpoint": CKPTS[0], "steps": 60,
-            "save_every": 4, "rank": 4, "resolution": 64, "seed": 7}
+    body = {
+        "name": "remote squares",
+        "dataset_dir": str(dataset),
+        "checkpoint": CKPTS[0],
+        "steps": 60,
+        "save_every": 4,
+        "rank": 4,
+        "resolution": 64,
+        "seed": 7,
+    }
     r = requests.post(f"{head.url}/easel/v1/train/lora", json=body, timeout=30)
     assert r.status_code == 202, r.text
     job_id = r.json()["job_id"]
@@ -240,8 +315,13 @@ def test_a_training_run_on_a_worker_resumes_from_its_last_save_on_another(head):
     runner = _job(head, job_id)["worker"]
     pid = next(w["pid"] for w in _workers(head) if w["id"] == runner)
     os.kill(pid, signal.SIGKILL)
-    view = wait_until(lambda: (lambda v: v if v["status"] in ("done", "failed") else None)(
-        requests.get(f"{head.url}/easel/v1/train/lora/{job_id}", timeout=10).json()), 240, 0.5)
+    view = wait_until(
+        lambda: (lambda v: v if v["status"] in ("done", "failed") else None)(
+            requests.get(f"{head.url}/easel/v1/train/lora/{job_id}", timeout=10).json()
+        ),
+        240,
+        0.5,
+    )
     assert view["status"] == "done" and view["step"] == 60 and len(view["losses"]) == 60, view
     output = head.app.paths.lora_dir / "remote squares.safetensors"
     assert view["result"]["path"] == str(output) and output.is_file()
@@ -266,36 +346,47 @@ def test_a_job_whose_workers_keep_dying_fails_after_the_retries(head):
         body = {"prompt": "doomed", "seed": 9, "steps": 400, "width": 64, "height": 64}
         r = requests.post(f"{head.url}/sdapi/v1/txt2img", json=body, timeout=300)
         answer.update(status=r.status_code, body=r.json())
+
     t = threading.Thread(target=client)
     t.start()
     killed = []
     for _ in range(2):
-        busy = wait_until(lambda: [w for w in _workers(head, "busy") if w["job"] and w["id"] not in killed], 120,
-                          0.1)[0]
+        busy = wait_until(lambda: [w for w in _workers(head, "busy") if w["job"] and w["id"] not in killed], 120, 0.1)[
+            0
+        ]
         time.sleep(0.3)
         os.kill(busy["pid"], signal.SIGKILL)
         killed.append(busy["id"])
     t.join(120)
     assert answer["status"] == 503 and "died during the job" in answer["body"]["error"] + answer["body"].get(
-        "detail", ""), answer
+        "detail", ""
+    ), answer
     row = head.app.history.get(busy["job"])
     assert row["status"] == "failed" and row["retries"] == 1 and "not retried again" in row["error"], row
 
 
 def test_workers_local_does_not_import_ray(tmp_path, tiny_models):
     shutil.copytree(tiny_models, tmp_path / "models")
-    code = ("import sys\nfrom fastapi.testclient import TestClient\nfrom webui.app import Application\n"
-            "from webui.api.server import build_fastapi\nfrom webui.flags import parse_args\n"
-            f"app = Application(parse_args(['--data-dir', {str(tmp_path)!r}, '--api', '--nowebui', "
-            "'--workers', 'local']))\napp.catalog.demo_dir = None\napp.start(wait_for_model=True)\n"
-            "with TestClient(build_fastapi(app)) as c:\n"
-            "    assert c.get('/easel/v1/workers').json() == {'mode': 'local', 'workers': []}\n"
-            "    assert c.get('/easel/v1/system').json()['workers'] == {'mode': 'local', 'workers': []}\n"
-            "    r = c.post('/sdapi/v1/txt2img', json={'prompt': 'x', 'steps': 2, 'width': 64, 'height': 64})\n"
-            "    assert r.status_code == 200, r.text\n"
-            "    assert c.post('/easel/v1/workers').status_code == 422\n"
-            "app.stop()\nprint('ray' in sys.modules, 'webui.workers.pool' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    code = (
+        "import sys\nfrom fastapi.testclient import TestClient\nfrom webui.app import Application\n"
+        "from webui.api.server import build_fastapi\nfrom webui.flags import parse_args\n"
+        f"app = Application(parse_args(['--data-dir', {str(tmp_path)!r}, '--api', '--nowebui', "
+        "'--workers', 'local']))\napp.catalog.demo_dir = None\napp.start(wait_for_model=True)\n"
+        "with TestClient(build_fastapi(app)) as c:\n"
+        "    assert c.get('/easel/v1/workers').json() == {'mode': 'local', 'workers': []}\n"
+        "    assert c.get('/easel/v1/system').json()['workers'] == {'mode': 'local', 'workers': []}\n"
+        "    r = c.post('/sdapi/v1/txt2img', json={'prompt': 'x', 'steps': 2, 'width': 64, 'height': 64})\n"
+        "    assert r.status_code == 200, r.text\n"
+        "    assert c.post('/easel/v1/workers').status_code == 422\n"
+        "app.stop()\nprint('ray' in sys.modules, 'webui.workers.pool' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "False False"

@@ -94,9 +94,17 @@ def _analyse(image) -> tuple[dict, np.ndarray, np.ndarray]:
     bcounts = np.bincount(border, minlength=len(NAMES))
     bg = top2[0] if bcounts[top2[0]] >= bcounts[top2[1]] else top2[1]
     fg = top2[1] if bg == top2[0] else top2[0]
-    result = {"colours": [NAMES[i] for i in top2], "background": NAMES[bg], "foreground": NAMES[fg],
-              "fractions": {NAMES[i]: round(float(counts[i]) / labels.size, 4) for i in top2},
-              "shape": "none", "iou": {}, "fill": 0.0, "aspect": 0.0, "bbox": None}
+    result = {
+        "colours": [NAMES[i] for i in top2],
+        "background": NAMES[bg],
+        "foreground": NAMES[fg],
+        "fractions": {NAMES[i]: round(float(counts[i]) / labels.size, 4) for i in top2},
+        "shape": "none",
+        "iou": {},
+        "fill": 0.0,
+        "aspect": 0.0,
+        "bbox": None,
+    }
     region = _largest_component(labels != bg)
     if region.sum() < 9:
         return result, labels, region
@@ -112,8 +120,13 @@ def _analyse(image) -> tuple[dict, np.ndarray, np.ndarray]:
     aspect = w / h
     best = max(ious, key=ious.get)
     ok = 1 / MAX_ASPECT <= aspect <= MAX_ASPECT and ious[best] >= MIN_IOU
-    result.update(shape=best if ok else "other", iou=ious, fill=round(float(box.mean()), 4),
-                  aspect=round(aspect, 3), bbox=(x0, y0, w, h))
+    result.update(
+        shape=best if ok else "other",
+        iou=ious,
+        fill=round(float(box.mean()), 4),
+        aspect=round(aspect, 3),
+        bbox=(x0, y0, w, h),
+    )
     return result, labels, region
 
 
@@ -133,8 +146,12 @@ def parse_prompt(prompt: str) -> tuple[str, str, str]:
 def judge(prompt: str, image) -> dict:
     colour, shape, background = parse_prompt(prompt)
     a = analyse(image)
-    return {"prompt": prompt, "colour_ok": set(a["colours"]) == {colour, background}, "shape_ok": a["shape"] == shape,
-            "analysis": a}
+    return {
+        "prompt": prompt,
+        "colour_ok": set(a["colours"]) == {colour, background},
+        "shape_ok": a["shape"] == shape,
+        "analysis": a,
+    }
 
 
 def score(prompts: Sequence[str], images: Iterable, *, details: list | None = None) -> dict:
@@ -143,8 +160,11 @@ def score(prompts: Sequence[str], images: Iterable, *, details: list | None = No
     if details is not None:
         details.extend(rows)
     n = max(1, len(rows))
-    return {"colour": sum(r["colour_ok"] for r in rows) / n, "shape": sum(r["shape_ok"] for r in rows) / n,
-            "n": len(rows)}
+    return {
+        "colour": sum(r["colour_ok"] for r in rows) / n,
+        "shape": sum(r["shape_ok"] for r in rows) / n,
+        "n": len(rows),
+    }
 
 
 def stripe_score(image) -> float:
@@ -162,7 +182,7 @@ def stripe_score(image) -> float:
             idx = np.nonzero(m)[0]
             if len(idx) == 0 or idx[-1] - idx[0] + 1 < 4:
                 continue
-            seg = row[idx[0]:idx[-1] + 1]
+            seg = row[idx[0] : idx[-1] + 1]
             changes += int((seg[1:] != seg[:-1]).sum())
             pairs += len(seg) - 1
         if pairs:

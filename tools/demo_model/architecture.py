@@ -14,7 +14,6 @@ TE_HIDDEN, TE_LAYERS, TE_HEADS, TE_FFN = 128, 3, 4, 512
 SCHEDULER_OVERRIDES = {"timestep_spacing": "trailing", "steps_offset": 1, "clip_sample": False}
 
 
-
 def template(component: str, filename: str = "config.json") -> dict:
     from webui.models.probe import load_template
 
@@ -25,9 +24,17 @@ def build_vae():
     from diffusers import AutoencoderKL
 
     n = len(VAE_CHANNELS)
-    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=VAE_CHANNELS,
-                         layers_per_block=1, norm_num_groups=VAE_GROUPS, sample_size=NATIVE,
-                         down_block_types=["DownEncoderBlock2D"] * n, up_block_types=["UpDecoderBlock2D"] * n)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=VAE_CHANNELS,
+        layers_per_block=1,
+        norm_num_groups=VAE_GROUPS,
+        sample_size=NATIVE,
+        down_block_types=["DownEncoderBlock2D"] * n,
+        up_block_types=["UpDecoderBlock2D"] * n,
+    )
 
 
 def build_unet():
@@ -36,10 +43,16 @@ def build_unet():
 
     cfg = template("unet")
     n = len(UNET_CHANNELS)
-    cfg.update(block_out_channels=list(UNET_CHANNELS), layers_per_block=1, cross_attention_dim=TE_HIDDEN,
-               attention_head_dim=UNET_HEADS, norm_num_groups=UNET_GROUPS, sample_size=NATIVE // 4,
-               down_block_types=["CrossAttnDownBlock2D"] * (n - 1) + ["DownBlock2D"],
-               up_block_types=["UpBlock2D"] + ["CrossAttnUpBlock2D"] * (n - 1))
+    cfg.update(
+        block_out_channels=list(UNET_CHANNELS),
+        layers_per_block=1,
+        cross_attention_dim=TE_HIDDEN,
+        attention_head_dim=UNET_HEADS,
+        norm_num_groups=UNET_GROUPS,
+        sample_size=NATIVE // 4,
+        down_block_types=["CrossAttnDownBlock2D"] * (n - 1) + ["DownBlock2D"],
+        up_block_types=["UpBlock2D"] + ["CrossAttnUpBlock2D"] * (n - 1),
+    )
     return UNet2DConditionModel.from_config(cfg)
 
 
@@ -49,8 +62,13 @@ def build_text_encoder():
     cfg = template("text_encoder")
     for k in ("architectures", "model_type"):
         cfg.pop(k, None)
-    cfg.update(hidden_size=TE_HIDDEN, intermediate_size=TE_FFN, num_hidden_layers=TE_LAYERS,
-               num_attention_heads=TE_HEADS, projection_dim=TE_HIDDEN)
+    cfg.update(
+        hidden_size=TE_HIDDEN,
+        intermediate_size=TE_FFN,
+        num_hidden_layers=TE_LAYERS,
+        num_attention_heads=TE_HEADS,
+        projection_dim=TE_HIDDEN,
+    )
     return CLIPTextModel(CLIPTextConfig(**cfg))
 
 
@@ -61,8 +79,11 @@ def scheduler_config() -> dict:
 
 
 def easel_config(scaling_factor: float) -> dict:
-    return {"unet": {"attention_head_dim": UNET_HEADS, "norm_num_groups": UNET_GROUPS},
-            "vae": {"scaling_factor": round(scaling_factor, 5), "norm_num_groups": VAE_GROUPS},
-            "text_encoder": {"num_attention_heads": TE_HEADS},
-            "scheduler": SCHEDULER_OVERRIDES, "native_size": NATIVE,
-            "demo": {"name": "easel-demo", "grammar": "a {color} {shape} on a {background} background"}}
+    return {
+        "unet": {"attention_head_dim": UNET_HEADS, "norm_num_groups": UNET_GROUPS},
+        "vae": {"scaling_factor": round(scaling_factor, 5), "norm_num_groups": VAE_GROUPS},
+        "text_encoder": {"num_attention_heads": TE_HEADS},
+        "scheduler": SCHEDULER_OVERRIDES,
+        "native_size": NATIVE,
+        "demo": {"name": "easel-demo", "grammar": "a {color} {shape} on a {background} background"},
+    }

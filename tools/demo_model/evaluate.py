@@ -30,7 +30,7 @@ DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_CFG = "euler_a", 20, 7.0  # A1111's defa
 
 
 def make_scheduler(name: str, config: dict):
-    from diffusers import (DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler, EulerDiscreteScheduler)
+    from diffusers import DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler, EulerDiscreteScheduler
 
     if name == "euler_a":
         return EulerAncestralDiscreteScheduler.from_config(config)
@@ -49,18 +49,35 @@ def load_pipeline(model: Path = DEFAULT_MODEL, cache_root: Path | None = None):
 
 
 @torch.no_grad()
-def generate(pipe, prompts: list[str], seeds: list[int], *, sampler: str = DEFAULT_SAMPLER,
-             steps: int = DEFAULT_STEPS, cfg: float = DEFAULT_CFG, size: int = 64, batch: int = 30,
-             scheduler_config: dict | None = None):
+def generate(
+    pipe,
+    prompts: list[str],
+    seeds: list[int],
+    *,
+    sampler: str = DEFAULT_SAMPLER,
+    steps: int = DEFAULT_STEPS,
+    cfg: float = DEFAULT_CFG,
+    size: int = 64,
+    batch: int = 30,
+    scheduler_config: dict | None = None,
+):
     """One image per prompt (PIL), each from its own seed; the pipeline's scheduler is replaced by `sampler`."""
     pipe.scheduler = make_scheduler(sampler, scheduler_config or dict(pipe.scheduler.config))
     pipe.set_progress_bar_config(disable=True)
     images = []
     for i in range(0, len(prompts), batch):
-        ps, ss = prompts[i:i + batch], seeds[i:i + batch]
+        ps, ss = prompts[i : i + batch], seeds[i : i + batch]
         gens = [torch.Generator("cpu").manual_seed(s) for s in ss]
-        out = pipe(ps, negative_prompt=[""] * len(ps), num_inference_steps=steps, guidance_scale=cfg, height=size,
-                   width=size, generator=gens, output_type="pil")
+        out = pipe(
+            ps,
+            negative_prompt=[""] * len(ps),
+            num_inference_steps=steps,
+            guidance_scale=cfg,
+            height=size,
+            width=size,
+            generator=gens,
+            output_type="pil",
+        )
         images.extend(out.images)
     return images
 
@@ -71,7 +88,7 @@ def evaluate(pipe, n: int = 60, seed: int | None = None, *, details: list | None
         seed = int.from_bytes(os.urandom(4), "little")
     triples = random_prompts(n, seed)
     prompts = [caption(c, s, b) for c, s, b in triples]
-    seeds = [(seed + 7919 * i) % (2 ** 31) for i in range(n)]
+    seeds = [(seed + 7919 * i) % (2**31) for i in range(n)]
     t0 = time.time()
     images = generate(pipe, prompts, seeds, **kw)
     res = score(prompts, images, details=details)
@@ -98,11 +115,21 @@ def main() -> None:
 
     t0 = time.time()
     loaded = load_pipeline(args.model)
-    print(f"loaded {args.model} ({args.model.stat().st_size / 2**20:.2f} MiB) in {time.time() - t0:.1f}s; "
-          f"native size {loaded.probe.native_size}")
+    print(
+        f"loaded {args.model} ({args.model.stat().st_size / 2**20:.2f} MiB) in {time.time() - t0:.1f}s; "
+        f"native size {loaded.probe.native_size}"
+    )
     details: list = []
-    res = evaluate(loaded.pipeline, args.n, args.seed, details=details, sampler=args.sampler, steps=args.steps,
-                   cfg=args.cfg, size=loaded.probe.native_size)
+    res = evaluate(
+        loaded.pipeline,
+        args.n,
+        args.seed,
+        details=details,
+        sampler=args.sampler,
+        steps=args.steps,
+        cfg=args.cfg,
+        size=loaded.probe.native_size,
+    )
     per_shape: dict[str, list[int]] = {}
     for row in details:
         shape = row["prompt"].split(" on ")[0].split()[-1]
@@ -110,10 +137,14 @@ def main() -> None:
         if args.verbose or not (row["colour_ok"] and row["shape_ok"]):
             a = row["analysis"]
             flag = "ok " if row["colour_ok"] and row["shape_ok"] else "BAD"
-            print(f"  {flag} seed={row['seed']:<10} {row['prompt']:<45} → colours={a['colours']} shape={a['shape']} "
-                  f"iou={a['iou']}")
-    print(f"seed={res['seed']} prompts={res['n']} sampler={args.sampler} steps={args.steps} cfg={args.cfg} "
-          f"time={res['seconds']}s")
+            print(
+                f"  {flag} seed={row['seed']:<10} {row['prompt']:<45} → colours={a['colours']} shape={a['shape']} "
+                f"iou={a['iou']}"
+            )
+    print(
+        f"seed={res['seed']} prompts={res['n']} sampler={args.sampler} steps={args.steps} cfg={args.cfg} "
+        f"time={res['seconds']}s"
+    )
     print("per shape: " + ", ".join(f"{k} {sum(v)}/{len(v)}" for k, v in sorted(per_shape.items())))
     print(f"colour {res['colour'] * 100:.1f}%  shape {res['shape'] * 100:.1f}%")
     if args.save_dir:

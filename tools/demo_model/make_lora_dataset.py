@@ -83,8 +83,10 @@ def main() -> None:
 
     for p in write(args.out, args.n, args.seed):
         a = analyse(Image.open(p))
-        print(f"{p.relative_to(REPO) if p.is_relative_to(REPO) else p}: {p.with_suffix('.txt').read_text().strip()!r} "
-              f"stripe_score={stripe_score(Image.open(p)):.3f} colours={a['colours']}")
+        print(
+            f"{p.relative_to(REPO) if p.is_relative_to(REPO) else p}: {p.with_suffix('.txt').read_text().strip()!r} "
+            f"stripe_score={stripe_score(Image.open(p)):.3f} colours={a['colours']}"
+        )
 
 
 if __name__ == "__main__":

@@ -36,10 +36,22 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from tools.demo_model.architecture import (  # noqa: E402
-    NATIVE, build_text_encoder, build_unet, build_vae, easel_config, scheduler_config)
+    NATIVE,
+    build_text_encoder,
+    build_unet,
+    build_vae,
+    easel_config,
+    scheduler_config,
+)
 from tools.demo_model.dataset import make_batch  # noqa: E402
 from tools.demo_model.train_utils import (  # noqa: E402
-    ThreadTuner, atomic_torch_save, ema_update, log, n_params, to_tensor)
+    ThreadTuner,
+    atomic_torch_save,
+    ema_update,
+    log,
+    n_params,
+    to_tensor,
+)
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "work"
@@ -78,19 +90,37 @@ class Trainer:
 
     def save(self) -> None:
         self._tick()
-        state = {"phase": self.phase, "step": self.step, "elapsed": self.elapsed, "metrics": self.metrics,
-                 "scaling": self.scaling, "vae": self.vae.state_dict(), "vae_opt": self.vae_opt.state_dict(),
-                 "unet": self.unet.state_dict(), "te": self.te.state_dict(), "gen": self.gen.get_state(),
-                 "torch_rng": torch.get_rng_state(), "args": vars(self.args)}
+        state = {
+            "phase": self.phase,
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "metrics": self.metrics,
+            "scaling": self.scaling,
+            "vae": self.vae.state_dict(),
+            "vae_opt": self.vae_opt.state_dict(),
+            "unet": self.unet.state_dict(),
+            "te": self.te.state_dict(),
+            "gen": self.gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "args": vars(self.args),
+        }
         if self.opt is not None:
-            state.update(opt=self.opt.state_dict(), ema_unet=self.ema_unet.state_dict(),
-                         ema_te=self.ema_te.state_dict())
+            state.update(
+                opt=self.opt.state_dict(), ema_unet=self.ema_unet.state_dict(), ema_te=self.ema_te.state_dict()
+            )
         atomic_torch_save(state, self.state_path)
         self.last_save = time.time()
-        (self.work / "progress.json").write_text(json.dumps(
-            {"phase": self.phase, "step": self.step, "elapsed_min": {k: round(v / 60, 1) for k, v in
-                                                                     self.elapsed.items()},
-             "metrics": self.metrics[-3:]}, indent=1))
+        (self.work / "progress.json").write_text(
+            json.dumps(
+                {
+                    "phase": self.phase,
+                    "step": self.step,
+                    "elapsed_min": {k: round(v / 60, 1) for k, v in self.elapsed.items()},
+                    "metrics": self.metrics[-3:],
+                },
+                indent=1,
+            )
+        )
 
     def maybe_save(self) -> None:
         if STOP["requested"]:
@@ -113,10 +143,17 @@ class Trainer:
         torch.set_rng_state(s["torch_rng"])
         if self.args.restart_unet and self.phase in ("unet", "export", "done"):
             # new UNet/text-encoder run on the same VAE and latent pool (e.g. after changing the architecture)
-            log(f"--restart-unet: discarding the UNet phase at step {self.step} "
-                f"({self.elapsed.get('unet', 0) / 60:.1f} min)")
-            self.metrics.append({"phase": "unet-restart", "discarded_step": self.step,
-                                 "discarded_minutes": round(self.elapsed.get("unet", 0) / 60, 1)})
+            log(
+                f"--restart-unet: discarding the UNet phase at step {self.step} "
+                f"({self.elapsed.get('unet', 0) / 60:.1f} min)"
+            )
+            self.metrics.append(
+                {
+                    "phase": "unet-restart",
+                    "discarded_step": self.step,
+                    "discarded_minutes": round(self.elapsed.get("unet", 0) / 60, 1),
+                }
+            )
             self.phase, self.step, self.elapsed["unet"] = "unet", 0, 0.0
             self.elapsed.pop("export", None)
             torch.manual_seed(self.args.seed + 17)
@@ -131,8 +168,10 @@ class Trainer:
             self.opt.load_state_dict(s["opt"])
             self.ema_unet.load_state_dict(s["ema_unet"])
             self.ema_te.load_state_dict(s["ema_te"])
-        log(f"resumed: phase {self.phase}, step {self.step}, elapsed "
-            f"{ {k: round(v / 60, 1) for k, v in self.elapsed.items()} } min")
+        log(
+            f"resumed: phase {self.phase}, step {self.step}, elapsed "
+            f"{ {k: round(v / 60, 1) for k, v in self.elapsed.items()} } min"
+        )
         return True
 
     # ---- phase 1: VAE ------------------------------------------------------------------------------------------
@@ -160,7 +199,7 @@ class Trainer:
                 # whole images so the normalisation statistics and the mid-block attention see the native size
                 cg = torch.Generator().manual_seed(a.seed * 7_919 + self.step)
                 cy, cx = (int(v) for v in torch.randint(0, 64 - a.vae_crop + 1, (2,), generator=cg))
-                x = x[:, :, cy:cy + a.vae_crop, cx:cx + a.vae_crop]
+                x = x[:, :, cy : cy + a.vae_crop, cx : cx + a.vae_crop]
             x = x.contiguous(memory_format=torch.channels_last)
             for g in self.vae_opt.param_groups:
                 g["lr"] = self.vae_lr(self.step)
@@ -179,8 +218,10 @@ class Trainer:
             if self.step % 25 == 0 or self.step == a.vae_steps:
                 mse = F.mse_loss(rec.detach().clamp(-1, 1), x).item()
                 psnr = 10 * math.log10(4.0 / max(mse, 1e-10))
-                log(f"vae step {self.step}/{a.vae_steps} loss {np.mean(losses):.4f} psnr(train) {psnr:.1f}dB "
-                    f"lr {self.vae_lr(self.step):.1e} {(time.time() - t0) / len(losses):.2f}s/step")
+                log(
+                    f"vae step {self.step}/{a.vae_steps} loss {np.mean(losses):.4f} psnr(train) {psnr:.1f}dB "
+                    f"lr {self.vae_lr(self.step):.1e} {(time.time() - t0) / len(losses):.2f}s/step"
+                )
                 losses, t0 = [], time.time()
             self.maybe_save()
         self.finish_vae()
@@ -201,9 +242,14 @@ class Trainer:
         mse = F.mse_loss(rec, x).item()
         rec_u8 = ((rec + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
         sc = score([s.caption for s in specs], list(rec_u8))
-        m = {"phase": "vae", "step": self.step, "psnr_db": round(10 * math.log10(4.0 / mse), 2),
-             "recon_colour": sc["colour"], "recon_shape": sc["shape"],
-             "minutes": round(self.elapsed.get("vae", 0) / 60, 1)}
+        m = {
+            "phase": "vae",
+            "step": self.step,
+            "psnr_db": round(10 * math.log10(4.0 / mse), 2),
+            "recon_colour": sc["colour"],
+            "recon_shape": sc["shape"],
+            "minutes": round(self.elapsed.get("vae", 0) / 60, 1),
+        }
         self.metrics.append(m)
         log(f"VAE done: {m}")
         self._tick()
@@ -231,11 +277,25 @@ class Trainer:
         std = latents.std().item()
         self.scaling = 1.0 / std
         empty = tok([""], padding="max_length", max_length=77, return_tensors="pt").input_ids[0]
-        atomic_torch_save({"latents": latents.half(), "ids": torch.cat(ids).int(), "empty": empty.int(),
-                           "captions": caps, "mean": latents.mean().item(), "std": std}, self.pool_path)
-        m = {"phase": "pool", "size": a.pool, "latent_std": round(std, 4),
-             "latent_mean": round(latents.mean().item(), 4), "scaling_factor": round(self.scaling, 5),
-             "seconds": round(time.time() - t0, 1)}
+        atomic_torch_save(
+            {
+                "latents": latents.half(),
+                "ids": torch.cat(ids).int(),
+                "empty": empty.int(),
+                "captions": caps,
+                "mean": latents.mean().item(),
+                "std": std,
+            },
+            self.pool_path,
+        )
+        m = {
+            "phase": "pool",
+            "size": a.pool,
+            "latent_std": round(std, 4),
+            "latent_mean": round(latents.mean().item(), 4),
+            "scaling_factor": round(self.scaling, 5),
+            "seconds": round(time.time() - t0, 1),
+        }
         self.metrics.append(m)
         log(f"pool done: {m}")
         self._tick()
@@ -310,8 +370,10 @@ class Trainer:
             losses.append(loss.item())
             if self.step % 25 == 0:
                 self._tick()
-                log(f"unet step {self.step}/{a.unet_steps} loss {np.mean(losses):.4f} lr {lr:.2e} "
-                    f"{(time.time() - t0) / len(losses):.2f}s/step  elapsed {self.elapsed['unet'] / 60:.1f} min")
+                log(
+                    f"unet step {self.step}/{a.unet_steps} loss {np.mean(losses):.4f} lr {lr:.2e} "
+                    f"{(time.time() - t0) / len(losses):.2f}s/step  elapsed {self.elapsed['unet'] / 60:.1f} min"
+                )
                 losses, t0 = [], time.time()
             if a.eval_every and self.step % a.eval_every == 0 and self.step < a.unet_steps:
                 self.quick_eval()
@@ -327,10 +389,16 @@ class Trainer:
         from webui.models.tokenizer import load_clip_tokenizer
 
         self.vae.register_to_config(scaling_factor=self.scaling)
-        pipe = StableDiffusionPipeline(vae=self.vae, text_encoder=self.ema_te, unet=self.ema_unet,
-                                       tokenizer=load_clip_tokenizer(cache_dir=self.work / "tokenizer"),
-                                       scheduler=EulerAncestralDiscreteScheduler.from_config(scheduler_config()),
-                                       safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        pipe = StableDiffusionPipeline(
+            vae=self.vae,
+            text_encoder=self.ema_te,
+            unet=self.ema_unet,
+            tokenizer=load_clip_tokenizer(cache_dir=self.work / "tokenizer"),
+            scheduler=EulerAncestralDiscreteScheduler.from_config(scheduler_config()),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
@@ -341,8 +409,14 @@ class Trainer:
         res = evaluate(self.pipeline(), self.args.eval_n, seed=1234, scheduler_config=scheduler_config())
         self._tick()  # don't count evaluation as training time
         self.elapsed["unet"] -= res["seconds"]
-        m = {"phase": "unet", "step": self.step, "minutes": round(self.elapsed["unet"] / 60, 1),
-             "colour": round(res["colour"], 3), "shape": round(res["shape"], 3), "eval_n": res["n"]}
+        m = {
+            "phase": "unet",
+            "step": self.step,
+            "minutes": round(self.elapsed["unet"] / 60, 1),
+            "colour": round(res["colour"], 3),
+            "shape": round(res["shape"], 3),
+            "eval_n": res["n"],
+        }
         self.metrics.append(m)
         log(f"EVAL (EMA, Euler a, 20 steps, CFG 7, {res['n']} prompts): {m}")
 
@@ -363,10 +437,17 @@ class Trainer:
         assert loaded.probe.native_size == NATIVE, loaded.probe
         details: list = []
         res = evaluate(loaded.pipeline, a.final_n, seed=a.seed + 99, details=details)
-        m = {"phase": "export", "file": str(out), "bytes": size, "params": counts, "easel_config": cfg,
-             "final_eval": {"sampler": "Euler a", "steps": 20, "cfg": 7, **res},
-             "minutes": {k: round(v / 60, 1) for k, v in self.elapsed.items()},
-             "total_minutes": round(sum(self.elapsed.values()) / 60, 1), "unet_steps": self.step}
+        m = {
+            "phase": "export",
+            "file": str(out),
+            "bytes": size,
+            "params": counts,
+            "easel_config": cfg,
+            "final_eval": {"sampler": "Euler a", "steps": 20, "cfg": 7, **res},
+            "minutes": {k: round(v / 60, 1) for k, v in self.elapsed.items()},
+            "total_minutes": round(sum(self.elapsed.values()) / 60, 1),
+            "unet_steps": self.step,
+        }
         self.metrics.append(m)
         self.phase = "done"
         self.save()
@@ -377,8 +458,10 @@ class Trainer:
 
     def run(self) -> None:
         if not self.load():
-            log(f"fresh start, seed {self.args.seed}; params: unet {n_params(self.unet) / 1e6:.2f}M, "
-                f"vae {n_params(self.vae) / 1e6:.2f}M, text encoder {n_params(self.te) / 1e6:.2f}M")
+            log(
+                f"fresh start, seed {self.args.seed}; params: unet {n_params(self.unet) / 1e6:.2f}M, "
+                f"vae {n_params(self.vae) / 1e6:.2f}M, text encoder {n_params(self.te) / 1e6:.2f}M"
+            )
         self._t_mark = time.time()
         if self.phase == "vae":
             self.train_vae()

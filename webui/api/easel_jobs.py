@@ -40,8 +40,9 @@ class JobResult(BaseModel):
     infotexts: list[str] = Field(default_factory=list)
     name: Optional[str] = Field(None, description="train-lora: the LoRA's name; merge: the new checkpoint's name")
     path: Optional[str] = Field(None, description="train-lora, merge: the saved .safetensors")
-    model: Optional[dict[str, Any]] = Field(None, description="install-model: folder, kind, family, sha256, "
-                                            "verified, title, notes … of the installed file")
+    model: Optional[dict[str, Any]] = Field(
+        None, description="install-model: folder, kind, family, sha256, verified, title, notes … of the installed file"
+    )
 
 
 class JobView(BaseModel):
@@ -56,8 +57,11 @@ class JobView(BaseModel):
     started_at: Optional[float]
     finished_at: Optional[float]
     position: Optional[int]
-    estimate_seconds: Optional[float] = Field(None, description="expected duration on this device, from measured "
-                                              "step times (null: nothing measured yet for this model)")
+    estimate_seconds: Optional[float] = Field(
+        None,
+        description="expected duration on this device, from measured "
+        "step times (null: nothing measured yet for this model)",
+    )
     training: Optional[dict[str, Any]] = Field(None, description="train-lora jobs: step, total_steps, losses, ...")
     worker: Optional[str] = Field(None, description="--workers ray: the worker that runs (or ran) it")
     retries: int = Field(0, description="times it was re-queued because its worker died")
@@ -66,8 +70,10 @@ class JobView(BaseModel):
     total_steps: Optional[int] = None
     loss: Optional[float] = Field(None, description="train-lora: the latest step's loss")
     losses: Optional[list[float]] = Field(None, description="train-lora: every step's loss, in order")
-    download: Optional[dict[str, Any]] = Field(None, description="install-model: bytes_done, bytes_total (null: "
-                                               "not announced), resumed_from, attempts, filename")
+    download: Optional[dict[str, Any]] = Field(
+        None,
+        description="install-model: bytes_done, bytes_total (null: not announced), resumed_from, attempts, filename",
+    )
 
 
 class JobList(BaseModel):
@@ -95,12 +101,26 @@ def live_view(app: Application, job) -> JobView:
     status = job.status
     progress = 1.0 if status == "done" else job.control.progress if status in ("running", "interrupted") else 0.0
     t = training.to_dict() if training is not None and hasattr(training, "to_dict") else None
-    return JobView(id=job.id, kind=job.kind, status=status, progress=progress, params=job.params,
-                   result=_result(job.value if job.value is not None else (t or {}).get("result") or job.summary),
-                   error=_error_text(job.error), created_at=job.created_at, started_at=job.started_at,
-                   finished_at=job.finished_at, position=app.jobs.position(job.id), training=t,
-                   estimate_seconds=job.estimate_seconds, worker=job.worker, retries=job.retries,
-                   retry_log=_retry_log(app, job), download=_download(job), **_training_fields(t))
+    return JobView(
+        id=job.id,
+        kind=job.kind,
+        status=status,
+        progress=progress,
+        params=job.params,
+        result=_result(job.value if job.value is not None else (t or {}).get("result") or job.summary),
+        error=_error_text(job.error),
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        position=app.jobs.position(job.id),
+        training=t,
+        estimate_seconds=job.estimate_seconds,
+        worker=job.worker,
+        retries=job.retries,
+        retry_log=_retry_log(app, job),
+        download=_download(job),
+        **_training_fields(t),
+    )
 
 
 def _download(job) -> dict[str, Any] | None:
@@ -128,13 +148,24 @@ def history_view(app: Application, row: dict[str, Any]) -> JobView:
     if live is not None and live.record:
         return live_view(app, live)
     status = row["status"]
-    return JobView(id=row["id"], kind=row["kind"], status=status, progress=1.0 if status == "done" else 0.0,
-                   params=row.get("params") or {}, result=_result(row.get("result")), error=row.get("error"),
-                   created_at=row["created_at"], started_at=row.get("started_at"),
-                   finished_at=row.get("finished_at"), position=None, worker=row.get("worker"),
-                   retries=row.get("retries") or 0, retry_log=row.get("retry_log") or [],
-                   training=row.get("result") if row["kind"] == "train-lora" else None,
-                   **_training_fields(row.get("result") if row["kind"] == "train-lora" else None))
+    return JobView(
+        id=row["id"],
+        kind=row["kind"],
+        status=status,
+        progress=1.0 if status == "done" else 0.0,
+        params=row.get("params") or {},
+        result=_result(row.get("result")),
+        error=row.get("error"),
+        created_at=row["created_at"],
+        started_at=row.get("started_at"),
+        finished_at=row.get("finished_at"),
+        position=None,
+        worker=row.get("worker"),
+        retries=row.get("retries") or 0,
+        retry_log=row.get("retry_log") or [],
+        training=row.get("result") if row["kind"] == "train-lora" else None,
+        **_training_fields(row.get("result") if row["kind"] == "train-lora" else None),
+    )
 
 
 def find_job(app: Application, job_id: str) -> JobView:
@@ -175,8 +206,11 @@ def build_easel_jobs_router(app: Application) -> APIRouter:
         return JobCreated(id=job.id, status=job.status, position=app.jobs.position(job.id))
 
     @r.get("/jobs", response_model=JobList)
-    def list_jobs(status: Optional[JobStatus] = None, limit: int = Query(50, ge=1, le=1000),
-                  search: Optional[str] = Query(None, max_length=500)) -> JobList:
+    def list_jobs(
+        status: Optional[JobStatus] = None,
+        limit: int = Query(50, ge=1, le=1000),
+        search: Optional[str] = Query(None, max_length=500),
+    ) -> JobList:
         rows = app.history.list(status=status, search=search, limit=limit)
         return JobList(jobs=[history_view(app, row) for row in rows])
 

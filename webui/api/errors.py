@@ -16,8 +16,15 @@ from webui.errors import EaselError
 log = logging.getLogger("easel.api")
 
 
-_HTTP_NAMES = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
-               413: "PayloadTooLarge", 422: "InvalidRequest"}
+_HTTP_NAMES = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    413: "PayloadTooLarge",
+    422: "InvalidRequest",
+}
 
 
 def json_safe(value: object, depth: int = 0) -> object:
@@ -43,22 +50,26 @@ def error_body(error: str, detail: str, *, body: object = None, errors: object =
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(EaselError)
     async def _easel(request: Request, exc: EaselError):
-        return JSONResponse(error_body(type(exc).__name__, exc.message, errors=exc.detail if exc.detail != exc.message
-                                       else None), status_code=exc.status)
+        return JSONResponse(
+            error_body(type(exc).__name__, exc.message, errors=exc.detail if exc.detail != exc.message else None),
+            status_code=exc.status,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
         errs: Any = json_safe(exc.errors())
         fields = ", ".join(".".join(str(p) for p in e.get("loc", [])[1:]) or "body" for e in errs)
         first = errs[0].get("msg", "invalid") if errs else "invalid"
-        return JSONResponse(error_body("RequestValidationError", f"invalid field(s) {fields}: {first}", errors=errs),
-                            status_code=422)
+        return JSONResponse(
+            error_body("RequestValidationError", f"invalid field(s) {fields}: {first}", errors=errs), status_code=422
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
         name = _HTTP_NAMES.get(exc.status_code, "HTTPException")
-        return JSONResponse(error_body(name, str(exc.detail)), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            error_body(name, str(exc.detail)), status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

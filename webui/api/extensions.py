@@ -80,9 +80,19 @@ class ScriptsResponse(BaseModel):
 
 
 def _item(info: ExtensionInfo) -> ExtensionItem:
-    return ExtensionItem(name=info.name, remote=info.remote, branch=info.branch, commit_hash=info.commit_hash,
-                         commit_date=info.commit_date, version=info.version, enabled=info.enabled,
-                         builtin=info.builtin, status=info.status, error=info.error, update=info.update)
+    return ExtensionItem(
+        name=info.name,
+        remote=info.remote,
+        branch=info.branch,
+        commit_hash=info.commit_hash,
+        commit_date=info.commit_date,
+        version=info.version,
+        enabled=info.enabled,
+        builtin=info.builtin,
+        status=info.status,
+        error=info.error,
+        update=info.update,
+    )
 
 
 def script_catalog(application: Application) -> ScriptCatalog:
@@ -145,15 +155,26 @@ def build_extensions_router(application: Application) -> APIRouter:
         # names only: describing the arguments would build every script's ui() (Gradio), and webuiapi calls this
         # route each time a client is made
         host = application.extensions
-        return ScriptsResponse(**{kind: [s.title.lower() for _, s in (host.scripts(kind) if host else [])]
-                                  for kind in ("txt2img", "img2img")})  # A1111 lists lower-cased titles
+        return ScriptsResponse(
+            **{
+                kind: [s.title.lower() for _, s in (host.scripts(kind) if host else [])]
+                for kind in ("txt2img", "img2img")
+            }
+        )  # A1111 lists lower-cased titles
 
     @r.get("/sdapi/v1/script-info", response_model=list[ScriptInfoItem])
     def script_info() -> list[ScriptInfoItem]:
         catalog = script_catalog(application)
-        return [ScriptInfoItem(name=s.name.lower(), is_alwayson=s.is_alwayson, is_img2img=is_img2img,
-                               args=[ScriptArgItem(**a) for a in s.args])
-                for is_img2img in (False, True) for s in catalog.list(is_img2img)]
+        return [
+            ScriptInfoItem(
+                name=s.name.lower(),
+                is_alwayson=s.is_alwayson,
+                is_img2img=is_img2img,
+                args=[ScriptArgItem(**a) for a in s.args],
+            )
+            for is_img2img in (False, True)
+            for s in catalog.list(is_img2img)
+        ]
 
     return r
 
@@ -168,8 +189,12 @@ def _route_class(host, rec) -> type[APIRoute]:
 
             async def guarded(request: Request):
                 if not rec.active:
-                    return JSONResponse(error_body("NotFound", f"extension {rec.name} is not active"
-                                                   + (f": {rec.error}" if rec.error else "")), status_code=404)
+                    return JSONResponse(
+                        error_body(
+                            "NotFound", f"extension {rec.name} is not active" + (f": {rec.error}" if rec.error else "")
+                        ),
+                        status_code=404,
+                    )
                 try:
                     return await handler(request)
                 except (StarletteHTTPException, RequestValidationError, EaselError):
@@ -177,14 +202,33 @@ def _route_class(host, rec) -> type[APIRoute]:
                 except Exception as e:
                     host.report(rec, f"route {request.url.path} raised")
                     return JSONResponse(error_body(type(e).__name__, f"extension {rec.name}: {e}"), status_code=500)
+
             return guarded
 
     return ExtensionRoute
 
 
 # Top-level names an extension's `route_alias` may not take: Easel's own API and the UI's routes.
-RESERVED_ALIASES = {"sdapi", "easel", "ext", "docs", "openapi.json", "redoc", "gradio_api", "file", "assets",
-                    "static", "config", "login", "logout", "queue", "upload", "theme.css", "info", "heartbeat"}
+RESERVED_ALIASES = {
+    "sdapi",
+    "easel",
+    "ext",
+    "docs",
+    "openapi.json",
+    "redoc",
+    "gradio_api",
+    "file",
+    "assets",
+    "static",
+    "config",
+    "login",
+    "logout",
+    "queue",
+    "upload",
+    "theme.css",
+    "info",
+    "heartbeat",
+}
 
 
 def route_aliases(host) -> dict[str, str]:
@@ -200,8 +244,11 @@ def route_aliases(host) -> dict[str, str]:
             continue
         name = str(alias).strip("/")
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name) or name in RESERVED_ALIASES or f"/{name}" in out.values():
-            log.warning("extension %s: route_alias %r refused (one lower-case path segment, not reserved, not "
-                        "taken)", rec.name, alias)
+            log.warning(
+                "extension %s: route_alias %r refused (one lower-case path segment, not reserved, not taken)",
+                rec.name,
+                alias,
+            )
             continue
         out[rec.name] = f"/{name}"
     return out

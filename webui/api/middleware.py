@@ -37,14 +37,23 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 async def send_json(send: Send, status: int, body: dict, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
     payload = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-                            *headers]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                *headers,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": payload})
 
 
-async def refuse(scope: Scope, send: Send, status: int, error: str, detail: str,
-                 headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+async def refuse(
+    scope: Scope, send: Send, status: int, error: str, detail: str, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1008, "reason": detail[:120]})
     else:
@@ -104,9 +113,14 @@ class HostCheckMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket") and not _in_process(scope):
             if not is_allowed_host(_header(scope, b"host"), self.extra_hosts(), ip_literals=self.ip_literals):
-                return await refuse(scope, send, 400, "InvalidHost",
-                                    "Host header not allowed: this server answers only to localhost/127.0.0.1/[::1],"
-                                    " its own addresses and names, and the names given with --allowed-hosts")
+                return await refuse(
+                    scope,
+                    send,
+                    400,
+                    "InvalidHost",
+                    "Host header not allowed: this server answers only to localhost/127.0.0.1/[::1],"
+                    " its own addresses and names, and the names given with --allowed-hosts",
+                )
         await self.app(scope, receive, send)
 
 
@@ -114,8 +128,14 @@ class BasicAuthMiddleware:
     """HTTP Basic on every path under `prefixes`. `session_ok(scope)` may accept a request some other way (the
     Gradio UI's login cookie on /gradio_api when --gradio-auth is on)."""
 
-    def __init__(self, app: ASGIApp, credentials: list[tuple[str, str]], prefixes: tuple[str, ...],
-                 session_ok: Callable[[Scope], bool] | None = None, throttle: AuthThrottle | None = None):
+    def __init__(
+        self,
+        app: ASGIApp,
+        credentials: list[tuple[str, str]],
+        prefixes: tuple[str, ...],
+        session_ok: Callable[[Scope], bool] | None = None,
+        throttle: AuthThrottle | None = None,
+    ):
         self.app = app
         self.credentials = credentials
         self.prefixes = prefixes
@@ -132,8 +152,14 @@ class BasicAuthMiddleware:
             client = client_address(scope)
             wait = self.throttle.retry_after(client)
             if wait > 0:
-                return await refuse(scope, send, 429, "TooManyRequests", f"too many failed logins from this address;"
-                                    f" try again in {wait:.0f} s", [(b"retry-after", str(int(wait) + 1).encode())])
+                return await refuse(
+                    scope,
+                    send,
+                    429,
+                    "TooManyRequests",
+                    f"too many failed logins from this address; try again in {wait:.0f} s",
+                    [(b"retry-after", str(int(wait) + 1).encode())],
+                )
             header = _header(scope, b"authorization")
             user = check_basic_auth(header, self.credentials)
             if user is not None:
@@ -141,9 +167,14 @@ class BasicAuthMiddleware:
             elif header:  # a request without credentials is no guess (browsers ask first); a wrong one is
                 self.throttle.failed(client, "API HTTP Basic")
             if user is None:
-                return await refuse(scope, send, 401, "Unauthorized", "Not authenticated: this API needs HTTP Basic "
-                                    "credentials (--api-auth)",
-                                    [(b"www-authenticate", b'Basic realm="Easel API", charset="UTF-8"')])
+                return await refuse(
+                    scope,
+                    send,
+                    401,
+                    "Unauthorized",
+                    "Not authenticated: this API needs HTTP Basic credentials (--api-auth)",
+                    [(b"www-authenticate", b'Basic realm="Easel API", charset="UTF-8"')],
+                )
             scope = {**scope, "user_name": user}
         await self.app(scope, receive, send)
 
@@ -170,8 +201,12 @@ class BodyLimitMiddleware:
             except ValueError:
                 return await send_json(send, 400, error_body("BadRequest", "invalid Content-Length"))
             if too_big:
-                return await send_json(send, 413, error_body("PayloadTooLarge", BodyTooLarge(self.max_bytes).detail),
-                                       [(b"connection", b"close")])
+                return await send_json(
+                    send,
+                    413,
+                    error_body("PayloadTooLarge", BodyTooLarge(self.max_bytes).detail),
+                    [(b"connection", b"close")],
+                )
         seen = 0
         started = False
 
@@ -202,7 +237,7 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 def _split_host(netloc: str) -> tuple[str, int | None]:
-    """"Example.com:7860" → ("example.com", 7860); no port → None."""
+    """ "Example.com:7860" → ("example.com", 7860); no port → None."""
     try:
         parts = urlsplit("//" + netloc.strip().lower())
         return (parts.hostname or "").rstrip("."), parts.port
@@ -249,8 +284,15 @@ class CrossSiteMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state_changing = scope["type"] == "websocket" or (
-            scope["type"] == "http" and scope.get("method", "GET").upper() not in SAFE_METHODS)
+            scope["type"] == "http" and scope.get("method", "GET").upper() not in SAFE_METHODS
+        )
         if state_changing and is_cross_site(scope, self.allowed_origins):
-            return await refuse(scope, send, 403, "CrossSiteRequest", "cross-site request refused: this server "
-                                "accepts state-changing requests only from its own pages (or --cors-allow-origins)")
+            return await refuse(
+                scope,
+                send,
+                403,
+                "CrossSiteRequest",
+                "cross-site request refused: this server "
+                "accepts state-changing requests only from its own pages (or --cors-allow-origins)",
+            )
         await self.app(scope, receive, send)

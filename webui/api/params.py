@@ -17,8 +17,10 @@ if TYPE_CHECKING:
 def decode_img2img_inputs(req: BaseModel, application: Application) -> tuple[list[Any], Any]:
     """init_images and mask as PIL images: base64/data URLs, or http(s) URLs under the SSRF rules; 413 over the
     pixel limit; errors name the field."""
-    images = [load_image_field(v, application, field=f"init_images[{i}]")
-              for i, v in enumerate(getattr(req, "init_images", None) or [])]
+    images = [
+        load_image_field(v, application, field=f"init_images[{i}]")
+        for i, v in enumerate(getattr(req, "init_images", None) or [])
+    ]
     if not images:
         raise InvalidRequest("init_images is empty: img2img needs at least one input image")
     mask = getattr(req, "mask", None)

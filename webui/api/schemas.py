@@ -22,8 +22,11 @@ class PngInfoResponse(BaseModel):
     info: str
     items: dict[str, Any]
     parameters: dict[str, Any]
-    missing_models: list[dict[str, Any]] = Field(default_factory=list, description="Easel: models the infotext names "
-                                                 "(Model hash, Lora hashes) that aren't installed: {type, name, hash}")
+    missing_models: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Easel: models the infotext names "
+        "(Model hash, Lora hashes) that aren't installed: {type, name, hash}",
+    )
 
 
 class ProgressState(BaseModel):
@@ -91,8 +94,11 @@ class LoraItem(BaseModel):
     alias: str
     path: str
     metadata: dict[str, Any] = Field(default_factory=dict)
-    family: Optional[str] = Field(None, description="Easel: the base the LoRA was made for, from its keys: flux, "
-                                                    "sd3, sd (SD 1.x/2.x/SDXL UNet), or null when they don't tell")
+    family: Optional[str] = Field(
+        None,
+        description="Easel: the base the LoRA was made for, from its keys: flux, "
+        "sd3, sd (SD 1.x/2.x/SDXL UNet), or null when they don't tell",
+    )
 
 
 class PromptStyleItem(BaseModel):

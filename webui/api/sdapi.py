@@ -29,12 +29,20 @@ from webui.security import load_image_field
 if TYPE_CHECKING:
     from webui.app import Application
 
-__all__ = ["ImageResponse", "PngInfoRequest", "PngInfoResponse", "ProgressResponse", "ProgressState",
-           "build_sdapi_router", "image_response"]
+__all__ = [
+    "ImageResponse",
+    "PngInfoRequest",
+    "PngInfoResponse",
+    "ProgressResponse",
+    "ProgressState",
+    "build_sdapi_router",
+    "image_response",
+]
 
 
-def image_response(req: BaseModel, result: GenerationResult | None, send_images: bool,
-                   parameters: dict[str, Any] | None = None) -> ImageResponse:
+def image_response(
+    req: BaseModel, result: GenerationResult | None, send_images: bool, parameters: dict[str, Any] | None = None
+) -> ImageResponse:
     """A1111's {images, parameters, info}. An interrupted job answers with whatever it finished (maybe nothing)."""
     if parameters is None:
         parameters = req.model_dump(mode="json")
@@ -82,28 +90,44 @@ def build_sdapi_router(app: Application) -> APIRouter:
         text = read_image_infotext(image) or ""
         items = {k: v for k, v in image.info.items() if k != "parameters" and isinstance(v, (str, int, float))}
         parameters = parse_infotext(text) if text else {}
-        return PngInfoResponse(info=text, items=items, parameters=parameters,
-                               missing_models=missing_models(app, parameters))
+        return PngInfoResponse(
+            info=text, items=items, parameters=parameters, missing_models=missing_models(app, parameters)
+        )
 
     @r.get("/progress", response_model=ProgressResponse)
     def progress(skip_current_image: bool = False) -> ProgressResponse:
         job = app.jobs.current
         queued = len([j for j in app.jobs.queued() if j.kind in ("txt2img", "img2img", "extras")])
         if job is None or job.kind not in ("txt2img", "img2img"):
-            state = ProgressState(skipped=False, interrupted=False, job="", job_count=queued, job_timestamp="0",
-                                  job_no=0, sampling_step=0, sampling_steps=0)
+            state = ProgressState(
+                skipped=False,
+                interrupted=False,
+                job="",
+                job_count=queued,
+                job_timestamp="0",
+                job_no=0,
+                sampling_step=0,
+                sampling_steps=0,
+            )
             return ProgressResponse(progress=0.0, eta_relative=0.0, state=state, current_image=None, textinfo=None)
         c = job.control
         # job_count/job_no count batches as A1111 does (an X/Y/Z plot's cells × batches), plus the jobs waiting
-        state = ProgressState(skipped=c.skipped, interrupted=c.interrupted, job=job.id,
-                              job_count=queued + max(1, c.batch_count),
-                              job_timestamp=str(int(job.started_at or job.created_at)), job_no=c.batch_no,
-                              sampling_step=c.sampling_step, sampling_steps=c.sampling_steps)
+        state = ProgressState(
+            skipped=c.skipped,
+            interrupted=c.interrupted,
+            job=job.id,
+            job_count=queued + max(1, c.batch_count),
+            job_timestamp=str(int(job.started_at or job.created_at)),
+            job_no=c.batch_no,
+            sampling_step=c.sampling_step,
+            sampling_steps=c.sampling_steps,
+        )
         image = None
         if not skip_current_image and c.current_image is not None:
             image = encode_png_base64(c.current_image)
-        return ProgressResponse(progress=c.progress, eta_relative=c.eta(), state=state, current_image=image,
-                                textinfo=c.textinfo)
+        return ProgressResponse(
+            progress=c.progress, eta_relative=c.eta(), state=state, current_image=image, textinfo=c.textinfo
+        )
 
     @r.post("/interrupt", response_model=dict[str, Any])
     def interrupt() -> dict[str, Any]:

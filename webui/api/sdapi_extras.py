@@ -32,13 +32,14 @@ def add_extras_routes(r: APIRouter, app: Application) -> None:
     def extra_single_image(req: ExtrasSingleRequest) -> ExtrasSingleImageResponse:
         image = load_image_field(req.image, app, field="image")
         result = run_extras_job(app, [(image, "")], req)
-        return ExtrasSingleImageResponse(html_info=_html(result),
-                                         image=encode_png_base64(result.images[0]) if result.images else None)
+        return ExtrasSingleImageResponse(
+            html_info=_html(result), image=encode_png_base64(result.images[0]) if result.images else None
+        )
 
     @r.post("/extra-batch-images", response_model=ExtrasBatchImagesResponse)
     def extra_batch_images(req: ExtrasBatchRequest) -> ExtrasBatchImagesResponse:
-        images = [(load_image_field(f.data, app, field=f"imageList[{i}].data"), f.name)
-                  for i, f in enumerate(req.imageList)]
+        images = [
+            (load_image_field(f.data, app, field=f"imageList[{i}].data"), f.name) for i, f in enumerate(req.imageList)
+        ]
         result = run_extras_job(app, images, req)
-        return ExtrasBatchImagesResponse(html_info=_html(result),
-                                         images=[encode_png_base64(i) for i in result.images])
+        return ExtrasBatchImagesResponse(html_info=_html(result), images=[encode_png_base64(i) for i in result.images])

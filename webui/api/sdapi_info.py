@@ -9,8 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 
-from webui.api.schemas import (FaceRestorerItem, LatentUpscalerModeItem, MemoryResponse, RealesrganItem, SamplerItem,
-                               SchedulerItem, UpscalerItem)
+from webui.api.schemas import (
+    FaceRestorerItem,
+    LatentUpscalerModeItem,
+    MemoryResponse,
+    RealesrganItem,
+    SamplerItem,
+    SchedulerItem,
+    UpscalerItem,
+)
 from webui.flags import public_cmd_flags
 from webui.generation.upscalers import LATENT_MODES, list_upscalers
 from webui.models import samplers
@@ -57,10 +64,14 @@ def cuda_usage(device: Any) -> dict[str, Any]:
         def pair(name: str) -> dict[str, int]:
             return {"current": s.get(f"{name}.all.current", 0), "peak": s.get(f"{name}.all.peak", 0)}
 
-        return {"system": {"free": free, "used": total - free, "total": total}, "active": pair("active_bytes"),
-                "allocated": pair("allocated_bytes"), "reserved": pair("reserved_bytes"),
-                "inactive": pair("inactive_split_bytes"),
-                "events": {"retries": s.get("num_alloc_retries", 0), "oom": s.get("num_ooms", 0)}}
+        return {
+            "system": {"free": free, "used": total - free, "total": total},
+            "active": pair("active_bytes"),
+            "allocated": pair("allocated_bytes"),
+            "reserved": pair("reserved_bytes"),
+            "inactive": pair("inactive_split_bytes"),
+            "events": {"retries": s.get("num_alloc_retries", 0), "oom": s.get("num_ooms", 0)},
+        }
     except Exception as e:  # memory stats are informational
         return {"error": str(e)}
 

@@ -33,9 +33,15 @@ def lora_items(application: "Application") -> list[LoraItem]:
     out = []
     for item in application.loras.list():
         name = str(_field(item, "name", ""))
-        out.append(LoraItem(name=name, alias=str(_field(item, "alias", None) or name),
-                            path=str(_field(item, "path", "")), metadata=dict(_field(item, "metadata", None) or {}),
-                            family=_field(item, "family", None)))
+        out.append(
+            LoraItem(
+                name=name,
+                alias=str(_field(item, "alias", None) or name),
+                path=str(_field(item, "path", "")),
+                metadata=dict(_field(item, "metadata", None) or {}),
+                family=_field(item, "family", None),
+            )
+        )
     return out
 
 
@@ -54,8 +60,17 @@ def add_model_routes(r: APIRouter, app: "Application") -> None:
 
     @r.get("/sd-models", response_model=list[SDModelItem])
     def sd_models() -> list[SDModelItem]:
-        return [SDModelItem(title=i.title, model_name=i.model_name, hash=i.shorthash, sha256=i.sha256,
-                            filename=str(i.path), config=None) for i in app.catalog.list()]
+        return [
+            SDModelItem(
+                title=i.title,
+                model_name=i.model_name,
+                hash=i.shorthash,
+                sha256=i.sha256,
+                filename=str(i.path),
+                config=None,
+            )
+            for i in app.catalog.list()
+        ]
 
     @r.post("/refresh-checkpoints", response_model=None)
     def refresh_checkpoints() -> None:

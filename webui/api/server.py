@@ -17,8 +17,13 @@ from webui.api.errors import install_error_handlers
 from webui.api.extensions import build_extensions_router, mount_extension_routes, route_aliases
 from webui.api.merge import build_merge_router
 from webui.api.models_install import build_models_install_router
-from webui.api.middleware import (BasicAuthMiddleware, BodyLimitMiddleware, CrossSiteMiddleware, HostCheckMiddleware,
-                                  SecurityHeadersMiddleware)
+from webui.api.middleware import (
+    BasicAuthMiddleware,
+    BodyLimitMiddleware,
+    CrossSiteMiddleware,
+    HostCheckMiddleware,
+    SecurityHeadersMiddleware,
+)
 from webui.api.prompts import build_prompts_router
 from webui.api.sdapi import build_sdapi_router
 from webui.api.strict_json import StrictJSONMiddleware
@@ -72,8 +77,15 @@ def mount_ui(api: FastAPI, application: Application, blocks: Any | None = None) 
     creds = gradio_credentials(application.ns)
     # css: Gradio 6 takes the page's CSS here (Blocks(css=…) is deprecated, and mount_gradio_app replaces it)
     # app_kwargs: Gradio's own FastAPI would publish an /openapi.json of its routes; Easel's API has its own
-    gr.mount_gradio_app(api, blocks, path="/", auth=creds or None, app_kwargs={"openapi_url": None},
-                        css=PAGE_CSS, auth_message="Easel: log in with a --gradio-auth user" if creds else None)
+    gr.mount_gradio_app(
+        api,
+        blocks,
+        path="/",
+        auth=creds or None,
+        app_kwargs={"openapi_url": None},
+        css=PAGE_CSS,
+        auth_message="Easel: log in with a --gradio-auth user" if creds else None,
+    )
     return blocks
 
 
@@ -89,8 +101,13 @@ def install_security(api: FastAPI, application: Application) -> None:
     if creds:
         # extensions' route aliases (e.g. /controlnet/) are API routes too: behind the same auth
         aliases = tuple(f"{a}/" for a in route_aliases(application.extensions).values())
-        api.add_middleware(BasicAuthMiddleware, credentials=creds, prefixes=API_PREFIXES + aliases,
-                           session_ok=_gradio_session_check(api) if not ns.nowebui else None, throttle=throttle)
+        api.add_middleware(
+            BasicAuthMiddleware,
+            credentials=creds,
+            prefixes=API_PREFIXES + aliases,
+            session_ok=_gradio_session_check(api) if not ns.nowebui else None,
+            throttle=throttle,
+        )
     if not ns.nowebui:
         api.add_middleware(UploadFormatMiddleware)
         api.add_middleware(LoginThrottleMiddleware, throttle=throttle)
@@ -98,8 +115,9 @@ def install_security(api: FastAPI, application: Application) -> None:
             api.add_middleware(LoginPageMiddleware, has_session=lambda scope: _has_gradio_session(api, scope))
     origins = cors_origins(ns)
     if origins:
-        api.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=True, allow_methods=["*"],
-                           allow_headers=["*"])
+        api.add_middleware(
+            CORSMiddleware, allow_origins=origins, allow_credentials=True, allow_methods=["*"], allow_headers=["*"]
+        )
     api.add_middleware(CrossSiteMiddleware, allowed_origins=origins)
     api.add_middleware(HostCheckMiddleware, **host_rule(application))
     api.add_middleware(SecurityHeadersMiddleware)
@@ -146,8 +164,13 @@ def build_fastapi(application: Application, *, blocks: Any | None = None) -> Fas
     (or --nowebui): a UI-only server has no API route at all, so nothing but the Gradio login guards it."""
     with_api = api_enabled(application.ns)
     docs: dict[str, Any] = {} if with_api else {"docs_url": None, "redoc_url": None, "openapi_url": None}
-    api = FastAPI(title="Easel", version=VERSION, description="A1111-compatible Stable Diffusion API, plus Easel's "
-                  "async jobs API. With --api-auth every route here needs HTTP Basic credentials.", **docs)
+    api = FastAPI(
+        title="Easel",
+        version=VERSION,
+        description="A1111-compatible Stable Diffusion API, plus Easel's "
+        "async jobs API. With --api-auth every route here needs HTTP Basic credentials.",
+        **docs,
+    )
     install_error_handlers(api)
     if with_api:
         include_api_routes(api, application)
@@ -177,8 +200,9 @@ def _answer_api_off(api: FastAPI) -> None:
         return JSONResponse(error_body("NotFound", "the HTTP API is off: start Easel with --api"), status_code=404)
 
     for prefix in ("/sdapi", "/easel", "/ext"):
-        api.add_api_route(prefix + "/{rest:path}", api_off, methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-                          include_in_schema=False)
+        api.add_api_route(
+            prefix + "/{rest:path}", api_off, methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
+        )
 
 
 def include_api_routes(api: FastAPI, application: Application) -> None:

@@ -85,13 +85,22 @@ class StrictJSONMiddleware:
             where, text = found
             loc = ["body", *where]
             field = ".".join(str(p) for p in where) or "body"
-            detail = (f"invalid field {field}: {text} is not a finite number (NaN, Infinity and numbers beyond "
-                      f"±1.8e308 are refused)")
+            detail = (
+                f"invalid field {field}: {text} is not a finite number (NaN, Infinity and numbers beyond "
+                f"±1.8e308 are refused)"
+            )
             errors = [{"type": "finite_number", "loc": loc, "msg": "Input should be a finite number", "input": text}]
             payload = json.dumps(error_body("RequestValidationError", detail, errors=errors)).encode()
-            await send({"type": "http.response.start", "status": 422,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(payload)).encode())]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 422,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(payload)).encode()),
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": payload})
             return
         await self.app(scope, _replay([body], None, receive), send)
@@ -106,4 +115,5 @@ def _replay(bodies: list[bytes], pending: Message | None, receive: Receive) -> R
         if queue:
             return queue.pop(0)
         return await receive()
+
     return replay

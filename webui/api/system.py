@@ -35,8 +35,14 @@ def system_report(application: Application) -> dict[str, Any]:
     names = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
     return {
         "device": str(policy.device),
-        "policy": {"label": policy.label, "note": policy.note, "cpu_bf16": policy.cpu_bf16,
-                   "dtype": names[policy.dtype], "vae_dtype": names[policy.vae_dtype], "offload": policy.offload},
+        "policy": {
+            "label": policy.label,
+            "note": policy.note,
+            "cpu_bf16": policy.cpu_bf16,
+            "dtype": names[policy.dtype],
+            "vae_dtype": names[policy.vae_dtype],
+            "offload": policy.offload,
+        },
         "model": model.info.title if model is not None else None,
         # every model in the RAM cache: family, variant, dtypes, quantization, offload mode, bytes in RAM/on device
         "models": application.models.loaded_report(),
@@ -46,26 +52,42 @@ def system_report(application: Application) -> dict[str, Any]:
             "automatic_resolves_to": choose_precision("Automatic", policy, unet) if unet is not None else None,
             "unet_parameters": sum(p.numel() for p in unet.parameters()) if unet is not None else None,
             # how a bf16 call holds the conv weights (precision.bf16_weights); a compiled UNet packs its own
-            "conv_weights": "channels_last, prepacked for oneDNN" if conv_prepack.available()
-                            else "channels_last (not prepacked: this torch or CPU can't pack bf16 weights)",
+            "conv_weights": "channels_last, prepacked for oneDNN"
+            if conv_prepack.available()
+            else "channels_last (not prepacked: this torch or CPU can't pack bf16 weights)",
         },
-        "threads": {"torch": torch.get_num_threads(), "source": application.threads_source,
-                    "physical_cores": physical_cores()},
+        "threads": {
+            "torch": torch.get_num_threads(),
+            "source": application.threads_source,
+            "physical_cores": physical_cores(),
+        },
         "versions": {"easel": VERSION, "torch": torch.__version__, "diffusers": diffusers.__version__},
-        "compile": {"setting": bool(opts.get("cpu_compile")),
-                    **(compile_state(unet).report() if unet is not None else {"status": "no model loaded"})},
-        "vae": {"tiling_min_pixels": int(opts.get("vae_tiling_min_pixels")), **vae_memory_status(vae),
-                "precision_setting": str(opts.get("cpu_vae_precision")),
-                # Automatic reads the guard's verdict only: measuring here would race a running job's decode
-                "precision": choose_vae_precision(str(opts.get("cpu_vae_precision")), policy, vae,
-                                                  application.models.vae_bf16_guard, measure=False),
-                "bf16_guard_psnr_db": (application.models.vae_bf16_guard.psnr(vae, measure=False)
-                                       if vae is not None else None)},
-        "preview": preview_status(str(opts.get("show_progress_type")), vae, application.paths.models_dir / "VAE-approx",
-                                  application.generation.previews.get(vae)),
+        "compile": {
+            "setting": bool(opts.get("cpu_compile")),
+            **(compile_state(unet).report() if unet is not None else {"status": "no model loaded"}),
+        },
+        "vae": {
+            "tiling_min_pixels": int(opts.get("vae_tiling_min_pixels")),
+            **vae_memory_status(vae),
+            "precision_setting": str(opts.get("cpu_vae_precision")),
+            # Automatic reads the guard's verdict only: measuring here would race a running job's decode
+            "precision": choose_vae_precision(
+                str(opts.get("cpu_vae_precision")), policy, vae, application.models.vae_bf16_guard, measure=False
+            ),
+            "bf16_guard_psnr_db": (
+                application.models.vae_bf16_guard.psnr(vae, measure=False) if vae is not None else None
+            ),
+        },
+        "preview": preview_status(
+            str(opts.get("show_progress_type")),
+            vae,
+            application.paths.models_dir / "VAE-approx",
+            application.generation.previews.get(vae),
+        ),
         # where jobs run (#22): the local worker thread, or Ray workers as GET /easel/v1/workers lists them
-        "workers": {"mode": "local", "workers": []} if application.jobs.executor is None
-                   else {"mode": "ray", "workers": application.jobs.executor.list()},
+        "workers": {"mode": "local", "workers": []}
+        if application.jobs.executor is None
+        else {"mode": "ray", "workers": application.jobs.executor.list()},
     }
 
 

@@ -27,8 +27,15 @@ class AuthThrottle:
     `base_delay * 2**(n - free_failures - 1)` seconds, at most `max_delay`. A success clears the record. At most
     `max_clients` addresses are remembered (the oldest are forgotten), so memory stays bounded under a flood."""
 
-    def __init__(self, *, free_failures: int = 5, base_delay: float = 1.0, max_delay: float = 300.0,
-                 max_clients: int = 10_000, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        *,
+        free_failures: int = 5,
+        base_delay: float = 1.0,
+        max_delay: float = 300.0,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.free_failures = free_failures
         self.base_delay = base_delay
         self.max_delay = max_delay

@@ -42,10 +42,18 @@ def build_token_count_router(application: Application) -> APIRouter:
 
         model = application.models.active
         counts = application.embeddings.vector_counts(model) if model is not None else None
-        return TokenCountAnswer(**token_counts(
-            model, body.prompt, body.steps, negative=body.negative,
-            t5_max_length=int(application.options.get("t5_max_length") or 0), embeddings=counts,
-            clip_tokenizer=None if model is not None else load_clip_tokenizer(
-                cache_dir=application.paths.data_dir / "cache" / "configs" / "tok-counter")))
+        return TokenCountAnswer(
+            **token_counts(
+                model,
+                body.prompt,
+                body.steps,
+                negative=body.negative,
+                t5_max_length=int(application.options.get("t5_max_length") or 0),
+                embeddings=counts,
+                clip_tokenizer=None
+                if model is not None
+                else load_clip_tokenizer(cache_dir=application.paths.data_dir / "cache" / "configs" / "tok-counter"),
+            )
+        )
 
     return r

@@ -75,9 +75,16 @@ def build_training_router(application: Application) -> APIRouter:
             raise NotFound(f"training job {job_id} not found")
         summary = row.get("result") or {}
         result = {"name": summary["name"], "path": summary.get("path")} if summary.get("name") else None
-        return TrainJobView(job_id=job_id, status=row["status"], step=summary.get("step", 0),
-                            total_steps=summary.get("total_steps", 0), losses=summary.get("losses", []),
-                            loss=(summary.get("losses") or [None])[-1], samples=summary.get("samples", []),
-                            result=result, error=row.get("error"))
+        return TrainJobView(
+            job_id=job_id,
+            status=row["status"],
+            step=summary.get("step", 0),
+            total_steps=summary.get("total_steps", 0),
+            losses=summary.get("losses", []),
+            loss=(summary.get("losses") or [None])[-1],
+            samples=summary.get("samples", []),
+            result=result,
+            error=row.get("error"),
+        )
 
     return r

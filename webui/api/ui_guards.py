@@ -31,8 +31,14 @@ class LoginThrottleMiddleware:
         client = client_address(scope)
         wait = self.throttle.retry_after(client)
         if wait > 0:
-            return await refuse(scope, send, 429, "TooManyRequests", f"too many failed logins from this address; "
-                                f"try again in {wait:.0f} s", [(b"retry-after", str(int(wait) + 1).encode())])
+            return await refuse(
+                scope,
+                send,
+                429,
+                "TooManyRequests",
+                f"too many failed logins from this address; try again in {wait:.0f} s",
+                [(b"retry-after", str(int(wait) + 1).encode())],
+            )
 
         async def observing_send(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -69,9 +75,13 @@ class LoginPageMiddleware:
 
 
 async def _redirect(send: Send, location: str) -> None:
-    await send({"type": "http.response.start", "status": 302,
-                "headers": [(b"location", location.encode()), (b"content-length", b"0"),
-                            (b"cache-control", b"no-store")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 302,
+            "headers": [(b"location", location.encode()), (b"content-length", b"0"), (b"cache-control", b"no-store")],
+        }
+    )
     await send({"type": "http.response.body", "body": b""})
 
 

@@ -25,8 +25,10 @@ class WorkerView(BaseModel):
     jobs_done: int = 0
     loaded_loras: list[str] = Field(default_factory=list, description="LoRA files held on its active checkpoint")
     file_loads: int = Field(0, description="checkpoint files it read from disk")
-    files_received: list[str] = Field(default_factory=list, description="model files the head sent it by sha256 "
-                                      "(--ray-worker-data-dir), as 'folder/path'")
+    files_received: list[str] = Field(
+        default_factory=list,
+        description="model files the head sent it by sha256 (--ray-worker-data-dir), as 'folder/path'",
+    )
     last_heartbeat: Optional[float] = None
 
 

@@ -40,9 +40,11 @@ def load_pickle(path: Path) -> Any:
         with torch.serialization.safe_globals([torch.nn.ParameterDict]):  # old embedding files (as A1111 reads them)
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise UnsafeCheckpoint("refused: the pickle holds objects other than tensors, and loading it could run code; "
-                               "nothing in it was executed and the file was deleted",
-                               detail=str(e).splitlines()[0] if str(e) else None) from e
+        raise UnsafeCheckpoint(
+            "refused: the pickle holds objects other than tensors, and loading it could run code; "
+            "nothing in it was executed and the file was deleted",
+            detail=str(e).splitlines()[0] if str(e) else None,
+        ) from e
     except Exception as e:
         raise ModelLoadError(f"not a readable PyTorch file ({type(e).__name__}: {e})") from e
 
@@ -62,6 +64,7 @@ def flat_tensors(obj: Any) -> dict[str, torch.Tensor]:
         elif isinstance(value, dict) and depth < 8:
             for k, v in value.items():
                 walk(f"{prefix}.{k}" if prefix else str(k), v, depth + 1)
+
     walk("", obj, 0)
     return out
 
@@ -69,9 +72,11 @@ def flat_tensors(obj: Any) -> dict[str, torch.Tensor]:
 def _embedding(obj: Any, path: Path) -> bool:
     from webui.prompts.embeddings import NotAnEmbedding, parse_embedding
 
-    if not isinstance(obj, dict) or not ({"string_to_param", "emb_params"} & set(obj)
-                                         or {"clip_l", "clip_g"} <= set(obj)
-                                         or (len(obj) == 1 and isinstance(next(iter(obj.values())), torch.Tensor))):
+    if not isinstance(obj, dict) or not (
+        {"string_to_param", "emb_params"} & set(obj)
+        or {"clip_l", "clip_g"} <= set(obj)
+        or (len(obj) == 1 and isinstance(next(iter(obj.values())), torch.Tensor))
+    ):
         return False
     try:
         parse_embedding(obj, path.stem, path)

@@ -76,5 +76,8 @@ def missing_models(application: Application, parameters: Mapping[str, Any]) -> l
 
 def describe_missing(missing: list[dict[str, Any]]) -> str:
     """One line per missing model, for the UI."""
-    return "; ".join(f"{'checkpoint' if m['type'] == 'checkpoint' else 'LoRA'} {m['name'] or '?'}"
-                     + (f" [{m['hash']}]" if m.get("hash") else "") for m in missing)
+    return "; ".join(
+        f"{'checkpoint' if m['type'] == 'checkpoint' else 'LoRA'} {m['name'] or '?'}"
+        + (f" [{m['hash']}]" if m.get("hash") else "")
+        for m in missing
+    )

@@ -23,14 +23,25 @@ if TYPE_CHECKING:
     from webui.app import Application
 
 # the API's folder names (A1111's models/ sub-folders) → the Paths attribute that holds each
-FOLDERS = {"Stable-diffusion": "ckpt_dir", "Lora": "lora_dir", "LyCORIS": "lycoris_dir", "VAE": "vae_dir",
-           "ControlNet": "controlnet_dir", "ESRGAN": "esrgan_dir", "embeddings": "embeddings_dir"}
+FOLDERS = {
+    "Stable-diffusion": "ckpt_dir",
+    "Lora": "lora_dir",
+    "LyCORIS": "lycoris_dir",
+    "VAE": "vae_dir",
+    "ControlNet": "controlnet_dir",
+    "ESRGAN": "esrgan_dir",
+    "embeddings": "embeddings_dir",
+}
 MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 PICKLE_EXTENSIONS = (".ckpt", ".pt", ".pth", ".bin")
 # what each folder's scanner lists: a pickle with another extension is renamed to the first pickle one listed
-LISTED = {"Stable-diffusion": (".safetensors", ".ckpt"), "Lora": (".safetensors", ".pt", ".ckpt"),
-          "LyCORIS": (".safetensors", ".pt", ".ckpt"), "VAE": (".safetensors", ".pt", ".ckpt"),
-          "embeddings": (".safetensors", ".pt", ".bin")}
+LISTED = {
+    "Stable-diffusion": (".safetensors", ".ckpt"),
+    "Lora": (".safetensors", ".pt", ".ckpt"),
+    "LyCORIS": (".safetensors", ".pt", ".ckpt"),
+    "VAE": (".safetensors", ".pt", ".ckpt"),
+    "embeddings": (".safetensors", ".pt", ".bin"),
+}
 MAX_FILENAME = 150
 _BAD = re.compile(r'[\\/:*?"<>|\x00-\x1f\x7f]')
 _RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
@@ -51,8 +62,10 @@ def check_filename(name: str) -> str:
     if len(name) > MAX_FILENAME:
         raise InvalidRequest(f"filename is {len(name)} characters long; at most {MAX_FILENAME}")
     if _BAD.search(name) or name.startswith(".") or ".." in name or name.split(".")[0].upper() in _RESERVED:
-        raise InvalidRequest(f"filename {name!r} is not a plain file name: no path separators, '..', leading '.', "
-                             "control characters or any of : * ? \" < > |")
+        raise InvalidRequest(
+            f"filename {name!r} is not a plain file name: no path separators, '..', leading '.', "
+            'control characters or any of : * ? " < > |'
+        )
     if Path(name).suffix.lower() not in MODEL_EXTENSIONS:
         raise InvalidRequest(f"filename {name!r} must end in one of {', '.join(MODEL_EXTENSIONS)}")
     return name
@@ -105,8 +118,9 @@ def taken(path: Path) -> bool:
 
 
 def conflict(path: Path, folder: str) -> Conflict:
-    return Conflict(f"{path.name} already exists in {folder}: choose another filename (an install never replaces "
-                    "a file)")
+    return Conflict(
+        f"{path.name} already exists in {folder}: choose another filename (an install never replaces a file)"
+    )
 
 
 def place(src: Path, dest: Path, folder: str) -> None:

@@ -29,8 +29,11 @@ def _list(application: Application, folder: str, dest: Path, sha256: str | None)
     if folder in ("Lora", "LyCORIS"):
         application.loras.refresh()
         entry = next((e for e in application.lora_catalog.list() if e.path.resolve() == dest.resolve()), None)
-        return {"lora_name": entry.name if entry else None, "format": entry.format if entry else None,
-                "error": entry.error if entry else None}
+        return {
+            "lora_name": entry.name if entry else None,
+            "format": entry.format if entry else None,
+            "error": entry.error if entry else None,
+        }
     if folder == "embeddings":
         application.embeddings.refresh()
     elif folder == "VAE":
@@ -49,20 +52,24 @@ def _convert(found: classify.Inspected, dest: Path, folder: str) -> None:
             os.unlink(tmp)
 
 
-def finish(application: Application, spec, part: Path, name: str, fetched, *, verified: bool,
-           control) -> dict[str, Any]:
+def finish(
+    application: Application, spec, part: Path, name: str, fetched, *, verified: bool, control
+) -> dict[str, Any]:
     """Inspect `part` (downloaded as `name`), place it, list it; the job's value. The caller removes `part`."""
     control.textinfo = f"Checking {name}"
     try:
         found = classify.inspect_file(part, Path(name).suffix)
     except EaselError as e:
-        e.message = (f"{name}: {e.message}; the file was deleted" if "deleted" not in e.message
-                     else f"{name}: {e.message}")
+        e.message = (
+            f"{name}: {e.message}; the file was deleted" if "deleted" not in e.message else f"{name}: {e.message}"
+        )
         raise
     folder = found.kind or spec.folder
     if folder is None:
-        raise InvalidRequest(f"{name} is not recognised as a model ({found.note}); the file was deleted. Give a "
-                             "folder to install it anyway")
+        raise InvalidRequest(
+            f"{name} is not recognised as a model ({found.note}); the file was deleted. Give a "
+            "folder to install it anyway"
+        )
     dest_dir = names.folder_path(application, folder)
     dest_dir.mkdir(parents=True, exist_ok=True)
     convertible = found.is_pickle and bool(found.tensors) and folder != "embeddings"
@@ -87,7 +94,22 @@ def finish(application: Application, spec, part: Path, name: str, fetched, *, ve
         notes.append(found.note)
     if convertible and not convert:
         notes.append("a pickle: install again with convert_to_safetensors to get a .safetensors file")
-    return {"name": final, "path": str(dest), "model": {
-        "folder": folder, "requested_folder": spec.folder, "kind": found.label or None, "family": found.family,
-        "sha256": fetched.sha256, "verified": verified, "size": fetched.size, "pickle": found.is_pickle,
-        "convertible": convertible, "converted": convert, "resumed_at": fetched.ranges, "notes": notes, **listed}}
+    return {
+        "name": final,
+        "path": str(dest),
+        "model": {
+            "folder": folder,
+            "requested_folder": spec.folder,
+            "kind": found.label or None,
+            "family": found.family,
+            "sha256": fetched.sha256,
+            "verified": verified,
+            "size": fetched.size,
+            "pickle": found.is_pickle,
+            "convertible": convertible,
+            "converted": convert,
+            "resumed_at": fetched.ranges,
+            "notes": notes,
+            **listed,
+        },
+    }

@@ -38,13 +38,24 @@ class InstallRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    url: str = Field(..., min_length=8, max_length=MAX_URL, description="an http(s) URL of the model file (Hugging "
-                     "Face file URL, Civitai model-version download URL, any other)")
+    url: str = Field(
+        ...,
+        min_length=8,
+        max_length=MAX_URL,
+        description="an http(s) URL of the model file (Hugging "
+        "Face file URL, Civitai model-version download URL, any other)",
+    )
     folder: Optional[Folder] = Field(None, description="where it goes; omitted or wrong: where the file's kind goes")
-    sha256: Optional[str] = Field(None, pattern=r"^[0-9a-fA-F]{64}$", description="the file's expected SHA-256; "
-                                  "omitted: the hash the source publishes (Hugging Face), if any")
-    filename: Optional[str] = Field(None, max_length=names.MAX_FILENAME, description="the file name; omitted: the "
-                                    "server's Content-Disposition, else the URL's last path segment")
+    sha256: Optional[str] = Field(
+        None,
+        pattern=r"^[0-9a-fA-F]{64}$",
+        description="the file's expected SHA-256; omitted: the hash the source publishes (Hugging Face), if any",
+    )
+    filename: Optional[str] = Field(
+        None,
+        max_length=names.MAX_FILENAME,
+        description="the file name; omitted: the server's Content-Disposition, else the URL's last path segment",
+    )
     convert_to_safetensors: bool = Field(False, description="a pickle (.ckpt/.pt/.pth/.bin) is saved as .safetensors")
 
 
@@ -72,9 +83,11 @@ def coerce(value: Any) -> InstallRequest:
 
 def locked_reason(application: Application) -> str | None:
     if application.extensions_locked:
-        return ("Installing models by URL is turned off because this server is reachable from the network (--listen, "
-                "--share or --server-name): a download writes files on this machine and fetches what a remote user "
-                "names. Restart with --enable-insecure-extension-access to allow it.")
+        return (
+            "Installing models by URL is turned off because this server is reachable from the network (--listen, "
+            "--share or --server-name): a download writes files on this machine and fetches what a remote user "
+            "names. Restart with --enable-insecure-extension-access to allow it."
+        )
     return None
 
 
@@ -98,8 +111,10 @@ def check_url(url: str, *, allow_private: bool) -> str:
     with contextlib.suppress(ValueError):
         ipaddress.ip_address(parts.hostname.split("%")[0])
         if not allow_private and not is_public_address(parts.hostname):
-            raise Forbidden(f"url points at a non-public address ({parts.hostname}); refused (start Easel with "
-                            "--allow-private-downloads for a LAN mirror)")
+            raise Forbidden(
+                f"url points at a non-public address ({parts.hostname}); refused (start Easel with "
+                "--allow-private-downloads for a LAN mirror)"
+            )
     return url
 
 
@@ -116,8 +131,15 @@ def check_request(application: Application, body: Any) -> InstallSpec:
     if filename and req.folder and names.taken(staging / filename):
         raise names.conflict(staging / filename, req.folder)
     max_bytes = int(application.options.get("model_download_max_mb")) * 1024 * 1024
-    return InstallSpec(req=req, url=url, folder=req.folder, staging=staging, filename=filename, max_bytes=max_bytes,
-                       allow_private=allow_private)
+    return InstallSpec(
+        req=req,
+        url=url,
+        folder=req.folder,
+        staging=staging,
+        filename=filename,
+        max_bytes=max_bytes,
+        allow_private=allow_private,
+    )
 
 
 _SECRET_PARAM = re.compile(r"token|key|auth|sig|secret|password|credential", re.IGNORECASE)
@@ -127,8 +149,9 @@ def redacted(url: str) -> str:
     """The URL as the job's params and the history show it: a password and query values that look like credentials
     (Civitai's `?token=`, signed CDN URLs) replaced by `***`."""
     parts = urlsplit(url)
-    query = urlencode([(k, "***" if _SECRET_PARAM.search(k) else v) for k, v in parse_qsl(parts.query,
-                                                                                          keep_blank_values=True)])
+    query = urlencode(
+        [(k, "***" if _SECRET_PARAM.search(k) else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    )
     netloc = parts.netloc
     if parts.password is not None:
         netloc = f"{parts.username}:***@" + netloc.rsplit("@", 1)[1]
@@ -145,8 +168,10 @@ def submit_install(application: Application, body: Any):
 def _check_space(folder: Path, nbytes: int) -> None:
     free = shutil.disk_usage(folder).free
     if free < nbytes + (64 << 20):
-        raise DiskFull(f"disk full: free space in {folder}",
-                       detail=f"the model needs {nbytes / 2**30:.2f} GiB, {free / 2**30:.2f} GiB free")
+        raise DiskFull(
+            f"disk full: free space in {folder}",
+            detail=f"the model needs {nbytes / 2**30:.2f} GiB, {free / 2**30:.2f} GiB free",
+        )
 
 
 def run_install(application: Application, spec: InstallSpec, job) -> dict[str, Any]:
@@ -165,17 +190,22 @@ def run_install(application: Application, spec: InstallSpec, job) -> dict[str, A
         control.step(status.bytes_done)
 
     def on_start(start: Start) -> None:
-        name = state["name"] or names.choose_filename([names.disposition_name(start.disposition),
-                                                       names.url_name(spec.url), names.url_name(start.final_url)])
+        name = state["name"] or names.choose_filename(
+            [names.disposition_name(start.disposition), names.url_name(spec.url), names.url_name(start.final_url)]
+        )
         if not name:
-            raise InvalidRequest("the server gives no usable file name (none ends in .safetensors, .ckpt, .pt, .pth "
-                                 "or .bin): give one in filename")
+            raise InvalidRequest(
+                "the server gives no usable file name (none ends in .safetensors, .ckpt, .pt, .pth "
+                "or .bin): give one in filename"
+            )
         if spec.folder and names.taken(spec.staging / name):
             raise names.conflict(spec.staging / name, spec.folder)
         published = start.published_sha256
         if state["expected"] and published and published != state["expected"]:
-            raise InvalidRequest(f"SHA-256 mismatch: the source publishes {published}, the request expects "
-                                 f"{state['expected']}; nothing was downloaded")
+            raise InvalidRequest(
+                f"SHA-256 mismatch: the source publishes {published}, the request expects "
+                f"{state['expected']}; nothing was downloaded"
+            )
         state["name"], state["expected"] = name, state["expected"] or published
         state["source"] = "request" if spec.req.sha256 else "published" if published else None
         status.filename = name
@@ -189,14 +219,24 @@ def run_install(application: Application, spec: InstallSpec, job) -> dict[str, A
     control.textinfo = "Connecting"
     keep_part = False
     try:
-        fetched = download(spec.url, part, max_bytes=spec.max_bytes, allow_private=spec.allow_private,
-                           status=status, on_start=on_start, stop=stop)
+        fetched = download(
+            spec.url,
+            part,
+            max_bytes=spec.max_bytes,
+            allow_private=spec.allow_private,
+            status=status,
+            on_start=on_start,
+            stop=stop,
+        )
         control.sampling_steps = control.sampling_step = fetched.size
         if state["expected"] and fetched.sha256 != state["expected"]:
-            raise InvalidRequest(f"SHA-256 mismatch: expected {state['expected']} ({state['source']}), the download "
-                                 f"is {fetched.sha256}; the file was deleted")
-        return finish(application, spec, part, state["name"], fetched, verified=bool(state["expected"]),
-                      control=control)
+            raise InvalidRequest(
+                f"SHA-256 mismatch: expected {state['expected']} ({state['source']}), the download "
+                f"is {fetched.sha256}; the file was deleted"
+            )
+        return finish(
+            application, spec, part, state["name"], fetched, verified=bool(state["expected"]), control=control
+        )
     except DownloadFailed:
         keep_part = True  # the connection kept dropping: the next install of this URL resumes the .part
         raise

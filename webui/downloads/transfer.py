@@ -42,8 +42,13 @@ class DownloadStatus:
     filename: str | None = None
 
     def to_dict(self) -> dict:
-        return {"bytes_done": self.bytes_done, "bytes_total": self.bytes_total, "resumed_from": self.resumed_from,
-                "attempts": self.attempts, "filename": self.filename}
+        return {
+            "bytes_done": self.bytes_done,
+            "bytes_total": self.bytes_total,
+            "resumed_from": self.resumed_from,
+            "attempts": self.attempts,
+            "filename": self.filename,
+        }
 
 
 @dataclass
@@ -124,9 +129,19 @@ def _read(resp: http.client.HTTPResponse, n: int) -> bytes:
         raise _Dropped(f"{type(e).__name__}: {e}") from None
 
 
-def download(url: str, part: Path, *, max_bytes: int, allow_private: bool, status: DownloadStatus,
-             on_start: Callable[[Start], None], stop: Callable[[], None], attempts: int = MAX_ATTEMPTS,
-             timeout: float = TIMEOUT, pause: Callable[[float], None] = time.sleep) -> Fetched:
+def download(
+    url: str,
+    part: Path,
+    *,
+    max_bytes: int,
+    allow_private: bool,
+    status: DownloadStatus,
+    on_start: Callable[[Start], None],
+    stop: Callable[[], None],
+    attempts: int = MAX_ATTEMPTS,
+    timeout: float = TIMEOUT,
+    pause: Callable[[float], None] = time.sleep,
+) -> Fetched:
     """Download `url` into `part` (continuing what it already holds) and return its SHA-256 and size.
 
     `on_start` sees the first answer's names, size and published hash before any body byte is written (it may raise
@@ -149,8 +164,9 @@ def download(url: str, part: Path, *, max_bytes: int, allow_private: bool, statu
         if have:
             fetched.ranges.append(have)
         try:
-            with open_public_url(url, what="model", headers=headers, timeout=timeout,
-                                 allow_private=allow_private) as opened:
+            with open_public_url(
+                url, what="model", headers=headers, timeout=timeout, allow_private=allow_private
+            ) as opened:
                 resp = opened.response
                 total = _announced(opened, have) if resp.status in (200, 206) else None
                 if resp.status == 416 or (resp.status == 206 and total == -1) or (resp.status == 200 and have):
@@ -164,19 +180,28 @@ def download(url: str, part: Path, *, max_bytes: int, allow_private: bool, statu
                     raise InvalidRequest(f"model URL answered HTTP {resp.status}")
                 if not started:
                     fetched.published_sha256 = published_sha256(url, opened)
-                    on_start(Start(disposition=resp.getheader("Content-Disposition"), final_url=opened.url,
-                                   total=total, published_sha256=fetched.published_sha256))
+                    on_start(
+                        Start(
+                            disposition=resp.getheader("Content-Disposition"),
+                            final_url=opened.url,
+                            total=total,
+                            published_sha256=fetched.published_sha256,
+                        )
+                    )
                     started = True
                 if total is not None and total > max_bytes:
-                    raise PayloadTooLarge(f"the model is {total} bytes; the limit is {max_bytes} bytes "
-                                          "(setting model_download_max_mb)")
+                    raise PayloadTooLarge(
+                        f"the model is {total} bytes; the limit is {max_bytes} bytes (setting model_download_max_mb)"
+                    )
                 status.bytes_total = total
                 with open(part, "ab") as f:
                     while chunk := _read(resp, CHUNK):
                         stop()
                         if have + len(chunk) > max_bytes:
-                            raise PayloadTooLarge(f"the model is larger than the limit of {max_bytes} bytes "
-                                                  "(setting model_download_max_mb)")
+                            raise PayloadTooLarge(
+                                f"the model is larger than the limit of {max_bytes} bytes "
+                                "(setting model_download_max_mb)"
+                            )
                         if total is not None and have + len(chunk) > total:
                             raise InvalidRequest(f"the server sent more than the {total} bytes it announced")
                         f.write(chunk)
@@ -193,5 +218,7 @@ def download(url: str, part: Path, *, max_bytes: int, allow_private: bool, statu
             if not started:  # a bad URL, refused address or unreachable host: no point retrying
                 raise
             error = e.message  # a reconnect that failed after data arrived: retried
-    raise DownloadFailed(f"the download failed after {attempts} attempts ({error}); the {have} bytes received are "
-                         "kept, and installing the same URL again resumes from there")
+    raise DownloadFailed(
+        f"the download failed after {attempts} attempts ({error}); the {have} bytes received are "
+        "kept, and installing the same URL again resumes from there"
+    )

@@ -181,8 +181,16 @@ class Script:
 class ExtensionHandle:
     """What `setup(ext)` receives. The host fills in the registries; an extension only calls these methods."""
 
-    def __init__(self, *, name: str, path: Path, settings: "ExtensionSettings", log: logging.Logger,
-                 models_dir: Path | None = None, lists: Callable[[str], list[str]] | None = None):
+    def __init__(
+        self,
+        *,
+        name: str,
+        path: Path,
+        settings: "ExtensionSettings",
+        log: logging.Logger,
+        models_dir: Path | None = None,
+        lists: Callable[[str], list[str]] | None = None,
+    ):
         self.name, self.path, self.settings, self.log = name, path, settings, log
         self._models_dir, self._lists = models_dir, lists
         self.routes: list[tuple[str, Callable, tuple[str, ...]]] = []
@@ -214,14 +222,31 @@ class ExtensionHandle:
         """`build()` creates Gradio components inside a new top-level tab."""
         self.tabs.append((title, build))
 
-    def add_setting(self, *, key: str, default: Any, label: str, section: str | None = None,
-                    choices: tuple | None = None, minimum: float | None = None, maximum: float | None = None,
-                    path: bool = False) -> None:
+    def add_setting(
+        self,
+        *,
+        key: str,
+        default: Any,
+        label: str,
+        section: str | None = None,
+        choices: tuple | None = None,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        path: bool = False,
+    ) -> None:
         """Shown in Settings (section defaults to the extension's name) and persisted to config.json. Values are
         checked against the default's type and `minimum`/`maximum`; `path=True` (or a key ending in _path/_dir)
         marks a server path, read-only while the server is exposed."""
-        self.settings.define(key=key, default=default, label=label, section=section or self.name, choices=choices,
-                             minimum=minimum, maximum=maximum, path=path)
+        self.settings.define(
+            key=key,
+            default=default,
+            label=label,
+            section=section or self.name,
+            choices=choices,
+            minimum=minimum,
+            maximum=maximum,
+            path=path,
+        )
 
     def on(self, event: str, fn: Callable) -> None:
         if event not in EVENTS:
@@ -272,8 +297,9 @@ def region_detectors(models_dir: Path) -> list[RegionDetector]:
     return [RegionDetector(d.name, d.error) for d in list_detectors(models_dir)]
 
 
-def detect_regions(models_dir: Path, name: str, image: Any, confidence: float) -> list[tuple[int, int, int, int,
-                                                                                            float]]:
+def detect_regions(
+    models_dir: Path, name: str, image: Any, confidence: float
+) -> list[tuple[int, int, int, int, float]]:
     """Boxes (x0, y0, x1, y1, score) the detector `name` of <models_dir>/adetailer finds in a PIL image, best first;
     ScriptError naming the file when it is missing or unusable. (API 1, additive.)"""
     from webui.faces.detect import Detector, DetectorError, find_detector
@@ -285,8 +311,9 @@ def detect_regions(models_dir: Path, name: str, image: Any, confidence: float) -
     return [(b.x0, b.y0, b.x1, b.y1, b.score) for b in found]
 
 
-def detect_region_masks(models_dir: Path, name: str, image: Any, confidence: float,
-                        grow: int = 0) -> list[tuple[tuple[int, int, int, int, float], Any]]:
+def detect_region_masks(
+    models_dir: Path, name: str, image: Any, confidence: float, grow: int = 0
+) -> list[tuple[tuple[int, int, int, int, float], Any]]:
     """Like `detect_regions`, each region with its inpaint mask (a PIL "L" image of the image's size): the region's
     segment for a YOLOv8 segmentation model (`*-seg`), else its box; grown (`grow` > 0) or shrunk (< 0) by that many
     pixels on every side. (API 1, additive.)"""

@@ -57,8 +57,9 @@ class JobHooks:
             if value is not None:
                 image = value
         for rec, script, args in self.scripts:
-            value = self.host.call(rec, f"{script.title}.postprocess_image", script.postprocess_image, image, ctx,
-                                   **args)
+            value = self.host.call(
+                rec, f"{script.title}.postprocess_image", script.postprocess_image, image, ctx, **args
+            )
             if value is not None:
                 image = value
         return image
@@ -80,13 +81,15 @@ def named_args(script: Script, value: Any) -> dict[str, Any]:
     if isinstance(args, dict):
         unknown = set(args) - set(script.args) if script.args else set()
         if unknown:
-            raise InvalidRequest(f"script {script.title!r}: unknown argument(s) {sorted(unknown)}; "
-                                 f"it takes {list(script.args)}")
+            raise InvalidRequest(
+                f"script {script.title!r}: unknown argument(s) {sorted(unknown)}; it takes {list(script.args)}"
+            )
         return dict(args)
     if isinstance(args, (list, tuple)):
         if len(args) > len(script.args):
-            raise InvalidRequest(f"script {script.title!r} takes {len(script.args)} arguments "
-                                 f"({list(script.args)}), got {len(args)}")
+            raise InvalidRequest(
+                f"script {script.title!r} takes {len(script.args)} arguments ({list(script.args)}), got {len(args)}"
+            )
         return dict(zip(script.args, args))
     raise InvalidRequest(f"script {script.title!r}: args must be an object or a list")
 
@@ -124,8 +127,10 @@ class ScriptCatalog:
 
     def list(self, is_img2img: bool) -> list[ScriptEntry]:
         kind = "img2img" if is_img2img else "txt2img"
-        return [ScriptEntry(name=s.title, is_alwayson=s.always_on, args=self.describe(rec, s, is_img2img))
-                for rec, s in self.host.scripts(kind)]
+        return [
+            ScriptEntry(name=s.title, is_alwayson=s.always_on, args=self.describe(rec, s, is_img2img))
+            for rec, s in self.host.scripts(kind)
+        ]
 
     def describe(self, rec: ExtensionRecord, script: Script, is_img2img: bool) -> builtins.list[dict[str, Any]]:
         key = (id(script), is_img2img)
@@ -156,16 +161,32 @@ def describe_args(script: Script, components: dict[str, Any]) -> list[dict[str, 
     for name in script.args or tuple(components):
         comp = components.get(name)
         if isinstance(comp, ArgGroup):  # several components make this argument: the script describes its value
-            out.append({"name": name, "label": name, "value": comp.describe, "minimum": None, "maximum": None,
-                        "step": None, "choices": None})
+            out.append(
+                {
+                    "name": name,
+                    "label": name,
+                    "value": comp.describe,
+                    "minimum": None,
+                    "maximum": None,
+                    "step": None,
+                    "choices": None,
+                }
+            )
             continue
         default = params[name].default if name in params else None
         value = getattr(comp, "value", default) if comp is not None else default
         choices = getattr(comp, "choices", None)
         if choices is not None:
             choices = [c[1] if isinstance(c, (tuple, list)) else c for c in choices]
-        out.append({"name": name, "label": getattr(comp, "label", None) or name,
-                    "value": None if value is inspect.Parameter.empty or callable(value) else value,
-                    "minimum": getattr(comp, "minimum", None), "maximum": getattr(comp, "maximum", None),
-                    "step": getattr(comp, "step", None), "choices": choices})
+        out.append(
+            {
+                "name": name,
+                "label": getattr(comp, "label", None) or name,
+                "value": None if value is inspect.Parameter.empty or callable(value) else value,
+                "minimum": getattr(comp, "minimum", None),
+                "maximum": getattr(comp, "maximum", None),
+                "step": getattr(comp, "step", None),
+                "choices": choices,
+            }
+        )
     return out

@@ -80,16 +80,30 @@ def extension_package(name: str, folder: Path) -> str:
 
 
 class ExtensionHost:
-    def __init__(self, *, dirs: list[tuple[Path, bool]], options, disable_all: bool = False,
-                 disable_extra: bool = False, models_dir: Path | None = None,
-                 lists: Callable[[str], list[str]] | None = None):
+    def __init__(
+        self,
+        *,
+        dirs: list[tuple[Path, bool]],
+        options,
+        disable_all: bool = False,
+        disable_extra: bool = False,
+        models_dir: Path | None = None,
+        lists: Callable[[str], list[str]] | None = None,
+    ):
         self.dirs, self.options, self.models_dir, self.lists = dirs, options, models_dir, lists
         self.disable_all, self.disable_extra = disable_all, disable_extra
         self.records: dict[str, ExtensionRecord] = {}
         self.options.add_definition(OptionDef("disabled_extensions", [], "Disabled extensions", "Extensions", list))
-        self.options.add_definition(OptionDef("extensions_index_url", "", "Extension index for the Available tab "
-                                              "(an http(s) URL on a public address; on a server not reachable "
-                                              "from the network also a JSON file in the data dir)", "Extensions"))
+        self.options.add_definition(
+            OptionDef(
+                "extensions_index_url",
+                "",
+                "Extension index for the Available tab "
+                "(an http(s) URL on a public address; on a server not reachable "
+                "from the network also a JSON file in the data dir)",
+                "Extensions",
+            )
+        )
 
     # --- discovery and loading -----------------------------------------------------------------------------------
     def discover(self) -> list[ExtensionRecord]:
@@ -97,8 +111,11 @@ class ExtensionHost:
         for folder, builtin in self.dirs:
             if not folder.is_dir():
                 continue
-            for path in sorted(p for p in folder.iterdir() if p.is_dir() and (p / "extension.toml").exists()
-                               and not p.name.startswith(".")):  # dot folders: installs in progress, trash
+            for path in sorted(
+                p
+                for p in folder.iterdir()
+                if p.is_dir() and (p / "extension.toml").exists() and not p.name.startswith(".")
+            ):  # dot folders: installs in progress, trash
                 rec = ExtensionRecord(name=path.name, path=path, builtin=False)
                 try:
                     rec.manifest = tomllib.loads((path / "extension.toml").read_text())
@@ -109,8 +126,9 @@ class ExtensionHost:
                 rec.builtin = builtin and rec.manifest.get("builtin") is True and not (path / ".git").exists()
                 if rec.name in self.records:
                     continue  # the first folder wins (built-ins are listed first)
-                rec.enabled = rec.name not in disabled and not self.disable_all and not (self.disable_extra
-                                                                                      and not rec.builtin)
+                rec.enabled = (
+                    rec.name not in disabled and not self.disable_all and not (self.disable_extra and not rec.builtin)
+                )
                 self.records[rec.name] = rec
         return list(self.records.values())
 
@@ -122,16 +140,24 @@ class ExtensionHost:
     def _load(self, rec: ExtensionRecord) -> None:
         api = rec.manifest.get("api")
         if api != API_VERSION:
-            rec.error = (f"targets extension API {api!r}, but this Easel provides API {API_VERSION}: "
-                         f"update the extension or Easel")
+            rec.error = (
+                f"targets extension API {api!r}, but this Easel provides API {API_VERSION}: "
+                f"update the extension or Easel"
+            )
             return
         need = str(rec.manifest.get("min_easel") or "")
         if need and _version_tuple(need) > _version_tuple(VERSION):
             rec.error = f"needs Easel {need} or newer (this is {VERSION})"
             return
         settings = ExtensionSettings(self.options.get, self._define_setting)
-        handle = ExtensionHandle(name=rec.name, path=rec.path, settings=settings, models_dir=self.models_dir,
-                                 lists=self.lists, log=logging.getLogger(f"easel.ext.{rec.name}"))
+        handle = ExtensionHandle(
+            name=rec.name,
+            path=rec.path,
+            settings=settings,
+            models_dir=self.models_dir,
+            lists=self.lists,
+            log=logging.getLogger(f"easel.ext.{rec.name}"),
+        )
         package = extension_package(self._package_name(rec), rec.path)
         for script in sorted((rec.path / "scripts").glob("*.py")):
             if script.stem == "__init__":
@@ -154,11 +180,22 @@ class ExtensionHost:
             name, i = f"{base}_{i}", i + 1
         return name
 
-    def _define_setting(self, *, key: str, default: Any, label: str, section: str, choices=None,
-                        minimum: float | None = None, maximum: float | None = None, path: bool = False) -> None:
+    def _define_setting(
+        self,
+        *,
+        key: str,
+        default: Any,
+        label: str,
+        section: str,
+        choices=None,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        path: bool = False,
+    ) -> None:
         kind = type(default) if isinstance(default, (bool, int, float, str, list)) else str
-        self.options.add_definition(OptionDef(key, default, label, section, kind, choices=choices, minimum=minimum,
-                                              maximum=maximum, path=path))
+        self.options.add_definition(
+            OptionDef(key, default, label, section, kind, choices=choices, minimum=minimum, maximum=maximum, path=path)
+        )
 
     def report(self, rec: ExtensionRecord, what: str) -> None:
         """Call from an `except` block: log the traceback, and report and disable the extension for the session."""

@@ -116,16 +116,19 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise ExtensionInstallError(f"extension.toml is unreadable: {e}") from None
     if manifest.get("api") != API_VERSION:
-        raise ExtensionInstallError(f"it targets extension API {manifest.get('api')!r}, but this Easel provides API "
-                                    f"{API_VERSION}: look for a version of the extension made for API {API_VERSION}")
+        raise ExtensionInstallError(
+            f"it targets extension API {manifest.get('api')!r}, but this Easel provides API "
+            f"{API_VERSION}: look for a version of the extension made for API {API_VERSION}"
+        )
     return manifest
 
 
 def requirements(manifest: dict[str, Any]) -> list[str]:
     reqs = manifest.get("requires") or []
     reqs = [reqs] if isinstance(reqs, str) else reqs
-    if not isinstance(reqs, list) or not all(isinstance(r, str) and r.strip() and not r.strip().startswith("-")
-                                             for r in reqs):
+    if not isinstance(reqs, list) or not all(
+        isinstance(r, str) and r.strip() and not r.strip().startswith("-") for r in reqs
+    ):
         raise ExtensionInstallError("extension.toml: `requires` must be a list of pip requirements (no pip options)")
     return [r.strip() for r in reqs]
 
@@ -151,9 +154,11 @@ class ExtensionManager:
     def locked_reason(self) -> str | None:
         ns = self.app.ns
         if is_network_exposed(ns) and not getattr(ns, "enable_insecure_extension_access", False):
-            return ("Installing, updating, enabling, disabling and uninstalling extensions is turned off because this "
-                    "server is reachable from the network (--listen, --share or --server-name): an extension runs "
-                    "code on this machine. Restart with --enable-insecure-extension-access to allow it.")
+            return (
+                "Installing, updating, enabling, disabling and uninstalling extensions is turned off because this "
+                "server is reachable from the network (--listen, --share or --server-name): an extension runs "
+                "code on this machine. Restart with --enable-insecure-extension-access to allow it."
+            )
         return None
 
     def _guard(self) -> None:
@@ -170,24 +175,47 @@ class ExtensionManager:
         return list(self.app.options.get("disabled_extensions") or [])
 
     def _flag_off(self, rec: ExtensionRecord) -> str | None:
-        return ("--disable-all-extensions" if self.host.disable_all else
-                "--disable-extra-extensions" if self.host.disable_extra and not rec.builtin else None)
+        return (
+            "--disable-all-extensions"
+            if self.host.disable_all
+            else "--disable-extra-extensions"
+            if self.host.disable_extra and not rec.builtin
+            else None
+        )
 
     def info(self, rec: ExtensionRecord) -> ExtensionInfo:
         flag = self._flag_off(rec)
-        status = ("error" if rec.error else f"off: {flag}" if flag else "disabled" if not rec.enabled
-                  else "restart to load" if rec.handle is None else "ok")
+        status = (
+            "error"
+            if rec.error
+            else f"off: {flag}"
+            if flag
+            else "disabled"
+            if not rec.enabled
+            else "restart to load"
+            if rec.handle is None
+            else "ok"
+        )
         sha = date = branch = remote = None
         if (rec.path / ".git").exists():
             sha, _, date = (_try_git("log", "-1", "--format=%H %ct", cwd=rec.path) or "").partition(" ")
             branch = _try_git("rev-parse", "--abbrev-ref", "HEAD", cwd=rec.path)
             remote = _try_git("config", "--get", "remote.origin.url", cwd=rec.path)
-        return ExtensionInfo(name=rec.name, version=rec.version, enabled=rec.name not in self._disabled(),
-                             builtin=rec.builtin,
-                             remote=public_url(remote), branch=None if branch == "HEAD" else branch,
-                             commit_hash=sha or None, commit_date=int(date) if date and date.isdigit() else None,
-                             status=status, error=rec.error, update=self.updates.get(rec.name),
-                             description=str(rec.manifest.get("description", "")), path=str(rec.path))
+        return ExtensionInfo(
+            name=rec.name,
+            version=rec.version,
+            enabled=rec.name not in self._disabled(),
+            builtin=rec.builtin,
+            remote=public_url(remote),
+            branch=None if branch == "HEAD" else branch,
+            commit_hash=sha or None,
+            commit_date=int(date) if date and date.isdigit() else None,
+            status=status,
+            error=rec.error,
+            update=self.updates.get(rec.name),
+            description=str(rec.manifest.get("description", "")),
+            path=str(rec.path),
+        )
 
     def list(self) -> list[ExtensionInfo]:
         return [self.info(rec) for rec in list(self.host.records.values())]
@@ -196,8 +224,11 @@ class ExtensionManager:
     def _pip(self, reqs: builtins.list[str]) -> None:
         """Install requirements into this interpreter's environment (the venv Easel runs in)."""
         if reqs:
-            _run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", *self.pip_args, *reqs],
-                 f"installing requirements {reqs}", PIP_TIMEOUT)
+            _run(
+                [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", *self.pip_args, *reqs],
+                f"installing requirements {reqs}",
+                PIP_TIMEOUT,
+            )
 
     def install(self, url: str, *, branch: str | None = None, name: str | None = None) -> ExtensionInfo:
         """Clone `url` (a git URL, a local path or a file:// URL; optionally `branch`) into the extensions dir as
@@ -245,16 +276,24 @@ class ExtensionManager:
             git("fetch", "--quiet", cwd=rec.path)
             counts = git("rev-list", "--left-right", "--count", "@{u}...HEAD", cwd=rec.path).partition("\t")
             behind, ahead = int(counts[0]), int(counts[2])
-            status = (f"diverged ({ahead} local, {behind} new commits): can't fast-forward" if behind and ahead
-                      else f"update available ({behind} new commits)" if behind else "up to date")
+            status = (
+                f"diverged ({ahead} local, {behind} new commits): can't fast-forward"
+                if behind and ahead
+                else f"update available ({behind} new commits)"
+                if behind
+                else "up to date"
+            )
         except ExtensionInstallError as e:
             status = f"check failed: {e.message}"
         self.updates[name] = status
         return status
 
     def check_updates(self) -> dict[str, str]:
-        return {rec.name: self.check_update(rec.name) for rec in list(self.host.records.values())
-                if (rec.path / ".git").exists()}
+        return {
+            rec.name: self.check_update(rec.name)
+            for rec in list(self.host.records.values())
+            if (rec.path / ".git").exists()
+        }
 
     def update(self, name: str) -> ExtensionInfo:
         """Fast-forward to the upstream branch (refused otherwise), then install its requirements. Loads at the
@@ -323,8 +362,10 @@ class ExtensionManager:
         configured = (self.app.options.get("extensions_index_url") or "").strip()
         source = configured if source is None else source.strip()
         if source != configured and self.locked_reason:
-            raise Forbidden("the extension index is read-only while the server is reachable from the network; "
-                            "the one set in Settings is used")
+            raise Forbidden(
+                "the extension index is read-only while the server is reachable from the network; "
+                "the one set in Settings is used"
+            )
         exposed = is_network_exposed(self.app.ns)
         entries = read_index(source, data_dir=None if exposed else self.app.paths.data_dir)
         installed = {_norm(i.remote) for i in self.list() if i.remote} | set(self.host.records)
@@ -332,9 +373,11 @@ class ExtensionManager:
 
 
 INDEX_MAX_BYTES = 16 * 1024 * 1024
-INDEX_UNAVAILABLE = ("The extension index can't be reached or read. It must be an http(s) URL on a public address "
-                     "that serves the index JSON (or, on a server not reachable from the network, a JSON file inside "
-                     "the data dir). The server log says why.")
+INDEX_UNAVAILABLE = (
+    "The extension index can't be reached or read. It must be an http(s) URL on a public address "
+    "that serves the index JSON (or, on a server not reachable from the network, a JSON file inside "
+    "the data dir). The server log says why."
+)
 
 
 def read_index(source: str, *, data_dir: Path | None = None) -> list[dict[str, Any]]:
@@ -343,15 +386,15 @@ def read_index(source: str, *, data_dir: Path | None = None) -> list[dict[str, A
     address, closed port, DNS, HTTP status, a missing file, bad JSON) is the same IndexUnavailable, so the answer
     can't be used to probe internal ports or local files; the reason goes to the log."""
     if not source:
-        raise IndexNotSet("No extension index is set: put a URL or a JSON file in Settings → Extensions → "
-                               "Extension index")
+        raise IndexNotSet(
+            "No extension index is set: put a URL or a JSON file in Settings → Extensions → Extension index"
+        )
     from webui.security import fetch_public_url
 
     try:
         local = source.lower().startswith("file://") or not re.match(r"^[a-z][a-z0-9+.-]*://", source, re.I)
         if re.match(r"^https?://", source, re.IGNORECASE):
-            raw = fetch_public_url(source, max_bytes=INDEX_MAX_BYTES, accept="application/json",
-                                   what="extension index")
+            raw = fetch_public_url(source, max_bytes=INDEX_MAX_BYTES, accept="application/json", what="extension index")
         elif local and data_dir is not None:
             raw = _read_local_index(source, data_dir)
         else:
@@ -360,9 +403,16 @@ def read_index(source: str, *, data_dir: Path | None = None) -> list[dict[str, A
         entries = data.get("extensions") if isinstance(data, dict) else data
         if not isinstance(entries, list):
             raise ValueError("the index holds no list of extensions")
-        return [{"name": str(e.get("name") or folder_name_for(str(e["url"]))), "url": str(e["url"]),
-                 "description": str(e.get("description", "")), "tags": list(e.get("tags") or [])}
-                for e in entries if isinstance(e, dict) and e.get("url")]
+        return [
+            {
+                "name": str(e.get("name") or folder_name_for(str(e["url"]))),
+                "url": str(e["url"]),
+                "description": str(e.get("description", "")),
+                "tags": list(e.get("tags") or []),
+            }
+            for e in entries
+            if isinstance(e, dict) and e.get("url")
+        ]
     except (EaselError, OSError, ValueError, TypeError, AttributeError) as e:
         log.warning("extension index %r: %s", source[:300], getattr(e, "message", None) or e)
         raise IndexUnavailable(INDEX_UNAVAILABLE) from None

@@ -68,9 +68,16 @@ def list_detectors(models_dir: Path) -> list[DetectorInfo]:
             out.append(DetectorInfo(p.name, p))
         elif p.suffix.lower() == ".pt" and p.is_file():
             onnx = p.with_suffix(".onnx")
-            out.append(DetectorInfo(p.name, onnx if onnx.is_file() else None,
-                                    None if onnx.is_file() else f"needs {onnx.name} in models/{DETECTOR_DIR} "
-                                    f"(export it: yolo export model={p.name} format=onnx); .pt pickles are not run"))
+            out.append(
+                DetectorInfo(
+                    p.name,
+                    onnx if onnx.is_file() else None,
+                    None
+                    if onnx.is_file()
+                    else f"needs {onnx.name} in models/{DETECTOR_DIR} "
+                    f"(export it: yolo export model={p.name} format=onnx); .pt pickles are not run",
+                )
+            )
     return out
 
 
@@ -82,8 +89,10 @@ def find_detector(name: str, models_dir: Path) -> Path:
         raise DetectorError(f"invalid detector name {raw!r}: give a file name in models/{DETECTOR_DIR}")
     path = models_dir / DETECTOR_DIR / f"{stem}.onnx"
     if not path.is_file():
-        raise DetectorError(f"detector {raw!r} is missing: put {stem}.onnx (a YOLOv8 ONNX export: yolo export "
-                            f"model={stem}.pt format=onnx) in models/{DETECTOR_DIR}")
+        raise DetectorError(
+            f"detector {raw!r} is missing: put {stem}.onnx (a YOLOv8 ONNX export: yolo export "
+            f"model={stem}.pt format=onnx) in models/{DETECTOR_DIR}"
+        )
     return path
 
 
@@ -111,21 +120,25 @@ class Detector:
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
         canvas: Any = np.full((INPUT_SIZE, INPUT_SIZE, 3), 114 / 255.0, dtype=np.float32)
         px, py = (INPUT_SIZE - nw) // 2, (INPUT_SIZE - nh) // 2
-        canvas[py:py + nh, px:px + nw] = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        canvas[py : py + nh, px : px + nw] = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_LINEAR)
         self.net.setInput(np.ascontiguousarray(canvas.transpose(2, 0, 1)[None]))
         try:
             outs = [np.asarray(o, dtype=np.float32) for o in self.net.forward(self.net.getUnconnectedOutLayersNames())]
         except cv2.error as e:
-            raise DetectorError(f"{self.name} failed on a {INPUT_SIZE}x{INPUT_SIZE} input (a YOLOv8 ONNX export at "
-                                f"imgsz {INPUT_SIZE} is expected): {str(e).splitlines()[-1][:200]}") from None
+            raise DetectorError(
+                f"{self.name} failed on a {INPUT_SIZE}x{INPUT_SIZE} input (a YOLOv8 ONNX export at "
+                f"imgsz {INPUT_SIZE} is expected): {str(e).splitlines()[-1][:200]}"
+            ) from None
         pred = next((o for o in outs if o.ndim == 3), outs[0])
         protos = next((o for o in outs if o.ndim == 4 and o.shape[0] == 1), None)  # a segmentation model's
         n_coef = int(protos.shape[1]) if protos is not None else 0
         if pred.ndim != 3 or pred.shape[0] != 1 or min(pred.shape[1:]) < 5 + n_coef:
-            raise DetectorError(f"{self.name}: output {list(pred.shape)} is not YOLOv8's [1, 4+classes, anchors] "
-                                f"(or [1, 4+classes+{n_coef}, anchors] with mask prototypes)")
+            raise DetectorError(
+                f"{self.name}: output {list(pred.shape)} is not YOLOv8's [1, 4+classes, anchors] "
+                f"(or [1, 4+classes+{n_coef}, anchors] with mask prototypes)"
+            )
         pred = pred[0] if pred.shape[1] < pred.shape[2] else pred[0].T  # → [4+classes(+coefficients), anchors]
-        classes = pred[4:pred.shape[0] - n_coef]
+        classes = pred[4 : pred.shape[0] - n_coef]
         scores = classes.max(axis=0)
         labels = classes.argmax(axis=0)
         keep = np.flatnonzero(np.isfinite(scores) & (scores >= confidence))
@@ -141,7 +154,7 @@ class Detector:
             x0b, y0b, x1b, y1b = max(0, round(rx)), max(0, round(ry)), min(w, round(rx + rw)), min(h, round(ry + rh))
             mask = None
             if protos is not None:
-                coef = pred[pred.shape[0] - n_coef:, keep[int(i)]]
+                coef = pred[pred.shape[0] - n_coef :, keep[int(i)]]
                 mask = segment_mask(coef, protos[0], (px, py, nw, nh), (w, h), (x0b, y0b, x1b, y1b))
             box = Box(x0b, y0b, x1b, y1b, float(scores[keep][int(i)]), int(labels[keep][int(i)]), mask)
             if box.area > 0 and (mask is None or mask.any()):
@@ -149,8 +162,13 @@ class Detector:
         return sorted(boxes, key=lambda b: -b.score)
 
 
-def segment_mask(coef: np.ndarray, protos: np.ndarray, letterbox: tuple[int, int, int, int], size: tuple[int, int],
-                 box: tuple[int, int, int, int]) -> np.ndarray:
+def segment_mask(
+    coef: np.ndarray,
+    protos: np.ndarray,
+    letterbox: tuple[int, int, int, int],
+    size: tuple[int, int],
+    box: tuple[int, int, int, int],
+) -> np.ndarray:
     """One region's mask in image pixels (bool [h, w]): sigmoid(coef · prototypes) at the prototypes' resolution,
     resized to the input, the letterbox cut away, resized to the image, > 0.5 and inside the box."""
     import cv2
@@ -159,7 +177,7 @@ def segment_mask(coef: np.ndarray, protos: np.ndarray, letterbox: tuple[int, int
     logits = (coef.astype(np.float32) @ protos.reshape(n, -1)).reshape(mh, mw)
     prob = 1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))
     px, py, nw, nh = letterbox
-    full = cv2.resize(prob, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR)[py:py + nh, px:px + nw]
+    full = cv2.resize(prob, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR)[py : py + nh, px : px + nw]
     mask = cv2.resize(full, size, interpolation=cv2.INTER_LINEAR) > 0.5
     inside = np.zeros_like(mask)
     x0, y0, x1, y1 = box
@@ -177,8 +195,9 @@ def region_mask(size: tuple[int, int], box: Box, grow: int) -> Image.Image:
         out = Image.new("L", size, 0)
         x0, y0, x1, y1 = box.x0 - grow, box.y0 - grow, box.x1 + grow, box.y1 + grow
         if x1 > x0 and y1 > y0:  # eroded away entirely: nothing to inpaint
-            ImageDraw.Draw(out).rectangle([max(0, x0), max(0, y0), min(size[0], x1) - 1, min(size[1], y1) - 1],
-                                          fill=255)
+            ImageDraw.Draw(out).rectangle(
+                [max(0, x0), max(0, y0), min(size[0], x1) - 1, min(size[1], y1) - 1], fill=255
+            )
         return out
     mask = box.mask.astype(np.uint8) * 255
     if grow:

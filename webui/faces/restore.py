@@ -50,8 +50,9 @@ def model_file(kind: str, models_dir: Path) -> Path:
     if kind not in FOLDERS:
         raise FaceRestoreError(f"unknown face restoration model {kind!r}; choose {' or '.join(FOLDERS)}")
     folder = models_dir / FOLDERS[kind]
-    files = sorted(p for p in folder.glob("*") if p.suffix.lower() in EXTENSIONS and p.is_file()) \
-        if folder.is_dir() else []
+    files = (
+        sorted(p for p in folder.glob("*") if p.suffix.lower() in EXTENSIONS and p.is_file()) if folder.is_dir() else []
+    )
     if not files:
         example = "GFPGANv1.4.pth" if kind == "GFPGAN" else "codeformer-v0.1.0.pth"
         raise FaceRestoreError(f"no {kind} model: put one (e.g. {example}) in models/{FOLDERS[kind]}")
@@ -65,8 +66,9 @@ def load_face_model(kind: str, path: Path) -> FaceModel:
     try:
         state = read_state_dict(path)
     except Exception as e:
-        raise FaceRestoreError(f"can't read {path.name} as a state dict (safetensors, or a weights-only .pth): "
-                               f"{type(e).__name__}") from None
+        raise FaceRestoreError(
+            f"can't read {path.name} as a state dict (safetensors, or a weights-only .pth): {type(e).__name__}"
+        ) from None
     if kind == "CodeFormer":
         from webui.faces.codeformer import load_codeformer
 
@@ -75,17 +77,21 @@ def load_face_model(kind: str, path: Path) -> FaceModel:
         except ImportError as e:
             raise FaceRestoreError(f"{path.name} in models/{FOLDERS[kind]} can't be used: {e}") from None
         except Exception as e:
-            raise FaceRestoreError(f"{path.name} in models/{FOLDERS[kind]} is not a CodeFormer model "
-                                   f"({type(e).__name__})") from None
+            raise FaceRestoreError(
+                f"{path.name} in models/{FOLDERS[kind]} is not a CodeFormer model ({type(e).__name__})"
+            ) from None
         return FaceModel(kind, path, descriptor.eval())
     try:
         descriptor = sp.registry.load(sp.canonicalize(state))
     except Exception as e:
-        raise FaceRestoreError(f"{path.name} in models/{FOLDERS[kind]} is not a face model spandrel knows "
-                               f"({type(e).__name__})") from None
+        raise FaceRestoreError(
+            f"{path.name} in models/{FOLDERS[kind]} is not a face model spandrel knows ({type(e).__name__})"
+        ) from None
     if descriptor.purpose != "FaceSR" or descriptor.architecture.name.lower() != kind.lower():
-        raise FaceRestoreError(f"{path.name} in models/{FOLDERS[kind]} is a {descriptor.architecture.name} "
-                               f"{descriptor.purpose} model, not {kind}")
+        raise FaceRestoreError(
+            f"{path.name} in models/{FOLDERS[kind]} is a {descriptor.architecture.name} "
+            f"{descriptor.purpose} model, not {kind}"
+        )
     return FaceModel(kind, path, descriptor.eval())
 
 
@@ -105,8 +111,9 @@ def feather_mask(side: int, box: Box, origin: tuple[int, int]) -> Image.Image:
     pad = max(1, side // 16)
     x0, y0 = box.x0 - origin[0], box.y0 - origin[1]
     x1, y1 = box.x1 - origin[0], box.y1 - origin[1]
-    ImageDraw.Draw(mask).rectangle([max(pad, x0), max(pad, y0), min(side - 1 - pad, x1), min(side - 1 - pad, y1)],
-                                   fill=255)
+    ImageDraw.Draw(mask).rectangle(
+        [max(pad, x0), max(pad, y0), min(side - 1 - pad, x1), min(side - 1 - pad, y1)], fill=255
+    )
     return mask.filter(ImageFilter.GaussianBlur(pad / 2))
 
 
@@ -114,8 +121,9 @@ def run_face_model(model: FaceModel, crop: Image.Image, weight: float) -> Image.
     import torch
 
     d = model.descriptor
-    x = torch.from_numpy(np.asarray(crop.convert("RGB").resize((FACE_SIZE, FACE_SIZE), Image.LANCZOS),
-                                    dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+    x = torch.from_numpy(
+        np.asarray(crop.convert("RGB").resize((FACE_SIZE, FACE_SIZE), Image.LANCZOS), dtype=np.float32) / 255.0
+    ).permute(2, 0, 1)[None]
     x = (x * 2 - 1).to(d.device, d.dtype)  # the models' own range, [-1, 1]
     with torch.no_grad():
         if model.kind == "CodeFormer":  # weight: CodeFormer's fidelity (0 = most restoration, 1 = most faithful)
@@ -126,8 +134,9 @@ def run_face_model(model: FaceModel, crop: Image.Image, weight: float) -> Image.
     return Image.fromarray((y * 255).round().astype("uint8")).resize(crop.size, Image.LANCZOS)
 
 
-def restore_faces(image: Image.Image, model: FaceModel, boxes: list[Box], *, visibility: float = 1.0,
-                  weight: float = 0.5) -> Image.Image:
+def restore_faces(
+    image: Image.Image, model: FaceModel, boxes: list[Box], *, visibility: float = 1.0, weight: float = 0.5
+) -> Image.Image:
     """`image` with each box's face restored and blended in at `visibility`; unchanged outside the crops."""
     out = image.convert("RGB")
     if visibility <= 0 or not boxes:
@@ -165,26 +174,29 @@ class FaceRestorers:
         """The face detector by name; empty: the first face detector in models/adetailer."""
         chosen = str(name or "").strip()
         if not chosen:
-            faces = [d for d in list_detectors(self.models_dir) if d.name.lower().startswith("face")
-                     and d.path is not None]
+            faces = [
+                d for d in list_detectors(self.models_dir) if d.name.lower().startswith("face") and d.path is not None
+            ]
             if not faces:
-                raise FaceRestoreError(f"Restore faces needs a face detector: put face_yolov8n.onnx (a YOLOv8 ONNX "
-                                       f"export: yolo export model=face_yolov8n.pt format=onnx) in "
-                                       f"models/{DETECTOR_DIR}")
+                raise FaceRestoreError(
+                    f"Restore faces needs a face detector: put face_yolov8n.onnx (a YOLOv8 ONNX "
+                    f"export: yolo export model=face_yolov8n.pt format=onnx) in "
+                    f"models/{DETECTOR_DIR}"
+                )
             chosen = faces[0].name
         try:
             return Detector(find_detector(chosen, self.models_dir))
         except DetectorError as e:
             raise FaceRestoreError(f"Restore faces: {e}") from None
 
-    def for_job(self, kind: str, *, visibility: float = 1.0, weight: float = 0.5, detector: str = "",
-                confidence: float = 0.3) -> Callable[[Image.Image], Image.Image]:
+    def for_job(
+        self, kind: str, *, visibility: float = 1.0, weight: float = 0.5, detector: str = "", confidence: float = 0.3
+    ) -> Callable[[Image.Image], Image.Image]:
         """image → image with its faces restored; the model and detector are loaded now, so a missing file fails
         the request before anything is generated."""
         model, found = self.model(kind), self.detector(detector)
 
         def run(image: Image.Image) -> Image.Image:
-            return restore_faces(image, model, found.detect(image, confidence), visibility=visibility,
-                                 weight=weight)
+            return restore_faces(image, model, found.detect(image, confidence), visibility=visibility, weight=weight)
 
         return run

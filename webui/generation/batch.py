@@ -46,8 +46,16 @@ def _find_mask(masks: Path | None, name: str) -> Path | None:
     return None
 
 
-def run_batch(req: Img2ImgRequest, src: Path, dst: Path, masks: Path | None, services, opts, control: JobControl,
-              scale: float | None = None) -> GenerationResult:
+def run_batch(
+    req: Img2ImgRequest,
+    src: Path,
+    dst: Path,
+    masks: Path | None,
+    services,
+    opts,
+    control: JobControl,
+    scale: float | None = None,
+) -> GenerationResult:
     """With `scale` ("Resize by"), each image is generated at its own size × scale (floored to multiples of 8)."""
     total = GenerationResult()
     dst.mkdir(parents=True, exist_ok=True)

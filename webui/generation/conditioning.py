@@ -27,8 +27,17 @@ class PromptConditioning:
         """The `<kind:…>` tags found in the prompt (e.g. LoRAs), already removed from the encoded text."""
         return [tag for tags in self.positive.extra_networks for tag in tags]
 
-    def run(self, pipe, n: int, callback: Callable, *, hooks: Any = None, kind: str = "txt2img", hires: bool = False,
-            **kwargs: Any):
+    def run(
+        self,
+        pipe,
+        n: int,
+        callback: Callable,
+        *,
+        hooks: Any = None,
+        kind: str = "txt2img",
+        hires: bool = False,
+        **kwargs: Any,
+    ):
         cleanups: list = []  # what pipeline_call hooks undo after this call (PipelineCall.after)
         try:
             if hooks is not None and hooks.host.has_hooks("pipeline_call"):
@@ -57,21 +66,37 @@ def _with_step_listeners(callback: Callable, listeners: list, kind: str) -> Call
         for fn in listeners:
             fn(StepInfo(step=i + 1, total=total, timestep=t, latents=kwargs["latents"], kind=kind))
         return kwargs
+
     return on_step_end
 
 
-def prepare(pipe, prompt: str, negative: str, steps: int, clip_skip: int, opts: OptionsView, *,
-            embeddings: dict | None = None, hires_steps: int | None = None,
-            conditioner: Conditioner | None = None) -> PromptConditioning:
+def prepare(
+    pipe,
+    prompt: str,
+    negative: str,
+    steps: int,
+    clip_skip: int,
+    opts: OptionsView,
+    *,
+    embeddings: dict | None = None,
+    hires_steps: int | None = None,
+    conditioner: Conditioner | None = None,
+) -> PromptConditioning:
     """Encode once per job: each distinct text of the schedule is encoded a single time (the conditioner caches)."""
-    cond = conditioner or Conditioner(pipe, clip_skip, embeddings, emphasis=str(opts.get("emphasis")),
-                                      comma_padding_backtrack=int(opts.get("comma_padding_backtrack")))
+    cond = conditioner or Conditioner(
+        pipe,
+        clip_skip,
+        embeddings,
+        emphasis=str(opts.get("emphasis")),
+        comma_padding_backtrack=int(opts.get("comma_padding_backtrack")),
+    )
     n_steps = schedule_steps(pipe.scheduler, steps)
     hires = schedule_steps(pipe.scheduler, hires_steps) if hires_steps else None
     old = bool(opts.get("use_old_scheduling"))
     positive = build_schedule(pipe, [prompt], n_steps, conditioner=cond, hires_steps=hires, use_old_scheduling=old)
-    negative_s = build_schedule(pipe, [negative], n_steps, negative=True, conditioner=cond, hires_steps=hires,
-                                use_old_scheduling=old)
+    negative_s = build_schedule(
+        pipe, [negative], n_steps, negative=True, conditioner=cond, hires_steps=hires, use_old_scheduling=old
+    )
     return PromptConditioning(positive, negative_s, cond)
 
 

@@ -75,12 +75,18 @@ def request_cost(req: Any, native: int, *, grid: bool) -> RequestCost:
     if grid and images > 1:
         rows = max(1, min(images, round(math.sqrt(images))))  # outputs.grid_rows
         grid_pixels = rows * math.ceil(images / rows) * largest
-    return RequestCost(images=images, passes=passes, batch_pixels=int(req.batch_size) * largest,
-                       grid_pixels=grid_pixels)
+    return RequestCost(
+        images=images, passes=passes, batch_pixels=int(req.batch_size) * largest, grid_pixels=grid_pixels
+    )
 
 
-def check_job_cost(requests: Iterable[Any], get_option: Callable[[str], Any], native_for: Callable[[Any], int], *,
-                   grid_for: Callable[[Any], bool]) -> float:
+def check_job_cost(
+    requests: Iterable[Any],
+    get_option: Callable[[str], Any],
+    native_for: Callable[[Any], int],
+    *,
+    grid_for: Callable[[Any], bool],
+) -> float:
     """Raise InvalidRequest (422) when a job of these requests is over a limit; return its megapixel-steps.
     `native_for(req)` is the size an empty width/height stands for; `grid_for(req)` whether that request makes a
     grid of its images."""
@@ -95,22 +101,30 @@ def check_job_cost(requests: Iterable[Any], get_option: Callable[[str], Any], na
         for i, p in enumerate(cost.passes):
             if p.pixels > max_pixels:
                 what = "the hires size" if i else "size"
-                raise InvalidRequest(f"{what} {p.width}×{p.height} is over the limit of {area_text(max_pixels)} "
-                                     f"(setting max_generation_pixels)")
+                raise InvalidRequest(
+                    f"{what} {p.width}×{p.height} is over the limit of {area_text(max_pixels)} "
+                    f"(setting max_generation_pixels)"
+                )
         if cost.batch_pixels > max_batch:
             big = max(cost.passes, key=lambda p: p.pixels)
-            raise InvalidRequest(f"a batch of {req.batch_size} images of {big.width}×{big.height} is more than one "
-                                 f"batch may hold in memory ({area_text(max_batch)} in all; setting "
-                                 f"max_batch_pixels): use a smaller batch size and a larger batch count")
+            raise InvalidRequest(
+                f"a batch of {req.batch_size} images of {big.width}×{big.height} is more than one "
+                f"batch may hold in memory ({area_text(max_batch)} in all; setting "
+                f"max_batch_pixels): use a smaller batch size and a larger batch count"
+            )
         total += cost.megapixel_steps
         grids = max(grids, cost.grid_pixels)
     if total > budget:
         where = f" in {cells} cells" if cells > 1 else ""
-        raise InvalidRequest(f"this job is about {total:.0f} megapixel-steps of work{where} (images × width × height "
-                             f"× steps, hires included), over the limit of {budget} (setting max_job_megapixel_steps): "
-                             f"use fewer images, steps or a smaller size")
+        raise InvalidRequest(
+            f"this job is about {total:.0f} megapixel-steps of work{where} (images × width × height "
+            f"× steps, hires included), over the limit of {budget} (setting max_job_megapixel_steps): "
+            f"use fewer images, steps or a smaller size"
+        )
     if grids > max_grid:
-        raise InvalidRequest(f"a grid of this job would be {grids / 1e6:.0f} megapixels, over the limit of "
-                             f"{max_grid // 1_000_000} (setting img_max_size_mp): make fewer images or set "
-                             f"do_not_save_grid")
+        raise InvalidRequest(
+            f"a grid of this job would be {grids / 1e6:.0f} megapixels, over the limit of "
+            f"{max_grid // 1_000_000} (setting img_max_size_mp): make fewer images or set "
+            f"do_not_save_grid"
+        )
     return total

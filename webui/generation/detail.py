@@ -18,10 +18,35 @@ from pydantic import ValidationError
 
 from webui.errors import InvalidRequest
 
-INHERITED = ("prompt", "negative_prompt", "steps", "cfg_scale", "sampler_name", "scheduler", "subseed",
-             "subseed_strength", "eta", "disable_extra_networks", "denoising_strength")
-ALLOWED = {"prompt", "negative_prompt", "steps", "cfg_scale", "sampler_name", "scheduler", "denoising_strength",
-           "mask_blur", "inpaint_full_res", "inpaint_full_res_padding", "width", "height", "seed", "inpainting_fill"}
+INHERITED = (
+    "prompt",
+    "negative_prompt",
+    "steps",
+    "cfg_scale",
+    "sampler_name",
+    "scheduler",
+    "subseed",
+    "subseed_strength",
+    "eta",
+    "disable_extra_networks",
+    "denoising_strength",
+)
+ALLOWED = {
+    "prompt",
+    "negative_prompt",
+    "steps",
+    "cfg_scale",
+    "sampler_name",
+    "scheduler",
+    "denoising_strength",
+    "mask_blur",
+    "inpaint_full_res",
+    "inpaint_full_res_padding",
+    "width",
+    "height",
+    "seed",
+    "inpainting_fill",
+}
 
 
 def inpaint_in_job(ctx: Any, index: int) -> Callable[..., Image.Image]:
@@ -36,15 +61,24 @@ def inpaint_in_job(ctx: Any, index: int) -> Callable[..., Image.Image]:
             raise InvalidRequest(f"inpaint: unknown field(s) {sorted(unknown)}; allowed: {sorted(ALLOWED)}")
         req, plan = ctx.req, ctx.plan
         values: dict[str, Any] = {k: getattr(req, k) for k in INHERITED if getattr(req, k, None) is not None}
-        values.update(seed=plan.seeds[index], width=plan.width, height=plan.height, inpaint_full_res=True,
-                      batch_size=1, n_iter=1, restore_faces=False, save_images=False)
+        values.update(
+            seed=plan.seeds[index],
+            width=plan.width,
+            height=plan.height,
+            inpaint_full_res=True,
+            batch_size=1,
+            n_iter=1,
+            restore_faces=False,
+            save_images=False,
+        )
         values.update({k: v for k, v in fields.items() if v is not None})
         try:
             sub = Img2ImgRequest(**values)
         except ValidationError as e:
             first = e.errors()[0]
-            raise InvalidRequest(f"inpaint: {'.'.join(str(p) for p in first.get('loc', ()))}: {first.get('msg')}"
-                                 ) from None
+            raise InvalidRequest(
+                f"inpaint: {'.'.join(str(p) for p in first.get('loc', ()))}: {first.get('msg')}"
+            ) from None
         services = dataclasses.replace(ctx.services, hooks=None)
         try:
             result = run_img2img(sub, [image], mask, services, ctx.opts, ctx.control, save=False, save_grid=False)

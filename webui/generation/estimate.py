@@ -80,7 +80,7 @@ def job_passes(req: Txt2ImgRequest, native: int) -> list[tuple[int, float]]:
 
 
 def describe(seconds: float | None) -> str:
-    """"about 40 s", "about 12 min" (rounded as a person would say it)."""
+    """ "about 40 s", "about 12 min" (rounded as a person would say it)."""
     if seconds is None:
         return ""
     if seconds < 90:
@@ -108,8 +108,9 @@ def step_sample(latents: Any, vae_scale: int) -> int:
     return int(shape[0] * shape[-1] * shape[-2] * vae_scale * vae_scale)
 
 
-def estimate_request(timer: StepTimer, req: Txt2ImgRequest, get_option, active,
-                     find) -> tuple[float | None, str | None]:
+def estimate_request(
+    timer: StepTimer, req: Txt2ImgRequest, get_option, active, find
+) -> tuple[float | None, str | None]:
     """(seconds, notice) for a request about to be queued, on the checkpoint it will use (`find`: the catalog's)."""
     wanted = str(get_option("sd_model_checkpoint") or "")
     model = model_for_job(active, wanted, find)

@@ -48,8 +48,9 @@ class ExtrasBatchRequest(ExtrasRequest):
     imageList: list[ImageData] = Field(default_factory=list)
 
 
-def upscale_one(image: Image.Image, req: ExtrasRequest, models_dir: Path, max_pixels: int,
-                loaded: dict | None = None) -> tuple[Image.Image, dict]:
+def upscale_one(
+    image: Image.Image, req: ExtrasRequest, models_dir: Path, max_pixels: int, loaded: dict | None = None
+) -> tuple[Image.Image, dict]:
     """Returns the processed image and its postprocessing parameters (A1111's "Postprocess …" fields). `loaded` is
     the request's cache of upscaler models (see upscale_image)."""
     w, h = image.size
@@ -71,7 +72,8 @@ def upscale_one(image: Image.Image, req: ExtrasRequest, models_dir: Path, max_pi
     else:
         out = upscale_image(image, up1, tw, th, loaded)
     params["Postprocess upscale by" if req.resize_mode == 0 else "Postprocess upscale to"] = (
-        req.upscaling_resize if req.resize_mode == 0 else f"{tw}x{th}")
+        req.upscaling_resize if req.resize_mode == 0 else f"{tw}x{th}"
+    )
     params["Postprocess upscaler"] = up1.name
     if req.upscaler_2 not in (None, "None") and req.extras_upscaler_2_visibility > 0:
         up2 = find_upscaler(req.upscaler_2, models_dir)
@@ -94,19 +96,40 @@ def face_steps(req: ExtrasRequest, faces, detector: str, confidence: float) -> l
     """A1111's GFPGAN then CodeFormer postprocessing steps with their "… visibility" parameters (none at 0)."""
     steps = []
     if req.gfpgan_visibility > 0:
-        steps.append((faces.for_job("GFPGAN", visibility=req.gfpgan_visibility, detector=detector,
-                                    confidence=confidence), {"GFPGAN visibility": req.gfpgan_visibility}))
+        steps.append(
+            (
+                faces.for_job("GFPGAN", visibility=req.gfpgan_visibility, detector=detector, confidence=confidence),
+                {"GFPGAN visibility": req.gfpgan_visibility},
+            )
+        )
     if req.codeformer_visibility > 0:
-        steps.append((faces.for_job("CodeFormer", visibility=req.codeformer_visibility, weight=req.codeformer_weight,
-                                    detector=detector, confidence=confidence),
-                      {"CodeFormer visibility": req.codeformer_visibility,
-                       "CodeFormer weight": req.codeformer_weight}))
+        steps.append(
+            (
+                faces.for_job(
+                    "CodeFormer",
+                    visibility=req.codeformer_visibility,
+                    weight=req.codeformer_weight,
+                    detector=detector,
+                    confidence=confidence,
+                ),
+                {"CodeFormer visibility": req.codeformer_visibility, "CodeFormer weight": req.codeformer_weight},
+            )
+        )
     return steps
 
 
-def run_extras(images: list[tuple[Image.Image, str]], req: ExtrasRequest, *, models_dir: Path, outputs, save: bool,
-               max_pixels: int, faces=None, face_detector: str = "", face_confidence: float = 0.3
-               ) -> tuple[list[Image.Image], list[str], list[str]]:
+def run_extras(
+    images: list[tuple[Image.Image, str]],
+    req: ExtrasRequest,
+    *,
+    models_dir: Path,
+    outputs,
+    save: bool,
+    max_pixels: int,
+    faces=None,
+    face_detector: str = "",
+    face_confidence: float = 0.3,
+) -> tuple[list[Image.Image], list[str], list[str]]:
     """Upscale each (image, name), restoring faces before (or, with upscale_first, after) when asked; keep the
     input's own infotext and add a `postprocessing` text chunk."""
     results, texts, paths = [], [], []
@@ -118,19 +141,25 @@ def run_extras(images: list[tuple[Image.Image, str]], req: ExtrasRequest, *, mod
         restorers = face_steps(req, faces or FaceRestorers(models_dir), face_detector, face_confidence)
     for image, name in images:
         work, face_params = image, {}
-        for restore, p in ([] if req.upscale_first else restorers):
+        for restore, p in [] if req.upscale_first else restorers:
             work = restore(work)
             face_params.update(p)
         out, params = upscale_one(work, req, models_dir, max_pixels, loaded)
-        for restore, p in (restorers if req.upscale_first else []):
+        for restore, p in restorers if req.upscale_first else []:
             out = restore(out)
             face_params.update(p)
         params.update(face_params)
         original = read_image_infotext(image)
         info = postprocessing_text(params)
         if save:
-            path = outputs.save_image(out, kind="extras", seed=None, prompt="", infotext=original,
-                                      extra_text={"postprocessing": info} if info else None)
+            path = outputs.save_image(
+                out,
+                kind="extras",
+                seed=None,
+                prompt="",
+                infotext=original,
+                extra_text={"postprocessing": info} if info else None,
+            )
             paths.append(str(path))
         results.append(out)
         texts.append(info)

@@ -17,20 +17,24 @@ from webui.generation.upscalers import LATENT_MODES, find_upscaler, upscale_imag
 from webui.models.families import Family
 
 
-def plan_flow_hires(req: Txt2ImgRequest, plan: Plan, ctx_models_dir, max_pixels: int, label: str,
-                    samplers: tuple[str, ...]) -> HiresPlan:
+def plan_flow_hires(
+    req: Txt2ImgRequest, plan: Plan, ctx_models_dir, max_pixels: int, label: str, samplers: tuple[str, ...]
+) -> HiresPlan:
     """hires.plan_hires with what these families allow: the same checkpoint, flow-matching Euler, sizes in
     multiples of 16 (FLUX packs 2×2 latents, SD 3 patches 2×2)."""
     if req.hr_checkpoint_name:
         raise InvalidRequest(f"a separate hires checkpoint is not available for {label}; use the same checkpoint")
     if req.hr_sampler_name and req.hr_sampler_name not in samplers:
-        raise InvalidRequest(f"{label} samples with {', '.join(samplers)}; hires sampler {req.hr_sampler_name!r} is "
-                             "not available for it")
+        raise InvalidRequest(
+            f"{label} samples with {', '.join(samplers)}; hires sampler {req.hr_sampler_name!r} is not available for it"
+        )
     hp = plan_hires(req.model_copy(update={"hr_sampler_name": None}), plan, ctx_models_dir, max_pixels)
     hp.width, hp.height = max(16, hp.width - hp.width % 16), max(16, hp.height - hp.height % 16)
     if req.hr_scheduler not in (None, plan.schedule):
-        raise InvalidRequest(f"hires schedule type {req.hr_scheduler!r}: the hires pass uses the first pass's "
-                             f"({plan.schedule}) for {label}")
+        raise InvalidRequest(
+            f"hires schedule type {req.hr_scheduler!r}: the hires pass uses the first pass's "
+            f"({plan.schedule}) for {label}"
+        )
     return hp
 
 
@@ -47,8 +51,12 @@ def _decode(pipe, latents: torch.Tensor) -> list:
     return pipe.image_processor.postprocess(pixels, output_type="pil")
 
 
-def flow_second_pass(ctx: GenerationContext, first: FirstPass, guidance: dict[str, Any],
-                     scheduler_factory: Callable[[int], tuple[Any, dict[str, Any]]]) -> list:
+def flow_second_pass(
+    ctx: GenerationContext,
+    first: FirstPass,
+    guidance: dict[str, Any],
+    scheduler_factory: Callable[[int], tuple[Any, dict[str, Any]]],
+) -> list:
     """The hires pass (`ctx.hires`) of one batch (`first`): PIL images at the hires size. `guidance` is the first
     pass's guidance kwargs (a negative prompt in it means the hires pass takes the hires negative prompt too)."""
     from webui.generation.flow_img2img import flow_pipeline
@@ -76,7 +84,15 @@ def flow_second_pass(ctx: GenerationContext, first: FirstPass, guidance: dict[st
     encoded = prompt_kwargs(pipe, model, ctx.opts, prompt, negative, hp.steps, n, ctx.services)
     generators = [torch.Generator("cpu").manual_seed(s + plan.ensd) for s in seeds]
     with prompt_steps(pipe, encoded):
-        return pipe(image=image, height=hp.height, width=hp.width,
-                    strength=effective_strength(hp.strength, hp.steps), num_inference_steps=hp.steps,
-                    generator=generators, output_type="pil", callback_on_step_end=ctx.callback,
-                    **batch, **encoded.kwargs).images
+        return pipe(
+            image=image,
+            height=hp.height,
+            width=hp.width,
+            strength=effective_strength(hp.strength, hp.steps),
+            num_inference_steps=hp.steps,
+            generator=generators,
+            output_type="pil",
+            callback_on_step_end=ctx.callback,
+            **batch,
+            **encoded.kwargs,
+        ).images

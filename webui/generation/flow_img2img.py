@@ -15,25 +15,45 @@ from PIL import Image
 from webui.errors import InvalidRequest
 from webui.generation.control import JobControl
 from webui.generation.flow_sampling import make_scheduler
-from webui.generation.flow_txt2img import (flow_step_callback, guidance_kwargs, make_flow_plan, prompt_kwargs,
-                                           prompt_steps)
+from webui.generation.flow_txt2img import (
+    flow_step_callback,
+    guidance_kwargs,
+    make_flow_plan,
+    prompt_kwargs,
+    prompt_steps,
+)
 from webui.generation.images import fill_masked, prepare_mask, resize_image
 from webui.generation.processing import GenerationContext, GenerationServices, run_batches
 from webui.generation.requests import GenerationResult, Img2ImgRequest
 from webui.models.families import Family
 from webui.settings import OptionsView
 
-_SHARED = ("vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "text_encoder_3", "tokenizer_3",
-           "transformer", "scheduler")
+_SHARED = (
+    "vae",
+    "text_encoder",
+    "tokenizer",
+    "text_encoder_2",
+    "tokenizer_2",
+    "text_encoder_3",
+    "tokenizer_3",
+    "transformer",
+    "scheduler",
+)
 
 
 def flow_pipeline(model, kind: str):
     """The Img2Img/Inpaint pipeline over the checkpoint's own modules (made once per model, kept in sync)."""
-    from diffusers import (FluxImg2ImgPipeline, FluxInpaintPipeline, StableDiffusion3Img2ImgPipeline,
-                           StableDiffusion3InpaintPipeline)
+    from diffusers import (
+        FluxImg2ImgPipeline,
+        FluxInpaintPipeline,
+        StableDiffusion3Img2ImgPipeline,
+        StableDiffusion3InpaintPipeline,
+    )
 
-    classes = {Family.FLUX: {"img2img": FluxImg2ImgPipeline, "inpaint": FluxInpaintPipeline},
-               Family.SD3: {"img2img": StableDiffusion3Img2ImgPipeline, "inpaint": StableDiffusion3InpaintPipeline}}
+    classes = {
+        Family.FLUX: {"img2img": FluxImg2ImgPipeline, "inpaint": FluxInpaintPipeline},
+        Family.SD3: {"img2img": StableDiffusion3Img2ImgPipeline, "inpaint": StableDiffusion3InpaintPipeline},
+    }
     pipes = model.extra.setdefault("pipelines", {})
     pipe = pipes.get(kind)
     if pipe is None:
@@ -45,9 +65,18 @@ def flow_pipeline(model, kind: str):
     return pipe
 
 
-def run_flow_img2img(req: Img2ImgRequest, init_images: list[Image.Image], mask: Image.Image | None,
-                     services: GenerationServices, opts: OptionsView, control: JobControl, model, *, save: bool,
-                     save_grid: bool) -> GenerationResult:
+def run_flow_img2img(
+    req: Img2ImgRequest,
+    init_images: list[Image.Image],
+    mask: Image.Image | None,
+    services: GenerationServices,
+    opts: OptionsView,
+    control: JobControl,
+    model,
+    *,
+    save: bool,
+    save_grid: bool,
+) -> GenerationResult:
     from webui.generation.img2img import MASKED_CONTENT, _nothing_to_inpaint, _paste_back, effective_strength
 
     label = model.probe.label
@@ -56,8 +85,10 @@ def run_flow_img2img(req: Img2ImgRequest, init_images: list[Image.Image], mask: 
     if mask is not None and req.inpaint_full_res:
         raise InvalidRequest(f"'Only masked' inpainting is not available for {label} yet; use 'Whole picture'")
     if mask is not None and req.inpainting_fill in (2, 3):
-        raise InvalidRequest(f"masked content {MASKED_CONTENT[req.inpainting_fill]!r} is not available for {label} "
-                             "yet; use 'fill' or 'original'")
+        raise InvalidRequest(
+            f"masked content {MASKED_CONTENT[req.inpainting_fill]!r} is not available for {label} "
+            "yet; use 'fill' or 'original'"
+        )
     plan = make_flow_plan(req, services, opts, model)
     w, h = plan.width, plan.height
     strength = effective_strength(req.denoising_strength, req.steps)
@@ -74,8 +105,9 @@ def run_flow_img2img(req: Img2ImgRequest, init_images: list[Image.Image], mask: 
             return _nothing_to_inpaint(ctx, base)
     kind = "inpaint" if mask is not None else "img2img"
     pipe = flow_pipeline(model, kind)
-    pipe.scheduler, sched_kwargs = make_scheduler(model.scheduler_config, plan.schedule,
-                                                  float(opts.get("flow_shift") or 0.0), req.steps)
+    pipe.scheduler, sched_kwargs = make_scheduler(
+        model.scheduler_config, plan.schedule, float(opts.get("flow_shift") or 0.0), req.steps
+    )
     extra = dict(guidance_kwargs(req, model, opts), **sched_kwargs)
     work_image = fill_masked(base, hard) if mask is not None and req.inpainting_fill == 0 else base
     if mask is not None:
@@ -90,9 +122,18 @@ def run_flow_img2img(req: Img2ImgRequest, init_images: list[Image.Image], mask: 
         encoded = prompt_kwargs(pipe, model, opts, req.prompt, negative, req.steps, n, services, plan)
         generators = [torch.Generator("cpu").manual_seed(s + plan.ensd) for s in seeds]
         with prompt_steps(pipe, encoded):
-            out = pipe(image=work_image, height=h, width=w, strength=strength,
-                       num_inference_steps=req.steps, generator=generators, output_type="pil",
-                       callback_on_step_end=callback, **batch, **encoded.kwargs).images
+            out = pipe(
+                image=work_image,
+                height=h,
+                width=w,
+                strength=strength,
+                num_inference_steps=req.steps,
+                generator=generators,
+                output_type="pil",
+                callback_on_step_end=callback,
+                **batch,
+                **encoded.kwargs,
+            ).images
         return [_paste_back(img, base, blurred, None) for img in out]
 
     return run_batches(ctx, denoise, steps_per_batch=max(1, int(req.steps * strength)))

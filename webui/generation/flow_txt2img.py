@@ -39,14 +39,16 @@ _PRECISION = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp1
 def resolve_sampler(req: Txt2ImgRequest, label: str) -> tuple[samplers.SamplerSpec, str]:
     name = (req.sampler or "Euler").strip()
     if name not in SAMPLERS:
-        raise InvalidRequest(f"{label} samples with {', '.join(SAMPLERS)} (flow matching); {name!r} is not available "
-                             "for it yet")
+        raise InvalidRequest(
+            f"{label} samples with {', '.join(SAMPLERS)} (flow matching); {name!r} is not available for it yet"
+        )
     schedule = req.scheduler or "Simple"
     if schedule in ("Automatic", ""):
         schedule = "Simple"
     if schedule not in SCHEDULES:
-        raise InvalidRequest(f"{label} uses the {', '.join(SCHEDULES)} schedule type; {schedule!r} is not available "
-                             "for it yet")
+        raise InvalidRequest(
+            f"{label} uses the {', '.join(SCHEDULES)} schedule type; {schedule!r} is not available for it yet"
+        )
     spec, _ = samplers.resolve("Euler", None)
     return spec, schedule
 
@@ -60,15 +62,25 @@ def make_flow_plan(req: Txt2ImgRequest, services: GenerationServices, opts: Opti
     if width % multiple or height % multiple:
         raise InvalidRequest(f"{label} needs a width and height that are multiples of {multiple}; got {width}x{height}")
     if width * height > int(opts.get("max_generation_pixels")):
-        raise InvalidRequest(f"size {width}×{height} is over the limit of "
-                             f"{area_text(int(opts.get('max_generation_pixels')))} (setting max_generation_pixels)")
+        raise InvalidRequest(
+            f"size {width}×{height} is over the limit of "
+            f"{area_text(int(opts.get('max_generation_pixels')))} (setting max_generation_pixels)"
+        )
     total = req.batch_size * req.n_iter
     seed, subseed = fix_seed(req.seed), fix_seed(req.subseed)
-    plan = Plan(model=model, sampler=sampler, schedule=schedule, width=width, height=height,
-                seeds=[seed + (i if req.subseed_strength == 0 else 0) for i in range(total)],
-                subseeds=[subseed + i for i in range(total)], clip_skip=1, eta=None,
-                ensd=int(opts.get("eta_noise_seed_delta")),
-                precision=_PRECISION.get(pipe.transformer.dtype, str(pipe.transformer.dtype)))
+    plan = Plan(
+        model=model,
+        sampler=sampler,
+        schedule=schedule,
+        width=width,
+        height=height,
+        seeds=[seed + (i if req.subseed_strength == 0 else 0) for i in range(total)],
+        subseeds=[subseed + i for i in range(total)],
+        clip_skip=1,
+        eta=None,
+        ensd=int(opts.get("eta_noise_seed_delta")),
+        precision=_PRECISION.get(pipe.transformer.dtype, str(pipe.transformer.dtype)),
+    )
     if model.probe.family == Family.FLUX and model.probe.configs["transformer"].get("guidance_embeds"):
         plan.extra_params["Distilled CFG Scale"] = req.distilled_cfg_scale
     shift = float(opts.get("flow_shift") or 0.0)
@@ -114,8 +126,17 @@ def guidance_kwargs(req: Txt2ImgRequest, model, opts: OptionsView) -> dict[str, 
     return extra
 
 
-def prompt_kwargs(pipe, model, opts: OptionsView, prompt: str, negative: str | None, steps: int,
-                  n: int, services: Any = None, plan: Plan | None = None) -> FlowPrompt:
+def prompt_kwargs(
+    pipe,
+    model,
+    opts: OptionsView,
+    prompt: str,
+    negative: str | None,
+    steps: int,
+    n: int,
+    services: Any = None,
+    plan: Plan | None = None,
+) -> FlowPrompt:
     """The pipeline call's prompt_embeds/pooled_prompt_embeds (and negatives, when CFG uses `negative`) for `n`
     images: A1111 weights and editing on the CLIP branches, plain text for T5 (webui/prompts/flow_prompts.py). With
     --lowram the encoders' weights are read from their files for this encoding only (webui/models/lowram.py). Run
@@ -127,10 +148,18 @@ def prompt_kwargs(pipe, model, opts: OptionsView, prompt: str, negative: str | N
     embeddings = embeddings_for(services, pipe) if services is not None and not flux else None
     lowram = model.extra.get("lowram")
     with lowram.loaded() if lowram is not None else contextlib.nullcontext():
-        out = flow_prompt(pipe, flux=flux, prompt=prompt, negative=negative,
-                          steps=steps, max_length=t5_max_length(model, int(opts.get("t5_max_length") or 0)),
-                          batch=n, emphasis=str(opts.get("emphasis") or "Original"),
-                          comma_padding_backtrack=int(opts.get("comma_padding_backtrack") or 0), embeddings=embeddings)
+        out = flow_prompt(
+            pipe,
+            flux=flux,
+            prompt=prompt,
+            negative=negative,
+            steps=steps,
+            max_length=t5_max_length(model, int(opts.get("t5_max_length") or 0)),
+            batch=n,
+            emphasis=str(opts.get("emphasis") or "Original"),
+            comma_padding_backtrack=int(opts.get("comma_padding_backtrack") or 0),
+            embeddings=embeddings,
+        )
     if out.used_embeddings and plan is not None:
         plan.extra_params["TI hashes"] = services.embeddings.ti_hashes(out.used_embeddings)
     return out
@@ -143,11 +172,20 @@ def prompt_steps(pipe, prompt: FlowPrompt) -> Any:
     return contextlib.nullcontext() if prompt.static else replaced_inputs(pipe.transformer, prompt.replace)
 
 
-def run_flow_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsView, control: JobControl, model,
-                     *, save: bool, save_grid: bool) -> GenerationResult:
+def run_flow_txt2img(
+    req: Txt2ImgRequest,
+    services: GenerationServices,
+    opts: OptionsView,
+    control: JobControl,
+    model,
+    *,
+    save: bool,
+    save_grid: bool,
+) -> GenerationResult:
     plan = make_flow_plan(req, services, opts, model)
     pipe = model.pipeline
     flux = model.probe.family == Family.FLUX
+
     def new_scheduler(steps: int):
         return make_scheduler(model.scheduler_config, plan.schedule, float(opts.get("flow_shift") or 0.0), steps)
 
@@ -166,8 +204,9 @@ def run_flow_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: Op
         from webui.generation.flow_hires import flow_second_pass, plan_flow_hires
         from webui.generation.hires import FirstPass
 
-        hires = plan_flow_hires(req, plan, services.models_dir, int(opts.get("max_generation_pixels")),
-                                model.probe.label, SAMPLERS)
+        hires = plan_flow_hires(
+            req, plan, services.models_dir, int(opts.get("max_generation_pixels")), model.probe.label, SAMPLERS
+        )
 
     def denoise(lo: int, hi: int) -> list:
         seeds = plan.seeds[lo:hi]
@@ -180,14 +219,22 @@ def run_flow_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: Op
         negative = req.negative_prompt if batch.pop("negative_prompt", None) is not None else None
         encoded = prompt_kwargs(pipe, model, opts, req.prompt, negative, req.steps, n, services, plan)
         with prompt_steps(pipe, encoded):
-            out = pipe(num_inference_steps=req.steps, height=plan.height, width=plan.width,
-                       latents=latents.to(device, dtype), generator=generators,
-                       output_type="latent" if hires else "pil", callback_on_step_end=callback,
-                       **batch, **encoded.kwargs).images
+            out = pipe(
+                num_inference_steps=req.steps,
+                height=plan.height,
+                width=plan.width,
+                latents=latents.to(device, dtype),
+                generator=generators,
+                output_type="latent" if hires else "pil",
+                callback_on_step_end=callback,
+                **batch,
+                **encoded.kwargs,
+            ).images
         if hires is None:
             return out
         return flow_second_pass(ctx, FirstPass(pipe, out, seeds), extra, new_scheduler)
 
-    ctx = GenerationContext("txt2img", req, plan, services, opts, control, save, save_grid, callback=callback,
-                            hires=hires)
+    ctx = GenerationContext(
+        "txt2img", req, plan, services, opts, control, save, save_grid, callback=callback, hires=hires
+    )
     return run_batches(ctx, denoise)

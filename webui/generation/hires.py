@@ -45,8 +45,9 @@ class HiresPlan:
 def plan_hires(req: Txt2ImgRequest, plan: Plan, models_dir: Path, max_pixels: int) -> HiresPlan:
     w, h = hires_size(plan.width, plan.height, req.hr_scale, req.hr_resize_x, req.hr_resize_y)
     if w * h > max_pixels:
-        raise InvalidRequest(f"hires size {w}×{h} is over the limit of {area_text(max_pixels)} "
-                             f"(setting max_generation_pixels)")
+        raise InvalidRequest(
+            f"hires size {w}×{h} is over the limit of {area_text(max_pixels)} (setting max_generation_pixels)"
+        )
     name = req.hr_upscaler or "Latent"
     if name not in LATENT_MODES:
         find_upscaler(name, models_dir)  # validates, with a clear error for unknown or unusable ones
@@ -58,9 +59,18 @@ def plan_hires(req: Txt2ImgRequest, plan: Plan, models_dir: Path, max_pixels: in
         sampler, schedule = plan.sampler, plan.schedule
     strength = 0.7 if req.denoising_strength is None else req.denoising_strength
     checkpoint = req.hr_checkpoint_name
-    hp = HiresPlan(width=w, height=h, steps=req.hr_second_pass_steps or req.steps, strength=strength, upscaler=name,
-                   sampler=sampler, schedule=schedule, prompt=req.hr_prompt or req.prompt,
-                   negative=req.hr_negative_prompt or req.negative_prompt, checkpoint=checkpoint)
+    hp = HiresPlan(
+        width=w,
+        height=h,
+        steps=req.hr_second_pass_steps or req.steps,
+        strength=strength,
+        upscaler=name,
+        sampler=sampler,
+        schedule=schedule,
+        prompt=req.hr_prompt or req.prompt,
+        negative=req.hr_negative_prompt or req.negative_prompt,
+        checkpoint=checkpoint,
+    )
     p = plan.extra_params
     p["Denoising strength"] = strength
     if req.hr_resize_x > 0 or req.hr_resize_y > 0:
@@ -123,13 +133,31 @@ def second_pass(ctx: GenerationContext, first: FirstPass) -> list:
         # conditioner, whose cache is keyed by text only
         services.loras.apply_prompt(model, req.hr_prompt or req.prompt)
         shared = None
-    cond = prepare(pipe, hp.prompt, hp.negative, req.steps, plan.clip_skip, opts, hires_steps=hp.steps,
-                   conditioner=shared, embeddings=embeddings_for(services, pipe) if shared is None else None)
+    cond = prepare(
+        pipe,
+        hp.prompt,
+        hp.negative,
+        req.steps,
+        plan.clip_skip,
+        opts,
+        hires_steps=hp.steps,
+        conditioner=shared,
+        embeddings=embeddings_for(services, pipe) if shared is None else None,
+    )
     record_ti_hashes(plan, services, first_cond, cond)
     kwargs: dict[str, Any] = {"eta": plan.eta} if plan.eta is not None else {}
     assert ctx.callback is not None  # set by the first pass before its hires pass
     return cond.run(
-        pipe, n, ctx.callback, hooks=services.hooks, kind="txt2img", hires=True, image=image,
-        num_inference_steps=hp.steps, strength=effective_strength(hp.strength, hp.steps), guidance_scale=req.cfg_scale,
-        generator=[torch.Generator("cpu").manual_seed(s) for s in seeds], **kwargs,
+        pipe,
+        n,
+        ctx.callback,
+        hooks=services.hooks,
+        kind="txt2img",
+        hires=True,
+        image=image,
+        num_inference_steps=hp.steps,
+        strength=effective_strength(hp.strength, hp.steps),
+        guidance_scale=req.cfg_scale,
+        generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
+        **kwargs,
     ).images

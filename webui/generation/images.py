@@ -32,8 +32,9 @@ def resize_image(mode: int, im: Image.Image, width: int, height: int) -> Image.I
     raise ValueError(f"resize_mode must be 0..3, got {mode}")
 
 
-def prepare_mask(mask: Image.Image, size: tuple[int, int], *, invert: bool,
-                 blur: int) -> tuple[Image.Image, Image.Image]:
+def prepare_mask(
+    mask: Image.Image, size: tuple[int, int], *, invert: bool, blur: int
+) -> tuple[Image.Image, Image.Image]:
     """(hard mask, blurred mask), both L mode at `size`. A mask of another size is resized, as A1111 does; white
     (or opaque, for RGBA) is the area to repaint."""
     if mask.mode == "RGBA" and mask.getextrema()[3][0] < 255:

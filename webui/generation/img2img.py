@@ -12,8 +12,7 @@ from PIL import Image
 
 from webui.errors import InvalidRequest
 from webui.generation.control import JobControl
-from webui.generation.images import (composite, crop_region, expand_to_ratio, fill_masked, prepare_mask,
-                                     resize_image)
+from webui.generation.images import composite, crop_region, expand_to_ratio, fill_masked, prepare_mask, resize_image
 from webui.generation.processing import GenerationContext, GenerationServices, make_plan, run_batches, step_callback
 from webui.generation.requests import GenerationResult, Img2ImgRequest
 from webui.models import samplers
@@ -27,8 +26,12 @@ _SHARED = ("vae", "text_encoder", "tokenizer", "unet", "scheduler", "text_encode
 
 def derived_pipeline(model: LoadedModel, kind: str):
     """The Img2Img/Inpaint pipeline over the checkpoint's own modules (made once, kept in sync with VAE swaps)."""
-    from diffusers import (StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline,
-                           StableDiffusionXLImg2ImgPipeline, StableDiffusionXLInpaintPipeline)
+    from diffusers import (
+        StableDiffusionImg2ImgPipeline,
+        StableDiffusionInpaintPipeline,
+        StableDiffusionXLImg2ImgPipeline,
+        StableDiffusionXLInpaintPipeline,
+    )
 
     if getattr(model.pipeline, "text_encoder_2", None) is not None:  # SDXL
         cls = {"img2img": StableDiffusionXLImg2ImgPipeline, "inpaint": StableDiffusionXLInpaintPipeline}[kind]
@@ -54,20 +57,28 @@ def effective_strength(strength: float, steps: int) -> float:
     return min(1.0, max(strength, 1.0001 / steps))
 
 
-def run_img2img(req: Img2ImgRequest, init_images: list[Image.Image], mask: Image.Image | None,
-                services: GenerationServices, opts: OptionsView, control: JobControl, *, save: bool,
-                save_grid: bool) -> GenerationResult:
+def run_img2img(
+    req: Img2ImgRequest,
+    init_images: list[Image.Image],
+    mask: Image.Image | None,
+    services: GenerationServices,
+    opts: OptionsView,
+    control: JobControl,
+    *,
+    save: bool,
+    save_grid: bool,
+) -> GenerationResult:
     if not init_images:
         raise InvalidRequest("init_images is empty: img2img needs an input image")
     from webui.generation.flow_txt2img import FLOW_FAMILIES
 
-    model = services.manager.load(opts.get("sd_model_checkpoint") or None,
-                                  tuple(opts.get("forge_additional_modules") or ()))
+    model = services.manager.load(
+        opts.get("sd_model_checkpoint") or None, tuple(opts.get("forge_additional_modules") or ())
+    )
     if model.probe.family in FLOW_FAMILIES:  # SD 3/3.5, FLUX.1: transformer pipelines
         from webui.generation.flow_img2img import run_flow_img2img
 
-        return run_flow_img2img(req, init_images, mask, services, opts, control, model, save=save,
-                                save_grid=save_grid)
+        return run_flow_img2img(req, init_images, mask, services, opts, control, model, save=save, save_grid=save_grid)
     first = init_images[0]
     plan = make_plan(req, services, opts)
     model, w, h = plan.model, plan.width, plan.height
@@ -83,18 +94,27 @@ def run_img2img(req: Img2ImgRequest, init_images: list[Image.Image], mask: Image
         if req.inpainting_mask_invert:
             plan.extra_params["Mask mode"] = "Inpaint not masked"
         if full_res:
-            plan.extra_params.update({"Inpaint area": "Only masked",
-                                      "Masked area padding": req.inpaint_full_res_padding})
+            plan.extra_params.update(
+                {"Inpaint area": "Only masked", "Masked area padding": req.inpaint_full_res_padding}
+            )
         if hard.getextrema()[1] == 0:
             return _nothing_to_inpaint(ctx, base)
     kind = "inpaint" if (mask is not None or model.probe.inpainting) else "img2img"
     pipe = derived_pipeline(model, kind)
     pipe.scheduler = samplers.build_scheduler(model.scheduler_config, plan.sampler, plan.schedule)
-    cond = prepare(pipe, req.prompt, req.negative_prompt, req.steps, plan.clip_skip, opts,
-                   embeddings=embeddings_for(services, pipe))
+    cond = prepare(
+        pipe,
+        req.prompt,
+        req.negative_prompt,
+        req.steps,
+        plan.clip_skip,
+        opts,
+        embeddings=embeddings_for(services, pipe),
+    )
     record_ti_hashes(plan, services, cond)
-    callback = ctx.callback = step_callback(control, max(1, int(req.steps * strength)), opts, services.hooks,
-                                            "img2img", services.previews)
+    callback = ctx.callback = step_callback(
+        control, max(1, int(req.steps * strength)), opts, services.hooks, "img2img", services.previews
+    )
 
     box = None
     work_image, work_mask = base, hard
@@ -112,8 +132,9 @@ def run_img2img(req: Img2ImgRequest, init_images: list[Image.Image], mask: Image
         seeds = plan.seeds[lo:hi]
         n = len(seeds)
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
-        kwargs: dict[str, Any] = dict(num_inference_steps=req.steps, guidance_scale=req.cfg_scale, strength=strength,
-                                      generator=generators)
+        kwargs: dict[str, Any] = dict(
+            num_inference_steps=req.steps, guidance_scale=req.cfg_scale, strength=strength, generator=generators
+        )
         if plan.eta is not None:
             kwargs["eta"] = plan.eta
         image_in: Any = work_image
@@ -122,8 +143,18 @@ def run_img2img(req: Img2ImgRequest, init_images: list[Image.Image], mask: Image
             kwargs["masked_image_latents"] = image_in  # latents in, so the pipeline must not mask pixels itself
         if kind == "inpaint":
             m = work_mask if work_mask is not None else Image.new("L", work_image.size, 255)
-            out = cond.run(pipe, n, callback, hooks=services.hooks, kind="inpaint", image=image_in, mask_image=m,
-                           height=work_image.height, width=work_image.width, **kwargs)
+            out = cond.run(
+                pipe,
+                n,
+                callback,
+                hooks=services.hooks,
+                kind="inpaint",
+                image=image_in,
+                mask_image=m,
+                height=work_image.height,
+                width=work_image.width,
+                **kwargs,
+            )
         else:
             out = cond.run(pipe, n, callback, hooks=services.hooks, kind="img2img", image=image_in, **kwargs)
         return [_paste_back(img, base, blurred, box) for img in out.images]
@@ -142,14 +173,20 @@ def _latent_fill(pipe, image: Image.Image, mask: Image.Image, mode: int, seeds: 
     m = (m > 0.5).to(latent.dtype)[None, None]
     fills = []
     for s in seeds:
-        fill = torch.zeros_like(latent[0]) if mode == 3 else torch.randn(
-            latent.shape[1:], generator=torch.Generator("cpu").manual_seed(s + 1), dtype=torch.float32).to(latent)
+        fill = (
+            torch.zeros_like(latent[0])
+            if mode == 3
+            else torch.randn(
+                latent.shape[1:], generator=torch.Generator("cpu").manual_seed(s + 1), dtype=torch.float32
+            ).to(latent)
+        )
         fills.append(latent[0] * (1 - m[0]) + fill * m[0])
     return torch.stack(fills)
 
 
-def _paste_back(generated: Image.Image, base: Image.Image, blurred: Image.Image | None,
-                box: tuple[int, int, int, int] | None) -> Image.Image:
+def _paste_back(
+    generated: Image.Image, base: Image.Image, blurred: Image.Image | None, box: tuple[int, int, int, int] | None
+) -> Image.Image:
     if blurred is None:
         return generated
     if box is not None:  # only masked: the crop was generated at full resolution; scale it back into place

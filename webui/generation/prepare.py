@@ -45,6 +45,7 @@ def apply_infotext(req: R) -> R:
 def check_scripts(req: BaseModel, host: Any, kind: str) -> None:
     """An unknown `script_name` or `alwayson_scripts` key is a 422 (A1111: "Script 'x' not found"), before queueing.
     Known ones are passed on untouched: the extension host runs them in the job."""
+
     def find(name: str):
         found = host.find_script(name, kind) if host is not None else None
         return found[1] if found else None
@@ -53,13 +54,17 @@ def check_scripts(req: BaseModel, host: Any, kind: str) -> None:
     if name:
         script = find(name)
         if script is None or getattr(script, "always_on", False):
-            raise InvalidRequest(f"Script '{name}' not found", detail=f"script_name: no {kind} script named "
-                                 f"{name!r}; GET /sdapi/v1/scripts lists them")
-    for key in (getattr(req, "alwayson_scripts", None) or {}):
+            raise InvalidRequest(
+                f"Script '{name}' not found",
+                detail=f"script_name: no {kind} script named {name!r}; GET /sdapi/v1/scripts lists them",
+            )
+    for key in getattr(req, "alwayson_scripts", None) or {}:
         script = find(str(key))
         if script is None or not getattr(script, "always_on", False):
-            raise InvalidRequest(f"always on script {key} not found",
-                                 detail=f"alwayson_scripts: no always-on {kind} script named {key!r}")
+            raise InvalidRequest(
+                f"always on script {key} not found",
+                detail=f"alwayson_scripts: no always-on {kind} script named {key!r}",
+            )
 
 
 def prepare_request(req: R, host: Any, kind: str) -> R:

@@ -29,8 +29,12 @@ log = logging.getLogger("easel.preview")
 METHODS = ("Approx cheap", "TAESD", "Full")
 # Published linear latent → RGB fits (rows: latent channels; columns: R, G, B), for scaled latents.
 SD_FACTORS = ((0.298, 0.207, 0.208), (0.187, 0.286, 0.173), (-0.158, 0.189, 0.264), (-0.184, -0.271, -0.473))
-SDXL_FACTORS = ((0.3448, 0.4168, 0.4395), (-0.1953, -0.0290, 0.0250), (0.1074, 0.0886, -0.0163),
-                (-0.3730, -0.2499, -0.2088))
+SDXL_FACTORS = (
+    (0.3448, 0.4168, 0.4395),
+    (-0.1953, -0.0290, 0.0250),
+    (0.1074, 0.0886, -0.0163),
+    (-0.3730, -0.2499, -0.2088),
+)
 SD_SCALE, SDXL_SCALE = 0.18215, 0.13025
 
 
@@ -66,7 +70,7 @@ class PreviewSources:
 
 
 def latent_space(vae) -> str:
-    """"sd" | "sdxl" | "other": which published latent space this VAE encodes to (by channels and scale)."""
+    """ "sd" | "sdxl" | "other": which published latent space this VAE encodes to (by channels and scale)."""
     cfg = vae.config
     if getattr(cfg, "latent_channels", 4) != 4 or len(getattr(cfg, "block_out_channels", ())) != 4:
         return "other"
@@ -79,6 +83,7 @@ def _scale_factor(vae) -> int:
 
 
 # --- Approx cheap ---------------------------------------------------------------------------------------------------
+
 
 def linear_map(vae, src: PreviewSource) -> tuple[torch.Tensor, torch.Tensor]:
     """(weight, bias) of the cheap map for this VAE: a published table, else a least-squares fit kept in `src`."""
@@ -101,14 +106,15 @@ def fit_linear_map(vae) -> tuple[torch.Tensor, torch.Tensor]:
     x = colours[:, :, None, None].expand(-1, -1, size, size).to(vae.device, vae.dtype)
     lat = vae.encode(x).latent_dist.mean.float().cpu() * float(vae.config.scaling_factor)
     c = lat.shape[-1] // 2
-    feats = lat[:, :, c - 1:c + 1, c - 1:c + 1].mean(dim=(2, 3))  # the centre: away from the padding
+    feats = lat[:, :, c - 1 : c + 1, c - 1 : c + 1].mean(dim=(2, 3))  # the centre: away from the padding
     a = torch.cat([feats, torch.ones(len(feats), 1)], dim=1)
     sol = torch.linalg.lstsq(a, colours).solution  # (C + 1, 3)
     return sol[:-1].contiguous(), sol[-1].contiguous()
 
 
-def approx_cheap(latent: torch.Tensor, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None,
-                 scale: int = 8) -> Image.Image:
+def approx_cheap(
+    latent: torch.Tensor, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None, scale: int = 8
+) -> Image.Image:
     """One latent (C, h, w) → an RGB image of the output size, by a fixed linear map: no VAE call."""
     weight = torch.tensor(SD_FACTORS) if weight is None else weight
     rgb = torch.einsum("chw,cr->hwr", latent.float().cpu(), weight)
@@ -120,6 +126,7 @@ def approx_cheap(latent: torch.Tensor, weight: torch.Tensor | None = None, bias:
 
 
 # --- TAESD ----------------------------------------------------------------------------------------------------------
+
 
 def taesd_candidates(approx_dir: Path, space: str) -> list[Path]:
     """A1111's file names first, then a diffusers folder (config.json + weights)."""
@@ -198,6 +205,7 @@ def taesd_decode(taesd, latent: torch.Tensor) -> Image.Image:
 
 # --- Full -----------------------------------------------------------------------------------------------------------
 
+
 @torch.no_grad()
 def full_decode(vae, latent: torch.Tensor) -> Image.Image:
     x = vae.decode(latent[None].to(vae.device, vae.dtype) / vae.config.scaling_factor).sample[0]
@@ -223,8 +231,9 @@ def make_preview(method: str, vae, latent: torch.Tensor, src: PreviewSource | No
     return approx_cheap(latent, weight, bias, scale=_scale_factor(vae))
 
 
-def preview_status(setting: str, vae=None, approx_dir: Path | None = None, src: PreviewSource | None = None
-                   ) -> dict[str, Any]:
+def preview_status(
+    setting: str, vae=None, approx_dir: Path | None = None, src: PreviewSource | None = None
+) -> dict[str, Any]:
     """What /easel/v1/system reports: the setting, the method actually used for the loaded model (`src`: its VAE's
     PreviewSource, when previews were made), and why."""
     status: dict[str, Any] = {"setting": setting, "method": setting, "reason": None}

@@ -91,15 +91,22 @@ def make_plan(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsVi
     and its VAE, and applies the prompt's LoRAs, but switches nothing else: the runtime applies `plan.runtime`."""
     model = services.manager.load(opts.get("sd_model_checkpoint") or None)
     services.manager.apply_vae(model, str(opts.get("sd_vae") or "Automatic"))  # a request may override sd_vae
-    sampler, schedule = samplers.resolve(req.sampler, req.scheduler,
-                                         default_sampler=opts.get("txt2img_default_sampler"))
+    sampler, schedule = samplers.resolve(
+        req.sampler, req.scheduler, default_sampler=opts.get("txt2img_default_sampler")
+    )
     width, height = size_or_native(req, native_size(model))
     if width * height > int(opts.get("max_generation_pixels")):
-        raise InvalidRequest(f"size {width}×{height} is over the limit of "
-                             f"{area_text(int(opts.get('max_generation_pixels')))} (setting max_generation_pixels)")
+        raise InvalidRequest(
+            f"size {width}×{height} is over the limit of "
+            f"{area_text(int(opts.get('max_generation_pixels')))} (setting max_generation_pixels)"
+        )
     pipe = model.pipeline
-    if too_small(pipe.unet.config, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor,
-                 req.batch_size * (2 if req.cfg_scale > 1 else 1)):
+    if too_small(
+        pipe.unet.config,
+        height // pipe.vae_scale_factor,
+        width // pipe.vae_scale_factor,
+        req.batch_size * (2 if req.cfg_scale > 1 else 1),
+    ):
         raise InvalidRequest(f"{width}x{height} is too small for this checkpoint; use a larger size")
     total = req.batch_size * req.n_iter
     seed, subseed = fix_seed(req.seed), fix_seed(req.subseed)
@@ -107,16 +114,33 @@ def make_plan(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsVi
     vae_setting = str(opts.get("cpu_vae_precision"))
     guard = services.manager.vae_bf16_guard
     vae_precision = choose_vae_precision(vae_setting, services.manager.policy, pipe.vae, guard)
-    runtime = RuntimeConfig(precision=precision, compile=bool(opts.get("cpu_compile")), vae_precision=vae_precision,
-                            width=width, height=height, batch_size=req.batch_size,
-                            vae_tiling_min_pixels=int(opts.get("vae_tiling_min_pixels")),
-                            **speed_presets(req, model, opts))
-    plan = Plan(precision=precision, model=model, sampler=sampler, schedule=schedule, width=width, height=height,
-                seeds=[seed + (i if req.subseed_strength == 0 else 0) for i in range(total)],
-                subseeds=[subseed + i for i in range(total)], clip_skip=int(opts.get("CLIP_stop_at_last_layers")),
-                eta=req.eta, ensd=int(opts.get("eta_noise_seed_delta")), runtime=runtime)
-    if vae_precision != "fp32" or (vae_setting == "fp32" and choose_vae_precision(
-            "Automatic", services.manager.policy, pipe.vae, guard) == "bf16"):
+    runtime = RuntimeConfig(
+        precision=precision,
+        compile=bool(opts.get("cpu_compile")),
+        vae_precision=vae_precision,
+        width=width,
+        height=height,
+        batch_size=req.batch_size,
+        vae_tiling_min_pixels=int(opts.get("vae_tiling_min_pixels")),
+        **speed_presets(req, model, opts),
+    )
+    plan = Plan(
+        precision=precision,
+        model=model,
+        sampler=sampler,
+        schedule=schedule,
+        width=width,
+        height=height,
+        seeds=[seed + (i if req.subseed_strength == 0 else 0) for i in range(total)],
+        subseeds=[subseed + i for i in range(total)],
+        clip_skip=int(opts.get("CLIP_stop_at_last_layers")),
+        eta=req.eta,
+        ensd=int(opts.get("eta_noise_seed_delta")),
+        runtime=runtime,
+    )
+    if vae_precision != "fp32" or (
+        vae_setting == "fp32" and choose_vae_precision("Automatic", services.manager.policy, pipe.vae, guard) == "bf16"
+    ):
         # honest metadata, as "Precision" for the UNet; an fp32 decode is named where Automatic would pick bf16,
         # so pasting the infotext back decodes in fp32 again
         plan.extra_params["VAE precision"] = vae_precision
@@ -141,11 +165,14 @@ def speed_presets(req: Txt2ImgRequest, model: Any, opts: OptionsView) -> dict[st
     if isinstance(req, Img2ImgRequest) and float(opts.get("token_merging_ratio_img2img")) > 0:
         ratio = float(opts.get("token_merging_ratio_img2img"))  # A1111: img2img's own ratio, when set, wins
     if (ratio > 0 or (ratio_hr > 0 and req.enable_hr)) and rt.token_merging in parts and not available():
-        raise InvalidRequest("token merging needs the tomesd package (pip install --no-deps -r "
-                             "requirements-nodeps.txt)")
-    return {"step_cache": interval if interval >= 2 and rt.step_cache in parts else 0,
-            "token_merging": ratio if rt.token_merging in parts else 0.0,
-            "token_merging_hr": ratio_hr if rt.token_merging in parts and req.enable_hr else 0.0}
+        raise InvalidRequest(
+            "token merging needs the tomesd package (pip install --no-deps -r requirements-nodeps.txt)"
+        )
+    return {
+        "step_cache": interval if interval >= 2 and rt.step_cache in parts else 0,
+        "token_merging": ratio if rt.token_merging in parts else 0.0,
+        "token_merging_hr": ratio_hr if rt.token_merging in parts and req.enable_hr else 0.0,
+    }
 
 
 def speed_preset_params(req: Txt2ImgRequest, runtime: RuntimeConfig) -> dict[str, Any]:
@@ -161,8 +188,7 @@ def speed_preset_params(req: Txt2ImgRequest, runtime: RuntimeConfig) -> dict[str
     return params
 
 
-def plan_face_restoration(req: Txt2ImgRequest, plan: Plan, services: GenerationServices, opts: OptionsView
-                          ) -> None:
+def plan_face_restoration(req: Txt2ImgRequest, plan: Plan, services: GenerationServices, opts: OptionsView) -> None:
     """`restore_faces` (or the `face_restoration` option when the request doesn't say): the model and the face
     detector are loaded now, so a missing file fails the request before anything is generated."""
     wanted = req.restore_faces if req.restore_faces is not None else bool(opts.get("face_restoration"))
@@ -172,9 +198,12 @@ def plan_face_restoration(req: Txt2ImgRequest, plan: Plan, services: GenerationS
 
     faces = services.faces or FaceRestorers(services.models_dir)
     kind = str(opts.get("face_restoration_model"))
-    plan.restore_faces = faces.for_job(kind, weight=float(opts.get("code_former_weight")),
-                                       detector=str(opts.get("face_restoration_detector") or ""),
-                                       confidence=float(opts.get("face_restoration_confidence")))
+    plan.restore_faces = faces.for_job(
+        kind,
+        weight=float(opts.get("code_former_weight")),
+        detector=str(opts.get("face_restoration_detector") or ""),
+        confidence=float(opts.get("face_restoration_confidence")),
+    )
     plan.extra_params["Face restoration"] = kind
 
 
@@ -215,8 +244,13 @@ def infotext_params(req: Txt2ImgRequest, plan: Plan, index: int) -> dict[str, An
     """The A1111 parameter line for image `index` of the job (build_infotext applies A1111's field order)."""
     m = plan.model
     params: dict[str, Any] = {
-        "Steps": req.steps, "Sampler": plan.sampler.name, "Schedule type": plan.schedule, "CFG scale": req.cfg_scale,
-        "Seed": plan.seeds[index], "Size": f"{plan.width}x{plan.height}", "Model hash": m.info.shorthash,
+        "Steps": req.steps,
+        "Sampler": plan.sampler.name,
+        "Schedule type": plan.schedule,
+        "CFG scale": req.cfg_scale,
+        "Seed": plan.seeds[index],
+        "Size": f"{plan.width}x{plan.height}",
+        "Model hash": m.info.shorthash,
         "Model": m.info.infotext_name,
     }
     if req.batch_size > 1:  # A1111 writes both only for batches of 2 or more; the position counts from 0
@@ -240,9 +274,14 @@ def infotext_params(req: Txt2ImgRequest, plan: Plan, index: int) -> dict[str, An
     return params
 
 
-def step_callback(control: JobControl, steps: int, opts: OptionsView, hooks: Any = None, kind: str = "txt2img",
-                  previews: PreviewSources | None = None
-                  ) -> Callable:
+def step_callback(
+    control: JobControl,
+    steps: int,
+    opts: OptionsView,
+    hooks: Any = None,
+    kind: str = "txt2img",
+    previews: PreviewSources | None = None,
+) -> Callable:
     """diffusers' callback_on_step_end: progress, lazily decoded previews, interrupt (raises), skip (raises), and
     extensions' step_end hooks (which may replace the latents)."""
     every = int(opts.get("show_progress_every_n_steps")) if opts.get("live_previews_enable") else -1
@@ -262,21 +301,26 @@ def step_callback(control: JobControl, steps: int, opts: OptionsView, hooks: Any
         if step_hooks is not None:
             from webui.extensions.api import StepInfo
 
-            new = step_hooks.step_end(StepInfo(step=i + 1, total=control.sampling_steps, timestep=t,
-                                               latents=kwargs["latents"], kind=kind))
+            new = step_hooks.step_end(
+                StepInfo(step=i + 1, total=control.sampling_steps, timestep=t, latents=kwargs["latents"], kind=kind)
+            )
             if new is not None:
                 kwargs["latents"] = new
         if every > 0 and (i + 1) % every == 0 and i + 1 < control.sampling_steps:
             vae = pipe.vae
-            control.offer_preview(i + 1, kwargs["latents"][0].detach().clone(),
-                                  lambda lat: make_preview(method, vae, lat, previews.get(vae) if previews else None))
+            control.offer_preview(
+                i + 1,
+                kwargs["latents"][0].detach().clone(),
+                lambda lat: make_preview(method, vae, lat, previews.get(vae) if previews else None),
+            )
         return kwargs
 
     return on_step_end
 
 
-def run_batches(ctx: GenerationContext, denoise: Callable[[int, int], list], steps_per_batch: int | None = None
-                ) -> GenerationResult:
+def run_batches(
+    ctx: GenerationContext, denoise: Callable[[int, int], list], steps_per_batch: int | None = None
+) -> GenerationResult:
     """n_iter batches of batch_size: `denoise(lo, hi)` makes images lo..hi-1; infotext, saving and skip/interrupt
     handling are the same for every kind. The model runtime is configured for the whole job (runtime.py)."""
     req, plan, control = ctx.req, ctx.plan, ctx.control
@@ -334,8 +378,9 @@ def partial_images(control: JobControl, stopped_in: str | None, previews: Previe
         return []
 
 
-def _keep_batch(ctx: GenerationContext, batch: list, lo: int, images: list, infotexts: list,
-                result: GenerationResult, save: bool) -> None:
+def _keep_batch(
+    ctx: GenerationContext, batch: list, lo: int, images: list, infotexts: list, result: GenerationResult, save: bool
+) -> None:
     """Infotext, extensions' after_image, and saving for the images lo.. of one batch."""
     req, plan, services = ctx.req, ctx.plan, ctx.services
     for j, image in enumerate(batch):
@@ -350,15 +395,28 @@ def _keep_batch(ctx: GenerationContext, batch: list, lo: int, images: list, info
 
             from webui.generation.detail import inpaint_in_job
 
-            image_ctx = ImageContext(index=idx, seed=plan.seeds[idx], prompt=req.prompt,
-                                     negative_prompt=req.negative_prompt, infotext=text, kind=ctx.kind, params=params,
-                                     inpaint=inpaint_in_job(ctx, idx))
+            image_ctx = ImageContext(
+                index=idx,
+                seed=plan.seeds[idx],
+                prompt=req.prompt,
+                negative_prompt=req.negative_prompt,
+                infotext=text,
+                kind=ctx.kind,
+                params=params,
+                inpaint=inpaint_in_job(ctx, idx),
+            )
             image = services.hooks.after_image(image, image_ctx)
         images.append(image)
         infotexts.append(text)
         if save:
-            path = services.outputs.save_image(image, kind=ctx.kind, seed=plan.seeds[idx], prompt=req.prompt,
-                                               infotext=text, model_name=plan.model.info.infotext_name)
+            path = services.outputs.save_image(
+                image,
+                kind=ctx.kind,
+                seed=plan.seeds[idx],
+                prompt=req.prompt,
+                infotext=text,
+                model_name=plan.model.info.infotext_name,
+            )
             result.paths.append(str(path))
             if image_ctx is not None:
                 services.hooks.image_saved(str(path), image_ctx)
@@ -371,27 +429,52 @@ def finish(ctx: GenerationContext, result: GenerationResult, images: list, infot
     index_of_first = 0
     if len(images) > 1 and ctx.save_grid and opts.get("grid_save"):
         grid = make_grid(images)
-        services.outputs.save_image(grid, kind=kind, seed=plan.seeds[0], prompt=req.prompt, infotext=infotexts[0],
-                                    grid=True, model_name=plan.model.info.infotext_name)
+        services.outputs.save_image(
+            grid,
+            kind=kind,
+            seed=plan.seeds[0],
+            prompt=req.prompt,
+            infotext=infotexts[0],
+            grid=True,
+            model_name=plan.model.info.infotext_name,
+        )
         if opts.get("return_grid"):
             images, infotexts = [grid] + images, [infotexts[0]] + infotexts
             index_of_first = 1
     result.images, result.infotexts = images, infotexts
     m, n = plan.model, len(plan.seeds)
     result.info = {
-        "prompt": req.prompt, "all_prompts": [req.prompt] * n, "negative_prompt": req.negative_prompt,
-        "all_negative_prompts": [req.negative_prompt] * n, "seed": plan.seeds[0], "all_seeds": plan.seeds,
-        "subseed": plan.subseeds[0], "all_subseeds": plan.subseeds, "subseed_strength": req.subseed_strength,
-        "width": plan.width, "height": plan.height, "sampler_name": plan.sampler.name, "scheduler": plan.schedule,
-        "cfg_scale": req.cfg_scale, "steps": req.steps, "batch_size": req.batch_size,
+        "prompt": req.prompt,
+        "all_prompts": [req.prompt] * n,
+        "negative_prompt": req.negative_prompt,
+        "all_negative_prompts": [req.negative_prompt] * n,
+        "seed": plan.seeds[0],
+        "all_seeds": plan.seeds,
+        "subseed": plan.subseeds[0],
+        "all_subseeds": plan.subseeds,
+        "subseed_strength": req.subseed_strength,
+        "width": plan.width,
+        "height": plan.height,
+        "sampler_name": plan.sampler.name,
+        "scheduler": plan.schedule,
+        "cfg_scale": req.cfg_scale,
+        "steps": req.steps,
+        "batch_size": req.batch_size,
         "restore_faces": plan.restore_faces is not None,
-        "face_restoration_model": plan.extra_params.get("Face restoration"), "sd_model_name": m.info.infotext_name,
+        "face_restoration_model": plan.extra_params.get("Face restoration"),
+        "sd_model_name": m.info.infotext_name,
         "sd_model_hash": m.info.shorthash,
-        "sd_vae_name": m.vae.model_name if m.vae else None, "sd_vae_hash": None,
-        "seed_resize_from_w": req.seed_resize_from_w, "seed_resize_from_h": req.seed_resize_from_h,
+        "sd_vae_name": m.vae.model_name if m.vae else None,
+        "sd_vae_hash": None,
+        "seed_resize_from_w": req.seed_resize_from_w,
+        "seed_resize_from_h": req.seed_resize_from_h,
         "denoising_strength": req.denoising_strength,
         "extra_generation_params": {**plan.extra_params, **plan.lora_params, **plan.script_params},
-        "index_of_first_image": index_of_first, "infotexts": infotexts, "styles": req.styles,
-        "job_timestamp": time.strftime("%Y%m%d%H%M%S"), "clip_skip": plan.clip_skip,
-        "is_using_inpainting_conditioning": bool(m.probe.inpainting), "version": VERSION_TAG,
+        "index_of_first_image": index_of_first,
+        "infotexts": infotexts,
+        "styles": req.styles,
+        "job_timestamp": time.strftime("%Y%m%d%H%M%S"),
+        "clip_skip": plan.clip_skip,
+        "is_using_inpainting_conditioning": bool(m.probe.inpainting),
+        "version": VERSION_TAG,
     }

@@ -27,12 +27,19 @@ def slerp(t: float, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _randn(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
-    return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(seed) & 0xFFFFFFFFFFFFFFFF),
-                       dtype=torch.float32)
+    return torch.randn(
+        shape, generator=torch.Generator("cpu").manual_seed(int(seed) & 0xFFFFFFFFFFFFFFFF), dtype=torch.float32
+    )
 
 
-def image_noise(seed: int, shape: tuple[int, int, int], *, subseed: int | None = None, subseed_strength: float = 0.0,
-                resize_from: tuple[int, int] | None = None) -> torch.Tensor:
+def image_noise(
+    seed: int,
+    shape: tuple[int, int, int],
+    *,
+    subseed: int | None = None,
+    subseed_strength: float = 0.0,
+    resize_from: tuple[int, int] | None = None,
+) -> torch.Tensor:
     """Noise of `shape` (C, H, W). With `resize_from` (latent H, W), the noise is drawn at that size and its centre
     is placed into the target, so a seed keeps its composition across sizes (A1111's "resize seed from")."""
     c, h, w = shape
@@ -47,11 +54,20 @@ def image_noise(seed: int, shape: tuple[int, int, int], *, subseed: int | None =
     tw, th = min(w, src[2]), min(h, src[1])
     tx, ty = max(dx, 0), max(dy, 0)
     sx, sy = max(-dx, 0), max(-dy, 0)
-    base[:, ty:ty + th, tx:tx + tw] = noise[:, sy:sy + th, sx:sx + tw]
+    base[:, ty : ty + th, tx : tx + tw] = noise[:, sy : sy + th, sx : sx + tw]
     return base
 
 
-def batch_noise(seeds: list[int], subseeds: list[int], subseed_strength: float, shape: tuple[int, int, int],
-                resize_from: tuple[int, int] | None = None) -> torch.Tensor:
-    return torch.stack([image_noise(s, shape, subseed=ss, subseed_strength=subseed_strength, resize_from=resize_from)
-                        for s, ss in zip(seeds, subseeds)])
+def batch_noise(
+    seeds: list[int],
+    subseeds: list[int],
+    subseed_strength: float,
+    shape: tuple[int, int, int],
+    resize_from: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    return torch.stack(
+        [
+            image_noise(s, shape, subseed=ss, subseed_strength=subseed_strength, resize_from=resize_from)
+            for s, ss in zip(seeds, subseeds)
+        ]
+    )

@@ -16,12 +16,20 @@ from webui.generation.conditioning import embeddings_for, prepare, record_ti_has
 from webui.settings import OptionsView
 
 
-def run_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsView, control: JobControl,
-                *, save: bool, save_grid: bool) -> GenerationResult:
+def run_txt2img(
+    req: Txt2ImgRequest,
+    services: GenerationServices,
+    opts: OptionsView,
+    control: JobControl,
+    *,
+    save: bool,
+    save_grid: bool,
+) -> GenerationResult:
     from webui.generation.flow_txt2img import FLOW_FAMILIES, run_flow_txt2img
 
-    model = services.manager.load(opts.get("sd_model_checkpoint") or None,
-                                  tuple(opts.get("forge_additional_modules") or ()))
+    model = services.manager.load(
+        opts.get("sd_model_checkpoint") or None, tuple(opts.get("forge_additional_modules") or ())
+    )
     if model.probe.family in FLOW_FAMILIES:  # SD 3/3.5, FLUX.1: transformer pipelines
         return run_flow_txt2img(req, services, opts, control, model, save=save, save_grid=save_grid)
     plan = make_plan(req, services, opts)
@@ -39,26 +47,36 @@ def run_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: Options
     resize_from = None
     if req.seed_resize_from_w > 0 and req.seed_resize_from_h > 0:
         resize_from = (req.seed_resize_from_h // scale, req.seed_resize_from_w // scale)
-    cond = prepare(pipe, req.prompt, req.negative_prompt, req.steps, plan.clip_skip, opts,
-                   embeddings=embeddings_for(services, pipe),
-                   hires_steps=req.hr_second_pass_steps or req.steps if req.enable_hr else None)
+    cond = prepare(
+        pipe,
+        req.prompt,
+        req.negative_prompt,
+        req.steps,
+        plan.clip_skip,
+        opts,
+        embeddings=embeddings_for(services, pipe),
+        hires_steps=req.hr_second_pass_steps or req.steps if req.enable_hr else None,
+    )
     record_ti_hashes(plan, services, cond)
-    callback = step_callback(control, req.steps, opts, services.hooks, "txt2img",
-                             services.previews)
+    callback = step_callback(control, req.steps, opts, services.hooks, "txt2img", services.previews)
     extra: dict[str, Any] = {"eta": plan.eta} if plan.eta is not None else {}
     if model.probe.inpainting:
         from PIL import Image
 
-        extra.update(image=Image.new("RGB", (plan.width, plan.height), (127, 127, 127)),
-                     mask_image=Image.new("L", (plan.width, plan.height), 255), strength=1.0)
+        extra.update(
+            image=Image.new("RGB", (plan.width, plan.height), (127, 127, 127)),
+            mask_image=Image.new("L", (plan.width, plan.height), 255),
+            strength=1.0,
+        )
 
     hires = None
     if req.enable_hr:
         from webui.generation.hires import FirstPass, plan_hires, second_pass
 
         hires = plan_hires(req, plan, services.models_dir, int(opts.get("max_generation_pixels")))
-    ctx = GenerationContext("txt2img", req, plan, services, opts, control, save, save_grid, callback=callback,
-                            hires=hires)
+    ctx = GenerationContext(
+        "txt2img", req, plan, services, opts, control, save, save_grid, callback=callback, hires=hires
+    )
 
     def denoise(lo: int, hi: int) -> list:
         seeds = plan.seeds[lo:hi]
@@ -66,10 +84,19 @@ def run_txt2img(req: Txt2ImgRequest, services: GenerationServices, opts: Options
         latents = batch_noise(seeds, plan.subseeds[lo:hi], req.subseed_strength, shape, resize_from)
         generators = [torch.Generator("cpu").manual_seed(s + plan.ensd) for s in seeds]
         out = cond.run(
-            pipe, n, callback, hooks=services.hooks, kind="inpaint" if model.probe.inpainting else "txt2img",
-            num_inference_steps=req.steps, guidance_scale=req.cfg_scale, height=plan.height,
-            width=plan.width, latents=latents.to(pipe.unet.device, pipe.unet.dtype), generator=generators,
-            output_type="latent" if hires else "pil", **extra,
+            pipe,
+            n,
+            callback,
+            hooks=services.hooks,
+            kind="inpaint" if model.probe.inpainting else "txt2img",
+            num_inference_steps=req.steps,
+            guidance_scale=req.cfg_scale,
+            height=plan.height,
+            width=plan.width,
+            latents=latents.to(pipe.unet.device, pipe.unet.dtype),
+            generator=generators,
+            output_type="latent" if hires else "pil",
+            **extra,
         ).images
         if hires is None:
             return out

@@ -99,8 +99,9 @@ def load_model(path: Path):
     try:
         state = read_state_dict(path)
     except Exception as e:
-        raise ValueError(f"can't read {path.name} as a state dict (safetensors, or a weights-only .pth): "
-                         f"{type(e).__name__}") from None
+        raise ValueError(
+            f"can't read {path.name} as a state dict (safetensors, or a weights-only .pth): {type(e).__name__}"
+        ) from None
     try:
         model = sp.registry.load(sp.canonicalize(state))
     except Exception as e:

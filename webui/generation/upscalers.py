@@ -39,9 +39,14 @@ class UpscalerInfo:
     error: str | None = None  # why a model file can't be used
 
     def api(self) -> dict:
-        return {"name": self.name, "model_name": self.path.stem if self.path else None,
-                "model_path": str(self.path) if self.path else None, "model_url": None, "scale": self.scale,
-                "error": self.error}
+        return {
+            "name": self.name,
+            "model_name": self.path.stem if self.path else None,
+            "model_path": str(self.path) if self.path else None,
+            "model_url": None,
+            "scale": self.scale,
+            "error": self.error,
+        }
 
 
 def list_upscalers(models_dir: Path) -> list[UpscalerInfo]:
@@ -68,8 +73,9 @@ def find_upscaler(name: str | None, models_dir: Path) -> UpscalerInfo:
     raise InvalidRequest(f"unknown upscaler {name!r}; valid: {', '.join(valid)}")
 
 
-def upscale_image(image: Image.Image, upscaler: UpscalerInfo, width: int, height: int,
-                  loaded: dict[Path, Any] | None = None) -> Image.Image:
+def upscale_image(
+    image: Image.Image, upscaler: UpscalerInfo, width: int, height: int, loaded: dict[Path, Any] | None = None
+) -> Image.Image:
     """Resize to exactly width×height with a pixel upscaler ("None" also resizes, with Lanczos, as A1111 does).
     `loaded` (path → model) is the caller's per-request cache: a batch reads a model file once, not per image."""
     if upscaler.path is not None:

@@ -44,8 +44,12 @@ def model_folders(root: Path, model_type: str) -> list[Path]:
     for d in sorted(root.iterdir()) if root.is_dir() else []:
         cfg = d / "config.json"
         try:
-            if d.is_dir() and cfg.is_file() and cfg.stat().st_size < MAX_CONFIG_BYTES \
-                    and json.loads(cfg.read_text(encoding="utf-8")).get("model_type") == model_type:
+            if (
+                d.is_dir()
+                and cfg.is_file()
+                and cfg.stat().st_size < MAX_CONFIG_BYTES
+                and json.loads(cfg.read_text(encoding="utf-8")).get("model_type") == model_type
+            ):
                 out.append(d)
         except (OSError, ValueError, AttributeError):
             continue
@@ -64,11 +68,14 @@ def find_clip(models_dir: Path, name: str) -> Path:
         for d in folders:
             if d.name == wanted:
                 return d
-        raise InterrogateError(f"no CLIP model {wanted!r} in models/{FOLDER} (found: "
-                               f"{', '.join(d.name for d in folders) or 'none'})")
+        raise InterrogateError(
+            f"no CLIP model {wanted!r} in models/{FOLDER} (found: {', '.join(d.name for d in folders) or 'none'})"
+        )
     if not folders:
-        raise InterrogateError(f"Interrogate CLIP needs a CLIP model: put a transformers CLIPModel folder (config.json "
-                               f"and model.safetensors, e.g. openai/clip-vit-large-patch14) in models/{FOLDER}/")
+        raise InterrogateError(
+            f"Interrogate CLIP needs a CLIP model: put a transformers CLIPModel folder (config.json "
+            f"and model.safetensors, e.g. openai/clip-vit-large-patch14) in models/{FOLDER}/"
+        )
     return folders[0]
 
 
@@ -89,8 +96,10 @@ class ClipRanker:
         try:
             model = CLIPModel.from_pretrained(str(path), local_files_only=True, use_safetensors=True).eval()
         except Exception as e:  # a folder without safetensors weights, a broken config: say which
-            raise InterrogateError(f"can't load the CLIP model in models/{FOLDER}/{path.name} (transformers "
-                                   f"CLIPModel, safetensors weights): {type(e).__name__}") from None
+            raise InterrogateError(
+                f"can't load the CLIP model in models/{FOLDER}/{path.name} (transformers "
+                f"CLIPModel, safetensors weights): {type(e).__name__}"
+            ) from None
         if (path / "vocab.json").is_file() and (path / "merges.txt").is_file():
             tokenizer = CLIPTokenizer.from_pretrained(str(path), local_files_only=True)
         else:
@@ -109,8 +118,9 @@ class ClipRanker:
             feats = []
             max_len = int(self.model.config.text_config.max_position_embeddings)
             for i in range(0, len(words), 64):
-                tok = self.tokenizer(words[i:i + 64], padding="max_length", truncation=True, max_length=max_len,
-                                     return_tensors="pt")
+                tok = self.tokenizer(
+                    words[i : i + 64], padding="max_length", truncation=True, max_length=max_len, return_tensors="pt"
+                )
                 out = self.model.get_text_features(input_ids=tok.input_ids, attention_mask=tok.attention_mask)
                 feats.append(_tensor(out))
             self.features[key] = torch.nn.functional.normalize(torch.cat(feats).float(), dim=-1)
@@ -142,10 +152,12 @@ def _tensor(out: Any) -> torch.Tensor:
     return value if value is not None else out[0]
 
 
-def caption(ranks: dict[str, list[tuple[str, float]]], *, flavors: int = 3, with_ranks: bool = False,
-            subject: str | None = None) -> str:
+def caption(
+    ranks: dict[str, list[tuple[str, float]]], *, flavors: int = 3, with_ranks: bool = False, subject: str | None = None
+) -> str:
     """A1111's prompt shape: with a BLIP caption as `subject`, "<caption>, <medium>, <movement>, <flavours>"; without
     one, "<medium> of <subject>, <movement>, <flavours>" from the subject list; with_ranks writes "(word:0.123)"."""
+
     def show(item: tuple[str, float]) -> str:
         return f"({item[0]}:{item[1]:.3f})" if with_ranks else item[0]
 

@@ -51,8 +51,10 @@ class Interrogator:
     def interrogate(self, image: Image.Image, model: str = "clip") -> str:
         name = str(model or "").strip().lower()
         if name == "deepdanbooru":
-            raise InvalidRequest("deepdanbooru is not available in Easel (A1111's model is a pickled torch port of a "
-                                 "TensorFlow tagger); use model \"clip\"")
+            raise InvalidRequest(
+                "deepdanbooru is not available in Easel (A1111's model is a pickled torch port of a "
+                'TensorFlow tagger); use model "clip"'
+            )
         if name != "clip":
             raise InvalidRequest(f"unknown interrogate model {str(model)[:40]!r}; choose one of {list(MODELS)}")
         opt = self.get_option
@@ -72,12 +74,16 @@ class Interrogator:
                 f"Interrogate CLIP needs a caption model, a CLIP model or both: put a transformers BLIP captioning "
                 f"folder (e.g. Salesforce/blip-image-captioning-base saved with save_pretrained: config.json, "
                 f"model.safetensors, tokenizer and preprocessor files) in models/{BLIP_FOLDER}/, and a transformers "
-                f"CLIPModel folder (e.g. openai/clip-vit-large-patch14) in models/{CLIP_FOLDER}/")
+                f"CLIPModel folder (e.g. openai/clip-vit-large-patch14) in models/{CLIP_FOLDER}/"
+            )
         text = ""
         if blip is not None:
-            text = self.captioner(blip).caption(image, num_beams=int(opt("interrogate_clip_num_beams")),
-                                                min_length=int(opt("interrogate_clip_min_length")),
-                                                max_length=int(opt("interrogate_clip_max_length")))
+            text = self.captioner(blip).caption(
+                image,
+                num_beams=int(opt("interrogate_clip_num_beams")),
+                min_length=int(opt("interrogate_clip_min_length")),
+                max_length=int(opt("interrogate_clip_max_length")),
+            )
             if not opt("interrogate_keep_models_in_memory"):
                 self._captioner = None  # A1111 moves BLIP off the device before CLIP runs
         if not has_clip:

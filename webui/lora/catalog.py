@@ -46,8 +46,15 @@ class LoraEntry:
 
     def to_api(self) -> dict[str, Any]:
         """A1111's `GET /sdapi/v1/loras` item, plus Easel's `error` and `preview`."""
-        return {"name": self.name, "alias": self.alias, "path": str(self.path), "metadata": self.metadata,
-                "error": self.error, "preview": str(self.preview) if self.preview else None, "family": self.family}
+        return {
+            "name": self.name,
+            "alias": self.alias,
+            "path": str(self.path),
+            "metadata": self.metadata,
+            "error": self.error,
+            "preview": str(self.preview) if self.preview else None,
+            "family": self.family,
+        }
 
 
 def parse_metadata(raw: dict[str, str]) -> dict[str, Any]:
@@ -103,8 +110,9 @@ def detect_family(keys: Iterable[str]) -> str | None:
         return "flux"
     if "joint_blocks" in joined or "transformer.transformer_blocks." in joined:
         return "sd3"
-    if any(m in joined for m in ("down_blocks", "up_blocks", "mid_block", "input_blocks", "output_blocks",
-                                 "middle_block")):
+    if any(
+        m in joined for m in ("down_blocks", "up_blocks", "mid_block", "input_blocks", "output_blocks", "middle_block")
+    ):
         return "sd"
     return None
 
@@ -180,8 +188,9 @@ class LoraCatalog:
 
     def _describe(self, path: Path, rel: str, st: os.stat_result) -> LoraEntry:
         name = path.stem
-        entry = LoraEntry(name=name, alias=name, path=path, rel=rel, mtime_ns=st.st_mtime_ns, size=st.st_size,
-                          preview=_preview(path))
+        entry = LoraEntry(
+            name=name, alias=name, path=path, rel=rel, mtime_ns=st.st_mtime_ns, size=st.st_size, preview=_preview(path)
+        )
         self.header_reads += 1
         try:
             keys, raw = _read_keys(path)

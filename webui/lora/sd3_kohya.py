@@ -18,12 +18,22 @@ import torch
 PREFIX = "lora_unet_joint_blocks_"
 _MODULE = re.compile(r"^lora_unet_joint_blocks_(\d+)_(x_block|context_block)_(.+)$")
 # (block side, module) → diffusers module(s) under transformer_blocks.<i>.
-_X = {"attn_qkv": ("attn.to_q", "attn.to_k", "attn.to_v"), "attn_proj": ("attn.to_out.0",),
-      "attn2_qkv": ("attn2.to_q", "attn2.to_k", "attn2.to_v"), "attn2_proj": ("attn2.to_out.0",),
-      "mlp_fc1": ("ff.net.0.proj",), "mlp_fc2": ("ff.net.2",), "adaLN_modulation_1": ("norm1.linear",)}
-_CONTEXT = {"attn_qkv": ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"), "attn_proj": ("attn.to_add_out",),
-            "mlp_fc1": ("ff_context.net.0.proj",), "mlp_fc2": ("ff_context.net.2",),
-            "adaLN_modulation_1": ("norm1_context.linear",)}
+_X = {
+    "attn_qkv": ("attn.to_q", "attn.to_k", "attn.to_v"),
+    "attn_proj": ("attn.to_out.0",),
+    "attn2_qkv": ("attn2.to_q", "attn2.to_k", "attn2.to_v"),
+    "attn2_proj": ("attn2.to_out.0",),
+    "mlp_fc1": ("ff.net.0.proj",),
+    "mlp_fc2": ("ff.net.2",),
+    "adaLN_modulation_1": ("norm1.linear",),
+}
+_CONTEXT = {
+    "attn_qkv": ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"),
+    "attn_proj": ("attn.to_add_out",),
+    "mlp_fc1": ("ff_context.net.0.proj",),
+    "mlp_fc2": ("ff_context.net.2",),
+    "adaLN_modulation_1": ("norm1_context.linear",),
+}
 
 
 _TE = re.compile(r"^lora_te([12])_text_model_encoder_layers_(\d+)_(self_attn_(?:q|k|v|out)_proj|mlp_fc[12])$")
@@ -34,7 +44,7 @@ def _te_target(module: str) -> str | None:
     if m is None:
         return None
     part = m.group(3)
-    name = f"self_attn.{part[len('self_attn_'):]}" if part.startswith("self_attn_") else f"mlp.{part[len('mlp_'):]}"
+    name = f"self_attn.{part[len('self_attn_') :]}" if part.startswith("self_attn_") else f"mlp.{part[len('mlp_') :]}"
     encoder = "text_encoder" if m.group(1) == "1" else "text_encoder_2"
     return f"{encoder}.text_model.encoder.layers.{m.group(2)}.{name}"
 

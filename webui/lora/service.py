@@ -60,7 +60,7 @@ def read_lora_file(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
 
     data = path.read_bytes()
     (n,) = struct.unpack("<Q", data[:8])
-    return load_bytes(data), hashlib.sha256(memoryview(data)[8 + n:]).hexdigest()
+    return load_bytes(data), hashlib.sha256(memoryview(data)[8 + n :]).hexdigest()
 
 
 class LoraLoadFailed(Exception):
@@ -74,8 +74,13 @@ def _tuner_layers(module: torch.nn.Module):
 
 
 class LoraService:
-    def __init__(self, catalog: LoraCatalog, *, max_loaded: int = 8,
-                 reader: Callable[[Path], tuple[dict, str | None]] = read_lora_file):
+    def __init__(
+        self,
+        catalog: LoraCatalog,
+        *,
+        max_loaded: int = 8,
+        reader: Callable[[Path], tuple[dict, str | None]] = read_lora_file,
+    ):
         self.catalog = catalog
         self.max_loaded = max(1, int(max_loaded))
         self.reader = reader
@@ -132,8 +137,9 @@ class LoraService:
         return [Path(p).stem for p in state.held] if state else []
 
     # --- internals -----------------------------------------------------------------------------------------------
-    def _resolve(self, tags: builtins.list[LoraTag], warnings: builtins.list[str]
-                 ) -> builtins.list[tuple[LoraTag, LoraEntry]]:
+    def _resolve(
+        self, tags: builtins.list[LoraTag], warnings: builtins.list[str]
+    ) -> builtins.list[tuple[LoraTag, LoraEntry]]:
         found, missing = [], []
         for tag in tags:
             entry = self.catalog.find(tag.name)
@@ -151,8 +157,9 @@ class LoraService:
         return found
 
     @staticmethod
-    def _fitting(model, found: builtins.list[tuple[LoraTag, LoraEntry]], warnings: builtins.list[str]
-                 ) -> builtins.list[tuple[LoraTag, LoraEntry]]:
+    def _fitting(
+        model, found: builtins.list[tuple[LoraTag, LoraEntry]], warnings: builtins.list[str]
+    ) -> builtins.list[tuple[LoraTag, LoraEntry]]:
         """The LoRAs made for the loaded checkpoint's family; the others are refused with a warning naming both."""
         from webui.lora.catalog import FAMILY_NAMES
 
@@ -162,8 +169,10 @@ class LoraService:
         out = []
         for tag, entry in found:
             if entry.family is not None and entry.family != mine:
-                warnings.append(f"LoRA {tag.name} is a {FAMILY_NAMES[entry.family]} LoRA: it does not fit {label} "
-                                "and was not applied")
+                warnings.append(
+                    f"LoRA {tag.name} is a {FAMILY_NAMES[entry.family]} LoRA: it does not fit {label} "
+                    "and was not applied"
+                )
             else:
                 out.append((tag, entry))
         return out
@@ -188,8 +197,10 @@ class LoraService:
         if getattr(pipe, "unet", None) is None and sd3_kohya.is_kohya_sd3(sd):
             sd, skipped = sd3_kohya.convert(sd, int(denoiser.config.num_layers))
             if skipped:  # T5 parts or modules with no diffusers counterpart: the file is refused
-                message = (f"{len(skipped)} kohya SD 3 module(s) can't be converted (e.g. {skipped[0]}): only the "
-                           "transformer's attention, MLP and modulation layers and CLIP-L/G's are")
+                message = (
+                    f"{len(skipped)} kohya SD 3 module(s) can't be converted (e.g. {skipped[0]}): only the "
+                    "transformer's attention, MLP and modulation layers and CLIP-L/G's are"
+                )
                 self.catalog.mark_error(entry, message)
                 raise LoraLoadFailed(message)
         sd = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in sd.items()}
@@ -247,8 +258,9 @@ class LoraService:
         names, weights = [], []
         for tag, held in active:
             names.append(held.adapter)
-            weights.append({c: float(tag.te_weight if c.startswith("text_encoder") else tag.unet_weight)
-                            for c in held.components})
+            weights.append(
+                {c: float(tag.te_weight if c.startswith("text_encoder") else tag.unet_weight) for c in held.components}
+            )
         signature = tuple((n, tuple(sorted(w.items()))) for n, w in zip(names, weights))
         if signature == state.signature:
             return

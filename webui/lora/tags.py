@@ -23,8 +23,11 @@ class LoraTag:
     @property
     def tag(self) -> str:
         w = _fmt(self.te_weight)
-        return f"<lora:{self.name}:{w}>" if self.te_weight == self.unet_weight else \
-            f"<lora:{self.name}:{w}:{_fmt(self.unet_weight)}>"
+        return (
+            f"<lora:{self.name}:{w}>"
+            if self.te_weight == self.unet_weight
+            else f"<lora:{self.name}:{w}:{_fmt(self.unet_weight)}>"
+        )
 
 
 def _fmt(x: float) -> str:
@@ -70,6 +73,7 @@ def merge_tags(tags: list[LoraTag]) -> list[LoraTag]:
     merged: dict[str, LoraTag] = {}
     for t in tags:
         prev = merged.get(t.name)
-        merged[t.name] = t if prev is None else LoraTag(t.name, prev.te_weight + t.te_weight,
-                                                        prev.unet_weight + t.unet_weight)
+        merged[t.name] = (
+            t if prev is None else LoraTag(t.name, prev.te_weight + t.te_weight, prev.unet_weight + t.unet_weight)
+        )
     return list(merged.values())

@@ -27,8 +27,10 @@ def custom_base(name: str) -> str:
     if len(base) > MAX_NAME:
         raise InvalidRequest(f"name is {len(base)} characters long; at most {MAX_NAME}")
     if _BAD_CHARS.search(base) or base.startswith(".") or ".." in base or base.split(".")[0].upper() in _RESERVED:
-        raise InvalidRequest(f"name {name!r} is not a plain file name: no path separators, '..', leading '.', "
-                             "control characters or any of : * ? \" < > |")
+        raise InvalidRequest(
+            f"name {name!r} is not a plain file name: no path separators, '..', leading '.', "
+            'control characters or any of : * ? " < > |'
+        )
     return base
 
 
@@ -49,19 +51,25 @@ def output_path(spec, plan) -> Path:
     """`<ckpt_dir>/<name>[.inpainting][.instruct-pix2pix].safetensors`, inside the folder and not taken (409).
     `plan` None: check the name before the plan exists (no suffixes yet)."""
     req = spec.req
-    base = custom_base(req.name) if req.name.strip() else \
-        generated_base(req.method, req.multiplier, spec.primary, spec.secondary, spec.tertiary)
+    base = (
+        custom_base(req.name)
+        if req.name.strip()
+        else generated_base(req.method, req.multiplier, spec.primary, spec.secondary, spec.tertiary)
+    )
     if not base:
         raise InvalidRequest("name is empty")
-    suffix = (".inpainting" if plan is not None and plan.is_inpainting else "") + \
-        (".instruct-pix2pix" if plan is not None and plan.is_instruct_pix2pix else "")
+    suffix = (".inpainting" if plan is not None and plan.is_inpainting else "") + (
+        ".instruct-pix2pix" if plan is not None and plan.is_instruct_pix2pix else ""
+    )
     folder = Path(spec.ckpt_dir)
     path = folder / f"{base}{suffix}.safetensors"
     if Path(base).name != base or path.parent != folder:  # belt and braces: custom_base allows no separator
         raise InvalidRequest(f"name {req.name!r} would leave the checkpoint folder")
     if path.exists() or path.is_symlink():
-        raise Conflict(f"{path.name} already exists in the checkpoint folder: choose another name (a merge never "
-                       "replaces a checkpoint)")
+        raise Conflict(
+            f"{path.name} already exists in the checkpoint folder: choose another name (a merge never "
+            "replaces a checkpoint)"
+        )
     return path
 
 
@@ -88,8 +96,10 @@ def discard_matcher(pattern: str) -> Callable[[str], bool] | None:
         try:
             hit = compiled.search(key, timeout=max(0.01, budget["left"])) is not None
         except TimeoutError:
-            raise InvalidRequest(f"discard_weights: the pattern takes too long to match tensor names "
-                                 f"(over {REGEX_SECONDS:g} s): simplify it") from None
+            raise InvalidRequest(
+                f"discard_weights: the pattern takes too long to match tensor names "
+                f"(over {REGEX_SECONDS:g} s): simplify it"
+            ) from None
         budget["left"] -= time.monotonic() - t0
         return hit
 

@@ -78,8 +78,10 @@ def check_families(a: TensorSource, *others: TensorSource | None) -> Family:
             continue
         other = source_family(o)
         if other != family:
-            raise InvalidRequest(f"cannot merge checkpoints of different families: {a.name} is "
-                                 f"{_label(family)}, {o.name} is {_label(other)}")
+            raise InvalidRequest(
+                f"cannot merge checkpoints of different families: {a.name} is "
+                f"{_label(family)}, {o.name} is {_label(other)}"
+            )
     return family
 
 
@@ -94,21 +96,32 @@ def _half(dtype: torch.dtype, save_as_half: bool) -> torch.dtype:
 def _channels(key: str, a: tuple[int, ...], b: tuple[int, ...], a_name: str, b_name: str) -> int:
     """The input channels A and B share when only their second dimension differs in A1111's allowed way."""
     if len(a) < 2 or len(a) != len(b) or a[:1] + a[2:] != b[:1] + b[2:]:
-        raise InvalidRequest(f"tensor shapes differ at {key}: {a_name} has {list(a)}, {b_name} has {list(b)}; "
-                             "these checkpoints can't be merged")
+        raise InvalidRequest(
+            f"tensor shapes differ at {key}: {a_name} has {list(a)}, {b_name} has {list(b)}; "
+            "these checkpoints can't be merged"
+        )
     pair = (a[1], b[1])
     if pair in ((4, 9), (4, 8)):
         kind = "inpainting" if b[1] == 9 else "instruct-pix2pix"
-        raise InvalidRequest(f"when merging an {kind} model with a normal one, the {kind} model must be the "
-                             f"primary (A): {b_name} is the {kind} model")
+        raise InvalidRequest(
+            f"when merging an {kind} model with a normal one, the {kind} model must be the "
+            f"primary (A): {b_name} is the {kind} model"
+        )
     if pair not in ((9, 4), (8, 4)):
         raise InvalidRequest(f"tensor shapes differ at {key}: {a_name} has {list(a)}, {b_name} has {list(b)}")
     return 4
 
 
-def make_plan(method: str, a: TensorSource, b: TensorSource | None, c: TensorSource | None, *,
-              vae: TensorSource | None = None, save_as_half: bool = False,
-              discard: Callable[[str], bool] | None = None) -> MergePlan:
+def make_plan(
+    method: str,
+    a: TensorSource,
+    b: TensorSource | None,
+    c: TensorSource | None,
+    *,
+    vae: TensorSource | None = None,
+    save_as_half: bool = False,
+    discard: Callable[[str], bool] | None = None,
+) -> MergePlan:
     if method not in METHODS:
         raise InvalidRequest(f"unknown merge method {method!r}: one of {', '.join(METHODS)}")
     if method != "no_interpolation" and b is None:
@@ -126,8 +139,10 @@ def make_plan(method: str, a: TensorSource, b: TensorSource | None, c: TensorSou
         dtype = a.dtypes[key]
         if vae is not None and key in vae:
             if vae.shapes[key] != shape:
-                raise InvalidRequest(f"the VAE {vae.name} does not fit {a.name}: {key} is {list(vae.shapes[key])} "
-                                     f"in the VAE, {list(shape)} in the checkpoint")
+                raise InvalidRequest(
+                    f"the VAE {vae.name} does not fit {a.name}: {key} is {list(vae.shapes[key])} "
+                    f"in the VAE, {list(shape)} in the checkpoint"
+                )
             vae_hits += 1
             plan.steps.append(Step(TensorSpec(key, _half(vae.dtypes[key], save_as_half), shape), "vae"))
             continue
@@ -146,8 +161,10 @@ def make_plan(method: str, a: TensorSource, b: TensorSource | None, c: TensorSou
         out = torch.promote_types(dtype, b.dtypes[key])
         if c is not None and key in c:
             if c.shapes[key] != b.shapes[key]:
-                raise InvalidRequest(f"tensor shapes differ at {key}: {b.name} has {list(b.shapes[key])}, "
-                                     f"{c.name} has {list(c.shapes[key])}")
+                raise InvalidRequest(
+                    f"tensor shapes differ at {key}: {b.name} has {list(b.shapes[key])}, "
+                    f"{c.name} has {list(c.shapes[key])}"
+                )
             if c.dtypes[key].is_floating_point:
                 out = torch.promote_types(out, c.dtypes[key])
         if channels is not None:
@@ -155,8 +172,10 @@ def make_plan(method: str, a: TensorSource, b: TensorSource | None, c: TensorSou
         compute = torch.float64 if torch.float64 in (dtype, b.dtypes[key]) else torch.float32
         plan.steps.append(Step(TensorSpec(key, _half(out, save_as_half), shape), "merge", channels, compute))
     if vae is not None and vae_hits == 0:
-        raise InvalidRequest(f"the VAE {vae.name} has no tensor the checkpoint's VAE (first_stage_model.*) has: "
-                             "it is not a VAE for this model family, or not in the LDM layout A1111 uses")
+        raise InvalidRequest(
+            f"the VAE {vae.name} has no tensor the checkpoint's VAE (first_stage_model.*) has: "
+            "it is not a VAE for this model family, or not in the LDM layout A1111 uses"
+        )
     if not plan.steps:
         raise InvalidRequest("the discard pattern matches every tensor: nothing would be left to save")
     return plan

@@ -34,8 +34,17 @@ def _blocks(shape: tuple[int, ...], itemsize: int = 4) -> list[tuple[int, int]]:
     return [(s, min(rows, s + step)) for s in range(0, rows, step)]
 
 
-def merged_block(step: Step, method: str, multiplier: float, a: TensorSource, b: TensorSource | None,
-                 c: TensorSource | None, vae: TensorSource | None, start: int, stop: int) -> torch.Tensor:
+def merged_block(
+    step: Step,
+    method: str,
+    multiplier: float,
+    a: TensorSource,
+    b: TensorSource | None,
+    c: TensorSource | None,
+    vae: TensorSource | None,
+    start: int,
+    stop: int,
+) -> torch.Tensor:
     """Rows start:stop of one output tensor, in its output dtype."""
     key, dtype = step.spec.name, step.spec.dtype
     if step.kind == "vae":
@@ -50,7 +59,7 @@ def merged_block(step: Step, method: str, multiplier: float, a: TensorSource, b:
     assert b is not None  # the plan has "merge" steps only with a B
     ta = a.rows(key, start, stop).to(step.compute)
     tb = b.rows(key, start, stop).to(step.compute)
-    part = ta[:, :step.channels] if step.channels else ta  # A1111 merges the channels they share into A's tensor
+    part = ta[:, : step.channels] if step.channels else ta  # A1111 merges the channels they share into A's tensor
     if method == "weighted_sum":
         part.mul_(1 - m)
         part.add_(tb.mul_(m))
@@ -60,9 +69,18 @@ def merged_block(step: Step, method: str, multiplier: float, a: TensorSource, b:
     return ta.to(dtype)
 
 
-def write_all(writer: StreamWriter, plan: MergePlan, method: str, multiplier: float, a: TensorSource,
-              b: TensorSource | None, c: TensorSource | None, vae: TensorSource | None,
-              progress: Callable[[int], None], stop: Callable[[], None]) -> None:
+def write_all(
+    writer: StreamWriter,
+    plan: MergePlan,
+    method: str,
+    multiplier: float,
+    a: TensorSource,
+    b: TensorSource | None,
+    c: TensorSource | None,
+    vae: TensorSource | None,
+    progress: Callable[[int], None],
+    stop: Callable[[], None],
+) -> None:
     """Every tensor, in the writer's order. `progress(n)` after each tensor; `stop()` is called before each block
     and aborts the merge by raising (stream_safetensors then removes the temp file: nothing is left behind)."""
     steps = plan.by_name()
@@ -71,15 +89,28 @@ def write_all(writer: StreamWriter, plan: MergePlan, method: str, multiplier: fl
         if spec.nbytes:
             for start, end in _blocks(spec.shape):
                 stop()
-                writer.write(merged_block(step, method, multiplier, a, b, c, vae, start, end).reshape(
-                    (end - start, *spec.shape[1:]) if spec.shape else ()))
+                writer.write(
+                    merged_block(step, method, multiplier, a, b, c, vae, start, end).reshape(
+                        (end - start, *spec.shape[1:]) if spec.shape else ()
+                    )
+                )
         progress(done)
 
 
-def merge_metadata(plan: MergePlan, *, method: str, multiplier: float, save_as_half: bool, custom_name: str,
-                   config_source: int, bake_in_vae: str, discard_weights: str,
-                   inputs: list[tuple[Any, TensorSource]], legacy_hash: Callable[[Any], str],
-                   easel_config: str | None) -> dict[str, str]:
+def merge_metadata(
+    plan: MergePlan,
+    *,
+    method: str,
+    multiplier: float,
+    save_as_half: bool,
+    custom_name: str,
+    config_source: int,
+    bake_in_vae: str,
+    discard_weights: str,
+    inputs: list[tuple[Any, TensorSource]],
+    legacy_hash: Callable[[Any], str],
+    easel_config: str | None,
+) -> dict[str, str]:
     """The header metadata A1111 writes: its inputs' metadata (A, then B, then C, A1111's "copy metadata" default),
     "format": "pt", `sd_merge_recipe` (JSON) and `sd_merge_models` (JSON: {sha256: {name, legacy_hash,
     sd_merge_recipe}} for each input, plus the models each input was itself merged from). `inputs` are
@@ -111,8 +142,11 @@ def merge_metadata(plan: MergePlan, *, method: str, multiplier: float, save_as_h
     models: dict[str, Any] = {}
     for info, source in inputs:
         meta = parsed_metadata(source.metadata)
-        models[info.sha256] = {"name": info.name, "legacy_hash": legacy_hash(info.path),
-                               "sd_merge_recipe": meta.get("sd_merge_recipe")}
+        models[info.sha256] = {
+            "name": info.name,
+            "legacy_hash": legacy_hash(info.path),
+            "sd_merge_recipe": meta.get("sd_merge_recipe"),
+        }
         ancestors = meta.get("sd_merge_models")
         if isinstance(ancestors, dict):
             models.update(ancestors)

@@ -84,13 +84,14 @@ def _checkpoint(application: Application, query: str | None, role: str, needed: 
     try:
         info = application.catalog.find(query)
     except ModelNotFound:
-        raise ModelNotFound(f"{role} checkpoint not found: {query!r} (checkpoints as /sdapi/v1/sd-models lists "
-                            "them)") from None
+        raise ModelNotFound(
+            f"{role} checkpoint not found: {query!r} (checkpoints as /sdapi/v1/sd-models lists them)"
+        ) from None
     if info.is_folder:
-        raise InvalidRequest(f"{info.name} is a diffusers folder: the merger merges single-file checkpoints "
-                             "(.safetensors, .ckpt)")
+        raise InvalidRequest(
+            f"{info.name} is a diffusers folder: the merger merges single-file checkpoints (.safetensors, .ckpt)"
+        )
     return info
-
 
 
 def _vae(application: Application, name: str | None):
@@ -109,10 +110,13 @@ def check_request(application: Application, body: Any) -> MergeSpec:
     req = coerce(body)
     discard_matcher(req.discard_weights)  # a pattern that doesn't compile is refused before any file is opened
     spec = MergeSpec(
-        req=req, primary=_checkpoint(application, req.primary, "primary", True),
+        req=req,
+        primary=_checkpoint(application, req.primary, "primary", True),
         secondary=_checkpoint(application, req.secondary, "secondary", req.method != "no_interpolation"),
         tertiary=_checkpoint(application, req.tertiary, "tertiary", req.method == "add_difference"),
-        vae=_vae(application, req.bake_in_vae), ckpt_dir=application.paths.ckpt_dir)
+        vae=_vae(application, req.bake_in_vae),
+        ckpt_dir=application.paths.ckpt_dir,
+    )
     output_path(spec, None)  # a bad or taken name is refused now (the suffixes a plan may add are checked later)
     return spec
 
@@ -124,8 +128,15 @@ def _open_vae(spec: MergeSpec) -> TensorSource | None:
 def plan_for(spec: MergeSpec, sources: list[TensorSource | None], vae: TensorSource | None) -> MergePlan:
     a, (b, c) = _primary(sources), (sources[1:] + [None, None])[:2]
     # a fresh matcher per plan: its time limit covers one pass over the tensor names
-    return make_plan(spec.req.method, a, b, c, vae=vae, save_as_half=spec.req.save_as_half,
-                     discard=discard_matcher(spec.req.discard_weights))
+    return make_plan(
+        spec.req.method,
+        a,
+        b,
+        c,
+        vae=vae,
+        save_as_half=spec.req.save_as_half,
+        discard=discard_matcher(spec.req.discard_weights),
+    )
 
 
 def preflight(spec: MergeSpec) -> None:
@@ -147,15 +158,18 @@ def submit_merge(application: Application, body: Any):
     """Check, then queue a "merge" job; its value is {name, path, title, sha256} of the new checkpoint."""
     spec = check_request(application, body)
     preflight(spec)
-    return application.jobs.submit(JOB_KIND, spec.req.model_dump(mode="json"),
-                                   lambda job: run_merge(application, spec, job))
+    return application.jobs.submit(
+        JOB_KIND, spec.req.model_dump(mode="json"), lambda job: run_merge(application, spec, job)
+    )
 
 
 def _check_space(folder: Path, nbytes: int) -> None:
     free = shutil.disk_usage(folder).free
     if free < nbytes + (64 << 20):
-        raise DiskFull(f"disk full: free space in {folder}",
-                       detail=f"the merged checkpoint needs {nbytes / 2**30:.2f} GiB, {free / 2**30:.2f} GiB free")
+        raise DiskFull(
+            f"disk full: free space in {folder}",
+            detail=f"the merged checkpoint needs {nbytes / 2**30:.2f} GiB, {free / 2**30:.2f} GiB free",
+        )
 
 
 def _given(sources: list[TensorSource | None]) -> list[TensorSource]:
@@ -210,10 +224,18 @@ def run_merge(application: Application, spec: MergeSpec, job) -> dict[str, Any]:
             output = output_path(spec, plan)
             specs = layout([s.spec for s in plan.steps])
             metadata = merge_metadata(
-                plan, method=req.method, multiplier=req.multiplier, save_as_half=req.save_as_half,
-                custom_name=req.name, config_source=req.config_source, bake_in_vae=req.bake_in_vae or "None",
-                discard_weights=req.discard_weights, inputs=list(zip(spec.inputs, _given(sources))),
-                legacy_hash=legacy_model_hash, easel_config=_easel_config(spec.primary, _primary(sources)))
+                plan,
+                method=req.method,
+                multiplier=req.multiplier,
+                save_as_half=req.save_as_half,
+                custom_name=req.name,
+                config_source=req.config_source,
+                bake_in_vae=req.bake_in_vae or "None",
+                discard_weights=req.discard_weights,
+                inputs=list(zip(spec.inputs, _given(sources))),
+                legacy_hash=legacy_model_hash,
+                easel_config=_easel_config(spec.primary, _primary(sources)),
+            )
             spec.ckpt_dir.mkdir(parents=True, exist_ok=True)
             _check_space(spec.ckpt_dir, plan.total_bytes + len(build_header(specs, metadata)))
             control.start_batch(0, len(specs))
@@ -228,8 +250,12 @@ def run_merge(application: Application, spec: MergeSpec, job) -> dict[str, Any]:
     control.textinfo = "Hashing and listing the new checkpoint"
     application.models.refresh()  # listed in /sdapi/v1/sd-models and the UI's dropdowns without a restart
     info = _listed(application, output)
-    return {"name": info.name if info else output.name, "path": str(output),
-            "title": info.title if info else None, "sha256": info.sha256 if info else None}
+    return {
+        "name": info.name if info else output.name,
+        "path": str(output),
+        "title": info.title if info else None,
+        "sha256": info.sha256 if info else None,
+    }
 
 
 def _listed(application: Application, output: Path):

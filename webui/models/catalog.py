@@ -95,8 +95,9 @@ class CheckpointCatalog:
             if path.resolve() not in seen and path.exists():
                 seen.add(path.resolve())
                 is_folder = path.is_dir()
-                digest = self.hashes.get("hashes", f"checkpoint/{path}", path,
-                                         folder_hash if is_folder else sha256_file)
+                digest = self.hashes.get(
+                    "hashes", f"checkpoint/{path}", path, folder_hash if is_folder else sha256_file
+                )
                 items.append(CheckpointInfo(path=path, name=path.name, sha256=digest, is_folder=is_folder))
         with self._lock:
             self._items = items
@@ -112,8 +113,11 @@ class CheckpointCatalog:
         q = query.strip()
         items = self.list()
         for match in (
-            lambda i: i.title == q, lambda i: i.name == q, lambda i: i.model_name == q,
-            lambda i: i.name.rsplit(".", 1)[0] == q, lambda i: i.path.name == q or i.path.stem == q,
+            lambda i: i.title == q,
+            lambda i: i.name == q,
+            lambda i: i.model_name == q,
+            lambda i: i.name.rsplit(".", 1)[0] == q,
+            lambda i: i.path.name == q or i.path.stem == q,
             lambda i: q.lower() in (i.shorthash, i.sha256, i.sha256[:8]),
         ):
             hits = [i for i in items if match(i)]
@@ -125,8 +129,9 @@ class CheckpointCatalog:
         for i in items:
             if real is not None and os.path.realpath(i.path) == real:
                 return i
-        raise ModelNotFound(f"checkpoint not found: {query!r} (checkpoints are listed from models/Stable-diffusion/ "
-                            "or --ckpt-dir)")
+        raise ModelNotFound(
+            f"checkpoint not found: {query!r} (checkpoints are listed from models/Stable-diffusion/ or --ckpt-dir)"
+        )
 
     def default(self) -> CheckpointInfo | None:
         """The first user checkpoint, else the demo model."""
@@ -161,5 +166,8 @@ class VaeInfo:
 def scan_vaes(vae_dir: Path) -> list[VaeInfo]:
     if not vae_dir.is_dir():
         return []
-    return [VaeInfo(path=p, name=p.relative_to(vae_dir).as_posix()) for p in sorted(vae_dir.rglob("*"))
-            if p.is_file() and p.suffix.lower() in VAE_EXTENSIONS]
+    return [
+        VaeInfo(path=p, name=p.relative_to(vae_dir).as_posix())
+        for p in sorted(vae_dir.rglob("*"))
+        if p.is_file() and p.suffix.lower() in VAE_EXTENSIONS
+    ]

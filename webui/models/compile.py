@@ -47,8 +47,12 @@ class CompileState:
     compiled: Callable | None = None
 
     def report(self) -> dict[str, Any]:
-        return {"enabled": self.enabled, "status": self.status, "error": self.error or None,
-                "first_call_seconds": dict(self.first_call_seconds)}
+        return {
+            "enabled": self.enabled,
+            "status": self.status,
+            "error": self.error or None,
+            "first_call_seconds": dict(self.first_call_seconds),
+        }
 
 
 def compile_state(unet) -> CompileState:
@@ -89,6 +93,7 @@ def set_unet_compile(unet, enabled: bool) -> CompileState:
 
 def _guarded(state: CompileState, switch) -> Callable:
     """The compiled forward, timing each new signature's first call and falling back to eager on any error."""
+
     def forward(*args, **kwargs):
         args, kwargs = _tensor_timestep(args, kwargs)
         key = _signature(args, kwargs)
@@ -107,6 +112,7 @@ def _guarded(state: CompileState, switch) -> Callable:
             state.status = "compiled"
             log.info("torch.compile of the UNet for %s: first call (compile + one step) took %.1f s", key, seconds)
         return out
+
     return forward
 
 

@@ -29,8 +29,12 @@ PREPACK_HOOK = "easel.conv_prepack"
 
 def available() -> bool:
     ops = torch.ops.mkldnn
-    return (torch.backends.mkldnn.is_available() and hasattr(ops, "_reorder_convolution_weight")
-            and hasattr(ops, "_convolution_pointwise") and _cpu_packs_bf16())
+    return (
+        torch.backends.mkldnn.is_available()
+        and hasattr(ops, "_reorder_convolution_weight")
+        and hasattr(ops, "_convolution_pointwise")
+        and _cpu_packs_bf16()
+    )
 
 
 @functools.cache  # a fact about this CPU: probed once per process
@@ -50,9 +54,14 @@ def _cpu_packs_bf16() -> bool:
 
 def eligible(module: torch.nn.Module) -> bool:
     """A plain fp32/bf16 2-D convolution that no hook or instance forward of anyone else's sits in front of."""
-    return (type(module) is torch.nn.Conv2d and module.padding_mode == "zeros"
-            and not isinstance(module.padding, str) and module.weight.dtype in (torch.float32, torch.bfloat16)
-            and module.weight.device.type == "cpu" and not _forward_replaced(module))
+    return (
+        type(module) is torch.nn.Conv2d
+        and module.padding_mode == "zeros"
+        and not isinstance(module.padding, str)
+        and module.weight.dtype in (torch.float32, torch.bfloat16)
+        and module.weight.device.type == "cpu"
+        and not _forward_replaced(module)
+    )
 
 
 def _forward_replaced(module: torch.nn.Module) -> bool:
@@ -75,8 +84,11 @@ class Prepacked(ModelHook):
 
     def new_forward(self, module, x, *rest, **kwargs):
         original = self.fn_ref.original_forward
-        if x.dtype == torch.float32 and torch.is_autocast_enabled("cpu") and (
-                torch.get_autocast_dtype("cpu") == torch.bfloat16):
+        if (
+            x.dtype == torch.float32
+            and torch.is_autocast_enabled("cpu")
+            and (torch.get_autocast_dtype("cpu") == torch.bfloat16)
+        ):
             x = x.to(torch.bfloat16)  # what autocast does to a convolution's input (a norm's fp32 output)
         if self.failed or rest or kwargs or x.dim() != 4 or x.dtype != torch.bfloat16:
             return original(x, *rest, **kwargs)  # e.g. an fp32 input outside autocast: the ordinary path
@@ -88,8 +100,11 @@ class Prepacked(ModelHook):
             return _convolve(x, self.packed, module.bias, self.args)
         except RuntimeError as exc:  # never seen; keep the request alive on the ordinary kernel
             self.failed = True
-            log.warning("oneDNN weight prepacking failed for a %s, using the ordinary convolution: %s",
-                        tuple(module.weight.shape), exc)
+            log.warning(
+                "oneDNN weight prepacking failed for a %s, using the ordinary convolution: %s",
+                tuple(module.weight.shape),
+                exc,
+            )
             return original(x)
 
 

@@ -40,13 +40,23 @@ class DevicePolicy:
         label = f"{self.device.type} {names[self.dtype]} (VAE {names[self.vae_dtype]})"
         if self.cpu_bf16:
             label += ", UNet bf16 autocast available"
-        return label + (f", offload {self.offload}" if self.offload != "none" else "") + (
-            ", text encoders loaded per prompt (--lowram)" if self.lowram else "")
+        return (
+            label
+            + (f", offload {self.offload}" if self.offload != "none" else "")
+            + (", text encoders loaded per prompt (--lowram)" if self.lowram else "")
+        )
 
 
-def choose_policy(*, use_cpu: list[str] | None = None, device_id: int | None = None, no_half: bool = False,
-                  no_half_vae: bool = False, medvram: bool = False, lowvram: bool = False,
-                  lowram: bool = False) -> DevicePolicy:
+def choose_policy(
+    *,
+    use_cpu: list[str] | None = None,
+    device_id: int | None = None,
+    no_half: bool = False,
+    no_half_vae: bool = False,
+    medvram: bool = False,
+    lowvram: bool = False,
+    lowram: bool = False,
+) -> DevicePolicy:
     """CUDA, then MPS, then the CPU; fp16 on a GPU unless --no-half, fp32 on the CPU (A1111's defaults)."""
     force_cpu = any(x in ("all", "sd") for x in use_cpu or ())
     if not force_cpu and torch.cuda.is_available():
@@ -67,13 +77,27 @@ def choose_policy(*, use_cpu: list[str] | None = None, device_id: int | None = N
         if no_half:
             note = "--no-half: fp32 everywhere"
         elif cpu_has_native_bf16():
-            cpu_bf16, note = True, ("this CPU has native bf16: the UNet may run under bf16 autocast "
-                                   "(cpu_precision Automatic: for UNets of 20M parameters or more)")
+            cpu_bf16, note = (
+                True,
+                (
+                    "this CPU has native bf16: the UNet may run under bf16 autocast "
+                    "(cpu_precision Automatic: for UNets of 20M parameters or more)"
+                ),
+            )
         else:
-            note = ("this CPU has no native bf16 (neither AVX-512 BF16 nor AMX, or oneDNN can't use them): fp32, "
-                    "since emulated bf16 is slower than fp32")
-    return DevicePolicy(device=device, dtype=dtype, vae_dtype=vae_dtype, offload=offload, cpu_bf16=cpu_bf16,
-                        note=note, lowram=lowram and not gpu)
+            note = (
+                "this CPU has no native bf16 (neither AVX-512 BF16 nor AMX, or oneDNN can't use them): fp32, "
+                "since emulated bf16 is slower than fp32"
+            )
+    return DevicePolicy(
+        device=device,
+        dtype=dtype,
+        vae_dtype=vae_dtype,
+        offload=offload,
+        cpu_bf16=cpu_bf16,
+        note=note,
+        lowram=lowram and not gpu,
+    )
 
 
 def gpu_half_dtype(device: torch.device) -> torch.dtype:

@@ -16,8 +16,13 @@ from webui.models import family_flux, family_sd3, parts
 from webui.models.families import NATIVE_SIZE, Family, ProbeResult
 from webui.models.probe import CONFIGS_DIR, load_template
 
-VARIANT_LABELS = {"flux-dev": "FLUX.1 dev", "flux-schnell": "FLUX.1 schnell", "sd3-medium": "SD 3 Medium",
-                  "sd35-medium": "SD 3.5 Medium", "sd35-large": "SD 3.5 Large"}
+VARIANT_LABELS = {
+    "flux-dev": "FLUX.1 dev",
+    "flux-schnell": "FLUX.1 schnell",
+    "sd3-medium": "SD 3 Medium",
+    "sd35-medium": "SD 3.5 Medium",
+    "sd35-large": "SD 3.5 Large",
+}
 PIPELINES = {"FluxPipeline": Family.FLUX, "StableDiffusion3Pipeline": Family.SD3}
 
 
@@ -31,13 +36,20 @@ def probe_flow(shapes: Mapping[str, Sequence[int]], extra: dict[str, Any], name:
         try:
             cfg = mod.transformer_config(shapes, p, load_template(var, "transformer"), extra.get("transformer", {}))
         except KeyError as e:
-            raise ModelLoadError(f"{name}: missing tensor {e.args[0]}: the file is incomplete or of an unknown "
-                                 "layout") from e
+            raise ModelLoadError(
+                f"{name}: missing tensor {e.args[0]}: the file is incomplete or of an unknown layout"
+            ) from e
         scheduler = copy.deepcopy(load_template(var, "scheduler", "scheduler_config.json"))
         scheduler.update(extra.get("scheduler", {}))
         native = int(extra.get("native_size") or NATIVE_SIZE[family])
-        return ProbeResult(family=family, inpainting=False, prediction_type="flow", native_size=native,
-                           configs={"transformer": cfg, "scheduler": scheduler}, variant=var)
+        return ProbeResult(
+            family=family,
+            inpainting=False,
+            prediction_type="flow",
+            native_size=native,
+            configs={"transformer": cfg, "scheduler": scheduler},
+            variant=var,
+        )
     return None
 
 
@@ -45,8 +57,16 @@ def _label(result: ProbeResult, name: str) -> str:
     return f"{name} ({result.label})"
 
 
-def build_single_file(path: Path, state: dict[str, torch.Tensor], result: ProbeResult, cache_root: Path,
-                      models_root: Path | None, *, dtype: torch.dtype, modules: tuple[str, ...] = ()):
+def build_single_file(
+    path: Path,
+    state: dict[str, torch.Tensor],
+    result: ProbeResult,
+    cache_root: Path,
+    models_root: Path | None,
+    *,
+    dtype: torch.dtype,
+    modules: tuple[str, ...] = (),
+):
     """A transformer-only file plus the parts that fit it."""
     from diffusers import FluxTransformer2DModel, SD3Transformer2DModel
 
@@ -91,9 +111,11 @@ def build_single_file(path: Path, state: dict[str, torch.Tensor], result: ProbeR
     vae_cfg = load_template(var, "vae")
     result.configs["vae"] = vae_cfg
     components: dict[str, Any] = {
-        "transformer": transformer, "vae": parts.load_vae(found["vae"], vae_cfg, cache_root, dtype=dtype),
+        "transformer": transformer,
+        "vae": parts.load_vae(found["vae"], vae_cfg, cache_root, dtype=dtype),
         "tokenizer": _clip_tokenizer(var, "tokenizer", cache_root),
     }
+
     def encoders() -> dict[str, Any]:  # also what --lowram reads again for each encoding (webui/models/lowram.py)
         return text_encoders(result.family, var, found, dtype)
 
@@ -101,13 +123,17 @@ def build_single_file(path: Path, state: dict[str, torch.Tensor], result: ProbeR
     if result.family == Family.FLUX:
         components.update(tokenizer_2=parts.t5_tokenizer(_t5_length(var, "tokenizer_2")))
     else:
-        components.update(tokenizer_2=_clip_tokenizer(var, "tokenizer_2", cache_root),
-                          tokenizer_3=parts.t5_tokenizer(_t5_length(var, "tokenizer_3")))
-    result.modules = [found[k].path.stem for k in ("vae", "clip_l", "clip_g", "t5") if k in found
-                      and found[k].path != path]  # Forge lists the separate files only
+        components.update(
+            tokenizer_2=_clip_tokenizer(var, "tokenizer_2", cache_root),
+            tokenizer_3=parts.t5_tokenizer(_t5_length(var, "tokenizer_3")),
+        )
+    result.modules = [
+        found[k].path.stem for k in ("vae", "clip_l", "clip_g", "t5") if k in found and found[k].path != path
+    ]  # Forge lists the separate files only
     pipe = assemble(result, **components)
-    return LoadedCheckpoint(pipeline=pipe, probe=result, scheduler_config=result.configs["scheduler"],
-                            encoders=encoders)
+    return LoadedCheckpoint(
+        pipeline=pipe, probe=result, scheduler_config=result.configs["scheduler"], encoders=encoders
+    )
 
 
 def text_encoders(family: Family, var: str, found: dict[str, parts.Part], dtype: torch.dtype) -> dict[str, Any]:
@@ -115,13 +141,21 @@ def text_encoders(family: Family, var: str, found: dict[str, parts.Part], dtype:
     t5_cfg = load_template(var, "text_encoder_2" if family == Family.FLUX else "text_encoder_3")
     t5 = parts.load_t5(found["t5"], t5_cfg, dtype=dtype)
     if family == Family.FLUX:
-        return {"text_encoder": parts.load_clip(found["clip_l"], load_template(var, "text_encoder"),
-                                                projection=False, dtype=dtype), "text_encoder_2": t5}
-    return {"text_encoder": parts.load_clip(found["clip_l"], load_template(var, "text_encoder"), projection=True,
-                                            dtype=dtype),
-            "text_encoder_2": parts.load_clip(found["clip_g"], load_template(var, "text_encoder_2"),
-                                              projection=True, dtype=dtype),
-            "text_encoder_3": t5}
+        return {
+            "text_encoder": parts.load_clip(
+                found["clip_l"], load_template(var, "text_encoder"), projection=False, dtype=dtype
+            ),
+            "text_encoder_2": t5,
+        }
+    return {
+        "text_encoder": parts.load_clip(
+            found["clip_l"], load_template(var, "text_encoder"), projection=True, dtype=dtype
+        ),
+        "text_encoder_2": parts.load_clip(
+            found["clip_g"], load_template(var, "text_encoder_2"), projection=True, dtype=dtype
+        ),
+        "text_encoder_3": t5,
+    }
 
 
 def t5_max_length(model, chosen: int = 0) -> int:
@@ -179,12 +213,21 @@ def build_diffusers_folder(folder: Path, cls_name: str, *, dtype: torch.dtype):
     if family == Family.FLUX:
         var = "flux-dev" if cfg.get("guidance_embeds") else "flux-schnell"
     else:
-        var = "sd3-medium" if not cfg.get("qk_norm") else (
-            "sd35-medium" if cfg.get("dual_attention_layers") else "sd35-large")
+        var = (
+            "sd3-medium"
+            if not cfg.get("qk_norm")
+            else ("sd35-medium" if cfg.get("dual_attention_layers") else "sd35-large")
+        )
     del shapes
     scale = pipe.vae_scale_factor
     native = int(cfg.get("sample_size") or 128) * scale if family == Family.SD3 else NATIVE_SIZE[family]
     sched = dict(pipe.scheduler.config)
-    result = ProbeResult(family=family, inpainting=False, prediction_type="flow", native_size=native,
-                         configs={"transformer": cfg, "vae": dict(pipe.vae.config), "scheduler": sched}, variant=var)
+    result = ProbeResult(
+        family=family,
+        inpainting=False,
+        prediction_type="flow",
+        native_size=native,
+        configs={"transformer": cfg, "vae": dict(pipe.vae.config), "scheduler": sched},
+        variant=var,
+    )
     return LoadedCheckpoint(pipeline=pipe, probe=result, scheduler_config=sched)

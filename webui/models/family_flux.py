@@ -42,11 +42,16 @@ def transformer_config(shapes: Shapes, p: str, template: dict[str, Any], overrid
     head = shapes[p + "double_blocks.0.img_attn.norm.query_norm.scale"][0]
     inner = shapes[p + "img_in.weight"][0]
     cfg = dict(template)
-    cfg.update(num_layers=_count(shapes, p, "double_blocks"), num_single_layers=_count(shapes, p, "single_blocks"),
-               attention_head_dim=head, num_attention_heads=inner // head, in_channels=shapes[p + "img_in.weight"][1],
-               joint_attention_dim=shapes[p + "txt_in.weight"][1],
-               pooled_projection_dim=shapes[p + "vector_in.in_layer.weight"][1],
-               guidance_embeds=p + "guidance_in.in_layer.weight" in shapes)
+    cfg.update(
+        num_layers=_count(shapes, p, "double_blocks"),
+        num_single_layers=_count(shapes, p, "single_blocks"),
+        attention_head_dim=head,
+        num_attention_heads=inner // head,
+        in_channels=shapes[p + "img_in.weight"][1],
+        joint_attention_dim=shapes[p + "txt_in.weight"][1],
+        pooled_projection_dim=shapes[p + "vector_in.in_layer.weight"][1],
+        guidance_embeds=p + "guidance_in.in_layer.weight" in shapes,
+    )
     cfg.update(overrides)
     return cfg
 

@@ -38,15 +38,20 @@ def transformer_config(shapes: Shapes, p: str, template: dict[str, Any], overrid
     inner, patch = proj[0], proj[2]
     ln_q = p + "joint_blocks.0.x_block.attn.ln_q.weight"
     head = overrides.get("attention_head_dim") or (shapes[ln_q][0] if ln_q in shapes else cfg["attention_head_dim"])
-    cfg.update(num_layers=len(_blocks(shapes, p, r"joint_blocks\.(\d+)\.")), attention_head_dim=head,
-               num_attention_heads=inner // head, in_channels=proj[1], patch_size=patch,
-               caption_projection_dim=shapes[p + "context_embedder.weight"][0],
-               joint_attention_dim=shapes[p + "context_embedder.weight"][1],
-               pooled_projection_dim=shapes[p + "y_embedder.mlp.0.weight"][1],
-               out_channels=shapes[p + "final_layer.linear.weight"][0] // (patch * patch),
-               pos_embed_max_size=math.isqrt(shapes[p + "pos_embed"][1]),
-               dual_attention_layers=_blocks(shapes, p, r"joint_blocks\.(\d+)\.x_block\.attn2\."),
-               qk_norm="rms_norm" if ln_q in shapes else None)
+    cfg.update(
+        num_layers=len(_blocks(shapes, p, r"joint_blocks\.(\d+)\.")),
+        attention_head_dim=head,
+        num_attention_heads=inner // head,
+        in_channels=proj[1],
+        patch_size=patch,
+        caption_projection_dim=shapes[p + "context_embedder.weight"][0],
+        joint_attention_dim=shapes[p + "context_embedder.weight"][1],
+        pooled_projection_dim=shapes[p + "y_embedder.mlp.0.weight"][1],
+        out_channels=shapes[p + "final_layer.linear.weight"][0] // (patch * patch),
+        pos_embed_max_size=math.isqrt(shapes[p + "pos_embed"][1]),
+        dual_attention_layers=_blocks(shapes, p, r"joint_blocks\.(\d+)\.x_block\.attn2\."),
+        qk_norm="rms_norm" if ln_q in shapes else None,
+    )
     cfg.update(overrides)
     return cfg
 

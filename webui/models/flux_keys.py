@@ -27,19 +27,29 @@ _TOP = {
     "final_layer.linear": "proj_out",
 }
 _DOUBLE = {
-    "img_mod.lin": "norm1.linear", "txt_mod.lin": "norm1_context.linear",
-    "img_attn.norm.query_norm.scale": "attn.norm_q.weight", "img_attn.norm.key_norm.scale": "attn.norm_k.weight",
+    "img_mod.lin": "norm1.linear",
+    "txt_mod.lin": "norm1_context.linear",
+    "img_attn.norm.query_norm.scale": "attn.norm_q.weight",
+    "img_attn.norm.key_norm.scale": "attn.norm_k.weight",
     "txt_attn.norm.query_norm.scale": "attn.norm_added_q.weight",
     "txt_attn.norm.key_norm.scale": "attn.norm_added_k.weight",
-    "img_mlp.0": "ff.net.0.proj", "img_mlp.2": "ff.net.2", "txt_mlp.0": "ff_context.net.0.proj",
-    "txt_mlp.2": "ff_context.net.2", "img_attn.proj": "attn.to_out.0", "txt_attn.proj": "attn.to_add_out",
+    "img_mlp.0": "ff.net.0.proj",
+    "img_mlp.2": "ff.net.2",
+    "txt_mlp.0": "ff_context.net.0.proj",
+    "txt_mlp.2": "ff_context.net.2",
+    "img_attn.proj": "attn.to_out.0",
+    "txt_attn.proj": "attn.to_add_out",
 }
 _SINGLE = {
-    "modulation.lin": "norm.linear", "norm.query_norm.scale": "attn.norm_q.weight",
-    "norm.key_norm.scale": "attn.norm_k.weight", "linear2": "proj_out",
+    "modulation.lin": "norm.linear",
+    "norm.query_norm.scale": "attn.norm_q.weight",
+    "norm.key_norm.scale": "attn.norm_k.weight",
+    "linear2": "proj_out",
 }
-_QKV = {"img_attn.qkv": ("attn.to_q", "attn.to_k", "attn.to_v"),
-        "txt_attn.qkv": ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj")}
+_QKV = {
+    "img_attn.qkv": ("attn.to_q", "attn.to_k", "attn.to_v"),
+    "txt_attn.qkv": ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"),
+}
 
 
 def _swap_halves(t: torch.Tensor) -> torch.Tensor:
@@ -51,20 +61,20 @@ def _swap_halves(t: torch.Tensor) -> torch.Tensor:
 def _rename(name: str, table: dict[str, str]) -> str | None:
     for src, dst in table.items():
         if name == src or name.startswith(src + "."):
-            return dst + name[len(src):]
+            return dst + name[len(src) :]
     return None
 
 
 def bfl_to_diffusers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A BFL-layout FLUX transformer state dict (with or without `model.diffusion_model.`) in diffusers names."""
-    sd = {k[len(PREFIX):] if k.startswith(PREFIX) else k: v for k, v in state.items()}
+    sd = {k[len(PREFIX) :] if k.startswith(PREFIX) else k: v for k, v in state.items()}
     out: dict[str, torch.Tensor] = {}
     for k, v in sd.items():
         if m := re.match(r"double_blocks\.(\d+)\.(.+)$", k):
             i, rest = m.groups()
             base = rest.rsplit(".", 1)[0] if rest.endswith((".weight", ".bias")) else rest
             if base in _QKV:
-                suffix = rest[len(base):]
+                suffix = rest[len(base) :]
                 for name, part in zip(_QKV[base], v.chunk(3, dim=0)):
                     out[f"transformer_blocks.{i}.{name}{suffix}"] = part
                 continue
@@ -75,7 +85,7 @@ def bfl_to_diffusers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         elif m := re.match(r"single_blocks\.(\d+)\.(.+)$", k):
             i, rest = m.groups()
             if rest.startswith("linear1."):
-                suffix = rest[len("linear1"):]
+                suffix = rest[len("linear1") :]
                 inner = sd[f"single_blocks.{i}.linear2.weight"].shape[0]
                 q, kk, vv, mlp = torch.split(v, [inner, inner, inner, v.shape[0] - 3 * inner], dim=0)
                 for name, part in (("attn.to_q", q), ("attn.to_k", kk), ("attn.to_v", vv), ("proj_mlp", mlp)):
@@ -107,9 +117,10 @@ def diffusers_to_bfl(state: dict[str, torch.Tensor], prefix: str = "") -> dict[s
             hit = next(((src, names) for src, names in _QKV.items() if rest.startswith(names[0] + ".")), None)
             if hit:
                 src, names = hit
-                suffix = rest[len(names[0]):]
+                suffix = rest[len(names[0]) :]
                 out[f"double_blocks.{i}.{src}{suffix}"] = torch.cat(
-                    [state[f"transformer_blocks.{i}.{n}{suffix}"] for n in names], dim=0)
+                    [state[f"transformer_blocks.{i}.{n}{suffix}"] for n in names], dim=0
+                )
                 continue
             if any(rest.startswith(n + ".") for names in _QKV.values() for n in names[1:]):
                 continue
@@ -121,9 +132,10 @@ def diffusers_to_bfl(state: dict[str, torch.Tensor], prefix: str = "") -> dict[s
             i, rest = m.groups()
             parts = ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")
             if rest.startswith(parts[0] + "."):
-                suffix = rest[len(parts[0]):]
+                suffix = rest[len(parts[0]) :]
                 out[f"single_blocks.{i}.linear1{suffix}"] = torch.cat(
-                    [state[f"single_transformer_blocks.{i}.{n}{suffix}"] for n in parts], dim=0)
+                    [state[f"single_transformer_blocks.{i}.{n}{suffix}"] for n in parts], dim=0
+                )
                 continue
             if any(rest.startswith(n + ".") for n in parts[1:]):
                 continue

@@ -42,7 +42,7 @@ def listing_digest(folders: Iterable[Path], max_entries: int = MAX_ENTRIES) -> s
                     entries = sorted(it, key=lambda e: e.name)
             except OSError:  # missing or unreadable: counts as empty (it may appear later)
                 continue
-            for entry in entries[:max_entries - count]:
+            for entry in entries[: max_entries - count]:
                 count += 1
                 try:
                     if entry.is_dir(follow_symlinks=True):
@@ -58,8 +58,14 @@ def listing_digest(folders: Iterable[Path], max_entries: int = MAX_ENTRIES) -> s
 class FolderWatch:
     """The model folders' listing as a token; `on_change()` runs (once, under a lock) before a new token is given."""
 
-    def __init__(self, folders: Callable[[], list[Path]], on_change: Callable[[], None], *,
-                 min_interval: float = 2.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        folders: Callable[[], list[Path]],
+        on_change: Callable[[], None],
+        *,
+        min_interval: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.folders, self.on_change = folders, on_change
         self.min_interval, self.clock = min_interval, clock
         self._lock = threading.Lock()

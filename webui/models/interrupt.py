@@ -17,9 +17,21 @@ from typing import Any
 from webui.errors import Interrupted
 
 # the units of work a hook sits in front of (class names, so every family's blocks count without importing them)
-_BLOCKS = frozenset({"ResnetBlock2D", "Transformer2DModel", "BasicTransformerBlock", "Downsample2D", "Upsample2D",
-                     "Encoder", "Decoder", "SD3Transformer2DModel", "JointTransformerBlock", "FluxTransformerBlock",
-                     "FluxSingleTransformerBlock"})
+_BLOCKS = frozenset(
+    {
+        "ResnetBlock2D",
+        "Transformer2DModel",
+        "BasicTransformerBlock",
+        "Downsample2D",
+        "Upsample2D",
+        "Encoder",
+        "Decoder",
+        "SD3Transformer2DModel",
+        "JointTransformerBlock",
+        "FluxTransformerBlock",
+        "FluxSingleTransformerBlock",
+    }
+)
 
 
 class InterruptChecks:
@@ -55,6 +67,7 @@ class InterruptChecks:
             if control.interrupted:
                 self.stopped_in = self.stopped_in or part
                 raise Interrupted("interrupted")
+
         return check
 
     def close(self) -> None:

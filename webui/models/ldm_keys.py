@@ -18,11 +18,23 @@ import torch
 from webui.models.families import CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX
 from webui.models.ldm_openclip import text_state_dict
 
-_UNET_RESNET = [("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("time_emb_proj", "emb_layers.1"),
-                ("norm2", "out_layers.0"), ("conv2", "out_layers.3"), ("conv_shortcut", "skip_connection")]
-_UNET_FIXED = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
-               "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2",
-               "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2"}
+_UNET_RESNET = [
+    ("norm1", "in_layers.0"),
+    ("conv1", "in_layers.2"),
+    ("time_emb_proj", "emb_layers.1"),
+    ("norm2", "out_layers.0"),
+    ("conv2", "out_layers.3"),
+    ("conv_shortcut", "skip_connection"),
+]
+_UNET_FIXED = {
+    "time_embedding.linear_1": "time_embed.0",
+    "time_embedding.linear_2": "time_embed.2",
+    "conv_in": "input_blocks.0.0",
+    "conv_norm_out": "out.0",
+    "conv_out": "out.2",
+    "add_embedding.linear_1": "label_emb.0.0",
+    "add_embedding.linear_2": "label_emb.0.2",
+}
 _VAE_ATTN = [("group_norm", "norm"), ("to_q", "q"), ("to_k", "k"), ("to_v", "v"), ("to_out.0", "proj_out")]
 
 
@@ -35,7 +47,7 @@ def _split(key: str) -> tuple[str, str]:
 def _resnet(rest: str) -> str:
     for new, old in _UNET_RESNET:
         if rest == new or rest.startswith(new + "."):
-            return old + rest[len(new):]
+            return old + rest[len(new) :]
     raise KeyError(rest)
 
 
@@ -109,8 +121,9 @@ def clip_key_to_ldm(key: str) -> str:
     return CLIP_PREFIX + (key if key.startswith("text_model.") else "text_model." + key)
 
 
-def to_ldm_state_dict(unet, vae, text_encoder, dtype: torch.dtype | None = None, *, text_encoder_2=None,
-                      family: str | None = None) -> dict[str, torch.Tensor]:
+def to_ldm_state_dict(
+    unet, vae, text_encoder, dtype: torch.dtype | None = None, *, text_encoder_2=None, family: str | None = None
+) -> dict[str, torch.Tensor]:
     """One A1111-layout state dict for a pipeline's models.
 
     `family` is "sd1" (CLIP-L under `cond_stage_model.transformer.`), "sd2" (OpenCLIP under
@@ -139,8 +152,17 @@ def to_ldm_state_dict(unet, vae, text_encoder, dtype: torch.dtype | None = None,
     return out
 
 
-def save_a1111_checkpoint(path: str | Path, unet, vae, text_encoder, *, easel_config: dict[str, Any] | None = None,
-                          dtype: torch.dtype | None = None, text_encoder_2=None, family: str | None = None) -> Path:
+def save_a1111_checkpoint(
+    path: str | Path,
+    unet,
+    vae,
+    text_encoder,
+    *,
+    easel_config: dict[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
+    text_encoder_2=None,
+    family: str | None = None,
+) -> Path:
     """Write an A1111 single-file `.safetensors` checkpoint atomically (SD 1.x, SD 2.x with `family="sd2"`, or SDXL
     with `text_encoder_2`).
 

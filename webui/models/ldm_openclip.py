@@ -14,11 +14,19 @@ import torch
 
 from webui.models.families import CLIP_PREFIX, SD2_TEXT_PREFIX, SDXL_CLIP_G_PREFIX, SDXL_CLIP_L_PREFIX
 
-_FIXED = {"embeddings.token_embedding.weight": "token_embedding.weight",
-          "embeddings.position_embedding.weight": "positional_embedding",
-          "final_layer_norm.weight": "ln_final.weight", "final_layer_norm.bias": "ln_final.bias"}
-_LAYER = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj",
-          "self_attn.out_proj": "attn.out_proj"}
+_FIXED = {
+    "embeddings.token_embedding.weight": "token_embedding.weight",
+    "embeddings.position_embedding.weight": "positional_embedding",
+    "final_layer_norm.weight": "ln_final.weight",
+    "final_layer_norm.bias": "ln_final.bias",
+}
+_LAYER = {
+    "layer_norm1": "ln_1",
+    "layer_norm2": "ln_2",
+    "mlp.fc1": "mlp.c_fc",
+    "mlp.fc2": "mlp.c_proj",
+    "self_attn.out_proj": "attn.out_proj",
+}
 
 
 def _flat(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -26,8 +34,9 @@ def _flat(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k.removeprefix("text_model."): v for k, v in state.items() if not k.endswith("position_ids")}
 
 
-def openclip_state_dict(text_encoder, prefix: str, *, extra_layers: int = 0,
-                        put_projection: bool = True) -> dict[str, torch.Tensor]:
+def openclip_state_dict(
+    text_encoder, prefix: str, *, extra_layers: int = 0, put_projection: bool = True
+) -> dict[str, torch.Tensor]:
     """One tower in OpenCLIP names under `prefix`.
 
     `extra_layers`: SD 2.x runs the text tower's penultimate layer, so diffusers' SD2 text encoder has one layer
@@ -91,8 +100,10 @@ def text_state_dict(family: str, text_encoder, text_encoder_2=None) -> dict[str,
     build: dict[str, Callable[[], dict]] = {
         "sd1": lambda: clip_l_state_dict(text_encoder, CLIP_PREFIX),
         "sd2": lambda: openclip_state_dict(text_encoder, SD2_TEXT_PREFIX, extra_layers=1),
-        "sdxl": lambda: {**clip_l_state_dict(text_encoder, SDXL_CLIP_L_PREFIX),
-                         **openclip_state_dict(text_encoder_2, SDXL_CLIP_G_PREFIX)},
+        "sdxl": lambda: {
+            **clip_l_state_dict(text_encoder, SDXL_CLIP_L_PREFIX),
+            **openclip_state_dict(text_encoder_2, SDXL_CLIP_G_PREFIX),
+        },
     }
     if family == "sdxl" and text_encoder_2 is None:
         raise ValueError("an SDXL checkpoint needs text_encoder_2")

@@ -31,5 +31,11 @@ def named_choices(manager: ModelManager, kind: str) -> list[str]:
 
 def model_folders(paths: Paths) -> list[Path]:
     """Checkpoints, VAEs, LoRAs (and LyCORIS), embeddings and ControlNet models."""
-    return [paths.ckpt_dir, paths.vae_dir, paths.lora_dir, paths.lycoris_dir, paths.embeddings_dir,
-            paths.controlnet_dir]
+    return [
+        paths.ckpt_dir,
+        paths.vae_dir,
+        paths.lora_dir,
+        paths.lycoris_dir,
+        paths.embeddings_dir,
+        paths.controlnet_dir,
+    ]

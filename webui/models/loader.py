@@ -62,9 +62,11 @@ def read_state_dict(path: Path, reader: Callable[[Path], dict] | None = None) ->
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise UnsafeCheckpoint(f"{path.name}: refused: the pickle holds objects other than tensors, "
-                               f"and loading it could run code. Convert it to .safetensors from a trusted source.",
-                               detail=str(e).splitlines()[0]) from e
+        raise UnsafeCheckpoint(
+            f"{path.name}: refused: the pickle holds objects other than tensors, "
+            f"and loading it could run code. Convert it to .safetensors from a trusted source.",
+            detail=str(e).splitlines()[0],
+        ) from e
     except Exception as e:
         raise ModelLoadError(f"{path.name}: cannot read checkpoint ({type(e).__name__}: {e})") from e
     while isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
@@ -100,8 +102,10 @@ def write_config_folder(result: ProbeResult, cache_root: Path) -> Path:
     blob = json.dumps(result.configs, sort_keys=True)
     folder = cache_root / hashlib.sha256(blob.encode()).hexdigest()[:16]
     template = {Family.SD1: "sd15", Family.SD2: "sd21v", Family.SDXL: "sdxl"}[result.family]
-    files = {f"{component}/{'scheduler_config.json' if component == 'scheduler' else 'config.json'}": _json_bytes(cfg)
-             for component, cfg in result.configs.items()}
+    files = {
+        f"{component}/{'scheduler_config.json' if component == 'scheduler' else 'config.json'}": _json_bytes(cfg)
+        for component, cfg in result.configs.items()
+    }
     files["model_index.json"] = _json_bytes(json.loads((CONFIGS_DIR / template / "model_index.json").read_text()))
     for rel, data in files.items():
         ensure_file(folder / rel, data)
@@ -116,9 +120,15 @@ def _json_bytes(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def build_from_single_file(path: Path, cache_root: Path, *, dtype: torch.dtype = torch.float32,
-                           reader: Callable[[Path], dict] | None = None,
-                           models_root: Path | None = None, modules: tuple[str, ...] = ()) -> LoadedCheckpoint:
+def build_from_single_file(
+    path: Path,
+    cache_root: Path,
+    *,
+    dtype: torch.dtype = torch.float32,
+    reader: Callable[[Path], dict] | None = None,
+    models_root: Path | None = None,
+    modules: tuple[str, ...] = (),
+) -> LoadedCheckpoint:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
@@ -133,8 +143,9 @@ def build_from_single_file(path: Path, cache_root: Path, *, dtype: torch.dtype =
         folder = str(write_config_folder(result, cache_root))
     except OSError as e:
         if is_disk_full(e):
-            raise DiskFull(f"disk full: free space in {cache_root}",
-                           detail=f"could not write the model's config cache: {e}") from None
+            raise DiskFull(
+                f"disk full: free space in {cache_root}", detail=f"could not write the model's config cache: {e}"
+            ) from None
         raise
     common = dict(config=folder, local_files_only=True, torch_dtype=dtype)
     components: dict[str, Any] = {}
@@ -143,18 +154,21 @@ def build_from_single_file(path: Path, cache_root: Path, *, dtype: torch.dtype =
         components["vae"] = AutoencoderKL.from_single_file(state, subfolder="vae", **common)
         # diffusers' converter picks the tower by key names: CLIP-L (SD1, SDXL's first), OpenCLIP (SD2 dropping its
         # last block, SDXL's bigG with its projection).
-        components["text_encoder"] = create_diffusers_clip_model_from_ldm(CLIPTextModel, state,
-                                                                          subfolder="text_encoder", **common)
+        components["text_encoder"] = create_diffusers_clip_model_from_ldm(
+            CLIPTextModel, state, subfolder="text_encoder", **common
+        )
         if result.family == Family.SDXL:
             components["text_encoder_2"] = create_diffusers_clip_model_from_ldm(
-                CLIPTextModelWithProjection, state, subfolder="text_encoder_2", **common)
+                CLIPTextModelWithProjection, state, subfolder="text_encoder_2", **common
+            )
     except ModelLoadError:
         raise
     except Exception as e:
         raise ModelLoadError(f"{path.name}: the weights do not fit the {result.label} layout ({e})") from e
     for name in ("tokenizer", "tokenizer_2") if result.family == Family.SDXL else ("tokenizer",):
-        components[name] = CLIPTokenizer.from_pretrained(folder, subfolder=name, model_max_length=77,
-                                                         local_files_only=True)
+        components[name] = CLIPTokenizer.from_pretrained(
+            folder, subfolder=name, model_max_length=77, local_files_only=True
+        )
     pipe = assemble_pipeline(result, **components)
     return LoadedCheckpoint(pipeline=pipe, probe=result, scheduler_config=result.configs["scheduler"])
 
@@ -166,11 +180,17 @@ def assemble_pipeline(result: ProbeResult, **components):
 
     scheduler = EulerDiscreteScheduler.from_config(result.configs["scheduler"])
     if result.family == Family.SDXL:
-        pipe = StableDiffusionXLPipeline(scheduler=scheduler, force_zeros_for_empty_prompt=True,
-                                         add_watermarker=False, **components)
+        pipe = StableDiffusionXLPipeline(
+            scheduler=scheduler, force_zeros_for_empty_prompt=True, add_watermarker=False, **components
+        )
     else:
-        pipe = StableDiffusionPipeline(scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                       requires_safety_checker=False, **components)
+        pipe = StableDiffusionPipeline(
+            scheduler=scheduler,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+            **components,
+        )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -189,12 +209,18 @@ def build_from_diffusers_folder(folder: Path, *, dtype: torch.dtype = torch.floa
         raise ModelLoadError(f"{folder.name}: {cls_name} folders are not supported yet")
     try:
         if sdxl:
-            pipe = StableDiffusionXLPipeline.from_pretrained(str(folder), local_files_only=True, torch_dtype=dtype,
-                                                             add_watermarker=False)
+            pipe = StableDiffusionXLPipeline.from_pretrained(
+                str(folder), local_files_only=True, torch_dtype=dtype, add_watermarker=False
+            )
         else:
-            pipe = StableDiffusionPipeline.from_pretrained(str(folder), local_files_only=True, torch_dtype=dtype,
-                                                           safety_checker=None, feature_extractor=None,
-                                                           requires_safety_checker=False)
+            pipe = StableDiffusionPipeline.from_pretrained(
+                str(folder),
+                local_files_only=True,
+                torch_dtype=dtype,
+                safety_checker=None,
+                feature_extractor=None,
+                requires_safety_checker=False,
+            )
     except Exception as e:
         raise ModelLoadError(f"{folder.name}: cannot load diffusers folder ({e})") from e
     pipe.set_progress_bar_config(disable=True)
@@ -204,9 +230,13 @@ def build_from_diffusers_folder(folder: Path, *, dtype: torch.dtype = torch.floa
     # SD 2.x's OpenCLIP tokenizer pads with "!", SD 1.x's with <|endoftext|>.
     family = Family.SDXL if sdxl else Family.SD2 if getattr(pipe.tokenizer, "pad_token", None) == "!" else Family.SD1
     configs = {"unet": unet, "vae": vae, "scheduler": sched}
-    result = ProbeResult(family=family, inpainting=unet["in_channels"] == 9,
-                         prediction_type=sched.get("prediction_type", "epsilon"),
-                         native_size=int(unet["sample_size"]) * scale, configs=configs)
+    result = ProbeResult(
+        family=family,
+        inpainting=unet["in_channels"] == 9,
+        prediction_type=sched.get("prediction_type", "epsilon"),
+        native_size=int(unet["sample_size"]) * scale,
+        configs=configs,
+    )
     return LoadedCheckpoint(pipeline=pipe, probe=result, scheduler_config=sched)
 
 
@@ -216,8 +246,11 @@ def build_vae(path: Path, cache_root: Path, base: ProbeResult, *, dtype: torch.d
     from webui.models.probe import vae_config
 
     state = read_state_dict(path)
-    prefixed = state if any(k.startswith("first_stage_model.") for k in state) else {
-        "first_stage_model." + k: v for k, v in state.items()}
+    prefixed = (
+        state
+        if any(k.startswith("first_stage_model.") for k in state)
+        else {"first_stage_model." + k: v for k, v in state.items()}
+    )
     shapes = {k: tuple(v.shape) for k, v in prefixed.items()}
     try:
         cfg = vae_config(shapes, base.family, {"scaling_factor": base.configs["vae"].get("scaling_factor", 0.18215)})
@@ -235,7 +268,8 @@ def vae_from_single_file(state: dict, cfg: dict, cache_root: Path, *, dtype: tor
     folder = cache_root / ("vae-" + hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16])
     ensure_file(folder / "vae" / "config.json", _json_bytes(cfg))
     try:
-        return AutoencoderKL.from_single_file(state, config=str(folder), subfolder="vae", local_files_only=True,
-                                              torch_dtype=dtype)
+        return AutoencoderKL.from_single_file(
+            state, config=str(folder), subfolder="vae", local_files_only=True, torch_dtype=dtype
+        )
     except Exception as e:
         raise ModelLoadError(f"{name}: VAE weights do not fit ({e})") from e

@@ -50,8 +50,16 @@ class LoadedModel:
 
 
 class ModelManager:
-    def __init__(self, *, catalog: CheckpointCatalog, vae_dir: Path, cache_root: Path, policy: DevicePolicy,
-                 get_option: Callable[[str], Any], on_loaded: Callable[[LoadedModel], None] | None = None):
+    def __init__(
+        self,
+        *,
+        catalog: CheckpointCatalog,
+        vae_dir: Path,
+        cache_root: Path,
+        policy: DevicePolicy,
+        get_option: Callable[[str], Any],
+        on_loaded: Callable[[LoadedModel], None] | None = None,
+    ):
         self.catalog, self.vae_dir, self.cache_root, self.policy = catalog, vae_dir, cache_root, policy
         self.get_option = get_option
         self.on_loaded = on_loaded
@@ -112,14 +120,24 @@ class ModelManager:
         if info.is_folder:
             lc = loader.build_from_diffusers_folder(info.path, dtype=self.policy.dtype)
         else:
-            lc = loader.build_from_single_file(info.path, self.cache_root, dtype=self.policy.dtype,
-                                               models_root=self.vae_dir.parent,  # SD3/FLUX parts' folders
-                                               modules=modules)
+            lc = loader.build_from_single_file(
+                info.path,
+                self.cache_root,
+                dtype=self.policy.dtype,
+                models_root=self.vae_dir.parent,  # SD3/FLUX parts' folders
+                modules=modules,
+            )
         pipe = lc.pipeline
         if pipe.vae.dtype != self.policy.vae_dtype:  # --no-half-vae: the checkpoint's own VAE in fp32 too
             pipe.vae.to(dtype=self.policy.vae_dtype)
-        model = LoadedModel(info=info, pipeline=pipe, probe=lc.probe, scheduler_config=lc.scheduler_config,
-                            own_vae=pipe.vae, load_seconds=time.perf_counter() - t0)
+        model = LoadedModel(
+            info=info,
+            pipeline=pipe,
+            probe=lc.probe,
+            scheduler_config=lc.scheduler_config,
+            own_vae=pipe.vae,
+            load_seconds=time.perf_counter() - t0,
+        )
         if self.policy.lowram and lc.encoders is not None:  # --lowram: the text encoders wait on the disk
             from webui.models.lowram import EncoderWeights
 

@@ -50,7 +50,17 @@ def model_bytes(model) -> int:
 def model_report(model, *, offload: str, active: bool) -> dict[str, Any]:
     ram, device, dtypes = _sizes(model.pipeline)
     probe = model.probe
-    return {"title": model.info.title, "active": active, "family": probe.family.value, "variant": probe.variant or None,
-            "label": probe.label, "dtypes": dtypes, "quantization": probe.quantization or None, "offload": offload,
-            "modules": list(probe.modules), "bytes_ram": ram, "bytes_device": device,
-            "text_encoders_on_disk": "lowram" in model.extra}  # --lowram: read from their files per encoding
+    return {
+        "title": model.info.title,
+        "active": active,
+        "family": probe.family.value,
+        "variant": probe.variant or None,
+        "label": probe.label,
+        "dtypes": dtypes,
+        "quantization": probe.quantization or None,
+        "offload": offload,
+        "modules": list(probe.modules),
+        "bytes_ram": ram,
+        "bytes_device": device,
+        "text_encoders_on_disk": "lowram" in model.extra,
+    }  # --lowram: read from their files per encoding

@@ -18,8 +18,12 @@ from webui.errors import ModelLoadError
 T5_MARK = "encoder.block.0.layer.0.SelfAttention.q.weight"
 CLIP_MARK = "embeddings.token_embedding.weight"
 T5_TOKENIZER_DIR = Path(__file__).resolve().parent / "configs" / "t5-tokenizer"
-PART_NAMES = {"clip_l": "CLIP-L (clip_l.safetensors)", "clip_g": "CLIP-G (clip_g.safetensors)",
-              "t5": "T5-XXL (t5xxl_fp16.safetensors)", "vae": "VAE (ae.safetensors for FLUX, the SD3 VAE for SD3)"}
+PART_NAMES = {
+    "clip_l": "CLIP-L (clip_l.safetensors)",
+    "clip_g": "CLIP-G (clip_g.safetensors)",
+    "t5": "T5-XXL (t5xxl_fp16.safetensors)",
+    "vae": "VAE (ae.safetensors for FLUX, the SD3 VAE for SD3)",
+}
 
 
 @dataclass(frozen=True)
@@ -79,8 +83,13 @@ def scan(models_root: Path) -> list[Part]:
 def module_files(models_root: Path) -> list[str]:
     """The file names Forge's "VAE / Text Encoder" selector offers: every .safetensors in models/VAE/,
     models/text_encoder/ and models/clip/ (by name, as `chosen` matches them), sorted, without repeats."""
-    names = {f.name for folder in PART_FOLDERS if (models_root / folder).is_dir()
-             for f in (models_root / folder).rglob("*.safetensors") if f.is_file()}
+    names = {
+        f.name
+        for folder in PART_FOLDERS
+        if (models_root / folder).is_dir()
+        for f in (models_root / folder).rglob("*.safetensors")
+        if f.is_file()
+    }
     return sorted(names, key=str.lower)
 
 
@@ -90,11 +99,15 @@ def _one(candidates: list[Part], role: str, label: str, models_root: Path, found
     folder = "models/VAE/" if role == "vae" else "models/text_encoder/ (or models/clip/)"
     if not candidates:
         seen = ", ".join(f"{p.path.name} ({p.kind}, width {p.width})" for p in found if p.kind == role.split("_")[0])
-        raise ModelLoadError(f"{label} needs a {PART_NAMES[role]} that fits it: put one in {folder}"
-                             + (f"; found only others: {seen}" if seen else ""))
+        raise ModelLoadError(
+            f"{label} needs a {PART_NAMES[role]} that fits it: put one in {folder}"
+            + (f"; found only others: {seen}" if seen else "")
+        )
     names = ", ".join(p.path.name for p in candidates)
-    raise ModelLoadError(f"{label}: more than one {PART_NAMES[role]} fits ({names}); keep one of them in {folder} "
-                         "(choosing between several is not supported yet)")
+    raise ModelLoadError(
+        f"{label}: more than one {PART_NAMES[role]} fits ({names}); keep one of them in {folder} "
+        "(choosing between several is not supported yet)"
+    )
 
 
 def chosen(found: list[Part], modules: tuple[str, ...] | list[str]) -> list[Part]:
@@ -104,8 +117,13 @@ def chosen(found: list[Part], modules: tuple[str, ...] | list[str]) -> list[Part
     return [p for p in found if p.path.name in names or p.path.stem in names]
 
 
-def pick(needs: dict[str, Any], models_root: Path, label: str, inside: list[Part] | None = None,
-         modules: tuple[str, ...] | list[str] = ()) -> dict[str, Part]:
+def pick(
+    needs: dict[str, Any],
+    models_root: Path,
+    label: str,
+    inside: list[Part] | None = None,
+    modules: tuple[str, ...] | list[str] = (),
+) -> dict[str, Part]:
     """The parts a transformer needs (family_flux.needs / family_sd3.needs), one per role. Files chosen by name
     (`modules`, Forge's top-bar "VAE / Text Encoder" choice) come first, then parts `inside` an all-in-one
     checkpoint; the folders are searched only for the roles still open, and must then hold exactly one that fits."""
@@ -113,8 +131,10 @@ def pick(needs: dict[str, Any], models_root: Path, label: str, inside: list[Part
         picked = chosen(scan(models_root), modules)
         unknown = [m for m in modules if not chosen(picked, [m])]
         if unknown:
-            raise ModelLoadError(f"{label}: module(s) not found in models/text_encoder/, models/clip/ or models/VAE/: "
-                                 + ", ".join(map(str, unknown)))
+            raise ModelLoadError(
+                f"{label}: module(s) not found in models/text_encoder/, models/clip/ or models/VAE/: "
+                + ", ".join(map(str, unknown))
+            )
         return pick(needs, models_root, label, picked + list(inside or []))
     fits = pick_inside(needs, inside or [])
     rest = {r: w for r, w in needs.items() if r not in fits and not (r == "clip_pair" and "clip_g" in fits)}
@@ -125,13 +145,18 @@ def pick(needs: dict[str, Any], models_root: Path, label: str, inside: list[Part
     out = dict(fits)
     for role in ("t5", "vae"):
         if role in rest:
-            out[role] = _one([p for p in found if p.kind == role and p.width == rest[role]], role, label, models_root,
-                             found)
+            out[role] = _one(
+                [p for p in found if p.kind == role and p.width == rest[role]], role, label, models_root, found
+            )
     if "clip_l" in rest:
         out["clip_l"] = _one([p for p in clips if p.width == rest["clip_l"]], "clip_l", label, models_root, found)
     elif "clip_pair" in rest:  # SD3: the L/G pair whose projections add up to the pooled width; the narrower tower is L
-        pairs = [(a, b) for a in clips for b in clips if a.width < b.width and a.projection and b.projection
-                 and a.projection + b.projection == rest["clip_pair"]]
+        pairs = [
+            (a, b)
+            for a in clips
+            for b in clips
+            if a.width < b.width and a.projection and b.projection and a.projection + b.projection == rest["clip_pair"]
+        ]
         if len(pairs) != 1:
             role = "clip_l" if not any(p.width <= 768 for p in clips) else "clip_g"
             _one([] if not pairs else [p for pair in pairs for p in pair], role, label, models_root, found)
@@ -149,8 +174,12 @@ def pick_inside(needs: dict[str, Any], inside: list[Part]) -> dict[str, Part]:
                 out[role] = fit[0]
     if "clip_pair" in needs:
         clips = [p for p in inside if p.kind == "clip"]
-        pairs = [(a, b) for a in clips for b in clips if a.width < b.width and a.projection and b.projection
-                 and a.projection + b.projection == needs["clip_pair"]]
+        pairs = [
+            (a, b)
+            for a in clips
+            for b in clips
+            if a.width < b.width and a.projection and b.projection and a.projection + b.projection == needs["clip_pair"]
+        ]
         if pairs:
             out["clip_l"], out["clip_g"] = pairs[0]
     return out
@@ -163,7 +192,7 @@ def _read(part: Part) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
     with safe_open(str(part.path), framework="pt") as f:
         meta = dict(f.metadata() or {})
-        state = {k[len(part.prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(part.prefix)}
+        state = {k[len(part.prefix) :]: f.get_tensor(k) for k in f.keys() if k.startswith(part.prefix)}
     extra = json.loads(meta["easel.config"]) if "easel.config" in meta else {}
     if "parts" in extra or "transformer" in extra:
         extra = extra.get("parts", {}).get(part.prefix, {})
@@ -176,13 +205,19 @@ def load_clip(part: Part, template: dict[str, Any], *, projection: bool, dtype: 
     from transformers.initialization import no_init_weights
 
     state, extra = _read(part)
-    state = {k[len("text_model."):] if k.startswith("text_model.") else k: v for k, v in state.items()}
+    state = {k[len("text_model.") :] if k.startswith("text_model.") else k: v for k, v in state.items()}
     vocab, hidden = state[CLIP_MARK].shape
     layers = len({m.group(1) for k in state if (m := re.match(r"encoder\.layers\.(\d+)\.", k))})
-    cfg = dict(template, vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers,
-               max_position_embeddings=state["embeddings.position_embedding.weight"].shape[0],
-               intermediate_size=state["encoder.layers.0.mlp.fc1.weight"].shape[0],
-               projection_dim=part.projection or hidden, num_attention_heads=max(1, hidden // 64))
+    cfg = dict(
+        template,
+        vocab_size=vocab,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        max_position_embeddings=state["embeddings.position_embedding.weight"].shape[0],
+        intermediate_size=state["encoder.layers.0.mlp.fc1.weight"].shape[0],
+        projection_dim=part.projection or hidden,
+        num_attention_heads=max(1, hidden // 64),
+    )
     cfg.update(extra)
     cls = CLIPTextModelWithProjection if projection else CLIPTextModel
     with no_init_weights():  # every weight comes from the file (_load refuses missing ones): no random init
@@ -206,10 +241,16 @@ def load_t5(part: Part, template: dict[str, Any], *, dtype: torch.dtype):
         state["shared.weight"] = state["encoder.embed_tokens.weight"]
     vocab, d_model = state["shared.weight"].shape
     buckets, heads = state["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"].shape
-    cfg = dict(template, vocab_size=vocab, d_model=d_model, num_heads=heads, relative_attention_num_buckets=buckets,
-               d_kv=state[T5_MARK].shape[0] // heads,
-               d_ff=state["encoder.block.0.layer.1.DenseReluDense.wo.weight"].shape[1],
-               num_layers=len({m.group(1) for k in state if (m := re.match(r"encoder\.block\.(\d+)\.", k))}))
+    cfg = dict(
+        template,
+        vocab_size=vocab,
+        d_model=d_model,
+        num_heads=heads,
+        relative_attention_num_buckets=buckets,
+        d_kv=state[T5_MARK].shape[0] // heads,
+        d_ff=state["encoder.block.0.layer.1.DenseReluDense.wo.weight"].shape[1],
+        num_layers=len({m.group(1) for k in state if (m := re.match(r"encoder\.block\.(\d+)\.", k))}),
+    )
     cfg.update(extra)
     with no_init_weights():
         model = T5EncoderModel(T5Config.from_dict(cfg))
@@ -221,8 +262,10 @@ def load_t5(part: Part, template: dict[str, Any], *, dtype: torch.dtype):
 def _load(model, state: dict[str, torch.Tensor], part: Part) -> None:
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ModelLoadError(f"{part.path.name}: the weights do not fit a {part.kind.upper()} text encoder "
-                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise ModelLoadError(
+            f"{part.path.name}: the weights do not fit a {part.kind.upper()} text encoder "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
 
 
 def load_vae(part: Part, cfg_template: dict[str, Any], cache_root: Path, *, dtype: torch.dtype):
@@ -231,13 +274,18 @@ def load_vae(part: Part, cfg_template: dict[str, Any], cache_root: Path, *, dtyp
 
     state, _ = _read(part)
     levels = sorted({int(m.group(1)) for k in state if (m := re.match(r"encoder\.down\.(\d+)\.", k))})
-    cfg = dict(cfg_template, latent_channels=part.width, in_channels=state["encoder.conv_in.weight"].shape[1],
-               out_channels=state["decoder.conv_out.weight"].shape[0],
-               block_out_channels=[state[f"encoder.down.{i}.block.0.conv2.weight"].shape[0] for i in levels],
-               layers_per_block=len({m.group(1) for k in state
-                                     if (m := re.match(r"encoder\.down\.0\.block\.(\d+)\.", k))}),
-               down_block_types=["DownEncoderBlock2D"] * len(levels), up_block_types=["UpDecoderBlock2D"] * len(levels),
-               use_quant_conv="quant_conv.weight" in state, use_post_quant_conv="post_quant_conv.weight" in state)
+    cfg = dict(
+        cfg_template,
+        latent_channels=part.width,
+        in_channels=state["encoder.conv_in.weight"].shape[1],
+        out_channels=state["decoder.conv_out.weight"].shape[0],
+        block_out_channels=[state[f"encoder.down.{i}.block.0.conv2.weight"].shape[0] for i in levels],
+        layers_per_block=len({m.group(1) for k in state if (m := re.match(r"encoder\.down\.0\.block\.(\d+)\.", k))}),
+        down_block_types=["DownEncoderBlock2D"] * len(levels),
+        up_block_types=["UpDecoderBlock2D"] * len(levels),
+        use_quant_conv="quant_conv.weight" in state,
+        use_post_quant_conv="post_quant_conv.weight" in state,
+    )
     return vae_from_single_file(state, cfg, cache_root, dtype=dtype, name=part.path.name)
 
 

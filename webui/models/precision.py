@@ -145,8 +145,11 @@ def bf16_weights(pipe, channels_last: bool = True, prepack: bool = True):
     NCHW layout costs a reorder of every activation in and out of every convolution. `prepack`: each bf16
     convolution's weight is also reordered into oneDNN's blocked layout once per call (conv_prepack.py) instead of
     at every step. Not for a torch.compile'd model: the compiler packs weights itself."""
-    models = [m for m in (getattr(pipe, name, None) for name in ("unet", "controlnet", "adapter"))
-              if isinstance(m, torch.nn.Module) and getattr(autocast_switch(m), "enabled", False)]
+    models = [
+        m
+        for m in (getattr(pipe, name, None) for name in ("unet", "controlnet", "adapter"))
+        if isinstance(m, torch.nn.Module) and getattr(autocast_switch(m), "enabled", False)
+    ]
     with hold_bf16(models, channels_last, prepack) as n:
         yield n
 
@@ -160,8 +163,11 @@ def hold_bf16(models: list, channels_last: bool = True, prepack: bool = True):
     try:
         with torch.no_grad():
             for model in models:
-                pack = prepack and conv_prepack.available() and not getattr(
-                    getattr(autocast_switch(model), "compile", None), "enabled", False)
+                pack = (
+                    prepack
+                    and conv_prepack.available()
+                    and not getattr(getattr(autocast_switch(model), "compile", None), "enabled", False)
+                )
                 for name, module in model.named_modules():
                     if not isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)) or stays_fp32(name):
                         continue
@@ -221,10 +227,13 @@ def keep_fp32(module: torch.nn.Module) -> None:
 
 
 def choose_precision(setting: str, policy, unet) -> str:
-    """"fp32" or "bf16" for this request. Setting `cpu_precision`: Automatic | bf16 | fp32."""
+    """ "fp32" or "bf16" for this request. Setting `cpu_precision`: Automatic | bf16 | fp32."""
     if policy.device.type != "cpu" or not policy.cpu_bf16 or setting == "fp32":
-        return "fp32" if policy.device.type == "cpu" else {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(
-            policy.dtype, "fp32")
+        return (
+            "fp32"
+            if policy.device.type == "cpu"
+            else {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(policy.dtype, "fp32")
+        )
     if setting == "bf16":
         return "bf16"
     params = sum(p.numel() for p in unet.parameters())

@@ -16,8 +16,19 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from webui.errors import ModelLoadError
-from webui.models.families import (CLIP_PREFIX, DEFAULT_VAE_SCALE, NATIVE_SIZE, SD2_TEXT_PREFIX, SDXL_CLIP_G_PREFIX,
-                                   SDXL_CLIP_L_PREFIX, TEMPLATE, UNET_PREFIX, VAE_PREFIX, Family, ProbeResult)
+from webui.models.families import (
+    CLIP_PREFIX,
+    DEFAULT_VAE_SCALE,
+    NATIVE_SIZE,
+    SD2_TEXT_PREFIX,
+    SDXL_CLIP_G_PREFIX,
+    SDXL_CLIP_L_PREFIX,
+    TEMPLATE,
+    UNET_PREFIX,
+    VAE_PREFIX,
+    Family,
+    ProbeResult,
+)
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 Shapes = Mapping[str, Sequence[int]]
@@ -38,8 +49,9 @@ def detect_family(shapes: Shapes) -> Family:
     if any(k.startswith("conditioner.embedders.1.") for k in shapes):
         return Family.SDXL
     if UNET_PREFIX + "label_emb.0.0.weight" in shapes:
-        raise ModelLoadError("an SDXL-style UNet without SDXL base's two text encoders (an SDXL refiner?): "
-                             "not supported")
+        raise ModelLoadError(
+            "an SDXL-style UNet without SDXL base's two text encoders (an SDXL refiner?): not supported"
+        )
     if any(k.startswith("cond_stage_model.model.") for k in shapes):
         return Family.SD2
     if any(k.startswith(CLIP_PREFIX) for k in shapes):
@@ -67,7 +79,9 @@ def unet_config(shapes: Shapes, family: Family, overrides: dict[str, Any]) -> di
     ctx_keys = [k for k in shapes if k.startswith(p) and k.endswith("attn2.to_k.weight")]
     proj_in = [k for k in shapes if k.startswith(p) and k.endswith(".proj_in.weight")]
     cfg.update(
-        in_channels=conv_in[1], out_channels=shapes[p + "out.2.weight"][0], block_out_channels=channels,
+        in_channels=conv_in[1],
+        out_channels=shapes[p + "out.2.weight"][0],
+        block_out_channels=channels,
         layers_per_block=per - 1,
         down_block_types=["CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attn],
         up_block_types=["CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn)],
@@ -94,24 +108,35 @@ def vae_config(shapes: Shapes, family: Family, overrides: dict[str, Any]) -> dic
     channels = [shapes[f"{p}encoder.down.{i}.block.0.conv2.weight"][0] for i in levels]
     n = len(channels)
     cfg.update(
-        in_channels=shapes[p + "encoder.conv_in.weight"][1], out_channels=shapes[p + "decoder.conv_out.weight"][0],
-        latent_channels=shapes[p + "post_quant_conv.weight"][0], block_out_channels=channels,
+        in_channels=shapes[p + "encoder.conv_in.weight"][1],
+        out_channels=shapes[p + "decoder.conv_out.weight"][0],
+        latent_channels=shapes[p + "post_quant_conv.weight"][0],
+        block_out_channels=channels,
         layers_per_block=len(_indices(shapes, re.escape(p) + r"encoder\.down\.0\.block\.(\d+)\.")),
-        down_block_types=["DownEncoderBlock2D"] * n, up_block_types=["UpDecoderBlock2D"] * n,
+        down_block_types=["DownEncoderBlock2D"] * n,
+        up_block_types=["UpDecoderBlock2D"] * n,
     )
     cfg.setdefault("scaling_factor", DEFAULT_VAE_SCALE[family])
     cfg.update(overrides)
     return cfg
 
 
-def clip_config(shapes: Shapes, family: Family, overrides: dict[str, Any], *, prefix: str = CLIP_PREFIX,
-                component: str = "text_encoder") -> dict[str, Any]:
+def clip_config(
+    shapes: Shapes,
+    family: Family,
+    overrides: dict[str, Any],
+    *,
+    prefix: str = CLIP_PREFIX,
+    component: str = "text_encoder",
+) -> dict[str, Any]:
     """A CLIP-L tower in transformers names (SD 1.x's, SDXL's first encoder)."""
     cfg = load_template(TEMPLATE[family], component)
     p = prefix + ("text_model." if any(k.startswith(prefix + "text_model.") for k in shapes) else "")
     vocab, hidden = shapes[p + "embeddings.token_embedding.weight"]
     cfg.update(
-        vocab_size=vocab, hidden_size=hidden, projection_dim=hidden,
+        vocab_size=vocab,
+        hidden_size=hidden,
+        projection_dim=hidden,
         max_position_embeddings=shapes[p + "embeddings.position_embedding.weight"][0],
         num_hidden_layers=len(_indices(shapes, re.escape(p) + r"encoder\.layers\.(\d+)\.")),
         intermediate_size=shapes[p + "encoder.layers.0.mlp.fc1.weight"][0],
@@ -122,8 +147,9 @@ def clip_config(shapes: Shapes, family: Family, overrides: dict[str, Any], *, pr
     return cfg
 
 
-def openclip_config(shapes: Shapes, family: Family, overrides: dict[str, Any], *, prefix: str, component: str,
-                    penultimate: bool) -> dict[str, Any]:
+def openclip_config(
+    shapes: Shapes, family: Family, overrides: dict[str, Any], *, prefix: str, component: str, penultimate: bool
+) -> dict[str, Any]:
     """An OpenCLIP tower (SD 2.x's ViT-H text tower, SDXL's bigG) as a transformers CLIP config.
 
     `penultimate`: SD 2.x uses the next-to-last layer, and diffusers' SD2 text encoder leaves the file's last block
@@ -132,7 +158,9 @@ def openclip_config(shapes: Shapes, family: Family, overrides: dict[str, Any], *
     vocab, hidden = shapes[prefix + "token_embedding.weight"]
     blocks = len(_indices(shapes, re.escape(prefix + "transformer.resblocks.") + r"(\d+)\."))
     cfg.update(
-        vocab_size=vocab, hidden_size=hidden, max_position_embeddings=shapes[prefix + "positional_embedding"][0],
+        vocab_size=vocab,
+        hidden_size=hidden,
+        max_position_embeddings=shapes[prefix + "positional_embedding"][0],
         num_hidden_layers=blocks - 1 if penultimate else blocks,
         intermediate_size=shapes[prefix + "transformer.resblocks.0.mlp.c_fc.weight"][0],
         num_attention_heads=max(1, hidden // 64),
@@ -149,12 +177,27 @@ def text_configs(shapes: Shapes, family: Family, extra: dict[str, Any]) -> dict[
     if family == Family.SD1:
         return {"text_encoder": clip_config(shapes, family, extra.get("text_encoder", {}))}
     if family == Family.SD2:
-        return {"text_encoder": openclip_config(shapes, family, extra.get("text_encoder", {}), prefix=SD2_TEXT_PREFIX,
-                                                component="text_encoder", penultimate=True)}
-    return {"text_encoder": clip_config(shapes, family, extra.get("text_encoder", {}), prefix=SDXL_CLIP_L_PREFIX),
-            "text_encoder_2": openclip_config(shapes, family, extra.get("text_encoder_2", {}),
-                                              prefix=SDXL_CLIP_G_PREFIX, component="text_encoder_2",
-                                              penultimate=False)}
+        return {
+            "text_encoder": openclip_config(
+                shapes,
+                family,
+                extra.get("text_encoder", {}),
+                prefix=SD2_TEXT_PREFIX,
+                component="text_encoder",
+                penultimate=True,
+            )
+        }
+    return {
+        "text_encoder": clip_config(shapes, family, extra.get("text_encoder", {}), prefix=SDXL_CLIP_L_PREFIX),
+        "text_encoder_2": openclip_config(
+            shapes,
+            family,
+            extra.get("text_encoder_2", {}),
+            prefix=SDXL_CLIP_G_PREFIX,
+            component="text_encoder_2",
+            penultimate=False,
+        ),
+    }
 
 
 def probe(shapes: Shapes, metadata: Mapping[str, str] | None = None, *, name: str = "checkpoint") -> ProbeResult:
@@ -179,12 +222,15 @@ def probe(shapes: Shapes, metadata: Mapping[str, str] | None = None, *, name: st
             pooled = configs["text_encoder_2"]["projection_dim"]
             time_dims, rest = divmod(unet["projection_class_embeddings_input_dim"] - pooled, 6)
             if rest or time_dims < 1:
-                raise ModelLoadError(f"{name}: label_emb input {unet['projection_class_embeddings_input_dim']} does "
-                                     f"not fit a {pooled}-wide pooled embedding plus 6 time embeddings")
+                raise ModelLoadError(
+                    f"{name}: label_emb input {unet['projection_class_embeddings_input_dim']} does "
+                    f"not fit a {pooled}-wide pooled embedding plus 6 time embeddings"
+                )
             unet["addition_time_embed_dim"] = extra.get("unet", {}).get("addition_time_embed_dim", time_dims)
     except KeyError as e:
-        raise ModelLoadError(f"{name}: missing tensor {e.args[0]}: "
-                             f"the file is incomplete or of an unknown layout") from e
+        raise ModelLoadError(
+            f"{name}: missing tensor {e.args[0]}: the file is incomplete or of an unknown layout"
+        ) from e
     scheduler = copy.deepcopy(load_template(template, "scheduler", "scheduler_config.json"))
     scheduler.update(extra.get("scheduler", {}))
     inpainting = unet["in_channels"] == 9
@@ -202,5 +248,6 @@ def probe(shapes: Shapes, metadata: Mapping[str, str] | None = None, *, name: st
     native = int(extra.get("native_size") or default_native)
     unet["sample_size"] = native // vae_scale
     vae["sample_size"] = native
-    return ProbeResult(family=family, inpainting=inpainting, prediction_type=prediction, native_size=native,
-                       configs=configs)
+    return ProbeResult(
+        family=family, inpainting=inpainting, prediction_type=prediction, native_size=native, configs=configs
+    )

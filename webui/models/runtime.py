@@ -166,8 +166,14 @@ def vae_precision(pipe: Any, config: RuntimeConfig) -> ContextManager:
 
 
 @contextlib.contextmanager
-def _unet_hooks(unet: Any, value: Any, state_of: Callable[[Any], Any], field: str,
-                install: Callable[[Any, Any], Any], remove: Callable[[Any], None]) -> Iterator[None]:
+def _unet_hooks(
+    unet: Any,
+    value: Any,
+    state_of: Callable[[Any], Any],
+    field: str,
+    install: Callable[[Any, Any], Any],
+    remove: Callable[[Any], None],
+) -> Iterator[None]:
     """A speed preset's hooks on `unet` for the block: installed when off before (removed on exit), or, when a
     session already has them on (a hires pass, a detailer's inner job), their `field` set to `value` and put back."""
     hook = state_of(unet)

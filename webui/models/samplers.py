@@ -62,28 +62,51 @@ SCHEDULE_TYPES: tuple[ScheduleType, ...] = (
     ScheduleType("uniform", "Uniform", need_inner_model=True),
     ScheduleType("karras", "Karras", {"use_karras_sigmas": True}, default_rho=7.0),
     ScheduleType("exponential", "Exponential", {"use_exponential_sigmas": True}),
-    ScheduleType("sgm_uniform", "SGM Uniform", {"timestep_spacing": "trailing"}, need_inner_model=True,
-                 aliases=("SGMUniform",)),
+    ScheduleType(
+        "sgm_uniform", "SGM Uniform", {"timestep_spacing": "trailing"}, need_inner_model=True, aliases=("SGMUniform",)
+    ),
     ScheduleType("beta", "Beta", {"use_beta_sigmas": True}, need_inner_model=True, needs_scipy=True),
 )
 
 # A1111 1.10 order (k-diffusion, then timestep samplers, then LCM). DPM++ SDE uses the SDE variant, like A1111's.
 # UniPC stays on bh2: A1111's default bh1 gives NaN at the final zero sigma in diffusers 0.42.
 SAMPLERS: tuple[SamplerSpec, ...] = (
-    SamplerSpec("DPM++ 2M", ("k_dpmpp_2m",), "DPMSolverMultistepScheduler",
-                {"algorithm_type": "dpmsolver++", "solver_order": 2}, "Karras"),
-    SamplerSpec("DPM++ SDE", ("k_dpmpp_sde",), "DPMSolverSinglestepScheduler",
-                {"algorithm_type": "sde-dpmsolver++", "solver_order": 2, "lower_order_final": True}, "Karras",
-                stochastic=True),
-    SamplerSpec("DPM++ 2M SDE", ("k_dpmpp_2m_sde",), "DPMSolverMultistepScheduler",
-                {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}, "Exponential", stochastic=True),
+    SamplerSpec(
+        "DPM++ 2M",
+        ("k_dpmpp_2m",),
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "dpmsolver++", "solver_order": 2},
+        "Karras",
+    ),
+    SamplerSpec(
+        "DPM++ SDE",
+        ("k_dpmpp_sde",),
+        "DPMSolverSinglestepScheduler",
+        {"algorithm_type": "sde-dpmsolver++", "solver_order": 2, "lower_order_final": True},
+        "Karras",
+        stochastic=True,
+    ),
+    SamplerSpec(
+        "DPM++ 2M SDE",
+        ("k_dpmpp_2m_sde",),
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "sde-dpmsolver++", "solver_order": 2},
+        "Exponential",
+        stochastic=True,
+    ),
     SamplerSpec("Euler a", ("k_euler_a", "k_euler_ancestral"), "EulerAncestralDiscreteScheduler", stochastic=True),
     SamplerSpec("Euler", ("k_euler",), "EulerDiscreteScheduler"),
     SamplerSpec("LMS", ("k_lms",), "LMSDiscreteScheduler"),
     SamplerSpec("Heun", ("k_heun",), "HeunDiscreteScheduler", second_order=True),
     SamplerSpec("DPM2", ("k_dpm_2",), "KDPM2DiscreteScheduler", default_schedule="Karras", second_order=True),
-    SamplerSpec("DPM2 a", ("k_dpm_2_a",), "KDPM2AncestralDiscreteScheduler", default_schedule="Karras",
-                stochastic=True, second_order=True),
+    SamplerSpec(
+        "DPM2 a",
+        ("k_dpm_2_a",),
+        "KDPM2AncestralDiscreteScheduler",
+        default_schedule="Karras",
+        stochastic=True,
+        second_order=True,
+    ),
     SamplerSpec("DDIM", ("ddim",), "DDIMScheduler"),
     SamplerSpec("PLMS", ("plms",), "PNDMScheduler", {"skip_prk_steps": True}),
     SamplerSpec("UniPC", ("unipc",), "UniPCMultistepScheduler", {"solver_type": "bh2"}),
@@ -93,13 +116,21 @@ SAMPLERS: tuple[SamplerSpec, ...] = (
 # A1111 names Easel deliberately does not offer, with the reason given to the user.
 _NO_EQUIVALENT = "has no exact diffusers equivalent, and Easel does not substitute a different sampler"
 _NOT_OFFERED: dict[str, str] = {
-    "dpm++ 2s a": _NO_EQUIVALENT, "k_dpmpp_2s_a": _NO_EQUIVALENT,
-    **{k: "is an A1111 sampler that Easel does not offer" for k in
-       ("dpm++ 2m sde heun", "dpm++ 3m sde", "dpm fast", "dpm adaptive", "restart", "ddim cfg++")},
+    "dpm++ 2s a": _NO_EQUIVALENT,
+    "k_dpmpp_2s_a": _NO_EQUIVALENT,
+    **{
+        k: "is an A1111 sampler that Easel does not offer"
+        for k in ("dpm++ 2m sde heun", "dpm++ 3m sde", "dpm fast", "dpm adaptive", "restart", "ddim cfg++")
+    },
 }
 _A1111_ONLY_SCHEDULES: dict[str, str] = {  # A1111 name -> label; diffusers has no equivalent
-    "polyexponential": "Polyexponential", "kl_optimal": "KL Optimal", "align_your_steps": "Align Your Steps",
-    "simple": "Simple", "normal": "Normal", "ddim": "DDIM"}
+    "polyexponential": "Polyexponential",
+    "kl_optimal": "KL Optimal",
+    "align_your_steps": "Align Your Steps",
+    "simple": "Simple",
+    "normal": "Normal",
+    "ddim": "DDIM",
+}
 
 
 def _key(text: str) -> str:
@@ -122,10 +153,12 @@ del _spec
 
 _SAMPLER_BY_KEY: dict[str, SamplerSpec] = {_key(n): s for s in SAMPLERS for n in (s.name, *s.aliases)}
 _SCHEDULE_BY_KEY: dict[str, ScheduleType] = {
-    _key(n): t for t in SCHEDULE_TYPES for n in (t.name, t.label, *(t.aliases or ()))}
+    _key(n): t for t in SCHEDULE_TYPES for n in (t.name, t.label, *(t.aliases or ()))
+}
 _SCHEDULE_BY_LABEL: dict[str, ScheduleType] = {t.label: t for t in SCHEDULE_TYPES}
-_SUFFIXES = sorted([t.label for t in SCHEDULE_TYPES[1:]] + list(_A1111_ONLY_SCHEDULES.values()),
-                   key=len, reverse=True)  # longest first: "SGM Uniform" before "Uniform"
+_SUFFIXES = sorted(
+    [t.label for t in SCHEDULE_TYPES[1:]] + list(_A1111_ONLY_SCHEDULES.values()), key=len, reverse=True
+)  # longest first: "SGM Uniform" before "Uniform"
 
 
 def _missing_packages(spec: SamplerSpec) -> list[str]:
@@ -205,8 +238,9 @@ def _parse_schedule(value: str | None) -> ScheduleType:
         return found
     valid = ", ".join(t.label for t in SCHEDULE_TYPES)
     if _key(value) in {_key(x) for pair in _A1111_ONLY_SCHEDULES.items() for x in pair}:
-        raise InvalidRequest(f"Schedule type {value!r} exists in A1111 but diffusers cannot do it. "
-                             f"Valid schedule types: {valid}.")
+        raise InvalidRequest(
+            f"Schedule type {value!r} exists in A1111 but diffusers cannot do it. Valid schedule types: {valid}."
+        )
     raise InvalidRequest(f"Unknown schedule type {value!r}. Valid schedule types: {valid}.")
 
 
@@ -240,19 +274,23 @@ def _check(spec: SamplerSpec, schedule: ScheduleType) -> str:
     """The concrete label to use; raises InvalidRequest when this install cannot run the combination."""
     missing = _missing_packages(spec)
     if missing:
-        raise InvalidRequest(f"Sampler {spec.name!r} needs the Python package(s) {', '.join(missing)}, "
-                             "which are not installed.")
+        raise InvalidRequest(
+            f"Sampler {spec.name!r} needs the Python package(s) {', '.join(missing)}, which are not installed."
+        )
     label = _default_label(spec) if schedule.label == "Automatic" else schedule.label
     if not _supports(spec, _SCHEDULE_BY_LABEL[label]):
         needs_scipy = _SCHEDULE_BY_LABEL[label].needs_scipy and not is_scipy_available()
         why = " (it needs scipy, which is not installed)" if needs_scipy else f" ({spec.class_name} cannot do it)"
-        raise InvalidRequest(f"Sampler {spec.name!r} cannot use schedule type {label!r}{why}. "
-                             f"Valid schedule types for {spec.name}: {', '.join(schedule_types_for(spec))}.")
+        raise InvalidRequest(
+            f"Sampler {spec.name!r} cannot use schedule type {label!r}{why}. "
+            f"Valid schedule types for {spec.name}: {', '.join(schedule_types_for(spec))}."
+        )
     return label
 
 
-def resolve(sampler_name: str | None, scheduler: str | None,
-            default_sampler: str = "Euler a") -> tuple[SamplerSpec, str]:
+def resolve(
+    sampler_name: str | None, scheduler: str | None, default_sampler: str = "Euler a"
+) -> tuple[SamplerSpec, str]:
     """(sampler, concrete schedule label) for a request. A legacy suffix is used when `scheduler` is Automatic."""
     name = sampler_name if sampler_name and sampler_name.strip() else default_sampler
     spec, suffix = _find_sampler(name)
@@ -271,13 +309,16 @@ def scheduler_kwargs(sampler: SamplerSpec, schedule: str | None) -> dict[str, An
     kwargs.update(_SCHEDULE_BY_LABEL[label].kwargs)
     unknown = sorted(k for k in kwargs if k not in params)
     if unknown:
-        raise InvalidRequest(f"diffusers' {sampler.class_name} does not accept {', '.join(unknown)}, "
-                             f"so {sampler.name} with {label} cannot be built.")
+        raise InvalidRequest(
+            f"diffusers' {sampler.class_name} does not accept {', '.join(unknown)}, "
+            f"so {sampler.name} with {label} cannot be built."
+        )
     return kwargs
 
 
-def build_scheduler(base_config: Mapping[str, Any], sampler: SamplerSpec,
-                    schedule: str | None = "Automatic") -> SchedulerMixin:
+def build_scheduler(
+    base_config: Mapping[str, Any], sampler: SamplerSpec, schedule: str | None = "Automatic"
+) -> SchedulerMixin:
     """A fresh `sampler` scheduler built from the model's own scheduler config (betas, prediction type, spacing…).
 
     `base_config` may be the raw scheduler_config.json or a live `scheduler.config`. Keys diffusers filled in from
@@ -325,5 +366,13 @@ def api_samplers() -> list[dict[str, Any]]:
 def api_schedulers() -> list[dict[str, Any]]:
     """GET /sdapi/v1/schedulers: the schedule types at least one usable sampler supports."""
     usable = [t for t in SCHEDULE_TYPES if any(_supports(s, t) for s in _available())]
-    return [{"name": t.name, "label": t.label, "aliases": list(t.aliases) if t.aliases else None,
-             "default_rho": t.default_rho, "need_inner_model": t.need_inner_model} for t in usable]
+    return [
+        {
+            "name": t.name,
+            "label": t.label,
+            "aliases": list(t.aliases) if t.aliases else None,
+            "default_rho": t.default_rho,
+            "need_inner_model": t.need_inner_model,
+        }
+        for t in usable
+    ]

@@ -128,8 +128,10 @@ def clock(unet: torch.nn.Module) -> _Clock | None:
 
 def supports(unet: Any) -> bool:
     """A diffusers UNet with the down/mid/up layout this cache knows."""
-    return all(hasattr(unet, name) for name in ("down_blocks", "up_blocks", "mid_block", "conv_in")) and len(
-        getattr(unet, "up_blocks", ())) > 0
+    return (
+        all(hasattr(unet, name) for name in ("down_blocks", "up_blocks", "mid_block", "conv_in"))
+        and len(getattr(unet, "up_blocks", ())) > 0
+    )
 
 
 def install(unet: torch.nn.Module, interval: int) -> StepCacheState:

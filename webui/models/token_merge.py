@@ -60,8 +60,11 @@ class _Attn(ModelHook):
         self.unmerge: Callable[[torch.Tensor], torch.Tensor] = _identity
 
     def new_forward(self, module, hidden_states, *args, **kwargs):
-        if self.merge is _identity or kwargs.get("attention_mask") is not None or kwargs.get(
-                "encoder_hidden_states") is not None:
+        if (
+            self.merge is _identity
+            or kwargs.get("attention_mask") is not None
+            or kwargs.get("encoder_hidden_states") is not None
+        ):
             return self.fn_ref.original_forward(hidden_states, *args, **kwargs)
         return self.unmerge(self.fn_ref.original_forward(self.merge(hidden_states), *args, **kwargs))
 
@@ -82,7 +85,8 @@ class _Block(ModelHook):
             downsample = int(math.ceil(math.sqrt(h * w // tokens)))
             r = int(tokens * min(self.state.ratio, MAX_RATIO))
             merge, unmerge = self.state.match(
-                x, math.ceil(w / downsample), math.ceil(h / downsample), STRIDE, STRIDE, r, no_rand=True)
+                x, math.ceil(w / downsample), math.ceil(h / downsample), STRIDE, STRIDE, r, no_rand=True
+            )
             self.attn.merge, self.attn.unmerge = merge, unmerge
         return args, kwargs
 
@@ -96,8 +100,12 @@ def blocks(unet: torch.nn.Module) -> list[torch.nn.Module]:
     level = next((i for i, b in enumerate(downs) if getattr(b, "attentions", None)), None)
     if level is None or len(ups) != len(downs):
         return []
-    return [m for part in (downs[level], ups[len(ups) - 1 - level]) for m in part.modules()
-            if isinstance(m, BasicTransformerBlock) and getattr(m, "attn1", None) is not None]
+    return [
+        m
+        for part in (downs[level], ups[len(ups) - 1 - level])
+        for m in part.modules()
+        if isinstance(m, BasicTransformerBlock) and getattr(m, "attn1", None) is not None
+    ]
 
 
 def size_hook(unet: torch.nn.Module) -> _Size | None:

@@ -33,13 +33,17 @@ MIN_PSNR = 40.0  # dB, bf16 against fp32 decode of the guard's test image (the d
 AUTO_MIN_DECODER_PARAMS = 5_000_000
 
 
-def choose_vae_precision(setting: str, policy, vae, guard: "Bf16VaeGuard | None" = None, measure: bool = True
-                         ) -> str:
-    """"bf16" on a CPU with native bf16, for an fp32 VAE (`--no-half` forces fp32), when asked for ("bf16") or when
+def choose_vae_precision(setting: str, policy, vae, guard: "Bf16VaeGuard | None" = None, measure: bool = True) -> str:
+    """ "bf16" on a CPU with native bf16, for an fp32 VAE (`--no-half` forces fp32), when asked for ("bf16") or when
     "Automatic" and `guard` passes this VAE (no guard, or not measured yet with `measure` False: fp32). Only the job's
     own thread may measure: the measurement holds the VAE's weights in bf16 for a moment."""
-    if not (policy.device.type == "cpu" and policy.cpu_bf16 and vae is not None
-            and getattr(vae, "dtype", None) == torch.float32 and hasattr(vae, "decode")):
+    if not (
+        policy.device.type == "cpu"
+        and policy.cpu_bf16
+        and vae is not None
+        and getattr(vae, "dtype", None) == torch.float32
+        and hasattr(vae, "decode")
+    ):
         return "fp32"
     if setting == "bf16":
         return "bf16"
@@ -65,8 +69,11 @@ class Bf16VaeGuard:
         value = self._psnr.get(vae)
         if value is None and measure:
             value = self._psnr[vae] = measure_bf16_psnr(vae)
-            log.info("bf16 VAE decode guard: %.1f dB against fp32 (bf16 %s)", value,
-                     "used under Automatic" if value >= MIN_PSNR else "not used")
+            log.info(
+                "bf16 VAE decode guard: %.1f dB against fp32 (bf16 %s)",
+                value,
+                "used under Automatic" if value >= MIN_PSNR else "not used",
+            )
         return value
 
     def passes(self, vae, measure: bool = True) -> bool:
@@ -98,7 +105,7 @@ def measure_bf16_psnr(vae, latent_size: int = 16) -> float:
     mse = float(np.mean((to_u8(ref).astype(np.float64) - to_u8(fast)) ** 2))
     if not np.isfinite(mse):
         return 0.0
-    return 100.0 if mse == 0 else float(min(100.0, 10 * np.log10(255.0 ** 2 / mse)))  # finite: JSON-safe
+    return 100.0 if mse == 0 else float(min(100.0, 10 * np.log10(255.0**2 / mse)))  # finite: JSON-safe
 
 
 def bf16_decode(vae: Any, decode: Callable) -> Callable:
@@ -106,8 +113,11 @@ def bf16_decode(vae: Any, decode: Callable) -> Callable:
 
     @functools.wraps(decode)
     def run(z, *args, **kwargs):
-        modules = [m for m in (getattr(vae, "decoder", None), getattr(vae, "post_quant_conv", None))
-                   if isinstance(m, torch.nn.Module)]
+        modules = [
+            m
+            for m in (getattr(vae, "decoder", None), getattr(vae, "post_quant_conv", None))
+            if isinstance(m, torch.nn.Module)
+        ]
         with torch.no_grad(), hold_bf16(modules), torch.autocast("cpu", dtype=torch.bfloat16):
             out = decode(z, *args, **kwargs)
         return to_fp32(out)

@@ -31,5 +31,8 @@ def vae_memory_status(vae) -> dict[str, Any]:
     """What /easel/v1/system reports: the VAE's current tiling/slicing state and its tile size."""
     if vae is None:
         return {"tiling": None, "slicing": None}
-    return {"tiling": bool(getattr(vae, "use_tiling", False)), "slicing": bool(getattr(vae, "use_slicing", False)),
-            "tile_pixels": getattr(vae, "tile_sample_min_size", None)}
+    return {
+        "tiling": bool(getattr(vae, "use_tiling", False)),
+        "slicing": bool(getattr(vae, "use_slicing", False)),
+        "tile_pixels": getattr(vae, "tile_sample_min_size", None),
+    }

@@ -50,7 +50,7 @@ class EmbeddingWords:
     def match(self, tokens: list[int], pos: int) -> tuple[str, int, int] | None:
         """(word, tokens it spans, vectors) when an embedding's ids start at `pos`."""
         for ids, word, n in self.by_first.get(tokens[pos], ()):
-            if tokens[pos:pos + len(ids)] == ids:
+            if tokens[pos : pos + len(ids)] == ids:
                 return word, len(ids), n
         return None
 
@@ -59,8 +59,14 @@ def tokenize_fragments(tokenizer, texts: list[str]) -> list[list[int]]:
     return tokenizer(texts, truncation=False, add_special_tokens=False, verbose=False)["input_ids"]
 
 
-def build_chunks(tokenizer, text: str, *, words: EmbeddingWords | None = None, comma_padding_backtrack: int = 20,
-                 emphasis: bool = True) -> tuple[list[Chunk], int]:
+def build_chunks(
+    tokenizer,
+    text: str,
+    *,
+    words: EmbeddingWords | None = None,
+    comma_padding_backtrack: int = 20,
+    emphasis: bool = True,
+) -> tuple[list[Chunk], int]:
     """(chunks, token count). The count is what A1111's counter shows: 75 for every chunk but the last, plus the
     tokens in the last one."""
     parsed = parse_attention(text) if emphasis else [(text, 1.0)]
@@ -78,8 +84,11 @@ def build_chunks(tokenizer, text: str, *, words: EmbeddingWords | None = None, c
         nonlocal toks, mults, fixes, count, last_comma
         count += len(toks) if is_last else CHUNK
         pad = CHUNK - len(toks)
-        chunks.append(Chunk([bos, *toks, *[eos] * pad, eos], [1.0, *mults, *[1.0] * pad, 1.0],
-                            [(o + 1, w, n) for o, w, n in fixes]))
+        chunks.append(
+            Chunk(
+                [bos, *toks, *[eos] * pad, eos], [1.0, *mults, *[1.0] * pad, 1.0], [(o + 1, w, n) for o, w, n in fixes]
+            )
+        )
         toks, mults, fixes, last_comma = [], [], [], -1
 
     for ids, (frag, weight) in zip(tokenized, parsed):
@@ -91,8 +100,12 @@ def build_chunks(tokenizer, text: str, *, words: EmbeddingWords | None = None, c
             token = ids[pos]
             if token == comma:
                 last_comma = len(toks)
-            elif (comma_padding_backtrack and len(toks) == CHUNK and last_comma != -1
-                  and len(toks) - last_comma <= comma_padding_backtrack):
+            elif (
+                comma_padding_backtrack
+                and len(toks) == CHUNK
+                and last_comma != -1
+                and len(toks) - last_comma <= comma_padding_backtrack
+            ):
                 cut = last_comma + 1
                 moved_t, moved_m = toks[cut:], mults[cut:]
                 moved_f = [(o - cut, w, n) for o, w, n in fixes if o >= cut]
@@ -119,8 +132,15 @@ def build_chunks(tokenizer, text: str, *, words: EmbeddingWords | None = None, c
     return chunks, count
 
 
-def token_count(tokenizer, prompt: str, *, steps: int = 20, is_positive: bool = True,
-                embeddings: dict[str, int] | None = None, comma_padding_backtrack: int = 20) -> tuple[int, int]:
+def token_count(
+    tokenizer,
+    prompt: str,
+    *,
+    steps: int = 20,
+    is_positive: bool = True,
+    embeddings: dict[str, int] | None = None,
+    comma_padding_backtrack: int = 20,
+) -> tuple[int, int]:
     """The prompt box counter: (tokens, max_length) with max_length growing in chunks of 75 ("80/150").
     The longest text the prompt reads as at any step counts (after extra-network tags and AND, as A1111's UI)."""
     texts = [prompt]
@@ -130,8 +150,7 @@ def token_count(tokenizer, prompt: str, *, steps: int = 20, is_positive: bool = 
     words = EmbeddingWords(tokenizer, embeddings)
     best = 0
     for text in dict.fromkeys(t for sub in texts for _, t in prompt_schedule(sub, steps)):
-        best = max(best, build_chunks(tokenizer, text, words=words,
-                                      comma_padding_backtrack=comma_padding_backtrack)[1])
+        best = max(best, build_chunks(tokenizer, text, words=words, comma_padding_backtrack=comma_padding_backtrack)[1])
     return best, math.ceil(max(best, 1) / CHUNK) * CHUNK
 
 

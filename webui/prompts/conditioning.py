@@ -84,8 +84,16 @@ class Conditioner:
     """Encodes texts for one pipeline and one set of options; caches every distinct chunk's encoder output, so
     prompt editing, alternation and a hires pass re-encode nothing they already have."""
 
-    def __init__(self, pipe, clip_skip: int = 1, embeddings: dict | None = None, *, emphasis: str = "Original",
-                 comma_padding_backtrack: int = 20, specs: list[TextEncoderSpec] | None = None):
+    def __init__(
+        self,
+        pipe,
+        clip_skip: int = 1,
+        embeddings: dict | None = None,
+        *,
+        emphasis: str = "Original",
+        comma_padding_backtrack: int = 20,
+        specs: list[TextEncoderSpec] | None = None,
+    ):
         if emphasis not in EMPHASIS_MODES:
             raise ValueError(f"emphasis must be one of {EMPHASIS_MODES}, not {emphasis!r}")
         self.specs = specs or text_encoders(pipe, clip_skip)  # `specs`: another family's CLIP branches (SD 3)
@@ -103,9 +111,13 @@ class Conditioner:
 
     def chunks(self, text: str) -> list[Chunk]:
         if text not in self._chunks:
-            self._chunks[text] = build_chunks(self.tokenizer, text, words=self.words,
-                                              comma_padding_backtrack=self.backtrack,
-                                              emphasis=self.emphasis != "None")
+            self._chunks[text] = build_chunks(
+                self.tokenizer,
+                text,
+                words=self.words,
+                comma_padding_backtrack=self.backtrack,
+                emphasis=self.emphasis != "None",
+            )
         chunks = self._chunks[text][0]
         self.used_embeddings.update(w for c in chunks for _, w, _ in c.fixes)
         return chunks
@@ -121,14 +133,15 @@ class Conditioner:
             pad, eos = spec.tokenizer.pad_token_id, spec.tokenizer.eos_token_id
             if pad is not None and pad != eos:  # SD2/SDXL-G: pad after the first EOS
                 for row, c in enumerate(todo):
-                    ids[row, c.tokens.index(eos) + 1:] = pad
+                    ids[row, c.tokens.index(eos) + 1 :] = pad
             fixes = [(row, off, vectors[w][:n]) for row, c in enumerate(todo) for off, w, n in c.fixes if w in vectors]
             handle = None
             if fixes:
+
                 def splice(_module, _inputs, out):
                     out = out.clone()
                     for row, off, vec in fixes:
-                        out[row, off:off + vec.shape[0]] = vec.to(out.device, out.dtype)
+                        out[row, off : off + vec.shape[0]] = vec.to(out.device, out.dtype)
                     return out
 
                 handle = model.get_input_embeddings().register_forward_hook(splice)
@@ -170,8 +183,10 @@ class Conditioner:
             distinct.setdefault(c.key(), c)
             counts[c.key()] = counts.get(c.key(), 0) + 1
         z = {key: cache[key][0] for key in distinct}
-        zw = {key: z[key] * torch.tensor(c.multipliers, dtype=z[key].dtype, device=z[key].device)[:, None]
-              for key, c in distinct.items()}
+        zw = {
+            key: z[key] * torch.tensor(c.multipliers, dtype=z[key].dtype, device=z[key].device)[:, None]
+            for key, c in distinct.items()
+        }
         if self.emphasis == "Original":
             n = sum(counts.values())
             if len(distinct) == 1:
@@ -254,13 +269,15 @@ class Schedule:
 
 def _stack(conds: list[torch.Tensor]) -> torch.Tensor:
     longest = max(c.shape[0] for c in conds)
-    return torch.stack([c if c.shape[0] == longest else torch.cat([c, c[-1:].expand(longest - c.shape[0], -1)])
-                        for c in conds])
+    return torch.stack(
+        [c if c.shape[0] == longest else torch.cat([c, c[-1:].expand(longest - c.shape[0], -1)]) for c in conds]
+    )
 
 
 def pad_to_same_length(a: torch.Tensor, b: torch.Tensor, empty: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """[B, T, D] pair → the shorter padded with copies of `empty` ([77, D], the encoding of "") to the other's T
     (A1111's pad_cond_uncond, infotext "Pad conds: True")."""
+
     def pad(x: torch.Tensor, tokens: int) -> torch.Tensor:
         missing = tokens - x.shape[1]
         reps = -(-missing // empty.shape[0])
@@ -274,9 +291,19 @@ def pad_to_same_length(a: torch.Tensor, b: torch.Tensor, empty: torch.Tensor) ->
     return a, b
 
 
-def build_schedule(pipe, prompts: list[str], steps: int, clip_skip: int = 1, embeddings: dict | None = None, *,
-                   negative: bool = False, hires_steps: int | None = None, use_old_scheduling: bool = False,
-                   conditioner: Conditioner | None = None, **conditioner_options) -> Schedule:
+def build_schedule(
+    pipe,
+    prompts: list[str],
+    steps: int,
+    clip_skip: int = 1,
+    embeddings: dict | None = None,
+    *,
+    negative: bool = False,
+    hires_steps: int | None = None,
+    use_old_scheduling: bool = False,
+    conditioner: Conditioner | None = None,
+    **conditioner_options,
+) -> Schedule:
     """The conditioning of `prompts` over `steps` sampler steps (the number of model calls: A1111 doubles it for
     second-order samplers). Positive prompts lose their `<kind:…>` tags (kept in `extra_networks`) and are split on
     AND; negative prompts are used as written, as in A1111. A negative that is "" on SDXL is all zeros (A1111's
@@ -295,8 +322,16 @@ def build_schedule(pipe, prompts: list[str], steps: int, clip_skip: int = 1, emb
         for text, weight in subs:
             if text not in tracks:
                 tracks[text] = len(track_list)
-                track_list.append(_track(cond, text, steps, hires_steps, use_old_scheduling,
-                                         zero=negative and cond.is_sdxl and text == ""))
+                track_list.append(
+                    _track(
+                        cond,
+                        text,
+                        steps,
+                        hires_steps,
+                        use_old_scheduling,
+                        zero=negative and cond.is_sdxl and text == "",
+                    )
+                )
             group.append((tracks[text], weight))
         groups.append(group)
     empty, empty_pooled = cond.empty()

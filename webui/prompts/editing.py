@@ -50,7 +50,7 @@ class _Alternate:
 
 def _escape(s: str, i: int) -> str:
     if i + 1 < len(s) and s[i + 1] != "\n":
-        return s[i:i + 2]
+        return s[i : i + 2]
     raise _Unreadable
 
 
@@ -181,8 +181,9 @@ def _text_at(nodes, step: int, out: list[str]) -> None:
             _text_at(node.options[(step - 1) % len(node.options)], step, out)
 
 
-def prompt_schedule(prompt: str, steps: int, hires_steps: int | None = None,
-                    use_old_scheduling: bool = False) -> list[tuple[int, str]]:
+def prompt_schedule(
+    prompt: str, steps: int, hires_steps: int | None = None, use_old_scheduling: bool = False
+) -> list[tuple[int, str]]:
     """A1111's get_learned_conditioning_prompt_schedules for one prompt: [(end_step, text), …], end steps ascending,
     the last one equal to `steps` (or `hires_steps` for a hires-fix pass)."""
     if hires_steps is None or use_old_scheduling:

@@ -57,8 +57,13 @@ class Embedding:
         return self.vec.shape[-1]
 
     def api(self) -> dict[str, Any]:
-        return {"step": self.step, "sd_checkpoint": self.sd_checkpoint,
-                "sd_checkpoint_name": self.sd_checkpoint_name, "shape": self.shape, "vectors": self.vectors}
+        return {
+            "step": self.step,
+            "sd_checkpoint": self.sd_checkpoint,
+            "sd_checkpoint_name": self.sd_checkpoint_name,
+            "shape": self.shape,
+            "vectors": self.vectors,
+        }
 
 
 def _matrix(t: Any, what: str) -> torch.Tensor:
@@ -97,9 +102,14 @@ def parse_embedding(data: Any, name: str, path: Path) -> Embedding:
         if path.stem == "learned_embeds":
             name = str(token)
     step = data.get("step")
-    return Embedding(name, path, vec, step=int(step) if isinstance(step, (int, float)) else None,
-                     sd_checkpoint=_optional_str(data.get("sd_checkpoint")),
-                     sd_checkpoint_name=_optional_str(data.get("sd_checkpoint_name")))
+    return Embedding(
+        name,
+        path,
+        vec,
+        step=int(step) if isinstance(step, (int, float)) else None,
+        sd_checkpoint=_optional_str(data.get("sd_checkpoint")),
+        sd_checkpoint_name=_optional_str(data.get("sd_checkpoint_name")),
+    )
 
 
 def read_embedding_file(path: Path) -> Embedding:
@@ -116,8 +126,10 @@ def read_embedding_file(path: Path) -> Embedding:
             with torch.serialization.safe_globals([torch.nn.ParameterDict]):
                 data = torch.load(str(path), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
-            raise NotAnEmbedding("refused: the pickle holds objects other than tensors, and loading it could run "
-                                 "code (convert it to .safetensors from a trusted source)") from e
+            raise NotAnEmbedding(
+                "refused: the pickle holds objects other than tensors, and loading it could run "
+                "code (convert it to .safetensors from a trusted source)"
+            ) from e
         except Exception as e:
             raise NotAnEmbedding(f"cannot read it ({type(e).__name__}: {e})") from e
     return parse_embedding(data, path.stem, path)
@@ -143,8 +155,10 @@ def _fit(e: Embedding, pipe) -> tuple[Vectors | None, str | None]:
         return e.vec, None
     expected = sum(widths) if has_l else widths[-1]
     made_for = FAMILY_BY_WIDTH.get(e.shape)
-    return None, (f"vector width {e.shape}{f' ({made_for})' if made_for else ''} does not match this model's text "
-                  f"encoder width {expected}: made for another model family")
+    return None, (
+        f"vector width {e.shape}{f' ({made_for})' if made_for else ''} does not match this model's text "
+        f"encoder width {expected}: made for another model family"
+    )
 
 
 def _pipeline(model):
@@ -232,8 +246,11 @@ class EmbeddingCatalog:
         pipe = _pipeline(model)
         with self._lock:
             embeddings = self._current()
-            key = (getattr(pipe, "text_encoder", None) is not None, getattr(pipe, "text_encoder_2", None) is not None,
-                   encoder_widths(pipe))  # all that _fit depends on
+            key = (
+                getattr(pipe, "text_encoder", None) is not None,
+                getattr(pipe, "text_encoder_2", None) is not None,
+                encoder_widths(pipe),
+            )  # all that _fit depends on
             if key not in self._fitted:
                 loaded, skipped = {}, dict(self.errors)
                 for name, e in embeddings.items():
@@ -264,8 +281,11 @@ class EmbeddingCatalog:
             out_skipped = {}
             for name, reason in skipped.items():
                 e = embeddings.get(name)
-                item = e.api() if e is not None else {"step": None, "sd_checkpoint": None,
-                                                      "sd_checkpoint_name": None, "shape": 0, "vectors": 0}
+                item = (
+                    e.api()
+                    if e is not None
+                    else {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None, "shape": 0, "vectors": 0}
+                )
                 out_skipped[name] = {**item, "reason": reason}
             return {"loaded": out_loaded, "skipped": out_skipped}
 

@@ -21,8 +21,9 @@ def encode_texts(pipe, texts: list[str], clip_skip: int = 1) -> torch.Tensor:
     te = pipe.text_encoder
     outs = []
     for text in texts:
-        ids = pipe.tokenizer(text, padding="max_length", max_length=pipe.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt").input_ids.to(te.device)
+        ids = pipe.tokenizer(
+            text, padding="max_length", max_length=pipe.tokenizer.model_max_length, truncation=True, return_tensors="pt"
+        ).input_ids.to(te.device)
         if clip_skip <= 1:
             outs.append(te(ids)[0])
         else:

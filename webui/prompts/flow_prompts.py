@@ -57,6 +57,7 @@ def flux_pooled(pipe, text: str, emphasis: str = "Original") -> torch.Tensor:
     weights = torch.tensor(chunk.multipliers, device=te.device)
     handle = None
     if bool((weights != 1).any()):
+
         def scale(_module, _inputs, out):
             return out * weights.to(out.dtype)[None, :, None]
 
@@ -68,14 +69,18 @@ def flux_pooled(pipe, text: str, emphasis: str = "Original") -> torch.Tensor:
             handle.remove()
 
 
-def sd3_conditioner(pipe, emphasis: str = "Original", comma_padding_backtrack: int = 20,
-                    embeddings: dict | None = None) -> Conditioner:
+def sd3_conditioner(
+    pipe, emphasis: str = "Original", comma_padding_backtrack: int = 20, embeddings: dict | None = None
+) -> Conditioner:
     """A Conditioner over SD 3's CLIP-L and CLIP-G (hidden_states[-2], no final norm, both pooled), the layers the
     SD 3 pipeline reads; `embeddings`: textual inversion as for SDXL ({"clip_l", "clip_g"} vectors)."""
-    specs = [TextEncoderSpec(pipe.tokenizer, pipe.text_encoder, -2, final_norm=False, pooled=True),
-             TextEncoderSpec(pipe.tokenizer_2, pipe.text_encoder_2, -2, final_norm=False, pooled=True)]
-    return Conditioner(pipe, embeddings=embeddings, emphasis=emphasis, comma_padding_backtrack=comma_padding_backtrack,
-                       specs=specs)
+    specs = [
+        TextEncoderSpec(pipe.tokenizer, pipe.text_encoder, -2, final_norm=False, pooled=True),
+        TextEncoderSpec(pipe.tokenizer_2, pipe.text_encoder_2, -2, final_norm=False, pooled=True),
+    ]
+    return Conditioner(
+        pipe, embeddings=embeddings, emphasis=emphasis, comma_padding_backtrack=comma_padding_backtrack, specs=specs
+    )
 
 
 def weighted_texts(prompt: str, steps: int) -> list[str]:
@@ -146,9 +151,19 @@ def flow_prompt_kwargs(pipe, **kw: Any) -> dict[str, Any]:
     return flow_prompt(pipe, **kw).kwargs
 
 
-def flow_prompt(pipe, *, flux: bool, prompt: str, negative: str | None, steps: int, max_length: int, batch: int,
-                emphasis: str = "Original", comma_padding_backtrack: int = 20,
-                embeddings: dict | None = None) -> FlowPrompt:
+def flow_prompt(
+    pipe,
+    *,
+    flux: bool,
+    prompt: str,
+    negative: str | None,
+    steps: int,
+    max_length: int,
+    batch: int,
+    emphasis: str = "Original",
+    comma_padding_backtrack: int = 20,
+    embeddings: dict | None = None,
+) -> FlowPrompt:
     """The pipeline call's prompt arguments for `batch` images: prompt_embeds and pooled_prompt_embeds, and their
     negatives when `negative` is not None (FLUX's true CFG, SD 3's CFG); per-step tensors when editing changes the
     CLIP branches' text. T5 reads the plain text the prompt has for the most steps."""
@@ -182,17 +197,21 @@ def flow_prompt(pipe, *, flux: bool, prompt: str, negative: str | None, steps: i
             pooled_of[t] = pooled.to(device, dtype)
             for side in range(len(sides)):
                 if t in schedules[side]:
-                    embeds_of[side, t] = torch.cat([F.pad(clip.to(device, dtype), (0, width - clip.shape[-1])),
-                                                    t5[side]])
+                    embeds_of[side, t] = torch.cat(
+                        [F.pad(clip.to(device, dtype), (0, width - clip.shape[-1])), t5[side]]
+                    )
 
     def rows(x: torch.Tensor) -> torch.Tensor:
         return x[None].repeat(batch, *([1] * x.dim()))
 
     def step_inputs(k: int) -> StepInputs:
         pos, neg = schedules[0][k], (schedules[1][k] if negative is not None else None)
-        return StepInputs(pooled=rows(pooled_of[pos]), neg_pooled=rows(pooled_of[neg]) if neg is not None else None,
-                          embeds=rows(embeds_of[0, pos]), neg_embeds=rows(embeds_of[1, neg]) if neg is not None
-                          else None)
+        return StepInputs(
+            pooled=rows(pooled_of[pos]),
+            neg_pooled=rows(pooled_of[neg]) if neg is not None else None,
+            embeds=rows(embeds_of[0, pos]),
+            neg_embeds=rows(embeds_of[1, neg]) if neg is not None else None,
+        )
 
     first = step_inputs(0)
     kwargs: dict[str, Any] = {"prompt_embeds": first.embeds, "pooled_prompt_embeds": first.pooled}

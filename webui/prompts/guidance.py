@@ -71,8 +71,11 @@ class GuidedConditioning:
         step count)."""
         self.step = 0
         pos, neg = self.embeds(0)
-        kwargs = {"prompt_embeds": pos, "negative_prompt_embeds": neg,
-                  "callback_on_step_end_tensor_inputs": ["latents", "prompt_embeds"]}
+        kwargs = {
+            "prompt_embeds": pos,
+            "negative_prompt_embeds": neg,
+            "callback_on_step_end_tensor_inputs": ["latents", "prompt_embeds"],
+        }
         pooled = self.pooled(0)
         if pooled is not None:
             kwargs.update(pooled_prompt_embeds=pooled[0], negative_pooled_prompt_embeds=pooled[1])
@@ -96,8 +99,7 @@ class GuidedConditioning:
                 out["prompt_embeds"] = (torch.cat([neg, pos]) if cfg else pos).to(device, dtype)
                 pooled = self.pooled(i + 1)
                 if pooled is not None:
-                    out["add_text_embeds"] = (torch.cat([pooled[1], pooled[0]]) if cfg else pooled[0]).to(device,
-                                                                                                        dtype)
+                    out["add_text_embeds"] = (torch.cat([pooled[1], pooled[0]]) if cfg else pooled[0]).to(device, dtype)
             return out
 
         return on_step_end
@@ -156,16 +158,19 @@ class GuidedConditioning:
                 return output
             sample = output[0] if isinstance(output, tuple) else output.sample
             u = sample[:b_size]
-            mixed = torch.stack([u[b] + sum(w * (sample[r] - u[b]) for r, w in entries)
-                                 for b, entries in enumerate(plan)])
+            mixed = torch.stack(
+                [u[b] + sum(w * (sample[r] - u[b]) for r, w in entries) for b, entries in enumerate(plan)]
+            )
             folded = torch.cat([u, mixed])
             if isinstance(output, tuple):
                 return (folded, *output[1:])
             output.sample = folded
             return output
 
-        handles = [unet.register_forward_pre_hook(widen, with_kwargs=True),
-                   unet.register_forward_hook(fold, with_kwargs=True)]
+        handles = [
+            unet.register_forward_pre_hook(widen, with_kwargs=True),
+            unet.register_forward_hook(fold, with_kwargs=True),
+        ]
         try:
             yield
         finally:

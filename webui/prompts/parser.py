@@ -20,21 +20,32 @@ from dataclasses import dataclass, field
 
 from webui.prompts.editing import parse_editing, prompt_schedule, texts_per_step
 
-__all__ = ["BREAK", "ExtraNetworkTag", "extract_extra_networks", "parse_attention", "parse_editing",
-           "prompt_schedule", "split_and", "texts_per_step"]
+__all__ = [
+    "BREAK",
+    "ExtraNetworkTag",
+    "extract_extra_networks",
+    "parse_attention",
+    "parse_editing",
+    "prompt_schedule",
+    "split_and",
+    "texts_per_step",
+]
 
 BREAK = ("BREAK", -1.0)
 
 # One lexeme each: escaped bracket or backslash, a lone backslash, an opening bracket, a weighted close `:1.2)`,
 # a plain close, a run of ordinary text, a colon that is just text.
-_ATTENTION = re.compile(r"""
+_ATTENTION = re.compile(
+    r"""
     (?P<escaped>\\[()\[\]\\])
   | (?P<backslash>\\)
   | (?P<open>[(\[])
   | :\s*(?P<weight>[+-]?[.\d]+)\s*\)
   | (?P<close>[)\]])
   | (?P<text>[^\\()\[\]:]+|:)
-""", re.X)
+""",
+    re.X,
+)
 _BREAK = re.compile(r"\s*\bBREAK\b\s*", re.S)
 _ROUND, _SQUARE = 1.1, 1 / 1.1
 

@@ -27,8 +27,16 @@ def plain_text(prompt: str, steps: int = 20) -> str:
     return _BEFORE_PUNCT.sub(r"\1", _SPACES.sub(" ", " ".join(words))).strip()
 
 
-def token_counts(model, prompt: str, steps: int = 20, *, negative: bool = False, t5_max_length: int = 0,
-                 embeddings: dict[str, int] | None = None, clip_tokenizer=None) -> dict:
+def token_counts(
+    model,
+    prompt: str,
+    steps: int = 20,
+    *,
+    negative: bool = False,
+    t5_max_length: int = 0,
+    embeddings: dict[str, int] | None = None,
+    clip_tokenizer=None,
+) -> dict:
     """The prompt box's counts for the loaded model: {"clip": {"tokens", "max"}, "t5": {"tokens", "max"} or None}.
     CLIP counts as A1111's counter (chunks of 75); T5 (FLUX, SD 3/3.5) counts the plain text against its length."""
     from webui.prompts.chunks import token_count

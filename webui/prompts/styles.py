@@ -124,8 +124,10 @@ class StyleStore:
         with self._lock:
             style = self._current().get(name)
         if style is None:
-            raise InvalidRequest(f"unknown style {name!r}", detail=f"styles: no style named {name!r}; "
-                                 "GET /sdapi/v1/prompt-styles lists them")
+            raise InvalidRequest(
+                f"unknown style {name!r}",
+                detail=f"styles: no style named {name!r}; GET /sdapi/v1/prompt-styles lists them",
+            )
         return style
 
     def apply(self, prompt: str, negative: str, names: Iterable[str] | None) -> tuple[str, str]:

@@ -93,8 +93,10 @@ def load_dataset(folder: str | os.PathLike, caption_template: str = "") -> Datas
                 continue
             (images if ext in IMAGE_EXTENSIONS else others).append(p)
     if others:
-        raise InvalidRequest(f"the dataset folder has files that are not images ({', '.join(IMAGE_EXTENSIONS)}) or "
-                             f"captions (.txt): {_listing(others, root)}. Move them out of {root}.")
+        raise InvalidRequest(
+            f"the dataset folder has files that are not images ({', '.join(IMAGE_EXTENSIONS)}) or "
+            f"captions (.txt): {_listing(others, root)}. Move them out of {root}."
+        )
     if not images:
         raise InvalidRequest(f"no images in the dataset folder {root}")
     items, corrupt, uncaptioned = [], [], []
@@ -112,12 +114,15 @@ def load_dataset(folder: str | os.PathLike, caption_template: str = "") -> Datas
     if corrupt:
         raise InvalidRequest(f"corrupt or unreadable images in the dataset: {_listing(corrupt, root)}")
     if uncaptioned:
-        raise InvalidRequest(f"images without a caption: {_listing(uncaptioned, root)}. Add <image>.txt files or a "
-                             "caption template (e.g. 'a photo of sks dog').")
+        raise InvalidRequest(
+            f"images without a caption: {_listing(uncaptioned, root)}. Add <image>.txt files or a "
+            "caption template (e.g. 'a photo of sks dog')."
+        )
     return Dataset(folder=root, items=items)
 
 
 # --- aspect-ratio buckets ------------------------------------------------------------------------------------------
+
 
 def make_buckets(resolution: int, step: int) -> list[tuple[int, int]]:
     """(width, height) sizes of about resolution² pixels, sides multiples of `step` between resolution/2 and 2×."""
@@ -150,6 +155,7 @@ def fit_to_bucket(image, size: tuple[int, int]):
 
 # --- cached latents ------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Sample:
     latent: torch.Tensor  # (C, h, w), scaled by the VAE's scaling factor
@@ -171,7 +177,7 @@ class LatentCache:
         for size in sorted(self.buckets):
             samples = self.buckets[size] * repeats
             rng.shuffle(samples)
-            out += [samples[i:i + batch_size] for i in range(0, len(samples), batch_size)]
+            out += [samples[i : i + batch_size] for i in range(0, len(samples), batch_size)]
         rng.shuffle(out)
         return out
 
@@ -191,7 +197,7 @@ def encode_latents(vae, dataset: Dataset, resolution: int, step: int, *, batch: 
     cache = LatentCache()
     for size, items in grouped.items():
         for i in range(0, len(items), batch):
-            chunk = items[i:i + batch]
+            chunk = items[i : i + batch]
             arrays = []
             for item in chunk:
                 with open_user_image(item.path) as im:
@@ -199,5 +205,6 @@ def encode_latents(vae, dataset: Dataset, resolution: int, step: int, *, batch: 
             x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(device, dtype)
             latents = (vae.encode(x).latent_dist.mean - shift) * scale
             cache.buckets.setdefault(size, []).extend(
-                Sample(latent=lat.float().cpu(), caption=item.caption) for lat, item in zip(latents, chunk))
+                Sample(latent=lat.float().cpu(), caption=item.caption) for lat, item in zip(latents, chunk)
+            )
     return cache

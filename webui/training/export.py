@@ -44,8 +44,14 @@ def adapter_state_dicts(unet, text_encoder, adapter_name: str) -> tuple[dict, di
     return unet_sd, te_sd
 
 
-def peft_to_kohya(unet_sd: dict[str, torch.Tensor], te_sd: dict[str, torch.Tensor], alpha: float, *,
-                  naming: str = "diffusers", unet_config: Any = None) -> dict[str, torch.Tensor]:
+def peft_to_kohya(
+    unet_sd: dict[str, torch.Tensor],
+    te_sd: dict[str, torch.Tensor],
+    alpha: float,
+    *,
+    naming: str = "diffusers",
+    unet_config: Any = None,
+) -> dict[str, torch.Tensor]:
     from diffusers.utils.state_dict_utils import convert_state_dict_to_kohya
 
     prefixed = {f"unet.{k}": v for k, v in unet_sd.items()}
@@ -54,7 +60,7 @@ def peft_to_kohya(unet_sd: dict[str, torch.Tensor], te_sd: dict[str, torch.Tenso
     out: dict[str, torch.Tensor] = {}
     for key, value in convert_state_dict_to_kohya(prefixed).items():
         if key.startswith("lora_te1_"):
-            key = "lora_te_" + key[len("lora_te1_"):]
+            key = "lora_te_" + key[len("lora_te1_") :]
         if key.endswith(".alpha"):
             value = torch.tensor(float(alpha))
         out[key] = value.detach().to("cpu").contiguous()
@@ -90,8 +96,7 @@ def metadata_strings(fields: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def save_lora(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, Any],
-              dtype: str = "fp16") -> Path:
+def save_lora(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, Any], dtype: str = "fp16") -> Path:
     """Write atomically, with `sshs_model_hash` (the addnet hash, as kohya precomputes it) in the metadata."""
     from safetensors.torch import save, save_file
 
@@ -99,16 +104,28 @@ def save_lora(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict[st
     sd = {k: (v.to(cast) if v.is_floating_point() else v).contiguous() for k, v in state_dict.items()}
     data = save(sd)  # the tensor bytes are the same with or without metadata: hash them once here
     (n,) = struct.unpack("<Q", data[:8])
-    meta = {"format": "pt", **metadata_strings(metadata),
-            "sshs_model_hash": hashlib.sha256(memoryview(data)[8 + n:]).hexdigest()}
+    meta = {
+        "format": "pt",
+        **metadata_strings(metadata),
+        "sshs_model_hash": hashlib.sha256(memoryview(data)[8 + n :]).hexdigest(),
+    }
     path = Path(path)
     with atomic_path(path) as tmp:
         save_file(sd, str(tmp), metadata=meta)
     return path
 
 
-def export_adapter(path: Path, unet, text_encoder, adapter_name: str, *, alpha: float, metadata: dict[str, Any],
-                   dtype: str = "fp16", naming: str = "diffusers") -> Path:
+def export_adapter(
+    path: Path,
+    unet,
+    text_encoder,
+    adapter_name: str,
+    *,
+    alpha: float,
+    metadata: dict[str, Any],
+    dtype: str = "fp16",
+    naming: str = "diffusers",
+) -> Path:
     unet_sd, te_sd = adapter_state_dicts(unet, text_encoder, adapter_name)
     sd = peft_to_kohya(unet_sd, te_sd, alpha, naming=naming, unet_config=unet.config)
     return save_lora(path, sd, metadata, dtype)

@@ -94,8 +94,10 @@ def _check_name(name: str) -> str:
     if not name:
         raise InvalidRequest("name is empty")
     if _BAD_NAME.search(name) or name.startswith(".") or ".." in name or len(name) > 100:
-        raise InvalidRequest(f"name {name!r} is not a plain file name: use letters, digits, spaces, '-', '_' or '.' "
-                             "(no path separators or any of : * ? \" < > | ,)")
+        raise InvalidRequest(
+            f"name {name!r} is not a plain file name: use letters, digits, spaces, '-', '_' or '.' "
+            '(no path separators or any of : * ? " < > | ,)'
+        )
     return name
 
 
@@ -114,12 +116,17 @@ def _ranges(req: TrainLoraRequest, opt: TrainOptions) -> None:
         (0 <= opt.noise_offset <= 1 and 0 <= opt.min_snr_gamma <= 100, "noise_offset 0..1, min_snr_gamma 0..100"),
         (1 <= opt.sample_steps <= 150, "sample_steps must be between 1 and 150"),
         (-1 <= req.seed <= MAX_SEED, f"seed must be -1 (random) or 0..{MAX_SEED}"),
-        (req.save_every <= MAX_TRAIN_STEPS and req.sample_every <= MAX_TRAIN_STEPS and
-         opt.warmup_steps <= MAX_TRAIN_STEPS, f"save_every, sample_every and warmup_steps must be at most "
-                                              f"{MAX_TRAIN_STEPS}"),
-        ((req.resolution or 512) ** 2 * req.batch_size <= MAX_TRAIN_BATCH_PIXELS,
-         f"batch_size × resolution² must be at most {MAX_TRAIN_BATCH_PIXELS} pixels (e.g. 64 at 512, 16 at 1024, "
-         f"1 at 4096)"),
+        (
+            req.save_every <= MAX_TRAIN_STEPS
+            and req.sample_every <= MAX_TRAIN_STEPS
+            and opt.warmup_steps <= MAX_TRAIN_STEPS,
+            f"save_every, sample_every and warmup_steps must be at most {MAX_TRAIN_STEPS}",
+        ),
+        (
+            (req.resolution or 512) ** 2 * req.batch_size <= MAX_TRAIN_BATCH_PIXELS,
+            f"batch_size × resolution² must be at most {MAX_TRAIN_BATCH_PIXELS} pixels (e.g. 64 at 512, 16 at 1024, "
+            f"1 at 4096)",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -147,8 +154,10 @@ def _dataset_folder(application: Application, folder: str) -> str:
     try:
         return str(confine(folder, [data_dir], base=data_dir, what="dataset folder"))
     except PathOutside:
-        raise InvalidRequest(f"dataset folder not found: {folder!r} (the server is reachable from the network: "
-                             "datasets must be inside the data dir, e.g. <data-dir>/training/datasets/)") from None
+        raise InvalidRequest(
+            f"dataset folder not found: {folder!r} (the server is reachable from the network: "
+            "datasets must be inside the data dir, e.g. <data-dir>/training/datasets/)"
+        ) from None
 
 
 def check_request(application: Application, req: Any, options: Any = None) -> TrainingPlan:
@@ -180,30 +189,58 @@ def check_request(application: Application, req: Any, options: Any = None) -> Tr
     output = application.paths.lora_dir / f"{name}.safetensors"
     work_dir = application.paths.data_dir / "training" / name
     if output.exists() and not _ours(output, name):
-        raise InvalidRequest(f"{output.name} already exists in the LoRA folder and was not trained here under this "
-                             "name: pick another name")
+        raise InvalidRequest(
+            f"{output.name} already exists in the LoRA folder and was not trained here under this "
+            "name: pick another name"
+        )
     partial = output.with_name(f"{output.stem}-partial.safetensors")
     resuming = (work_dir / STATE_FILE).exists()  # a stopped run of this name continues (its own saves)
     replaces = output.exists() and (not resuming or partial.exists())
     if replaces and not req.overwrite:
-        raise Conflict(f"a LoRA named {name!r} already exists ({output.name}, {_trained(output)}): tick "
-                       f"\"Overwrite existing LoRA\" to replace it when the new run completes, or pick another name")
+        raise Conflict(
+            f"a LoRA named {name!r} already exists ({output.name}, {_trained(output)}): tick "
+            f'"Overwrite existing LoRA" to replace it when the new run completes, or pick another name'
+        )
     per_epoch = -(-len(dataset.items) * opt.repeats // req.batch_size)  # about: buckets may add a batch or two
     steps = max(1, opt.epochs * per_epoch // opt.grad_accum) if opt.epochs else req.steps
     if steps > MAX_TRAIN_STEPS:
-        raise InvalidRequest(f"{opt.epochs} epochs of {len(dataset.items)} images × {opt.repeats} repeats are {steps} "
-                             f"steps, over the limit of {MAX_TRAIN_STEPS}: use fewer epochs or repeats")
+        raise InvalidRequest(
+            f"{opt.epochs} epochs of {len(dataset.items)} images × {opt.repeats} repeats are {steps} "
+            f"steps, over the limit of {MAX_TRAIN_STEPS}: use fewer epochs or repeats"
+        )
     seed = req.seed if req.seed >= 0 else int(time.time() * 1000) % (2**31)
     config = TrainConfig(
-        steps=steps, batch_size=req.batch_size, grad_accum=opt.grad_accum, learning_rate=req.learning_rate,
-        text_encoder_lr=opt.text_encoder_lr, lr_scheduler=opt.lr_scheduler, warmup_steps=opt.warmup_steps,
-        rank=req.rank, alpha=float(req.alpha if req.alpha is not None else req.rank), targets=opt.targets,
-        train_text_encoder=req.train_text_encoder, noise_offset=opt.noise_offset, min_snr_gamma=opt.min_snr_gamma,
-        seed=seed, repeats=opt.repeats, resolution=req.resolution or native,
-        gradient_checkpointing=opt.gradient_checkpointing, mixed_precision=opt.mixed_precision,
-        optimizer=opt.optimizer)
-    return TrainingPlan(req=req.model_copy(update={"name": name}), options=opt, checkpoint=info, dataset=dataset,
-                        config=config, output=output, work_dir=work_dir, native_size=native, replaces=replaces)
+        steps=steps,
+        batch_size=req.batch_size,
+        grad_accum=opt.grad_accum,
+        learning_rate=req.learning_rate,
+        text_encoder_lr=opt.text_encoder_lr,
+        lr_scheduler=opt.lr_scheduler,
+        warmup_steps=opt.warmup_steps,
+        rank=req.rank,
+        alpha=float(req.alpha if req.alpha is not None else req.rank),
+        targets=opt.targets,
+        train_text_encoder=req.train_text_encoder,
+        noise_offset=opt.noise_offset,
+        min_snr_gamma=opt.min_snr_gamma,
+        seed=seed,
+        repeats=opt.repeats,
+        resolution=req.resolution or native,
+        gradient_checkpointing=opt.gradient_checkpointing,
+        mixed_precision=opt.mixed_precision,
+        optimizer=opt.optimizer,
+    )
+    return TrainingPlan(
+        req=req.model_copy(update={"name": name}),
+        options=opt,
+        checkpoint=info,
+        dataset=dataset,
+        config=config,
+        output=output,
+        work_dir=work_dir,
+        native_size=native,
+        replaces=replaces,
+    )
 
 
 def _ours(path: Path, name: str) -> bool:
@@ -218,7 +255,7 @@ def _ours(path: Path, name: str) -> bool:
 
 
 def _trained(path: Path) -> str:
-    """"trained 500 steps, 2026-12-07 06:40" from a LoRA's kohya metadata (what the overwrite question shows)."""
+    """ "trained 500 steps, 2026-12-07 06:40" from a LoRA's kohya metadata (what the overwrite question shows)."""
     from webui.models.loader import read_header
 
     try:
@@ -241,8 +278,10 @@ def existing_lora_note(application: Application, name: str) -> str | None:
         return None
     if not _ours(output, name):
         return f"{output.name} already exists and was not trained here: pick another name."
-    return (f"{output.name} already exists ({_trained(output)}). Training under this name replaces it only when "
-            "\"Overwrite existing LoRA\" is ticked, and only once the new run completes.")
+    return (
+        f"{output.name} already exists ({_trained(output)}). Training under this name replaces it only when "
+        '"Overwrite existing LoRA" is ticked, and only once the new run completes.'
+    )
 
 
 def start_training(application: Application, params: Any, options: Any = None, *, job_id: str | None = None):
@@ -262,9 +301,14 @@ def start_training(application: Application, params: Any, options: Any = None, *
         from webui.workers.remote_training import training_work
 
         remote = training_work(application, plan, status)
-    job = application.jobs.submit(JOB_KIND, plan.req.model_dump(mode="json"),
-                                  lambda j: run_training(application, plan, j, status), request=record, job_id=job_id,
-                                  remote=remote)
+    job = application.jobs.submit(
+        JOB_KIND,
+        plan.req.model_dump(mode="json"),
+        lambda j: run_training(application, plan, j, status),
+        request=record,
+        job_id=job_id,
+        remote=remote,
+    )
     job.training = status
     return job
 
@@ -274,5 +318,10 @@ def training_summary(job) -> dict[str, Any] | None:
     status = getattr(job, "training", None)
     if status is None:
         return None
-    return {**(status.result or {}), "step": status.step, "total_steps": status.total_steps,
-            "losses": list(status.losses), "samples": list(status.samples)}
+    return {
+        **(status.result or {}),
+        "step": status.step,
+        "total_steps": status.total_steps,
+        "losses": list(status.losses),
+        "samples": list(status.samples),
+    }

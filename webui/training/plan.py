@@ -38,9 +38,17 @@ class TrainingStatus:
         return rate * (self.total_steps - self.step)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "total_steps": self.total_steps, "loss": self.loss, "losses": list(self.losses),
-                "phase": self.phase, "resumed_from": self.resumed_from, "eta": self.eta(),
-                "samples": list(self.samples), "result": self.result}
+        return {
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "loss": self.loss,
+            "losses": list(self.losses),
+            "phase": self.phase,
+            "resumed_from": self.resumed_from,
+            "eta": self.eta(),
+            "samples": list(self.samples),
+            "result": self.result,
+        }
 
 
 @dataclass

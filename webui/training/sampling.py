@@ -25,8 +25,16 @@ def sample_image(pipe, prompt: str, *, size: int, steps: int, seed: int, schedul
         pipe.scheduler = EulerDiscreteScheduler.from_config(scheduler_config)
         cond = encode_texts(pipe, [prompt, ""])
         g = torch.Generator("cpu").manual_seed(seed)
-        return pipe(prompt_embeds=cond[:1], negative_prompt_embeds=cond[1:], num_inference_steps=steps,
-                    guidance_scale=cfg, height=size, width=size, generator=g, output_type="pil").images[0]
+        return pipe(
+            prompt_embeds=cond[:1],
+            negative_prompt_embeds=cond[1:],
+            num_inference_steps=steps,
+            guidance_scale=cfg,
+            height=size,
+            width=size,
+            generator=g,
+            output_type="pil",
+        ).images[0]
     finally:
         pipe.scheduler = previous
         for m in modules:

@@ -82,9 +82,17 @@ def compute_snr(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor) -> torch.
 
 
 class LoraTrainer:
-    def __init__(self, pipe, config: TrainConfig, data: LatentCache, *, scheduler_config: dict | None = None,
-                 state_file: Path | None = None, match: dict[str, Any] | None = None,
-                 extra_state: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        pipe,
+        config: TrainConfig,
+        data: LatentCache,
+        *,
+        scheduler_config: dict | None = None,
+        state_file: Path | None = None,
+        match: dict[str, Any] | None = None,
+        extra_state: dict[str, Any] | None = None,
+    ):
         from diffusers import DDPMScheduler
 
         self.pipe, self.cfg, self.data = pipe, config, data
@@ -109,8 +117,12 @@ class LoraTrainer:
         from webui.lora.service import _tuner_layers
 
         module.requires_grad_(False)
-        cfg = LoraConfig(r=self.cfg.rank, lora_alpha=self.cfg.alpha, init_lora_weights="gaussian",
-                         target_modules=target_modules(self.cfg.targets, text_encoder=text_encoder))
+        cfg = LoraConfig(
+            r=self.cfg.rank,
+            lora_alpha=self.cfg.alpha,
+            init_lora_weights="gaussian",
+            target_modules=target_modules(self.cfg.targets, text_encoder=text_encoder),
+        )
         with torch.random.fork_rng(devices=[]):  # a seeded init, without touching the process's RNG
             torch.manual_seed(self.cfg.seed + (1 if text_encoder else 0))
             module.add_adapter(cfg, adapter_name=ADAPTER)
@@ -142,14 +154,18 @@ class LoraTrainer:
         else:
             self.optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
         name = {"constant": "constant_with_warmup", "cosine": "cosine", "linear": "linear"}[cfg.lr_scheduler]
-        self.lr_scheduler = get_scheduler(name, self.optimizer, num_warmup_steps=cfg.warmup_steps,
-                                          num_training_steps=cfg.steps)
+        self.lr_scheduler = get_scheduler(
+            name, self.optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps
+        )
         self.scaler = torch.amp.GradScaler("cuda") if self._autocast_dtype() == torch.float16 else None
         if self.state_file is not None:
             legacy = self.state_file.with_name(LEGACY_STATE)
             if legacy != self.state_file and legacy.exists():
-                log.warning("ignoring %s: resume states from before this version were pickles, which Easel no longer "
-                            "loads (they could run code); the run starts over. Delete the file to hide this.", legacy)
+                log.warning(
+                    "ignoring %s: resume states from before this version were pickles, which Easel no longer "
+                    "loads (they could run code); the run starts over. Delete the file to hide this.",
+                    legacy,
+                )
             if self.state_file.exists():
                 self._load_state()
 
@@ -174,10 +190,19 @@ class LoraTrainer:
         return {"unet": unet_sd, "text_encoder": te_sd}
 
     def save_state(self) -> None:
-        state = {"version": STATE_VERSION, "step": self.step, "losses": list(self.losses), "config": asdict(self.cfg),
-                 "compat": {**self.cfg.compat_key(), **self.match}, "adapter": self.adapter_state(),
-                 "optimizer": self.optimizer.state_dict(), "lr_scheduler": self.lr_scheduler.state_dict(),
-                 "generator": self.generator.get_state(), "extra": self.extra_state, "saved_at": time.time()}
+        state = {
+            "version": STATE_VERSION,
+            "step": self.step,
+            "losses": list(self.losses),
+            "config": asdict(self.cfg),
+            "compat": {**self.cfg.compat_key(), **self.match},
+            "adapter": self.adapter_state(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.lr_scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+            "extra": self.extra_state,
+            "saved_at": time.time(),
+        }
         assert self.state_file is not None  # callers check state_file first
         save_state(self.state_file, state)
 
@@ -215,14 +240,16 @@ class LoraTrainer:
         if self.te is None:  # frozen text encoder: each caption is encoded once
             missing = [c for c in dict.fromkeys(captions) if c not in self._embeds]
             if missing:
-                ids = tok(missing, padding="max_length", max_length=tok.model_max_length, truncation=True,
-                          return_tensors="pt").input_ids.to(self.device)
+                ids = tok(
+                    missing, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt"
+                ).input_ids.to(self.device)
                 with torch.no_grad():
                     for c, e in zip(missing, self.pipe.text_encoder(ids)[0]):
                         self._embeds[c] = e
             return torch.stack([self._embeds[c] for c in captions])
-        ids = tok(captions, padding="max_length", max_length=tok.model_max_length, truncation=True,
-                  return_tensors="pt").input_ids.to(self.device)
+        ids = tok(
+            captions, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt"
+        ).input_ids.to(self.device)
         return self.te(ids)[0]
 
     def _loss(self, batch) -> torch.Tensor:

@@ -32,8 +32,11 @@ if TYPE_CHECKING:
 
 def footer_html(application: Application) -> str:
     policy = application.policy
-    parts = [f"Easel {VERSION}", f"device: {policy.label}" + (f" ({policy.note})" if policy.note else ""),
-             '<a href="/docs">API</a>']
+    parts = [
+        f"Easel {VERSION}",
+        f"device: {policy.label}" + (f" ({policy.note})" if policy.note else ""),
+        '<a href="/docs">API</a>',
+    ]
     if application.share_url:
         url = html.escape(application.share_url)
         parts.append(f'share: <a href="{url}">{url}</a>')
@@ -97,15 +100,24 @@ def build_ui(application: Application) -> gr.Blocks:
         # the extensions' list refresh buttons (ControlNet models, X/Y/Z values) and Extra networks' Refresh too
         wire_live_jobs(demo, [txt2img, img2img])  # queue, reconnect after reload, Ctrl+Enter/Alt+Enter/Esc
         SendTo(application, tabs, quick, txt2img, img2img, extras, pnginfo, history_tab).wire()
-        demo.load(lambda: (*quick.on_load(), footer_html(application)), inputs=None,
-                  outputs=[quick.checkpoint, quick.note, txt2img.width, txt2img.height, footer], queue=False)
-        demo.load(lambda: [img2img.native_size()] * 2, inputs=None, outputs=[img2img.width, img2img.height],
-                  queue=False)  # the model may have finished loading after the UI was built
+        demo.load(
+            lambda: (*quick.on_load(), footer_html(application)),
+            inputs=None,
+            outputs=[quick.checkpoint, quick.note, txt2img.width, txt2img.height, footer],
+            queue=False,
+        )
+        demo.load(
+            lambda: [img2img.native_size()] * 2, inputs=None, outputs=[img2img.width, img2img.height], queue=False
+        )  # the model may have finished loading after the UI was built
         # settings apply live (#19 item 5): each page load reads the defaults, the top bar, the model lists and the
         # Settings tab from the settings in force, so an Apply (or the API) shows on the next load without a restart
         defaults = [c for tab in (txt2img, img2img) for c in (tab.steps, tab.sampler)]
-        demo.load(lambda: [*page_defaults(application), *quick.load_values(), *settings.values()], inputs=None,
-                  outputs=[*defaults, *quick.load_outputs, *settings.components], queue=False)
+        demo.load(
+            lambda: [*page_defaults(application), *quick.load_values(), *settings.values()],
+            inputs=None,
+            outputs=[*defaults, *quick.load_outputs, *settings.components],
+            queue=False,
+        )
     return demo
 
 

@@ -30,12 +30,25 @@ SEND_TARGETS = ("img2img", "inpaint", "extras")
 
 # request field -> component attribute, for what txt2img and img2img both have; "_" keys are UI-only values
 COMMON_FIELDS: tuple[tuple[str, str], ...] = (
-    ("prompt", "prompt"), ("negative_prompt", "negative"), ("sampler_name", "sampler"), ("scheduler", "scheduler"),
-    ("steps", "steps"), ("width", "width"), ("height", "height"), ("cfg_scale", "cfg_scale"),
-    ("distilled_cfg_scale", "distilled_cfg_scale"), ("seed", "seed"),
-    ("n_iter", "batch_count"), ("batch_size", "batch_size"), ("_seed_extras", "seed_extras"), ("subseed", "subseed"),
-    ("subseed_strength", "subseed_strength"), ("seed_resize_from_w", "seed_resize_w"),
-    ("seed_resize_from_h", "seed_resize_h"), ("_overrides", "override"), ("styles", "styles_dropdown"),
+    ("prompt", "prompt"),
+    ("negative_prompt", "negative"),
+    ("sampler_name", "sampler"),
+    ("scheduler", "scheduler"),
+    ("steps", "steps"),
+    ("width", "width"),
+    ("height", "height"),
+    ("cfg_scale", "cfg_scale"),
+    ("distilled_cfg_scale", "distilled_cfg_scale"),
+    ("seed", "seed"),
+    ("n_iter", "batch_count"),
+    ("batch_size", "batch_size"),
+    ("_seed_extras", "seed_extras"),
+    ("subseed", "subseed"),
+    ("subseed_strength", "subseed_strength"),
+    ("seed_resize_from_w", "seed_resize_w"),
+    ("seed_resize_from_h", "seed_resize_h"),
+    ("_overrides", "override"),
+    ("styles", "styles_dropdown"),
 )
 
 
@@ -122,12 +135,22 @@ class GenerationTab(LiveJobs):
         with gr.Row(elem_id=f"{t}_toprow"):
             with gr.Column(scale=8):  # each counter lies in its box's top right corner (.easel-prompt-wrap)
                 with gr.Column(elem_classes=["easel-prompt-wrap"]):
-                    self.prompt = gr.Textbox(label="Prompt", show_label=False, lines=3, elem_id=f"{t}_prompt",
-                                             placeholder="Prompt (or paste generation parameters, then press ↙️)")
+                    self.prompt = gr.Textbox(
+                        label="Prompt",
+                        show_label=False,
+                        lines=3,
+                        elem_id=f"{t}_prompt",
+                        placeholder="Prompt (or paste generation parameters, then press ↙️)",
+                    )
                     self.prompt_counter = TokenCounter(self.app, t, self.prompt)
                 with gr.Column(elem_classes=["easel-prompt-wrap"]):
-                    self.negative = gr.Textbox(label="Negative prompt", show_label=False, lines=2,
-                                               elem_id=f"{t}_neg_prompt", placeholder="Negative prompt")
+                    self.negative = gr.Textbox(
+                        label="Negative prompt",
+                        show_label=False,
+                        lines=2,
+                        elem_id=f"{t}_neg_prompt",
+                        placeholder="Negative prompt",
+                    )
                     self.negative_counter = TokenCounter(self.app, t, self.negative, negative=True)
             with gr.Column(scale=2, min_width=180):
                 self.generate = gr.Button("Generate", variant="primary", elem_id=f"{t}_generate", size="lg")
@@ -139,22 +162,30 @@ class GenerationTab(LiveJobs):
 
     def build_tool_buttons(self) -> None:
         t = self.tabname
-        self.paste = gr.Button("↙️", elem_id=f"{t}_paste", size="sm", scale=0, min_width=32,
-                               elem_classes=["easel-tool"])
-        self.clear_prompt = gr.Button("🗑️", elem_id=f"{t}_clear_prompt", size="sm", scale=0, min_width=32,
-                                      elem_classes=["easel-tool"])
-        self.clear_prompt.click(lambda: ("", ""), inputs=None, outputs=[self.prompt, self.negative], queue=False,
-                                api_visibility="private")
+        self.paste = gr.Button("↙️", elem_id=f"{t}_paste", size="sm", scale=0, min_width=32, elem_classes=["easel-tool"])
+        self.clear_prompt = gr.Button(
+            "🗑️", elem_id=f"{t}_clear_prompt", size="sm", scale=0, min_width=32, elem_classes=["easel-tool"]
+        )
+        self.clear_prompt.click(
+            lambda: ("", ""), inputs=None, outputs=[self.prompt, self.negative], queue=False, api_visibility="private"
+        )
 
     def build_sampling(self) -> None:
         t, names = self.tabname, samplers.sampler_names()
         sampler = canonical_sampler(self.app.options.get("txt2img_default_sampler")) or (names[0] if names else None)
         with gr.Row():
             self.sampler = gr.Dropdown(names, value=sampler, label="Sampling method", elem_id=f"{t}_sampling")
-            self.scheduler = gr.Dropdown(schedule_choices(sampler), value="Automatic", label="Schedule type",
-                                         elem_id=f"{t}_scheduler")
-        self.steps = gr.Slider(1, 150, value=int(self.app.options.get("txt2img_default_steps")), step=1,
-                               label="Sampling steps", elem_id=f"{t}_steps")
+            self.scheduler = gr.Dropdown(
+                schedule_choices(sampler), value="Automatic", label="Schedule type", elem_id=f"{t}_scheduler"
+            )
+        self.steps = gr.Slider(
+            1,
+            150,
+            value=int(self.app.options.get("txt2img_default_steps")),
+            step=1,
+            label="Sampling steps",
+            elem_id=f"{t}_steps",
+        )
 
     def build_size(self) -> None:
         size, t = self.native_size(), self.tabname
@@ -169,9 +200,15 @@ class GenerationTab(LiveJobs):
     def build_cfg(self) -> None:
         self.cfg_scale = gr.Slider(1, 30, value=7.0, step=0.5, label="CFG Scale", elem_id=f"{self.tabname}_cfg_scale")
         # Forge's FLUX guidance (the guidance embedder's input), shown only while a FLUX checkpoint is active
-        self.distilled_cfg_scale = gr.Slider(0, 30, value=3.5, step=0.1, label="Distilled CFG Scale",
-                                             elem_id=f"{self.tabname}_distilled_cfg_scale",
-                                             visible=distilled_cfg_shown(self.app))
+        self.distilled_cfg_scale = gr.Slider(
+            0,
+            30,
+            value=3.5,
+            step=0.1,
+            label="Distilled CFG Scale",
+            elem_id=f"{self.tabname}_distilled_cfg_scale",
+            visible=distilled_cfg_shown(self.app),
+        )
 
     def build_seed(self) -> None:
         t = self.tabname
@@ -182,14 +219,24 @@ class GenerationTab(LiveJobs):
             self.seed_extras = gr.Checkbox(False, label="Extra", elem_id=f"{t}_subseed_show", scale=0, min_width=80)
         with gr.Row(visible=False, elem_id=f"{t}_seed_extras") as self.seed_extras_row:
             self.subseed = gr.Number(-1, label="Variation seed", precision=0, elem_id=f"{t}_subseed")
-            self.subseed_strength = gr.Slider(0, 1, value=0, step=0.01, label="Variation strength",
-                                              elem_id=f"{t}_subseed_strength")
-            self.seed_resize_w = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from width",
-                                           elem_id=f"{t}_seed_resize_from_w")
-            self.seed_resize_h = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from height",
-                                           elem_id=f"{t}_seed_resize_from_h")
-        self.override = gr.Dropdown([], value=[], multiselect=True, allow_custom_value=True, visible=False,
-                                    label="Override settings", elem_id=f"{self.tabname}_override_settings")
+            self.subseed_strength = gr.Slider(
+                0, 1, value=0, step=0.01, label="Variation strength", elem_id=f"{t}_subseed_strength"
+            )
+            self.seed_resize_w = gr.Slider(
+                0, 2048, value=0, step=8, label="Resize seed from width", elem_id=f"{t}_seed_resize_from_w"
+            )
+            self.seed_resize_h = gr.Slider(
+                0, 2048, value=0, step=8, label="Resize seed from height", elem_id=f"{t}_seed_resize_from_h"
+            )
+        self.override = gr.Dropdown(
+            [],
+            value=[],
+            multiselect=True,
+            allow_custom_value=True,
+            visible=False,
+            label="Override settings",
+            elem_id=f"{self.tabname}_override_settings",
+        )
 
     def build_results(self) -> None:
         from webui.ui.gallery_buttons import GalleryButtons
@@ -197,10 +244,23 @@ class GenerationTab(LiveJobs):
         t = self.tabname
         # the live preview lies over the gallery (A1111), not in a box of its own that pushes the gallery down
         with gr.Column(elem_classes=["easel-results"], elem_id=f"{t}_gallery_container"):
-            self.gallery = gr.Gallery(label="Output", format="png", columns=4, object_fit="contain",
-                                      interactive=False, elem_id=f"{t}_gallery", height=512)
-            self.preview = gr.Image(label="Live preview", visible=False, interactive=False, elem_id=f"{t}_preview",
-                                    height=496, elem_classes=["easel-live-preview"])
+            self.gallery = gr.Gallery(
+                label="Output",
+                format="png",
+                columns=4,
+                object_fit="contain",
+                interactive=False,
+                elem_id=f"{t}_gallery",
+                height=512,
+            )
+            self.preview = gr.Image(
+                label="Live preview",
+                visible=False,
+                interactive=False,
+                elem_id=f"{t}_preview",
+                height=496,
+                elem_classes=["easel-live-preview"],
+            )
         self.progress = gr.HTML("", elem_id=f"{t}_progress")
         self.buttons = GalleryButtons(self.app, t, t, SEND_TARGETS)  # Save, Zip, 📂, Send to …
         self.send = self.buttons.send
@@ -221,10 +281,15 @@ class GenerationTab(LiveJobs):
         self.skip.click(self.on_skip, inputs=[self.job_id], outputs=None, queue=False)
         self.random_seed.click(lambda: -1, inputs=None, outputs=[self.seed], queue=False)
         self.reuse_seed.click(self.on_reuse_seed, inputs=[self.results], outputs=[self.seed], queue=False)
-        self.sampler.change(self.on_sampler, inputs=[self.sampler, self.scheduler], outputs=[self.scheduler],
-                            queue=False)
-        self.seed_extras.change(lambda on: gr.update(visible=bool(on)), inputs=[self.seed_extras],
-                                outputs=[self.seed_extras_row], queue=False)
+        self.sampler.change(
+            self.on_sampler, inputs=[self.sampler, self.scheduler], outputs=[self.scheduler], queue=False
+        )
+        self.seed_extras.change(
+            lambda on: gr.update(visible=bool(on)),
+            inputs=[self.seed_extras],
+            outputs=[self.seed_extras_row],
+            queue=False,
+        )
         self.gallery.select(self.on_select, inputs=[self.results], outputs=[self.info, self.results], queue=False)
         self.buttons.wire(self.gallery, self.results)
 
@@ -267,8 +332,7 @@ class GenerationTab(LiveJobs):
         yield self.finished(job)
 
     def finished(self, job) -> dict[Any, Any]:
-        out: dict[Any, Any] = {self.job_id: None, self.preview: gr.update(value=None, visible=False),
-                               self.progress: ""}
+        out: dict[Any, Any] = {self.job_id: None, self.preview: gr.update(value=None, visible=False), self.progress: ""}
         result = job.value if isinstance(job.value, GenerationResult) else None
         if result is None or not result.images:  # nothing to show: keep the previous images in the gallery
             shown_as = notice_html  # the user's own Interrupt, Cancel or Skip is a notice, not an error
@@ -333,8 +397,10 @@ class GenerationTab(LiveJobs):
         fields["sampler_name"] = sampler
         if "scheduler" in fields:
             fields["scheduler"] = fields["scheduler"] if fields["scheduler"] in schedule_choices(sampler) else None
-        return [gr.update() if fields.get(key) is None else self.fill_update(key, fields[key], sampler)
-                for key, _ in self.FIELDS]
+        return [
+            gr.update() if fields.get(key) is None else self.fill_update(key, fields[key], sampler)
+            for key, _ in self.FIELDS
+        ]
 
     def fill_update(self, key: str, value: Any, sampler: str | None) -> Any:
         if key == "sampler_name":

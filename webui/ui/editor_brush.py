@@ -24,8 +24,9 @@ def brush_size(width: int, height: int) -> int:
 def make_brush(kind: str, size: int = BLANK_SIZE) -> gr.Brush:
     """`kind` "mask" (inpaint: half-transparent white) or "paint" (sketches: the palette)."""
     if kind == "mask":
-        return gr.Brush(default_size=size, colors=list(MASK_COLORS), default_color=MASK_COLORS[0],
-                        color_mode="defaults")
+        return gr.Brush(
+            default_size=size, colors=list(MASK_COLORS), default_color=MASK_COLORS[0], color_mode="defaults"
+        )
     return gr.Brush(default_size=size, colors=list(PALETTE), color_mode="defaults")
 
 

@@ -30,6 +30,7 @@ CHECKPOINT_ELEM = "setting_sd_model_checkpoint"  # the top bar's dropdown (quick
 
 # --- entries → cards --------------------------------------------------------------------------------------------
 
+
 def trigger_tags(metadata: dict[str, Any], limit: int = TOP_TAGS) -> list[str]:
     """The most frequent tags of `ss_tag_frequency` ({dataset: {tag: count}}), summed over datasets."""
     freq = metadata.get("ss_tag_frequency")
@@ -39,7 +40,7 @@ def trigger_tags(metadata: dict[str, Any], limit: int = TOP_TAGS) -> list[str]:
         except ValueError:
             return []
     counts: Counter[str] = Counter()
-    for tags in (freq.values() if isinstance(freq, dict) else ()):
+    for tags in freq.values() if isinstance(freq, dict) else ():
         if not isinstance(tags, dict):
             continue
         for tag, n in tags.items():
@@ -65,13 +66,21 @@ def lora_card(entry: dict[str, Any], active: tuple[str, str] | None = None) -> C
     family = lora_base(entry.get("family"), meta, user)
     base = " · ".join(str(x) for x in (LABELS.get(family or ""), meta.get("ss_sd_model_name")) if x)
     dim, alpha = meta.get("ss_network_dim"), meta.get("ss_network_alpha")
-    sub = " · ".join(x for x in (base, f"dim {dim}/alpha {alpha}" if dim is not None or alpha is not None else "")
-                     if x)
+    sub = " · ".join(x for x in (base, f"dim {dim}/alpha {alpha}" if dim is not None or alpha is not None else "") if x)
     alias = entry.get("alias") or entry["name"]
-    return Card("lora", entry["name"], entry["name"], path=path,
-                preview=Path(entry["preview"]) if entry.get("preview") else None, sub=sub, error=entry.get("error"),
-                search=" ".join([alias, str(path or ""), *trigger_tags(meta), LABELS.get(family or "", "")]),
-                metadata=dict(meta), user=user, unfit=unfit_reason(family, *(active or (None, ""))))
+    return Card(
+        "lora",
+        entry["name"],
+        entry["name"],
+        path=path,
+        preview=Path(entry["preview"]) if entry.get("preview") else None,
+        sub=sub,
+        error=entry.get("error"),
+        search=" ".join([alias, str(path or ""), *trigger_tags(meta), LABELS.get(family or "", "")]),
+        metadata=dict(meta),
+        user=user,
+        unfit=unfit_reason(family, *(active or (None, ""))),
+    )
 
 
 def toggle_word(prompt: str | None, word: str) -> tuple[str, bool]:
@@ -92,9 +101,9 @@ def toggle_tag(prompt: str | None, name: str, weight: float = 1) -> tuple[str, b
     existing = [m for m in LORA_TAG.finditer(prompt) if m.group(1) == name]
     if existing:
         for m in reversed(existing):
-            left, right = prompt[:m.start()], prompt[m.end():]
+            left, right = prompt[: m.start()], prompt[m.end() :]
             before, after = left.rstrip(" ,"), right.lstrip(" ,")
-            sep = ", " if "," in left[len(before):] + right[:len(right) - len(after)] else " "
+            sep = ", " if "," in left[len(before) :] + right[: len(right) - len(after)] else " "
             prompt = f"{before}{sep}{after}" if before and after else before or after
         return prompt, False
     tag = f"<lora:{name}:{weight:g}>"
@@ -117,6 +126,7 @@ def header_metadata(path) -> dict[str, Any]:
 
 # --- the panel --------------------------------------------------------------------------------------------------
 
+
 class ExtraNetworksPanel:
     """An accordion with the cards for the tab `tabname`; clicks write into the `prompt` textbox."""
 
@@ -127,10 +137,16 @@ class ExtraNetworksPanel:
         htmls, status = self.render("")
         with gr.Accordion("Extra networks", open=False, elem_id=f"{t}_extra_networks") as self.accordion:
             with gr.Row():
-                self.search = gr.Textbox(label="Search", show_label=False, placeholder="Search…", scale=6,
-                                         elem_id=f"{t}_extra_networks_search")
-                self.refresh = gr.Button("Refresh", size="sm", scale=0, min_width=90,
-                                         elem_id=f"{t}_extra_networks_refresh")
+                self.search = gr.Textbox(
+                    label="Search",
+                    show_label=False,
+                    placeholder="Search…",
+                    scale=6,
+                    elem_id=f"{t}_extra_networks_search",
+                )
+                self.refresh = gr.Button(
+                    "Refresh", size="sm", scale=0, min_width=90, elem_id=f"{t}_extra_networks_refresh"
+                )
             self.status = gr.HTML(status, elem_id=f"{t}_extra_networks_status")
             self.cards: dict[str, gr.HTML] = {}
             with gr.Tabs(elem_id=f"{t}_extra_tabs", selected="lora"):
@@ -160,9 +176,17 @@ class ExtraNetworksPanel:
         if kind == "checkpoints":
             out = []
             for info in self.app.catalog.list():
-                out.append(Card("checkpoints", info.title, info.name.rsplit(".", 1)[0], path=info.path,
-                                preview=find_preview(info.path), sub=info.shorthash,
-                                user=read_user_metadata(info.path)))
+                out.append(
+                    Card(
+                        "checkpoints",
+                        info.title,
+                        info.name.rsplit(".", 1)[0],
+                        path=info.path,
+                        preview=find_preview(info.path),
+                        sub=info.shorthash,
+                        user=read_user_metadata(info.path),
+                    )
+                )
             return out
         catalog = self.app.embeddings
         api = catalog.api(self.app.models.active)
@@ -172,10 +196,18 @@ class ExtraNetworksPanel:
             e = embeddings.get(name)
             found = api["loaded"].get(name) or api["skipped"].get(name) or {}
             path = e.path if e is not None else None
-            out.append(Card("textual_inversion", name, name, path=path, preview=find_preview(path),
-                            sub=f"{found.get('vectors', 0)} vector(s)",
-                            error=api["skipped"].get(name, {}).get("reason"),
-                            user=read_user_metadata(path) if path else {}))
+            out.append(
+                Card(
+                    "textual_inversion",
+                    name,
+                    name,
+                    path=path,
+                    preview=find_preview(path),
+                    sub=f"{found.get('vectors', 0)} vector(s)",
+                    error=api["skipped"].get(name, {}).get("reason"),
+                    user=read_user_metadata(path) if path else {},
+                )
+            )
         return out
 
     def render(self, query: str | None) -> tuple[dict[str, str], str]:
@@ -184,13 +216,19 @@ class ExtraNetworksPanel:
         for kind in KINDS:
             cards = self.cards_of(kind)
             shown = [c for c in cards if matches(c, query)]
-            empty = (f"Nothing matches {query!r}" if cards else
-                     {"lora": f"No LoRAs in {self.app.paths.lora_dir}",
-                      "textual_inversion": f"No embeddings in {self.app.paths.embeddings_dir}",
-                      "checkpoints": "No checkpoints"}[kind])
+            empty = (
+                f"Nothing matches {query!r}"
+                if cards
+                else {
+                    "lora": f"No LoRAs in {self.app.paths.lora_dir}",
+                    "textual_inversion": f"No embeddings in {self.app.paths.embeddings_dir}",
+                    "checkpoints": "No checkpoints",
+                }[kind]
+            )
             htmls[kind] = cards_html(shown, self.thumbs, empty)
-            counts.append(f"{len(shown)} of {plural(len(cards), kind)}" if query and query.strip()
-                          else plural(len(cards), kind))
+            counts.append(
+                f"{len(shown)} of {plural(len(cards), kind)}" if query and query.strip() else plural(len(cards), kind)
+            )
         return htmls, f'<div class="easel-note">{html.escape(" · ".join(counts))}</div>'
 
     def find(self, kind: str, name: str) -> Card | None:

@@ -45,12 +45,21 @@ class GalleryButtons:
         t = tabname
         self.local = not is_network_exposed(application.ns)
         with gr.Row(elem_id=f"image_buttons_{t}", elem_classes=["easel-image-buttons"]):
-            self.open = gr.Button("📂", elem_id=f"{t}_open_folder", size="sm", min_width=40, scale=0,
-                                  visible=self.local, elem_classes=["easel-tool"])
+            self.open = gr.Button(
+                "📂",
+                elem_id=f"{t}_open_folder",
+                size="sm",
+                min_width=40,
+                scale=0,
+                visible=self.local,
+                elem_classes=["easel-tool"],
+            )
             self.save = gr.Button("💾 Save", elem_id=f"save_{t}", size="sm", min_width=60)
             self.zip = gr.Button("🗃️ Zip", elem_id=f"save_zip_{t}", size="sm", min_width=60)
-            self.send = {target: gr.Button(SEND_LABELS[target], size="sm", elem_id=f"{t}_send_to_{target}",
-                                           min_width=60) for target in targets}
+            self.send = {
+                target: gr.Button(SEND_LABELS[target], size="sm", elem_id=f"{t}_send_to_{target}", min_width=60)
+                for target in targets
+            }
         self.download = gr.File(None, label="Saved", visible=False, interactive=False, elem_id=f"download_files_{t}")
         self.status = gr.HTML("", elem_id=f"{t}_save_status")
 
@@ -92,8 +101,9 @@ class GalleryButtons:
         if opener is None:
             return _ok(f"The images are in {folder} (no file manager to open it here).")
         try:
-            subprocess.Popen([opener, str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
+            subprocess.Popen(
+                [opener, str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            )
         except OSError as e:
             return _error(f"Could not open {folder}: {e}")
         return _ok(f"Opened {folder}")

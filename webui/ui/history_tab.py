@@ -24,8 +24,15 @@ COLUMN_WIDTHS = ["190px", "85px", "70px", "285px", "60px", "90px", "65px", "105p
 # the Workers table (--workers ray): what GET /easel/v1/workers lists
 WORKER_COLUMNS = ["Worker", "State", "Host", "PID", "Device", "Loaded models", "Job", "Jobs done", "Heartbeat"]
 # job kinds (webui/jobs.py) as the Type column names them; any other kind (an extension's) is shown as it is
-JOB_TYPES = {"txt2img": "txt2img", "img2img": "img2img", "img2img-batch": "img2img batch", "extras": "extras",
-             "train-lora": "train", "merge": "merge", "install-model": "install"}
+JOB_TYPES = {
+    "txt2img": "txt2img",
+    "img2img": "img2img",
+    "img2img-batch": "img2img batch",
+    "extras": "extras",
+    "train-lora": "train",
+    "merge": "merge",
+    "install-model": "install",
+}
 LIMIT = 50
 THUMB = 192
 
@@ -107,9 +114,19 @@ def worker_rows(workers: list[dict[str, Any]], now: float | None = None) -> list
     rows = []
     for w in workers:
         beat = w.get("last_heartbeat")
-        rows.append([w.get("id"), w.get("state"), w.get("host") or w.get("node") or "", w.get("pid") or "",
-                     w.get("device") or "", ", ".join(w.get("loaded_models") or []), w.get("job") or "",
-                     w.get("jobs_done", 0), f"{max(0.0, now - beat):.0f} s ago" if beat else ""])
+        rows.append(
+            [
+                w.get("id"),
+                w.get("state"),
+                w.get("host") or w.get("node") or "",
+                w.get("pid") or "",
+                w.get("device") or "",
+                ", ".join(w.get("loaded_models") or []),
+                w.get("job") or "",
+                w.get("jobs_done", 0),
+                f"{max(0.0, now - beat):.0f} s ago" if beat else "",
+            ]
+        )
     return rows
 
 
@@ -149,22 +166,42 @@ class HistoryTab:
     def __init__(self, application: Application, txt2img, tabs: gr.Tabs, tab: gr.Tab):
         self.app = application
         with gr.Row():
-            self.search = gr.Textbox(label="Search prompts", placeholder="Search prompts, then press Enter",
-                                     elem_id="history_search", scale=6)
+            self.search = gr.Textbox(
+                label="Search prompts",
+                placeholder="Search prompts, then press Enter",
+                elem_id="history_search",
+                scale=6,
+            )
             self.refresh = gr.Button("🔄 Refresh", elem_id="history_refresh", scale=0, min_width=120)
-        self.gallery = gr.Gallery(label="Recent images", columns=8, height=240, allow_preview=False, fit_columns=False,
-                                  interactive=False, elem_id="history_gallery")
-        self.table = gr.Dataframe(headers=COLUMNS, value=[], interactive=False, wrap=True, elem_id="history_table",
-                                  label="Recent jobs", column_widths=COLUMN_WIDTHS)
+        self.gallery = gr.Gallery(
+            label="Recent images",
+            columns=8,
+            height=240,
+            allow_preview=False,
+            fit_columns=False,
+            interactive=False,
+            elem_id="history_gallery",
+        )
+        self.table = gr.Dataframe(
+            headers=COLUMNS,
+            value=[],
+            interactive=False,
+            wrap=True,
+            elem_id="history_table",
+            label="Recent jobs",
+            column_widths=COLUMN_WIDTHS,
+        )
         pool = application.workers  # --workers ray: the workers, next to the jobs they ran
         with gr.Accordion("Workers", open=True, visible=pool is not None, elem_id="history_workers_box"):
-            self.workers = gr.Dataframe(headers=WORKER_COLUMNS, value=[], interactive=False, wrap=True,
-                                        elem_id="history_workers")
+            self.workers = gr.Dataframe(
+                headers=WORKER_COLUMNS, value=[], interactive=False, wrap=True, elem_id="history_workers"
+            )
         with gr.Row():
             self.details = gr.HTML("", elem_id="history_details")
             self.send = gr.Button("Send to txt2img", elem_id="history_send_to_txt2img", scale=0, min_width=160)
-            self.send_img2img = gr.Button("Send to img2img", elem_id="history_send_to_img2img", scale=0,
-                                          min_width=160)  # both wired by SendTo, which knows the tabs' scripts
+            self.send_img2img = gr.Button(
+                "Send to img2img", elem_id="history_send_to_img2img", scale=0, min_width=160
+            )  # both wired by SendTo, which knows the tabs' scripts
         self.ids = PageValue([])  # job id per table row
         self.gallery_ids = PageValue([])  # job id per gallery item
         self.selected = PageValue(None)
@@ -201,4 +238,3 @@ class HistoryTab:
     def on_gallery_select(self, ids: list[str], evt: gr.SelectData):
         i = evt.index
         return self._select(ids[i] if isinstance(i, int) and 0 <= i < len(ids) else None)
-

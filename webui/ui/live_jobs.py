@@ -104,29 +104,50 @@ class LiveJobs:
             self.skip = gr.Button("Skip", elem_id=f"{t}_skip", size="sm", visible=False)
         with gr.Row(elem_id=f"{t}_queue_row", equal_height=True):
             self.queue_status = gr.HTML("", elem_id=f"{t}_queue_status", padding=False)
-            self.cancel_queued = gr.Button("Cancel queued", elem_id=f"{t}_cancel_queued", size="sm", visible=False,
-                                           scale=0, min_width=110)
+            self.cancel_queued = gr.Button(
+                "Cancel queued", elem_id=f"{t}_cancel_queued", size="sm", visible=False, scale=0, min_width=110
+            )
         self.submitted = PageValue(None)  # the job Generate last queued: the follower shows it even if it ended
-        self.forever = gr.Checkbox(False, label="Generate forever", elem_id=f"{t}_generate_forever",
-                                   container=False)
+        self.forever = gr.Checkbox(False, label="Generate forever", elem_id=f"{t}_generate_forever", container=False)
 
     # --- events --------------------------------------------------------------------------------------------------
     def follow_outputs(self) -> list:
-        return [self.gallery, self.info, self.progress, self.preview, self.results, self.job_id, self.generate,
-                self.interrupt, self.skip, self.queue_status, self.cancel_queued]
+        return [
+            self.gallery,
+            self.info,
+            self.progress,
+            self.preview,
+            self.results,
+            self.job_id,
+            self.generate,
+            self.interrupt,
+            self.skip,
+            self.queue_status,
+            self.cancel_queued,
+        ]
 
     def wire_jobs(self, client: gr.BrowserState) -> None:
         """Generate (with `generate_inputs`, set by wire_common), the follower, Cancel queued and Generate forever;
         `client` is the page's BrowserState."""
-        self.generate.click(self.on_generate, inputs=[client, *self.generate_inputs],
-                            outputs=[self.info, self.queue_status, self.submitted], show_progress="hidden",
-                            queue=False)  # submitting never waits in Gradio's queue: the job queue orders the work
-        followed = self.submitted.change(self.follow_owned, inputs=[client, self.submitted],
-                                         outputs=self.follow_outputs(), show_progress="hidden",
-                                         trigger_mode="always_last", concurrency_limit=None)
+        self.generate.click(
+            self.on_generate,
+            inputs=[client, *self.generate_inputs],
+            outputs=[self.info, self.queue_status, self.submitted],
+            show_progress="hidden",
+            queue=False,
+        )  # submitting never waits in Gradio's queue: the job queue orders the work
+        followed = self.submitted.change(
+            self.follow_owned,
+            inputs=[client, self.submitted],
+            outputs=self.follow_outputs(),
+            show_progress="hidden",
+            trigger_mode="always_last",
+            concurrency_limit=None,
+        )
         followed.then(None, inputs=[self.forever], outputs=None, js=FOREVER_JS % self.tabname)
-        self.cancel_queued.click(self.on_cancel_queued, inputs=[client, self.job_id], outputs=[self.queue_status],
-                                 queue=False)
+        self.cancel_queued.click(
+            self.on_cancel_queued, inputs=[client, self.job_id], outputs=[self.queue_status], queue=False
+        )
 
     def on_generate(self, request: gr.Request, client, *values):
         """Submit one job for this page (no waiting): "Queued: position N" at once when something runs."""
@@ -150,8 +171,15 @@ class LiveJobs:
         """Take back the last job this page queued that has not started (not the one shown: Interrupt is for it);
         the queue line as the follower shows it (without the job it follows)."""
         owner = owner_of(request, client)
-        waiting = [j for j in self.app.jobs.active(owner) if j.kind in self.job_kinds and j.id != followed
-                   and (self.app.jobs.position(j.id) or 0) > 0] if owner else []
+        waiting = (
+            [
+                j
+                for j in self.app.jobs.active(owner)
+                if j.kind in self.job_kinds and j.id != followed and (self.app.jobs.position(j.id) or 0) > 0
+            ]
+            if owner
+            else []
+        )
         if waiting:
             self.app.jobs.cancel(waiting[-1].id)
         return queue_html(self._waiting_positions(owner, skip_id=followed))
@@ -192,9 +220,13 @@ class LiveJobs:
         while jobs:
             job = jobs[0]
             seen.add(job.id)
-            yield {self.job_id: job.id, self.preview: gr.update(value=None, visible=False),
-                   self.generate: gr.update(value=QUEUE_MORE), self.interrupt: gr.update(visible=True),
-                   self.skip: gr.update(visible=True)}
+            yield {
+                self.job_id: job.id,
+                self.preview: gr.update(value=None, visible=False),
+                self.generate: gr.update(value=QUEUE_MORE),
+                self.interrupt: gr.update(visible=True),
+                self.skip: gr.update(visible=True),
+            }
             can_cancel = None
             for snap in follow(self.app.jobs, job):
                 # the queue line every time (Generate and Cancel queued write it too: the follower's next message
@@ -215,20 +247,26 @@ class LiveJobs:
                 continue
             # the last message is complete, and its images are sent once (Gradio rewrites an image's cache file each
             # time it is sent, and a page loading it meanwhile gets a cut file): see the module's docstring
-            yield {**shown, self.generate: gr.update(value=GENERATE), self.interrupt: gr.update(visible=False),
-                   self.skip: gr.update(visible=False), self.queue_status: "",
-                   self.cancel_queued: gr.update(visible=False)}
+            yield {
+                **shown,
+                self.generate: gr.update(value=GENERATE),
+                self.interrupt: gr.update(visible=False),
+                self.skip: gr.update(visible=False),
+                self.queue_status: "",
+                self.cancel_queued: gr.update(visible=False),
+            }
 
 
 def wire_live_jobs(demo: gr.Blocks, tabs: list) -> gr.BrowserState:
     """The page's browser id, the keyboard shortcuts, each tab's Generate and follower, and reconnect on load."""
     client = gr.BrowserState(None, storage_key="easel_client")
-    gr.HTML("", js_on_load=f"({SHORTCUTS_JS.strip()})();", container=False, padding=False,
-            elem_id="easel_shortcuts")
+    gr.HTML("", js_on_load=f"({SHORTCUTS_JS.strip()})();", container=False, padding=False, elem_id="easel_shortcuts")
     for tab in tabs:
         tab.wire_jobs(client)
+
     # a reloaded page (or a second tab) finds this browser's running and queued jobs: each tab's follower runs
     def on_load(value):  # this browser's id, and a reconnect token for each tab's follower
         return new_client_id(value), *(f"reconnect:{uuid.uuid4().hex}" for _ in tabs)
+
     demo.load(on_load, inputs=[client], outputs=[client, *[tab.submitted for tab in tabs]], queue=False)
     return client

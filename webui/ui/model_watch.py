@@ -23,17 +23,29 @@ class ModelWatch:
 
     def __init__(self, application: Application, quick: Quicksettings):
         self.app, self.quick = application, quick
-        self.token = gr.Textbox(application.model_watch.token(), visible="hidden", elem_id="easel_models_token",
-                                interactive=False)
+        self.token = gr.Textbox(
+            application.model_watch.token(), visible="hidden", elem_id="easel_models_token", interactive=False
+        )
         self.timer = gr.Timer(POLL_SECONDS)
 
     def wire(self, demo: gr.Blocks) -> None:
         quick = self.quick
-        self.timer.tick(self.on_tick, inputs=[self.token], outputs=[self.token], queue=False, show_progress="hidden",
-                        api_visibility="private")  # page plumbing, not an API endpoint
-        changed = self.token.change(self.lists_now, inputs=None,
-                                    outputs=[quick.checkpoint, *quick.pinned_lists(), *quick.lists.components],
-                                    queue=False, show_progress="hidden", api_visibility="private")
+        self.timer.tick(
+            self.on_tick,
+            inputs=[self.token],
+            outputs=[self.token],
+            queue=False,
+            show_progress="hidden",
+            api_visibility="private",
+        )  # page plumbing, not an API endpoint
+        changed = self.token.change(
+            self.lists_now,
+            inputs=None,
+            outputs=[quick.checkpoint, *quick.pinned_lists(), *quick.lists.components],
+            queue=False,
+            show_progress="hidden",
+            api_visibility="private",
+        )
         quick.adopt_refresh_buttons(demo, changed)  # the extensions' lists (ControlNet models, X/Y/Z values) too
 
     def on_tick(self, seen: str | None) -> Any:
@@ -44,5 +56,8 @@ class ModelWatch:
         """The top bar's checkpoint list, its pinned VAE list and every registered list, as the catalogs are now."""
         quick = self.quick
         vaes = [gr.update(choices=quick.choices("sd_vae"))] if quick.pinned_lists() else []
-        return [gr.update(choices=checkpoint_titles(self.app), value=active_title(self.app)), *vaes,
-                *quick.lists.updates()]
+        return [
+            gr.update(choices=checkpoint_titles(self.app), value=active_title(self.app)),
+            *vaes,
+            *quick.lists.updates(),
+        ]

@@ -48,8 +48,9 @@ def status_html(job) -> str:
             what = " · ".join(x for x in (m.get("kind"), m.get("family")) if x)
             check = "SHA-256 verified" if m.get("verified") else "no hash to verify against"
             notes = "".join(f"<br>{html.escape(n)}" for n in m.get("notes") or ())
-            return ok_html(f"Installed {job.value['name']} in {m.get('folder')} ({what}; {check})") + \
-                (f"<p>{notes}</p>" if notes else "")
+            return ok_html(f"Installed {job.value['name']} in {m.get('folder')} ({what}; {check})") + (
+                f"<p>{notes}</p>" if notes else ""
+            )
         reason = error_message(job.error) if job.error is not None else job.status
         return error_html(f"Install {job.status}: {reason}")
     status = getattr(job, "download", None)
@@ -58,8 +59,10 @@ def status_html(job) -> str:
     if not total:
         return f'<div class="easel-progress"><span>{html.escape(text)} · {_mb(done)}</span></div>'
     frac = min(1.0, done / total)
-    return (f'<div class="easel-progress"><progress value="{frac:.3f}" max="1" style="width:100%"></progress>'
-            f"<span>{html.escape(text)} · {_mb(done)} / {_mb(total)} · {frac * 100:.0f}%</span></div>")
+    return (
+        f'<div class="easel-progress"><progress value="{frac:.3f}" max="1" style="width:100%"></progress>'
+        f"<span>{html.escape(text)} · {_mb(done)} / {_mb(total)} · {frac * 100:.0f}%</span></div>"
+    )
 
 
 class InstallBox:
@@ -70,21 +73,37 @@ class InstallBox:
         reason = locked_reason(application)
         if reason:
             gr.HTML(error_html(reason), elem_id=f"{prefix}_locked")
-        self.url = gr.Textbox(label="Model URL", max_length=MAX_URL, elem_id=f"{prefix}_url",
-                              placeholder="https://huggingface.co/<org>/<repo>/resolve/main/<file>.safetensors, a "
-                              "Civitai download URL, or any http(s) URL")
+        self.url = gr.Textbox(
+            label="Model URL",
+            max_length=MAX_URL,
+            elem_id=f"{prefix}_url",
+            placeholder="https://huggingface.co/<org>/<repo>/resolve/main/<file>.safetensors, a "
+            "Civitai download URL, or any http(s) URL",
+        )
         with gr.Row():
             self.folder = gr.Dropdown([AUTO, *FOLDERS], value=AUTO, label="Folder", elem_id=f"{prefix}_folder")
-            self.filename = gr.Textbox(label="File name (optional)", max_length=MAX_FILENAME,
-                                       elem_id=f"{prefix}_filename", placeholder="from the server or the URL")
-            self.sha256 = gr.Textbox(label="SHA-256 (optional)", max_length=64, elem_id=f"{prefix}_sha256",
-                                     placeholder="Hugging Face's published hash is used when empty")
-        self.convert = gr.Checkbox(False, label="Convert .ckpt / .pt / .bin to .safetensors",
-                                   elem_id=f"{prefix}_convert")
+            self.filename = gr.Textbox(
+                label="File name (optional)",
+                max_length=MAX_FILENAME,
+                elem_id=f"{prefix}_filename",
+                placeholder="from the server or the URL",
+            )
+            self.sha256 = gr.Textbox(
+                label="SHA-256 (optional)",
+                max_length=64,
+                elem_id=f"{prefix}_sha256",
+                placeholder="Hugging Face's published hash is used when empty",
+            )
+        self.convert = gr.Checkbox(
+            False, label="Convert .ckpt / .pt / .bin to .safetensors", elem_id=f"{prefix}_convert"
+        )
         self.button = gr.Button("Install", variant="primary", elem_id=f"{prefix}_button", interactive=not reason)
         self.result = gr.HTML(elem_id=f"{prefix}_result")
-        self.button.click(self.on_install, inputs=[self.url, self.folder, self.filename, self.sha256, self.convert],
-                          outputs=[self.result])
+        self.button.click(
+            self.on_install,
+            inputs=[self.url, self.folder, self.filename, self.sha256, self.convert],
+            outputs=[self.result],
+        )
 
     def on_install(self, url, folder, filename, sha256, convert) -> Iterator[str]:
         try:
@@ -101,9 +120,11 @@ class InstallBox:
 
 def build_models_tab(application: Application) -> InstallBox:
     """Inside the top-level `gr.Tab("Models")`."""
-    gr.HTML("<p>Paste a model's URL. The file is downloaded (resumable), checked against its SHA-256 when one is "
-            "known, recognised and placed in its folder, and listed at once. Pickled files (.ckpt, .pt, .bin) are "
-            "only ever read as plain tensors, never executed.</p>")
+    gr.HTML(
+        "<p>Paste a model's URL. The file is downloaded (resumable), checked against its SHA-256 when one is "
+        "known, recognised and placed in its folder, and listed at once. Pickled files (.ckpt, .pt, .bin) are "
+        "only ever read as plain tensors, never executed.</p>"
+    )
     return InstallBox(application)
 
 
@@ -114,8 +135,10 @@ def missing_note(application: Application, text: str | None) -> tuple[str, Any]:
     missing = missing_models(application, parse_infotext(text))
     if not missing:
         return "", gr.update(visible=False)
-    return (error_html(f"Not installed: {describe_missing(missing)}. Install it from its URL below."),
-            gr.update(visible=True, open=True))
+    return (
+        error_html(f"Not installed: {describe_missing(missing)}. Install it from its URL below."),
+        gr.update(visible=True, open=True),
+    )
 
 
 def attach_missing_models(application: Application, infotext: gr.Textbox) -> InstallBox:
@@ -124,6 +147,5 @@ def attach_missing_models(application: Application, infotext: gr.Textbox) -> Ins
     note = gr.HTML("", elem_id="pnginfo_missing_models")
     with gr.Accordion("Install a missing model", open=False, visible=False, elem_id="pnginfo_install") as box:
         install = InstallBox(application, prefix="pnginfo_install")
-    infotext.change(lambda text: missing_note(application, text), inputs=[infotext], outputs=[note, box],
-                    queue=False)
+    infotext.change(lambda text: missing_note(application, text), inputs=[infotext], outputs=[note, box], queue=False)
     return install

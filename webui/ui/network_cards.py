@@ -19,8 +19,11 @@ from webui.outputs import open_user_image
 THUMB = 160  # px, the long side of a card's preview
 PREVIEW_SUFFIXES = (".preview.png", ".png", ".preview.jpg", ".jpg", ".jpeg", ".preview.webp", ".webp")
 KIND_LABELS = {"textual_inversion": "Textual Inversion", "checkpoints": "Checkpoints", "lora": "LoRA"}
-NOUNS = {"textual_inversion": ("embedding", "embeddings"), "checkpoints": ("checkpoint", "checkpoints"),
-         "lora": ("LoRA", "LoRAs")}
+NOUNS = {
+    "textual_inversion": ("embedding", "embeddings"),
+    "checkpoints": ("checkpoint", "checkpoints"),
+    "lora": ("LoRA", "LoRAs"),
+}
 
 
 @dataclass
@@ -84,9 +87,11 @@ def card_html(card: Card, cache: dict) -> str:
     sub = e(f"⚠ {card.error}" if card.error else card.sub)
     cls = "easel-card" + (" easel-card-error" if card.error else "") + (" easel-card-unfit" if card.unfit else "")
     tip = e(card.error or card.unfit or card.user.get("description") or card.name)
-    return (f'<div class="{cls}" data-kind="{e(card.kind)}" data-name="{e(card.name)}" title="{tip}">{image}'
-            f'<button class="easel-card-meta" title="Metadata" data-action="meta">⚙</button>'
-            f'<div class="easel-card-name">{e(card.label)}{f"<small>{sub}</small>" if sub else ""}</div></div>')
+    return (
+        f'<div class="{cls}" data-kind="{e(card.kind)}" data-name="{e(card.name)}" title="{tip}">{image}'
+        f'<button class="easel-card-meta" title="Metadata" data-action="meta">⚙</button>'
+        f'<div class="easel-card-name">{e(card.label)}{f"<small>{sub}</small>" if sub else ""}</div></div>'
+    )
 
 
 def cards_html(cards: list[Card], cache: dict, empty: str) -> str:
@@ -108,8 +113,10 @@ def metadata_html(card: Card) -> str:
         text = value if isinstance(value, str) else repr(value)
         rows.append((str(key), text if len(text) <= 2000 else text[:2000] + "…"))
     body = "".join(f"<tr><td><code>{e(k)}</code></td><td>{e(v)}</td></tr>" for k, v in rows)
-    return (f'<div class="easel-metadata"><b>{e(KIND_LABELS.get(card.kind, card.kind))}: {e(card.label)}</b>'
-            f"<table>{body}</table></div>")
+    return (
+        f'<div class="easel-metadata"><b>{e(KIND_LABELS.get(card.kind, card.kind))}: {e(card.label)}</b>'
+        f"<table>{body}</table></div>"
+    )
 
 
 # The cards' clicks → the component's "click" event with {kind, name, action} (Gradio 6's gr.HTML trigger); one

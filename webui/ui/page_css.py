@@ -100,6 +100,7 @@ CARDS = """
   word-break: break-word; color: var(--body-text-color); }
 """
 
+
 # Tables at phone width (#19): each row becomes a card (the leading columns on one line, the main column on its own
 # line, then the rest, each labelled), no sideways scrolling. Gradio 6's Dataframe draws its body as absolutely
 # placed div rows (.virtual-row, cells .body-cell[data-col]) in a 500 px viewport: here they flow, all rows shown.
@@ -109,7 +110,9 @@ def table_cards(elem_id: str, columns: list[str], main: int, unlabelled: tuple[s
     t = f"#{elem_id}"
     labels = "".join(
         f'  {t} .body-cell[data-col="{i}"]::before {{ content: "{name}"; opacity: 0.7; margin-right: 4px; }}\n'
-        for i, name in enumerate(columns) if i > main and name not in unlabelled)
+        for i, name in enumerate(columns)
+        if i > main and name not in unlabelled
+    )
     return f"""
 @media (max-width: 640px) {{
   /* the header row and Gradio's hidden sizing rows: still laid out (the table measures them), but take no room */

@@ -27,8 +27,9 @@ def read_infotext(path: str | None) -> tuple[str, list[list[str]], str]:
     try:
         with open_user_image(path) as im:
             text = read_image_infotext(im) or ""
-            others = {k: v for k, v in (im.info or {}).items()
-                      if k != "parameters" and isinstance(v, str) and v.strip()}
+            others = {
+                k: v for k, v in (im.info or {}).items() if k != "parameters" and isinstance(v, str) and v.strip()
+            }
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
         return "", [], error_html(f"Cannot read this file as an image: {e}")
     if not text:
@@ -70,17 +71,36 @@ class PngInfoTab:
         self.app = application
         with gr.Row(equal_height=False):
             with gr.Column():
-                self.image = gr.Image(label="Source", type="filepath", image_mode=None, sources=["upload", "clipboard"],
-                                      elem_id="pnginfo_image", height=420)
+                self.image = gr.Image(
+                    label="Source",
+                    type="filepath",
+                    image_mode=None,
+                    sources=["upload", "clipboard"],
+                    elem_id="pnginfo_image",
+                    height=420,
+                )
             with gr.Column():
                 self.message = gr.HTML("", elem_id="pnginfo_message")
-                self.raw = gr.Textbox(label="Parameters", lines=6, interactive=True, elem_id="pnginfo_generation_info",
-                                      placeholder="Drop an image, or paste generation parameters here")
+                self.raw = gr.Textbox(
+                    label="Parameters",
+                    lines=6,
+                    interactive=True,
+                    elem_id="pnginfo_generation_info",
+                    placeholder="Drop an image, or paste generation parameters here",
+                )
                 with gr.Row(elem_id="pnginfo_send_buttons"):
-                    self.send = {target: gr.Button(f"Send to {target}", elem_id=f"pnginfo_send_to_{target}")
-                                 for target in ("txt2img", "img2img", "inpaint", "extras")}
-                self.table = gr.Dataframe(headers=["Field", "Value"], value=[], interactive=False, wrap=True,
-                                          elem_id="pnginfo_table", label="Parsed fields")
+                    self.send = {
+                        target: gr.Button(f"Send to {target}", elem_id=f"pnginfo_send_to_{target}")
+                        for target in ("txt2img", "img2img", "inpaint", "extras")
+                    }
+                self.table = gr.Dataframe(
+                    headers=["Field", "Value"],
+                    value=[],
+                    interactive=False,
+                    wrap=True,
+                    elem_id="pnginfo_table",
+                    label="Parsed fields",
+                )
                 self.install = attach_missing_models(application, self.raw)  # models it names that aren't here
         self.image.change(self.on_image, inputs=[self.image], outputs=[self.raw, self.table, self.message])
         self.raw.input(table_rows, inputs=[self.raw], outputs=[self.table], queue=False)

@@ -49,7 +49,7 @@ def _tokenizer(application: Application):
 
 
 def counter_text(application: Application, text: str | None, steps: Any = 20, *, negative: bool = False) -> str:
-    """"n/75" for the prompt box, as A1111 shows it (the longest text the prompt reads as at any step)."""
+    """ "n/75" for the prompt box, as A1111 shows it (the longest text the prompt reads as at any step)."""
     tokenizer, model = _tokenizer(application)
     counts = application.embeddings.vector_counts(model) if model is not None else None
     try:
@@ -61,8 +61,13 @@ def counter_text(application: Application, text: str | None, steps: Any = 20, *,
     if family in ("flux", "sd3"):  # the T5 branch reads the plain text, up to its own length (webui/prompts/plain.py)
         from webui.prompts.plain import token_counts
 
-        t5 = token_counts(model, text or "", n_steps, negative=negative,
-                          t5_max_length=int(application.options.get("t5_max_length") or 0))["t5"]
+        t5 = token_counts(
+            model,
+            text or "",
+            n_steps,
+            negative=negative,
+            t5_max_length=int(application.options.get("t5_max_length") or 0),
+        )["t5"]
         return f"{tokens}/{limit} · T5 {t5['tokens']}/{t5['max']}"
     return f"{tokens}/{limit}"
 
@@ -78,8 +83,7 @@ class TokenCounter:
     def __init__(self, application: Application, tab: str, textbox: gr.Textbox, *, negative: bool = False):
         self.app, self.textbox, self.negative = application, textbox, negative
         elem = f"{tab}_negative_token_counter" if negative else f"{tab}_token_counter"
-        self.html = gr.HTML(counter_html("0/75"), elem_id=elem, elem_classes=["easel-token-counter-box"],
-                            padding=False)
+        self.html = gr.HTML(counter_html("0/75"), elem_id=elem, elem_classes=["easel-token-counter-box"], padding=False)
 
     def update(self, text: str | None, steps: Any = 20):
         try:
@@ -90,8 +94,15 @@ class TokenCounter:
     def wire(self, steps: gr.components.Component | None = None) -> None:
         inputs = [self.textbox] + ([steps] if steps is not None else [])
         for trigger in [self.textbox] + ([steps] if steps is not None else []):
-            trigger.change(self.update, inputs=inputs, outputs=[self.html], queue=False, show_progress="hidden",
-                           trigger_mode="always_last", api_visibility="private")
+            trigger.change(
+                self.update,
+                inputs=inputs,
+                outputs=[self.html],
+                queue=False,
+                show_progress="hidden",
+                trigger_mode="always_last",
+                api_visibility="private",
+            )
 
 
 # --- styles ----------------------------------------------------------------------------------------------------
@@ -103,16 +114,30 @@ class StylesRow:
         with gr.Row(elem_id=f"{tab}_styles_row", equal_height=True, elem_classes=["easel-tools"]):
             if before is not None:
                 before()
-            self.dropdown = gr.Dropdown(self._names(), value=[], multiselect=True, label="Styles",
-                                        show_label=False, elem_id=f"{tab}_styles", scale=4, min_width=100,
-                                        container=False)
-            self.refresh = gr.Button("🔄", elem_id=f"{tab}_styles_refresh", scale=0, min_width=32, size="sm",
-                                     elem_classes=["easel-tool"])
-            self.apply = gr.Button("✅", elem_id=f"{tab}_style_apply", scale=0, min_width=32, size="sm",
-                                   elem_classes=["easel-tool"])
+            self.dropdown = gr.Dropdown(
+                self._names(),
+                value=[],
+                multiselect=True,
+                label="Styles",
+                show_label=False,
+                elem_id=f"{tab}_styles",
+                scale=4,
+                min_width=100,
+                container=False,
+            )
+            self.refresh = gr.Button(
+                "🔄", elem_id=f"{tab}_styles_refresh", scale=0, min_width=32, size="sm", elem_classes=["easel-tool"]
+            )
+            self.apply = gr.Button(
+                "✅", elem_id=f"{tab}_style_apply", scale=0, min_width=32, size="sm", elem_classes=["easel-tool"]
+            )
         with gr.Accordion("Edit styles", open=False, elem_id=f"{tab}_styles_edit"), gr.Row(equal_height=True):
-            self.name = gr.Textbox(label="Style name", elem_id=f"{tab}_style_name", scale=4,
-                                   placeholder="Save: the current prompt and negative prompt under this name")
+            self.name = gr.Textbox(
+                label="Style name",
+                elem_id=f"{tab}_style_name",
+                scale=4,
+                placeholder="Save: the current prompt and negative prompt under this name",
+            )
             self.save = gr.Button("Save", elem_id=f"{tab}_style_create", scale=0, min_width=70)
             self.delete = gr.Button("Delete", elem_id=f"{tab}_style_delete", scale=0, min_width=70)
         self.status = gr.HTML("", elem_id=f"{tab}_styles_status")
@@ -122,12 +147,21 @@ class StylesRow:
         return self.app.styles.names()
 
     def _wire(self) -> None:
-        self.apply.click(self.on_apply, inputs=[self.prompt, self.negative, self.dropdown],
-                         outputs=[self.prompt, self.negative, self.dropdown, self.status], queue=False)
-        self.save.click(self.on_save, inputs=[self.name, self.prompt, self.negative, self.dropdown],
-                        outputs=[self.dropdown, self.status], queue=False)
-        self.delete.click(self.on_delete, inputs=[self.name, self.dropdown], outputs=[self.dropdown, self.status],
-                          queue=False)
+        self.apply.click(
+            self.on_apply,
+            inputs=[self.prompt, self.negative, self.dropdown],
+            outputs=[self.prompt, self.negative, self.dropdown, self.status],
+            queue=False,
+        )
+        self.save.click(
+            self.on_save,
+            inputs=[self.name, self.prompt, self.negative, self.dropdown],
+            outputs=[self.dropdown, self.status],
+            queue=False,
+        )
+        self.delete.click(
+            self.on_delete, inputs=[self.name, self.dropdown], outputs=[self.dropdown, self.status], queue=False
+        )
         self.refresh.click(self.on_refresh, inputs=[self.dropdown], outputs=[self.dropdown], queue=False)
 
     def _choices(self, selected) -> dict[str, Any]:
@@ -249,8 +283,6 @@ PROMPT_JS = r"""
 """
 
 
-
-
 def prompt_head() -> str:
     """PROMPT_JS as a <script> for mount_gradio_app(head=...)."""
     return f"<script>({PROMPT_JS.strip()})();</script>"
@@ -259,5 +291,6 @@ def prompt_head() -> str:
 def prompt_tools_assets() -> gr.HTML:
     """Call once inside the Blocks: an empty component whose js_on_load (Gradio 6) installs Ctrl+Up/Down for every
     prompt box on the page (the counters' CSS is in page_css). Nothing to pass to mount_gradio_app."""
-    return gr.HTML("", js_on_load=f"({PROMPT_JS.strip()})();", container=False,
-                   padding=False, elem_id="easel_prompt_tools")
+    return gr.HTML(
+        "", js_on_load=f"({PROMPT_JS.strip()})();", container=False, padding=False, elem_id="easel_prompt_tools"
+    )

@@ -19,8 +19,7 @@ from webui.ui.common import error_html, error_message, ok_html
 if TYPE_CHECKING:
     from webui.app import Application
 
-DEMO_NOTE = ("This is Easel's small demo model (64×64 shapes). "
-             "Put real checkpoints in models/Stable-diffusion/.")
+DEMO_NOTE = "This is Easel's small demo model (64×64 shapes). Put real checkpoints in models/Stable-diffusion/."
 CHECKPOINT = "sd_model_checkpoint"  # always first in the bar, with its own dropdown and 🔄
 MODULES = "forge_additional_modules"  # Forge's top-bar "VAE / Text Encoder" selector
 # elem_id endings of other list-refresh buttons the top 🔄 also runs (extensions' lists, the Extra networks cards)
@@ -96,17 +95,29 @@ class Quicksettings:
         self.keys = pinned_keys(application)
         self.pinned: dict[str, gr.components.Component] = {}
         with gr.Row(elem_id="quicksettings", equal_height=True):
-            self.checkpoint = gr.Dropdown(checkpoint_titles(application), value=active_title(application),
-                                          label="Stable Diffusion checkpoint", elem_id="setting_sd_model_checkpoint",
-                                          scale=0, min_width=420, allow_custom_value=False)
+            self.checkpoint = gr.Dropdown(
+                checkpoint_titles(application),
+                value=active_title(application),
+                label="Stable Diffusion checkpoint",
+                elem_id="setting_sd_model_checkpoint",
+                scale=0,
+                min_width=420,
+                allow_custom_value=False,
+            )
             self.refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", scale=0, min_width=48)
             for key in self.keys:
                 d = application.options.defs[key]
-                self.pinned[key] = option_component(application, d, application.options.get(key), scale=0,
-                                                    min_width=240)
+                self.pinned[key] = option_component(
+                    application, d, application.options.get(key), scale=0, min_width=240
+                )
             self.modules = self.pinned.get(MODULES) or option_component(
-                application, application.options.defs[MODULES], application.options.get(MODULES), scale=0,
-                min_width=240, visible=modules_wanted(application))
+                application,
+                application.options.defs[MODULES],
+                application.options.get(MODULES),
+                scale=0,
+                min_width=240,
+                visible=modules_wanted(application),
+            )
             self.message = gr.HTML("", elem_id="quicksettings_message")
         self.note = gr.HTML(demo_note(application), elem_id="easel_demo_note")
 
@@ -117,16 +128,24 @@ class Quicksettings:
         self.distilled = [tab.distilled_cfg_scale for tab in (txt2img, img2img) if tab is not None]
         self.sampling = [c for tab in (txt2img, img2img) if tab is not None for c in (tab.sampler, tab.scheduler)]
         # .select, not .input: Gradio 6.31's dropdown fires "input" twice for one choice (two loads of a broken file)
-        self.switch_event = self.checkpoint.select(self.on_switch, inputs=[self.checkpoint],
-                              outputs=[self.checkpoint, self.message, self.note, *self.size_outputs],
-                              show_progress_on=[self.checkpoint])
-        self.refresh_event = self.refresh.click(self.on_refresh, inputs=None,
-                                                outputs=[self.checkpoint, self.message, *self.pinned_lists(),
-                                                         *self.lists.components])
+        self.switch_event = self.checkpoint.select(
+            self.on_switch,
+            inputs=[self.checkpoint],
+            outputs=[self.checkpoint, self.message, self.note, *self.size_outputs],
+            show_progress_on=[self.checkpoint],
+        )
+        self.refresh_event = self.refresh.click(
+            self.on_refresh,
+            inputs=None,
+            outputs=[self.checkpoint, self.message, *self.pinned_lists(), *self.lists.components],
+        )
         for key, component in self.pinned.items():
             if key != MODULES:
-                component.input(lambda value, key=key: self.on_pinned(key, value), inputs=[component],
-                                outputs=[self.message, component])
+                component.input(
+                    lambda value, key=key: self.on_pinned(key, value),
+                    inputs=[component],
+                    outputs=[self.message, component],
+                )
         self.modules.input(self.on_modules, inputs=[self.modules], outputs=[self.message, self.modules])
         # after a switch or a rescan: shown for an SD3/FLUX checkpoint, with the files there are now
         self.after_switch(self.switch_event)
@@ -147,8 +166,11 @@ class Quicksettings:
         click handlers of the page's other list-refresh buttons (elem_id ending in REFRESH_SUFFIXES, e.g. each
         ControlNet unit's model list), with their own inputs and outputs. Gradio keeps a Blocks' events in
         `demo.fns` (BlockFunction: fn, inputs, outputs, targets); read here once, at build time."""
-        ids = {block._id for block in demo.blocks.values()
-               if isinstance(block, gr.Button) and (block.elem_id or "").endswith(REFRESH_SUFFIXES)}
+        ids = {
+            block._id
+            for block in demo.blocks.values()
+            if isinstance(block, gr.Button) and (block.elem_id or "").endswith(REFRESH_SUFFIXES)
+        }
         for dep in list(demo.fns.values()):
             if dep.fn is not None and any(t[0] in ids and t[1] == "click" for t in dep.targets):
                 for event in (self.refresh_event, *events):
@@ -167,8 +189,12 @@ class Quicksettings:
         except Exception as e:  # a typed load error: the previous model stays active, and the user sees why
             msg = error_message(e)
             gr.Warning(msg)
-            return gr.update(value=active_title(self.app)), error_html(msg), demo_note(self.app), \
-                *self.sizes(gr.update())
+            return (
+                gr.update(value=active_title(self.app)),
+                error_html(msg),
+                demo_note(self.app),
+                *self.sizes(gr.update()),
+            )
         size = native_size(model)
         return gr.update(value=model.info.title), "", demo_note(self.app), *self.sizes(size)
 
@@ -180,8 +206,12 @@ class Quicksettings:
         except Exception as e:
             return gr.update(), error_html(error_message(e)), *keep
         vaes = [gr.update(choices=self.choices("sd_vae"))] if "sd_vae" in self.pinned else []
-        return (gr.update(choices=checkpoint_titles(self.app), value=active_title(self.app)), "", *vaes,
-                *self.lists.updates())
+        return (
+            gr.update(choices=checkpoint_titles(self.app), value=active_title(self.app)),
+            "",
+            *vaes,
+            *self.lists.updates(),
+        )
 
     def choices(self, key: str) -> list[str] | None:
         from webui.ui.settings_tab import option_choices
@@ -204,11 +234,14 @@ class Quicksettings:
     def modules_update(self) -> dict[str, Any]:
         """The "VAE / Text Encoder" selector as it should be now: its files, the choice in force, and shown while
         an SD3/FLUX checkpoint is active (or when pinned by quicksettings_list)."""
-        return gr.update(choices=self.choices(MODULES), value=list(self.app.options.get(MODULES) or []),
-                         visible=MODULES in self.pinned or modules_wanted(self.app))
+        return gr.update(
+            choices=self.choices(MODULES),
+            value=list(self.app.options.get(MODULES) or []),
+            visible=MODULES in self.pinned or modules_wanted(self.app),
+        )
 
     def distilled_updates(self) -> list[dict[str, Any]]:
-        """"Distilled CFG Scale" in each generation tab: shown only while a FLUX checkpoint is active."""
+        """ "Distilled CFG Scale" in each generation tab: shown only while a FLUX checkpoint is active."""
         from webui.ui.common import distilled_cfg_shown
 
         return [gr.update(visible=distilled_cfg_shown(self.app)) for _ in self.distilled]
@@ -252,15 +285,23 @@ class Quicksettings:
     @property
     def load_outputs(self) -> list[gr.components.Component]:
         """What a page load refreshes here (after the checkpoint and the note): the pinned settings, the lists."""
-        return [*self.pinned.values(), *self.lists.components, *([] if MODULES in self.pinned else [self.modules]),
-                *getattr(self, "distilled", [])]
+        return [
+            *self.pinned.values(),
+            *self.lists.components,
+            *([] if MODULES in self.pinned else [self.modules]),
+            *getattr(self, "distilled", []),
+        ]
 
     def on_load(self):
         """Page load: the model may have finished loading after the UI was built."""
         model = self.app.models.active
         size = native_size(model) if model is not None else gr.update()
-        return (gr.update(choices=checkpoint_titles(self.app), value=active_title(self.app)), demo_note(self.app),
-                size, size)
+        return (
+            gr.update(choices=checkpoint_titles(self.app), value=active_title(self.app)),
+            demo_note(self.app),
+            size,
+            size,
+        )
 
     def load_values(self) -> list[Any]:
         """Page load: the pinned settings' values in force now (Apply, the API or another tab may have changed
@@ -273,5 +314,9 @@ class Quicksettings:
             choices = self.choices(key)
             value = shown(d, self.app.options.get(key), choices)
             values.append(gr.update(value=value, choices=choices) if choices is not None else value)
-        return [*values, *self.lists.updates(), *([] if MODULES in self.pinned else [self.modules_update()]),
-                *self.distilled_updates()]
+        return [
+            *values,
+            *self.lists.updates(),
+            *([] if MODULES in self.pinned else [self.modules_update()]),
+            *self.distilled_updates(),
+        ]

@@ -80,8 +80,11 @@ class ScriptsUI:
             if script.args and name not in script.args:
                 log.warning("script %s: ui() component %r is not in its args; it is not sent", script.title, name)
                 continue
-            arg = _Arg(name, list(value.components), value.combine) if isinstance(value, ArgGroup) \
+            arg = (
+                _Arg(name, list(value.components), value.combine)
+                if isinstance(value, ArgGroup)
                 else _Arg(name, [value])
+            )
             slot.args.append(arg)
             self.inputs.extend(arg.components)
         self.slots.append(slot)
@@ -126,8 +129,12 @@ class ScriptsUI:
         for slot in self.slots:
             restored: dict[str, Any] = {}
             if slot.always_on and params:
-                restored = self.app.extensions.call(slot.rec, f"{slot.title}.paste", slot.script.paste, params,
-                                                    self.is_img2img) or {}
+                restored = (
+                    self.app.extensions.call(
+                        slot.rec, f"{slot.title}.paste", slot.script.paste, params, self.is_img2img
+                    )
+                    or {}
+                )
             for arg in slot.args:
                 out.extend(_updates(arg, restored.get(arg.name)))
         return out

@@ -27,9 +27,16 @@ from webui.ui.txt2img_tab import SAME_CHECKPOINT, SAME_SAMPLER, SAME_SCHEDULER
 if TYPE_CHECKING:
     from webui.app import Application
 
-HIRES_DEFAULTS = {"hr_sampler_name": SAME_SAMPLER, "hr_scheduler": SAME_SCHEDULER,
-                  "hr_checkpoint_name": SAME_CHECKPOINT, "hr_prompt": "", "hr_negative_prompt": "", "hr_resize_x": 0,
-                  "hr_resize_y": 0, "hr_second_pass_steps": 0}
+HIRES_DEFAULTS = {
+    "hr_sampler_name": SAME_SAMPLER,
+    "hr_scheduler": SAME_SCHEDULER,
+    "hr_checkpoint_name": SAME_CHECKPOINT,
+    "hr_prompt": "",
+    "hr_negative_prompt": "",
+    "hr_resize_x": 0,
+    "hr_resize_y": 0,
+    "hr_second_pass_steps": 0,
+}
 EXTRA_FIELDS = ("eta", "tiling", "restore_faces", "image_cfg_scale")  # request fields without a component
 GALLERY_FIELDS = ("prompt", "negative_prompt", "steps", "seed")  # what A1111's gallery buttons carry over
 
@@ -171,7 +178,7 @@ def script_inputs(tab) -> list:
 def last_infotext(application: Application) -> str | None:
     """The newest infotext in the history: what ↙️ reads when the prompt box is empty (A1111's params.txt)."""
     for job in application.history.list(limit=10):
-        for text in ((job.get("result") or {}).get("infotexts") or []):
+        for text in (job.get("result") or {}).get("infotexts") or []:
             if text:
                 return text
     return None
@@ -188,33 +195,57 @@ class SendTo:
 
     def wire(self) -> None:
         p, t2i, i2i = self.pnginfo, self.txt2img, self.img2img
-        switch_args = {"fn": lambda text: switch_model(self.app, text), "inputs": [self.text],
-                       "outputs": self.model_outputs}
+        switch_args = {
+            "fn": lambda text: switch_model(self.app, text),
+            "inputs": [self.text],
+            "outputs": self.model_outputs,
+        }
 
         def switch(event: Any) -> None:  # the infotext's checkpoint, then what the top bar's switch updates too
             self.quick.after_switch(event.then(**switch_args))
 
         switch(p.send["txt2img"].click(self.to_txt2img, inputs=[p.raw], outputs=self.txt2img_outputs))
         for target in ("img2img", "inpaint"):
-            switch(p.send[target].click(partial_call(self.png_to_img2img, target), inputs=[p.image, p.raw],
-                                        outputs=self.img2img_outputs))
-        p.send["extras"].click(lambda path: self.to_extras(open_with_infotext(path)), inputs=[p.image],
-                               outputs=self.extras_outputs)
+            switch(
+                p.send[target].click(
+                    partial_call(self.png_to_img2img, target), inputs=[p.image, p.raw], outputs=self.img2img_outputs
+                )
+            )
+        p.send["extras"].click(
+            lambda path: self.to_extras(open_with_infotext(path)), inputs=[p.image], outputs=self.extras_outputs
+        )
         for source in (t2i, i2i, self.extras):  # Extras' results go to img2img / inpaint too (A1111)
             for target in ("img2img", "inpaint"):
-                source.send[target].click(partial_call(self.gallery_to_img2img, target),
-                                          inputs=[source.gallery, source.results], outputs=self.img2img_outputs)
+                source.send[target].click(
+                    partial_call(self.gallery_to_img2img, target),
+                    inputs=[source.gallery, source.results],
+                    outputs=self.img2img_outputs,
+                )
         for source in (t2i, i2i):
-            source.send["extras"].click(lambda g, r: self.to_extras(selected_image(g, r)),
-                                        inputs=[source.gallery, source.results], outputs=self.extras_outputs)
+            source.send["extras"].click(
+                lambda g, r: self.to_extras(selected_image(g, r)),
+                inputs=[source.gallery, source.results],
+                outputs=self.extras_outputs,
+            )
         if self.history is not None:
-            switch(self.history.send.click(self.history_to_txt2img, inputs=[self.history.selected],
-                                           outputs=self.txt2img_outputs))
-            switch(self.history.send_img2img.click(self.history_to_img2img, inputs=[self.history.selected],
-                                                   outputs=self.img2img_outputs))
+            switch(
+                self.history.send.click(
+                    self.history_to_txt2img, inputs=[self.history.selected], outputs=self.txt2img_outputs
+                )
+            )
+            switch(
+                self.history.send_img2img.click(
+                    self.history_to_img2img, inputs=[self.history.selected], outputs=self.img2img_outputs
+                )
+            )
         for tab in (t2i, i2i):
-            switch(tab.paste.click(partial_call(self.paste, tab), inputs=[tab.prompt],
-                                   outputs=[*tab.field_components, *script_inputs(tab), self.text]))
+            switch(
+                tab.paste.click(
+                    partial_call(self.paste, tab),
+                    inputs=[tab.prompt],
+                    outputs=[*tab.field_components, *script_inputs(tab), self.text],
+                )
+            )
 
     @property
     def txt2img_outputs(self) -> list:
@@ -223,8 +254,17 @@ class SendTo:
     @property
     def img2img_outputs(self) -> list:
         i = self.img2img
-        return [*i.field_components, i.init_image, i.inpaint, i.mode, i.mode_tabs, i.inpaint_controls, self.tabs,
-                self.text, *script_inputs(i)]
+        return [
+            *i.field_components,
+            i.init_image,
+            i.inpaint,
+            i.mode,
+            i.mode_tabs,
+            i.inpaint_controls,
+            self.tabs,
+            self.text,
+            *script_inputs(i),
+        ]
 
     @property
     def extras_outputs(self) -> list:
@@ -235,17 +275,26 @@ class SendTo:
             gr.Warning("No generation parameters to send.")
             return {}
         fields = infotext_fields(self.app, text, "txt2img")
-        return {**dict(zip(self.txt2img.field_components, self.txt2img.fill(fields))),
-                **script_updates(self.txt2img, text), self.tabs: gr.Tabs(selected="txt2img"), self.text: text}
+        return {
+            **dict(zip(self.txt2img.field_components, self.txt2img.fill(fields))),
+            **script_updates(self.txt2img, text),
+            self.tabs: gr.Tabs(selected="txt2img"),
+            self.text: text,
+        }
 
     def img2img_updates(self, image: Image.Image, fields: dict, target: str, text: str | None = None) -> dict:
         """The img2img tab's updates; `text` (the full infotext, when there is one) restores the scripts' controls."""
         i = self.img2img
-        out = {**dict(zip(i.field_components, i.fill(fields))), **script_updates(i, text), **i.select_mode(target),
-               self.tabs: gr.Tabs(selected="img2img")}
+        out = {
+            **dict(zip(i.field_components, i.fill(fields))),
+            **script_updates(i, text),
+            **i.select_mode(target),
+            self.tabs: gr.Tabs(selected="img2img"),
+        }
         if target == "inpaint":
-            out[i.inpaint] = sized_update("mask", {"background": image}, value={"background": image, "layers": [],
-                                                                               "composite": image})
+            out[i.inpaint] = sized_update(
+                "mask", {"background": image}, value={"background": image, "layers": [], "composite": image}
+            )
         else:
             out[i.init_image] = image
         return out
@@ -281,8 +330,11 @@ class SendTo:
         if texts and has_parameters(texts[0]):
             return self.to_txt2img(texts[0])
         t2i = self.txt2img
-        return {**dict(zip(t2i.field_components, t2i.fill(job_fields(job)))), self.tabs: gr.Tabs(selected="txt2img"),
-                self.text: ""}
+        return {
+            **dict(zip(t2i.field_components, t2i.fill(job_fields(job)))),
+            self.tabs: gr.Tabs(selected="txt2img"),
+            self.text: "",
+        }
 
     def history_to_img2img(self, job_id: str | None):
         """History → img2img: the job's first saved image, with the fields its infotext names."""
@@ -301,8 +353,12 @@ class SendTo:
         if image is None:
             gr.Warning("There is no image to send.")
             return {}
-        return {self.extras.image: image, self.extras.mode: "single", self.extras.tabs: gr.Tabs(selected="single"),
-                self.tabs: gr.Tabs(selected="extras")}
+        return {
+            self.extras.image: image,
+            self.extras.mode: "single",
+            self.extras.tabs: gr.Tabs(selected="single"),
+            self.tabs: gr.Tabs(selected="extras"),
+        }
 
     def paste(self, tab, prompt: str | None):
         """↙️: an infotext in the prompt box fills every field; an empty box takes the last generation's."""
@@ -315,6 +371,8 @@ class SendTo:
 
 def partial_call(fn, first):
     """fn with its first argument bound, keeping a plain signature Gradio can read."""
+
     def call(*args):
         return fn(first, *args)
+
     return call

@@ -78,8 +78,10 @@ def option_component(application: Application, d: OptionDef, value: Any, **layou
         step = d.step or (1 if d.kind is int else 0.01)
         if d.minimum is not None and d.maximum is not None and (d.maximum - d.minimum) / step <= 10000:
             return gr.Slider(d.minimum, d.maximum, value=value, step=step, **common)
-        bounds = [f"min {d.minimum:g}" if d.minimum is not None else "",
-                  f"max {d.maximum:g}" if d.maximum is not None else ""]
+        bounds = [
+            f"min {d.minimum:g}" if d.minimum is not None else "",
+            f"max {d.maximum:g}" if d.maximum is not None else "",
+        ]
         info = ", ".join(b for b in bounds if b) or None
         return gr.Number(value=value, precision=0 if d.kind is int else None, **{"info": info, **common})
     if d.kind is not str:  # a structured option (an extension's): edited as JSON
@@ -120,8 +122,9 @@ class SettingsTab:
         # the top bar's settings are not repeated here (A1111 does the same: one component, one elem_id each)
         self.defs = [d for d in opts.defs.values() if d.key not in QUICKSETTINGS and d.key not in pinned]
         with gr.Row():
-            self.apply = gr.Button("Apply settings", variant="primary", elem_id="settings_submit", scale=0,
-                                   min_width=200)
+            self.apply = gr.Button(
+                "Apply settings", variant="primary", elem_id="settings_submit", scale=0, min_width=200
+            )
             self.reload = gr.Button("Reload settings", elem_id="settings_reload", scale=0, min_width=160)
             self.reload_ui = gr.Button("Reload UI", elem_id="settings_restart_gradio", scale=0, min_width=140)
         self.result = gr.HTML("", elem_id="settings_result")
@@ -133,13 +136,16 @@ class SettingsTab:
         self.defs = [d for defs in sections.values() for d in defs]
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=200, elem_id="settings_sidebar"):
-                self.search = gr.Textbox(label="Search settings", placeholder="label or name",
-                                         elem_id="settings_search")
+                self.search = gr.Textbox(
+                    label="Search settings", placeholder="label or name", elem_id="settings_search"
+                )
                 self.section = gr.Radio(["All", *sections], value="All", label="Sections", elem_id="settings_sections")
             with gr.Column(scale=5):
                 for section, defs in sections.items():
-                    with gr.Group(elem_id=f"settings_section_{section.lower().replace(' ', '_')}",
-                                  elem_classes=["easel-settings-section"]):
+                    with gr.Group(
+                        elem_id=f"settings_section_{section.lower().replace(' ', '_')}",
+                        elem_classes=["easel-settings-section"],
+                    ):
                         gr.Markdown(f"### {section}")
                         for d in defs:
                             self.components.append(option_component(application, d, opts.get(d.key)))
@@ -147,8 +153,7 @@ class SettingsTab:
         self.apply.click(self.on_apply, inputs=self.components, outputs=[self.result, *self.components])
         # No reload on tab select: a late answer would overwrite what the user has just typed.
         self.reload.click(self.values, inputs=None, outputs=self.components)
-        self.reload_ui.click(self.on_reload_ui, inputs=None, outputs=[self.result]).then(
-            fn=None, js=RELOAD_JS)
+        self.reload_ui.click(self.on_reload_ui, inputs=None, outputs=[self.result]).then(fn=None, js=RELOAD_JS)
         self.section.change(fn=None, inputs=[self.section], outputs=None, js=SECTION_JS)
         self.search.change(fn=None, inputs=[self.search], outputs=None, js=SEARCH_JS)
 

@@ -27,12 +27,40 @@ if TYPE_CHECKING:
 POLL_SECONDS = 0.5
 
 # (request or options field, label, component factory) in the order of the Start button's inputs
-REQUEST_FIELDS = ("name", "dataset_dir", "checkpoint", "caption", "steps", "batch_size", "learning_rate", "rank",
-                  "alpha", "resolution", "seed", "train_text_encoder", "save_every", "sample_every", "sample_prompt",
-                  "overwrite")
-OPTION_FIELDS = ("repeats", "epochs", "grad_accum", "lr_scheduler", "warmup_steps", "targets", "text_encoder_lr",
-                 "noise_offset", "min_snr_gamma", "gradient_checkpointing", "mixed_precision", "optimizer",
-                 "save_precision", "sample_steps")
+REQUEST_FIELDS = (
+    "name",
+    "dataset_dir",
+    "checkpoint",
+    "caption",
+    "steps",
+    "batch_size",
+    "learning_rate",
+    "rank",
+    "alpha",
+    "resolution",
+    "seed",
+    "train_text_encoder",
+    "save_every",
+    "sample_every",
+    "sample_prompt",
+    "overwrite",
+)
+OPTION_FIELDS = (
+    "repeats",
+    "epochs",
+    "grad_accum",
+    "lr_scheduler",
+    "warmup_steps",
+    "targets",
+    "text_encoder_lr",
+    "noise_offset",
+    "min_snr_gamma",
+    "gradient_checkpointing",
+    "mixed_precision",
+    "optimizer",
+    "save_precision",
+    "sample_steps",
+)
 
 
 def _seconds(s: float | None) -> str:
@@ -44,6 +72,7 @@ def _seconds(s: float | None) -> str:
 
 def split_values(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The form's values → (request fields, option fields); blanks mean "the default"."""
+
     def clean(v: Any) -> Any:
         return None if v == "" or v is None else v
 
@@ -87,8 +116,10 @@ def cancelled_text(st) -> str:
     if not partial or step is None or step < 1:
         return head + ": nothing was saved." + (" The earlier LoRA is unchanged." if r.get("kept_existing") else "")
     if r.get("kept_existing"):
-        return (f"{head}. The earlier {r.get('name')}.safetensors is unchanged; the partial weights (step {step}) "
-                f"are in {Path(partial).name}.")
+        return (
+            f"{head}. The earlier {r.get('name')}.safetensors is unchanged; the partial weights (step {step}) "
+            f"are in {Path(partial).name}."
+        )
     return f"{head}: the partial LoRA (step {step} of {st.total_steps}) was saved as {Path(partial).name}."
 
 
@@ -150,19 +181,27 @@ class TrainTab:
             with gr.Column(scale=3):
                 with gr.Row():
                     i["name"] = gr.Textbox(label="LoRA name", placeholder="my-style", elem_id="train_name")
-                    i["checkpoint"] = gr.Dropdown(titles, value=current, label="Base checkpoint",
-                                                  elem_id="train_checkpoint")
+                    i["checkpoint"] = gr.Dropdown(
+                        titles, value=current, label="Base checkpoint", elem_id="train_checkpoint"
+                    )
                 # asked before a LoRA of the same name is replaced (#19 item 15): a note as the name is typed, and
                 # the service refuses (409) until this is ticked
                 i["overwrite"] = gr.Checkbox(False, label="Overwrite existing LoRA", elem_id="train_overwrite")
                 self.name_note = gr.HTML("", elem_id="train_name_note")
-                i["dataset_dir"] = gr.Textbox(label="Dataset folder on the server", elem_id="train_dataset_dir",
-                                              value=self._default_dataset(),
-                                              placeholder="/path/to/images (with <image>.txt captions)")
-                self.uploads = gr.File(label="…or upload images (and .txt captions)", file_count="multiple",
-                                       elem_id="train_upload")
-                i["caption"] = gr.Textbox(label="Caption template (trigger word; {caption} = the image's .txt)",
-                                          placeholder="a photo of sks dog", elem_id="train_caption")
+                i["dataset_dir"] = gr.Textbox(
+                    label="Dataset folder on the server",
+                    elem_id="train_dataset_dir",
+                    value=self._default_dataset(),
+                    placeholder="/path/to/images (with <image>.txt captions)",
+                )
+                self.uploads = gr.File(
+                    label="…or upload images (and .txt captions)", file_count="multiple", elem_id="train_upload"
+                )
+                i["caption"] = gr.Textbox(
+                    label="Caption template (trigger word; {caption} = the image's .txt)",
+                    placeholder="a photo of sks dog",
+                    elem_id="train_caption",
+                )
                 with gr.Row():
                     i["steps"] = gr.Number(d["steps"].default, label="Max steps", precision=0)
                     i["epochs"] = gr.Number(0, label="…or epochs (0: use steps)", precision=0)
@@ -171,8 +210,9 @@ class TrainTab:
                     i["grad_accum"] = gr.Number(1, label="Gradient accumulation", precision=0)
                 with gr.Row():
                     i["learning_rate"] = gr.Number(d["learning_rate"].default, label="Learning rate")
-                    i["lr_scheduler"] = gr.Dropdown(["constant", "cosine", "linear"], value="constant",
-                                                    label="LR schedule")
+                    i["lr_scheduler"] = gr.Dropdown(
+                        ["constant", "cosine", "linear"], value="constant", label="LR schedule"
+                    )
                     i["warmup_steps"] = gr.Number(0, label="Warmup steps", precision=0)
                     i["rank"] = gr.Number(d["rank"].default, label="Rank", precision=0)
                     i["alpha"] = gr.Number(0, label="Alpha (0: = rank)")
@@ -188,12 +228,15 @@ class TrainTab:
                         i["min_snr_gamma"] = gr.Number(0.0, label="Min-SNR gamma (0: off)")
                     with gr.Row():
                         i["gradient_checkpointing"] = gr.Checkbox(False, label="Gradient checkpointing")
-                        i["mixed_precision"] = gr.Dropdown(["no", "fp16", "bf16"], value="no",
-                                                           label="Mixed precision (GPU)")
-                        i["optimizer"] = gr.Dropdown(["adamw", "adamw8bit"], value="adamw",
-                                                     label="Optimizer (8-bit: bitsandbytes on a GPU)")
-                        i["save_precision"] = gr.Dropdown(["fp16", "bf16", "fp32"], value=o["save_precision"].default,
-                                                          label="Save precision")
+                        i["mixed_precision"] = gr.Dropdown(
+                            ["no", "fp16", "bf16"], value="no", label="Mixed precision (GPU)"
+                        )
+                        i["optimizer"] = gr.Dropdown(
+                            ["adamw", "adamw8bit"], value="adamw", label="Optimizer (8-bit: bitsandbytes on a GPU)"
+                        )
+                        i["save_precision"] = gr.Dropdown(
+                            ["fp16", "bf16", "fp32"], value=o["save_precision"].default, label="Save precision"
+                        )
                 with gr.Row():
                     i["save_every"] = gr.Number(d["save_every"].default, label="Save every N steps", precision=0)
                     i["sample_every"] = gr.Number(0, label="Sample every N steps (0: never)", precision=0)
@@ -218,8 +261,7 @@ class TrainTab:
             yield from self.run_training(values, args[-1])
 
         self.start.click(run, inputs=[self.inputs[k] for k in fields] + [self.uploads], outputs=outputs)
-        self.inputs["name"].change(self.name_check, inputs=[self.inputs["name"]], outputs=[self.name_note],
-                                   queue=False)
+        self.inputs["name"].change(self.name_check, inputs=[self.inputs["name"]], outputs=[self.name_note], queue=False)
         self.cancel.click(self.cancel_job, inputs=[self.job_id], outputs=[self.progress])
 
     # --- handlers (plain functions of values; tests call them directly) -----------------------------------------

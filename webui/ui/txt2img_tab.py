@@ -19,10 +19,18 @@ if TYPE_CHECKING:
     from webui.app import Application
 
 HIRES_FIELDS: tuple[tuple[str, str], ...] = (
-    ("enable_hr", "enable_hr"), ("hr_upscaler", "hr_upscaler"), ("hr_second_pass_steps", "hr_steps"),
-    ("denoising_strength", "hr_denoising"), ("hr_scale", "hr_scale"), ("hr_resize_x", "hr_resize_x"),
-    ("hr_resize_y", "hr_resize_y"), ("hr_checkpoint_name", "hr_checkpoint"), ("hr_sampler_name", "hr_sampler"),
-    ("hr_scheduler", "hr_scheduler"), ("hr_prompt", "hr_prompt"), ("hr_negative_prompt", "hr_negative"),
+    ("enable_hr", "enable_hr"),
+    ("hr_upscaler", "hr_upscaler"),
+    ("hr_second_pass_steps", "hr_steps"),
+    ("denoising_strength", "hr_denoising"),
+    ("hr_scale", "hr_scale"),
+    ("hr_resize_x", "hr_resize_x"),
+    ("hr_resize_y", "hr_resize_y"),
+    ("hr_checkpoint_name", "hr_checkpoint"),
+    ("hr_sampler_name", "hr_sampler"),
+    ("hr_scheduler", "hr_scheduler"),
+    ("hr_prompt", "hr_prompt"),
+    ("hr_negative_prompt", "hr_negative"),
 )
 FIELDS = COMMON_FIELDS + HIRES_FIELDS
 
@@ -86,60 +94,101 @@ class Txt2ImgTab(GenerationTab):
         # right end by CSS (.easel-header-toggle), as A1111's InputAccordion shows it, and works without opening it;
         # a click on it (or Space on it) only sets it, the accordion stays as it is (A1111 stops that click too)
         with gr.Column(elem_id="txt2img_hr_wrap", elem_classes=["easel-toggle-wrap"]):
-            self.enable_hr = gr.Checkbox(False, label="Enable", elem_id="txt2img_enable_hr", container=False,
-                                         elem_classes=["easel-header-toggle"])
+            self.enable_hr = gr.Checkbox(
+                False,
+                label="Enable",
+                elem_id="txt2img_enable_hr",
+                container=False,
+                elem_classes=["easel-header-toggle"],
+            )
             with gr.Accordion("Hires. fix", open=False, elem_id="txt2img_hr") as self.hr_accordion:
-                self.hr_size = gr.HTML(hires_text(self.width.value, self.height.value, 2.0, 0, 0),
-                                       elem_id="txtimg_hr_finalres")
+                self.hr_size = gr.HTML(
+                    hires_text(self.width.value, self.height.value, 2.0, 0, 0), elem_id="txtimg_hr_finalres"
+                )
                 self.build_hires_fields(checkpoint_titles)
 
     def build_hires_fields(self, checkpoint_titles) -> None:
         with gr.Row():
-            self.hr_upscaler = gr.Dropdown(upscaler_choices(self.app.paths.models_dir), value="Latent",
-                                           label="Upscaler", elem_id="txt2img_hr_upscaler",
-                                           allow_custom_value=True)  # an unknown name gets the service's error
-            self.hr_steps = gr.Slider(0, 150, value=0, step=1, label="Hires steps",
-                                      elem_id="txt2img_hires_steps")
-            self.hr_denoising = gr.Slider(0, 1, value=0.7, step=0.01, label="Denoising strength",
-                                          elem_id="txt2img_denoising_strength")
+            self.hr_upscaler = gr.Dropdown(
+                upscaler_choices(self.app.paths.models_dir),
+                value="Latent",
+                label="Upscaler",
+                elem_id="txt2img_hr_upscaler",
+                allow_custom_value=True,
+            )  # an unknown name gets the service's error
+            self.hr_steps = gr.Slider(0, 150, value=0, step=1, label="Hires steps", elem_id="txt2img_hires_steps")
+            self.hr_denoising = gr.Slider(
+                0, 1, value=0.7, step=0.01, label="Denoising strength", elem_id="txt2img_denoising_strength"
+            )
         with gr.Row():
             self.hr_scale = gr.Slider(1, 4, value=2.0, step=0.05, label="Upscale by", elem_id="txt2img_hr_scale")
-            self.hr_resize_x = gr.Slider(0, 2048, value=0, step=8, label="Resize width to",
-                                         elem_id="txt2img_hr_resize_x")
-            self.hr_resize_y = gr.Slider(0, 2048, value=0, step=8, label="Resize height to",
-                                         elem_id="txt2img_hr_resize_y")
+            self.hr_resize_x = gr.Slider(
+                0, 2048, value=0, step=8, label="Resize width to", elem_id="txt2img_hr_resize_x"
+            )
+            self.hr_resize_y = gr.Slider(
+                0, 2048, value=0, step=8, label="Resize height to", elem_id="txt2img_hr_resize_y"
+            )
         with gr.Row():
-            self.hr_checkpoint = gr.Dropdown([SAME_CHECKPOINT, *checkpoint_titles(self.app)], value=SAME_CHECKPOINT,
-                                             label="Hires checkpoint", elem_id="hr_checkpoint")
-            self.hr_sampler = gr.Dropdown([SAME_SAMPLER, *samplers.sampler_names()], value=SAME_SAMPLER,
-                                          label="Hires sampling method", elem_id="hr_sampler")
-            self.hr_scheduler = gr.Dropdown([SAME_SCHEDULER, *all_schedule_labels()], value=SAME_SCHEDULER,
-                                            label="Hires schedule type", elem_id="hr_scheduler")
+            self.hr_checkpoint = gr.Dropdown(
+                [SAME_CHECKPOINT, *checkpoint_titles(self.app)],
+                value=SAME_CHECKPOINT,
+                label="Hires checkpoint",
+                elem_id="hr_checkpoint",
+            )
+            self.hr_sampler = gr.Dropdown(
+                [SAME_SAMPLER, *samplers.sampler_names()],
+                value=SAME_SAMPLER,
+                label="Hires sampling method",
+                elem_id="hr_sampler",
+            )
+            self.hr_scheduler = gr.Dropdown(
+                [SAME_SCHEDULER, *all_schedule_labels()],
+                value=SAME_SCHEDULER,
+                label="Hires schedule type",
+                elem_id="hr_scheduler",
+            )
         with gr.Row():
-            self.hr_prompt = gr.Textbox(label="Hires prompt", lines=2, elem_id="hires_prompt",
-                                        placeholder="Prompt for hires fix pass (empty: the same prompt)")
-            self.hr_negative = gr.Textbox(label="Hires negative prompt", lines=2, elem_id="hires_neg_prompt",
-                                          placeholder="Negative prompt for hires fix pass (empty: the same)")
+            self.hr_prompt = gr.Textbox(
+                label="Hires prompt",
+                lines=2,
+                elem_id="hires_prompt",
+                placeholder="Prompt for hires fix pass (empty: the same prompt)",
+            )
+            self.hr_negative = gr.Textbox(
+                label="Hires negative prompt",
+                lines=2,
+                elem_id="hires_neg_prompt",
+                placeholder="Negative prompt for hires fix pass (empty: the same)",
+            )
 
     def _wire(self) -> None:
         self.wire_common([*self.field_components, *self.scripts.components])
         sizes = [self.width, self.height, self.hr_scale, self.hr_resize_x, self.hr_resize_y]
         for component in sizes:
-            component.change(hires_text, inputs=sizes, outputs=[self.hr_size], queue=False, show_progress="hidden",
-                             api_visibility="private")
+            component.change(
+                hires_text,
+                inputs=sizes,
+                outputs=[self.hr_size],
+                queue=False,
+                show_progress="hidden",
+                api_visibility="private",
+            )
 
     def request(self, *values) -> Txt2ImgRequest:
         n = len(self.FIELDS)
         fields = self.request_fields(values[:n])
         if len(values) > n:  # the Script dropdown and always-on scripts, by name
-            fields["script_name"], fields["script_args"], fields["alwayson_scripts"] = \
-                self.scripts.request_fields(*values[n:])
+            fields["script_name"], fields["script_args"], fields["alwayson_scripts"] = self.scripts.request_fields(
+                *values[n:]
+            )
         for key in ("hr_second_pass_steps", "hr_resize_x", "hr_resize_y"):
             if key in fields:
                 fields[key] = as_int(fields[key], 0)
         fields["hr_upscaler"] = fields.get("hr_upscaler") or None
-        fields["hr_prompt"], fields["hr_negative_prompt"] = fields.get("hr_prompt") or "", \
-            fields.get("hr_negative_prompt") or ""
+        fields["hr_prompt"], fields["hr_negative_prompt"] = (
+            fields.get("hr_prompt") or "",
+            fields.get("hr_negative_prompt") or "",
+        )
         if not fields.get("enable_hr"):
             fields["denoising_strength"] = None  # only the hires pass uses it; keep it out of a plain infotext
         return Txt2ImgRequest(**fields)

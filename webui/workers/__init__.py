@@ -51,7 +51,12 @@ def attach_workers(application: Application) -> Any:
 
         raise InvalidRequest(f"--workers ray needs Ray: pip install -r requirements-ray.txt ({e})") from None
     ns = application.ns
-    pool = RayPool(application, address=address, num_workers=getattr(ns, "ray_num_workers", None),
-                   threads=getattr(ns, "threads", None), max_retries=int(getattr(ns, "ray_max_retries", 2)))
+    pool = RayPool(
+        application,
+        address=address,
+        num_workers=getattr(ns, "ray_num_workers", None),
+        threads=getattr(ns, "threads", None),
+        max_retries=int(getattr(ns, "ray_max_retries", 2)),
+    )
     application.jobs.executor = pool
     return pool

@@ -45,18 +45,33 @@ class EaselWorker:
         self.options = SnapshotOptions({"sd_checkpoints_limit": 1})
         hashes = HashCache(paths.cache_file)
         catalog = CheckpointCatalog(paths.ckpt_dir, hashes, demo_dir=demo_dir)
-        self.policy = choose_policy(use_cpu=ns.use_cpu, device_id=ns.device_id, no_half=ns.no_half,
-                                    no_half_vae=ns.no_half_vae, medvram=ns.medvram, lowvram=ns.lowvram,
-                                    lowram=getattr(ns, "lowram", False))
-        self.models = ModelManager(catalog=catalog, vae_dir=paths.vae_dir,
-                                   cache_root=paths.data_dir / "cache" / "configs", policy=self.policy,
-                                   get_option=lambda key: self.options.get(key))
+        self.policy = choose_policy(
+            use_cpu=ns.use_cpu,
+            device_id=ns.device_id,
+            no_half=ns.no_half,
+            no_half_vae=ns.no_half_vae,
+            medvram=ns.medvram,
+            lowvram=ns.lowvram,
+            lowram=getattr(ns, "lowram", False),
+        )
+        self.models = ModelManager(
+            catalog=catalog,
+            vae_dir=paths.vae_dir,
+            cache_root=paths.data_dir / "cache" / "configs",
+            policy=self.policy,
+            get_option=lambda key: self.options.get(key),
+        )
         self.models.refresh()
         embeddings = EmbeddingCatalog(paths.embeddings_dir, hashes, active_model=lambda: self.models.active)
         loras = LoraService(LoraCatalog([paths.lora_dir, paths.lycoris_dir], hashes))
         loras.refresh()
-        self.services = GenerationServices(manager=self.models, outputs=RecordingOutputs(),
-                                           models_dir=paths.models_dir, embeddings=embeddings, loras=loras)
+        self.services = GenerationServices(
+            manager=self.models,
+            outputs=RecordingOutputs(),
+            models_dir=paths.models_dir,
+            embeddings=embeddings,
+            loras=loras,
+        )
         self.files = ModelFileReceiver(paths, hashes, on_change=self._files_changed)
         self._lock = threading.Lock()  # one generation at a time (the other threads only read and signal)
         self.controls: dict[str, Any] = {}
@@ -89,10 +104,16 @@ class EaselWorker:
         self.options.values = dict(task.options)
         answer = run_on_worker(self, task, control, lambda box: self.outboxes.__setitem__(task.job_id, box))
         active = self.models.active
-        return {**answer, "worker": self.id, "checkpoint": active.info.title if active else None,
-                "loaded_models": self.models.cached_titles(), "file_loads": self.models.file_loads,
-                "loaded_loras": self._loras(), "lora_file_reads": self.services.loras.file_reads,
-                "files_received": list(self.files.received)}
+        return {
+            **answer,
+            "worker": self.id,
+            "checkpoint": active.info.title if active else None,
+            "loaded_models": self.models.cached_titles(),
+            "file_loads": self.models.file_loads,
+            "loaded_loras": self._loras(),
+            "lora_file_reads": self.services.loras.file_reads,
+            "files_received": list(self.files.received),
+        }
 
     def take_outputs(self, job_id: str) -> list:
         """What a training run here wrote since the last ask (the head keeps the saves on its storage)."""
@@ -114,16 +135,31 @@ class EaselWorker:
                 self.models.refresh()
         opts = cast("OptionsView", view)  # a snapshot with OptionsView's get()
         if task.kind == "img2img":
-            result = run_img2img(task.request, task.images or [], task.mask, services, opts, control,
-                                 save=task.save, save_grid=task.save_grid)
+            result = run_img2img(
+                task.request,
+                task.images or [],
+                task.mask,
+                services,
+                opts,
+                control,
+                save=task.save,
+                save_grid=task.save_grid,
+            )
         else:
             result = run_txt2img(task.request, services, opts, control, save=task.save, save_grid=task.save_grid)
         active = self.models.active
-        return {"result": result, "saves": outputs.saves, "worker": self.id,
-                "step_samples": list(control.step_samples), "checkpoint": active.info.title if active else None,
-                "loaded_models": self.models.cached_titles(), "file_loads": self.models.file_loads,
-                "loaded_loras": self._loras(), "lora_file_reads": self.services.loras.file_reads,
-                "files_received": list(self.files.received)}
+        return {
+            "result": result,
+            "saves": outputs.saves,
+            "worker": self.id,
+            "step_samples": list(control.step_samples),
+            "checkpoint": active.info.title if active else None,
+            "loaded_models": self.models.cached_titles(),
+            "file_loads": self.models.file_loads,
+            "loaded_loras": self._loras(),
+            "lora_file_reads": self.services.loras.file_reads,
+            "files_received": list(self.files.received),
+        }
 
     # --- model files the head sends (when this worker does not share the head's models folder) --------------------
     def missing_files(self, files: list) -> list:
@@ -157,9 +193,15 @@ class EaselWorker:
         if control is None:
             return None
         training = self.training.get(job_id)
-        return {"job_no": control.job_no, "job_count": control.job_count, "sampling_step": control.sampling_step,
-                "sampling_steps": control.sampling_steps, "preview_step": control.preview_step,
-                "textinfo": control.textinfo, "training": training.to_dict() if training is not None else None}
+        return {
+            "job_no": control.job_no,
+            "job_count": control.job_count,
+            "sampling_step": control.sampling_step,
+            "sampling_steps": control.sampling_steps,
+            "preview_step": control.preview_step,
+            "textinfo": control.textinfo,
+            "training": training.to_dict() if training is not None else None,
+        }
 
     def preview(self, job_id: str) -> Any:
         """The live preview of the latest offered step, decoded here (the head asks only when a client wants it)."""
@@ -186,8 +228,17 @@ class EaselWorker:
             node = ray.get_runtime_context().get_node_id()
         except Exception:
             node = socket.gethostname()
-        return {"id": self.id, "node": node, "host": socket.gethostname(), "pid": os.getpid(),
-                "device": str(self.policy.device), "loaded_models": self.models.cached_titles(),
-                "loaded_loras": self._loras(), "lora_file_reads": self.services.loras.file_reads,
-                "job": self.job, "jobs_done": self.jobs_done, "file_loads": self.models.file_loads,
-                "files_received": list(self.files.received)}
+        return {
+            "id": self.id,
+            "node": node,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "device": str(self.policy.device),
+            "loaded_models": self.models.cached_titles(),
+            "loaded_loras": self._loras(),
+            "lora_file_reads": self.services.loras.file_reads,
+            "job": self.job,
+            "jobs_done": self.jobs_done,
+            "file_loads": self.models.file_loads,
+            "files_received": list(self.files.received),
+        }

@@ -47,8 +47,13 @@ class NeededFile:
 
 
 def folder_roots(paths: Any) -> dict[str, Path]:
-    return {"Stable-diffusion": Path(paths.ckpt_dir), "VAE": Path(paths.vae_dir), "Lora": Path(paths.lora_dir),
-            "LyCORIS": Path(paths.lycoris_dir), "training": Path(paths.data_dir) / "training"}
+    return {
+        "Stable-diffusion": Path(paths.ckpt_dir),
+        "VAE": Path(paths.vae_dir),
+        "Lora": Path(paths.lora_dir),
+        "LyCORIS": Path(paths.lycoris_dir),
+        "training": Path(paths.data_dir) / "training",
+    }
 
 
 def _hash_key(folder: str, rel: str) -> str:
@@ -60,8 +65,15 @@ def safe_target(roots: dict[str, Path], folder: str, rel: str) -> Path:
     """Where a sent file goes: inside its folder, never above it (a relative path without '..', no drive, no NUL)."""
     root = roots.get(folder)
     parts = PurePosixPath(rel).parts if isinstance(rel, str) else ()
-    if root is None or not rel or "\x00" in rel or "\\" in rel or rel.startswith("/") or ".." in parts or \
-            any(p in ("", ".") for p in rel.split("/")):
+    if (
+        root is None
+        or not rel
+        or "\x00" in rel
+        or "\\" in rel
+        or rel.startswith("/")
+        or ".." in parts
+        or any(p in ("", ".") for p in rel.split("/"))
+    ):
         raise InvalidRequest(f"refused model file path {folder!r}/{rel!r}")
     target = (root / rel).resolve()
     if not target.is_relative_to(root.resolve()):
@@ -70,6 +82,7 @@ def safe_target(roots: dict[str, Path], folder: str, rel: str) -> Path:
 
 
 # --- head side ---------------------------------------------------------------------------------------------------
+
 
 def needed_files(application: Any, task: Any) -> list[NeededFile]:
     """The single files a job on a worker needs, from the head's catalogs (hashes cached in the head's cache.json)."""
@@ -154,6 +167,7 @@ def read_chunks(file: NeededFile, chunk: int = CHUNK_BYTES) -> Iterable[tuple[in
 
 # --- worker side -------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class _Incoming:
     file: NeededFile
@@ -178,8 +192,11 @@ class ModelFileReceiver:
         lacking = []
         for f in files:
             target = safe_target(self.roots, f.folder, f.rel)
-            if not (target.is_file() and target.stat().st_size == f.size and
-                    self.hashes.get("hashes", _hash_key(f.folder, f.rel), target, sha256_file) == f.sha256):
+            if not (
+                target.is_file()
+                and target.stat().st_size == f.size
+                and self.hashes.get("hashes", _hash_key(f.folder, f.rel), target, sha256_file) == f.sha256
+            ):
                 lacking.append(f)
         return lacking
 
@@ -196,8 +213,9 @@ class ModelFileReceiver:
             raise InvalidRequest(f"no transfer under way for {sha256[:12]}")
         if offset != inc.written or inc.written + len(data) > inc.file.size:
             self.abort(sha256)
-            raise InvalidRequest(f"{inc.file.key}: chunk at {offset} does not follow {inc.written} bytes "
-                                 f"of {inc.file.size}")
+            raise InvalidRequest(
+                f"{inc.file.key}: chunk at {offset} does not follow {inc.written} bytes of {inc.file.size}"
+            )
         inc.handle.write(data)
         inc.digest.update(data)
         inc.written += len(data)
@@ -212,9 +230,11 @@ class ModelFileReceiver:
             os.fsync(inc.handle.fileno())
             inc.handle.close()
             if inc.written != inc.file.size or inc.digest.hexdigest() != inc.file.sha256:
-                raise InvalidRequest(f"{inc.file.key}: received {inc.written} bytes with sha256 "
-                                     f"{inc.digest.hexdigest()[:12]}, expected {inc.file.size} bytes, "
-                                     f"{inc.file.sha256[:12]}: not kept")
+                raise InvalidRequest(
+                    f"{inc.file.key}: received {inc.written} bytes with sha256 "
+                    f"{inc.digest.hexdigest()[:12]}, expected {inc.file.size} bytes, "
+                    f"{inc.file.sha256[:12]}: not kept"
+                )
             os.replace(inc.temp, inc.target)
         except BaseException:
             inc.temp.unlink(missing_ok=True)

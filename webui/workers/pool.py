@@ -67,9 +67,19 @@ def worker_paths(ns: Any) -> Any:
         return None
     from webui.flags import resolve_paths
 
-    own = argparse.Namespace(**{**vars(ns), "data_dir": data_dir, "models_dir": None, "ckpt_dir": None,
-                                "vae_dir": None, "lora_dir": None, "embeddings_dir": None, "extensions_dir": None,
-                                "styles_file": []})
+    own = argparse.Namespace(
+        **{
+            **vars(ns),
+            "data_dir": data_dir,
+            "models_dir": None,
+            "ckpt_dir": None,
+            "vae_dir": None,
+            "lora_dir": None,
+            "embeddings_dir": None,
+            "extensions_dir": None,
+            "styles_file": [],
+        }
+    )
     return resolve_paths(own)
 
 
@@ -86,17 +96,33 @@ class WorkerSlot:
     loras: list[str] = field(default_factory=list)  # LoRA files (stems) held on its active checkpoint
 
     def view(self) -> dict[str, Any]:
-        return {"id": self.id, "node": self.info.get("node"), "host": self.info.get("host"),
-                "pid": self.info.get("pid"), "device": self.info.get("device"), "state": self.state,
-                "loaded_models": list(self.loaded), "loaded_loras": list(self.loras), "job": self.job,
-                "jobs_done": self.jobs_done,
-                "file_loads": self.info.get("file_loads", 0),
-                "files_received": list(self.info.get("files_received") or []), "last_heartbeat": self.last_heartbeat}
+        return {
+            "id": self.id,
+            "node": self.info.get("node"),
+            "host": self.info.get("host"),
+            "pid": self.info.get("pid"),
+            "device": self.info.get("device"),
+            "state": self.state,
+            "loaded_models": list(self.loaded),
+            "loaded_loras": list(self.loras),
+            "job": self.job,
+            "jobs_done": self.jobs_done,
+            "file_loads": self.info.get("file_loads", 0),
+            "files_received": list(self.info.get("files_received") or []),
+            "last_heartbeat": self.last_heartbeat,
+        }
 
 
 class RayPool:
-    def __init__(self, application: Application, *, address: str | None, num_workers: int | None, threads: int | None,
-                 max_retries: int):
+    def __init__(
+        self,
+        application: Application,
+        *,
+        address: str | None,
+        num_workers: int | None,
+        threads: int | None,
+        max_retries: int,
+    ):
         self.app, self.address, self.max_retries = application, address, max_retries
         self.num_workers, self.threads = num_workers, threads
         self.queue: JobQueue | None = None
@@ -149,8 +175,7 @@ class RayPool:
             # Ray turns "127.0.0.1"/"localhost" into the machine's network address (resolve_ip_for_localhost), so its
             # processes would talk over the LAN address; any other loopback address is kept as given (Linux routes
             # all of 127/8 to lo). Its ports still listen on every interface, behind Ray's token auth.
-            ray.init(num_cpus=self.num_workers or 1, include_dashboard=False, _node_ip_address=LOCAL_NODE_IP,
-                     **common)
+            ray.init(num_cpus=self.num_workers or 1, include_dashboard=False, _node_ip_address=LOCAL_NODE_IP, **common)
         self._owns_ray = True
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -179,10 +204,15 @@ class RayPool:
         app = self.app
         # a GPU worker holds one GPU; CPU workers hold no logical CPU (their threads are --threads, and the count is
         # --ray-num-workers, so a worker added later is never refused for want of Ray CPUs) and spread over nodes
-        actor = ray.remote(EaselWorker).options(name=f"easel-worker-{worker_id}", num_cpus=0, num_gpus=gpus,
-                                                scheduling_strategy="DEFAULT" if gpus else "SPREAD",
-                                                max_concurrency=4, max_restarts=0,
-                                                runtime_env={"env_vars": self._worker_env()})
+        actor = ray.remote(EaselWorker).options(
+            name=f"easel-worker-{worker_id}",
+            num_cpus=0,
+            num_gpus=gpus,
+            scheduling_strategy="DEFAULT" if gpus else "SPREAD",
+            max_concurrency=4,
+            max_restarts=0,
+            runtime_env={"env_vars": self._worker_env()},
+        )
         handle = actor.remote(worker_id, app.ns, self.worker_paths or app.paths, app.catalog.demo_dir, threads)
         slot = WorkerSlot(id=worker_id, handle=handle)
         with self._lock:
@@ -278,6 +308,7 @@ class RayPool:
             def cost(s: WorkerSlot) -> tuple:
                 held = len(loras & set(s.loras)) if s.loaded and s.loaded[-1] == title else 0
                 return (0 if title in s.loaded else 1 if len(s.loaded) < limit else 2, -held, s.jobs_done)
+
             best = min(idle, key=cost)
             best.state, best.job = "busy", job.id
             if title and title not in best.loaded:  # what it will hold once the job ran (heartbeats correct it)
@@ -291,8 +322,9 @@ class RayPool:
             if got is None:
                 continue
             job, slot = got
-            threading.Thread(target=self._run, args=(job, slot), name=f"easel-ray-job-{job.id[:8]}",
-                             daemon=True).start()
+            threading.Thread(
+                target=self._run, args=(job, slot), name=f"easel-ray-job-{job.id[:8]}", daemon=True
+            ).start()
 
     def _run(self, job: Job, slot: WorkerSlot) -> None:
         self._queue().run_remote(job, lambda j: self._call(slot, j))
@@ -380,8 +412,7 @@ class RayPool:
                 progress_ref = None
                 if p:
                     control.job_count = p["job_count"]
-                    control.start_batch(p["job_no"], p["sampling_steps"]) if p["job_no"] != control.job_no \
-                        else None
+                    control.start_batch(p["job_no"], p["sampling_steps"]) if p["job_no"] != control.job_no else None
                     control.sampling_steps = p["sampling_steps"]
                     control.step(p["sampling_step"])
                     control.textinfo = p.get("textinfo") or control.textinfo
@@ -398,6 +429,7 @@ class RayPool:
                 return ray.get(slot.handle.preview.remote(job_id), timeout=PREVIEW_TIMEOUT)
             except Exception:  # the job ended or the worker is busy: no preview this time
                 return None
+
         return make
 
     def _released(self, slot: WorkerSlot) -> None:

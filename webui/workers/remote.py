@@ -84,8 +84,18 @@ class RecordingOutputs:
 LOCAL_ONLY_EVENTS = ("after_image", "step_end", "image_saved")
 
 
-def remote_work(application: Application, kind: str, req, view, hooks, *, save: bool, save_grid: bool,
-                inputs: tuple | None, after: Callable | None) -> RemoteWork | None:
+def remote_work(
+    application: Application,
+    kind: str,
+    req,
+    view,
+    hooks,
+    *,
+    save: bool,
+    save_grid: bool,
+    inputs: tuple | None,
+    after: Callable | None,
+) -> RemoteWork | None:
     """The remote part of a generation job, or None when it must run here: a batch over folders, img2img with no
     decoded inputs, always-on scripts, extensions listening to images or steps. `save` is already the job's
     do-save (request and samples_save)."""
@@ -95,11 +105,13 @@ def remote_work(application: Application, kind: str, req, view, hooks, *, save: 
         return None
     options = {**application.options.all(), **view.overrides}
     images, mask = inputs if inputs is not None else (None, None)
-    task = RemoteTask(job_id="", kind=kind, request=req, options=options, save=save, save_grid=save_grid,
-                      images=images, mask=mask)
+    task = RemoteTask(
+        job_id="", kind=kind, request=req, options=options, save=save, save_grid=save_grid, images=images, mask=mask
+    )
 
     def finish(answer: dict[str, Any]) -> Any:
         return finish_on_head(application, view, req, answer, after)
+
     return RemoteWork(task=task, finish=finish)
 
 
@@ -107,8 +119,10 @@ def finish_on_head(application: Application, view, req, answer: dict[str, Any], 
     """Replay the worker's saves through the head's OutputWriter, then what the local job does after generating."""
     result = answer["result"]
     writer = application.outputs.with_options(view.get)
-    real = {f"{PLACEHOLDER}{i}": str(writer.save_image(image, **kwargs))
-            for i, (image, kwargs) in enumerate(answer.get("saves") or [])}
+    real = {
+        f"{PLACEHOLDER}{i}": str(writer.save_image(image, **kwargs))
+        for i, (image, kwargs) in enumerate(answer.get("saves") or [])
+    }
     result.paths = [real.get(p, p) for p in result.paths]
     if answer.get("step_samples") and answer.get("checkpoint"):
         application.step_timer.record(answer["checkpoint"], answer["step_samples"])

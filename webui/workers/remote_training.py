@@ -35,6 +35,7 @@ def training_work(application: Any, plan: Any, status: Any) -> RemoteWork:
 
     def finish(answer: dict[str, Any]) -> Any:
         return finish_training(application, plan, status, answer)
+
     return RemoteWork(task=task, finish=finish)
 
 
@@ -83,6 +84,7 @@ def finish_training(application: Any, plan: Any, status: Any, answer: dict[str, 
 
 # --- worker side -------------------------------------------------------------------------------------------------
 
+
 def plan_on_worker(plan: Any, paths: Any, job_id: str) -> Any:
     """The plan with its output, run folder and (when sent) dataset in this worker's folders."""
     from webui.training.dataset import load_dataset
@@ -92,8 +94,7 @@ def plan_on_worker(plan: Any, paths: Any, job_id: str) -> Any:
     sent = work_dir / f"{DATASET_DIR}-{job_id[:12]}"
     if sent.is_dir():
         dataset = load_dataset(sent, plan.req.caption)
-    return dataclasses.replace(plan, output=Path(paths.lora_dir) / plan.output.name, work_dir=work_dir,
-                               dataset=dataset)
+    return dataclasses.replace(plan, output=Path(paths.lora_dir) / plan.output.name, work_dir=work_dir, dataset=dataset)
 
 
 class TrainingOutbox:
@@ -128,8 +129,9 @@ class TrainingOutbox:
         return out
 
 
-def run_on_worker(worker: Any, task: RemoteTask, control: Any, outbox_ready: Callable[[TrainingOutbox], None]) -> \
-        dict[str, Any]:
+def run_on_worker(
+    worker: Any, task: RemoteTask, control: Any, outbox_ready: Callable[[TrainingOutbox], None]
+) -> dict[str, Any]:
     """A worker's body for a training task: run_training on its own models, in its own folders."""
     from types import SimpleNamespace
 

@@ -23,15 +23,21 @@ def setup(ext: ExtensionHandle) -> None:
 
         framed = image.copy()
         width = int(ext.settings.get("example_frame_width"))
-        ImageDraw.Draw(framed).rectangle((0, 0, framed.width - 1, framed.height - 1),
-                                         outline=ext.settings.get("example_frame_color"), width=width)
+        ImageDraw.Draw(framed).rectangle(
+            (0, 0, framed.width - 1, framed.height - 1), outline=ext.settings.get("example_frame_color"), width=width
+        )
         seen["images"] += 1
         ext.log.debug("framed image %d (seed %d)", ctx.index, ctx.seed)
         return framed  # or None to keep the image unchanged
 
     def status() -> dict:
-        return {"extension": ext.name, "frame_color": ext.settings.get("example_frame_color"),
-                "images_framed": seen["images"], "last_steps": seen["steps"], "last_total": seen["total"]}
+        return {
+            "extension": ext.name,
+            "frame_color": ext.settings.get("example_frame_color"),
+            "images_framed": seen["images"],
+            "last_steps": seen["steps"],
+            "last_total": seen["total"],
+        }
 
     ext.add_api_route("/status", status, methods=["GET"])  # served at /ext/example-frame/status
     ext.on("step_end", on_step_end)

@@ -82,7 +82,7 @@ def parse_args(args: dict[str, Any], names: tuple[str, ...]) -> tuple[bool, bool
 def infotext(units: list[Unit], version: str) -> dict[str, Any]:
     """ADetailer's infotext fields, suffixed " 2nd", " 3rd" … from the second enabled tab on."""
     out: dict[str, Any] = {}
-    for i, u in enumerate(units[:len(SUFFIXES)]):
+    for i, u in enumerate(units[: len(SUFFIXES)]):
         s = SUFFIXES[i]
         out[f"ADetailer model{s}"] = u.ad_model
         if u.ad_prompt:
@@ -107,11 +107,17 @@ def infotext(units: list[Unit], version: str) -> dict[str, Any]:
     return out
 
 
-FIELDS = {"model": ("ad_model", str), "prompt": ("ad_prompt", str), "negative prompt": ("ad_negative_prompt", str),
-          "confidence": ("ad_confidence", float), "dilate erode": ("ad_dilate_erode", int),
-          "mask blur": ("ad_mask_blur", int), "denoising strength": ("ad_denoising_strength", float),
-          "inpaint only masked": ("ad_inpaint_only_masked", bool),
-          "inpaint padding": ("ad_inpaint_only_masked_padding", int)}
+FIELDS = {
+    "model": ("ad_model", str),
+    "prompt": ("ad_prompt", str),
+    "negative prompt": ("ad_negative_prompt", str),
+    "confidence": ("ad_confidence", float),
+    "dilate erode": ("ad_dilate_erode", int),
+    "mask blur": ("ad_mask_blur", int),
+    "denoising strength": ("ad_denoising_strength", float),
+    "inpaint only masked": ("ad_inpaint_only_masked", bool),
+    "inpaint padding": ("ad_inpaint_only_masked_padding", int),
+}
 
 
 def from_infotext(params: dict[str, Any], count: int) -> list[dict[str, Any] | None]:

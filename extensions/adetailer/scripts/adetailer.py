@@ -29,10 +29,11 @@ def lib(name: str):
 def choose(boxes: list, unit, size: tuple[int, int]) -> list:
     """ADetailer's mask filters: area ratio within [min, max] of the image, then the k largest (0: all)."""
     area = size[0] * size[1]
-    kept = [b for b in boxes if unit.ad_mask_min_ratio <= (b[2] - b[0]) * (b[3] - b[1]) / area
-            <= unit.ad_mask_max_ratio]
+    kept = [
+        b for b in boxes if unit.ad_mask_min_ratio <= (b[2] - b[0]) * (b[3] - b[1]) / area <= unit.ad_mask_max_ratio
+    ]
     if unit.ad_mask_k_largest > 0:
-        kept = sorted(kept, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))[:unit.ad_mask_k_largest]
+        kept = sorted(kept, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))[: unit.ad_mask_k_largest]
     return kept
 
 
@@ -61,8 +62,10 @@ class ADetailerScript(Script):
             found = usable.get(u.ad_model) or usable.get(Path(u.ad_model).stem + ".onnx")
             stem = Path(u.ad_model).stem
             if found is None:
-                raise ScriptError(f"ADetailer detector {u.ad_model!r} is missing: put {stem}.onnx (a YOLOv8 ONNX "
-                                  f"export: yolo export model={stem}.pt format=onnx) in models/adetailer")
+                raise ScriptError(
+                    f"ADetailer detector {u.ad_model!r} is missing: put {stem}.onnx (a YOLOv8 ONNX "
+                    f"export: yolo export model={stem}.pt format=onnx) in models/adetailer"
+                )
             if found.error:
                 raise ScriptError(f"ADetailer detector {u.ad_model!r}: {found.error}")
         return None
@@ -74,17 +77,20 @@ class ADetailerScript(Script):
         if not self.units or ctx.inpaint is None:
             return None
         for unit in self.units:
-            found = contract.detect_region_masks(self.models_dir(), unit.ad_model, image, unit.ad_confidence,
-                                                 unit.ad_dilate_erode)  # a -seg model's segments, else boxes
+            found = contract.detect_region_masks(
+                self.models_dir(), unit.ad_model, image, unit.ad_confidence, unit.ad_dilate_erode
+            )  # a -seg model's segments, else boxes
             masks = {box: mask for box, mask in found}
             for i, box in enumerate(choose([box for box, _ in found], unit, image.size)):
                 fields: dict[str, Any] = {
-                    "prompt": unit.prompt_for(i, ctx.prompt), "negative_prompt": unit.prompt_for(
-                        i, ctx.negative_prompt, negative=True),
-                    "denoising_strength": unit.ad_denoising_strength, "mask_blur": unit.ad_mask_blur,
+                    "prompt": unit.prompt_for(i, ctx.prompt),
+                    "negative_prompt": unit.prompt_for(i, ctx.negative_prompt, negative=True),
+                    "denoising_strength": unit.ad_denoising_strength,
+                    "mask_blur": unit.ad_mask_blur,
                     "inpaint_full_res": unit.ad_inpaint_only_masked,
                     "inpaint_full_res_padding": unit.ad_inpaint_only_masked_padding,
-                    "seed": min(ctx.seed + i, MAX_SEED)}
+                    "seed": min(ctx.seed + i, MAX_SEED),
+                }
                 if unit.ad_use_inpaint_width_height:
                     fields.update(width=unit.ad_inpaint_width, height=unit.ad_inpaint_height)
                 if unit.ad_use_steps:
@@ -96,9 +102,13 @@ class ADetailerScript(Script):
 
     def ui(self, is_img2img: bool) -> dict[str, Any]:
         detectors = self.detectors()
-        return lib("ui").build(self.args, lambda: [d.name for d in detectors if d.error is None],
-                               lambda: {d.name: d.error for d in detectors if d.error}, is_img2img,
-                               lib("units").Unit().model_dump())
+        return lib("ui").build(
+            self.args,
+            lambda: [d.name for d in detectors if d.error is None],
+            lambda: {d.name: d.error for d in detectors if d.error},
+            is_img2img,
+            lib("units").Unit().model_dump(),
+        )
 
     def paste(self, params, is_img2img: bool) -> dict[str, Any]:
         units = lib("units").from_infotext(dict(params), len(self.args) - 2)
@@ -123,8 +133,10 @@ def install(ext: ExtensionHandle) -> ADetailerScript:
 
     def ad_model() -> dict:
         detectors = script.detectors()
-        return {"ad_model": ["None", *(d.name for d in detectors if d.error is None)],
-                "unavailable": {d.name: d.error for d in detectors if d.error}}
+        return {
+            "ad_model": ["None", *(d.name for d in detectors if d.error is None)],
+            "unavailable": {d.name: d.error for d in detectors if d.error},
+        }
 
     def version() -> dict:
         return {"version": VERSION}

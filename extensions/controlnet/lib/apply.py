@@ -32,10 +32,12 @@ def fit(image: Image.Image, width: int, height: int, resize_mode: int) -> Image.
 
 
 def control_map(unit, source: Image.Image, width: int, height: int, modules: dict, run: Callable) -> Image.Image:
-    res = pixel_perfect_resolution(source, width, height, unit.resize_mode) if unit.pixel_perfect \
-        else unit.processor_res
-    detected = run(modules[unit.module], source, resolution=res, threshold_a=unit.threshold_a,
-                   threshold_b=unit.threshold_b)
+    res = (
+        pixel_perfect_resolution(source, width, height, unit.resize_mode) if unit.pixel_perfect else unit.processor_res
+    )
+    detected = run(
+        modules[unit.module], source, resolution=res, threshold_a=unit.threshold_a, threshold_b=unit.threshold_b
+    )
     return fit(detected, width, height, unit.resize_mode)
 
 
@@ -108,8 +110,17 @@ def generation_size(pipe, kwargs: dict[str, Any], kind: str) -> tuple[int, int]:
     return native, native
 
 
-def controlled_call(pipe, kwargs: dict[str, Any], kind: str, units: list, *, load_model: Callable,
-                    modules: dict, run: Callable, hires: bool = False) -> tuple[Any, dict[str, Any]]:
+def controlled_call(
+    pipe,
+    kwargs: dict[str, Any],
+    kind: str,
+    units: list,
+    *,
+    load_model: Callable,
+    modules: dict,
+    run: Callable,
+    hires: bool = False,
+) -> tuple[Any, dict[str, Any]]:
     """(pipeline, kwargs) for one pipeline call with `units` applied. `kind` is txt2img, img2img or inpaint;
     `kwargs` are the call's arguments (height/width, and image/mask_image for img2img and inpaint); in the hires
     pass (`hires`, an img2img call of a txt2img job) the control maps are remade at the hires size.
@@ -141,7 +152,8 @@ def controlled_call(pipe, kwargs: dict[str, Any], kind: str, units: list, *, loa
         cfg = float(kwargs.get("guidance_scale", 7.5)) > 1
         view = _unit_net_class()
         controlnet = diffusers.MultiControlNetModel(
-            [n if m == BALANCED else view(n, control_mode=m, cfg=cfg) for n, m in zip(nets, modes)])
+            [n if m == BALANCED else view(n, control_mode=m, cfg=cfg) for n, m in zip(nets, modes)]
+        )
     sdxl = getattr(pipe, "text_encoder_2", None) is not None
     cls = getattr(diffusers, PIPELINES[(kind, sdxl)])
     controlled = cls.from_pipe(pipe, controlnet=controlnet)
@@ -151,9 +163,14 @@ def controlled_call(pipe, kwargs: dict[str, Any], kind: str, units: list, *, loa
     def per_unit(values: list):
         return values[0] if single else values
 
-    out = dict(kwargs, height=height, width=width, guess_mode=guess,
-               controlnet_conditioning_scale=per_unit([u.weight for u in units]),
-               control_guidance_start=per_unit([u.guidance_start for u in units]),
-               control_guidance_end=per_unit([u.guidance_end for u in units]))
+    out = dict(
+        kwargs,
+        height=height,
+        width=width,
+        guess_mode=guess,
+        controlnet_conditioning_scale=per_unit([u.weight for u in units]),
+        control_guidance_start=per_unit([u.guidance_start for u in units]),
+        control_guidance_end=per_unit([u.guidance_end for u in units]),
+    )
     out["image" if kind == "txt2img" else "control_image"] = per_unit(maps)
     return controlled, out

@@ -29,8 +29,12 @@ PACKAGE = "controlnet_aux"
 # stub never stands in for it), and sys.modules["controlnet_aux"] staying absent proves its __init__ never ran.
 ALIAS = "_easel_controlnet_aux"
 # import name → the pip distribution to install, for the "needs <pkg> (not installed)" reason
-PIP_NAMES = {"cv2": "opencv-python-headless", "einops": "einops", "huggingface_hub": "huggingface-hub",
-             "torch": "torch"}
+PIP_NAMES = {
+    "cv2": "opencv-python-headless",
+    "einops": "einops",
+    "huggingface_hub": "huggingface-hub",
+    "torch": "torch",
+}
 SHUFFLE_SEED = 0  # shuffle's noise comes from numpy's global RNG; a fixed seed makes the same input give the same map
 # Held while shuffle swaps numpy's global RNG state, so concurrent shuffles can't interleave and stay deterministic.
 _GLOBAL_RNG = threading.Lock()
@@ -98,8 +102,11 @@ def weight_paths(det: AuxDetector, annotators_dir: Path | None) -> tuple[list[Pa
     """(found paths, missing file names): each expected file, or the .safetensors file of the same stem."""
     found, missing = [], []
     for name in det.weights:
-        candidates = [] if annotators_dir is None else [Path(annotators_dir) / name,
-                                                         Path(annotators_dir) / (Path(name).stem + ".safetensors")]
+        candidates = (
+            []
+            if annotators_dir is None
+            else [Path(annotators_dir) / name, Path(annotators_dir) / (Path(name).stem + ".safetensors")]
+        )
         hit = next((p for p in candidates if p.is_file()), None)
         if hit is None:
             missing.append(name)
@@ -173,8 +180,9 @@ def _lineart_anime(mod: ModuleType, paths: list[Path]):
     import torch
 
     norm = functools.partial(torch.nn.InstanceNorm2d, affine=False, track_running_stats=False)
-    return mod.LineartAnimeDetector(load_network(mod.UnetGenerator(3, 1, 8, 64, norm_layer=norm, use_dropout=False),
-                                                 paths[0]))
+    return mod.LineartAnimeDetector(
+        load_network(mod.UnetGenerator(3, 1, 8, 64, norm_layer=norm, use_dropout=False), paths[0])
+    )
 
 
 def _mlsd(mod: ModuleType, paths: list[Path]):
@@ -184,23 +192,31 @@ def _mlsd(mod: ModuleType, paths: list[Path]):
 _NETS = ("cv2", "torch", "einops", "huggingface_hub")  # what the weight-based submodules import at the top
 DETECTORS: tuple[AuxDetector, ...] = (
     AuxDetector("shuffle", "shuffle", lambda mod, _: mod.ContentShuffleDetector(), seeded=True),
-    AuxDetector("lineart_standard", "lineart_standard", lambda mod, _: mod.LineartStandardDetector(),
-                image_resolution=False),
+    AuxDetector(
+        "lineart_standard", "lineart_standard", lambda mod, _: mod.LineartStandardDetector(), image_resolution=False
+    ),
     AuxDetector("softedge_hed", "hed", _hed, weights=("ControlNetHED.pth",), packages=_NETS),
-    AuxDetector("softedge_hedsafe", "hed", _hed, weights=("ControlNetHED.pth",), packages=_NETS,
-                options={"safe": True}),
+    AuxDetector(
+        "softedge_hedsafe", "hed", _hed, weights=("ControlNetHED.pth",), packages=_NETS, options={"safe": True}
+    ),
     AuxDetector("softedge_pidinet", "pidi", _pidi, weights=("table5_pidinet.pth",), packages=_NETS),
-    AuxDetector("softedge_pidisafe", "pidi", _pidi, weights=("table5_pidinet.pth",), packages=_NETS,
-                options={"safe": True}),
+    AuxDetector(
+        "softedge_pidisafe", "pidi", _pidi, weights=("table5_pidinet.pth",), packages=_NETS, options={"safe": True}
+    ),
     AuxDetector("lineart_realistic", "lineart", _lineart, weights=("sk_model.pth",), packages=_NETS),
-    AuxDetector("lineart_coarse", "lineart", _lineart, weights=("sk_model2.pth",), packages=_NETS,
-                options={"coarse": True}),
+    AuxDetector(
+        "lineart_coarse", "lineart", _lineart, weights=("sk_model2.pth",), packages=_NETS, options={"coarse": True}
+    ),
     AuxDetector("lineart_anime", "lineart_anime", _lineart_anime, weights=("netG.pth",), packages=_NETS),
-    AuxDetector("mlsd", "mlsd", _mlsd, weights=("mlsd_large_512_fp32.pth",),
-                packages=("cv2", "torch", "huggingface_hub"),
-                sliders=(("MLSD Value Threshold", 0.1, 0.01, 2.0, 0.01),
-                         ("MLSD Distance Threshold", 0.1, 0.01, 20.0, 0.01)),
-                slider_args=("thr_v", "thr_d")),
+    AuxDetector(
+        "mlsd",
+        "mlsd",
+        _mlsd,
+        weights=("mlsd_large_512_fp32.pth",),
+        packages=("cv2", "torch", "huggingface_hub"),
+        sliders=(("MLSD Value Threshold", 0.1, 0.01, 2.0, 0.01), ("MLSD Distance Threshold", 0.1, 0.01, 20.0, 0.01)),
+        slider_args=("thr_v", "thr_d"),
+    ),
 )
 
 

@@ -53,19 +53,24 @@ def family_of(config: dict[str, Any]) -> str:
     return FAMILY_BY_DIM.get(int(config.get("cross_attention_dim") or 0), "unknown")
 
 
-def check_compatible(name: str, config: dict[str, Any], *, family: str | None,
-                     cross_attention_dim: int | None = None) -> None:
+def check_compatible(
+    name: str, config: dict[str, Any], *, family: str | None, cross_attention_dim: int | None = None
+) -> None:
     """Refuse a ControlNet made for another family than the loaded checkpoint. With the checkpoint UNet's
     cross_attention_dim the check is exact; with only its family name, a ControlNet of unknown family passes."""
     dim = int(config.get("cross_attention_dim") or 0)
     if cross_attention_dim is not None and dim != int(cross_attention_dim):
-        raise ControlNetModelError(f"ControlNet {name!r} is for {family_of(config)} (cross-attention width {dim}), "
-                                   f"but the loaded checkpoint is {family or 'unknown'} (width "
-                                   f"{cross_attention_dim}): pick a ControlNet made for this checkpoint's family")
+        raise ControlNetModelError(
+            f"ControlNet {name!r} is for {family_of(config)} (cross-attention width {dim}), "
+            f"but the loaded checkpoint is {family or 'unknown'} (width "
+            f"{cross_attention_dim}): pick a ControlNet made for this checkpoint's family"
+        )
     cn_family = family_of(config)
     if family and cn_family != "unknown" and cn_family != family:
-        raise ControlNetModelError(f"ControlNet {name!r} is for {cn_family}, but the loaded checkpoint is {family}: "
-                                   f"pick a ControlNet made for this checkpoint's family")
+        raise ControlNetModelError(
+            f"ControlNet {name!r} is for {cn_family}, but the loaded checkpoint is {family}: "
+            f"pick a ControlNet made for this checkpoint's family"
+        )
 
 
 class ControlNetCatalog:
@@ -87,10 +92,14 @@ class ControlNetCatalog:
                 if path.is_dir() and (path / "config.json").exists():
                     weights = next((path / w for w in WEIGHT_NAMES if (path / w).exists()), None)
                     if weights is not None:
-                        found[rel.as_posix()] = ModelEntry(rel.as_posix(), path, "diffusers",
-                                                           _sha8(weights, self._hashes))
-                elif path.is_file() and path.suffix.lower() in SINGLE_FILE and not any(
-                        (path.parents[i] / "config.json").exists() for i in range(len(rel.parts) - 1)):
+                        found[rel.as_posix()] = ModelEntry(
+                            rel.as_posix(), path, "diffusers", _sha8(weights, self._hashes)
+                        )
+                elif (
+                    path.is_file()
+                    and path.suffix.lower() in SINGLE_FILE
+                    and not any((path.parents[i] / "config.json").exists() for i in range(len(rel.parts) - 1))
+                ):
                     name = rel.with_suffix("").as_posix()
                     found[name] = ModelEntry(name, path, "single", _sha8(path, self._hashes))
         self.entries = found
@@ -152,8 +161,9 @@ class ControlNetCatalog:
             else:
                 config, state = self.single_file_config(entry, with_state=True)
                 folder = self._config_folder(config)
-                model = ControlNetModel.from_single_file(state, config=str(folder), local_files_only=True,
-                                                         torch_dtype=dtype)
+                model = ControlNetModel.from_single_file(
+                    state, config=str(folder), local_files_only=True, torch_dtype=dtype
+                )
         except ControlNetModelError:
             raise
         except Exception as e:
@@ -168,11 +178,14 @@ class ControlNetCatalog:
         state, meta = _read(entry.path, header_only=not with_state)
         keys = {k.removeprefix("control_model."): v for k, v in state.items()}
         if not any(k.startswith("input_hint_block.") for k in keys):
-            raise ControlNetModelError(f"{entry.path.name} is not an LDM-layout ControlNet (no input_hint_block): "
-                                       f"use a diffusers folder for this model")
+            raise ControlNetModelError(
+                f"{entry.path.name} is not an LDM-layout ControlNet (no input_hint_block): "
+                f"use a diffusers folder for this model"
+            )
         if any(k.startswith("label_emb.") for k in keys):
-            raise ControlNetModelError(f"{entry.path.name}: single-file SDXL ControlNets are not supported yet; "
-                                       f"use its diffusers folder")
+            raise ControlNetModelError(
+                f"{entry.path.name}: single-file SDXL ControlNets are not supported yet; use its diffusers folder"
+            )
         import inspect
 
         from diffusers import ControlNetModel

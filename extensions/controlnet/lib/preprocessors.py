@@ -74,11 +74,16 @@ def canny_edges(gray: np.ndarray, low: float, high: float) -> np.ndarray:
     h, w = mag.shape
 
     def shifted(dy: int, dx: int) -> np.ndarray:
-        return padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+        return padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
 
     keep = np.zeros_like(mag, dtype=bool)
-    for lo_a, hi_a, (dy, dx) in ((0, 22.5, (0, 1)), (157.5, 180.1, (0, 1)), (22.5, 67.5, (1, 1)),
-                                 (67.5, 112.5, (1, 0)), (112.5, 157.5, (1, -1))):
+    for lo_a, hi_a, (dy, dx) in (
+        (0, 22.5, (0, 1)),
+        (157.5, 180.1, (0, 1)),
+        (22.5, 67.5, (1, 1)),
+        (67.5, 112.5, (1, 0)),
+        (112.5, 157.5, (1, -1)),
+    ):
         sel = (angle >= lo_a) & (angle < hi_a)
         keep |= sel & (mag >= shifted(dy, dx)) & (mag > shifted(-dy, -dx))
     mag = np.where(keep, mag, 0.0)
@@ -116,8 +121,13 @@ def _aux():
 def _aux_preprocessor(det, annotators: Path | None) -> Preprocessor:
     aux = _aux()
     reason = aux.unavailable_reason(det, annotators)
-    return Preprocessor(det.name, None if reason else aux.runner(det, annotators), reason=reason,
-                        sliders=[Slider(*s) for s in det.sliders], model_free=False)
+    return Preprocessor(
+        det.name,
+        None if reason else aux.runner(det, annotators),
+        reason=reason,
+        sliders=[Slider(*s) for s in det.sliders],
+        model_free=False,
+    )
 
 
 def registry(annotators_dir: Path | str | None = None) -> dict[str, Preprocessor]:
@@ -126,16 +136,25 @@ def registry(annotators_dir: Path | str | None = None) -> dict[str, Preprocessor
     annotators = None if annotators_dir is None else Path(annotators_dir)
     mods = {
         "none": Preprocessor("none", _none),
-        "canny": Preprocessor("canny", _canny, sliders=[Slider("Canny Low Threshold", 100, 1, 255),
-                                                         Slider("Canny High Threshold", 200, 1, 255)]),
+        "canny": Preprocessor(
+            "canny",
+            _canny,
+            sliders=[Slider("Canny Low Threshold", 100, 1, 255), Slider("Canny High Threshold", 200, 1, 255)],
+        ),
     }
     for det in _aux().DETECTORS:
         mods[det.name] = _aux_preprocessor(det, annotators)
     return mods
 
 
-def run(pre: Preprocessor, image: Image.Image, *, resolution: int, threshold_a: float | None = None,
-        threshold_b: float | None = None) -> Image.Image:
+def run(
+    pre: Preprocessor,
+    image: Image.Image,
+    *,
+    resolution: int,
+    threshold_a: float | None = None,
+    threshold_b: float | None = None,
+) -> Image.Image:
     """Run an available preprocessor on `image` scaled to `resolution` (short side); `none` keeps the size."""
     if not pre.available:
         raise ValueError(f"preprocessor {pre.name!r} is unavailable: {pre.reason}")

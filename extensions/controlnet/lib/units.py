@@ -19,8 +19,15 @@ from webui.extensions.api import ScriptError, open_image
 RESIZE_MODES = ("Just Resize", "Crop and Resize", "Resize and Fill")
 CONTROL_MODES = ("Balanced", "My prompt is more important", "ControlNet is more important")
 # sd-webui-controlnet's other spellings of the resize modes (its old enum values)
-RESIZE_ALIASES = {"envelope (outer fit)": 2, "scale to fit (inner fit)": 1, "just resize": 0,
-                  "crop and resize": 1, "resize and fill": 2, "inner fit": 1, "outer fit": 2}
+RESIZE_ALIASES = {
+    "envelope (outer fit)": 2,
+    "scale to fit (inner fit)": 1,
+    "just resize": 0,
+    "crop and resize": 1,
+    "resize and fill": 2,
+    "inner fit": 1,
+    "outer fit": 2,
+}
 MAX_PIXELS = 16 * 1024 * 1024  # a control image larger than this (decoded) is refused
 
 
@@ -110,21 +117,25 @@ def _resolution(unit: dict, what: str, max_res: int) -> int:
     if res == -1:  # sd-webui-controlnet clients send -1 for the default
         return 512
     if not 64 <= res <= max_res:
-        raise ScriptError(f"{what}: processor_res {res} is outside 64..{max_res} (the limit is the "
-                          f"control_net_max_resolution setting)")
+        raise ScriptError(
+            f"{what}: processor_res {res} is outside 64..{max_res} (the limit is the "
+            f"control_net_max_resolution setting)"
+        )
     return res
 
 
-def parse_unit(raw: Any, index: int, *, kind: str, modules: dict, find_model: Callable[[str], Any],
-               max_res: int) -> ControlUnit | None:
+def parse_unit(
+    raw: Any, index: int, *, kind: str, modules: dict, find_model: Callable[[str], Any], max_res: int
+) -> ControlUnit | None:
     """One unit → a ControlUnit, or None when it is disabled. `find_model(name)` returns the catalog entry (or
     raises KeyError with the list) and checks the family (raising ScriptError)."""
     what = f"ControlNet unit {index}"
     if raw is None:
         return None
     if not isinstance(raw, dict):
-        raise ScriptError(f"{what}: expected an object with sd-webui-controlnet's unit fields, got "
-                          f"{type(raw).__name__}")
+        raise ScriptError(
+            f"{what}: expected an object with sd-webui-controlnet's unit fields, got {type(raw).__name__}"
+        )
     if not bool(raw.get("enabled", True)):
         return None
     module = str(raw.get("module") or "none").strip().lower()
@@ -147,13 +158,17 @@ def parse_unit(raw: Any, index: int, *, kind: str, modules: dict, find_model: Ca
     if start > end:
         raise ScriptError(f"{what}: guidance_start {start} is after guidance_end {end}")
     return ControlUnit(
-        index=index, module=module, model=entry.title, image=image,
+        index=index,
+        module=module,
+        model=entry.title,
+        image=image,
         weight=_number(raw, "weight", 1.0, what, 0.0, 2.0),
         resize_mode=mode(raw.get("resize_mode", 1), RESIZE_MODES, f"{what} resize_mode", RESIZE_ALIASES),
         processor_res=_resolution(raw, what, max_res),
         threshold_a=_number(raw, "threshold_a", -1, what, -1, 1e4),
         threshold_b=_number(raw, "threshold_b", -1, what, -1, 1e4),
-        guidance_start=start, guidance_end=end,
+        guidance_start=start,
+        guidance_end=end,
         control_mode=mode(raw.get("control_mode", 0), CONTROL_MODES, f"{what} control_mode"),
         pixel_perfect=bool(raw.get("pixel_perfect", False)),
     )
@@ -175,11 +190,19 @@ def parse_units(raw_units: list[Any], **kw: Any) -> list[ControlUnit]:
 
 def infotext(unit: ControlUnit) -> str:
     """sd-webui-controlnet's infotext value for `ControlNet <i>` (unquoted: the infotext writer quotes it)."""
-    fields = {"Module": unit.module, "Model": unit.model, "Weight": unit.weight,
-              "Resize Mode": unit.resize_mode_name, "Processor Res": unit.processor_res,
-              "Threshold A": unit.threshold_a, "Threshold B": unit.threshold_b,
-              "Guidance Start": unit.guidance_start, "Guidance End": unit.guidance_end,
-              "Pixel Perfect": unit.pixel_perfect, "Control Mode": unit.control_mode_name}
+    fields = {
+        "Module": unit.module,
+        "Model": unit.model,
+        "Weight": unit.weight,
+        "Resize Mode": unit.resize_mode_name,
+        "Processor Res": unit.processor_res,
+        "Threshold A": unit.threshold_a,
+        "Threshold B": unit.threshold_b,
+        "Guidance Start": unit.guidance_start,
+        "Guidance End": unit.guidance_end,
+        "Pixel Perfect": unit.pixel_perfect,
+        "Control Mode": unit.control_mode_name,
+    }
     return ", ".join(f"{k}: {v}" for k, v in fields.items())
 
 
@@ -189,16 +212,25 @@ def parse_infotext(value: str) -> dict[str, Any]:
     text = value.strip()
     if len(text) >= 2 and text[0] == text[-1] == '"':
         text = text[1:-1]
-    keys = {"module": "module", "model": "model", "weight": "weight", "resize mode": "resize_mode",
-            "processor res": "processor_res", "threshold a": "threshold_a", "threshold b": "threshold_b",
-            "guidance start": "guidance_start", "guidance end": "guidance_end", "pixel perfect": "pixel_perfect",
-            "control mode": "control_mode"}
+    keys = {
+        "module": "module",
+        "model": "model",
+        "weight": "weight",
+        "resize mode": "resize_mode",
+        "processor res": "processor_res",
+        "threshold a": "threshold_a",
+        "threshold b": "threshold_b",
+        "guidance start": "guidance_start",
+        "guidance end": "guidance_end",
+        "pixel perfect": "pixel_perfect",
+        "control mode": "control_mode",
+    }
     out: dict[str, Any] = {"enabled": True}
     # split on ", <known key>: " boundaries only: a model name may itself hold ", "
     pattern = re.compile(r"(?:^|, )(" + "|".join(re.escape(k) for k in keys) + r"): ", re.IGNORECASE)
     marks = list(pattern.finditer(text))
     for i, m in enumerate(marks):
-        raw = text[m.end(): marks[i + 1].start() if i + 1 < len(marks) else len(text)].strip()
+        raw = text[m.end() : marks[i + 1].start() if i + 1 < len(marks) else len(text)].strip()
         field = keys[m.group(1).lower()]
         if field in ("weight", "threshold_a", "threshold_b", "guidance_start", "guidance_end"):
             try:

@@ -60,8 +60,9 @@ class ControlNetState:
         if self._catalog is None or self._catalog.root != root:
             models = lib("models")
             template = Path(contract.__file__).resolve().parent.parent / "models" / "configs" / "sd15" / "unet"
-            self._catalog = models.ControlNetCatalog(root, template_dir=template,
-                                                     cache_dir=Path(tempfile.gettempdir()) / "easel-controlnet")
+            self._catalog = models.ControlNetCatalog(
+                root, template_dir=template, cache_dir=Path(tempfile.gettempdir()) / "easel-controlnet"
+            )
         return self._catalog
 
     def max_res(self) -> int:
@@ -71,8 +72,12 @@ class ControlNetState:
         models = lib("models")
         entry = self.catalog.find(name)
         try:
-            models.check_compatible(entry.title, self.catalog.config(entry), family=self.family,
-                                    cross_attention_dim=self.cross_attention_dim)
+            models.check_compatible(
+                entry.title,
+                self.catalog.config(entry),
+                family=self.family,
+                cross_attention_dim=self.cross_attention_dim,
+            )
         except models.ControlNetModelError as e:
             raise ScriptError(str(e)) from None
         return entry
@@ -90,16 +95,26 @@ class ControlNetState:
         if not self.units:
             return None
         pre = lib("preprocessors")
-        return lib("apply").controlled_call(call.pipeline, call.kwargs, call.kind, self.units,
-                                            load_model=self.load_model,
-                                            modules=pre.registry(pre.annotators_in(self.models_root())), run=pre.run,
-                                            hires=call.hires)
+        return lib("apply").controlled_call(
+            call.pipeline,
+            call.kwargs,
+            call.kind,
+            self.units,
+            load_model=self.load_model,
+            modules=pre.registry(pre.annotators_in(self.models_root())),
+            run=pre.run,
+            hires=call.hires,
+        )
 
     def parse(self, raw_units: list, kind: str) -> list:
         pre = lib("preprocessors")
-        return lib("units").parse_units(raw_units, kind=kind,
-                                        modules=pre.registry(pre.annotators_in(self.models_root())),
-                                        find_model=self.find_model, max_res=self.max_res())
+        return lib("units").parse_units(
+            raw_units,
+            kind=kind,
+            modules=pre.registry(pre.annotators_in(self.models_root())),
+            find_model=self.find_model,
+            max_res=self.max_res(),
+        )
 
 
 class ControlNetScript(Script):
@@ -131,9 +146,14 @@ class ControlNetScript(Script):
     def ui_choices(self):
         """What the accordion offers, read from the state when the UI is built (the models list rescans on 🔄)."""
         units, pre = lib("units"), lib("preprocessors")
-        return lib("ui").UnitChoices(modules=self.modules(), model_titles=self.state.catalog.titles,
-                                     resize_modes=units.RESIZE_MODES, control_modes=units.CONTROL_MODES,
-                                     max_res=self.state.max_res(), run=pre.run)
+        return lib("ui").UnitChoices(
+            modules=self.modules(),
+            model_titles=self.state.catalog.titles,
+            resize_modes=units.RESIZE_MODES,
+            control_modes=units.CONTROL_MODES,
+            max_res=self.state.max_res(),
+            run=pre.run,
+        )
 
     def ui(self, is_img2img: bool) -> dict[str, Any]:
         """The units as tabs in the accordion, each one ArgGroup giving the API's unit dict (lib/ui.py)."""
@@ -144,14 +164,21 @@ class ControlNetScript(Script):
         infotext without ControlNet leaves the units as they are. The model is restored by title, else by name,
         else left as it is."""
         units, ui = lib("units"), lib("ui")
-        found = {name: units.parse_infotext(str(params[f"ControlNet {i}"])) for i, name in enumerate(self.args)
-                 if str(params.get(f"ControlNet {i}") or "").strip()}
+        found = {
+            name: units.parse_infotext(str(params[f"ControlNet {i}"]))
+            for i, name in enumerate(self.args)
+            if str(params.get(f"ControlNet {i}") or "").strip()
+        }
         if not found:
             return {}
         modules = [m.name for m in self.modules().values() if m.available]
         titles = self.state.catalog.titles()
-        return {name: ui.paste_values(found.get(name), is_img2img, modules=modules,
-                                      model=self._model_update(found.get(name), titles, ui)) for name in self.args}
+        return {
+            name: ui.paste_values(
+                found.get(name), is_img2img, modules=modules, model=self._model_update(found.get(name), titles, ui)
+            )
+            for name in self.args
+        }
 
     def _model_update(self, unit: dict | None, titles: list[str], ui) -> dict | None:
         wanted = str((unit or {}).get("model") or "").strip()
@@ -177,15 +204,30 @@ def setup(ext: ExtensionHandle) -> None:
 
 def install(ext: ExtensionHandle) -> ControlNetState:
     """Register everything on `ext`; returns the extension's state (tests inspect it)."""
-    ext.add_setting(key="control_net_unit_count", default=3, label="Multi-ControlNet: number of units",
-                    minimum=1, maximum=10)
-    ext.add_setting(key="control_net_models_path", default="", path=True,
-                    label="Extra path to scan for ControlNet models (used instead of models/ControlNet)")
+    ext.add_setting(
+        key="control_net_unit_count", default=3, label="Multi-ControlNet: number of units", minimum=1, maximum=10
+    )
+    ext.add_setting(
+        key="control_net_models_path",
+        default="",
+        path=True,
+        label="Extra path to scan for ControlNet models (used instead of models/ControlNet)",
+    )
     # a guard itself: bounded, so a setting can't switch it off
-    ext.add_setting(key="control_net_max_resolution", default=2048, label="Largest preprocessor resolution",
-                    minimum=64, maximum=8192)
-    ext.add_setting(key="control_net_model_cache_size", default=2, minimum=1, maximum=16,
-                    label="ControlNet models kept in RAM (most recently used)")
+    ext.add_setting(
+        key="control_net_max_resolution",
+        default=2048,
+        label="Largest preprocessor resolution",
+        minimum=64,
+        maximum=8192,
+    )
+    ext.add_setting(
+        key="control_net_model_cache_size",
+        default=2,
+        minimum=1,
+        maximum=16,
+        label="ControlNet models kept in RAM (most recently used)",
+    )
     state = ControlNetState(ext)
 
     def on_model_loaded(info) -> None:
@@ -202,12 +244,21 @@ def install(ext: ExtensionHandle) -> ControlNetState:
     def module_list(alias_names: bool = False) -> dict:
         pre = lib("preprocessors")
         mods = pre.registry(pre.annotators_in(state.models_root()))
-        detail = {m.name: {"model_free": m.model_free,
-                           "sliders": [{"name": s.name, "value": s.value, "min": s.min, "max": s.max,
-                                        "step": s.step} for s in m.sliders]}
-                  for m in mods.values() if m.available}
-        return {"module_list": list(detail), "module_detail": detail,
-                "unavailable": {m.name: m.reason for m in mods.values() if not m.available}}
+        detail = {
+            m.name: {
+                "model_free": m.model_free,
+                "sliders": [
+                    {"name": s.name, "value": s.value, "min": s.min, "max": s.max, "step": s.step} for s in m.sliders
+                ],
+            }
+            for m in mods.values()
+            if m.available
+        }
+        return {
+            "module_list": list(detail),
+            "module_detail": detail,
+            "unavailable": {m.name: m.reason for m in mods.values() if not m.available},
+        }
 
     def version() -> dict:
         return {"version": VERSION}
@@ -235,8 +286,13 @@ def install(ext: ExtensionHandle) -> ControlNetState:
             if image is None:
                 raise HTTPException(422, f"controlnet_input_images[{i}] is empty")
             try:
-                detected = pre.run(mods[name], image, resolution=body.controlnet_processor_res,
-                                   threshold_a=body.controlnet_threshold_a, threshold_b=body.controlnet_threshold_b)
+                detected = pre.run(
+                    mods[name],
+                    image,
+                    resolution=body.controlnet_processor_res,
+                    threshold_a=body.controlnet_threshold_a,
+                    threshold_b=body.controlnet_threshold_b,
+                )
             except ScriptError as e:
                 raise HTTPException(422, str(e)) from None
             out.append(_b64_png(detected))

@@ -29,8 +29,10 @@ def adapter_files(models_dir: Path) -> list[Path]:
     """models/ipadapter/*.safetensors, then models/ControlNet/ip-adapter*.safetensors (sd-webui-controlnet keeps
     them there)."""
     out = []
-    for folder, pattern in ((models_dir / ADAPTER_DIR, "*.safetensors"),
-                            (models_dir / "ControlNet", "ip-adapter*.safetensors")):
+    for folder, pattern in (
+        (models_dir / ADAPTER_DIR, "*.safetensors"),
+        (models_dir / "ControlNet", "ip-adapter*.safetensors"),
+    ):
         out += sorted(p for p in folder.glob(pattern) if p.is_file()) if folder.is_dir() else []
     return out
 
@@ -41,8 +43,10 @@ def find_adapter(models_dir: Path, name: str) -> Path:
     for p in adapter_files(models_dir):
         if wanted in (p.name, p.stem):
             return p
-    raise ScriptError(f"IP-Adapter model {str(name)[:80]!r} is missing: put it (a .safetensors IP-Adapter, e.g. "
-                      f"ip-adapter_sd15.safetensors) in models/{ADAPTER_DIR}")
+    raise ScriptError(
+        f"IP-Adapter model {str(name)[:80]!r} is missing: put it (a .safetensors IP-Adapter, e.g. "
+        f"ip-adapter_sd15.safetensors) in models/{ADAPTER_DIR}"
+    )
 
 
 def encoder_paths(models_dir: Path) -> list[Path]:
@@ -53,8 +57,9 @@ def encoder_paths(models_dir: Path) -> list[Path]:
         try:
             if d.is_file() and d.suffix.lower() == ".safetensors":
                 out.append(d)
-            elif (d / "config.json").is_file() and "vision" in json.loads((d / "config.json").read_text())\
-                    .get("model_type", "").lower():
+            elif (d / "config.json").is_file() and "vision" in json.loads((d / "config.json").read_text()).get(
+                "model_type", ""
+            ).lower():
                 out.append(d)
         except (OSError, ValueError, AttributeError):
             continue
@@ -67,10 +72,12 @@ def find_encoder(models_dir: Path, name: str) -> Path:
     for d in found:
         if not wanted or d.name == wanted:
             return d
-    raise ScriptError(f"IP-Adapter needs a CLIP image encoder: put a transformers CLIPVisionModelWithProjection "
-                      f"folder (config.json, model.safetensors) or its single .safetensors file (e.g. "
-                      f"CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors) in models/{ENCODER_DIR}"
-                      + (f" named {wanted!r}" if wanted else ""))
+    raise ScriptError(
+        f"IP-Adapter needs a CLIP image encoder: put a transformers CLIPVisionModelWithProjection "
+        f"folder (config.json, model.safetensors) or its single .safetensors file (e.g. "
+        f"CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors) in models/{ENCODER_DIR}"
+        + (f" named {wanted!r}" if wanted else "")
+    )
 
 
 # Facts of the released CLIP vision towers that shapes can't tell: heads and activation by width (OpenAI's ViT-B/16
@@ -91,19 +98,34 @@ def encoder_config(path: Path) -> Any:
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             keys = set(f.keys())
-            shape = {k: list(f.get_slice(k).get_shape()) for k in (
-                f"{PREFIX}embeddings.patch_embedding.weight", f"{PREFIX}embeddings.position_embedding.weight",
-                f"{PREFIX}encoder.layers.0.mlp.fc1.weight", "visual_projection.weight")}
+            shape = {
+                k: list(f.get_slice(k).get_shape())
+                for k in (
+                    f"{PREFIX}embeddings.patch_embedding.weight",
+                    f"{PREFIX}embeddings.position_embedding.weight",
+                    f"{PREFIX}encoder.layers.0.mlp.fc1.weight",
+                    "visual_projection.weight",
+                )
+            }
     except Exception as e:  # not safetensors, or a key missing: not a transformers CLIP vision file
-        raise ScriptError(f"{path.name} in models/{ENCODER_DIR} is not a CLIP vision encoder in transformers' layout "
-                          f"(vision_model.*, visual_projection): {type(e).__name__}") from None
+        raise ScriptError(
+            f"{path.name} in models/{ENCODER_DIR} is not a CLIP vision encoder in transformers' layout "
+            f"(vision_model.*, visual_projection): {type(e).__name__}"
+        ) from None
     hidden, _, patch, _ = shape[f"{PREFIX}embeddings.patch_embedding.weight"]
     side = math.isqrt(shape[f"{PREFIX}embeddings.position_embedding.weight"][0] - 1)
     layers = len({k.split(".")[3] for k in keys if k.startswith(f"{PREFIX}encoder.layers.")})
     heads, act = KNOWN_WIDTHS.get(hidden, (max(1, hidden // 64), "gelu"))
-    return CLIPVisionConfig(hidden_size=hidden, intermediate_size=shape[f"{PREFIX}encoder.layers.0.mlp.fc1.weight"][0],
-                            num_hidden_layers=layers, num_attention_heads=heads, image_size=side * patch,
-                            patch_size=patch, projection_dim=shape["visual_projection.weight"][0], hidden_act=act)
+    return CLIPVisionConfig(
+        hidden_size=hidden,
+        intermediate_size=shape[f"{PREFIX}encoder.layers.0.mlp.fc1.weight"][0],
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        image_size=side * patch,
+        patch_size=patch,
+        projection_dim=shape["visual_projection.weight"][0],
+        hidden_act=act,
+    )
 
 
 def read_adapter(path: Path) -> dict[str, dict[str, torch.Tensor]]:
@@ -130,8 +152,10 @@ def check_fits(name: str, state: dict, unet: Any, embed_dim: int) -> None:
     slots = [n for n in unet.attn_processors if not n.endswith("attn1.processor")]
     keys = sorted(k for k in state["ip_adapter"] if k.endswith(".to_k_ip.weight"))
     if len(keys) != len(slots):
-        raise ScriptError(f"IP-Adapter {name} has {len(keys)} attention layers; this checkpoint has {len(slots)} "
-                          f"(another model family)")
+        raise ScriptError(
+            f"IP-Adapter {name} has {len(keys)} attention layers; this checkpoint has {len(slots)} "
+            f"(another model family)"
+        )
     k = state["ip_adapter"][keys[0]]
     if k.shape[-1] != cross:
         raise ScriptError(f"IP-Adapter {name} is for {k.shape[-1]}-wide conditioning; this checkpoint's is {cross}")
@@ -139,8 +163,9 @@ def check_fits(name: str, state: dict, unet: Any, embed_dim: int) -> None:
     if proj is None:
         raise ScriptError(f"IP-Adapter {name}: only the base IP-Adapter layout (image_proj.proj) is supported")
     if proj.shape[-1] != embed_dim:
-        raise ScriptError(f"IP-Adapter {name} expects {proj.shape[-1]}-dim image embeddings; the image encoder "
-                          f"gives {embed_dim}")
+        raise ScriptError(
+            f"IP-Adapter {name} expects {proj.shape[-1]}-dim image embeddings; the image encoder gives {embed_dim}"
+        )
 
 
 @dataclass
@@ -162,21 +187,26 @@ class Encoder:
                 with torch.device("meta"):  # the names the model has, without allocating it
                     expected = set(CLIPVisionModelWithProjection(config).state_dict())
                 if set(state) != expected:
-                    raise ScriptError(f"{path.name} in models/{ENCODER_DIR} doesn't match a CLIP vision encoder of "
-                                      f"its shapes ({len(expected - set(state))} weights missing, "
-                                      f"{len(set(state) - expected)} unexpected)")
+                    raise ScriptError(
+                        f"{path.name} in models/{ENCODER_DIR} doesn't match a CLIP vision encoder of "
+                        f"its shapes ({len(expected - set(state))} weights missing, "
+                        f"{len(set(state) - expected)} unexpected)"
+                    )
                 model = CLIPVisionModelWithProjection.from_pretrained(None, config=config, state_dict=state).eval()
             else:
-                model = CLIPVisionModelWithProjection.from_pretrained(str(path), local_files_only=True,
-                                                                      use_safetensors=True).eval()
+                model = CLIPVisionModelWithProjection.from_pretrained(
+                    str(path), local_files_only=True, use_safetensors=True
+                ).eval()
         except ScriptError:
             raise
         except Exception as e:
-            raise ScriptError(f"can't load the image encoder models/{ENCODER_DIR}/{path.name}: "
-                              f"{type(e).__name__}") from None
+            raise ScriptError(
+                f"can't load the image encoder models/{ENCODER_DIR}/{path.name}: {type(e).__name__}"
+            ) from None
         size = int(model.config.image_size)
-        return cls(path, model, CLIPImageProcessorPil(size={"shortest_edge": size},
-                                                      crop_size={"height": size, "width": size}))
+        return cls(
+            path, model, CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+        )
 
     @property
     def dim(self) -> int:
@@ -194,8 +224,13 @@ def apply(call: Any, units: list, adapters: list[dict], embeds: list[torch.Tenso
     if not hasattr(pipe, "load_ip_adapter"):
         raise ScriptError("IP-Adapter: this pipeline has no IP-Adapter support in diffusers")
     try:
-        pipe.load_ip_adapter(list(adapters), subfolder="", weight_name=[""] * len(adapters),
-                             image_encoder_folder=None, low_cpu_mem_usage=False)
+        pipe.load_ip_adapter(
+            list(adapters),
+            subfolder="",
+            weight_name=[""] * len(adapters),
+            image_encoder_folder=None,
+            low_cpu_mem_usage=False,
+        )
     except (ValueError, KeyError, RuntimeError) as e:
         pipe.unload_ip_adapter()
         raise ScriptError(f"IP-Adapter doesn't fit this checkpoint: {str(e)[:200]}") from None
@@ -219,9 +254,10 @@ def apply(call: Any, units: list, adapters: list[dict], embeds: list[torch.Tenso
         size = (int(kwargs.get("height") or h or 512), int(kwargs.get("width") or w or 512))
         full = [u.mask if u.mask is not None else Image.new("L", (size[1], size[0]), 255) for u in units]
         masks = IPAdapterMaskProcessor().preprocess(full, height=size[0], width=size[1])
-        kwargs["cross_attention_kwargs"] = {**(kwargs.get("cross_attention_kwargs") or {}),
-                                            "ip_adapter_masks": [m[None, None] if m.ndim == 2 else m[None]
-                                                                 for m in masks[:, 0]]}
+        kwargs["cross_attention_kwargs"] = {
+            **(kwargs.get("cross_attention_kwargs") or {}),
+            "ip_adapter_masks": [m[None, None] if m.ndim == 2 else m[None] for m in masks[:, 0]],
+        }
     return pipe, kwargs
 
 
@@ -252,7 +288,16 @@ def from_controlnet_units(alwayson: Any) -> list[dict]:
         mask = raw.get("mask") or raw.get("mask_image") or raw.get("effective_region_mask")
         if isinstance(image, dict):
             image, mask = image.get("image"), mask or image.get("mask")
-        out.append({"index": i, "enabled": bool(raw.get("enabled", True)), "image": image, "mask": mask,
-                    "model": raw.get("model"), "weight": raw.get("weight", 1.0),
-                    "guidance_start": raw.get("guidance_start", 0.0), "guidance_end": raw.get("guidance_end", 1.0)})
+        out.append(
+            {
+                "index": i,
+                "enabled": bool(raw.get("enabled", True)),
+                "image": image,
+                "mask": mask,
+                "model": raw.get("model"),
+                "weight": raw.get("weight", 1.0),
+                "guidance_start": raw.get("guidance_start", 0.0),
+                "guidance_end": raw.get("guidance_end", 1.0),
+            }
+        )
     return out

@@ -29,40 +29,71 @@ def combine(*values: Any) -> dict[str, Any]:
     for an enabled unit."""
     unit = dict(zip(KEYS, values))
     enabled = bool(unit.get("enabled")) and unit.get("model") not in (None, "None")
-    return {"enabled": enabled, "model": unit.get("model") or "None",
-            "weight": float(unit["weight"]) if unit.get("weight") is not None else 1.0,
-            "image": png_b64(unit.get("image")) if enabled else None,
-            "mask": png_b64(unit.get("mask")) if enabled else None,
-            "guidance_start": float(unit.get("guidance_start") or 0.0),
-            "guidance_end": float(unit["guidance_end"]) if unit.get("guidance_end") is not None else 1.0}
+    return {
+        "enabled": enabled,
+        "model": unit.get("model") or "None",
+        "weight": float(unit["weight"]) if unit.get("weight") is not None else 1.0,
+        "image": png_b64(unit.get("image")) if enabled else None,
+        "mask": png_b64(unit.get("mask")) if enabled else None,
+        "guidance_start": float(unit.get("guidance_start") or 0.0),
+        "guidance_end": float(unit["guidance_end"]) if unit.get("guidance_end") is not None else 1.0,
+    }
 
 
 def build(names: tuple[str, ...], models: list[str], is_img2img: bool) -> dict[str, ArgGroup]:
     kind = "img2img" if is_img2img else "txt2img"
     out: dict[str, ArgGroup] = {}
     if not models:
-        gr.Markdown("No IP-Adapter models: put .safetensors adapters in models/ipadapter and a CLIP image encoder "
-                    "folder in models/clip_vision.", elem_id=f"{kind}_ip_adapter_none")
+        gr.Markdown(
+            "No IP-Adapter models: put .safetensors adapters in models/ipadapter and a CLIP image encoder "
+            "folder in models/clip_vision.",
+            elem_id=f"{kind}_ip_adapter_none",
+        )
     with gr.Tabs(elem_id=f"{kind}_ip_adapter_units"):
         for i, name in enumerate(names):
             prefix = f"{kind}_ip_adapter_unit_{i}"
             with gr.Tab(f"IP-Adapter {i}", elem_id=f"{prefix}_tab"):
                 enabled = gr.Checkbox(False, label="Enable", elem_id=f"{prefix}_enabled")
                 with gr.Row():
-                    image = gr.Image(label="Image prompt", type="pil", format="png", image_mode="RGB",
-                                     sources=["upload", "clipboard"], elem_id=f"{prefix}_image", height=224)
-                    mask = gr.Image(label="Mask (white: where it applies; empty: everywhere)", type="pil",
-                                    format="png", image_mode="L", sources=["upload", "clipboard"],
-                                    elem_id=f"{prefix}_mask", height=224)
+                    image = gr.Image(
+                        label="Image prompt",
+                        type="pil",
+                        format="png",
+                        image_mode="RGB",
+                        sources=["upload", "clipboard"],
+                        elem_id=f"{prefix}_image",
+                        height=224,
+                    )
+                    mask = gr.Image(
+                        label="Mask (white: where it applies; empty: everywhere)",
+                        type="pil",
+                        format="png",
+                        image_mode="L",
+                        sources=["upload", "clipboard"],
+                        elem_id=f"{prefix}_mask",
+                        height=224,
+                    )
                 with gr.Row():
                     model = gr.Dropdown(["None", *models], value="None", label="Model", elem_id=f"{prefix}_model")
                     weight = gr.Slider(0, 2, value=1.0, step=0.05, label="Weight", elem_id=f"{prefix}_weight")
                 with gr.Row():
-                    start = gr.Slider(0, 1, value=0.0, step=0.01, label="Starting Control Step",
-                                      elem_id=f"{prefix}_guidance_start")
-                    end = gr.Slider(0, 1, value=1.0, step=0.01, label="Ending Control Step",
-                                    elem_id=f"{prefix}_guidance_end")
-            out[name] = ArgGroup(components=[enabled, image, model, weight, mask, start, end], combine=combine,
-                                 describe={"enabled": False, "image": None, "model": "None", "weight": 1.0,
-                                           "mask": None, "guidance_start": 0.0, "guidance_end": 1.0})
+                    start = gr.Slider(
+                        0, 1, value=0.0, step=0.01, label="Starting Control Step", elem_id=f"{prefix}_guidance_start"
+                    )
+                    end = gr.Slider(
+                        0, 1, value=1.0, step=0.01, label="Ending Control Step", elem_id=f"{prefix}_guidance_end"
+                    )
+            out[name] = ArgGroup(
+                components=[enabled, image, model, weight, mask, start, end],
+                combine=combine,
+                describe={
+                    "enabled": False,
+                    "image": None,
+                    "model": "None",
+                    "weight": 1.0,
+                    "mask": None,
+                    "guidance_start": 0.0,
+                    "guidance_end": 1.0,
+                },
+            )
     return out

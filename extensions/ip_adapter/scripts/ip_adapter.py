@@ -75,14 +75,22 @@ def parse_unit(i: int, raw: Any, models_dir: Path) -> Unit | None:
     if not raw.get("enabled", True):
         return None
     weight = raw.get("weight", 1.0)
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) \
-            or not 0 <= weight <= 2:
+    if (
+        isinstance(weight, bool)
+        or not isinstance(weight, (int, float))
+        or not math.isfinite(weight)
+        or not 0 <= weight <= 2
+    ):
         raise ScriptError(f"IP-Adapter unit {i}: weight must be a number from 0 to 2")
     window = []
     for key, default in (("guidance_start", 0.0), ("guidance_end", 1.0)):
         value = raw.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                or not 0 <= value <= 1:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or not 0 <= value <= 1
+        ):
             raise ScriptError(f"IP-Adapter unit {i}: {key} must be a number from 0 to 1")
         window.append(float(value))
     if window[0] >= window[1]:
@@ -97,8 +105,9 @@ def parse_unit(i: int, raw: Any, models_dir: Path) -> Unit | None:
     if image is None:
         raise ScriptError(f"IP-Adapter unit {i} is enabled without an image")
     mask = decode(raw.get("mask"), f"unit {i} mask")
-    return Unit(i, image, model.strip(), float(weight), mask.convert("L") if mask is not None else None,
-                window[0], window[1])
+    return Unit(
+        i, image, model.strip(), float(weight), mask.convert("L") if mask is not None else None, window[0], window[1]
+    )
 
 
 class IPAdapterState:
@@ -141,7 +150,7 @@ class IPAdapterState:
         self.pipe = pipe
         call.after(self._call_ended)
         call.on_step(self.on_step_end)  # this call's steps only: no global step_end hook (it would keep every job
-        return pipe, kwargs             # off the Ray workers, docs/scaling.md)
+        return pipe, kwargs  # off the Ray workers, docs/scaling.md)
 
     def _call_ended(self) -> None:
         self.pipe = None
@@ -173,10 +182,15 @@ class IPAdapterScript(Script):
         return None
 
     def infotext_params(self, request, **units: Any) -> dict[str, str]:
-        return {f"IP-Adapter {u.index}": f"model: {u.model}, weight: {u.weight:g}, mask: {u.mask is not None}"
-                + (f", start: {u.guidance_start:g}, end: {u.guidance_end:g}"
-                   if u.guidance_start > 0 or u.guidance_end < 1 else "")
-                for u in self.state.units}
+        return {
+            f"IP-Adapter {u.index}": f"model: {u.model}, weight: {u.weight:g}, mask: {u.mask is not None}"
+            + (
+                f", start: {u.guidance_start:g}, end: {u.guidance_end:g}"
+                if u.guidance_start > 0 or u.guidance_end < 1
+                else ""
+            )
+            for u in self.state.units
+        }
 
     def ui(self, is_img2img: bool) -> dict[str, Any]:
         names = [p.name for p in lib("adapter").adapter_files(self.state.models_dir)]
@@ -189,8 +203,11 @@ def setup(ext: ExtensionHandle) -> None:
 
 def install(ext: ExtensionHandle) -> IPAdapterState:
     ext.add_setting(key="ip_adapter_unit_count", default=2, label="IP-Adapter units", minimum=1, maximum=8)
-    ext.add_setting(key="ip_adapter_image_encoder", default="", label="IP-Adapter image encoder (a folder or "
-                    ".safetensors file of models/clip_vision; empty: the first)")
+    ext.add_setting(
+        key="ip_adapter_image_encoder",
+        default="",
+        label="IP-Adapter image encoder (a folder or .safetensors file of models/clip_vision; empty: the first)",
+    )
     state = IPAdapterState(ext)
 
     def on_before_generate(request) -> None:
@@ -205,8 +222,10 @@ def install(ext: ExtensionHandle) -> IPAdapterState:
 
     def models() -> dict:
         adapter = lib("adapter")
-        return {"models": [p.name for p in adapter.adapter_files(state.models_dir)],
-                "image_encoders": [d.name for d in adapter.encoder_paths(state.models_dir)]}
+        return {
+            "models": [p.name for p in adapter.adapter_files(state.models_dir)],
+            "image_encoders": [d.name for d in adapter.encoder_paths(state.models_dir)],
+        }
 
     ext.on("before_generate", on_before_generate)
     ext.on("pipeline_call", state.on_pipeline_call)

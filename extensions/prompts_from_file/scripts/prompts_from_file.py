@@ -25,15 +25,29 @@ def _bool(value: str) -> bool:
 # option → (request field, type). Output folders (A1111's outpath_*) are refused: a text file must not pick where
 # files are written.
 OPTIONS: dict[str, tuple[str, Any]] = {
-    "prompt": ("prompt", str), "negative_prompt": ("negative_prompt", str), "styles": ("styles", str),
-    "seed": ("seed", int), "subseed": ("subseed", int), "subseed_strength": ("subseed_strength", float),
-    "seed_resize_from_h": ("seed_resize_from_h", int), "seed_resize_from_w": ("seed_resize_from_w", int),
-    "sampler_name": ("sampler_name", str), "sampler_index": ("sampler_name", str), "scheduler": ("scheduler", str),
-    "batch_size": ("batch_size", int), "n_iter": ("n_iter", int), "steps": ("steps", int),
-    "cfg_scale": ("cfg_scale", float), "width": ("width", int), "height": ("height", int),
-    "denoising_strength": ("denoising_strength", float), "restore_faces": ("restore_faces", _bool),
-    "tiling": ("tiling", _bool), "do_not_save_samples": ("do_not_save_samples", _bool),
-    "do_not_save_grid": ("do_not_save_grid", _bool), "sd_model": ("sd_model", str),
+    "prompt": ("prompt", str),
+    "negative_prompt": ("negative_prompt", str),
+    "styles": ("styles", str),
+    "seed": ("seed", int),
+    "subseed": ("subseed", int),
+    "subseed_strength": ("subseed_strength", float),
+    "seed_resize_from_h": ("seed_resize_from_h", int),
+    "seed_resize_from_w": ("seed_resize_from_w", int),
+    "sampler_name": ("sampler_name", str),
+    "sampler_index": ("sampler_name", str),
+    "scheduler": ("scheduler", str),
+    "batch_size": ("batch_size", int),
+    "n_iter": ("n_iter", int),
+    "steps": ("steps", int),
+    "cfg_scale": ("cfg_scale", float),
+    "width": ("width", int),
+    "height": ("height", int),
+    "denoising_strength": ("denoising_strength", float),
+    "restore_faces": ("restore_faces", _bool),
+    "tiling": ("tiling", _bool),
+    "do_not_save_samples": ("do_not_save_samples", _bool),
+    "do_not_save_grid": ("do_not_save_grid", _bool),
+    "sd_model": ("sd_model", str),
 }
 
 
@@ -100,8 +114,9 @@ def _variant(request: Any, fields: dict[str, Any], where: str) -> Any:
         return type(request).model_validate({**request.model_dump(), **fields})
     except ValueError as e:  # pydantic's ValidationError is a ValueError
         errors = e.errors() if hasattr(e, "errors") else [{"loc": (), "msg": str(e)}]
-        raise ScriptError(f"{where}: " + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}"
-                                                   for x in errors)) from None
+        raise ScriptError(
+            f"{where}: " + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in errors)
+        ) from None
 
 
 class PromptsFromFile(Script):
@@ -116,15 +131,22 @@ class PromptsFromFile(Script):
         iterate = gr.Checkbox(False, label="Iterate seed every line")
         same = gr.Checkbox(False, label="Use same random seed for all lines")
         position = gr.Radio(["start", "end"], value="start", label="Insert prompts at the")
-        text = gr.Textbox(label="List of prompt inputs", lines=4, elem_id=f"{'img2img' if is_img2img else 'txt2img'}"
-                          "_prompts_from_file_text")
+        text = gr.Textbox(
+            label="List of prompt inputs",
+            lines=4,
+            elem_id=f"{'img2img' if is_img2img else 'txt2img'}_prompts_from_file_text",
+        )
         upload = gr.File(label="Upload prompt inputs", type="binary", file_types=[".txt"])
         try:
             upload.upload(lambda data: (data or b"").decode("utf-8", "replace"), inputs=[upload], outputs=[text])
         except Exception:  # ui() is also called outside a Blocks to describe the arguments
             pass
-        return {"checkbox_iterate": iterate, "checkbox_iterate_batch": same, "prompt_position": position,
-                "prompt_txt": text}
+        return {
+            "checkbox_iterate": iterate,
+            "checkbox_iterate_batch": same,
+            "prompt_position": position,
+            "prompt_txt": text,
+        }
 
     def planned_requests(self, request: Any, **args: Any) -> list[Any]:
         """One request per line (Easel checks the job's total cost before queueing it)."""
@@ -139,8 +161,16 @@ class PromptsFromFile(Script):
                 break
         return combine(results)
 
-    def _variants(self, request: Any, *, checkbox_iterate: bool = False, checkbox_iterate_batch: bool = False,
-                  prompt_position: str = "start", prompt_txt: str = "", **_: Any):
+    def _variants(
+        self,
+        request: Any,
+        *,
+        checkbox_iterate: bool = False,
+        checkbox_iterate_batch: bool = False,
+        prompt_position: str = "start",
+        prompt_txt: str = "",
+        **_: Any,
+    ):
         if str(prompt_txt or "").count("\n") >= MAX_LINES:
             raise ScriptError(f"more than {MAX_LINES} lines: split the list into several jobs")
         jobs = parse_lines(prompt_txt)
@@ -176,11 +206,24 @@ def combine(results: list[Any]) -> Any:
         prompts += r.info.get("all_prompts", [])
         negatives += r.info.get("all_negative_prompts", [])
         seeds += r.info.get("all_seeds", [])
-    info = {**results[0].info, "all_prompts": prompts, "all_negative_prompts": negatives, "all_seeds": seeds,
-            "infotexts": texts, "index_of_first_image": 0}
-    return results[0].model_copy(update={
-        "images": images, "infotexts": texts, "info": info, "paths": [p for r in results for p in r.paths],
-        "warnings": [w for r in results for w in r.warnings], "interrupted": any(r.interrupted for r in results)})
+    info = {
+        **results[0].info,
+        "all_prompts": prompts,
+        "all_negative_prompts": negatives,
+        "all_seeds": seeds,
+        "infotexts": texts,
+        "index_of_first_image": 0,
+    }
+    return results[0].model_copy(
+        update={
+            "images": images,
+            "infotexts": texts,
+            "info": info,
+            "paths": [p for r in results for p in r.paths],
+            "warnings": [w for r in results for w in r.warnings],
+            "interrupted": any(r.interrupted for r in results),
+        }
+    )
 
 
 def setup(ext: Any) -> None:

@@ -63,8 +63,10 @@ def expand_numbers(items: list[str], kind: type, limit: float = math.inf) -> lis
     `limit` values is a ScriptError before any list is built."""
     count = count_numbers(items)
     if count > limit:
-        raise ScriptError(f"{', '.join(items)[:80]}: {'endless' if math.isinf(count) else int(count)} values, more "
-                          f"than the {int(limit)} cells a plot may have (setting xyz_max_cells)")
+        raise ScriptError(
+            f"{', '.join(items)[:80]}: {'endless' if math.isinf(count) else int(count)} values, more "
+            f"than the {int(limit)} cells a plot may have (setting xyz_max_cells)"
+        )
     out: list[Any] = []
     for item in items:
         m = RANGE.match(item)
@@ -138,13 +140,18 @@ class Axis:
 
 
 AXES = (
-    Axis("Nothing", str, None), Axis("Seed", int, _field("seed")), Axis("Steps", int, _field("steps")),
-    Axis("CFG Scale", float, _field("cfg_scale")), Axis("Sampler", str, _field("sampler_name"), choices="samplers"),
+    Axis("Nothing", str, None),
+    Axis("Seed", int, _field("seed")),
+    Axis("Steps", int, _field("steps")),
+    Axis("CFG Scale", float, _field("cfg_scale")),
+    Axis("Sampler", str, _field("sampler_name"), choices="samplers"),
     Axis("Schedule type", str, _field("scheduler"), choices="schedulers"),
     Axis("Checkpoint name", str, _option("sd_model_checkpoint"), named=False, choices="checkpoints"),
-    Axis("Prompt S/R", str, _prompt_sr, named=False), Axis("LoRA weight", "lora", _lora_weight),
-    Axis("Denoising", float, _field("denoising_strength")), Axis("Size", "size", lambda r, v, vs: {
-        "width": v[0], "height": v[1]}), Axis("Clip skip", int, _option("CLIP_stop_at_last_layers")),
+    Axis("Prompt S/R", str, _prompt_sr, named=False),
+    Axis("LoRA weight", "lora", _lora_weight),
+    Axis("Denoising", float, _field("denoising_strength")),
+    Axis("Size", "size", lambda r, v, vs: {"width": v[0], "height": v[1]}),
+    Axis("Clip skip", int, _option("CLIP_stop_at_last_layers")),
     Axis("VAE", str, _option("sd_vae"), named=False, choices="vae"),
 )
 MAX_VALUE_LEN = 1000  # one dropdown value (a checkpoint title, say); longer is not a name any list holds
@@ -154,8 +161,9 @@ def find_axis(value: Any) -> Axis:
     if value in (None, "", "None"):
         return AXES[0]
     if isinstance(value, (int, float)):  # A1111 clients send an index into A1111's own list: refuse, don't guess
-        raise ScriptError(f"axis types go by name, not by number ({value!r}): one of "
-                          f"{', '.join(a.label for a in AXES)}")
+        raise ScriptError(
+            f"axis types go by name, not by number ({value!r}): one of {', '.join(a.label for a in AXES)}"
+        )
     for axis in AXES:
         if axis.label.lower() == str(value).strip().lower():
             return axis
@@ -169,16 +177,19 @@ def picked_values(axis: Axis, picked: Any, limit: float) -> list[str] | None:
     if not isinstance(picked, (list, tuple)) or not all(isinstance(v, str) for v in picked):
         raise ScriptError(f"{axis.label}: the dropdown values must be a list of names, not {type(picked).__name__}")
     if len(picked) > limit:
-        raise ScriptError(f"{axis.label}: {len(picked)} values, more than the {int(limit)} cells a plot may have "
-                          f"(setting xyz_max_cells)")
+        raise ScriptError(
+            f"{axis.label}: {len(picked)} values, more than the {int(limit)} cells a plot may have "
+            f"(setting xyz_max_cells)"
+        )
     values = [v.strip() for v in picked if v.strip()]
     if any(len(v) > MAX_VALUE_LEN for v in values):
         raise ScriptError(f"{axis.label}: a value longer than {MAX_VALUE_LEN} characters")
     return values or None
 
 
-def axis_values(axis: Axis, text: Any, request: Any, keep_random_seeds: bool, limit: float = math.inf,
-                picked: Any = None) -> list[Any]:
+def axis_values(
+    axis: Axis, text: Any, request: Any, keep_random_seeds: bool, limit: float = math.inf, picked: Any = None
+) -> list[Any]:
     """The axis' values: those picked in its dropdown when it has one and they are given, else the text's."""
     if axis.apply is None:
         return [None]
@@ -189,8 +200,10 @@ def axis_values(axis: Axis, text: Any, request: Any, keep_random_seeds: bool, li
     if not items:
         raise ScriptError(f"{axis.label}: no values given")
     if len(items) > limit:
-        raise ScriptError(f"{axis.label}: {len(items)} values, more than the {int(limit)} cells a plot may have "
-                          f"(setting xyz_max_cells)")
+        raise ScriptError(
+            f"{axis.label}: {len(items)} values, more than the {int(limit)} cells a plot may have "
+            f"(setting xyz_max_cells)"
+        )
     if axis.kind in (int, float):
         values = expand_numbers(items, axis.kind, limit)
     elif axis.kind == "size":
@@ -209,8 +222,7 @@ def axis_values(axis: Axis, text: Any, request: Any, keep_random_seeds: bool, li
 def cell_label(axis: Axis, value: Any) -> str:
     if axis.apply is None:
         return ""
-    text = (f"{value[0]}x{value[1]}" if axis.kind == "size" else f"{value:g}" if isinstance(value, float)
-            else str(value))
+    text = f"{value[0]}x{value[1]}" if axis.kind == "size" else f"{value:g}" if isinstance(value, float) else str(value)
     return f"{axis.label}: {text}" if axis.named else text
 
 
@@ -220,11 +232,13 @@ def variant(request: Any, fields: dict[str, Any], where: str) -> Any:
         return type(request).model_validate({**request.model_dump(), **fields})
     except ValueError as e:  # pydantic's ValidationError is a ValueError
         errors = e.errors() if hasattr(e, "errors") else [{"loc": (), "msg": str(e)}]
-        raise ScriptError(f"{where}: " + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}"
-                                                   for x in errors)) from None
+        raise ScriptError(
+            f"{where}: " + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in errors)
+        ) from None
 
 
 # --- the grid image --------------------------------------------------------------------------------------------
+
 
 def _font(size: int) -> Any:
     from PIL import ImageFont
@@ -247,8 +261,9 @@ def _wrap(draw: Any, text: str, font: Any, width: int) -> list[str]:
     return [*lines, line] if text else []
 
 
-def draw_grid(cells: list[list[list[Any]]], labels: tuple[list[str], list[str], list[str]], legend: bool,
-              margin: int) -> tuple[Any, list[Any], dict[str, int]]:
+def draw_grid(
+    cells: list[list[list[Any]]], labels: tuple[list[str], list[str], list[str]], legend: bool, margin: int
+) -> tuple[Any, list[Any], dict[str, int]]:
     """cells[z][y][x] (None: not generated) → (the grid, one grid per z, layout {left, top, width, height})."""
     from PIL import Image, ImageDraw
 
@@ -271,8 +286,9 @@ def draw_grid(cells: list[list[list[Any]]], labels: tuple[list[str], list[str], 
     def text_block(draw: Any, lines: list[str], x: int, y: int, width: int, height: int) -> None:
         y0 = y + (height - len(lines) * line_h) // 2
         for i, line in enumerate(lines):
-            draw.text((x + (width - draw.textlength(line, font=font)) / 2, y0 + i * line_h), line, fill="black",
-                      font=font)
+            draw.text(
+                (x + (width - draw.textlength(line, font=font)) / 2, y0 + i * line_h), line, fill="black", font=font
+            )
 
     subs = []
     for zi, plane in enumerate(cells):
@@ -297,13 +313,27 @@ def draw_grid(cells: list[list[list[Any]]], labels: tuple[list[str], list[str], 
 
 # --- the script ------------------------------------------------------------------------------------------------
 
+
 class XYZPlot(Script):
     title = "X/Y/Z plot"
     visibility = "both"
     always_on = False
-    args = ("x_type", "x_values", "y_type", "y_values", "z_type", "z_values", "draw_legend", "keep_random_seeds",
-            "include_sub_grids", "margin_size", "x_values_dropdown", "y_values_dropdown", "z_values_dropdown",
-            "csv_mode")
+    args = (
+        "x_type",
+        "x_values",
+        "y_type",
+        "y_values",
+        "z_type",
+        "z_values",
+        "draw_legend",
+        "keep_random_seeds",
+        "include_sub_grids",
+        "margin_size",
+        "x_values_dropdown",
+        "y_values_dropdown",
+        "z_values_dropdown",
+        "csv_mode",
+    )
 
     def __init__(self, settings: Any = None, lists: Callable[[str], list[str]] | None = None):
         self.settings = settings  # the extension's view of the options: the limits below
@@ -325,20 +355,28 @@ class XYZPlot(Script):
         except (KeyError, TypeError, ValueError):
             return default
 
-    def _axes(self, request: Any, types: tuple, texts: tuple, keep_random_seeds: bool,
-              picked: tuple = (None, None, None)) -> tuple[Any, list, list]:
+    def _axes(
+        self, request: Any, types: tuple, texts: tuple, keep_random_seeds: bool, picked: tuple = (None, None, None)
+    ) -> tuple[Any, list, list]:
         """(base request, axes, values per axis), with the number of cells checked before any list is built."""
         limit = self._limit("xyz_max_cells", 256)
-        fixed = {} if keep_random_seeds else {
-            "seed": request.seed if request.seed != -1 else random.randrange(4294967294),
-            "subseed": request.subseed if request.subseed != -1 else random.randrange(4294967294)}
+        fixed = (
+            {}
+            if keep_random_seeds
+            else {
+                "seed": request.seed if request.seed != -1 else random.randrange(4294967294),
+                "subseed": request.subseed if request.subseed != -1 else random.randrange(4294967294),
+            }
+        )
         base = variant(request, {**fixed, "script_name": None, "script_args": []}, "X/Y/Z plot")
         axes = [find_axis(t) for t in types]
         values = [axis_values(a, v, base, keep_random_seeds, limit, p) for a, v, p in zip(axes, texts, picked)]
         cells = math.prod(len(v) for v in values)
         if cells > limit:
-            raise ScriptError(f"X/Y/Z plot: {' × '.join(str(len(v)) for v in values)} = {cells} cells, more than "
-                              f"{limit} (setting xyz_max_cells)")
+            raise ScriptError(
+                f"X/Y/Z plot: {' × '.join(str(len(v)) for v in values)} = {cells} cells, more than "
+                f"{limit} (setting xyz_max_cells)"
+            )
         return base, axes, values
 
     def _cells(self, base: Any, axes: list, values: list):
@@ -358,30 +396,62 @@ class XYZPlot(Script):
         limit = self._limit("img_max_size_mp", 200)
         mp = len(sizes) * max(w for w, _ in sizes) * max(h for _, h in sizes) / 1e6
         if mp > limit:
-            raise ScriptError(f"X/Y/Z plot: the resulting grid would be too large ({mp:.0f} megapixels; the limit is "
-                              f"{limit}, setting img_max_size_mp)")
+            raise ScriptError(
+                f"X/Y/Z plot: the resulting grid would be too large ({mp:.0f} megapixels; the limit is "
+                f"{limit}, setting img_max_size_mp)"
+            )
 
-    def planned_requests(self, request: Any, *, x_type: Any = "Seed", x_values: Any = "", y_type: Any = "Nothing",
-                         y_values: Any = "", z_type: Any = "Nothing", z_values: Any = "",
-                         keep_random_seeds: bool = False, x_values_dropdown: Any = None,
-                         y_values_dropdown: Any = None, z_values_dropdown: Any = None, csv_mode: bool = False,
-                         **_: Any) -> list[Any]:
+    def planned_requests(
+        self,
+        request: Any,
+        *,
+        x_type: Any = "Seed",
+        x_values: Any = "",
+        y_type: Any = "Nothing",
+        y_values: Any = "",
+        z_type: Any = "Nothing",
+        z_values: Any = "",
+        keep_random_seeds: bool = False,
+        x_values_dropdown: Any = None,
+        y_values_dropdown: Any = None,
+        z_values_dropdown: Any = None,
+        csv_mode: bool = False,
+        **_: Any,
+    ) -> list[Any]:
         """Every cell's request (Easel checks their cost before queueing), after the cell count and grid checks."""
         picked = (None, None, None) if csv_mode else (x_values_dropdown, y_values_dropdown, z_values_dropdown)
-        base, axes, values = self._axes(request, (x_type, y_type, z_type), (x_values, y_values, z_values),
-                                        keep_random_seeds, picked)
+        base, axes, values = self._axes(
+            request, (x_type, y_type, z_type), (x_values, y_values, z_values), keep_random_seeds, picked
+        )
         cells = [req for *_, req in self._cells(base, axes, values)]
         self._check_grid([_final_size(req) for req in cells])
         return cells
 
-    def run(self, runner: Any, request: Any, *, x_type: Any = "Seed", x_values: Any = "", y_type: Any = "Nothing",
-            y_values: Any = "", z_type: Any = "Nothing", z_values: Any = "", draw_legend: bool = True,
-            keep_random_seeds: bool = False, include_sub_grids: bool = False, margin_size: Any = 0,
-            x_values_dropdown: Any = None, y_values_dropdown: Any = None, z_values_dropdown: Any = None,
-            csv_mode: bool = False, **_: Any) -> Any:
+    def run(
+        self,
+        runner: Any,
+        request: Any,
+        *,
+        x_type: Any = "Seed",
+        x_values: Any = "",
+        y_type: Any = "Nothing",
+        y_values: Any = "",
+        z_type: Any = "Nothing",
+        z_values: Any = "",
+        draw_legend: bool = True,
+        keep_random_seeds: bool = False,
+        include_sub_grids: bool = False,
+        margin_size: Any = 0,
+        x_values_dropdown: Any = None,
+        y_values_dropdown: Any = None,
+        z_values_dropdown: Any = None,
+        csv_mode: bool = False,
+        **_: Any,
+    ) -> Any:
         picked = (None, None, None) if csv_mode else (x_values_dropdown, y_values_dropdown, z_values_dropdown)
-        base, axes, values = self._axes(request, (x_type, y_type, z_type), (x_values, y_values, z_values),
-                                        keep_random_seeds, picked)
+        base, axes, values = self._axes(
+            request, (x_type, y_type, z_type), (x_values, y_values, z_values), keep_random_seeds, picked
+        )
         xv, yv, zv = values
         cells: list[list[list[Any]]] = [[[None] * len(xv) for _ in yv] for _ in zv]
         results, stopped = [], False
@@ -406,15 +476,32 @@ class XYZPlot(Script):
         paths = [p for res, _ in results for p in res.paths]
         save = getattr(runner, "save_grid", None)
         saved = save(grid, request=base, infotext=texts[0]) if callable(save) else None
-        info = {**results[0][0].info, "index_of_first_image": 1 + len(subs), "infotexts": [texts[0]] * (1 + len(subs))
-                + texts, "all_seeds": [s for res, _ in results for s in res.info.get("all_seeds", [])],
-                "all_prompts": [p for res, _ in results for p in res.info.get("all_prompts", [])],
-                "xyz_plot": {"x_type": axes[0].label, "y_type": axes[1].label, "z_type": axes[2].label,
-                             "x_labels": labels[0], "y_labels": labels[1], "z_labels": labels[2], **layout}}
-        return results[0][0].model_copy(update={
-            "images": [grid, *subs, *images], "infotexts": [texts[0]] * (1 + len(subs)) + texts, "info": info,
-            "paths": ([saved] if saved else []) + paths, "interrupted": stopped,
-            "warnings": [w for res, _ in results for w in res.warnings]})
+        info = {
+            **results[0][0].info,
+            "index_of_first_image": 1 + len(subs),
+            "infotexts": [texts[0]] * (1 + len(subs)) + texts,
+            "all_seeds": [s for res, _ in results for s in res.info.get("all_seeds", [])],
+            "all_prompts": [p for res, _ in results for p in res.info.get("all_prompts", [])],
+            "xyz_plot": {
+                "x_type": axes[0].label,
+                "y_type": axes[1].label,
+                "z_type": axes[2].label,
+                "x_labels": labels[0],
+                "y_labels": labels[1],
+                "z_labels": labels[2],
+                **layout,
+            },
+        }
+        return results[0][0].model_copy(
+            update={
+                "images": [grid, *subs, *images],
+                "infotexts": [texts[0]] * (1 + len(subs)) + texts,
+                "info": info,
+                "paths": ([saved] if saved else []) + paths,
+                "interrupted": stopped,
+                "warnings": [w for res, _ in results for w in res.warnings],
+            }
+        )
 
 
 def _final_size(req: Any) -> tuple[int, int]:
