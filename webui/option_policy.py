@@ -93,7 +93,7 @@ def check_option(defs: dict[str, Any], policy: OptionPolicy, key: str, value: An
 
     A locked key sent with its current value passes (nothing changes): clients that read all options and post them
     back with one edit keep working on an exposed server."""
-    from webui.settings import coerce
+    from webui.options.definition import coerce
 
     if not isinstance(key, str) or not key.strip() or len(key) > 200:
         raise InvalidRequest(f"option name {str(key)[:40]!r} is not valid")
