@@ -10,6 +10,7 @@ from typing import Any, Callable
 import torch
 
 from webui.errors import InvalidRequest
+from webui.generation.flow_call import hooked_call
 from webui.generation.hires import FirstPass, HiresPlan, plan_hires
 from webui.generation.processing import GenerationContext, Plan
 from webui.generation.requests import Txt2ImgRequest
@@ -83,16 +84,17 @@ def flow_second_pass(
     batch = dict(extra, **sched_kwargs)
     encoded = prompt_kwargs(pipe, model, ctx.opts, prompt, negative, hp.steps, n, ctx.services)
     generators = [torch.Generator("cpu").manual_seed(s + plan.ensd) for s in seeds]
-    with prompt_steps(pipe, encoded):
-        return pipe(
-            image=image,
-            height=hp.height,
-            width=hp.width,
-            strength=effective_strength(hp.strength, hp.steps),
-            num_inference_steps=hp.steps,
-            generator=generators,
-            output_type="pil",
-            callback_on_step_end=ctx.callback,
-            **batch,
-            **encoded.kwargs,
-        ).images
+    call = dict(
+        batch,
+        image=image,
+        height=hp.height,
+        width=hp.width,
+        strength=effective_strength(hp.strength, hp.steps),
+        num_inference_steps=hp.steps,
+        generator=generators,
+        output_type="pil",
+    )
+    assert ctx.callback is not None  # set by the first pass
+    hooked = hooked_call(ctx.services, pipe, "txt2img", call, ctx.callback, hires=True)
+    with prompt_steps(pipe, encoded), hooked as (run, kw, cb):
+        return run(callback_on_step_end=cb, **kw, **encoded.kwargs).images

@@ -14,6 +14,7 @@ from PIL import Image
 
 from webui.errors import InvalidRequest
 from webui.generation.control import JobControl
+from webui.generation.flow_call import hooked_call
 from webui.generation.flow_sampling import make_scheduler
 from webui.generation.flow_txt2img import (
     flow_step_callback,
@@ -121,19 +122,18 @@ def run_flow_img2img(
         negative = req.negative_prompt if batch.pop("negative_prompt", None) is not None else None
         encoded = prompt_kwargs(pipe, model, opts, req.prompt, negative, req.steps, n, services, plan)
         generators = [torch.Generator("cpu").manual_seed(s + plan.ensd) for s in seeds]
-        with prompt_steps(pipe, encoded):
-            out = pipe(
-                image=work_image,
-                height=h,
-                width=w,
-                strength=strength,
-                num_inference_steps=req.steps,
-                generator=generators,
-                output_type="pil",
-                callback_on_step_end=callback,
-                **batch,
-                **encoded.kwargs,
-            ).images
+        call = dict(
+            batch,
+            image=work_image,
+            height=h,
+            width=w,
+            strength=strength,
+            num_inference_steps=req.steps,
+            generator=generators,
+            output_type="pil",
+        )
+        with prompt_steps(pipe, encoded), hooked_call(services, pipe, kind, call, callback) as (run, kw, cb):
+            out = run(callback_on_step_end=cb, **kw, **encoded.kwargs).images
         return [_paste_back(img, base, blurred, None) for img in out]
 
     return run_batches(ctx, denoise, steps_per_batch=max(1, int(req.steps * strength)))

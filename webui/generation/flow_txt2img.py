@@ -19,6 +19,7 @@ import torch
 
 from webui.errors import Interrupted, InvalidRequest, Skipped
 from webui.generation.control import JobControl
+from webui.generation.flow_call import hooked_call
 from webui.generation.flow_sampling import SAMPLERS, SCHEDULES, make_scheduler
 from webui.generation.cost import area_text
 from webui.generation.native import native_size
@@ -218,18 +219,17 @@ def run_flow_txt2img(
         batch = dict(extra, **sched_kwargs)
         negative = req.negative_prompt if batch.pop("negative_prompt", None) is not None else None
         encoded = prompt_kwargs(pipe, model, opts, req.prompt, negative, req.steps, n, services, plan)
-        with prompt_steps(pipe, encoded):
-            out = pipe(
-                num_inference_steps=req.steps,
-                height=plan.height,
-                width=plan.width,
-                latents=latents.to(device, dtype),
-                generator=generators,
-                output_type="latent" if hires else "pil",
-                callback_on_step_end=callback,
-                **batch,
-                **encoded.kwargs,
-            ).images
+        call = dict(
+            batch,
+            num_inference_steps=req.steps,
+            height=plan.height,
+            width=plan.width,
+            latents=latents.to(device, dtype),
+            generator=generators,
+            output_type="latent" if hires else "pil",
+        )
+        with prompt_steps(pipe, encoded), hooked_call(services, pipe, "txt2img", call, callback) as (run, kw, cb):
+            out = run(callback_on_step_end=cb, **kw, **encoded.kwargs).images
         if hires is None:
             return out
         return flow_second_pass(ctx, FirstPass(pipe, out, seeds), extra, new_scheduler)
