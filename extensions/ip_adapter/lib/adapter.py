@@ -128,6 +128,39 @@ def encoder_config(path: Path) -> Any:
     )
 
 
+def fitting_encoder(models_dir: Path, kind: Any) -> Path | None:
+    """The first image encoder of models/clip_vision that gives what an adapter of this kind (kinds.Layout) takes:
+    its hidden width (Plus, Full Face) or projection width; None when none does."""
+    for path in encoder_paths(models_dir):
+        try:
+            if path.is_file():
+                config = encoder_config(path)
+                hidden, projection = config.hidden_size, config.projection_dim
+            else:
+                raw = json.loads((path / "config.json").read_text())
+                raw = raw.get("vision_config", raw)
+                hidden, projection = raw.get("hidden_size"), raw.get("projection_dim")
+        except (ScriptError, OSError, ValueError, AttributeError):
+            continue
+        if (hidden if kind.hidden_states else projection) == kind.width:
+            return path
+    return None
+
+
+# XLabs' FLUX file (`ip_adapter_proj_model.*`, `double_blocks.<i>.processor.ip_adapter_double_stream_k/v_proj.*`)
+# renamed to the layout the other files have, as diffusers' FluxIPAdapterMixin.load_ip_adapter renames it when it
+# reads the file itself (done here so the weights are read once, cached and checked like the others)
+XLABS_HEADS = {"ip_adapter_proj_model": "image_proj", "double_blocks": "ip_adapter"}
+
+
+def _xlabs_name(rest: str) -> str:
+    return (
+        rest.replace("processor.", "")
+        .replace("ip_adapter_double_stream_k_proj", "to_k_ip")
+        .replace("ip_adapter_double_stream_v_proj", "to_v_ip")
+    )
+
+
 def read_adapter(path: Path) -> dict[str, dict[str, torch.Tensor]]:
     from safetensors import safe_open
 
@@ -136,6 +169,8 @@ def read_adapter(path: Path) -> dict[str, dict[str, torch.Tensor]]:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             for key in f.keys():
                 head, _, rest = key.partition(".")
+                if head in XLABS_HEADS:
+                    head, rest = XLABS_HEADS[head], _xlabs_name(rest)
                 if head in out:
                     out[head][rest] = f.get_tensor(key)
     except Exception as e:
@@ -143,29 +178,6 @@ def read_adapter(path: Path) -> dict[str, dict[str, torch.Tensor]]:
     if not out["image_proj"] or not out["ip_adapter"]:
         raise ScriptError(f"{path.name} is not an IP-Adapter (no image_proj.* / ip_adapter.* weights)")
     return out
-
-
-def check_fits(name: str, state: dict, unet: Any, embed_dim: int) -> None:
-    """The adapter's shapes against this checkpoint's UNet and the image encoder (diffusers would fail deep inside
-    with a size mismatch otherwise)."""
-    cross = int(unet.config.cross_attention_dim)
-    slots = [n for n in unet.attn_processors if not n.endswith("attn1.processor")]
-    keys = sorted(k for k in state["ip_adapter"] if k.endswith(".to_k_ip.weight"))
-    if len(keys) != len(slots):
-        raise ScriptError(
-            f"IP-Adapter {name} has {len(keys)} attention layers; this checkpoint has {len(slots)} "
-            f"(another model family)"
-        )
-    k = state["ip_adapter"][keys[0]]
-    if k.shape[-1] != cross:
-        raise ScriptError(f"IP-Adapter {name} is for {k.shape[-1]}-wide conditioning; this checkpoint's is {cross}")
-    proj = state["image_proj"].get("proj.weight")
-    if proj is None:
-        raise ScriptError(f"IP-Adapter {name}: only the base IP-Adapter layout (image_proj.proj) is supported")
-    if proj.shape[-1] != embed_dim:
-        raise ScriptError(
-            f"IP-Adapter {name} expects {proj.shape[-1]}-dim image embeddings; the image encoder gives {embed_dim}"
-        )
 
 
 @dataclass
@@ -217,33 +229,54 @@ class Encoder:
         pixels = self.processor(images=[image.convert("RGB")], return_tensors="pt").pixel_values
         return self.model(pixel_values=pixels).image_embeds.float()  # [1, dim]
 
+    @torch.no_grad()
+    def embed_pair(self, image: Image.Image, hidden_states: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(conditional, unconditional) input of an adapter, as diffusers' `encode_image` makes them: the projected
+        image_embeds [1, dim] and zeros, or (Plus / Full Face) the penultimate hidden states [1, tokens, width] of
+        the image and of a zero image."""
+        if not hidden_states:
+            e = self.embed(image)
+            return e, torch.zeros_like(e)
+        pixels = self.processor(images=[image.convert("RGB")], return_tensors="pt").pixel_values
+        both = self.model(pixel_values=torch.cat([pixels, torch.zeros_like(pixels)]), output_hidden_states=True)
+        cond, uncond = both.hidden_states[-2].float().chunk(2)
+        return cond, uncond
 
-def apply(call: Any, units: list, adapters: list[dict], embeds: list[torch.Tensor]) -> tuple[Any, dict]:
-    """Load the adapters into the call's pipeline for this call only, with per-unit scale, embeddings and masks."""
-    pipe, kwargs = call.pipeline, dict(call.kwargs)
+
+def load(call: Any, adapters: list[dict], flux: bool = False) -> Any:
+    """Load the adapters into the call's pipeline for this call only (undone by `PipelineCall.after`). No image
+    encoder is given to the pipeline: the images are embedded here and passed as `ip_adapter_image_embeds`."""
+    pipe = call.pipeline
     if not hasattr(pipe, "load_ip_adapter"):
         raise ScriptError("IP-Adapter: this pipeline has no IP-Adapter support in diffusers")
+    no_encoder = {"image_encoder_pretrained_model_name_or_path": None} if flux else {"image_encoder_folder": None}
     try:
         pipe.load_ip_adapter(
-            list(adapters),
-            subfolder="",
-            weight_name=[""] * len(adapters),
-            image_encoder_folder=None,
-            low_cpu_mem_usage=False,
+            list(adapters), subfolder="", weight_name=[""] * len(adapters), low_cpu_mem_usage=False, **no_encoder
         )
     except (ValueError, KeyError, RuntimeError) as e:
         pipe.unload_ip_adapter()
         raise ScriptError(f"IP-Adapter doesn't fit this checkpoint: {str(e)[:200]}") from None
     call.after(pipe.unload_ip_adapter)
-    set_scales(pipe, units, 0.0)
+    return pipe
+
+
+def batch_of(kwargs: dict) -> int:
     generators = kwargs.get("generator")
-    n = len(generators) if isinstance(generators, list) else 1
+    return len(generators) if isinstance(generators, list) else 1
+
+
+def apply(call: Any, units: list, adapters: list[dict], embeds: list[tuple]) -> tuple[Any, dict]:
+    """A UNet pipeline's call with the adapters, per-unit scale, embeddings (conditional, unconditional: from
+    Encoder.embed_pair) and masks."""
+    pipe, kwargs = load(call, adapters), dict(call.kwargs)
+    set_scales(pipe, units, 0.0)
+    n = batch_of(kwargs)
     cfg = float(kwargs.get("guidance_scale", 7.5)) > 1
-    dtype = pipe.unet.dtype
     out = []
-    for e in embeds:
-        pos = e.repeat(n, 1)[:, None, :]
-        out.append((torch.cat([torch.zeros_like(pos), pos]) if cfg else pos).to(pipe.unet.device, dtype))
+    for cond, uncond in embeds:  # [1, dim] or [1, tokens, width] → [n, 1, …] (one image per adapter)
+        pos, neg = (e.repeat(n, *[1] * (e.ndim - 1))[:, None] for e in (cond, uncond))
+        out.append((torch.cat([neg, pos]) if cfg else pos).to(pipe.unet.device, pipe.unet.dtype))
     kwargs["ip_adapter_image_embeds"] = out
     if any(u.mask is not None for u in units):
         from diffusers.image_processor import IPAdapterMaskProcessor

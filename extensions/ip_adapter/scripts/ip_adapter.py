@@ -116,19 +116,24 @@ class IPAdapterState:
         self.units: list[Unit] = []
         self.controlnet_units: list[Unit] = []  # IP-Adapter units sent as ControlNet units (module ip-adapter_*)
         self.pipe = None  # the pipeline of the call in progress (its adapters' scales follow the steps)
-        self._encoder = None
+        self._encoders: dict[Path, Any] = {}
         self._adapters: dict[tuple[Path, float], dict] = {}
 
     @property
     def models_dir(self) -> Path:
         return self.ext.models_dir("ipadapter").parent
 
-    def encoder(self):
+    def encoder(self, kind=None):
+        """The configured image encoder (setting ip_adapter_image_encoder), else the first of models/clip_vision
+        whose width fits the adapter's kind (e.g. ViT-H for ip-adapter_sd15, ViT-L for FLUX), else the first."""
         adapter = lib("adapter")
-        path = adapter.find_encoder(self.models_dir, str(self.ext.settings.get("ip_adapter_image_encoder") or ""))
-        if self._encoder is None or self._encoder.path != path:
-            self._encoder = adapter.Encoder.load(path)
-        return self._encoder
+        wanted = str(self.ext.settings.get("ip_adapter_image_encoder") or "")
+        path = adapter.find_encoder(self.models_dir, wanted)
+        if not wanted and kind is not None:
+            path = adapter.fitting_encoder(self.models_dir, kind) or path
+        if path not in self._encoders:
+            self._encoders = {path: adapter.Encoder.load(path)} | dict(list(self._encoders.items())[:1])
+        return self._encoders[path]
 
     def adapter_state(self, name: str) -> dict:
         adapter = lib("adapter")
@@ -141,12 +146,20 @@ class IPAdapterState:
     def on_pipeline_call(self, call):
         if not self.units:
             return None
-        adapter, encoder = lib("adapter"), self.encoder()
+        adapter, kinds = lib("adapter"), lib("kinds")
         states = [self.adapter_state(u.model) for u in self.units]
+        embeds = []
         for u, state in zip(self.units, states):
-            adapter.check_fits(u.model, state, call.pipeline.unet, encoder.dim)
-        embeds = [encoder.embed(u.image) for u in self.units]
-        pipe, kwargs = adapter.apply(call, self.units, states, embeds)
+            encoder = self.encoder(kinds.layout(u.model, state))
+            kind = kinds.check_fits(u.model, state, call.pipeline, encoder)
+            if kind.denoiser == "flux":
+                embeds.append(lib("flux").embed_pair(encoder, u.image))
+            else:
+                embeds.append(encoder.embed_pair(u.image, kind.hidden_states))
+        if kinds.denoiser_of(call.pipeline) == "flux":
+            pipe, kwargs = lib("flux").apply(call, self.units, states, embeds)
+        else:
+            pipe, kwargs = adapter.apply(call, self.units, states, embeds)
         self.pipe = pipe
         call.after(self._call_ended)
         call.on_step(self.on_step_end)  # this call's steps only: no global step_end hook (it would keep every job

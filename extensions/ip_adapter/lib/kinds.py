@@ -1,0 +1,127 @@
+"""What an IP-Adapter file is, told from its keys the way diffusers' loaders tell them apart
+(`UNet2DConditionLoadersMixin._convert_ip_adapter_image_proj_to_diffusers`, `FluxTransformer2DLoadersMixin`), what
+it must be fed, and whether it fits the checkpoint's denoiser and the image encoder — checked here so that a wrong
+file is refused with its reason instead of a size mismatch deep inside diffusers.
+
+- IP-Adapter (`ip-adapter_sd15`, `ip-adapter_sdxl`): `image_proj.proj` (ImageProjection), fed the encoder's
+  projected `image_embeds`.
+- IP-Adapter Plus (`ip-adapter-plus_sd15`, `ip-adapter-plus-face_sd15`, `ip-adapter-plus_sdxl_vit-h`): the
+  Resampler (`image_proj.latents`, `proj_in`, `layers.*`, `proj_out`; diffusers' IPAdapterPlusImageProjection), fed
+  the encoder's penultimate hidden states (all patch tokens); its unconditional input is those of a zero image, as
+  diffusers' `encode_image(output_hidden_states=True)` makes it.
+- IP-Adapter Full Face (`ip-adapter-full-face_sd15`): `image_proj.proj.0..3` (IPAdapterFullImageProjection), fed the
+  penultimate hidden states too.
+- FLUX.1 (XLabs' `ip_adapter.safetensors`): `image_proj.proj` and biased `to_k_ip`/`to_v_ip` per double block
+  (numbered from 0), fed the image_embeds of a CLIP ViT-L/14 encoder.
+- FaceID (`ip-adapter-faceid*`): refused with the reason (FACEID_REASON)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from webui.extensions.api import ScriptError
+
+# Why FaceID is not offered (also listed by /ext/ip_adapter/models and the unit list)
+FACEID_REASON = (
+    "FaceID adapters are fed an insightface ArcFace identity embedding of a detected, aligned face, not a CLIP "
+    "image embedding: Easel has no face detector/ArcFace runtime (insightface's models are ONNX files for "
+    "onnxruntime, which Easel does not ship), so FaceID is not available"
+)
+
+
+@dataclass(frozen=True)
+class Layout:
+    label: str  # for messages and the infotext
+    denoiser: str  # "unet" (SD 1.x/2.x/SDXL) or "flux"
+    hidden_states: bool  # fed the encoder's penultimate hidden states instead of its projected image_embeds
+    width: int  # the width of that input
+
+
+def layout(name: str, state: dict) -> Layout:
+    proj, ip = state["image_proj"], state["ip_adapter"]
+    if "perceiver_resampler.proj_in.weight" in proj or ("norm.weight" in proj and "proj.0.weight" in proj):
+        raise ScriptError(f"IP-Adapter {name} is a FaceID adapter: {FACEID_REASON}")
+    if "proj.weight" in proj:
+        flux = "0.to_k_ip.weight" in ip and "0.to_k_ip.bias" in ip  # XLabs' FLUX blocks, numbered from 0, biased
+        return Layout("FLUX IP-Adapter" if flux else "IP-Adapter", "flux" if flux else "unet", False, _in(proj))
+    if "proj.3.weight" in proj:
+        return Layout("IP-Adapter Full Face", "unet", True, int(proj["proj.0.weight"].shape[-1]))
+    if "latents" in proj and "proj_in.weight" in proj and "proj_out.weight" in proj:
+        return Layout("IP-Adapter Plus", "unet", True, int(proj["proj_in.weight"].shape[-1]))
+    raise ScriptError(f"IP-Adapter {name}: its image projection ({', '.join(sorted(proj)[:4])}…) is not a known layout")
+
+
+def _in(proj: dict) -> int:
+    return int(proj["proj.weight"].shape[-1])
+
+
+def encoder_width(encoder: Any, kind: Layout) -> int:
+    """What the encoder gives this adapter: its hidden width (hidden states) or its projection width."""
+    config = encoder.model.config
+    return int(config.hidden_size if kind.hidden_states else config.projection_dim)
+
+
+def denoiser_of(pipe: Any) -> str:
+    if getattr(pipe, "unet", None) is not None:
+        return "unet"
+    if type(getattr(pipe, "transformer", None)).__name__ == "FluxTransformer2DModel":
+        return "flux"
+    return "other"
+
+
+NAMES = {"unet": "SD 1.x/2.x/SDXL", "flux": "FLUX.1", "other": "this model family"}
+
+
+def check_fits(name: str, state: dict, pipe: Any, encoder: Any) -> Layout:
+    """The adapter's kind and shapes against this checkpoint's denoiser and the image encoder."""
+    kind = layout(name, state)
+    has = denoiser_of(pipe)
+    if has == "other":
+        raise ScriptError(f"IP-Adapter is available for SD 1.x/2.x/SDXL and FLUX.1 checkpoints, not this one ({name})")
+    if kind.denoiser != has:
+        raise ScriptError(
+            f"IP-Adapter {name} is a {kind.label} for {NAMES[kind.denoiser]} checkpoints; this checkpoint is "
+            f"{NAMES[has]} (another model family)"
+        )
+    if has == "unet":
+        _fits_unet(name, state, pipe.unet)
+    else:
+        _fits_flux(name, state, pipe.transformer)
+    width = encoder_width(encoder, kind)
+    if kind.width != width:
+        what = "hidden states" if kind.hidden_states else "image embeddings"
+        raise ScriptError(
+            f"IP-Adapter {name} ({kind.label}) expects {kind.width}-wide {what}; the image encoder "
+            f"{encoder.path.name} gives {width} (put the encoder it was trained with in models/clip_vision)"
+        )
+    return kind
+
+
+def _fits_unet(name: str, state: dict, unet: Any) -> None:
+    cross = int(unet.config.cross_attention_dim)
+    slots = [n for n in unet.attn_processors if not n.endswith("attn1.processor")]
+    keys = sorted(k for k in state["ip_adapter"] if k.endswith(".to_k_ip.weight"))
+    if len(keys) != len(slots):
+        raise ScriptError(
+            f"IP-Adapter {name} has {len(keys)} attention layers; this checkpoint has {len(slots)} "
+            f"(another model family)"
+        )
+    k = state["ip_adapter"][keys[0]]
+    if k.shape[-1] != cross:
+        raise ScriptError(f"IP-Adapter {name} is for {k.shape[-1]}-wide conditioning; this checkpoint's is {cross}")
+
+
+def _fits_flux(name: str, state: dict, transformer: Any) -> None:
+    config = transformer.config
+    blocks = int(config.num_layers)
+    keys = [k for k in state["ip_adapter"] if k.endswith(".to_k_ip.weight")]
+    if len(keys) != blocks:
+        raise ScriptError(
+            f"IP-Adapter {name} has {len(keys)} double-block layers; this FLUX checkpoint has {blocks} (another model)"
+        )
+    want = (int(transformer.inner_dim), int(config.joint_attention_dim))
+    got = tuple(state["ip_adapter"]["0.to_k_ip.weight"].shape)
+    tokens = 16 if state["image_proj"]["proj.weight"].shape[0] == 65536 else 4  # diffusers' rule (v2: 16)
+    if got != want or state["image_proj"]["proj.weight"].shape[0] != tokens * want[1]:
+        raise ScriptError(f"IP-Adapter {name} is for a {got[0]}-wide FLUX transformer; this one is {want[0]}")
