@@ -1,210 +1,54 @@
-"""ControlNet's accordion in txt2img and img2img (all of this extension's Gradio code is here). N units as tabs;
-each unit is one `ArgGroup` whose `combine` gives the sd-webui-controlnet unit dict an API client would send, so
-the UI's input goes through the same `parse_unit` checks (and the same clear errors) as the API's."""
+"""ControlNet's accordion in txt2img and img2img: N units as tabs, their controls and events. Each unit is one
+`ArgGroup` whose `combine` gives the sd-webui-controlnet unit dict an API client would send (unit_fields.py), so the
+UI's input goes through the same `parse_unit` checks (and the same clear errors) as the API's; the Preview button's
+map and messages are in preview.py. The names of both are re-exported here (scripts/controlnet.py uses `lib("ui")`)."""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
-from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import gradio as gr
-from PIL import Image
 
 from webui.extensions.api import ArgGroup
 
-NONE_MODEL = "None"
-DEFAULT_RESIZE = "Crop and Resize"  # sd-webui-controlnet's default resize mode (parse_unit's default 1)
-# the look of .easel-error / .easel-notice is the page's (webui/ui/page_css.py): theme colours, light and dark
+from .preview import PreviewError, empty_map_notice, error_html, make_preview, notice_html, on_preview
+from .unit_fields import (
+    DEFAULT_RESIZE,
+    NONE_MODEL,
+    UnitChoices,
+    combine_unit,
+    default_unit,
+    paste_values,
+    png_b64,
+    unit_keys,
+)
 
-
-@dataclass(frozen=True)
-class UnitChoices:
-    """What the UI offers, from the extension's state: the preprocessors (available or not, with the reason), the
-    catalog's model titles (a call, so 🔄 rescans), the mode names and the resolution limit."""
-
-    modules: dict[str, Any]  # name → preprocessors.Preprocessor
-    model_titles: Callable[[], list[str]]
-    resize_modes: tuple[str, ...]
-    control_modes: tuple[str, ...]
-    max_res: int
-    run: Callable[..., Image.Image]  # preprocessors.run
-
-    @property
-    def available(self) -> list[str]:
-        return [name for name, m in self.modules.items() if m.available]
-
-    def slider_counts(self) -> dict[str, int]:
-        return {name: len(m.sliders) for name, m in self.modules.items()}
-
-
-class PreviewError(Exception):
-    """Why a preview can't be made (shown to the user; nothing else happens)."""
-
-
-def unit_keys(is_img2img: bool) -> tuple[str, ...]:
-    """The unit fields, in the order of a unit's ArgGroup components (img2img has "use the img2img input")."""
-    return (
-        "enabled",
-        "image",
-        *(("use_input",) if is_img2img else ()),
-        "module",
-        "model",
-        "weight",
-        "guidance_start",
-        "guidance_end",
-        "control_mode",
-        "resize_mode",
-        "pixel_perfect",
-        "processor_res",
-        "threshold_a",
-        "threshold_b",
-    )
-
-
-def default_unit() -> dict[str, Any]:
-    """A disabled unit as the API takes it (script-info's description of each unit argument)."""
-    return {
-        "enabled": False,
-        "image": None,
-        "module": "none",
-        "model": NONE_MODEL,
-        "weight": 1.0,
-        "guidance_start": 0.0,
-        "guidance_end": 1.0,
-        "control_mode": "Balanced",
-        "resize_mode": DEFAULT_RESIZE,
-        "pixel_perfect": False,
-        "processor_res": 512,
-        "threshold_a": -1,
-        "threshold_b": -1,
-    }
-
-
-def png_b64(image: Image.Image) -> str:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def combine_unit(keys: tuple[str, ...], slider_counts: dict[str, int], *values: Any) -> dict[str, Any]:
-    """A unit's component values → sd-webui-controlnet's unit dict. The image goes as base64 PNG (the request
-    is JSON-serialised for the history), only for an enabled unit; thresholds the module has no slider for are
-    -1 ("default"), as sd-webui-controlnet sends them. Nothing is checked here: `parse_unit` does that."""
-    unit = dict(zip(keys, values))
-    enabled = bool(unit.get("enabled"))
-    use_input = bool(unit.pop("use_input", False))
-    image = unit.pop("image", None)
-    unit["enabled"] = enabled
-    unit["image"] = png_b64(image) if enabled and not use_input and isinstance(image, Image.Image) else None
-    unit["model"] = unit.get("model") or NONE_MODEL
-    unit["module"] = unit.get("module") or "none"
-    sliders = slider_counts.get(unit["module"], 0)
-    for i, key in enumerate(("threshold_a", "threshold_b")):
-        unit[key] = float(unit[key]) if i < sliders and unit.get(key) is not None else -1
-    if unit.get("processor_res") is not None:
-        unit["processor_res"] = int(unit["processor_res"])
-    return unit
-
-
-def paste_values(unit: dict[str, Any] | None, is_img2img: bool, *, modules: list[str], model: dict | None) -> list[Any]:
-    """One value per ArgGroup component from an infotext unit (`units.parse_infotext`); None leaves a component as
-    it is. The control image is never in an infotext; a unit the infotext leaves out is disabled. `model` is the
-    dropdown update for the restored model (None: not found here, left as it is)."""
-    keys = unit_keys(is_img2img)
-    if unit is None:
-        return [False if key == "enabled" else None for key in keys]
-    out = []
-    for key in keys:
-        value = unit.get(key)
-        if key in ("image", "use_input"):
-            value = None
-        elif key == "module":
-            value = value if value in modules else None
-        elif key == "model":
-            value = model
-        elif key in ("threshold_a", "threshold_b") and value is not None and value < 0:
-            value = None  # "the module's default": the slider keeps its value
-        out.append(value)
-    return out
+__all__ = [
+    "DEFAULT_RESIZE",
+    "NONE_MODEL",
+    "PreviewError",
+    "UnitChoices",
+    "build_units",
+    "combine_unit",
+    "default_unit",
+    "empty_map_notice",
+    "error_html",
+    "make_preview",
+    "model_update",
+    "needed_model_html",
+    "notice_html",
+    "on_preview",
+    "paste_values",
+    "png_b64",
+    "unavailable_note",
+    "unit_keys",
+]
 
 
 def model_update(title: str, titles: list[str]) -> dict:
     return gr.update(choices=[NONE_MODEL, *titles], value=title)
-
-
-# --- the preview ---------------------------------------------------------------------------------------------
-
-
-def make_preview(
-    choices: UnitChoices,
-    image: Image.Image | None,
-    module: str | None,
-    resolution: Any,
-    threshold_a: Any,
-    threshold_b: Any,
-    pixel_perfect: bool,
-) -> Image.Image:
-    """The preprocessed map for the unit's image. Pixel perfect has no generation size here: the image's own
-    short side is the resolution (no rescale)."""
-    if image is None:
-        raise PreviewError(
-            'Upload a control image to preview its map (with "Use the img2img input", the map is '
-            "made from the img2img image when generating)."
-        )
-    pre = choices.modules.get(str(module or "none"))
-    if pre is None:
-        raise PreviewError(f"Unknown preprocessor {module!r}.")
-    if not pre.available:
-        raise PreviewError(f"Preprocessor {pre.name!r} is unavailable: {pre.reason}")
-    res = min(image.size) if pixel_perfect else int(resolution or 512)
-    if not pixel_perfect and not 64 <= res <= choices.max_res:
-        raise PreviewError(f"Preprocessor resolution {res} is outside 64..{choices.max_res}.")
-    try:
-        return choices.run(
-            pre,
-            image.convert("RGB"),
-            resolution=res,
-            threshold_a=None if threshold_a is None else float(threshold_a),
-            threshold_b=None if threshold_b is None else float(threshold_b),
-        )
-    except (ValueError, OSError) as e:
-        raise PreviewError(f"Preprocessor {pre.name!r} failed: {e}") from None
-
-
-def error_html(message: str) -> str:
-    return f'<div class="easel-error">{html.escape(message)}</div>'
-
-
-def notice_html(message: str) -> str:
-    return f'<div class="easel-notice">{html.escape(message)}</div>'
-
-
-def empty_map_notice(image: Image.Image, module: str | None) -> str:
-    """Say why a map is all black (e.g. MLSD on a picture without straight lines, canny on a flat one): it is the
-    detector's honest answer, but it looks like a failure, and such a map steers generation by nothing."""
-    if str(module or "none") == "none" or image.convert("L").getextrema()[1] > 0:
-        return ""
-    return notice_html(
-        f"{module} found nothing to draw in this image (the map is all black), so this unit would "
-        f"not steer the picture. Lower Threshold A/B, raise the resolution or pick another "
-        f"preprocessor."
-    )
-
-
-def on_preview(choices: UnitChoices, *values: Any):
-    """Preview's handler: (map, message); an error is shown under the unit and as a toast, an empty map gets a
-    notice under the unit."""
-    try:
-        detected = make_preview(choices, *values)
-    except PreviewError as e:
-        gr.Warning(str(e))
-        return None, error_html(str(e))
-    return detected, empty_map_notice(detected, values[1])
 
 
 # --- layout ----------------------------------------------------------------------------------------------------
