@@ -6,309 +6,58 @@ values (checkpoints, samplers, schedule types, VAEs: the host's live lists, `ext
 multiselect dropdown instead (`x_values_dropdown`, as A1111), unless `csv_mode` ("Use text inputs instead of
 dropdowns"). One ordinary generation runs per cell; the result is a labelled grid, then every cell image with its own
 infotext.
+
+The axes and their values are in lib/axes.py, the grid image in lib/grid_image.py, the controls in lib/ui.py.
 """
 
 from __future__ import annotations
 
-import csv
 import importlib
-import io
 import math
 import random
-import re
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from webui.extensions.api import Script, ScriptError
 
+from ..lib.axes import (
+    AXES,
+    Axis,
+    _lora_weight,
+    _prompt_sr,
+    axis_values,
+    cell_label,
+    count_numbers,
+    expand_numbers,
+    find_axis,
+    picked_values,
+    split_values,
+    variant,
+)
+from ..lib.grid_image import draw_grid
 
-NUM = r"[+-]?\s*\d+(?:\.\d*)?"
-RANGE = re.compile(rf"^\s*({NUM})\s*-\s*({NUM})\s*(?:\(\s*({NUM})\s*\)|\[\s*(\d+)\s*\])?\s*$")
-LORA = re.compile(r"<lora:([^:>]+)((?::[^>]*)?)>")
+__all__ = [
+    "AXES",
+    "Axis",
+    "XYZPlot",
+    "_lora_weight",
+    "_prompt_sr",
+    "axis_values",
+    "cell_label",
+    "count_numbers",
+    "draw_grid",
+    "expand_numbers",
+    "find_axis",
+    "picked_values",
+    "setup",
+    "split_values",
+    "variant",
+]
 
 
 def _lib(name: str) -> Any:
     """This extension's helper modules in lib/ (scripts/ holds only entry points), imported on first use: the host
     loads the extension as a package, so `..lib.<name>` is this extension's own, loaded once."""
     return importlib.import_module(f"..lib.{name}", __package__)
-
-
-def split_values(text: Any) -> list[str]:
-    rows = csv.reader(io.StringIO(str(text or "")), skipinitialspace=True)
-    return [v.strip() for row in rows for v in row if v.strip()]
-
-
-def count_numbers(items: list[str]) -> float:
-    """How many values `expand_numbers` would make, without making them (inf for a range that never ends)."""
-    total = 0.0
-    for item in items:
-        m = RANGE.match(item)
-        if not m:
-            total += 1
-        elif m[4]:
-            total += int(m[4]) or 1
-        else:
-            try:
-                start, end = float(m[1].replace(" ", "")), float(m[2].replace(" ", ""))
-                step = float(m[3].replace(" ", "")) if m[3] else 1.0
-                n = abs((end - start) / step) + 1 if step else math.inf
-            except (ValueError, OverflowError, ZeroDivisionError):
-                n = math.inf
-            total += n if math.isfinite(n) else math.inf
-    return total
-
-
-def expand_numbers(items: list[str], kind: type, limit: float = math.inf) -> list[Any]:
-    """Numbers and ranges → the list of values (`1-10 [5]` truncates to ints for int axes, as A1111). More than
-    `limit` values is a ScriptError before any list is built."""
-    count = count_numbers(items)
-    if count > limit:
-        raise ScriptError(
-            f"{', '.join(items)[:80]}: {'endless' if math.isinf(count) else int(count)} values, more "
-            f"than the {int(limit)} cells a plot may have (setting xyz_max_cells)"
-        )
-    out: list[Any] = []
-    for item in items:
-        m = RANGE.match(item)
-        try:
-            if not m:
-                out.append(kind(item))
-                continue
-            start, end = float(m[1].replace(" ", "")), float(m[2].replace(" ", ""))
-            if m[4]:
-                n = int(m[4])
-                values = [start + (end - start) * i / (n - 1) for i in range(n)] if n > 1 else [start]
-            else:
-                step = float(m[3].replace(" ", "")) if m[3] else (1.0 if end >= start else -1.0)
-                if step == 0 or (end - start) * step < 0:
-                    raise ScriptError(f"range {item!r}: the step {step:g} never reaches {end:g}")
-                values = [start + step * i for i in range(int((end - start) / step + 1e-9) + 1)]
-        except ValueError:
-            raise ScriptError(f"{item!r} is not a {kind.__name__} or a range") from None
-        out += [int(v) if kind is int else round(v, 8) for v in values]
-    return out
-
-
-def _size(item: str) -> tuple[int, int]:
-    w, _, h = item.lower().partition("x")
-    try:
-        return int(w), int(h or w)
-    except ValueError:
-        raise ScriptError(f"size {item!r}: write WIDTHxHEIGHT, e.g. 512x768") from None
-
-
-def _field(name: str) -> Callable:
-    return lambda req, v, values: {name: v}
-
-
-def _option(key: str) -> Callable:
-    return lambda req, v, values: {"override_settings": {**req.override_settings, key: v}}
-
-
-def _prompt_sr(req: Any, v: str, values: list) -> dict:
-    return {"prompt": req.prompt.replace(values[0], v), "negative_prompt": req.negative_prompt.replace(values[0], v)}
-
-
-def _lora_weight(req: Any, v: str, values: list) -> dict:
-    """`0.5` sets the weight of every <lora:…> tag in the prompt; `name:0.5` only that LoRA's."""
-    name, _, weight = v.rpartition(":")
-    try:
-        float(weight)
-    except ValueError:
-        raise ScriptError(f"LoRA weight {v!r}: write a number, or name:number") from None
-    hits = []
-
-    def sub(m: re.Match) -> str:
-        if name and m[1] != name:
-            return m[0]
-        hits.append(m[1])
-        return f"<lora:{m[1]}:{weight}>"
-
-    prompt = LORA.sub(sub, req.prompt)
-    if not hits:
-        raise ScriptError(f"LoRA weight {v!r}: the prompt has no <lora:{name or 'name'}:…> tag to change")
-    return {"prompt": prompt}
-
-
-@dataclass(frozen=True)
-class Axis:
-    label: str
-    kind: Any  # int, float, str, "size", "lora"
-    apply: Callable[[Any, Any, list], dict] | None  # (request, value, all values) → changed request fields
-    named: bool = True  # cells labelled "Label: value" (else the value alone)
-    choices: str | None = None  # the host list (`ext.choices` kind) its values come from: a dropdown in the UI
-
-
-AXES = (
-    Axis("Nothing", str, None),
-    Axis("Seed", int, _field("seed")),
-    Axis("Steps", int, _field("steps")),
-    Axis("CFG Scale", float, _field("cfg_scale")),
-    Axis("Sampler", str, _field("sampler_name"), choices="samplers"),
-    Axis("Schedule type", str, _field("scheduler"), choices="schedulers"),
-    Axis("Checkpoint name", str, _option("sd_model_checkpoint"), named=False, choices="checkpoints"),
-    Axis("Prompt S/R", str, _prompt_sr, named=False),
-    Axis("LoRA weight", "lora", _lora_weight),
-    Axis("Denoising", float, _field("denoising_strength")),
-    Axis("Size", "size", lambda r, v, vs: {"width": v[0], "height": v[1]}),
-    Axis("Clip skip", int, _option("CLIP_stop_at_last_layers")),
-    Axis("VAE", str, _option("sd_vae"), named=False, choices="vae"),
-)
-MAX_VALUE_LEN = 1000  # one dropdown value (a checkpoint title, say); longer is not a name any list holds
-
-
-def find_axis(value: Any) -> Axis:
-    if value in (None, "", "None"):
-        return AXES[0]
-    if isinstance(value, (int, float)):  # A1111 clients send an index into A1111's own list: refuse, don't guess
-        raise ScriptError(
-            f"axis types go by name, not by number ({value!r}): one of {', '.join(a.label for a in AXES)}"
-        )
-    for axis in AXES:
-        if axis.label.lower() == str(value).strip().lower():
-            return axis
-    raise ScriptError(f"unknown axis type {value!r}; types: {', '.join(a.label for a in AXES)}")
-
-
-def picked_values(axis: Axis, picked: Any, limit: float) -> list[str] | None:
-    """The values chosen in the axis' dropdown (a list of names), or None when none were (the text is used)."""
-    if picked is None or picked == "" or picked == []:
-        return None
-    if not isinstance(picked, (list, tuple)) or not all(isinstance(v, str) for v in picked):
-        raise ScriptError(f"{axis.label}: the dropdown values must be a list of names, not {type(picked).__name__}")
-    if len(picked) > limit:
-        raise ScriptError(
-            f"{axis.label}: {len(picked)} values, more than the {int(limit)} cells a plot may have "
-            f"(setting xyz_max_cells)"
-        )
-    values = [v.strip() for v in picked if v.strip()]
-    if any(len(v) > MAX_VALUE_LEN for v in values):
-        raise ScriptError(f"{axis.label}: a value longer than {MAX_VALUE_LEN} characters")
-    return values or None
-
-
-def axis_values(
-    axis: Axis, text: Any, request: Any, keep_random_seeds: bool, limit: float = math.inf, picked: Any = None
-) -> list[Any]:
-    """The axis' values: those picked in its dropdown when it has one and they are given, else the text's."""
-    if axis.apply is None:
-        return [None]
-    chosen = picked_values(axis, picked, limit) if axis.choices else None
-    if chosen is not None:
-        return chosen
-    items = split_values(text)
-    if not items:
-        raise ScriptError(f"{axis.label}: no values given")
-    if len(items) > limit:
-        raise ScriptError(
-            f"{axis.label}: {len(items)} values, more than the {int(limit)} cells a plot may have "
-            f"(setting xyz_max_cells)"
-        )
-    if axis.kind in (int, float):
-        values = expand_numbers(items, axis.kind, limit)
-    elif axis.kind == "size":
-        values = [_size(i) for i in items]
-    elif axis.kind == "lora" and not any(":" in i for i in items):
-        values = [f"{v:g}" for v in expand_numbers(items, float, limit)]
-    else:
-        values = items
-    if axis.label == "Seed" and not keep_random_seeds:
-        values = [random.randrange(4294967294) if v == -1 else v for v in values]
-    if axis.label == "Prompt S/R" and values[0] not in request.prompt and values[0] not in request.negative_prompt:
-        raise ScriptError(f"Prompt S/R: {values[0]!r} is not in the prompt or the negative prompt")
-    return values
-
-
-def cell_label(axis: Axis, value: Any) -> str:
-    if axis.apply is None:
-        return ""
-    text = f"{value[0]}x{value[1]}" if axis.kind == "size" else f"{value:g}" if isinstance(value, float) else str(value)
-    return f"{axis.label}: {text}" if axis.named else text
-
-
-def variant(request: Any, fields: dict[str, Any], where: str) -> Any:
-    """A validated copy of the request with `fields` changed; a bad value is a ScriptError naming it."""
-    try:
-        return type(request).model_validate({**request.model_dump(), **fields})
-    except ValueError as e:  # pydantic's ValidationError is a ValueError
-        errors = e.errors() if hasattr(e, "errors") else [{"loc": (), "msg": str(e)}]
-        raise ScriptError(
-            f"{where}: " + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in errors)
-        ) from None
-
-
-# --- the grid image --------------------------------------------------------------------------------------------
-
-
-def _font(size: int) -> Any:
-    from PIL import ImageFont
-
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: the fixed bitmap font
-        return ImageFont.load_default()
-
-
-def _wrap(draw: Any, text: str, font: Any, width: int) -> list[str]:
-    lines, line = [], ""
-    for word in text.split(" "):
-        trial = f"{line} {word}".strip()
-        if line and draw.textlength(trial, font=font) > width:
-            lines.append(line)
-            line = word
-        else:
-            line = trial
-    return [*lines, line] if text else []
-
-
-def draw_grid(
-    cells: list[list[list[Any]]], labels: tuple[list[str], list[str], list[str]], legend: bool, margin: int
-) -> tuple[Any, list[Any], dict[str, int]]:
-    """cells[z][y][x] (None: not generated) → (the grid, one grid per z, layout {left, top, width, height})."""
-    from PIL import Image, ImageDraw
-
-    xs, ys, zs = (lbls if legend else [""] * len(lbls) for lbls in labels)
-    present = [im for plane in cells for row in plane for im in row if im is not None]
-    w, h = max(im.width for im in present), max(im.height for im in present)
-    font = _font(max(10, min(w, h) // 8))
-    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    line_h = probe.textbbox((0, 0), "Ag", font=font)[3] + 2
-    pad = max(2, line_h // 3)
-    col_lines = [_wrap(probe, t, font, max(w - 2 * pad, 16)) for t in xs]
-    row_lines = [_wrap(probe, t, font, max(w, 128)) for t in ys]
-    z_lines = [_wrap(probe, t, font, len(xs) * w) for t in zs]
-    top = max(map(len, col_lines)) * line_h + 2 * pad if any(xs) else 0
-    left = max((probe.textlength(ln, font=font) for lines in row_lines for ln in lines), default=0)
-    left = int(left) + 2 * pad if any(ys) else 0
-    z_top = max(map(len, z_lines)) * line_h + 2 * pad if any(zs) else 0
-    sub_size = (left + len(xs) * (w + margin) - margin, z_top + top + len(ys) * (h + margin) - margin)
-
-    def text_block(draw: Any, lines: list[str], x: int, y: int, width: int, height: int) -> None:
-        y0 = y + (height - len(lines) * line_h) // 2
-        for i, line in enumerate(lines):
-            draw.text(
-                (x + (width - draw.textlength(line, font=font)) / 2, y0 + i * line_h), line, fill="black", font=font
-            )
-
-    subs = []
-    for zi, plane in enumerate(cells):
-        sub = Image.new("RGB", sub_size, "white")
-        draw = ImageDraw.Draw(sub)
-        text_block(draw, z_lines[zi], 0, 0, sub_size[0], z_top)
-        for xi in range(len(xs)):
-            text_block(draw, col_lines[xi], left + xi * (w + margin), z_top, w, top)
-        for yi, row in enumerate(plane):
-            y = z_top + top + yi * (h + margin)
-            text_block(draw, row_lines[yi], 0, y, left, h)
-            for xi, im in enumerate(row):
-                if im is not None:
-                    sub.paste(im.convert("RGB"), (left + xi * (w + margin), y))
-        subs.append(sub)
-    gap = max(margin, 2 * pad) if len(subs) > 1 else 0
-    grid = Image.new("RGB", (len(subs) * (sub_size[0] + gap) - gap, sub_size[1]), "white")
-    for i, sub in enumerate(subs):
-        grid.paste(sub, (i * (sub_size[0] + gap), 0))
-    return grid, subs, {"left": left, "top": z_top + top, "width": w, "height": h, "z_gap": gap}
 
 
 # --- the script ------------------------------------------------------------------------------------------------
