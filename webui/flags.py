@@ -118,8 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--device-id", type=int, default=None, help="CUDA device index")
     a("--no-half", action="store_true", help="run models in fp32")
     a("--no-half-vae", action="store_true", help="run the VAE in fp32")
-    a("--medvram", action="store_true", help="offload whole models between uses (less VRAM)")
-    a("--lowvram", action="store_true", help="offload layer by layer (least VRAM, slow)")
+    a("--medvram", action="store_true", help="GPU: one model part on the device at a time (model CPU offload)")
+    a("--lowvram", action="store_true", help="GPU: blocks to the device group by group (group offloading)")
     a(
         "--lowram",
         action="store_true",

@@ -29,7 +29,8 @@ class DevicePolicy:
     device: torch.device
     dtype: torch.dtype  # UNet and text encoder weights
     vae_dtype: torch.dtype
-    offload: str = "none"  # none | model (--medvram) | sequential (--lowvram)
+    offload: str = "none"  # none | model (--medvram) | group (--lowvram): offload.py, with setting gpu_weights_mb
+    offload_device: torch.device | None = None  # where offloaded weights wait (RAM); None: no GPU, nothing to offload
     cpu_bf16: bool = False  # the CPU can run the UNet under bf16 autocast (the CPU fast path)
     lowram: bool = False  # --lowram on the CPU: SD3/FLUX text encoders released between encodings (lowram.py)
     note: str = ""  # why the policy is what it is, for the UI footer and /easel/v1/system
@@ -69,23 +70,26 @@ def choose_policy(
     half = gpu_half_dtype(device) if gpu else torch.float32
     dtype = half if gpu and not no_half else torch.float32
     vae_dtype = half if gpu and not (no_half or no_half_vae) else torch.float32
-    offload = "sequential" if gpu and lowvram else "model" if gpu and medvram else "none"
+    offload = "group" if gpu and lowvram else "model" if gpu and medvram else "none"
     cpu_bf16, note = False, ""
     if gpu and dtype == torch.bfloat16:
         note = "this GPU supports bf16: bf16 instead of fp16 (same speed, no fp16 overflow in the VAE)"
     if not gpu:
+        if medvram or lowvram:
+            note = "no GPU: --medvram/--lowvram have nothing to offload to (the weights are in RAM already); "
         if no_half:
-            note = "--no-half: fp32 everywhere"
+            note += "--no-half: fp32 everywhere"
         elif cpu_has_native_bf16():
             cpu_bf16, note = (
                 True,
-                (
+                note
+                + (
                     "this CPU has native bf16: the UNet may run under bf16 autocast "
                     "(cpu_precision Automatic: for UNets of 20M parameters or more)"
                 ),
             )
         else:
-            note = (
+            note += (
                 "this CPU has no native bf16 (neither AVX-512 BF16 nor AMX, or oneDNN can't use them): fp32, "
                 "since emulated bf16 is slower than fp32"
             )
@@ -94,6 +98,7 @@ def choose_policy(
         dtype=dtype,
         vae_dtype=vae_dtype,
         offload=offload,
+        offload_device=torch.device("cpu") if gpu else None,
         cpu_bf16=cpu_bf16,
         note=note,
         lowram=lowram and not gpu,

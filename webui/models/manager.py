@@ -19,6 +19,7 @@ from webui.models import loader
 from webui.models.catalog import CheckpointCatalog, CheckpointInfo, VaeInfo, scan_vaes, vae_beside
 from webui.models.device import DevicePolicy
 from webui.models.memory_report import model_bytes
+from webui.models.offload import OffloadPlan, apply_offload, plan_offload, remove_offload
 from webui.models.families import Family, ProbeResult
 from webui.models.runtime import ModelRuntime, bridge_vae_dtype
 from webui.models.vae_precision import Bf16VaeGuard
@@ -38,6 +39,7 @@ class LoadedModel:
     load_seconds: float
     vae: VaeInfo | None = None  # the override in use, if any
     extra: dict[str, Any] = field(default_factory=dict)  # per-checkpoint state owned by other services (LoRA, …)
+    offload: OffloadPlan = field(default_factory=OffloadPlan)  # the offloading applied to it now (offload.py)
 
     @property
     def native_size(self) -> int:
@@ -150,22 +152,34 @@ class ModelManager:
         if previous is model:
             self.apply_vae(model)
             return
-        if previous is not None and self.policy.device.type != "cpu":
-            previous.pipeline.to("cpu")  # the RAM cache lives in RAM; only the active model is on the device
-        self._place(model)
+        if previous is not None:
+            self._unplace(previous)
         self._active = model
-        self.apply_vae(model)
+        self.apply_vae(model)  # places the model, so offloading covers the VAE in use
         if self.on_loaded:
             self.on_loaded(model)
 
-    def _place(self, model: LoadedModel) -> None:
-        pipe = model.pipeline
-        if self.policy.offload == "sequential":
-            pipe.enable_sequential_cpu_offload(device=self.policy.device)
-        elif self.policy.offload == "model":
-            pipe.enable_model_cpu_offload(device=self.policy.device)
-        elif self.policy.device.type != "cpu":
-            pipe.to(self.policy.device)
+    def _place(self, model: LoadedModel, *, refresh: bool = False) -> None:
+        """Put the active model in its offload mode: --medvram/--lowvram, or the GPU weights budget (setting
+        gpu_weights_mb, read at every job, so a change applies at the next one); `refresh`: a part was replaced."""
+        plan = plan_offload(
+            self.policy.offload,
+            int(self.get_option("gpu_weights_mb") or 0),
+            model.pipeline,
+            offload_device=self.policy.offload_device,
+            stream=self.policy.device.type == "cuda",
+        )
+        if plan != model.offload or refresh or (plan.mode == "none" and self.policy.device.type != "cpu"):
+            apply_offload(model.pipeline, plan, self.policy.device, self.policy.offload_device)
+            model.offload = plan
+
+    def _unplace(self, model: LoadedModel) -> None:
+        """The RAM cache lives in RAM without hooks; only the active model is on the device or offloaded."""
+        if model.offload.mode != "none":
+            remove_offload(model.pipeline)
+            model.offload = OffloadPlan()
+        if self.policy.device.type != "cpu":
+            model.pipeline.to("cpu")
 
     def _evict(self) -> None:
         """Least recently used first, never the active model: down to `sd_checkpoints_limit` checkpoints (A1111's
@@ -231,12 +245,16 @@ class ModelManager:
             vae = self._vae_cache.get(target.path)
             if vae is None:
                 vae = loader.build_vae(target.path, self.cache_root, model.probe, dtype=self.policy.vae_dtype)
-                vae.to(self.policy.device if self.policy.offload == "none" else "cpu")
                 self._vae_cache[target.path] = vae
         denoiser = getattr(model.pipeline, "unet", None) or model.pipeline.transformer  # SD3/FLUX: a transformer
         bridge_vae_dtype(vae, denoiser.dtype)  # an fp32 VAE beside a half UNet (--no-half-vae)
+        replaced = model.pipeline.vae is not vae
+        if replaced and model.offload.mode != "none":
+            remove_offload(model.pipeline)  # the hooks of the VAE leaving go with it
         model.pipeline.vae = vae
         model.vae = target
+        if model is self._active:
+            self._place(model, refresh=replaced)
 
     def loaded_report(self) -> list[dict[str, Any]]:
         """Per model in the RAM cache (most recent last): family, variant, dtypes, quantization, offload, bytes."""
@@ -245,7 +263,7 @@ class ModelManager:
         with self.lock:
             models = list(self._cache.values())
             active = self._active
-        return [model_report(m, offload=self.policy.offload, active=m is active) for m in models]
+        return [model_report(m, active=m is active) for m in models]
 
     def memory(self) -> dict[str, Any]:
         return {"cached": self.cached_titles(), "device": str(self.policy.device), "policy": self.policy.label}

@@ -17,6 +17,12 @@ def _tensors(module: torch.nn.Module):
     yield from module.buffers()
 
 
+def module_bytes(module: torch.nn.Module) -> int:
+    """Bytes of a module's parameters and buffers, each tensor once (a GGUF weight: its packed bytes)."""
+    tensors = {(t.data_ptr() if t.numel() else id(t)): t for t in _tensors(module)}
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
 def _sizes(pipe) -> tuple[int, int, dict[str, str]]:
     """(bytes in RAM, bytes on the device, dtype per component) of a pipeline's parts."""
     seen: set[int] = set()
@@ -47,7 +53,9 @@ def model_bytes(model) -> int:
     return ram + device
 
 
-def model_report(model, *, offload: str, active: bool) -> dict[str, Any]:
+def model_report(model, *, active: bool) -> dict[str, Any]:
+    from webui.models.offload import active_mode
+
     ram, device, dtypes = _sizes(model.pipeline)
     probe = model.probe
     return {
@@ -58,7 +66,8 @@ def model_report(model, *, offload: str, active: bool) -> dict[str, Any]:
         "label": probe.label,
         "dtypes": dtypes,
         "quantization": probe.quantization or None,
-        "offload": offload,
+        "offload": active_mode(model.pipeline),  # read from diffusers' hooks on the parts: none | model | group
+        "offload_plan": model.offload.report(),  # why (flag or GPU weights budget), blocks per group, CUDA stream
         "modules": list(probe.modules),
         "bytes_ram": ram,
         "bytes_device": device,

@@ -51,6 +51,15 @@ def options() -> list[OptionDef]:
             "Optimizations",
             bool,
         ),
+        o(
+            "cpu_backend",
+            "torch",
+            "CPU backend of the UNet (openvino: optional, install with pip install --no-deps -r "
+            "requirements-openvino.txt; converted once per checkpoint and LoRA set into the data folder's cache, at "
+            'the precision above; no ControlNet/IP-Adapter, step cache or token merging; recorded as "CPU backend")',
+            "Optimizations",
+            choices=("torch", "openvino"),
+        ),
         # speed presets (#21): what they cost in time and quality on the demo model is in docs/performance.md
         o(
             "step_cache_interval",
@@ -92,6 +101,19 @@ def options() -> list[OptionDef]:
             minimum=0.0,
             maximum=0.9,
             step=0.1,
+        ),
+        # Forge's "GPU Weights (MB)" (#18 Memory): above 0 it decides the offloading instead of --medvram/--lowvram
+        o(
+            "gpu_weights_mb",
+            0,
+            "GPU weights in MB: what the model's weights may take on the GPU (0: all, or as --medvram/--lowvram say); "
+            "less than the model offloads it (whole parts, else groups of blocks); applies at the next job; no effect "
+            "without a GPU",
+            "Optimizations",
+            int,
+            minimum=0,
+            maximum=2**20,
+            step=256,
         ),
         o(
             "vae_tiling_min_pixels",

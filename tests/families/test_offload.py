@@ -1,0 +1,174 @@
+"""Offloading (#18 Memory: --medvram, --lowvram, the "GPU weights" budget) on diffusers' model CPU offload and
+group offloading, for an SD 1.x UNet pipeline and a FLUX transformer pipeline.
+
+There is no GPU here, so the one test-only step is the policy's offload device: RAM, as a GPU policy has it (a CPU
+policy has none, and offloads nothing). Everything after it is production: the budget setting through the options
+API, the plan, diffusers' hooks, the txt2img API, /easel/v1/system. On the CPU the weights stay in the same memory,
+so the pixels must be bit-identical (tolerance 0) in every mode."""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from tests.families.conftest import merge_models
+from tests.families.test_flux import _txt2img
+from webui.models.memory_report import COMPONENTS, module_bytes
+from webui.models.offload import OffloadPlan, plan_offload
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+MODELS = ["tiny-a", "flux1-dev-tiny"]
+
+
+@pytest.fixture
+def data_dir(tmp_path, tiny_models, flux_models):
+    merge_models(tmp_path / "models", tiny_models, flux_models)
+    return tmp_path
+
+
+def _offload_app(make_app, offload: str = "none"):
+    app = make_app("--nowebui", start=False)
+    # the test-only step: RAM as the offload device of the CPU (choose_policy gives a GPU policy one)
+    app.policy = app.models.policy = replace(app.policy, offload=offload, offload_device=torch.device("cpu"))
+    app.start(wait_for_model=True)
+    return app
+
+
+@pytest.fixture
+def client(make_app):
+    from fastapi.testclient import TestClient
+
+    from webui.api.server import build_fastapi
+
+    app = _offload_app(make_app)
+    with TestClient(build_fastapi(app)) as c:
+        c.app_ = app
+        yield c
+
+
+def _budget(client, mb: int) -> None:
+    r = client.post("/sdapi/v1/options", json={"gpu_weights_mb": mb})
+    assert r.status_code == 200, r.text
+
+
+def _report(client, title_part: str) -> dict:
+    models = client.get("/easel/v1/system").json()["models"]
+    return next(m for m in models if title_part in m["title"])
+
+
+def _hooked(pipe) -> list[str]:
+    """Parts of the pipeline that carry any offloading hook (accelerate's or diffusers' group offloading)."""
+    names = []
+    for name in COMPONENTS:
+        module = getattr(pipe, name, None)
+        if module is None:
+            continue
+        for sub in module.modules():
+            registry = getattr(sub, "_diffusers_hook", None)
+            if hasattr(sub, "_hf_hook") or (registry is not None and registry.get_hook("group_offloading")):
+                names.append(name)
+                break
+    return names
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_offload_modes_give_the_same_pixels(client, model):
+    app = client.app_
+    base, _ = _txt2img(client, model)
+    pipe = app.models.active.pipeline
+    sizes = {n: module_bytes(m) for n in COMPONENTS if (m := getattr(pipe, n, None)) is not None}
+    largest, total = math.ceil(max(sizes.values()) / 2**20), sum(sizes.values()) / 2**20
+    assert largest < total  # a budget between them offloads whole parts
+    for budget, mode in [(largest, "model"), (1, "group"), (math.ceil(total) + 1, "none")]:
+        _budget(client, budget)
+        images, _ = _txt2img(client, model)
+        report = _report(client, model)
+        assert (report["offload"], report["offload_plan"]["mode"]) == (mode, mode), (budget, report)
+        assert f"GPU weights {budget} MB" in report["offload_plan"]["reason"]
+        assert (len(_hooked(pipe)) > 0) == (mode != "none")
+        np.testing.assert_array_equal(images[0], base[0])  # tolerance 0: bit-identical
+
+
+def test_lowvram_and_medvram_policies_offload_both_families(make_app, data_dir):
+    from fastapi.testclient import TestClient
+
+    from webui.api.server import build_fastapi
+
+    for flag_mode in ("group", "model"):
+        app = _offload_app(make_app, flag_mode)
+        with TestClient(build_fastapi(app)) as c:
+            for model in MODELS:
+                images, _ = _txt2img(c, model)
+                report = _report(c, model)
+                assert report["offload"] == flag_mode and report["active"]
+                assert report["offload_plan"]["reason"] == {"group": "--lowvram", "model": "--medvram"}[flag_mode]
+            # the model that left the device is back in RAM without hooks
+            other = _report(c, MODELS[0])
+            assert other["offload"] == "none" and not other["active"]
+            assert _hooked(app.models._cache[other["title"]].pipeline) == []
+        app.stop()
+
+
+def _rss() -> int:
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def test_switching_modes_is_undone_and_does_not_leak(client):
+    app = client.app_
+    _txt2img(client, "flux1-dev-tiny")
+    pipe = app.models.active.pipeline
+    params = {n: p for n, p in pipe.transformer.named_parameters()}
+    after_first = None
+    for i in range(5):
+        for budget in (7, 1, 0):  # model, group, none (no flag: the budget 0 means all on the device)
+            _budget(client, budget)
+            _txt2img(client, "flux1-dev-tiny")
+        assert _hooked(pipe) == [] and _report(client, "flux1")["offload"] == "none"
+        if i == 1:
+            after_first = _rss()
+    assert {n: p for n, p in pipe.transformer.named_parameters()} == params  # the same Parameter objects
+    assert _rss() <= after_first * 1.05
+
+
+def test_plan_from_the_budget_with_streams():
+    from tests.factories_families import tiny_flux_pipeline
+
+    pipe = tiny_flux_pipeline()
+    cpu = torch.device("cpu")
+    assert plan_offload("model", 0, pipe, offload_device=None, stream=False).mode == "none"  # no GPU
+    assert plan_offload("group", 0, pipe, offload_device=cpu, stream=True) == OffloadPlan("group", 1, True, "--lowvram")
+    blocks = [
+        b for lst in (pipe.transformer.transformer_blocks, pipe.transformer.single_transformer_blocks) for b in lst
+    ]
+    block = max(module_bytes(b) for b in blocks)
+    rest = module_bytes(pipe.transformer) - sum(module_bytes(b) for b in blocks)
+    assert rest + 2 * block < 2**20  # a 1 MB budget holds every block twice over: one group of all of them
+    plan = plan_offload("none", 1, pipe, offload_device=cpu, stream=True)
+    assert (plan.mode, plan.blocks_per_group, plan.stream) == ("group", len(blocks), True)
+    assert "group (2 blocks per group, CUDA stream prefetch)" == plan.label
+
+
+def test_hostile_budgets_are_refused_and_nothing_is_saved(client, data_dir):
+    config = data_dir / "config.json"
+    before = config.read_text() if config.exists() else None
+    values = ["-1", '"NaN"', "NaN", "Infinity", '"Infinity"', "1000000000", "1e12", '"../1"', "null", "[1]", "9" * 5000]
+    for value in values:  # raw JSON bodies: NaN and Infinity as Python's json writes them too
+        r = client.post(
+            "/sdapi/v1/options", content=f'{{"gpu_weights_mb": {value}}}', headers={"content-type": "application/json"}
+        )
+        # a 5000-digit number is past Python's int parsing limit: the body itself is refused (400)
+        assert r.status_code == (400 if len(value) > 4300 else 422) and isinstance(r.json(), dict), (value, r.text)
+        assert (config.read_text() if config.exists() else None) == before
+    assert client.app_.options.get("gpu_weights_mb") == 0
