@@ -1,4 +1,5 @@
-"""Install, update, enable/disable and uninstall extensions with git; the available ones from an index JSON.
+"""Install, update, enable/disable and uninstall extensions with git; the available ones from an index JSON
+(webui/extensions/index.py; git, pip and the manifest: webui/extensions/checkout.py).
 
 An install clones into a temp folder inside the extensions dir, installs the manifest's `requires` with this
 interpreter's pip, and only then renames the folder into place: a failed clone or install leaves nothing behind.
@@ -8,51 +9,54 @@ What changes the code that runs is refused (403) when the server is reachable fr
 from __future__ import annotations
 
 import builtins
-import json
-import logging
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import tomllib
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from webui.errors import EaselError, Forbidden, InvalidRequest, NotFound
-from webui.extensions.api import API_VERSION
+from webui.extensions.checkout import (
+    PIP_TIMEOUT,
+    ExtensionInstallError,
+    _run,
+    _try_git,
+    folder_name_for,
+    git,
+    public_url,
+    read_manifest,
+    requirements,
+)
 from webui.extensions.host import ExtensionRecord
+from webui.extensions.index import IndexNotSet, IndexUnavailable, read_index
 from webui.flags import is_network_exposed
 
 if TYPE_CHECKING:
     from webui.app import Application
 
-log = logging.getLogger("easel.extensions")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-GIT_TIMEOUT = 300
-PIP_TIMEOUT = 1800
 
-
-class ExtensionInstallError(EaselError):
-    status = 400  # a clone, update or requirements install failed; the message says which and why
+__all__ = [
+    "AlreadyInstalled",
+    "ExtensionInfo",
+    "ExtensionInstallError",
+    "ExtensionManager",
+    "IndexNotSet",
+    "IndexUnavailable",
+    "git",
+    "manager_for",
+    "read_index",
+    "read_manifest",
+]
 
 
 class AlreadyInstalled(EaselError):
     status = 409
-
-
-class IndexUnavailable(EaselError):
-    status = 502  # the extension index set in Settings is unreachable or not JSON
-
-
-class IndexNotSet(IndexUnavailable):
-    status = 409  # nothing to fetch: a setting is missing, not an upstream failure
 
 
 @dataclass
@@ -70,72 +74,6 @@ class ExtensionInfo:
     update: str | None  # the last "Check for updates" result
     description: str
     path: str
-
-
-def _run(cmd: list[str], what: str, timeout: int, **kw: Any) -> str:
-    """Run a command; a failure raises ExtensionInstallError with the tool's own last message."""
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
-    except FileNotFoundError:
-        raise ExtensionInstallError(f"{cmd[0]} is not installed: it is needed to manage extensions") from None
-    except subprocess.TimeoutExpired:
-        raise ExtensionInstallError(f"{what} timed out after {timeout} s") from None
-    if proc.returncode:
-        lines = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if ln.strip()]
-        raise ExtensionInstallError(f"{what} failed: {lines[-1] if lines else f'exit {proc.returncode}'}")
-    return proc.stdout.strip()
-
-
-def git(*args: str, cwd: Path | None = None, timeout: int = GIT_TIMEOUT) -> str:
-    """git without prompts (no terminal, no askpass) and without the ext:: transport."""
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "echo", "LC_ALL": "C"}
-    return _run(["git", "-c", "protocol.ext.allow=never", *args], f"git {args[0]}", timeout, cwd=cwd, env=env)
-
-
-def _try_git(*args: str, cwd: Path) -> str | None:
-    try:
-        return git(*args, cwd=cwd, timeout=30) or None
-    except ExtensionInstallError:
-        return None  # not a checkout, no remote, ...
-
-
-def public_url(url: str | None) -> str | None:
-    """A remote without credentials (https://user:token@host/... → https://host/...)."""
-    parts = urllib.parse.urlsplit(url) if url and "://" in url else None
-    if parts is None or "@" not in parts.netloc:
-        return url
-    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
-
-
-def read_manifest(folder: Path) -> dict[str, Any]:
-    file = folder / "extension.toml"
-    if not file.is_file():
-        raise ExtensionInstallError("not an Easel extension: it has no extension.toml at its top level")
-    try:
-        manifest = tomllib.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ExtensionInstallError(f"extension.toml is unreadable: {e}") from None
-    if manifest.get("api") != API_VERSION:
-        raise ExtensionInstallError(
-            f"it targets extension API {manifest.get('api')!r}, but this Easel provides API "
-            f"{API_VERSION}: look for a version of the extension made for API {API_VERSION}"
-        )
-    return manifest
-
-
-def requirements(manifest: dict[str, Any]) -> list[str]:
-    reqs = manifest.get("requires") or []
-    reqs = [reqs] if isinstance(reqs, str) else reqs
-    if not isinstance(reqs, list) or not all(
-        isinstance(r, str) and r.strip() and not r.strip().startswith("-") for r in reqs
-    ):
-        raise ExtensionInstallError("extension.toml: `requires` must be a list of pip requirements (no pip options)")
-    return [r.strip() for r in reqs]
-
-
-def folder_name_for(url: str) -> str:
-    tail = url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
-    return tail.removesuffix(".git")
 
 
 class ExtensionManager:
@@ -370,64 +308,6 @@ class ExtensionManager:
         entries = read_index(source, data_dir=None if exposed else self.app.paths.data_dir)
         installed = {_norm(i.remote) for i in self.list() if i.remote} | set(self.host.records)
         return [{**e, "installed": _norm(e["url"]) in installed or e["name"] in installed} for e in entries]
-
-
-INDEX_MAX_BYTES = 16 * 1024 * 1024
-INDEX_UNAVAILABLE = (
-    "The extension index can't be reached or read. It must be an http(s) URL on a public address "
-    "that serves the index JSON (or, on a server not reachable from the network, a JSON file inside "
-    "the data dir). The server log says why."
-)
-
-
-def read_index(source: str, *, data_dir: Path | None = None) -> list[dict[str, Any]]:
-    """The index at `source`: an http(s) URL on a public address only (the remote-image guard: no loopback, private
-    or link-local address, also after redirects), or with `data_dir` a JSON file inside it. Every failure (refused
-    address, closed port, DNS, HTTP status, a missing file, bad JSON) is the same IndexUnavailable, so the answer
-    can't be used to probe internal ports or local files; the reason goes to the log."""
-    if not source:
-        raise IndexNotSet(
-            "No extension index is set: put a URL or a JSON file in Settings → Extensions → Extension index"
-        )
-    from webui.security import fetch_public_url
-
-    try:
-        local = source.lower().startswith("file://") or not re.match(r"^[a-z][a-z0-9+.-]*://", source, re.I)
-        if re.match(r"^https?://", source, re.IGNORECASE):
-            raw = fetch_public_url(source, max_bytes=INDEX_MAX_BYTES, accept="application/json", what="extension index")
-        elif local and data_dir is not None:
-            raw = _read_local_index(source, data_dir)
-        else:
-            raise InvalidRequest("the extension index must be an http(s) URL")
-        data = json.loads(raw.decode("utf-8"))
-        entries = data.get("extensions") if isinstance(data, dict) else data
-        if not isinstance(entries, list):
-            raise ValueError("the index holds no list of extensions")
-        return [
-            {
-                "name": str(e.get("name") or folder_name_for(str(e["url"]))),
-                "url": str(e["url"]),
-                "description": str(e.get("description", "")),
-                "tags": list(e.get("tags") or []),
-            }
-            for e in entries
-            if isinstance(e, dict) and e.get("url")
-        ]
-    except (EaselError, OSError, ValueError, TypeError, AttributeError) as e:
-        log.warning("extension index %r: %s", source[:300], getattr(e, "message", None) or e)
-        raise IndexUnavailable(INDEX_UNAVAILABLE) from None
-
-
-def _read_local_index(source: str, data_dir: Path) -> bytes:
-    path = Path(urllib.request.url2pathname(source[7:]) if source.lower().startswith("file://") else source)
-    path = (path if path.is_absolute() else data_dir / path).resolve()
-    if not path.is_relative_to(data_dir.resolve()):
-        raise InvalidRequest(f"{path} is outside the data dir")
-    with open(path, "rb") as f:
-        raw = f.read(INDEX_MAX_BYTES + 1)
-    if len(raw) > INDEX_MAX_BYTES:
-        raise ValueError("the index file is too large")
-    return raw
 
 
 def _norm(url: str | None) -> str:
