@@ -36,6 +36,12 @@ SD3_TINY = dict(
     out_channels=16,
     pos_embed_max_size=16,
 )
+# SD 3 Medium, 3.5 Medium (qk-norm, MMDiT-X dual attention in block 0) and 3.5 Large (qk-norm)
+SD3_VARIANTS: dict[str, dict] = {
+    "sd3-medium": {},
+    "sd35-medium": dict(qk_norm="rms_norm", dual_attention_layers=(0,)),
+    "sd35-large": dict(qk_norm="rms_norm"),
+}
 # What no tensor shape tells, carried in the transformer file's `easel.config` metadata as for the SD 1.x tiny models.
 FLUX_TINY_EASEL = {"transformer": {"axes_dims_rope": [2, 2, 4]}, "native_size": 64}
 SD3_TINY_EASEL = {"transformer": {"attention_head_dim": 8}, "native_size": 64}
@@ -136,11 +142,7 @@ def tiny_sd3_pipeline(seed: int = 0, *, variant: str = "sd35-medium"):
 
     from webui.models.probe import load_template
 
-    extra = {
-        "sd3-medium": {},
-        "sd35-medium": dict(qk_norm="rms_norm", dual_attention_layers=(0,)),
-        "sd35-large": dict(qk_norm="rms_norm"),
-    }[variant]
+    extra = SD3_VARIANTS[variant]
     torch.manual_seed(seed)
     transformer = SD3Transformer2DModel(**SD3_TINY, **extra).eval()
     sched = load_template("sd3-medium", "scheduler", "scheduler_config.json")

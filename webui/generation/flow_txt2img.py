@@ -93,6 +93,8 @@ def make_flow_plan(req: Txt2ImgRequest, services: GenerationServices, opts: Opti
     for i, module in enumerate(model.probe.modules, 1):  # Forge's names for the separate parts in use
         plan.extra_params[f"Module {i}"] = module
     apply_loras(req, plan, services)  # <lora:…> tags → diffusers' FLUX/SD3 LoRA loaders, hot-swapped as for SD 1.x
+    if services.hooks is not None:  # always-on scripts' infotext fields (e.g. ControlNet 0), as make_plan adds them
+        plan.script_params.update(services.hooks.infotext_params(req))
     return plan
 
 

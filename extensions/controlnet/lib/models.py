@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .flow_control import FAMILIES, family_of_config, single_file_family, single_file_reason, unsupported_reason
+
 SINGLE_FILE = (".safetensors", ".pth")
 WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 # cross_attention_dim → family, for the full-size families (tiny test models have other widths: "unknown")
@@ -47,7 +49,11 @@ def _sha8(path: Path, cache: dict) -> str:
 
 
 def family_of(config: dict[str, Any]) -> str:
-    """A ControlNet's family from its config: SDXL by its text_time embedding, else by cross-attention width."""
+    """A ControlNet's family from its config: FLUX/SD 3 by its class, SDXL by its text_time embedding, else by
+    cross-attention width."""
+    flow = family_of_config(config)
+    if flow:
+        return flow
     if config.get("addition_embed_type") == "text_time":
         return "sdxl"
     return FAMILY_BY_DIM.get(int(config.get("cross_attention_dim") or 0), "unknown")
@@ -57,7 +63,16 @@ def check_compatible(
     name: str, config: dict[str, Any], *, family: str | None, cross_attention_dim: int | None = None
 ) -> None:
     """Refuse a ControlNet made for another family than the loaded checkpoint. With the checkpoint UNet's
-    cross_attention_dim the check is exact; with only its family name, a ControlNet of unknown family passes."""
+    cross_attention_dim the check is exact; with only its family name, a ControlNet of unknown family passes.
+    Between a FLUX/SD 3 ControlNet or checkpoint and anything else, the families decide (the widths of FLUX/SD 3
+    ControlNets are checked against the transformer by flow_control.check_fits)."""
+    if family_of(config) in FAMILIES or family in FAMILIES:
+        if family_of(config) != family:
+            raise ControlNetModelError(
+                f"ControlNet {name!r} is for {family_of(config)}, but the loaded checkpoint is {family or 'unknown'}: "
+                f"pick a ControlNet made for this checkpoint's family"
+            )
+        return
     dim = int(config.get("cross_attention_dim") or 0)
     if cross_attention_dim is not None and dim != int(cross_attention_dim):
         raise ControlNetModelError(
@@ -78,6 +93,7 @@ class ControlNetCatalog:
         self.root, self.template_dir, self.cache_dir = root, template_dir, cache_dir
         self.entries: dict[str, ModelEntry] = {}
         self._hashes: dict = {}
+        self._details: dict = {}
         self._loaded: OrderedDict[tuple, Any] = OrderedDict()  # least recently used first
         self._lock = threading.Lock()
 
@@ -152,12 +168,30 @@ class ControlNetCatalog:
         """Paths of the models in RAM, least recently used first."""
         return [k[0] for k in self._loaded]
 
+    def detail(self, entry: ModelEntry) -> dict[str, str]:
+        """What /model_list tells of a model: its family, and why it can't be used when it can't (cached per file
+        version: a `.pth`'s config needs the whole file read)."""
+        stat = entry.path.stat()
+        key = (str(entry.path), stat.st_mtime_ns, stat.st_size)
+        if key not in self._details:
+            try:
+                config = self.config(entry)
+                out = {"family": family_of(config), "layout": entry.layout}
+                reason = unsupported_reason(config)
+            except (ControlNetModelError, OSError, ValueError) as e:
+                out, reason = {"family": "unknown", "layout": entry.layout}, str(e)
+            self._details[key] = out if reason is None else {**out, "reason": reason}
+        return self._details[key]
+
     def _load(self, entry: ModelEntry, dtype):
+        import diffusers
         from diffusers import ControlNetModel
 
         try:
             if entry.layout == "diffusers":
-                model = ControlNetModel.from_pretrained(str(entry.path), local_files_only=True, torch_dtype=dtype)
+                flow = family_of_config(self.config(entry))
+                cls = getattr(diffusers, FAMILIES[flow].model_class) if flow else ControlNetModel
+                model = cls.from_pretrained(str(entry.path), local_files_only=True, torch_dtype=dtype)
             else:
                 config, state = self.single_file_config(entry, with_state=True)
                 folder = self._config_folder(config)
@@ -177,6 +211,9 @@ class ControlNetCatalog:
         metadata entry {"controlnet": {...}} on top (hyperparameters shapes don't reveal, as for checkpoints)."""
         state, meta = _read(entry.path, header_only=not with_state)
         keys = {k.removeprefix("control_model."): v for k, v in state.items()}
+        flow = single_file_family(keys)
+        if flow:  # checked first: XLabs' FLUX files also have an input_hint_block
+            raise ControlNetModelError(single_file_reason(entry.path.name, flow))
         if not any(k.startswith("input_hint_block.") for k in keys):
             raise ControlNetModelError(
                 f"{entry.path.name} is not an LDM-layout ControlNet (no input_hint_block): "

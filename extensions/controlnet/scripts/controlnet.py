@@ -6,6 +6,7 @@ UI and are applied in the `pipeline_call` event (see README.md in this folder)."
 from __future__ import annotations
 
 import base64
+import functools
 import importlib
 import io
 import tempfile
@@ -68,23 +69,28 @@ class ControlNetState:
     def max_res(self) -> int:
         return int(self.ext.settings.get("control_net_max_resolution"))
 
-    def find_model(self, name: str):
-        models = lib("models")
+    def find_model(self, name: str, pipeline=None):
+        """The catalog entry, checked against the checkpoint. Without the call's `pipeline` (units parsed before
+        the job loads its checkpoint) only UNet ControlNets on UNet checkpoints are checked (the job may switch to
+        or from FLUX/SD 3); with it the check is exact, FLUX/SD 3 widths against the transformer's."""
+        models, flow = lib("models"), lib("flow_control")
         entry = self.catalog.find(name)
         try:
-            models.check_compatible(
-                entry.title,
-                self.catalog.config(entry),
-                family=self.family,
-                cross_attention_dim=self.cross_attention_dim,
-            )
+            config = self.catalog.config(entry)
+            family = flow.pipeline_family(pipeline) if pipeline is not None else None
+            if family is not None:
+                flow.check_fits(entry.title, config, pipeline.transformer.config, family)
+            elif pipeline is not None or not (flow.family_of_config(config) or self.family in flow.FAMILIES):
+                models.check_compatible(
+                    entry.title, config, family=self.family, cross_attention_dim=self.cross_attention_dim
+                )
         except models.ControlNetModelError as e:
             raise ScriptError(str(e)) from None
         return entry
 
-    def load_model(self, unit):
+    def load_model(self, unit, pipeline=None):
         models = lib("models")
-        entry = self.find_model(unit.model)
+        entry = self.find_model(unit.model, pipeline)
         try:
             return self.catalog.load(entry, keep=int(self.ext.settings.get("control_net_model_cache_size")))
         except models.ControlNetModelError as e:
@@ -94,17 +100,37 @@ class ControlNetState:
         """`pipeline_call` hook: (pipeline, kwargs) with this job's units applied, or None without units."""
         if not self.units:
             return None
-        pre = lib("preprocessors")
-        return lib("apply").controlled_call(
+        pre, flow = lib("preprocessors"), lib("flow_control")
+        family = flow.pipeline_family(call.pipeline)  # FLUX/SD 3: flow_control.py; the UNet families: apply.py
+        applier = functools.partial(flow.controlled_call, family=family) if family else lib("apply").controlled_call
+        return applier(
             call.pipeline,
             call.kwargs,
             call.kind,
             self.units,
-            load_model=self.load_model,
+            load_model=lambda unit: self.load_model(unit, call.pipeline),
             modules=pre.registry(pre.annotators_in(self.models_root())),
             run=pre.run,
             hires=call.hires,
         )
+
+    def check_flow_units(self, request, kind: str) -> None:
+        """Refuse, before the job runs, FLUX/SD 3 units diffusers has no pipeline for (by the units' ControlNets:
+        the job's checkpoint isn't loaded yet)."""
+        flow = lib("flow_control")
+        if getattr(request, "mask", None) is not None:
+            kind = "inpaint"
+        for unit in self.units:
+            config = self.catalog.config(self.catalog.find(unit.model))
+            family = flow.family_of_config(config)
+            if family is None:
+                continue
+            reason = flow.unsupported_reason(config)
+            if reason:
+                raise ScriptError(f"ControlNet {unit.model!r}: {reason}")
+            true_cfg = family == "flux" and float(getattr(request, "cfg_scale", 1) or 1) > 1
+            hires = kind == "txt2img" and bool(getattr(request, "enable_hr", False))
+            flow.check_request(family, kind, [unit], hires=hires, true_cfg=true_cfg)
 
     def parse(self, raw_units: list, kind: str) -> list:
         pre = lib("preprocessors")
@@ -132,6 +158,7 @@ class ControlNetScript(Script):
         if raw and isinstance(raw[0], list) and all(r is None for r in raw[1:]):
             raw = raw[0]  # {"args": [[unit, ...]]}: some clients nest the list
         self.state.units = self.state.parse(raw, kind)
+        self.state.check_flow_units(request, kind)
         return None
 
     def infotext_params(self, request, **units: Any) -> dict[str, str]:
@@ -239,7 +266,12 @@ def install(ext: ExtensionHandle) -> ControlNetState:
         return None
 
     def model_list(update: bool = True) -> dict:
-        return {"model_list": state.catalog.titles()}
+        """sd-webui-controlnet's list, and (Easel) each model's family, with why it can't be used when it can't."""
+        entries = state.catalog.refresh()
+        return {
+            "model_list": [e.title for e in entries],
+            "model_detail": {e.title: state.catalog.detail(e) for e in entries},
+        }
 
     def module_list(alias_names: bool = False) -> dict:
         pre = lib("preprocessors")
