@@ -26,9 +26,25 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 MODELS = ["tiny-a", "flux1-dev-tiny"]
 
 
+@pytest.fixture(scope="module")
+def gguf_models(tmp_path_factory):
+    from tests.factories_gguf import write_flux_gguf
+
+    root = tmp_path_factory.mktemp("offload-gguf")
+    write_flux_gguf(root, "Q4_0", twin=False)  # the transformer only: the parts come from flux_models
+    return root
+
+
 @pytest.fixture
-def data_dir(tmp_path, tiny_models, flux_models):
-    merge_models(tmp_path / "models", tiny_models, flux_models)
+def data_dir(request, tmp_path, tiny_models, flux_models, gguf_models):
+    """SD 1.x with FLUX (split and GGUF), or with SD 3.5 (its parts share FLUX's file names, so never both)."""
+    callspec = getattr(request.node, "callspec", None)
+    sd3 = callspec is not None and str(callspec.params.get("model", "")).startswith("sd35")
+    merge_models(
+        tmp_path / "models",
+        tiny_models,
+        *([request.getfixturevalue("sd3_models")] if sd3 else [flux_models, gguf_models]),
+    )
     return tmp_path
 
 
@@ -57,9 +73,9 @@ def _budget(client, mb: int) -> None:
     assert r.status_code == 200, r.text
 
 
-def _report(client, title_part: str) -> dict:
-    models = client.get("/easel/v1/system").json()["models"]
-    return next(m for m in models if title_part in m["title"])
+def _report(client, name: str) -> dict:
+    title = client.app_.catalog.find(name).title
+    return next(m for m in client.get("/easel/v1/system").json()["models"] if m["title"] == title)
 
 
 def _hooked(pipe) -> list[str]:
@@ -77,7 +93,7 @@ def _hooked(pipe) -> list[str]:
     return names
 
 
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", [*MODELS, "flux1-dev-tiny-Q4_0", "sd35_medium_tiny"])
 def test_offload_modes_give_the_same_pixels(client, model):
     app = client.app_
     base, _ = _txt2img(client, model)
@@ -103,6 +119,7 @@ def test_lowvram_and_medvram_policies_offload_both_families(make_app, data_dir):
     for flag_mode in ("group", "model"):
         app = _offload_app(make_app, flag_mode)
         with TestClient(build_fastapi(app)) as c:
+            c.app_ = app
             for model in MODELS:
                 images, _ = _txt2img(c, model)
                 report = _report(c, model)
@@ -135,7 +152,7 @@ def test_switching_modes_is_undone_and_does_not_leak(client):
         for budget in (7, 1, 0):  # model, group, none (no flag: the budget 0 means all on the device)
             _budget(client, budget)
             _txt2img(client, "flux1-dev-tiny")
-        assert _hooked(pipe) == [] and _report(client, "flux1")["offload"] == "none"
+        assert _hooked(pipe) == [] and _report(client, "flux1-dev-tiny")["offload"] == "none"
         if i == 1:
             after_first = _rss()
     assert {n: p for n, p in pipe.transformer.named_parameters()} == params  # the same Parameter objects
