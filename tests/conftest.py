@@ -25,6 +25,15 @@ from tests.factories import write_tiny_checkpoint  # noqa: E402
 torch.set_num_threads(int(os.environ.get("EASEL_TEST_THREADS", "1")))
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Under pytest-xdist (tools/run_tests.py runs `-n 2 --dist loadgroup`) a test module runs whole on one worker,
+    so its module fixtures (a live server, a Chromium) are built once; the Ray modules share one worker, since
+    `--ray-address auto` finds whichever cluster this machine recorded last."""
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group("ray" if module.startswith("tests/workers/") else module))
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> Path:
     """A models/ tree: Stable-diffusion/tiny-a.safetensors and Stable-diffusion/sub/tiny-b.safetensors."""

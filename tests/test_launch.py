@@ -222,9 +222,15 @@ def test_reexec_passes_argv_and_refuses_to_loop(monkeypatch: pytest.MonkeyPatch)
 # ---------------------------------------------------------------- tools/run_tests.py
 
 
-def test_pytest_command() -> None:
+def test_pytest_command(monkeypatch: pytest.MonkeyPatch) -> None:
     py = Path("/v/bin/python")
-    assert run_tests.pytest_command(py, []) == [str(py), "-m", "pytest", "-q", "-rs", "--durations=40", "tests"]
+    base = [str(py), "-m", "pytest", "-q", "-rs", "--durations=40"]
+    monkeypatch.setenv("EASEL_TEST_WORKERS", "2")
+    assert run_tests.pytest_command(py, []) == [*base, "-n", "2", "--dist", "loadgroup", "tests"]
+    monkeypatch.setenv("EASEL_TEST_WORKERS", "1")
+    assert run_tests.pytest_command(py, []) == [*base, "tests"]
+    monkeypatch.delenv("EASEL_TEST_WORKERS")
+    assert "-n" not in run_tests.pytest_command(py, ["tests/test_flags.py"])  # a targeted run stays in one process
     assert run_tests.pytest_command(py, ["-k", "flags"])[-3:] == ["tests", "-k", "flags"]
     assert run_tests.pytest_command(py, ["tests/test_flags.py::test_parse_auth", "-x"])[6:] == [
         "tests/test_flags.py::test_parse_auth",

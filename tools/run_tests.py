@@ -141,7 +141,13 @@ def names_paths(extra: Sequence[str]) -> bool:
 
 def pytest_command(python: Path, extra: Sequence[str]) -> list[str]:
     # Run all of tests/ unless the extra args already name test paths.
-    # --durations: the slowest tests in every CI log, to keep the suite under its 15-minute budget
+    # --durations: the slowest tests in every CI log, to keep the suite under its 15-minute budget.
+    # A full run uses pytest-xdist, one worker per core (at most 2, EASEL_TEST_WORKERS overrides; 0 = none): each test
+    # process runs torch on one thread (tests/conftest.py) and much of the suite waits on servers, browsers and
+    # subprocesses, so two workers nearly halve the wall time on the 2-core machines. `loadgroup` with the groups
+    # tests/conftest.py assigns keeps a module (and its live server / Chromium fixtures) on one worker.
+    workers = int(os.environ.get("EASEL_TEST_WORKERS", min(2, os.cpu_count() or 1)))
+    full = not names_paths(extra)
     return [
         str(python),
         "-m",
@@ -149,7 +155,8 @@ def pytest_command(python: Path, extra: Sequence[str]) -> list[str]:
         "-q",
         "-rs",
         "--durations=40",
-        *([] if names_paths(extra) else ["tests"]),
+        *(["-n", str(workers), "--dist", "loadgroup"] if full and workers > 1 else []),
+        *([] if not full else ["tests"]),
         *extra,
     ]
 
