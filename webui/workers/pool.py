@@ -14,19 +14,18 @@ on that checkpoint.
 Failover: a worker whose process dies mid-job (ActorDiedError and kin) is dropped, and the job goes back to the head
 of the queue (retry counted in the history) up to --ray-max-retries times, then fails with WorkerLost. A job ends
 once: the head saves images only from the answer of the attempt it is waiting for.
+
+A worker's slot: webui/workers/slots.py; a job's files, progress and answer while it runs: webui/workers/follow.py.
 """
 
 from __future__ import annotations
 
-import builtins
-import argparse
 import dataclasses
 import logging
 import os
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import ray
@@ -35,82 +34,20 @@ from ray.exceptions import RayActorError, RayTaskError
 from webui.errors import EaselError, WorkerLost
 from webui.jobs import Job, JobQueue, Requeue
 from webui.workers.actor import EaselWorker
-from webui.workers.model_files import NeededFile, needed_files, read_chunks
+from webui.workers.follow import follow, send_files
+from webui.workers.model_files import needed_files
 from webui.workers.remote import with_job_id
-from webui.workers.remote_training import copy_status, write_outputs
+from webui.workers.slots import WorkerSlot, _lora_names, worker_paths
 
 if TYPE_CHECKING:
     from webui.app import Application
 
+__all__ = ["RayPool", "WorkerSlot", "worker_paths"]
+
 log = logging.getLogger("easel.workers")
 
-POLL_SECONDS = 0.05  # how often a running job's interrupt/skip is forwarded and its progress asked for
 HEARTBEAT_SECONDS = 2.0
-SAVES_SECONDS = 1.0  # how often a training run's new saves are fetched from its worker
-PREVIEW_TIMEOUT = 10.0  # a full-VAE preview of a large image on a slow worker
 LOCAL_NODE_IP = "127.0.0.2"  # the private runtime's node address (see _init_ray)
-
-
-def _lora_names(task: Any) -> set[str]:
-    """The LoRAs a job's prompts name (what a worker that already holds them need not read again)."""
-    from webui.lora.tags import parse_prompt
-
-    request = task.request
-    texts = (getattr(request, "prompt", ""), getattr(request, "hr_prompt", ""))
-    return {t.name for text in texts for t in parse_prompt(str(text or "")).loras}
-
-
-def worker_paths(ns: Any) -> Any:
-    """The folders of a worker with its own data dir (--ray-worker-data-dir), laid out as a head's; else None."""
-    data_dir = getattr(ns, "ray_worker_data_dir", None)
-    if not data_dir:
-        return None
-    from webui.flags import resolve_paths
-
-    own = argparse.Namespace(
-        **{
-            **vars(ns),
-            "data_dir": data_dir,
-            "models_dir": None,
-            "ckpt_dir": None,
-            "vae_dir": None,
-            "lora_dir": None,
-            "embeddings_dir": None,
-            "extensions_dir": None,
-            "styles_file": [],
-        }
-    )
-    return resolve_paths(own)
-
-
-@dataclass
-class WorkerSlot:
-    id: str
-    handle: Any
-    state: str = "starting"  # starting → idle ⇄ busy; draining → gone
-    info: dict[str, Any] = field(default_factory=dict)
-    job: str | None = None
-    jobs_done: int = 0
-    last_heartbeat: float | None = None
-    loaded: list[str] = field(default_factory=list)
-    loras: list[str] = field(default_factory=list)  # LoRA files (stems) held on its active checkpoint
-
-    def view(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "node": self.info.get("node"),
-            "host": self.info.get("host"),
-            "pid": self.info.get("pid"),
-            "device": self.info.get("device"),
-            "state": self.state,
-            "loaded_models": list(self.loaded),
-            "loaded_loras": list(self.loras),
-            "job": self.job,
-            "jobs_done": self.jobs_done,
-            "file_loads": self.info.get("file_loads", 0),
-            "files_received": list(self.info.get("files_received") or []),
-            "last_heartbeat": self.last_heartbeat,
-        }
 
 
 class RayPool:
@@ -337,8 +274,10 @@ class RayPool:
         try:
             if self.worker_paths is not None:  # workers keep their own models: send what this job needs and they lack
                 task = dataclasses.replace(task, files=needed_files(self.app, task))
-                self._send_files(slot, task.files)
-            answer = self._follow(slot, job, slot.handle.run.remote(task))
+                send_files(slot, task.files)
+            answer = follow(
+                self.app, slot, job, slot.handle.run.remote(task), own_folders=self.worker_paths is not None
+            )
             with self._lock:  # before the worker is idle again, so the next choice sees its cache
                 slot.jobs_done += 1
                 slot.loaded = list(answer.get("loaded_models") or slot.loaded)
@@ -363,74 +302,6 @@ class RayPool:
         if job.retries != attempt or job.done.is_set():  # a late answer of an attempt already given up
             raise Requeue("duplicate answer discarded")
         return job.remote.finish(answer)
-
-    def _send_files(self, slot: WorkerSlot, files: builtins.list[NeededFile]) -> None:
-        """Stream each file the worker lacks, one chunk in flight (a threaded actor does not keep call order); the
-        worker verifies size and sha256 before the file takes its name (model_files.py)."""
-        for f in ray.get(slot.handle.missing_files.remote(files)):
-            log.info("sending %s (%d MB) to worker %s", f.key, f.size >> 20, slot.id)
-            ray.get(slot.handle.begin_file.remote(f))
-            try:
-                for offset, data in read_chunks(f):
-                    ray.get(slot.handle.write_file.remote(f.sha256, offset, data))
-                ray.get(slot.handle.commit_file.remote(f.sha256))
-            except RayTaskError:
-                slot.handle.abort_file.remote(f.sha256)
-                raise
-
-    def _follow(self, slot: WorkerSlot, job: Job, ref) -> Any:
-        """Wait for the answer, forwarding interrupt/skip at once and copying the worker's progress."""
-        control, sent_interrupt, progress_ref, preview_step = job.control, False, None, -1
-        # a training run on a worker with its own folders: its saves come to the head's storage as they are made
-        keep_saves = job.remote.task.kind == "train-lora" and self.worker_paths is not None
-        saves_ref, asked_saves = None, time.time()
-        while True:
-            ready, _ = ray.wait([ref], timeout=POLL_SECONDS)
-            if ready:
-                return ray.get(ref)
-            if control.interrupted and not sent_interrupt:
-                slot.handle.interrupt.remote(job.id)
-                sent_interrupt = True
-            if control.skipped:
-                control.clear_skip()
-                slot.handle.skip.remote(job.id)
-            if saves_ref is not None and ray.wait([saves_ref], timeout=0)[0]:
-                try:
-                    write_outputs(self.app, job.training, ray.get(saves_ref))
-                except Exception as e:  # this ask's files are lost; the final answer or a later save brings them
-                    log.warning("saves of job %s not kept: %s", job.id, e)
-                saves_ref = None
-            if keep_saves and saves_ref is None and time.time() - asked_saves >= SAVES_SECONDS:
-                saves_ref, asked_saves = slot.handle.take_outputs.remote(job.id), time.time()
-            if progress_ref is None:
-                progress_ref = slot.handle.progress.remote(job.id)
-            elif ray.wait([progress_ref], timeout=0)[0]:
-                try:
-                    p = ray.get(progress_ref)
-                except Exception:
-                    p = None
-                progress_ref = None
-                if p:
-                    control.job_count = p["job_count"]
-                    control.start_batch(p["job_no"], p["sampling_steps"]) if p["job_no"] != control.job_no else None
-                    control.sampling_steps = p["sampling_steps"]
-                    control.step(p["sampling_step"])
-                    control.textinfo = p.get("textinfo") or control.textinfo
-                    if p.get("training") and getattr(job, "training", None) is not None:
-                        copy_status(job.training, p["training"])
-                    if p.get("preview_step", -1) > preview_step:  # lazily, as locally: decoded when a client asks
-                        preview_step = p["preview_step"]
-                        control.offer_preview(preview_step, (job.id, preview_step), self._remote_preview(slot, job.id))
-
-    @staticmethod
-    def _remote_preview(slot: WorkerSlot, job_id: str):
-        def make(_token: Any) -> Any:
-            try:
-                return ray.get(slot.handle.preview.remote(job_id), timeout=PREVIEW_TIMEOUT)
-            except Exception:  # the job ended or the worker is busy: no preview this time
-                return None
-
-        return make
 
     def _released(self, slot: WorkerSlot) -> None:
         with self._lock:
