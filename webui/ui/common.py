@@ -1,22 +1,32 @@
 """What the tabs share: errors and infotext as HTML, and `GenerationTab`, the layout and handlers of txt2img and
 img2img (prompt row with ↙️, sampling, seed with its extras, override settings, the results column with progress,
-live preview, gallery and Send-to buttons). A subclass lists its request fields in FIELDS and builds the rest."""
+live preview, gallery and Send-to buttons). A subclass lists its request fields in FIELDS and builds the rest.
+The shared fields and their value helpers are in generation_fields.py (re-exported here)."""
 
 from __future__ import annotations
 
-import html
-import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import gradio as gr
 
-from webui.errors import InvalidRequest, NotFound
+from webui.errors import NotFound
 from webui.generation.native import native_size
 from webui.generation.requests import GenerationResult
-from webui.infotext import parse_infotext
 from webui.models import samplers
 from webui.ui.extra_networks import ExtraNetworksPanel
+from webui.ui.generation_fields import (
+    COMMON_FIELDS,
+    SEND_TARGETS,
+    as_int,
+    canonical_sampler,
+    distilled_cfg_shown,
+    infotext_html,
+    schedule_choices,
+    seed_of,
+    split_overrides,
+    with_infotext,
+)
 from webui.ui.live_jobs import LiveJobs
 from webui.ui.messages import error_html, error_message, notice_html, ok_html  # noqa: F401 (ok_html: for the tabs)
 from webui.ui.page_value import PageValue
@@ -26,96 +36,23 @@ from webui.ui.prompt_tools import StylesRow, TokenCounter
 if TYPE_CHECKING:
     from webui.app import Application
 
-SEND_TARGETS = ("img2img", "inpaint", "extras")
-
-# request field -> component attribute, for what txt2img and img2img both have; "_" keys are UI-only values
-COMMON_FIELDS: tuple[tuple[str, str], ...] = (
-    ("prompt", "prompt"),
-    ("negative_prompt", "negative"),
-    ("sampler_name", "sampler"),
-    ("scheduler", "scheduler"),
-    ("steps", "steps"),
-    ("width", "width"),
-    ("height", "height"),
-    ("cfg_scale", "cfg_scale"),
-    ("distilled_cfg_scale", "distilled_cfg_scale"),
-    ("seed", "seed"),
-    ("n_iter", "batch_count"),
-    ("batch_size", "batch_size"),
-    ("_seed_extras", "seed_extras"),
-    ("subseed", "subseed"),
-    ("subseed_strength", "subseed_strength"),
-    ("seed_resize_from_w", "seed_resize_w"),
-    ("seed_resize_from_h", "seed_resize_h"),
-    ("_overrides", "override"),
-    ("styles", "styles_dropdown"),
-)
-
-
-def distilled_cfg_shown(application: Application) -> bool:
-    """Whether the active checkpoint is FLUX.1, the family that takes "Distilled CFG Scale" (as Forge shows it)."""
-    model = application.models.active
-    return model is not None and model.probe.family.value == "flux"
-
-
-def infotext_html(text: str | None) -> str:
-    """An infotext shown under a gallery, as A1111 does: prompt lines, then the parameters line."""
-    if not text:
-        return ""
-    return f'<div class="easel-infotext">{html.escape(text)}</div>'
-
-
-def as_int(value: Any, default: int) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def canonical_sampler(name: str | None) -> str | None:
-    """The dropdown name for a sampler name, alias or legacy combined name; None when Easel has no such sampler."""
-    if not name:
-        return None
-    try:
-        spec, _ = samplers.resolve(name, None)
-    except InvalidRequest:
-        return None
-    return spec.name if spec.name in samplers.sampler_names() else None
-
-
-def schedule_choices(sampler: str | None) -> list[str]:
-    try:
-        return samplers.schedule_types_for(sampler) or ["Automatic"]
-    except (InvalidRequest, TypeError):
-        return ["Automatic"]
-
-
-def with_infotext(image, text: str):
-    """A copy of the image carrying its infotext, so the gallery's PNG keeps the `parameters` chunk."""
-    out = image.copy()
-    out.info = {**getattr(image, "info", {}), "parameters": text}
-    return out
-
-
-def seed_of(infotext: str | None) -> int | None:
-    seed = parse_infotext(infotext).get("Seed") if infotext else None
-    return as_int(seed, -1) if seed is not None else None
-
-
-def split_overrides(selected: list[str] | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The "Override settings" dropdown's values (JSON {"option"|"field": name, "value": v}) → (options, fields)."""
-    options, fields = {}, {}
-    for raw in selected or []:
-        try:
-            entry = json.loads(raw)
-        except (TypeError, ValueError):
-            continue
-        if isinstance(entry, dict) and "value" in entry:
-            if entry.get("option"):
-                options[entry["option"]] = entry["value"]
-            elif entry.get("field"):
-                fields[entry["field"]] = entry["value"]
-    return options, fields
+__all__ = [
+    "COMMON_FIELDS",
+    "SEND_TARGETS",
+    "GenerationTab",
+    "as_int",
+    "canonical_sampler",
+    "distilled_cfg_shown",
+    "error_html",
+    "error_message",
+    "infotext_html",
+    "notice_html",
+    "ok_html",
+    "schedule_choices",
+    "seed_of",
+    "split_overrides",
+    "with_infotext",
+]
 
 
 class GenerationTab(LiveJobs):
