@@ -2,8 +2,8 @@
 
 Gradio 6's ImageEditor gives {"background", "layers", "composite"}. Sketch uses the composite as the init image.
 Inpaint uses the background as the init image and the alpha of layers[0] as the mask. Inpaint sketch uses the
-composite as the init image and the strokes (the alpha of every layer) as the mask. The work is the service's:
-`Application.submit_img2img` and `submit_img2img_batch`."""
+composite as the init image and the strokes (the alpha of every layer) as the mask (editor_inputs.py). The work is
+the service's: `Application.submit_img2img` and `submit_img2img_batch`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import gradio as gr
-import numpy as np
 from PIL import Image
 
 from webui.errors import InvalidRequest
@@ -20,17 +19,40 @@ from webui.generation.img2img import MASKED_CONTENT
 from webui.generation.requests import Img2ImgRequest
 from webui.ui.common import COMMON_FIELDS, GenerationTab
 from webui.ui.editor_brush import BLANK_SIZE, make_brush, sized_update
+from webui.ui.editor_inputs import (
+    MODES,
+    TAB_LABELS,
+    editor_inputs,
+    editor_mask,
+    flatten,
+    init_and_mask,
+    layer_alpha,
+    mask_image,
+    scaled_size,
+)
 from webui.ui.page_value import PageValue
 from webui.ui.scripts_ui import build_scripts_ui
 
 if TYPE_CHECKING:
     from webui.app import Application
 
+# the editors' pure functions, where tests and callers have imported them from
+__all__ = [
+    "MODES",
+    "TAB_LABELS",
+    "Img2ImgTab",
+    "editor_inputs",
+    "editor_mask",
+    "flatten",
+    "init_and_mask",
+    "layer_alpha",
+    "mask_image",
+    "scaled_size",
+]
+
 MASK_MODES = ("Inpaint masked", "Inpaint not masked")
 INPAINT_AREAS = ("Whole picture", "Only masked")
-MODES = ("img2img", "sketch", "inpaint", "inpaint_sketch", "inpaint_upload", "batch")
 INPAINT_MODES = ("inpaint", "inpaint_sketch", "inpaint_upload", "batch")
-TAB_LABELS = ("img2img", "Sketch", "Inpaint", "Inpaint sketch", "Inpaint upload", "Batch")
 TAB_IDS = (
     "img2img_img2img_tab",
     "img2img_img2img_sketch_tab",
@@ -58,83 +80,6 @@ FIELDS = COMMON_FIELDS + (
     ("inpaint_full_res", "inpaint_area"),
     ("inpaint_full_res_padding", "padding"),
 )
-
-
-# --- what the editors hold → init image and mask (pure functions: tested without a browser) ---------------------
-
-
-def flatten(image: Image.Image | None) -> Image.Image | None:
-    """RGB; transparent areas (an RGBA canvas' empty parts) become white, as on screen."""
-    if image is None:
-        return None
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
-    return image.convert("RGB")
-
-
-def layer_alpha(layer: Image.Image | None, size: tuple[int, int]) -> np.ndarray:
-    """Where a layer is painted (alpha > 0), as a bool array of `size` (width, height)."""
-    if layer is None:
-        return np.zeros(size[::-1], dtype=bool)
-    if "A" not in layer.getbands():  # no alpha: an opaque layer paints everything
-        return np.ones(size[::-1], dtype=bool)
-    alpha = layer.getchannel("A")
-    if alpha.size != size:
-        alpha = alpha.resize(size, Image.NEAREST)
-    return np.asarray(alpha) > 0
-
-
-def mask_image(painted: np.ndarray) -> Image.Image:
-    return Image.fromarray(np.where(painted, 255, 0).astype(np.uint8), mode="L")
-
-
-def editor_mask(value: dict | None, size: tuple[int, int], *, all_layers: bool = False) -> Image.Image:
-    """The inpaint mask: white where layers[0] (or, for Inpaint sketch, any layer) is painted, black elsewhere."""
-    layers = [x for x in ((value or {}).get("layers") or []) if x is not None]
-    if not all_layers:
-        layers = layers[:1]
-    painted = np.zeros(size[::-1], dtype=bool)
-    for layer in layers:
-        painted |= layer_alpha(layer, size)
-    return mask_image(painted)
-
-
-def editor_inputs(mode: str, value: dict | None) -> tuple[Image.Image, Image.Image | None]:
-    """(init image, mask or None) from an ImageEditor value for the Sketch, Inpaint and Inpaint sketch sub-tabs."""
-    value = value or {}
-    background, composite = value.get("background"), value.get("composite")
-    if mode == "inpaint":
-        init = flatten(background)
-        if init is None:
-            raise InvalidRequest("Inpaint needs an image: upload one, then paint over the area to repaint")
-        return init, editor_mask(value, init.size)
-    init = flatten(composite if composite is not None else background)
-    if init is None:
-        raise InvalidRequest(f"{TAB_LABELS[MODES.index(mode)]} needs an image: upload one or draw on the canvas")
-    if mode == "sketch":
-        return init, None
-    return init, editor_mask(value, init.size, all_layers=True)  # inpaint sketch: the strokes are the mask
-
-
-def init_and_mask(mode: str, image, sketch, inpaint, inpaint_sketch, base, mask) -> tuple[Image.Image, Any]:
-    """The init image and mask for the selected sub-tab (Batch reads its folders in the service)."""
-    if mode == "img2img":
-        if image is None:
-            raise InvalidRequest("img2img needs an input image: upload one in the img2img tab")
-        return flatten(image), None
-    if mode in ("sketch", "inpaint", "inpaint_sketch"):
-        return editor_inputs(mode, {"sketch": sketch, "inpaint": inpaint, "inpaint_sketch": inpaint_sketch}[mode])
-    if mode == "inpaint_upload":
-        if base is None or mask is None:
-            raise InvalidRequest("Inpaint upload needs both an image and a mask (white: the area to repaint)")
-        return flatten(base), mask
-    raise InvalidRequest(f"unknown img2img mode {mode!r}")
-
-
-def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
-    """A1111's "Resize by": the input's size times the scale, floored to a multiple of 8."""
-    return tuple(max(8, int(v * float(scale)) // 8 * 8) for v in size)  # type: ignore[return-value]
 
 
 class Img2ImgTab(GenerationTab):
