@@ -67,7 +67,8 @@ def tiny_sd3_controlnet(seed: int = 0, *, checkpoint_seed: int = 0, variant: str
 
 def write_flow_controlnets(root: Path) -> Path:
     """models/ControlNet/: tiny-flux (FLUX dev, diffusers folder), tiny-flux-b (another one), tiny-sd3 (SD 3.5
-    Medium), tiny-flux-union (a union ControlNet: listed with why it can't be used), tiny-flux-single.safetensors (a
+    Medium), tiny-flux-union (a union ControlNet: listed with why it can't be used), tiny-flux-wide (for a
+    wider FLUX transformer), tiny-flux-single.safetensors (a
     FLUX ControlNet's weights as one file: diffusers can't load those)."""
     from safetensors.torch import save_file
 
@@ -75,6 +76,7 @@ def write_flow_controlnets(root: Path) -> Path:
     tiny_flux_controlnet(2).save_pretrained(root / "tiny-flux-b")
     tiny_sd3_controlnet(3).save_pretrained(root / "tiny-sd3")
     tiny_flux_controlnet(4, num_mode=3).save_pretrained(root / "tiny-flux-union")
+    tiny_flux_controlnet(6, num_attention_heads=4).save_pretrained(root / "tiny-flux-wide")  # another model size
     state = {k: v.contiguous() for k, v in tiny_flux_controlnet(5).state_dict().items()}
     save_file(state, str(root / "tiny-flux-single.safetensors"))
     return root

@@ -89,7 +89,9 @@ def refused(client, model, units, message, **kw):
 def test_model_list_names_each_family_and_why_some_cant_be_used(client):
     body = client.get("/controlnet/model_list").json()
     by_name = {t.split(" [")[0]: t for t in body["model_list"]}
-    assert set(by_name) == {"tiny-flux", "tiny-flux-b", "tiny-sd3", "tiny-flux-union", "tiny-flux-single", "tiny-canny"}
+    assert set(by_name) == {
+        *("tiny-flux", "tiny-flux-b", "tiny-flux-wide", "tiny-sd3", "tiny-flux-union", "tiny-flux-single", "tiny-canny")
+    }
     detail = {name: body["model_detail"][title] for name, title in by_name.items()}
     assert detail["tiny-flux"] == {"family": "flux", "layout": "diffusers"}
     assert detail["tiny-sd3"] == {"family": "sd3", "layout": "diffusers"}
@@ -149,7 +151,18 @@ def test_wrong_family_and_unsupported_combinations_are_refused(client):
     refused(client, FLUX, [unit()], "set CFG scale to 1", route="img2img", **init, cfg_scale=3)
     refused(client, FLUX, [unit(control_mode=2)], "use 'Balanced'")
     refused(client, FLUX, [unit(model="tiny-flux-union")], "union ControlNets")
+    refused(client, FLUX, [unit(model="tiny-flux-wide")], "does not fit the loaded FLUX.1 checkpoint (width 32 ≠ 16)")
     refused(client, FLUX, [unit(model="tiny-flux-single")], "loads FLUX.1 ControlNets only from a diffusers folder")
     items = {e["name"]: e for e in client.get("/sdapi/v1/extensions").json()}
     assert items["controlnet"]["status"] == "ok"  # refusals, not crashes: the extension stays enabled
     generate(client, SD1, [unit(model="tiny-canny")])  # and the UNet path still runs
+
+
+def test_flux_hires_second_pass_keeps_control(client):
+    """The hires pass is an img2img call: FluxControlNetImg2ImgPipeline with the map remade at the hires size."""
+    hires = {"enable_hr": True, "hr_scale": 1.5, "hr_upscaler": "Latent", "denoising_strength": 0.6}
+    plain, _ = generate(client, FLUX, **hires)
+    controlled, info = generate(client, FLUX, [unit()], **hires)
+    assert plain.shape == controlled.shape == (96, 96, 3) and not np.array_equal(plain, controlled)
+    first_only, _ = generate(client, FLUX, [unit(guidance_end=0.5)], **hires)  # the window applies to each pass
+    assert not np.array_equal(first_only, controlled)

@@ -199,6 +199,8 @@ def controlled_call(
     units = [u for u in units if u.weight > 0 and u.guidance_end > u.guidance_start]
     if not units:
         return pipe, kwargs
+    if kind == "img2img" and _is_latent(pipe, kwargs.get("image")):
+        kwargs = dict(kwargs, image=_pixels(pipe, kwargs["image"]))
     width, height = generation_size(pipe, kwargs, kind)
     init = kwargs.get("image") if kind != "txt2img" else None
     init = init[0] if isinstance(init, list) else init
@@ -227,3 +229,20 @@ def controlled_call(
         control_guidance_end=per_unit([u.guidance_end for u in units]),
     )
     return controlled, out
+
+
+def _is_latent(pipe, image) -> bool:
+    shape = getattr(image, "shape", None)
+    return shape is not None and len(shape) == 4 and shape[1] == pipe.vae.config.latent_channels
+
+
+def _pixels(pipe, latents):
+    """Latents (a "Latent" hires upscaler's output) as the [0, 1] pixels diffusers' FLUX ControlNet img2img pipeline
+    takes: unlike FluxImg2ImgPipeline it always VAE-encodes `image`. Hand-written for that gap: the FLUX VAE's own
+    decode, undoing the pipeline's scaling and shift as FluxPipeline does before decoding."""
+    import torch
+
+    vae = pipe.vae
+    with torch.no_grad():
+        scaled = latents.to(vae.dtype) / vae.config.scaling_factor + (vae.config.shift_factor or 0.0)
+        return pipe.image_processor.postprocess(vae.decode(scaled).sample, output_type="pt")
