@@ -13,7 +13,8 @@ file is refused with its reason instead of a size mismatch deep inside diffusers
   penultimate hidden states too.
 - FLUX.1 (XLabs' `ip_adapter.safetensors`): `image_proj.proj` and biased `to_k_ip`/`to_v_ip` per double block
   (numbered from 0), fed the image_embeds of a CLIP ViT-L/14 encoder.
-- FaceID (`ip-adapter-faceid*`): refused with the reason (FACEID_REASON)."""
+- FaceID (`ip-adapter-faceid_sd15`, safetensors): `image_proj.proj.0/proj.2/norm` (IPAdapterFaceIDImageProjection),
+  fed the ArcFace embedding of the face in the image (faceid.py), zeros as its negative. FaceID Plus: refused."""
 
 from __future__ import annotations
 
@@ -22,12 +23,38 @@ from typing import Any
 
 from webui.extensions.api import ScriptError
 
-# Why FaceID is not offered (also listed by /ext/ip_adapter/models and the unit list)
-FACEID_REASON = (
-    "FaceID adapters are fed an insightface ArcFace identity embedding of a detected, aligned face, not a CLIP "
-    "image embedding: Easel has no face detector/ArcFace runtime (insightface's models are ONNX files for "
-    "onnxruntime, which Easel does not ship), so FaceID is not available"
-)
+# FaceID Plus needs the face embedding and the CLIP hidden states at once (diffusers sets the latter on the
+# projection layer by hand, outside load_ip_adapter's inputs)
+FACEID_PLUS_REASON = "FaceID Plus adapters are not supported yet (FaceID is: ip-adapter-faceid_sd15)"
+ARCFACE_DIM = 512
+# sd-webui-controlnet's IP-Adapter module names (`module` of a ControlNet unit) and what each feeds. The adapter
+# file decides what is computed; the module names are accepted as given.
+CLIP_MODULES = {
+    "ip-adapter_clip_sd15": "CLIP ViT-H/14 (ip-adapter_sd15, ip-adapter-plus_sd15, ip-adapter-plus-face_sd15)",
+    "ip-adapter_clip_h": "CLIP ViT-H/14",
+    "ip-adapter_clip_sdxl": "CLIP ViT-bigG/14 (ip-adapter_sdxl)",
+    "ip-adapter_clip_g": "CLIP ViT-bigG/14",
+    "ip-adapter_clip_sdxl_plus_vith": "CLIP ViT-H/14 (ip-adapter_sdxl_vit-h, ip-adapter-plus_sdxl_vit-h)",
+    "ip-adapter_clip_l": "CLIP ViT-L/14 (XLabs' FLUX.1 ip_adapter)",
+}
+FACE_MODULES = {
+    "ip-adapter_face_id": "insightface ArcFace face embedding (ip-adapter-faceid_sd15)",
+    "ip-adapter_face_id_plus": "ArcFace embedding + CLIP ViT-H/14 (ip-adapter-faceid-plus_sd15)",
+}
+
+
+def modules(encoders: list, face_reason: str | None) -> list[dict]:
+    """Each module with whether it can run here and, if not, why (the files it needs)."""
+    clip = None if encoders else "needs a CLIP image encoder in models/clip_vision"
+    out = []
+    for name, feeds in (CLIP_MODULES | FACE_MODULES).items():
+        reason = clip if name in CLIP_MODULES else face_reason
+        if name == "ip-adapter_face_id_plus":
+            reason = FACEID_PLUS_REASON
+        out.append(
+            {"name": name, "input": feeds, "available": reason is None, **({"reason": reason} if reason else {})}
+        )
+    return out
 
 
 @dataclass(frozen=True)
@@ -36,17 +63,21 @@ class Layout:
     denoiser: str  # "unet" (SD 1.x/2.x/SDXL) or "flux"
     hidden_states: bool  # fed the encoder's penultimate hidden states instead of its projected image_embeds
     width: int  # the width of that input
+    face: bool = False  # FaceID: fed an ArcFace face embedding (faceid.py), no CLIP image encoder
 
 
 def layout(name: str, state: dict) -> Layout:
+    """In the order diffusers' loader tells the layouts apart."""
     proj, ip = state["image_proj"], state["ip_adapter"]
-    if "perceiver_resampler.proj_in.weight" in proj or ("norm.weight" in proj and "proj.0.weight" in proj):
-        raise ScriptError(f"IP-Adapter {name} is a FaceID adapter: {FACEID_REASON}")
     if "proj.weight" in proj:
         flux = "0.to_k_ip.weight" in ip and "0.to_k_ip.bias" in ip  # XLabs' FLUX blocks, numbered from 0, biased
         return Layout("FLUX IP-Adapter" if flux else "IP-Adapter", "flux" if flux else "unet", False, _in(proj))
     if "proj.3.weight" in proj:
         return Layout("IP-Adapter Full Face", "unet", True, int(proj["proj.0.weight"].shape[-1]))
+    if "perceiver_resampler.proj_in.weight" in proj:
+        raise ScriptError(f"IP-Adapter {name}: {FACEID_PLUS_REASON}")
+    if "norm.weight" in proj and "proj.0.weight" in proj and "proj.2.weight" in proj:
+        return Layout("IP-Adapter FaceID", "unet", False, int(proj["proj.0.weight"].shape[-1]), face=True)
     if "latents" in proj and "proj_in.weight" in proj and "proj_out.weight" in proj:
         return Layout("IP-Adapter Plus", "unet", True, int(proj["proj_in.weight"].shape[-1]))
     raise ScriptError(f"IP-Adapter {name}: its image projection ({', '.join(sorted(proj)[:4])}…) is not a known layout")
@@ -88,6 +119,10 @@ def check_fits(name: str, state: dict, pipe: Any, encoder: Any) -> Layout:
         _fits_unet(name, state, pipe.unet)
     else:
         _fits_flux(name, state, pipe.transformer)
+    if kind.face:
+        if kind.width != ARCFACE_DIM:
+            raise ScriptError(f"IP-Adapter {name} (FaceID) takes {kind.width}-d face embeddings; ArcFace gives 512")
+        return kind
     width = encoder_width(encoder, kind)
     if kind.width != width:
         what = "hidden states" if kind.hidden_states else "image embeddings"

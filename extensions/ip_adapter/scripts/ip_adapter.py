@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from webui.extensions import api as contract
 from webui.extensions.api import ExtensionHandle, Script, ScriptError
 
@@ -117,6 +119,7 @@ class IPAdapterState:
         self.controlnet_units: list[Unit] = []  # IP-Adapter units sent as ControlNet units (module ip-adapter_*)
         self.pipe = None  # the pipeline of the call in progress (its adapters' scales follow the steps)
         self._encoders: dict[Path, Any] = {}
+        self._faces: tuple[tuple, Any] | None = None
         self._adapters: dict[tuple[Path, float], dict] = {}
 
     @property
@@ -135,6 +138,14 @@ class IPAdapterState:
             self._encoders = {path: adapter.Encoder.load(path)} | dict(list(self._encoders.items())[:1])
         return self._encoders[path]
 
+    def faces(self):
+        """insightface's detector and ArcFace of models/insightface (lib/faceid.py), loaded again when they change."""
+        faceid = lib("faceid")
+        key = tuple((p, p.stat().st_mtime) for p in faceid.model_files(self.models_dir))
+        if self._faces is None or self._faces[0] != key:
+            self._faces = (key, faceid.FaceEmbedder(self.models_dir))
+        return self._faces[1]
+
     def adapter_state(self, name: str) -> dict:
         adapter = lib("adapter")
         path = adapter.find_adapter(self.models_dir, name)
@@ -150,6 +161,11 @@ class IPAdapterState:
         states = [self.adapter_state(u.model) for u in self.units]
         embeds = []
         for u, state in zip(self.units, states):
+            if kinds.layout(u.model, state).face:  # FaceID: the ArcFace embedding of the face, zeros as negative
+                kinds.check_fits(u.model, state, call.pipeline, None)
+                face = torch.from_numpy(self.faces().embed(u.image)).float()[None]
+                embeds.append((face, torch.zeros_like(face)))
+                continue
             encoder = self.encoder(kinds.layout(u.model, state))
             kind = kinds.check_fits(u.model, state, call.pipeline, encoder)
             if kind.denoiser == "flux":
@@ -240,8 +256,14 @@ def install(ext: ExtensionHandle) -> IPAdapterState:
             "image_encoders": [d.name for d in adapter.encoder_paths(state.models_dir)],
         }
 
+    def modules() -> dict:
+        """sd-webui-controlnet's IP-Adapter module names, each available or with why not (e.g. FaceID's files)."""
+        encoders = lib("adapter").encoder_paths(state.models_dir)
+        return {"modules": lib("kinds").modules(encoders, lib("faceid").unavailable(state.models_dir))}
+
     ext.on("before_generate", on_before_generate)
     ext.on("pipeline_call", state.on_pipeline_call)
     ext.add_api_route("/models", models, methods=["GET"])
+    ext.add_api_route("/modules", modules, methods=["GET"])
     ext.add_script(IPAdapterScript(state, int(ext.settings.get("ip_adapter_unit_count"))))
     return state

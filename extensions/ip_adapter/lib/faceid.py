@@ -1,0 +1,178 @@
+"""The face embedding IP-Adapter FaceID is fed: insightface's pipeline (a SCRFD face detector with five landmarks,
+the face aligned onto ArcFace's 112×112 template, the ArcFace recognizer's 512-d embedding, L2-normalised — what
+insightface's `FaceAnalysis(...).get(image)[0].normed_embedding` gives), run offline from ONNX files the user puts
+in models/insightface/ (e.g. buffalo_l's det_10g.onnx and w600k_r50.onnx, as Forge keeps them in
+models/insightface/models/buffalo_l/).
+
+Why this path: the insightface package needs a C++ build and downloads its models at run time; its models are plain
+ONNX graphs, run here by onnxruntime (the runtime insightface itself uses; a PyPI wheel that needs no torch). Nothing
+is downloaded and nothing unpickled. The SCRFD output decoding and the alignment follow the published SCRFD/ArcFace
+formats (anchor-free distances from anchor points at strides 8/16/32, two anchors per point, outputs ordered scores,
+boxes, landmarks); written here because no installed library decodes them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from webui.extensions.api import ScriptError
+
+FOLDER = "insightface"
+DET_SIZE = 640  # insightface's default det_size
+STRIDES = (8, 16, 32)
+ANCHORS = 2
+SCORE, NMS = 0.5, 0.4  # insightface's det_thresh and nms_thresh
+MAX_BYTES = 1 << 30
+# ArcFace's five landmarks (eyes, nose tip, mouth corners) on its 112×112 crop
+ARCFACE = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=np.float32,
+)
+
+
+def runtime_missing() -> str | None:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "FaceID needs onnxruntime to run insightface's ONNX models (pip install onnxruntime)"
+    return None
+
+
+def _session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    if path.stat().st_size > MAX_BYTES:
+        raise ScriptError(f"{path.name} in models/{FOLDER} is larger than {MAX_BYTES >> 20} MB")
+    try:
+        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise ScriptError(f"{path.name} in models/{FOLDER} is not an ONNX model ({type(e).__name__})") from None
+
+
+def model_files(models_dir: Path) -> list[Path]:
+    root = models_dir / FOLDER
+    return sorted(p for p in root.rglob("*.onnx") if p.is_file()) if root.is_dir() else []
+
+
+def unavailable(models_dir: Path) -> str | None:
+    """Why FaceID can't run here (no runtime, no models), or None."""
+    missing = runtime_missing()
+    if missing:
+        return missing
+    if not model_files(models_dir):
+        return (
+            f"FaceID needs insightface's face detector and ArcFace recognizer as ONNX files in models/{FOLDER} "
+            "(e.g. buffalo_l's det_10g.onnx and w600k_r50.onnx)"
+        )
+    return None
+
+
+@dataclass
+class Face:
+    box: np.ndarray  # x0, y0, x1, y1 in image pixels
+    score: float
+    landmarks: np.ndarray  # [5, 2] in image pixels
+
+
+class FaceEmbedder:
+    """The detector and recognizer of models/insightface, told apart by their graphs: the recognizer takes a
+    112×112 image and gives one output; the detector gives 9 (scores, boxes, landmarks at three strides)."""
+
+    def __init__(self, models_dir: Path):
+        reason = unavailable(models_dir)
+        if reason:
+            raise ScriptError(reason)
+        self.detector = self.recognizer = None
+        for path in model_files(models_dir):
+            session = _session(path)
+            shape = session.get_inputs()[0].shape
+            outputs = len(session.get_outputs())
+            if self.recognizer is None and outputs == 1 and list(shape[2:]) == [112, 112]:
+                self.recognizer = session
+            elif self.detector is None and outputs == 3 * len(STRIDES):
+                self.detector = session
+        if self.detector is None or self.recognizer is None:
+            need = (
+                "face detector with landmarks (det_10g.onnx)" if self.detector is None else "ArcFace (w600k_r50.onnx)"
+            )
+            raise ScriptError(f"FaceID: models/{FOLDER} has no insightface {need}")
+
+    def detect(self, image: Image.Image) -> list[Face]:
+        """Faces best first (insightface's SCRFD: the image letterboxed top-left into 640×640, (x - 127.5) / 128)."""
+        import cv2
+
+        rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+        h, w = rgb.shape[:2]
+        scale = DET_SIZE / max(h, w)
+        nw, nh = max(1, int(w * scale)), max(1, int(h * scale))
+        canvas = np.zeros((DET_SIZE, DET_SIZE, 3), dtype=np.float32)
+        canvas[:nh, :nw] = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        blob = ((canvas - 127.5) / 128.0).transpose(2, 0, 1)[None]
+        outs = [np.asarray(o) for o in self.detector.run(None, {self.detector.get_inputs()[0].name: blob})]
+        outs = [o.reshape(-1, o.shape[-1]) for o in outs]  # batched exports have a leading 1
+        boxes, scores, marks = [], [], []
+        for i, stride in enumerate(STRIDES):
+            side = DET_SIZE // stride
+            ys, xs = np.mgrid[:side, :side]
+            points = np.repeat(np.stack([xs, ys], -1).reshape(-1, 2) * stride, ANCHORS, axis=0).astype(np.float32)
+            score = outs[i][:, 0]
+            keep = score >= SCORE
+            d = outs[i + 3][keep] * stride
+            p = points[keep]
+            boxes.append(np.concatenate([p - d[:, :2], p + d[:, 2:]], 1))
+            marks.append((p[:, None, :] + (outs[i + 6][keep] * stride).reshape(-1, 5, 2)))
+            scores.append(score[keep])
+        box, score, mark = np.concatenate(boxes) / scale, np.concatenate(scores), np.concatenate(marks) / scale
+        order = np.argsort(-score, kind="stable")
+        return [Face(box[j], float(score[j]), mark[j]) for j in _nms(box[order], NMS, order)]
+
+    def embed(self, image: Image.Image) -> np.ndarray:
+        """The normed ArcFace embedding [512] of the best face; ScriptError when there is none."""
+        faces = self.detect(image)
+        if not faces:
+            raise ScriptError("FaceID: no face found in the image prompt")
+        crop = align(image, faces[0].landmarks)
+        blob = ((np.asarray(crop, np.float32) - 127.5) / 127.5).transpose(2, 0, 1)[None]
+        out = np.asarray(self.recognizer.run(None, {self.recognizer.get_inputs()[0].name: blob})[0]).reshape(-1)
+        return out / max(float(np.linalg.norm(out)), 1e-12)
+
+
+def _nms(boxes: np.ndarray, threshold: float, order: np.ndarray) -> list[int]:
+    """Indices (into the unsorted arrays) of the boxes kept, best first. `boxes` are sorted by score."""
+    kept: list[int] = []
+    area = (boxes[:, 2] - boxes[:, 0]).clip(0) * (boxes[:, 3] - boxes[:, 1]).clip(0)
+    alive = np.ones(len(boxes), bool)
+    for i in range(len(boxes)):
+        if not alive[i]:
+            continue
+        kept.append(int(order[i]))
+        lo, hi = np.maximum(boxes[i, :2], boxes[:, :2]), np.minimum(boxes[i, 2:], boxes[:, 2:])
+        inter = (hi - lo).clip(0).prod(1)
+        alive &= inter / np.maximum(area[i] + area - inter, 1e-9) <= threshold
+    return kept
+
+
+def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The least-squares similarity transform (rotation, uniform scale, shift: Umeyama's solution) taking `src`
+    points onto `dst`, as a 2×3 matrix. Written here: OpenCV's estimateAffinePartial2D is a robust RANSAC/LMedS
+    fit, not the plain least squares insightface's alignment uses."""
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    u, sig, vt = np.linalg.svd(d.T @ s / len(src))
+    flip = np.diag([1.0, -1.0 if np.linalg.det(u) * np.linalg.det(vt) < 0 else 1.0])
+    rot = u @ flip @ vt
+    scale = float((sig * np.diag(flip)).sum() / s.var(0).sum())
+    return np.hstack([scale * rot, (mu_d - scale * rot @ mu_s)[:, None]]).astype(np.float32)
+
+
+def align(image: Image.Image, landmarks: np.ndarray) -> Image.Image:
+    """The face warped onto ArcFace's 112×112 template (black outside the image)."""
+    import cv2
+
+    matrix = similarity(np.asarray(landmarks, np.float64), ARCFACE.astype(np.float64))
+    rgb = np.asarray(image.convert("RGB"))
+    return Image.fromarray(cv2.warpAffine(rgb, matrix, (112, 112), borderValue=0))
