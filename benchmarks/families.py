@@ -6,7 +6,8 @@ guidance and T5 length; ratio of medians (target <= 1.03). Also: cold load (file
 
     python benchmarks/families.py [--steps 20] [--repeats 3] [--size 64]
 
-Not measured here (issue #18 asks for them too): a mid-size model, and peak RSS for bf16 / GGUF Q8_0 / Q4_0.
+The mid-size FLUX-shaped model (its Easel/diffusers ratio, and peak RSS in bf16 / GGUF Q8_0 / Q4_0) is measured by
+benchmarks/families_memory.py.
 """
 
 from __future__ import annotations
