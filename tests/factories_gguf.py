@@ -99,7 +99,8 @@ def quantize_q6_k(a: np.ndarray) -> np.ndarray:
 
 def q4_k_m_type(name: str) -> str:
     """Q4_K_M's mix as llama.cpp makes it: the MLP down projections in Q6_K, the other matrices in Q4_K."""
-    return "Q6_K" if name.endswith(("img_mlp.2.weight", "txt_mlp.2.weight", "linear2.weight")) else "Q4_K"
+    down = ("img_mlp.2.weight", "txt_mlp.2.weight", "linear2.weight", "mlp.fc2.weight")  # FLUX's and SD 3's
+    return "Q6_K" if name.endswith(down) else "Q4_K"
 
 
 def write_gguf(
@@ -173,5 +174,31 @@ def write_flux_gguf_k(models: Path, seed: int = 0) -> Path:
         models / "Stable-diffusion" / "flux1-dev-tiny-k32.safetensors",
         state,
         {"easel.config": json.dumps(FLUX_K_EASEL)},
+    )
+    return out
+
+
+# SD 3.5 for K-quants: 4 heads × 64 make the matrices 256/1024 wide (caption projection = width); the text widths stay
+# SD3_TINY's (96 T5, 80 pooled), so write_sd3_split's clip_l / clip_g / t5xxl / VAE files fit it (their rows: F16).
+SD3_K_CONFIG = {"attention_head_dim": 64, "caption_projection_dim": 256}
+SD3_K_EASEL = {"transformer": {"attention_head_dim": 64}, "native_size": 64}
+
+
+def write_sd3_gguf_k(models: Path, seed: int = 0, *, variant: str = "sd35-large") -> Path:
+    """models/Stable-diffusion/sd3.5_large_tiny-Q4_K_M.gguf (256-wide SD 3.5, Q4_K with Q6_K MLP-down matrices, as
+    city96's sd3.5_large-Q4_K_M.gguf) and its unquantized twin sd3.5_large_tiny-k32.safetensors (Stability layout)."""
+    from diffusers import SD3Transformer2DModel
+
+    from tests.factories_families import SD3_TINY, SD3_VARIANTS, _save, sd3_to_original
+
+    torch.manual_seed(seed)
+    transformer = SD3Transformer2DModel(**{**SD3_TINY, **SD3_K_CONFIG}, **SD3_VARIANTS[variant]).eval()
+    state = sd3_to_original(transformer.state_dict(), prefix="")
+    out = models / "Stable-diffusion" / "sd3.5_large_tiny-Q4_K_M.gguf"
+    write_gguf(out, state, "Q4_K_M", arch="sd3", meta=SD3_K_EASEL)
+    _save(
+        models / "Stable-diffusion" / "sd3.5_large_tiny-k32.safetensors",
+        sd3_to_original(transformer.state_dict()),
+        {"easel.config": json.dumps(SD3_K_EASEL)},
     )
     return out
