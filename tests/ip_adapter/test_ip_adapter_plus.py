@@ -169,3 +169,58 @@ def test_plus_needs_the_hidden_width_of_its_encoder(plus_client, plus_files):
         json={**BASE, "alwayson_scripts": {"IP-Adapter": {"args": [_unit(model="ip-adapter-plus_wide")]}}},
     )
     assert r.status_code == 422 and "64-wide hidden states" in r.text and f"gives {HIDDEN}" in r.text, r.text
+
+
+def write_full_face_adapter(path, hidden: int, seed: int = 0):
+    """ip-adapter-full-face_sd15's layout: image_proj.proj.0 (hidden → hidden), proj.2 (→ cross), proj.3 (LayerNorm)."""
+    from safetensors.torch import load_file, save_file
+
+    from tests.factories import tiny_components
+
+    cross = tiny_components(0)[0].config.cross_attention_dim
+    g = torch.Generator().manual_seed(seed)
+    tmp = write_tiny_adapter(path.with_name("base-for-full.safetensors"), seed=seed)
+    state = {k: v for k, v in load_file(str(tmp)).items() if k.startswith("ip_adapter.")}
+    tmp.unlink()
+    state |= {
+        "image_proj.proj.0.weight": torch.randn(hidden, hidden, generator=g) * 0.2,
+        "image_proj.proj.0.bias": torch.zeros(hidden),
+        "image_proj.proj.2.weight": torch.randn(cross, hidden, generator=g) * 0.2,
+        "image_proj.proj.2.bias": torch.zeros(cross),
+        "image_proj.proj.3.weight": torch.ones(cross),
+        "image_proj.proj.3.bias": torch.zeros(cross),
+    }
+    save_file(state, str(path))
+    return path
+
+
+def test_full_face_takes_257_hidden_state_tokens(plus_client):
+    """Full Face with an encoder of 16² patches + CLS (as ViT-H/14 at 224 px) and 48-wide hidden states (picked
+    among the encoders by that width): weight 0 bit for bit, weight 1 changes; an encoder of another token count is
+    refused (diffusers would take the wrong tokens as the image's)."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    models = plus_client.easel_app.paths.models_dir
+    torch.manual_seed(2)
+    CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            image_size=32,
+            patch_size=2,
+            hidden_size=48,
+            intermediate_size=37,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            projection_dim=16,
+        )
+    ).save_pretrained(str(models / "clip_vision" / "vision-257"))
+    write_full_face_adapter(models / "ipadapter" / "ip-adapter-full-face_tiny.safetensors", hidden=48)
+    write_full_face_adapter(models / "ipadapter" / "ip-adapter-full-face_narrow.safetensors", hidden=HIDDEN)
+    plain, _ = _gen(plus_client)
+    assert np.array_equal(_gen(plus_client, _unit(model="ip-adapter-full-face_tiny", weight=0))[0], plain)
+    one, info = _gen(plus_client, _unit(model="ip-adapter-full-face_tiny"))
+    assert np.abs(one - plain).mean() > 2 and "ip-adapter-full-face_tiny" in info
+    r = plus_client.post(
+        "/sdapi/v1/txt2img",
+        json={**BASE, "alwayson_scripts": {"IP-Adapter": {"args": [_unit(model="ip-adapter-full-face_narrow")]}}},
+    )
+    assert r.status_code == 422 and "takes 257 image tokens" in r.text and "gives 17" in r.text, r.text

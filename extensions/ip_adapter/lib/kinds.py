@@ -27,6 +27,7 @@ from webui.extensions.api import ScriptError
 # projection layer by hand, outside load_ip_adapter's inputs)
 FACEID_PLUS_REASON = "FaceID Plus adapters are not supported yet (FaceID is: ip-adapter-faceid_sd15)"
 ARCFACE_DIM = 512
+FULL_FACE_TOKENS = 257  # diffusers' fixed token count for Full Face (ViT-H/14: 16² patches + CLS)
 # sd-webui-controlnet's IP-Adapter module names (`module` of a ControlNet unit) and what each feeds. The adapter
 # file decides what is computed; the module names are accepted as given.
 CLIP_MODULES = {
@@ -124,6 +125,13 @@ def check_fits(name: str, state: dict, pipe: Any, encoder: Any) -> Layout:
             raise ScriptError(f"IP-Adapter {name} (FaceID) takes {kind.width}-d face embeddings; ArcFace gives 512")
         return kind
     width = encoder_width(encoder, kind)
+    config = encoder.model.config
+    tokens = (int(config.image_size) // int(config.patch_size)) ** 2 + 1
+    if kind.label == "IP-Adapter Full Face" and tokens != FULL_FACE_TOKENS:
+        raise ScriptError(  # diffusers' attention takes the last 257 tokens as the image's: it must be 257
+            f"IP-Adapter {name} (Full Face) takes {FULL_FACE_TOKENS} image tokens (ViT-H/14 at 224 px); the image "
+            f"encoder {encoder.path.name} gives {tokens}"
+        )
     if kind.width != width:
         what = "hidden states" if kind.hidden_states else "image embeddings"
         raise ScriptError(
