@@ -45,6 +45,10 @@ def data_dir(request, tmp_path, tiny_models, flux_models, gguf_models):
         tiny_models,
         *([request.getfixturevalue("sd3_models")] if sd3 else [flux_models, gguf_models]),
     )
+    if not sd3:
+        from tests.families.lora_factory import write_flux_diffusers
+
+        write_flux_diffusers(tmp_path / "models" / "Lora" / "flux_peft.safetensors")
     return tmp_path
 
 
@@ -109,6 +113,22 @@ def test_offload_modes_give_the_same_pixels(client, model):
         assert f"GPU weights {budget} MB" in report["offload_plan"]["reason"]
         assert (len(_hooked(pipe)) > 0) == (mode != "none")
         np.testing.assert_array_equal(images[0], base[0])  # tolerance 0: bit-identical
+
+
+def test_a_lora_loaded_under_group_offloading(client):
+    """diffusers' LoRA loader re-applies group offloading over the new layers: the same pixels as without it."""
+    lora = "a red circle <lora:flux_peft:1>"
+    _budget(client, 1)
+    base_group, _ = _txt2img(client, "flux1-dev-tiny")
+    lora_group, info = _txt2img(client, "flux1-dev-tiny", prompt=lora)  # the adapter is first loaded here
+    assert "flux_peft" in info["infotexts"][0] and _report(client, "flux1-dev-tiny")["offload"] == "group"
+    _budget(client, 0)
+    lora_none, _ = _txt2img(client, "flux1-dev-tiny", prompt=lora)
+    base_none, _ = _txt2img(client, "flux1-dev-tiny")
+    assert _report(client, "flux1-dev-tiny")["offload"] == "none"
+    assert not np.array_equal(lora_none[0], base_none[0])
+    np.testing.assert_array_equal(lora_group[0], lora_none[0])
+    np.testing.assert_array_equal(base_group[0], base_none[0])
 
 
 def test_lowvram_and_medvram_policies_offload_both_families(make_app, data_dir):
