@@ -224,3 +224,25 @@ def test_full_face_takes_257_hidden_state_tokens(plus_client):
         json={**BASE, "alwayson_scripts": {"IP-Adapter": {"args": [_unit(model="ip-adapter-full-face_narrow")]}}},
     )
     assert r.status_code == 422 and "takes 257 image tokens" in r.text and "gives 17" in r.text, r.text
+
+
+def test_the_infotext_pastes_back_to_the_same_image(plus_client):
+    """Round trip: the infotext's `IP-Adapter 0` (model, weight, start/end) pasted back (PNG Info, Send-to) gives
+    the unit's fields; with the image prompt given again (an infotext holds no image) the unit the UI combines makes
+    the same pixels. The other units are disabled; an infotext without IP-Adapter changes nothing."""
+    import importlib
+
+    from webui.infotext import parse_infotext
+
+    first, info = _gen(plus_client, _unit(weight=0.75, guidance_end=0.5))
+    assert 'IP-Adapter 0: "model: ip-adapter-plus_tiny, weight: 0.75, mask: False, start: 0, end: 0.5"' in info
+    _, script = plus_client.easel_app.extensions.find_script("IP-Adapter", "txt2img")
+    pasted = script.paste(parse_infotext(info), False)
+    assert pasted["unit_0"] == [True, None, "ip-adapter-plus_tiny.safetensors", 0.75, None, 0.0, 0.5]
+    assert pasted["unit_1"][0] is False
+    assert script.paste(parse_infotext("p\nSteps: 3, Seed: 1"), False) == {}
+    ui = importlib.import_module(type(script).__module__.rsplit(".", 2)[0] + ".lib.ui")
+    values = list(pasted["unit_0"])
+    values[1] = _prompt_image()
+    again, _ = _gen(plus_client, ui.combine(*values))
+    assert np.array_equal(again, first)

@@ -9,6 +9,43 @@ import gradio as gr
 from webui.extensions.api import ArgGroup
 
 KEYS = ("enabled", "image", "model", "weight", "mask", "guidance_start", "guidance_end")
+# the infotext's `IP-Adapter <i>: "model: …, weight: …, mask: …, start: …, end: …"` keys → the unit's
+INFOTEXT_KEYS = {"model": "model", "weight": "weight", "mask": "mask", "start": "guidance_start", "end": "guidance_end"}
+
+
+def parse_infotext(value: str) -> dict[str, Any]:
+    """The inverse of the script's infotext_params: one unit's quoted `key: value, …` → its fields (numbers as
+    numbers). Split on `, <known key>: ` only: a model name may itself hold ", "."""
+    import re
+
+    text = value.strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1]
+    pattern = re.compile(r"(?:^|, )(" + "|".join(INFOTEXT_KEYS) + r"): ", re.IGNORECASE)
+    marks = list(pattern.finditer(text))
+    out: dict[str, Any] = {}
+    for i, m in enumerate(marks):
+        raw = text[m.end() : marks[i + 1].start() if i + 1 < len(marks) else len(text)].strip()
+        key = INFOTEXT_KEYS[m.group(1).lower()]
+        if key == "model":
+            out[key] = raw
+        elif key != "mask":
+            try:
+                out[key] = float(raw)
+            except ValueError:
+                continue
+    return out
+
+
+def paste_values(unit: dict[str, Any] | None, models: list[str]) -> list[Any]:
+    """The unit's component values (KEYS order) for a pasted infotext: images and masks are left as they are (an
+    infotext holds none); a model restored by file name or stem when installed, else left; a unit the infotext
+    doesn't name is disabled."""
+    if unit is None:
+        return [False, None, None, None, None, None, None]
+    wanted = str(unit.get("model") or "").split(" [")[0].strip()
+    model = next((m for m in models if wanted in (m, m.rsplit(".", 1)[0])), None)
+    return [True, None, model, unit.get("weight"), None, unit.get("guidance_start", 0.0), unit.get("guidance_end", 1.0)]
 
 
 def png_b64(image: Any) -> str | None:

@@ -221,6 +221,20 @@ class IPAdapterScript(Script):
             for u in self.state.units
         }
 
+    def paste(self, params, is_img2img: bool) -> dict[str, Any]:
+        """The units an infotext names (`IP-Adapter <i>`: model, weight, start/end), without their images; the
+        others are disabled. An infotext without IP-Adapter leaves the units as they are."""
+        ui = lib("ui")
+        found = {
+            name: ui.parse_infotext(str(params[f"IP-Adapter {i}"]))
+            for i, name in enumerate(self.args)
+            if str(params.get(f"IP-Adapter {i}") or "").strip()
+        }
+        if not found:
+            return {}
+        models = [p.name for p in lib("adapter").adapter_files(self.state.models_dir)]
+        return {name: ui.paste_values(found.get(name), models) for name in self.args}
+
     def ui(self, is_img2img: bool) -> dict[str, Any]:
         names = [p.name for p in lib("adapter").adapter_files(self.state.models_dir)]
         return lib("ui").build(self.args, names, is_img2img)
