@@ -122,3 +122,33 @@ def test_adapters_of_another_family_are_refused_with_the_reason(client):
     assert np.array_equal(_image(_run(client))[0], plain)  # nothing left loaded by the refused calls
     r = _run(client, _unit(), model="tiny-a")
     assert r.status_code == 422 and "for FLUX.1 checkpoints; this checkpoint is SD 1.x/2.x/SDXL" in r.text, r.text
+
+
+def test_flux_img2img_and_a_batch_of_two(client):
+    """img2img on FLUX goes through the same hook (weight 0: the plain image bit for bit; weight 1 changes it); a
+    batch of two gets the image prompt in both images (the pipeline repeats the [1, 1, dim] embeddings per image)."""
+    init = _b64(Image.new("RGB", (32, 32), (200, 40, 40)))
+    body = {
+        **BASE,
+        "init_images": [init],
+        "denoising_strength": 0.8,
+        "override_settings": {"sd_model_checkpoint": FLUX},
+    }
+
+    def img2img(*units):
+        extra = {"alwayson_scripts": {"IP-Adapter": {"args": list(units)}}} if units else {}
+        return _image(client.post("/sdapi/v1/img2img", json={**body, **extra}))[0]
+
+    plain = img2img()
+    assert np.array_equal(img2img(_unit(weight=0)), plain)
+    assert np.abs(img2img(_unit()) - plain).mean() > 1
+
+    def batch(*units):
+        r = _run(client, *units, batch_size=2)
+        assert r.status_code == 200, r.text
+        return [
+            np.asarray(Image.open(io.BytesIO(base64.b64decode(i))).convert("RGB"), np.int16) for i in r.json()["images"]
+        ]
+
+    plain2, with2 = batch(), batch(_unit())
+    assert all(not np.array_equal(a, b) for a, b in zip(plain2, with2))
