@@ -132,6 +132,20 @@ class LoraService:
             for held in state.held.values():
                 self._unload(model.pipeline, held)
 
+    def unet_adapter_set(self, model) -> tuple:
+        """The LoRA set active on `model`'s UNet as ((file, size, mtime), weight) pairs, () when none: what a copy
+        made from the UNet's weights (the OpenVINO backend's converted model) is keyed by."""
+        state: _ModelLoras | None = model.extra.get(EXTRA_KEY)
+        if state is None or not state.signature:
+            return ()
+        files = {held.adapter: (path, held.size, held.mtime_ns) for path, held in state.held.items()}
+        return tuple(
+            (files.get(adapter), weight)
+            for adapter, weights in state.signature
+            for component, weight in weights
+            if component == "unet"
+        )
+
     def held_names(self, model) -> builtins.list[str]:
         state = model.extra.get(EXTRA_KEY)
         return [Path(p).stem for p in state.held] if state else []

@@ -11,6 +11,8 @@ Order, for the UNet families (SD 1.x/2.x, SDXL):
                       the VAE; left as set, since /easel/v1/system reports them).
   2. `unet_precision` the UNet's bf16 autocast switch and torch.compile (precision.py, compile.py: diffusers hooks on
                       the UNet's forward, installed once per model); back to fp32 on exit, compile state kept.
+  2b. `cpu_backend`   the UNet on OpenVINO (openvino_backend.py: a diffusers hook on the UNet's forward, installed
+                      once per UNet; on for the job, off on exit), when the plan asks for it (setting cpu_backend).
   3. `vae_precision`  the bf16 VAE decode (vae_precision.py: Automatic where its guard passes, or asked for); back
                       to fp32 on exit.
   4. `step_cache`     UNet step caching (step_cache.py: diffusers hooks on the UNet and its deep blocks), removed
@@ -60,6 +62,7 @@ class RuntimeConfig:
     step_cache: int = 0  # UNet step caching: every N-th call full, the rest reuse its deep features (0, 1: off)
     token_merging: float = 0.0  # ToMe ratio on the top attention level's self-attention (0: off)
     token_merging_hr: float = 0.0  # the hires pass's ratio (0: `token_merging`)
+    openvino: Any = None  # openvino_backend.OpenVinoPlan: the UNet runs on OpenVINO (setting cpu_backend)
 
     def at_size(self, width: int, height: int, batch_size: int) -> "RuntimeConfig":
         return replace(self, width=width, height=height, batch_size=batch_size)
@@ -216,9 +219,20 @@ def token_merging(pipe: Any, config: RuntimeConfig) -> ContextManager:
     return _unet_hooks(unet, config.token_merging, tm.size_hook, "ratio", tm.install, tm.remove)
 
 
+def cpu_backend(pipe: Any, config: RuntimeConfig) -> ContextManager:
+    """The UNet on OpenVINO for this job (openvino_backend.py: a diffusers hook installed once per UNet, after the
+    precision switch, so it is the outer one; on for the job, off on exit)."""
+    unet = getattr(pipe, "unet", None)
+    if config.openvino is None or unet is None:
+        return contextlib.nullcontext()
+    from webui.models.openvino_backend import running
+
+    return running(unet, config.openvino)
+
+
 Part = Callable[[Any, RuntimeConfig], ContextManager]
 # step_cache before token_merging: a reused call then skips the merge computation of the deep blocks as well
-UNET_PARTS: tuple[Part, ...] = (vae_memory, unet_precision, vae_precision, step_cache, token_merging)
+UNET_PARTS: tuple[Part, ...] = (vae_memory, unet_precision, cpu_backend, vae_precision, step_cache, token_merging)
 # a family listed here runs these parts instead of UNET_PARTS (in this order)
 FAMILY_PARTS: dict[Family, tuple[Part, ...]] = {Family.SD3: (), Family.FLUX: ()}
 

@@ -1,0 +1,139 @@
+"""OpenVINO as the CPU backend of the UNet (#21; setting `cpu_backend`, infotext `CPU backend`), on the tiny SD 1.x
+checkpoint through the Application: the converted UNet gives torch's pixels at f32, the same pixels twice, its IR is
+converted once per checkpoint + LoRA set and read back by a new process, the infotext pastes back, what it can't run
+falls back or is refused, hostile settings are 422, and without the package the job says how to install it."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from tests.factories import psnr
+from webui.generation.requests import Txt2ImgRequest
+from webui.infotext import infotext_to_request_fields, parse_infotext
+from webui.models import openvino_backend as ovb
+from webui.models.runtime import RuntimeConfig, cpu_backend
+
+pytest.importorskip("openvino", reason="openvino is not installed (pip install --no-deps -r requirements-openvino.txt)")
+
+
+def _job(app, prompt: str = "a red circle", **overrides):
+    req = Txt2ImgRequest(prompt=prompt, steps=4, seed=5, override_settings=overrides)
+    res = app.jobs.wait(app.submit_txt2img(req, from_api=True))
+    return np.asarray(res.images[0]).astype(np.int16), res.infotexts[0], res.warnings
+
+
+def _hook(app) -> ovb.OpenVinoUnet:
+    hook = ovb.hook_of(app.models.active.pipeline.unet)
+    assert hook is not None
+    return hook
+
+
+def test_f32_gives_torchs_pixels_bf16_is_close_and_the_ir_is_converted_once(make_app):
+    app = make_app("--nowebui")
+    torch_img, torch_info, _ = _job(app, cpu_precision="fp32")
+    ov_img, info, warnings = _job(app, cpu_backend="openvino", cpu_precision="fp32")
+    hook = _hook(app)
+    assert "CPU backend: openvino" in info and "Precision: fp32" in info and not warnings
+    assert "CPU backend" not in torch_info
+    # f32: the same graph in another runtime; per-step relative error ~1e-6, so pixels within 1/255
+    assert np.abs(ov_img - torch_img).max() <= 1
+    assert hook.conversions == 1 and hook.compiles == 1 and hook.calls == 4  # CFG batched: one call per step
+    again, _, _ = _job(app, cpu_backend="openvino", cpu_precision="fp32")
+    assert np.array_equal(again, ov_img)  # same seed, same pixels
+    assert hook.conversions == 1 and hook.compiles == 1  # the IR and the compiled shape are reused
+    bf16, bf16_info, _ = _job(app, cpu_backend="openvino", cpu_precision="bf16")
+    assert "Precision: bf16" in bf16_info and hook.conversions == 1 and hook.compiles == 2  # same IR, new precision
+    # bf16 inference precision changes the pixels, not the picture (the random tiny UNet amplifies rounding over
+    # the steps: 17 dB here; the per-step error on SD-size UNets is in docs/performance.md)
+    assert not np.array_equal(bf16, ov_img) and psnr(bf16, torch_img, peak=255) > 12
+    # after the job the hook is off: a torch job is bit for bit what it was before
+    after, _, _ = _job(app, cpu_precision="fp32")
+    assert np.array_equal(after, torch_img) and hook.plan is None
+    # pasted back (PNG Info / the API's infotext): the same backend and precision, the same pixels
+    overrides = infotext_to_request_fields(parse_infotext(info))["override_settings"]
+    assert overrides["cpu_backend"] == "openvino" and overrides["cpu_precision"] == "fp32"
+    replay, _, _ = _job(app, **overrides)
+    assert np.array_equal(replay, ov_img)
+
+
+def test_the_ir_is_read_back_by_a_new_process_and_a_lora_set_converts_again(make_app, data_dir):
+    from tests.lora.factory import write_kohya
+
+    app = make_app("--nowebui")
+    plain, _, _ = _job(app, cpu_backend="openvino", cpu_precision="fp32")
+    cache = app.models.cache_root.parent / "openvino"
+    irs = sorted(p.name for p in cache.glob("*.xml"))
+    assert len(irs) == 1 and not list(cache.glob("*.tmp.*"))
+    app.paths.lora_dir.mkdir(parents=True, exist_ok=True)
+    write_kohya(app.paths.lora_dir / "tiny_style.safetensors", seed=7, text_encoder=False)
+    app.loras.refresh()
+    hook = _hook(app)
+    torch_lora, _, _ = _job(app, "a red circle <lora:tiny_style:1>", cpu_precision="fp32")
+    ov_lora, info, _ = _job(app, "a red circle <lora:tiny_style:1>", cpu_backend="openvino", cpu_precision="fp32")
+    assert hook.conversions == 2 and "Lora hashes" in info  # another adapter set: another IR
+    assert np.abs(ov_lora - torch_lora).max() <= 1 and not np.array_equal(ov_lora, plain)
+    _job(app, "a red circle <lora:tiny_style:0.5>", cpu_backend="openvino", cpu_precision="fp32")
+    assert hook.conversions == 3 and len(list(cache.glob("*.xml"))) == 3  # another weight: another IR
+    app.stop()
+    # a new process (Application) on the same data folder reads the IRs instead of converting
+    second = make_app("--nowebui")
+    again, _, _ = _job(second, cpu_backend="openvino", cpu_precision="fp32")
+    assert np.array_equal(again, plain) and _hook(second).conversions == 0
+
+
+def test_what_it_cannot_run_falls_back_or_is_refused(make_app):
+    app = make_app("--nowebui")
+    img, info, warnings = _job(app, cpu_backend="openvino", step_cache_interval=2)
+    assert "CPU backend: torch" in info and "Step cache: 2" in info
+    assert any("step cache" in w and "ran on torch" in w for w in warnings)
+    torch_img, _, _ = _job(app, step_cache_interval=2)
+    assert np.array_equal(img, torch_img)  # it really ran on torch
+    assert infotext_to_request_fields(parse_infotext(info))["override_settings"]["cpu_backend"] == "torch"
+    # inputs the graph has no place for (a ControlNet's residuals; IP-Adapter's image embeddings) are refused with
+    # the way out, through the runtime part a job runs in
+    pipe = app.models.active.pipeline
+    plan = ovb.OpenVinoPlan(key="t" * 32, cache_dir=str(app.models.cache_root.parent / "openvino"), precision="f32")
+    sample, ctx = torch.randn(2, 4, 8, 8), torch.randn(2, 77, pipe.unet.config.cross_attention_dim)
+    with cpu_backend(pipe, RuntimeConfig(openvino=plan)):
+        out = pipe.unet(sample, 500, encoder_hidden_states=ctx).sample
+        assert out.shape == sample.shape
+        residuals = [torch.zeros(1)]
+        with pytest.raises(ovb.Unsupported, match="down_block_additional_residuals.*cpu_backend to torch"):
+            pipe.unet(sample, 500, encoder_hidden_states=ctx, down_block_additional_residuals=residuals)
+        with pytest.raises(ovb.Unsupported, match="added_cond_kwargs"):
+            pipe.unet(sample, 500, encoder_hidden_states=ctx, added_cond_kwargs={"image_embeds": [sample]})
+    with torch.no_grad():  # off again: the torch UNet answers everything
+        assert torch.allclose(pipe.unet(sample, 500, encoder_hidden_states=ctx).sample, out, atol=1e-4)
+
+
+@pytest.mark.parametrize("bad", ["OpenVINO", "../openvino", "/tmp/x", "", 1, None, 1e9, float("nan"), ["openvino"]])
+def test_hostile_values_are_422_and_nothing_is_saved(client, app, bad):
+    body = json.dumps({"cpu_backend": bad}, allow_nan=True)
+    r = client.post("/sdapi/v1/options", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422, r.text[:300]
+    r = client.post(
+        "/sdapi/v1/txt2img",
+        content=json.dumps({"prompt": "x", "steps": 1, "override_settings": {"cpu_backend": bad}}, allow_nan=True),
+        headers={"Content-Type": "application/json"},
+    )
+    assert r.status_code == 422, r.text[:300]
+    f = app.paths.config_file
+    assert "cpu_backend" not in (json.loads(f.read_text()) if f.exists() else {})
+    assert client.get("/sdapi/v1/options").json()["cpu_backend"] == "torch"
+    assert client.post("/sdapi/v1/options", json={"cpu_backend": "openvino"}).status_code == 200
+    assert app.options.defs["cpu_backend"].section == "Optimizations"
+
+
+def test_without_the_package_the_job_is_refused_with_the_install_line(client, monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` raises ImportError
+    module, why = ovb.import_openvino()
+    assert module is None and "pip install --no-deps -r requirements-openvino.txt" in why
+    body = {"prompt": "x", "steps": 1, "override_settings": {"cpu_backend": "openvino"}}
+    r = client.post("/sdapi/v1/txt2img", json=body)
+    assert r.status_code == 422 and "requirements-openvino.txt" in r.json()["detail"], r.text[:300]
+    assert client.post("/sdapi/v1/txt2img", json={"prompt": "x", "steps": 1}).status_code == 200  # torch still runs

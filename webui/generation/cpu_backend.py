@@ -1,0 +1,77 @@
+"""Which backend runs a job's UNet on the CPU (setting `cpu_backend`: torch | openvino; infotext `CPU backend`).
+
+Part of planning (generation/plan.py): pure, it switches nothing; it reads the setting and the model, and puts an
+`OpenVinoPlan` in the job's RuntimeConfig, which the runtime applies (models/runtime.py `cpu_backend`,
+models/openvino_backend.py). The OpenVINO precision is the job's `Precision` (setting cpu_precision: bf16 → bf16
+inference precision, fp32 → f32), so the infotext's "Precision" and "CPU backend" together say how it ran and paste
+back to the same.
+
+A job the backend can't run the way it was asked falls back to torch for that job, with a warning in the result and
+`CPU backend: torch` in the infotext (pasting it back then reproduces what ran): the speed presets that hook the
+torch UNet (step cache, token merging), a UNet with added conditions (SDXL, LCM), a non-CPU device, a hires pass
+with its own checkpoint or prompt (another LoRA set). Without the openvino package the job is refused with the
+install line. Extensions that pass extra inputs to the UNet at each step (ControlNet, IP-Adapter) are refused when
+the first step is called (openvino_backend.Unsupported).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from webui.errors import InvalidRequest
+from webui.models import openvino_backend as ovb
+
+
+def fallback_reason(req: Any, plan: Any, services: Any) -> str:
+    """Why this job runs on torch although cpu_backend is openvino ("" when it can run on OpenVINO)."""
+    runtime = plan.runtime
+    if services.manager.policy.device.type != "cpu":
+        return "the model runs on a GPU"
+    why = ovb.supports(plan.model.pipeline.unet)
+    if why:
+        return why
+    presets = [
+        name
+        for name, on in (
+            ("step cache", runtime.step_cache >= 2),
+            ("token merging", runtime.token_merging > 0 or runtime.token_merging_hr > 0),
+        )
+        if on
+    ]
+    if presets:
+        return f"{' and '.join(presets)} hook the torch UNet"
+    if getattr(req, "enable_hr", False) and (req.hr_checkpoint_name or req.hr_prompt):
+        return "the hires pass has its own checkpoint or prompt (so maybe another LoRA set)"
+    return ""
+
+
+def plan_cpu_backend(req: Any, plan: Any, services: Any, opts: Any) -> None:
+    """Set `plan.runtime.openvino` (and the infotext field) when the job's UNet runs on OpenVINO."""
+    if str(opts.get("cpu_backend") or "torch") != "openvino":
+        return
+    why = fallback_reason(req, plan, services)
+    if why:
+        plan.warnings.append(f"CPU backend openvino: {why}; this job ran on torch")
+        plan.extra_params["CPU backend"] = "torch"
+        return
+    ov, missing = ovb.import_openvino()
+    if ov is None:
+        raise InvalidRequest(f"cpu_backend is openvino but {missing}; or set cpu_backend to torch")
+    model = plan.model
+    adapters = services.loras.unet_adapter_set(model) if services.loras is not None else ()
+    checkpoint = model.info.sha256 or str(model.info.path)
+    import torch
+
+    plan.runtime = replace(
+        plan.runtime,
+        precision="fp32",  # the torch UNet's own fast path stays off: OpenVINO applies the precision
+        compile=False,
+        openvino=ovb.OpenVinoPlan(
+            key=ovb.ir_key(checkpoint, adapters, ov.__version__),
+            cache_dir=str(services.manager.cache_root.parent / "openvino"),
+            precision="bf16" if plan.precision == "bf16" else "f32",
+            threads=torch.get_num_threads(),
+        ),
+    )
+    plan.extra_params["CPU backend"] = "openvino"
