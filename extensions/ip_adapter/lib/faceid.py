@@ -54,8 +54,13 @@ def _session(path: Path) -> Any:
 
 
 def model_files(models_dir: Path) -> list[Path]:
+    """The .onnx files of models/insightface up to three folders down (models/insightface/models/buffalo_l/…, as
+    insightface lays out its packs); a bounded walk, no symlink loops."""
     root = models_dir / FOLDER
-    return sorted(p for p in root.rglob("*.onnx") if p.is_file()) if root.is_dir() else []
+    if not root.is_dir():
+        return []
+    found = {p for pattern in ("*.onnx", "*/*.onnx", "*/*/*.onnx", "*/*/*/*.onnx") for p in root.glob(pattern)}
+    return sorted(p for p in found if p.is_file())
 
 
 def unavailable(models_dir: Path) -> str | None:
