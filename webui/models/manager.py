@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-from webui.errors import ModelNotFound
+from webui.errors import ModelLoadError, ModelNotFound
 from webui.models import loader
 from webui.models.catalog import CheckpointCatalog, CheckpointInfo, VaeInfo, scan_vaes, vae_beside
 from webui.models.device import DevicePolicy
@@ -40,6 +40,7 @@ class LoadedModel:
     vae: VaeInfo | None = None  # the override in use, if any
     extra: dict[str, Any] = field(default_factory=dict)  # per-checkpoint state owned by other services (LoRA, …)
     offload: OffloadPlan = field(default_factory=OffloadPlan)  # the offloading applied to it now (offload.py)
+    modules: tuple[str, ...] = ()  # SD 1.x/2.x/SDXL: Forge's VAE / Text Encoder choice it was last loaded with
 
     @property
     def native_size(self) -> int:
@@ -86,10 +87,11 @@ class ModelManager:
         return list(self._cache)
 
     # --- loading -------------------------------------------------------------------------------------------------
-    def load(self, query: str | None = None, modules: tuple[str, ...] = ()) -> LoadedModel:
+    def load(self, query: str | None = None, modules: tuple[str, ...] | None = None) -> LoadedModel:
         """Make a checkpoint active (by title, name, hash or path); None means the current or default one.
         `modules`: Forge's forge_additional_modules, the text encoder / VAE files an SD3/FLUX transformer uses (one
-        cache entry per choice)."""
+        cache entry per choice); for SD 1.x/2.x/SDXL, a VAE among them (module_vae). None: no choice for an SD3/FLUX
+        transformer, and the choice an SD 1.x/2.x/SDXL checkpoint was last loaded with (a job loads it twice)."""
         with self.lock:
             if query is None or query == "":
                 if self._active is not None:
@@ -99,6 +101,7 @@ class ModelManager:
                     raise ModelNotFound("no checkpoint found: put one in models/Stable-diffusion/")
             else:
                 info = self.catalog.find(query)
+            keep = modules is None
             modules = tuple(sorted(str(m) for m in modules or ()))
             key = info.title
             model = self._cache.get(key)
@@ -107,9 +110,12 @@ class ModelManager:
                 model = self._cache.get(key)
             if model is None:
                 model = self._load_from_disk(info, modules)
-                if model.probe.family not in SEPARATE_PARTS:  # modules mean nothing to it: one entry, one load
+                if model.probe.family not in SEPARATE_PARTS:  # modules change no part it loads: one entry, one load
                     key = info.title
                 self._cache[key] = model
+            if model.probe.family not in SEPARATE_PARTS and not keep:
+                self.module_vae(model, modules)  # two VAEs that fit: refused before anything changes
+                model.modules = modules  # a VAE among them applies (apply_vae, from _activate)
             self._cache.move_to_end(key)
             self._activate(model)
             self._evict()
@@ -232,8 +238,10 @@ class ModelManager:
     def apply_vae(self, model: LoadedModel, choice: str | None = None) -> None:
         """Option `sd_vae`: Automatic (a VAE named like the checkpoint, else its own), None (its own), or a file."""
         choice = choice if choice is not None else str(self.get_option("sd_vae") or "Automatic")
-        target: VaeInfo | None = None
-        if choice not in ("Automatic", "None", ""):
+        target: VaeInfo | None = self.module_vae(model)
+        if target is not None:
+            pass  # Forge's VAE / Text Encoder choice names a VAE for this checkpoint: it wins over sd_vae
+        elif choice not in ("Automatic", "None", ""):
             target = self.find_vae(choice)
         elif choice == "Automatic" and not model.info.is_folder:
             beside = vae_beside(model.info.path)
@@ -255,6 +263,25 @@ class ModelManager:
         model.vae = target
         if model is self._active:
             self._place(model, refresh=replaced)
+
+    def module_vae(self, model: LoadedModel, modules: tuple[str, ...] | None = None) -> VaeInfo | None:
+        """The VAE Forge's "VAE / Text Encoder" choice (forge_additional_modules) names for an SD 1.x/2.x/SDXL
+        checkpoint, as Forge lets that selector pick a VAE for any family: a file of models/VAE/ named there whose
+        latent channels fit. Text encoders and VAEs of other widths in the choice are for SD 3/FLUX and left alone."""
+        modules = model.modules if modules is None else modules
+        if not modules:
+            return None
+        from webui.models.parts import named, vae_channels
+
+        vaes = {v.path: v for v in self.vaes or scan_vaes(self.vae_dir)}
+        channels = model.own_vae.config.latent_channels
+        fits = [vaes[p] for p in named(list(vaes), modules) if vae_channels(p) == channels]
+        if len(fits) > 1:
+            raise ModelLoadError(
+                f"VAE / Text Encoder: more than one VAE for {model.info.title} is chosen "
+                f"({', '.join(v.name for v in fits)}); keep one"
+            )
+        return fits[0] if fits else None
 
     def loaded_report(self) -> list[dict[str, Any]]:
         """Per model in the RAM cache (most recent last): family, variant, dtypes, quantization, offload, bytes."""

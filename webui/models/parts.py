@@ -110,11 +110,31 @@ def _one(candidates: list[Part], role: str, label: str, models_root: Path, found
     )
 
 
-def chosen(found: list[Part], modules: tuple[str, ...] | list[str]) -> list[Part]:
-    """The parts named by Forge's `forge_additional_modules` (file names, with or without a folder or extension)."""
+def named(paths: list[Path], modules: tuple[str, ...] | list[str]) -> list[Path]:
+    """The files named by Forge's `forge_additional_modules` (file names, with or without a folder or extension)."""
     # PureWindowsPath splits on both separators: Forge on Windows sends C:\...\clip_l.safetensors
     names = {PureWindowsPath(str(m)).name for m in modules} | {PureWindowsPath(str(m)).stem for m in modules}
-    return [p for p in found if p.path.name in names or p.path.stem in names]
+    return [p for p in paths if p.name in names or p.stem in names]
+
+
+def chosen(found: list[Part], modules: tuple[str, ...] | list[str]) -> list[Part]:
+    """The parts named by Forge's `forge_additional_modules`."""
+    picked = set(named([p.path for p in found], modules))
+    return [p for p in found if p.path in picked]
+
+
+def vae_channels(path: Path) -> int | None:
+    """The latent channels of the VAE in a file (a separate VAE, or inside a checkpoint), None without one or for a
+    file whose header can't be read without unpickling (.pt/.ckpt)."""
+    from webui.models.loader import read_header
+
+    if path.suffix.lower() != ".safetensors":
+        return None
+    try:
+        shapes, _ = read_header(path)
+    except ModelLoadError:
+        return None
+    return next((p.width for p in find_parts(path, shapes) if p.kind == "vae"), None)
 
 
 def pick(

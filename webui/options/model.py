@@ -42,7 +42,7 @@ def options() -> list[OptionDef]:
         ),
         o("sd_vae", "Automatic", "SD VAE", "Stable Diffusion"),
         # Forge's top-bar "VAE / Text Encoder" choice for SD3/FLUX transformer files (file names; empty: automatic)
-        o("forge_additional_modules", [], "VAE / Text Encoder (SD3, FLUX)", "Stable Diffusion", list),
+        o("forge_additional_modules", [], "VAE / Text Encoder (text encoders: SD3, FLUX)", "Stable Diffusion", list),
         o(
             "t5_max_length",
             0,
