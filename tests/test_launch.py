@@ -174,6 +174,32 @@ def test_ensure_requirements_installs_once_per_change(tmp_path: Path) -> None:
     assert (venv / ".easel-test-requirements.sha256").exists() and bootstrap.is_installed(venv, bootstrap.RUNTIME, repo)
 
 
+def test_the_test_command_installs_openvino_without_its_dependencies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """requirements-openvino.txt (cpu_backend: openvino) goes in with --no-deps, hash-cached in its own stamp, and
+    tools/run_tests.py installs it (so CI runs its tests); launch.py's default install does not."""
+    repo, venv = tmp_path, tmp_path / ".venv"
+    venv.mkdir()
+    (repo / "requirements-openvino.txt").write_text("openvino==2026.4.1\n")
+    cmds: list[list[str]] = []
+    py = venv / "bin" / "python"
+    run = lambda cmd: cmds.append(list(cmd)) or 0  # noqa: E731
+    assert bootstrap.ensure_requirements(py, venv, bootstrap.OPENVINO, repo, run=run) is True
+    assert cmds == [[str(py), "-m", "pip", "install", "--no-deps", "-r", str(repo / "requirements-openvino.txt")]]
+    assert bootstrap.ensure_requirements(py, venv, bootstrap.OPENVINO, repo, run=run) is False and len(cmds) == 1
+    assert (venv / ".easel-openvino-requirements.sha256").exists()
+    assert "openvino" not in (REPO / "requirements.txt").read_text().lower()
+    pins = [line for line in (REPO / "requirements-openvino.txt").read_text().splitlines() if line[:1].isalnum()]
+    assert pins and not any(line.startswith(("optimum", "torch")) for line in pins)
+    sets: list = []
+    monkeypatch.delenv(bootstrap.VENV_OK_ENV, raising=False)
+    monkeypatch.setattr(bootstrap, "ensure_venv", lambda venv: py)
+    monkeypatch.setattr(bootstrap, "ensure_requirements", lambda *a, **k: sets.append(a[2]))
+    run_tests.prepare_python()
+    assert bootstrap.OPENVINO in sets and bootstrap.RUNTIME in sets
+
+
 def test_failed_install_writes_no_stamp(tmp_path: Path) -> None:
     venv = tmp_path / ".venv"
     venv.mkdir()

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Set up and run the whole test suite: `python3 tools/run_tests.py [extra pytest args]`.
 
-Creates/updates the repo's .venv exactly as launch.py does, adds requirements-test.txt and requirements-ray.txt
-(hash-cached too), makes sure Debian's chromium is there for the browser tests (never `playwright install`), then runs
-pytest in the venv and exits with its code. "No tests collected" (pytest's 5) counts as a failure.
+Creates/updates the repo's .venv exactly as launch.py does, adds requirements-test.txt, requirements-ray.txt and
+requirements-openvino.txt (--no-deps) (hash-cached too), makes sure Debian's chromium is there for the browser tests
+(never `playwright install`), then runs pytest in the venv and exits with its code. "No tests collected" (pytest's
+5) counts as a failure.
 
 A full run (no test paths named) also runs `ruff check`, `ruff format --check` over the whole repo, and `mypy`
 (mypy.ini), and fails when any does, after the tests ran. Every run prints the
@@ -82,6 +83,7 @@ def prepare_python() -> Path:
     bootstrap.ensure_requirements(python, venv, bootstrap.RUNTIME, REPO_DIR)
     bootstrap.ensure_requirements(python, venv, bootstrap.TEST, REPO_DIR)
     bootstrap.ensure_requirements(python, venv, bootstrap.RAY, REPO_DIR)  # the --workers ray tests
+    bootstrap.ensure_requirements(python, venv, bootstrap.OPENVINO, REPO_DIR)  # the cpu_backend openvino tests
     return python
 
 
