@@ -135,3 +135,56 @@ def face_image(cell: tuple[int, int] = (8, 8), seed: int = 0, size: int = 640):
     x, y = cell[0] * STRIDE, cell[1] * STRIDE
     pixels[y : y + STRIDE, x : x + STRIDE] = rng.integers(200, 256, (STRIDE, STRIDE, 3), dtype=np.uint8)
     return Image.fromarray(pixels)
+
+
+def write_faceid_plus_adapter(path: Path, clip_hidden: int, seed: int = 0) -> Path:
+    """ip-adapter-faceid-plus(v2)_sd15's layout: proj.0 (512 → 1024), proj.2 (→ 4 tokens × cross), norm, and the
+    face Resampler `perceiver_resampler.proj_in/proj_out/norm_out/layers.<i>.0.*/layers.<i>.1.*` (4 layers, one head
+    of 64, a 4× feed-forward: what diffusers builds) taking the CLIP hidden states (`clip_hidden` wide)."""
+    from safetensors.torch import load_file, save_file
+
+    from tests.factories import tiny_components
+    from tests.ip_adapter.test_ip_adapter import write_tiny_adapter
+
+    cross = tiny_components(0)[0].config.cross_attention_dim
+    dim = cross  # Plus v2's shortcut adds the face tokens to the output: as wide as the cross-attention (768 real)
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape):
+        return torch.randn(*shape, generator=g) * 0.2
+
+    tmp = write_tiny_adapter(path.with_name("base-for-faceid-plus.safetensors"), seed=seed)
+    state = {k: v for k, v in load_file(str(tmp)).items() if k.startswith("ip_adapter.")}
+    tmp.unlink()
+    proj = {
+        "proj.0.weight": rnd(1024, 512),
+        "proj.0.bias": torch.zeros(1024),
+        "proj.2.weight": rnd(dim * 4, 1024),
+        "proj.2.bias": torch.zeros(dim * 4),
+        "norm.weight": torch.ones(dim),
+        "norm.bias": torch.zeros(dim),
+        "perceiver_resampler.proj_in.weight": rnd(dim, clip_hidden),
+        "perceiver_resampler.proj_in.bias": torch.zeros(dim),
+        "perceiver_resampler.proj_out.weight": rnd(cross, dim),
+        "perceiver_resampler.proj_out.bias": torch.zeros(cross),
+        "perceiver_resampler.norm_out.weight": torch.ones(cross),
+        "perceiver_resampler.norm_out.bias": torch.zeros(cross),
+    }
+    for i in range(4):
+        p = f"perceiver_resampler.layers.{i}."
+        proj |= {
+            p + "0.norm1.weight": torch.ones(dim),
+            p + "0.norm1.bias": torch.zeros(dim),
+            p + "0.norm2.weight": torch.ones(dim),
+            p + "0.norm2.bias": torch.zeros(dim),
+            p + "0.to_q.weight": rnd(64, dim),
+            p + "0.to_kv.weight": rnd(128, dim),
+            p + "0.to_out.weight": rnd(dim, 64),
+            p + "1.0.weight": torch.ones(dim),
+            p + "1.0.bias": torch.zeros(dim),
+            p + "1.1.weight": rnd(dim * 4, dim),
+            p + "1.3.weight": rnd(dim, dim * 4),
+        }
+    state |= {f"image_proj.{k}": v for k, v in proj.items()}
+    save_file(state, str(path))
+    return path

@@ -13,8 +13,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.ip_adapter.faceid_factory import face_image, write_faceid_adapter, write_insightface
-from tests.ip_adapter.test_ip_adapter import BASE, _b64
+from tests.ip_adapter.faceid_factory import (
+    face_image,
+    write_faceid_adapter,
+    write_faceid_plus_adapter,
+    write_insightface,
+)
+from tests.ip_adapter.test_ip_adapter import BASE, _b64, write_tiny_encoder
 
 pytest.importorskip("onnxruntime")
 
@@ -39,6 +44,8 @@ def face_models(tmp_path_factory):
     root = tmp_path_factory.mktemp("faceid")
     write_insightface(root)
     write_faceid_adapter(root / "ipadapter" / "ip-adapter-faceid_tiny.safetensors")
+    write_faceid_plus_adapter(root / "ipadapter" / "ip-adapter-faceid-plus_tiny.safetensors", clip_hidden=32)
+    write_faceid_plus_adapter(root / "ipadapter" / "ip-adapter-faceid-plusv2_tiny.safetensors", clip_hidden=32)
     return root
 
 
@@ -98,7 +105,8 @@ def _unit(**kw):
 
 def test_faceid_weight_zero_is_plain_weight_one_changes_it(face_client):
     """No CLIP image encoder is needed (none is installed here); another face gives another image; a picture
-    without a face and a FaceID Plus file are refused with the reason; the module list says FaceID is available."""
+    without a face is refused with the reason, so is FaceID Plus without its CLIP encoder; the module list says
+    FaceID is available, FaceID Plus not (no encoder)."""
     plain, _ = _image(_post(face_client))
     assert np.array_equal(_image(_post(face_client, _unit(weight=0)))[0], plain)
     one, info = _image(_post(face_client, _unit()))
@@ -109,21 +117,8 @@ def test_faceid_weight_zero_is_plain_weight_one_changes_it(face_client):
     assert np.array_equal(_image(_post(face_client))[0], plain)  # unloaded after its call
     r = _post(face_client, _unit(image=_b64(Image.new("RGB", (64, 64), (10, 10, 10)))))
     assert r.status_code == 422 and "no face found" in r.text, r.text
-    from safetensors.torch import save_file
-
-    import torch
-
-    folder = face_client.easel_app.paths.models_dir / "ipadapter"
-    save_file(
-        {
-            "image_proj.perceiver_resampler.proj_in.weight": torch.zeros(2, 2),
-            "image_proj.proj.0.weight": torch.zeros(2, 2),
-            "ip_adapter.1.to_k_ip.weight": torch.zeros(2, 2),
-        },
-        str(folder / "ip-adapter-faceid-plus_tiny.safetensors"),
-    )
-    r = _post(face_client, _unit(model="ip-adapter-faceid-plus_tiny"))
-    assert r.status_code == 422 and "FaceID Plus adapters are not supported" in r.text, r.text
+    r = _post(face_client, _unit(model="ip-adapter-faceid-plus_tiny"))  # FaceID Plus needs a CLIP encoder too
+    assert r.status_code == 422 and "models/clip_vision" in r.text, r.text
     modules = {m["name"]: m for m in face_client.get("/ext/ip_adapter/modules").json()["modules"]}
     assert modules["ip-adapter_face_id"]["available"]
     assert not modules["ip-adapter_face_id_plus"]["available"]
@@ -144,3 +139,32 @@ def test_faceid_without_its_models_is_refused_naming_the_folder(face_client):
         not modules["ip-adapter_face_id"]["available"]
         and "models/insightface" in modules["ip-adapter_face_id"]["reason"]
     )
+
+
+def test_faceid_plus_takes_the_face_embedding_and_the_clip_hidden_states_of_the_aligned_face(face_client):
+    """FaceID Plus (and Plus v2, told by its file name as sd-webui-controlnet tells it): weight 0 bit for bit,
+    weight 1 changes the image; the projection gets the face embedding [2, 512] and the CLIP hidden states of the
+    face aligned at 224 px [2, 1, 17, 32] (it fails without them); v2 adds the face tokens back (`shortcut`)."""
+    from diffusers.models.embeddings import IPAdapterFaceIDPlusImageProjection
+
+    write_tiny_encoder(face_client.easel_app.paths.models_dir / "clip_vision" / "tiny-vision")
+    plain, _ = _image(_post(face_client))
+    plus = _unit(model="ip-adapter-faceid-plus_tiny")
+    assert np.array_equal(_image(_post(face_client, {**plus, "weight": 0}))[0], plain)
+    seen: list = []
+    original = IPAdapterFaceIDPlusImageProjection.forward
+
+    def forward(self, id_embeds):
+        seen.append((tuple(id_embeds.shape), tuple(self.clip_embeds.shape), self.shortcut))
+        return original(self, id_embeds)
+
+    IPAdapterFaceIDPlusImageProjection.forward = forward  # type: ignore[method-assign]
+    try:
+        one, info = _image(_post(face_client, plus))
+        v2, _ = _image(_post(face_client, _unit(model="ip-adapter-faceid-plusv2_tiny")))
+    finally:
+        IPAdapterFaceIDPlusImageProjection.forward = original  # type: ignore[method-assign]
+    assert np.abs(one - plain).mean() > 2 and "ip-adapter-faceid-plus_tiny" in info
+    assert seen[0] == ((2, 512), (2, 1, 17, 32), False) and seen[-1][2] is True
+    assert not np.array_equal(v2, one)  # same weights: only the shortcut differs
+    assert np.array_equal(_image(_post(face_client))[0], plain)

@@ -135,15 +135,35 @@ class FaceEmbedder:
         order = np.argsort(-score, kind="stable")
         return [Face(box[j], float(score[j]), mark[j]) for j in _nms(box[order], NMS, order)]
 
-    def embed(self, image: Image.Image) -> np.ndarray:
-        """The normed ArcFace embedding [512] of the best face; ScriptError when there is none."""
+    def face(self, image: Image.Image) -> Face:
+        """The best face (insightface's first); ScriptError when there is none."""
         faces = self.detect(image)
         if not faces:
             raise ScriptError("FaceID: no face found in the image prompt")
-        crop = align(image, faces[0].landmarks)
+        return faces[0]
+
+    def embed(self, image: Image.Image, face: Face | None = None) -> np.ndarray:
+        """The normed ArcFace embedding [512] of `face` (default: the best face of the image)."""
+        crop = align(image, (face or self.face(image)).landmarks)
         blob = ((np.asarray(crop, np.float32) - 127.5) / 127.5).transpose(2, 0, 1)[None]
         out = np.asarray(self.recognizer.run(None, {self.recognizer.get_inputs()[0].name: blob})[0]).reshape(-1)
         return out / max(float(np.linalg.norm(out)), 1e-12)
+
+
+def set_clip_embeds(pipe: Any, index: int, pair: tuple, kwargs: dict, shortcut: bool) -> None:
+    """FaceID Plus: the CLIP hidden states of the aligned face (conditional, unconditional) set on the adapter's
+    loaded IPAdapterFaceIDPlusImageProjection, batched like the face embedding, and `shortcut` for Plus v2 — the
+    way diffusers' documentation feeds it (load_ip_adapter's inputs carry only the face embedding). The layer goes
+    with the adapter when it is unloaded after the call."""
+    import torch
+
+    layer = pipe.unet.encoder_hid_proj.image_projection_layers[index]
+    generators = kwargs.get("generator")
+    n = len(generators) if isinstance(generators, list) else 1
+    cond, uncond = (e.repeat(n, 1, 1)[:, None] for e in pair)  # [n, 1, tokens, width]
+    cfg = float(kwargs.get("guidance_scale", 7.5)) > 1
+    layer.clip_embeds = (torch.cat([uncond, cond]) if cfg else cond).to(pipe.unet.device, pipe.unet.dtype)
+    layer.shortcut = shortcut
 
 
 def _nms(boxes: np.ndarray, threshold: float, order: np.ndarray) -> list[int]:
@@ -174,10 +194,12 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.hstack([scale * rot, (mu_d - scale * rot @ mu_s)[:, None]]).astype(np.float32)
 
 
-def align(image: Image.Image, landmarks: np.ndarray) -> Image.Image:
-    """The face warped onto ArcFace's 112×112 template (black outside the image)."""
+def align(image: Image.Image, landmarks: np.ndarray, size: int = 112) -> Image.Image:
+    """The face warped onto ArcFace's template at `size` px (a multiple of 112: 112 for ArcFace, 224 for FaceID
+    Plus's CLIP input, the template scaled as insightface's norm_crop scales it), black outside the image."""
     import cv2
 
-    matrix = similarity(np.asarray(landmarks, np.float64), ARCFACE.astype(np.float64))
+    template = ARCFACE.astype(np.float64) * (size / 112)
+    matrix = similarity(np.asarray(landmarks, np.float64), template)
     rgb = np.asarray(image.convert("RGB"))
-    return Image.fromarray(cv2.warpAffine(rgb, matrix, (112, 112), borderValue=0))
+    return Image.fromarray(cv2.warpAffine(rgb, matrix, (size, size), borderValue=0))

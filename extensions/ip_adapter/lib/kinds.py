@@ -14,7 +14,11 @@ file is refused with its reason instead of a size mismatch deep inside diffusers
 - FLUX.1 (XLabs' `ip_adapter.safetensors`): `image_proj.proj` and biased `to_k_ip`/`to_v_ip` per double block
   (numbered from 0), fed the image_embeds of a CLIP ViT-L/14 encoder.
 - FaceID (`ip-adapter-faceid_sd15`, safetensors): `image_proj.proj.0/proj.2/norm` (IPAdapterFaceIDImageProjection),
-  fed the ArcFace embedding of the face in the image (faceid.py), zeros as its negative. FaceID Plus: refused."""
+  fed the ArcFace embedding of the face in the image (faceid.py), zeros as its negative.
+- FaceID Plus (`ip-adapter-faceid-plus_sd15`, `-plusv2_sd15`): the face Resampler
+  (`image_proj.perceiver_resampler.*`, IPAdapterFaceIDPlusImageProjection), fed the ArcFace embedding and, set on
+  the loaded layer as diffusers documents it (`clip_embeds`, `shortcut` for v2), the CLIP hidden states of the face
+  aligned at 224 px."""
 
 from __future__ import annotations
 
@@ -23,9 +27,6 @@ from typing import Any
 
 from webui.extensions.api import ScriptError
 
-# FaceID Plus needs the face embedding and the CLIP hidden states at once (diffusers sets the latter on the
-# projection layer by hand, outside load_ip_adapter's inputs)
-FACEID_PLUS_REASON = "FaceID Plus adapters are not supported yet (FaceID is: ip-adapter-faceid_sd15)"
 ARCFACE_DIM = 512
 FULL_FACE_TOKENS = 257  # diffusers' fixed token count for Full Face (ViT-H/14: 16² patches + CLS)
 # sd-webui-controlnet's IP-Adapter module names (`module` of a ControlNet unit) and what each feeds. The adapter
@@ -40,7 +41,7 @@ CLIP_MODULES = {
 }
 FACE_MODULES = {
     "ip-adapter_face_id": "insightface ArcFace face embedding (ip-adapter-faceid_sd15)",
-    "ip-adapter_face_id_plus": "ArcFace embedding + CLIP ViT-H/14 (ip-adapter-faceid-plus_sd15)",
+    "ip-adapter_face_id_plus": "ArcFace embedding + CLIP ViT-H/14 (ip-adapter-faceid-plus_sd15, -plusv2_sd15)",
 }
 
 
@@ -51,7 +52,7 @@ def modules(encoders: list, face_reason: str | None) -> list[dict]:
     for name, feeds in (CLIP_MODULES | FACE_MODULES).items():
         reason = clip if name in CLIP_MODULES else face_reason
         if name == "ip-adapter_face_id_plus":
-            reason = FACEID_PLUS_REASON
+            reason = face_reason or clip
         out.append(
             {"name": name, "input": feeds, "available": reason is None, **({"reason": reason} if reason else {})}
         )
@@ -64,7 +65,7 @@ class Layout:
     denoiser: str  # "unet" (SD 1.x/2.x/SDXL) or "flux"
     hidden_states: bool  # fed the encoder's penultimate hidden states instead of its projected image_embeds
     width: int  # the width of that input
-    face: bool = False  # FaceID: fed an ArcFace face embedding (faceid.py), no CLIP image encoder
+    face: bool = False  # FaceID: fed an ArcFace face embedding (faceid.py); Plus also the CLIP hidden states
 
 
 def layout(name: str, state: dict) -> Layout:
@@ -75,8 +76,9 @@ def layout(name: str, state: dict) -> Layout:
         return Layout("FLUX IP-Adapter" if flux else "IP-Adapter", "flux" if flux else "unet", False, _in(proj))
     if "proj.3.weight" in proj:
         return Layout("IP-Adapter Full Face", "unet", True, int(proj["proj.0.weight"].shape[-1]))
-    if "perceiver_resampler.proj_in.weight" in proj:
-        raise ScriptError(f"IP-Adapter {name}: {FACEID_PLUS_REASON}")
+    if "perceiver_resampler.proj_in.weight" in proj and "proj.0.weight" in proj:
+        width = int(proj["perceiver_resampler.proj_in.weight"].shape[-1])
+        return Layout("IP-Adapter FaceID Plus", "unet", True, width, face=True)
     if "norm.weight" in proj and "proj.0.weight" in proj and "proj.2.weight" in proj:
         return Layout("IP-Adapter FaceID", "unet", False, int(proj["proj.0.weight"].shape[-1]), face=True)
     if "latents" in proj and "proj_in.weight" in proj and "proj_out.weight" in proj:
@@ -121,9 +123,11 @@ def check_fits(name: str, state: dict, pipe: Any, encoder: Any) -> Layout:
     else:
         _fits_flux(name, state, pipe.transformer)
     if kind.face:
-        if kind.width != ARCFACE_DIM:
-            raise ScriptError(f"IP-Adapter {name} (FaceID) takes {kind.width}-d face embeddings; ArcFace gives 512")
-        return kind
+        face = int(state["image_proj"]["proj.0.weight"].shape[-1])
+        if face != ARCFACE_DIM:
+            raise ScriptError(f"IP-Adapter {name} (FaceID) takes {face}-d face embeddings; ArcFace gives 512")
+        if not kind.hidden_states:
+            return kind
     width = encoder_width(encoder, kind)
     config = encoder.model.config
     tokens = (int(config.image_size) // int(config.patch_size)) ** 2 + 1

@@ -159,14 +159,19 @@ class IPAdapterState:
             return None
         adapter, kinds = lib("adapter"), lib("kinds")
         states = [self.adapter_state(u.model) for u in self.units]
-        embeds = []
-        for u, state in zip(self.units, states):
-            if kinds.layout(u.model, state).face:  # FaceID: the ArcFace embedding of the face, zeros as negative
-                kinds.check_fits(u.model, state, call.pipeline, None)
-                face = torch.from_numpy(self.faces().embed(u.image)).float()[None]
-                embeds.append((face, torch.zeros_like(face)))
+        embeds, face_clip = [], {}
+        for i, (u, state) in enumerate(zip(self.units, states)):
+            kind = kinds.layout(u.model, state)
+            if kind.face:  # FaceID: the ArcFace embedding of the face, zeros as negative
+                encoder = self.encoder(kind) if kind.hidden_states else None
+                kinds.check_fits(u.model, state, call.pipeline, encoder)
+                face = self.faces().face(u.image)
+                ident = torch.from_numpy(self.faces().embed(u.image, face)).float()[None]
+                embeds.append((ident, torch.zeros_like(ident)))
+                if encoder is not None:  # FaceID Plus: and the CLIP hidden states of the face aligned at 224 px
+                    face_clip[i] = encoder.embed_pair(lib("faceid").align(u.image, face.landmarks, 224), True)
                 continue
-            encoder = self.encoder(kinds.layout(u.model, state))
+            encoder = self.encoder(kind)
             kind = kinds.check_fits(u.model, state, call.pipeline, encoder)
             if kind.denoiser == "flux":
                 embeds.append(lib("flux").embed_pair(encoder, u.image))
@@ -176,6 +181,9 @@ class IPAdapterState:
             pipe, kwargs = lib("flux").apply(call, self.units, states, embeds)
         else:
             pipe, kwargs = adapter.apply(call, self.units, states, embeds)
+        for i, pair in face_clip.items():  # Plus v2 adds the face embedding's tokens back (its `shortcut`)
+            shortcut = "v2" in self.units[i].model.lower()
+            lib("faceid").set_clip_embeds(pipe, i, pair, kwargs, shortcut)
         self.pipe = pipe
         call.after(self._call_ended)
         call.on_step(self.on_step_end)  # this call's steps only: no global step_end hook (it would keep every job
