@@ -168,3 +168,18 @@ def test_faceid_plus_takes_the_face_embedding_and_the_clip_hidden_states_of_the_
     assert seen[0] == ((2, 512), (2, 1, 17, 32), False) and seen[-1][2] is True
     assert not np.array_equal(v2, one)  # same weights: only the shortcut differs
     assert np.array_equal(_image(_post(face_client))[0], plain)
+
+
+def test_the_accordion_says_why_faceid_cannot_run(face_client):
+    """A FaceID adapter is installed but models/insightface is empty: the IP-Adapter accordion says what it needs."""
+    import shutil
+
+    import gradio as gr
+
+    from webui.ui.scripts_ui import build_scripts_ui
+
+    shutil.rmtree(face_client.easel_app.paths.models_dir / "insightface")
+    with gr.Blocks() as demo:
+        build_scripts_ui(face_client.easel_app, "txt2img")
+    notes = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "txt2img_ip_adapter_note"]
+    assert len(notes) == 1 and "models/insightface" in notes[0].value and "det_10g.onnx" in notes[0].value

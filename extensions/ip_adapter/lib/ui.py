@@ -77,9 +77,12 @@ def combine(*values: Any) -> dict[str, Any]:
     }
 
 
-def build(names: tuple[str, ...], models: list[str], is_img2img: bool) -> dict[str, ArgGroup]:
+def build(names: tuple[str, ...], models: list[str], is_img2img: bool, note: str = "") -> dict[str, ArgGroup]:
+    """`note`: what can't run and why (e.g. FaceID without its face models), shown above the units."""
     kind = "img2img" if is_img2img else "txt2img"
     out: dict[str, ArgGroup] = {}
+    if note:
+        gr.Markdown(note, elem_id=f"{kind}_ip_adapter_note")
     if not models:
         gr.Markdown(
             "No IP-Adapter models: put .safetensors adapters in models/ipadapter and a CLIP image encoder "

@@ -2,9 +2,12 @@
 ...]}}` with units `{"enabled", "image" (base64), "model" (a file of models/ipadapter), "weight" (0..2), "mask"
 (base64, optional: white = where the image prompt applies), "guidance_start"/"guidance_end" (0..1: the fraction of
 the steps it acts in)}`; the image encoder is a CLIPVisionModelWithProjection
-folder of models/clip_vision (setting ip_adapter_image_encoder). Applied in `pipeline_call` through diffusers'
-load_ip_adapter, undone after each call (`PipelineCall.after`). A unit at weight 0 is left out, so the image is the
-one without it, bit for bit. Infotext: `IP-Adapter <i>: "model: …, weight: …"`."""
+folder or file of models/clip_vision (setting ip_adapter_image_encoder; empty: the first of the adapter's width),
+FaceID's face models ONNX files of models/insightface (lib/faceid.py). The adapter's layout (lib/kinds.py: base,
+Plus, Full Face, FaceID, FaceID Plus, XLabs FLUX) decides what it is fed. Applied in `pipeline_call` through
+diffusers' load_ip_adapter (SD 1.x/SDXL: lib/adapter.py, FLUX.1: lib/flux.py), undone after each call
+(`PipelineCall.after`). A unit at weight 0 is left out, so the image is the one without it, bit for bit. Infotext:
+`IP-Adapter <i>: "model: …, weight: …"`, pasted back by `paste`."""
 
 from __future__ import annotations
 
@@ -245,7 +248,8 @@ class IPAdapterScript(Script):
 
     def ui(self, is_img2img: bool) -> dict[str, Any]:
         names = [p.name for p in lib("adapter").adapter_files(self.state.models_dir)]
-        return lib("ui").build(self.args, names, is_img2img)
+        faceid = lib("faceid").unavailable(self.state.models_dir) if any("faceid" in n.lower() for n in names) else None
+        return lib("ui").build(self.args, names, is_img2img, note=f"FaceID: {faceid}" if faceid else "")
 
 
 def setup(ext: ExtensionHandle) -> None:
