@@ -108,7 +108,7 @@ NAMES = {"unet": "SD 1.x/2.x/SDXL", "flux": "FLUX.1", "other": "this model famil
 
 
 def check_fits(name: str, state: dict, pipe: Any, encoder: Any) -> Layout:
-    """The adapter's kind and shapes against this checkpoint's denoiser and the image encoder."""
+    """The adapter's kind and shapes against this checkpoint's denoiser and the image encoder (None: not yet)."""
     kind = layout(name, state)
     has = denoiser_of(pipe)
     if has == "other":
@@ -128,6 +128,8 @@ def check_fits(name: str, state: dict, pipe: Any, encoder: Any) -> Layout:
             raise ScriptError(f"IP-Adapter {name} (FaceID) takes {face}-d face embeddings; ArcFace gives 512")
         if not kind.hidden_states:
             return kind
+    if encoder is None:  # the family and the denoiser's shapes only (checked before an encoder is looked for)
+        return kind
     width = encoder_width(encoder, kind)
     config = encoder.model.config
     tokens = (int(config.image_size) // int(config.patch_size)) ** 2 + 1

@@ -164,18 +164,17 @@ class IPAdapterState:
         states = [self.adapter_state(u.model) for u in self.units]
         embeds, face_clip = [], {}
         for i, (u, state) in enumerate(zip(self.units, states)):
-            kind = kinds.layout(u.model, state)
-            if kind.face:  # FaceID: the ArcFace embedding of the face, zeros as negative
-                encoder = self.encoder(kind) if kind.hidden_states else None
+            kind = kinds.check_fits(u.model, state, call.pipeline, None)  # the family first, then the encoder
+            encoder = self.encoder(kind) if kind.hidden_states or not kind.face else None
+            if encoder is not None:
                 kinds.check_fits(u.model, state, call.pipeline, encoder)
+            if kind.face:  # FaceID: the ArcFace embedding of the face, zeros as negative
                 face = self.faces().face(u.image)
                 ident = torch.from_numpy(self.faces().embed(u.image, face)).float()[None]
                 embeds.append((ident, torch.zeros_like(ident)))
                 if encoder is not None:  # FaceID Plus: and the CLIP hidden states of the face aligned at 224 px
                     face_clip[i] = encoder.embed_pair(lib("faceid").align(u.image, face.landmarks, 224), True)
                 continue
-            encoder = self.encoder(kind)
-            kind = kinds.check_fits(u.model, state, call.pipeline, encoder)
             if kind.denoiser == "flux":
                 embeds.append(lib("flux").embed_pair(encoder, u.image))
             else:
