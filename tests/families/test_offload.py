@@ -209,3 +209,16 @@ def test_hostile_budgets_are_refused_and_nothing_is_saved(client, data_dir):
         assert r.status_code == (400 if len(value) > 4300 else 422) and isinstance(r.json(), dict), (value, r.text)
         assert (config.read_text() if config.exists() else None) == before
     assert client.app_.options.get("gpu_weights_mb") == 0
+
+
+def test_flags_map_onto_the_modes(monkeypatch):
+    from webui.models.device import choose_policy
+
+    cpu = choose_policy(use_cpu=["all"], medvram=True)
+    assert (cpu.offload, cpu.offload_device) == ("none", None) and "nothing to offload to" in cpu.note
+    # what a CUDA machine reports (only the detection is patched: choose_policy allocates nothing on the device)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    for flags, mode in (({"lowvram": True}, "group"), ({"medvram": True}, "model"), ({}, "none")):
+        gpu = choose_policy(**flags)
+        assert (gpu.device.type, gpu.offload, gpu.offload_device) == ("cuda", mode, torch.device("cpu"))
