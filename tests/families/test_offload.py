@@ -222,3 +222,20 @@ def test_flags_map_onto_the_modes(monkeypatch):
     for flags, mode in (({"lowvram": True}, "group"), ({"medvram": True}, "model"), ({}, "none")):
         gpu = choose_policy(**flags)
         assert (gpu.device.type, gpu.offload, gpu.offload_device) == ("cuda", mode, torch.device("cpu"))
+
+
+def test_speed_presets_over_group_offloading(client):
+    """Step caching and token merging put their own diffusers hooks on the UNet's blocks per job, beside the group
+    offloading hooks: the same pixels as without offloading, and the offloading hooks outlive the job's."""
+    r = client.post("/sdapi/v1/options", json={"step_cache_interval": 2, "token_merging_ratio": 0.5})
+    assert r.status_code == 200, r.text
+    base, info = _txt2img(client, "tiny-a", steps=4)
+    assert "Step cache: 2" in info["infotexts"][0] and "Token merging ratio: 0.5" in info["infotexts"][0]
+    _budget(client, 1)
+    group, _ = _txt2img(client, "tiny-a", steps=4)
+    assert _report(client, "tiny-a")["offload"] == "group"
+    np.testing.assert_array_equal(group[0], base[0])
+    _budget(client, 0)
+    again, _ = _txt2img(client, "tiny-a", steps=4)
+    np.testing.assert_array_equal(again[0], base[0])
+    assert _hooked(client.app_.models.active.pipeline) == []
