@@ -36,20 +36,21 @@ def _randomize(modules, seed: int) -> None:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
 
 
-def tiny_flux_controlnet(seed: int = 0, *, checkpoint_seed: int = 0, **config):
-    """A FluxControlNetModel (1 double + 1 single block) for the tiny FLUX dev transformer of `checkpoint_seed`;
-    `config` overrides (e.g. num_mode for a union ControlNet) make a fresh model of that config instead."""
+def tiny_flux_controlnet(seed: int = 0, *, checkpoint_seed: int = 0, transformer=None, **config):
+    """A FluxControlNetModel (1 double + 1 single block) for the tiny FLUX dev transformer of `checkpoint_seed` (or
+    `transformer`); `config` overrides (e.g. num_mode for a union ControlNet) make a fresh model of that config."""
     from diffusers import FluxControlNetModel
 
-    transformer = flux_transformer(checkpoint_seed)
+    transformer = transformer if transformer is not None else flux_transformer(checkpoint_seed)
     if config:
         keep = ("patch_size", "in_channels", "attention_head_dim", "num_attention_heads", "joint_attention_dim")
         base = {k: FLUX_TINY[k] for k in keep}
         base.update(pooled_projection_dim=32, axes_dims_rope=[2, 2, 4], guidance_embeds=True)
         net = FluxControlNetModel(num_layers=1, num_single_layers=1, **{**base, **config})
     else:
+        heads, head_dim = transformer.config.num_attention_heads, transformer.config.attention_head_dim
         net = FluxControlNetModel.from_transformer(
-            transformer, num_layers=1, num_single_layers=1, attention_head_dim=8, num_attention_heads=2
+            transformer, num_layers=1, num_single_layers=1, attention_head_dim=head_dim, num_attention_heads=heads
         )
     _randomize([net.controlnet_x_embedder, *net.controlnet_blocks, *net.controlnet_single_blocks], seed)
     return net.eval()
@@ -68,7 +69,7 @@ def tiny_sd3_controlnet(seed: int = 0, *, checkpoint_seed: int = 0, variant: str
 def write_flow_controlnets(root: Path) -> Path:
     """models/ControlNet/: tiny-flux (FLUX dev, diffusers folder), tiny-flux-b (another one), tiny-sd3 (SD 3.5
     Medium), tiny-flux-union (a union ControlNet: listed with why it can't be used), tiny-flux-wide (for a
-    wider FLUX transformer), tiny-flux-single.safetensors (a
+    wider FLUX transformer), tiny-flux-w32 (for the GGUF test file's), tiny-flux-single.safetensors (a
     FLUX ControlNet's weights as one file: diffusers can't load those)."""
     from safetensors.torch import save_file
 
@@ -77,6 +78,10 @@ def write_flow_controlnets(root: Path) -> Path:
     tiny_sd3_controlnet(3).save_pretrained(root / "tiny-sd3")
     tiny_flux_controlnet(4, num_mode=3).save_pretrained(root / "tiny-flux-union")
     tiny_flux_controlnet(6, num_attention_heads=4).save_pretrained(root / "tiny-flux-wide")  # another model size
+    from tests.factories_gguf import tiny_flux_transformer
+
+    # for write_flux_gguf's 32-wide FLUX (flux1-dev-tiny-Q4_0.gguf)
+    tiny_flux_controlnet(7, transformer=tiny_flux_transformer(0)).save_pretrained(root / "tiny-flux-w32")
     state = {k: v.contiguous() for k, v in tiny_flux_controlnet(5).state_dict().items()}
     save_file(state, str(root / "tiny-flux-single.safetensors"))
     return root

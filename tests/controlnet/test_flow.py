@@ -18,6 +18,7 @@ from tests.conftest import app_flags
 from tests.controlnet.conftest import b64, load_script, square, tiny_controlnet
 from tests.controlnet.flow_models import write_flow_controlnets
 from tests.factories_families import write_flux_split, write_sd3_aio
+from tests.factories_gguf import write_flux_gguf
 from webui.infotext import parse_infotext
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -39,6 +40,7 @@ def client(tmp_path_factory, tiny_models):
     models = root / "models"
     shutil.copytree(tiny_models, models)
     write_flux_split(models, seed=0, dev=True)
+    write_flux_gguf(models, "Q4_0", twin=False)  # its parts: the split's
     write_sd3_aio(models, seed=0, variant="sd35-medium")  # all in one: the split files share FLUX's names
     write_flow_controlnets(models / "ControlNet")
     tiny_controlnet(tiny_components(0)[0], 1).save_pretrained(models / "ControlNet" / "tiny-canny")
@@ -63,7 +65,7 @@ def post(client, model, units=None, *, route="txt2img", **body):
         "width": 64,
         "height": 64,
         "seed": 5,
-        "cfg_scale": 1 if model == FLUX else 5,
+        "cfg_scale": 5 if model in (SD3, SD1) else 1,  # FLUX: the distilled guidance only
         "override_settings": {"sd_model_checkpoint": model},
         **body,
     }
@@ -90,7 +92,8 @@ def test_model_list_names_each_family_and_why_some_cant_be_used(client):
     body = client.get("/controlnet/model_list").json()
     by_name = {t.split(" [")[0]: t for t in body["model_list"]}
     assert set(by_name) == {
-        *("tiny-flux", "tiny-flux-b", "tiny-flux-wide", "tiny-sd3", "tiny-flux-union", "tiny-flux-single", "tiny-canny")
+        *("tiny-flux", "tiny-flux-b", "tiny-flux-wide", "tiny-flux-w32", "tiny-sd3", "tiny-flux-union"),
+        *("tiny-flux-single", "tiny-canny"),
     }
     detail = {name: body["model_detail"][title] for name, title in by_name.items()}
     assert detail["tiny-flux"] == {"family": "flux", "layout": "diffusers"}
@@ -166,3 +169,16 @@ def test_flux_hires_second_pass_keeps_control(client):
     assert plain.shape == controlled.shape == (96, 96, 3) and not np.array_equal(plain, controlled)
     first_only, _ = generate(client, FLUX, [unit(guidance_end=0.5)], **hires)  # the window applies to each pass
     assert not np.array_equal(first_only, controlled)
+
+
+def test_flux_gguf_checkpoint_with_control(client):
+    """A GGUF-quantized transformer: the ControlNet pipeline is made over it without from_pipe's dtype cast (which
+    raises on quantized weights), in txt2img and img2img."""
+    gguf = "flux1-dev-tiny-Q4_0"
+    plain, _ = generate(client, gguf)
+    assert not np.array_equal(plain, generate(client, gguf, [unit(model="tiny-flux-w32")])[0])
+    body = {"route": "img2img", "init_images": [b64(square())], "denoising_strength": 0.7}
+    plain_i2i, _ = generate(client, gguf, **body)
+    assert not np.array_equal(plain_i2i, generate(client, gguf, [unit(model="tiny-flux-w32")], **body)[0])
+    items = {e["name"]: e for e in client.get("/sdapi/v1/extensions").json()}
+    assert items["controlnet"]["status"] == "ok"

@@ -1,9 +1,9 @@
 """img2img and inpainting for the flow-matching families (SD 3/3.5, FLUX.1) on diffusers' own
 FluxImg2ImgPipeline / FluxInpaintPipeline and StableDiffusion3Img2ImgPipeline / StableDiffusion3InpaintPipeline
-(made with from_pipe over the checkpoint's modules). A1111's extras that apply unchanged: resize modes, mask blur and
-invert, "fill"/"original" masked content, at least one step at any strength, and the final composite that leaves
-pixels outside the mask exactly as they were. Not yet for these families: "Only masked", "latent noise"/"latent
-nothing", variation seeds (the pipelines draw the noise from the per-image seeded generators)."""
+(made over the checkpoint's modules: flow_call.pipeline_over). A1111's extras that apply unchanged: resize modes,
+mask blur and invert, "fill"/"original" masked content, at least one step at any strength, and the final composite
+that leaves pixels outside the mask exactly as they were. Not yet for these families: "Only masked", "latent
+noise"/"latent nothing", variation seeds (the pipelines draw the noise from the per-image seeded generators)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from PIL import Image
 
 from webui.errors import InvalidRequest
 from webui.generation.control import JobControl
-from webui.generation.flow_call import hooked_call
+from webui.generation.flow_call import hooked_call, pipeline_over
 from webui.generation.flow_sampling import make_scheduler
 from webui.generation.flow_txt2img import (
     flow_step_callback,
@@ -58,8 +58,7 @@ def flow_pipeline(model, kind: str):
     pipes = model.extra.setdefault("pipelines", {})
     pipe = pipes.get(kind)
     if pipe is None:
-        pipe = pipes[kind] = classes[model.probe.family][kind].from_pipe(model.pipeline)
-        pipe.set_progress_bar_config(disable=True)  # from_pipe doesn't carry it over
+        pipe = pipes[kind] = pipeline_over(classes[model.probe.family][kind], model.pipeline)  # not from_pipe: GGUF
     for name in _SHARED:
         if hasattr(pipe, name) and getattr(pipe, name) is not getattr(model.pipeline, name, None):
             setattr(pipe, name, getattr(model.pipeline, name))

@@ -213,7 +213,7 @@ def controlled_call(
     transformer = pipe.transformer
     nets = [_on(load_model(u), transformer.device, transformer.dtype) for u in units]
     controlnet = nets[0] if len(nets) == 1 else getattr(diffusers, spec.multi_class)(nets)
-    controlled = getattr(diffusers, spec.pipelines[kind]).from_pipe(pipe, controlnet=controlnet)
+    controlled = pipeline_over(getattr(diffusers, spec.pipelines[kind]), pipe, controlnet=controlnet)
     controlled.set_progress_bar_config(disable=True)
 
     def per_unit(values: list):
@@ -246,3 +246,14 @@ def _pixels(pipe, latents):
     with torch.no_grad():
         scaled = latents.to(vae.dtype) / vae.config.scaling_factor + (vae.config.shift_factor or 0.0)
         return pipe.image_processor.postprocess(vae.decode(scaled).sample, output_type="pt")
+
+
+def pipeline_over(cls, pipe, **extra):
+    """A `cls` pipeline over `pipe`'s modules plus `extra` ones: diffusers' `from_pipe` without its closing
+    `.to(dtype)`, which casts every shared module to its dtype argument (float32 by default) in place — upcasting a
+    bf16 checkpoint for good — and raises on a GGUF-quantized transformer ("Casting a quantized model to a new dtype
+    is unsupported"). Hand-written for that reason: the constructor is the one from_pipe calls."""
+    import inspect
+
+    wanted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    return cls(**{k: v for k, v in pipe.components.items() if k in wanted and k not in extra}, **extra)
