@@ -48,9 +48,12 @@ def write_xlabs_flux_adapter(path, seed: int = 0):
 
 
 @pytest.fixture
-def data_dir(tmp_path, tiny_models, flux_models):
+def data_dir(tmp_path, tiny_models, flux_models, request):
     models = tmp_path / "models"
-    merge_models(models, tiny_models, flux_models)
+    # SD 3's text encoders have the same file names as FLUX's: one family per data dir
+    merge_models(
+        models, tiny_models, request.getfixturevalue("sd3_models") if "sd3" in request.node.name else flux_models
+    )
     write_xlabs_flux_adapter(models / "ipadapter" / "flux-ip-adapter.safetensors")
     write_tiny_adapter(models / "ipadapter" / "ip-adapter_tiny.safetensors")
     write_tiny_encoder(models / "clip_vision" / "tiny-vision")
@@ -152,3 +155,10 @@ def test_flux_img2img_and_a_batch_of_two(client):
 
     plain2, with2 = batch(), batch(_unit())
     assert all(not np.array_equal(a, b) for a, b in zip(plain2, with2))
+
+
+def test_sd3_refuses_an_ip_adapter_with_the_reason(client):
+    """SD 3's IP-Adapter (InstantX's, with a SigLIP encoder) is not supported: a unit is refused, not ignored."""
+    r = _run(client, _unit(), model="sd35_medium_tiny")
+    assert r.status_code == 422 and "SD 1.x/2.x/SDXL and FLUX.1 checkpoints, not this one" in r.text, r.text
+    assert _image(_run(client, model="sd35_medium_tiny"))[0].shape == (32, 32, 3)
