@@ -246,3 +246,17 @@ def test_the_infotext_pastes_back_to_the_same_image(plus_client):
     values[1] = _prompt_image()
     again, _ = _gen(plus_client, ui.combine(*values))
     assert np.array_equal(again, first)
+
+
+def test_a_pickled_adapter_is_named_as_such(plus_client):
+    """h94's .bin / sd-webui-controlnet's .pth downloads are pickles: a unit naming one is told why it isn't used
+    (nothing is unpickled: the file here isn't even a valid pickle)."""
+    models = plus_client.easel_app.paths.models_dir
+    (models / "ipadapter" / "ip-adapter-faceid_sd15.bin").write_bytes(b"not read")
+    (models / "ControlNet").mkdir(exist_ok=True)
+    (models / "ControlNet" / "ip-adapter_sd15_plus.pth").write_bytes(b"not read")
+    for name in ("ip-adapter-faceid_sd15", "ip-adapter_sd15_plus.pth [abcd]"):
+        r = plus_client.post(
+            "/sdapi/v1/txt2img", json={**BASE, "alwayson_scripts": {"IP-Adapter": {"args": [_unit(model=name)]}}}
+        )
+        assert r.status_code == 422 and "is a pickle, which Easel does not load" in r.text, r.text

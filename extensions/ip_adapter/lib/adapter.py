@@ -23,6 +23,7 @@ from PIL import Image
 from webui.extensions.api import ScriptError
 
 ADAPTER_DIR, ENCODER_DIR = "ipadapter", "clip_vision"
+PICKLES = (".bin", ".pth", ".pt", ".ckpt")
 
 
 def adapter_files(models_dir: Path) -> list[Path]:
@@ -43,6 +44,14 @@ def find_adapter(models_dir: Path, name: str) -> Path:
     for p in adapter_files(models_dir):
         if wanted in (p.name, p.stem):
             return p
+    stem = Path(wanted).stem if Path(wanted).suffix.lower() in PICKLES else wanted
+    for folder in (models_dir / ADAPTER_DIR, models_dir / "ControlNet"):
+        for suffix in PICKLES:  # h94's .bin and sd-webui-controlnet's .pth downloads: say why they aren't used
+            if stem and stem == Path(stem).name and (folder / f"{stem}{suffix}").is_file():
+                raise ScriptError(
+                    f"IP-Adapter {stem}{suffix} is a pickle, which Easel does not load: use its .safetensors "
+                    f"release (or a conversion) in models/{ADAPTER_DIR}"
+                )
     raise ScriptError(
         f"IP-Adapter model {str(name)[:80]!r} is missing: put it (a .safetensors IP-Adapter, e.g. "
         f"ip-adapter_sd15.safetensors) in models/{ADAPTER_DIR}"
