@@ -13,7 +13,8 @@ Every row runs in its own subprocess, so its peak RSS is its own (a process's pe
    diffusers UNet and Easel's (same weights) and alternates one step of each, N times per size; every pair is a
    ratio taken within seconds, so a slow spell of the machine hits both sides alike. Prints each pair and the median.
    --openvino DIR adds OpenVINO f32 and bf16 sides on the same weights (_openvino.py; EASEL_BENCH_OV_PRECISIONS=bf16
-   for one side, less RAM); --threads 1 keeps OpenMP barriers out of a run on a busy machine.
+   for one side, less RAM); --easel-openvino f32,bf16 adds Easel's own `cpu_backend: openvino` (its f32 marks, its
+   IR cache in --easel-openvino-cache); --threads 1 keeps OpenMP barriers out of a run on a busy machine.
 2. End-to-end txt2img through the Application on the mid model (text encoder + VAE decode included), fp32 against
    the Easel default (VAE decode Automatic: bf16 where its guard passes) and the default with the fp32 decode it had
    before issue 21, Euler a, --e2e-steps at --e2e-size.
@@ -24,6 +25,8 @@ Every row runs in its own subprocess, so its peak RSS is its own (a process's pe
         [--e2e-steps 20] [--no-compile] [--only unet,e2e,preview]
     python benchmarks/cpu_fast_path.py --only unet --sizes 512 --paired 8   # the headline ratio (~6 min)
     python benchmarks/cpu_fast_path.py --only unet --sizes 512,256 --paired 6 --openvino /tmp/ov-pkgs   # + OpenVINO
+    python benchmarks/cpu_fast_path.py --only unet --sizes 256 --paired 4 --threads 1 --easel-openvino bf16,f32 \
+        --openvino auto   # + Easel's cpu_backend=openvino (EASEL_BENCH_OV_PRECISIONS=bf16: one raw OpenVINO side)
     python benchmarks/cpu_fast_path.py --sizes 64 --steps 1 --e2e-size 64 --e2e-steps 1 --unet mid   # smoke run
 """
 
@@ -137,9 +140,49 @@ def unet_child(variant: str, kind: str, size: int, steps: int) -> dict:
     return out
 
 
-def paired_child(kind: str, size: int, pairs: int, openvino: str = "", threads: int = 0) -> dict:
+def easel_openvino_sides(unet, x, ctx, kind: str, precisions: list[str], threads: int, cache: str) -> tuple[dict, str]:
+    """Easel's `cpu_backend: openvino` (webui/models/openvino_backend.py: the production conversion with its f32
+    marks, IR cache and per-shape compile) on `unet` itself, one side per precision; the hook is off between calls,
+    so the same module still serves the plain fp32 side."""
+    import torch
+
+    from webui.models import openvino_backend as ovb
+
+    ov, why = ovb.import_openvino()
+    if ov is None:
+        return {}, why
+    sides: dict = {}
+    conversions = 0
+    t0 = time.perf_counter()
+    for precision in precisions:
+        plan = ovb.OpenVinoPlan(
+            key=ovb.ir_key(f"bench-{kind}-seed0", (), ov.__version__),
+            cache_dir=cache,
+            precision=precision,
+            threads=threads,
+        )
+        with ovb.running(unet, plan) as hook:  # installs the hook and converts (or reads the cached IR) once
+            conversions = hook.conversions
+
+        def side(t: int, plan=plan, hook=hook):
+            hook.plan = plan
+            try:
+                return unet(x, torch.tensor(t), encoder_hidden_states=ctx).sample
+            finally:
+                hook.plan = None
+
+        sides[f"Easel cpu_backend=openvino {precision}"] = side
+    note = f"Easel cpu_backend=openvino (OpenVINO {ov.__version__}): IR ready in {time.perf_counter() - t0:.0f} s"
+    note += f" ({conversions} conversion(s) this run; cache {cache})"
+    return sides, note
+
+
+def paired_child(
+    kind: str, size: int, pairs: int, openvino: str = "", threads: int = 0, easel_openvino: str = "", cache: str = ""
+) -> dict:
     """Plain diffusers fp32 and Easel's default on two copies of one UNet, stepped alternately (see --paired); with
-    --openvino, OpenVINO fp32 and bf16 inference precision on the same weights join the rotation (_openvino.py)."""
+    --openvino, OpenVINO fp32 and bf16 inference precision on the same weights join the rotation (_openvino.py); with
+    --easel-openvino, Easel's own `cpu_backend: openvino` at those precisions."""
     import copy
 
     import torch
@@ -168,6 +211,12 @@ def paired_child(kind: str, size: int, pairs: int, openvino: str = "", threads: 
     switch = install_unet_autocast(easel)
     switch.enabled = choose_precision("Automatic", choose_policy(), easel) == "bf16"
     sides["easel"] = lambda t: easel(x, torch.tensor(t), encoder_hidden_states=ctx).sample
+    if easel_openvino:  # after the deep copy: the hook stays on the plain UNet only
+        more, note = easel_openvino_sides(
+            plain, x, ctx, kind, easel_openvino.split(","), torch.get_num_threads(), cache
+        )
+        sides.update(more)
+        out["easel_openvino"] = note
     times: dict[str, list[float]] = {k: [] for k in sides}
     names = list(sides)
     # The bf16 weights are converted once, as for a pipeline call (timed apart); the plain UNet never sees them.
@@ -279,7 +328,7 @@ def child_main(a: argparse.Namespace) -> None:
     if a.mode == "unet":
         result = unet_child(a.variant, a.unet, a.size, a.steps)
     elif a.mode == "paired":
-        result = paired_child(a.unet, a.size, a.steps, a.openvino, a.threads)
+        result = paired_child(a.unet, a.size, a.steps, a.openvino, a.threads, a.easel_openvino, a.easel_openvino_cache)
     elif a.mode == "e2e":
         result = e2e_child(a.variant, a.ckpt, a.size, a.steps)
     else:
@@ -318,6 +367,17 @@ def main() -> None:
         help="with --paired: add OpenVINO fp32/bf16 sides; 'auto' or a folder "
         "holding the openvino package (benchmarks/_openvino.py), skipped with a message when absent",
     )
+    ap.add_argument(
+        "--easel-openvino",
+        default="",
+        help="with --paired: add Easel's cpu_backend=openvino sides at these "
+        "precisions (f32,bf16), through webui/models/openvino_backend.py",
+    )
+    ap.add_argument(
+        "--easel-openvino-cache",
+        default="/tmp/easel-bench-openvino",
+        help="where those sides keep their IR (reused by a later run on the same --unet)",
+    )
     ap.add_argument("--variants", default="", help="comma-separated UNet rows to run (default: all)")
     # child-process arguments
     ap.add_argument("--child", dest="mode", default=None, choices=("unet", "paired", "e2e", "preview"))
@@ -348,6 +408,10 @@ def main() -> None:
                 a.openvino,
                 "--threads",
                 str(a.threads),
+                "--easel-openvino",
+                a.easel_openvino,
+                "--easel-openvino-cache",
+                a.easel_openvino_cache,
             )
             if "error" in r:
                 print(f"{a.unet} {size}² paired run failed: {r['error']}", flush=True)
@@ -360,8 +424,9 @@ def main() -> None:
                 f"lowest ×{min(ratios):.2f})  peak RSS {r['rss_mb']:.0f} MB (all sides)",
                 flush=True,
             )
-            if "openvino" in r:
-                print(f"  {r['openvino']}", flush=True)
+            for note in ("openvino", "easel_openvino"):
+                if note in r:
+                    print(f"  {r[note]}", flush=True)
             for name, times in r["times"].items():
                 if name in ("plain", "easel"):
                     continue

@@ -12,10 +12,11 @@ What happens to a UNet:
 - Per input shape, the IR is reshaped to that static shape and compiled for the CPU at the job's precision (f32, or
   bf16 inference precision), with OpenVINO's own compiled-blob cache (`CACHE_DIR`) beside it; the last
   `KEEP_COMPILED` compiled shapes stay in memory.
-- Easel's fp32 islands (precision.FP32_MODULES: conv_in, the shortcuts, time_emb_proj) and the time embedding are
-  marked for OpenVINO to keep in f32 under bf16 inference precision (its "disable FP16 compression" runtime
-  attribute, which its CPU plugin also honours for bf16), with the residual Add a shortcut feeds: without that Add
-  the CPU plugin fails to compile (OpenVINO 2026.4). What this buys is measured in docs/performance.md.
+- Easel's fp32 islands (precision.FP32_MODULES: conv_in, the shortcuts, time_emb_proj) and the timestep's
+  embedding (time_proj, time_embedding) are marked for OpenVINO to keep in f32 under bf16 inference precision (its
+  "disable FP16 compression" runtime attribute, which its CPU plugin also honours for bf16), with the residual Add a
+  shortcut feeds: without that Add the CPU plugin fails to compile (OpenVINO 2026.4). What this buys is measured in
+  docs/performance.md.
 
 The call goes through a diffusers `ModelHook` on the UNet's forward (`OpenVinoUnet`, installed once per UNet after
 the precision switch, like precision.AutocastSwitch; the runtime's `cpu_backend` part turns it on for one job and
@@ -45,8 +46,10 @@ from webui.models.precision import FP32_MODULES, autocast_switch
 HOOK = "easel.openvino"
 INSTALL = "pip install --no-deps -r requirements-openvino.txt"
 KEEP_COMPILED = 3  # compiled shapes kept in memory per UNet (txt2img, its hires size, one more)
-# besides FP32_MODULES: the timestep MLP, which turns the timestep into every block's bias
-KEEP_F32 = (*FP32_MODULES, "time_embedding")
+# besides FP32_MODULES: the timestep's sinusoidal embedding and its MLP. bf16 rounds the timestep itself (900 → 896):
+# on the mid UNet at 256² that alone was most of OpenVINO bf16's error (2.03% → 1.19% per step with time_proj kept
+# f32; 2.00% with FP32_MODULES alone; 1.14% with both and time_embedding; docs/performance.md)
+KEEP_F32 = (*FP32_MODULES, "time_proj", "time_embedding")
 # UNet arguments the converted graph takes; any other one that carries a value is refused (see Unsupported)
 GRAPH_INPUTS = ("sample", "timestep", "encoder_hidden_states")
 
