@@ -147,7 +147,9 @@ def test_interrupt_stops_the_vae_decode_between_blocks(make_app):
             t0 = time.time()
             c.post("/sdapi/v1/interrupt")
             view = _wait_status(c, job_id, ("interrupted", "done", "failed"), 30)
-            assert view["status"] == "interrupted" and time.time() - t0 < 2.5
+            assert (
+                view["status"] == "interrupted" and time.time() - t0 < 5
+            )  # one 1 s block, then the check; a busy 2-core CI box
             assert slow.calls < len(vae.decoder.up_blocks)
     finally:
         slow.remove()
