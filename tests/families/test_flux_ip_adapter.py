@@ -162,3 +162,30 @@ def test_sd3_refuses_an_ip_adapter_with_the_reason(client):
     r = _run(client, _unit(), model="sd35_medium_tiny")
     assert r.status_code == 422 and "SD 1.x/2.x/SDXL and FLUX.1 checkpoints, not this one" in r.text, r.text
     assert _image(_run(client, model="sd35_medium_tiny"))[0].shape == (32, 32, 3)
+
+
+def test_flux_hires_pass_gets_the_image_prompt_too(client, app):
+    """The hires second pass is a pipeline call of its own (flow_call with hires=True): the adapter is loaded for it
+    as for the first pass and unloaded after; weight 0 is the plain hires image bit for bit."""
+    from diffusers.models.transformers.transformer_flux import FluxIPAdapterAttnProcessor
+
+    hr = {"enable_hr": True, "hr_scale": 2, "hr_upscaler": "Latent", "denoising_strength": 0.5}
+    hr["hr_second_pass_steps"] = 2
+    plain, _ = _image(_run(client, **hr))
+    assert plain.shape == (64, 64, 3)
+    assert np.array_equal(_image(_run(client, _unit(weight=0), **hr))[0], plain)
+    calls: list = []
+    transformer = app.models.active.pipeline.transformer
+
+    def count(module, args, kwargs):
+        procs = transformer.attn_processors.values()
+        calls.append(any(isinstance(p, FluxIPAdapterAttnProcessor) for p in procs))
+
+    handle = transformer.register_forward_pre_hook(count, with_kwargs=True)
+    try:
+        one, _ = _image(_run(client, _unit(), **hr))
+    finally:
+        handle.remove()
+    assert len(calls) == BASE["steps"] + 2 and all(calls)  # both passes ran with the adapter
+    assert not np.array_equal(one, plain)
+    assert not any(isinstance(p, FluxIPAdapterAttnProcessor) for p in transformer.attn_processors.values())
