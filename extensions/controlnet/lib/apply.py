@@ -1,6 +1,7 @@
 """Turning parsed units into a diffusers ControlNet pipeline call: control maps (preprocessed, resized to the
 generation's size with the unit's resize mode), the ControlNet (one, or a MultiControlNet), and the pipeline made
-from the checkpoint's own via `from_pipe`, with `controlnet_conditioning_scale` and `control_guidance_start/end`."""
+over the checkpoint's own modules (`pipeline_over`, as `from_pipe` makes it), with `controlnet_conditioning_scale`
+and `control_guidance_start/end`."""
 
 from __future__ import annotations
 
@@ -156,8 +157,7 @@ def controlled_call(
         )
     sdxl = getattr(pipe, "text_encoder_2", None) is not None
     cls = getattr(diffusers, PIPELINES[(kind, sdxl)])
-    controlled = cls.from_pipe(pipe, controlnet=controlnet)
-    controlled.set_progress_bar_config(disable=True)
+    controlled = pipeline_over(cls, pipe, controlnet=controlnet)
     single = not isinstance(controlnet, diffusers.MultiControlNetModel)
 
     def per_unit(values: list):
@@ -174,3 +174,19 @@ def controlled_call(
     )
     out["image" if kind == "txt2img" else "control_image"] = per_unit(maps)
     return controlled, out
+
+
+def pipeline_over(cls, pipe, **extra):
+    """A `cls` pipeline over `pipe`'s modules (and its config's constructor arguments) plus `extra` modules: diffusers'
+    `from_pipe` without its closing `.to(dtype)`, which casts every shared module to its dtype argument (float32
+    unless told) in place — upcasting a half-precision checkpoint for good — and raises on a GGUF-quantized transformer
+    ("Casting a quantized model to a new dtype is unsupported"). Hand-written for that reason: the constructor is the
+    one from_pipe calls."""
+    import inspect
+
+    wanted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    parts = {k: v for k, v in pipe.components.items() if k in wanted and k not in extra}
+    config = {k: v for k, v in pipe.config.items() if k in wanted and k not in parts and k not in extra}
+    made = cls(**config, **parts, **extra)
+    made.set_progress_bar_config(disable=True)
+    return made

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from webui.extensions.api import ScriptError
 
-from .apply import _on, control_map, generation_size
+from .apply import _on, control_map, generation_size, pipeline_over
 
 FOLDER_HINT = "a diffusers folder (config.json + diffusion_pytorch_model.safetensors) in models/ControlNet/"
 
@@ -189,7 +189,8 @@ def controlled_call(
 ) -> tuple[Any, dict[str, Any]]:
     """(pipeline, kwargs) for one FLUX/SD 3 pipeline call with `units` applied, as apply.controlled_call does for
     the UNet families: units at weight 0 or with an empty window are left out (so they change nothing), the control
-    maps are made at the call's size, and the family's ControlNet pipeline is made from the call's with from_pipe."""
+    maps are made at the call's size, and the family's ControlNet pipeline is made over the call's modules
+    (apply.pipeline_over)."""
     import diffusers
 
     if hires and kind == "txt2img":
@@ -214,7 +215,6 @@ def controlled_call(
     nets = [_on(load_model(u), transformer.device, transformer.dtype) for u in units]
     controlnet = nets[0] if len(nets) == 1 else getattr(diffusers, spec.multi_class)(nets)
     controlled = pipeline_over(getattr(diffusers, spec.pipelines[kind]), pipe, controlnet=controlnet)
-    controlled.set_progress_bar_config(disable=True)
 
     def per_unit(values: list):
         return values[0] if len(nets) == 1 else values
@@ -246,14 +246,3 @@ def _pixels(pipe, latents):
     with torch.no_grad():
         scaled = latents.to(vae.dtype) / vae.config.scaling_factor + (vae.config.shift_factor or 0.0)
         return pipe.image_processor.postprocess(vae.decode(scaled).sample, output_type="pt")
-
-
-def pipeline_over(cls, pipe, **extra):
-    """A `cls` pipeline over `pipe`'s modules plus `extra` ones: diffusers' `from_pipe` without its closing
-    `.to(dtype)`, which casts every shared module to its dtype argument (float32 by default) in place — upcasting a
-    bf16 checkpoint for good — and raises on a GGUF-quantized transformer ("Casting a quantized model to a new dtype
-    is unsupported"). Hand-written for that reason: the constructor is the one from_pipe calls."""
-    import inspect
-
-    wanted = set(inspect.signature(cls.__init__).parameters) - {"self"}
-    return cls(**{k: v for k, v in pipe.components.items() if k in wanted and k not in extra}, **extra)
