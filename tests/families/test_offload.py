@@ -20,7 +20,7 @@ import torch
 from tests.families.conftest import merge_models
 from tests.families.test_flux import _txt2img
 from webui.models.memory_report import COMPONENTS, module_bytes
-from webui.models.offload import OffloadPlan, plan_offload
+from webui.models.offload import OffloadPlan, group_blocks, group_resident, plan_offload, weights_on_device
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 MODELS = ["tiny-a", "flux1-dev-tiny"]
@@ -82,6 +82,15 @@ def _report(client, name: str) -> dict:
     return next(m for m in client.get("/easel/v1/system").json()["models"] if m["title"] == title)
 
 
+def _parts(pipe) -> list[torch.nn.Module]:
+    return [m for n in COMPONENTS if isinstance(m := getattr(pipe, n, None), torch.nn.Module)]
+
+
+def _group_hook(module) -> bool:
+    registry = getattr(module, "_diffusers_hook", None)
+    return registry is not None and registry.get_hook("group_offloading") is not None
+
+
 def _hooked(pipe) -> list[str]:
     """Parts of the pipeline that carry any offloading hook (accelerate's or diffusers' group offloading)."""
     names = []
@@ -112,6 +121,8 @@ def test_offload_modes_give_the_same_pixels(client, model):
         assert (report["offload"], report["offload_plan"]["mode"]) == (mode, mode), (budget, report)
         assert f"GPU weights {budget} MB" in report["offload_plan"]["reason"]
         assert (len(_hooked(pipe)) > 0) == (mode != "none")
+        if mode == "group":  # each block of each part is its own group (text encoders' nested layers too)
+            assert all(_group_hook(b) for m in _parts(pipe) for b in group_blocks(m)), model
         np.testing.assert_array_equal(images[0], base[0])  # tolerance 0: bit-identical
 
 
@@ -179,22 +190,35 @@ def test_switching_modes_is_undone_and_does_not_leak(client):
     assert _rss() <= after_first * 1.05
 
 
-def test_plan_from_the_budget_with_streams():
-    from tests.factories_families import tiny_flux_pipeline
+def test_plan_from_the_budget():
+    from diffusers import FluxTransformer2DModel
+
+    from tests.factories_families import FLUX_TINY, tiny_flux_pipeline
 
     pipe = tiny_flux_pipeline()
     cpu = torch.device("cpu")
     assert plan_offload("model", 0, pipe, offload_device=None, stream=False).mode == "none"  # no GPU
     assert plan_offload("group", 0, pipe, offload_device=cpu, stream=True) == OffloadPlan("group", 1, True, "--lowvram")
-    blocks = [
-        b for lst in (pipe.transformer.transformer_blocks, pipe.transformer.single_transformer_blocks) for b in lst
-    ]
-    block = max(module_bytes(b) for b in blocks)
-    rest = module_bytes(pipe.transformer) - sum(module_bytes(b) for b in blocks)
-    assert rest + 2 * block < 2**20  # a 1 MB budget holds every block twice over: one group of all of them
-    plan = plan_offload("none", 1, pipe, offload_device=cpu, stream=True)
-    assert (plan.mode, plan.blocks_per_group, plan.stream) == ("group", len(blocks), True)
-    assert "group (2 blocks per group, CUDA stream prefetch)" == plan.label
+    # the text encoders' layers are found where transformers nests them (T5: encoder.block, CLIP: text_model.encoder)
+    assert group_blocks(pipe.text_encoder_2) == list(pipe.text_encoder_2.encoder.block)
+    assert group_blocks(pipe.text_encoder) == list(
+        getattr(pipe.text_encoder, "text_model", pipe.text_encoder).encoder.layers
+    )
+    # a transformer whose blocks outweigh the rest (128 wide, 1 + 6 blocks): the budget buys blocks per group
+    pipe.transformer = FluxTransformer2DModel(
+        **{**FLUX_TINY, "attention_head_dim": 64, "axes_dims_rope": (8, 28, 28), "num_single_layers": 6}
+    )
+    on_device = [weights_on_device(pipe, OffloadPlan("group", n)) for n in (1, 2, 3)]
+    budget_mb = math.ceil(on_device[1] / 2**20)
+    assert on_device[0] < on_device[1] <= budget_mb * 2**20 < on_device[2]
+    plan = plan_offload("none", budget_mb, pipe, offload_device=cpu, stream=False)
+    assert (plan.mode, plan.blocks_per_group, plan.stream) == ("group", 2, False)
+    assert plan.label == "group (2 blocks per group)" and f"about {on_device[1] / 2**20:.0f} MB" in plan.reason
+    streamed = plan_offload("none", budget_mb, pipe, offload_device=cpu, stream=True)  # diffusers: 1 block with streams
+    assert (streamed.mode, streamed.blocks_per_group, streamed.stream) == ("group", 1, True)
+    assert weights_on_device(pipe, streamed) == module_bytes(pipe.vae) + max(
+        group_resident(m, 1, True) for m in (pipe.transformer, pipe.text_encoder, pipe.text_encoder_2)
+    )
 
 
 def test_hostile_budgets_are_refused_and_nothing_is_saved(client, data_dir):

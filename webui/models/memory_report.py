@@ -19,7 +19,7 @@ def _tensors(module: torch.nn.Module):
 
 def module_bytes(module: torch.nn.Module) -> int:
     """Bytes of a module's parameters and buffers, each tensor once (a GGUF weight: its packed bytes)."""
-    tensors = {(t.data_ptr() if t.numel() else id(t)): t for t in _tensors(module)}
+    tensors = {(t.data_ptr() if t.numel() and t.device.type != "meta" else id(t)): t for t in _tensors(module)}
     return sum(t.numel() * t.element_size() for t in tensors.values())
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from webui.models.memory_report import COMPONENTS, module_bytes
+from webui.models.memory_report import module_bytes
 
 MODES = ("none", "model", "group")
 FLAG_NAMES = {"model": "--medvram", "group": "--lowvram"}
@@ -58,41 +58,84 @@ class OffloadPlan:
         }
 
 
+# transformers' text encoders nest their layer lists (CLIP: encoder.layers, text_model.encoder.layers before
+# transformers 5; T5: encoder.block): without naming the way down, diffusers' block-level walk sees no list and
+# onloads a whole T5-XXL (9.5 GB in fp16) for each encoding
+ENCODER_PATH = ["text_model", "encoder"]
+
+
 def _parts(pipe: Any) -> dict[str, torch.nn.Module]:
-    return {n: m for n in COMPONENTS if isinstance(m := getattr(pipe, n, None), torch.nn.Module)}
+    return {n: m for n, m in pipe.components.items() if isinstance(m, torch.nn.Module)}
 
 
-def _blocks(module: torch.nn.Module) -> list[torch.nn.Module]:
-    """What diffusers' block-level offloading groups: the children of the module's direct ModuleLists/Sequentials."""
-    return [
-        block
-        for child in module.children()
-        if isinstance(child, (torch.nn.ModuleList, torch.nn.Sequential))
-        for block in child
-    ]
+def _block_modules(module: torch.nn.Module) -> list[str] | None:
+    """The children diffusers' block-level offloading walks into: a diffusers model names its own
+    (`_group_offload_block_modules`: AutoencoderKL's encoder/decoder), a text encoder ENCODER_PATH."""
+    from diffusers import ModelMixin
+
+    return getattr(module, "_group_offload_block_modules", None) if isinstance(module, ModelMixin) else ENCODER_PATH
+
+
+def group_blocks(module: torch.nn.Module) -> list[torch.nn.Module]:
+    """The blocks diffusers' block-level offloading moves one group at a time (its walk: the children of
+    ModuleLists/Sequentials, inside the named block modules); the rest of the module stays for its whole forward."""
+    names = set(_block_modules(module) or ())
+
+    def walk(m: torch.nn.Module) -> list[torch.nn.Module]:
+        found: list[torch.nn.Module] = []
+        for name, child in m.named_children():
+            if name in names:
+                found += walk(child)
+            elif isinstance(child, (torch.nn.ModuleList, torch.nn.Sequential)):
+                found += list(child)
+        return found
+
+    return walk(module)
+
+
+def group_resident(part: torch.nn.Module, blocks_per_group: int, stream: bool) -> int:
+    """Bytes of one part's weights on the device at most under group offloading: what is outside its blocks, plus
+    one group (two with stream prefetching: the one computing and the next)."""
+    blocks = [module_bytes(b) for b in group_blocks(part)]
+    rest = module_bytes(part) - sum(blocks)
+    return rest + (2 if stream else 1) * blocks_per_group * max(blocks, default=0)
+
+
+def weights_on_device(pipe: Any, plan: OffloadPlan) -> int:
+    """Bytes of weights on the device at most in the plan's mode (one part computes at a time): the VRAM a budget
+    buys, activations not counted."""
+    parts = _parts(pipe)
+    sizes = {n: module_bytes(m) for n, m in parts.items()}
+    if plan.mode == "none":
+        return sum(sizes.values())
+    if plan.mode == "model":
+        return max(sizes.values())
+    kept = sizes.get("vae", 0) if plan.stream else 0  # with streams the VAE stays on the device (apply_offload)
+    return kept + max(
+        group_resident(m, plan.blocks_per_group, plan.stream) for n, m in parts.items() if n != "vae" or not plan.stream
+    )
 
 
 def plan_offload(flag_mode: str, budget_mb: int, pipe: Any, *, offload_device: torch.device | None, stream: bool):
     """The plan for one pipeline: `flag_mode` is the policy's (from --medvram/--lowvram), `budget_mb` the setting
-    (0: none). No offload device (no GPU): nothing to offload to."""
+    (0: none). No offload device (no GPU): nothing to offload to. Streams (CUDA) prefetch one block at a time
+    (diffusers' limit); without them a budget buys as many blocks per group as fit."""
     if offload_device is None:
         return OffloadPlan(reason="no GPU: the weights are in RAM already" if flag_mode != "none" or budget_mb else "")
     if budget_mb <= 0:
         return OffloadPlan(flag_mode, 1, stream and flag_mode == "group", FLAG_NAMES.get(flag_mode, ""))
-    budget = budget_mb * 2**20
+    budget, mb = budget_mb * 2**20, f"GPU weights {budget_mb} MB"
     sizes = {name: module_bytes(m) for name, m in _parts(pipe).items()}
-    mb = f"GPU weights {budget_mb} MB"
     if budget >= sum(sizes.values()):
         return OffloadPlan(reason=f"{mb}: all {sum(sizes.values()) / 2**20:.0f} MB of weights fit")
     largest = max(sizes, key=lambda n: sizes[n])
     if budget >= sizes[largest]:
         return OffloadPlan("model", reason=f"{mb}: the largest part ({largest}, {sizes[largest] / 2**20:.0f} MB) fits")
-    denoiser = getattr(pipe, "unet", None) or pipe.transformer
-    blocks = _blocks(denoiser)
-    block = max((module_bytes(b) for b in blocks), default=1) or 1
-    rest = module_bytes(denoiser) - sum(module_bytes(b) for b in blocks)  # on the device for the whole forward
-    n = min(max(1, len(blocks)), max(1, int((budget - rest) // ((2 if stream else 1) * block))))
-    return OffloadPlan("group", n, stream, f"{mb}: {n} of the denoiser's {len(blocks)} blocks at a time")
+    most = 1 if stream else max([len(group_blocks(m)) for m in _parts(pipe).values()] + [1])
+    n = next((n for n in range(most, 0, -1) if weights_on_device(pipe, OffloadPlan("group", n, stream)) <= budget), 1)
+    plan = OffloadPlan("group", n, stream)
+    need = weights_on_device(pipe, plan) / 2**20
+    return OffloadPlan("group", n, stream, f"{mb}: about {need:.0f} MB of weights on the device at a time")
 
 
 def active_mode(pipe: Any) -> str:
@@ -131,15 +174,24 @@ def apply_offload(pipe: Any, plan: OffloadPlan, device: torch.device, offload_de
     if plan.mode == "model":
         pipe.enable_model_cpu_offload(device=device)
     elif plan.mode == "group":
-        pipe.enable_group_offload(
+        from diffusers import ModelMixin
+        from diffusers.hooks import apply_group_offloading
+
+        kwargs = dict(
             onload_device=device,
             offload_device=offload_device or torch.device("cpu"),
             offload_type="block_level",
             num_blocks_per_group=plan.blocks_per_group,
             use_stream=plan.stream,
-            # diffusers warns that a streamed VAE whose first call is tiled may prefetch in the wrong order (Easel
-            # tiles large decodes): with streams the VAE stays on the device instead (SD/FLUX VAEs: 80-170 MB)
-            exclude_modules=["vae"] if plan.stream else None,
         )
+        for name, module in _parts(pipe).items():
+            if plan.stream and name == "vae":
+                # diffusers warns that a streamed VAE whose first call is tiled may prefetch in the wrong order
+                # (Easel tiles large decodes): with streams the VAE stays on the device (SD/FLUX VAEs: 80-170 MB)
+                module.to(device)
+            elif isinstance(module, ModelMixin):
+                module.enable_group_offload(**kwargs)  # checks the model class supports it
+            else:  # what pipe.enable_group_offload does for a text encoder, with the way down to its layers
+                apply_group_offloading(module, block_modules=ENCODER_PATH, **kwargs)
     elif device.type != "cpu":
         pipe.to(device)
