@@ -9,6 +9,7 @@ figures measure. `--mid-ratio` also times Easel's txt2img over plain diffusers' 
 weights (fp32 file, interleaved runs).
 
     python benchmarks/families_memory.py [--steps 4] [--size 256] [--mid-ratio --repeats 3]
+    python benchmarks/families_memory.py --vram-estimate   # FLUX.1 dev Q4_0: weights on a GPU per offload mode
 """
 
 from __future__ import annotations
@@ -167,6 +168,46 @@ def mid_ratio(data: Path, steps: int, size: int, repeats: int) -> dict[str, floa
     return {"easel": median(te), "diffusers": median(td)}
 
 
+def vram_estimate() -> None:
+    """Weights on the device at most per offload mode for FLUX.1 dev as users run it (GGUF Q4_0 transformer, CLIP-L
+    and T5-XXL in bf16, the VAE in bf16), computed by offload.weights_on_device on meta-device models (no RAM): the
+    configs Easel ships, each quantizable Linear's weight replaced by its packed Q4_0 bytes (18 per 32 values).
+    Computed, not measured: there is no GPU here; activations are not counted."""
+    import torch
+    from diffusers import AutoencoderKL, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    from webui.models.memory_report import module_bytes
+    from webui.models.offload import OffloadPlan, weights_on_device
+    from webui.models.probe import load_template
+
+    def cfg(part: str) -> dict:
+        return {k: v for k, v in load_template("flux-dev", part).items() if not k.startswith("_")}
+
+    with torch.device("meta"):
+        parts = {
+            "transformer": FluxTransformer2DModel(**cfg("transformer")).to(torch.bfloat16),
+            "text_encoder": CLIPTextModel(CLIPTextConfig(**cfg("text_encoder"))).to(torch.bfloat16),
+            "text_encoder_2": T5EncoderModel(T5Config(**cfg("text_encoder_2"))).to(torch.bfloat16),
+            "vae": AutoencoderKL(**cfg("vae")).to(torch.bfloat16),
+        }
+        for m in parts["transformer"].modules():
+            if isinstance(m, torch.nn.Linear) and m.in_features % 32 == 0:
+                packed = torch.empty(m.out_features, m.in_features // 32 * 18, dtype=torch.uint8)
+                m.weight = torch.nn.Parameter(packed, requires_grad=False)
+    pipe = argparse.Namespace(components=parts)
+    print("FLUX.1 dev, GGUF Q4_0 transformer + CLIP-L / T5-XXL / VAE in bf16 (computed from the shipped configs):")
+    print(", ".join(f"{n} {module_bytes(m) / 2**20:.0f} MB" for n, m in parts.items()))
+    print("| mode | weights on the device at most |\n|---|---|")
+    for flag, plan in [
+        ("none", OffloadPlan()),
+        ("--medvram (model CPU offload)", OffloadPlan("model")),
+        ("--lowvram on CUDA (group, 1 block, stream prefetch; VAE kept)", OffloadPlan("group", 1, True)),
+        ("group, 1 block, no stream", OffloadPlan("group", 1, False)),
+    ]:
+        print(f"| {flag} | {weights_on_device(pipe, plan) / 2**20:.0f} MB |")
+
+
 def main() -> None:
     from families import cpu_name
 
@@ -175,12 +216,15 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--cases", default="bf16,Q8_0,Q4_0")
     ap.add_argument("--mid-ratio", action="store_true")
+    ap.add_argument("--vram-estimate", action="store_true", help="only the computed FLUX.1 dev offload table")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--data", type=Path, default=None, help="(internal) the written models")
     ap.add_argument("--child", default=None, help="(internal) run one case in this process")
     a = ap.parse_args()
     if a.child:
         return child(a.data, a.child, a.steps, a.size)
+    if a.vram_estimate:
+        return vram_estimate()
     data = temp_data_dir()
     t0 = time.perf_counter()
     write_models(data)
