@@ -5,17 +5,18 @@ weights" budget (setting `gpu_weights_mb`, Forge's idea) mapped onto diffusers' 
   none   every part on the compute device.
   model  diffusers' model CPU offload (`enable_model_cpu_offload`): one part (a text encoder, the denoiser, the VAE)
          on the device at a time, the others in RAM (`--medvram`).
-  group  diffusers' group offloading (`enable_group_offload`, block level): each part's blocks come to the device N
-         at a time; on CUDA a side stream prefetches the next group while the current one computes (`--lowvram`).
+  group  diffusers' group offloading (`enable_group_offload` / `apply_group_offloading`, block level, per part, the
+         text encoders' nested layer lists included): each part's blocks come to the device N at a time; on CUDA a
+         side stream prefetches the next block while the current one computes (`--lowvram`).
 
 A budget above 0 wins over the flags: all weights fit → none; the largest part fits → model; else group, with as
-many blocks per group as the budget holds (two groups on the device with prefetching, plus the denoiser's weights
-outside its blocks, which stay for the whole forward).
+many blocks per group as the budget holds without streams (with streams diffusers moves one block at a time); a
+part's weights outside its blocks stay on the device for its whole forward (`weights_on_device` adds it all up).
 
 Offloading moves weights between the offload device (RAM) and the compute device. With no GPU the weights already
 are in RAM, so the policy has no offload device and nothing is applied (A1111 ignores --medvram on the CPU too);
 the same code runs on the CPU with RAM as both devices when a policy names one (the tests do: the pixels must not
-change, tests/models/test_offload.py).
+change, tests/families/test_offload.py).
 
 Everything goes through diffusers' calls and is undone through diffusers' own removal (`remove_all_hooks` for the
 accelerate hooks, the hook registry's `remove_hook` for group offloading, as diffusers' own
