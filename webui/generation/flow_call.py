@@ -39,11 +39,13 @@ def hooked_call(
 def pipeline_over(cls: Any, pipe: Any, **extra: Any) -> Any:
     """A `cls` pipeline over `pipe`'s modules plus `extra` ones: diffusers' `from_pipe` without its closing
     `.to(dtype)`, which casts every shared module to its dtype argument (float32 by default) in place — upcasting a
-    bf16 checkpoint for good — and raises on a GGUF-quantized transformer ("Casting a quantized model to a new dtype
-    is unsupported"). Hand-written for that reason: the constructor is the one from_pipe calls."""
+    bf16/fp16 checkpoint for good — and raises on a GGUF-quantized transformer ("Casting a quantized model to a new
+    dtype is unsupported"). Hand-written for that reason: the constructor is the one from_pipe calls."""
     import inspect
 
     wanted = set(inspect.signature(cls.__init__).parameters) - {"self"}
-    made = cls(**{k: v for k, v in pipe.components.items() if k in wanted and k not in extra}, **extra)
+    parts = {k: v for k, v in pipe.components.items() if k in wanted and k not in extra}
+    config = {k: v for k, v in pipe.config.items() if k in wanted and k not in parts and k not in extra}
+    made = cls(**config, **parts, **extra)  # config: constructor arguments such as requires_safety_checker
     made.set_progress_bar_config(disable=True)
     return made

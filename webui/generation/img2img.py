@@ -12,6 +12,7 @@ from PIL import Image
 
 from webui.errors import InvalidRequest
 from webui.generation.control import JobControl
+from webui.generation.flow_call import pipeline_over
 from webui.generation.images import composite, crop_region, expand_to_ratio, fill_masked, prepare_mask, resize_image
 from webui.generation.processing import GenerationContext, GenerationServices, make_plan, run_batches, step_callback
 from webui.generation.requests import GenerationResult, Img2ImgRequest
@@ -40,8 +41,8 @@ def derived_pipeline(model: LoadedModel, kind: str):
     pipes = model.extra.setdefault("pipelines", {})
     pipe = pipes.get(kind)
     if pipe is None:
-        pipe = pipes[kind] = cls.from_pipe(model.pipeline)
-        pipe.set_progress_bar_config(disable=True)  # from_pipe doesn't carry it over
+        # not from_pipe: its closing .to(float32) would upcast a half-precision checkpoint for good
+        pipe = pipes[kind] = pipeline_over(cls, model.pipeline)
     for name in _SHARED:
         if hasattr(pipe, name) and getattr(pipe, name) is not getattr(model.pipeline, name, None):
             setattr(pipe, name, getattr(model.pipeline, name))
