@@ -1,4 +1,4 @@
-"""img2img and inpainting on diffusers' Img2Img/Inpaint pipelines (sharing the loaded components via from_pipe),
+"""img2img and inpainting on diffusers' Img2Img/Inpaint pipelines (sharing the loaded components),
 with A1111's extras around them: resize modes, masked-content modes, "only masked" crops, at least one denoising
 step at any strength, and a final composite so pixels outside the mask are exactly the input's."""
 
