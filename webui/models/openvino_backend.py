@@ -45,7 +45,9 @@ from webui.models.precision import FP32_MODULES, autocast_switch
 
 HOOK = "easel.openvino"
 INSTALL = "pip install --no-deps -r requirements-openvino.txt"
-KEEP_COMPILED = 3  # compiled shapes kept in memory per UNet (txt2img, its hires size, one more)
+# compiled shapes kept in memory per UNet (a job's size and its hires size): each holds its own packed weights, the
+# first of the mid UNet (325 MB of f32) ~600 MB at bf16, a second shape ~240 MB more
+KEEP_COMPILED = 2
 # besides FP32_MODULES: the timestep's sinusoidal embedding and its MLP. bf16 rounds the timestep itself (900 → 896):
 # on the mid UNet at 256² that alone was most of OpenVINO bf16's error (2.03% → 1.19% per step with time_proj kept
 # f32; 2.00% with FP32_MODULES alone; 1.14% with both and time_embedding; docs/performance.md)
@@ -189,7 +191,7 @@ class OpenVinoUnet(ModelHook):
             self.compiled.move_to_end(key)
             return self.compiled[key]
         t0 = time.perf_counter()
-        model = self.model.clone()
+        model = self.model  # reshaped in place: a compiled model no longer depends on it
         model.reshape({model.inputs[i]: list(s) for i, s in enumerate(shapes)})
         config: dict[str, Any] = {
             "INFERENCE_PRECISION_HINT": self.plan.precision,
