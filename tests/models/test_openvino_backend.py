@@ -75,6 +75,10 @@ def test_f32_gives_torchs_pixels_bf16_is_close_and_the_ir_is_converted_once(make
             pipe.unet(sample, 500, encoder_hidden_states=ctx, down_block_additional_residuals=residuals)
         with pytest.raises(ovb.Unsupported, match="added_cond_kwargs"):
             pipe.unet(sample, 500, encoder_hidden_states=ctx, added_cond_kwargs={"image_embeds": [sample]})
+        inner = ovb.OpenVinoPlan(key=key, cache_dir=plan.cache_dir, precision="bf16")
+        with cpu_backend(pipe, RuntimeConfig(openvino=inner)):  # a nested job (a detailer's) on the same UNet
+            assert _hook(app).plan == inner
+        assert _hook(app).plan == plan  # the outer job's plan again, not off
     with torch.no_grad():  # off again: the torch UNet answers everything
         assert torch.allclose(pipe.unet(sample, 500, encoder_hidden_states=ctx).sample, out, atol=1e-4)
     # pasted back (PNG Info / the API's infotext): the same backend and precision, the same pixels

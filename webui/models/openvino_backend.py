@@ -257,7 +257,8 @@ def supports(unet: Any) -> str:
 
 @contextlib.contextmanager
 def running(unet: torch.nn.Module, plan: OpenVinoPlan) -> Iterator[OpenVinoUnet]:
-    """The backend on `unet` for the block (installed once per UNet; the IR converted or read now), off after."""
+    """The backend on `unet` for the block (installed once per UNet; the IR converted or read now), then back to
+    what it was (off, or an outer job's plan)."""
     ov, why = import_openvino()
     if ov is None:
         raise InvalidRequest(f"cpu_backend is openvino but {why}")
@@ -266,8 +267,8 @@ def running(unet: torch.nn.Module, plan: OpenVinoPlan) -> Iterator[OpenVinoUnet]
         hook = OpenVinoUnet(ov, unet)
         HookRegistry.check_if_exists_or_initialize(unet).register_hook(hook, HOOK)
     hook.prepare(unet, plan)
-    hook.plan = plan
+    previous, hook.plan = hook.plan, plan
     try:
         yield hook
     finally:
-        hook.plan = None
+        hook.plan = previous  # a nested job (a detailer's inner job, a hires pass) leaves the outer one's plan on
