@@ -186,11 +186,12 @@ def controlled_call(
     modules: dict,
     run: Callable,
     hires: bool = False,
+    after: Callable[[Callable[[], None]], None] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """(pipeline, kwargs) for one FLUX/SD 3 pipeline call with `units` applied, as apply.controlled_call does for
     the UNet families: units at weight 0 or with an empty window are left out (so they change nothing), the control
     maps are made at the call's size, and the family's ControlNet pipeline is made over the call's modules
-    (apply.pipeline_over)."""
+    (apply.pipeline_over). `after` (PipelineCall.after) undoes what this call needs only."""
     import diffusers
 
     if hires and kind == "txt2img":
@@ -215,6 +216,10 @@ def controlled_call(
     nets = [_on(load_model(u), transformer.device, transformer.dtype) for u in units]
     controlnet = nets[0] if len(nets) == 1 else getattr(diffusers, spec.multi_class)(nets)
     controlled = pipeline_over(getattr(diffusers, spec.pipelines[kind]), pipe, controlnet=controlnet)
+    if pipe.vae.dtype != transformer.dtype:
+        undo = cast_condition(nets)
+        if after is not None:
+            after(undo)  # PipelineCall.after: removed once this call ends
 
     def per_unit(values: list):
         return values[0] if len(nets) == 1 else values
@@ -246,3 +251,24 @@ def _pixels(pipe, latents):
     with torch.no_grad():
         scaled = latents.to(vae.dtype) / vae.config.scaling_factor + (vae.config.shift_factor or 0.0)
         return pipe.image_processor.postprocess(vae.decode(scaled).sample, output_type="pt")
+
+
+def cast_condition(nets: list) -> Callable[[], None]:
+    """diffusers' FLUX/SD 3 ControlNet pipelines VAE-encode the control image at the VAE's dtype and hand the latents
+    to the ControlNet as they are, which fails ("mat1 and mat2 must have the same dtype") when the VAE is float32
+    beside a bf16 transformer (Easel's CPU policy for these families). A forward pre-hook on each ControlNet casts
+    `controlnet_cond` to its dtype; returns the function that removes the hooks."""
+
+    def cast(module, args, kwargs):
+        cond = kwargs.get("controlnet_cond")
+        if cond is None or cond.dtype == module.dtype:
+            return None
+        return args, {**kwargs, "controlnet_cond": cond.to(module.dtype)}
+
+    handles = [net.register_forward_pre_hook(cast, with_kwargs=True) for net in nets]
+
+    def undo() -> None:
+        for handle in handles:
+            handle.remove()
+
+    return undo

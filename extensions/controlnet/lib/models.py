@@ -156,7 +156,7 @@ class ControlNetCatalog:
             if key in self._loaded:
                 self._loaded.move_to_end(key)
                 return self._loaded[key]
-            for old in [k for k in self._loaded if k[0] == key[0]]:
+            for old in [k for k in self._loaded if k[0] == key[0] and k[1] != key[1]]:
                 del self._loaded[old]  # a changed file replaces its old version
             model = self._load(entry, dtype)
             self._loaded[key] = model

@@ -91,8 +91,14 @@ class ControlNetState:
     def load_model(self, unit, pipeline=None):
         models = lib("models")
         entry = self.find_model(unit.model, pipeline)
+        # FLUX/SD 3: loaded at the transformer's dtype (its own cache entry), so a bf16 checkpoint never rounds the
+        # cached float32 copy; the UNet families' follow the UNet's precision per call (apply._on, precision.py)
+        flow = pipeline is not None and lib("flow_control").pipeline_family(pipeline)
+        dtype = pipeline.transformer.dtype if flow else None
         try:
-            return self.catalog.load(entry, keep=int(self.ext.settings.get("control_net_model_cache_size")))
+            return self.catalog.load(
+                entry, dtype=dtype, keep=int(self.ext.settings.get("control_net_model_cache_size"))
+            )
         except models.ControlNetModelError as e:
             raise ScriptError(str(e)) from None
 
@@ -102,7 +108,11 @@ class ControlNetState:
             return None
         pre, flow = lib("preprocessors"), lib("flow_control")
         family = flow.pipeline_family(call.pipeline)  # FLUX/SD 3: flow_control.py; the UNet families: apply.py
-        applier = functools.partial(flow.controlled_call, family=family) if family else lib("apply").controlled_call
+        applier = (
+            functools.partial(flow.controlled_call, family=family, after=call.after)
+            if family
+            else lib("apply").controlled_call
+        )
         return applier(
             call.pipeline,
             call.kwargs,
