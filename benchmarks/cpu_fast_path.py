@@ -17,7 +17,8 @@ Every row runs in its own subprocess, so its peak RSS is its own (a process's pe
    IR cache in --easel-openvino-cache); --threads 1 keeps OpenMP barriers out of a run on a busy machine.
 2. End-to-end txt2img through the Application on the mid model (text encoder + VAE decode included), fp32 against
    the Easel default (VAE decode Automatic: bf16 where its guard passes) and the default with the fp32 decode it had
-   before issue 21, Euler a, --e2e-steps at --e2e-size.
+   before issue 21, Euler a, --e2e-steps at --e2e-size; with --easel-openvino (any value) also the default on
+   `cpu_backend: openvino`.
 3. Live preview decode per preview on the mid model's VAE: Full, Approx cheap, TAESD (random-weight
    AutoencoderTiny: the speed of the real one, not its pictures).
 
@@ -250,6 +251,7 @@ def e2e_child(variant: str, ckpt: str, size: int, steps: int) -> dict:
         "cpu_precision": "fp32" if variant == "plain fp32" else "Automatic",
         "samples_save": False,
         "cpu_vae_precision": "fp32" if "fp32" in variant else "Automatic",
+        "cpu_backend": "openvino" if "openvino" in variant else "torch",
     }
     req = dict(
         prompt="a red circle on a blue background",
@@ -266,6 +268,8 @@ def e2e_child(variant: str, ckpt: str, size: int, steps: int) -> dict:
     precision = ", VAE ".join(
         p.split(": ")[1] for p in r.infotexts[0].split(", ") if p.startswith(("Precision: ", "VAE precision: "))
     )
+    if "CPU backend: " in r.infotexts[0]:
+        precision += ", CPU backend " + r.infotexts[0].split("CPU backend: ")[1].split(",")[0]
     app.stop()
     return {"seconds": seconds, "precision": precision, "threads": torch.get_num_threads()}
 
@@ -479,7 +483,10 @@ def main() -> None:
     if "e2e" in only:
         ckpt = write_model("mid", temp_data_dir() / "models" / "Stable-diffusion")
         base = None
-        for v in ("plain fp32", "Easel default", "Easel default, fp32 VAE"):
+        e2e_variants = ["plain fp32", "Easel default", "Easel default, fp32 VAE"]
+        if a.easel_openvino:  # the first (1-step) job of its process converts the UNet; the timed one reads the IR
+            e2e_variants.append("Easel cpu_backend=openvino")
+        for v in e2e_variants:
             r = run_child(
                 "e2e", "--variant", v, "--ckpt", str(ckpt), "--size", str(a.e2e_size), "--steps", str(a.e2e_steps)
             )
