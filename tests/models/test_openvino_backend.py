@@ -119,6 +119,14 @@ def test_the_ir_is_read_back_by_a_new_process_and_a_lora_set_converts_again(make
     assert np.array_equal(again, plain) and _hook(second).conversions == 0
 
 
+def test_unets_with_added_conditions_are_not_converted():
+    from tests.factories import tiny_components, tiny_sdxl_components
+
+    assert ovb.supports(tiny_components()[0]) == ""
+    assert "SDXL" in ovb.supports(tiny_sdxl_components()[0])  # text_time: the graph has no input for it
+    assert ovb.supports(None) != ""
+
+
 def test_what_it_cannot_run_falls_back_to_torch(make_app):
     app = make_app("--nowebui")
     img, info, warnings = _job(app, cpu_backend="openvino", step_cache_interval=2)

@@ -28,7 +28,7 @@ def fallback_reason(req: Any, plan: Any, services: Any) -> str:
     runtime = plan.runtime
     if services.manager.policy.device.type != "cpu":
         return "the model runs on a GPU"
-    why = ovb.supports(plan.model.pipeline.unet)
+    why = ovb.supports(getattr(plan.model.pipeline, "unet", None))
     if why:
         return why
     presets = [
