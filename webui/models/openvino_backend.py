@@ -157,10 +157,10 @@ class OpenVinoUnet(ModelHook):
             switch.enabled = False  # traced in fp32: OpenVINO applies the precision
         config = unet.config
         size = max(int(getattr(config, "sample_size", 8) or 8) // 2, 8)
-        example = (
-            torch.randn(2, int(config.in_channels), size, size),
+        example = (  # values don't matter to the trace (and torch's global random state is left alone)
+            torch.ones(2, int(config.in_channels), size, size),
             torch.tensor([500.0]),
-            torch.randn(2, 77, int(config.cross_attention_dim)),
+            torch.ones(2, 77, int(config.cross_attention_dim)),
         )
         shapes = [
             ov.PartialShape([-1, int(config.in_channels), -1, -1]),
