@@ -65,6 +65,7 @@ def build_single_file(
     models_root: Path | None,
     *,
     dtype: torch.dtype,
+    vae_dtype: torch.dtype | None = None,
     modules: tuple[str, ...] = (),
 ):
     """A transformer-only file plus the parts that fit it."""
@@ -112,7 +113,7 @@ def build_single_file(
     result.configs["vae"] = vae_cfg
     components: dict[str, Any] = {
         "transformer": transformer,
-        "vae": parts.load_vae(found["vae"], vae_cfg, cache_root, dtype=dtype),
+        "vae": parts.load_vae(found["vae"], vae_cfg, cache_root, dtype=vae_dtype or dtype),
         "tokenizer": _clip_tokenizer(var, "tokenizer", cache_root),
     }
 

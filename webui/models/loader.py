@@ -128,7 +128,10 @@ def build_from_single_file(
     reader: Callable[[Path], dict] | None = None,
     models_root: Path | None = None,
     modules: tuple[str, ...] = (),
+    flow_dtype: torch.dtype | None = None,
 ) -> LoadedCheckpoint:
+    """`dtype` for SD 1.x/2.x/SDXL and the VAEs; `flow_dtype` (default: `dtype`) for SD 3/FLUX transformers and text
+    encoders (DevicePolicy.flow_dtype)."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
@@ -138,7 +141,9 @@ def build_from_single_file(
     if result.family in (Family.SD3, Family.FLUX):  # transformer files: the parts come from models_root's folders
         from webui.models.family_flow import build_single_file
 
-        return build_single_file(path, state, result, cache_root, models_root, dtype=dtype, modules=modules)
+        return build_single_file(
+            path, state, result, cache_root, models_root, dtype=flow_dtype or dtype, vae_dtype=dtype, modules=modules
+        )
     try:
         folder = str(write_config_folder(result, cache_root))
     except OSError as e:
@@ -195,7 +200,9 @@ def assemble_pipeline(result: ProbeResult, **components):
     return pipe
 
 
-def build_from_diffusers_folder(folder: Path, *, dtype: torch.dtype = torch.float32) -> LoadedCheckpoint:
+def build_from_diffusers_folder(
+    folder: Path, *, dtype: torch.dtype = torch.float32, flow_dtype: torch.dtype | None = None
+) -> LoadedCheckpoint:
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
     index = json.loads((folder / "model_index.json").read_text())
@@ -204,7 +211,7 @@ def build_from_diffusers_folder(folder: Path, *, dtype: torch.dtype = torch.floa
     from webui.models.family_flow import PIPELINES, build_diffusers_folder as build_flow_folder
 
     if cls_name in PIPELINES:
-        return build_flow_folder(folder, cls_name, dtype=dtype)
+        return build_flow_folder(folder, cls_name, dtype=flow_dtype or dtype)
     if cls_name not in ("StableDiffusionPipeline", "StableDiffusionInpaintPipeline") and not sdxl:
         raise ModelLoadError(f"{folder.name}: {cls_name} folders are not supported yet")
     try:

@@ -126,12 +126,15 @@ class ModelManager:
         self.file_loads += 1
         self.cache_root.mkdir(parents=True, exist_ok=True)
         if info.is_folder:
-            lc = loader.build_from_diffusers_folder(info.path, dtype=self.policy.dtype)
+            lc = loader.build_from_diffusers_folder(
+                info.path, dtype=self.policy.dtype, flow_dtype=self.policy.flow_dtype
+            )
         else:
             lc = loader.build_from_single_file(
                 info.path,
                 self.cache_root,
                 dtype=self.policy.dtype,
+                flow_dtype=self.policy.flow_dtype,
                 models_root=self.vae_dir.parent,  # SD3/FLUX parts' folders
                 modules=modules,
             )

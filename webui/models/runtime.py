@@ -27,8 +27,8 @@ prepacked conv weights for that call only, conv_prepack.py). For SD 3/FLUX, `rep
 swaps an edited prompt's text inputs at each step (a forward pre-hook on the transformer, removed after the call).
 
 Other families plug in their own parts without touching these: `FAMILY_PARTS[family]` names the parts a family
-uses (the transformer families of family_flow.py use none yet: their pipelines run in the checkpoint's dtype, and get
-the interrupt checks only).
+uses (the transformer families of family_flow.py use none yet: their weights are loaded in DevicePolicy.flow_dtype,
+bf16 on a CPU with native bf16, and they get the interrupt checks only).
 
 A method Easel puts on a library object is set here only, by `override` (an `Override` that remembers what it
 replaced, so it is put on once per key and undone exactly): the bf16 decode for one job (`vae_precision`), and, once

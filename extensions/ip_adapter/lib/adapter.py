@@ -267,6 +267,12 @@ def load(call: Any, adapters: list[dict], flux: bool = False) -> Any:
         pipe.unload_ip_adapter()
         raise ScriptError(f"IP-Adapter doesn't fit this checkpoint: {str(e)[:200]}") from None
     call.after(pipe.unload_ip_adapter)
+    denoiser = getattr(pipe, "unet", None) or pipe.transformer
+    # diffusers' FLUX loader builds the image projection in torch's default dtype (fp32) but the IP attention at the
+    # transformer's: a bf16 transformer (DevicePolicy.flow_dtype on a bf16 CPU) then fails at to_k_ip
+    proj = getattr(denoiser, "encoder_hid_proj", None)
+    if proj is not None:
+        proj.to(dtype=denoiser.dtype)
     return pipe
 
 
