@@ -53,6 +53,7 @@ def bench(family: str, steps: int, repeats: int, size: int) -> dict[str, float]:
         )
     pipe.set_progress_bar_config(disable=True)
     app = Application(parse_args(["--data-dir", str(data), "--nowebui"]))
+    pipe.to(dtype=app.models.policy.flow_dtype)  # Easel's compute dtype for SD 3/FLUX (bf16 on a bf16 CPU)
     app.catalog.demo_dir = None
     app.start(wait_for_model=True)
     app.models.unload()  # nothing in RAM: the next load reads the files

@@ -124,7 +124,8 @@ def child(data: Path, case: str, steps: int, size: int) -> None:
 
 
 def mid_ratio(data: Path, steps: int, size: int, repeats: int) -> dict[str, float]:
-    """Easel (fp32 file → its pipeline, through the queue) over plain FluxPipeline with the same weights."""
+    """Easel (fp32 file → its pipeline, through the queue) over plain FluxPipeline with the same weights, in the
+    dtype Easel's device policy computes SD 3/FLUX in (DevicePolicy.flow_dtype)."""
     import torch
 
     from tests.factories_families import tiny_flux_pipeline
@@ -143,6 +144,7 @@ def mid_ratio(data: Path, steps: int, size: int, repeats: int) -> dict[str, floa
     )  # fmt: skip
     pipe = tiny_flux_pipeline(0, dev=True)  # the same parts as the files (write_flux_split, seed 0)
     pipe.transformer = mid_transformer()
+    pipe.to(dtype=app.models.policy.flow_dtype)  # what Easel computes in (bf16 on a bf16 CPU), for a like-for-like
     pipe.set_progress_bar_config(disable=True)
 
     def easel():
