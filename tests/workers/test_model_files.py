@@ -57,6 +57,22 @@ def test_a_missing_file_is_sent_in_chunks_verified_and_then_present(tmp_path, ti
     assert rx.missing([other]) == [other]
 
 
+def test_two_workers_sharing_a_folder_receive_the_same_file_at_once(tmp_path, tiny_models):
+    """Local workers share one data folder: two that lack the same file receive it interleaved, and both commits
+    succeed (one temp name for both made the second rename fail: FileNotFoundError, seen in CI)."""
+    src = tiny_models / "Stable-diffusion" / "sub" / "tiny-b.safetensors"
+    a, b = (ModelFileReceiver(_worker_paths(tmp_path), HashCache(tmp_path / f"c{i}.json")) for i in range(2))
+    f = _needed(src)
+    a.begin(f)
+    b.begin(f)
+    for offset, data in read_chunks(f, 4096):
+        a.write(f.sha256, offset, data)
+        b.write(f.sha256, offset, data)
+    target = tmp_path / "models" / "Stable-diffusion" / "sub" / "x.safetensors"
+    assert a.commit(f.sha256) == b.commit(f.sha256) == str(target)
+    assert target.read_bytes() == src.read_bytes() and not list(target.parent.glob(".*.part"))
+
+
 def test_a_corrupted_transfer_leaves_nothing(tmp_path, tiny_models):
     src = tiny_models / "Stable-diffusion" / "tiny-a.safetensors"
     rx = ModelFileReceiver(_worker_paths(tmp_path), HashCache(tmp_path / "cache.json"))

@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -56,7 +57,9 @@ def cluster(tmp_path_factory):
         "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "120",
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
     }
-    temp = tmp_path_factory.mktemp("ray-cluster")
+    # a short folder of its own: Ray puts unix sockets under it (<temp>/session_<date>_<pid>/sockets/plasma_store),
+    # and under pytest-xdist's longer basetemp (…/popen-gw0/ray-cluster0) the path passed the 107-byte socket limit
+    temp = Path(tempfile.mkdtemp(prefix="easel-ray-", dir="/tmp"))
     cmd = [
         str(ray),
         "start",
@@ -74,6 +77,7 @@ def cluster(tmp_path_factory):
         yield {"client": f"ray://{NODE_IP}:{client_port}", "gcs": f"{NODE_IP}:{port}", "env": env}
     finally:  # only this cluster's processes (`ray stop` would end every Ray runtime on the machine)
         _kill_processes_mentioning(str(temp))
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 HEAD = r"""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable
@@ -204,7 +205,9 @@ class ModelFileReceiver:
         self.abort(file.sha256)
         target = safe_target(self.roots, file.folder, file.rel)
         target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_name(f".{target.name}.{file.sha256[:12]}.part")
+        # unique per writer: workers on one machine share the data folder, and two that lack the same file receive
+        # it at once (with one name, the first rename left the second without its temp file: FileNotFoundError)
+        temp = target.with_name(f".{target.name}.{file.sha256[:12]}.{os.getpid()}.{secrets.token_hex(4)}.part")
         self._incoming[file.sha256] = _Incoming(file, target, temp, open(temp, "wb"))
 
     def write(self, sha256: str, offset: int, data: bytes) -> int:
