@@ -248,25 +248,26 @@ def test_reexec_passes_argv_and_refuses_to_loop(monkeypatch: pytest.MonkeyPatch)
 # ---------------------------------------------------------------- tools/run_tests.py
 
 
-def test_pytest_command(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pytest_commands(monkeypatch: pytest.MonkeyPatch) -> None:
     py = Path("/v/bin/python")
     base = [str(py), "-m", "pytest", "-q", "-rs", "--durations=40"]
     monkeypatch.setenv("EASEL_TEST_WORKERS", "2")
-    assert run_tests.pytest_command(py, []) == [*base, "-n", "2", "--dist", "loadgroup", "tests"]
-    monkeypatch.setenv("EASEL_TEST_WORKERS", "1")
-    assert run_tests.pytest_command(py, []) == [*base, "tests"]
-    monkeypatch.delenv("EASEL_TEST_WORKERS")
-    assert "-n" not in run_tests.pytest_command(py, ["tests/test_flags.py"])  # a targeted run stays in one process
-    assert run_tests.pytest_command(py, ["-k", "flags"])[-3:] == ["tests", "-k", "flags"]
-    assert run_tests.pytest_command(py, ["tests/test_flags.py::test_parse_auth", "-x"])[6:] == [
-        "tests/test_flags.py::test_parse_auth",
-        "-x",
+    assert run_tests.pytest_commands(py, []) == [
+        [*base, "-n", "2", "--dist", "loadgroup", "tests", "--ignore=tests/workers"],
+        [*base, "tests/workers"],  # Ray's tests in a plain process of their own
     ]
+    monkeypatch.setenv("EASEL_TEST_WORKERS", "1")
+    assert run_tests.pytest_commands(py, []) == [[*base, "tests"]]
+    monkeypatch.delenv("EASEL_TEST_WORKERS")
+    assert run_tests.pytest_commands(py, ["tests/test_flags.py"]) == [[*base, "tests/test_flags.py"]]  # one process
+    monkeypatch.setenv("EASEL_TEST_WORKERS", "1")
+    assert run_tests.pytest_commands(py, ["-k", "flags"])[0][-3:] == ["tests", "-k", "flags"]
 
 
 @pytest.mark.parametrize("pytest_rc,expected", [(0, 0), (1, 1), (2, 2), (5, 1)])
 def test_run_tests_exit_codes(pytest_rc: int, expected: int, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict = {}
+    monkeypatch.setenv("EASEL_TEST_WORKERS", "2")  # both pytest runs answer pytest_rc
     monkeypatch.setattr(run_tests, "prepare_python", lambda: Path("/v/bin/python"))
     monkeypatch.setattr(run_tests, "ensure_chromium", lambda: Path("/usr/bin/chromium"))
     monkeypatch.setattr(run_tests.subprocess, "call", lambda cmd, cwd, env: seen.update(env=env) or pytest_rc)
@@ -282,7 +283,14 @@ def test_a_lint_failure_fails_the_run_after_the_tests(monkeypatch: pytest.Monkey
     monkeypatch.setattr(
         run_tests.subprocess, "call", lambda cmd, cwd, env: cmds.append(cmd[2]) or (1 if cmd[2] == "ruff" else 0)
     )
-    assert run_tests.main([]) == 1 and cmds == ["ruff", "ruff", "mypy", "pytest"]  # the tests ran all the same
+    monkeypatch.setenv("EASEL_TEST_WORKERS", "2")
+    assert run_tests.main([]) == 1 and cmds == [
+        "ruff",
+        "ruff",
+        "mypy",
+        "pytest",
+        "pytest",
+    ]  # the tests ran all the same
     cmds.clear()
     assert run_tests.main(["tests/test_flags.py"]) == 0 and cmds == ["pytest"]  # named tests: no lint
 
@@ -294,6 +302,7 @@ def test_a_type_error_fails_the_run_after_the_tests(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(
         run_tests.subprocess, "call", lambda cmd, cwd, env: cmds.append(cmd[2]) or (1 if cmd[2] == "mypy" else 0)
     )
+    monkeypatch.setenv("EASEL_TEST_WORKERS", "1")
     assert run_tests.main([]) == 1 and cmds == ["ruff", "ruff", "mypy", "pytest"]
 
 

@@ -141,26 +141,25 @@ def names_paths(extra: Sequence[str]) -> bool:
     return any(not a.startswith("-") and (REPO_DIR / a.split("::")[0]).exists() for a in extra)
 
 
-def pytest_command(python: Path, extra: Sequence[str]) -> list[str]:
-    # Run all of tests/ unless the extra args already name test paths.
-    # --durations: the slowest tests in every CI log, to keep the suite under its 15-minute budget.
-    # A full run uses pytest-xdist, one worker per core (at most 2, EASEL_TEST_WORKERS overrides; 0 = none): each test
-    # process runs torch on one thread (tests/conftest.py) and much of the suite waits on servers, browsers and
-    # subprocesses, so two workers nearly halve the wall time on the 2-core machines. `loadgroup` with the groups
-    # tests/conftest.py assigns keeps a module (and its live server / Chromium fixtures) on one worker.
+def pytest_commands(python: Path, extra: Sequence[str]) -> list[list[str]]:
+    """The pytest runs: all of tests/ unless the extra args already name test paths.
+
+    --durations: the slowest tests in every CI log, to keep the suite under its 15-minute budget.
+    A full run uses pytest-xdist, one worker per core (at most 2, EASEL_TEST_WORKERS overrides; 0 or 1 = none): each
+    test process runs torch on one thread (tests/conftest.py) and much of the suite waits on servers, browsers and
+    subprocesses, so two workers nearly halve the wall time on the 2-core machines. `loadgroup` with the groups
+    tests/conftest.py assigns keeps a module (and its live server / Chromium fixtures) on one worker. tests/workers
+    (Ray) then runs in one process of its own: under an xdist worker its local Ray workers did not receive the
+    checkpoints the tests expect (not understood yet; it passes as a plain run)."""
     workers = int(os.environ.get("EASEL_TEST_WORKERS", min(2, os.cpu_count() or 1)))
     full = not names_paths(extra)
-    return [
-        str(python),
-        "-m",
-        "pytest",
-        "-q",
-        "-rs",
-        "--durations=40",
-        *(["-n", str(workers), "--dist", "loadgroup"] if full and workers > 1 else []),
-        *([] if not full else ["tests"]),
-        *extra,
-    ]
+    base = [str(python), "-m", "pytest", "-q", "-rs", "--durations=40"]
+    if full and workers > 1:
+        return [
+            [*base, "-n", str(workers), "--dist", "loadgroup", "tests", "--ignore=tests/workers", *extra],
+            [*base, "tests/workers", *extra],
+        ]
+    return [[*base, *(["tests"] if full else []), *extra]]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -178,13 +177,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         env["EASEL_CHROMIUM"] = str(chromium)  # the browser tests launch this, never a downloaded one
     lint_rc = 0 if names_paths(extra) else lint(python, env)
     type_rc = 0 if names_paths(extra) else typecheck(python, env)
+    rc, skipped = 0, []
     with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "junit.xml"
-        cmd = pytest_command(python, extra)
-        print("$ " + " ".join(cmd), flush=True)
-        rc = subprocess.call([*cmd, f"--junitxml={report}"], cwd=REPO_DIR, env=env)
-        skipped = skip_reasons(report)
-    rc = 1 if rc == 5 else rc  # 5: no tests collected, which must not pass CI
+        for i, cmd in enumerate(pytest_commands(python, extra)):
+            report = Path(tmp) / f"junit{i}.xml"
+            print("$ " + " ".join(cmd), flush=True)
+            code = subprocess.call([*cmd, f"--junitxml={report}"], cwd=REPO_DIR, env=env)
+            code = 1 if code == 5 else code  # 5: no tests collected, which must not pass CI
+            rc = rc or code
+            skipped += skip_reasons(report)
     bad = unexpected_skips(skipped, machine_facts(python, env, chromium) if skipped else {})
     if lint_rc:
         print("ruff check failed (see above): the run fails even though the tests ran.", flush=True)
