@@ -27,11 +27,9 @@ torch.set_num_threads(int(os.environ.get("EASEL_TEST_THREADS", "1")))
 
 def pytest_collection_modifyitems(config, items) -> None:
     """Under pytest-xdist (tools/run_tests.py runs `-n 2 --dist loadgroup`) a test module runs whole on one worker,
-    so its module fixtures (a live server, a Chromium) are built once; the Ray modules share one worker, since
-    `--ray-address auto` finds whichever cluster this machine recorded last."""
+    so its module fixtures (a live server, a Chromium) are built once."""
     for item in items:
-        module = item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group("ray" if module.startswith("tests/workers/") else module))
+        item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
 
 
 @pytest.fixture(scope="session")

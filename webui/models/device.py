@@ -33,8 +33,7 @@ class DevicePolicy:
     offload_device: torch.device | None = None  # where offloaded weights wait (RAM); None: no GPU, nothing to offload
     cpu_bf16: bool = False  # the CPU can run the UNet under bf16 autocast (the CPU fast path)
     # SD 3/FLUX transformers and their text encoders (family_flow.py): the GPU's half precision, bf16 on a CPU with
-    # native bf16, else fp32. Their files are bf16 (or quantized): loading them in fp32 on the CPU doubled the RAM
-    # (a 0.26B FLUX-shaped transformer: 1095 MB against a 540 MB file), and issue #18 keeps bf16 weights bf16.
+    # native bf16, else fp32. Their files are bf16 (or quantized): fp32 would double their RAM (docs/performance.md).
     flow_dtype: torch.dtype = torch.float32
     lowram: bool = False  # --lowram on the CPU: SD3/FLUX text encoders released between encodings (lowram.py)
     note: str = ""  # why the policy is what it is, for the UI footer and /easel/v1/system
