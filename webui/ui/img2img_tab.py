@@ -65,12 +65,14 @@ EDITOR_IDS = {"sketch": "img2img_sketch", "inpaint_sketch": "inpaint_sketch"}
 BRUSH_KINDS = {"sketch": "paint", "inpaint": "mask", "inpaint_sketch": "paint"}  # editor attribute → its brush
 # Gradio's editor shows "Upload an image or select the draw tool to start" until a tool is picked: on an empty
 # Sketch canvas pick the brush (once per page), so the user can draw at once, as on A1111's sketch canvas
-PICK_BRUSH_JS = """() => { setTimeout(() => {
+# (polled: on a slow machine the editor's toolbar renders well after the tab switch, and one late look missed it)
+PICK_BRUSH_JS = """() => { let tries = 0; const pick = () => {
   const root = document.getElementById('%s');
-  if (!root) return;
+  if (!root || root.dataset.easelBrushPicked) return;
   const brush = root.querySelector('button[aria-label="Brush"]');
-  if (brush && !root.dataset.easelBrushPicked) { root.dataset.easelBrushPicked = '1'; brush.click(); }
-}, 150); }"""
+  if (brush) { root.dataset.easelBrushPicked = '1'; brush.click(); }
+  else if (++tries < 200) setTimeout(pick, 150);
+}; setTimeout(pick, 150); }"""
 FIELDS = COMMON_FIELDS + (
     ("denoising_strength", "denoising"),
     ("resize_mode", "resize_mode"),
