@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
 from tests.families.conftest import merge_models
@@ -126,3 +127,32 @@ def test_flow_inpaint_refuses_what_it_cannot_do(client, family):
     assert r.status_code == 422 and "Only masked" in r.text
     r = client.post("/sdapi/v1/img2img", json={**body, "inpainting_fill": 2})
     assert r.status_code == 422 and "latent noise" in r.text
+
+
+def test_prompt_encoders_run_without_autograd(app, client, family):
+    """A job's prompt encoders ran outside the pipelines' own no_grad and recorded an autograd graph: FLUX's T5 took
+    twice as long and the graph kept its activations alive through the whole call."""
+    model = app.models.load(MODELS[family])
+    seen: list[bool] = []
+    handles = [
+        enc.register_forward_hook(lambda m, a, out: seen.append(torch.is_grad_enabled()))
+        for enc in (model.pipeline.text_encoder, model.pipeline.text_encoder_2)
+    ]
+    try:
+        _img2img(client, family)
+        r = client.post(
+            "/sdapi/v1/txt2img",
+            json={
+                "prompt": "a red circle",
+                "steps": 2,
+                "width": 64,
+                "height": 64,
+                "cfg_scale": 2,
+                "override_settings": {"sd_model_checkpoint": MODELS[family]},
+            },
+        )
+        assert r.status_code == 200, r.text
+    finally:
+        for h in handles:
+            h.remove()
+    assert len(seen) >= 4 and not any(seen), seen

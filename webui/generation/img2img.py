@@ -58,6 +58,8 @@ def effective_strength(strength: float, steps: int) -> float:
     return min(1.0, max(strength, 1.0001 / steps))
 
 
+@torch.no_grad()  # a generation job never needs autograd: without this, prompt encoders outside the
+# pipelines' own no_grad recorded a graph (FLUX's T5 took twice as long and kept its activations alive)
 def run_img2img(
     req: Img2ImgRequest,
     init_images: list[Image.Image],

@@ -16,6 +16,8 @@ from webui.generation.conditioning import embeddings_for, prepare, record_ti_has
 from webui.settings import OptionsView
 
 
+@torch.no_grad()  # a generation job never needs autograd: without this, prompt encoders outside the
+# pipelines' own no_grad recorded a graph (FLUX's T5 took twice as long and kept its activations alive)
 def run_txt2img(
     req: Txt2ImgRequest,
     services: GenerationServices,

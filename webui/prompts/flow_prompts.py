@@ -151,6 +151,7 @@ def flow_prompt_kwargs(pipe, **kw: Any) -> dict[str, Any]:
     return flow_prompt(pipe, **kw).kwargs
 
 
+@torch.no_grad()
 def flow_prompt(
     pipe,
     *,
