@@ -1,7 +1,8 @@
 """FLUX.1 and SD 3.5 (#18): Easel's txt2img (queue → plan → the family's diffusers pipeline → infotext) against plain
 diffusers FluxPipeline / StableDiffusion3Pipeline on the same tiny model (the same weights, built in memory by the
 test factories; Easel reads them from the transformer-only + separate parts files users have), same steps, size,
-guidance and T5 length; ratio of medians (target <= 1.03). Also: cold load (files → pipeline) and a cached switch
+guidance and T5 length; ratio of medians and the median of the per-round ratios (target <= 1.03), with an A/A ratio
+(diffusers against itself in the same rounds) for the noise floor. Also: cold load (files → pipeline) and a cached switch
 (SD 1.x tiny → this model, both in RAM).
 
     python benchmarks/families.py [--steps 20] [--repeats 3] [--size 64]
@@ -79,12 +80,20 @@ def bench(family: str, steps: int, repeats: int, size: int) -> dict[str, float]:
         )
 
     easel(), plain()  # warm-up
-    te, td = [], []
+    te, td, ta = [], [], []
     for _ in range(repeats):  # interleaved, so drift in machine load hits both sides alike
         te += timed(easel, 1)
         td += timed(plain, 1)
+        ta += timed(plain, 1)  # plain again: the A/A pair shows how far two identical runs differ here
     app.stop()
-    return {"easel": median(te), "diffusers": median(td), "cold": cold, "switch": switch}
+    return {
+        "easel": median(te),
+        "diffusers": median(td),
+        "paired": median([e / d for e, d in zip(te, td)]),
+        "a_a": median([a / d for a, d in zip(ta, td)]),
+        "cold": cold,
+        "switch": switch,
+    }
 
 
 def main() -> None:
@@ -99,7 +108,8 @@ def main() -> None:
         r = bench(family, a.steps, a.repeats, a.size)
         print(
             f"{family}: easel {r['easel'] * 1000:.1f} ms, diffusers {r['diffusers'] * 1000:.1f} ms, "
-            f"ratio {r['easel'] / r['diffusers']:.3f} (target <= 1.03); cold load {r['cold']:.2f} s, "
+            f"ratio {r['easel'] / r['diffusers']:.3f}, paired {r['paired']:.3f} (target <= 1.03; A/A "
+            f"diffusers/diffusers {r['a_a']:.3f}); cold load {r['cold']:.2f} s, "
             f"cached switch {r['switch'] * 1000:.1f} ms"
         )
 
