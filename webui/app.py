@@ -179,6 +179,9 @@ class Application(ApplicationModels, ApplicationJobs):
         if self.ns.ckpt and Path(self.ns.ckpt).expanduser().exists():
             self.catalog.add_file(Path(self.ns.ckpt))
         self._configure_threads()
+        from webui.models.openvino_cache import clean_interrupted
+
+        clean_interrupted(self.models.cache_root.parent / "openvino")  # conversions a killed process left half-written
         self.models.refresh()
         self.loras.refresh()
         self._select_initial()

@@ -8,8 +8,9 @@ back to the same.
 
 A job the backend can't run the way it was asked falls back to torch for that job, with a warning in the result and
 `CPU backend: torch` in the infotext (pasting it back then reproduces what ran): the speed presets that hook the
-torch UNet (step cache, token merging), a UNet with added conditions (SDXL, LCM), a non-CPU device, a hires pass
-with its own checkpoint or prompt (another LoRA set). Without the openvino package the job is refused with the
+torch UNet (step cache, token merging), a UNet with added conditions (SDXL, LCM), SD 3 and FLUX (a transformer, no
+UNet: generation/flow_txt2img.py plans them through here too), a non-CPU device, a hires pass with its own checkpoint
+or prompt (another LoRA set). Without the openvino package the job is refused with the
 install line. Extensions that pass extra inputs to the UNet at each step (ControlNet, IP-Adapter) are refused when
 the first step is called (openvino_backend.Unsupported).
 """
@@ -28,7 +29,10 @@ def fallback_reason(req: Any, plan: Any, services: Any) -> str:
     runtime = plan.runtime
     if services.manager.policy.device.type != "cpu":
         return "the model runs on a GPU"
-    why = ovb.supports(getattr(plan.model.pipeline, "unet", None))
+    pipe = plan.model.pipeline
+    if getattr(pipe, "unet", None) is None and getattr(pipe, "transformer", None) is not None:
+        return f"{plan.model.probe.label} runs a transformer (the backend converts SD UNets only)"
+    why = ovb.supports(getattr(pipe, "unet", None))
     if why:
         return why
     presets = [
@@ -46,6 +50,17 @@ def fallback_reason(req: Any, plan: Any, services: Any) -> str:
     return ""
 
 
+def checkpoint_identity(model: Any) -> str:
+    """What the IR's weights come from: the checkpoint's sha256, and (size, mtime_ns) of the file as it was read when
+    there is no hash (a file replaced under the same path is another IR), or for a folder, whose hash may be of its
+    model_index.json alone (catalog.folder_hash)."""
+    info = model.info
+    if info.sha256 and not info.is_folder:
+        return info.sha256
+    size, mtime_ns = model.file_stamp
+    return f"{info.sha256 or info.path}|{size}|{mtime_ns}"
+
+
 def plan_cpu_backend(req: Any, plan: Any, services: Any, opts: Any) -> None:
     """Set `plan.runtime.openvino` (and the infotext field) when the job's UNet runs on OpenVINO."""
     if str(opts.get("cpu_backend") or "torch") != "openvino":
@@ -60,7 +75,7 @@ def plan_cpu_backend(req: Any, plan: Any, services: Any, opts: Any) -> None:
         raise InvalidRequest(f"cpu_backend is openvino but {missing}; or set cpu_backend to torch")
     model = plan.model
     adapters = services.loras.unet_adapter_set(model) if services.loras is not None else ()
-    checkpoint = model.info.sha256 or str(model.info.path)
+    checkpoint = checkpoint_identity(model)
     import torch
 
     plan.runtime = replace(
@@ -72,6 +87,7 @@ def plan_cpu_backend(req: Any, plan: Any, services: Any, opts: Any) -> None:
             cache_dir=str(services.manager.cache_root.parent / "openvino"),
             precision="bf16" if plan.precision == "bf16" else "f32",
             threads=torch.get_num_threads(),
+            cache_mb=int(opts.get("openvino_cache_mb")),
         ),
     )
     plan.extra_params["CPU backend"] = "openvino"

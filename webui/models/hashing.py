@@ -21,6 +21,19 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def file_stamp(path: Path) -> tuple[int, int]:
+    """(size, mtime_ns) of a file, or of a folder's files (their total size, the newest mtime): what identifies its
+    content without hashing it (a file replaced under the same name changes it); (0, 0) when it can't be read."""
+    try:
+        if path.is_dir():
+            stats = [p.stat() for p in path.rglob("*") if p.is_file()]
+            return sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)
+        st = path.stat()
+        return st.st_size, st.st_mtime_ns
+    except OSError:
+        return 0, 0
+
+
 def legacy_model_hash(path: Path) -> str:
     """A1111's old 8-character hash: SHA-256 of the 0x10000 bytes at offset 0x100000."""
     with open(path, "rb") as f:

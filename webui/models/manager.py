@@ -21,6 +21,7 @@ from webui.models.device import DevicePolicy
 from webui.models.memory_report import model_bytes
 from webui.models.offload import OffloadPlan, apply_offload, plan_offload, remove_offload
 from webui.models.families import Family, ProbeResult
+from webui.models.hashing import file_stamp
 from webui.models.runtime import ModelRuntime, bridge_vae_dtype
 from webui.models.vae_precision import Bf16VaeGuard
 
@@ -41,6 +42,7 @@ class LoadedModel:
     extra: dict[str, Any] = field(default_factory=dict)  # per-checkpoint state owned by other services (LoRA, …)
     offload: OffloadPlan = field(default_factory=OffloadPlan)  # the offloading applied to it now (offload.py)
     modules: tuple[str, ...] = ()  # SD 1.x/2.x/SDXL: Forge's VAE / Text Encoder choice it was last loaded with
+    file_stamp: tuple[int, int] = (0, 0)  # (size, mtime_ns) of the file (folder) when read: hashing.file_stamp
 
     @property
     def native_size(self) -> int:
@@ -124,6 +126,7 @@ class ModelManager:
     def _load_from_disk(self, info: CheckpointInfo, modules: tuple[str, ...] = ()) -> LoadedModel:
         t0 = time.perf_counter()
         self.file_loads += 1
+        stamp = file_stamp(info.path)  # before the read: a file replaced meanwhile can't pass for what was read
         self.cache_root.mkdir(parents=True, exist_ok=True)
         if info.is_folder:
             lc = loader.build_from_diffusers_folder(
@@ -148,6 +151,7 @@ class ModelManager:
             scheduler_config=lc.scheduler_config,
             own_vae=pipe.vae,
             load_seconds=time.perf_counter() - t0,
+            file_stamp=stamp,
         )
         if self.policy.lowram and lc.encoders is not None:  # --lowram: the text encoders wait on the disk
             from webui.models.lowram import EncoderWeights

@@ -10,8 +10,10 @@ What happens to a UNet:
   dynamic batch, latent size and prompt length, and saved as IR (`<key>.xml/.bin`, written under temporary names
   and renamed) in the data folder's `cache/openvino`. A later job, or a later process, reads the IR instead.
 - Per input shape, the IR is reshaped to that static shape and compiled for the CPU at the job's precision (f32, or
-  bf16 inference precision), with OpenVINO's own compiled-blob cache (`CACHE_DIR`) beside it; the last
+  bf16 inference precision), with OpenVINO's own compiled-blob cache (`CACHE_DIR`) in `compiled/<key>`; the last
   `KEEP_COMPILED` compiled shapes stay in memory.
+- The folder is held to the setting `openvino_cache_mb` (openvino_cache.py: least recently used entries go first,
+  never the one in use; checked after a conversion and after a compile).
 - Easel's fp32 islands (precision.FP32_MODULES: conv_in, the shortcuts, time_emb_proj) and the timestep's
   embedding (time_proj, time_embedding) are marked for OpenVINO to keep in f32 under bf16 inference precision (its
   "disable FP16 compression" runtime attribute, which its CPU plugin also honours for bf16), with the residual Add a
@@ -41,6 +43,7 @@ import torch
 from diffusers.hooks import HookRegistry, ModelHook
 
 from webui.errors import InvalidRequest
+from webui.models import openvino_cache
 from webui.models.precision import FP32_MODULES, autocast_switch
 
 HOOK = "easel.openvino"
@@ -77,6 +80,7 @@ class OpenVinoPlan:
     cache_dir: str  # data folder's cache/openvino
     precision: str  # OpenVINO's inference precision: "f32" | "bf16"
     threads: int = 0  # INFERENCE_NUM_THREADS (0: OpenVINO's choice)
+    cache_mb: int = 20000  # the folder's budget (setting openvino_cache_mb; openvino_cache.evict)
 
 
 def ir_key(checkpoint: str, adapters: Any, version: str) -> str:
@@ -139,12 +143,14 @@ class OpenVinoUnet(ModelHook):
     # ---- a job -------------------------------------------------------------------------------------------------
     def prepare(self, unet: torch.nn.Module, plan: OpenVinoPlan) -> None:
         """The IR for `plan.key` read (converted and saved first when the cache has none)."""
+        folder = Path(plan.cache_dir)
+        openvino_cache.touch(folder, plan.key)  # its last use: the eviction goes by it
         if self.model_key == plan.key and self.model is not None:
             return
-        folder = Path(plan.cache_dir)
         xml = folder / f"{plan.key}.xml"
         if not xml.exists():
             self._convert(unet, folder, plan.key)
+            openvino_cache.evict(folder, plan.cache_mb, keep=plan.key)
         self.model, self.model_key = self.core.read_model(str(xml)), plan.key
         self.compiled.clear()
 
@@ -177,10 +183,14 @@ class OpenVinoUnet(ModelHook):
             if switch is not None:
                 switch.enabled = enabled
         mark_f32(model)
-        tmp = folder / f"{key}.{os.getpid()}.tmp.xml"
-        ov.save_model(model, str(tmp), compress_to_fp16=False)
-        os.replace(tmp.with_suffix(".bin"), folder / f"{key}.bin")  # the .bin first: an .xml means both are whole
-        os.replace(tmp, folder / f"{key}.xml")
+        tmp = folder / f"{key}.{os.getpid()}{openvino_cache.TMP}.xml"
+        try:
+            ov.save_model(model, str(tmp), compress_to_fp16=False)
+            os.replace(tmp.with_suffix(".bin"), folder / f"{key}.bin")  # the .bin first: an .xml means both are whole
+            os.replace(tmp, folder / f"{key}.xml")
+        finally:  # a failed save (a full disk) leaves nothing behind; a killed process: clean_interrupted at start
+            for leftover in (tmp, tmp.with_suffix(".bin")):
+                leftover.unlink(missing_ok=True)
         self.conversions += 1
         self.seconds["convert"] = time.perf_counter() - t0
 
@@ -196,7 +206,7 @@ class OpenVinoUnet(ModelHook):
         config: dict[str, Any] = {
             "INFERENCE_PRECISION_HINT": self.plan.precision,
             "PERFORMANCE_HINT": "LATENCY",
-            "CACHE_DIR": str(Path(self.plan.cache_dir) / "compiled"),
+            "CACHE_DIR": str(openvino_cache.compiled_dir(Path(self.plan.cache_dir), self.model_key)),
         }
         if self.plan.threads > 0:
             config["INFERENCE_NUM_THREADS"] = self.plan.threads
@@ -206,6 +216,7 @@ class OpenVinoUnet(ModelHook):
             self.compiled.popitem(last=False)
         self.compiles += 1
         self.seconds["compile"] = time.perf_counter() - t0
+        openvino_cache.evict(Path(self.plan.cache_dir), self.plan.cache_mb, keep=self.model_key)  # its blob counts
         return compiled
 
     # ---- the call ----------------------------------------------------------------------------------------------

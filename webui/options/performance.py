@@ -60,6 +60,18 @@ def options() -> list[OptionDef]:
             "Optimizations",
             choices=("torch", "openvino"),
         ),
+        o(
+            "openvino_cache_mb",
+            20000,
+            "OpenVINO cache size in MB (the data folder's cache/openvino: one converted UNet per checkpoint and LoRA "
+            "set, 3.4 GB for SD 1.5, and its compiled shapes; least recently used ones are removed to fit, never the "
+            "one in use; there is no unlimited value, the maximum is 4 TB)",
+            "Optimizations",
+            int,
+            minimum=1,
+            maximum=2**22,
+            step=1000,
+        ),
         # speed presets (#21): what they cost in time and quality on the demo model is in docs/performance.md
         o(
             "step_cache_interval",
