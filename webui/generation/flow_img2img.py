@@ -1,8 +1,9 @@
 """img2img and inpainting for the flow-matching families (SD 3/3.5, FLUX.1) on diffusers' own
 FluxImg2ImgPipeline / FluxInpaintPipeline and StableDiffusion3Img2ImgPipeline / StableDiffusion3InpaintPipeline
-(made over the checkpoint's modules: flow_call.pipeline_over). A1111's extras that apply unchanged: resize modes,
-mask blur and invert, "fill"/"original" masked content, at least one step at any strength, and the final composite
-that leaves pixels outside the mask exactly as they were. Not yet for these families: "Only masked", "latent
+(made over the checkpoint's modules: flow_call.pipeline_over); FLUX.1 Fill checkpoints on FluxFillPipeline
+(flow_fill.py). A1111's extras that apply unchanged: resize modes, mask blur and invert, "fill"/"original" masked
+content, at least one step at any strength, and the final composite that leaves pixels outside the mask exactly as
+they were. Not yet for these families: "Only masked", "latent
 noise"/"latent nothing", variation seeds (the pipelines draw the noise from the per-image seeded generators)."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from PIL import Image
 from webui.errors import InvalidRequest
 from webui.generation.control import JobControl
 from webui.generation.flow_call import hooked_call, pipeline_over
+from webui.generation.flow_fill import fill_guidance, is_fill, whole_image_mask
 from webui.generation.flow_sampling import make_scheduler
 from webui.generation.flow_txt2img import (
     flow_step_callback,
@@ -45,6 +47,7 @@ _SHARED = (
 def flow_pipeline(model, kind: str):
     """The Img2Img/Inpaint pipeline over the checkpoint's own modules (made once per model, kept in sync)."""
     from diffusers import (
+        FluxFillPipeline,
         FluxImg2ImgPipeline,
         FluxInpaintPipeline,
         StableDiffusion3Img2ImgPipeline,
@@ -52,7 +55,7 @@ def flow_pipeline(model, kind: str):
     )
 
     classes = {
-        Family.FLUX: {"img2img": FluxImg2ImgPipeline, "inpaint": FluxInpaintPipeline},
+        Family.FLUX: {"img2img": FluxImg2ImgPipeline, "inpaint": FluxInpaintPipeline, "fill": FluxFillPipeline},
         Family.SD3: {"img2img": StableDiffusion3Img2ImgPipeline, "inpaint": StableDiffusion3InpaintPipeline},
     }
     pipes = model.extra.setdefault("pipelines", {})
@@ -103,15 +106,18 @@ def run_flow_img2img(
             plan.extra_params["Mask mode"] = "Inpaint not masked"
         if hard.getextrema()[1] == 0:
             return _nothing_to_inpaint(ctx, base)
-    kind = "inpaint" if mask is not None else "img2img"
-    pipe = flow_pipeline(model, kind)
+    fill = is_fill(model)
+    kind = "inpaint" if mask is not None or fill else "img2img"
+    pipe = flow_pipeline(model, "fill" if fill else kind)
     pipe.scheduler, sched_kwargs = make_scheduler(
         model.scheduler_config, plan.schedule, float(opts.get("flow_shift") or 0.0), req.steps
     )
     extra = dict(guidance_kwargs(req, model, opts), **sched_kwargs)
+    if fill:
+        plan.warnings.extend(fill_guidance(extra, req.cfg_scale))
     work_image = fill_masked(base, hard) if mask is not None and req.inpainting_fill == 0 else base
-    if mask is not None:
-        extra["mask_image"] = hard
+    if mask is not None or fill:
+        extra["mask_image"] = hard if hard is not None else whole_image_mask(base.size)
     callback = ctx.callback = flow_step_callback(control)
 
     def denoise(lo: int, hi: int) -> list[Image.Image]:

@@ -33,6 +33,9 @@ def run_txt2img(
         opts.get("sd_model_checkpoint") or None, tuple(opts.get("forge_additional_modules") or ())
     )
     if model.probe.family in FLOW_FAMILIES:  # SD 3/3.5, FLUX.1: transformer pipelines
+        from webui.generation.flow_fill import refuse_txt2img
+
+        refuse_txt2img(model)  # FLUX.1 Fill inpaints only (422; flow_fill.py says why)
         return run_flow_txt2img(req, services, opts, control, model, save=save, save_grid=save_grid)
     plan = make_plan(req, services, opts)
     model = plan.model

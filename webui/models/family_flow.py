@@ -19,11 +19,14 @@ from webui.models.probe import CONFIGS_DIR, load_template
 VARIANT_LABELS = {
     "flux-dev": "FLUX.1 dev",
     "flux-schnell": "FLUX.1 schnell",
+    "flux-fill": "FLUX.1 Fill",
     "sd3-medium": "SD 3 Medium",
     "sd35-medium": "SD 3.5 Medium",
     "sd35-large": "SD 3.5 Large",
 }
-PIPELINES = {"FluxPipeline": Family.FLUX, "StableDiffusion3Pipeline": Family.SD3}
+# A FluxFillPipeline folder (black-forest-labs/FLUX.1-Fill-dev) loads as a FluxPipeline over the same modules;
+# inpainting makes the FluxFillPipeline over them (webui/generation/flow_fill.py).
+PIPELINES = {"FluxPipeline": Family.FLUX, "FluxFillPipeline": Family.FLUX, "StableDiffusion3Pipeline": Family.SD3}
 
 
 def probe_flow(shapes: Mapping[str, Sequence[int]], extra: dict[str, Any], name: str) -> ProbeResult | None:
@@ -44,7 +47,7 @@ def probe_flow(shapes: Mapping[str, Sequence[int]], extra: dict[str, Any], name:
         native = int(extra.get("native_size") or NATIVE_SIZE[family])
         return ProbeResult(
             family=family,
-            inpainting=False,
+            inpainting=var == "flux-fill",
             prediction_type="flow",
             native_size=native,
             configs={"transformer": cfg, "scheduler": scheduler},
@@ -210,22 +213,23 @@ def build_diffusers_folder(folder: Path, cls_name: str, *, dtype: torch.dtype):
         if tok is not None and type(tok).__name__.startswith("CLIP") and tok.model_max_length > 77:
             tok.model_max_length = 77
     cfg = dict(pipe.transformer.config)
-    shapes = {k: tuple(v.shape) for k, v in pipe.transformer.state_dict().items()}
     if family == Family.FLUX:
-        var = "flux-dev" if cfg.get("guidance_embeds") else "flux-schnell"
+        try:
+            var = family_flux.config_variant(cfg)
+        except ModelLoadError as e:
+            raise ModelLoadError(f"{folder.name}: {e}") from e
     else:
         var = (
             "sd3-medium"
             if not cfg.get("qk_norm")
             else ("sd35-medium" if cfg.get("dual_attention_layers") else "sd35-large")
         )
-    del shapes
     scale = pipe.vae_scale_factor
     native = int(cfg.get("sample_size") or 128) * scale if family == Family.SD3 else NATIVE_SIZE[family]
     sched = dict(pipe.scheduler.config)
     result = ProbeResult(
         family=family,
-        inpainting=False,
+        inpainting=var == "flux-fill",
         prediction_type="flow",
         native_size=native,
         configs={"transformer": cfg, "vae": dict(pipe.vae.config), "scheduler": sched},
