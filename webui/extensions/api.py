@@ -115,6 +115,24 @@ class PipelineCall:
         run on workers (docs/scaling.md), this does not."""
         self.step_listeners.append(fn)
 
+    def follow_offload(self, *modules: Any) -> None:
+        """(API 1, additive) Put models the hook adds to this call (e.g. a ControlNet: `pipeline_over(cls,
+        call.pipeline, controlnet=net)` shares the checkpoint's parts, not their offloading) in the offloading the
+        checkpoint's denoiser has now (--medvram: model CPU offload, --lowvram or the GPU weights budget: group
+        offloading), undone when the call ends (the modules leave it in RAM without hooks). Without offloading it
+        does nothing: put them on the denoiser's device yourself."""
+        from webui.models.offload import follow_offload
+
+        self.after(follow_offload(self.pipeline, list(modules)))
+
+    def refresh_offload(self) -> None:
+        """(API 1, additive) After the hook changed the denoiser's layers in place (e.g. diffusers'
+        `load_ip_adapter`, or `unload_ip_adapter` in an `after` function): re-make its group offloading over the
+        layers it has now (the groups are made from the layers present when offloading was applied)."""
+        from webui.models.offload import refresh_group_offload
+
+        refresh_group_offload(self.pipeline)
+
 
 @dataclass
 class ArgGroup:

@@ -25,7 +25,7 @@ accelerate hooks, the hook registry's `remove_hook` for group offloading, as dif
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -153,6 +153,12 @@ def active_mode(pipe: Any) -> str:
 
 def remove_offload(pipe: Any) -> None:
     """Take every offloading hook off the pipeline's parts; the weights stay where the hooks left them (RAM)."""
+    pipe.remove_all_hooks()  # model CPU offload's accelerate hooks
+    for module in _parts(pipe).values():
+        _remove_group(module)
+
+
+def _remove_group(module: torch.nn.Module) -> None:
     from diffusers.hooks import HookRegistry
     from diffusers.hooks.group_offloading import (
         _GROUP_OFFLOADING,
@@ -161,12 +167,10 @@ def remove_offload(pipe: Any) -> None:
         _is_group_offload_enabled,
     )
 
-    pipe.remove_all_hooks()  # model CPU offload's accelerate hooks
-    for module in _parts(pipe).values():
-        if _is_group_offload_enabled(module):
-            registry = HookRegistry.check_if_exists_or_initialize(module)
-            for name in (_GROUP_OFFLOADING, _LAYER_EXECUTION_TRACKER, _LAZY_PREFETCH_GROUP_OFFLOADING):
-                registry.remove_hook(name, recurse=True)
+    if _is_group_offload_enabled(module):
+        registry = HookRegistry.check_if_exists_or_initialize(module)
+        for name in (_GROUP_OFFLOADING, _LAYER_EXECUTION_TRACKER, _LAZY_PREFETCH_GROUP_OFFLOADING):
+            registry.remove_hook(name, recurse=True)
 
 
 def apply_offload(pipe: Any, plan: OffloadPlan, device: torch.device, offload_device: torch.device | None) -> None:
@@ -196,3 +200,76 @@ def apply_offload(pipe: Any, plan: OffloadPlan, device: torch.device, offload_de
                 apply_group_offloading(module, block_modules=ENCODER_PATH, **kwargs)
     elif device.type != "cpu":
         pipe.to(device)
+
+
+def _denoiser(pipe: Any) -> torch.nn.Module | None:
+    unet = getattr(pipe, "unet", None)
+    return unet if unet is not None else getattr(pipe, "transformer", None)
+
+
+def follow_offload(pipe: Any, modules: list[torch.nn.Module]) -> Callable[[], None]:
+    """Put `modules` an extension adds to one call of `pipe` (a ControlNet) in the offloading `pipe`'s denoiser has
+    now, read from its hooks, and return what undoes it (the modules are cached apart from the pipeline: they leave
+    the call in RAM without hooks). Model CPU offload: each gets its own accelerate hook outside the chain, as
+    diffusers' `enable_model_cpu_offload` hooks a pipeline's ControlNet (it runs at every step beside the denoiser,
+    so it stays on the device until the call ends); group offloading: the denoiser's own configuration (devices,
+    blocks per group, stream). No offloading: nothing (the caller puts them on the denoiser's device)."""
+    from accelerate import cpu_offload_with_hook
+    from diffusers import ModelMixin
+    from diffusers.hooks import apply_group_offloading
+    from diffusers.hooks.group_offloading import _get_top_level_group_offload_hook
+
+    denoiser = _denoiser(pipe)
+    unique = list({id(m): m for m in modules}.values())  # two units may share one cached ControlNet
+    if denoiser is None or not unique:
+        return lambda: None
+    group = _get_top_level_group_offload_hook(denoiser)
+    if group is not None:
+        c = group.config
+        kwargs = dict(
+            onload_device=c.onload_device,
+            offload_device=c.offload_device,
+            offload_type=c.offload_type,
+            num_blocks_per_group=c.num_blocks_per_group,
+            non_blocking=c.non_blocking,
+            use_stream=c.stream is not None,
+            record_stream=c.record_stream,
+            low_cpu_mem_usage=c.low_cpu_mem_usage,
+        )
+        for module in unique:
+            _remove_group(module)  # a call that never reached its cleanup
+            if isinstance(module, ModelMixin):
+                module.enable_group_offload(**kwargs)
+            else:
+                apply_group_offloading(module, block_modules=_block_modules(module), **kwargs)
+
+        def ungroup() -> None:
+            for module in unique:
+                _remove_group(module)
+                module.to(c.offload_device)  # the unmatched group's weights may still be on the device
+
+        return ungroup
+    device = getattr(getattr(denoiser, "_hf_hook", None), "execution_device", None)
+    if device is None:
+        return lambda: None
+    hooks = [cpu_offload_with_hook(module, device)[1] for module in unique]
+
+    def unhook() -> None:
+        for hook in hooks:
+            hook.offload()  # back to RAM
+            hook.remove()
+
+    return unhook
+
+
+def refresh_group_offload(pipe: Any) -> None:
+    """Re-make the denoiser's group offloading after a call changed its layers in place (diffusers' IP-Adapter
+    loader adds the image projection and the IP attention layers, and its unloader takes them off, without it):
+    the groups are made from the layers present, so new ones would stay in RAM beside a denoiser on the device.
+    Model CPU offload needs nothing (its hook moves the whole denoiser); no offloading neither (the loader places
+    the new layers on the denoiser's device)."""
+    from diffusers.hooks.group_offloading import _is_group_offload_enabled, _maybe_remove_and_reapply_group_offloading
+
+    denoiser = _denoiser(pipe)
+    if denoiser is not None and _is_group_offload_enabled(denoiser):
+        _maybe_remove_and_reapply_group_offloading(denoiser)

@@ -121,11 +121,13 @@ def controlled_call(
     modules: dict,
     run: Callable,
     hires: bool = False,
+    offload: Callable[..., None] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """(pipeline, kwargs) for one pipeline call with `units` applied. `kind` is txt2img, img2img or inpaint;
     `kwargs` are the call's arguments (height/width, and image/mask_image for img2img and inpaint); in the hires
     pass (`hires`, an img2img call of a txt2img job) the control maps are remade at the hires size.
-    `load_model(unit)` returns the unit's ControlNetModel (family-checked)."""
+    `load_model(unit)` returns the unit's ControlNetModel (family-checked); `offload` (PipelineCall.follow_offload)
+    puts the ControlNets in the checkpoint's offloading for this call."""
     import diffusers
 
     if hires and kind == "txt2img":
@@ -145,6 +147,8 @@ def controlled_call(
             raise ScriptError(f"ControlNet unit {u.index} is enabled without an image")
         maps.append(control_map(u, source, width, height, modules, run))
     nets = [_on(load_model(u), pipe.unet.device, pipe.unet.dtype) for u in units]
+    if offload is not None:
+        offload(*nets)
     modes = [u.control_mode for u in units]
     guess = all(m == CONTROL for m in modes)  # diffusers' guess mode is exactly this, and skips the uncond half
     if guess or all(m == BALANCED for m in modes):

@@ -187,11 +187,13 @@ def controlled_call(
     run: Callable,
     hires: bool = False,
     after: Callable[[Callable[[], None]], None] | None = None,
+    offload: Callable[..., None] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """(pipeline, kwargs) for one FLUX/SD 3 pipeline call with `units` applied, as apply.controlled_call does for
     the UNet families: units at weight 0 or with an empty window are left out (so they change nothing), the control
     maps are made at the call's size, and the family's ControlNet pipeline is made over the call's modules
-    (apply.pipeline_over). `after` (PipelineCall.after) undoes what this call needs only."""
+    (apply.pipeline_over). `after` (PipelineCall.after) undoes what this call needs only; `offload`
+    (PipelineCall.follow_offload) puts the ControlNets in the checkpoint's offloading for this call."""
     import diffusers
 
     if hires and kind == "txt2img":
@@ -214,6 +216,8 @@ def controlled_call(
         maps.append(control_map(u, source, width, height, modules, run))
     transformer = pipe.transformer
     nets = [_on(load_model(u), transformer.device, transformer.dtype) for u in units]
+    if offload is not None:
+        offload(*nets)
     controlnet = nets[0] if len(nets) == 1 else getattr(diffusers, spec.multi_class)(nets)
     controlled = pipeline_over(getattr(diffusers, spec.pipelines[kind]), pipe, controlnet=controlnet)
     if pipe.vae.dtype != transformer.dtype:

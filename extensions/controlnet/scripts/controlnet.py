@@ -122,6 +122,7 @@ class ControlNetState:
             modules=pre.registry(pre.annotators_in(self.models_root())),
             run=pre.run,
             hires=call.hires,
+            offload=getattr(call, "follow_offload", None),  # --medvram/--lowvram cover the ControlNets too
         )
 
     def check_flow_units(self, request, kind: str) -> None:

@@ -266,6 +266,11 @@ def load(call: Any, adapters: list[dict], flux: bool = False) -> Any:
     except (ValueError, KeyError, RuntimeError) as e:
         pipe.unload_ip_adapter()
         raise ScriptError(f"IP-Adapter doesn't fit this checkpoint: {str(e)[:200]}") from None
+    # group offloading (--lowvram) is made over the layers present: re-made with the adapter's layers, and again
+    # once they are gone (registered first, so it runs after the unload)
+    refresh = getattr(call, "refresh_offload", None)
+    if refresh is not None:
+        call.after(refresh)
     call.after(pipe.unload_ip_adapter)
     denoiser = getattr(pipe, "unet", None) or pipe.transformer
     # diffusers' FLUX loader builds the image projection in torch's default dtype (fp32) but the IP attention at the
@@ -273,6 +278,8 @@ def load(call: Any, adapters: list[dict], flux: bool = False) -> Any:
     proj = getattr(denoiser, "encoder_hid_proj", None)
     if proj is not None:
         proj.to(dtype=denoiser.dtype)
+    if refresh is not None:
+        refresh()
     return pipe
 
 
