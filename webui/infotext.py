@@ -243,6 +243,10 @@ _REQUEST_FIELDS: dict[str, tuple[str, type]] = {
     "Mask blur": ("mask_blur", int),
     "Eta": ("eta", float),
     "Distilled CFG Scale": ("distilled_cfg_scale", float),  # Forge's FLUX dev guidance
+    "SLG scale": ("slg_scale", float),  # SD 3/3.5 skip-layer guidance (generation/slg.py), only when on
+    "SLG layers": ("slg_layers", str),  # "7 8 9": the request reads it as [7, 8, 9]
+    "SLG start": ("slg_start", float),
+    "SLG end": ("slg_end", float),
 }
 # infotext key -> (option name in override_settings, type)
 _OVERRIDE_FIELDS: dict[str, tuple[str, type]] = {

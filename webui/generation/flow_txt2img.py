@@ -5,7 +5,8 @@ and saving are the same as for SD 1.x (processing.run_batches).
 Sampling is Forge's "Euler" with the "Simple", "Normal" or "Beta" schedule type and the checkpoint's shift or the
 flow_shift setting (flow_sampling.py). FLUX dev takes "Distilled CFG Scale" (Forge's name; `distilled_cfg_scale` in
 the API body) as the guidance embedder's input; a CFG scale above 1 adds real classifier-free guidance with the
-negative prompt (FLUX: diffusers' true_cfg_scale), as Forge does. Prompts are encoded by Easel (prompt_kwargs):
+negative prompt (FLUX: diffusers' true_cfg_scale), as Forge does. SD 3/3.5 take skip-layer guidance in txt2img
+(`slg_scale`, `slg_layers`, `slg_start`, `slg_end`: slg.py). Prompts are encoded by Easel (prompt_kwargs):
 A1111 weights on the CLIP branches, the plain text for T5 (webui/prompts/flow_prompts.py, plain.py).
 """
 
@@ -25,8 +26,9 @@ from webui.generation.cost import area_text
 from webui.generation.cpu_backend import plan_cpu_backend
 from webui.generation.native import native_size
 from webui.generation.processing import GenerationContext, GenerationServices, Plan, apply_loras, run_batches
-from webui.generation.requests import GenerationResult, Txt2ImgRequest, size_or_native
+from webui.generation.requests import GenerationResult, Img2ImgRequest, Txt2ImgRequest, size_or_native
 from webui.generation.seeds import batch_noise, fix_seed
+from webui.generation.slg import check_pipeline, plan_slg, refuse_slg
 from webui.models import samplers
 from webui.models.families import Family
 from webui.models.family_flow import t5_max_length
@@ -58,6 +60,8 @@ def resolve_sampler(req: Txt2ImgRequest, label: str) -> tuple[samplers.SamplerSp
 def make_flow_plan(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsView, model) -> Plan:
     pipe = model.pipeline
     label = model.probe.label
+    if isinstance(req, Img2ImgRequest):  # diffusers' SD 3 Img2Img/Inpaint pipelines take no SLG arguments
+        refuse_slg(req, "is for SD 3/3.5 txt2img (and its hires fix's first pass): not for img2img or inpainting")
     sampler, schedule = resolve_sampler(req, label)
     width, height = size_or_native(req, native_size(model))
     multiple = pipe.vae_scale_factor * 2  # FLUX packs 2×2 latents, SD3 patches 2×2
@@ -188,6 +192,7 @@ def run_flow_txt2img(
     save_grid: bool,
 ) -> GenerationResult:
     plan = make_flow_plan(req, services, opts, model)
+    slg = plan_slg(req, model, plan)  # {} when off: the call is the one without SLG
     pipe = model.pipeline
     flux = model.probe.family == Family.FLUX
 
@@ -231,8 +236,10 @@ def run_flow_txt2img(
             latents=latents.to(device, dtype),
             generator=generators,
             output_type="latent" if hires else "pil",
+            **slg,
         )
         with prompt_steps(pipe, encoded), hooked_call(services, pipe, "txt2img", call, callback) as (run, kw, cb):
+            check_pipeline(run, kw)
             out = run(callback_on_step_end=cb, **kw, **encoded.kwargs).images
         if hires is None:
             return out

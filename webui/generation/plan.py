@@ -15,6 +15,7 @@ from webui.generation.native import native_size
 from webui.generation.preview import PreviewSources
 from webui.generation.requests import Img2ImgRequest, Txt2ImgRequest, size_or_native
 from webui.generation.seeds import fix_seed
+from webui.generation.slg import refuse_slg
 from webui.models import samplers
 from webui.models.manager import LoadedModel, ModelManager
 from webui.models.precision import choose_precision
@@ -67,6 +68,7 @@ def make_plan(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsVi
     and its VAE, and applies the prompt's LoRAs, but switches nothing else: the runtime applies `plan.runtime`."""
     model = services.manager.load(opts.get("sd_model_checkpoint") or None)
     services.manager.apply_vae(model, str(opts.get("sd_vae") or "Automatic"))  # a request may override sd_vae
+    refuse_slg(req, f"is for SD 3/3.5; the checkpoint is {model.probe.label}")  # generation/slg.py
     sampler, schedule = samplers.resolve(
         req.sampler, req.scheduler, default_sampler=opts.get("txt2img_default_sampler")
     )

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from webui.errors import InvalidRequest
+from webui.generation.slg import parse_layers
 
 MAX_SEED = 2**63 - 1  # torch's generators take any 64-bit seed; seed + batch index + ENSD must stay below 2**64
 MAX_SIDE = 16384  # pixels, for every width/height-like field (the pixel count is held to max_generation_pixels)
@@ -62,6 +63,10 @@ class Txt2ImgRequest(BaseModel):
     steps: int = Field(50, ge=1, le=MAX_STEPS)
     cfg_scale: float = Field(7.0, ge=0.0, le=100.0)
     distilled_cfg_scale: float = Field(3.5, ge=0.0, le=100.0)  # Forge's FLUX dev guidance ("Distilled CFG Scale")
+    slg_scale: float = Field(0.0, ge=0.0, le=20.0)  # SD 3/3.5 skip-layer guidance (generation/slg.py); 0: off
+    slg_layers: list[int] = Field(default_factory=lambda: [7, 8, 9])  # or "7,8,9"; SD 3.5 Medium's recommended
+    slg_start: float = Field(0.01, ge=0.0, le=1.0)  # fractions of the steps
+    slg_end: float = Field(0.2, ge=0.0, le=1.0)
     width: Optional[int] = Field(None, ge=8, le=MAX_SIDE)  # None: the checkpoint's native size
     height: Optional[int] = Field(None, ge=8, le=MAX_SIDE)
     restore_faces: Optional[bool] = None
@@ -114,6 +119,17 @@ class Txt2ImgRequest(BaseModel):
         """The hires pass's own sampler / schedule type / checkpoint; None (empty or A1111's "Use same …" label):
         the first pass's. The hires code reads None only."""
         return None if v is None or not v.strip() or v in (SAME_SAMPLER, SAME_SCHEDULER, SAME_CHECKPOINT) else v
+
+    @field_validator("slg_layers", mode="before")
+    @classmethod
+    def _slg_layers(cls, v: Any) -> list[int]:
+        return parse_layers(v)
+
+    @model_validator(mode="after")
+    def _slg_window(self) -> "Txt2ImgRequest":
+        if self.slg_scale > 0 and not self.slg_start < self.slg_end:
+            raise ValueError(f"slg_start ({self.slg_start:g}) must be below slg_end ({self.slg_end:g})")
+        return self
 
     @property
     def sampler(self) -> Optional[str]:

@@ -72,9 +72,10 @@ def infotext_fields(application: Application, text: str, target: str) -> dict[st
     if target == "txt2img":
         f["enable_hr"] = bool(f.get("enable_hr"))
         f.update({k: v for k, v in HIRES_DEFAULTS.items() if k not in f})
+        f.setdefault("slg_scale", 0.0)  # no "SLG scale": the image was made without skip-layer guidance
         f.pop("mask_blur", None)
         return f
-    for key in [k for k in f if k.startswith("hr_") or k == "enable_hr"]:
+    for key in [k for k in f if k.startswith(("hr_", "slg_")) or k == "enable_hr"]:  # img2img has no SLG
         f.pop(key)
     f.update(inpaint_fields(parsed))
     return f

@@ -1,0 +1,147 @@
+"""SD 3/3.5 skip-layer guidance (webui/generation/slg.py) at tiny scale through the API: SLG on changes the pixels,
+the same seed repeats them, off (scale 0, whatever the other SLG fields) is bit for bit the image without SLG; the
+infotext fields are read back by PNG Info and reproduce the image through the API's `infotext` and the UI's paste;
+bad values, missing blocks and the places SLG can't run are 422s with a message."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.families.conftest import merge_models
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+SD35 = "sd35_medium_tiny"  # 2 joint blocks (0 and 1): block 1 is the one to skip
+ON = {"slg_scale": 3, "slg_layers": "1", "slg_start": 0.0, "slg_end": 1.0}  # steps 1 and 2 of 3 take it
+
+
+@pytest.fixture
+def data_dir(tmp_path, tiny_models, sd3_models, flux_models):
+    merge_models(tmp_path / "models", tiny_models, sd3_models)
+    flux = "Stable-diffusion/flux-dev-diffusers"  # self-contained (the split FLUX parts would clash with SD 3's)
+    shutil.copytree(flux_models / flux, tmp_path / "models" / flux)
+    return tmp_path
+
+
+def _body(model: str = SD35, **body):
+    return {
+        "prompt": "a blue square",
+        "negative_prompt": "blurry",
+        "steps": 3,
+        "width": 64,
+        "height": 64,
+        "seed": 11,
+        "cfg_scale": 4,
+        "override_settings": {"sd_model_checkpoint": model},
+        **body,
+    }
+
+
+def _txt2img(client, **body):
+    r = client.post("/sdapi/v1/txt2img", json=_body(**body))
+    assert r.status_code == 200, r.text
+    out = r.json()
+    pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(out["images"][0]))))
+    return pixels, json.loads(out["info"])["infotexts"][0], out["images"][0]
+
+
+def test_slg_changes_pixels_off_is_bit_identical_and_infotext_round_trips(client):
+    base, base_text, _ = _txt2img(client)
+    off, off_text, _ = _txt2img(client, slg_scale=0, slg_layers=[0, 1], slg_start=0.5, slg_end=0.6)
+    assert np.array_equal(base, off) and off_text == base_text and "SLG" not in base_text
+    on, text, png = _txt2img(client, **ON)
+    again, _, _ = _txt2img(client, **{**ON, "slg_layers": [1]})  # a list is the same as "1"
+    assert not np.array_equal(on, base) and np.array_equal(on, again)
+    assert "SLG scale: 3, SLG layers: 1, SLG start: 0, SLG end: 1," in text
+    three, text3, _ = _txt2img(client, **{**ON, "slg_layers": "0, 1"})
+    assert "SLG layers: 0 1," in text3 and not np.array_equal(three, on)
+
+    # PNG Info reads the fields back from the PNG; the API's `infotext` alone reproduces the image
+    info = client.post("/sdapi/v1/png-info", json={"image": "data:image/png;base64," + png}).json()
+    assert info["parameters"]["SLG layers"] == "1" and float(info["parameters"]["SLG scale"]) == 3.0
+    pasted, pasted_text, _ = _txt2img(client, infotext=info["info"])  # the SLG fields come from the infotext
+    assert np.array_equal(pasted, on) and pasted_text == text
+
+
+def test_slg_paste_fills_the_txt2img_fields(app):
+    from webui.infotext import infotext_to_request_fields, parse_infotext
+    from webui.ui.sendto import infotext_fields
+
+    text = "a cat\nSteps: 3, Seed: 1, CFG scale: 4, SLG scale: 2.5, SLG layers: 7 8 9, SLG start: 0.01, SLG end: 0.2"
+    fields = infotext_to_request_fields(parse_infotext(text))
+    assert (fields["slg_scale"], fields["slg_layers"], fields["slg_start"], fields["slg_end"]) == (
+        2.5,
+        "7 8 9",
+        0.01,
+        0.2,
+    )
+    ui = infotext_fields(app, text, "txt2img")
+    assert ui["slg_scale"] == 2.5 and ui["slg_layers"] == "7 8 9"
+    assert infotext_fields(app, "a cat\nSteps: 3, Seed: 1", "txt2img")["slg_scale"] == 0  # pasted: SLG off
+    assert "slg_scale" not in infotext_fields(app, text, "img2img")  # img2img has no SLG
+
+
+BAD = [
+    '{"slg_scale": NaN}',
+    '{"slg_scale": Infinity}',
+    '{"slg_scale": 1e9}',
+    '{"slg_scale": -1}',
+    '{"slg_scale": 2, "slg_start": 0.3, "slg_end": 0.2}',
+    '{"slg_start": -0.1}',
+    '{"slg_end": 1.5}',
+    '{"slg_layers": "7,x"}',
+    '{"slg_layers": "../7"}',
+    '{"slg_layers": "/etc/passwd"}',
+    '{"slg_layers": [-1]}',
+    '{"slg_layers": [1.5]}',
+    '{"slg_layers": [true]}',
+    '{"slg_layers": [100000]}',
+    '{"slg_layers": {"a": 1}}',
+    '{"slg_layers": "' + "1," * 600 + '"}',
+]
+
+
+def test_slg_bad_values_are_422(client):
+    for raw in BAD:
+        r = client.post("/sdapi/v1/txt2img", content=raw, headers={"content-type": "application/json"})
+        assert r.status_code == 422 and r.json(), raw  # a JSON message, before any work
+    r = client.post("/sdapi/v1/txt2img", json={"slg_scale": 2, "slg_start": 0.3, "slg_end": 0.2})
+    assert "slg_start (0.3) must be below slg_end (0.2)" in r.text
+    assert "is not a block number" in client.post("/sdapi/v1/txt2img", json={"slg_layers": "7,x"}).text
+
+
+def test_slg_refused_where_it_cannot_run(client):
+    def refused(path: str, **body) -> str:
+        r = client.post(path, json=_body(**body))
+        assert r.status_code == 422, r.text
+        return r.json()["detail"] if isinstance(r.json().get("detail"), str) else r.text
+
+    assert "blocks 0 to 1" in refused("/sdapi/v1/txt2img", **{**ON, "slg_layers": "1 2"})
+    assert "CFG scale above 1" in refused("/sdapi/v1/txt2img", **ON, **{"cfg_scale": 1})
+    assert "is for SD 3/3.5" in refused("/sdapi/v1/txt2img", model="tiny-a", **ON)
+    assert "is for SD 3/3.5" in refused("/sdapi/v1/txt2img", model="flux-dev-diffusers", **ON)
+    image = base64.b64encode(_png()).decode()
+    assert "not for img2img" in refused("/sdapi/v1/img2img", init_images=[image], **ON)
+    # off, the same requests run
+    assert client.post("/sdapi/v1/txt2img", json=_body(model="tiny-a", steps=1, slg_layers="99")).status_code == 200
+
+
+def test_slg_hires_and_empty_window_warn(client):
+    _, text, _ = _txt2img(client, **ON, enable_hr=True, hr_scale=1.5, hr_upscaler="Latent", hr_second_pass_steps=1)
+    assert "SLG scale: 3," in text and "Hires upscale: 1.5" in text
+    r = client.post("/sdapi/v1/txt2img", json=_body(**{**ON, "slg_start": 0.01, "slg_end": 0.2}))
+    assert r.status_code == 200  # steps×start < i < steps×end holds for no step of 3: said in the info
+    assert "had no effect" in r.text
+
+
+def _png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (40, 90, 200)).save(buf, format="PNG")
+    return buf.getvalue()
