@@ -14,6 +14,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from tests.families.conftest import merge_models
+from tests.families.lora_factory import write_flux_kohya
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 FILL = "flux1-fill-dev-tiny"
@@ -29,6 +30,7 @@ def fill_models(tmp_path_factory, flux_models):
     write_fill_gguf(root, "Q4_0")
     write_fill_folder(root / "Stable-diffusion" / "flux-fill-diffusers", seed=3)
     write_fill_file(root, name="flux1-depth-dev-tiny", channels=DEPTH)
+    write_flux_kohya(root / "Lora" / "flux_kohya.safetensors")  # a FLUX dev LoRA, as users put on Fill
     return root
 
 
@@ -166,6 +168,15 @@ def test_fill_img2img_without_mask_repaints_the_whole_image(client):
     assert changed.mean() > 0.9  # no pixel is kept: nothing was left outside a mask
     text = json.loads(r.json()["info"])["infotexts"][0]
     assert "Denoising strength: 0.7" in text and "Mask blur" not in text
+
+
+def test_dev_lora_on_fill_changes_and_off_restores(client):
+    base, _ = _img2img(client, steps=2)
+    with_lora, info = _img2img(client, steps=2, prompt="a red circle <lora:flux_kohya:1>")
+    assert not np.array_equal(base, with_lora) and "Lora hashes" in info["infotexts"][0]
+    _untouched(with_lora)
+    off, _ = _img2img(client, steps=2)
+    assert np.array_equal(base, off)
 
 
 def test_fill_txt2img_is_refused(client):
