@@ -12,7 +12,9 @@ a compile that may have written a blob) removes whole entries, least recently us
 budget (setting `openvino_cache_mb`), never the entry in use: an entry alone larger than the budget stays while it is
 used (the budget can't be met without converting again at every job), and goes once another one is used. Files the
 cache doesn't know (blobs directly in `compiled/` from before the per-key folders, a key's compiled folder without
-its IR) are removed first.
+its IR) are removed first. An IR removed while another loaded checkpoint's UNet still holds it in memory keeps
+running from memory in this process (OpenVINO maps the .bin: its disk space is freed when that model is dropped);
+a later process converts it again.
 """
 
 from __future__ import annotations
@@ -68,8 +70,8 @@ def entries(folder: Path) -> list[Entry]:
     compiled = folder / "compiled"
     if compiled.is_dir():
         for path in compiled.iterdir():
-            if path.name not in keys:  # a legacy blob, or a key's blobs whose IR is gone
-                found.append(Entry("", 0.0, _size(path), (path,)))
+            if path.name not in keys:  # a legacy blob, or the blobs of a key whose IR is gone (kept while in use)
+                found.append(Entry(path.name if path.is_dir() else "", 0.0, _size(path), (path,)))
     return sorted(found, key=lambda e: e.used)
 
 
