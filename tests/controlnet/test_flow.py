@@ -151,6 +151,8 @@ def test_wrong_family_and_unsupported_combinations_are_refused(client):
     init = {"init_images": [b64(square())]}
     refused(client, SD3, [unit(model="tiny-sd3")], "no SD 3 ControlNet pipeline for img2img", route="img2img", **init)
     refused(client, SD3, [unit(model="tiny-sd3")], "for the hires fix pass", enable_hr=True, hr_scale=1.5)
+    slg = {"slg_scale": 3, "slg_layers": "1", "slg_start": 0, "slg_end": 1}  # diffusers' SD 3 ControlNet has no SLG
+    refused(client, SD3, [unit(model="tiny-sd3")], "can't run with StableDiffusion3ControlNetPipeline", **slg)
     refused(client, FLUX, [unit()], "set CFG scale to 1", route="img2img", **init, cfg_scale=3)
     refused(client, FLUX, [unit(control_mode=2)], "use 'Balanced'")
     refused(client, FLUX, [unit(model="tiny-flux-union")], "union ControlNets")

@@ -145,3 +145,36 @@ def _png() -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (64, 64), (40, 90, 200)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def test_slg_fields_in_the_txt2img_tab_only_for_sd3(make_app):
+    import warnings
+
+    import gradio as gr
+
+    from webui.ui.quicksettings import Quicksettings
+    from webui.ui.sendto import infotext_fields
+    from webui.ui.txt2img_tab import Txt2ImgTab
+
+    app = make_app("--nowebui", "--ckpt", SD35)
+    with gr.Blocks():
+        quick = Quicksettings(app)
+        tab = Txt2ImgTab(app)
+        quick.wire(tab)
+    assert tab.slg_panel.visible and quick.slg_updates() == [gr.update(visible=True)]
+    fields = {"prompt": "a blue square", "sampler_name": "Euler", "steps": 3, "width": 64, "height": 64, "seed": 11}
+    fields.update(cfg_scale=4, slg_scale=3, slg_layers="1", slg_start=0, slg_end=1)
+    values = [fields.get(key, comp.value) for (key, _), comp in zip(tab.FIELDS, tab.field_components)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        final = list(tab.run(*values))[-1]
+    text = final[tab.results]["infotexts"][0]
+    assert "SLG scale: 3, SLG layers: 1, SLG start: 0, SLG end: 1," in text
+    # ↙️ of that infotext sets the four components back
+    filled = dict(zip([k for k, _ in tab.FIELDS], tab.fill(infotext_fields(app, text, "txt2img"))))
+    assert (filled["slg_scale"], filled["slg_layers"], filled["slg_start"], filled["slg_end"]) == (3.0, "1", 0.0, 1.0)
+    assert tab.fill_update("slg_layers", [7, 8, 9], None) == "7, 8, 9"
+    # another family: the panel hides, and what it holds is not sent (SLG would be a 422 there)
+    app.switch_checkpoint("tiny-a")
+    assert quick.slg_updates() == [gr.update(visible=False)]
+    assert tab.request(*values).slg_scale == 0

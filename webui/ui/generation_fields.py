@@ -46,6 +46,12 @@ def distilled_cfg_shown(application: Application) -> bool:
     return model is not None and model.probe.family.value == "flux"
 
 
+def slg_shown(application: Application) -> bool:
+    """Whether the active checkpoint is SD 3/3.5, the family that takes skip-layer guidance (generation/slg.py)."""
+    model = application.models.active
+    return model is not None and model.probe.family.value == "sd3"
+
+
 def infotext_html(text: str | None) -> str:
     """An infotext shown under a gallery, as A1111 does: prompt lines, then the parameters line."""
     if not text:

@@ -90,6 +90,7 @@ class Quicksettings:
         self.app = application
         # the generation tabs' components a switch updates (set by wire(); none before it, e.g. in handler tests)
         self.distilled: list[gr.Slider] = []
+        self.slg: list[Any] = []  # txt2img's "Skip layer guidance" panel
         self.sampling: list[gr.Dropdown] = []
         self.lists = ModelLists()
         self.keys = pinned_keys(application)
@@ -126,6 +127,7 @@ class Quicksettings:
         every tab that shows them (txt2img, and img2img when given)."""
         self.size_outputs = [txt2img.width, txt2img.height, *([img2img.width, img2img.height] if img2img else [])]
         self.distilled = [tab.distilled_cfg_scale for tab in (txt2img, img2img) if tab is not None]
+        self.slg = [p for p in (getattr(txt2img, "slg_panel", None),) if p is not None]
         self.sampling = [c for tab in (txt2img, img2img) if tab is not None for c in (tab.sampler, tab.scheduler)]
         # .select, not .input: Gradio 6.31's dropdown fires "input" twice for one choice (two loads of a broken file)
         self.switch_event = self.checkpoint.select(
@@ -156,6 +158,7 @@ class Quicksettings:
         Encoder" selector, each tab's "Distilled CFG Scale" and, for SD 3/FLUX, a sampler these families run."""
         event.then(self.modules_update, inputs=None, outputs=[self.modules], queue=False)
         event.then(self.distilled_updates, inputs=None, outputs=self.distilled, queue=False)
+        event.then(self.slg_updates, inputs=None, outputs=self.slg, queue=False)
         event.then(self.flow_sampling, inputs=self.sampling, outputs=self.sampling, queue=False)
 
     def pinned_lists(self) -> list[gr.components.Component]:
@@ -246,6 +249,12 @@ class Quicksettings:
 
         return [gr.update(visible=distilled_cfg_shown(self.app)) for _ in self.distilled]
 
+    def slg_updates(self) -> list[dict[str, Any]]:
+        """txt2img's "Skip layer guidance" panel: shown only while an SD 3/3.5 checkpoint is active."""
+        from webui.ui.generation_fields import slg_shown
+
+        return [gr.update(visible=slg_shown(self.app)) for _ in self.slg]
+
     def flow_sampling(self, *values: Any) -> list[Any]:
         """After a switch to an SD 3/FLUX checkpoint: each tab's (sampler, schedule type) pair becomes "Euler" /
         "Automatic" (Simple for these families) when the sampler is one they can't run (the page's default "Euler a"
@@ -290,6 +299,7 @@ class Quicksettings:
             *self.lists.components,
             *([] if MODULES in self.pinned else [self.modules]),
             *getattr(self, "distilled", []),
+            *self.slg,
         ]
 
     def on_load(self):
@@ -319,4 +329,5 @@ class Quicksettings:
             *self.lists.updates(),
             *([] if MODULES in self.pinned else [self.modules_update()]),
             *self.distilled_updates(),
+            *self.slg_updates(),
         ]

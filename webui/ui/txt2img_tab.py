@@ -13,6 +13,7 @@ from webui.generation.requests import SAME_CHECKPOINT, SAME_SAMPLER, SAME_SCHEDU
 from webui.generation.upscalers import LATENT_MODES, list_upscalers
 from webui.models import samplers
 from webui.ui.common import COMMON_FIELDS, GenerationTab, as_int, canonical_sampler
+from webui.ui.generation_fields import slg_shown
 from webui.ui.scripts_ui import build_scripts_ui
 
 if TYPE_CHECKING:
@@ -32,7 +33,11 @@ HIRES_FIELDS: tuple[tuple[str, str], ...] = (
     ("hr_prompt", "hr_prompt"),
     ("hr_negative_prompt", "hr_negative"),
 )
-FIELDS = COMMON_FIELDS + HIRES_FIELDS
+# SD 3/3.5 skip-layer guidance (generation/slg.py): txt2img only, as diffusers' SD 3 img2img/inpaint lack it
+SLG_FIELDS: tuple[tuple[str, str], ...] = tuple(
+    (name, name) for name in ("slg_scale", "slg_layers", "slg_start", "slg_end")
+)
+FIELDS = COMMON_FIELDS + HIRES_FIELDS + SLG_FIELDS
 
 
 def upscaler_choices(models_dir) -> list[tuple[str, str]]:
@@ -81,11 +86,28 @@ class Txt2ImgTab(GenerationTab):
                     with gr.Column(scale=2):
                         self.build_batch()
                 self.build_cfg()
+                self.build_slg()
                 self.build_seed()
                 self.build_hires()
                 self.scripts = build_scripts_ui(self.app, "txt2img")
             with gr.Column(elem_id="txt2img_results"):
                 self.build_results()
+
+    def build_slg(self) -> None:
+        """Skip-layer guidance, shown only while an SD 3/3.5 checkpoint is active (as Distilled CFG is for FLUX)."""
+        with gr.Accordion(
+            "Skip layer guidance (SD 3.5)", open=False, elem_id="txt2img_slg", visible=slg_shown(self.app)
+        ) as self.slg_panel:
+            with gr.Row():
+                self.slg_scale = gr.Slider(
+                    0, 10, value=0, step=0.1, label="SLG scale (0: off)", elem_id="txt2img_slg_scale"
+                )
+                self.slg_layers = gr.Textbox(
+                    "7, 8, 9", label="SLG layers", elem_id="txt2img_slg_layers", placeholder="7, 8, 9 (SD 3.5 Medium)"
+                )
+            with gr.Row():
+                self.slg_start = gr.Slider(0, 1, value=0.01, step=0.01, label="SLG start", elem_id="txt2img_slg_start")
+                self.slg_end = gr.Slider(0, 1, value=0.2, step=0.01, label="SLG end", elem_id="txt2img_slg_end")
 
     def build_hires(self) -> None:
         from webui.ui.quicksettings import checkpoint_titles
@@ -191,6 +213,9 @@ class Txt2ImgTab(GenerationTab):
         )
         if not fields.get("enable_hr"):
             fields["denoising_strength"] = None  # only the hires pass uses it; keep it out of a plain infotext
+        if not slg_shown(self.app):  # hidden for other families: their requests leave SLG at its defaults (off)
+            for name, _ in SLG_FIELDS:
+                fields.pop(name, None)
         return Txt2ImgRequest(**fields)
 
     def run(self, *values):
@@ -207,6 +232,8 @@ class Txt2ImgTab(GenerationTab):
             return value if value in all_schedule_labels() else SAME_SCHEDULER
         if key == "hr_checkpoint_name":
             return self.checkpoint_title(value) or SAME_CHECKPOINT
+        if key == "slg_layers" and isinstance(value, (list, tuple)):
+            return ", ".join(map(str, value))
         return super().fill_update(key, value, sampler)
 
     def checkpoint_title(self, query: str | None) -> str | None:
