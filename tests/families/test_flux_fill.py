@@ -157,6 +157,17 @@ def test_fill_inverted_mask_and_system_report(client):
     assert any(m["variant"] == "flux-fill" and m["label"] == "FLUX.1 Fill" for m in models), models
 
 
+def test_fill_batch_of_two(client):
+    r = client.post("/sdapi/v1/img2img", json=_body(steps=2, batch_size=2))
+    assert r.status_code == 200, r.text
+    outs = [np.asarray(Image.open(io.BytesIO(base64.b64decode(b)))).astype(int) for b in r.json()["images"]]
+    assert len(outs) == 2 and not np.array_equal(outs[0], outs[1])  # seeds 3 and 4
+    for out in outs:
+        _untouched(out)
+    single, _ = _img2img(client, steps=2, seed=4)
+    assert np.array_equal(outs[1], single)
+
+
 def test_fill_img2img_without_mask_repaints_the_whole_image(client):
     body = dict(mask=None, mask_blur=None, inpainting_fill=None)
     body = {k: v for k, v in _body(denoising_strength=0.7).items() if k not in body}

@@ -137,6 +137,8 @@ def run_flow_img2img(
             generator=generators,
             output_type="pil",
         )
+        if fill:  # one input per generator, or FluxFillPipeline samples every masked-image latent with the first
+            call.update(image=[work_image] * n, mask_image=[call["mask_image"]] * n)  # (seed i ≠ its batch image)
         with prompt_steps(pipe, encoded), hooked_call(services, pipe, kind, call, callback) as (run, kw, cb):
             out = run(callback_on_step_end=cb, **kw, **encoded.kwargs).images
         return [_paste_back(img, base, blurred, None) for img in out]
