@@ -137,8 +137,9 @@ def run_flow_img2img(
             generator=generators,
             output_type="pil",
         )
-        if fill:  # one input per generator, or FluxFillPipeline samples every masked-image latent with the first
-            call.update(image=[work_image] * n, mask_image=[call["mask_image"]] * n)  # (seed i ≠ its batch image)
+        if fill:  # an input per image: given one, FluxFillPipeline samples all masked-image latents with the first
+            # generator, and image i of a batch would differ from a single run with its seed
+            call.update(image=[work_image] * n, mask_image=[call["mask_image"]] * n)
         with prompt_steps(pipe, encoded), hooked_call(services, pipe, kind, call, callback) as (run, kw, cb):
             out = run(callback_on_step_end=cb, **kw, **encoded.kwargs).images
         return [_paste_back(img, base, blurred, None) for img in out]
