@@ -8,6 +8,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from webui.errors import InvalidRequest
+from webui.app_models import check_model_files
 from webui.extensions.hooks import job_hooks, named_args
 from webui.generation.estimate import estimate_request
 from webui.generation.img2img import run_img2img
@@ -85,6 +86,7 @@ class ApplicationJobs:
         save = (req.save_images if from_api else True) and not req.do_not_save_samples
         save_grid = (req.save_images if from_api else True) and not req.do_not_save_grid
         view = self.options.view(req.override_settings)  # the one option check: 422/403 before anything runs
+        view.overrides.update(check_model_files(self.models, view.overrides))  # unknown VAE / module files: 422
         hooks = job_hooks(self.extensions, kind, req.alwayson_scripts)
         script = self._dropdown_script(kind, req)
         planned = self._check_cost(req, script, view, grid=save_grid and bool(view.get("grid_save")))

@@ -85,34 +85,17 @@ class ApplicationModels:
 
     def set_options(self, changes: dict[str, Any]) -> None:
         clean = self.options.validate(dict(changes))  # the one check (422/403) for every key, before anything changes
-        if clean.get("forge_additional_modules"):  # only files that are there: a name is kept, never a path
-            from webui.models.parts import module_files
-
-            files = module_files(self.models.vae_dir.parent)
-            names = [PureWindowsPath(m).name for m in clean["forge_additional_modules"]]
-            unknown = [
-                m
-                for m, n in zip(clean["forge_additional_modules"], names)
-                if n not in files and n + ".safetensors" not in files
-            ]
-            if unknown:
-                raise InvalidRequest(
-                    "option forge_additional_modules: no such file in models/VAE/, "
-                    f"models/text_encoder/ or models/clip/: {', '.join(unknown)[:300]}"
-                )
-            clean["forge_additional_modules"] = [n if n in files else n + ".safetensors" for n in names]
+        if clean.get("sd_vae", None) == self.options.get("sd_vae"):
+            clean.pop("sd_vae")  # unchanged (a client posting every option back): nothing to check or reload
+        clean = check_model_files(self.models, clean)
         title = clean.pop("sd_model_checkpoint", None)
         active = self.models.active
         # as in A1111, an unchanged value triggers nothing (clients post every option back with one edit)
         if title and not (active is not None and title == active.info.title):
             # a checkpoint and its VAE / Text Encoder files posted together load together
             self.switch_checkpoint(title, tuple(clean.get("forge_additional_modules", self.additional_modules())))
-        if clean.get("sd_vae", None) == self.options.get("sd_vae"):
-            clean.pop("sd_vae")
         if "sd_vae" in clean:
             vae = clean["sd_vae"]
-            if vae not in ("Automatic", "None", ""):
-                self.models.find_vae(vae)
             self.options.set({"sd_vae": vae})
 
             def apply_vae(job: Job) -> None:
@@ -123,3 +106,43 @@ class ApplicationModels:
             clean.pop("sd_vae")
         if clean:
             self.options.set(clean)
+
+
+VAE_CHOICES = ("Automatic", "None", "")  # A1111's two, and "" (Automatic) as older configs have it
+
+
+def check_model_files(models: ModelManager, changes: dict[str, Any]) -> dict[str, Any]:
+    """The file names among option changes (POST /sdapi/v1/options, Settings, a request's override_settings) checked
+    against the files there, before anything changes or is queued: an unknown VAE (`sd_vae`: Automatic, None, or a
+    name /sdapi/v1/sd-vae lists, with or without its extension) or VAE / Text Encoder file
+    (`forge_additional_modules`: names, never paths) is a 422 that says where they are looked for. Returns the
+    changes with forge_additional_modules' names as the files' names."""
+    from webui.models.catalog import VAE_EXTENSIONS, scan_vaes
+    from webui.models.parts import PART_FOLDERS, module_files
+
+    clean = dict(changes)
+    vae = clean.get("sd_vae")
+    if isinstance(vae, str) and vae not in VAE_CHOICES:
+        vaes = models.vaes or scan_vaes(models.vae_dir)
+        if not any(vae in (v.name, v.model_name, v.path.stem) for v in vaes):
+            listed = ", ".join(v.name for v in vaes[:20]) + (", …" if len(vaes) > 20 else "")
+            raise InvalidRequest(
+                f"option sd_vae: no VAE named {vae[:100]!r}; VAEs are the {'/'.join(VAE_EXTENSIONS)} files in "
+                f"{models.vae_dir} (and for Automatic a <checkpoint>.vae.safetensors beside the checkpoint). "
+                f"Use Automatic, None{' or one of: ' + listed if vaes else ''}"
+            )
+    modules = clean.get("forge_additional_modules")
+    if modules:  # only files that are there: a name is kept, never a path
+        if not all(isinstance(m, str) for m in modules):
+            raise InvalidRequest("option forge_additional_modules: a list of file names")
+        files = module_files(models.vae_dir.parent)
+        names = [PureWindowsPath(m).name for m in modules]
+        unknown = [m for m, n in zip(modules, names) if n not in files and n + ".safetensors" not in files]
+        if unknown:
+            folders = ", ".join(f"models/{f}/" for f in sorted(PART_FOLDERS, key=lambda f: f != "VAE"))
+            raise InvalidRequest(
+                f"option forge_additional_modules: no such .safetensors file in {folders}: "
+                f"{', '.join(m[:100] for m in unknown)[:300]}"
+            )
+        clean["forge_additional_modules"] = [n if n in files else n + ".safetensors" for n in names]
+    return clean
