@@ -190,6 +190,13 @@ def test_dev_lora_on_fill_changes_and_off_restores(client):
     assert np.array_equal(base, off)
 
 
+def test_catalog_lists_fill_and_depth_says_why_it_cannot_load(client):
+    names = {m["model_name"] for m in client.get("/sdapi/v1/sd-models").json()}
+    assert {FILL, f"{FILL}-Q4_0", "flux-fill-diffusers", "flux1-depth-dev-tiny"} <= names
+    r = client.post("/sdapi/v1/img2img", json=_body("flux1-depth-dev-tiny"))
+    assert r.status_code == 400 and "FLUX.1 Depth checkpoint: not supported yet" in r.json()["detail"]
+
+
 def test_fill_txt2img_is_refused(client):
     r = client.post(
         "/sdapi/v1/txt2img",
