@@ -2,8 +2,8 @@
 diffusers FluxPipeline / StableDiffusion3Pipeline on the same tiny model (the same weights, built in memory by the
 test factories; Easel reads them from the transformer-only + separate parts files users have), same steps, size,
 guidance and T5 length; ratio of medians and the median of the per-round ratios (target <= 1.03), with an A/A ratio
-(diffusers against itself in the same rounds) for the noise floor. Also: cold load (files → pipeline) and a cached switch
-(SD 1.x tiny → this model, both in RAM).
+(diffusers against itself in the same rounds) for the noise floor. Also: cold load (files → pipeline) and a cached
+switch (SD 1.x tiny → this model, both in RAM).
 
     python benchmarks/families.py [--steps 20] [--repeats 3] [--size 64]
 
