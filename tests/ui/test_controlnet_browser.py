@@ -23,10 +23,21 @@ def cn_model(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="module")
+def cn_xl(tmp_path_factory):
+    """A tiny SDXL ControlNet (for another family than the tiny SD 1.x checkpoint the server loads)."""
+    from tests.factories import tiny_sdxl_components
+
+    folder = tmp_path_factory.mktemp("cn-browser-xl") / "tiny-xl"
+    tiny_controlnet(tiny_sdxl_components(0)[0], 3).save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture
-def server(data_dir, cn_model, live_server):
-    """A live server whose models/ControlNet/ holds tiny-canny."""
+def server(data_dir, cn_model, cn_xl, live_server):
+    """A live server whose models/ControlNet/ holds tiny-canny and tiny-xl."""
     shutil.copytree(cn_model, data_dir / "models" / "ControlNet" / "tiny-canny")
+    shutil.copytree(cn_xl, data_dir / "models" / "ControlNet" / "tiny-xl")
     return live_server()
 
 
@@ -74,3 +85,27 @@ def test_unit_without_an_image_shows_a_visible_error(server, page):
     wait_text(page, "#html_info_txt2img", "ControlNet unit 0 is enabled without an image", timeout=SLOW)
     assert page.locator("#html_info_txt2img .easel-error").is_visible()
     assert page.locator("#txt2img_gallery img").count() == 0  # nothing was generated
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_the_model_line_names_the_family_and_warns_of_another_one(server, page, theme, tmp_path):
+    """Under the Model dropdown: the picked ControlNet's family; one for SDXL beside the SD 1.x checkpoint is
+    flagged when picked (not only once a generation is refused), and the warning goes with the right model."""
+    page.goto(server.url + ("/?__theme=dark" if theme == "dark" else "/"))
+    page.locator("#txt2img_script_controlnet").get_by_text("ControlNet", exact=True).first.click()
+    page.wait_for_selector(f"#{UNIT}_model", state="visible")
+    choose(page, f"{UNIT}_model", "tiny-xl")
+    wait_text(page, f"#{UNIT}_model_info", "For SDXL · diffusers folder")
+    warning = page.locator(f"#{UNIT}_model_info .easel-warn")
+    assert "The loaded checkpoint is SD 1.x" in warning.inner_text() and warning.is_visible()
+    page.locator(f"#{UNIT}_model").screenshot(path=str(tmp_path / f"model-info-{theme}.png"))
+    page.locator(f"#{UNIT}_model_info").scroll_into_view_if_needed()
+    box = page.locator(f"#{UNIT}_model_info").bounding_box()
+    page.screenshot(
+        path=f"/tmp/cn-model-info-{theme}.png", clip={**box, "y": box["y"] - 80, "height": box["height"] + 160}
+    )
+    choose(page, f"{UNIT}_model", "tiny-canny")
+    wait_text(page, f"#{UNIT}_model_info", "For an unknown family")  # the 32-wide test UNet's
+    assert page.locator(f"#{UNIT}_model_info .easel-warn").count() == 0
+    choose(page, f"{UNIT}_model", "None")
+    wait_text(page, f"#{UNIT}_model_info", "")

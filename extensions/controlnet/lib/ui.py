@@ -13,6 +13,7 @@ import gradio as gr
 
 from webui.extensions.api import ArgGroup
 
+from .model_info import model_info_html
 from .preview import PreviewError, empty_map_notice, error_html, make_preview, notice_html, on_preview
 from .unit_fields import (
     DEFAULT_RESIZE,
@@ -36,6 +37,7 @@ __all__ = [
     "empty_map_notice",
     "error_html",
     "make_preview",
+    "model_info_html",
     "model_update",
     "needed_model_html",
     "notice_html",
@@ -173,6 +175,7 @@ def build_unit(choices: UnitChoices, prefix: str, is_img2img: bool) -> dict[str,
             [NONE_MODEL, *choices.model_titles()], value=NONE_MODEL, label="Model", elem_id=f"{prefix}_model"
         )
         refresh = gr.Button("🔄", elem_id=f"{prefix}_refresh_models", scale=0, min_width=40)
+    info = gr.HTML("", elem_id=f"{prefix}_model_info")  # the picked model's family, and why it can't be used
     needs = gr.HTML(needed_model_html("none", NONE_MODEL, choices.model_titles()), elem_id=f"{prefix}_needs")
     note = unavailable_note(choices.modules)
     if note:
@@ -209,6 +212,9 @@ def build_unit(choices: UnitChoices, prefix: str, is_img2img: bool) -> dict[str,
     preview_button = gr.Button("Preview", elem_id=f"{prefix}_preview_button", size="sm")
     message = gr.HTML("", elem_id=f"{prefix}_message")
     wire_unit(choices, c, refresh, preview_button, preview, message)
+    c["model"].change(
+        partial(model_info, choices), inputs=[c["model"]], outputs=[info], queue=False, show_progress="hidden"
+    )
     for trigger in (c["module"], c["model"]):
         trigger.change(
             lambda module, model: needed_model_html(module, model, choices.model_titles()),
@@ -218,6 +224,12 @@ def build_unit(choices: UnitChoices, prefix: str, is_img2img: bool) -> dict[str,
             show_progress="hidden",
         )
     return c
+
+
+def model_info(choices: UnitChoices, title: str | None) -> str:
+    """The line under the Model dropdown for the picked model (model_info.py), against the loaded checkpoint."""
+    detail = choices.model_detail(title) if title and title != NONE_MODEL else None
+    return model_info_html(title, detail, choices.checkpoint_family())
 
 
 def wire_unit(choices: UnitChoices, c: dict[str, Any], refresh, preview_button, preview, message) -> None:

@@ -27,6 +27,9 @@ class UnitChoices:
     control_modes: tuple[str, ...]
     max_res: int
     run: Callable[..., Image.Image]  # preprocessors.run
+    # a model title → the catalog's detail (family, layout, reason it can't be used), None when unknown
+    model_detail: Callable[[str], dict | None] = lambda title: None
+    checkpoint_family: Callable[[], str | None] = lambda: None  # the loaded checkpoint's (Family value)
 
     @property
     def available(self) -> list[str]:

@@ -88,6 +88,13 @@ class ControlNetState:
             raise ScriptError(str(e)) from None
         return entry
 
+    def model_detail(self, title: str) -> dict | None:
+        """/model_list's detail of one model (family, layout, why it can't be used), None for a name not here."""
+        try:
+            return self.catalog.detail(self.catalog.find(title))
+        except KeyError:
+            return None
+
     def load_model(self, unit, pipeline=None):
         models = lib("models")
         entry = self.find_model(unit.model, pipeline)
@@ -191,6 +198,8 @@ class ControlNetScript(Script):
             control_modes=units.CONTROL_MODES,
             max_res=self.state.max_res(),
             run=pre.run,
+            model_detail=self.state.model_detail,
+            checkpoint_family=lambda: self.state.family,
         )
 
     def ui(self, is_img2img: bool) -> dict[str, Any]:
