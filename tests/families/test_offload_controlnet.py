@@ -88,5 +88,9 @@ def test_controlnet_follows_the_offload_mode_with_the_same_pixels(make_app, mode
                 assert seen.modes == {mode}, (budget, seen.modes)  # hooked during the call
                 assert {_hooks(m) for m in seen.modules.values()} == {"none"}  # and not after it
                 np.testing.assert_array_equal(images[0], base[0])  # tolerance 0: bit-identical
+                if mode == "model":  # the checkpoint's chain is re-made after the call, as after its own calls
+                    chain = list(pipe._all_hooks)  # held, so no id is reused
+                    _controlled(client, model, cn)
+                    assert chain and not any(h is old for h in pipe._all_hooks for old in chain)
         finally:
             handle.remove()

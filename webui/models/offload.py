@@ -258,6 +258,10 @@ def follow_offload(pipe: Any, modules: list[torch.nn.Module]) -> Callable[[], No
         for hook in hooks:
             hook.offload()  # back to RAM
             hook.remove()
+        # what diffusers does at the end of the checkpoint's own pipeline call (its parts back to RAM, the chain
+        # re-made): the pipeline made over its parts for this call has no hooks list of its own, so its call's
+        # maybe_free_model_hooks does nothing and the checkpoint's last part (the VAE) would stay on the device
+        pipe.maybe_free_model_hooks()
 
     return unhook
 
