@@ -128,6 +128,9 @@ def test_loopback_override_settings_persist_only_what_passes_the_check(serve_app
         {"jpeg_quality": 0},
         {"jpeg_quality": 101},
         {"jpeg_quality": 80.5},
+        {"jpeg_quality": True},  # JSON true is no number: pydantic's lax mode made it 1
+        {"eta_ancestral": True},
+        {"openvino_cache_mb": True},
         {"max_generation_pixels": 1e30},
         {"max_generation_pixels": 10**12},
         {"max_image_pixels": 1e30},
@@ -158,6 +161,15 @@ def test_options_are_typed_and_finite(serve_app, change):
     after = c.get("/sdapi/v1/options")
     assert after.status_code == 200 and after.json() == before
     assert key not in _config(app)
+
+
+def test_numbers_as_text_or_integral_floats_still_pass(serve_app):
+    c = serve_app("--api", "--nowebui")
+    for change, stored in (({"jpeg_quality": "81"}, 81), ({"jpeg_quality": 82.0}, 82), ({"eta_ancestral": 0}, 0.0)):
+        r = c.post("/sdapi/v1/options", json=change)
+        assert r.status_code == 200, r.text[:300]
+        key = next(iter(change))
+        assert c.get("/sdapi/v1/options").json()[key] == stored
 
 
 def test_options_with_a_raw_nan_body_and_a_restart(serve_app, make_app):

@@ -1,12 +1,12 @@
 """/sdapi/v1 routes about models and options: sd-models, sd-vae, loras, embeddings, hypernetworks, options, and the
 refresh/unload/reload actions. Loading and unloading go through the job queue, never under a running generation."""
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from fastapi import APIRouter, Body
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, create_model
 
 from webui.api.schemas import HypernetworkItem, LoraItem, SDModelItem, SDVaeItem
 
@@ -17,8 +17,11 @@ if TYPE_CHECKING:
 def options_model(defs: dict[str, Any], *, name: str, with_defaults: bool) -> type[BaseModel]:
     """A pydantic model of every known option (for the OpenAPI schema and type checks); other keys pass through."""
     fields: dict[str, Any] = {}
+    # Numbers are strict here: pydantic's lax mode turned JSON `true` into 1 before the option check saw it, so a
+    # boolean became a budget of 1 MB. Strings and integral floats still reach the check (coerce), which parses them.
+    numbers: dict[Any, Any] = {int: Union[StrictInt, StrictFloat, str], float: Union[StrictFloat, str]}
     for key, d in defs.items():
-        kind = d.kind if d.kind in (str, int, float, bool) else Any
+        kind = numbers.get(d.kind) or (d.kind if d.kind in (str, bool) else Any)
         default = d.default if with_defaults else None
         fields[key] = (Optional[kind], Field(default, description=d.label))
     return create_model(name, __config__=ConfigDict(extra="allow"), **fields)
