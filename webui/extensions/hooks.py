@@ -16,14 +16,39 @@ class JobHooks:
     host: ExtensionHost
     kind: str
     scripts: list[tuple[ExtensionRecord, Script, dict[str, Any]]] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # what failed during this job, as warnings for its result
+
+    def _call(self, rec: ExtensionRecord, what: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        """host.call, noting when the call disabled the extension: the job carries on without it, and its result
+        says so instead of the user finding out from the server log."""
+        was_active = rec.active
+        out = self.host.call(rec, what, fn, *args, **kwargs)
+        if was_active and not rec.active:
+            self.failed.append(
+                f"extension {rec.name}: {what} failed ({rec.error}); it is disabled until restart and this job ran "
+                "without it"
+            )
+        return out
+
+    def take_failures(self) -> list[str]:
+        """The failures noted since the last call (each reported once, also when one job runs several batches)."""
+        out, self.failed[:] = list(self.failed), []
+        return out
+
+    def _emit(self, event: str, *args: Any) -> list[Any]:
+        return [
+            self._call(rec, f"hook {event}", fn, *args)
+            for rec in self.host.active()
+            for fn in list(rec.running.hooks[event])
+        ]
 
     def before_generate(self, request: Any) -> Any:
         for rec in self.host.active():
             for fn in rec.running.hooks["before_generate"]:
-                changed = self.host.call(rec, "hook before_generate", fn, request)
+                changed = self._call(rec, "hook before_generate", fn, request)
                 request = changed if changed is not None else request
         for rec, script, args in self.scripts:
-            changed = self.host.call(rec, f"{script.title}.process", script.process, request, **args)
+            changed = self._call(rec, f"{script.title}.process", script.process, request, **args)
             request = changed if changed is not None else request
         return request
 
@@ -31,7 +56,7 @@ class JobHooks:
         """The always-on scripts' infotext parameters for this job (after `process`)."""
         out: dict[str, Any] = {}
         for rec, script, args in self.scripts:
-            value = self.host.call(rec, f"{script.title}.infotext_params", script.infotext_params, request, **args)
+            value = self._call(rec, f"{script.title}.infotext_params", script.infotext_params, request, **args)
             out.update(value or {})
         return out
 
@@ -39,33 +64,31 @@ class JobHooks:
         """Let `pipeline_call` hooks swap the pipeline or its arguments (e.g. ControlNet)."""
         for rec in self.host.active():
             for fn in rec.running.hooks["pipeline_call"]:
-                changed = self.host.call(rec, "hook pipeline_call", fn, call)
+                changed = self._call(rec, "hook pipeline_call", fn, call)
                 if changed is not None:
                     call.pipeline, call.kwargs = changed
         return call.pipeline, call.kwargs
 
     def step_end(self, info: StepInfo) -> Any:
         latents = None
-        for value in self.host.emit("step_end", info):
+        for value in self._emit("step_end", info):
             if value is not None:
                 latents = value
                 info.latents = value
         return latents
 
     def after_image(self, image: Any, ctx: ImageContext) -> Any:
-        for value in self.host.emit("after_image", image, ctx):
+        for value in self._emit("after_image", image, ctx):
             if value is not None:
                 image = value
         for rec, script, args in self.scripts:
-            value = self.host.call(
-                rec, f"{script.title}.postprocess_image", script.postprocess_image, image, ctx, **args
-            )
+            value = self._call(rec, f"{script.title}.postprocess_image", script.postprocess_image, image, ctx, **args)
             if value is not None:
                 image = value
         return image
 
     def image_saved(self, path: str, ctx: ImageContext) -> None:
-        self.host.emit("image_saved", path, ctx)
+        self._emit("image_saved", path, ctx)
 
     @property
     def wants_steps(self) -> bool:

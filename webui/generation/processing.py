@@ -188,6 +188,8 @@ def run_batches(
         ctx.session = None
     result.interrupted = control.interrupted
     finish(ctx, result, images, infotexts)
+    if ctx.services.hooks is not None:
+        result.warnings.extend(ctx.services.hooks.take_failures())
     return result
 
 
