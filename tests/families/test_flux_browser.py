@@ -1,6 +1,6 @@
 """FLUX.1 in Chromium: the tiny FLUX dev model chosen in the top bar, a txt2img from the page, and "Distilled CFG
 Scale" shown only while a FLUX checkpoint is active (and a LoRA made for SD 1.x greyed out in the Extra networks
-panel then)."""
+panel then); SD 3.5's "Skip layer guidance" panel only while an SD 3.5 checkpoint is."""
 
 from __future__ import annotations
 
@@ -13,10 +13,14 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 @pytest.fixture
-def data_dir(tmp_path, tiny_models, flux_models):
+def data_dir(tmp_path, tiny_models, flux_models, sd3_models):
+    import shutil
+
     from tests.lora.factory import write_kohya
 
     merge_models(tmp_path / "models", tiny_models, flux_models)
+    sd3 = "Stable-diffusion/sd35-diffusers"  # self-contained: SD 3's split parts would clash with FLUX's
+    shutil.copytree(sd3_models / sd3, tmp_path / "models" / sd3)
     write_kohya(
         tmp_path / "models" / "Lora" / "sd1_style.safetensors", seed=1, metadata={"ss_base_model_version": "sd_v1"}
     )
@@ -58,3 +62,9 @@ def test_flux_from_the_top_bar_with_distilled_cfg(live_server, page):
     distilled.wait_for(state="visible", timeout=SLOW)
     assert srv.app.models.active.info.name == "flux1-dev-tiny.safetensors"
     wait_text(page, "#txt2img_distilled_cfg_scale input[type=number]", "2.5")
+    # skip-layer guidance: its panel only while an SD 3/3.5 checkpoint is active
+    slg = page.locator("#txt2img_slg")
+    assert not slg.is_visible()
+    choose(page, "setting_sd_model_checkpoint", "sd35-diffusers")
+    slg.wait_for(state="visible", timeout=SLOW)
+    distilled.wait_for(state="hidden", timeout=SLOW)

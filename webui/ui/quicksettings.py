@@ -158,7 +158,8 @@ class Quicksettings:
         Encoder" selector, each tab's "Distilled CFG Scale" and, for SD 3/FLUX, a sampler these families run."""
         event.then(self.modules_update, inputs=None, outputs=[self.modules], queue=False)
         event.then(self.distilled_updates, inputs=None, outputs=self.distilled, queue=False)
-        event.then(self.slg_updates, inputs=None, outputs=self.slg, queue=False)
+        # a dict, as one output would take a returned list as its own value
+        event.then(lambda: dict(zip(self.slg, self.slg_updates())), inputs=None, outputs=self.slg, queue=False)
         event.then(self.flow_sampling, inputs=self.sampling, outputs=self.sampling, queue=False)
 
     def pinned_lists(self) -> list[gr.components.Component]:
