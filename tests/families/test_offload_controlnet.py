@@ -94,3 +94,28 @@ def test_controlnet_follows_the_offload_mode_with_the_same_pixels(make_app, mode
                     assert chain and not any(h is old for h in pipe._all_hooks for old in chain)
         finally:
             handle.remove()
+
+
+def test_lowvram_policy_covers_the_controlnet(make_app):
+    """The --lowvram policy (group offloading without a budget) on FLUX: the same pixels as the plan's own tests,
+    the ControlNet grouped during the call and free of hooks after it."""
+    from fastapi.testclient import TestClient
+
+    from webui.api.server import build_fastapi
+
+    app = _offload_app(make_app, "group")
+    with TestClient(build_fastapi(app)) as client:
+        client.app_ = app
+        seen = Seen()
+        handle = torch.nn.modules.module.register_module_forward_pre_hook(seen)
+        try:
+            images, _ = _controlled(client, "flux1-dev-tiny", "tiny-flux")
+        finally:
+            handle.remove()
+        report = _report(client, "flux1-dev-tiny")
+        assert (report["offload"], report["offload_plan"]["reason"]) == ("group", "--lowvram")
+        assert seen.modes == {"group"} and {_hooks(m) for m in seen.modules.values()} == {"none"}
+        _budget(client, 10**4)  # a budget every part fits in wins over the flag: no offloading
+        plain, _ = _controlled(client, "flux1-dev-tiny", "tiny-flux")
+        assert _report(client, "flux1-dev-tiny")["offload"] == "none"
+        np.testing.assert_array_equal(images[0], plain[0])
