@@ -153,4 +153,4 @@ def test_forge_additional_modules_choose_between_fitting_parts(make_app, data_di
                 },
             },
         )
-        assert r.status_code == 400 and "nope.safetensors" in r.text
+        assert r.status_code == 422 and "nope.safetensors" in r.text  # an unknown name is refused before queueing
