@@ -15,8 +15,13 @@ from typing import Any, Iterable
 
 from webui.generation.native import model_for_job, native_size
 from webui.generation.requests import Img2ImgRequest, Txt2ImgRequest, size_or_native
+from webui.generation.slg import window_steps
 
 SMOOTHING = 0.5  # weight of a new measurement against what was known (steps of one job vary little)
+# SD 3/3.5 skip-layer guidance: a step inside its window runs one more transformer pass, on the conditional half of
+# the CFG batch only (diffusers' StableDiffusion3Pipeline), so it costs half a measured step (a CFG step is the
+# transformer on a batch of two); SLG is refused without CFG (generation/slg.py), so there is always that batch
+SLG_PASS_COST = 0.5
 
 
 def bucket(pixels: int) -> int:
@@ -66,6 +71,8 @@ def job_passes(req: Txt2ImgRequest, native: int) -> list[tuple[int, float]]:
     steps = float(req.steps)
     if isinstance(req, Img2ImgRequest):
         steps = max(1.0, req.steps * float(req.denoising_strength))
+    elif getattr(req, "slg_scale", 0) > 0:  # first pass only: the hires pass runs without SLG
+        steps += SLG_PASS_COST * window_steps(req.steps, req.slg_start, req.slg_end)
     passes = [(width * height * req.batch_size, steps)] * req.n_iter
     if getattr(req, "enable_hr", False):
         if req.hr_resize_x > 0 or req.hr_resize_y > 0:
