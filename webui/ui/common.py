@@ -20,6 +20,7 @@ from webui.ui.generation_fields import (
     SEND_TARGETS,
     as_int,
     canonical_sampler,
+    distilled_cfg_default,
     distilled_cfg_shown,
     infotext_html,
     schedule_choices,
@@ -140,7 +141,7 @@ class GenerationTab(LiveJobs):
         self.distilled_cfg_scale = gr.Slider(
             0,
             30,
-            value=3.5,
+            value=distilled_cfg_default(self.app),  # 30 while a FLUX.1 Fill checkpoint is active
             step=0.1,
             label="Distilled CFG Scale",
             elem_id=f"{self.tabname}_distilled_cfg_scale",

@@ -46,6 +46,18 @@ def distilled_cfg_shown(application: Application) -> bool:
     return model is not None and model.probe.family.value == "flux"
 
 
+# "Distilled CFG Scale" defaults: FLUX.1 dev's 3.5 (the request's default) and the 30 BFL recommends for Fill
+DEV_DISTILLED_CFG, FILL_DISTILLED_CFG = 3.5, 30.0
+
+
+def distilled_cfg_default(application: Application) -> float:
+    """The "Distilled CFG Scale" that suits the active checkpoint: 30 for FLUX.1 Fill, else dev's 3.5."""
+    from webui.generation.flow_fill import is_fill
+
+    model = application.models.active
+    return FILL_DISTILLED_CFG if model is not None and is_fill(model) else DEV_DISTILLED_CFG
+
+
 def slg_shown(application: Application) -> bool:
     """Whether the active checkpoint is SD 3/3.5, the family that takes skip-layer guidance (generation/slg.py)."""
     model = application.models.active

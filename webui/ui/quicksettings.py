@@ -153,12 +153,18 @@ class Quicksettings:
         self.after_switch(self.switch_event)
         self.refresh_event.then(self.modules_update, inputs=None, outputs=[self.modules], queue=False)
 
-    def after_switch(self, event: Any) -> None:
+    def after_switch(self, event: Any, pasted: bool = False) -> None:
         """What follows any checkpoint switch (the top bar's, and Send-to/paste's from an infotext): the "VAE / Text
-        Encoder" selector, each tab's "Distilled CFG Scale" and, for SD 3/FLUX, a sampler these families run."""
+        Encoder" selector, each tab's "Distilled CFG Scale" and, for SD 3/FLUX, a sampler these families run.
+        `pasted`: the fields were just filled from an infotext, so Distilled CFG keeps the value it names."""
         event.then(self.modules_update, inputs=None, outputs=[self.modules], queue=False)
-        event.then(self.distilled_updates, inputs=None, outputs=self.distilled, queue=False)
-        # a dict, as one output would take a returned list as its own value
+        # dicts, as one output would take a returned list as its own value
+        event.then(
+            lambda *values: dict(zip(self.distilled, self.distilled_updates(*values))),
+            inputs=[] if pasted else self.distilled,
+            outputs=self.distilled,
+            queue=False,
+        )
         event.then(lambda: dict(zip(self.slg, self.slg_updates())), inputs=None, outputs=self.slg, queue=False)
         event.then(self.flow_sampling, inputs=self.sampling, outputs=self.sampling, queue=False)
 
@@ -244,11 +250,30 @@ class Quicksettings:
             visible=MODULES in self.pinned or modules_wanted(self.app),
         )
 
-    def distilled_updates(self) -> list[dict[str, Any]]:
-        """ "Distilled CFG Scale" in each generation tab: shown only while a FLUX checkpoint is active."""
-        from webui.ui.common import distilled_cfg_shown
+    def distilled_updates(self, *values: Any) -> list[dict[str, Any]]:
+        """ "Distilled CFG Scale" in each generation tab: shown only while a FLUX checkpoint is active. Given the
+        fields' `values` (after a switch), one still at FLUX dev's default becomes the 30 BFL recommends for Fill
+        when a Fill checkpoint is active, and one still at 30 goes back to 3.5 on dev/schnell; a value the user
+        chose is kept."""
+        from webui.ui.generation_fields import (
+            DEV_DISTILLED_CFG,
+            FILL_DISTILLED_CFG,
+            distilled_cfg_default,
+            distilled_cfg_shown,
+        )
 
-        return [gr.update(visible=distilled_cfg_shown(self.app)) for _ in self.distilled]
+        shown = distilled_cfg_shown(self.app)
+        suits = distilled_cfg_default(self.app)
+        other = DEV_DISTILLED_CFG if suits == FILL_DISTILLED_CFG else FILL_DISTILLED_CFG
+        out = []
+        for i in range(len(self.distilled)):
+            value = values[i] if i < len(values) else None
+            held = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+            if shown and held is not None and float(held) == other:
+                out.append(gr.update(visible=True, value=suits))
+            else:
+                out.append(gr.update(visible=shown))
+        return out
 
     def slg_updates(self) -> list[dict[str, Any]]:
         """txt2img's "Skip layer guidance" panel: shown only while an SD 3/3.5 checkpoint is active."""

@@ -203,7 +203,7 @@ class SendTo:
         }
 
         def switch(event: Any) -> None:  # the infotext's checkpoint, then what the top bar's switch updates too
-            self.quick.after_switch(event.then(**switch_args))
+            self.quick.after_switch(event.then(**switch_args), pasted=True)
 
         switch(p.send["txt2img"].click(self.to_txt2img, inputs=[p.raw], outputs=self.txt2img_outputs))
         for target in ("img2img", "inpaint"):
