@@ -14,10 +14,9 @@ What happens to a UNet:
   `KEEP_COMPILED` compiled shapes stay in memory.
 - The folder is held to the setting `openvino_cache_mb` (openvino_cache.py: least recently used entries go first,
   never the one in use; checked after a conversion and after a compile).
-- Easel's fp32 islands (precision.FP32_MODULES: conv_in, the shortcuts, time_emb_proj) and the timestep's
-  embedding (time_proj, time_embedding) are marked for OpenVINO to keep in f32 under bf16 inference precision (its
-  "disable FP16 compression" runtime attribute, which its CPU plugin also honours for bf16), with the residual Add a
-  shortcut feeds: without that Add the CPU plugin fails to compile (OpenVINO 2026.4). What this buys is measured in
+- Before the IR is saved, the nodes torch's bf16 autocast keeps in fp32 (Easel's fp32 islands, the residual
+  Adds, the norms, the timestep) are marked for OpenVINO to keep in f32 under bf16 inference precision, and the
+  timestep input takes shape (batch, 1) (openvino_precision.py says why and what). Measured in
   docs/performance.md.
 
 The call goes through a diffusers `ModelHook` on the UNet's forward (`OpenVinoUnet`, installed once per UNet after
@@ -44,17 +43,14 @@ from diffusers.hooks import HookRegistry, ModelHook
 
 from webui.errors import InvalidRequest
 from webui.models import openvino_cache
-from webui.models.precision import FP32_MODULES, autocast_switch
+from webui.models.openvino_precision import KEEP_F32, RULE, mark_f32, timestep_shape
+from webui.models.precision import autocast_switch
 
 HOOK = "easel.openvino"
 INSTALL = "pip install --no-deps -r requirements-openvino.txt"
 # compiled shapes kept in memory per UNet (a job's size and its hires size): each holds its own packed weights, the
 # first of the mid UNet (325 MB of f32) ~600 MB at bf16, a second shape ~240 MB more
 KEEP_COMPILED = 2
-# besides FP32_MODULES: the timestep's sinusoidal embedding and its MLP. bf16 rounds the timestep itself (900 → 896):
-# on the mid UNet at 256² that alone was most of OpenVINO bf16's error (2.03% → 1.19% per step with time_proj kept
-# f32; 2.00% with FP32_MODULES alone; 1.14% with both and time_embedding; docs/performance.md)
-KEEP_F32 = (*FP32_MODULES, "time_proj", "time_embedding")
 # UNet arguments the converted graph takes; any other one that carries a value is refused (see Unsupported)
 GRAPH_INPUTS = ("sample", "timestep", "encoder_hidden_states")
 
@@ -85,7 +81,7 @@ class OpenVinoPlan:
 
 def ir_key(checkpoint: str, adapters: Any, version: str) -> str:
     """The IR cache key: what the converted weights depend on (precision is applied at compile time, not in the IR)."""
-    text = repr((checkpoint, adapters, version, KEEP_F32))
+    text = repr((checkpoint, adapters, version, KEEP_F32, RULE))  # an IR marked by an older rule is converted again
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -98,32 +94,6 @@ class _Graph(torch.nn.Module):
 
     def forward(self, sample, timestep, encoder_hidden_states):
         return self.run(sample, timestep, encoder_hidden_states=encoder_hidden_states, return_dict=False)[0]
-
-
-def mark_f32(model: Any) -> int:
-    """Mark KEEP_F32's operations (and the residual Add after each conv_shortcut) for f32 under bf16 inference
-    precision; returns how many were marked."""
-    marked = 0
-
-    def mark(op: Any) -> None:
-        nonlocal marked
-        op.get_rt_info()["precise_0"] = ""  # serialised as the DisablePrecisionConversion ("precise") attribute
-        marked += 1
-
-    for op in model.get_ops():
-        if op.get_type_name() in ("Parameter", "Result", "Constant"):
-            continue
-        path = op.get_friendly_name().split("/")[0].split(".")
-        if not any(part in KEEP_F32 for part in path):
-            continue
-        mark(op)
-        if "conv_shortcut" in path:
-            for out in op.outputs():
-                for target in out.get_target_inputs():
-                    node = target.get_node()
-                    if node.get_type_name() == "Add" and "conv_shortcut" not in node.get_friendly_name():
-                        mark(node)
-    return marked
 
 
 class OpenVinoUnet(ModelHook):
@@ -182,7 +152,7 @@ class OpenVinoUnet(ModelHook):
         finally:
             if switch is not None:
                 switch.enabled = enabled
-        mark_f32(model)
+        model, _ = mark_f32(ov, model)
         tmp = folder / f"{key}.{os.getpid()}{openvino_cache.TMP}.xml"
         try:
             ov.save_model(model, str(tmp), compress_to_fp16=False)
@@ -237,6 +207,9 @@ class OpenVinoUnet(ModelHook):
             )
         sample = bound["sample"]
         timestep = torch.as_tensor(bound["timestep"], dtype=torch.float32).reshape(-1)
+        assert self.model is not None
+        shape = timestep_shape(self.model, sample.shape[0])
+        timestep = timestep.expand(sample.shape[0]).reshape(shape) if len(shape) == 2 else timestep
         context = bound["encoder_hidden_states"]
         inputs = [sample.float().contiguous(), timestep.contiguous(), context.float().contiguous()]
         compiled = self._compiled(tuple(tuple(x.shape) for x in inputs))
