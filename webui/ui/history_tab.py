@@ -131,15 +131,21 @@ def worker_rows(workers: list[dict[str, Any]], now: float | None = None) -> list
 
 
 def job_fields(job: dict[str, Any]) -> dict[str, Any]:
-    """A1111 txt2img fields that reproduce the job: its request, with the seed and size it really used."""
-    p, info = job.get("params") or {}, _info(job)
-    fields = {k: p.get(k) for k in ("prompt", "negative_prompt", "steps", "cfg_scale", "n_iter", "batch_size")}
-    fields["sampler_name"] = info.get("sampler_name") or p.get("sampler_name") or p.get("sampler_index")
-    fields["scheduler"] = p.get("scheduler") or "Automatic"
-    fields["seed"] = info.get("seed", p.get("seed"))
-    fields["width"] = info.get("width") or p.get("width")
-    fields["height"] = info.get("height") or p.get("height")
-    return fields
+    """The request fields that reproduce a job without an infotext (failed, cancelled): its whole request (every
+    field the tabs have, FLUX's Distilled CFG and SD 3.5's SLG included; sendto.tab_fields makes the tab's values
+    of them), with the seed and size it really used."""
+    p, info = dict(job.get("params") or {}), _info(job)
+    p["sampler_name"] = info.get("sampler_name") or p.get("sampler_name") or p.get("sampler_index")
+    p["scheduler"] = p.get("scheduler") or "Automatic"
+    if not p["sampler_name"]:  # the request left it to the default: the tab keeps its sampler and schedule type
+        del p["sampler_name"], p["scheduler"]
+    p["seed"] = info.get("seed", p.get("seed"))
+    p["width"] = info.get("width") or p.get("width")
+    p["height"] = info.get("height") or p.get("height")
+    p["_seed_extras"] = (p.get("subseed_strength") or 0) > 0 or (p.get("seed_resize_from_w") or 0) > 0
+    if not isinstance(p.get("override_settings"), dict):
+        p["override_settings"] = {}
+    return p
 
 
 def job_details(job: dict[str, Any] | None) -> str:

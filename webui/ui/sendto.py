@@ -16,7 +16,7 @@ import gradio as gr
 from PIL import Image, UnidentifiedImageError
 
 from webui.generation.img2img import MASKED_CONTENT
-from webui.infotext import infotext_to_request_fields, parse_infotext
+from webui.infotext import infotext_to_request_fields, parse_infotext, read_image_infotext
 from webui.outputs import open_user_image
 from webui.ui.common import as_int, error_html, error_message
 from webui.ui.editor_brush import sized_update
@@ -55,29 +55,37 @@ def infotext_fields(application: Application, text: str, target: str) -> dict[st
     f.pop("sd_model_hash", None), f.pop("sd_model_name", None)
     f.setdefault("scheduler", "Automatic")
     f["_seed_extras"] = "subseed" in f or "seed_resize_from_w" in f
-    overrides = {"CLIP_stop_at_last_layers": 1, **f.pop("override_settings", {})}  # missing Clip skip means 1
+    f["override_settings"] = {"CLIP_stop_at_last_layers": 1, **f.get("override_settings", {})}  # none means 1
+    f = tab_fields(application, f, target)
+    if target == "img2img":
+        f.update(inpaint_fields(parsed))
+    return f
+
+
+def tab_fields(application: Application, f: dict[str, Any], target: str) -> dict[str, Any]:
+    """Request fields → what the txt2img or img2img tab fills: the settings as "Override settings" entries (those
+    that differ from the current ones), the fields without a component there too, the defaults of the fields an
+    infotext leaves out. Shared by the infotext paste and History's reuse of a job without one (history_tab)."""
     entries = []
-    for option, value in overrides.items():
+    for option, value in f.pop("override_settings", {}).items():
         d = application.options.defs.get(option)
         if d is not None and application.options.get(option) == value:
             continue  # A1111 lists only the settings that differ from the current ones
         label = d.label if d is not None else option
         entries.append((f"{label}: {value}", json.dumps({"option": option, "value": value})))
     for name in EXTRA_FIELDS:
-        if name in f:
-            value = f.pop(name)
-            if not (name == "image_cfg_scale" and target == "txt2img"):
-                entries.append((f"{name}: {value}", json.dumps({"field": name, "value": value})))
+        value = f.pop(name, None)
+        if value is not None and value is not False and not (name == "image_cfg_scale" and target == "txt2img"):
+            entries.append((f"{name}: {value}", json.dumps({"field": name, "value": value})))
     f["_overrides"] = entries
     if target == "txt2img":
         f["enable_hr"] = bool(f.get("enable_hr"))
-        f.update({k: v for k, v in HIRES_DEFAULTS.items() if k not in f})
+        f.update({k: v for k, v in HIRES_DEFAULTS.items() if f.get(k) is None})
         f.setdefault("slg_scale", 0.0)  # no "SLG scale": the image was made without skip-layer guidance
         f.pop("mask_blur", None)
         return f
     for key in [k for k in f if k.startswith(("hr_", "slg_")) or k == "enable_hr"]:  # img2img has no SLG
         f.pop(key)
-    f.update(inpaint_fields(parsed))
     return f
 
 
@@ -332,21 +340,27 @@ class SendTo:
             return self.to_txt2img(texts[0])
         t2i = self.txt2img
         return {
-            **dict(zip(t2i.field_components, t2i.fill(job_fields(job)))),
+            **dict(zip(t2i.field_components, t2i.fill(tab_fields(self.app, job_fields(job), "txt2img")))),
             self.tabs: gr.Tabs(selected="txt2img"),
             self.text: "",
         }
 
     def history_to_img2img(self, job_id: str | None):
-        """History → img2img: the job's first saved image, with the fields its infotext names."""
-        from webui.ui.history_tab import first_image_path
+        """History → img2img: the job's first saved image, with the fields its infotext names (the job's own, as
+        History → txt2img takes it: a JPEG/WebP file or one saved without metadata has none in its PNG chunks)."""
+        from webui.ui.history_tab import first_image_path, job_fields
 
-        image = open_with_infotext(first_image_path(self.app.history.get(job_id) if job_id else None))
-        if image is None:
+        job = self.app.history.get(job_id) if job_id else None
+        image = open_with_infotext(first_image_path(job))
+        if job is None or image is None:
             gr.Warning("Select a job with a saved image first.")
             return {}
-        text = image.info.get("parameters") or ""
-        fields = infotext_fields(self.app, text, "img2img") if has_parameters(text) else {}
+        texts = [t for t in (job.get("result") or {}).get("infotexts") or [] if has_parameters(t)]
+        text = texts[0] if texts else read_image_infotext(image) or ""
+        if has_parameters(text):
+            fields = infotext_fields(self.app, text, "img2img")
+        else:
+            fields = tab_fields(self.app, job_fields(job), "img2img")
         fields["width"], fields["height"] = image.size
         return {**self.img2img_updates(image, fields, "img2img", text), self.text: text}
 
