@@ -192,6 +192,9 @@ class ApplicationJobs:
             model = model_for_job(active, str(wanted or view.get("sd_model_checkpoint") or ""), self.catalog.find)
             return native_size(model, unknown=UNKNOWN_NATIVE)
 
+        for rq in cells or []:  # a cell's own options (X/Y/Z's Shift, Clip skip …): the same check, before queueing
+            if rq.override_settings != req.override_settings:
+                self.options.validate({**req.override_settings, **rq.override_settings})
         check_job_cost(cells or [req], view.get, native_for, grid_for=lambda rq: grid)
         return len(cells or [])
 

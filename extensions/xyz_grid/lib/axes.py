@@ -129,6 +129,9 @@ AXES = (
     Axis("Seed", int, _field("seed")),
     Axis("Steps", int, _field("steps")),
     Axis("CFG Scale", float, _field("cfg_scale")),
+    Axis("Distilled CFG Scale", float, _field("distilled_cfg_scale")),  # FLUX.1 dev/Fill (Forge's name)
+    Axis("SLG scale", float, _field("slg_scale")),  # SD 3/3.5 skip-layer guidance, with the request's layers/window
+    Axis("Shift", float, _option("flow_shift")),  # SD 3/FLUX flow-matching shift (0: the model's own)
     Axis("Sampler", str, _field("sampler_name"), choices="samplers"),
     Axis("Schedule type", str, _field("scheduler"), choices="schedulers"),
     Axis("Checkpoint name", str, _option("sd_model_checkpoint"), named=False, choices="checkpoints"),
