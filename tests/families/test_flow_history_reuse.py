@@ -31,7 +31,7 @@ def setup(make_app):
     from webui.ui.txt2img_tab import Txt2ImgTab
 
     app = make_app("--nowebui", "--ckpt", FLUX)
-    with gr.Blocks():
+    with gr.Blocks() as demo:
         quick = Quicksettings(app)
         with gr.Tabs() as tabs:
             with gr.Tab("txt2img", id="txt2img"):
@@ -42,8 +42,10 @@ def setup(make_app):
                 extras = ExtrasTab(app)
             with gr.Tab("PNG Info", id="pnginfo"):
                 png = PngInfoTab(app)
+        quick.wire(t2i, i2i)
         send = SendTo(app, tabs, quick, t2i, i2i, extras, png)
         send.wire()
+    send.demo = demo
     return app, send
 
 
@@ -107,3 +109,14 @@ def test_history_reuse_of_a_job_without_infotext_carries_its_whole_request(setup
     assert (t2i["slg_scale"], t2i["slg_layers"], t2i["slg_start"], t2i["slg_end"]) == (2.5, "7, 8", 0.05, 0.3)
     assert t2i["enable_hr"] is False and t2i["_seed_extras"] is False
     assert any('"flow_shift"' in v for v in t2i["_overrides"])  # a setting: in "Override settings"
+
+
+def test_a_send_to_switch_keeps_the_distilled_cfg_the_infotext_named(setup):
+    """After Send-to/paste switches the checkpoint, the Distilled CFG update reads no slider value: FLUX.1 Fill's
+    default (30 for dev's 3.5, quicksettings.distilled_updates) is for the top bar's switch, not for a pasted value."""
+    _app, send = setup
+    ids = {c._id for c in send.quick.distilled}
+    deps = [d for d in send.demo.fns.values() if ids and {c._id for c in d.outputs} == ids]
+    with_values = [d for d in deps if d.inputs]
+    assert len(with_values) == 1 and {c._id for c in with_values[0].inputs} == ids  # the top bar's switch only
+    assert len(deps) > 1  # Send-to's and paste's switches: visibility only
