@@ -42,6 +42,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 # importing _common also puts the repo on sys.path and sets the offline environment
 from _common import median, temp_data_dir, write_model
@@ -235,7 +236,7 @@ def paired_child(
     return out
 
 
-def e2e_child(variant: str, ckpt: str, size: int, steps: int) -> dict:
+def e2e_child(variant: str, ckpt: str, size: int, steps: int, out: str | None = None) -> dict:
     """One txt2img through the Application (queue, plan, text encoder, UNet, VAE decode), after a 1-step warm-up."""
     import torch
 
@@ -248,7 +249,7 @@ def e2e_child(variant: str, ckpt: str, size: int, steps: int) -> dict:
     app.catalog.demo_dir = None
     app.start(wait_for_model=True)
     overrides = {
-        "cpu_precision": "fp32" if variant == "plain fp32" else "Automatic",
+        "cpu_precision": "fp32" if variant == "plain fp32" else ("bf16" if "bf16" in variant else "Automatic"),
         "samples_save": False,
         "cpu_vae_precision": "fp32" if "fp32" in variant else "Automatic",
         "cpu_backend": "openvino" if "openvino" in variant else "torch",
@@ -265,6 +266,8 @@ def e2e_child(variant: str, ckpt: str, size: int, steps: int) -> dict:
     t0 = time.perf_counter()
     r = app.jobs.wait(app.submit_txt2img(Txt2ImgRequest(steps=steps, **req), from_api=True))
     seconds = time.perf_counter() - t0
+    if out:  # the parent compares every variant's image with the first's (PSNR)
+        r.images[0].save(out)
     precision = ", VAE ".join(
         p.split(": ")[1] for p in r.infotexts[0].split(", ") if p.startswith(("Precision: ", "VAE precision: "))
     )
@@ -319,6 +322,17 @@ def pick_variants(text: str) -> list[str]:
     return out
 
 
+def image_psnr(a: Path, b: Path) -> float:
+    """PSNR (dB, 8-bit) of two saved images; inf when identical."""
+    import numpy as np
+    from PIL import Image
+
+    x = np.asarray(Image.open(a).convert("RGB"), dtype=np.float64)
+    y = np.asarray(Image.open(b).convert("RGB"), dtype=np.float64)
+    mse = float(((x - y) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
 def run_child(*args: str) -> dict:
     """Run this script as a child and return its JSON result plus its peak RSS."""
     proc = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=False)
@@ -334,7 +348,7 @@ def child_main(a: argparse.Namespace) -> None:
     elif a.mode == "paired":
         result = paired_child(a.unet, a.size, a.steps, a.openvino, a.threads, a.easel_openvino, a.easel_openvino_cache)
     elif a.mode == "e2e":
-        result = e2e_child(a.variant, a.ckpt, a.size, a.steps)
+        result = e2e_child(a.variant, a.ckpt, a.size, a.steps, a.out)
     else:
         result = preview_child(a.size)
     result["rss_mb"] = peak_rss_mb()
@@ -349,6 +363,9 @@ def main() -> None:
     ap.add_argument("--unet", default="sd15", choices=("sd15", "mid"))
     ap.add_argument("--e2e-size", type=int, default=256)
     ap.add_argument("--e2e-steps", type=int, default=20)
+    ap.add_argument("--e2e-model", default="mid", help="mid, sd15 (SD 1.5-sized, random weights) or a checkpoint file")
+    ap.add_argument("--e2e-variants", default="", help="comma-separated e2e rows (default: all)")
+    ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--preview-size", type=int, default=512)
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows (slow first calls)")
     ap.add_argument("--only", default="unet,e2e,preview")
@@ -481,22 +498,37 @@ def main() -> None:
                     flush=True,
                 )
     if "e2e" in only:
-        ckpt = write_model("mid", temp_data_dir() / "models" / "Stable-diffusion")
-        base = None
-        e2e_variants = ["plain fp32", "Easel default", "Easel default, fp32 VAE"]
-        if a.easel_openvino:  # the first (1-step) job of its process converts the UNet; the timed one reads the IR
-            e2e_variants.append("Easel cpu_backend=openvino")
-        for v in e2e_variants:
+        models = temp_data_dir() / "models" / "Stable-diffusion"
+        if a.e2e_model == "mid":
+            ckpt = write_model("mid", models)
+        elif a.e2e_model == "sd15":
+            from e2e_breakdown import write_sd15
+
+            ckpt = write_sd15(models)
+        else:
+            ckpt = Path(a.e2e_model)  # a checkpoint file, e.g. models/Demo/easel-demo.safetensors (a trained VAE)
+        label = ckpt.stem if a.e2e_model not in ("mid", "sd15") else a.e2e_model
+        base, first_image = None, None
+        e2e_variants = a.e2e_variants.split(",") if a.e2e_variants else []
+        if not e2e_variants:
+            e2e_variants = ["plain fp32", "Easel default", "Easel default, fp32 VAE"]
+            if a.easel_openvino:  # the first (1-step) job of its process converts the UNet; the timed one reads the IR
+                e2e_variants.append("Easel cpu_backend=openvino")
+        for i, v in enumerate(e2e_variants):
+            out = models.parent.parent / f"e2e-{i}.png"
             r = run_child(
-                "e2e", "--variant", v, "--ckpt", str(ckpt), "--size", str(a.e2e_size), "--steps", str(a.e2e_steps)
-            )
+                "e2e", "--variant", v, "--ckpt", str(ckpt), "--size", str(a.e2e_size), "--steps", str(a.e2e_steps),
+                "--out", str(out),
+            )  # fmt: skip
             if "error" in r:
-                print(f"e2e mid {a.e2e_size}² {v} failed: {r['error']}")
+                print(f"e2e {label} {a.e2e_size}² {v} failed: {r['error']}")
                 continue
             base = base or r["seconds"]
+            first_image = first_image or out
             print(
-                f"e2e txt2img mid {a.e2e_size}² {a.e2e_steps} steps {v:24s} {r['seconds']:7.2f} s/image  "
-                f"×{base / r['seconds']:4.2f}  Precision: {r['precision']}  peak RSS {r['rss_mb']:6.0f} MB",
+                f"e2e txt2img {label} {a.e2e_size}² {a.e2e_steps} steps {v:26s} {r['seconds']:7.2f} s/image  "
+                f"×{base / r['seconds']:4.2f}  PSNR vs the first row {image_psnr(first_image, out):5.1f} dB  "
+                f"Precision: {r['precision']}  peak RSS {r['rss_mb']:6.0f} MB",
                 flush=True,
             )
     if "preview" in only:
