@@ -101,3 +101,20 @@ def test_lowram_with_a_text_encoder_lora(make_app, data_dir, family):
         assert np.array_equal(got, want) and not np.array_equal(got, base)
         assert app.models.active.extra["lowram"].released
         assert np.array_equal(_image(low, MODELS[family]), base)  # off again, bit for bit
+
+
+def test_lowram_diffusers_folder(make_app, family):
+    """A FLUX/SD 3 diffusers folder's encoders are released too, read back from its subfolders for each encoding."""
+    from fastapi.testclient import TestClient
+
+    from webui.api.server import build_fastapi
+
+    model = {"flux": "flux-dev-diffusers", "sd3": "sd35-diffusers"}[family]
+    with TestClient(build_fastapi(make_app("--nowebui"))) as plain:
+        want = _image(plain, model)
+    app = make_app("--nowebui", "--lowram")
+    with TestClient(build_fastapi(app)) as low:
+        assert np.array_equal(_image(low, model), want)
+        weights = app.models.active.extra["lowram"]
+        assert app.models.active.info.path.is_dir() and weights.released and weights.loads == 1
+        assert np.array_equal(_image(low, model), want) and weights.loads == 2

@@ -235,4 +235,25 @@ def build_diffusers_folder(folder: Path, cls_name: str, *, dtype: torch.dtype):
         configs={"transformer": cfg, "vae": dict(pipe.vae.config), "scheduler": sched},
         variant=var,
     )
-    return LoadedCheckpoint(pipeline=pipe, probe=result, scheduler_config=sched)
+
+    def encoders() -> dict[str, Any]:  # what --lowram reads again for each encoding (webui/models/lowram.py)
+        return folder_text_encoders(folder, dtype)
+
+    return LoadedCheckpoint(pipeline=pipe, probe=result, scheduler_config=sched, encoders=encoders)
+
+
+def folder_text_encoders(folder: Path, dtype: torch.dtype) -> dict[str, Any]:
+    """A diffusers folder's text encoders, loaded again from their subfolders (the classes model_index.json names)."""
+    import transformers
+
+    index = json.loads((folder / "model_index.json").read_text())
+    out: dict[str, Any] = {}
+    for name in ("text_encoder", "text_encoder_2", "text_encoder_3"):
+        entry = index.get(name)
+        if not (isinstance(entry, list) and len(entry) == 2 and entry[0] == "transformers"):
+            continue
+        cls = getattr(transformers, str(entry[1]), None)
+        if cls is None:
+            raise ModelLoadError(f"{folder.name}: {name} names an unknown class {entry[1]!r}")
+        out[name] = cls.from_pretrained(str(folder / name), dtype=dtype, local_files_only=True).eval()
+    return out
