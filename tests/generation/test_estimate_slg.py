@@ -34,3 +34,13 @@ def test_estimate_seconds_grow_with_the_slg_steps() -> None:
     off = timer.estimate("sd35", job_passes(Txt2ImgRequest(**BASE), 64))
     on = timer.estimate("sd35", job_passes(Txt2ImgRequest(**BASE, slg_scale=3, slg_start=0.01, slg_end=0.2), 64))
     assert off == 10.0 and on == 10.0 + 3 * SLG_PASS_COST * 0.5
+
+
+def test_the_cost_guard_counts_the_slg_steps_too() -> None:
+    from webui.generation.cost import request_cost
+
+    off = request_cost(Txt2ImgRequest(**BASE), 64, grid=False)
+    on = request_cost(Txt2ImgRequest(**BASE, slg_scale=3, slg_start=0.0, slg_end=1.0), 64, grid=False)
+    assert off.passes[0].steps == 20 and on.passes[0].steps == 20 + 10  # 19 window steps at half a step, rounded up
+    assert on.megapixel_steps > off.megapixel_steps
+    assert request_cost(Txt2ImgRequest(**BASE, slg_scale=0, slg_end=1.0), 64, grid=False).passes == off.passes

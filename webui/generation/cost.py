@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable
 from webui.errors import InvalidRequest
 from webui.generation.requests import hires_size as target_size
 from webui.generation.requests import size_or_native
+from webui.generation.slg import extra_steps
 
 
 def area_text(pixels: int) -> str:
@@ -65,7 +66,7 @@ def request_cost(req: Any, native: int, *, grid: bool) -> RequestCost:
     """The cost of one txt2img/img2img request. `grid`: the job saves or returns a grid of its images."""
     width, height = size_or_native(req, native)
     steps = int(req.steps)
-    passes = [PassCost(width, height, steps)]
+    passes = [PassCost(width, height, steps + extra_steps(req))]  # SD 3.5 skip-layer guidance: first pass only
     if getattr(req, "enable_hr", False) and not hasattr(req, "init_images"):
         w, h = hires_size(req, width, height)
         passes.append(PassCost(w, h, int(req.hr_second_pass_steps or steps)))

@@ -15,13 +15,9 @@ from typing import Any, Iterable
 
 from webui.generation.native import model_for_job, native_size
 from webui.generation.requests import Img2ImgRequest, Txt2ImgRequest, size_or_native
-from webui.generation.slg import window_steps
+from webui.generation.slg import SLG_PASS_COST, window_steps
 
 SMOOTHING = 0.5  # weight of a new measurement against what was known (steps of one job vary little)
-# SD 3/3.5 skip-layer guidance: a step inside its window runs one more transformer pass, on the conditional half of
-# the CFG batch only (diffusers' StableDiffusion3Pipeline), so it costs half a measured step (a CFG step is the
-# transformer on a batch of two); SLG is refused without CFG (generation/slg.py), so there is always that batch
-SLG_PASS_COST = 0.5
 
 
 def bucket(pixels: int) -> int:

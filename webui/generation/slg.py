@@ -18,11 +18,16 @@ scale is above 0."""
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from typing import Any
 
 from webui.errors import InvalidRequest
 
+# SD 3/3.5 skip-layer guidance: a step inside its window runs one more transformer pass, on the conditional half of
+# the CFG batch only (diffusers' StableDiffusion3Pipeline), so it costs half a measured step (a CFG step is the
+# transformer on a batch of two); SLG is refused without CFG (generation/slg.py), so there is always that batch
+SLG_PASS_COST = 0.5
 MAX_BLOCK = 1023  # before the model is known; the transformer's own depth is checked when the job is planned
 MAX_COUNT = 64
 _SEPARATORS = re.compile(r"[\s,]+")
@@ -60,6 +65,14 @@ def parse_layers(value: Any) -> list[int]:
 def window_steps(steps: int, start: float, end: float) -> int:
     """How many of `steps` steps take SLG: diffusers' rule is step i with steps×start < i < steps×end."""
     return sum(1 for i in range(steps) if steps * start < i < steps * end)
+
+
+def extra_steps(req: Any) -> int:
+    """The steps' worth of extra work SLG adds to a request's first pass, for the cost guard (whole steps, rounded
+    up): one more transformer pass on half the CFG batch for each step inside its window (SLG_PASS_COST)."""
+    if getattr(req, "slg_scale", 0) <= 0:
+        return 0
+    return math.ceil(SLG_PASS_COST * window_steps(int(req.steps), float(req.slg_start), float(req.slg_end)))
 
 
 def refuse_slg(req: Any, why: str) -> None:
