@@ -8,6 +8,7 @@ import io
 import time
 
 from PIL import Image
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.ui.browser import SLOW, browser, page, set_slider, viewport  # noqa: F401  (pytest fixtures)
 
@@ -20,20 +21,32 @@ def test_sketch_on_a_blank_canvas_generates_and_mask_brush_follows_the_image(liv
     canvas = page.locator("#img2img_sketch canvas").first
     canvas.wait_for(state="visible")
     page.wait_for_function("() => document.getElementById('img2img_sketch').dataset.easelBrushPicked === '1'")
-    page.wait_for_timeout(300)
+    page.wait_for_selector('#img2img_sketch button[aria-label="Brush"].highlight')  # the editor took the pick
     b = canvas.bounding_box()
     cx, cy = b["x"] + b["width"] / 2, b["y"] + b["height"] / 2
-    page.mouse.move(cx - 60, cy - 40)
-    page.mouse.down()
-    for i in range(12):
-        page.mouse.move(cx - 60 + i * 10, cy - 40 + i * 6)
-    page.mouse.up()
+    for _ in range(3):  # a stroke drawn before the loaded page's canvas listens is lost: Undo stays disabled then
+        page.mouse.move(cx - 60, cy - 40)
+        page.mouse.down()
+        for i in range(12):
+            page.mouse.move(cx - 60 + i * 10, cy - 40 + i * 6)
+        page.mouse.up()
+        try:
+            page.wait_for_selector('#img2img_sketch button[aria-label="Undo"]:not([disabled])', timeout=10_000)
+            break
+        except PlaywrightTimeout:
+            continue
+    assert page.locator('#img2img_sketch button[aria-label="Undo"]').first.is_enabled()  # the stroke is in
     set_slider(page, "img2img_steps", 2)
     set_slider(page, "img2img_width", 64)
     set_slider(page, "img2img_height", 64)
     page.fill("#img2img_prompt textarea", "a sketch")
     page.click("#img2img_generate")
-    page.wait_for_selector("#img2img_gallery img", timeout=SLOW)
+    try:
+        page.wait_for_selector("#img2img_gallery img", timeout=SLOW)
+    except (
+        PlaywrightTimeout
+    ):  # say what the page showed instead (an error, a queue position) rather than only "timeout"
+        raise AssertionError(f"no image; the page shows: {page.inner_text('#html_info_img2img')[:500]!r}") from None
     assert "a sketch" in page.inner_text("#html_info_img2img")
 
     # inpaint: Gradio 6.31 draws a brush of default_size "auto" 25 px for any picture; Easel sizes brush and eraser
