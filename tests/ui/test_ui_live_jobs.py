@@ -160,12 +160,13 @@ SLOW_STEPS = """
     import time
 
     def setup(ext):
-        ext.on("step_end", lambda info: time.sleep(0.08))
+        ext.on("step_end", lambda info: time.sleep(0.25))
 """
 
 
 def test_xyz_progress_shows_cells(live_server, page, data_dir):
-    write_extension(data_dir / "extensions", "slowsteps", SLOW_STEPS)  # each cell lasts long enough to be seen
+    # each cell lasts ~1.5 s, so the page's progress polls see it even under load (0.5 s cells were missed once)
+    write_extension(data_dir / "extensions", "slowsteps", SLOW_STEPS)
     srv = live_server()
     page.goto(srv.url, wait_until="networkidle")
     page.fill("#txt2img_prompt textarea", "a red circle")
