@@ -200,3 +200,26 @@ def test_without_the_package_the_job_is_refused_with_the_install_line(client, mo
     r = client.post("/sdapi/v1/txt2img", json=body)
     assert r.status_code == 422 and "requirements-openvino.txt" in r.json()["detail"], r.text[:300]
     assert client.post("/sdapi/v1/txt2img", json={"prompt": "x", "steps": 1}).status_code == 200  # torch still runs
+
+
+@pytest.mark.parametrize("rank", [3, 4])
+def test_group_norm_written_out_keeps_the_graph_at_any_rank(rank):
+    """mark_f32 writes GroupNorm out (Reshape → MVN → Reshape → affine); a (B, C, L) input — the VAE's attention
+    normalises one — must broadcast scale and bias as (C, 1), not (C, 1, 1), which made a (C, C, L) output."""
+    import openvino as ov
+
+    from webui.models.openvino_precision import mark_f32
+
+    torch.manual_seed(0)
+    norm = torch.nn.GroupNorm(4, 8).eval()
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(1, 8, *([6, 5] if rank == 4 else [30]))
+    with torch.no_grad():
+        model, marked = mark_f32(ov, ov.convert_model(norm, example_input=(x,)))
+    assert marked >= 5  # the written-out nodes carry the f32 mark
+    assert "GroupNormalization" not in {op.get_type_name() for op in model.get_ops()}
+    out = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})([x.numpy()])[0]
+    assert out.shape == tuple(x.shape)
+    assert np.abs(out - norm(x).detach().numpy()).max() < 1e-4

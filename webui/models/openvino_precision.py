@@ -105,7 +105,8 @@ def _write_out_group_norm(ov: Any, op: Any, mark: Any) -> Any:
         grouped, o.constant(np.array([2], dtype=np.int64)), True, float(attributes["epsilon"]), "inside_sqrt"
     )
     back = o.reshape(normed, o.shape_of(data), special_zero=False)
-    channel_axes = o.constant(np.array([1, 2], dtype=np.int64))
+    rank = op.get_input_partial_shape(0).rank.get_length()  # 4 in a conv block, 3 in the VAE's attention
+    channel_axes = o.constant(np.arange(1, rank - 1, dtype=np.int64))  # scale/bias (C,) → (C, 1, …) per spatial axis
     scaled = o.multiply(back, o.unsqueeze(scale, channel_axes))
     out = o.add(scaled, o.unsqueeze(bias, channel_axes))
     for node in (grouped, normed, back, scaled, out):
