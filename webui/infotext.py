@@ -257,6 +257,7 @@ _OVERRIDE_FIELDS: dict[str, tuple[str, type]] = {
     "Token merging ratio hr": ("token_merging_ratio_hr", float),
     "Step cache": ("step_cache_interval", int),
     "Conditional mask weight": ("inpainting_mask_weight", float),
+    "CPU attention": ("cpu_attention", str),  # OpenVINO's attention kernel under the torch UNet (attention_kernel.py)
     "CPU backend": ("cpu_backend", str),  # Easel's optional OpenVINO UNet (generation/cpu_backend.py)
     "VAE precision": ("cpu_vae_precision", str),  # Easel's opt-in bf16 decode: pasting it back reproduces the image
     "Shift": ("flow_shift", float),  # SD 3/FLUX flow-matching shift (the setting, when not the model's own)

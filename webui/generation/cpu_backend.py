@@ -91,3 +91,44 @@ def plan_cpu_backend(req: Any, plan: Any, services: Any, opts: Any) -> None:
         ),
     )
     plan.extra_params["CPU backend"] = "openvino"
+
+
+def attention_fallback(plan: Any, services: Any) -> str:
+    """Why OpenVINO's attention kernel is not used for this job's UNet ("" when it can be)."""
+    if services.manager.policy.device.type != "cpu":
+        return "the model runs on a GPU"
+    if getattr(plan.model.pipeline, "unet", None) is None:
+        return f"{plan.model.probe.label} runs a transformer (the kernel is used under SD UNets only)"
+    if plan.runtime.compile:
+        return "cpu_compile is on (the compiled UNet has its own attention)"
+    return ""
+
+
+def plan_cpu_attention(plan: Any, services: Any, opts: Any) -> None:
+    """Set `plan.runtime.cpu_attention` when the UNet's attention runs on OpenVINO's kernel (setting cpu_attention:
+    Automatic uses it for a bf16 UNet on a CPU when the openvino package is there; models/attention_kernel.py)."""
+    setting = str(opts.get("cpu_attention") or "Automatic")
+    if plan.runtime.openvino is not None:  # the whole UNet runs on OpenVINO: nothing to route
+        return
+    if setting == "torch":
+        if _automatic_would_route(plan, services):
+            plan.extra_params["CPU attention"] = "torch"  # pasted back, it stays torch where openvino is installed
+        return
+    why = attention_fallback(plan, services)
+    ov, missing = ovb.import_openvino()
+    if setting == "openvino":
+        if ov is None:
+            raise InvalidRequest(f"cpu_attention is openvino but {missing}; or set cpu_attention to Automatic")
+        if why:
+            plan.warnings.append(f"CPU attention openvino: {why}; this job used torch's")
+            plan.extra_params["CPU attention"] = "torch"
+            return
+    elif ov is None or why or plan.precision != "bf16":
+        return
+    plan.runtime = replace(plan.runtime, cpu_attention=True)
+    plan.extra_params["CPU attention"] = "openvino"
+
+
+def _automatic_would_route(plan: Any, services: Any) -> bool:
+    ov, _ = ovb.import_openvino()
+    return ov is not None and plan.precision == "bf16" and not attention_fallback(plan, services)

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from webui.errors import InvalidRequest
 from webui.generation.cost import area_text
-from webui.generation.cpu_backend import plan_cpu_backend
+from webui.generation.cpu_backend import plan_cpu_attention, plan_cpu_backend
 from webui.generation.native import native_size
 from webui.generation.preview import PreviewSources
 from webui.generation.requests import Img2ImgRequest, Txt2ImgRequest, size_or_native
@@ -126,6 +126,7 @@ def make_plan(req: Txt2ImgRequest, services: GenerationServices, opts: OptionsVi
     plan.extra_params.update(speed_preset_params(req, runtime))
     apply_loras(req, plan, services)
     plan_cpu_backend(req, plan, services, opts)  # after the LoRAs: the OpenVINO model is keyed by their set
+    plan_cpu_attention(plan, services, opts)  # after the backend: a UNet on OpenVINO has nothing to route
     plan_face_restoration(req, plan, services, opts)
     if services.hooks is not None:
         plan.script_params.update(services.hooks.infotext_params(req))

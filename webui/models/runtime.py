@@ -13,6 +13,9 @@ Order, for the UNet families (SD 1.x/2.x, SDXL):
                       the UNet's forward, installed once per model); back to fp32 on exit, compile state kept.
   2b. `cpu_backend`   the UNet on OpenVINO (openvino_backend.py: a diffusers hook on the UNet's forward, installed
                       once per UNet; on for the job, off on exit), when the plan asks for it (setting cpu_backend).
+  2c. `cpu_attention` the UNet's attention products on OpenVINO's CPU kernel, the rest of the UNet in torch
+                      (attention_kernel.py: a TorchFunctionMode inside each Attention module's forward, hooks installed
+                      once per UNet; on for the job, off on exit), when the plan asks for it (setting cpu_attention).
   3. `vae_precision`  the bf16 VAE decode (vae_precision.py: Automatic where its guard passes, or asked for); back
                       to fp32 on exit.
   4. `step_cache`     UNet step caching (step_cache.py: diffusers hooks on the UNet and its deep blocks), removed
@@ -63,6 +66,7 @@ class RuntimeConfig:
     token_merging: float = 0.0  # ToMe ratio on the top attention level's self-attention (0: off)
     token_merging_hr: float = 0.0  # the hires pass's ratio (0: `token_merging`)
     openvino: Any = None  # openvino_backend.OpenVinoPlan: the UNet runs on OpenVINO (setting cpu_backend)
+    cpu_attention: bool = False  # the UNet's attention products on OpenVINO's kernel (setting cpu_attention)
 
     def at_size(self, width: int, height: int, batch_size: int) -> "RuntimeConfig":
         return replace(self, width=width, height=height, batch_size=batch_size)
@@ -230,9 +234,34 @@ def cpu_backend(pipe: Any, config: RuntimeConfig) -> ContextManager:
     return running(unet, config.openvino)
 
 
+def cpu_attention(pipe: Any, config: RuntimeConfig) -> ContextManager:
+    """The UNet's attention products on OpenVINO's CPU kernel for this job (attention_kernel.py: a TorchFunctionMode
+    around each Attention module's forward, hooks installed once per UNet; on for the job, off on exit)."""
+    unet = getattr(pipe, "unet", None)
+    if not config.cpu_attention or unet is None:
+        return contextlib.nullcontext()
+    import torch
+
+    from webui.models.attention_kernel import running
+    from webui.models.openvino_backend import import_openvino
+
+    ov, why = import_openvino()
+    if ov is None:  # planned where it was importable: this process can't (a Ray worker without the extra)
+        raise RuntimeError(f"cpu_attention planned on OpenVINO but {why}")
+    return running(unet, ov, torch.get_num_threads())
+
+
 Part = Callable[[Any, RuntimeConfig], ContextManager]
 # step_cache before token_merging: a reused call then skips the merge computation of the deep blocks as well
-UNET_PARTS: tuple[Part, ...] = (vae_memory, unet_precision, cpu_backend, vae_precision, step_cache, token_merging)
+UNET_PARTS: tuple[Part, ...] = (
+    vae_memory,
+    unet_precision,
+    cpu_backend,
+    cpu_attention,
+    vae_precision,
+    step_cache,
+    token_merging,
+)
 # a family listed here runs these parts instead of UNET_PARTS (in this order)
 FAMILY_PARTS: dict[Family, tuple[Part, ...]] = {Family.SD3: (), Family.FLUX: ()}
 

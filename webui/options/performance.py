@@ -61,6 +61,15 @@ def options() -> list[OptionDef]:
             choices=("torch", "openvino"),
         ),
         o(
+            "cpu_attention",
+            "Automatic",
+            "Attention kernel of the torch UNet on the CPU (Automatic: OpenVINO's for a bf16 UNet when the openvino "
+            "package is installed, else torch's; the rest of the UNet stays torch, so LoRA, ControlNet, IP-Adapter and "
+            'the speed presets work as before; recorded as "CPU attention")',
+            "Optimizations",
+            choices=("Automatic", "torch", "openvino"),
+        ),
+        o(
             "openvino_cache_mb",
             20000,
             "OpenVINO cache size in MB (the data folder's cache/openvino: one converted UNet per checkpoint and LoRA "

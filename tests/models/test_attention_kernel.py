@@ -1,0 +1,122 @@
+"""OpenVINO's attention kernel under the torch UNet (#21; setting `cpu_attention`, infotext `CPU attention`): the
+kernel computes what torch's SDPA does, calls it can't answer stay torch's, a bf16 job routes its attention there
+under Automatic and pastes back, `torch` turns it off, the same seed gives the same pixels, hostile settings are 422,
+and without the package Automatic quietly stays on torch while an explicit `openvino` says how to install it."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tests.factories import psnr
+from webui.generation.requests import Txt2ImgRequest
+from webui.infotext import infotext_to_request_fields, parse_infotext
+from webui.models import attention_kernel as ak
+
+ov = pytest.importorskip(
+    "openvino", reason="openvino is not installed (pip install --no-deps -r requirements-openvino.txt)"
+)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(("lq", "lk", "d", "scale"), [(256, 256, 40, None), (1024, 77, 40, None), (256, 256, 160, 0.3)])
+def test_kernel_gives_torchs_attention(dtype, lq, lk, d, scale):
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, n, d) for n in (lq, lk, lk))
+    ref = F.scaled_dot_product_attention(q, k, v, scale=scale)
+    kernel = ak.OpenVinoSdpa(ov, threads=1)
+    # diffusers hands the kernel transposed views: not contiguous, so the kernel makes them so
+    qt, kt, vt = (t.to(dtype).transpose(1, 2).contiguous().transpose(1, 2) for t in (q, k, v))
+    out = kernel(qt, kt, vt, scale)
+    assert out.dtype == dtype and out.shape == ref.shape
+    error = float((out.float() - ref).norm() / ref.norm())
+    assert error < (1e-5 if dtype == torch.float32 else 0.02), error  # bf16: inputs rounded too (torch: ~0.2–0.5%)
+    kernel(qt, kt, vt, scale)
+    assert kernel.compiles == 1 and kernel.calls == 2  # compiled once per shape, dtype and scale
+
+
+def test_calls_it_cannot_answer_stay_torchs():
+    q = torch.randn(1, 2, 256, 16)
+    assert ak.answerable((q, q, q), {})
+    assert ak.answerable((q, q, q), {"scale": 0.5, "dropout_p": 0.0, "is_causal": False, "attn_mask": None})
+    for kwargs in ({"attn_mask": torch.ones(256, 256, dtype=torch.bool)}, {"dropout_p": 0.1}, {"is_causal": True}):
+        assert not ak.answerable((q, q, q), kwargs), kwargs
+    assert not ak.answerable((q, q, q), {"enable_gqa": True})
+    assert not ak.answerable((q[0], q[0], q[0]), {})  # 3-D
+    assert not ak.answerable((q, q.half(), q), {})  # mixed dtypes
+    assert not ak.answerable((q.half(), q.half(), q.half()), {})
+    assert not ak.answerable((q, torch.randn(1, 1, 256, 16), torch.randn(1, 1, 256, 16)), {})  # broadcast heads
+    small = q[:, :, :128]
+    assert not ak.answerable((small, small, small), {})  # fewer scores than MIN_SCORES: the kernel's overhead loses
+    assert ak.answerable((q[:, :, :64], torch.randn(1, 2, 1024, 16), torch.randn(1, 2, 1024, 16)), {})
+    with torch.enable_grad():
+        assert not ak.answerable((q.requires_grad_(), q, q), {})  # training keeps torch's backward
+
+
+def _job(app, **overrides):
+    # 256²: the tiny UNet's top level has 1024 tokens, over MIN_SCORES (at 64² every call is too small to route)
+    req = Txt2ImgRequest(prompt="a red circle", steps=4, seed=5, width=256, height=256, override_settings=overrides)
+    res = app.jobs.wait(app.submit_txt2img(req, from_api=True))
+    return np.asarray(res.images[0]).astype(np.int16), res.infotexts[0], res.warnings
+
+
+def test_a_bf16_job_routes_its_attention_to_the_kernel_and_pastes_back(make_app):
+    app = make_app("--nowebui")
+    img, info, warnings = _job(app, cpu_precision="bf16")
+    unet = app.models.active.pipeline.unet
+    switch = ak.switch_of(unet)
+    assert switch is not None and not switch.enabled  # off again after the job
+    assert "CPU attention: openvino" in info and not warnings
+    calls = switch.kernel.calls
+    assert calls > 0 and calls % 4 == 0  # the same attention calls at each of the 4 steps (CFG batched)
+    again, _, _ = _job(app, cpu_precision="bf16")
+    assert np.array_equal(img, again)  # the same seed, the same pixels
+    torch_img, torch_info, _ = _job(app, cpu_precision="bf16", cpu_attention="torch")
+    assert switch.kernel.calls == 2 * calls  # torch's own attention this time
+    assert "CPU attention: torch" in torch_info  # named, so pasting it back doesn't route it where openvino is
+    assert psnr(img, torch_img, 255) > 35  # both bf16; the kernels round differently
+    fields = infotext_to_request_fields(parse_infotext(info))["override_settings"]
+    assert fields["cpu_attention"] == "openvino"
+    assert infotext_to_request_fields(parse_infotext(torch_info))["override_settings"]["cpu_attention"] == "torch"
+    # fp32 jobs keep torch's kernel under Automatic (the kernel's gain was measured for bf16) and name nothing
+    _, fp32_info, _ = _job(app, cpu_precision="fp32")
+    assert "CPU attention" not in fp32_info and switch.kernel.calls == 2 * calls
+    # with the speed presets, whose hooks sit on the same Attention modules
+    _, preset_info, warnings = _job(app, cpu_precision="bf16", token_merging_ratio=0.5, step_cache_interval=2)
+    assert "CPU attention: openvino" in preset_info and "Token merging ratio: 0.5" in preset_info and not warnings
+    assert switch.kernel.calls > 2 * calls
+    # the whole UNet on OpenVINO: nothing left to route
+    _, ov_info, _ = _job(app, cpu_precision="bf16", cpu_backend="openvino")
+    assert "CPU backend: openvino" in ov_info and "CPU attention" not in ov_info
+
+
+HOSTILE = ["OpenVINO", "../torch", "/tmp/x", "", 1, None, 1e9, float("nan"), float("inf"), ["torch"], "x" * 10**5]
+
+
+def test_hostile_values_are_422_and_nothing_is_saved(client, app):
+    for bad in HOSTILE:
+        body = json.dumps({"cpu_attention": bad}, allow_nan=True)
+        r = client.post("/sdapi/v1/options", content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422 and "detail" in r.json(), (bad, r.text[:300])
+        body = json.dumps({"prompt": "x", "steps": 1, "override_settings": {"cpu_attention": bad}}, allow_nan=True)
+        r = client.post("/sdapi/v1/txt2img", content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422, (bad, r.text[:300])
+    f = app.paths.config_file
+    assert "cpu_attention" not in (json.loads(f.read_text()) if f.exists() else {})
+    assert client.get("/sdapi/v1/options").json()["cpu_attention"] == "Automatic"
+    assert app.options.defs["cpu_attention"].section == "Optimizations"
+
+
+def test_without_the_package_automatic_stays_torch_and_openvino_is_refused(client, monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` raises ImportError
+    body = {"prompt": "x", "steps": 1, "override_settings": {"cpu_precision": "bf16"}}
+    r = client.post("/sdapi/v1/txt2img", json=body)
+    assert r.status_code == 200 and "CPU attention" not in r.json()["info"]
+    body["override_settings"]["cpu_attention"] = "openvino"
+    r = client.post("/sdapi/v1/txt2img", json=body)
+    assert r.status_code == 422 and "requirements-openvino.txt" in r.json()["detail"], r.text[:300]
