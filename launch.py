@@ -54,13 +54,21 @@ def enter_venv(argv: Sequence[str], skip_install: bool) -> None:
 
 
 def install(skip_install: bool, workers: str = "local") -> None:
-    """Inside the repo venv, bring the requirements up to date (a no-op when their hash is unchanged); the scale-out
+    """Inside the repo venv, bring the requirements up to date (a no-op when their hash is unchanged); OpenVINO's
+    CPU kernels as best effort (requirements-openvino.txt, --no-deps: a failed install only warns); the scale-out
     extras too (requirements-ray.txt: Ray, psycopg) when the workers run on Ray or the history is in PostgreSQL (the
     default local worker and SQLite need nothing more)."""
     venv = bootstrap.venv_dir(REPO_DIR)
     if skip_install or not bootstrap.in_venv(venv):
         return  # EASEL_VENV_OK=1 outside the venv: the user manages that environment
     bootstrap.ensure_requirements(Path(sys.executable), venv, bootstrap.RUNTIME, REPO_DIR)
+    try:  # OpenVINO's CPU kernels (cpu_attention Automatic, cpu_backend openvino): best effort, torch runs without
+        bootstrap.ensure_requirements(Path(sys.executable), venv, bootstrap.OPENVINO, REPO_DIR)
+    except bootstrap.BootstrapError as e:
+        print(
+            f"launch.py: OpenVINO not installed ({e}); the UNet's attention stays on torch's CPU kernel",
+            file=sys.stderr,
+        )
     if workers != "local":
         bootstrap.ensure_requirements(Path(sys.executable), venv, bootstrap.RAY, REPO_DIR)
 

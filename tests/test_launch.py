@@ -101,8 +101,19 @@ def test_main_installs_inside_the_venv(fake_app: list, monkeypatch: pytest.Monke
     monkeypatch.setattr(bootstrap, "in_venv", lambda venv: True)
     monkeypatch.setattr(bootstrap, "ensure_requirements", lambda *a, **k: installs.append(a))
     assert launch.main(["--exit"]) == 0
-    assert len(installs) == 1 and installs[0][2] is bootstrap.RUNTIME and fake_app == []
-    assert launch.main(["--exit", "--skip-install"]) == 0 and len(installs) == 1
+    assert [i[2] for i in installs] == [bootstrap.RUNTIME, bootstrap.OPENVINO] and fake_app == []
+    assert launch.main(["--exit", "--skip-install"]) == 0 and len(installs) == 2
+
+
+def test_a_failed_openvino_install_only_warns(fake_app: list, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    def install(python, venv, reqs, repo):
+        if reqs is bootstrap.OPENVINO:
+            raise bootstrap.BootstrapError("no wheel for this platform")
+
+    monkeypatch.setattr(bootstrap, "in_venv", lambda venv: True)
+    monkeypatch.setattr(bootstrap, "ensure_requirements", install)
+    assert launch.main(["--exit"]) == 0
+    assert "OpenVINO not installed (no wheel for this platform)" in capsys.readouterr().err
 
 
 def test_main_reports_setup_failure(fake_app: list, monkeypatch: pytest.MonkeyPatch) -> None:

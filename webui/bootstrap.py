@@ -44,7 +44,8 @@ RUNTIME = RequirementSet(".easel-requirements.sha256", (("requirements.txt", Fal
 TEST = RequirementSet(".easel-test-requirements.sha256", (("requirements-test.txt", False),))
 # Optional: Ray, for `--workers ray` (launch.py installs it only then; tools/run_tests.py always, so CI tests it)
 RAY = RequirementSet(".easel-ray-requirements.sha256", (("requirements-ray.txt", False),))
-# Optional: OpenVINO, the UNet's `cpu_backend: openvino` (installed --no-deps; tools/run_tests.py always installs it)
+# OpenVINO's CPU kernels: `cpu_attention` Automatic and `cpu_backend: openvino` (installed --no-deps; launch.py
+# installs it as best effort, a failure only warns; tools/run_tests.py always installs it)
 OPENVINO = RequirementSet(".easel-openvino-requirements.sha256", (("requirements-openvino.txt", True),))
 
 
