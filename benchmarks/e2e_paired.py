@@ -98,7 +98,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=0, help="torch and OpenVINO threads (0: the physical cores)")
-    ap.add_argument("--sides", default="", help="comma-separated sides to run (default: all; plain fp32 always)")
+    ap.add_argument("--sides", default="", help="sides to run, separated by ; (default: all; plain fp32 always)")
     a = ap.parse_args()
 
     import torch
@@ -155,7 +155,7 @@ def main() -> None:
         "Easel cpu_backend=openvino": lambda steps: easel("openvino", steps),
     }
     if a.sides:
-        wanted = {"plain diffusers fp32", *(x.strip() for x in a.sides.split(","))}
+        wanted = {"plain diffusers fp32", *(x.strip() for x in a.sides.split(";"))}
         sides = {k: v for k, v in sides.items() if k in wanted}
     for name, side in sides.items():  # warm-up: oneDNN primitives, OpenVINO compiles, Easel's IR conversion
         t0 = time.perf_counter()
