@@ -41,31 +41,39 @@ def test_kernel_gives_torchs_attention(dtype, lq, lk, d, scale):
 
 
 def test_calls_it_cannot_answer_stay_torchs():
-    q = torch.randn(1, 2, 256, 16)
+    q = torch.randn(1, 2, 1024, 16)  # 1024 × 1024 × 16: over MIN_WORK
     assert ak.answerable((q, q, q), {})
     assert ak.answerable((q, q, q), {"scale": 0.5, "dropout_p": 0.0, "is_causal": False, "attn_mask": None})
-    for kwargs in ({"attn_mask": torch.ones(256, 256, dtype=torch.bool)}, {"dropout_p": 0.1}, {"is_causal": True}):
+    assert ak.answerable((), {"query": q, "key": q, "value": q, "attn_mask": None})  # diffusers' dispatcher's way
+    assert not ak.answerable((q, q), {"value": q, "bogus": 1}) and not ak.answerable((q,), {"query": q})
+    for kwargs in ({"attn_mask": torch.ones(1024, 1024, dtype=torch.bool)}, {"dropout_p": 0.1}, {"is_causal": True}):
         assert not ak.answerable((q, q, q), kwargs), kwargs
     assert not ak.answerable((q, q, q), {"enable_gqa": True})
     assert not ak.answerable((q[0], q[0], q[0]), {})  # 3-D
     assert not ak.answerable((q, q.half(), q), {})  # mixed dtypes
     assert not ak.answerable((q.half(), q.half(), q.half()), {})
-    assert not ak.answerable((q, torch.randn(1, 1, 256, 16), torch.randn(1, 1, 256, 16)), {})  # broadcast heads
-    small = q[:, :, :128]
-    assert not ak.answerable((small, small, small), {})  # fewer scores than MIN_SCORES: the kernel's overhead loses
-    assert ak.answerable((q[:, :, :64], torch.randn(1, 2, 1024, 16), torch.randn(1, 2, 1024, 16)), {})
+    assert not ak.answerable((q, torch.randn(1, 1, 1024, 16), torch.randn(1, 1, 1024, 16)), {})  # broadcast heads
+    small = q[:, :, :512]
+    assert not ak.answerable((small, small, small), {})  # less work than MIN_WORK: the kernel's overhead loses
+    assert ak.answerable((small, q, q), {})  # 512 queries × 1024 keys × 16: the threshold itself
     with torch.enable_grad():
         assert not ak.answerable((q.requires_grad_(), q, q), {})  # training keeps torch's backward
 
 
+@pytest.fixture
+def route_small(monkeypatch):
+    """Every call of the tiny models is under MIN_WORK (4-wide heads), so they would stay torch's (as the threshold
+    test above checks); the job tests lower it to run the routing itself."""
+    monkeypatch.setattr(ak, "MIN_WORK", 0)
+
+
 def _job(app, **overrides):
-    # 256²: the tiny UNet's top level has 1024 tokens, over MIN_SCORES (at 64² every call is too small to route)
-    req = Txt2ImgRequest(prompt="a red circle", steps=4, seed=5, width=256, height=256, override_settings=overrides)
+    req = Txt2ImgRequest(prompt="a red circle", steps=4, seed=5, override_settings=overrides)
     res = app.jobs.wait(app.submit_txt2img(req, from_api=True))
     return np.asarray(res.images[0]).astype(np.int16), res.infotexts[0], res.warnings
 
 
-def test_a_bf16_job_routes_its_attention_to_the_kernel_and_pastes_back(make_app):
+def test_a_bf16_job_routes_its_attention_to_the_kernel_and_pastes_back(make_app, route_small):
     app = make_app("--nowebui")
     img, info, warnings = _job(app, cpu_precision="bf16")
     unet = app.models.active.pipeline.unet
@@ -73,7 +81,7 @@ def test_a_bf16_job_routes_its_attention_to_the_kernel_and_pastes_back(make_app)
     assert switch is not None and not switch.enabled  # off again after the job
     assert "CPU attention: openvino" in info and not warnings
     calls = switch.kernel.calls
-    assert calls > 0 and calls % 4 == 0  # the same attention calls at each of the 4 steps (CFG batched)
+    assert calls == 4 * len(ak.attention_modules(unet))  # every attention call of the 4 steps (CFG batched)
     again, _, _ = _job(app, cpu_precision="bf16")
     assert np.array_equal(img, again)  # the same seed, the same pixels
     torch_img, torch_info, _ = _job(app, cpu_precision="bf16", cpu_attention="torch")

@@ -97,8 +97,6 @@ def attention_fallback(plan: Any, services: Any) -> str:
     """Why OpenVINO's attention kernel is not used for this job's UNet ("" when it can be)."""
     if services.manager.policy.device.type != "cpu":
         return "the model runs on a GPU"
-    if getattr(plan.model.pipeline, "unet", None) is None:
-        return f"{plan.model.probe.label} runs a transformer (the kernel is used under SD UNets only)"
     if plan.runtime.compile:
         return "cpu_compile is on (the compiled UNet has its own attention)"
     return ""

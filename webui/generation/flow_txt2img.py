@@ -23,7 +23,7 @@ from webui.generation.control import JobControl
 from webui.generation.flow_call import hooked_call
 from webui.generation.flow_sampling import SAMPLERS, SCHEDULES, make_scheduler
 from webui.generation.cost import area_text
-from webui.generation.cpu_backend import plan_cpu_backend
+from webui.generation.cpu_backend import plan_cpu_attention, plan_cpu_backend
 from webui.generation.native import native_size
 from webui.generation.processing import GenerationContext, GenerationServices, Plan, apply_loras, run_batches
 from webui.generation.requests import GenerationResult, Img2ImgRequest, Txt2ImgRequest, size_or_native
@@ -99,6 +99,7 @@ def make_flow_plan(req: Txt2ImgRequest, services: GenerationServices, opts: Opti
         plan.extra_params[f"Module {i}"] = module
     apply_loras(req, plan, services)  # <lora:…> tags → diffusers' FLUX/SD3 LoRA loaders, hot-swapped as for SD 1.x
     plan_cpu_backend(req, plan, services, opts)  # cpu_backend openvino: "ran on torch", said as for SD 1.x's fallbacks
+    plan_cpu_attention(plan, services, opts)  # OpenVINO's attention kernel under the bf16 transformer (Automatic)
     if services.hooks is not None:  # always-on scripts' infotext fields (e.g. ControlNet 0), as make_plan adds them
         plan.script_params.update(services.hooks.infotext_params(req))
     return plan

@@ -1,5 +1,5 @@
-"""OpenVINO's CPU attention kernel under torch's UNet (setting `cpu_attention`: Automatic | torch | openvino;
-infotext `CPU attention`).
+"""OpenVINO's CPU attention kernel under torch's UNet or SD 3/FLUX transformer (setting `cpu_attention`: Automatic |
+torch | openvino; infotext `CPU attention`).
 
 Why: profiled at 512² (SD 1.5 UNet, CFG batch 2, 2 threads, AMD EPYC Zen 4), Easel's torch default and OpenVINO
 bf16 spend the same time in convolutions (2.10 / 2.04 s per step) and linears (1.25 / 1.14 s), but torch's CPU
@@ -12,7 +12,7 @@ one `ScaledDotProductAttention` op compiled per input shape (milliseconds; no co
 How: while a job runs with the kernel on, each `Attention` module of the UNet runs its forward inside a
 `TorchFunctionMode` (torch's own, thread-local way to route a function call; nothing is patched). It sends the
 `torch.nn.functional.scaled_dot_product_attention` calls the kernel can answer (4-D CPU tensors of one float dtype,
-no mask, no dropout, not causal, at least MIN_SCORES query × key positions) to OpenVINO and every other call,
+no mask, no dropout, not causal, at least MIN_WORK query × key × head_dim) to OpenVINO and every other call,
 unchanged, to torch. The tensors are shared with OpenVINO, not copied (bf16 through an int16 view), and the result
 is written into a torch tensor. The hooks are diffusers `ModelHook`s, installed once per UNet and switched on for
 one job by the runtime (models/runtime.py `cpu_attention`).
@@ -31,11 +31,12 @@ from diffusers.hooks import HookRegistry, ModelHook
 from torch.overrides import TorchFunctionMode
 
 HOOK = "easel.cpu_attention"
-# Calls with fewer query × key positions stay torch's: OpenVINO's per-call overhead (~0.1 ms) outweighs its kernel
-# there (the tiny test UNet's 64 tokens: ×0.35). Measured bf16, 2 threads, Zen 4 (docs/performance.md): self-attention
-# ×1.17 at 1024 tokens, ×1.89 at 4096 (head_dim 40), ×2.10 at SDXL's 4096 (head_dim 64); cross-attention ×0.95
-# (77 keys, head_dim 40) to ×1.57 (head_dim 64).
-MIN_SCORES = 256 * 256
+# Calls with less work than this (query tokens × key tokens × head_dim) stay torch's: OpenVINO's per-call overhead
+# (~0.1 ms) outweighs its kernel there. Measured bf16, 2 threads, Zen 4 (docs/performance.md), torch's time over the
+# kernel's: ×0.35 for the tiny test UNet's 64 tokens (0.07M), ×0.61 for the tiny FLUX's 144 (0.3M), ×0.94 for SD 1.5's
+# cross-attention at 512² (4096 × 77 × 40: 12.6M), ×1.05–1.24 for its 256-token self-attention (× 160: 10.5M),
+# ×1.11–1.17 at 1024 tokens (× 40: 42M), ×1.89 at 4096 (671M), ×2.1 at SDXL's 4096 (× 64), ×2.0 for FLUX's 4608 (× 128).
+MIN_WORK = 2**23
 KEEP_COMPILED = 32  # per UNet: SD 1.5 at one size has 8 distinct attention shapes (4 levels × self/cross)
 
 
@@ -95,13 +96,28 @@ class OpenVinoSdpa:
         return out
 
 
+SDPA_ARGS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
+
+
+def sdpa_arguments(args: tuple, kwargs: dict) -> dict[str, Any] | None:
+    """An SDPA call's arguments by name (diffusers' UNet processors pass q, k, v by position, its attention
+    dispatcher for SD 3/FLUX by keyword), or None for a call this torch's signature doesn't have."""
+    if len(args) > len(SDPA_ARGS):
+        return None
+    bound = dict(zip(SDPA_ARGS, args))
+    for name, value in kwargs.items():
+        if name not in SDPA_ARGS or name in bound:
+            return None
+        bound[name] = value
+    return bound
+
+
 def answerable(args: tuple, kwargs: dict) -> bool:
     """True for an SDPA call the kernel computes the same thing for (see the module docstring)."""
-    names = ("attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
-    extra = dict(zip(names, args[3:]), **kwargs)
-    if len(args) < 3 or set(extra) - set(names):
+    bound = sdpa_arguments(args, kwargs)
+    if bound is None or not all(name in bound for name in SDPA_ARGS[:3]):
         return False
-    q, k, v = args[:3]
+    q, k, v = bound["query"], bound["key"], bound["value"]
     if not all(isinstance(t, torch.Tensor) and t.dim() == 4 and t.device.type == "cpu" for t in (q, k, v)):
         return False
     if not (q.dtype == k.dtype == v.dtype and q.dtype in (torch.float32, torch.bfloat16)):
@@ -110,13 +126,13 @@ def answerable(args: tuple, kwargs: dict) -> bool:
         return False  # training: torch's kernel has the backward
     if q.shape[:2] != k.shape[:2] or k.shape[:3] != v.shape[:3]:
         return False  # grouped-query or broadcast heads: torch's
-    if q.shape[-2] * k.shape[-2] < MIN_SCORES:
+    if q.shape[-2] * k.shape[-2] * q.shape[-1] < MIN_WORK:
         return False
     return (
-        extra.get("attn_mask") is None
-        and not extra.get("dropout_p")
-        and not extra.get("is_causal")
-        and not extra.get("enable_gqa")
+        bound.get("attn_mask") is None
+        and not bound.get("dropout_p")
+        and not bound.get("is_causal")
+        and not bound.get("enable_gqa")
     )
 
 
@@ -128,8 +144,9 @@ class _Route(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is F.scaled_dot_product_attention and answerable(args, kwargs):
-            scale = kwargs.get("scale", args[6] if len(args) > 6 else None)
-            return self.kernel(args[0], args[1], args[2], scale)
+            bound = sdpa_arguments(args, kwargs)
+            assert bound is not None
+            return self.kernel(bound["query"], bound["key"], bound["value"], bound.get("scale"))
         return func(*args, **kwargs)
 
 
@@ -160,20 +177,23 @@ def switch_of(unet: Any) -> KernelSwitch | None:
     return registry.get_hook(HOOK) if registry is not None else None
 
 
-def attention_modules(unet: torch.nn.Module) -> list[torch.nn.Module]:
+def attention_modules(denoiser: torch.nn.Module) -> list[torch.nn.Module]:
+    """The attention modules of a UNet (`Attention`) or of an SD 3/FLUX transformer (also FLUX's `FluxAttention`,
+    an `AttentionModuleMixin`, whose processor reaches SDPA through diffusers' attention dispatcher)."""
+    from diffusers.models.attention import AttentionModuleMixin
     from diffusers.models.attention_processor import Attention
 
-    return [m for m in unet.modules() if isinstance(m, Attention)]
+    return [m for m in denoiser.modules() if isinstance(m, (Attention, AttentionModuleMixin))]
 
 
 @contextlib.contextmanager
-def running(unet: torch.nn.Module, ov: Any, threads: int) -> Iterator[KernelSwitch]:
-    """The kernel on for `unet`'s attention during the block (hooks installed on first use), then as it was."""
-    switch = switch_of(unet)
+def running(denoiser: torch.nn.Module, ov: Any, threads: int) -> Iterator[KernelSwitch]:
+    """The kernel on for the denoiser's attention during the block (hooks installed on first use), then as it was."""
+    switch = switch_of(denoiser)
     if switch is None:
         switch = KernelSwitch(OpenVinoSdpa(ov, threads))
-        HookRegistry.check_if_exists_or_initialize(unet).register_hook(switch, HOOK)
-        for module in attention_modules(unet):
+        HookRegistry.check_if_exists_or_initialize(denoiser).register_hook(switch, HOOK)
+        for module in attention_modules(denoiser):
             HookRegistry.check_if_exists_or_initialize(module).register_hook(_AttentionHook(switch), HOOK)
     previous, switch.enabled = switch.enabled, True
     try:

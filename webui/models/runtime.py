@@ -30,8 +30,8 @@ prepacked conv weights for that call only, conv_prepack.py). For SD 3/FLUX, `rep
 swaps an edited prompt's text inputs at each step (a forward pre-hook on the transformer, removed after the call).
 
 Other families plug in their own parts without touching these: `FAMILY_PARTS[family]` names the parts a family
-uses (the transformer families of family_flow.py use none yet: their weights are loaded in DevicePolicy.flow_dtype,
-bf16 on a CPU with native bf16, and they get the interrupt checks only).
+uses (the transformer families of family_flow.py use `cpu_attention` only: their weights are loaded in
+DevicePolicy.flow_dtype, bf16 on a CPU with native bf16, and they get the interrupt checks too).
 
 A method Easel puts on a library object is set here only, by `override` (an `Override` that remembers what it
 replaced, so it is put on once per key and undone exactly): the bf16 decode for one job (`vae_precision`), and, once
@@ -235,10 +235,11 @@ def cpu_backend(pipe: Any, config: RuntimeConfig) -> ContextManager:
 
 
 def cpu_attention(pipe: Any, config: RuntimeConfig) -> ContextManager:
-    """The UNet's attention products on OpenVINO's CPU kernel for this job (attention_kernel.py: a TorchFunctionMode
-    around each Attention module's forward, hooks installed once per UNet; on for the job, off on exit)."""
-    unet = getattr(pipe, "unet", None)
-    if not config.cpu_attention or unet is None:
+    """The denoiser's attention products on OpenVINO's CPU kernel for this job (attention_kernel.py: a
+    TorchFunctionMode around each attention module's forward, hooks installed once per UNet or transformer; on for
+    the job, off on exit)."""
+    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    if not config.cpu_attention or denoiser is None:
         return contextlib.nullcontext()
     import torch
 
@@ -248,7 +249,7 @@ def cpu_attention(pipe: Any, config: RuntimeConfig) -> ContextManager:
     ov, why = import_openvino()
     if ov is None:  # planned where it was importable: this process can't (a Ray worker without the extra)
         raise RuntimeError(f"cpu_attention planned on OpenVINO but {why}")
-    return running(unet, ov, torch.get_num_threads())
+    return running(denoiser, ov, torch.get_num_threads())
 
 
 Part = Callable[[Any, RuntimeConfig], ContextManager]
@@ -263,7 +264,7 @@ UNET_PARTS: tuple[Part, ...] = (
     token_merging,
 )
 # a family listed here runs these parts instead of UNET_PARTS (in this order)
-FAMILY_PARTS: dict[Family, tuple[Part, ...]] = {Family.SD3: (), Family.FLUX: ()}
+FAMILY_PARTS: dict[Family, tuple[Part, ...]] = {Family.SD3: (cpu_attention,), Family.FLUX: (cpu_attention,)}
 
 
 @contextlib.contextmanager
