@@ -70,3 +70,24 @@ def test_system_is_behind_api_auth(make_app):
         assert c.get("/easel/v1/system").status_code == 401
         token = base64.b64encode(b"alice:secret").decode()
         assert c.get("/easel/v1/system", headers={"Authorization": f"Basic {token}"}).status_code == 200
+
+
+def test_system_says_which_attention_kernel_jobs_use(client, monkeypatch):
+    import sys
+
+    import pytest
+
+    openvino = pytest.importorskip("openvino")
+    body = client.get("/easel/v1/system").json()["openvino"]
+    assert body["version"] == openvino.__version__ and body["missing"] is None
+    assert body["cpu_attention"] == "Automatic" and body["cpu_backend"] == "torch"
+    assert body["attention_kernel"] == "torch"  # the tiny UNet resolves to fp32: Automatic routes bf16 only
+    assert client.post("/sdapi/v1/options", json={"cpu_precision": "bf16"}).status_code == 200
+    assert client.get("/easel/v1/system").json()["openvino"]["attention_kernel"] == "openvino"
+    assert client.post("/sdapi/v1/options", json={"cpu_attention": "torch"}).status_code == 200
+    assert client.get("/easel/v1/system").json()["openvino"]["attention_kernel"] == "torch"
+    assert client.post("/sdapi/v1/options", json={"cpu_backend": "openvino"}).status_code == 200
+    assert client.get("/easel/v1/system").json()["openvino"]["attention_kernel"].startswith("none")
+    monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` raises ImportError
+    body = client.get("/easel/v1/system").json()["openvino"]
+    assert body["version"] is None and "requirements-openvino.txt" in body["missing"]

@@ -19,6 +19,7 @@ def system_report(application: Application) -> dict[str, Any]:
     import torch
 
     from webui import VERSION
+    from webui.generation.cpu_backend import openvino_status
     from webui.generation.preview import preview_status
     from webui.models import conv_prepack
     from webui.models.compile import compile_state
@@ -84,11 +85,35 @@ def system_report(application: Application) -> dict[str, Any]:
             application.paths.models_dir / "VAE-approx",
             application.generation.previews.get(vae),
         ),
+        # OpenVINO's CPU kernels (#21): cpu_attention under the torch model, cpu_backend for the whole SD UNet
+        "openvino": openvino_status(
+            str(opts.get("cpu_attention")),
+            str(opts.get("cpu_backend")),
+            policy,
+            denoiser_precision(setting, policy, model),
+            bool(opts.get("cpu_compile")),
+        ),
         # where jobs run (#22): the local worker thread, or Ray workers as GET /easel/v1/workers lists them
         "workers": {"mode": "local", "workers": []}
         if application.jobs.executor is None
         else {"mode": "ray", "workers": application.jobs.executor.list()},
     }
+
+
+def denoiser_precision(setting: str, policy: Any, model: Any) -> str | None:
+    """The active model's denoiser precision as its jobs resolve it: the UNet's cpu_precision, or the SD 3/FLUX
+    transformer's dtype."""
+    import torch
+
+    from webui.models.precision import choose_precision
+
+    if model is None:
+        return None
+    unet = getattr(model.pipeline, "unet", None)
+    if unet is not None:
+        return choose_precision(setting, policy, unet)
+    dtype = getattr(getattr(model.pipeline, "transformer", None), "dtype", None)
+    return {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype)
 
 
 def build_system_router(application: Application) -> APIRouter:

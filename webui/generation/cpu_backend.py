@@ -130,3 +130,22 @@ def plan_cpu_attention(plan: Any, services: Any, opts: Any) -> None:
 def _automatic_would_route(plan: Any, services: Any) -> bool:
     ov, _ = ovb.import_openvino()
     return ov is not None and plan.precision == "bf16" and not attention_fallback(plan, services)
+
+
+def openvino_status(setting: str, backend: str, policy: Any, precision: str | None, compile_on: bool) -> dict:
+    """What /easel/v1/system says about OpenVINO: the package, the two settings, and which attention kernel the
+    active model's jobs use now (`precision`: its denoiser's resolved precision; None without a model)."""
+    ov, why = ovb.import_openvino()
+    if precision is None:
+        attention = None
+    elif backend == "openvino" or setting == "torch" or ov is None or compile_on or policy.device.type != "cpu":
+        attention = "torch" if backend != "openvino" else "none (the whole UNet runs on OpenVINO)"
+    else:
+        attention = "openvino" if setting == "openvino" or precision == "bf16" else "torch"
+    return {
+        "version": ov.__version__ if ov is not None else None,
+        "missing": why or None,
+        "cpu_backend": backend,
+        "cpu_attention": setting,
+        "attention_kernel": attention,
+    }
