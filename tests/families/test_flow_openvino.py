@@ -1,6 +1,8 @@
-"""`cpu_backend: openvino` on SD 3 and FLUX (#21): the backend converts SD UNets only, so these jobs run on torch,
+"""OpenVINO on SD 3 and FLUX (#21). `cpu_backend: openvino` converts SD UNets only, so these jobs run on torch,
 and say so as the SD 1.x fallbacks do: a warning in the result and `CPU backend: torch` in the infotext (pasting it
-back runs what ran). The pixels are torch's."""
+back runs what ran); the pixels are torch's. `cpu_attention`: their bf16 transformers' joint attention goes to
+OpenVINO's kernel under Automatic (×1.9–2.2 per call at their real sizes, docs/performance.md), named in the
+infotext; `torch` turns it off; the same seed gives the same pixels."""
 
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.factories import psnr
 from tests.families.conftest import merge_models
+from webui.models import attention_kernel as ak
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -75,3 +79,25 @@ def test_flow_models_say_they_ran_on_torch(client, family):
             override_settings={"cpu_backend": "openvino"},
         )
         assert "CPU backend: torch" in i2i["infotexts"][0] and any("ran on torch" in w for w in i2i["warnings"])
+
+
+def test_flow_transformers_route_their_attention_to_the_kernel(client, app, family, monkeypatch):
+    pytest.importorskip(
+        "openvino", reason="openvino is not installed (pip install --no-deps -r requirements-openvino.txt)"
+    )
+    monkeypatch.setattr(ak, "MIN_WORK", 0)  # the tiny transformers' calls are all smaller (16-wide heads)
+    model, _ = MODELS[family]
+    img, info = _post(client, "txt2img", model, seed=3, steps=3)
+    transformer = app.models.active.pipeline.transformer
+    switch = ak.switch_of(transformer)
+    assert "CPU attention: openvino" in info["infotexts"][0], info
+    assert switch is not None and not switch.enabled and switch.kernel.calls > 0
+    assert len(ak.attention_modules(transformer)) > 0
+    calls = switch.kernel.calls
+    again, _ = _post(client, "txt2img", model, seed=3, steps=3)
+    assert np.array_equal(img, again)  # same seed, same pixels
+    torch_img, torch_info = _post(
+        client, "txt2img", model, seed=3, steps=3, override_settings={"cpu_attention": "torch"}
+    )
+    assert "CPU attention: torch" in torch_info["infotexts"][0] and switch.kernel.calls == 2 * calls
+    assert psnr(img, torch_img, 255) > 30  # bf16 both; the kernels round differently

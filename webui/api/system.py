@@ -33,7 +33,7 @@ def system_report(application: Application) -> dict[str, Any]:
     unet = getattr(model.pipeline, "unet", None) if model is not None else None  # SD3/FLUX: a transformer
     vae = model.pipeline.vae if model is not None else None
     setting = str(opts.get("cpu_precision"))
-    names = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+    names = dtype_names()
     return {
         "device": str(policy.device),
         "policy": {
@@ -92,6 +92,7 @@ def system_report(application: Application) -> dict[str, Any]:
             policy,
             denoiser_precision(setting, policy, model),
             bool(opts.get("cpu_compile")),
+            unet,
         ),
         # where jobs run (#22): the local worker thread, or Ray workers as GET /easel/v1/workers lists them
         "workers": {"mode": "local", "workers": []}
@@ -103,8 +104,6 @@ def system_report(application: Application) -> dict[str, Any]:
 def denoiser_precision(setting: str, policy: Any, model: Any) -> str | None:
     """The active model's denoiser precision as its jobs resolve it: the UNet's cpu_precision, or the SD 3/FLUX
     transformer's dtype."""
-    import torch
-
     from webui.models.precision import choose_precision
 
     if model is None:
@@ -113,7 +112,13 @@ def denoiser_precision(setting: str, policy: Any, model: Any) -> str | None:
     if unet is not None:
         return choose_precision(setting, policy, unet)
     dtype = getattr(getattr(model.pipeline, "transformer", None), "dtype", None)
-    return {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype)
+    return dtype_names().get(dtype)
+
+
+def dtype_names() -> dict[Any, str]:
+    import torch
+
+    return {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
 
 def build_system_router(application: Application) -> APIRouter:

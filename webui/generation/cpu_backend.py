@@ -93,59 +93,67 @@ def plan_cpu_backend(req: Any, plan: Any, services: Any, opts: Any) -> None:
     plan.extra_params["CPU backend"] = "openvino"
 
 
-def attention_fallback(plan: Any, services: Any) -> str:
-    """Why OpenVINO's attention kernel is not used for this job's UNet ("" when it can be)."""
-    if services.manager.policy.device.type != "cpu":
-        return "the model runs on a GPU"
-    if plan.runtime.compile:
-        return "cpu_compile is on (the compiled UNet has its own attention)"
-    return ""
+def attention_kernel(setting: str, precision: str | None, device: str, compile_on: bool, whole_unet: bool) -> tuple:
+    """Which kernel a job's attention runs on under `setting` (cpu_attention): ("openvino" | "torch" | "none", why
+    not OpenVINO's). The one rule for planning a job and for /easel/v1/system. `precision`: the denoiser's resolved
+    precision; `whole_unet`: the UNet itself runs on OpenVINO (cpu_backend), which leaves nothing to route."""
+    if whole_unet:
+        return "none", "the whole UNet runs on OpenVINO (cpu_backend)"
+    if setting == "torch":
+        return "torch", "cpu_attention is torch"
+    ov, missing = ovb.import_openvino()
+    if ov is None:
+        return "torch", missing
+    if device != "cpu":
+        return "torch", "the model runs on a GPU"
+    if compile_on:
+        return "torch", "cpu_compile is on (the compiled UNet has its own attention)"
+    if setting != "openvino" and precision != "bf16":
+        return "torch", "Automatic uses OpenVINO's kernel for bf16 models only"
+    return "openvino", ""
 
 
 def plan_cpu_attention(plan: Any, services: Any, opts: Any) -> None:
-    """Set `plan.runtime.cpu_attention` when the UNet's attention runs on OpenVINO's kernel (setting cpu_attention:
-    Automatic uses it for a bf16 UNet on a CPU when the openvino package is there; models/attention_kernel.py)."""
+    """Set `plan.runtime.cpu_attention` when the denoiser's attention runs on OpenVINO's kernel (setting
+    cpu_attention: Automatic uses it for a bf16 model on a CPU when the openvino package is there;
+    models/attention_kernel.py)."""
     setting = str(opts.get("cpu_attention") or "Automatic")
-    if plan.runtime.openvino is not None:  # the whole UNet runs on OpenVINO: nothing to route
-        return
-    if setting == "torch":
-        if _automatic_would_route(plan, services):
-            plan.extra_params["CPU attention"] = "torch"  # pasted back, it stays torch where openvino is installed
-        return
-    why = attention_fallback(plan, services)
-    ov, missing = ovb.import_openvino()
     if setting == "openvino":
+        ov, missing = ovb.import_openvino()
         if ov is None:
             raise InvalidRequest(f"cpu_attention is openvino but {missing}; or set cpu_attention to Automatic")
-        if why:
-            plan.warnings.append(f"CPU attention openvino: {why}; this job used torch's")
-            plan.extra_params["CPU attention"] = "torch"
-            return
-    elif ov is None or why or plan.precision != "bf16":
-        return
-    plan.runtime = replace(plan.runtime, cpu_attention=True)
-    plan.extra_params["CPU attention"] = "openvino"
+    facts = (
+        plan.precision,
+        services.manager.policy.device.type,
+        plan.runtime.compile,
+        plan.runtime.openvino is not None,
+    )
+    kernel, why = attention_kernel(setting, *facts)
+    if kernel == "openvino":
+        plan.runtime = replace(plan.runtime, cpu_attention=True)
+        plan.extra_params["CPU attention"] = "openvino"
+    elif kernel == "torch" and setting == "openvino":
+        plan.warnings.append(f"CPU attention openvino: {why}; this job used torch's")
+        plan.extra_params["CPU attention"] = "torch"
+    elif kernel == "torch" and setting == "torch" and attention_kernel("Automatic", *facts)[0] == "openvino":
+        plan.extra_params["CPU attention"] = "torch"  # pasted back, it stays torch where openvino is installed
 
 
-def _automatic_would_route(plan: Any, services: Any) -> bool:
-    ov, _ = ovb.import_openvino()
-    return ov is not None and plan.precision == "bf16" and not attention_fallback(plan, services)
-
-
-def openvino_status(setting: str, backend: str, policy: Any, precision: str | None, compile_on: bool) -> dict:
+def openvino_status(
+    setting: str, backend: str, policy: Any, precision: str | None, compile_on: bool, unet: Any
+) -> dict:
     """What /easel/v1/system says about OpenVINO: the package, the two settings, and which attention kernel the
-    active model's jobs use now (`precision`: its denoiser's resolved precision; None without a model)."""
-    ov, why = ovb.import_openvino()
-    if precision is None:
-        attention = None
-    elif backend == "openvino" or setting == "torch" or ov is None or compile_on or policy.device.type != "cpu":
-        attention = "torch" if backend != "openvino" else "none (the whole UNet runs on OpenVINO)"
-    else:
-        attention = "openvino" if setting == "openvino" or precision == "bf16" else "torch"
+    active model's jobs use now (`precision`: its denoiser's resolved precision, None without a model; `unet`: its
+    UNet, None for a transformer, which cpu_backend leaves on torch)."""
+    ov, missing = ovb.import_openvino()
+    whole_unet = backend == "openvino" and unet is not None and not ovb.supports(unet)
+    kernel = None
+    if precision is not None:
+        kernel, _ = attention_kernel(setting, precision, policy.device.type, compile_on, whole_unet)
     return {
         "version": ov.__version__ if ov is not None else None,
-        "missing": why or None,
+        "missing": missing or None,
         "cpu_backend": backend,
         "cpu_attention": setting,
-        "attention_kernel": attention,
+        "attention_kernel": kernel,
     }

@@ -112,28 +112,31 @@ def sdpa_arguments(args: tuple, kwargs: dict) -> dict[str, Any] | None:
     return bound
 
 
-def answerable(args: tuple, kwargs: dict) -> bool:
-    """True for an SDPA call the kernel computes the same thing for (see the module docstring)."""
+def routable(args: tuple, kwargs: dict) -> dict[str, Any] | None:
+    """The call's arguments by name when the kernel computes the same thing for it (see the module docstring), else
+    None."""
     bound = sdpa_arguments(args, kwargs)
     if bound is None or not all(name in bound for name in SDPA_ARGS[:3]):
-        return False
+        return None
     q, k, v = bound["query"], bound["key"], bound["value"]
     if not all(isinstance(t, torch.Tensor) and t.dim() == 4 and t.device.type == "cpu" for t in (q, k, v)):
-        return False
+        return None
     if not (q.dtype == k.dtype == v.dtype and q.dtype in (torch.float32, torch.bfloat16)):
-        return False
+        return None
     if q.requires_grad and torch.is_grad_enabled():
-        return False  # training: torch's kernel has the backward
+        return None  # training: torch's kernel has the backward
     if q.shape[:2] != k.shape[:2] or k.shape[:3] != v.shape[:3]:
-        return False  # grouped-query or broadcast heads: torch's
+        return None  # grouped-query or broadcast heads: torch's
     if q.shape[-2] * k.shape[-2] * q.shape[-1] < MIN_WORK:
-        return False
-    return (
-        bound.get("attn_mask") is None
-        and not bound.get("dropout_p")
-        and not bound.get("is_causal")
-        and not bound.get("enable_gqa")
-    )
+        return None
+    if bound.get("attn_mask") is not None or bound.get("dropout_p") or bound.get("is_causal"):
+        return None
+    return None if bound.get("enable_gqa") else bound
+
+
+def answerable(args: tuple, kwargs: dict) -> bool:
+    """True for an SDPA call the kernel computes the same thing for."""
+    return routable(args, kwargs) is not None
 
 
 class _Route(TorchFunctionMode):
@@ -143,9 +146,8 @@ class _Route(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func is F.scaled_dot_product_attention and answerable(args, kwargs):
-            bound = sdpa_arguments(args, kwargs)
-            assert bound is not None
+        bound = routable(args, kwargs) if func is F.scaled_dot_product_attention else None
+        if bound is not None:
             return self.kernel(bound["query"], bound["key"], bound["value"], bound.get("scale"))
         return func(*args, **kwargs)
 
