@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import statistics
 import sys
 import time
@@ -74,7 +75,7 @@ def unet_sides(ov, size: int, threads: int, cache: str, plain_openvino: bool = T
     from cpu_fast_path import build_unet, easel_openvino_sides
 
     from webui.models import attention_kernel as ak
-    from webui.models.precision import install_unet_autocast
+    from webui.models.precision import bf16_weights, install_unet_autocast
 
     unet = build_unet("sd15")
     x = torch.randn(2, 4, size // 8, size // 8)
@@ -98,20 +99,32 @@ def unet_sides(ov, size: int, threads: int, cache: str, plain_openvino: bool = T
         with ak.running(unet, ov, threads):
             return torch_default(t)
 
-    return unet, x, ctx, {"torch default": torch_default, "torch default + OpenVINO attention": with_kernel, **sides}
+    @contextlib.contextmanager
+    def held():
+        """The bf16 weights (prepacked convolutions) as a job holds them for a pipeline call: `bf16_weights` holds
+        only a UNet whose autocast switch is on, which the runtime turns on for the whole job (left off, the torch
+        sides ran autocast alone, casting every weight at every step)."""
+        switch.enabled = True
+        try:
+            with torch.no_grad(), bf16_weights(SimpleNamespace(unet=unet)) as n:
+                assert n > 0, "no weights held"
+                yield
+        finally:
+            switch.enabled = False
+
+    sides = {"torch default": torch_default, "torch default + OpenVINO attention": with_kernel, **sides}
+    return unet, x, ctx, sides, held
 
 
 def steps(ov, size: int, pairs: int, threads: int, cache: str) -> None:
     import torch
 
-    from webui.models.precision import bf16_weights
-
-    unet, x, ctx, sides = unet_sides(ov, size, threads, cache)
+    unet, x, ctx, sides, held = unet_sides(ov, size, threads, cache)
     with torch.no_grad():
         ref = unet(x, torch.tensor(500), encoder_hidden_states=ctx).sample
     times: dict[str, list[float]] = {k: [] for k in sides}
     names = list(sides)
-    with torch.no_grad(), bf16_weights(SimpleNamespace(unet=unet)):  # as a pipeline call holds them
+    with held():
         for name, side in sides.items():
             err = float((side(500).float() - ref).norm() / ref.norm()) * 100
             print(f"{name:40s} per-step error against fp32 at t=500: {err:.3f}%", flush=True)
@@ -137,9 +150,8 @@ def profile(ov, size: int, threads: int, cache: str) -> None:
 
     from webui.models import openvino_backend as ovb
     from webui.models.openvino_precision import timestep_shape
-    from webui.models.precision import bf16_weights
 
-    unet, x, ctx, sides = unet_sides(ov, size, threads, cache, plain_openvino=False)
+    unet, x, ctx, sides, held = unet_sides(ov, size, threads, cache, plain_openvino=False)
     hook = ovb.hook_of(unet)
     assert hook is not None and hook.model is not None
     config = {"INFERENCE_PRECISION_HINT": "bf16", "INFERENCE_NUM_THREADS": threads, "PERF_COUNT": True}
@@ -155,7 +167,7 @@ def profile(ov, size: int, threads: int, cache: str) -> None:
     for name, seconds in sorted(by_type.items(), key=lambda kv: -kv[1])[:10]:
         print(f"  {name:36s} {seconds:7.3f} s  {100 * seconds / total:5.1f}%")
     for name in ("torch default", "torch default + OpenVINO attention"):
-        with torch.no_grad(), bf16_weights(SimpleNamespace(unet=unet)):
+        with held():
             sides[name](500)
             with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
                 sides[name](400)

@@ -72,18 +72,25 @@ def test_system_is_behind_api_auth(make_app):
         assert c.get("/easel/v1/system", headers={"Authorization": f"Basic {token}"}).status_code == 200
 
 
-def test_system_says_which_attention_kernel_jobs_use(client, monkeypatch):
+def test_system_says_which_attention_kernel_jobs_use(client, app, monkeypatch):
     import sys
+    from dataclasses import replace
 
     import pytest
 
     openvino = pytest.importorskip("openvino")
+    assert client.get("/easel/v1/system").json()["policy"]["cpu_amx"] == app.models.policy.cpu_amx
+    for owner in (app, app.models):  # where Automatic routes
+        monkeypatch.setattr(owner, "policy", replace(app.models.policy, cpu_amx=False))
     body = client.get("/easel/v1/system").json()["openvino"]
     assert body["version"] == openvino.__version__ and body["missing"] is None
     assert body["cpu_attention"] == "Automatic" and body["cpu_backend"] == "torch"
     assert body["attention_kernel"] == "torch"  # the tiny UNet resolves to fp32: Automatic routes bf16 only
     assert client.post("/sdapi/v1/options", json={"cpu_precision": "bf16"}).status_code == 200
     assert client.get("/easel/v1/system").json()["openvino"]["attention_kernel"] == "openvino"
+    for owner in (app, app.models):  # torch's is the faster one there
+        monkeypatch.setattr(owner, "policy", replace(app.models.policy, cpu_amx=True))
+    assert client.get("/easel/v1/system").json()["openvino"]["attention_kernel"] == "torch"
     assert client.post("/sdapi/v1/options", json={"cpu_attention": "torch"}).status_code == 200
     assert client.get("/easel/v1/system").json()["openvino"]["attention_kernel"] == "torch"
     assert client.post("/sdapi/v1/options", json={"cpu_backend": "openvino"}).status_code == 200

@@ -1,10 +1,12 @@
 """OpenVINO on SD 3 and FLUX (#21). `cpu_backend: openvino` converts SD UNets only, so these jobs run on torch,
 and say so as the SD 1.x fallbacks do: a warning in the result and `CPU backend: torch` in the infotext (pasting it
 back runs what ran); the pixels are torch's. `cpu_attention`: their bf16 transformers' joint attention goes to
-OpenVINO's kernel under Automatic (×1.9–2.2 per call at their real sizes, docs/performance.md), named in the
-infotext; `torch` turns it off; the same seed gives the same pixels."""
+OpenVINO's kernel under Automatic on a CPU without AMX (×1.9–2.2 per call at their real sizes there,
+docs/performance.md), named in the infotext; `torch` turns it off; the same seed gives the same pixels."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import base64
 import io
@@ -86,6 +88,7 @@ def test_flow_transformers_route_their_attention_to_the_kernel(client, app, fami
         "openvino", reason="openvino is not installed (pip install --no-deps -r requirements-openvino.txt)"
     )
     monkeypatch.setattr(ak, "MIN_WORK", 0)  # the tiny transformers' calls are all smaller (16-wide heads)
+    monkeypatch.setattr(app.models, "policy", replace(app.models.policy, cpu_amx=False))  # where Automatic routes
     model, _ = MODELS[family]
     img, info = _post(client, "txt2img", model, seed=3, steps=3)
     transformer = app.models.active.pipeline.transformer

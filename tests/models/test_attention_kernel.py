@@ -16,7 +16,9 @@ import torch.nn.functional as F
 from tests.factories import psnr
 from webui.generation.requests import Txt2ImgRequest
 from webui.infotext import infotext_to_request_fields, parse_infotext
+from webui.generation import cpu_backend
 from webui.models import attention_kernel as ak
+from webui.models import device
 
 ov = pytest.importorskip(
     "openvino", reason="openvino is not installed (pip install --no-deps -r requirements-openvino.txt)"
@@ -63,8 +65,34 @@ def test_calls_it_cannot_answer_stay_torchs():
 @pytest.fixture
 def route_small(monkeypatch):
     """Every call of the tiny models is under MIN_WORK (4-wide heads), so they would stay torch's (as the threshold
-    test above checks); the job tests lower it to run the routing itself."""
+    test above checks); the job tests lower it to run the routing itself, as on a CPU without AMX (where Automatic
+    routes; the machine running the tests may have AMX)."""
     monkeypatch.setattr(ak, "MIN_WORK", 0)
+    monkeypatch.setattr(device, "cpu_has_amx", lambda: False)
+
+
+def test_the_rule_keeps_torchs_attention_where_amx_is_faster():
+    rule = cpu_backend.attention_kernel
+    assert rule("Automatic", "bf16", "cpu", False, False, False) == ("openvino", "")
+    kernel, why = rule("Automatic", "bf16", "cpu", False, False, True)
+    assert kernel == "torch" and "AMX" in why
+    assert rule("openvino", "bf16", "cpu", False, False, True) == ("openvino", "")  # asked for: still honoured
+    assert rule("Automatic", "fp32", "cpu", False, False, False)[0] == "torch"
+    assert rule("Automatic", "bf16", "cpu", False, True, False)[0] == "none"
+
+
+def test_on_a_cpu_with_amx_automatic_keeps_torch_and_openvino_still_routes(make_app, monkeypatch):
+    monkeypatch.setattr(ak, "MIN_WORK", 0)
+    monkeypatch.setattr(device, "cpu_has_amx", lambda: True)
+    app = make_app("--nowebui")
+    assert app.models.policy.cpu_amx
+    _, info, warnings = _job(app, cpu_precision="bf16")
+    switch = ak.switch_of(app.models.active.pipeline.unet)
+    assert "CPU attention" not in info and not warnings  # Automatic's choice there: nothing to paste back
+    assert switch is None or switch.kernel.calls == 0
+    _, info, warnings = _job(app, cpu_precision="bf16", cpu_attention="openvino")
+    switch = ak.switch_of(app.models.active.pipeline.unet)
+    assert "CPU attention: openvino" in info and not warnings and switch.kernel.calls > 0
 
 
 def _job(app, **overrides):

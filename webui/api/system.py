@@ -40,6 +40,7 @@ def system_report(application: Application) -> dict[str, Any]:
             "label": policy.label,
             "note": policy.note,
             "cpu_bf16": policy.cpu_bf16,
+            "cpu_amx": policy.cpu_amx,
             "dtype": names[policy.dtype],
             "vae_dtype": names[policy.vae_dtype],
             "offload": policy.offload,

@@ -93,10 +93,15 @@ def plan_cpu_backend(req: Any, plan: Any, services: Any, opts: Any) -> None:
     plan.extra_params["CPU backend"] = "openvino"
 
 
-def attention_kernel(setting: str, precision: str | None, device: str, compile_on: bool, whole_unet: bool) -> tuple:
+def attention_kernel(
+    setting: str, precision: str | None, device: str, compile_on: bool, whole_unet: bool, amx: bool
+) -> tuple:
     """Which kernel a job's attention runs on under `setting` (cpu_attention): ("openvino" | "torch" | "none", why
     not OpenVINO's). The one rule for planning a job and for /easel/v1/system. `precision`: the denoiser's resolved
-    precision; `whole_unet`: the UNet itself runs on OpenVINO (cpu_backend), which leaves nothing to route."""
+    precision; `whole_unet`: the UNet itself runs on OpenVINO (cpu_backend), which leaves nothing to route; `amx`:
+    the CPU has AMX tiles, where torch's bf16 flash attention is the faster one (×1.05–2.4 per SD call against
+    OpenVINO's on a Xeon with AMX, while OpenVINO's is ×1.2–2.1 faster on an AVX-512 BF16 CPU without AMX:
+    docs/performance.md), so Automatic keeps torch's there."""
     if whole_unet:
         return "none", "the whole UNet runs on OpenVINO (cpu_backend)"
     if setting == "torch":
@@ -110,6 +115,8 @@ def attention_kernel(setting: str, precision: str | None, device: str, compile_o
         return "torch", "cpu_compile is on (the compiled UNet has its own attention)"
     if setting != "openvino" and precision != "bf16":
         return "torch", "Automatic uses OpenVINO's kernel for bf16 models only"
+    if setting != "openvino" and amx:
+        return "torch", "Automatic keeps torch's attention on a CPU with AMX (it is faster there)"
     return "openvino", ""
 
 
@@ -127,6 +134,7 @@ def plan_cpu_attention(plan: Any, services: Any, opts: Any) -> None:
         services.manager.policy.device.type,
         plan.runtime.compile,
         plan.runtime.openvino is not None,
+        services.manager.policy.cpu_amx,
     )
     kernel, why = attention_kernel(setting, *facts)
     if kernel == "openvino":
@@ -149,7 +157,7 @@ def openvino_status(
     whole_unet = backend == "openvino" and unet is not None and not ovb.supports(unet)
     kernel = None
     if precision is not None:
-        kernel, _ = attention_kernel(setting, precision, policy.device.type, compile_on, whole_unet)
+        kernel, _ = attention_kernel(setting, precision, policy.device.type, compile_on, whole_unet, policy.cpu_amx)
     return {
         "version": ov.__version__ if ov is not None else None,
         "missing": missing or None,

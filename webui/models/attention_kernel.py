@@ -7,7 +7,9 @@ flash attention takes 2.17 s where OpenVINO's fused MHA kernel takes 1.13 s: the
 the attention kernel (head_dim 40 at 4096 tokens; bf16, fp32, padded heads, flex_attention and a compiled SDPA were
 no faster on torch: docs/performance.md). So the UNet stays in torch (LoRA, ControlNet, IP-Adapter, the speed
 presets, SDXL all work as before) and only the attention product itself runs in OpenVINO, as a kernel library:
-one `ScaledDotProductAttention` op compiled per input shape (milliseconds; no conversion of the model).
+one `ScaledDotProductAttention` op compiled per input shape (milliseconds; no conversion of the model). On a
+Xeon with AMX the order is the other way round (torch's bf16 flash attention runs on AMX tiles and beats this kernel
+at every SD shape), so Automatic keeps torch's there (generation/cpu_backend.py `attention_kernel`).
 
 How: while a job runs with the kernel on, each `Attention` module of the UNet runs its forward inside a
 `TorchFunctionMode` (torch's own, thread-local way to route a function call; nothing is patched). It sends the

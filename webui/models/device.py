@@ -24,6 +24,22 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def cpu_has_amx() -> bool:
+    """True when torch's CPU kernels can use AMX tiles (Intel Xeon 4th gen and later). There torch's bf16 flash
+    attention beats OpenVINO's kernel at every SD shape (docs/performance.md), so cpu_attention's Automatic keeps it.
+    torch has no public API for this: its private probe is read defensively, /proc/cpuinfo otherwise."""
+    probe = getattr(getattr(torch, "cpu", None), "_is_amx_tile_supported", None)
+    if probe is not None:
+        try:
+            return bool(probe())
+        except RuntimeError:
+            pass
+    try:
+        return "amx_tile" in open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True)
 class DevicePolicy:
     device: torch.device
@@ -32,6 +48,7 @@ class DevicePolicy:
     offload: str = "none"  # none | model (--medvram) | group (--lowvram): offload.py, with setting gpu_weights_mb
     offload_device: torch.device | None = None  # where offloaded weights wait (RAM); None: no GPU, nothing to offload
     cpu_bf16: bool = False  # the CPU can run the UNet under bf16 autocast (the CPU fast path)
+    cpu_amx: bool = False  # the CPU has AMX tiles (torch's bf16 attention is then faster than OpenVINO's kernel)
     # SD 3/FLUX transformers and their text encoders (family_flow.py): the GPU's half precision, bf16 on a CPU with
     # native bf16, else fp32. Their files are bf16 (or quantized): fp32 would double their RAM (docs/performance.md).
     flow_dtype: torch.dtype = torch.float32
@@ -104,6 +121,7 @@ def choose_policy(
         offload=offload,
         offload_device=torch.device("cpu") if gpu else None,
         cpu_bf16=cpu_bf16,
+        cpu_amx=not gpu and cpu_has_amx(),
         note=note,
         lowram=lowram and not gpu,
     )

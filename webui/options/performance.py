@@ -64,8 +64,9 @@ def options() -> list[OptionDef]:
             "cpu_attention",
             "Automatic",
             "Attention kernel of the torch UNet on the CPU (Automatic: OpenVINO's for a bf16 UNet when the openvino "
-            "package is installed, else torch's; the rest of the UNet stays torch, so LoRA, ControlNet, IP-Adapter and "
-            'the speed presets work as before; recorded as "CPU attention")',
+            "package is installed and the CPU has no AMX, else torch's, which is the faster one with AMX; the rest of "
+            "the UNet stays torch, so LoRA, ControlNet, IP-Adapter and the speed presets work as before; recorded as "
+            '"CPU attention")',
             "Optimizations",
             choices=("Automatic", "torch", "openvino"),
         ),
