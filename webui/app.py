@@ -59,6 +59,7 @@ class Application(ApplicationModels, ApplicationJobs):
         self.ns = ns if ns is not None else parse_args([])
         self.owns_process = owns_process  # launched as the server: Easel may set process-wide things (threads)
         self.threads_source = ""
+        self.inductor_cache: str | None = None  # where cpu_compile's graphs are cached (set when owning the process)
         self.paths = paths or resolve_paths(self.ns)
         self.paths.data_dir.mkdir(parents=True, exist_ok=True)
         self.options = Options(self.paths.config_file, policy=self._option_policy())
@@ -210,6 +211,10 @@ class Application(ApplicationModels, ApplicationJobs):
         count = apply_threads(plan)
         self.threads_source = plan.source
         log.info("torch threads: %d (%s)", count, plan.source)
+        if self.owns_process:  # compiled graphs (cpu_compile) survive a restart: models/compile.py
+            from webui.models.compile import use_cache_dir
+
+            self.inductor_cache = use_cache_dir(self.paths.data_dir / "cache" / "inductor", os.environ)
 
     def stop(self) -> None:
         self.jobs.stop()

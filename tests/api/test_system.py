@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 
 import diffusers
 import torch
@@ -32,6 +33,7 @@ def test_system_reports_policy_threads_versions_compile_vae_and_preview(client, 
     assert body["threads"]["source"] == "set by the embedding process"
     assert body["versions"]["torch"] == torch.__version__ and body["versions"]["diffusers"] == diffusers.__version__
     assert body["compile"]["setting"] is False and body["compile"]["status"] == "off"
+    assert body["compile"]["cache_dir"] == os.environ.get("TORCHINDUCTOR_CACHE_DIR")  # embedded: torch's own
     assert body["vae"]["tiling_min_pixels"] == 1024 * 1024 and body["vae"]["tiling"] is False
     # Automatic: the tiny decoder is far below the bf16 size, so fp32, and the guard never measured it
     assert body["vae"]["precision_setting"] == "Automatic" and body["vae"]["precision"] == "fp32"

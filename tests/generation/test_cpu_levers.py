@@ -8,6 +8,8 @@ by a stand-in (the wiring), and the fallback with a torch.compile that raises an
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -67,6 +69,22 @@ def test_an_embedded_application_leaves_the_test_suites_thread_count_alone(make_
 
 
 # --- torch.compile -------------------------------------------------------------------------------------------------
+
+
+def test_compiled_graphs_are_cached_in_the_data_folder_unless_the_environment_chose(tmp_path, make_app, monkeypatch):
+    from webui.models.compile import INDUCTOR_CACHE_ENV, use_cache_dir
+
+    env: dict[str, str] = {}
+    assert use_cache_dir(tmp_path / "inductor", env) == str(tmp_path / "inductor") == env[INDUCTOR_CACHE_ENV]
+    assert use_cache_dir(tmp_path / "inductor", {INDUCTOR_CACHE_ENV: "/elsewhere"}) == "/elsewhere"  # the user's
+    monkeypatch.delenv(INDUCTOR_CACHE_ENV, raising=False)
+    app = make_app("--nowebui")  # embedded: the process-wide variable is left alone
+    assert app.inductor_cache is None and INDUCTOR_CACHE_ENV not in os.environ
+    # inductor reads the variable at each compile, so a server's setting reaches it
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    monkeypatch.setenv(INDUCTOR_CACHE_ENV, str(tmp_path / "inductor"))
+    assert cache_dir() == str(tmp_path / "inductor") and (tmp_path / "inductor").is_dir()
 
 
 def test_compile_raising_falls_back_to_eager(tiny_unet, monkeypatch, caplog):

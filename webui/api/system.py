@@ -5,6 +5,7 @@ torch.compile status, VAE tiling and the live preview method actually in use. Re
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
@@ -66,6 +67,8 @@ def system_report(application: Application) -> dict[str, Any]:
         "versions": {"easel": VERSION, "torch": torch.__version__, "diffusers": diffusers.__version__},
         "compile": {
             "setting": bool(opts.get("cpu_compile")),
+            # inductor's on-disk cache: the data folder's cache/inductor for a server, else torch's or the env's
+            "cache_dir": application.inductor_cache or os.environ.get("TORCHINDUCTOR_CACHE_DIR"),
             **(compile_state(unet).report() if unet is not None else {"status": "no model loaded"}),
         },
         "vae": {

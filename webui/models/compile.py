@@ -20,6 +20,12 @@ own graph). Dynamo's guard cache per function is bounded by `torch._dynamo.confi
 2.13); past it the function silently runs eagerly for new signatures. A web UI sees a handful of sizes, so the
 default is kept; timesteps that arrive as Python numbers are turned into 0-d tensors first, otherwise each distinct
 timestep would be a new constant and a recompile of its own.
+
+Where the compiled graphs are cached: inductor's own on-disk cache (FX graphs, AOT autograd, the built C++ kernels),
+which a server process points at the data folder's `cache/inductor` (`use_cache_dir`; torch's default is
+/tmp/torchinductor_<user>, which a reboot may empty) unless TORCHINDUCTOR_CACHE_DIR is set already. Measured on a
+Xeon with AMX (SD 1.5 UNet at 512², bf16, 2 threads): the first call of a shape costs 101 s with an empty cache and
+24 s in a new process with it warm, against a ~2.1 s compiled step (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, MutableMapping
 
 import torch
 
@@ -59,6 +66,17 @@ def compile_state(unet) -> CompileState:
     """The state kept by the UNet's autocast hook (one per loaded model); a fresh 'off' state when compile was
     never asked."""
     return getattr(autocast_switch(unet), "compile", None) or CompileState()
+
+
+INDUCTOR_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
+
+
+def use_cache_dir(cache_dir: Path, environ: MutableMapping[str, str]) -> str:
+    """Point inductor's on-disk cache at `cache_dir` unless the environment chose one; returns the one in use.
+    Process-wide (inductor reads the variable at each compile), so only a server that owns its process calls it."""
+    if not environ.get(INDUCTOR_CACHE_ENV):
+        environ[INDUCTOR_CACHE_ENV] = str(cache_dir)
+    return environ[INDUCTOR_CACHE_ENV]
 
 
 def set_unet_compile(unet, enabled: bool) -> CompileState:
