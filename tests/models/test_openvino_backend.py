@@ -58,6 +58,11 @@ def test_f32_gives_torchs_pixels_bf16_is_close_and_the_ir_is_converted_once(make
     # bf16 inference precision changes the pixels, not the picture (the random tiny UNet amplifies rounding over
     # the steps: 17 dB here; the per-step error on SD-size UNets is in docs/performance.md)
     assert not np.array_equal(bf16, ov_img) and psnr(bf16, torch_img, peak=255) > 12
+    # each precision's compiled blobs in a folder of their own: OpenVINO names an f32 and a bf16 blob of one IR alike,
+    # and a bf16 compile that found the f32 blob gave NaN (a black image) on a Xeon with AMX
+    (compiled,) = (app.models.cache_root.parent / "openvino" / "compiled").iterdir()
+    assert sorted(p.name for p in compiled.iterdir() if p.is_dir()) == ["bf16", "f32"]
+    assert all(any(p.glob("*.blob")) for p in compiled.iterdir())
     # after the job the hook is off: a torch job is bit for bit what it was before
     after, _, _ = _job(app, cpu_precision="fp32")
     assert np.array_equal(after, torch_img) and hook.plan is None

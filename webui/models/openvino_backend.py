@@ -176,7 +176,11 @@ class OpenVinoUnet(ModelHook):
         config: dict[str, Any] = {
             "INFERENCE_PRECISION_HINT": self.plan.precision,
             "PERFORMANCE_HINT": "LATENCY",
-            "CACHE_DIR": str(openvino_cache.compiled_dir(Path(self.plan.cache_dir), self.model_key)),
+            # one blob folder per precision: OpenVINO 2026.4's blob name (its cache key) is the same for an f32 and a
+            # bf16 compile of one IR, so a shared folder handed the bf16 compile the f32 blob: NaN on a Xeon with AMX
+            "CACHE_DIR": str(
+                openvino_cache.compiled_dir(Path(self.plan.cache_dir), self.model_key) / self.plan.precision
+            ),
         }
         if self.plan.threads > 0:
             config["INFERENCE_NUM_THREADS"] = self.plan.threads
