@@ -10,8 +10,8 @@ What happens to a UNet:
   dynamic batch, latent size and prompt length, and saved as IR (`<key>.xml/.bin`, written under temporary names
   and renamed) in the data folder's `cache/openvino`. A later job, or a later process, reads the IR instead.
 - Per input shape, the IR is reshaped to that static shape and compiled for the CPU at the job's precision (f32, or
-  bf16 inference precision), with OpenVINO's own compiled-blob cache (`CACHE_DIR`) in `compiled/<key>`; the last
-  `KEEP_COMPILED` compiled shapes stay in memory.
+  bf16 inference precision), with OpenVINO's own compiled-blob cache (`CACHE_DIR`) in `compiled/<key>/<precision>`;
+  the last `KEEP_COMPILED` compiled shapes stay in memory.
 - The folder is held to the setting `openvino_cache_mb` (openvino_cache.py: least recently used entries go first,
   never the one in use; checked after a conversion and after a compile).
 - Before the IR is saved, the nodes torch's bf16 autocast keeps in fp32 (Easel's fp32 islands, the residual

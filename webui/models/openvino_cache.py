@@ -4,7 +4,7 @@ and the clean-up of interrupted conversions. No openvino import: plain files.
 One entry per IR key (checkpoint + LoRA set + OpenVINO version, openvino_backend.ir_key):
 - `<key>.xml` + `<key>.bin`: the IR (3.4 GB of f32 weights for SD 1.5), written under temporary names
   (`<key>.<pid>.tmp.xml/.bin`) and renamed;
-- `compiled/<key>/`: OpenVINO's compiled-blob cache (`CACHE_DIR`) for that IR, one blob per shape and precision; kept
+- `compiled/<key>/<precision>/`: OpenVINO's compiled-blob cache (`CACHE_DIR`) for that IR, one blob per shape; kept
   per key so it goes with its IR (OpenVINO names its blobs by a hash that says nothing of which IR they came from).
 
 The `.xml`'s mtime is the entry's last use: touched whenever a job uses the IR. `evict` (after a conversion and after
