@@ -109,9 +109,9 @@ def test_short_lora_training_on_the_example_dataset_adds_stripes(demo_app):
         {
             "name": "zebra-test",
             "dataset_dir": str(REPO / "examples" / "lora-dataset"),
-            "steps": 200,
+            "steps": 120,
             "batch_size": 4,
-            "learning_rate": 1e-3,
+            "learning_rate": 2e-3,
             "rank": 8,
             "seed": 1,
             "train_text_encoder": True,
@@ -123,4 +123,5 @@ def test_short_lora_training_on_the_example_dataset_adds_stripes(demo_app):
     demo_app.loras.refresh()
     after = stripes(" <lora:zebra-test:1>")
     print(f"stripe score {before:.3f} -> {after:.3f} (training {time.time() - t0:.0f}s)")
-    assert after > before + 0.1  # measured 0.066 → 0.296 (text encoder trained too: "zebrastripe" is a new word)
+    # measured 0.066 → 0.264 at 120 steps, 0.296 at 200 (text encoder trained too: "zebrastripe" is a new word)
+    assert after > before + 0.1
