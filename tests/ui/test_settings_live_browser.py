@@ -91,10 +91,12 @@ def test_one_refresh_updates_every_checkpoint_list(data_dir, live_server, page):
     # X/Y/Z: a checkpoint axis picks from the live list (A1111's values dropdown), free text for numbers
     page.click("#tab_txt2img-button")
     choose(page, "txt2img_script", "X/Y/Z plot")
-    assert page.locator("#script_txt2img_xyz_plot_x_values").is_visible()  # Seed: free text
+    # waited for, not read at once: the script's controls appear after the choice's round trip (a loaded CI
+    # machine read them before they were shown)
+    page.wait_for_selector("#script_txt2img_xyz_plot_x_values", state="visible", timeout=15_000)  # Seed: free text
     choose(page, "script_txt2img_xyz_plot_x_type", "Checkpoint name")
     page.wait_for_selector("#script_txt2img_xyz_plot_x_values_dropdown", state="visible")
-    assert not page.locator("#script_txt2img_xyz_plot_x_values").is_visible()
+    page.wait_for_selector("#script_txt2img_xyz_plot_x_values", state="hidden", timeout=15_000)
     assert listed(page, "script_txt2img_xyz_plot_x_values_dropdown", "fresh-model")
 
     # "or a new file appears": no 🔄, the page's poll of the folder watch updates every list
