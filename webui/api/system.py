@@ -24,6 +24,7 @@ def system_report(application: Application) -> dict[str, Any]:
     from webui.generation.preview import preview_status
     from webui.models import conv_prepack
     from webui.models.compile import compile_state
+    from webui.models.device import DTYPE_NAMES as names
     from webui.models.device import physical_cores
     from webui.models.precision import choose_precision
     from webui.models.vae_precision import choose_vae_precision
@@ -34,7 +35,6 @@ def system_report(application: Application) -> dict[str, Any]:
     unet = getattr(model.pipeline, "unet", None) if model is not None else None  # SD3/FLUX: a transformer
     vae = model.pipeline.vae if model is not None else None
     setting = str(opts.get("cpu_precision"))
-    names = dtype_names()
     return {
         "device": str(policy.device),
         "policy": {
@@ -115,14 +115,9 @@ def denoiser_precision(setting: str, policy: Any, model: Any) -> str | None:
     unet = getattr(model.pipeline, "unet", None)
     if unet is not None:
         return choose_precision(setting, policy, unet)
-    dtype = getattr(getattr(model.pipeline, "transformer", None), "dtype", None)
-    return dtype_names().get(dtype)
+    from webui.models.device import DTYPE_NAMES
 
-
-def dtype_names() -> dict[Any, str]:
-    import torch
-
-    return {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+    return DTYPE_NAMES.get(getattr(getattr(model.pipeline, "transformer", None), "dtype", None))
 
 
 def build_system_router(application: Application) -> APIRouter:

@@ -30,6 +30,7 @@ from webui.generation.requests import GenerationResult, Img2ImgRequest, Txt2ImgR
 from webui.generation.seeds import batch_noise, fix_seed
 from webui.generation.slg import check_pipeline, plan_slg, refuse_slg
 from webui.models import samplers
+from webui.models.device import DTYPE_NAMES
 from webui.models.families import Family
 from webui.models.family_flow import t5_max_length
 from webui.prompts.flow_prompts import FlowPrompt, flow_prompt
@@ -37,7 +38,6 @@ from webui.prompts.plain import plain_text
 from webui.settings import OptionsView
 
 FLOW_FAMILIES = (Family.SD3, Family.FLUX)
-_PRECISION = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
 def resolve_sampler(req: Txt2ImgRequest, label: str) -> tuple[samplers.SamplerSpec, str]:
@@ -85,7 +85,7 @@ def make_flow_plan(req: Txt2ImgRequest, services: GenerationServices, opts: Opti
         clip_skip=1,
         eta=None,
         ensd=int(opts.get("eta_noise_seed_delta")),
-        precision=_PRECISION.get(pipe.transformer.dtype, str(pipe.transformer.dtype)),
+        precision=DTYPE_NAMES.get(pipe.transformer.dtype, str(pipe.transformer.dtype)),
     )
     if model.probe.family == Family.FLUX and model.probe.configs["transformer"].get("guidance_embeds"):
         plan.extra_params["Distilled CFG Scale"] = req.distilled_cfg_scale

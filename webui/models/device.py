@@ -9,6 +9,19 @@ from typing import Mapping
 import torch
 
 
+# torch dtype → the name the infotext, /easel/v1/system and the UI footer use
+DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+
+
+def _cpu_flags() -> str | None:
+    """/proc/cpuinfo's text (the kernel's view of the CPU flags), None where there is none (not Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
 def cpu_has_native_bf16() -> bool:
     """True when this CPU computes bf16 natively (AVX-512 BF16 or AMX), as reported by both oneDNN and the kernel.
     Checked, never assumed: without it bf16 is emulated and slower than fp32."""
@@ -17,9 +30,8 @@ def cpu_has_native_bf16() -> bool:
             return False
     except (AttributeError, RuntimeError):
         return False
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:  # not Linux: trust oneDNN's answer
+    flags = _cpu_flags()
+    if flags is None:  # not Linux: trust oneDNN's answer
         return True
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
@@ -34,10 +46,7 @@ def cpu_has_amx() -> bool:
             return bool(probe())
         except RuntimeError:
             pass
-    try:
-        return "amx_tile" in open("/proc/cpuinfo").read()
-    except OSError:
-        return False
+    return "amx_tile" in (_cpu_flags() or "")
 
 
 @dataclass(frozen=True)
@@ -57,8 +66,7 @@ class DevicePolicy:
 
     @property
     def label(self) -> str:
-        names = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
-        label = f"{self.device.type} {names[self.dtype]} (VAE {names[self.vae_dtype]})"
+        label = f"{self.device.type} {DTYPE_NAMES[self.dtype]} (VAE {DTYPE_NAMES[self.vae_dtype]})"
         if self.cpu_bf16:
             label += ", UNet bf16 autocast available"
         return (

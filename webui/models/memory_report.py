@@ -8,8 +8,10 @@ from typing import Any
 
 import torch
 
+from webui.models.device import DTYPE_NAMES
+
 COMPONENTS = ("unet", "transformer", "text_encoder", "text_encoder_2", "text_encoder_3", "vae")
-_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16", torch.uint8: "uint8"}
+_NAMES = {**DTYPE_NAMES, torch.uint8: "uint8"}
 
 
 def _tensors(module: torch.nn.Module):
