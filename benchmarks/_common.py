@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -74,3 +76,48 @@ def timed(fn, repeats: int) -> list[float]:
 
 def median(xs: list[float]) -> float:
     return statistics.median(xs)
+
+
+@contextlib.contextmanager
+def held_bf16(unet, switch):
+    """The UNet's bf16 weights (prepacked convolutions) as a job holds them for a pipeline call. `bf16_weights`
+    holds only a UNet whose autocast switch is on, which the runtime turns on for the whole job: a benchmark that
+    enters it with the switch off times autocast alone, re-rounding every weight at every step. The switch is off
+    again inside the block (each torch side turns it on for its own call)."""
+    import torch
+
+    from webui.models.precision import bf16_weights
+
+    switch.enabled = True
+    try:
+        with torch.no_grad(), bf16_weights(SimpleNamespace(unet=unet)) as n:
+            assert n > 0, "no weights held"
+            switch.enabled = False
+            yield
+    finally:
+        switch.enabled = False
+
+
+def rotated(sides: dict, rounds: int, arg) -> dict[str, list[float]]:
+    """Seconds per call of each side: every round calls each side once, `sides[name](arg(round))`, the first side
+    rotating so no side always runs after the same one."""
+    names = list(sides)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for i in range(rounds):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            t0 = time.perf_counter()
+            sides[name](arg(i))
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def print_ratios(times: dict[str, list[float]], base: str, unit: str = "s/step") -> None:
+    """Each side's median and its median ratio against `base` over the rounds (range in brackets)."""
+    width = max(len(n) for n in times) + 2
+    for name, t in times.items():
+        ratios = [b / x for b, x in zip(times[base], t)]
+        print(
+            f"  {name:{width}s} {statistics.median(t):.3f} {unit}  ×{statistics.median(ratios):.2f} against {base} "
+            f"({min(ratios):.2f}–{max(ratios):.2f})",
+            flush=True,
+        )

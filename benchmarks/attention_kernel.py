@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import statistics
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -71,11 +69,12 @@ def shapes(ov, threads: int) -> None:
 def unet_sides(ov, size: int, threads: int, cache: str, plain_openvino: bool = True):
     """The SD 1.5 UNet and one callable per side (all on the same module and weights)."""
     import torch
+    from _common import held_bf16
     from _openvino import compile_unet
     from cpu_fast_path import build_unet, easel_openvino_sides
 
     from webui.models import attention_kernel as ak
-    from webui.models.precision import bf16_weights, install_unet_autocast
+    from webui.models.precision import install_unet_autocast
 
     unet = build_unet("sd15")
     x = torch.randn(2, 4, size // 8, size // 8)
@@ -99,49 +98,24 @@ def unet_sides(ov, size: int, threads: int, cache: str, plain_openvino: bool = T
         with ak.running(unet, ov, threads):
             return torch_default(t)
 
-    @contextlib.contextmanager
-    def held():
-        """The bf16 weights (prepacked convolutions) as a job holds them for a pipeline call: `bf16_weights` holds
-        only a UNet whose autocast switch is on, which the runtime turns on for the whole job (left off, the torch
-        sides ran autocast alone, casting every weight at every step)."""
-        switch.enabled = True
-        try:
-            with torch.no_grad(), bf16_weights(SimpleNamespace(unet=unet)) as n:
-                assert n > 0, "no weights held"
-                yield
-        finally:
-            switch.enabled = False
-
     sides = {"torch default": torch_default, "torch default + OpenVINO attention": with_kernel, **sides}
-    return unet, x, ctx, sides, held
+    return unet, x, ctx, sides, lambda: held_bf16(unet, switch)
 
 
 def steps(ov, size: int, pairs: int, threads: int, cache: str) -> None:
     import torch
+    from _common import print_ratios, rotated
 
     unet, x, ctx, sides, held = unet_sides(ov, size, threads, cache)
     with torch.no_grad():
         ref = unet(x, torch.tensor(500), encoder_hidden_states=ctx).sample
-    times: dict[str, list[float]] = {k: [] for k in sides}
-    names = list(sides)
     with held():
         for name, side in sides.items():
             err = float((side(500).float() - ref).norm() / ref.norm()) * 100
             print(f"{name:40s} per-step error against fp32 at t=500: {err:.3f}%", flush=True)
-        for i in range(pairs):
-            for name in names[i % len(names) :] + names[: i % len(names)]:
-                t0 = time.perf_counter()
-                sides[name](900 - 40 * i)
-                times[name].append(time.perf_counter() - t0)
-    base = times["torch default"]
+        times = rotated(sides, pairs, lambda i: 900 - 40 * i)
     print(f"\nSD 1.5 UNet, {size}², CFG batch 2, {threads} threads, {pairs} rounds")
-    for name, t in times.items():
-        ratios = [b / x for b, x in zip(base, t)]
-        print(
-            f"  {name:40s} {statistics.median(t):.3f} s/step  ×{statistics.median(ratios):.2f} against torch "
-            f"default ({min(ratios):.2f}–{max(ratios):.2f})",
-            flush=True,
-        )
+    print_ratios(times, "torch default")
 
 
 def profile(ov, size: int, threads: int, cache: str) -> None:

@@ -13,11 +13,9 @@ call with the cache warm.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -31,12 +29,13 @@ def main() -> None:
     a = ap.parse_args()
 
     import torch
+    from _common import held_bf16, print_ratios, rotated
     from _openvino import compile_unet, import_openvino
     from cpu_fast_path import build_unet
 
     from webui.models.compile import set_unet_compile
     from webui.models.device import physical_cores
-    from webui.models.precision import bf16_weights, install_unet_autocast
+    from webui.models.precision import install_unet_autocast
 
     threads = a.threads or physical_cores()
     torch.set_num_threads(threads)
@@ -67,30 +66,15 @@ def main() -> None:
         return step
 
     sides = {"eager default": torch_side(False), "cpu_compile": torch_side(True), **sides}
-    names = list(sides)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    switch.enabled = True  # bf16_weights holds only a UNet whose switch is on, as the runtime has it for a job
-    with torch.no_grad(), bf16_weights(SimpleNamespace(unet=unet)):
-        switch.enabled = False
+    with held_bf16(unet, switch):  # as the runtime holds them for a pipeline call
         for name, side in sides.items():
             t0 = time.perf_counter()
             out = side(500)
             err = float((out.float() - ref).norm() / ref.norm()) * 100
             print(f"{name:22s} first call {time.perf_counter() - t0:6.1f} s  error vs fp32 {err:.3f}%", flush=True)
-        for i in range(a.pairs):
-            for name in names[i % len(names) :] + names[: i % len(names)]:
-                t0 = time.perf_counter()
-                sides[name](900 - 40 * i)
-                times[name].append(time.perf_counter() - t0)
+        times = rotated(sides, a.pairs, lambda i: 900 - 40 * i)
     print(f"\nSD 1.5 UNet, {a.size}², CFG batch 2, {threads} threads, {a.pairs} rounds")
-    base = times["eager default"]
-    for name, t in times.items():
-        ratios = [b / x for b, x in zip(base, t)]
-        print(
-            f"  {name:22s} {statistics.median(t):.3f} s/step  ×{statistics.median(ratios):.2f} against the eager "
-            f"default ({min(ratios):.2f}–{max(ratios):.2f})",
-            flush=True,
-        )
+    print_ratios(times, "eager default")
 
 
 if __name__ == "__main__":
